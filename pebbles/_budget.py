@@ -1,0 +1,47 @@
+"""Smallest feasible pebble budgets of the three games, and the check that uses them."""
+
+from __future__ import annotations
+
+from ._errors import InfeasibleBudgetError
+from ._moves import Game
+
+__all__ = ["min_pebbles", "check_budget"]
+
+
+def min_pebbles(n: int, game: Game | str) -> int:
+    """Smallest budget S with which the game on cells ``0..n`` can be finished.
+
+    checkpoint: 0 for n = 1, 1 for n = 2, else 2 (a walk holds two pebbles);
+    inplace: 0 for n = 1, else 1; reversible: ceil(log2(n + 1)), since S
+    pebbles reach cell 2^S - 1 at the farthest.
+
+    Examples
+    --------
+    >>> from pebbles import min_pebbles
+    >>> min_pebbles(20, "checkpoint"), min_pebbles(20, "inplace"), min_pebbles(20, "reversible")
+    (2, 1, 5)
+    """
+    game = Game.coerce(game)
+    if game is Game.REVERSIBLE:
+        return n.bit_length()
+    if n == 1:
+        return 0
+    if game is Game.INPLACE or n == 2:
+        return 1
+    return 2
+
+
+def check_budget(n: int, pebbles: int, game: Game) -> None:
+    """Raise :class:`InfeasibleBudgetError` if ``pebbles`` cannot finish the game."""
+    need = min_pebbles(n, game)
+    if pebbles < need:
+        why = {
+            Game.CHECKPOINT: "a walking pebble holds two pebbles in the checkpoint game",
+            Game.INPLACE: "every backward step needs its state on the board",
+            Game.REVERSIBLE: f"{pebbles} pebbles reach cell {2**pebbles - 1} at the farthest",
+        }[game]
+        raise InfeasibleBudgetError(
+            f"pebbles={pebbles} cannot finish the {game.value} game with n={n} "
+            f"({why}); use pebbles={need} or more",
+            need,
+        )

@@ -1,0 +1,63 @@
+"""Library exceptions.
+
+Every exception subclasses the matching built-in so callers may catch
+``ValueError`` / ``TypeError`` without importing this module.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IllegalMoveError",
+    "InfeasibleBudgetError",
+    "PebblesError",
+    "PebblesTypeError",
+    "PebblesValueError",
+]
+
+
+class PebblesError(Exception):
+    """Base class of every error raised by :mod:`pebbles`."""
+
+
+class PebblesValueError(PebblesError, ValueError):
+    """An argument has the right type but a value outside its rule."""
+
+
+class PebblesTypeError(PebblesError, TypeError):
+    """An argument has the wrong type."""
+
+
+class InfeasibleBudgetError(PebblesValueError):
+    """The pebble budget is too small for the game to be finished.
+
+    Attributes
+    ----------
+    minimum : int
+        The smallest budget with which the game can be finished.
+    """
+
+    def __init__(self, message: str, minimum: int) -> None:
+        super().__init__(message)
+        self.minimum = minimum
+
+
+class IllegalMoveError(PebblesValueError):
+    """A move stream breaks a rule of its game.
+
+    Attributes
+    ----------
+    index : int
+        Position of the offending move in the stream (0-based); ``-1`` when the
+        stream ended without meeting the game's end condition.
+    move : object
+        The offending move (``None`` for an unmet end condition).
+    rule : str
+        The rule that was broken, in words.
+    """
+
+    def __init__(self, index: int, move: object, rule: str) -> None:
+        where = "end of stream" if index < 0 else f"move #{index} ({move})"
+        super().__init__(f"illegal {where}: {rule}")
+        self.index = index
+        self.move = move
+        self.rule = rule

@@ -1,0 +1,153 @@
+"""Optimal schedules of the reversible pebble game (Liu & Xu, appendix; Knill 1995).
+
+With S pebbles the farthest reachable cell is 2^S - 1. Two costs are optimal
+by dynamic programming over the position j of the first pebble that stays:
+
+* clean move ``C(m, s)``: bring a pebble from the base to distance m and leave
+  no other pebble behind:
+  ``C(1, s) = 1``, ``C(m, s) = min_j C(j, s) + C(m - j, s - 1) + C(j, s - 1)``
+  (go to j, go on to m with one pebble less, then undo the way to j while the
+  pebble on m is held);
+* reach ``F(m, s)``: end with a pebble on cell m, others may stay:
+  ``F(1, s) = 1``, ``F(m, s) = min_j C(j, s) + F(m - j, s - 1)``.
+
+Both are convex in m, so each minimum is a merge of increments
+(:mod:`pebbles._convex`), and every table is kept as O(S) runs: building them
+for n costs O(n) time and O(S^2) memory. The tests check the tables against
+the plain dynamic program and the brute-force search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ._budget import check_budget
+from ._convex import Convex, add, merge, split_of_merge
+from ._moves import Game, Move, MoveKind
+from ._validation import check_int
+
+__all__ = ["ReversibleTables", "reversible_optimal", "reversible_min_steps"]
+
+_PLACE, _UNPLACE = MoveKind.PLACE, MoveKind.UNPLACE
+
+
+@dataclass(frozen=True, slots=True)
+class ReversibleTables:
+    """Run-length tables of C (clean move), G = C(., s) + C(., s-1), and F (reach)."""
+
+    clean: tuple[Convex, ...]
+    left: tuple[Convex, ...]
+    reach: tuple[Convex, ...]
+
+    @classmethod
+    def build(cls, n: int, pebbles: int) -> ReversibleTables:
+        """Tables for distances up to ``n`` with ``s = 1..pebbles`` (index s)."""
+        clean, left, reach = [Convex(0)], [Convex(0)], [Convex(0)]
+        clean.append(Convex(1))
+        left.append(Convex(1))
+        reach.append(Convex(1))
+        for s in range(2, pebbles + 1):
+            c = _clean_row(clean[s - 1], min(n, 2 ** (s - 1)))
+            clean.append(c)
+            left.append(add(c, clean[s - 1], min(c.size, clean[s - 1].size)))
+            reach.append(merge(1, c, reach[s - 1], min(n, 2**s - 1)))
+        return cls(tuple(clean), tuple(left), tuple(reach))
+
+
+def _clean_row(prev: Convex, size: int) -> Convex:
+    """Row ``C(., s)`` on ``1..size`` from ``prev = C(., s - 1)``.
+
+    ``C(m, s) = min_{j + k = m} g(j) + h(k)`` with ``g = C(., s) + prev`` and
+    ``h = prev``: g depends on the row being built, but only on increments
+    already made (the merge takes g's j-th increment after h's first).
+    """
+    row = Convex(1)
+    if size < 2:
+        return row
+    row.append(prev.first + prev.first + prev.first - 1)
+    own, g_prev, h_prev = row.increments(), prev.increments(), prev.increments()
+    g_room = h_room = prev.size - 1
+    g_next = h_next = None
+    while row.size < size and (g_room or h_room):
+        if g_room and g_next is None:
+            g_next = next(own) + next(g_prev)
+        if h_room and h_next is None:
+            h_next = next(h_prev)
+        if h_next is None or (g_next is not None and g_next <= h_next):
+            row.append(g_next)
+            g_next, g_room = None, g_room - 1
+        else:
+            row.append(h_next)
+            h_next, h_room = None, h_room - 1
+    return row
+
+
+def reversible_min_steps(n: int, pebbles: int) -> int:
+    """Fewest steps of the reversible game to put a pebble on cell n.
+
+    Examples
+    --------
+    >>> from pebbles import reversible_min_steps
+    >>> reversible_min_steps(16, 5)   # Bennett k=2 needs 41
+    29
+    """
+    n = check_int("n", n, 1)
+    pebbles = check_int("pebbles", pebbles, 0)
+    check_budget(n, pebbles, Game.REVERSIBLE)
+    s = min(pebbles, n)
+    return ReversibleTables.build(n, s).reach[s](n)
+
+
+def reversible_optimal(n: int, pebbles: int) -> Iterator[Move]:
+    """Yield a schedule of the reversible game with the fewest steps.
+
+    Parameters
+    ----------
+    n : int
+        Target cell, ``n >= 1``.
+    pebbles : int
+        Budget S; needs ``n <= 2**S - 1``.
+
+    Raises
+    ------
+    InfeasibleBudgetError
+        If ``n > 2**pebbles - 1``; the error names the minimum S.
+
+    Examples
+    --------
+    >>> from pebbles import reversible_optimal, bennett, simulate
+    >>> simulate(reversible_optimal(16, 5), 16, "reversible", 5).forward_steps
+    29
+    >>> simulate(bennett(16, 2, uncompute=False), 16, "reversible").forward_steps
+    41
+    """
+    n = check_int("n", n, 1)
+    pebbles = check_int("pebbles", pebbles, 0)
+    check_budget(n, pebbles, Game.REVERSIBLE)
+    s = min(pebbles, n)
+    return _reach(ReversibleTables.build(n, s), 0, n, s)
+
+
+def _reach(t: ReversibleTables, base: int, m: int, s: int) -> Iterator[Move]:
+    while m > 1:
+        j = split_of_merge(t.clean[s], t.reach[s - 1], m)
+        yield from _clean(t, base, j, s, False)
+        base, m, s = base + j, m - j, s - 1
+    yield Move(_PLACE, base + 1)
+
+
+def _clean(t: ReversibleTables, base: int, m: int, s: int, inverse: bool) -> Iterator[Move]:
+    """Clean move of distance m with s pebbles, or its inverse (reversed, undone)."""
+    if m == 1:
+        yield Move(_UNPLACE if inverse else _PLACE, base + 1)
+        return
+    j = split_of_merge(t.left[s], t.clean[s - 1], m)
+    if inverse:
+        yield from _clean(t, base, j, s - 1, False)
+        yield from _clean(t, base + j, m - j, s - 1, True)
+        yield from _clean(t, base, j, s, True)
+    else:
+        yield from _clean(t, base, j, s, False)
+        yield from _clean(t, base + j, m - j, s - 1, False)
+        yield from _clean(t, base, j, s - 1, True)

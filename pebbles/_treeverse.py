@@ -1,0 +1,149 @@
+"""Treeverse schedules: optimal binomial checkpointing and the paper's Algorithm 3.
+
+``treeverse`` is optimal (fewest forward steps) for the paper's checkpoint game
+and, with ``inplace=True``, for the in-place game, for every n >= 1 and every
+feasible budget. It recursively puts the first checkpoint at an optimal offset
+(:meth:`BetaTable.split_range`), reverses the right part with one pebble less,
+frees the checkpoint and reverses the left part (Griewank's binomial
+checkpointing, Liu & Xu Figure 6a and eq. (6)). It is written with an explicit
+stack, so memory is O(S + r) and no Python recursion is involved.
+
+``treeverse_paper`` is Algorithm 3 of Liu & Xu exactly, with its ``mid`` split;
+it reproduces Figure 7(a) (n = 20, delta = 3: 45 forward steps) but is not
+optimal (paper-notes section 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from math import comb
+
+from ._binomial import BetaTable
+from ._budget import check_budget
+from ._errors import InfeasibleBudgetError
+from ._moves import Game, Move, MoveKind
+from ._validation import check_int
+
+__all__ = ["treeverse", "treeverse_paper", "paper_tau"]
+
+_PAINT, _REMOVE, _FORWARD = MoveKind.PAINT, MoveKind.REMOVE, MoveKind.FORWARD
+
+
+def treeverse(n: int, pebbles: int, *, inplace: bool = False) -> Iterator[Move]:
+    """Yield an optimal checkpointing schedule (Treeverse / binomial Revolve).
+
+    Parameters
+    ----------
+    n : int
+        Number of steps (cells ``0..n``), ``n >= 1``.
+    pebbles : int
+        Budget S: most states held besides s_0, working state included.
+    inplace : bool
+        Play the in-place game (steps may overwrite their input buffer); the
+        step count is then Griewank's ``r n - C(S + r, S + 1)``.
+
+    Yields
+    ------
+    Move
+        ``forward``, ``remove`` and ``paint`` moves.
+
+    Raises
+    ------
+    InfeasibleBudgetError
+        If the budget cannot finish the game (the error names the minimum).
+
+    Examples
+    --------
+    >>> from pebbles import treeverse, simulate, min_forward_steps
+    >>> r = simulate(treeverse(20, 4), 20, "checkpoint", budget=4)
+    >>> r.forward_steps, r.backward_steps, min_forward_steps(20, 4, "checkpoint")
+    (40, 20, 40)
+    >>> simulate(treeverse(20, 4, inplace=True), 20, "inplace", 4).forward_steps
+    39
+    """
+    n = check_int("n", n, 1)
+    pebbles = check_int("pebbles", pebbles, 0)
+    game = Game.INPLACE if inplace else Game.CHECKPOINT
+    check_budget(n, pebbles, game)
+    return _treeverse(n, min(pebbles, n), BetaTable(game))
+
+
+def _treeverse(n: int, pebbles: int, table: BetaTable) -> Iterator[Move]:
+    # Tasks: (base, m, s) reverses cells base..base+m-1 with s free pebbles;
+    # a task with m == 0 stands for "remove base" (a freed checkpoint).
+    stack: list[tuple[int, int, int]] = [(0, n, pebbles)]
+    while stack:
+        base, m, s = stack.pop()
+        if m == 0:
+            yield Move(_REMOVE, base)
+        elif m == 1:
+            yield Move(_PAINT, base)
+        else:
+            j = table.split_range(m, s)[0]
+            yield Move(_FORWARD, base, base + j)
+            stack.append((base, j, s))
+            stack.append((base + j, 0, 0))
+            stack.append((base + j, m - j, s - 1))
+
+
+def paper_tau(n: int, delta: int) -> int:
+    """Least tau with ``C(tau + delta, delta) >= n`` (Algorithm 3's initial tau)."""
+    tau = 0
+    while comb(tau + delta, delta) < n:
+        tau += 1
+    return tau
+
+
+def _mid(delta: int, tau: int, sigma: int, phi: int) -> int:
+    kappa = -(-(delta * sigma + tau * phi) // (tau + delta))
+    if kappa >= phi and delta > 0:
+        kappa = max(sigma + 1, phi - 1)
+    return kappa
+
+
+def treeverse_paper(n: int, delta: int, tau: int | None = None) -> Iterator[Move]:
+    """Yield the moves of Algorithm 3 (Liu & Xu), line by line.
+
+    Parameters
+    ----------
+    n : int
+        Number of steps, ``n >= 1``.
+    delta : int
+        The paper's delta (number of checkpoints it may store), ``delta >= 1``.
+    tau : int, optional
+        Number of sweeps; default the least tau with ``C(tau + delta, delta) >= n``.
+
+    Examples
+    --------
+    >>> from pebbles import treeverse_paper, simulate
+    >>> r = simulate(treeverse_paper(20, 3), 20)
+    >>> r.forward_steps, r.backward_steps, r.peak_pebbles
+    (45, 20, 4)
+    """
+    n = check_int("n", n, 1)
+    delta = check_int("delta", delta, 1)
+    least = paper_tau(n, delta)
+    tau = least if tau is None else check_int("tau", tau, 0)
+    if comb(tau + delta, delta) < n:
+        raise InfeasibleBudgetError(
+            f"tau={tau} with delta={delta} covers C(tau+delta, delta)="
+            f"{comb(tau + delta, delta)} < n={n} steps; use tau={least} or more",
+            least,
+        )
+    return _treeverse_paper(delta, tau, 0, 0, n)
+
+
+def _treeverse_paper(delta: int, tau: int, beta: int, sigma: int, phi: int) -> Iterator[Move]:
+    if sigma > beta:
+        delta -= 1
+        yield Move(_FORWARD, beta, sigma)
+    while tau > 0:
+        kappa = _mid(delta, tau, sigma, phi)
+        if kappa >= phi:
+            break
+        yield from _treeverse_paper(delta, tau, sigma, kappa, phi)
+        tau -= 1
+        phi = kappa
+    yield Move(_PAINT, sigma)
+    if sigma > beta:
+        yield Move(_REMOVE, sigma)

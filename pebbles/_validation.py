@@ -1,0 +1,42 @@
+"""Argument validators that echo ``name=value``, the rule and the fix."""
+
+from __future__ import annotations
+
+import numbers
+
+from ._errors import PebblesTypeError, PebblesValueError
+
+__all__ = ["check_int", "check_choice"]
+
+
+def check_int(name: str, value: object, minimum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` after checking its type and lower bound.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``value`` is not an integer (``bool`` is refused too).
+    PebblesValueError
+        If ``value < minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise PebblesTypeError(
+            f"{name}={value!r} must be an integer, got {type(value).__name__}; "
+            f"pass a whole number such as {name}=10"
+        )
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise PebblesValueError(
+            f"{name}={value} must be >= {minimum}; pass {name}={minimum} or more"
+        )
+    return value
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a clear error."""
+    if value not in choices:
+        raise PebblesValueError(
+            f"{name}={value!r} is not one of {', '.join(map(repr, choices))}; "
+            f"pick one of those"
+        )
+    return str(value)
