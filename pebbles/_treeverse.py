@@ -15,6 +15,7 @@ optimal (paper-notes section 3).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from math import comb
 
@@ -69,21 +70,34 @@ def treeverse(n: int, pebbles: int, *, inplace: bool = False) -> Iterator[Move]:
 
 
 def _treeverse(n: int, pebbles: int, table: BetaTable) -> Iterator[Move]:
-    # Tasks: (base, m, s) reverses cells base..base+m-1 with s free pebbles;
-    # a task with m == 0 stands for "remove base" (a freed checkpoint).
+    # rows[s][r] = beta(s, r) for every r the recursion can meet (r <= r_top).
+    r_top = table.repetitions(n, pebbles)
+    rows = [table.row(s, r_top + 1) if table.game is Game.CHECKPOINT
+            else [comb(s + r, s) for r in range(r_top + 2)] for s in range(pebbles + 1)]
+    new = tuple.__new__
+    # Tasks (base, m, s): reverse cells base..base+m-1 with s free pebbles;
+    # m == 0 stands for "remove base" (a checkpoint no longer needed).
     stack: list[tuple[int, int, int]] = [(0, n, pebbles)]
+    pop, push = stack.pop, stack.append
     while stack:
-        base, m, s = stack.pop()
+        base, m, s = pop()
         if m == 0:
-            yield Move(_REMOVE, base)
+            yield new(Move, (_REMOVE, base, -1))
         elif m == 1:
-            yield Move(_PAINT, base)
+            yield new(Move, (_PAINT, base, -1))
+        elif m == 2:  # the only split is j = 1; saves three stack round trips
+            yield new(Move, (_FORWARD, base, base + 1))
+            yield new(Move, (_PAINT, base + 1, -1))
+            yield new(Move, (_REMOVE, base + 1, -1))
+            yield new(Move, (_PAINT, base, -1))
         else:
-            j = table.split_range(m, s)[0]
-            yield Move(_FORWARD, base, base + j)
-            stack.append((base, j, s))
-            stack.append((base + j, 0, 0))
-            stack.append((base + j, m - j, s - 1))
+            row, prev = rows[s], rows[s - 1]
+            r = bisect_left(row, m)
+            j = max(1, m - prev[r], row[r - 2] if r >= 2 else 0)
+            yield new(Move, (_FORWARD, base, base + j))
+            push((base, j, s))
+            push((base + j, 0, 0))
+            push((base + j, m - j, s - 1))
 
 
 def paper_tau(n: int, delta: int) -> int:
