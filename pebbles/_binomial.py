@@ -37,11 +37,24 @@ class BetaTable:
         self._rows: dict[int, list[int]] = {}
 
     def row(self, s: int, r_max: int) -> list[int]:
-        """``[beta(s, 0), ..., beta(s, r_max)]`` (grown on demand)."""
+        """``[beta(s, 0), ..., beta(s, r_max)]`` (grown on demand, no recursion)."""
         row = self._rows.get(s)
         if row is None or len(row) <= r_max:
-            row = [self._compute(s, r) for r in range(r_max + 1)]
+            if self.game is Game.INPLACE:
+                row = [comb(s + r, s) for r in range(r_max + 1)]
+            else:
+                row = self._paper_row(s, r_max)
             self._rows[s] = row
+        return row
+
+    def _paper_row(self, s: int, r_max: int) -> list[int]:
+        # Pascal recurrence row by row, from beta(0, r) = 1 and beta(1, r>=1) = 2.
+        row = [1] * (r_max + 1)
+        for t in range(1, s + 1):
+            new = [1] * (r_max + 1)
+            for r in range(1, r_max + 1):
+                new[r] = 2 if t == 1 else new[r - 1] + row[r]
+            row = new
         return row
 
     def beta(self, s: int, r: int) -> int:
@@ -53,16 +66,10 @@ class BetaTable:
             return 0
         if self.game is Game.INPLACE:
             return comb(s + r, s)
-        return self.row(s, r)[r]
-
-    def _compute(self, s: int, r: int) -> int:
-        if self.game is Game.INPLACE:
-            return comb(s + r, s)
-        if s == 0 or r == 0:
-            return 1
-        if s == 1:
-            return 2
-        return self.beta(s, r - 1) + self.beta(s - 1, r)
+        row = self._rows.get(s)
+        if row is None or len(row) <= r:
+            row = self.row(s, max(r, 2 * len(row) if row else 8))
+        return row[r]
 
     def repetitions(self, m: int, s: int) -> int:
         """Least r with ``beta(s, r) >= m`` (requires a feasible (m, s))."""

@@ -34,6 +34,8 @@ examples:
   pebbles schedule bennett -n 16 --k 2 --format summary
   pebbles compare -n 1000 --pebbles 10
   pebbles plan -n 10000 --memory 2GB --state-bytes 32MB --backward-cost 3
+  pebbles draw treeverse-paper -n 20 --delta 3 -o fig7a.png
+  pebbles tradeoff -n 100 10000 -o tradeoff.png
 """
 
 
@@ -212,7 +214,24 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--backward-cost", type=float, default=1.0,
                    help="backward step cost / forward step cost (1)")
     q.set_defaults(run=_cmd_plan)
+    _add_drawing(sub)
     return p
+
+
+def _add_drawing(sub) -> None:
+    """``draw`` and ``tradeoff`` live in :mod:`visualize` (same distribution).
+
+    Imported here, at parse time, because their hooks import no matplotlib;
+    the drawing itself loads it only when one of them runs.
+    """
+    from visualize.cli import add_draw_arguments, add_tradeoff_arguments, run_draw, run_tradeoff
+
+    d = sub.add_parser("draw", help="draw a schedule as a pebble-game diagram (PNG/SVG/PDF)")
+    add_draw_arguments(d)
+    d.set_defaults(run=lambda args: run_draw(args, build_schedule))
+    t = sub.add_parser("tradeoff", help="plot memory against time overhead (Figure 8)")
+    add_tradeoff_arguments(t)
+    t.set_defaults(run=run_tradeoff)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -161,15 +161,19 @@ def parse_move(text: str) -> Move:
     >>> parse_move("forward 0 7")
     Move(kind=<MoveKind.FORWARD: 5>, a=0, b=7)
     """
+    if not isinstance(text, str):
+        raise PebblesTypeError(
+            f"text={text!r} must be a string such as 'place 3', got {type(text).__name__}"
+        )
     words = text.split()
     kind = _KINDS.get(words[0]) if words else None
     arity = 2 if kind is MoveKind.FORWARD else 1
     if kind is None or len(words) != arity + 1 or not all(
-        w.lstrip("-").isdigit() for w in words[1:]
+        w.isascii() and w.isdigit() for w in words[1:]
     ):
         raise PebblesValueError(
             f"text={text!r} is not a move; write e.g. 'place 3' or 'forward 0 7' "
-            f"(kinds: {', '.join(_KINDS)})"
+            f"(kinds: {', '.join(_KINDS)}; cells are whole numbers >= 0)"
         )
     return Move(kind, *(int(w) for w in words[1:]))
 

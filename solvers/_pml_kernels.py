@@ -1,0 +1,245 @@
+"""Numba CPU kernels of the PML wave solver (Liu & Xu, section 4.2; paper notes section 6).
+
+The state is one C-contiguous ``(4, NX, NY)`` float64 array ``s`` with
+``NX = nx + 2``, ``NY = ny + 2`` (a zero outer ring) and slots
+
+* ``s[0]`` -- ``u^(k-1)`` (``wold``), ``s[1]`` -- ``u^(k)`` (``w``),
+* ``s[2]`` -- ``phi``, ``s[3]`` -- ``psi``.
+
+One step maps ``(wold, w, phi, psi)`` to ``(w, u' + f e_src, phi', psi')`` with,
+on the interior ``1 <= i <= nx``, ``1 <= j <= ny`` (``c`` the squared velocity,
+``sg = zeta_1(i)``, ``tu = zeta_2(j)``, ``half = (sg + tu) dt / 2``)::
+
+    u'   = ((2 - sg tu dt^2 - 2 c (ax + ay)) w + c ax (w[i+1,j] + w[i-1,j])
+            + c ay (w[i,j+1] + w[i,j-1]) + bx (phi[i+1,j] - phi[i-1,j])
+            + by (psi[i,j+1] - psi[i,j-1]) - (1 - half) wold) / (1 + half)
+    phi' = (1 - dt sg) phi + c (tu - sg) ex (u'[i+1,j] - u'[i-1,j])
+    psi' = (1 - dt tu) psi + c (sg - tu) ey (u'[i,j+1] - u'[i,j-1])
+
+with ``ax = dt^2/hx^2``, ``ay = dt^2/hy^2``, ``bx = dt^2/(2 hx)``,
+``by = dt^2/(2 hy)``, ``ex = dt/(2 hx)``, ``ey = dt/(2 hy)`` (the vector ``k``
+of the kernels holds ``dt, ax, ay, bx, by, ex, ey``). ``u'``, ``phi'`` and
+``psi'`` are zero on the ring; the source is added after ``phi'``/``psi'``.
+
+Every kernel writes each output cell from exactly one thread (``prange`` over
+rows), so results do not depend on the thread count, and the forward and
+in-place kernels share the per-cell arithmetic (:func:`_unew`, :func:`_phinew`,
+:func:`_psinew`): they agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["adjoint_kernel", "step_inplace_kernel", "step_kernel"]
+
+
+@njit(cache=True, inline="always")
+def _unew(w, wo, ph, ps, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+    dt, ax, ay, bx, by = k[0], k[1], k[2], k[3], k[4]
+    half = 0.5 * dt * (sg + tu)
+    cij = c[i, j]
+    r = ((2.0 - sg * tu * dt * dt - 2.0 * cij * (ax + ay)) * w[i, j]
+         + cij * ax * (w[i + 1, j] + w[i - 1, j])
+         + cij * ay * (w[i, j + 1] + w[i, j - 1])
+         + bx * (ph[i + 1, j] - ph[i - 1, j])
+         + by * (ps[i, j + 1] - ps[i, j - 1])
+         - (1.0 - half) * wo[i, j])
+    return r / (1.0 + half)
+
+
+@njit(cache=True, inline="always")
+def _phinew(ph, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+    return (1.0 - k[0] * sg) * ph[i, j] + c[i, j] * (tu - sg) * k[5] * (un[i + 1, j] - un[i - 1, j])
+
+
+@njit(cache=True, inline="always")
+def _psinew(ps, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+    return (1.0 - k[0] * tu) * ps[i, j] + c[i, j] * (sg - tu) * k[6] * (un[i, j + 1] - un[i, j - 1])
+
+
+@njit(cache=True, parallel=True)
+def _unew_pass(s, c, sig, tau, k, un):  # pragma: no cover - compiled
+    """``un = u'`` (zero ring); ``un`` may be ``s[0]`` (each cell reads only its own wold)."""
+    nxx, nyy = s.shape[1], s.shape[2]
+    wo, w, ph, ps = s[0], s[1], s[2], s[3]
+    for i in prange(nxx):
+        if i == 0 or i == nxx - 1:
+            for j in range(nyy):
+                un[i, j] = 0.0
+        else:
+            sg = sig[i]
+            for j in range(1, nyy - 1):
+                un[i, j] = _unew(w, wo, ph, ps, c, i, j, sg, tau[j], k)
+            un[i, 0] = 0.0
+            un[i, nyy - 1] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def _aux_pass(ph, ps, un, c, sig, tau, k, phn, psn):  # pragma: no cover - compiled
+    """``phn, psn = phi', psi'`` from ``u' = un`` (zero ring); may alias ``ph, ps``."""
+    nxx, nyy = un.shape[0], un.shape[1]
+    for i in prange(nxx):
+        if i == 0 or i == nxx - 1:
+            for j in range(nyy):
+                phn[i, j] = 0.0
+                psn[i, j] = 0.0
+        else:
+            sg = sig[i]
+            for j in range(1, nyy - 1):
+                phn[i, j] = _phinew(ph, un, c, i, j, sg, tau[j], k)
+                psn[i, j] = _psinew(ps, un, c, i, j, sg, tau[j], k)
+            phn[i, 0] = 0.0
+            psn[i, 0] = 0.0
+            phn[i, nyy - 1] = 0.0
+            psn[i, nyy - 1] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def _copy(src, dst):  # pragma: no cover - compiled
+    for i in prange(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j] = src[i, j]
+
+
+@njit(cache=True, parallel=True)
+def _swap(a, b):  # pragma: no cover - compiled
+    for i in prange(a.shape[0]):
+        for j in range(a.shape[1]):
+            t = a[i, j]
+            a[i, j] = b[i, j]
+            b[i, j] = t
+
+
+def step_kernel(s, c, sig, tau, k, isrc, jsrc, fsrc, out):
+    """Write the step of ``s`` into ``out`` (no aliasing); ``fsrc = f dt^2``."""
+    _copy(s[1], out[0])
+    _unew_pass(s, c, sig, tau, k, out[1])
+    _aux_pass(s[2], s[3], out[1], c, sig, tau, k, out[2], out[3])
+    out[1, isrc, jsrc] += fsrc
+
+
+def step_inplace_kernel(s, c, sig, tau, k, isrc, jsrc, fsrc):
+    """Overwrite ``s`` with its step: ``u'`` replaces ``wold``, then the slots swap."""
+    _unew_pass(s, c, sig, tau, k, s[0])
+    _aux_pass(s[2], s[3], s[0], c, sig, tau, k, s[2], s[3])
+    _swap(s[0], s[1])
+    s[1, isrc, jsrc] += fsrc
+
+
+@njit(cache=True, inline="always")
+def _row_vu(s, g, c, sig, tau, k, mrow, mcol, i, vr, ur):  # pragma: no cover - compiled
+    """Row i of ``u'`` (into ``ur``) and of ``V = dL/d(numerator of u')`` (into ``vr``)."""
+    nxx, nyy = s.shape[1], s.shape[2]
+    if i <= 0 or i >= nxx - 1:
+        for j in range(nyy):
+            vr[j] = 0.0
+            ur[j] = 0.0
+        return
+    wo, w, ph, ps = s[0], s[1], s[2], s[3]
+    g1, g2, g3 = g[1], g[2], g[3]
+    dt, ex, ey = k[0], k[5], k[6]
+    sg, sm, sp = sig[i], sig[i - 1], sig[i + 1]
+    pm, pp = mrow[i - 1], mrow[i + 1]
+    vr[0] = 0.0
+    ur[0] = 0.0
+    vr[nyy - 1] = 0.0
+    ur[nyy - 1] = 0.0
+    for j in range(1, nyy - 1):
+        tu = tau[j]
+        ur[j] = _unew(w, wo, ph, ps, c, i, j, sg, tu, k)
+        ub = (g1[i, j]
+              + ex * (pm * c[i - 1, j] * (tu - sm) * g2[i - 1, j]
+                      - pp * c[i + 1, j] * (tu - sp) * g2[i + 1, j])
+              + ey * (mcol[j - 1] * c[i, j - 1] * (sg - tau[j - 1]) * g3[i, j - 1]
+                      - mcol[j + 1] * c[i, j + 1] * (sg - tau[j + 1]) * g3[i, j + 1]))
+        vr[j] = ub / (1.0 + 0.5 * dt * (sg + tu))
+
+
+@njit(cache=True, inline="always")
+def _cv(c, vl, p, lp, q):  # pragma: no cover - compiled
+    """``c[p, q] V[p, q]``, zero outside the array (``V`` is zero there)."""
+    if q < 0 or q >= c.shape[1] or p < 0 or p >= c.shape[0]:
+        return 0.0
+    return c[p, q] * vl[lp, q]
+
+
+@njit(cache=True)
+def _ring_cell(p, lp, q, g0, c, vl, k, out):  # pragma: no cover - compiled
+    """Output cell on the ring: only ``wold`` (via the copy) and neighbours contribute."""
+    ax, ay, bx, by = k[1], k[2], k[3], k[4]
+    nyy = c.shape[1]
+    vm = vl[lp, q - 1] if q >= 1 else 0.0
+    vp = vl[lp, q + 1] if q + 1 < nyy else 0.0
+    out[0, p, q] = 0.0
+    out[1, p, q] = (g0[p, q] + ax * (_cv(c, vl, p + 1, lp + 1, q) + _cv(c, vl, p - 1, lp - 1, q))
+                    + ay * (_cv(c, vl, p, lp, q + 1) + _cv(c, vl, p, lp, q - 1)))
+    out[2, p, q] = bx * (vl[lp - 1, q] - vl[lp + 1, q])
+    out[3, p, q] = by * (vm - vp)
+
+
+@njit(cache=True, inline="always")
+def _row_out(s, g, c, sig, tau, k, vl, ul, p, lp, out, gc):  # pragma: no cover - compiled
+    """Row p of ``gbar_i`` and of the ``c`` gradient from ``V``/``u'`` rows ``lp - 1..lp + 1``."""
+    nxx, nyy = s.shape[1], s.shape[2]
+    g0 = g[0]
+    if p == 0 or p == nxx - 1:
+        for q in range(nyy):
+            _ring_cell(p, lp, q, g0, c, vl, k, out)
+        return
+    _ring_cell(p, lp, 0, g0, c, vl, k, out)
+    _ring_cell(p, lp, nyy - 1, g0, c, vl, k, out)
+    w, g2, g3 = s[1], g[2], g[3]
+    dt, ax, ay, bx, by, ex, ey = k[0], k[1], k[2], k[3], k[4], k[5], k[6]
+    sg = sig[p]
+    for q in range(1, nyy - 1):
+        tu = tau[q]
+        v = vl[lp, q]
+        cpq = c[p, q]
+        half = 0.5 * dt * (sg + tu)
+        a = 2.0 - sg * tu * dt * dt - 2.0 * cpq * (ax + ay)
+        out[0, p, q] = -(1.0 - half) * v
+        out[1, p, q] = (g0[p, q] + a * v
+                        + ax * (c[p + 1, q] * vl[lp + 1, q] + c[p - 1, q] * vl[lp - 1, q])
+                        + ay * (c[p, q + 1] * vl[lp, q + 1] + c[p, q - 1] * vl[lp, q - 1]))
+        out[2, p, q] = (1.0 - dt * sg) * g2[p, q] + bx * (vl[lp - 1, q] - vl[lp + 1, q])
+        out[3, p, q] = (1.0 - dt * tu) * g3[p, q] + by * (vl[lp, q - 1] - vl[lp, q + 1])
+        lap = (-2.0 * (ax + ay) * w[p, q] + ax * (w[p + 1, q] + w[p - 1, q])
+               + ay * (w[p, q + 1] + w[p, q - 1]))
+        gc[p, q] += (v * lap
+                     + (tu - sg) * ex * g2[p, q] * (ul[lp + 1, q] - ul[lp - 1, q])
+                     + (sg - tu) * ey * g3[p, q] * (ul[lp, q + 1] - ul[lp, q - 1]))
+
+
+@njit(cache=True, parallel=True)
+def _adjoint_strips(s, g, c, sig, tau, k, mrow, mcol, out, gc, rows):  # pragma: no cover
+    nxx, nyy = s.shape[1], s.shape[2]
+    nstrips = (nxx + rows - 1) // rows
+    for st in prange(nstrips):
+        r0 = st * rows
+        r1 = min(r0 + rows, nxx)
+        vl = np.empty((r1 - r0 + 2, nyy))
+        ul = np.empty((r1 - r0 + 2, nyy))
+        for i in range(r0 - 1, r1 + 1):
+            _row_vu(s, g, c, sig, tau, k, mrow, mcol, i, vl[i - r0 + 1], ul[i - r0 + 1])
+        for p in range(r0, r1):
+            _row_out(s, g, c, sig, tau, k, vl, ul, p, p - r0 + 1, out, gc)
+
+
+def adjoint_kernel(s, g, c, sig, tau, k, mrow, mcol, out, gc, rows=8):
+    """Vector-Jacobian product of one step (the source shift drops out).
+
+    Writes ``out = (d step / d s)^T g`` and adds ``(d step / d c)^T g`` to
+    ``gc`` (interior cells; the ring of ``c`` is never read). ``mrow``/``mcol``
+    are 1 on interior rows/columns and 0 on the ring.
+
+    Race-free gather: strips of ``rows`` rows go to the threads; each strip
+    first computes ``u'`` and ``V = dL/d(numerator of u')`` on its rows plus
+    one halo row either side (thread-local, cache-resident), then writes its
+    own rows of ``out`` and ``gc``. Every output cell is written by exactly one
+    thread, and the arithmetic of a cell does not depend on the strip size.
+    """
+    _adjoint_strips(s, g, c, sig, tau, k, mrow, mcol, out, gc, rows)
+
+

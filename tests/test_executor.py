@@ -1,0 +1,211 @@
+"""Tests of the generic executor :func:`pebbles._executor.replay`."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+from pebbles._errors import IllegalMoveError, PebblesTypeError
+from pebbles._executor import CallbackError, NonFiniteError, ReplayResult, replay
+from pebbles._moves import Move, MoveKind, encode
+from pebbles._simulator import simulate
+from pebbles._treeverse import treeverse, treeverse_paper
+
+try:
+    from pebbles._bennett import bennett_gradient
+except ImportError:  # pragma: no cover - written in parallel
+    bennett_gradient = None
+
+A = np.array([[0.9, 0.2, 0.0], [-0.1, 0.8, 0.3], [0.05, 0.0, 1.1]])
+S0 = np.array([1.0, -2.0, 0.5])
+W = np.array([1.0, 2.0, -1.0])  # L = W . s_n
+
+
+def store_all(n: int) -> list[Move]:
+    moves = [Move(MoveKind.FORWARD, i, i + 1) for i in range(n - 1)]
+    for i in range(n - 1, 0, -1):
+        moves += [Move(MoveKind.PAINT, i), Move(MoveKind.REMOVE, i)]
+    return moves + [Move(MoveKind.PAINT, 0)]
+
+
+def linear(moves, n, s0=S0, theta=None, **kw) -> ReplayResult:
+    th = np.zeros(3) if theta is None else theta
+    return replay(
+        moves, n, s0,
+        step=lambda i, s: A @ s + th,
+        backward=lambda i, s, g: (A.T @ g, g.copy()),
+        loss_grad=lambda s: W.copy(),
+        loss=lambda s: float(W @ s),
+        **kw,
+    )
+
+
+def schedules(n: int):
+    yield "store-all", store_all(n), "checkpoint", n - 1
+    for s in (2, 3, 5):
+        yield f"treeverse-{s}", list(treeverse(n, s)), "checkpoint", s
+    for s in (1, 2, 4):
+        yield f"treeverse-inplace-{s}", list(treeverse(n, s, inplace=True)), "inplace", s
+    for d in (2, 4):
+        moves = list(treeverse_paper(n, d))
+        yield f"paper-{d}", moves, "checkpoint", simulate(moves, n).peak_pebbles
+    if bennett_gradient is not None:
+        moves = list(bennett_gradient(n, 2))
+        yield "bennett", moves, "checkpoint", simulate(moves, n).peak_pebbles
+
+
+def test_exact_gradient_of_linear_map():
+    n = 7
+    theta = np.array([0.1, -0.2, 0.3])
+    r = linear(store_all(n), n, theta=theta)
+    ap = np.linalg.matrix_power
+    assert np.allclose(r.grad_s0, ap(A.T, n) @ W, rtol=1e-14)
+    exact_theta = sum(ap(A.T, k) @ W for k in range(n))
+    assert np.allclose(r.grad_theta, exact_theta, rtol=1e-14)
+    sn = ap(A, n) @ S0 + sum(ap(A, k) @ theta for k in range(n))
+    assert r.loss == pytest.approx(float(W @ sn), rel=1e-14)
+    assert (r.forward_steps, r.extra_steps, r.backward_steps) == (n, 1, n)
+
+
+def test_finite_differences():
+    n = 9
+    theta = np.array([0.1, -0.2, 0.3])
+    r = linear(list(treeverse(n, 3)), n, theta=theta)
+    h = 1e-6
+    for k in range(3):
+        e = np.zeros(3)
+        e[k] = h
+        fd = (linear(store_all(n), n, S0 + e, theta).loss
+              - linear(store_all(n), n, S0 - e, theta).loss) / (2 * h)
+        assert fd == pytest.approx(r.grad_s0[k], rel=1e-7)
+        fd = (linear(store_all(n), n, S0, theta + e).loss
+              - linear(store_all(n), n, S0, theta - e).loss) / (2 * h)
+        assert fd == pytest.approx(r.grad_theta[k], rel=1e-7)
+
+
+@pytest.mark.parametrize("n", [1, 2, 13, 40])
+def test_every_schedule_bit_for_bit(n):
+    rng = np.random.default_rng(n)
+    s0, theta = rng.standard_normal(3), rng.standard_normal(3)
+    ref = linear(store_all(n), n, s0, theta)
+    for name, moves, _, _ in schedules(n):
+        r = linear(moves, n, s0, theta)
+        assert np.array_equal(r.grad_s0, ref.grad_s0), name
+        assert np.array_equal(r.grad_theta, ref.grad_theta), name
+        assert r.loss == ref.loss, name
+        assert r.backward_steps == n
+        sim = simulate(moves, n)
+        assert r.forward_steps == sim.forward_steps + r.extra_steps, name
+
+
+@pytest.mark.parametrize("n", [13, 40])
+def test_peak_states_within_budget(n):
+    def step_into(i, s, out):
+        out[:] = A @ s
+
+    for name, moves, game, budget in schedules(n):
+        r = linear(moves, n)
+        extra_move = 1 if game == "inplace" else 0  # move without step_into
+        assert r.peak_states <= budget + 1 + extra_move, name
+        r2 = linear(moves, n, step_into=step_into)
+        assert r2.peak_states <= budget + 1, name
+        assert np.array_equal(r2.grad_s0, r.grad_s0), name
+
+
+def test_encoded_schedule_and_running_loss():
+    n = 12
+    moves = list(treeverse(n, 3))
+    kw = {"running_loss": lambda i, s: float(s @ s),
+          "running_loss_grad": lambda i, s: 2 * s}
+    a = linear(moves, n, **kw)
+    b = linear(encode(moves), n, **kw)
+    c = linear(store_all(n), n, **kw)
+    assert np.array_equal(a.grad_s0, b.grad_s0) and np.array_equal(a.grad_s0, c.grad_s0)
+    assert a.loss == c.loss
+    # finite-difference check of the running loss gradient
+    h = 1e-6
+    e = np.array([h, 0.0, 0.0])
+    fd = (linear(moves, n, S0 + e, **kw).loss - linear(moves, n, S0 - e, **kw).loss) / (2 * h)
+    assert fd == pytest.approx(a.grad_s0[0], rel=1e-6)
+
+
+class State(np.ndarray):
+    """An ndarray subclass that can be weak-referenced."""
+
+
+def test_callback_error_names_step_and_frees_states():
+    n, k = 20, 11
+    refs: list[weakref.ref] = []
+
+    def step(i, s):
+        if i == k:
+            raise ZeroDivisionError("boom")
+        out = (A @ s).view(State)
+        refs.append(weakref.ref(out))
+        return out
+
+    moves = list(treeverse(n, 4))
+    with pytest.raises(CallbackError, match=f"at step {k}") as info:
+        replay(moves, n, S0.view(State), step, lambda i, s, g: (A.T @ g, None),
+               lambda s: W.copy())
+    assert isinstance(info.value, RuntimeError)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    assert info.value.step == k and info.value.callback == "step"
+    gc.collect()
+    assert refs and all(r() is None for r in refs)
+
+
+def test_backward_error_names_step():
+    n = 6
+
+    def backward(i, s, g):
+        if i == 3:
+            raise ValueError("bad")
+        return A.T @ g, None
+
+    with pytest.raises(CallbackError, match="'backward' raised ValueError at step 3"):
+        replay(store_all(n), n, S0, lambda i, s: A @ s, backward, lambda s: W.copy())
+
+
+def test_bad_return_shape_and_dtype():
+    n = 5
+    with pytest.raises(PebblesTypeError, match="step at step 0 returned shape=\\(2,\\)"):
+        replay(store_all(n), n, S0, lambda i, s: s[:2], lambda i, s, g: (g, None),
+               lambda s: W.copy())
+    with pytest.raises(PebblesTypeError, match="dtype"):
+        replay(store_all(n), n, S0, lambda i, s: s.astype(np.float32),
+               lambda i, s, g: (g, None), lambda s: W.copy())
+    with pytest.raises(PebblesTypeError, match="must return a tuple"):
+        replay(store_all(n), n, S0, lambda i, s: A @ s, lambda i, s, g: g,
+               lambda s: W.copy())
+
+
+def test_check_finite():
+    n = 5
+
+    def step(i, s):
+        return s / 0.0 if i == 2 else A @ s
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        with pytest.raises(NonFiniteError, match="at step 2"):
+            replay(store_all(n), n, S0, step, lambda i, s, g: (g, None),
+                   lambda s: W.copy(), check_finite=True)
+
+
+def test_illegal_schedules():
+    n = 4
+    with pytest.raises(IllegalMoveError):
+        linear([Move(MoveKind.PLACE, 2)], n)
+    with pytest.raises(IllegalMoveError):
+        linear([Move(MoveKind.PAINT, 0)], n)
+    with pytest.raises(IllegalMoveError, match="unpainted"):
+        linear(store_all(n)[:-1], n)
+
+
+def test_progress_flag_is_harmless():
+    n = 6
+    r = linear(store_all(n), n, progress=True)
+    assert r.backward_steps == n

@@ -1,0 +1,180 @@
+"""Exact optima: closed forms vs plain dynamic programming vs brute-force search."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pebbles import (
+    InfeasibleBudgetError,
+    brute_force,
+    dp_table,
+    min_forward_steps,
+    min_pebbles,
+    reversible_min_steps,
+    reversible_optimal,
+    simulate,
+    treeverse,
+)
+
+GAMES = ["checkpoint", "inplace", "reversible"]
+
+
+def _griewank(n: int, s: int) -> int:
+    """Griewank's closed form r n - C(S + r, S + 1), r least with C(S + r, S) >= n."""
+    r = 0
+    while math.comb(s + r, s) < n:
+        r += 1
+    return r * n - math.comb(s + r, s + 1)
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_brute_force_dp_closed_form_agree(game: str) -> None:
+    n_max = 7 if game == "reversible" else 8
+    s_max = 4
+    table = dp_table(n_max, s_max, game)
+    assert table.shape == (n_max + 1, s_max + 1)
+    feasible_seen = infeasible_seen = 0
+    for n in range(1, n_max + 1):
+        for s in range(0, s_max + 1):
+            bf = brute_force(n, s, game)
+            if s < min_pebbles(n, game):
+                infeasible_seen += 1
+                assert bf is None, (n, s, bf)
+                assert np.isinf(table[n, s]), (n, s)
+                with pytest.raises(InfeasibleBudgetError) as info:
+                    min_forward_steps(n, s, game)
+                assert info.value.minimum == min_pebbles(n, game)
+            else:
+                feasible_seen += 1
+                assert bf is not None, (n, s)
+                assert table[n, s] == bf, (n, s, table[n, s], bf)
+                assert min_forward_steps(n, s, game) == bf, (n, s)
+    assert feasible_seen > 10 and infeasible_seen > 2
+
+
+def test_brute_force_examples() -> None:
+    assert brute_force(6, 2, "checkpoint") == 9
+    assert brute_force(6, 2, "inplace") == 8
+    assert brute_force(3, 2, "reversible") == 4
+    assert brute_force(4, 2, "reversible") is None
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_dp_table_matches_closed_forms(game: str) -> None:
+    table = dp_table(120, 8, game)
+    assert np.isnan(table[0]).all()
+    checked = 0
+    for n in range(1, 121):
+        for s in range(0, 9):
+            if s < min_pebbles(n, game):
+                assert np.isinf(table[n, s]), (n, s)
+                continue
+            assert table[n, s] == min_forward_steps(n, s, game), (n, s)
+            checked += 1
+    assert checked > 300
+
+
+@pytest.mark.parametrize("game", ["checkpoint", "inplace"])
+def test_dp_table_monotone(game: str) -> None:
+    t = dp_table(80, 8, game)[1:, :]
+    with np.errstate(invalid="ignore"):
+        assert (np.diff(t, axis=1)[~np.isinf(t[:, 1:])] <= 0).all()  # more pebbles never hurt
+        assert (np.diff(t[:, 2:], axis=0) >= 1).all()  # a longer chain costs at least 1 more
+
+
+def test_griewank_closed_form() -> None:
+    for s in range(1, 11):
+        for n in range(2, 501):
+            assert min_forward_steps(n, s, "inplace") == _griewank(n, s), (n, s)
+
+
+def test_checkpoint_between_inplace_bounds() -> None:
+    for s in range(2, 11):
+        for n in range(3, 250):
+            c = min_forward_steps(n, s, "checkpoint")
+            lo = min_forward_steps(n, s, "inplace")
+            assert lo <= c <= min_forward_steps(n, s - 1, "inplace"), (n, s)
+
+
+def test_worked_example_n20() -> None:
+    assert min_forward_steps(20, 4, "inplace") == 39
+    assert min_forward_steps(20, 4, "checkpoint") == 40
+    assert [min_forward_steps(20, 5, g) for g in GAMES] == [33, 33, 45]
+
+
+def test_large_budget_is_store_all() -> None:
+    for n in range(2, 60):
+        assert min_forward_steps(n, n, "checkpoint") == n - 1
+        assert min_forward_steps(n, n + 7, "inplace") == n - 1
+        assert min_forward_steps(n, n - 1, "checkpoint") == n - 1
+
+
+def test_two_pebbles_checkpoint_is_recompute_all_bound() -> None:
+    # the inplace game with one pebble is exactly recompute-all
+    for n in range(1, 100):
+        assert min_forward_steps(n, 1, "inplace") == n * (n - 1) // 2
+
+
+def test_reversible_reach_limit() -> None:
+    for s in range(1, 13):
+        far = 2**s - 1
+        steps = reversible_min_steps(far, s)
+        if s <= 4:  # n = 15 with 4 pebbles is still small for the exhaustive search
+            assert steps == brute_force(far, s, "reversible")
+        assert steps == min_forward_steps(far, s, "reversible")
+        with pytest.raises(InfeasibleBudgetError) as info:
+            reversible_min_steps(far + 1, s)
+        assert info.value.minimum == s + 1
+        assert f"pebbles={s + 1}" in str(info.value)
+        with pytest.raises(InfeasibleBudgetError) as info:
+            min_forward_steps(far + 1, s, "reversible")
+        assert info.value.minimum == s + 1
+
+
+def test_reversible_farthest_cell_schedule() -> None:
+    for s in range(1, 7):
+        far = 2**s - 1
+        r = simulate(reversible_optimal(far, s), far, "reversible", budget=s)
+        assert r.forward_steps == reversible_min_steps(far, s)
+        assert r.peak_pebbles == s
+
+
+def test_reversible_farthest_golden() -> None:
+    assert [reversible_min_steps(2**s - 1, s) for s in range(1, 6)] == [1, 4, 13, 38, 109]
+
+
+def test_reversible_optimal_golden() -> None:
+    assert reversible_min_steps(16, 5) == 29
+    assert min_forward_steps(16, 5, "reversible") == 29
+
+
+def test_reversible_more_pebbles_never_hurt() -> None:
+    for n in range(1, 130):
+        prev = None
+        for s in range(min_pebbles(n, "reversible"), 10):
+            v = reversible_min_steps(n, s)
+            assert v >= n
+            if prev is not None:
+                assert v <= prev
+            prev = v
+        assert reversible_min_steps(n, n) == n
+
+
+def test_treeverse_matches_dp_for_every_entry() -> None:
+    t = dp_table(60, 6, "checkpoint")
+    for n in range(1, 61):
+        for s in range(min_pebbles(n, "checkpoint"), 7):
+            assert simulate(treeverse(n, s), n, budget=s).forward_steps == t[n, s]
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_bad_sizes(bad: int) -> None:
+    with pytest.raises(ValueError):
+        dp_table(bad, 3)
+    with pytest.raises(ValueError):
+        brute_force(bad, 3)
+    with pytest.raises(ValueError):
+        min_forward_steps(bad, 3)

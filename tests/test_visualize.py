@@ -1,0 +1,207 @@
+"""visualize: game diagrams (Figure 7), fingerprints, trade-off plots (Figure 8), CLI hooks."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from itertools import pairwise
+
+import numpy as np
+import pytest
+
+import pebbles
+
+pytest.importorskip("matplotlib")
+
+import visualize  # noqa: E402
+from visualize import cli  # noqa: E402
+from visualize._game import GIDS  # noqa: E402
+
+STEPS = {pebbles.MoveKind.PLACE, pebbles.MoveKind.MOVE, pebbles.MoveKind.UNPLACE}
+
+
+def expected_markers(moves, n, game):
+    """Count markers from the simulator's trace: rows cut at every step-costing move."""
+    flat = list(pebbles.expand(moves, game))
+    boards = pebbles.simulate(flat, n, game, trace=True).trace
+    cuts = [0] + [j for j, m in enumerate(flat) if m.kind in STEPS] + [len(flat)]
+    counts = {"placed": 0, "removed": 0, "kept": 0, "rows": 0}
+    for lo, hi in pairwise(cuts):
+        counts["rows"] += 1
+        start = set(boards[lo - 1].pebbles) if lo else set()
+        gained, lost, prev = set(), set(), start
+        for b in boards[lo:hi]:
+            gained |= set(b.pebbles) - prev
+            lost |= prev - set(b.pebbles)
+            prev = set(b.pebbles)
+        counts["placed"] += len(gained)
+        counts["removed"] += len(lost - gained)
+        counts["kept"] += len(start & prev - lost)
+    return counts
+
+
+def drawn_markers(fig):
+    out = {}
+    for ax in fig.axes:
+        for coll in ax.collections:
+            if coll.get_gid() in GIDS.values():
+                kind = next(k for k, g in GIDS.items() if g == coll.get_gid())
+                out[kind] = out.get(kind, 0) + len(coll.get_offsets())
+    return out
+
+
+@pytest.mark.parametrize("moves, n, game", [
+    (lambda: pebbles.treeverse_paper(20, 3), 20, "checkpoint"),
+    (lambda: pebbles.bennett(4, 2), 4, "reversible"),
+    (lambda: pebbles.treeverse(12, 3, inplace=True), 12, "inplace"),
+])
+def test_markers_match_the_trace(moves, n, game):
+    fig = visualize.draw_game(moves(), n, game)
+    want = expected_markers(moves(), n, game)
+    got = drawn_markers(fig)
+    assert got == {"placed": want["placed"], "removed": want["removed"],
+                   "kept": want["kept"], "input": want["rows"]}
+
+
+def test_golden_counts_of_figure_7():
+    # Figure 7(a): 46 rows (45 steps + the first row); every step places one pebble.
+    got = drawn_markers(visualize.draw_game(pebbles.treeverse_paper(20, 3), 20))
+    assert got["input"] == 46 and got["placed"] == 45
+    # Bennett n=4, k=2 (Algorithm 2 with uncompute): 9 steps = 5 places + 4 unplaces.
+    moves = list(pebbles.bennett(4, 2))
+    kinds = [m.kind for m in moves]
+    assert kinds.count(pebbles.MoveKind.PLACE) == 5 and len(moves) == 9
+    got = drawn_markers(visualize.draw_game(moves, 4, "reversible"))
+    assert (got["input"], got["placed"], got["removed"]) == (10, 5, 4)
+
+
+def test_header_shows_method_n_budget_steps_and_peak():
+    fig = visualize.draw_game(pebbles.treeverse(20, 4), 20, title="treeverse", budget=4)
+    text = fig.axes[0].get_title(loc="left")
+    for part in ("treeverse", "n=20", "S=4", "steps=40", "peak=4"):
+        assert part in text
+
+
+@pytest.mark.parametrize("ext", ["png", "svg"])
+def test_every_figure_renders(tmp_path, ext):
+    figs = {
+        "game": visualize.draw_game(pebbles.bennett(16, 2), 16, "reversible", title="b"),
+        "finger": visualize.draw_fingerprint(pebbles.treeverse(300, 6), 300, budget=6),
+        "side": visualize.draw_side_by_side(
+            [("paper", pebbles.treeverse_paper(20, 3), "checkpoint"),
+             ("optimal", pebbles.treeverse(20, 4), "checkpoint", 4)], 20),
+        "tradeoff": visualize.draw_tradeoff((100, 1000)),
+    }
+    for name, fig in figs.items():
+        path = visualize.save(fig, tmp_path / f"{name}.{ext}")
+        assert path.exists() and path.stat().st_size > 5000, name
+
+
+def test_fingerprint_image_has_one_row_per_step_and_one_column_per_cell():
+    fig = visualize.draw_fingerprint(pebbles.treeverse_paper(20, 3), 20)
+    img = np.asarray(fig.axes[0].images[0].get_array())
+    assert img.shape == (46, 21)
+    traced = visualize.trace_rows(pebbles.treeverse_paper(20, 3), 20)
+    assert np.array_equal(img, visualize.fingerprint_array(traced))
+    assert (img == visualize.CODES["placed"]).sum() == 45
+    assert img[-1, 0] != visualize.CODES["empty"] and img[0, 20] == visualize.CODES["painted"]
+
+
+def test_fingerprint_bins_long_schedules():
+    fig = visualize.draw_fingerprint(pebbles.treeverse(500, 4), 500, max_rows=300)
+    assert fig.axes[0].images[0].get_array().shape == (300, 501)
+
+
+def test_draw_game_refuses_large_boards_and_points_to_the_fingerprint():
+    n = visualize.MAX_CELLS + 1
+    with pytest.raises(pebbles.PebblesValueError, match="draw_fingerprint"):
+        visualize.draw_game(pebbles.treeverse(n, 5), n)
+
+
+def test_the_simulator_referees_illegal_schedules():
+    with pytest.raises(pebbles.IllegalMoveError):
+        visualize.draw_game([pebbles.place(2)], 3)
+
+
+def test_draw_into_given_axes_and_save_needs_an_extension(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 6))
+    ax1, ax2 = fig.subplots(1, 2)
+    assert visualize.draw_game(pebbles.treeverse(10, 3), 10, ax=ax1) is fig
+    visualize.draw_fingerprint(pebbles.treeverse(10, 3), 10, ax=ax2)
+    assert visualize.save(fig, tmp_path / "two.pdf").stat().st_size > 1000
+    with pytest.raises(pebbles.PebblesValueError, match="extension"):
+        visualize.save(fig, tmp_path / "noext")
+
+
+def test_tradeoff_curves_use_the_exact_counts():
+    c = visualize.tradeoff_curves(100)
+    for name, game in (("treeverse", "checkpoint"), ("treeverse-inplace", "inplace"),
+                       ("reversible-optimal", "reversible")):
+        x, s = c[name]
+        assert len(x) > 5
+        assert all(xi == pebbles.min_forward_steps(100, int(si), game) / 100
+                   for xi, si in zip(x, s, strict=True))
+    x, s = c["bennett"]
+    assert (pebbles.bennett_steps(100, 2, uncompute=False) / 100,
+            pebbles.bennett_pebbles(100, 2, uncompute=False)) in set(zip(x, s, strict=True))
+    x, s = c["treeverse-paper"]
+    r = pebbles.simulate(pebbles.treeverse_paper(100, 3), 100)
+    assert (r.forward_steps / 100, r.peak_pebbles) in set(zip(x, s, strict=True))
+
+
+def test_paper_approximations_hit_the_closed_forms():
+    x, s = visualize.tradeoff_curves(81)["paper-bennett"]
+    i = np.argmin(abs(s - 9))  # k = 3, l = 4: S = 4*2 + 1
+    assert x[i] == pytest.approx((5 / 3) ** 4, rel=0.05)
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="pebbles")
+    sub = p.add_subparsers(dest="command", required=True)
+    cli.add_draw_arguments(sub.add_parser("draw"))
+    cli.add_tradeoff_arguments(sub.add_parser("tradeoff"))
+    return p
+
+
+@pytest.mark.parametrize("extra", [
+    [], ["--side-by-side", "treeverse-paper", "--delta", "3"], ["--fingerprint"],
+    ["--fingerprint", "--side-by-side", "treeverse-paper", "--delta", "3"],
+])
+def test_cli_draw(tmp_path, capsys, extra):
+    from pebbles._cli import build_schedule
+
+    out = tmp_path / "fig.png"
+    args = _parser().parse_args(["draw", "treeverse", "-n", "20", "--pebbles", "4",
+                                 "-o", str(out), *extra])
+    assert cli.run_draw(args, build_schedule) == 0
+    assert out.stat().st_size > 5000 and "wrote" in capsys.readouterr().out
+
+
+def test_cli_draw_large_board_suggests_fingerprint_flag(tmp_path):
+    from pebbles._cli import build_schedule
+
+    args = _parser().parse_args(["draw", "treeverse", "-n", "300", "--pebbles", "5",
+                                 "-o", str(tmp_path / "x.png")])
+    with pytest.raises(pebbles.PebblesValueError, match="--fingerprint"):
+        cli.run_draw(args, build_schedule)
+
+
+def test_cli_tradeoff(tmp_path):
+    out = tmp_path / "t.svg"
+    args = _parser().parse_args(["tradeoff", "-n", "100", "-o", str(out)])
+    assert cli.run_tradeoff(args) == 0 and out.stat().st_size > 5000
+
+
+def test_cli_describe():
+    args = _parser().parse_args(["draw", "treeverse-paper", "-n", "20", "--delta", "3",
+                                 "-o", "x.png"])
+    assert cli.describe(args) == "treeverse-paper delta=3"
+
+
+def test_importing_pebbles_and_the_cli_hooks_does_not_import_matplotlib():
+    code = ("import sys, pebbles, visualize, visualize.cli; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,332 @@
+"""Pebble-game diagrams (Liu & Xu, Figure 7) and their compact fingerprint view.
+
+Cells run across (0..n), rows go down: row 0 is the starting board and every
+further row is one step (``place``, ``move`` or ``unplace``) together with the
+free moves (``remove``, ``paint``) that follow it. Markers:
+
+* filled dark circle -- pebble placed in this row (a step);
+* open circle -- pebble removed in this row;
+* light filled circle -- pebble lying from an earlier row;
+* red shading -- painted cells (checkpoint games; darker where painted in this row);
+* a gold column -- the end cell n of the reversible game.
+
+All figures are :class:`matplotlib.figure.Figure` objects drawn with the Agg
+canvas; no pyplot global state is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from pebbles import Game, Move, PebblesValueError
+
+from ._rows import CODES, Traced, fingerprint_array, trace_rows
+
+__all__ = ["draw_game", "draw_fingerprint", "draw_side_by_side", "save",
+           "MAX_CELLS", "MAX_ROWS", "GIDS"]
+
+#: Largest board and number of rows :func:`draw_game` draws marker by marker.
+MAX_CELLS = 128
+MAX_ROWS = 1500
+
+#: gid of each marker collection (tests count their offsets).
+GIDS = {"placed": "pebbles-placed", "removed": "pebbles-removed",
+        "kept": "pebbles-kept", "input": "pebbles-input"}
+
+DARK, LIGHT, PAINT, PAINT_NEW, FLAG = "#1f2d3d", "#9db4cc", "#f4b6b0", "#e0625a", "#f2c14e"
+_STYLE = {
+    "placed": {"c": DARK, "edgecolors": DARK},
+    "removed": {"facecolors": "white", "edgecolors": DARK},
+    "kept": {"c": LIGHT, "edgecolors": "#6f8aa6"},
+    "input": {"c": LIGHT, "edgecolors": "#6f8aa6", "marker": "s"},
+}
+
+
+def _header(traced: Traced, title: str | None, budget: int | None) -> str:
+    r = traced.result
+    s = "\u2014" if budget is None else str(budget)
+    parts = [title or "schedule", f"n={traced.n}", f"{traced.game.value} game", f"S={s}",
+             f"steps={r.forward_steps}", f"peak={r.peak_pebbles}"]
+    if traced.game is not Game.REVERSIBLE:
+        parts.insert(-1, f"paints={r.backward_steps}")
+    return "   ".join(parts[:1]) + "\n" + ", ".join(parts[1:])
+
+
+def _check_size(traced: Traced) -> None:
+    rows = len(traced.rows)
+    if traced.n > MAX_CELLS or rows > MAX_ROWS:
+        raise PebblesValueError(
+            f"draw_game draws at most n={MAX_CELLS} cells and {MAX_ROWS} rows, got "
+            f"n={traced.n} with {rows} rows; use visualize.draw_fingerprint for a "
+            f"compact image of large schedules")
+
+
+def _cell_inches(n: int, rows: int) -> float:
+    """Side of one cell in inches: 0.22 for small games, smaller for large ones."""
+    return float(np.clip(min(14.0 / (n + 1), 28.0 / max(rows, 1)), 0.05, 0.22))
+
+
+def _paint_shading(ax: Axes, traced: Traced) -> None:
+    """Shade painted cells row by row (checkpoint games) or flag cell n (reversible)."""
+    n = traced.n
+    if traced.game is Game.REVERSIBLE:
+        ax.add_patch(Rectangle((n - 0.5, -0.5), 1, len(traced.rows), color=FLAG,
+                               alpha=0.35, lw=0, zorder=0, gid="end-cell"))
+        return
+    for r, row in enumerate(traced.rows):
+        old = n + 1 - row.painted_from - len(row.newly_painted)
+        ax.add_patch(Rectangle((row.painted_from - 0.5 + len(row.newly_painted), r - 0.5),
+                               old, 1, color=PAINT, lw=0, zorder=0))
+        if row.newly_painted:
+            ax.add_patch(Rectangle((row.painted_from - 0.5, r - 0.5),
+                                   len(row.newly_painted), 1, color=PAINT_NEW, lw=0, zorder=0))
+
+
+def _markers(ax: Axes, traced: Traced, size: float) -> None:
+    """One scatter collection per marker kind, tagged with :data:`GIDS`."""
+    for kind in ("kept", "removed", "placed"):
+        xs, ys = [], []
+        for r, row in enumerate(traced.rows):
+            cells = sorted(getattr(row, kind))
+            xs += cells
+            ys += [r] * len(cells)
+        ax.scatter(xs, ys, s=size, linewidths=0.9, zorder=3, gid=GIDS[kind],
+                   label=kind, **_STYLE[kind])
+    rows = len(traced.rows)
+    ax.scatter([0] * rows, range(rows), s=size * 0.8, linewidths=0.9, zorder=3,
+               gid=GIDS["input"], **_STYLE["input"])
+
+
+def _reach_line(ax: Axes, traced: Traced) -> None:
+    """Mark the row where cell n first holds a pebble (reversible game)."""
+    first = traced.result.first_reach_n
+    if traced.game is not Game.REVERSIBLE or first is None or first == len(traced.rows) - 1:
+        return
+    ax.axhline(first, color=FLAG, lw=1.2, ls="--", zorder=1)
+    ax.annotate(f"cell {traced.n} reached\nafter {first} steps", (traced.n + 0.6, first),
+                fontsize=7, va="center", ha="left", annotation_clip=False)
+
+
+def _format_axes(ax: Axes, traced: Traced, nrows: int) -> None:
+    """Cells across on top, steps going down, a light grid."""
+    n = traced.n
+    ax.set_xlim(-0.6, n + 0.6)
+    ax.set_ylim(nrows - 0.5, -0.5)
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    step = max(1, int(np.ceil((n + 1) / 21)))
+    ax.set_xticks(range(0, n + 1, step))
+    ax.set_xlabel("cell i (state $s_i$)")
+    ax.set_ylabel("step (row 0: start)")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_xticks(np.arange(-0.5, n + 1), minor=True)
+    ax.grid(which="minor", axis="x", color="#e4e4e4", lw=0.5)
+    ax.tick_params(which="minor", length=0)
+    ax.tick_params(labelsize=7)
+    for side in ("right", "bottom"):
+        ax.spines[side].set_visible(False)
+
+
+def _legend(fig: Figure, games: set[Game]) -> None:
+    def dot(face: str, edge: str, marker: str = "o") -> Line2D:
+        return Line2D([], [], ls="", marker=marker, mfc=face, mec=edge, ms=7)
+
+    handles = [dot(DARK, DARK), dot("white", DARK), dot(LIGHT, "#6f8aa6"),
+               dot(LIGHT, "#6f8aa6", "s")]
+    labels = ["placed this step", "removed this step", "lying from before", "input $s_0$"]
+    if Game.REVERSIBLE in games:
+        handles.append(Patch(color=FLAG, alpha=0.5))
+        labels.append("end cell n")
+    if games - {Game.REVERSIBLE}:
+        handles += [Patch(color=PAINT_NEW), Patch(color=PAINT)]
+        labels += ["painted this step", "painted before"]
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7,
+               frameon=False)
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _draw_traced(ax: Axes, traced: Traced, title: str | None, budget: int | None,
+                 nrows: int, cell: float) -> None:
+    _paint_shading(ax, traced)
+    _markers(ax, traced, (0.62 * cell * 72) ** 2)
+    _reach_line(ax, traced)
+    _format_axes(ax, traced, nrows)
+    ax.set_title(_header(traced, title, budget), fontsize=8, loc="left")
+
+
+def draw_game(
+    moves: Iterable[Move], n: int, game: Game | str = "checkpoint", *,
+    title: str | None = None, budget: int | None = None, ax: Axes | None = None,
+) -> Figure:
+    """Draw a schedule as a pebble-game diagram (Liu & Xu, Figure 7).
+
+    Parameters
+    ----------
+    moves : iterable of Move
+        Any schedule (generators are fine); it is checked by
+        :func:`pebbles.simulate`, which raises on an illegal move.
+    n : int
+        Number of steps (cells ``0..n``); at most :data:`MAX_CELLS`.
+    game : {'checkpoint', 'inplace', 'reversible'}
+    title : str, optional
+        Method name for the header (which also shows n, S, steps and peak).
+    budget : int, optional
+        Budget S, checked by the simulator and shown in the header.
+    ax : matplotlib Axes, optional
+        Draw into this axes (its figure is returned); default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    PebblesValueError
+        If the diagram would exceed :data:`MAX_CELLS` cells or :data:`MAX_ROWS`
+        rows; :func:`draw_fingerprint` is meant for those.
+    """
+    traced = trace_rows(moves, n, game, budget)
+    _check_size(traced)
+    nrows = len(traced.rows)
+    cell = _cell_inches(n, nrows)
+    if ax is None:
+        fig = _new_figure(max(5.6, cell * (n + 1) + 1.6), cell * nrows + 1.6)
+        ax = fig.add_subplot()
+        _legend(fig, {traced.game})
+        fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
+    else:
+        fig = ax.figure
+        bbox = ax.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
+        cell = min(bbox.width / (n + 1.2), bbox.height / nrows)
+    _draw_traced(ax, traced, title, budget, nrows, cell)
+    return fig
+
+
+_FP_COLORS = ["#ffffff", PAINT, "#5b86b3", "#f0b35a", DARK]  # in the order of CODES
+
+
+def _bin(img: np.ndarray, most: int, axis: int) -> np.ndarray:
+    """Merge neighbouring rows or columns (keeping the highest code) down to ``most``."""
+    size = img.shape[axis]
+    if size <= most:
+        return img
+    edges = np.linspace(0, size, most + 1).astype(int)
+    return np.maximum.reduceat(img, edges[:-1], axis=axis)
+
+
+def draw_fingerprint(
+    moves: Iterable[Move], n: int, game: Game | str = "checkpoint", *,
+    title: str | None = None, budget: int | None = None, ax: Axes | None = None,
+    max_rows: int = 800, max_cols: int = 800,
+) -> Figure:
+    """Draw a schedule as a rasterised image: cells across, steps down.
+
+    The compact view of Figure 7 for schedules too large for :func:`draw_game`:
+    pixel (row, i) shows what happened to cell i in that row, coloured by
+    :data:`visualize.CODES` (placed, removed, lying, painted, empty).
+
+    Parameters
+    ----------
+    moves, n, game, title, budget, ax
+        As for :func:`draw_game` (no size limit).
+    max_rows, max_cols : int
+        Longer schedules (wider boards) are binned to this many image rows
+        (columns), about the pixels available; each pixel shows the most
+        eventful code of its bin, so thin features stay visible.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The image is ``fig.axes[0].images[0]`` with ``gid='fingerprint'``.
+    """
+    traced = trace_rows(moves, n, game, budget)
+    img = _bin(_bin(fingerprint_array(traced), max_rows, 0), max_cols, 1)
+    if ax is None:
+        fig = _new_figure(7.0, 7.5)
+        ax = fig.add_subplot()
+    fig = ax.figure
+    ax.imshow(img, cmap=ListedColormap(_FP_COLORS), vmin=0, vmax=len(CODES) - 1,
+              interpolation="nearest", aspect="auto", rasterized=True, gid="fingerprint",
+              extent=(-0.5, n + 0.5, len(traced.rows) - 0.5, -0.5))
+    ax.set_xlabel("cell i")
+    ax.set_ylabel("step (row 0: start)")
+    ax.set_title(_header(traced, title, budget), fontsize=8, loc="left")
+    names = ["empty", "painted", "lying", "removed", "placed"]
+    keep = [i for i in range(5) if not (i == 1 and traced.game is Game.REVERSIBLE)]
+    ax.legend([Patch(facecolor=_FP_COLORS[i], edgecolor="#888") for i in keep],
+              [names[i] for i in keep], fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.01, 1), frameon=False)
+    return fig
+
+
+def _panel(item: Sequence) -> tuple[str, Iterable[Move], Game | str, int | None]:
+    if len(item) not in (3, 4):
+        raise PebblesValueError("each panel is (label, moves, game) or (label, moves, game, "
+                                f"budget); got {len(item)} items")
+    return item[0], item[1], item[2], item[3] if len(item) == 4 else None
+
+
+def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Figure:
+    """Draw several schedules next to each other, on one step scale.
+
+    Parameters
+    ----------
+    panels : sequence of (label, moves, game) or (label, moves, game, budget)
+        One diagram each, as :func:`draw_game` draws it (e.g. Figure 7(a) beside
+        the optimal schedule with the same pebbles).
+    n : int or sequence of int
+        Number of steps, shared by all panels or one per panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Rows and cells have the same size in every panel, so longer schedules
+        are taller.
+    """
+    parsed = [_panel(p) for p in panels]
+    ns = [n] * len(parsed) if isinstance(n, int) else list(n)
+    if len(ns) != len(parsed):
+        raise PebblesValueError(f"got {len(parsed)} panels but {len(ns)} values of n")
+    traced = [trace_rows(m, k, g, b) for (_, m, g, b), k in zip(parsed, ns, strict=True)]
+    for t in traced:
+        _check_size(t)
+    nrows = max(len(t.rows) for t in traced)
+    cell = _cell_inches(sum(k + 1 for k in ns), nrows)
+    fig = _new_figure(max(5.6, cell * sum(k + 1 for k in ns) + 1.2 * len(ns) + 0.6),
+                      cell * nrows + 1.7)
+    axes = fig.subplots(1, len(traced), squeeze=False,
+                        width_ratios=[k + 1.2 for k in ns])[0]
+    for ax, t, (label, _, _, b) in zip(axes, traced, parsed, strict=True):
+        _draw_traced(ax, t, label, b, nrows, cell)
+    _legend(fig, {t.game for t in traced})
+    fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
+    return fig
+
+
+def save(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
+    """Write a figure; the format (png, svg, pdf, ...) follows the file extension.
+
+    Returns the path written.
+    """
+    path = Path(path)
+    if not path.suffix:
+        raise PebblesValueError(f"cannot tell the format of {str(path)!r}: give it an "
+                                "extension such as .png, .svg or .pdf")
+    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi, format=path.suffix[1:].lower())
+    return path
