@@ -50,6 +50,18 @@ from ._errors import (
 from ._errors import (
     PebblesValueError as PebblesValueError,
 )
+from ._executor import (
+    CallbackError as CallbackError,
+)
+from ._executor import (
+    NonFiniteError as NonFiniteError,
+)
+from ._executor import (
+    ReplayResult as ReplayResult,
+)
+from ._executor import (
+    replay as replay,
+)
 from ._moves import (
     Game as Game,
 )
