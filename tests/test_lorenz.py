@@ -205,3 +205,16 @@ def test_cli_text_and_bad_input(capsys):
     assert lz.main(["gradient", "--method", "treeverse", "--pebbles", "0",
                     "--steps", "10"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_sensitivity_cli_writes_the_figure3_grid(tmp_path):
+    from solvers.lorenz import main, sensitivity_map
+
+    out = tmp_path / "map.npz"
+    code = main(["sensitivity", "--sigma-range", "5", "10", "--rho-range", "10", "30",
+                 "--resolution", "3", "--steps", "50", "--out", str(out)])
+    data = np.load(out)
+    assert code == 0 and data["mean_abs_grad"].shape == (3, 3)
+    expected = sensitivity_map(data["sigmas"], data["rhos"], n=50)
+    assert np.array_equal(data["mean_abs_grad"], expected)
+    assert main(["sensitivity", "--resolution", "1", "--out", str(out)]) == 2
