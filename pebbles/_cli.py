@@ -19,7 +19,7 @@ from ._reversible import reversible_optimal
 from ._simulator import SimulationResult, simulate
 from ._treeverse import treeverse, treeverse_paper
 
-__all__ = ["main", "build_schedule", "METHODS"]
+__all__ = ["METHODS", "add_schedule_arguments", "build_schedule", "main"]
 
 METHODS = (
     "treeverse", "treeverse-paper", "bennett", "bennett-gradient",
@@ -184,6 +184,20 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add METHOD and the schedule options shared by ``schedule`` and ``draw``."""
+    parser.add_argument("method", choices=METHODS)
+    parser.add_argument("-n", type=_positive, required=True, help="number of steps")
+    parser.add_argument("--pebbles", type=_positive,
+                        help="budget S (treeverse, reversible-optimal)")
+    parser.add_argument("--inplace", action="store_true", help="treeverse: in-place game")
+    parser.add_argument("--k", type=_positive, default=2, help="bennett: blocks per level (2)")
+    parser.add_argument("--delta", type=_positive, help="treeverse-paper: delta")
+    parser.add_argument("--tau", type=_positive, help="treeverse-paper: tau (default: least)")
+    parser.add_argument("--no-uncompute", action="store_true", help="bennett: stop at cell n")
+    parser.add_argument("--every", type=_positive, help="periodic: checkpoint interval")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pebbles", description="Checkpointing schedules and pebble games "
                 "(Liu & Xu, Automatic differentiation in physics simulation).",
@@ -191,15 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     s = sub.add_parser("schedule", help="print or summarise a schedule", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("method", choices=METHODS)
-    s.add_argument("-n", type=_positive, required=True, help="number of steps")
-    s.add_argument("--pebbles", type=_positive, help="budget S (treeverse, reversible-optimal)")
-    s.add_argument("--inplace", action="store_true", help="treeverse: play the in-place game")
-    s.add_argument("--k", type=_positive, default=2, help="bennett: blocks per level (2)")
-    s.add_argument("--delta", type=_positive, help="treeverse-paper: delta")
-    s.add_argument("--tau", type=_positive, help="treeverse-paper: tau (default: least)")
-    s.add_argument("--no-uncompute", action="store_true", help="bennett: stop at cell n")
-    s.add_argument("--every", type=_positive, help="periodic: checkpoint interval")
+    add_schedule_arguments(s)
     s.add_argument("--format", choices=("moves", "json", "summary"), default="moves")
     s.set_defaults(run=_cmd_schedule)
     c = sub.add_parser("compare", help="table of all methods at one budget")

@@ -55,18 +55,11 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
     methods : sequence of str, optional
         Method names; default ``pebbles._cli.METHODS`` (imported on call).
     """
+    from pebbles._cli import METHODS, add_schedule_arguments
+
+    add_schedule_arguments(parser)
     if methods is None:
-        from pebbles._cli import METHODS as methods
-    parser.add_argument("method", choices=methods)
-    parser.add_argument("-n", type=_positive, required=True, help="number of steps")
-    parser.add_argument("--pebbles", type=_positive,
-                        help="budget S (treeverse, reversible-optimal)")
-    parser.add_argument("--inplace", action="store_true", help="treeverse: in-place game")
-    parser.add_argument("--k", type=_positive, default=2, help="bennett: blocks per level (2)")
-    parser.add_argument("--delta", type=_positive, help="treeverse-paper: delta")
-    parser.add_argument("--tau", type=_positive, help="treeverse-paper: tau (default: least)")
-    parser.add_argument("--no-uncompute", action="store_true", help="bennett: stop at cell n")
-    parser.add_argument("--every", type=_positive, help="periodic: checkpoint interval")
+        methods = METHODS
     parser.add_argument("-o", "--output", required=True,
                         help="output file; format from the extension (.png, .svg, .pdf)")
     parser.add_argument("--side-by-side", metavar="METHOD2", choices=methods,
