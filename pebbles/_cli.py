@@ -9,12 +9,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from ._baselines import periodic, recompute_all, store_all
-from ._bennett import bennett, bennett_gradient, bennett_pebbles
+from ._bennett import bennett, bennett_gradient
 from ._budget import min_pebbles
 from ._errors import PebblesError, PebblesValueError
 from ._moves import Game, Move, format_move
 from ._optimal import min_forward_steps
-from ._planner import plan
+from ._planner import best_bennett, plan
 from ._reversible import reversible_optimal
 from ._simulator import SimulationResult, simulate
 from ._treeverse import treeverse, treeverse_paper
@@ -114,11 +114,9 @@ def _compare_rows(n: int, s: int) -> Iterator[tuple[str, Iterator[Move], Game]]:
         yield "treeverse --inplace", treeverse(n, s, inplace=True), Game.INPLACE
     if s >= 2:
         yield f"treeverse-paper --delta {s - 1}", treeverse_paper(n, s - 1), Game.CHECKPOINT
-    ks = [k for k in range(2, min(n, 64) + 1) if bennett_pebbles(n, k, uncompute=False) <= s]
-    if ks:
-        from ._planner import bennett_steps
-
-        k = min(ks, key=lambda k: bennett_steps(n, k, uncompute=False))
+    best = best_bennett(n, s)
+    if best is not None:
+        k = best[0]
         yield f"bennett --k {k} --no-uncompute", bennett(n, k, uncompute=False), Game.REVERSIBLE
         yield f"bennett-gradient --k {k}", bennett_gradient(n, k), Game.CHECKPOINT
     if s >= min_pebbles(n, Game.REVERSIBLE):

@@ -64,7 +64,8 @@ def bennett_steps(n: int, k: int, *, uncompute: bool = True) -> int:
     return _bennett_cost(k, n, uncompute)
 
 
-def _best_bennett(n: int, pebbles: int) -> tuple[int, int] | None:
+def best_bennett(n: int, pebbles: int) -> tuple[int, int] | None:
+    """(k, steps) of the cheapest Bennett reach run within ``pebbles`` (k <= 64), or None."""
     best = None
     for k in range(2, min(n, 64) + 1):
         if bennett_pebbles(n, k, uncompute=False) <= pebbles:
@@ -139,7 +140,7 @@ def _candidates(n: int, s: int) -> list[tuple[str, str, int, int, str]]:
         if s >= min_pebbles(n, game):
             out.append(("treeverse", game, min(s, n), min_forward_steps(n, s, game),
                         f"--pebbles {s}{flag}"))
-    best = _best_bennett(n, s)
+    best = best_bennett(n, s)
     if best is not None:
         k, steps = best
         out.append(("bennett-gradient", "checkpoint", bennett_pebbles(n, k, uncompute=False),

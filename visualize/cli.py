@@ -1,18 +1,10 @@
 """Argument hooks for the ``pebbles draw`` and ``pebbles tradeoff`` subcommands.
 
 This module imports neither matplotlib nor :mod:`pebbles._cli` at import time,
-so the command line stays fast. Wiring, inside ``pebbles._cli._parser()``::
+so the command line stays fast. ``pebbles._cli._add_drawing`` wires these hooks into
+the ``pebbles`` command.
 
-    from visualize.cli import (add_draw_arguments, add_tradeoff_arguments,
-                               run_draw, run_tradeoff)
-    d = sub.add_parser("draw", help="draw a schedule as a pebble-game diagram (PNG/SVG/PDF)")
-    add_draw_arguments(d)
-    d.set_defaults(run=lambda args: run_draw(args, build_schedule))
-    t = sub.add_parser("tradeoff", help="plot memory against time overhead (Figure 8)")
-    add_tradeoff_arguments(t)
-    t.set_defaults(run=run_tradeoff)
-
-Examples (once wired)::
+Examples::
 
     pebbles draw treeverse-paper -n 20 --delta 3 -o fig7a.png
     pebbles draw treeverse -n 20 --pebbles 4 --side-by-side treeverse-paper --delta 3 -o cmp.svg
