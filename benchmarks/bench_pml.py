@@ -23,51 +23,15 @@ Run ``python benchmarks/bench_pml.py --size 500`` or
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import sys
-import time
 import tracemalloc
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
+from _common import best_of, machine_info, machine_markdown, write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numba  # noqa: E402
-
-import pebbles  # noqa: E402
-from solvers import pml  # noqa: E402
-
-
-def machine_info() -> dict:
-    """CPU model, core count, Numba threads, library versions."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "platform": platform.platform(),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """(best, median) seconds of ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
+import pebbles
+from solvers import pml
 
 
 def copy_bandwidth(nbytes: int, repeat: int = 5) -> float:
@@ -192,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     info = machine_info()
     result: dict = {"machine": info}
-    parts = [f"# PML benchmark\n\n`{info['command']}`\n\n" + ", ".join(
-        f"{k}: {v}" for k, v in info.items() if k != "command")]
+    parts = ["# PML benchmark\n\n" + machine_markdown(info)]
     recs, extra = kernel_records(args.size, args.repeat)
     result["kernels"] = {"records": recs, **extra}
     parts.append("## Step kernels\n\n" + kernel_table(recs, extra))
@@ -204,9 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"{args.fig5_steps} steps)\n\n" + fig5_table(recs, extra))
     text = "\n\n".join(parts)
     print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-        Path(args.json).with_suffix(".md").write_text(text + "\n")
+    write_results(args.json, result, text)
     return 0
 
 

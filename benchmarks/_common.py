@@ -1,0 +1,82 @@
+"""Helpers shared by the benchmark scripts: machine info, timing, output files.
+
+Every script in ``benchmarks/`` reports what it measured together with the
+machine and the command line that produced it (see ``machine_info``), and
+writes its records as JSON next to a Markdown rendering (``write_results``),
+so that ``benchmarks/report.py`` can build ``REPORT.md`` from the files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def package_version(name: str) -> str:
+    """Installed version of distribution ``name``, or ``"missing"``."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def machine_info(packages: Sequence[str] = ("numpy", "numba")) -> dict:
+    """CPU, cores, threads, Python, platform, package versions and the command."""
+    info: dict = {"cpu": cpu_model(), "cores": os.cpu_count(),
+                  "python": platform.python_version(), "platform": platform.platform()}
+    if "numba" in sys.modules:
+        info["numba_threads"] = sys.modules["numba"].get_num_threads()
+    for name in packages:
+        info[name] = package_version(name)
+    info["command"] = " ".join(["python", *sys.argv])
+    return info
+
+
+def best_of(fn: Callable[[], object], repeat: int, warmup: int = 1) -> tuple[float, float]:
+    """(best, median) seconds of ``repeat`` calls after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), statistics.median(times)
+
+
+def machine_markdown(info: dict) -> str:
+    """The command line in backticks, then the machine fields on one line."""
+    fields = ", ".join(f"{k}: {v}" for k, v in info.items() if k != "command")
+    return f"`{info['command']}`\n\n{fields}"
+
+
+def write_results(path: str | os.PathLike | None, result: dict, markdown: str) -> None:
+    """Write ``result`` as JSON to ``path`` and ``markdown`` next to it (``.md``)."""
+    if path is None:
+        return
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=float))
+    out.with_suffix(".md").write_text(markdown + "\n")
