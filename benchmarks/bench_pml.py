@@ -9,23 +9,49 @@ Two parts:
   bandwidth measured in the same run;
 * ``--fig5``: a Figure-5-style sweep at reduced size (default 250 x 250, 2000
   steps): Treeverse in both games with S in {5, 10, 20, 40} and Bennett with
-  k in {2, 3, 5, 10}, measured time and peak memory (tracemalloc) next to the
-  predicted step counts (:func:`pebbles.simulate`) and the model
-  ``forward_steps * t_forward + n * t_backward``.
+  k in {2, 3, 5, 10}. Each schedule runs in a fresh subprocess, which reports
+  its wall time and peak RSS above its RSS after setup, next to the predicted
+  step counts (:func:`pebbles.simulate`) and the step model
+
+      model = n_new t_new + n_into t_into + n_inplace t_inplace
+              + n (t_backward + t_loss) + (forward_steps + n) t_exec
+
+  with the executor's counts of steps into a new array (``step``), into a
+  pooled buffer (``step_into(i, s, out)``) and in place, and per-step times
+  averaged over a real forward trajectory (not the zero state, whose reads hit
+  the kernel's zero page and carry no subnormal numbers). ``t_backward`` is
+  the solver's backward callback (adjoint kernel, misfit gradient and source
+  gradient), ``t_loss`` the running-loss callback, ``t_exec`` the executor's
+  own Python time per step call or paint (the same schedule replayed with
+  no-op callbacks on a tiny state).
+  Time spent inside the callbacks is also measured during the run:
+  ``overhead_seconds`` is the rest. ``--fig5-clock cpu`` times everything in
+  process CPU time (use it with ``NUMBA_NUM_THREADS=1`` on a shared machine);
+* ``--full``: the paper's problem once (default 1000 x 1000, 9999 steps,
+  Treeverse S = 20 in the checkpoint game): wall time, peak RSS, step counts,
+  with a tqdm progress bar when tqdm is installed.
 
 Output: a Markdown table on stdout (machine info and the command line
 included) and, with ``--json OUT``, the same records as JSON.
 
-Run ``python benchmarks/bench_pml.py --size 500`` or
-``python benchmarks/bench_pml.py --fig5 --json fig5.json``.
+Run ``python benchmarks/bench_pml.py --size 500``,
+``python benchmarks/bench_pml.py --fig5 --json fig5.json`` (about 4 min) or
+``python benchmarks/bench_pml.py --full --json full.json`` (about 4 min).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import resource
+import statistics
+import subprocess
 import sys
-import tracemalloc
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from _common import best_of, machine_info, machine_markdown, write_results
@@ -93,56 +119,289 @@ def fig5_configs(n: int) -> list[tuple[str, dict]]:
     return out
 
 
-def fig5_records(size: int, n: int) -> tuple[list[dict], dict]:
-    """Run the sweep; return records and the per-step times used by the model."""
+def rss_mb() -> float:
+    """Current resident set size in MB (``/proc/self/statm``; 0 where unavailable)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * resource.getpagesize() / 1e6
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB.
+
+    ``VmHWM`` of ``/proc/self/status`` (which :func:`reset_peak_rss` resets),
+    else ``getrusage`` (Linux units: KiB).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS (Linux >= 4.0: ``5 > /proc/self/clear_refs``).
+
+    Imports and Numba's compiler raise the peak before a run; resetting it
+    makes ``peak_rss_mb() - rss_mb()`` the run's own growth. Returns whether
+    the reset worked.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def step_costs(sol: pml.PMLSolver, n: int, samples: int = 40, clock: str = "wall") -> dict:
+    """Mean seconds per call of each step path along a real trajectory of ``n`` steps.
+
+    Even steps write into the other of two buffers (``step_into(i, s, out)``),
+    odd steps run in place; every ``n // samples``-th state is kept, and the
+    new-array step, the backward callback (chained from ``loss_grad``) and the
+    running loss are timed on those states. ``clock``: ``"wall"`` or ``"cpu"``
+    (process CPU time, robust on a shared machine with one Numba thread).
+    """
+    now = CLOCKS[clock]
+    s = sol.zero_state()
+    s[...] = 0.0  # touch the pages: a calloc'ed array reads the kernel's zero page
+    buf = np.empty_like(s)
+    t_into, t_inp, kept = [], [], []
+    every = max(n // samples, 1)
+    for i in range(n):
+        t0 = now()
+        if i % 2 == 0:
+            sol.step_into(i, s, buf)
+            s, buf = buf, s
+            t_into.append(now() - t0)
+        else:
+            sol.step_into(i, s, s)
+            t_inp.append(now() - t0)
+        if (i + 1) % every == 0:
+            kept.append((i + 1, s.copy()))
+    t_new, t_bwd, t_loss = [], [], []
+    g = sol.loss_grad(s).copy()
+    saved_c, saved_src = sol.grad_c.copy(), sol.grad_source.copy()
+    for i, st in reversed(kept):
+        t0 = now()
+        sol.step(min(i, n - 1), st)
+        t_new.append(now() - t0)
+        t0 = now()
+        g = sol.backward(min(i, n - 1), st, g)[0]
+        t_bwd.append(now() - t0)
+        t0 = now()
+        sol.running_loss(i, st)
+        t_loss.append(now() - t0)
+    sol.grad_c[...], sol.grad_source[...] = saved_c, saved_src
+    mean = statistics.mean
+    return {"t_into": mean(t_into), "t_inplace": mean(t_inp) if t_inp else mean(t_into),
+            "t_new": mean(t_new), "t_backward": mean(t_bwd), "t_loss": mean(t_loss)}
+
+
+def executor_cost(n: int, clock: str = "wall", moves: list | None = None) -> float:
+    """Seconds the executor itself spends per step call or paint (trivial callbacks).
+
+    A replay of ``moves`` (default Treeverse S = 10) with no-op callbacks on a
+    3-vector, the callbacks wrapped by the same timers as in :func:`run_one`;
+    best of 3.
+    """
+    now = CLOCKS[clock]
+    acc = [0.0]
+    moves = list(pebbles.treeverse(n, 10)) if moves is None else moves
+
+    def step_into(i, s, out):
+        out[...] = s
+
+    cbs = [_timed(f, acc, now) for f in (lambda i, s: s.copy(), step_into,
+                                          lambda i, s, g: (g, None), lambda s: np.ones(3),
+                                          lambda i, s: 0.0)]
+    best = math.inf
+    for _ in range(3):
+        t0 = now()
+        r = pebbles.replay(moves, n, np.zeros(3), cbs[0], cbs[2], cbs[3], step_into=cbs[1],
+                           running_loss=cbs[4])
+        best = min(best, now() - t0)
+    return best / (r.forward_steps + r.backward_steps)
+
+
+def model_seconds(counts: dict, costs: dict, n: int) -> float:
+    """The step model: each step path's count times its cost, n backward steps, and the
+    executor's own time per step call and paint (``t_exec``, 0 when not measured)."""
+    into = counts["forward_steps"] - counts["allocations"] - counts["inplace_steps"]
+    return (counts["allocations"] * costs["t_new"] + into * costs["t_into"]
+            + counts["inplace_steps"] * costs["t_inplace"]
+            + n * (costs["t_backward"] + costs["t_loss"])
+            + (counts["forward_steps"] + n) * costs.get("t_exec", 0.0))
+
+
+def _timed(fn: Callable, acc: list[float], now: Callable[[], float]) -> Callable:
+    """``fn`` with its time (clock ``now``) added to ``acc[0]``."""
+    def wrapper(*args):
+        t0 = now()
+        try:
+            return fn(*args)
+        finally:
+            acc[0] += now() - t0
+    return wrapper
+
+
+def run_one(spec: dict) -> dict:
+    """One schedule of the sweep (in a fresh process): counts, time, peak RSS, breakdown."""
+    size, n = spec["size"], spec["n"]
     cfg = pml.PMLConfig(nx=size, ny=size, steps=n)
     c = pml.uniform_model(cfg)
-    observed = pml.record(cfg)
+    observed = np.load(spec["observed"])
+    moves = list(pml.schedule(spec["method"], n, pebbles=spec.get("pebbles", 10),
+                              inplace=spec["inplace"], k=spec.get("k", 2)))
+    pml._warm_up()
     sol = pml.PMLSolver(cfg, c, observed=observed)
-    s = sol.zero_state()
-    g = np.ones_like(s)
-    t_fwd = best_of(lambda: sol.step(0, s), 10)[1]
-    t_inp = best_of(lambda: sol.step_into(0, s, s), 10)[1]
-    t_bwd = best_of(lambda: sol.backward(1, s, g), 10)[1]
-    state_mb = s.nbytes / 1e6
+    acc = [0.0]
+    now = CLOCKS[spec.get("clock", "wall")]
+    for name in ("step", "step_into", "backward", "running_loss", "loss_grad"):
+        setattr(sol, name, _timed(getattr(sol, name), acc, now))
+    s0 = sol.zero_state()
+    s0[...] = 0.0
+    reset = reset_peak_rss()
+    base = rss_mb()
+    t0 = now()
+    r = pebbles.replay(moves, n, s0, sol.step, sol.backward, sol.loss_grad,
+                       step_into=sol.step_into, running_loss=sol.running_loss)
+    measured = now() - t0
+    peak = peak_rss_mb()
+    # the model's costs, measured right after the run in the same process (the load of a
+    # shared machine drifts); after the peak RSS was read, so they do not inflate it
+    costs = step_costs(pml.PMLSolver(cfg, c, observed=observed), n,
+                       clock=spec.get("clock", "wall"))
+    costs["t_exec"] = executor_cost(n, spec.get("clock", "wall"), moves)
+    return {"forward_steps": r.forward_steps, "backward_steps": r.backward_steps,
+            "peak_states": r.peak_states, "peak_buffers": r.peak_buffers,
+            "allocations": r.allocations, "inplace_steps": r.inplace_steps,
+            "seconds": r.seconds, "measured_seconds": measured, "callback_seconds": acc[0],
+            "overhead_seconds": measured - acc[0], "loss": r.loss,
+            "grad_c_norm": float(np.linalg.norm(sol.grad_c)),
+            "rss_base_mb": base, "peak_rss_mb": peak, "peak_reset": reset, "costs": costs}
+
+
+def _subprocess(spec: dict) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", json.dumps(spec)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fig5_records(size: int, n: int, clock: str = "wall") -> tuple[list[dict], dict]:
+    """Run the sweep; return records and the per-step times used by the model.
+
+    ``clock="cpu"`` measures the model's step costs and each run's
+    ``measured_seconds`` in process CPU time instead of wall time. Each
+    record's ``model_seconds`` uses step costs measured in its own process
+    right after its run (``t_into_ms`` ...); ``model_seconds_shared_costs``
+    uses the costs measured once here (``extra``).
+    """
+    cfg = pml.PMLConfig(nx=size, ny=size, steps=n)
+    observed = pml.record(cfg)
+    costs = step_costs(pml.PMLSolver(cfg, pml.uniform_model(cfg), observed=observed), n,
+                       clock=clock)
+    costs["t_exec"] = executor_cost(n, clock)
+    state_mb = 4 * cfg.shape[0] * cfg.shape[1] * 8 / 1e6
     records = []
-    for label, kw in fig5_configs(n):
-        game = "inplace" if kw["inplace"] else "checkpoint"
-        moves = list(pml.schedule(kw["method"], n, pebbles=kw.get("pebbles", 10),
-                                  inplace=kw["inplace"], k=kw.get("k", 2)))
-        sim = pebbles.simulate(moves, n, game)
-        tracemalloc.start()
-        tracemalloc.reset_peak()
-        res = pml.gradient(cfg, c, moves, observed, inplace=kw["inplace"])
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        t_step = t_inp if kw["inplace"] else t_fwd
-        model = (sim.forward_steps + 1) * t_step + n * t_bwd
-        records.append({"schedule": label, "n": n, "size": size,
-                        "predicted_forward_steps": sim.forward_steps,
-                        "predicted_peak_pebbles": sim.peak_pebbles,
-                        "forward_steps": res.forward_steps, "backward_steps": res.backward_steps,
-                        "peak_states": res.peak_states, "seconds": res.seconds,
-                        "model_seconds": model, "peak_mb": peak / 1e6,
-                        "peak_states_mb": (res.peak_states + 1) * state_mb})
-    return records, {"t_forward_ms": t_fwd * 1e3, "t_inplace_ms": t_inp * 1e3,
-                     "t_backward_ms": t_bwd * 1e3, "state_mb": state_mb}
+    with tempfile.TemporaryDirectory() as tmp:
+        obs_path = str(Path(tmp) / "observed.npy")
+        np.save(obs_path, observed)
+        for label, kw in fig5_configs(n):
+            game = "inplace" if kw["inplace"] else "checkpoint"
+            sim = pebbles.simulate(pml.schedule(kw["method"], n, pebbles=kw.get("pebbles", 10),
+                                                inplace=kw["inplace"], k=kw.get("k", 2)),
+                                   n, game)
+            res = _subprocess({"size": size, "n": n, "observed": obs_path, "clock": clock,
+                               **kw})
+            peak = res["peak_rss_mb"] - res["rss_base_mb"]
+            own = res.pop("costs")
+            model = model_seconds(res, own, n)
+            records.append({"schedule": label, "n": n, "size": size, "game": game,
+                            "predicted_forward_steps": sim.forward_steps,
+                            "predicted_peak_pebbles": sim.peak_pebbles, **res,
+                            "model_seconds": model,
+                            "model_ratio": res["measured_seconds"] / model,
+                            "model_seconds_shared_costs": model_seconds(res, costs, n),
+                            **{k + "_ms": v * 1e3 for k, v in own.items()},
+                            "peak_mb": peak,
+                            "peak_states_mb": (res["peak_states"] + 1) * state_mb})
+    extra = {"t_forward_ms": costs["t_into"] * 1e3, "t_inplace_ms": costs["t_inplace"] * 1e3,
+             "t_new_ms": costs["t_new"] * 1e3, "t_backward_ms": costs["t_backward"] * 1e3,
+             "t_loss_ms": costs["t_loss"] * 1e3, "t_exec_us": costs["t_exec"] * 1e6,
+             "state_mb": state_mb, "clock": clock,
+             "t_forward_meaning": "step_into(i, s, out) into a pooled buffer, mean over a "
+                                  "real trajectory (the executor's out-of-place step path)",
+             "peak_mb_meaning": "peak RSS of a fresh process minus its RSS after setup"}
+    return records, extra
 
 
 def fig5_table(records: list[dict], extra: dict) -> str:
-    lines = [f"per step: forward {extra['t_forward_ms']:.3f} ms (new array), in-place "
-             f"{extra['t_inplace_ms']:.3f} ms, backward {extra['t_backward_ms']:.3f} ms; "
-             f"state {extra['state_mb']:.2f} MB", "",
-             "| schedule | predicted fwd | predicted peak | fwd calls | bwd | peak states | "
-             "time s | model s | peak MB (traced) | (peak+1) x state MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"clock: {extra['clock']}; per step (mean over a real trajectory): "
+             f"forward into a buffer "
+             f"{extra['t_forward_ms']:.3f} ms, new array {extra['t_new_ms']:.3f} ms, in-place "
+             f"{extra['t_inplace_ms']:.3f} ms, backward {extra['t_backward_ms']:.3f} ms, "
+             f"running loss {extra['t_loss_ms']:.4f} ms, executor {extra['t_exec_us']:.1f} us "
+             f"per step call or paint; state {extra['state_mb']:.2f} MB", "",
+             "| schedule | predicted fwd | predicted peak | fwd calls | in place | new arrays | "
+             "bwd | peak states | wall s | measured s | model s | measured/model | "
+             "executor overhead s | "
+             "peak RSS MB | (peak+1) x state MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['schedule']} | {r['predicted_forward_steps']} | "
                      f"{r['predicted_peak_pebbles']} | {r['forward_steps']} | "
+                     f"{r['inplace_steps']} | {r['allocations']} | "
                      f"{r['backward_steps']} | {r['peak_states']} | {r['seconds']:.2f} | "
-                     f"{r['model_seconds']:.2f} | {r['peak_mb']:.1f} | "
+                     f"{r['measured_seconds']:.2f} | {r['model_seconds']:.2f} | "
+                     f"{r['model_ratio']:.3f} | "
+                     f"{r['overhead_seconds']:.3f} | {r['peak_mb']:.1f} | "
                      f"{r['peak_states_mb']:.1f} |")
     return "\n".join(lines)
+
+
+def full_record(size: int, n: int, pebbles_: int, game: str) -> dict:
+    """The paper's problem once: Treeverse with ``pebbles_`` states, wall time and peak RSS."""
+    inplace = game == "inplace"
+    cfg = pml.PMLConfig(nx=size, ny=size, steps=n)
+    c = pml.uniform_model(cfg)
+    pml._warm_up()
+    t0 = time.perf_counter()
+    observed = pml.record(cfg)
+    t_record = time.perf_counter() - t0
+    moves = list(pebbles.treeverse(n, pebbles_, inplace=inplace))
+    sim = pebbles.simulate(moves, n, game)
+    base = rss_mb()
+    g = pml.gradient(cfg, c, moves, observed, inplace=inplace, progress=True)
+    state_mb = 4 * cfg.shape[0] * cfg.shape[1] * 8 / 1e6
+    return {"size": size, "n": n, "pebbles": pebbles_, "game": game, "seconds": g.seconds,
+            "record_seconds": t_record, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base,
+            "predicted_forward_steps": sim.forward_steps, "forward_steps": g.forward_steps,
+            "backward_steps": g.backward_steps, "peak_states": g.peak_states,
+            "peak_buffers": g.peak_buffers, "allocations": g.allocations,
+            "inplace_steps": g.inplace_steps, "loss": g.loss,
+            "grad_c_norm": float(np.linalg.norm(g.grad_c)), "state_mb": state_mb,
+            "states_mb": (g.peak_states + 1) * state_mb,
+            "nan_free": bool(np.all(np.isfinite(g.grad_c)) and math.isfinite(g.loss))}
+
+
+def full_table(r: dict) -> str:
+    return "\n".join([
+        "| grid | n | S | game | replay s | record s | peak RSS MB | RSS before MB | "
+        "fwd (predicted) | bwd | peak states | (peak+1) x state MB | loss | norm dL/dc |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {r['size']}x{r['size']} | {r['n']} | {r['pebbles']} | {r['game']} | "
+        f"{r['seconds']:.1f} | {r['record_seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
+        f"{r['rss_before_mb']:.0f} | {r['forward_steps']} ({r['predicted_forward_steps']}) | "
+        f"{r['backward_steps']} | {r['peak_states']} | {r['states_mb']:.0f} | "
+        f"{r['loss']:.6g} | {r['grad_c_norm']:.6g} |"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,19 +411,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fig5", action="store_true", help="run the Figure-5-style sweep")
     p.add_argument("--fig5-size", type=int, default=250)
     p.add_argument("--fig5-steps", type=int, default=2000)
+    p.add_argument("--fig5-clock", choices=tuple(CLOCKS), default="wall",
+                   help="clock of the model comparison: wall, or process CPU time ('cpu', "
+                        "with NUMBA_NUM_THREADS=1 on a shared machine)")
+    p.add_argument("--full", action="store_true",
+                   help="the paper's problem once (1000 x 1000, 9999 steps, Treeverse S=20)")
+    p.add_argument("--full-size", type=int, default=1000)
+    p.add_argument("--full-steps", type=int, default=9999)
+    p.add_argument("--full-pebbles", type=int, default=20)
+    p.add_argument("--full-game", choices=("checkpoint", "inplace"), default="checkpoint")
     p.add_argument("--json", default=None, metavar="OUT")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # one fig5 run (internal)
     args = p.parse_args(argv)
+    if args.one is not None:
+        print(json.dumps(run_one(json.loads(args.one))))
+        return 0
     info = machine_info()
     result: dict = {"machine": info}
     parts = ["# PML benchmark\n\n" + machine_markdown(info)]
+    if args.full:  # first, so that the peak RSS is the run's and not the kernels'
+        full = full_record(args.full_size, args.full_steps, args.full_pebbles, args.full_game)
+        result["full"] = full
+        full_part = "## Full problem\n\n" + full_table(full)
     recs, extra = kernel_records(args.size, args.repeat)
     result["kernels"] = {"records": recs, **extra}
     parts.append("## Step kernels\n\n" + kernel_table(recs, extra))
     if args.fig5:
-        recs, extra = fig5_records(args.fig5_size, args.fig5_steps)
+        recs, extra = fig5_records(args.fig5_size, args.fig5_steps, args.fig5_clock)
         result["fig5"] = {"records": recs, **extra}
         parts.append(f"## Figure 5 sweep ({args.fig5_size}x{args.fig5_size}, "
                      f"{args.fig5_steps} steps)\n\n" + fig5_table(recs, extra))
+    if args.full:
+        parts.append(full_part)
     text = "\n\n".join(parts)
     print(text)
     write_results(args.json, result, text)

@@ -16,9 +16,19 @@ Move semantics (cells ``0..n``, cell ``i`` holds ``s_i``):
 * ``move i`` -- in-place step: the state on cell i-1 becomes ``s_i``
   (``step_into(i-1, s, s)`` when given, else ``step``).
 * ``forward a b`` -- from ``s_a`` (which stays) a working state walks to
-  ``s_b`` (``b - a`` step calls) and stays on cell b.
+  ``s_b`` (``b - a`` step calls, in place after the first when
+  ``step_into`` is given) and stays on cell b.
 * ``paint i`` -- backward step i: ``gbar_i, theta_bar_i = backward(i, s_i,
   gbar_{i+1})``. Paints come in the order ``n-1, ..., 0``.
+
+Buffer pool: with ``step_into``, a state the schedule frees (``remove``, or
+``s_n`` after the loss) goes to a pool, and the next step that needs a new
+state writes into a pooled buffer with ``step_into(i, s, out)`` instead of
+allocating one (``step``). A buffer is created only when the pool is empty, so
+the buffers in existence (live plus pooled) never exceed the peak number of
+live states: with the default unbounded pool the executor allocates exactly
+that many. ``ReplayResult`` reports the peak of live states, the peak of live
+plus pooled buffers and the number of allocations.
 
 The games never pebble cell n (it starts painted). At the first paint the
 executor therefore computes ``s_n`` itself (one extra step call, unless a
@@ -91,6 +101,14 @@ class ReplayResult:
         extra step, plus one for ``move`` without ``step_into``).
     seconds : float
         Wall-clock time of the replay.
+    peak_buffers : int
+        The most state-sized buffers held at once besides ``s_0``: live states
+        plus free buffers kept in the pool (never more than ``peak_states``).
+    allocations : int
+        Steps that returned a new state (``step``); the others wrote into a
+        pooled or working buffer (``step_into``).
+    inplace_steps : int
+        Steps that overwrote their input (``step_into(i, s, s)``).
     """
 
     loss: float | None
@@ -101,12 +119,23 @@ class ReplayResult:
     backward_steps: int
     peak_states: int
     seconds: float
+    peak_buffers: int = 0
+    allocations: int = 0
+    inplace_steps: int = 0
+
+
+def _aliases(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are one object or numpy arrays that may share memory."""
+    if a is b:
+        return True
+    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.may_share_memory(a, b)
 
 
 class _Replay:
     """Mutable state of one replay; every state it holds is reachable from here."""
 
-    def __init__(self, n: int, s0: Any, cb: dict[str, Any], check_finite: bool) -> None:
+    def __init__(self, n: int, s0: Any, cb: dict[str, Any], check_finite: bool,
+                 pool_size: int | None) -> None:
         self.n = n
         self.s0 = s0
         self.shape = np.shape(s0)
@@ -122,15 +151,34 @@ class _Replay:
         self.extra = 0
         self.paints = 0
         self.peak = 0
+        self.pool: list[Any] = []
+        self.pool_size = (n + 1 if pool_size is None else pool_size) \
+            if cb["step_into"] is not None else 0
+        self.peak_buffers = 0
+        self.allocations = 0
+        self.inplace_steps = 0
 
     def release(self) -> None:
         """Drop every reference to a state or a gradient."""
         self.store.clear()
+        self.pool.clear()
         self.s0 = self.gbar = self.theta = None
 
     # -- bookkeeping -------------------------------------------------------
     def held(self, transient: int) -> None:
-        self.peak = max(self.peak, len(self.store) + transient)
+        live = len(self.store) + transient
+        self.peak = max(self.peak, live)
+        self.peak_buffers = max(self.peak_buffers, live + len(self.pool))
+
+    def free(self, s: Any) -> None:
+        """The schedule no longer needs state ``s``: keep its buffer for reuse.
+
+        Not when a gradient held by the executor shares its memory (e.g. a
+        ``loss_grad`` that returns its argument): reusing it would overwrite it.
+        """
+        if len(self.pool) < self.pool_size and not (
+                _aliases(s, self.gbar) or _aliases(s, self.theta)):
+            self.pool.append(s)
 
     def get(self, i: int, index: int, m: Move) -> Any:
         if i == 0:
@@ -165,9 +213,16 @@ class _Replay:
 
     # -- steps ---------------------------------------------------------------
     def step(self, i: int, s: Any, transient: int) -> Any:
-        """Return ``s_{i+1}`` as a new state; ``transient`` states besides the store."""
+        """Return ``s_{i+1}`` in a new or pooled buffer; ``transient`` states besides the store."""
+        if self.pool:
+            out = self.pool.pop()
+            self.held(transient)
+            self.steps += 1
+            self.call("step_into", i, s, out)
+            return self.check("step_into", i, out)
         self.held(transient)
         self.steps += 1
+        self.allocations += 1
         return self.check("step", i, self.call("step", i, s))
 
     def step_inplace(self, i: int, s: Any, transient: int) -> Any:
@@ -176,6 +231,7 @@ class _Replay:
             return self.step(i, s, transient + 1)
         self.held(transient)
         self.steps += 1
+        self.inplace_steps += 1
         self.call("step_into", i, s, s)
         return self.check("step_into", i, s)
 
@@ -196,7 +252,10 @@ class _Replay:
             raise IllegalMoveError(index, m, "cell 0 cannot be moved")
         s = self.get(i - 1, index, m)
         del self.store[i - 1]
-        self.store[i] = self.step_inplace(i - 1, s, 1)
+        out = self.step_inplace(i - 1, s, 1)
+        if out is not s:
+            self.free(s)
+        self.store[i] = out
 
     def forward(self, a: int, b: int, index: int, m: Move) -> None:
         self.cell_free(b, index, m)
@@ -204,8 +263,8 @@ class _Replay:
             raise IllegalMoveError(index, m, f"forward needs 0 <= a < b, got {a}, {b}")
         w = self.get(a, index, m)
         if self.cb["step_into"] is not None:
-            w = self.check("copy", a, self.cb["copy"](w))
-            for i in range(a, b):
+            w = self.step(a, w, 1)  # into a pooled buffer when there is one
+            for i in range(a + 1, b):
                 w = self.step_inplace(i, w, 1)
         else:
             for i in range(a, b):
@@ -215,7 +274,7 @@ class _Replay:
     def remove(self, i: int, index: int, m: Move) -> None:
         if i == 0 or i not in self.store:
             raise IllegalMoveError(index, m, f"cell {i} holds no removable state")
-        del self.store[i]
+        self.free(self.store.pop(i))
 
     # -- backward ------------------------------------------------------------
     def start(self, index: int, m: Move) -> None:
@@ -231,6 +290,8 @@ class _Replay:
         if cb["loss"] is not None:
             self.loss = float(self.call("loss", n, sn))
         self.running(n, sn)
+        if n not in self.store:
+            self.free(sn)
 
     def running(self, i: int, s: Any) -> None:
         cb = self.cb
@@ -312,6 +373,7 @@ def replay(
     copy: Callable[[Any], Any] | None = None,
     check_finite: bool = False,
     progress: bool = False,
+    pool_size: int | None = None,
 ) -> ReplayResult:
     """Replay a checkpoint-game schedule and return the gradient of the loss.
 
@@ -336,17 +398,25 @@ def replay(
         Value of the final loss (reported in the result).
     step_into : callable ``step_into(i, s, out) -> None``, optional
         Writes ``s_{i+1}`` into ``out``; it is called with ``out is s``
-        (an in-place step), so it must allow the aliasing. Used by ``move``
-        and by ``forward`` (whose working state is then a single copy).
+        (an in-place step), so it must allow the aliasing, and with ``out`` a
+        pooled buffer of a freed state. Used by ``move``, by ``forward``
+        (whose working state then steps in place after its first step) and,
+        with a pool, by every step that needs a new state.
     running_loss, running_loss_grad : callable ``(i, s_i)``, optional
         A running loss ``sum_{i=1..n} l_i(s_i)`` and its gradients, added to
         the loss and to ``gbar_i``.
     copy : callable ``copy(s) -> s'``, optional
-        Copies a state (default ``s.copy()``); used with ``step_into``.
+        Accepted for backward compatibility and no longer called: a walk's
+        first step now writes into a new or pooled buffer instead of a copy.
     check_finite : bool
         Raise :class:`NonFiniteError` if a callback returns NaN or infinity.
     progress : bool
         Show a tqdm progress bar (if tqdm is installed).
+    pool_size : int or None
+        Most freed buffers kept for reuse (only with ``step_into``; ``None``:
+        no limit, the pool never outgrows the peak of live states); 0 turns
+        the pool off, so every new state comes from ``step`` (use it when
+        ``step`` returns arrays you keep elsewhere).
 
     Returns
     -------
@@ -380,6 +450,11 @@ def replay(
     >>> r.forward_steps, r.extra_steps, r.backward_steps, r.peak_states
     (3, 1, 3, 3)
     """
+    if pool_size is not None and (isinstance(pool_size, bool)
+                                  or not isinstance(pool_size, (int, np.integer))
+                                  or pool_size < 0):
+        raise PebblesValueError(f"pool_size={pool_size!r} must be None (no limit) or an "
+                                f"integer >= 0 (0 turns buffer reuse off)")
     if isinstance(moves, np.ndarray):
         moves = list(decode(moves))
     if not isinstance(n, (int, np.integer)) or n < 1:
@@ -391,7 +466,8 @@ def replay(
         "running_loss_grad": running_loss_grad,
         "copy": copy if copy is not None else (lambda s: s.copy()),
     }
-    r = _Replay(int(n), s0, callbacks, check_finite)
+    r = _Replay(int(n), s0, callbacks, check_finite,
+                None if pool_size is None else int(pool_size))
     bar = _progress_bar(moves, progress)
     t0 = time.perf_counter()
     try:
@@ -407,6 +483,7 @@ def replay(
     result = ReplayResult(
         loss=r.loss, grad_s0=r.gbar, grad_theta=r.theta, forward_steps=r.steps,
         extra_steps=r.extra, backward_steps=r.paints, peak_states=r.peak, seconds=seconds,
+        peak_buffers=r.peak_buffers, allocations=r.allocations, inplace_steps=r.inplace_steps,
     )
     r.release()
     return result

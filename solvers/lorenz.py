@@ -102,20 +102,22 @@ def _f(x, y, z, s, r, b):
 
 @njit(cache=True, inline="always")
 def _step3(x, y, z, s, r, b, dt):
-    """One RK4 step on scalars (the single source of every primal step)."""
+    """One RK4 step on scalars (the single source of every primal step).
+
+    ``y' = y + k1/6 + k2/3 + k3/3 + k4/6`` is evaluated as
+    ``y + (dt/6 (f1 + f4) + dt/3 (f2 + f3))``: the same formula with its
+    rounding in a different order, which takes a division and a multiplication
+    off the step's critical path (about 20 % faster; the step is latency-bound).
+    ``x + (dt/2) f`` equals ``x + (dt f)/2`` bit for bit (halving is exact).
+    """
+    h2, h3, h6 = 0.5 * dt, dt / 3, dt / 6
     f1x, f1y, f1z = _f(x, y, z, s, r, b)
-    k1x, k1y, k1z = dt * f1x, dt * f1y, dt * f1z
-    f2x, f2y, f2z = _f(x + k1x / 2, y + k1y / 2, z + k1z / 2, s, r, b)
-    k2x, k2y, k2z = dt * f2x, dt * f2y, dt * f2z
-    f3x, f3y, f3z = _f(x + k2x / 2, y + k2y / 2, z + k2z / 2, s, r, b)
-    k3x, k3y, k3z = dt * f3x, dt * f3y, dt * f3z
-    f4x, f4y, f4z = _f(x + k3x, y + k3y, z + k3z, s, r, b)
-    k4x, k4y, k4z = dt * f4x, dt * f4y, dt * f4z
-    return (
-        x + k1x / 6 + k2x / 3 + k3x / 3 + k4x / 6,
-        y + k1y / 6 + k2y / 3 + k3y / 3 + k4y / 6,
-        z + k1z / 6 + k2z / 3 + k3z / 3 + k4z / 6,
-    )
+    f2x, f2y, f2z = _f(x + h2 * f1x, y + h2 * f1y, z + h2 * f1z, s, r, b)
+    f3x, f3y, f3z = _f(x + h2 * f2x, y + h2 * f2y, z + h2 * f2z, s, r, b)
+    f4x, f4y, f4z = _f(x + dt * f3x, y + dt * f3y, z + dt * f3z, s, r, b)
+    return (x + (h6 * (f1x + f4x) + h3 * (f2x + f3x)),
+            y + (h6 * (f1y + f4y) + h3 * (f2y + f3y)),
+            z + (h6 * (f1z + f4z) + h3 * (f2z + f3z)))
 
 
 @njit(cache=True)
@@ -201,52 +203,75 @@ def rk4_jvp(y: np.ndarray, theta: np.ndarray, dt: float, tangent: np.ndarray) ->
     return out
 
 
+@njit(cache=True, inline="always")
+def _stages(x, y, z, s, r, b, dt):
+    """The RK4 stage points u2, u3, u4 of a step from (x, y, z) (bit-equal to the step's)."""
+    h2 = 0.5 * dt
+    f1 = _f(x, y, z, s, r, b)
+    u2 = (x + h2 * f1[0], y + h2 * f1[1], z + h2 * f1[2])
+    f2 = _f(u2[0], u2[1], u2[2], s, r, b)
+    u3 = (x + h2 * f2[0], y + h2 * f2[1], z + h2 * f2[2])
+    f3 = _f(u3[0], u3[1], u3[2], s, r, b)
+    return u2, u3, (x + dt * f3[0], y + dt * f3[1], z + dt * f3[2])
+
+
+@njit(cache=True, inline="always")
+def _jvp_col(x, y, z, u2, u3, u4, s, r, b, dt, dx, dy, dz, ds, dr, db):
+    """Tangent of one RK4 step along (dx, dy, dz; ds, dr, db), given the stage points.
+
+    The weights are folded into ``h6 = dt/6``, ``h3 = dt/3``, ``h2 = dt/2``:
+    multiplications instead of divisions; the result differs from the textbook
+    order only by rounding.
+    """
+    h2, h3, h6 = 0.5 * dt, dt / 3, dt / 6
+    a1 = _fdot(x, y, z, s, r, b, dx, dy, dz, ds, dr, db)
+    a2 = _fdot(u2[0], u2[1], u2[2], s, r, b,
+               dx + h2 * a1[0], dy + h2 * a1[1], dz + h2 * a1[2], ds, dr, db)
+    a3 = _fdot(u3[0], u3[1], u3[2], s, r, b,
+               dx + h2 * a2[0], dy + h2 * a2[1], dz + h2 * a2[2], ds, dr, db)
+    a4 = _fdot(u4[0], u4[1], u4[2], s, r, b,
+               dx + dt * a3[0], dy + dt * a3[1], dz + dt * a3[2], ds, dr, db)
+    return (dx + (h6 * (a1[0] + a4[0]) + h3 * (a2[0] + a3[0])),
+            dy + (h6 * (a1[1] + a4[1]) + h3 * (a2[1] + a3[1])),
+            dz + (h6 * (a1[2] + a4[2]) + h3 * (a2[2] + a3[2])))
+
+
 @njit(cache=True)
 def _jvp_into(yv, theta, dt, tan, out):
+    """Tangent (3, 6) of one RK4 step into ``out``."""
     s, r, b = theta[0], theta[1], theta[2]
     x, y, z = yv[0], yv[1], yv[2]
-    f1 = _f(x, y, z, s, r, b)
-    k1 = (dt * f1[0], dt * f1[1], dt * f1[2])
-    u2 = (x + k1[0] / 2, y + k1[1] / 2, z + k1[2] / 2)
-    f2 = _f(u2[0], u2[1], u2[2], s, r, b)
-    k2 = (dt * f2[0], dt * f2[1], dt * f2[2])
-    u3 = (x + k2[0] / 2, y + k2[1] / 2, z + k2[2] / 2)
-    f3 = _f(u3[0], u3[1], u3[2], s, r, b)
-    k3 = (dt * f3[0], dt * f3[1], dt * f3[2])
-    u4 = (x + k3[0], y + k3[1], z + k3[2])
+    u2, u3, u4 = _stages(x, y, z, s, r, b, dt)
     for j in range(6):
         ds = 1.0 if j == 3 else 0.0
         dr = 1.0 if j == 4 else 0.0
         db = 1.0 if j == 5 else 0.0
-        dx, dy, dz = tan[0, j], tan[1, j], tan[2, j]
-        a1 = _fdot(x, y, z, s, r, b, dx, dy, dz, ds, dr, db)
-        d1 = (dt * a1[0], dt * a1[1], dt * a1[2])
-        a2 = _fdot(u2[0], u2[1], u2[2], s, r, b,
-                   dx + d1[0] / 2, dy + d1[1] / 2, dz + d1[2] / 2, ds, dr, db)
-        d2 = (dt * a2[0], dt * a2[1], dt * a2[2])
-        a3 = _fdot(u3[0], u3[1], u3[2], s, r, b,
-                   dx + d2[0] / 2, dy + d2[1] / 2, dz + d2[2] / 2, ds, dr, db)
-        d3 = (dt * a3[0], dt * a3[1], dt * a3[2])
-        a4 = _fdot(u4[0], u4[1], u4[2], s, r, b,
-                   dx + d3[0], dy + d3[1], dz + d3[2], ds, dr, db)
-        d4 = (dt * a4[0], dt * a4[1], dt * a4[2])
-        out[0, j] = dx + d1[0] / 6 + d2[0] / 3 + d3[0] / 3 + d4[0] / 6
-        out[1, j] = dy + d1[1] / 6 + d2[1] / 3 + d3[1] / 3 + d4[1] / 6
-        out[2, j] = dz + d1[2] / 6 + d2[2] / 3 + d3[2] / 3 + d4[2] / 6
+        out[0, j], out[1, j], out[2, j] = _jvp_col(
+            x, y, z, u2, u3, u4, s, r, b, dt, tan[0, j], tan[1, j], tan[2, j], ds, dr, db)
 
 
 @njit(cache=True)
 def _forward_mode(y0, theta, dt, n):
-    y = y0.copy()
-    tan = np.zeros((3, 6))
-    nxt = np.empty((3, 6))
-    for k in range(3):
-        tan[k, k] = 1.0
+    """n steps with six tangents; returns (s_n, d s_n / d inputs as (3, 6)).
+
+    The tangents are the columns of one (6, 8) array: rows 0-2 the state's
+    tangent, rows 3-5 the constant one-hot tangents of (sigma, rho, beta), two
+    zero columns of padding. The column loop then has a trip count LLVM
+    vectorises (SIMD over columns: about 2.5x faster than six scalar columns).
+    """
+    s, r, b = theta[0], theta[1], theta[2]
+    x, y, z = y0[0], y0[1], y0[2]
+    t = np.zeros((6, 8))
+    for k in range(6):
+        t[k, k] = 1.0
     for _ in range(n):
-        _jvp_into(y, theta, dt, tan, nxt)
-        tan[:, :] = nxt
-        _step_into(y, theta, dt, y)
-    return y, tan
+        u2, u3, u4 = _stages(x, y, z, s, r, b, dt)
+        for j in range(8):
+            t[0, j], t[1, j], t[2, j] = _jvp_col(
+                x, y, z, u2, u3, u4, s, r, b, dt,
+                t[0, j], t[1, j], t[2, j], t[3, j], t[4, j], t[5, j])
+        x, y, z = _step3(x, y, z, s, r, b, dt)
+    return np.array([x, y, z]), t[:3, :6].copy()
 
 
 def gradient_forward(
@@ -321,37 +346,35 @@ def _fvjp(x, y, z, s, r, b, vx, vy, vz):
     return gx, gy, gz, (y - x) * vx, x * vy, -z * vz
 
 
+@njit(cache=True, inline="always")
+def _vjp3(x, y, z, s, r, b, dt, bx, by, bz):
+    """Scalar vjp of one RK4 step: (d/dy, d/dtheta) of <(bx, by, bz), step(y)>.
+
+    Reverse sweep through the stages with the weights folded into ``h6 = dt/6``,
+    ``h3 = dt/3``, ``h2 = dt/2`` (stage k's cotangent ``v_k = dt * kbar_k``); no
+    divisions in the sweep.
+    """
+    h2, h3, h6 = 0.5 * dt, dt / 3, dt / 6
+    u2, u3, u4 = _stages(x, y, z, s, r, b, dt)
+    c4 = _fvjp(u4[0], u4[1], u4[2], s, r, b, h6 * bx, h6 * by, h6 * bz)
+    c3 = _fvjp(u3[0], u3[1], u3[2], s, r, b,
+               h3 * bx + dt * c4[0], h3 * by + dt * c4[1], h3 * bz + dt * c4[2])
+    c2 = _fvjp(u2[0], u2[1], u2[2], s, r, b,
+               h3 * bx + h2 * c3[0], h3 * by + h2 * c3[1], h3 * bz + h2 * c3[2])
+    c1 = _fvjp(x, y, z, s, r, b,
+               h6 * bx + h2 * c2[0], h6 * by + h2 * c2[1], h6 * bz + h2 * c2[2])
+    return (bx + (c4[0] + c3[0] + c2[0] + c1[0]), by + (c4[1] + c3[1] + c2[1] + c1[1]),
+            bz + (c4[2] + c3[2] + c2[2] + c1[2]), c4[3] + c3[3] + c2[3] + c1[3],
+            c4[4] + c3[4] + c2[4] + c1[4], c4[5] + c3[5] + c2[5] + c1[5])
+
+
 @njit(cache=True)
 def _vjp_into(yv, theta, dt, ybar, out, tbar):
     """Write d/dy of <ybar, step(y)> into ``out`` and d/dtheta into ``tbar``."""
-    s, r, b = theta[0], theta[1], theta[2]
-    x, y, z = yv[0], yv[1], yv[2]
-    f1 = _f(x, y, z, s, r, b)
-    u2 = (x + dt * f1[0] / 2, y + dt * f1[1] / 2, z + dt * f1[2] / 2)
-    f2 = _f(u2[0], u2[1], u2[2], s, r, b)
-    u3 = (x + dt * f2[0] / 2, y + dt * f2[1] / 2, z + dt * f2[2] / 2)
-    f3 = _f(u3[0], u3[1], u3[2], s, r, b)
-    u4 = (x + dt * f3[0], y + dt * f3[1], z + dt * f3[2])
-    bx, by, bz = ybar[0], ybar[1], ybar[2]
-    # k4 = dt f(u4), u4 = y + k3
-    c = _fvjp(u4[0], u4[1], u4[2], s, r, b, dt * bx / 6, dt * by / 6, dt * bz / 6)
-    ts, tr, tb = c[3], c[4], c[5]
-    k3x, k3y, k3z = bx / 3 + c[0], by / 3 + c[1], bz / 3 + c[2]
-    gx, gy, gz = bx + c[0], by + c[1], bz + c[2]
-    # k3 = dt f(u3), u3 = y + k2/2
-    c = _fvjp(u3[0], u3[1], u3[2], s, r, b, dt * k3x, dt * k3y, dt * k3z)
-    ts, tr, tb = ts + c[3], tr + c[4], tb + c[5]
-    k2x, k2y, k2z = bx / 3 + c[0] / 2, by / 3 + c[1] / 2, bz / 3 + c[2] / 2
-    gx, gy, gz = gx + c[0], gy + c[1], gz + c[2]
-    # k2 = dt f(u2), u2 = y + k1/2
-    c = _fvjp(u2[0], u2[1], u2[2], s, r, b, dt * k2x, dt * k2y, dt * k2z)
-    ts, tr, tb = ts + c[3], tr + c[4], tb + c[5]
-    k1x, k1y, k1z = bx / 6 + c[0] / 2, by / 6 + c[1] / 2, bz / 6 + c[2] / 2
-    gx, gy, gz = gx + c[0], gy + c[1], gz + c[2]
-    # k1 = dt f(y)
-    c = _fvjp(x, y, z, s, r, b, dt * k1x, dt * k1y, dt * k1z)
-    out[0], out[1], out[2] = gx + c[0], gy + c[1], gz + c[2]
-    tbar[0], tbar[1], tbar[2] = ts + c[3], tr + c[4], tb + c[5]
+    g = _vjp3(yv[0], yv[1], yv[2], theta[0], theta[1], theta[2], dt,
+              ybar[0], ybar[1], ybar[2])
+    out[0], out[1], out[2] = g[0], g[1], g[2]
+    tbar[0], tbar[1], tbar[2] = g[3], g[4], g[5]
 
 
 @njit(cache=True)
@@ -449,9 +472,17 @@ def schedule_slots(encoded: np.ndarray) -> int:
     return int(_scan_peak(_moves_of(encoded))) + 2
 
 
-@njit(cache=True)
-def _take(free, nfree):
-    return free[nfree - 1], nfree - 1
+@njit(cache=True, inline="always")
+def _walk(x, y, z, count, theta, dt):
+    """``count`` RK4 steps from (x, y, z), in registers."""
+    for _ in range(count):
+        x, y, z = _step3(x, y, z, theta[0], theta[1], theta[2], dt)
+    return x, y, z
+
+
+@njit(cache=True, inline="always")
+def _row(slots, row):
+    return slots[row, 0], slots[row, 1], slots[row, 2]
 
 
 @njit(cache=True)
@@ -459,80 +490,82 @@ def _replay(moves, n, x0, theta, dt, nslots):
     """Replay an encoded schedule; returns (status, grad, loss, fsteps, bsteps, peak).
 
     status 0: done; k > 0: move #k-1 is illegal; -1: cells left unpainted;
-    -2: out of slots.
+    -2: out of slots. States are rows of ``slots``; the extra last row holds
+    s_0 (cell 0) and is not counted. Steps and vjps run on scalars, and the
+    state last computed (cell ``last``) stays in registers, so a walk that
+    continues from it does not wait for its own store.
     """
-    slots = np.empty((nslots, 3))
-    work = np.empty(3)
+    slots = np.empty((nslots + 1, 3))  # + row for s_0
+    slots[nslots] = x0
     slot_of = np.full(n + 1, -1, dtype=np.int64)
+    slot_of[0] = nslots
     free = np.arange(nslots - 1, -1, -1).astype(np.int64)
     nfree = nslots
-    gbar = np.zeros(3)
-    tsum = np.zeros(3)
-    tb = np.zeros(3)
-    gnew = np.empty(3)
+    grad = np.zeros(6)
+    gx = gy = gz = ts = tr = tb = 0.0
     loss = np.nan
     painted_from = n
     fsteps = bsteps = peak = 0
+    last, lx, ly, lz = -1, 0.0, 0.0, 0.0
     for k in range(moves.shape[0]):
         kind, a, b = moves[k, 0], moves[k, 1], moves[k, 2]
         if kind == _FORWARD or kind == _PLACE:
             src = a if kind == _FORWARD else a - 1
             dst = b if kind == _FORWARD else a
-            if src < 0 or dst <= src or dst > n or slot_of[dst] >= 0:
-                return k + 1, tsum, loss, fsteps, bsteps, peak
-            if src > 0 and slot_of[src] < 0:
-                return k + 1, tsum, loss, fsteps, bsteps, peak
+            if src < 0 or dst <= src or dst > n or slot_of[dst] >= 0 or slot_of[src] < 0:
+                return k + 1, grad, loss, fsteps, bsteps, peak
             if nfree == 0:
-                return -2, tsum, loss, fsteps, bsteps, peak
-            work[:] = x0 if src == 0 else slots[slot_of[src]]
+                return -2, grad, loss, fsteps, bsteps, peak
             peak = max(peak, nslots - nfree + 1)
-            for _ in range(src, dst):
-                _step_into(work, theta, dt, work)
+            if src != last:
+                lx, ly, lz = _row(slots, slot_of[src])
+            lx, ly, lz = _walk(lx, ly, lz, dst - src, theta, dt)
+            last = dst
+            nfree -= 1
+            slot_of[dst] = free[nfree]
+            slots[free[nfree], 0], slots[free[nfree], 1], slots[free[nfree], 2] = lx, ly, lz
             fsteps += dst - src
-            sl, nfree = _take(free, nfree)
-            slots[sl] = work
-            slot_of[dst] = sl
         elif kind == _MOVE:
             if a < 2 or a > n or slot_of[a - 1] < 0 or slot_of[a] >= 0:
-                return k + 1, tsum, loss, fsteps, bsteps, peak
-            sl = slot_of[a - 1]
-            _step_into(slots[sl], theta, dt, slots[sl])
-            fsteps += 1
+                return k + 1, grad, loss, fsteps, bsteps, peak
+            if a - 1 != last:
+                lx, ly, lz = _row(slots, slot_of[a - 1])
+            lx, ly, lz = _walk(lx, ly, lz, 1, theta, dt)
+            last = a
+            slot_of[a] = slot_of[a - 1]
             slot_of[a - 1] = -1
-            slot_of[a] = sl
+            slots[slot_of[a], 0], slots[slot_of[a], 1], slots[slot_of[a], 2] = lx, ly, lz
+            fsteps += 1
         elif kind == _REMOVE:
             if a < 1 or a > n or slot_of[a] < 0:
-                return k + 1, tsum, loss, fsteps, bsteps, peak
+                return k + 1, grad, loss, fsteps, bsteps, peak
             free[nfree] = slot_of[a]
             nfree += 1
             slot_of[a] = -1
+            last = -1 if a == last else last
         elif kind == _PAINT:
-            if a != painted_from - 1 or (a > 0 and slot_of[a] < 0):
-                return k + 1, tsum, loss, fsteps, bsteps, peak
+            if a != painted_from - 1 or slot_of[a] < 0:
+                return k + 1, grad, loss, fsteps, bsteps, peak
+            sx, sy, sz = _row(slots, slot_of[a])
             if a == n - 1:
                 if slot_of[n] >= 0:
-                    work[:] = slots[slot_of[n]]
+                    loss = slots[slot_of[n], 0]
                 else:
-                    work[:] = x0 if a == 0 else slots[slot_of[a]]
                     peak = max(peak, nslots - nfree + 1)
-                    _step_into(work, theta, dt, work)
+                    loss = _walk(sx, sy, sz, 1, theta, dt)[0]
                     fsteps += 1
-                loss = work[0]
-                gbar[0] = 1.0
-            s = x0 if a == 0 else slots[slot_of[a]]
-            _vjp_into(s, theta, dt, gbar, gnew, tb)
-            gbar[:] = gnew
-            tsum += tb
+                gx = 1.0
+            g = _vjp3(sx, sy, sz, theta[0], theta[1], theta[2], dt, gx, gy, gz)
+            gx, gy, gz = g[0], g[1], g[2]
+            ts, tr, tb = ts + g[3], tr + g[4], tb + g[5]
             bsteps += 1
             painted_from = a
         else:
-            return k + 1, tsum, loss, fsteps, bsteps, peak
+            return k + 1, grad, loss, fsteps, bsteps, peak
         peak = max(peak, nslots - nfree)
     if painted_from != 0:
-        return -1, tsum, loss, fsteps, bsteps, peak
-    grad = np.empty(6)
-    grad[:3] = gbar
-    grad[3:] = tsum
+        return -1, grad, loss, fsteps, bsteps, peak
+    grad[0], grad[1], grad[2], grad[3], grad[4], grad[5] = gx, gy, gz, ts, tr, tb
     return 0, grad, loss, fsteps, bsteps, peak
 
 
@@ -615,18 +648,23 @@ def _aug(z, theta, out):
 
 @njit(cache=True)
 def _aug_rk4(z, theta, h, k1, k2, k3, k4, tmp):
+    """One RK4 step of the augmented system in place, with explicit loops (no temporaries)."""
     _aug(z, theta, k1)
-    k1 *= h
-    tmp[:] = z + k1 / 2
+    for i in range(9):
+        k1[i] *= h
+        tmp[i] = z[i] + k1[i] / 2
     _aug(tmp, theta, k2)
-    k2 *= h
-    tmp[:] = z + k2 / 2
+    for i in range(9):
+        k2[i] *= h
+        tmp[i] = z[i] + k2[i] / 2
     _aug(tmp, theta, k3)
-    k3 *= h
-    tmp[:] = z + k3
+    for i in range(9):
+        k3[i] *= h
+        tmp[i] = z[i] + k3[i]
     _aug(tmp, theta, k4)
-    k4 *= h
-    z += k1 / 6 + k2 / 3 + k3 / 3 + k4 / 6
+    for i in range(9):
+        k4[i] *= h
+        z[i] += k1[i] / 6 + k2[i] / 3 + k3[i] / 3 + k4[i] / 6
 
 
 @njit(cache=True)

@@ -12,7 +12,9 @@ where ``u_true`` is the recording in the three-layer true model. The gradient
 of ``L`` with respect to ``c`` (every cell), the source values and the initial
 state is computed by reverse mode through any checkpoint-game schedule replayed
 by the generic executor :func:`pebbles._executor.replay`, with hand-derived
-adjoint Numba kernels.
+adjoint Numba kernels. The executor gets the out-of-place/in-place step
+``step_into`` and reuses the buffers of freed states (no allocation per step;
+``gradient(..., reuse=False)`` restores one new array per step).
 
 * :class:`PMLConfig` -- grid, time step, PML, source and detector parameters
   (defaults: the paper's run, 1000 x 1000, 9999 steps, dt = 1e-5).
@@ -96,6 +98,10 @@ class PMLConfig:
         ``x = k - delay`` at step number ``k = 1..n``.
     n_detectors : int
         Detectors evenly spaced along the first index on row ``ny // 5``.
+    flush : float
+        The kernels write values of magnitude below ``flush`` as 0, which keeps
+        subnormal numbers (slow on x86) out of the fields; 0 turns it off (see
+        :mod:`solvers._pml_kernels`).
     """
 
     nx: int = 1000
@@ -111,6 +117,7 @@ class PMLConfig:
     width: float = 30.0
     delay: float = 200.0
     n_detectors: int = 200
+    flush: float = 1e-140
 
     def __post_init__(self) -> None:
         for name in ("nx", "ny", "steps", "n_detectors"):
@@ -129,6 +136,10 @@ class PMLConfig:
             raise PebblesValueError(f"h={self.h!r} must be a finite number > 0 (or None)")
         if not 0 < self.reflection < 1:
             raise PebblesValueError(f"reflection={self.reflection!r} must be in (0, 1)")
+        if not (math.isfinite(self.flush) and 0 <= self.flush < 1e-100):
+            raise PebblesValueError(
+                f"flush={self.flush!r} must be in [0, 1e-100): values below it are set to 0, "
+                f"so it must stay far below the field; use the default 1e-140 or 0 (off)")
 
     @property
     def spacing(self) -> float:
@@ -146,10 +157,10 @@ class PMLConfig:
         return (max(self.nx // 2, 1), max(self.ny // 5, 1))
 
     def constants(self) -> np.ndarray:
-        """The kernel constants ``dt, ax, ay, bx, by, ex, ey``."""
+        """The kernel constants ``dt, ax, ay, bx, by, ex, ey, flush``."""
         dt, h = self.dt, self.spacing
         return np.array([dt, dt * dt / h**2, dt * dt / h**2, dt * dt / (2 * h),
-                         dt * dt / (2 * h), dt / (2 * h), dt / (2 * h)])
+                         dt * dt / (2 * h), dt / (2 * h), dt / (2 * h), self.flush])
 
 
 def _profile(m: int, npml: int, h: float, xi: float) -> np.ndarray:
@@ -399,6 +410,9 @@ class PMLGradient:
         Counts from the executor.
     seconds : float
         Wall-clock time of the replay.
+    peak_buffers, allocations, inplace_steps : int
+        State buffers the executor held at most (live plus pooled), states it
+        allocated and steps it took in place (see :class:`pebbles.ReplayResult`).
     """
 
     loss: float
@@ -409,11 +423,15 @@ class PMLGradient:
     backward_steps: int
     peak_states: int
     seconds: float
+    peak_buffers: int = 0
+    allocations: int = 0
+    inplace_steps: int = 0
 
 
 def gradient(cfg: PMLConfig, c: np.ndarray, moves: Iterable[Move], observed: np.ndarray,
              *, s0: np.ndarray | None = None, source: np.ndarray | None = None,
-             inplace: bool = False, progress: bool = False) -> PMLGradient:
+             inplace: bool = False, reuse: bool = True,
+             progress: bool = False) -> PMLGradient:
     """Gradient of the running loss by replaying a checkpoint-game schedule.
 
     Parameters
@@ -429,20 +447,37 @@ def gradient(cfg: PMLConfig, c: np.ndarray, moves: Iterable[Move], observed: np.
     s0, source : optional
         Initial state (default zero) and source values (default :func:`ricker`).
     inplace : bool
-        Give the executor the in-place step (``move`` moves and ``forward``
-        walks then overwrite their buffer).
+        Give the executor the in-place step, needed by ``move`` moves (the
+        in-place game) unless ``reuse`` gives it anyway.
+    reuse : bool
+        Give the executor :meth:`PMLSolver.step_into` and a pool of freed
+        state buffers: new states are written into freed ones instead of
+        fresh arrays, and ``forward`` walks step in place after their first
+        step. ``reuse=False, inplace=False`` allocates a new array per step.
     progress : bool
         tqdm progress bar (if installed).
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> from solvers import pml
+    >>> cfg = pml.PMLConfig(nx=20, ny=20, steps=30, h=0.11, width=6.0, delay=10.0,
+    ...                     n_detectors=5)
+    >>> obs = pml.record(cfg)
+    >>> g = pml.gradient(cfg, pml.uniform_model(cfg), pebbles.treeverse(30, 4), obs)
+    >>> g.forward_steps, g.backward_steps, g.peak_states, g.peak_buffers, g.allocations
+    (71, 30, 5, 5, 5)
     """
     sol = PMLSolver(cfg, c, source, observed)
     s0 = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
     if s0.shape != (4, *cfg.shape):
         raise PebblesValueError(f"s0 has shape {s0.shape}; expected {(4, *cfg.shape)}")
     r = replay(moves, cfg.steps, s0, sol.step, sol.backward, sol.loss_grad,
-               step_into=sol.step_into if inplace else None,
-               running_loss=sol.running_loss, progress=progress)
+               step_into=sol.step_into if inplace or reuse else None,
+               running_loss=sol.running_loss, progress=progress, pool_size=None if reuse else 0)
     return PMLGradient(float(r.loss), sol.grad_c, sol.grad_source, np.array(r.grad_s0),
-                       r.forward_steps, r.backward_steps, r.peak_states, r.seconds)
+                       r.forward_steps, r.backward_steps, r.peak_states, r.seconds,
+                       r.peak_buffers, r.allocations, r.inplace_steps)
 
 
 def schedule(method: str, n: int, *, pebbles: int = 10, inplace: bool = False, k: int = 2,

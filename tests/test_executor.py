@@ -8,7 +8,8 @@ import weakref
 import numpy as np
 import pytest
 
-from pebbles._errors import IllegalMoveError, PebblesTypeError
+from pebbles._baselines import recompute_all
+from pebbles._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
 from pebbles._executor import CallbackError, NonFiniteError, ReplayResult, replay
 from pebbles._moves import Move, MoveKind, encode
 from pebbles._simulator import simulate
@@ -209,3 +210,112 @@ def test_progress_flag_is_harmless():
     n = 6
     r = linear(store_all(n), n, progress=True)
     assert r.backward_steps == n
+
+
+# -- buffer pool ---------------------------------------------------------------
+def _pool_run(moves, n, pool_size=None, keep=None):
+    """Linear problem with step_into; records the buffers step_into writes into."""
+    outs: list[int] = []
+    made: list[int] = []
+
+    def step(i, s):
+        out = A @ s
+        made.append(id(out))
+        if keep is not None:
+            keep.append(out)
+        return out
+
+    def step_into(i, s, out):
+        if out is not s:
+            outs.append(id(out))
+        out[:] = A @ s
+
+    r = replay(moves, n, S0, step, lambda i, s, g: (A.T @ g, g.copy()), lambda s: W.copy(),
+               loss=lambda s: float(W @ s), step_into=step_into, pool_size=pool_size)
+    return r, outs, made
+
+
+@pytest.mark.parametrize("n", [13, 40])
+def test_pool_reuses_freed_buffers_and_keeps_the_gradient(n):
+    ref = linear(store_all(n), n)
+    for name, moves, _, budget in schedules(n):
+        r, outs, made = _pool_run(moves, n)
+        r0, outs0, _ = _pool_run(moves, n, pool_size=0)
+        assert np.array_equal(r.grad_s0, ref.grad_s0), name
+        assert np.array_equal(r.grad_s0, r0.grad_s0) and r.loss == r0.loss, name
+        assert r.forward_steps == r0.forward_steps, name
+        # only buffers the executor got from step() are reused, and fewer are made
+        assert set(outs) <= set(made), name
+        assert r.allocations == len(made) <= r0.allocations, name
+        assert r.allocations + len(outs) + r.inplace_steps == r.forward_steps, name
+        assert r.peak_buffers <= r.peak_states <= budget + 1, name
+        assert r0.peak_buffers == r0.peak_states, name
+    r, outs, _ = _pool_run(list(treeverse(n, 3)), n)
+    assert outs and r.allocations < r.forward_steps // 2
+    # the default pool has no limit: exactly the peak of buffers is allocated
+    assert r.allocations == r.peak_buffers
+    capped, _, _ = _pool_run(list(treeverse(n, 3)), n, pool_size=1)
+    assert capped.allocations >= r.allocations and capped.peak_buffers <= r.peak_buffers
+
+
+def test_pool_off_leaves_kept_states_alone():
+    n = 20
+    kept: list[np.ndarray] = []
+    moves = list(treeverse(n, 3))
+    _pool_run(moves, n, pool_size=0, keep=kept)
+    # without a pool, no array returned by step is ever overwritten
+    ref = S0.copy()
+    traj = [ref]
+    for _ in range(n):
+        traj.append(A @ traj[-1])
+    assert all(any(np.array_equal(k, t) for t in traj) for k in kept)
+
+
+def test_pool_failure_frees_pooled_buffers():
+    n = 30
+    refs: list[weakref.ref] = []
+    pooled: list[int] = []
+
+    def step(i, s):
+        out = (A @ s).view(State)
+        refs.append(weakref.ref(out))
+        return out
+
+    def step_into(i, s, out):
+        if out is not s:
+            pooled.append(i)
+            if len(pooled) == 3:
+                raise KeyError("pooled")
+        out[:] = A @ s
+
+    moves = list(treeverse(n, 4))
+    with pytest.raises(CallbackError, match="'step_into' raised KeyError at step") as info:
+        replay(moves, n, S0.view(State), step, lambda i, s, g: (A.T @ g, None),
+               lambda s: W.copy(), step_into=step_into)
+    assert info.value.callback == "step_into" and info.value.step == pooled[-1]
+    gc.collect()
+    assert refs and all(r() is None for r in refs)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "4"])
+def test_pool_size_is_checked(bad):
+    with pytest.raises(PebblesValueError, match=f"pool_size={bad!r}"):
+        linear(store_all(3), 3, pool_size=bad)
+
+
+def test_pool_never_reuses_a_buffer_a_gradient_aliases():
+    # theta_bar_i = s_i itself (a view): the executor's running sum starts as that
+    # array, so s_i's buffer must not be reused while the sum still is it
+    n = 12
+    moves = list(recompute_all(n))  # a walk between every two paints
+
+    def run(pool_size):
+        def step_into(i, s, out):
+            out[:] = A @ s
+        return replay(moves, n, S0, lambda i, s: A @ s, lambda i, s, g: (A.T @ g, s[:]),
+                      lambda s: W.copy(), step_into=step_into, pool_size=pool_size)
+
+    exact = run(0).grad_theta
+    np.testing.assert_allclose(exact, sum(np.linalg.matrix_power(A, k) @ S0 for k in range(n)),
+                               rtol=1e-13)
+    assert np.array_equal(run(None).grad_theta, exact)

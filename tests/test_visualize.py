@@ -152,6 +152,13 @@ def test_tradeoff_curves_use_the_exact_counts():
     assert (r.forward_steps / 100, r.peak_pebbles) in set(zip(x, s, strict=True))
 
 
+def test_treeverse_curve_reaches_store_all():
+    # no S cap below n - 1 for moderate n: the curve ends at S = n - 1, T'/T < 1
+    x, s = visualize.tradeoff_curves(1000)["treeverse"]
+    assert s.max() == 999 and x[np.argmax(s)] == pebbles.min_forward_steps(1000, 999) / 1000
+    assert x.min() < 1.0 and np.all(np.diff(s) > 0)
+
+
 def test_paper_approximations_hit_the_closed_forms():
     x, s = visualize.tradeoff_curves(81)["paper-bennett"]
     i = np.argmin(abs(s - 9))  # k = 3, l = 4: S = 4*2 + 1

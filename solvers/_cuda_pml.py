@@ -1,0 +1,256 @@
+"""numba.cuda kernels of the PML wave solver (Liu & Xu, section 4.2; paper notes section 6).
+
+GPU twins of :mod:`solvers._pml_kernels`: the same state layout (one
+``(4, NX, NY)`` float64 array: ``wold, w, phi, psi``), the same formulas and
+the same operation order, one thread per grid cell. The device functions
+below are line-for-line copies of the CPU ones, so under Numba's CUDA
+simulator (``NUMBA_ENABLE_CUDASIM=1``, NumPy arrays) the results are equal bit
+for bit to the CPU kernels; on a GPU the compiler may contract ``a * b + c``
+into fused multiply-adds, so they agree to rounding.
+
+The 2D kernels are grid-stride loops with x (the fastest thread index)
+along the contiguous axis, so a warp's accesses coalesce; a GPU launch covers
+the grid with one cell a thread, the simulator runs a few threads that loop.
+Kernels (every output cell has exactly one writer, so there are no races and
+no atomics):
+
+* :func:`unew_kernel` -- ``u'`` into ``un`` (may alias ``wold``) and,
+  optionally, the copy ``w -> out[0]`` of the out-of-place step;
+* :func:`aux_kernel` -- ``phi', psi'`` from ``u'`` (may alias ``phi, psi``);
+* :func:`swap_source_kernel` -- the slot swap of the in-place step plus the
+  source; :func:`add_source_kernel` -- the source of the out-of-place step;
+* :func:`vu_kernel` then :func:`adjoint_out_kernel` -- the adjoint step as a
+  gather: first ``u'`` and ``V = dL/d(numerator of u')`` on every cell, then
+  each output cell (and its ``dL/dc`` term) from its neighbours' values;
+* :func:`residual_kernel`, :func:`misfit_grad_kernel`,
+  :func:`source_grad_kernel` -- the running loss at the detectors.
+"""
+
+from __future__ import annotations
+
+from numba import cuda
+
+__all__ = [
+    "add_source_kernel",
+    "adjoint_out_kernel",
+    "aux_kernel",
+    "misfit_grad_kernel",
+    "residual_kernel",
+    "source_grad_kernel",
+    "swap_source_kernel",
+    "unew_kernel",
+    "vu_kernel",
+]
+
+
+@cuda.jit(device=True, inline=True)
+def _unew(w, wo, ph, ps, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+    dt, ax, ay, bx, by = k[0], k[1], k[2], k[3], k[4]
+    half = 0.5 * dt * (sg + tu)
+    cij = c[i, j]
+    r = ((2.0 - sg * tu * dt * dt - 2.0 * cij * (ax + ay)) * w[i, j]
+         + cij * ax * (w[i + 1, j] + w[i - 1, j])
+         + cij * ay * (w[i, j + 1] + w[i, j - 1])
+         + bx * (ph[i + 1, j] - ph[i - 1, j])
+         + by * (ps[i, j + 1] - ps[i, j - 1])
+         - (1.0 - half) * wo[i, j])
+    return r / (1.0 + half)
+
+
+@cuda.jit(device=True, inline=True)
+def _phinew(ph, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+    return (1.0 - k[0] * sg) * ph[i, j] + c[i, j] * (tu - sg) * k[5] * (un[i + 1, j] - un[i - 1, j])
+
+
+@cuda.jit(device=True, inline=True)
+def _psinew(ps, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+    return (1.0 - k[0] * tu) * ps[i, j] + c[i, j] * (sg - tu) * k[6] * (un[i, j + 1] - un[i, j - 1])
+
+
+@cuda.jit
+def unew_kernel(s, c, sig, tau, k, un, wcopy, do_copy):  # pragma: no cover - compiled
+    """``un = u'`` (zero ring); with ``do_copy`` also ``wcopy = w`` (the shifted slot)."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    nxx, nyy = s.shape[1], s.shape[2]
+    for i in range(i0, nxx, si):
+        for j in range(j0, nyy, sj):
+            if do_copy:
+                wcopy[i, j] = s[1, i, j]
+            if i == 0 or i == nxx - 1 or j == 0 or j == nyy - 1:
+                un[i, j] = 0.0
+            else:
+                un[i, j] = _unew(s[1], s[0], s[2], s[3], c, i, j, sig[i], tau[j], k)
+
+
+@cuda.jit
+def aux_kernel(ph, ps, un, c, sig, tau, k, phn, psn):  # pragma: no cover - compiled
+    """``phn, psn = phi', psi'`` from ``u' = un`` (zero ring); may alias ``ph, ps``."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    nxx, nyy = un.shape[0], un.shape[1]
+    for i in range(i0, nxx, si):
+        for j in range(j0, nyy, sj):
+            if i == 0 or i == nxx - 1 or j == 0 or j == nyy - 1:
+                phn[i, j] = 0.0
+                psn[i, j] = 0.0
+            else:
+                a = _phinew(ph, un, c, i, j, sig[i], tau[j], k)
+                b = _psinew(ps, un, c, i, j, sig[i], tau[j], k)
+                phn[i, j] = a
+                psn[i, j] = b
+
+
+@cuda.jit
+def swap_source_kernel(s, isrc, jsrc, fsrc):  # pragma: no cover - compiled
+    """Swap ``s[0]`` and ``s[1]``, then ``s[1, isrc, jsrc] += fsrc`` (in-place step)."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    for i in range(i0, s.shape[1], si):
+        for j in range(j0, s.shape[2], sj):
+            t = s[0, i, j]
+            s[0, i, j] = s[1, i, j]
+            if i == isrc and j == jsrc:
+                s[1, i, j] = t + fsrc
+            else:
+                s[1, i, j] = t
+
+
+@cuda.jit
+def add_source_kernel(u, isrc, jsrc, fsrc):  # pragma: no cover - compiled
+    """``u[isrc, jsrc] += fsrc`` (one thread)."""
+    if cuda.grid(1) == 0:
+        u[isrc, jsrc] += fsrc
+
+
+@cuda.jit(device=True, inline=True)
+def _vu_cell(s, g, c, sig, tau, k, mrow, mcol, i, j):  # pragma: no cover - compiled
+    """``(V, u')`` at interior cell ``(i, j)`` (``_row_vu`` of the CPU kernels)."""
+    g1, g2, g3 = g[1], g[2], g[3]
+    dt, ex, ey = k[0], k[5], k[6]
+    sg, sm, sp = sig[i], sig[i - 1], sig[i + 1]
+    pm, pp = mrow[i - 1], mrow[i + 1]
+    tu = tau[j]
+    ur = _unew(s[1], s[0], s[2], s[3], c, i, j, sg, tu, k)
+    ub = (g1[i, j]
+          + ex * (pm * c[i - 1, j] * (tu - sm) * g2[i - 1, j]
+                  - pp * c[i + 1, j] * (tu - sp) * g2[i + 1, j])
+          + ey * (mcol[j - 1] * c[i, j - 1] * (sg - tau[j - 1]) * g3[i, j - 1]
+                  - mcol[j + 1] * c[i, j + 1] * (sg - tau[j + 1]) * g3[i, j + 1]))
+    return ub / (1.0 + 0.5 * dt * (sg + tu)), ur
+
+
+@cuda.jit
+def vu_kernel(s, g, c, sig, tau, k, mrow, mcol, v, u):  # pragma: no cover - compiled
+    """``v = V``, ``u = u'`` on every cell (zero on the ring): pass 1 of the adjoint."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    nxx, nyy = s.shape[1], s.shape[2]
+    for i in range(i0, nxx, si):
+        for j in range(j0, nyy, sj):
+            if i == 0 or i == nxx - 1 or j == 0 or j == nyy - 1:
+                v[i, j] = 0.0
+                u[i, j] = 0.0
+            else:
+                a, b = _vu_cell(s, g, c, sig, tau, k, mrow, mcol, i, j)
+                v[i, j] = a
+                u[i, j] = b
+
+
+@cuda.jit(device=True, inline=True)
+def _vat(v, p, q):  # pragma: no cover - compiled
+    """``V[p, q]``, zero outside the array."""
+    if p < 0 or q < 0 or p >= v.shape[0] or q >= v.shape[1]:
+        return 0.0
+    return v[p, q]
+
+
+@cuda.jit(device=True, inline=True)
+def _cv(c, v, p, q):  # pragma: no cover - compiled
+    """``c[p, q] V[p, q]``, zero outside the array."""
+    if p < 0 or q < 0 or p >= c.shape[0] or q >= c.shape[1]:
+        return 0.0
+    return c[p, q] * v[p, q]
+
+
+@cuda.jit(device=True, inline=True)
+def _ring_cell(p, q, g0, c, v, k, out):  # pragma: no cover - compiled
+    """Output cell on the ring (``_ring_cell`` of the CPU kernels)."""
+    ax, ay, bx, by = k[1], k[2], k[3], k[4]
+    out[0, p, q] = 0.0
+    out[1, p, q] = (g0[p, q] + ax * (_cv(c, v, p + 1, q) + _cv(c, v, p - 1, q))
+                    + ay * (_cv(c, v, p, q + 1) + _cv(c, v, p, q - 1)))
+    out[2, p, q] = bx * (_vat(v, p - 1, q) - _vat(v, p + 1, q))
+    out[3, p, q] = by * (_vat(v, p, q - 1) - _vat(v, p, q + 1))
+
+
+@cuda.jit(device=True, inline=True)
+def _inner_cell(s, g, c, sig, tau, k, v, u, p, q, out, gc):  # pragma: no cover - compiled
+    """Interior output cell and its ``dL/dc`` term (``_row_out`` of the CPU kernels)."""
+    w, g0, g2, g3 = s[1], g[0], g[2], g[3]
+    dt, ax, ay, bx, by, ex, ey = k[0], k[1], k[2], k[3], k[4], k[5], k[6]
+    sg, tu = sig[p], tau[q]
+    vv = v[p, q]
+    cpq = c[p, q]
+    half = 0.5 * dt * (sg + tu)
+    a = 2.0 - sg * tu * dt * dt - 2.0 * cpq * (ax + ay)
+    out[0, p, q] = -(1.0 - half) * vv
+    out[1, p, q] = (g0[p, q] + a * vv
+                    + ax * (c[p + 1, q] * v[p + 1, q] + c[p - 1, q] * v[p - 1, q])
+                    + ay * (c[p, q + 1] * v[p, q + 1] + c[p, q - 1] * v[p, q - 1]))
+    out[2, p, q] = (1.0 - dt * sg) * g2[p, q] + bx * (v[p - 1, q] - v[p + 1, q])
+    out[3, p, q] = (1.0 - dt * tu) * g3[p, q] + by * (v[p, q - 1] - v[p, q + 1])
+    lap = (-2.0 * (ax + ay) * w[p, q] + ax * (w[p + 1, q] + w[p - 1, q])
+           + ay * (w[p, q + 1] + w[p, q - 1]))
+    gc[p, q] += (vv * lap
+                 + (tu - sg) * ex * g2[p, q] * (u[p + 1, q] - u[p - 1, q])
+                 + (sg - tu) * ey * g3[p, q] * (u[p, q + 1] - u[p, q - 1]))
+
+
+@cuda.jit
+def adjoint_out_kernel(s, g, c, sig, tau, k, v, u, out, gc):  # pragma: no cover - compiled
+    """Pass 2 of the adjoint: ``out = (d step/d s)^T g``, ``gc += (d step/d c)^T g``.
+
+    Every cell of ``out`` and ``gc`` is written by its own thread only
+    (a gather over the neighbours' ``V`` and ``u'``): race-free, no atomics.
+    """
+    q0, p0 = cuda.grid(2)
+    sq, sp = cuda.gridsize(2)
+    nxx, nyy = s.shape[1], s.shape[2]
+    for p in range(p0, nxx, sp):
+        for q in range(q0, nyy, sq):
+            if p == 0 or p == nxx - 1 or q == 0 or q == nyy - 1:
+                _ring_cell(p, q, g[0], c, v, k, out)
+            else:
+                _inner_cell(s, g, c, sig, tau, k, v, u, p, q, out, gc)
+
+
+@cuda.jit
+def residual_kernel(s, obs, det_i, det_j, step, res):  # pragma: no cover - compiled
+    """``res[step, d] = u^(step) - u_true^(step)`` at detector ``d``."""
+    d = cuda.grid(1)
+    if d < det_i.shape[0]:
+        res[step, d] = s[1, det_i[d], det_j[d]] - obs[step, d]
+
+
+@cuda.jit
+def misfit_grad_kernel(g, res, step, cell_i, cell_j, start, members):  # pragma: no cover
+    """``g[1] += 2 res[step]`` at the detectors, one thread per distinct cell.
+
+    Detectors on the same cell (CSR lists ``members[start[t]:start[t+1]]``) are
+    added in detector order by one thread, as ``numpy.add.at`` does on the CPU.
+    """
+    t = cuda.grid(1)
+    if t < cell_i.shape[0]:
+        i, j = cell_i[t], cell_j[t]
+        acc = g[1, i, j]
+        for m in range(start[t], start[t + 1]):
+            acc = acc + 2.0 * res[step, members[m]]
+        g[1, i, j] = acc
+
+
+@cuda.jit
+def source_grad_kernel(gsrc, step, dt2, g, isrc, jsrc):  # pragma: no cover - compiled
+    """``gsrc[step] += dt^2 g[1, isrc, jsrc]`` (one thread)."""
+    if cuda.grid(1) == 0:
+        gsrc[step] += dt2 * g[1, isrc, jsrc]

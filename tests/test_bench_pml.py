@@ -1,0 +1,115 @@
+"""Smoke tests of benchmarks/bench_pml.py and benchmarks/bench_pml_jax.py at tiny sizes:
+the JSON contracts that benchmarks/report.py and visualize read, the step model's
+bookkeeping, and JAX's gradient against ours (only when jax is importable)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+KERNEL_KEYS = {"kernel", "size", "best_ms", "median_ms", "bytes", "gb_s", "of_copy"}
+FIG5_KEYS = {"schedule", "n", "size", "predicted_forward_steps", "predicted_peak_pebbles",
+             "forward_steps", "backward_steps", "peak_states", "seconds", "model_seconds",
+             "peak_mb", "peak_states_mb", "allocations", "inplace_steps", "overhead_seconds",
+             "measured_seconds", "model_ratio"}
+FULL_KEYS = {"size", "n", "pebbles", "game", "seconds", "peak_rss_mb", "forward_steps",
+             "backward_steps", "peak_states", "loss", "grad_c_norm", "state_mb"}
+
+
+@pytest.fixture(scope="module")
+def benches():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        yield importlib.import_module("bench_pml"), importlib.import_module("bench_pml_jax")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_kernels_and_full(benches, tmp_path):
+    bench = benches[0]
+    out = tmp_path / "pml.json"
+    argv = ["--size", "16", "--repeat", "1", "--full", "--full-size", "16", "--full-steps",
+            "24", "--full-pebbles", "3", "--json", str(out)]
+    assert bench.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert {"machine", "kernels", "full"} <= set(result)
+    assert len(result["kernels"]["records"]) == 4 and result["kernels"]["copy_gb_s"] > 0
+    assert all(KERNEL_KEYS <= set(r) for r in result["kernels"]["records"])
+    full = result["full"]
+    assert FULL_KEYS <= set(full)
+    assert (full["size"], full["n"], full["pebbles"], full["game"]) == (16, 24, 3, "checkpoint")
+    assert full["forward_steps"] == full["predicted_forward_steps"] + 1  # + s_n
+    assert full["backward_steps"] == 24 and full["peak_states"] <= 3 + 1
+    assert full["peak_rss_mb"] > 0 and full["nan_free"]
+
+
+def test_fig5_records_and_model(benches, monkeypatch):
+    bench = benches[0]
+    configs = [("treeverse S=3", {"method": "treeverse", "pebbles": 3, "inplace": False}),
+               ("treeverse in-place S=3", {"method": "treeverse", "pebbles": 3, "inplace": True})]
+    monkeypatch.setattr(bench, "fig5_configs", lambda n: configs)
+    recs, extra = bench.fig5_records(16, 30)
+    assert {"t_forward_ms", "t_inplace_ms", "t_backward_ms", "state_mb"} <= set(extra)
+    assert [r["schedule"] for r in recs] == ["treeverse S=3", "treeverse in-place S=3"]
+    for r in recs:
+        assert FIG5_KEYS <= set(r)
+        assert r["forward_steps"] == r["predicted_forward_steps"] + 1
+        assert r["peak_buffers"] <= r["peak_states"] <= r["predicted_peak_pebbles"] + 1
+        assert 0 < r["allocations"] <= r["peak_buffers"]
+        assert r["callback_seconds"] <= r["measured_seconds"] and r["model_ratio"] > 0
+    assert recs[0]["loss"] == pytest.approx(recs[1]["loss"], rel=1e-14)
+    assert "measured/model" in bench.fig5_table(recs, extra)
+
+
+def test_model_counts_each_step_path(benches):
+    costs = {"t_new": 5.0, "t_into": 2.0, "t_inplace": 1.0, "t_backward": 10.0, "t_loss": 0.5}
+    counts = {"forward_steps": 10, "allocations": 2, "inplace_steps": 5}
+    assert benches[0].model_seconds(counts, costs, 4) == 2 * 5 + 3 * 2 + 5 * 1 + 4 * 10.5
+    costs["t_exec"] = 0.25
+    assert benches[0].model_seconds(counts, costs, 4) == 63.0 + (10 + 4) * 0.25
+    assert 0 < benches[0].executor_cost(50) < 1e-3
+
+
+def test_jax_missing_is_reported(benches, tmp_path):
+    jx = benches[1]
+    out = tmp_path / "jax.json"
+    assert jx.main(["--no-jax", "--size", "12", "--steps", "16", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {"machine", "size", "n", "validation", "records", "paper_size_store_all_gb"} <= set(
+        result)
+    assert (result["size"], result["n"]) == (12, 16)
+    rows = {r["method"]: r for r in result["records"]}
+    assert set(rows) == {*jx.JAX_METHODS, *jx.OURS}
+    for r in rows.values():
+        assert {"method", "status", "seconds", "peak_mb", "note"} <= set(r)
+    assert all(rows[m]["status"] == "missing" for m in jx.JAX_METHODS)
+    assert all(rows[m]["status"] == "ok" and rows[m]["seconds"] > 0 for m in jx.OURS)
+    ours = [rows[m]["loss"] for m in jx.OURS]
+    assert ours[0] == pytest.approx(ours[1], rel=1e-14)
+    assert result["paper_size_store_all_gb"] == pytest.approx(321.3, rel=1e-3)
+
+
+def test_jax_gradient_matches_ours(benches):
+    pytest.importorskip("jax")
+    import pebbles
+    from solvers import pml
+
+    jx = benches[1]
+    cfg = pml.PMLConfig(nx=12, ny=10, steps=30, h=0.11, width=4.0, delay=8.0, n_detectors=12)
+    c = pml.uniform_model(cfg) * (1 + 0.1 * np.random.default_rng(0).random(cfg.shape))
+    obs = pml.record(cfg)
+    ours = pml.gradient(cfg, c, pebbles.treeverse(cfg.steps, 4), obs)
+    j = jx.jax_gradient(cfg, c, obs, remat=True)  # 30 = 5 x 6: no tail; checks the remat path
+    assert j["loss"] == pytest.approx(ours.loss, rel=1e-12)
+    inner = np.s_[1:-1, 1:-1]
+    diff = np.linalg.norm(j["grad_c"][inner] - ours.grad_c[inner])
+    assert diff <= 1e-12 * np.linalg.norm(ours.grad_c[inner])

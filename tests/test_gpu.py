@@ -1,0 +1,339 @@
+"""Tests of the GPU executors (:mod:`solvers.gpu`; Liu & Xu sections 4.1, 4.2).
+
+Without a GPU (CI) the numba.cuda kernels run under Numba's CUDA simulator
+(tests/conftest.py sets ``NUMBA_ENABLE_CUDASIM=1``) on NumPy arrays; there the
+device functions do the CPU kernels' arithmetic in the same order, so results
+are compared bit for bit. On a GPU the same tests run on the device (the
+compiler may fuse multiply-adds: compared to 1e-12), and the tests marked
+``gpu`` also run with CuPy arrays. Problems are tiny: the simulator runs every
+GPU thread as a Python thread.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import pebbles  # noqa: E402
+from pebbles._errors import IllegalMoveError, PebblesTypeError, PebblesValueError  # noqa: E402
+from solvers import _pml_kernels as kern  # noqa: E402
+from solvers import gpu, lorenz, pml  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM = gpu.simulator_mode()
+NO_GPU = "no CUDA GPU (cupy not installed or no device)"
+needs_gpu = pytest.mark.skipif(not gpu.gpu_available(), reason=NO_GPU)
+
+
+def same(a, b, rtol=1e-12):
+    """Bit for bit under the simulator; to ``rtol`` of the largest entry on a GPU."""
+    a, b = np.asarray(a), np.asarray(b)
+    if SIM:
+        np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(a, b, rtol=0, atol=rtol * max(np.abs(b).max(), 1e-300))
+
+
+# ---------------------------------------------------------------------------
+# module, array module, schedule lowering
+# ---------------------------------------------------------------------------
+def test_import_without_cupy():
+    code = ("import sys; sys.modules['cupy'] = None; import pebbles, solvers, solvers.gpu as g; "
+            "import numpy as np; assert g.array_module() is np and not g.gpu_available(); "
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_array_module_choice(monkeypatch):
+    assert gpu.array_module(np) is np
+    with pytest.raises(PebblesTypeError, match="xp="):
+        gpu.array_module(json)
+    if not gpu.gpu_available():
+        assert gpu.array_module() is np
+    monkeypatch.setattr(gpu, "simulator_mode", lambda: False)
+    with pytest.raises(PebblesValueError, match="NUMBA_ENABLE_CUDASIM"):
+        gpu._device_view(np)
+
+
+def test_lower_schedule_counts_match_cpu_executor():
+    p = gpu.lower_schedule(pebbles.treeverse(20, 4), 20)
+    assert (p.nslots, p.forward_steps, p.backward_steps, p.peak_states) == (6, 41, 20, 5)
+    enc = pebbles.encode(pebbles.treeverse(60, 5, inplace=True))
+    p = gpu.lower_schedule(enc, 60)
+    ref = lorenz.replay_lorenz(enc, 60)
+    assert p.nslots == 5 + 2 == lorenz.schedule_slots(enc)
+    assert (p.forward_steps, p.backward_steps, p.peak_states) == (
+        ref.forward_steps, ref.backward_steps, ref.peak_states)
+    assert p.ops[:, 1:3].max() < p.nslots and p.ops[:, 1:3].min() >= 0
+    # paints come n-1, ..., 0, after exactly one seed
+    paints = p.ops[p.ops[:, 0] == gpu.OP_PAINT, 3]
+    assert paints.tolist() == list(range(59, -1, -1))
+    assert (p.ops[:, 0] == gpu.OP_SEED).sum() == 1
+
+
+def test_lower_schedule_stored_last_cell_needs_no_extra_step():
+    p = gpu.lower_schedule(pebbles.store_all(5), 5)
+    ref = lorenz.replay_lorenz(pebbles.encode(pebbles.store_all(5)), 5)
+    assert p.forward_steps == ref.forward_steps
+    assert p.peak_states == ref.peak_states
+
+
+@pytest.mark.parametrize("moves, index", [
+    ([(0, 2, 0)], 0),                                   # place 2 without s_1
+    ([(0, 1, 0), (0, 1, 0)], 1),                        # cell 1 placed twice
+    ([(1, 1, 0)], 0),                                   # remove an empty cell
+    ([(0, 1, 0), (2, 0, 0)], 1),                        # paint 0 before paint 1
+    ([(3, 1, 0)], 0),                                   # move from cell 0
+    ([(4, 1, 0)], 0),                                   # unplace: not a checkpoint move
+])
+def test_lower_schedule_rejects_illegal_moves(moves, index):
+    with pytest.raises(IllegalMoveError) as err:
+        gpu.lower_schedule(np.array(moves, dtype=np.int64), 2)
+    assert err.value.index == index
+
+
+def test_lower_schedule_rejects_bad_input():
+    with pytest.raises(IllegalMoveError, match="unpainted"):
+        gpu.lower_schedule(pebbles.encode(pebbles.treeverse(4, 2))[:-1], 4)
+    with pytest.raises(IllegalMoveError, match="slots=3"):
+        gpu.lower_schedule(pebbles.treeverse(10, 3), 10, slots=3)
+    with pytest.raises(PebblesValueError, match="slots=1"):
+        gpu.lower_schedule(pebbles.treeverse(10, 3), 10, slots=1)
+    with pytest.raises(PebblesValueError, match="n=0"):
+        gpu.lower_schedule(pebbles.treeverse(10, 3), 0)
+    with pytest.raises(PebblesTypeError, match="shape"):
+        gpu.lower_schedule(np.zeros((3, 2), dtype=np.int64), 3)
+
+
+# ---------------------------------------------------------------------------
+# Lorenz, batched (one thread per parameter set)
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lorenz_batch():
+    rng = np.random.default_rng(3)
+    b = 5
+    x0 = rng.standard_normal((b, 3))
+    theta = np.column_stack([rng.uniform(5, 15, b), rng.uniform(10, 30, b),
+                             rng.uniform(1, 3, b)])
+    return x0, theta
+
+
+@pytest.mark.parametrize("moves", [
+    pebbles.treeverse(50, 4), pebbles.treeverse(50, 3, inplace=True),
+    pebbles.bennett_gradient(50, 3), pebbles.store_all(50)],
+    ids=["treeverse", "treeverse-inplace", "bennett", "store-all"])
+def test_lorenz_reverse_batch_matches_cpu(lorenz_batch, moves):
+    x0, theta = lorenz_batch
+    enc = pebbles.encode(moves)
+    r = gpu.lorenz_gradient(enc, 50, x0, theta, 3e-3)
+    assert r.gradient.shape == (5, 6) and r.loss.shape == (5,)
+    for b in range(5):
+        ref = lorenz.replay_lorenz(enc, 50, x0[b], theta[b], 3e-3)
+        same(r.gradient[b], ref.gradient)
+        same(r.loss[b], ref.loss)
+        assert (r.forward_steps, r.backward_steps, r.peak_states) == (
+            ref.forward_steps, ref.backward_steps, ref.peak_states)
+    fwd = lorenz.gradient_forward(x0[1], theta[1], 3e-3, 50).gradient
+    np.testing.assert_allclose(r.gradient[1], fwd, rtol=1e-9, atol=1e-12)
+
+
+def test_lorenz_reverse_broadcasts_and_validates(lorenz_batch):
+    _, theta = lorenz_batch
+    r = gpu.lorenz_gradient(pebbles.treeverse(10, 2), 10, (1.0, 0.0, 0.0), theta[:2])
+    for b in range(2):
+        same(r.gradient[b], lorenz.replay_lorenz(
+            pebbles.encode(pebbles.treeverse(10, 2)), 10, (1.0, 0.0, 0.0), theta[b]).gradient)
+    with pytest.raises(PebblesValueError, match="shape"):
+        gpu.lorenz_gradient(pebbles.treeverse(10, 2), 10, np.zeros((2, 4)), theta[:2])
+    with pytest.raises(PebblesValueError, match="batch"):
+        gpu.lorenz_gradient(pebbles.treeverse(10, 2), 10, np.zeros((3, 3)), theta[:2])
+    with pytest.raises(IllegalMoveError):
+        gpu.lorenz_gradient(pebbles.treeverse(10, 2), 11)
+
+
+def test_lorenz_forward_batch_matches_cpu(lorenz_batch):
+    x0, theta = lorenz_batch
+    state, tangent = gpu.lorenz_forward(x0, theta, 3e-3, 40)
+    assert state.shape == (5, 3) and tangent.shape == (5, 3, 6)
+    for b in range(5):
+        ref = lorenz.gradient_forward(x0[b], theta[b], 3e-3, 40)
+        same(tangent[b, 0], ref.gradient)
+        same(state[b], lorenz.primal(x0[b], theta[b], 3e-3, 40))
+    with pytest.raises(PebblesValueError, match="n=-1"):
+        gpu.lorenz_forward(n=-1)
+
+
+def test_sensitivity_map_matches_cpu():
+    sig, rho = np.array([2.0, 10.0, 18.0]), np.array([5.0, 15.0, 27.0, 45.0])
+    m = gpu.sensitivity_map(sig, rho, 8 / 3, n=30)
+    assert m.shape == (3, 4) and np.all(m > 0)
+    same(m, lorenz.sensitivity_map(sig, rho, 8 / 3, n=30))
+
+
+# ---------------------------------------------------------------------------
+# PML
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pml_small():
+    """A 5 x 4 interior (non-square: catches swapped axes), 6 steps, 3 detectors."""
+    cfg = pml.PMLConfig(nx=5, ny=4, steps=6, h=0.3, width=2.0, delay=3.0, n_detectors=3,
+                        npml=1)
+    rng = np.random.default_rng(5)
+    c = pml.uniform_model(cfg) * (1 + 0.2 * rng.random(cfg.shape))
+    s0 = rng.standard_normal((4, *cfg.shape))
+    s0[2:] *= 1e6
+    return cfg, c, s0, pml.record(cfg), rng
+
+
+def _device_step(cfg, sol, s, inplace):
+    """One forward step through the GPU kernels (the executor's step), on NumPy arrays."""
+    dev = gpu._PMLDevice(np, sol, s, np.zeros((cfg.steps + 1, cfg.n_detectors)), 2)
+    dev.step(0, 0 if inplace else 1, 3)
+    return dev.slots_xp[0 if inplace else 1]
+
+
+@pytest.mark.skipif(not SIM, reason="NumPy arrays on the kernels need the CUDA simulator")
+def test_pml_step_kernels_match_cpu(pml_small):
+    cfg, c, _, _, rng = pml_small
+    sol = pml.PMLSolver(cfg, c)
+    s = rng.standard_normal((4, *cfg.shape))
+    ref = sol.step(3, s)
+    assert np.array_equal(_device_step(cfg, sol, s, False), ref)
+    assert np.array_equal(_device_step(cfg, sol, s, True), ref)
+
+
+@pytest.mark.skipif(not SIM, reason="NumPy arrays on the kernels need the CUDA simulator")
+def test_pml_adjoint_kernels_match_cpu(pml_small):
+    cfg, c, _, _, rng = pml_small
+    sol = pml.PMLSolver(cfg, c)
+    s, g = rng.standard_normal((2, 4, *cfg.shape))
+    out, gc = np.empty_like(s), rng.standard_normal(cfg.shape)
+    gc_ref = gc.copy()
+    kern.adjoint_kernel(s, g, sol.c, sol.sig, sol.tau, sol.k, sol.mrow, sol.mcol, out, gc_ref)
+    dev = gpu._PMLDevice(np, sol, s, np.zeros((cfg.steps + 1, cfg.n_detectors)), 2)
+    v, u, o2 = np.empty(cfg.shape), np.empty(cfg.shape), np.empty_like(s)
+    args = (s, g, sol.c, sol.sig, sol.tau, sol.k)
+    dev.vu(*args, sol.mrow, sol.mcol, v, u)
+    dev.adj(*args, v, u, o2, gc)
+    assert np.array_equal(o2, out)
+    assert np.array_equal(gc, gc_ref)
+
+
+@pytest.mark.parametrize("method", ["treeverse", "treeverse-inplace", "bennett"])
+def test_pml_gradient_matches_cpu(pml_small, method):
+    cfg, c, s0, observed, _ = pml_small
+    inplace = method == "treeverse-inplace"
+    moves = list(pml.schedule(method.split("-")[0], cfg.steps, pebbles=3, inplace=inplace,
+                              k=2))
+    ref = pml.gradient(cfg, c, moves, observed, s0=s0, inplace=inplace)
+    g = gpu.pml_gradient(cfg, c, pebbles.encode(moves), observed, s0=s0)
+    assert np.abs(ref.grad_c).max() > 0 and np.abs(ref.grad_source).max() > 0
+    same(g.grad_c, ref.grad_c)
+    same(g.grad_source, ref.grad_source)
+    same(g.grad_s0, ref.grad_s0)
+    assert g.loss == pytest.approx(ref.loss, rel=1e-10)
+    if SIM:
+        assert g.loss == ref.loss
+    assert (g.forward_steps, g.backward_steps) == (ref.forward_steps, ref.backward_steps)
+    assert g.peak_states <= ref.peak_states
+    assert isinstance(g.grad_c, np.ndarray)
+
+
+def test_pml_gradient_validates(pml_small):
+    cfg, c, s0, observed, _ = pml_small
+    moves = pebbles.encode(pebbles.treeverse(cfg.steps, 3))
+    with pytest.raises(PebblesValueError, match="observed has shape"):
+        gpu.pml_gradient(cfg, c, moves, observed[1:])
+    with pytest.raises(PebblesValueError, match="s0 has shape"):
+        gpu.pml_gradient(cfg, c, moves, observed, s0=s0[:3])
+    with pytest.raises(IllegalMoveError, match="slots=2"):
+        gpu.pml_gradient(cfg, c, moves, observed, slots=2)
+
+
+# ---------------------------------------------------------------------------
+# real GPU only: CuPy owns the memory
+# ---------------------------------------------------------------------------
+@needs_gpu
+def test_gpu_pml_cupy_matches_cpu():
+    import cupy
+
+    cfg = pml.PMLConfig(nx=40, ny=36, steps=60, h=0.11, width=6.0, delay=25.0,
+                        n_detectors=20)
+    c = pml.uniform_model(cfg)
+    observed = pml.record(cfg)
+    moves = list(pebbles.treeverse(cfg.steps, 5))
+    ref = pml.gradient(cfg, c, moves, observed)
+    g = gpu.pml_gradient(cfg, c, moves, observed, xp=cupy)
+    for name in ("grad_c", "grad_source", "grad_s0"):
+        a, b = getattr(g, name), getattr(ref, name)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.abs(b).max())
+    assert g.loss == pytest.approx(ref.loss, rel=1e-10)
+
+
+@needs_gpu
+def test_gpu_lorenz_cupy_matches_cpu():
+    import cupy
+
+    rng = np.random.default_rng(0)
+    theta = np.column_stack([rng.uniform(5, 15, 300), rng.uniform(10, 30, 300),
+                             np.full(300, 8 / 3)])
+    enc = pebbles.encode(pebbles.treeverse(200, 6))
+    r = gpu.lorenz_gradient(enc, 200, (1.0, 0.0, 0.0), theta, xp=cupy)
+    for b in (0, 137, 299):
+        ref = lorenz.replay_lorenz(enc, 200, (1.0, 0.0, 0.0), theta[b])
+        np.testing.assert_allclose(r.gradient[b], ref.gradient, rtol=1e-8,
+                                   atol=1e-10 * np.abs(ref.gradient).max())
+    m = gpu.sensitivity_map(np.linspace(1, 20, 16), np.linspace(1, 50, 16), n=300, xp=cupy)
+    ref = lorenz.sensitivity_map(np.linspace(1, 20, 16), np.linspace(1, 50, 16), n=300)
+    np.testing.assert_allclose(m, ref, rtol=1e-8)
+
+
+# ---------------------------------------------------------------------------
+# benchmark script
+# ---------------------------------------------------------------------------
+def _bench():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_gpu
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return bench_gpu
+
+
+@pytest.mark.skipif(not SIM, reason="smoke test of the simulator path")
+def test_bench_gpu_smoke(tmp_path, capsys):
+    bench = _bench()
+    assert bench.main(["--size", "4", "--steps", "6"]) == 2
+    assert "--allow-simulator" in capsys.readouterr().err
+    out = tmp_path / "gpu.json"
+    assert bench.main(["--allow-simulator", "--size", "3", "--steps", "4", "--treeverse", "2",
+                       "--bennett", "2", "--lorenz-grid", "2", "--lorenz-steps", "12",
+                       "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    recs = data["fig5"]["records"]
+    assert [r["schedule"] for r in recs] == ["treeverse S=2", "bennett k=2"]
+    keys = {"schedule", "n", "size", "predicted_forward_steps", "predicted_peak_pebbles",
+            "forward_steps", "backward_steps", "peak_states", "seconds", "model_seconds",
+            "peak_mb", "peak_states_mb"}
+    assert all(keys <= set(r) for r in recs)
+    assert recs[0]["forward_steps"] == recs[0]["predicted_forward_steps"] + 1
+    assert data["machine"]["gpu"].startswith("simulator")
+    lz = data["lorenz"]
+    assert lz["grid"] == 2 and lz["finite_points"] == 4 and lz["max_rel_diff_map"] < 1e-10
+
+
+def test_pml_record_matches_cpu(pml_small):
+    cfg = pml_small[0]
+    rec = gpu.pml_record(cfg)
+    assert rec.shape == (cfg.steps + 1, cfg.n_detectors) and np.abs(rec).max() > 0
+    same(rec, pml.record(cfg))

@@ -1,0 +1,210 @@
+"""visualize: the solver figures (Lorenz Figures 3 and 4, PML images, Figure 5) and their CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pebbles
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("numba")
+
+import visualize  # noqa: E402
+from visualize.__main__ import main  # noqa: E402
+
+
+def _gid(fig, gid):
+    """Artists (lines, images, collections, patches) with this gid, over all axes."""
+    out = []
+    for ax in fig.axes:
+        for a in (*ax.lines, *ax.images, *ax.collections, *ax.patches):
+            if a.get_gid() == gid:
+                out.append(a)
+    return out
+
+
+def _saved(fig, path):
+    visualize.save(fig, path, dpi=60)
+    assert path.exists() and path.stat().st_size > 5000
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_map():
+    return visualize.lorenz_sensitivity(12, n=300)
+
+
+def test_figure3_map_curve_points_and_trajectories(tmp_path, small_map):
+    sigmas, rhos, grid = small_map
+    assert grid.shape == (12, 12) and np.all(np.isfinite(grid))
+    fig = visualize.draw_lorenz_figure3(sigmas, rhos, grid, n=300)
+    _saved(fig, tmp_path / "fig3.png")
+    (img,) = _gid(fig, "sensitivity")
+    assert img.get_array().shape == (12, 12)  # rho across rows, sigma across columns
+    assert img.norm.vmin == pytest.approx(grid.min()) and img.norm.vmax == pytest.approx(grid.max())
+    assert len(_gid(fig, "marked-point")) == 2 and len(_gid(fig, "trajectory")) == 2
+    (curve,) = _gid(fig, "critical-curve")
+    s, r = curve.get_data()
+    assert s.min() > 8 / 3 + 1 and r.max() <= 50
+    assert np.allclose(r, s * (s + 8 / 3 + 3) / (s - 8 / 3 - 1))
+    assert any(ax.name == "3d" for ax in fig.axes)
+
+
+def test_figure3_masks_overflow_and_says_so(small_map):
+    sigmas, rhos, grid = small_map
+    bad = grid.copy()
+    bad[3, 4], bad[5, 6] = np.inf, np.nan
+    fig = visualize.draw_lorenz_figure3(sigmas, rhos, bad, trajectories=False)
+    (img,) = _gid(fig, "sensitivity")
+    assert img.get_array().mask.sum() == 2
+    assert "2 cells overflow" in fig.axes[-1].get_ylabel()
+    with pytest.raises(pebbles.PebblesValueError, match="grid.shape"):
+        visualize.draw_lorenz_figure3(sigmas, rhos[:-1], grid)
+
+
+def test_figure3_from_the_solver_cli_npz(tmp_path):
+    npz = tmp_path / "map.npz"
+    from solvers.lorenz import main as lorenz_main
+
+    assert lorenz_main(["sensitivity", "--resolution", "5", "--steps", "50",
+                        "--out", str(npz)]) == 0
+    sigmas, rhos, grid, beta = visualize.load_sensitivity(npz)
+    assert grid.shape == (5, 5) and beta == pytest.approx(8 / 3)
+    out = tmp_path / "f3.png"
+    assert main(["lorenz-fig3", "--npz", str(npz), "--no-trajectories", "-o", str(out)]) == 0
+    assert out.stat().st_size > 5000
+
+
+def test_figure4_errors_grow_with_steps_and_reload_interval(tmp_path):
+    steps, err = visualize.adjoint_errors_vs_steps([1, 100, 400, 900], starts=5)
+    assert err.shape == (4, 5)
+    med = np.median(err, axis=1)
+    assert med[0] < 1e-8 < med[1] < 1e-6 < med[2] < 1e-1  # paper: 1e-10, 4e-8 (100), ...
+    ks, rerr = visualize.adjoint_errors_vs_reload([1, 200, 500], n=3000, starts=3)
+    rmed = np.median(rerr, axis=1)
+    assert rmed[0] < rmed[1] < rmed[2]
+    fig = visualize.draw_lorenz_figure4((steps, err), (ks, rerr), reload_steps=3000)
+    _saved(fig, tmp_path / "fig4.png")
+    assert len(_gid(fig, "median")) == 2
+    overflow = _gid(fig, "overflow")  # n = 900 is past the overflow of every start
+    assert len(overflow) == 1 and overflow[0].get_xdata()[0] == 900
+    with pytest.raises(pebbles.PebblesValueError, match="starts=0"):
+        visualize.adjoint_errors_vs_steps([1], starts=0)
+
+
+@pytest.fixture(scope="module")
+def pml_data():
+    cfg = visualize.scaled_config(40, steps=300)
+    return cfg, visualize.pml_experiment(cfg, [60, 150, 250], pebbles=6)
+
+
+def test_pml_snapshots_gather_and_gradient(tmp_path, pml_data):
+    cfg, d = pml_data
+    assert d["snapshots"].shape == (3, 42, 42) and d["traces"].shape == (301, 200)
+    assert np.abs(d["snapshots"][-1]).max() > 0 and d["grad_c"].shape == (42, 42)
+    fig = visualize.draw_pml_snapshots(d["snapshots"], d["times"], cfg, traces=d["traces"])
+    _saved(fig, tmp_path / "snap.png")
+    assert len(_gid(fig, "snapshot")) == 3 and len(_gid(fig, "pml-edge")) == 3
+    (gather,) = _gid(fig, "shot-gather")
+    assert gather.get_array().shape == (300, 200)
+    fig = visualize.draw_pml_gradient(d["grad_c"], cfg, c_true=d["c_true"])
+    _saved(fig, tmp_path / "grad.png")
+    (img,) = _gid(fig, "gradient")
+    assert img.norm.vmax > 0 and img.norm.vmin == -img.norm.vmax  # symmetric diverging
+    assert img.get_array().shape == (42, 42)
+
+
+def test_pml_gradient_matches_the_solver(pml_data):
+    from solvers import pml
+
+    cfg, d = pml_data
+    g = pml.gradient(cfg, pml.uniform_model(cfg), pml.schedule("store-all", cfg.steps),
+                     d["traces"])
+    assert np.allclose(d["grad_c"], g.grad_c, rtol=1e-10, atol=0)
+
+
+def test_pml_errors_name_the_value(pml_data):
+    cfg, d = pml_data
+    with pytest.raises(pebbles.PebblesValueError, match="times="):
+        visualize.pml_experiment(cfg, [cfg.steps + 1], pebbles=None)
+    with pytest.raises(pebbles.PebblesValueError, match="size=10"):
+        visualize.scaled_config(10)
+    with pytest.raises(pebbles.PebblesValueError, match="grad_c.shape"):
+        visualize.draw_pml_gradient(d["grad_c"][1:], cfg)
+
+
+def _records():
+    out = []
+    for s, sec in ((5, 9.0), (10, 6.0), (20, 5.0), (40, 4.5)):
+        for fam in ("treeverse", "treeverse in-place"):
+            out.append({"schedule": f"{fam} S={s}", "seconds": sec, "model_seconds": sec * 0.9,
+                        "peak_states": s + 1, "peak_mb": (s + 2) * 2.0,
+                        "peak_states_mb": (s + 1) * 2.0, "predicted_forward_steps": 1000,
+                        "n": 500, "size": 64})
+    for k, sec, st in ((2, 60.0, 12), (3, 30.0, 15), (5, 20.0, 25)):
+        out.append({"schedule": f"bennett k={k}", "seconds": sec, "model_seconds": sec,
+                    "peak_states": st, "peak_mb": st * 2.0, "peak_states_mb": st * 2.0,
+                    "predicted_forward_steps": 9000, "n": 500, "size": 64})
+    return out
+
+
+def test_figure5_from_json(tmp_path):
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"machine": {}, "fig5": {"records": _records()}}))
+    fig = visualize.draw_figure5(path)
+    _saved(fig, tmp_path / "fig5.png")
+    assert len(fig.axes) == 2  # peak states and peak MB
+    measured = _gid(fig, "measured")
+    assert len(measured) == 6 and len(_gid(fig, "model")) == 6
+    bennett = [ln for ln in measured if ln.get_label() == "bennett"]
+    assert list(bennett[0].get_xdata()) == [12, 15, 25]
+    assert "64 x 64, n = 500" in fig._suptitle.get_text()
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"S=5", "S=40", "k=2", "k=5"} <= texts
+    from visualize._fig5 import fig5_families
+
+    fams = fig5_families(_records())
+    assert list(fams) == ["treeverse", "treeverse in-place", "bennett"]
+
+
+def test_figure5_bad_json_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"kernels": {}}))
+    with pytest.raises(pebbles.PebblesValueError, match="--fig5 --json"):
+        visualize.load_fig5(bad)
+    assert main(["fig5", str(bad), "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fig5" in err
+    bad.write_text(json.dumps({"fig5": {"records": [{"schedule": "treeverse S=1"}]}}))
+    with pytest.raises(pebbles.PebblesValueError, match="lacks keys"):
+        visualize.load_fig5(bad)
+
+
+def test_cli_lorenz_fig4_and_pml(tmp_path):
+    out = tmp_path / "f4.png"
+    assert main(["lorenz-fig4", "--max-steps", "50", "--stride", "10", "--starts", "2",
+                 "--reload-steps", "500", "-o", str(out)]) == 0
+    assert out.stat().st_size > 5000
+    out = tmp_path / "pml.png"
+    assert main(["pml", "--size", "40", "--steps", "120", "--times", "40", "100",
+                 "-o", str(out)]) == 0
+    assert out.stat().st_size > 5000
+
+
+def test_cli_errors_exit_2_with_one_line(tmp_path):
+    cmd = [sys.executable, "-m", "visualize", "pml", "--size", "8", "-o", str(tmp_path / "a.png")]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "size=8" in r.stderr
+    assert main(["lorenz-fig3"]) == 2  # -o missing
+
+
+def test_importing_visualize_stays_cheap():
+    code = ("import sys, visualize; assert 'matplotlib' not in sys.modules; "
+            "assert 'numba' not in sys.modules; visualize.draw_figure5; "
+            "assert 'numba' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,130 @@
+"""``python -m visualize``: the solver figures of Liu & Xu (Figures 3, 4, 5 and the PML images).
+
+Subcommands (each writes one figure, format from the extension of ``-o``)::
+
+    python -m visualize lorenz-fig3 [--npz map.npz | --resolution 201 --steps 10000] -o fig3.png
+    python -m visualize lorenz-fig4 [--max-steps 1000 --starts 20 --reload-steps 10000] -o fig4.png
+    python -m visualize pml [--size 200 --times 400 700 1000 1400] [--panel gradient] -o pml.png
+    python -m visualize fig5 bench.json -o fig5.png
+
+Bad input exits with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pebbles import PebblesValueError
+
+from .cli import _positive
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _output(p: argparse.ArgumentParser, dpi: int = 100) -> None:
+    p.add_argument("-o", "--output", required=True,
+                   help="output file; format from the extension (.png, .svg, .pdf)")
+    p.add_argument("--dpi", type=_positive, default=dpi, help=f"raster resolution ({dpi})")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m visualize", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    f3 = sub.add_parser("lorenz-fig3", help="Figure 3: sensitivity map and trajectories")
+    f3.add_argument("--npz", help="grid from `python -m solvers.lorenz sensitivity --out`")
+    f3.add_argument("--resolution", type=_positive, default=201, help="grid points per axis")
+    f3.add_argument("--steps", type=_positive, default=10_000, help="RK4 steps n (10000)")
+    f3.add_argument("--no-trajectories", action="store_true", help="omit panel (b)")
+    _output(f3)
+    f4 = sub.add_parser("lorenz-fig4", help="Figure 4: adjoint-state error")
+    f4.add_argument("--max-steps", type=_positive, default=1000, help="panel (a) up to n")
+    f4.add_argument("--stride", type=_positive, default=1, help="panel (a) every this n")
+    f4.add_argument("--starts", type=_positive, default=20, help="random x0 per point (20)")
+    f4.add_argument("--reload-steps", type=_positive, default=10_000, help="panel (b) n")
+    f4.add_argument("--seed", type=int, default=0)
+    _output(f4)
+    pm = sub.add_parser("pml", help="PML snapshots + shot gather, or the gradient w.r.t. c")
+    pm.add_argument("--size", type=int, default=200, help="grid nx = ny (200)")
+    pm.add_argument("--steps", type=_positive, help="time steps (default: scaled paper run)")
+    pm.add_argument("--times", type=_positive, nargs="+", help="snapshot steps")
+    pm.add_argument("--pebbles", type=_positive, default=20, help="treeverse budget S (20)")
+    pm.add_argument("--panel", choices=("snapshots", "gradient"), default="snapshots")
+    _output(pm)
+    f5 = sub.add_parser("fig5", help="Figure 5: time against peak memory from a benchmark JSON")
+    f5.add_argument("json", help="output of `python benchmarks/bench_pml.py --fig5 --json OUT`")
+    f5.add_argument("--no-model", action="store_true", help="omit the dashed model times")
+    f5.add_argument("--title")
+    _output(f5)
+    return p
+
+
+def _lorenz_fig3(args: argparse.Namespace):
+    from . import _lorenz_figs as lf
+
+    if args.npz:
+        sigmas, rhos, grid, beta = lf.load_sensitivity(args.npz)
+        return lf.draw_lorenz_figure3(sigmas, rhos, grid, beta=beta,
+                                      trajectories=not args.no_trajectories)
+    sigmas, rhos, grid = lf.lorenz_sensitivity(args.resolution, n=args.steps)
+    return lf.draw_lorenz_figure3(sigmas, rhos, grid, n=args.steps,
+                                  trajectories=not args.no_trajectories)
+
+
+def _lorenz_fig4(args: argparse.Namespace):
+    from . import _lorenz_figs as lf
+
+    a = lf.adjoint_errors_vs_steps(range(1, args.max_steps + 1, args.stride),
+                                   starts=args.starts, seed=args.seed)
+    b = lf.adjoint_errors_vs_reload(n=args.reload_steps, starts=args.starts, seed=args.seed)
+    return lf.draw_lorenz_figure4(a, b, reload_steps=args.reload_steps)
+
+
+def _pml(args: argparse.Namespace):
+    from . import _pml_figs as pf
+
+    cfg = pf.scaled_config(args.size, **({"steps": args.steps} if args.steps else {}))
+    times = args.times or [max(1, round(cfg.steps * f)) for f in (0.2, 0.35, 0.5, 0.7)]
+    data = pf.pml_experiment(cfg, times, pebbles=args.pebbles if args.panel == "gradient"
+                             else None)
+    if args.panel == "gradient":
+        return pf.draw_pml_gradient(data["grad_c"], cfg, c_true=data["c_true"])
+    return pf.draw_pml_snapshots(data["snapshots"], data["times"], cfg, traces=data["traces"])
+
+
+def _fig5(args: argparse.Namespace):
+    from ._fig5 import draw_figure5
+
+    return draw_figure5(args.json, model=not args.no_model, title=args.title)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, draw, save; return the exit status (2 on bad input)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    draw = {"lorenz-fig3": _lorenz_fig3, "lorenz-fig4": _lorenz_fig4, "pml": _pml,
+            "fig5": _fig5}[args.command]
+    try:
+        from ._game import save
+
+        path = save(draw(args), args.output, dpi=args.dpi)
+    except (PebblesValueError, ValueError) as err:
+        line = " ".join(str(err).split())
+        sys.stderr.write(f"python -m visualize {args.command}: error: {line}\n")
+        return 2
+    sys.stdout.write(f"wrote {path}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

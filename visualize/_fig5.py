@@ -1,0 +1,161 @@
+"""Measured time against peak memory for Treeverse and Bennett (Liu & Xu, Figure 5).
+
+The paper's Figure 5 plots, for the 1000 x 1000 PML gradient on a V100, the
+run time of Treeverse (delta = 5 ... 320 checkpoints) and of Bennett
+(k = 5 ... 160) against the states they keep. :func:`draw_figure5` draws the
+same from the JSON written by ``python benchmarks/bench_pml.py --fig5 --json
+OUT`` (records under ``result["fig5"]["records"]``, each with ``schedule``
+such as ``"treeverse S=10"``, ``"treeverse in-place S=10"`` or
+``"bennett k=3"``, ``seconds``, ``model_seconds``, ``peak_states``,
+``peak_mb``, ``n`` and ``size``): one line per family, each point labelled with
+its S or k, the step-count model dashed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from pebbles import PebblesValueError
+
+from ._game import _new_figure
+
+__all__ = ["draw_figure5", "fig5_families", "load_fig5"]
+
+_REQUIRED = ("schedule", "seconds", "peak_states")
+_COLOURS = {"treeverse": "#1f77b4", "treeverse in-place": "#17becf", "bennett": "#d62728"}
+_X = {"peak_states": "peak states held (stored + working)",
+      "peak_mb": "peak memory traced (MB)"}
+_FIX = "write it with `python benchmarks/bench_pml.py --fig5 --json OUT`"
+
+
+def load_fig5(path: str | Path) -> list[dict[str, Any]]:
+    """The ``fig5`` records of a benchmark JSON file (checked for the keys drawn)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        records = data["fig5"]["records"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PebblesValueError(
+            f"path={str(path)!r} has no readable result['fig5']['records'] ({type(err).__name__}:"
+            f" {err}); {_FIX}") from None
+    return _checked(records, str(path))
+
+
+def _checked(records: Sequence[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    records = list(records)
+    if not records:
+        raise PebblesValueError(f"records in {where} is empty; a Figure 5 needs at least one "
+                                f"record; {_FIX}")
+    for i, r in enumerate(records):
+        missing = [k for k in _REQUIRED if k not in r]
+        if missing:
+            raise PebblesValueError(f"record {i} in {where} lacks keys {missing} (every record "
+                                    f"needs {list(_REQUIRED)}); {_FIX}")
+    return records
+
+
+def fig5_families(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Group records by schedule family: ``"treeverse in-place S=10"`` -> ``"treeverse in-place"``.
+
+    The last word of ``schedule`` (``S=10``, ``k=3``) is the point's label and
+    is stored as ``param``; each family is sorted by that number (S or k).
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        family, _, param = str(r["schedule"]).rpartition(" ")
+        out.setdefault(family or param, []).append({**r, "param": param if family else ""})
+    for rs in out.values():
+        rs.sort(key=lambda r: (_number(r["param"]), r["peak_states"]))
+    return out
+
+
+def _number(param: str) -> float:
+    """The value of ``'S=10'`` (10.0); ``inf`` when there is none."""
+    try:
+        return float(param.partition("=")[2])
+    except ValueError:
+        return float("inf")
+
+
+def _panel(ax: Axes, families: dict[str, list[dict[str, Any]]], key: str, model: bool) -> None:
+    extra = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+    for i, (family, rs) in enumerate(families.items()):
+        colour = _COLOURS.get(family, extra[i % len(extra)])
+        x = np.array([r[key] for r in rs], dtype=float)
+        y = np.array([r["seconds"] for r in rs], dtype=float)
+        ax.plot(x, y, color=colour, marker="o", ms=4, lw=1.3, label=family, gid="measured")
+        for r, xi, yi in zip(rs, x, y, strict=True):
+            ax.annotate(r["param"], (xi, yi), xytext=(3, 3), textcoords="offset points",
+                        fontsize=6.5, color=colour)
+        if model and all("model_seconds" in r for r in rs):
+            ax.plot(x, [r["model_seconds"] for r in rs], color=colour, ls="--", lw=0.9,
+                    alpha=0.8, gid="model")
+    if model:
+        ax.plot([], [], color="grey", ls="--", lw=0.9,
+                label="model: fwd steps x t_fwd + n x t_bwd")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.autoscale_view()
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        narrow = hi < 4 * lo  # less than a few minor ticks: label them all
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}") if narrow
+                                 else FuncFormatter(_minor_label))
+    ax.set_xlabel(_X.get(key, key), fontsize=8)
+    ax.grid(True, which="both", color="#eeeeee", lw=0.5)
+    ax.tick_params(which="both", labelsize=7)
+
+
+def _minor_label(value: float, _pos: int) -> str:
+    """Label the minor log ticks 2 and 5 of each decade (``'0.2'``, ``'50'``), no others."""
+    if value <= 0:
+        return ""
+    mantissa = round(value / 10 ** np.floor(np.log10(value)), 6)
+    return f"{value:g}" if mantissa in (2.0, 5.0) else ""
+
+
+def draw_figure5(records: Sequence[dict[str, Any]] | str | Path, *, model: bool = True,
+                 title: str | None = None) -> Figure:
+    """Paper Figure 5: measured gradient time against peak memory, per schedule family.
+
+    Parameters
+    ----------
+    records : sequence of dict, or path
+        ``result["fig5"]["records"]`` of the benchmark JSON, or the file's path
+        (read with :func:`load_fig5`).
+    model : bool
+        Draw the step-count model ``model_seconds`` dashed (when every record has it).
+    title : str, optional
+        Figure title (default: grid size and n from the records).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: time against peak states; right (when the records have
+        ``peak_mb``): time against the traced peak memory in MB.
+    """
+    if isinstance(records, (str, Path)):
+        records = load_fig5(records)
+    records = _checked(records, "records")
+    families = fig5_families(records)
+    keys = ["peak_states"] + (["peak_mb"] if all("peak_mb" in r for r in records) else [])
+    fig = _new_figure(5.0 * len(keys) + 0.5, 4.2)
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys, strict=True):
+        _panel(ax, families, key, model)
+    axes[0].set_ylabel("gradient time (s, measured)", fontsize=8)
+    axes[0].legend(fontsize=7, frameon=False)
+    r0 = records[0]
+    size, n = r0.get("size"), r0.get("n")
+    default = "PML gradient: time against peak memory (Liu & Xu, Figure 5)"
+    if size is not None and n is not None:
+        default += f", {size} x {size}, n = {n}"
+    fig.suptitle(title or default, fontsize=10)
+    return fig
