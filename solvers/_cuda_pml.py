@@ -44,6 +44,12 @@ __all__ = [
 
 
 @cuda.jit(device=True, inline=True)
+def _flush(x, k):  # pragma: no cover - compiled
+    """``x``, or 0 when ``|x| < k[7]`` (``_flush`` of the CPU kernels)."""
+    return x if abs(x) >= k[7] else 0.0
+
+
+@cuda.jit(device=True, inline=True)
 def _unew(w, wo, ph, ps, c, i, j, sg, tu, k):  # pragma: no cover - compiled
     dt, ax, ay, bx, by = k[0], k[1], k[2], k[3], k[4]
     half = 0.5 * dt * (sg + tu)
@@ -54,17 +60,19 @@ def _unew(w, wo, ph, ps, c, i, j, sg, tu, k):  # pragma: no cover - compiled
          + bx * (ph[i + 1, j] - ph[i - 1, j])
          + by * (ps[i, j + 1] - ps[i, j - 1])
          - (1.0 - half) * wo[i, j])
-    return r / (1.0 + half)
+    return _flush(r / (1.0 + half), k)
 
 
 @cuda.jit(device=True, inline=True)
 def _phinew(ph, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
-    return (1.0 - k[0] * sg) * ph[i, j] + c[i, j] * (tu - sg) * k[5] * (un[i + 1, j] - un[i - 1, j])
+    r = (1.0 - k[0] * sg) * ph[i, j] + c[i, j] * (tu - sg) * k[5] * (un[i + 1, j] - un[i - 1, j])
+    return _flush(r, k)
 
 
 @cuda.jit(device=True, inline=True)
 def _psinew(ps, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
-    return (1.0 - k[0] * tu) * ps[i, j] + c[i, j] * (sg - tu) * k[6] * (un[i, j + 1] - un[i, j - 1])
+    r = (1.0 - k[0] * tu) * ps[i, j] + c[i, j] * (sg - tu) * k[6] * (un[i, j + 1] - un[i, j - 1])
+    return _flush(r, k)
 
 
 @cuda.jit
@@ -137,7 +145,7 @@ def _vu_cell(s, g, c, sig, tau, k, mrow, mcol, i, j):  # pragma: no cover - comp
                   - pp * c[i + 1, j] * (tu - sp) * g2[i + 1, j])
           + ey * (mcol[j - 1] * c[i, j - 1] * (sg - tau[j - 1]) * g3[i, j - 1]
                   - mcol[j + 1] * c[i, j + 1] * (sg - tau[j + 1]) * g3[i, j + 1]))
-    return ub / (1.0 + 0.5 * dt * (sg + tu)), ur
+    return _flush(ub / (1.0 + 0.5 * dt * (sg + tu)), k), ur
 
 
 @cuda.jit
@@ -178,10 +186,10 @@ def _ring_cell(p, q, g0, c, v, k, out):  # pragma: no cover - compiled
     """Output cell on the ring (``_ring_cell`` of the CPU kernels)."""
     ax, ay, bx, by = k[1], k[2], k[3], k[4]
     out[0, p, q] = 0.0
-    out[1, p, q] = (g0[p, q] + ax * (_cv(c, v, p + 1, q) + _cv(c, v, p - 1, q))
-                    + ay * (_cv(c, v, p, q + 1) + _cv(c, v, p, q - 1)))
-    out[2, p, q] = bx * (_vat(v, p - 1, q) - _vat(v, p + 1, q))
-    out[3, p, q] = by * (_vat(v, p, q - 1) - _vat(v, p, q + 1))
+    out[1, p, q] = _flush(g0[p, q] + ax * (_cv(c, v, p + 1, q) + _cv(c, v, p - 1, q))
+                          + ay * (_cv(c, v, p, q + 1) + _cv(c, v, p, q - 1)), k)
+    out[2, p, q] = _flush(bx * (_vat(v, p - 1, q) - _vat(v, p + 1, q)), k)
+    out[3, p, q] = _flush(by * (_vat(v, p, q - 1) - _vat(v, p, q + 1)), k)
 
 
 @cuda.jit(device=True, inline=True)
@@ -194,12 +202,12 @@ def _inner_cell(s, g, c, sig, tau, k, v, u, p, q, out, gc):  # pragma: no cover 
     cpq = c[p, q]
     half = 0.5 * dt * (sg + tu)
     a = 2.0 - sg * tu * dt * dt - 2.0 * cpq * (ax + ay)
-    out[0, p, q] = -(1.0 - half) * vv
-    out[1, p, q] = (g0[p, q] + a * vv
-                    + ax * (c[p + 1, q] * v[p + 1, q] + c[p - 1, q] * v[p - 1, q])
-                    + ay * (c[p, q + 1] * v[p, q + 1] + c[p, q - 1] * v[p, q - 1]))
-    out[2, p, q] = (1.0 - dt * sg) * g2[p, q] + bx * (v[p - 1, q] - v[p + 1, q])
-    out[3, p, q] = (1.0 - dt * tu) * g3[p, q] + by * (v[p, q - 1] - v[p, q + 1])
+    out[0, p, q] = _flush(-(1.0 - half) * vv, k)
+    out[1, p, q] = _flush(g0[p, q] + a * vv
+                          + ax * (c[p + 1, q] * v[p + 1, q] + c[p - 1, q] * v[p - 1, q])
+                          + ay * (c[p, q + 1] * v[p, q + 1] + c[p, q - 1] * v[p, q - 1]), k)
+    out[2, p, q] = _flush((1.0 - dt * sg) * g2[p, q] + bx * (v[p - 1, q] - v[p + 1, q]), k)
+    out[3, p, q] = _flush((1.0 - dt * tu) * g3[p, q] + by * (v[p, q - 1] - v[p, q + 1]), k)
     lap = (-2.0 * (ax + ay) * w[p, q] + ax * (w[p + 1, q] + w[p - 1, q])
            + ay * (w[p, q + 1] + w[p, q - 1]))
     gc[p, q] += (vv * lap

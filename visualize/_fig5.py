@@ -89,7 +89,8 @@ def _panel(ax: Axes, families: dict[str, list[dict[str, Any]]], key: str, model:
     for i, (family, rs) in enumerate(families.items()):
         colour = _COLOURS.get(family, extra[i % len(extra)])
         x = np.array([r[key] for r in rs], dtype=float)
-        y = np.array([r["seconds"] for r in rs], dtype=float)
+        # measured_seconds is on the same clock as model_seconds (wall or CPU time)
+        y = np.array([r.get("measured_seconds", r["seconds"]) for r in rs], dtype=float)
         ax.plot(x, y, color=colour, marker="o", ms=4, lw=1.3, label=family, gid="measured")
         for r, xi, yi in zip(rs, x, y, strict=True):
             ax.annotate(r["param"], (xi, yi), xytext=(3, 3), textcoords="offset points",
