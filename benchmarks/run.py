@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--report", default=str(HERE / "REPORT.md"), help="report path")
     args = p.parse_args(argv)
     quick = args.quick
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the scripts run with cwd=benchmarks/
     out.mkdir(parents=True, exist_ok=True)
     gpu, gpu_why = has_gpu()
     summary = {"mode": "quick" if quick else "full", "gpu": gpu_why if not gpu else gpu_why,

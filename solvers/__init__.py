@@ -3,6 +3,10 @@
 
 * :mod:`solvers.lorenz` -- the Lorenz experiment of section 4.1 (RK4, forward
   mode, reverse mode through checkpoint schedules, adjoint-state method).
+* :mod:`solvers.pml` -- the PML wave experiment of section 4.2 (Numba forward,
+  in-place and adjoint kernels; gradients w.r.t. c, the source and s_0).
+* :mod:`solvers.gpu` -- GPU executors (CuPy memory, numba.cuda kernels): PML
+  gradient and batched Lorenz forward/reverse mode; see docs/gpu.md.
 
 Submodules are not imported here, so ``import solvers`` does not load Numba.
 """
