@@ -50,8 +50,16 @@ def machine_info(packages: Sequence[str] = ("numpy", "numba")) -> dict:
         info["numba_threads"] = sys.modules["numba"].get_num_threads()
     for name in packages:
         info[name] = package_version(name)
-    info["command"] = " ".join(["python", *sys.argv])
+    info["command"] = " ".join(["python", _script_path(sys.argv[0]), *sys.argv[1:]])
     return info
+
+
+def _script_path(argv0: str) -> str:
+    """``argv0`` relative to the repository root when it lies inside it."""
+    try:
+        return str(Path(argv0).resolve().relative_to(ROOT))
+    except ValueError:
+        return argv0
 
 
 def best_of(fn: Callable[[], object], repeat: int, warmup: int = 1) -> tuple[float, float]:
