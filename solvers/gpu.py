@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from pebbles._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
-from pebbles._moves import Move, MoveKind, encode
+from pebbles._moves import Game, Move, MoveKind, decode, encode
+from pebbles._simulator import simulate
 from solvers import lorenz as _lz
 from solvers import pml as _pml
 
@@ -163,14 +164,14 @@ def _peak_held(arr: np.ndarray) -> int:
 
 
 class _Lowering:
-    """Host-side walk of a move stream: legality, slot assignment, counts."""
+    """Host-side walk of a legal move stream (checked by :func:`pebbles.simulate`):
+    slot assignment and counts."""
 
     def __init__(self, n: int, nslots: int) -> None:
         self.n, self.nslots = n, nslots
         self.slot_of = {0: 0}
         self.free = list(range(nslots - 1, 0, -1))
         self.ops: list[tuple[int, int, int, int, int]] = []
-        self.painted_from = n
         self.fsteps = self.bsteps = self.peak = 0
         self.seeded = False
 
@@ -187,12 +188,7 @@ class _Lowering:
         return slot
 
     def walk(self, index: int, row: np.ndarray, a: int, b: int, inplace: bool) -> None:
-        if not (0 <= a < b <= self.n) or b in self.slot_of or a not in self.slot_of:
-            raise self.fail(index, row, f"needs a state on cell {a} and none on cell {b}, "
-                                        f"0 <= {a} < {b} <= n={self.n}")
         if inplace:
-            if a == 0:
-                raise self.fail(index, row, "cell 0 (s_0) cannot be moved")
             dst = src = self.slot_of.pop(a)
         else:
             src, dst = self.slot_of[a], self.alloc(index, row)
@@ -213,13 +209,9 @@ class _Lowering:
         self.seeded = True
 
     def paint(self, index: int, row: np.ndarray, a: int) -> None:
-        if a != self.painted_from - 1 or a not in self.slot_of:
-            raise self.fail(index, row, f"paints go n-1, ..., 0 on stored cells; expected "
-                                        f"paint {self.painted_from - 1} with its state held")
         if not self.seeded:
             self.seed(index, row)
         self.ops.append((OP_PAINT, self.slot_of[a], 0, a, 0))
-        self.painted_from = a
         self.bsteps += 1
 
     def run(self, arr: np.ndarray) -> None:
@@ -232,16 +224,9 @@ class _Lowering:
             elif kind == _MOVE:
                 self.walk(index, row, a - 1, a, True)
             elif kind == _REMOVE:
-                if a == 0 or a not in self.slot_of:
-                    raise self.fail(index, row, f"cell {a} holds no removable state")
                 self.free.append(self.slot_of.pop(a))
-            elif kind == _PAINT:
+            else:  # _PAINT: the only other move of the two games
                 self.paint(index, row, a)
-            else:
-                raise self.fail(index, row, "not a checkpoint-game move")
-        if self.painted_from != 0:
-            raise IllegalMoveError(
-                -1, None, f"the schedule left cells 0..{self.painted_from - 1} unpainted")
 
 
 def lower_schedule(schedule: Iterable[Move] | np.ndarray, n: int, *,
@@ -272,6 +257,8 @@ def lower_schedule(schedule: Iterable[Move] | np.ndarray, n: int, *,
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise PebblesValueError(f"n={n!r} must be an integer >= 1 (the number of steps)")
     arr = _encoded(schedule)
+    # the library's one rule checker: raises IllegalMoveError with the move's index
+    simulate(decode(arr), int(n), Game.INPLACE if (arr[:, 0] == _MOVE).any() else Game.CHECKPOINT)
     nslots = _peak_held(arr) + 2 if slots is None else slots
     if not isinstance(nslots, (int, np.integer)) or nslots < 2:
         raise PebblesValueError(f"slots={slots!r} must be an integer >= 2 (s_0 and one state)")
