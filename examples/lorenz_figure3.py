@@ -37,11 +37,11 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     npz = _option(argv, "npz", None)
     if npz:
-        sigmas, rhos, grid, beta = visualize.load_sensitivity(npz)
+        sigmas, rhos, grid, beta, steps = visualize.load_sensitivity(npz)
     else:
         sigmas, rhos, grid = visualize.lorenz_sensitivity(int(_option(argv, "resolution", "201")))
-        beta = 8 / 3
-    fig = visualize.draw_lorenz_figure3(sigmas, rhos, grid, beta=beta)
+        beta, steps = 8 / 3, 10_000
+    fig = visualize.draw_lorenz_figure3(sigmas, rhos, grid, beta=beta, n=steps)
     visualize.save(fig, out, dpi=dpi)
     print(f"wrote {out} in {time.perf_counter() - start:.1f} s; mean |gradient| from "
           f"{grid.min():.2g} to {grid.max():.2g}")

@@ -811,7 +811,8 @@ def _sensitivity_cli(args: argparse.Namespace) -> str:
     rhos = np.linspace(*args.rho_range, args.resolution)
     t0 = time.perf_counter()
     grid = sensitivity_map(sigmas, rhos, args.beta, dt=args.dt, n=args.steps)
-    np.savez(args.out, sigmas=sigmas, rhos=rhos, mean_abs_grad=grid, beta=args.beta)
+    np.savez(args.out, sigmas=sigmas, rhos=rhos, mean_abs_grad=grid, beta=args.beta,
+             steps=args.steps, dt=args.dt)
     return f"wrote {args.out}: {grid.shape} grid in {time.perf_counter() - t0:.2f} s"
 
 

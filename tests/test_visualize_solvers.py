@@ -73,8 +73,8 @@ def test_figure3_from_the_solver_cli_npz(tmp_path):
 
     assert lorenz_main(["sensitivity", "--resolution", "5", "--steps", "50",
                         "--out", str(npz)]) == 0
-    sigmas, rhos, grid, beta = visualize.load_sensitivity(npz)
-    assert grid.shape == (5, 5) and beta == pytest.approx(8 / 3)
+    sigmas, rhos, grid, beta, steps = visualize.load_sensitivity(npz)
+    assert grid.shape == (5, 5) and beta == pytest.approx(8 / 3) and steps == 50
     out = tmp_path / "f3.png"
     assert main(["lorenz-fig3", "--npz", str(npz), "--no-trajectories", "-o", str(out)]) == 0
     assert out.stat().st_size > 5000

@@ -71,8 +71,8 @@ def _lorenz_fig3(args: argparse.Namespace):
     from . import _lorenz_figs as lf
 
     if args.npz:
-        sigmas, rhos, grid, beta = lf.load_sensitivity(args.npz)
-        return lf.draw_lorenz_figure3(sigmas, rhos, grid, beta=beta,
+        sigmas, rhos, grid, beta, steps = lf.load_sensitivity(args.npz)
+        return lf.draw_lorenz_figure3(sigmas, rhos, grid, beta=beta, n=steps,
                                       trajectories=not args.no_trajectories)
     sigmas, rhos, grid = lf.lorenz_sensitivity(args.resolution, n=args.steps)
     return lf.draw_lorenz_figure3(sigmas, rhos, grid, n=args.steps,

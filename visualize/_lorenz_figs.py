@@ -63,18 +63,22 @@ def lorenz_sensitivity(resolution: int = 201, *, sigma_range: tuple[float, float
     return sigmas, rhos, sensitivity_map(sigmas, rhos, beta, n=n)
 
 
-def load_sensitivity(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Read ``(sigmas, rhos, mean_abs_grad, beta)`` from ``solvers.lorenz sensitivity --out``."""
+def load_sensitivity(
+    path: str | Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
+    """Read ``(sigmas, rhos, mean_abs_grad, beta, steps)`` from ``solvers.lorenz sensitivity
+    --out`` (files without ``beta`` or ``steps`` get the paper's 8/3 and 10^4)."""
     try:
         with np.load(path) as data:
             sigmas, rhos, grid = data["sigmas"], data["rhos"], data["mean_abs_grad"]
             beta = float(data["beta"]) if "beta" in data else BETA
+            steps = int(data["steps"]) if "steps" in data else 10_000
     except (OSError, KeyError, ValueError) as err:
         raise PebblesValueError(
             f"path={str(path)!r} is not a Figure 3 grid ({err}); it must be an .npz with "
             "sigmas, rhos and mean_abs_grad; write one with `python -m solvers.lorenz "
             "sensitivity --out map.npz`") from None
-    return sigmas, rhos, grid, beta
+    return sigmas, rhos, grid, beta, steps
 
 
 def lorenz_trajectory(sigma: float, rho: float, beta: float = BETA, *, n: int = 10_000,
