@@ -37,6 +37,7 @@ from numba import njit, prange
 
 from pebbles._executor import replay
 from pebbles._moves import Move, MoveKind, encode
+from solvers._cli import OneLineParser, run_command
 
 __all__ = [
     "DEFAULT_DT",
@@ -760,15 +761,8 @@ def _store_all(n: int) -> Iterable[Move]:
     yield Move(MoveKind.PAINT, 0)
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m solvers.lorenz",
         description="Gradient of the Lorenz experiment (Liu & Xu, section 4.1).",
     )
@@ -868,21 +862,12 @@ def _report(args: argparse.Namespace, g: LorenzGradient) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input)."""
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
+    def run(args: argparse.Namespace) -> str:
         if args.command == "sensitivity":
-            print(_sensitivity_cli(args))
-            return 0
-        g = _run(args)
-    except (ValueError, TypeError, ImportError, OSError) as err:
-        print(f"python -m solvers.lorenz: error: {err}", file=sys.stderr)
-        return 2
-    print(_report(args, g))
-    return 0
+            return _sensitivity_cli(args)
+        return _report(args, _run(args))
+
+    return run_command(_parser(), argv, run, (ValueError, TypeError, ImportError, OSError))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from pebbles._errors import PebblesValueError
 from pebbles._executor import replay
 from pebbles._moves import Move
 from solvers import _pml_kernels as kern
+from solvers._cli import OneLineParser, run_command
 
 __all__ = [
     "METHODS",
@@ -506,13 +507,6 @@ def schedule(method: str, n: int, *, pebbles: int = 10, inplace: bool = False, k
 # ---------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     d = PMLConfig()
     p.add_argument("--nx", type=int, default=d.nx)
@@ -526,7 +520,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m solvers.pml",
+    p = OneLineParser(prog="python -m solvers.pml",
                 description="PML wave experiment (Liu & Xu, section 4.2).")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("gradient", help="dL/dc, dL/df, dL/ds0 through a schedule")
@@ -603,22 +597,13 @@ def _run(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input)."""
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
+    def run(args: argparse.Namespace) -> str:
         out = _run(args)
-    except (ValueError, TypeError, OSError) as err:
-        msg = str(err).replace("\n", " ")
-        print(f"python -m solvers.pml: error: {msg}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(out))
-    else:
-        print("\n".join(f"{key:<15} {value}" for key, value in out.items()))
-    return 0
+        if args.json:
+            return json.dumps(out)
+        return "\n".join(f"{key:<15} {value}" for key, value in out.items())
+
+    return run_command(_parser(), argv, run)
 
 
 if __name__ == "__main__":

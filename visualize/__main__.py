@@ -17,17 +17,11 @@ import sys
 from collections.abc import Sequence
 
 from pebbles import PebblesValueError
+from solvers._cli import OneLineParser
 
 from .cli import _positive
 
 __all__ = ["main"]
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _output(p: argparse.ArgumentParser, dpi: int = 100) -> None:
@@ -37,8 +31,8 @@ def _output(p: argparse.ArgumentParser, dpi: int = 100) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m visualize", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = OneLineParser(prog="python -m visualize", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     f3 = sub.add_parser("lorenz-fig3", help="Figure 3: sensitivity map and trajectories")
     f3.add_argument("--npz", help="grid from `python -m solvers.lorenz sensitivity --out`")
     f3.add_argument("--resolution", type=_positive, default=201, help="grid points per axis")
