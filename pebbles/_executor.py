@@ -7,7 +7,7 @@ Algorithm 3, Treeverse) needs the states in reverse order. A schedule (a
 stream of :class:`~pebbles._moves.Move`) says which states to keep, when to
 recompute them and when to take each backward step; :func:`replay` carries it
 out with the user's callbacks. It knows nothing of the state's type beyond
-``shape``, ``dtype`` and ``copy()`` (numpy arrays, or anything alike).
+``shape`` and ``dtype`` (numpy arrays, or anything alike).
 
 Move semantics (cells ``0..n``, cell ``i`` holds ``s_i``):
 
@@ -464,7 +464,6 @@ def replay(
         "loss": None if loss is None else (lambda i, s: loss(s)),
         "step_into": step_into, "running_loss": running_loss,
         "running_loss_grad": running_loss_grad,
-        "copy": copy if copy is not None else (lambda s: s.copy()),
     }
     r = _Replay(int(n), s0, callbacks, check_finite,
                 None if pool_size is None else int(pool_size))
