@@ -27,8 +27,9 @@ run. The goal "Treeverse within 10 % of its step model" is judged on
 Numba replay back to back, so that the machine's drift between rows (about
 15 % here) does not land on one side of the ratio only. Goals from the issue
 are reported as pass/fail, never asserted ("every reverse schedule at least
-20x faster than JAX's store-all gradient" is checked for the Numba-executor rows: store-all, both Treeverse games, Bennett). The
-paper's Table 2 is printed next to ours as ratios to each one's primal.
+20x faster than JAX's store-all gradient" is checked for the Numba-executor
+rows: store-all, both Treeverse games, Bennett). The paper's Table 2 is
+printed next to ours as ratios to each one's primal.
 
 Memory: ``peak_states`` are counts from the executors (stored states plus
 working ones; for forward mode and the adjoint method, and for JAX, counts of
