@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -406,8 +407,8 @@ def replay(
         A running loss ``sum_{i=1..n} l_i(s_i)`` and its gradients, added to
         the loss and to ``gbar_i``.
     copy : callable ``copy(s) -> s'``, optional
-        Accepted for backward compatibility and no longer called: a walk's
-        first step now writes into a new or pooled buffer instead of a copy.
+        Deprecated and never called (passing it warns): a walk's first step
+        now writes into a new or pooled buffer instead of a copy.
     check_finite : bool
         Raise :class:`NonFiniteError` if a callback returns NaN or infinity.
     progress : bool
@@ -455,6 +456,10 @@ def replay(
                                   or pool_size < 0):
         raise PebblesValueError(f"pool_size={pool_size!r} must be None (no limit) or an "
                                 f"integer >= 0 (0 turns buffer reuse off)")
+    if copy is not None:
+        warnings.warn("replay(copy=...) is no longer called (states are stepped into new or "
+                      "pooled buffers) and will be removed; drop the argument",
+                      DeprecationWarning, stacklevel=2)
     if isinstance(moves, np.ndarray):
         moves = list(decode(moves))
     if not isinstance(n, (int, np.integer)) or n < 1:

@@ -57,8 +57,9 @@ def test_fig5_records_and_model(benches, monkeypatch):
     configs = [("treeverse S=3", {"method": "treeverse", "pebbles": 3, "inplace": False}),
                ("treeverse in-place S=3", {"method": "treeverse", "pebbles": 3, "inplace": True})]
     monkeypatch.setattr(bench, "fig5_configs", lambda n: configs)
-    recs, extra = bench.fig5_records(16, 30)
+    recs, extra = bench.fig5_records(16, 30, rounds=2)
     assert {"t_forward_ms", "t_inplace_ms", "t_backward_ms", "state_mb"} <= set(extra)
+    assert extra["rounds"] == 2
     assert [r["schedule"] for r in recs] == ["treeverse S=3", "treeverse in-place S=3"]
     for r in recs:
         assert FIG5_KEYS <= set(r)
@@ -66,8 +67,21 @@ def test_fig5_records_and_model(benches, monkeypatch):
         assert r["peak_buffers"] <= r["peak_states"] <= r["predicted_peak_pebbles"] + 1
         assert 0 < r["allocations"] <= r["peak_buffers"]
         assert r["callback_seconds"] <= r["measured_seconds"] and r["model_ratio"] > 0
+        assert len(r["measured_rounds"]) == 2 == r["rounds"]
+        assert r["measured_seconds"] == min(r["measured_rounds"])
     assert recs[0]["loss"] == pytest.approx(recs[1]["loss"], rel=1e-14)
     assert "measured/model" in bench.fig5_table(recs, extra)
+
+
+def test_best_round_takes_fastest_run_and_least_model(benches):
+    bench = benches[0]
+    counts = {"forward_steps": 10, "allocations": 0, "inplace_steps": 0}
+    costs = {"t_new": 0.0, "t_inplace": 0.0, "t_backward": 0.0, "t_loss": 0.0}
+    runs = [{**counts, "measured_seconds": 3.0, "costs": {**costs, "t_into": 0.2}},
+            {**counts, "measured_seconds": 2.0, "costs": {**costs, "t_into": 0.3}},
+            {**counts, "measured_seconds": 2.5, "costs": {**costs, "t_into": 0.1}}]
+    best, model, own = bench._best_round(runs, 4)
+    assert best is runs[1] and model == pytest.approx(1.0) and own["t_into"] == 0.1
 
 
 def test_model_counts_each_step_path(benches):

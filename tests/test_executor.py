@@ -319,3 +319,12 @@ def test_pool_never_reuses_a_buffer_a_gradient_aliases():
     np.testing.assert_allclose(exact, sum(np.linalg.matrix_power(A, k) @ S0 for k in range(n)),
                                rtol=1e-13)
     assert np.array_equal(run(None).grad_theta, exact)
+
+
+def test_copy_argument_is_deprecated_and_never_called():
+    calls = []
+    with pytest.warns(DeprecationWarning, match="copy="):
+        r = replay(treeverse(5, 2), 5, np.ones(2), step=lambda i, s: 2.0 * s,
+                   backward=lambda i, s, g: (2.0 * g, None), loss_grad=np.ones_like,
+                   copy=lambda s: calls.append(s) or s.copy())
+    assert calls == [] and np.array_equal(r.grad_s0, [32.0, 32.0])
