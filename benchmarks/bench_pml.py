@@ -19,7 +19,11 @@ Two parts:
   with the executor's counts of steps into a new array (``step``), into a
   pooled buffer (``step_into(i, s, out)``) and in place, and per-step times
   averaged over a real forward trajectory (not the zero state, whose reads hit
-  the kernel's zero page and carry no subnormal numbers). ``t_backward`` is
+  the kernel's zero page and carry no subnormal numbers), the steps into a
+  pooled buffer reading and writing buffers at the LRU stack distances the
+  run's own steps had (logged during the run: Bennett's uncompute chains
+  start from states that have left the private caches, Treeverse's in-place
+  walks stay on one hot buffer). ``t_backward`` is
   the solver's backward callback (adjoint kernel, misfit gradient and source
   gradient), ``t_loss`` the running-loss callback, ``t_exec`` the executor's
   own Python time per step call or paint (the same schedule replayed with
@@ -162,28 +166,51 @@ def reset_peak_rss() -> bool:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def step_costs(sol: pml.PMLSolver, n: int, samples: int = 40, clock: str = "wall") -> dict:
+def step_costs(sol: pml.PMLSolver, n: int, samples: int = 40, clock: str = "wall",
+               pattern: Sequence[tuple[int, int]] = ()) -> dict:
     """Mean seconds per call of each step path along a real trajectory of ``n`` steps.
 
-    Even steps write into the other of two buffers (``step_into(i, s, out)``),
-    odd steps run in place; every ``n // samples``-th state is kept, and the
+    Even steps write into another buffer (``step_into(i, s, out)``), odd
+    steps run in place; every ``n // samples``-th state is kept, and the
     new-array step, the backward callback (chained from ``loss_grad``) and the
     running loss are timed on those states. ``clock``: ``"wall"`` or ``"cpu"``
     (process CPU time, robust on a shared machine with one Numba thread).
+
+    ``pattern`` makes the even steps touch memory as a run did: pairs
+    ``(d_src, d_dst)`` of LRU stack distances (:func:`stack_distances` of the
+    run's buffer log), taken evenly along it. Each even step reads the buffer
+    used ``d_src`` distinct buffers ago and writes the one used ``d_dst``
+    ago, so a schedule whose steps start from states that have left the
+    private caches (Bennett's uncompute chains) is timed with those misses.
+    (At 250 x 250, 2 MB a state, a step into the next of 11 buffers taken in
+    turn took 10 % longer than with 2, of 29 buffers 33 % longer: medians
+    over 8 interleaved rounds on the 2-core VM of benchmarks/results.)
+    Without ``pattern`` the even steps alternate between two buffers.
     """
     now = CLOCKS[clock]
-    s = sol.zero_state()
-    s[...] = 0.0  # touch the pages: a calloc'ed array reads the kernel's zero page
-    buf = np.empty_like(s)
+    pattern = list(pattern) or [(0, 1)]
+    pool = [sol.zero_state() for _ in range(max(max(a, b) for a, b in pattern) + 2)]
+    for b in pool:
+        b[...] = 0.0  # touch the pages: a calloc'ed array reads the kernel's zero page
+    lru = list(range(len(pool)))  # buffer indices, most recently used last
+    s = pool[lru[-1]]
     t_into, t_inp, kept = [], [], []
     every = max(n // samples, 1)
     for i in range(n):
-        t0 = now()
         if i % 2 == 0:
-            sol.step_into(i, s, buf)
-            s, buf = buf, s
+            d_src, d_dst = pattern[(i // 2) * len(pattern) // ((n + 1) // 2)]
+            src, dst = lru[-1 - d_src], lru[-1 - d_dst]
+            if dst == src:
+                dst = lru[-2 - d_src]
+            for b in (src, dst):
+                lru.remove(b)
+                lru.append(b)
+            t0 = now()
+            sol.step_into(i, pool[src], pool[dst])
             t_into.append(now() - t0)
+            s = pool[dst]
         else:
+            t0 = now()
             sol.step_into(i, s, s)
             t_inp.append(now() - t0)
         if (i + 1) % every == 0:
@@ -254,6 +281,56 @@ def _timed(fn: Callable, acc: list[float], now: Callable[[], float]) -> Callable
     return wrapper
 
 
+class _BufferLog:
+    """Buffer ids ``(src, dst)`` of each step or backward call, in a preallocated array.
+
+    Allocated and touched before the run's RSS baseline, so that logging does
+    not count in the peak memory; ``dst`` is -1 for a read-only call.
+    """
+
+    def __init__(self, calls: int) -> None:
+        self.rows = np.full((calls, 2), -1, dtype=np.int64)
+        self.count = 0
+
+    def wrap(self, fn: Callable, kind: str) -> Callable:
+        """``fn`` logging its buffers (``kind``: step, step_into or backward)."""
+        def wrapper(*args):
+            out = fn(*args)
+            k = self.count
+            if k < len(self.rows):
+                dst = args[2] if kind == "step_into" else out if kind == "step" else None
+                self.rows[k, 0] = id(args[1])
+                self.rows[k, 1] = -1 if dst is None else id(dst)
+                self.count = k + 1
+            return out
+        return wrapper
+
+    def entries(self) -> list[tuple[int, int | None]]:
+        return [(int(a), None if b == -1 else int(b)) for a, b in self.rows[:self.count]]
+
+
+def stack_distances(log: Sequence[tuple[int, int | None]]) -> list[tuple[int, int]]:
+    """LRU stack distances ``(d_src, d_dst)`` of each step into another existing buffer.
+
+    ``log`` holds ``(src, dst)`` buffer ids per callback (``dst`` None for a
+    read only). A distance is the number of distinct buffers used since that
+    buffer's last use (0: the last one used); steps in place and into new
+    arrays are not counted.
+    """
+    lru: list[int] = []
+    out = []
+    for src, dst in log:
+        d_src = len(lru) - 1 - lru.index(src) if src in lru else -1
+        d_dst = len(lru) - 1 - lru.index(dst) if dst in lru else -1
+        if dst is not None and dst != src and d_src >= 0 and d_dst >= 0:
+            out.append((d_src, d_dst))
+        for b in (src,) if dst is None else (src, dst):
+            if b in lru:
+                lru.remove(b)
+            lru.append(b)
+    return out
+
+
 def run_one(spec: dict) -> dict:
     """One schedule of the sweep (in a fresh process): counts, time, peak RSS, breakdown."""
     size, n = spec["size"], spec["n"]
@@ -266,8 +343,12 @@ def run_one(spec: dict) -> dict:
     sol = pml.PMLSolver(cfg, c, observed=observed)
     acc = [0.0]
     now = CLOCKS[spec.get("clock", "wall")]
+    game = "inplace" if spec["inplace"] else "checkpoint"
+    log = _BufferLog(pebbles.simulate(moves, n, game).forward_steps + n + 2)
     for name in ("step", "step_into", "backward", "running_loss", "loss_grad"):
-        setattr(sol, name, _timed(getattr(sol, name), acc, now))
+        fn = _timed(getattr(sol, name), acc, now)
+        setattr(sol, name, log.wrap(fn, name) if name in ("step", "step_into", "backward")
+                else fn)
     s0 = sol.zero_state()
     s0[...] = 0.0
     reset = reset_peak_rss()
@@ -279,8 +360,11 @@ def run_one(spec: dict) -> dict:
     peak = peak_rss_mb()
     # the model's costs, measured right after the run in the same process (the load of a
     # shared machine drifts); after the peak RSS was read, so they do not inflate it
+    pattern = stack_distances(log.entries())
     costs = step_costs(pml.PMLSolver(cfg, c, observed=observed), n,
-                       clock=spec.get("clock", "wall"))
+                       clock=spec.get("clock", "wall"), pattern=pattern)
+    costs["mean_src_distance"] = statistics.mean(d for d, _ in pattern) if pattern else 0.0
+    costs["mean_dst_distance"] = statistics.mean(d for _, d in pattern) if pattern else 0.0
     costs["t_exec"] = executor_cost(n, spec.get("clock", "wall"), moves)
     return {"forward_steps": r.forward_steps, "backward_steps": r.backward_steps,
             "peak_states": r.peak_states, "peak_buffers": r.peak_buffers,
@@ -354,7 +438,8 @@ def fig5_records(size: int, n: int, clock: str = "wall",
                         "model_seconds": model,
                         "model_ratio": res["measured_seconds"] / model,
                         "model_seconds_shared_costs": model_seconds(res, costs, n),
-                        **{k + "_ms": v * 1e3 for k, v in own.items()},
+                        **{(k + "_ms" if k.startswith("t_") else k):
+                           (v * 1e3 if k.startswith("t_") else v) for k, v in own.items()},
                         "peak_mb": res["peak_rss_mb"] - res["rss_base_mb"],
                         "peak_states_mb": (res["peak_states"] + 1) * state_mb})
     extra = {"t_forward_ms": costs["t_into"] * 1e3, "t_inplace_ms": costs["t_inplace"] * 1e3,

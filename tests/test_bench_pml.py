@@ -69,6 +69,7 @@ def test_fig5_records_and_model(benches, monkeypatch):
         assert r["callback_seconds"] <= r["measured_seconds"] and r["model_ratio"] > 0
         assert len(r["measured_rounds"]) == 2 == r["rounds"]
         assert r["measured_seconds"] == min(r["measured_rounds"])
+        assert r["mean_dst_distance"] >= 0 and r["t_into_ms"] > 0
     assert recs[0]["loss"] == pytest.approx(recs[1]["loss"], rel=1e-14)
     assert "measured/model" in bench.fig5_table(recs, extra)
 
@@ -127,3 +128,22 @@ def test_jax_gradient_matches_ours(benches):
     inner = np.s_[1:-1, 1:-1]
     diff = np.linalg.norm(j["grad_c"][inner] - ours.grad_c[inner])
     assert diff <= 1e-12 * np.linalg.norm(ours.grad_c[inner])
+
+
+def test_stack_distances(benches):
+    bench = benches[0]
+    # buffers 1, 2, 3 written in turn, then 1 -> 2 (1 used 2 buffers ago, 2 one ago),
+    # an in-place step and a read of 3 (neither counted), then 2 -> 3
+    log = [(0, 1), (1, 2), (2, 3), (1, 2), (2, 2), (3, None), (2, 3)]
+    assert bench.stack_distances(log) == [(2, 1), (1, 0)]
+
+
+def test_step_costs_follow_a_pattern(benches):
+    from solvers import pml
+
+    bench = benches[0]
+    cfg = pml.PMLConfig(nx=12, ny=12, steps=20)
+    sol = pml.PMLSolver(cfg, pml.uniform_model(cfg), observed=pml.record(cfg))
+    costs = bench.step_costs(sol, 20, samples=4, pattern=[(3, 5), (0, 1)])
+    assert set(costs) == {"t_into", "t_inplace", "t_new", "t_backward", "t_loss"}
+    assert all(v > 0 for v in costs.values())
