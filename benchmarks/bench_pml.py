@@ -28,7 +28,7 @@ Two parts:
   gradient), ``t_loss`` the running-loss callback, ``t_exec`` the executor's
   own Python time per step call or paint (the same schedule replayed with
   no-op callbacks on a tiny state). Every schedule runs ``--fig5-rounds``
-  times (default 3, the rounds going through the sweep in turn); the run
+  times (default 5, the rounds going through the sweep in turn); the run
   reported is the round with the median measured/model ratio (each round's
   run compared with the costs measured right after it).
   Time spent inside the callbacks is also measured during the run:
@@ -42,7 +42,7 @@ Output: a Markdown table on stdout (machine info and the command line
 included) and, with ``--json OUT``, the same records as JSON.
 
 Run ``python benchmarks/bench_pml.py --size 500``,
-``python benchmarks/bench_pml.py --fig5 --json fig5.json`` (about 4 min) or
+``python benchmarks/bench_pml.py --fig5 --json fig5.json`` (about 6 min) or
 ``python benchmarks/bench_pml.py --full --json full.json`` (about 4 min).
 """
 
@@ -397,7 +397,7 @@ def _median_round(runs: list[dict], n: int) -> tuple[dict, float, dict, list[flo
 
 
 def fig5_records(size: int, n: int, clock: str = "wall",
-                 rounds: int = 3) -> tuple[list[dict], dict]:
+                 rounds: int = 5) -> tuple[list[dict], dict]:
     """Run the sweep; return records and the per-step times used by the model.
 
     Every schedule runs ``rounds`` times, each time in a fresh process that
@@ -530,9 +530,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fig5-clock", choices=tuple(CLOCKS), default="wall",
                    help="clock of the model comparison: wall, or process CPU time ('cpu', "
                         "with NUMBA_NUM_THREADS=1 on a shared machine)")
-    p.add_argument("--fig5-rounds", type=int, default=3,
+    p.add_argument("--fig5-rounds", type=int, default=5,
                    help="runs of each schedule (the one with the median measured/model "
-                        "ratio is reported; default 3)")
+                        "ratio is reported; default 5)")
     p.add_argument("--full", action="store_true",
                    help="the paper's problem once (1000 x 1000, 9999 steps, Treeverse S=20)")
     p.add_argument("--full-size", type=int, default=1000)
