@@ -108,6 +108,8 @@ def section_run(data: dict, why: dict, run_info: dict | None) -> list[str]:
     if run_info:
         out.append(f"Mode: {run_info.get('mode', '?')}; started {run_info.get('started', '?')}; "
                    f"total {fmt(run_info.get('seconds'), '.0f')} s.\n")
+        if run_info.get("note"):  # a hand-merged run.json says what was rerun
+            out.append(f"Note: {run_info['note']}.\n")
         rows = [(name, st.get("status", "?"), fmt(st.get("seconds"), ".0f"),
                  (st.get("reason") or "").replace("|", "/").replace("\n", " ")[:200])
                 for name, st in get(run_info, "scripts", default={}).items()]

@@ -150,3 +150,12 @@ def test_run_records_missing_and_failed(tmp_path: Path, monkeypatch) -> None:
     info = run.run_script("bench_bad", [], 30, tmp_path)
     assert info["status"] == "failed" and "boom: broken benchmark" in info["reason"]
     assert (tmp_path / "bench_bad.log").exists()
+
+
+def test_run_section_shows_a_merge_note(report: ModuleType) -> None:
+    info = {"mode": "full", "started": "t0", "seconds": 5.0, "note": "bench_pml rerun alone",
+            "scripts": {"bench_pml": {"status": "ok", "seconds": 5.0}}}
+    data = {name: {} for name in report.SCRIPTS}  # every input present
+    text = "\n".join(report.section_run(data, {}, info))
+    assert "Note: bench_pml rerun alone." in text and "| bench_pml | ok | 5 |" in text
+    assert "Note:" not in "\n".join(report.section_run(data, {}, {**info, "note": ""}))
