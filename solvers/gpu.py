@@ -158,6 +158,13 @@ def _encoded(schedule: Iterable[Move] | np.ndarray) -> np.ndarray:
 
 
 def _peak_held(arr: np.ndarray) -> int:
+    """Most states the moves store at once (cells 1..n).
+
+    Unlike the simulator's ``peak_pebbles`` this leaves out the ``s_n`` that
+    the first paint computes when no pebble is on cell n (treeverse_paper(30,
+    3): 3 here, 4 there); :func:`lower_schedule` gives that state its own
+    scratch slot.
+    """
     kind = arr[:, 0]
     delta = np.where((kind == _PLACE) | (kind == _FORWARD), 1, 0) - (kind == _REMOVE)
     return int(max(np.cumsum(delta).max(initial=0), 0))
