@@ -50,16 +50,24 @@ def machine_info(packages: Sequence[str] = ("numpy", "numba")) -> dict:
         info["numba_threads"] = sys.modules["numba"].get_num_threads()
     for name in packages:
         info[name] = package_version(name)
-    info["command"] = " ".join(["python", _script_path(sys.argv[0]), *sys.argv[1:]])
+    info["command"] = command_line(sys.argv)
     return info
 
 
-def _script_path(argv0: str) -> str:
-    """``argv0`` relative to the repository root when it lies inside it."""
+def command_line(argv: Sequence[str]) -> str:
+    """``python`` and ``argv``, with the script and absolute paths inside the repository
+    written relative to its root (results then do not show the machine's directories)."""
+    args = [_script_path(argv[0])] + [_script_path(a) if os.path.isabs(a) else a
+                                     for a in argv[1:]]
+    return " ".join(["python", *args])
+
+
+def _script_path(path: str) -> str:
+    """``path`` relative to the repository root when it lies inside it."""
     try:
-        return str(Path(argv0).resolve().relative_to(ROOT))
+        return str(Path(path).resolve().relative_to(ROOT))
     except ValueError:
-        return argv0
+        return path
 
 
 def best_of(fn: Callable[[], object], repeat: int, warmup: int = 1) -> tuple[float, float]:

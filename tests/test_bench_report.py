@@ -159,3 +159,15 @@ def test_run_section_shows_a_merge_note(report: ModuleType) -> None:
     text = "\n".join(report.section_run(data, {}, info))
     assert "Note: bench_pml rerun alone." in text and "| bench_pml | ok | 5 |" in text
     assert "Note:" not in "\n".join(report.section_run(data, {}, {**info, "note": ""}))
+
+
+def test_command_line_hides_the_machine_directories() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from _common import command_line
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    argv = [str(ROOT / "benchmarks" / "bench_pml.py"), "--fig5", "--json",
+            str(ROOT / "benchmarks" / "results" / "x.json"), "--out", "/elsewhere/y.json"]
+    assert command_line(argv) == ("python benchmarks/bench_pml.py --fig5 --json "
+                                  "benchmarks/results/x.json --out /elsewhere/y.json")
