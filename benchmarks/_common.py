@@ -1,9 +1,11 @@
-"""Helpers shared by the benchmark scripts: machine info, timing, output files.
+"""Helpers shared by the benchmark scripts: machine info, timing, the result file.
 
 Every script in ``benchmarks/`` reports what it measured together with the
-machine and the command line that produced it (see ``machine_info``), and
-writes its records as JSON next to a Markdown rendering (``write_results``),
-so that ``benchmarks/report.py`` can build ``REPORT.md`` from the files alone.
+machine and the command line that produced it (see ``machine_info``), prints a
+Markdown rendering to stdout and writes one JSON file (``write_results``), so that
+``benchmarks/report.py`` can build ``REPORT.md`` from the JSON files alone. Paths
+in the JSON are relative to the repository root: results do not show the
+directories of the machine they ran on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
@@ -55,19 +58,32 @@ def machine_info(packages: Sequence[str] = ("numpy", "numba")) -> dict:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    """``python`` and ``argv``, with the script and absolute paths inside the repository
-    written relative to its root (results then do not show the machine's directories)."""
+    """``python`` and ``argv``, with the script and every absolute path written relative to
+    the repository root (a path outside it by its file name alone), so that results do not
+    show the machine's directories."""
     args = [_script_path(argv[0])] + [_script_path(a) if os.path.isabs(a) else a
                                      for a in argv[1:]]
     return " ".join(["python", *args])
 
 
 def _script_path(path: str) -> str:
-    """``path`` relative to the repository root when it lies inside it."""
+    """``path`` relative to the repository root, or its name when it lies outside."""
     try:
-        return str(Path(path).resolve().relative_to(ROOT))
+        return Path(path).resolve().relative_to(ROOT).as_posix()
     except ValueError:
-        return path
+        return Path(path).name if os.path.isabs(path) else path
+
+
+def relative_paths(value: Any) -> Any:
+    """``value`` with the repository root's absolute path removed from every string in it
+    (dict values, list items): ``/x/repo/benchmarks/a.json`` becomes ``benchmarks/a.json``."""
+    if isinstance(value, str):
+        return "." if value == ROOT.as_posix() else value.replace(f"{ROOT.as_posix()}/", "")
+    if isinstance(value, dict):
+        return {k: relative_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [relative_paths(v) for v in value]
+    return value
 
 
 def best_of(fn: Callable[[], object], repeat: int, warmup: int = 1) -> tuple[float, float]:
@@ -88,11 +104,17 @@ def machine_markdown(info: dict) -> str:
     return f"`{info['command']}`\n\n{fields}"
 
 
-def write_results(path: str | os.PathLike | None, result: dict, markdown: str) -> None:
-    """Write ``result`` as JSON to ``path`` and ``markdown`` next to it (``.md``)."""
+def write_results(path: str | os.PathLike | None, result: dict,
+                  markdown: str | None = None) -> None:
+    """Write ``result`` as JSON to ``path`` (nothing when ``path`` is None).
+
+    Paths inside the repository are written relative to its root
+    (:func:`relative_paths`). ``markdown`` is not written: the scripts print it, and
+    ``benchmarks/run.py`` keeps stdout in an untracked log; the JSON is the one result.
+    """
+    del markdown  # accepted from callers that pass their printed text
     if path is None:
         return
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=float))
-    out.with_suffix(".md").write_text(markdown + "\n")
+    out.write_text(json.dumps(relative_paths(result), indent=1, default=float) + "\n")

@@ -304,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
     p.add_argument("--sizes", type=int, nargs="*", default=None, metavar="N")
     p.add_argument("--pebbles", type=int, nargs="*", default=[10, 20], metavar="S")
-    p.add_argument("--json", default=None, metavar="OUT", help="write JSON (+ .md next to it)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the records as JSON")
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full"
     sizes = args.sizes or ([10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6])

@@ -1,8 +1,10 @@
 """Generate benchmarks/REPORT.md: the paper's results next to ours, from files only.
 
 Inputs: the JSON files that ``benchmarks/run.py`` writes into the results directory
-(``bench_schedules.json``, ``bench_lorenz.json``, ``bench_pml.json``,
-``bench_pml_jax.json``, ``bench_gpu.json``, ``bench_scaling.json``, ``run.json``), the
+(one per script: ``bench_schedules.json``, ``bench_lorenz.json``, ``bench_pml.json``,
+``bench_pml_jax.json``, ``bench_gpu.json``, ``bench_scaling.json``, and, when present,
+``bench_jax.json``, ``bench_torch.json``, ``bench_online.json``, ``bench_twolevel.json``,
+which get a generic section each; and ``run.json``, how each result came about), the
 paper's numbers in ``benchmarks/paper_values.json`` (the only place with typed numbers,
 each with its section of the paper notes), the committed images under ``docs/img/`` and
 counts computed here by ``pebbles`` (Figure 5's optimality comparison, Figures 7, 8).
@@ -26,8 +28,11 @@ import pebbles
 
 HERE = Path(__file__).resolve().parent
 PAPER = HERE / "paper_values.json"
+# scripts without a section of their own: the title of their generic section
+GENERIC = {"bench_jax": "JAX adapter", "bench_torch": "PyTorch adapter",
+           "bench_online": "Online schedules", "bench_twolevel": "Two-level storage"}
 SCRIPTS = ("bench_schedules", "bench_lorenz", "bench_pml", "bench_pml_jax", "bench_gpu",
-           "bench_scaling")
+           "bench_scaling", *GENERIC)
 
 
 def load_results(results: Path) -> tuple[dict[str, dict | None], dict[str, str]]:
@@ -39,7 +44,7 @@ def load_results(results: Path) -> tuple[dict[str, dict | None], dict[str, str]]
         data[name] = _read(results / f"{name}.json")
         if data[name] is None:
             st = run_info.get("scripts", {}).get(name, {})
-            why[name] = st.get("reason") or f"{name}.json not found in {results}"
+            why[name] = st.get("reason") or f"{name}.json not found in {_rel(results)}"
     return data, why
 
 
@@ -106,20 +111,74 @@ def machine_line(d: dict | None) -> str:
 def section_run(data: dict, why: dict, run_info: dict | None) -> list[str]:
     out = ["## The run\n"]
     if run_info:
-        out.append(f"Mode: {run_info.get('mode', '?')}; started {run_info.get('started', '?')}; "
-                   f"total {fmt(run_info.get('seconds'), '.0f')} s.\n")
-        if run_info.get("note"):  # a hand-merged run.json says what was rerun
-            out.append(f"Note: {run_info['note']}.\n")
-        rows = [(name, st.get("status", "?"), fmt(st.get("seconds"), ".0f"),
+        last = get(run_info, "last_run", default={})
+        out.append(f"Last run: {last.get('mode', '?')} mode, started {last.get('started', '?')}, "
+                   f"{fmt(last.get('seconds'), '.0f')} s, scripts run: "
+                   f"{', '.join(last.get('scripts_run', [])) or '?'}; GPU: "
+                   f"{last.get('gpu', '?')}. The other scripts' results are from the run "
+                   "named in their row.\n")
+        rows = [(name, st.get("status", "?"), st.get("mode", "-"), st.get("started", "-"),
+                 fmt(st.get("seconds"), ".0f"),
                  (st.get("reason") or "").replace("|", "/").replace("\n", " ")[:200])
                 for name, st in get(run_info, "scripts", default={}).items()]
-        out += table(("script", "status", "seconds", "reason / error tail"), rows)
+        out += table(("script", "status", "mode", "started", "seconds",
+                      "reason / error tail"), rows)
     else:
         out.append(not_measured("run.json not found (report.py was run on loose files)"))
     for name in SCRIPTS:
         if data[name] is None:
             out.append(f"\n- {name}: " + not_measured(why[name]))
     return out
+
+
+def _cell(v: Any) -> str:
+    """One table cell: numbers formatted, text without pipes or newlines, cut at 120."""
+    if isinstance(v, (list, tuple)):
+        v = ", ".join(_cell(x) for x in v)
+    elif isinstance(v, dict):
+        v = json.dumps(v)
+    text = fmt(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+    return text.replace("|", "/").replace("\n", " ")[:120]
+
+
+def _is_records(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(r, dict) for r in v)
+
+
+def records_table(recs: Sequence[dict], most: int = 12) -> list[str]:
+    """A table of ``recs`` with the union of their keys (first seen first, at most
+    ``most``) as columns; a key a record lacks gives "-"."""
+    cols: list[str] = []
+    for r in recs:
+        cols += [k for k in r if k not in cols and not _is_records(r[k])]
+    cols = cols[:most]
+    return table(cols, [[_cell(r[c]) if r.get(c) is not None else "-" for c in cols]
+                        for r in recs])
+
+
+def section_generic(name: str, title: str, d: dict | None, why: str) -> list[str]:
+    """A section for a result file of any schema: its scalar fields (one level of nested
+    dicts flattened as ``a.b``), then a table for every list of records in it."""
+    out = [f"## {title} (`benchmarks/{name}.py`)\n"]
+    if d is None:
+        return out + [not_measured(why)]
+    scalars: list[tuple[str, str]] = []
+    tables: list[tuple[str, list[dict]]] = []
+    for key, value in d.items():
+        if key == "machine":
+            continue
+        inner = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, v in inner:
+            label = f"{key}.{sub}" if sub else key
+            if _is_records(v):
+                tables.append((label, v))
+            else:
+                scalars.append((label, _cell(v)))
+    if scalars:
+        out += [*table(("field", "value"), scalars), ""]
+    for label, recs in tables:
+        out += [f"`{label}`:\n", *records_table(recs), ""]
+    return out + [machine_line(d)]
 
 
 def section_schedules(d: dict | None, why: str) -> list[str]:
@@ -430,15 +489,17 @@ def build(results: Path, paper_path: Path = PAPER) -> str:
         section_fig8(paper),
         section_schedules(data["bench_schedules"], why.get("bench_schedules", "")),
         section_scaling(data["bench_scaling"], why.get("bench_scaling", ""), paper),
+        *(section_generic(name, title, data[name], why.get(name, ""))
+          for name, title in GENERIC.items()),
     ]
     return "\n".join("\n".join(p) + "\n" for p in parts)
 
 
 def _rel(p: Path) -> str:
     try:
-        return str(p.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(p)
+        return p.resolve().relative_to(ROOT).as_posix()
+    except ValueError:  # outside the repository: no machine directories in the report
+        return p.name
 
 
 def main(argv: Sequence[str] | None = None) -> int:

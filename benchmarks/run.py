@@ -1,11 +1,16 @@
 """Run the whole benchmark suite, then write benchmarks/REPORT.md.
 
 Each benchmark script runs as its own subprocess (one at a time, so timings do not
-compete) with ``--json RESULTS/<script>.json``; its stdout goes to
-``RESULTS/<script>.log``. Scripts that fail, time out, are missing or need absent
-hardware (the GPU benchmark without a GPU) are recorded in ``RESULTS/run.json`` with
-the reason or the error's tail, and ``report.py`` then turns every result (or its
-absence) into the report.
+compete) with ``--json RESULTS/<script>.json``: that JSON is the script's one result
+file. Its stdout and stderr go to ``RESULTS/<script>.log``, which git ignores.
+
+``RESULTS/run.json`` records, for every script, how its result came about: status,
+mode, start time, seconds, the command (paths relative to the repository) and, when it
+failed, timed out, is missing or needs absent hardware (the GPU benchmark without a
+GPU), the reason or the error's tail. A run with ``--only`` replaces the entries of the
+scripts it runs and keeps the others' entries from the previous run.json, so the file
+always describes the result files next to it. ``report.py`` then turns every result
+(or its absence) into the report.
 
 Modes: ``--quick`` (about 5 minutes on 2 cores: small sizes everywhere) and ``--full``
 (the default: the long cases, including the 1000 x 1000 x 9999 PML run; hours).
@@ -25,6 +30,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from _common import command_line
+
 HERE = Path(__file__).resolve().parent
 
 # script -> (quick arguments, full arguments, timeout in seconds quick/full)
@@ -36,6 +43,10 @@ SUITE: dict[str, tuple[list[str], list[str], tuple[int, int]]] = {
                   ["--fig5", "--full"], (300, 6 * 3600)),
     "bench_pml_jax": (["--size", "64", "--steps", "300"], [], (300, 4 * 3600)),
     "bench_scaling": (["--quick"], [], (240, 3600)),
+    "bench_jax": (["--quick"], [], (600, 3600)),
+    "bench_torch": ([], [], (600, 3600)),
+    "bench_online": ([], [], (600, 3600)),
+    "bench_twolevel": ([], [], (600, 3600)),
     "bench_gpu": (["--size", "250", "--steps", "2000"], [], (600, 3600)),
 }
 NEEDS_GPU = {"bench_gpu"}
@@ -66,19 +77,20 @@ def run_script(name: str, args: list[str], timeout: int, out: Path) -> dict:
     dest = out / f"{name}.json"
     dest.unlink(missing_ok=True)
     cmd = [sys.executable, str(script), *args, "--json", str(dest)]
-    print(f"[run] {' '.join(cmd[1:])}", flush=True)
+    shown = command_line(cmd[1:])
+    print(f"[run] {shown}", flush=True)
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
     except subprocess.TimeoutExpired as exc:
         log = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         (out / f"{name}.log").write_text(log)
-        return {"status": "timeout", "seconds": time.perf_counter() - t0, "command": cmd[1:],
+        return {"status": "timeout", "seconds": time.perf_counter() - t0, "command": shown,
                 "reason": f"timed out after {timeout} s"}
     secs = time.perf_counter() - t0
     (out / f"{name}.log").write_text(proc.stdout + ("\n--- stderr ---\n" + proc.stderr
                                                     if proc.stderr else ""))
-    info = {"status": "ok", "seconds": secs, "returncode": proc.returncode, "command": cmd[1:]}
+    info = {"status": "ok", "seconds": secs, "returncode": proc.returncode, "command": shown}
     if not dest.exists():
         info.update(status="failed", reason=f"exit {proc.returncode}, no JSON: "
                     + tail(proc.stderr or proc.stdout))
@@ -86,6 +98,37 @@ def run_script(name: str, args: list[str], timeout: int, out: Path) -> dict:
         info.update(status=f"ok (exit {proc.returncode})",
                     reason="wrote JSON but exited non-zero: " + tail(proc.stderr or proc.stdout))
     return info
+
+
+def previous_entries(path: Path) -> dict[str, dict]:
+    """The per-script entries of an earlier run.json (empty when there is none)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    scripts = old.get("scripts") if isinstance(old, dict) else None
+    return scripts if isinstance(scripts, dict) else {}
+
+
+def run_suite(names: Sequence[str], quick: bool, out: Path, previous: dict[str, dict]) -> dict:
+    """Run ``names`` (in SUITE order) and return run.json's content; the entries of the
+    scripts not run are kept from ``previous`` (else they say why they were not run)."""
+    gpu, gpu_why = has_gpu()
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    mode = "quick" if quick else "full"
+    scripts: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    for name, (q_args, f_args, (q_to, f_to)) in SUITE.items():
+        if name not in names or (name in NEEDS_GPU and not gpu):
+            why = "not run: --only" if name not in names else f"not run: {gpu_why}"
+            scripts[name] = previous.get(name) or {"status": "not run", "reason": why}
+            continue
+        entry = run_script(name, q_args if quick else f_args, q_to if quick else f_to, out)
+        scripts[name] = {**entry, "mode": mode, "started": started}
+        print(f"[run] {name}: {entry['status']}", flush=True)
+    last = {"mode": mode, "started": started, "seconds": time.perf_counter() - t0,
+            "gpu": gpu_why, "scripts_run": [n for n in SUITE if n in names]}
+    return {"last_run": last, "scripts": scripts}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,28 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=None, choices=sorted(SUITE), metavar="NAME")
     p.add_argument("--report", default=str(HERE / "REPORT.md"), help="report path")
     args = p.parse_args(argv)
-    quick = args.quick
     out = Path(args.out).resolve()  # the scripts run with cwd=benchmarks/
     out.mkdir(parents=True, exist_ok=True)
-    gpu, gpu_why = has_gpu()
-    summary = {"mode": "quick" if quick else "full", "gpu": gpu_why if not gpu else gpu_why,
-               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "scripts": {}}
-    t0 = time.perf_counter()
-    for name, (q_args, f_args, (q_to, f_to)) in SUITE.items():
-        if args.only is not None and name not in args.only:
-            summary["scripts"][name] = {"status": "not run", "reason": "not run: --only"}
-        elif name in NEEDS_GPU and not gpu:
-            summary["scripts"][name] = {"status": "not run", "reason": f"not run: {gpu_why}"}
-        else:
-            summary["scripts"][name] = run_script(name, q_args if quick else f_args,
-                                                  q_to if quick else f_to, out)
-        print(f"[run] {name}: {summary['scripts'][name]['status']}", flush=True)
-    summary["seconds"] = time.perf_counter() - t0
-    (out / "run.json").write_text(json.dumps(summary, indent=1))
+    names = list(SUITE) if args.only is None else args.only
+    summary = run_suite(names, args.quick, out, previous_entries(out / "run.json"))
+    (out / "run.json").write_text(json.dumps(summary, indent=1) + "\n")
     rep = subprocess.run([sys.executable, str(HERE / "report.py"), "--results", str(out),
                           "--out", args.report], cwd=HERE)
     failed = [k for k, v in summary["scripts"].items() if v["status"] in ("failed", "timeout")]
-    print(f"[run] done in {summary['seconds']:.0f} s; failed: {failed or 'none'}")
+    print(f"[run] done in {summary['last_run']['seconds']:.0f} s; failed: {failed or 'none'}")
     return 1 if rep.returncode else 0
 
 

@@ -13,141 +13,136 @@ Examples
 True
 """
 
-from ._baselines import (
-    periodic as periodic,
-)
-from ._baselines import (
-    recompute_all as recompute_all,
-)
-from ._baselines import (
-    store_all as store_all,
-)
+from ._baselines import periodic, recompute_all, store_all
 from ._bennett import (
-    bennett as bennett,
+    bennett,
+    bennett_gradient,
+    bennett_pebbles,
+    bennett_steps,
+    reversible_gradient,
 )
-from ._bennett import (
-    bennett_gradient as bennett_gradient,
-)
-from ._bennett import (
-    bennett_pebbles as bennett_pebbles,
-)
-from ._bennett import (
-    reversible_gradient as reversible_gradient,
-)
-from ._budget import min_pebbles as min_pebbles
+from ._budget import min_pebbles
 from ._errors import (
-    IllegalMoveError as IllegalMoveError,
+    IllegalMoveError,
+    InfeasibleBudgetError,
+    PebblesError,
+    PebblesTypeError,
+    PebblesValueError,
 )
-from ._errors import (
-    InfeasibleBudgetError as InfeasibleBudgetError,
-)
-from ._errors import (
-    PebblesError as PebblesError,
-)
-from ._errors import (
-    PebblesTypeError as PebblesTypeError,
-)
-from ._errors import (
-    PebblesValueError as PebblesValueError,
-)
-from ._executor import (
-    CallbackError as CallbackError,
-)
-from ._executor import (
-    NonFiniteError as NonFiniteError,
-)
-from ._executor import (
-    ReplayResult as ReplayResult,
-)
-from ._executor import (
-    replay as replay,
+from ._executor import CallbackError, NonFiniteError, ReplayResult, replay
+from ._lowering import (
+    OP_DISCARD,
+    OP_FREE,
+    OP_LOAD,
+    OP_PAINT,
+    OP_SEED,
+    OP_STEP,
+    OP_STORE,
+    SlotProgram,
+    lower,
 )
 from ._moves import (
-    Game as Game,
+    Game,
+    Move,
+    MoveKind,
+    as_encoded,
+    decode,
+    discard,
+    encode,
+    format_move,
+    forward,
+    load,
+    move,
+    paint,
+    parse_move,
+    place,
+    remove,
+    store,
+    unplace,
 )
-from ._moves import (
-    Move as Move,
+from ._optimal import brute_force, dp_table, min_forward_steps
+from ._planner import Candidate, Plan, plan
+from ._registry import (
+    Method,
+    Schedule,
+    candidates,
+    describe,
+    methods,
+    predicted_steps,
+    schedule,
 )
-from ._moves import (
-    MoveKind as MoveKind,
-)
-from ._moves import (
-    decode as decode,
-)
-from ._moves import (
-    encode as encode,
-)
-from ._moves import (
-    format_move as format_move,
-)
-from ._moves import (
-    forward as forward,
-)
-from ._moves import (
-    move as move,
-)
-from ._moves import (
-    paint as paint,
-)
-from ._moves import (
-    parse_move as parse_move,
-)
-from ._moves import (
-    place as place,
-)
-from ._moves import (
-    remove as remove,
-)
-from ._moves import (
-    unplace as unplace,
-)
-from ._optimal import (
-    brute_force as brute_force,
-)
-from ._optimal import (
-    dp_table as dp_table,
-)
-from ._optimal import (
-    min_forward_steps as min_forward_steps,
-)
-from ._planner import (
-    Candidate as Candidate,
-)
-from ._planner import (
-    Plan as Plan,
-)
-from ._planner import (
-    bennett_steps as bennett_steps,
-)
-from ._planner import (
-    plan as plan,
-)
-from ._reversible import (
-    reversible_min_steps as reversible_min_steps,
-)
-from ._reversible import (
-    reversible_optimal as reversible_optimal,
-)
-from ._simulator import (
-    Board as Board,
-)
-from ._simulator import (
-    SimulationResult as SimulationResult,
-)
-from ._simulator import (
-    expand as expand,
-)
-from ._simulator import (
-    simulate as simulate,
-)
-from ._treeverse import (
-    paper_tau as paper_tau,
-)
-from ._treeverse import (
-    treeverse as treeverse,
-)
-from ._treeverse import (
-    treeverse_paper as treeverse_paper,
-)
+from ._reversible import reversible_min_steps, reversible_optimal
+from ._simulator import Board, ChainCosts, SimulationResult, expand, simulate
+from ._treeverse import paper_tau, treeverse, treeverse_paper
+
+__all__ = [
+    "OP_DISCARD",
+    "OP_FREE",
+    "OP_LOAD",
+    "OP_PAINT",
+    "OP_SEED",
+    "OP_STEP",
+    "OP_STORE",
+    "Board",
+    "CallbackError",
+    "Candidate",
+    "ChainCosts",
+    "Game",
+    "IllegalMoveError",
+    "InfeasibleBudgetError",
+    "Move",
+    "Method",
+    "MoveKind",
+    "NonFiniteError",
+    "PebblesError",
+    "PebblesTypeError",
+    "PebblesValueError",
+    "Plan",
+    "ReplayResult",
+    "Schedule",
+    "SimulationResult",
+    "SlotProgram",
+    "as_encoded",
+    "bennett",
+    "bennett_gradient",
+    "bennett_pebbles",
+    "bennett_steps",
+    "brute_force",
+    "candidates",
+    "decode",
+    "describe",
+    "discard",
+    "dp_table",
+    "encode",
+    "expand",
+    "format_move",
+    "forward",
+    "load",
+    "lower",
+    "min_forward_steps",
+    "methods",
+    "min_pebbles",
+    "move",
+    "paint",
+    "paper_tau",
+    "parse_move",
+    "periodic",
+    "place",
+    "plan",
+    "predicted_steps",
+    "recompute_all",
+    "remove",
+    "replay",
+    "reversible_gradient",
+    "reversible_min_steps",
+    "reversible_optimal",
+    "schedule",
+    "simulate",
+    "store",
+    "store_all",
+    "treeverse",
+    "treeverse_paper",
+    "unplace",
+]
 
 __version__ = "0.1.0"

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Iterator
+from functools import cache
 
 from ._errors import IllegalMoveError
 from ._moves import Move, MoveKind
 from ._validation import check_int
 
-__all__ = ["bennett", "bennett_gradient", "bennett_pebbles", "reversible_gradient"]
+__all__ = [
+    "bennett_steps",
+    "best_bennett","bennett", "bennett_gradient", "bennett_pebbles", "reversible_gradient"]
 
 _PLACE, _UNPLACE, _REMOVE, _PAINT = (
     MoveKind.PLACE, MoveKind.UNPLACE, MoveKind.REMOVE, MoveKind.PAINT,
@@ -121,7 +124,9 @@ def bennett_pebbles(n: int, k: int = 2, *, uncompute: bool = True) -> int:
     return _peak(k, n, uncompute)
 
 
+@cache
 def _peak(k: int, length: int, uncompute: bool) -> int:
+    # blocks have at most two lengths a level: O(k log n) distinct calls
     if length == 1:
         return 1
     blocks = _blocks(k, 0, length)
@@ -207,3 +212,37 @@ def _mirror(run: Iterable[Move], reversed_run: Iterable[Move], n: int) -> Iterat
             -1, None, f"the mirror run left cells 0..{painted_from - 1} unpainted; "
             f"the reversible stream must end with a pebble on cell {n}",
         )
+
+
+@cache
+def _bennett_cost(k: int, length: int, uncompute: bool) -> int:
+    if length == 1:
+        return 1
+    blocks = _blocks(k, 0, length)
+    done = sum(_bennett_cost(k, b, True) for _, b in blocks[:-1])
+    last = _bennett_cost(k, blocks[-1][1], uncompute)
+    return done + last + (done if uncompute else 0)
+
+
+def bennett_steps(n: int, k: int = 2, *, uncompute: bool = True) -> int:
+    """Steps of :func:`pebbles.bennett` from the recursion (no stream is made).
+
+    Examples
+    --------
+    >>> from pebbles import bennett_steps
+    >>> bennett_steps(16, 2), bennett_steps(16, 2, uncompute=False)
+    (81, 41)
+    """
+    n, k = _check_nk(n, k)
+    return _bennett_cost(k, n, uncompute)
+
+
+def best_bennett(n: int, budget: int) -> tuple[int, int] | None:
+    """(k, steps) of the cheapest Bennett reach run within ``budget`` (k <= 64), or None."""
+    best = None
+    for k in range(2, max(2, min(n, 64)) + 1):
+        if bennett_pebbles(n, k, uncompute=False) <= budget:
+            steps = bennett_steps(n, k, uncompute=False)
+            if best is None or steps < best[1]:
+                best = (k, steps)
+    return best

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._errors import InfeasibleBudgetError
 from ._moves import Game
+from ._validation import check_int
 
 __all__ = ["min_pebbles", "check_budget"]
 
@@ -21,6 +22,7 @@ def min_pebbles(n: int, game: Game | str) -> int:
     >>> min_pebbles(20, "checkpoint"), min_pebbles(20, "inplace"), min_pebbles(20, "reversible")
     (2, 1, 5)
     """
+    n = check_int("n", n, 1)
     game = Game.coerce(game)
     if game is Game.REVERSIBLE:
         return n.bit_length()
@@ -31,17 +33,17 @@ def min_pebbles(n: int, game: Game | str) -> int:
     return 2
 
 
-def check_budget(n: int, pebbles: int, game: Game) -> None:
-    """Raise :class:`InfeasibleBudgetError` if ``pebbles`` cannot finish the game."""
+def check_budget(n: int, budget: int, game: Game) -> None:
+    """Raise :class:`InfeasibleBudgetError` if ``budget`` cannot finish the game."""
     need = min_pebbles(n, game)
-    if pebbles < need:
+    if budget < need:
         why = {
             Game.CHECKPOINT: "a walking pebble holds two pebbles in the checkpoint game",
             Game.INPLACE: "every backward step needs its state on the board",
-            Game.REVERSIBLE: f"{pebbles} pebbles reach cell {2**pebbles - 1} at the farthest",
+            Game.REVERSIBLE: f"{budget} pebbles reach cell {2**budget - 1} at the farthest",
         }[game]
         raise InfeasibleBudgetError(
-            f"pebbles={pebbles} cannot finish the {game.value} game with n={n} "
-            f"({why}); use pebbles={need} or more",
+            f"budget={budget} cannot finish the {game.value} game with n={n} "
+            f"({why}); use budget={need} or more",
             need,
         )

@@ -6,10 +6,13 @@ simulation", section 2 and appendix: the checkpoint pebble game; section 3,
 Algorithm 3, Treeverse) needs the states in reverse order. A schedule (a
 stream of :class:`~pebbles._moves.Move`) says which states to keep, when to
 recompute them and when to take each backward step; :func:`replay` carries it
-out with the user's callbacks. It knows nothing of the state's type beyond
-``shape`` and ``dtype`` (numpy arrays, or anything alike).
+out with the user's callbacks. A state is an array (numpy, or anything with
+``shape`` and ``dtype``) or a tuple, list or dict of arrays; every value a
+callback returns is checked against ``s0`` leaf by leaf.
 
-Move semantics (cells ``0..n``, cell ``i`` holds ``s_i``):
+The schedule is first checked and lowered to a slot program
+(:func:`pebbles.lower`, the simulator's own rules); the executor then runs the
+program's operations. Move semantics (cells ``0..n``, cell ``i`` holds ``s_i``):
 
 * ``place i`` -- ``s_i = step(i-1, s_{i-1})`` into a new state on cell i.
 * ``remove i`` -- drop the state on cell i.
@@ -40,19 +43,17 @@ from __future__ import annotations
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._errors import IllegalMoveError, PebblesError, PebblesTypeError, PebblesValueError
-from ._moves import Move, MoveKind, decode
+from . import _states as T
+from ._errors import PebblesError, PebblesTypeError, PebblesValueError
+from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, SlotProgram, lower
 
 __all__ = ["CallbackError", "NonFiniteError", "ReplayResult", "replay"]
-
-_PLACE, _REMOVE, _PAINT = MoveKind.PLACE, MoveKind.REMOVE, MoveKind.PAINT
-_MOVE, _FORWARD = MoveKind.MOVE, MoveKind.FORWARD
 
 
 class CallbackError(PebblesError, RuntimeError):
@@ -84,7 +85,7 @@ class ReplayResult:
     ----------
     loss : float or None
         ``loss(s_n)`` plus the running loss; ``None`` if neither was given.
-    grad_s0 : array
+    grad_s0 : state
         ``dL/ds_0``.
     grad_theta : object or None
         Sum of the ``theta_bar_i`` returned by ``backward`` (``None`` if all
@@ -98,7 +99,7 @@ class ReplayResult:
     peak_states : int
         The most states held at once besides ``s_0``: stored states plus the
         working state(s), a step's input and output counted while it runs.
-        Comparable with the simulator's ``peak_pebbles`` (plus one for the
+        Comparable with the simulator's ``peak_states`` (plus one for the
         extra step, plus one for ``move`` without ``step_into``).
     seconds : float
         Wall-clock time of the replay.
@@ -125,49 +126,38 @@ class ReplayResult:
     inplace_steps: int = 0
 
 
-def _aliases(a: Any, b: Any) -> bool:
-    """Whether ``a`` and ``b`` are one object or numpy arrays that may share memory."""
-    if a is b:
-        return True
-    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.may_share_memory(a, b)
-
-
 class _Replay:
     """Mutable state of one replay; every state it holds is reachable from here."""
 
-    def __init__(self, n: int, s0: Any, cb: dict[str, Any], check_finite: bool,
-                 pool_size: int | None) -> None:
-        self.n = n
-        self.s0 = s0
-        self.shape = np.shape(s0)
-        self.dtype = getattr(s0, "dtype", None)
+    def __init__(self, prog: SlotProgram, s0: Any, cb: dict[str, Any], check_finite: bool,
+                 pool_size: int | None, check_states: bool) -> None:
+        self.n = prog.n
+        self.slots: list[Any] = [None] * prog.nslots
+        self.slots[0] = s0
+        self.sig = T.signature(s0)
         self.cb = cb
         self.check_finite = check_finite
-        self.store: dict[int, Any] = {}
+        self.check_states = check_states
+        self.sums: dict[int, int] = {}
         self.gbar: Any = None
         self.theta: Any = None
+        self.theta_sig: Any = None
         self.loss: float | None = None
-        self.painted_from = n
-        self.steps = 0
-        self.extra = 0
-        self.paints = 0
-        self.peak = 0
+        self.live = self.steps = self.extra = self.paints = self.peak = 0
         self.pool: list[Any] = []
-        self.pool_size = (n + 1 if pool_size is None else pool_size) \
+        self.pool_size = (prog.nslots if pool_size is None else pool_size) \
             if cb["step_into"] is not None else 0
-        self.peak_buffers = 0
-        self.allocations = 0
-        self.inplace_steps = 0
+        self.peak_buffers = self.allocations = self.inplace_steps = 0
 
     def release(self) -> None:
         """Drop every reference to a state or a gradient."""
-        self.store.clear()
+        self.slots.clear()
         self.pool.clear()
-        self.s0 = self.gbar = self.theta = None
+        self.gbar = self.theta = None
 
     # -- bookkeeping -------------------------------------------------------
     def held(self, transient: int) -> None:
-        live = len(self.store) + transient
+        live = self.live + transient
         self.peak = max(self.peak, live)
         self.peak_buffers = max(self.peak_buffers, live + len(self.pool))
 
@@ -178,24 +168,16 @@ class _Replay:
         ``loss_grad`` that returns its argument): reusing it would overwrite it.
         """
         if len(self.pool) < self.pool_size and not (
-                _aliases(s, self.gbar) or _aliases(s, self.theta)):
+                T.aliases(s, self.gbar) or (self.theta is not None and T.aliases(s, self.theta))):
             self.pool.append(s)
 
-    def get(self, i: int, index: int, m: Move) -> Any:
-        if i == 0:
-            return self.s0
-        if i not in self.store:
-            raise IllegalMoveError(index, m, f"cell {i} holds no state")
-        return self.store[i]
-
     def check(self, what: str, i: int, value: Any) -> Any:
-        if np.shape(value) != self.shape or getattr(value, "dtype", None) != self.dtype:
+        sig = T.signature(value)
+        if sig != self.sig:
             raise PebblesTypeError(
-                f"{what} at step {i} returned shape={np.shape(value)}, "
-                f"dtype={getattr(value, 'dtype', None)}; expected shape={self.shape}, "
-                f"dtype={self.dtype} (those of s0)"
-            )
-        if self.check_finite and not np.all(np.isfinite(value)):
+                f"{what} at step {i} returned {T.describe(sig)}; expected "
+                f"{T.describe(self.sig)} (those of s0)")
+        if self.check_finite and not T.all_finite(value):
             raise NonFiniteError(f"{what} at step {i} returned NaN or infinity")
         return value
 
@@ -208,160 +190,210 @@ class _Replay:
             del args
             raise CallbackError(
                 f"callback {what!r} raised {type(err).__name__} at step {i}: {err}",
-                what,
-                i,
+                what, i,
             ) from err
 
+    def read(self, slot: int, what: str, i: int) -> Any:
+        """The state in ``slot``; in debug mode, check nothing has changed it."""
+        s = self.slots[slot]
+        if self.check_states and slot in self.sums and T.digest(s) != self.sums[slot]:
+            raise PebblesValueError(
+                f"a stored state changed while it was stored (found before {what} at step "
+                f"{i}): a callback modified a state it was only given to read; return new "
+                f"arrays from step/backward (s = s * a, not s *= a)")
+        return s
+
     # -- steps ---------------------------------------------------------------
-    def step(self, i: int, s: Any, transient: int) -> Any:
-        """Return ``s_{i+1}`` in a new or pooled buffer; ``transient`` states besides the store."""
+    def fresh(self, i: int, s: Any, transient: int) -> Any:
+        """``s_{i+1}`` in a new or pooled buffer; ``s`` is left as it was."""
+        before = T.digest(s) if self.check_states else None
+        self.steps += 1
         if self.pool:
             out = self.pool.pop()
             self.held(transient)
-            self.steps += 1
-            self.call("step_into", i, s, out)
-            return self.check("step_into", i, out)
-        self.held(transient)
-        self.steps += 1
-        self.allocations += 1
-        return self.check("step", i, self.call("step", i, s))
+            self.into(i, s, out)
+        else:
+            self.held(transient)
+            self.allocations += 1
+            out = self.check("step", i, self.call("step", i, s))
+            if T.aliases(out, s):
+                raise PebblesValueError(
+                    f"step at step {i} returned its input (or a view of it): step(i, s) must "
+                    f"return a new state and leave s unchanged; write s = s * a rather than "
+                    f"s *= a, or pass step_into=f(i, s, out) for steps that write in place")
+        if before is not None and T.digest(s) != before:
+            raise PebblesValueError(f"step at step {i} modified its input state; it must "
+                                    f"leave s unchanged (return a new state)")
+        return self.check("step", i, out)
 
-    def step_inplace(self, i: int, s: Any, transient: int) -> Any:
-        """Overwrite ``s`` with ``s_{i+1}`` (falls back to :meth:`step`)."""
+    def into(self, i: int, s: Any, out: Any) -> None:
+        ret = self.call("step_into", i, s, out)
+        if ret is not None:
+            raise PebblesTypeError(
+                f"step_into at step {i} returned a {type(ret).__name__}; it must write "
+                f"s_{{i+1}} into out and return None")
+
+    def inplace(self, i: int, s: Any, transient: int) -> Any:
+        """Overwrite ``s`` with ``s_{i+1}`` (a new state without ``step_into``)."""
         if self.cb["step_into"] is None:
-            return self.step(i, s, transient + 1)
+            out = self.fresh(i, s, transient + 1)
+            if out is not s:
+                self.free(s)
+            return out
         self.held(transient)
         self.steps += 1
         self.inplace_steps += 1
-        self.call("step_into", i, s, s)
+        self.into(i, s, s)
         return self.check("step_into", i, s)
 
-    def cell_free(self, b: int, index: int, m: Move) -> None:
-        if not 1 <= b <= self.n:
-            raise IllegalMoveError(index, m, f"cell must be in 1..{self.n}, got {b}")
-        if b in self.store:
-            raise IllegalMoveError(index, m, f"cell {b} already holds a state")
-
-    def place(self, i: int, index: int, m: Move) -> None:
-        self.cell_free(i, index, m)
-        s = self.get(i - 1, index, m)
-        self.store[i] = self.step(i - 1, s, 1)
-
-    def move(self, i: int, index: int, m: Move) -> None:
-        self.cell_free(i, index, m)
-        if i - 1 < 1:
-            raise IllegalMoveError(index, m, "cell 0 cannot be moved")
-        s = self.get(i - 1, index, m)
-        del self.store[i - 1]
-        out = self.step_inplace(i - 1, s, 1)
-        if out is not s:
-            self.free(s)
-        self.store[i] = out
-
-    def forward(self, a: int, b: int, index: int, m: Move) -> None:
-        self.cell_free(b, index, m)
-        if not 0 <= a < b:
-            raise IllegalMoveError(index, m, f"forward needs 0 <= a < b, got {a}, {b}")
-        w = self.get(a, index, m)
-        if self.cb["step_into"] is not None:
-            w = self.step(a, w, 1)  # into a pooled buffer when there is one
-            for i in range(a + 1, b):
-                w = self.step_inplace(i, w, 1)
+    def walk(self, src: int, dst: int, first: int, count: int) -> None:
+        """``OP_STEP``: steps ``first..first+count-1`` from slot ``src`` into slot ``dst``."""
+        if src == dst:  # in place: the state leaves its slot while it steps
+            w = self.read(src, "step", first)
+            self.slots[src] = None
+            self.live -= 1
+            self.sums.pop(src, None)
         else:
-            for i in range(a, b):
-                w = self.step(i, w, 1 if i == a else 2)
-        self.store[b] = w
+            w = self.fresh(first, self.read(src, "step", first), 1)
+            first, count = first + 1, count - 1
+        for i in range(first, first + count):
+            w = self.inplace(i, w, 1)
+        self.slots[dst] = w
+        self.live += 1
+        if self.check_states:
+            self.sums[dst] = T.digest(w)
 
-    def remove(self, i: int, index: int, m: Move) -> None:
-        if i == 0 or i not in self.store:
-            raise IllegalMoveError(index, m, f"cell {i} holds no removable state")
-        self.free(self.store.pop(i))
+    def drop(self, slot: int) -> None:
+        """``OP_FREE``: the state in ``slot`` is no longer needed."""
+        s = self.slots[slot]
+        self.slots[slot] = None
+        self.sums.pop(slot, None)
+        self.live -= 1
+        self.free(s)
 
     # -- backward ------------------------------------------------------------
-    def start(self, index: int, m: Move) -> None:
-        """Produce ``s_n``, the loss and ``dL/ds_n`` (before the first paint)."""
-        n = self.n
-        if n in self.store:
-            sn = self.store[n]
-        else:
-            sn = self.step(n - 1, self.get(n - 1, index, m), 1)
-            self.extra += 1
-        cb = self.cb
+    def seed(self, slot: int, extra: int) -> None:
+        """Evaluate the loss and ``dL/ds_n`` at ``s_n`` in ``slot``."""
+        n, sn = self.n, self.read(slot, "loss_grad", self.n)
+        self.extra += extra
         self.gbar = self.check("loss_grad", n, self.call("loss_grad", n, sn))
-        if cb["loss"] is not None:
-            self.loss = float(self.call("loss", n, sn))
+        if self.cb["loss"] is not None:
+            self.loss = self.scalar("loss", n, self.call("loss", n, sn))
         self.running(n, sn)
-        if n not in self.store:
-            self.free(sn)
+
+    def scalar(self, what: str, i: int, value: Any) -> float:
+        if np.ndim(value) != 0 or isinstance(value, (str, bytes)):
+            raise PebblesTypeError(
+                f"{what} at step {i} returned {type(value).__name__} "
+                f"{'of shape ' + str(np.shape(value)) if np.ndim(value) else repr(value)}; "
+                f"it must return a real number (a scalar)")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise PebblesTypeError(f"{what} at step {i} returned {value!r}; it must return "
+                                   f"a real number") from None
+        if self.check_finite and not np.isfinite(out):
+            raise NonFiniteError(f"{what} at step {i} returned {out}")
+        return out
 
     def running(self, i: int, s: Any) -> None:
         cb = self.cb
         if cb["running_loss"] is not None:
-            value = float(self.call("running_loss", i, s))
+            value = self.scalar("running_loss", i, self.call("running_loss", i, s))
             self.loss = value if self.loss is None else self.loss + value
         if cb["running_loss_grad"] is not None:
             g = self.check("running_loss_grad", i, self.call("running_loss_grad", i, s))
-            self.gbar = self.gbar + g
+            self.gbar = T.add(self.gbar, g)
 
-    def paint(self, i: int, index: int, m: Move) -> None:
-        if i != self.painted_from - 1:
-            raise IllegalMoveError(
-                index, m, f"paints go n-1, ..., 0; expected paint {self.painted_from - 1}"
-            )
-        if self.gbar is None:
-            self.start(index, m)
-        s = self.get(i, index, m)
+    def paint(self, slot: int, i: int) -> None:
+        s = self.read(slot, "backward", i)
+        before = (T.digest(s), T.digest(self.gbar)) if self.check_states else None
         out = self.call("backward", i, s, self.gbar)
         if not isinstance(out, tuple) or len(out) != 2:
             raise PebblesTypeError(
                 f"backward at step {i} must return a tuple (gbar_i, theta_bar_i), "
-                f"got {type(out).__name__}"
-            )
+                f"got {type(out).__name__}")
+        if before is not None and before != (T.digest(s), T.digest(self.gbar)):
+            raise PebblesValueError(f"backward at step {i} modified its input state or "
+                                    f"gradient; it must return new arrays")
         self.gbar = self.check("backward", i, out[0])
-        if out[1] is not None:
-            self.theta = out[1] if self.theta is None else self.theta + out[1]
+        self.accumulate(i, out[1])
         self.paints += 1
-        self.painted_from = i
         if i >= 1:
             self.running(i, s)
 
-    def run(self, moves: Iterable[Move], bar: Any) -> None:
-        for index, m in enumerate(moves):
-            kind, a, b = m
-            if kind == _FORWARD:
-                self.forward(a, b, index, m)
-            elif kind == _PAINT:
-                self.paint(a, index, m)
-            elif kind == _REMOVE:
-                self.remove(a, index, m)
-            elif kind == _PLACE:
-                self.place(a, index, m)
-            elif kind == _MOVE:
-                self.move(a, index, m)
+    def accumulate(self, i: int, tb: Any) -> None:
+        if tb is None:
+            return
+        sig = T.signature(tb)
+        if self.theta_sig is None:
+            self.theta_sig = sig
+        elif sig != self.theta_sig:
+            raise PebblesTypeError(
+                f"backward at step {i} returned theta_bar with {T.describe(sig)}, but earlier "
+                f"steps returned {T.describe(self.theta_sig)}; it must keep one shape")
+        if self.check_finite and not T.all_finite(tb):
+            raise NonFiniteError(f"backward at step {i} returned a theta_bar with NaN or "
+                                 f"infinity")
+        self.theta = tb if self.theta is None else T.add(self.theta, tb)
+
+    def run(self, ops: np.ndarray, bar: Any) -> None:
+        for op, src, dst, first, count in ops.tolist():
+            if op == OP_STEP:
+                self.walk(src, dst, first, count)
+            elif op == OP_PAINT:
+                self.paint(src, first)
+            elif op == OP_FREE:
+                self.drop(src)
+            elif op == OP_SEED:
+                self.seed(src, count)
             else:
-                raise IllegalMoveError(index, m, "not a checkpoint-game move")
+                raise PebblesValueError(
+                    f"replay() runs checkpoint-game programs; operation {op} (disk storage) "
+                    f"needs a storage executor")
             if bar is not None:
                 bar.update(1)
-        if self.painted_from != 0:
-            raise IllegalMoveError(
-                -1, None, f"the schedule left cells 0..{self.painted_from - 1} unpainted"
-            )
 
 
-def _progress_bar(moves: Any, progress: bool) -> Any:
+_WARNED: set[str] = set()
+
+
+def _progress_bar(total: int, progress: bool) -> Any:
     if not progress:
         return None
     try:
         from tqdm import tqdm  # optional dependency, imported only when asked for
     except ImportError:
+        if "tqdm" not in _WARNED:
+            _WARNED.add("tqdm")
+            warnings.warn("progress=True needs tqdm: pip install \"pebble-games[progress]\"; "
+                          "running without a progress bar", RuntimeWarning, stacklevel=3)
         return None
-    total = len(moves) if hasattr(moves, "__len__") else None
-    return tqdm(total=total, unit="move")
+    return tqdm(total=total, unit="op")
+
+
+def _program(moves: Any, n: int | None) -> SlotProgram:
+    if isinstance(moves, SlotProgram):
+        if n is not None and n != moves.n:
+            raise PebblesValueError(f"this program is for n={moves.n}, replay got n={n}; "
+                                    f"drop n or pass n={moves.n}")
+        return moves
+    from ._registry import Schedule
+
+    if isinstance(moves, Schedule):
+        if n is not None and n != moves.n:
+            raise PebblesValueError(f"this schedule is for n={moves.n}, replay got n={n}; "
+                                    f"drop n or pass n={moves.n}")
+        return lower(moves, frees=True)
+    if isinstance(moves, str):
+        raise PebblesTypeError("moves is a string; pass a schedule (pebbles.schedule(...)), "
+                               "an iterable of moves or an encoded array")
+    return lower(moves, n, frees=True)
 
 
 def replay(
-    moves: Iterable[Move] | np.ndarray,
-    n: int,
+    moves: Any,
+    n: int | None,
     s0: Any,
     step: Callable[[int, Any], Any],
     backward: Callable[[int, Any, Any], tuple[Any, Any]],
@@ -371,8 +403,8 @@ def replay(
     step_into: Callable[[int, Any, Any], None] | None = None,
     running_loss: Callable[[int, Any], float] | None = None,
     running_loss_grad: Callable[[int, Any], Any] | None = None,
-    copy: Callable[[Any], Any] | None = None,
     check_finite: bool = False,
+    check_states: bool = False,
     progress: bool = False,
     pool_size: int | None = None,
 ) -> ReplayResult:
@@ -380,16 +412,19 @@ def replay(
 
     Parameters
     ----------
-    moves : iterable of Move, or int64 array from :func:`~pebbles._moves.encode`
-        A checkpoint-game or in-place-game schedule for ``n`` steps
-        (``place``, ``remove``, ``paint``, ``move``, ``forward``).
-    n : int
-        Number of steps.
-    s0 : array
-        The initial state; it is never modified.
+    moves : Schedule, iterable of Move, encoded (m, 3) array, or SlotProgram
+        A checkpoint-game or in-place-game schedule for ``n`` steps; it is
+        checked and lowered with :func:`pebbles.lower` before any callback runs.
+    n : int or None
+        Number of steps (``None``: the schedule's own, for a Schedule or a
+        SlotProgram).
+    s0 : state
+        The initial state: an array, or a tuple, list or dict of arrays. It is
+        never modified.
     step : callable ``step(i, s_i) -> s_{i+1}``
-        One forward step; must return a new state (same shape and dtype as
-        ``s0``) and leave its argument unchanged.
+        One forward step; must return a new state (same structure, shapes and
+        dtypes as ``s0``) and leave its argument unchanged. Returning the
+        argument itself (``s *= a; return s``) is refused with an error.
     backward : callable ``backward(i, s_i, gbar_{i+1}) -> (gbar_i, theta_bar_i)``
         The vector-Jacobian product of step ``i``; ``theta_bar_i`` may be
         ``None`` when there are no parameters. It must not modify its inputs.
@@ -398,26 +433,24 @@ def replay(
     loss : callable ``loss(s_n) -> float``, optional
         Value of the final loss (reported in the result).
     step_into : callable ``step_into(i, s, out) -> None``, optional
-        Writes ``s_{i+1}`` into ``out``; it is called with ``out is s``
-        (an in-place step), so it must allow the aliasing, and with ``out`` a
-        pooled buffer of a freed state. Used by ``move``, by ``forward``
-        (whose working state then steps in place after its first step) and,
-        with a pool, by every step that needs a new state.
+        Writes ``s_{i+1}`` into ``out`` and returns None; it is called with
+        ``out is s`` (an in-place step), so it must allow the aliasing, and
+        with ``out`` a pooled buffer of a freed state.
     running_loss, running_loss_grad : callable ``(i, s_i)``, optional
         A running loss ``sum_{i=1..n} l_i(s_i)`` and its gradients, added to
         the loss and to ``gbar_i``.
-    copy : callable ``copy(s) -> s'``, optional
-        Deprecated and never called (passing it warns): a walk's first step
-        now writes into a new or pooled buffer instead of a copy.
     check_finite : bool
-        Raise :class:`NonFiniteError` if a callback returns NaN or infinity.
+        Raise :class:`NonFiniteError` if a callback returns NaN or infinity
+        (states, gradients, ``theta_bar`` and losses).
+    check_states : bool
+        Debug mode: checksum every stored state and every callback's inputs,
+        and name the callback and step that changed one (slower).
     progress : bool
-        Show a tqdm progress bar (if tqdm is installed).
+        Show a tqdm progress bar (``pip install "pebble-games[progress]"``;
+        without tqdm a warning says so once).
     pool_size : int or None
         Most freed buffers kept for reuse (only with ``step_into``; ``None``:
-        no limit, the pool never outgrows the peak of live states); 0 turns
-        the pool off, so every new state comes from ``step`` (use it when
-        ``step`` returns arrays you keep elsewhere).
+        no limit beyond the program's slots); 0 turns the pool off.
 
     Returns
     -------
@@ -429,53 +462,39 @@ def replay(
         A callback raised; the message names the step, the original error is
         its ``__cause__``. Every state the executor held has been dropped.
     PebblesTypeError
-        A callback returned a value of the wrong shape or dtype.
+        A callback returned a value of the wrong structure, shape or dtype.
     NonFiniteError
         With ``check_finite``, a callback returned NaN or infinity.
     IllegalMoveError
-        The schedule breaks a rule (e.g. uses a state it does not hold).
+        The schedule breaks a rule (checked before any callback runs).
 
     Examples
     --------
     ``s_{i+1} = 2 s_i + theta``, ``L = sum(s_n)``, three steps:
 
-    >>> import numpy as np
-    >>> from pebbles._executor import replay
-    >>> from pebbles._treeverse import treeverse
-    >>> r = replay(treeverse(3, 2), 3, np.ones(2),
-    ...            step=lambda i, s: 2.0 * s + 1.0,
-    ...            backward=lambda i, s, g: (2.0 * g, g.copy()),
-    ...            loss_grad=lambda s: np.ones_like(s), loss=lambda s: s.sum())
+    >>> import numpy as np, pebbles
+    >>> r = pebbles.replay(pebbles.schedule("treeverse", 3, budget=2), None, np.ones(2),
+    ...                    step=lambda i, s: 2.0 * s + 1.0,
+    ...                    backward=lambda i, s, g: (2.0 * g, g.copy()),
+    ...                    loss_grad=lambda s: np.ones_like(s), loss=lambda s: s.sum())
     >>> r.loss, r.grad_s0, r.grad_theta
     (30.0, array([8., 8.]), array([7., 7.]))
     >>> r.forward_steps, r.extra_steps, r.backward_steps, r.peak_states
     (3, 1, 3, 3)
     """
-    if pool_size is not None and (isinstance(pool_size, bool)
-                                  or not isinstance(pool_size, (int, np.integer))
-                                  or pool_size < 0):
-        raise PebblesValueError(f"pool_size={pool_size!r} must be None (no limit) or an "
-                                f"integer >= 0 (0 turns buffer reuse off)")
-    if copy is not None:
-        warnings.warn("replay(copy=...) is no longer called (states are stepped into new or "
-                      "pooled buffers) and will be removed; drop the argument",
-                      DeprecationWarning, stacklevel=2)
-    if isinstance(moves, np.ndarray):
-        moves = list(decode(moves))
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise PebblesValueError(f"n={n!r} must be an integer >= 1")
+    _check_pool(pool_size)
+    prog = _program(moves, n)
     callbacks = {
         "step": step, "backward": backward, "loss_grad": lambda i, s: loss_grad(s),
         "loss": None if loss is None else (lambda i, s: loss(s)),
         "step_into": step_into, "running_loss": running_loss,
         "running_loss_grad": running_loss_grad,
     }
-    r = _Replay(int(n), s0, callbacks, check_finite,
-                None if pool_size is None else int(pool_size))
-    bar = _progress_bar(moves, progress)
+    r = _Replay(prog, s0, callbacks, bool(check_finite), pool_size, bool(check_states))
+    bar = _progress_bar(len(prog.ops), progress)
     t0 = time.perf_counter()
     try:
-        r.run(moves, bar)
+        r.run(prog.ops, bar)
     except BaseException as exc:
         r.release()
         traceback.clear_frames(exc.__traceback__)
@@ -483,11 +502,22 @@ def replay(
     finally:
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - t0
     result = ReplayResult(
         loss=r.loss, grad_s0=r.gbar, grad_theta=r.theta, forward_steps=r.steps,
-        extra_steps=r.extra, backward_steps=r.paints, peak_states=r.peak, seconds=seconds,
-        peak_buffers=r.peak_buffers, allocations=r.allocations, inplace_steps=r.inplace_steps,
+        extra_steps=r.extra, backward_steps=r.paints, peak_states=r.peak,
+        seconds=time.perf_counter() - t0, peak_buffers=r.peak_buffers,
+        allocations=r.allocations, inplace_steps=r.inplace_steps,
     )
     r.release()
     return result
+
+
+def _check_pool(pool_size: object) -> None:
+    if pool_size is not None and (isinstance(pool_size, bool)
+                                  or not isinstance(pool_size, (int, np.integer))
+                                  or pool_size < 0):
+        raise PebblesValueError(f"pool_size={pool_size!r} must be None (no limit) or an "
+                                f"integer >= 0 (0 turns buffer reuse off)")
+
+
+

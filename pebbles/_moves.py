@@ -13,6 +13,9 @@ move i     in-place step: the pebble on i-1 (not cell 0) -> i     1 step
 unplace i  reversible uncomputation of s_i (needs s_{i-1})        1 step
 forward    ``forward i j``: from the pebble on i a working        j-i steps
            pebble walks to j and stays there
+store i    copy the memory pebble on i to disk (two-level game)   write cost
+load i     copy the disk pebble on i into a new memory pebble     read cost
+discard i  free the disk pebble on i                              free
 =========  =====================================================  ==========
 
 ``Move`` is a :class:`typing.NamedTuple` rather than a dataclass: schedules
@@ -29,6 +32,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator
 from enum import Enum, IntEnum
+from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
@@ -37,17 +41,21 @@ from ._errors import PebblesTypeError, PebblesValueError
 
 __all__ = [
     "Game",
+    "as_encoded",
     "Move",
     "MoveKind",
     "decode",
+    "discard",
     "encode",
     "forward",
     "format_move",
+    "load",
     "move",
     "paint",
     "parse_move",
     "place",
     "remove",
+    "store",
     "unplace",
 ]
 
@@ -88,6 +96,9 @@ class MoveKind(IntEnum):
     MOVE = 3
     UNPLACE = 4
     FORWARD = 5
+    STORE = 6
+    LOAD = 7
+    DISCARD = 8
 
 
 class Move(NamedTuple):
@@ -112,32 +123,63 @@ class Move(NamedTuple):
 
 def place(i: int) -> Move:
     """``place i``: compute s_i from the pebble on cell i-1."""
-    return Move(MoveKind.PLACE, i)
+    return Move(MoveKind.PLACE, _cell("i", i))
 
 
 def remove(i: int) -> Move:
     """``remove i``: free the pebble on cell i."""
-    return Move(MoveKind.REMOVE, i)
+    return Move(MoveKind.REMOVE, _cell("i", i))
 
 
 def paint(i: int) -> Move:
     """``paint i``: the backward step i."""
-    return Move(MoveKind.PAINT, i)
+    return Move(MoveKind.PAINT, _cell("i", i))
 
 
 def move(i: int) -> Move:
     """``move i``: in-place step moving the pebble on i-1 to i."""
-    return Move(MoveKind.MOVE, i)
+    return Move(MoveKind.MOVE, _cell("i", i))
 
 
 def unplace(i: int) -> Move:
     """``unplace i``: uncompute s_i (reversible game)."""
-    return Move(MoveKind.UNPLACE, i)
+    return Move(MoveKind.UNPLACE, _cell("i", i))
 
 
 def forward(i: int, j: int) -> Move:
     """``forward i j``: a working pebble walks from cell i to cell j (j-i steps)."""
+    i, j = _cell("i", i), _cell("j", j)
+    if j <= i:
+        raise PebblesValueError(
+            f"forward(i={i}, j={j}) walks nowhere: it needs i < j; a walk of one step "
+            f"is forward({i}, {i + 1})")
     return Move(MoveKind.FORWARD, i, j)
+
+
+def store(i: int) -> Move:
+    """``store i``: copy the memory pebble on cell i to disk (two-level game)."""
+    return Move(MoveKind.STORE, _cell("i", i))
+
+
+def load(i: int) -> Move:
+    """``load i``: copy the disk pebble on cell i into a new memory pebble."""
+    return Move(MoveKind.LOAD, _cell("i", i))
+
+
+def discard(i: int) -> Move:
+    """``discard i``: free the disk pebble on cell i."""
+    return Move(MoveKind.DISCARD, _cell("i", i))
+
+
+def _cell(name: str, i: object) -> int:
+    """Check that a move's cell is a whole number >= 0 (the board's upper end is the
+    simulator's to check)."""
+    if isinstance(i, bool) or not isinstance(i, Integral):
+        raise PebblesTypeError(
+            f"{name}={i!r} must be a cell number (an integer >= 0), got {type(i).__name__}")
+    if i < 0:
+        raise PebblesValueError(f"{name}={i} must be a cell number >= 0")
+    return int(i)
 
 
 _NAMES = {k: k.name.lower() for k in MoveKind}
@@ -181,7 +223,8 @@ def parse_move(text: str) -> Move:
 def encode(moves: Iterable[Move]) -> np.ndarray:
     """Encode a move stream as an ``int64`` array of rows ``(kind, a, b)``.
 
-    The stream is consumed once, into a compact buffer (24 bytes a move).
+    The stream is consumed once, into a compact buffer (24 bytes a move). An
+    array that is already an encoding is checked and returned as is.
 
     Examples
     --------
@@ -192,19 +235,61 @@ def encode(moves: Iterable[Move]) -> np.ndarray:
     >>> list(decode(arr)) == list(treeverse(10, 3))
     True
     """
+    if isinstance(moves, np.ndarray):
+        return as_encoded(moves)
+    if isinstance(moves, (str, bytes)):
+        raise PebblesTypeError(
+            f"moves={moves!r} is a string; pass an iterable of moves such as "
+            f"[pebbles.place(1), pebbles.paint(0)] (pebbles.parse_move reads text)")
     buf = array("q")
-    for m in moves:
-        buf.extend(m)
-    return np.frombuffer(buf, dtype=np.int64).reshape(-1, 3).copy()
+    count = 0
+    try:
+        for m in moves:
+            if len(m) != 3:
+                raise TypeError
+            buf.extend(m)
+            count += 1
+    except (TypeError, OverflowError):
+        raise PebblesTypeError(
+            f"move #{count} of the stream is not a Move (kind, a, b); "
+            f"build moves with pebbles.place(), pebbles.forward() etc."
+        ) from None
+    return as_encoded(np.frombuffer(buf, dtype=np.int64).reshape(-1, 3).copy())
 
 
-def decode(encoded: np.ndarray) -> Iterator[Move]:
-    """Yield the moves of an array made by :func:`encode`."""
+def as_encoded(encoded: object) -> np.ndarray:
+    """Return ``encoded`` as a checked, C-contiguous ``int64`` (m, 3) move array.
+
+    The one validator of encoded schedules: the shape, the integer dtype and the
+    move kinds are checked (the rules of the game are :func:`pebbles.simulate`'s).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pebbles import as_encoded
+    >>> as_encoded(np.array([[5, 0, 2], [2, 1, -1]])).dtype
+    dtype('int64')
+    """
     arr = np.asarray(encoded)
     if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "iu":
         raise PebblesTypeError(
             f"array with shape={arr.shape} and dtype={arr.dtype} is not a move "
-            f"encoding; pass an integer array of shape (m, 3) made by encode()"
+            f"encoding; pass an integer array of shape (m, 3) made by pebbles.encode()"
         )
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    bad = np.flatnonzero((arr[:, 0] < 0) | (arr[:, 0] > max(MoveKind)))
+    if bad.size:
+        i = int(bad[0])
+        raise PebblesValueError(
+            f"row {i} of the encoding, {arr[i].tolist()}, has kind={int(arr[i, 0])}, which is "
+            f"not a move kind; kinds are {', '.join(f'{int(k)} ({_NAMES[k]})' for k in MoveKind)}"
+        )
+    return arr
+
+
+def decode(encoded: np.ndarray) -> Iterator[Move]:
+    """Yield the moves of an array made by :func:`encode`."""
+    arr = as_encoded(encoded)
+    kinds = list(MoveKind)
     for kind, a, b in arr.tolist():
-        yield Move(MoveKind(kind), a, b)
+        yield Move(kinds[kind], a, b)

@@ -15,19 +15,30 @@ The tests show the three agree wherever they overlap.
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 
 from ._binomial import BetaTable
 from ._budget import check_budget
+from ._errors import PebblesValueError
 from ._moves import Game, Move, MoveKind
 from ._reversible import reversible_min_steps
+from ._simulator import Board, play_one
 from ._validation import check_int
 
-__all__ = ["brute_force", "dp_table", "min_forward_steps"]
+__all__ = ["BRUTE_FORCE_MAX_BOARDS", "DP_MAX_CELLS", "DP_MAX_N", "brute_force", "dp_table",
+           "min_forward_steps"]
+
+#: Most boards :func:`brute_force` may have to search (pebble sets x painted prefixes).
+BRUTE_FORCE_MAX_BOARDS = 200_000
+#: Largest ``n_max`` and number of entries of :func:`dp_table`.
+DP_MAX_N = 20_000
+DP_MAX_CELLS = 10**7
 
 
-def min_forward_steps(n: int, pebbles: int, game: Game | str = Game.CHECKPOINT) -> int:
-    """Fewest forward steps that finish the game with at most ``pebbles`` pebbles.
+def min_forward_steps(n: int, budget: int, game: Game | str = Game.CHECKPOINT) -> int:
+    """Fewest forward steps that finish the game with at most ``budget`` pebbles.
 
     Examples
     --------
@@ -36,16 +47,19 @@ def min_forward_steps(n: int, pebbles: int, game: Game | str = Game.CHECKPOINT) 
     [33, 33, 45]
     """
     n = check_int("n", n, 1)
-    pebbles = check_int("pebbles", pebbles, 0)
+    budget = check_int("budget", budget, 0)
     game = Game.coerce(game)
-    check_budget(n, pebbles, game)
+    check_budget(n, budget, game)
     if game is Game.REVERSIBLE:
-        return reversible_min_steps(n, pebbles)
-    return BetaTable(game).min_steps(n, min(pebbles, n))
+        return reversible_min_steps(n, budget)
+    return BetaTable(game).min_steps(n, min(budget, n))
 
 
-def dp_table(n_max: int, pebbles_max: int, game: Game | str = Game.CHECKPOINT) -> np.ndarray:
-    """Minimum steps ``T[n, S]`` for ``n <= n_max``, ``S <= pebbles_max`` by plain DP.
+def dp_table(n_max: int, budget_max: int, game: Game | str = Game.CHECKPOINT) -> np.ndarray:
+    """Minimum steps ``T[n, S]`` for ``n <= n_max``, ``S <= budget_max`` by plain DP.
+
+    O(n_max^2 budget_max) time: a reference for the closed forms, meant for
+    ``n_max`` up to a few thousand (at most :data:`DP_MAX_CELLS` table entries).
 
     Infeasible entries are ``inf``; row 0 is unused (``nan``).
 
@@ -55,16 +69,21 @@ def dp_table(n_max: int, pebbles_max: int, game: Game | str = Game.CHECKPOINT) -
     :mod:`pebbles._reversible`.
     """
     n_max = check_int("n_max", n_max, 1)
-    pebbles_max = check_int("pebbles_max", pebbles_max, 0)
+    budget_max = check_int("budget_max", budget_max, 0)
     game = Game.coerce(game)
+    if n_max > DP_MAX_N or (n_max + 1) * (budget_max + 1) > DP_MAX_CELLS:
+        raise PebblesValueError(
+            f"dp_table(n_max={n_max}, budget_max={budget_max}) is a reference table for small "
+            f"boards (n_max <= {DP_MAX_N}, at most {DP_MAX_CELLS} entries); for one (n, S) "
+            f"use pebbles.min_forward_steps(n, S, game), which is exact and instant")
     if game is Game.REVERSIBLE:
-        return _dp_reversible(n_max, pebbles_max)
-    t = np.full((n_max + 1, pebbles_max + 1), np.inf)
+        return _dp_reversible(n_max, budget_max)
+    t = np.full((n_max + 1, budget_max + 1), np.inf)
     t[0] = np.nan
     t[1] = 0
     for n in range(2, n_max + 1):
         j = np.arange(1, n)
-        for s in range(1, pebbles_max + 1):
+        for s in range(1, budget_max + 1):
             cost = j + t[n - j, s - 1] + t[j, s]
             if game is Game.CHECKPOINT and s < 2:
                 cost = cost[:1]
@@ -86,9 +105,7 @@ def _dp_reversible(n_max: int, s_max: int) -> np.ndarray:
 
 
 def _successors(board: tuple, n: int, game: Game, budget: int):
-    """Yield (next board, cost) for every legal primitive move, via the simulator."""
-    from ._simulator import _apply, _rule_broken, _State
-
+    """Yield (next board, cost, move) for every legal primitive move, via the simulator."""
     cells, painted_from = board
     kinds = (
         (MoveKind.PLACE, MoveKind.UNPLACE) if game is Game.REVERSIBLE
@@ -98,21 +115,19 @@ def _successors(board: tuple, n: int, game: Game, budget: int):
         if kind is MoveKind.MOVE and game is not Game.INPLACE:
             continue
         for a in range(n + 1):
-            st = _State(n)
-            st.cells, st.painted_from = list(cells), painted_from
-            if _rule_broken(st, game, kind, a, -1) is not None:
-                continue
-            if _apply(st, game, kind, a, -1) > budget:
-                continue
-            yield (tuple(st.cells), st.painted_from), st.steps, Move(kind, a)
+            m = Move(kind, a)
+            after = play_one(Board(cells, painted_from), m, n, game, budget)
+            if after is not None:
+                yield (after[0].pebbles, after[0].painted_from), after[1], m
 
 
-def brute_force(n: int, pebbles: int, game: Game | str = Game.CHECKPOINT) -> int | None:
+def brute_force(n: int, budget: int, game: Game | str = Game.CHECKPOINT) -> int | None:
     """Fewest steps by exhaustive search (Dijkstra with 0/1 costs); ``None`` if unsolvable.
 
     Every board reachable from the start is a node; every legal primitive move
     (checked by the simulator's own rules) is an edge costing its steps.
-    Meant for tiny boards (n <= 10 or so): the graph has up to 2^n * n nodes.
+    Meant for tiny boards: at most :data:`BRUTE_FORCE_MAX_BOARDS` boards
+    (``sum_k C(n, k)`` pebble sets, times ``n + 1`` painted prefixes).
 
     Examples
     --------
@@ -125,15 +140,22 @@ def brute_force(n: int, pebbles: int, game: Game | str = Game.CHECKPOINT) -> int
     import networkx as nx
 
     n = check_int("n", n, 1)
-    pebbles = check_int("pebbles", pebbles, 0)
+    budget = check_int("budget", budget, 0)
     game = Game.coerce(game)
+    boards = sum(comb(n, k) for k in range(min(budget, n) + 1))
+    boards *= 1 if game is Game.REVERSIBLE else n + 1
+    if boards > BRUTE_FORCE_MAX_BOARDS:
+        raise PebblesValueError(
+            f"brute_force(n={n}, budget={budget}) would search up to {boards} boards, more "
+            f"than {BRUTE_FORCE_MAX_BOARDS}; it is meant for tiny boards: use "
+            f"pebbles.min_forward_steps(n, budget, game) (exact, instant)")
     start = ((), n)
     graph = nx.DiGraph()
     graph.add_node(start)
     todo, seen = [start], {start}
     while todo:
         board = todo.pop()
-        for nxt, cost, _ in _successors(board, n, game, pebbles):
+        for nxt, cost, _ in _successors(board, n, game, budget):
             graph.add_edge(board, nxt, weight=cost)
             if nxt not in seen:
                 seen.add(nxt)

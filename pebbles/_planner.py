@@ -1,38 +1,67 @@
-"""Planner: pick a schedule for n steps under a memory budget.
+"""Planner: pick a gradient schedule for n steps under a memory budget.
 
-Every method is compared as a gradient schedule on one board (the checkpoint
-game): predicted time = forward steps + backward_cost * n backward steps, in
-units of one forward step. Bennett and the reversible optimum are counted as
-their mirror gradient runs (paper-notes section 4); Treeverse uses the exact
-optima of :func:`pebbles.min_forward_steps`.
+Every gradient schedule of the registry that fits the budget
+(:func:`pebbles.candidates`: Treeverse in both games, Bennett's gradient, the
+baselines) is costed on one scale: predicted time = forward steps +
+backward_cost * n backward steps, in units of one forward step. Forward steps
+come from each method's closed form or recursion (Treeverse: the exact optima
+of :func:`pebbles.min_forward_steps`), so planning n = 10^9 steps is instant.
+
+Memory is counted as the generic executor holds it (:func:`pebbles.replay`):
+the schedule's stored states, plus ``s_0``, the scratch state in which ``s_n``
+is computed for the loss, and two gradients (the one held and the one a
+backward step returns). A memory budget in bytes is turned into a schedule
+budget by taking those :data:`EXECUTOR_EXTRA_STATES` away.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from functools import cache
 
-from ._bennett import _blocks, bennett_pebbles
 from ._budget import min_pebbles
-from ._errors import InfeasibleBudgetError, PebblesValueError
-from ._optimal import min_forward_steps
-from ._reversible import reversible_min_steps
+from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
+from ._moves import Game
+from ._registry import Schedule, candidates, predicted_steps
 from ._validation import check_int
 
-__all__ = ["Candidate", "Plan", "bennett_steps", "plan"]
+__all__ = ["EXECUTOR_EXTRA_STATES", "Candidate", "Plan", "plan"]
+
+#: States the generic executor holds besides a schedule's budget: s_0, the
+#: scratch s_n of the loss, and two gradients.
+EXECUTOR_EXTRA_STATES = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One method's predicted cost under the budget."""
+    """One schedule's predicted cost under the budget.
 
-    method: str
-    game: str
-    pebbles: int
+    Attributes
+    ----------
+    schedule : the registry's schedule, runnable as is (``pebbles.replay``).
+    forward_steps, backward_steps : predicted steps.
+    cost : ``forward_steps + backward_cost * backward_steps``.
+    states : states the executor holds at most (``budget +``
+        :data:`EXECUTOR_EXTRA_STATES`).
+    needs_step_into : the in-place game: give ``replay`` a ``step_into``.
+    """
+
+    schedule: Schedule
     forward_steps: int
     backward_steps: int
     cost: float
-    options: str = ""
+    states: int
+    needs_step_into: bool
+
+    @property
+    def method(self) -> str:
+        """The registry name of the schedule's method."""
+        return self.schedule.method
+
+    @property
+    def game(self) -> str:
+        """The game of the schedule, as a string."""
+        return self.schedule.game.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,113 +69,103 @@ class Plan:
     """Candidates sorted by predicted cost; ``best`` is the recommendation."""
 
     n: int
-    pebbles: int
+    budget: int
     backward_cost: float
     candidates: tuple[Candidate, ...]
+    state_bytes: int | None = None
 
     @property
     def best(self) -> Candidate:
+        """The cheapest candidate (fewest forward steps among equal costs)."""
         return self.candidates[0]
 
-
-@cache
-def _bennett_cost(k: int, length: int, uncompute: bool) -> int:
-    if length == 1:
-        return 1
-    blocks = _blocks(k, 0, length)
-    done = sum(_bennett_cost(k, b, True) for _, b in blocks[:-1])
-    last = _bennett_cost(k, blocks[-1][1], uncompute)
-    return done + last + (done if uncompute else 0)
+    @property
+    def memory(self) -> int | None:
+        """Bytes the best candidate holds at most (with ``state_bytes``)."""
+        return None if self.state_bytes is None else self.best.states * self.state_bytes
 
 
-def bennett_steps(n: int, k: int, *, uncompute: bool = True) -> int:
-    """Steps of :func:`pebbles.bennett` from the recursion (no stream is made)."""
-    return _bennett_cost(k, n, uncompute)
-
-
-def best_bennett(n: int, pebbles: int) -> tuple[int, int] | None:
-    """(k, steps) of the cheapest Bennett reach run within ``pebbles`` (k <= 64), or None."""
-    best = None
-    for k in range(2, min(n, 64) + 1):
-        if bennett_pebbles(n, k, uncompute=False) <= pebbles:
-            steps = bennett_steps(n, k, uncompute=False)
-            if best is None or steps < best[1]:
-                best = (k, steps)
-    return best
-
-
-def _budget_pebbles(n, pebbles, memory, state_bytes) -> int:
-    if pebbles is not None:
-        return check_int("pebbles", pebbles, 0)
+def _budget(budget: object, memory: object, state_bytes: object) -> tuple[int, int | None]:
+    if budget is not None:
+        if memory is not None or state_bytes is not None:
+            raise PebblesValueError(
+                "give either budget=STATES or memory=BYTES with state_bytes=BYTES, not both")
+        return check_int("budget", budget, 0), None
     if memory is None or state_bytes is None:
         raise PebblesValueError(
-            "plan() needs a budget: pass pebbles=S, or memory=BYTES with state_bytes=BYTES"
-        )
+            "plan() needs a budget: pass budget=S, or memory=BYTES with state_bytes=BYTES")
     memory = check_int("memory", memory, 1)
     state_bytes = check_int("state_bytes", state_bytes, 1)
-    # s_0 is held by the caller; every other state the schedule holds is a pebble.
-    return memory // state_bytes - 1
+    fit = memory // state_bytes
+    if fit < EXECUTOR_EXTRA_STATES + 1:
+        raise PebblesValueError(
+            f"memory={memory} bytes holds {fit} states of state_bytes={state_bytes}; the "
+            f"executor needs {EXECUTOR_EXTRA_STATES} besides the schedule's (s_0, s_n and two "
+            f"gradients) and at least 1 stored state: give memory >= "
+            f"{(EXECUTOR_EXTRA_STATES + 1) * state_bytes}")
+    return fit - EXECUTOR_EXTRA_STATES, state_bytes
+
+
+def _check_cost(backward_cost: object) -> float:
+    if isinstance(backward_cost, bool) or not isinstance(backward_cost, (int, float)):
+        raise PebblesTypeError(f"backward_cost={backward_cost!r} must be a number: the cost "
+                               f"of a backward step over a forward step, e.g. 2.5")
+    if not (math.isfinite(backward_cost) and backward_cost >= 0):
+        raise PebblesValueError(f"backward_cost={backward_cost!r} must be a finite number "
+                                f">= 0 (a backward step's cost over a forward step's)")
+    return float(backward_cost)
 
 
 def plan(
     n: int,
-    pebbles: int | None = None,
+    budget: int | None = None,
     *,
     memory: int | None = None,
     state_bytes: int | None = None,
     backward_cost: float = 1.0,
 ) -> Plan:
-    """Compare the methods for ``n`` steps under a budget and recommend one.
+    """Compare the gradient schedules for ``n`` steps under a budget and recommend one.
 
     Parameters
     ----------
     n : int
         Number of steps.
-    pebbles : int, optional
-        Budget in states (besides s_0). Or give ``memory`` and ``state_bytes``.
+    budget : int, optional
+        States a schedule may store besides ``s_0``. Or give ``memory`` and
+        ``state_bytes``: the budget is then what fits once the executor's own
+        :data:`EXECUTOR_EXTRA_STATES` are counted.
     backward_cost : float
         Cost of one backward step relative to one forward step.
+
+    Returns
+    -------
+    Plan
+        ``plan(...).best.schedule`` runs as is with :func:`pebbles.replay`.
 
     Examples
     --------
     >>> from pebbles import plan
     >>> p = plan(10_000, memory=2 * 2**30, state_bytes=32 * 2**20, backward_cost=3)
-    >>> p.pebbles, p.best.method, p.best.forward_steps
-    (63, 'treeverse', 27855)
+    >>> p.budget, p.best.method, p.best.forward_steps, p.best.needs_step_into
+    (60, 'treeverse', 28047, True)
+    >>> p.memory <= 2 * 2**30
+    True
     """
     n = check_int("n", n, 1)
-    if not backward_cost >= 0:
-        raise PebblesValueError(f"backward_cost={backward_cost!r} must be >= 0")
-    s = _budget_pebbles(n, pebbles, memory, state_bytes)
-    if s < min_pebbles(n, "checkpoint"):
-        need = min_pebbles(n, "checkpoint")
+    backward_cost = _check_cost(backward_cost)
+    s, state_bytes = _budget(budget, memory, state_bytes)
+    need = min_pebbles(n, Game.CHECKPOINT) if n > 2 else min_pebbles(n, Game.INPLACE)
+    if s < need:
         raise InfeasibleBudgetError(
-            f"a budget of {s} pebbles cannot finish n={n} steps; give room for "
-            f"{need} states besides s_0", need,
-        )
-    found = _candidates(n, s)
-    cands = tuple(sorted(
-        (Candidate(m, g, p, f, n, f + backward_cost * n, o) for m, g, p, f, o in found),
-        key=lambda c: (c.cost, c.pebbles),
-    ))
-    return Plan(n, s, float(backward_cost), cands)
-
-
-def _candidates(n: int, s: int) -> list[tuple[str, str, int, int, str]]:
-    out = []
-    if s >= n - 1:
-        out.append(("store-all", "checkpoint", n - 1, n - 1, ""))
-    for game, flag in (("checkpoint", ""), ("inplace", " --inplace")):
-        if s >= min_pebbles(n, game):
-            out.append(("treeverse", game, min(s, n), min_forward_steps(n, s, game),
-                        f"--pebbles {s}{flag}"))
-    best = best_bennett(n, s)
-    if best is not None:
-        k, steps = best
-        out.append(("bennett-gradient", "checkpoint", bennett_pebbles(n, k, uncompute=False),
-                    steps, f"--k {k}"))
-    if s >= min_pebbles(n, "reversible"):
-        sr = min(s, n)
-        out.append(("reversible-optimal", "checkpoint", sr, reversible_min_steps(n, sr),
-                    f"--pebbles {sr}"))
-    return out
+            f"a budget of {s} states cannot finish n={n} steps; give room for {need} states "
+            f"besides s_0 and the executor's {EXECUTOR_EXTRA_STATES}", need)
+    found = []
+    for sched in candidates(n, s):
+        steps = predicted_steps(sched)
+        if sched.game is Game.REVERSIBLE or steps is None:
+            continue
+        held = min(s, n) + EXECUTOR_EXTRA_STATES
+        found.append(Candidate(sched, steps, n, steps + backward_cost * n, held,
+                               sched.game is Game.INPLACE))
+    found.sort(key=lambda c: (c.cost, c.forward_steps, c.states))
+    return Plan(n, s, backward_cost, tuple(found), state_bytes)

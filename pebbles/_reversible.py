@@ -83,7 +83,7 @@ def _clean_row(prev: Convex, size: int) -> Convex:
     return row
 
 
-def reversible_min_steps(n: int, pebbles: int) -> int:
+def reversible_min_steps(n: int, budget: int) -> int:
     """Fewest steps of the reversible game to put a pebble on cell n.
 
     Examples
@@ -93,26 +93,26 @@ def reversible_min_steps(n: int, pebbles: int) -> int:
     29
     """
     n = check_int("n", n, 1)
-    pebbles = check_int("pebbles", pebbles, 0)
-    check_budget(n, pebbles, Game.REVERSIBLE)
-    s = min(pebbles, n)
+    budget = check_int("budget", budget, 0)
+    check_budget(n, budget, Game.REVERSIBLE)
+    s = min(budget, n)
     return ReversibleTables.build(n, s).reach[s](n)
 
 
-def reversible_optimal(n: int, pebbles: int) -> Iterator[Move]:
+def reversible_optimal(n: int, budget: int) -> Iterator[Move]:
     """Yield a schedule of the reversible game with the fewest steps.
 
     Parameters
     ----------
     n : int
         Target cell, ``n >= 1``.
-    pebbles : int
+    budget : int
         Budget S; needs ``n <= 2**S - 1``.
 
     Raises
     ------
     InfeasibleBudgetError
-        If ``n > 2**pebbles - 1``; the error names the minimum S.
+        If ``n > 2**budget - 1``; the error names the minimum S.
 
     Examples
     --------
@@ -123,9 +123,9 @@ def reversible_optimal(n: int, pebbles: int) -> Iterator[Move]:
     41
     """
     n = check_int("n", n, 1)
-    pebbles = check_int("pebbles", pebbles, 0)
-    check_budget(n, pebbles, Game.REVERSIBLE)
-    s = min(pebbles, n)
+    budget = check_int("budget", budget, 0)
+    check_budget(n, budget, Game.REVERSIBLE)
+    s = min(budget, n)
     return _reach(ReversibleTables.build(n, s), 0, n, s)
 
 

@@ -20,22 +20,48 @@ Rules (cells ``0..n``; cell 0 always holds s_0 and is not counted):
   walking it holds two pebbles in the checkpoint game (one for j = i+1) and one
   in the in-place game.
 
+* ``store i`` / ``load i`` / ``discard i`` -- the two-level game (checkpoint
+  and in-place games with a disk): copy the memory pebble on i to disk (no disk
+  pebble there yet), copy the disk pebble on i into a new memory pebble (none
+  in memory there yet), free the disk pebble on i. A disk pebble never blocks a
+  walk; paints and walks need memory pebbles.
+
 End: every cell painted (checkpoint games), or cell n pebbled (reversible).
 The budget S bounds the pebbles on cells 1..n at every moment, transient
-walking pebbles included.
+walking pebbles included; the disk budget bounds the disk pebbles.
+
+The rules themselves are one loop, :func:`pebbles._rules.play`, run as Python
+or, for long encoded streams when Numba is installed, compiled from the same
+source. This module feeds it, turns a rule code into words and measures.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
-from collections.abc import Iterable, Iterator
+import os
+import types
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
+from itertools import islice
+from typing import Any
 
-from ._errors import IllegalMoveError, PebblesTypeError
-from ._moves import Game, Move, MoveKind
+import numpy as np
+
+from . import _rules as R
+from ._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
+from ._moves import Game, Move, MoveKind, as_encoded
 from ._validation import check_int
 
-__all__ = ["Board", "SimulationResult", "expand", "simulate"]
+__all__ = ["Board", "ChainCosts", "SimulationResult", "expand", "play_one", "simulate"]
+
+_GAME_CODE = {Game.CHECKPOINT: R.G_CHECKPOINT, Game.INPLACE: R.G_INPLACE,
+              Game.REVERSIBLE: R.G_REVERSIBLE}
+_CHUNK = 8192
+#: Encoded streams at least this long are checked by the compiled loop when
+#: Numba is installed (below it, importing Numba costs more than it saves).
+JIT_MIN_MOVES = int(os.environ.get("PEBBLES_JIT_MIN_MOVES", "1000000"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +69,60 @@ class Board:
     """A snapshot of the board: pebbled cells (besides cell 0) and painted cells.
 
     Painted cells are always ``painted_from..n`` (paints go right to left).
+    ``disk`` lists the cells with a disk pebble (two-level game).
     """
 
     pebbles: tuple[int, ...]
     painted_from: int
+    disk: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCosts:
+    """Per-step costs and per-state sizes of a heterogeneous chain.
+
+    Attributes
+    ----------
+    forward : array (n,)
+        Cost of forward step i (``s_i -> s_{i+1}``).
+    backward : array (n,)
+        Cost of backward step i (``paint i``).
+    sizes : array (n + 1,)
+        Size of state ``s_i`` (bytes, or any unit); ``sizes[0]`` (s_0, always
+        held) does not count against a memory limit.
+
+    Examples
+    --------
+    >>> import numpy as np, pebbles
+    >>> c = pebbles.ChainCosts(np.ones(3), np.full(3, 2.0), np.array([8, 8, 16, 8]))
+    >>> r = pebbles.simulate(pebbles.store_all(3), 3, costs=c)
+    >>> r.time, r.peak_bytes
+    (8.0, 24.0)
+    """
+
+    forward: np.ndarray
+    backward: np.ndarray
+    sizes: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("forward", "backward", "sizes"):
+            value = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
+            if value.ndim != 1 or not np.all(np.isfinite(value)) or np.any(value < 0):
+                what = " with negative or non-finite entries" * (value.ndim == 1)
+                raise PebblesValueError(
+                    f"ChainCosts.{name} must be a 1-D array of finite numbers >= 0, got "
+                    f"shape={value.shape}{what}")
+            object.__setattr__(self, name, value)
+        n = len(self.forward)
+        if len(self.backward) != n or len(self.sizes) != n + 1:
+            raise PebblesValueError(
+                f"ChainCosts needs len(forward) == len(backward) == n and len(sizes) == n + 1, "
+                f"got {len(self.forward)}, {len(self.backward)}, {len(self.sizes)}")
+
+    @property
+    def n(self) -> int:
+        """Number of steps of the chain."""
+        return len(self.forward)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,138 +132,263 @@ class SimulationResult:
     Attributes
     ----------
     game, n : the game and the number of steps (cells ``0..n``).
-    forward_steps : moves that cost a step (place, move, unplace, forward).
+    forward_steps : steps taken (place, move, unplace, and ``j - i`` per forward).
     backward_steps : paints (backward steps).
-    peak_pebbles : the most pebbles on cells 1..n at any moment.
+    peak_states : the most memory pebbles on cells 1..n at any moment, a walk's
+        transient pebble included (``peak_pebbles`` is the same number under its
+        former name).
     moves : number of moves in the stream.
     first_reach_n : steps taken when cell n first held a pebble (``None`` if never).
     trace : board after each move, when asked for.
+    writes, reads : ``store`` and ``load`` moves (two-level game).
+    peak_disk : the most disk pebbles at any moment.
+    time : forward cost + backward cost + ``write_cost * writes + read_cost * reads``;
+        without ``costs`` a forward step costs 1 and a paint 0, so ``time`` is
+        ``forward_steps`` plus the I/O.
+    peak_bytes : the most memory held by pebbles on cells 1..n (transient walking
+        states included) under ``costs.sizes``; without costs, ``peak_states``.
     """
 
     game: Game
     n: int
     forward_steps: int
     backward_steps: int
-    peak_pebbles: int
+    peak_states: int
     moves: int
     first_reach_n: int | None
     trace: tuple[Board, ...] | None = None
+    writes: int = 0
+    reads: int = 0
+    peak_disk: int = 0
+    time: float = 0.0
+    peak_bytes: float = 0.0
+
+    @property
+    def peak_pebbles(self) -> int:
+        """Former name of :attr:`peak_states`."""
+        return self.peak_states
 
 
-_ALLOWED = {
-    Game.CHECKPOINT: frozenset(
-        {MoveKind.PLACE, MoveKind.REMOVE, MoveKind.PAINT, MoveKind.FORWARD}
-    ),
-    Game.INPLACE: frozenset(
-        {MoveKind.PLACE, MoveKind.REMOVE, MoveKind.PAINT, MoveKind.FORWARD, MoveKind.MOVE}
-    ),
-    Game.REVERSIBLE: frozenset({MoveKind.PLACE, MoveKind.UNPLACE}),
-}
+def _play_with(**helpers: Any) -> Any:
+    """:func:`pebbles._rules.play`, its helper functions replaced by ``helpers``."""
+    glb = dict(R.__dict__) | helpers
+    fn = types.FunctionType(R.play.__code__, glb, "play")
+    fn.__module__, fn.__qualname__ = R.__name__, "play"
+    return fn
 
 
-class _State:
-    """Mutable board used while replaying; ``cells`` is kept sorted."""
+def _first_set(occ: Any, lo: int, hi: int) -> int:
+    """:func:`pebbles._rules._first_set` at C speed for plain Python boards."""
+    if type(occ) is bytearray:
+        return occ.find(1, lo, hi + 1)
+    return occ.first_set(lo, hi)
 
-    __slots__ = ("n", "cells", "painted_from", "steps", "paints", "peak", "first_reach")
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+class _SparseBoard:
+    """A board of a huge n in plain Python: O(pebbles) memory instead of O(n)."""
+
+    __slots__ = ("cells",)
+
+    def __init__(self) -> None:
         self.cells: list[int] = []
-        self.painted_from = n
-        self.steps = 0
-        self.paints = 0
-        self.peak = 0
-        self.first_reach: int | None = None
 
-    def has(self, i: int) -> bool:
-        if i == 0:
-            return True
-        k = bisect_right(self.cells, i)
-        return k > 0 and self.cells[k - 1] == i
+    def __getitem__(self, i: int) -> int:
+        k = bisect_left(self.cells, i)
+        return int(k < len(self.cells) and self.cells[k] == i)
 
-    def any_in(self, lo: int, hi: int) -> bool:
-        """True if a pebble lies on a cell in ``lo..hi``."""
-        k = bisect_right(self.cells, lo - 1)
-        return k < len(self.cells) and self.cells[k] <= hi
+    def __setitem__(self, i: int, value: int) -> None:
+        k = bisect_left(self.cells, i)
+        here = k < len(self.cells) and self.cells[k] == i
+        if value and not here:
+            self.cells.insert(k, i)
+        elif not value and here:
+            del self.cells[k]
 
+    def first_set(self, lo: int, hi: int) -> int:
+        k = bisect_left(self.cells, lo)
+        return self.cells[k] if k < len(self.cells) and self.cells[k] <= hi else -1
 
-def _check_cell(st: _State, i: int, lo: int, what: str) -> str | None:
-    if not lo <= i <= st.n:
-        return f"{what} must name a cell in {lo}..{st.n}, got {i}"
-    return None
+    def __bytes__(self) -> bytes:
+        raise PebblesValueError("a board this large cannot be traced; trace a smaller n")
 
 
-def _rule_broken(st: _State, game: Game, kind: MoveKind, a: int, b: int) -> str | None:
-    """Return the broken rule for move (kind, a, b), or None if it is legal."""
-    if kind not in _ALLOWED[game]:
-        return f"'{kind.name.lower()}' is not a move of the {game.value} game"
-    if kind is MoveKind.FORWARD:
-        if not 0 <= a < b <= st.n:
-            return f"forward i j needs 0 <= i < j <= {st.n}, got i={a}, j={b}"
-        if not st.has(a):
-            return f"forward starts from cell {a}, which has no pebble"
-        if st.any_in(a + 1, b):
-            return f"forward {a} {b} walks over a pebble: cells {a + 1}..{b} must be empty"
+_python_play = _play_with(_first_set=_first_set)
+#: Boards above this many cells use the sparse board in plain Python.
+DENSE_MAX_N = 10**7
+
+
+@cache
+def compiled_play() -> Any:
+    """The rule loop compiled by Numba (cached on disk), or ``None`` without Numba."""
+    try:
+        import numba
+    except ImportError:
         return None
+    jit = numba.njit(cache=True, nogil=True)
+    return jit(_play_with(_op=jit(R._op), _slot_peak=jit(R._slot_peak),
+                          _first_set=jit(R._first_set)))
+
+
+class _Game:
+    """One game in progress: the board, the counters and the arrays of :func:`play`."""
+
+    def __init__(self, n: int, game: Game, budget: int | None, disk_budget: int | None,
+                 costs: ChainCosts | None, compiled: bool) -> None:
+        self.n, self.game = n, game
+        self.budget = -1 if budget is None else budget
+        self.dbudget = -1 if disk_budget is None else disk_budget
+        self.compiled = compiled
+        self.st = np.zeros(R.ST_SIZE, dtype=np.int64)
+        self.st[R.ST_PAINTED], self.st[R.ST_REACH] = n, -1
+        self.ft = np.zeros(3, dtype=np.float64)
+        empty = np.zeros(0, dtype=np.float64)
+        self.costs = (empty, empty, empty) if costs is None else (
+            costs.forward, costs.backward, costs.sizes)
+        self.occ: Any
+        self.dsk: Any
+        if compiled:
+            self.occ = np.zeros(n + 1, dtype=np.uint8)
+            self.dsk = np.zeros(n + 1, dtype=np.uint8)
+        else:  # plain Python indexes lists and bytearrays faster
+            self.st, self.ft = self.st.tolist(), self.ft.tolist()
+            dense = n <= DENSE_MAX_N
+            self.occ = bytearray(n + 1) if dense else _SparseBoard()
+            self.dsk = bytearray(n + 1) if dense else _SparseBoard()
+            self.costs = tuple(c.tolist() for c in self.costs)
+        self.occ[0] = 1
+        self.slot: Any = np.zeros(0, dtype=np.int64)
+        self.free: Any = np.zeros(0, dtype=np.int64)
+        self.lower = 0
+        self.moves = 0
+
+    def play(self, kinds: Sequence[int], aa: Sequence[int], bb: Sequence[int],
+             ops: Any = None) -> None:
+        """Play a chunk of moves; raise :class:`IllegalMoveError` at a broken rule."""
+        m = len(kinds)
+        fn = compiled_play() if self.compiled else _python_play
+        if ops is None:
+            ops = np.zeros(0, dtype=np.int64) if self.compiled else []
+        fn(kinds, aa, bb, m, self.n, _GAME_CODE[self.game], self.budget, self.dbudget,
+           self.occ, self.dsk, self.st, self.ft, *self.costs, self.lower, self.slot,
+           self.free, ops)
+        st = self.st
+        if st[R.ST_CODE] != R.E_OK:
+            k = int(st[R.ST_INDEX])
+            mv = Move(MoveKind(int(kinds[k])), int(aa[k]), int(bb[k]))
+            raise IllegalMoveError(self.moves + k, mv, rule_text(int(st[R.ST_CODE]), mv, self))
+        self.moves += m
+
+    def board(self) -> Board:
+        occ = np.frombuffer(bytes(self.occ), dtype=np.uint8)
+        dsk = np.frombuffer(bytes(self.dsk), dtype=np.uint8)
+        return Board(tuple(np.flatnonzero(occ[1:]).__add__(1).tolist()),
+                     int(self.st[R.ST_PAINTED]), tuple(np.flatnonzero(dsk).tolist()))
+
+    def check_end(self) -> None:
+        st, n = self.st, self.n
+        if self.game is Game.REVERSIBLE:
+            if not self.occ[n]:
+                raise IllegalMoveError(-1, None, f"the game ends with a pebble on cell {n}; "
+                                       f"the stream left none there")
+        elif st[R.ST_PAINTED] != 0:
+            raise IllegalMoveError(
+                -1, None, f"the game ends with every cell painted; cells "
+                f"0..{int(st[R.ST_PAINTED]) - 1} were left unpainted")
+
+    def result(self, boards: list[Board] | None, write_cost: float,
+               read_cost: float) -> SimulationResult:
+        st, ft = self.st, self.ft
+        reach = int(st[R.ST_REACH])
+        io = write_cost * int(st[R.ST_WRITES]) + read_cost * int(st[R.ST_READS])
+        return SimulationResult(
+            self.game, self.n, int(st[R.ST_STEPS]), int(st[R.ST_PAINTS]), int(st[R.ST_PEAK]),
+            self.moves, None if reach < 0 else reach,
+            None if boards is None else tuple(boards), int(st[R.ST_WRITES]),
+            int(st[R.ST_READS]), int(st[R.ST_DPEAK]), float(ft[R.FT_TIME]) + io,
+            float(ft[R.FT_PEAKBYTES]))
+
+
+def rule_text(code: int, mv: Move, g: _Game) -> str:
+    """The broken rule of code ``code`` (:mod:`pebbles._rules`), in words."""
+    kind, a, b = mv
+    name, n = kind.name.lower(), g.n
+    painted = int(g.st[R.ST_PAINTED])
     lo = 0 if kind is MoveKind.PAINT else 1
-    bad = _check_cell(st, a, lo, kind.name.lower())
-    if bad:
-        return bad
-    if kind is MoveKind.PAINT:
-        if a != st.painted_from - 1:
-            return (f"paint {a} needs cell {a + 1} painted and cell {a} unpainted; "
-                    f"painted cells are {st.painted_from}..{st.n}")
-        return None if st.has(a) else f"paint {a} needs a pebble on cell {a}"
-    if kind is MoveKind.REMOVE:
-        return None if st.has(a) else f"remove {a}: cell {a} has no pebble"
-    if kind is MoveKind.UNPLACE:
-        if not st.has(a):
-            return f"unplace {a}: cell {a} has no pebble"
-        return None if st.has(a - 1) else f"unplace {a} needs a pebble on cell {a - 1}"
-    if st.has(a):
-        return f"{kind.name.lower()} {a}: cell {a} already has a pebble"
-    if not st.has(a - 1):
-        return f"{kind.name.lower()} {a} needs a pebble on cell {a - 1}"
-    if kind is MoveKind.MOVE and a == 1:
-        return "move 1 would take the pebble of cell 0, which never moves; use place 1"
-    return None
+    texts = {
+        R.E_GAME: f"'{name}' is not a move of the {g.game.value} game",
+        R.E_FWD_RANGE: f"forward i j needs 0 <= i < j <= {n}, got i={a}, j={b}",
+        R.E_FWD_START: f"forward starts from cell {a}, which has no pebble",
+        R.E_FWD_OVER: f"forward {a} {b} walks over a pebble: cells {a + 1}..{b} must be empty",
+        R.E_CELL: f"{name} must name a cell in {lo}..{n}, got {a}",
+        R.E_PAINT_ORDER: f"paint {a} needs cell {a + 1} painted and cell {a} unpainted; "
+                         f"painted cells are {painted}..{n}",
+        R.E_PAINT_NONE: f"paint {a} needs a pebble on cell {a}",
+        R.E_REMOVE_NONE: f"remove {a}: cell {a} has no pebble",
+        R.E_UNPLACE_NONE: f"unplace {a}: cell {a} has no pebble",
+        R.E_UNPLACE_PREV: f"unplace {a} needs a pebble on cell {a - 1}",
+        R.E_OCCUPIED: f"{name} {a}: cell {a} already has a pebble",
+        R.E_NEED_PREV: f"{name} {a} needs a pebble on cell {a - 1}",
+        R.E_MOVE_ONE: "move 1 would take the pebble of cell 0, which never moves; use place 1",
+        R.E_BUDGET: f"needs {int(g.st[R.ST_REACHED])} pebbles at once but the budget is "
+                    f"{g.budget}",
+        R.E_STORE_NONE: f"store {a} needs a pebble in memory on cell {a}",
+        R.E_STORE_DUP: f"store {a}: cell {a} already has a disk pebble",
+        R.E_LOAD_NONE: f"load {a}: cell {a} has no disk pebble",
+        R.E_LOAD_DUP: f"load {a}: cell {a} already has a pebble in memory",
+        R.E_DISCARD_NONE: f"discard {a}: cell {a} has no disk pebble",
+        R.E_DISK_BUDGET: f"needs {int(g.st[R.ST_REACHED])} disk pebbles at once but the disk "
+                         f"budget is {g.dbudget}",
+        R.E_SLOTS: f"needs more than slots={len(g.free) + 1} (s_0 included); pass slots=None "
+                   f"to size them from the schedule",
+    }
+    return texts[code]
 
 
-def _apply(st: _State, game: Game, kind: MoveKind, a: int, b: int) -> int:
-    """Apply a legal move; return the transient pebble count it reaches."""
-    cells = st.cells
-    if kind is MoveKind.PLACE:
-        insort(cells, a)
-        st.steps += 1
-        if a == st.n and st.first_reach is None:
-            st.first_reach = st.steps
-        return len(cells)
-    if kind is MoveKind.REMOVE:
-        cells.remove(a)
-    elif kind is MoveKind.UNPLACE:
-        cells.remove(a)
-        st.steps += 1
-    elif kind is MoveKind.PAINT:
-        st.painted_from = a
-        st.paints += 1
-    elif kind is MoveKind.MOVE:
-        cells.remove(a - 1)
-        insort(cells, a)
-        st.steps += 1
-    else:  # FORWARD
-        extra = 1 if (game is Game.INPLACE or b - a == 1) else 2
-        insort(cells, b)
-        st.steps += b - a
-        return len(cells) - 1 + extra
-    return len(cells)
+def _chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, array, array]]:
+    """Split a stream of moves into arrays of kinds, first and second cells."""
+    it = iter(moves)
+    index = 0
+    while chunk := list(islice(it, size)):
+        try:
+            kinds, aa, bb = (array("q", col) for col in zip(*chunk, strict=True))
+        except (TypeError, ValueError, OverflowError):
+            kinds = array("q")
+        if len(kinds) != len(chunk) or (len(kinds) and not 0 <= min(kinds) <= max(
+                kinds) <= max(MoveKind)):
+            bad = next(i for i, m in enumerate(chunk) if not _is_move(m))
+            raise PebblesTypeError(
+                f"move #{index + bad}={chunk[bad]!r} is not a Move; build moves with "
+                f"pebbles.place() etc.")
+        yield kinds, aa, bb
+        index += len(chunk)
+
+
+def _array_chunks(arr: np.ndarray, size: int) -> Iterator[tuple[list, list, list]]:
+    """Split an encoded array into lists of kinds, first and second cells."""
+    for i in range(0, len(arr), size):
+        part = arr[i: i + size]
+        yield part[:, 0].tolist(), part[:, 1].tolist(), part[:, 2].tolist()
+
+
+def _is_move(m: object) -> bool:
+    try:
+        kind, a, b = m  # type: ignore[misc]
+    except (TypeError, ValueError):
+        return False
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+               for v in (kind, a, b)) and 0 <= kind <= max(MoveKind)
 
 
 def simulate(
-    moves: Iterable[Move],
+    moves: Iterable[Move] | np.ndarray,
     n: int,
     game: Game | str = Game.CHECKPOINT,
     budget: int | None = None,
     *,
+    disk_budget: int | None = None,
+    write_cost: float = 0.0,
+    read_cost: float = 0.0,
+    costs: ChainCosts | None = None,
     trace: bool = False,
     check_end: bool = True,
 ) -> SimulationResult:
@@ -195,16 +396,23 @@ def simulate(
 
     Parameters
     ----------
-    moves : iterable of Move
+    moves : iterable of Move, or an encoded (m, 3) int64 array
         The stream; consumed once (generators are fine).
     n : int
         Number of steps; the board has cells ``0..n``.
     game : {'checkpoint', 'inplace', 'reversible'}
         The rules to play by.
     budget : int, optional
-        Most pebbles allowed on cells 1..n at any moment.
+        Most memory pebbles allowed on cells 1..n at any moment.
+    disk_budget : int, optional
+        Most disk pebbles at any moment (two-level game; default unbounded).
+    write_cost, read_cost : float
+        Cost of a ``store`` and of a ``load``, in forward steps (added to ``time``).
+    costs : ChainCosts, optional
+        Per-step costs and per-state sizes (heterogeneous chains): ``time`` and
+        ``peak_bytes`` are measured under them.
     trace : bool
-        Record the board after each move (for drawing; memory O(moves * S)).
+        Record the board after each move (for drawing; O(n) a move).
     check_end : bool
         Check the end condition once the stream is exhausted.
 
@@ -221,55 +429,80 @@ def simulate(
     --------
     >>> from pebbles import simulate, treeverse_paper
     >>> r = simulate(treeverse_paper(20, delta=3), 20)
-    >>> r.forward_steps, r.backward_steps, r.peak_pebbles
+    >>> r.forward_steps, r.backward_steps, r.peak_states
     (45, 20, 4)
     """
+    n, game, budget, disk_budget = _check_args(n, game, budget, disk_budget, costs)
+    write_cost = _check_cost("write_cost", write_cost)
+    read_cost = _check_cost("read_cost", read_cost)
+    if isinstance(moves, np.ndarray):
+        arr = as_encoded(moves)
+        fast = not trace and len(arr) >= JIT_MIN_MOVES and compiled_play() is not None
+        if fast:
+            g = _Game(n, game, budget, disk_budget, costs, True)
+            g.play(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy())
+            if check_end:
+                g.check_end()
+            return g.result(None, write_cost, read_cost)
+        chunks = _array_chunks(arr, 1 if trace else _CHUNK)
+    else:
+        chunks = _chunks(moves, 1 if trace else _CHUNK)
+    g = _Game(n, game, budget, disk_budget, costs, False)
+    boards: list[Board] | None = [] if trace else None
+    for kinds, aa, bb in chunks:
+        g.play(kinds, aa, bb)
+        if boards is not None:
+            boards.append(g.board())
+    if check_end:
+        g.check_end()
+    return g.result(boards, write_cost, read_cost)
+
+
+def _check_args(n: object, game: object, budget: object, disk_budget: object,
+                costs: object) -> tuple[int, Game, int | None, int | None]:
     n = check_int("n", n, 1)
-    game = Game.coerce(game)
+    game = Game.coerce(game)  # type: ignore[arg-type]
     if budget is not None:
         budget = check_int("budget", budget, 0)
-    st = _State(n)
-    boards: list[Board] = []
-    index = -1
-    for index, m in enumerate(moves):
-        try:
-            kind, a, b = m
-            kind = MoveKind(kind)
-        except (TypeError, ValueError):
-            raise PebblesTypeError(
-                f"move #{index}={m!r} is not a Move; build moves with pebbles.place() etc."
-            ) from None
-        rule = _rule_broken(st, game, kind, a, b)
-        if rule is not None:
-            raise IllegalMoveError(index, Move(kind, a, b), rule)
-        reached = _apply(st, game, kind, a, b)
-        if budget is not None and reached > budget:
-            raise IllegalMoveError(
-                index, Move(kind, a, b),
-                f"needs {reached} pebbles at once but the budget is {budget}",
-            )
-        st.peak = max(st.peak, reached)
-        if trace:
-            boards.append(Board(tuple(st.cells), st.painted_from))
-    if check_end:
-        _check_end(st, game)
-    return SimulationResult(
-        game, n, st.steps, st.paints, st.peak, index + 1, st.first_reach,
-        tuple(boards) if trace else None,
-    )
+    if disk_budget is not None:
+        disk_budget = check_int("disk_budget", disk_budget, 0)
+    if costs is not None:
+        if not isinstance(costs, ChainCosts):
+            raise PebblesTypeError(f"costs={costs!r} must be a pebbles.ChainCosts")
+        if costs.n != n:
+            raise PebblesValueError(f"costs are for a chain of n={costs.n} steps, but n={n}; "
+                                    f"pass costs of n={n} steps")
+    return n, game, budget, disk_budget  # type: ignore[return-value]
 
 
-def _check_end(st: _State, game: Game) -> None:
-    if game is Game.REVERSIBLE:
-        if not st.has(st.n):
-            raise IllegalMoveError(-1, None, f"the game ends with a pebble on cell {st.n}; "
-                                   f"the stream left none there")
-    elif st.painted_from != 0:
-        raise IllegalMoveError(
-            -1, None,
-            f"the game ends with every cell painted; cells 0..{st.painted_from - 1} "
-            f"were left unpainted",
-        )
+def _check_cost(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise PebblesTypeError(f"{name}={value!r} must be a number >= 0 (in forward steps)")
+    if not (np.isfinite(value) and value >= 0):
+        raise PebblesValueError(f"{name}={value!r} must be a finite number >= 0 "
+                                f"(in forward steps)")
+    return float(value)
+
+
+def play_one(board: Board, move: Move, n: int, game: Game,
+             budget: int | None = None) -> tuple[Board, int] | None:
+    """The board after one move and the steps it cost, or ``None`` if the move is illegal.
+
+    For searches over boards (:func:`pebbles.brute_force`): the rules are
+    :func:`pebbles._rules.play`'s, as everywhere.
+    """
+    g = _Game(n, game, budget, None, None, False)
+    for c in board.pebbles:
+        g.occ[c] = 1
+    for c in board.disk:
+        g.dsk[c] = 1
+    g.st[R.ST_PAINTED], g.st[R.ST_COUNT] = board.painted_from, len(board.pebbles)
+    g.st[R.ST_DCOUNT] = len(board.disk)
+    _python_play([int(move[0])], [move[1]], [move[2]], 1, n, _GAME_CODE[game], g.budget, g.dbudget,
+           g.occ, g.dsk, g.st, g.ft, *g.costs, 0, g.slot, g.free, [])
+    if g.st[R.ST_CODE] != R.E_OK:
+        return None
+    return g.board(), int(g.st[R.ST_STEPS])
 
 
 def expand(moves: Iterable[Move], game: Game | str = Game.CHECKPOINT) -> Iterator[Move]:

@@ -37,7 +37,7 @@ from numba import njit, prange
 
 from pebbles._executor import replay
 from pebbles._moves import Move, MoveKind, encode
-from solvers._cli import OneLineParser, run_command
+from pebbles.cli import OneLineParser, run_command
 
 __all__ = [
     "DEFAULT_DT",

@@ -43,7 +43,7 @@ from pebbles._errors import PebblesValueError
 from pebbles._executor import replay
 from pebbles._moves import Move
 from solvers import _pml_kernels as kern
-from solvers._cli import OneLineParser, run_command
+from pebbles.cli import OneLineParser, run_command
 
 __all__ = [
     "METHODS",

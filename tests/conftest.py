@@ -7,12 +7,25 @@ configuration, so it happens here, before any test module is imported. The
 GPU is detected without importing ``numba.cuda``: cupy installed and at least
 one device. A ``NUMBA_ENABLE_CUDASIM`` already set by the user is kept. The
 simulator only affects ``numba.cuda``; CPU ``@njit`` code is unchanged.
+
+It also registers the ``bench`` marker and puts it on every test in a
+``tests/test_bench_*.py`` file: the smoke tests of the scripts in ``benchmarks/``.
+They run by default (CI runs them); ``pytest -m "not bench"`` leaves them out.
+The ``read_svg`` fixture tells figure tests what a saved SVG shows (ids of drawn
+artists, marker counts, texts).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
 
 
 def _real_gpu() -> bool:
@@ -33,3 +46,50 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _real_gpu():
         from numba.core import config
 
         config.reload_config()
+
+
+def pytest_configure(config) -> None:
+    """Register the ``bench`` marker (tests of the scripts in ``benchmarks/``)."""
+    config.addinivalue_line(
+        "markers", "bench: smoke tests of the benchmark scripts in benchmarks/ (tiny sizes; "
+        "CI runs them; deselect with -m 'not bench')")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test in a ``tests/test_bench_*.py`` file with ``bench``."""
+    for item in items:
+        if item.path.name.startswith("test_bench_"):
+            item.add_marker(pytest.mark.bench)
+
+
+@dataclass(frozen=True, slots=True)
+class SvgContent:
+    """What a figure saved as SVG shows: the ``gid`` (or matplotlib id) of every group with
+    how often it occurs, the texts (matplotlib writes each text as a comment next to its
+    glyphs), for every id the number of markers (``<use>`` elements) under each of its
+    groups, in document order, and the number of raster images (``<image>``; rasterised
+    artists lose their gid)."""
+
+    ids: Counter
+    texts: list[str]
+    markers: dict[str, list[int]]
+    images: int
+
+
+@pytest.fixture()
+def read_svg():
+    """A function that parses a saved SVG figure into :class:`SvgContent`."""
+
+    def read(path) -> SvgContent:
+        text = Path(path).read_text()
+        root = ElementTree.fromstring(text)
+        named = [el for el in root.iter() if el.get("id")]
+        markers: dict[str, list[int]] = {}
+        for el in named:
+            uses = sum(1 for child in el.iter() if child.tag.endswith("}use"))
+            markers.setdefault(el.get("id"), []).append(uses)
+        return SvgContent(Counter(el.get("id") for el in named),
+                          re.findall(r"<!-- (.*?) -->", text, flags=re.S), markers,
+                          sum(1 for el in root.iter() if el.tag.endswith("}image")))
+
+    return read

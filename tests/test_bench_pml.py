@@ -1,6 +1,6 @@
 """Smoke tests of benchmarks/bench_pml.py and benchmarks/bench_pml_jax.py at tiny sizes:
 the JSON contracts that benchmarks/report.py and visualize read, the step model's
-bookkeeping, and JAX's gradient against ours (only when jax is importable)."""
+bookkeeping, and JAX's gradient against ours."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-pytest.importorskip("numba")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +115,6 @@ def test_jax_missing_is_reported(benches, tmp_path):
 
 
 def test_jax_gradient_matches_ours(benches):
-    pytest.importorskip("jax")
     import pebbles
     from solvers import pml
 

@@ -1,10 +1,12 @@
-"""benchmarks/report.py and run.py on synthetic results: every section is written, present
-numbers appear, and absent inputs give "Not measured in this run" lines, never a crash."""
+"""benchmarks/report.py, run.py and _common.py on synthetic results: every section is
+written, present numbers appear, absent inputs give "Not measured in this run" lines, never a
+crash, run.json is merged by run.py itself, and result files hold no machine paths."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -72,6 +74,8 @@ def _results(tmp_path: Path, present: set[str]) -> Path:
                             "mismatches": [], "peers": {"pyrevolve": "missing"}},
         "bench_scaling": {"fits": [{"method": "store-all", "time_exponent": 1.01,
                                     "memory_exponent": 0.99, "n_min": 100, "n_max": 10**5}]},
+        **{name: GENERIC_RESULT for name in ("bench_jax", "bench_torch", "bench_online",
+                                             "bench_twolevel")},
     }
     out = tmp_path / "results"
     out.mkdir()
@@ -81,9 +85,13 @@ def _results(tmp_path: Path, present: set[str]) -> Path:
     return out
 
 
+GENERIC_RESULT = {"n": 100_000, "budget": 10, "goals": {"speedup": 3.25, "pass": True},
+                  "records": [{"method": "pebbles", "seconds": 0.5, "peak_states": 11},
+                              {"method": "peer", "seconds": 1.625, "note": "a|b\nc"}]}
 SECTIONS = ("## The run", "## Lorenz: paper Table 2", "## Lorenz Figures 3 and 4",
             "## PML Figure 5", "## PML: ours against jax.grad", "## Figure 7",
-            "## Figure 8", "## Schedules", "## Scaling")
+            "## Figure 8", "## Schedules", "## Scaling", "## JAX adapter",
+            "## PyTorch adapter", "## Online schedules", "## Two-level storage")
 
 
 def test_all_present(report: ModuleType, tmp_path: Path, paper: Path) -> None:
@@ -99,6 +107,20 @@ def test_all_present(report: ModuleType, tmp_path: Path, paper: Path) -> None:
     assert "| 45 | 45 |" in text and "| 81 | 81 |" in text  # Figure 7, simulated
     assert "ours 29836 and 29680 (DIFFERENT)" in text  # first delta shrunk to 160 here
     assert "Bennett needs at least as much memory in every row: yes" in text
+    assert "bench_jax.json not found" not in text
+
+
+def test_generic_section_shows_fields_and_records(report: ModuleType) -> None:
+    text = "\n".join(report.section_generic("bench_jax", "JAX adapter",
+                                            {**GENERIC_RESULT, "machine": MACHINE}, ""))
+    assert text.startswith("## JAX adapter (`benchmarks/bench_jax.py`)")
+    assert "| n | 1e+05 |" in text and "| budget | 10 |" in text
+    assert "| goals.speedup | 3.25 |" in text and "| goals.pass | True |" in text
+    assert "| method | seconds | peak_states | note |" in text
+    assert "| pebbles | 0.5 | 11 | - |" in text and "| peer | 1.62 | - | a/b c |" in text
+    assert "Synthetic CPU" in text
+    missing = report.section_generic("bench_torch", "PyTorch adapter", None, "not run: --only")
+    assert missing[-1] == "_Not measured in this run: not run: --only._"
 
 
 def test_missing_inputs(report: ModuleType, tmp_path: Path, paper: Path) -> None:
@@ -141,7 +163,7 @@ def test_report_main_writes_file(report: ModuleType, tmp_path: Path, paper: Path
     assert out.read_text().startswith("# Reproduction report")
 
 
-def test_run_records_missing_and_failed(tmp_path: Path, monkeypatch) -> None:
+def test_run_records_missing_and_failed(tmp_path: Path, monkeypatch, report) -> None:
     run = _load("run")
     assert run.run_script("no_such_bench", [], 10, tmp_path)["status"] == "missing"
     bad = tmp_path / "bench_bad.py"
@@ -150,24 +172,97 @@ def test_run_records_missing_and_failed(tmp_path: Path, monkeypatch) -> None:
     info = run.run_script("bench_bad", [], 30, tmp_path)
     assert info["status"] == "failed" and "boom: broken benchmark" in info["reason"]
     assert (tmp_path / "bench_bad.log").exists()
+    assert str(tmp_path) not in info["command"]  # no machine directory in run.json
 
 
-def test_run_section_shows_a_merge_note(report: ModuleType) -> None:
-    info = {"mode": "full", "started": "t0", "seconds": 5.0, "note": "bench_pml rerun alone",
-            "scripts": {"bench_pml": {"status": "ok", "seconds": 5.0}}}
+def test_run_merges_run_json_by_itself(tmp_path: Path, monkeypatch, report) -> None:
+    """--only replaces the entries of the scripts it runs and keeps the others' earlier ones;
+    a script never run says why; the GPU script without a GPU keeps an earlier GPU result."""
+    run = _load("run")
+    calls: list[str] = []
+
+    def fake(name: str, args: list[str], timeout: int, out: Path) -> dict:
+        calls.append(name)
+        return {"status": "ok", "seconds": 1.0, "command": f"python benchmarks/{name}.py"}
+
+    monkeypatch.setattr(run, "run_script", fake)
+    monkeypatch.setattr(run, "has_gpu", lambda: (False, "no GPU (test)"))
+    earlier = {"bench_lorenz": {"status": "ok", "mode": "full", "started": "t0"},
+               "bench_gpu": {"status": "ok", "mode": "full", "started": "t-gpu"}}
+    info = run.run_suite(["bench_pml"], True, tmp_path, earlier)
+    assert calls == ["bench_pml"]
+    assert info["scripts"]["bench_pml"]["mode"] == "quick"
+    assert info["scripts"]["bench_pml"]["started"] == info["last_run"]["started"]
+    assert info["scripts"]["bench_lorenz"] == earlier["bench_lorenz"]
+    assert info["scripts"]["bench_gpu"] == earlier["bench_gpu"]
+    assert info["scripts"]["bench_scaling"] == {"status": "not run",
+                                                "reason": "not run: --only"}
+    assert info["last_run"]["scripts_run"] == ["bench_pml"]
+    info = run.run_suite(list(run.SUITE), False, tmp_path, {})
+    assert info["scripts"]["bench_gpu"]["reason"] == "not run: no GPU (test)"
+    assert "bench_gpu" not in calls
+    (tmp_path / "run.json").write_text(json.dumps(info))
+    assert run.previous_entries(tmp_path / "run.json") == info["scripts"]
+    assert run.previous_entries(tmp_path / "none.json") == {}
+
+
+def test_run_section_shows_each_scripts_run(report: ModuleType) -> None:
+    info = {"last_run": {"mode": "quick", "started": "t1", "seconds": 5.0, "gpu": "no GPU",
+                         "scripts_run": ["bench_pml"]},
+            "scripts": {"bench_pml": {"status": "ok", "seconds": 5.0, "mode": "quick",
+                                      "started": "t1"},
+                        "bench_lorenz": {"status": "ok", "seconds": 9.0, "mode": "full",
+                                         "started": "t0"}}}
     data = {name: {} for name in report.SCRIPTS}  # every input present
     text = "\n".join(report.section_run(data, {}, info))
-    assert "Note: bench_pml rerun alone." in text and "| bench_pml | ok | 5 |" in text
-    assert "Note:" not in "\n".join(report.section_run(data, {}, {**info, "note": ""}))
+    assert "Last run: quick mode, started t1, 5 s, scripts run: bench_pml" in text
+    assert "| bench_pml | ok | quick | t1 | 5 |" in text
+    assert "| bench_lorenz | ok | full | t0 | 9 |" in text
+
+
+def _common() -> ModuleType:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(BENCH))
+    return _common
 
 
 def test_command_line_hides_the_machine_directories() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from _common import command_line
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    argv = [str(ROOT / "benchmarks" / "bench_pml.py"), "--fig5", "--json",
-            str(ROOT / "benchmarks" / "results" / "x.json"), "--out", "/elsewhere/y.json"]
-    assert command_line(argv) == ("python benchmarks/bench_pml.py --fig5 --json "
-                                  "benchmarks/results/x.json --out /elsewhere/y.json")
+    argv = [str(BENCH / "bench_pml.py"), "--fig5", "--json",
+            str(BENCH / "results" / "x.json"), "--out", "/elsewhere/y.json"]
+    assert _common().command_line(argv) == ("python benchmarks/bench_pml.py --fig5 --json "
+                                            "benchmarks/results/x.json --out y.json")
+
+
+def test_write_results_writes_one_json_without_machine_paths(tmp_path: Path) -> None:
+    out = tmp_path / "r" / "bench_x.json"
+    result = {"machine": {"command": f"python x.py --json {BENCH / 'results' / 'x.json'}"},
+              "rows": [{"path": str(ROOT / "docs" / "img"), "n": 3}], "root": str(ROOT)}
+    _common().write_results(out, result, "# printed table")
+    assert [p.name for p in out.parent.iterdir()] == ["bench_x.json"]
+    back = json.loads(out.read_text())
+    assert back == {"machine": {"command": "python x.py --json benchmarks/results/x.json"},
+                    "rows": [{"path": "docs/img", "n": 3}], "root": "."}
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_committed_results_hold_no_machine_paths() -> None:
+    absolute = re.compile(r"(^|[\s=\"'])/[\w.-]+/")  # "/a/...", " /a/...", "=/a/..."
+    paths = sorted((BENCH / "results").glob("*.json"))
+    assert {p.name for p in paths} >= {"run.json", "bench_schedules.json"}
+    for path in paths:
+        bad = [t for t in _strings(json.loads(path.read_text())) if absolute.search(t)]
+        assert not bad, (path.name, bad[:3])
+    assert not absolute.search((BENCH / "REPORT.md").read_text())

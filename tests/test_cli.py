@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import pebbles
-from pebbles._cli import main, parse_bytes
+from pebbles.cli import main, parse_bytes
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -69,26 +69,27 @@ def test_plan_recommends_cheapest(capsys):
     code, out, _ = run(capsys, "plan", "-n", "10000", "--memory", "2GB",
                        "--state-bytes", "32MB", "--backward-cost", "3")
     assert code == 0
-    assert "budget=61 pebbles" in out
-    assert out.splitlines()[-1].startswith("recommended: pebbles schedule treeverse")
+    # 2GB / 32MB = 62 states; the executor's own 4 (s_0, s_n, two gradients) leave 58
+    assert "budget=58 states" in out
+    assert out.splitlines()[-1] == "recommended: pebbles schedule treeverse -n 10000 --budget 58 --inplace"
 
 
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["schedule", "treeverse", "-n", "0", "--pebbles", "3"], "n=0"),
-        (["schedule", "treeverse", "-n", "20", "--pebbles", "1"], "pebbles=2 or more"),
+        (["schedule", "treeverse", "-n", "0", "--pebbles", "3"], "'0' must be"),
+        (["schedule", "treeverse", "-n", "20", "--pebbles", "1"], "budget=2 or more"),
         (["schedule", "treeverse", "-n", "20"], "needs --pebbles"),
         (["schedule", "bennett", "-n", "8", "--k", "1"], "k=1"),
-        (["schedule", "reversible-optimal", "-n", "16", "--pebbles", "4"], "pebbles=5"),
+        (["schedule", "reversible-optimal", "-n", "16", "--pebbles", "4"], "budget=5"),
         (["schedule", "treeverse-paper", "-n", "20", "--delta", "3", "--tau", "1"], "tau=3"),
         (["schedule", "periodic", "-n", "20"], "needs --every"),
         (["schedule", "nosuch", "-n", "20"], "invalid choice"),
         (["schedule", "treeverse", "-n", "x"], "not an integer"),
-        (["compare", "-n", "20", "--pebbles", "1"], "pebbles=2"),
+        (["compare", "-n", "20", "--pebbles", "1"], "budget=2"),
         (["plan", "-n", "100"], "needs a budget"),
         (["plan", "-n", "100", "--memory", "2XB", "--state-bytes", "1MB"], "not a size"),
-        (["plan", "-n", "100", "--memory", "1MB", "--state-bytes", "1MB"], "cannot finish"),
+        (["plan", "-n", "100", "--memory", "1MB", "--state-bytes", "1MB"], "holds 1 states"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
@@ -108,7 +109,7 @@ def test_parse_bytes_units():
 
 
 def test_console_entry_point_runs_without_heavy_imports():
-    code = ("import sys, pebbles._cli; "
+    code = ("import sys, pebbles.cli; "
             "print(sorted(m for m in ('numba', 'matplotlib', 'cupy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

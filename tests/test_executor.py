@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 
 from pebbles._baselines import recompute_all
+from pebbles._bennett import bennett_gradient
 from pebbles._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
 from pebbles._executor import CallbackError, NonFiniteError, ReplayResult, replay
 from pebbles._moves import Move, MoveKind, encode
 from pebbles._simulator import simulate
 from pebbles._treeverse import treeverse, treeverse_paper
-
-try:
-    from pebbles._bennett import bennett_gradient
-except ImportError:  # pragma: no cover - written in parallel
-    bennett_gradient = None
 
 A = np.array([[0.9, 0.2, 0.0], [-0.1, 0.8, 0.3], [0.05, 0.0, 1.1]])
 S0 = np.array([1.0, -2.0, 0.5])
@@ -53,9 +49,8 @@ def schedules(n: int):
     for d in (2, 4):
         moves = list(treeverse_paper(n, d))
         yield f"paper-{d}", moves, "checkpoint", simulate(moves, n).peak_pebbles
-    if bennett_gradient is not None:
-        moves = list(bennett_gradient(n, 2))
-        yield "bennett", moves, "checkpoint", simulate(moves, n).peak_pebbles
+    moves = list(bennett_gradient(n, 2))
+    yield "bennett", moves, "checkpoint", simulate(moves, n).peak_pebbles
 
 
 def test_exact_gradient_of_linear_map():
@@ -319,12 +314,3 @@ def test_pool_never_reuses_a_buffer_a_gradient_aliases():
     np.testing.assert_allclose(exact, sum(np.linalg.matrix_power(A, k) @ S0 for k in range(n)),
                                rtol=1e-13)
     assert np.array_equal(run(None).grad_theta, exact)
-
-
-def test_copy_argument_is_deprecated_and_never_called():
-    calls = []
-    with pytest.warns(DeprecationWarning, match="copy="):
-        r = replay(treeverse(5, 2), 5, np.ones(2), step=lambda i, s: 2.0 * s,
-                   backward=lambda i, s, g: (2.0 * g, None), loss_grad=np.ones_like,
-                   copy=lambda s: calls.append(s) or s.copy())
-    assert calls == [] and np.array_equal(r.grad_s0, [32.0, 32.0])

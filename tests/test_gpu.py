@@ -19,12 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
-
-import pebbles  # noqa: E402
-from pebbles._errors import IllegalMoveError, PebblesTypeError, PebblesValueError  # noqa: E402
-from solvers import _pml_kernels as kern  # noqa: E402
-from solvers import gpu, lorenz, pml  # noqa: E402
+import pebbles
+from pebbles._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
+from solvers import _pml_kernels as kern
+from solvers import gpu, lorenz, pml
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = gpu.simulator_mode()

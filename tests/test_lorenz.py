@@ -7,17 +7,11 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
-
-from pebbles._moves import Move, MoveKind, encode  # noqa: E402
-from pebbles._simulator import simulate  # noqa: E402
-from pebbles._treeverse import treeverse, treeverse_paper  # noqa: E402
-from solvers import lorenz as lz  # noqa: E402
-
-try:
-    from pebbles._bennett import bennett_gradient
-except ImportError:  # pragma: no cover - written in parallel
-    bennett_gradient = None
+from pebbles._bennett import bennett_gradient
+from pebbles._moves import Move, MoveKind, encode
+from pebbles._simulator import simulate
+from pebbles._treeverse import treeverse, treeverse_paper
+from solvers import lorenz as lz
 
 
 def store_all(n: int) -> list[Move]:
@@ -81,8 +75,7 @@ def _schedules(n):
         yield f"treeverse-inplace-{s}", treeverse(n, s, inplace=True)
     for d in (3, 6):
         yield f"paper-{d}", treeverse_paper(n, d)
-    if bennett_gradient is not None:
-        yield "bennett", bennett_gradient(n, 2)
+    yield "bennett", bennett_gradient(n, 2)
 
 
 @pytest.mark.parametrize("n", [1, 7, 300])

@@ -128,7 +128,7 @@ def test_reversible_reach_limit() -> None:
         with pytest.raises(InfeasibleBudgetError) as info:
             reversible_min_steps(far + 1, s)
         assert info.value.minimum == s + 1
-        assert f"pebbles={s + 1}" in str(info.value)
+        assert f"budget={s + 1}" in str(info.value)
         with pytest.raises(InfeasibleBudgetError) as info:
             min_forward_steps(far + 1, s, "reversible")
         assert info.value.minimum == s + 1

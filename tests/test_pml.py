@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numba
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
-
-import pebbles  # noqa: E402
-from solvers import _pml_kernels as kern  # noqa: E402
-from solvers import pml  # noqa: E402
+import pebbles
+from solvers import _pml_kernels as kern
+from solvers import pml
 
 # A small, fast problem: 0.42 of the CFL limit, a narrow Ricker pulse.
 SMALL = dict(h=0.11, width=6.0, delay=25.0)
@@ -137,7 +136,6 @@ def test_gradients_bit_for_bit_across_schedules(problem):
 
 
 def test_gradient_independent_of_thread_count(problem):
-    numba = pytest.importorskip("numba")
     n = problem[0].steps
     ref = _grad(problem, pebbles.treeverse(n, 4))
     threads = numba.get_num_threads()

@@ -78,8 +78,9 @@ def test_place_without_predecessor(game: str) -> None:
 @pytest.mark.parametrize("game", ["checkpoint", "inplace", "reversible"])
 @pytest.mark.parametrize("cell", [0, 6, -1, 100])
 def test_place_outside_board(game: str, cell: int) -> None:
-    err = _illegal([place(cell)], 5, game, check_end=False)
-    _check_err(err, 0, place(cell))
+    bad = Move(MoveKind.PLACE, cell)  # place(-1) itself is refused at construction
+    err = _illegal([bad], 5, game, check_end=False)
+    _check_err(err, 0, bad)
 
 
 @pytest.mark.parametrize("game", ["checkpoint", "inplace"])
@@ -170,8 +171,21 @@ def test_forward_over_pebble(game: str) -> None:
 @pytest.mark.parametrize("game", ["checkpoint", "inplace"])
 @pytest.mark.parametrize("i,j", [(2, 2), (3, 2), (0, 0), (0, 7), (-1, 2)])
 def test_forward_bad_range(game: str, i: int, j: int) -> None:
-    err = _illegal([forward(0, 3), forward(i, j)], 6, game, check_end=False)
-    _check_err(err, 1, forward(i, j))
+    bad = Move(MoveKind.FORWARD, i, j)
+    err = _illegal([forward(0, 3), bad], 6, game, check_end=False)
+    _check_err(err, 1, bad)
+
+
+@pytest.mark.parametrize("make,args,error", [
+    (place, (-1,), PebblesValueError), (place, ("3",), PebblesTypeError),
+    (place, (2.0,), PebblesTypeError), (place, (True,), PebblesTypeError),
+    (forward, (3, 3), PebblesValueError), (forward, (4, 2), PebblesValueError),
+    (remove, (-2,), PebblesValueError), (pebbles.store, ("1",), PebblesTypeError),
+])
+def test_move_constructors_check_their_cells(make, args, error) -> None:
+    with pytest.raises(error, match="=") as info:
+        make(*args)
+    assert "cell" in str(info.value) or "forward" in str(info.value)
 
 
 @pytest.mark.parametrize("game", ["checkpoint", "inplace"])

@@ -9,14 +9,12 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from matplotlib.image import imread
 
 import pebbles
-
-pytest.importorskip("matplotlib")
-
-import visualize  # noqa: E402
-from visualize import cli  # noqa: E402
-from visualize._game import GIDS  # noqa: E402
+import visualize
+from visualize import cli
+from visualize._game import GIDS
 
 STEPS = {pebbles.MoveKind.PLACE, pebbles.MoveKind.MOVE, pebbles.MoveKind.UNPLACE}
 
@@ -83,19 +81,69 @@ def test_header_shows_method_n_budget_steps_and_peak():
         assert part in text
 
 
+def check_saved(fig, path, read_svg, dpi=120):
+    """The file holds the figure: a PNG of the figure's pixel size, or an SVG with a group
+    for every artist that carries a gid."""
+    if path.suffix == ".png":
+        w, h = fig.get_size_inches() * dpi
+        assert np.allclose(imread(path).shape[:2], (h, w), atol=1)
+        return
+    svg = read_svg(path)
+    gids = {a.get_gid() for ax in fig.axes
+            for a in (*ax.collections, *ax.lines, *ax.patches)} - {None}
+    assert gids <= set(svg.ids), gids - set(svg.ids)
+    assert svg.images == sum(len(ax.images) for ax in fig.axes)  # rasterised, without gid
+    assert gids or svg.images
+
+
+def axes_markers(ax):
+    """Marker counts of one axes, by kind."""
+    return {k: len(c.get_offsets()) for c in ax.collections for k, g in GIDS.items()
+            if c.get_gid() == g}
+
+
 @pytest.mark.parametrize("ext", ["png", "svg"])
-def test_every_figure_renders(tmp_path, ext):
-    figs = {
-        "game": visualize.draw_game(pebbles.bennett(16, 2), 16, "reversible", title="b"),
-        "finger": visualize.draw_fingerprint(pebbles.treeverse(300, 6), 300, budget=6),
-        "side": visualize.draw_side_by_side(
-            [("paper", pebbles.treeverse_paper(20, 3), "checkpoint"),
-             ("optimal", pebbles.treeverse(20, 4), "checkpoint", 4)], 20),
-        "tradeoff": visualize.draw_tradeoff((100, 1000)),
-    }
-    for name, fig in figs.items():
-        path = visualize.save(fig, tmp_path / f"{name}.{ext}")
-        assert path.exists() and path.stat().st_size > 5000, name
+def test_every_figure_draws_its_content_and_saves(tmp_path, ext, read_svg):
+    game = visualize.draw_game(pebbles.bennett(16, 2), 16, "reversible", title="b")
+    want = expected_markers(pebbles.bennett(16, 2), 16, "reversible")
+    assert drawn_markers(game) == {"placed": want["placed"], "removed": want["removed"],
+                                   "kept": want["kept"], "input": want["rows"]}
+    assert game.axes[0].get_title(loc="left").startswith("b")
+    assert (game.axes[0].get_xlabel(), game.axes[0].get_ylabel()) == (
+        "cell i (state $s_i$)", "step (row 0: start)")
+
+    finger = visualize.draw_fingerprint(pebbles.treeverse(300, 6), 300, budget=6)
+    traced = visualize.trace_rows(pebbles.treeverse(300, 6), 300)
+    (img,) = finger.axes[0].images
+    assert img.get_gid() == "fingerprint"
+    assert img.get_array().shape == (min(len(traced.rows), 800), 301)
+    assert set(np.unique(img.get_array())) == set(np.unique(visualize.fingerprint_array(traced)))
+    assert "S=6" in finger.axes[0].get_title(loc="left")
+
+    side = visualize.draw_side_by_side(
+        [("paper", pebbles.treeverse_paper(20, 3), "checkpoint"),
+         ("optimal", pebbles.treeverse(20, 4), "checkpoint", 4)], 20)
+    assert [ax.get_title(loc="left").split()[0] for ax in side.axes] == ["paper", "optimal"]
+    assert [axes_markers(ax)["placed"] for ax in side.axes] == [
+        pebbles.simulate(pebbles.treeverse_paper(20, 3), 20).forward_steps,
+        pebbles.min_forward_steps(20, 4, "checkpoint")]
+
+    trade = visualize.draw_tradeoff((100, 1000))
+    assert [ax.get_title() for ax in trade.axes[:2]] == ["n = $10^{2}$", "n = $10^{3}$"]
+    for ax, n in zip(trade.axes[:2], (100, 1000), strict=True):
+        (line,) = [ln for ln in ax.lines
+                   if ln.get_label() == "treeverse (optimal, checkpoint game)"]
+        x, s = visualize.tradeoff_curves(n)["treeverse"]
+        assert np.array_equal(line.get_xdata(), x) and np.array_equal(line.get_ydata(), s)
+    assert "Figure 8" in trade.get_suptitle()
+
+    for name, fig in {"game": game, "finger": finger, "side": side}.items():
+        check_saved(fig, visualize.save(fig, tmp_path / f"{name}.{ext}"), read_svg)
+    path = visualize.save(trade, tmp_path / f"tradeoff.{ext}")
+    if ext == "svg":
+        assert "memory ratio (Figure 8 of the paper)" in read_svg(path).texts
+    else:
+        check_saved(trade, path, read_svg)
 
 
 def test_fingerprint_image_has_one_row_per_step_and_one_column_per_cell():
@@ -130,8 +178,11 @@ def test_draw_into_given_axes_and_save_needs_an_extension(tmp_path):
     fig = Figure(figsize=(8, 6))
     ax1, ax2 = fig.subplots(1, 2)
     assert visualize.draw_game(pebbles.treeverse(10, 3), 10, ax=ax1) is fig
-    visualize.draw_fingerprint(pebbles.treeverse(10, 3), 10, ax=ax2)
-    assert visualize.save(fig, tmp_path / "two.pdf").stat().st_size > 1000
+    assert visualize.draw_fingerprint(pebbles.treeverse(10, 3), 10, ax=ax2) is fig
+    assert fig.axes[:2] == [ax1, ax2]
+    assert axes_markers(ax1)["placed"] == pebbles.min_forward_steps(10, 3, "checkpoint")
+    assert [im.get_gid() for im in ax2.images] == ["fingerprint"] and not ax1.images
+    assert visualize.save(fig, tmp_path / "two.pdf").read_bytes().startswith(b"%PDF-")
     with pytest.raises(pebbles.PebblesValueError, match="extension"):
         visualize.save(fig, tmp_path / "noext")
 
@@ -173,33 +224,45 @@ def _parser():
     return p
 
 
-@pytest.mark.parametrize("extra", [
-    [], ["--side-by-side", "treeverse-paper", "--delta", "3"], ["--fingerprint"],
-    ["--fingerprint", "--side-by-side", "treeverse-paper", "--delta", "3"],
-])
-def test_cli_draw(tmp_path, capsys, extra):
-    from pebbles._cli import build_schedule
+PAPER_20_3 = pebbles.simulate(pebbles.treeverse_paper(20, 3), 20).forward_steps
 
-    out = tmp_path / "fig.png"
+
+@pytest.mark.parametrize("extra, placed, images", [
+    ([], [40], 0),
+    (["--side-by-side", "treeverse-paper", "--delta", "3"], [40, PAPER_20_3], 0),
+    (["--fingerprint"], [], 1),
+    (["--fingerprint", "--side-by-side", "treeverse-paper", "--delta", "3"], [], 2),
+])
+def test_cli_draw(tmp_path, capsys, read_svg, extra, placed, images):
+    out = tmp_path / "fig.svg"
     args = _parser().parse_args(["draw", "treeverse", "-n", "20", "--pebbles", "4",
                                  "-o", str(out), *extra])
-    assert cli.run_draw(args, build_schedule) == 0
-    assert out.stat().st_size > 5000 and "wrote" in capsys.readouterr().out
+    assert cli.run_draw(args) == 0
+    assert "wrote" in capsys.readouterr().out
+    svg = read_svg(out)
+    # treeverse n=20 S=4: 40 steps, each placing one pebble (min_forward_steps)
+    assert pebbles.min_forward_steps(20, 4, "checkpoint") == 40
+    assert svg.markers.get(GIDS["placed"], []) == placed  # one marker group per panel
+    assert svg.images == images  # the fingerprints, rasterised
+    assert sum(1 for t in svg.texts if "n=20" in t) == max(len(placed), images)
 
 
 def test_cli_draw_large_board_suggests_fingerprint_flag(tmp_path):
-    from pebbles._cli import build_schedule
-
     args = _parser().parse_args(["draw", "treeverse", "-n", "300", "--pebbles", "5",
                                  "-o", str(tmp_path / "x.png")])
     with pytest.raises(pebbles.PebblesValueError, match="--fingerprint"):
-        cli.run_draw(args, build_schedule)
+        cli.run_draw(args)
 
 
-def test_cli_tradeoff(tmp_path):
+def test_cli_tradeoff(tmp_path, read_svg):
     out = tmp_path / "t.svg"
     args = _parser().parse_args(["tradeoff", "-n", "100", "-o", str(out)])
-    assert cli.run_tradeoff(args) == 0 and out.stat().st_size > 5000
+    assert cli.run_tradeoff(args) == 0
+    svg = read_svg(out)
+    assert svg.ids["axes_1"] == svg.ids["axes_2"] == svg.ids["axes_3"] == 1  # n, ratio, legend
+    assert "axes_4" not in svg.ids
+    assert {"n = $10^{2}$", "memory ratio (Figure 8 of the paper)",
+            "treeverse_paper (Algorithm 3, simulated)"} <= set(svg.texts)
 
 
 def test_cli_describe():

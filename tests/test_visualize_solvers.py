@@ -8,14 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from matplotlib.image import imread
 
 import pebbles
-
-pytest.importorskip("matplotlib")
-pytest.importorskip("numba")
-
-import visualize  # noqa: E402
-from visualize.__main__ import main  # noqa: E402
+import visualize
+from visualize.__main__ import main
 
 
 def _gid(fig, gid):
@@ -28,9 +25,11 @@ def _gid(fig, gid):
     return out
 
 
-def _saved(fig, path):
-    visualize.save(fig, path, dpi=60)
-    assert path.exists() and path.stat().st_size > 5000
+def _saved(fig, path, dpi=60):
+    """Save as PNG; the file is an image of the figure's pixel size."""
+    visualize.save(fig, path, dpi=dpi)
+    w, h = fig.get_size_inches() * dpi
+    assert np.allclose(imread(path).shape[:2], (h, w), atol=1)
     return path
 
 
@@ -53,6 +52,11 @@ def test_figure3_map_curve_points_and_trajectories(tmp_path, small_map):
     assert s.min() > 8 / 3 + 1 and r.max() <= 50
     assert np.allclose(r, s * (s + 8 / 3 + 3) / (s - 8 / 3 - 1))
     assert any(ax.name == "3d" for ax in fig.axes)
+    map_ax = img.axes
+    assert "sigma" in map_ax.get_xlabel() and "rho" in map_ax.get_ylabel()
+    assert (map_ax.get_xlim(), map_ax.get_ylim()) == (
+        pytest.approx((sigmas[0], sigmas[-1]), abs=sigmas[1] - sigmas[0]),
+        pytest.approx((rhos[0], rhos[-1]), abs=rhos[1] - rhos[0]))
 
 
 def test_figure3_masks_overflow_and_says_so(small_map):
@@ -67,7 +71,7 @@ def test_figure3_masks_overflow_and_says_so(small_map):
         visualize.draw_lorenz_figure3(sigmas, rhos[:-1], grid)
 
 
-def test_figure3_from_the_solver_cli_npz(tmp_path):
+def test_figure3_from_the_solver_cli_npz(tmp_path, read_svg):
     npz = tmp_path / "map.npz"
     from solvers.lorenz import main as lorenz_main
 
@@ -75,9 +79,12 @@ def test_figure3_from_the_solver_cli_npz(tmp_path):
                         "--out", str(npz)]) == 0
     sigmas, rhos, grid, beta, steps = visualize.load_sensitivity(npz)
     assert grid.shape == (5, 5) and beta == pytest.approx(8 / 3) and steps == 50
-    out = tmp_path / "f3.png"
+    out = tmp_path / "f3.svg"
     assert main(["lorenz-fig3", "--npz", str(npz), "--no-trajectories", "-o", str(out)]) == 0
-    assert out.stat().st_size > 5000
+    svg = read_svg(out)
+    assert svg.ids["sensitivity"] == svg.ids["critical-curve"] == 1
+    assert svg.ids["marked-point"] == 2 and "trajectory" not in svg.ids  # --no-trajectories
+    assert any(t.startswith("(a) sensitivity of $x_n$, n = 50,") for t in svg.texts)
 
 
 def test_figure4_errors_grow_with_steps_and_reload_interval(tmp_path):
@@ -185,15 +192,22 @@ def test_figure5_bad_json_is_one_line_exit_2(tmp_path, capsys):
         visualize.load_fig5(bad)
 
 
-def test_cli_lorenz_fig4_and_pml(tmp_path):
-    out = tmp_path / "f4.png"
+def test_cli_lorenz_fig4_and_pml(tmp_path, read_svg):
+    out = tmp_path / "f4.svg"
     assert main(["lorenz-fig4", "--max-steps", "50", "--stride", "10", "--starts", "2",
                  "--reload-steps", "500", "-o", str(out)]) == 0
-    assert out.stat().st_size > 5000
-    out = tmp_path / "pml.png"
+    svg = read_svg(out)
+    assert svg.ids["median"] == 2 and "overflow" not in svg.ids  # 50 steps: no overflow
+    assert {"number of steps n", "reload interval K (steps)", "median over 2 starts",
+            "(b) n = 500, forward state reloaded every K steps"} <= set(svg.texts)
+    out = tmp_path / "pml.svg"
     assert main(["pml", "--size", "40", "--steps", "120", "--times", "40", "100",
                  "-o", str(out)]) == 0
-    assert out.stat().st_size > 5000
+    svg = read_svg(out)
+    assert svg.ids["snapshot"] == svg.ids["pml-edge"] == 2  # --times 40 100
+    titles = [t for t in svg.texts if t.startswith(("u at step", "shot gather"))]
+    assert [t.split(" (")[0] for t in titles] == ["u at step 40", "u at step 100",
+                                                  "shot gather"]
 
 
 def test_cli_errors_exit_2_with_one_line(tmp_path):

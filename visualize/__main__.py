@@ -16,10 +16,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pebbles import PebblesValueError
-from solvers._cli import OneLineParser
+from pebbles.cli import OneLineParser, positive, run_command
 
-from .cli import _positive
+from .cli import check_output, matplotlib_required
 
 __all__ = ["main"]
 
@@ -27,7 +26,7 @@ __all__ = ["main"]
 def _output(p: argparse.ArgumentParser, dpi: int = 100) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output file; format from the extension (.png, .svg, .pdf)")
-    p.add_argument("--dpi", type=_positive, default=dpi, help=f"raster resolution ({dpi})")
+    p.add_argument("--dpi", type=positive, default=dpi, help=f"raster resolution ({dpi})")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,22 +34,22 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     f3 = sub.add_parser("lorenz-fig3", help="Figure 3: sensitivity map and trajectories")
     f3.add_argument("--npz", help="grid from `python -m solvers.lorenz sensitivity --out`")
-    f3.add_argument("--resolution", type=_positive, default=201, help="grid points per axis")
-    f3.add_argument("--steps", type=_positive, default=10_000, help="RK4 steps n (10000)")
+    f3.add_argument("--resolution", type=positive, default=201, help="grid points per axis")
+    f3.add_argument("--steps", type=positive, default=10_000, help="RK4 steps n (10000)")
     f3.add_argument("--no-trajectories", action="store_true", help="omit panel (b)")
     _output(f3)
     f4 = sub.add_parser("lorenz-fig4", help="Figure 4: adjoint-state error")
-    f4.add_argument("--max-steps", type=_positive, default=1000, help="panel (a) up to n")
-    f4.add_argument("--stride", type=_positive, default=1, help="panel (a) every this n")
-    f4.add_argument("--starts", type=_positive, default=20, help="random x0 per point (20)")
-    f4.add_argument("--reload-steps", type=_positive, default=10_000, help="panel (b) n")
+    f4.add_argument("--max-steps", type=positive, default=1000, help="panel (a) up to n")
+    f4.add_argument("--stride", type=positive, default=1, help="panel (a) every this n")
+    f4.add_argument("--starts", type=positive, default=20, help="random x0 per point (20)")
+    f4.add_argument("--reload-steps", type=positive, default=10_000, help="panel (b) n")
     f4.add_argument("--seed", type=int, default=0)
     _output(f4)
     pm = sub.add_parser("pml", help="PML snapshots + shot gather, or the gradient w.r.t. c")
     pm.add_argument("--size", type=int, default=200, help="grid nx = ny (200)")
-    pm.add_argument("--steps", type=_positive, help="time steps (default: scaled paper run)")
-    pm.add_argument("--times", type=_positive, nargs="+", help="snapshot steps")
-    pm.add_argument("--pebbles", type=_positive, default=20, help="treeverse budget S (20)")
+    pm.add_argument("--steps", type=positive, help="time steps (default: scaled paper run)")
+    pm.add_argument("--times", type=positive, nargs="+", help="snapshot steps")
+    pm.add_argument("--pebbles", type=positive, default=20, help="treeverse budget S (20)")
     pm.add_argument("--panel", choices=("snapshots", "gradient"), default="snapshots")
     _output(pm)
     f5 = sub.add_parser("fig5", help="Figure 5: time against peak memory from a benchmark JSON")
@@ -101,23 +100,18 @@ def _fig5(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, draw, save; return the exit status (2 on bad input)."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    """Parse, draw, save; return the exit status (2 on bad input, 130 on Ctrl-C)."""
+    return run_command(_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> str:
+    check_output(args.output)
+    matplotlib_required()
     draw = {"lorenz-fig3": _lorenz_fig3, "lorenz-fig4": _lorenz_fig4, "pml": _pml,
             "fig5": _fig5}[args.command]
-    try:
-        from ._game import save
+    from ._game import save
 
-        path = save(draw(args), args.output, dpi=args.dpi)
-    except (PebblesValueError, ValueError) as err:
-        line = " ".join(str(err).split())
-        sys.stderr.write(f"python -m visualize {args.command}: error: {line}\n")
-        return 2
-    sys.stdout.write(f"wrote {path}\n")
-    return 0
+    return f"wrote {save(draw(args), args.output, dpi=args.dpi)}"
 
 
 if __name__ == "__main__":

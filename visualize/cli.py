@@ -1,8 +1,9 @@
-"""Argument hooks for the ``pebbles draw`` and ``pebbles tradeoff`` subcommands.
+"""The ``pebbles draw`` and ``pebbles tradeoff`` subcommands (entry points ``DRAW``, ``TRADEOFF``).
 
-This module imports neither matplotlib nor :mod:`pebbles._cli` at import time,
-so the command line stays fast. ``pebbles._cli._add_drawing`` wires these hooks into
-the ``pebbles`` command.
+The ``pebbles`` command line (:mod:`pebbles.cli`) finds them through the
+``pebbles.commands`` entry-point group. This module imports no matplotlib at
+import time, so the command line stays fast; without matplotlib, running them
+says which ``pip install`` brings it.
 
 Examples::
 
@@ -15,24 +16,55 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import copy
+import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
-from pebbles import Game, Move, PebblesValueError
+import pebbles
+from pebbles import PebblesValueError
+from pebbles.cli import Command, add_schedule_arguments, positive, schedule_from_args
 
-__all__ = ["add_draw_arguments", "run_draw", "add_tradeoff_arguments", "run_tradeoff"]
+__all__ = ["DRAW", "TRADEOFF", "add_draw_arguments", "add_tradeoff_arguments", "check_output",
+           "matplotlib_required", "run_draw", "run_tradeoff"]
 
-BuildSchedule = Callable[[argparse.Namespace], tuple[Iterator[Move], Game, "int | None"]]
+#: Most pixels of a fingerprint before binning (rows x cells), and the largest dpi.
+MAX_FINGERPRINT = 2 * 10**8
+MAX_DPI = 1200
+#: Largest n a trade-off panel covers (the optima are closed forms up to there).
+MAX_TRADEOFF_N = 10**12
 
 
-def _positive(text: str) -> int:
+def matplotlib_required() -> None:
+    """Raise ImportError naming the extra when matplotlib is missing."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError('drawing needs matplotlib: pip install "pebble-games[plot]"') from None
+
+
+def check_output(path: str) -> Path:
+    """Check an output path before anything is computed: a known extension, a directory
+    that exists, and not a directory itself."""
+    out = Path(path)
+    if out.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps"):
+        raise PebblesValueError(f"-o {path!r}: cannot tell the format; give it an extension "
+                                f"such as .png, .svg or .pdf")
+    if out.is_dir():
+        raise PebblesValueError(f"-o {path!r} is a directory; name a file inside it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise PebblesValueError(f"-o {path!r}: directory {str(parent)!r} does not exist "
+                                f"(or is not a directory); create it first")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise PebblesValueError(f"-o {path!r} is not writable")
+    return out
+
+
+def _dpi(text: str) -> int:
+    value = positive(text)
+    if value > MAX_DPI:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_DPI} dpi")
     return value
 
 
@@ -45,13 +77,11 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
     parser : argparse.ArgumentParser
         The ``draw`` subparser.
     methods : sequence of str, optional
-        Method names; default ``pebbles._cli.METHODS`` (imported on call).
+        Method names; default every method of the registry.
     """
-    from pebbles._cli import METHODS, add_schedule_arguments
-
-    add_schedule_arguments(parser)
     if methods is None:
-        methods = METHODS
+        methods = pebbles.methods()
+    add_schedule_arguments(parser, methods)
     parser.add_argument("-o", "--output", required=True,
                         help="output file; format from the extension (.png, .svg, .pdf)")
     parser.add_argument("--side-by-side", metavar="METHOD2", choices=methods,
@@ -59,37 +89,57 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--fingerprint", action="store_true",
                         help="compact rasterised view (for large n or long schedules)")
     parser.add_argument("--title", help="header text (default: method and options)")
-    parser.add_argument("--dpi", type=_positive, default=120, help="raster resolution (120)")
+    parser.add_argument("--dpi", type=_dpi, default=120, help="raster resolution (120)")
 
 
 def describe(args: argparse.Namespace) -> str:
     """A short label such as ``'treeverse-paper delta=3'`` for the figure header."""
-    options = {"treeverse": ("pebbles", "inplace"), "treeverse-paper": ("delta", "tau"),
+    options = {"treeverse": ("budget", "inplace"), "treeverse-paper": ("delta", "tau"),
                "bennett": ("k", "no_uncompute"), "bennett-gradient": ("k",),
-               "reversible-optimal": ("pebbles",), "periodic": ("every",)}
+               "reversible-optimal": ("budget",), "periodic": ("every",)}
     parts = [args.method]
     for name in options.get(args.method, ()):
         value = getattr(args, name, None)
         if value is True:
             parts.append(name.replace("_", "-"))
         elif value not in (None, False):
-            parts.append(f"{'S' if name == 'pebbles' else name}={value}")
+            parts.append(f"{'S' if name == 'budget' else name}={value}")
     return " ".join(parts)
 
 
-def _schedules(args: argparse.Namespace, build_schedule: BuildSchedule) -> list[tuple]:
-    """(label, moves, game, budget) for the method and the optional side-by-side one."""
-    runs = [args]
-    if args.side_by_side:
-        other = copy.copy(args)
-        other.method = args.side_by_side
-        runs.append(other)
+def _schedules(args: argparse.Namespace) -> list[tuple]:
+    """(label, schedule, game, budget) for the method and the optional side-by-side one."""
+    names = [args.method] + ([args.side_by_side] if args.side_by_side else [])
     panels = []
-    for a in runs:
-        moves, game, budget = build_schedule(a)
-        label = args.title if (args.title and a is args) else describe(a)
-        panels.append((label, moves, game, budget))
+    for k, name in enumerate(names):
+        s = schedule_from_args(args, name)
+        _check_size(args, s)
+        label = args.title if (args.title and k == 0) else describe(_with(args, name))
+        panels.append((label, s, s.game, s.budget))
     return panels
+
+
+def _with(args: argparse.Namespace, method: str) -> argparse.Namespace:
+    other = argparse.Namespace(**vars(args))
+    other.method = method
+    return other
+
+
+def _check_size(args: argparse.Namespace, s: pebbles.Schedule) -> None:
+    """Refuse a drawing that would be too large before building anything."""
+    from ._game import MAX_CELLS
+
+    if not args.fingerprint and s.n > MAX_CELLS:
+        raise PebblesValueError(
+            f"draw_game draws at most n={MAX_CELLS} cells, got n={s.n}; add --fingerprint "
+            f"for a compact view of a large schedule")
+    if args.fingerprint:
+        steps = pebbles.predicted_steps(s)
+        rows = steps if steps is not None else s.simulate().forward_steps
+        if rows * (s.n + 1) > MAX_FINGERPRINT:
+            raise PebblesValueError(
+                f"a fingerprint of {s} has {rows} rows x {s.n + 1} cells, more than "
+                f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
 
 
 def _figure(args: argparse.Namespace, panels: list[tuple]):
@@ -112,19 +162,19 @@ def _figure(args: argparse.Namespace, panels: list[tuple]):
         raise
 
 
-def run_draw(args: argparse.Namespace, build_schedule: BuildSchedule) -> int:
+def run_draw(args: argparse.Namespace) -> int:
     """Run ``pebbles draw``: build the schedule(s), draw, save; return 0.
 
     Parameters
     ----------
     args : argparse.Namespace
         Parsed by a parser set up with :func:`add_draw_arguments`.
-    build_schedule : callable
-        ``pebbles._cli.build_schedule``: args -> (moves, game, budget).
     """
+    check_output(args.output)
+    matplotlib_required()
     from . import _game
 
-    fig = _figure(args, _schedules(args, build_schedule))
+    fig = _figure(args, _schedules(args))
     path = _game.save(fig, args.output, dpi=args.dpi)
     sys.stdout.write(f"wrote {path}\n")
     return 0
@@ -132,20 +182,35 @@ def run_draw(args: argparse.Namespace, build_schedule: BuildSchedule) -> int:
 
 def add_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``tradeoff`` options: ``-n N [N ...]``, ``-o``, ``--paper-max-n``, ``--dpi``."""
-    parser.add_argument("-n", type=_positive, nargs="+", default=[100, 10**4, 10**6],
+    parser.add_argument("-n", type=_tradeoff_n, nargs="+", default=[100, 10**4, 10**6],
                         help="numbers of steps, one panel each (100 10000 1000000)")
     parser.add_argument("-o", "--output", required=True,
                         help="output file; format from the extension (.png, .svg, .pdf)")
-    parser.add_argument("--paper-max-n", type=_positive, default=10**4,
+    parser.add_argument("--paper-max-n", type=positive, default=10**4,
                         help="simulate treeverse-paper only up to this n (10000)")
-    parser.add_argument("--dpi", type=_positive, default=100, help="raster resolution (100)")
+    parser.add_argument("--dpi", type=_dpi, default=100, help="raster resolution (100)")
+
+
+def _tradeoff_n(text: str) -> int:
+    value = positive(text)
+    if value > MAX_TRADEOFF_N:
+        raise argparse.ArgumentTypeError(f"{text!r}: a panel covers at most n={MAX_TRADEOFF_N}")
+    return value
 
 
 def run_tradeoff(args: argparse.Namespace) -> int:
     """Run ``pebbles tradeoff``: draw the Figure 8 panels for ``args.n``; return 0."""
+    check_output(args.output)
+    matplotlib_required()
     from . import _game, _tradeoff
 
     fig = _tradeoff.draw_tradeoff(tuple(args.n), paper_max_n=args.paper_max_n)
     path = _game.save(fig, args.output, dpi=args.dpi)
     sys.stdout.write(f"wrote {path}\n")
     return 0
+
+
+DRAW = Command("draw", "draw a schedule as a pebble-game diagram (PNG/SVG/PDF)",
+               add_draw_arguments, run_draw)
+TRADEOFF = Command("tradeoff", "plot memory against time overhead (Figure 8)",
+                   add_tradeoff_arguments, run_tradeoff)

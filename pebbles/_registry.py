@@ -1,0 +1,342 @@
+"""The schedule registry: every schedule of the library, picked by name.
+
+``pebbles.schedule("treeverse", n, budget=10)`` returns a :class:`Schedule`, a
+small frozen value naming the method, its options, its game and its budget. It
+can be iterated any number of times for its moves, encoded, simulated (the one
+referee, :func:`pebbles.simulate`) and lowered to a slot program
+(:func:`pebbles.lower`). The command line, the planner, the solvers, the
+drawing code and the JAX and PyTorch adapters all pick schedules here.
+
+The methods are the paper's (Liu & Xu, Algorithms 2 and 3), the optimal ones
+(binomial checkpointing; the reversible optimum) and the baselines; see
+:func:`methods` for the list and :func:`describe` for one method's options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._baselines import periodic, recompute_all, store_all
+from ._bennett import bennett, bennett_gradient, bennett_pebbles, bennett_steps, best_bennett
+from ._budget import min_pebbles
+from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
+from ._lowering import SlotProgram, lower
+from ._moves import Game, Move, encode
+from ._optimal import min_forward_steps
+from ._reversible import reversible_min_steps, reversible_optimal
+from ._simulator import SimulationResult, simulate
+from ._treeverse import treeverse, treeverse_encoded, treeverse_paper
+from ._validation import check_int
+
+__all__ = ["Method", "Schedule", "candidates", "describe", "methods", "predicted_steps",
+           "register", "schedule"]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """One registered method.
+
+    Attributes
+    ----------
+    name : the registry name (``'treeverse'``).
+    make : ``make(n, **options) -> iterator of Move``; gets ``budget`` when the
+        method takes one.
+    game : the game of its moves, given its options.
+    options : option names and defaults (``None``: required).
+    need : the most pebbles its moves hold, given ``n`` and its options, when
+        known without playing them (checked against a budget given to a method
+        that takes none).
+    summary : one line for listings.
+    encoded : optional fast ``encoded(n, **options) -> int64 array``.
+    fit : ``fit(n, budget)``: the option sets with which the method runs within
+        ``budget`` (what :func:`candidates` offers); ``None``: never offered.
+    steps : ``steps(n, budget, **options)``: its forward steps without playing
+        the moves (closed forms and recursions), for the planner.
+    """
+
+    name: str
+    make: Callable[..., Iterator[Move]]
+    game: Callable[[Mapping[str, Any]], Game]
+    options: tuple[tuple[str, Any], ...]
+    takes_budget: bool
+    summary: str
+    need: Callable[..., int | None] | None = None
+    encoded: Callable[..., np.ndarray] | None = None
+    fit: Callable[[int, int], list[dict[str, Any]]] | None = None
+    steps: Callable[..., int] | None = None
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add a method to the registry (used by the modules that define schedules)."""
+    _METHODS[method.name] = method
+    return method
+
+
+def methods() -> tuple[str, ...]:
+    """Names of the registered methods.
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> "treeverse" in pebbles.methods()
+    True
+    """
+    return tuple(_METHODS)
+
+
+def candidates(n: int, budget: int) -> list[Schedule]:
+    """Every registered method that can run ``n`` steps within ``budget``, as schedules.
+
+    The one enumeration behind ``pebbles compare`` and :func:`pebbles.plan`.
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> [str(s) for s in pebbles.candidates(8, 3)][:2]
+    ['treeverse -n 8 --budget 3', 'treeverse -n 8 --budget 3 --inplace']
+    """
+    n = check_int("n", n, 1)
+    budget = check_int("budget", budget, 0)
+    out = []
+    for entry in _METHODS.values():
+        for opts in entry.fit(n, budget) if entry.fit is not None else ():
+            out.append(schedule(entry.name, n, budget=budget, **opts))
+    return out
+
+
+def predicted_steps(s: Schedule) -> int | None:
+    """Forward steps of ``s`` from its method's formula (``None`` if it has none)."""
+    entry = _METHODS[s.method]
+    if entry.steps is None:
+        return None
+    return entry.steps(s.n, s.budget, **dict(s.options))
+
+
+def describe(name: str) -> Method:
+    """The registry entry of method ``name`` (options, game, summary)."""
+    if name not in _METHODS:
+        raise PebblesValueError(
+            f"method={name!r} is not a schedule; use one of {', '.join(_METHODS)}")
+    return _METHODS[name]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A schedule picked by name: iterate it (any number of times) for its moves.
+
+    Attributes
+    ----------
+    method : the registry name.
+    n : number of steps.
+    game : the game its moves are played in.
+    budget : the budget it was asked for (``None`` for methods that take none
+        and were given none).
+    options : the method's options besides ``budget``, as sorted pairs.
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> s = pebbles.schedule("treeverse", 20, budget=4)
+    >>> s.game, s.budget, len(list(s)) == len(list(s))
+    (<Game.CHECKPOINT: 'checkpoint'>, 4, True)
+    >>> s.simulate().forward_steps
+    40
+    >>> str(s)
+    'treeverse -n 20 --budget 4'
+    """
+
+    method: str
+    n: int
+    game: Game
+    budget: int | None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __iter__(self) -> Iterator[Move]:
+        entry = _METHODS[self.method]
+        return iter(entry.make(self.n, **self._kwargs()))
+
+    def _kwargs(self) -> dict[str, Any]:
+        kw = dict(self.options)
+        if _METHODS[self.method].takes_budget:
+            kw["budget"] = self.budget
+        return kw
+
+    def encode(self) -> np.ndarray:
+        """The moves as an encoded ``int64`` (m, 3) array (fast for treeverse)."""
+        entry = _METHODS[self.method]
+        if entry.encoded is not None:
+            return entry.encoded(self.n, **self._kwargs())
+        return encode(self)
+
+    def simulate(self, **kwargs: Any) -> SimulationResult:
+        """Check the moves with :func:`pebbles.simulate` (in its game, within its budget)."""
+        return simulate(self.encode(), self.n, self.game, self.budget, **kwargs)
+
+    def lower(self, *, slots: int | None = None, frees: bool = False) -> SlotProgram:
+        """:func:`pebbles.lower` of this schedule."""
+        return lower(self, slots=slots, frees=frees)
+
+    def __str__(self) -> str:
+        words = [self.method, "-n", str(self.n)]
+        if self.budget is not None:
+            words += ["--budget", str(self.budget)]
+        defaults = dict(_METHODS[self.method].options)
+        for key, value in self.options:
+            flag = "--" + key.replace("_", "-")
+            if value is None or (value == defaults[key] and isinstance(value, bool)):
+                continue
+            if value is True:
+                words.append(flag)
+            elif value is False:
+                words.append("--no-" + key.replace("_", "-"))
+            else:
+                words += [flag, str(value)]
+        return " ".join(words)
+
+
+def schedule(method: str, n: int, *, budget: int | None = None, **options: Any) -> Schedule:
+    """Pick a schedule by name.
+
+    Parameters
+    ----------
+    method : str
+        One of :func:`methods`: ``treeverse`` (optimal, ``budget``,
+        ``inplace``), ``treeverse-paper`` (``delta``, ``tau``), ``bennett``
+        (``k``, ``uncompute``), ``bennett-gradient`` (``k``),
+        ``reversible-optimal`` (``budget``), ``store-all``, ``recompute-all``,
+        ``periodic`` (``every``), and the methods other modules register.
+    n : int
+        Number of steps.
+    budget : int, optional
+        Most states held besides ``s_0``. Required by the methods that take
+        one; a method that takes none is checked against it (it must not need
+        more) and the budget is enforced when the schedule is simulated.
+    **options
+        The method's own options.
+
+    Returns
+    -------
+    Schedule
+
+    Raises
+    ------
+    PebblesValueError, PebblesTypeError
+        Unknown method or option, missing or bad option.
+    InfeasibleBudgetError
+        The budget cannot finish the game with this method.
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> s = pebbles.schedule("treeverse", 10_000, budget=10, inplace=True)
+    >>> s.simulate().forward_steps == pebbles.min_forward_steps(10_000, 10, "inplace")
+    True
+    >>> pebbles.schedule("store-all", 10, budget=3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pebbles._errors.InfeasibleBudgetError: store-all holds 9 states at once for n=10, ...
+    """
+    entry = describe(method) if isinstance(method, str) else describe(repr(method))
+    n = check_int("n", n, 1)
+    opts = _options(entry, options)
+    if entry.takes_budget:
+        if budget is None:
+            raise PebblesTypeError(f"method {method!r} needs budget=NUMBER_OF_STATES "
+                                   f"(most states held besides s_0)")
+        budget = check_int("budget", budget, 0)
+    elif budget is not None:
+        budget = check_int("budget", budget, 0)
+        need = entry.need(n, **opts) if entry.need is not None else None
+        if need is not None and need > budget:
+            raise InfeasibleBudgetError(
+                f"{method} holds {need} states at once for n={n}, more than budget={budget}; "
+                f"pass budget >= {need} or pick a method that takes a budget (treeverse)",
+                need)
+    kw = dict(opts) | ({"budget": budget} if entry.takes_budget else {})
+    iter(entry.make(n, **kw))  # validates every option now, not at the first move
+    return Schedule(method, n, entry.game(opts), budget, tuple(sorted(opts.items())))
+
+
+def _options(entry: Method, given: Mapping[str, Any]) -> dict[str, Any]:
+    known = dict(entry.options)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        takes = ", ".join(["budget"] * entry.takes_budget + list(known)) or "no options"
+        raise PebblesTypeError(
+            f"method {entry.name!r} takes {takes}; got {', '.join(unknown)}="
+            f"{given[unknown[0]]!r}")
+    opts = {k: given.get(k, default) for k, default in entry.options}
+    missing = [k for k, v in opts.items() if v is None and dict(entry.options)[k] is None
+               and k not in _OPTIONAL]
+    if missing:
+        raise PebblesTypeError(f"method {entry.name!r} needs {missing[0]}=...; "
+                               f"see pebbles.describe({entry.name!r})")
+    return opts
+
+
+_OPTIONAL = frozenset({"tau"})
+
+
+def _fixed(game: Game) -> Callable[[Mapping[str, Any]], Game]:
+    return lambda opts: game
+
+
+def _treeverse_fit(n: int, budget: int) -> list[dict[str, Any]]:
+    return [{"inplace": ip} for ip in (False, True)
+            if budget >= min_pebbles(n, Game.INPLACE if ip else Game.CHECKPOINT)]
+
+
+def _best_bennett(n: int, budget: int) -> list[dict[str, Any]]:
+    best = best_bennett(n, budget)
+    return [] if best is None else [{"k": best[0]}]
+
+
+register(Method(
+    "treeverse", treeverse,
+    lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
+    (("inplace", False),), True,
+    "optimal binomial checkpointing (Griewank's Revolve; Liu & Xu Algorithm 3, optimal)",
+    encoded=treeverse_encoded, fit=_treeverse_fit,
+    steps=lambda n, budget, inplace: min_forward_steps(
+        n, budget, Game.INPLACE if inplace else Game.CHECKPOINT)))
+register(Method(
+    "treeverse-paper", treeverse_paper, _fixed(Game.CHECKPOINT),
+    (("delta", None), ("tau", None)), False,
+    "the paper's Algorithm 3 exactly (not optimal)",
+    fit=lambda n, budget: [{"delta": budget - 1}] if budget >= 2 else []))
+register(Method(
+    "bennett", bennett, _fixed(Game.REVERSIBLE), (("k", 2), ("uncompute", True)), False,
+    "Bennett's k-ary compute/uncompute (the paper's Algorithm 2), reversible game",
+    need=lambda n, k, uncompute: bennett_pebbles(n, k, uncompute=uncompute),
+    fit=lambda n, budget: [o | {"uncompute": False} for o in _best_bennett(n, budget)],
+    steps=lambda n, budget, k, uncompute: bennett_steps(n, k, uncompute=uncompute)))
+register(Method(
+    "bennett-gradient", bennett_gradient, _fixed(Game.CHECKPOINT), (("k", 2),), False,
+    "Bennett's reach run and its mirror with paints (a gradient schedule)",
+    need=lambda n, k: bennett_pebbles(n, k, uncompute=False), fit=_best_bennett,
+    steps=lambda n, budget, k: 2 * bennett_steps(n, k, uncompute=False) - n))
+register(Method(
+    "reversible-optimal", reversible_optimal, _fixed(Game.REVERSIBLE), (), True,
+    "fewest steps of the reversible game (needs n <= 2^budget - 1)",
+    fit=lambda n, budget: [{}] if budget >= min_pebbles(n, Game.REVERSIBLE) else [],
+    steps=lambda n, budget: reversible_min_steps(n, min(budget, n))))
+register(Method(
+    "store-all", store_all, _fixed(Game.CHECKPOINT), (), False,
+    "store every state: n - 1 steps, n - 1 states", need=lambda n: n - 1,
+    fit=lambda n, budget: [{}] if budget >= n - 1 else [], steps=lambda n, budget: n - 1))
+register(Method(
+    "recompute-all", recompute_all, _fixed(Game.CHECKPOINT), (), False,
+    "walk from s_0 to every cell: n(n-1)/2 steps, two states",
+    need=lambda n: min(n - 1, 2),
+    fit=lambda n, budget: [{}] if budget >= min(n - 1, 2) else [],
+    steps=lambda n, budget: n * (n - 1) // 2))
+register(Method(
+    "periodic", periodic, _fixed(Game.CHECKPOINT), (("every", None),), False,
+    "a checkpoint every `every` steps, store-all within segments"))

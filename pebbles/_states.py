@@ -1,0 +1,80 @@
+"""States as the generic executor sees them: arrays, or pytrees of arrays.
+
+A state (and a gradient) is a NumPy-like array, or a tuple, list or dict of
+states (nested freely). The executor checks every value a callback returns
+against ``s0``'s structure, shapes and dtypes leaf by leaf, adds gradients leaf
+by leaf, and (in debug mode) fingerprints states to catch a callback that
+changes one it was only meant to read.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add", "aliases", "all_finite", "describe", "digest", "leaves", "signature"]
+
+
+def leaves(x: Any) -> list[Any]:
+    """The arrays of a state, in a fixed order (dict keys sorted)."""
+    if isinstance(x, (tuple, list)):
+        return [leaf for item in x for leaf in leaves(item)]
+    if isinstance(x, dict):
+        return [leaf for key in sorted(x) for leaf in leaves(x[key])]
+    return [x]
+
+
+def signature(x: Any) -> Any:
+    """Structure, shapes and dtypes of a state (two states match when these are equal)."""
+    if isinstance(x, (tuple, list)):
+        return (type(x).__name__, tuple(signature(item) for item in x))
+    if isinstance(x, dict):
+        return ("dict", tuple((key, signature(x[key])) for key in sorted(x)))
+    return (np.shape(x), str(getattr(x, "dtype", type(x).__name__)))
+
+
+def describe(sig: Any) -> str:
+    """A signature in words, e.g. ``shape=(3,), dtype=float64``."""
+    if len(sig) == 2 and isinstance(sig[0], tuple) and isinstance(sig[1], str):
+        return f"shape={sig[0]}, dtype={sig[1]}"
+    if sig[0] == "dict":
+        return "{" + ", ".join(f"{k!r}: {describe(s)}" for k, s in sig[1]) + "}"
+    inner = ", ".join(describe(s) for s in sig[1])
+    return f"{sig[0]}({inner})"
+
+
+def add(a: Any, b: Any) -> Any:
+    """Leaf-by-leaf sum of two states of the same structure."""
+    if isinstance(a, (tuple, list)):
+        return type(a)(add(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return {key: add(a[key], b[key]) for key in a}
+    return a + b
+
+
+def all_finite(x: Any) -> bool:
+    """True when no leaf holds NaN or infinity."""
+    return all(bool(np.all(np.isfinite(leaf))) for leaf in leaves(x))
+
+
+def aliases(a: Any, b: Any) -> bool:
+    """Whether two states are one object or share memory in any pair of leaves."""
+    if a is b:
+        return True
+    la, lb = leaves(a), leaves(b)
+    for x in la:
+        for y in lb:
+            if x is y or (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
+                          and np.may_share_memory(x, y)):
+                return True
+    return False
+
+
+def digest(x: Any) -> int:
+    """A checksum of a state's contents (debug mode: has a callback changed it?)."""
+    crc = 0
+    for leaf in leaves(x):
+        crc = zlib.crc32(np.ascontiguousarray(leaf).view(np.uint8).ravel(), crc)
+    return crc

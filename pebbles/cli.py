@@ -1,0 +1,349 @@
+"""The ``pebbles`` command line, and the plumbing every command line of the project uses.
+
+``pebbles schedule|compare|plan|methods`` live here; ``pebbles draw`` and
+``pebbles tradeoff`` are contributed by :mod:`visualize` through the
+``pebbles.commands`` entry-point group, so this core module never imports the
+layer above it. ``python -m solvers.lorenz``, ``python -m solvers.pml`` and
+``python -m visualize`` build on :class:`OneLineParser`, :func:`positive`,
+:func:`parse_bytes` and :func:`run_command`: one parser, one error policy.
+
+Error policy: bad input is one line on stderr (``PROG: error: ...``) and exit
+status 2; a missing optional package names the ``pip install`` that brings it;
+Ctrl-C is one line and exit status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from ._errors import PebblesError, PebblesValueError
+from ._moves import Game, Move, format_move
+from ._optimal import min_forward_steps
+from ._planner import plan
+from ._registry import Schedule, candidates, describe, methods, schedule
+from ._simulator import SimulationResult, simulate
+
+__all__ = ["Command", "OneLineParser", "add_schedule_arguments", "main", "parse_bytes",
+           "positive", "run_command", "schedule_from_args"]
+
+EXAMPLES = """\
+examples:
+  pebbles schedule treeverse -n 20 --pebbles 4            # optimal, paper's game
+  pebbles schedule treeverse -n 20 --pebbles 4 --inplace  # optimal, in-place game
+  pebbles schedule treeverse-paper -n 20 --delta 3 --format summary
+  pebbles schedule bennett -n 16 --k 2 --format summary
+  pebbles methods
+  pebbles compare -n 1000 --pebbles 10
+  pebbles plan -n 10000 --memory 2GB --state-bytes 32MB --backward-cost 3
+  pebbles draw treeverse-paper -n 20 --delta 3 -o fig7a.png
+  pebbles tradeoff -n 100 10000 -o tradeoff.png
+"""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def positive(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """Parse '2GB', '32MiB', '1e6' into bytes (KB/MB/GB decimal, KiB/MiB/GiB binary).
+
+    Examples
+    --------
+    >>> from pebbles.cli import parse_bytes
+    >>> parse_bytes("2GB"), parse_bytes("32MiB"), parse_bytes("1e3")
+    (2000000000, 33554432, 1000)
+    """
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", text)
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size; write e.g. 2GB, 512MiB or 1000000")
+    try:
+        value = float(m.group(1)) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 2GB") from None
+    if not math.isfinite(value) or value < 1 or value > 2**62:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a size from 1 byte to 4 EiB")
+    return int(value)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                run: Callable[[argparse.Namespace], str],
+                errors: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError),
+                ) -> int:
+    """Parse ``argv``, print ``run(args)``; return the exit status.
+
+    An exception in ``errors`` (or an ImportError of an optional package)
+    becomes ``PROG: error: MESSAGE`` (one line) on stderr and status 2; Ctrl-C
+    is one line and status 130; ``--help`` and parse errors return argparse's
+    status.
+    """
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return _guarded(parser.prog, lambda: print(run(args)) or 0, errors)
+
+
+def _guarded(prog: str, call: Callable[[], int],
+             errors: tuple[type[BaseException], ...]) -> int:
+    try:
+        return call()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+    except (*errors, PebblesError, ImportError) as err:
+        line = " ".join(str(err).split()) or type(err).__name__
+        sys.stderr.write(f"{prog}: error: {line}\n")
+        return 2
+
+
+# ---------------------------------------------------------------------------
+# schedules by name
+# ---------------------------------------------------------------------------
+def add_schedule_arguments(parser: argparse.ArgumentParser,
+                           choices: Sequence[str] | None = None) -> None:
+    """Add METHOD and the schedule options (shared by ``schedule``, ``draw``, the solvers)."""
+    parser.add_argument("method", choices=methods() if choices is None else choices)
+    parser.add_argument("-n", type=positive, required=True, help="number of steps")
+    parser.add_argument("--pebbles", "--budget", dest="budget", type=_count,
+                        help="budget S: states stored besides s_0 (treeverse, ...)")
+    parser.add_argument("--inplace", action="store_true", help="treeverse: in-place game")
+    parser.add_argument("--k", type=positive, help="bennett: blocks per level (2)")
+    parser.add_argument("--delta", type=positive, help="treeverse-paper: delta")
+    parser.add_argument("--tau", type=_count, help="treeverse-paper: tau (default: least)")
+    parser.add_argument("--no-uncompute", action="store_true", help="bennett: stop at cell n")
+    parser.add_argument("--every", type=positive, help="periodic: checkpoint interval")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
+    return value
+
+
+def schedule_from_args(args: argparse.Namespace, method: str | None = None) -> Schedule:
+    """The registry's schedule for parsed schedule arguments (:func:`add_schedule_arguments`)."""
+    method = args.method if method is None else method
+    entry = describe(method)
+    opts: dict[str, Any] = {}
+    for name, _default in entry.options:
+        if name == "uncompute":
+            value = not getattr(args, "no_uncompute", False)
+        else:
+            value = getattr(args, name, None)
+        if value is not None:
+            opts[name] = value
+        elif _default is None and name != "tau":
+            raise PebblesValueError(f"method {method} needs --{name.replace('_', '-')}")
+    budget = getattr(args, "budget", None)
+    if entry.takes_budget and budget is None:
+        raise PebblesValueError(f"method {method} needs --pebbles (the budget)")
+    return schedule(method, args.n, budget=budget, **opts)
+
+
+def _summary(s: Schedule, r: SimulationResult) -> dict:
+    out = {
+        "method": s.method, "game": r.game.value, "n": r.n, "budget": s.budget,
+        "forward_steps": r.forward_steps, "backward_steps": r.backward_steps,
+        "peak_states": r.peak_states,
+    }
+    if r.game is Game.REVERSIBLE:
+        out["first_reach_n"] = r.first_reach_n
+    return out
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    s = schedule_from_args(args)
+    write = sys.stdout.write
+    if args.format == "moves":
+        write(f"# {s}  (game={s.game.value})\n")
+        result = simulate(_echo(s, write), s.n, s.game, s.budget)
+        write(f"# {json.dumps(_summary(s, result))}\n")
+    elif args.format == "summary":
+        write(json.dumps(_summary(s, s.simulate())) + "\n")
+    else:
+        texts: list[str] = []
+        result = simulate(_echo(s, lambda t: texts.append(t[:-1])), s.n, s.game, s.budget)
+        write(json.dumps(_summary(s, result) | {"moves": texts}) + "\n")
+    return 0
+
+
+def _echo(moves: Schedule, write: Callable[[str], object]) -> Iterator[Move]:
+    for m in moves:
+        write(format_move(m) + "\n")
+        yield m
+
+
+def _label(s: Schedule) -> str:
+    """A schedule's flags without ``-n`` and the budget, e.g. ``treeverse --inplace``."""
+    words = str(s).split()
+    keep, skip = [], 0
+    for w in words:
+        if skip:
+            skip -= 1
+        elif w in ("-n", "--budget"):
+            skip = 1
+        else:
+            keep.append(w)
+    return " ".join(keep)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    n, budget = args.n, args.budget
+    min_forward_steps(n, budget, Game.CHECKPOINT)  # validates the budget
+    tt = "T'/T"
+    lines = [f"# n={n}, budget={budget} states; T'/T = forward steps / n",
+             f"{'method':<34} {'game':<11} {'steps':>12} {tt:>8} {'peak':>5}  optimal?"]
+    for s in candidates(n, budget):
+        r = s.simulate()
+        best = min_forward_steps(n, r.peak_states, s.game)
+        lines.append(f"{_label(s):<34} {s.game.value:<11} {r.forward_steps:>12} "
+                     f"{r.forward_steps / n:>8.3f} {r.peak_states:>5}  "
+                     f"{'yes' if r.forward_steps == best else f'no ({best})'}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,
+             backward_cost=args.backward_cost)
+    lines = [f"# n={p.n}, budget={p.budget} states besides s_0 (the executor holds "
+             f"{p.best.states - p.budget} more), backward cost {p.backward_cost:g}x a forward "
+             f"step; cost in forward-step units",
+             f"{'method':<34} {'game':<11} {'forward':>12} {'cost':>14} {'vs primal':>9}"]
+    for c in p.candidates:
+        lines.append(f"{_label(c.schedule):<34} {c.game:<11} {c.forward_steps:>12} "
+                     f"{c.cost:>14.0f} {c.cost / p.n:>9.2f}")
+    b = p.best
+    if p.memory is not None:
+        lines.append(f"# memory held at most: {p.memory} bytes ({b.states} states)")
+    if b.needs_step_into:
+        lines.append("# the in-place game: give pebbles.replay a step_into callback")
+    lines.append(f"recommended: pebbles schedule {b.schedule}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    lines = []
+    for name in methods():
+        entry = describe(name)
+        opts = ["budget"] * entry.takes_budget + [k for k, _ in entry.options]
+        lines.append(f"{name:<20} {', '.join(opts) or '-':<28} {entry.summary}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# commands contributed by other packages
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A ``pebbles`` subcommand offered through the ``pebbles.commands`` entry points.
+
+    ``add_arguments(parser)`` must not import heavy packages; ``run(args)``
+    may, and an ImportError it raises becomes a one-line error.
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _plugins() -> list[Command]:
+    found = []
+    for ep in metadata.entry_points(group="pebbles.commands"):
+        try:
+            command = ep.load()
+        except ImportError:
+            continue  # its package is not installed: the command is simply absent
+        if isinstance(command, Command):
+            found.append(command)
+    return found
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="pebbles", description="Checkpointing schedules and pebble games "
+                      "(Liu & Xu, Automatic differentiation in physics simulation).",
+                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    s = sub.add_parser("schedule", help="print or summarise a schedule", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_schedule_arguments(s)
+    s.add_argument("--format", choices=("moves", "json", "summary"), default="moves")
+    s.set_defaults(run=_cmd_schedule)
+    c = sub.add_parser("compare", help="table of all methods at one budget")
+    c.add_argument("-n", type=positive, required=True)
+    c.add_argument("--pebbles", "--budget", dest="budget", type=_count, required=True)
+    c.set_defaults(run=_cmd_compare)
+    q = sub.add_parser("plan", help="recommend a schedule for a memory budget")
+    q.add_argument("-n", type=positive, required=True)
+    q.add_argument("--pebbles", "--budget", dest="budget", type=_count)
+    q.add_argument("--memory", type=parse_bytes, help="memory for states, e.g. 2GB")
+    q.add_argument("--state-bytes", type=parse_bytes, help="bytes of one state, e.g. 32MB")
+    q.add_argument("--backward-cost", type=nonnegative_float, default=1.0,
+                   help="backward step cost / forward step cost (1)")
+    q.set_defaults(run=_cmd_plan)
+    m = sub.add_parser("methods", help="list the schedules and their options")
+    m.set_defaults(run=_cmd_methods)
+    for command in _plugins():
+        d = sub.add_parser(command.name, help=command.help)
+        command.add_arguments(d)
+        d.set_defaults(run=command.run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (2 on bad input, 130 on Ctrl-C)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return _guarded("pebbles", lambda: args.run(args), (ValueError, TypeError, OSError))
