@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from ._baselines import periodic, recompute_all, store_all
-from ._bennett import bennett, bennett_gradient, bennett_pebbles, bennett_steps, best_bennett
+from ._bennett import (
+    bennett,
+    bennett_gradient,
+    bennett_pebbles,
+    bennett_steps,
+    best_bennett,
+    reversible_gradient,
+)
 from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
 from ._lowering import SlotProgram, lower
@@ -281,7 +288,7 @@ def _options(entry: Method, given: Mapping[str, Any]) -> dict[str, Any]:
     return opts
 
 
-_OPTIONAL = frozenset({"tau"})
+_OPTIONAL = frozenset({"tau", "disk_budget"})
 
 
 def _fixed(game: Game) -> Callable[[Mapping[str, Any]], Game]:
@@ -321,10 +328,17 @@ register(Method(
     "bennett-gradient", bennett_gradient, _fixed(Game.CHECKPOINT), (("k", 2),), False,
     "Bennett's reach run and its mirror with paints (a gradient schedule)",
     need=lambda n, k: bennett_pebbles(n, k, uncompute=False), fit=_best_bennett,
-    steps=lambda n, budget, k: 2 * bennett_steps(n, k, uncompute=False) - n))
+    steps=lambda n, budget, k: bennett_steps(n, k, uncompute=False)))
 register(Method(
     "reversible-optimal", reversible_optimal, _fixed(Game.REVERSIBLE), (), True,
     "fewest steps of the reversible game (needs n <= 2^budget - 1)",
+    fit=lambda n, budget: [{}] if budget >= min_pebbles(n, Game.REVERSIBLE) else [],
+    steps=lambda n, budget: reversible_min_steps(n, min(budget, n))))
+register(Method(
+    "reversible-gradient",
+    lambda n, budget: reversible_gradient(reversible_optimal(n, budget), n),
+    _fixed(Game.CHECKPOINT), (), True,
+    "the reversible optimum and its mirror with paints (a gradient schedule)",
     fit=lambda n, budget: [{}] if budget >= min_pebbles(n, Game.REVERSIBLE) else [],
     steps=lambda n, budget: reversible_min_steps(n, min(budget, n))))
 register(Method(

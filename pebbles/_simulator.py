@@ -314,6 +314,9 @@ def rule_text(code: int, mv: Move, g: _Game) -> str:
     name, n = kind.name.lower(), g.n
     painted = int(g.st[R.ST_PAINTED])
     lo = 0 if kind is MoveKind.PAINT else 1
+    if code == R.E_PAINT_ORDER and int(g.st[R.ST_PAINTS]) == 0 and kind is MoveKind.PAINT:
+        return (f"paint {a} comes first, so this schedule is for n={a + 1} steps, but n={n} "
+                f"was given (the first paint must be paint {n - 1}); pass n={a + 1}")
     texts = {
         R.E_GAME: f"'{name}' is not a move of the {g.game.value} game",
         R.E_FWD_RANGE: f"forward i j needs 0 <= i < j <= {n}, got i={a}, j={b}",

@@ -154,6 +154,17 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--tau", type=_count, help="treeverse-paper: tau (default: least)")
     parser.add_argument("--no-uncompute", action="store_true", help="bennett: stop at cell n")
     parser.add_argument("--every", type=positive, help="periodic: checkpoint interval")
+    parser.add_argument("--disk-slots", dest="disk_budget", type=_disk_slots,
+                        help="two-level: states on disk (a number or 'inf')")
+    parser.add_argument("--write-cost", type=nonnegative_float,
+                        help="two-level: cost of writing a state to disk, in forward steps")
+    parser.add_argument("--read-cost", type=nonnegative_float,
+                        help="two-level: cost of reading a state from disk, in forward steps")
+
+
+def _disk_slots(text: str) -> int | None:
+    """``--disk-slots``: a count, or ``inf`` for an unbounded disk (``None``)."""
+    return None if text.strip().lower() in ("inf", "unbounded") else _count(text)
 
 
 def _count(text: str) -> int:
@@ -178,12 +189,16 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None) -> S
             value = getattr(args, name, None)
         if value is not None:
             opts[name] = value
-        elif _default is None and name != "tau":
+        elif _default is None and name not in _OPTIONAL_FLAGS:
             raise PebblesValueError(f"method {method} needs --{name.replace('_', '-')}")
     budget = getattr(args, "budget", None)
     if entry.takes_budget and budget is None:
         raise PebblesValueError(f"method {method} needs --pebbles (the budget)")
     return schedule(method, args.n, budget=budget, **opts)
+
+
+#: Options whose default None is a meaning of its own (least tau, unbounded disk).
+_OPTIONAL_FLAGS = frozenset({"tau", "disk_budget"})
 
 
 def _summary(s: Schedule, r: SimulationResult) -> dict:

@@ -1,0 +1,207 @@
+"""pebbles.lower (the checked slot program) and the one rule loop, run as Python and compiled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pebbles
+from pebbles import (
+    OP_FREE,
+    OP_LOAD,
+    OP_PAINT,
+    OP_SEED,
+    OP_STEP,
+    OP_STORE,
+    ChainCosts,
+    IllegalMoveError,
+    Move,
+    MoveKind,
+    PebblesValueError,
+    discard,
+    forward,
+    load,
+    lower,
+    paint,
+    place,
+    remove,
+    schedule,
+    simulate,
+    store,
+)
+from pebbles import _simulator as S
+
+
+def interpret(prog: pebbles.SlotProgram) -> dict:
+    """Run a slot program on cell numbers: every slot holds the index of its state."""
+    slots = [None] * prog.nslots
+    slots[0] = 0
+    disk: dict[int, int] = {}
+    seen_seed, paints, steps = False, [], 0
+    for op, src, dst, first, count in prog.ops.tolist():
+        if op == OP_STEP:
+            assert slots[src] == first, (op, src, first)
+            assert dst != 0
+            slots[dst] = first + count
+            steps += count
+        elif op == OP_SEED:
+            assert slots[src] == prog.n and not seen_seed
+            seen_seed = True
+        elif op == OP_PAINT:
+            assert seen_seed and slots[src] == first
+            paints.append(first)
+        elif op == OP_FREE:
+            slots[src] = None
+        elif op == OP_STORE:
+            disk[first] = slots[src]
+        elif op == OP_LOAD:
+            slots[dst] = disk[first]
+        else:
+            del disk[first]
+    return {"paints": paints, "steps": steps}
+
+
+SCHEDULES = [
+    schedule("treeverse", 60, budget=4), schedule("treeverse", 60, budget=3, inplace=True),
+    schedule("treeverse-paper", 30, delta=3), schedule("store-all", 12),
+    schedule("recompute-all", 9), schedule("periodic", 40, every=7),
+    schedule("bennett-gradient", 27, k=3), schedule("reversible-gradient", 20, budget=6),
+    schedule("treeverse", 1, budget=0), schedule("treeverse", 2, budget=1),
+]
+
+
+@pytest.mark.parametrize("s", SCHEDULES, ids=str)
+@pytest.mark.parametrize("frees", [False, True])
+def test_program_does_what_the_moves_say(s, frees):
+    prog = lower(s, frees=frees)
+    r = s.simulate()
+    out = interpret(prog)
+    assert out["paints"] == list(range(s.n - 1, -1, -1))
+    assert out["steps"] == prog.forward_steps
+    extra = int(prog.ops[prog.ops[:, 0] == OP_SEED, 4].sum())
+    assert prog.forward_steps == r.forward_steps + extra
+    assert prog.backward_steps == r.backward_steps == s.n
+    # slots are exactly the most states held at once (s_0 aside), never more than the
+    # simulator's peak plus the scratch s_n
+    assert prog.nslots == prog.peak_states + 1 <= r.peak_states + 2
+    removes = any(m.kind is MoveKind.REMOVE for m in s)
+    assert (OP_FREE in prog.ops[:, 0]) == (frees and (removes or extra == 1))
+
+
+def test_too_few_slots_and_bad_input_are_named():
+    s = schedule("treeverse", 10, budget=3)
+    need = lower(s).nslots
+    with pytest.raises(IllegalMoveError, match=f"slots={need - 1}"):
+        lower(s, slots=need - 1)
+    assert lower(s, slots=need + 3).nslots == need + 3
+    with pytest.raises(PebblesValueError, match="reversible"):
+        lower(schedule("bennett", 8))
+    with pytest.raises(TypeError, match="needs n="):
+        lower(list(s))
+    with pytest.raises(PebblesValueError, match="n=11"):
+        lower(s, 11)
+    with pytest.raises(IllegalMoveError, match="for n=10 steps, but n=12"):
+        lower(list(s), 12)
+    with pytest.raises(IllegalMoveError, match=r"move #1 \(paint 1\)"):
+        lower([forward(0, 1), paint(1)], 3)
+
+
+def test_the_fast_encoding_is_lowered_like_the_stream():
+    s = schedule("treeverse", 5000, budget=7, inplace=True)
+    a = lower(s)
+    b = lower(pebbles.treeverse(5000, 7, inplace=True), 5000)
+    assert np.array_equal(a.ops, b.ops) and a.nslots == b.nslots
+
+
+# -- the rule loop: plain Python and compiled agree ------------------------------------------
+def _both(moves, n, game="checkpoint", budget=None, **kw):
+    """Simulate with the Python loop and with the compiled one; return both outcomes."""
+    arr = pebbles.encode(moves)
+    outcomes = []
+    for jit in (False, True):
+        old = S.JIT_MIN_MOVES
+        S.JIT_MIN_MOVES = 0 if jit else 10**12
+        try:
+            outcomes.append(simulate(arr, n, game, budget, **kw))
+        except IllegalMoveError as err:
+            outcomes.append(("illegal", err.index, str(err)))
+        finally:
+            S.JIT_MIN_MOVES = old
+    return outcomes
+
+
+@given(data=st.data())
+@settings(max_examples=80, deadline=None)
+def test_compiled_and_python_rules_agree_on_mutated_streams(data):
+    n = data.draw(st.integers(2, 40))
+    budget = data.draw(st.integers(2, 6))
+    inplace = data.draw(st.booleans())
+    moves = list(pebbles.treeverse(n, budget, inplace=inplace))
+    for _ in range(data.draw(st.integers(0, 3))):
+        k = data.draw(st.integers(0, len(moves) - 1))
+        kind = data.draw(st.sampled_from(list(MoveKind)))
+        a = data.draw(st.integers(-1, n + 1))
+        moves[k] = Move(kind, a, data.draw(st.integers(a, n + 2)))
+    py, jit = _both(moves, n, "inplace" if inplace else "checkpoint", budget)
+    assert py == jit
+
+
+def test_two_level_moves_and_io_costs():
+    n = 6
+    moves = [forward(0, 3), store(3), remove(3), forward(0, 5), paint(5), remove(5),
+             forward(0, 4), paint(4), remove(4), load(3), discard(3), paint(3), remove(3),
+             forward(0, 2), paint(2), remove(2), forward(0, 1), paint(1), remove(1), paint(0)]
+    r = simulate(moves, n, budget=2, disk_budget=1, write_cost=2.5, read_cost=1.5)
+    assert (r.writes, r.reads, r.peak_disk) == (1, 1, 1)
+    assert r.time == r.forward_steps + 2.5 + 1.5
+    assert _both(moves, n, "checkpoint", 2, disk_budget=1)[0] == _both(
+        moves, n, "checkpoint", 2, disk_budget=1)[1]
+    prog = lower(moves, n, frees=True)
+    assert interpret(prog)["paints"] == list(range(n - 1, -1, -1))
+    assert list(prog.ops[:, 0]).count(OP_STORE) == 1 == list(prog.ops[:, 0]).count(OP_LOAD)
+    bad = [
+        ([store(2)], "needs a pebble in memory on cell 2"),
+        ([forward(0, 2), store(2), store(2)], "already has a disk pebble"),
+        ([load(2)], "cell 2 has no disk pebble"),
+        ([forward(0, 2), store(2), load(2)], "already has a pebble in memory"),
+        ([discard(1)], "no disk pebble"),
+        ([forward(0, 2), store(2), forward(0, 1), store(1)], "disk budget is 1"),
+    ]
+    for stream, words in bad:
+        with pytest.raises(IllegalMoveError, match=words):
+            simulate(stream, n, disk_budget=1, check_end=False)
+    with pytest.raises(IllegalMoveError, match="not a move of the reversible game"):
+        simulate([store(1)], n, "reversible", check_end=False)
+
+
+def test_chain_costs_measure_time_and_bytes():
+    n = 4
+    c = ChainCosts(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 0.5, 0.5, 0.5]),
+                   np.array([10.0, 1.0, 100.0, 1.0, 1.0]))
+    r = simulate(pebbles.store_all(n), n, costs=c)
+    assert r.time == 1 + 2 + 3 + 4 * 0.5  # steps 0..2, four paints
+    assert r.peak_bytes == 1 + 100 + 1
+    # a walk over the big state holds it with its neighbour for a moment
+    r = simulate([forward(0, 3), paint(3), remove(3), forward(0, 2), paint(2), remove(2),
+                  forward(0, 1), paint(1), remove(1), paint(0)], n, costs=c)
+    assert r.peak_bytes == 101 and r.time == (1 + 2 + 3) + (1 + 2) + 1 + 2.0
+    uniform = ChainCosts(np.ones(n), np.zeros(n), np.ones(n + 1))
+    moves = list(pebbles.treeverse(n, 2))
+    a, b = simulate(moves, n, costs=uniform), simulate(moves, n)
+    assert (a.time, a.peak_bytes) == (b.forward_steps, b.peak_states)
+    with pytest.raises(PebblesValueError, match="n=4"):
+        simulate(moves, 5, costs=uniform, check_end=False)
+    with pytest.raises(PebblesValueError, match="sizes"):
+        ChainCosts(np.ones(3), np.ones(3), np.ones(3))
+
+
+def test_huge_boards_are_checked_without_O_n_memory():
+    n = 10**12
+    moves = [forward(0, 10**11), forward(10**11, 5 * 10**11), remove(5 * 10**11),
+             place(10**11 + 1)]
+    r = simulate(moves, n, check_end=False)
+    assert r.forward_steps == 5 * 10**11 + 1 and r.peak_states == 3
+    with pytest.raises(IllegalMoveError, match="walks over a pebble"):
+        simulate([forward(0, 10), forward(0, 20)], n, check_end=False)

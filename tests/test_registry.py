@@ -1,0 +1,128 @@
+"""The schedule registry (pebbles.schedule) and its one enumeration (pebbles.candidates)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pebbles
+from pebbles import (
+    InfeasibleBudgetError,
+    PebblesTypeError,
+    PebblesValueError,
+    Schedule,
+    candidates,
+    describe,
+    methods,
+    predicted_steps,
+    schedule,
+)
+
+CASES = [
+    ("treeverse", 50, {"budget": 4}),
+    ("treeverse", 50, {"budget": 4, "inplace": True}),
+    ("treeverse-paper", 20, {"delta": 3}),
+    ("bennett", 16, {"k": 2}),
+    ("bennett", 16, {"k": 3, "uncompute": False}),
+    ("bennett-gradient", 16, {"k": 2}),
+    ("reversible-optimal", 16, {"budget": 5}),
+    ("store-all", 10, {}),
+    ("recompute-all", 10, {}),
+    ("periodic", 100, {"every": 10}),
+]
+
+
+@pytest.mark.parametrize("method,n,opts", CASES)
+def test_schedule_value_matches_the_plain_generator(method, n, opts):
+    s = schedule(method, n, **opts)
+    assert isinstance(s, Schedule) and s.method == method and s.n == n
+    # iterable any number of times, each time the same stream
+    first, second = list(s), list(s)
+    assert first == second and first
+    assert np.array_equal(s.encode(), pebbles.encode(first))
+    r = s.simulate()
+    assert r.game is s.game and r.moves == len(first)
+    # the stream is the method's own generator, unchanged
+    entry = describe(method)
+    kw = {k: v for k, v in opts.items() if k != "budget"}
+    if entry.takes_budget:
+        kw["budget"] = opts["budget"]
+    assert first == list(entry.make(n, **kw))
+
+
+def test_schedule_is_a_frozen_hashable_value():
+    s = schedule("treeverse", 20, budget=4)
+    assert s == schedule("treeverse", 20, budget=4) and hash(s) == hash(
+        schedule("treeverse", 20, budget=4))
+    with pytest.raises(AttributeError):
+        s.n = 3  # type: ignore[misc]
+    assert str(s) == "treeverse -n 20 --budget 4"
+    assert str(schedule("treeverse", 20, budget=4, inplace=True)).endswith("--inplace")
+    assert str(schedule("bennett", 8, uncompute=False)) == "bennett -n 8 --k 2 --no-uncompute"
+
+
+@pytest.mark.parametrize("n,budget,inplace", [(1, 0, False), (2, 1, False), (1000, 5, False),
+                                              (1000, 5, True), (12345, 10, True),
+                                              (300, 2, False), (300, 1, True)])
+def test_fast_treeverse_encoding_equals_the_generator(n, budget, inplace):
+    s = schedule("treeverse", n, budget=budget, inplace=inplace)
+    assert np.array_equal(s.encode(), pebbles.encode(pebbles.treeverse(n, budget,
+                                                                        inplace=inplace)))
+
+
+@given(n=st.integers(1, 3000), budget=st.integers(1, 12), inplace=st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_fast_encoding_is_optimal_and_legal(n, budget, inplace):
+    game = "inplace" if inplace else "checkpoint"
+    if budget < pebbles.min_pebbles(n, game):
+        return
+    s = schedule("treeverse", n, budget=budget, inplace=inplace)
+    r = s.simulate()
+    assert r.forward_steps == pebbles.min_forward_steps(n, budget, game)
+
+
+@pytest.mark.parametrize("call,error,words", [
+    (lambda: schedule("nosuch", 10), PebblesValueError, "method='nosuch'"),
+    (lambda: schedule("treeverse", 10), PebblesTypeError, "needs budget"),
+    (lambda: schedule("treeverse", 10, budget=3, k=2), PebblesTypeError, "k=2"),
+    (lambda: schedule("treeverse", 10, budget=1), InfeasibleBudgetError, "budget=2"),
+    (lambda: schedule("treeverse", 0, budget=3), PebblesValueError, "n=0"),
+    (lambda: schedule("treeverse", 10, budget=3, inplace="no"), PebblesTypeError,
+     "inplace='no'"),
+    (lambda: schedule("periodic", 10), PebblesTypeError, "needs every"),
+    (lambda: schedule("store-all", 10, budget=3), InfeasibleBudgetError, "budget=3"),
+    (lambda: schedule("recompute-all", 10, budget=1), InfeasibleBudgetError, "budget=1"),
+    (lambda: schedule("bennett-gradient", 64, k=2, budget=3), InfeasibleBudgetError,
+     "budget=3"),
+])
+def test_bad_requests_name_the_argument(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_a_budget_a_method_ignores_is_enforced_when_played():
+    # treeverse-paper has no closed form for its peak: the simulator enforces the budget
+    s = schedule("treeverse-paper", 20, delta=3, budget=3)
+    with pytest.raises(pebbles.IllegalMoveError, match="budget is 3"):
+        s.simulate()
+    assert schedule("treeverse-paper", 20, delta=3, budget=4).simulate().peak_states == 4
+
+
+@pytest.mark.parametrize("n,budget", [(1, 0), (2, 1), (3, 2), (16, 5), (100, 6), (1000, 10)])
+def test_candidates_fit_the_budget_and_predict_their_steps(n, budget):
+    found = candidates(n, budget)
+    assert found and {s.method for s in found} <= set(methods())
+    for s in found:
+        r = s.simulate()  # within the budget, by the simulator's rules
+        assert r.peak_states <= budget
+        steps = predicted_steps(s)
+        if steps is not None:
+            assert steps == r.forward_steps, str(s)
+
+
+def test_every_method_is_described():
+    for name in methods():
+        entry = describe(name)
+        assert entry.name == name and entry.summary
