@@ -41,7 +41,7 @@ import numpy as np
 from . import _rules as R
 from ._errors import PebblesTypeError, PebblesValueError
 from ._moves import Game, Move, MoveKind, encode
-from ._simulator import JIT_MIN_MOVES, _Game, compiled_play
+from ._simulator import _Game, use_compiled
 from ._validation import check_int
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def lower(
     if slots is not None:
         slots = check_int("slots", slots, 2)
     cap = n + 1 if slots is None else slots - 1
-    compiled = len(arr) >= JIT_MIN_MOVES and compiled_play() is not None
+    compiled = use_compiled(len(arr))
     g = _Game(n, game, None, None, None, compiled)
     g.lower = 2 if frees else 1
     slot = np.full(n + 1, -1, dtype=np.int64)

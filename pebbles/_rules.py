@@ -65,6 +65,7 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
     with ``st[ST_INDEX]`` its position and ``st[ST_CODE]`` its code.
     """
     allowed = _ALLOWED[game]
+    unit = len(size) == 0  # every state has size 1: bytes are pebbles
     for k in range(m):
         kind = kinds[k]
         a = aa[k]
@@ -101,7 +102,8 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             st[ST_COUNT] += 1
             st[ST_STEPS] += b - a
             ft[FT_TIME] += walk
-            ft[FT_BYTES] += 1.0 if len(size) == 0 else size[b]
+            if not unit:
+                ft[FT_BYTES] += size[b]
             if len(size) == 0:
                 xbytes = float(extra)
             if lower:
@@ -153,7 +155,8 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 return
             occ[a] = 0
             st[ST_COUNT] -= 1
-            ft[FT_BYTES] -= 1.0 if len(size) == 0 else size[a]
+            if not unit:
+                ft[FT_BYTES] -= size[a]
             if lower:
                 free[st[ST_NFREE]] = slot[a]
                 st[ST_NFREE] += 1
@@ -174,7 +177,8 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             st[ST_COUNT] -= 1
             st[ST_STEPS] += 1
             ft[FT_TIME] += 1.0 if len(fcost) == 0 else fcost[a - 1]
-            ft[FT_BYTES] -= 1.0 if len(size) == 0 else size[a]
+            if not unit:
+                ft[FT_BYTES] -= size[a]
         elif kind == K_PLACE or kind == K_MOVE:
             if a < 1 or a > n:
                 st[ST_CODE] = E_CELL
@@ -191,10 +195,12 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             occ[a] = 1
             st[ST_STEPS] += 1
             ft[FT_TIME] += 1.0 if len(fcost) == 0 else fcost[a - 1]
-            ft[FT_BYTES] += 1.0 if len(size) == 0 else size[a]
+            if not unit:
+                ft[FT_BYTES] += size[a]
             if kind == K_MOVE:
                 occ[a - 1] = 0
-                ft[FT_BYTES] -= 1.0 if len(size) == 0 else size[a - 1]
+                if not unit:
+                    ft[FT_BYTES] -= size[a - 1]
                 if len(size) > 0:
                     xbytes = max(0.0, size[a - 1] - size[a]) + 0.0
                 if lower:
@@ -249,7 +255,8 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             occ[a] = 1
             st[ST_COUNT] += 1
             st[ST_READS] += 1
-            ft[FT_BYTES] += 1.0 if len(size) == 0 else size[a]
+            if not unit:
+                ft[FT_BYTES] += size[a]
             if lower:
                 if st[ST_NFREE] == 0:
                     st[ST_CODE] = E_SLOTS
@@ -274,8 +281,10 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             st[ST_REACHED] = reached
             st[ST_CODE] = E_BUDGET
             return
-        st[ST_PEAK] = max(st[ST_PEAK], reached)
-        ft[FT_PEAKBYTES] = max(ft[FT_PEAKBYTES], ft[FT_BYTES] + xbytes)
+        if reached > st[ST_PEAK]:
+            st[ST_PEAK] = reached
+        if not unit and ft[FT_BYTES] + xbytes > ft[FT_PEAKBYTES]:
+            ft[FT_PEAKBYTES] = ft[FT_BYTES] + xbytes
         if lower:
             _slot_peak(st, free, 0)
     st[ST_INDEX] = m

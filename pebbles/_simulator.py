@@ -38,6 +38,7 @@ source. This module feeds it, turns a rule code into words and measures.
 from __future__ import annotations
 
 import os
+import sys
 import types
 from array import array
 from bisect import bisect_left
@@ -217,6 +218,13 @@ _python_play = _play_with(_first_set=_first_set)
 DENSE_MAX_N = 10**7
 
 
+def use_compiled(moves: int) -> bool:
+    """Whether to check ``moves`` encoded moves with the compiled loop: long streams, or
+    shorter ones when Numba is loaded already (then it costs nothing to start)."""
+    limit = JIT_MIN_MOVES // 50 if "numba" in sys.modules else JIT_MIN_MOVES
+    return moves >= limit and compiled_play() is not None
+
+
 @cache
 def compiled_play() -> Any:
     """The rule loop compiled by Numba (cached on disk), or ``None`` without Numba."""
@@ -305,7 +313,7 @@ class _Game:
             self.moves, None if reach < 0 else reach,
             None if boards is None else tuple(boards), int(st[R.ST_WRITES]),
             int(st[R.ST_READS]), int(st[R.ST_DPEAK]), float(ft[R.FT_TIME]) + io,
-            float(ft[R.FT_PEAKBYTES]))
+            float(ft[R.FT_PEAKBYTES]) if len(self.costs[2]) else float(st[R.ST_PEAK]))
 
 
 def rule_text(code: int, mv: Move, g: _Game) -> str:
@@ -314,10 +322,11 @@ def rule_text(code: int, mv: Move, g: _Game) -> str:
     name, n = kind.name.lower(), g.n
     painted = int(g.st[R.ST_PAINTED])
     lo = 0 if kind is MoveKind.PAINT else 1
-    if code == R.E_PAINT_ORDER and int(g.st[R.ST_PAINTS]) == 0 and kind is MoveKind.PAINT:
-        return (f"paint {a} comes first, so this schedule is for n={a + 1} steps, but n={n} "
-                f"was given (the first paint must be paint {n - 1}); pass n={a + 1}")
-    texts = {
+    hint = ""
+    if code == R.E_PAINT_ORDER and int(g.st[R.ST_PAINTS]) == 0 and 0 <= a < n:
+        hint = (f"; the first paint is paint {a}, so this schedule looks like one for "
+                f"n={a + 1} steps, but n={n} was given")
+    texts: dict[int, str] = {
         R.E_GAME: f"'{name}' is not a move of the {g.game.value} game",
         R.E_FWD_RANGE: f"forward i j needs 0 <= i < j <= {n}, got i={a}, j={b}",
         R.E_FWD_START: f"forward starts from cell {a}, which has no pebble",
@@ -344,7 +353,7 @@ def rule_text(code: int, mv: Move, g: _Game) -> str:
         R.E_SLOTS: f"needs more than slots={len(g.free) + 1} (s_0 included); pass slots=None "
                    f"to size them from the schedule",
     }
-    return texts[code]
+    return texts[code] + hint
 
 
 def _chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, array, array]]:
@@ -440,7 +449,7 @@ def simulate(
     read_cost = _check_cost("read_cost", read_cost)
     if isinstance(moves, np.ndarray):
         arr = as_encoded(moves)
-        fast = not trace and len(arr) >= JIT_MIN_MOVES and compiled_play() is not None
+        fast = not trace and use_compiled(len(arr))
         if fast:
             g = _Game(n, game, budget, disk_budget, costs, True)
             g.play(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy())

@@ -27,7 +27,7 @@ from ._errors import InfeasibleBudgetError, PebblesTypeError
 from ._moves import Game, Move, MoveKind, encode
 from ._validation import check_int
 
-__all__ = ["paper_tau", "treeverse", "treeverse_encoded", "treeverse_paper"]
+__all__ = ["paper_tau", "treeverse", "treeverse_chunks", "treeverse_encoded", "treeverse_paper"]
 
 _PAINT, _REMOVE, _FORWARD = MoveKind.PAINT, MoveKind.REMOVE, MoveKind.FORWARD
 
@@ -85,10 +85,27 @@ def treeverse_encoded(n: int, budget: int, *, inplace: bool = False) -> np.ndarr
     >>> np.array_equal(treeverse_encoded(1000, 5), encode(treeverse(1000, 5)))
     True
     """
+    return np.concatenate(list(treeverse_chunks(n, budget, inplace=inplace)))
+
+
+def treeverse_chunks(n: int, budget: int, *, inplace: bool = False) -> Iterator[np.ndarray]:
+    """Stream the moves of :func:`treeverse` as encoded ``int64`` (m, 3) chunks.
+
+    The streamed form of :func:`treeverse_encoded`: memory O(S log n) besides
+    the cache of small subtrees, each chunk a few thousand moves at most.
+
+    Examples
+    --------
+    >>> from pebbles._treeverse import treeverse_chunks
+    >>> sum(int((c[:, 2] - c[:, 1])[c[:, 0] == 5].sum()) for c in treeverse_chunks(20, 4))
+    40
+    """
     n, budget, table = _checked(n, budget, inplace)
-    rows = _rows(n, budget, table)
+    return _chunks(_rows(n, budget, table), n, budget)
+
+
+def _chunks(rows: list[list[int]], n: int, budget: int) -> Iterator[np.ndarray]:
     blocks: dict[tuple[int, int], np.ndarray] = {}
-    pieces: list[np.ndarray] = []
     pending: list[tuple[int, int, int]] = []
     stack = [(0, n, budget)]
     while stack:
@@ -104,15 +121,14 @@ def treeverse_encoded(n: int, budget: int, *, inplace: bool = False) -> np.ndarr
             if block is None:
                 block = blocks[(m, s)] = encode(_tasks(rows, [(0, m, s)]))
             if pending:
-                pieces.append(np.array(pending, dtype=np.int64))
+                yield np.array(pending, dtype=np.int64)
                 pending.clear()
             shifted = block + base
             shifted[block[:, 2] < 0, 2] = -1
             shifted[:, 0] = block[:, 0]
-            pieces.append(shifted)
+            yield shifted
     if pending:
-        pieces.append(np.array(pending, dtype=np.int64))
-    return np.concatenate(pieces)
+        yield np.array(pending, dtype=np.int64)
 
 
 _BLOCK = 256  # subtrees this short or shorter are copied from the block cache

@@ -102,7 +102,7 @@ def test_too_few_slots_and_bad_input_are_named():
         lower(list(s))
     with pytest.raises(PebblesValueError, match="n=11"):
         lower(s, 11)
-    with pytest.raises(IllegalMoveError, match="for n=10 steps, but n=12"):
+    with pytest.raises(IllegalMoveError, match="one for n=10 steps, but n=12 was given"):
         lower(list(s), 12)
     with pytest.raises(IllegalMoveError, match=r"move #1 \(paint 1\)"):
         lower([forward(0, 1), paint(1)], 3)

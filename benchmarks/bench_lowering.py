@@ -1,0 +1,135 @@
+"""The schedule path's speed: generating, checking and lowering Treeverse, against Multistage.
+
+Measured side by side in one run (ratios come from the same run):
+
+* ``lower``: ``pebbles.lower(pebbles.schedule("treeverse", n, budget=S, inplace=True))``
+  -- generate (the block-cached encoder), check with the simulator's rules and assign
+  every state a slot -- in process, warm (best of ``--repeats``), and cold: a fresh
+  process that imports pebbles and lowers once (Numba's import and its cached compiled
+  rule loop included).
+* ``count``: generating and counting the forward steps of the in-place Treeverse
+  schedule, both sides streamed and counted: ours as encoded chunks
+  (``pebbles._treeverse.treeverse_chunks``), checkpoint_schedules'
+  ``MultistageCheckpointSchedule(n, S, 0)`` iterated to ``EndReverse``, counting its
+  ``Forward`` actions' steps.
+* ``process``: whole processes, ``pebbles schedule treeverse --inplace -n N --pebbles S
+  --format summary`` (checked by the simulator's rules) against a process that imports
+  checkpoint_schedules and iterates Multistage(N, S) to EndReverse.
+
+Usage: python benchmarks/bench_lowering.py [--quick] [--repeats 3] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from _common import best_of, machine_info, package_version, write_results
+
+import pebbles
+from pebbles._treeverse import treeverse_chunks
+
+MULTISTAGE = """
+import sys
+from checkpoint_schedules import EndReverse, Forward, MultistageCheckpointSchedule
+n, s = int(sys.argv[1]), int(sys.argv[2])
+steps = 0
+for action in MultistageCheckpointSchedule(n, s, 0):
+    if isinstance(action, Forward):
+        steps += action.n1 - action.n0
+    elif isinstance(action, EndReverse):
+        break
+print(steps)
+"""
+
+LOWER_COLD = """
+import sys, pebbles
+n, s = int(sys.argv[1]), int(sys.argv[2])
+p = pebbles.lower(pebbles.schedule("treeverse", n, budget=s, inplace=True))
+print(p.forward_steps)
+"""
+
+
+def count_ours(n: int, s: int) -> int:
+    """Forward steps of the streamed in-place Treeverse chunks."""
+    total = 0
+    for c in treeverse_chunks(n, s, inplace=True):
+        fwd = c[:, 0] == pebbles.MoveKind.FORWARD
+        total += int((c[fwd, 2] - c[fwd, 1]).sum())
+    return total
+
+
+def count_multistage(n: int, s: int) -> int:
+    """Forward steps of checkpoint_schedules' Multistage schedule (in process)."""
+    from checkpoint_schedules import EndReverse, Forward, MultistageCheckpointSchedule
+
+    steps = 0
+    for action in MultistageCheckpointSchedule(n, s, 0):
+        if isinstance(action, Forward):
+            steps += action.n1 - action.n0
+        elif isinstance(action, EndReverse):
+            break
+    return steps
+
+
+def wall(argv: list[str], repeats: int) -> tuple[float, str]:
+    """Best wall time of a whole process and its output."""
+    best, out = float("inf"), ""
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+        best = min(best, time.perf_counter() - t0)
+        out = res.stdout.strip().splitlines()[-1]
+    return best, out
+
+
+def measure(n: int, s: int, repeats: int) -> dict:
+    row: dict = {"n": n, "budget": s}
+    sched = pebbles.schedule("treeverse", n, budget=s, inplace=True)
+    prog = pebbles.lower(sched)
+    row["lower_warm_s"] = best_of(lambda: pebbles.lower(sched), repeats)[0]
+    row["lower_cold_process_s"], _ = wall([sys.executable, "-c", LOWER_COLD, str(n), str(s)],
+                                          repeats)
+    row["forward_steps"] = prog.forward_steps - 1  # the extra step of the seed left out
+    row["optimum"] = pebbles.min_forward_steps(n, s, "inplace")
+    row["count_ours_s"] = best_of(lambda: count_ours(n, s), repeats)[0]
+    row["count_ours"] = count_ours(n, s)
+    row["count_multistage_s"] = best_of(lambda: count_multistage(n, s), repeats, warmup=0)[0]
+    row["count_multistage"] = count_multistage(n, s) - n  # it tapes each step once more
+    row["count_ratio"] = row["count_multistage_s"] / row["count_ours_s"]
+    ours = ["pebbles", "schedule", "treeverse", "--inplace", "-n", str(n), "--pebbles", str(s),
+            "--format", "summary"]
+    row["process_ours_s"], _ = wall(ours, repeats)
+    row["process_multistage_s"], _ = wall([sys.executable, "-c", MULTISTAGE, str(n), str(s)],
+                                          repeats)
+    row["process_ratio"] = row["process_multistage_s"] / row["process_ours_s"]
+    return row
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="n = 10^5 only, 2 repeats")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", default="benchmarks/results/bench_lowering.json")
+    args = p.parse_args(argv)
+    sizes = [10**5] if args.quick else [10**5, 10**6]
+    repeats = 2 if args.quick else args.repeats
+    rows = [measure(n, 10, repeats) for n in sizes]
+    for r in rows:
+        print(f"n={r['n']:>8} lower warm {r['lower_warm_s']:.3f}s cold process "
+              f"{r['lower_cold_process_s']:.3f}s | count ours {r['count_ours_s']:.3f}s "
+              f"multistage {r['count_multistage_s']:.3f}s ({r['count_ratio']:.1f}x) | "
+              f"process ours {r['process_ours_s']:.3f}s multistage "
+              f"{r['process_multistage_s']:.3f}s ({r['process_ratio']:.2f}x)")
+    info = machine_info(("numpy", "numba", "checkpoint_schedules"))
+    result = {"machine": info, "mode": "quick" if args.quick else "full", "rows": rows,
+              "checkpoint_schedules": package_version("checkpoint_schedules")}
+    write_results(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
