@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 # script -> (quick arguments, full arguments, timeout in seconds quick/full)
 SUITE: dict[str, tuple[list[str], list[str], tuple[int, int]]] = {
     "bench_schedules": (["--quick"], [], (240, 7200)),
+    "bench_lowering": (["--quick"], [], (300, 1800)),
     "bench_lorenz": (["--quick"], [], (300, 3600)),
     "bench_pml": (["--size", "300", "--repeat", "5", "--fig5", "--fig5-size", "100",
                    "--fig5-steps", "400", "--fig5-rounds", "1"],
