@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from _common import best_of, machine_info, package_version, write_results
 
@@ -34,15 +35,9 @@ from pebbles._treeverse import treeverse_chunks
 
 MULTISTAGE = """
 import sys
-from checkpoint_schedules import EndReverse, Forward, MultistageCheckpointSchedule
-n, s = int(sys.argv[1]), int(sys.argv[2])
-steps = 0
-for action in MultistageCheckpointSchedule(n, s, 0):
-    if isinstance(action, Forward):
-        steps += action.n1 - action.n0
-    elif isinstance(action, EndReverse):
-        break
-print(steps)
+sys.path.insert(0, sys.argv[3])
+from bench_lowering import count_multistage
+print(count_multistage(int(sys.argv[1]), int(sys.argv[2])))
 """
 
 LOWER_COLD = """
@@ -103,8 +98,9 @@ def measure(n: int, s: int, repeats: int) -> dict:
     ours = ["pebbles", "schedule", "treeverse", "--inplace", "-n", str(n), "--pebbles", str(s),
             "--format", "summary"]
     row["process_ours_s"], _ = wall(ours, repeats)
-    row["process_multistage_s"], _ = wall([sys.executable, "-c", MULTISTAGE, str(n), str(s)],
-                                          repeats)
+    here = str(Path(__file__).resolve().parent)
+    row["process_multistage_s"], _ = wall(
+        [sys.executable, "-c", MULTISTAGE, str(n), str(s), here], repeats)
     row["process_ratio"] = row["process_multistage_s"] / row["process_ours_s"]
     return row
 

@@ -76,6 +76,9 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             return
         extra = 0  # transient pebbles held beyond the board while the move runs
         xbytes = 0.0
+        if kind != K_FORWARD and (a < (0 if kind == K_PAINT else 1) or a > n):
+            st[ST_CODE] = E_CELL
+            return
         if kind == K_FORWARD:
             if a < 0 or b <= a or b > n:
                 st[ST_CODE] = E_FWD_RANGE
@@ -107,18 +110,13 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             if len(size) == 0:
                 xbytes = float(extra)
             if lower:
-                if st[ST_NFREE] == 0:
-                    st[ST_CODE] = E_SLOTS
+                d = _alloc(st, free)
+                if d < 0:
                     return
-                st[ST_NFREE] -= 1
-                d = free[st[ST_NFREE]]
                 _op(ops, st, OP_STEP, slot[a], d, a, b - a)
                 slot[b] = d
                 st[ST_LSTEPS] += b - a
         elif kind == K_PAINT:
-            if a < 0 or a > n:
-                st[ST_CODE] = E_CELL
-                return
             if a != st[ST_PAINTED] - 1:
                 st[ST_CODE] = E_PAINT_ORDER
                 return
@@ -147,9 +145,6 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 _op(ops, st, OP_PAINT, slot[a], 0, a, 0)
                 st[ST_LPAINTS] += 1
         elif kind == K_REMOVE:
-            if a < 1 or a > n:
-                st[ST_CODE] = E_CELL
-                return
             if occ[a] == 0:
                 st[ST_CODE] = E_REMOVE_NONE
                 return
@@ -164,9 +159,6 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                     _op(ops, st, OP_FREE, slot[a], 0, a, 0)
                 slot[a] = -1
         elif kind == K_UNPLACE:
-            if a < 1 or a > n:
-                st[ST_CODE] = E_CELL
-                return
             if occ[a] == 0:
                 st[ST_CODE] = E_UNPLACE_NONE
                 return
@@ -180,9 +172,6 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             if not unit:
                 ft[FT_BYTES] -= size[a]
         elif kind == K_PLACE or kind == K_MOVE:
-            if a < 1 or a > n:
-                st[ST_CODE] = E_CELL
-                return
             if occ[a] != 0:
                 st[ST_CODE] = E_OCCUPIED
                 return
@@ -214,18 +203,13 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 if a == n and st[ST_REACH] < 0:
                     st[ST_REACH] = st[ST_STEPS]
                 if lower:
-                    if st[ST_NFREE] == 0:
-                        st[ST_CODE] = E_SLOTS
+                    d = _alloc(st, free)
+                    if d < 0:
                         return
-                    st[ST_NFREE] -= 1
-                    d = free[st[ST_NFREE]]
                     _op(ops, st, OP_STEP, slot[a - 1], d, a - 1, 1)
                     slot[a] = d
                     st[ST_LSTEPS] += 1
         elif kind == K_STORE:
-            if a < 1 or a > n:
-                st[ST_CODE] = E_CELL
-                return
             if occ[a] == 0:
                 st[ST_CODE] = E_STORE_NONE
                 return
@@ -243,9 +227,6 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             if lower:
                 _op(ops, st, OP_STORE, slot[a], 0, a, 0)
         elif kind == K_LOAD:
-            if a < 1 or a > n:
-                st[ST_CODE] = E_CELL
-                return
             if dsk[a] == 0:
                 st[ST_CODE] = E_LOAD_NONE
                 return
@@ -258,17 +239,12 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             if not unit:
                 ft[FT_BYTES] += size[a]
             if lower:
-                if st[ST_NFREE] == 0:
-                    st[ST_CODE] = E_SLOTS
+                d = _alloc(st, free)
+                if d < 0:
                     return
-                st[ST_NFREE] -= 1
-                d = free[st[ST_NFREE]]
                 _op(ops, st, OP_LOAD, 0, d, a, 0)
                 slot[a] = d
         else:  # K_DISCARD
-            if a < 1 or a > n:
-                st[ST_CODE] = E_CELL
-                return
             if dsk[a] == 0:
                 st[ST_CODE] = E_DISCARD_NONE
                 return
@@ -297,6 +273,15 @@ def _first_set(occ, lo, hi):
         if occ[c] != 0:
             return c
     return -1
+
+
+def _alloc(st, free):
+    """Take a free slot (last freed first); -1 and ``E_SLOTS`` when none is left."""
+    if st[ST_NFREE] == 0:
+        st[ST_CODE] = E_SLOTS
+        return -1
+    st[ST_NFREE] -= 1
+    return free[st[ST_NFREE]]
 
 
 def _op(ops, st, op, src, dst, first, count):

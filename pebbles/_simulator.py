@@ -234,7 +234,7 @@ def compiled_play() -> Any:
         return None
     jit = numba.njit(cache=True, nogil=True)
     return jit(_play_with(_op=jit(R._op), _slot_peak=jit(R._slot_peak),
-                          _first_set=jit(R._first_set)))
+                          _first_set=jit(R._first_set), _alloc=jit(R._alloc)))
 
 
 class _Game:

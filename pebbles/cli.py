@@ -57,12 +57,16 @@ class OneLineParser(argparse.ArgumentParser):
 
 def positive(text: str) -> int:
     """argparse type: a whole number >= 1."""
+    return _integer(text, 1)
+
+
+def _integer(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= {minimum}")
     return value
 
 
@@ -168,13 +172,8 @@ def _disk_slots(text: str) -> int | None:
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
-    return value
+    """argparse type: a whole number >= 0."""
+    return _integer(text, 0)
 
 
 def schedule_from_args(args: argparse.Namespace, method: str | None = None) -> Schedule:
