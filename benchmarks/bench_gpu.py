@@ -6,7 +6,7 @@ through Treeverse with S in {5, 10, 20, 40, 80} and Bennett with k in
 {5, 10, 20, 40}; the paper's V100 took 78-115 s for Treeverse. Here every run
 is :func:`solvers.gpu.pml_gradient` (CuPy memory, numba.cuda kernels, the
 S + 2 slots preallocated). Records have the keys of ``bench_pml.py --fig5``
-(schedule, n, size, predicted_forward_steps, predicted_peak_pebbles,
+(schedule, n, size, predicted_forward_steps, predicted_peak_states,
 forward_steps, backward_steps, peak_states, seconds, model_seconds, peak_mb,
 peak_states_mb); ``peak_mb`` is the peak of CuPy's memory pool during the run,
 and the model is ``(forward_steps + 1) t_forward + n t_backward`` with
@@ -114,7 +114,7 @@ def record_of(label: str, kw: dict, cfg: pml.PMLConfig, c: np.ndarray, observed:
     model = ((sim.forward_steps + 1) * extra["t_forward_ms"] + n * extra["t_backward_ms"]) / 1e3
     return {"schedule": label, "n": n, "size": cfg.nx,
             "predicted_forward_steps": sim.forward_steps,
-            "predicted_peak_pebbles": sim.peak_pebbles,
+            "predicted_peak_states": sim.peak_states,
             "forward_steps": res.forward_steps, "backward_steps": res.backward_steps,
             "peak_states": res.peak_states, "seconds": res.seconds, "model_seconds": model,
             "peak_mb": mem.peak / 1e6,
@@ -155,7 +155,7 @@ def fig5_table(records: list[dict], extra: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['schedule']} | {r['predicted_forward_steps']} | "
-                     f"{r['predicted_peak_pebbles']} | {r['forward_steps']} | "
+                     f"{r['predicted_peak_states']} | {r['forward_steps']} | "
                      f"{r['backward_steps']} | {r['peak_states']} | {r['seconds']:.2f} | "
                      f"{r['model_seconds']:.2f} | {r['peak_mb']:.1f} | "
                      f"{r['peak_states_mb']:.1f} |")

@@ -273,11 +273,11 @@ def algorithm3_rows(n: int, deltas: Sequence[int]) -> list[dict]:
     rows = []
     for delta in deltas:
         r = pebbles.simulate(pebbles.treeverse_paper(n, delta), n)
-        peak = r.peak_pebbles
+        peak = r.peak_states
         ck = pebbles.min_forward_steps(n, peak, "checkpoint")
         ip = pebbles.min_forward_steps(n, peak, "inplace")
         rows.append({"delta": delta, "forward_steps": r.forward_steps,
-                     "backward_steps": r.backward_steps, "peak_pebbles": peak,
+                     "backward_steps": r.backward_steps, "peak_states": peak,
                      "checkpoint_optimum": ck, "inplace_optimum": ip,
                      "calls": r.forward_steps + r.backward_steps})
     return rows
@@ -300,7 +300,7 @@ def section_fig5(pml: dict | None, gpu: dict | None, why: dict, paper: dict) -> 
            f"the optimal treeverse with the same peak memory, n = {n}, computed by pebbles:\n"]
     trs = []
     for r, secs in zip(rows, f5.get("treeverse_seconds", [None] * len(rows)), strict=False):
-        trs.append((r["delta"], r["peak_pebbles"], f"{r['forward_steps']:,}",
+        trs.append((r["delta"], r["peak_states"], f"{r['forward_steps']:,}",
                     f"{r['checkpoint_optimum']:,}",
                     fmt(r["forward_steps"] / r["checkpoint_optimum"] - 1, ".1%"),
                     f"{r['inplace_optimum']:,}",
@@ -380,7 +380,7 @@ def section_fig7(paper: dict) -> list[str]:
     tv = pebbles.simulate(pebbles.treeverse_paper(n, delta), n)
     nb, k = f7.get("bennett_n", 16), f7.get("bennett_k", 2)
     bn = pebbles.simulate(pebbles.bennett(nb, k), nb, "reversible")
-    S = tv.peak_pebbles
+    S = tv.peak_states
     rows = [("Treeverse (Alg. 3) forward steps", f7.get("treeverse_forward_steps"),
              tv.forward_steps),
             ("Treeverse pebbles", f7.get("treeverse_pebbles"), S),
@@ -390,9 +390,9 @@ def section_fig7(paper: dict) -> list[str]:
              pebbles.min_forward_steps(n, S, "inplace")),
             ("Bennett steps", f7.get("bennett_steps"), bn.forward_steps),
             ("Bennett first reach of cell n", f7.get("bennett_first_reach"), bn.first_reach_n),
-            ("Bennett pebbles", f7.get("bennett_pebbles"), bn.peak_pebbles),
-            (f"reversible optimum with {bn.peak_pebbles} pebbles", "-",
-             pebbles.reversible_min_steps(nb, bn.peak_pebbles))]
+            ("Bennett pebbles", f7.get("bennett_pebbles"), bn.peak_states),
+            (f"reversible optimum with {bn.peak_states} pebbles", "-",
+             pebbles.reversible_min_steps(nb, bn.peak_states))]
     out = [f"## Figure 7: pebble games (paper {f7.get('section', '?')})\n",
            *table(("quantity", "paper", "ours (simulated)"), rows),
            f"\nThe paper's figure shows {f7.get('treeverse_steps_shown')} rows for Treeverse: "

@@ -33,7 +33,7 @@ def store_all(n: int) -> Iterator[Move]:
     --------
     >>> from pebbles import store_all, simulate
     >>> r = simulate(store_all(10), 10)
-    >>> r.forward_steps, r.peak_pebbles
+    >>> r.forward_steps, r.peak_states
     (9, 9)
     """
     n = check_int("n", n, 1)
@@ -47,7 +47,7 @@ def recompute_all(n: int) -> Iterator[Move]:
     --------
     >>> from pebbles import recompute_all, simulate
     >>> r = simulate(recompute_all(10), 10)
-    >>> r.forward_steps, r.peak_pebbles
+    >>> r.forward_steps, r.peak_states
     (45, 2)
     """
     n = check_int("n", n, 1)
@@ -71,7 +71,7 @@ def periodic(n: int, every: int) -> Iterator[Move]:
     --------
     >>> from pebbles import periodic, simulate
     >>> r = simulate(periodic(100, 10), 100)
-    >>> r.forward_steps, r.peak_pebbles
+    >>> r.forward_steps, r.peak_states
     (180, 18)
     """
     n = check_int("n", n, 1)
@@ -80,11 +80,12 @@ def periodic(n: int, every: int) -> Iterator[Move]:
 
 
 def _periodic(n: int, every: int) -> Iterator[Move]:
-    starts = list(range(0, n, every))
+    starts = range(0, n, every)  # ranges, not lists: O(1) memory for any n
     for a, b in zip(starts, starts[1:], strict=False):
         yield Move(_FORWARD, a, b)
-    ends = starts[1:] + [n]
+    ends = range(every, n + every, every)  # starts[1:] and then n
     for a, b in zip(reversed(starts), reversed(ends), strict=True):
+        b = min(b, n)
         yield from _segment(a, b)
         if a > 0:
             yield Move(_REMOVE, a)

@@ -100,7 +100,7 @@ def bennett(n: int, k: int = 2, *, uncompute: bool = True) -> Iterator[Move]:
     --------
     >>> from pebbles import bennett, simulate
     >>> r = simulate(bennett(16, 2), 16, "reversible")
-    >>> r.forward_steps, r.first_reach_n, r.peak_pebbles
+    >>> r.forward_steps, r.first_reach_n, r.peak_states
     (81, 41, 5)
     """
     n, k = _check_nk(n, k)
@@ -150,7 +150,7 @@ def bennett_gradient(n: int, k: int = 2) -> Iterator[Move]:
     --------
     >>> from pebbles import bennett_gradient, simulate
     >>> r = simulate(bennett_gradient(16, 2), 16, "checkpoint")
-    >>> r.backward_steps, r.peak_pebbles
+    >>> r.backward_steps, r.peak_states
     (16, 5)
     """
     n, k = _check_nk(n, k)

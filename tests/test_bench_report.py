@@ -151,7 +151,7 @@ def test_broken_and_partial_files(report: ModuleType, tmp_path: Path, paper: Pat
 
 def test_algorithm3_matches_paper_call_count(report: ModuleType) -> None:
     (row,) = report.algorithm3_rows(9999, [5])
-    assert row["calls"] == 123094 and row["peak_pebbles"] == 6
+    assert row["calls"] == 123094 and row["peak_states"] == 6
     assert row["checkpoint_optimum"] < row["forward_steps"]
     assert row["inplace_optimum"] <= row["checkpoint_optimum"]
 

@@ -139,7 +139,7 @@ def test_reversible_farthest_cell_schedule() -> None:
         far = 2**s - 1
         r = simulate(reversible_optimal(far, s), far, "reversible", budget=s)
         assert r.forward_steps == reversible_min_steps(far, s)
-        assert r.peak_pebbles == s
+        assert r.peak_states == s
 
 
 def test_reversible_farthest_golden() -> None:

@@ -56,7 +56,7 @@ def test_treeverse_optimal_and_legal_small(inplace: bool) -> None:
             r = simulate(treeverse(n, s, inplace=inplace), n, game, budget=s)
             assert r.backward_steps == n, (n, s)
             assert r.forward_steps == min_forward_steps(n, s, game), (n, s)
-            assert r.peak_pebbles <= s
+            assert r.peak_states <= s
 
 
 @settings(max_examples=40, deadline=None)
@@ -66,7 +66,7 @@ def test_treeverse_optimal_random_large(n: int, s: int, inplace: bool) -> None:
     s = max(s, min_pebbles(n, game))
     r = simulate(treeverse(n, s, inplace=inplace), n, game, budget=s)
     assert r.backward_steps == n
-    assert r.peak_pebbles <= s
+    assert r.peak_states <= s
     assert r.forward_steps == min_forward_steps(n, s, game)
 
 
@@ -87,16 +87,16 @@ def test_treeverse_paper_legal(delta: int) -> None:
         r = simulate(treeverse_paper(n, delta), n, "checkpoint", budget=delta + 1)
         assert r.backward_steps == n
         # never better than the optimum for the memory it actually used
-        if r.peak_pebbles >= min_pebbles(n, "checkpoint"):
-            assert r.forward_steps >= min_forward_steps(n, r.peak_pebbles, "checkpoint")
+        if r.peak_states >= min_pebbles(n, "checkpoint"):
+            assert r.forward_steps >= min_forward_steps(n, r.peak_states, "checkpoint")
 
 
 def test_treeverse_paper_golden_counts() -> None:
     r = simulate(treeverse_paper(20, 3), 20)
-    assert (r.forward_steps, r.backward_steps, r.peak_pebbles) == (45, 20, 4)
+    assert (r.forward_steps, r.backward_steps, r.peak_states) == (45, 20, 4)
     r = simulate(treeverse_paper(9999, 5), 9999)
     assert r.forward_steps == 113095
-    assert r.peak_pebbles == 6
+    assert r.peak_states == 6
     assert r.backward_steps == 9999
     # about 25 % above Revolve's optimum for that memory (paper-notes section 3)
     assert 1.2 < r.forward_steps / min_forward_steps(9999, 6, "inplace") < 1.3
@@ -144,7 +144,7 @@ def test_bennett_legal(k: int, uncompute: bool) -> None:
     for n in range(1, N_MAX + 1):
         peak = bennett_pebbles(n, k, uncompute=uncompute)
         r = simulate(bennett(n, k, uncompute=uncompute), n, "reversible", budget=peak)
-        assert r.peak_pebbles == peak, (n, k)
+        assert r.peak_states == peak, (n, k)
         assert r.first_reach_n is not None
         if not uncompute:
             assert r.forward_steps == r.first_reach_n
@@ -161,12 +161,12 @@ def test_bennett_power_formula() -> None:
         n = k**l
         r = simulate(bennett(n, k), n, "reversible")
         assert r.forward_steps == (2 * k - 1) ** l
-        assert r.peak_pebbles == l * (k - 1) + 1 == bennett_pebbles(n, k)
+        assert r.peak_states == l * (k - 1) + 1 == bennett_pebbles(n, k)
 
 
 def test_bennett_golden() -> None:
     r = simulate(bennett(16, 2), 16, "reversible")
-    assert (r.forward_steps, r.first_reach_n, r.peak_pebbles) == (81, 41, 5)
+    assert (r.forward_steps, r.first_reach_n, r.peak_states) == (81, 41, 5)
     r = simulate(bennett(16, 2, uncompute=False), 16, "reversible")
     assert r.forward_steps == 41
     assert r.first_reach_n == 41
@@ -200,12 +200,12 @@ def test_reversible_optimal_golden() -> None:
 def test_bennett_gradient_legal(k: int) -> None:
     for n in range(1, N_MAX + 1):
         fwd = simulate(bennett(n, k, uncompute=False), n, "reversible")
-        r = simulate(bennett_gradient(n, k), n, "checkpoint", budget=fwd.peak_pebbles)
+        r = simulate(bennett_gradient(n, k), n, "checkpoint", budget=fwd.peak_states)
         assert r.backward_steps == n
         # forward play: its placements; mirror play: one recomputation per
         # uncomputation -- in all, the reversible run's step count
         assert r.forward_steps == fwd.forward_steps
-        assert r.peak_pebbles == fwd.peak_pebbles
+        assert r.peak_states == fwd.peak_states
 
 
 def test_reversible_gradient_legal() -> None:
@@ -238,7 +238,7 @@ def test_store_all() -> None:
     for n in range(1, N_MAX + 1):
         r = simulate(store_all(n), n, "checkpoint", budget=max(n - 1, 0))
         assert r.forward_steps == n - 1
-        assert r.peak_pebbles == n - 1
+        assert r.peak_states == n - 1
         assert r.backward_steps == n
 
 
@@ -248,7 +248,7 @@ def test_recompute_all() -> None:
         assert r.forward_steps == n * (n - 1) // 2
         assert r.backward_steps == n
         if n >= 3:
-            assert r.peak_pebbles == 2
+            assert r.peak_states == 2
             assert r.forward_steps >= min_forward_steps(n, 2, "checkpoint")
 
 
@@ -258,13 +258,13 @@ def test_periodic(every: int) -> None:
         r = simulate(periodic(n, every), n, "checkpoint")
         assert r.backward_steps == n
         assert r.forward_steps < 2 * n
-        used = max(r.peak_pebbles, min_pebbles(n, "checkpoint"))
+        used = max(r.peak_states, min_pebbles(n, "checkpoint"))
         assert r.forward_steps >= min_forward_steps(n, used)
 
 
 def test_periodic_golden() -> None:
     r = simulate(periodic(100, 10), 100)
-    assert (r.forward_steps, r.peak_pebbles) == (180, 18)
+    assert (r.forward_steps, r.peak_states) == (180, 18)
 
 
 # --------------------------------------------------------------------------- streaming
@@ -367,7 +367,7 @@ def test_streaming_prefix_is_legal() -> None:
     moves = list(itertools.islice(treeverse(10**9, 20), 200))
     r = simulate(moves, 10**9, "checkpoint", budget=20, check_end=False)
     assert r.moves == 200
-    assert r.peak_pebbles <= 20
+    assert r.peak_states <= 20
 
 
 # --------------------------------------------------------------------------- bad input

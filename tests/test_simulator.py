@@ -106,7 +106,7 @@ def test_paint_without_pebble(game: str) -> None:
 
 def test_paint_cell_zero_needs_no_pebble_placed() -> None:
     r = simulate([paint(0)], 1, "checkpoint", budget=0)
-    assert (r.forward_steps, r.backward_steps, r.peak_pebbles) == (0, 1, 0)
+    assert (r.forward_steps, r.backward_steps, r.peak_states) == (0, 1, 0)
 
 
 @pytest.mark.parametrize("game", ["checkpoint", "inplace"])
@@ -124,7 +124,7 @@ def test_move_cell_one() -> None:
 
 def test_move_rules_inplace() -> None:
     r = simulate([place(1), move(2), move(3)], 5, "inplace", budget=1, check_end=False)
-    assert r.forward_steps == 3 and r.peak_pebbles == 1
+    assert r.forward_steps == 3 and r.peak_states == 1
     tr = simulate([place(1), move(2)], 5, "inplace", trace=True, check_end=False).trace
     assert tr[-1].pebbles == (2,)
     err = _illegal([place(1), move(3)], 5, "inplace", check_end=False)
@@ -199,13 +199,13 @@ def test_budget_transient_walking_pebble() -> None:
     err = _illegal([forward(0, 5)], 5, "checkpoint", budget=1, check_end=False)
     _check_err(err, 0, forward(0, 5), "2 pebbles", "budget is 1")
     r = simulate([forward(0, 5)], 5, "checkpoint", budget=2, check_end=False)
-    assert r.peak_pebbles == 2 and r.forward_steps == 5
+    assert r.peak_states == 2 and r.forward_steps == 5
     # a one-cell walk holds one
     r = simulate([forward(0, 1)], 5, "checkpoint", budget=1, check_end=False)
-    assert r.peak_pebbles == 1
+    assert r.peak_states == 1
     # in-place game: one
     r = simulate([forward(0, 5)], 5, "inplace", budget=1, check_end=False)
-    assert r.peak_pebbles == 1 and r.forward_steps == 5
+    assert r.peak_states == 1 and r.forward_steps == 5
     # transient counts on top of stored pebbles
     err = _illegal([forward(0, 2), forward(2, 5)], 5, "checkpoint", budget=2, check_end=False)
     _check_err(err, 1, forward(2, 5), "3 pebbles")
@@ -220,7 +220,7 @@ def test_budget_exceeded_by_place() -> None:
 
 def test_budget_exact_schedule_fails_one_lower() -> None:
     r = simulate(treeverse(30, 4), 30, "checkpoint", budget=4)
-    assert r.peak_pebbles == 4
+    assert r.peak_states == 4
     with pytest.raises(IllegalMoveError) as info:
         simulate(treeverse(30, 4), 30, "checkpoint", budget=3)
     assert "budget is 3" in info.value.rule
@@ -336,14 +336,14 @@ def test_mutations_rejected(case, op, pos, delta, which) -> None:
     # still legal: the result must be that of a finished game
     assert r.moves == len(mutated)
     if budget is not None:
-        assert r.peak_pebbles <= budget
+        assert r.peak_states <= budget
     if game == "reversible":
         assert r.first_reach_n is not None
         assert r.backward_steps == 0
     else:
         assert r.backward_steps == n
     # no legal stream beats the optimum for the memory it used
-    assert r.forward_steps >= min_forward_steps(n, max(r.peak_pebbles, min_pebbles(n, game)), game)
+    assert r.forward_steps >= min_forward_steps(n, max(r.peak_states, min_pebbles(n, game)), game)
     if op == "drop":
         dropped = original[pos % len(original)]
         assert dropped[0] not in (MoveKind.PAINT,)
@@ -386,7 +386,7 @@ def test_trace(make, n, game) -> None:
     assert r.trace is not None
     assert len(r.trace) == r.moves == len(list(make()))
     assert all(isinstance(b, pebbles.Board) for b in r.trace)
-    assert max(len(b.pebbles) for b in r.trace) <= r.peak_pebbles
+    assert max(len(b.pebbles) for b in r.trace) <= r.peak_states
     for b in r.trace:
         assert list(b.pebbles) == sorted(set(b.pebbles))
         assert all(1 <= c <= n for c in b.pebbles)
@@ -417,13 +417,13 @@ def test_expand(make, n, game) -> None:
     a = simulate(make(), n, game)
     expanded = list(expand(make(), game))
     assert all(m[0] != MoveKind.FORWARD for m in expanded)
-    b = simulate(expanded, n, game, budget=a.peak_pebbles)
-    assert (b.forward_steps, b.backward_steps, b.peak_pebbles) == (
-        a.forward_steps, a.backward_steps, a.peak_pebbles,
+    b = simulate(expanded, n, game, budget=a.peak_states)
+    assert (b.forward_steps, b.backward_steps, b.peak_states) == (
+        a.forward_steps, a.backward_steps, a.peak_states,
     )
     # the trace of the expanded stream shows the walking pebbles
     tr = simulate(expand(make(), game), n, game, trace=True).trace
-    assert max(len(x.pebbles) for x in tr) == a.peak_pebbles
+    assert max(len(x.pebbles) for x in tr) == a.peak_states
 
 
 def test_expand_walk_shapes() -> None:
