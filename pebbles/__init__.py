@@ -61,7 +61,7 @@ from ._moves import (
     unplace,
 )
 from ._optimal import brute_force, dp_table, min_forward_steps
-from ._planner import Candidate, Plan, plan
+from ._planner import EXECUTOR_EXTRA_STATES, Candidate, Plan, plan
 from ._registry import (
     Method,
     Schedule,
@@ -73,9 +73,24 @@ from ._registry import (
 )
 from ._reversible import reversible_min_steps, reversible_optimal
 from ._simulator import Board, ChainCosts, SimulationResult, expand, simulate
+from ._storage import DiskFullError, DiskStore, IOCost, MemoryStore, Store, StoreError, measure_io
 from ._treeverse import paper_tau, treeverse, treeverse_paper
+from ._twolevel import best_period, min_total_time, periodic_disk, periodic_disk_time, two_level
 
 __all__ = [
+    "EXECUTOR_EXTRA_STATES",
+    "DiskFullError",
+    "DiskStore",
+    "IOCost",
+    "MemoryStore",
+    "Store",
+    "StoreError",
+    "best_period",
+    "measure_io",
+    "min_total_time",
+    "periodic_disk",
+    "periodic_disk_time",
+    "two_level",
     "OP_DISCARD",
     "OP_FREE",
     "OP_LOAD",

@@ -37,6 +37,7 @@ from ._optimal import min_forward_steps
 from ._reversible import reversible_min_steps, reversible_optimal
 from ._simulator import SimulationResult, simulate
 from ._treeverse import treeverse, treeverse_encoded, treeverse_paper
+from ._twolevel import periodic_disk, two_level
 from ._validation import check_int
 
 __all__ = ["Method", "Schedule", "candidates", "describe", "methods", "predicted_steps",
@@ -183,8 +184,17 @@ class Schedule:
         return encode(self)
 
     def simulate(self, **kwargs: Any) -> SimulationResult:
-        """Check the moves with :func:`pebbles.simulate` (in its game, within its budget)."""
-        return simulate(self.encode(), self.n, self.game, self.budget, **kwargs)
+        """Check the moves with :func:`pebbles.simulate` (in its game, within its budget;
+        a two-level schedule with its disk budget and I/O costs)."""
+        return simulate(self.encode(), self.n, self.game, self.budget,
+                        **(self.simulator_options | kwargs))
+
+    @property
+    def simulator_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`pebbles.simulate` its options imply (the disk
+        budget and I/O costs of a two-level schedule)."""
+        opts = dict(self.options)
+        return {k: opts[k] for k in ("disk_budget", "write_cost", "read_cost") if k in opts}
 
     def lower(self, *, slots: int | None = None, frees: bool = False) -> SlotProgram:
         """:func:`pebbles.lower` of this schedule."""
@@ -351,6 +361,17 @@ register(Method(
     need=lambda n: min(n - 1, 2),
     fit=lambda n, budget: [{}] if budget >= min(n - 1, 2) else [],
     steps=lambda n, budget: n * (n - 1) // 2))
+register(Method(
+    "two-level", two_level,
+    lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
+    (("disk_budget", None), ("write_cost", None), ("read_cost", None), ("inplace", False)),
+    True, "optimal memory + disk checkpointing (disk revolve / H-Revolve for this game)",
+    steps=None))
+register(Method(
+    "periodic-disk", periodic_disk,
+    lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
+    (("period", None), ("inplace", False)), True,
+    "a disk checkpoint every `period` steps, Treeverse within (Aupy & Herrmann 2017)"))
 register(Method(
     "periodic", periodic, _fixed(Game.CHECKPOINT), (("every", None),), False,
     "a checkpoint every `every` steps, store-all within segments"))

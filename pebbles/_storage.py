@@ -1,0 +1,390 @@
+"""Storage for the disk level of two-level checkpointing: a memory store and a disk store.
+
+The executors of two-level schedules (:mod:`pebbles._twolevel`: ``store i``,
+``load i``, ``discard i``) talk to a :class:`Store`: ``put(key, array)`` keeps a
+copy of the state, ``get(key)`` returns it, ``delete(key)`` frees it, ``close()``
+frees everything. :class:`MemoryStore` keeps copies in a dict (for tests and
+for states that fit). :class:`DiskStore` writes one ``.npy`` file per state into
+a directory (a new temporary one by default) from a background thread, so that
+the writes overlap with the computation; a bounded queue limits the copies
+waiting to be written, and ``get`` waits for a pending write of its key.
+Whatever happens -- success, an exception, ``KeyboardInterrupt`` -- closing
+the store (it is a context manager) deletes every file it wrote, and the
+temporary directory, unless ``keep=True``. A full disk (``ENOSPC``) in the
+writer thread is raised in the caller's thread as :class:`DiskFullError`,
+naming the directory and the bytes needed, after every file has been freed.
+
+:func:`measure_io` times a write and a read of a given size in a directory,
+for the ``write_cost`` / ``read_cost`` of the two-level schedules.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from ._errors import PebblesError, PebblesTypeError, PebblesValueError
+
+__all__ = ["DiskFullError", "DiskStore", "IOCost", "MemoryStore", "Store", "StoreError",
+           "measure_io"]
+
+Key = int | str
+_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class StoreError(PebblesError, OSError):
+    """A store could not keep, return or free a state."""
+
+
+class DiskFullError(StoreError):
+    """The disk of a :class:`DiskStore` is full; every file of the store has been freed.
+
+    Attributes
+    ----------
+    directory : str
+        The store's directory.
+    needed : int
+        Bytes of data of the state whose write failed (its file adds a small header).
+    """
+
+    def __init__(self, directory: str, needed: int, key: Key) -> None:
+        super().__init__(
+            errno.ENOSPC,
+            f"disk full: writing state {key!r} ({needed} bytes of data) to {directory} "
+            f"failed; the store freed all its files. Free at least {needed} bytes there per "
+            f"disk slot, pass a directory on a larger disk, or use fewer disk slots")
+        self.directory, self.needed = directory, needed
+
+
+def _check_key(key: object) -> Key:
+    if isinstance(key, bool) or not isinstance(key, (int, np.integer, str)):
+        raise PebblesTypeError(f"key={key!r} must be an int or a str, got {type(key).__name__}")
+    if isinstance(key, str) and not _KEY.fullmatch(key):
+        raise PebblesValueError(
+            f"key={key!r} must be letters, digits, '_', '-' or '.'; pass e.g. key='s12'")
+    return key if isinstance(key, str) else int(key)
+
+
+class Store:
+    """The storage protocol: ``put``, ``get``, ``delete``, ``close``; a context manager.
+
+    Subclasses implement the four methods; ``with store:`` closes it on exit,
+    whatever the exit.
+    """
+
+    def put(self, key: Key, array: np.ndarray) -> None:
+        """Keep a copy of ``array`` under ``key`` (the caller may reuse ``array`` at once)."""
+        raise NotImplementedError
+
+    def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
+        """Return the array kept under ``key``: a new array, or ``out`` filled with it."""
+        raise NotImplementedError
+
+    def delete(self, key: Key) -> None:
+        """Free the copy kept under ``key``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free everything; safe to call more than once."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class MemoryStore(Store):
+    """A store that keeps copies in memory.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pebbles._storage import MemoryStore
+    >>> with MemoryStore() as st:
+    ...     st.put(3, np.arange(4.0))
+    ...     st.get(3).tolist(), len(st)
+    ([0.0, 1.0, 2.0, 3.0], 1)
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[Key, np.ndarray] = {}
+        self.bytes_written = self.bytes_read = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def put(self, key: Key, array: np.ndarray) -> None:
+        key = _check_key(key)
+        if key in self._data:
+            raise StoreError(f"put({key!r}): the store already holds {key!r}; delete it first")
+        self._data[key] = np.array(array, copy=True)
+        self.bytes_written += self._data[key].nbytes
+
+    def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
+        key = _check_key(key)
+        if key not in self._data:
+            raise StoreError(f"get({key!r}): the store holds no {key!r}")
+        out = _into(self._data[key], out)
+        self.bytes_read += out.nbytes
+        return out
+
+    def delete(self, key: Key) -> None:
+        if self._data.pop(_check_key(key), None) is None:
+            raise StoreError(f"delete({key!r}): the store holds no {key!r}")
+
+    def close(self) -> None:
+        self._data.clear()
+
+
+class DiskStore(Store):
+    """One ``.npy`` file a state, written by a background thread.
+
+    Parameters
+    ----------
+    directory : str or Path, optional
+        Where the files go (created if missing; removed at close if this store
+        created it and ``keep`` is false). Default: a new temporary directory.
+    keep : bool
+        Leave the files (and the directory) in place at close.
+    queue_size : int
+        Most states copied and waiting to be written (``put`` blocks beyond).
+
+    Examples
+    --------
+    >>> import numpy as np, os
+    >>> from pebbles._storage import DiskStore
+    >>> with DiskStore() as st:
+    ...     st.put(5, np.ones(3))
+    ...     a = st.get(5)
+    ...     folder = st.directory
+    >>> a.tolist(), os.path.exists(folder)
+    ([1.0, 1.0, 1.0], False)
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None, keep: bool = False, *,
+                 queue_size: int = 2) -> None:
+        if queue_size < 1:
+            raise PebblesValueError(f"queue_size={queue_size} must be >= 1; pass queue_size=2")
+        if directory is None:
+            self.directory, self._made = tempfile.mkdtemp(prefix="pebbles-store-"), True
+        else:
+            path = Path(directory)
+            self._made = not path.exists()
+            path.mkdir(parents=True, exist_ok=True)
+            self.directory = str(path)
+        self.keep = keep
+        self.bytes_written = self.bytes_read = 0
+        self._files: dict[Key, str] = {}      # key -> file written or being written
+        self._pending: dict[Key, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._closed = self._reported = False
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._writer, name="pebbles-disk-store",
+                                        daemon=True)
+        self._thread.start()
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def path(self, key: Key) -> str:
+        """The file that holds ``key``."""
+        return os.path.join(self.directory, f"state-{_check_key(key)}.npy")
+
+    def put(self, key: Key, array: np.ndarray) -> None:
+        key = _check_key(key)
+        self._raise_if_failed()
+        if key in self._files:
+            raise StoreError(f"put({key!r}): the store already holds {key!r}; delete it first")
+        copy = np.array(array, copy=True)
+        done = threading.Event()
+        with self._lock:
+            self._files[key] = self.path(key)
+            self._pending[key] = done
+        self._queue.put((key, copy, done))
+        self.bytes_written += copy.nbytes
+
+    def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
+        key = _check_key(key)
+        self._wait(key)
+        if key not in self._files:
+            raise StoreError(f"get({key!r}): the store holds no {key!r}")
+        if out is None:
+            out = np.load(self._files[key])
+        else:  # read through a memory map straight into the caller's buffer
+            out = _into(np.load(self._files[key], mmap_mode="r"), out)
+        self.bytes_read += out.nbytes
+        return out
+
+    def delete(self, key: Key) -> None:
+        key = _check_key(key)
+        self._wait(key)
+        with self._lock:
+            name = self._files.pop(key, None)
+        if name is None:
+            raise StoreError(f"delete({key!r}): the store holds no {key!r}")
+        _unlink(name)
+
+    def close(self) -> None:
+        """Stop the writer, delete every file (unless ``keep``); raise a writer error."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._queue.put(None)
+            self._thread.join()
+        finally:
+            if not self.keep:
+                self._free_all()
+        if self._error is not None and not self._reported:
+            self._reported = True
+            raise self._error
+
+    def _wait(self, key: Key) -> None:
+        with self._lock:
+            done = self._pending.get(key)
+        if done is not None:
+            done.wait()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            self._reported = True
+            raise self._error
+        if self._closed:
+            raise StoreError(f"the store on {self.directory} is closed")
+
+    def _writer(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            key, array, done = item
+            try:
+                if self._error is None:
+                    self._write(key, array)
+            except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
+                self._fail(key, array.nbytes, exc)
+            finally:
+                with self._lock:
+                    self._pending.pop(key, None)
+                done.set()
+
+    def _write(self, key: Key, array: np.ndarray) -> None:
+        name = self._files.get(key)
+        if name is None:  # deleted before it was written
+            return
+        with open(name, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+    def _fail(self, key: Key, nbytes: int, exc: BaseException) -> None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            err: BaseException = DiskFullError(self.directory, nbytes, key)
+        else:
+            err = StoreError(f"writing state {key!r} ({nbytes} bytes) to {self.directory} "
+                             f"failed: {exc!r}; the store freed all its files")
+        err.__cause__ = exc
+        self._error = err
+        self._free_all()
+
+    def _free_all(self) -> None:
+        with self._lock:
+            names = list(self._files.values())
+            self._files.clear()
+        for name in names:
+            _unlink(name)
+        if self._made and not self.keep:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __del__(self) -> None:  # last resort; ``with`` or ``close()`` is the contract
+        try:
+            if not getattr(self, "_closed", True):
+                self.close()
+        except Exception:  # noqa: BLE001 -- nothing to report to at interpreter exit
+            pass
+
+
+def _into(data: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``data`` copied into ``out`` (same shape and dtype), or into a new array."""
+    if out is None:
+        return np.array(data, copy=True)
+    if out.shape != data.shape or out.dtype != data.dtype:
+        raise PebblesValueError(
+            f"out has shape {out.shape} and dtype {out.dtype} but the stored state has "
+            f"{data.shape} and {data.dtype}; pass a buffer like the state that was stored")
+    np.copyto(out, data)
+    return out
+
+
+def _unlink(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class IOCost:
+    """Measured write and read times of one state of ``nbytes`` bytes in ``directory``."""
+
+    directory: str
+    nbytes: int
+    write_seconds: float
+    read_seconds: float
+
+    def costs(self, step_seconds: float) -> tuple[float, float]:
+        """``(write_cost, read_cost)`` in units of a forward step of ``step_seconds``."""
+        if not step_seconds > 0:
+            raise PebblesValueError(
+                f"step_seconds={step_seconds} must be > 0; time one forward step first")
+        return self.write_seconds / step_seconds, self.read_seconds / step_seconds
+
+
+def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int = 3) -> IOCost:
+    """Time writing (with fsync) and reading back a state of ``nbytes`` bytes in ``directory``.
+
+    The best of ``repeat`` rounds; the file is deleted afterwards. Reads may be
+    served by the page cache, so the read cost is a lower bound.
+
+    Examples
+    --------
+    >>> from pebbles._storage import measure_io
+    >>> io = measure_io(None, 1 << 16, repeat=1)
+    >>> io.nbytes, io.write_seconds > 0, io.read_seconds > 0
+    (65536, True, True)
+    """
+    if nbytes < 1:
+        raise PebblesValueError(f"nbytes={nbytes} must be >= 1; pass the size of one state")
+    data = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8)
+    best_w = best_r = float("inf")
+    with DiskStore(directory) as st:
+        name = st.path("io-probe")
+        try:
+            for _ in range(max(1, repeat)):
+                t0 = time.perf_counter()
+                with open(name, "wb") as fh:
+                    np.save(fh, data, allow_pickle=False)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                t1 = time.perf_counter()
+                np.load(name)
+                t2 = time.perf_counter()
+                best_w, best_r = min(best_w, t1 - t0), min(best_r, t2 - t1)
+        finally:
+            _unlink(name)
+        where = st.directory
+    return IOCost(where, int(nbytes), best_w, best_r)

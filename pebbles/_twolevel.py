@@ -1,0 +1,700 @@
+"""Two-level (memory + disk) checkpointing: optimal schedules and the periodic-disk baseline.
+
+This is disk revolve (Aupy, Herrmann, Hovland & Robert, "Optimal multistage
+algorithm for adjoint computation", SIAM J. Sci. Comput. 2016) and H-Revolve
+(Herrmann & Pallez, ACM TOMS 2020) re-derived for this library's checkpoint
+game and in-place game with a disk: ``S`` memory pebbles (walking pebbles
+included, cell 0 free), ``D`` disk pebbles (``None``: unbounded), the moves
+``store i`` (cost ``w``), ``load i`` (cost ``r``) and ``discard i``, and the
+total time ``forward steps + w * writes + r * reads``. ``periodic_disk`` is
+Aupy & Herrmann's periodic disk scheme (2017) for comparison.
+
+The dynamic programme works on an interval of ``m`` cells ``b..b+m-1`` whose
+base ``b`` holds the only pebble in it, with ``s`` memory and ``d`` disk
+pebbles to spare. Three values, each the least time to paint the interval:
+
+* ``H0(m, s, d)`` -- the base is cell 0 (always in memory, never stored);
+* ``H(m, s, d)``  -- the base is held in memory by the caller (not in ``s``);
+* ``G(m, s, d)``  -- the base is on disk (its disk pebble is the caller's) and
+  in memory, its memory pebble counted in ``s``; it may be freed and loaded again.
+
+With ``t = 1`` if a walk of ``j`` cells needs one working pebble (in-place
+game, or ``j = 1``) and ``t = 2`` otherwise, and the new pebble on ``b + j``
+either kept in memory or stored at once::
+
+    Right(k, s, d) = min( H(k, s, d),  w + G(k, s + 1, d - 1) )
+    H0(1, .) = H(1, .) = G(1, .) = 0
+    H0(m, s, d) = min_j  j + Right(m - j, s - 1, d) + H0(j, s, d)           (s >= t)
+    Hs(m, s, d) = min_j  j + Right(m - j, s - 1, d) + H(j, s, d)            (s >= t)
+    Gs(m, s, d) = min_j  min( j + Right(m - j, s - 2, d) + G(j, s, d),      (keep; s >= t + 1)
+                              j + Right(m - j, s - 1, d) + r + G(j, s, d) ) (free the base
+                              while walking, load it again; s >= 2, in-place s >= 1)
+    H(m, s, d) = min( Hs(m, s, d), w + Gs(m, s + 1, d - 1) )   (store the base later)
+    G(m, s, d) = min( Gs(m, s, d), Hs(m, s - 1, d + 1) )       (drop its disk copy)
+
+and the optimum is ``H0(n, S, D)``. Without a disk (``D = 0``) only the first
+terms are left and ``H0`` is the memory-only recurrence of
+:func:`pebbles.dp_table`, i.e. :func:`pebbles.min_forward_steps`. With ``D``
+unbounded (``D >= n - 1`` is the same) the ``d`` index drops. The derivation
+and the dominance arguments (why no other move order can do better) are in
+``docs/two-level.md``; the tests check the values against an exhaustive search
+of the configuration graph on small boards and the streams in the simulator.
+
+With an unbounded disk (or one at least as large as the unbounded optimum
+needs) every write can be made on the first sweep, so left parts never write:
+their costs are the memory-only ``T(j, s)`` (closed form) and ``R(j, s)`` (base
+on disk, reloads, no writes), and a split at ``j`` is never tried when one more
+disk checkpoint inside its left part would beat it (pruning lemma, checked with
+``T(k, s) <= R(k, s) <= T(k, s) + r(k, s) * read_cost``). The splits left are at
+most ``J``, set by the costs and not by n, and the table costs ``O(n J S)``
+numpy work (n = 10^4, S = 10, write = read = 2: J = 14). A bounded disk that
+the unbounded optimum does not fit runs the full table, ``O(n^2 S (D + 1))``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from functools import lru_cache
+
+import numpy as np
+
+from ._budget import check_budget, min_pebbles
+from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
+from ._moves import Game, Move, MoveKind
+from ._treeverse import treeverse
+from ._validation import check_int
+
+__all__ = ["best_period", "min_total_time", "periodic_disk", "periodic_disk_time",
+           "two_level"]
+
+_P = 2  # s-padding of the tables: row _P + s holds s; rows below are "infeasible"
+_FORWARD, _PAINT, _REMOVE, _PLACE, _MOVE = (MoveKind.FORWARD, MoveKind.PAINT, MoveKind.REMOVE,
+                                            MoveKind.PLACE, MoveKind.MOVE)
+_STORE, _LOAD, _DISCARD = MoveKind.STORE, MoveKind.LOAD, MoveKind.DISCARD
+
+
+def _check_cost(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise PebblesTypeError(
+            f"{name}={value!r} must be a number (cost in forward steps), got "
+            f"{type(value).__name__}; pass e.g. {name}=2.5")
+    value = float(value)
+    if math.isnan(value) or value < 0:
+        raise PebblesValueError(
+            f"{name}={value} must be >= 0 (a cost in forward steps); pass {name}=0 or more")
+    return value
+
+
+def _check_args(n: object, budget: object, disk_budget: object, write_cost: object,
+                read_cost: object, inplace: bool) -> tuple[int, int, int | None, float, float]:
+    n = check_int("n", n, 1)
+    budget = check_int("budget", budget, 0)
+    check_budget(n, budget, Game.INPLACE if inplace else Game.CHECKPOINT)
+    if disk_budget is not None and not (isinstance(disk_budget, float)
+                                        and math.isinf(disk_budget) and disk_budget > 0):
+        disk_budget = check_int("disk_budget", disk_budget, 0)
+    else:
+        disk_budget = None
+    if disk_budget is not None and disk_budget >= n - 1:
+        disk_budget = None  # n - 1 disk pebbles are as good as any number
+    wc = _check_cost("write_cost", write_cost)
+    rc = _check_cost("read_cost", read_cost)
+    return n, min(budget, n), disk_budget, wc, rc
+
+
+class _Tables:
+    """The DP tables of one (n, S, D, w, r, game); see the module docstring."""
+
+    def __init__(self, n: int, s_max: int, disk: int | None, wc: float, rc: float,
+                 inplace: bool) -> None:
+        self.n, self.s_max, self.wc, self.rc, self.inplace = n, s_max, wc, rc, inplace
+        self.unbounded = disk is None
+        levels = 1 if disk is None else disk + 1
+        shape = (s_max + 1 + _P, levels, n + 1)
+        self.h0, self.hs, self.h, self.gs, self.g, self.right = (
+            np.full(shape, np.inf) for _ in range(6))
+        self.j_h0, self.j_hs, self.j_gs = (np.zeros(shape, dtype=np.int32) for _ in range(3))
+        self.keep = np.zeros(shape, dtype=bool)
+        self._fill()
+
+    def dec(self, d: int) -> int:
+        """Disk level left after one more disk pebble (``-1``: none left)."""
+        return d if self.unbounded else d - 1
+
+    def inc(self, d: int) -> int:
+        return d if self.unbounded else d + 1
+
+    def _fill(self) -> None:
+        p = _P
+        for arr in (self.h0, self.hs, self.h, self.right):
+            arr[p:, :, 1] = 0.0
+        self.gs[p + 1:, :, 1] = self.g[p + 1:, :, 1] = 0.0
+        self._fold(1)
+        for m in range(2, self.n + 1):
+            self._split(m)
+            self._fold(m)
+
+    def _split(self, m: int) -> None:
+        p, top = _P, _P + self.s_max + 1
+        jj = np.arange(1, m, dtype=np.float64)
+        rk = self.right[:, :, m - 1:0:-1]
+        t1 = rk[p - 1:top - 1] + jj  # right part with s - 1 spare pebbles, s = 0..S
+        t2 = rk[p - 2:top - 2] + jj  # with s - 2
+        self._best(t1 + self.h0[p:, :, 1:m], self.h0, self.j_h0, m, walk=1)
+        if self.unbounded:  # storing a held base later = storing it at once (docs)
+            self.hs[:, :, m], self.j_hs[:, :, m] = self.h0[:, :, m], self.j_h0[:, :, m]
+        else:
+            self._best(t1 + self.h[p:, :, 1:m], self.hs, self.j_hs, m, walk=1)
+        gj = self.g[p:, :, 1:m]
+        kbest = self._best(t2 + gj, self.gs, self.j_gs, m, walk=2)
+        free = t1 + (gj + self.rc)
+        if not self.inplace:
+            free[1:2] = np.inf  # freeing the base while walking needs it and b+1 at once
+        farg = free.argmin(axis=-1)
+        fbest = np.take_along_axis(free, farg[..., None], axis=-1)[..., 0]
+        use_free = fbest < kbest
+        self.gs[p:, :, m] = np.where(use_free, fbest, kbest)
+        self.j_gs[p:, :, m] = np.where(use_free, farg + 1, self.j_gs[p:, :, m])
+        self.keep[p:, :, m] = ~use_free
+
+    def _best(self, cand: np.ndarray, out: np.ndarray, jout: np.ndarray, m: int,
+              walk: int) -> np.ndarray:
+        """Least candidate over j into ``out[:, :, m]``; with ``walk`` spare pebbles
+        (the base's own not counted) only j = 1 is a legal walk in the checkpoint game."""
+        arg = cand.argmin(axis=-1)
+        best = np.take_along_axis(cand, arg[..., None], axis=-1)[..., 0]
+        if not self.inplace and best.shape[0] > walk:
+            best[walk], arg[walk] = cand[walk, :, 0], 0
+        out[_P:, :, m] = best
+        jout[_P:, :, m] = arg + 1
+        return best
+
+    def _fold(self, m: int) -> None:
+        """H, G and Right at m from Hs and Gs (store the base later, drop its disk copy)."""
+        p, wc = _P, self.wc
+        hs, gs, h, g, right = (a[:, :, m] for a in (self.hs, self.gs, self.h, self.g, self.right))
+        h[:] = hs
+        g[:] = gs
+        if self.unbounded:
+            right[:] = h
+            right[p:-1] = np.minimum(h[p:-1], wc + g[p + 1:])
+        else:
+            h[p:-1, 1:] = np.minimum(hs[p:-1, 1:], wc + gs[p + 1:, :-1])
+            g[p + 1:, :-1] = np.minimum(gs[p + 1:, :-1], hs[p:-1, 1:])
+            right[:] = h
+            right[p:-1, 1:] = np.minimum(h[p:-1, 1:], wc + g[p + 1:, :-1])
+
+
+def _t_table(n: int, s_max: int, inplace: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``T[_P + s, m]``: memory-only optimum (held base, s spare), ``inf`` if infeasible,
+    and the repetition numbers ``r(m, s)`` (most computations of any one cell)."""
+    from ._binomial import BetaTable
+
+    table = BetaTable(Game.INPLACE if inplace else Game.CHECKPOINT)
+    out = np.full((s_max + 1 + _P, n + 1), np.inf)
+    reps = np.full((s_max + 1 + _P, n + 1), np.inf)
+    m = np.arange(1, n + 1)
+    for s in range(s_max + 1):
+        r_max = 1
+        row = table.row(s, r_max)
+        while row[-1] < n and row[-1] > row[-2 if len(row) > 1 else -1] and r_max < n:
+            r_max *= 2
+            row = table.row(s, r_max)
+        beta = np.array([min(b, n + 1) for b in row], dtype=np.int64)
+        r = np.searchsorted(beta, m, side="left")
+        ok = r < len(beta)
+        lost = np.concatenate(([0], np.cumsum(beta - 1)))
+        rr = np.minimum(r, len(beta) - 1)
+        out[_P + s, 1:] = np.where(ok, rr * (m - 1) - lost[rr], np.inf)
+        reps[_P + s, 1:] = np.where(ok, rr, np.inf)
+    return out, reps
+
+
+class _Spine:
+    """Unbounded disk: writes only on the first sweep, so left parts never write.
+
+    ``H0`` as above with the left part ``T(j, s)`` (memory only); ``G`` with the
+    left part ``R(j, s)`` (base on disk, reloads, no writes); splits that a
+    further disk checkpoint would beat (docs/two-level.md, pruning lemma) are
+    never tried, which bounds the split offsets by ``J`` and makes the table
+    ``O(n J S)``.
+    """
+
+    def __init__(self, n: int, s_max: int, wc: float, rc: float, inplace: bool) -> None:
+        self.n, self.s_max, self.wc, self.rc, self.inplace = n, s_max, wc, rc, inplace
+        self.t, self.reps = _t_table(n, s_max, inplace)
+        rows = s_max + 1 + _P
+        self.r = np.full((rows, n + 1), np.inf)
+        self.j_r = np.zeros((rows, n + 1), dtype=np.int32)
+        self.keep_r = np.zeros((rows, n + 1), dtype=bool)
+        self.r[_P + 1:, 1] = 0.0
+        bounded = self._bounded_rows()
+        for s in bounded:
+            self._r_row(s, n, window=2)
+        self.j_limit = self._limits(bounded, n)
+        for s in range(1, s_max + 1):
+            if s not in bounded:
+                self._r_row(s, min(n, self.j_limit), window=n)
+        # the same tests with the exact R (now known up to the limit) are sharper
+        self.j_limit = self._limits(set(range(s_max + 1)), min(n, self.j_limit + 1))
+        self._spine()
+
+    def _bounded_rows(self) -> set[int]:
+        """Rows where R's right parts have at most two cells (T(., s-1) is finite there only)."""
+        return {s for s in ((1,) if self.inplace else (1, 2)) if s <= self.s_max}
+
+    def _r_row(self, s: int, top: int, window: int) -> None:
+        """R(m, s) for m <= top; right parts of at most ``window`` cells."""
+        t, p = self.t, _P
+        keep_t = t[p + s - 2].copy()  # right part of a kept base: s - 2 pebbles
+        free_t = t[p + s - 1] + self.rc if s >= (1 if self.inplace else 2) else \
+            np.full(self.n + 1, np.inf)
+        one_only = not self.inplace and s < 3  # a kept base walks one cell at most
+        row, jrow, krow = self.r[p + s], self.j_r[p + s], self.keep_r[p + s]
+        if window <= 8:  # a few candidates: plain Python floats are faster than numpy
+            rl, kt, ft = row.tolist(), keep_t.tolist(), free_t.tolist()
+            for m in range(2, top + 1):
+                best, arg, kept = math.inf, 0, False
+                for j in range(max(1, m - window), m):
+                    base = rl[j] + j
+                    k = base + kt[m - j] if (j == 1 or not one_only) else math.inf
+                    f = base + ft[m - j]
+                    if k <= f and k < best:
+                        best, arg, kept = k, j, True
+                    elif f < k and f < best:
+                        best, arg, kept = f, j, False
+                rl[m], jrow[m], krow[m] = best, arg, kept
+            row[:] = rl
+            return
+        for m in range(2, top + 1):
+            jj = np.arange(1, m)
+            left = row[1:m] + jj
+            keep = left + keep_t[m - 1:0:-1]
+            if one_only:
+                keep[1:] = np.inf
+            free = left + free_t[m - 1:0:-1]
+            k, f = int(keep.argmin()), int(free.argmin())
+            use_keep = keep[k] <= free[f]
+            row[m] = keep[k] if use_keep else free[f]
+            jrow[m] = (k if use_keep else f) + 1
+            krow[m] = use_keep
+
+    def _limits(self, exact: set[int], top: int) -> int:
+        """Largest split offset below ``top`` not beaten by one more disk checkpoint, over
+        all rows; rows in ``exact`` use R itself, the others its bounds."""
+        n, p, t, c = self.n, _P, self.t, self.wc + self.rc
+        bounded = exact
+        j = np.arange(2, top)
+        if len(j) == 0:
+            return 1
+        # R(k, s) <= T(k, s) + r(k, s) * read: Treeverse freeing and reloading the base
+        # at each of its at most r(k, s) walks from it; R(k, s) >= T(k, s).
+        upper = t + np.where(np.isfinite(self.reps), self.reps, 0.0) * self.rc
+        limit = 1
+        self.row_limits: dict[int, int] = {}
+        for s in range(self.s_max + 1):
+            up_s, up_s1 = (self.r[p + q] if q in bounded else upper[p + q] for q in (s, s - 1))
+            low_s = self.r[p + s] if s in bounded else t[p + s]          # <= R(., s)
+            low = 1 if self.inplace else 2
+            free_ok, keep_ok = s >= low, s - 1 >= low   # the inserted checkpoint can walk
+            beaten_h = np.zeros(len(j), dtype=bool)
+            beaten_f = np.zeros(len(j), dtype=bool)
+            beaten_k = np.zeros(len(j), dtype=bool)
+            for b in [j // 2] + [np.minimum(2 ** e, j - 1) for e in range(n.bit_length())]:
+                a = j - b
+                beaten_h |= free_ok & (c + up_s[b] + t[p + s, a] < t[p + s, j])
+                beaten_f |= free_ok & (c + up_s[b] + up_s[a] < low_s[j])
+                beaten_k |= keep_ok & (c + up_s1[b] + up_s[a] < low_s[j])
+            finite = np.isfinite(low_s[j])
+            alive = ~beaten_h & np.isfinite(t[p + s, j]) & (self.inplace or s >= 2)
+            alive |= ~beaten_f & finite & free_ok
+            alive |= ~beaten_k & finite & (s >= (2 if self.inplace else 3))
+            if alive.any():
+                self.row_limits[s] = int(j[alive].max())
+                limit = max(limit, self.row_limits[s])
+        return limit
+
+    def disk_used(self, s_top: int) -> int:
+        """Disk pebbles of the optimum: its disk checkpoints, all on disk after the first
+        sweep (the other parts never write)."""
+        p, b, m, s, count, code = _P, 0, self.n, s_top, 0, 0
+        while m > 1:
+            j = int((self.j_h0 if code == 0 else self.j_g)[p + s, m])
+            if code == 3 and not self.keep[p + s, m]:
+                spare = s - 1
+            else:
+                spare = s - 1 if code == 0 else s - 2
+            b, m = b + j, m - j
+            if self.right[p + spare, m] == self.h0[p + spare, m]:
+                code, s = 0, spare
+            else:
+                code, s, count = 3, spare + 1, count + 1
+        return count
+
+    def _spine(self) -> None:
+        n, p, t, r, wc = self.n, _P, self.t, self.r, self.wc
+        top, rows = _P + self.s_max + 1, self.s_max + 1
+        shape = (top, n + 1)
+        self.h0, self.g, self.right = (np.full(shape, np.inf) for _ in range(3))
+        self.h0[p:, 1] = self.right[p:, 1] = 0.0
+        self.g[p + 1:, 1] = 0.0
+        jl = min(self.j_limit, n - 1) if n > 1 else 1
+        # left-part costs by candidate (0 H0, 1 G keeping its base, 2 G freeing it), walk
+        # limits of the checkpoint game folded in as inf
+        left = np.stack([t[p:, 1:jl + 1], r[p:, 1:jl + 1], r[p:, 1:jl + 1] + self.rc])
+        if not self.inplace:
+            left[0, 1:2, 1:] = left[1, 2:3, 1:] = left[2, 1:2] = np.inf
+        jj = np.arange(1, jl + 1, dtype=np.float64)
+        rev = np.full(shape, np.inf)  # rev[:, n - k] = Right(k) + ..., slices run forward
+        rev[p:, n - 1] = 0.0
+        shift = np.array([p - 1, p - 2, p - 1])  # spare pebbles of the right part: s-1, s-2
+        sel = shift[:, None] + np.arange(rows)[None, :]
+        cand = np.empty((3, rows, jl))
+        arg = np.zeros((3, rows, n + 1), dtype=np.int64)
+        i0, i1 = np.ogrid[:3, :rows]
+        val = np.full((3, rows, n + 1), np.inf)
+        for m in range(2, n + 1):
+            jmax = min(m - 1, jl)
+            rk = rev[:, n - m + 1:n - m + 1 + jmax] + jj[:jmax]  # Right(m - j) + j
+            c = cand[:, :, :jmax]
+            np.add(rk[sel], left[:, :, :jmax], out=c)
+            a = c.argmin(axis=2)
+            v = c[i0, i1, a]
+            arg[:, :, m], val[:, :, m] = a, v
+            g = np.minimum(v[1], v[2])
+            self.g[p:, m] = g
+            col = v[0].copy()
+            col[:-1] = np.minimum(col[:-1], wc + g[1:])
+            rev[p:, n - m] = col
+        self.h0[p:, 2:] = val[0, :, 2:]
+        self.keep = np.zeros(shape, dtype=bool)
+        self.keep[p:, 2:] = val[1, :, 2:] <= val[2, :, 2:]
+        self.j_h0 = np.zeros(shape, dtype=np.int32)
+        self.j_h0[p:] = arg[0] + 1
+        self.j_g = np.zeros(shape, dtype=np.int32)
+        self.j_g[p:] = np.where(self.keep[p:], arg[1], arg[2]) + 1
+        self.right[p:, 2:] = rev[p:, n - 2::-1][:, :n - 1]
+
+
+def _generate_spine(t: _Spine, s_top: int) -> Iterator[Move]:
+    """The moves of :class:`_Spine`'s optimum (the same task stack as :func:`_generate`)."""
+    new = tuple.__new__
+    # tasks (code, b, m, s): 0 H0, 3 G, 5 Right, 6 R, 7 Treeverse, 9 emit move (kind=m)
+    stack: list[tuple[int, int, int, int]] = [(0, 0, t.n, s_top)]
+    push, pop = stack.append, stack.pop
+    p = _P
+    while stack:
+        code, b, m, s = pop()
+        if code == 9:
+            yield new(Move, (MoveKind(m), b, -1))
+        elif code == 7:
+            for mv in treeverse(m, s, inplace=t.inplace):
+                yield new(Move, (mv[0], mv[1] + b, mv[2] + b if mv[0] == _FORWARD else -1))
+        elif code == 5:
+            if t.right[p + s, m] == t.h0[p + s, m]:
+                push((0, b, m, s))
+            else:
+                push((3, b, m, s + 1))
+                yield new(Move, (_STORE, b, -1))
+        elif m == 1:
+            yield new(Move, (_PAINT, b, -1))
+            if code != 0:
+                yield new(Move, (_DISCARD, b, -1))
+        else:
+            yield from _spine_split(t, code, b, m, s, push)
+
+
+def _spine_split(t: _Spine, code: int, b: int, m: int, s: int, push) -> Iterator[Move]:
+    """One split of H0 (code 0), G (3) or R (6): the walk now, the rest pushed."""
+    p = _P
+    if code == 0:
+        j, keep = int(t.j_h0[p + s, m]), True
+    elif code == 3:
+        j, keep = int(t.j_g[p + s, m]), bool(t.keep[p + s, m])
+    else:
+        j, keep = int(t.j_r[p + s, m]), bool(t.keep_r[p + s, m])
+    c = b + j
+    push((7, b, j, s) if code == 0 else (6, b, j, s))
+    if not keep:
+        push((9, b, int(_LOAD), 0))
+    push((9, c, int(_REMOVE), 0))
+    spare = s - 1 if code == 0 or not keep else s - 2
+    push((7 if code == 6 else 5, c, m - j, spare))
+    if keep:
+        yield Move(_FORWARD, b, c)
+    else:
+        yield from _walk(b, c, t.inplace)
+
+
+@lru_cache(maxsize=4)
+def _solve(n: int, s_max: int, disk: int | None, wc: float, rc: float,
+           inplace: bool) -> _Tables | _Spine:
+    """The unbounded-disk optimum when it needs at most ``disk`` disk pebbles, else the
+    bounded table."""
+    spine = _Spine(n, s_max, wc, rc, inplace)
+    if disk is None or spine.disk_used(s_max) <= disk:
+        return spine
+    return _Tables(n, s_max, disk, wc, rc, inplace)
+
+
+def min_total_time(n: int, budget: int, disk_budget: int | float | None = None, *,
+                   write_cost: float, read_cost: float, inplace: bool = False) -> float:
+    """Least total time ``forward steps + write_cost * writes + read_cost * reads``.
+
+    Parameters
+    ----------
+    n : int
+        Number of steps (cells ``0..n``).
+    budget : int
+        Memory pebbles S (walking pebbles included, cell 0 free).
+    disk_budget : int, optional
+        Disk pebbles D; ``None`` or ``math.inf`` for unbounded, 0 for no disk.
+    write_cost, read_cost : float
+        Cost of one ``store`` / ``load`` in forward steps (``>= 0``; ``inf`` allowed).
+    inplace : bool
+        Play the in-place game instead of the checkpoint game.
+
+    Examples
+    --------
+    >>> from pebbles import min_forward_steps
+    >>> from pebbles._twolevel import min_total_time
+    >>> min_total_time(100, 3, 0, write_cost=1, read_cost=1) == min_forward_steps(100, 3)
+    True
+    >>> min_total_time(100, 3, None, write_cost=1, read_cost=1)  # memory only: 615
+    226.0
+    """
+    n, s, disk, wc, rc = _check_args(n, budget, disk_budget, write_cost, read_cost, inplace)
+    if _memory_only(disk, wc, rc):
+        from ._optimal import min_forward_steps
+
+        return float(min_forward_steps(n, s, Game.INPLACE if inplace else Game.CHECKPOINT))
+    t = _solve(n, s, disk, wc, rc, bool(inplace))
+    return float(t.h0[_P + s, n] if isinstance(t, _Spine) else t.h0[_P + s, -1, n])
+
+
+def _memory_only(disk: int | None, wc: float, rc: float) -> bool:
+    """No disk, or a disk that cannot pay: the memory-only optimum is the optimum."""
+    return disk == 0 or math.isinf(wc) or math.isinf(rc)
+
+
+def two_level(n: int, budget: int, disk_budget: int | float | None = None, *,
+              write_cost: float, read_cost: float, inplace: bool = False) -> Iterator[Move]:
+    """Yield an optimal two-level (memory + disk) schedule.
+
+    Its total time, as :func:`pebbles.simulate` measures it with the same
+    budgets and costs, is :func:`min_total_time`.
+
+    Parameters
+    ----------
+    n, budget, disk_budget, write_cost, read_cost, inplace
+        As for :func:`min_total_time`.
+
+    Yields
+    ------
+    Move
+        ``forward``, ``place``, ``move``, ``remove``, ``paint``, ``store``,
+        ``load`` and ``discard`` moves.
+
+    Examples
+    --------
+    >>> from pebbles._twolevel import two_level
+    >>> from pebbles import simulate
+    >>> moves = list(two_level(6, 2, None, write_cost=0.5, read_cost=0.5))
+    >>> [str(m) for m in moves[:6]]
+    ['forward 0 1', 'store 1', 'place 2', 'remove 1', 'store 2', 'place 3']
+    >>> r = simulate(moves, 6, "checkpoint", 2, write_cost=0.5, read_cost=0.5)
+    >>> r.forward_steps, r.writes, r.reads, r.time
+    (5, 3, 3, 8.0)
+    """
+    n, s, disk, wc, rc = _check_args(n, budget, disk_budget, write_cost, read_cost, inplace)
+    if _memory_only(disk, wc, rc):
+        return treeverse(n, s, inplace=bool(inplace))
+    t = _solve(n, s, disk, wc, rc, bool(inplace))
+    if isinstance(t, _Spine):
+        return _generate_spine(t, s)
+    return _generate(t, s, t.h0.shape[1] - 1)
+
+
+def _generate(t: _Tables, s_top: int, d_top: int) -> Iterator[Move]:
+    new = tuple.__new__
+    # tasks: (code, b, m, s, d); code 0 H0, 1 H, 2 Hsplit, 3 G, 4 Gsplit, 5 Right,
+    # 9 emit move (kind=m, a=b).
+    stack: list[tuple[int, int, int, int, int]] = [(0, 0, t.n, s_top, d_top)]
+    push, pop = stack.append, stack.pop
+    p = _P
+    while stack:
+        code, b, m, s, d = pop()
+        if code == 9:
+            yield new(Move, (MoveKind(m), b, -1))
+        elif code == 1 or code == 3:  # fold choices
+            if code == 1:
+                split = t.h[p + s, d, m] == t.hs[p + s, d, m]
+                nxt = (2, b, m, s, d) if split else (4, b, m, s + 1, t.dec(d))
+                extra = None if split else _STORE
+            else:
+                split = t.g[p + s, d, m] == t.gs[p + s, d, m]
+                nxt = (4, b, m, s, d) if split else (2, b, m, s - 1, t.inc(d))
+                extra = None if split else _DISCARD
+            push(nxt)
+            if extra is not None:
+                yield new(Move, (extra, b, -1))
+        elif code == 5:  # the new pebble on b: keep it in memory or store it at once
+            if t.right[p + s, d, m] == t.h[p + s, d, m]:
+                push((1, b, m, s, d))
+            else:
+                push((3, b, m, s + 1, t.dec(d)))
+                yield new(Move, (_STORE, b, -1))
+        elif m == 1:
+            yield new(Move, (_PAINT, b, -1))
+            if code == 4:
+                yield new(Move, (_DISCARD, b, -1))
+        else:
+            yield from _split_moves(t, code, b, m, s, d, push)
+
+
+def _split_moves(t: _Tables, code: int, b: int, m: int, s: int, d: int, push) -> Iterator[Move]:
+    """Moves of one split of H0 (code 0), Hsplit (2) or Gsplit (4); pushes the rest."""
+    new = tuple.__new__
+    p = _P
+    if code == 4:
+        j = int(t.j_gs[p + s, d, m])
+        keep = bool(t.keep[p + s, d, m])
+    else:
+        j = int((t.j_h0 if code == 0 else t.j_hs)[p + s, d, m])
+        keep = True
+    c = b + j
+    left = (0, b, j, s, d) if code == 0 else ((1 if code == 2 else 3), b, j, s, d)
+    push(left)
+    if not keep:
+        push((9, b, _LOAD, 0, 0))
+    push((9, c, _REMOVE, 0, 0))
+    spare = s - 1 if code != 4 or not keep else s - 2
+    push((5, c, m - j, spare, d))
+    if keep:
+        yield new(Move, (_FORWARD, b, c))
+    elif t.inplace:
+        for i in range(b + 1, c + 1):
+            yield new(Move, (_MOVE, i, -1))
+    else:  # a forward move would keep its start: walk by place / remove pairs
+        for i in range(b + 1, c + 1):
+            yield new(Move, (_PLACE, i, -1))
+            yield new(Move, (_REMOVE, i - 1, -1))
+
+
+def _check_period(n: int, budget: int, period: object, inplace: bool) -> tuple[int, int, int]:
+    n = check_int("n", n, 1)
+    budget = check_int("budget", budget, 0)
+    period = check_int("period", period, 1)
+    game = Game.INPLACE if inplace else Game.CHECKPOINT
+    check_budget(min(period, n), budget, game)
+    need = min_pebbles(min(period, n), game) + 1
+    if period < n and budget < need:
+        raise InfeasibleBudgetError(
+            f"budget={budget} cannot reverse a period of {period} steps while it holds the "
+            f"period's start in memory; pass budget >= {need} or a shorter period", need)
+    return n, budget, period
+
+
+def _segments(n: int, period: int) -> list[int]:
+    """Starts of the periods: 0, period, 2 period, ... (all below n)."""
+    return list(range(0, n, period))
+
+
+def periodic_disk(n: int, budget: int, period: int, *, inplace: bool = False) -> Iterator[Move]:
+    """Yield the periodic disk schedule (Aupy & Herrmann 2017, adapted to this game).
+
+    The first sweep stores ``s_period, s_2period, ...`` on disk (one ``store``
+    each, ``ceil(n / period) - 1`` disk pebbles); then the periods are reversed
+    from the last to the first, each by :func:`pebbles.treeverse` with its start
+    loaded once (not for the last, still in memory, nor the first, cell 0) and
+    held while ``budget - 1`` further memory pebbles reverse it.
+
+    Examples
+    --------
+    >>> from pebbles import simulate
+    >>> from pebbles._twolevel import periodic_disk, periodic_disk_time
+    >>> r = simulate(periodic_disk(30, 3, 10), 30, "checkpoint", 3, write_cost=2, read_cost=1)
+    >>> r.time == periodic_disk_time(30, 3, 10, write_cost=2, read_cost=1), r.writes, r.reads
+    (True, 2, 1)
+    """
+    n, budget, period = _check_period(n, budget, period, inplace)
+    return _periodic(n, budget, period, inplace)
+
+
+def _periodic(n: int, budget: int, period: int, inplace: bool) -> Iterator[Move]:
+    starts = _segments(n, period)
+    last = starts[-1]
+    if last > 0:
+        yield Move(_FORWARD, 0, starts[1])
+        yield Move(_STORE, starts[1])
+        for a, b in zip(starts[1:-1], starts[2:], strict=True):
+            yield from _walk(a, b, inplace)
+            yield Move(_STORE, b)
+    ends = starts[1:] + [n]
+    for k in range(len(starts) - 1, -1, -1):
+        x, length = starts[k], ends[k] - starts[k]
+        if 0 < x < last:
+            yield Move(_LOAD, x)
+        pebbles = budget if x == 0 else budget - 1
+        for m in treeverse(length, pebbles, inplace=inplace):
+            yield Move(m[0], m[1] + x, m[2] + x if m[0] == _FORWARD else -1)
+        if x > 0:
+            yield Move(_REMOVE, x)
+            yield Move(_DISCARD, x)
+
+
+def _walk(a: int, b: int, inplace: bool) -> Iterator[Move]:
+    """Walk the only memory pebble from a to b, freeing a (2 pebbles at most; in-place 1)."""
+    for i in range(a + 1, b + 1):
+        if inplace:
+            yield Move(_MOVE, i)
+        else:
+            yield Move(_PLACE, i)
+            yield Move(_REMOVE, i - 1)
+
+
+def periodic_disk_time(n: int, budget: int, period: int, *, write_cost: float,
+                       read_cost: float, inplace: bool = False) -> float:
+    """Total time of :func:`periodic_disk`: ``x_k + k w + (k - 1) r + sum of Treeverse times``.
+
+    Examples
+    --------
+    >>> from pebbles._twolevel import periodic_disk_time
+    >>> periodic_disk_time(30, 3, 10, write_cost=2, read_cost=1)
+    91.0
+    """
+    from ._optimal import min_forward_steps
+
+    n, budget, period = _check_period(n, budget, period, inplace)
+    wc, rc = _check_cost("write_cost", write_cost), _check_cost("read_cost", read_cost)
+    game = Game.INPLACE if inplace else Game.CHECKPOINT
+    starts = _segments(n, period)
+    k = len(starts) - 1
+    total = float(starts[-1]) + k * wc + max(k - 1, 0) * rc
+    ends = starts[1:] + [n]
+    for x, e in zip(starts, ends, strict=True):
+        total += min_forward_steps(e - x, budget if x == 0 else budget - 1, game)
+    return total
+
+
+def best_period(n: int, budget: int, *, write_cost: float, read_cost: float,
+                inplace: bool = False) -> int:
+    """The period with the least :func:`periodic_disk_time` (ties: the longest).
+
+    Examples
+    --------
+    >>> from pebbles._twolevel import best_period
+    >>> best_period(1000, 4, write_cost=2, read_cost=2)
+    4
+    """
+    best, arg = math.inf, n
+    for period in range(n, 0, -1):
+        try:
+            t = periodic_disk_time(n, budget, period, write_cost=write_cost,
+                                   read_cost=read_cost, inplace=inplace)
+        except PebblesValueError:
+            continue
+        if t < best:
+            best, arg = t, period
+    return arg

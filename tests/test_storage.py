@@ -1,0 +1,297 @@
+"""The storage protocol of two-level checkpointing: memory and disk stores, the background
+writer, cleanup after success, failure and KeyboardInterrupt, a full disk."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import pebbles
+from pebbles._storage import DiskFullError, DiskStore, IOCost, MemoryStore, StoreError, measure_io
+from pebbles._twolevel import two_level
+
+
+def _files(directory) -> list[str]:
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+@pytest.mark.parametrize("make", [MemoryStore, DiskStore])
+def test_put_get_delete_round_trip_copies(make):
+    with make() as st:
+        a = np.arange(12.0).reshape(3, 4)
+        st.put(7, a)
+        a[:] = -1  # the store kept a copy: the caller may reuse its buffer at once
+        got = st.get(7)
+        np.testing.assert_array_equal(got, np.arange(12.0).reshape(3, 4))
+        got[:] = 5  # and get returns a new array
+        np.testing.assert_array_equal(st.get(7), np.arange(12.0).reshape(3, 4))
+        st.put("s-8", np.ones(2, dtype=np.float32))
+        assert st.get("s-8").dtype == np.float32
+        st.delete(7)
+        with pytest.raises(StoreError, match="holds no 7"):
+            st.get(7)
+        with pytest.raises(StoreError, match="already holds"):
+            st.put("s-8", np.ones(2))
+
+
+def test_disk_store_writes_one_npy_per_state_and_removes_its_temp_dir():
+    with DiskStore() as st:
+        for k in range(5):
+            st.put(k, np.full(100, float(k)))
+        for k in range(5):
+            assert st.get(k)[0] == k
+        folder = st.directory
+        assert _files(folder) == [f"state-{k}.npy" for k in range(5)]
+        assert st.bytes_written == 5 * 800
+    assert not os.path.exists(folder)
+
+
+def test_user_directory_keeps_other_files_and_keep_true_keeps_ours(tmp_path):
+    (tmp_path / "mine.txt").write_text("not the store's")
+    with DiskStore(tmp_path) as st:
+        st.put(1, np.zeros(3))
+        st.get(1)
+    assert _files(tmp_path) == ["mine.txt"]
+    with DiskStore(tmp_path / "kept", keep=True) as st:
+        st.put(2, np.arange(3.0))
+    np.testing.assert_array_equal(np.load(tmp_path / "kept" / "state-2.npy"), [0, 1, 2])
+
+
+def test_get_waits_for_a_pending_write(monkeypatch):
+    gate = threading.Event()
+    st = DiskStore()
+    real = st._write
+
+    def slow(key, array):
+        gate.wait(5)
+        real(key, array)
+
+    monkeypatch.setattr(st, "_write", slow)
+    try:
+        st.put(3, np.arange(1000.0))
+        assert 3 in st._pending  # not written yet: the writer waits on the gate
+        threading.Timer(0.05, gate.set).start()
+        np.testing.assert_array_equal(st.get(3), np.arange(1000.0))
+    finally:
+        gate.set()
+        st.close()
+
+
+class _Full:
+    """A file that accepts ``budget`` bytes, then raises ENOSPC like a full disk."""
+
+    def __init__(self, name, budget):
+        self.fh, self.left = open(name, "wb"), budget
+
+    def write(self, data):
+        data = memoryview(data).cast("B")
+        if len(data) > self.left:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.left -= len(data)
+        return self.fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+
+def test_full_disk_raises_a_clear_error_and_frees_everything(tmp_path, monkeypatch):
+    written = {"bytes": 0}
+    import pebbles._storage as storage
+
+    real_open = open
+
+    def fake_open(name, mode="r", *a, **k):
+        if "w" in mode and str(name).endswith(".npy"):
+            budget = 2500 - written["bytes"]
+            written["bytes"] += 1000
+            return _Full(name, max(budget, 0))
+        return real_open(name, mode, *a, **k)
+
+    monkeypatch.setattr(storage, "open", fake_open, raising=False)
+    folder = tmp_path / "states"
+    st = DiskStore(folder)
+    with pytest.raises(DiskFullError) as info:
+        with st:
+            for k in range(10):
+                st.put(k, np.zeros(100))  # 800 bytes + 128 header each
+            st.get(9)
+    err = info.value
+    assert err.errno == errno.ENOSPC and isinstance(err, OSError)
+    assert str(folder) in str(err) and "800 bytes" in str(err)
+    assert err.directory == str(folder) and err.needed == 800
+    assert not folder.exists()  # the store made it, so it removed it
+
+
+def test_writer_error_other_than_enospc_is_reported_and_cleaned(tmp_path, monkeypatch):
+    st = DiskStore(tmp_path)
+
+    def boom(key, array):
+        raise PermissionError(errno.EACCES, "read-only")
+
+    monkeypatch.setattr(st, "_write", boom)
+    st.put(1, np.zeros(4))
+    with pytest.raises(StoreError, match="writing state 1"):
+        st.get(1)
+    st.close()  # already reported: closing does not raise it again
+    assert _files(tmp_path) == []
+
+
+def _run_schedule(store, n, fail_at=None, interrupt_at=None):
+    """Replay a two-level schedule with trivial states through ``store``."""
+    state = {0: np.zeros(4)}
+    for index, (kind, a, b) in enumerate(two_level(
+            n, 3, None, write_cost=0.5, read_cost=0.5)):
+        if index == fail_at:
+            raise RuntimeError("callback failed mid-run")
+        if index == interrupt_at:
+            raise KeyboardInterrupt
+        if kind == pebbles.MoveKind.STORE:
+            store.put(a, state[a])
+        elif kind == pebbles.MoveKind.LOAD:
+            state[a] = store.get(a)
+        elif kind == pebbles.MoveKind.DISCARD:
+            store.delete(a)
+        elif kind in (pebbles.MoveKind.PLACE, pebbles.MoveKind.MOVE):
+            state[a] = state.get(a - 1, np.zeros(4)) + 1
+        elif kind == pebbles.MoveKind.FORWARD:
+            state[b] = state[a] + (b - a)
+    return len(store)
+
+
+def test_a_schedule_through_the_disk_store_leaves_no_file(tmp_path):
+    with DiskStore(tmp_path) as st:
+        assert _run_schedule(st, 60) == 0  # every stored state was discarded
+        assert st.bytes_written > 0 and st.bytes_read > 0
+    assert _files(tmp_path) == []
+
+
+def test_callback_raising_mid_run_leaves_no_file(tmp_path):
+    with pytest.raises(RuntimeError, match="mid-run"):
+        with DiskStore(tmp_path) as st:
+            _run_schedule(st, 60, fail_at=40)
+    assert len(st) == 0 and _files(tmp_path) == []
+
+
+def test_keyboard_interrupt_leaves_no_file(tmp_path):
+    folder = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        with DiskStore(folder) as st:
+            _run_schedule(st, 60, interrupt_at=30)
+    assert not folder.exists()
+
+
+def test_closed_store_refuses_work_and_close_is_idempotent():
+    st = DiskStore()
+    st.close()
+    st.close()
+    with pytest.raises(StoreError, match="closed"):
+        st.put(1, np.zeros(1))
+
+
+@pytest.mark.parametrize("key", [True, 1.5, "a/b", ""])
+def test_bad_keys_are_refused(key):
+    with pytest.raises((pebbles.PebblesTypeError, pebbles.PebblesValueError), match="key"):
+        MemoryStore().put(key, np.zeros(1))
+
+
+def test_measure_io_times_a_round_trip_and_converts_to_step_units(tmp_path):
+    io = measure_io(tmp_path, 1 << 16, repeat=2)
+    assert isinstance(io, IOCost) and io.nbytes == 1 << 16
+    assert io.write_seconds > 0 and io.read_seconds > 0
+    w, r = io.costs(io.write_seconds / 2)
+    assert w == pytest.approx(2.0) and r == pytest.approx(2 * io.read_seconds / io.write_seconds)
+    assert _files(tmp_path) == []
+    with pytest.raises(pebbles.PebblesValueError, match="step_seconds"):
+        io.costs(0.0)
+    with pytest.raises(pebbles.PebblesValueError, match="nbytes"):
+        measure_io(tmp_path, 0)
+
+
+@pytest.mark.parametrize("make", [MemoryStore, DiskStore])
+def test_get_into_a_buffer_checks_shape_and_dtype(make):
+    with make() as st:
+        st.put(1, np.arange(6.0).reshape(2, 3))
+        buf = np.zeros((2, 3))
+        assert st.get(1, out=buf) is buf
+        np.testing.assert_array_equal(buf, np.arange(6.0).reshape(2, 3))
+        with pytest.raises(pebbles.PebblesValueError, match="shape"):
+            st.get(1, out=np.zeros(6))
+
+
+def _step(i, x):
+    return np.sin(x) * 1.1 + 0.01 * i
+
+
+def _vjp(i, x, g):  # d(step_i)/dx^T g
+    return np.cos(x) * 1.1 * g
+
+
+def _replay(prog, s0, store, fail_at_step=None):
+    """A slot executor for lowered two-level programs: the calls the generic executor
+    makes for OP_STORE / OP_LOAD / OP_DISCARD."""
+    slots = [None] * prog.nslots
+    slots[0], grad = s0, None
+    for op, src, dst, first, count in prog.ops.tolist():
+        if op == pebbles.OP_STEP:
+            x = slots[src]
+            for i in range(first, first + count):
+                if i == fail_at_step:
+                    raise RuntimeError(f"step {i} failed")
+                x = _step(i, x)
+            slots[dst] = x
+        elif op == pebbles.OP_SEED:
+            grad = 2 * slots[src]  # loss = |s_n|^2
+        elif op == pebbles.OP_PAINT:
+            grad = _vjp(first, slots[src], grad)
+        elif op == pebbles.OP_STORE:
+            store.put(first, slots[src])
+        elif op == pebbles.OP_LOAD:
+            slots[dst] = store.get(first)
+        elif op == pebbles.OP_DISCARD:
+            store.delete(first)
+    return grad
+
+
+def _reference_gradient(n, s0):
+    states = [s0]
+    for i in range(n):
+        states.append(_step(i, states[-1]))
+    grad = 2 * states[n]
+    for i in range(n - 1, -1, -1):
+        grad = _vjp(i, states[i], grad)
+    return grad
+
+
+def test_gradient_through_a_disk_store_equals_memory_only_bit_for_bit(tmp_path):
+    n = 120
+    s0 = np.random.default_rng(1).standard_normal(50)
+    prog = pebbles.lower(list(two_level(n, 3, None, write_cost=1.0, read_cost=1.0)), n)
+    assert prog.writes > 0 and prog.reads > 0
+    with DiskStore(tmp_path) as st:
+        on_disk = _replay(prog, s0, st)
+        assert len(st) == 0
+    with MemoryStore() as st:
+        in_memory = _replay(prog, s0, st)
+    treeverse = _replay(pebbles.lower(list(pebbles.treeverse(n, 3)), n), s0, MemoryStore())
+    want = _reference_gradient(n, s0)
+    assert np.array_equal(on_disk, want) and np.array_equal(in_memory, want)
+    assert np.array_equal(treeverse, want)
+    assert _files(tmp_path) == []
+
+
+def test_step_failing_mid_replay_leaves_no_file(tmp_path):
+    prog = pebbles.lower(list(two_level(120, 3, None, write_cost=1.0, read_cost=1.0)), 120)
+    with pytest.raises(RuntimeError, match="step 90"):
+        with DiskStore(tmp_path / "d") as st:
+            _replay(prog, np.ones(8), st, fail_at_step=90)
+    assert st.bytes_written > 0 and not (tmp_path / "d").exists()

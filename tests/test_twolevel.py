@@ -1,0 +1,277 @@
+"""Two-level (memory + disk) schedules: the DP optimum against an exhaustive search, the
+streams in the simulator, the memory-only optimum at D = 0, and checkpoint_schedules'
+H-Revolve / Disk-Revolve on the same resources."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import networkx as nx
+import pytest
+
+import pebbles
+from pebbles._twolevel import (
+    _P,
+    _Spine,
+    _Tables,
+    best_period,
+    min_total_time,
+    periodic_disk,
+    periodic_disk_time,
+    two_level,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+COSTS = [(0.0, 0.0), (0.5, 0.5), (1.0, 3.0), (3.0, 0.25), (2.0, 2.0), (10.0, 10.0)]
+
+
+def reference(n: int, budget: int, disk: int | None, wc: float, rc: float,
+              inplace: bool) -> float:
+    """Least total time by Dijkstra over every (memory, disk, painted) configuration.
+
+    Memory and disk pebbles are bit masks over cells 1..n (cell 0 is always in
+    memory); edges are the primitive moves place / move / remove / paint / store /
+    load / discard under both budgets, weighted 1 / 1 / 0 / 0 / wc / rc / 0.
+    """
+    dmax = n + 1 if disk is None else disk
+    start = (0, 0, n)
+    graph = nx.DiGraph()
+    seen, todo = {start}, [start]
+    while todo:
+        state = todo.pop()
+        for nxt, cost in _moves(state, n, budget, dmax, wc, rc, inplace):
+            old = graph.get_edge_data(state, nxt)
+            if old is None or cost < old["weight"]:
+                graph.add_edge(state, nxt, weight=cost)
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    goals = [s for s in seen if s[2] == 0]
+    if not goals:
+        return math.inf
+    for goal in goals:
+        graph.add_edge(goal, "end", weight=0.0)
+    return float(nx.shortest_path_length(graph, start, "end", weight="weight"))
+
+
+def _moves(state, n, budget, dmax, wc, rc, inplace):
+    mem, dsk, painted = state
+    used, stored = bin(mem).count("1"), bin(dsk).count("1")
+
+    def has(i: int) -> bool:
+        return i == 0 or bool(mem >> i & 1)
+
+    for i in range(1, n + 1):
+        bit = 1 << i
+        if not has(i) and has(i - 1):
+            if used < budget:
+                yield (mem | bit, dsk, painted), 1.0
+            if inplace and i >= 2:
+                yield (mem & ~(1 << (i - 1)) | bit, dsk, painted), 1.0
+        if has(i):
+            yield (mem & ~bit, dsk, painted), 0.0
+            if not dsk & bit and stored < dmax:
+                yield (mem, dsk | bit, painted), wc
+        if dsk & bit:
+            yield (mem, dsk & ~bit, painted), 0.0
+            if not has(i) and used < budget:
+                yield (mem | bit, dsk, painted), rc
+    if painted >= 1 and has(painted - 1):
+        yield (mem, dsk, painted - 1), 0.0
+
+
+def _feasible(n: int, budget: int, inplace: bool) -> bool:
+    return budget >= pebbles.min_pebbles(n, "inplace" if inplace else "checkpoint")
+
+
+BRUTE = [(n, s, d, wc, rc, inplace)
+         for inplace in (False, True)
+         for n, s, disks in ((3, 2, (0, 1, None)), (5, 2, (0, 1, 2, None)),
+                             (6, 3, (1, 2, None)), (7, 2, (1, 2)), (7, 3, (1,)))
+         for d in disks
+         for wc, rc in ((0.5, 0.5), (1.0, 3.0), (3.0, 0.25))]
+
+
+@pytest.mark.parametrize("n,s,d,wc,rc,inplace", BRUTE)
+def test_optimum_equals_exhaustive_search(n, s, d, wc, rc, inplace):
+    want = reference(n, s, d, wc, rc, inplace)
+    assert min_total_time(n, s, d, write_cost=wc, read_cost=rc, inplace=inplace) == want
+
+
+def test_exhaustive_search_sees_the_disk_pay_off():
+    # the reference is not trivially the memory-only optimum: a cheap disk saves steps
+    assert reference(6, 2, None, 0.5, 0.5, False) < pebbles.min_forward_steps(6, 2)
+    assert reference(6, 2, 0, 0.5, 0.5, False) == pebbles.min_forward_steps(6, 2)
+
+
+GRID = [(n, s, d, wc, rc, inplace)
+        for inplace in (False, True)
+        for n in (1, 2, 3, 9, 20, 57)
+        for s in (1, 2, 3, 5)
+        for d in (0, 1, 3, None)
+        for wc, rc in COSTS
+        if _feasible(n, s, inplace)]
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_streams_are_legal_and_take_the_optimal_time(inplace):
+    game = "inplace" if inplace else "checkpoint"
+    for n, s, d, wc, rc, ip in GRID:
+        if ip != inplace:
+            continue
+        moves = list(two_level(n, s, d, write_cost=wc, read_cost=rc, inplace=inplace))
+        r = pebbles.simulate(moves, n, game, s, disk_budget=d, write_cost=wc, read_cost=rc)
+        assert r.time == min_total_time(n, s, d, write_cost=wc, read_cost=rc,
+                                        inplace=inplace), (n, s, d, wc, rc)
+        assert r.backward_steps == n
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_no_disk_is_todays_optimum(inplace):
+    game = "inplace" if inplace else "checkpoint"
+    for n in (1, 2, 5, 17, 100, 333):
+        for s in range(1, 8):
+            if not _feasible(n, s, inplace):
+                continue
+            want = pebbles.min_forward_steps(n, s, game)
+            assert min_total_time(n, s, 0, write_cost=1, read_cost=1, inplace=inplace) == want
+            if n <= 100:  # the table itself, not only the shortcut to Treeverse
+                k = min(s, n)
+                assert _Tables(n, k, 0, 1.0, 1.0, inplace).h0[_P + k, 0, n] == want
+            assert min_total_time(n, s, None, write_cost=math.inf, read_cost=1,
+                                  inplace=inplace) == want
+            moves = list(two_level(n, s, 0, write_cost=1, read_cost=1, inplace=inplace))
+            assert not any(m.kind in (pebbles.MoveKind.STORE, pebbles.MoveKind.LOAD)
+                           for m in moves)
+
+
+def test_large_board_stream_matches_and_beats_memory_only():
+    n, s = 2000, 10
+    arr = pebbles.encode(two_level(n, s, None, write_cost=2, read_cost=2))
+    r = pebbles.simulate(arr, n, "checkpoint", s, write_cost=2, read_cost=2)
+    assert r.time == min_total_time(n, s, None, write_cost=2, read_cost=2)
+    assert r.time < pebbles.min_forward_steps(n, s)
+    assert r.writes > 0 and r.reads > 0
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_unbounded_fast_table_equals_general_table(inplace):
+    # the unbounded-disk table (first-sweep writes, pruned splits) against the table
+    # over all (memory, disk) sub-problems with every split tried
+    for n in (13, 64, 150):
+        for s in (2, 3, 6):
+            for wc, rc in COSTS + [(50.0, 20.0), (0.0, 7.0)]:
+                if not _feasible(n, s, inplace):
+                    continue
+                full = _Tables(n, s, None, wc, rc, inplace).h0[_P + s, 0, n]
+                assert _Spine(n, s, wc, rc, inplace).h0[_P + s, n] == full, (n, s, wc, rc)
+
+
+def test_bounded_disk_uses_no_more_than_its_budget_and_costs_monotone():
+    n, s = 60, 3
+    times = []
+    for d in (0, 1, 2, 3, 5, None):
+        moves = list(two_level(n, s, d, write_cost=1, read_cost=1))
+        r = pebbles.simulate(moves, n, "checkpoint", s, disk_budget=d, write_cost=1,
+                             read_cost=1)
+        times.append(r.time)
+        assert d is None or r.peak_disk <= d
+    assert times == sorted(times, reverse=True) and times[0] > times[-1]
+    cheap = min_total_time(n, s, None, write_cost=0.5, read_cost=0.5)
+    assert cheap <= min_total_time(n, s, None, write_cost=1, read_cost=0.5) <= times[-1]
+
+
+def _bench() -> ModuleType:
+    """benchmarks/bench_twolevel.py, which holds the translation of the peers' schedules."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # for its `from _common import ...`
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "_bench_twolevel", ROOT / "benchmarks" / "bench_twolevel.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return mod
+
+
+@pytest.mark.parametrize("peer", ["HRevolve", "DiskRevolve"])
+def test_no_worse_than_checkpoint_schedules(peer):
+    bench = _bench()
+    used_disk = 0
+    for n in (10, 30, 80):
+        for ram in (2, 3, 5):
+            for wc, rc in ((0.5, 0.5), (2.0, 2.0), (5.0, 1.0), (1.0, 8.0)):
+                rec = bench.compare(peer, n, ram, 4, wc, rc)
+                assert rec["ours"] <= rec["peer_time"], rec
+                used_disk += rec["peak_disk"] > 0
+    assert used_disk > 0  # the grid exercises their disk level, not only memory
+
+
+def test_translated_peer_stream_is_checked_by_the_simulator():
+    bench = _bench()
+    moves = bench.peer_moves("HRevolve", 30, 3, 4, 0.5, 0.5)
+    kinds = {m.kind for m in moves}
+    assert pebbles.MoveKind.STORE in kinds and pebbles.MoveKind.LOAD in kinds
+    with pytest.raises(pebbles.IllegalMoveError):  # one memory pebble fewer than it needs
+        pebbles.simulate(moves, 30, "inplace", 2, write_cost=0.5, read_cost=0.5)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_periodic_disk_is_legal_priced_and_never_beats_the_optimum(inplace):
+    game = "inplace" if inplace else "checkpoint"
+    for n, s, period in ((30, 3, 10), (100, 4, 7), (101, 5, 1), (50, 3, 50), (64, 4, 3)):
+        r = pebbles.simulate(periodic_disk(n, s, period, inplace=inplace), n, game, s,
+                             write_cost=2, read_cost=1.5)
+        assert r.time == periodic_disk_time(n, s, period, write_cost=2, read_cost=1.5,
+                                            inplace=inplace)
+        assert r.peak_disk == -(-n // period) - 1
+        assert min_total_time(n, s, None, write_cost=2, read_cost=1.5,
+                              inplace=inplace) <= r.time
+    p = best_period(200, 4, write_cost=2, read_cost=2, inplace=inplace)
+    assert periodic_disk_time(200, 4, p, write_cost=2, read_cost=2, inplace=inplace) < \
+        pebbles.min_forward_steps(200, 4, game)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n=10, budget=1, disk_budget=None), "budget"),
+    (dict(n=0, budget=3, disk_budget=None), "n=0"),
+    (dict(n=10, budget=3, disk_budget=-1), "disk_budget"),
+    (dict(n=10, budget=3, disk_budget=1.5), "disk_budget"),
+])
+def test_bad_arguments_name_the_argument(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        min_total_time(**kwargs, write_cost=1, read_cost=1)
+
+
+@pytest.mark.parametrize("cost", [-1.0, float("nan")])
+def test_bad_costs_are_refused(cost):
+    with pytest.raises(pebbles.PebblesValueError, match="write_cost"):
+        min_total_time(10, 3, write_cost=cost, read_cost=1)
+    with pytest.raises(pebbles.PebblesTypeError, match="read_cost"):
+        list(two_level(10, 3, write_cost=1, read_cost="2"))
+
+
+def test_pruning_bounds_the_splits_independently_of_n():
+    # the pruning lemma keeps the unbounded table O(n J S) with J set by the costs
+    limits = {n: _Spine(n, 10, 2.0, 2.0, False).j_limit for n in (500, 3000)}
+    assert limits[500] == limits[3000] < 100
+    assert _Spine(3000, 10, 0.5, 0.5, True).j_limit < limits[3000]
+
+
+def test_periodic_disk_needs_a_pebble_for_the_held_start():
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="budget >= 3"):
+        list(periodic_disk(30, 2, 10))
+
+
+def test_no_disk_at_scale_is_treeverse():
+    n, s = 10_000, 10
+    assert min_total_time(n, s, 0, write_cost=1, read_cost=1) == pebbles.min_forward_steps(n, s)
+    assert min_total_time(n, s, None, write_cost=1, read_cost=math.inf, inplace=True) == \
+        pebbles.min_forward_steps(n, s, "inplace")
+    # the general table agrees with that shortcut where it is cheap to run
+    assert _Tables(300, 4, 0, 1.0, 1.0, False).h0[_P + 4, 0, 300] == \
+        pebbles.min_forward_steps(300, 4)

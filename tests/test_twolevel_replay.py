@@ -1,0 +1,92 @@
+"""The generic executor running two-level schedules through a store (memory or disk)."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import pebbles
+from pebbles import CallbackError, DiskFullError, DiskStore, MemoryStore
+
+A = np.array([[0.9, 0.2, 0.0], [-0.1, 0.8, 0.3], [0.05, 0.0, 1.1]])
+W = np.array([1.0, 2.0, -1.0])
+S0 = np.array([1.0, -2.0, 0.5])
+
+
+def run(schedule, step=None, **kw):
+    return pebbles.replay(schedule, None, S0, step or (lambda i, s: A @ s + 0.01 * i),
+                          lambda i, s, g: (A.T @ g, g.copy()), lambda s: W.copy(), **kw)
+
+
+@pytest.mark.parametrize("disk", [None, 2, 5])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_disk_gradients_equal_memory_only_bit_for_bit(tmp_path, disk, inplace):
+    n = 150
+    ref = run(pebbles.schedule("store-all", n))
+    s = pebbles.schedule("two-level", n, budget=3, disk_budget=disk, write_cost=1.5,
+                         read_cost=0.5, inplace=inplace)
+    sim = s.simulate()
+    with DiskStore(tmp_path / "d") as store:
+        r = run(s, store=store, step_into=(lambda i, x, out: np.copyto(out, A @ x + 0.01 * i))
+                if inplace else None)
+        assert store.bytes_written == sim.writes * S0.nbytes
+    assert not (tmp_path / "d").exists()
+    assert np.array_equal(r.grad_s0, ref.grad_s0) and np.array_equal(r.grad_theta,
+                                                                    ref.grad_theta)
+    assert (r.writes, r.reads) == (sim.writes, sim.reads) and sim.writes > 0
+    assert r.forward_steps == sim.forward_steps + r.extra_steps
+    # the default store lives in memory and is closed by the replay
+    assert np.array_equal(run(s).grad_s0, ref.grad_s0)
+
+
+def test_a_failing_callback_leaves_no_files_and_no_states(tmp_path):
+    n = 120
+    s = pebbles.schedule("two-level", n, budget=3, write_cost=1, read_cost=1)
+    refs = []
+
+    def step(i, x):
+        if i == 90:
+            raise RuntimeError("boom")
+        out = (A @ x).view(_State)
+        refs.append(weakref.ref(out))
+        return out
+
+    folder = tmp_path / "states"
+    with pytest.raises(CallbackError, match="at step 90"), DiskStore(folder) as store:
+        run(s, step=step, store=store)
+    assert not folder.exists()
+    gc.collect()
+    assert refs and all(r() is None for r in refs)
+
+
+class _State(np.ndarray):
+    """An ndarray that weak references can follow."""
+
+
+class _FullStore(MemoryStore):
+    """A store whose third write fails like a full disk."""
+
+    def put(self, key, array):
+        if len(self) >= 2:
+            raise DiskFullError("/nowhere", array.nbytes, key)
+        super().put(key, array)
+
+
+def test_a_full_disk_is_a_clear_error():
+    s = pebbles.schedule("two-level", 200, budget=3, write_cost=1, read_cost=1)
+    with pytest.raises(DiskFullError, match="disk full") as info:
+        run(s, store=_FullStore())
+    assert info.value.errno == errno.ENOSPC
+
+
+def test_pytree_states_and_bad_stores_are_refused():
+    s = pebbles.schedule("two-level", 50, budget=2, write_cost=1, read_cost=1)
+    with pytest.raises(TypeError, match="store="):
+        run(s, store=object())
+    with pytest.raises(TypeError, match="NumPy arrays"):
+        pebbles.replay(s, None, (S0, S0), lambda i, x: (A @ x[0], x[1].copy()),
+                       lambda i, x, g: (g, None), lambda x: (W.copy(), W.copy()))
