@@ -106,9 +106,10 @@ class _PeakMemory:
 def record_of(label: str, kw: dict, cfg: pml.PMLConfig, c: np.ndarray, observed: np.ndarray,
               extra: dict, xp: ModuleType) -> dict:
     n = cfg.steps
-    moves = pebbles.encode(pml.schedule(kw["method"], n, pebbles=kw.get("pebbles", 10),
-                                        k=kw.get("k", 2)))
-    sim = pebbles.simulate(pebbles.decode(moves), n, "checkpoint")
+    s = (pebbles.schedule("treeverse", n, budget=kw.get("pebbles", 10))
+         if kw["method"] == "treeverse" else pebbles.schedule("bennett-gradient", n,
+                                                               k=kw.get("k", 2)))
+    moves, sim = s.encode(), s.simulate()
     with _PeakMemory(xp) as mem:
         res = gpu.pml_gradient(cfg, c, moves, observed, xp=xp)
     model = ((sim.forward_steps + 1) * extra["t_forward_ms"] + n * extra["t_backward_ms"]) / 1e3

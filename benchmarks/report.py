@@ -10,7 +10,11 @@ each with its section of the paper notes), the committed images under ``docs/img
 counts computed here by ``pebbles`` (Figure 5's optimality comparison, Figures 7, 8).
 A missing file or key gives a "not measured in this run: <reason>" line, never a crash.
 
+Figure 5 belongs to this report: ``--figure5 docs/img/figure5.png`` also draws it
+(``visualize.draw_figure5``) from the ``fig5`` records of ``bench_pml.json``.
+
 Usage: python benchmarks/report.py [--results benchmarks/results] [--out benchmarks/REPORT.md]
+       [--figure5 docs/img/figure5.png]
 """
 
 from __future__ import annotations
@@ -502,15 +506,30 @@ def _rel(p: Path) -> str:
         return p.name
 
 
+def draw_figure5(results: Path, out: Path, dpi: int = 80) -> str:
+    """Draw Figure 5 from the ``fig5`` records of ``bench_pml.json``; return what was done."""
+    records = get(_read(results / "bench_pml.json"), "fig5", "records", default=None)
+    if not records:
+        return f"Figure 5 not drawn: {_rel(results / 'bench_pml.json')} has no fig5 records"
+    import visualize  # matplotlib: only when the figure is asked for
+
+    visualize.save(visualize.draw_figure5(records), out, dpi=dpi)
+    return f"wrote {out} from {len(records)} records"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", default=str(HERE / "results"), help="directory of JSON files")
     p.add_argument("--out", default=str(HERE / "REPORT.md"))
+    p.add_argument("--figure5", help="also draw Figure 5 into this image "
+                   "(e.g. docs/img/figure5.png)")
     p.add_argument("--paper", default=str(PAPER), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     text = build(Path(args.results), Path(args.paper))
     Path(args.out).write_text(text)
     print(f"wrote {args.out} ({len(text.splitlines())} lines)")
+    if args.figure5:
+        print(draw_figure5(Path(args.results), Path(args.figure5)))
     return 0
 
 

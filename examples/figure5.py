@@ -12,6 +12,7 @@ Usage: python examples/figure5.py BENCH.json [OUTPUT.png] [--dpi=N]
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: python examples/figure5.py BENCH.json [OUTPUT.png] [--dpi=N]")
     out = paths[1] if len(paths) > 1 else "figure5.png"
     start = time.perf_counter()
-    records = visualize.load_fig5(paths[0])
+    records = json.loads(Path(paths[0]).read_text())["fig5"]["records"]
     visualize.save(visualize.draw_figure5(records), out, dpi=dpi)
     print(f"wrote {out} from {len(records)} records in {time.perf_counter() - start:.1f} s")
 

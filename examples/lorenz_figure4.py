@@ -25,6 +25,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import visualize
+from solvers import experiments
 
 
 def main(argv: list[str]) -> None:
@@ -34,8 +35,8 @@ def main(argv: list[str]) -> None:
     paths = [a for a in argv if not a.startswith("--")]
     out = paths[0] if paths else "lorenz_figure4.png"
     start = time.perf_counter()
-    a = visualize.adjoint_errors_vs_steps(range(1, 1001, stride), starts=starts)
-    b = visualize.adjoint_errors_vs_reload(starts=starts)
+    a = experiments.adjoint_errors_vs_steps(range(1, 1001, stride), starts=starts)
+    b = experiments.adjoint_errors_vs_reload(starts=starts)
     visualize.save(visualize.draw_lorenz_figure4(a, b), out, dpi=dpi)
     med = dict(zip(a[0].tolist(), np.median(a[1], axis=1), strict=True))
     kb = dict(zip(b[0].tolist(), np.median(b[1], axis=1), strict=True))

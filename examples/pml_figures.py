@@ -27,6 +27,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import visualize
+from solvers import experiments
 
 
 def main(argv: list[str]) -> None:
@@ -36,16 +37,16 @@ def main(argv: list[str]) -> None:
     outdir = Path(paths[0] if paths else ".")
     outdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    cfg = visualize.scaled_config(size)
+    cfg = experiments.scaled_config(size)
     times = [round(cfg.steps * f) for f in (0.2, 0.35, 0.5, 0.7)]
-    data = visualize.pml_experiment(cfg, times, pebbles=20)
-    fig = visualize.draw_pml_snapshots(data["snapshots"], times, cfg, traces=data["traces"])
+    data = experiments.pml_experiment(cfg, times, budget=20)
+    fig = visualize.draw_pml_snapshots(data.snapshots, times, cfg, traces=data.traces)
     visualize.save(fig, outdir / "pml_snapshots.png", dpi=dpi)
-    fig = visualize.draw_pml_gradient(data["grad_c"], cfg, c_true=data["c_true"])
+    fig = visualize.draw_pml_gradient(data.grad_c, cfg, c_true=data.c_true)
     visualize.save(fig, outdir / "pml_gradient.png", dpi=dpi)
     print(f"wrote {outdir / 'pml_snapshots.png'} and {outdir / 'pml_gradient.png'} in "
           f"{time.perf_counter() - start:.1f} s ({cfg.nx} x {cfg.ny}, {cfg.steps} steps, "
-          f"loss {float(data['loss']):.4g})")
+          f"loss {data.loss:.4g})")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class Method:
         ``budget`` (what :func:`candidates` offers); ``None``: never offered.
     steps : ``steps(n, budget, **options)``: its forward steps without playing
         the moves (closed forms and recursions), for the planner.
+    uses_disk : its moves keep states on disk (two-level): executors need a store.
     """
 
     name: str
@@ -76,6 +77,7 @@ class Method:
     encoded: Callable[..., np.ndarray] | None = None
     fit: Callable[[int, int], list[dict[str, Any]]] | None = None
     steps: Callable[..., int] | None = None
+    uses_disk: bool = False
 
 
 _METHODS: dict[str, Method] = {}
@@ -366,12 +368,13 @@ register(Method(
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
     (("disk_budget", None), ("write_cost", None), ("read_cost", None), ("inplace", False)),
     True, "optimal memory + disk checkpointing (disk revolve / H-Revolve for this game)",
-    steps=None))
+    uses_disk=True))
 register(Method(
     "periodic-disk", periodic_disk,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
     (("period", None), ("inplace", False)), True,
-    "a disk checkpoint every `period` steps, Treeverse within (Aupy & Herrmann 2017)"))
+    "a disk checkpoint every `period` steps, Treeverse within (Aupy & Herrmann 2017)",
+    uses_disk=True))
 register(Method(
     "periodic", periodic, _fixed(Game.CHECKPOINT), (("every", None),), False,
     "a checkpoint every `every` steps, store-all within segments"))

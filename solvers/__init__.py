@@ -5,6 +5,8 @@
   mode, reverse mode through checkpoint schedules, adjoint-state method).
 * :mod:`solvers.pml` -- the PML wave experiment of section 4.2 (Numba forward,
   in-place and adjoint kernels; gradients w.r.t. c, the source and s_0).
+* :mod:`solvers.experiments` -- the experiments behind Figures 3 and 4 and the
+  PML images (the data :mod:`visualize` draws).
 * :mod:`solvers.gpu` -- GPU executors (CuPy memory, numba.cuda kernels): PML
   gradient and batched Lorenz forward/reverse mode; see docs/gpu.md.
 

@@ -7,9 +7,11 @@ that read CuPy arrays through ``__cuda_array_interface__``. Without a GPU the
 same code runs on NumPy arrays under Numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``), which is how CI tests the kernels' arithmetic.
 
-* :func:`lower_schedule` -- check a checkpoint-game move stream once and turn
-  it into a slot program (which slot each step reads and writes). The slot
-  assignment does not depend on the data, so it is computed once on the host.
+Every executor runs the slot program of :func:`pebbles.lower` (the schedule
+checked once with the simulator's rules, each state assigned to a slot). The
+slot assignment does not depend on the data, so it is computed once on the
+host.
+
 * :func:`pml_gradient` -- the PML gradient (``dL/dc``, ``dL/df``, ``dL/ds_0``)
   through any checkpoint-game schedule; the host walks the program and
   launches one set of kernels per step.
@@ -35,30 +37,22 @@ from typing import Any
 
 import numpy as np
 
-from pebbles._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
-from pebbles._moves import Game, Move, MoveKind, decode, encode
-from pebbles._simulator import simulate
+import pebbles
+from pebbles import Move, PebblesTypeError, PebblesValueError
 from solvers import lorenz as _lz
 from solvers import pml as _pml
 
 __all__ = [
     "LorenzBatch",
-    "SlotProgram",
     "array_module",
     "gpu_available",
     "lorenz_forward",
     "lorenz_gradient",
-    "lower_schedule",
     "pml_gradient",
     "pml_record",
     "sensitivity_map",
     "simulator_mode",
 ]
-
-OP_STEP, OP_SEED, OP_PAINT = 0, 1, 2
-_PLACE, _REMOVE, _PAINT = int(MoveKind.PLACE), int(MoveKind.REMOVE), int(MoveKind.PAINT)
-_MOVE, _FORWARD = int(MoveKind.MOVE), int(MoveKind.FORWARD)
-
 
 # ---------------------------------------------------------------------------
 # array module
@@ -116,163 +110,21 @@ def _cuda() -> ModuleType:
 # ---------------------------------------------------------------------------
 # schedule lowering
 # ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SlotProgram:
-    """A checked checkpoint-game schedule as slot operations (:func:`lower_schedule`).
-
-    Attributes
-    ----------
-    ops : ndarray, int64, shape (m, 5)
-        Rows ``(op, src, dst, first, count)``: ``OP_STEP`` = 0 runs ``count``
-        steps ``first, first + 1, ...`` from slot ``src`` into slot ``dst``
-        (``src == dst``: in place); ``OP_SEED`` = 1 evaluates the loss at
-        ``s_n`` in slot ``src`` and seeds the gradient; ``OP_PAINT`` = 2 is
-        backward step ``first`` from the state in slot ``src``.
-    n : int
-        Number of steps.
-    nslots : int
-        Slots needed: slot 0 holds ``s_0``, the rest the stored states and the
-        scratch ``s_n`` (``S + 2`` for a schedule that stores at most S).
-    forward_steps, backward_steps, peak_states : int
-        Step calls (the extra one for ``s_n`` included), backward steps, and
-        the most slots in use besides slot 0.
-    """
-
-    ops: np.ndarray
-    n: int
-    nslots: int
-    forward_steps: int
-    backward_steps: int
-    peak_states: int
-
-
-def _encoded(schedule: Iterable[Move] | np.ndarray) -> np.ndarray:
-    if isinstance(schedule, np.ndarray):
-        arr = np.ascontiguousarray(schedule)
-        if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "iu":
-            raise PebblesTypeError(
-                f"schedule has shape={arr.shape}, dtype={arr.dtype}; an encoded schedule is "
-                f"an integer (m, 3) array: pass pebbles.encode(moves)")
-        return arr.astype(np.int64, copy=False)
-    return encode(schedule)
-
-
-def _peak_held(arr: np.ndarray) -> int:
-    """Most states the moves store at once (cells 1..n).
-
-    Unlike the simulator's ``peak_pebbles`` this leaves out the ``s_n`` that
-    the first paint computes when no pebble is on cell n (treeverse_paper(30,
-    3): 3 here, 4 there); :func:`lower_schedule` gives that state its own
-    scratch slot.
-    """
-    kind = arr[:, 0]
-    delta = np.where((kind == _PLACE) | (kind == _FORWARD), 1, 0) - (kind == _REMOVE)
-    return int(max(np.cumsum(delta).max(initial=0), 0))
-
-
-class _Lowering:
-    """Host-side walk of a legal move stream (checked by :func:`pebbles.simulate`):
-    slot assignment and counts."""
-
-    def __init__(self, n: int, nslots: int) -> None:
-        self.n, self.nslots = n, nslots
-        self.slot_of = {0: 0}
-        self.free = list(range(nslots - 1, 0, -1))
-        self.ops: list[tuple[int, int, int, int, int]] = []
-        self.fsteps = self.bsteps = self.peak = 0
-        self.seeded = False
-
-    def fail(self, index: int, row: np.ndarray, rule: str) -> IllegalMoveError:
-        kind, a, b = (int(v) for v in row)
-        return IllegalMoveError(index, Move(MoveKind(kind), a, b), rule)
-
-    def alloc(self, index: int, row: np.ndarray) -> int:
-        if not self.free:
-            raise self.fail(index, row, f"needs more than slots={self.nslots} (s_0 included); "
-                                        f"pass slots=None to size them from the schedule")
-        slot = self.free.pop()
-        self.peak = max(self.peak, self.nslots - 1 - len(self.free))
-        return slot
-
-    def walk(self, index: int, row: np.ndarray, a: int, b: int, inplace: bool) -> None:
-        if inplace:
-            dst = src = self.slot_of.pop(a)
-        else:
-            src, dst = self.slot_of[a], self.alloc(index, row)
-        self.ops.append((OP_STEP, src, dst, a, b - a))
-        self.slot_of[b] = dst
-        self.fsteps += b - a
-
-    def seed(self, index: int, row: np.ndarray) -> None:
-        n = self.n
-        if n in self.slot_of:
-            self.ops.append((OP_SEED, self.slot_of[n], 0, n, 0))
-        else:
-            tmp = self.alloc(index, row)
-            self.ops.append((OP_STEP, self.slot_of[n - 1], tmp, n - 1, 1))
-            self.ops.append((OP_SEED, tmp, 0, n, 0))
-            self.free.append(tmp)
-            self.fsteps += 1
-        self.seeded = True
-
-    def paint(self, index: int, row: np.ndarray, a: int) -> None:
-        if not self.seeded:
-            self.seed(index, row)
-        self.ops.append((OP_PAINT, self.slot_of[a], 0, a, 0))
-        self.bsteps += 1
-
-    def run(self, arr: np.ndarray) -> None:
-        for index, row in enumerate(arr):
-            kind, a, b = int(row[0]), int(row[1]), int(row[2])
-            if kind == _PLACE:
-                self.walk(index, row, a - 1, a, False)
-            elif kind == _FORWARD:
-                self.walk(index, row, a, b, False)
-            elif kind == _MOVE:
-                self.walk(index, row, a - 1, a, True)
-            elif kind == _REMOVE:
-                self.free.append(self.slot_of.pop(a))
-            else:  # _PAINT: the only other move of the two games
-                self.paint(index, row, a)
-
-
-def lower_schedule(schedule: Iterable[Move] | np.ndarray, n: int, *,
-                   slots: int | None = None) -> SlotProgram:
-    """Check a checkpoint-game (or in-place game) schedule and assign its states to slots.
-
-    Parameters
-    ----------
-    schedule : iterable of Move, or int64 (m, 3) array from ``pebbles.encode``
-    n : int
-        Number of steps.
-    slots : int, optional
-        Slots to use, ``s_0`` included; default: the schedule's peak stored
-        states + 2 (``s_0`` and the scratch ``s_n``).
-
-    Raises
-    ------
-    pebbles.IllegalMoveError
-        If a move breaks a rule or the slots do not suffice.
-
-    Examples
-    --------
-    >>> import pebbles
-    >>> p = lower_schedule(pebbles.treeverse(20, 4), 20)
-    >>> p.nslots, p.forward_steps, p.backward_steps, p.peak_states
-    (6, 41, 20, 5)
-    """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise PebblesValueError(f"n={n!r} must be an integer >= 1 (the number of steps)")
-    arr = _encoded(schedule)
-    # the library's one rule checker: raises IllegalMoveError with the move's index
-    simulate(decode(arr), int(n), Game.INPLACE if (arr[:, 0] == _MOVE).any() else Game.CHECKPOINT)
-    nslots = _peak_held(arr) + 2 if slots is None else slots
-    if not isinstance(nslots, (int, np.integer)) or nslots < 2:
-        raise PebblesValueError(f"slots={slots!r} must be an integer >= 2 (s_0 and one state)")
-    low = _Lowering(int(n), int(nslots))
-    low.run(arr)
-    ops = np.array(low.ops, dtype=np.int64).reshape(-1, 5)
-    return SlotProgram(ops, int(n), int(nslots), low.fsteps, low.bsteps, low.peak)
+def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotProgram:
+    """The checked slot program of a memory-only schedule (:func:`pebbles.lower`)."""
+    if isinstance(schedule, pebbles.SlotProgram):
+        if n is not None and n != schedule.n:
+            raise PebblesValueError(f"this program is for n={schedule.n}, got n={n}; drop n "
+                                    f"or pass n={schedule.n}")
+        prog = schedule
+    else:
+        prog = pebbles.lower(schedule, n, slots=slots)
+    if (prog.ops[:, 0] > pebbles.OP_PAINT).any():
+        raise PebblesValueError(
+            "the GPU executors run schedules held in memory; this one stores states on disk "
+            "(two-level); pick a memory-only schedule such as pebbles.schedule('treeverse', "
+            "n, budget=S)")
+    return prog
 
 
 # ---------------------------------------------------------------------------
@@ -418,13 +270,13 @@ class _PMLDevice:
 
     def run(self, ops: np.ndarray) -> None:
         for op, src, dst, first, count in ops.tolist():
-            if op == OP_STEP:
+            if op == pebbles.OP_STEP:
                 if src != dst:
                     self.step(src, dst, first)
                     first, count = first + 1, count - 1
                 for i in range(first, first + count):
                     self.step(dst, dst, i)
-            elif op == OP_SEED:
+            elif op == pebbles.OP_SEED:
                 self.seed(src)
             else:
                 self.paint(src, first)
@@ -439,7 +291,8 @@ class _PMLDevice:
         return float(total)
 
 
-def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray, schedule: Iterable[Move] | np.ndarray,
+def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray,
+                 schedule: pebbles.Schedule | pebbles.SlotProgram | Iterable[Move] | np.ndarray,
                  observed: np.ndarray, *, s0: np.ndarray | None = None,
                  source: np.ndarray | None = None, slots: int | None = None,
                  xp: ModuleType | None = None) -> _pml.PMLGradient:
@@ -449,11 +302,12 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray, schedule: Iterable[Move] | 
     ----------
     cfg, c, observed, s0, source
         As for :func:`solvers.pml.gradient`.
-    schedule : iterable of Move, or int64 (m, 3) array
-        Any checkpoint-game or in-place-game schedule for ``cfg.steps`` steps.
+    schedule : Schedule, SlotProgram, iterable of Move, or int64 (m, 3) array
+        Any checkpoint-game or in-place-game schedule for ``cfg.steps`` steps,
+        checked and lowered by :func:`pebbles.lower` before anything runs.
     slots : int, optional
-        Checkpoint slots, ``s_0`` included (default: peak stored states + 2);
-        allocated once, before the replay.
+        Checkpoint slots, ``s_0`` included (default: as many as the schedule
+        needs, peak stored states + 2); allocated once, before the replay.
     xp : module, optional
         ``cupy`` (GPU) or ``numpy`` (CUDA simulator); default
         :func:`array_module`.
@@ -461,10 +315,11 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray, schedule: Iterable[Move] | 
     Returns
     -------
     solvers.pml.PMLGradient
-        Host (NumPy) arrays. ``peak_states`` counts slots in use besides
-        ``s_0`` (a walk steps in place, so it holds one working state).
-        ``seconds`` is the replay's wall-clock time, device synchronised,
-        without allocation and the final copies to the host.
+        Host (NumPy) arrays; its ``replay`` (a :class:`pebbles.ReplayResult`)
+        holds the loss, ``dL/ds_0`` and the counts. ``peak_states`` counts
+        slots in use besides ``s_0`` (a walk steps in place, so it holds one
+        working state). ``seconds`` is the replay's wall-clock time, device
+        synchronised, without allocation and the final copies to the host.
     """
     xp = array_module(xp)
     sol = _pml.PMLSolver(cfg, c, source, observed)
@@ -476,7 +331,7 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray, schedule: Iterable[Move] | 
     if obs.shape != (cfg.steps + 1, cfg.n_detectors):
         raise PebblesValueError(f"observed has shape={obs.shape}; expected "
                                 f"{(cfg.steps + 1, cfg.n_detectors)}: use solvers.pml.record")
-    prog = lower_schedule(schedule, cfg.steps, slots=slots)
+    prog = _program(schedule, cfg.steps, slots)
     dev = _PMLDevice(xp, sol, s0, obs, prog.nslots)
     with _quiet():
         _sync(xp)
@@ -484,9 +339,26 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray, schedule: Iterable[Move] | 
         dev.run(prog.ops)
         _sync(xp)
         seconds = time.perf_counter() - t0
-    return _pml.PMLGradient(dev.loss(), _to_host(dev.gc_xp), _to_host(dev.gsrc_xp),
-                            _to_host(dev.gbuf_xp[dev.turn]), prog.forward_steps,
-                            prog.backward_steps, prog.peak_states, seconds)
+    return _pml.PMLGradient(_replay_result(prog, dev.loss(), _to_host(dev.gbuf_xp[dev.turn]),
+                                           seconds),
+                            _to_host(dev.gc_xp), _to_host(dev.gsrc_xp))
+
+
+def _replay_result(prog: pebbles.SlotProgram, loss: float, grad_s0: np.ndarray,
+                   seconds: float) -> pebbles.ReplayResult:
+    """What the device replay did, in the generic executor's terms.
+
+    The slots are allocated once (``nslots - 1`` buffers besides ``s_0``); a
+    step writes out of place only when an ``OP_STEP`` moves to another slot.
+    """
+    ops = prog.ops
+    step = ops[ops[:, 0] == pebbles.OP_STEP]
+    extra = int(ops[ops[:, 0] == pebbles.OP_SEED, 4].sum())
+    inplace = int(step[:, 4].sum() - (step[:, 1] != step[:, 2]).sum())
+    return pebbles.ReplayResult(loss, grad_s0, None, prog.forward_steps, extra,
+                                prog.backward_steps, prog.peak_states, seconds,
+                                peak_buffers=prog.nslots - 1, allocations=prog.nslots - 1,
+                                inplace_steps=inplace)
 
 
 def pml_record(cfg: _pml.PMLConfig, c_true: np.ndarray | None = None,
@@ -557,29 +429,30 @@ def _batch(x0: Sequence[float] | np.ndarray,
     return np.ascontiguousarray(a), np.ascontiguousarray(b)
 
 
-def lorenz_gradient(schedule: Iterable[Move] | np.ndarray, n: int,
+def lorenz_gradient(schedule: pebbles.Schedule | pebbles.SlotProgram | Iterable[Move] | np.ndarray,
+                    n: int | None = None,
                     x0: Sequence[float] | np.ndarray = _lz.DEFAULT_X0,
                     theta: Sequence[float] | np.ndarray = _lz.DEFAULT_THETA,
                     dt: float = _lz.DEFAULT_DT, *, slots: int | None = None,
                     xp: ModuleType | None = None) -> LorenzBatch:
     """Batched reverse mode: thread b replays ``schedule`` for parameter set b.
 
-    The schedule (e.g. ``pebbles.treeverse(n, S)``) is checked and lowered
-    once (:func:`lower_schedule`), copied to the device once, and walked by
-    every thread from device memory; each thread keeps its ``nslots`` states
+    The schedule (e.g. ``pebbles.schedule("treeverse", n, budget=S)``) is
+    checked and lowered once (:func:`pebbles.lower`), copied to the device
+    once, and walked by every thread from device memory; each thread keeps its ``nslots`` states
     in its own column of one ``(nslots, 3, B)`` array. The same computation
     as :func:`solvers.lorenz.replay_lorenz`, per row.
 
     Parameters
     ----------
-    schedule : iterable of Move, or int64 (m, 3) array
-    n : int
-        Number of RK4 steps.
+    schedule : Schedule, SlotProgram, iterable of Move, or int64 (m, 3) array
+    n : int, optional
+        Number of RK4 steps (needed unless ``schedule`` carries its own).
     x0, theta : array_like, shape (3,) or (B, 3)
         Initial states and (sigma, rho, beta); broadcast against each other.
     dt : float
     slots : int, optional
-        Slots per thread, ``s_0`` included (default: peak stored + 2).
+        Slots per thread, ``s_0`` included (default: as many as needed).
     xp : module, optional
         ``cupy`` or ``numpy`` (simulator); default :func:`array_module`.
     """
@@ -588,7 +461,7 @@ def lorenz_gradient(schedule: Iterable[Move] | np.ndarray, n: int,
     xp = array_module(xp)
     dv = _device_view(xp)
     a, b = _batch(x0, theta)
-    prog = lower_schedule(schedule, n, slots=slots)
+    prog = _program(schedule, n, slots)
     nb = a.shape[0]
     ops = dv(xp.asarray(prog.ops))
     slot_arr = dv(xp.empty((prog.nslots, 3, nb)))

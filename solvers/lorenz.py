@@ -13,11 +13,16 @@ to get it (paper Table 1):
 * forward mode: :func:`gradient_forward` (hand-written JVP carrying all six
   tangents), batched and parallel in :func:`sensitivity_map` (Figure 3);
 * reverse mode through any checkpoint-game schedule: :func:`gradient_reverse`
-  (the generic :func:`pebbles._executor.replay`) and :func:`replay_lorenz`
-  (a Numba executor of the compact move encoding);
+  (the generic executor :func:`pebbles.replay`) and :func:`replay_lorenz`
+  (a Numba executor of the slot program :func:`pebbles.lower` makes);
 * the adjoint-state method, paper Algorithm 1: :func:`gradient_adjoint`
   (backward RK4 integration of the augmented dynamics, optionally reloading
   stored forward states every K steps; Figure 4).
+
+The scalar formulas (step, tangent, adjoint) are written once, in
+:mod:`solvers._lorenz_scalar`, and compiled here with ``numba.njit`` and in
+:mod:`solvers._cuda_lorenz` for the GPU. Non-finite parameters are rejected;
+:func:`overflow_step` finds the step at which a trajectory overflows.
 
 Run ``python -m solvers.lorenz gradient --method treeverse --pebbles 10`` for
 the command line.
@@ -27,17 +32,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
 
-from pebbles._executor import replay
-from pebbles._moves import Move, MoveKind, encode
-from pebbles.cli import OneLineParser, run_command
+import pebbles
+from pebbles.cli import OneLineParser, positive, run_command, schedule_from_args
+from solvers._lorenz_scalar import compile_formulas
 
 __all__ = [
     "DEFAULT_DT",
@@ -45,16 +53,18 @@ __all__ = [
     "DEFAULT_THETA",
     "DEFAULT_X0",
     "LorenzGradient",
+    "available_memory",
     "gradient_adjoint",
     "gradient_forward",
     "gradient_reverse",
     "main",
+    "memory_estimate",
+    "overflow_step",
     "primal",
     "replay_lorenz",
     "rk4_jvp",
     "rk4_step",
     "rk4_vjp",
-    "schedule_slots",
     "sensitivity_map",
 ]
 
@@ -63,8 +73,7 @@ DEFAULT_THETA = (10.0, 27.0, 8.0 / 3.0)
 DEFAULT_DT = 3e-3
 DEFAULT_STEPS = 10_000
 
-_PLACE, _REMOVE, _PAINT = int(MoveKind.PLACE), int(MoveKind.REMOVE), int(MoveKind.PAINT)
-_MOVE, _FORWARD = int(MoveKind.MOVE), int(MoveKind.FORWARD)
+_STEP, _SEED, _PAINT = pebbles.OP_STEP, pebbles.OP_SEED, pebbles.OP_PAINT
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,31 +103,11 @@ class LorenzGradient:
 
 
 # ---------------------------------------------------------------------------
-# scalar kernels
+# scalar kernels (the formulas of solvers._lorenz_scalar, compiled for the CPU)
 # ---------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def _f(x, y, z, s, r, b):
-    return s * (y - x), x * (r - z) - y, x * y - b * z
-
-
-@njit(cache=True, inline="always")
-def _step3(x, y, z, s, r, b, dt):
-    """One RK4 step on scalars (the single source of every primal step).
-
-    ``y' = y + k1/6 + k2/3 + k3/3 + k4/6`` is evaluated as
-    ``y + (dt/6 (f1 + f4) + dt/3 (f2 + f3))``: the same formula with its
-    rounding in a different order, which takes a division and a multiplication
-    off the step's critical path (about 20 % faster; the step is latency-bound).
-    ``x + (dt/2) f`` equals ``x + (dt f)/2`` bit for bit (halving is exact).
-    """
-    h2, h3, h6 = 0.5 * dt, dt / 3, dt / 6
-    f1x, f1y, f1z = _f(x, y, z, s, r, b)
-    f2x, f2y, f2z = _f(x + h2 * f1x, y + h2 * f1y, z + h2 * f1z, s, r, b)
-    f3x, f3y, f3z = _f(x + h2 * f2x, y + h2 * f2y, z + h2 * f2z, s, r, b)
-    f4x, f4y, f4z = _f(x + dt * f3x, y + dt * f3y, z + dt * f3z, s, r, b)
-    return (x + (h6 * (f1x + f4x) + h3 * (f2x + f3x)),
-            y + (h6 * (f1y + f4y) + h3 * (f2y + f3y)),
-            z + (h6 * (f1z + f4z) + h3 * (f2z + f3z)))
+_CPU = compile_formulas(njit(cache=True, inline="always"))
+_f, _fvjp, _step3 = _CPU.f, _CPU.fvjp, _CPU.step3
+_stages, _jvp_col, _vjp3 = _CPU.stages, _CPU.jvp_col, _CPU.vjp3
 
 
 @njit(cache=True)
@@ -155,11 +144,40 @@ def _primal(y0, theta, dt, n):
     return y
 
 
+@njit(cache=True)
+def _first_nonfinite(y0, theta, dt, n):
+    """The first i in 1..n with s_i not finite, or -1."""
+    x, y, z = y0[0], y0[1], y0[2]
+    for i in range(1, n + 1):
+        x, y, z = _step3(x, y, z, theta[0], theta[1], theta[2], dt)
+        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z)):
+            return i
+    return -1
+
+
 def _as3(v: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(v, dtype=np.float64)
     if arr.shape != (3,):
-        raise ValueError(f"{name} must have 3 components, got shape {arr.shape}")
+        raise pebbles.PebblesValueError(f"{name} must have 3 components, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise pebbles.PebblesValueError(
+            f"{name}={arr.tolist()} has a non-finite component; pass finite numbers")
     return np.ascontiguousarray(arr)
+
+
+def _dt(dt: float) -> float:
+    value = float(dt)
+    if not math.isfinite(value):
+        raise pebbles.PebblesValueError(f"dt={dt!r} is not finite; pass a finite time step "
+                                        f"such as {DEFAULT_DT}")
+    return value
+
+
+def _n(n: int, minimum: int = 0) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
+        raise pebbles.PebblesValueError(
+            f"n={n!r} must be an integer >= {minimum} (the number of RK4 steps)")
+    return int(n)
 
 
 def primal(
@@ -176,21 +194,30 @@ def primal(
     >>> primal((1.0, 0.0, 0.0), n=0)
     array([1., 0., 0.])
     """
-    return _primal(_as3(x0, "x0"), _as3(theta, "theta"), float(dt), int(n))
+    return _primal(_as3(x0, "x0"), _as3(theta, "theta"), _dt(dt), _n(n))
+
+
+def overflow_step(
+    x0: Sequence[float] = DEFAULT_X0,
+    theta: Sequence[float] = DEFAULT_THETA,
+    dt: float = DEFAULT_DT,
+    n: int = DEFAULT_STEPS,
+) -> int | None:
+    """The first step ``i`` (1..n) whose state ``s_i`` is not finite, or None.
+
+    Examples
+    --------
+    >>> from solvers.lorenz import overflow_step
+    >>> overflow_step(n=100) is None, overflow_step(dt=10.0, n=100)
+    (True, 3)
+    """
+    i = int(_first_nonfinite(_as3(x0, "x0"), _as3(theta, "theta"), _dt(dt), _n(n)))
+    return None if i < 0 else i
 
 
 # ---------------------------------------------------------------------------
 # forward mode
 # ---------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def _fdot(x, y, z, s, r, b, dx, dy, dz, ds, dr, db):
-    """Directional derivative of f at (x, y, z; s, r, b) along (dx, dy, dz; ds, dr, db)."""
-    gx = s * (dy - dx) + ds * (y - x)
-    gy = dx * (r - z) + x * (dr - dz) - dy
-    gz = dx * y + x * dy - b * dz - db * z
-    return gx, gy, gz
-
-
 @njit(cache=True)
 def rk4_jvp(y: np.ndarray, theta: np.ndarray, dt: float, tangent: np.ndarray) -> np.ndarray:
     """Push a (3, 6) tangent matrix through one RK4 step (all six inputs at once).
@@ -202,39 +229,6 @@ def rk4_jvp(y: np.ndarray, theta: np.ndarray, dt: float, tangent: np.ndarray) ->
     out = np.empty((3, 6))
     _jvp_into(y, theta, dt, tangent, out)
     return out
-
-
-@njit(cache=True, inline="always")
-def _stages(x, y, z, s, r, b, dt):
-    """The RK4 stage points u2, u3, u4 of a step from (x, y, z) (bit-equal to the step's)."""
-    h2 = 0.5 * dt
-    f1 = _f(x, y, z, s, r, b)
-    u2 = (x + h2 * f1[0], y + h2 * f1[1], z + h2 * f1[2])
-    f2 = _f(u2[0], u2[1], u2[2], s, r, b)
-    u3 = (x + h2 * f2[0], y + h2 * f2[1], z + h2 * f2[2])
-    f3 = _f(u3[0], u3[1], u3[2], s, r, b)
-    return u2, u3, (x + dt * f3[0], y + dt * f3[1], z + dt * f3[2])
-
-
-@njit(cache=True, inline="always")
-def _jvp_col(x, y, z, u2, u3, u4, s, r, b, dt, dx, dy, dz, ds, dr, db):
-    """Tangent of one RK4 step along (dx, dy, dz; ds, dr, db), given the stage points.
-
-    The weights are folded into ``h6 = dt/6``, ``h3 = dt/3``, ``h2 = dt/2``:
-    multiplications instead of divisions; the result differs from the textbook
-    order only by rounding.
-    """
-    h2, h3, h6 = 0.5 * dt, dt / 3, dt / 6
-    a1 = _fdot(x, y, z, s, r, b, dx, dy, dz, ds, dr, db)
-    a2 = _fdot(u2[0], u2[1], u2[2], s, r, b,
-               dx + h2 * a1[0], dy + h2 * a1[1], dz + h2 * a1[2], ds, dr, db)
-    a3 = _fdot(u3[0], u3[1], u3[2], s, r, b,
-               dx + h2 * a2[0], dy + h2 * a2[1], dz + h2 * a2[2], ds, dr, db)
-    a4 = _fdot(u4[0], u4[1], u4[2], s, r, b,
-               dx + dt * a3[0], dy + dt * a3[1], dz + dt * a3[2], ds, dr, db)
-    return (dx + (h6 * (a1[0] + a4[0]) + h3 * (a2[0] + a3[0])),
-            dy + (h6 * (a1[1] + a4[1]) + h3 * (a2[1] + a3[1])),
-            dz + (h6 * (a1[2] + a4[2]) + h3 * (a2[2] + a3[2])))
 
 
 @njit(cache=True)
@@ -291,7 +285,7 @@ def gradient_forward(
     ((6,), 1)
     """
     t0 = time.perf_counter()
-    y, tan = _forward_mode(_as3(x0, "x0"), _as3(theta, "theta"), float(dt), int(n))
+    y, tan = _forward_mode(_as3(x0, "x0"), _as3(theta, "theta"), _dt(dt), _n(n))
     return LorenzGradient(
         float(y[0]), tan[0].copy(), int(n), 0, 7, time.perf_counter() - t0
     )
@@ -332,43 +326,15 @@ def sensitivity_map(
     """
     s = np.ascontiguousarray(sigmas, dtype=np.float64).ravel()
     r = np.ascontiguousarray(rhos, dtype=np.float64).ravel()
-    return _sensitivity(s, r, float(beta), _as3(x0, "x0"), float(dt), int(n))
+    if not (np.isfinite(s).all() and np.isfinite(r).all() and math.isfinite(beta)):
+        raise pebbles.PebblesValueError(
+            "sigmas, rhos and beta must be finite; pass finite grid values")
+    return _sensitivity(s, r, float(beta), _as3(x0, "x0"), _dt(dt), _n(n))
 
 
 # ---------------------------------------------------------------------------
 # reverse mode
 # ---------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def _fvjp(x, y, z, s, r, b, vx, vy, vz):
-    """(J_y^T v, J_theta^T v) of f at (x, y, z; s, r, b)."""
-    gx = -s * vx + (r - z) * vy + y * vz
-    gy = s * vx - vy + x * vz
-    gz = -x * vy - b * vz
-    return gx, gy, gz, (y - x) * vx, x * vy, -z * vz
-
-
-@njit(cache=True, inline="always")
-def _vjp3(x, y, z, s, r, b, dt, bx, by, bz):
-    """Scalar vjp of one RK4 step: (d/dy, d/dtheta) of <(bx, by, bz), step(y)>.
-
-    Reverse sweep through the stages with the weights folded into ``h6 = dt/6``,
-    ``h3 = dt/3``, ``h2 = dt/2`` (stage k's cotangent ``v_k = dt * kbar_k``); no
-    divisions in the sweep.
-    """
-    h2, h3, h6 = 0.5 * dt, dt / 3, dt / 6
-    u2, u3, u4 = _stages(x, y, z, s, r, b, dt)
-    c4 = _fvjp(u4[0], u4[1], u4[2], s, r, b, h6 * bx, h6 * by, h6 * bz)
-    c3 = _fvjp(u3[0], u3[1], u3[2], s, r, b,
-               h3 * bx + dt * c4[0], h3 * by + dt * c4[1], h3 * bz + dt * c4[2])
-    c2 = _fvjp(u2[0], u2[1], u2[2], s, r, b,
-               h3 * bx + h2 * c3[0], h3 * by + h2 * c3[1], h3 * bz + h2 * c3[2])
-    c1 = _fvjp(x, y, z, s, r, b,
-               h6 * bx + h2 * c2[0], h6 * by + h2 * c2[1], h6 * bz + h2 * c2[2])
-    return (bx + (c4[0] + c3[0] + c2[0] + c1[0]), by + (c4[1] + c3[1] + c2[1] + c1[1]),
-            bz + (c4[2] + c3[2] + c2[2] + c1[2]), c4[3] + c3[3] + c2[3] + c1[3],
-            c4[4] + c3[4] + c2[4] + c1[4], c4[5] + c3[5] + c2[5] + c1[5])
-
-
 @njit(cache=True)
 def _vjp_into(yv, theta, dt, ybar, out, tbar):
     """Write d/dy of <ybar, step(y)> into ``out`` and d/dtheta into ``tbar``."""
@@ -406,41 +372,33 @@ def rk4_vjp(
     return out, tbar
 
 
-def _moves_of(schedule: Iterable[Move] | np.ndarray) -> np.ndarray:
-    if isinstance(schedule, np.ndarray):
-        arr = np.ascontiguousarray(schedule, dtype=np.int64)
-        if arr.ndim != 2 or arr.shape[1] != 3:
-            raise ValueError(f"an encoded schedule has shape (m, 3), got {arr.shape}")
-        return arr
-    return encode(schedule)
-
-
 def gradient_reverse(
-    schedule: Iterable[Move] | np.ndarray,
+    schedule: pebbles.Schedule | Iterable[pebbles.Move] | np.ndarray,
     x0: Sequence[float] = DEFAULT_X0,
     theta: Sequence[float] = DEFAULT_THETA,
     dt: float = DEFAULT_DT,
-    n: int = DEFAULT_STEPS,
+    n: int | None = None,
 ) -> LorenzGradient:
-    """Reverse-mode gradient through the generic executor :func:`pebbles._executor.replay`.
+    """Reverse-mode gradient through the generic executor :func:`pebbles.replay`.
 
-    ``schedule`` is any checkpoint-game (or in-place game) schedule for ``n``
-    steps, as moves or as an encoded array.
+    ``schedule`` is any checkpoint-game (or in-place game) schedule: a
+    :func:`pebbles.schedule` value (it carries its ``n``), or moves or an
+    encoded array for ``n`` steps (default :data:`DEFAULT_STEPS`).
 
     Examples
     --------
-    >>> from pebbles._treeverse import treeverse
+    >>> import numpy as np, pebbles
     >>> from solvers.lorenz import gradient_reverse, gradient_forward
-    >>> import numpy as np
-    >>> g = gradient_reverse(treeverse(100, 5), n=100)
+    >>> g = gradient_reverse(pebbles.schedule("treeverse", 100, budget=5))
     >>> bool(np.allclose(g.gradient, gradient_forward(n=100).gradient, rtol=1e-12))
     True
     """
-    y0, th, dt = _as3(x0, "x0"), _as3(theta, "theta"), float(dt)
-    moves = schedule if not isinstance(schedule, np.ndarray) else _moves_of(schedule)
+    y0, th, dt = _as3(x0, "x0"), _as3(theta, "theta"), _dt(dt)
+    if n is None and not isinstance(schedule, (pebbles.Schedule, pebbles.SlotProgram)):
+        n = DEFAULT_STEPS
     unit = np.array([1.0, 0.0, 0.0])
-    r = replay(
-        moves, int(n), y0,
+    r = pebbles.replay(
+        schedule, n, y0,
         step=lambda i, s: rk4_step(s, th, dt),
         step_into=lambda i, s, out: _step_into(s, th, dt, out),
         backward=lambda i, s, g: rk4_vjp(s, th, dt, g),
@@ -453,44 +411,12 @@ def gradient_reverse(
     )
 
 
-@njit(cache=True)
-def _scan_peak(moves):
-    """Most states on cells 1..n at once (besides the working one), or -1 if ill-formed."""
-    held = 0
-    peak = 0
-    for k in range(moves.shape[0]):
-        kind = moves[k, 0]
-        if kind == _PLACE or kind == _FORWARD:
-            held += 1
-        elif kind == _REMOVE:
-            held -= 1
-        peak = max(peak, held)
-    return peak
-
-
-def schedule_slots(encoded: np.ndarray) -> int:
-    """Slots :func:`replay_lorenz` allocates for a schedule: its peak stored states + 2."""
-    return int(_scan_peak(_moves_of(encoded))) + 2
-
-
 @njit(cache=True, inline="always")
 def _walk(x, y, z, count, theta, dt):
     """``count`` RK4 steps from (x, y, z), in registers."""
     for _ in range(count):
         x, y, z = _step3(x, y, z, theta[0], theta[1], theta[2], dt)
     return x, y, z
-
-
-@njit(cache=True, inline="always")
-def _row(slots, row):
-    return slots[row, 0], slots[row, 1], slots[row, 2]
-
-
-@njit(cache=True, inline="always")
-def _vjp_acc(x, y, z, theta, dt, gx, gy, gz, ts, tr, tb):
-    """Paint at (x, y, z): the new gradient (gx, gy, gz) and theta's sums (ts, tr, tb)."""
-    g = _vjp3(x, y, z, theta[0], theta[1], theta[2], dt, gx, gy, gz)
-    return g[0], g[1], g[2], ts + g[3], tr + g[4], tb + g[5]
 
 
 @njit(cache=True, inline="always")
@@ -508,165 +434,132 @@ def _walk_vjp(x, y, z, count, theta, dt, px, py, pz, gx, gy, gz):
 
 
 @njit(cache=True)
-def _replay(moves, n, x0, theta, dt, nslots):
-    """Replay an encoded schedule; returns (status, grad, loss, fsteps, bsteps, peak).
+def _replay(ops, nslots, x0, theta, dt):
+    """Run a slot program (``pebbles.lower``); returns (loss, gradient (6,)).
 
-    status 0: done; k > 0: move #k-1 is illegal; -1: cells left unpainted;
-    -2: out of slots. States are rows of ``slots``; the extra last row holds
-    s_0 (cell 0) and is not counted. Steps and vjps run on scalars, and the
-    state last computed (cell ``last``) stays in registers, so a walk that
-    continues from it does not wait for its own store.
+    States are rows of ``slots``; slot 0 holds s_0. Steps and vjps run on
+    scalars, and the state last computed (slot ``last``) stays in registers,
+    so a walk that continues from it does not wait for its own store (only a
+    step writes a slot, so the registers stay valid until the next step).
 
     A paint is deferred: its state is copied to registers (``px, py, pz``)
     and its vjp runs with the first step of the next walk (:func:`_walk_vjp`),
-    or before the next paint. Gradients are chained in the schedule's order,
+    or before the next paint. Gradients are chained in the program's order,
     so the result is bit for bit that of painting at once; Treeverse S=10
-    replays 4-6 % faster (n = 10^4, measured here).
+    replays 4-6 % faster (n = 10^4).
     """
-    slots = np.empty((nslots + 1, 3))
-    slots[nslots] = x0
-    slot_of = np.full(n + 1, -1, dtype=np.int64)
-    slot_of[0] = nslots
-    free = np.arange(nslots - 1, -1, -1).astype(np.int64)
-    nfree = nslots
-    grad = np.zeros(6)
+    slots = np.empty((nslots, 3))
+    slots[0, 0], slots[0, 1], slots[0, 2] = x0[0], x0[1], x0[2]
     gx = gy = gz = ts = tr = tb = 0.0
     loss = np.nan
-    painted_from = n
-    fsteps = bsteps = peak = 0
     last, lx, ly, lz = -1, 0.0, 0.0, 0.0
     pend, px, py, pz = False, 0.0, 0.0, 0.0
-    for k in range(moves.shape[0]):
-        kind, a, b = moves[k, 0], moves[k, 1], moves[k, 2]
-        if kind == _FORWARD or kind == _PLACE or kind == _MOVE:
-            src = a if kind == _FORWARD else a - 1
-            dst = b if kind == _FORWARD else a
-            if kind == _MOVE:
-                if a < 2 or a > n or slot_of[a - 1] < 0 or slot_of[a] >= 0:
-                    return k + 1, grad, loss, fsteps, bsteps, peak
-            else:
-                if src < 0 or dst <= src or dst > n or slot_of[dst] >= 0 or slot_of[src] < 0:
-                    return k + 1, grad, loss, fsteps, bsteps, peak
-                if nfree == 0:
-                    return -2, grad, loss, fsteps, bsteps, peak
-                peak = max(peak, nslots - nfree + 1)
+    for k in range(ops.shape[0]):
+        op, src = ops[k, 0], ops[k, 1]
+        if op == _STEP:
+            dst, count = ops[k, 2], ops[k, 4]
             if src != last:
-                lx, ly, lz = _row(slots, slot_of[src])
+                lx, ly, lz = slots[src, 0], slots[src, 1], slots[src, 2]
             if pend:
-                lx, ly, lz, g = _walk_vjp(lx, ly, lz, dst - src, theta, dt,
-                                           px, py, pz, gx, gy, gz)
+                lx, ly, lz, g = _walk_vjp(lx, ly, lz, count, theta, dt, px, py, pz, gx, gy, gz)
                 gx, gy, gz = g[0], g[1], g[2]
                 ts, tr, tb = ts + g[3], tr + g[4], tb + g[5]
                 pend = False
             else:
-                lx, ly, lz = _walk(lx, ly, lz, dst - src, theta, dt)
+                lx, ly, lz = _walk(lx, ly, lz, count, theta, dt)
+            slots[dst, 0], slots[dst, 1], slots[dst, 2] = lx, ly, lz
             last = dst
-            if kind == _MOVE:
-                slot_of[a] = slot_of[a - 1]
-                slot_of[a - 1] = -1
-            else:
-                nfree -= 1
-                slot_of[dst] = free[nfree]
-            r = slot_of[dst]
-            slots[r, 0], slots[r, 1], slots[r, 2] = lx, ly, lz
-            fsteps += dst - src
-        elif kind == _REMOVE:
-            if a < 1 or a > n or slot_of[a] < 0:
-                return k + 1, grad, loss, fsteps, bsteps, peak
-            free[nfree] = slot_of[a]
-            nfree += 1
-            slot_of[a] = -1
-            last = -1 if a == last else last
-        elif kind == _PAINT:
-            if a != painted_from - 1 or slot_of[a] < 0:
-                return k + 1, grad, loss, fsteps, bsteps, peak
+        elif op == _SEED:
+            loss = slots[src, 0]
+            gx = 1.0
+        elif op == _PAINT:
             if pend:
-                gx, gy, gz, ts, tr, tb = _vjp_acc(px, py, pz, theta, dt, gx, gy, gz,
-                                                  ts, tr, tb)
-            px, py, pz = _row(slots, slot_of[a])
+                g = _vjp3(px, py, pz, theta[0], theta[1], theta[2], dt, gx, gy, gz)
+                gx, gy, gz = g[0], g[1], g[2]
+                ts, tr, tb = ts + g[3], tr + g[4], tb + g[5]
+            px, py, pz = slots[src, 0], slots[src, 1], slots[src, 2]
             pend = True
-            if a == n - 1:
-                if slot_of[n] >= 0:
-                    loss = slots[slot_of[n], 0]
-                else:
-                    peak = max(peak, nslots - nfree + 1)
-                    loss = _walk(px, py, pz, 1, theta, dt)[0]
-                    fsteps += 1
-                gx = 1.0
-            bsteps += 1
-            painted_from = a
-        else:
-            return k + 1, grad, loss, fsteps, bsteps, peak
-        peak = max(peak, nslots - nfree)
     if pend:
-        gx, gy, gz, ts, tr, tb = _vjp_acc(px, py, pz, theta, dt, gx, gy, gz, ts, tr, tb)
-    if painted_from != 0:
-        return -1, grad, loss, fsteps, bsteps, peak
-    grad[0], grad[1], grad[2], grad[3], grad[4], grad[5] = gx, gy, gz, ts, tr, tb
-    return 0, grad, loss, fsteps, bsteps, peak
+        g = _vjp3(px, py, pz, theta[0], theta[1], theta[2], dt, gx, gy, gz)
+        gx, gy, gz = g[0], g[1], g[2]
+        ts, tr, tb = ts + g[3], tr + g[4], tb + g[5]
+    return loss, np.array([gx, gy, gz, ts, tr, tb])
+
+
+def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotProgram:
+    """The checked slot program of ``schedule`` (raises IllegalMoveError before any step)."""
+    if isinstance(schedule, pebbles.SlotProgram):
+        if n is not None and n != schedule.n:
+            raise pebbles.PebblesValueError(
+                f"this program is for n={schedule.n}, replay_lorenz got n={n}; drop n or "
+                f"pass n={schedule.n}")
+        prog = schedule
+    else:
+        prog = pebbles.lower(schedule, n, slots=slots)
+    if prog.writes or prog.reads or (prog.ops[:, 0] > _PAINT).any():
+        raise pebbles.PebblesValueError(
+            "replay_lorenz runs schedules held in memory; this one stores states on disk "
+            "(two-level); pick a memory-only schedule such as pebbles.schedule('treeverse', "
+            "n, budget=S)")
+    return prog
 
 
 def replay_lorenz(
-    encoded: np.ndarray | Iterable[Move],
-    n: int,
+    schedule: pebbles.Schedule | pebbles.SlotProgram | Iterable[pebbles.Move] | np.ndarray,
+    n: int | None = None,
     x0: Sequence[float] = DEFAULT_X0,
     theta: Sequence[float] = DEFAULT_THETA,
     dt: float = DEFAULT_DT,
     *,
     slots: int | None = None,
 ) -> LorenzGradient:
-    """Reverse-mode gradient by replaying an encoded schedule in one Numba function.
+    """Reverse-mode gradient by running a schedule's slot program in one Numba function.
 
-    States live in a preallocated ``(slots, 3)`` array; a free list maps cells
-    to slots. Handles ``place``, ``remove``, ``paint``, ``move`` and
-    ``forward``; at the first paint it computes ``s_n`` itself (one extra
-    step) unless the schedule left a state on cell n.
+    The schedule is checked and lowered by :func:`pebbles.lower` before any
+    step runs (an illegal move raises there, naming its index, the move and
+    the rule); the compiled loop then runs the program's steps, seed and
+    paints over a preallocated ``(nslots, 3)`` array.
 
     Parameters
     ----------
-    encoded : numpy.ndarray or iterable of Move
-        The schedule, preferably as :func:`pebbles._moves.encode` made it.
-    n : int
-        Number of steps.
+    schedule : Schedule, SlotProgram, iterable of Move, or encoded (m, 3) array
+        Any checkpoint-game or in-place-game schedule.
+    n : int, optional
+        Number of steps (needed unless ``schedule`` carries its own).
     x0, theta, dt
         Initial state, (sigma, rho, beta) and time step.
     slots : int, optional
-        Number of slots; default :func:`schedule_slots` (peak + 2).
+        Slots, ``s_0`` included; default exactly as many as the schedule needs.
+
+    Returns
+    -------
+    LorenzGradient
+        The counts are the program's (``forward_steps`` includes the step that
+        computes ``s_n`` for the seed); ``seconds`` times the compiled replay
+        only (lower once and pass the SlotProgram to replay it repeatedly).
 
     Raises
     ------
     pebbles.IllegalMoveError
         If the schedule breaks a rule or needs more than ``slots`` states.
+    pebbles.PebblesValueError
+        If the schedule keeps states on disk (two-level storage).
 
     Examples
     --------
-    >>> from pebbles._moves import encode
-    >>> from pebbles._treeverse import treeverse
+    >>> import pebbles
     >>> from solvers.lorenz import replay_lorenz
-    >>> g = replay_lorenz(encode(treeverse(20, 4)), 20)
+    >>> g = replay_lorenz(pebbles.schedule("treeverse", 20, budget=4))
     >>> g.forward_steps, g.backward_steps, g.peak_states
     (41, 20, 5)
     """
-    from pebbles._errors import IllegalMoveError
-
-    moves = _moves_of(encoded)
-    nslots = schedule_slots(moves) if slots is None else int(slots)
+    y0, th, dt = _as3(x0, "x0"), _as3(theta, "theta"), _dt(dt)
+    prog = _program(schedule, n, slots)
     t0 = time.perf_counter()
-    status, grad, loss, fs, bs, peak = _replay(
-        moves, int(n), _as3(x0, "x0"), _as3(theta, "theta"), float(dt), max(nslots, 1)
-    )
+    loss, grad = _replay(prog.ops, prog.nslots, y0, th, dt)
     seconds = time.perf_counter() - t0
-    if status > 0:
-        row = moves[status - 1]
-        raise IllegalMoveError(
-            status - 1, Move(MoveKind(int(row[0])), int(row[1]), int(row[2])),
-            "the move is not legal here",
-        )
-    if status == -1:
-        raise IllegalMoveError(-1, None, "the schedule left cells unpainted")
-    if status == -2:
-        raise IllegalMoveError(-1, None, f"the schedule needs more than {nslots} slots")
-    return LorenzGradient(float(loss), grad, int(fs), int(bs), int(peak), seconds)
+    return LorenzGradient(float(loss), grad, prog.forward_steps, prog.backward_steps,
+                          prog.peak_states, seconds)
 
 
 # ---------------------------------------------------------------------------
@@ -755,46 +648,149 @@ def gradient_adjoint(
     """
     every = 0 if reload_every is None else int(reload_every)
     if every < 0 or (reload_every is not None and every == 0):
-        raise ValueError(f"reload_every must be a positive integer, got {reload_every}")
+        raise pebbles.PebblesValueError(
+            f"reload_every={reload_every!r} must be a positive integer (the reload interval K)"
+            f" or None")
     t0 = time.perf_counter()
-    loss, grad, nstore = _adjoint(_as3(x0, "x0"), _as3(theta, "theta"), float(dt),
-                                  int(n), every)
+    loss, grad, nstore = _adjoint(_as3(x0, "x0"), _as3(theta, "theta"), _dt(dt), _n(n),
+                                  every)
     return LorenzGradient(float(loss), grad, int(n), int(n), int(nstore) + 3,
                           time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------------------
+# memory needed and available
+# ---------------------------------------------------------------------------
+#: Bytes per step of a lowered schedule held in memory: a gradient schedule has about
+#: 3 moves a step (24 bytes each encoded), the lowering's row buffer (5 int64 a move),
+#: about 2 program rows a step (40 bytes each) and the cell-to-slot map (8 bytes).
+_PROGRAM_BYTES_PER_STEP = 3 * 24 + 3 * 40 + 2 * 40 + 8
+_STATE_BYTES = 3 * 8
+
+
+def memory_estimate(method: str, n: int, *, states: int = 0) -> int:
+    """Bytes a gradient of ``n`` steps needs (an estimate made before it starts).
+
+    Parameters
+    ----------
+    method : str
+        ``forward`` (constant memory), ``adjoint`` (the ``states`` reloaded
+        states) or any schedule method (the lowered schedule, about 280 bytes
+        a step, plus ``states`` stored states).
+    n : int
+        Number of steps.
+    states : int
+        States held at once besides ``s_0``.
+
+    Examples
+    --------
+    >>> from solvers.lorenz import memory_estimate
+    >>> memory_estimate("store-all", 10**9, states=10**9) > 10**11
+    True
+    """
+    fixed = _STATE_BYTES * (states + 2)
+    if method in ("forward", "adjoint"):
+        return fixed + (8 * 6 * 8 if method == "forward" else 0)
+    return fixed + _PROGRAM_BYTES_PER_STEP * n
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _gigabytes(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.3g} GB"
+
+
+def _states_held(args: argparse.Namespace, s: pebbles.Schedule | None) -> int:
+    if args.method == "adjoint":
+        return 0 if args.every is None else args.steps // args.every + 1
+    if s is None:
+        return 0
+    if s.budget is not None:
+        return s.budget
+    return {"store-all": args.steps, "periodic": args.steps // (args.every or 1) + (
+        args.every or 1)}.get(s.method, 2)
+
+
+def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
+    """Refuse a run that needs more memory than is available (unless ``--force``)."""
+    need = memory_estimate(args.method, args.steps, states=_states_held(args, s))
+    free = available_memory()
+    if args.force or free is None or need <= free:
+        return
+    raise pebbles.PebblesValueError(
+        f"--method {args.method} --steps {args.steps} needs about {_gigabytes(need)} of "
+        f"memory (the lowered schedule and the stored states), more than the "
+        f"{_gigabytes(free)} available; pass --force to run anyway, or use fewer --steps "
+        f"or --method forward (constant memory)")
+
+
+# ---------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------
-_METHODS = ("forward", "store-all", "treeverse", "treeverse-paper", "adjoint",
-            "periodic", "bennett")
+def _gradient_methods() -> tuple[str, ...]:
+    """Registry methods whose schedules give a gradient in memory (checkpoint or in-place)."""
+    out = []
+    for name in pebbles.methods():
+        entry = pebbles.describe(name)
+        if entry.game(dict(entry.options)) is pebbles.Game.REVERSIBLE:
+            continue
+        if not entry.uses_disk:  # states on disk: not run here
+            out.append(name)
+    return tuple(out)
 
 
-def _schedule(args: argparse.Namespace) -> Iterable[Move]:
-    n = args.steps
-    if args.method == "store-all":
-        return _store_all(n)
-    if args.method == "treeverse":
-        from pebbles._treeverse import treeverse
-        return treeverse(n, args.pebbles, inplace=args.inplace)
-    if args.method == "treeverse-paper":
-        from pebbles._treeverse import treeverse_paper
-        return treeverse_paper(n, args.delta)
-    if args.method == "periodic":
-        from pebbles._baselines import periodic
-        return periodic(n, args.every)
-    from pebbles._bennett import bennett_gradient
-    return bennett_gradient(n, args.k)
+#: ``--method bennett``: Bennett's schedule with paints (``bennett-gradient``).
+_ALIASES = {"bennett": "bennett-gradient"}
 
 
-def _store_all(n: int) -> Iterable[Move]:
-    """The store-everything schedule (n - 1 places, then paints and removes)."""
-    for i in range(1, n):
-        yield Move(MoveKind.PLACE, i)
-    for i in range(n - 1, 0, -1):
-        yield Move(MoveKind.PAINT, i)
-        yield Move(MoveKind.REMOVE, i)
-    yield Move(MoveKind.PAINT, 0)
+def _finite(text: str) -> float:
+    """argparse type: a finite real number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not finite; pass a finite number")
+    return value
+
+
+def _gradient_parser(sub: Any) -> None:
+    g = sub.add_parser("gradient", help="compute d x_n / d (x0, y0, z0, sigma, rho, beta)")
+    g.add_argument("--method", choices=("forward", "adjoint", *_ALIASES, *_gradient_methods()),
+                   default="treeverse")
+    g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
+                   help="budget S: states stored besides s_0 (treeverse: 10)")
+    g.add_argument("--inplace", action="store_true", help="treeverse in-place game")
+    g.add_argument("--delta", type=positive, default=10, help="delta for treeverse-paper")
+    g.add_argument("--tau", type=int, default=None, help="tau for treeverse-paper")
+    g.add_argument("--every", type=positive, default=None,
+                   help="periodic checkpoint interval / adjoint reload interval K")
+    g.add_argument("--k", type=positive, default=2, help="Bennett's k")
+    g.add_argument("--steps", type=positive, default=DEFAULT_STEPS)
+    g.add_argument("--dt", type=_finite, default=DEFAULT_DT)
+    g.add_argument("--sigma", type=_finite, default=DEFAULT_THETA[0])
+    g.add_argument("--rho", type=_finite, default=DEFAULT_THETA[1])
+    g.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2])
+    g.add_argument("--x0", type=_finite, nargs=3, default=list(DEFAULT_X0),
+                   metavar=("X", "Y", "Z"))
+    g.add_argument("--executor", choices=("numba", "generic"), default="numba",
+                   help="executor for schedule methods")
+    g.add_argument("--force", action="store_true",
+                   help="run even if the memory estimate exceeds the memory available")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -802,80 +798,81 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m solvers.lorenz",
         description="Gradient of the Lorenz experiment (Liu & Xu, section 4.1).",
     )
-    sub = p.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("gradient", help="compute d x_n / d (x0, y0, z0, sigma, rho, beta)")
-    g.add_argument("--method", choices=_METHODS, default="treeverse")
-    g.add_argument("--pebbles", type=int, default=10, help="budget S for treeverse")
-    g.add_argument("--inplace", action="store_true", help="treeverse in-place game")
-    g.add_argument("--delta", type=int, default=10, help="delta for treeverse-paper")
-    g.add_argument("--every", type=int, default=None,
-                   help="periodic checkpoint interval / adjoint reload interval K")
-    g.add_argument("--k", type=int, default=2, help="Bennett's k")
-    g.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    g.add_argument("--dt", type=float, default=DEFAULT_DT)
-    g.add_argument("--sigma", type=float, default=DEFAULT_THETA[0])
-    g.add_argument("--rho", type=float, default=DEFAULT_THETA[1])
-    g.add_argument("--beta", type=float, default=DEFAULT_THETA[2])
-    g.add_argument("--x0", type=float, nargs=3, default=list(DEFAULT_X0),
-                   metavar=("X", "Y", "Z"))
-    g.add_argument("--executor", choices=("numba", "generic"), default="numba",
-                   help="executor for schedule methods")
-    g.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _gradient_parser(sub)
     m = sub.add_parser("sensitivity", help="mean |gradient| on a (sigma, rho) grid (Figure 3)")
-    m.add_argument("--sigma-range", type=float, nargs=2, default=[0.0, 20.0], metavar=("LO", "HI"))
-    m.add_argument("--rho-range", type=float, nargs=2, default=[0.0, 50.0], metavar=("LO", "HI"))
+    m.add_argument("--sigma-range", type=_finite, nargs=2, default=[0.0, 20.0],
+                   metavar=("LO", "HI"))
+    m.add_argument("--rho-range", type=_finite, nargs=2, default=[0.0, 50.0],
+                   metavar=("LO", "HI"))
     m.add_argument("--resolution", type=int, default=201, help="grid points per axis (201)")
-    m.add_argument("--beta", type=float, default=DEFAULT_THETA[2])
-    m.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    m.add_argument("--dt", type=float, default=DEFAULT_DT)
+    m.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2])
+    m.add_argument("--steps", type=positive, default=DEFAULT_STEPS)
+    m.add_argument("--dt", type=_finite, default=DEFAULT_DT)
     m.add_argument("--out", required=True, help="output .npz (sigmas, rhos, mean_abs_grad)")
     return p
 
 
 def _sensitivity_cli(args: argparse.Namespace) -> str:
     """Write the Figure 3 grid to ``args.out``; return a one-line report."""
-    if args.resolution < 2 or args.steps < 1:
-        raise ValueError(f"--resolution={args.resolution} must be >= 2 and "
-                         f"--steps={args.steps} >= 1")
-    sigmas = np.linspace(*args.sigma_range, args.resolution)
-    rhos = np.linspace(*args.rho_range, args.resolution)
+    from solvers.experiments import sensitivity_grid
+
     t0 = time.perf_counter()
-    grid = sensitivity_map(sigmas, rhos, args.beta, dt=args.dt, n=args.steps)
-    np.savez(args.out, sigmas=sigmas, rhos=rhos, mean_abs_grad=grid, beta=args.beta,
-             steps=args.steps, dt=args.dt)
-    return f"wrote {args.out}: {grid.shape} grid in {time.perf_counter() - t0:.2f} s"
+    grid = sensitivity_grid(args.resolution, sigma_range=tuple(args.sigma_range),
+                            rho_range=tuple(args.rho_range), beta=args.beta, n=args.steps,
+                            dt=args.dt)
+    path = grid.save(args.out)
+    return (f"wrote {path}: {grid.mean_abs_grad.shape} grid in "
+            f"{time.perf_counter() - t0:.2f} s")
 
 
-def _run(args: argparse.Namespace) -> LorenzGradient:
-    """Compute the gradient, after a 2-step warm-up so ``seconds`` excludes JIT compiling."""
-    if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    _warm_up()
-    return _compute(args)
+def _schedule(args: argparse.Namespace) -> pebbles.Schedule:
+    """The registry's schedule for ``--method`` and its options."""
+    method = _ALIASES.get(args.method, args.method)
+    budget = args.budget
+    if budget is None and pebbles.describe(method).takes_budget:
+        budget = 10
+    ns = argparse.Namespace(**{**vars(args), "n": args.steps, "budget": budget})
+    return schedule_from_args(ns, method)
 
 
 def _warm_up() -> None:
     """Compile (or load from cache) every Numba kernel the CLI may time."""
     gradient_forward(n=1)
     gradient_adjoint(n=2, reload_every=1)
-    replay_lorenz(encode(_store_all(2)), 2)
+    replay_lorenz(pebbles.schedule("store-all", 2))
 
 
 def _compute(args: argparse.Namespace) -> LorenzGradient:
-    if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    """Check the memory, compile, then compute (``seconds`` excludes compiling)."""
     theta = (args.sigma, args.rho, args.beta)
     common = {"x0": args.x0, "theta": theta, "dt": args.dt}
+    s = None if args.method in ("forward", "adjoint") else _schedule(args)
+    _check_memory(args, s)
+    _warm_up()
     if args.method == "forward":
         return gradient_forward(n=args.steps, **common)
     if args.method == "adjoint":
         return gradient_adjoint(n=args.steps, reload_every=args.every, **common)
-    if args.method == "periodic" and args.every is None:
-        raise ValueError("--method periodic needs --every K")
-    moves = encode(_schedule(args))
     if args.executor == "generic":
-        return gradient_reverse(moves, n=args.steps, **common)
-    return replay_lorenz(moves, args.steps, **common)
+        return gradient_reverse(s, **common)
+    return replay_lorenz(s, **common)
+
+
+def _check_finite(args: argparse.Namespace, g: LorenzGradient) -> None:
+    """An overflowed run is an error naming the step (never NaN in the output)."""
+    if math.isfinite(g.loss) and np.isfinite(g.gradient).all():
+        return
+    theta = (args.sigma, args.rho, args.beta)
+    i = overflow_step(args.x0, theta, args.dt, args.steps)
+    if i is not None:
+        raise pebbles.PebblesValueError(
+            f"the trajectory overflows at step {i} of {args.steps} (s_{i} is not finite) with "
+            f"--dt {args.dt:g}, (sigma, rho, beta) = ({args.sigma:g}, {args.rho:g}, "
+            f"{args.beta:g}); use a smaller --dt or fewer --steps")
+    raise pebbles.PebblesValueError(
+        f"the gradient overflows (the trajectory is finite through step {args.steps}); use "
+        f"fewer --steps or a smaller --dt")
 
 
 def _report(args: argparse.Namespace, g: LorenzGradient) -> str:
@@ -886,7 +883,7 @@ def _report(args: argparse.Namespace, g: LorenzGradient) -> str:
         "peak_states": g.peak_states, "seconds": g.seconds,
     }
     if args.json:
-        return json.dumps(record)
+        return json.dumps(record, allow_nan=False)
     names = ("x0", "y0", "z0", "sigma", "rho", "beta")
     lines = [f"method          {args.method} ({args.steps} steps)",
              f"loss            {g.loss:.17g}"]
@@ -897,13 +894,15 @@ def _report(args: argparse.Namespace, g: LorenzGradient) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 on bad input)."""
+    """Command-line entry point; returns the exit status (2 on bad input, 130 on Ctrl-C)."""
     def run(args: argparse.Namespace) -> str:
         if args.command == "sensitivity":
             return _sensitivity_cli(args)
-        return _report(args, _run(args))
+        g = _compute(args)
+        _check_finite(args, g)
+        return _report(args, g)
 
-    return run_command(_parser(), argv, run, (ValueError, TypeError, ImportError, OSError))
+    return run_command(_parser(), argv, run, (ValueError, TypeError, OSError))
 
 
 if __name__ == "__main__":

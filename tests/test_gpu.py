@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import pebbles
-from pebbles._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
+from pebbles import IllegalMoveError, PebblesTypeError, PebblesValueError
 from solvers import _pml_kernels as kern
 from solvers import gpu, lorenz, pml
 
@@ -63,27 +63,34 @@ def test_array_module_choice(monkeypatch):
         gpu._device_view(np)
 
 
-def test_lower_schedule_counts_match_cpu_executor():
-    p = gpu.lower_schedule(pebbles.treeverse(20, 4), 20)
-    assert (p.nslots, p.forward_steps, p.backward_steps, p.peak_states) == (6, 41, 20, 5)
-    enc = pebbles.encode(pebbles.treeverse(60, 5, inplace=True))
-    p = gpu.lower_schedule(enc, 60)
-    ref = lorenz.replay_lorenz(enc, 60)
-    assert p.nslots == 5 + 2 == lorenz.schedule_slots(enc)
-    assert (p.forward_steps, p.backward_steps, p.peak_states) == (
-        ref.forward_steps, ref.backward_steps, ref.peak_states)
-    assert p.ops[:, 1:3].max() < p.nslots and p.ops[:, 1:3].min() >= 0
-    # paints come n-1, ..., 0, after exactly one seed
-    paints = p.ops[p.ops[:, 0] == gpu.OP_PAINT, 3]
-    assert paints.tolist() == list(range(59, -1, -1))
-    assert (p.ops[:, 0] == gpu.OP_SEED).sum() == 1
+def test_the_kernels_run_the_core_lowering():
+    """One slot program for every executor: pebbles.lower's ops and constants."""
+    from solvers import _cuda_lorenz
+
+    assert not hasattr(gpu, "lower_schedule") and not hasattr(gpu, "SlotProgram")
+    assert (_cuda_lorenz.OP_STEP, _cuda_lorenz.OP_SEED) == (pebbles.OP_STEP, pebbles.OP_SEED)
+    s = pebbles.schedule("treeverse", 60, budget=5, inplace=True)
+    p = pebbles.lower(s)
+    ref = lorenz.replay_lorenz(s)
+    r = gpu.lorenz_gradient(p, None, (1.0, 0.0, 0.0), lorenz.DEFAULT_THETA)
+    same(r.gradient[0], ref.gradient)
+    assert (r.forward_steps, r.backward_steps, r.peak_states, r.nslots) == (
+        ref.forward_steps, ref.backward_steps, ref.peak_states, p.nslots)
+    assert set(np.unique(p.ops[:, 0])) <= {pebbles.OP_STEP, pebbles.OP_SEED, pebbles.OP_PAINT}
 
 
-def test_lower_schedule_stored_last_cell_needs_no_extra_step():
-    p = gpu.lower_schedule(pebbles.store_all(5), 5)
-    ref = lorenz.replay_lorenz(pebbles.encode(pebbles.store_all(5)), 5)
-    assert p.forward_steps == ref.forward_steps
-    assert p.peak_states == ref.peak_states
+def test_cpu_and_gpu_kernels_compile_one_source():
+    """The Lorenz formulas exist once: njit and cuda.jit compile the same code objects."""
+    from solvers import _cuda_lorenz, _lorenz_scalar
+
+    for name in ("step3", "stages", "jvp_col", "vjp3"):
+        code = getattr(_lorenz_scalar, name).__code__
+        assert getattr(lorenz, "_" + name).py_func.__code__ is code, name
+        assert getattr(_cuda_lorenz, "_" + name).py_func.__code__ is code, name
+    plain = _lorenz_scalar.compile_formulas(lambda fn: fn)  # the formulas as plain Python
+    y = (1.5, -0.5, 20.0, 10.0, 28.0, 8 / 3, 3e-3)
+    assert np.array_equal(plain.step3(*y), lorenz.rk4_step(np.array(y[:3]),
+                                                           np.array(y[3:6]), y[6]))
 
 
 @pytest.mark.parametrize("moves, index", [
@@ -92,25 +99,29 @@ def test_lower_schedule_stored_last_cell_needs_no_extra_step():
     ([(1, 1, 0)], 0),                                   # remove an empty cell
     ([(0, 1, 0), (2, 0, 0)], 1),                        # paint 0 before paint 1
     ([(3, 1, 0)], 0),                                   # move from cell 0
-    ([(4, 1, 0)], 0),                                   # unplace: not a checkpoint move
 ])
-def test_lower_schedule_rejects_illegal_moves(moves, index):
+def test_executors_reject_illegal_moves_before_running(moves, index):
+    enc = np.array(moves, dtype=np.int64)
     with pytest.raises(IllegalMoveError) as err:
-        gpu.lower_schedule(np.array(moves, dtype=np.int64), 2)
+        gpu.lorenz_gradient(enc, 2)
     assert err.value.index == index
 
 
-def test_lower_schedule_rejects_bad_input():
+def test_executors_reject_bad_input():
     with pytest.raises(IllegalMoveError, match="unpainted"):
-        gpu.lower_schedule(pebbles.encode(pebbles.treeverse(4, 2))[:-1], 4)
+        gpu.lorenz_gradient(pebbles.encode(pebbles.treeverse(4, 2))[:-1], 4)
     with pytest.raises(IllegalMoveError, match="slots=3"):
-        gpu.lower_schedule(pebbles.treeverse(10, 3), 10, slots=3)
+        gpu.lorenz_gradient(pebbles.treeverse(10, 3), 10, slots=3)
     with pytest.raises(PebblesValueError, match="slots=1"):
-        gpu.lower_schedule(pebbles.treeverse(10, 3), 10, slots=1)
-    with pytest.raises(PebblesValueError, match="n=0"):
-        gpu.lower_schedule(pebbles.treeverse(10, 3), 0)
+        gpu.lorenz_gradient(pebbles.treeverse(10, 3), 10, slots=1)
     with pytest.raises(PebblesTypeError, match="shape"):
-        gpu.lower_schedule(np.zeros((3, 2), dtype=np.int64), 3)
+        gpu.lorenz_gradient(np.zeros((3, 2), dtype=np.int64), 3)
+    with pytest.raises(PebblesValueError, match="n=11"):
+        gpu.lorenz_gradient(pebbles.lower(pebbles.treeverse(10, 3), 10), 11)
+    disk = [pebbles.place(1), pebbles.store(1), pebbles.remove(1), pebbles.load(1),
+            pebbles.paint(1), pebbles.remove(1), pebbles.paint(0)]
+    with pytest.raises(PebblesValueError, match="on disk"):
+        gpu.lorenz_gradient(disk, 2)
 
 
 # ---------------------------------------------------------------------------
@@ -126,13 +137,13 @@ def lorenz_batch():
     return x0, theta
 
 
-@pytest.mark.parametrize("moves", [
-    pebbles.treeverse(50, 4), pebbles.treeverse(50, 3, inplace=True),
-    pebbles.bennett_gradient(50, 3), pebbles.store_all(50)],
+@pytest.mark.parametrize("method, options", [
+    ("treeverse", {"budget": 4}), ("treeverse", {"budget": 3, "inplace": True}),
+    ("bennett-gradient", {"k": 3}), ("store-all", {})],
     ids=["treeverse", "treeverse-inplace", "bennett", "store-all"])
-def test_lorenz_reverse_batch_matches_cpu(lorenz_batch, moves):
+def test_lorenz_reverse_batch_matches_cpu(lorenz_batch, method, options):
     x0, theta = lorenz_batch
-    enc = pebbles.encode(moves)
+    enc = pebbles.schedule(method, 50, **options).encode()
     r = gpu.lorenz_gradient(enc, 50, x0, theta, 3e-3)
     assert r.gradient.shape == (5, 6) and r.loss.shape == (5,)
     for b in range(5):
@@ -238,10 +249,13 @@ def test_pml_adjoint_kernels_match_cpu(pml_small, scale):
 def test_pml_gradient_matches_cpu(pml_small, method):
     cfg, c, s0, observed, _ = pml_small
     inplace = method == "treeverse-inplace"
-    moves = list(pml.schedule(method.split("-")[0], cfg.steps, pebbles=3, inplace=inplace,
-                              k=2))
+    name = "bennett-gradient" if method == "bennett" else "treeverse"
+    opts = {"k": 2} if method == "bennett" else {"budget": 3, "inplace": inplace}
+    moves = list(pebbles.schedule(name, cfg.steps, **opts))
     ref = pml.gradient(cfg, c, moves, observed, s0=s0, inplace=inplace)
     g = gpu.pml_gradient(cfg, c, pebbles.encode(moves), observed, s0=s0)
+    g2 = gpu.pml_gradient(cfg, c, pebbles.lower(moves, cfg.steps), observed, s0=s0)
+    assert np.array_equal(g2.grad_c, g.grad_c)
     assert np.abs(ref.grad_c).max() > 0 and np.abs(ref.grad_source).max() > 0
     same(g.grad_c, ref.grad_c)
     same(g.grad_source, ref.grad_source)
@@ -327,7 +341,7 @@ def test_bench_gpu_smoke(tmp_path, capsys):
     data = json.loads(out.read_text())
     recs = data["fig5"]["records"]
     assert [r["schedule"] for r in recs] == ["treeverse S=2", "bennett k=2"]
-    keys = {"schedule", "n", "size", "predicted_forward_steps", "predicted_peak_pebbles",
+    keys = {"schedule", "n", "size", "predicted_forward_steps", "predicted_peak_states",
             "forward_steps", "backward_steps", "peak_states", "seconds", "model_seconds",
             "peak_mb", "peak_states_mb"}
     assert all(keys <= set(r) for r in recs)

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pebbles._bennett import bennett_gradient
-from pebbles._moves import Move, MoveKind, encode
-from pebbles._simulator import simulate
-from pebbles._treeverse import treeverse, treeverse_paper
+import pebbles
+from pebbles import (
+    IllegalMoveError,
+    Move,
+    MoveKind,
+    bennett_gradient,
+    decode,
+    encode,
+    simulate,
+    store_all,
+    treeverse,
+    treeverse_paper,
+)
 from solvers import lorenz as lz
 
-
-def store_all(n: int) -> list[Move]:
-    moves = [Move(MoveKind.PLACE, i) for i in range(1, n)]
-    for i in range(n - 1, 0, -1):
-        moves += [Move(MoveKind.PAINT, i), Move(MoveKind.REMOVE, i)]
-    return moves + [Move(MoveKind.PAINT, 0)]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def loss(x0, theta, n, dt=lz.DEFAULT_DT):
@@ -33,7 +40,7 @@ def test_forward_matches_reverse():
     n = 1000
     f = lz.gradient_forward(n=n)
     r = lz.replay_lorenz(encode(store_all(n)), n)
-    g = lz.gradient_reverse(treeverse(n, 6), n=n)
+    g = lz.gradient_reverse(pebbles.schedule("treeverse", n, budget=6))
     assert f.loss == r.loss == g.loss
     assert np.allclose(r.gradient, f.gradient, rtol=1e-10, atol=0)
     assert np.array_equal(r.gradient, g.gradient)
@@ -88,28 +95,39 @@ def test_numba_executor_bit_for_bit(n):
         g = lz.replay_lorenz(enc, n)
         assert np.array_equal(g.gradient, ref.gradient), name
         assert g.loss == ref.loss
-        sim = simulate(list(moves_of(enc)), n, "inplace")
+        sim = simulate(list(decode(enc)), n, "inplace")
         # never more than the schedule's pebbles plus the working state
-        assert g.peak_states <= sim.peak_pebbles + 1, name
+        assert g.peak_states <= sim.peak_states + 1, name
         assert g.backward_steps == n
         assert g.forward_steps - sim.forward_steps in (0, 1), name
+        prog = pebbles.lower(enc, n)
+        assert (g.forward_steps, g.backward_steps, g.peak_states) == (
+            prog.forward_steps, prog.backward_steps, prog.peak_states), name
 
 
-def moves_of(enc):
-    from pebbles._moves import decode
+def test_numba_executor_takes_schedules_and_programs():
+    s = pebbles.schedule("treeverse", 40, budget=4, inplace=True)
+    ref = lz.replay_lorenz(encode(s), 40)
+    for g in (lz.replay_lorenz(s), lz.replay_lorenz(pebbles.lower(s)),
+              lz.replay_lorenz(list(s), 40)):
+        assert np.array_equal(g.gradient, ref.gradient) and g.loss == ref.loss
+    with pytest.raises(pebbles.PebblesValueError, match="n=41"):
+        lz.replay_lorenz(pebbles.lower(s), 41)
+    disk = [pebbles.place(1), pebbles.store(1), pebbles.remove(1), pebbles.load(1),
+            pebbles.paint(1), pebbles.remove(1), pebbles.paint(0)]
+    with pytest.raises(pebbles.PebblesValueError, match="on disk"):
+        lz.replay_lorenz(disk, 2)
 
-    return decode(enc)
 
-
-def test_numba_executor_rejects_bad_schedules():
-    from pebbles._errors import IllegalMoveError
-
-    with pytest.raises(IllegalMoveError):
+def test_numba_executor_rejects_bad_schedules_before_running():
+    with pytest.raises(IllegalMoveError) as err:
         lz.replay_lorenz(encode([Move(MoveKind.PLACE, 3)]), 5)
+    assert err.value.index == 0 and "place 3 needs a pebble on cell 2" in str(err.value)
     with pytest.raises(IllegalMoveError, match="unpainted"):
-        lz.replay_lorenz(encode(store_all(5)[:-1]), 5)
-    with pytest.raises(IllegalMoveError, match="slots"):
-        lz.replay_lorenz(encode(store_all(5)), 5, slots=2)
+        lz.replay_lorenz(encode(list(store_all(5))[:-1]), 5)
+    with pytest.raises(IllegalMoveError, match="slots=2") as err:
+        lz.replay_lorenz(store_all(5), 5, slots=2)
+    assert err.value.index == 1
 
 
 def test_sensitivity_map_matches_forward():
@@ -145,7 +163,7 @@ def test_adjoint_error_falls_with_reload_interval():
             for k in (500, 300, 100)]
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < 1e-7
-    with pytest.raises(ValueError):
+    with pytest.raises(pebbles.PebblesValueError, match="reload_every=0"):
         lz.gradient_adjoint(n=10, reload_every=0)
 
 
@@ -211,3 +229,76 @@ def test_sensitivity_cli_writes_the_figure3_grid(tmp_path):
     expected = sensitivity_map(data["sigmas"], data["rhos"], n=50)
     assert np.array_equal(data["mean_abs_grad"], expected)
     assert main(["sensitivity", "--resolution", "1", "--out", str(out)]) == 2
+
+
+BAD_CLI = [
+    (["--dt", "nan"], "argument --dt: 'nan' is not finite"),
+    (["--rho", "inf"], "argument --rho: 'inf' is not finite"),
+    (["--x0", "1", "nan", "0"], "argument --x0: 'nan' is not finite"),
+    (["--dt", "10", "--steps", "100"], "the trajectory overflows at step 3 of 100"),
+    (["--method", "forward", "--dt", "10", "--steps", "100"], "overflows at step 3 of 100"),
+    (["--method", "store-all", "--pebbles", "3", "--steps", "10"],
+     "store-all holds 9 states at once for n=10"),
+    (["--method", "periodic", "--steps", "10"], "method periodic needs --every"),
+    (["--method", "treeverse", "--pebbles", "0", "--steps", "10"], "budget"),
+]
+
+
+@pytest.mark.parametrize("argv, first_line", BAD_CLI, ids=[" ".join(a) for a, _ in BAD_CLI])
+def test_cli_bad_input_is_one_line_exit_2(argv, first_line, capsys):
+    assert lz.main(["gradient", "--json", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("python -m solvers.lorenz") and "error: " in err
+    assert first_line in err
+
+
+def test_cli_nan_parameter_as_a_process():
+    r = subprocess.run([sys.executable, "-m", "solvers.lorenz", "gradient", "--dt", "nan",
+                        "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        "python -m solvers.lorenz gradient: error: argument --dt: 'nan' is not finite; pass a "
+        "finite number (see 'python -m solvers.lorenz gradient --help')"]
+
+
+def test_library_rejects_non_finite_parameters():
+    with pytest.raises(pebbles.PebblesValueError, match="theta="):
+        lz.gradient_forward(theta=(10.0, np.inf, 8 / 3), n=5)
+    with pytest.raises(pebbles.PebblesValueError, match="dt=nan"):
+        lz.replay_lorenz(store_all(5), 5, dt=float("nan"))
+    with pytest.raises(pebbles.PebblesValueError, match="x0="):
+        lz.primal((np.nan, 0.0, 0.0), n=3)
+    assert lz.overflow_step(dt=10.0, n=2) is None
+    assert lz.overflow_step(dt=10.0, n=3) == 3
+    assert not np.isfinite(lz.primal(dt=10.0, n=3)).all()
+    assert np.isfinite(lz.primal(dt=10.0, n=2)).all()
+
+
+def test_cli_store_all_refuses_what_memory_cannot_hold(monkeypatch, capsys):
+    monkeypatch.setattr(lz, "available_memory", lambda: 8 * 10**9)
+    argv = ["gradient", "--method", "store-all", "--steps", "1000000000", "--json"]
+    assert lz.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    need = lz.memory_estimate("store-all", 10**9, states=10**9)
+    assert f"needs about {need / 1e9:.3g} GB" in err and "8 GB available" in err
+    assert "--force" in err
+    # a small run with too little memory is refused, and runs with --force
+    monkeypatch.setattr(lz, "available_memory", lambda: 1000)
+    small = ["gradient", "--method", "store-all", "--steps", "50", "--json"]
+    assert lz.main(small) == 2 and "--force" in capsys.readouterr().err
+    assert lz.main([*small, "--force"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert np.array_equal(out["gradient"], lz.replay_lorenz(store_all(50), 50).gradient)
+    monkeypatch.setattr(lz, "available_memory", lambda: None)  # unknown: no refusal
+    assert lz.main(small) == 0
+
+
+def test_memory_estimate_and_available_memory():
+    assert lz.memory_estimate("store-all", 10**6, states=10**6) > 24 * 10**6
+    assert lz.memory_estimate("forward", 10**9) < 10**4
+    assert lz.memory_estimate("treeverse", 2000, states=10) < lz.memory_estimate(
+        "treeverse", 4000, states=10)
+    free = lz.available_memory()
+    assert free is None or free > 0

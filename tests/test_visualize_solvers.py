@@ -1,4 +1,8 @@
-"""visualize: the solver figures (Lorenz Figures 3 and 4, PML images, Figure 5) and their CLI."""
+"""visualize: the solver figures (Lorenz Figures 3 and 4, PML images, Figure 5) and their CLI.
+
+The data come from :mod:`solvers.experiments` (the experiments) and from benchmark records
+(Figure 5); visualize only draws them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from matplotlib.image import imread
 
 import pebbles
 import visualize
-from visualize.__main__ import main
+from solvers import experiments as ex
+from visualize.__main__ import fig5_records, main
 
 
 def _gid(fig, gid):
@@ -35,18 +40,29 @@ def _saved(fig, path, dpi=60):
 
 @pytest.fixture(scope="module")
 def small_map():
-    return visualize.lorenz_sensitivity(12, n=300)
+    g = ex.sensitivity_grid(12, n=300)
+    return g.sigmas, g.rhos, g.mean_abs_grad
 
 
 def test_figure3_map_curve_points_and_trajectories(tmp_path, small_map):
+    from visualize._lorenz_figs import POINTS
+
     sigmas, rhos, grid = small_map
     assert grid.shape == (12, 12) and np.all(np.isfinite(grid))
-    fig = visualize.draw_lorenz_figure3(sigmas, rhos, grid, n=300)
+    paths = [ex.lorenz_trajectory(s, r, n=300) for s, r in POINTS]
+    fig = visualize.draw_lorenz_figure3(sigmas, rhos, grid, n=300, trajectories=paths)
     _saved(fig, tmp_path / "fig3.png")
     (img,) = _gid(fig, "sensitivity")
     assert img.get_array().shape == (12, 12)  # rho across rows, sigma across columns
     assert img.norm.vmin == pytest.approx(grid.min()) and img.norm.vmax == pytest.approx(grid.max())
-    assert len(_gid(fig, "marked-point")) == 2 and len(_gid(fig, "trajectory")) == 2
+    assert len(_gid(fig, "marked-point")) == 2
+    drawn = _gid(fig, "trajectory")
+    assert len(drawn) == 2
+    for line, path in zip(drawn, paths, strict=True):
+        x, y, z = line.get_data_3d()
+        assert np.array_equal(x, path[:, 0]) and np.array_equal(z, path[:, 2])
+    assert paths[0].shape == (301, 3) and np.array_equal(
+        paths[0][-1], _final_state(POINTS[0], 300))
     (curve,) = _gid(fig, "critical-curve")
     s, r = curve.get_data()
     assert s.min() > 8 / 3 + 1 and r.max() <= 50
@@ -59,16 +75,25 @@ def test_figure3_map_curve_points_and_trajectories(tmp_path, small_map):
         pytest.approx((rhos[0], rhos[-1]), abs=rhos[1] - rhos[0]))
 
 
+def _final_state(point, n):
+    from solvers.lorenz import primal
+
+    return primal((1.0, 0.0, 0.0), (*point, 8 / 3), n=n)
+
+
 def test_figure3_masks_overflow_and_says_so(small_map):
     sigmas, rhos, grid = small_map
     bad = grid.copy()
     bad[3, 4], bad[5, 6] = np.inf, np.nan
-    fig = visualize.draw_lorenz_figure3(sigmas, rhos, bad, trajectories=False)
+    fig = visualize.draw_lorenz_figure3(sigmas, rhos, bad)
     (img,) = _gid(fig, "sensitivity")
     assert img.get_array().mask.sum() == 2
     assert "2 cells overflow" in fig.axes[-1].get_ylabel()
+    assert not any(ax.name == "3d" for ax in fig.axes)  # no trajectories given: no panel (b)
     with pytest.raises(pebbles.PebblesValueError, match="grid.shape"):
         visualize.draw_lorenz_figure3(sigmas, rhos[:-1], grid)
+    with pytest.raises(pebbles.PebblesValueError, match="one \\(n \\+ 1, 3\\) array per point"):
+        visualize.draw_lorenz_figure3(sigmas, rhos, grid, trajectories=[np.zeros((5, 3))])
 
 
 def test_figure3_from_the_solver_cli_npz(tmp_path, read_svg):
@@ -77,8 +102,13 @@ def test_figure3_from_the_solver_cli_npz(tmp_path, read_svg):
 
     assert lorenz_main(["sensitivity", "--resolution", "5", "--steps", "50",
                         "--out", str(npz)]) == 0
-    sigmas, rhos, grid, beta, steps = visualize.load_sensitivity(npz)
-    assert grid.shape == (5, 5) and beta == pytest.approx(8 / 3) and steps == 50
+    g = ex.load_sensitivity(npz)
+    assert g.mean_abs_grad.shape == (5, 5) and g.beta == pytest.approx(8 / 3) and g.steps == 50
+    assert np.array_equal(g.mean_abs_grad, ex.sensitivity_grid(5, n=50).mean_abs_grad)
+    with pytest.raises(pebbles.PebblesValueError, match="not a Figure 3 grid"):
+        ex.load_sensitivity(tmp_path / "missing.npz")
+    with pytest.raises(pebbles.PebblesValueError, match="is a directory"):
+        g.save(tmp_path)
     out = tmp_path / "f3.svg"
     assert main(["lorenz-fig3", "--npz", str(npz), "--no-trajectories", "-o", str(out)]) == 0
     svg = read_svg(out)
@@ -88,61 +118,67 @@ def test_figure3_from_the_solver_cli_npz(tmp_path, read_svg):
 
 
 def test_figure4_errors_grow_with_steps_and_reload_interval(tmp_path):
-    steps, err = visualize.adjoint_errors_vs_steps([1, 100, 400, 900], starts=5)
+    steps, err = ex.adjoint_errors_vs_steps([1, 100, 400, 900], starts=5)
     assert err.shape == (4, 5)
     med = np.median(err, axis=1)
     assert med[0] < 1e-8 < med[1] < 1e-6 < med[2] < 1e-1  # paper: 1e-10, 4e-8 (100), ...
-    ks, rerr = visualize.adjoint_errors_vs_reload([1, 200, 500], n=3000, starts=3)
+    ks, rerr = ex.adjoint_errors_vs_reload([1, 200, 500], n=3000, starts=3)
     rmed = np.median(rerr, axis=1)
     assert rmed[0] < rmed[1] < rmed[2]
     fig = visualize.draw_lorenz_figure4((steps, err), (ks, rerr), reload_steps=3000)
     _saved(fig, tmp_path / "fig4.png")
-    assert len(_gid(fig, "median")) == 2
+    medians = _gid(fig, "median")
+    assert len(medians) == 2
+    assert np.allclose(medians[1].get_ydata(), rmed)  # panel (b) draws the data given
     overflow = _gid(fig, "overflow")  # n = 900 is past the overflow of every start
     assert len(overflow) == 1 and overflow[0].get_xdata()[0] == 900
     with pytest.raises(pebbles.PebblesValueError, match="starts=0"):
-        visualize.adjoint_errors_vs_steps([1], starts=0)
+        ex.adjoint_errors_vs_steps([1], starts=0)
+    with pytest.raises(pebbles.PebblesValueError, match="steps_data has shapes"):
+        visualize.draw_lorenz_figure4((steps, err[:2]), (ks, rerr))
 
 
 @pytest.fixture(scope="module")
 def pml_data():
-    cfg = visualize.scaled_config(40, steps=300)
-    return cfg, visualize.pml_experiment(cfg, [60, 150, 250], pebbles=6)
+    cfg = ex.scaled_config(40, steps=300)
+    return cfg, ex.pml_experiment(cfg, [60, 150, 250], budget=6)
 
 
 def test_pml_snapshots_gather_and_gradient(tmp_path, pml_data):
     cfg, d = pml_data
-    assert d["snapshots"].shape == (3, 42, 42) and d["traces"].shape == (301, 200)
-    assert np.abs(d["snapshots"][-1]).max() > 0 and d["grad_c"].shape == (42, 42)
-    fig = visualize.draw_pml_snapshots(d["snapshots"], d["times"], cfg, traces=d["traces"])
+    assert d.snapshots.shape == (3, 42, 42) and d.traces.shape == (301, 200)
+    assert np.abs(d.snapshots[-1]).max() > 0 and d.grad_c.shape == (42, 42)
+    fig = visualize.draw_pml_snapshots(d.snapshots, d.times, cfg, traces=d.traces)
     _saved(fig, tmp_path / "snap.png")
     assert len(_gid(fig, "snapshot")) == 3 and len(_gid(fig, "pml-edge")) == 3
     (gather,) = _gid(fig, "shot-gather")
     assert gather.get_array().shape == (300, 200)
-    fig = visualize.draw_pml_gradient(d["grad_c"], cfg, c_true=d["c_true"])
+    fig = visualize.draw_pml_gradient(d.grad_c, cfg, c_true=d.c_true)
     _saved(fig, tmp_path / "grad.png")
     (img,) = _gid(fig, "gradient")
     assert img.norm.vmax > 0 and img.norm.vmin == -img.norm.vmax  # symmetric diverging
     assert img.get_array().shape == (42, 42)
+    assert np.array_equal(img.get_array(), d.grad_c.T)  # the gradient given, first index across
 
 
 def test_pml_gradient_matches_the_solver(pml_data):
     from solvers import pml
 
     cfg, d = pml_data
-    g = pml.gradient(cfg, pml.uniform_model(cfg), pml.schedule("store-all", cfg.steps),
-                     d["traces"])
-    assert np.allclose(d["grad_c"], g.grad_c, rtol=1e-10, atol=0)
+    g = pml.gradient(cfg, pml.uniform_model(cfg), pebbles.schedule("store-all", cfg.steps),
+                     d.traces)
+    assert np.allclose(d.grad_c, g.grad_c, rtol=1e-10, atol=0)
+    assert d.loss == pytest.approx(g.loss, rel=1e-12)
 
 
 def test_pml_errors_name_the_value(pml_data):
     cfg, d = pml_data
     with pytest.raises(pebbles.PebblesValueError, match="times="):
-        visualize.pml_experiment(cfg, [cfg.steps + 1], pebbles=None)
+        ex.pml_experiment(cfg, [cfg.steps + 1], budget=None)
     with pytest.raises(pebbles.PebblesValueError, match="size=10"):
-        visualize.scaled_config(10)
+        ex.scaled_config(10)
     with pytest.raises(pebbles.PebblesValueError, match="grad_c.shape"):
-        visualize.draw_pml_gradient(d["grad_c"][1:], cfg)
+        visualize.draw_pml_gradient(d.grad_c[1:], cfg)
 
 
 def _records():
@@ -160,10 +196,8 @@ def _records():
     return out
 
 
-def test_figure5_from_json(tmp_path):
-    path = tmp_path / "bench.json"
-    path.write_text(json.dumps({"machine": {}, "fig5": {"records": _records()}}))
-    fig = visualize.draw_figure5(path)
+def test_figure5_from_records(tmp_path):
+    fig = visualize.draw_figure5(_records())
     _saved(fig, tmp_path / "fig5.png")
     assert len(fig.axes) == 2  # peak states and peak MB
     measured = _gid(fig, "measured")
@@ -177,19 +211,31 @@ def test_figure5_from_json(tmp_path):
 
     fams = fig5_families(_records())
     assert list(fams) == ["treeverse", "treeverse in-place", "bennett"]
+    with pytest.raises(pebbles.PebblesValueError, match="sequence of dicts"):
+        visualize.draw_figure5(str(tmp_path / "bench.json"))  # visualize reads no files
+
+
+def test_figure5_command_reads_the_benchmark_json(tmp_path, read_svg):
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"machine": {}, "fig5": {"records": _records()}}))
+    assert fig5_records(path) == _records()
+    out = tmp_path / "fig5.svg"
+    assert main(["fig5", str(path), "--no-model", "-o", str(out)]) == 0
+    svg = read_svg(out)
+    assert svg.ids["measured"] == 6 and "model" not in svg.ids  # --no-model
 
 
 def test_figure5_bad_json_is_one_line_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"kernels": {}}))
     with pytest.raises(pebbles.PebblesValueError, match="--fig5 --json"):
-        visualize.load_fig5(bad)
+        fig5_records(bad)
     assert main(["fig5", str(bad), "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fig5" in err
     bad.write_text(json.dumps({"fig5": {"records": [{"schedule": "treeverse S=1"}]}}))
-    with pytest.raises(pebbles.PebblesValueError, match="lacks keys"):
-        visualize.load_fig5(bad)
+    assert main(["fig5", str(bad), "-o", str(tmp_path / "x.png")]) == 2
+    assert "lacks keys" in capsys.readouterr().err
 
 
 def test_cli_lorenz_fig4_and_pml(tmp_path, read_svg):
@@ -217,8 +263,33 @@ def test_cli_errors_exit_2_with_one_line(tmp_path):
     assert main(["lorenz-fig3"]) == 2  # -o missing
 
 
+def test_drawing_modules_run_no_experiments():
+    """visualize draws: its figure modules import neither the solvers nor numba."""
+    code = ("import sys, visualize._lorenz_figs, visualize._pml_figs, visualize._fig5; "
+            "assert 'numba' not in sys.modules and 'solvers' not in sys.modules; "
+            "assert 'json' not in vars(visualize._fig5)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_importing_visualize_stays_cheap():
     code = ("import sys, visualize; assert 'matplotlib' not in sys.modules; "
             "assert 'numba' not in sys.modules; visualize.draw_figure5; "
             "assert 'numba' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_benchmark_report_draws_figure5(tmp_path, read_svg, monkeypatch):
+    """Figure 5 belongs to the benchmark report: report.py reads the JSON, visualize draws."""
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    import report
+
+    (tmp_path / "bench_pml.json").write_text(json.dumps({"fig5": {"records": _records()}}))
+    out = tmp_path / "fig5.svg"
+    assert report.draw_figure5(tmp_path, out) == f"wrote {out} from 11 records"
+    svg = read_svg(out)
+    assert svg.ids["measured"] == 6 and svg.ids["model"] == 6
+    (tmp_path / "bench_pml.json").write_text(json.dumps({"kernels": {}}))
+    assert report.draw_figure5(tmp_path, out).startswith("Figure 5 not drawn")

@@ -7,17 +7,17 @@
   Treeverse, Bennett and the exact optima (Figure 8, extended);
 * :func:`draw_lorenz_figure3`, :func:`draw_lorenz_figure4` -- the Lorenz
   sensitivity map and trajectories (Figure 3) and the adjoint-state error
-  (Figure 4), data from :func:`lorenz_sensitivity` / :func:`load_sensitivity`,
-  :func:`adjoint_errors_vs_steps`, :func:`adjoint_errors_vs_reload`;
+  (Figure 4);
 * :func:`draw_pml_snapshots`, :func:`draw_pml_gradient` -- PML wavefields with
-  the shot gather, and dL/dc (data: :func:`pml_experiment`, :func:`scaled_config`);
-* :func:`draw_figure5` -- measured time against peak memory from the PML
-  benchmark's JSON (Figure 5; :func:`load_fig5`);
+  the shot gather, and dL/dc;
+* :func:`draw_figure5` -- measured time against peak memory, from the PML
+  benchmark's records (Figure 5);
 * :func:`save` -- write a figure, format from the file extension.
 
 :mod:`visualize.cli` holds the argument hooks of ``pebbles draw`` and
 ``pebbles tradeoff``; ``python -m visualize lorenz-fig3|lorenz-fig4|pml|fig5``
-draws the solver figures. Importing this package is cheap: matplotlib is imported
+draws the solver figures. The data come from :mod:`solvers.experiments`; this
+package only draws. Importing it is cheap: matplotlib is imported
 only when a drawing function is first looked up.
 
 Examples
@@ -33,12 +33,10 @@ from importlib import import_module
 from typing import Any
 
 __all__ = [
-    "CODES", "MAX_CELLS", "MAX_ROWS", "adjoint_errors_vs_reload", "adjoint_errors_vs_steps",
-    "draw_figure5", "draw_fingerprint", "draw_game", "draw_lorenz_figure3",
-    "draw_lorenz_figure4", "draw_pml_gradient", "draw_pml_snapshots", "draw_side_by_side",
-    "draw_tradeoff", "fingerprint_array", "load_fig5", "load_sensitivity",
-    "lorenz_sensitivity", "lorenz_trajectory", "pml_experiment", "save", "scaled_config",
-    "trace_rows", "tradeoff_curves",
+    "CODES", "MAX_CELLS", "MAX_ROWS", "draw_figure5", "draw_fingerprint", "draw_game",
+    "draw_lorenz_figure3", "draw_lorenz_figure4", "draw_pml_gradient", "draw_pml_snapshots",
+    "draw_side_by_side", "draw_tradeoff", "fingerprint_array", "save", "trace_rows",
+    "tradeoff_curves",
 ]
 
 _WHERE = {
@@ -47,12 +45,8 @@ _WHERE = {
     "trace_rows": "_rows", "fingerprint_array": "_rows", "CODES": "_rows",
     "draw_tradeoff": "_tradeoff", "tradeoff_curves": "_tradeoff",
     "draw_lorenz_figure3": "_lorenz_figs", "draw_lorenz_figure4": "_lorenz_figs",
-    "lorenz_sensitivity": "_lorenz_figs", "load_sensitivity": "_lorenz_figs",
-    "lorenz_trajectory": "_lorenz_figs", "adjoint_errors_vs_steps": "_lorenz_figs",
-    "adjoint_errors_vs_reload": "_lorenz_figs",
     "draw_pml_snapshots": "_pml_figs", "draw_pml_gradient": "_pml_figs",
-    "pml_experiment": "_pml_figs", "scaled_config": "_pml_figs",
-    "draw_figure5": "_fig5", "load_fig5": "_fig5",
+    "draw_figure5": "_fig5",
 }
 
 

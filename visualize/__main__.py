@@ -1,5 +1,8 @@
 """``python -m visualize``: the solver figures of Liu & Xu (Figures 3, 4, 5 and the PML images).
 
+The data of Figures 3 and 4 and of the PML images are computed by
+:mod:`solvers.experiments`; Figure 5 reads the records of a benchmark JSON file.
+
 Subcommands (each writes one figure, format from the extension of ``-o``)::
 
     python -m visualize lorenz-fig3 [--npz map.npz | --resolution 201 --steps 10000] -o fig3.png
@@ -13,14 +16,18 @@ Bad input exits with status 2 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from pebbles import PebblesValueError
 from pebbles.cli import OneLineParser, positive, run_command
 
 from .cli import check_output, matplotlib_required
 
-__all__ = ["main"]
+__all__ = ["fig5_records", "main"]
 
 
 def _output(p: argparse.ArgumentParser, dpi: int = 100) -> None:
@@ -49,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     pm.add_argument("--size", type=int, default=200, help="grid nx = ny (200)")
     pm.add_argument("--steps", type=positive, help="time steps (default: scaled paper run)")
     pm.add_argument("--times", type=positive, nargs="+", help="snapshot steps")
-    pm.add_argument("--pebbles", type=positive, default=20, help="treeverse budget S (20)")
+    pm.add_argument("--pebbles", "--budget", dest="budget", type=positive, default=20,
+                    help="treeverse budget S (20)")
     pm.add_argument("--panel", choices=("snapshots", "gradient"), default="snapshots")
     _output(pm)
     f5 = sub.add_parser("fig5", help="Figure 5: time against peak memory from a benchmark JSON")
@@ -61,42 +69,60 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _lorenz_fig3(args: argparse.Namespace):
-    from . import _lorenz_figs as lf
+    from solvers import experiments as ex
+
+    from ._lorenz_figs import POINTS, draw_lorenz_figure3
 
     if args.npz:
-        sigmas, rhos, grid, beta, steps = lf.load_sensitivity(args.npz)
-        return lf.draw_lorenz_figure3(sigmas, rhos, grid, beta=beta, n=steps,
-                                      trajectories=not args.no_trajectories)
-    sigmas, rhos, grid = lf.lorenz_sensitivity(args.resolution, n=args.steps)
-    return lf.draw_lorenz_figure3(sigmas, rhos, grid, n=args.steps,
-                                  trajectories=not args.no_trajectories)
+        g = ex.load_sensitivity(args.npz)
+    else:
+        g = ex.sensitivity_grid(args.resolution, n=args.steps)
+    paths = None if args.no_trajectories else [
+        ex.lorenz_trajectory(s, r, g.beta, n=g.steps, dt=g.dt) for s, r in POINTS]
+    return draw_lorenz_figure3(g.sigmas, g.rhos, g.mean_abs_grad, beta=g.beta, n=g.steps,
+                               trajectories=paths)
 
 
 def _lorenz_fig4(args: argparse.Namespace):
-    from . import _lorenz_figs as lf
+    from solvers import experiments as ex
 
-    a = lf.adjoint_errors_vs_steps(range(1, args.max_steps + 1, args.stride),
+    from ._lorenz_figs import draw_lorenz_figure4
+
+    a = ex.adjoint_errors_vs_steps(range(1, args.max_steps + 1, args.stride),
                                    starts=args.starts, seed=args.seed)
-    b = lf.adjoint_errors_vs_reload(n=args.reload_steps, starts=args.starts, seed=args.seed)
-    return lf.draw_lorenz_figure4(a, b, reload_steps=args.reload_steps)
+    b = ex.adjoint_errors_vs_reload(n=args.reload_steps, starts=args.starts, seed=args.seed)
+    return draw_lorenz_figure4(a, b, reload_steps=args.reload_steps)
 
 
 def _pml(args: argparse.Namespace):
+    from solvers import experiments as ex
+
     from . import _pml_figs as pf
 
-    cfg = pf.scaled_config(args.size, **({"steps": args.steps} if args.steps else {}))
+    cfg = ex.scaled_config(args.size, **({"steps": args.steps} if args.steps else {}))
     times = args.times or [max(1, round(cfg.steps * f)) for f in (0.2, 0.35, 0.5, 0.7)]
-    data = pf.pml_experiment(cfg, times, pebbles=args.pebbles if args.panel == "gradient"
-                             else None)
+    data = ex.pml_experiment(cfg, times,
+                             budget=args.budget if args.panel == "gradient" else None)
     if args.panel == "gradient":
-        return pf.draw_pml_gradient(data["grad_c"], cfg, c_true=data["c_true"])
-    return pf.draw_pml_snapshots(data["snapshots"], data["times"], cfg, traces=data["traces"])
+        return pf.draw_pml_gradient(data.grad_c, cfg, c_true=data.c_true)
+    return pf.draw_pml_snapshots(data.snapshots, data.times, cfg, traces=data.traces)
+
+
+def fig5_records(path: str | Path) -> list[dict[str, Any]]:
+    """The ``["fig5"]["records"]`` of a benchmark JSON file (``bench_pml.py --fig5 --json``)."""
+    try:
+        records = json.loads(Path(path).read_text())["fig5"]["records"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PebblesValueError(
+            f"path={str(path)!r} has no readable ['fig5']['records'] ({type(err).__name__}: "
+            f"{err}); write it with `python benchmarks/bench_pml.py --fig5 --json OUT`") from None
+    return records
 
 
 def _fig5(args: argparse.Namespace):
     from ._fig5 import draw_figure5
 
-    return draw_figure5(args.json, model=not args.no_model, title=args.title)
+    return draw_figure5(fig5_records(args.json), model=not args.no_model, title=args.title)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,19 +3,19 @@
 The paper's Figure 5 plots, for the 1000 x 1000 PML gradient on a V100, the
 run time of Treeverse (delta = 5 ... 320 checkpoints) and of Bennett
 (k = 5 ... 160) against the states they keep. :func:`draw_figure5` draws the
-same from the JSON written by ``python benchmarks/bench_pml.py --fig5 --json
-OUT`` (records under ``result["fig5"]["records"]``, each with ``schedule``
-such as ``"treeverse S=10"``, ``"treeverse in-place S=10"`` or
-``"bennett k=3"``, ``seconds``, ``model_seconds``, ``peak_states``,
-``peak_mb``, ``n`` and ``size``): one line per family, each point labelled with
-its S or k, the step-count model dashed.
+same from measurement records (one dict per run, with ``schedule`` such as
+``"treeverse S=10"``, ``"treeverse in-place S=10"`` or ``"bennett k=3"``,
+``seconds``, ``peak_states`` and optionally ``model_seconds``, ``peak_mb``,
+``n`` and ``size``; ``python benchmarks/bench_pml.py --fig5 --json OUT`` writes
+them under ``["fig5"]["records"]``, and ``python benchmarks/report.py
+--figure5 PNG`` or ``python -m visualize fig5 OUT -o PNG`` read that file):
+one line per family, each point labelled with its S or k, the step-count model
+dashed.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,29 +27,21 @@ from pebbles import PebblesValueError
 
 from ._game import _new_figure
 
-__all__ = ["draw_figure5", "fig5_families", "load_fig5"]
+__all__ = ["draw_figure5", "fig5_families"]
 
 _REQUIRED = ("schedule", "seconds", "peak_states")
 _COLOURS = {"treeverse": "#1f77b4", "treeverse in-place": "#17becf", "bennett": "#d62728"}
 _X = {"peak_states": "peak states held (stored + working)",
       "peak_mb": "peak memory traced (MB)"}
-_FIX = "write it with `python benchmarks/bench_pml.py --fig5 --json OUT`"
+_FIX = "records come from `python benchmarks/bench_pml.py --fig5 --json OUT`"
 
 
-def load_fig5(path: str | Path) -> list[dict[str, Any]]:
-    """The ``fig5`` records of a benchmark JSON file (checked for the keys drawn)."""
-    try:
-        data = json.loads(Path(path).read_text())
-        records = data["fig5"]["records"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise PebblesValueError(
-            f"path={str(path)!r} has no readable result['fig5']['records'] ({type(err).__name__}:"
-            f" {err}); {_FIX}") from None
-    return _checked(records, str(path))
-
-
-def _checked(records: Sequence[dict[str, Any]], where: str) -> list[dict[str, Any]]:
-    records = list(records)
+def _checked(records: Sequence[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
+    if isinstance(records, (str, bytes, Mapping)) or not all(
+            isinstance(r, Mapping) for r in records):
+        raise PebblesValueError(f"{where} must be a sequence of dicts (one a run), got "
+                                f"{type(records).__name__}; {_FIX}")
+    records = [dict(r) for r in records]
     if not records:
         raise PebblesValueError(f"records in {where} is empty; a Figure 5 needs at least one "
                                 f"record; {_FIX}")
@@ -122,15 +114,14 @@ def _minor_label(value: float, _pos: int) -> str:
     return f"{value:g}" if mantissa in (2.0, 5.0) else ""
 
 
-def draw_figure5(records: Sequence[dict[str, Any]] | str | Path, *, model: bool = True,
+def draw_figure5(records: Sequence[Mapping[str, Any]], *, model: bool = True,
                  title: str | None = None) -> Figure:
     """Paper Figure 5: measured gradient time against peak memory, per schedule family.
 
     Parameters
     ----------
-    records : sequence of dict, or path
-        ``result["fig5"]["records"]`` of the benchmark JSON, or the file's path
-        (read with :func:`load_fig5`).
+    records : sequence of dict
+        One dict a run (``["fig5"]["records"]`` of the benchmark JSON).
     model : bool
         Draw the step-count model ``model_seconds`` dashed (when every record has it).
     title : str, optional
@@ -142,8 +133,6 @@ def draw_figure5(records: Sequence[dict[str, Any]] | str | Path, *, model: bool 
         Left: time against peak states; right (when the records have
         ``peak_mb``): time against the traced peak memory in MB.
     """
-    if isinstance(records, (str, Path)):
-        records = load_fig5(records)
     records = _checked(records, "records")
     families = fig5_families(records)
     keys = ["peak_states"] + (["peak_mb"] if all("peak_mb" in r for r in records) else [])

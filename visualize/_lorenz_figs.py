@@ -1,25 +1,25 @@
 """The Lorenz figures of Liu & Xu, section 4.1 (paper notes section 5): Figures 3 and 4.
 
+Drawing only; the data come from :mod:`solvers.experiments`.
+
 * Figure 3 -- :func:`draw_lorenz_figure3`: (a) the mean |gradient| of the final
   x-coordinate over the six inputs ``(x0, y0, z0, sigma, rho, beta)`` on a
   ``(sigma, rho)`` grid, log colour scale, with the curve
   ``rho = sigma (sigma + beta + 3) / (sigma - beta - 1)`` and two marked points;
-  (b) the trajectories at those two points in 3D. The grid comes from
-  :func:`solvers.lorenz.sensitivity_map` (forward mode), either computed by
-  :func:`lorenz_sensitivity` or loaded by :func:`load_sensitivity` from the
-  ``.npz`` written by ``python -m solvers.lorenz sensitivity --out map.npz``.
+  (b) the trajectories at those two points in 3D (data:
+  ``solvers.experiments.sensitivity_grid`` or ``load_sensitivity``, and
+  ``lorenz_trajectory``).
 * Figure 4 -- :func:`draw_lorenz_figure4`: the relative error of the
-  adjoint-state gradient with respect to ``x0`` (paper Algorithm 1,
-  :func:`solvers.lorenz.gradient_adjoint`) against the forward-mode gradient,
-  (a) against the number of steps (median over random starts ``x0 ~ N(0, I)``),
-  (b) at a fixed number of steps against the reload interval K
-  (data: :func:`adjoint_errors_vs_steps`, :func:`adjoint_errors_vs_reload`).
+  adjoint-state gradient with respect to ``x0`` (paper Algorithm 1) against
+  the forward-mode gradient, (a) against the number of steps (median over
+  random starts), (b) at a fixed number of steps against the reload interval K
+  (data: ``solvers.experiments.adjoint_errors_vs_steps`` and
+  ``adjoint_errors_vs_reload``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -27,71 +27,18 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from pebbles import PebblesValueError
+from pebbles import PebblesTypeError, PebblesValueError
 
 from ._game import _new_figure
 
-__all__ = ["adjoint_errors_vs_reload", "adjoint_errors_vs_steps", "draw_lorenz_figure3",
-           "draw_lorenz_figure4", "load_sensitivity", "lorenz_sensitivity",
-           "lorenz_trajectory", "POINTS", "RELOAD_INTERVALS"]
+__all__ = ["DIVERGED", "POINTS", "draw_lorenz_figure3", "draw_lorenz_figure4"]
 
 #: The two marked parameter points of Figure 3: (sigma, rho).
 POINTS = ((10.0, 27.0), (10.0, 15.0))
-#: Reload intervals K of Figure 4(b).
-RELOAD_INTERVALS = (1, 20, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500)
 BETA = 8.0 / 3.0
 #: Relative errors above this are drawn as overflow (the adjoint state has diverged).
 DIVERGED = 1e3
 _COLOURS = ("#d62728", "#ff7f0e")
-
-
-def lorenz_sensitivity(resolution: int = 201, *, sigma_range: tuple[float, float] = (0.0, 20.0),
-                       rho_range: tuple[float, float] = (0.0, 50.0), beta: float = BETA,
-                       n: int = 10_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The Figure 3 grid: ``(sigmas, rhos, mean |gradient|)``, shape ``(len(sigmas), len(rhos))``.
-
-    The paper's grid is the default: sigma = 0:0.1:20, rho = 0:0.25:50 (201 x
-    201), n = 10^4 steps of dt = 3e-3, beta = 8/3 (about 15 s on two cores).
-    """
-    if not isinstance(resolution, (int, np.integer)) or resolution < 2:
-        raise PebblesValueError(f"resolution={resolution!r} must be an integer >= 2 (grid "
-                                "points per axis); use e.g. resolution=201 (the paper's grid)")
-    from solvers.lorenz import sensitivity_map
-
-    sigmas = np.linspace(*sigma_range, resolution)
-    rhos = np.linspace(*rho_range, resolution)
-    return sigmas, rhos, sensitivity_map(sigmas, rhos, beta, n=n)
-
-
-def load_sensitivity(
-    path: str | Path,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
-    """Read ``(sigmas, rhos, mean_abs_grad, beta, steps)`` from ``solvers.lorenz sensitivity
-    --out`` (files without ``beta`` or ``steps`` get the paper's 8/3 and 10^4)."""
-    try:
-        with np.load(path) as data:
-            sigmas, rhos, grid = data["sigmas"], data["rhos"], data["mean_abs_grad"]
-            beta = float(data["beta"]) if "beta" in data else BETA
-            steps = int(data["steps"]) if "steps" in data else 10_000
-    except (OSError, KeyError, ValueError) as err:
-        raise PebblesValueError(
-            f"path={str(path)!r} is not a Figure 3 grid ({err}); it must be an .npz with "
-            "sigmas, rhos and mean_abs_grad; write one with `python -m solvers.lorenz "
-            "sensitivity --out map.npz`") from None
-    return sigmas, rhos, grid, beta, steps
-
-
-def lorenz_trajectory(sigma: float, rho: float, beta: float = BETA, *, n: int = 10_000,
-                      x0: Sequence[float] = (1.0, 0.0, 0.0), dt: float = 3e-3) -> np.ndarray:
-    """The RK4 states ``s_0..s_n`` of the Lorenz system, shape ``(n + 1, 3)``."""
-    from solvers.lorenz import rk4_step
-
-    theta = np.array([sigma, rho, beta], dtype=float)
-    out = np.empty((n + 1, 3))
-    out[0] = x0
-    for i in range(n):
-        out[i + 1] = rk4_step(out[i], theta, dt)
-    return out
 
 
 def _check_grid(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray) -> None:
@@ -138,9 +85,9 @@ def _heat_map(fig: Figure, ax: Axes, sigmas: np.ndarray, rhos: np.ndarray, grid:
     ax.legend(loc="upper left", fontsize=7, framealpha=0.85)
 
 
-def _trajectories(ax: Axes, points: Sequence[tuple[float, float]], beta: float, n: int) -> None:
-    for (s, r), c in zip(points, _COLOURS, strict=False):
-        path = lorenz_trajectory(s, r, beta, n=n)
+def _trajectories(ax: Axes, points: Sequence[tuple[float, float]],
+                  paths: Sequence[np.ndarray]) -> None:
+    for (s, r), path, c in zip(points, paths, _COLOURS, strict=False):
         ax.plot(path[:, 0], path[:, 1], path[:, 2], color=c, lw=0.6, gid="trajectory",
                 label=rf"$\sigma={s:g}$, $\rho={r:g}$")
         ax.scatter(*path[-1], color=c, s=18, depthshade=False)
@@ -151,9 +98,24 @@ def _trajectories(ax: Axes, points: Sequence[tuple[float, float]], beta: float, 
     ax.legend(loc="upper left", fontsize=7, frameon=False)
 
 
+def _check_paths(points: Sequence[tuple[float, float]],
+                 trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if not isinstance(trajectories, (list, tuple)):
+        raise PebblesTypeError(f"trajectories={trajectories!r} must be a list of (n + 1, 3) "
+                               f"arrays, one per point, or None (no panel (b))")
+    paths = [np.asarray(p, dtype=float) for p in trajectories]
+    if len(paths) != len(points) or any(p.ndim != 2 or p.shape[1] != 3 for p in paths):
+        raise PebblesValueError(
+            f"trajectories has {len(paths)} arrays of shapes {[p.shape for p in paths]}; pass "
+            f"one (n + 1, 3) array per point ({len(points)} points), e.g. from "
+            f"solvers.experiments.lorenz_trajectory")
+    return paths
+
+
 def draw_lorenz_figure3(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray, *,
                         beta: float = BETA, points: Sequence[tuple[float, float]] = POINTS,
-                        n: int = 10_000, trajectories: bool = True) -> Figure:
+                        n: int = 10_000,
+                        trajectories: Sequence[np.ndarray] | None = None) -> Figure:
     """Paper Figure 3: (a) mean |gradient| over (sigma, rho), (b) two trajectories in 3D.
 
     Parameters
@@ -161,14 +123,16 @@ def draw_lorenz_figure3(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray, 
     sigmas, rhos : ndarray
         Evenly spaced grid axes.
     grid : ndarray, shape ``(len(sigmas), len(rhos))``
-        Mean |gradient| (:func:`lorenz_sensitivity`); cells that overflowed
-        (inf/NaN) or are 0 are drawn magenta and counted in the colour-bar label.
+        Mean |gradient|; cells that overflowed (inf/NaN) or are 0 are drawn
+        magenta and counted in the colour-bar label.
     beta : float
-        The beta of the grid (for the critical curve and the trajectories).
+        The beta of the grid (for the critical curve).
     points : sequence of (sigma, rho)
-        Marked on the map; their trajectories (``n`` steps from (1, 0, 0)) in (b).
-    trajectories : bool
-        Draw panel (b).
+        Marked on the map.
+    n : int
+        Number of steps (for the titles).
+    trajectories : sequence of ndarray (m, 3), optional
+        One path per point (``solvers.experiments.lorenz_trajectory``): panel (b).
 
     Returns
     -------
@@ -176,69 +140,17 @@ def draw_lorenz_figure3(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray, 
     """
     sigmas, rhos, grid = (np.asarray(a, dtype=float) for a in (sigmas, rhos, grid))
     _check_grid(sigmas, rhos, grid)
-    fig = _new_figure(11.5 if trajectories else 6.2, 4.8)
-    ax = fig.add_subplot(1, 2 if trajectories else 1, 1)
+    paths = None if trajectories is None else _check_paths(points, trajectories)
+    fig = _new_figure(11.5 if paths else 6.2, 4.8)
+    ax = fig.add_subplot(1, 2 if paths else 1, 1)
     _heat_map(fig, ax, sigmas, rhos, grid, beta, points)
     b = "8/3" if abs(beta - BETA) < 1e-12 else f"{beta:.4g}"
     ax.set_title(f"(a) sensitivity of $x_n$, n = {n}, $\\beta$ = {b}", fontsize=10)
-    if trajectories:
+    if paths:
         ax3 = fig.add_subplot(1, 2, 2, projection="3d")
-        _trajectories(ax3, points, beta, n)
+        _trajectories(ax3, points, paths)
         ax3.set_title(f"(b) trajectories from (1, 0, 0), {n} RK4 steps", fontsize=10)
     return fig
-
-
-def _relative_errors(n: int, starts: np.ndarray, reload_every: int | None) -> np.ndarray:
-    """Relative l2 error of the adjoint d x_n / d x0 for each start (inf where it overflows)."""
-    from solvers.lorenz import gradient_adjoint, gradient_forward
-
-    out = np.empty(len(starts))
-    with np.errstate(all="ignore"):
-        for k, x0 in enumerate(starts):
-            exact = gradient_forward(x0, n=n).gradient[:3]
-            adj = gradient_adjoint(x0, n=n, reload_every=reload_every).gradient[:3]
-            err = np.linalg.norm(adj - exact) / np.linalg.norm(exact)
-            out[k] = err if np.isfinite(err) else np.inf
-    return out
-
-
-def _starts(count: int, seed: int) -> np.ndarray:
-    if not isinstance(count, (int, np.integer)) or count < 1:
-        raise PebblesValueError(f"starts={count!r} must be an integer >= 1 (random x0 ~ N(0, I)"
-                                " per point); use e.g. starts=20")
-    return np.random.default_rng(seed).standard_normal((count, 3))
-
-
-def adjoint_errors_vs_steps(steps: Sequence[int] | np.ndarray = range(1, 1001), *,
-                            starts: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Figure 4(a) data: ``(steps, errors)``, errors of shape ``(len(steps), starts)``.
-
-    Each entry is ``|g_adj - g| / |g|`` for the gradient of x_n with respect to
-    x0, adjoint state without reloads against forward mode, at the paper's
-    defaults (sigma, rho, beta) = (10, 27, 8/3), dt = 3e-3, from
-    ``x0 ~ N(0, I)`` (``seed``); ``inf`` marks overflow (inf/NaN).
-    """
-    st = np.asarray(list(steps), dtype=np.int64)
-    if st.size == 0 or st.min() < 1:
-        raise PebblesValueError(f"steps={st.tolist()[:5]}... must be non-empty and >= 1; "
-                                "use e.g. range(1, 1001)")
-    x0s = _starts(starts, seed)
-    return st, np.array([_relative_errors(int(n), x0s, None) for n in st])
-
-
-def adjoint_errors_vs_reload(intervals: Sequence[int] = RELOAD_INTERVALS, *, n: int = 10_000,
-                             starts: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Figure 4(b) data: ``(intervals, errors)`` for ``n`` steps with reloads every K.
-
-    As :func:`adjoint_errors_vs_steps`, but the adjoint run resets its state to
-    the stored forward state every K steps (``reload_every=K``).
-    """
-    ks = np.asarray(list(intervals), dtype=np.int64)
-    if ks.size == 0 or ks.min() < 1:
-        raise PebblesValueError(f"intervals={ks.tolist()} must be non-empty and >= 1 (reload "
-                                "interval K); use e.g. (1, 20, 50, 100, 200)")
-    x0s = _starts(starts, seed)
-    return ks, np.array([_relative_errors(n, x0s, int(k)) for k in ks])
 
 
 def _median_panel(ax: Axes, x: np.ndarray, errors: np.ndarray, marker: str) -> None:
@@ -266,16 +178,26 @@ def _median_panel(ax: Axes, x: np.ndarray, errors: np.ndarray, marker: str) -> N
     ax.legend(fontsize=8, loc="lower right")
 
 
-def draw_lorenz_figure4(steps_data: tuple[np.ndarray, np.ndarray] | None = None,
-                        reload_data: tuple[np.ndarray, np.ndarray] | None = None, *,
+def _errors(data: tuple[np.ndarray, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:
+    x, errors = np.asarray(data[0]), np.asarray(data[1], dtype=float)
+    if x.ndim != 1 or errors.ndim != 2 or errors.shape[0] != x.size or x.size == 0:
+        raise PebblesValueError(
+            f"{name} has shapes {x.shape} and {errors.shape}; pass (x, errors) with errors of "
+            f"shape (len(x), starts), e.g. from solvers.experiments.adjoint_errors_vs_steps")
+    return x, errors
+
+
+def draw_lorenz_figure4(steps_data: tuple[np.ndarray, np.ndarray],
+                        reload_data: tuple[np.ndarray, np.ndarray], *,
                         reload_steps: int = 10_000) -> Figure:
     """Paper Figure 4: adjoint-state error (a) against steps, (b) against reload interval K.
 
     Parameters
     ----------
-    steps_data, reload_data : (x, errors), optional
-        From :func:`adjoint_errors_vs_steps` and :func:`adjoint_errors_vs_reload`
-        (default: computed with their defaults, about 10 s).
+    steps_data, reload_data : (x, errors)
+        ``x`` of shape (k,), ``errors`` of shape (k, starts): from
+        ``solvers.experiments.adjoint_errors_vs_steps`` and
+        ``adjoint_errors_vs_reload``.
     reload_steps : int
         The n of ``reload_data`` (for the title).
 
@@ -283,8 +205,8 @@ def draw_lorenz_figure4(steps_data: tuple[np.ndarray, np.ndarray] | None = None,
     -------
     matplotlib.figure.Figure
     """
-    steps_data = steps_data or adjoint_errors_vs_steps()
-    reload_data = reload_data or adjoint_errors_vs_reload(n=reload_steps)
+    steps_data, reload_data = _errors(steps_data, "steps_data"), _errors(reload_data,
+                                                                         "reload_data")
     fig = _new_figure(10.5, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
     _median_panel(ax1, *steps_data, "")

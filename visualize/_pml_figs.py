@@ -10,16 +10,15 @@
   an image with a symmetric diverging colour scale; optionally next to the
   true model.
 
-:func:`pml_experiment` computes all of it for one :class:`solvers.pml.PMLConfig`;
-:func:`scaled_config` shrinks the paper's 1000 x 1000 run to a smaller grid with
-the same physical domain, the same number of cells per wavelength and the same
-final time.
+Drawing only: ``solvers.experiments.pml_experiment`` computes the data for one
+``solvers.pml.PMLConfig`` and ``solvers.experiments.scaled_config`` shrinks the
+paper's 1000 x 1000 run to a smaller grid with the same physical domain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -33,66 +32,7 @@ from ._game import _new_figure
 if TYPE_CHECKING:
     from solvers.pml import PMLConfig
 
-__all__ = ["draw_pml_gradient", "draw_pml_snapshots", "pml_experiment", "scaled_config"]
-
-
-def scaled_config(size: int = 200, **changes: Any) -> PMLConfig:
-    """The paper's run on a ``size x size`` grid: dt and steps scaled by ``999 / (size - 1)``.
-
-    The domain stays 200 x 200 and the Ricker wavelet keeps its length in
-    steps, so the picture is the paper's at a coarser resolution (200 x 200:
-    dt = 5.02e-5, 1992 steps). ``changes`` override any :class:`PMLConfig` field.
-    """
-    from solvers.pml import PMLConfig
-
-    if not isinstance(size, (int, np.integer)) or size < 2 * 12 + 8:
-        raise PebblesValueError(f"size={size!r} must be an integer >= 32 (two 12-cell PML "
-                                "bands and an interior); use e.g. size=200")
-    scale = 999 / (size - 1)
-    base = {"nx": size, "ny": size, "dt": 1e-5 * scale, "steps": int(round(9999 / scale))}
-    return PMLConfig(**{**base, **changes})
-
-
-def pml_experiment(cfg: PMLConfig, times: Sequence[int], *, pebbles: int | None = 20,
-                   ) -> dict[str, np.ndarray]:
-    """Snapshots of ``u`` in the true model, the recording and (optionally) dL/dc.
-
-    Parameters
-    ----------
-    cfg : PMLConfig
-    times : sequence of int
-        Steps (1..cfg.steps) at which ``u`` is copied.
-    pebbles : int or None
-        Budget S of the Treeverse schedule for the gradient; ``None`` skips it.
-
-    Returns
-    -------
-    dict
-        ``snapshots`` (len(times), nx+2, ny+2), ``times``, ``traces`` (n+1,
-        n_detectors), ``c_true``, and with ``pebbles``: ``grad_c``, ``loss``.
-    """
-    from solvers import pml
-
-    times = np.asarray(list(times), dtype=np.int64)
-    if times.size == 0 or times.min() < 1 or times.max() > cfg.steps:
-        raise PebblesValueError(f"times={times.tolist()} must be steps in 1..{cfg.steps} "
-                                "(cfg.steps); pick fewer or later steps")
-    c_true = pml.true_model(cfg)
-    sol = pml.PMLSolver(cfg, c_true)
-    s = sol.zero_state()
-    traces = np.empty((cfg.steps + 1, cfg.n_detectors))
-    traces[0] = s[1, sol.det_i, sol.det_j]
-    snaps = np.empty((times.size, *cfg.shape))
-    for i in range(cfg.steps):
-        sol.step_into(i, s, s)
-        traces[i + 1] = s[1, sol.det_i, sol.det_j]
-        snaps[times == i + 1] = s[1]
-    out = {"snapshots": snaps, "times": times, "traces": traces, "c_true": c_true}
-    if pebbles is not None:
-        moves = pml.schedule("treeverse", cfg.steps, pebbles=pebbles)
-        g = pml.gradient(cfg, pml.uniform_model(cfg), moves, traces)
-        out.update(grad_c=g.grad_c, loss=np.float64(g.loss))
-    return out
+__all__ = ["draw_pml_gradient", "draw_pml_snapshots"]
 
 
 def _extent(cfg: PMLConfig) -> tuple[float, float, float, float]:
@@ -144,7 +84,7 @@ def draw_pml_snapshots(snapshots: np.ndarray, times: Sequence[int], cfg: PMLConf
     Parameters
     ----------
     snapshots : ndarray, shape ``(k, nx + 2, ny + 2)``
-        ``u`` at the steps ``times`` (:func:`pml_experiment`).
+        ``u`` at the steps ``times`` (``solvers.experiments.pml_experiment``).
     times : sequence of int
     cfg : PMLConfig
     traces : ndarray ``(n + 1, n_detectors)``, optional
@@ -159,7 +99,7 @@ def draw_pml_snapshots(snapshots: np.ndarray, times: Sequence[int], cfg: PMLConf
     if snapshots.ndim != 3 or snapshots.shape[1:] != cfg.shape or len(times) != len(snapshots):
         raise PebblesValueError(
             f"snapshots.shape={snapshots.shape} must be (len(times)={len(times)}, "
-            f"{cfg.shape[0]}, {cfg.shape[1]}) (cfg.shape); pass pml_experiment's output")
+            f"{cfg.shape[0]}, {cfg.shape[1]}) (cfg.shape); pass PMLExperiment.snapshots")
     k = len(times) + (traces is not None)
     fig = _new_figure(2.9 * k + 0.8, 3.6)
     axes = fig.subplots(1, k, squeeze=False)[0]

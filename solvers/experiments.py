@@ -1,0 +1,300 @@
+"""The numerical experiments behind the paper's solver figures (Liu & Xu, sections 4.1, 4.2).
+
+Each function runs an experiment with the public API of :mod:`solvers.lorenz`
+and :mod:`solvers.pml` and returns plain arrays; :mod:`visualize` draws them.
+
+* Figure 3 (paper notes section 5): :func:`sensitivity_grid` -- the mean
+  |gradient| of the final x-coordinate over the six inputs on a
+  ``(sigma, rho)`` grid (forward mode), as a :class:`SensitivityGrid` that
+  saves to and loads from ``.npz`` (the file ``python -m solvers.lorenz
+  sensitivity --out`` writes); :func:`lorenz_trajectory` -- the states of one
+  run for panel (b).
+* Figure 4: :func:`adjoint_errors_vs_steps`, :func:`adjoint_errors_vs_reload`
+  -- the relative error of the adjoint-state gradient (paper Algorithm 1)
+  against forward mode, over the number of steps and over the reload
+  interval K.
+* The PML experiment (paper notes section 6): :func:`scaled_config` shrinks
+  the paper's 1000 x 1000 run to a smaller grid with the same physical
+  domain, cells per wavelength and final time; :func:`pml_experiment` records
+  wavefield snapshots and the shot gather and computes dL/dc through a
+  Treeverse schedule, as a :class:`PMLExperiment`.
+
+Examples
+--------
+>>> from solvers.experiments import sensitivity_grid
+>>> g = sensitivity_grid(3, n=20)
+>>> g.mean_abs_grad.shape, g.steps
+((3, 3), 20)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import pebbles
+from pebbles import PebblesValueError
+from solvers import lorenz
+
+if TYPE_CHECKING:
+    from solvers.pml import PMLConfig
+
+__all__ = ["PMLExperiment", "RELOAD_INTERVALS", "SensitivityGrid", "adjoint_errors_vs_reload",
+           "adjoint_errors_vs_steps", "load_sensitivity", "lorenz_trajectory",
+           "pml_experiment", "scaled_config", "sensitivity_grid"]
+
+#: Reload intervals K of Figure 4(b).
+RELOAD_INTERVALS = (1, 20, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500)
+_BETA = lorenz.DEFAULT_THETA[2]
+
+
+# ---------------------------------------------------------------------------
+# Figure 3: sensitivity map and trajectories
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SensitivityGrid:
+    """The Figure 3 grid: mean |d x_n / d (x0, y0, z0, sigma, rho, beta)| over (sigma, rho).
+
+    Attributes
+    ----------
+    sigmas, rhos : numpy.ndarray
+        The evenly spaced axes.
+    mean_abs_grad : numpy.ndarray
+        Shape ``(len(sigmas), len(rhos))``; inf or NaN where the run overflowed.
+    beta, dt : float
+    steps : int
+        Number of RK4 steps n.
+    """
+
+    sigmas: np.ndarray
+    rhos: np.ndarray
+    mean_abs_grad: np.ndarray
+    beta: float = _BETA
+    steps: int = lorenz.DEFAULT_STEPS
+    dt: float = lorenz.DEFAULT_DT
+
+    def save(self, path: str | Path) -> Path:
+        """Write the grid to ``path`` (an ``.npz`` file, exactly that name); return it."""
+        path = Path(path)
+        if path.is_dir():
+            raise PebblesValueError(f"path={str(path)!r} is a directory; pass a file name "
+                                    f"such as map.npz")
+        with open(path, "wb") as f:
+            np.savez(f, sigmas=self.sigmas, rhos=self.rhos, mean_abs_grad=self.mean_abs_grad,
+                     beta=self.beta, steps=self.steps, dt=self.dt)
+        return path
+
+
+def load_sensitivity(path: str | Path) -> SensitivityGrid:
+    """Read a grid written by :meth:`SensitivityGrid.save` (or ``solvers.lorenz sensitivity``).
+
+    Files without ``beta``, ``steps`` or ``dt`` get the paper's 8/3, 10^4 and 3e-3.
+    """
+    try:
+        with np.load(path) as data:
+            return SensitivityGrid(
+                data["sigmas"], data["rhos"], data["mean_abs_grad"],
+                float(data["beta"]) if "beta" in data else _BETA,
+                int(data["steps"]) if "steps" in data else lorenz.DEFAULT_STEPS,
+                float(data["dt"]) if "dt" in data else lorenz.DEFAULT_DT)
+    except (OSError, KeyError, ValueError) as err:
+        raise PebblesValueError(
+            f"path={str(path)!r} is not a Figure 3 grid ({err}); it must be an .npz with "
+            "sigmas, rhos and mean_abs_grad; write one with `python -m solvers.lorenz "
+            "sensitivity --out map.npz`") from None
+
+
+def sensitivity_grid(resolution: int = 201, *,
+                     sigma_range: tuple[float, float] = (0.0, 20.0),
+                     rho_range: tuple[float, float] = (0.0, 50.0), beta: float = _BETA,
+                     n: int = lorenz.DEFAULT_STEPS,
+                     dt: float = lorenz.DEFAULT_DT) -> SensitivityGrid:
+    """Compute the Figure 3 grid with :func:`solvers.lorenz.sensitivity_map` (forward mode).
+
+    The default is the paper's grid: sigma = 0:0.1:20, rho = 0:0.25:50 (201 x
+    201), n = 10^4 steps of dt = 3e-3, beta = 8/3 (about 15 s on two cores).
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
+            or resolution < 2:
+        raise PebblesValueError(f"resolution={resolution!r} must be an integer >= 2 (grid "
+                                "points per axis); use e.g. resolution=201 (the paper's grid)")
+    sigmas = np.linspace(*sigma_range, resolution)
+    rhos = np.linspace(*rho_range, resolution)
+    grid = lorenz.sensitivity_map(sigmas, rhos, beta, dt=dt, n=n)
+    return SensitivityGrid(sigmas, rhos, grid, float(beta), int(n), float(dt))
+
+
+def lorenz_trajectory(sigma: float, rho: float, beta: float = _BETA, *,
+                      n: int = lorenz.DEFAULT_STEPS,
+                      x0: Sequence[float] = lorenz.DEFAULT_X0,
+                      dt: float = lorenz.DEFAULT_DT) -> np.ndarray:
+    """The RK4 states ``s_0..s_n`` of the Lorenz system, shape ``(n + 1, 3)``.
+
+    Examples
+    --------
+    >>> from solvers.experiments import lorenz_trajectory
+    >>> lorenz_trajectory(10.0, 27.0, n=2).shape
+    (3, 3)
+    """
+    theta = np.array([sigma, rho, beta], dtype=float)
+    out = np.empty((int(n) + 1, 3))
+    out[0] = lorenz.primal(x0, theta, dt, 0)
+    for i in range(int(n)):
+        out[i + 1] = lorenz.rk4_step(out[i], theta, dt)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Figure 4: error of the adjoint-state method
+# ---------------------------------------------------------------------------
+def _relative_errors(n: int, starts: np.ndarray, reload_every: int | None) -> np.ndarray:
+    """Relative l2 error of the adjoint d x_n / d x0 for each start (inf where it overflows)."""
+    out = np.empty(len(starts))
+    with np.errstate(all="ignore"):
+        for k, x0 in enumerate(starts):
+            exact = lorenz.gradient_forward(x0, n=n).gradient[:3]
+            adj = lorenz.gradient_adjoint(x0, n=n, reload_every=reload_every).gradient[:3]
+            err = np.linalg.norm(adj - exact) / np.linalg.norm(exact)
+            out[k] = err if np.isfinite(err) else np.inf
+    return out
+
+
+def _starts(count: int, seed: int) -> np.ndarray:
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise PebblesValueError(f"starts={count!r} must be an integer >= 1 (random x0 ~ N(0, I)"
+                                " per point); use e.g. starts=20")
+    return np.random.default_rng(seed).standard_normal((count, 3))
+
+
+def adjoint_errors_vs_steps(steps: Sequence[int] | np.ndarray = range(1, 1001), *,
+                            starts: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Figure 4(a) data: ``(steps, errors)``, errors of shape ``(len(steps), starts)``.
+
+    Each entry is ``|g_adj - g| / |g|`` for the gradient of x_n with respect to
+    x0, adjoint state without reloads against forward mode, at the paper's
+    defaults (sigma, rho, beta) = (10, 27, 8/3), dt = 3e-3, from
+    ``x0 ~ N(0, I)`` (``seed``); ``inf`` marks overflow (inf/NaN).
+
+    Examples
+    --------
+    >>> from solvers.experiments import adjoint_errors_vs_steps
+    >>> steps, err = adjoint_errors_vs_steps([1, 10], starts=2)
+    >>> err.shape, bool((err < 1e-8).all())
+    ((2, 2), True)
+    """
+    st = np.asarray(list(steps), dtype=np.int64)
+    if st.size == 0 or st.min() < 1:
+        raise PebblesValueError(f"steps={st.tolist()[:5]}... must be non-empty and >= 1; "
+                                "use e.g. range(1, 1001)")
+    x0s = _starts(starts, seed)
+    return st, np.array([_relative_errors(int(n), x0s, None) for n in st])
+
+
+def adjoint_errors_vs_reload(intervals: Sequence[int] = RELOAD_INTERVALS, *,
+                             n: int = lorenz.DEFAULT_STEPS, starts: int = 20,
+                             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Figure 4(b) data: ``(intervals, errors)`` for ``n`` steps with reloads every K.
+
+    As :func:`adjoint_errors_vs_steps`, but the adjoint run resets its state to
+    the stored forward state every K steps (``reload_every=K``).
+    """
+    ks = np.asarray(list(intervals), dtype=np.int64)
+    if ks.size == 0 or ks.min() < 1:
+        raise PebblesValueError(f"intervals={ks.tolist()} must be non-empty and >= 1 (reload "
+                                "interval K); use e.g. (1, 20, 50, 100, 200)")
+    x0s = _starts(starts, seed)
+    return ks, np.array([_relative_errors(n, x0s, int(k)) for k in ks])
+
+
+# ---------------------------------------------------------------------------
+# the PML experiment
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PMLExperiment:
+    """What :func:`pml_experiment` computed.
+
+    Attributes
+    ----------
+    cfg : PMLConfig
+    times : numpy.ndarray
+        The steps of the snapshots.
+    snapshots : numpy.ndarray
+        ``u`` at those steps, shape ``(len(times), nx + 2, ny + 2)``.
+    traces : numpy.ndarray
+        The recording at the detectors, shape ``(n + 1, n_detectors)``.
+    c_true : numpy.ndarray
+        The three-layer true model.
+    grad_c : numpy.ndarray or None
+        dL/dc at the uniform starting model (None when not asked for).
+    loss : float or None
+        The misfit at the uniform model.
+    """
+
+    cfg: PMLConfig
+    times: np.ndarray
+    snapshots: np.ndarray
+    traces: np.ndarray
+    c_true: np.ndarray
+    grad_c: np.ndarray | None = None
+    loss: float | None = None
+
+
+def scaled_config(size: int = 200, **changes: Any) -> PMLConfig:
+    """The paper's run on a ``size x size`` grid: dt and steps scaled by ``999 / (size - 1)``.
+
+    The domain stays 200 x 200 and the Ricker wavelet keeps its length in
+    steps, so the picture is the paper's at a coarser resolution (200 x 200:
+    dt = 5.02e-5, 1992 steps). ``changes`` override any ``PMLConfig`` field.
+    """
+    from solvers.pml import PMLConfig
+
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2 * 12 + 8:
+        raise PebblesValueError(f"size={size!r} must be an integer >= 32 (two 12-cell PML "
+                                "bands and an interior); use e.g. size=200")
+    scale = 999 / (size - 1)
+    base = {"nx": size, "ny": size, "dt": 1e-5 * scale, "steps": int(round(9999 / scale))}
+    return PMLConfig(**{**base, **changes})
+
+
+def pml_experiment(cfg: PMLConfig, times: Sequence[int], *,
+                   budget: int | None = 20) -> PMLExperiment:
+    """Snapshots of ``u`` in the true model, the recording and (optionally) dL/dc.
+
+    Parameters
+    ----------
+    cfg : PMLConfig
+    times : sequence of int
+        Steps (1..cfg.steps) at which ``u`` is copied.
+    budget : int or None
+        Budget S of the Treeverse schedule for the gradient at the uniform
+        model (:func:`solvers.pml.gradient`); ``None`` skips it.
+
+    Returns
+    -------
+    PMLExperiment
+    """
+    from solvers import pml
+
+    steps = np.asarray(list(times), dtype=np.int64)
+    if steps.size == 0 or steps.min() < 1 or steps.max() > cfg.steps:
+        raise PebblesValueError(f"times={steps.tolist()} must be steps in 1..{cfg.steps} "
+                                "(cfg.steps); pick fewer or later steps")
+    c_true = pml.true_model(cfg)
+    sol = pml.PMLSolver(cfg, c_true)
+    s = sol.zero_state()
+    traces = np.empty((cfg.steps + 1, cfg.n_detectors))
+    traces[0] = s[1, sol.det_i, sol.det_j]
+    snaps = np.empty((steps.size, *cfg.shape))
+    for i in range(cfg.steps):
+        sol.step_into(i, s, s)
+        traces[i + 1] = s[1, sol.det_i, sol.det_j]
+        snaps[steps == i + 1] = s[1]
+    if budget is None:
+        return PMLExperiment(cfg, steps, snaps, traces, c_true)
+    moves = pebbles.schedule("treeverse", cfg.steps, budget=budget)
+    g = pml.gradient(cfg, pml.uniform_model(cfg), moves, traces)
+    return PMLExperiment(cfg, steps, snaps, traces, c_true, g.grad_c, float(g.loss))
