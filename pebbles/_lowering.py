@@ -138,7 +138,7 @@ def lower(
     if slots is not None:
         slots = check_int("slots", slots, 2)
     cap = n + 1 if slots is None else slots - 1
-    compiled = use_compiled(len(arr))
+    compiled = use_compiled(len(arr), work=5)
     g = _Game(n, game, None, None, None, compiled)
     g.lower = 2 if frees else 1
     slot = np.full(n + 1, -1, dtype=np.int64)

@@ -33,6 +33,7 @@ from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
 from ._lowering import SlotProgram, lower
 from ._moves import Game, Move, encode
+from ._online import online
 from ._optimal import min_forward_steps
 from ._reversible import reversible_min_steps, reversible_optimal
 from ._simulator import SimulationResult, simulate
@@ -363,6 +364,12 @@ register(Method(
     need=lambda n: min(n - 1, 2),
     fit=lambda n, budget: [{}] if budget >= min(n - 1, 2) else [],
     steps=lambda n, budget: n * (n - 1) // 2))
+register(Method(
+    "online", online,
+    lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
+    (("inplace", False),), True,
+    "online checkpointing for runs of unknown length (Stumm-Walther r=2, r=3, Wang-Moin), "
+    "the stream it plays when the run stops after n steps"))
 register(Method(
     "two-level", two_level,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,

@@ -218,11 +218,12 @@ _python_play = _play_with(_first_set=_first_set)
 DENSE_MAX_N = 10**7
 
 
-def use_compiled(moves: int) -> bool:
-    """Whether to check ``moves`` encoded moves with the compiled loop: long streams, or
-    shorter ones when Numba is loaded already (then it costs nothing to start)."""
+def use_compiled(moves: int, work: int = 1) -> bool:
+    """Whether to play ``moves`` encoded moves with the compiled loop: long streams, or
+    shorter ones when Numba is loaded already (then it costs nothing to start).
+    ``work`` weighs the Python loop's cost a move (lowering does about 5x a check's)."""
     limit = JIT_MIN_MOVES // 50 if "numba" in sys.modules else JIT_MIN_MOVES
-    return moves >= limit and compiled_play() is not None
+    return moves * work >= limit and compiled_play() is not None
 
 
 @cache

@@ -1,0 +1,274 @@
+"""The compiled loops behind :func:`pebbles.jax.checkpointed_scan` (needs JAX).
+
+A checked slot program (``pebbles.lower``: rows ``(op, src, dst, first,
+count)`` over ``nslots`` slots, slot 0 holding ``s_0``) is split at its one
+``OP_SEED`` row:
+
+* the walks before the seed (``OP_STEP`` rows only) run in the
+  ``custom_vjp`` forward pass, which thereby computes the scan's outputs
+  ``ys`` and final carry while it places the schedule's first checkpoints;
+* the rows after it run in the reverse pass as blocks of walks (recomputation)
+  followed by blocks of paints (the VJP of step ``first`` at the state in slot
+  ``src``): an outer ``lax.fori_loop`` over the blocks, an inner loop over
+  each block's walks and another over its paints.
+
+Each walk reads its start state out of the slot buffer once, steps it as
+``lax.scan`` would (the working carry in the loop) and writes the state it
+reaches once. Two layouts are avoided because XLA then copies the whole buffer
+at every step: a ``lax.cond`` that passes the buffer through (between a step
+and a paint), and a fusion that reads one slot while it writes another in
+place.
+
+The slots are one preallocated buffer per carry leaf with a leading slot axis;
+``f`` and its VJP are traced a fixed number of times, whatever ``n`` and the
+budget. Integer and boolean leaves (counters, indices) are carried and stored
+like the others but get no cotangent. The schedules are the pebble games of
+Liu & Xu, "Automatic differentiation in physics simulation" (appendix),
+Treeverse being Griewank's binomial checkpointing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = ["Rows", "make_scan", "split_rows"]
+
+OP_STEP, OP_SEED, OP_PAINT = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A slot program split at its seed and grouped for the loops.
+
+    Attributes
+    ----------
+    forward : ndarray, int32, shape (p, 4)
+        The walks ``(src, dst, first, count)`` before the seed: steps
+        ``first .. first + count - 1`` from the state in slot ``src``, leaving
+        the last state in slot ``dst``.
+    seed : int
+        The slot that holds ``s_n`` when the forward walks are done.
+    walks : ndarray, int32, shape (a, 4)
+        The walks after the seed, in order.
+    paints : ndarray, int32, shape (b, 2)
+        The paint rows ``(src, i)`` (backward step ``i`` from slot ``src``), in order.
+    blocks : ndarray, int32, shape (B, 4)
+        ``(w0, w1, p0, p1)``: the rows after the seed are block after block of
+        ``walks[w0:w1]`` followed by ``paints[p0:p1]``.
+    nslots : int
+        Slots of the buffer, slot 0 (``s_0``) included.
+    """
+
+    forward: np.ndarray
+    seed: int
+    walks: np.ndarray
+    paints: np.ndarray
+    blocks: np.ndarray
+    nslots: int
+
+
+def _blocks(is_paint: np.ndarray) -> np.ndarray:
+    """``(w0, w1, p0, p1)`` of each run of walks followed by a run of paints."""
+    start = np.r_[True, ~is_paint[1:] & is_paint[:-1]]
+    block = np.cumsum(start) - 1
+    nwalks = np.bincount(block[~is_paint], minlength=int(block[-1]) + 1)
+    npaints = np.bincount(block[is_paint], minlength=int(block[-1]) + 1)
+    w1, p1 = np.cumsum(nwalks), np.cumsum(npaints)
+    return np.stack([w1 - nwalks, w1, p1 - npaints, p1], axis=1)
+
+
+def split_rows(ops: np.ndarray, nslots: int) -> Rows:
+    """Split a slot program's ``ops`` at its one ``OP_SEED`` row and group the rest.
+
+    Examples
+    --------
+    Two steps with one slot besides ``s_0`` (recompute-all): walk to ``s_2``
+    in slot 1, seed there, recompute ``s_1`` into slot 1, paint 1, paint 0.
+
+    >>> import numpy as np
+    >>> ops = np.array([[0, 0, 1, 0, 2], [1, 1, 0, 2, 0], [0, 0, 1, 0, 1],
+    ...                 [2, 1, 0, 1, 0], [2, 0, 0, 0, 0]])
+    >>> r = split_rows(ops, 2)
+    >>> r.forward.tolist(), r.seed, r.walks.tolist(), r.paints.tolist(), r.blocks.tolist()
+    ([[0, 1, 0, 2]], 1, [[0, 1, 0, 1]], [[1, 1], [0, 0]], [[0, 1, 0, 2]])
+    """
+    ops = np.asarray(ops, dtype=np.int64).reshape(-1, 5)
+    k = int(np.nonzero(ops[:, 0] == OP_SEED)[0][0])
+    tail = ops[k + 1:]
+    is_paint = tail[:, 0] == OP_PAINT
+    arrays = (ops[:k, 1:], tail[~is_paint, 1:], tail[is_paint][:, [1, 3]], _blocks(is_paint))
+    forward, walks, paints, blocks = (np.ascontiguousarray(a, dtype=np.int32) for a in arrays)
+    if not len(walks):  # no recomputation (store-all): a row that never runs keeps shapes legal
+        walks = np.zeros((1, 4), dtype=np.int32)
+    return Rows(forward, int(ops[k, 1]), walks, paints, blocks, int(nslots))
+
+
+# ---------------------------------------------------------------------------
+# pytree helpers: inexact leaves get cotangents, the others do not
+# ---------------------------------------------------------------------------
+def _inexact(leaf: Any) -> bool:
+    return jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+
+
+def _split(leaves: Sequence[Any], mask: Sequence[bool]) -> list[Any]:
+    return [a for a, m in zip(leaves, mask, strict=True) if m]
+
+
+def _merge(diff: Sequence[Any], full: Sequence[Any], mask: Sequence[bool]) -> list[Any]:
+    it = iter(diff)
+    return [next(it) if m else a for a, m in zip(full, mask, strict=True)]
+
+
+def _at(tree: Any, i: Any) -> Any:
+    return jax.tree.map(lambda a: lax.dynamic_index_in_dim(a, i, 0, keepdims=False), tree)
+
+
+def _put(tree: Any, value: Any, i: Any) -> Any:
+    return jax.tree.map(lambda a, v: lax.dynamic_update_index_in_dim(a, v, i, 0), tree, value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shapes:
+    """Tree structures and masks of the carry, of ``xs`` and of ``ys``."""
+
+    carry: Any
+    carry_mask: tuple[bool, ...]
+    x_mask: tuple[bool, ...]
+    y_mask: tuple[bool, ...]
+
+
+def _shapes(fun: Callable, init: Any, xs: Any, consts: Sequence[Any]) -> _Shapes:
+    x0 = _at(xs, 0)
+    _, y = jax.eval_shape(fun, init, x0, *consts)
+    return _Shapes(jax.tree.structure(init), tuple(map(_inexact, jax.tree.leaves(init))),
+                   tuple(map(_inexact, jax.tree.leaves(xs))),
+                   tuple(map(_inexact, jax.tree.leaves(y))))
+
+
+# ---------------------------------------------------------------------------
+# the loops
+# ---------------------------------------------------------------------------
+def _walks(fun: Callable, prog: Any, lo: Any, hi: Any, buf: Any, xs: Any,
+           consts: Sequence[Any], ys: Any = None) -> tuple[Any, Any]:
+    """Run the walks ``prog[lo:hi]`` (rows ``(src, dst, first, count)``) over the slot buffer.
+
+    Each walk reads its start state out of the buffer once, steps it in a loop
+    of its own (the working carry, as in ``lax.scan``) and writes the state it
+    reaches into its slot once. With ``ys``, every step stores its output ``y``.
+    """
+    def walk(k: Any, state: tuple) -> tuple:
+        buf, ys = state
+
+        def step(i: Any, state: tuple) -> tuple:
+            c, ys = state
+            c, y = fun(c, _at(xs, i), *consts)
+            return c, (ys if ys is None else _put(ys, y, i))
+
+        first = prog[k, 2]
+        c, ys = lax.fori_loop(first, first + prog[k, 3], step, (_at(buf, prog[k, 0]), ys))
+        return _put(buf, c, prog[k, 1]), ys
+
+    return lax.fori_loop(lo, hi, walk, (buf, ys))
+
+
+def _forward(fun: Callable, rows: Rows, n: int, init: Any, xs: Any,
+             consts: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """Run the forward rows: (slot buffer, final carry, ys)."""
+    y_shape = jax.eval_shape(fun, init, _at(xs, 0), *consts)[1]
+    ys = jax.tree.map(lambda s: jnp.zeros((n, *s.shape), s.dtype), y_shape)
+    buf = jax.tree.map(
+        lambda a: jnp.zeros((rows.nslots, *jnp.shape(a)), jnp.result_type(a)).at[0].set(a), init)
+    prog = jnp.asarray(rows.forward)
+    buf, ys = _walks(fun, prog, 0, len(rows.forward), buf, xs, consts, ys)
+    return buf, _at(buf, rows.seed), ys
+
+
+def _vjp_step(fun: Callable, sh: _Shapes, c: Any, x: Any, consts: Sequence[Any], g: list[Any],
+              ct_y: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Cotangents of the inexact leaves of ``c`` and ``x`` and of ``consts`` for one step,
+    given those of the inexact leaves of the new carry (``g``) and of ``y`` (``ct_y``)."""
+    c_leaves, x_leaves = jax.tree.leaves(c), jax.tree.leaves(x)
+    x_tree = jax.tree.structure(x)
+
+    def diff_step(cd: list[Any], xd: list[Any], cs: list[Any]) -> tuple[list[Any], list[Any]]:
+        c_full = jax.tree.unflatten(sh.carry, _merge(cd, c_leaves, sh.carry_mask))
+        x_full = jax.tree.unflatten(x_tree, _merge(xd, x_leaves, sh.x_mask))
+        c2, y = fun(c_full, x_full, *cs)
+        return _split(jax.tree.leaves(c2), sh.carry_mask), _split(jax.tree.leaves(y), sh.y_mask)
+
+    _, pull = jax.vjp(diff_step, _split(c_leaves, sh.carry_mask), _split(x_leaves, sh.x_mask),
+                      list(consts))
+    return pull((g, ct_y))
+
+
+def _backward(fun: Callable, sh: _Shapes, rows: Rows, buf: Any, xs: Any, consts: Sequence[Any],
+              g: list[Any], ct_ys: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Run the backward rows from the cotangent ``g`` of ``s_n``: (g_s0, g_xs, g_consts).
+
+    ``g``, ``ct_ys`` and the returned cotangents hold the inexact leaves only.
+    Blocks of walks then paints are two inner loops, so that no buffer passes
+    through a ``lax.cond`` (XLA would copy it at every row).
+    """
+    walks, paints = jnp.asarray(rows.walks), jnp.asarray(rows.paints)
+    blocks = jnp.asarray(rows.blocks)
+    xd = _split(jax.tree.leaves(xs), sh.x_mask)
+    grads = (g, [jnp.zeros_like(a) for a in xd], [jnp.zeros_like(a) for a in consts])
+
+    def step(c: Any, x: Any, *cs: Any) -> tuple[Any, None]:
+        return fun(c, x, *cs)[0], None
+
+    def paint(buf: Any) -> Callable:
+        def body(k: Any, grads: tuple) -> tuple:
+            g, gxs, gcs = grads
+            src, i = paints[k, 0], paints[k, 1]
+            gc, gx, gk = _vjp_step(fun, sh, _at(buf, src), _at(xs, i), consts, g, _at(ct_ys, i))
+            gxs = [a.at[i].add(b) for a, b in zip(gxs, gx, strict=True)]
+            return gc, gxs, [a + b for a, b in zip(gcs, gk, strict=True)]
+        return body
+
+    def block(k: Any, state: tuple) -> tuple:
+        buf, grads = state
+        buf, _ = _walks(step, walks, blocks[k, 0], blocks[k, 1], buf, xs, consts)
+        return buf, lax.fori_loop(blocks[k, 2], blocks[k, 3], paint(buf), grads)
+
+    _, grads = lax.fori_loop(0, len(rows.blocks), block, (buf, grads))
+    return grads
+
+
+def make_scan(fun: Callable, rows: Rows, n: int) -> Callable:
+    """``scan(init, xs, consts) -> (carry, ys)`` with the slot program's reverse pass.
+
+    ``fun(carry, x, *consts) -> (carry, y)`` must be closure-converted: every
+    array it should differentiate with respect to is in ``consts``.
+    """
+
+    @jax.custom_vjp
+    def scan(init: Any, xs: Any, consts: list[Any]) -> tuple[Any, Any]:
+        return lax.scan(lambda c, x: fun(c, x, *consts), init, xs, length=n)
+
+    def scan_fwd(init: Any, xs: Any, consts: list[Any]) -> tuple:
+        buf, carry, ys = _forward(fun, rows, n, init, xs, consts)
+        return (carry, ys), (buf, xs, consts)
+
+    def scan_bwd(res: tuple, ct: tuple) -> tuple:
+        buf, xs, consts = res
+        ct_carry, ct_ys = ct
+        sh = _shapes(fun, _at(buf, 0), xs, consts)
+        g = _split(jax.tree.leaves(ct_carry), sh.carry_mask)
+        ct_yd = _split(jax.tree.leaves(ct_ys), sh.y_mask)
+        g0, gxs, gcs = _backward(fun, sh, rows, buf, xs, consts, g, ct_yd)
+        none_c = [None] * len(sh.carry_mask)
+        g_init = jax.tree.unflatten(sh.carry, _merge(g0, none_c, sh.carry_mask))
+        x_leaves = [None] * len(sh.x_mask)
+        g_xs = jax.tree.unflatten(jax.tree.structure(xs), _merge(gxs, x_leaves, sh.x_mask))
+        return g_init, g_xs, list(gcs)
+
+    scan.defvjp(scan_fwd, scan_bwd)
+    return scan

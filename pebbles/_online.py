@@ -1,0 +1,372 @@
+"""Online checkpointing: schedules for runs whose length is known only when they stop.
+
+The forward phase is played one step at a time by :class:`OnlineScheduler`,
+which never looks at the final number of steps ``n``; when the run stops, the
+reverse sweep reverses each interval between the checkpoints it holds with the
+optimal offline schedule (:func:`pebbles.treeverse`, shifted). Two phases are
+chained:
+
+* **r <= 2** (Stumm & Walther, "New algorithms for optimal online
+  checkpointing", SIAM J. Sci. Comput. 32(2), 2010): an r = 2 scheme whose
+  checkpoint distribution is optimal at every ``n <= beta(S, 2)``. It is our
+  own construction (docs/online.md derives it): store every state until the
+  ``S`` pebbles are in use, then, for ``t = 0, 1, ..., S - 2``, ``S - t`` times
+  drop the checkpoint right after the ``t`` fixed ones and keep the new state;
+  in the in-place game a last in-place step ends the phase.
+* **beyond** (Wang, Moin & Iaccarino, "Minimal repetition dynamic
+  checkpointing algorithm for unsteady adjoint calculation", SIAM J. Sci.
+  Comput. 31(4), 2009): every state is kept; a checkpoint marked dispensable is
+  dropped (the latest one), otherwise the latest checkpoint is dropped and the
+  new one gets its level plus one, which marks the older checkpoints of lower
+  level dispensable. Its checkpoints start at level 1.
+
+Budget mapping: Revolve counts ``c`` checkpoints including the one holding
+``s_0`` but not the working state; our budget ``S`` counts the working state but
+not ``s_0``. Both hold ``c + 1 = S + 1`` states, so ``S = c`` and Revolve's
+``beta(c, 2) = (c + 1)(c + 2) / 2`` is ``beta(S, 2)`` of our in-place game; in
+the checkpoint game (no in-place step) the r = 2 range ends one step earlier,
+at ``beta(S, 2) - 1``.
+
+The last state the backward sweep needs is ``s_{n-1}``: when the caller has
+made ``k`` advances the front holds ``s_k`` and :meth:`OnlineScheduler.reverse`
+reverses ``n = k + 1`` steps (``s_n`` is the state the caller's stopping test
+just looked at, and seeds the gradient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+
+from ._binomial import BetaTable
+from ._budget import check_budget
+from ._errors import InfeasibleBudgetError, PebblesTypeError
+from ._moves import Game, Move, MoveKind
+from ._treeverse import treeverse
+from ._validation import check_choice, check_int
+
+__all__ = ["OnlineScheduler", "online", "online_r2_range"]
+
+_PLACE, _REMOVE, _PAINT, _MOVE, _FORWARD = (
+    MoveKind.PLACE, MoveKind.REMOVE, MoveKind.PAINT, MoveKind.MOVE, MoveKind.FORWARD)
+
+
+def online_r2_range(budget: int, *, inplace: bool = False) -> int:
+    """Largest ``n`` for which the online schedule is optimal by construction.
+
+    ``beta(S, 2) = (S + 1)(S + 2) / 2`` in the in-place game, one less in the
+    checkpoint game.
+
+    Examples
+    --------
+    >>> from pebbles._online import online_r2_range
+    >>> online_r2_range(10, inplace=True), online_r2_range(10)
+    (66, 65)
+    """
+    budget = check_int("budget", budget, 0)
+    full = (budget + 1) * (budget + 2) // 2
+    return full if inplace or budget == 0 else full - 1
+
+
+class OnlineScheduler:
+    """Forward phase of online checkpointing, one step at a time.
+
+    Parameters
+    ----------
+    budget : int
+        Budget S: most states held besides s_0, the front (working state) included.
+    inplace : bool
+        Play the in-place game (steps may overwrite their input).
+    beyond : {'greedy', 'wang-moin'}
+        Rule past the r = 2 range (in-place game: past the band phase):
+        ``'greedy'`` takes the step after which the reverse sweep would be
+        cheapest (Revolve's third online phase, exact costs); ``'wang-moin'``
+        is Wang, Moin & Iaccarino's dynamic checkpointing.
+
+    Examples
+    --------
+    >>> from pebbles import simulate
+    >>> from pebbles._online import OnlineScheduler
+    >>> sched = OnlineScheduler(3)
+    >>> moves = [m for _ in range(6) for m in sched.advance()]   # stop after n = 7
+    >>> [str(m) for m in moves[-2:]], sched.checkpoints
+    (['remove 3', 'place 6'], (4, 5, 6))
+    >>> r = simulate(moves + list(sched.reverse()), 7, "checkpoint", budget=3)
+    >>> r.forward_steps, r.peak_pebbles
+    (9, 3)
+    """
+
+    __slots__ = ("budget", "game", "beyond", "_cells", "_levels", "_marks", "_t", "_k",
+                 "_phase", "_band", "_cost")
+
+    def __init__(self, budget: int, *, inplace: bool = False, beyond: str = "greedy") -> None:
+        self.budget = check_int("budget", budget, 0)
+        if not isinstance(inplace, bool):
+            raise PebblesTypeError(f"inplace={inplace!r} must be True or False")
+        self.beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
+        self.game = Game.INPLACE if inplace else Game.CHECKPOINT
+        self._cells: list[int] = []      # pebbled cells, the front last
+        self._levels: list[int] = []     # Wang-Moin levels of _cells[:-1]
+        self._marks: list[bool] = []     # Wang-Moin dispensable marks
+        self._t = 0                      # r = 2: fixed checkpoints
+        self._k = 0                      # r = 2: merges done with _t fixed
+        self._phase = _R2
+        self._band = _Band(self.budget) if inplace and self.budget >= 2 else None
+        self._cost = _interval_costs(self.game)
+
+    @property
+    def front(self) -> int:
+        """Cell of the current state (the number of advances so far)."""
+        return self._cells[-1] if self._cells else 0
+
+    @property
+    def checkpoints(self) -> tuple[int, ...]:
+        """Pebbled cells besides cell 0, the front included, in order."""
+        return tuple(self._cells)
+
+    def advance(self) -> tuple[Move, ...]:
+        """Moves that take the front from cell ``f`` to ``f + 1``.
+
+        ``place f+1`` keeps ``s_f`` as a checkpoint, ``move f+1`` overwrites it
+        (in-place game), ``remove c`` frees an older checkpoint first.
+
+        Raises
+        ------
+        InfeasibleBudgetError
+            In the checkpoint game with budget < 2 past n = 2 (a walk needs two
+            pebbles), or with budget 0 past n = 1.
+        """
+        f, cells, s = self.front, self._cells, self.budget
+        need = 1 if (f == 0 or self.game is Game.INPLACE) else 2
+        if s < need:
+            raise InfeasibleBudgetError(
+                f"budget={s} cannot go past n={f + 1} steps in the {self.game.value} game; "
+                f"pass budget >= {need}", need)
+        if f == 0 or len(cells) < s:
+            cells.append(f + 1)
+            return (Move(_PLACE, f + 1),)
+        action = self._next_action()
+        if action == 0:
+            cells[-1] = f + 1
+            return (Move(_MOVE, f + 1),)
+        gone = cells.pop(action - 1)
+        cells.append(f + 1)
+        return Move(_REMOVE, gone), Move(_PLACE, f + 1)
+
+    def _next_action(self) -> int:
+        """0: in-place step of the front; i >= 1: free ``_cells[i - 1]``, keep the front."""
+        if self._phase == _R2:
+            action = self._next_r2()
+            if action is not None:
+                return action
+            self._phase = _BAND if self._band is not None else _BEYOND
+        if self._phase == _BAND:
+            level = self._band.next_action()
+            if level is not None:
+                return level and self.budget - level
+            self._phase = _BEYOND
+        if self.beyond == "greedy":
+            return _cheapest_next(self._cells, self.budget, self._cost,
+                                  self.game is Game.INPLACE)
+        if self._phase == _BEYOND:
+            self._phase = _WANG_MOIN
+            self._levels = [1] * (len(self._cells) - 1)
+            self._marks = [False] * (len(self._cells) - 1)
+        return self._next_wang_moin()
+
+    def _next_r2(self) -> int | None:
+        s = self.budget
+        if self._t < s - 1 and self._k == s - self._t:
+            self._t, self._k = self._t + 1, 0
+        if self._t < s - 1:
+            self._k += 1
+            return self._t + 1
+        if self.game is Game.INPLACE and self._t == s - 1:
+            self._t = s
+            return 0
+        return None
+
+    def _next_wang_moin(self) -> int:
+        levels, marks = self._levels, self._marks
+        if not levels:  # budget 1, in-place: the front walks in place
+            return 0
+        i = _last_true(marks)
+        if i >= 0:
+            level = 0
+        else:
+            i = len(levels) - 1
+            level = levels[i] + 1
+            for j in range(i):
+                if levels[j] < levels[i]:
+                    marks[j] = True
+        del levels[i], marks[i]
+        levels.append(level)
+        marks.append(False)
+        return i + 1
+
+    def reverse(self) -> Iterator[Move]:
+        """Yield the reverse sweep for ``n = front + 1`` steps.
+
+        Every interval between held checkpoints is reversed by the optimal
+        offline schedule with the pebbles left, the last interval first.
+        """
+        return _reverse(tuple(self._cells), self.budget, self.game)
+
+
+_R2, _BAND, _BEYOND, _WANG_MOIN = range(4)
+
+
+class _Band:
+    """r = 3 phase of the in-place game: keep every interval in its optimal band.
+
+    Levels ``s = 1..S`` are the intervals from the front backwards (level ``s`` is
+    reversed with ``s`` free pebbles). ``e[s] = gap - (s + 1)`` for ``s >= 2`` lies
+    in ``0..E[s]`` with ``E[s] = s (s + 1) / 2``; ``e[1] = gap - 2`` lies in
+    ``-1..1`` (-1 costs one step). Actions: 0 = in-place step (``e[1] += 1``), ``k``
+    = free the checkpoint between levels ``k + 1`` and ``k`` (level ``k + 1``
+    absorbs level ``k``, lower levels move up one level, a new level 1 of one cell).
+    """
+
+    __slots__ = ("s", "e", "cap", "left")
+
+    def __init__(self, s: int) -> None:
+        self.s = s
+        self.e = [0] * (s + 1)
+        self.cap = [0, 1] + [j * (j + 1) // 2 for j in range(2, s + 1)]
+        self.left = (s + 3) * (s + 2) * (s + 1) // 6 - (s + 2) * (s + 1) // 2
+
+    def next_action(self) -> int | None:
+        """The next action, applied to the state; None when the band cannot be kept."""
+        if self.left == 0:
+            return None
+        e = self.e
+        if e[1] < 1:
+            e[1] += 1
+            self.left -= 1
+            return 0
+        best, complete = 0, False
+        for k in range(2, self.s):
+            if k >= 3 and e[k - 1] < 1:
+                break
+            room = self.cap[k + 1] - e[k + 1] - (e[k] + k + 1)
+            if room >= 0 and (room == 0 or not complete):
+                best, complete = k, room == 0
+        if best == 0 and self.cap[2] - e[2] >= 3:
+            best = 1
+        if best == 0:
+            return None
+        self._merge(best)
+        self.left -= 1
+        return best
+
+    def _merge(self, k: int) -> None:
+        e = self.e
+        e[k + 1] += 3 if k == 1 else e[k] + k + 1
+        for j in range(k - 1, 1, -1):
+            e[j + 1] = e[j] - 1
+        if k >= 2:
+            e[2] = 0
+        e[1] = -1
+
+
+def _interval_costs(game: Game) -> Callable[[int, int], float]:
+    """``cost(d, s)``: fewest steps to reverse ``d`` cells with ``s`` free pebbles."""
+    table = BetaTable(game)
+    checkpoint = game is Game.CHECKPOINT
+
+    @lru_cache(maxsize=1 << 16)
+    def cost(d: int, s: int) -> float:
+        if d <= 1:
+            return 0
+        if s == 0 or (checkpoint and s == 1 and d > 2):
+            return float("inf")
+        return table.min_steps(d, s)
+
+    return cost
+
+
+def _cheapest_next(cells: list[int], s: int, cost: Callable[[int, int], float],
+                   inplace: bool) -> int:
+    """The step after which the reverse sweep is cheapest (a full board).
+
+    0 is an in-place step of the front; ``i >= 1`` frees ``cells[i - 1]``: its two
+    intervals merge (the merged one reversed with ``s - i + 1`` pebbles) and every
+    later interval gets one pebble more. Ties go to the latest checkpoint, an
+    in-place step last.
+    """
+    k = len(cells)
+    gaps = [cells[0]] + [cells[j] - cells[j - 1] for j in range(1, k)]
+    best, best_delta, gained = 0, float("inf"), 0.0
+    for i in range(k - 1, 0, -1):
+        a, b = gaps[i - 1], gaps[i]
+        delta = cost(a + b, s - i + 1) - cost(a, s - i + 1) - cost(b, s - i) - gained
+        if delta < best_delta:
+            best, best_delta = i, delta
+        gained += cost(b, s - i) - cost(b, s - i + 1)
+    if inplace and cost(gaps[-1] + 1, s - k + 1) - cost(gaps[-1], s - k + 1) < best_delta:
+        best = 0
+    return best
+
+
+def _last_true(flags: list[bool]) -> int:
+    for i in range(len(flags) - 1, -1, -1):
+        if flags[i]:
+            return i
+    return -1
+
+
+def _reverse(cells: tuple[int, ...], budget: int, game: Game) -> Iterator[Move]:
+    new, inplace = tuple.__new__, game is Game.INPLACE
+    if not cells:
+        yield new(Move, (_PAINT, 0, -1))
+        return
+    yield new(Move, (_PAINT, cells[-1], -1))
+    yield new(Move, (_REMOVE, cells[-1], -1))
+    bounds = (0, *cells)
+    for j in range(len(cells) - 1, -1, -1):
+        base, m = bounds[j], bounds[j + 1] - bounds[j]
+        for kind, a, b in treeverse(m, min(budget - j, m), inplace=inplace):
+            yield new(Move, (kind, a + base, b + base if b >= 0 else -1))
+        if base:
+            yield new(Move, (_REMOVE, base, -1))
+
+
+def online(n: int, budget: int, *, inplace: bool = False,
+           beyond: str = "greedy") -> Iterator[Move]:
+    """Yield the moves the online scheduler plays when the run stops after ``n`` steps.
+
+    The forward phase does not depend on ``n``: for ``n' > n`` the stream for
+    ``n'`` starts with the forward-phase moves of the stream for ``n``.
+
+    Parameters
+    ----------
+    n : int
+        Steps the run took, ``n >= 1``.
+    budget : int
+        Budget S (working state included, s_0 not).
+    inplace : bool
+        Play the in-place game.
+    beyond : {'greedy', 'wang-moin'}
+        Rule past the r = 2 range (see :class:`OnlineScheduler`).
+
+    Examples
+    --------
+    >>> from pebbles import simulate, min_forward_steps
+    >>> from pebbles._online import online
+    >>> r = simulate(online(60, 10, inplace=True), 60, "inplace", budget=10)
+    >>> r.forward_steps == min_forward_steps(60, 10, "inplace")
+    True
+    >>> simulate(online(1000, 10), 1000, "checkpoint", budget=10).peak_pebbles
+    10
+    """
+    n = check_int("n", n, 1)
+    budget = check_int("budget", budget, 0)
+    sched = OnlineScheduler(budget, inplace=inplace, beyond=beyond)
+    check_budget(n, budget, sched.game)
+    return _online(n, sched)
+
+
+def _online(n: int, sched: OnlineScheduler) -> Iterator[Move]:
+    for _ in range(n - 1):
+        yield from sched.advance()
+    yield from sched.reverse()

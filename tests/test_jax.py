@@ -1,0 +1,343 @@
+"""Tests of pebbles.jax.checkpointed_scan against jax.lax.scan, the simulator and the optima."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pebbles
+from pebbles.jax import checkpointed_scan, scan_program
+
+jax.config.update("jax_enable_x64", True)
+
+
+def rel(a, b) -> float:
+    """Largest relative difference (max-norm per leaf) over the float leaves of two pytrees."""
+    worst = 0.0
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if x.dtype == jax.dtypes.float0:
+            continue
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        worst = max(worst, float(np.max(np.abs(x - y)) / max(np.max(np.abs(y)), 1e-300)))
+    return worst
+
+
+def cscan(budget: int | None = None, **kw):
+    return lambda f, init, xs=None, length=None, **more: checkpointed_scan(
+        f, init, xs, length, budget=budget, **kw, **more)
+
+
+# ---------------------------------------------------------------------------
+# Lorenz (paper section 4.1): RK4, closed-over parameters
+# ---------------------------------------------------------------------------
+def rk4(theta, s, dt=1e-3):
+    def rhs(u):
+        return jnp.stack([theta[0] * (u[1] - u[0]), u[0] * (theta[1] - u[2]) - u[1],
+                          u[0] * u[1] - theta[2] * u[2]])
+    k1 = rhs(s)
+    k2 = rhs(s + 0.5 * dt * k1)
+    k3 = rhs(s + 0.5 * dt * k2)
+    k4 = rhs(s + dt * k3)
+    return s + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+def lorenz_loss(scan, n):
+    def loss(theta, s0):
+        s, _ = scan(lambda s, _: (rk4(theta, s), None), s0, None, n)
+        return jnp.sum(s ** 2)
+    return loss
+
+
+THETA = jnp.array([10.0, 28.0, 8.0 / 3.0])
+S0 = jnp.array([1.0, 0.0, 0.0])
+
+
+def test_lorenz_1e4_matches_lax_scan():
+    n = 10_000
+    ref = jax.jit(jax.grad(lorenz_loss(jax.lax.scan, n), argnums=(0, 1)))(THETA, S0)
+    got = jax.jit(jax.grad(lorenz_loss(cscan(10), n), argnums=(0, 1)))(THETA, S0)
+    assert rel(got, ref) < 1e-12
+    assert float(jnp.max(jnp.abs(ref[0]))) > 1.0  # a real gradient, not zeros
+
+
+def test_vmap_over_initial_states():
+    n = 300
+    batch = S0 + jnp.linspace(0.0, 0.5, 4)[:, None]
+    g = jax.vmap(jax.grad(lorenz_loss(jax.lax.scan, n), argnums=(0, 1)), in_axes=(None, 0))
+    h = jax.vmap(jax.grad(lorenz_loss(cscan(5), n), argnums=(0, 1)), in_axes=(None, 0))
+    ref, got = jax.jit(g)(THETA, batch), jax.jit(h)(THETA, batch)
+    assert got[1].shape == (4, 3)
+    assert rel(got, ref) < 1e-12
+
+
+def test_float32():
+    n = 200
+    theta, s0 = THETA.astype(jnp.float32), S0.astype(jnp.float32)
+    ref = jax.jit(jax.grad(lorenz_loss(jax.lax.scan, n), argnums=(0, 1)))(theta, s0)
+    got = jax.jit(jax.grad(lorenz_loss(cscan(4), n), argnums=(0, 1)))(theta, s0)
+    assert got[0].dtype == got[1].dtype == jnp.float32
+    assert rel(got, ref) < 1e-5
+
+
+# ---------------------------------------------------------------------------
+# pytree carry, xs, ys, closed-over parameters; every lowerable method
+# ---------------------------------------------------------------------------
+def tree_loss(scan, n):
+    def loss(p, s0, xs):
+        def f(c, x):
+            (a, b), d = c
+            t, w = x
+            a2 = a + 0.01 * jnp.sin(p["k"] * b) + w[0] * jnp.cos(t * 0.01)
+            b2 = b - 0.02 * a2 * p["m"]
+            u = d["u"] * 0.99 + 0.01 * jnp.tanh(jnp.sum(a2))
+            y = {"e": jnp.sum(a2 ** 2) * w[1], "i": t}
+            return ((a2, b2), {"u": u, "k": d["k"] + 1}), y
+        c, ys = scan(f, s0, xs)
+        (a, b), d = c
+        return jnp.sum(a * b) + d["u"] + jnp.sum(ys["e"] * jnp.arange(n) / n)
+    return loss
+
+
+def tree_args(n):
+    p = {"k": jnp.linspace(0.5, 1.5, 4), "m": jnp.asarray(0.7)}
+    s0 = ((jnp.linspace(0.0, 1.0, 4), jnp.ones(4)), {"u": jnp.asarray(0.5), "k": jnp.asarray(0)})
+    xs = (jnp.arange(n), jnp.stack([jnp.linspace(0, 0.1, n), jnp.cos(jnp.arange(n))], axis=1))
+    return p, s0, xs
+
+
+METHODS = [("treeverse", {"budget": 3}), ("treeverse", {"budget": 3, "inplace": True}),
+           ("treeverse-paper", {"delta": 3}), ("bennett-gradient", {"k": 2}),
+           ("periodic", {"every": 6}), ("store-all", {}), ("recompute-all", {})]
+
+
+@functools.cache
+def tree_reference(n):
+    grad = jax.grad(tree_loss(jax.lax.scan, n), argnums=(0, 1, 2), allow_int=True)
+    return jax.jit(grad)(*tree_args(n))
+
+
+@pytest.mark.parametrize("method,kw", METHODS, ids=lambda v: str(v))
+def test_pytree_carry_xs_ys_params(method, kw):
+    n = 37
+    ours = jax.grad(tree_loss(cscan(method=method, **kw), n), argnums=(0, 1, 2), allow_int=True)
+    ref, got = tree_reference(n), jax.jit(ours)(*tree_args(n))
+    assert jax.tree.structure(got) == jax.tree.structure(ref)
+    assert rel(got, ref) < 1e-12
+    assert float(jnp.abs(got[2][1]).max()) > 0  # xs and ys carry real gradients
+
+
+def small_f(p, c, x):
+    a, t = c
+    return (a + 0.01 * jnp.sin(p * a) * x, t + 1), jnp.sum(a) * x
+
+
+def small_scan(scan, p, xs, **kw):
+    return scan(lambda c, x: small_f(p, c, x), (jnp.linspace(0.1, 1.0, 3), jnp.asarray(0)), xs,
+                **kw)
+
+
+P, XS = jnp.asarray(1.3), jnp.linspace(0.0, 1.0, 40)
+
+
+def test_value_and_grad_and_vjp_match():
+    def loss(scan):
+        return lambda p, xs: jnp.sum(small_scan(scan, p, xs)[1] ** 2)
+
+    vg = jax.jit(jax.value_and_grad(loss(cscan(4)), argnums=(0, 1)))(P, XS)
+    vg_ref = jax.jit(jax.value_and_grad(loss(jax.lax.scan), argnums=(0, 1)))(P, XS)
+    assert float(vg[0]) == pytest.approx(float(vg_ref[0]), rel=1e-14)
+    assert rel(vg[1], vg_ref[1]) < 1e-12
+
+    def vjp(scan):
+        out, pull = jax.vjp(lambda p, xs: small_scan(scan, p, xs), P, XS)
+        ct = jax.tree.map(lambda a: jnp.ones_like(a) if jnp.issubdtype(a.dtype, jnp.inexact)
+                          else np.zeros(a.shape, jax.dtypes.float0), out)
+        return out, pull(ct)
+
+    got, ref = jax.jit(lambda: vjp(cscan(4)))(), jax.jit(lambda: vjp(jax.lax.scan))()
+    assert rel(got, ref) < 1e-12
+
+
+def test_reverse_and_primal_without_grad():
+    for reverse in (False, True):
+        def run(scan, p, xs, reverse=reverse):
+            return small_scan(scan, p, xs, reverse=reverse)
+
+        ref = jax.jit(lambda p, xs: run(jax.lax.scan, p, xs))(P, XS)
+        got = jax.jit(lambda p, xs: run(cscan(3), p, xs))(P, XS)
+        assert rel(got, ref) < 1e-14
+        g_ref = jax.jit(jax.grad(lambda p, xs: jnp.sum(run(jax.lax.scan, p, xs)[1] ** 2),
+                                 argnums=(0, 1)))(P, XS)
+        g = jax.jit(jax.grad(lambda p, xs: jnp.sum(run(cscan(3), p, xs)[1] ** 2),
+                             argnums=(0, 1)))(P, XS)
+        assert rel(g, g_ref) < 1e-12
+
+
+def test_length_zero_is_lax_scan():
+    c, ys = checkpointed_scan(lambda c, x: (c + x, c), jnp.ones(2), jnp.zeros((0, 2)), budget=3)
+    assert ys.shape == (0, 2) and np.array_equal(c, jnp.ones(2))
+
+
+def test_schedule_values_moves_and_programs():
+    n = len(XS)
+
+    def grad(scan):
+        return jax.jit(jax.grad(lambda p, xs: jnp.sum(small_scan(scan, p, xs)[0][0] ** 2),
+                                argnums=(0, 1)))(P, XS)
+
+    ref = grad(jax.lax.scan)
+    sched = pebbles.schedule("treeverse", n, budget=3, inplace=True)
+    for given in (sched, list(sched), pebbles.encode(sched), pebbles.lower(sched)):
+        assert rel(grad(cscan(None, schedule=given)), ref) < 1e-12
+
+
+# ---------------------------------------------------------------------------
+# evaluations of f: the schedule's counts, the optimum
+# ---------------------------------------------------------------------------
+def counted(calls):
+    def f(c, _):
+        jax.debug.callback(lambda _: calls.__setitem__(0, calls[0] + 1), c)
+        return c + 0.01 * jnp.sin(c), None
+    return f
+
+
+@pytest.mark.parametrize("n,budget,inplace", [(20, 4, False), (100, 5, False), (100, 5, True),
+                                              (64, 2, False)])
+def test_evaluations_are_the_optimum(n, budget, inplace):
+    calls = [0]
+    loss = jax.jit(jax.grad(lambda s: checkpointed_scan(
+        counted(calls), s, length=n, budget=budget, inplace=inplace)[0].sum()))
+    jax.block_until_ready(loss(jnp.ones(3)))
+    game = "inplace" if inplace else "checkpoint"
+    sim = pebbles.simulate(pebbles.treeverse(n, budget, inplace=inplace), n, game, budget)
+    assert sim.forward_steps == pebbles.min_forward_steps(n, budget, game)
+    prog = scan_program(n, budget=budget, inplace=inplace)
+    extra = int(prog.ops[prog.ops[:, 0] == pebbles.OP_SEED][0, 4])  # s_n computed for the seed
+    assert calls[0] == sim.forward_steps + extra + n
+    assert calls[0] == prog.forward_steps + prog.backward_steps
+    calls[0] = 0
+    jax.block_until_ready(jax.jit(lambda s: checkpointed_scan(
+        counted(calls), s, length=n, budget=budget)[0])(jnp.ones(3)))
+    assert calls[0] == n  # no gradient: a plain scan
+
+
+def test_store_all_evaluations():
+    calls = [0]
+    n = 25
+    g = jax.grad(lambda s: checkpointed_scan(counted(calls), s, length=n, method="store-all")[0]
+                 .sum())(jnp.ones(2))
+    jax.block_until_ready(g)
+    assert calls[0] == 2 * n  # every step once forward, once in its VJP
+
+
+# ---------------------------------------------------------------------------
+# memory and program size
+# ---------------------------------------------------------------------------
+def big_loss(n, budget):
+    def loss(p, s0):
+        return checkpointed_scan(lambda c, _: (c + 1e-3 * jnp.sin(p * c), None), s0, length=n,
+                                 budget=budget)[0].sum()
+    return loss
+
+
+@pytest.mark.parametrize("budget", [5, 10])
+def test_temp_memory_within_budget_plus_four_carries(budget):
+    n, m = 10_000, 100_000
+    carry = m * 8
+    compiled = jax.jit(jax.grad(big_loss(n, budget), argnums=(0, 1))).lower(
+        jnp.ones(m), jnp.ones(m)).compile()
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    assert temp <= (budget + 4) * carry + carry  # + the parameters p (one carry's size)
+    assert temp >= (budget + 1) * carry  # the slot buffer is really there
+
+
+def count_eqns(jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += 1
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            total += count_eqns(sub)
+    return total
+
+
+def test_program_size_independent_of_n_and_budget():
+    sizes = set()
+    for n, budget in ((100, 5), (3000, 5), (3000, 40)):
+        closed = jax.make_jaxpr(jax.grad(big_loss(n, budget), argnums=(0, 1)))(
+            jnp.ones(8), jnp.ones(8))
+        sizes.add(count_eqns(closed.jaxpr))
+    assert len(sizes) == 1
+
+
+# ---------------------------------------------------------------------------
+# errors and the optional import
+# ---------------------------------------------------------------------------
+def step(c, x):
+    return c + x, None
+
+
+def test_budget_too_small():
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=r"budget=1 .*budget >= 2"):
+        checkpointed_scan(step, 0.0, jnp.ones(10), budget=1)
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=r"budget=3"):
+        checkpointed_scan(step, 0.0, jnp.ones(10), budget=3, method="store-all")
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=r"budget=2"):
+        checkpointed_scan(step, 0.0, jnp.ones(10), budget=2,
+                          schedule=pebbles.schedule("treeverse", 10, budget=4))
+
+
+def test_length_and_xs_must_agree():
+    with pytest.raises(pebbles.PebblesValueError, match=r"length=5 disagrees with xs.*10"):
+        checkpointed_scan(step, 0.0, jnp.ones(10), 5, budget=3)
+    with pytest.raises(pebbles.PebblesValueError, match=r"length=None and xs=None"):
+        checkpointed_scan(step, 0.0, budget=3)
+    with pytest.raises(pebbles.PebblesValueError, match=r"different leading axis"):
+        checkpointed_scan(step, 0.0, (jnp.ones(10), jnp.ones(9)), budget=3)
+    with pytest.raises(pebbles.PebblesValueError, match=r"n=12 steps"):
+        checkpointed_scan(step, 0.0, jnp.ones(10), budget=3,
+                          schedule=pebbles.lower(pebbles.schedule("treeverse", 12, budget=3)))
+
+
+@pytest.mark.parametrize("f,what", [
+    (lambda c, x: (c.astype(jnp.float32), None), "dtype"),
+    (lambda c, x: (jnp.stack([c, c]), None), "shape"),
+    (lambda c, x: ((c, c), None), "structure"),
+])
+def test_f_must_keep_the_carry(f, what):
+    with pytest.raises(pebbles.PebblesTypeError, match=rf"f changes the carry's {what}: init"):
+        checkpointed_scan(f, jnp.ones(3), jnp.ones(5), budget=2)
+
+
+def test_python_scalar_init_is_promoted_like_lax_scan():
+    xs = jnp.linspace(0.0, 1.0, 6)
+    ref = jax.lax.scan(lambda c, x: (c + x, c), 0, xs)
+    got = checkpointed_scan(lambda c, x: (c + x, c), 0, xs, budget=2)
+    assert got[0].dtype == ref[0].dtype == jnp.float64
+    assert rel(got, ref) == 0.0
+
+
+def test_f_must_be_traceable_and_return_a_pair():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"cannot be traced by JAX"):
+        checkpointed_scan(lambda c, x: (c + float(x), None), jnp.ones(3), jnp.ones(5), budget=2)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"must return a pair"):
+        checkpointed_scan(lambda c, x: c + x, jnp.ones(3), jnp.ones(5), budget=2)
+
+
+def test_reversible_methods_are_refused():
+    with pytest.raises(pebbles.PebblesValueError, match=r"reversible"):
+        checkpointed_scan(step, 0.0, jnp.ones(10), method="bennett", k=2)
+
+
+def test_core_does_not_import_jax_and_missing_jax_names_the_extra():
+    code = ("import sys; import pebbles; assert 'jax' not in sys.modules; sys.modules['jax'] = "
+            "None\ntry:\n    import pebbles.jax\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert 'pip install "pebble-games[jax]"' in out
