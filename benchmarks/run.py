@@ -46,7 +46,7 @@ SUITE: dict[str, tuple[list[str], list[str], tuple[int, int]]] = {
     "bench_scaling": (["--quick"], [], (240, 3600)),
     "bench_jax": (["--quick"], [], (600, 3600)),
     "bench_torch": ([], [], (600, 3600)),
-    "bench_online": ([], [], (600, 3600)),
+    "bench_online": (["--quick"], [], (600, 3600)),
     "bench_twolevel": ([], [], (600, 3600)),
     "bench_gpu": (["--size", "250", "--steps", "2000"], [], (600, 3600)),
 }

@@ -60,6 +60,7 @@ from ._moves import (
     store,
     unplace,
 )
+from ._online import OnlineScheduler, UntilResult, online, online_r2_range, replay_until
 from ._optimal import brute_force, dp_table, min_forward_steps
 from ._planner import EXECUTOR_EXTRA_STATES, Candidate, Plan, plan
 from ._registry import (
@@ -78,6 +79,11 @@ from ._treeverse import paper_tau, treeverse, treeverse_paper
 from ._twolevel import best_period, min_total_time, periodic_disk, periodic_disk_time, two_level
 
 __all__ = [
+    "OnlineScheduler",
+    "UntilResult",
+    "online",
+    "online_r2_range",
+    "replay_until",
     "EXECUTOR_EXTRA_STATES",
     "DiskFullError",
     "DiskStore",

@@ -3,22 +3,28 @@
 The forward phase is played one step at a time by :class:`OnlineScheduler`,
 which never looks at the final number of steps ``n``; when the run stops, the
 reverse sweep reverses each interval between the checkpoints it holds with the
-optimal offline schedule (:func:`pebbles.treeverse`, shifted). Two phases are
-chained:
+optimal offline schedule (:func:`pebbles.treeverse`, shifted). Phases, chained as
+in Walther's Revolve (Online_r2, Online_r3, then a third rule):
 
-* **r <= 2** (Stumm & Walther, "New algorithms for optimal online
-  checkpointing", SIAM J. Sci. Comput. 32(2), 2010): an r = 2 scheme whose
-  checkpoint distribution is optimal at every ``n <= beta(S, 2)``. It is our
-  own construction (docs/online.md derives it): store every state until the
-  ``S`` pebbles are in use, then, for ``t = 0, 1, ..., S - 2``, ``S - t`` times
-  drop the checkpoint right after the ``t`` fixed ones and keep the new state;
-  in the in-place game a last in-place step ends the phase.
-* **beyond** (Wang, Moin & Iaccarino, "Minimal repetition dynamic
-  checkpointing algorithm for unsteady adjoint calculation", SIAM J. Sci.
-  Comput. 31(4), 2009): every state is kept; a checkpoint marked dispensable is
-  dropped (the latest one), otherwise the latest checkpoint is dropped and the
-  new one gets its level plus one, which marks the older checkpoints of lower
-  level dispensable. Its checkpoints start at level 1.
+* **r <= 2**, after Stumm & Walther, "New algorithms for optimal online
+  checkpointing", SIAM J. Sci. Comput. 32(2), 2010: a checkpoint distribution
+  that is optimal at every ``n <= beta(S, 2)``. Our own construction
+  (docs/online.md proves it): store every state until the ``S`` pebbles are in
+  use, then, for ``t = 0, 1, ..., S - 2``, ``S - t`` times free the checkpoint
+  right after the ``t`` fixed ones and keep the new state; in the in-place game
+  one in-place step ends the phase.
+* **r = 3 band** (in-place game only): keep every interval inside the band in
+  which its reversal costs the least per cell (``beta(s, 1) <= d <= beta(s, 2)``
+  for ``s`` free pebbles); while that holds the overhead is at most one step.
+  Ours too, in the spirit of Stumm & Walther's quasi-optimal Online_r3.
+* **beyond**: ``'greedy'`` (default) takes the step after which the reverse
+  sweep would be cheapest, with exact costs (the rule of Revolve's third online
+  phase, Arevolve); ``'wang-moin'`` is Wang, Moin & Iaccarino, "Minimal
+  repetition dynamic checkpointing algorithm for unsteady adjoint calculation",
+  SIAM J. Sci. Comput. 31(4), 2009: every state is kept; a checkpoint marked
+  dispensable is freed (the latest one), otherwise the latest checkpoint is freed
+  and the new one gets its level plus one, which marks the older checkpoints of
+  lower level dispensable. Its checkpoints start at level 1.
 
 Budget mapping: Revolve counts ``c`` checkpoints including the one holding
 ``s_0`` but not the working state; our budget ``S`` counts the working state but
@@ -36,7 +42,9 @@ just looked at, and seeds the gradient).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from ._binomial import BetaTable
 from ._budget import check_budget
@@ -45,7 +53,7 @@ from ._moves import Game, Move, MoveKind
 from ._treeverse import treeverse
 from ._validation import check_choice, check_int
 
-__all__ = ["OnlineScheduler", "online", "online_r2_range"]
+__all__ = ["OnlineScheduler", "UntilResult", "online", "online_r2_range", "replay_until"]
 
 _PLACE, _REMOVE, _PAINT, _MOVE, _FORWARD = (
     MoveKind.PLACE, MoveKind.REMOVE, MoveKind.PAINT, MoveKind.MOVE, MoveKind.FORWARD)
@@ -364,6 +372,114 @@ def online(n: int, budget: int, *, inplace: bool = False,
     sched = OnlineScheduler(budget, inplace=inplace, beyond=beyond)
     check_budget(n, budget, sched.game)
     return _online(n, sched)
+
+
+@dataclass(frozen=True, slots=True)
+class UntilResult:
+    """What :func:`replay_until` computed.
+
+    Attributes
+    ----------
+    n : int
+        Steps the run took (``done`` was first true for ``s_n``).
+    loss : float or None
+        ``loss(s_n)`` when ``loss`` was given.
+    grad_s0, grad_theta : state, object or None
+        ``dL/ds_0`` and the sum of the ``theta_bar_i`` (``None`` if all were ``None``).
+    forward_steps : int
+        Step calls: ``n`` in the forward phase, plus the reverse sweep's, which
+        include one call per interval to rebuild the state at its right end.
+    backward_steps : int
+        Calls of ``backward``.
+    """
+
+    n: int
+    loss: float | None
+    grad_s0: Any
+    grad_theta: Any
+    forward_steps: int
+    backward_steps: int
+
+
+def replay_until(
+    step: Callable[[int, Any], Any],
+    backward: Callable[[int, Any, Any], tuple[Any, Any]],
+    loss_grad: Callable[[Any], Any],
+    s0: Any,
+    done: Callable[[int, Any], bool],
+    budget: int,
+    *,
+    max_steps: int | None = None,
+    loss: Callable[[Any], float] | None = None,
+    beyond: str = "greedy",
+) -> UntilResult:
+    """Run ``s_{i+1} = step(i, s_i)`` until ``done(i, s_i)``, then return the gradient.
+
+    The forward phase keeps the states the online scheduler says (at most
+    ``budget`` besides ``s_0``, plus the state just computed); at the stop each
+    interval between kept states is reversed by :func:`pebbles.replay` over the
+    optimal offline schedule (checkpoint game).
+
+    Parameters
+    ----------
+    step, backward, loss_grad, loss
+        As in :func:`pebbles.replay` (``step`` must return a new state).
+    s0 : state
+        The initial state; ``done`` is not asked about it.
+    done : callable ``done(i, s_i) -> bool``
+        Stopping test, called for ``i = 1, 2, ...``; the first ``i`` for which it
+        is true is ``n``.
+    budget : int
+        States kept besides ``s_0`` (>= 2).
+    max_steps : int, optional
+        Stop at ``n = max_steps`` even if ``done`` never said so.
+    beyond : {'greedy', 'wang-moin'}
+        See :class:`OnlineScheduler`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pebbles._online import replay_until
+    >>> r = replay_until(lambda i, s: 1.5 * s, lambda i, s, g: (1.5 * g, None),
+    ...                  lambda s: np.ones_like(s), np.ones(2), lambda i, s: s[0] > 100, 3)
+    >>> r.n, r.grad_s0          # 1.5**12 > 100 > 1.5**11
+    (12, array([129.74633789, 129.74633789]))
+    """
+    from ._executor import replay
+    from ._states import add
+
+    budget = check_int("budget", budget, 2)
+    if max_steps is not None:
+        max_steps = check_int("max_steps", max_steps, 1)
+    sched = OnlineScheduler(budget, beyond=beyond)
+    stored, s, i = {0: s0}, s0, 0
+    while max_steps is None or i < max_steps:
+        nxt = step(i, s)
+        i += 1
+        if done(i, nxt) or i == max_steps:
+            break
+        for kind, a, _ in sched.advance():
+            if kind == _REMOVE:
+                del stored[a]
+        stored[i] = s = nxt
+    n, cells = i, (0, *sched.checkpoints)
+    g, theta = backward(n - 1, stored[n - 1], loss_grad(nxt))
+    acc, steps, paints = [theta], n, 1
+
+    def keep_theta(k: int, x: Any, y: Any, base: int) -> tuple[Any, None]:
+        gk, tk = backward(base + k, x, y)  # theta summed in paint order, as replay does
+        if tk is not None:
+            acc[0] = tk if acc[0] is None else add(acc[0], tk)
+        return gk, None
+
+    for j in range(len(cells) - 2, -1, -1):
+        base, m, gbar = cells[j], cells[j + 1] - cells[j], g
+        r = replay(treeverse(m, min(budget - j, m)), m, stored.pop(base),
+                   lambda k, x, base=base: step(base + k, x),
+                   lambda k, x, y, base=base: keep_theta(k, x, y, base),
+                   lambda _, gbar=gbar: gbar)
+        g, steps, paints = r.grad_s0, steps + r.forward_steps, paints + r.backward_steps
+    return UntilResult(n, None if loss is None else loss(nxt), g, acc[0], steps, paints)
 
 
 def _online(n: int, sched: OnlineScheduler) -> Iterator[Move]:

@@ -210,7 +210,7 @@ class Schedule:
         defaults = dict(_METHODS[self.method].options)
         for key, value in self.options:
             flag = "--" + key.replace("_", "-")
-            if value is None or (value == defaults[key] and isinstance(value, bool)):
+            if value is None or value == defaults[key]:
                 continue
             if value is True:
                 words.append(flag)
@@ -367,9 +367,9 @@ register(Method(
 register(Method(
     "online", online,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
-    (("inplace", False),), True,
-    "online checkpointing for runs of unknown length (Stumm-Walther r=2, r=3, Wang-Moin), "
-    "the stream it plays when the run stops after n steps"))
+    (("inplace", False), ("beyond", "greedy")), True,
+    "online checkpointing for runs of unknown length (optimal r=2 phase, in-place r=3 band, "
+    "then greedy or Wang-Moin), the stream it plays when the run stops after n steps"))
 register(Method(
     "two-level", two_level,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,

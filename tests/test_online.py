@@ -1,0 +1,258 @@
+"""Online checkpointing (pebbles._online): legality, optimality, bounds, prefix property.
+
+Every stream is checked by the simulator; optima come from min_forward_steps.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pebbles
+from pebbles._online import OnlineScheduler, online, online_r2_range
+
+GAMES = ("inplace", "checkpoint")
+
+
+def _beta(s: int, r: int, game: str) -> int:
+    from pebbles._binomial import BetaTable
+
+    return BetaTable(pebbles.Game(game)).beta(s, r)
+
+
+def _grid(lo: int, hi: int, count: int) -> list[int]:
+    """``count`` roughly even values in lo..hi, both ends and their neighbours included."""
+    step = max(1, (hi - lo) // count)
+    values = set(range(lo, hi + 1, step)) | {lo, lo + 1, hi - 1, hi}
+    return sorted(v for v in values if lo <= v <= hi)
+
+
+def _check(n: int, s: int, game: str) -> pebbles.SimulationResult:
+    r = pebbles.simulate(online(n, s, inplace=game == "inplace"), n, game, budget=s)
+    assert r.backward_steps == n and r.peak_pebbles <= s
+    return r
+
+
+def _overhead(n: int, s: int, game: str) -> int:
+    return _check(n, s, game).forward_steps - pebbles.min_forward_steps(n, s, game)
+
+
+def test_r2_range_is_revolves_beta_s_2():
+    # Revolve's c checkpoints (s_0 included, working state not) = our S (the
+    # reverse): both hold S + 1 states, so beta(c, 2) = (S + 1)(S + 2) / 2.
+    for s in range(1, 65):
+        assert online_r2_range(s, inplace=True) == _beta(s, 2, "inplace") == (s + 1) * (s + 2) // 2
+        assert online_r2_range(s) == _beta(s, 2, "checkpoint")
+
+
+@pytest.mark.parametrize("game", GAMES)
+@pytest.mark.parametrize("s", range(1, 13))
+def test_optimal_on_whole_r2_range_small_budgets(game, s):
+    lo = pebbles.min_pebbles  # every feasible n from 1 to the end of the range
+    for n in range(1, online_r2_range(s, inplace=game == "inplace") + 1):
+        if lo(n, game) <= s:
+            assert _overhead(n, s, game) == 0, (n, s)
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_optimal_on_r2_range_every_budget_to_64(game):
+    for s in range(13, 65):  # every budget; each one's range on a coarse grid
+        top = online_r2_range(s, inplace=game == "inplace")
+        for n in _grid(1, top, 4) + [s, s + 1, s + 2, 2 * s + 1]:
+            assert _overhead(n, s, game) == 0, (n, s)
+
+
+def test_r2_optimality_ends_at_the_range():
+    # one step past beta(S, 2) the chained scheme is no longer optimal (S >= 3)
+    for game in GAMES:
+        for s in (3, 5, 8):
+            top = online_r2_range(s, inplace=game == "inplace")
+            assert max(_overhead(n, s, game) for n in range(top + 1, top + 4)) > 0
+
+
+def _r3_bound(n: int, s: int, game: str) -> float:
+    """Overhead allowed up to beta(S, 3) (docs/online.md: measured maxima 1 step or
+    3.6 % in-place, 5 steps or 8.3 % in the checkpoint game)."""
+    opt = pebbles.min_forward_steps(n, s, game)
+    return max(1, 0.04 * opt) if game == "inplace" else max(5, 0.09 * opt)
+
+
+@pytest.mark.parametrize("game", GAMES)
+@pytest.mark.parametrize("s", range(2, 9))
+def test_r3_range_bound_every_n(game, s):
+    worst = 0
+    for n in range(online_r2_range(s, inplace=game == "inplace") + 1,
+                   _beta(s, 3, game) + 1):
+        over = _overhead(n, s, game)
+        assert over <= _r3_bound(n, s, game), (n, s, over)
+        worst = max(worst, over)
+    assert worst > 0 or (s, game) == (2, "checkpoint")  # measured: exact only there
+
+
+@pytest.mark.parametrize("game", GAMES)
+@pytest.mark.parametrize("s", [10, 16, 24, 32])
+def test_r3_range_bound_on_a_grid(game, s):
+    lo, top = online_r2_range(s, inplace=game == "inplace"), _beta(s, 3, game)
+    for n in _grid(lo, top, 4):
+        assert _overhead(n, s, game) <= _r3_bound(n, s, game), (n, s)
+
+
+def test_inplace_band_phase_costs_at_most_one_step():
+    from pebbles._online import _BAND
+
+    for s in range(2, 13):
+        sched = OnlineScheduler(s, inplace=True)
+        moves: list[pebbles.Move] = []
+        n, seen = 1, 0
+        while n < _beta(s, 3, "inplace"):
+            moves += sched.advance()
+            n += 1
+            if sched._phase == _BAND:
+                seen += 1
+                r = pebbles.simulate(moves + list(sched.reverse()), n, "inplace", budget=s)
+                assert r.forward_steps - pebbles.min_forward_steps(n, s, "inplace") <= 1
+        assert seen > 0
+
+
+@pytest.mark.parametrize("game", GAMES)
+@pytest.mark.parametrize("s", [2, 3, 4, 6])
+def test_beyond_r3_relative_overhead(game, s):
+    lo, top = _beta(s, 3, game), _beta(s, 5, game)
+    for n in _grid(lo, top, 60):
+        over = _overhead(n, s, game)
+        assert over <= 0.15 * pebbles.min_forward_steps(n, s, game), (n, s)
+
+
+@pytest.mark.parametrize(("s", "n", "beyond"), [(10, 10**4, "greedy"), (10, 10**5, "greedy"),
+                                                (20, 10**5, "greedy"),
+                                                (20, 10**6, "wang-moin")])
+def test_long_runs_are_legal_within_budget(s, n, beyond):
+    r = pebbles.simulate(online(n, s, beyond=beyond), n, "checkpoint", budget=s)
+    assert r.backward_steps == n and r.peak_pebbles == s
+    limit = 1.02 if beyond == "greedy" else 1.1
+    assert r.forward_steps <= limit * pebbles.min_forward_steps(n, s, "checkpoint")
+
+
+def test_long_inplace_run_is_legal_within_budget():
+    r = _check(10**5, 10, "inplace")
+    assert r.forward_steps <= 1.02 * pebbles.min_forward_steps(10**5, 10, "inplace")
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_wang_moin_option_is_legal_and_keeps_the_r2_optimum(game):
+    inplace = game == "inplace"
+    for s in (2, 3, 5, 8):
+        for n in _grid(2, _beta(s, 4, game), 10):
+            if pebbles.min_pebbles(n, game) > s:
+                continue
+            r = pebbles.simulate(online(n, s, inplace=inplace, beyond="wang-moin"), n, game,
+                                 budget=s)
+            assert r.backward_steps == n and r.peak_pebbles <= s
+            if n <= online_r2_range(s, inplace=inplace):
+                assert r.forward_steps == pebbles.min_forward_steps(n, s, game)
+
+
+def _forward_phase(n: int, s: int, inplace: bool, beyond: str = "greedy") -> list:
+    sched = OnlineScheduler(s, inplace=inplace, beyond=beyond)
+    return [m for _ in range(n - 1) for m in sched.advance()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(s=st.integers(2, 20), n=st.integers(1, 600), extra=st.integers(1, 600),
+       inplace=st.booleans(), beyond=st.sampled_from(["greedy", "wang-moin"]))
+def test_prefix_property(s, n, extra, inplace, beyond):
+    fwd = _forward_phase(n, s, inplace, beyond)
+    for m in (n, n + extra):
+        head = list(islice(online(m, s, inplace=inplace, beyond=beyond), len(fwd)))
+        assert head == fwd
+    assert fwd == _forward_phase(n + extra, s, inplace, beyond)[: len(fwd)]
+
+
+def test_scheduler_tracks_front_and_checkpoints():
+    sched = OnlineScheduler(3)
+    assert (sched.front, sched.checkpoints) == (0, ())
+    for _ in range(7):
+        sched.advance()
+    assert sched.front == 7 and len(sched.checkpoints) == 3 and sched.checkpoints[-1] == 7
+    moves = list(sched.reverse())
+    assert str(moves[0]) == "paint 7" and str(moves[-1]) == "paint 0"
+
+
+def test_reverse_at_the_start_is_one_paint():
+    assert [str(m) for m in OnlineScheduler(2).reverse()] == ["paint 0"]
+
+
+def test_budget_one_inplace_walks_in_place():
+    r = _check(50, 1, "inplace")
+    assert r.forward_steps == pebbles.min_forward_steps(50, 1, "inplace")
+
+
+@pytest.mark.parametrize(("n", "s", "game"), [(3, 1, "checkpoint"), (2, 0, "inplace")])
+def test_infeasible_budget_raises(n, s, game):
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=f"budget={s} cannot finish"):
+        list(online(n, s, inplace=game == "inplace"))
+    sched = OnlineScheduler(s, inplace=game == "inplace")
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=f"budget={s}"):
+        for _ in range(n - 1):
+            sched.advance()
+
+
+def test_bad_arguments():
+    with pytest.raises(pebbles.PebblesTypeError, match="inplace"):
+        OnlineScheduler(3, inplace="yes")
+    with pytest.raises(pebbles.PebblesValueError, match="budget=-1"):
+        OnlineScheduler(-1)
+    with pytest.raises(pebbles.PebblesValueError, match="n=0"):
+        online(0, 3)
+    with pytest.raises(pebbles.PebblesValueError, match="beyond"):
+        OnlineScheduler(3, beyond="moin")
+
+
+def _problem(dim: int = 3):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(dim, dim)) / dim
+
+    def step(i, s):
+        return np.tanh(a @ s) + 0.01 * (i + 1)
+
+    def backward(i, s, g):
+        d = (1 - np.tanh(a @ s) ** 2) * g
+        return a.T @ d, np.outer(d, s)
+
+    return step, backward, (lambda s: 2 * s), (lambda s: float(s @ s)), rng.normal(size=dim)
+
+
+@pytest.mark.parametrize("budget", [2, 3, 5])
+@pytest.mark.parametrize("stop", [1, 2, 7, 40, 130])
+def test_replay_until_matches_store_all_bit_for_bit(budget, stop):
+    import numpy as np
+
+    from pebbles._online import replay_until
+
+    step, backward, loss_grad, loss, s0 = _problem()
+    r = replay_until(step, backward, loss_grad, s0, lambda i, s: i == stop, budget, loss=loss)
+    ref = pebbles.replay(pebbles.store_all(stop), stop, s0, step, backward, loss_grad,
+                         loss=loss)
+    assert r.n == stop and r.backward_steps == stop and r.loss == ref.loss
+    assert np.array_equal(r.grad_s0, ref.grad_s0)
+    assert np.array_equal(r.grad_theta, ref.grad_theta)
+    fwd = _forward_phase(stop, budget, False)
+    sim = pebbles.simulate(fwd + list(online(stop, budget))[len(fwd):], stop, budget=budget)
+    assert r.forward_steps <= sim.forward_steps + 1 + budget  # + s_n, + one per interval
+
+
+def test_replay_until_max_steps_and_errors():
+    from pebbles._online import replay_until
+
+    step, backward, loss_grad, _, s0 = _problem()
+    r = replay_until(step, backward, loss_grad, s0, lambda i, s: False, 4, max_steps=25)
+    assert r.n == 25
+    with pytest.raises(pebbles.PebblesValueError, match="budget=1"):
+        replay_until(step, backward, loss_grad, s0, lambda i, s: True, 1)
+    with pytest.raises(pebbles.PebblesValueError, match="max_steps=0"):
+        replay_until(step, backward, loss_grad, s0, lambda i, s: True, 3, max_steps=0)
