@@ -60,7 +60,8 @@ def test_schedule_is_a_frozen_hashable_value():
         s.n = 3  # type: ignore[misc]
     assert str(s) == "treeverse -n 20 --budget 4"
     assert str(schedule("treeverse", 20, budget=4, inplace=True)).endswith("--inplace")
-    assert str(schedule("bennett", 8, uncompute=False)) == "bennett -n 8 --k 2 --no-uncompute"
+    assert str(schedule("bennett", 8, uncompute=False)) == "bennett -n 8 --no-uncompute"
+    assert str(schedule("bennett", 8, k=3)) == "bennett -n 8 --k 3"
 
 
 @pytest.mark.parametrize("n,budget,inplace", [(1, 0, False), (2, 1, False), (1000, 5, False),
