@@ -62,7 +62,7 @@ from ._moves import (
 )
 from ._online import OnlineScheduler, UntilResult, online, online_r2_range, replay_until
 from ._optimal import brute_force, dp_table, min_forward_steps
-from ._planner import EXECUTOR_EXTRA_STATES, Candidate, Plan, plan
+from ._planner import EXECUTOR_EXTRA_STATES, Candidate, Plan, budget_for, plan
 from ._registry import (
     Method,
     Schedule,
@@ -129,6 +129,7 @@ __all__ = [
     "bennett_pebbles",
     "bennett_steps",
     "brute_force",
+    "budget_for",
     "candidates",
     "decode",
     "describe",

@@ -51,7 +51,18 @@ import numpy as np
 
 from . import _states as T
 from ._errors import PebblesError, PebblesTypeError, PebblesValueError
-from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, SlotProgram, lower
+from ._lowering import (
+    OP_FREE,
+    OP_LOAD,
+    OP_PAINT,
+    OP_SEED,
+    OP_STEP,
+    OP_STORE,
+    SlotProgram,
+    lower,
+)
+from ._storage import MemoryStore
+from ._validation import check_int
 
 __all__ = ["CallbackError", "NonFiniteError", "ReplayResult", "replay"]
 
@@ -111,6 +122,8 @@ class ReplayResult:
         pooled or working buffer (``step_into``).
     inplace_steps : int
         Steps that overwrote their input (``step_into(i, s, s)``).
+    writes, reads : int
+        States written to and read from the store (two-level schedules).
     """
 
     loss: float | None
@@ -124,6 +137,8 @@ class ReplayResult:
     peak_buffers: int = 0
     allocations: int = 0
     inplace_steps: int = 0
+    writes: int = 0
+    reads: int = 0
 
 
 class _Replay:
@@ -148,11 +163,17 @@ class _Replay:
         self.pool_size = (prog.nslots if pool_size is None else pool_size) \
             if cb["step_into"] is not None else 0
         self.peak_buffers = self.allocations = self.inplace_steps = 0
+        self.writes = self.reads = 0
+        self.store: Any = None
+        self.held_states = T.Holdings()
+        self.held_states.add(s0)
+        self.retired: set[int] = set()
 
     def release(self) -> None:
         """Drop every reference to a state or a gradient."""
         self.slots.clear()
         self.pool.clear()
+        self.held_states = T.Holdings()
         self.gbar = self.theta = None
 
     # -- bookkeeping -------------------------------------------------------
@@ -199,8 +220,9 @@ class _Replay:
         if self.check_states and slot in self.sums and T.digest(s) != self.sums[slot]:
             raise PebblesValueError(
                 f"a stored state changed while it was stored (found before {what} at step "
-                f"{i}): a callback modified a state it was only given to read; return new "
-                f"arrays from step/backward (s = s * a, not s *= a)")
+                f"{i}): a callback modified a state it was only given to read (or one it "
+                f"kept a reference to); return new arrays from step/backward (s = s * a, "
+                f"not s *= a)")
         return s
 
     # -- steps ---------------------------------------------------------------
@@ -219,8 +241,15 @@ class _Replay:
             if T.aliases(out, s):
                 raise PebblesValueError(
                     f"step at step {i} returned its input (or a view of it): step(i, s) must "
-                    f"return a new state and leave s unchanged; write s = s * a rather than "
-                    f"s *= a, or pass step_into=f(i, s, out) for steps that write in place")
+                    f"return a new state and leave s unchanged (s0 itself may have been "
+                    f"changed); write s = s * a rather than s *= a, or pass "
+                    f"step_into=f(i, s, out) for steps that write in place")
+            if self.held_states.clash(out):
+                raise PebblesValueError(
+                    f"step at step {i} returned a state the executor still holds (s0 or a "
+                    f"stored state, or a view of one): step(i, s) must return a new array "
+                    f"every call, not a buffer it reuses; pass step_into=f(i, s, out) to "
+                    f"write into buffers the executor gives you")
         if before is not None and T.digest(s) != before:
             raise PebblesValueError(f"step at step {i} modified its input state; it must "
                                     f"leave s unchanged (return a new state)")
@@ -228,7 +257,7 @@ class _Replay:
 
     def into(self, i: int, s: Any, out: Any) -> None:
         ret = self.call("step_into", i, s, out)
-        if ret is not None:
+        if ret is not None and not _same_leaves(ret, out):  # returning out itself is fine
             raise PebblesTypeError(
                 f"step_into at step {i} returned a {type(ret).__name__}; it must write "
                 f"s_{{i+1}} into out and return None")
@@ -251,6 +280,7 @@ class _Replay:
         if src == dst:  # in place: the state leaves its slot while it steps
             w = self.read(src, "step", first)
             self.slots[src] = None
+            self.held_states.discard(w)
             self.live -= 1
             self.sums.pop(src, None)
         else:
@@ -259,14 +289,20 @@ class _Replay:
         for i in range(first, first + count):
             w = self.inplace(i, w, 1)
         self.slots[dst] = w
+        self.retired.discard(dst)
+        self.held_states.add(w)
         self.live += 1
         if self.check_states:
             self.sums[dst] = T.digest(w)
 
     def drop(self, slot: int) -> None:
         """``OP_FREE``: the state in ``slot`` is no longer needed."""
+        if slot in self.retired:
+            self.retired.discard(slot)
+            return
         s = self.slots[slot]
         self.slots[slot] = None
+        self.held_states.discard(s)
         self.sums.pop(slot, None)
         self.live -= 1
         self.free(s)
@@ -276,10 +312,32 @@ class _Replay:
         """Evaluate the loss and ``dL/ds_n`` at ``s_n`` in ``slot``."""
         n, sn = self.n, self.read(slot, "loss_grad", self.n)
         self.extra += extra
-        self.gbar = self.check("loss_grad", n, self.call("loss_grad", n, sn))
+        self.gbar = self.check("loss_grad", n, self.reader("loss_grad", n, sn))
         if self.cb["loss"] is not None:
-            self.loss = self.scalar("loss", n, self.call("loss", n, sn))
-        self.running(n, sn)
+            self.loss = self.scalar("loss", n, self.reader("loss", n, sn))
+        g = self.running(n, sn)
+        if g is not None:
+            if extra:  # the scratch s_n is needed no more: free it before the sum
+                del sn
+                self.retire(slot)
+            self.gbar = T.add(self.gbar, g)
+
+    def retire(self, slot: int) -> None:
+        """Drop the state in ``slot`` now, without pooling it; its ``OP_FREE`` is skipped."""
+        self.held_states.discard(self.slots[slot])
+        self.slots[slot] = None
+        self.sums.pop(slot, None)
+        self.live -= 1
+        self.retired.add(slot)
+
+    def reader(self, what: str, i: int, s: Any) -> Any:
+        """Call a callback that only reads state ``s``; in debug mode check that it did."""
+        before = T.digest(s) if self.check_states else None
+        out = self.call(what, i, s)
+        if before is not None and T.digest(s) != before:
+            raise PebblesValueError(f"{what} at step {i} modified the state it was given; it "
+                                    f"must only read it (return new arrays)")
+        return out
 
     def scalar(self, what: str, i: int, value: Any) -> float:
         if np.ndim(value) != 0 or isinstance(value, (str, bytes)):
@@ -296,23 +354,26 @@ class _Replay:
             raise NonFiniteError(f"{what} at step {i} returned {out}")
         return out
 
-    def running(self, i: int, s: Any) -> None:
+    def running(self, i: int, s: Any) -> Any:
+        """Add the running loss at ``s_i``; return its gradient (or None) for the caller to add."""
         cb = self.cb
         if cb["running_loss"] is not None:
-            value = self.scalar("running_loss", i, self.call("running_loss", i, s))
+            value = self.scalar("running_loss", i, self.reader("running_loss", i, s))
             self.loss = value if self.loss is None else self.loss + value
-        if cb["running_loss_grad"] is not None:
-            g = self.check("running_loss_grad", i, self.call("running_loss_grad", i, s))
-            self.gbar = T.add(self.gbar, g)
+        if cb["running_loss_grad"] is None:
+            return None
+        return self.check("running_loss_grad", i, self.reader("running_loss_grad", i, s))
 
     def paint(self, slot: int, i: int) -> None:
         s = self.read(slot, "backward", i)
         before = (T.digest(s), T.digest(self.gbar)) if self.check_states else None
         out = self.call("backward", i, s, self.gbar)
         if not isinstance(out, tuple) or len(out) != 2:
+            got = (f"a tuple of {len(out)}" if isinstance(out, tuple)
+                   else f"a {type(out).__name__}")
             raise PebblesTypeError(
-                f"backward at step {i} must return a tuple (gbar_i, theta_bar_i), "
-                f"got {type(out).__name__}")
+                f"backward at step {i} must return a tuple (gbar_i, theta_bar_i), got {got}; "
+                f"return (gbar_i, None) when there are no parameters")
         if before is not None and before != (T.digest(s), T.digest(self.gbar)):
             raise PebblesValueError(f"backward at step {i} modified its input state or "
                                     f"gradient; it must return new arrays")
@@ -320,7 +381,9 @@ class _Replay:
         self.accumulate(i, out[1])
         self.paints += 1
         if i >= 1:
-            self.running(i, s)
+            g = self.running(i, s)
+            if g is not None:
+                self.gbar = T.add(self.gbar, g)
 
     def accumulate(self, i: int, tb: Any) -> None:
         if tb is None:
@@ -337,6 +400,27 @@ class _Replay:
                                  f"infinity")
         self.theta = tb if self.theta is None else T.add(self.theta, tb)
 
+    def disk(self, op: int, src: int, dst: int, cell: int) -> None:
+        """``OP_STORE`` / ``OP_LOAD`` / ``OP_DISCARD`` through ``self.store``."""
+        if op == OP_STORE:
+            s = self.read(src, "store", cell)
+            if not isinstance(s, np.ndarray):
+                raise PebblesTypeError(
+                    f"a two-level schedule stores states on disk as NumPy arrays; the state of "
+                    f"step {cell} is a {type(s).__name__}: pack it into one array")
+            self.store.put(cell, s)
+            self.writes += 1
+        elif op == OP_LOAD:
+            out = self.pool.pop() if self.pool else None
+            self.slots[dst] = self.check("load", cell, self.store.get(cell, out=out))
+            self.live += 1
+            self.held(0)
+            self.reads += 1
+            if self.check_states:
+                self.sums[dst] = T.digest(self.slots[dst])
+        else:
+            self.store.delete(cell)
+
     def run(self, ops: np.ndarray, bar: Any) -> None:
         for op, src, dst, first, count in ops.tolist():
             if op == OP_STEP:
@@ -348,11 +432,14 @@ class _Replay:
             elif op == OP_SEED:
                 self.seed(src, count)
             else:
-                raise PebblesValueError(
-                    f"replay() runs checkpoint-game programs; operation {op} (disk storage) "
-                    f"needs a storage executor")
+                self.disk(op, src, dst, first)
             if bar is not None:
                 bar.update(1)
+
+
+def _same_leaves(a: Any, b: Any) -> bool:
+    la, lb = T.leaves(a), T.leaves(b)
+    return len(la) == len(lb) and all(x is y for x, y in zip(la, lb, strict=True))
 
 
 _WARNED: set[str] = set()
@@ -373,6 +460,8 @@ def _progress_bar(total: int, progress: bool) -> Any:
 
 
 def _program(moves: Any, n: int | None) -> SlotProgram:
+    if n is not None:
+        n = check_int("n", n, 1)
     if isinstance(moves, SlotProgram):
         if n is not None and n != moves.n:
             raise PebblesValueError(f"this program is for n={moves.n}, replay got n={n}; "
@@ -407,6 +496,7 @@ def replay(
     check_states: bool = False,
     progress: bool = False,
     pool_size: int | None = None,
+    store: Any = None,
 ) -> ReplayResult:
     """Replay a checkpoint-game schedule and return the gradient of the loss.
 
@@ -419,12 +509,15 @@ def replay(
         Number of steps (``None``: the schedule's own, for a Schedule or a
         SlotProgram).
     s0 : state
-        The initial state: an array, or a tuple, list or dict of arrays. It is
-        never modified.
+        The initial state: an array, or a tuple, list or dict of arrays (a
+        pytree: nested freely; every leaf is checked for shape and dtype). It
+        is never modified: a callback that writes into it is reported (NumPy
+        leaves are checksummed before and after the replay).
     step : callable ``step(i, s_i) -> s_{i+1}``
         One forward step; must return a new state (same structure, shapes and
         dtypes as ``s0``) and leave its argument unchanged. Returning the
-        argument itself (``s *= a; return s``) is refused with an error.
+        argument itself (``s *= a; return s``), or any state the executor
+        still holds (a reused buffer), is refused with an error.
     backward : callable ``backward(i, s_i, gbar_{i+1}) -> (gbar_i, theta_bar_i)``
         The vector-Jacobian product of step ``i``; ``theta_bar_i`` may be
         ``None`` when there are no parameters. It must not modify its inputs.
@@ -433,7 +526,9 @@ def replay(
     loss : callable ``loss(s_n) -> float``, optional
         Value of the final loss (reported in the result).
     step_into : callable ``step_into(i, s, out) -> None``, optional
-        Writes ``s_{i+1}`` into ``out`` and returns None; it is called with
+        Writes ``s_{i+1}`` into ``out`` and returns None (or ``out`` itself,
+        as ``np.multiply(s, a, out=out)`` does); a step_into that returns a new
+        value instead is refused with an error. It is called with
         ``out is s`` (an in-place step), so it must allow the aliasing, and
         with ``out`` a pooled buffer of a freed state.
     running_loss, running_loss_grad : callable ``(i, s_i)``, optional
@@ -451,6 +546,11 @@ def replay(
     pool_size : int or None
         Most freed buffers kept for reuse (only with ``step_into``; ``None``:
         no limit beyond the program's slots); 0 turns the pool off.
+    store : Store, optional
+        Where a two-level schedule's ``store``/``load`` moves put and get states
+        (e.g. ``pebbles.DiskStore(directory)``, used as a context manager so
+        its files are removed however the replay ends); default a
+        ``pebbles.MemoryStore`` made and closed by the replay.
 
     Returns
     -------
@@ -483,6 +583,9 @@ def replay(
     (3, 1, 3, 3)
     """
     _check_pool(pool_size)
+    _check_callbacks(s0, step=step, backward=backward, loss_grad=loss_grad, loss=loss,
+                     step_into=step_into, running_loss=running_loss,
+                     running_loss_grad=running_loss_grad)
     prog = _program(moves, n)
     callbacks = {
         "step": step, "backward": backward, "loss_grad": lambda i, s: loss_grad(s),
@@ -491,6 +594,12 @@ def replay(
         "running_loss_grad": running_loss_grad,
     }
     r = _Replay(prog, s0, callbacks, bool(check_finite), pool_size, bool(check_states))
+    own_store = store is None and prog.writes > 0
+    r.store = MemoryStore() if own_store else store
+    if prog.writes and not hasattr(r.store, "put"):
+        raise PebblesTypeError(f"store={store!r} must be a pebbles store (put/get/delete), "
+                               f"e.g. pebbles.DiskStore(directory)")
+    s0_sum = T.digest(s0) if T.numpy_only(s0) else None  # two checksums: cheap, always on
     bar = _progress_bar(len(prog.ops), progress)
     t0 = time.perf_counter()
     try:
@@ -502,14 +611,35 @@ def replay(
     finally:
         if bar is not None:
             bar.close()
+        if own_store:
+            r.store.close()
+    if s0_sum is not None and T.digest(s0) != s0_sum:
+        r.release()
+        raise PebblesValueError(
+            "s0 changed during the replay, so the gradient is wrong: a callback wrote into a "
+            "state it was only given to read (s *= a in step or backward); return new arrays "
+            "(s = s * a) or pass step_into for in-place steps; check_states=True names the "
+            "callback and step")
     result = ReplayResult(
         loss=r.loss, grad_s0=r.gbar, grad_theta=r.theta, forward_steps=r.steps,
         extra_steps=r.extra, backward_steps=r.paints, peak_states=r.peak,
         seconds=time.perf_counter() - t0, peak_buffers=r.peak_buffers,
-        allocations=r.allocations, inplace_steps=r.inplace_steps,
+        allocations=r.allocations, inplace_steps=r.inplace_steps, writes=r.writes,
+        reads=r.reads,
     )
     r.release()
     return result
+
+
+def _check_callbacks(s0: Any, **callbacks: Any) -> None:
+    if s0 is None:
+        raise PebblesTypeError("s0=None: pass the initial state (an array, or a tuple, list "
+                               "or dict of arrays)")
+    for name, f in callbacks.items():
+        required = name in ("step", "backward", "loss_grad")
+        if (f is not None or required) and not callable(f):
+            raise PebblesTypeError(f"{name}={f!r:.40} must be a function; see help(pebbles."
+                                   f"replay) for its signature")
 
 
 def _check_pool(pool_size: object) -> None:

@@ -188,7 +188,12 @@ _KINDS = {name: k for k, name in _NAMES.items()}
 
 def format_move(m: Move) -> str:
     """Return the text form of a move, e.g. ``'place 3'`` or ``'forward 0 7'``."""
-    kind = MoveKind(m[0])
+    try:
+        kind = MoveKind(m[0])
+    except (ValueError, TypeError, IndexError):
+        raise PebblesValueError(f"{m!r:.60} is not a move: its kind must be one of "
+                                f"{', '.join(f'{int(k)} ({_NAMES[k]})' for k in MoveKind)}"
+                                ) from None
     if kind is MoveKind.FORWARD:
         return f"forward {m[1]} {m[2]}"
     return f"{_NAMES[kind]} {m[1]}"
@@ -241,18 +246,26 @@ def encode(moves: Iterable[Move]) -> np.ndarray:
         raise PebblesTypeError(
             f"moves={moves!r} is a string; pass an iterable of moves such as "
             f"[pebbles.place(1), pebbles.paint(0)] (pebbles.parse_move reads text)")
+    try:
+        stream = iter(moves)
+    except TypeError:
+        raise PebblesTypeError(f"moves={moves!r:.60} is not an iterable of moves; pass a "
+                               f"schedule or a list such as [pebbles.place(1)]") from None
     buf = array("q")
     count = 0
+    m: object = None
     try:
-        for m in moves:
+        for m in stream:
             if len(m) != 3:
                 raise TypeError
             buf.extend(m)
             count += 1
     except (TypeError, OverflowError):
+        hint = (" (text such as 'place 1' is read by pebbles.parse_move)"
+                if isinstance(m, str) else "")
         raise PebblesTypeError(
-            f"move #{count} of the stream is not a Move (kind, a, b); "
-            f"build moves with pebbles.place(), pebbles.forward() etc."
+            f"move #{count} of the stream, {m!r:.40}, is not a Move (kind, a, b); "
+            f"build moves with pebbles.place(), pebbles.forward() etc.{hint}"
         ) from None
     return as_encoded(np.frombuffer(buf, dtype=np.int64).reshape(-1, 3).copy())
 

@@ -19,12 +19,12 @@ from math import comb
 
 import numpy as np
 
-from ._binomial import BetaTable
 from ._budget import check_budget
 from ._errors import PebblesValueError
 from ._moves import Game, Move, MoveKind
 from ._reversible import reversible_min_steps
 from ._simulator import Board, play_one
+from ._treeverse import min_steps
 from ._validation import check_int
 
 __all__ = ["BRUTE_FORCE_MAX_BOARDS", "DP_MAX_CELLS", "DP_MAX_N", "brute_force", "dp_table",
@@ -52,7 +52,7 @@ def min_forward_steps(n: int, budget: int, game: Game | str = Game.CHECKPOINT) -
     check_budget(n, budget, game)
     if game is Game.REVERSIBLE:
         return reversible_min_steps(n, budget)
-    return BetaTable(game).min_steps(n, min(budget, n))
+    return min_steps(game, n, min(budget, n))
 
 
 def dp_table(n_max: int, budget_max: int, game: Game | str = Game.CHECKPOINT) -> np.ndarray:

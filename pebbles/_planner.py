@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
 from ._moves import Game
-from ._registry import Schedule, candidates, predicted_steps
+from ._registry import Schedule, describe, methods, predicted_steps, schedule
 from ._validation import check_int
 
-__all__ = ["EXECUTOR_EXTRA_STATES", "Candidate", "Plan", "plan"]
+__all__ = ["EXECUTOR_EXTRA_STATES", "REVERSIBLE_TABLE_MAX", "Candidate", "Plan", "budget_for",
+           "plan"]
 
 #: States the generic executor holds besides a schedule's budget: s_0, the
 #: scratch s_n of the loss, and two gradients.
@@ -66,13 +67,18 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Candidates sorted by predicted cost; ``best`` is the recommendation."""
+    """Candidates sorted by predicted cost; ``best`` is the recommendation.
+
+    ``skipped`` names the methods that fit but were not costed (see
+    :data:`REVERSIBLE_TABLE_MAX`).
+    """
 
     n: int
     budget: int
     backward_cost: float
     candidates: tuple[Candidate, ...]
     state_bytes: int | None = None
+    skipped: tuple[str, ...] = ()
 
     @property
     def best(self) -> Candidate:
@@ -85,6 +91,57 @@ class Plan:
         return None if self.state_bytes is None else self.best.states * self.state_bytes
 
 
+def budget_for(memory: int, state_bytes: int) -> int:
+    """The schedule budget that fits ``memory`` bytes once the executor's own states are counted.
+
+    :func:`pebbles.replay` holds, besides a schedule's ``budget`` states,
+    :data:`EXECUTOR_EXTRA_STATES` more of the same size (``s_0``, the scratch
+    ``s_n`` and the gradients), so the budget is
+    ``memory // state_bytes - EXECUTOR_EXTRA_STATES``.
+
+    Parameters
+    ----------
+    memory : int
+        Bytes available for states (and gradients of the same size).
+    state_bytes : int
+        Bytes of one state.
+
+    Returns
+    -------
+    int
+        A budget for :func:`pebbles.schedule`, :func:`pebbles.treeverse`, ...
+
+    Raises
+    ------
+    PebblesValueError
+        The memory holds fewer than ``EXECUTOR_EXTRA_STATES + 1`` states.
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> from pebbles import budget_for
+    >>> budget = budget_for(2 * 2**30, 32 * 2**20)
+    >>> budget
+    60
+    >>> s = pebbles.schedule("treeverse", 10_000, budget=budget)
+    """
+    memory = check_int("memory", memory, 1)
+    state_bytes = check_int("state_bytes", state_bytes, 1)
+    fit = memory // state_bytes
+    need = (EXECUTOR_EXTRA_STATES + 1) * state_bytes
+    if fit == 0:
+        raise PebblesValueError(
+            f"memory={memory} bytes is smaller than one state (state_bytes={state_bytes}); "
+            f"the executor needs {EXECUTOR_EXTRA_STATES + 1} states at least: give memory "
+            f">= {need}")
+    if fit < EXECUTOR_EXTRA_STATES + 1:
+        raise PebblesValueError(
+            f"memory={memory} bytes holds {fit} states of state_bytes={state_bytes}; the "
+            f"executor needs {EXECUTOR_EXTRA_STATES} besides the schedule's (s_0, s_n and the "
+            f"gradients) and at least 1 stored state: give memory >= {need}")
+    return fit - EXECUTOR_EXTRA_STATES
+
+
 def _budget(budget: object, memory: object, state_bytes: object) -> tuple[int, int | None]:
     if budget is not None:
         if memory is not None or state_bytes is not None:
@@ -94,16 +151,7 @@ def _budget(budget: object, memory: object, state_bytes: object) -> tuple[int, i
     if memory is None or state_bytes is None:
         raise PebblesValueError(
             "plan() needs a budget: pass budget=S, or memory=BYTES with state_bytes=BYTES")
-    memory = check_int("memory", memory, 1)
-    state_bytes = check_int("state_bytes", state_bytes, 1)
-    fit = memory // state_bytes
-    if fit < EXECUTOR_EXTRA_STATES + 1:
-        raise PebblesValueError(
-            f"memory={memory} bytes holds {fit} states of state_bytes={state_bytes}; the "
-            f"executor needs {EXECUTOR_EXTRA_STATES} besides the schedule's (s_0, s_n and two "
-            f"gradients) and at least 1 stored state: give memory >= "
-            f"{(EXECUTOR_EXTRA_STATES + 1) * state_bytes}")
-    return fit - EXECUTOR_EXTRA_STATES, state_bytes
+    return budget_for(memory, state_bytes), check_int("state_bytes", state_bytes, 1)
 
 
 def _check_cost(backward_cost: object) -> float:
@@ -159,13 +207,37 @@ def plan(
         raise InfeasibleBudgetError(
             f"a budget of {s} states cannot finish n={n} steps; give room for {need} states "
             f"besides s_0 and the executor's {EXECUTOR_EXTRA_STATES}", need)
-    found = []
-    for sched in candidates(n, s):
+    s = min(s, n)  # more than n states is store-all with room to spare
+    found, skipped = [], []
+    for sched in _gradient_schedules(n, s, skipped):
         steps = predicted_steps(sched)
-        if sched.game is Game.REVERSIBLE or steps is None:
+        if steps is None:
             continue
         held = min(s, n) + EXECUTOR_EXTRA_STATES
         found.append(Candidate(sched, steps, n, steps + backward_cost * n, held,
                                sched.game is Game.INPLACE))
     found.sort(key=lambda c: (c.cost, c.forward_steps, c.states))
-    return Plan(n, s, backward_cost, tuple(found), state_bytes)
+    return Plan(n, s, backward_cost, tuple(found), state_bytes, tuple(skipped))
+
+
+#: Largest n * budget for which the reversible game's tables (O(n S) to build)
+#: are used to cost a candidate; above it those candidates are listed in
+#: ``Plan.skipped``. They never win: Treeverse is optimal in the checkpoint game.
+REVERSIBLE_TABLE_MAX = 10**5
+
+
+def _gradient_schedules(n: int, budget: int, skipped: list[str]) -> list[Schedule]:
+    """:func:`pebbles.candidates` without the reversible game's (not gradient) schedules,
+    skipped before they are made, and without the reversible tables above
+    :data:`REVERSIBLE_TABLE_MAX`."""
+    out = []
+    for name in methods():
+        entry = describe(name)
+        for opts in entry.fit(n, budget) if entry.fit is not None else ():
+            if entry.game(opts) is Game.REVERSIBLE:
+                continue
+            if name.startswith("reversible") and n * budget > REVERSIBLE_TABLE_MAX:
+                skipped.append(name)
+                continue
+            out.append(schedule(name, n, budget=budget, **opts))
+    return out

@@ -308,6 +308,14 @@ def _fixed(game: Game) -> Callable[[Mapping[str, Any]], Game]:
     return lambda opts: game
 
 
+def _periodic_need(n: int, every: int) -> int:
+    """Peak states of :func:`pebbles.periodic` (k = ceil(n / every) segments)."""
+    k = -(-n // every)
+    if k < 2:
+        return n - 1
+    return max(k + (n - (k - 1) * every) - 2, k + every - 3, k if every >= 2 else 0)
+
+
 def _treeverse_fit(n: int, budget: int) -> list[dict[str, Any]]:
     return [{"inplace": ip} for ip in (False, True)
             if budget >= min_pebbles(n, Game.INPLACE if ip else Game.CHECKPOINT)]
@@ -384,4 +392,4 @@ register(Method(
     uses_disk=True))
 register(Method(
     "periodic", periodic, _fixed(Game.CHECKPOINT), (("every", None),), False,
-    "a checkpoint every `every` steps, store-all within segments"))
+    "a checkpoint every `every` steps, store-all within segments", need=_periodic_need))

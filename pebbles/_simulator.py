@@ -324,7 +324,8 @@ def rule_text(code: int, mv: Move, g: _Game) -> str:
     painted = int(g.st[R.ST_PAINTED])
     lo = 0 if kind is MoveKind.PAINT else 1
     hint = ""
-    if code == R.E_PAINT_ORDER and int(g.st[R.ST_PAINTS]) == 0 and 0 <= a < n:
+    first_paint = kind is MoveKind.PAINT and int(g.st[R.ST_PAINTS]) == 0 and a >= 0
+    if first_paint and code in (R.E_PAINT_ORDER, R.E_CELL) and a != n - 1:
         hint = (f"; the first paint is paint {a}, so this schedule looks like one for "
                 f"n={a + 1} steps, but n={n} was given")
     texts: dict[int, str] = {
@@ -359,7 +360,12 @@ def rule_text(code: int, mv: Move, g: _Game) -> str:
 
 def _chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, array, array]]:
     """Split a stream of moves into arrays of kinds, first and second cells."""
-    it = iter(moves)
+    try:
+        it = iter(moves)
+    except TypeError:
+        raise PebblesTypeError(
+            f"moves={moves!r} is not a stream of moves; pass a schedule, an iterable of "
+            f"Move values or an encoded array") from None
     index = 0
     while chunk := list(islice(it, size)):
         try:

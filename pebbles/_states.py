@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add", "aliases", "all_finite", "describe", "digest", "leaves", "signature"]
+__all__ = ["Holdings", "add", "aliases", "all_finite", "describe", "digest", "leaves", "numpy_only",
+           "signature"]
 
 
 def leaves(x: Any) -> list[Any]:
@@ -78,3 +79,56 @@ def digest(x: Any) -> int:
     for leaf in leaves(x):
         crc = zlib.crc32(np.ascontiguousarray(leaf).view(np.uint8).ravel(), crc)
     return crc
+
+
+def numpy_only(x: Any) -> bool:
+    """Whether every leaf is a NumPy array (then :func:`digest` is cheap and safe)."""
+    return all(isinstance(leaf, np.ndarray) for leaf in leaves(x))
+
+
+def _owner(leaf: Any) -> int:
+    """Identity of the memory a leaf lives in: the base-most array for NumPy views."""
+    while isinstance(leaf, np.ndarray) and leaf.base is not None:
+        leaf = leaf.base
+    return id(leaf)
+
+
+class Holdings:
+    """The leaves of the states an executor holds, indexed by the memory they live in.
+
+    :meth:`clash` answers, in O(leaves) for states in separate buffers, whether
+    a new value is, or shares memory with, a held state: a ``step`` that
+    returns a stored state (or a view of one) would make two cells share one
+    buffer and silently corrupt the gradient.
+    """
+
+    __slots__ = ("by_owner",)
+
+    def __init__(self) -> None:
+        self.by_owner: dict[int, list[Any]] = {}
+
+    def add(self, x: Any) -> None:
+        """Start holding state ``x``."""
+        for leaf in leaves(x):
+            self.by_owner.setdefault(_owner(leaf), []).append(leaf)
+
+    def discard(self, x: Any) -> None:
+        """Stop holding state ``x``."""
+        for leaf in leaves(x):
+            key = _owner(leaf)
+            held = self.by_owner.get(key, [])
+            for k, other in enumerate(held):
+                if other is leaf:
+                    del held[k]
+                    break
+            if not held:
+                self.by_owner.pop(key, None)
+
+    def clash(self, x: Any) -> bool:
+        """Whether a leaf of ``x`` is, or overlaps in memory, a held leaf."""
+        for leaf in leaves(x):
+            for other in self.by_owner.get(_owner(leaf), ()):
+                if other is leaf or (isinstance(leaf, np.ndarray)
+                                     and np.may_share_memory(leaf, other)):
+                    return True
+        return False

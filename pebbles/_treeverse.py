@@ -21,7 +21,6 @@ from math import comb
 
 import numpy as np
 
-from ._binomial import BetaTable
 from ._budget import check_budget
 from ._errors import InfeasibleBudgetError, PebblesTypeError
 from ._moves import Game, Move, MoveKind, encode
@@ -64,9 +63,13 @@ def treeverse(n: int, budget: int, *, inplace: bool = False) -> Iterator[Move]:
     >>> simulate(treeverse(20, 4, inplace=True), 20, "inplace", 4).forward_steps
     39
     """
-    n, budget, table = _checked(n, budget, inplace)
-    rows = _rows(n, budget, table)
-    return _tasks(rows, [(0, n, budget)])
+    n, budget, game = _checked(n, budget, inplace)
+    return _lazy_tasks(n, budget, game)
+
+
+def _lazy_tasks(n: int, budget: int, game: Game) -> Iterator[Move]:
+    # The table is built at the first move, so making a schedule stays instant.
+    yield from _tasks(_rows(n, budget, game), [(0, n, budget)])
 
 
 def treeverse_encoded(n: int, budget: int, *, inplace: bool = False) -> np.ndarray:
@@ -100,11 +103,11 @@ def treeverse_chunks(n: int, budget: int, *, inplace: bool = False) -> Iterator[
     >>> sum(int((c[:, 2] - c[:, 1])[c[:, 0] == 5].sum()) for c in treeverse_chunks(20, 4))
     40
     """
-    n, budget, table = _checked(n, budget, inplace)
-    return _chunks(_rows(n, budget, table), n, budget)
+    n, budget, game = _checked(n, budget, inplace)
+    return _chunks(_rows(n, budget, game), n, budget)
 
 
-def _chunks(rows: list[list[int]], n: int, budget: int) -> Iterator[np.ndarray]:
+def _chunks(rows: list[list[int]] | _LazyRows, n: int, budget: int) -> Iterator[np.ndarray]:
     blocks: dict[tuple[int, int], np.ndarray] = {}
     pending: list[tuple[int, int, int]] = []
     stack = [(0, n, budget)]
@@ -134,22 +137,116 @@ def _chunks(rows: list[list[int]], n: int, budget: int) -> Iterator[np.ndarray]:
 _BLOCK = 256  # subtrees this short or shorter are copied from the block cache
 
 
-def _checked(n: int, budget: int, inplace: bool) -> tuple[int, int, BetaTable]:
+def _checked(n: int, budget: int, inplace: bool) -> tuple[int, int, Game]:
     n = check_int("n", n, 1)
     budget = check_int("budget", budget, 0)
     if not isinstance(inplace, (bool, np.bool_)):
         raise PebblesTypeError(f"inplace={inplace!r} must be True or False")
     game = Game.INPLACE if inplace else Game.CHECKPOINT
     check_budget(n, budget, game)
-    return n, min(budget, n), BetaTable(game)
+    return n, min(budget, n), game
 
 
-def _rows(n: int, budget: int, table: BetaTable) -> list[list[int]]:
-    """rows[s][r] = beta(s, r) for every r the recursion can meet (r <= r_top)."""
-    r_top = table.repetitions(n, budget)
-    if table.game is Game.CHECKPOINT:
-        return [table.row(s, r_top + 1) for s in range(budget + 1)]
-    return [[comb(s + r, s) for r in range(r_top + 2)] for s in range(budget + 1)]
+def beta(game: Game, s: int, r: int) -> int:
+    """Most cells ``s`` pebbles reverse with no cell computed more than ``r`` times.
+
+    Closed forms (no table): ``C(s + r, s)`` in the in-place game; in the
+    paper's checkpoint game (``beta(1, r) = 2``, Pascal recurrence otherwise)
+    ``C(s + r, s) - C(s + r - 2, s)`` for ``s, r >= 1``, and 1 when s or r is 0.
+    """
+    if r < 0:
+        return 0
+    if game is Game.INPLACE:
+        return comb(s + r, s)
+    if s == 0 or r == 0:
+        return 1
+    return comb(s + r, s) - comb(s + r - 2, s)
+
+
+def repetitions(game: Game, m: int, s: int) -> int:
+    """Least r with ``beta(s, r) >= m`` (a feasible (m, s)), by bisection: O(log m) terms."""
+    hi = 1
+    while beta(game, s, hi) < m:
+        hi *= 2
+    lo = 0  # beta(s, lo) < m <= beta(s, hi) unless m <= 1
+    if beta(game, s, 0) >= m:
+        return 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if beta(game, s, mid) < m else (lo, mid)
+    return hi
+
+
+def min_steps(game: Game, m: int, s: int) -> int:
+    """Fewest forward steps that reverse ``m`` steps with ``s`` pebbles (checkpoint games).
+
+    ``r m - sum_{i<r} beta(s, i)`` with r = :func:`repetitions`; the sum has
+    the closed forms ``C(s + r, s + 1)`` (in-place) and
+    ``C(s + r, s + 1) - C(s + r - 2, s + 1)`` (checkpoint game), so this is
+    O(log m) binomials for any m and s.
+    """
+    if m <= 1:
+        return 0
+    s = min(s, m)
+    r = repetitions(game, m, s)
+    total = comb(s + r, s + 1)
+    if game is Game.CHECKPOINT:
+        total -= comb(s + r - 2, s + 1)
+    return r * m - total
+
+
+#: Largest table (budget + 1) x (repetitions + 2) built eagerly; above it rows
+#: are evaluated lazily from the closed form (huge budgets, or n >> budget).
+_EAGER_CELLS = 1 << 20
+
+
+class _LazyRow:
+    """``beta(s, 0..length-1)`` as a sequence evaluated on demand (for ``bisect``)."""
+
+    __slots__ = ("game", "s", "length", "cache")
+
+    def __init__(self, game: Game, s: int, length: int) -> None:
+        self.game, self.s, self.length, self.cache = game, s, length, {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, r: int) -> int:
+        if r < 0:
+            r += self.length
+        value = self.cache.get(r)
+        if value is None:
+            value = self.cache[r] = beta(self.game, self.s, r)
+        return value
+
+
+class _LazyRows:
+    """``rows[s]`` for every s, each a :class:`_LazyRow` made on first use."""
+
+    __slots__ = ("game", "length", "made")
+
+    def __init__(self, game: Game, length: int) -> None:
+        self.game, self.length, self.made = game, length, {}
+
+    def __getitem__(self, s: int) -> _LazyRow:
+        row = self.made.get(s)
+        if row is None:
+            row = self.made[s] = _LazyRow(self.game, s, self.length)
+        return row
+
+
+def _rows(n: int, budget: int, game: Game) -> list[list[int]] | _LazyRows:
+    """rows[s][r] = beta(s, r) for every r the recursion can meet (r <= r_top + 1)."""
+    length = repetitions(game, n, budget) + 2
+    if (budget + 1) * length > _EAGER_CELLS:
+        return _LazyRows(game, length)
+    rows = [[1] * length]
+    for s in range(1, budget + 1):  # Pascal's rule, one row from the last
+        prev, row = rows[-1], [1] * length
+        for r in range(1, length):
+            row[r] = (2 if s == 1 and game is Game.CHECKPOINT else row[r - 1] + prev[r])
+        rows.append(row)
+    return rows
 
 
 def _split(rows: list[list[int]], m: int, s: int) -> int:
@@ -184,11 +281,17 @@ def _tasks(rows: list[list[int]], stack: list[tuple[int, int, int]]) -> Iterator
 
 
 def paper_tau(n: int, delta: int) -> int:
-    """Least tau with ``C(tau + delta, delta) >= n`` (Algorithm 3's initial tau)."""
-    tau = 0
-    while comb(tau + delta, delta) < n:
-        tau += 1
-    return tau
+    """Least tau with ``C(tau + delta, delta) >= n`` (Algorithm 3's initial tau).
+
+    Examples
+    --------
+    >>> from pebbles import paper_tau
+    >>> paper_tau(20, 3), paper_tau(10**12, 1)
+    (3, 999999999999)
+    """
+    n = check_int("n", n, 1)
+    delta = check_int("delta", delta, 0)
+    return repetitions(Game.INPLACE, n, delta) if delta > 0 else 0
 
 
 def _mid(delta: int, tau: int, sigma: int, phi: int) -> int:
@@ -231,16 +334,25 @@ def treeverse_paper(n: int, delta: int, tau: int | None = None) -> Iterator[Move
 
 
 def _treeverse_paper(delta: int, tau: int, beta: int, sigma: int, phi: int) -> Iterator[Move]:
-    if sigma > beta:
-        delta -= 1
-        yield Move(_FORWARD, beta, sigma)
-    while tau > 0:
-        kappa = _mid(delta, tau, sigma, phi)
-        if kappa >= phi:
-            break
-        yield from _treeverse_paper(delta, tau, sigma, kappa, phi)
-        tau -= 1
-        phi = kappa
-    yield Move(_PAINT, sigma)
-    if sigma > beta:
-        yield Move(_REMOVE, sigma)
+    # Algorithm 3's recursion with an explicit stack of frames
+    # [delta, tau, beta, sigma, phi, started]: no Python recursion limit, however
+    # deep the sweeps go (a large delta nests one call per checkpoint).
+    stack = [[delta, tau, beta, sigma, phi, False]]
+    while stack:
+        f = stack[-1]
+        delta, tau, beta, sigma, phi, started = f
+        if not started:
+            f[5] = True
+            if sigma > beta:
+                delta = f[0] = delta - 1
+                yield Move(_FORWARD, beta, sigma)
+        if tau > 0:
+            kappa = _mid(delta, tau, sigma, phi)
+            if kappa < phi:
+                f[1], f[4] = tau - 1, kappa  # what the loop does after the call
+                stack.append([delta, tau, sigma, kappa, phi, False])
+                continue
+        stack.pop()
+        yield Move(_PAINT, sigma)
+        if sigma > beta:
+            yield Move(_REMOVE, sigma)

@@ -9,7 +9,8 @@ layer above it. ``python -m solvers.lorenz``, ``python -m solvers.pml`` and
 
 Error policy: bad input is one line on stderr (``PROG: error: ...``) and exit
 status 2; a missing optional package names the ``pip install`` that brings it;
-Ctrl-C is one line and exit status 130.
+Ctrl-C is one line and exit status 130; running out of memory is one line and
+exit status 1.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Any
 from ._errors import PebblesError, PebblesValueError
 from ._moves import Game, Move, format_move
 from ._optimal import min_forward_steps
-from ._planner import plan
-from ._registry import Schedule, candidates, describe, methods, schedule
+from ._planner import REVERSIBLE_TABLE_MAX, plan
+from ._registry import Schedule, describe, methods, predicted_steps, schedule
 from ._simulator import SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_schedule_arguments", "main", "parse_bytes",
@@ -67,7 +68,13 @@ def _integer(text: str, minimum: int) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= {minimum}")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most 2^62")
     return value
+
+
+#: Largest whole number the command lines take (moves are encoded as int64).
+MAX_INT = 2**62
 
 
 def nonnegative_float(text: str) -> float:
@@ -123,6 +130,9 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{parser.prog}: interrupted\n")
+        return 130
     return _guarded(parser.prog, lambda: print(run(args)) or 0, errors)
 
 
@@ -140,6 +150,9 @@ def _guarded(prog: str, call: Callable[[], int],
         line = " ".join(str(err).split()) or type(err).__name__
         sys.stderr.write(f"{prog}: error: {line}\n")
         return 2
+    except MemoryError:
+        sys.stderr.write(f"{prog}: error: out of memory; ask for a smaller problem\n")
+        return 1
 
 
 # ---------------------------------------------------------------------------
@@ -158,6 +171,9 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--tau", type=_count, help="treeverse-paper: tau (default: least)")
     parser.add_argument("--no-uncompute", action="store_true", help="bennett: stop at cell n")
     parser.add_argument("--every", type=positive, help="periodic: checkpoint interval")
+    parser.add_argument("--beyond", choices=("greedy", "wang-moin"),
+                        help="online: the rule past the optimal range (greedy)")
+    parser.add_argument("--period", type=positive, help="periodic-disk: disk checkpoint interval")
     parser.add_argument("--disk-slots", dest="disk_budget", type=_disk_slots,
                         help="two-level: states on disk (a number or 'inf')")
     parser.add_argument("--write-cost", type=nonnegative_float,
@@ -208,6 +224,8 @@ def _summary(s: Schedule, r: SimulationResult) -> dict:
     }
     if r.game is Game.REVERSIBLE:
         out["first_reach_n"] = r.first_reach_n
+    if describe(s.method).uses_disk:
+        out |= {"writes": r.writes, "reads": r.reads, "peak_disk": r.peak_disk, "time": r.time}
     return out
 
 
@@ -216,13 +234,14 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     write = sys.stdout.write
     if args.format == "moves":
         write(f"# {s}  (game={s.game.value})\n")
-        result = simulate(_echo(s, write), s.n, s.game, s.budget)
+        result = simulate(_echo(s, write), s.n, s.game, s.budget, **s.simulator_options)
         write(f"# {json.dumps(_summary(s, result))}\n")
     elif args.format == "summary":
         write(json.dumps(_summary(s, s.simulate())) + "\n")
     else:
         texts: list[str] = []
-        result = simulate(_echo(s, lambda t: texts.append(t[:-1])), s.n, s.game, s.budget)
+        result = simulate(_echo(s, lambda t: texts.append(t[:-1])), s.n, s.game, s.budget,
+                          **s.simulator_options)
         write(json.dumps(_summary(s, result) | {"moves": texts}) + "\n")
     return 0
 
@@ -247,23 +266,72 @@ def _label(s: Schedule) -> str:
     return " ".join(keep)
 
 
+#: Largest predicted number of forward steps ``pebbles compare`` simulates; above it a
+#: row shows the method's closed-form count instead (marked ``formula``).
+COMPARE_MAX_STEPS = 10**7
+
+
+def _compare_schedules(n: int, budget: int, skipped: list[str]) -> list[Schedule]:
+    """:func:`pebbles.candidates`, without the reversible tables when they are too large."""
+    out = []
+    for name in methods():
+        entry = describe(name)
+        for opts in entry.fit(n, budget) if entry.fit is not None else ():
+            if name.startswith("reversible") and n * budget > REVERSIBLE_TABLE_MAX:
+                skipped.append(name)
+                continue
+            out.append(schedule(name, n, budget=budget, **opts))
+    return out
+
+
+def _compare_row(s: Schedule, budget: int) -> str:
+    """One row of ``pebbles compare``: simulated, or from closed forms when it is too long."""
+    n, entry = s.n, describe(s.method)
+    steps = predicted_steps(s)
+    held = entry.need(n, **dict(s.options)) if entry.need is not None else None
+    if steps is None and s.game is not Game.REVERSIBLE:
+        bound = min_forward_steps(n, budget if held is None else held, s.game)
+        if bound > COMPARE_MAX_STEPS:  # even the optimum is too long to simulate
+            return (f"{_label(s):<34} {s.game.value:<11} {'>=' + str(bound):>12} "
+                    f"{bound / n:>8.3f} {'-':>5}  (not simulated: too long)")
+    if steps is not None and steps > COMPARE_MAX_STEPS:
+        peak, note = budget if held is None else held, "  (formula, not simulated)"
+        shown = f"<={peak}" if held is None else str(peak)
+    else:
+        r = s.simulate()
+        steps, peak, note = r.forward_steps, r.peak_states, ""
+        shown = str(peak)
+    if s.game is Game.REVERSIBLE and n * peak > REVERSIBLE_TABLE_MAX:
+        verdict = "?"  # the reversible optimum's tables are O(n S)
+    else:
+        best = min_forward_steps(n, peak, s.game)
+        verdict = "yes" if steps == best else f"no ({best})"
+    return (f"{_label(s):<34} {s.game.value:<11} {steps:>12} {steps / n:>8.3f} "
+            f"{shown:>5}  {verdict}{note}")
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
-    n, budget = args.n, args.budget
+    n, budget = args.n, min(args.budget, args.n)  # more than n states: store-all anyway
     min_forward_steps(n, budget, Game.CHECKPOINT)  # validates the budget
     tt = "T'/T"
     lines = [f"# n={n}, budget={budget} states; T'/T = forward steps / n",
              f"{'method':<34} {'game':<11} {'steps':>12} {tt:>8} {'peak':>5}  optimal?"]
-    for s in candidates(n, budget):
-        r = s.simulate()
-        best = min_forward_steps(n, r.peak_states, s.game)
-        lines.append(f"{_label(s):<34} {s.game.value:<11} {r.forward_steps:>12} "
-                     f"{r.forward_steps / n:>8.3f} {r.peak_states:>5}  "
-                     f"{'yes' if r.forward_steps == best else f'no ({best})'}")
+    skipped: list[str] = []
+    for s in _compare_schedules(n, budget, skipped):
+        lines.append(_compare_row(s, budget))
+    if skipped:
+        lines.append(f"# not shown (their tables are O(n S) to build): {', '.join(skipped)}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    if args.budget is not None and (args.memory is not None or args.state_bytes is not None):
+        raise PebblesValueError("give either --pebbles S or --memory BYTES with --state-bytes "
+                                "BYTES, not both")
+    if args.budget is None and (args.memory is None or args.state_bytes is None):
+        raise PebblesValueError("plan needs a budget: --pebbles S, or --memory BYTES with "
+                                "--state-bytes BYTES (e.g. --memory 2GB --state-bytes 32MB)")
     p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,
              backward_cost=args.backward_cost)
     lines = [f"# n={p.n}, budget={p.budget} states besides s_0 (the executor holds "
@@ -276,6 +344,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     b = p.best
     if p.memory is not None:
         lines.append(f"# memory held at most: {p.memory} bytes ({b.states} states)")
+    if p.skipped:
+        lines.append(f"# not costed (their tables are O(n S) to build): {', '.join(p.skipped)}")
     if b.needs_step_into:
         lines.append("# the in-place game: give pebbles.replay a step_into callback")
     lines.append(f"recommended: pebbles schedule {b.schedule}")
@@ -355,9 +425,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 on bad input, 130 on Ctrl-C)."""
-    parser = _parser()
     try:
+        parser = _parser()
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    return _guarded("pebbles", lambda: args.run(args), (ValueError, TypeError, OSError))
+    except KeyboardInterrupt:
+        sys.stderr.write("pebbles: interrupted\n")
+        return 130
+    return _guarded(f"pebbles {args.command}", lambda: args.run(args),
+                    (ValueError, TypeError, OSError, OverflowError))

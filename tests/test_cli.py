@@ -71,7 +71,8 @@ def test_plan_recommends_cheapest(capsys):
     assert code == 0
     # 2GB / 32MB = 62 states; the executor's own 4 (s_0, s_n, two gradients) leave 58
     assert "budget=58 states" in out
-    assert out.splitlines()[-1] == "recommended: pebbles schedule treeverse -n 10000 --budget 58 --inplace"
+    assert out.splitlines()[-1] == (
+        "recommended: pebbles schedule treeverse -n 10000 --budget 58 --inplace")
 
 
 @pytest.mark.parametrize(

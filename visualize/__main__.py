@@ -25,15 +25,16 @@ from typing import Any
 from pebbles import PebblesValueError
 from pebbles.cli import OneLineParser, positive, run_command
 
-from .cli import check_output, matplotlib_required
+from .cli import check_output, dpi, matplotlib_required
 
 __all__ = ["fig5_records", "main"]
 
 
-def _output(p: argparse.ArgumentParser, dpi: int = 100) -> None:
+def _output(p: argparse.ArgumentParser, default_dpi: int = 100) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output file; format from the extension (.png, .svg, .pdf)")
-    p.add_argument("--dpi", type=positive, default=dpi, help=f"raster resolution ({dpi})")
+    p.add_argument("--dpi", type=dpi, default=default_dpi,
+                   help=f"raster resolution ({default_dpi})")
 
 
 def _parser() -> argparse.ArgumentParser:

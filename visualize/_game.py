@@ -29,14 +29,11 @@ from matplotlib.patches import Patch, Rectangle
 
 from pebbles import Game, Move, PebblesValueError
 
-from ._rows import CODES, Traced, fingerprint_array, trace_rows
+from ._rows import CODES, MAX_CELLS, MAX_ROWS, Traced, fingerprint_array, trace_rows
 
 __all__ = ["draw_game", "draw_fingerprint", "draw_side_by_side", "save",
            "MAX_CELLS", "MAX_ROWS", "GIDS"]
 
-#: Largest board and number of rows :func:`draw_game` draws marker by marker.
-MAX_CELLS = 128
-MAX_ROWS = 1500
 
 #: gid of each marker collection (tests count their offsets).
 GIDS = {"placed": "pebbles-placed", "removed": "pebbles-removed",

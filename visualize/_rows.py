@@ -18,9 +18,14 @@ import numpy as np
 import pebbles
 from pebbles import Game, Move, MoveKind
 
-__all__ = ["Row", "Traced", "trace_rows", "fingerprint_array", "CODES"]
+__all__ = ["CODES", "MAX_CELLS", "MAX_ROWS", "Row", "Traced", "fingerprint_array", "trace_rows"]
 
 _STEPS = frozenset({MoveKind.PLACE, MoveKind.MOVE, MoveKind.UNPLACE})
+
+#: Largest board and number of rows :func:`visualize.draw_game` draws marker by marker
+#: (here, away from matplotlib, so the command line checks sizes before importing it).
+MAX_CELLS = 128
+MAX_ROWS = 1500
 
 #: Codes of :func:`fingerprint_array` (a cell shows the highest code that applies).
 CODES = {"empty": 0, "painted": 1, "kept": 2, "removed": 3, "placed": 4}

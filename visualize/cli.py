@@ -16,7 +16,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,13 +25,14 @@ from pebbles import PebblesValueError
 from pebbles.cli import Command, add_schedule_arguments, positive, schedule_from_args
 
 __all__ = ["DRAW", "TRADEOFF", "add_draw_arguments", "add_tradeoff_arguments", "check_output",
-           "matplotlib_required", "run_draw", "run_tradeoff"]
+           "dpi", "matplotlib_required", "run_draw", "run_tradeoff"]
 
 #: Most pixels of a fingerprint before binning (rows x cells), and the largest dpi.
 MAX_FINGERPRINT = 2 * 10**8
 MAX_DPI = 1200
-#: Largest n a trade-off panel covers (the optima are closed forms up to there).
-MAX_TRADEOFF_N = 10**12
+#: Largest n a trade-off panel covers: the reversible optimum's tables cost
+#: O(n S), and n = 10^6 already takes about a minute.
+MAX_TRADEOFF_N = 10**6
 
 
 def matplotlib_required() -> None:
@@ -56,12 +56,20 @@ def check_output(path: str) -> Path:
     if not parent.is_dir():
         raise PebblesValueError(f"-o {path!r}: directory {str(parent)!r} does not exist "
                                 f"(or is not a directory); create it first")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise PebblesValueError(f"-o {path!r} is not writable")
+    existed = out.exists()
+    try:  # the one reliable test (permissions, read-only file systems, root): open it
+        with open(out, "ab"):
+            pass
+    except OSError as err:
+        raise PebblesValueError(f"-o {path!r} cannot be written: "
+                                f"{err.strerror or type(err).__name__}") from None
+    if not existed:
+        out.unlink(missing_ok=True)
     return out
 
 
-def _dpi(text: str) -> int:
+def dpi(text: str) -> int:
+    """argparse type: a resolution from 1 to :data:`MAX_DPI` dots per inch."""
     value = positive(text)
     if value > MAX_DPI:
         raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_DPI} dpi")
@@ -89,7 +97,7 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--fingerprint", action="store_true",
                         help="compact rasterised view (for large n or long schedules)")
     parser.add_argument("--title", help="header text (default: method and options)")
-    parser.add_argument("--dpi", type=_dpi, default=120, help="raster resolution (120)")
+    parser.add_argument("--dpi", type=dpi, default=120, help="raster resolution (120)")
 
 
 def describe(args: argparse.Namespace) -> str:
@@ -127,7 +135,7 @@ def _with(args: argparse.Namespace, method: str) -> argparse.Namespace:
 
 def _check_size(args: argparse.Namespace, s: pebbles.Schedule) -> None:
     """Refuse a drawing that would be too large before building anything."""
-    from ._game import MAX_CELLS
+    from ._rows import MAX_CELLS
 
     if not args.fingerprint and s.n > MAX_CELLS:
         raise PebblesValueError(
@@ -171,10 +179,11 @@ def run_draw(args: argparse.Namespace) -> int:
         Parsed by a parser set up with :func:`add_draw_arguments`.
     """
     check_output(args.output)
+    panels = _schedules(args)  # every size check before matplotlib is imported
     matplotlib_required()
     from . import _game
 
-    fig = _figure(args, _schedules(args))
+    fig = _figure(args, panels)
     path = _game.save(fig, args.output, dpi=args.dpi)
     sys.stdout.write(f"wrote {path}\n")
     return 0
@@ -188,13 +197,15 @@ def add_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output file; format from the extension (.png, .svg, .pdf)")
     parser.add_argument("--paper-max-n", type=positive, default=10**4,
                         help="simulate treeverse-paper only up to this n (10000)")
-    parser.add_argument("--dpi", type=_dpi, default=100, help="raster resolution (100)")
+    parser.add_argument("--dpi", type=dpi, default=100, help="raster resolution (100)")
 
 
 def _tradeoff_n(text: str) -> int:
     value = positive(text)
     if value > MAX_TRADEOFF_N:
-        raise argparse.ArgumentTypeError(f"{text!r}: a panel covers at most n={MAX_TRADEOFF_N}")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a panel covers at most n={MAX_TRADEOFF_N} (the paper's largest; "
+            f"n = 10^6 takes about a minute)")
     return value
 
 
