@@ -1,0 +1,229 @@
+"""Trade-off frontiers: the fewest states each method needs at each time overhead.
+
+The numbers behind Liu & Xu's Figure 8 (memory against time overhead), extended with
+the exact optima and the online scheme. For a number of steps n, each curve gives the
+fewest pebbles S (states held besides s_0) with which a method finishes at time
+overhead ``T'/T = forward steps / n``. Exact counts come from the library:
+
+* treeverse, both checkpoint games -- :func:`pebbles.min_forward_steps`;
+* reversible optimum -- the tables behind :func:`pebbles.min_forward_steps`
+  (game ``'reversible'``), built once for all S;
+* Bennett -- :func:`pebbles.bennett_steps` and :func:`pebbles.bennett_pebbles`
+  without the top-level uncompute, over k (the paper's T = (2k-1)^l);
+* treeverse_paper -- :func:`pebbles.simulate` of Algorithm 3 over delta;
+* online -- :func:`pebbles.simulate` of :func:`pebbles.online` (checkpoint game),
+  the run stopping after n steps without having known n.
+
+Reversible-game counts are those of the forward run (reaching cell n), as in the
+paper. The paper's continuous approximations: Treeverse ``T'/T ~ tau, S = delta + 1``
+with ``C(tau + delta, delta) = n``; Bennett ``n = k^l, T = (2k-1)^l, S = l(k-1) + 1``.
+:mod:`visualize` draws them (``pebbles tradeoff``).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from math import lgamma, log
+
+import numpy as np
+
+from ._bennett import bennett_pebbles, bennett_steps
+from ._budget import min_pebbles
+from ._online import online
+from ._optimal import min_forward_steps
+from ._reversible import ReversibleTables
+from ._simulator import simulate
+from ._treeverse import paper_tau, treeverse_paper
+from ._validation import check_int
+
+__all__ = ["ONLINE_BUDGETS", "S_CAP", "X_MAX", "memory_ratio", "tradeoff_curves"]
+
+#: Largest time overhead T'/T the curves are computed up to.
+X_MAX = 2000.0
+#: Largest treeverse budget counted. min_forward_steps costs O(S) per call (no
+#: recursion limit any more): the whole curve down to store-all (S = n - 1) takes
+#: 0.05 s at n = 10^4, 0.5 s at n = 10^6 with S <= 10^5, 6 s per game with
+#: S <= n - 1 = 10^6 - 1 (measured), so n = 10^6 stops at T'/T = 1.9.
+S_CAP = 10**5
+Curve = tuple[np.ndarray, np.ndarray]
+
+
+def _budgets(lo: int, hi: int) -> list[int]:
+    """Every S in lo..64, then a geometric sequence (ratio ~1.25) up to hi."""
+    out = set(range(lo, min(hi, 64) + 1))
+    s = 64.0
+    while s < hi:
+        out.add(int(s))
+        s *= 1.25
+    out.add(hi)
+    return sorted(x for x in out if lo <= x <= hi)
+
+
+def _treeverse(n: int, game: str) -> Curve:
+    """Exact minimum S at each T'/T, from S = min(n - 1, S_CAP) down until T'/T > X_MAX."""
+    lo = min_pebbles(n, game)
+    xs, ys = [], []
+    for s in reversed(_budgets(max(lo, 1), max(lo, min(n - 1, S_CAP)))):
+        if game == "checkpoint" and s == 2 and n > 5000:
+            break  # T'/T ~ n/4 > X_MAX, and slow to count
+        x = min_forward_steps(n, s, game) / n
+        if x > X_MAX:
+            break
+        xs.append(x)
+        ys.append(s)
+    return np.array(xs[::-1]), np.array(ys[::-1])
+
+
+def _reversible(n: int, s_max: int) -> Curve:
+    """Exact reversible optimum for S = ceil(log2(n+1)) .. s_max, one table build."""
+    lo = min_pebbles(n, "reversible")
+    hi = max(lo, min(n, s_max))
+    tables = ReversibleTables.build(n, hi)
+    ss = np.arange(lo, hi + 1)
+    return np.array([tables.reach[s](n) / n for s in ss]), ss
+
+
+def _bennett(n: int) -> Curve:
+    """Bennett over k (no top-level uncompute): every k <= 12, then geometric."""
+    ks = sorted({k for k in range(2, 13)} | {int(1.7 ** i) for i in range(5, 60)})
+    ks = [k for k in ks if k <= n]
+    pts = {(bennett_steps(n, k, uncompute=False) / n,
+            bennett_pebbles(n, k, uncompute=False)) for k in ks}
+    pts = [(x, s) for x, s in pts if x <= X_MAX]
+    x, s = zip(*sorted(pts), strict=True) if pts else ((), ())
+    return np.array(x), np.array(s)
+
+
+def _treeverse_paper(n: int) -> Curve:
+    """Simulated Algorithm 3 for delta = 1..12 and a geometric sample up to 223.
+
+    Deltas whose tau exceeds X_MAX are skipped (their T'/T is off the plot).
+    """
+    xs, ys = [], []
+    deltas = {d for d in range(1, 13)} | {int(1.35**i) for i in range(9, 19)}
+    for delta in sorted(d for d in deltas if d <= n - 1):
+        if paper_tau(n, delta) > X_MAX:
+            continue
+        r = simulate(treeverse_paper(n, delta), n)
+        xs.append(r.forward_steps / n)
+        ys.append(r.peak_states)
+    return np.array(xs), np.array(ys)
+
+
+def _log_binom(a: float, b: float) -> float:
+    return lgamma(a + b + 1) - lgamma(a + 1) - lgamma(b + 1)
+
+
+def _paper_treeverse(n: int) -> Curve:
+    """Continuous tau(delta) with C(tau + delta, delta) = n (bisection on tau)."""
+    deltas = np.geomspace(1, max(2, n / 2), 200)
+    taus = []
+    for d in deltas:
+        lo, hi = 0.0, float(n)
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if _log_binom(mid, d) < log(n) else (lo, mid)
+        taus.append(hi)
+    taus = np.array(taus)
+    keep = (taus >= 1) & (taus <= X_MAX)
+    return taus[keep], deltas[keep] + 1
+
+
+def _paper_bennett(n: int) -> Curve:
+    """Continuous Bennett: n = k^l, T'/T = ((2k-1)/k)^l, S = l(k-1)+1."""
+    k = np.geomspace(2, n, 400)
+    lev = np.log(n) / np.log(k)
+    x = ((2 * k - 1) / k) ** lev
+    keep = x <= X_MAX
+    return x[keep], (lev * (k - 1) + 1)[keep]
+
+
+#: Budgets of the online curve (each point plays the online stream once).
+ONLINE_BUDGETS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64)
+
+
+def _online(n: int) -> Curve:
+    """Simulated online checkpointing (checkpoint game) over :data:`ONLINE_BUDGETS`."""
+    xs, ys = [], []
+    for s in ONLINE_BUDGETS:
+        if s > n - 1 or s < min_pebbles(n, "checkpoint"):
+            continue
+        r = simulate(online(n, s), n, "checkpoint", s)
+        if r.forward_steps / n <= X_MAX:
+            xs.append(r.forward_steps / n)
+            ys.append(s)
+    return np.array(xs), np.array(ys)
+
+
+@cache
+def tradeoff_curves(n: int, *, paper_max_n: int = 10**4,
+                    reversible_max_pebbles: int | None = None) -> dict[str, Curve]:
+    """Minimum pebbles against T'/T for every method at one n (cached).
+
+    Parameters
+    ----------
+    n : int
+        Number of steps.
+    paper_max_n : int
+        treeverse_paper and the online scheme are simulated only for n up to
+        this (at n = 10^6 one simulation takes seconds per budget); above it
+        their curves are empty.
+    reversible_max_pebbles : int, optional
+        Largest S of the reversible optimum (its tables cost O(n) per S: about
+        56 s for n = 10^6 with S <= 32 on a busy two-core machine, so this cap
+        stays); default ``ceil(log2(n+1)) + max(12, min(200, 10^7 // n))``.
+
+    Returns
+    -------
+    dict
+        name -> (T'/T array, S array). Names: ``treeverse``,
+        ``treeverse-inplace``, ``treeverse-paper``, ``online``, ``bennett``,
+        ``reversible-optimal``, ``paper-treeverse``, ``paper-bennett`` (the
+        last two are the paper's continuous approximations).
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> c = pebbles.tradeoff_curves(100)
+    >>> x, s = c["treeverse"]
+    >>> float(x.min()), int(s.max())  # store-all: 99 steps with 99 states
+    (0.99, 99)
+    """
+    n = check_int("n", n, 1)
+    lg = min_pebbles(n, "reversible")
+    s_max = reversible_max_pebbles or lg + max(12, min(200, 10**7 // n))
+    empty = (np.array([]), np.array([]))
+    return {
+        "treeverse": _treeverse(n, "checkpoint"),
+        "treeverse-inplace": _treeverse(n, "inplace"),
+        "treeverse-paper": _treeverse_paper(n) if n <= paper_max_n else empty,
+        "online": _online(n) if n <= paper_max_n else empty,
+        "bennett": _bennett(n),
+        "reversible-optimal": _reversible(n, s_max),
+        "paper-treeverse": _paper_treeverse(n),
+        "paper-bennett": _paper_bennett(n),
+    }
+
+
+def memory_ratio(curves: dict[str, Curve]) -> tuple[Curve, Curve]:
+    """Bennett memory / Treeverse memory at equal T'/T: exact and paper's approximation.
+
+    Exact: for each Bennett point (x, S_B) the fewest treeverse pebbles with
+    T'/T <= x. Approximation: the dashed curves, interpolated in log-log.
+    """
+    tx, ts = curves["treeverse"]
+    bx, bs = curves["bennett"]
+    xs, rs = [], []
+    for x, s in zip(bx, bs, strict=True):
+        fit = ts[tx <= x * (1 + 1e-12)]
+        if fit.size:
+            xs.append(x)
+            rs.append(s / fit.min())
+    px, ps = curves["paper-treeverse"]
+    qx, qs = curves["paper-bennett"]
+    order = np.argsort(px)
+    inside = (qx >= px.min()) & (qx <= px.max()) if px.size else qx < 0
+    approx = np.exp(np.interp(np.log(qx[inside]), np.log(px[order]), np.log(ps[order])))
+    return (np.array(xs), np.array(rs)), (qx[inside], qs[inside] / approx)
+
+
