@@ -22,6 +22,7 @@ import numpy as np
 from ._budget import check_budget
 from ._errors import PebblesValueError
 from ._moves import Game, Move, MoveKind
+from ._optional import require
 from ._reversible import reversible_min_steps
 from ._simulator import Board, play_one
 from ._treeverse import min_steps
@@ -137,7 +138,7 @@ def brute_force(n: int, budget: int, game: Game | str = Game.CHECKPOINT) -> int 
     >>> brute_force(3, 2, "reversible")
     4
     """
-    import networkx as nx
+    nx = require("networkx", "search", "brute_force")
 
     n = check_int("n", n, 1)
     budget = check_int("budget", budget, 0)

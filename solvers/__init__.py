@@ -12,3 +12,8 @@
 
 Submodules are not imported here, so ``import solvers`` does not load Numba.
 """
+
+from importlib.util import find_spec
+
+if find_spec("numba") is None:  # checked without importing it
+    raise ImportError('the solvers need Numba: pip install "pebble-games[solvers]"')
