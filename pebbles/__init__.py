@@ -22,6 +22,7 @@ from ._bennett import (
     reversible_gradient,
 )
 from ._budget import min_pebbles
+from ._chain import hetero_brute_force, hetero_min_memory, hetero_optimal, hetero_time
 from ._errors import (
     IllegalMoveError,
     InfeasibleBudgetError,
@@ -81,6 +82,10 @@ from ._treeverse import paper_tau, treeverse, treeverse_paper
 from ._twolevel import best_period, min_total_time, periodic_disk, periodic_disk_time, two_level
 
 __all__ = [
+    "hetero_brute_force",
+    "hetero_min_memory",
+    "hetero_optimal",
+    "hetero_time",
     "TRADEOFF_S_CAP",
     "X_MAX",
     "memory_ratio",

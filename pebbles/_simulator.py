@@ -78,7 +78,7 @@ class Board:
     disk: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ChainCosts:
     """Per-step costs and per-state sizes of a heterogeneous chain.
 
@@ -124,6 +124,15 @@ class ChainCosts:
     def n(self) -> int:
         """Number of steps of the chain."""
         return len(self.forward)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ChainCosts):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, k), getattr(other, k))
+                   for k in ("forward", "backward", "sizes"))
+
+    def __hash__(self) -> int:
+        return hash((self.forward.tobytes(), self.backward.tobytes(), self.sizes.tobytes()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,9 @@ to get it (paper Table 1):
 * reverse mode through any checkpoint-game schedule: :func:`gradient_reverse`
   (the generic executor :func:`pebbles.replay`) and :func:`replay_lorenz`
   (a Numba executor of the slot program :func:`pebbles.lower` makes);
+* reverse mode for a run of unknown length, "until x first reaches a level":
+  :func:`gradient_until_crossing` (the online schedule, replayed by the Numba
+  executor);
 * the adjoint-state method, paper Algorithm 1: :func:`gradient_adjoint`
   (backward RK4 integration of the augmented dynamics, optionally reloading
   stored forward states every K steps; Figure 4).
@@ -25,7 +28,7 @@ The scalar formulas (step, tangent, adjoint) are written once, in
 :func:`overflow_step` finds the step at which a trajectory overflows.
 
 Run ``python -m solvers.lorenz gradient --method treeverse --pebbles 10`` for
-the command line.
+the command line (``--until-x LEVEL --method online``: run until x reaches LEVEL).
 """
 
 from __future__ import annotations
@@ -52,11 +55,13 @@ __all__ = [
     "DEFAULT_STEPS",
     "DEFAULT_THETA",
     "DEFAULT_X0",
+    "LorenzCrossing",
     "LorenzGradient",
     "available_memory",
     "gradient_adjoint",
     "gradient_forward",
     "gradient_reverse",
+    "gradient_until_crossing",
     "main",
     "memory_estimate",
     "overflow_step",
@@ -563,6 +568,145 @@ def replay_lorenz(
 
 
 # ---------------------------------------------------------------------------
+# online: run until x crosses a level (n unknown when the run starts)
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LorenzCrossing:
+    """A gradient at the step where x first reached a level.
+
+    Attributes
+    ----------
+    n : int
+        The stopping step: the first ``i >= 1`` with ``x_i >= level``, or
+        ``max_steps`` if there was none.
+    crossed : bool
+        Whether x reached the level (False: the run stopped at ``max_steps``).
+    result : LorenzGradient
+        Loss ``x_n``, its gradient and the costs. ``forward_steps`` counts the
+        search's ``n`` steps plus the replayed program's; ``seconds`` is the
+        sum of the three times below.
+    search_seconds, plan_seconds, replay_seconds : float
+        Compiled search for ``n``; the online stream and its lowering (Python);
+        the compiled replay.
+    """
+
+    n: int
+    crossed: bool
+    result: LorenzGradient
+    search_seconds: float
+    plan_seconds: float
+    replay_seconds: float
+
+
+@njit(cache=True)
+def _first_crossing(y0, theta, dt, level, max_steps):
+    """The first i in 1..max_steps with x_i >= level, or -1; one state in registers."""
+    x, y, z = y0[0], y0[1], y0[2]
+    for i in range(1, max_steps + 1):
+        x, y, z = _step3(x, y, z, theta[0], theta[1], theta[2], dt)
+        if x >= level:
+            return i
+    return -1
+
+
+def _online_budget(budget: int, inplace: bool) -> int:
+    if not isinstance(inplace, bool):
+        raise pebbles.PebblesTypeError(f"inplace={inplace!r} must be True or False")
+    least = 1 if inplace else 2
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < least:
+        game = "in-place" if inplace else "checkpoint"
+        raise pebbles.PebblesValueError(
+            f"budget={budget!r} cannot run an online schedule in the {game} game (a run of "
+            f"unknown length may need to walk); pass an integer budget >= {least}")
+    return int(budget)
+
+
+def gradient_until_crossing(
+    level: float,
+    budget: int,
+    x0: Sequence[float] = DEFAULT_X0,
+    theta: Sequence[float] = DEFAULT_THETA,
+    dt: float = DEFAULT_DT,
+    *,
+    max_steps: int = DEFAULT_STEPS,
+    inplace: bool = False,
+    beyond: str = "greedy",
+) -> LorenzCrossing:
+    """Run RK4 until ``x_i >= level``, then return ``d x_n / d (x0, y0, z0, sigma, rho, beta)``.
+
+    The stopping condition is an event on a fixed-step run, so every step is
+    the same differentiable map as in :func:`replay_lorenz`; the stopping step
+    ``n`` is held fixed (it is piecewise constant in the inputs, and the
+    gradient is that of ``x_n`` for this ``n``, as a fixed-``n`` schedule gives).
+    Adaptive ``dt`` was not chosen: it would make the step depend on the
+    error estimate, a different map to differentiate.
+
+    No ``n`` is given. A compiled search runs the steps keeping only the
+    current state and finds ``n``; then :func:`pebbles.schedule` ``("online",
+    n, budget=budget)`` is lowered and replayed by the Numba executor. Its
+    forward phase is the online scheduler's, which never looks at ``n``, so
+    at most ``budget`` states besides ``s_0`` are held. Cost: the forward
+    phase is computed twice (``n`` search steps, then the stream's), but a
+    Lorenz step takes nanoseconds while generating the online stream in
+    Python takes microseconds per step, so the search is a small part of the
+    time (see ``plan_seconds``). The lowered program takes memory in
+    proportion to ``n`` (its ops), as every program :func:`replay_lorenz`
+    runs does. The gradient is bit for bit that of any offline schedule for
+    this ``n`` (store-all, Treeverse) and of :func:`pebbles.replay_until`.
+
+    Parameters
+    ----------
+    level : float
+        Stop at the first ``i >= 1`` with ``x_i >= level`` (``s_0`` is not tested).
+    budget : int
+        States stored besides ``s_0``, the working state included (>= 2; in-place >= 1).
+    x0, theta, dt
+        Initial state, (sigma, rho, beta) and time step.
+    max_steps : int
+        Stop at ``n = max_steps`` if x never reaches the level (``crossed`` is False).
+    inplace : bool
+        Play the in-place game (steps may overwrite their input).
+    beyond : {'greedy', 'wang-moin'}
+        The online rule past its optimal range (:class:`pebbles.OnlineScheduler`).
+
+    Returns
+    -------
+    LorenzCrossing
+
+    Examples
+    --------
+    >>> import numpy as np, pebbles
+    >>> from solvers.lorenz import gradient_until_crossing, replay_lorenz
+    >>> c = gradient_until_crossing(10.0, budget=5)
+    >>> c.n, c.crossed, c.result.peak_states     # s_0 and 5 stored states
+    (98, True, 6)
+    >>> g = replay_lorenz(pebbles.schedule("treeverse", c.n, budget=5))
+    >>> bool(np.array_equal(c.result.gradient, g.gradient))
+    True
+    """
+    value = float(level)
+    if not math.isfinite(value):
+        raise pebbles.PebblesValueError(f"level={level!r} is not finite; pass a finite x level")
+    budget = _online_budget(budget, inplace)
+    if beyond not in ("greedy", "wang-moin"):
+        raise pebbles.PebblesValueError(
+            f"beyond={beyond!r} is not an online rule; pass 'greedy' or 'wang-moin'")
+    max_steps = _n(max_steps, 1)
+    y0, th, dt = _as3(x0, "x0"), _as3(theta, "theta"), _dt(dt)
+    t0 = time.perf_counter()
+    i = _first_crossing(y0, th, dt, value, max_steps)
+    t1 = time.perf_counter()
+    n = max_steps if i < 0 else int(i)
+    prog = pebbles.schedule("online", n, budget=budget, inplace=inplace, beyond=beyond).lower()
+    t2 = time.perf_counter()
+    g = replay_lorenz(prog, None, y0, th, dt)
+    t3 = time.perf_counter()
+    result = LorenzGradient(g.loss, g.gradient, n + g.forward_steps, g.backward_steps,
+                            g.peak_states, t3 - t0)
+    return LorenzCrossing(n, i >= 0, result, t1 - t0, t2 - t1, t3 - t2)
+
+
+# ---------------------------------------------------------------------------
 # adjoint-state method (Algorithm 1)
 # ---------------------------------------------------------------------------
 @njit(cache=True, inline="always")
@@ -779,7 +923,10 @@ def _gradient_parser(sub: Any) -> None:
     g.add_argument("--every", type=positive, default=None,
                    help="periodic checkpoint interval / adjoint reload interval K")
     g.add_argument("--k", type=positive, default=2, help="Bennett's k")
-    g.add_argument("--steps", type=positive, default=DEFAULT_STEPS)
+    g.add_argument("--steps", type=positive, default=DEFAULT_STEPS,
+                   help="steps (with --until-x: the most steps)")
+    g.add_argument("--until-x", type=_finite, default=None, metavar="LEVEL",
+                   help="run until x first reaches LEVEL (n unknown; needs --method online)")
     g.add_argument("--dt", type=_finite, default=DEFAULT_DT)
     g.add_argument("--sigma", type=_finite, default=DEFAULT_THETA[0])
     g.add_argument("--rho", type=_finite, default=DEFAULT_THETA[1])
@@ -841,6 +988,7 @@ def _warm_up() -> None:
     gradient_forward(n=1)
     gradient_adjoint(n=2, reload_every=1)
     replay_lorenz(pebbles.schedule("store-all", 2))
+    _first_crossing(np.zeros(3), np.zeros(3), 0.0, 0.0, 1)
 
 
 def _compute(args: argparse.Namespace) -> LorenzGradient:
@@ -875,9 +1023,29 @@ def _check_finite(args: argparse.Namespace, g: LorenzGradient) -> None:
         f"fewer --steps or a smaller --dt")
 
 
-def _report(args: argparse.Namespace, g: LorenzGradient) -> str:
+def _until(args: argparse.Namespace) -> str:
+    """``gradient --until-x LEVEL --method online``: run until x reaches LEVEL."""
+    if args.method != "online" or args.executor != "numba":
+        raise pebbles.PebblesValueError(
+            f"--until-x needs --method online (the run's length is unknown until it stops) "
+            f"and the numba executor, got --method {args.method} --executor {args.executor}; "
+            f"pass --method online")
+    _check_memory(args, _schedule(args))
+    _warm_up()
+    c = gradient_until_crossing(
+        args.until_x, 10 if args.budget is None else args.budget, args.x0,
+        (args.sigma, args.rho, args.beta), args.dt, max_steps=args.steps,
+        inplace=args.inplace)
+    at_n = argparse.Namespace(**{**vars(args), "steps": c.n})
+    _check_finite(at_n, c.result)
+    return _report(at_n, c.result, {"until_x": args.until_x, "crossed": c.crossed,
+                                    "max_steps": args.steps})
+
+
+def _report(args: argparse.Namespace, g: LorenzGradient,
+            extra: dict[str, Any] | None = None) -> str:
     record = {
-        "method": args.method, "steps": args.steps, "loss": g.loss,
+        "method": args.method, "steps": args.steps, **(extra or {}), "loss": g.loss,
         "gradient": [float(v) for v in g.gradient],
         "forward_steps": g.forward_steps, "backward_steps": g.backward_steps,
         "peak_states": g.peak_states, "seconds": g.seconds,
@@ -885,8 +1053,9 @@ def _report(args: argparse.Namespace, g: LorenzGradient) -> str:
     if args.json:
         return json.dumps(record, allow_nan=False)
     names = ("x0", "y0", "z0", "sigma", "rho", "beta")
-    lines = [f"method          {args.method} ({args.steps} steps)",
-             f"loss            {g.loss:.17g}"]
+    lines = [f"method          {args.method} ({args.steps} steps)"]
+    lines += [f"{key:<15} {value}" for key, value in (extra or {}).items()]
+    lines += [f"loss            {g.loss:.17g}"]
     lines += [f"d/d{name:<12} {v: .17g}" for name, v in zip(names, g.gradient, strict=True)]
     lines += [f"forward_steps   {g.forward_steps}", f"backward_steps  {g.backward_steps}",
               f"peak_states     {g.peak_states}", f"seconds         {g.seconds:.6f}"]
@@ -898,6 +1067,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run(args: argparse.Namespace) -> str:
         if args.command == "sensitivity":
             return _sensitivity_cli(args)
+        if args.until_x is not None:
+            return _until(args)
         g = _compute(args)
         _check_finite(args, g)
         return _report(args, g)

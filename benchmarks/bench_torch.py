@@ -1,0 +1,302 @@
+"""PyTorch: pebbles.torch against plain autograd and torch.utils.checkpoint, at equal memory.
+
+Two CPU workloads, side by side in one run:
+
+* a 100-layer MLP with unequal widths (Linear + ReLU per layer): plain autograd,
+  ``torch.utils.checkpoint.checkpoint_sequential`` (non-reentrant) at several segment
+  counts, ``pebbles.torch.checkpoint_sequential`` with a budget of stored outputs
+  (optimal Treeverse, uniform model) and with a memory limit in bytes (the
+  heterogeneous optimum over the measured layer costs, :mod:`pebbles._chain`);
+* a neural-ODE-style loop ``x <- x + h tanh(x W + b)``, n = 1000 steps (``--quick``:
+  300): plain autograd, ``checkpoint_sequential`` over the n step functions, and
+  ``pebbles.torch.checkpointed_loop`` (Treeverse) at several budgets.
+
+Memory is the peak resident set of the process during one forward + backward pass
+minus the resident set before it: the kernel's high-water mark ``VmHWM`` of
+/proc/self/status, reset through /proc/self/clear_refs. The script re-executes itself
+with ``MALLOC_MMAP_THRESHOLD_`` set so that glibc serves every tensor of 32 KiB or more
+with its own mmap and returns it at once; every activation here is larger than that.
+The figure therefore counts activations, saved tensors, temporaries and the parameter
+gradients (``.grad`` is None before each pass, as ``zero_grad()`` leaves it). Layer
+evaluations are counted by wrapping each layer (or step); "recomputed" is the count
+minus n. Times are the best of ``--repeat`` passes.
+
+For every segment count of ``checkpoint_sequential`` the pebbles configurations are
+matched to its measured peak: among the budgets and memory limits tried (limits at
+20-90 % of each of torch's peaks), the one with the fewest layer evaluations whose
+measured peak is at most torch's. The model times (``model_time``: the schedule's time
+under the profiled layer costs, taped replays saved) compare the heterogeneous optimum
+with Treeverse on the same costs.
+
+Usage: python benchmarks/bench_torch.py [--quick] [--repeat 3] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+THRESHOLD = "32768"
+if os.environ.get("MALLOC_MMAP_THRESHOLD_") != THRESHOLD and __name__ == "__main__":
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=THRESHOLD)
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _common import best_of, machine_info, machine_markdown, write_results  # noqa: E402
+from torch.utils.checkpoint import checkpoint_sequential as torch_sequential  # noqa: E402
+
+import pebbles  # noqa: E402
+from pebbles._chain import hetero_min_memory, hetero_time  # noqa: E402
+from pebbles.torch import checkpoint_sequential, checkpointed_loop, profile_layers  # noqa: E402
+
+
+# ---------------------------------------------------------------------------
+# measuring
+# ---------------------------------------------------------------------------
+def _status(field: str) -> int:
+    text = open("/proc/self/status").read()
+    return int(re.search(rf"{field}:\s+(\d+)", text).group(1)) * 1024
+
+
+def peak_bytes(fn: Callable[[], None], params: list) -> int:
+    """Peak resident bytes of one call of ``fn`` above the resident bytes before it
+    (parameter gradients dropped before both)."""
+    fn()  # warm: first-call allocations (RNG states, caches) are not the pass's
+    for p in params:
+        p.grad = None
+    gc.collect()
+    base = _status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident set
+    fn()
+    return _status("VmHWM") - base
+
+
+class Counter(torch.nn.Module):
+    """A layer that counts its calls."""
+
+    def __init__(self, layer: Callable[..., Any]) -> None:
+        super().__init__()
+        self.layer = layer
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.layer(x)
+
+
+def measure(label: str, fn: Callable[[], torch.Tensor], params: list, counters: list,
+            n: int, repeat: int, **extra: Any) -> dict:
+    """Peak bytes, layer evaluations and best time of ``fn().sum().backward()``."""
+    def once() -> None:
+        for p in params:
+            p.grad = None
+        fn().sum().backward()
+
+    for c in counters:
+        c.calls = 0
+    peak = peak_bytes(once, params)
+    evals = sum(c.calls for c in counters) // 2  # the two passes of peak_bytes
+    best, _ = best_of(once, repeat, warmup=0)
+    return {"method": label, **extra, "peak_bytes": peak, "evaluations": evals,
+            "recomputed": evals - n, "seconds": best}
+
+
+def _taped_time(sched: pebbles.Schedule, costs: pebbles.ChainCosts) -> float:
+    """Model time of a schedule run by pebbles.torch with free tapes: the simulator's time
+    minus the replays the taped runs save (the steps the adapter tapes)."""
+    from pebbles.torch import _tape_rows
+
+    program = pebbles.lower(sched, frees=True)
+    ops = program.ops.tolist()
+    saved = sum(costs.forward[ops[r][3]] for r in _tape_rows(ops)
+                if ops[r + 1][0] != pebbles.OP_SEED)  # the run returning s_n is not a move
+    return sched.simulate(costs=costs).time - saved
+
+
+def _models(n: int, budget: int, costs: pebbles.ChainCosts) -> dict:
+    """Model times under the profiled costs: Treeverse with this budget, and the
+    heterogeneous optimum with the bytes Treeverse's schedule peaks at."""
+    sched = pebbles.schedule("treeverse", n, budget=budget)
+    peak = sched.simulate(costs=costs).peak_bytes
+    return {"model_time": _taped_time(sched, costs), "model_bytes": peak,
+            "model_time_heterogeneous": hetero_time(costs, peak, tape=True, levels=1000)}
+
+
+def flat(matched: list[dict]) -> list[dict]:
+    """One flat record per torch segment count: torch's and each match's peak MiB,
+    recomputed layer runs and milliseconds (for the generic report table)."""
+    rows = []
+    for m in matched:
+        row: dict = {"segments": m["torch"]["segments"]}
+        for key, r in m.items():
+            for field, scale in (("peak_bytes", 2**-20), ("recomputed", 1), ("seconds", 1e3)):
+                row[f"{key} {field.replace('_bytes', ' MiB').replace('seconds', 'ms')}"] = (
+                    None if r is None else r[field] * scale)
+        rows.append(row)
+    return rows
+
+
+def match(target: dict, rows: list[dict]) -> dict | None:
+    """The row with the fewest evaluations (then time) whose peak is at most the target's."""
+    fit = [r for r in rows if r["peak_bytes"] <= target["peak_bytes"]]
+    return min(fit, key=lambda r: (r["evaluations"], r["seconds"])) if fit else None
+
+
+# ---------------------------------------------------------------------------
+# workloads
+# ---------------------------------------------------------------------------
+def mlp(layers: int, batch: int) -> tuple[torch.nn.Sequential, list[Counter], torch.Tensor]:
+    torch.manual_seed(0)
+    widths = [64 + 192 * ((37 * k) % 11) // 10 for k in range(layers + 1)]
+    counters = [Counter(torch.nn.Sequential(torch.nn.Linear(widths[k], widths[k + 1]),
+                                            torch.nn.ReLU())) for k in range(layers)]
+    return torch.nn.Sequential(*counters), counters, torch.randn(batch, widths[0])
+
+
+def bench_mlp(args: argparse.Namespace) -> dict:
+    n = 100
+    net, counters, x = mlp(n, args.batch)
+    params = list(net.parameters())
+    run = functools.partial(measure, params=params, counters=counters, n=n, repeat=args.repeat)
+    plain = run("plain autograd", lambda: net(x))
+    torch_rows = [run("torch checkpoint_sequential", lambda k=k: torch_sequential(
+        net, k, x, use_reentrant=False), segments=k) for k in args.segments]
+    costs = profile_layers(net, x)
+    total = float(costs.sizes[1:].sum())
+    least = hetero_min_memory(costs)
+    # limits just under each of torch's measured peaks (the peak adds the parameter
+    # gradients and one layer's graph to the stored outputs the limit counts)
+    limits = sorted({float(min(max(least, f * t["peak_bytes"]), total))
+                     for t in torch_rows for f in args.fractions})
+    hetero = [run("pebbles memory (heterogeneous optimum)", lambda m=m: checkpoint_sequential(
+        net, x, memory=m, costs=costs), memory=m,
+        model_time=hetero_time(costs, m, tape=True)) for m in limits]
+    uniform = [run("pebbles budget (treeverse)", lambda b=b: checkpoint_sequential(
+        net, x, budget=b), budget=b, **_models(n, b, costs)) for b in args.budgets_mlp]
+    matched = [{"torch": t, "pebbles_memory": match(t, hetero),
+                "pebbles_budget": match(t, uniform)} for t in torch_rows]
+    return {"n": n, "batch": args.batch, "plain": plain, "torch": torch_rows,
+            "pebbles_memory": hetero, "pebbles_budget": uniform, "matched": matched,
+            "side_by_side": flat(matched), "layer_output_mib": costs.sizes[1:].sum() / 2**20}
+
+
+def bench_ode(args: argparse.Namespace) -> dict:
+    n, width = args.ode_steps, 128
+    torch.manual_seed(1)
+    w = (torch.randn(width, width) / width**0.5).requires_grad_()
+    b = torch.zeros(width, requires_grad=True)
+    x0 = torch.randn(args.ode_batch, width)
+    calls = Counter(lambda x: x)  # counts steps
+
+    def step(i: int, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.calls += 1
+        return x + 0.05 * torch.tanh(x @ w + b)
+
+    def plain() -> torch.Tensor:
+        x = x0
+        for i in range(n):
+            x = step(i, x, w, b)
+        return x
+
+    fns = [functools.partial(step, i, w=w, b=b) for i in range(n)]
+    run = functools.partial(measure, params=[w, b], counters=[calls], n=n, repeat=args.repeat)
+    plain_row = run("plain autograd", plain)
+    torch_rows = [run("torch checkpoint_sequential", lambda k=k: torch_sequential(
+        fns, k, x0, use_reentrant=False), segments=k) for k in args.ode_segments]
+    ours = [run("pebbles checkpointed_loop (treeverse)", lambda s=s: checkpointed_loop(
+        step, x0, n, w, b, budget=s), budget=s) for s in args.ode_budgets]
+    matched = [{"torch": t, "pebbles_budget": match(t, ours)} for t in torch_rows]
+    return {"n": n, "batch": args.ode_batch, "width": width, "plain": plain_row,
+            "torch": torch_rows, "pebbles_budget": ours, "matched": matched,
+            "side_by_side": flat(matched)}
+
+
+# ---------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------
+def goals(mlp_res: dict, ode_res: dict) -> dict:
+    """At equal peak memory: fewer recomputations and less time than torch, per level;
+    the heterogeneous optimum's model time no worse than the uniform one's."""
+    out = {}
+    for name, res, keys in (("mlp", mlp_res, ("pebbles_memory", "pebbles_budget")),
+                            ("ode", ode_res, ("pebbles_budget",))):
+        for key in keys:
+            pairs = [(m["torch"], m[key]) for m in res["matched"]]
+            out[f"{name} {key}: fewer recomputed at every level"] = all(
+                p is not None and p["recomputed"] < t["recomputed"] for t, p in pairs)
+            out[f"{name} {key}: less time at every level"] = all(
+                p is not None and p["seconds"] < t["seconds"] for t, p in pairs)
+    out["mlp heterogeneous optimum <= treeverse (model time, same bytes, every budget)"] = all(
+        r["model_time_heterogeneous"] <= r["model_time"] * (1 + 1e-9)
+        for r in mlp_res["pebbles_budget"])
+    return out
+
+
+def _row(r: dict | None, key: str = "") -> str:
+    if r is None:
+        return "| none fits | | | |"
+    what = f"{key}={r[key]:.3g}" if key else ""
+    return (f"| {r['method']} {what} | {r['peak_bytes'] / 2**20:.1f} | {r['recomputed']} | "
+            f"{r['seconds'] * 1e3:.0f} |")
+
+
+def markdown(result: dict) -> str:
+    lines = [machine_markdown(result["machine"]), ""]
+    for name, keys in (("mlp", (("pebbles_memory", "memory"), ("pebbles_budget", "budget"))),
+                       ("ode", (("pebbles_budget", "budget"),))):
+        res = result[name]
+        lines += [f"### {name} (n = {res['n']})", "",
+                  "| method | peak MiB | recomputed | ms |", "|---|---|---|---|",
+                  _row(res["plain"])]
+        for m in res["matched"]:
+            lines.append(_row(m["torch"], "segments"))
+            lines += [_row(m[k], arg) for k, arg in keys]
+        lines.append("")
+    lines += [f"- {k}: {'yes' if v else 'NO'}" for k, v in result["goals"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    args.batch = 1024 if args.quick else 2048
+    args.segments = [4, 10] if args.quick else [2, 4, 7, 10, 15, 25]
+    args.budgets_mlp = ([3, 5, 8, 10, 12, 15, 18, 21, 25, 30] if args.quick else
+                        [2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 23, 26, 30, 35, 40, 50])
+    args.fractions = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    args.ode_steps = 200 if args.quick else 1000
+    args.ode_batch = 512
+    args.ode_segments = [8, 20] if args.quick else [5, 10, 20, 40, 80]
+    args.ode_budgets = ([4, 8, 14, 20, 30, 45] if args.quick else
+                        [3, 4, 5, 6, 8, 10, 14, 20, 28, 40, 60, 90, 130])
+    if args.quick:
+        args.repeat = 2  # best of two: one pass can stall on a shared machine
+    start = time.perf_counter()
+    result: dict = {"machine": machine_info(("numpy", "torch")),
+                    "memory_method": "peak RSS (VmHWM after /proc/self/clear_refs) minus RSS "
+                                     f"before the pass; MALLOC_MMAP_THRESHOLD_={THRESHOLD}",
+                    "threads": 1, "mlp": bench_mlp(args), "ode": bench_ode(args)}
+    result["goals"] = goals(result["mlp"], result["ode"])
+    result["seconds"] = time.perf_counter() - start
+    text = markdown(result)
+    print(text)
+    write_results(args.json, result, text)
+    return result
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

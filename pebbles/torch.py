@@ -1,0 +1,577 @@
+"""PyTorch adapter: time loops and layer chains differentiated along exact checkpointing schedules.
+
+:func:`checkpointed_loop` differentiates ``x_{i+1} = step(i, x_i, *params)`` for
+``n`` steps while storing at most ``budget`` states, along any schedule of the
+checkpoint game of Liu & Xu, "Automatic differentiation in physics simulation"
+(appendix) -- by default the optimal Treeverse (Griewank's binomial
+checkpointing), which does the fewest step evaluations any schedule with that
+budget can do. :func:`checkpoint_sequential` is a drop-in for
+``torch.utils.checkpoint.checkpoint_sequential`` that takes a budget of stored
+activations, or a memory limit in bytes for which it profiles the layers once
+and uses the least-time schedule of the heterogeneous chain (Beaumont,
+Eyraud-Dubois, Herrmann, Joly & Shilova 2019; :mod:`pebbles._chain`).
+
+Both are one ``torch.autograd.Function``. Its forward runs the steps without a
+graph (``torch.no_grad``) and keeps only the states the schedule stores; its
+backward replays the rest of the schedule from those states, each backward step
+running one step with a graph and calling ``torch.autograd.grad`` once. A step
+whose last run before its backward step starts from a stored state is run with
+its graph right then ("taping") when that graph saves nothing but the step's
+input, output and parameters, so the backward step needs no replay. The
+schedule is lowered once (:func:`pebbles.lower`) into a program over state
+slots. The code never names a device: CPU and CUDA tensors run the same way.
+
+Importing this module needs PyTorch (``pip install "pebble-games[torch]"``);
+``import pebbles`` never imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - CI installs torch
+    raise ImportError(
+        'pebbles.torch needs PyTorch, which is not installed; run pip install '
+        '"pebble-games[torch]" (or pip install torch)') from exc
+
+from ._chain import hetero_optimal
+from ._errors import PebblesTypeError, PebblesValueError
+from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, SlotProgram, lower
+from ._registry import schedule as _schedule
+from ._simulator import ChainCosts
+from ._validation import check_int
+
+__all__ = ["checkpoint_sequential", "checkpointed_loop", "profile_layers"]
+
+State = Any  # a torch.Tensor or a tuple of tensors
+
+
+def _as_tuple(name: str, value: object) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """(tensors, was_tuple) of a state: one tensor or a tuple of tensors."""
+    if isinstance(value, torch.Tensor):
+        return (value,), False
+    if isinstance(value, (tuple, list)) and value and all(
+            isinstance(t, torch.Tensor) for t in value):
+        return tuple(value), True
+    raise PebblesTypeError(
+        f"{name} is a {type(value).__name__}; a state must be a torch.Tensor or a non-empty "
+        f"tuple of tensors")
+
+
+def _differentiable(t: torch.Tensor) -> bool:
+    return t.is_floating_point() or t.is_complex()
+
+
+class _Chain:
+    """One call's step function, parameters, slot program and RNG bookkeeping."""
+
+    def __init__(self, step: Callable[..., Any], params: tuple[torch.Tensor, ...],
+                 extra: tuple[torch.Tensor, ...], program: SlotProgram, *,
+                 spec: list | None, rng: bool, devices: list[int], tape: bool) -> None:
+        self.step, self.params, self.program = step, params, program
+        self.grad_params = _unique(params + extra)
+        self.ops = program.ops.tolist()
+        self.seed = next(k for k, row in enumerate(self.ops) if row[0] == OP_SEED)
+        self.spec = spec  # [(shape, dtype)] the state must keep, or None (layer chains)
+        self.spec_n: tuple = ()
+        self.checked = False  # graph of the first backward step searched for missed tensors
+        self.was_tuple = False
+        self.rng = {} if rng else None
+        self.devices = devices
+        self.tape_rows = _tape_rows(self.ops) if tape else {}
+        self.tapes: dict[int, tuple] = {}  # step -> (inputs, outputs) of its taped run
+
+    # -- one step ---------------------------------------------------------
+    def call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        x = xs if self.was_tuple else xs[0]
+        if self.rng is None:
+            return self._check(i, self.step(i, x, *self.params))
+        if i not in self.rng:  # first run: remember the RNG state, advance it as usual
+            self.rng[i] = _rng_state(self.devices)
+            return self._check(i, self.step(i, x, *self.params))
+        with torch.random.fork_rng(devices=self.devices):
+            _set_rng_state(self.rng[i], self.devices)
+            return self._check(i, self.step(i, x, *self.params))
+
+    def _check(self, i: int, out: object) -> tuple[torch.Tensor, ...]:
+        if isinstance(out, torch.Tensor):
+            ys, was_tuple = (out,), False
+        else:
+            ys, was_tuple = _as_tuple(f"the value step({i}, x) returned", out)
+        if was_tuple != self.was_tuple or (self.spec is None and len(ys) != len(self.spec_n)):
+            raise PebblesValueError(
+                f"step({i}, x) returned {len(ys)} tensor(s) as a "
+                f"{'tuple' if was_tuple else 'tensor'}, but the state is "
+                f"{'a tuple' if self.was_tuple else 'a single tensor'}; every step must "
+                f"return the state in the same form as its input")
+        if self.spec is None:
+            return ys
+        got = [(tuple(t.shape), t.dtype) for t in ys]
+        if got != self.spec:
+            raise PebblesValueError(
+                f"step({i}, x) returned a state with (shape, dtype) {got} but x0 has "
+                f"{self.spec}; every step of a loop must return a state of x0's shapes and "
+                f"dtypes (as a {'tuple' if self.was_tuple else 'single tensor'})")
+        return ys
+
+    # -- the program ------------------------------------------------------
+    def forward(self, xs: tuple[torch.Tensor, ...]) -> tuple[list, tuple[torch.Tensor, ...]]:
+        """Run the rows before the seed; return the slots and s_n."""
+        slots: list = [None] * self.program.nslots
+        slots[0] = xs
+        for r in range(self.seed):
+            self._row(slots, r)
+        return slots, slots[self.ops[self.seed][1]]
+
+    def _row(self, slots: list, r: int) -> None:
+        op, src, dst, first, count = self.ops[r]
+        if op == OP_STEP:
+            if r in self.tape_rows:
+                slots[dst] = self._taped(first, slots[src])
+                return
+            x = slots[src]
+            for i in range(first, first + count):
+                x = self.call(i, x)
+            slots[dst] = x
+        elif op == OP_FREE:
+            slots[src] = None
+        else:
+            raise PebblesValueError(
+                f"the schedule has slot operation {op} (a disk copy of a two-level schedule); "
+                f"pebbles.torch keeps every state in memory: pass a checkpoint-game schedule")
+
+    def _taped(self, i: int, xs: tuple) -> tuple:
+        """Run step i with a graph for its backward step, kept only if every tensor the graph
+        saves is its input, its output or a parameter (no memory beyond the schedule's)."""
+        saved: list[int] = []
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            if t.numel() * t.element_size() > 64:
+                saved.append(t.untyped_storage().data_ptr())
+            return t.detach()
+
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
+            xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
+            ys = self.call(i, xi)
+        mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys, *self.params,
+                                                         *self.grad_params)}
+        if all(ptr in mine for ptr in saved):
+            self.tapes[i] = (xi, ys)
+        else:  # the step saves tensors of its own: replay it at its backward step instead
+            self.tape_rows = {}
+        return tuple(y.detach() for y in ys)
+
+    def backward(self, slots: list, grads: tuple) -> tuple[tuple, list]:
+        """Replay the rows after the seed; return dL/ds_0 and dL/dparams."""
+        acc: list = [None] * len(self.grad_params)
+        for r in range(self.seed + 1, len(self.ops)):
+            row = self.ops[r]
+            if row[0] == OP_PAINT:
+                grads = self._paint(row[3], slots[row[1]], grads, acc)
+            else:
+                self._row(slots, r)
+        return grads, acc
+
+    def _paint(self, i: int, xs: tuple, grads: tuple, acc: list) -> tuple:
+        """Backward step i: step i with a graph (taped or run now), one torch.autograd.grad."""
+        if i in self.tapes:
+            xi, ys = self.tapes.pop(i)
+        else:
+            with torch.enable_grad():
+                xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
+                ys = self.call(i, xi)
+        pairs = [(y, g) for y, g in zip(ys, grads, strict=True)
+                 if g is not None and y.requires_grad]
+        wrt = [t for t in xi if t.requires_grad] + [p for p in self.grad_params]
+        if not pairs or not wrt:
+            return tuple(None for _ in xi)
+        if not self.checked:
+            _check_leaves(i, [y for y, _ in pairs], wrt)
+            self.checked = True
+        got = torch.autograd.grad([y for y, _ in pairs], wrt, [g for _, g in pairs],
+                                  allow_unused=True)
+        it = iter(got[:len(wrt) - len(self.grad_params)])
+        out = tuple(next(it) if t.requires_grad else None for t in xi)
+        for k, g in enumerate(got[len(wrt) - len(self.grad_params):]):
+            if g is not None:
+                acc[k] = g if acc[k] is None else acc[k] + g
+        return out
+
+
+def _unpack(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _tape_rows(ops: list[list[int]]) -> set[int]:
+    """Rows ``place i+1`` (one step from a stored s_i) to run with a graph: the last run of
+    step i before its backward step, with s_i kept unchanged until then, and s_{i+1} kept
+    until no more steps run before the backward step. Its graph then holds nothing the
+    schedule does not hold anyway (checked at run time), and backward step i needs no
+    replay."""
+    last: dict[int, int] = {}
+    paint: dict[int, int] = {}
+    changes: dict[int, list[int]] = {}
+    steps_before = [0]
+    for r, (op, src, dst, first, count) in enumerate(ops):
+        steps_before.append(steps_before[-1] + (op == OP_STEP))
+        if op == OP_STEP:
+            for i in range(first, first + count):
+                last[i] = r
+            changes.setdefault(dst, []).append(r)
+        elif op == OP_FREE:
+            changes.setdefault(src, []).append(r)
+        elif op == OP_PAINT:
+            paint[first] = r
+    rows = set()
+    for i, p in paint.items():
+        r = last.get(i, -1)
+        if not 0 <= r < p:
+            continue
+        _, src, dst, _, count = ops[r]
+        if count != 1 or src == dst or ops[p][1] != src or _changed(changes, src, r, p):
+            continue
+        nxt = _next_change(changes, dst, r)
+        if nxt < p and (ops[nxt][0] != OP_FREE or steps_before[p] > steps_before[nxt + 1]):
+            continue
+        rows.add(r)
+    return rows
+
+
+def _next_change(changes: dict[int, list[int]], slot: int, r: int) -> int:
+    rows = changes.get(slot, [])
+    k = bisect_right(rows, r)
+    return rows[k] if k < len(rows) else 1 << 62
+
+
+def _changed(changes: dict[int, list[int]], slot: int, r: int, p: int) -> bool:
+    return _next_change(changes, slot, r) < p
+
+
+def _check_leaves(i: int, ys: list[torch.Tensor], wrt: list[torch.Tensor]) -> None:
+    """Raise if step i's graph reaches a tensor that needs a gradient but was not passed:
+    its gradient would be lost (the forward ran without a graph)."""
+    stop = {t.grad_fn for t in wrt if t.grad_fn is not None}
+    known = {id(t) for t in wrt}
+    todo = [y.grad_fn for y in ys if y.grad_fn is not None]
+    seen = set(todo)
+    while todo:
+        node = todo.pop()
+        var = getattr(node, "variable", None)
+        if var is not None and id(var) not in known:
+            raise PebblesValueError(
+                f"step {i} uses a tensor of shape {tuple(var.shape)} that requires grad but "
+                f"was not passed; its gradient would be lost. Pass it as a parameter "
+                f"(checkpointed_loop(step, x0, n, *params); checkpoint_sequential(..., "
+                f"params=...) or as an nn.Module layer)")
+        for nxt, _ in node.next_functions:
+            if nxt is not None and nxt not in seen and nxt not in stop:
+                seen.add(nxt)
+                todo.append(nxt)
+
+
+class _Checkpointed(torch.autograd.Function):
+    """Forward: the schedule up to s_n without a graph. Backward: the rest of it.
+
+    Inputs: the chain, the number of state tensors, the state tensors, then
+    ``chain.grad_params`` (so that autograd hands their gradients on).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, chain: _Chain, nx: int, *tensors: torch.Tensor) -> Any:
+        slots, out = chain.forward(tuple(t.detach() for t in tensors[:nx]))
+        ctx.chain, ctx.slots = chain, slots
+        ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t)])
+        return out if chain.was_tuple else out[0]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor) -> Any:
+        slots, ctx.slots = ctx.slots, None  # the stored states die with this call
+        gx, gp = ctx.chain.backward(slots, grads)
+        need = ctx.needs_input_grad[2:]
+        return (None, None, *[g if need[k] else None for k, g in enumerate((*gx, *gp))])
+
+
+def _unique(tensors: Iterable[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    seen, out = set(), []
+    for t in tensors:
+        if id(t) not in seen and t.requires_grad:
+            seen.add(id(t))
+            out.append(t)
+    return tuple(out)
+
+
+def _rng_state(devices: list[int]) -> tuple:
+    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
+
+
+def _set_rng_state(state: tuple, devices: list[int]) -> None:
+    torch.set_rng_state(state[0])
+    for d, s in zip(devices, state[1], strict=True):
+        torch.cuda.set_rng_state(s, d)
+
+
+def _cuda_devices(tensors: Iterable[torch.Tensor]) -> list[int]:
+    return sorted({t.device.index if t.device.index is not None else torch.cuda.current_device()
+                   for t in tensors if t.is_cuda})
+
+
+def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: bool) -> State:
+    """Apply the checkpointed Function, or a plain loop when no gradient is wanted."""
+    chain.was_tuple, chain.spec_n = was_tuple, xs
+    wanted = torch.is_grad_enabled() and (
+        any(t.requires_grad for t in xs) or len(chain.grad_params) > 0)
+    if wanted:
+        return _Checkpointed.apply(chain, len(xs), *xs, *chain.grad_params)
+    with torch.no_grad():
+        for i in range(chain.program.n):
+            xs = chain.call(i, xs)
+    return xs if was_tuple else xs[0]
+
+
+def _params(params: Sequence[object]) -> tuple[torch.Tensor, ...]:
+    for k, p in enumerate(params):
+        if not isinstance(p, torch.Tensor):
+            raise PebblesTypeError(
+                f"params[{k}] is a {type(p).__name__}; every extra argument of step must be a "
+                f"torch.Tensor (close over other values in step instead)")
+    return tuple(params)  # type: ignore[arg-type]
+
+
+def _module_params(obj: object) -> tuple[torch.Tensor, ...]:
+    """Parameters of ``obj`` if it is an nn.Module (or a bound method of one)."""
+    owner = obj if isinstance(obj, torch.nn.Module) else getattr(obj, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        return tuple(owner.parameters())
+    return ()
+
+
+def _program(moves: Any, n: int) -> SlotProgram:
+    if isinstance(moves, SlotProgram):
+        return moves
+    return lower(moves, n, frees=True) if not hasattr(moves, "lower") else moves.lower(frees=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _hetero_program(forward: bytes, backward: bytes, sizes: bytes, memory: float, levels: int,
+                    tape: bool) -> SlotProgram:
+    """The lowered heterogeneous optimum, solved once per costs and limit: a training loop
+    calls checkpoint_sequential with the same ones every iteration, and the dynamic
+    programme's tables (O(n^2 levels)) should not add to every pass's peak memory."""
+    costs = ChainCosts(*(np.frombuffer(b, dtype=np.float64) for b in (forward, backward, sizes)))
+    moves = list(hetero_optimal(costs, memory, levels=levels, tape=tape))
+    return lower(moves, costs.n, frees=True)
+
+
+def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: torch.Tensor,
+                      budget: int | None = None, method: str = "treeverse",
+                      preserve_rng_state: bool = False, tape: bool = True,
+                      **options: Any) -> State:
+    """``x_n`` of ``x_{i+1} = step(i, x_i, *params)``, differentiable, storing few states.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(i, x, *params)`` returns the next state, of the same shapes and
+        dtypes as ``x``. If ``step`` is an ``nn.Module`` (or a method of one),
+        its parameters get gradients too.
+    x0 : Tensor or tuple of Tensors
+        The initial state.
+    n : int
+        Number of steps.
+    *params : Tensor
+        Tensors the steps differentiate through (e.g. ``*model.parameters()``);
+        they are passed to every call of ``step``.
+    budget : int, optional
+        Most states stored besides ``x0`` (needed by ``treeverse``).
+    method : str
+        A schedule of :func:`pebbles.schedule` (checkpoint or in-place game).
+    preserve_rng_state : bool
+        Replay each step with the RNG state of its first run (stochastic steps).
+    tape : bool
+        Run a step with a graph at its last run before its backward step when the
+        graph would hold nothing but the step's input, output and parameters (see
+        :func:`checkpoint_sequential`); the first step that saves other tensors
+        switches this off for the call.
+    **options
+        Options of the method.
+
+    Returns
+    -------
+    Tensor or tuple of Tensors
+        ``x_n``; its gradient flows to ``x0`` and every parameter.
+
+    Raises
+    ------
+    InfeasibleBudgetError
+        The budget cannot finish the schedule (the error names the least one).
+    PebblesValueError
+        A step changed the state's shape, dtype or form.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pebbles.torch import checkpointed_loop
+    >>> a = torch.tensor(0.9, requires_grad=True)
+    >>> x = checkpointed_loop(lambda i, x, a: a * x, torch.ones(2), 100, a, budget=5)
+    >>> x.sum().backward()
+    >>> round(a.grad.item(), 6) == round(2 * 100 * 0.9 ** 99, 6)
+    True
+    """
+    n = check_int("n", n, 1)
+    xs, was_tuple = _as_tuple("x0", x0)
+    call_params = _params(params)
+    program = _program(_schedule(method, n, budget=budget, **options), n)
+    spec = [(tuple(t.shape), t.dtype) for t in xs]
+    chain = _Chain(step, call_params, _module_params(step), program, spec=spec,
+                   rng=preserve_rng_state, devices=_cuda_devices((*xs, *call_params)),
+                   tape=tape)
+    return _run(chain, xs, was_tuple)
+
+
+def _nbytes(xs: tuple[torch.Tensor, ...]) -> int:
+    return sum(t.numel() * t.element_size() for t in xs)
+
+
+def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
+                   backward_ratio: float = 2.0) -> ChainCosts:
+    """Run each layer once without a graph: its time and the bytes of its output.
+
+    The RNG state is left as it was. ``backward[i]`` is ``backward_ratio``
+    times ``forward[i]`` (backward costs do not change the optimal schedule:
+    every backward step runs once). ``sizes[0]`` is the input's bytes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pebbles.torch import profile_layers
+    >>> c = profile_layers([torch.nn.Linear(4, 8), torch.nn.ReLU()], torch.ones(3, 4))
+    >>> c.n, c.sizes.tolist()
+    (2, [48.0, 96.0, 96.0])
+    """
+    layers = _layers(functions)
+    xs, was_tuple = _as_tuple("input", input)
+    fwd, sizes = [], [_nbytes(xs)]
+    devices = _cuda_devices(xs)
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        x: Any = input
+        for layer in layers:
+            _sync(devices)
+            t0 = time.perf_counter()
+            x = layer(x)
+            _sync(devices)
+            fwd.append(time.perf_counter() - t0)
+            sizes.append(_nbytes(_as_tuple("a layer's output", x)[0]))
+    f = torch.tensor(fwd, dtype=torch.float64).numpy()
+    return ChainCosts(f, f * backward_ratio, torch.tensor(sizes, dtype=torch.float64).numpy())
+
+
+def _sync(devices: list[int]) -> None:
+    for d in devices:
+        torch.cuda.synchronize(d)
+
+
+def _layers(functions: object) -> list:
+    try:
+        layers = list(functions)  # type: ignore[call-overload]
+    except TypeError:
+        raise PebblesTypeError(
+            f"functions={functions!r:.60} must be an nn.Sequential or a list of modules or "
+            f"callables") from None
+    if not layers:
+        raise PebblesValueError(
+            "functions is empty; pass an nn.Sequential or a list with at least one layer")
+    for k, f in enumerate(layers):
+        if not callable(f):
+            raise PebblesTypeError(f"functions[{k}]={f!r:.60} is not callable")
+    return layers
+
+
+def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: State, *,
+                          budget: int | None = None, memory: float | None = None,
+                          costs: ChainCosts | None = None, levels: int = 100,
+                          params: Sequence[torch.Tensor] = (),
+                          preserve_rng_state: bool = True, tape: bool = True) -> State:
+    """Drop-in for ``torch.utils.checkpoint.checkpoint_sequential`` with a budget or a limit.
+
+    Parameters
+    ----------
+    functions : nn.Sequential or list of modules / callables
+        The layers, applied in order; each takes the previous output (a tensor,
+        or a tuple passed as one argument) and returns the next.
+    input : Tensor or tuple of Tensors
+        Input of the first layer.
+    budget : int, optional
+        Most layer outputs stored at once (the input excluded): optimal
+        Treeverse, the fewest layer evaluations.
+    memory : float, optional
+        Most bytes of layer outputs stored at once (the input excluded; a walk
+        holds a layer's input and output): the least-time schedule of the
+        heterogeneous chain, from ``costs`` or, by default, from
+        :func:`profile_layers` (one extra forward pass without a graph).
+    costs : ChainCosts, optional
+        Measured costs to reuse instead of profiling.
+    levels : int
+        Memory levels of the dynamic programme (:mod:`pebbles._chain`).
+    params : sequence of Tensor
+        Tensors the layers use besides the parameters of the ``nn.Module``
+        layers (found automatically), e.g. those a plain function closes over.
+    preserve_rng_state : bool
+        Recompute every layer with the RNG state of its first run, so dropout
+        draws the same mask (as ``torch.utils.checkpoint`` does).
+    tape : bool
+        Taping: when the schedule computes ``s_{i+1}`` from a stored ``s_i`` for
+        the last time before backward step ``i`` and keeps both until then,
+        run that step with a graph and use it for the backward step instead of
+        running the layer once more -- provided every tensor the graph saves is
+        the layer's input, its output or a parameter (``Linear`` + ``ReLU``,
+        for instance), so that the graph holds no memory the schedule does not
+        hold anyway. Checked on each taped run; a layer that saves other
+        tensors switches taping off for the rest of the call.
+
+    Returns
+    -------
+    Tensor or tuple of Tensors
+        The last layer's output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pebbles.torch import checkpoint_sequential
+    >>> net = torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(10)])
+    >>> x = torch.randn(4, 8)
+    >>> y = checkpoint_sequential(net, x, budget=3)
+    >>> torch.allclose(y, net(x))
+    True
+    """
+    layers = _layers(functions)
+    n = len(layers)
+    xs, was_tuple = _as_tuple("input", input)
+    if (budget is None) == (memory is None):
+        raise PebblesValueError(
+            f"budget={budget!r}, memory={memory!r}: pass exactly one of budget (stored "
+            f"outputs) and memory (bytes)")
+    if budget is not None:
+        moves: Any = _schedule("treeverse", n, budget=budget)
+    else:
+        if costs is None:
+            costs = profile_layers(layers, input)
+        elif not isinstance(costs, ChainCosts) or costs.n != n:
+            raise PebblesValueError(
+                f"costs={costs!r:.60} must be a pebbles.ChainCosts of n={n} layers; "
+                f"build it with profile_layers(functions, input)")
+        moves = _hetero_program(costs.forward.tobytes(), costs.backward.tobytes(),
+                                costs.sizes.tobytes(), float(memory), levels, bool(tape))
+    params = _params(params) + tuple(
+        p for f in layers if isinstance(f, torch.nn.Module) for p in f.parameters())
+    chain = _Chain(lambda i, x: layers[i](x), (), params, _program(moves, n), spec=None,
+                   rng=preserve_rng_state, devices=_cuda_devices((*xs, *params)), tape=tape)
+    return _run(chain, xs, was_tuple)

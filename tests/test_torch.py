@@ -1,0 +1,381 @@
+"""pebbles.torch: gradients against plain autograd, step counts against the simulator,
+stored states against the schedule's peak (weak references), RNG, errors."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+import pebbles
+from pebbles.torch import checkpoint_sequential, checkpointed_loop, profile_layers
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (10x slower on 2 busy cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+F64 = torch.float64
+
+
+def lorenz(i, x, p):
+    """One explicit Euler step of the Lorenz system (sigma, rho, beta = p)."""
+    s, r, b = p.unbind()
+    f = torch.stack((s * (x[1] - x[0]), x[0] * (r - x[2]) - x[1], x[0] * x[1] - b * x[2]))
+    return x + 0.001 * f
+
+
+def plain_loop(step, x0, n, *params):
+    x = x0
+    for i in range(n):
+        x = step(i, x, *params)
+    return x
+
+
+def grads_of(fn, tensors):
+    for t in tensors:
+        t.grad = None
+    out = fn()
+    loss = sum(o.sum() for o in out) if isinstance(out, tuple) else out.sum()
+    loss.backward()
+    return [t.grad.clone() for t in tensors]
+
+
+def assert_close(got, want, tol=1e-12):
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, rtol=tol, atol=tol), (g, w)
+
+
+class Counted:
+    """Wraps a step: calls per step index, with and without grad; weak references to
+    every state it returned and the most of them alive when a call starts."""
+
+    def __init__(self, step, n):
+        self.step = step
+        self.nograd = np.zeros(n, dtype=int)
+        self.grad = np.zeros(n, dtype=int)
+        self.refs: list = []
+        self.most_alive = 0
+
+    def alive(self):
+        self.refs = [r for r in self.refs if r() is not None]
+        return len(self.refs)
+
+    def __call__(self, i, x, *params):
+        self.most_alive = max(self.most_alive, self.alive())
+        (self.grad if torch.is_grad_enabled() else self.nograd)[i] += 1
+        y = self.step(i, x, *params)
+        for t in (y if isinstance(y, tuple) else (y,)):
+            self.refs.append(weakref.ref(t))
+        return y
+
+
+def expected_nograd_calls(sched):
+    """Step calls of the forward and replayed walks, from the moves: one per step taken
+    (pebbles.expand), plus one of step n-1 when the stream never pebbles cell n (s_n is
+    computed once more to be returned)."""
+    n = sched.n
+    calls = np.zeros(n, dtype=int)
+    for kind, a, _ in pebbles.expand(sched):
+        if kind == pebbles.MoveKind.PLACE:
+            calls[a - 1] += 1
+    if pebbles.lower(sched).forward_steps > sched.simulate().forward_steps:
+        calls[n - 1] += 1
+    return calls
+
+
+def taped_steps(sched):
+    """Steps whose backward step reuses a run taped with its graph, derived from the moves:
+    the last run of step i before paint i is a one-step walk from a pebble on cell i,
+    cell i keeps its pebble until paint i, and once cell i+1 loses its pebble no step
+    runs before paint i. When no pebble is on cell n at the first paint, s_n is computed
+    from s_{n-1} then (one step) and dropped at once."""
+    cand, dropped, taped, cells = {}, set(), set(), set()
+    K = pebbles.MoveKind
+    for kind, a, b in sched:
+        if kind in (K.PLACE, K.FORWARD):
+            for k in dropped:
+                cand[k] = False
+            dropped.clear()
+            lo, hi = (a - 1, a) if kind == K.PLACE else (a, b)
+            for k in range(lo, hi):
+                cand[k] = hi == lo + 1
+            cells.add(hi)
+        elif kind == K.REMOVE:
+            cells.discard(a)
+            cand[a] = False
+            dropped.add(a - 1)
+        elif kind == K.PAINT:
+            if a == sched.n - 1 and sched.n not in cells:
+                cand[a] = True
+            if cand.get(a):
+                taped.add(a)
+    return taped
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_lorenz_1e4_steps_matches_plain_autograd(device):
+    n, budget = 10_000, 30
+    p = torch.tensor([10.0, 28.0, 8 / 3], dtype=F64, device=device, requires_grad=True)
+    x0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64, device=device, requires_grad=True)
+    want = grads_of(lambda: plain_loop(lorenz, x0, n, p), [x0, p])
+    step = Counted(lorenz, n)
+    got = grads_of(lambda: checkpointed_loop(step, x0, n, p, budget=budget), [x0, p])
+    assert_close(got, want)
+    sched = pebbles.schedule("treeverse", n, budget=budget)
+    taped = np.zeros(n, dtype=int)
+    taped[list(taped_steps(sched))] = 1  # Lorenz saves only its input and 8-byte scalars
+    assert 0.5 * n < taped.sum() < n
+    assert np.array_equal(step.nograd, expected_nograd_calls(sched) - taped)
+    assert np.array_equal(step.grad, np.ones(n, dtype=int))  # one graph per backward step
+
+
+@pytest.mark.parametrize("method,kw", [
+    ("treeverse", {"budget": 1}), ("treeverse", {"budget": 2}), ("treeverse", {"budget": 4}),
+    ("treeverse", {"budget": 4, "inplace": True}), ("store-all", {}),
+    ("recompute-all", {}), ("periodic", {"every": 5}), ("treeverse-paper", {"delta": 3}),
+])
+def test_step_calls_and_stored_states_follow_the_schedule(method, kw):
+    n = 2 if kw.get("budget") == 1 else 23
+    w = torch.linspace(0.5, 1.5, 4, dtype=F64, requires_grad=True)
+
+    def step(i, x, w):
+        return torch.sin(x * w) + 0.1 * i
+
+    x0 = torch.linspace(-1, 1, 4, dtype=F64, requires_grad=True)
+    want = grads_of(lambda: plain_loop(step, x0, n, w), [x0, w])
+    counted = Counted(step, n)
+
+    def run():
+        out = checkpointed_loop(counted, x0, n, w, method=method, tape=False, **kw)
+        counted.refs.append(weakref.ref(out))
+        return out.sum()  # SumBackward keeps no reference to out
+
+    got = grads_of(run, [x0, w])
+    assert_close(got, want)
+    sched = pebbles.schedule(method, n, **kw)
+    assert np.array_equal(counted.nograd, expected_nograd_calls(sched))
+    assert np.array_equal(counted.grad, np.ones(n, dtype=int))
+    if method == "treeverse":  # the optimum, plus the one run that returns s_n
+        game = "inplace" if kw.get("inplace") else "checkpoint"
+        assert counted.nograd.sum() == pebbles.min_forward_steps(n, kw["budget"], game) + 1
+    assert counted.most_alive <= sched.simulate().peak_states
+    assert counted.alive() == 0  # every stored state was freed by the backward pass
+
+
+@pytest.mark.parametrize("method,kw", [
+    ("treeverse", {"budget": 2}), ("treeverse", {"budget": 5}), ("store-all", {}),
+    ("recompute-all", {}), ("periodic", {"every": 4}),
+])
+def test_taped_runs_replace_replays(method, kw):
+    """relu(x @ w) saves only its input, w and its output: taping costs no memory."""
+    n = 30
+    w = (torch.eye(5, dtype=F64) + 0.1).requires_grad_()
+
+    def step(i, x, w):
+        return torch.relu(x @ w)
+
+    x0 = torch.rand(3, 5, dtype=F64, requires_grad=True)
+    want = grads_of(lambda: plain_loop(step, x0, n, w), [x0, w])
+    counted = Counted(step, n)
+
+    def run():
+        out = checkpointed_loop(counted, x0, n, w, method=method, **kw)
+        counted.refs.append(weakref.ref(out))
+        return out.sum()
+
+    assert_close(grads_of(run, [x0, w]), want)
+    sched = pebbles.schedule(method, n, **kw)
+    taped = np.zeros(n, dtype=int)
+    taped[list(taped_steps(sched))] = 1
+    assert taped.sum() > 0
+    assert np.array_equal(counted.nograd, expected_nograd_calls(sched) - taped)
+    assert np.array_equal(counted.grad, np.ones(n, dtype=int))
+    assert counted.most_alive <= sched.simulate().peak_states
+    assert counted.alive() == 0
+
+
+def test_tuple_state_with_integer_component():
+    def step(i, state, k, c):
+        x, v, count = state
+        return x + 0.01 * v, v - 0.01 * (k * x + c * v * v), count + 1
+
+    k = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    c = torch.tensor(0.3, dtype=F64, requires_grad=True)
+    x0 = torch.tensor([1.0, 0.5], dtype=F64, requires_grad=True)
+    v0 = torch.tensor([0.0, 0.2], dtype=F64, requires_grad=True)
+    s0 = (x0, v0, torch.tensor(0))
+
+    def ours():
+        out = checkpointed_loop(step, s0, 300, k, c, budget=5)
+        assert int(out[2]) == 300 and not out[2].requires_grad
+        return out[:2]
+
+    want = grads_of(lambda: plain_loop(step, s0, 300, k, c)[:2], [x0, v0, k, c])
+    assert_close(grads_of(ours, [x0, v0, k, c]), want)
+
+
+class Cell(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 6).double()
+        self.scale = torch.nn.Parameter(torch.tensor(0.7, dtype=F64))
+
+    def forward(self, i, x):
+        return x + 0.1 * self.scale * torch.tanh(self.lin(x))
+
+
+def test_module_step_gets_parameter_gradients():
+    torch.manual_seed(0)
+    cell = Cell()
+    x0 = torch.randn(3, 6, dtype=F64, requires_grad=True)
+    tensors = [x0, *cell.parameters()]
+    want = grads_of(lambda: plain_loop(cell, x0, 60), tensors)
+    assert_close(grads_of(lambda: checkpointed_loop(cell, x0, 60, budget=3), tensors), want)
+    # the same parameters passed explicitly to a plain function
+    fn = lambda i, x, s, w, b: x + 0.1 * s * torch.tanh(x @ w.T + b)  # noqa: E731
+    got = grads_of(lambda: checkpointed_loop(fn, x0, 60, *cell.parameters(), budget=3), tensors)
+    assert_close(got, want)
+
+
+def unequal_chain(n_layers=50, dropout=0.0):
+    torch.manual_seed(1)
+    widths = [8 + (7 * k) % 23 for k in range(n_layers + 1)]
+    layers = []
+    for k in range(n_layers):
+        layers.append(torch.nn.Sequential(
+            torch.nn.Linear(widths[k], widths[k + 1]).double(), torch.nn.Tanh(),
+            *([torch.nn.Dropout(dropout)] if dropout else [])))
+    return torch.nn.Sequential(*layers), widths
+
+
+class Watched(torch.nn.Module):
+    """A layer that records weak references to its outputs (in the shared ``log``) and the
+    most bytes of them alive when it is called."""
+
+    def __init__(self, layer, log):
+        super().__init__()
+        self.layer, self.log = layer, log
+
+    def forward(self, x):
+        log = self.log
+        log["refs"] = [r for r in log["refs"] if r() is not None]
+        log["most"] = max(log["most"], sum(r().numel() * r().element_size() for r in log["refs"]))
+        y = self.layer(x)
+        log["refs"].append(weakref.ref(y))
+        return y
+
+
+def test_50_unequal_layers_budget_and_memory():
+    net, widths = unequal_chain()
+    x = torch.randn(5, widths[0], dtype=F64, requires_grad=True)
+    tensors = [x, *net.parameters()]
+    want = grads_of(lambda: net(x), tensors)
+    assert_close(grads_of(lambda: checkpoint_sequential(net, x, budget=4), tensors), want)
+    sizes = np.array([5 * w * 8 for w in widths], dtype=float)
+    costs = pebbles.ChainCosts(np.array(widths[1:], float), np.ones(50), sizes)
+    memory = 10 * sizes.mean()
+    log = {"refs": [], "most": 0}
+    watched = [Watched(layer, log) for layer in net]
+
+    def ours():
+        out = checkpoint_sequential(watched, x, memory=memory, costs=costs)
+        # the output is held by the caller, not the adapter: drop it from the count
+        log["refs"] = [r for r in log["refs"] if r() is not out]
+        return out
+
+    assert_close(grads_of(ours, tensors), want)
+    sched = pebbles._chain.hetero_optimal(costs, memory)
+    assert 0 < log["most"] <= pebbles.simulate(sched, 50, costs=costs).peak_bytes <= memory
+    # profiling path: measured costs, same gradients
+    assert_close(grads_of(lambda: checkpoint_sequential(net, x, memory=memory), tensors), want)
+
+
+def test_dropout_masks_survive_recomputation():
+    net, widths = unequal_chain(12, dropout=0.3)
+    x = torch.randn(4, widths[0], dtype=F64, requires_grad=True)
+    tensors = [x, *net.parameters()]
+    for kw in ({"budget": 2}, {"memory": 3 * 4 * 30 * 8}):
+        torch.manual_seed(5)
+        want = grads_of(lambda: net(x), tensors)
+        after_plain = torch.get_rng_state()
+        torch.manual_seed(5)
+        assert_close(grads_of(lambda kw=kw: checkpoint_sequential(net, x, **kw), tensors), want)
+        assert torch.equal(torch.get_rng_state(), after_plain)
+
+
+def test_profile_layers_measures_output_bytes():
+    net, widths = unequal_chain(6)
+    x = torch.randn(3, widths[0], dtype=F64)
+    state = torch.get_rng_state()
+    costs = profile_layers(net, x)
+    assert costs.sizes.tolist() == [3 * w * 8 for w in widths]
+    assert np.all(costs.forward > 0) and torch.equal(torch.get_rng_state(), state)
+
+
+def test_tensors_not_passed_are_reported():
+    w = torch.tensor(0.5, requires_grad=True)
+    with pytest.raises(pebbles.PebblesValueError, match="requires grad but was not passed"):
+        checkpointed_loop(lambda i, x: w * x, torch.ones(2, requires_grad=True), 5,
+                          budget=2).sum().backward()
+    x = torch.ones(2, requires_grad=True)
+    out = checkpoint_sequential([lambda x: w * x, torch.nn.Tanh()], x, budget=1, params=[w])
+    out.sum().backward()
+    assert torch.allclose(w.grad, (1 - torch.tanh(torch.tensor(0.5)) ** 2) * 2)
+
+
+def test_without_grad_runs_each_step_once():
+    step = Counted(lambda i, x: 2 * x, 10)
+    with torch.no_grad():
+        out = checkpointed_loop(step, torch.ones(2, requires_grad=True), 10, budget=2)
+    assert out.tolist() == [1024.0, 1024.0] and step.nograd.sum() == 10
+
+
+def test_clear_errors():
+    x0 = torch.ones(3, requires_grad=True)
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="=2 or more"):
+        checkpointed_loop(lambda i, x: x, x0, 10, budget=1)
+    with pytest.raises(pebbles.PebblesValueError, match=r"shape, dtype.*\(4,\)"):
+        checkpointed_loop(lambda i, x: torch.ones(4), x0, 10, budget=3)
+    with pytest.raises(pebbles.PebblesValueError, match="float32"):
+        checkpointed_loop(lambda i, x: x.double(), x0, 10, budget=3)
+    with pytest.raises(pebbles.PebblesValueError, match="same form"):
+        checkpointed_loop(lambda i, x: (x, x), x0, 10, budget=3)
+    with pytest.raises(pebbles.PebblesTypeError, match="params"):
+        checkpointed_loop(lambda i, x, a: x, x0, 10, 3.0, budget=3)
+    with pytest.raises(pebbles.PebblesValueError, match="functions is empty"):
+        checkpoint_sequential(torch.nn.Sequential(), x0, budget=2)
+    net = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(6)])
+    with pytest.raises(pebbles.PebblesValueError, match="exactly one of budget"):
+        checkpoint_sequential(net, x0, budget=2, memory=100)
+    with pytest.raises(pebbles.PebblesValueError, match="exactly one of budget"):
+        checkpoint_sequential(net, x0)
+    with pytest.raises(pebbles.PebblesValueError, match="pass memory >= 24"):
+        checkpoint_sequential(net, x0, memory=20)
+    with pytest.raises(pebbles.InfeasibleBudgetError):
+        checkpoint_sequential(net, x0, budget=1)
+
+
+def test_missing_torch_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "pebbles.torch")
+    with pytest.raises(ImportError, match=r'pip install "pebble-games\[torch\]"'):
+        importlib.import_module("pebbles.torch")
+
+
+def test_core_does_not_import_torch():
+    code = "import sys, pebbles; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
