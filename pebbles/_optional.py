@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["require"]
+__all__ = ["missing", "require"]
 
 
 def require(module: str, extra: str, purpose: str) -> ModuleType:
@@ -22,5 +22,9 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(
-            f'{purpose} needs {module}: pip install "pebble-games[{extra}]"') from None
+        raise missing(module, extra, purpose) from None
+
+
+def missing(module: str, extra: str, purpose: str) -> ImportError:
+    """The ImportError that says ``purpose`` needs ``module`` and which extra brings it."""
+    return ImportError(f'{purpose} needs {module}: pip install "pebble-games[{extra}]"')

@@ -26,14 +26,14 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from ._optional import missing
+
 try:
     import jax
     import jax.numpy as jnp
     from jax import lax
 except ImportError as exc:  # pragma: no cover - CI installs jax
-    raise ImportError(
-        'pebbles.jax needs JAX, which is not installed; run pip install "pebble-games[jax]" '
-        "(or pip install jax)") from exc
+    raise missing("jax", "jax", "pebbles.jax") from exc
 
 import numpy as np
 

@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import missing
+
 try:
     import torch
 except ImportError as exc:  # pragma: no cover - CI installs torch
-    raise ImportError(
-        'pebbles.torch needs PyTorch, which is not installed; run pip install '
-        '"pebble-games[torch]" (or pip install torch)') from exc
+    raise missing("torch", "torch", "pebbles.torch") from exc
 
 from ._chain import hetero_optimal
 from ._errors import PebblesTypeError, PebblesValueError
