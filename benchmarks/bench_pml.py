@@ -36,14 +36,28 @@ Two parts:
   process CPU time (use it with ``NUMBA_NUM_THREADS=1`` on a shared machine);
 * ``--full``: the paper's problem once (default 1000 x 1000, 9999 steps,
   Treeverse S = 20 in the checkpoint game): wall time, peak RSS, step counts,
-  with a tqdm progress bar when tqdm is installed.
+  with a tqdm progress bar when tqdm is installed;
+* ``--loaded``: the gradient under load. Each case (default 150 x 150 x 1000
+  and 1000 x 1000 x 100, Treeverse S = 20) runs in a fresh process, on the
+  quiet machine and next to one competing CPU-bound process (a Python busy
+  loop started before the run and killed after it; it also ends by itself
+  after ``--loaded-timeout`` seconds), with the solver's default (thread
+  counts chosen per kernel from measured call times,
+  :class:`solvers.pml.ThreadChooser`), on all threads throughout (the
+  behaviour before), on all threads with a passive OpenMP wait policy, and on
+  one thread. The rounds go through all variants in turn; the median of each
+  is reported with the load average before each run. Goal: with the solver's
+  default, loaded at most 2x quiet at both sizes, and quiet no slower than
+  before.
 
 Output: a Markdown table on stdout (machine info and the command line
 included) and, with ``--json OUT``, the same records as JSON.
 
 Run ``python benchmarks/bench_pml.py --size 500``,
-``python benchmarks/bench_pml.py --fig5 --json fig5.json`` (about 6 min) or
-``python benchmarks/bench_pml.py --full --json full.json`` (about 4 min).
+``python benchmarks/bench_pml.py --fig5 --json fig5.json`` (about 6 min),
+``python benchmarks/bench_pml.py --full --json full.json`` (about 4 min) or
+``python benchmarks/bench_pml.py --loaded --json loaded.json`` (about 2 min on a
+quiet machine).
 """
 
 from __future__ import annotations
@@ -51,6 +65,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -338,9 +353,9 @@ def run_one(spec: dict) -> dict:
     cfg = pml.PMLConfig(nx=size, ny=size, steps=n)
     c = pml.uniform_model(cfg)
     observed = np.load(spec["observed"])
-    moves = list(pml.schedule(spec["method"], n, pebbles=spec.get("pebbles", 10),
-                              inplace=spec["inplace"], k=spec.get("k", 2)))
-    pml._warm_up()
+    moves = list(pml.schedule(spec["method"], n, budget=spec.get("pebbles"),
+                              inplace=spec["inplace"], k=spec.get("k")))
+    pml.warm_up()
     sol = pml.PMLSolver(cfg, c, observed=observed)
     acc = [0.0]
     now = CLOCKS[spec.get("clock", "wall")]
@@ -429,13 +444,13 @@ def fig5_records(size: int, n: int, clock: str = "wall",
     records = []
     for label, kw in configs:
         game = "inplace" if kw["inplace"] else "checkpoint"
-        sim = pebbles.simulate(pml.schedule(kw["method"], n, pebbles=kw.get("pebbles", 10),
-                                            inplace=kw["inplace"], k=kw.get("k", 2)), n, game)
+        sim = pml.schedule(kw["method"], n, budget=kw.get("pebbles"), inplace=kw["inplace"],
+                           k=kw.get("k")).simulate()
         best, model, own, ratios = _median_round(runs[label], n)
         res = {k: v for k, v in best.items() if k != "costs"}
         records.append({"schedule": label, "n": n, "size": size, "game": game,
                         "predicted_forward_steps": sim.forward_steps,
-                        "predicted_peak_pebbles": sim.peak_pebbles, **res,
+                        "predicted_peak_pebbles": sim.peak_states, **res,
                         "rounds": len(runs[label]),
                         "measured_rounds": [r["measured_seconds"] for r in runs[label]],
                         "model_ratio_rounds": ratios,
@@ -488,12 +503,12 @@ def full_record(size: int, n: int, pebbles_: int, game: str) -> dict:
     inplace = game == "inplace"
     cfg = pml.PMLConfig(nx=size, ny=size, steps=n)
     c = pml.uniform_model(cfg)
-    pml._warm_up()
+    pml.warm_up()
     t0 = time.perf_counter()
     observed = pml.record(cfg)
     t_record = time.perf_counter() - t0
-    moves = list(pebbles.treeverse(n, pebbles_, inplace=inplace))
-    sim = pebbles.simulate(moves, n, game)
+    moves = pebbles.schedule("treeverse", n, budget=pebbles_, inplace=inplace)
+    sim = moves.simulate()
     base = rss_mb()
     g = pml.gradient(cfg, c, moves, observed, inplace=inplace, progress=True)
     state_mb = 4 * cfg.shape[0] * cfg.shape[1] * 8 / 1e6
@@ -519,6 +534,134 @@ def full_table(r: dict) -> str:
         f"{r['backward_steps']} | {r['peak_states']} | {r['states_mb']:.0f} | "
         f"{r['loss']:.6g} | {r['grad_c_norm']:.6g} |"])
 
+# ---------------------------------------------------------------------------
+# under load
+# ---------------------------------------------------------------------------
+#: Variants of the loaded benchmark: environment of the measured process, and whether
+#: the solver chooses thread counts (``gradient(choose_threads=)``).
+LOAD_VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
+    "solver default (thread chooser)": ({}, True),
+    "all threads (before)": ({}, False),
+    "all threads, passive wait": ({"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}, False),
+    "one thread": ({"NUMBA_NUM_THREADS": "1"}, False),
+}
+
+
+def gradient_seconds(spec: dict) -> dict:
+    """One Treeverse gradient (in a fresh process): replay seconds, threads, layer."""
+    import numba
+
+    cfg = pml.PMLConfig(nx=spec["size"], ny=spec["size"], steps=spec["n"])
+    pml.warm_up()
+    observed = pml.record(cfg)
+    moves = pebbles.schedule("treeverse", cfg.steps, budget=spec["pebbles"])
+    g = pml.gradient(cfg, pml.uniform_model(cfg), moves, observed,
+                     choose_threads=spec.get("choose_threads", True))
+    return {"seconds": g.seconds, "threads": numba.get_num_threads(),
+            "threading_layer": numba.threading_layer(), "loss": g.loss,
+            "wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+
+def busy_loop(seconds: float) -> subprocess.Popen:
+    """Start one competing CPU-bound process that ends by itself after ``seconds``."""
+    code = f"import time\nend = time.monotonic() + {float(seconds)!r}\n" \
+           "while time.monotonic() < end:\n    pass\n"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def _one_gradient(spec: dict, env: dict[str, str], loaded: bool, timeout: float) -> dict:
+    """Run :func:`gradient_seconds` in a fresh process, next to a busy loop if ``loaded``."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one-gradient", json.dumps(spec)]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    busy = busy_loop(timeout + 5) if loaded else None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, **env})
+        if out.returncode != 0:
+            return {"status": "failed", "seconds": None, "error": out.stderr[-400:],
+                    "load_1min": load}
+        rec = json.loads(out.stdout.strip().splitlines()[-1])
+        return {"status": "ok", **rec, "load_1min": load}
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "seconds": None, "load_1min": load}
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+
+
+def loaded_records(cases: Sequence[tuple[int, int]], budget: int, rounds: int,
+                   timeout: float) -> tuple[list[dict], dict]:
+    """Each case, each variant, quiet and next to one busy loop, ``rounds`` times in turn."""
+    runs: dict[tuple, list[dict]] = {}
+    for _ in range(max(1, rounds)):
+        for size, n in cases:
+            for variant, (env, choose) in LOAD_VARIANTS.items():
+                for loaded in (False, True):
+                    spec = {"size": size, "n": n, "pebbles": budget, "choose_threads": choose}
+                    runs.setdefault((size, n, variant, loaded), []).append(
+                        _one_gradient(spec, env, loaded, timeout))
+    records = []
+    for (size, n, variant, loaded), rs in runs.items():
+        secs = [r["seconds"] for r in rs if r["seconds"] is not None]
+        env, choose = LOAD_VARIANTS[variant]
+        records.append({"size": size, "n": n, "pebbles": budget, "variant": variant,
+                        "env": env, "choose_threads": choose, "loaded": loaded,
+                        "seconds": statistics.median(secs) if secs else None,
+                        "rounds_seconds": [r["seconds"] for r in rs],
+                        "statuses": [r["status"] for r in rs],
+                        "load_1min": [r["load_1min"] for r in rs],
+                        "threads": rs[0].get("threads"),
+                        "threading_layer": rs[0].get("threading_layer")})
+    return records, {"ratios": _load_ratios(records), "rounds": max(1, rounds),
+                     "timeout_s": timeout, "cores": os.cpu_count(),
+                     "competing": "one Python busy loop (while True: pass)"}
+
+
+def _load_ratios(records: list[dict]) -> list[dict]:
+    """Loaded over quiet median seconds per case and variant (goal: at most 2)."""
+    quiet = {(r["size"], r["n"], r["variant"]): r["seconds"] for r in records if not r["loaded"]}
+    out = []
+    for r in records:
+        q = quiet.get((r["size"], r["n"], r["variant"]))
+        if r["loaded"] and q and r["seconds"]:
+            out.append({"size": r["size"], "n": r["n"], "variant": r["variant"],
+                        "quiet_seconds": q, "loaded_seconds": r["seconds"],
+                        "ratio": r["seconds"] / q})
+    return out
+
+
+def loaded_table(records: list[dict], extra: dict) -> str:
+    lines = [f"one competing CPU-bound process on {extra['cores']} cores; median of "
+             f"{extra['rounds']} rounds; load = 1-minute load average before each run", "",
+             "| grid | n | S | variant | quiet s | loaded s | loaded / quiet | load (quiet) | "
+             "load (loaded) |", "|---|---|---|---|---|---|---|---|---|"]
+    by = {(r["size"], r["n"], r["variant"], r["loaded"]): r for r in records}
+    for ratio in extra["ratios"]:
+        q = by[(ratio["size"], ratio["n"], ratio["variant"], False)]
+        lo = by[(ratio["size"], ratio["n"], ratio["variant"], True)]
+        lines.append(f"| {ratio['size']}x{ratio['size']} | {ratio['n']} | {q['pebbles']} | "
+                     f"{ratio['variant']} | {ratio['quiet_seconds']:.3f} | "
+                     f"{ratio['loaded_seconds']:.3f} | {ratio['ratio']:.2f} | "
+                     f"{_loads(q)} | {_loads(lo)} |")
+    return "\n".join(lines)
+
+
+def _loads(record: dict) -> str:
+    return " ".join(f"{x:.1f}" for x in record["load_1min"])
+
+
+def _case(text: str) -> tuple[int, int]:
+    """``--loaded-cases``: ``SIZExSTEPS`` (``150x1000``)."""
+    try:
+        size, n = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SIZExSTEPS, e.g. 150x1000") from None
+    if size < 2 or n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: need size >= 2 and steps >= 1")
+    return size, n
+
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -539,11 +682,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--full-steps", type=int, default=9999)
     p.add_argument("--full-pebbles", type=int, default=20)
     p.add_argument("--full-game", choices=("checkpoint", "inplace"), default="checkpoint")
+    p.add_argument("--loaded", action="store_true",
+                   help="the gradient quiet and next to one competing CPU-bound process")
+    p.add_argument("--loaded-cases", type=_case, nargs="+",
+                   default=[(150, 1000), (1000, 100)], metavar="SIZExSTEPS")
+    p.add_argument("--loaded-pebbles", type=int, default=20)
+    p.add_argument("--loaded-rounds", type=int, default=3)
+    p.add_argument("--loaded-timeout", type=float, default=300.0,
+                   help="seconds one run may take (the busy loop ends 5 s after)")
+    p.add_argument("--no-kernels", action="store_true", help="skip the step-kernel timings")
     p.add_argument("--json", default=None, metavar="OUT")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # one fig5 run (internal)
+    p.add_argument("--one-gradient", default=None, help=argparse.SUPPRESS)  # (internal)
     args = p.parse_args(argv)
     if args.one is not None:
         print(json.dumps(run_one(json.loads(args.one))))
+        return 0
+    if args.one_gradient is not None:
+        print(json.dumps(gradient_seconds(json.loads(args.one_gradient))))
         return 0
     info = machine_info()
     result: dict = {"machine": info}
@@ -552,9 +708,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         full = full_record(args.full_size, args.full_steps, args.full_pebbles, args.full_game)
         result["full"] = full
         full_part = "## Full problem\n\n" + full_table(full)
-    recs, extra = kernel_records(args.size, args.repeat)
-    result["kernels"] = {"records": recs, **extra}
-    parts.append("## Step kernels\n\n" + kernel_table(recs, extra))
+    if args.loaded:  # before anything else of this process loads the machine
+        recs, extra = loaded_records(args.loaded_cases, args.loaded_pebbles,
+                                     args.loaded_rounds, args.loaded_timeout)
+        result["loaded"] = {"records": recs, **extra}
+        loaded_part = "## Under load\n\n" + loaded_table(recs, extra)
+    if not args.no_kernels:
+        recs, extra = kernel_records(args.size, args.repeat)
+        result["kernels"] = {"records": recs, **extra}
+        parts.append("## Step kernels\n\n" + kernel_table(recs, extra))
     if args.fig5:
         recs, extra = fig5_records(args.fig5_size, args.fig5_steps, args.fig5_clock,
                                    args.fig5_rounds)
@@ -563,6 +725,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"{args.fig5_steps} steps)\n\n" + fig5_table(recs, extra))
     if args.full:
         parts.append(full_part)
+    if args.loaded:
+        parts.append(loaded_part)
     text = "\n\n".join(parts)
     print(text)
     write_results(args.json, result, text)

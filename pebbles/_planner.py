@@ -23,10 +23,18 @@ from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
 from ._moves import Game
 from ._registry import Schedule, describe, methods, predicted_steps, schedule
+from ._twolevel import min_total_time
 from ._validation import check_int
 
-__all__ = ["EXECUTOR_EXTRA_STATES", "REVERSIBLE_TABLE_MAX", "Candidate", "Plan", "budget_for",
-           "plan"]
+__all__ = [
+    "BOUNDED_DISK_MAX_N",
+    "EXECUTOR_EXTRA_STATES",
+    "REVERSIBLE_TABLE_MAX",
+    "Candidate",
+    "Plan",
+    "budget_for",
+    "plan",
+]
 
 #: States the generic executor holds besides a schedule's budget: s_0, the
 #: scratch s_n of the loss, and two gradients.
@@ -171,6 +179,9 @@ def plan(
     memory: int | None = None,
     state_bytes: int | None = None,
     backward_cost: float = 1.0,
+    disk_budget: int | None = None,
+    write_cost: float | None = None,
+    read_cost: float | None = None,
 ) -> Plan:
     """Compare the gradient schedules for ``n`` steps under a budget and recommend one.
 
@@ -184,6 +195,12 @@ def plan(
         :data:`EXECUTOR_EXTRA_STATES` are counted.
     backward_cost : float
         Cost of one backward step relative to one forward step.
+    disk_budget, write_cost, read_cost : optional
+        A disk as a second storage level: with ``write_cost`` and ``read_cost``
+        (a state's write and read time over a forward step's, e.g. from
+        ``pebbles.measure_io(dir, state_bytes).costs(step_seconds)``) the optimal
+        two-level schedule (``disk_budget`` states on disk, ``None``: unbounded)
+        is costed too, at its least total time (:func:`pebbles.min_total_time`).
 
     Returns
     -------
@@ -216,8 +233,46 @@ def plan(
         held = min(s, n) + EXECUTOR_EXTRA_STATES
         found.append(Candidate(sched, steps, n, steps + backward_cost * n, held,
                                sched.game is Game.INPLACE))
+    if write_cost is not None or read_cost is not None or disk_budget is not None:
+        found += _two_level(n, s, disk_budget, write_cost, read_cost, backward_cost, skipped)
     found.sort(key=lambda c: (c.cost, c.forward_steps, c.states))
     return Plan(n, s, backward_cost, tuple(found), state_bytes, tuple(skipped))
+
+
+#: Largest n for which a two-level plan with a disk too small for the unbounded optimum
+#: is solved (its exact table costs O(n^2 S D)).
+BOUNDED_DISK_MAX_N = 2000
+
+
+def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None,
+               read_cost: float | None, backward_cost: float,
+               skipped: list[str]) -> list[Candidate]:
+    """The two-level candidates (both games), costed at their least total time."""
+    if write_cost is None or read_cost is None:
+        raise PebblesValueError(
+            "a disk needs write_cost= and read_cost= (a state's write and read time over a "
+            "forward step's; pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
+    out = []
+    for inplace in (False, True):
+        game = Game.INPLACE if inplace else Game.CHECKPOINT
+        if s < min_pebbles(n, game):
+            continue
+        if disk_budget is not None and n > BOUNDED_DISK_MAX_N:
+            free = schedule("two-level", n, budget=s, write_cost=write_cost,
+                            read_cost=read_cost, inplace=inplace).simulate()
+            if free.peak_disk > disk_budget:
+                skipped.append(f"two-level{' --inplace' * inplace} (a disk of {disk_budget} "
+                               f"states is below the {free.peak_disk} the unbounded optimum "
+                               f"uses, and n > {BOUNDED_DISK_MAX_N})")
+                continue
+        sched = schedule("two-level", n, budget=s, disk_budget=disk_budget,
+                         write_cost=write_cost, read_cost=read_cost, inplace=inplace)
+        total = min_total_time(n, s, disk_budget, write_cost=write_cost, read_cost=read_cost,
+                               inplace=inplace)
+        steps = sched.simulate().forward_steps if n <= 10**5 else round(total)
+        out.append(Candidate(sched, steps, n, total + backward_cost * n,
+                             s + EXECUTOR_EXTRA_STATES, inplace))
+    return out
 
 
 #: Largest n * budget for which the reversible game's tables (O(n S) to build)

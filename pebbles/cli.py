@@ -77,6 +77,13 @@ def _integer(text: str, minimum: int) -> int:
 MAX_INT = 2**62
 
 
+def _positive_float(text: str) -> float:
+    value = nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
 def nonnegative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
     try:
@@ -325,6 +332,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _io_costs(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """``--write-cost``/``--read-cost``, or measured on ``--disk-dir`` per ``--step-seconds``."""
+    if args.disk_dir is None:
+        return args.write_cost, args.read_cost
+    if args.state_bytes is None or args.step_seconds is None:
+        raise PebblesValueError("--disk-dir measures the disk for states of --state-bytes "
+                                "BYTES against a forward step of --step-seconds SECONDS: give both")
+    from ._storage import measure_io
+
+    wc, rc = measure_io(args.disk_dir, args.state_bytes).costs(args.step_seconds)
+    return (wc if args.write_cost is None else args.write_cost,
+            rc if args.read_cost is None else args.read_cost)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     if args.budget is not None and (args.memory is not None or args.state_bytes is not None):
         raise PebblesValueError("give either --pebbles S or --memory BYTES with --state-bytes "
@@ -332,8 +353,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.budget is None and (args.memory is None or args.state_bytes is None):
         raise PebblesValueError("plan needs a budget: --pebbles S, or --memory BYTES with "
                                 "--state-bytes BYTES (e.g. --memory 2GB --state-bytes 32MB)")
+    wc, rc = _io_costs(args)
     p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,
-             backward_cost=args.backward_cost)
+             backward_cost=args.backward_cost, disk_budget=args.disk_budget, write_cost=wc,
+             read_cost=rc)
     lines = [f"# n={p.n}, budget={p.budget} states besides s_0 (the executor holds "
              f"{p.best.states - p.budget} more), backward cost {p.backward_cost:g}x a forward "
              f"step; cost in forward-step units",
@@ -345,7 +368,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if p.memory is not None:
         lines.append(f"# memory held at most: {p.memory} bytes ({b.states} states)")
     if p.skipped:
-        lines.append(f"# not costed (their tables are O(n S) to build): {', '.join(p.skipped)}")
+        lines.append(f"# not costed (too slow to solve exactly here): {', '.join(p.skipped)}")
     if b.needs_step_into:
         lines.append("# the in-place game: give pebbles.replay a step_into callback")
     lines.append(f"recommended: pebbles schedule {b.schedule}")
@@ -413,6 +436,15 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--state-bytes", type=parse_bytes, help="bytes of one state, e.g. 32MB")
     q.add_argument("--backward-cost", type=nonnegative_float, default=1.0,
                    help="backward step cost / forward step cost (1)")
+    q.add_argument("--disk-slots", dest="disk_budget", type=_disk_slots,
+                   help="a disk as second level: states on disk (a number or 'inf')")
+    q.add_argument("--write-cost", type=nonnegative_float,
+                   help="writing a state to disk, in forward steps")
+    q.add_argument("--read-cost", type=nonnegative_float,
+                   help="reading a state from disk, in forward steps")
+    q.add_argument("--disk-dir", help="measure the write and read costs on this directory")
+    q.add_argument("--step-seconds", type=_positive_float,
+                   help="seconds of one forward step (with --disk-dir)")
     q.set_defaults(run=_cmd_plan)
     m = sub.add_parser("methods", help="list the schedules and their options")
     m.set_defaults(run=_cmd_methods)

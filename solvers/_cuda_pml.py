@@ -1,9 +1,10 @@
 """numba.cuda kernels of the PML wave solver (Liu & Xu, section 4.2; paper notes section 6).
 
 GPU twins of :mod:`solvers._pml_kernels`: the same state layout (one
-``(4, NX, NY)`` float64 array: ``wold, w, phi, psi``), the same formulas and
-the same operation order, one thread per grid cell. The device functions
-below are line-for-line copies of the CPU ones, so under Numba's CUDA
+``(4, NX, NY)`` float64 array: ``wold, w, phi, psi``), one thread per grid
+cell. The per-cell formulas are the CPU kernels' own
+(:data:`solvers._pml_kernels.CELL_FORMULAS`), compiled here as device
+functions by :func:`solvers._pml_kernels.compile_cells`, so under Numba's CUDA
 simulator (``NUMBA_ENABLE_CUDASIM=1``, NumPy arrays) the results are equal bit
 for bit to the CPU kernels; on a GPU the compiler may contract ``a * b + c``
 into fused multiply-adds, so they agree to rounding.
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 from numba import cuda
 
+from solvers._pml_kernels import compile_cells
+
 __all__ = [
     "add_source_kernel",
     "adjoint_out_kernel",
@@ -42,37 +45,9 @@ __all__ = [
     "vu_kernel",
 ]
 
-
-@cuda.jit(device=True, inline=True)
-def _flush(x, k):  # pragma: no cover - compiled
-    """``x``, or 0 when ``|x| < k[7]`` (``_flush`` of the CPU kernels)."""
-    return x if abs(x) >= k[7] else 0.0
-
-
-@cuda.jit(device=True, inline=True)
-def _unew(w, wo, ph, ps, c, i, j, sg, tu, k):  # pragma: no cover - compiled
-    dt, ax, ay, bx, by = k[0], k[1], k[2], k[3], k[4]
-    half = 0.5 * dt * (sg + tu)
-    cij = c[i, j]
-    r = ((2.0 - sg * tu * dt * dt - 2.0 * cij * (ax + ay)) * w[i, j]
-         + cij * ax * (w[i + 1, j] + w[i - 1, j])
-         + cij * ay * (w[i, j + 1] + w[i, j - 1])
-         + bx * (ph[i + 1, j] - ph[i - 1, j])
-         + by * (ps[i, j + 1] - ps[i, j - 1])
-         - (1.0 - half) * wo[i, j])
-    return _flush(r / (1.0 + half), k)
-
-
-@cuda.jit(device=True, inline=True)
-def _phinew(ph, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
-    r = (1.0 - k[0] * sg) * ph[i, j] + c[i, j] * (tu - sg) * k[5] * (un[i + 1, j] - un[i - 1, j])
-    return _flush(r, k)
-
-
-@cuda.jit(device=True, inline=True)
-def _psinew(ps, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
-    r = (1.0 - k[0] * tu) * ps[i, j] + c[i, j] * (sg - tu) * k[6] * (un[i, j + 1] - un[i, j - 1])
-    return _flush(r, k)
+_dev = compile_cells(cuda.jit(device=True, inline=True))
+_unew, _phinew, _psinew = _dev.u_new, _dev.phi_new, _dev.psi_new
+_vadj, _ring_cell, _inner_cell = _dev.v_adj, _dev.ring_cell, _dev.inner_cell
 
 
 @cuda.jit
@@ -131,23 +106,6 @@ def add_source_kernel(u, isrc, jsrc, fsrc):  # pragma: no cover - compiled
         u[isrc, jsrc] += fsrc
 
 
-@cuda.jit(device=True, inline=True)
-def _vu_cell(s, g, c, sig, tau, k, mrow, mcol, i, j):  # pragma: no cover - compiled
-    """``(V, u')`` at interior cell ``(i, j)`` (``_row_vu`` of the CPU kernels)."""
-    g1, g2, g3 = g[1], g[2], g[3]
-    dt, ex, ey = k[0], k[5], k[6]
-    sg, sm, sp = sig[i], sig[i - 1], sig[i + 1]
-    pm, pp = mrow[i - 1], mrow[i + 1]
-    tu = tau[j]
-    ur = _unew(s[1], s[0], s[2], s[3], c, i, j, sg, tu, k)
-    ub = (g1[i, j]
-          + ex * (pm * c[i - 1, j] * (tu - sm) * g2[i - 1, j]
-                  - pp * c[i + 1, j] * (tu - sp) * g2[i + 1, j])
-          + ey * (mcol[j - 1] * c[i, j - 1] * (sg - tau[j - 1]) * g3[i, j - 1]
-                  - mcol[j + 1] * c[i, j + 1] * (sg - tau[j + 1]) * g3[i, j + 1]))
-    return _flush(ub / (1.0 + 0.5 * dt * (sg + tu)), k), ur
-
-
 @cuda.jit
 def vu_kernel(s, g, c, sig, tau, k, mrow, mcol, v, u):  # pragma: no cover - compiled
     """``v = V``, ``u = u'`` on every cell (zero on the ring): pass 1 of the adjoint."""
@@ -160,59 +118,8 @@ def vu_kernel(s, g, c, sig, tau, k, mrow, mcol, v, u):  # pragma: no cover - com
                 v[i, j] = 0.0
                 u[i, j] = 0.0
             else:
-                a, b = _vu_cell(s, g, c, sig, tau, k, mrow, mcol, i, j)
-                v[i, j] = a
-                u[i, j] = b
-
-
-@cuda.jit(device=True, inline=True)
-def _vat(v, p, q):  # pragma: no cover - compiled
-    """``V[p, q]``, zero outside the array."""
-    if p < 0 or q < 0 or p >= v.shape[0] or q >= v.shape[1]:
-        return 0.0
-    return v[p, q]
-
-
-@cuda.jit(device=True, inline=True)
-def _cv(c, v, p, q):  # pragma: no cover - compiled
-    """``c[p, q] V[p, q]``, zero outside the array."""
-    if p < 0 or q < 0 or p >= c.shape[0] or q >= c.shape[1]:
-        return 0.0
-    return c[p, q] * v[p, q]
-
-
-@cuda.jit(device=True, inline=True)
-def _ring_cell(p, q, g0, c, v, k, out):  # pragma: no cover - compiled
-    """Output cell on the ring (``_ring_cell`` of the CPU kernels)."""
-    ax, ay, bx, by = k[1], k[2], k[3], k[4]
-    out[0, p, q] = 0.0
-    out[1, p, q] = _flush(g0[p, q] + ax * (_cv(c, v, p + 1, q) + _cv(c, v, p - 1, q))
-                          + ay * (_cv(c, v, p, q + 1) + _cv(c, v, p, q - 1)), k)
-    out[2, p, q] = _flush(bx * (_vat(v, p - 1, q) - _vat(v, p + 1, q)), k)
-    out[3, p, q] = _flush(by * (_vat(v, p, q - 1) - _vat(v, p, q + 1)), k)
-
-
-@cuda.jit(device=True, inline=True)
-def _inner_cell(s, g, c, sig, tau, k, v, u, p, q, out, gc):  # pragma: no cover - compiled
-    """Interior output cell and its ``dL/dc`` term (``_row_out`` of the CPU kernels)."""
-    w, g0, g2, g3 = s[1], g[0], g[2], g[3]
-    dt, ax, ay, bx, by, ex, ey = k[0], k[1], k[2], k[3], k[4], k[5], k[6]
-    sg, tu = sig[p], tau[q]
-    vv = v[p, q]
-    cpq = c[p, q]
-    half = 0.5 * dt * (sg + tu)
-    a = 2.0 - sg * tu * dt * dt - 2.0 * cpq * (ax + ay)
-    out[0, p, q] = _flush(-(1.0 - half) * vv, k)
-    out[1, p, q] = _flush(g0[p, q] + a * vv
-                          + ax * (c[p + 1, q] * v[p + 1, q] + c[p - 1, q] * v[p - 1, q])
-                          + ay * (c[p, q + 1] * v[p, q + 1] + c[p, q - 1] * v[p, q - 1]), k)
-    out[2, p, q] = _flush((1.0 - dt * sg) * g2[p, q] + bx * (v[p - 1, q] - v[p + 1, q]), k)
-    out[3, p, q] = _flush((1.0 - dt * tu) * g3[p, q] + by * (v[p, q - 1] - v[p, q + 1]), k)
-    lap = (-2.0 * (ax + ay) * w[p, q] + ax * (w[p + 1, q] + w[p - 1, q])
-           + ay * (w[p, q + 1] + w[p, q - 1]))
-    gc[p, q] += (vv * lap
-                 + (tu - sg) * ex * g2[p, q] * (u[p + 1, q] - u[p - 1, q])
-                 + (sg - tu) * ey * g3[p, q] * (u[p, q + 1] - u[p, q - 1]))
+                v[i, j] = _vadj(g[1], g[2], g[3], c, sig, tau, mrow, mcol, i, j, k)
+                u[i, j] = _unew(s[1], s[0], s[2], s[3], c, i, j, sig[i], tau[j], k)
 
 
 @cuda.jit
@@ -228,9 +135,10 @@ def adjoint_out_kernel(s, g, c, sig, tau, k, v, u, out, gc):  # pragma: no cover
     for p in range(p0, nxx, sp):
         for q in range(q0, nyy, sq):
             if p == 0 or p == nxx - 1 or q == 0 or q == nyy - 1:
-                _ring_cell(p, q, g[0], c, v, k, out)
+                _ring_cell(p, q, p, g[0], c, v, k, out)
             else:
-                _inner_cell(s, g, c, sig, tau, k, v, u, p, q, out, gc)
+                _inner_cell(s[1], g[0], g[2], g[3], c, sig[p], tau[q], k, v, u, p, p, q,
+                            out, gc)
 
 
 @cuda.jit

@@ -33,26 +33,47 @@ do not change at double precision.
 
 Every kernel writes each output cell from exactly one thread (``prange`` over
 rows), so results do not depend on the thread count, and the forward and
-in-place kernels share the per-cell arithmetic (:func:`_unew`, :func:`_phinew`,
-:func:`_psinew`): they agree bit for bit.
+in-place kernels share the per-cell arithmetic: they agree bit for bit.
+
+Thread counts: :meth:`solvers.pml.PMLSolver.threads` runs these kernels on
+the thread count that its calls show faster (:class:`solvers.pml.ThreadChooser`:
+a competing process on a small machine makes OpenMP's spinning threads wait
+for scheduler slices at every barrier).
+
+Single source: the per-cell formulas (:func:`u_new`, :func:`phi_new`,
+:func:`psi_new` of the step; :func:`v_adj`, :func:`ring_cell`,
+:func:`inner_cell` of the adjoint) are plain Python functions, compiled here by
+``njit`` into the parallel row loops and in :mod:`solvers._cuda_pml` by
+``numba.cuda.jit(device=True)`` into the one-cell-a-thread kernels
+(:func:`compile_cells`). Under Numba's CUDA simulator both do the same
+arithmetic in the same order, bit for bit.
 """
 
 from __future__ import annotations
 
+import builtins
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["adjoint_kernel", "step_inplace_kernel", "step_kernel"]
+__all__ = ["CELL_FORMULAS", "adjoint_kernel", "compile_cells", "step_inplace_kernel",
+           "step_kernel"]
 
 
-@njit(cache=True, inline="always")
-def _flush(x, k):  # pragma: no cover - compiled
+# ---------------------------------------------------------------------------
+# per-cell formulas, written once: compiled here by ``njit`` and in
+# :mod:`solvers._cuda_pml` by ``numba.cuda.jit(device=True)`` (:func:`compile_cells`)
+# ---------------------------------------------------------------------------
+def flush(x, k):  # pragma: no cover - compiled
     """``x``, or 0 when ``|x| < k[7]`` (keeps subnormal numbers out of the fields)."""
     return x if abs(x) >= k[7] else 0.0
 
 
-@njit(cache=True, inline="always")
-def _unew(w, wo, ph, ps, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+def u_new(w, wo, ph, ps, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+    """``u'`` at interior cell ``(i, j)`` (``sg = zeta_1(i)``, ``tu = zeta_2(j)``)."""
     dt, ax, ay, bx, by = k[0], k[1], k[2], k[3], k[4]
     half = 0.5 * dt * (sg + tu)
     cij = c[i, j]
@@ -62,19 +83,111 @@ def _unew(w, wo, ph, ps, c, i, j, sg, tu, k):  # pragma: no cover - compiled
          + bx * (ph[i + 1, j] - ph[i - 1, j])
          + by * (ps[i, j + 1] - ps[i, j - 1])
          - (1.0 - half) * wo[i, j])
-    return _flush(r / (1.0 + half), k)
+    return flush(r / (1.0 + half), k)
 
 
-@njit(cache=True, inline="always")
-def _phinew(ph, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+def phi_new(ph, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+    """``phi'`` at interior cell ``(i, j)`` from ``u' = un``."""
     r = (1.0 - k[0] * sg) * ph[i, j] + c[i, j] * (tu - sg) * k[5] * (un[i + 1, j] - un[i - 1, j])
-    return _flush(r, k)
+    return flush(r, k)
 
 
-@njit(cache=True, inline="always")
-def _psinew(ps, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+def psi_new(ps, un, c, i, j, sg, tu, k):  # pragma: no cover - compiled
+    """``psi'`` at interior cell ``(i, j)`` from ``u' = un``."""
     r = (1.0 - k[0] * tu) * ps[i, j] + c[i, j] * (sg - tu) * k[6] * (un[i, j + 1] - un[i, j - 1])
-    return _flush(r, k)
+    return flush(r, k)
+
+
+def v_adj(g1, g2, g3, c, sig, tau, mrow, mcol, i, j, k):  # pragma: no cover - compiled
+    """``V = dL/d(numerator of u')`` at interior cell ``(i, j)`` (``g1..g3 = g[1..3]``)."""
+    dt, ex, ey = k[0], k[5], k[6]
+    sg, tu = sig[i], tau[j]
+    ub = (g1[i, j]
+          + ex * (mrow[i - 1] * c[i - 1, j] * (tu - sig[i - 1]) * g2[i - 1, j]
+                  - mrow[i + 1] * c[i + 1, j] * (tu - sig[i + 1]) * g2[i + 1, j])
+          + ey * (mcol[j - 1] * c[i, j - 1] * (sg - tau[j - 1]) * g3[i, j - 1]
+                  - mcol[j + 1] * c[i, j + 1] * (sg - tau[j + 1]) * g3[i, j + 1]))
+    return flush(ub / (1.0 + 0.5 * dt * (sg + tu)), k)
+
+
+def v_at(v, lp, q):  # pragma: no cover - compiled
+    """``V`` at row ``lp`` of ``v`` and column ``q``, zero outside the array."""
+    if lp < 0 or q < 0 or lp >= v.shape[0] or q >= v.shape[1]:
+        return 0.0
+    return v[lp, q]
+
+
+def cv_at(c, v, p, lp, q):  # pragma: no cover - compiled
+    """``c[p, q] V[p, q]`` (``V[p, q]`` at row ``lp`` of ``v``), zero outside ``c``."""
+    if p < 0 or q < 0 or p >= c.shape[0] or q >= c.shape[1]:
+        return 0.0
+    return c[p, q] * v[lp, q]
+
+
+def ring_cell(p, q, lp, g0, c, v, k, out):  # pragma: no cover - compiled
+    """Adjoint output cell ``(p, q)`` on the ring, ``V[p, q]`` at row ``lp`` of ``v``.
+
+    Only ``wold`` (via the copy) and the neighbours' ``V`` contribute.
+    """
+    ax, ay, bx, by = k[1], k[2], k[3], k[4]
+    out[0, p, q] = 0.0
+    out[1, p, q] = flush(g0[p, q] + ax * (cv_at(c, v, p + 1, lp + 1, q)
+                                          + cv_at(c, v, p - 1, lp - 1, q))
+                         + ay * (cv_at(c, v, p, lp, q + 1) + cv_at(c, v, p, lp, q - 1)), k)
+    out[2, p, q] = flush(bx * (v_at(v, lp - 1, q) - v_at(v, lp + 1, q)), k)
+    out[3, p, q] = flush(by * (v_at(v, lp, q - 1) - v_at(v, lp, q + 1)), k)
+
+
+def inner_cell(w, g0, g2, g3, c, sg, tu, k, v, u, p, lp, q, out, gc):  # pragma: no cover
+    """Adjoint output cell ``(p, q)`` in the interior and its ``dL/dc`` term.
+
+    ``w = s[1]``, ``g0, g2, g3 = g[0], g[2], g[3]``; ``V`` and ``u'`` of row
+    ``p`` are rows ``lp`` of ``v`` and ``u``.
+    """
+    dt, ax, ay, bx, by, ex, ey = k[0], k[1], k[2], k[3], k[4], k[5], k[6]
+    vv = v[lp, q]
+    cpq = c[p, q]
+    half = 0.5 * dt * (sg + tu)
+    a = 2.0 - sg * tu * dt * dt - 2.0 * cpq * (ax + ay)
+    out[0, p, q] = flush(-(1.0 - half) * vv, k)
+    out[1, p, q] = flush(g0[p, q] + a * vv
+                         + ax * (c[p + 1, q] * v[lp + 1, q] + c[p - 1, q] * v[lp - 1, q])
+                         + ay * (c[p, q + 1] * v[lp, q + 1] + c[p, q - 1] * v[lp, q - 1]), k)
+    out[2, p, q] = flush((1.0 - dt * sg) * g2[p, q] + bx * (v[lp - 1, q] - v[lp + 1, q]), k)
+    out[3, p, q] = flush((1.0 - dt * tu) * g3[p, q] + by * (v[lp, q - 1] - v[lp, q + 1]), k)
+    lap = (-2.0 * (ax + ay) * w[p, q] + ax * (w[p + 1, q] + w[p - 1, q])
+           + ay * (w[p, q + 1] + w[p, q - 1]))
+    gc[p, q] += (vv * lap
+                 + (tu - sg) * ex * g2[p, q] * (u[lp + 1, q] - u[lp - 1, q])
+                 + (sg - tu) * ey * g3[p, q] * (u[lp, q + 1] - u[lp, q - 1]))
+
+
+#: The per-cell formulas, in the order :func:`compile_cells` compiles them.
+CELL_FORMULAS: tuple[Callable[..., Any], ...] = (
+    flush, u_new, phi_new, psi_new, v_adj, v_at, cv_at, ring_cell, inner_cell)
+
+
+def compile_cells(jit: Callable[[Callable[..., Any]], Any],
+                  formulas: Sequence[Callable[..., Any]] = CELL_FORMULAS) -> types.SimpleNamespace:
+    """Compile the per-cell formulas with ``jit``; a namespace of the compiled functions.
+
+    Each formula is rebuilt with its own globals, in which the other formulas'
+    names refer to their compiled versions, so that one source compiles for
+    the CPU (``njit(inline="always")``) and for the GPU
+    (``numba.cuda.jit(device=True, inline=True)``).
+    """
+    names: dict[str, Any] = {"__builtins__": builtins}
+    out = {}
+    for f in formulas:
+        g = types.FunctionType(f.__code__, names, f.__name__, f.__defaults__, f.__closure__)
+        g.__qualname__, g.__module__, g.__doc__ = f.__qualname__, f.__module__, f.__doc__
+        names[f.__name__] = out[f.__name__] = jit(g)
+    return types.SimpleNamespace(**out)
+
+
+_cpu = compile_cells(njit(inline="always"))
+_unew, _phinew, _psinew = _cpu.u_new, _cpu.phi_new, _cpu.psi_new
+_vadj, _ring_cell, _inner_cell = _cpu.v_adj, _cpu.ring_cell, _cpu.inner_cell
 
 
 @njit(cache=True, parallel=True)
@@ -157,45 +270,14 @@ def _row_vu(s, g, c, sig, tau, k, mrow, mcol, i, vr, ur):  # pragma: no cover - 
         return
     wo, w, ph, ps = s[0], s[1], s[2], s[3]
     g1, g2, g3 = g[1], g[2], g[3]
-    dt, ex, ey = k[0], k[5], k[6]
-    sg, sm, sp = sig[i], sig[i - 1], sig[i + 1]
-    pm, pp = mrow[i - 1], mrow[i + 1]
+    sg = sig[i]
     vr[0] = 0.0
     ur[0] = 0.0
     vr[nyy - 1] = 0.0
     ur[nyy - 1] = 0.0
     for j in range(1, nyy - 1):
-        tu = tau[j]
-        ur[j] = _unew(w, wo, ph, ps, c, i, j, sg, tu, k)
-        ub = (g1[i, j]
-              + ex * (pm * c[i - 1, j] * (tu - sm) * g2[i - 1, j]
-                      - pp * c[i + 1, j] * (tu - sp) * g2[i + 1, j])
-              + ey * (mcol[j - 1] * c[i, j - 1] * (sg - tau[j - 1]) * g3[i, j - 1]
-                      - mcol[j + 1] * c[i, j + 1] * (sg - tau[j + 1]) * g3[i, j + 1]))
-        vr[j] = _flush(ub / (1.0 + 0.5 * dt * (sg + tu)), k)
-
-
-@njit(cache=True, inline="always")
-def _cv(c, vl, p, lp, q):  # pragma: no cover - compiled
-    """``c[p, q] V[p, q]``, zero outside the array (``V`` is zero there)."""
-    if q < 0 or q >= c.shape[1] or p < 0 or p >= c.shape[0]:
-        return 0.0
-    return c[p, q] * vl[lp, q]
-
-
-@njit(cache=True)
-def _ring_cell(p, lp, q, g0, c, vl, k, out):  # pragma: no cover - compiled
-    """Output cell on the ring: only ``wold`` (via the copy) and neighbours contribute."""
-    ax, ay, bx, by = k[1], k[2], k[3], k[4]
-    nyy = c.shape[1]
-    vm = vl[lp, q - 1] if q >= 1 else 0.0
-    vp = vl[lp, q + 1] if q + 1 < nyy else 0.0
-    out[0, p, q] = 0.0
-    out[1, p, q] = _flush(g0[p, q] + ax * (_cv(c, vl, p + 1, lp + 1, q)
-                                           + _cv(c, vl, p - 1, lp - 1, q))
-                          + ay * (_cv(c, vl, p, lp, q + 1) + _cv(c, vl, p, lp, q - 1)), k)
-    out[2, p, q] = _flush(bx * (vl[lp - 1, q] - vl[lp + 1, q]), k)
-    out[3, p, q] = _flush(by * (vm - vp), k)
+        ur[j] = _unew(w, wo, ph, ps, c, i, j, sg, tau[j], k)
+        vr[j] = _vadj(g1, g2, g3, c, sig, tau, mrow, mcol, i, j, k)
 
 
 @njit(cache=True, inline="always")
@@ -205,33 +287,14 @@ def _row_out(s, g, c, sig, tau, k, vl, ul, p, lp, out, gc):  # pragma: no cover 
     g0 = g[0]
     if p == 0 or p == nxx - 1:
         for q in range(nyy):
-            _ring_cell(p, lp, q, g0, c, vl, k, out)
+            _ring_cell(p, q, lp, g0, c, vl, k, out)
         return
-    _ring_cell(p, lp, 0, g0, c, vl, k, out)
-    _ring_cell(p, lp, nyy - 1, g0, c, vl, k, out)
+    _ring_cell(p, 0, lp, g0, c, vl, k, out)
+    _ring_cell(p, nyy - 1, lp, g0, c, vl, k, out)
     w, g2, g3 = s[1], g[2], g[3]
-    dt, ax, ay, bx, by, ex, ey = k[0], k[1], k[2], k[3], k[4], k[5], k[6]
     sg = sig[p]
     for q in range(1, nyy - 1):
-        tu = tau[q]
-        v = vl[lp, q]
-        cpq = c[p, q]
-        half = 0.5 * dt * (sg + tu)
-        a = 2.0 - sg * tu * dt * dt - 2.0 * cpq * (ax + ay)
-        out[0, p, q] = _flush(-(1.0 - half) * v, k)
-        out[1, p, q] = _flush(g0[p, q] + a * v
-                              + ax * (c[p + 1, q] * vl[lp + 1, q] + c[p - 1, q] * vl[lp - 1, q])
-                              + ay * (c[p, q + 1] * vl[lp, q + 1] + c[p, q - 1] * vl[lp, q - 1]),
-                              k)
-        out[2, p, q] = _flush((1.0 - dt * sg) * g2[p, q] + bx * (vl[lp - 1, q] - vl[lp + 1, q]),
-                              k)
-        out[3, p, q] = _flush((1.0 - dt * tu) * g3[p, q] + by * (vl[lp, q - 1] - vl[lp, q + 1]),
-                              k)
-        lap = (-2.0 * (ax + ay) * w[p, q] + ax * (w[p + 1, q] + w[p - 1, q])
-               + ay * (w[p, q + 1] + w[p, q - 1]))
-        gc[p, q] += (v * lap
-                     + (tu - sg) * ex * g2[p, q] * (ul[lp + 1, q] - ul[lp - 1, q])
-                     + (sg - tu) * ey * g3[p, q] * (ul[lp, q + 1] - ul[lp, q - 1]))
+        _inner_cell(w, g0, g2, g3, c, sg, tau[q], k, vl, ul, p, lp, q, out, gc)
 
 
 @njit(cache=True, parallel=True)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -49,6 +48,7 @@ from numba import njit, prange
 import pebbles
 from pebbles.cli import OneLineParser, positive, run_command, schedule_from_args
 from solvers._lorenz_scalar import compile_formulas
+from solvers._memory import available_memory
 
 __all__ = [
     "DEFAULT_DT",
@@ -836,21 +836,6 @@ def memory_estimate(method: str, n: int, *, states: int = 0) -> int:
     if method in ("forward", "adjoint"):
         return fixed + (8 * 6 * 8 if method == "forward" else 0)
     return fixed + _PROGRAM_BYTES_PER_STEP * n
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (``MemAvailable``), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _gigabytes(nbytes: float) -> str:

@@ -11,65 +11,176 @@ source at ``(nx/2, ny/5)``, 200 detectors on row ``ny/5``, and the running loss
 where ``u_true`` is the recording in the three-layer true model. The gradient
 of ``L`` with respect to ``c`` (every cell), the source values and the initial
 state is computed by reverse mode through any checkpoint-game schedule replayed
-by the generic executor :func:`pebbles._executor.replay`, with hand-derived
-adjoint Numba kernels. The executor gets the out-of-place/in-place step
+by the generic executor :func:`pebbles.replay`, with hand-derived adjoint
+Numba kernels. The executor gets the out-of-place/in-place step
 ``step_into`` and reuses the buffers of freed states (no allocation per step;
 ``gradient(..., reuse=False)`` restores one new array per step).
 
 * :class:`PMLConfig` -- grid, time step, PML, source and detector parameters
   (defaults: the paper's run, 1000 x 1000, 9999 steps, dt = 1e-5).
 * :class:`PMLSolver` -- the step / in-place step / adjoint-step callbacks.
-* :func:`forward`, :func:`record`, :func:`loss`, :func:`gradient`,
-  :func:`schedule` -- the experiment.
+* :func:`forward`, :func:`record`, :func:`loss`, :func:`gradient` -- the
+  experiment; :func:`schedule` picks a schedule from the registry
+  (:func:`pebbles.schedule`); :func:`memory_estimate` and
+  :func:`check_memory` size a run before it starts.
 
 Run ``python -m solvers.pml gradient --nx 100 --ny 100 --steps 500 --method
-treeverse --pebbles 10`` for the command line.
+treeverse --pebbles 10`` for the command line. It estimates the memory a run
+needs before allocating anything and refuses, naming the estimate and the
+available memory, when the run would not fit (``--force`` goes ahead).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import math
+import os
 import resource
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import numba
 import numpy as np
 
-from pebbles._errors import PebblesValueError
-from pebbles._executor import replay
-from pebbles._moves import Move
-from solvers import _pml_kernels as kern
+import pebbles
+from pebbles import PebblesValueError
 from pebbles.cli import OneLineParser, run_command
+from solvers import _pml_kernels as kern
+from solvers._memory import available_memory
 
 __all__ = [
     "METHODS",
+    "PARALLEL_MIN_CELLS",
+    "MemoryEstimate",
+    "ThreadChooser",
+    "NotEnoughMemoryError",
     "PMLConfig",
     "PMLGradient",
     "PMLSolver",
     "UnstableError",
+    "available_memory",
+    "check_memory",
     "check_stability",
     "detectors",
     "forward",
     "gradient",
     "loss",
     "main",
+    "memory_estimate",
     "pml_profiles",
     "record",
     "ricker",
     "schedule",
     "true_model",
     "uniform_model",
+    "warm_up",
 ]
 
-METHODS = ("store-all", "treeverse", "treeverse-paper", "bennett", "periodic")
+#: Registry methods whose moves the gradient can replay (checkpoint or in-place game);
+#: ``bennett`` is accepted as a name of ``bennett-gradient``.
+METHODS = ("treeverse", "treeverse-paper", "bennett-gradient", "store-all", "recompute-all",
+           "periodic", "bennett")
+
+_ALIASES = {"bennett": "bennett-gradient"}
 
 
 class UnstableError(PebblesValueError):
     """The time step, grid spacing and velocities violate the stability rule."""
+
+
+class NotEnoughMemoryError(PebblesValueError):
+    """A run needs more memory than the machine has available."""
+
+
+#: Grids with fewer cells run their kernels on one thread (:meth:`PMLSolver.threads`).
+PARALLEL_MIN_CELLS = 64 * 64
+
+
+class ThreadChooser:
+    """Run each kind of kernel on all threads or on one, whichever its calls show faster.
+
+    Why: Numba's OpenMP threads spin while they wait for the next kernel, so
+    when another process takes a core, the scheduler shares it between a
+    spinning thread and that process in slices of milliseconds and every
+    kernel's closing barrier waits for a slice (on 2 cores with one competing
+    process a 150 x 150 gradient took 30 to 80 times as long). Sleeping
+    instead of spinning (``OMP_WAIT_POLICY=PASSIVE``) avoids that but makes
+    every kernel wake a thread (at 150 x 150 on a 2-core VM, 2.5x slower than
+    spinning when no other process ran). So: keep spinning, and measure.
+
+    Each call's wall time updates a moving average per (kind, thread count);
+    the faster count runs, the other is tried again after ``probe`` calls,
+    after twice as many (and at least 20 times its cost ratio, so that probes
+    take about 5 % of the time) after each probe that loses, up to
+    ``most_probe``; the choice flips at once when the running count's average
+    grows past ``switch`` times the other's. The first call of a count is not
+    counted (it may compile). Results do not depend on the thread count (one
+    writer per output cell).
+
+    Parameters
+    ----------
+    threads : int
+        The most threads (Numba's count); the other choice is 1.
+    clock : callable, optional
+        Seconds (default :func:`time.perf_counter`).
+    """
+
+    def __init__(self, threads: int, clock: Callable[[], float] = time.perf_counter,
+                 probe: int = 16, most_probe: int = 4096, switch: float = 4.0) -> None:
+        self.choices = (int(threads), 1)
+        self.clock, self.probe, self.most_probe, self.switch = clock, probe, most_probe, switch
+        self.mean: dict[tuple[str, int], float] = {}
+        self.best: dict[str, int] = {}
+        self.wait: dict[str, int] = {}
+        self.interval: dict[str, int] = {}
+        self.calls: dict[int, int] = {t: 0 for t in self.choices}
+        self._current = 0
+
+    def run(self, kind: str, kernel: Callable[..., None], *args: object) -> None:
+        """Call ``kernel(*args)`` on the chosen thread count and time it."""
+        best = self.best.setdefault(kind, self.choices[0])
+        other = self.choices[1] if best == self.choices[0] else self.choices[0]
+        probing = self.wait.get(kind, 2) <= 0
+        threads = other if probing else best
+        if threads != self._current:
+            numba.set_num_threads(threads)
+            self._current = threads
+        t0 = self.clock()
+        kernel(*args)
+        self._learn(kind, threads, other if threads == best else best, self.clock() - t0,
+                    probing)
+
+    def _learn(self, kind: str, threads: int, other: int, seconds: float,
+               probing: bool) -> None:
+        self.calls[threads] += 1
+        key, wait = (kind, threads), self.wait.get(kind, 2)
+        if key not in self.mean:  # the first call of a count may compile: not counted
+            self.mean[key] = math.nan
+            self.wait[kind] = 0 if probing else wait - 1
+            return
+        mean = self.mean[key]
+        self.mean[key] = seconds if probing or math.isnan(mean) else mean + 0.25 * (seconds - mean)
+        rival = self.mean.get((kind, other), math.nan)
+        if probing:
+            if self.mean[key] < rival or math.isnan(rival):
+                self.best[kind] = threads
+                self.interval[kind] = self.wait[kind] = self.probe
+                return
+            # a lost probe costs its excess over the best: keep probes to ~5 % of the time
+            excess = math.ceil(20 * self.mean[key] / rival) if rival > 0 else self.most_probe
+            step = min(max(2 * self.interval.get(kind, self.probe), excess), self.most_probe)
+            self.interval[kind] = self.wait[kind] = step
+        elif self.mean[key] > self.switch * rival:
+            self.best[kind] = other
+            self.interval[kind] = self.wait[kind] = self.probe
+        else:
+            self.wait[kind] = wait - 1
 
 
 @dataclass(frozen=True)
@@ -133,9 +244,13 @@ class PMLConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise PebblesValueError(f"{name}={v!r} must be a finite number > 0")
+        for name in ("amp", "delay"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.number)) and math.isfinite(v)):
+                raise PebblesValueError(f"{name}={v!r} must be a finite number")
         if self.h is not None and not (math.isfinite(self.h) and self.h > 0):
             raise PebblesValueError(f"h={self.h!r} must be a finite number > 0 (or None)")
-        if not 0 < self.reflection < 1:
+        if not 0 < self.reflection < 1:  # False for nan
             raise PebblesValueError(f"reflection={self.reflection!r} must be in (0, 1)")
         if not (math.isfinite(self.flush) and 0 <= self.flush < 1e-100):
             raise PebblesValueError(
@@ -296,6 +411,35 @@ class PMLSolver:
         self.grad_source = np.zeros(cfg.steps)
         self._buffers = [np.empty((4, nxx, nyy)), np.empty((4, nxx, nyy))]
         self._turn = 0
+        self._chooser: ThreadChooser | None = None
+
+    @contextlib.contextmanager
+    def threads(self, choose: bool = True) -> Iterator[ThreadChooser | None]:
+        """Run the kernels inside on thread counts chosen from their measured times.
+
+        Grids of fewer than :data:`PARALLEL_MIN_CELLS` cells run on one thread
+        (a kernel there is shorter than waking a second thread); on larger
+        ones a :class:`ThreadChooser` (yielded) picks, per kernel, all of
+        Numba's threads or one (``choose=False``: all). Numba's setting is
+        restored on exit.
+        """
+        before = numba.get_num_threads()
+        nxx, nyy = self.cfg.shape
+        small = nxx * nyy < PARALLEL_MIN_CELLS
+        chosen = choose and not small and before > 1
+        self._chooser = ThreadChooser(before) if chosen else None
+        numba.set_num_threads(1 if small else before)
+        try:
+            yield self._chooser
+        finally:
+            self._chooser = None
+            numba.set_num_threads(before)
+
+    def _run(self, kind: str, kernel: Callable[..., None], *args: object) -> None:
+        if self._chooser is None:
+            kernel(*args)
+        else:
+            self._chooser.run(kind, kernel, *args)
 
     def zero_state(self) -> np.ndarray:
         """The initial state of the experiment: everything at rest."""
@@ -307,24 +451,24 @@ class PMLSolver:
     def step(self, i: int, s: np.ndarray) -> np.ndarray:
         """Return ``s_{i+1}`` (a new array) from ``s_i``; step ``i`` adds ``f_{i+1} dt^2``."""
         out = np.empty_like(s)
-        kern.step_kernel(s, self.c, self.sig, self.tau, self.k, self.isrc, self.jsrc,
-                         self._fsrc(i), out)
+        self._run("step", kern.step_kernel, s, self.c, self.sig, self.tau, self.k, self.isrc,
+                  self.jsrc, self._fsrc(i), out)
         return out
 
     def step_into(self, i: int, s: np.ndarray, out: np.ndarray) -> None:
         """Write ``s_{i+1}`` into ``out``; ``out is s`` runs the in-place kernel."""
         if out is s:
-            kern.step_inplace_kernel(s, self.c, self.sig, self.tau, self.k, self.isrc,
-                                     self.jsrc, self._fsrc(i))
+            self._run("inplace", kern.step_inplace_kernel, s, self.c, self.sig, self.tau,
+                      self.k, self.isrc, self.jsrc, self._fsrc(i))
         else:
-            kern.step_kernel(s, self.c, self.sig, self.tau, self.k, self.isrc, self.jsrc,
-                             self._fsrc(i), out)
+            self._run("step", kern.step_kernel, s, self.c, self.sig, self.tau, self.k,
+                      self.isrc, self.jsrc, self._fsrc(i), out)
 
     def vjp(self, s: np.ndarray, g: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``(d step / d s)^T g`` (returned) and ``(d step / d c)^T g`` (added to ``grad_c``)."""
         out = np.empty_like(s) if out is None else out
-        kern.adjoint_kernel(s, g, self.c, self.sig, self.tau, self.k, self.mrow, self.mcol,
-                            out, self.grad_c)
+        self._run("adjoint", kern.adjoint_kernel, s, g, self.c, self.sig, self.tau, self.k,
+                  self.mrow, self.mcol, out, self.grad_c)
         return out
 
     def misfit(self, i: int, s: np.ndarray) -> np.ndarray:
@@ -374,9 +518,10 @@ def forward(cfg: PMLConfig, c: np.ndarray, s0: np.ndarray | None = None,
     s = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
     traces = np.empty((cfg.steps + 1, cfg.n_detectors))
     traces[0] = s[1, sol.det_i, sol.det_j]
-    for i in range(cfg.steps):
-        sol.step_into(i, s, s)
-        traces[i + 1] = s[1, sol.det_i, sol.det_j]
+    with sol.threads():
+        for i in range(cfg.steps):
+            sol.step_into(i, s, s)
+            traces[i + 1] = s[1, sol.det_i, sol.det_j]
     return s, traces
 
 
@@ -394,45 +539,54 @@ def loss(cfg: PMLConfig, c: np.ndarray, observed: np.ndarray,
     return float(np.sum(r * r))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PMLGradient:
-    """Result of :func:`gradient`.
+    """Result of :func:`gradient`: the executor's result and the PML gradients.
 
     Attributes
     ----------
-    loss : float
+    replay : pebbles.ReplayResult
+        What the executor computed and measured: ``loss``, ``grad_s0``
+        (``dL/ds_0``, slots ``(u_prev, u, phi, psi)``), the step counts,
+        ``peak_states``, ``seconds`` (wall-clock time of the replay),
+        ``peak_buffers``, ``allocations``, ``inplace_steps``. Each is also
+        readable here as an attribute (``g.loss``, ``g.forward_steps``, ...).
     grad_c : ndarray ``(nx+2, ny+2)``
         ``dL/dc`` (zero on the ring, which the scheme never reads).
     grad_source : ndarray ``(n,)``
         ``dL/df_k`` (index ``k - 1``).
-    grad_s0 : ndarray ``(4, nx+2, ny+2)``
-        ``dL/ds_0``, slots ``(u_prev, u, phi, psi)`` of the initial state.
-    forward_steps, backward_steps, peak_states : int
-        Counts from the executor.
-    seconds : float
-        Wall-clock time of the replay.
-    peak_buffers, allocations, inplace_steps : int
-        State buffers the executor held at most (live plus pooled), states it
-        allocated and steps it took in place (see :class:`pebbles.ReplayResult`).
     """
 
-    loss: float
+    replay: pebbles.ReplayResult
     grad_c: np.ndarray
     grad_source: np.ndarray
-    grad_s0: np.ndarray
-    forward_steps: int
-    backward_steps: int
-    peak_states: int
-    seconds: float
-    peak_buffers: int = 0
-    allocations: int = 0
-    inplace_steps: int = 0
+
+    @property
+    def loss(self) -> float:
+        """The running loss ``L``."""
+        return float(self.replay.loss)
+
+    @property
+    def grad_s0(self) -> np.ndarray:
+        """``dL/ds_0`` ``(4, nx+2, ny+2)``."""
+        return self.replay.grad_s0
+
+    def __getattr__(self, name: str):
+        """The executor's counts and time (``forward_steps``, ``seconds``, ...)."""
+        if name in _REPLAY_FIELDS:
+            return getattr(self.replay, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
-def gradient(cfg: PMLConfig, c: np.ndarray, moves: Iterable[Move], observed: np.ndarray,
-             *, s0: np.ndarray | None = None, source: np.ndarray | None = None,
-             inplace: bool = False, reuse: bool = True,
-             progress: bool = False) -> PMLGradient:
+_REPLAY_FIELDS = frozenset(("forward_steps", "extra_steps", "backward_steps", "peak_states",
+                            "seconds", "peak_buffers", "allocations", "inplace_steps"))
+
+
+def gradient(cfg: PMLConfig, c: np.ndarray,
+             moves: pebbles.Schedule | Iterable[pebbles.Move] | np.ndarray,
+             observed: np.ndarray, *, s0: np.ndarray | None = None,
+             source: np.ndarray | None = None, inplace: bool = False, reuse: bool = True,
+             progress: bool = False, choose_threads: bool = True) -> PMLGradient:
     """Gradient of the running loss by replaying a checkpoint-game schedule.
 
     Parameters
@@ -440,9 +594,9 @@ def gradient(cfg: PMLConfig, c: np.ndarray, moves: Iterable[Move], observed: np.
     cfg : PMLConfig
     c : ndarray ``(nx+2, ny+2)``
         Squared velocity where the gradient is taken.
-    moves : iterable of Move
-        Any checkpoint-game (or, with ``inplace``, in-place-game) schedule for
-        ``cfg.steps`` steps, e.g. from :func:`schedule`.
+    moves : pebbles.Schedule, iterable of Move or encoded moves
+        Any checkpoint-game (or in-place-game) schedule for ``cfg.steps``
+        steps, e.g. ``pebbles.schedule("treeverse", n, budget=10)``.
     observed : ndarray ``(n+1, n_detectors)``
         Recording from :func:`record`.
     s0, source : optional
@@ -457,6 +611,10 @@ def gradient(cfg: PMLConfig, c: np.ndarray, moves: Iterable[Move], observed: np.
         step. ``reuse=False, inplace=False`` allocates a new array per step.
     progress : bool
         tqdm progress bar (if installed).
+    choose_threads : bool
+        Run each kind of kernel on the thread count its calls show faster
+        (:class:`ThreadChooser`; robust when other processes take cores);
+        ``False``: Numba's count throughout.
 
     Examples
     --------
@@ -465,7 +623,8 @@ def gradient(cfg: PMLConfig, c: np.ndarray, moves: Iterable[Move], observed: np.
     >>> cfg = pml.PMLConfig(nx=20, ny=20, steps=30, h=0.11, width=6.0, delay=10.0,
     ...                     n_detectors=5)
     >>> obs = pml.record(cfg)
-    >>> g = pml.gradient(cfg, pml.uniform_model(cfg), pebbles.treeverse(30, 4), obs)
+    >>> g = pml.gradient(cfg, pml.uniform_model(cfg), pebbles.schedule("treeverse", 30,
+    ...                  budget=4), obs)
     >>> g.forward_steps, g.backward_steps, g.peak_states, g.peak_buffers, g.allocations
     (71, 30, 5, 5, 5)
     """
@@ -473,35 +632,149 @@ def gradient(cfg: PMLConfig, c: np.ndarray, moves: Iterable[Move], observed: np.
     s0 = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
     if s0.shape != (4, *cfg.shape):
         raise PebblesValueError(f"s0 has shape {s0.shape}; expected {(4, *cfg.shape)}")
-    r = replay(moves, cfg.steps, s0, sol.step, sol.backward, sol.loss_grad,
-               step_into=sol.step_into if inplace or reuse else None,
-               running_loss=sol.running_loss, progress=progress, pool_size=None if reuse else 0)
-    return PMLGradient(float(r.loss), sol.grad_c, sol.grad_source, np.array(r.grad_s0),
-                       r.forward_steps, r.backward_steps, r.peak_states, r.seconds,
-                       r.peak_buffers, r.allocations, r.inplace_steps)
+    with sol.threads(choose_threads):
+        r = pebbles.replay(moves, cfg.steps, s0, sol.step, sol.backward, sol.loss_grad,
+                           step_into=sol.step_into if inplace or reuse else None,
+                           running_loss=sol.running_loss, progress=progress,
+                           pool_size=None if reuse else 0)
+    r = dataclasses.replace(r, loss=float(r.loss), grad_s0=np.array(r.grad_s0))
+    return PMLGradient(r, sol.grad_c, sol.grad_source)
 
 
-def schedule(method: str, n: int, *, pebbles: int = 10, inplace: bool = False, k: int = 2,
-             every: int | None = None) -> Iterable[Move]:
-    """The move stream of ``method`` (one of :data:`METHODS`) for n steps.
+def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | None = None,
+             inplace: bool = False, k: int | None = None, every: int | None = None,
+             delta: int | None = None) -> pebbles.Schedule:
+    """The registry's schedule (:func:`pebbles.schedule`) of ``method`` for the gradient.
 
-    ``pebbles`` is the budget S of ``treeverse`` and the delta of
-    ``treeverse-paper``; ``k`` is Bennett's k; ``every`` the period of
-    ``periodic`` (default ``ceil(sqrt(n))``).
+    ``method`` is one of :data:`METHODS` (``bennett`` names
+    ``bennett-gradient``). ``budget`` is the budget S of the methods that take
+    one (default 10); a method that takes none is checked against it when
+    given. ``pebbles`` is the older name of ``budget``, and of ``delta`` for
+    ``treeverse-paper``. ``k``, ``every``, ``delta``, ``inplace``: the
+    method's options.
+
+    Examples
+    --------
+    >>> from solvers import pml
+    >>> s = pml.schedule("treeverse", 100, budget=5)
+    >>> s.method, s.budget, s.simulate().forward_steps
+    ('treeverse', 5, 323)
     """
-    import pebbles as pb
+    return _registry_schedule(method, n, budget=budget, old=pebbles, inplace=inplace, k=k,
+                              every=every, delta=delta)
 
-    if method == "store-all":
-        return pb.store_all(n)
-    if method == "treeverse":
-        return pb.treeverse(n, pebbles, inplace=inplace)
-    if method == "treeverse-paper":
-        return pb.treeverse_paper(n, pebbles)
-    if method == "bennett":
-        return pb.bennett_gradient(n, k)
-    if method == "periodic":
-        return pb.periodic(n, every if every is not None else math.isqrt(n - 1) + 1)
-    raise PebblesValueError(f"method={method!r} is not one of {', '.join(METHODS)}")
+
+def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | None,
+                       **options: object) -> pebbles.Schedule:
+    if method not in METHODS:
+        raise PebblesValueError(f"method={method!r} is not one of {', '.join(METHODS)}")
+    name = _ALIASES.get(method, method)
+    entry = pebbles.describe(name)
+    if name == "treeverse-paper" and options.get("delta") is None:
+        options["delta"], old = old, None
+    if entry.takes_budget and budget is None:
+        budget = 10 if old is None else old
+    if name == "periodic" and options.get("every") is None:
+        options["every"] = math.isqrt(max(n - 1, 0)) + 1
+    known = dict(entry.options)
+    for key, value in options.items():
+        if key not in known and value not in (None, False):
+            raise PebblesValueError(
+                f"{key}={value!r} is not an option of method {name} (its options: "
+                f"{', '.join(known) or 'none'}); leave it out or pick a method that takes it")
+    opts = {key: value for key, value in options.items()
+            if key in known and value is not None}
+    if "inplace" in known:
+        opts["inplace"] = bool(options.get("inplace"))
+    return pebbles.schedule(name, n, budget=budget, **opts)
+
+
+# ---------------------------------------------------------------------------
+# memory
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MemoryEstimate:
+    """Memory a run needs, estimated before it starts.
+
+    Attributes
+    ----------
+    states : int
+        State-sized arrays held at once: the schedule's peak, ``s_0`` and the
+        three gradient-sized buffers of the reverse sweep (1 for ``loss``).
+    state_bytes : int
+        Bytes of one state, ``4 (nx+2) (ny+2) 8``.
+    other_bytes : int
+        Grids (``c``, the true model, ``dL/dc``) and the detector recordings.
+    """
+
+    states: int
+    state_bytes: int
+    other_bytes: int
+
+    @property
+    def total(self) -> int:
+        """Bytes in all."""
+        return self.states * self.state_bytes + self.other_bytes
+
+
+def memory_estimate(cfg: PMLConfig, moves: pebbles.Schedule | None = None) -> MemoryEstimate:
+    """Memory of :func:`gradient` with schedule ``moves`` (of :func:`loss` when ``None``).
+
+    Counted before anything is allocated: the schedule's peak of stored
+    states (its budget, or what the method is known to need, or
+    :func:`pebbles.lower`'s count) plus the working state, ``s_0`` and the
+    gradient buffers, and three grids and the recordings.
+
+    Examples
+    --------
+    >>> from solvers import pml
+    >>> cfg = pml.PMLConfig(nx=300, ny=300, steps=20000)
+    >>> est = pml.memory_estimate(cfg, pml.schedule("store-all", cfg.steps))
+    >>> est.states, round(est.total / 1e9, 1)
+    (20004, 58.4)
+    """
+    nxx, nyy = cfg.shape
+    grid = 8 * nxx * nyy
+    other = 3 * grid + 8 * (cfg.steps + 1) * cfg.n_detectors * 2 + 16 * cfg.steps
+    if moves is None:
+        return MemoryEstimate(1, 4 * grid, other)
+    entry = pebbles.describe(moves.method)
+    if moves.budget is not None:
+        peak = moves.budget + 1
+    elif entry.need is not None:
+        peak = entry.need(moves.n, **dict(moves.options)) + 1
+    else:
+        peak = pebbles.lower(moves).peak_states
+    return MemoryEstimate(peak + 4, 4 * grid, other)
+
+
+def _size(nbytes: float) -> str:
+    """``nbytes`` in kB, MB, GB or TB (powers of 1000), three significant digits."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes / 1e3:.3g} kB"
+
+
+def check_memory(estimate: MemoryEstimate, available: int | None = None) -> None:
+    """Refuse a run whose estimate exceeds the available memory.
+
+    ``available`` defaults to :func:`available_memory` (no check where it is
+    unknown).
+
+    Raises
+    ------
+    NotEnoughMemoryError
+        Naming the estimate, its parts and the available memory.
+    """
+    available = available_memory() if available is None else available
+    if available is None or estimate.total <= available:
+        return
+    raise NotEnoughMemoryError(
+        f"the run needs about {_size(estimate.total)} ({estimate.states} states of "
+        f"{_size(estimate.state_bytes)} plus {_size(estimate.other_bytes)} of grids and "
+        f"recordings) but {_size(available)} is available (MemAvailable); use a smaller grid, "
+        f"fewer steps or a smaller budget (--pebbles), or pass --force to run anyway")
 
 
 # ---------------------------------------------------------------------------
@@ -516,44 +789,81 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--h", type=float, default=None, help="grid spacing (default 200/(nx-1))")
     p.add_argument("--c", default=None, metavar="FILE.npy",
                    help="squared velocity (nx+2, ny+2); default 3300^2 everywhere")
+    p.add_argument("--force", action="store_true",
+                   help="run even when the estimated memory exceeds the available memory")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m solvers.pml",
-                description="PML wave experiment (Liu & Xu, section 4.2).")
-    sub = p.add_subparsers(dest="command", required=True)
+                      description="PML wave experiment (Liu & Xu, section 4.2).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     g = sub.add_parser("gradient", help="dL/dc, dL/df, dL/ds0 through a schedule")
     _common(g)
-    g.add_argument("--method", choices=METHODS, default="treeverse")
-    g.add_argument("--pebbles", type=int, default=10,
-                   help="budget S (treeverse) or delta (treeverse-paper)")
+    g.add_argument("--method", choices=METHODS, default="treeverse",
+                   help="a registry method (pebbles methods); bennett = bennett-gradient")
+    g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
+                   help="budget S: states stored besides s_0 (default 10 for treeverse; "
+                        "treeverse-paper reads it as --delta when --delta is not given)")
     g.add_argument("--inplace", action="store_true", help="in-place game and in-place step")
-    g.add_argument("--k", type=int, default=2, help="Bennett's k")
-    g.add_argument("--every", type=int, default=None, help="period of 'periodic'")
+    g.add_argument("--k", type=int, default=None, help="bennett: blocks per level (2)")
+    g.add_argument("--delta", type=int, default=None, help="treeverse-paper: delta")
+    g.add_argument("--every", type=int, default=None,
+                   help="periodic: checkpoint interval (default ceil(sqrt(n)))")
     g.add_argument("--save", default=None, metavar="OUT.npz")
     lo = sub.add_parser("loss", help="the running loss at c")
     _common(lo)
     return p
 
 
-def _config(args: argparse.Namespace) -> tuple[PMLConfig, np.ndarray]:
+def _load_c(path: str, cfg: PMLConfig) -> np.ndarray:
+    """``--c``: a real ``(nx+2, ny+2)`` array from a .npy file."""
+    try:
+        c = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise PebblesValueError(f"--c {path}: cannot read a .npy array ({err})") from None
+    if not isinstance(c, np.ndarray) or c.dtype.kind not in "fiu":
+        raise PebblesValueError(
+            f"--c {path} holds {getattr(c, 'dtype', type(c).__name__)} values; expected "
+            f"real numbers (the squared velocity, float64)")
+    if c.shape != cfg.shape:
+        raise PebblesValueError(
+            f"--c {path} holds shape {c.shape}; expected {cfg.shape} = (nx+2, ny+2)")
+    return np.ascontiguousarray(c, dtype=np.float64)
+
+
+def _check_save(path: str | None) -> None:
+    """``--save``: a writable .npz file (checked before the run, not after)."""
+    if path is None:
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise PebblesValueError(f"--save {path} is a directory; name a file, e.g. "
+                                f"{out / 'gradient.npz'}")
+    if out.suffix != ".npz":
+        raise PebblesValueError(f"--save {path} must end in .npz (numpy.savez adds it)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise PebblesValueError(f"--save {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise PebblesValueError(f"--save {path} is not writable")
+
+
+def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | None]:
+    """The configuration and schedule, validated, memory checked; nothing allocated yet."""
     cfg = PMLConfig(nx=args.nx, ny=args.ny, steps=args.steps, dt=args.dt, h=args.h)
-    if args.c is None:
-        c = uniform_model(cfg)
-    else:
-        try:
-            c = np.load(args.c, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise PebblesValueError(f"--c {args.c}: cannot read a .npy array ({err})") from None
-        if not isinstance(c, np.ndarray) or c.shape != cfg.shape:
-            raise PebblesValueError(
-                f"--c {args.c} holds shape {getattr(c, 'shape', None)}; expected "
-                f"{cfg.shape} = (nx+2, ny+2)")
-        c = np.ascontiguousarray(c, dtype=np.float64)
-    check_stability(cfg, c)
-    check_stability(cfg, true_model(cfg))
-    return cfg, c
+    moves = None
+    if args.command == "gradient":
+        _check_save(args.save)
+        budget, old = args.budget, None
+        if args.method == "treeverse-paper" and args.delta is None:
+            budget, old = None, args.budget  # the older meaning of --pebbles here
+        moves = _registry_schedule(args.method, cfg.steps, budget=budget, old=old,
+                                   inplace=args.inplace, k=args.k, every=args.every,
+                                   delta=args.delta)
+    if not args.force:
+        check_memory(memory_estimate(cfg, moves))
+    return cfg, moves
 
 
 def _peak_rss_mb() -> float:
@@ -565,8 +875,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 1e6
 
 
-def _warm_up() -> None:
-    """Compile (or load from Numba's cache) every kernel, so ``seconds`` excludes it."""
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) every kernel, so that timings exclude it."""
     cfg = PMLConfig(nx=4, ny=4, steps=2, h=1.0)
     sol = PMLSolver(cfg, uniform_model(cfg))
     s = sol.step(0, sol.zero_state())
@@ -575,12 +885,11 @@ def _warm_up() -> None:
 
 
 def _run(args: argparse.Namespace) -> dict:
-    cfg, c = _config(args)
-    _warm_up()
-    moves = None
-    if args.command == "gradient":
-        moves = schedule(args.method, cfg.steps, pebbles=args.pebbles, inplace=args.inplace,
-                         k=args.k, every=args.every)
+    cfg, moves = _config(args)
+    c = uniform_model(cfg) if args.c is None else _load_c(args.c, cfg)
+    check_stability(cfg, c)
+    check_stability(cfg, true_model(cfg))
+    warm_up()
     observed = record(cfg)
     if args.command == "loss":
         t0 = time.perf_counter()
@@ -593,11 +902,12 @@ def _run(args: argparse.Namespace) -> dict:
         np.savez(args.save, loss=g.loss, grad_c=g.grad_c, grad_u0=g.grad_s0[1],
                  grad_s0=g.grad_s0, grad_source=g.grad_source, forward_steps=g.forward_steps,
                  backward_steps=g.backward_steps, peak_states=g.peak_states)
-    return {"command": "gradient", "method": args.method, "inplace": args.inplace,
-            "nx": cfg.nx, "ny": cfg.ny, "steps": cfg.steps, "loss": g.loss,
-            "grad_c_norm": float(np.linalg.norm(g.grad_c)), "forward_steps": g.forward_steps,
-            "backward_steps": g.backward_steps, "peak_states": g.peak_states,
-            "seconds": g.seconds, "peak_rss_mb": _peak_rss_mb()}
+    return {"command": "gradient", "method": moves.method, "inplace": args.inplace,
+            "budget": moves.budget, "options": dict(moves.options), "nx": cfg.nx,
+            "ny": cfg.ny, "steps": cfg.steps, "loss": g.loss,
+            "grad_c_norm": float(np.linalg.norm(g.grad_c)),
+            "forward_steps": g.forward_steps, "backward_steps": g.backward_steps,
+            "peak_states": g.peak_states, "seconds": g.seconds, "peak_rss_mb": _peak_rss_mb()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -147,3 +147,33 @@ def test_step_costs_follow_a_pattern(benches):
     costs = bench.step_costs(sol, 20, samples=4, pattern=[(3, 5), (0, 1)])
     assert set(costs) == {"t_into", "t_inplace", "t_new", "t_backward", "t_loss"}
     assert all(v > 0 for v in costs.values())
+
+
+def test_loaded_runs_kill_the_busy_loop(benches, monkeypatch):
+    bench = benches[0]
+    started = []
+
+    def busy(seconds):
+        proc = bench_busy(seconds)
+        started.append(proc)
+        return proc
+
+    bench_busy = bench.busy_loop
+    monkeypatch.setattr(bench, "busy_loop", busy)
+    monkeypatch.setattr(bench, "LOAD_VARIANTS", {"solver default": ({}, True)})
+    recs, extra = bench.loaded_records([(12, 16)], budget=3, rounds=1, timeout=120)
+    assert len(started) == 1 and started[0].poll() is not None  # killed and reaped
+    assert [(r["loaded"], r["statuses"]) for r in recs] == [(False, ["ok"]), (True, ["ok"])]
+    assert all(r["seconds"] > 0 and r["threading_layer"] for r in recs)
+    (ratio,) = extra["ratios"]
+    assert ratio["ratio"] == pytest.approx(recs[1]["seconds"] / recs[0]["seconds"])
+    table = bench.loaded_table(recs, extra)
+    assert "12x12" in table and "loaded / quiet" in table
+
+
+def test_busy_loop_ends_by_itself(benches):
+    proc = benches[0].busy_loop(0.2)
+    try:
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -11,6 +14,8 @@ import pytest
 import pebbles
 from solvers import _pml_kernels as kern
 from solvers import pml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A small, fast problem: 0.42 of the CFL limit, a narrow Ricker pulse.
 SMALL = dict(h=0.11, width=6.0, delay=25.0)
@@ -259,16 +264,247 @@ def test_cli_gradient_and_loss(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["loss"] == pytest.approx(rec["loss"])
 
 
-@pytest.mark.parametrize("argv", [
-    ["gradient", "--nx", "20", "--ny", "20", "--steps", "10", "--dt", "1e-2"],
-    ["gradient", "--nx", "20", "--ny", "20", "--steps", "10", "--c", "/nonexistent.npy"],
-    ["gradient", "--nx", "20", "--ny", "20", "--steps", "0"],
-    ["gradient", "--method", "nope"],
+TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["gradient", "--nx", "20", "--ny", "20", "--steps", "10", "--dt", "1e-2"], ["CFL"]),
+    (["gradient", *TINY, "--c", "/nonexistent.npy"], ["--c"]),
+    (["gradient", "--nx", "20", "--ny", "20", "--steps", "0"], ["steps=0"]),
+    (["gradient", "--method", "nope"], ["--method"]),
+    (["gradient", *TINY, "--dt", "nan"], ["dt=nan", "finite"]),
+    (["gradient", *TINY, "--dt", "inf"], ["dt=inf", "finite"]),
+    (["gradient", "--nx", "20", "--ny", "20", "--steps", "10", "--h", "inf"], ["h=inf"]),
+    (["loss", "--nx", "20", "--ny", "20", "--steps", "10", "--h", "nan"], ["h=nan"]),
+    (["gradient", *TINY, "--method", "store-all", "--pebbles", "3"], ["budget=3", "store-all"]),
+    (["gradient", *TINY, "--pebbles", "-1"], ["budget=-1"]),
+    (["gradient", *TINY, "--method", "treeverse-paper"], ["delta"]),
+    (["gradient", *TINY, "--method", "store-all", "--inplace"], ["inplace=True", "store-all"]),
+    (["gradient", *TINY, "--method", "treeverse", "--k", "3"], ["k=3", "treeverse"]),
+    (["gradient", *TINY, "--save", "out.txt"], ["--save", ".npz"]),
+    (["gradient", *TINY, "--save", "/nonexistent-dir/g.npz"], ["--save", "does not exist"]),
 ])
-def test_cli_bad_input(argv, capsys):
+def test_cli_bad_input(argv, words, capsys):
     assert pml.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "error" in err
+    assert err.count("\n") == 1 and err.startswith("python -m solvers.pml"), err
+    assert "error: " in err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_cli_c_of_strings_and_save_to_directory(tmp_path, capsys):
+    strings = tmp_path / "c.npy"
+    np.save(strings, np.full((22, 22), "abc"))
+    assert pml.main(["gradient", *TINY, "--c", str(strings)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--c {strings}" in err and "real numbers" in err
+    adir = tmp_path / "adir"
+    adir.mkdir()
+    assert pml.main(["gradient", *TINY, "--save", str(adir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--save" in err and "is a directory" in err
+    assert set(tmp_path.iterdir()) == {adir, strings}
+    assert not (tmp_path / "adir.npz").exists()
+
+
+def test_cli_refuses_a_run_bigger_than_memory():
+    """The issue's case, as a user runs it: refused at once, nothing allocated."""
+    out = subprocess.run([sys.executable, "-m", "solvers.pml", "gradient", "--nx", "100000",
+                          "--ny", "100000"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and out.stdout == ""
+    line = out.stderr
+    assert line.count("\n") == 1 and "needs about" in line and "TB" in line
+    assert "is available (MemAvailable)" in line and "--force" in line
+
+
+def test_cli_memory_check_and_force(monkeypatch, capsys):
+    # store-all at 300^2 x 20000: 20000 states of 2.9 MB
+    cfg = pml.PMLConfig(nx=300, ny=300, steps=20000)
+    est = pml.memory_estimate(cfg, pml.schedule("store-all", cfg.steps))
+    state = 4 * 302 * 302 * 8
+    assert est.state_bytes == state and est.states == 19999 + 1 + 4
+    assert 58e9 < est.total < 59e9
+    monkeypatch.setattr(pml, "available_memory", lambda: 8 * 10**9)
+    argv = ["gradient", "--nx", "300", "--ny", "300", "--steps", "20000", "--method",
+            "store-all"]
+    assert pml.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "58.4 GB" in err and "20004 states of 2.92 MB" in err and "8 GB is available" in err
+    # a tiny run that does not fit is refused, and runs with --force
+    monkeypatch.setattr(pml, "available_memory", lambda: 1000)
+    assert pml.main(["loss", *TINY]) == 2
+    assert "is available" in capsys.readouterr().err
+    assert pml.main(["loss", *TINY, "--force", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] > 0
+
+
+def test_memory_estimate_counts_what_the_executor_holds():
+    cfg = cfg_of(nx=20, ny=20, steps=40)
+    for method, kw in (("treeverse", {"budget": 4}), ("periodic", {"every": 7}),
+                       ("bennett", {"k": 2}), ("treeverse-paper", {"delta": 3})):
+        moves = pml.schedule(method, cfg.steps, **kw)
+        est = pml.memory_estimate(cfg, moves)
+        g = pml.gradient(cfg, pml.uniform_model(cfg), moves, pml.record(cfg))
+        assert est.states >= g.peak_states + 1 + 2, method  # + s_0 and gradient buffers
+        assert est.states <= g.peak_states + 6, method
+    with pytest.raises(pml.NotEnoughMemoryError, match="is available"):
+        pml.check_memory(est, available=est.total - 1)
+    pml.check_memory(est, available=est.total)
+
+
+def test_schedule_by_name_uses_the_registry():
+    n = 50
+    s = pml.schedule("treeverse", n, budget=5, inplace=True)
+    assert isinstance(s, pebbles.Schedule) and (s.method, s.budget, s.game) == (
+        "treeverse", 5, pebbles.schedule("treeverse", n, budget=5, inplace=True).game)
+    assert list(s) == list(pebbles.treeverse(n, 5, inplace=True))
+    assert pml.schedule("treeverse", n).budget == 10  # the default budget
+    assert list(pml.schedule("bennett", n, k=3)) == list(pebbles.bennett_gradient(n, 3))
+    # the older keyword: budget of treeverse, delta of treeverse-paper
+    assert pml.schedule("treeverse", n, pebbles=4).budget == 4
+    assert list(pml.schedule("treeverse-paper", n, pebbles=3)) == list(
+        pebbles.treeverse_paper(n, 3))
+    assert list(pml.schedule("periodic", n)) == list(pebbles.periodic(n, 8))
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="budget=3"):
+        pml.schedule("store-all", n, budget=3)
+    with pytest.raises(pebbles.PebblesValueError, match="method='reversible-optimal'"):
+        pml.schedule("reversible-optimal", n, budget=8)
+
+
+def test_cli_treeverse_paper_delta_and_pebbles_agree(capsys):
+    base = ["gradient", *TINY, "--method", "treeverse-paper", "--json"]
+    assert pml.main([*base, "--delta", "3"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert pml.main([*base, "--pebbles", "3"]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert a["options"] == b["options"] == {"delta": 3, "tau": None} and a["loss"] == b["loss"]
+    assert a["forward_steps"] == pebbles.simulate(pebbles.treeverse_paper(10, 3), 10,
+                                                  "checkpoint").forward_steps + 1
+
+
+def test_gradient_result_composes_the_replay_result(problem):
+    cfg, c, obs = problem
+    g = pml.gradient(cfg, c, pebbles.schedule("treeverse", cfg.steps, budget=4), obs)
+    assert isinstance(g.replay, pebbles.ReplayResult)
+    assert g.loss == g.replay.loss and g.grad_s0 is g.replay.grad_s0
+    assert (g.forward_steps, g.backward_steps, g.peak_states, g.seconds) == (
+        g.replay.forward_steps, g.replay.backward_steps, g.replay.peak_states, g.replay.seconds)
+    sim = pebbles.simulate(pebbles.treeverse(cfg.steps, 4), cfg.steps, "checkpoint")
+    assert g.forward_steps == sim.forward_steps + 1
+    with pytest.raises(AttributeError, match="no_such"):
+        g.no_such  # noqa: B018
+
+
+def test_cell_formulas_are_one_source(small):
+    """The formulas compiled for another target (here plain Python) give the kernels' cells."""
+    cfg, c, sol, rng = small
+    py = kern.compile_cells(lambda f: f)
+    s, g = rng.standard_normal((2, 4, *cfg.shape))
+    out = sol.step(0, s)
+    adj, gc = np.empty_like(s), np.zeros(cfg.shape)
+    kern.adjoint_kernel(s, g, sol.c, sol.sig, sol.tau, sol.k, sol.mrow, sol.mcol, adj, gc)
+    nxx, nyy = cfg.shape
+    un, v = np.zeros(cfg.shape), np.zeros(cfg.shape)
+    for i in range(1, nxx - 1):
+        for j in range(1, nyy - 1):
+            un[i, j] = py.u_new(s[1], s[0], s[2], s[3], sol.c, i, j, sol.sig[i], sol.tau[j],
+                                sol.k)
+            v[i, j] = py.v_adj(g[1], g[2], g[3], sol.c, sol.sig, sol.tau, sol.mrow, sol.mcol,
+                               i, j, sol.k)
+    src = np.zeros(cfg.shape)
+    src[sol.isrc, sol.jsrc] = sol.source[0] * cfg.dt**2
+    assert np.array_equal(un + src, out[1])
+    phi = np.zeros(cfg.shape)
+    mine, gc2 = np.empty_like(s), np.zeros(cfg.shape)
+    for i in range(nxx):
+        for j in range(nyy):
+            if 0 < i < nxx - 1 and 0 < j < nyy - 1:
+                phi[i, j] = py.phi_new(s[2], un, sol.c, i, j, sol.sig[i], sol.tau[j], sol.k)
+                py.inner_cell(s[1], g[0], g[2], g[3], sol.c, sol.sig[i], sol.tau[j], sol.k,
+                              v, un, i, i, j, mine, gc2)
+            else:
+                py.ring_cell(i, j, i, g[0], sol.c, v, sol.k, mine)
+    assert np.array_equal(phi, out[2])
+    assert np.array_equal(mine, adj) and np.array_equal(gc2, gc)
+    assert py.u_new.__code__ is kern.u_new.__code__
+
+
+class _FakeClock:
+    """A clock that a fake kernel advances by the cost of the current thread count."""
+
+    def __init__(self, costs):
+        self.now, self.costs, self.log = 0.0, costs, []
+
+    def __call__(self):
+        return self.now
+
+    def kernel(self):
+        threads = numba.get_num_threads()
+        self.log.append(threads)
+        self.now += self.costs[threads]
+
+
+def test_thread_chooser_follows_the_faster_count():
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2) if numba.config.NUMBA_NUM_THREADS >= 2 else None
+        most = numba.get_num_threads()
+        if most < 2:  # one core: nothing to choose
+            return
+        clock = _FakeClock({most: 1e-3, 1: 2e-3})  # quiet: all threads faster
+        chooser = pml.ThreadChooser(most, clock=clock)
+        for _ in range(300):
+            chooser.run("step", clock.kernel)
+        assert clock.log[-100:].count(most) >= 95 and 1 in clock.log
+        clock.costs[most] = 30e-3  # a competing process takes a core: barriers wait
+        for _ in range(300):
+            chooser.run("step", clock.kernel)
+        late = clock.log[-250:]
+        assert late.count(1) >= 245
+        assert chooser.calls[most] < 340  # the lost probes back off
+        clock.costs[most] = 0.5e-3  # quiet again: found by a probe
+        for _ in range(6000):
+            chooser.run("step", clock.kernel)
+        assert clock.log[-100:].count(most) >= 95
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_thread_chooser_keeps_gradients(problem):
+    """The chosen counts change nothing: the kernels have one writer per output cell."""
+    cfg = pml.PMLConfig(nx=70, ny=66, steps=30, h=0.11, width=6.0, delay=10.0, n_detectors=9)
+    assert cfg.shape[0] * cfg.shape[1] >= pml.PARALLEL_MIN_CELLS
+    obs = pml.record(cfg)
+    moves = pebbles.schedule("treeverse", cfg.steps, budget=4)
+    ref = pml.gradient(cfg, pml.uniform_model(cfg), moves, obs)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = pml.gradient(cfg, pml.uniform_model(cfg), moves, obs)
+    finally:
+        numba.set_num_threads(before)
+    assert one.loss == ref.loss and np.array_equal(one.grad_c, ref.grad_c)
+    assert numba.get_num_threads() == before
+
+
+def test_small_grids_run_on_one_thread(problem):
+    cfg = problem[0]
+    assert cfg.shape[0] * cfg.shape[1] < pml.PARALLEL_MIN_CELLS
+    before = numba.get_num_threads()
+    with pml.PMLSolver(cfg, pml.uniform_model(cfg)).threads() as chooser:
+        assert chooser is None and numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    big = pml.PMLConfig(nx=80, ny=80, steps=8)
+    sol = pml.PMLSolver(big, pml.uniform_model(big))
+    with sol.threads() as chooser:
+        s = sol.step(0, sol.zero_state())
+        for i in range(6):
+            sol.step_into(i, s, s)
+        if before > 1:
+            assert chooser.choices == (before, 1) and sum(chooser.calls.values()) == 7
+    assert numba.get_num_threads() == before
 
 
 def test_reuse_pool_same_gradient_fewer_arrays(problem):
