@@ -41,7 +41,7 @@ SUITE: dict[str, tuple[list[str], list[str], tuple[int, int]]] = {
     "bench_lorenz": (["--quick"], [], (300, 3600)),
     "bench_pml": (["--size", "300", "--repeat", "5", "--fig5", "--fig5-size", "100",
                    "--fig5-steps", "400", "--fig5-rounds", "1"],
-                  ["--fig5", "--full"], (300, 6 * 3600)),
+                  ["--fig5", "--full", "--loaded"], (300, 6 * 3600)),
     "bench_pml_jax": (["--size", "64", "--steps", "300"], [], (300, 4 * 3600)),
     "bench_scaling": (["--quick"], [], (240, 3600)),
     "bench_jax": (["--quick"], [], (600, 3600)),
