@@ -115,7 +115,9 @@ class ThreadChooser:
     spinning when no other process ran). So: keep spinning, and measure.
 
     Each call's wall time updates a moving average per (kind, thread count);
-    the faster count runs, the other is tried again after ``probe`` calls,
+    the faster count runs, the other is tried again after ``probe`` calls (and
+    taken when its probe is ``margin`` times faster, so that one lucky call does
+    not flip a choice),
     after twice as many (and at least 20 times its cost ratio, so that probes
     take about 5 % of the time) after each probe that loses, up to
     ``most_probe``; the choice flips at once when the running count's average
@@ -132,9 +134,11 @@ class ThreadChooser:
     """
 
     def __init__(self, threads: int, clock: Callable[[], float] = time.perf_counter,
-                 probe: int = 16, most_probe: int = 4096, switch: float = 4.0) -> None:
+                 probe: int = 16, most_probe: int = 4096, switch: float = 4.0,
+                 margin: float = 1.25) -> None:
         self.choices = (int(threads), 1)
         self.clock, self.probe, self.most_probe, self.switch = clock, probe, most_probe, switch
+        self.margin = margin
         self.mean: dict[tuple[str, int], float] = {}
         self.best: dict[str, int] = {}
         self.wait: dict[str, int] = {}
@@ -168,7 +172,7 @@ class ThreadChooser:
         self.mean[key] = seconds if probing or math.isnan(mean) else mean + 0.25 * (seconds - mean)
         rival = self.mean.get((kind, other), math.nan)
         if probing:
-            if self.mean[key] < rival or math.isnan(rival):
+            if self.mean[key] * self.margin < rival or math.isnan(rival):
                 self.best[kind] = threads
                 self.interval[kind] = self.wait[kind] = self.probe
                 return
