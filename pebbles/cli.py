@@ -32,8 +32,8 @@ from ._planner import REVERSIBLE_TABLE_MAX, plan
 from ._registry import Schedule, describe, methods, predicted_steps, schedule
 from ._simulator import SimulationResult, simulate
 
-__all__ = ["Command", "OneLineParser", "add_schedule_arguments", "main", "parse_bytes",
-           "positive", "run_command", "schedule_from_args"]
+__all__ = ["Command", "OneLineParser", "add_disk_arguments", "add_schedule_arguments", "main",
+           "parse_bytes", "positive", "run_command", "schedule_from_args"]
 
 EXAMPLES = """\
 examples:
@@ -181,6 +181,11 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--beyond", choices=("greedy", "wang-moin"),
                         help="online: the rule past the optimal range (greedy)")
     parser.add_argument("--period", type=positive, help="periodic-disk: disk checkpoint interval")
+    add_disk_arguments(parser)
+
+
+def add_disk_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--disk-slots``, ``--write-cost`` and ``--read-cost`` (a disk as second level)."""
     parser.add_argument("--disk-slots", dest="disk_budget", type=_disk_slots,
                         help="two-level: states on disk (a number or 'inf')")
     parser.add_argument("--write-cost", type=nonnegative_float,
@@ -436,12 +441,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--state-bytes", type=parse_bytes, help="bytes of one state, e.g. 32MB")
     q.add_argument("--backward-cost", type=nonnegative_float, default=1.0,
                    help="backward step cost / forward step cost (1)")
-    q.add_argument("--disk-slots", dest="disk_budget", type=_disk_slots,
-                   help="a disk as second level: states on disk (a number or 'inf')")
-    q.add_argument("--write-cost", type=nonnegative_float,
-                   help="writing a state to disk, in forward steps")
-    q.add_argument("--read-cost", type=nonnegative_float,
-                   help="reading a state from disk, in forward steps")
+    add_disk_arguments(q)
     q.add_argument("--disk-dir", help="measure the write and read costs on this directory")
     q.add_argument("--step-seconds", type=_positive_float,
                    help="seconds of one forward step (with --disk-dir)")
