@@ -2,7 +2,7 @@
 
 ``pebbles.torch.checkpoint_sequential(net, x, memory=M)`` profiles each layer once
 (time and output bytes), solves the heterogeneous chain exactly (Beaumont et al.
-2019, the dynamic programme of ``pebbles._chain``) and runs the schedule, storing
+2019, the dynamic programme of ``pebbles.hetero_optimal``) and runs the schedule, storing
 at most ``M`` bytes of layer outputs. The script compares layer evaluations with
 ``torch.utils.checkpoint.checkpoint_sequential`` at 10 segments, checks the
 gradient against plain autograd and runs a few SGD steps.
