@@ -50,7 +50,7 @@ import numpy as np
 
 import pebbles
 from pebbles import PebblesValueError
-from pebbles.cli import OneLineParser, run_command
+from pebbles.cli import OneLineParser, add_disk_arguments, run_command
 from solvers import _pml_kernels as kern
 from solvers._memory import available_memory
 
@@ -85,7 +85,7 @@ __all__ = [
 #: Registry methods whose moves the gradient can replay (checkpoint or in-place game);
 #: ``bennett`` is accepted as a name of ``bennett-gradient``.
 METHODS = ("treeverse", "treeverse-paper", "bennett-gradient", "store-all", "recompute-all",
-           "periodic", "bennett")
+           "periodic", "bennett", "two-level")
 
 _ALIASES = {"bennett": "bennett-gradient"}
 
@@ -590,7 +590,8 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
              moves: pebbles.Schedule | Iterable[pebbles.Move] | np.ndarray,
              observed: np.ndarray, *, s0: np.ndarray | None = None,
              source: np.ndarray | None = None, inplace: bool = False, reuse: bool = True,
-             progress: bool = False, choose_threads: bool = True) -> PMLGradient:
+             progress: bool = False, choose_threads: bool = True,
+             store: pebbles.Store | None = None) -> PMLGradient:
     """Gradient of the running loss by replaying a checkpoint-game schedule.
 
     Parameters
@@ -619,6 +620,9 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
         Run each kind of kernel on the thread count its calls show faster
         (:class:`ThreadChooser`; robust when other processes take cores);
         ``False``: Numba's count throughout.
+    store : pebbles.Store, optional
+        Where a two-level schedule keeps its disk states (e.g.
+        ``pebbles.DiskStore(directory)``); default a memory store.
 
     Examples
     --------
@@ -640,7 +644,7 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
         r = pebbles.replay(moves, cfg.steps, s0, sol.step, sol.backward, sol.loss_grad,
                            step_into=sol.step_into if inplace or reuse else None,
                            running_loss=sol.running_loss, progress=progress,
-                           pool_size=None if reuse else 0)
+                           pool_size=None if reuse else 0, store=store)
     r = dataclasses.replace(r, loss=float(r.loss), grad_s0=np.array(r.grad_s0))
     return PMLGradient(r, sol.grad_c, sol.grad_source)
 
@@ -678,6 +682,11 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
         options["delta"], old = old, None
     if entry.takes_budget and budget is None:
         budget = 10 if old is None else old
+    if name == "two-level":
+        for key in ("write_cost", "read_cost"):
+            if options.get(key) is None:
+                raise PebblesValueError(f"method two-level needs --{key.replace('_', '-')} "
+                                        f"(in forward steps), or --disk-dir to measure it")
     if name == "periodic" and options.get("every") is None:
         options["every"] = math.isqrt(max(n - 1, 0)) + 1
     known = dict(entry.options)
@@ -814,6 +823,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--delta", type=int, default=None, help="treeverse-paper: delta")
     g.add_argument("--every", type=int, default=None,
                    help="periodic: checkpoint interval (default ceil(sqrt(n)))")
+    add_disk_arguments(g)
+    g.add_argument("--disk-dir", default=None,
+                   help="two-level: directory of the disk states (default: a temporary one, "
+                        "removed at the end)")
+    g.add_argument("--keep-disk", action="store_true",
+                   help="two-level: keep the state files in --disk-dir")
     g.add_argument("--save", default=None, metavar="OUT.npz")
     lo = sub.add_parser("loss", help="the running loss at c")
     _common(lo)
@@ -862,12 +877,37 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
         budget, old = args.budget, None
         if args.method == "treeverse-paper" and args.delta is None:
             budget, old = None, args.budget  # the older meaning of --pebbles here
+        disk = _disk_options(args, cfg) if args.method == "two-level" else {}
         moves = _registry_schedule(args.method, cfg.steps, budget=budget, old=old,
                                    inplace=args.inplace, k=args.k, every=args.every,
-                                   delta=args.delta)
+                                   delta=args.delta, **disk)
     if not args.force:
         check_memory(memory_estimate(cfg, moves))
     return cfg, moves
+
+
+def _disk_options(args: argparse.Namespace, cfg: PMLConfig) -> dict:
+    """``--disk-slots``, ``--write-cost``, ``--read-cost``; costs not given are measured
+    on ``--disk-dir`` (one state written and read, against one timed forward step)."""
+    wc, rc = args.write_cost, args.read_cost
+    if wc is None or rc is None:
+        io = pebbles.measure_io(args.disk_dir, 4 * (cfg.nx + 2) * (cfg.ny + 2) * 8)
+        mwc, mrc = io.costs(_step_seconds(cfg))
+        wc, rc = (mwc if wc is None else wc), (mrc if rc is None else rc)
+    return {"disk_budget": args.disk_budget, "write_cost": wc, "read_cost": rc}
+
+
+def _step_seconds(cfg: PMLConfig) -> float:
+    """Best of three timed in-place steps of this grid (after a warm-up step)."""
+    sol = PMLSolver(cfg, uniform_model(cfg))
+    s = sol.zero_state()
+    sol.step_into(0, s, s)
+    best = math.inf
+    for i in range(3):
+        t0 = time.perf_counter()
+        sol.step_into(i + 1, s, s)
+        best = min(best, time.perf_counter() - t0)
+    return max(best, 1e-9)
 
 
 def _peak_rss_mb() -> float:
@@ -901,7 +941,14 @@ def _run(args: argparse.Namespace) -> dict:
         return {"command": "loss", "loss": value, "seconds": time.perf_counter() - t0,
                 "peak_rss_mb": _peak_rss_mb()}
     big = cfg.steps * cfg.nx * cfg.ny > 2e8 and sys.stderr.isatty()
-    g = gradient(cfg, c, moves, observed, inplace=args.inplace, progress=big)
+    if moves.method == "two-level":
+        with pebbles.DiskStore(args.disk_dir, keep=args.keep_disk, queue_size=1) as store:
+            g = gradient(cfg, c, moves, observed, inplace=args.inplace, progress=big,
+                         store=store)
+            disk = {"writes": g.replay.writes, "reads": g.replay.reads,
+                    "bytes_written": store.bytes_written, "bytes_read": store.bytes_read}
+    else:
+        g, disk = gradient(cfg, c, moves, observed, inplace=args.inplace, progress=big), {}
     if args.save:
         np.savez(args.save, loss=g.loss, grad_c=g.grad_c, grad_u0=g.grad_s0[1],
                  grad_s0=g.grad_s0, grad_source=g.grad_source, forward_steps=g.forward_steps,
@@ -911,7 +958,8 @@ def _run(args: argparse.Namespace) -> dict:
             "ny": cfg.ny, "steps": cfg.steps, "loss": g.loss,
             "grad_c_norm": float(np.linalg.norm(g.grad_c)),
             "forward_steps": g.forward_steps, "backward_steps": g.backward_steps,
-            "peak_states": g.peak_states, "seconds": g.seconds, "peak_rss_mb": _peak_rss_mb()}
+            "peak_states": g.peak_states, "seconds": g.seconds, "peak_rss_mb": _peak_rss_mb(),
+            **disk}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

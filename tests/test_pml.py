@@ -552,3 +552,29 @@ def test_flush_keeps_subnormals_out_and_changes_nothing_visible():
 def test_flush_is_checked(bad):
     with pytest.raises(pebbles.PebblesValueError, match="flush="):
         pml.PMLConfig(flush=bad)
+
+
+def test_two_level_gradient_through_a_disk_store_is_bit_for_bit(tmp_path, capsys):
+    cfg = pml.PMLConfig(nx=20, ny=20, steps=60, h=0.11, width=6.0, delay=10.0,
+                        n_detectors=5)
+    obs = pml.record(cfg)
+    c = pml.uniform_model(cfg)
+    ref = pml.gradient(cfg, c, pebbles.schedule("store-all", 60), obs)
+    s = pebbles.schedule("two-level", 60, budget=3, disk_budget=4, write_cost=2.0,
+                         read_cost=1.0)
+    folder = tmp_path / "disk"
+    with pebbles.DiskStore(folder) as store:
+        g = pml.gradient(cfg, c, s, obs, store=store)
+        assert store.bytes_written == g.replay.writes * 4 * 22 * 22 * 8 > 0
+    assert not folder.exists()
+    assert g.loss == ref.loss and np.array_equal(g.grad_c, ref.grad_c)
+    assert np.array_equal(g.grad_s0, ref.grad_s0)
+    # the command line: costs given or measured on the directory, no file left behind
+    argv = ["gradient", "--nx", "20", "--ny", "20", "--steps", "60", "--method", "two-level",
+            "--pebbles", "3", "--disk-slots", "4", "--disk-dir", str(tmp_path), "--json"]
+    assert pml.main([*argv, "--write-cost", "2", "--read-cost", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["writes"] > 0 and out["options"]["disk_budget"] == 4
+    assert pml.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["options"]["write_cost"] > 0
+    assert list(tmp_path.iterdir()) == []
