@@ -34,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 PAPER = HERE / "paper_values.json"
 # scripts without a section of their own: the title of their generic section
 GENERIC = {"bench_jax": "JAX adapter", "bench_torch": "PyTorch adapter",
-           "bench_online": "Online schedules", "bench_twolevel": "Two-level storage"}
+           "bench_online": "Online schedules", "bench_twolevel": "Two-level storage",
+           "bench_lowering": "Checked lowering", "bench_pml_disk": "PML with memory plus disk"}
 SCRIPTS = ("bench_schedules", "bench_lorenz", "bench_pml", "bench_pml_jax", "bench_gpu",
            "bench_scaling", *GENERIC)
 

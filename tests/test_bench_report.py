@@ -75,7 +75,8 @@ def _results(tmp_path: Path, present: set[str]) -> Path:
         "bench_scaling": {"fits": [{"method": "store-all", "time_exponent": 1.01,
                                     "memory_exponent": 0.99, "n_min": 100, "n_max": 10**5}]},
         **{name: GENERIC_RESULT for name in ("bench_jax", "bench_torch", "bench_online",
-                                             "bench_twolevel")},
+                                             "bench_twolevel", "bench_lowering",
+                                             "bench_pml_disk")},
     }
     out = tmp_path / "results"
     out.mkdir()
@@ -91,7 +92,8 @@ GENERIC_RESULT = {"n": 100_000, "budget": 10, "goals": {"speedup": 3.25, "pass":
 SECTIONS = ("## The run", "## Lorenz: paper Table 2", "## Lorenz Figures 3 and 4",
             "## PML Figure 5", "## PML: ours against jax.grad", "## Figure 7",
             "## Figure 8", "## Schedules", "## Scaling", "## JAX adapter",
-            "## PyTorch adapter", "## Online schedules", "## Two-level storage")
+            "## PyTorch adapter", "## Online schedules", "## Two-level storage",
+            "## Checked lowering", "## PML with memory plus disk")
 
 
 def test_all_present(report: ModuleType, tmp_path: Path, paper: Path) -> None:
