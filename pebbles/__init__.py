@@ -77,7 +77,7 @@ from ._reversible import reversible_min_steps, reversible_optimal
 from ._simulator import Board, ChainCosts, SimulationResult, expand, simulate
 from ._storage import DiskFullError, DiskStore, IOCost, MemoryStore, Store, StoreError, measure_io
 from ._tradeoff import S_CAP as TRADEOFF_S_CAP
-from ._tradeoff import X_MAX, memory_ratio, tradeoff_curves
+from ._tradeoff import X_MAX, memory_ratio, online_overhead, tradeoff_curves
 from ._treeverse import paper_tau, treeverse, treeverse_paper
 from ._twolevel import best_period, min_total_time, periodic_disk, periodic_disk_time, two_level
 
@@ -89,6 +89,7 @@ __all__ = [
     "TRADEOFF_S_CAP",
     "X_MAX",
     "memory_ratio",
+    "online_overhead",
     "tradeoff_curves",
     "OnlineScheduler",
     "UntilResult",

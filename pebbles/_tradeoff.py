@@ -36,7 +36,8 @@ from ._simulator import simulate
 from ._treeverse import paper_tau, treeverse_paper
 from ._validation import check_int
 
-__all__ = ["ONLINE_BUDGETS", "S_CAP", "X_MAX", "memory_ratio", "tradeoff_curves"]
+__all__ = ["ONLINE_BUDGETS", "S_CAP", "X_MAX", "memory_ratio", "online_overhead",
+           "tradeoff_curves"]
 
 #: Largest time overhead T'/T the curves are computed up to.
 X_MAX = 2000.0
@@ -227,3 +228,43 @@ def memory_ratio(curves: dict[str, Curve]) -> tuple[Curve, Curve]:
     return (np.array(xs), np.array(rs)), (qx[inside], qs[inside] / approx)
 
 
+def online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20, 40), *,
+                    inplace: bool = False) -> dict[int, np.ndarray]:
+    """Forward steps of the online scheme over the offline optimum, minus one, for each n.
+
+    Parameters
+    ----------
+    ns : tuple of int
+        Numbers of steps at which the run stops.
+    budgets : tuple of int
+        Budgets S, one curve each.
+    inplace : bool
+        The in-place game (else the checkpoint game).
+
+    Returns
+    -------
+    dict
+        S -> array over ``ns`` of ``online / optimum - 1`` (0: optimal), measured by
+        :func:`pebbles.simulate` of :func:`pebbles.online`.
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> over = pebbles.online_overhead((10, 20, 50), budgets=(5,))
+    >>> over[5][:2].tolist(), bool(over[5][2] > 0)  # exact up to (S+1)(S+2)/2 - 1 = 20
+    ([0.0, 0.0], True)
+    """
+    game = "inplace" if inplace else "checkpoint"
+    out = {}
+    for s in budgets:
+        row = []
+        for n in ns:
+            n = check_int("n", n, 1)
+            if s < min_pebbles(n, game):
+                row.append(np.nan)
+                continue
+            steps = simulate(online(n, s, inplace=inplace), n, game, s).forward_steps
+            best = min_forward_steps(n, s, game)
+            row.append(steps / best - 1 if best else 0.0)
+        out[s] = np.array(row)
+    return out

@@ -27,3 +27,27 @@ def test_curves_are_frontiers_of_the_exact_counts():
     assert np.array_equal(x, [pebbles.min_forward_steps(200, int(k)) / 200 for k in s])
     assert c["online"][0].size
     assert pebbles.tradeoff_curves(200, paper_max_n=100)["online"][0].size == 0
+
+
+def test_online_overhead_is_zero_on_the_r2_range_and_never_negative():
+    ns = (5, 20, 60, 66, 100, 300)
+    for inplace in (False, True):
+        over = pebbles.online_overhead(ns, (5, 10), inplace=inplace)
+        for s, row in over.items():
+            assert np.all(row >= 0)
+            for n, value in zip(ns, row, strict=True):
+                if n <= pebbles.online_r2_range(s, inplace=inplace):
+                    assert value == 0, (s, n, inplace)
+    assert pebbles.online_overhead((50,), (5,))[5][0] > 0  # past the range: not exact
+
+
+def test_online_overhead_figure_draws_one_line_per_budget_and_game():
+    import visualize
+
+    fig = visualize.draw_online_overhead((10, 100, 1000), (5, 10))
+    gids = sorted(line.get_gid() for line in fig.axes[0].lines if line.get_gid())
+    assert gids == ["online-10-checkpoint", "online-10-in-place", "online-5-checkpoint",
+                    "online-5-in-place"]
+    line = next(ln for ln in fig.axes[0].lines if ln.get_gid() == "online-5-checkpoint")
+    np.testing.assert_allclose(line.get_ydata(),
+                               pebbles.online_overhead((10, 100, 1000), (5,))[5] * 100)

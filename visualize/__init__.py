@@ -35,15 +35,16 @@ from typing import Any
 __all__ = [
     "CODES", "MAX_CELLS", "MAX_ROWS", "draw_figure5", "draw_fingerprint", "draw_game",
     "draw_lorenz_figure3", "draw_lorenz_figure4", "draw_pml_gradient", "draw_pml_snapshots",
-    "draw_side_by_side", "draw_tradeoff", "fingerprint_array", "save", "trace_rows",
-    "tradeoff_curves",
+    "draw_online_overhead", "draw_side_by_side", "draw_tradeoff", "fingerprint_array", "save",
+    "trace_rows", "tradeoff_curves",
 ]
 
 _WHERE = {
     "draw_game": "_game", "draw_fingerprint": "_game", "draw_side_by_side": "_game",
     "save": "_game", "MAX_CELLS": "_game", "MAX_ROWS": "_game",
     "trace_rows": "_rows", "fingerprint_array": "_rows", "CODES": "_rows",
-    "draw_tradeoff": "_tradeoff", "tradeoff_curves": "_tradeoff",
+    "draw_tradeoff": "_tradeoff", "draw_online_overhead": "_tradeoff",
+    "tradeoff_curves": "_tradeoff",
     "draw_lorenz_figure3": "_lorenz_figs", "draw_lorenz_figure4": "_lorenz_figs",
     "draw_pml_snapshots": "_pml_figs", "draw_pml_gradient": "_pml_figs",
     "draw_figure5": "_fig5",

@@ -28,11 +28,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from pebbles import TRADEOFF_S_CAP as S_CAP
-from pebbles import X_MAX, memory_ratio, tradeoff_curves
+from pebbles import X_MAX, memory_ratio, online_overhead, online_r2_range, tradeoff_curves
 
 from ._game import _new_figure
 
-__all__ = ["X_MAX", "draw_tradeoff", "tradeoff_curves"]
+__all__ = ["X_MAX", "draw_online_overhead", "draw_tradeoff", "tradeoff_curves"]
 
 Curve = tuple[np.ndarray, np.ndarray]
 
@@ -140,4 +140,35 @@ def draw_tradeoff(ns: tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_n: int
     _ratio_panel(axes["ratio"], ns, curves)
     fig.suptitle("Fewest pebbles at a given time overhead (Liu & Xu, Figure 8, extended with "
                  "exact optima)", fontsize=11)
+    return fig
+
+
+def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20, 40)
+                         ) -> Figure:
+    """The online scheme's forward steps over the offline optimum against n.
+
+    One line per budget S and game (the numbers of :func:`pebbles.online_overhead`);
+    the dotted verticals mark the end of the optimal range, (S+1)(S+2)/2 steps.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = _new_figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+    x = np.array(ns, dtype=float)
+    for s, colour in zip(budgets, colours * 4, strict=False):
+        for inplace, style in ((False, "-"), (True, "--")):
+            y = online_overhead(tuple(ns), (s,), inplace=inplace)[s] * 100
+            game = "in-place" if inplace else "checkpoint"
+            ax.plot(x, y, style, color=colour, marker="o" if not inplace else "",
+                    markersize=3, label=f"S = {s}, {game} game", gid=f"online-{s}-{game}")
+        ax.axvline(online_r2_range(s), color=colour, linestyle=":", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("n (steps when the run stops)")
+    ax.set_ylabel("online forward steps over the optimum (%)")
+    ax.set_title("Online checkpointing against the offline optimum", fontsize=10)
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(True, alpha=0.3)
     return fig

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 import pebbles
 from pebbles import PebblesValueError
 from pebbles.cli import Command, add_schedule_arguments, positive, schedule_from_args
@@ -198,6 +200,9 @@ def add_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paper-max-n", type=positive, default=10**4,
                         help="simulate treeverse-paper only up to this n (10000)")
     parser.add_argument("--dpi", type=dpi, default=100, help="raster resolution (100)")
+    parser.add_argument("--online-overhead", type=positive, nargs="+", metavar="S",
+                        help="instead: the online scheme's overhead over the optimum against "
+                             "n (up to the largest -n) for these budgets")
 
 
 def _tradeoff_n(text: str) -> int:
@@ -215,7 +220,12 @@ def run_tradeoff(args: argparse.Namespace) -> int:
     matplotlib_required()
     from . import _game, _tradeoff
 
-    fig = _tradeoff.draw_tradeoff(tuple(args.n), paper_max_n=args.paper_max_n)
+    if args.online_overhead:
+        top = min(max(args.n), 10**5)
+        ns = tuple(sorted({int(round(v)) for v in np.geomspace(10, top, 40)}))
+        fig = _tradeoff.draw_online_overhead(ns, tuple(args.online_overhead))
+    else:
+        fig = _tradeoff.draw_tradeoff(tuple(args.n), paper_max_n=args.paper_max_n)
     path = _game.save(fig, args.output, dpi=args.dpi)
     sys.stdout.write(f"wrote {path}\n")
     return 0
