@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
 from ._moves import Game
-from ._registry import Schedule, describe, methods, predicted_steps, schedule
+from ._registry import Method, Schedule, candidates, predicted_steps, schedule
 from ._twolevel import min_total_time
 from ._validation import check_int
 
@@ -283,16 +283,14 @@ REVERSIBLE_TABLE_MAX = 10**5
 
 def _gradient_schedules(n: int, budget: int, skipped: list[str]) -> list[Schedule]:
     """:func:`pebbles.candidates` without the reversible game's (not gradient) schedules,
-    skipped before they are made, and without the reversible tables above
-    :data:`REVERSIBLE_TABLE_MAX`."""
-    out = []
-    for name in methods():
-        entry = describe(name)
-        for opts in entry.fit(n, budget) if entry.fit is not None else ():
-            if entry.game(opts) is Game.REVERSIBLE:
-                continue
-            if name.startswith("reversible") and n * budget > REVERSIBLE_TABLE_MAX:
-                skipped.append(name)
-                continue
-            out.append(schedule(name, n, budget=budget, **opts))
-    return out
+    and without the reversible tables above :data:`REVERSIBLE_TABLE_MAX` (named in
+    ``skipped``)."""
+    def keep(entry: Method, opts: dict) -> bool:
+        if entry.game(opts) is Game.REVERSIBLE:
+            return False
+        if entry.name.startswith("reversible") and n * budget > REVERSIBLE_TABLE_MAX:
+            skipped.append(entry.name)
+            return False
+        return True
+
+    return candidates(n, budget, keep=keep)

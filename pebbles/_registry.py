@@ -102,10 +102,13 @@ def methods() -> tuple[str, ...]:
     return tuple(_METHODS)
 
 
-def candidates(n: int, budget: int) -> list[Schedule]:
+def candidates(n: int, budget: int, *,
+               keep: Callable[[Method, dict[str, Any]], bool] | None = None) -> list[Schedule]:
     """Every registered method that can run ``n`` steps within ``budget``, as schedules.
 
     The one enumeration behind ``pebbles compare`` and :func:`pebbles.plan`.
+    ``keep(method, options)``, when given, decides before a schedule is made
+    (some cost time to set up) whether it is offered.
 
     Examples
     --------
@@ -118,7 +121,8 @@ def candidates(n: int, budget: int) -> list[Schedule]:
     out = []
     for entry in _METHODS.values():
         for opts in entry.fit(n, budget) if entry.fit is not None else ():
-            out.append(schedule(entry.name, n, budget=budget, **opts))
+            if keep is None or keep(entry, opts):
+                out.append(schedule(entry.name, n, budget=budget, **opts))
     return out
 
 
