@@ -211,6 +211,18 @@ class Schedule:
         words = [self.method, "-n", str(self.n)]
         if self.budget is not None:
             words += ["--budget", str(self.budget)]
+        return " ".join(words + self.option_flags())
+
+    def option_flags(self) -> list[str]:
+        """Command-line flags of the options that differ from the method's defaults.
+
+        Examples
+        --------
+        >>> import pebbles
+        >>> pebbles.schedule("bennett", 16, k=3, uncompute=False).option_flags()
+        ['--k', '3', '--no-uncompute']
+        """
+        words: list[str] = []
         defaults = dict(_METHODS[self.method].options)
         for key, value in self.options:
             flag = "--" + key.replace("_", "-")
@@ -222,7 +234,7 @@ class Schedule:
                 words.append("--no-" + key.replace("_", "-"))
             else:
                 words += [flag, str(value)]
-        return " ".join(words)
+        return words
 
 
 def schedule(method: str, n: int, *, budget: int | None = None, **options: Any) -> Schedule:

@@ -266,16 +266,7 @@ def _echo(moves: Schedule, write: Callable[[str], object]) -> Iterator[Move]:
 
 def _label(s: Schedule) -> str:
     """A schedule's flags without ``-n`` and the budget, e.g. ``treeverse --inplace``."""
-    words = str(s).split()
-    keep, skip = [], 0
-    for w in words:
-        if skip:
-            skip -= 1
-        elif w in ("-n", "--budget"):
-            skip = 1
-        else:
-            keep.append(w)
-    return " ".join(keep)
+    return " ".join([s.method, *s.option_flags()])
 
 
 #: Largest predicted number of forward steps ``pebbles compare`` simulates; above it a
