@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from taping import taped_steps
 
 import pebbles
 from pebbles import ChainCosts, MoveKind
@@ -169,28 +170,6 @@ def test_bad_arguments_raise_clear_errors():
         hetero_optimal(costs, 4, levels=0)
     with pytest.raises(pebbles.PebblesValueError, match="memory=1 bytes cannot finish"):
         hetero_optimal(costs, 1)
-
-
-def taped_steps(moves: list, n: int) -> set[int]:
-    """Steps i whose last run is a one-step walk from a pebble on cell i that stays until
-    paint i, with no step run after cell i+1 loses its pebble (the taped model)."""
-    cand, dropped, taped, cells = {}, set(), set(), set()
-    for kind, a, b in moves:
-        if kind in (MoveKind.PLACE, MoveKind.FORWARD):
-            for k in dropped:
-                cand[k] = False
-            dropped.clear()
-            lo, hi = (a - 1, a) if kind == MoveKind.PLACE else (a, b)
-            for k in range(lo, hi):
-                cand[k] = hi == lo + 1
-            cells.add(hi)
-        elif kind == MoveKind.REMOVE:
-            cells.discard(a)
-            cand[a] = False
-            dropped.add(a - 1)
-        elif kind == MoveKind.PAINT and cand.get(a):
-            taped.add(a)
-    return taped
 
 
 @pytest.mark.parametrize("seed", range(4))

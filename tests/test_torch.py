@@ -11,6 +11,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from taping import taped_steps
 
 import pebbles
 from pebbles.torch import checkpoint_sequential, checkpointed_loop, profile_layers
@@ -95,35 +96,6 @@ def expected_nograd_calls(sched):
     return calls
 
 
-def taped_steps(sched):
-    """Steps whose backward step reuses a run taped with its graph, derived from the moves:
-    the last run of step i before paint i is a one-step walk from a pebble on cell i,
-    cell i keeps its pebble until paint i, and once cell i+1 loses its pebble no step
-    runs before paint i. When no pebble is on cell n at the first paint, s_n is computed
-    from s_{n-1} then (one step) and dropped at once."""
-    cand, dropped, taped, cells = {}, set(), set(), set()
-    K = pebbles.MoveKind
-    for kind, a, b in sched:
-        if kind in (K.PLACE, K.FORWARD):
-            for k in dropped:
-                cand[k] = False
-            dropped.clear()
-            lo, hi = (a - 1, a) if kind == K.PLACE else (a, b)
-            for k in range(lo, hi):
-                cand[k] = hi == lo + 1
-            cells.add(hi)
-        elif kind == K.REMOVE:
-            cells.discard(a)
-            cand[a] = False
-            dropped.add(a - 1)
-        elif kind == K.PAINT:
-            if a == sched.n - 1 and sched.n not in cells:
-                cand[a] = True
-            if cand.get(a):
-                taped.add(a)
-    return taped
-
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_lorenz_1e4_steps_matches_plain_autograd(device):
     n, budget = 10_000, 30
@@ -135,7 +107,8 @@ def test_lorenz_1e4_steps_matches_plain_autograd(device):
     assert_close(got, want)
     sched = pebbles.schedule("treeverse", n, budget=budget)
     taped = np.zeros(n, dtype=int)
-    taped[list(taped_steps(sched))] = 1  # Lorenz saves only its input and 8-byte scalars
+    # Lorenz saves only its input and 8-byte scalars
+    taped[list(taped_steps(sched, sched.n, seed_taped=True))] = 1
     assert 0.5 * n < taped.sum() < n
     assert np.array_equal(step.nograd, expected_nograd_calls(sched) - taped)
     assert np.array_equal(step.grad, np.ones(n, dtype=int))  # one graph per backward step
@@ -198,7 +171,7 @@ def test_taped_runs_replace_replays(method, kw):
     assert_close(grads_of(run, [x0, w]), want)
     sched = pebbles.schedule(method, n, **kw)
     taped = np.zeros(n, dtype=int)
-    taped[list(taped_steps(sched))] = 1
+    taped[list(taped_steps(sched, sched.n, seed_taped=True))] = 1
     assert taped.sum() > 0
     assert np.array_equal(counted.nograd, expected_nograd_calls(sched) - taped)
     assert np.array_equal(counted.grad, np.ones(n, dtype=int))
