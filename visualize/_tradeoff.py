@@ -158,9 +158,11 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
     ax = fig.add_subplot()
     colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
     x = np.array(ns, dtype=float)
+    over = {inplace: online_overhead(tuple(ns), tuple(budgets), inplace=inplace)
+            for inplace in (False, True)}
     for s, colour in zip(budgets, colours * 4, strict=False):
         for inplace, style in ((False, "-"), (True, "--")):
-            y = online_overhead(tuple(ns), (s,), inplace=inplace)[s] * 100
+            y = over[inplace][s] * 100
             game = "in-place" if inplace else "checkpoint"
             ax.plot(x, y, style, color=colour, marker="o" if not inplace else "",
                     markersize=3, label=f"S = {s}, {game} game", gid=f"online-{s}-{game}")
