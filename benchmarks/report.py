@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import readme_numbers
 from _common import ROOT
 
 import pebbles
@@ -524,8 +525,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=str(HERE / "REPORT.md"))
     p.add_argument("--figure5", help="also draw Figure 5 into this image "
                    "(e.g. docs/img/figure5.png)")
+    p.add_argument("--readme", default=str(HERE.parent / "README.md"),
+                   help="README whose <!-- numbers:NAME --> passages are rendered from the results")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when the README's numbers differ from the results")
     p.add_argument("--paper", default=str(PAPER), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    data, _ = load_results(Path(args.results))
+    if args.check:
+        stale = readme_numbers.stale_blocks(Path(args.readme), data)
+        print(f"{args.readme}: stale numbers in {', '.join(stale)}" if stale
+              else f"{args.readme}: every number block matches the results")
+        return 1 if stale else 0
+    changed = readme_numbers.update_readme(Path(args.readme), data)
+    print(f"updated {args.readme}: {', '.join(changed) or 'no change'}")
     text = build(Path(args.results), Path(args.paper))
     Path(args.out).write_text(text)
     print(f"wrote {args.out} ({len(text.splitlines())} lines)")

@@ -41,8 +41,8 @@ from ._treeverse import treeverse, treeverse_encoded, treeverse_paper
 from ._twolevel import periodic_disk, two_level
 from ._validation import check_int
 
-__all__ = ["Method", "Schedule", "candidates", "describe", "methods", "predicted_steps",
-           "register", "schedule"]
+__all__ = ["Method", "Schedule", "candidates", "describe", "gradient_methods", "methods",
+           "predicted_steps", "register", "schedule"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,26 @@ def methods() -> tuple[str, ...]:
     True
     """
     return tuple(_METHODS)
+
+
+def gradient_methods(*, disk: bool = False) -> tuple[str, ...]:
+    """Methods whose schedules compute a gradient over stored states.
+
+    Those of the checkpoint and in-place games (the reversible game's moves are
+    not a gradient of a ``step`` that forgets its input); with ``disk=True`` also
+    the two-level methods, which need a disk store (``replay(..., store=)``).
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> names = pebbles.gradient_methods()
+    >>> "treeverse" in names, "reversible-optimal" in names
+    (True, False)
+    >>> [m for m in pebbles.gradient_methods(disk=True) if pebbles.describe(m).uses_disk]
+    ['two-level', 'periodic-disk']
+    """
+    return tuple(name for name, m in _METHODS.items()
+                 if m.game(dict(m.options)) is not Game.REVERSIBLE and (disk or not m.uses_disk))
 
 
 def candidates(n: int, budget: int, *,

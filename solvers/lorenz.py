@@ -869,16 +869,6 @@ def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
 # ---------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------
-def _gradient_methods() -> tuple[str, ...]:
-    """Registry methods whose schedules give a gradient in memory (checkpoint or in-place)."""
-    out = []
-    for name in pebbles.methods():
-        entry = pebbles.describe(name)
-        if entry.game(dict(entry.options)) is pebbles.Game.REVERSIBLE:
-            continue
-        if not entry.uses_disk:  # states on disk: not run here
-            out.append(name)
-    return tuple(out)
 
 
 #: ``--method bennett``: Bennett's schedule with paints (``bennett-gradient``).
@@ -898,8 +888,8 @@ def _finite(text: str) -> float:
 
 def _gradient_parser(sub: Any) -> None:
     g = sub.add_parser("gradient", help="compute d x_n / d (x0, y0, z0, sigma, rho, beta)")
-    g.add_argument("--method", choices=("forward", "adjoint", *_ALIASES, *_gradient_methods()),
-                   default="treeverse")
+    g.add_argument("--method", default="treeverse",
+                   choices=("forward", "adjoint", *_ALIASES, *pebbles.gradient_methods()))
     g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
                    help="budget S: states stored besides s_0 (treeverse: 10)")
     g.add_argument("--inplace", action="store_true", help="treeverse in-place game")

@@ -82,10 +82,9 @@ __all__ = [
     "warm_up",
 ]
 
-#: Registry methods whose moves the gradient can replay (checkpoint or in-place game);
-#: ``bennett`` is accepted as a name of ``bennett-gradient``.
-METHODS = ("treeverse", "treeverse-paper", "bennett-gradient", "store-all", "recompute-all",
-           "periodic", "bennett", "two-level")
+#: Registry methods whose moves the gradient can replay (:func:`pebbles.gradient_methods`,
+#: the two-level ones through a disk store); ``bennett`` names ``bennett-gradient``.
+METHODS = (*pebbles.gradient_methods(disk=True), "bennett")
 
 _ALIASES = {"bennett": "bennett-gradient"}
 
@@ -687,6 +686,11 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
             if options.get(key) is None:
                 raise PebblesValueError(f"method two-level needs --{key.replace('_', '-')} "
                                         f"(in forward steps), or --disk-dir to measure it")
+    if name == "periodic-disk":
+        options["period"] = options.pop("every")
+        if options["period"] is None:
+            raise PebblesValueError("method periodic-disk needs --every (its period: a state "
+                                    "goes to disk every that many steps)")
     if name == "periodic" and options.get("every") is None:
         options["every"] = math.isqrt(max(n - 1, 0)) + 1
     known = dict(entry.options)
@@ -822,7 +826,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--k", type=int, default=None, help="bennett: blocks per level (2)")
     g.add_argument("--delta", type=int, default=None, help="treeverse-paper: delta")
     g.add_argument("--every", type=int, default=None,
-                   help="periodic: checkpoint interval (default ceil(sqrt(n)))")
+                   help="periodic: checkpoint interval (default ceil(sqrt(n))); "
+                   "periodic-disk: its disk period (required)")
     add_disk_arguments(g)
     g.add_argument("--disk-dir", default=None,
                    help="two-level: directory of the disk states (default: a temporary one, "
@@ -941,7 +946,7 @@ def _run(args: argparse.Namespace) -> dict:
         return {"command": "loss", "loss": value, "seconds": time.perf_counter() - t0,
                 "peak_rss_mb": _peak_rss_mb()}
     big = cfg.steps * cfg.nx * cfg.ny > 2e8 and sys.stderr.isatty()
-    if moves.method == "two-level":
+    if pebbles.describe(moves.method).uses_disk:
         with pebbles.DiskStore(args.disk_dir, keep=args.keep_disk, queue_size=1) as store:
             g = gradient(cfg, c, moves, observed, inplace=args.inplace, progress=big,
                          store=store)

@@ -159,10 +159,15 @@ def test_algorithm3_matches_paper_call_count(report: ModuleType) -> None:
 
 
 def test_report_main_writes_file(report: ModuleType, tmp_path: Path, paper: Path) -> None:
-    out = tmp_path / "REPORT.md"
+    out, readme = tmp_path / "REPORT.md", tmp_path / "README.md"
+    text = "x\n<!-- numbers:lorenz -->\nold 27x\n<!-- /numbers -->\ny\n"
+    readme.write_text(text)
     assert report.main(["--results", str(tmp_path / "none"), "--out", str(out),
-                        "--paper", str(paper)]) == 0
+                        "--paper", str(paper), "--readme", str(readme)]) == 0
     assert out.read_text().startswith("# Reproduction report")
+    assert readme.read_text() == text  # no results: the passage stays as it was
+    assert report.main(["--results", str(ROOT / "benchmarks" / "results"), "--check",
+                        "--readme", str(readme)]) == 1
 
 
 def test_run_records_missing_and_failed(tmp_path: Path, monkeypatch, report) -> None:

@@ -578,3 +578,23 @@ def test_two_level_gradient_through_a_disk_store_is_bit_for_bit(tmp_path, capsys
     assert pml.main(argv) == 0
     assert json.loads(capsys.readouterr().out)["options"]["write_cost"] > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_gradient_method_of_the_registry_runs_from_the_command_line(tmp_path, capsys):
+    """pml.METHODS comes from pebbles.gradient_methods: each gives store-all's gradient."""
+    assert set(pebbles.gradient_methods(disk=True)) <= set(pml.METHODS)
+    base = ["gradient", "--nx", "20", "--ny", "20", "--steps", "40", "--json"]
+    assert pml.main([*base, "--method", "store-all"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    extra = {"two-level": ["--write-cost", "2", "--read-cost", "1"], "periodic-disk":
+             ["--every", "10"], "treeverse-paper": ["--delta", "3"]}
+    for method in pebbles.gradient_methods(disk=True):
+        budget = ["--pebbles", "6"] if pebbles.describe(method).takes_budget else []
+        assert pml.main([*base, "--method", method, *budget, *extra.get(method, []),
+                         "--disk-dir", str(tmp_path)]) == 0, method
+        out = json.loads(capsys.readouterr().out)
+        assert (out["loss"], out["grad_c_norm"]) == (ref["loss"], ref["grad_c_norm"]), method
+        assert (out.get("writes", 0) > 0) == pebbles.describe(method).uses_disk, method
+    assert list(tmp_path.iterdir()) == []
+    assert pml.main([*base, "--method", "periodic-disk", "--pebbles", "4"]) == 2
+    assert "needs --every" in capsys.readouterr().err

@@ -1,0 +1,305 @@
+"""The README's benchmark numbers, rendered from the JSON files in ``results/``.
+
+The README marks each generated passage::
+
+    <!-- numbers:NAME -->
+    ...text rendered by BLOCKS[NAME] from the results...
+    <!-- /numbers -->
+
+``python benchmarks/report.py`` rewrites those passages together with REPORT.md,
+and ``python benchmarks/report.py --check`` exits 1 when the README's numbers
+differ from what the JSON files say (tests/test_readme.py runs the same check),
+so no number in those passages is typed by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BLOCKS", "render_blocks", "stale_blocks", "update_readme"]
+
+Results = dict[str, Any]
+_BLOCK = re.compile(r"(<!-- numbers:([a-z0-9-]+) -->\n)(.*?)(<!-- /numbers -->)", re.S)
+
+
+def _span(values: Iterable[float], spec: str, unit: str = "") -> str:
+    """``'a-b'`` (``'a'`` when both ends print the same) with ``unit`` appended."""
+    vals = sorted(values)
+    lo, hi = format(vals[0], spec), format(vals[-1], spec)
+    return f"{lo}{unit}" if lo == hi else f"{lo}-{hi}{unit}"
+
+
+def _pct(ratios: Iterable[float]) -> str:
+    return _span((100 * (r - 1) for r in ratios), ".0f", " %")
+
+
+def _record(records: Sequence[dict], method: str) -> dict:
+    for r in records:
+        if r.get("method") == method:
+            return r
+    raise KeyError(f"no record with method={method!r} in the results")
+
+
+def _machine(d: dict) -> str:
+    m = d["machine"]
+    cpu = "Intel Xeon" if "Xeon" in m["cpu"] else m["cpu"]
+    return f"{cpu}, {m['cores']} cores"
+
+
+def _lowering_short(r: Results) -> str:
+    big = r["bench_lowering"]["rows"][-1]
+    return (f"Lowering `treeverse({big['n']:.0e}, {big['budget']}, inplace=True)` takes "
+            f"{big['lower_warm_s']:.2f} s in process with Numba installed "
+            f"(`benchmarks/bench_lowering.py`).").replace("1e+06", "10**6")
+
+
+def _jax(r: Results) -> str:
+    d = r["bench_jax"]
+    extra, speed = [], {}
+    for prob in ("wave", "lorenz"):
+        recs = d[prob]["records"]
+        speed[prob] = []
+        for b in d["budgets"]:
+            ours = next(x for x in recs if x["budget"] == b and x["method"].startswith("pebbles"))
+            eqx = next(x for x in recs if x["budget"] == b and x["method"].startswith("equinox"))
+            extra.append(eqx["evaluations"] / ours["evaluations"])
+            speed[prob].append(eqx["cpu_seconds"] / ours["cpu_seconds"])
+    w = d["wave"]
+    return (f"Measured side by side (`benchmarks/bench_jax.py`, budgets "
+            f"{'/'.join(map(str, d['budgets']))}, CPU time, {_machine(d)}): equinox's "
+            f"checkpointed while loop makes {_pct(extra)} more evaluations and takes "
+            f"{_span(speed['wave'], '.1f', 'x')} the time on a {w['size']} x {w['size']} x "
+            f"{w['n']} wave equation and {_span(speed['lorenz'], '.0f', 'x')} on Lorenz "
+            f"n = {d['lorenz']['n']}.")
+
+
+def _online(r: Results) -> str:
+    d = r["bench_online"]
+    ours = [row[f"online_{g}"] / row[f"optimum_{g}"] for row in d["rows"]
+            for g in ("inplace", "checkpoint")]
+    eqx = [row["equinox"] / row["optimum_inplace"] for row in d["rows"]
+           if row.get("equinox") and row["n"] > row["r2_range_inplace"]]
+    return (f"`benchmarks/bench_online.py` at S = {', '.join(map(str, d['budgets']))} and "
+            f"n = {min(d['sizes'])} to {max(d['sizes'])} ({_machine(d)}) puts it at most "
+            f"{100 * (max(ours) - 1):.1f} % above the offline optimum, and equinox "
+            f"{_pct(eqx)} above it beyond (S+1)(S+2)/2.")
+
+
+def _twolevel(r: Results) -> str:
+    d = r["bench_twolevel"]
+    row = next(x for x in d["ours"] if x["n"] == 10000 and x["write_cost"] == 2.0
+               and x["read_cost"] == 2.0)
+    return (f"n = {row['n']}, S = {row['S']}, unbounded disk, w = r = 2 "
+            f"(`bench_twolevel.py`): {row['dp_seconds']:.1f} s to plan, total time "
+            f"{row['total_time']:.0f} against {row['memory_only']:.0f} memory-only.")
+
+
+def _torch(r: Results) -> str:
+    d = r["bench_torch"]
+    met = [k for k, v in d["goals"].items() if v]
+    missed = [k for k, v in d["goals"].items() if not v]
+    mode = "--quick" if "--quick" in d["machine"]["command"] else "full"
+    return (f"Against torch's `checkpoint_sequential` at equal peak memory "
+            f"(`benchmarks/bench_torch.py`, {mode} mode, {_machine(d)}), goals met: "
+            f"{'; '.join(met) or 'none'}. Not met: {'; '.join(missed) or 'none'}.")
+
+
+_LORENZ_ROWS = (  # README label, record method(s), paper Table 2 row ("ours" key)
+    ("primal (Numba)", ("primal",), "primal"),
+    ("forward mode, 6 tangents", ("forward",), "forward"),
+    ("reverse, store-all", ("store-all",), "store-all"),
+    ("reverse, Treeverse S = 10 (checkpoint / in-place game)",
+     ("treeverse S=10", "treeverse in-place S=10"), None),
+    ("reverse, Treeverse S = 10, generic Python executor",
+     ("treeverse S=10 (generic executor)",), None),
+    ("reverse, Bennett k = 3", ("bennett k=3",), None),
+    ("adjoint state, reload every 200", ("adjoint K=200",), "adjoint K=200"),
+    ("JAX jit(grad), lax.scan (store-all)", ("jax grad",), None),
+    ("JAX jit(grad) + jax.checkpoint per 100-step block", ("jax grad+checkpoint",), None),
+    ("JAX jit(jacfwd)", ("jax jacfwd",), None),
+)
+
+
+def _states(k: int) -> str:
+    return "10^4" if k in (10000, 10001) else str(k)
+
+
+def _lorenz_table(d: dict) -> list[str]:
+    paper = {p["ours"]: p for p in d["paper_table2"]}
+    lines = ["| method | ours µs | ours x primal | peak states | paper (Table 2) ms "
+             "| paper x primal | paper states |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, methods, ref in _LORENZ_ROWS:
+        recs = [_record(d["records"], m) for m in methods]
+        us = " / ".join(f"{1e6 * x['seconds']:.0f}" for x in recs)
+        ratio = " / ".join(f"{x['ratio_to_primal']:.3g}" for x in recs)
+        p = paper.get(ref) if ref else None
+        tail = (f"{p['ms']:.3g} | {p['ratio_to_primal']:.2f} | {_states(p['memory_states'])}"
+                if p else " | | ")
+        lines.append(f"| {label} | {us} | {ratio} | {_states(recs[0]['peak_states'])} | {tail} |")
+    return lines
+
+
+def _lorenz(r: Results) -> str:
+    d = r["bench_lorenz"]
+    rec = {x["method"]: x for x in d["records"]}
+    diffs = {k: rec[k]["max_rel_diff"] for k in ("jax grad", "adjoint K=200")}
+    exact = max(rec[k]["max_rel_diff"] for k in ("store-all", "treeverse S=10", "bennett k=3"))
+    model = d["interleaved_model"]
+    tv, tvi = (model["rows"][k]["time_over_model"]
+               for k in ("treeverse S=10", "treeverse in-place S=10"))
+    jax, ben = rec["jax grad"]["seconds"], rec["bennett k=3"]
+    head = (f"**Lorenz, n = 10^4** (`bench_lorenz.py`, {_machine(d)}; every gradient checked "
+            f"against store-all in the same run: exact methods differ by {exact:.2g}, JAX by "
+            f"{diffs['jax grad']:.2g}, the adjoint by {diffs['adjoint K=200']:.2g}):")
+    tail = (f"Treeverse runs {tv:.3f} (checkpoint game) and {tvi:.3f} (in-place) times its step "
+            f"model fwd_steps x t_step + n x t_vjp, timed in {model['rounds']} interleaved "
+            "rounds (each round times the step loop, the vjp loop and the replays back to "
+            "back, so the machine's drift hits both sides). The Numba executor runs a "
+            "paint's vjp alongside the next walk's first step (the two are independent), bit "
+            f"for bit the same gradient. JAX's store-all gradient is "
+            f"{jax / rec['treeverse S=10']['seconds']:.0f}x slower than our Treeverse and "
+            f"{jax / rec['store-all']['seconds']:.0f}x slower than our store-all; Bennett "
+            f"k = 3 does {ben['forward_steps'] / d['n']:.0f} n forward steps, so it is only "
+            f"{jax / ben['seconds']:.1f}x faster.")
+    return "\n".join([head, "", *_lorenz_table(d), "", tail])
+
+
+def _pml(r: Results) -> str:
+    d = r["bench_pml"]
+    k = {x["kernel"]: x for x in d["kernels"]["records"]}
+    fwd, adj = k["forward (into buffer)"], k["adjoint"]
+    full = d["full"]
+    return (f"**PML** (`bench_pml.py`, {_machine(d)}): step kernels at {fwd['size']} x "
+            f"{fwd['size']} against a copy bandwidth of {d['kernels']['copy_gb_s']:.1f} GB/s "
+            f"measured in the same run: forward {fwd['best_ms']:.2f} ms "
+            f"({100 * fwd['of_copy']:.0f} % of copy bandwidth), in-place "
+            f"{k['in-place']['best_ms']:.2f} ms, adjoint {adj['best_ms']:.2f} ms "
+            f"({adj['best_ms'] / fwd['best_ms']:.1f}x the forward step). The paper's full "
+            f"problem, {full['size']} x {full['size']} x {full['n']} with Treeverse "
+            f"S = {full['pebbles']}: **{full['seconds']:.0f} s** for the gradient (plus "
+            f"{full['record_seconds']:.0f} s to record the observed data), **peak RSS "
+            f"{full['peak_rss_mb']:.0f} MB** ({full['peak_states']} states of "
+            f"{full['state_mb']:.0f} MB), where store-all would need "
+            f"{full['n'] * full['state_mb'] / 1000:.0f} GB.")
+
+
+def _fig5(r: Results) -> str:
+    d = r["bench_pml"]["fig5"]
+    recs = d["records"]
+    tv = [x["model_ratio"] for x in recs if x["schedule"].startswith("treeverse")]
+    bn = [x["model_ratio"] for x in recs if x["schedule"].startswith("bennett")]
+    rounds = [v for x in recs for v in x["model_ratio_rounds"]]
+    rss = max(abs(x["peak_mb"] - (x["peak_states"] + 1) * d["state_mb"]) for x in recs)
+    x0 = recs[0]
+    return (f"Figure 5 at {x0['size']} x {x0['size']} x {x0['n']}: each schedule "
+            f"{d['rounds']} times, each time in a fresh process. Measured time over the "
+            "model (steps x step costs + executor time, the costs measured in the same "
+            "process right after the run, with steps touching buffers at the LRU distances "
+            f"the run's own steps had), the round with the median ratio: Treeverse "
+            f"{_span(tv, '.2f')} in all {len(tv)} configurations, Bennett "
+            f"{_span(bn, '.2f')}; single rounds spread from {min(rounds):.2f} to "
+            f"{max(rounds):.2f} on this VM. Peak RSS is within {rss:.0f} MB of "
+            f"(peak states + 1) x {d['state_mb']:.2f} MB.")
+
+
+def _pml_jax(r: Results) -> str:
+    d = r["bench_pml_jax"]
+    v = d["validation"]
+    lines = [f"**PML against JAX** (`bench_pml_jax.py`, {d['size']} x {d['size']} x {d['n']}, "
+             f"{_machine(d)}, same loss validated to {v['loss_rel_diff']:.1g}, gradient to "
+             f"{v['grad_rel_diff']:.2g}; each configuration in a fresh process):", "",
+             "| method | s | peak MB |", "|---|---:|---:|"]
+    lines += [f"| {x['method']} | {x['seconds']:.2f} | {x['peak_mb']:.0f} |"
+              for x in d["records"]]
+    return "\n".join(lines)
+
+
+def _lowering(r: Results) -> str:
+    d = r["bench_lowering"]
+    small, big = d["rows"][0], d["rows"][-1]
+    return (f"**Checked lowering** (`bench_lowering.py`, {_machine(d)}, numba installed): "
+            f"lowering `treeverse(10**6, 10, inplace=True)` (generated by the block-cached "
+            f"encoder, checked by the compiled rule loop, given slots) takes "
+            f"{big['lower_warm_s']:.2f} s in process and {big['lower_cold_process_s']:.2f} s "
+            f"as a fresh process (imports included). Generating and counting the in-place "
+            f"schedule, both sides streamed: {small['count_ratio']:.0f}x (n = {small['n']}) "
+            f"and {big['count_ratio']:.0f}x (n = {big['n']}) faster than iterating "
+            f"checkpoint_schedules' Multistage to EndReverse. Whole process, `pebbles "
+            f"schedule treeverse --inplace -n N --pebbles 10 --format summary` (checked by the "
+            f"rules): {small['process_ours_s']:.2f} s at n = {small['n']} (Multistage: "
+            f"{small['process_multistage_s']:.1f} s) and {big['process_ours_s']:.2f} s at "
+            f"n = {big['n']} ({big['process_multistage_s']:.1f} s).")
+
+
+def _schedules(r: Results) -> str:
+    d = r["bench_schedules"]
+    rows = d["rows"]
+    speed = {peer: [1 / x["ratio_ours_over_theirs"] for x in rows
+                    if x["schedule"] == peer and x["ratio_ours_over_theirs"]]
+             for peer in ("cs.Multistage", "pyrevolve.CRevolve")}
+    eqx = [x["forward_steps"] / x["inplace_optimum"] for x in rows
+           if x["schedule"] == "equinox" and x["status"] == "ok"]
+    same = ("all four count the same forward steps" if not d["mismatches"]
+            else f"{len(d['mismatches'])} rows count different forward steps")
+    return (f"**Schedule generation** (`bench_schedules.py`, {_machine(d)}): our Treeverse "
+            f"generates the same (optimal) schedule as Revolve "
+            f"{_span(speed['cs.Multistage'], '.1f', 'x')} faster than checkpoint_schedules' "
+            f"MultistageCheckpointSchedule and {_span(speed['pyrevolve.CRevolve'], '.0f', 'x')} "
+            f"faster than pyrevolve's CRevolve (n = {min(d['sizes'])} to {max(d['sizes'])}, "
+            f"S = {' and '.join(map(str, d['budgets']))}; {same}). equinox's online "
+            f"checkpointing does {_pct(eqx)} more forward steps than the optimum (it does "
+            "not know n).")
+
+
+BLOCKS: dict[str, tuple[str, Callable[[Results], str]]] = {  # name: (script, renderer)
+    "lowering-short": ("bench_lowering", _lowering_short),
+    "jax": ("bench_jax", _jax),
+    "online": ("bench_online", _online),
+    "two-level": ("bench_twolevel", _twolevel),
+    "torch": ("bench_torch", _torch),
+    "lorenz": ("bench_lorenz", _lorenz),
+    "pml": ("bench_pml", _pml),
+    "fig5": ("bench_pml", _fig5),
+    "pml-jax": ("bench_pml_jax", _pml_jax),
+    "lowering": ("bench_lowering", _lowering),
+    "schedules": ("bench_schedules", _schedules),
+}
+
+
+def render_blocks(results: Results) -> dict[str, str]:
+    """Each block's text from the loaded results (``report.load_results``); a block
+    whose script has no results is left out (its README passage stays as it is)."""
+    return {name: render(results).rstrip("\n") + "\n"
+            for name, (script, render) in BLOCKS.items() if results.get(script) is not None}
+
+
+def _replace(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
+    stale: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in BLOCKS:
+            raise KeyError(f"README block numbers:{name} has no renderer; known: {sorted(BLOCKS)}")
+        if name not in blocks:
+            return m.group(0)
+        if m.group(3) != blocks[name]:
+            stale.append(name)
+        return m.group(1) + blocks[name] + m.group(4)
+
+    return _BLOCK.sub(sub, text), stale
+
+
+def stale_blocks(readme: Path, results: Results) -> list[str]:
+    """Names of the README blocks whose text differs from the results."""
+    return _replace(readme.read_text(), render_blocks(results))[1]
+
+
+def update_readme(readme: Path, results: Results) -> list[str]:
+    """Rewrite the README's blocks from the results; return the names that changed."""
+    text, stale = _replace(readme.read_text(), render_blocks(results))
+    if stale:
+        readme.write_text(text)
+    return stale
