@@ -104,6 +104,15 @@ def machine_markdown(info: dict) -> str:
     return f"`{info['command']}`\n\n{fields}"
 
 
+def publish(path: str | os.PathLike | None, result: dict, markdown: str, *,
+            failed: bool = False) -> int:
+    """A script's last step: print its markdown, write ``result`` (:func:`write_results`)
+    and return its exit status (1 when ``failed``: a check of the run did not hold)."""
+    print(markdown)
+    write_results(path, result)
+    return 1 if failed else 0
+
+
 def write_results(path: str | os.PathLike | None, result: dict,
                   markdown: str | None = None) -> None:
     """Write ``result`` as JSON to ``path`` (nothing when ``path`` is None).

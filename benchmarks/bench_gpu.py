@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 import numpy as np
-from _common import machine_info, machine_markdown, write_results
+from _common import machine_info, machine_markdown, publish
 
 import pebbles
 from solvers import gpu, pml
@@ -220,9 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["lorenz"] = lorenz_record(args.lorenz_grid, args.lorenz_steps, xp)
         text += "\n\n## Lorenz Figure 3 map\n\n" + ", ".join(
             f"{k}: {v}" for k, v in result["lorenz"].items())
-    print(text)
-    write_results(args.json, result, text)
-    return 0
+    return publish(args.json, result, text)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
-from _common import best_of, machine_info, machine_markdown, write_results
+from _common import best_of, machine_info, machine_markdown, publish
 from numba import njit
 
 import pebbles
@@ -492,9 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--steps={n} must be >= 2 and --repeat={repeat} >= 1")
     result = run(n, repeat, not args.no_jax)
     text = markdown(result)
-    print(text)
-    write_results(args.json, result, text)
-    return 0
+    return publish(args.json, result, text)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import argparse
 import time
 from collections.abc import Sequence
 
-from _common import machine_info, machine_markdown, package_version, write_results
+from _common import machine_info, machine_markdown, package_version, publish
 from bench_schedules import equinox_count, ours_forward_steps
 
 import pebbles
@@ -105,9 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         10**3 if args.quick else 10**5)
     result = run(args.sizes or GRID, args.pebbles, eq_max, args.check_max)
     md = markdown(result)
-    print(md)
-    write_results(args.json, result, md)
-    return 0
+    return publish(args.json, result, md)
 
 
 if __name__ == "__main__":

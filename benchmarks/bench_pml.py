@@ -76,7 +76,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import best_of, machine_info, machine_markdown, write_results
+from _common import best_of, machine_info, machine_markdown, publish
 
 import pebbles
 from solvers import pml
@@ -728,9 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.loaded:
         parts.append(loaded_part)
     text = "\n\n".join(parts)
-    print(text)
-    write_results(args.json, result, text)
-    return 0
+    return publish(args.json, result, text)
 
 
 if __name__ == "__main__":

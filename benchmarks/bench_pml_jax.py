@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, machine_markdown, write_results
+from _common import machine_info, machine_markdown, publish
 from bench_pml import peak_rss_mb, reset_peak_rss, rss_mb, run_one
 
 from solvers import pml
@@ -251,9 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["paper_size_store_all_gb"] = paper_store_all_gb()
     text = (f"# PML gradient: JAX and pebbles ({args.size}x{args.size}, {args.steps} steps)"
             f"\n\n{machine_markdown(info)}\n\n{table(result)}")
-    print(text)
-    write_results(args.json, result, text)
-    return 0
+    return publish(args.json, result, text)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import best_of, machine_info, machine_markdown, write_results
+from _common import best_of, machine_info, machine_markdown, publish
 
 import pebbles
 from solvers import lorenz as lz
@@ -170,9 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {"sizes": sizes, "t_end": T_END, "records": records,
               "fits": fits(records, paper), "machine": machine_info(("numpy", "numba"))}
     md = markdown(result)
-    print(md)
-    write_results(args.json, result, md)
-    return 0
+    return publish(args.json, result, md)
 
 
 if __name__ == "__main__":

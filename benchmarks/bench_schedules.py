@@ -44,7 +44,7 @@ import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from _common import best_of, machine_info, machine_markdown, package_version, write_results
+from _common import best_of, machine_info, machine_markdown, package_version, publish
 
 import pebbles
 
@@ -309,10 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     sizes = args.sizes or ([10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6])
     result = run(sizes, args.pebbles, args.repeats, mode)
-    md = markdown(result)
-    print(md)
-    write_results(args.json, result, md)
-    return 1 if result["mismatches"] else 0
+    return publish(args.json, result, markdown(result), failed=bool(result["mismatches"]))
 
 
 if __name__ == "__main__":

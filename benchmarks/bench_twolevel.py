@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from _common import best_of, machine_info, machine_markdown, package_version, write_results
+from _common import best_of, machine_info, machine_markdown, package_version, publish
 
 import pebbles
 from pebbles import Move, MoveKind
@@ -203,10 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", default=None, metavar="OUT", help="write the records as JSON")
     args = p.parse_args(argv)
     res = run(args.quick, args.repeats, args.peer_sizes)
-    md = markdown(res)
-    print(md)
-    write_results(args.json, res, md)
-    return 0 if res["grid_all_no_worse"] and all(o["equal"] for o in res["ours"]) else 1
+    ok = res["grid_all_no_worse"] and all(o["equal"] for o in res["ours"])
+    return publish(args.json, res, markdown(res), failed=not ok)
 
 
 if __name__ == "__main__":
