@@ -295,3 +295,25 @@ def test_step_failing_mid_replay_leaves_no_file(tmp_path):
         with DiskStore(tmp_path / "d") as st:
             _replay(prog, np.ones(8), st, fail_at_step=90)
     assert st.bytes_written > 0 and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("array", [np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+                                   np.array(2.5), np.zeros((0, 3)),
+                                   np.arange(5, dtype=np.int32), np.arange(8.0)[::2]])
+def test_disk_store_round_trips_any_layout_into_new_arrays_and_buffers(array):
+    with DiskStore() as st:
+        st.put(1, array)
+        got, buf = st.get(1), np.empty(array.shape, array.dtype)
+        assert st.get(1, out=buf) is buf and got.dtype == array.dtype
+        np.testing.assert_array_equal(got, array)
+        np.testing.assert_array_equal(buf, array)
+
+
+def test_a_truncated_state_file_is_reported(tmp_path):
+    with DiskStore(tmp_path / "d") as st:
+        st.put(3, np.arange(1000.0))
+        st.get(3)  # waits for the write
+        with open(st.path(3), "r+b") as fh:
+            fh.truncate(500)
+        with pytest.raises(StoreError, match="truncated"):
+            st.get(3, out=np.empty(1000))
