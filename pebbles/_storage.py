@@ -161,7 +161,9 @@ class DiskStore(Store):
     keep : bool
         Leave the files (and the directory) in place at close.
     queue_size : int
-        Most states copied and waiting to be written (``put`` blocks beyond).
+        Most copies held at once for writing, the one being written included:
+        ``put`` waits for a write to finish before it copies beyond that, so
+        the store adds at most ``queue_size`` states to the process's memory.
 
     Examples
     --------
@@ -193,7 +195,8 @@ class DiskStore(Store):
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._closed = self._reported = False
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue = queue.Queue()
+        self._room = threading.Semaphore(queue_size)  # copies not yet written
         self._thread = threading.Thread(target=self._writer, name="pebbles-disk-store",
                                         daemon=True)
         self._thread.start()
@@ -210,6 +213,8 @@ class DiskStore(Store):
         self._raise_if_failed()
         if key in self._files:
             raise StoreError(f"put({key!r}): the store already holds {key!r}; delete it first")
+        while not self._room.acquire(timeout=0.05):
+            self._raise_if_failed()  # the writer stopped: do not wait for it
         copy = np.array(array, copy=True, order="C")
         done = threading.Event()
         with self._lock:
@@ -271,6 +276,7 @@ class DiskStore(Store):
             if item is None:
                 return
             key, array, done = item
+            item = None
             try:
                 if self._error is None:
                     self._write(key, array)
@@ -279,6 +285,8 @@ class DiskStore(Store):
             finally:
                 with self._lock:
                     self._pending.pop(key, None)
+                del array  # the copy is freed before put may make another
+                self._room.release()
                 done.set()
 
     def _write(self, key: Key, array: np.ndarray) -> None:

@@ -317,3 +317,21 @@ def test_a_truncated_state_file_is_reported(tmp_path):
             fh.truncate(500)
         with pytest.raises(StoreError, match="truncated"):
             st.get(3, out=np.empty(1000))
+
+
+def test_queue_size_bounds_the_copies_held_for_writing(monkeypatch):
+    """With queue_size=1, put copies only after the previous write finished."""
+    written: list = []
+    real = DiskStore._write
+
+    def slow(self, key, array):
+        threading.Event().wait(0.05)
+        written.append(key)
+        real(self, key, array)
+
+    monkeypatch.setattr(DiskStore, "_write", slow)
+    with DiskStore(queue_size=1) as st:
+        for k in range(3):
+            st.put(k, np.full(4, float(k)))
+            assert written == list(range(k)), "put waited for every earlier write"
+        assert [st.get(k)[0] for k in range(3)] == [0.0, 1.0, 2.0]
