@@ -27,8 +27,16 @@ def leaves(x: Any) -> list[Any]:
     return [x]
 
 
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
 def signature(x: Any) -> Any:
     """Structure, shapes and dtypes of a state (two states match when these are equal)."""
+    if type(x) is np.ndarray:  # the common case, once per step: no str() of the dtype
+        name = _DTYPE_NAMES.get(x.dtype)
+        if name is None:
+            name = _DTYPE_NAMES.setdefault(x.dtype, str(x.dtype))
+        return (x.shape, name)
     if isinstance(x, (tuple, list)):
         return (type(x).__name__, tuple(signature(item) for item in x))
     if isinstance(x, dict):
