@@ -8,8 +8,11 @@ Two CPU workloads, side by side in one run:
   (optimal Treeverse, uniform model) and with a memory limit in bytes (the
   heterogeneous optimum over the measured layer costs, :mod:`pebbles._chain`);
 * a neural-ODE-style loop ``x <- x + h tanh(x W + b)``, n = 1000 steps (``--quick``:
-  300): plain autograd, ``checkpoint_sequential`` over the n step functions, and
-  ``pebbles.torch.checkpointed_loop`` (Treeverse) at several budgets.
+  200): plain autograd, ``checkpoint_sequential`` over the n step functions, and
+  ``pebbles.torch.checkpointed_loop`` with a budget (Treeverse: states only, every
+  backward step replays its step) and with a memory limit in bytes (the optimum of
+  the uniform chain whose steps may keep their graph, ``tape`` moves: the step's
+  graph bytes measured once with ``profile_layers``).
 
 Memory is the peak resident set of the process during one forward + backward pass
 minus the resident set before it: the kernel's high-water mark ``VmHWM`` of
@@ -23,7 +26,7 @@ minus n. Times are the best of ``--repeat`` passes.
 
 For every segment count of ``checkpoint_sequential`` the pebbles configurations are
 matched to its measured peak: among the budgets and memory limits tried (limits at
-20-90 % of each of torch's peaks), the one with the fewest layer evaluations whose
+20-120 % of each of torch's peaks), the one with the fewest layer evaluations whose
 measured peak is at most torch's. The model times (``model_time``: the schedule's time
 under the profiled layer costs, taped replays saved) compare the heterogeneous optimum
 with Treeverse on the same costs.
@@ -214,9 +217,17 @@ def bench_ode(args: argparse.Namespace) -> dict:
         fns, k, x0, use_reentrant=False), segments=k) for k in args.ode_segments]
     ours = [run("pebbles checkpointed_loop (treeverse)", lambda s=s: checkpointed_loop(
         step, x0, n, w, b, budget=s), budget=s) for s in args.ode_budgets]
-    matched = [{"torch": t, "pebbles_budget": match(t, ours)} for t in torch_rows]
+    graph = float(profile_layers(fns[:1], x0, params=[w, b]).graph[0])
+    state = x0.numel() * x0.element_size()
+    limits = sorted({float(min(max(3 * state, f * t["peak_bytes"]), n * (state + graph)))
+                     for t in torch_rows for f in args.fractions})
+    kept = [run("pebbles checkpointed_loop (memory, kept graphs)", lambda m=m: checkpointed_loop(
+        step, x0, n, w, b, memory=m, graph_bytes=graph), memory=m) for m in limits]
+    matched = [{"torch": t, "pebbles_memory": match(t, kept), "pebbles_budget": match(t, ours)}
+               for t in torch_rows]
     return {"n": n, "batch": args.ode_batch, "width": width, "plain": plain_row,
-            "torch": torch_rows, "pebbles_budget": ours, "matched": matched,
+            "graph_bytes": graph, "state_bytes": state, "torch": torch_rows,
+            "pebbles_memory": kept, "pebbles_budget": ours, "matched": matched,
             "side_by_side": flat(matched)}
 
 
@@ -228,7 +239,7 @@ def goals(mlp_res: dict, ode_res: dict) -> dict:
     the heterogeneous optimum's model time no worse than the uniform one's."""
     out = {}
     for name, res, keys in (("mlp", mlp_res, ("pebbles_memory", "pebbles_budget")),
-                            ("ode", ode_res, ("pebbles_budget",))):
+                            ("ode", ode_res, ("pebbles_memory", "pebbles_budget"))):
         for key in keys:
             pairs = [(m["torch"], m[key]) for m in res["matched"]]
             out[f"{name} {key}: fewer recomputed at every level"] = all(
@@ -252,7 +263,7 @@ def _row(r: dict | None, key: str = "") -> str:
 def markdown(result: dict) -> str:
     lines = [machine_markdown(result["machine"]), ""]
     for name, keys in (("mlp", (("pebbles_memory", "memory"), ("pebbles_budget", "budget"))),
-                       ("ode", (("pebbles_budget", "budget"),))):
+                       ("ode", (("pebbles_memory", "memory"), ("pebbles_budget", "budget")))):
         res = result[name]
         lines += [f"### {name} (n = {res['n']})", "",
                   "| method | peak MiB | recomputed | ms |", "|---|---|---|---|",
@@ -276,7 +287,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.segments = [4, 10] if args.quick else [2, 4, 7, 10, 15, 25]
     args.budgets_mlp = ([3, 5, 8, 10, 12, 15, 18, 21, 25, 30] if args.quick else
                         [2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 23, 26, 30, 35, 40, 50])
-    args.fractions = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    args.fractions = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.05, 1.1,
+                      1.2]
     args.ode_steps = 200 if args.quick else 1000
     args.ode_batch = 512
     args.ode_segments = [8, 20] if args.quick else [5, 10, 20, 40, 80]

@@ -39,6 +39,7 @@ from ._lowering import (
     OP_SEED,
     OP_STEP,
     OP_STORE,
+    OP_TAPE,
     SlotProgram,
     lower,
 )
@@ -59,6 +60,7 @@ from ._moves import (
     place,
     remove,
     store,
+    tape,
     unplace,
 )
 from ._online import OnlineScheduler, UntilResult, online, online_r2_range, replay_until
@@ -117,6 +119,7 @@ __all__ = [
     "OP_SEED",
     "OP_STEP",
     "OP_STORE",
+    "OP_TAPE",
     "Board",
     "CallbackError",
     "Candidate",
@@ -176,6 +179,7 @@ __all__ = [
     "simulate",
     "store",
     "store_all",
+    "tape",
     "treeverse",
     "treeverse_paper",
     "unplace",

@@ -33,6 +33,44 @@ this is :func:`pebbles.dp_table`'s recursion, whose optimum is
 :func:`pebbles.min_forward_steps`; the tests check both that and, for small
 random chains, the exhaustive search :func:`hetero_brute_force`.
 
+Kept graphs (Beaumont et al.'s ``F_all``; ``ChainCosts.graph``). A step may also
+be run with its graph kept: ``tape i+1`` computes ``s_{i+1}`` from the stored
+``s_i`` and keeps the step's saved activations, ``graph[i]`` bytes besides
+``s_i`` and ``s_{i+1}``, until ``paint i``, which then replays nothing. The
+game's accounting (:func:`pebbles.simulate`): the tape holds ``sizes[i+1] + graph[i]``
+more bytes at once; while the graph is kept neither ``s_i`` nor
+``s_{i+1}`` may be removed (the graph holds them: the rule keeps the count exact
+whatever the step saves); the served paint frees ``graph[i]``; any other paint
+``i`` replays step i with its graph and so holds ``sizes[i+1] + graph[i]`` for
+the moment (not counted where ``graph[i]`` is inf, nor without a graph: the
+former model). ``backward[i]`` is read, as for an executor that stores only
+states, as the backward step *including* the replay of step i with its graph;
+the tape costs ``forward[i]`` and the served paint ``backward[i] - forward[i]``,
+so a kept graph adds nothing to the time. The programme gains one branch::
+
+    C(i, j, m) = min( the checkpoint branch above,
+                      C(i+1, j, m - tape_i) )   if tape_i <= m,
+    tape_i     = size_{i+1} + graph[i]     (one sum, rounded as a pair is;
+                                             M + 1 units for an inf graph)
+
+(``tape i+1``; reverse ``i+1..j`` holding ``s_{i+1}`` and the graph; ``paint i``
+from the graph; ``remove i+1``), and the base case becomes ``C(i, i+1, m) = 0``
+if ``tape_i <= m`` (the replay fits; always for an inf graph), else ``inf``. For
+``i = n - 1`` the schedule tapes ``n`` when it fits (same model time), since the
+executor would otherwise run step n-1 once more to return ``s_n``. The programme
+is optimal among persistent schedules (each checkpoint kept until its segment is
+reversed, the class of Beaumont et al.); the exhaustive search
+:func:`hetero_brute_force`, over all schedules, is lower on a few small chains
+(4 of 400 random ones, n <= 6): with replays that need room, dropping a
+checkpoint before a paint and recomputing it afterwards can save a little. The
+moves are the existing ones plus ``tape`` -- a new move rather than ``place``
+plus a costs field, because whether a graph is kept is a property of one run of
+a step (the same step is also run without a graph, to walk past it), and the one
+simulator must see it to count its bytes and the replay it saves. ``graph=None``
+or all ``inf`` gives exactly the schedules without kept graphs; ``graph=0``
+(a graph that saves only the step's input and output) covers what the
+``tape=True`` model below saves, with replays now counted.
+
 Memory levels. Memory is counted in units of a quantum ``q``: ``m`` takes the
 values ``0..M`` and size ``s`` costs ``ceil(s / q)`` units. When the sizes and
 the limit are integers whose greatest common divisor ``g`` gives
@@ -47,14 +85,20 @@ finishable.
 Complexity: ``O(n^3 M / 6)`` additions and comparisons (for every segment
 length, one vectorised NumPy min over the split point, all start cells and all
 memory levels at once) and ``O(n^2 M)`` memory (two float64 tables of
-``(M + 1) (n + 1)^2`` entries: 406 MB at n = 500, M = 100). The schedule
-itself is ``3 n`` moves at most.
+``(M + 1) (n + 1)^2`` entries: 406 MB at n = 500, M = 100; a third, ``C``
+itself, with kept graphs: 609 MB; the time is about the same, 5 s on one busy
+core at n = 500, M = 100). The kept-graph branch adds ``O(n^2 M)``. A uniform
+chain with kept graphs (equal forward costs, state sizes and graph sizes)
+depends only on segment lengths: tables
+of ``(n + 1) (M + 1)`` entries, ``O(n^2 M)`` time (n = 1000, M = 56: 0.1 s).
+The schedule itself is ``3 n`` moves at most (``4 n`` with tapes).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -70,8 +114,8 @@ __all__ = [
     "hetero_time",
 ]
 
-_PLACE, _REMOVE, _PAINT, _FORWARD = (MoveKind.PLACE, MoveKind.REMOVE, MoveKind.PAINT,
-                                     MoveKind.FORWARD)
+_PLACE, _REMOVE, _PAINT, _FORWARD, _TAPE = (MoveKind.PLACE, MoveKind.REMOVE, MoveKind.PAINT,
+                                            MoveKind.FORWARD, MoveKind.TAPE)
 
 
 def hetero_min_memory(costs: ChainCosts) -> float:
@@ -80,7 +124,9 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     Every ``s_{l+1}`` with ``l + 1 <= n - 1`` is computed from ``s_l`` while both
     are held, so ``max(sizes[1], sizes[l] + sizes[l+1] for 1 <= l <= n - 2)``
     bytes are needed (``0`` for ``n = 1``), and recomputing from ``s_0`` for
-    every backward step needs no more.
+    every backward step needs no more. With ``costs.graph``, backward step l
+    also holds ``s_l`` (``l >= 1``), ``s_{l+1}`` and the graph of step l at once
+    (kept or replayed), for every l whose graph is finite.
 
     Examples
     --------
@@ -90,32 +136,49 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     >>> hetero_min_memory(ChainCosts(np.ones(5), np.ones(5), np.full(6, 8.0)))
     16.0
     """
-    s, n = costs.sizes, costs.n
-    if n == 1:
-        return 0.0
+    s, n, g = costs.sizes, costs.n, costs.graph
     pairs = s[1:n - 1] + s[2:n]
-    return float(max(s[1], pairs.max(initial=0.0)))
+    need = 0.0 if n == 1 else float(max(s[1], pairs.max(initial=0.0)))
+    if g is not None:
+        paint = s[:n] * (np.arange(n) > 0) + s[1:] + g
+        need = max(need, float(paint[np.isfinite(paint)].max(initial=0.0)))
+    return need
 
 
-def _quantum(sizes: np.ndarray, memory: float,
-             levels: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(units of each state, units of each walk pair, memory in units).
+def _quantum(sizes: np.ndarray, memory: float, levels: int,
+             graph: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, Any]:
+    """(units of each state, units of each walk pair, memory in units, tape units).
 
     ``units[c] = ceil(sizes[c] / q)`` (``units[0] = 0``: s_0 is not counted);
     ``pairs[c] = ceil((sizes[c - 1] + sizes[c]) / q)`` for ``2 <= c <= n``, the peak
     of a walk step from ``s_{c-1}`` to ``s_c``, rounded as one sum (a pair that fits
-    in ``memory`` bytes fits in ``M`` units).
+    in ``memory`` bytes fits in ``M`` units). With kept graphs, ``tunits[i]`` is
+    ``tape i+1``'s ``ceil((sizes[i+1] + graph[i]) / q)``, also one sum, and
+    ``M + 1`` (never fits) where ``graph[i]`` is inf; else ``tunits`` is None.
     """
     n = len(sizes) - 1
     pair_bytes = np.concatenate(([0.0, 0.0], sizes[1:n] + sizes[2:]))
+    if graph is None:
+        units, pairs, mmax = _units(sizes, pair_bytes, memory, levels)
+        return units, pairs, mmax, None
+    finite = np.isfinite(graph)
+    tapes = sizes[1:] + np.where(finite, graph, 0.0)
+    units, pairs, mmax = _units(sizes, np.concatenate((pair_bytes, tapes)), memory, levels)
+    tunits = np.where(finite, pairs[n + 1:], mmax + 1)
+    return units, pairs[:n + 1], mmax, tunits
+
+
+def _units(sizes: np.ndarray, pair_bytes: np.ndarray, memory: float,
+           levels: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Round ``sizes`` and ``pair_bytes`` to memory units (see :func:`_quantum`)."""
     if memory == 0:  # only zero-size states can ever be held
         units = (sizes > 0).astype(np.int64)
         units[0] = 0
         return units, (pair_bytes > 0).astype(np.int64), 0
-    ints = np.append(sizes[1:], memory)
+    ints = np.concatenate((sizes[1:], pair_bytes, [memory]))
     if np.all(ints == np.round(ints)) and np.all(ints < 2.0**53):
         g = int(np.gcd.reduce(ints.astype(np.int64)))
-        if int(memory) // g <= levels:
+        if g > 0 and int(memory) // g <= levels:
             units = (sizes // g).astype(np.int64)
             units[0] = 0
             return units, (pair_bytes // g).astype(np.int64), int(memory) // g
@@ -127,28 +190,49 @@ def _quantum(sizes: np.ndarray, memory: float,
     return units, pairs, levels
 
 
-def _tables(fwd: np.ndarray, units: np.ndarray, pairs: np.ndarray,
-            mmax: int, tape: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _tables(fwd: np.ndarray, units: np.ndarray, pairs: np.ndarray, mmax: int,
+            tape: bool = False, tunits: np.ndarray | None = None,
+            punits: Any = 0) -> tuple[Any, Any, Any]:
     """Fill ``E[i, d, m] = C(i, i+d, m) + F(i, i+d)`` (inf where the walk i -> i+d needs
-    more than m) and ``D[j, d, m] = C(j-d, j, m - units[j-d])`` (inf where m is too small)."""
+    more than m) and ``D[j, d, m] = C(j-d, j, m - units[j-d])`` (inf where m is too small);
+    with kept graphs (``tunits``) also ``K[i, d, m] = C(i, i+d, m)`` itself, for the
+    kept-graph branch ``C(i, j, m) <= C(i+1, j, m - tunits[i])``; then
+    ``C(i, i+1, m) = 0`` needs ``m >= punits[i]`` (the replay's graph)."""
     n = fwd.shape[0]
     prefix = np.concatenate(([0.0], np.cumsum(fwd)))
     lev = np.arange(mmax + 1)
     e = np.full((n + 1, n + 1, mmax + 1), np.inf)
     d_ = np.full((n + 1, n + 1, mmax + 1), np.inf)
+    kk = None if tunits is None else np.full((n + 1, n + 1, mmax + 1), np.inf)
     walk = units[1:, None].copy()  # peak units of the walk i -> i+1
     starts = np.arange(n)[:, None]
     first = 0.0 if tape else (prefix[1:] - prefix[:-1])[:, None]
-    e[:n, 1] = np.where(lev >= walk, first, np.inf)
-    d_[1:, 1] = np.where(lev >= units[:n, None], 0.0, np.inf)
-    for d in range(2, n):
+    paint = np.zeros((n, 1), dtype=np.int64) + np.reshape(punits, (-1, 1))
+    e[:n, 1] = np.where(lev >= np.maximum(walk, paint), first, np.inf)
+    d_[1:, 1] = np.where(lev >= units[:n, None] + paint, 0.0, np.inf)
+    if kk is not None:
+        kk[:n, 1] = np.where(lev >= paint, 0.0, np.inf)
+    for d in range(2, n if kk is None else n + 1):
         m = n - d + 1
         c = _min_split(e, d_, d, m)
+        if kk is not None:
+            c = np.minimum(c, _kept(kk, tunits, d, m, lev))
+            kk[:m, d] = c
         walk = np.maximum(walk[:m], pairs[d:, None])
         e[:m, d] = np.where(lev >= walk, c + (prefix[d:] - prefix[:m])[:, None], np.inf)
         need = units[:m, None]
         d_[d:, d] = np.where(lev >= need, c[starts[:m], np.maximum(lev - need, 0)], np.inf)
-    return e, d_
+    return e, d_, kk
+
+
+def _kept(kk: np.ndarray, tunits: Any, d: int, m: int, lev: np.ndarray) -> np.ndarray:
+    """Kept-graph branch of ``C(i, i+d, .)`` for ``i < m``: ``tape i+1`` (step i run with
+    its graph, ``tunits[i]`` units: s_{i+1} and the graph), ``C(i+1, i+d)`` in what is
+    left, then ``paint i`` from the graph (no replay) and ``remove i+1``. The run costs
+    ``forward[i]`` and the paint saves it: ``+ 0``."""
+    idx = lev[None, :] - tunits[:m, None]
+    vals = kk[np.arange(1, m + 1)[:, None], d - 1, np.maximum(idx, 0)]
+    return np.where(idx >= 0, vals, np.inf)
 
 
 def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int) -> np.ndarray:
@@ -165,23 +249,112 @@ def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int) -> np.ndarray:
     return out
 
 
-def _split(e: np.ndarray, d_: np.ndarray, m: int, i: int, j: int) -> tuple[float, int]:
-    """(C(i, j, m), best first checkpoint k) for j > i + 1."""
-    d = j - i
-    cost = e[i, 1:d, m] + d_[j, d - 1:0:-1, m]
-    t = int(np.argmin(cost))
-    return float(cost[t]), i + 1 + t
+class _Plan:
+    """The filled tables of one chain and limit, asked ``split`` and ``kept`` by the
+    schedule's reconstruction (general chains: tables by start cell and length)."""
+
+    def __init__(self, e: np.ndarray, d_: np.ndarray, kk: Any, tunits: Any) -> None:
+        self.e, self.d_, self.kk, self.tunits = e, d_, kk, tunits
+
+    def split(self, i: int, j: int, m: int) -> tuple[float, int]:
+        """(C(i, j, m) over checkpoint splits, best first checkpoint k) for j > i + 1."""
+        d = j - i
+        cost = self.e[i, 1:d, m] + self.d_[j, d - 1:0:-1, m]
+        t = int(np.argmin(cost))
+        return float(cost[t]), i + 1 + t
+
+    def tape_units(self, i: int) -> int:
+        """Units of ``tape i+1``; more than any level when graphs are not kept."""
+        return 1 << 62 if self.tunits is None else int(self.tunits[i])
+
+    def kept(self, i: int, j: int, m: int) -> float:
+        """C(i+1, j, m - tunits[i]): the kept-graph branch (inf when off or too big)."""
+        if self.tape_units(i) > m:
+            return math.inf
+        return float(self.kk[i + 1, j - i - 1, m - self.tape_units(i)])
+
+
+class _UniformPlan(_Plan):
+    """Tables of a uniform chain by segment length only (``O(n^2 M)`` time, ``O(n M)``
+    memory): ``E[d, m]``, ``D[d, m]``, ``K[d, m]`` as in :func:`_tables`."""
+
+    def split(self, i: int, j: int, m: int) -> tuple[float, int]:
+        d = j - i
+        cost = self.e[1:d, m] + self.d_[d - 1:0:-1, m]
+        t = int(np.argmin(cost))
+        return float(cost[t]), i + 1 + t
+
+    def tape_units(self, i: int) -> int:
+        return int(self.tunits[0])
+
+    def kept(self, i: int, j: int, m: int) -> float:
+        if self.tape_units(i) > m:
+            return math.inf
+        return float(self.kk[j - i - 1, m - self.tape_units(i)])
+
+
+def _uniform_plan(f: float, unit: int, pair: int, tunit: int, n: int,
+                  mmax: int) -> tuple[_UniformPlan, float]:
+    """Fill the length-only tables of a uniform chain; (plan, C(0, n, M))."""
+    lev = np.arange(mmax + 1)
+    e = np.full((n + 1, mmax + 1), np.inf)
+    d_ = np.full((n + 1, mmax + 1), np.inf)
+    kk = np.full((n + 1, mmax + 1), np.inf)
+    kk[1] = np.where(lev >= tunit, 0.0, np.inf)  # a paint replays with its graph
+    e[1] = np.where(lev >= max(unit, tunit), f, np.inf)
+    d_[1] = np.where(lev >= unit + tunit, 0.0, np.inf)
+    shift = np.where(lev >= tunit, lev - tunit, 0)
+    for d in range(2, n + 1):
+        c = np.min(e[1:d] + d_[d - 1:0:-1], axis=0)
+        c = np.minimum(c, np.where(lev >= tunit, kk[d - 1, shift], np.inf))
+        kk[d] = c
+        e[d] = np.where(lev >= max(unit, pair), c + d * f, np.inf)
+        d_[d] = np.where(lev >= unit, c[np.maximum(lev - unit, 0)], np.inf)
+    return _UniformPlan(e, d_, kk, np.array([tunit])), float(kk[n, mmax])
+
+
+def _moves(plan: _Plan, n: int, mmax: int, units: np.ndarray) -> list[Move]:
+    """The schedule of ``C(0, n, M)``: at each segment, a kept graph when it is strictly
+    cheaper than the best split, else the split (``forward i k`` or ``place i+1``)."""
+    moves: list[Move] = []
+    stack = [(0, n, mmax)]
+    while stack:
+        i, j, m = stack.pop()
+        if j < 0:
+            moves.append(Move(_REMOVE if j == -1 else _PAINT, i))
+        elif j == i + 1:
+            if j == n and plan.tape_units(i) <= m:  # s_n is computed anyway: tape it
+                moves += [Move(_TAPE, n), Move(_PAINT, i), Move(_REMOVE, n)]
+            else:
+                moves.append(Move(_PAINT, i))
+        else:
+            cost, k = plan.split(i, j, m)
+            if plan.kept(i, j, m) < cost:
+                moves.append(Move(_TAPE, i + 1))
+                stack += [(i + 1, -1, 0), (i, -2, 0), (i + 1, j, m - plan.tape_units(i))]
+            else:
+                moves.append(Move(_PLACE, k) if k == i + 1 else Move(_FORWARD, i, k))
+                stack += [(i, k, m), (k, -1, 0), (k, j, m - int(units[k]))]
+    return moves
 
 
 def _solve(costs: ChainCosts, memory: float, levels: int,
            tape: bool = False) -> tuple[float, list[Move]]:
     """Optimal forward time and the moves, for a feasible memory limit."""
     n = costs.n
-    if n == 1:
+    graph = _graph(costs)
+    if n == 1 and graph is None:
         return 0.0, [Move(_PAINT, 0)]
-    units, pairs, mmax = _quantum(costs.sizes, memory, levels)
-    e, d_ = _tables(costs.forward, units, pairs, mmax, tape)
-    best, _ = _split(e, d_, mmax, 0, n)
+    units, pairs, mmax, tunits = _quantum(costs.sizes, memory, levels, graph)
+    if graph is not None and _is_uniform(costs):
+        plan, best = _uniform_plan(float(costs.forward[0]), int(units[-1]),
+                                   int(pairs[-1]) if n > 1 else 0, int(tunits[0]), n, mmax)
+    else:
+        punits = 0 if tunits is None else np.where(np.isfinite(graph), tunits, 0)
+        e, d_, kk = _tables(costs.forward, units, pairs, mmax, tape and graph is None, tunits,
+                            punits)
+        plan = _Plan(e, d_, kk, tunits)
+        best = float(kk[0, n, mmax]) if kk is not None else plan.split(0, n, mmax)[0]
     if not math.isfinite(best):
         need = hetero_min_memory(costs)
         raise PebblesValueError(
@@ -189,19 +362,18 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
             f"sizes are rounded up to {levels} memory levels; pass memory >= "
             f"{need * levels / max(levels - 2, 1):g} or levels={4 * levels}"
         )
-    moves: list[Move] = []
-    stack = [(0, n, mmax)]
-    while stack:
-        i, j, m = stack.pop()
-        if j < 0:
-            moves.append(Move(_REMOVE, i))
-        elif j == i + 1:
-            moves.append(Move(_PAINT, i))
-        else:
-            _, k = _split(e, d_, m, i, j)
-            moves.append(Move(_PLACE, k) if k == i + 1 else Move(_FORWARD, i, k))
-            stack += [(i, k, m), (k, -1, 0), (k, j, m - int(units[k]))]
-    return best, moves
+    return best, _moves(plan, n, mmax, units)
+
+
+def _graph(costs: ChainCosts) -> np.ndarray | None:
+    """The kept-graph sizes, or None when no step may keep its graph (the old model)."""
+    g = costs.graph
+    return None if g is None or not np.isfinite(g).any() else g
+
+
+def _is_uniform(costs: ChainCosts) -> bool:
+    f, s, g = costs.forward, costs.sizes[1:], costs.graph
+    return bool(np.all(f == f[0]) and np.all(s == s[0]) and np.all(g == g[0]))
 
 
 def _check_memory(costs: ChainCosts, memory: object, levels: object) -> tuple[float, int]:
@@ -218,7 +390,9 @@ def _check_memory(costs: ChainCosts, memory: object, levels: object) -> tuple[fl
     if not memory >= need:
         raise PebblesValueError(
             f"memory={memory:g} bytes cannot finish the chain of n={costs.n} steps: some "
-            f"step holds its input and output at once ({need:g} bytes); pass memory >= {need:g}"
+            f"step holds its input and output at once"
+            f"{'' if costs.graph is None else ' (and its graph, in its backward step)'} "
+            f"({need:g} bytes); pass memory >= {need:g}"
         )
     return memory, levels
 
@@ -248,7 +422,9 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
     Yields
     ------
     Move
-        ``place``, ``forward``, ``remove`` and ``paint`` moves (at most ``3 n``).
+        ``place``, ``forward``, ``remove`` and ``paint`` moves (at most ``3 n``),
+        and ``tape`` moves when ``costs.graph`` is given (at most ``4 n``; see
+        the module docstring: ``tape`` is then ignored).
 
     Raises
     ------
@@ -269,6 +445,10 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
     >>> [str(m) for m in hetero_optimal(costs, 6)]
     ['forward 0 2', 'place 3', 'paint 3', 'remove 3', 'paint 2', 'remove 2', 'place 1', \
 'paint 1', 'remove 1', 'paint 0']
+    >>> kept = ChainCosts(np.ones(3), np.full(3, 2.0), np.full(4, 2.0), graph=np.full(3, 2.0))
+    >>> [str(m) for m in hetero_optimal(kept, 6)]  # step 2 keeps its graph
+    ['forward 0 2', 'tape 3', 'paint 2', 'remove 3', 'remove 2', 'place 1', 'paint 1', \
+'remove 1', 'paint 0']
     """
     memory, levels = _check_memory(costs, memory, levels)
     _, moves = _solve(costs, memory, levels, bool(tape))
@@ -298,10 +478,13 @@ def hetero_time(costs: ChainCosts, memory: float, *, levels: int = 100,
 def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     """Least total time by Dijkstra (networkx) over every reachable board; ``None`` if none.
 
-    Nodes are boards (pebbled cells, first painted cell), edges the primitive
-    moves ``place`` (weight ``forward[a-1]``), ``remove`` (0) and ``paint``
-    (``backward[a]``) whose result holds at most ``memory`` bytes on cells
-    1..n. A reference for tiny chains (the graph has up to ``2^n (n + 1)`` nodes).
+    Nodes are boards (pebbled cells, first painted cell, steps whose graph is
+    kept), edges the primitive moves ``place`` (weight ``forward[a-1]``),
+    ``remove`` (0; not of a cell a kept graph holds) and ``paint``
+    (``backward[a]``, or ``backward[a] - forward[a]`` from a kept graph) and,
+    when ``costs.graph`` is given, ``tape`` (``forward[a-1]``, keeping the graph
+    of step a-1), whose result holds at most ``memory`` bytes on cells 1..n and in
+    kept graphs. A reference for tiny chains (up to ``4^n (n + 1)`` nodes).
 
     Examples
     --------
@@ -311,25 +494,19 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     >>> costs = ChainCosts(np.array([1, 1, 5, 1]), np.ones(4), np.array([0, 4, 1, 4, 1]))
     >>> hetero_brute_force(costs, 6), hetero_time(costs, 6)
     (12.0, 12.0)
+    >>> kept = ChainCosts(costs.forward, np.full(4, 5.0), costs.sizes, graph=np.full(4, 1.0))
+    >>> hetero_brute_force(kept, 6), hetero_time(kept, 6)
+    (30.0, 30.0)
     """
     import networkx as nx
 
-    n, f, b, s = costs.n, costs.forward, costs.backward, costs.sizes
-    start = (frozenset(), n)
+    start = (frozenset(), costs.n, frozenset())
     graph = nx.DiGraph()
     graph.add_node(start)
     todo, seen = [start], {start}
     while todo:
-        cells, painted = board = todo.pop()
-        held = sum(s[c] for c in cells)
-        nxt = [((frozenset(cells - {c})), painted, 0.0) for c in cells]
-        nxt += [(cells | {a}, painted, f[a - 1]) for a in range(1, n + 1)
-                if a not in cells and (a == 1 or a - 1 in cells) and held + s[a] <= memory]
-        a = painted - 1
-        if a >= 0 and (a == 0 or a in cells):
-            nxt.append((cells, a, b[a]))
-        for new_cells, new_painted, weight in nxt:
-            new = (new_cells, new_painted)
+        board = todo.pop()
+        for new, weight in _brute_moves(costs, memory, board):
             graph.add_edge(board, new, weight=float(weight))
             if new not in seen:
                 seen.add(new)
@@ -340,3 +517,28 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     for g in goals:
         graph.add_edge(g, "end", weight=0.0)
     return float(nx.shortest_path_length(graph, start, "end", weight="weight"))
+
+
+def _brute_moves(costs: ChainCosts, memory: float, board: tuple) -> list:
+    """The boards one primitive move away from ``board``, with the moves' times."""
+    n, f, b, s = costs.n, costs.forward, costs.backward, costs.sizes
+    g = costs.graph
+    cells, painted, kept = board
+    held = sum(s[c] for c in cells) + sum(g[i] for i in kept)
+    replay = 0.0  # a paint without a kept graph builds the step's output and graph again
+    out = [((cells - {c}, painted, kept), 0.0) for c in cells
+           if c not in kept and c - 1 not in kept]
+    for a in range(1, n + 1):
+        if a in cells or not (a == 1 or a - 1 in cells):
+            continue
+        if held + s[a] <= memory:
+            out.append(((cells | {a}, painted, kept), f[a - 1]))
+        if g is not None and math.isfinite(g[a - 1]) and held + s[a] + g[a - 1] <= memory:
+            out.append(((cells | {a}, painted, kept | {a - 1}), f[a - 1]))
+    a = painted - 1
+    if a >= 0 and g is not None and a not in kept and math.isfinite(g[a]):
+        replay = s[a + 1] + g[a]
+    if a >= 0 and (a == 0 or a in cells) and held + replay <= memory:
+        served = a in kept
+        out.append(((cells, a, kept - {a}), b[a] - f[a] * served))
+    return [((frozenset(c), p, frozenset(k)), w) for (c, p, k), w in out]

@@ -24,6 +24,9 @@ OP_LOAD     copy the disk copy of cell ``first`` into slot ``dst``
 OP_DISCARD  delete the disk copy of cell ``first``
 OP_FREE     the state in slot ``src`` (of cell ``first``) is no longer needed
             (only with ``frees=True``)
+OP_TAPE     as OP_STEP with ``count == 1`` (a ``tape`` move), and the graph of
+            step ``first`` is kept for its OP_PAINT, which then replays
+            nothing (an executor that cannot keep graphs runs it as OP_STEP)
 ==========  ===============================================================
 
 Slot 0 holds ``s_0`` and is never written. Free slots are reused last-freed
@@ -48,10 +51,11 @@ if TYPE_CHECKING:
     from ._registry import Schedule
 
 __all__ = ["OP_DISCARD", "OP_FREE", "OP_LOAD", "OP_PAINT", "OP_SEED", "OP_STEP", "OP_STORE",
-           "SlotProgram", "lower"]
+           "OP_TAPE", "SlotProgram", "lower"]
 
 OP_STEP, OP_SEED, OP_PAINT = R.OP_STEP, R.OP_SEED, R.OP_PAINT
 OP_STORE, OP_LOAD, OP_DISCARD, OP_FREE = R.OP_STORE, R.OP_LOAD, R.OP_DISCARD, R.OP_FREE
+OP_TAPE = R.OP_TAPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +73,9 @@ class SlotProgram:
     nslots : int
         Slots needed, slot 0 (``s_0``) included.
     forward_steps : int
-        Step calls, the one that computes ``s_n`` for the seed included.
+        Step calls of OP_STEP and OP_TAPE rows, the one that computes ``s_n``
+        for the seed included (an OP_PAINT not served by an OP_TAPE replays
+        one more).
     backward_steps : int
         Backward steps (paints).
     peak_states : int

@@ -16,6 +16,9 @@ forward    ``forward i j``: from the pebble on i a working        j-i steps
 store i    copy the memory pebble on i to disk (two-level game)   write cost
 load i     copy the disk pebble on i into a new memory pebble     read cost
 discard i  free the disk pebble on i                              free
+tape i     ``place i`` keeping the graph of step i-1 until        1 step
+           ``paint i-1``, which then replays nothing (kept
+           graphs, :class:`pebbles.ChainCosts` ``graph``)
 =========  =====================================================  ==========
 
 ``Move`` is a :class:`typing.NamedTuple` rather than a dataclass: schedules
@@ -56,6 +59,7 @@ __all__ = [
     "place",
     "remove",
     "store",
+    "tape",
     "unplace",
 ]
 
@@ -99,6 +103,7 @@ class MoveKind(IntEnum):
     STORE = 6
     LOAD = 7
     DISCARD = 8
+    TAPE = 9
 
 
 class Move(NamedTuple):
@@ -169,6 +174,12 @@ def load(i: int) -> Move:
 def discard(i: int) -> Move:
     """``discard i``: free the disk pebble on cell i."""
     return Move(MoveKind.DISCARD, _cell("i", i))
+
+
+def tape(i: int) -> Move:
+    """``tape i``: ``place i`` keeping the graph of step i-1 until ``paint i-1``, which
+    then replays nothing (kept graphs: :class:`pebbles.ChainCosts` ``graph``)."""
+    return Move(MoveKind.TAPE, _cell("i", i))
 
 
 def _cell(name: str, i: object) -> int:

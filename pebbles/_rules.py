@@ -14,7 +14,9 @@ plain Python), no objects. Run as Python it costs about a microsecond a move;
 compiled (when Numba is installed) a few nanoseconds. Both run this source.
 
 Board: ``occ[i]`` is 1 when a memory pebble is on cell i (``occ[0]`` is always
-1), ``dsk[i]`` when a disk pebble is. Counters live in ``st`` (indices ``ST_*``).
+1), ``dsk[i]`` when a disk pebble is; ``occ[n + 1 + i]`` is 1 while the graph of
+step i, run by ``tape i+1``, is kept (``occ`` has ``2 n + 2`` entries).
+Counters live in ``st`` (indices ``ST_*``).
 A move that breaks a rule stops the loop with ``st[ST_CODE]`` set to one of the
 ``E_*`` codes; :func:`pebbles._simulator.rule_text` turns the code into words.
 """
@@ -28,27 +30,29 @@ G_CHECKPOINT, G_INPLACE, G_REVERSIBLE = 0, 1, 2
 # move kinds (pebbles.MoveKind)
 K_PLACE, K_REMOVE, K_PAINT, K_MOVE, K_UNPLACE, K_FORWARD = 0, 1, 2, 3, 4, 5
 K_STORE, K_LOAD, K_DISCARD = 6, 7, 8
+K_TAPE = 9  # place a, keeping the graph of step a-1 until paint a-1
 # slot-program operations (pebbles.OP_*)
 OP_STEP, OP_SEED, OP_PAINT, OP_STORE, OP_LOAD, OP_DISCARD, OP_FREE = 0, 1, 2, 3, 4, 5, 6
+OP_TAPE = 7  # OP_STEP of one step whose graph is kept for its OP_PAINT
 # counters: st[...]
 (ST_PAINTED, ST_COUNT, ST_STEPS, ST_PAINTS, ST_PEAK, ST_REACH, ST_DCOUNT, ST_DPEAK,
  ST_WRITES, ST_READS, ST_NFREE, ST_NOPS, ST_SEEDED, ST_INDEX, ST_CODE, ST_REACHED,
- ST_SLOTPEAK, ST_LSTEPS, ST_LPAINTS) = range(19)
-ST_SIZE = 19
+ ST_SLOTPEAK, ST_LSTEPS, ST_LPAINTS, ST_TAPED) = range(20)
+ST_SIZE = 20
 # floats: ft[...]
 FT_TIME, FT_BYTES, FT_PEAKBYTES = 0, 1, 2
 # rule codes
 (E_OK, E_GAME, E_FWD_RANGE, E_FWD_START, E_FWD_OVER, E_CELL, E_PAINT_ORDER, E_PAINT_NONE,
  E_REMOVE_NONE, E_UNPLACE_NONE, E_UNPLACE_PREV, E_OCCUPIED, E_NEED_PREV, E_MOVE_ONE,
  E_BUDGET, E_STORE_NONE, E_STORE_DUP, E_LOAD_NONE, E_LOAD_DUP, E_DISCARD_NONE,
- E_DISK_BUDGET, E_SLOTS) = range(22)
+ E_DISK_BUDGET, E_SLOTS, E_GRAPH_HELD, E_GRAPH_NEVER) = range(24)
 
 # moves allowed per game, as bit masks over the kinds
 _ALLOWED = (
     (1 << K_PLACE) | (1 << K_REMOVE) | (1 << K_PAINT) | (1 << K_FORWARD)
-    | (1 << K_STORE) | (1 << K_LOAD) | (1 << K_DISCARD),
+    | (1 << K_STORE) | (1 << K_LOAD) | (1 << K_DISCARD) | (1 << K_TAPE),
     (1 << K_PLACE) | (1 << K_REMOVE) | (1 << K_PAINT) | (1 << K_FORWARD) | (1 << K_MOVE)
-    | (1 << K_STORE) | (1 << K_LOAD) | (1 << K_DISCARD),
+    | (1 << K_STORE) | (1 << K_LOAD) | (1 << K_DISCARD) | (1 << K_TAPE),
     (1 << K_PLACE) | (1 << K_UNPLACE),
 )
 
@@ -59,9 +63,14 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
 
     ``budget``/``dbudget`` < 0 mean unbounded. ``fcost``/``bcost``/``size``
     are per-step forward and backward costs and per-cell state sizes (empty:
-    1, 0 and 1). With ``lower`` set, every memory pebble gets a slot
-    (``slot[cell]``, free slots on the stack ``free``) and the slot program is
-    appended to ``ops`` (five ints a row). Stops at the first broken rule,
+    1, 0 and 1); ``size[n + 1 + i]``, when present, is the memory the kept
+    graph of step i holds besides s_i and s_{i+1} (``tape i+1`` adds it, the
+    paint it serves frees it; a paint that replays step i holds
+    ``size[i+1] + size[n+1+i]`` for the moment; ``-1``: the graph is never kept
+    and its replay not counted; absent: 0 and not counted). With ``lower`` set,
+    every memory pebble gets a slot (``slot[cell]``, free slots on the stack
+    ``free``) and the slot program is appended to ``ops`` (five ints a row).
+    Stops at the first broken rule,
     with ``st[ST_INDEX]`` its position and ``st[ST_CODE]`` its code.
     """
     allowed = _ALLOWED[game]
@@ -71,7 +80,7 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
         a = aa[k]
         b = bb[k]
         st[ST_INDEX] = k
-        if kind < 0 or kind > K_DISCARD or not (allowed >> kind) & 1:
+        if kind < 0 or kind > K_TAPE or not (allowed >> kind) & 1:
             st[ST_CODE] = E_GAME
             return
         extra = 0  # transient pebbles held beyond the board while the move runs
@@ -141,12 +150,24 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             st[ST_PAINTED] = a
             st[ST_PAINTS] += 1
             ft[FT_TIME] += 0.0 if len(bcost) == 0 else bcost[a]
+            if occ[n + 1 + a] != 0:  # served by the kept graph: no replay of step a
+                occ[n + 1 + a] = 0
+                st[ST_TAPED] += 1
+                if len(bcost) > 0:
+                    ft[FT_TIME] -= fcost[a]
+                if len(size) > n + 1:
+                    ft[FT_BYTES] -= size[n + 1 + a]
+            elif len(size) > n + 1 and size[n + 1 + a] >= 0:  # replay with a graph
+                xbytes = size[a + 1] + size[n + 1 + a]
             if lower:
                 _op(ops, st, OP_PAINT, slot[a], 0, a, 0)
                 st[ST_LPAINTS] += 1
         elif kind == K_REMOVE:
             if occ[a] == 0:
                 st[ST_CODE] = E_REMOVE_NONE
+                return
+            if occ[n + 1 + a] != 0 or occ[n + a] != 0:
+                st[ST_CODE] = E_GRAPH_HELD
                 return
             occ[a] = 0
             st[ST_COUNT] -= 1
@@ -171,7 +192,7 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             ft[FT_TIME] += 1.0 if len(fcost) == 0 else fcost[a - 1]
             if not unit:
                 ft[FT_BYTES] -= size[a]
-        elif kind == K_PLACE or kind == K_MOVE:
+        elif kind == K_PLACE or kind == K_MOVE or kind == K_TAPE:
             if occ[a] != 0:
                 st[ST_CODE] = E_OCCUPIED
                 return
@@ -180,6 +201,9 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 return
             if kind == K_MOVE and a == 1:
                 st[ST_CODE] = E_MOVE_ONE
+                return
+            if kind == K_MOVE and (occ[n + a] != 0 or occ[n + a - 1] != 0):
+                st[ST_CODE] = E_GRAPH_HELD
                 return
             occ[a] = 1
             st[ST_STEPS] += 1
@@ -202,11 +226,19 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 st[ST_COUNT] += 1
                 if a == n and st[ST_REACH] < 0:
                     st[ST_REACH] = st[ST_STEPS]
+                if kind == K_TAPE:
+                    if len(size) > n + 1 and size[n + a] < 0:
+                        st[ST_CODE] = E_GRAPH_NEVER
+                        return
+                    occ[n + a] = 1
+                    if len(size) > n + 1:
+                        ft[FT_BYTES] += size[n + a]
                 if lower:
                     d = _alloc(st, free)
                     if d < 0:
                         return
-                    _op(ops, st, OP_STEP, slot[a - 1], d, a - 1, 1)
+                    _op(ops, st, OP_TAPE if kind == K_TAPE else OP_STEP, slot[a - 1], d,
+                        a - 1, 1)
                     slot[a] = d
                     st[ST_LSTEPS] += 1
         elif kind == K_STORE:

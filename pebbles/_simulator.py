@@ -20,6 +20,12 @@ Rules (cells ``0..n``; cell 0 always holds s_0 and is not counted):
   walking it holds two pebbles in the checkpoint game (one for j = i+1) and one
   in the in-place game.
 
+* ``tape i`` -- ``place i`` that keeps the graph of step i-1 (its saved
+  activations, ``ChainCosts.graph[i-1]`` bytes besides s_{i-1} and s_i) until
+  ``paint i-1``, which then needs no replay of step i-1 (it costs
+  ``backward[i-1] - forward[i-1]``); while the graph is kept, cells i-1 and i
+  cannot lose their pebbles. With ``ChainCosts.graph``, any other paint i
+  holds ``sizes[i+1] + graph[i]`` for the moment (its replay).
 * ``store i`` / ``load i`` / ``discard i`` -- the two-level game (checkpoint
   and in-place games with a disk): copy the memory pebble on i to disk (no disk
   pebble there yet), copy the disk pebble on i into a new memory pebble (none
@@ -91,6 +97,18 @@ class ChainCosts:
     sizes : array (n + 1,)
         Size of state ``s_i`` (bytes, or any unit); ``sizes[0]`` (s_0, always
         held) does not count against a memory limit.
+    graph : array (n,), optional
+        Memory the graph of step i holds when it is kept (``tape i+1``: its saved
+        activations), besides ``s_i`` and ``s_{i+1}`` which stay stored while it is
+        kept; ``inf`` where a step's graph may never be kept. A paint that
+        replays step i (no kept graph) holds ``sizes[i+1] + graph[i]`` for the
+        moment (the step's output and graph, built again), unless ``graph[i]``
+        is inf. ``None`` (the default): no step keeps its graph and replays
+        are not counted (streams with ``tape`` moves are then measured with
+        graphs of size 0). ``backward[i]`` is read as the
+        backward step including the replay of step i, which a kept graph saves
+        (a served paint costs ``backward[i] - forward[i]``), so with a graph
+        every ``backward[i] >= forward[i]``.
 
     Examples
     --------
@@ -99,26 +117,44 @@ class ChainCosts:
     >>> r = pebbles.simulate(pebbles.store_all(3), 3, costs=c)
     >>> r.time, r.peak_bytes
     (8.0, 24.0)
+    >>> g = pebbles.ChainCosts(np.ones(2), np.full(2, 2.0), np.full(3, 8.0), graph=np.full(2, 4.0))
+    >>> moves = [pebbles.Move(pebbles.MoveKind.TAPE, 1), pebbles.paint(1), pebbles.paint(0),
+    ...          pebbles.remove(1)]
+    >>> r = pebbles.simulate(moves, 2, costs=g)
+    >>> r.time, r.peak_bytes, r.taped
+    (4.0, 24.0, 1)
     """
 
     forward: np.ndarray
     backward: np.ndarray
     sizes: np.ndarray
+    graph: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("forward", "backward", "sizes"):
+        for name in ("forward", "backward", "sizes", "graph"):
+            if getattr(self, name) is None:
+                continue
             value = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
-            if value.ndim != 1 or not np.all(np.isfinite(value)) or np.any(value < 0):
+            finite = np.isfinite(value) | ((value == np.inf) & (name == "graph"))
+            if value.ndim != 1 or not np.all(finite) or np.any(value < 0):
                 what = " with negative or non-finite entries" * (value.ndim == 1)
                 raise PebblesValueError(
-                    f"ChainCosts.{name} must be a 1-D array of finite numbers >= 0, got "
-                    f"shape={value.shape}{what}")
+                    f"ChainCosts.{name} must be a 1-D array of finite numbers >= 0 (graph: "
+                    f"or inf), got shape={value.shape}{what}")
             object.__setattr__(self, name, value)
         n = len(self.forward)
-        if len(self.backward) != n or len(self.sizes) != n + 1:
+        if len(self.backward) != n or len(self.sizes) != n + 1 or (
+                self.graph is not None and len(self.graph) != n):
             raise PebblesValueError(
-                f"ChainCosts needs len(forward) == len(backward) == n and len(sizes) == n + 1, "
-                f"got {len(self.forward)}, {len(self.backward)}, {len(self.sizes)}")
+                f"ChainCosts needs len(forward) == len(backward) == len(graph) == n and "
+                f"len(sizes) == n + 1, got {len(self.forward)}, {len(self.backward)}, "
+                f"{None if self.graph is None else len(self.graph)}, {len(self.sizes)}")
+        if self.graph is not None and np.any(self.backward < self.forward):
+            i = int(np.argmax(self.backward < self.forward))
+            raise PebblesValueError(
+                f"ChainCosts.backward[{i}]={self.backward[i]:g} < forward[{i}]="
+                f"{self.forward[i]:g}: with a graph, backward[i] includes the replay of step "
+                f"i that a kept graph saves; pass backward >= forward")
 
     @property
     def n(self) -> int:
@@ -128,11 +164,23 @@ class ChainCosts:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ChainCosts):
             return NotImplemented
+        if (self.graph is None) != (other.graph is None):
+            return False
         return all(np.array_equal(getattr(self, k), getattr(other, k))
-                   for k in ("forward", "backward", "sizes"))
+                   for k in ("forward", "backward", "sizes", "graph")
+                   if getattr(self, k) is not None)
 
     def __hash__(self) -> int:
-        return hash((self.forward.tobytes(), self.backward.tobytes(), self.sizes.tobytes()))
+        graph = None if self.graph is None else self.graph.tobytes()
+        return hash((self.forward.tobytes(), self.backward.tobytes(), self.sizes.tobytes(),
+                     graph))
+
+    def _memory_sizes(self) -> np.ndarray:
+        """``sizes``, then ``graph`` with ``-1`` for inf (when given): the rule loop's
+        ``size`` array."""
+        if self.graph is None:
+            return self.sizes
+        return np.concatenate((self.sizes, np.where(np.isinf(self.graph), -1.0, self.graph)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +204,12 @@ class SimulationResult:
         without ``costs`` a forward step costs 1 and a paint 0, so ``time`` is
         ``forward_steps`` plus the I/O.
     peak_bytes : the most memory held by pebbles on cells 1..n (transient walking
-        states included) under ``costs.sizes``; without costs, ``peak_states``.
+        states included) and by kept graphs under ``costs``; without costs,
+        ``peak_states``.
+    taped : paints served by a graph kept by a ``tape`` move (no replay of the
+        step). An executor that replays step i in every other paint calls the
+        steps ``forward_steps + backward_steps - taped`` times (plus one call of
+        step n-1 for ``s_n`` when cell n is never pebbled).
     """
 
     game: Game
@@ -172,6 +225,7 @@ class SimulationResult:
     peak_disk: int = 0
     time: float = 0.0
     peak_bytes: float = 0.0
+    taped: int = 0
 
     @property
     def peak_pebbles(self) -> int:
@@ -261,16 +315,16 @@ class _Game:
         self.ft = np.zeros(3, dtype=np.float64)
         empty = np.zeros(0, dtype=np.float64)
         self.costs = (empty, empty, empty) if costs is None else (
-            costs.forward, costs.backward, costs.sizes)
+            costs.forward, costs.backward, costs._memory_sizes())
         self.occ: Any
         self.dsk: Any
         if compiled:
-            self.occ = np.zeros(n + 1, dtype=np.uint8)
+            self.occ = np.zeros(2 * n + 2, dtype=np.uint8)  # pebbles, then kept graphs
             self.dsk = np.zeros(n + 1, dtype=np.uint8)
         else:  # plain Python indexes lists and bytearrays faster
             self.st, self.ft = self.st.tolist(), self.ft.tolist()
             dense = n <= DENSE_MAX_N
-            self.occ = bytearray(n + 1) if dense else _SparseBoard()
+            self.occ = bytearray(2 * n + 2) if dense else _SparseBoard()
             self.dsk = bytearray(n + 1) if dense else _SparseBoard()
             self.costs = tuple(c.tolist() for c in self.costs)
         self.occ[0] = 1
@@ -297,7 +351,7 @@ class _Game:
         self.moves += m
 
     def board(self) -> Board:
-        occ = np.frombuffer(bytes(self.occ), dtype=np.uint8)
+        occ = np.frombuffer(bytes(self.occ), dtype=np.uint8)[: self.n + 1]
         dsk = np.frombuffer(bytes(self.dsk), dtype=np.uint8)
         return Board(tuple(np.flatnonzero(occ[1:]).__add__(1).tolist()),
                      int(self.st[R.ST_PAINTED]), tuple(np.flatnonzero(dsk).tolist()))
@@ -323,7 +377,8 @@ class _Game:
             self.moves, None if reach < 0 else reach,
             None if boards is None else tuple(boards), int(st[R.ST_WRITES]),
             int(st[R.ST_READS]), int(st[R.ST_DPEAK]), float(ft[R.FT_TIME]) + io,
-            float(ft[R.FT_PEAKBYTES]) if len(self.costs[2]) else float(st[R.ST_PEAK]))
+            float(ft[R.FT_PEAKBYTES]) if len(self.costs[2]) else float(st[R.ST_PEAK]),
+            int(st[R.ST_TAPED]))
 
 
 def rule_text(code: int, mv: Move, g: _Game) -> str:
@@ -361,10 +416,20 @@ def rule_text(code: int, mv: Move, g: _Game) -> str:
         R.E_DISCARD_NONE: f"discard {a}: cell {a} has no disk pebble",
         R.E_DISK_BUDGET: f"needs {int(g.st[R.ST_REACHED])} disk pebbles at once but the disk "
                          f"budget is {g.dbudget}",
+        R.E_GRAPH_HELD: f"{name} {a}: the kept graph of step {_holder(g, kind, a)} holds "
+                        f"s_{a - (kind is MoveKind.MOVE)}; paint that step first",
+        R.E_GRAPH_NEVER: f"tape {a}: the graph of step {a - 1} may never be kept (its "
+                         f"ChainCosts.graph is inf); use place {a}",
         R.E_SLOTS: f"needs more than slots={len(g.free) + 1} (s_0 included); pass slots=None "
                    f"to size them from the schedule",
     }
     return texts[code] + hint
+
+
+def _holder(g: _Game, kind: MoveKind, a: int) -> int:
+    """The step whose kept graph holds the state a remove (or move) would drop."""
+    c = a - 1 if kind is MoveKind.MOVE else a  # the cell losing its pebble
+    return c if 0 <= c < g.n and g.occ[g.n + 1 + c] else c - 1
 
 
 def _chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, array, array]]:

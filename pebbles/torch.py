@@ -17,9 +17,14 @@ backward replays the rest of the schedule from those states, each backward step
 running one step with a graph and calling ``torch.autograd.grad`` once. A step
 whose last run before its backward step starts from a stored state is run with
 its graph right then ("taping") when that graph saves nothing but the step's
-input, output and parameters, so the backward step needs no replay. The
-schedule is lowered once (:func:`pebbles.lower`) into a program over state
-slots. The code never names a device: CPU and CUDA tensors run the same way.
+input, output and parameters, so the backward step needs no replay. With a
+memory limit the schedule itself may keep graphs that do cost memory (the
+``tape`` move; Beaumont et al.'s "F_all" runs, :mod:`pebbles._chain`):
+:func:`profile_layers` measures each step's saved activations, the dynamic
+programme decides which steps keep their graph, and those run with their graph
+in the forward pass and are never replayed. The schedule is lowered once
+(:func:`pebbles.lower`) into a program over state slots. The code never names a
+device: CPU and CUDA tensors run the same way.
 
 Importing this module needs PyTorch (``pip install "pebble-games[torch]"``);
 ``import pebbles`` never imports it.
@@ -28,6 +33,7 @@ Importing this module needs PyTorch (``pip install "pebble-games[torch]"``);
 from __future__ import annotations
 
 import functools
+import math
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
@@ -42,9 +48,9 @@ try:
 except ImportError as exc:  # pragma: no cover - CI installs torch
     raise missing("torch", "torch", "pebbles.torch") from exc
 
-from ._chain import hetero_optimal
+from ._chain import hetero_min_memory, hetero_optimal
 from ._errors import PebblesTypeError, PebblesValueError
-from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, SlotProgram, lower
+from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, lower
 from ._registry import schedule as _schedule
 from ._simulator import ChainCosts
 from ._validation import check_int
@@ -86,7 +92,10 @@ class _Chain:
         self.was_tuple = False
         self.rng = {} if rng else None
         self.devices = devices
-        self.tape_rows = _tape_rows(self.ops) if tape else {}
+        self.tape_rows = _tape_rows(self.ops) if tape else set()
+        if any(row[0] == OP_TAPE for row in self.ops):  # the schedule keeps graphs itself:
+            # tape only the run of s_n for the seed, kept if its graph is free
+            self.tape_rows = {r for r in self.tape_rows if self.ops[r + 1][0] == OP_SEED}
         self.tapes: dict[int, tuple] = {}  # step -> (inputs, outputs) of its taped run
 
     # -- one step ---------------------------------------------------------
@@ -141,6 +150,8 @@ class _Chain:
             for i in range(first, first + count):
                 x = self.call(i, x)
             slots[dst] = x
+        elif op == OP_TAPE:
+            slots[dst] = self._kept(first, slots[src])
         elif op == OP_FREE:
             slots[src] = None
         else:
@@ -167,6 +178,15 @@ class _Chain:
             self.tapes[i] = (xi, ys)
         else:  # the step saves tensors of its own: replay it at its backward step instead
             self.tape_rows = {}
+        return tuple(y.detach() for y in ys)
+
+    def _kept(self, i: int, xs: tuple) -> tuple:
+        """Run step i with its graph, kept for backward step i (an OP_TAPE row: the
+        schedule counts the graph's memory)."""
+        with torch.enable_grad():
+            xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
+            ys = self.call(i, xi)
+        self.tapes[i] = (xi, ys)
         return tuple(y.detach() for y in ys)
 
     def backward(self, slots: list, grads: tuple) -> tuple[tuple, list]:
@@ -361,19 +381,29 @@ def _program(moves: Any, n: int) -> SlotProgram:
 
 
 @functools.lru_cache(maxsize=16)
-def _hetero_program(forward: bytes, backward: bytes, sizes: bytes, memory: float, levels: int,
-                    tape: bool) -> SlotProgram:
+def _hetero_program(forward: bytes, backward: bytes, sizes: bytes, graph: bytes | None,
+                    memory: float, levels: int, tape: bool) -> SlotProgram:
     """The lowered heterogeneous optimum, solved once per costs and limit: a training loop
     calls checkpoint_sequential with the same ones every iteration, and the dynamic
     programme's tables (O(n^2 levels)) should not add to every pass's peak memory."""
-    costs = ChainCosts(*(np.frombuffer(b, dtype=np.float64) for b in (forward, backward, sizes)))
+    arrays = [np.frombuffer(b, dtype=np.float64) for b in (forward, backward, sizes)]
+    kept = None if graph is None else np.frombuffer(graph, dtype=np.float64)
+    costs = ChainCosts(*arrays, graph=kept)
     moves = list(hetero_optimal(costs, memory, levels=levels, tape=tape))
     return lower(moves, costs.n, frees=True)
+
+
+def _solve_costs(costs: ChainCosts, memory: float, levels: int, tape: bool) -> SlotProgram:
+    """The cached heterogeneous optimum of ``costs`` (kept graphs only with ``tape``)."""
+    graph = costs.graph.tobytes() if tape and costs.graph is not None else None
+    return _hetero_program(costs.forward.tobytes(), costs.backward.tobytes(),
+                           costs.sizes.tobytes(), graph, float(memory), levels, bool(tape))
 
 
 def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: torch.Tensor,
                       budget: int | None = None, method: str = "treeverse",
                       preserve_rng_state: bool = False, tape: bool = True,
+                      memory: float | None = None, graph_bytes: float | None = None,
                       **options: Any) -> State:
     """``x_n`` of ``x_{i+1} = step(i, x_i, *params)``, differentiable, storing few states.
 
@@ -394,6 +424,16 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
         Most states stored besides ``x0`` (needed by ``treeverse``).
     method : str
         A schedule of :func:`pebbles.schedule` (checkpoint or in-place game).
+    memory : float, optional
+        Instead of ``budget`` and ``method``: most bytes held by stored states
+        and kept graphs (``x0`` excluded). The least-time schedule of the
+        uniform chain whose steps may keep their graph (``tape`` moves,
+        :mod:`pebbles._chain`): a step that keeps its graph is never replayed,
+        so with room for one graph per step every step runs once.
+    graph_bytes : float, optional
+        Bytes a step's kept graph saves besides its input and output (for
+        ``memory``); by default measured by one run of step 0 with a graph
+        (``profile_layers``' rule; that run is one extra call of ``step``).
     preserve_rng_state : bool
         Replay each step with the RNG state of its first run (stochastic steps).
     tape : bool
@@ -429,7 +469,14 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     n = check_int("n", n, 1)
     xs, was_tuple = _as_tuple("x0", x0)
     call_params = _params(params)
-    program = _program(_schedule(method, n, budget=budget, **options), n)
+    if memory is not None:
+        if budget is not None or options:
+            raise PebblesValueError(
+                f"memory={memory!r} with budget={budget!r} or options {sorted(options)}: pass "
+                f"either memory (bytes; kept-graph optimum) or a budget and method options")
+        program = _uniform_program(step, x0, n, call_params, memory, graph_bytes, tape)
+    else:
+        program = _program(_schedule(method, n, budget=budget, **options), n)
     spec = [(tuple(t.shape), t.dtype) for t in xs]
     chain = _Chain(step, call_params, _module_params(step), program, spec=spec,
                    rng=preserve_rng_state, devices=_cuda_devices((*xs, *call_params)),
@@ -437,41 +484,107 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     return _run(chain, xs, was_tuple)
 
 
+def _uniform_program(step: Callable[..., State], x0: State, n: int,
+                     params: tuple[torch.Tensor, ...], memory: object, graph_bytes: object,
+                     tape: bool) -> SlotProgram:
+    """The lowered optimum of ``n`` equal steps of state ``x0``'s bytes under ``memory``
+    bytes, each step's graph keeping ``graph_bytes`` more (measured when None; no graph
+    is kept with ``tape=False``)."""
+    if isinstance(memory, bool) or not isinstance(memory, (int, float)):
+        raise PebblesTypeError(f"memory={memory!r} must be a number of bytes, e.g. 2**24")
+    size = _nbytes(_as_tuple("x0", x0)[0])
+    if graph_bytes is None:
+        known = (*params, *_module_params(step), *_module_buffers(step))
+        with torch.random.fork_rng(devices=_cuda_devices(_as_tuple("x0", x0)[0])):
+            graph_bytes = _graph_bytes(lambda x: step(0, x, *params), x0, known)
+    if isinstance(graph_bytes, bool) or not isinstance(graph_bytes, (int, float)) or not (
+            graph_bytes >= 0):
+        raise PebblesValueError(f"graph_bytes={graph_bytes!r} must be a number of bytes >= 0")
+    g = float(graph_bytes) if tape else math.inf
+    exact = not math.isfinite(g) or g == int(g)
+    quantum = math.gcd(size, int(g) if math.isfinite(g) else 0) if exact else 0  # exact levels
+    mem = float(memory) // quantum * quantum if quantum else float(memory)
+    levels = int(min(max(mem // quantum if quantum else 100, 100), 2000))
+    costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
+                       graph=np.full(n, g))
+    return _solve_costs(costs, mem if mem >= hetero_min_memory(costs) else float(memory),
+                        levels, tape)
+
+
 def _nbytes(xs: tuple[torch.Tensor, ...]) -> int:
     return sum(t.numel() * t.element_size() for t in xs)
 
 
 def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
-                   backward_ratio: float = 2.0) -> ChainCosts:
-    """Run each layer once without a graph: its time and the bytes of its output.
+                   backward_ratio: float = 2.0,
+                   params: Sequence[torch.Tensor] = ()) -> ChainCosts:
+    """Run each layer once without a graph (its time, the bytes of its output) and once
+    with one (the bytes its graph saves).
 
-    The RNG state is left as it was. ``backward[i]`` is ``backward_ratio``
-    times ``forward[i]`` (backward costs do not change the optimal schedule:
-    every backward step runs once). ``sizes[0]`` is the input's bytes.
+    ``graph[i]`` counts the storages the autograd graph of layer i saves
+    (:func:`torch.autograd.graph.saved_tensors_hooks`), each once, besides the
+    layer's input and output (stored by the schedule anyway), its parameters and
+    buffers and ``params``: the memory a kept graph adds (see
+    :class:`pebbles.ChainCosts`). The RNG state is left as it was.
+    ``backward[i]`` is ``backward_ratio`` (at least 1) times ``forward[i]``: a
+    backward step with the replay of its layer. ``sizes[0]`` is the input's
+    bytes.
 
     Examples
     --------
     >>> import torch
     >>> from pebbles.torch import profile_layers
-    >>> c = profile_layers([torch.nn.Linear(4, 8), torch.nn.ReLU()], torch.ones(3, 4))
-    >>> c.n, c.sizes.tolist()
-    (2, [48.0, 96.0, 96.0])
+    >>> c = profile_layers([torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)],
+    ...                    torch.ones(3, 4))
+    >>> c.n, c.sizes.tolist(), c.graph.tolist()  # Tanh saves its output only
+    (3, [48.0, 96.0, 96.0, 24.0], [0.0, 0.0, 0.0])
     """
     layers = _layers(functions)
     xs, was_tuple = _as_tuple("input", input)
-    fwd, sizes = [], [_nbytes(xs)]
+    if not (isinstance(backward_ratio, (int, float)) and backward_ratio >= 1):
+        raise PebblesValueError(
+            f"backward_ratio={backward_ratio!r} must be a number >= 1: a backward step "
+            f"includes the replay of its layer")
+    fwd, sizes, graph = [], [_nbytes(xs)], []
     devices = _cuda_devices(xs)
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices):
         x: Any = input
         for layer in layers:
+            known = (*_params(params), *_module_params(layer), *_module_buffers(layer))
+            graph.append(_graph_bytes(layer, x, known))
             _sync(devices)
             t0 = time.perf_counter()
-            x = layer(x)
+            with torch.no_grad():
+                x = layer(x)
             _sync(devices)
             fwd.append(time.perf_counter() - t0)
             sizes.append(_nbytes(_as_tuple("a layer's output", x)[0]))
-    f = torch.tensor(fwd, dtype=torch.float64).numpy()
-    return ChainCosts(f, f * backward_ratio, torch.tensor(sizes, dtype=torch.float64).numpy())
+    f = np.array(fwd, dtype=np.float64)
+    return ChainCosts(f, f * backward_ratio, np.array(sizes, dtype=np.float64),
+                      graph=np.array(graph, dtype=np.float64))
+
+
+def _module_buffers(obj: object) -> tuple[torch.Tensor, ...]:
+    owner = obj if isinstance(obj, torch.nn.Module) else getattr(obj, "__self__", None)
+    return tuple(owner.buffers()) if isinstance(owner, torch.nn.Module) else ()
+
+
+def _graph_bytes(fn: Callable[[Any], Any], x: State, known: tuple[torch.Tensor, ...]) -> float:
+    """Bytes of the storages ``fn``'s graph saves, run on ``x`` with a graph, besides those
+    of its input, its output, ``known`` and leaves that require grad (parameters)."""
+    xs, was_tuple = _as_tuple("a step's input", x)
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if not (t.is_leaf and t.requires_grad):
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t.detach()
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
+        xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
+        ys, _ = _as_tuple("a step's output", fn(xi if was_tuple else xi[0]))
+    mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys, *known)}
+    return float(sum(b for ptr, b in saved.items() if ptr not in mine and ptr != 0))
 
 
 def _sync(devices: list[int]) -> None:
@@ -513,12 +626,16 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         Most layer outputs stored at once (the input excluded): optimal
         Treeverse, the fewest layer evaluations.
     memory : float, optional
-        Most bytes of layer outputs stored at once (the input excluded; a walk
-        holds a layer's input and output): the least-time schedule of the
-        heterogeneous chain, from ``costs`` or, by default, from
-        :func:`profile_layers` (one extra forward pass without a graph).
+        Most bytes held at once by stored layer outputs (the input excluded; a
+        walk holds a layer's input and output) and, when ``costs.graph`` is
+        known, by kept graphs and by the graph a backward step builds to
+        replay its layer: the least-time schedule of the heterogeneous chain
+        whose layers may keep their graph (:mod:`pebbles._chain`), from
+        ``costs`` or, by default, from :func:`profile_layers` (two extra
+        forward passes, one with a graph).
     costs : ChainCosts, optional
-        Measured costs to reuse instead of profiling.
+        Measured costs to reuse instead of profiling (without ``graph``: the
+        model in which graphs are never kept and replays are not counted).
     levels : int
         Memory levels of the dynamic programme (:mod:`pebbles._chain`).
     params : sequence of Tensor
@@ -535,7 +652,9 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         the layer's input, its output or a parameter (``Linear`` + ``ReLU``,
         for instance), so that the graph holds no memory the schedule does not
         hold anyway. Checked on each taped run; a layer that saves other
-        tensors switches taping off for the rest of the call.
+        tensors switches taping off for the rest of the call. With
+        ``memory`` and ``costs.graph``, the schedule decides which layers keep
+        their graph, costing ``graph[i]`` bytes; ``tape=False`` keeps none.
 
     Returns
     -------
@@ -568,8 +687,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
             raise PebblesValueError(
                 f"costs={costs!r:.60} must be a pebbles.ChainCosts of n={n} layers; "
                 f"build it with profile_layers(functions, input)")
-        moves = _hetero_program(costs.forward.tobytes(), costs.backward.tobytes(),
-                                costs.sizes.tobytes(), float(memory), levels, bool(tape))
+        moves = _solve_costs(costs, memory, levels, tape)
     params = _params(params) + tuple(
         p for f in layers if isinstance(f, torch.nn.Module) for p in f.parameters())
     chain = _Chain(lambda i, x: layers[i](x), (), params, _program(moves, n), spec=None,

@@ -193,3 +193,131 @@ def test_taped_uniform_chain_with_room_for_everything_runs_each_step_once():
     moves = list(hetero_optimal(costs, n, tape=True))
     r = pebbles.simulate(moves, n, costs=costs)
     assert r.forward_steps - len(taped_steps(moves, n)) == 0
+
+
+# -- kept graphs (``tape`` moves, ChainCosts.graph) ----------------------------------------
+def kept_chain(rng: np.random.Generator, n: int) -> ChainCosts:
+    """A random integer chain whose steps may keep their graph (some never: inf)."""
+    fwd = rng.integers(1, 6, n).astype(float)
+    graph = rng.integers(0, 6, n).astype(float)
+    if n > 1 and rng.random() < 0.3:
+        graph[rng.integers(0, n)] = np.inf
+    return ChainCosts(fwd, fwd + rng.integers(0, 4, n), rng.integers(0, 6, n + 1).astype(float),
+                      graph=graph)
+
+
+def kept_walk(moves: list, costs: ChainCosts) -> tuple[float, float, int]:
+    """(time, peak bytes, step runs of an executor that replays each unserved paint's step),
+    walking the expanded stream with kept graphs (a replay holds the step's output and
+    graph for the moment): an oracle for simulate."""
+    f, b, s, g = costs.forward, costs.backward, costs.sizes, costs.graph
+    held, kept, peak, time, runs = set(), set(), 0.0, 0.0, 0
+    for kind, a, _ in pebbles.expand(moves):
+        if kind in (MoveKind.PLACE, MoveKind.TAPE):
+            held.add(a)
+            kept |= {a - 1} if kind == MoveKind.TAPE else set()
+            time, runs = time + f[a - 1], runs + 1
+            peak = max(peak, sum(s[c] for c in held) + sum(g[i] for i in kept))
+        elif kind == MoveKind.REMOVE:
+            held.discard(a)
+        else:
+            time += b[a] - f[a] * (a in kept)
+            runs += a not in kept
+            replay = 0.0 if a in kept or np.isinf(g[a]) else s[a + 1] + g[a]
+            peak = max(peak, sum(s[c] for c in held) + sum(g[i] for i in kept) + replay)
+            kept.discard(a)
+    return time, peak, runs
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_kept_graphs_match_exhaustive_search(seed):
+    """The two-branch programme against Dijkstra over (pebbles, painted, kept graphs):
+    never below it (a bug), equal on all but the rare non-persistent wins (next test)."""
+    rng = np.random.default_rng(300 + seed)
+    equal = 0
+    for _ in range(5):
+        n = int(rng.integers(1, 6 if seed < 7 else 8))
+        costs = kept_chain(rng, n)
+        memory = hetero_min_memory(costs) + int(rng.integers(0, 14))
+        moves = list(hetero_optimal(costs, memory))
+        r = pebbles.simulate(moves, n, costs=costs)
+        best = hetero_brute_force(costs, memory)
+        assert r.time >= best - 1e-9
+        equal += r.time == pytest.approx(best, abs=1e-9)
+        assert r.time == pytest.approx(hetero_time(costs, memory), abs=1e-9)
+        assert r.peak_bytes <= memory
+        time, peak, runs = kept_walk(moves, costs)
+        assert (r.time, r.peak_bytes) == (pytest.approx(time), pytest.approx(peak))
+        assert runs == r.forward_steps + r.backward_steps - r.taped
+    assert equal >= 4
+
+
+def test_a_non_persistent_schedule_can_beat_the_programme():
+    """The programme keeps each checkpoint until its segment is reversed (Beaumont et al.'s
+    persistent schedules). With replays that need room, dropping a checkpoint to paint and
+    recomputing it afterwards can be cheaper: here s_1 is dropped before paint 2."""
+    costs = ChainCosts(np.array([2.0, 1, 3, 3, 1, 3]), np.array([5.0, 3, 6, 3, 3, 6]),
+                       np.array([3.0, 4, 5, 3, 1, 2, 1]), graph=np.array([4.0, 1, 3, 2, 1, 0]))
+    assert hetero_brute_force(costs, 13) == 36.0 and hetero_time(costs, 13) == 37.0
+
+
+def test_smaller_graphs_never_cost_time_and_infinite_graphs_change_nothing():
+    rng = np.random.default_rng(17)
+    for _ in range(10):
+        n = int(rng.integers(2, 30))
+        costs = random_chain(rng, n)
+        costs = ChainCosts(costs.forward, costs.backward + costs.forward, costs.sizes)
+        memory = hetero_min_memory(costs) + int(rng.integers(0, 20))
+        for graph in (np.full(n, np.inf), rng.integers(0, 4, n).astype(float)):
+            with_graph = ChainCosts(costs.forward, costs.backward, costs.sizes, graph=graph)
+            if np.isinf(graph).all():
+                assert list(hetero_optimal(with_graph, memory)) == list(
+                    hetero_optimal(costs, memory))
+                continue
+            half = ChainCosts(costs.forward, costs.backward, costs.sizes, graph=graph // 2)
+            need = hetero_min_memory(with_graph)
+            assert hetero_time(half, need) <= hetero_time(with_graph, need) + 1e-9
+
+
+@pytest.mark.parametrize("graph", [0.0, 1.0, 3.0])
+def test_uniform_kept_graphs_by_length_equal_the_general_tables(graph, monkeypatch):
+    """Uniform chains use length-only tables (O(n^2 M)); the general ones agree."""
+    for n in (1, 2, 7, 25):
+        costs = ChainCosts(np.full(n, 2.0), np.full(n, 3.0), np.full(n + 1, 2.0),
+                           graph=np.full(n, graph))
+        for memory in (4, 6, 9, 14, 40):
+            if memory < hetero_min_memory(costs):
+                continue
+            fast = pebbles.simulate(hetero_optimal(costs, memory), n, costs=costs)
+            with monkeypatch.context() as m:
+                m.setattr(pebbles._chain, "_is_uniform", lambda c: False)
+                slow = pebbles.simulate(hetero_optimal(costs, memory), n, costs=costs)
+            assert fast.time == slow.time == hetero_time(costs, memory)
+            assert fast.peak_bytes <= memory and slow.peak_bytes <= memory
+
+
+def test_room_for_every_graph_runs_each_step_once():
+    """Rotor's store-all: every step keeps its graph, nothing is replayed."""
+    n = 10
+    costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, 4.0), graph=np.full(n, 4.0))
+    moves = list(hetero_optimal(costs, 8 * n))
+    r = pebbles.simulate(moves, n, costs=costs)
+    assert [m.kind for m in moves[:n]] == [MoveKind.TAPE] * n
+    assert r.forward_steps == n == r.taped and r.time == costs.backward.sum()
+    assert r.peak_bytes == 8 * n
+
+
+def test_kept_graph_rules_and_costs():
+    n = 3
+    costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, 4.0), graph=np.full(n, 1.0))
+    tape = pebbles.Move(MoveKind.TAPE, 1)
+    assert str(tape) == "tape 1" and pebbles.parse_move("tape 1") == tape
+    for stream, words in (([tape, pebbles.remove(1)], "kept graph of step 0 holds s_1"),
+                          ([tape, pebbles.place(2), pebbles.paint(2), pebbles.paint(1),
+                            pebbles.remove(1)], "kept graph of step 0 holds s_1")):
+        with pytest.raises(pebbles.IllegalMoveError, match=words):
+            pebbles.simulate(stream, n, costs=costs, check_end=False)
+    with pytest.raises(pebbles.PebblesValueError, match=r"backward\[0\]=0 < forward\[0\]=1"):
+        ChainCosts(np.ones(n), np.zeros(n), np.ones(n + 1), graph=np.zeros(n))
+    with pytest.raises(pebbles.PebblesValueError, match="len\\(graph\\) == n"):
+        ChainCosts(np.ones(n), np.ones(n), np.ones(n + 1), graph=np.zeros(n + 1))

@@ -32,6 +32,8 @@ from pebbles import (
     store,
 )
 from pebbles import _simulator as S
+from pebbles._chain import hetero_optimal
+from pebbles._lowering import OP_TAPE
 
 
 def interpret(prog: pebbles.SlotProgram) -> dict:
@@ -41,7 +43,7 @@ def interpret(prog: pebbles.SlotProgram) -> dict:
     disk: dict[int, int] = {}
     seen_seed, paints, steps = False, [], 0
     for op, src, dst, first, count in prog.ops.tolist():
-        if op == OP_STEP:
+        if op == OP_STEP or (op == OP_TAPE and count == 1):
             assert slots[src] == first, (op, src, first)
             assert dst != 0
             slots[dst] = first + count
@@ -205,3 +207,24 @@ def test_huge_boards_are_checked_without_O_n_memory():
     assert r.forward_steps == 5 * 10**11 + 1 and r.peak_states == 3
     with pytest.raises(IllegalMoveError, match="walks over a pebble"):
         simulate([forward(0, 10), forward(0, 20)], n, check_end=False)
+
+
+def test_kept_graph_schedules_lower_to_tape_rows():
+    """``tape i`` becomes an OP_TAPE row (one step, its graph kept); a taped s_n seeds."""
+    n = 12
+    costs = ChainCosts(np.arange(1.0, n + 1), np.arange(2.0, n + 2), np.full(n + 1, 2.0),
+                       graph=np.tile([np.inf, 5.0, 1.0], n // 3))
+    for memory in (14, 100):
+        moves = list(hetero_optimal(costs, memory))
+        tapes = [m.a - 1 for m in moves if m.kind == MoveKind.TAPE]
+        prog = lower(moves, n, frees=True)
+        rows = prog.ops.tolist()
+        assert tapes and sorted(r[3] for r in rows if r[0] == OP_TAPE) == sorted(tapes)
+        seed = next(r for r in rows if r[0] == OP_SEED)
+        assert seed[4] == (n - 1 not in tapes)  # a taped s_n needs no extra step
+        assert interpret(prog)["paints"] == list(range(n - 1, -1, -1))
+        r = simulate(moves, n, costs=costs)
+        assert prog.forward_steps == r.forward_steps + seed[4] and r.taped == len(tapes)
+        py, jit = _both(moves, n, costs=costs)
+        assert py == jit
+    assert n - 1 in tapes

@@ -251,7 +251,7 @@ def test_not_a_move() -> None:
         simulate([place(1), "place 2"], 3, check_end=False)
     assert "#1" in str(info.value)
     with pytest.raises(PebblesTypeError):
-        simulate([(9, 1, -1)], 3, check_end=False)
+        simulate([(int(max(MoveKind)) + 1, 1, -1)], 3, check_end=False)
 
 
 def test_bad_game_and_budget() -> None:

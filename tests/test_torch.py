@@ -279,7 +279,7 @@ def test_dropout_masks_survive_recomputation():
     net, widths = unequal_chain(12, dropout=0.3)
     x = torch.randn(4, widths[0], dtype=F64, requires_grad=True)
     tensors = [x, *net.parameters()]
-    for kw in ({"budget": 2}, {"memory": 3 * 4 * 30 * 8}):
+    for kw in ({"budget": 2}, {"memory": 5 * 4 * 30 * 8}):
         torch.manual_seed(5)
         want = grads_of(lambda: net(x), tensors)
         after_plain = torch.get_rng_state()
@@ -352,3 +352,83 @@ def test_core_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- kept graphs: the schedule runs some steps with their graph and never replays them -------
+def kept_loop_schedule(n, state, graph, memory):
+    """The moves checkpointed_loop(memory=...) plays: the uniform chain with kept graphs."""
+    costs = pebbles.ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(state)),
+                               graph=np.full(n, float(graph)))
+    return list(pebbles._chain.hetero_optimal(costs, memory)), costs
+
+
+@pytest.mark.parametrize("states", [3, 5, 9, 30, 90])
+def test_kept_graph_loop_calls_and_memory_follow_the_schedule(states):
+    """x + h tanh(x w + b) saves tanh's output (one state more per kept graph)."""
+    n = 40
+    w = (torch.eye(4, dtype=F64) + 0.1).requires_grad_()
+    b = torch.linspace(-0.2, 0.2, 4, dtype=F64, requires_grad=True)
+
+    def step(i, x, w, b):
+        return x + 0.1 * torch.tanh(x @ w + b)
+
+    x0 = torch.linspace(-1, 1, 12, dtype=F64).reshape(3, 4).requires_grad_()
+    size = 12 * 8
+    want = grads_of(lambda: plain_loop(step, x0, n, w, b), [x0, w, b])
+    counted = Counted(step, n)
+
+    def run():
+        out = checkpointed_loop(counted, x0, n, w, b, memory=states * size)
+        counted.refs.append(weakref.ref(out))
+        return out.sum()
+
+    assert_close(grads_of(run, [x0, w, b]), want)
+    moves, costs = kept_loop_schedule(n, size, size, states * size)
+    r = pebbles.simulate(moves, n, costs=costs)
+    extra = pebbles.lower(moves, n).forward_steps - r.forward_steps  # s_n for the seed
+    assert counted.grad[0] == 2 and counted.grad[1:].tolist() == [1] * (n - 1)  # + the probe
+    assert counted.nograd.sum() == r.forward_steps - r.taped + extra
+    assert counted.nograd.sum() + counted.grad.sum() - 1 == (
+        r.forward_steps + r.backward_steps - r.taped + extra)
+    assert r.taped > 0 and r.peak_bytes <= states * size
+    assert counted.most_alive * size <= r.peak_bytes
+    assert counted.alive() == 0
+    if states >= 2 * n:  # room for every graph: each step runs once
+        assert counted.nograd.sum() == 0
+
+
+def test_kept_graph_layers_under_a_memory_limit():
+    """Linear + Tanh + Dropout layers keep a graph of their own; the schedule pays for it."""
+    net, widths = unequal_chain(20, dropout=0.2)
+    x = torch.randn(4, widths[0], dtype=F64, requires_grad=True)
+    tensors = [x, *net.parameters()]
+    costs = profile_layers(net, x)
+    assert np.all(costs.graph > 0)  # Dropout saves its mask
+    for memory in (5 * 4 * 30 * 8, 2 * (costs.sizes.sum() + costs.graph.sum())):
+        torch.manual_seed(3)
+        want = grads_of(lambda: net(x), tensors)
+        torch.manual_seed(3)
+        got = grads_of(lambda m=memory: checkpoint_sequential(net, x, memory=m, costs=costs),
+                       tensors)
+        assert_close(got, want)
+    ops = pebbles.torch._solve_costs(costs, memory, 100, True).ops
+    assert (ops[:, 0] == pebbles._lowering.OP_TAPE).sum() == 20  # room for all: all kept
+
+
+def test_profile_layers_measures_graph_bytes():
+    layer = torch.nn.Sequential(torch.nn.Linear(4, 6).double(), torch.nn.Tanh(),
+                                torch.nn.Linear(6, 5).double())
+    x = torch.randn(3, 4, dtype=F64)
+    costs = profile_layers([layer, torch.nn.ReLU()], x)
+    assert costs.graph.tolist() == [3 * 6 * 8, 0.0]  # tanh's output; relu saves its output
+    assert costs.sizes.tolist() == [3 * 4 * 8, 3 * 5 * 8, 3 * 5 * 8]
+    with pytest.raises(pebbles.PebblesValueError, match="backward_ratio=0.5"):
+        profile_layers([layer], x, backward_ratio=0.5)
+    with pytest.raises(pebbles.PebblesValueError, match="memory=.*budget=2"):
+        checkpointed_loop(lambda i, x: x, x, 3, memory=10**6, budget=2)
+    y = torch.ones(3, dtype=F64, requires_grad=True)  # tape=False: states only, no graph kept
+    checkpointed_loop(lambda i, x: torch.tanh(x), y, 6, memory=2 * 24, tape=False).sum().backward()
+    assert torch.allclose(y.grad, grads_of(lambda: plain_loop(lambda i, x: torch.tanh(x), y, 6),
+                                           [y])[0])
+    with pytest.raises(pebbles.PebblesValueError, match="memory=1 bytes cannot finish"):
+        checkpointed_loop(lambda i, x: x * 2, x.requires_grad_(), 3, memory=1, graph_bytes=0)
