@@ -97,6 +97,25 @@ def _twolevel(r: Results) -> str:
             f"{row['total_time']:.0f} against {row['memory_only']:.0f} memory-only.")
 
 
+def _pml_disk(r: Results) -> str:
+    d = r["bench_pml_disk"]
+    by = {x["config"]: x for x in d["rows"]}
+    best = by[d["best_disk"]]
+    met = [k for k, v in d["goals"].items() if v]
+    missed = [k for k, v in d["goals"].items() if not v]
+    return (f"The PML gradient at {d['size']} x {d['size']} x {d['steps']} "
+            f"(`benchmarks/bench_pml_disk.py`, {_machine(d)}, each run in a fresh process, "
+            f"states of {d['state_mb']:.0f} MB): memory-only Treeverse S = 20 takes "
+            f"{by['memory S=20']['seconds']:.1f} s ({by['memory S=20 in-place']['seconds']:.1f} s "
+            f"in the in-place game), S = 4 {by['memory S=4']['seconds']:.1f} s; with 4 states in "
+            f"memory plus disk ({d['best_disk']}: {best['writes']} writes, {best['reads']} "
+            f"reads, {best['bytes_written'] / 1e9:.1f} GB written) "
+            f"{best['seconds']:.1f} s, {best['time_over_memory_s20']:.2f}x the faster S = 20 "
+            f"run, at a peak RSS {best['rss_over_memory_s4_states']:.1f} states above "
+            f"memory-only S = 4. Goals met: {'; '.join(met) or 'none'}. Not met: "
+            f"{'; '.join(missed) or 'none'}.")
+
+
 def _torch(r: Results) -> str:
     d = r["bench_torch"]
     met = [k for k, v in d["goals"].items() if v]
@@ -260,6 +279,7 @@ BLOCKS: dict[str, tuple[str, Callable[[Results], str]]] = {  # name: (script, re
     "online": ("bench_online", _online),
     "two-level": ("bench_twolevel", _twolevel),
     "torch": ("bench_torch", _torch),
+    "pml-disk": ("bench_pml_disk", _pml_disk),
     "lorenz": ("bench_lorenz", _lorenz),
     "pml": ("bench_pml", _pml),
     "fig5": ("bench_pml", _fig5),
