@@ -21,7 +21,12 @@ Methods, at equal numbers of stored carries (``--budgets``, default 10 20 40):
   "checkpointed", checkpoints=budget)``, what diffrax's ``RecursiveCheckpointAdjoint``
   uses (an online scheme: n is not known in advance; the wave's traces are
   accumulated in the carry since the loop has no per-step outputs);
-* ``pebbles checkpointed_scan`` -- optimal Treeverse for the budget.
+* ``pebbles checkpointed_scan`` -- optimal Treeverse for the budget;
+* ``pebbles checkpointed_while_loop`` -- the online counterpart of equinox's loop
+  (``pebbles.jax.checkpointed_while_loop``: n unknown in advance, the online
+  controller runs in the compiled loop, the wave's traces accumulated in the
+  carry as for equinox). The goal: never more ``f`` evaluations than equinox at
+  the same budget, and no more run time.
 
 Every configuration runs in a fresh subprocess, which reports compile time
 (trace + lower + XLA compile), the compiled temporary memory
@@ -64,7 +69,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 STORE_ALL, NESTED = "jax store-all", "jax.checkpoint nested scan"
 EQUINOX, OURS = "equinox checkpointed while", "pebbles checkpointed_scan"
-METHODS = (STORE_ALL, NESTED, EQUINOX, OURS)
+WHILE = "pebbles checkpointed_while_loop"
+METHODS = (STORE_ALL, NESTED, EQUINOX, OURS, WHILE)
+LOOPS = (EQUINOX, WHILE)  # while loops: a scan written as a loop with a counter
 
 
 # ---------------------------------------------------------------------------
@@ -106,11 +113,20 @@ def scan_for(method: str, budget: int | None) -> Callable:
             OURS: lambda: ours(budget)}[method]()
 
 
-def equinox_scan(budget: int, n: int) -> Callable:
-    """``scan(f, init, xs)`` for a scalar-output ``f``: (carry, sum of ys) by eqx's while loop."""
+def equinox_scan(budget: int, n: int, method: str = EQUINOX) -> Callable:
+    """``scan(f, init, xs)`` for a scalar-output ``f``: (carry, sum of ys) by a checkpointed
+    while loop, equinox's or (``method=WHILE``) ``pebbles.jax.checkpointed_while_loop``."""
     import equinox.internal as eqxi
     import jax
     import jax.numpy as jnp
+
+    from pebbles.jax import checkpointed_while_loop
+
+    def loop(cond, body, init):
+        if method == WHILE:
+            return checkpointed_while_loop(cond, body, init, budget=budget, max_steps=n)
+        return eqxi.while_loop(cond, body, init, max_steps=n, kind="checkpointed",
+                               checkpoints=budget)
 
     def scan(f, init, xs=None, length=None):
         def body(c):
@@ -118,9 +134,7 @@ def equinox_scan(budget: int, n: int) -> Callable:
             x = None if xs is None else jax.tree.map(lambda a: a[i], xs)
             s, y = f(s, x)
             return i + 1, s, acc + (0.0 if y is None else y)
-        _, s, acc = eqxi.while_loop(lambda c: c[0] < n, body, (jnp.asarray(0), init,
-                                                                 jnp.asarray(0.0)),
-                                    max_steps=n, kind="checkpointed", checkpoints=budget)
+        _, s, acc = loop(lambda c: c[0] < n, body, (jnp.asarray(0), init, jnp.asarray(0.0)))
         return s, acc
     return scan
 
@@ -132,7 +146,7 @@ def lorenz(n: int, method: str, budget: int | None) -> tuple[Callable, tuple, in
     import jax.numpy as jnp
     import jax_lorenz as ex
 
-    scan = equinox_scan(budget, n) if method == EQUINOX else scan_for(method, budget)
+    scan = equinox_scan(budget, n, method) if method in LOOPS else scan_for(method, budget)
     inputs = jnp.asarray(ex.LORENZ_X0 + ex.LORENZ_THETA)
     return ex.lorenz_loss(scan, n), (inputs,), 3 * 8
 
@@ -142,9 +156,9 @@ def wave(size: int, n: int, method: str, budget: int | None) -> tuple[Callable, 
     import jax_lorenz as ex
 
     loss_for, c2, s0, src, observed = ex.wave_problem(size, n)
-    if method != EQUINOX:
+    if method not in LOOPS:
         return loss_for(scan_for(method, budget)), (c2, s0, src, observed), 2 * size * size * 8
-    scan = equinox_scan(budget, n)
+    scan = equinox_scan(budget, n, method)
 
     def loss(c2, s0, src, observed):
         def f(s, x):
@@ -206,7 +220,7 @@ def count_evaluations(method: str, n: int, budget: int | None) -> int:
         jax.debug.callback(lambda _: calls.__setitem__(0, calls[0] + 1), s)
         return jax.numpy.sin(s) * 1.01, None
 
-    scan = equinox_scan(budget, n) if method == EQUINOX else scan_for(method, budget)
+    scan = equinox_scan(budget, n, method) if method in LOOPS else scan_for(method, budget)
     jax.block_until_ready(jax.jit(jax.grad(lambda s: scan(f, s, None, n)[0]))(0.3))
     return calls[0]
 
@@ -282,7 +296,8 @@ def subprocess_one(kind: str, spec: dict, timeout: float) -> dict:
 # the whole run
 # ---------------------------------------------------------------------------
 def configs(budgets: Sequence[int]) -> list[tuple[str, int | None]]:
-    return [(STORE_ALL, None)] + [(m, b) for b in budgets for m in (NESTED, EQUINOX, OURS)]
+    return [(STORE_ALL, None)] + [(m, b) for b in budgets
+                                  for m in (NESTED, EQUINOX, OURS, WHILE)]
 
 
 def optimum(n: int, budget: int | None) -> int | None:

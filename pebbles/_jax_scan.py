@@ -134,6 +134,11 @@ def _put(tree: Any, value: Any, i: Any) -> Any:
     return jax.tree.map(lambda a, v: lax.dynamic_update_index_in_dim(a, v, i, 0), tree, value)
 
 
+def _slots(tree: Any, nslots: int) -> Any:
+    """A zero slot buffer: one array per leaf of ``tree`` with a leading axis of ``nslots``."""
+    return jax.tree.map(lambda a: jnp.zeros((nslots, *jnp.shape(a)), jnp.result_type(a)), tree)
+
+
 @dataclass(frozen=True, slots=True)
 class _Shapes:
     """Tree structures and masks of the carry, of ``xs`` and of ``ys``."""
@@ -183,8 +188,7 @@ def _forward(fun: Callable, rows: Rows, n: int, init: Any, xs: Any,
     """Run the forward rows: (slot buffer, final carry, ys)."""
     y_shape = jax.eval_shape(fun, init, _at(xs, 0), *consts)[1]
     ys = jax.tree.map(lambda s: jnp.zeros((n, *s.shape), s.dtype), y_shape)
-    buf = jax.tree.map(
-        lambda a: jnp.zeros((rows.nslots, *jnp.shape(a)), jnp.result_type(a)).at[0].set(a), init)
+    buf = _put(_slots(init, rows.nslots), init, 0)
     prog = jnp.asarray(rows.forward)
     buf, ys = _walks(fun, prog, 0, len(rows.forward), buf, xs, consts, ys)
     return buf, _at(buf, rows.seed), ys

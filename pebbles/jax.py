@@ -1,4 +1,5 @@
-"""``checkpointed_scan``: a drop-in ``jax.lax.scan`` whose gradient replays a pebbles schedule.
+"""``checkpointed_scan`` / ``checkpointed_while_loop``: ``lax.scan`` / ``lax.while_loop``
+whose gradients replay a pebbles schedule.
 
 Reverse mode through ``lax.scan`` keeps every step's residuals (memory ``n``
 carries); ``jax.checkpoint`` over a nested scan keeps about ``2 sqrt(n)``.
@@ -15,6 +16,12 @@ constant integer array; one ``lax.fori_loop`` with a ``lax.cond`` between a
 step and a backward step walks it over a preallocated buffer of slots. ``f``
 and its VJP are traced once, so the program and its compile time do not grow
 with ``n`` or with the budget.
+
+:func:`checkpointed_while_loop` is the same for ``jax.lax.while_loop``, whose
+number of steps is known only when it stops: the online scheduler's controller
+(store every state, Stumm & Walther's r = 2 phase, then Wang, Moin & Iaccarino's
+dynamic checkpointing) runs inside the compiled loop and the reverse pass replays
+Treeverse between the kept carries (:mod:`pebbles._jax_while`).
 
 Importing this module needs JAX (``pip install "pebble-games[jax]"``);
 ``import pebbles`` never imports it.
@@ -39,6 +46,7 @@ import numpy as np
 
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
 from ._jax_scan import OP_PAINT, OP_SEED, OP_STEP, Rows, make_scan, split_rows
+from ._jax_while import MAX_STEPS, make_while
 from ._lowering import SlotProgram, lower
 from ._moves import Game, MoveKind, encode
 from ._registry import Schedule
@@ -46,7 +54,7 @@ from ._registry import schedule as _schedule
 from ._simulator import simulate
 from ._validation import check_int
 
-__all__ = ["checkpointed_scan", "scan_program"]
+__all__ = ["checkpointed_scan", "checkpointed_while_loop", "scan_program"]
 
 
 def _check_ops(program: SlotProgram) -> SlotProgram:
@@ -180,15 +188,21 @@ def _length(xs: Any, length: int | None) -> int:
     return sizes.pop()
 
 
-def _traced(f: Callable, init: Any, x0: Any) -> tuple[Any, Any]:
-    """``jax.eval_shape`` of ``f(init, x0)``; untraceable ``f`` gives a PebblesTypeError."""
+def _shape_of(f: Callable, name: str, *args: Any) -> Any:
+    """``jax.eval_shape(f, *args)``; an untraceable ``f`` gives a PebblesTypeError."""
     try:
-        out = jax.eval_shape(f, init, x0)
+        return jax.eval_shape(f, *args)
     except (jax.errors.JAXTypeError, jax.errors.JAXIndexError) as exc:
         raise PebblesTypeError(
-            f"f={getattr(f, '__name__', f)!r} cannot be traced by JAX ({type(exc).__name__}); "
-            "f must be a pure function of jax arrays: use jnp instead of numpy, lax.cond / "
-            "jnp.where instead of Python if on values, no float()/int() of the carry") from exc
+            f"{name}={getattr(f, '__name__', f)!r} cannot be traced by JAX "
+            f"({type(exc).__name__}); {name} must be a pure function of jax arrays: use jnp "
+            "instead of numpy, lax.cond / jnp.where instead of Python if on values, no "
+            "float()/int() of the carry") from exc
+
+
+def _traced(f: Callable, init: Any, x0: Any) -> tuple[Any, Any]:
+    """``jax.eval_shape`` of ``f(init, x0)``; untraceable ``f`` gives a PebblesTypeError."""
+    out = _shape_of(f, "f", init, x0)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise PebblesTypeError(f"f returned {type(out).__name__}; f(carry, x) must return a pair "
                                f"(new_carry, y) like the body of jax.lax.scan")
@@ -211,15 +225,16 @@ def _carry_change(init: Any, out: Any) -> str | None:
     return None
 
 
-def _check_carry(init: Any, out: Any) -> Any:
+def _check_carry(init: Any, out: Any, name: str = "f", call: str = "f(carry, x)") -> Any:
     """Check that f keeps the carry's structure, shapes and dtypes; promote weak-typed
     leaves of ``init`` (Python scalars) to f's dtype, as ``lax.scan`` does."""
     change = _carry_change(init, out)
     if change is not None:
         raise PebblesTypeError(
-            f"f changes the carry's {change}: init is {_describe(init)} but f returns the carry "
-            f"{_describe(out)}; f(carry, x) must return a new carry with the structure, shapes "
-            f"and dtypes of the old one (cast with .astype, pass init with the right shapes)")
+            f"{name} changes the carry's {change}: init is {_describe(init)} but {name} returns "
+            f"the carry {_describe(out)}; {call} must return a new carry with the structure, "
+            f"shapes and dtypes of the old one (cast with .astype, pass init with the right "
+            f"shapes)")
     return jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), init, out)
 
 
@@ -231,8 +246,33 @@ def _convert(f: Callable, init: Any, x0: Any) -> tuple[Any, Callable, list[Any]]
     return init, fun, list(consts)
 
 
+def _convert_while(cond: Callable, body: Callable,
+                   init: Any) -> tuple[Any, Callable, list[Any], Callable, list[Any]]:
+    """Checked carry, closure-converted ``body(carry, *consts)`` and ``cond(carry, *cconsts)``."""
+    out = _shape_of(body, "body", init)
+    init = _check_carry(init, out, "body", "body(carry)")
+    test = _shape_of(cond, "cond", init)
+    if not hasattr(test, "dtype") or test.shape != () or test.dtype != jnp.bool_:
+        raise PebblesTypeError(
+            f"cond returns {_describe(test)}; cond(carry) must return a boolean scalar, as "
+            f"jax.lax.while_loop's cond_fun (reduce with jnp.all / jnp.any, compare with > 0)")
+    fun, consts = jax.closure_convert(body, init)
+    cfun, cconsts = jax.closure_convert(cond, init)
+    return init, fun, list(consts), cfun, list(cconsts)
+
+
+def _while_budget(budget: Any) -> int:
+    budget = check_int("budget", budget)
+    if budget < 2:
+        raise InfeasibleBudgetError(
+            f"budget={budget} is too small for checkpointed_while_loop: in the checkpoint game a "
+            f"walk holds its start and the walking carry, so reversing a run of unknown length "
+            f"needs two stored carries; pass budget >= 2", 2)
+    return budget
+
+
 # ---------------------------------------------------------------------------
-# the public function
+# the public functions
 # ---------------------------------------------------------------------------
 def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
                       length: int | None = None, *, budget: int | None = None,
@@ -312,3 +352,78 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     if reverse:
         ys = jax.tree.map(lambda a: jnp.flip(a, 0), ys)
     return carry, ys
+
+
+def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: Any,
+                            *, budget: int, max_steps: int | None = None) -> Any:
+    """``jax.lax.while_loop`` whose reverse pass stores at most ``budget`` carries.
+
+    The number of steps ``n`` is known only when ``cond`` says stop, so no
+    schedule can be made in advance: the online scheduler's controller runs
+    inside the compiled program (store every state, then Stumm & Walther's
+    r = 2 phase, optimal up to ``n = (budget + 1)(budget + 2)/2 - 1``, then
+    Wang, Moin & Iaccarino's dynamic checkpointing), and the reverse pass
+    reverses each interval between the kept carries with the optimal offline
+    schedule (Treeverse). The forward steps are those of
+    ``pebbles.online(n, budget, beyond="wang-moin")`` (docs/online.md).
+
+    Parameters
+    ----------
+    cond : callable
+        ``cond(carry) -> bool`` scalar: keep going while true.
+    body : callable
+        ``body(carry) -> carry`` with the structure, shapes and dtypes of
+        ``carry``. Arrays ``body`` closes over (parameters) are differentiated
+        like ``init``.
+    init : pytree
+        The initial carry ``s_0``.
+    budget : int
+        Most carries stored besides ``init`` (``>= 2``), in one preallocated
+        buffer per carry leaf; the working carry is the loop's own.
+    max_steps : int, optional
+        Stop after ``max_steps`` steps even if ``cond`` is still true. Runs
+        longer than ``2**30`` steps are not supported (int32 counters).
+
+    Returns
+    -------
+    pytree
+        The final carry, as ``jax.lax.while_loop``. Reverse-mode
+        differentiable (``jax.grad``, ``jax.vjp``) with respect to ``init``
+        and the arrays ``body`` closes over; integer and boolean leaves get no
+        cotangent. Forward-mode differentiation is not supported.
+
+    Raises
+    ------
+    InfeasibleBudgetError
+        If ``budget < 2``.
+    PebblesTypeError
+        If ``body`` or ``cond`` is not traceable, ``body`` changes the carry's
+        structure, shape or dtype, or ``cond`` does not return a boolean scalar.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from pebbles.jax import checkpointed_while_loop
+    >>> def final(a, x0):          # x <- x + 0.1 sin(a x) until x > 2
+    ...     cond = lambda c: c[0] <= 2.0
+    ...     body = lambda c: (c[0] + 0.1 * jnp.sin(a * c[0]), c[1] + 1)
+    ...     return checkpointed_while_loop(cond, body, (x0, 0), budget=3)
+    >>> x, n = jax.jit(final)(1.0, 0.5)
+    >>> int(n)
+    19
+    >>> def ref(a, x0):
+    ...     return jax.lax.scan(lambda x, _: (x + 0.1 * jnp.sin(a * x), None), x0,
+    ...                         length=19)[0]
+    >>> g = jax.grad(lambda a: final(a, 0.5)[0])(1.0)
+    >>> bool(jnp.allclose(g, jax.grad(ref)(1.0, 0.5)))
+    True
+    """
+    budget = _while_budget(budget)
+    if max_steps is not None:
+        max_steps = check_int("max_steps", max_steps, 0)
+        if max_steps > MAX_STEPS:
+            raise PebblesValueError(f"max_steps={max_steps} is more than the {MAX_STEPS} steps "
+                                    f"the int32 counters allow; pass max_steps <= {MAX_STEPS}")
+    init = jax.tree.map(jnp.asarray, init)
+    init, fun, consts, cfun, cconsts = _convert_while(cond, body, init)
+    return make_while(fun, cfun, budget, max_steps)(init, consts, cconsts)

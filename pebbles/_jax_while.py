@@ -1,0 +1,362 @@
+"""The compiled loops behind :func:`pebbles.jax.checkpointed_while_loop` (needs JAX).
+
+The number of steps ``n`` is known only when ``cond`` first says stop, so no
+schedule can be made on the host: the online scheduler's controller runs inside
+the compiled program, a few integer operations per step.
+
+**Forward** (``custom_vjp`` forward pass): one ``lax.while_loop`` whose carry is
+the user's carry, the step counter, a slot buffer of ``S`` carries (one array
+per leaf with a leading slot axis) and the controller's state. At step ``k >= 1``
+the controller decides which slot ``s_k`` overwrites, as
+:class:`pebbles.OnlineScheduler` does in the checkpoint game (budget ``S``
+counts the stored states, the front included, not ``s_0``):
+
+* store every state until the ``S`` slots are in use, then the r = 2 phase
+  (after Stumm & Walther, "New algorithms for optimal online checkpointing",
+  SIAM J. Sci. Comput. 32(2), 2010): optimal at every ``n <= (S+1)(S+2)/2 - 1``;
+* beyond it, Wang, Moin & Iaccarino's minimal-repetition dynamic checkpointing
+  (SIAM J. Sci. Comput. 31(4), 2009), whose levels and dispensable marks are two
+  arrays of size ``S``. The host scheduler's default rule past r = 2 (greedy,
+  with exact reversal costs) needs cost tables and per-step searches, so the
+  compiled controller plays ``beyond="wang-moin"``.
+
+**Reverse** (``custom_vjp`` backward pass): the sweep of
+:meth:`pebbles.OnlineScheduler.reverse`, each interval between held
+checkpoints reversed, last first, by the optimal offline schedule (Griewank's
+binomial checkpointing, Treeverse) with the slots left. A ``lax.while_loop``
+walks an explicit stack of tasks ``(base, m, s, q)`` (reverse ``m`` steps
+from ``s_base``, held at stack position ``q``, with ``s`` free slots): a task
+with ``m >= 2`` walks to the optimal split ``base + j``
+(:meth:`pebbles._binomial.BetaTable.split_range`'s lower end: a host-built
+table for ``m <= 1024``, the closed form from a table of ``beta(s, r)`` beyond,
+so the walks are exactly Treeverse's), stores ``s_{base+j}`` at position
+``q + 1`` and is replaced by its two halves; a task with ``m = 1`` is the VJP of
+``body`` at ``s_base``. The stack never holds more than ``S + 1`` tasks and
+position ``q`` maps to a slot through the controller's ``slots`` array, so the
+reverse pass stores nothing beyond the forward's ``S`` slots.
+
+As in :mod:`pebbles._jax_scan`, no buffer passes through a ``lax.cond``: the
+backward loop is walks (an inner loop that writes the buffer) then one VJP
+(which only reads it). ``body`` and its VJP are traced a fixed number of
+times, whatever ``n`` and ``S``: the program's size depends on neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._jax_scan import _at, _merge, _put, _shapes, _slots, _split, _vjp_step
+from ._moves import Game
+from ._treeverse import beta as _beta_exact
+
+__all__ = ["MAX_STEPS", "Controller", "advance", "beta_table", "controller", "make_while",
+           "split_table"]
+
+#: Most steps a checkpointed while loop may take (the counters are int32).
+MAX_STEPS = 1 << 30
+_I32 = jnp.int32
+
+
+# ---------------------------------------------------------------------------
+# the online controller (checkpoint game, r = 2 then Wang-Moin), in jnp
+# ---------------------------------------------------------------------------
+class Controller(NamedTuple):
+    """Controller state; ``cells[:num]`` are the held cells, the front last.
+
+    ``slots[p]`` is the buffer slot of position ``p`` (a permutation of
+    ``0..S-1``); ``t, k`` the r = 2 counters; ``levels, marks`` Wang-Moin's
+    levels and dispensable marks of ``cells[:S-1]``.
+    """
+
+    cells: Any
+    slots: Any
+    num: Any
+    t: Any
+    k: Any
+    levels: Any
+    marks: Any
+
+
+def controller(budget: int) -> Controller:
+    """The state before the first step: nothing held."""
+    zero = jnp.zeros((), _I32)
+    return Controller(jnp.zeros(budget, _I32), jnp.arange(budget, dtype=_I32), zero, zero,
+                      zero, jnp.ones(budget, _I32), jnp.zeros(budget, bool))
+
+
+def _shift(a: Any, p: Any, last: int) -> Any:
+    """``a`` with entry ``p`` deleted: entries ``p + 1 .. last`` move down one."""
+    idx = jnp.arange(a.shape[0])
+    return jnp.where((idx >= p) & (idx < last), jnp.roll(a, -1), a)
+
+
+def _wang_moin(levels: Any, marks: Any, budget: int) -> tuple[Any, Any, Any]:
+    """Wang-Moin on a full board: (position freed, new levels, new marks)."""
+    top = budget - 2  # levels[:budget-1] belong to the checkpoints before the front
+    idx = jnp.arange(budget)
+    live = marks & (idx <= top)
+    has = jnp.any(live)
+    i = jnp.where(has, jnp.max(jnp.where(live, idx, -1)), top).astype(_I32)
+    level = jnp.where(has, 0, levels[top] + 1)
+    marks = jnp.where(has, marks, marks | ((idx < top) & (levels < levels[top])))
+    levels, marks = _shift(levels, i, top), _shift(marks, i, top)
+    return i, levels.at[top].set(level), marks.at[top].set(False)
+
+
+def advance(ctl: Controller, cell: Any, budget: int) -> tuple[Controller, Any]:
+    """Keep ``s_cell`` (the new front): the new state and the slot it goes to.
+
+    Mirrors :meth:`pebbles.OnlineScheduler.advance` with ``beyond="wang-moin"``
+    in the checkpoint game (``budget >= 2``).
+
+    Examples
+    --------
+    Budget 3, seven advances: the held cells are those of the host scheduler.
+
+    >>> from pebbles import OnlineScheduler
+    >>> from pebbles._jax_while import advance, controller
+    >>> ctl, host = controller(3), OnlineScheduler(3, beyond="wang-moin")
+    >>> for cell in range(1, 8):
+    ...     ctl, slot = advance(ctl, cell, 3)
+    ...     _ = host.advance()
+    >>> ctl.cells.tolist(), host.checkpoints
+    ([4, 6, 7], (4, 6, 7))
+    """
+    place = ctl.num < budget
+    t, k = ctl.t, ctl.k
+    bump = (t < budget - 1) & (k == budget - t)
+    t, k = jnp.where(bump, t + 1, t), jnp.where(bump, 0, k)
+    r2 = t < budget - 1
+    k = jnp.where(r2, k + 1, k)
+    i, levels, marks = _wang_moin(ctl.levels, ctl.marks, budget)
+    p = jnp.where(place, budget, jnp.where(r2, t, i))
+    at = jnp.where(place, ctl.num, budget - 1)
+    slot = ctl.slots[jnp.minimum(jnp.where(place, ctl.num, p), budget - 1)]
+    cells = _shift(ctl.cells, p, budget - 1).at[at].set(cell)
+    slots = _shift(ctl.slots, p, budget - 1).at[at].set(slot)
+    wm = ~place & ~r2
+    new = Controller(cells, slots, jnp.minimum(ctl.num + 1, budget),
+                     jnp.where(place, ctl.t, t), jnp.where(place, ctl.k, k),
+                     jnp.where(wm, levels, ctl.levels), jnp.where(wm, marks, ctl.marks))
+    return new, slot
+
+
+# ---------------------------------------------------------------------------
+# beta(s, r) of the checkpoint game, its repetitions and optimal splits, in jnp
+# ---------------------------------------------------------------------------
+@lru_cache(maxsize=32)
+def beta_table(budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ``beta(s, 0..)`` for ``4 <= s <= budget``, each up to the first value
+    ``>= MAX_STEPS``, flattened: (values, offset of row s, last index of row s).
+    Rows ``s <= 3`` have closed forms (1, 2, 2r + 1, (r + 1)^2)."""
+    values, off, last = [0], np.zeros(budget + 1, np.int32), np.zeros(budget + 1, np.int32)
+    for s in range(4, budget + 1):
+        off[s] = len(values)
+        r = 0
+        while True:
+            v = _beta_exact(Game.CHECKPOINT, s, r)
+            values.append(min(v, MAX_STEPS))
+            if v >= MAX_STEPS:
+                break
+            r += 1
+        last[s] = r
+    return np.asarray(values, np.int32), off, last
+
+
+def _beta(tab: tuple, s: Any, r: Any) -> Any:
+    """``beta(s, r)`` of the checkpoint game, saturated at ``MAX_STEPS`` (0 for r < 0)."""
+    values, off, last = tab
+    s = jnp.clip(s, 0, off.shape[0] - 1)
+    rc = jnp.maximum(r, 0)
+    row = values[off[s] + jnp.minimum(rc, last[s])]
+    v = jnp.where(s == 2, 2 * jnp.minimum(rc, 1 << 29) + 1,
+                  jnp.where(s == 3, jnp.square(jnp.minimum(rc, 32767) + 1), row))
+    v = jnp.where(s == 1, jnp.where(rc >= 1, 2, 1), jnp.where(s == 0, 1, v))
+    return jnp.where(r < 0, 0, jnp.minimum(v, MAX_STEPS)).astype(_I32)
+
+
+def _repetitions(tab: tuple, m: Any, s: Any) -> Any:
+    """Least ``r`` with ``beta(s, r) >= m``, by bisection (elementwise)."""
+    def halve(_: Any, bounds: tuple) -> tuple:
+        lo, hi = bounds
+        mid = (lo + hi) // 2
+        ok = _beta(tab, s, mid) >= m
+        return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
+
+    lo, hi = jnp.full(jnp.shape(m), -1, _I32), jnp.full(jnp.shape(m), MAX_STEPS, _I32)
+    return lax.fori_loop(0, 31, halve, (lo, hi))[1]
+
+
+def _first_checkpoint(tab: tuple, m: Any, s: Any) -> Any:
+    """Treeverse's optimal first checkpoint offset for ``m >= 2`` steps and ``s`` slots
+    (:meth:`pebbles._binomial.BetaTable.split_range`'s lower end), from ``beta``."""
+    r = _repetitions(tab, m, s)
+    return jnp.maximum(jnp.maximum(1, m - _beta(tab, s - 1, r)), _beta(tab, s, r - 2))
+
+
+@lru_cache(maxsize=32)
+def split_table(budget: int) -> np.ndarray:
+    """``table[s, m]``: the optimal first checkpoint for ``m`` steps and ``s`` slots,
+    for ``m <= short(budget)`` (1 where infeasible).
+
+    Examples
+    --------
+    >>> from pebbles._jax_while import split_table
+    >>> int(split_table(4)[4, 20])    # treeverse(20, 4) walks to 5 first
+    5
+    """
+    top = _short(budget)
+    table = np.ones((budget + 1, top + 1), np.int32)
+    m = np.arange(top + 1)
+    for s in range(2, budget + 1):
+        row = [_beta_exact(Game.CHECKPOINT, s, 0)]
+        while row[-1] < top:
+            row.append(_beta_exact(Game.CHECKPOINT, s, len(row)))
+        row = np.asarray(row)
+        r = np.searchsorted(row, m)  # least r with beta(s, r) >= m
+        below = np.asarray([_beta_exact(Game.CHECKPOINT, s - 1, int(k)) for k in range(len(row))])
+        two_less = np.where(r >= 2, row[np.maximum(r - 2, 0)], 0)
+        table[s] = np.maximum(np.maximum(1, m - below[r]), two_less)
+    return table
+
+
+def _short(budget: int) -> int:
+    """Longest interval whose split comes from :func:`split_table` (at most ~64k entries)."""
+    return max(16, min(1024, (1 << 16) // (budget + 1)))
+
+
+# ---------------------------------------------------------------------------
+# the loops
+# ---------------------------------------------------------------------------
+def _forward(fun: Callable, go: Callable, budget: int, init: Any,
+             consts: Sequence[Any]) -> tuple[Any, Any, Controller, Any]:
+    """Run the loop while ``go((carry, k))``, storing states as the controller says:
+    (carry, buffer, controller, n)."""
+    def body(state: tuple) -> tuple:
+        c, k, buf, ctl = state
+        new, slot = advance(ctl, k, budget)
+        first = k == 0  # s_0 is the input: not stored (slot 0 is overwritten by s_1)
+        ctl = jax.tree.map(lambda a, b: jnp.where(first, a, b), ctl, new)
+        buf = _put(buf, c, jnp.where(first, 0, slot))
+        return fun(c, *consts), k + 1, buf, ctl
+
+    state = (init, jnp.zeros((), _I32), _slots(init, budget), controller(budget))
+    c, n, buf, ctl = lax.while_loop(go, body, state)
+    return c, buf, ctl, n
+
+
+def _tasks(ctl: Controller, n: Any, budget: int) -> tuple[Any, Any]:
+    """The initial stack: one task per interval of ``(0, cells..., n)``, the last on top."""
+    j = jnp.arange(budget + 1, dtype=_I32)
+    cells = jnp.concatenate([ctl.cells, jnp.zeros(1, _I32)])
+    lo = jnp.where(j == 0, 0, cells[jnp.maximum(j - 1, 0)])
+    hi = jnp.where(j < ctl.num, cells, n)
+    m = jnp.where(j <= ctl.num, hi - lo, 1)
+    s = jnp.minimum(budget - j, m)
+    stack = jnp.stack([lo, m, s, j - 1], axis=1)
+    return stack, jnp.where(n > 0, ctl.num + 1, 0)
+
+
+def _state(init: Any, buf: Any, slots: Any, q: Any) -> Any:
+    """The carry held at stack position ``q`` (``-1``: the input ``s_0``)."""
+    held = _at(buf, slots[jnp.maximum(q, 0)])
+    return jax.tree.map(lambda a, b: jnp.where(q < 0, a, b), init, held)
+
+
+def _walks(fun: Callable, tabs: tuple, init: Any, slots: Any, consts: Sequence[Any],
+           state: tuple) -> tuple:
+    """Split the top task until it is one step: walk to each split, store it, push.
+
+    Tasks longer than the split table (rare: the top of the recursion) are split by
+    the closed form in a loop of their own, the others by a table lookup; a
+    ``lax.cond`` between the two would cost more than the walk of a short task.
+    """
+    tab, short = tabs
+    top = short.shape[1] - 1
+
+    def splitter(first: Callable) -> Callable:
+        def split(state: tuple) -> tuple:
+            buf, stack, sp = state
+            base, m, s, q = lax.dynamic_index_in_dim(stack, sp - 1, 0, keepdims=False)
+            j = first(m, s)
+            c = lax.fori_loop(0, j, lambda _, c: fun(c, *consts), _state(init, buf, slots, q))
+            buf = _put(buf, c, slots[q + 1])
+            left = jnp.stack([base, j, s, q])
+            right = jnp.stack([base + j, m - j, s - 1, q + 1])
+            return buf, stack.at[sp - 1].set(left).at[sp].set(right), sp + 1
+        return split
+
+    def longer_than(least: int) -> Callable:
+        return lambda st: st[1][st[2] - 1, 1] > least
+
+    state = lax.while_loop(longer_than(top), splitter(
+        lambda m, s: _first_checkpoint(tab, m, s)), state)
+    return lax.while_loop(longer_than(1), splitter(
+        lambda m, s: short[s, jnp.minimum(m, top)]), state)
+
+
+def _backward(fun: Callable, budget: int, init: Any, buf: Any, ctl: Controller, n: Any,
+              consts: Sequence[Any], g: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Reverse the ``n`` steps from the cotangent ``g`` of ``s_n``: (g_s0, g_consts)."""
+    tabs = (tuple(jnp.asarray(a) for a in beta_table(budget)),
+            jnp.asarray(split_table(budget)))
+    sh = _shapes(lambda c, x, *cs: (fun(c, *cs), None), init, None, consts)
+
+    def step(c: Any, x: Any, *cs: Any) -> tuple[Any, None]:
+        return fun(c, *cs), None
+
+    def reverse_one(state: tuple) -> tuple:
+        buf, stack, sp, g, gcs = state
+        buf, stack, sp = _walks(fun, tabs, init, ctl.slots, consts, (buf, stack, sp))
+        c = _state(init, buf, ctl.slots, stack[sp - 1, 3])
+        g, _, gk = _vjp_step(step, sh, c, None, consts, g, [])
+        return buf, stack, sp - 1, g, [a + b for a, b in zip(gcs, gk, strict=True)]
+
+    stack, sp = _tasks(ctl, n, budget)
+    gcs = [jnp.zeros_like(a) for a in consts]
+    state = lax.while_loop(lambda st: st[2] > 0, reverse_one, (buf, stack, sp, g, gcs))
+    return state[3], state[4]
+
+
+def make_while(fun: Callable, cfun: Callable, budget: int,
+               max_steps: int | None) -> Callable:
+    """``loop(init, consts, cconsts) -> carry`` with the online reverse pass.
+
+    ``fun(carry, *consts) -> carry`` and ``cfun(carry, *cconsts) -> bool`` must be
+    closure-converted; ``budget >= 2``.
+    """
+    def going(cconsts: list[Any]) -> Callable:
+        def go(state: tuple) -> Any:
+            more = cfun(state[0], *cconsts)
+            return more if max_steps is None else more & (state[1] < max_steps)
+        return go
+
+    @jax.custom_vjp
+    def loop(init: Any, consts: list[Any], cconsts: list[Any]) -> Any:
+        state = (init, jnp.zeros((), _I32))
+        return lax.while_loop(going(cconsts), lambda st: (fun(st[0], *consts), st[1] + 1),
+                              state)[0]
+
+    def loop_fwd(init: Any, consts: list[Any], cconsts: list[Any]) -> tuple:
+        c, buf, ctl, n = _forward(fun, going(cconsts), budget, init, consts)
+        return c, (init, buf, ctl, n, consts, cconsts)
+
+    def loop_bwd(res: tuple, ct: Any) -> tuple:
+        init, buf, ctl, n, consts, cconsts = res
+        mask = [jnp.issubdtype(jnp.result_type(a), jnp.inexact) for a in jax.tree.leaves(init)]
+        g = _split(jax.tree.leaves(ct), mask)
+        g0, gcs = _backward(fun, budget, init, buf, ctl, n, consts, g)
+        g_init = jax.tree.unflatten(jax.tree.structure(init), _merge(g0, [None] * len(mask), mask))
+        g_cc = [jnp.zeros_like(a) if jnp.issubdtype(a.dtype, jnp.inexact) else None
+                for a in map(jnp.asarray, cconsts)]
+        return g_init, list(gcs), g_cc
+
+    loop.defvjp(loop_fwd, loop_bwd)
+    return loop

@@ -1,0 +1,349 @@
+"""Tests of pebbles.jax.checkpointed_while_loop against plain loops, the host online
+scheduler, the simulator and the memory budget."""
+
+from __future__ import annotations
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pebbles
+from pebbles import OnlineScheduler, online, online_r2_range
+from pebbles._jax_while import _first_checkpoint, advance, beta_table, controller, split_table
+from pebbles._moves import Game
+from pebbles._treeverse import _rows, _split
+from pebbles.jax import checkpointed_while_loop
+
+jax.config.update("jax_enable_x64", True)
+
+
+def rel(a, b) -> float:
+    """Largest relative difference (max-norm per leaf) over the float leaves of two pytrees."""
+    worst = 0.0
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if x.dtype == jax.dtypes.float0:
+            continue
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        worst = max(worst, float(np.max(np.abs(x - y)) / max(np.max(np.abs(y)), 1e-300)))
+    return worst
+
+
+def plain_loop(body, init, n):
+    """The reference: ``n`` steps of ``body`` as a ``lax.scan`` (differentiable by JAX)."""
+    return jax.lax.scan(lambda c, _: (body(c), None), init, length=n)[0]
+
+
+# ---------------------------------------------------------------------------
+# Lorenz, RK4: until t reaches T (float accumulation) and until z crosses a level
+# ---------------------------------------------------------------------------
+def rk4(theta, s, dt=1e-3):
+    def rhs(u):
+        return jnp.stack([theta[0] * (u[1] - u[0]), u[0] * (theta[1] - u[2]) - u[1],
+                          u[0] * u[1] - theta[2] * u[2]])
+    k1 = rhs(s)
+    k2 = rhs(s + 0.5 * dt * k1)
+    k3 = rhs(s + 0.5 * dt * k2)
+    k4 = rhs(s + dt * k3)
+    return s + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+THETA = jnp.array([10.0, 28.0, 8.0 / 3.0])
+S0 = jnp.array([1.0, 0.0, 0.0])
+
+
+def lorenz_body(theta):
+    return lambda c: (rk4(theta, c[0]), c[1] + 1e-3)
+
+
+def test_lorenz_until_time_matches_grad_of_plain_loop():
+    def loss(loop, theta, s0, t_end):
+        s, t = loop(lambda c: c[1] < t_end, lorenz_body(theta), (s0, jnp.asarray(0.0)))
+        return jnp.sum(s ** 2) + t
+
+    ours = jax.jit(jax.value_and_grad(lambda th, s0, T: loss(
+        lambda c, b, i: checkpointed_while_loop(c, b, i, budget=10), th, s0, T), argnums=(0, 1)))
+    t_end = 2.5
+    value, got = ours(THETA, S0, t_end)
+    s, t = jax.lax.while_loop(lambda c: c[1] < t_end, lorenz_body(THETA), (S0, 0.0))
+    n = int(round(float(t) / 1e-3))
+    assert n > online_r2_range(10)  # beyond r = 2: Wang-Moin
+    ref = jax.jit(jax.value_and_grad(lambda th, s0: loss(
+        lambda c, b, i: plain_loop(b, i, n), th, s0, t_end), argnums=(0, 1)))(THETA, S0)
+    assert float(value) == pytest.approx(float(ref[0]), rel=1e-14)
+    assert rel(got, ref[1]) < 1e-12
+    assert float(jnp.max(jnp.abs(ref[1][0]))) > 1.0
+
+
+def test_lorenz_until_z_crosses_a_level_and_max_steps():
+    def run(theta, s0, level, max_steps=None):
+        return checkpointed_while_loop(lambda c: c[0][2] < level, lorenz_body(theta),
+                                       (s0, jnp.asarray(0.0)), budget=4, max_steps=max_steps)
+
+    grad = jax.jit(jax.grad(lambda th, s0: run(th, s0, 20.0)[0][0], argnums=(0, 1)))
+    s, _ = jax.jit(run)(THETA, S0, 20.0)
+    assert float(s[2]) >= 20.0
+    n = int(jax.lax.while_loop(lambda c: c[0][2] < 20.0,
+                               lambda c: (rk4(THETA, c[0]), c[1] + 1), (S0, 0))[1])
+    ref = jax.grad(lambda th, s0: plain_loop(lorenz_body(th), (s0, 0.0), n)[0][0],
+                   argnums=(0, 1))(THETA, S0)
+    assert rel(grad(THETA, S0), ref) < 1e-12
+    capped = jax.grad(lambda th: run(th, S0, 20.0, max_steps=150)[0][0])(THETA)
+    ref150 = jax.grad(lambda th: plain_loop(lorenz_body(th), (S0, 0.0), 150)[0][0])(THETA)
+    assert rel(capped, ref150) < 1e-12
+
+
+# ---------------------------------------------------------------------------
+# pytree carry with an integer counter, closed-over parameters, vjp, float32
+# ---------------------------------------------------------------------------
+def tree_body(p):
+    def body(c):
+        (a, b), d = c
+        a2 = a + 0.01 * jnp.sin(p["k"] * b) + 0.001 * d["k"]
+        b2 = b - 0.02 * a2 * p["m"]
+        return (a2, b2), {"u": d["u"] * 0.99 + 0.01 * jnp.tanh(jnp.sum(a2)), "k": d["k"] + 1}
+    return body
+
+
+P = {"k": jnp.linspace(0.5, 1.5, 4), "m": jnp.asarray(0.7)}
+C0 = ((jnp.linspace(0.0, 1.0, 4), jnp.ones(4)), {"u": jnp.asarray(0.5), "k": jnp.asarray(0)})
+
+
+def tree_loss(p, c0, n, loop):
+    (a, b), d = loop(lambda c: c[1]["k"] < n, tree_body(p), c0)
+    return jnp.sum(a * b) + d["u"]
+
+
+@pytest.mark.parametrize("budget", [2, 3, 7])
+def test_pytree_carry_value_and_grad(budget):
+    n = 57
+    ours = jax.jit(jax.value_and_grad(lambda p, c0, n: tree_loss(
+        p, c0, n, lambda c, b, i: checkpointed_while_loop(c, b, i, budget=budget)),
+        argnums=(0, 1), allow_int=True))
+    ref = jax.value_and_grad(lambda p, c0: tree_loss(
+        p, c0, n, lambda c, b, i: plain_loop(b, i, n)), argnums=(0, 1), allow_int=True)(P, C0)
+    got = ours(P, C0, n)
+    assert jax.tree.structure(got) == jax.tree.structure(ref)
+    assert float(got[0]) == pytest.approx(float(ref[0]), rel=1e-14)
+    assert rel(got[1], ref[1]) < 1e-12
+    assert got[1][1][1]["k"].dtype == jax.dtypes.float0  # the counter gets no cotangent
+
+
+def test_vjp_matches():
+    n = 30
+
+    def vjp(loop):
+        out, pull = jax.vjp(lambda p, c0: loop(lambda c: c[1]["k"] < n, tree_body(p), c0), P,
+                            (C0[0], {"u": C0[1]["u"], "k": C0[1]["k"]}))
+        ct = jax.tree.map(lambda a: jnp.ones_like(a) if jnp.issubdtype(a.dtype, jnp.inexact)
+                          else np.zeros(a.shape, jax.dtypes.float0), out)
+        return out, pull(ct)
+
+    got = jax.jit(lambda: vjp(lambda c, b, i: checkpointed_while_loop(c, b, i, budget=3)))()
+    ref = jax.jit(lambda: vjp(lambda c, b, i: plain_loop(b, i, n)))()
+    assert rel(got, ref) < 1e-12
+
+
+def test_float32_python_scalar_init_and_no_steps():
+    body = lambda c: (c[0] + 0.01 * jnp.sin(c[0]), c[1] + 1)  # noqa: E731
+    g = jax.grad(lambda x: checkpointed_while_loop(lambda c: c[1] < 40, body,
+                                                   (x, 0), budget=3)[0])
+    x32 = jnp.asarray(0.3, jnp.float32)
+    ref = jax.grad(lambda x: plain_loop(body, (x, 0), 40)[0])(x32)
+    assert g(x32).dtype == jnp.float32 and rel(g(x32), ref) < 1e-5
+    out = checkpointed_while_loop(lambda c: c < 1.0, lambda c: c + 0.25, 0, budget=2)
+    assert out.dtype == jax.lax.while_loop(lambda c: c < 1.0, lambda c: c + 0.25, 0).dtype
+    # cond false at once: n = 0, the identity and its gradient
+    assert float(jax.grad(lambda x: checkpointed_while_loop(
+        lambda c: c < 0.0, lambda c: 2 * c, x, budget=2))(1.0)) == 1.0
+
+
+# ---------------------------------------------------------------------------
+# the controller and the splits against the host scheduler and Treeverse
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("budget", [2, 3, 6])
+def test_controller_plays_the_host_online_scheduler(budget):
+    steps = 3 * online_r2_range(budget) + 20
+
+    def run():
+        def one(ctl, k):
+            ctl, _ = advance(ctl, k, budget)
+            return ctl, (ctl.cells, ctl.num, ctl.slots)
+        return jax.lax.scan(one, controller(budget), jnp.arange(1, steps + 1, dtype=jnp.int32))[1]
+
+    cells, num, slots = map(np.asarray, jax.jit(run)())
+    host = OnlineScheduler(budget, beyond="wang-moin")
+    for k in range(steps):
+        host.advance()
+        assert tuple(cells[k, :num[k]].tolist()) == host.checkpoints
+        assert sorted(slots[k].tolist()) == list(range(budget))  # one slot per position
+
+
+@pytest.mark.parametrize("budget", [2, 5, 40])
+def test_splits_are_treeverse(budget):
+    tab, short = tuple(jnp.asarray(a) for a in beta_table(budget)), split_table(budget)
+    closed = jax.jit(jax.vmap(lambda m, s: _first_checkpoint(tab, m, s)))
+    m = np.r_[2:1500, 5000, 123_456, 10**7, 10**9].astype(np.int32)
+    for s in sorted({2, 3, 4, budget} & set(range(2, budget + 1))):
+        rows = _rows(int(m.max()), s, Game.CHECKPOINT)
+        expected = [_split(rows, int(k), s) for k in m]
+        assert np.asarray(closed(m, np.full_like(m, s))).tolist() == expected
+        small = m < short.shape[1]
+        assert short[s, m[small]].tolist() == np.asarray(expected)[small].tolist()
+
+
+# ---------------------------------------------------------------------------
+# evaluations of body: the host stream's forward steps + n + 1
+# ---------------------------------------------------------------------------
+def counting_grad(calls, budget):
+    def body(c):
+        x, i = c
+        jax.debug.callback(lambda _: calls.__setitem__(0, calls[0] + 1), x)
+        return x + 0.01 * jnp.sin(x), i + 1
+    return jax.jit(jax.grad(lambda x0, n: checkpointed_while_loop(
+        lambda c: c[1] < n, body, (x0, 0), budget=budget)[0].sum()))
+
+
+@pytest.mark.parametrize("budget", [2, 3, 5, 10])
+def test_evaluations_are_the_online_streams(budget):
+    """Evaluations of ``body`` = forward steps of ``online(n, S, beyond="wang-moin")`` + n + 1.
+
+    The stream's forward steps are ``n - 1`` (s_1 .. s_{n-1}, the forward phase)
+    plus the reverse sweep's walks; the compiled loop also computes ``s_n``
+    (the loop's output, 1 more) and evaluates ``body`` once in each of the
+    ``n`` VJPs.
+    """
+    calls = [0]
+    grad = counting_grad(calls, budget)
+    r2 = online_r2_range(budget)
+    long = [2500] if budget >= 3 else []  # intervals beyond the split table (1024 steps)
+    for n in sorted({1, 2, 3, budget + 1, r2, r2 + 1, 2 * r2 + 3, 400, *long}):
+        calls[0] = 0
+        jax.block_until_ready(grad(jnp.ones(2), n))
+        sim = pebbles.simulate(online(n, budget, beyond="wang-moin"), n, "checkpoint",
+                               budget=budget)
+        assert calls[0] == sim.forward_steps + n + 1, n
+        if n <= r2:  # optimal there
+            assert sim.forward_steps == pebbles.min_forward_steps(n, budget)
+    calls[0] = 0
+    jax.block_until_ready(jax.jit(lambda x: checkpointed_while_loop(
+        lambda c: c[1] < 50, lambda c: counting_body(calls, c), (x, 0), budget=budget))(1.0))
+    assert calls[0] == 50  # no gradient: a plain while loop
+
+
+def counting_body(calls, c):
+    jax.debug.callback(lambda _: calls.__setitem__(0, calls[0] + 1), c[0])
+    return c[0] * 1.01, c[1] + 1
+
+
+# ---------------------------------------------------------------------------
+# memory and program size
+# ---------------------------------------------------------------------------
+def big_loss(budget, max_steps=None):
+    def loss(p, s0, n):
+        return checkpointed_while_loop(
+            lambda c: c[1] < n, lambda c: (c[0] + 1e-3 * jnp.sin(p * c[0]), c[1] + 1),
+            (s0, 0), budget=budget, max_steps=max_steps)[0].sum()
+    return loss
+
+
+@pytest.mark.parametrize("budget", [4, 10])
+def test_temp_memory_within_budget_plus_three_carries(budget):
+    m = 100_000
+    carry = 8 * m
+    compiled = jax.jit(jax.grad(big_loss(budget), argnums=(0, 1))).lower(
+        jnp.ones(m), jnp.ones(m), 1000).compile()
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    assert budget * carry <= temp <= (budget + 3) * carry
+
+
+def count_eqns(jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += 1
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            total += count_eqns(sub)
+    return total
+
+
+def test_program_size_independent_of_n_and_budget():
+    sizes = set()
+    for budget, n in ((3, 10), (10, 10_000), (40, 10**6)):
+        closed = jax.make_jaxpr(jax.grad(big_loss(budget), argnums=(0, 1)))(
+            jnp.ones(8), jnp.ones(8), n)
+        sizes.add(count_eqns(closed.jaxpr))
+        # the buffers: S slots per carry leaf, whatever n
+        loss = big_loss(budget)
+        outs = jax.eval_shape(lambda loss=loss, n=n: jax.vjp(lambda s: loss(1.0, s, n),
+                                                             jnp.ones(8))[1])
+        assert any(leaf.shape == (budget, 8) for leaf in jax.tree.leaves(outs))
+    assert len(sizes) == 1
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+def step(c):
+    return c + 1.0
+
+
+@pytest.mark.parametrize("budget", [0, 1])
+def test_budget_too_small(budget):
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=rf"budget={budget} .*budget >= 2"):
+        checkpointed_while_loop(lambda c: c < 3.0, step, 0.0, budget=budget)
+    with pytest.raises(ValueError):
+        checkpointed_while_loop(lambda c: c < 3.0, step, 0.0, budget=budget)
+
+
+def test_bad_budget_and_max_steps_types():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"budget=2.5"):
+        checkpointed_while_loop(lambda c: c < 3.0, step, 0.0, budget=2.5)
+    with pytest.raises(pebbles.PebblesValueError, match=r"max_steps=-1"):
+        checkpointed_while_loop(lambda c: c < 3.0, step, 0.0, budget=2, max_steps=-1)
+
+
+@pytest.mark.parametrize("cond,what", [
+    (lambda c: c < 3.0, r"bool\[3\]"),
+    (lambda c: jnp.sum(c), r"float64\[\]"),
+])
+def test_cond_must_return_a_boolean_scalar(cond, what):
+    with pytest.raises(pebbles.PebblesTypeError, match=rf"cond returns {what}.*boolean scalar"):
+        checkpointed_while_loop(cond, lambda c: c + 1.0, jnp.zeros(3), budget=2)
+
+
+@pytest.mark.parametrize("body,what", [
+    (lambda c: c.astype(jnp.float32), "dtype"),
+    (lambda c: jnp.stack([c, c]), "shape"),
+    (lambda c: (c, c), "structure"),
+])
+def test_body_must_keep_the_carry(body, what):
+    with pytest.raises(pebbles.PebblesTypeError, match=rf"body changes the carry's {what}: init"):
+        checkpointed_while_loop(lambda c: jnp.all(c < 3.0), body, jnp.ones(3), budget=2)
+
+
+def test_body_must_be_traceable():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"body=.*cannot be traced by JAX"):
+        checkpointed_while_loop(lambda c: jnp.all(c < 3.0), lambda c: c + float(c[0]),
+                                jnp.ones(3), budget=2)
+
+
+def test_docs_example_runs():
+    """The example of the checkpointed_while_loop section of docs/jax.md."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "jax.md").read_text()
+    section = text[text.index("## `checkpointed_while_loop`"):]
+    block = section[section.index("```python\n") + 10:]
+    exec(compile(block[:block.index("```")], "docs/jax.md", "exec"), {})  # noqa: S102
+
+
+def test_vmap_over_initial_states_and_stopping_counts():
+    body = lambda c: (c[0] + 0.01 * jnp.sin(c[0]), c[1] + 1)  # noqa: E731
+    grad = jax.vmap(jax.grad(lambda x, n: checkpointed_while_loop(
+        lambda c: c[1] < n, body, (x, 0), budget=3)[0]))
+    xs, ns = jnp.array([0.3, 0.5, 0.7]), jnp.array([5, 40, 17])
+    got = jax.jit(grad)(xs, ns)
+    for k in range(3):
+        ref = jax.grad(lambda x, n=int(ns[k]): plain_loop(body, (x, 0), n)[0])(xs[k])
+        assert rel(got[k], ref) < 1e-12
