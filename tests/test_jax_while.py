@@ -8,6 +8,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxref import rel, rk4
 
 import pebbles
 from pebbles import OnlineScheduler, online, online_r2_range
@@ -19,17 +20,6 @@ from pebbles.jax import checkpointed_while_loop
 jax.config.update("jax_enable_x64", True)
 
 
-def rel(a, b) -> float:
-    """Largest relative difference (max-norm per leaf) over the float leaves of two pytrees."""
-    worst = 0.0
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        if x.dtype == jax.dtypes.float0:
-            continue
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        worst = max(worst, float(np.max(np.abs(x - y)) / max(np.max(np.abs(y)), 1e-300)))
-    return worst
-
-
 def plain_loop(body, init, n):
     """The reference: ``n`` steps of ``body`` as a ``lax.scan`` (differentiable by JAX)."""
     return jax.lax.scan(lambda c, _: (body(c), None), init, length=n)[0]
@@ -38,15 +28,6 @@ def plain_loop(body, init, n):
 # ---------------------------------------------------------------------------
 # Lorenz, RK4: until t reaches T (float accumulation) and until z crosses a level
 # ---------------------------------------------------------------------------
-def rk4(theta, s, dt=1e-3):
-    def rhs(u):
-        return jnp.stack([theta[0] * (u[1] - u[0]), u[0] * (theta[1] - u[2]) - u[1],
-                          u[0] * u[1] - theta[2] * u[2]])
-    k1 = rhs(s)
-    k2 = rhs(s + 0.5 * dt * k1)
-    k3 = rhs(s + 0.5 * dt * k2)
-    k4 = rhs(s + dt * k3)
-    return s + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
 THETA = jnp.array([10.0, 28.0, 8.0 / 3.0])
