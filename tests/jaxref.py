@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,3 +32,13 @@ def rk4(theta: Any, s: Any, dt: float = 1e-3) -> Any:
     k3 = rhs(s + 0.5 * dt * k2)
     k4 = rhs(s + dt * k3)
     return s + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+def count_eqns(jaxpr: Any) -> int:
+    """Equations of a jaxpr, those of its sub-jaxprs (loop bodies, custom rules) included."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += 1
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            total += count_eqns(sub)
+    return total

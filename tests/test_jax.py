@@ -11,7 +11,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxref import rel, rk4
+from jaxref import count_eqns, rel, rk4
 
 import pebbles
 from pebbles.jax import checkpointed_scan, scan_program
@@ -237,15 +237,6 @@ def test_temp_memory_within_budget_plus_four_carries(budget):
     temp = compiled.memory_analysis().temp_size_in_bytes
     assert temp <= (budget + 4) * carry + carry  # + the parameters p (one carry's size)
     assert temp >= (budget + 1) * carry  # the slot buffer is really there
-
-
-def count_eqns(jaxpr) -> int:
-    total = 0
-    for eqn in jaxpr.eqns:
-        total += 1
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            total += count_eqns(sub)
-    return total
 
 
 def test_program_size_independent_of_n_and_budget():

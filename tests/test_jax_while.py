@@ -8,7 +8,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxref import rel, rk4
+from jaxref import count_eqns, rel, rk4
 
 import pebbles
 from pebbles import OnlineScheduler, online, online_r2_range
@@ -237,15 +237,6 @@ def test_temp_memory_within_budget_plus_three_carries(budget):
         jnp.ones(m), jnp.ones(m), 1000).compile()
     temp = compiled.memory_analysis().temp_size_in_bytes
     assert budget * carry <= temp <= (budget + 3) * carry
-
-
-def count_eqns(jaxpr) -> int:
-    total = 0
-    for eqn in jaxpr.eqns:
-        total += 1
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            total += count_eqns(sub)
-    return total
 
 
 def test_program_size_independent_of_n_and_budget():
