@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     for stop in ("time", "z"):
         n = steps(stop)
         ref = jax.jit(jax.grad(plain_loss(stop, n)))(INPUTS)
-        online = pebbles.simulate(pebbles.online(n, args.budget, beyond="wang-moin"),
-                                  n, "checkpoint", budget=args.budget).forward_steps
+        online = pebbles.simulate(pebbles.online(n, args.budget), n, "checkpoint",
+                                  budget=args.budget).forward_steps
         print(f"until {'t >= 30' if stop == 'time' else 'z >= 30'}: n = {n} steps, "
               f"budget {args.budget}; online stream {online} forward steps, offline optimum "
               f"{pebbles.min_forward_steps(n, args.budget)}")

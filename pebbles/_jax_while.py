@@ -14,11 +14,12 @@ counts the stored states, the front included, not ``s_0``):
 * store every state until the ``S`` slots are in use, then the r = 2 phase
   (after Stumm & Walther, "New algorithms for optimal online checkpointing",
   SIAM J. Sci. Comput. 32(2), 2010): optimal at every ``n <= (S+1)(S+2)/2 - 1``;
-* beyond it, Wang, Moin & Iaccarino's minimal-repetition dynamic checkpointing
-  (SIAM J. Sci. Comput. 31(4), 2009), whose levels and dispensable marks are two
-  arrays of size ``S``. The host scheduler's default rule past r = 2 (greedy,
-  with exact reversal costs) needs cost tables and per-step searches, so the
-  compiled controller plays ``beyond="wang-moin"``.
+* beyond it, the greedy rule (default; Revolve's third online phase): free the
+  checkpoint after which the reverse sweep is cheapest, with exact costs of the
+  checkpoint game read from a host-built table (the closed form when an interval
+  outgrows it), ``O(S)`` per step; or, with ``beyond="wang-moin"``, Wang, Moin &
+  Iaccarino's minimal-repetition dynamic checkpointing (SIAM J. Sci. Comput.
+  31(4), 2009), whose levels and dispensable marks are two arrays of size ``S``.
 
 **Reverse** (``custom_vjp`` backward pass): the sweep of
 :meth:`pebbles.OnlineScheduler.reverse`, each interval between held
@@ -56,8 +57,8 @@ from ._jax_scan import _at, _merge, _put, _shapes, _slots, _split, _vjp_step
 from ._moves import Game
 from ._treeverse import beta as _beta_exact
 
-__all__ = ["MAX_STEPS", "Controller", "advance", "beta_table", "controller", "make_while",
-           "split_table"]
+__all__ = ["MAX_STEPS", "Controller", "advance", "beta_table", "controller", "greedy_tables",
+           "make_while", "split_table"]
 
 #: Most steps a checkpointed while loop may take (the counters are int32).
 MAX_STEPS = 1 << 30
@@ -110,11 +111,104 @@ def _wang_moin(levels: Any, marks: Any, budget: int) -> tuple[Any, Any, Any]:
     return i, levels.at[top].set(level), marks.at[top].set(False)
 
 
-def advance(ctl: Controller, cell: Any, budget: int) -> tuple[Controller, Any]:
+@lru_cache(maxsize=32)
+def _beta_sums(budget: int) -> np.ndarray:
+    """``sums[off[s] + r] = sum_{i<r} (beta(s, i) - 1)`` for ``s >= 4``, laid out like
+    :func:`beta_table` (its rows end where beta passes ``MAX_STEPS``)."""
+    values, off, last = beta_table(budget)
+    sums = np.zeros(values.shape, np.float64)
+    for s in range(4, budget + 1):
+        row = values[off[s]:off[s] + last[s] + 1].astype(np.float64)
+        sums[off[s]:off[s] + last[s] + 1] = np.concatenate([[0.0], np.cumsum(row[:-1] - 1)])
+    return sums
+
+
+def _cost(tab: tuple, sums: Any, d: Any, s: Any) -> Any:
+    """Fewest forward steps to reverse ``d`` cells with ``s`` free slots (checkpoint game;
+    ``inf`` where it cannot be done), as :func:`pebbles._online._interval_costs`:
+    ``r (d - 1) - sum_{i<r} (beta(s, i) - 1)`` with ``r`` the repetition number."""
+    dt = sums.dtype
+    r = _repetitions(tab, jnp.maximum(d, 2), s)
+    rf = r.astype(dt)
+    small = jnp.where(s == 2, rf * (rf - 1),
+                      jnp.where(s == 3, rf * (rf + 1) * (2 * rf + 1) / 6 - rf,
+                                jnp.maximum(rf - 1, 0)))
+    values, off, _ = tab
+    table = sums[off[jnp.clip(s, 0, off.shape[0] - 1)] + r]
+    total = rf * (d - 1).astype(dt) - jnp.where(s >= 4, table, small)
+    never = (s == 0) | ((s == 1) & (d > 2))
+    return jnp.where(d <= 1, 0, jnp.where(never, jnp.inf, total)).astype(dt)
+
+
+def _cost_table(budget: int, dt: Any) -> np.ndarray:
+    """``table[s, d] = cost(d, s)`` of :func:`_cost` for ``d <= _COST_CELLS // (budget + 1)``."""
+    top = _COST_CELLS // (budget + 1)
+    d = np.arange(top + 1, dtype=np.int64)
+    table = np.full((budget + 1, top + 1), np.inf)
+    table[:, :2] = 0.0
+    for s in range(1, budget + 1):
+        beta = _beta_row(s, top)
+        r = np.searchsorted(beta, d)  # least r with beta(s, r) >= d
+        sums = np.concatenate([[0], np.cumsum(beta - 1)])
+        cost = r * (d - 1) - sums[r]
+        ok = (d >= 2) & ((s >= 2) | (d <= 2))
+        table[s, ok] = cost[ok]
+    return table.astype(dt)
+
+
+def _beta_row(s: int, top: int) -> np.ndarray:
+    """``beta(s, 0..r)`` of the checkpoint game up to the first value ``>= top`` (rows
+    ``s <= 3`` by their closed forms: 1, 2; 2r + 1; (r + 1)^2)."""
+    if s == 1:
+        return np.asarray([1, 2, top], np.int64)  # never more than 2 cells: the rest inf
+    if s in (2, 3):
+        r = np.arange(top + 2, dtype=np.int64)
+        row = 2 * r + 1 if s == 2 else (r + 1) ** 2
+        return row[:int(np.searchsorted(row, top)) + 1]
+    row = [_beta_exact(Game.CHECKPOINT, s, 0)]
+    while row[-1] < top:
+        row.append(_beta_exact(Game.CHECKPOINT, s, len(row)))
+    return np.asarray(row, np.int64)
+
+
+#: Entries of the greedy rule's cost lookup table (intervals longer: the closed form).
+_COST_CELLS = 1 << 20
+
+
+def _deltas(cost: Callable, gaps: Any, budget: int) -> tuple[Any, Any]:
+    """Cost change of freeing each checkpoint (``_online._cheapest_next``'s deltas)."""
+    i = jnp.arange(1, budget, dtype=_I32)          # free cells[i - 1]
+    a, b = gaps[i - 1], gaps[i]
+    term = cost(b, budget - i) - cost(b, budget - i + 1)
+    gained = jnp.cumsum(term[::-1])[::-1] - term    # sum over j > i
+    return i, cost(a + b, budget - i + 1) - cost(a, budget - i + 1) - cost(b, budget - i) - gained
+
+
+def _greedy(ctl: Controller, budget: int, tab: tuple, sums: Any, table: Any) -> Any:
+    """Position of the checkpoint to free on a full board: the step after which the
+    reverse sweep is cheapest, ties to the latest (:func:`pebbles._online._cheapest_next`,
+    Revolve's third online phase); ``-1`` when none is finite. Costs come from a table
+    while every merged interval fits in it, from the closed form otherwise."""
+    cells = ctl.cells
+    gaps = jnp.concatenate([cells[:1], cells[1:] - cells[:-1]])
+    top = table.shape[1] - 1
+    fits = jnp.max(gaps[:-1] + gaps[1:]) <= top
+    i, delta = lax.cond(
+        fits, lambda g: _deltas(lambda d, s: table[s, jnp.minimum(d, top)], g, budget),
+        lambda g: _deltas(lambda d, s: _cost(tab, sums, d, s), g, budget), gaps)
+    ok = delta < jnp.inf                            # NaN and +inf never win
+    least = jnp.min(jnp.where(ok, delta, jnp.inf))
+    best = jnp.max(jnp.where(ok & (delta == least), i, 0))
+    return best - 1
+
+
+def advance(ctl: Controller, cell: Any, budget: int,
+            greedy: tuple | None = None) -> tuple[Controller, Any]:
     """Keep ``s_cell`` (the new front): the new state and the slot it goes to.
 
-    Mirrors :meth:`pebbles.OnlineScheduler.advance` with ``beyond="wang-moin"``
-    in the checkpoint game (``budget >= 2``).
+    Mirrors :meth:`pebbles.OnlineScheduler.advance` in the checkpoint game
+    (``budget >= 2``): with ``beyond="wang-moin"``, or with the default greedy rule
+    when ``greedy`` is ``(beta table, beta sums)`` (:func:`greedy_tables`).
 
     Examples
     --------
@@ -136,12 +230,14 @@ def advance(ctl: Controller, cell: Any, budget: int) -> tuple[Controller, Any]:
     r2 = t < budget - 1
     k = jnp.where(r2, k + 1, k)
     i, levels, marks = _wang_moin(ctl.levels, ctl.marks, budget)
+    if greedy is not None:
+        i = _greedy(ctl, budget, *greedy)
     p = jnp.where(place, budget, jnp.where(r2, t, i))
     at = jnp.where(place, ctl.num, budget - 1)
     slot = ctl.slots[jnp.minimum(jnp.where(place, ctl.num, p), budget - 1)]
     cells = _shift(ctl.cells, p, budget - 1).at[at].set(cell)
     slots = _shift(ctl.slots, p, budget - 1).at[at].set(slot)
-    wm = ~place & ~r2
+    wm = ~place & ~r2 & (greedy is None)
     new = Controller(cells, slots, jnp.minimum(ctl.num + 1, budget),
                      jnp.where(place, ctl.t, t), jnp.where(place, ctl.k, k),
                      jnp.where(wm, levels, ctl.levels), jnp.where(wm, marks, ctl.marks))
@@ -201,6 +297,14 @@ def _first_checkpoint(tab: tuple, m: Any, s: Any) -> Any:
     return jnp.maximum(jnp.maximum(1, m - _beta(tab, s - 1, r)), _beta(tab, s, r - 2))
 
 
+def greedy_tables(budget: int) -> tuple:
+    """The tables :func:`advance` needs for the greedy rule, as jnp arrays (costs in
+    float64 under ``jax_enable_x64``, exact; float32 otherwise, exact up to 2^24)."""
+    dt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    return (tuple(jnp.asarray(a) for a in beta_table(budget)),
+            jnp.asarray(_beta_sums(budget), dt), jnp.asarray(_cost_table(budget, dt)))
+
+
 @lru_cache(maxsize=32)
 def split_table(budget: int) -> np.ndarray:
     """``table[s, m]``: the optimal first checkpoint for ``m`` steps and ``s`` slots,
@@ -236,12 +340,14 @@ def _short(budget: int) -> int:
 # the loops
 # ---------------------------------------------------------------------------
 def _forward(fun: Callable, go: Callable, budget: int, init: Any,
-             consts: Sequence[Any]) -> tuple[Any, Any, Controller, Any]:
+             consts: Sequence[Any], greedy: bool) -> tuple[Any, Any, Controller, Any]:
     """Run the loop while ``go((carry, k))``, storing states as the controller says:
     (carry, buffer, controller, n)."""
+    tables = greedy_tables(budget) if greedy else None
+
     def body(state: tuple) -> tuple:
         c, k, buf, ctl = state
-        new, slot = advance(ctl, k, budget)
+        new, slot = advance(ctl, k, budget, tables)
         first = k == 0  # s_0 is the input: not stored (slot 0 is overwritten by s_1)
         ctl = jax.tree.map(lambda a, b: jnp.where(first, a, b), ctl, new)
         buf = _put(buf, c, jnp.where(first, 0, slot))
@@ -326,11 +432,12 @@ def _backward(fun: Callable, budget: int, init: Any, buf: Any, ctl: Controller, 
 
 
 def make_while(fun: Callable, cfun: Callable, budget: int,
-               max_steps: int | None) -> Callable:
+               max_steps: int | None, greedy: bool = True) -> Callable:
     """``loop(init, consts, cconsts) -> carry`` with the online reverse pass.
 
     ``fun(carry, *consts) -> carry`` and ``cfun(carry, *cconsts) -> bool`` must be
-    closure-converted; ``budget >= 2``.
+    closure-converted; ``budget >= 2``. ``greedy``: the rule past r = 2 (else
+    Wang-Moin).
     """
     def going(cconsts: list[Any]) -> Callable:
         def go(state: tuple) -> Any:
@@ -345,7 +452,7 @@ def make_while(fun: Callable, cfun: Callable, budget: int,
                               state)[0]
 
     def loop_fwd(init: Any, consts: list[Any], cconsts: list[Any]) -> tuple:
-        c, buf, ctl, n = _forward(fun, going(cconsts), budget, init, consts)
+        c, buf, ctl, n = _forward(fun, going(cconsts), budget, init, consts, greedy)
         return c, (init, buf, ctl, n, consts, cconsts)
 
     def loop_bwd(res: tuple, ct: Any) -> tuple:

@@ -19,8 +19,8 @@ with ``n`` or with the budget.
 
 :func:`checkpointed_while_loop` is the same for ``jax.lax.while_loop``, whose
 number of steps is known only when it stops: the online scheduler's controller
-(store every state, Stumm & Walther's r = 2 phase, then Wang, Moin & Iaccarino's
-dynamic checkpointing) runs inside the compiled loop and the reverse pass replays
+(store every state, Stumm & Walther's r = 2 phase, then the greedy rule or Wang, Moin &
+Iaccarino's dynamic checkpointing) runs inside the compiled loop and the reverse pass replays
 Treeverse between the kept carries (:mod:`pebbles._jax_while`).
 
 Importing this module needs JAX (``pip install "pebble-games[jax]"``);
@@ -52,7 +52,7 @@ from ._moves import Game, MoveKind, encode
 from ._registry import Schedule
 from ._registry import schedule as _schedule
 from ._simulator import simulate
-from ._validation import check_int
+from ._validation import check_choice, check_int
 
 __all__ = ["checkpointed_scan", "checkpointed_while_loop", "scan_program"]
 
@@ -355,17 +355,19 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
 
 
 def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: Any,
-                            *, budget: int, max_steps: int | None = None) -> Any:
+                            *, budget: int, max_steps: int | None = None,
+                            beyond: str = "greedy") -> Any:
     """``jax.lax.while_loop`` whose reverse pass stores at most ``budget`` carries.
 
     The number of steps ``n`` is known only when ``cond`` says stop, so no
     schedule can be made in advance: the online scheduler's controller runs
     inside the compiled program (store every state, then Stumm & Walther's
     r = 2 phase, optimal up to ``n = (budget + 1)(budget + 2)/2 - 1``, then
-    Wang, Moin & Iaccarino's dynamic checkpointing), and the reverse pass
-    reverses each interval between the kept carries with the optimal offline
-    schedule (Treeverse). The forward steps are those of
-    ``pebbles.online(n, budget, beyond="wang-moin")`` (docs/online.md).
+    the greedy rule with exact reversal costs, or Wang, Moin & Iaccarino's
+    dynamic checkpointing), and the reverse pass reverses each interval
+    between the kept carries with the optimal offline schedule (Treeverse).
+    The forward steps are those of ``pebbles.online(n, budget, beyond=beyond)``
+    (docs/online.md).
 
     Parameters
     ----------
@@ -383,6 +385,13 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
     max_steps : int, optional
         Stop after ``max_steps`` steps even if ``cond`` is still true. Runs
         longer than ``2**30`` steps are not supported (int32 counters).
+    beyond : {'greedy', 'wang-moin'}
+        The rule past the r = 2 range, as :class:`pebbles.OnlineScheduler`'s.
+        ``'greedy'`` (default) frees the checkpoint after which the reverse
+        sweep is cheapest, O(budget) per step with costs in float64 under
+        ``jax_enable_x64`` (float32 otherwise: exact while the costs stay
+        below 2^24, about ``n`` times the repetition number); ``'wang-moin'``
+        needs a few integer operations per step.
 
     Returns
     -------
@@ -424,6 +433,7 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
         if max_steps > MAX_STEPS:
             raise PebblesValueError(f"max_steps={max_steps} is more than the {MAX_STEPS} steps "
                                     f"the int32 counters allow; pass max_steps <= {MAX_STEPS}")
+    beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
     init = jax.tree.map(jnp.asarray, init)
     init, fun, consts, cfun, cconsts = _convert_while(cond, body, init)
-    return make_while(fun, cfun, budget, max_steps)(init, consts, cconsts)
+    return make_while(fun, cfun, budget, max_steps, beyond == "greedy")(init, consts, cconsts)

@@ -12,7 +12,14 @@ from jaxref import count_eqns, rel, rk4
 
 import pebbles
 from pebbles import OnlineScheduler, online, online_r2_range
-from pebbles._jax_while import _first_checkpoint, advance, beta_table, controller, split_table
+from pebbles._jax_while import (
+    _first_checkpoint,
+    advance,
+    beta_table,
+    controller,
+    greedy_tables,
+    split_table,
+)
 from pebbles._moves import Game
 from pebbles._treeverse import _rows, _split
 from pebbles.jax import checkpointed_while_loop
@@ -143,18 +150,20 @@ def test_float32_python_scalar_init_and_no_steps():
 # ---------------------------------------------------------------------------
 # the controller and the splits against the host scheduler and Treeverse
 # ---------------------------------------------------------------------------
+@pytest.mark.parametrize("beyond", ["wang-moin", "greedy"])
 @pytest.mark.parametrize("budget", [2, 3, 6])
-def test_controller_plays_the_host_online_scheduler(budget):
+def test_controller_plays_the_host_online_scheduler(budget, beyond):
     steps = 3 * online_r2_range(budget) + 20
+    tables = greedy_tables(budget) if beyond == "greedy" else None
 
     def run():
         def one(ctl, k):
-            ctl, _ = advance(ctl, k, budget)
+            ctl, _ = advance(ctl, k, budget, tables)
             return ctl, (ctl.cells, ctl.num, ctl.slots)
         return jax.lax.scan(one, controller(budget), jnp.arange(1, steps + 1, dtype=jnp.int32))[1]
 
     cells, num, slots = map(np.asarray, jax.jit(run)())
-    host = OnlineScheduler(budget, beyond="wang-moin")
+    host = OnlineScheduler(budget, beyond=beyond)
     for k in range(steps):
         host.advance()
         assert tuple(cells[k, :num[k]].tolist()) == host.checkpoints
@@ -177,18 +186,20 @@ def test_splits_are_treeverse(budget):
 # ---------------------------------------------------------------------------
 # evaluations of body: the host stream's forward steps + n + 1
 # ---------------------------------------------------------------------------
-def counting_grad(calls, budget):
+def counting_grad(calls, budget, beyond="greedy"):
     def body(c):
         x, i = c
         jax.debug.callback(lambda _: calls.__setitem__(0, calls[0] + 1), x)
         return x + 0.01 * jnp.sin(x), i + 1
     return jax.jit(jax.grad(lambda x0, n: checkpointed_while_loop(
-        lambda c: c[1] < n, body, (x0, 0), budget=budget)[0].sum()))
+        lambda c: c[1] < n, body, (x0, 0), budget=budget, beyond=beyond)[0].sum()))
 
 
-@pytest.mark.parametrize("budget", [2, 3, 5, 10])
-def test_evaluations_are_the_online_streams(budget):
-    """Evaluations of ``body`` = forward steps of ``online(n, S, beyond="wang-moin")`` + n + 1.
+@pytest.mark.parametrize(("budget", "beyond"), [(2, "wang-moin"), (3, "wang-moin"),
+                                                (5, "wang-moin"), (10, "wang-moin"),
+                                                (2, "greedy"), (5, "greedy"), (10, "greedy")])
+def test_evaluations_are_the_online_streams(budget, beyond):
+    """Evaluations of ``body`` = forward steps of ``online(n, S, beyond=...)`` + n + 1.
 
     The stream's forward steps are ``n - 1`` (s_1 .. s_{n-1}, the forward phase)
     plus the reverse sweep's walks; the compiled loop also computes ``s_n``
@@ -196,13 +207,13 @@ def test_evaluations_are_the_online_streams(budget):
     ``n`` VJPs.
     """
     calls = [0]
-    grad = counting_grad(calls, budget)
+    grad = counting_grad(calls, budget, beyond)
     r2 = online_r2_range(budget)
     long = [2500] if budget >= 3 else []  # intervals beyond the split table (1024 steps)
     for n in sorted({1, 2, 3, budget + 1, r2, r2 + 1, 2 * r2 + 3, 400, *long}):
         calls[0] = 0
         jax.block_until_ready(grad(jnp.ones(2), n))
-        sim = pebbles.simulate(online(n, budget, beyond="wang-moin"), n, "checkpoint",
+        sim = pebbles.simulate(online(n, budget, beyond=beyond), n, "checkpoint",
                                budget=budget)
         assert calls[0] == sim.forward_steps + n + 1, n
         if n <= r2:  # optimal there
@@ -319,3 +330,9 @@ def test_vmap_over_initial_states_and_stopping_counts():
     for k in range(3):
         ref = jax.grad(lambda x, n=int(ns[k]): plain_loop(body, (x, 0), n)[0])(xs[k])
         assert rel(got[k], ref) < 1e-12
+
+
+def test_beyond_is_checked():
+    with pytest.raises(pebbles.PebblesValueError, match="beyond="):
+        checkpointed_while_loop(lambda c: c < 1.0, lambda c: c + 1.0, 0.0, budget=3,
+                                beyond="band")
