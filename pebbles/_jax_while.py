@@ -229,9 +229,10 @@ def advance(ctl: Controller, cell: Any, budget: int,
     t, k = jnp.where(bump, t + 1, t), jnp.where(bump, 0, k)
     r2 = t < budget - 1
     k = jnp.where(r2, k + 1, k)
-    i, levels, marks = _wang_moin(ctl.levels, ctl.marks, budget)
-    if greedy is not None:
-        i = _greedy(ctl, budget, *greedy)
+    if greedy is None:
+        i, levels, marks = _wang_moin(ctl.levels, ctl.marks, budget)
+    else:
+        i, levels, marks = _greedy(ctl, budget, *greedy), ctl.levels, ctl.marks
     p = jnp.where(place, budget, jnp.where(r2, t, i))
     at = jnp.where(place, ctl.num, budget - 1)
     slot = ctl.slots[jnp.minimum(jnp.where(place, ctl.num, p), budget - 1)]
