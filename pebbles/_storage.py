@@ -227,7 +227,11 @@ class DiskStore(Store):
         finally:
             with self._lock:
                 self._waiting -= 1
-        copy = self._copy(array)
+        try:
+            copy = self._copy(array)
+        except BaseException:
+            self._room.release()  # nothing was queued
+            raise
         done = threading.Event()
         with self._lock:
             self._files[key] = self.path(key)
@@ -239,12 +243,13 @@ class DiskStore(Store):
         """A C-ordered copy of ``array``, in the buffer of a finished write when one fits
         (no new memory to map and fault in at every write)."""
         with self._lock:
-            for k, spare in enumerate(self._spares):
-                if spare.shape == array.shape and spare.dtype == array.dtype:
-                    del self._spares[k]
-                    np.copyto(spare, array)
-                    return spare
-        return np.array(array, copy=True, order="C")
+            fits = [k for k, b in enumerate(self._spares)
+                    if b.shape == array.shape and b.dtype == array.dtype]
+            spare = self._spares.pop(fits[0]) if fits else None
+        if spare is None:
+            return np.array(array, copy=True, order="C")
+        np.copyto(spare, array)  # outside the lock: the writer needs it meanwhile
+        return spare
 
     def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
         key = _check_key(key)
