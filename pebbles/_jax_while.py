@@ -17,9 +17,11 @@ counts the stored states, the front included, not ``s_0``):
 * beyond it, the greedy rule (default; Revolve's third online phase): free the
   checkpoint after which the reverse sweep is cheapest, with exact costs of the
   checkpoint game read from a host-built table (the closed form when an interval
-  outgrows it), ``O(S)`` per step; or, with ``beyond="wang-moin"``, Wang, Moin &
-  Iaccarino's minimal-repetition dynamic checkpointing (SIAM J. Sci. Comput.
-  31(4), 2009), whose levels and dispensable marks are two arrays of size ``S``.
+  outgrows it); one evaluation judges the next 32 boards while the rule frees the
+  checkpoint before the front, so it runs once in 7-17 steps; or, with
+  ``beyond="wang-moin"``, Wang, Moin & Iaccarino's minimal-repetition dynamic
+  checkpointing (SIAM J. Sci. Comput. 31(4), 2009), whose levels and dispensable
+  marks are two arrays of size ``S``.
 
 **Reverse** (``custom_vjp`` backward pass): the sweep of
 :meth:`pebbles.OnlineScheduler.reverse`, each interval between held
@@ -73,7 +75,9 @@ class Controller(NamedTuple):
 
     ``slots[p]`` is the buffer slot of position ``p`` (a permutation of
     ``0..S-1``); ``t, k`` the r = 2 counters; ``levels, marks`` Wang-Moin's
-    levels and dispensable marks of ``cells[:S-1]``.
+    levels and dispensable marks of ``cells[:S-1]``; ``run`` the number of coming
+    steps the greedy rule is known to free the checkpoint before the front, ``then``
+    the position it frees right after them (``-2``: not known).
     """
 
     cells: Any
@@ -83,13 +87,16 @@ class Controller(NamedTuple):
     k: Any
     levels: Any
     marks: Any
+    run: Any
+    then: Any
 
 
 def controller(budget: int) -> Controller:
     """The state before the first step: nothing held."""
     zero = jnp.zeros((), _I32)
     return Controller(jnp.zeros(budget, _I32), jnp.arange(budget, dtype=_I32), zero, zero,
-                      zero, jnp.ones(budget, _I32), jnp.zeros(budget, bool))
+                      zero, jnp.ones(budget, _I32), jnp.zeros(budget, bool), zero,
+                      jnp.asarray(-2, _I32))
 
 
 def _shift(a: Any, p: Any, last: int) -> Any:
@@ -175,31 +182,78 @@ def _beta_row(s: int, top: int) -> np.ndarray:
 _COST_CELLS = 1 << 20
 
 
-def _deltas(cost: Callable, gaps: Any, budget: int) -> tuple[Any, Any]:
-    """Cost change of freeing each checkpoint (``_online._cheapest_next``'s deltas)."""
-    i = jnp.arange(1, budget, dtype=_I32)          # free cells[i - 1]
-    a, b = gaps[i - 1], gaps[i]
-    term = cost(b, budget - i) - cost(b, budget - i + 1)
-    gained = jnp.cumsum(term[::-1])[::-1] - term    # sum over j > i
-    return i, cost(a + b, budget - i + 1) - cost(a, budget - i + 1) - cost(b, budget - i) - gained
+#: Boards the greedy rule evaluates at once: this one and the next ones while it frees
+#: the checkpoint before the front.
+_AHEAD = 32
 
 
-def _greedy(ctl: Controller, budget: int, tab: tuple, sums: Any, table: Any) -> Any:
+def _ahead(cost: Callable, gaps: Any, budget: int) -> tuple[Any, Any]:
+    """Cost change of freeing each checkpoint (``_online._cheapest_next``'s deltas) on
+    this board and on the ``_AHEAD - 1`` boards after as many frees of the checkpoint
+    before the front (interval ``budget - 2`` grows one cell each time, the last stays
+    as it is): one row per board.
+
+    Only the two deltas that read that interval change from row to row; the earlier
+    ones all move by the change of its ``term``. Every cost is read in one ``cost``
+    call (one gather: the loop's cost is its number of kernels, not their size).
+    """
+    s, i = budget, jnp.arange(1, budget, dtype=_I32)  # column i - 1: free cells[i - 1]
+    a, b, end = gaps[:-1], gaps[1:], gaps[-1:]
+    g = gaps[s - 2] + jnp.arange(_AHEAD, dtype=_I32)
+    before = gaps[-3:-2] if s >= 3 else jnp.zeros(1, _I32)
+    parts = [(b, s - i), (b, s - i + 1), (a + b, s - i + 1), (a, s - i + 1),
+             (g + end, 2), (g, 2), (g, 3), (before + g, 3), (before, 3), (end, 1), (end, 2)]
+    d = jnp.concatenate([jnp.broadcast_to(p, jnp.shape(p)) for p, _ in parts])
+    lev = jnp.concatenate([jnp.broadcast_to(jnp.asarray(q, _I32), jnp.shape(p)) for p, q in parts])
+    cuts = np.cumsum([int(np.prod(jnp.shape(p))) for p, _ in parts])[:-1]
+    (cb, cb1, cab, ca, cge, cg2, cg3, cbg, cbe, ce1, ce2) = jnp.split(cost(d, lev), cuts)
+    term = cb - cb1
+    later = jnp.asarray(np.tril(np.ones((s - 1, s - 1)), -1), term.dtype)
+    delta = cab - ca - cb - later.T @ term           # sum over j > i (a product: one kernel)
+    last = cge - cg2 - ce1
+    if s == 2:
+        return i, last[:, None]
+    prev = cbg - cbe - cg2 - (ce1 - ce2)
+    moved = cg2 - cg3
+    earlier = delta[:s - 3] - (moved - moved[0])[:, None]
+    return i, jnp.concatenate([earlier, prev[:, None], last[:, None]], axis=1)
+
+
+def _greedy(ctl: Controller, budget: int, tab: tuple, sums: Any, table: Any) -> tuple[Any, Any]:
     """Position of the checkpoint to free on a full board: the step after which the
     reverse sweep is cheapest, ties to the latest (:func:`pebbles._online._cheapest_next`,
     Revolve's third online phase); ``-1`` when none is finite. Costs come from a table
-    while every merged interval fits in it, from the closed form otherwise."""
+    while every merged interval fits in it, from the closed form otherwise.
+
+    Also returns for how many steps after this one the rule will free the checkpoint
+    before the front (its usual choice) and what it frees right after (``-2``: not
+    known), so :func:`advance` skips the rule while they last: up to ``_AHEAD`` boards
+    are judged at once (:func:`_ahead`).
+    """
     cells = ctl.cells
     gaps = jnp.concatenate([cells[:1], cells[1:] - cells[:-1]])
     top = table.shape[1] - 1
-    fits = jnp.max(gaps[:-1] + gaps[1:]) <= top
+    flat = table.reshape(-1)
+    fits = jnp.max(gaps[:-1] + gaps[1:]) + _AHEAD <= top
     i, delta = lax.cond(
-        fits, lambda g: _deltas(lambda d, s: table[s, jnp.minimum(d, top)], g, budget),
-        lambda g: _deltas(lambda d, s: _cost(tab, sums, d, s), g, budget), gaps)
+        fits, lambda g: _ahead(lambda d, s: flat[s * (top + 1) + jnp.minimum(d, top)], g, budget),
+        lambda g: _ahead(lambda d, s: _cost(tab, sums, d, s), g, budget), gaps)
     ok = delta < jnp.inf                            # NaN and +inf never win
-    least = jnp.min(jnp.where(ok, delta, jnp.inf))
-    best = jnp.max(jnp.where(ok & (delta == least), i, 0))
-    return best - 1
+    least = jnp.min(jnp.where(ok, delta, jnp.inf), axis=1, keepdims=True)
+    best = jnp.max(jnp.where(ok & (delta == least), i, 0), axis=1) - 1
+    other = best != budget - 2
+    ends = jnp.where(jnp.any(other), jnp.argmax(other), _AHEAD).astype(_I32)
+    known = (ends > 0) & (ends < _AHEAD)
+    then = jnp.where(known, best[jnp.minimum(ends, _AHEAD - 1)], -2)
+    return best[0], jnp.maximum(ends - 1, 0), then.astype(_I32)
+
+
+def _known(ctl: Controller) -> tuple[Any, Any, Any]:
+    """The greedy rule's next choice when :func:`_greedy` said it before."""
+    ahead = ctl.run > 0
+    budget = ctl.cells.shape[0]
+    return (jnp.where(ahead, budget - 2, ctl.then).astype(_I32), jnp.maximum(ctl.run - 1, 0),
+            jnp.where(ahead, ctl.then, -2).astype(_I32))
 
 
 def advance(ctl: Controller, cell: Any, budget: int,
@@ -229,10 +283,14 @@ def advance(ctl: Controller, cell: Any, budget: int,
     t, k = jnp.where(bump, t + 1, t), jnp.where(bump, 0, k)
     r2 = t < budget - 1
     k = jnp.where(r2, k + 1, k)
+    run, then = ctl.run, ctl.then
     if greedy is None:
         i, levels, marks = _wang_moin(ctl.levels, ctl.marks, budget)
     else:
-        i, levels, marks = _greedy(ctl, budget, *greedy), ctl.levels, ctl.marks
+        levels, marks = ctl.levels, ctl.marks
+        known = (run > 0) | (then != -2)
+        i, run, then = lax.cond(~place & ~r2 & ~known, lambda c: _greedy(c, budget, *greedy),
+                                _known, ctl)
     p = jnp.where(place, budget, jnp.where(r2, t, i))
     at = jnp.where(place, ctl.num, budget - 1)
     slot = ctl.slots[jnp.minimum(jnp.where(place, ctl.num, p), budget - 1)]
@@ -241,7 +299,7 @@ def advance(ctl: Controller, cell: Any, budget: int,
     wm = ~place & ~r2 & (greedy is None)
     new = Controller(cells, slots, jnp.minimum(ctl.num + 1, budget),
                      jnp.where(place, ctl.t, t), jnp.where(place, ctl.k, k),
-                     jnp.where(wm, levels, ctl.levels), jnp.where(wm, marks, ctl.marks))
+                     jnp.where(wm, levels, ctl.levels), jnp.where(wm, marks, ctl.marks), run, then)
     return new, slot
 
 
