@@ -121,8 +121,11 @@ class ThreadChooser:
     take about 5 % of the time) after each probe that loses, up to
     ``most_probe``; the choice flips at once when the running count's average
     grows past ``switch`` times the other's. The first call of a count is not
-    counted (it may compile). Results do not depend on the thread count (one
-    writer per output cell).
+    counted (it may compile), nor is a call that touched more than
+    ``fault_pages`` new pages of memory (a first write into a fresh array costs
+    its page faults, on any thread count, and would make that count look slow;
+    after 3 such calls in a row the next one counts anyway). Results do not
+    depend on the thread count (one writer per output cell).
 
     Parameters
     ----------
@@ -130,14 +133,19 @@ class ThreadChooser:
         The most threads (Numba's count); the other choice is 1.
     clock : callable, optional
         Seconds (default :func:`time.perf_counter`).
+    faults : callable, optional
+        The process's minor page faults so far (default: ``getrusage``).
     """
 
     def __init__(self, threads: int, clock: Callable[[], float] = time.perf_counter,
                  probe: int = 16, most_probe: int = 4096, switch: float = 4.0,
-                 margin: float = 1.25) -> None:
+                 margin: float = 1.25, faults: Callable[[], int] | None = None,
+                 fault_pages: int = 64) -> None:
         self.choices = (int(threads), 1)
         self.clock, self.probe, self.most_probe, self.switch = clock, probe, most_probe, switch
-        self.margin = margin
+        self.margin, self.fault_pages = margin, fault_pages
+        self.faults = _minor_faults if faults is None else faults
+        self.skipped: dict[str, int] = {}
         self.mean: dict[tuple[str, int], float] = {}
         self.best: dict[str, int] = {}
         self.wait: dict[str, int] = {}
@@ -154,10 +162,15 @@ class ThreadChooser:
         if threads != self._current:
             numba.set_num_threads(threads)
             self._current = threads
-        t0 = self.clock()
+        f0, t0 = self.faults(), self.clock()
         kernel(*args)
-        self._learn(kind, threads, other if threads == best else best, self.clock() - t0,
-                    probing)
+        seconds = self.clock() - t0
+        if self.faults() - f0 > self.fault_pages and self.skipped.get(kind, 0) < 3:
+            self.skipped[kind] = self.skipped.get(kind, 0) + 1
+            self.calls[threads] += 1  # not counted, not a turn: a probe is tried again
+            return
+        self.skipped[kind] = 0
+        self._learn(kind, threads, other if threads == best else best, seconds, probing)
 
     def _learn(self, kind: str, threads: int, other: int, seconds: float,
                probing: bool) -> None:
@@ -184,6 +197,11 @@ class ThreadChooser:
             self.interval[kind] = self.wait[kind] = self.probe
         else:
             self.wait[kind] = wait - 1
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (all its threads)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 @dataclass(frozen=True)

@@ -472,6 +472,36 @@ def test_thread_chooser_follows_the_faster_count():
         numba.set_num_threads(before)
 
 
+def test_thread_chooser_ignores_calls_that_fault_in_new_memory():
+    """First writes into fresh arrays are slow on any thread count: not a signal."""
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2) if numba.config.NUMBA_NUM_THREADS >= 2 else None
+        most = numba.get_num_threads()
+        if most < 2:
+            return
+        clock, faults = _FakeClock({most: 1e-3, 1: 2e-3}), [0]
+
+        def kernel():  # the first 4 calls write fresh memory: 10x slower
+            clock.kernel()
+            if len(clock.log) <= 4:
+                clock.now += 9e-3
+                faults[0] += 2000
+
+        chooser = pml.ThreadChooser(most, clock=clock, faults=lambda: faults[0])
+        for _ in range(40):
+            chooser.run("adjoint", kernel)
+        assert clock.log[:4] == [most] * 4 and clock.log[4:40].count(1) == 2  # one probe
+        plain = _FakeClock({most: 1e-3, 1: 2e-3})
+        blind = pml.ThreadChooser(most, clock=plain, faults=lambda: 0)
+        for _ in range(40):  # the same faults unseen: one thread wins the first probe
+            blind.run("adjoint", lambda: (plain.kernel(), setattr(
+                plain, "now", plain.now + (9e-3 if len(plain.log) <= 2 else 0))))
+        assert plain.log[:40].count(1) > 10
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_thread_chooser_keeps_gradients(problem):
     """The chosen counts change nothing: the kernels have one writer per output cell."""
     cfg = pml.PMLConfig(nx=70, ny=66, steps=30, h=0.11, width=6.0, delay=10.0, n_detectors=9)
