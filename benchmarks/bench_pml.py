@@ -592,17 +592,25 @@ def _one_gradient(spec: dict, env: dict[str, str], loaded: bool, timeout: float)
 
 def loaded_records(cases: Sequence[tuple[int, int]], budget: int, rounds: int,
                    timeout: float) -> tuple[list[dict], dict]:
-    """Each case, each variant, quiet and next to one busy loop, ``rounds`` times in turn."""
+    """Each case, each variant, quiet and next to one busy loop, ``rounds`` times in turn.
+
+    Each round starts the variants one further along and flips quiet/loaded (a fresh
+    process's first writes into memory cost more right after another large run, so a
+    fixed order would favour some variants)."""
     runs: dict[tuple, list[dict]] = {}
-    for _ in range(max(1, rounds)):
+    names = list(LOAD_VARIANTS)
+    for k in range(max(1, rounds)):
         for size, n in cases:
-            for variant, (env, choose) in LOAD_VARIANTS.items():
-                for loaded in (False, True):
+            for variant in names[k % len(names):] + names[:k % len(names)]:
+                env, choose = LOAD_VARIANTS[variant]
+                for loaded in ((False, True) if k % 2 == 0 else (True, False)):
                     spec = {"size": size, "n": n, "pebbles": budget, "choose_threads": choose}
                     runs.setdefault((size, n, variant, loaded), []).append(
                         _one_gradient(spec, env, loaded, timeout))
     records = []
-    for (size, n, variant, loaded), rs in runs.items():
+    for (size, n, variant, loaded) in sorted(runs, key=lambda key: (
+            cases.index(key[:2]), names.index(key[2]), key[3])):
+        rs = runs[(size, n, variant, loaded)]
         secs = [r["seconds"] for r in rs if r["seconds"] is not None]
         env, choose = LOAD_VARIANTS[variant]
         records.append({"size": size, "n": n, "pebbles": budget, "variant": variant,

@@ -99,6 +99,13 @@ class Store:
         """Free everything; safe to call more than once."""
         raise NotImplementedError
 
+    @property
+    def writing(self) -> bool:
+        """Whether a copy is being written in the background now (a store that writes
+        in the caller's thread: never). Compute that runs meanwhile shares the machine
+        with the writer: a solver may pick its thread count from this."""
+        return False
+
     def __enter__(self) -> Store:
         return self
 
@@ -209,6 +216,10 @@ class DiskStore(Store):
 
     def __len__(self) -> int:
         return len(self._files)
+
+    @property
+    def writing(self) -> bool:
+        return bool(self._pending)
 
     def path(self, key: Key) -> str:
         """The file that holds ``key``."""

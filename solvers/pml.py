@@ -121,11 +121,16 @@ class ThreadChooser:
     take about 5 % of the time) after each probe that loses, up to
     ``most_probe``; the choice flips at once when the running count's average
     grows past ``switch`` times the other's. The first call of a count is not
-    counted (it may compile), nor is a call that touched more than
-    ``fault_pages`` new pages of memory (a first write into a fresh array costs
-    its page faults, on any thread count, and would make that count look slow;
-    after 3 such calls in a row the next one counts anyway). Results do not
-    depend on the thread count (one writer per output cell).
+    counted (it may compile). A call that touches more than ``fault_pages`` new
+    pages of memory (a first write into a fresh array: page faults, on any thread
+    count, often 10x the kernel's own time) is learned apart, as kind
+    ``kind + "/new"``: such calls come in runs (the first steps of a run fill its
+    checkpoints), so the chooser expects one when the kind's last call was one,
+    and learns nothing from a call that was not what it expected. A kind seen for
+    the first time starts on the count the last change of choice went to (load is
+    the machine's, not a kind's: under load every kind's first calls on all
+    threads would cost a barrier wait each). Results do not depend on the thread
+    count (one writer per output cell).
 
     Parameters
     ----------
@@ -145,19 +150,21 @@ class ThreadChooser:
         self.clock, self.probe, self.most_probe, self.switch = clock, probe, most_probe, switch
         self.margin, self.fault_pages = margin, fault_pages
         self.faults = _minor_faults if faults is None else faults
-        self.skipped: dict[str, int] = {}
+        self.fresh: dict[str, bool] = {}  # did the kind's last call fault in new memory
         self.mean: dict[tuple[str, int], float] = {}
         self.best: dict[str, int] = {}
         self.wait: dict[str, int] = {}
         self.interval: dict[str, int] = {}
         self.calls: dict[int, int] = {t: 0 for t in self.choices}
+        self.belief = self.choices[0]  # the count the last change of choice went to
         self._current = 0
 
     def run(self, kind: str, kernel: Callable[..., None], *args: object) -> None:
         """Call ``kernel(*args)`` on the chosen thread count and time it."""
-        best = self.best.setdefault(kind, self.choices[0])
+        label = kind + "/new" if self.fresh.get(kind) else kind
+        best = self.best.setdefault(label, self.belief)
         other = self.choices[1] if best == self.choices[0] else self.choices[0]
-        probing = self.wait.get(kind, 2) <= 0
+        probing = self.wait.get(label, 2) <= 0
         threads = other if probing else best
         if threads != self._current:
             numba.set_num_threads(threads)
@@ -165,12 +172,12 @@ class ThreadChooser:
         f0, t0 = self.faults(), self.clock()
         kernel(*args)
         seconds = self.clock() - t0
-        if self.faults() - f0 > self.fault_pages and self.skipped.get(kind, 0) < 3:
-            self.skipped[kind] = self.skipped.get(kind, 0) + 1
-            self.calls[threads] += 1  # not counted, not a turn: a probe is tried again
+        fresh = self.faults() - f0 > self.fault_pages
+        if fresh != self.fresh.get(kind, False):  # not the call expected: not learned
+            self.fresh[kind] = fresh
+            self.calls[threads] += 1
             return
-        self.skipped[kind] = 0
-        self._learn(kind, threads, other if threads == best else best, seconds, probing)
+        self._learn(label, threads, other if threads == best else best, seconds, probing)
 
     def _learn(self, kind: str, threads: int, other: int, seconds: float,
                probing: bool) -> None:
@@ -185,7 +192,7 @@ class ThreadChooser:
         rival = self.mean.get((kind, other), math.nan)
         if probing:
             if self.mean[key] * self.margin < rival or math.isnan(rival):
-                self.best[kind] = threads
+                self.best[kind] = self.belief = threads
                 self.interval[kind] = self.wait[kind] = self.probe
                 return
             # a lost probe costs its excess over the best: keep probes to ~5 % of the time
@@ -193,7 +200,7 @@ class ThreadChooser:
             step = min(max(2 * self.interval.get(kind, self.probe), excess), self.most_probe)
             self.interval[kind] = self.wait[kind] = step
         elif self.mean[key] > self.switch * rival:
-            self.best[kind] = other
+            self.best[kind] = self.belief = other
             self.interval[kind] = self.wait[kind] = self.probe
         else:
             self.wait[kind] = wait - 1
@@ -433,6 +440,9 @@ class PMLSolver:
         self._buffers = [np.empty((4, nxx, nyy)), np.empty((4, nxx, nyy))]
         self._turn = 0
         self._chooser: ThreadChooser | None = None
+        #: A store whose background writes (``pebbles.Store.writing``) share the machine
+        #: with the kernels: the chooser learns kernels run meanwhile apart.
+        self.store: pebbles.Store | None = None
 
     @contextlib.contextmanager
     def threads(self, choose: bool = True) -> Iterator[ThreadChooser | None]:
@@ -460,7 +470,8 @@ class PMLSolver:
         if self._chooser is None:
             kernel(*args)
         else:
-            self._chooser.run(kind, kernel, *args)
+            busy = self.store is not None and self.store.writing
+            self._chooser.run(kind + "+io" if busy else kind, kernel, *args)
 
     def zero_state(self) -> np.ndarray:
         """The initial state of the experiment: everything at rest."""
@@ -654,6 +665,7 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
     (71, 30, 5, 5, 5)
     """
     sol = PMLSolver(cfg, c, source, observed)
+    sol.store = store
     s0 = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
     if s0.shape != (4, *cfg.shape):
         raise PebblesValueError(f"s0 has shape {s0.shape}; expected {(4, *cfg.shape)}")

@@ -472,7 +472,7 @@ def test_thread_chooser_follows_the_faster_count():
         numba.set_num_threads(before)
 
 
-def test_thread_chooser_ignores_calls_that_fault_in_new_memory():
+def test_thread_chooser_learns_calls_that_fault_in_new_memory_apart():
     """First writes into fresh arrays are slow on any thread count: not a signal."""
     before = numba.get_num_threads()
     try:
@@ -482,24 +482,42 @@ def test_thread_chooser_ignores_calls_that_fault_in_new_memory():
             return
         clock, faults = _FakeClock({most: 1e-3, 1: 2e-3}), [0]
 
-        def kernel():  # the first 4 calls write fresh memory: 10x slower
+        def kernel():  # the first 20 calls write fresh memory: 10x slower
             clock.kernel()
-            if len(clock.log) <= 4:
+            if len(clock.log) <= 20:
                 clock.now += 9e-3
                 faults[0] += 2000
 
         chooser = pml.ThreadChooser(most, clock=clock, faults=lambda: faults[0])
+        for _ in range(60):
+            chooser.run("adjoint", kernel)
+        assert clock.log[:60].count(1) == 4  # two probes in the faulting run, two after
+        assert clock.log[-30:] == [most] * 30
+        assert chooser.best == {"adjoint": most, "adjoint/new": most}
+        clock.costs[most] = 30e-3  # loaded: the next change of choice goes to one thread
         for _ in range(40):
             chooser.run("adjoint", kernel)
-        assert clock.log[:4] == [most] * 4 and clock.log[4:40].count(1) == 2  # one probe
-        plain = _FakeClock({most: 1e-3, 1: 2e-3})
-        blind = pml.ThreadChooser(most, clock=plain, faults=lambda: 0)
-        for _ in range(40):  # the same faults unseen: one thread wins the first probe
-            blind.run("adjoint", lambda: (plain.kernel(), setattr(
-                plain, "now", plain.now + (9e-3 if len(plain.log) <= 2 else 0))))
-        assert plain.log[:40].count(1) > 10
+        assert chooser.belief == 1
+        chooser.run("step", kernel)  # a new kind starts where the last change went
+        assert clock.log[-1] == 1
     finally:
         numba.set_num_threads(before)
+
+
+def test_kernels_run_during_disk_writes_are_learned_apart():
+    class Writing(pebbles.MemoryStore):
+        writing = True
+
+    cfg = pml.PMLConfig(nx=80, ny=80, steps=8)
+    sol = pml.PMLSolver(cfg, pml.uniform_model(cfg))
+    with sol.threads() as chooser:
+        if chooser is None:  # one thread: nothing to choose
+            return
+        s = sol.step(0, sol.zero_state())
+        sol.store = Writing()
+        sol.step_into(1, s, s)
+        assert {k.removesuffix("/new") for k, _ in chooser.mean} <= {"step", "inplace+io"}
+        assert "inplace+io" in {k for k, _ in chooser.mean}
 
 
 def test_thread_chooser_keeps_gradients(problem):

@@ -72,10 +72,12 @@ def test_get_waits_for_a_pending_write(monkeypatch):
 
     monkeypatch.setattr(st, "_write", slow)
     try:
+        assert not st.writing and not MemoryStore().writing
         st.put(3, np.arange(1000.0))
-        assert 3 in st._pending  # not written yet: the writer waits on the gate
+        assert 3 in st._pending and st.writing  # the writer waits on the gate
         threading.Timer(0.05, gate.set).start()
         np.testing.assert_array_equal(st.get(3), np.arange(1000.0))
+        assert not st.writing
     finally:
         gate.set()
         st.close()
