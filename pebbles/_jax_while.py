@@ -203,9 +203,9 @@ def _ahead(cost: Callable, gaps: Any, budget: int) -> tuple[Any, Any]:
     before = gaps[-3:-2] if s >= 3 else jnp.zeros(1, _I32)
     parts = [(b, s - i), (b, s - i + 1), (a + b, s - i + 1), (a, s - i + 1),
              (g + end, 2), (g, 2), (g, 3), (before + g, 3), (before, 3), (end, 1), (end, 2)]
-    d = jnp.concatenate([jnp.broadcast_to(p, jnp.shape(p)) for p, _ in parts])
-    lev = jnp.concatenate([jnp.broadcast_to(jnp.asarray(q, _I32), jnp.shape(p)) for p, q in parts])
-    cuts = np.cumsum([int(np.prod(jnp.shape(p))) for p, _ in parts])[:-1]
+    d = jnp.concatenate([p for p, _ in parts])
+    lev = jnp.concatenate([jnp.broadcast_to(jnp.asarray(q, _I32), p.shape) for p, q in parts])
+    cuts = np.cumsum([p.shape[0] for p, _ in parts])[:-1]
     (cb, cb1, cab, ca, cge, cg2, cg3, cbg, cbe, ce1, ce2) = jnp.split(cost(d, lev), cuts)
     term = cb - cb1
     later = jnp.asarray(np.tril(np.ones((s - 1, s - 1)), -1), term.dtype)
@@ -219,7 +219,8 @@ def _ahead(cost: Callable, gaps: Any, budget: int) -> tuple[Any, Any]:
     return i, jnp.concatenate([earlier, prev[:, None], last[:, None]], axis=1)
 
 
-def _greedy(ctl: Controller, budget: int, tab: tuple, sums: Any, table: Any) -> tuple[Any, Any]:
+def _greedy(ctl: Controller, budget: int, tab: tuple, sums: Any,
+            table: Any) -> tuple[Any, Any, Any]:
     """Position of the checkpoint to free on a full board: the step after which the
     reverse sweep is cheapest, ties to the latest (:func:`pebbles._online._cheapest_next`,
     Revolve's third online phase); ``-1`` when none is finite. Costs come from a table

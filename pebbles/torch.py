@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
@@ -210,14 +211,14 @@ class _Chain:
                 ys = self.call(i, xi)
         pairs = [(y, g) for y, g in zip(ys, grads, strict=True)
                  if g is not None and y.requires_grad]
+        del ys  # pairs holds the outputs the VJP needs, and _vjp lets them go early
         wrt = [t for t in xi if t.requires_grad] + [p for p in self.grad_params]
         if not pairs or not wrt:
             return tuple(None for _ in xi)
         if not self.checked:
             _check_leaves(i, [y for y, _ in pairs], wrt)
             self.checked = True
-        got = torch.autograd.grad([y for y, _ in pairs], wrt, [g for _, g in pairs],
-                                  allow_unused=True)
+        got = _vjp(pairs, wrt)
         it = iter(got[:len(wrt) - len(self.grad_params)])
         out = tuple(next(it) if t.requires_grad else None for t in xi)
         for k, g in enumerate(got[len(wrt) - len(self.grad_params):]):
@@ -228,6 +229,25 @@ class _Chain:
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+def _vjp(pairs: list[tuple[torch.Tensor, torch.Tensor]], wrt: list[torch.Tensor]) -> tuple:
+    """``sum_k g_k^T (d y_k / d wrt)``, without holding the outputs ``y_k`` meanwhile.
+
+    ``torch.autograd.grad(ys, wrt, gs)`` keeps every ``y_k`` alive until it returns,
+    one state more than the backward step needs. For real outputs the VJP is the
+    gradient of the scalar ``sum_k <y_k, g_k>``, whose graph keeps only the ``g_k``:
+    the caller drops its ``y_k`` and their memory is freed before the backward pass.
+    The gradient is the same bit for bit (the product's backward multiplies ``g_k``
+    by the sum's gradient, exactly 1).
+    """
+    if not all(y.dtype.is_floating_point for y, _ in pairs):  # complex: the usual call
+        return torch.autograd.grad([y for y, _ in pairs], wrt, [g for _, g in pairs],
+                                   allow_unused=True)
+    with torch.enable_grad():
+        total = functools.reduce(operator.add, [(y * g).sum() for y, g in pairs])
+    pairs.clear()  # the caller's list: the outputs' last references go with it
+    return torch.autograd.grad(total, wrt, allow_unused=True)
 
 
 def _tape_rows(ops: list[list[int]]) -> set[int]:

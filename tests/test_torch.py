@@ -432,3 +432,30 @@ def test_profile_layers_measures_graph_bytes():
                                            [y])[0])
     with pytest.raises(pebbles.PebblesValueError, match="memory=1 bytes cannot finish"):
         checkpointed_loop(lambda i, x: x * 2, x.requires_grad_(), 3, memory=1, graph_bytes=0)
+
+
+def test_backward_step_lets_the_output_go_before_its_vjp():
+    """The VJP of a backward step does not hold the step's output (one state less)."""
+    refs, alive = [], []
+
+    class Spy(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            alive.append(refs[-1]() is not None)
+            return g
+
+    def step(i, x, w):
+        y = Spy.apply(x) * w
+        refs.append(weakref.ref(y))
+        return y
+
+    w = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    x0 = torch.randn(1000, dtype=torch.float64, requires_grad=True)
+    checkpointed_loop(step, x0, 12, w, budget=3).sum().backward()
+    assert len(alive) == 12 and not any(alive)
+    ref = torch.autograd.grad(plain_loop(step, x0, 12, w).sum(), (x0, w))
+    assert torch.equal(x0.grad, ref[0]) and torch.equal(w.grad, ref[1])
