@@ -140,6 +140,8 @@ class ThreadChooser:
         Seconds (default :func:`time.perf_counter`).
     faults : callable, optional
         The process's minor page faults so far (default: ``getrusage``).
+    fault_pages : int
+        More new pages than this in one call: a call that faulted in fresh memory.
     """
 
     def __init__(self, threads: int, clock: Callable[[], float] = time.perf_counter,
