@@ -174,16 +174,15 @@ class ThreadChooser:
         f0, t0 = self.faults(), self.clock()
         kernel(*args)
         seconds = self.clock() - t0
+        self.calls[threads] += 1
         fresh = self.faults() - f0 > self.fault_pages
         if fresh != self.fresh.get(kind, False):  # not the call expected: not learned
             self.fresh[kind] = fresh
-            self.calls[threads] += 1
             return
         self._learn(label, threads, other if threads == best else best, seconds, probing)
 
     def _learn(self, kind: str, threads: int, other: int, seconds: float,
                probing: bool) -> None:
-        self.calls[threads] += 1
         key, wait = (kind, threads), self.wait.get(kind, 2)
         if key not in self.mean:  # the first call of a count may compile: not counted
             self.mean[key] = math.nan
