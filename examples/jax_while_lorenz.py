@@ -42,6 +42,8 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import pebbles
+from jax_lorenz import lorenz_step  # the sibling example: this directory is on sys.path
+
 from pebbles.jax import checkpointed_while_loop
 
 jax.config.update("jax_enable_x64", True)
@@ -51,15 +53,8 @@ INPUTS = jnp.array([1.0, 0.0, 0.0, 10.0, 27.0, 8.0 / 3.0])
 
 
 def rk4(theta: Any, u: Any) -> Any:
-    """One classical Runge-Kutta step of the Lorenz system."""
-    def rhs(u: Any) -> Any:
-        return jnp.stack([theta[0] * (u[1] - u[0]), u[0] * (theta[1] - u[2]) - u[1],
-                          u[0] * u[1] - theta[2] * u[2]])
-    k1 = rhs(u)
-    k2 = rhs(u + 0.5 * DT * k1)
-    k3 = rhs(u + 0.5 * DT * k2)
-    k4 = rhs(u + DT * k3)
-    return u + DT / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    """One classical Runge-Kutta step of the Lorenz system (``examples/jax_lorenz.py``'s)."""
+    return lorenz_step(theta, u, DT)
 
 
 def problem(stop: str, theta: Any, step: Callable = rk4) -> tuple[Callable, Callable]:
