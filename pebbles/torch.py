@@ -22,7 +22,9 @@ memory limit the schedule itself may keep graphs that do cost memory (the
 ``tape`` move; Beaumont et al.'s "F_all" runs, :mod:`pebbles._chain`):
 :func:`profile_layers` measures each step's saved activations, the dynamic
 programme decides which steps keep their graph, and those run with their graph
-in the forward pass and are never replayed. The schedule is lowered once
+in the forward pass and are never replayed; a kept step whose input is the
+previous kept step's output extends that step's graph, and the backward steps of
+such a run are one ``torch.autograd.grad`` call. The schedule is lowered once
 (:func:`pebbles.lower`) into a program over state slots. The code never names a
 device: CPU and CUDA tensors run the same way.
 
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +49,8 @@ try:
     import torch
 except ImportError as exc:  # pragma: no cover - CI installs torch
     raise missing("torch", "torch", "pebbles.torch") from exc
+
+from torch.autograd.graph import get_gradient_edge
 
 from ._chain import hetero_min_memory, hetero_optimal
 from ._errors import PebblesTypeError, PebblesValueError
@@ -98,6 +101,9 @@ class _Chain:
             # tape only the run of s_n for the seed, kept if its graph is free
             self.tape_rows = {r for r in self.tape_rows if self.ops[r + 1][0] == OP_SEED}
         self.tapes: dict[int, tuple] = {}  # step -> (inputs, outputs) of its taped run
+        self.chained: set[int] = set()  # kept steps whose graph goes on from step i-1's
+        self.last_kept: tuple = (-1, ())  # the last kept step and the state it returned
+        self.owned: set[int] = set()  # parameter sums the backward pass made (in place ok)
 
     # -- one step ---------------------------------------------------------
     def call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -183,28 +189,66 @@ class _Chain:
 
     def _kept(self, i: int, xs: tuple) -> tuple:
         """Run step i with its graph, kept for backward step i (an OP_TAPE row: the
-        schedule counts the graph's memory)."""
+        schedule counts the graph's memory). When its input is what the kept step i-1
+        returned, the graph goes on from that step's outputs, so that consecutive
+        backward steps can run as one pass (:meth:`_run_end`)."""
+        prev = self.tapes.get(i - 1)
+        chain = (prev is not None and self.last_kept[0] == i - 1 and self.last_kept[1] is xs
+                 and all(y.requires_grad for y in prev[1] if _differentiable(y)))
         with torch.enable_grad():
-            xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
+            xi = prev[1] if chain else tuple(
+                t.detach().requires_grad_(_differentiable(t)) for t in xs)
             ys = self.call(i, xi)
+        if chain:
+            self.chained.add(i)
+        else:
+            self.chained.discard(i)
         self.tapes[i] = (xi, ys)
-        return tuple(y.detach() for y in ys)
+        out = tuple(y.detach() for y in ys)
+        self.last_kept = (i, out)
+        return out
 
     def backward(self, slots: list, grads: tuple) -> tuple[tuple, list]:
         """Replay the rows after the seed; return dL/ds_0 and dL/dparams."""
         acc: list = [None] * len(self.grad_params)
-        for r in range(self.seed + 1, len(self.ops)):
-            row = self.ops[r]
-            if row[0] == OP_PAINT:
-                grads = self._paint(row[3], slots[row[1]], grads, acc)
-            else:
+        r = self.seed + 1
+        while r < len(self.ops):
+            op, src, _, i, _ = self.ops[r]
+            if op != OP_PAINT:
                 self._row(slots, r)
+                r += 1
+                continue
+            end, low = self._run_end(r)
+            for q in range(r + 1, end):  # the run's frees only drop slots: the tapes hold
+                if self.ops[q][0] == OP_FREE:
+                    self._row(slots, q)
+            grads = self._paint(i, low, slots[src], grads, acc)
+            r = end
+        self.last_kept = (-1, ())  # no state outlives the call
         return grads, acc
 
-    def _paint(self, i: int, xs: tuple, grads: tuple, acc: list) -> tuple:
-        """Backward step i: step i with a graph (taped or run now), one torch.autograd.grad."""
+    def _run_end(self, r: int) -> tuple[int, int]:
+        """The end of the run of backward steps from row ``r`` that is one pass of
+        autograd: paints of ``i, i-1, ..., low`` (free rows between them allowed), each
+        kept step's graph going on from the next one's. Returns (row after the run, low)."""
+        low = self.ops[r][3]
+        end = q = r + 1
+        while q < len(self.ops) and low in self.chained:
+            op, _, _, cell, _ = self.ops[q]
+            if op == OP_PAINT and cell == low - 1 and cell in self.tapes:
+                low, end = cell, q + 1
+            elif op != OP_FREE:
+                break
+            q += 1
+        return end, low
+
+    def _paint(self, i: int, low: int, xs: tuple, grads: tuple, acc: list) -> tuple:
+        """Backward steps ``i`` down to ``low`` (kept, chained steps when ``low < i``;
+        else step i with a graph, taped or run now): one torch.autograd.grad."""
         if i in self.tapes:
             xi, ys = self.tapes.pop(i)
+            for k in range(i - 1, low - 1, -1):  # the run's inner states: in the graph only
+                xi = self.tapes.pop(k)[0]
         else:
             with torch.enable_grad():
                 xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
@@ -222,8 +266,15 @@ class _Chain:
         it = iter(got[:len(wrt) - len(self.grad_params)])
         out = tuple(next(it) if t.requires_grad else None for t in xi)
         for k, g in enumerate(got[len(wrt) - len(self.grad_params):]):
-            if g is not None:
-                acc[k] = g if acc[k] is None else acc[k] + g
+            if g is None:
+                continue
+            if acc[k] is None:
+                acc[k] = g
+            elif k in self.owned:  # in place: no new tensor a step (same sums as acc + g)
+                acc[k].add_(g)
+            else:  # the first sum is a new tensor (g may be the incoming gradient)
+                acc[k] = acc[k] + g
+                self.owned.add(k)
         return out
 
 
@@ -235,19 +286,16 @@ def _vjp(pairs: list[tuple[torch.Tensor, torch.Tensor]], wrt: list[torch.Tensor]
     """``sum_k g_k^T (d y_k / d wrt)``, without holding the outputs ``y_k`` meanwhile.
 
     ``torch.autograd.grad(ys, wrt, gs)`` keeps every ``y_k`` alive until it returns,
-    one state more than the backward step needs. For real outputs the VJP is the
-    gradient of the scalar ``sum_k <y_k, g_k>``, whose graph keeps only the ``g_k``:
-    the caller drops its ``y_k`` and their memory is freed before the backward pass.
-    The gradient is the same bit for bit (the product's backward multiplies ``g_k``
-    by the sum's gradient, exactly 1).
+    one state more than the backward step needs. The graph is entered through each
+    output's gradient edge instead (the node that made ``y_k`` and its output
+    number): the caller drops its ``y_k``, so their memory is freed before the
+    backward pass unless the graph itself saved them, and the VJP is that of
+    ``torch.autograd.grad(ys, wrt, gs)`` bit for bit, with no extra operation.
     """
-    if not all(y.dtype.is_floating_point for y, _ in pairs):  # complex: the usual call
-        return torch.autograd.grad([y for y, _ in pairs], wrt, [g for _, g in pairs],
-                                   allow_unused=True)
-    with torch.enable_grad():
-        total = functools.reduce(operator.add, [(y * g).sum() for y, g in pairs])
+    edges = [get_gradient_edge(y) for y, _ in pairs]
+    gs = [g for _, g in pairs]
     pairs.clear()  # the caller's list: the outputs' last references go with it
-    return torch.autograd.grad(total, wrt, allow_unused=True)
+    return torch.autograd.grad(edges, wrt, gs, allow_unused=True)
 
 
 def _tape_rows(ops: list[list[int]]) -> set[int]:

@@ -397,6 +397,49 @@ def test_kept_graph_loop_calls_and_memory_follow_the_schedule(states):
         assert counted.nograd.sum() == 0
 
 
+@pytest.mark.parametrize("states", [9, 30, 90])
+def test_consecutive_kept_steps_go_back_in_one_autograd_pass(states, monkeypatch):
+    """Kept graphs that follow one another form one graph: their backward steps are one
+    torch.autograd.grad call, with the gradients of plain autograd."""
+    n = 40
+    w = (torch.eye(4, dtype=F64) + 0.1).requires_grad_()
+    b = torch.linspace(-0.2, 0.2, 4, dtype=F64, requires_grad=True)
+
+    def step(i, x, w, b):
+        return x + 0.1 * torch.tanh(x @ w + b)
+
+    x0 = torch.linspace(-1, 1, 12, dtype=F64).reshape(3, 4).requires_grad_()
+    want = grads_of(lambda: plain_loop(step, x0, n, w, b), [x0, w, b])
+    calls = []
+    real = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = grads_of(lambda: checkpointed_loop(step, x0, n, w, b, memory=states * 96).sum(),
+                   [x0, w, b])
+    monkeypatch.undo()
+    assert_close(got, want)
+    moves, costs = kept_loop_schedule(n, 96, 96, states * 96)
+    prog = pebbles.lower(moves, n)
+    ops = prog.ops.tolist()
+    tape = {row[3] for row in ops if row[0] == pebbles.OP_TAPE}
+    # a backward step joins the previous pass when it follows it (frees between allowed)
+    # and both steps were kept, the lower one the last step kept before the upper one
+    order = [row[3] for row in ops if row[0] == pebbles.OP_TAPE]
+    after = {order[k + 1]: order[k] for k in range(len(order) - 1)}
+    passes, last = 0, None
+    for row in ops:
+        if row[0] == pebbles.OP_PAINT:
+            i = row[3]
+            joins = last is not None and i == last - 1 and {i, last} <= tape and \
+                after.get(last) == i
+            passes += not joins
+            last = i
+        elif row[0] != pebbles.OP_FREE:
+            last = None
+    assert len(calls) == passes < n
+    if states >= 2 * n:  # every step kept: one pass
+        assert passes == 1
+
+
 def test_kept_graph_layers_under_a_memory_limit():
     """Linear + Tanh + Dropout layers keep a graph of their own; the schedule pays for it."""
     net, widths = unequal_chain(20, dropout=0.2)
