@@ -41,14 +41,14 @@ Two parts:
   and 1000 x 1000 x 100, Treeverse S = 20) runs in a fresh process, on the
   quiet machine and next to one competing CPU-bound process (a Python busy
   loop started before the run and killed after it; it also ends by itself
-  after ``--loaded-timeout`` seconds), with the solver's default (thread
-  counts chosen per kernel from measured call times,
-  :class:`solvers.pml.ThreadChooser`), on all threads throughout (the
-  behaviour before), on all threads with a passive OpenMP wait policy, and on
-  one thread. The rounds go through all variants in turn; the median of each
-  is reported with the load average before each run. Goal: with the solver's
-  default, loaded at most 2x quiet at both sizes, and quiet no slower than
-  before.
+  after ``--loaded-timeout`` seconds), with the solver's default (Numba's TBB
+  threading layer where the ``tbb`` package is installed, else OpenMP with
+  thread counts chosen per kernel, :mod:`solvers._threading`), on OpenMP with
+  the thread chooser (:class:`solvers.pml.ThreadChooser`), on OpenMP with all
+  threads throughout, and on one thread. The rounds go through all variants
+  in turn; the median of each is reported with the load average before each
+  run. Goal: with the solver's default, loaded at most 2x quiet at both sizes,
+  and quiet no slower than before.
 
 Output: a Markdown table on stdout (machine info and the command line
 included) and, with ``--json OUT``, the same records as JSON.
@@ -540,9 +540,9 @@ def full_table(r: dict) -> str:
 #: Variants of the loaded benchmark: environment of the measured process, and whether
 #: the solver chooses thread counts (``gradient(choose_threads=)``).
 LOAD_VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
-    "solver default (thread chooser)": ({}, True),
-    "all threads (before)": ({}, False),
-    "all threads, passive wait": ({"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}, False),
+    "solver default": ({}, True),
+    "OpenMP, thread chooser": ({"NUMBA_THREADING_LAYER": "omp"}, True),
+    "OpenMP, all threads": ({"NUMBA_THREADING_LAYER": "omp"}, False),
     "one thread": ({"NUMBA_NUM_THREADS": "1"}, False),
 }
 

@@ -59,6 +59,8 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+from solvers import _threading  # noqa: F401  (TBB for the parallel kernels when installed)
+
 __all__ = ["CELL_FORMULAS", "adjoint_kernel", "compile_cells", "step_inplace_kernel",
            "step_kernel"]
 

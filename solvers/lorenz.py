@@ -47,6 +47,7 @@ from numba import njit, prange
 
 import pebbles
 from pebbles.cli import OneLineParser, positive, run_command, schedule_from_args
+from solvers import _threading  # noqa: F401  (TBB for the parallel kernel when installed)
 from solvers._lorenz_scalar import compile_formulas
 from solvers._memory import available_memory
 

@@ -53,6 +53,7 @@ from pebbles import PebblesValueError
 from pebbles.cli import OneLineParser, add_disk_arguments, run_command
 from solvers import _pml_kernels as kern
 from solvers._memory import available_memory, release_freed_memory
+from solvers._threading import threading_layer
 
 __all__ = [
     "METHODS",
@@ -97,6 +98,8 @@ class NotEnoughMemoryError(PebblesValueError):
     """A run needs more memory than the machine has available."""
 
 
+#: Threading layers that split a parallel loop dynamically: no :class:`ThreadChooser`.
+_DYNAMIC_LAYERS = frozenset({"tbb"})
 #: Grids with fewer cells run their kernels on one thread (:meth:`PMLSolver.threads`).
 PARALLEL_MIN_CELLS = 64 * 64
 
@@ -104,7 +107,9 @@ PARALLEL_MIN_CELLS = 64 * 64
 class ThreadChooser:
     """Run each kind of kernel on all threads or on one, whichever its calls show faster.
 
-    Why: Numba's OpenMP threads spin while they wait for the next kernel, so
+    Used on Numba's OpenMP layer only (:mod:`solvers._threading` prefers TBB,
+    whose dynamic split needs no choice). Why: Numba's OpenMP threads spin while
+    they wait for the next kernel, so
     when another process takes a core, the scheduler shares it between a
     spinning thread and that process in slices of milliseconds and every
     kernel's closing barrier waits for a slice (on 2 cores with one competing
@@ -451,14 +456,18 @@ class PMLSolver:
 
         Grids of fewer than :data:`PARALLEL_MIN_CELLS` cells run on one thread
         (a kernel there is shorter than waking a second thread); on larger
-        ones a :class:`ThreadChooser` (yielded) picks, per kernel, all of
-        Numba's threads or one (``choose=False``: all). Numba's setting is
-        restored on exit.
+        ones, when Numba runs on OpenMP, a :class:`ThreadChooser` (yielded)
+        picks, per kernel, all of Numba's threads or one (``choose=False``:
+        all). On TBB (:mod:`solvers._threading`, the default where the
+        ``tbb`` package is installed) every kernel runs on all threads: its
+        dynamic split copes with a competing process by itself. Numba's
+        setting is restored on exit.
         """
         before = numba.get_num_threads()
         nxx, nyy = self.cfg.shape
         small = nxx * nyy < PARALLEL_MIN_CELLS
-        chosen = choose and not small and before > 1
+        chosen = (choose and not small and before > 1
+                  and threading_layer() not in _DYNAMIC_LAYERS)
         self._chooser = ThreadChooser(before) if chosen else None
         numba.set_num_threads(1 if small else before)
         try:
@@ -646,9 +655,11 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
     progress : bool
         tqdm progress bar (if installed).
     choose_threads : bool
-        Run each kind of kernel on the thread count its calls show faster
-        (:class:`ThreadChooser`; robust when other processes take cores);
-        ``False``: Numba's count throughout.
+        On Numba's OpenMP layer, run each kind of kernel on the thread count
+        its calls show faster (:class:`ThreadChooser`; robust when other
+        processes take cores); ``False``: Numba's count throughout. On TBB
+        (installed by the ``solvers`` extra on Linux x86-64) kernels always
+        run on all threads.
     store : pebbles.Store, optional
         Where a two-level schedule keeps its disk states (e.g.
         ``pebbles.DiskStore(directory)``); default a memory store.

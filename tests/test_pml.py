@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numba
@@ -14,6 +16,7 @@ import pytest
 import pebbles
 from solvers import _pml_kernels as kern
 from solvers import pml
+from solvers._threading import threading_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -546,13 +549,42 @@ def test_small_grids_run_on_one_thread(problem):
     assert numba.get_num_threads() == before
     big = pml.PMLConfig(nx=80, ny=80, steps=8)
     sol = pml.PMLSolver(big, pml.uniform_model(big))
+    layer = threading_layer()
     with sol.threads() as chooser:
         s = sol.step(0, sol.zero_state())
         for i in range(6):
             sol.step_into(i, s, s)
-        if before > 1:
+        if before > 1 and layer == "omp":
             assert chooser.choices == (before, 1) and sum(chooser.calls.values()) == 7
+        else:  # TBB splits each loop dynamically: all threads, no chooser
+            assert chooser is None and numba.get_num_threads() == before
     assert numba.get_num_threads() == before
+
+
+_LAYER_CODE = '''
+from solvers import pml
+from solvers._threading import threading_layer
+cfg = pml.PMLConfig(nx=80, ny=80, steps=8)
+sol = pml.PMLSolver(cfg, pml.uniform_model(cfg))
+with sol.threads() as chooser:
+    sol.step(0, sol.zero_state())
+print(threading_layer(), chooser is not None)
+'''
+
+
+@pytest.mark.parametrize("layer", ["default", "omp"])
+def test_tbb_is_the_layer_where_installed_and_openmp_gets_the_chooser(layer):
+    """The solvers extra installs TBB on Linux x86-64 (pip puts its library outside the
+    loader's path: solvers._threading loads it); on OpenMP the thread chooser runs."""
+    env = dict(os.environ, NUMBA_THREADING_LAYER=layer, NUMBA_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", _LAYER_CODE], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    try:
+        has_tbb = sys.platform.startswith("linux") and bool(metadata.version("tbb"))
+    except metadata.PackageNotFoundError:
+        has_tbb = False
+    want = "omp" if layer == "omp" else ("tbb" if has_tbb else out[0])
+    assert out == [want, str(want == "omp")]
 
 
 def test_reuse_pool_same_gradient_fewer_arrays(problem):
