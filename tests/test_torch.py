@@ -362,17 +362,22 @@ def kept_loop_schedule(n, state, graph, memory):
     return list(pebbles._chain.hetero_optimal(costs, memory)), costs
 
 
-@pytest.mark.parametrize("states", [3, 5, 9, 30, 90])
-def test_kept_graph_loop_calls_and_memory_follow_the_schedule(states):
-    """x + h tanh(x w + b) saves tanh's output (one state more per kept graph)."""
-    n = 40
+def tanh_loop():
+    """``x + h tanh(x w + b)``, 40 steps of a 3 x 4 state: (n, step, x0, w, b). Its graph
+    saves tanh's output, one state more per kept graph."""
     w = (torch.eye(4, dtype=F64) + 0.1).requires_grad_()
     b = torch.linspace(-0.2, 0.2, 4, dtype=F64, requires_grad=True)
 
     def step(i, x, w, b):
         return x + 0.1 * torch.tanh(x @ w + b)
 
-    x0 = torch.linspace(-1, 1, 12, dtype=F64).reshape(3, 4).requires_grad_()
+    return 40, step, torch.linspace(-1, 1, 12, dtype=F64).reshape(3, 4).requires_grad_(), w, b
+
+
+@pytest.mark.parametrize("states", [3, 5, 9, 30, 90])
+def test_kept_graph_loop_calls_and_memory_follow_the_schedule(states):
+    """x + h tanh(x w + b) saves tanh's output (one state more per kept graph)."""
+    n, step, x0, w, b = tanh_loop()
     size = 12 * 8
     want = grads_of(lambda: plain_loop(step, x0, n, w, b), [x0, w, b])
     counted = Counted(step, n)
@@ -401,14 +406,7 @@ def test_kept_graph_loop_calls_and_memory_follow_the_schedule(states):
 def test_consecutive_kept_steps_go_back_in_one_autograd_pass(states, monkeypatch):
     """Kept graphs that follow one another form one graph: their backward steps are one
     torch.autograd.grad call, with the gradients of plain autograd."""
-    n = 40
-    w = (torch.eye(4, dtype=F64) + 0.1).requires_grad_()
-    b = torch.linspace(-0.2, 0.2, 4, dtype=F64, requires_grad=True)
-
-    def step(i, x, w, b):
-        return x + 0.1 * torch.tanh(x @ w + b)
-
-    x0 = torch.linspace(-1, 1, 12, dtype=F64).reshape(3, 4).requires_grad_()
+    n, step, x0, w, b = tanh_loop()
     want = grads_of(lambda: plain_loop(step, x0, n, w, b), [x0, w, b])
     calls = []
     real = torch.autograd.grad
