@@ -6,14 +6,17 @@ must not collapse when another process takes a core. Numba's OpenMP layer splits
 barrier: when a competing process takes a core, each kernel waits for the descheduled
 thread's whole block. TBB hands out the iterations dynamically (work stealing), so the
 running thread takes over the rest. Measured on a 2-core VM with one competing busy
-process (``python benchmarks/bench_pml.py --loaded --loaded-rounds 4``, medians of 4
-fresh processes, PML gradient with Treeverse S = 20), loaded against quiet seconds:
+process (``python benchmarks/bench_pml.py --loaded``, PML gradient with Treeverse
+S = 20, medians of 4 and of 6 fresh processes in two runs), loaded against quiet
+seconds:
 
 =====================  ==================  ==================
 grid x steps           TBB                 OpenMP + chooser
 =====================  ==================  ==================
 150 x 150 x 1000       0.42 / 0.29 (1.46)  0.59 / 0.30 (1.96)
+                       0.42 / 0.28 (1.51)  0.59 / 0.28 (2.09)
 1000 x 1000 x 100      2.05 / 1.03 (2.00)  2.77 / 1.06 (2.62)
+                       1.83 / 1.12 (1.64)  2.71 / 1.03 (2.64)
 =====================  ==================  ==================
 
 pip's ``tbb`` wheel (installed by the ``solvers`` extra on Linux x86-64) puts
