@@ -206,16 +206,26 @@ def test_bad_keys_are_refused(key):
         MemoryStore().put(key, np.zeros(1))
 
 
-def test_measure_io_takes_the_sustained_write_time_past_the_disk_cache(tmp_path, monkeypatch):
-    """The first writes of a burst can land in a write cache: the later half counts."""
+@pytest.mark.parametrize("nbytes, times, want, writes", [
+    # a cache of two states, then the disk: from the first slow write on
+    (1 << 10, [0.016, 0.016, 0.064, 0.087, 0.089, 0.087, 0.088, 0.086], 0.087, 7),
+    # as slow as a disk from the start: no cache, the later half of `repeat` writes
+    (1 << 10, [0.05, 0.04, 0.05, 0.06, 0.05, 0.05, 0.07, 0.05], 0.05, 8),
+    # a cache larger than `repeat` states (writes at 10 GB/s): the probe goes on
+    (1 << 20, [1e-4] * 12 + [0.01, 0.011, 0.01, 0.012, 0.013], 0.011, 17),
+])
+def test_measure_io_takes_the_sustained_write_time_past_the_disk_cache(
+        tmp_path, monkeypatch, nbytes, times, want, writes):
+    """The first writes of a burst can land in a write cache: the probe times what comes
+    after it."""
     import pebbles._storage as storage
 
-    times = iter([0.016, 0.016, 0.064, 0.087, 0.089, 0.087, 0.088, 0.086])
+    it, done = iter(times), []
     real = storage._timed_write
     monkeypatch.setattr(storage, "_timed_write",
-                        lambda name, data: real(name, data) * 0 + next(times))
-    io = measure_io(tmp_path, 1 << 10)  # 8 states by default
-    assert io.write_seconds == pytest.approx(0.0875)  # median of the last four
+                        lambda name, data: done.append(real(name, data)) or next(it))
+    io = measure_io(tmp_path, nbytes)  # 8 states at least by default
+    assert io.write_seconds == pytest.approx(want) and len(done) == writes
     assert _files(tmp_path) == []
 
 
