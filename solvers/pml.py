@@ -98,8 +98,6 @@ class NotEnoughMemoryError(PebblesValueError):
     """A run needs more memory than the machine has available."""
 
 
-#: Threading layers that split a parallel loop dynamically: no :class:`ThreadChooser`.
-_DYNAMIC_LAYERS = frozenset({"tbb"})
 #: Grids with fewer cells run their kernels on one thread (:meth:`PMLSolver.threads`).
 PARALLEL_MIN_CELLS = 64 * 64
 
@@ -466,8 +464,7 @@ class PMLSolver:
         before = numba.get_num_threads()
         nxx, nyy = self.cfg.shape
         small = nxx * nyy < PARALLEL_MIN_CELLS
-        chosen = (choose and not small and before > 1
-                  and threading_layer() not in _DYNAMIC_LAYERS)
+        chosen = choose and not small and before > 1 and threading_layer() == "omp"
         self._chooser = ThreadChooser(before) if chosen else None
         numba.set_num_threads(1 if small else before)
         try:
