@@ -1,7 +1,9 @@
 """The PML gradient with memory plus disk against memory only (issue: two-level checkpointing).
 
 Each configuration runs ``python -m solvers.pml gradient ... --json`` in a fresh
-process (so its peak RSS is its own), side by side in one run:
+process (so its peak RSS is its own), side by side in one run, in ``--rounds``
+interleaved rounds (each round runs every configuration once; the time of a
+configuration is its median over the rounds, its peak RSS the largest):
 
 * memory only, Treeverse with S = 4 and S = 20;
 * memory only, Treeverse with S = 20 in the in-place game (``--inplace``: a step may
@@ -13,16 +15,18 @@ process (so its peak RSS is its own), side by side in one run:
 Recorded: wall time of the gradient, peak RSS, forward steps, disk writes and reads and
 the bytes moved. Goal: with 4 memory states plus disk, within 1.3x the time of
 memory-only S = 20 (the faster game) while its peak RSS stays near that of memory-only
-S = 4 (the store adds at most ``queue_size = 1`` state being written).
+S = 4 (the store copies each state into a free buffer of the executor's when there is
+one, and adds at most ``queue_size = 1`` state of its own when there is none).
 
-Usage: python benchmarks/bench_pml_disk.py [--size 1000] [--steps 2000] [--disk-dir DIR]
-       [--json OUT]
+Usage: python benchmarks/bench_pml_disk.py [--size 1000] [--steps 2000] [--rounds 3]
+       [--disk-dir DIR] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,16 +54,27 @@ def run_one(size: int, steps: int, extra: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_all(size: int, steps: int, disk_dir: str | None) -> list[dict]:
-    """Every configuration, one fresh process each, side by side."""
-    rows = []
+def run_all(size: int, steps: int, disk_dir: str | None, rounds: int) -> list[dict]:
+    """Every configuration, one fresh process each, in interleaved rounds; one row a
+    configuration: median time, largest peak RSS, the rest from its last run."""
+    runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory(dir=disk_dir) as disk:
-        for name, extra in CONFIGS.items():
-            where = ["--disk-dir", disk] if "disk" in name else []
-            r = run_one(size, steps, [*extra, *where])
-            rows.append({"config": name, **{k: r.get(k) for k in FIELDS}})
-            print(f"{name:<26} {r['seconds']:8.2f} s  peak RSS {r['peak_rss_mb']:8.1f} MB  "
-                  f"forward {r['forward_steps']}  writes {r.get('writes', 0)}", flush=True)
+        for k in range(rounds):
+            for name, extra in CONFIGS.items():
+                where = ["--disk-dir", disk] if "disk" in name else []
+                r = run_one(size, steps, [*extra, *where])
+                runs[name].append(r)
+                print(f"round {k + 1}/{rounds}  {name:<26} {r['seconds']:8.2f} s  peak RSS "
+                      f"{r['peak_rss_mb']:8.1f} MB  forward {r['forward_steps']}  writes "
+                      f"{r.get('writes', 0)}", flush=True)
+    rows = []
+    for name, rs in runs.items():
+        row = {"config": name, **{k: rs[-1].get(k) for k in FIELDS}}
+        row["seconds"] = statistics.median(r["seconds"] for r in rs)
+        row["seconds_each"] = [r["seconds"] for r in rs]
+        row["writes_each"] = [r.get("writes") for r in rs]
+        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
+        rows.append(row)
     return rows
 
 
@@ -76,23 +91,26 @@ def summarize(rows: list[dict], state_mb: float) -> dict:
     return {"best_disk": best["config"], "goals": {
         "memory 4 + disk within 1.3x the time of memory-only S=20":
             best["time_over_memory_s20"] <= 1.3,
-        "its peak RSS within 1 state (the copy being written) of memory-only S=4":
-            best["rss_over_memory_s4_states"] <= 1.0}}
+        "its peak RSS within half a state of memory-only S=4 (5 states)":
+            best["rss_over_memory_s4_states"] <= 0.5}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=1000)
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds; a configuration's time is its median")
     p.add_argument("--disk-dir", default=None)
     p.add_argument("--json", default="benchmarks/results/bench_pml_disk.json")
     args = p.parse_args(argv)
     state_mb = 4 * (args.size + 2) ** 2 * 8 / 1e6
-    rows = run_all(args.size, args.steps, args.disk_dir)
+    rows = run_all(args.size, args.steps, args.disk_dir, max(1, args.rounds))
     summary = summarize(rows, state_mb)
     print(json.dumps(summary["goals"]))
     write_results(args.json, {"machine": machine_info(), "size": args.size,
-                              "steps": args.steps, "state_mb": state_mb, "rows": rows,
+                              "steps": args.steps, "rounds": max(1, args.rounds),
+                              "state_mb": state_mb, "rows": rows,
                               **summary})
     return 0
 

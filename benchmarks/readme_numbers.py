@@ -113,6 +113,7 @@ def _pml_disk(r: Results) -> str:
     missed = [k for k, v in d["goals"].items() if not v]
     return (f"The PML gradient at {d['size']} x {d['size']} x {d['steps']} "
             f"(`benchmarks/bench_pml_disk.py`, {_machine(d)}, each run in a fresh process, "
+            f"median of {d.get('rounds', 1)} interleaved round(s), "
             f"states of {d['state_mb']:.0f} MB): memory-only Treeverse S = 20 takes "
             f"{by['memory S=20']['seconds']:.1f} s ({by['memory S=20 in-place']['seconds']:.1f} s "
             f"in the in-place game), S = 4 {by['memory S=4']['seconds']:.1f} s; with 4 states in "

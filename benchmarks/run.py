@@ -48,7 +48,7 @@ SUITE: dict[str, tuple[list[str], list[str], tuple[int, int]]] = {
     "bench_torch": (["--quick"], [], (600, 3600)),
     "bench_online": (["--quick"], [], (600, 3600)),
     "bench_twolevel": ([], [], (600, 3600)),
-    "bench_pml_disk": (["--size", "300", "--steps", "500"], [], (600, 3600)),
+    "bench_pml_disk": (["--size", "300", "--steps", "500", "--rounds", "1"], [], (600, 3600)),
     "bench_gpu": (["--size", "250", "--steps", "2000"], [], (600, 3600)),
 }
 NEEDS_GPU = {"bench_gpu"}

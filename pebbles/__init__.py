@@ -78,7 +78,16 @@ from ._registry import (
 )
 from ._reversible import reversible_min_steps, reversible_optimal
 from ._simulator import Board, ChainCosts, SimulationResult, expand, simulate
-from ._storage import DiskFullError, DiskStore, IOCost, MemoryStore, Store, StoreError, measure_io
+from ._storage import (
+    DiskFullError,
+    DiskStore,
+    IOCost,
+    MemoryStore,
+    Store,
+    StoreError,
+    mapped_empty,
+    measure_io,
+)
 from ._tradeoff import S_CAP as TRADEOFF_S_CAP
 from ._tradeoff import X_MAX, memory_ratio, online_overhead, tradeoff_curves
 from ._treeverse import paper_tau, treeverse, treeverse_paper
@@ -107,6 +116,7 @@ __all__ = [
     "Store",
     "StoreError",
     "best_period",
+    "mapped_empty",
     "measure_io",
     "min_total_time",
     "periodic_disk",

@@ -61,7 +61,7 @@ from ._lowering import (
     SlotProgram,
     lower,
 )
-from ._storage import MemoryStore
+from ._storage import MemoryStore, mapped_empty
 from ._validation import check_int
 
 __all__ = ["CallbackError", "NonFiniteError", "ReplayResult", "replay"]
@@ -115,8 +115,11 @@ class ReplayResult:
     seconds : float
         Wall-clock time of the replay.
     peak_buffers : int
-        The most state-sized buffers held at once besides ``s_0``: live states
-        plus free buffers kept in the pool (never more than ``peak_states``).
+        The most state-sized buffers held at once besides ``s_0``: live states,
+        free buffers kept in the pool, and free buffers lent to a store that
+        ``borrows`` for the copies it is writing (never more than the program's
+        slots besides ``s_0``; a store's own copies, made when no buffer was
+        free, are not counted).
     allocations : int
         Steps that returned a new state (``step``); the others wrote into a
         pooled or working buffer (``step_into``).
@@ -165,6 +168,9 @@ class _Replay:
         self.peak_buffers = self.allocations = self.inplace_steps = 0
         self.writes = self.reads = 0
         self.store: Any = None
+        self.cap = prog.nslots - 1  # state buffers the program needs besides s_0
+        self.lends = False  # lend free buffers to the store for its copies
+        self.lent = 0  # buffers lent and not yet taken back
         self.held_states = T.Holdings()
         self.held_states.add(s0)
         self.retired: set[int] = set()
@@ -180,7 +186,40 @@ class _Replay:
     def held(self, transient: int) -> None:
         live = self.live + transient
         self.peak = max(self.peak, live)
-        self.peak_buffers = max(self.peak_buffers, live + len(self.pool))
+        self.peak_buffers = max(self.peak_buffers, live + len(self.pool) + self.lent)
+
+    def spare(self, transient: int) -> Any:
+        """A free buffer for a new state (counted in ``transient``), or None: allocate one.
+
+        A buffer lent to the store comes back once written; the replay waits for
+        one rather than allocate beyond the program's buffers.
+        """
+        if self.lent:
+            self.take_back(not self.pool and self.live + transient + self.lent > self.cap)
+        return self.pool.pop() if self.pool else None
+
+    def take_back(self, wait: bool) -> None:
+        """Return the buffers the store has written from to the pool."""
+        back = self.store.reclaim(wait)
+        self.lent -= len(back)
+        self.pool.extend(back[: max(0, self.pool_size - len(self.pool))])
+
+    def lend(self, s: np.ndarray) -> np.ndarray | None:
+        """A free buffer for the store's copy of ``s`` within the program's buffers, or
+        None (the store copies into memory of its own)."""
+        if not self.lends:
+            return None
+        if self.lent:
+            self.take_back(not self.pool and self.live + self.lent >= self.cap)
+        if self.pool:
+            buf = self.pool.pop()
+        elif self.live + self.lent < self.cap:
+            buf = mapped_empty(s.shape, s.dtype)
+        else:
+            return None
+        self.lent += 1
+        self.held(0)
+        return buf
 
     def free(self, s: Any) -> None:
         """The schedule no longer needs state ``s``: keep its buffer for reuse.
@@ -230,8 +269,8 @@ class _Replay:
         """``s_{i+1}`` in a new or pooled buffer; ``s`` is left as it was."""
         before = T.digest(s) if self.check_states else None
         self.steps += 1
-        if self.pool:
-            out = self.pool.pop()
+        out = self.spare(transient)
+        if out is not None:
             self.held(transient)
             self.into(i, s, out)
         else:
@@ -408,10 +447,14 @@ class _Replay:
                 raise PebblesTypeError(
                     f"a two-level schedule stores states on disk as NumPy arrays; the state of "
                     f"step {cell} is a {type(s).__name__}: pack it into one array")
-            self.store.put(cell, s)
+            buf = self.lend(s)
+            if buf is None:
+                self.store.put(cell, s)
+            else:
+                self.store.put(cell, s, into=buf)
             self.writes += 1
         elif op == OP_LOAD:
-            out = self.pool.pop() if self.pool else None
+            out = self.spare(1)
             self.slots[dst] = self.check("load", cell, self.store.get(cell, out=out))
             self.live += 1
             self.held(0)
@@ -596,6 +639,7 @@ def replay(
     r = _Replay(prog, s0, callbacks, bool(check_finite), pool_size, bool(check_states))
     own_store = store is None and prog.writes > 0
     r.store = MemoryStore() if own_store else store
+    r.lends = bool(getattr(r.store, "borrows", False)) and r.pool_size > 0
     if prog.writes and not hasattr(r.store, "put"):
         raise PebblesTypeError(f"store={store!r} must be a pebbles store (put/get/delete), "
                                f"e.g. pebbles.DiskStore(directory)")

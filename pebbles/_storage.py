@@ -21,6 +21,8 @@ for the ``write_cost`` / ``read_cost`` of the two-level schedules.
 from __future__ import annotations
 
 import errno
+import math
+import mmap
 import os
 import queue
 import re
@@ -33,11 +35,12 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ._errors import PebblesError, PebblesTypeError, PebblesValueError
 
-__all__ = ["DiskFullError", "DiskStore", "IOCost", "MemoryStore", "Store", "StoreError",
-           "measure_io"]
+__all__ = ["MAP_BYTES", "DiskFullError", "DiskStore", "IOCost", "MemoryStore", "Store",
+           "StoreError", "mapped_empty", "measure_io"]
 
 Key = int | str
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
@@ -67,6 +70,50 @@ class DiskFullError(StoreError):
         self.directory, self.needed = directory, needed
 
 
+#: Arrays of at least this many bytes get their own memory map in :func:`mapped_empty`.
+MAP_BYTES = 1 << 20
+
+
+def mapped_empty(shape: int | tuple[int, ...], dtype: DTypeLike = np.float64
+                 ) -> np.ndarray:
+    """An uninitialised C-ordered array in a private anonymous memory map of its own.
+
+    For state-sized buffers: their pages go back to the system the moment the
+    array is freed, so they neither stay resident as freed heap memory nor
+    leave holes in the C allocator's heap that make a later run's states land
+    above it (glibc serves blocks up to 32 MiB from its heap once one such
+    block was freed: one timing probe before a run then raised the run's peak
+    resident memory by a state). Like NumPy's large arrays, the map asks for
+    transparent huge pages (unless ``NUMPY_MADVISE_HUGEPAGE=0``). Arrays under
+    :data:`MAP_BYTES`, and every array where the platform has no anonymous
+    maps, come from ``np.empty``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pebbles import mapped_empty
+    >>> a = mapped_empty((4, 512, 512))
+    >>> a[...] = 1.0
+    >>> a.shape, a.dtype, a.flags.c_contiguous, a.flags.writeable, float(a.sum())
+    ((4, 512, 512), dtype('float64'), True, True, 1048576.0)
+    """
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(k) for k in shape)
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    if nbytes < MAP_BYTES or dtype.hasobject or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.empty(shape, dtype)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if _HUGE is not None:
+        buf.madvise(_HUGE)  # as NumPy does for its large arrays: faster kernels
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
+
+
+#: ``madvise`` flag of transparent huge pages, unless NumPy's own setting turns them off.
+_HUGE = (getattr(mmap, "MADV_HUGEPAGE", None)
+         if os.environ.get("NUMPY_MADVISE_HUGEPAGE", "1") != "0" else None)
+
+
 def _check_key(key: object) -> Key:
     if isinstance(key, bool) or not isinstance(key, (int, np.integer, str)):
         raise PebblesTypeError(f"key={key!r} must be an int or a str, got {type(key).__name__}")
@@ -80,12 +127,32 @@ class Store:
     """The storage protocol: ``put``, ``get``, ``delete``, ``close``; a context manager.
 
     Subclasses implement the four methods; ``with store:`` closes it on exit,
-    whatever the exit.
+    whatever the exit. A store that writes in the background may also take
+    buffers from its caller to hold the copies being written (``borrows``,
+    ``put(..., into=buffer)``, :meth:`reclaim`), so that an executor with free
+    state buffers adds no memory for them.
     """
 
-    def put(self, key: Key, array: np.ndarray) -> None:
-        """Keep a copy of ``array`` under ``key`` (the caller may reuse ``array`` at once)."""
+    #: Whether ``put`` accepts ``into=``: a free buffer of the caller's that the
+    #: store copies the state into and hands back through :meth:`reclaim`.
+    borrows: bool = False
+
+    def put(self, key: Key, array: np.ndarray, into: np.ndarray | None = None) -> None:
+        """Keep a copy of ``array`` under ``key`` (the caller may reuse ``array`` at once).
+
+        ``into`` (only where ``borrows``): a free C-contiguous buffer of the same
+        shape and dtype, lent for the copy; the caller must not touch it until
+        :meth:`reclaim` returns it.
+        """
         raise NotImplementedError
+
+    def reclaim(self, wait: bool = False) -> list[np.ndarray]:
+        """The buffers lent through ``put(..., into=)`` that the store is done with.
+
+        With ``wait``, first wait until at least one comes back, when any is
+        still in use. A store that never borrows returns ``[]``.
+        """
+        return []
 
     def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
         """Return the array kept under ``key``: a new array, or ``out`` filled with it."""
@@ -129,17 +196,24 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._data: dict[Key, np.ndarray] = {}
+        self._unused: list[np.ndarray] = []  # buffers lent to put: handed back unused
         self.bytes_written = self.bytes_read = 0
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def put(self, key: Key, array: np.ndarray) -> None:
+    def put(self, key: Key, array: np.ndarray, into: np.ndarray | None = None) -> None:
         key = _check_key(key)
         if key in self._data:
             raise StoreError(f"put({key!r}): the store already holds {key!r}; delete it first")
         self._data[key] = np.array(array, copy=True)
         self.bytes_written += self._data[key].nbytes
+        if into is not None:
+            self._unused.append(into)
+
+    def reclaim(self, wait: bool = False) -> list[np.ndarray]:
+        out, self._unused = self._unused, []
+        return out
 
     def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
         key = _check_key(key)
@@ -155,6 +229,7 @@ class MemoryStore(Store):
 
     def close(self) -> None:
         self._data.clear()
+        self._unused.clear()
 
 
 class DiskStore(Store):
@@ -168,12 +243,15 @@ class DiskStore(Store):
     keep : bool
         Leave the files (and the directory) in place at close.
     queue_size : int
-        Most copies held at once for writing, the one being written included:
-        ``put`` waits for a write to finish before it copies beyond that, and
-        copies into the buffer of a finished write of the same shape and dtype
-        when it was waiting for that write (a burst of writes allocates it once;
-        an idle store holds no copy), so the store adds at most ``queue_size``
-        states (of one shape) to the process's memory.
+        Most copies of its own the store holds at once for writing, the one
+        being written included: ``put`` waits for a write to finish before it
+        copies beyond that, and copies into the buffer of a finished write of
+        the same shape and dtype when it was waiting for that write (a burst of
+        writes allocates it once; an idle store holds no copy), so the store
+        adds at most ``queue_size`` states (of one shape) to the process's
+        memory. Copies into buffers lent with ``put(..., into=buffer)`` add no
+        memory and do not count: the executors lend their free state buffers
+        (:meth:`reclaim` hands each back once it is written).
 
     Examples
     --------
@@ -186,6 +264,8 @@ class DiskStore(Store):
     >>> a.tolist(), os.path.exists(folder)
     ([1.0, 1.0, 1.0], False)
     """
+
+    borrows = True
 
     def __init__(self, directory: str | os.PathLike | None = None, keep: bool = False, *,
                  queue_size: int = 2) -> None:
@@ -209,6 +289,9 @@ class DiskStore(Store):
         self._room = threading.Semaphore(queue_size)  # copies not yet written
         self._spares: list[np.ndarray] = []  # buffers of finished writes, for reuse
         self._waiting = 0  # puts waiting for room
+        self._returned: list[np.ndarray] = []  # lent buffers written, not yet reclaimed
+        self._lent = 0  # lent buffers queued or being written
+        self._back = threading.Condition(self._lock)  # a lent buffer came back
         self._queue_size = queue_size
         self._thread = threading.Thread(target=self._writer, name="pebbles-disk-store",
                                         daemon=True)
@@ -225,11 +308,40 @@ class DiskStore(Store):
         """The file that holds ``key``."""
         return os.path.join(self.directory, f"state-{_check_key(key)}.npy")
 
-    def put(self, key: Key, array: np.ndarray) -> None:
+    def put(self, key: Key, array: np.ndarray, into: np.ndarray | None = None) -> None:
         key = _check_key(key)
         self._raise_if_failed()
         if key in self._files:
             raise StoreError(f"put({key!r}): the store already holds {key!r}; delete it first")
+        if into is None:
+            self._take_room()
+            try:
+                copy = self._copy(array)
+            except BaseException:
+                self._room.release()  # nothing was queued
+                raise
+        else:
+            copy = _lent_copy(array, into)
+        done = threading.Event()
+        with self._lock:
+            self._files[key] = self.path(key)
+            self._pending[key] = done
+            self._lent += into is not None
+        self._queue.put((key, copy, done, into is not None))
+        self.bytes_written += copy.nbytes
+
+    def reclaim(self, wait: bool = False) -> list[np.ndarray]:
+        with self._back:
+            while wait and not self._returned and self._lent and self._error is None:
+                self._back.wait(0.05)
+            out, self._returned = self._returned, []
+        if self._error is not None:
+            self._reported = True
+            raise self._error
+        return out
+
+    def _take_room(self) -> None:
+        """Wait until the store may hold one more copy of its own."""
         with self._lock:
             self._waiting += 1
         try:
@@ -238,17 +350,6 @@ class DiskStore(Store):
         finally:
             with self._lock:
                 self._waiting -= 1
-        try:
-            copy = self._copy(array)
-        except BaseException:
-            self._room.release()  # nothing was queued
-            raise
-        done = threading.Event()
-        with self._lock:
-            self._files[key] = self.path(key)
-            self._pending[key] = done
-        self._queue.put((key, copy, done))
-        self.bytes_written += copy.nbytes
 
     def _copy(self, array: np.ndarray) -> np.ndarray:
         """A C-ordered copy of ``array``, in the buffer of a finished write when one fits
@@ -258,7 +359,7 @@ class DiskStore(Store):
                     if b.shape == array.shape and b.dtype == array.dtype]
             spare = self._spares.pop(fits[0]) if fits else None
         if spare is None:
-            return np.array(array, copy=True, order="C")
+            spare = mapped_empty(array.shape, array.dtype)
         np.copyto(spare, array)  # outside the lock: the writer needs it meanwhile
         return spare
 
@@ -289,6 +390,7 @@ class DiskStore(Store):
             self._queue.put(None)
             self._thread.join()
             self._spares.clear()
+            self._returned.clear()
         finally:
             if not self.keep:
                 self._free_all()
@@ -315,7 +417,7 @@ class DiskStore(Store):
             item = self._queue.get()
             if item is None:
                 return
-            key, array, done = item
+            key, array, done, lent = item
             item = None
             try:
                 if self._error is None:
@@ -325,10 +427,15 @@ class DiskStore(Store):
             finally:
                 with self._lock:
                     self._pending.pop(key, None)
-                    if self._waiting and len(self._spares) < self._queue_size:
+                    if lent:
+                        self._returned.append(array)  # back to its owner
+                        self._lent -= 1
+                    elif self._waiting and len(self._spares) < self._queue_size:
                         self._spares.append(array)  # a put waits: it copies into this
+                    self._back.notify_all()
                 del array
-                self._room.release()
+                if not lent:
+                    self._room.release()
                 done.set()
 
     def _write(self, key: Key, array: np.ndarray) -> None:
@@ -365,6 +472,20 @@ class DiskStore(Store):
             pass
 
 
+def _lent_copy(array: np.ndarray, into: np.ndarray) -> np.ndarray:
+    """``array`` copied into the lent buffer ``into``, which must fit it exactly."""
+    if not isinstance(into, np.ndarray) or into.shape != array.shape or \
+            into.dtype != array.dtype or not into.flags.c_contiguous or \
+            not into.flags.writeable or np.may_share_memory(into, array):
+        what = (f"shape {into.shape} and dtype {into.dtype}" if isinstance(into, np.ndarray)
+                else f"a {type(into).__name__}")
+        raise PebblesValueError(
+            f"into has {what} but the state has {array.shape} and {array.dtype}; lend a "
+            f"free, writeable, C-contiguous buffer like the state (not the state itself)")
+    np.copyto(into, array)
+    return into
+
+
 def _into(data: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     """``data`` copied into ``out`` (same shape and dtype), or into a new array."""
     if out is None:
@@ -392,7 +513,7 @@ def _read_npy(name: str, out: np.ndarray | None) -> np.ndarray:
             raise StoreError(f"{name} holds a Fortran-ordered or object array; the store "
                              f"writes C-ordered arrays of numbers only")
         if out is None:
-            out = np.empty(shape, dtype)
+            out = mapped_empty(shape, dtype)
         elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
             raise PebblesValueError(
                 f"out has shape {out.shape} and dtype {out.dtype} but the stored state has "
@@ -461,7 +582,10 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     if nbytes < 1:
         raise PebblesValueError(f"nbytes={nbytes} must be >= 1; pass the size of one state")
     most = max(1, PROBE_BYTES // nbytes)
-    data = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8)
+    data, rng = mapped_empty(nbytes, np.uint8), np.random.default_rng(0)
+    for at in range(0, nbytes, MAP_BYTES):  # no temporary of the state's size
+        data[at:at + MAP_BYTES] = rng.integers(0, 255, min(MAP_BYTES, nbytes - at),
+                                               dtype=np.uint8)
     with DiskStore(directory) as st:
         names: list[str] = []
         try:

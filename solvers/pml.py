@@ -441,7 +441,7 @@ class PMLSolver:
         self.mcol[[0, -1]] = 0.0
         self.grad_c = np.zeros(cfg.shape)
         self.grad_source = np.zeros(cfg.steps)
-        self._buffers = [np.empty((4, nxx, nyy)), np.empty((4, nxx, nyy))]
+        self._buffers = [pebbles.mapped_empty((4, nxx, nyy)), pebbles.mapped_empty((4, nxx, nyy))]
         self._turn = 0
         self._chooser: ThreadChooser | None = None
         #: A store whose background writes (``pebbles.Store.writing``) share the machine
@@ -482,14 +482,16 @@ class PMLSolver:
 
     def zero_state(self) -> np.ndarray:
         """The initial state of the experiment: everything at rest."""
-        return np.zeros((4, *self.cfg.shape))
+        s = _state_array(self.cfg)
+        s.fill(0.0)
+        return s
 
     def _fsrc(self, i: int) -> float:
         return float(self.source[i]) * self.cfg.dt ** 2
 
     def step(self, i: int, s: np.ndarray) -> np.ndarray:
         """Return ``s_{i+1}`` (a new array) from ``s_i``; step ``i`` adds ``f_{i+1} dt^2``."""
-        out = np.empty_like(s)
+        out = _state_array(self.cfg)
         self._run("step", kern.step_kernel, s, self.c, self.sig, self.tau, self.k, self.isrc,
                   self.jsrc, self._fsrc(i), out)
         return out
@@ -524,7 +526,8 @@ class PMLSolver:
 
     def loss_grad(self, s: np.ndarray) -> np.ndarray:
         """``d l_n / d s_n`` (the last term of the running loss)."""
-        g = np.zeros_like(s)
+        g = _state_array(self.cfg)
+        g.fill(0.0)
         self._add_misfit_grad(self.cfg.steps, s, g)
         return g
 
@@ -545,6 +548,12 @@ class PMLSolver:
         if i >= 1 and self.observed is not None:
             self._add_misfit_grad(i, s, out)
         return out, None
+
+
+def _state_array(cfg: PMLConfig) -> np.ndarray:
+    """A new uninitialised state, in memory of its own (:func:`pebbles.mapped_empty`):
+    freed, it goes back to the system at once, whatever the heap held before."""
+    return pebbles.mapped_empty((4, *cfg.shape))
 
 
 def forward(cfg: PMLConfig, c: np.ndarray, s0: np.ndarray | None = None,

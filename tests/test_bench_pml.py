@@ -177,3 +177,33 @@ def test_busy_loop_ends_by_itself(benches):
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
+
+
+def test_pml_disk_rounds_take_median_times_and_largest_rss(monkeypatch, tmp_path):
+    """bench_pml_disk runs every configuration once a round, interleaved; a row holds the
+    median time and the largest peak RSS; the goals are judged on those."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        bench = importlib.import_module("bench_pml_disk")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    calls = []
+
+    def fake(size, steps, extra):
+        calls.append(extra)
+        k = sum(1 for e in calls if e == extra)  # round of this configuration
+        disk = "two-level" in extra
+        return {"seconds": (30.0 if disk else 25.0) + k, "peak_rss_mb": 100.0 + k,
+                "forward_steps": 10, "peak_states": 5, "writes": 3 if disk else None}
+
+    monkeypatch.setattr(bench, "run_one", fake)
+    rows = bench.run_all(8, 10, str(tmp_path), rounds=3)
+    names = list(bench.CONFIGS)
+    assert [bench.CONFIGS[n] == c[: len(bench.CONFIGS[n])] for n, c in
+            zip(names * 3, calls, strict=True)] == [True] * 15  # round by round, in order
+    by = {r["config"]: r for r in rows}
+    assert by["memory S=4"]["seconds_each"] == [26.0, 27.0, 28.0]
+    assert by["memory S=4"]["seconds"] == 27.0 and by["memory S=4"]["peak_rss_mb"] == 103.0
+    goals = bench.summarize(rows, state_mb=10.0)["goals"]
+    assert by["memory 4 + disk"]["time_over_memory_s20"] == pytest.approx(32.0 / 27.0)
+    assert list(goals.values()) == [True, True]

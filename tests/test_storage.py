@@ -360,3 +360,64 @@ def test_queue_size_bounds_the_copies_held_for_writing(monkeypatch):
             st.put(k, np.full(4, float(k)))
             assert written == list(range(k)), "put waited for every earlier write"
         assert [st.get(k)[0] for k in range(3)] == [0.0, 1.0, 2.0]
+
+
+def test_lent_buffers_come_back_after_their_write_and_take_no_room(monkeypatch):
+    """put(..., into=buf) copies into the caller's buffer, adds no copy of the store's
+    own (queue_size does not hold it back) and reclaim() returns buf once written."""
+    gate = threading.Event()
+    real = DiskStore._write
+
+    def held(self, key, array):
+        gate.wait(5)
+        real(self, key, array)
+
+    monkeypatch.setattr(DiskStore, "_write", held)
+    bufs = [np.empty(4), np.empty(4)]
+    with DiskStore(queue_size=1) as st:
+        assert st.borrows and not MemoryStore.borrows
+        for k, b in enumerate(bufs):
+            st.put(k, np.full(4, float(k)), into=b)  # neither waits for the held write
+            assert b[0] == float(k)
+        assert st.reclaim() == [] and st.writing
+        gate.set()
+        back = st.reclaim(wait=True)
+        while len(back) < 2:
+            back += st.reclaim(wait=True)
+        assert {id(b) for b in back} == {id(b) for b in bufs}
+        assert [st.get(k)[0] for k in range(2)] == [0.0, 1.0]
+        assert st.reclaim(wait=True) == []  # nothing lent: no wait
+
+
+def test_a_lent_buffer_that_does_not_fit_is_refused():
+    with DiskStore() as st:
+        for bad in (np.empty(3), np.empty(4, np.float32), np.empty(8)[::2], [0.0] * 4):
+            with pytest.raises(ValueError, match="into has"):
+                st.put(1, np.zeros(4), into=bad)
+        a = np.zeros(4)
+        with pytest.raises(ValueError, match="not the state itself"):
+            st.put(1, a, into=a)
+        assert len(st) == 0
+
+
+def test_memory_store_hands_a_lent_buffer_back_unused():
+    buf = np.empty(2)
+    with MemoryStore() as st:
+        st.put(1, np.ones(2), into=buf)
+        assert st.reclaim() == [buf]
+        assert st.reclaim() == [] and st.get(1).tolist() == [1.0, 1.0]
+
+
+def test_reclaim_raises_the_writer_error_instead_of_waiting(tmp_path, monkeypatch):
+    def broken(self, key, array):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(DiskStore, "_write", broken)
+    st = DiskStore(tmp_path / "d")
+    st.put(1, np.zeros(3), into=np.empty(3))
+    with pytest.raises(StoreError, match="I/O error"):
+        for _ in range(500):  # the error may come after the first reclaim
+            st.reclaim(wait=True)
+            threading.Event().wait(0.01)
+    st.close()
+    assert not (tmp_path / "d").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import threading
 import weakref
 
 import numpy as np
@@ -90,3 +91,67 @@ def test_pytree_states_and_bad_stores_are_refused():
     with pytest.raises(TypeError, match="NumPy arrays"):
         pebbles.replay(s, None, (S0, S0), lambda i, x: (A @ x[0], x[1].copy()),
                        lambda i, x, g: (g, None), lambda x: (W.copy(), W.copy()))
+
+
+class _Tracked(np.ndarray):
+    """State buffers of one test: each new one (not a view) is remembered weakly."""
+
+    live: list = []
+
+    def __array_finalize__(self, obj):
+        if self.base is None:
+            _Tracked.live.append(weakref.ref(self))
+
+
+class _SlowCountingStore(DiskStore):
+    """A disk store whose writes take a while and that counts its own copies."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.own = self.waits = 0
+
+    def put(self, key, array, into=None):
+        self.own += into is None
+        super().put(key, array, into=into)
+
+    def reclaim(self, wait=False):
+        self.waits += wait
+        return super().reclaim(wait)
+
+    def _write(self, key, array):
+        threading.Event().wait(0.02)
+        super()._write(key, array)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_the_store_copies_into_free_state_buffers_and_adds_none(tmp_path, inplace):
+    """With step_into, every copy being written sits in a free buffer of the replay's,
+    so the state buffers alive never exceed the program's slots besides s_0, even when
+    the writes lag behind (the replay then waits for a buffer)."""
+    n = 150
+    s = pebbles.schedule("two-level", n, budget=3, write_cost=1.5, read_cost=0.5,
+                         inplace=inplace)
+    cap = pebbles.lower(s).nslots - 1
+    _Tracked.live = []
+    most = [0]
+
+    def alive():
+        most[0] = max(most[0], sum(r() is not None for r in _Tracked.live))
+
+    def step(i, x):
+        alive()
+        out = _Tracked(x.shape)
+        out[...] = A @ x + 0.01 * i
+        return out
+
+    def step_into(i, x, out):
+        alive()
+        out[...] = A @ x + 0.01 * i
+
+    with _SlowCountingStore(tmp_path / "d", queue_size=1) as store:
+        r = run(s, step=step, step_into=step_into, store=store)
+        assert store.own == 0 and store.waits > 0 and r.writes > 0
+    assert 0 < most[0] <= cap and r.peak_buffers <= cap
+    ref = run(pebbles.schedule("store-all", n))
+    assert np.array_equal(r.grad_s0, ref.grad_s0) and np.array_equal(r.grad_theta,
+                                                                    ref.grad_theta)
