@@ -209,14 +209,11 @@ class _Replay:
         None (the store copies into memory of its own)."""
         if not self.lends:
             return None
-        if self.lent:
-            self.take_back(not self.pool and self.live + self.lent >= self.cap)
-        if self.pool:
-            buf = self.pool.pop()
-        elif self.live + self.lent < self.cap:
+        buf = self.spare(1)  # the copy counts as one more buffer
+        if buf is None:
+            if self.live + self.lent >= self.cap:
+                return None
             buf = mapped_empty(s.shape, s.dtype)
-        else:
-            return None
         self.lent += 1
         self.held(0)
         return buf

@@ -441,7 +441,7 @@ class PMLSolver:
         self.mcol[[0, -1]] = 0.0
         self.grad_c = np.zeros(cfg.shape)
         self.grad_source = np.zeros(cfg.steps)
-        self._buffers = [pebbles.mapped_empty((4, nxx, nyy)), pebbles.mapped_empty((4, nxx, nyy))]
+        self._buffers = [_state_array(cfg), _state_array(cfg)]
         self._turn = 0
         self._chooser: ThreadChooser | None = None
         #: A store whose background writes (``pebbles.Store.writing``) share the machine
