@@ -12,17 +12,19 @@ It also registers the ``bench`` marker and puts it on every test in a
 ``tests/test_bench_*.py`` file: the smoke tests of the scripts in ``benchmarks/``.
 They run by default (CI runs them); ``pytest -m "not bench"`` leaves them out.
 The ``read_svg`` fixture tells figure tests what a saved SVG shows (ids of drawn
-artists, marker counts, texts).
+artists, marker counts, texts); ``load_bench`` imports a script of ``benchmarks/``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from xml.etree import ElementTree
 
 import pytest
@@ -93,3 +95,20 @@ def read_svg():
                           sum(1 for el in root.iter() if el.tag.endswith("}image")))
 
     return read
+
+
+BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+
+
+@pytest.fixture(scope="session")
+def load_bench():
+    """``load_bench(name)``: the module ``benchmarks/<name>.py``, imported with
+    ``benchmarks/`` on ``sys.path`` for the import only (the scripts import ``_common``)."""
+    def load(name: str) -> ModuleType:
+        sys.path.insert(0, BENCHMARKS)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(BENCHMARKS)
+
+    return load

@@ -3,14 +3,11 @@ benchmarks/report.py reads, gradient agreement of every method, and the goal log
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 N = 60
 
 OURS = ["primal", "forward", "store-all", "treeverse S=10", "treeverse S=10 (generic executor)",
@@ -21,12 +18,8 @@ RECORD_KEYS = {"method", "status", "seconds", "ratio_to_primal", "peak_states", 
 
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        yield importlib.import_module("bench_lorenz")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def bench(load_bench):
+    return load_bench("bench_lorenz")
 
 
 def run_main(bench, tmp_path, *extra: str) -> dict:

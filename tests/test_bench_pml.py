@@ -4,15 +4,10 @@ bookkeeping, and JAX's gradient against ours."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 KERNEL_KEYS = {"kernel", "size", "best_ms", "median_ms", "bytes", "gb_s", "of_copy"}
 FIG5_KEYS = {"schedule", "n", "size", "predicted_forward_steps", "predicted_peak_pebbles",
@@ -24,12 +19,8 @@ FULL_KEYS = {"size", "n", "pebbles", "game", "seconds", "peak_rss_mb", "forward_
 
 
 @pytest.fixture(scope="module")
-def benches():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        yield importlib.import_module("bench_pml"), importlib.import_module("bench_pml_jax")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def benches(load_bench):
+    return load_bench("bench_pml"), load_bench("bench_pml_jax")
 
 
 def test_kernels_and_full(benches, tmp_path):
@@ -179,14 +170,10 @@ def test_busy_loop_ends_by_itself(benches):
         proc.kill()
 
 
-def test_pml_disk_rounds_take_median_times_and_largest_rss(monkeypatch, tmp_path):
+def test_pml_disk_rounds_take_median_times_and_largest_rss(monkeypatch, tmp_path, load_bench):
     """bench_pml_disk runs every configuration once a round, interleaved; a row holds the
     median time and the largest peak RSS; the goals are judged on those."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        bench = importlib.import_module("bench_pml_disk")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    bench = load_bench("bench_pml_disk")
     calls = []
 
     def fake(size, steps, extra):

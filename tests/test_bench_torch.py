@@ -4,24 +4,14 @@ timing interleaves the rows of a level, and the time goal is judged on it."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        yield importlib.import_module("bench_torch")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def bench(load_bench):
+    return load_bench("bench_torch")
 
 
 def test_fitted_takes_the_next_limit_when_the_full_measurement_does_not_fit(bench,
