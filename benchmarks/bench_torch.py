@@ -60,7 +60,7 @@ THRESHOLD = "32768"
 # come out a MiB or more above the next ones); torch's rows and pebbles' alike.
 PEAK_REPEAT = 2
 # The bisection of fitted() tries memory limits up to REACH times torch's measured peak: the
-# model's bytes and the measured peak differ by up to a fifth either way (docs/torch.md).
+# model's bytes lie below the limit (levels) and the measured peak above the model's bytes.
 REACH = 1.5
 if os.environ.get("MALLOC_MMAP_THRESHOLD_") != THRESHOLD and __name__ == "__main__":
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=THRESHOLD)
@@ -201,8 +201,9 @@ def fitted(target: dict, label: str, make: Callable[[float], Callable[[], torch.
     measurement at the largest limit that fit; when that measurement no longer fits
     (peaks vary by a MiB between measurements), the next largest that fit, up to three
     (None when even the lower bound does not fit). The limit counts what the model
-    counts (stored outputs, kept graphs); the measured peak adds the parameter gradients
-    and temporaries, hence the search."""
+    counts (stored outputs, kept graphs, the parameter gradients made so far, the
+    cotangents in use); the measured peak adds the autograd temporaries of the
+    backward step in progress, hence the search."""
     def fits(m: float) -> bool:
         fn = make(m)
         return peak_bytes(lambda: fn().sum().backward(), params) <= target["peak_bytes"]
@@ -254,7 +255,8 @@ def bench_mlp(args: argparse.Namespace) -> dict:
     torch_rows = [run("torch checkpoint_sequential", lambda k=k: torch_sequential(
         net, k, x, use_reentrant=False), segments=k) for k in args.segments]
     costs = profile_layers(net, x)
-    total = float(costs.sizes[1:].sum() + costs.graph.sum())
+    total = float(costs.sizes[1:].sum() + costs.graph.sum() + costs.grads.sum()
+                  + 2 * costs.cotangents.max())
     least = hetero_min_memory(costs)
 
     def make(m: float) -> Callable[[], torch.Tensor]:

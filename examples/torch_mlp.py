@@ -1,9 +1,12 @@
 """A 100-layer MLP of unequal widths under a memory limit for its stored activations.
 
 ``pebbles.torch.checkpoint_sequential(net, x, memory=M)`` profiles each layer once
-(time and output bytes), solves the heterogeneous chain exactly (Beaumont et al.
-2019, the dynamic programme of ``pebbles.hetero_optimal``) and runs the schedule, storing
-at most ``M`` bytes of layer outputs. The script compares layer evaluations with
+(time, output bytes, graph bytes, parameter gradient bytes), solves the heterogeneous
+chain exactly (Beaumont et al. 2019, the dynamic programme of
+``pebbles.hetero_optimal``) and runs the schedule, holding at most ``M`` bytes of layer
+outputs, kept graphs and the parameter gradients made so far. The limit here is a
+fraction of all layer outputs plus every parameter's gradient (they are all held by
+the end of the backward pass). The script compares layer evaluations with
 ``torch.utils.checkpoint.checkpoint_sequential`` at 10 segments, checks the
 gradient against plain autograd and runs a few SGD steps.
 
@@ -66,9 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     x = torch.randn(args.batch, widths[0])
     costs = profile_layers(net, x)
     runs(net)
-    memory = args.fraction * costs.sizes[1:].sum()
+    memory = args.fraction * costs.sizes[1:].sum() + costs.grads.sum()
     print(f"layer outputs: {costs.sizes[1:].min() / 2**10:.0f}-{costs.sizes[1:].max() / 2**10:.0f}"
-          f" KiB, {costs.sizes[1:].sum() / 2**20:.1f} MiB in all; limit {memory / 2**20:.2f} MiB")
+          f" KiB, {costs.sizes[1:].sum() / 2**20:.1f} MiB in all; parameter gradients "
+          f"{costs.grads.sum() / 2**20:.1f} MiB; limit {memory / 2**20:.2f} MiB")
 
     net(x).sum().backward()
     want = [p.grad.clone() for p in net.parameters()]

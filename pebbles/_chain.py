@@ -71,6 +71,24 @@ or all ``inf`` gives exactly the schedules without kept graphs; ``graph=0``
 (a graph that saves only the step's input and output) covers what the
 ``tape=True`` model below saves, with replays now counted.
 
+Held gradients (``ChainCosts.grads``, ``ChainCosts.cotangents``). Backward
+step ``i`` may make memory that stays held until the end (the gradients of the
+parameters it is the last to use, ``grads[i]``) and makes the cotangent of
+``s_i`` (``cotangents[i]``), held until backward step ``i-1`` has used it. While
+cells ``< j`` are reversed, ``H(j) = grads[j] + ... + grads[n-1] + cotangents[j]``
+bytes are held (``H(n) = 0``: like ``s_0``, the caller's cotangent of ``s_n`` is
+not counted), and paint ``i`` holds ``X(i) = cotangents[i+1]`` more while it runs.
+Counting ``m`` as the room there would be without them (the limit less the
+stored states) keeps the recursion as it is; only the tests that something fits
+change: a walk in ``C(i, j, m)`` needs ``walk(i, k) + H(j) <= m``, a paint ``i``
+(base case, or served by a kept graph) its bytes ``+ H(i) + X(i) <= m``, a tape
+in ``C(i, j, m)`` its bytes ``+ H(j) <= m``. The tables gain the walks' peaks
+``W[i, d]`` and the split one mask, about 15-40 % more time. Optimal among
+persistent schedules (an exhaustive enumeration of those agrees on small
+chains); the search over all schedules is lower on a few small chains near the
+least memory (13 of 1200 in a random sample, n <= 6), where dropping a
+checkpoint before the gradients grow and recomputing it pays.
+
 Memory levels. Memory is counted in units of a quantum ``q``: ``m`` takes the
 values ``0..M`` and size ``s`` costs ``ceil(s / q)`` units. When the sizes and
 the limit are integers whose greatest common divisor ``g`` gives
@@ -80,7 +98,9 @@ schedule is still feasible under the true limit but may be up to one quantum
 a stored state from optimal. The schedule is exact whenever every size and
 the limit are multiples of the quantum. A walk's two states are rounded as one
 sum, so every limit of at least :func:`hetero_min_memory` bytes stays
-finishable.
+finishable; with ``grads`` or ``cotangents`` (held bytes are rounded apart from
+the states and walks they add to), a limit within a few quanta of it may need
+more levels, as the error then says.
 
 Complexity: ``O(n^3 M / 6)`` additions and comparisons (for every segment
 length, one vectorised NumPy min over the split point, all start cells and all
@@ -119,14 +139,17 @@ _PLACE, _REMOVE, _PAINT, _FORWARD, _TAPE = (MoveKind.PLACE, MoveKind.REMOVE, Mov
 
 
 def hetero_min_memory(costs: ChainCosts) -> float:
-    """Fewest bytes with which any schedule finishes the chain.
+    """Fewest bytes with which the schedule that recomputes every state from ``s_0``
+    finishes the chain; :func:`hetero_optimal` finishes with any limit of at least that.
 
-    Every ``s_{l+1}`` with ``l + 1 <= n - 1`` is computed from ``s_l`` while both
-    are held, so ``max(sizes[1], sizes[l] + sizes[l+1] for 1 <= l <= n - 2)``
-    bytes are needed (``0`` for ``n = 1``), and recomputing from ``s_0`` for
-    every backward step needs no more. With ``costs.graph``, backward step l
-    also holds ``s_l`` (``l >= 1``), ``s_{l+1}`` and the graph of step l at once
-    (kept or replayed), for every l whose graph is finite.
+    Recomputing ``s_l`` from ``s_0`` holds ``s_1``, then ``s_c`` and ``s_{c+1}`` for
+    ``c < l`` (every schedule computes each pair at least once, so needs the most
+    of these when nothing else is held); backward step ``l`` holds ``s_l`` (``l >= 1``)
+    and, with ``costs.graph``, ``s_{l+1}`` and the graph of step ``l`` (kept or
+    replayed, where that graph is finite). With ``costs.grads``, the gradients of
+    steps ``>= l`` are held during backward step ``l`` (every schedule needs that
+    much) and those of steps ``> l`` while ``s_l`` is recomputed (a schedule that
+    keeps ``s_l`` from earlier on instead may need a little less).
 
     Examples
     --------
@@ -135,37 +158,54 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     >>> from pebbles._chain import hetero_min_memory
     >>> hetero_min_memory(ChainCosts(np.ones(5), np.ones(5), np.full(6, 8.0)))
     16.0
+    >>> hetero_min_memory(ChainCosts(np.ones(3), np.ones(3), np.full(4, 8.0),
+    ...                              grads=np.array([4.0, 2.0, 8.0])))  # paint 1: s_1, 2 + 8
+    18.0
     """
     s, n, g = costs.sizes, costs.n, costs.graph
-    pairs = s[1:n - 1] + s[2:n]
-    need = 0.0 if n == 1 else float(max(s[1], pairs.max(initial=0.0)))
+    held = _held(costs)
+    held = np.zeros(2 * n + 1) if held is None else held
+    walks = np.maximum.accumulate(np.concatenate(([0.0, s[1]], s[1:n - 1] + s[2:n])))[:n]
+    paint = s[:n] * (np.arange(n) > 0) + held[n + 1:]
     if g is not None:
-        paint = s[:n] * (np.arange(n) > 0) + s[1:] + g
-        need = max(need, float(paint[np.isfinite(paint)].max(initial=0.0)))
-    return need
+        replay = s[1:] + g
+        paint = paint + np.where(np.isfinite(replay), replay, 0.0)
+    return float(max((walks + held[1:n + 1]).max(), (paint + held[:n]).max()))
 
 
 def _quantum(sizes: np.ndarray, memory: float, levels: int,
-             graph: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, Any]:
-    """(units of each state, units of each walk pair, memory in units, tape units).
+             graph: np.ndarray | None = None,
+             held: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, int, Any, Any, Any]:
+    """(units of each state, units of each walk pair, memory in units, tape units,
+    held units, paint units).
 
     ``units[c] = ceil(sizes[c] / q)`` (``units[0] = 0``: s_0 is not counted);
     ``pairs[c] = ceil((sizes[c - 1] + sizes[c]) / q)`` for ``2 <= c <= n``, the peak
     of a walk step from ``s_{c-1}`` to ``s_c``, rounded as one sum (a pair that fits
     in ``memory`` bytes fits in ``M`` units). With kept graphs, ``tunits[i]`` is
     ``tape i+1``'s ``ceil((sizes[i+1] + graph[i]) / q)``, also one sum, and
-    ``M + 1`` (never fits) where ``graph[i]`` is inf; else ``tunits`` is None.
+    ``M + 1`` (never fits) where ``graph[i]`` is inf; else ``tunits`` is None. With
+    ``held`` (:func:`_held`: ``H(0..n)`` then ``X(0..n-1)``), ``hunits[j]`` is
+    ``H(j)`` rounded up; else None. ``paints[i]``: what paint ``i`` holds besides
+    ``s_i``, its replay (``sizes[i+1] + graph[i]`` where finite) plus ``H(i) + X(i)``,
+    rounded up as one sum (0 when there is neither).
     """
     n = len(sizes) - 1
     pair_bytes = np.concatenate(([0.0, 0.0], sizes[1:n] + sizes[2:]))
-    if graph is None:
-        units, pairs, mmax = _units(sizes, pair_bytes, memory, levels)
-        return units, pairs, mmax, None
-    finite = np.isfinite(graph)
-    tapes = sizes[1:] + np.where(finite, graph, 0.0)
-    units, pairs, mmax = _units(sizes, np.concatenate((pair_bytes, tapes)), memory, levels)
-    tunits = np.where(finite, pairs[n + 1:], mmax + 1)
-    return units, pairs[:n + 1], mmax, tunits
+    finite = None if graph is None else np.isfinite(graph)
+    extra = [pair_bytes]
+    if graph is not None:
+        extra.append(sizes[1:] + np.where(finite, graph, 0.0))
+    replay = np.zeros(n) if graph is None else np.where(finite, extra[-1], 0.0)
+    if held is not None:
+        extra += [held[:n + 1], replay + held[:n] + held[n + 1:]]
+    units, pairs, mmax = _units(sizes, np.concatenate(extra), memory, levels)
+    tunits = None if graph is None else np.where(finite, pairs[n + 1:2 * n + 1], mmax + 1)
+    hunits = None if held is None else pairs[len(pairs) - 2 * n - 1:len(pairs) - n]
+    paints = 0 if tunits is None and held is None else (
+        pairs[len(pairs) - n:] if held is not None else np.where(finite, tunits, 0))
+    return units, pairs[:n + 1], mmax, tunits, hunits, paints
 
 
 def _units(sizes: np.ndarray, pair_bytes: np.ndarray, memory: float,
@@ -192,59 +232,79 @@ def _units(sizes: np.ndarray, pair_bytes: np.ndarray, memory: float,
 
 def _tables(fwd: np.ndarray, units: np.ndarray, pairs: np.ndarray, mmax: int,
             tape: bool = False, tunits: np.ndarray | None = None,
-            punits: Any = 0) -> tuple[Any, Any, Any]:
+            punits: Any = 0, hunits: Any = None) -> tuple[Any, Any, Any, Any]:
     """Fill ``E[i, d, m] = C(i, i+d, m) + F(i, i+d)`` (inf where the walk i -> i+d needs
     more than m) and ``D[j, d, m] = C(j-d, j, m - units[j-d])`` (inf where m is too small);
     with kept graphs (``tunits``) also ``K[i, d, m] = C(i, i+d, m)`` itself, for the
     kept-graph branch ``C(i, j, m) <= C(i+1, j, m - tunits[i])``; then
-    ``C(i, i+1, m) = 0`` needs ``m >= punits[i]`` (the replay's graph)."""
+    ``C(i, i+1, m) = 0`` needs ``m >= punits[i]`` (the replay's graph and what the
+    backward steps hold, :func:`_quantum`'s ``paints``). With ``hunits`` (``H``) also
+    ``W[i, d]``, the walk's peak units, for the walk's test against ``m - H(j)`` in the
+    split (:func:`_min_split`)."""
     n = fwd.shape[0]
     prefix = np.concatenate(([0.0], np.cumsum(fwd)))
     lev = np.arange(mmax + 1)
     e = np.full((n + 1, n + 1, mmax + 1), np.inf)
     d_ = np.full((n + 1, n + 1, mmax + 1), np.inf)
     kk = None if tunits is None else np.full((n + 1, n + 1, mmax + 1), np.inf)
+    w = None if hunits is None else np.zeros((n + 1, n + 1), dtype=np.int64)
     walk = units[1:, None].copy()  # peak units of the walk i -> i+1
     starts = np.arange(n)[:, None]
     first = 0.0 if tape else (prefix[1:] - prefix[:-1])[:, None]
     paint = np.zeros((n, 1), dtype=np.int64) + np.reshape(punits, (-1, 1))
+    if hunits is not None:
+        w[:n, 1] = walk[:, 0]
     e[:n, 1] = np.where(lev >= np.maximum(walk, paint), first, np.inf)
     d_[1:, 1] = np.where(lev >= units[:n, None] + paint, 0.0, np.inf)
     if kk is not None:
         kk[:n, 1] = np.where(lev >= paint, 0.0, np.inf)
     for d in range(2, n if kk is None else n + 1):
         m = n - d + 1
-        c = _min_split(e, d_, d, m)
+        c = _min_split(e, d_, d, m, w, hunits)
         if kk is not None:
-            c = np.minimum(c, _kept(kk, tunits, d, m, lev))
+            c = np.minimum(c, _kept(kk, tunits, d, m, lev, hunits, punits))
             kk[:m, d] = c
         walk = np.maximum(walk[:m], pairs[d:, None])
+        if w is not None:
+            w[:m, d] = walk[:, 0]
         e[:m, d] = np.where(lev >= walk, c + (prefix[d:] - prefix[:m])[:, None], np.inf)
         need = units[:m, None]
         d_[d:, d] = np.where(lev >= need, c[starts[:m], np.maximum(lev - need, 0)], np.inf)
-    return e, d_, kk
+    return e, d_, kk, w
 
 
-def _kept(kk: np.ndarray, tunits: Any, d: int, m: int, lev: np.ndarray) -> np.ndarray:
+def _kept(kk: np.ndarray, tunits: Any, d: int, m: int, lev: np.ndarray,
+          hunits: Any = None, punits: Any = None) -> np.ndarray:
     """Kept-graph branch of ``C(i, i+d, .)`` for ``i < m``: ``tape i+1`` (step i run with
     its graph, ``tunits[i]`` units: s_{i+1} and the graph), ``C(i+1, i+d)`` in what is
-    left, then ``paint i`` from the graph (no replay) and ``remove i+1``. The run costs
+    left, then ``paint i`` from the graph (no replay; the tape with ``H(i+d)`` held, the
+    paint with ``punits[i]``: :func:`_quantum`) and ``remove i+1``. The run costs
     ``forward[i]`` and the paint saves it: ``+ 0``."""
     idx = lev[None, :] - tunits[:m, None]
     vals = kk[np.arange(1, m + 1)[:, None], d - 1, np.maximum(idx, 0)]
-    return np.where(idx >= 0, vals, np.inf)
+    if hunits is None:
+        return np.where(idx >= 0, vals, np.inf)
+    held = np.maximum(punits[:m] - tunits[:m], hunits[d:d + m])
+    return np.where(idx >= held[:, None], vals, np.inf)
 
 
-def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int) -> np.ndarray:
+def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int, w: Any = None,
+               hunits: Any = None) -> np.ndarray:
     """``C(i, i+d, .)`` for ``i < m``: min over the split, in chunks of start cells that
-    keep the temporary array near 2 MB (cache-sized; about 3x faster than one big sum)."""
+    keep the temporary array near 2 MB (cache-sized; about 3x faster than one big sum).
+    With ``hunits``, the walk ``i -> k`` (``W[i, k-i]`` units) runs while ``H(i+d)`` is
+    held (:func:`_held`): splits whose walk then exceeds the level are inf."""
     out = np.empty((m, e.shape[2]))
     rows = max(1, 2**21 // ((d - 1) * e.shape[2] * 8))
     buf = np.empty((min(rows, m), d - 1, e.shape[2]))
+    lev = np.arange(e.shape[2])
     for lo in range(0, m, rows):
         hi = min(lo + rows, m)
         tmp = buf[:hi - lo]
         np.add(e[lo:hi, 1:d], d_[d + lo:d + hi, d - 1:0:-1], out=tmp)
+        if hunits is not None:
+            need = w[lo:hi, 1:d] + hunits[d + lo:d + hi, None]
+            np.putmask(tmp, lev[None, None, :] < need[:, :, None], np.inf)
         np.min(tmp, axis=1, out=out[lo:hi])
     return out
 
@@ -253,13 +313,17 @@ class _Plan:
     """The filled tables of one chain and limit, asked ``split`` and ``kept`` by the
     schedule's reconstruction (general chains: tables by start cell and length)."""
 
-    def __init__(self, e: np.ndarray, d_: np.ndarray, kk: Any, tunits: Any) -> None:
+    def __init__(self, e: np.ndarray, d_: np.ndarray, kk: Any, tunits: Any,
+                 w: Any = None, hunits: Any = None, punits: Any = 0) -> None:
         self.e, self.d_, self.kk, self.tunits = e, d_, kk, tunits
+        self.w, self.hunits, self.punits = w, hunits, punits
 
     def split(self, i: int, j: int, m: int) -> tuple[float, int]:
         """(C(i, j, m) over checkpoint splits, best first checkpoint k) for j > i + 1."""
         d = j - i
         cost = self.e[i, 1:d, m] + self.d_[j, d - 1:0:-1, m]
+        if self.hunits is not None:
+            cost = np.where(self.w[i, 1:d] + self.hunits[j] <= m, cost, np.inf)
         t = int(np.argmin(cost))
         return float(cost[t]), i + 1 + t
 
@@ -269,7 +333,10 @@ class _Plan:
 
     def kept(self, i: int, j: int, m: int) -> float:
         """C(i+1, j, m - tunits[i]): the kept-graph branch (inf when off or too big)."""
-        if self.tape_units(i) > m:
+        held = 0
+        if self.hunits is not None:
+            held = int(max(self.punits[i] - self.tape_units(i), self.hunits[j]))
+        if self.tape_units(i) + held > m:
             return math.inf
         return float(self.kk[i + 1, j - i - 1, m - self.tape_units(i)])
 
@@ -342,18 +409,18 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
            tape: bool = False) -> tuple[float, list[Move]]:
     """Optimal forward time and the moves, for a feasible memory limit."""
     n = costs.n
-    graph = _graph(costs)
-    if n == 1 and graph is None:
+    graph, held = _graph(costs), _held(costs)
+    if n == 1 and graph is None:  # _check_memory checked the one paint's need
         return 0.0, [Move(_PAINT, 0)]
-    units, pairs, mmax, tunits = _quantum(costs.sizes, memory, levels, graph)
-    if graph is not None and _is_uniform(costs):
+    units, pairs, mmax, tunits, hunits, punits = _quantum(costs.sizes, memory, levels, graph,
+                                                          held)
+    if graph is not None and held is None and _is_uniform(costs):
         plan, best = _uniform_plan(float(costs.forward[0]), int(units[-1]),
                                    int(pairs[-1]) if n > 1 else 0, int(tunits[0]), n, mmax)
     else:
-        punits = 0 if tunits is None else np.where(np.isfinite(graph), tunits, 0)
-        e, d_, kk = _tables(costs.forward, units, pairs, mmax, tape and graph is None, tunits,
-                            punits)
-        plan = _Plan(e, d_, kk, tunits)
+        e, d_, kk, w = _tables(costs.forward, units, pairs, mmax, tape and graph is None,
+                               tunits, punits, hunits)
+        plan = _Plan(e, d_, kk, tunits, w, hunits, punits)
         best = float(kk[0, n, mmax]) if kk is not None else plan.split(0, n, mmax)[0]
     if not math.isfinite(best):
         need = hetero_min_memory(costs)
@@ -369,6 +436,19 @@ def _graph(costs: ChainCosts) -> np.ndarray | None:
     """The kept-graph sizes, or None when no step may keep its graph (the old model)."""
     g = costs.graph
     return None if g is None or not np.isfinite(g).any() else g
+
+
+def _held(costs: ChainCosts) -> np.ndarray | None:
+    """What the backward steps hold, or None when nothing: ``H(j)`` for ``j = 0..n``, held
+    while cells ``< j`` are reversed (``G(j)``, the gradients made by paints ``j..n-1``,
+    and the cotangent of ``s_j``; ``H(n) = 0``), then ``X(i)`` for ``i = 0..n-1``, the
+    cotangent of ``s_{i+1}`` that paint ``i`` holds besides ``H(i)`` while it runs."""
+    n, g, c = costs.n, costs.grads, costs.cotangents
+    g = np.zeros(n) if g is None else g
+    c = np.zeros(n) if c is None else c
+    if not (g.any() or c.any()):
+        return None
+    return np.concatenate((np.cumsum(g[::-1])[::-1] + c, [0.0], c[1:], [0.0]))
 
 
 def _is_uniform(costs: ChainCosts) -> bool:
@@ -391,7 +471,8 @@ def _check_memory(costs: ChainCosts, memory: object, levels: object) -> tuple[fl
         raise PebblesValueError(
             f"memory={memory:g} bytes cannot finish the chain of n={costs.n} steps: some "
             f"step holds its input and output at once"
-            f"{'' if costs.graph is None else ' (and its graph, in its backward step)'} "
+            f"{'' if costs.graph is None else ' (and its graph, in its backward step)'}"
+            f"{'' if _held(costs) is None else ' with the gradients the backward steps hold'} "
             f"({need:g} bytes); pass memory >= {need:g}"
         )
     return memory, levels
@@ -483,8 +564,10 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     ``remove`` (0; not of a cell a kept graph holds) and ``paint``
     (``backward[a]``, or ``backward[a] - forward[a]`` from a kept graph) and,
     when ``costs.graph`` is given, ``tape`` (``forward[a-1]``, keeping the graph
-    of step a-1), whose result holds at most ``memory`` bytes on cells 1..n and in
-    kept graphs. A reference for tiny chains (up to ``4^n (n + 1)`` nodes).
+    of step a-1), whose result holds at most ``memory`` bytes on cells 1..n, in
+    kept graphs, in the ``costs.grads`` of the painted steps and in the cotangent of
+    the first painted cell (a paint counts its own and the one it frees). A
+    reference for tiny chains (up to ``4^n (n + 1)`` nodes).
 
     Examples
     --------
@@ -522,9 +605,11 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
 def _brute_moves(costs: ChainCosts, memory: float, board: tuple) -> list:
     """The boards one primitive move away from ``board``, with the moves' times."""
     n, f, b, s = costs.n, costs.forward, costs.backward, costs.sizes
-    g = costs.graph
+    g, grads, cot = costs.graph, *(np.zeros(n) if v is None else v
+                                   for v in (costs.grads, costs.cotangents))
     cells, painted, kept = board
-    held = sum(s[c] for c in cells) + sum(g[i] for i in kept)
+    held = sum(s[c] for c in cells) + sum(g[i] for i in kept) + grads[painted:].sum()
+    held += cot[painted] if painted < n else 0.0
     replay = 0.0  # a paint without a kept graph builds the step's output and graph again
     out = [((cells - {c}, painted, kept), 0.0) for c in cells
            if c not in kept and c - 1 not in kept]
@@ -538,7 +623,7 @@ def _brute_moves(costs: ChainCosts, memory: float, board: tuple) -> list:
     a = painted - 1
     if a >= 0 and g is not None and a not in kept and math.isfinite(g[a]):
         replay = s[a + 1] + g[a]
-    if a >= 0 and (a == 0 or a in cells) and held + replay <= memory:
+    if a >= 0 and (a == 0 or a in cells) and held + replay + grads[a] + cot[a] <= memory:
         served = a in kept
         out.append(((cells, a, kept - {a}), b[a] - f[a] * served))
     return [((frozenset(c), p, frozenset(k)), w) for (c, p, k), w in out]

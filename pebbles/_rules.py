@@ -67,7 +67,10 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
     graph of step i holds besides s_i and s_{i+1} (``tape i+1`` adds it, the
     paint it serves frees it; a paint that replays step i holds
     ``size[i+1] + size[n+1+i]`` for the moment; ``-1``: the graph is never kept
-    and its replay not counted; absent: 0 and not counted). With ``lower`` set,
+    and its replay not counted; ``-2`` or absent: 0 and not counted);
+    ``size[2n + 1 + i]``, when present, is what ``paint i`` adds for good (the
+    step's parameter gradients) and ``size[3n + 1 + i]`` the cotangent of s_i that it
+    makes, which the next paint holds and frees. With ``lower`` set,
     every memory pebble gets a slot (``slot[cell]``, free slots on the stack
     ``free``) and the slot program is appended to ``ops`` (five ints a row).
     Stops at the first broken rule,
@@ -156,9 +159,14 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 if len(bcost) > 0:
                     ft[FT_TIME] -= fcost[a]
                 if len(size) > n + 1:
-                    ft[FT_BYTES] -= size[n + 1 + a]
+                    ft[FT_BYTES] -= max(size[n + 1 + a], 0.0)
             elif len(size) > n + 1 and size[n + 1 + a] >= 0:  # replay with a graph
                 xbytes = size[a + 1] + size[n + 1 + a]
+            if len(size) > 2 * n + 1:  # parameter gradients made, then the cotangents
+                ft[FT_BYTES] += size[2 * n + 1 + a] + size[3 * n + 1 + a]
+                if a + 1 < n:  # s_{a+1}'s cotangent: held during the paint, then freed
+                    ft[FT_BYTES] -= size[3 * n + 2 + a]
+                    xbytes += size[3 * n + 2 + a]
             if lower:
                 _op(ops, st, OP_PAINT, slot[a], 0, a, 0)
                 st[ST_LPAINTS] += 1
@@ -227,12 +235,12 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 if a == n and st[ST_REACH] < 0:
                     st[ST_REACH] = st[ST_STEPS]
                 if kind == K_TAPE:
-                    if len(size) > n + 1 and size[n + a] < 0:
+                    if len(size) > n + 1 and size[n + a] == -1.0:
                         st[ST_CODE] = E_GRAPH_NEVER
                         return
                     occ[n + a] = 1
                     if len(size) > n + 1:
-                        ft[FT_BYTES] += size[n + a]
+                        ft[FT_BYTES] += max(size[n + a], 0.0)
                 if lower:
                     d = _alloc(st, free)
                     if d < 0:

@@ -109,6 +109,17 @@ class ChainCosts:
         backward step including the replay of step i, which a kept graph saves
         (a served paint costs ``backward[i] - forward[i]``), so with a graph
         every ``backward[i] >= forward[i]``.
+    grads : array (n,), optional
+        Memory that backward step i produces and that stays held until the end
+        of the reversal (the gradients of parameters that step i is the last
+        to use: :func:`pebbles.torch.profile_layers` measures them): ``paint i``
+        adds ``grads[i]``, counted during the paint itself. ``None`` (the
+        default): nothing is produced.
+    cotangents : array (n,), optional
+        Memory of the cotangent (gradient) of ``s_i``, ``i < n``: ``paint i``
+        makes it while it still holds that of ``s_{i+1}``, which it then frees
+        (``s_n``'s is the caller's and, like ``s_0``, not counted). ``None``
+        (the default): not counted.
 
     Examples
     --------
@@ -123,15 +134,21 @@ class ChainCosts:
     >>> r = pebbles.simulate(moves, 2, costs=g)
     >>> r.time, r.peak_bytes, r.taped
     (4.0, 24.0, 1)
+    >>> p = pebbles.ChainCosts(np.ones(3), np.full(3, 2.0), np.array([8, 8, 16, 8]),
+    ...                        grads=np.array([1.0, 0.0, 4.0]))
+    >>> pebbles.simulate(pebbles.store_all(3), 3, costs=p).peak_bytes  # 24 + grads[2]
+    28.0
     """
 
     forward: np.ndarray
     backward: np.ndarray
     sizes: np.ndarray
     graph: np.ndarray | None = None
+    grads: np.ndarray | None = None
+    cotangents: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("forward", "backward", "sizes", "graph"):
+        for name in _FIELDS:
             if getattr(self, name) is None:
                 continue
             value = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
@@ -143,12 +160,15 @@ class ChainCosts:
                     f"or inf), got shape={value.shape}{what}")
             object.__setattr__(self, name, value)
         n = len(self.forward)
-        if len(self.backward) != n or len(self.sizes) != n + 1 or (
-                self.graph is not None and len(self.graph) != n):
+        lengths = [None if v is None else len(v)
+                   for v in (self.graph, self.grads, self.cotangents)]
+        if len(self.backward) != n or len(self.sizes) != n + 1 or any(
+                k not in (None, n) for k in lengths):
             raise PebblesValueError(
-                f"ChainCosts needs len(forward) == len(backward) == len(graph) == n and "
-                f"len(sizes) == n + 1, got {len(self.forward)}, {len(self.backward)}, "
-                f"{None if self.graph is None else len(self.graph)}, {len(self.sizes)}")
+                f"ChainCosts needs len(forward) == len(backward) == len(graph) == "
+                f"len(grads) == len(cotangents) == n and len(sizes) == n + 1, got "
+                f"{len(self.forward)}, {len(self.backward)}, {lengths[0]}, {lengths[1]}, "
+                f"{lengths[2]}, {len(self.sizes)}")
         if self.graph is not None and np.any(self.backward < self.forward):
             i = int(np.argmax(self.backward < self.forward))
             raise PebblesValueError(
@@ -164,23 +184,31 @@ class ChainCosts:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ChainCosts):
             return NotImplemented
-        if (self.graph is None) != (other.graph is None):
-            return False
-        return all(np.array_equal(getattr(self, k), getattr(other, k))
-                   for k in ("forward", "backward", "sizes", "graph")
-                   if getattr(self, k) is not None)
+        mine, theirs = (tuple(getattr(c, k) for k in _FIELDS) for c in (self, other))
+        return all((a is None and b is None) or (
+            a is not None and b is not None and np.array_equal(a, b))
+            for a, b in zip(mine, theirs, strict=True))
 
     def __hash__(self) -> int:
-        graph = None if self.graph is None else self.graph.tobytes()
-        return hash((self.forward.tobytes(), self.backward.tobytes(), self.sizes.tobytes(),
-                     graph))
+        return hash(tuple(None if getattr(self, k) is None else getattr(self, k).tobytes()
+                          for k in _FIELDS))
 
     def _memory_sizes(self) -> np.ndarray:
-        """``sizes``, then ``graph`` with ``-1`` for inf (when given): the rule loop's
-        ``size`` array."""
-        if self.graph is None:
+        """The rule loop's ``size`` array: ``sizes``, then (when given) ``graph`` with
+        ``-1`` for inf, then (when either is given) ``grads`` and ``cotangents`` (0 for
+        the other), after a ``graph`` of ``-2`` (no graph model) where it is None."""
+        held = self.grads is not None or self.cotangents is not None
+        if self.graph is None and not held:
             return self.sizes
-        return np.concatenate((self.sizes, np.where(np.isinf(self.graph), -1.0, self.graph)))
+        graph = np.full(self.n, -2.0) if self.graph is None else np.where(
+            np.isinf(self.graph), -1.0, self.graph)
+        zero = np.zeros(self.n)
+        extra = () if not held else tuple(zero if v is None else v
+                                          for v in (self.grads, self.cotangents))
+        return np.concatenate((self.sizes, graph, *extra))
+
+
+_FIELDS = ("forward", "backward", "sizes", "graph", "grads", "cotangents")
 
 
 @dataclass(frozen=True, slots=True)

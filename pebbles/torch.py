@@ -34,6 +34,7 @@ Importing this module needs PyTorch (``pip install "pebble-games[torch]"``);
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -104,6 +105,7 @@ class _Chain:
         self.chained: set[int] = set()  # kept steps whose graph goes on from step i-1's
         self.last_kept: tuple = (-1, ())  # the last kept step and the state it returned
         self.owned: set[int] = set()  # parameter sums the backward pass made (in place ok)
+        self.input_grad: tuple[bool, ...] = ()  # which parts of s_0 get a gradient
 
     # -- one step ---------------------------------------------------------
     def call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -177,7 +179,7 @@ class _Chain:
             return t.detach()
 
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
-            xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
+            xi = self._leaves(i, xs)
             ys = self.call(i, xi)
         mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys, *self.params,
                                                          *self.grad_params)}
@@ -186,6 +188,13 @@ class _Chain:
         else:  # the step saves tensors of its own: replay it at its backward step instead
             self.tape_rows = {}
         return tuple(y.detach() for y in ys)
+
+    def _leaves(self, i: int, xs: tuple) -> tuple:
+        """Step i's input as graph leaves: those that get a gradient (not the parts of s_0
+        whose gradient nobody asked for, so backward step 0 makes none)."""
+        want = self.input_grad if i == 0 else (True,) * len(xs)
+        return tuple(t.detach().requires_grad_(_differentiable(t) and w)
+                     for t, w in zip(xs, want, strict=True))
 
     def _kept(self, i: int, xs: tuple) -> tuple:
         """Run step i with its graph, kept for backward step i (an OP_TAPE row: the
@@ -196,8 +205,7 @@ class _Chain:
         chain = (prev is not None and self.last_kept[0] == i - 1 and self.last_kept[1] is xs
                  and all(y.requires_grad for y in prev[1] if _differentiable(y)))
         with torch.enable_grad():
-            xi = prev[1] if chain else tuple(
-                t.detach().requires_grad_(_differentiable(t)) for t in xs)
+            xi = prev[1] if chain else self._leaves(i, xs)
             ys = self.call(i, xi)
         if chain:
             self.chained.add(i)
@@ -251,7 +259,7 @@ class _Chain:
                 xi = self.tapes.pop(k)[0]
         else:
             with torch.enable_grad():
-                xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
+                xi = self._leaves(i, xs)
                 ys = self.call(i, xi)
         pairs = [(y, g) for y, g in zip(ys, grads, strict=True)
                  if g is not None and y.requires_grad]
@@ -415,6 +423,7 @@ def _cuda_devices(tensors: Iterable[torch.Tensor]) -> list[int]:
 def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: bool) -> State:
     """Apply the checkpointed Function, or a plain loop when no gradient is wanted."""
     chain.was_tuple, chain.spec_n = was_tuple, xs
+    chain.input_grad = tuple(t.requires_grad for t in xs)
     wanted = torch.is_grad_enabled() and (
         any(t.requires_grad for t in xs) or len(chain.grad_params) > 0)
     if wanted:
@@ -449,23 +458,24 @@ def _program(moves: Any, n: int) -> SlotProgram:
 
 
 @functools.lru_cache(maxsize=16)
-def _hetero_program(forward: bytes, backward: bytes, sizes: bytes, graph: bytes | None,
-                    memory: float, levels: int, tape: bool) -> SlotProgram:
+def _hetero_program(fields: tuple[bytes | None, ...], memory: float, levels: int,
+                    tape: bool) -> SlotProgram:
     """The lowered heterogeneous optimum, solved once per costs and limit: a training loop
     calls checkpoint_sequential with the same ones every iteration, and the dynamic
-    programme's tables (O(n^2 levels)) should not add to every pass's peak memory."""
-    arrays = [np.frombuffer(b, dtype=np.float64) for b in (forward, backward, sizes)]
-    kept = None if graph is None else np.frombuffer(graph, dtype=np.float64)
-    costs = ChainCosts(*arrays, graph=kept)
+    programme's tables (O(n^2 levels)) should not add to every pass's peak memory. The
+    costs come as bytes (a copy: the caller may change its arrays afterwards)."""
+    costs = ChainCosts(*(None if b is None else np.frombuffer(b, dtype=np.float64)
+                         for b in fields))
     moves = list(hetero_optimal(costs, memory, levels=levels, tape=tape))
     return lower(moves, costs.n, frees=True)
 
 
 def _solve_costs(costs: ChainCosts, memory: float, levels: int, tape: bool) -> SlotProgram:
     """The cached heterogeneous optimum of ``costs`` (kept graphs only with ``tape``)."""
-    graph = costs.graph.tobytes() if tape and costs.graph is not None else None
-    return _hetero_program(costs.forward.tobytes(), costs.backward.tobytes(),
-                           costs.sizes.tobytes(), graph, float(memory), levels, bool(tape))
+    fields = tuple(None if v is None or (k == "graph" and not tape) else v.tobytes()
+                   for k, v in ((f.name, getattr(costs, f.name))
+                                for f in dataclasses.fields(costs)))
+    return _hetero_program(fields, float(memory), levels, bool(tape))
 
 
 def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: torch.Tensor,
@@ -564,7 +574,7 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     if graph_bytes is None:
         known = (*params, *_module_params(step), *_module_buffers(step))
         with torch.random.fork_rng(devices=_cuda_devices(_as_tuple("x0", x0)[0])):
-            graph_bytes = _graph_bytes(lambda x: step(0, x, *params), x0, known)
+            graph_bytes = _graph_bytes(lambda x: step(0, x, *params), x0, known)[0]
     if isinstance(graph_bytes, bool) or not isinstance(graph_bytes, (int, float)) or not (
             graph_bytes >= 0):
         raise PebblesValueError(f"graph_bytes={graph_bytes!r} must be a number of bytes >= 0")
@@ -596,7 +606,12 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     :class:`pebbles.ChainCosts`). The RNG state is left as it was.
     ``backward[i]`` is ``backward_ratio`` (at least 1) times ``forward[i]``: a
     backward step with the replay of its layer. ``sizes[0]`` is the input's
-    bytes.
+    bytes. ``grads[i]`` is the bytes of the gradients of the parameters (the
+    layer's own and ``params``, where they require grad) that layer i is the last
+    to use, found in its graph, whichever layer owns them: backward step i makes
+    them and they stay held until the backward pass ends. ``cotangents[i]`` is the
+    bytes of the floating-point parts of layer i's input (of the input's, those that
+    require grad): the gradient backward step i makes for it.
 
     Examples
     --------
@@ -606,6 +621,10 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     ...                    torch.ones(3, 4))
     >>> c.n, c.sizes.tolist(), c.graph.tolist()  # Tanh saves its output only
     (3, [48.0, 96.0, 96.0, 24.0], [0.0, 0.0, 0.0])
+    >>> c.grads.tolist()  # float32 weights and biases: (4 * 8 + 8) * 4, none, (8 * 2 + 2) * 4
+    [160.0, 0.0, 72.0]
+    >>> c.cotangents.tolist()  # the gradients of the layers' inputs (none for the input)
+    [0.0, 96.0, 96.0]
     """
     layers = _layers(functions)
     xs, was_tuple = _as_tuple("input", input)
@@ -613,13 +632,18 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
         raise PebblesValueError(
             f"backward_ratio={backward_ratio!r} must be a number >= 1: a backward step "
             f"includes the replay of its layer")
-    fwd, sizes, graph = [], [_nbytes(xs)], []
+    fwd, sizes, graph, last, cot = [], [_nbytes(xs)], [], {}, []
     devices = _cuda_devices(xs)
+    wrt = _unique(_chain_params(layers, params))  # what the backward steps differentiate
     with torch.random.fork_rng(devices=devices):
         x: Any = input
-        for layer in layers:
+        for i, layer in enumerate(layers):
             known = (*_params(params), *_module_params(layer), *_module_buffers(layer))
-            graph.append(_graph_bytes(layer, x, known))
+            nbytes, reached = _graph_bytes(layer, x, known)
+            graph.append(nbytes)
+            cot.append(_nbytes(tuple(t for t in _as_tuple("a layer's input", x)[0]
+                                     if _differentiable(t) and (i > 0 or t.requires_grad))))
+            last.update({id(p): (i, p) for p in wrt if id(p) in reached})
             _sync(devices)
             t0 = time.perf_counter()
             with torch.no_grad():
@@ -628,8 +652,19 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
             fwd.append(time.perf_counter() - t0)
             sizes.append(_nbytes(_as_tuple("a layer's output", x)[0]))
     f = np.array(fwd, dtype=np.float64)
+    grads = np.zeros(len(layers))
+    for i, p in last.values():  # a gradient is made by the last layer to use its parameter
+        grads[i] += _nbytes((p,))
     return ChainCosts(f, f * backward_ratio, np.array(sizes, dtype=np.float64),
-                      graph=np.array(graph, dtype=np.float64))
+                      graph=np.array(graph, dtype=np.float64), grads=grads,
+                      cotangents=np.array(cot, dtype=np.float64))
+
+
+def _chain_params(layers: list, params: Sequence[object]) -> tuple[torch.Tensor, ...]:
+    """``params`` and the parameters of the ``nn.Module`` layers: what the chain's backward
+    steps differentiate (those that require grad)."""
+    return _params(params) + tuple(
+        p for f in layers if isinstance(f, torch.nn.Module) for p in f.parameters())
 
 
 def _module_buffers(obj: object) -> tuple[torch.Tensor, ...]:
@@ -637,9 +672,11 @@ def _module_buffers(obj: object) -> tuple[torch.Tensor, ...]:
     return tuple(owner.buffers()) if isinstance(owner, torch.nn.Module) else ()
 
 
-def _graph_bytes(fn: Callable[[Any], Any], x: State, known: tuple[torch.Tensor, ...]) -> float:
+def _graph_bytes(fn: Callable[[Any], Any], x: State,
+                 known: tuple[torch.Tensor, ...]) -> tuple[float, set[int]]:
     """Bytes of the storages ``fn``'s graph saves, run on ``x`` with a graph, besides those
-    of its input, its output, ``known`` and leaves that require grad (parameters)."""
+    of its input, its output, ``known`` and leaves that require grad (parameters); and
+    the ids of those leaves the graph reaches (whose gradients its backward produces)."""
     xs, was_tuple = _as_tuple("a step's input", x)
     saved: dict[int, int] = {}
 
@@ -652,7 +689,26 @@ def _graph_bytes(fn: Callable[[Any], Any], x: State, known: tuple[torch.Tensor, 
         xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
         ys, _ = _as_tuple("a step's output", fn(xi if was_tuple else xi[0]))
     mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys, *known)}
-    return float(sum(b for ptr, b in saved.items() if ptr not in mine and ptr != 0))
+    nbytes = float(sum(b for ptr, b in saved.items() if ptr not in mine and ptr != 0))
+    return nbytes, _reached_leaves([y.grad_fn for y in ys])
+
+
+def _reached_leaves(roots: list) -> set[int]:
+    """Ids of the leaf tensors whose gradient accumulators the graph from ``roots``
+    reaches (each node visited once)."""
+    leaves: set[int] = set()
+    seen: set[int] = set()
+    todo = [r for r in roots if r is not None]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            leaves.add(id(variable))
+        todo += [nxt for nxt, _ in node.next_functions if nxt is not None]
+    return leaves
 
 
 def _sync(devices: list[int]) -> None:
@@ -697,13 +753,18 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         Most bytes held at once by stored layer outputs (the input excluded; a
         walk holds a layer's input and output) and, when ``costs.graph`` is
         known, by kept graphs and by the graph a backward step builds to
-        replay its layer: the least-time schedule of the heterogeneous chain
+        replay its layer, and, when ``costs.grads`` and ``costs.cotangents``
+        are known, by the parameter gradients the backward steps have made so
+        far (all of them by the end: the limit must hold them) and the
+        gradients of the layer outputs in use: the least-time schedule of the
+        heterogeneous chain
         whose layers may keep their graph (:mod:`pebbles._chain`), from
         ``costs`` or, by default, from :func:`profile_layers` (two extra
         forward passes, one with a graph).
     costs : ChainCosts, optional
         Measured costs to reuse instead of profiling (without ``graph``: the
-        model in which graphs are never kept and replays are not counted).
+        model in which graphs are never kept and replays are not counted;
+        without ``grads`` or ``cotangents``: those gradients are not counted).
     levels : int
         Memory levels of the dynamic programme (:mod:`pebbles._chain`).
     params : sequence of Tensor
@@ -750,14 +811,13 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         moves: Any = _schedule("treeverse", n, budget=budget)
     else:
         if costs is None:
-            costs = profile_layers(layers, input)
+            costs = profile_layers(layers, input, params=params)
         elif not isinstance(costs, ChainCosts) or costs.n != n:
             raise PebblesValueError(
                 f"costs={costs!r:.60} must be a pebbles.ChainCosts of n={n} layers; "
                 f"build it with profile_layers(functions, input)")
         moves = _solve_costs(costs, memory, levels, tape)
-    params = _params(params) + tuple(
-        p for f in layers if isinstance(f, torch.nn.Module) for p in f.parameters())
+    params = _chain_params(layers, params)
     chain = _Chain(lambda i, x: layers[i](x), (), params, _program(moves, n), spec=None,
                    rng=preserve_rng_state, devices=_cuda_devices((*xs, *params)), tape=tape)
     return _run(chain, xs, was_tuple)

@@ -30,16 +30,20 @@ def random_chain(rng: np.random.Generator, n: int, integer: bool = True) -> Chai
 def walk_measure(moves: list, costs: ChainCosts) -> tuple[float, float]:
     """(total time, peak bytes) by walking the expanded stream: an oracle for simulate."""
     f, b, s = costs.forward, costs.backward, costs.sizes
-    held, peak, time = set(), 0.0, 0.0
+    grads, cot = (np.zeros(costs.n) if v is None else v for v in (costs.grads, costs.cotangents))
+    held, peak, time, produced = set(), 0.0, 0.0, 0.0
     for kind, a, _ in pebbles.expand(moves):
+        incoming = 0.0
         if kind == MoveKind.PLACE:
             held.add(a)
             time += f[a - 1]
-            peak = max(peak, sum(s[c] for c in held))
         elif kind == MoveKind.REMOVE:
             held.discard(a)
         else:
             time += b[a]
+            incoming = cot[a + 1] if a + 1 < costs.n else 0.0
+            produced += grads[a] + cot[a] - incoming
+        peak = max(peak, sum(s[c] for c in held) + produced + incoming)
     return time, peak
 
 
@@ -319,5 +323,123 @@ def test_kept_graph_rules_and_costs():
             pebbles.simulate(stream, n, costs=costs, check_end=False)
     with pytest.raises(pebbles.PebblesValueError, match=r"backward\[0\]=0 < forward\[0\]=1"):
         ChainCosts(np.ones(n), np.zeros(n), np.ones(n + 1), graph=np.zeros(n))
-    with pytest.raises(pebbles.PebblesValueError, match="len\\(graph\\) == n"):
+    with pytest.raises(pebbles.PebblesValueError, match=r"len\(cotangents\) == n"):
         ChainCosts(np.ones(n), np.ones(n), np.ones(n + 1), graph=np.zeros(n + 1))
+
+
+def grads_chain(rng: np.random.Generator, n: int, graph: bool = False) -> ChainCosts:
+    """A random chain whose backward steps produce held gradients (some of size 0) and,
+    one time in two, cotangents (those of the states' sizes, or none for s_0)."""
+    fwd = rng.integers(1, 5, n).astype(float)
+    sizes = rng.integers(1, 5, n + 1).astype(float)
+    cot = sizes[:n] * (np.arange(n) > rng.integers(0, 2)) if rng.integers(2) else None
+    return ChainCosts(fwd, fwd + rng.integers(0, 4, n), sizes,
+                      graph=rng.integers(0, 4, n).astype(float) if graph else None,
+                      grads=rng.integers(0, 4, n).astype(float), cotangents=cot)
+
+
+def persistent_schedules(i: int, j: int):
+    """Every persistent schedule of cells i..j (s_i held): walk to a first checkpoint k,
+    reverse k..j, drop s_k, reverse i..k -- the class the programme searches."""
+    if j == i + 1:
+        yield [pebbles.paint(i)]
+        return
+    for k in range(i + 1, j):
+        walk = [pebbles.place(k)] if k == i + 1 else [pebbles.Move(MoveKind.FORWARD, i, k)]
+        for right in persistent_schedules(k, j):
+            for left in persistent_schedules(i, k):
+                yield walk + right + [pebbles.remove(k)] + left
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_held_gradients_match_every_persistent_schedule(seed):
+    """With held gradients, the programme's time is the least over all persistent schedules
+    that fit (enumerated), its stream fits, and simulate agrees with an independent walk."""
+    rng = np.random.default_rng(400 + seed)
+    for _ in range(6):
+        n = int(rng.integers(1, 7))
+        costs = grads_chain(rng, n)
+        memory = hetero_min_memory(costs) + int(rng.integers(0, 10))
+        moves = list(hetero_optimal(costs, memory))
+        r = pebbles.simulate(moves, n, costs=costs)
+        fits = [pebbles.simulate(m, n, costs=costs) for m in persistent_schedules(0, n)]
+        assert r.time == min(f.time for f in fits if f.peak_bytes <= memory)
+        assert r.time == pytest.approx(hetero_time(costs, memory), abs=1e-9)
+        assert r.peak_bytes <= memory
+        assert (r.time, r.peak_bytes) == pytest.approx(walk_measure(moves, costs))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_held_gradients_against_exhaustive_search(seed):
+    """With kept graphs too: never below Dijkstra over all schedules, equal but for the
+    rare non-persistent wins."""
+    rng = np.random.default_rng(500 + seed)
+    equal = 0
+    for _ in range(6):
+        n = int(rng.integers(1, 6))
+        costs = grads_chain(rng, n, graph=True)
+        memory = hetero_min_memory(costs) + int(rng.integers(0, 12))
+        r = pebbles.simulate(hetero_optimal(costs, memory), n, costs=costs)
+        best = hetero_brute_force(costs, memory)
+        assert r.time >= best - 1e-9 and r.peak_bytes <= memory
+        assert r.time == pytest.approx(hetero_time(costs, memory), abs=1e-9)
+        equal += r.time == pytest.approx(best, abs=1e-9)
+    assert equal >= 5
+
+
+def test_zero_gradients_change_nothing_and_gradients_need_room():
+    rng = np.random.default_rng(23)
+    for _ in range(8):
+        n = int(rng.integers(2, 30))
+        costs = grads_chain(rng, n, graph=bool(rng.integers(2)))
+        plain = ChainCosts(costs.forward, costs.backward, costs.sizes, graph=costs.graph)
+        zero = ChainCosts(costs.forward, costs.backward, costs.sizes, graph=costs.graph,
+                          grads=np.zeros(n))
+        memory = hetero_min_memory(plain) + int(rng.integers(0, 20))
+        assert list(hetero_optimal(zero, memory)) == list(hetero_optimal(plain, memory))
+        # they take room: the plain optimum's limit plus all gradients and two cotangents
+        cot = 0.0 if costs.cotangents is None else costs.cotangents.max()
+        extra = costs.grads.sum() + 2 * cot
+        assert hetero_time(costs, memory + extra) <= hetero_time(plain, memory) + 1e-9
+        assert hetero_min_memory(costs) <= hetero_min_memory(plain) + extra
+
+
+def test_held_gradients_least_memory():
+    """hetero_min_memory is finishable; below the paints' own need (s_l and G(l)) no
+    schedule finishes."""
+    rng = np.random.default_rng(29)
+    for _ in range(12):
+        n = int(rng.integers(1, 6))
+        costs = grads_chain(rng, n)
+        need = hetero_min_memory(costs)
+        r = pebbles.simulate(hetero_optimal(costs, need), n, costs=costs)
+        assert r.peak_bytes <= need
+        held = np.cumsum(costs.grads[::-1])[::-1]
+        if costs.cotangents is not None:  # paint l makes s_l's and holds s_{l+1}'s
+            held = held + costs.cotangents + np.append(costs.cotangents[1:], 0.0)
+        paints = costs.sizes[:n] * (np.arange(n) > 0) + held
+        assert hetero_brute_force(costs, paints.max() - 0.5) is None
+        with pytest.raises(pebbles.PebblesValueError, match="cannot finish"):
+            hetero_optimal(costs, need - 0.5)
+
+
+def test_simulator_counts_cotangents_from_their_paint_to_the_next():
+    n = 3
+    costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, 4.0),
+                       cotangents=np.array([2.0, 10.0, 100.0]))
+    r = pebbles.simulate(pebbles.store_all(n), n, costs=costs)
+    assert r.peak_bytes == 4 + 110  # paint 1: s_1, the cotangents of s_2 and s_1
+    assert hetero_time(costs, 114) == 2 + 6 and hetero_min_memory(costs) == 4 + 110
+    assert hetero_brute_force(costs, 113) is None
+
+
+def test_simulator_counts_gradients_from_their_paint_on():
+    n = 3
+    costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, 4.0),
+                       grads=np.array([1.0, 10.0, 100.0]))
+    r = pebbles.simulate(pebbles.store_all(n), n, costs=costs)
+    assert r.peak_bytes == 4 + 110  # paint 1: s_1 and the gradients of steps 1 and 2
+    taped = [pebbles.Move(MoveKind.TAPE, 1), pebbles.place(2), pebbles.paint(2),
+             pebbles.remove(2), pebbles.paint(1), pebbles.paint(0), pebbles.remove(1)]
+    r = pebbles.simulate(taped, n, costs=costs)  # no graph model: a tape holds no more
+    assert (r.taped, r.peak_bytes) == (1, 4 + 111)  # paint 0 from the graph: s_1 held

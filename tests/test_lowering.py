@@ -228,3 +228,16 @@ def test_kept_graph_schedules_lower_to_tape_rows():
         py, jit = _both(moves, n, costs=costs)
         assert py == jit
     assert n - 1 in tapes
+
+
+def test_compiled_and_python_rules_agree_on_held_gradients():
+    """The rule loop's size array with parameter gradients and cotangents (and without a
+    graph: tapes cost nothing) is read the same by both loops."""
+    rng = np.random.default_rng(8)
+    for graph in (None, rng.integers(0, 3, 30).astype(float)):
+        costs = pebbles.ChainCosts(np.ones(30), np.full(30, 2.0), rng.integers(1, 5, 31) * 1.0,
+                                   graph=graph, grads=rng.integers(0, 4, 30) * 1.0,
+                                   cotangents=rng.integers(0, 4, 30) * 1.0)
+        moves = list(pebbles.hetero_optimal(costs, pebbles.hetero_min_memory(costs) + 9))
+        py, jit = _both(moves, 30, costs=costs)
+        assert py == jit and py.peak_bytes > 0

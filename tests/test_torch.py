@@ -3,6 +3,7 @@ stored states against the schedule's peak (weak references), RNG, errors."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import subprocess
 import sys
@@ -271,15 +272,17 @@ def test_50_unequal_layers_budget_and_memory():
     assert_close(grads_of(ours, tensors), want)
     sched = pebbles._chain.hetero_optimal(costs, memory)
     assert 0 < log["most"] <= pebbles.simulate(sched, 50, costs=costs).peak_bytes <= memory
-    # profiling path: measured costs, same gradients
-    assert_close(grads_of(lambda: checkpoint_sequential(net, x, memory=memory), tensors), want)
+    # profiling path: measured costs (parameter gradients counted), same gradients
+    limit = pebbles._chain.hetero_min_memory(profile_layers(net, x)) + memory
+    assert_close(grads_of(lambda: checkpoint_sequential(net, x, memory=limit), tensors), want)
 
 
 def test_dropout_masks_survive_recomputation():
     net, widths = unequal_chain(12, dropout=0.3)
     x = torch.randn(4, widths[0], dtype=F64, requires_grad=True)
     tensors = [x, *net.parameters()]
-    for kw in ({"budget": 2}, {"memory": 5 * 4 * 30 * 8}):
+    limit = pebbles._chain.hetero_min_memory(profile_layers(net, x)) + 2 * 4 * 30 * 8
+    for kw in ({"budget": 2}, {"memory": limit}):
         torch.manual_seed(5)
         want = grads_of(lambda: net(x), tensors)
         after_plain = torch.get_rng_state()
@@ -294,7 +297,12 @@ def test_profile_layers_measures_output_bytes():
     state = torch.get_rng_state()
     costs = profile_layers(net, x)
     assert costs.sizes.tolist() == [3 * w * 8 for w in widths]
+    # each layer input's gradient; none for an input that does not require grad
+    assert costs.cotangents.tolist() == [0.0, *costs.sizes[1:-1].tolist()]
     assert np.all(costs.forward > 0) and torch.equal(torch.get_rng_state(), state)
+    counted = profile_layers([lambda s: (s[0] * 2, s[1] + 1)] * 2,
+                             (x.requires_grad_(), torch.zeros(5, dtype=torch.int64)))
+    assert counted.cotangents.tolist() == [x.nbytes] * 2  # integer parts get no gradient
 
 
 def test_tensors_not_passed_are_reported():
@@ -334,8 +342,12 @@ def test_clear_errors():
         checkpoint_sequential(net, x0, budget=2, memory=100)
     with pytest.raises(pebbles.PebblesValueError, match="exactly one of budget"):
         checkpoint_sequential(net, x0)
-    with pytest.raises(pebbles.PebblesValueError, match="pass memory >= 24"):
-        checkpoint_sequential(net, x0, memory=20)
+    # backward step 0: its replayed output, all parameter gradients, the cotangents of
+    # its output and its input
+    need = 3 * 4 + 6 * (3 * 3 + 3) * 4 + 2 * 3 * 4
+    assert pebbles._chain.hetero_min_memory(profile_layers(net, x0)) == need
+    with pytest.raises(pebbles.PebblesValueError, match=f"gradients.*pass memory >= {need}"):
+        checkpoint_sequential(net, x0, memory=need - 1)
     with pytest.raises(pebbles.InfeasibleBudgetError):
         checkpoint_sequential(net, x0, budget=1)
 
@@ -445,7 +457,8 @@ def test_kept_graph_layers_under_a_memory_limit():
     tensors = [x, *net.parameters()]
     costs = profile_layers(net, x)
     assert np.all(costs.graph > 0)  # Dropout saves its mask
-    for memory in (5 * 4 * 30 * 8, 2 * (costs.sizes.sum() + costs.graph.sum())):
+    room = (costs.sizes.sum() + costs.graph.sum()) * 2 + costs.grads.sum()
+    for memory in (pebbles._chain.hetero_min_memory(costs) + 5 * 4 * 30 * 8, room):
         torch.manual_seed(3)
         want = grads_of(lambda: net(x), tensors)
         torch.manual_seed(3)
@@ -500,3 +513,22 @@ def test_backward_step_lets_the_output_go_before_its_vjp():
     assert len(alive) == 12 and not any(alive)
     ref = torch.autograd.grad(plain_loop(step, x0, 12, w).sum(), (x0, w))
     assert torch.equal(x0.grad, ref[0]) and torch.equal(w.grad, ref[1])
+
+
+def test_profile_layers_assigns_each_gradient_to_the_last_layer_using_it():
+    """grads[i]: bytes of the gradients backward step i makes first (painting runs from
+    the last layer down), found in each layer's graph."""
+    first, tied = torch.nn.Linear(4, 4).double(), torch.nn.Linear(4, 4).double()
+    frozen = torch.nn.Linear(4, 4).double().requires_grad_(False)
+    scale = torch.ones(4, dtype=F64, requires_grad=True)  # closed over by two layers
+    layers = [first, lambda x: x * scale, tied, frozen, lambda x: tied(x) * scale, torch.tanh]
+    x = torch.randn(2, 4, dtype=F64)
+    costs = profile_layers(layers, x, params=[scale])
+    linear = (4 * 4 + 4) * 8
+    assert costs.grads.tolist() == [linear, 0.0, 0.0, 0.0, linear + 4 * 8, 0.0]
+    tensors = [first.weight, tied.weight, tied.bias, scale]
+    want = grads_of(lambda: functools.reduce(lambda h, f: f(h), layers, x), tensors)
+    limit = pebbles._chain.hetero_min_memory(costs)
+    got = grads_of(lambda: checkpoint_sequential(layers, x, memory=limit, costs=costs,
+                                                 params=[scale]), tensors)
+    assert_close(got, want)
