@@ -98,9 +98,8 @@ schedule is still feasible under the true limit but may be up to one quantum
 a stored state from optimal. The schedule is exact whenever every size and
 the limit are multiples of the quantum. A walk's two states are rounded as one
 sum, so every limit of at least :func:`hetero_min_memory` bytes stays
-finishable; with ``grads`` or ``cotangents`` (held bytes are rounded apart from
-the states and walks they add to), a limit within a few quanta of it may need
-more levels, as the error then says.
+finishable; so are a walk and the bytes held meanwhile, and a stored state with
+the paint that follows it, when ``grads`` or ``cotangents`` are given.
 
 Complexity: ``O(n^3 M / 6)`` additions and comparisons (for every segment
 length, one vectorised NumPy min over the split point, all start cells and all
@@ -118,6 +117,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -176,9 +176,9 @@ def hetero_min_memory(costs: ChainCosts) -> float:
 def _quantum(sizes: np.ndarray, memory: float, levels: int,
              graph: np.ndarray | None = None,
              held: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray, int, Any, Any, Any]:
+             ) -> tuple[np.ndarray, np.ndarray, int, Any, _Held | None, Any]:
     """(units of each state, units of each walk pair, memory in units, tape units,
-    held units, paint units).
+    held bytes' tests, paint units).
 
     ``units[c] = ceil(sizes[c] / q)`` (``units[0] = 0``: s_0 is not counted);
     ``pairs[c] = ceil((sizes[c - 1] + sizes[c]) / q)`` for ``2 <= c <= n``, the peak
@@ -186,87 +186,135 @@ def _quantum(sizes: np.ndarray, memory: float, levels: int,
     in ``memory`` bytes fits in ``M`` units). With kept graphs, ``tunits[i]`` is
     ``tape i+1``'s ``ceil((sizes[i+1] + graph[i]) / q)``, also one sum, and
     ``M + 1`` (never fits) where ``graph[i]`` is inf; else ``tunits`` is None. With
-    ``held`` (:func:`_held`: ``H(0..n)`` then ``X(0..n-1)``), ``hunits[j]`` is
-    ``H(j)`` rounded up; else None. ``paints[i]``: what paint ``i`` holds besides
-    ``s_i``, its replay (``sizes[i+1] + graph[i]`` where finite) plus ``H(i) + X(i)``,
-    rounded up as one sum (0 when there is neither).
+    ``held`` (:func:`_held`: ``H(0..n)`` then ``X(0..n-1)``), a :class:`_Held`; else
+    None. ``paints[i]``: what paint ``i`` holds besides ``s_i``, its replay
+    (``sizes[i+1] + graph[i]`` where finite) plus ``H(i) + X(i)``, rounded up as one
+    sum (0 when there is neither).
     """
     n = len(sizes) - 1
     pair_bytes = np.concatenate(([0.0, 0.0], sizes[1:n] + sizes[2:]))
     finite = None if graph is None else np.isfinite(graph)
-    extra = [pair_bytes]
-    if graph is not None:
-        extra.append(sizes[1:] + np.where(finite, graph, 0.0))
-    replay = np.zeros(n) if graph is None else np.where(finite, extra[-1], 0.0)
-    if held is not None:
-        extra += [held[:n + 1], replay + held[:n] + held[n + 1:]]
-    units, pairs, mmax = _units(sizes, np.concatenate(extra), memory, levels)
+    tapes = None if graph is None else sizes[1:] + np.where(finite, graph, 0.0)
+    extra = [pair_bytes] + ([] if tapes is None else [tapes])
+    replay = np.zeros(n) if tapes is None else np.where(finite, tapes, 0.0)
+    paint_bytes = None if held is None else replay + held[:n] + held[n + 1:]
+    if held is not None:  # the sums the tests form, for the exact quantum
+        extra += [held[:n + 1], paint_bytes, sizes[:n] + paint_bytes]
+    units, pairs, mmax, scale = _units(sizes, np.concatenate(extra), memory, levels)
     tunits = None if graph is None else np.where(finite, pairs[n + 1:2 * n + 1], mmax + 1)
-    hunits = None if held is None else pairs[len(pairs) - 2 * n - 1:len(pairs) - n]
-    paints = 0 if tunits is None and held is None else (
-        pairs[len(pairs) - n:] if held is not None else np.where(finite, tunits, 0))
-    return units, pairs[:n + 1], mmax, tunits, hunits, paints
+    if held is None:
+        paints = 0 if tunits is None else np.where(finite, tunits, 0)
+        return units, pairs[:n + 1], mmax, tunits, None, paints
+    stored = sizes[:n] * (np.arange(n) > 0)
+    tests = _Held(held[:n + 1], scale, pair_bytes, sizes,
+                  None if tapes is None else np.where(finite, tapes, np.inf),
+                  scale(stored + paint_bytes))
+    return units, pairs[:n + 1], mmax, tunits, tests, scale(paint_bytes)
+
+
+@dataclass(frozen=True)
+class _Held:
+    """The tests of what the backward steps hold (:func:`_held`), each sum turned into
+    units at once by ``scale``: walks ``walk(i, k) + H(j)`` (walk peaks in bytes, from
+    ``sizes`` and ``pair_bytes``), tapes ``tape_i + H(j)`` (``tapes``, inf where a graph
+    is never kept), and ``s_i`` with paint ``i`` (``stored_paint``, units)."""
+
+    h: np.ndarray
+    scale: _Scale
+    pair_bytes: np.ndarray
+    sizes: np.ndarray
+    tapes: np.ndarray | None
+    stored_paint: np.ndarray
+
+    def walks(self) -> np.ndarray:
+        """``W[i, d]``: peak bytes of the walk ``i -> i + d`` (0 where undefined)."""
+        n = len(self.sizes) - 1
+        w = np.zeros((n + 1, n + 1))
+        walk = self.sizes[1:].copy()
+        w[:n, 1] = walk
+        for d in range(2, n + 1):
+            walk = np.maximum(walk[:n - d + 1], self.pair_bytes[d:])
+            w[:n - d + 1, d] = walk
+        return w
+
+    def tape_fits(self, i: Any, j: Any, m: Any) -> Any:
+        """Whether ``tape i+1`` fits in ``m`` units while ``H(j)`` is held (never where
+        step i's graph is never kept)."""
+        t = self.tapes[i] + self.h[j]
+        return np.isfinite(t) & (self.scale(np.where(np.isfinite(t), t, 0.0)) <= m)
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """Bytes to memory units: ``x // g`` when every quantity is a multiple of ``g`` (exact),
+    else ``ceil(x * levels / memory)``, at most ``levels`` for what fits in ``memory``;
+    with ``memory = 0``, 1 for anything above 0."""
+
+    memory: float
+    levels: int
+    g: int = 0
+
+    def __call__(self, x: Any) -> Any:
+        x = np.asarray(x, dtype=np.float64)
+        if self.memory == 0:
+            return (x > 0).astype(np.int64)
+        if self.g:
+            return (x // self.g).astype(np.int64)
+        u = np.ceil(x * (self.levels / self.memory)).astype(np.int64)
+        return np.where(x <= self.memory, np.minimum(u, self.levels), u)
 
 
 def _units(sizes: np.ndarray, pair_bytes: np.ndarray, memory: float,
-           levels: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Round ``sizes`` and ``pair_bytes`` to memory units (see :func:`_quantum`)."""
-    if memory == 0:  # only zero-size states can ever be held
-        units = (sizes > 0).astype(np.int64)
-        units[0] = 0
-        return units, (pair_bytes > 0).astype(np.int64), 0
-    ints = np.concatenate((sizes[1:], pair_bytes, [memory]))
-    if np.all(ints == np.round(ints)) and np.all(ints < 2.0**53):
-        g = int(np.gcd.reduce(ints.astype(np.int64)))
-        if g > 0 and int(memory) // g <= levels:
-            units = (sizes // g).astype(np.int64)
-            units[0] = 0
-            return units, (pair_bytes // g).astype(np.int64), int(memory) // g
-    units = np.ceil(sizes * (levels / memory)).astype(np.int64)
+           levels: int) -> tuple[np.ndarray, np.ndarray, int, _Scale]:
+    """Round ``sizes`` and ``pair_bytes`` to memory units (see :func:`_quantum`); the
+    rule as a :class:`_Scale`."""
+    scale, mmax = _Scale(0.0, 0), 0  # memory 0: only zero-size states can ever be held
+    if memory > 0:
+        scale, mmax = _Scale(memory, levels), levels
+        ints = np.concatenate((sizes[1:], pair_bytes, [memory]))
+        if np.all(ints == np.round(ints)) and np.all(ints < 2.0**53):
+            g = int(np.gcd.reduce(ints.astype(np.int64)))
+            if g > 0 and int(memory) // g <= levels:
+                scale, mmax = _Scale(memory, levels, g), int(memory) // g
+    units = scale(sizes)
     units[0] = 0
-    pairs = np.ceil(pair_bytes * (levels / memory)).astype(np.int64)
-    pairs = np.where(pair_bytes <= memory, np.minimum(pairs, levels), pairs)
-    units = np.where(sizes <= memory, np.minimum(units, levels), units)
-    return units, pairs, levels
+    return units, scale(pair_bytes), mmax, scale
 
 
 def _tables(fwd: np.ndarray, units: np.ndarray, pairs: np.ndarray, mmax: int,
             tape: bool = False, tunits: np.ndarray | None = None,
-            punits: Any = 0, hunits: Any = None) -> tuple[Any, Any, Any, Any]:
+            punits: Any = 0, held: _Held | None = None) -> tuple[Any, Any, Any, Any]:
     """Fill ``E[i, d, m] = C(i, i+d, m) + F(i, i+d)`` (inf where the walk i -> i+d needs
     more than m) and ``D[j, d, m] = C(j-d, j, m - units[j-d])`` (inf where m is too small);
     with kept graphs (``tunits``) also ``K[i, d, m] = C(i, i+d, m)`` itself, for the
     kept-graph branch ``C(i, j, m) <= C(i+1, j, m - tunits[i])``; then
     ``C(i, i+1, m) = 0`` needs ``m >= punits[i]`` (the replay's graph and what the
-    backward steps hold, :func:`_quantum`'s ``paints``). With ``hunits`` (``H``) also
-    ``W[i, d]``, the walk's peak units, for the walk's test against ``m - H(j)`` in the
-    split (:func:`_min_split`)."""
+    backward steps hold, :func:`_quantum`'s ``paints``). With ``held`` also ``W[i, d]``,
+    the walk's peak bytes, for the walk's test with ``H(j)`` in the split
+    (:func:`_min_split`)."""
     n = fwd.shape[0]
     prefix = np.concatenate(([0.0], np.cumsum(fwd)))
     lev = np.arange(mmax + 1)
     e = np.full((n + 1, n + 1, mmax + 1), np.inf)
     d_ = np.full((n + 1, n + 1, mmax + 1), np.inf)
     kk = None if tunits is None else np.full((n + 1, n + 1, mmax + 1), np.inf)
-    w = None if hunits is None else np.zeros((n + 1, n + 1), dtype=np.int64)
+    w = None if held is None else held.walks()
     walk = units[1:, None].copy()  # peak units of the walk i -> i+1
     starts = np.arange(n)[:, None]
     first = 0.0 if tape else (prefix[1:] - prefix[:-1])[:, None]
     paint = np.zeros((n, 1), dtype=np.int64) + np.reshape(punits, (-1, 1))
-    if hunits is not None:
-        w[:n, 1] = walk[:, 0]
     e[:n, 1] = np.where(lev >= np.maximum(walk, paint), first, np.inf)
-    d_[1:, 1] = np.where(lev >= units[:n, None] + paint, 0.0, np.inf)
+    stored_paint = units[:n, None] + paint if held is None else held.stored_paint[:, None]
+    d_[1:, 1] = np.where(lev >= stored_paint, 0.0, np.inf)
     if kk is not None:
         kk[:n, 1] = np.where(lev >= paint, 0.0, np.inf)
     for d in range(2, n if kk is None else n + 1):
         m = n - d + 1
-        c = _min_split(e, d_, d, m, w, hunits)
+        c = _min_split(e, d_, d, m, w, held)
         if kk is not None:
-            c = np.minimum(c, _kept(kk, tunits, d, m, lev, hunits, punits))
+            c = np.minimum(c, _kept(kk, tunits, d, m, lev, held, punits))
             kk[:m, d] = c
         walk = np.maximum(walk[:m], pairs[d:, None])
-        if w is not None:
-            w[:m, d] = walk[:, 0]
         e[:m, d] = np.where(lev >= walk, c + (prefix[d:] - prefix[:m])[:, None], np.inf)
         need = units[:m, None]
         d_[d:, d] = np.where(lev >= need, c[starts[:m], np.maximum(lev - need, 0)], np.inf)
@@ -274,7 +322,7 @@ def _tables(fwd: np.ndarray, units: np.ndarray, pairs: np.ndarray, mmax: int,
 
 
 def _kept(kk: np.ndarray, tunits: Any, d: int, m: int, lev: np.ndarray,
-          hunits: Any = None, punits: Any = None) -> np.ndarray:
+          held: _Held | None = None, punits: Any = None) -> np.ndarray:
     """Kept-graph branch of ``C(i, i+d, .)`` for ``i < m``: ``tape i+1`` (step i run with
     its graph, ``tunits[i]`` units: s_{i+1} and the graph), ``C(i+1, i+d)`` in what is
     left, then ``paint i`` from the graph (no replay; the tape with ``H(i+d)`` held, the
@@ -282,17 +330,18 @@ def _kept(kk: np.ndarray, tunits: Any, d: int, m: int, lev: np.ndarray,
     ``forward[i]`` and the paint saves it: ``+ 0``."""
     idx = lev[None, :] - tunits[:m, None]
     vals = kk[np.arange(1, m + 1)[:, None], d - 1, np.maximum(idx, 0)]
-    if hunits is None:
+    if held is None:
         return np.where(idx >= 0, vals, np.inf)
-    held = np.maximum(punits[:m] - tunits[:m], hunits[d:d + m])
-    return np.where(idx >= held[:, None], vals, np.inf)
+    cells = np.arange(m)[:, None]
+    fits = (idx >= 0) & (lev >= punits[:m, None]) & held.tape_fits(cells, cells + d, lev)
+    return np.where(fits, vals, np.inf)
 
 
 def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int, w: Any = None,
-               hunits: Any = None) -> np.ndarray:
+               held: _Held | None = None) -> np.ndarray:
     """``C(i, i+d, .)`` for ``i < m``: min over the split, in chunks of start cells that
     keep the temporary array near 2 MB (cache-sized; about 3x faster than one big sum).
-    With ``hunits``, the walk ``i -> k`` (``W[i, k-i]`` units) runs while ``H(i+d)`` is
+    With ``held``, the walk ``i -> k`` (``W[i, k-i]`` bytes) runs while ``H(i+d)`` is
     held (:func:`_held`): splits whose walk then exceeds the level are inf."""
     out = np.empty((m, e.shape[2]))
     rows = max(1, 2**21 // ((d - 1) * e.shape[2] * 8))
@@ -302,8 +351,8 @@ def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int, w: Any = None,
         hi = min(lo + rows, m)
         tmp = buf[:hi - lo]
         np.add(e[lo:hi, 1:d], d_[d + lo:d + hi, d - 1:0:-1], out=tmp)
-        if hunits is not None:
-            need = w[lo:hi, 1:d] + hunits[d + lo:d + hi, None]
+        if held is not None:
+            need = held.scale(w[lo:hi, 1:d] + held.h[d + lo:d + hi, None])
             np.putmask(tmp, lev[None, None, :] < need[:, :, None], np.inf)
         np.min(tmp, axis=1, out=out[lo:hi])
     return out
@@ -314,16 +363,17 @@ class _Plan:
     schedule's reconstruction (general chains: tables by start cell and length)."""
 
     def __init__(self, e: np.ndarray, d_: np.ndarray, kk: Any, tunits: Any,
-                 w: Any = None, hunits: Any = None, punits: Any = 0) -> None:
+                 w: Any = None, held: _Held | None = None, punits: Any = 0) -> None:
         self.e, self.d_, self.kk, self.tunits = e, d_, kk, tunits
-        self.w, self.hunits, self.punits = w, hunits, punits
+        self.w, self.held, self.punits = w, held, punits
 
     def split(self, i: int, j: int, m: int) -> tuple[float, int]:
         """(C(i, j, m) over checkpoint splits, best first checkpoint k) for j > i + 1."""
         d = j - i
         cost = self.e[i, 1:d, m] + self.d_[j, d - 1:0:-1, m]
-        if self.hunits is not None:
-            cost = np.where(self.w[i, 1:d] + self.hunits[j] <= m, cost, np.inf)
+        if self.held is not None:
+            fits = self.held.scale(self.w[i, 1:d] + self.held.h[j]) <= m
+            cost = np.where(fits, cost, np.inf)
         t = int(np.argmin(cost))
         return float(cost[t]), i + 1 + t
 
@@ -333,10 +383,8 @@ class _Plan:
 
     def kept(self, i: int, j: int, m: int) -> float:
         """C(i+1, j, m - tunits[i]): the kept-graph branch (inf when off or too big)."""
-        held = 0
-        if self.hunits is not None:
-            held = int(max(self.punits[i] - self.tape_units(i), self.hunits[j]))
-        if self.tape_units(i) + held > m:
+        if self.tape_units(i) > m or self.held is not None and not (
+                self.punits[i] <= m and self.held.tape_fits(i, j, m)):
             return math.inf
         return float(self.kk[i + 1, j - i - 1, m - self.tape_units(i)])
 
@@ -412,15 +460,15 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
     graph, held = _graph(costs), _held(costs)
     if n == 1 and graph is None:  # _check_memory checked the one paint's need
         return 0.0, [Move(_PAINT, 0)]
-    units, pairs, mmax, tunits, hunits, punits = _quantum(costs.sizes, memory, levels, graph,
-                                                          held)
+    units, pairs, mmax, tunits, tests, punits = _quantum(costs.sizes, memory, levels, graph,
+                                                         held)
     if graph is not None and held is None and _is_uniform(costs):
         plan, best = _uniform_plan(float(costs.forward[0]), int(units[-1]),
                                    int(pairs[-1]) if n > 1 else 0, int(tunits[0]), n, mmax)
     else:
         e, d_, kk, w = _tables(costs.forward, units, pairs, mmax, tape and graph is None,
-                               tunits, punits, hunits)
-        plan = _Plan(e, d_, kk, tunits, w, hunits, punits)
+                               tunits, punits, tests)
+        plan = _Plan(e, d_, kk, tunits, w, tests, punits)
         best = float(kk[0, n, mmax]) if kk is not None else plan.split(0, n, mmax)[0]
     if not math.isfinite(best):
         need = hetero_min_memory(costs)

@@ -158,8 +158,9 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 st[ST_TAPED] += 1
                 if len(bcost) > 0:
                     ft[FT_TIME] -= fcost[a]
-                if len(size) > n + 1:
+                if len(size) > n + 1:  # freed as the paint ends: held while it runs
                     ft[FT_BYTES] -= max(size[n + 1 + a], 0.0)
+                    xbytes = max(size[n + 1 + a], 0.0)
             elif len(size) > n + 1 and size[n + 1 + a] >= 0:  # replay with a graph
                 xbytes = size[a + 1] + size[n + 1 + a]
             if len(size) > 2 * n + 1:  # parameter gradients made, then the cotangents

@@ -108,6 +108,21 @@ def test_least_memory_is_finishable_with_real_sizes():
         assert r.peak_bytes <= need * (1 + 1e-12)
 
 
+def test_least_memory_is_finishable_with_real_held_bytes():
+    """The same with real-valued parameter gradients and cotangents (and graphs): a walk
+    with the bytes held meanwhile is rounded as one sum, so is a state with its paint."""
+    rng = np.random.default_rng(6)
+    for k in range(30):
+        n = int(rng.integers(1, 12))
+        fwd = rng.random(n) * 3 + 0.1
+        costs = ChainCosts(fwd, fwd + rng.random(n), rng.random(n + 1) * 5,
+                           graph=rng.random(n) * 3 if k % 2 else None,
+                           grads=rng.random(n) * 2, cotangents=rng.random(n) * 3)
+        need = hetero_min_memory(costs) * (1 + 1e-9)  # the sums differ in the last bit
+        moves = list(hetero_optimal(costs, need, levels=10))
+        assert pebbles.simulate(moves, n, costs=costs).peak_bytes <= need
+
+
 def test_simulator_measure_matches_an_independent_walk():
     rng = np.random.default_rng(7)
     for n, s in [(9, 2), (17, 3), (30, 4)]:
@@ -214,21 +229,24 @@ def kept_walk(moves: list, costs: ChainCosts) -> tuple[float, float, int]:
     """(time, peak bytes, step runs of an executor that replays each unserved paint's step),
     walking the expanded stream with kept graphs (a replay holds the step's output and
     graph for the moment): an oracle for simulate."""
-    f, b, s, g = costs.forward, costs.backward, costs.sizes, costs.graph
-    held, kept, peak, time, runs = set(), set(), 0.0, 0.0, 0
+    f, b, s, g, n = costs.forward, costs.backward, costs.sizes, costs.graph, costs.n
+    grads, cot = (np.zeros(n) if v is None else v for v in (costs.grads, costs.cotangents))
+    held, kept, peak, time, runs, made = set(), set(), 0.0, 0.0, 0, 0.0
     for kind, a, _ in pebbles.expand(moves):
         if kind in (MoveKind.PLACE, MoveKind.TAPE):
             held.add(a)
             kept |= {a - 1} if kind == MoveKind.TAPE else set()
             time, runs = time + f[a - 1], runs + 1
-            peak = max(peak, sum(s[c] for c in held) + sum(g[i] for i in kept))
+            peak = max(peak, sum(s[c] for c in held) + sum(g[i] for i in kept) + made)
         elif kind == MoveKind.REMOVE:
             held.discard(a)
         else:
             time += b[a] - f[a] * (a in kept)
             runs += a not in kept
             replay = 0.0 if a in kept or np.isinf(g[a]) else s[a + 1] + g[a]
-            peak = max(peak, sum(s[c] for c in held) + sum(g[i] for i in kept) + replay)
+            made += grads[a] + cot[a]  # while the paint runs: with the incoming cotangent
+            peak = max(peak, sum(s[c] for c in held) + sum(g[i] for i in kept) + replay + made)
+            made -= cot[a + 1] if a + 1 < n else 0.0
             kept.discard(a)
     return time, peak, runs
 
@@ -379,9 +397,11 @@ def test_held_gradients_against_exhaustive_search(seed):
         n = int(rng.integers(1, 6))
         costs = grads_chain(rng, n, graph=True)
         memory = hetero_min_memory(costs) + int(rng.integers(0, 12))
-        r = pebbles.simulate(hetero_optimal(costs, memory), n, costs=costs)
+        moves = list(hetero_optimal(costs, memory))
+        r = pebbles.simulate(moves, n, costs=costs)
         best = hetero_brute_force(costs, memory)
         assert r.time >= best - 1e-9 and r.peak_bytes <= memory
+        assert (r.time, r.peak_bytes) == pytest.approx(kept_walk(moves, costs)[:2])
         assert r.time == pytest.approx(hetero_time(costs, memory), abs=1e-9)
         equal += r.time == pytest.approx(best, abs=1e-9)
     assert equal >= 5
