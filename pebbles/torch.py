@@ -594,10 +594,13 @@ def _nbytes(xs: tuple[torch.Tensor, ...]) -> int:
 
 
 def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
-                   backward_ratio: float = 2.0,
-                   params: Sequence[torch.Tensor] = ()) -> ChainCosts:
-    """Run each layer once without a graph (its time, the bytes of its output) and once
-    with one (the bytes its graph saves).
+                   backward_ratio: float = 2.0, params: Sequence[torch.Tensor] = (),
+                   repeat: int = 3) -> ChainCosts:
+    """Run each layer ``repeat`` times without a graph (its time: the least of those runs;
+    the bytes of its output) and once with one (the bytes its graph saves).
+
+    One run's time can be off by half on a busy machine, which is enough to change the
+    least-time schedule; the least of three is steadier (docs/torch.md).
 
     ``graph[i]`` counts the storages the autograd graph of layer i saves
     (:func:`torch.autograd.graph.saved_tensors_hooks`), each once, besides the
@@ -628,6 +631,7 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     """
     layers = _layers(functions)
     xs, was_tuple = _as_tuple("input", input)
+    repeat = check_int("repeat", repeat, 1)
     if not (isinstance(backward_ratio, (int, float)) and backward_ratio >= 1):
         raise PebblesValueError(
             f"backward_ratio={backward_ratio!r} must be a number >= 1: a backward step "
@@ -644,12 +648,8 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
             cot.append(_nbytes(tuple(t for t in _as_tuple("a layer's input", x)[0]
                                      if _differentiable(t) and (i > 0 or t.requires_grad))))
             last.update({id(p): (i, p) for p in wrt if id(p) in reached})
-            _sync(devices)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                x = layer(x)
-            _sync(devices)
-            fwd.append(time.perf_counter() - t0)
+            x, seconds = _timed(layer, x, repeat, devices)
+            fwd.append(seconds)
             sizes.append(_nbytes(_as_tuple("a layer's output", x)[0]))
     f = np.array(fwd, dtype=np.float64)
     grads = np.zeros(len(layers))
@@ -658,6 +658,21 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     return ChainCosts(f, f * backward_ratio, np.array(sizes, dtype=np.float64),
                       graph=np.array(graph, dtype=np.float64), grads=grads,
                       cotangents=np.array(cot, dtype=np.float64))
+
+
+def _timed(layer: Callable[[Any], Any], x: Any, repeat: int,
+           devices: list[int]) -> tuple[Any, float]:
+    """``layer(x)`` without a graph, run ``repeat`` times: (the last output, the least
+    time)."""
+    best = math.inf
+    for _ in range(repeat):
+        _sync(devices)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            y = layer(x)
+        _sync(devices)
+        best = min(best, time.perf_counter() - t0)
+    return y, best
 
 
 def _chain_params(layers: list, params: Sequence[object]) -> tuple[torch.Tensor, ...]:

@@ -478,6 +478,11 @@ def test_profile_layers_measures_graph_bytes():
     assert costs.sizes.tolist() == [3 * 4 * 8, 3 * 5 * 8, 3 * 5 * 8]
     with pytest.raises(pebbles.PebblesValueError, match="backward_ratio=0.5"):
         profile_layers([layer], x, backward_ratio=0.5)
+    with pytest.raises(pebbles.PebblesValueError, match="repeat=0"):
+        profile_layers([layer], x, repeat=0)
+    runs = []
+    profile_layers([lambda h: runs.append(1) or h * 2], x, repeat=4)  # timed: the least of 4
+    assert len(runs) == 1 + 4  # once with a graph, four times without
     with pytest.raises(pebbles.PebblesValueError, match="memory=.*budget=2"):
         checkpointed_loop(lambda i, x: x, x, 3, memory=10**6, budget=2)
     y = torch.ones(3, dtype=F64, requires_grad=True)  # tape=False: states only, no graph kept
