@@ -118,6 +118,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -226,6 +227,7 @@ class _Held:
     tapes: np.ndarray | None
     stored_paint: np.ndarray
 
+    @cached_property
     def walks(self) -> np.ndarray:
         """``W[i, d]``: peak bytes of the walk ``i -> i + d`` (0 where undefined)."""
         n = len(self.sizes) - 1
@@ -283,22 +285,20 @@ def _units(sizes: np.ndarray, pair_bytes: np.ndarray, memory: float,
 
 def _tables(fwd: np.ndarray, units: np.ndarray, pairs: np.ndarray, mmax: int,
             tape: bool = False, tunits: np.ndarray | None = None,
-            punits: Any = 0, held: _Held | None = None) -> tuple[Any, Any, Any, Any]:
+            punits: Any = 0, held: _Held | None = None) -> tuple[Any, Any, Any]:
     """Fill ``E[i, d, m] = C(i, i+d, m) + F(i, i+d)`` (inf where the walk i -> i+d needs
     more than m) and ``D[j, d, m] = C(j-d, j, m - units[j-d])`` (inf where m is too small);
     with kept graphs (``tunits``) also ``K[i, d, m] = C(i, i+d, m)`` itself, for the
     kept-graph branch ``C(i, j, m) <= C(i+1, j, m - tunits[i])``; then
     ``C(i, i+1, m) = 0`` needs ``m >= punits[i]`` (the replay's graph and what the
-    backward steps hold, :func:`_quantum`'s ``paints``). With ``held`` also ``W[i, d]``,
-    the walk's peak bytes, for the walk's test with ``H(j)`` in the split
-    (:func:`_min_split`)."""
+    backward steps hold, :func:`_quantum`'s ``paints``); with ``held``, the walks'
+    tests with ``H(j)`` in the split (:func:`_min_split`)."""
     n = fwd.shape[0]
     prefix = np.concatenate(([0.0], np.cumsum(fwd)))
     lev = np.arange(mmax + 1)
     e = np.full((n + 1, n + 1, mmax + 1), np.inf)
     d_ = np.full((n + 1, n + 1, mmax + 1), np.inf)
     kk = None if tunits is None else np.full((n + 1, n + 1, mmax + 1), np.inf)
-    w = None if held is None else held.walks()
     walk = units[1:, None].copy()  # peak units of the walk i -> i+1
     starts = np.arange(n)[:, None]
     first = 0.0 if tape else (prefix[1:] - prefix[:-1])[:, None]
@@ -310,7 +310,7 @@ def _tables(fwd: np.ndarray, units: np.ndarray, pairs: np.ndarray, mmax: int,
         kk[:n, 1] = np.where(lev >= paint, 0.0, np.inf)
     for d in range(2, n if kk is None else n + 1):
         m = n - d + 1
-        c = _min_split(e, d_, d, m, w, held)
+        c = _min_split(e, d_, d, m, held)
         if kk is not None:
             c = np.minimum(c, _kept(kk, tunits, d, m, lev, held, punits))
             kk[:m, d] = c
@@ -318,7 +318,7 @@ def _tables(fwd: np.ndarray, units: np.ndarray, pairs: np.ndarray, mmax: int,
         e[:m, d] = np.where(lev >= walk, c + (prefix[d:] - prefix[:m])[:, None], np.inf)
         need = units[:m, None]
         d_[d:, d] = np.where(lev >= need, c[starts[:m], np.maximum(lev - need, 0)], np.inf)
-    return e, d_, kk, w
+    return e, d_, kk
 
 
 def _kept(kk: np.ndarray, tunits: Any, d: int, m: int, lev: np.ndarray,
@@ -337,7 +337,7 @@ def _kept(kk: np.ndarray, tunits: Any, d: int, m: int, lev: np.ndarray,
     return np.where(fits, vals, np.inf)
 
 
-def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int, w: Any = None,
+def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int,
                held: _Held | None = None) -> np.ndarray:
     """``C(i, i+d, .)`` for ``i < m``: min over the split, in chunks of start cells that
     keep the temporary array near 2 MB (cache-sized; about 3x faster than one big sum).
@@ -352,7 +352,7 @@ def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int, w: Any = None,
         tmp = buf[:hi - lo]
         np.add(e[lo:hi, 1:d], d_[d + lo:d + hi, d - 1:0:-1], out=tmp)
         if held is not None:
-            need = held.scale(w[lo:hi, 1:d] + held.h[d + lo:d + hi, None])
+            need = held.scale(held.walks[lo:hi, 1:d] + held.h[d + lo:d + hi, None])
             np.putmask(tmp, lev[None, None, :] < need[:, :, None], np.inf)
         np.min(tmp, axis=1, out=out[lo:hi])
     return out
@@ -363,16 +363,16 @@ class _Plan:
     schedule's reconstruction (general chains: tables by start cell and length)."""
 
     def __init__(self, e: np.ndarray, d_: np.ndarray, kk: Any, tunits: Any,
-                 w: Any = None, held: _Held | None = None, punits: Any = 0) -> None:
+                 held: _Held | None = None, punits: Any = 0) -> None:
         self.e, self.d_, self.kk, self.tunits = e, d_, kk, tunits
-        self.w, self.held, self.punits = w, held, punits
+        self.held, self.punits = held, punits
 
     def split(self, i: int, j: int, m: int) -> tuple[float, int]:
         """(C(i, j, m) over checkpoint splits, best first checkpoint k) for j > i + 1."""
         d = j - i
         cost = self.e[i, 1:d, m] + self.d_[j, d - 1:0:-1, m]
         if self.held is not None:
-            fits = self.held.scale(self.w[i, 1:d] + self.held.h[j]) <= m
+            fits = self.held.scale(self.held.walks[i, 1:d] + self.held.h[j]) <= m
             cost = np.where(fits, cost, np.inf)
         t = int(np.argmin(cost))
         return float(cost[t]), i + 1 + t
@@ -466,9 +466,9 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
         plan, best = _uniform_plan(float(costs.forward[0]), int(units[-1]),
                                    int(pairs[-1]) if n > 1 else 0, int(tunits[0]), n, mmax)
     else:
-        e, d_, kk, w = _tables(costs.forward, units, pairs, mmax, tape and graph is None,
-                               tunits, punits, tests)
-        plan = _Plan(e, d_, kk, tunits, w, tests, punits)
+        e, d_, kk = _tables(costs.forward, units, pairs, mmax, tape and graph is None,
+                            tunits, punits, tests)
+        plan = _Plan(e, d_, kk, tunits, tests, punits)
         best = float(kk[0, n, mmax]) if kk is not None else plan.split(0, n, mmax)[0]
     if not math.isfinite(best):
         need = hetero_min_memory(costs)
@@ -491,9 +491,7 @@ def _held(costs: ChainCosts) -> np.ndarray | None:
     while cells ``< j`` are reversed (``G(j)``, the gradients made by paints ``j..n-1``,
     and the cotangent of ``s_j``; ``H(n) = 0``), then ``X(i)`` for ``i = 0..n-1``, the
     cotangent of ``s_{i+1}`` that paint ``i`` holds besides ``H(i)`` while it runs."""
-    n, g, c = costs.n, costs.grads, costs.cotangents
-    g = np.zeros(n) if g is None else g
-    c = np.zeros(n) if c is None else c
+    g, c = costs._made()
     if not (g.any() or c.any()):
         return None
     return np.concatenate((np.cumsum(g[::-1])[::-1] + c, [0.0], c[1:], [0.0]))
@@ -653,8 +651,7 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
 def _brute_moves(costs: ChainCosts, memory: float, board: tuple) -> list:
     """The boards one primitive move away from ``board``, with the moves' times."""
     n, f, b, s = costs.n, costs.forward, costs.backward, costs.sizes
-    g, grads, cot = costs.graph, *(np.zeros(n) if v is None else v
-                                   for v in (costs.grads, costs.cotangents))
+    g, (grads, cot) = costs.graph, costs._made()
     cells, painted, kept = board
     held = sum(s[c] for c in cells) + sum(g[i] for i in kept) + grads[painted:].sum()
     held += cot[painted] if painted < n else 0.0

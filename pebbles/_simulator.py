@@ -202,10 +202,13 @@ class ChainCosts:
             return self.sizes
         graph = np.full(self.n, -2.0) if self.graph is None else np.where(
             np.isinf(self.graph), -1.0, self.graph)
+        return np.concatenate((self.sizes, graph, *(self._made() if held else ())))
+
+    def _made(self) -> tuple[np.ndarray, np.ndarray]:
+        """(``grads``, ``cotangents``), zeros for either that is None."""
         zero = np.zeros(self.n)
-        extra = () if not held else tuple(zero if v is None else v
-                                          for v in (self.grads, self.cotangents))
-        return np.concatenate((self.sizes, graph, *extra))
+        return (zero if self.grads is None else self.grads,
+                zero if self.cotangents is None else self.cotangents)
 
 
 _FIELDS = ("forward", "backward", "sizes", "graph", "grads", "cotangents")
