@@ -2,9 +2,9 @@
 
 ``pebbles.jax.checkpointed_while_loop`` is ``jax.lax.while_loop`` with a reverse
 pass that stores at most ``budget`` carries: the online checkpointing controller
-(every state kept until the budget is full, Stumm & Walther's r = 2 phase, then
-Wang, Moin & Iaccarino's dynamic checkpointing) runs inside the compiled loop, so
-``n`` may depend on the data.
+(every state kept until the budget is full, Stumm & Walther's r = 2 and r = 3
+phases, then the greedy rule with exact reversal costs) runs inside the compiled
+loop, so ``n`` may depend on the data.
 
 The Lorenz system of Liu & Xu (section 4.1), classical RK4 with ``dt = 3e-3``,
 ``(sigma, rho, beta) = (10, 27, 8/3)``, run

@@ -14,6 +14,11 @@ counts the stored states, the front included, not ``s_0``):
 * store every state until the ``S`` slots are in use, then the r = 2 phase
   (after Stumm & Walther, "New algorithms for optimal online checkpointing",
   SIAM J. Sci. Comput. 32(2), 2010): optimal at every ``n <= (S+1)(S+2)/2 - 1``;
+* the r = 3 phase (:class:`pebbles._online._R3`, after Stumm & Walther's
+  Online_r3): at most 3 steps above the optimum up to ``n = beta(S, 3)``; its
+  state is the marks it keeps (a bool per slot position), a counter and its
+  distance to the optimum, and each step judges every candidate in one cost
+  lookup;
 * beyond it, the greedy rule (default; Revolve's third online phase): free the
   checkpoint after which the reverse sweep is cheapest, with exact costs of the
   checkpoint game read from a host-built table (the closed form when an interval
@@ -57,6 +62,7 @@ from jax import lax
 
 from ._jax_scan import _at, _merge, _put, _shapes, _slots, _split, _vjp_step
 from ._moves import Game
+from ._online import _R3_LIMIT
 from ._treeverse import beta as _beta_exact
 
 __all__ = ["MAX_STEPS", "Controller", "advance", "beta_table", "controller", "greedy_tables",
@@ -89,6 +95,10 @@ class Controller(NamedTuple):
     marks: Any
     run: Any
     then: Any
+    fixed: Any
+    mark: Any
+    over: Any
+    r3: Any
 
 
 def controller(budget: int) -> Controller:
@@ -96,7 +106,8 @@ def controller(budget: int) -> Controller:
     zero = jnp.zeros((), _I32)
     return Controller(jnp.zeros(budget, _I32), jnp.arange(budget, dtype=_I32), zero, zero,
                       zero, jnp.ones(budget, _I32), jnp.zeros(budget, bool), zero,
-                      jnp.asarray(-2, _I32))
+                      jnp.asarray(-2, _I32), jnp.zeros(budget, bool), zero, zero,
+                      jnp.asarray(True))
 
 
 def _shift(a: Any, p: Any, last: int) -> Any:
@@ -249,6 +260,59 @@ def _greedy(ctl: Controller, budget: int, tab: tuple, sums: Any,
     return best[0], jnp.maximum(ends - 1, 0), then.astype(_I32)
 
 
+@lru_cache(maxsize=32)
+def _r3_consts(budget: int) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """The r = 3 phase's constants (:class:`pebbles._online._R3`, checkpoint game):
+    level tops ``beta(s, 2)`` (level 1: 1), the marks in the order they are kept
+    (padded with ``MAX_STEPS``), the last front, ``beta(S, 2)`` and the optimum's
+    rise at the phase's first step."""
+    from ._binomial import BetaTable
+
+    table = BetaTable(Game.CHECKPOINT)
+    top = np.asarray([0, 1] + [table.beta(j, 2) for j in range(2, budget + 1)], np.int32)
+    marks = np.cumsum(top[:1:-1]).astype(np.int64)
+    marks = np.concatenate([marks, [MAX_STEPS]]).astype(np.int32)
+    b2 = table.beta(budget, 2)
+    rise0 = table.min_steps(b2 + 1, budget) - table.min_steps(b2, budget)
+    return top, marks, table.beta(budget, 3) - 1, b2, rise0
+
+
+def _r3(ctl: Controller, f: Any, budget: int, costs: tuple, flat: Any,
+        top_cells: int) -> tuple[Any, Any, Any, Any]:
+    """One step of the r = 3 phase on a full board with the front at ``f``:
+    (position freed, whether the phase takes this step, its new ``over``, whether
+    the front's cell is a mark). Mirrors :meth:`pebbles._online._R3.next_action`."""
+    tab, sums, _ = costs[:3]
+    tops, marks, end, b2, rise0 = (jnp.asarray(a) for a in _r3_consts(budget))
+    cells, s = ctl.cells, budget
+    gaps = jnp.concatenate([cells[:1], cells[1:] - cells[:-1]])
+    lev = jnp.concatenate([jnp.zeros(1, _I32), gaps[::-1]])   # lev[k]: level k's cells
+    fx = ctl.fixed[::-1]                                       # fx[k]: a mark above level k
+    k, j = jnp.arange(1, s, dtype=_I32), jnp.arange(2, s, dtype=_I32)
+    a, b = lev[k], lev[k + 1]
+    parts = [(a + b, k + 1), (b, k + 1), (lev[j - 1], j), (lev[j], j),
+             (lev[1:2], jnp.ones(1, _I32)), (jnp.ones(1, _I32), jnp.ones(1, _I32))]
+    d, lv = jnp.concatenate([p for p, _ in parts]), jnp.concatenate([q for _, q in parts])
+    cuts = np.cumsum([p.shape[0] for p, _ in parts])[:-1]
+    in_table = jnp.max(a + b) <= top_cells
+    c = lax.cond(in_table, lambda: flat[lv * (top_cells + 1) + jnp.minimum(d, top_cells)],
+                 lambda: _cost(tab, sums, d, lv))
+    cab, cb, cprev, ccur, c1, cone = jnp.split(c, cuts)
+    inf = jnp.asarray(jnp.inf, c.dtype)
+    gain = jnp.where((a + b <= tops[k + 1]) & ~fx[k], cab - cb, inf)
+    pre = cone[0] - c1[0] + jnp.concatenate([jnp.zeros(1, c.dtype), jnp.cumsum(cprev - ccur)])
+    totals = pre + gain
+    rest = jnp.concatenate([totals[1:], inf[None]])
+    k2, least = jnp.argmin(rest).astype(_I32) + 2, jnp.min(rest)
+    one = (totals[0] < least) | ((totals[0] == least) & (lev[2] == 3))
+    best, delta = jnp.where(one, 1, k2), jnp.where(one, totals[0], least)
+    mark = marks[ctl.mark]
+    over = ctl.over + 1 + jnp.where(delta < inf, delta, 0).astype(_I32) \
+        - jnp.where(f >= b2, 3, rise0)
+    take = (f < end) & (f <= mark) & (delta < inf) & (over <= _R3_LIMIT[Game.CHECKPOINT])
+    return (s - 1 - best).astype(_I32), take, over.astype(_I32), f == mark
+
+
 def _known(ctl: Controller) -> tuple[Any, Any, Any]:
     """The greedy rule's next choice when :func:`_greedy` said it before."""
     ahead = ctl.run > 0
@@ -257,13 +321,13 @@ def _known(ctl: Controller) -> tuple[Any, Any, Any]:
             jnp.where(ahead, ctl.then, -2).astype(_I32))
 
 
-def advance(ctl: Controller, cell: Any, budget: int,
-            greedy: tuple | None = None) -> tuple[Controller, Any]:
+def advance(ctl: Controller, cell: Any, budget: int, tables: tuple | None = None,
+            beyond: str = "greedy") -> tuple[Controller, Any]:
     """Keep ``s_cell`` (the new front): the new state and the slot it goes to.
 
     Mirrors :meth:`pebbles.OnlineScheduler.advance` in the checkpoint game
-    (``budget >= 2``): with ``beyond="wang-moin"``, or with the default greedy rule
-    when ``greedy`` is ``(beta table, beta sums)`` (:func:`greedy_tables`).
+    (``budget >= 2``): r = 2, r = 3, then the greedy rule or (``beyond="wang-moin"``)
+    Wang-Moin. ``tables``: :func:`greedy_tables` (made when not given).
 
     Examples
     --------
@@ -273,34 +337,45 @@ def advance(ctl: Controller, cell: Any, budget: int,
     >>> from pebbles._jax_while import advance, controller
     >>> ctl, host = controller(3), OnlineScheduler(3, beyond="wang-moin")
     >>> for cell in range(1, 8):
-    ...     ctl, slot = advance(ctl, cell, 3)
+    ...     ctl, slot = advance(ctl, cell, 3, beyond="wang-moin")
     ...     _ = host.advance()
     >>> ctl.cells.tolist(), host.checkpoints
     ([4, 6, 7], (4, 6, 7))
     """
+    tables = greedy_tables(budget) if tables is None else tables
     place = ctl.num < budget
     t, k = ctl.t, ctl.k
     bump = (t < budget - 1) & (k == budget - t)
     t, k = jnp.where(bump, t + 1, t), jnp.where(bump, 0, k)
     r2 = t < budget - 1
     k = jnp.where(r2, k + 1, k)
+    top_cells = tables[2].shape[1] - 1
+    r3 = ~place & ~r2 & ctl.r3
+    i3, take, over, hit = lax.cond(
+        r3, lambda c: _r3(c, cell - 1, budget, tables, tables[2].reshape(-1), top_cells),
+        lambda c: (jnp.zeros((), _I32), jnp.asarray(False), c.over, jnp.asarray(False)), ctl)
+    use3, rest = r3 & take, ~place & ~r2 & ~(r3 & take)
     run, then = ctl.run, ctl.then
-    if greedy is None:
+    if beyond == "wang-moin":
         i, levels, marks = _wang_moin(ctl.levels, ctl.marks, budget)
     else:
         levels, marks = ctl.levels, ctl.marks
         known = (run > 0) | (then != -2)
-        i, run, then = lax.cond(~place & ~r2 & ~known, lambda c: _greedy(c, budget, *greedy),
+        i, run, then = lax.cond(rest & ~known, lambda c: _greedy(c, budget, *tables),
                                 _known, ctl)
-    p = jnp.where(place, budget, jnp.where(r2, t, i))
+    p = jnp.where(place, budget, jnp.where(r2, t, jnp.where(use3, i3, i)))
     at = jnp.where(place, ctl.num, budget - 1)
     slot = ctl.slots[jnp.minimum(jnp.where(place, ctl.num, p), budget - 1)]
     cells = _shift(ctl.cells, p, budget - 1).at[at].set(cell)
     slots = _shift(ctl.slots, p, budget - 1).at[at].set(slot)
-    wm = ~place & ~r2 & (greedy is None)
+    fixed = _shift(ctl.fixed, p, budget - 1).at[budget - 2].set(hit).at[budget - 1].set(False)
+    wm = rest & (beyond == "wang-moin")
     new = Controller(cells, slots, jnp.minimum(ctl.num + 1, budget),
                      jnp.where(place, ctl.t, t), jnp.where(place, ctl.k, k),
-                     jnp.where(wm, levels, ctl.levels), jnp.where(wm, marks, ctl.marks), run, then)
+                     jnp.where(wm, levels, ctl.levels), jnp.where(wm, marks, ctl.marks),
+                     jnp.where(use3, ctl.run, run), jnp.where(use3, ctl.then, then),
+                     jnp.where(use3, fixed, ctl.fixed), ctl.mark + (use3 & hit),
+                     jnp.where(use3, over, ctl.over), ctl.r3 & (place | r2 | take))
     return new, slot
 
 
@@ -403,11 +478,12 @@ def _forward(fun: Callable, go: Callable, budget: int, init: Any,
              consts: Sequence[Any], greedy: bool) -> tuple[Any, Any, Controller, Any]:
     """Run the loop while ``go((carry, k))``, storing states as the controller says:
     (carry, buffer, controller, n)."""
-    tables = greedy_tables(budget) if greedy else None
+    tables = greedy_tables(budget)
+    beyond = "greedy" if greedy else "wang-moin"
 
     def body(state: tuple) -> tuple:
         c, k, buf, ctl = state
-        new, slot = advance(ctl, k, budget, tables)
+        new, slot = advance(ctl, k, budget, tables, beyond)
         first = k == 0  # s_0 is the input: not stored (slot 0 is overwritten by s_1)
         ctl = jax.tree.map(lambda a, b: jnp.where(first, a, b), ctl, new)
         buf = _put(buf, c, jnp.where(first, 0, slot))

@@ -13,10 +13,13 @@ in Walther's Revolve (Online_r2, Online_r3, then a third rule):
   use, then, for ``t = 0, 1, ..., S - 2``, ``S - t`` times free the checkpoint
   right after the ``t`` fixed ones and keep the new state; in the in-place game
   one in-place step ends the phase.
-* **r = 3 band** (in-place game only): keep every interval inside the band in
-  which its reversal costs the least per cell (``beta(s, 1) <= d <= beta(s, 2)``
-  for ``s`` free pebbles); while that holds the overhead is at most one step.
-  Ours too, in the spirit of Stumm & Walther's quasi-optimal Online_r3.
+* **r = 3** (both games), after Stumm & Walther's Online_r3 as Walther's Revolve
+  plays it: the checkpoints of the configuration that is optimal at
+  ``n = beta(S, 3)`` are kept when the front reaches them; in between, the front
+  walks in place to 3 cells (in-place game) and then frees the checkpoint below a
+  level that can absorb its neighbour without leaving its band, the cheapest one.
+  It tracks its distance to the offline optimum exactly and never accepts more
+  than 2 steps (in-place) or 3 (checkpoint game); docs/online.md derives this.
 * **beyond**: ``'greedy'`` (default) takes the step after which the reverse
   sweep would be cheapest, with exact costs (the rule of Revolve's third online
   phase, Arevolve); ``'wang-moin'`` is Wang, Moin & Iaccarino, "Minimal
@@ -44,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 from ._binomial import BetaTable
@@ -86,7 +90,7 @@ class OnlineScheduler:
     inplace : bool
         Play the in-place game (steps may overwrite their input).
     beyond : {'greedy', 'wang-moin'}
-        Rule past the r = 2 range (in-place game: past the band phase):
+        Rule past the r = 3 phase (``n > beta(S, 3)``):
         ``'greedy'`` takes the step after which the reverse sweep would be
         cheapest (Revolve's third online phase, exact costs); ``'wang-moin'``
         is Wang, Moin & Iaccarino's dynamic checkpointing.
@@ -105,7 +109,7 @@ class OnlineScheduler:
     """
 
     __slots__ = ("budget", "game", "beyond", "_cells", "_levels", "_marks", "_t", "_k",
-                 "_phase", "_band", "_cost")
+                 "_phase", "_r3", "_cost")
 
     def __init__(self, budget: int, *, inplace: bool = False, beyond: str = "greedy") -> None:
         self.budget = check_int("budget", budget, 0)
@@ -119,7 +123,7 @@ class OnlineScheduler:
         self._t = 0                      # r = 2: fixed checkpoints
         self._k = 0                      # r = 2: merges done with _t fixed
         self._phase = _R2
-        self._band = _Band(self.budget) if inplace and self.budget >= 2 else None
+        self._r3: _R3 | None = None
         self._cost = _interval_costs(self.game)
 
     @property
@@ -167,9 +171,12 @@ class OnlineScheduler:
             action = self._next_r2()
             if action is not None:
                 return action
-            self._phase = _BAND if self._band is not None else _BEYOND
-        if self._phase == _BAND:
-            level = self._band.next_action()
+            self._phase = _BEYOND
+            if self.budget >= 2:
+                self._phase = _R3_PHASE
+                self._r3 = _R3(self._cells, self.budget, self.game, self._cost)
+        if self._phase == _R3_PHASE:
+            level = self._r3.next_action()
             if level is not None:
                 return level and self.budget - level
             self._phase = _BEYOND
@@ -221,60 +228,125 @@ class OnlineScheduler:
         return _reverse(tuple(self._cells), self.budget, self.game)
 
 
-_R2, _BAND, _BEYOND, _WANG_MOIN = range(4)
+_R2, _R3_PHASE, _BEYOND, _WANG_MOIN = range(4)
 
 
-class _Band:
-    """r = 3 phase of the in-place game: keep every interval in its optimal band.
+class _R3:
+    """r = 3 phase, after Stumm & Walther's Online_r3 (Revolve's rule, exact costs).
 
     Levels ``s = 1..S`` are the intervals from the front backwards (level ``s`` is
-    reversed with ``s`` free pebbles). ``e[s] = gap - (s + 1)`` for ``s >= 2`` lies
-    in ``0..E[s]`` with ``E[s] = s (s + 1) / 2``; ``e[1] = gap - 2`` lies in
-    ``-1..1`` (-1 costs one step). Actions: 0 = in-place step (``e[1] += 1``), ``k``
-    = free the checkpoint between levels ``k + 1`` and ``k`` (level ``k + 1``
-    absorbs level ``k``, lower levels move up one level, a new level 1 of one cell).
+    reversed with ``s`` free pebbles); ``d[s]`` is its length. The phase runs from
+    the end of the r = 2 phase to ``n = beta(S, 3)``, where every level ``s >= 2``
+    holds ``top(s) = beta(s, 2)`` cells (level 1: 3 in the in-place game, 1 in the
+    checkpoint game):
+
+    * the checkpoints of that final configuration (the *marks*: ``top(S)``,
+      ``top(S) + top(S - 1)``, ...) are kept when the front reaches them and are
+      never freed;
+    * in the in-place game the front walks in place until level 1 holds 3 cells
+      (fewer when the next mark is nearer);
+    * otherwise it frees the checkpoint below a level that can absorb its lower
+      neighbour without passing its top, the one after which the reverse sweep is
+      cheapest (ties: level 2 while it is at its bottom, then the lowest level).
+
+    ``over`` is the online cost minus the offline optimum at ``n = front + 1``;
+    the phase ends (None) rather than take a step that would raise it past
+    ``limit``. Actions: 0 = in-place step, ``k`` = free the checkpoint between
+    levels ``k + 1`` and ``k`` (level ``k + 1`` absorbs level ``k``, lower levels
+    move up one level, a new level 1 of one cell appears).
     """
 
-    __slots__ = ("s", "e", "cap", "left")
+    __slots__ = ("s", "d", "fixed", "marks", "front", "end", "fwd", "over", "limit",
+                 "inplace", "top", "cost", "table", "sd", "gain")
 
-    def __init__(self, s: int) -> None:
-        self.s = s
-        self.e = [0] * (s + 1)
-        self.cap = [0, 1] + [j * (j + 1) // 2 for j in range(2, s + 1)]
-        self.left = (s + 3) * (s + 2) * (s + 1) // 6 - (s + 2) * (s + 1) // 2
+    def __init__(self, cells: list[int], s: int, game: Game,
+                 cost: Callable[[int, int], float]) -> None:
+        pos = [0, *cells]
+        self.s, self.cost, self.table = s, cost, BetaTable(game)
+        self.inplace = game is Game.INPLACE
+        self.d = [0] + [pos[s - j + 1] - pos[s - j] for j in range(1, s + 1)]
+        self.fixed = [False] * (s + 1)   # fixed[k]: the checkpoint above level k is a mark
+        self.top = [0, 3 if self.inplace else 1] + [self.table.beta(j, 2) for j in range(2, s + 1)]
+        marks = [sum(self.top[j:]) for j in range(s, 1, -1)]
+        self.front = pos[-1]
+        self.marks = [m for m in reversed(marks) if m >= self.front]   # the next one last
+        self.end = self.table.beta(s, 3) - 1
+        self.fwd = 3
+        self.limit = _R3_LIMIT[game]
+        self.over = self.front + sum(cost(self.d[j], j) for j in range(1, s + 1)) \
+            - self.table.min_steps(self.front + 1, s)
+        self.sd, self.gain = [0.0] * (s + 1), [_INF] * (s + 1)
+        self._refresh(s)
 
     def next_action(self) -> int | None:
-        """The next action, applied to the state; None when the band cannot be kept."""
-        if self.left == 0:
+        """The next action, applied to the state; None when the phase is over."""
+        d, cost, f = self.d, self.cost, self.front
+        if f >= self.end or (self.marks and f > self.marks[-1]):
             return None
-        e = self.e
-        if e[1] < 1:
-            e[1] += 1
-            self.left -= 1
+        rise = 3 if f >= self.table.beta(self.s, 2) else \
+            self.table.min_steps(f + 2, self.s) - self.table.min_steps(f + 1, self.s)
+        if self.inplace and (not self.marks or d[1] < self.fwd):
+            self.over += 1 + cost(d[1] + 1, 1) - cost(d[1], 1) - rise
+            d[1] += 1
+            self.front = f + 1
+            self._refresh(2)
             return 0
-        best, complete = 0, False
-        for k in range(2, self.s):
-            if k >= 3 and e[k - 1] < 1:
-                break
-            room = self.cap[k + 1] - e[k + 1] - (e[k] + k + 1)
-            if room >= 0 and (room == 0 or not complete):
-                best, complete = k, room == 0
-        if best == 0 and self.cap[2] - e[2] >= 3:
-            best = 1
-        if best == 0:
+        k, delta = self._best()
+        if k == 0 or self.over + 1 + delta - rise > self.limit:
             return None
-        self._merge(best)
-        self.left -= 1
-        return best
+        self.over += 1 + delta - rise
+        self._merge(k)
+        self._refresh(k + 2)
+        return k
+
+    def _best(self) -> tuple[int, float]:
+        """The merge to make and its change of the reverse sweep's cost (0: none).
+
+        Candidates, in the order of preference: level 2 absorbs level 1 while level
+        2 is at its bottom, then ``k = 2, 3, ...``, then level 2 absorbs level 1.
+        The change for ``k`` is ``base + sd[2] + ... + sd[k] + gain[k]``
+        (:meth:`_refresh`), summed at C speed.
+        """
+        d, top, cost = self.d, self.top, self.cost
+        base = cost(1, 1) - cost(d[1], 1)
+        run = accumulate(self.sd[2:self.s], initial=base)
+        next(run)
+        totals = [p + g for p, g in zip(run, self.gain[2:self.s], strict=True)]
+        least = min(totals, default=_INF)
+        best = totals.index(least) + 2 if least < _INF else 0
+        landing = self.inplace and bool(self.marks) and self.front == self.marks[-1] - 1
+        if d[1] + d[2] < top[2] + (not landing) and not self.fixed[1]:
+            one = base + cost(d[1] + d[2], 2) - cost(d[2], 2)
+            if one < least or (one == least and d[2] == 3):
+                best, least = 1, one
+        return best, least
+
+    def _refresh(self, upto: int) -> None:
+        """Recompute ``sd[j]`` (level ``j`` takes the cells of level ``j - 1``) and
+        ``gain[k]`` (level ``k + 1`` absorbs level ``k``; inf if it may not) for
+        ``j, k <= upto``: a merge ``k`` changes levels ``1 .. k + 1`` only."""
+        d, top, cost, fixed, sd, gain = self.d, self.top, self.cost, self.fixed, self.sd, self.gain
+        for j in range(2, min(upto, self.s - 1) + 1):
+            sd[j] = cost(d[j - 1], j) - cost(d[j], j)
+            fits = not fixed[j] and d[j] + d[j + 1] <= top[j + 1]
+            gain[j] = cost(d[j] + d[j + 1], j + 1) - cost(d[j + 1], j + 1) if fits else _INF
 
     def _merge(self, k: int) -> None:
-        e = self.e
-        e[k + 1] += 3 if k == 1 else e[k] + k + 1
-        for j in range(k - 1, 1, -1):
-            e[j + 1] = e[j] - 1
-        if k >= 2:
-            e[2] = 0
-        e[1] = -1
+        d, fixed, f = self.d, self.fixed, self.front
+        d[k + 1] += d[k]
+        for j in range(k - 1, 0, -1):
+            d[j + 1], fixed[j + 1] = d[j], fixed[j]
+        d[1], fixed[1] = 1, bool(self.marks) and f == self.marks[-1]
+        if fixed[1]:
+            self.marks.pop()
+        self.front = f + 1
+        self.fwd = min(3, self.marks[-1] - f) if self.marks else 3
+
+
+_INF = float("inf")
+
+#: Most steps above the offline optimum the r = 3 phase accepts (docs/online.md).
+_R3_LIMIT = {Game.INPLACE: 2, Game.CHECKPOINT: 3}
 
 
 def _interval_costs(game: Game) -> Callable[[int, int], float]:

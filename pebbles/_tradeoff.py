@@ -250,7 +250,7 @@ def online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20, 40)
     Examples
     --------
     >>> import pebbles
-    >>> over = pebbles.online_overhead((10, 20, 50), budgets=(5,))
+    >>> over = pebbles.online_overhead((10, 20, 100), budgets=(5,))
     >>> over[5][:2].tolist(), bool(over[5][2] > 0)  # exact up to (S+1)(S+2)/2 - 1 = 20
     ([0.0, 0.0], True)
     """

@@ -19,9 +19,9 @@ with ``n`` or with the budget.
 
 :func:`checkpointed_while_loop` is the same for ``jax.lax.while_loop``, whose
 number of steps is known only when it stops: the online scheduler's controller
-(store every state, Stumm & Walther's r = 2 phase, then the greedy rule or Wang, Moin &
-Iaccarino's dynamic checkpointing) runs inside the compiled loop and the reverse pass replays
-Treeverse between the kept carries (:mod:`pebbles._jax_while`).
+(store every state, Stumm & Walther's r = 2 and r = 3 phases, then the greedy rule or
+Wang, Moin & Iaccarino's dynamic checkpointing) runs inside the compiled loop and the
+reverse pass replays Treeverse between the kept carries (:mod:`pebbles._jax_while`).
 
 Importing this module needs JAX (``pip install "pebble-games[jax]"``);
 ``import pebbles`` never imports it.
@@ -362,8 +362,9 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
     The number of steps ``n`` is known only when ``cond`` says stop, so no
     schedule can be made in advance: the online scheduler's controller runs
     inside the compiled program (store every state, then Stumm & Walther's
-    r = 2 phase, optimal up to ``n = (budget + 1)(budget + 2)/2 - 1``, then
-    the greedy rule with exact reversal costs, or Wang, Moin & Iaccarino's
+    r = 2 phase, optimal up to ``n = (budget + 1)(budget + 2)/2 - 1``, their
+    r = 3 phase, at most 3 steps above the optimum up to ``n = beta(budget, 3)``,
+    then the greedy rule with exact reversal costs, or Wang, Moin & Iaccarino's
     dynamic checkpointing), and the reverse pass reverses each interval
     between the kept carries with the optimal offline schedule (Treeverse).
     The forward steps are those of ``pebbles.online(n, budget, beyond=beyond)``

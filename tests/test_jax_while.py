@@ -151,14 +151,16 @@ def test_float32_python_scalar_init_and_no_steps():
 # the controller and the splits against the host scheduler and Treeverse
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("beyond", ["wang-moin", "greedy"])
-@pytest.mark.parametrize(("budget", "steps"), [(2, 100), (3, 400), (6, 80), (10, 3000)])
+@pytest.mark.parametrize(("budget", "steps"), [(2, 100), (3, 400), (6, 80), (10, 3000),
+                                               (20, 2000)])
 def test_controller_plays_the_host_online_scheduler(budget, steps, beyond):
-    # long enough for the greedy rule's runs past its look-ahead (32 boards) at budget 3
-    tables = greedy_tables(budget) if beyond == "greedy" else None
+    # long enough for the greedy rule's runs past its look-ahead (32 boards) at budget 3,
+    # and past the r = 3 phase (beta(S, 3): 16, 120, 286, 1771)
+    tables = greedy_tables(budget)
 
     def run():
         def one(ctl, k):
-            ctl, _ = advance(ctl, k, budget, tables)
+            ctl, _ = advance(ctl, k, budget, tables, beyond)
             return ctl, (ctl.cells, ctl.num, ctl.slots)
         return jax.lax.scan(one, controller(budget), jnp.arange(1, steps + 1, dtype=jnp.int32))[1]
 
