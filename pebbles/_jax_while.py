@@ -62,7 +62,7 @@ from jax import lax
 
 from ._jax_scan import _at, _merge, _put, _shapes, _slots, _split, _vjp_step
 from ._moves import Game
-from ._online import _R3_LIMIT
+from ._online import _R3_LIMIT, _r3_layout
 from ._treeverse import beta as _beta_exact
 
 __all__ = ["MAX_STEPS", "Controller", "advance", "beta_table", "controller", "greedy_tables",
@@ -189,6 +189,12 @@ def _beta_row(s: int, top: int) -> np.ndarray:
     return np.asarray(row, np.int64)
 
 
+def _looked_up(table: Any, d: Any, s: Any) -> Any:
+    """``cost(d, s)`` from :func:`_cost_table` (``d`` clipped to the table's width)."""
+    top = table.shape[1] - 1
+    return table.reshape(-1)[s * (top + 1) + jnp.minimum(d, top)]
+
+
 #: Entries of the greedy rule's cost lookup table (intervals longer: the closed form).
 _COST_CELLS = 1 << 20
 
@@ -245,10 +251,9 @@ def _greedy(ctl: Controller, budget: int, tab: tuple, sums: Any,
     cells = ctl.cells
     gaps = jnp.concatenate([cells[:1], cells[1:] - cells[:-1]])
     top = table.shape[1] - 1
-    flat = table.reshape(-1)
     fits = jnp.max(gaps[:-1] + gaps[1:]) + _AHEAD <= top
     i, delta = lax.cond(
-        fits, lambda g: _ahead(lambda d, s: flat[s * (top + 1) + jnp.minimum(d, top)], g, budget),
+        fits, lambda g: _ahead(lambda d, s: _looked_up(table, d, s), g, budget),
         lambda g: _ahead(lambda d, s: _cost(tab, sums, d, s), g, budget), gaps)
     ok = delta < jnp.inf                            # NaN and +inf never win
     least = jnp.min(jnp.where(ok, delta, jnp.inf), axis=1, keepdims=True)
@@ -269,20 +274,18 @@ def _r3_consts(budget: int) -> tuple[np.ndarray, np.ndarray, int, int, int]:
     from ._binomial import BetaTable
 
     table = BetaTable(Game.CHECKPOINT)
-    top = np.asarray([0, 1] + [table.beta(j, 2) for j in range(2, budget + 1)], np.int32)
-    marks = np.cumsum(top[:1:-1]).astype(np.int64)
-    marks = np.concatenate([marks, [MAX_STEPS]]).astype(np.int32)
+    top, marks = _r3_layout(budget, Game.CHECKPOINT)
+    top, marks = np.asarray(top, np.int32), np.asarray([*marks, MAX_STEPS], np.int32)
     b2 = table.beta(budget, 2)
     rise0 = table.min_steps(b2 + 1, budget) - table.min_steps(b2, budget)
     return top, marks, table.beta(budget, 3) - 1, b2, rise0
 
 
-def _r3(ctl: Controller, f: Any, budget: int, costs: tuple, flat: Any,
-        top_cells: int) -> tuple[Any, Any, Any, Any]:
+def _r3(ctl: Controller, f: Any, budget: int, tables: tuple) -> tuple[Any, Any, Any, Any]:
     """One step of the r = 3 phase on a full board with the front at ``f``:
     (position freed, whether the phase takes this step, its new ``over``, whether
     the front's cell is a mark). Mirrors :meth:`pebbles._online._R3.next_action`."""
-    tab, sums, _ = costs[:3]
+    tab, sums, table = tables
     tops, marks, end, b2, rise0 = (jnp.asarray(a) for a in _r3_consts(budget))
     cells, s = ctl.cells, budget
     gaps = jnp.concatenate([cells[:1], cells[1:] - cells[:-1]])
@@ -294,8 +297,7 @@ def _r3(ctl: Controller, f: Any, budget: int, costs: tuple, flat: Any,
              (lev[1:2], jnp.ones(1, _I32)), (jnp.ones(1, _I32), jnp.ones(1, _I32))]
     d, lv = jnp.concatenate([p for p, _ in parts]), jnp.concatenate([q for _, q in parts])
     cuts = np.cumsum([p.shape[0] for p, _ in parts])[:-1]
-    in_table = jnp.max(a + b) <= top_cells
-    c = lax.cond(in_table, lambda: flat[lv * (top_cells + 1) + jnp.minimum(d, top_cells)],
+    c = lax.cond(jnp.max(a + b) <= table.shape[1] - 1, lambda: _looked_up(table, d, lv),
                  lambda: _cost(tab, sums, d, lv))
     cab, cb, cprev, ccur, c1, cone = jnp.split(c, cuts)
     inf = jnp.asarray(jnp.inf, c.dtype)
@@ -349,12 +351,12 @@ def advance(ctl: Controller, cell: Any, budget: int, tables: tuple | None = None
     t, k = jnp.where(bump, t + 1, t), jnp.where(bump, 0, k)
     r2 = t < budget - 1
     k = jnp.where(r2, k + 1, k)
-    top_cells = tables[2].shape[1] - 1
     r3 = ~place & ~r2 & ctl.r3
     i3, take, over, hit = lax.cond(
-        r3, lambda c: _r3(c, cell - 1, budget, tables, tables[2].reshape(-1), top_cells),
+        r3, lambda c: _r3(c, cell - 1, budget, tables),
         lambda c: (jnp.zeros((), _I32), jnp.asarray(False), c.over, jnp.asarray(False)), ctl)
-    use3, rest = r3 & take, ~place & ~r2 & ~(r3 & take)
+    use3 = r3 & take
+    rest = ~place & ~r2 & ~use3
     run, then = ctl.run, ctl.then
     if beyond == "wang-moin":
         i, levels, marks = _wang_moin(ctl.levels, ctl.marks, budget)

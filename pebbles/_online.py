@@ -257,7 +257,7 @@ class _R3:
     """
 
     __slots__ = ("s", "d", "fixed", "marks", "front", "end", "fwd", "over", "limit",
-                 "inplace", "top", "cost", "table", "sd", "gain")
+                 "inplace", "top", "cost", "table", "sd", "gain", "b2")
 
     def __init__(self, cells: list[int], s: int, game: Game,
                  cost: Callable[[int, int], float]) -> None:
@@ -266,11 +266,11 @@ class _R3:
         self.inplace = game is Game.INPLACE
         self.d = [0] + [pos[s - j + 1] - pos[s - j] for j in range(1, s + 1)]
         self.fixed = [False] * (s + 1)   # fixed[k]: the checkpoint above level k is a mark
-        self.top = [0, 3 if self.inplace else 1] + [self.table.beta(j, 2) for j in range(2, s + 1)]
-        marks = [sum(self.top[j:]) for j in range(s, 1, -1)]
+        self.top, marks = _r3_layout(s, game)
         self.front = pos[-1]
-        self.marks = [m for m in reversed(marks) if m >= self.front]   # the next one last
+        self.marks = [m for m in marks[::-1] if m >= self.front]   # the next one last
         self.end = self.table.beta(s, 3) - 1
+        self.b2 = self.table.beta(s, 2)
         self.fwd = 3
         self.limit = _R3_LIMIT[game]
         self.over = self.front + sum(cost(self.d[j], j) for j in range(1, s + 1)) \
@@ -283,7 +283,7 @@ class _R3:
         d, cost, f = self.d, self.cost, self.front
         if f >= self.end or (self.marks and f > self.marks[-1]):
             return None
-        rise = 3 if f >= self.table.beta(self.s, 2) else \
+        rise = 3 if f >= self.b2 else \
             self.table.min_steps(f + 2, self.s) - self.table.min_steps(f + 1, self.s)
         if self.inplace and (not self.marks or d[1] < self.fwd):
             self.over += 1 + cost(d[1] + 1, 1) - cost(d[1], 1) - rise
@@ -341,6 +341,15 @@ class _R3:
             self.marks.pop()
         self.front = f + 1
         self.fwd = min(3, self.marks[-1] - f) if self.marks else 3
+
+
+def _r3_layout(s: int, game: Game) -> tuple[list[int], list[int]]:
+    """The r = 3 phase's level tops (``[0, level 1, ..., level s]``: ``beta(j, 2)``,
+    level 1: 3 in-place, 1 in the checkpoint game) and its marks, the checkpoints of
+    the configuration optimal at ``beta(s, 3)``, in the order the front meets them."""
+    table = BetaTable(game)
+    top = [0, 3 if game is Game.INPLACE else 1] + [table.beta(j, 2) for j in range(2, s + 1)]
+    return top, list(accumulate(top[:1:-1]))
 
 
 _INF = float("inf")
