@@ -15,10 +15,12 @@ counts the stored states, the front included, not ``s_0``):
   (after Stumm & Walther, "New algorithms for optimal online checkpointing",
   SIAM J. Sci. Comput. 32(2), 2010): optimal at every ``n <= (S+1)(S+2)/2 - 1``;
 * the r = 3 phase (:class:`pebbles._online._R3`, after Stumm & Walther's
-  Online_r3): at most 3 steps above the optimum up to ``n = beta(S, 3)``; its
-  state is the marks it keeps (a bool per slot position), a counter and its
-  distance to the optimum, and each step judges every candidate in one cost
-  lookup;
+  Online_r3): at most 3 steps above the optimum up to ``n = beta(S, 3)``. Its
+  choices depend on ``S`` only, so for ``S <= 45`` (phases of at most
+  ``2^14`` steps) the host makes them once (:func:`pebbles._online.r3_choices`)
+  and the loop reads each from a table; for larger budgets the loop judges every
+  candidate in one cost lookup a step, its state the marks it keeps (a bool per
+  slot position), a counter and its distance to the optimum;
 * beyond it, the greedy rule (default; Revolve's third online phase): free the
   checkpoint after which the reverse sweep is cheapest, with exact costs of the
   checkpoint game read from a host-built table (the closed form when an interval
@@ -62,7 +64,7 @@ from jax import lax
 
 from ._jax_scan import _at, _merge, _put, _shapes, _slots, _split, _vjp_step
 from ._moves import Game
-from ._online import _R3_LIMIT, _r3_layout
+from ._online import _R3_LIMIT, _r3_layout, r3_choices
 from ._treeverse import beta as _beta_exact
 
 __all__ = ["MAX_STEPS", "Controller", "advance", "beta_table", "controller", "greedy_tables",
@@ -315,6 +317,63 @@ def _r3(ctl: Controller, f: Any, budget: int, tables: tuple) -> tuple[Any, Any, 
     return (s - 1 - best).astype(_I32), take, over.astype(_I32), f == mark
 
 
+def _skip3(ctl: Controller) -> tuple:
+    """No r = 3 step: :func:`_phase3`'s outputs that leave the controller as it is."""
+    return jnp.zeros((), _I32), jnp.asarray(False), ctl.over, ctl.fixed, ctl.mark
+
+
+def _phase3(cell: Any, budget: int, tables: tuple) -> Callable[[Controller], tuple]:
+    """The r = 3 phase's step to ``cell``: (position freed, whether the phase takes it,
+    new ``over``, ``fixed``, ``mark``), read from :func:`_r3_table` when the phase is
+    listed there, else judged on the board (:func:`_r3_judged`)."""
+    first, plan, whole = _r3_table(budget, _R3_TABLE)
+    j = cell - first
+    listed = (j >= 0) & (j < plan.shape[0])
+
+    def listed_step(c: Controller) -> tuple:
+        return (jnp.asarray(plan)[jnp.clip(j, 0, plan.shape[0] - 1)], listed, c.over,
+                c.fixed, c.mark)
+
+    return lambda c: lax.cond(listed | whole, listed_step,
+                              lambda c: _r3_judged(c, cell - 1, budget, tables), c)
+
+
+def _or_greedy(phase3: Callable, budget: int, tables: tuple) -> Callable[[Controller], tuple]:
+    """The r = 3 step, or, when the phase ends, the greedy rule's: (position, ``run``,
+    ``then``, whether the phase took the step, ``over``, ``fixed``, ``mark``)."""
+    def step(c: Controller) -> tuple:
+        i, take, over, fixed, mark = phase3(c)
+        i, run, then = lax.cond(take, lambda c: (i, c.run, c.then),
+                                lambda c: _greedy(c, budget, *tables), c)
+        return i, run, then, take, over, fixed, mark
+    return step
+
+
+def _r3_judged(ctl: Controller, f: Any, budget: int, tables: tuple) -> tuple:
+    """:func:`_r3` and its bookkeeping: (position freed, whether the phase takes the
+    step, and the new ``over``, ``fixed`` and ``mark`` of the controller)."""
+    i, take, over, hit = _r3(ctl, f, budget, tables)
+    fixed = _shift(ctl.fixed, i, budget - 1).at[budget - 2].set(hit).at[budget - 1].set(False)
+    return (i, take, jnp.where(take, over, ctl.over), jnp.where(take, fixed, ctl.fixed),
+            ctl.mark + (take & hit))
+
+
+#: Longest r = 3 phase the controller reads from a table made on the host
+#: (:func:`pebbles._online.r3_choices`, budgets up to 45: at most about 0.15 s, once a
+#: budget) instead of judging each board in the loop (:func:`_r3`).
+_R3_TABLE = 1 << 14
+
+
+@lru_cache(maxsize=32)
+def _r3_table(budget: int, most: int) -> tuple[int, np.ndarray, bool]:
+    """The r = 3 phase's choices: (its first front, the positions freed, True), or
+    ``(MAX_STEPS, [0], False)`` when the phase is longer than ``most`` steps."""
+    got = r3_choices(budget, most) if budget >= 2 else None
+    if got is None or not got[1]:
+        return MAX_STEPS, np.zeros(1, np.int32), False
+    return got[0], np.asarray(got[1], np.int32), True
+
+
 def _known(ctl: Controller) -> tuple[Any, Any, Any]:
     """The greedy rule's next choice when :func:`_greedy` said it before."""
     ahead = ctl.run > 0
@@ -351,33 +410,31 @@ def advance(ctl: Controller, cell: Any, budget: int, tables: tuple | None = None
     t, k = jnp.where(bump, t + 1, t), jnp.where(bump, 0, k)
     r2 = t < budget - 1
     k = jnp.where(r2, k + 1, k)
-    r3 = ~place & ~r2 & ctl.r3
-    i3, take, over, hit = lax.cond(
-        r3, lambda c: _r3(c, cell - 1, budget, tables),
-        lambda c: (jnp.zeros((), _I32), jnp.asarray(False), c.over, jnp.asarray(False)), ctl)
-    use3 = r3 & take
-    rest = ~place & ~r2 & ~use3
-    run, then = ctl.run, ctl.then
+    busy = ~place & ~r2  # a full board past the r = 2 phase: r = 3, then the rule beyond
     if beyond == "wang-moin":
+        i3, use3, over, fixed, mark = lax.cond(busy & ctl.r3, _phase3(cell, budget, tables),
+                                               _skip3, ctl)
         i, levels, marks = _wang_moin(ctl.levels, ctl.marks, budget)
-    else:
+        i, run, then = jnp.where(use3, i3, i), ctl.run, ctl.then
+    else:  # one conditional a step: the rule's known choice, the rule, or the r = 3 phase
         levels, marks = ctl.levels, ctl.marks
-        known = (run > 0) | (then != -2)
-        i, run, then = lax.cond(rest & ~known, lambda c: _greedy(c, budget, *tables),
-                                _known, ctl)
-    p = jnp.where(place, budget, jnp.where(r2, t, jnp.where(use3, i3, i)))
+        known = (ctl.run > 0) | (ctl.then != -2)
+        which = jnp.where(busy & ctl.r3, 2, jnp.where(busy & ~known, 1, 0))
+        i, run, then, use3, over, fixed, mark = lax.switch(which, [
+            lambda c: (*_known(c), *_skip3(c)[1:]),
+            lambda c: (*_greedy(c, budget, *tables), *_skip3(c)[1:]),
+            _or_greedy(_phase3(cell, budget, tables), budget, tables)], ctl)
+    rest = busy & ~use3
+    p = jnp.where(place, budget, jnp.where(r2, t, i))
     at = jnp.where(place, ctl.num, budget - 1)
     slot = ctl.slots[jnp.minimum(jnp.where(place, ctl.num, p), budget - 1)]
     cells = _shift(ctl.cells, p, budget - 1).at[at].set(cell)
     slots = _shift(ctl.slots, p, budget - 1).at[at].set(slot)
-    fixed = _shift(ctl.fixed, p, budget - 1).at[budget - 2].set(hit).at[budget - 1].set(False)
     wm = rest & (beyond == "wang-moin")
     new = Controller(cells, slots, jnp.minimum(ctl.num + 1, budget),
                      jnp.where(place, ctl.t, t), jnp.where(place, ctl.k, k),
                      jnp.where(wm, levels, ctl.levels), jnp.where(wm, marks, ctl.marks),
-                     jnp.where(use3, ctl.run, run), jnp.where(use3, ctl.then, then),
-                     jnp.where(use3, fixed, ctl.fixed), ctl.mark + (use3 & hit),
-                     jnp.where(use3, over, ctl.over), ctl.r3 & (place | r2 | take))
+                     run, then, fixed, mark, over, ctl.r3 & (place | r2 | use3))
     return new, slot
 
 
@@ -486,8 +543,10 @@ def _forward(fun: Callable, go: Callable, budget: int, init: Any,
     def body(state: tuple) -> tuple:
         c, k, buf, ctl = state
         new, slot = advance(ctl, k, budget, tables, beyond)
-        first = k == 0  # s_0 is the input: not stored (slot 0 is overwritten by s_1)
-        ctl = jax.tree.map(lambda a, b: jnp.where(first, a, b), ctl, new)
+        # s_0 is the input: not stored (slot 0 is overwritten by s_1). Placing cell 0 on
+        # the empty board changes only ``num`` (cells are 0, slots[0] stays where it is).
+        first = k == 0
+        ctl = new._replace(num=jnp.where(first, ctl.num, new.num))
         buf = _put(buf, c, jnp.where(first, 0, slot))
         return fun(c, *consts), k + 1, buf, ctl
 

@@ -352,6 +352,35 @@ def _r3_layout(s: int, game: Game) -> tuple[list[int], list[int]]:
     return top, list(accumulate(top[:1:-1]))
 
 
+def r3_choices(budget: int, most: int) -> tuple[int, list[int]] | None:
+    """The r = 3 phase of the checkpoint game as a list: ``(cell, positions)``, where
+    the phase's ``j``-th step brings the front to ``cell + j`` and frees the held
+    checkpoint at ``positions[j]`` (an index into :attr:`OnlineScheduler.checkpoints`);
+    None when the phase takes more than ``most`` steps. The choices depend on the
+    budget only, so they can be made ahead (:mod:`pebbles._jax_while` reads them
+    from a table instead of judging each board in the compiled loop).
+
+    Examples
+    --------
+    >>> from pebbles._online import r3_choices
+    >>> r3_choices(3, 100)    # fronts 9 .. 15 (beta(3, 3) = 16)
+    (9, [1, 1, 0, 1, 1, 1, 1])
+    """
+    table = BetaTable(Game.CHECKPOINT)
+    if budget < 2 or table.beta(budget, 3) - table.beta(budget, 2) > most:
+        return None
+    host, positions, cell = OnlineScheduler(budget), [], 0
+    while len(positions) <= most:
+        held = host.checkpoints
+        moves = host.advance()
+        if host._phase == _R3_PHASE:
+            cell = cell or host.front
+            positions.append(held.index(moves[0].a))
+        elif host._phase != _R2:
+            return cell, positions
+    return None
+
+
 _INF = float("inf")
 
 #: Most steps above the offline optimum the r = 3 phase accepts (docs/online.md).

@@ -12,6 +12,7 @@ from jaxref import count_eqns, rel, rk4
 
 import pebbles
 from pebbles import OnlineScheduler, online, online_r2_range
+from pebbles import _jax_while as _jw
 from pebbles._jax_while import (
     _first_checkpoint,
     advance,
@@ -155,7 +156,28 @@ def test_float32_python_scalar_init_and_no_steps():
                                                (20, 2000)])
 def test_controller_plays_the_host_online_scheduler(budget, steps, beyond):
     # long enough for the greedy rule's runs past its look-ahead (32 boards) at budget 3,
-    # and past the r = 3 phase (beta(S, 3): 16, 120, 286, 1771)
+    # and past the r = 3 phase (beta(S, 3): 16, 120, 286, 1771); r = 3 read from its table
+    assert _jw._r3_table(budget, _jw._R3_TABLE)[2]
+    plays_the_host(budget, steps, beyond)
+
+
+@pytest.mark.parametrize(("budget", "steps"), [(2, 30), (3, 60), (10, 400), (20, 1900)])
+def test_controller_judges_the_r3_phase_like_the_host(budget, steps, monkeypatch):
+    """Budgets whose r = 3 phase is too long for a table (S > 45) judge every board in
+    the loop: the same choices, here forced with a table of no entries."""
+    monkeypatch.setattr(_jw, "_R3_TABLE", 0)
+    assert not _jw._r3_table(budget, _jw._R3_TABLE)[2]
+    plays_the_host(budget, steps, "greedy")
+
+
+def test_r3_table_covers_the_phase_up_to_budget_45():
+    first, plan, whole = _jw._r3_table(45, _jw._R3_TABLE)
+    assert whole and first == online_r2_range(45)  # the front of its first step
+    assert not _jw._r3_table(46, _jw._R3_TABLE)[2]
+
+
+def plays_the_host(budget, steps, beyond):
+    """The compiled controller holds the host scheduler's cells after every step."""
     tables = greedy_tables(budget)
 
     def run():
