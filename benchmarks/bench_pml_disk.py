@@ -10,7 +10,10 @@ configuration is its median over the rounds, its peak RSS the largest):
   overwrite its input, which the PML kernels do faster than a step into another buffer);
 * two-level with 4 memory states plus an unbounded disk in ``--disk-dir`` (a temporary
   directory by default; the write and read costs are measured on it by the solver), in
-  the checkpoint and in the in-place game.
+  the checkpoint and in the in-place game, and in the in-place game with the schedule
+  picked for writes in the background (``--background-writes``: the executor's writer
+  thread hides a write behind the steps, so the optimum of a lower write price may be
+  faster; :mod:`pebbles._background`).
 
 Recorded: wall time of the gradient, peak RSS, forward steps, disk writes and reads and
 the bytes moved. Goal: with 4 memory states plus disk, within 1.3x the time of
@@ -41,6 +44,9 @@ CONFIGS = {
     "memory 4 + disk": ["--method", "two-level", "--pebbles", "4", "--disk-slots", "inf"],
     "memory 4 + disk in-place": ["--method", "two-level", "--pebbles", "4", "--disk-slots",
                                  "inf", "--inplace"],
+    "memory 4 + disk in-place, background writes": [
+        "--method", "two-level", "--pebbles", "4", "--disk-slots", "inf", "--inplace",
+        "--background-writes"],
 }
 FIELDS = ("seconds", "peak_rss_mb", "forward_steps", "peak_states", "writes", "reads",
           "bytes_written", "bytes_read", "options")

@@ -13,6 +13,7 @@ Examples
 True
 """
 
+from ._background import background_time, background_two_level
 from ._baselines import periodic, recompute_all, store_all
 from ._bennett import (
     bennett,
@@ -115,6 +116,8 @@ __all__ = [
     "MemoryStore",
     "Store",
     "StoreError",
+    "background_time",
+    "background_two_level",
     "best_period",
     "mapped_empty",
     "measure_io",

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._background import background_two_level
 from ._baselines import periodic, recompute_all, store_all
 from ._bennett import (
     bennett,
@@ -414,12 +415,28 @@ register(Method(
     (("inplace", False), ("beyond", "greedy")), True,
     "online checkpointing for runs of unknown length (optimal r=2 phase, in-place r=3 band, "
     "then greedy or Wang-Moin), the stream it plays when the run stops after n steps"))
+
+
+def _two_level(n: int, budget: int, disk_budget: int | None = None, *, write_cost: float,
+               read_cost: float, inplace: bool = False,
+               background_writes: bool = False) -> Iterator[Move]:
+    """:func:`two_level`, or with ``background_writes`` :func:`background_two_level`."""
+    if not isinstance(background_writes, bool):
+        raise PebblesTypeError(f"background_writes={background_writes!r} must be True or "
+                               f"False")
+    make = background_two_level if background_writes else two_level
+    return make(n, budget, disk_budget, write_cost=write_cost, read_cost=read_cost,
+                inplace=inplace)
+
+
 register(Method(
-    "two-level", two_level,
+    "two-level", _two_level,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
-    (("disk_budget", None), ("write_cost", None), ("read_cost", None), ("inplace", False)),
-    True, "optimal memory + disk checkpointing (disk revolve / H-Revolve for this game)",
-    uses_disk=True))
+    (("disk_budget", None), ("write_cost", None), ("read_cost", None), ("inplace", False),
+     ("background_writes", False)),
+    True, "optimal memory + disk checkpointing (disk revolve / H-Revolve for this game); "
+    "with background_writes, the optimum of a lower write price when a background writer "
+    "hides the writes", uses_disk=True))
 register(Method(
     "periodic-disk", periodic_disk,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,

@@ -32,8 +32,9 @@ from ._planner import REVERSIBLE_TABLE_MAX, plan
 from ._registry import Schedule, describe, methods, predicted_steps, schedule
 from ._simulator import SimulationResult, simulate
 
-__all__ = ["Command", "OneLineParser", "add_disk_arguments", "add_schedule_arguments", "main",
-           "parse_bytes", "positive", "run_command", "schedule_from_args"]
+__all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
+           "add_schedule_arguments", "main", "parse_bytes", "positive", "run_command",
+           "schedule_from_args"]
 
 EXAMPLES = """\
 examples:
@@ -182,6 +183,14 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
                         help="online: the rule past the optimal range (greedy)")
     parser.add_argument("--period", type=positive, help="periodic-disk: disk checkpoint interval")
     add_disk_arguments(parser)
+    add_background_argument(parser)
+
+
+def add_background_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--background-writes`` (two-level: stores written while the steps go on)."""
+    parser.add_argument("--background-writes", action="store_true",
+                        help="two-level: stores are written in the background, as the "
+                             "executors do; pick the schedule for that (docs/two-level.md)")
 
 
 def add_disk_arguments(parser: argparse.ArgumentParser) -> None:

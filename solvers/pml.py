@@ -50,7 +50,7 @@ import numpy as np
 
 import pebbles
 from pebbles import PebblesValueError
-from pebbles.cli import OneLineParser, add_disk_arguments, run_command
+from pebbles.cli import OneLineParser, add_background_argument, add_disk_arguments, run_command
 from solvers import _pml_kernels as kern
 from solvers._memory import available_memory, release_freed_memory
 from solvers._threading import threading_layer
@@ -877,6 +877,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="periodic: checkpoint interval (default ceil(sqrt(n))); "
                    "periodic-disk: its disk period (required)")
     add_disk_arguments(g)
+    add_background_argument(g)
     g.add_argument("--disk-dir", default=None,
                    help="two-level: directory of the disk states (default: a temporary one, "
                         "removed at the end)")
@@ -949,7 +950,8 @@ def _disk_options(args: argparse.Namespace, cfg: PMLConfig) -> dict:
         mwc, mrc = io.costs(_step_seconds(cfg))
         release_freed_memory()  # the probes' state-sized arrays: not part of the run
         wc, rc = (mwc if wc is None else wc), (mrc if rc is None else rc)
-    return {"disk_budget": args.disk_budget, "write_cost": wc, "read_cost": rc}
+    return {"disk_budget": args.disk_budget, "write_cost": wc, "read_cost": rc,
+            "background_writes": args.background_writes}
 
 
 def _step_seconds(cfg: PMLConfig) -> float:

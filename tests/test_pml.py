@@ -657,6 +657,12 @@ def test_two_level_gradient_through_a_disk_store_is_bit_for_bit(tmp_path, capsys
     assert out["writes"] > 0 and out["options"]["disk_budget"] == 4
     assert pml.main(argv) == 0
     assert json.loads(capsys.readouterr().out)["options"]["write_cost"] > 0
+    # the schedule for background writes: another stream, the same gradient
+    assert pml.main([*argv, "--write-cost", "40", "--read-cost", "1",
+                     "--background-writes"]) == 0
+    back = json.loads(capsys.readouterr().out)
+    assert back["options"]["background_writes"] is True
+    assert (back["loss"], back["grad_c_norm"]) == (out["loss"], out["grad_c_norm"])
     assert list(tmp_path.iterdir()) == []
 
 
