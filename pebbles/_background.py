@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 from ._moves import Move, MoveKind
-from ._twolevel import _check_args, two_level
+from ._twolevel import _check_args, _check_cost, two_level
 from ._validation import check_int
 
 __all__ = ["PRICES", "background_time", "background_two_level"]
@@ -68,7 +68,8 @@ def background_time(moves: Iterable[Move], *, write_cost: float, read_cost: floa
     >>> background_time(moves, write_cost=6, read_cost=0.5)   # the load waits for s_3
     13.5
     """
-    queue = check_int("queue", queue, 1)
+    write_cost, read_cost, backward_cost, queue = _check_model(write_cost, read_cost,
+                                                               backward_cost, queue)
     now, free = 0.0, 0.0           # the computation's clock; when the writer is next idle
     pending: deque[float] = deque()  # finish times of the writes not yet done
     done: dict[int, float] = {}
@@ -123,7 +124,15 @@ def background_two_level(n: int, budget: int, disk_budget: int | float | None = 
     True
     """
     n, s, disk, wc, rc = _check_args(n, budget, disk_budget, write_cost, read_cost, inplace)
+    _check_model(wc, rc, backward_cost, queue)
     made = (list(two_level(n, s, disk, write_cost=wc * price, read_cost=rc, inplace=inplace))
             for price in PRICES)  # ties: the higher price, the fewer writes
     return iter(min(made, key=lambda moves: background_time(
         moves, write_cost=wc, read_cost=rc, backward_cost=backward_cost, queue=queue)))
+
+
+def _check_model(write_cost: object, read_cost: object, backward_cost: object,
+                 queue: object) -> tuple[float, float, float, int]:
+    """The background model's costs (numbers >= 0) and queue (a whole number >= 1)."""
+    return (_check_cost("write_cost", write_cost), _check_cost("read_cost", read_cost),
+            _check_cost("backward_cost", backward_cost), check_int("queue", queue, 1))

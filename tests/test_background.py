@@ -131,3 +131,9 @@ def test_bad_input_is_named():
                          background_writes="yes")
     with pytest.raises(pebbles.PebblesValueError, match="write_cost"):
         list(background_two_level(10, 3, write_cost=-1, read_cost=1))
+    with pytest.raises(pebbles.PebblesValueError, match="backward_cost=nan"):
+        background_time([], write_cost=1, read_cost=1, backward_cost=float("nan"))
+    with pytest.raises(pebbles.PebblesTypeError, match="read_cost='1'"):
+        background_time([], write_cost=1, read_cost="1")
+    with pytest.raises(pebbles.PebblesValueError, match="queue=0"):
+        list(background_two_level(10, 3, write_cost=1, read_cost=1, queue=0))
