@@ -19,14 +19,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ._background import background_time
 from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
 from ._moves import Game
 from ._registry import Method, Schedule, candidates, predicted_steps, schedule
+from ._simulator import simulate
 from ._twolevel import min_total_time
 from ._validation import check_int
 
 __all__ = [
+    "BACKGROUND_MAX_N",
     "BOUNDED_DISK_MAX_N",
     "EXECUTOR_EXTRA_STATES",
     "REVERSIBLE_TABLE_MAX",
@@ -182,6 +185,7 @@ def plan(
     disk_budget: int | None = None,
     write_cost: float | None = None,
     read_cost: float | None = None,
+    background_writes: bool = False,
 ) -> Plan:
     """Compare the gradient schedules for ``n`` steps under a budget and recommend one.
 
@@ -201,6 +205,11 @@ def plan(
         ``pebbles.measure_io(dir, state_bytes).costs(step_seconds)``) the optimal
         two-level schedule (``disk_budget`` states on disk, ``None``: unbounded)
         is costed too, at its least total time (:func:`pebbles.min_total_time`).
+    background_writes : bool
+        The executor writes stores in a background thread (as ``pebbles.DiskStore``
+        does): cost the two-level candidates by :func:`pebbles.background_time` and
+        take :func:`pebbles.background_two_level`'s choice (for ``n`` up to
+        :data:`BACKGROUND_MAX_N`; above, they are costed with writes in full).
 
     Returns
     -------
@@ -234,7 +243,11 @@ def plan(
         found.append(Candidate(sched, steps, n, steps + backward_cost * n, held,
                                sched.game is Game.INPLACE))
     if write_cost is not None or read_cost is not None or disk_budget is not None:
-        found += _two_level(n, s, disk_budget, write_cost, read_cost, backward_cost, skipped)
+        if not isinstance(background_writes, bool):
+            raise PebblesTypeError(f"background_writes={background_writes!r} must be True or "
+                                   f"False")
+        found += _two_level(n, s, disk_budget, write_cost, read_cost, backward_cost, skipped,
+                            background_writes)
     found.sort(key=lambda c: (c.cost, c.forward_steps, c.states))
     return Plan(n, s, backward_cost, tuple(found), state_bytes, tuple(skipped))
 
@@ -243,11 +256,16 @@ def plan(
 #: is solved (its exact table costs O(n^2 S D)).
 BOUNDED_DISK_MAX_N = 2000
 
+#: Largest n for which ``plan(..., background_writes=True)`` makes and times the
+#: background choice (six schedules, each walked once in Python).
+BACKGROUND_MAX_N = 10**5
+
 
 def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None,
                read_cost: float | None, backward_cost: float,
-               skipped: list[str]) -> list[Candidate]:
-    """The two-level candidates (both games), costed at their least total time."""
+               skipped: list[str], background: bool = False) -> list[Candidate]:
+    """The two-level candidates (both games), costed at their least total time (with
+    ``background``: their background time, :func:`_background_candidate`)."""
     if write_cost is None or read_cost is None:
         raise PebblesValueError(
             "a disk needs write_cost= and read_cost= (a state's write and read time over a "
@@ -265,6 +283,13 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
                                f"states is below the {free.peak_disk} the unbounded optimum "
                                f"uses, and n > {BOUNDED_DISK_MAX_N})")
                 continue
+        if background and n <= BACKGROUND_MAX_N:
+            out.append(_background_candidate(n, s, disk_budget, write_cost, read_cost,
+                                             backward_cost, inplace))
+            continue
+        if background:
+            skipped.append(f"background writes for two-level{' --inplace' * inplace} "
+                           f"(n > {BACKGROUND_MAX_N}: costed with writes in full)")
         sched = schedule("two-level", n, budget=s, disk_budget=disk_budget,
                          write_cost=write_cost, read_cost=read_cost, inplace=inplace)
         total = min_total_time(n, s, disk_budget, write_cost=write_cost, read_cost=read_cost,
@@ -273,6 +298,19 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
         out.append(Candidate(sched, steps, n, total + backward_cost * n,
                              s + EXECUTOR_EXTRA_STATES, inplace))
     return out
+
+
+def _background_candidate(n: int, s: int, disk_budget: int | None, write_cost: float,
+                          read_cost: float, backward_cost: float,
+                          inplace: bool) -> Candidate:
+    """:func:`pebbles.background_two_level`'s schedule, costed by its background time."""
+    sched = schedule("two-level", n, budget=s, disk_budget=disk_budget, write_cost=write_cost,
+                     read_cost=read_cost, inplace=inplace, background_writes=True)
+    moves = list(sched)
+    cost = background_time(moves, write_cost=write_cost, read_cost=read_cost,
+                           backward_cost=backward_cost)
+    steps = simulate(moves, n, sched.game, s, **sched.simulator_options).forward_steps
+    return Candidate(sched, steps, n, cost, s + EXECUTOR_EXTRA_STATES, inplace)
 
 
 #: Largest n * budget for which the reversible game's tables (O(n S) to build)

@@ -361,7 +361,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     wc, rc = _io_costs(args)
     p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,
              backward_cost=args.backward_cost, disk_budget=args.disk_budget, write_cost=wc,
-             read_cost=rc)
+             read_cost=rc, background_writes=args.background_writes)
     lines = [f"# n={p.n}, budget={p.budget} states besides s_0 (the executor holds "
              f"{p.best.states - p.budget} more), backward cost {p.backward_cost:g}x a forward "
              f"step; cost in forward-step units",
@@ -442,6 +442,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--backward-cost", type=nonnegative_float, default=1.0,
                    help="backward step cost / forward step cost (1)")
     add_disk_arguments(q)
+    add_background_argument(q)
     q.add_argument("--disk-dir", help="measure the write and read costs on this directory")
     q.add_argument("--step-seconds", type=_positive_float,
                    help="seconds of one forward step (with --disk-dir)")

@@ -137,3 +137,34 @@ def test_bad_input_is_named():
         background_time([], write_cost=1, read_cost="1")
     with pytest.raises(pebbles.PebblesValueError, match="queue=0"):
         list(background_two_level(10, 3, write_cost=1, read_cost=1, queue=0))
+
+
+def test_plan_costs_two_level_by_background_time(capsys, monkeypatch):
+    kw = dict(write_cost=60, read_cost=1.2, backward_cost=2.3)
+    priced = pebbles.plan(2000, 4, **kw)
+    back = pebbles.plan(2000, 4, **kw, background_writes=True)
+    two = [c for c in back.candidates if c.method == "two-level"]
+    assert len(two) == 2 and all(dict(c.schedule.options)["background_writes"] for c in two)
+    for c in two:
+        moves = list(c.schedule)
+        assert c.cost == background_time(moves, write_cost=60, read_cost=1.2,
+                                         backward_cost=2.3)
+        assert c.forward_steps == simulate(moves, 2000, c.game, 4).forward_steps
+        same = next(p for p in priced.candidates if p.method == "two-level"
+                    and p.game == c.game)
+        assert c.cost <= background_time(list(same.schedule), write_cost=60, read_cost=1.2,
+                                          backward_cost=2.3)
+    assert back.best.method == "two-level" and back.best.cost < priced.best.cost
+    from pebbles.cli import main
+
+    assert main(["plan", "-n", "2000", "--pebbles", "4", "--write-cost", "60",
+                 "--read-cost", "1.2", "--background-writes"]) == 0
+    assert "recommended: pebbles schedule two-level" in capsys.readouterr().out
+    import pebbles._planner as planner
+
+    monkeypatch.setattr(planner, "BACKGROUND_MAX_N", 100)
+    far = pebbles.plan(200, 4, **kw, background_writes=True)
+    assert any("background writes" in s for s in far.skipped)
+    assert not any(dict(c.schedule.options).get("background_writes") for c in far.candidates)
+    with pytest.raises(pebbles.PebblesTypeError, match="background_writes=1"):
+        pebbles.plan(200, 4, **kw, background_writes=1)
