@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
 from ._moves import Move, MoveKind
 from ._twolevel import _check_args, _check_cost, two_level
@@ -102,9 +103,9 @@ def background_two_level(n: int, budget: int, disk_budget: int | float | None = 
     :data:`PRICES`, with the least :func:`background_time`.
 
     Parameters are those of :func:`pebbles.two_level` and
-    :func:`background_time`. Each candidate is made and timed once (``O(len(PRICES))``
-    dynamic programmes and walks of the stream), so the choice takes a few times
-    as long as one schedule.
+    :func:`background_time`. Each candidate is made and timed once (``len(PRICES)``
+    dynamic programmes and walks of the stream); the price chosen is remembered for
+    the same arguments, so making the schedule again costs one programme.
 
     Examples
     --------
@@ -124,11 +125,22 @@ def background_two_level(n: int, budget: int, disk_budget: int | float | None = 
     True
     """
     n, s, disk, wc, rc = _check_args(n, budget, disk_budget, write_cost, read_cost, inplace)
-    _check_model(wc, rc, backward_cost, queue)
-    made = (list(two_level(n, s, disk, write_cost=wc * price, read_cost=rc, inplace=inplace))
-            for price in PRICES)  # ties: the higher price, the fewer writes
-    return iter(min(made, key=lambda moves: background_time(
-        moves, write_cost=wc, read_cost=rc, backward_cost=backward_cost, queue=queue)))
+    _, _, backward_cost, queue = _check_model(wc, rc, backward_cost, queue)
+    price = _best_price(n, s, disk, wc, rc, bool(inplace), backward_cost, queue)
+    return two_level(n, s, disk, write_cost=price, read_cost=rc, inplace=inplace)
+
+
+@lru_cache(maxsize=64)
+def _best_price(n: int, s: int, disk: int | None, wc: float, rc: float, inplace: bool,
+                backward_cost: float, queue: int) -> float:
+    """The write price of :func:`background_two_level`'s choice (ties: the higher price,
+    the fewer writes); cached, so that a schedule made again costs one programme."""
+    def timed(price: float) -> float:
+        moves = two_level(n, s, disk, write_cost=price, read_cost=rc, inplace=inplace)
+        return background_time(moves, write_cost=wc, read_cost=rc,
+                               backward_cost=backward_cost, queue=queue)
+
+    return min((wc * f for f in PRICES), key=timed)
 
 
 def _check_model(write_cost: object, read_cost: object, backward_cost: object,
