@@ -52,10 +52,10 @@ from typing import Any
 
 from ._binomial import BetaTable
 from ._budget import check_budget
-from ._errors import InfeasibleBudgetError, PebblesTypeError
+from ._errors import InfeasibleBudgetError
 from ._moves import Game, Move, MoveKind
 from ._treeverse import treeverse
-from ._validation import check_choice, check_int
+from ._validation import check_bool, check_choice, check_int
 
 __all__ = ["OnlineScheduler", "UntilResult", "online", "online_r2_range", "replay_until"]
 
@@ -113,8 +113,7 @@ class OnlineScheduler:
 
     def __init__(self, budget: int, *, inplace: bool = False, beyond: str = "greedy") -> None:
         self.budget = check_int("budget", budget, 0)
-        if not isinstance(inplace, bool):
-            raise PebblesTypeError(f"inplace={inplace!r} must be True or False")
+        inplace = check_bool("inplace", inplace)
         self.beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
         self.game = Game.INPLACE if inplace else Game.CHECKPOINT
         self._cells: list[int] = []      # pebbled cells, the front last

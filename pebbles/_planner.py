@@ -26,7 +26,7 @@ from ._moves import Game
 from ._registry import Method, Schedule, candidates, predicted_steps, schedule
 from ._simulator import simulate
 from ._twolevel import min_total_time
-from ._validation import check_int
+from ._validation import check_bool, check_int
 
 __all__ = [
     "BACKGROUND_MAX_N",
@@ -243,11 +243,8 @@ def plan(
         found.append(Candidate(sched, steps, n, steps + backward_cost * n, held,
                                sched.game is Game.INPLACE))
     if write_cost is not None or read_cost is not None or disk_budget is not None:
-        if not isinstance(background_writes, bool):
-            raise PebblesTypeError(f"background_writes={background_writes!r} must be True or "
-                                   f"False")
         found += _two_level(n, s, disk_budget, write_cost, read_cost, backward_cost, skipped,
-                            background_writes)
+                            check_bool("background_writes", background_writes))
     found.sort(key=lambda c: (c.cost, c.forward_steps, c.states))
     return Plan(n, s, backward_cost, tuple(found), state_bytes, tuple(skipped))
 

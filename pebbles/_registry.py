@@ -40,7 +40,7 @@ from ._reversible import reversible_min_steps, reversible_optimal
 from ._simulator import SimulationResult, simulate
 from ._treeverse import treeverse, treeverse_encoded, treeverse_paper
 from ._twolevel import periodic_disk, two_level
-from ._validation import check_int
+from ._validation import check_bool, check_int
 
 __all__ = ["Method", "Schedule", "candidates", "describe", "gradient_methods", "methods",
            "predicted_steps", "register", "schedule"]
@@ -421,10 +421,8 @@ def _two_level(n: int, budget: int, disk_budget: int | None = None, *, write_cos
                read_cost: float, inplace: bool = False,
                background_writes: bool = False) -> Iterator[Move]:
     """:func:`two_level`, or with ``background_writes`` :func:`background_two_level`."""
-    if not isinstance(background_writes, bool):
-        raise PebblesTypeError(f"background_writes={background_writes!r} must be True or "
-                               f"False")
-    make = background_two_level if background_writes else two_level
+    make = background_two_level if check_bool("background_writes", background_writes) \
+        else two_level
     return make(n, budget, disk_budget, write_cost=write_cost, read_cost=read_cost,
                 inplace=inplace)
 

@@ -22,9 +22,9 @@ from math import comb
 import numpy as np
 
 from ._budget import check_budget
-from ._errors import InfeasibleBudgetError, PebblesTypeError
+from ._errors import InfeasibleBudgetError
 from ._moves import Game, Move, MoveKind, encode
-from ._validation import check_int
+from ._validation import check_bool, check_int
 
 __all__ = ["paper_tau", "treeverse", "treeverse_chunks", "treeverse_encoded", "treeverse_paper"]
 
@@ -140,9 +140,7 @@ _BLOCK = 256  # subtrees this short or shorter are copied from the block cache
 def _checked(n: int, budget: int, inplace: bool) -> tuple[int, int, Game]:
     n = check_int("n", n, 1)
     budget = check_int("budget", budget, 0)
-    if not isinstance(inplace, (bool, np.bool_)):
-        raise PebblesTypeError(f"inplace={inplace!r} must be True or False")
-    game = Game.INPLACE if inplace else Game.CHECKPOINT
+    game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
     check_budget(n, budget, game)
     return n, min(budget, n), game
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from ._errors import PebblesTypeError, PebblesValueError
 
-__all__ = ["check_int", "check_choice"]
+__all__ = ["check_bool", "check_choice", "check_int"]
 
 
 def check_int(name: str, value: object, minimum: int | None = None) -> int:
@@ -40,3 +42,16 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
             f"pick one of those"
         )
     return str(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is ``True`` or ``False`` (NumPy's too), else raise.
+
+    >>> from pebbles._validation import check_bool
+    >>> check_bool("inplace", False)
+    False
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise PebblesTypeError(f"{name}={value!r} must be True or False; pass {name}=True "
+                               f"or {name}=False")
+    return bool(value)
