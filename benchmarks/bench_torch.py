@@ -34,8 +34,9 @@ the fewest layer evaluations whose measured peak is at most torch's. The limits 
 are fractions of each of torch's peaks (20-120 % with ``--quick``, 50-105 % in the full
 run) and, for each peak, the limit a bisection finds as the largest whose measured peak
 is at most torch's (5 peak measurements with ``--quick``, 10 in the full run; measured
-peaks are not monotone in the limit, so the grid stays). Every row's peak is the least
-of two measurements, torch's and pebbles' alike. The goals compare torch with
+peaks are not monotone in the limit, so the grid stays). Every row's peak, and every
+peak the bisection measures, is the least of two measurements, torch's and pebbles'
+alike. The goals compare torch with
 the better of the two modes at each level. The model
 times (``model_time``: the schedule's time under the profiled layer costs, taped
 replays saved) compare the heterogeneous optimum with Treeverse on the same costs.
@@ -197,7 +198,8 @@ def fitted(target: dict, label: str, make: Callable[[float], Callable[[], torch.
            bounds: tuple[float, float], run: Callable[..., dict], params: list,
            extra: Callable[[float], dict], steps: int) -> dict | None:
     """pebbles at the memory limit whose measured peak comes closest under ``target``'s:
-    bisection of the limit over ``bounds`` (``steps`` peak measurements), then the full
+    bisection of the limit over ``bounds`` (``steps`` peaks, each the least of
+    ``PEAK_REPEAT`` measurements as a row's is), then the full
     measurement at the largest limit that fit; when that measurement no longer fits
     (peaks vary by a MiB between measurements), the next largest that fit, up to three
     (None when even the lower bound does not fit). The limit counts what the model
@@ -206,7 +208,8 @@ def fitted(target: dict, label: str, make: Callable[[float], Callable[[], torch.
     backward step in progress, hence the search."""
     def fits(m: float) -> bool:
         fn = make(m)
-        return peak_bytes(lambda: fn().sum().backward(), params) <= target["peak_bytes"]
+        return (peak_bytes(lambda: fn().sum().backward(), params, PEAK_REPEAT)
+                <= target["peak_bytes"])
 
     lo, hi = bounds
     if not fits(lo):
