@@ -368,7 +368,7 @@ _R3_TABLE = 1 << 14
 def _r3_table(budget: int, most: int) -> tuple[int, np.ndarray, bool]:
     """The r = 3 phase's choices: (its first front, the positions freed, True), or
     ``(MAX_STEPS, [0], False)`` when the phase is longer than ``most`` steps."""
-    got = r3_choices(budget, most) if budget >= 2 else None
+    got = r3_choices(budget, most)
     if got is None or not got[1]:
         return MAX_STEPS, np.zeros(1, np.int32), False
     return got[0], np.asarray(got[1], np.int32), True
