@@ -86,14 +86,21 @@ class _Chain:
 
     def __init__(self, step: Callable[..., Any], params: tuple[torch.Tensor, ...],
                  extra: tuple[torch.Tensor, ...], program: SlotProgram, *,
-                 spec: list | None, rng: bool, devices: list[int], tape: bool) -> None:
+                 spec: list | None, rng: bool, devices: list[int], tape: bool,
+                 per_step: bool = False) -> None:
         self.step, self.params, self.program = step, params, program
         self.grad_params = _unique(params + extra)
+        self.index = {id(p): k for k, p in enumerate(self.grad_params)}
+        # per_step (layer chains): each backward step differentiates only the parameters
+        # its graph reaches, found anew each time; loops: all of them, the first graph
+        # searched for tensors that were not passed
+        self.per_step = per_step
+        self.param_ptrs: set[int] | None = None  # storages of the parameters (taping)
         self.ops = program.ops.tolist()
         self.seed = next(k for k, row in enumerate(self.ops) if row[0] == OP_SEED)
         self.spec = spec  # [(shape, dtype)] the state must keep, or None (layer chains)
         self.spec_n: tuple = ()
-        self.checked = False  # graph of the first backward step searched for missed tensors
+        self.checked = False  # a backward step's graph searched for tensors not passed
         self.was_tuple = False
         self.rng = {} if rng else None
         self.devices = devices
@@ -181,9 +188,11 @@ class _Chain:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
             xi = self._leaves(i, xs)
             ys = self.call(i, xi)
-        mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys, *self.params,
-                                                         *self.grad_params)}
-        if all(ptr in mine for ptr in saved):
+        if self.param_ptrs is None:  # the parameters' storages, found once a call
+            self.param_ptrs = {t.untyped_storage().data_ptr()
+                               for t in (*self.params, *self.grad_params)}
+        mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys)}
+        if all(ptr in mine or ptr in self.param_ptrs for ptr in saved):
             self.tapes[i] = (xi, ys)
         else:  # the step saves tensors of its own: replay it at its backward step instead
             self.tape_rows = {}
@@ -264,16 +273,18 @@ class _Chain:
         pairs = [(y, g) for y, g in zip(ys, grads, strict=True)
                  if g is not None and y.requires_grad]
         del ys  # pairs holds the outputs the VJP needs, and _vjp lets them go early
-        wrt = [t for t in xi if t.requires_grad] + [p for p in self.grad_params]
-        if not pairs or not wrt:
-            return tuple(None for _ in xi)
-        if not self.checked:
-            _check_leaves(i, [y for y, _ in pairs], wrt)
+        ks: Sequence[int] = range(len(self.grad_params))
+        if pairs and (self.per_step or not self.checked):
+            reached = _graph_params(i, [y for y, _ in pairs], xi, self.index)
+            ks = reached if self.per_step else ks
             self.checked = True
-        got = _vjp(pairs, wrt)
-        it = iter(got[:len(wrt) - len(self.grad_params)])
+        inputs = [t for t in xi if t.requires_grad]
+        if not pairs or not (inputs or ks):
+            return tuple(None for _ in xi)
+        got = _vjp(pairs, inputs + [self.grad_params[k] for k in ks])
+        it = iter(got[:len(inputs)])
         out = tuple(next(it) if t.requires_grad else None for t in xi)
-        for k, g in enumerate(got[len(wrt) - len(self.grad_params):]):
+        for k, g in zip(ks, got[len(inputs):], strict=True):
             if g is None:
                 continue
             if acc[k] is None:
@@ -351,26 +362,23 @@ def _changed(changes: dict[int, list[int]], slot: int, r: int, p: int) -> bool:
     return _next_change(changes, slot, r) < p
 
 
-def _check_leaves(i: int, ys: list[torch.Tensor], wrt: list[torch.Tensor]) -> None:
-    """Raise if step i's graph reaches a tensor that needs a gradient but was not passed:
-    its gradient would be lost (the forward ran without a graph)."""
-    stop = {t.grad_fn for t in wrt if t.grad_fn is not None}
-    known = {id(t) for t in wrt}
-    todo = [y.grad_fn for y in ys if y.grad_fn is not None]
-    seen = set(todo)
-    while todo:
-        node = todo.pop()
-        var = getattr(node, "variable", None)
-        if var is not None and id(var) not in known:
+def _graph_params(i: int, ys: list[torch.Tensor], xi: tuple[torch.Tensor, ...],
+                  index: dict[int, int]) -> list[int]:
+    """The parameters (their numbers in ``index``) whose gradients step i's graph makes;
+    raise if it reaches a tensor that needs a gradient but is neither a parameter nor
+    the step's input: its gradient would be lost (the forward ran without a graph)."""
+    inputs = {id(t) for t in xi}
+    found = []
+    for key, var in _reached_leaves([y.grad_fn for y in ys]).items():
+        if key in index:
+            found.append(index[key])
+        elif key not in inputs:
             raise PebblesValueError(
                 f"step {i} uses a tensor of shape {tuple(var.shape)} that requires grad but "
                 f"was not passed; its gradient would be lost. Pass it as a parameter "
                 f"(checkpointed_loop(step, x0, n, *params); checkpoint_sequential(..., "
                 f"params=...) or as an nn.Module layer)")
-        for nxt, _ in node.next_functions:
-            if nxt is not None and nxt not in seen and nxt not in stop:
-                seen.add(nxt)
-                todo.append(nxt)
+    return sorted(found)
 
 
 class _Checkpointed(torch.autograd.Function):
@@ -688,7 +696,7 @@ def _module_buffers(obj: object) -> tuple[torch.Tensor, ...]:
 
 
 def _graph_bytes(fn: Callable[[Any], Any], x: State,
-                 known: tuple[torch.Tensor, ...]) -> tuple[float, set[int]]:
+                 known: tuple[torch.Tensor, ...]) -> tuple[float, dict[int, torch.Tensor]]:
     """Bytes of the storages ``fn``'s graph saves, run on ``x`` with a graph, besides those
     of its input, its output, ``known`` and leaves that require grad (parameters); and
     the ids of those leaves the graph reaches (whose gradients its backward produces)."""
@@ -708,10 +716,10 @@ def _graph_bytes(fn: Callable[[Any], Any], x: State,
     return nbytes, _reached_leaves([y.grad_fn for y in ys])
 
 
-def _reached_leaves(roots: list) -> set[int]:
-    """Ids of the leaf tensors whose gradient accumulators the graph from ``roots``
+def _reached_leaves(roots: list) -> dict[int, torch.Tensor]:
+    """The leaf tensors, by id, whose gradient accumulators the graph from ``roots``
     reaches (each node visited once)."""
-    leaves: set[int] = set()
+    leaves: dict[int, torch.Tensor] = {}
     seen: set[int] = set()
     todo = [r for r in roots if r is not None]
     while todo:
@@ -721,7 +729,7 @@ def _reached_leaves(roots: list) -> set[int]:
         seen.add(id(node))
         variable = getattr(node, "variable", None)
         if isinstance(variable, torch.Tensor):
-            leaves.add(id(variable))
+            leaves[id(variable)] = variable
         todo += [nxt for nxt, _ in node.next_functions if nxt is not None]
     return leaves
 
@@ -834,5 +842,6 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         moves = _solve_costs(costs, memory, levels, tape)
     params = _chain_params(layers, params)
     chain = _Chain(lambda i, x: layers[i](x), (), params, _program(moves, n), spec=None,
-                   rng=preserve_rng_state, devices=_cuda_devices((*xs, *params)), tape=tape)
+                   rng=preserve_rng_state, devices=_cuda_devices((*xs, *params)), tape=tape,
+                   per_step=True)
     return _run(chain, xs, was_tuple)

@@ -316,6 +316,27 @@ def test_tensors_not_passed_are_reported():
     assert torch.allclose(w.grad, (1 - torch.tanh(torch.tensor(0.5)) ** 2) * 2)
 
 
+def test_layer_backward_steps_differentiate_only_what_their_graph_reaches(monkeypatch):
+    """checkpoint_sequential: each torch.autograd.grad call asks for the gradients of the
+    layer's input and of the parameters its graph reaches (Linear: weight and bias), not
+    of every parameter of the chain; a layer reusing another layer's module gets that
+    module's gradient all the same."""
+    net, widths = unequal_chain(12)
+    assert widths[0] <= widths[-1]
+    layers = [*net, lambda h: net[0](h[:, :widths[0]])]  # the first layer's module again
+    x = torch.randn(3, widths[0], dtype=F64, requires_grad=True)
+    tensors = [x, *net.parameters()]
+    want = grads_of(lambda: functools.reduce(lambda h, f: f(h), layers, x), tensors)
+    asked = []
+    real = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad",
+                        lambda out, inputs, *a, **k: asked.append(len(inputs)) or
+                        real(out, inputs, *a, **k))
+    got = grads_of(lambda: checkpoint_sequential(layers, x, budget=3), tensors)
+    monkeypatch.undo()
+    assert_close(got, want)
+    assert len(asked) == len(layers) and max(asked) == 3  # input, weight, bias
+
 def test_without_grad_runs_each_step_once():
     step = Counted(lambda i, x: 2 * x, 10)
     with torch.no_grad():
