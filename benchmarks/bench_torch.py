@@ -24,7 +24,7 @@ gradients (``.grad`` is None before each pass, as ``zero_grad()`` leaves it). La
 evaluations are counted by wrapping each layer (or step); "recomputed" is the count
 minus n. Times are the best of ``--repeat`` passes; then, for every torch segment count,
 torch and the pebbles rows matched to it run again side by side, in interleaved rounds
-(3 with ``--quick``, 5 in the full run; the order rotates each round), and the time goal
+(3 with ``--quick``, 9 in the full run; the order rotates each round), and the time goal
 is judged on the best of those rounds, so that the machine's drift during the long
 search does not decide it.
 
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.fractions = ([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.05, 1.1,
                        1.2] if args.quick else [0.5, 0.7, 0.85, 0.9, 0.95, 0.97, 0.99, 1.05])
     args.steps = 5 if args.quick else 10  # bisection steps of each memory limit
-    args.rounds = 3 if args.quick else 5  # interleaved rounds of the side-by-side timing
+    args.rounds = 3 if args.quick else 9  # interleaved rounds of the side-by-side timing
     args.ode_steps = 200 if args.quick else 1000
     args.ode_batch = 512
     args.ode_segments = [8, 20] if args.quick else [5, 10, 20, 40, 80]

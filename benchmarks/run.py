@@ -45,7 +45,7 @@ SUITE: dict[str, tuple[list[str], list[str], tuple[int, int]]] = {
     "bench_pml_jax": (["--size", "64", "--steps", "300"], [], (300, 4 * 3600)),
     "bench_scaling": (["--quick"], [], (240, 3600)),
     "bench_jax": (["--quick"], [], (600, 3600)),
-    "bench_torch": (["--quick"], [], (600, 3600)),
+    "bench_torch": (["--quick"], [], (600, 2 * 3600)),
     "bench_online": (["--quick"], [], (600, 3600)),
     "bench_twolevel": ([], [], (600, 3600)),
     "bench_pml_disk": (["--size", "300", "--steps", "500", "--rounds", "1"], [], (600, 3600)),
