@@ -34,12 +34,13 @@ Importing this module needs PyTorch (``pip install "pebble-games[torch]"``);
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,26 @@ def _differentiable(t: torch.Tensor) -> bool:
     return t.is_floating_point() or t.is_complex()
 
 
+class _Rows:
+    """The rows of a slot program as lists of ints, made when read: a list of them all
+    would hold about 120 bytes a row for the whole pass (a state's worth at n = 1000
+    for a state of 256 KiB), memory the schedule does not count."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self, ops: np.ndarray) -> None:
+        self.ops = ops
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __getitem__(self, r: int) -> list[int]:
+        return self.ops[r].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (row.tolist() for row in self.ops)
+
+
 class _Chain:
     """One call's step function, parameters, slot program and RNG bookkeeping."""
 
@@ -96,16 +117,21 @@ class _Chain:
         # searched for tensors that were not passed
         self.per_step = per_step
         self.param_ptrs: set[int] | None = None  # storages of the parameters (taping)
-        self.ops = program.ops.tolist()
-        self.seed = next(k for k, row in enumerate(self.ops) if row[0] == OP_SEED)
+        self.ops = _Rows(program.ops)
+        self.seed = int(np.flatnonzero(program.ops[:, 0] == OP_SEED)[0])
         self.spec = spec  # [(shape, dtype)] the state must keep, or None (layer chains)
         self.spec_n: tuple = ()
         self.checked = False  # a backward step's graph searched for tensors not passed
         self.was_tuple = False
-        self.rng = {} if rng else None
+        self.rng = rng
+        # RNG states (rng=True): one with each stored state, the generator's state where the
+        # first sweep stood at that cell; a run from a slot replays with the slot's state,
+        # and the generator goes on through the run as it did the first time
+        self.slot_rng: dict[int, tuple] = {}
+        self.frontier = 0  # steps below it have run once (first runs: the global generator)
         self.devices = devices
         self.tape_rows = _tape_rows(self.ops) if tape else set()
-        if any(row[0] == OP_TAPE for row in self.ops):  # the schedule keeps graphs itself:
+        if (program.ops[:, 0] == OP_TAPE).any():  # the schedule keeps graphs itself:
             # tape only the run of s_n for the seed, kept if its graph is free
             self.tape_rows = {r for r in self.tape_rows if self.ops[r + 1][0] == OP_SEED}
         self.tapes: dict[int, tuple] = {}  # step -> (inputs, outputs) of its taped run
@@ -116,15 +142,28 @@ class _Chain:
 
     # -- one step ---------------------------------------------------------
     def call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        self.frontier = max(self.frontier, i + 1)
         x = xs if self.was_tuple else xs[0]
-        if self.rng is None:
-            return self._check(i, self.step(i, x, *self.params))
-        if i not in self.rng:  # first run: remember the RNG state, advance it as usual
-            self.rng[i] = _rng_state(self.devices)
-            return self._check(i, self.step(i, x, *self.params))
+        return self._check(i, self.step(i, x, *self.params))
+
+    @contextlib.contextmanager
+    def _generator(self, first: int, src: int, dst: int | None = None) -> Iterator[None]:
+        """The RNG of a run of steps from ``first`` (all first runs, or all replays) whose
+        input is in slot ``src``: first runs use the global generator, replays the slot's
+        state inside ``fork_rng``; where the run ends goes with slot ``dst`` (if any)."""
+        if not self.rng:
+            yield
+            return
+        if first >= self.frontier:
+            yield
+            if dst is not None:
+                self.slot_rng[dst] = _rng_state(self.devices)
+            return
         with torch.random.fork_rng(devices=self.devices):
-            _set_rng_state(self.rng[i], self.devices)
-            return self._check(i, self.step(i, x, *self.params))
+            _set_rng_state(self.slot_rng[src], self.devices)
+            yield
+            if dst is not None:
+                self.slot_rng[dst] = _rng_state(self.devices)
 
     def _check(self, i: int, out: object) -> tuple[torch.Tensor, ...]:
         if isinstance(out, torch.Tensor):
@@ -152,6 +191,8 @@ class _Chain:
         """Run the rows before the seed; return the slots and s_n."""
         slots: list = [None] * self.program.nslots
         slots[0] = xs
+        if self.rng:
+            self.slot_rng[0] = _rng_state(self.devices)
         for r in range(self.seed):
             self._row(slots, r)
         return slots, slots[self.ops[self.seed][1]]
@@ -160,16 +201,23 @@ class _Chain:
         op, src, dst, first, count = self.ops[r]
         if op == OP_STEP:
             if r in self.tape_rows:
-                slots[dst] = self._taped(first, slots[src])
+                with self._generator(first, src, dst):
+                    slots[dst] = self._taped(first, slots[src])
                 return
             x = slots[src]
-            for i in range(first, first + count):
-                x = self.call(i, x)
+            mid = min(max(first, self.frontier), first + count)  # replays below mid
+            for a, b in ((first, mid), (mid, first + count)):
+                if a < b:
+                    with self._generator(a, src, dst):
+                        for i in range(a, b):
+                            x = self.call(i, x)
             slots[dst] = x
         elif op == OP_TAPE:
-            slots[dst] = self._kept(first, slots[src])
+            with self._generator(first, src, dst):
+                slots[dst] = self._kept(first, slots[src])
         elif op == OP_FREE:
             slots[src] = None
+            self.slot_rng.pop(src, None)
         else:
             raise PebblesValueError(
                 f"the schedule has slot operation {op} (a disk copy of a two-level schedule); "
@@ -195,7 +243,7 @@ class _Chain:
         if all(ptr in mine or ptr in self.param_ptrs for ptr in saved):
             self.tapes[i] = (xi, ys)
         else:  # the step saves tensors of its own: replay it at its backward step instead
-            self.tape_rows = {}
+            self.tape_rows = set()
         return tuple(y.detach() for y in ys)
 
     def _leaves(self, i: int, xs: tuple) -> tuple:
@@ -239,9 +287,10 @@ class _Chain:
             for q in range(r + 1, end):  # the run's frees only drop slots: the tapes hold
                 if self.ops[q][0] == OP_FREE:
                     self._row(slots, q)
-            grads = self._paint(i, low, slots[src], grads, acc)
+            grads = self._paint(i, low, src, slots[src], grads, acc)
             r = end
         self.last_kept = (-1, ())  # no state outlives the call
+        self.slot_rng.clear()
         return grads, acc
 
     def _run_end(self, r: int) -> tuple[int, int]:
@@ -259,15 +308,17 @@ class _Chain:
             q += 1
         return end, low
 
-    def _paint(self, i: int, low: int, xs: tuple, grads: tuple, acc: list) -> tuple:
+    def _paint(self, i: int, low: int, src: int, xs: tuple, grads: tuple,
+               acc: list) -> tuple:
         """Backward steps ``i`` down to ``low`` (kept, chained steps when ``low < i``;
-        else step i with a graph, taped or run now): one torch.autograd.grad."""
+        else step i with a graph, taped or run now from ``xs``, in slot ``src``): one
+        torch.autograd.grad."""
         if i in self.tapes:
             xi, ys = self.tapes.pop(i)
             for k in range(i - 1, low - 1, -1):  # the run's inner states: in the graph only
                 xi = self.tapes.pop(k)[0]
         else:
-            with torch.enable_grad():
+            with self._generator(i, src), torch.enable_grad():
                 xi = self._leaves(i, xs)
                 ys = self.call(i, xi)
         pairs = [(y, g) for y, g in zip(ys, grads, strict=True)
@@ -317,7 +368,7 @@ def _vjp(pairs: list[tuple[torch.Tensor, torch.Tensor]], wrt: list[torch.Tensor]
     return torch.autograd.grad(edges, wrt, gs, allow_unused=True)
 
 
-def _tape_rows(ops: list[list[int]]) -> set[int]:
+def _tape_rows(ops: _Rows | list[list[int]]) -> set[int]:
     """Rows ``place i+1`` (one step from a stored s_i) to run with a graph: the last run of
     step i before its backward step, with s_i kept unchanged until then, and s_{i+1} kept
     until no more steps run before the backward step. Its graph then holds nothing the

@@ -471,6 +471,74 @@ def test_consecutive_kept_steps_go_back_in_one_autograd_pass(states, monkeypatch
         assert passes == 1
 
 
+
+def noisy_step(i, x, w):
+    """A stochastic step: its replays must draw the noise of its first run."""
+    return torch.tanh(x * w) + 0.1 * torch.randn_like(x)
+
+
+@pytest.mark.parametrize("method,kw", [
+    ("treeverse", {"budget": 2}), ("treeverse", {"budget": 4, "inplace": True}),
+    ("bennett-gradient", {"k": 3}),  # replays steps before it reaches s_n
+])
+def test_stochastic_loop_keeps_one_rng_state_per_stored_state(method, kw, monkeypatch):
+    """preserve_rng_state=True: gradients and the RNG's final state as plain autograd's,
+    with the RNG states held going with the stored states (at most one per slot), not
+    one per step."""
+    n = 23
+    w = torch.linspace(0.5, 1.5, 4, dtype=F64, requires_grad=True)
+    x0 = torch.linspace(-1, 1, 4, dtype=F64, requires_grad=True)
+    torch.manual_seed(7)
+    want = grads_of(lambda: plain_loop(noisy_step, x0, n, w), [x0, w])
+    after_plain = torch.get_rng_state()
+    states = []
+    real = torch.get_rng_state
+    monkeypatch.setattr(torch, "get_rng_state", lambda: states.append(weakref.ref(
+        t := real())) or t)
+    alive = []
+
+    def run():
+        out = checkpointed_loop(noisy_step, x0, n, w, method=method, preserve_rng_state=True,
+                                **kw)
+        alive.append(sum(r() is not None for r in states))
+        return out
+
+    torch.manual_seed(7)
+    got = grads_of(run, [x0, w])
+    monkeypatch.undo()
+    assert_close(got, want)
+    assert torch.equal(torch.get_rng_state(), after_plain)
+    slots = pebbles.schedule(method, n, **kw).lower(frees=True).nslots
+    assert 1 <= alive[0] <= slots < n
+    assert sum(r() is not None for r in states) == 0  # none outlives the backward pass
+
+
+def test_replay_that_runs_on_past_the_first_sweep_uses_both_generators():
+    """A run from a stored state that replays steps and goes on to steps never run (the
+    RNG: the stored state's, then the global generator's), through the slot program."""
+    from pebbles._moves import forward, paint, place, remove
+
+    n = 4
+    moves = [place(1), place(2), remove(2), forward(1, 3), place(4), paint(3), remove(4),
+             place(2), paint(2), remove(3), remove(2), paint(1), remove(1), paint(0)]
+    prog = pebbles.lower(moves, n, frees=True)
+    assert [1, 2] in prog.ops[:, 3:].tolist()  # steps 1 (a replay) and 2 (a first run)
+    w = torch.linspace(0.5, 1.5, 4, dtype=F64, requires_grad=True)
+    x0 = torch.linspace(-1, 1, 4, dtype=F64, requires_grad=True)
+    torch.manual_seed(3)
+    want = grads_of(lambda: plain_loop(noisy_step, x0, n, w), [x0, w])
+    after_plain = torch.get_rng_state()
+
+    def run():
+        chain = pebbles.torch._Chain(noisy_step, (w,), (), prog, spec=[((4,), F64)],
+                                     rng=True, devices=[], tape=False)
+        return pebbles.torch._run(chain, (x0,), False)
+
+    torch.manual_seed(3)
+    assert_close(grads_of(run, [x0, w]), want)
+    assert torch.equal(torch.get_rng_state(), after_plain)
+
+
 def test_kept_graph_layers_under_a_memory_limit():
     """Linear + Tanh + Dropout layers keep a graph of their own; the schedule pays for it."""
     net, widths = unequal_chain(20, dropout=0.2)
