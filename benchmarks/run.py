@@ -112,6 +112,18 @@ def previous_entries(path: Path) -> dict[str, dict]:
     return scripts if isinstance(scripts, dict) else {}
 
 
+def earlier_results(name: str, out: Path, why: str) -> dict:
+    """The entry of a script not run now that no earlier run.json records: when its
+    results file exists (written by running the script itself), the command that wrote it;
+    else why it was not run."""
+    try:
+        command = json.loads((out / f"{name}.json").read_text())["machine"]["command"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"status": "not run", "reason": why}
+    return {"status": "earlier results", "command": command,
+            "reason": f"{why}; results/{name}.json is from an earlier `{command}`"}
+
+
 def run_suite(names: Sequence[str], quick: bool, out: Path, previous: dict[str, dict]) -> dict:
     """Run ``names`` (in SUITE order) and return run.json's content; the entries of the
     scripts not run are kept from ``previous`` (else they say why they were not run)."""
@@ -123,7 +135,9 @@ def run_suite(names: Sequence[str], quick: bool, out: Path, previous: dict[str, 
     for name, (q_args, f_args, (q_to, f_to)) in SUITE.items():
         if name not in names or (name in NEEDS_GPU and not gpu):
             why = "not run: --only" if name not in names else f"not run: {gpu_why}"
-            scripts[name] = previous.get(name) or {"status": "not run", "reason": why}
+            kept = previous.get(name)
+            scripts[name] = (kept if kept and kept.get("status") != "not run"
+                             else earlier_results(name, out, why))
             continue
         entry = run_script(name, q_args if quick else f_args, q_to if quick else f_to, out)
         scripts[name] = {**entry, "mode": mode, "started": started}

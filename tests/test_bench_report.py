@@ -184,7 +184,8 @@ def test_run_records_missing_and_failed(tmp_path: Path, monkeypatch, report) -> 
 
 def test_run_merges_run_json_by_itself(tmp_path: Path, monkeypatch, report) -> None:
     """--only replaces the entries of the scripts it runs and keeps the others' earlier ones;
-    a script never run says why; the GPU script without a GPU keeps an earlier GPU result."""
+    a script never run says why, or names the command that wrote its results file; the
+    GPU script without a GPU keeps an earlier GPU result."""
     run = _load("run")
     calls: list[str] = []
 
@@ -196,6 +197,9 @@ def test_run_merges_run_json_by_itself(tmp_path: Path, monkeypatch, report) -> N
     monkeypatch.setattr(run, "has_gpu", lambda: (False, "no GPU (test)"))
     earlier = {"bench_lorenz": {"status": "ok", "mode": "full", "started": "t0"},
                "bench_gpu": {"status": "ok", "mode": "full", "started": "t-gpu"}}
+    # results written by running the script itself, which no run.json records
+    (tmp_path / "bench_jax.json").write_text(json.dumps(
+        {"machine": {"command": "python benchmarks/bench_jax.py --json bench_jax.json"}}))
     info = run.run_suite(["bench_pml"], True, tmp_path, earlier)
     assert calls == ["bench_pml"]
     assert info["scripts"]["bench_pml"]["mode"] == "quick"
@@ -204,6 +208,8 @@ def test_run_merges_run_json_by_itself(tmp_path: Path, monkeypatch, report) -> N
     assert info["scripts"]["bench_gpu"] == earlier["bench_gpu"]
     assert info["scripts"]["bench_scaling"] == {"status": "not run",
                                                 "reason": "not run: --only"}
+    jax = info["scripts"]["bench_jax"]
+    assert jax["status"] == "earlier results" and "bench_jax.py --json" in jax["reason"]
     assert info["last_run"]["scripts_run"] == ["bench_pml"]
     info = run.run_suite(list(run.SUITE), False, tmp_path, {})
     assert info["scripts"]["bench_gpu"]["reason"] == "not run: no GPU (test)"
