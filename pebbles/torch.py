@@ -750,7 +750,7 @@ def _graph_bytes(fn: Callable[[Any], Any], x: State,
                  known: tuple[torch.Tensor, ...]) -> tuple[float, dict[int, torch.Tensor]]:
     """Bytes of the storages ``fn``'s graph saves, run on ``x`` with a graph, besides those
     of its input, its output, ``known`` and leaves that require grad (parameters); and
-    the ids of those leaves the graph reaches (whose gradients its backward produces)."""
+    those leaves the graph reaches, by id (whose gradients its backward produces)."""
     xs, was_tuple = _as_tuple("a step's input", x)
     saved: dict[int, int] = {}
 
