@@ -64,6 +64,7 @@ from ._validation import check_int
 __all__ = ["checkpoint_sequential", "checkpointed_loop", "profile_layers"]
 
 State = Any  # a torch.Tensor or a tuple of tensors
+_NOTHING = contextlib.nullcontext()  # reusable: the context of a run without RNG states
 
 
 def _as_tuple(name: str, value: object) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -146,21 +147,20 @@ class _Chain:
         x = xs if self.was_tuple else xs[0]
         return self._check(i, self.step(i, x, *self.params))
 
-    @contextlib.contextmanager
-    def _generator(self, first: int, src: int, dst: int | None = None) -> Iterator[None]:
+    def _generator(self, first: int, src: int,
+                   dst: int | None = None) -> contextlib.AbstractContextManager:
         """The RNG of a run of steps from ``first`` (all first runs, or all replays) whose
         input is in slot ``src``: first runs use the global generator, replays the slot's
-        state inside ``fork_rng``; where the run ends goes with slot ``dst`` (if any)."""
-        if not self.rng:
-            yield
-            return
-        if first >= self.frontier:
-            yield
-            if dst is not None:
-                self.slot_rng[dst] = _rng_state(self.devices)
-            return
-        with torch.random.fork_rng(devices=self.devices):
-            _set_rng_state(self.slot_rng[src], self.devices)
+        state inside ``fork_rng``; where the run ends goes with slot ``dst`` (if any).
+        Without ``rng``, nothing to do."""
+        return self._rng_run(first, src, dst) if self.rng else _NOTHING
+
+    @contextlib.contextmanager
+    def _rng_run(self, first: int, src: int, dst: int | None) -> Iterator[None]:
+        replay = first < self.frontier
+        with torch.random.fork_rng(devices=self.devices) if replay else _NOTHING:
+            if replay:
+                _set_rng_state(self.slot_rng[src], self.devices)
             yield
             if dst is not None:
                 self.slot_rng[dst] = _rng_state(self.devices)

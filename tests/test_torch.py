@@ -337,6 +337,7 @@ def test_layer_backward_steps_differentiate_only_what_their_graph_reaches(monkey
     assert_close(got, want)
     assert len(asked) == len(layers) and max(asked) == 3  # input, weight, bias
 
+
 def test_without_grad_runs_each_step_once():
     step = Counted(lambda i, x: 2 * x, 10)
     with torch.no_grad():
@@ -469,7 +470,6 @@ def test_consecutive_kept_steps_go_back_in_one_autograd_pass(states, monkeypatch
     assert len(calls) == passes < n
     if states >= 2 * n:  # every step kept: one pass
         assert passes == 1
-
 
 
 def noisy_step(i, x, w):
