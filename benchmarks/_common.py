@@ -104,6 +104,14 @@ def machine_markdown(info: dict) -> str:
     return f"`{info['command']}`\n\n{fields}"
 
 
+def rerun_with_env(name: str, value: str) -> None:
+    """Run this script again in a fresh process with environment variable ``name`` set
+    to ``value``, unless it already is (for settings read when a process starts, such as
+    glibc's ``MALLOC_MMAP_THRESHOLD_``)."""
+    if os.environ.get(name) != value:
+        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **{name: value}))
+
+
 def publish(path: str | os.PathLike | None, result: dict, markdown: str, *,
             failed: bool = False) -> int:
     """A script's last step: print its markdown, write ``result`` (:func:`write_results`)

@@ -49,9 +49,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import os
 import re
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,9 +61,10 @@ PEAK_REPEAT = 2
 # The bisection of fitted() tries memory limits up to REACH times torch's measured peak: the
 # model's bytes lie below the limit (levels) and the measured peak above the model's bytes.
 REACH = 1.5
-if os.environ.get("MALLOC_MMAP_THRESHOLD_") != THRESHOLD and __name__ == "__main__":
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=THRESHOLD)
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+if __name__ == "__main__":
+    from _common import rerun_with_env
+
+    rerun_with_env("MALLOC_MMAP_THRESHOLD_", THRESHOLD)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -401,8 +400,11 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options of the PyTorch benchmarks (``--quick``, ``--repeat``, ``--json``), the
+    MLP's batch (1024 quick, 2048 full), the segment counts and the interleaved rounds;
+    torch set to one thread."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", default=None)
@@ -410,24 +412,34 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     args.batch = 1024 if args.quick else 2048
     args.segments = [4, 10] if args.quick else [2, 4, 7, 10, 15, 25]
+    args.rounds = 3 if args.quick else 9  # interleaved rounds of the side-by-side timing
+    if args.quick:
+        args.repeat = 2  # best of two: one pass can stall on a shared machine
+    return args
+
+
+def header() -> dict:
+    """The fields every PyTorch benchmark's result starts with: machine, memory method."""
+    return {"machine": machine_info(("numpy", "torch")),
+            "memory_method": "peak RSS (VmHWM after /proc/self/clear_refs) minus RSS "
+                             f"before the pass; MALLOC_MMAP_THRESHOLD_={THRESHOLD}",
+            "threads": 1}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse(__doc__, argv)
     args.budgets_mlp = ([3, 5, 8, 10, 12, 15, 18, 21, 25, 30] if args.quick else
                         [2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 23, 26, 30, 35, 40, 50])
     args.fractions = ([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.05, 1.1,
                        1.2] if args.quick else [0.5, 0.7, 0.85, 0.9, 0.95, 0.97, 0.99, 1.05])
     args.steps = 5 if args.quick else 10  # bisection steps of each memory limit
-    args.rounds = 3 if args.quick else 9  # interleaved rounds of the side-by-side timing
     args.ode_steps = 200 if args.quick else 1000
     args.ode_batch = 512
     args.ode_segments = [8, 20] if args.quick else [5, 10, 20, 40, 80]
     args.ode_budgets = ([4, 8, 14, 20, 30, 45] if args.quick else
                         [3, 4, 5, 6, 8, 10, 14, 20, 28, 40, 60, 90, 130])
-    if args.quick:
-        args.repeat = 2  # best of two: one pass can stall on a shared machine
     start = time.perf_counter()
-    result: dict = {"machine": machine_info(("numpy", "torch")),
-                    "memory_method": "peak RSS (VmHWM after /proc/self/clear_refs) minus RSS "
-                                     f"before the pass; MALLOC_MMAP_THRESHOLD_={THRESHOLD}",
-                    "threads": 1, "mlp": bench_mlp(args), "ode": bench_ode(args)}
+    result: dict = {**header(), "mlp": bench_mlp(args), "ode": bench_ode(args)}
     result["goals"] = goals(result["mlp"], result["ode"])
     result["seconds"] = time.perf_counter() - start
     text = markdown(result)

@@ -3,7 +3,8 @@
 Inputs: the JSON files that ``benchmarks/run.py`` writes into the results directory
 (one per script: ``bench_schedules.json``, ``bench_lorenz.json``, ``bench_pml.json``,
 ``bench_pml_jax.json``, ``bench_gpu.json``, ``bench_scaling.json``, and, when present,
-``bench_jax.json``, ``bench_torch.json``, ``bench_online.json``, ``bench_twolevel.json``,
+``bench_jax.json``, ``bench_torch.json``, ``bench_torch_segments.json``,
+``bench_online.json``, ``bench_twolevel.json``,
 which get a generic section each; and ``run.json``, how each result came about), the
 paper's numbers in ``benchmarks/paper_values.json`` (the only place with typed numbers,
 each with its section of the paper notes), the committed images under ``docs/img/`` and
@@ -35,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 PAPER = HERE / "paper_values.json"
 # scripts without a section of their own: the title of their generic section
 GENERIC = {"bench_jax": "JAX adapter", "bench_torch": "PyTorch adapter",
+           "bench_torch_segments": "PyTorch: segments= against checkpoint_sequential",
            "bench_online": "Online schedules", "bench_twolevel": "Two-level storage",
            "bench_lowering": "Checked lowering", "bench_pml_disk": "PML with memory plus disk"}
 SCRIPTS = ("bench_schedules", "bench_lorenz", "bench_pml", "bench_pml_jax", "bench_gpu",

@@ -46,6 +46,7 @@ SUITE: dict[str, tuple[list[str], list[str], tuple[int, int]]] = {
     "bench_scaling": (["--quick"], [], (240, 3600)),
     "bench_jax": (["--quick"], [], (600, 3600)),
     "bench_torch": (["--quick"], [], (600, 2 * 3600)),
+    "bench_torch_segments": (["--quick"], [], (600, 3600)),
     "bench_online": (["--quick"], [], (600, 3600)),
     "bench_twolevel": ([], [], (600, 3600)),
     "bench_pml_disk": (["--size", "300", "--steps", "500", "--rounds", "1"], [], (600, 3600)),
@@ -134,7 +135,7 @@ def run_suite(names: Sequence[str], quick: bool, out: Path, previous: dict[str, 
     t0 = time.perf_counter()
     for name, (q_args, f_args, (q_to, f_to)) in SUITE.items():
         if name not in names or (name in NEEDS_GPU and not gpu):
-            why = "not run: --only" if name not in names else f"not run: {gpu_why}"
+            why = f"not run: {gpu_why}" if name in NEEDS_GPU and not gpu else "not run: --only"
             kept = previous.get(name)
             scripts[name] = (kept if kept and kept.get("status") != "not run"
                              else earlier_results(name, out, why))

@@ -28,6 +28,7 @@ from ._errors import (
     IllegalMoveError,
     InfeasibleBudgetError,
     PebblesError,
+    PebblesNotImplementedError,
     PebblesTypeError,
     PebblesValueError,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "MoveKind",
     "NonFiniteError",
     "PebblesError",
+    "PebblesNotImplementedError",
     "PebblesTypeError",
     "PebblesValueError",
     "Plan",

@@ -133,6 +133,7 @@ __all__ = [
     "hetero_min_memory",
     "hetero_optimal",
     "hetero_time",
+    "sequential_segments",
 ]
 
 _PLACE, _REMOVE, _PAINT, _FORWARD, _TAPE = (MoveKind.PLACE, MoveKind.REMOVE, MoveKind.PAINT,
@@ -672,3 +673,66 @@ def _brute_moves(costs: ChainCosts, memory: float, board: tuple) -> list:
         served = a in kept
         out.append(((cells, a, kept - {a}), b[a] - f[a] * served))
     return [((frozenset(c), p, frozenset(k)), w) for (c, p, k), w in out]
+
+
+def sequential_segments(n: int, segments: int, *, kept: bool = True) -> Iterator[Move]:
+    """Yield the schedule of ``torch.utils.checkpoint.checkpoint_sequential``.
+
+    The chain is cut into ``segments`` pieces of ``n // segments`` steps, the last
+    one taking the rest (PyTorch's split: 9 steps in 5 segments are
+    ``[1, 1, 1, 1, 5]``). The forward sweep keeps the first state of every piece;
+    the last piece runs with its graphs kept, and each other piece, when the
+    backward pass reaches it, is recomputed from its first state with its graphs
+    kept, then reversed. With ``kept=False`` the pieces store their states
+    instead of graphs (``place`` for ``tape``; each paint replays its step). A
+    schedule of the kept-graph game (:class:`pebbles.ChainCosts` ``graph``), to be
+    measured with ``pebbles.simulate(..., costs=...)`` against
+    :func:`hetero_optimal` at the same memory.
+
+    Examples
+    --------
+    >>> from pebbles import simulate
+    >>> from pebbles._chain import sequential_segments
+    >>> r = simulate(sequential_segments(9, 5), 9)
+    >>> r.forward_steps + r.backward_steps - r.taped  # PyTorch's 9 + 4 layer runs
+    13
+    >>> r.peak_states  # 4 segment inputs and the last segment's 5 outputs
+    9
+    """
+    n = check_int("n", n, 1)
+    s = check_int("segments", segments, 1)
+    if s > n:
+        raise PebblesValueError(f"segments={s} is more than n={n} steps; pass segments <= {n}")
+    return _sequential_segments(n, s, kept)
+
+
+def _sequential_segments(n: int, s: int, kept: bool) -> Iterator[Move]:
+    size = n // s
+    cuts = [k * size for k in range(s)]
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        yield Move(_PLACE, b) if b == a + 1 else Move(_FORWARD, a, b)
+    for a, b in reversed(list(zip(cuts, [*cuts[1:], n], strict=True))):
+        yield from (_kept_segment if kept else _stored_segment)(a, b, n)
+        if a > 0:
+            yield Move(_REMOVE, a)
+
+
+def _kept_segment(a: int, b: int, n: int) -> Iterator[Move]:
+    """Steps ``a..b-1`` from a stored ``s_a``, graphs kept, then their backward steps."""
+    for c in range(a + 1, b):
+        yield Move(_TAPE, c)
+    if b == n:  # s_n is computed anyway: with its graph
+        yield from (Move(_TAPE, n), Move(_PAINT, n - 1), Move(_REMOVE, n))
+    else:  # s_b is stored: paint b-1 replays its step
+        yield Move(_PAINT, b - 1)
+    for c in range(b - 1, a, -1):
+        yield from (Move(_PAINT, c - 1), Move(_REMOVE, c))
+
+
+def _stored_segment(a: int, b: int, n: int) -> Iterator[Move]:
+    """Steps ``a..b-1`` from a stored ``s_a``, states kept, then their backward steps."""
+    for c in range(a + 1, b):
+        yield Move(_PLACE, c)
+    for c in range(b - 1, a, -1):
+        yield from (Move(_PAINT, c), Move(_REMOVE, c))
+    yield Move(_PAINT, a)

@@ -10,6 +10,7 @@ __all__ = [
     "IllegalMoveError",
     "InfeasibleBudgetError",
     "PebblesError",
+    "PebblesNotImplementedError",
     "PebblesTypeError",
     "PebblesValueError",
 ]
@@ -25,6 +26,11 @@ class PebblesValueError(PebblesError, ValueError):
 
 class PebblesTypeError(PebblesError, TypeError):
     """An argument has the wrong type."""
+
+
+class PebblesNotImplementedError(PebblesError, NotImplementedError):
+    """A request pebbles cannot carry out by design (e.g. a double backward pass through
+    a checkpointed PyTorch call); the message says what to use instead."""
 
 
 class InfeasibleBudgetError(PebblesValueError):

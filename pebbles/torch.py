@@ -54,11 +54,11 @@ except ImportError as exc:  # pragma: no cover - CI installs torch
 
 from torch.autograd.graph import get_gradient_edge
 
-from ._chain import hetero_min_memory, hetero_optimal
-from ._errors import PebblesTypeError, PebblesValueError
+from ._chain import _graph, hetero_min_memory, hetero_optimal, sequential_segments
+from ._errors import PebblesNotImplementedError, PebblesTypeError, PebblesValueError
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, lower
 from ._registry import schedule as _schedule
-from ._simulator import ChainCosts
+from ._simulator import ChainCosts, simulate
 from ._validation import check_int
 
 __all__ = ["checkpoint_sequential", "checkpointed_loop", "profile_layers"]
@@ -140,12 +140,28 @@ class _Chain:
         self.last_kept: tuple = (-1, ())  # the last kept step and the state it returned
         self.owned: set[int] = set()  # parameter sums the backward pass made (in place ok)
         self.input_grad: tuple[bool, ...] = ()  # which parts of s_0 get a gradient
+        self.rng0: tuple = ()  # the generators' states when the forward pass began (rng)
+        self.amp: tuple = ()  # the forward pass's autocast state, for replays
+        self.amp_kinds: list[str] = []  # the device types it was read for
+        self.replay_amp = False  # replays must switch autocast (the backward pass's differs)
+        self.phase = "forward pass"
 
     # -- one step ---------------------------------------------------------
     def call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         self.frontier = max(self.frontier, i + 1)
         x = xs if self.was_tuple else xs[0]
-        return self._check(i, self.step(i, x, *self.params))
+        try:
+            out = self.step(i, x, *self.params)
+        except Exception as err:  # the same exception, with the step named (Python 3.11+)
+            if hasattr(err, "add_note"):
+                err.add_note(f"pebbles.torch: raised by step {i} in the {self.phase}")
+            raise
+        return self._check(i, out)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """The forward pass's autocast state, around a replay in the backward pass (which
+        may run under another one, e.g. outside the user's ``torch.autocast``)."""
+        return _autocast(self.amp) if self.replay_amp else _NOTHING
 
     def _generator(self, first: int, src: int,
                    dst: int | None = None) -> contextlib.AbstractContextManager:
@@ -187,14 +203,23 @@ class _Chain:
         return ys
 
     # -- the program ------------------------------------------------------
-    def forward(self, xs: tuple[torch.Tensor, ...]) -> tuple[list, tuple[torch.Tensor, ...]]:
-        """Run the rows before the seed; return the slots and s_n."""
+    def forward(self, xs: tuple[torch.Tensor, ...],
+                again: bool = False) -> tuple[list, tuple[torch.Tensor, ...]]:
+        """Run the rows before the seed; return the slots and s_n. ``again``: once more
+        for a second backward pass, with the RNG and autocast states of the first."""
         slots: list = [None] * self.program.nslots
         slots[0] = xs
+        if not again:
+            self.amp_kinds = sorted({"cpu", *(t.device.type for t in (*xs, *self.params,
+                                                                      *self.grad_params))})
+            self.amp = _autocast_state(self.amp_kinds)
+            self.rng0 = _rng_state(self.devices) if self.rng else ()
+        self.phase = "forward pass" if not again else "backward pass (its forward part again)"
         if self.rng:
-            self.slot_rng[0] = _rng_state(self.devices)
-        for r in range(self.seed):
-            self._row(slots, r)
+            self.slot_rng[0] = self.rng0
+        with self._autocast() if again else _NOTHING:
+            for r in range(self.seed):
+                self._row(slots, r)
         return slots, slots[self.ops[self.seed][1]]
 
     def _row(self, slots: list, r: int) -> None:
@@ -276,11 +301,13 @@ class _Chain:
     def backward(self, slots: list, grads: tuple) -> tuple[tuple, list]:
         """Replay the rows after the seed; return dL/ds_0 and dL/dparams."""
         acc: list = [None] * len(self.grad_params)
+        self.owned = set()
         r = self.seed + 1
         while r < len(self.ops):
             op, src, _, i, _ = self.ops[r]
             if op != OP_PAINT:
-                self._row(slots, r)
+                with self._autocast():
+                    self._row(slots, r)
                 r += 1
                 continue
             end, low = self._run_end(r)
@@ -318,7 +345,7 @@ class _Chain:
             for k in range(i - 1, low - 1, -1):  # the run's inner states: in the graph only
                 xi = self.tapes.pop(k)[0]
         else:
-            with self._generator(i, src), torch.enable_grad():
+            with self._generator(i, src), torch.enable_grad(), self._autocast():
                 xi = self._leaves(i, xs)
                 ys = self.call(i, xi)
         pairs = [(y, g) for y, g in zip(ys, grads, strict=True)
@@ -350,6 +377,25 @@ class _Chain:
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+def _autocast_state(kinds: list[str]) -> tuple:
+    """Whether autocast's cache is on, and (device type, enabled, dtype) for each of
+    ``kinds`` that autocast knows: what replays must run under to repeat the forward
+    pass's operations (``torch.autocast`` casts per device type)."""
+    return (torch.is_autocast_cache_enabled(),
+            *((k, torch.is_autocast_enabled(k), torch.get_autocast_dtype(k))
+              for k in kinds if torch.amp.is_autocast_available(k)))
+
+
+def _autocast(state: tuple) -> contextlib.ExitStack:
+    """Enter the autocast state ``state`` of :func:`_autocast_state`."""
+    stack = contextlib.ExitStack()
+    cache, *kinds = state
+    for kind, enabled, dtype in kinds:
+        stack.enter_context(torch.autocast(kind, dtype=dtype, enabled=enabled,
+                                           cache_enabled=cache))
+    return stack
 
 
 def _vjp(pairs: list[tuple[torch.Tensor, torch.Tensor]], wrt: list[torch.Tensor]) -> tuple:
@@ -443,14 +489,27 @@ class _Checkpointed(torch.autograd.Function):
     def forward(ctx: Any, chain: _Chain, nx: int, *tensors: torch.Tensor) -> Any:
         slots, out = chain.forward(tuple(t.detach() for t in tensors[:nx]))
         ctx.chain, ctx.slots = chain, slots
+        ctx.save_for_backward(*tensors[:nx])  # s_0 (in slot 0 anyway): for a second pass
         ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t)])
         return out if chain.was_tuple else out[0]
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor) -> Any:
+        if torch.is_grad_enabled():  # create_graph=True
+            raise PebblesNotImplementedError(
+                "create_graph=True (a double backward pass) through checkpointed_loop or "
+                "checkpoint_sequential is not supported: each backward step differentiates "
+                "a replay from a detached stored state, so the gradients would carry no "
+                "graph back to the inputs. For higher derivatives, differentiate the plain "
+                "loop or chain")
+        xs = ctx.saved_tensors  # after a pass without retain_graph=True: torch's error
         slots, ctx.slots = ctx.slots, None  # the stored states die with this call
-        gx, gp = ctx.chain.backward(slots, grads)
+        chain = ctx.chain
+        chain.replay_amp = _autocast_state(chain.amp_kinds) != chain.amp
+        if slots is None:  # a second backward pass (retain_graph=True): store them again
+            slots = chain.forward(tuple(t.detach() for t in xs), again=True)[0]
+        chain.phase = "backward pass"
+        gx, gp = chain.backward(slots, grads)
         need = ctx.needs_input_grad[2:]
         return (None, None, *[g if need[k] else None for k, g in enumerate((*gx, *gp))])
 
@@ -523,18 +582,45 @@ def _hetero_program(fields: tuple[bytes | None, ...], memory: float, levels: int
     calls checkpoint_sequential with the same ones every iteration, and the dynamic
     programme's tables (O(n^2 levels)) should not add to every pass's peak memory. The
     costs come as bytes (a copy: the caller may change its arrays afterwards)."""
-    costs = ChainCosts(*(None if b is None else np.frombuffer(b, dtype=np.float64)
-                         for b in fields))
+    costs = _from_fields(fields)
     moves = list(hetero_optimal(costs, memory, levels=levels, tape=tape))
     return lower(moves, costs.n, frees=True)
 
 
+@functools.lru_cache(maxsize=16)
+def _segments_program(fields: tuple[bytes | None, ...], segments: int, levels: int,
+                      tape: bool) -> SlotProgram:
+    """The lowered least-time schedule with the memory PyTorch's split into ``segments``
+    holds, both measured by the simulator under the costs: the heterogeneous optimum at
+    that memory, or the split itself where the optimum, its sizes rounded to ``levels``,
+    is slower."""
+    costs = _from_fields(fields)
+    split = list(sequential_segments(costs.n, segments, kept=_graph(costs) is not None))
+    theirs = simulate(split, costs.n, costs=costs)
+    try:
+        moves = list(hetero_optimal(costs, theirs.peak_bytes, levels=levels, tape=tape))
+    except PebblesValueError:  # the split's memory is too little once rounded
+        moves = split
+    if simulate(moves, costs.n, costs=costs).time > theirs.time:
+        moves = split
+    return lower(moves, costs.n, frees=True)
+
+
+def _fields(costs: ChainCosts, tape: bool) -> tuple[bytes | None, ...]:
+    """``costs`` as a cache key (kept graphs only with ``tape``)."""
+    return tuple(None if v is None or (k == "graph" and not tape) else v.tobytes()
+                 for k, v in ((f.name, getattr(costs, f.name))
+                              for f in dataclasses.fields(costs)))
+
+
+def _from_fields(fields: tuple[bytes | None, ...]) -> ChainCosts:
+    return ChainCosts(*(None if b is None else np.frombuffer(b, dtype=np.float64)
+                        for b in fields))
+
+
 def _solve_costs(costs: ChainCosts, memory: float, levels: int, tape: bool) -> SlotProgram:
     """The cached heterogeneous optimum of ``costs`` (kept graphs only with ``tape``)."""
-    fields = tuple(None if v is None or (k == "graph" and not tape) else v.tobytes()
-                   for k, v in ((f.name, getattr(costs, f.name))
-                                for f in dataclasses.fields(costs)))
-    return _hetero_program(fields, float(memory), levels, bool(tape))
+    return _hetero_program(_fields(costs, tape), float(memory), levels, bool(tape))
 
 
 def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: torch.Tensor,
@@ -790,6 +876,38 @@ def _sync(devices: list[int]) -> None:
         torch.cuda.synchronize(d)
 
 
+def _torch_order(input: object, args: tuple) -> object:
+    """The input; refuses torch's positional form ``(functions, segments, input)``."""
+    if args or isinstance(input, int):
+        raise PebblesTypeError(
+            f"checkpoint_sequential(functions, {input!r:.20}, ...) has {1 + len(args)} "
+            f"positional arguments after functions; pebbles takes "
+            f"checkpoint_sequential(functions, input, budget=... | memory=... | "
+            f"segments=...): for torch's checkpoint_sequential(functions, s, input) write "
+            f"checkpoint_sequential(functions, input, segments=s)")
+    return input
+
+
+def _check_segments(segments: object, n: int) -> int:
+    s = check_int("segments", segments, 1)
+    if s > n:
+        raise PebblesValueError(
+            f"segments={s} is more than the n={n} layers; pass segments <= {n}")
+    return s
+
+
+def _costs_for(layers: list, input: State, params: Sequence[torch.Tensor],
+               costs: ChainCosts | None) -> ChainCosts:
+    """``costs`` checked against the layers, or measured (:func:`profile_layers`)."""
+    if costs is None:
+        return profile_layers(layers, input, params=params)
+    if not isinstance(costs, ChainCosts) or costs.n != len(layers):
+        raise PebblesValueError(
+            f"costs={costs!r:.60} must be a pebbles.ChainCosts of n={len(layers)} layers; "
+            f"build it with profile_layers(functions, input)")
+    return costs
+
+
 def _layers(functions: object) -> list:
     try:
         layers = list(functions)  # type: ignore[call-overload]
@@ -806,11 +924,13 @@ def _layers(functions: object) -> list:
     return layers
 
 
-def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: State, *,
-                          budget: int | None = None, memory: float | None = None,
+def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: State,
+                          *args: object, budget: int | None = None,
+                          memory: float | None = None, segments: int | None = None,
                           costs: ChainCosts | None = None, levels: int = 100,
                           params: Sequence[torch.Tensor] = (),
-                          preserve_rng_state: bool = True, tape: bool = True) -> State:
+                          preserve_rng_state: bool = True, tape: bool = True,
+                          use_reentrant: bool | None = None) -> State:
     """Drop-in for ``torch.utils.checkpoint.checkpoint_sequential`` with a budget or a limit.
 
     Parameters
@@ -820,9 +940,22 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         or a tuple passed as one argument) and returns the next.
     input : Tensor or tuple of Tensors
         Input of the first layer.
+    *args
+        None: PyTorch's positional order ``(functions, segments, input)`` raises a
+        ``PebblesTypeError`` that names the edit (``segments=`` below).
     budget : int, optional
         Most layer outputs stored at once (the input excluded): optimal
         Treeverse, the fewest layer evaluations.
+    segments : int, optional
+        PyTorch's argument: the least-time schedule within the memory that
+        PyTorch's split into ``segments`` holds (``segments - 1`` pieces of
+        ``n // segments`` layers recomputed with their graphs, the last piece's
+        graphs kept from the forward pass;
+        :func:`pebbles._chain.sequential_segments`), both measured by the
+        simulator under ``costs`` (profiled by default, as for ``memory``): the
+        heterogeneous optimum at that memory, or PyTorch's split itself where
+        that is not slower in the model, so never slower than PyTorch's split
+        and never more memory, in the model.
     memory : float, optional
         Most bytes held at once by stored layer outputs (the input excluded; a
         walk holds a layer's input and output) and, when ``costs.graph`` is
@@ -858,6 +991,10 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         tensors switches taping off for the rest of the call. With
         ``memory`` and ``costs.graph``, the schedule decides which layers keep
         their graph, costing ``graph[i]`` bytes; ``tape=False`` keeps none.
+    use_reentrant : bool, optional
+        Accepted for torch's signature and ignored: there is one implementation,
+        which supports ``retain_graph=True`` and ``backward(inputs=...)`` (not
+        ``create_graph=True``).
 
     Returns
     -------
@@ -873,24 +1010,23 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     >>> y = checkpoint_sequential(net, x, budget=3)
     >>> torch.allclose(y, net(x))
     True
+    >>> y = checkpoint_sequential(net, x, segments=2)  # in the memory of PyTorch's split
     """
     layers = _layers(functions)
     n = len(layers)
+    input = _torch_order(input, args)
     xs, was_tuple = _as_tuple("input", input)
-    if (budget is None) == (memory is None):
+    if sum(v is not None for v in (budget, memory, segments)) != 1:
         raise PebblesValueError(
-            f"budget={budget!r}, memory={memory!r}: pass exactly one of budget (stored "
-            f"outputs) and memory (bytes)")
+            f"budget={budget!r}, memory={memory!r}, segments={segments!r}: pass exactly one "
+            f"of budget (stored outputs), memory (bytes) and segments (PyTorch's)")
     if budget is not None:
         moves: Any = _schedule("treeverse", n, budget=budget)
     else:
-        if costs is None:
-            costs = profile_layers(layers, input, params=params)
-        elif not isinstance(costs, ChainCosts) or costs.n != n:
-            raise PebblesValueError(
-                f"costs={costs!r:.60} must be a pebbles.ChainCosts of n={n} layers; "
-                f"build it with profile_layers(functions, input)")
-        moves = _solve_costs(costs, memory, levels, tape)
+        segments = None if segments is None else _check_segments(segments, n)
+        costs = _costs_for(layers, input, params, costs)
+        moves = (_solve_costs(costs, memory, levels, tape) if segments is None else
+                 _segments_program(_fields(costs, tape), segments, levels, bool(tape)))
     params = _chain_params(layers, params)
     chain = _Chain(lambda i, x: layers[i](x), (), params, _program(moves, n), spec=None,
                    rng=preserve_rng_state, devices=_cuda_devices((*xs, *params)), tape=tape,

@@ -74,7 +74,8 @@ def _results(tmp_path: Path, present: set[str]) -> Path:
                             "mismatches": [], "peers": {"pyrevolve": "missing"}},
         "bench_scaling": {"fits": [{"method": "store-all", "time_exponent": 1.01,
                                     "memory_exponent": 0.99, "n_min": 100, "n_max": 10**5}]},
-        **{name: GENERIC_RESULT for name in ("bench_jax", "bench_torch", "bench_online",
+        **{name: GENERIC_RESULT for name in ("bench_jax", "bench_torch",
+                                             "bench_torch_segments", "bench_online",
                                              "bench_twolevel", "bench_lowering",
                                              "bench_pml_disk")},
     }
@@ -213,6 +214,9 @@ def test_run_merges_run_json_by_itself(tmp_path: Path, monkeypatch, report) -> N
     assert info["last_run"]["scripts_run"] == ["bench_pml"]
     info = run.run_suite(list(run.SUITE), False, tmp_path, {})
     assert info["scripts"]["bench_gpu"]["reason"] == "not run: no GPU (test)"
+    # left out by --only on a machine without a GPU: the reason is still the GPU
+    assert run.run_suite(["bench_pml"], True, tmp_path, {"bench_gpu": info["scripts"][
+        "bench_gpu"]})["scripts"]["bench_gpu"]["reason"] == "not run: no GPU (test)"
     assert "bench_gpu" not in calls
     (tmp_path / "run.json").write_text(json.dumps(info))
     assert run.previous_entries(tmp_path / "run.json") == info["scripts"]

@@ -77,3 +77,28 @@ def test_time_goal_uses_the_side_by_side_times(bench):
     assert goals["mlp: less time at every level (side by side)"] is False
     assert goals["ode: less time at every level (side by side)"] is True
     assert goals["mlp: fewer recomputed at every level"] is True
+
+
+def test_segments_bench_rows_compare_torch_and_pebbles_at_each_level(load_bench):
+    """bench_torch_segments.py on a 6-layer MLP: PyTorch's recomputed runs are its split's
+    (s - 1) * (n // s), counted; each record's comparisons follow its numbers."""
+    import functools
+
+    seg = load_bench("bench_torch_segments")
+    base = load_bench("bench_torch")
+    net, counters, x = base.mlp(6, 4)
+    run = functools.partial(base.measure, params=list(net.parameters()), counters=counters,
+                            n=6, repeat=1)
+    costs = seg.profile_layers(net, x)
+    levels = [seg.level(s, net, x, costs, run) for s in (2, 3)]
+    base.side_by_side(levels, 1)
+    rows = seg.rows(levels)
+    assert [r["segments"] for r in rows] == [2, 3]
+    assert [r["torch recomputed"] for r in rows] == [3, 4]
+    for r in rows:
+        assert r["model MiB"] > 0 and r["pebbles recomputed"] >= 0
+        assert r["peak no more"] == (r["pebbles peak MiB"] <= r["torch peak MiB"])
+        assert r["recomputed no more"] == (r["pebbles recomputed"] <= r["torch recomputed"])
+        assert r["less time"] == (r["pebbles ms"] < r["torch ms"])
+    text = seg.markdown({"machine": {"command": "x"}, "rows": rows})
+    assert text.count("\n| 2 |") == 1 and text.count("\n| 3 |") == 1

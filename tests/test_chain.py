@@ -463,3 +463,33 @@ def test_simulator_counts_gradients_from_their_paint_on():
              pebbles.remove(2), pebbles.paint(1), pebbles.paint(0), pebbles.remove(1)]
     r = pebbles.simulate(taped, n, costs=costs)  # no graph model: a tape holds no more
     assert (r.taped, r.peak_bytes) == (1, 4 + 111)  # paint 0 from the graph: s_1 held
+
+
+def test_sequential_segments_is_pytorchs_split():
+    """PyTorch's checkpoint_sequential: n // s steps a piece, the last piece the rest;
+    n + (s - 1) * (n // s) step runs (the pieces but the last recomputed once, graphs
+    kept), at most s - 1 piece inputs and the last piece's states held; the
+    kept-graph optimum at the split's measured memory is never slower (a persistent
+    schedule: one the programme searches, with whole sizes)."""
+    from pebbles._chain import sequential_segments
+
+    rng = np.random.default_rng(3)
+    for n in range(1, 26):
+        for s in range(1, n + 1):
+            size, last = n // s, n - (s - 1) * (n // s)
+            r = pebbles.simulate(sequential_segments(n, s), n)
+            assert r.forward_steps + r.backward_steps - r.taped == n + (s - 1) * size
+            assert r.peak_states == s - 1 + last
+            stored = pebbles.simulate(sequential_segments(n, s, kept=False), n)
+            assert stored.taped == 0 and stored.peak_states <= s - 1 + last
+    for _ in range(20):
+        n = int(rng.integers(2, 12))
+        costs = ChainCosts(rng.random(n) + 0.1, rng.random(n) + 1.1,  # exact levels:
+                           rng.integers(0, 6, n + 1).astype(float),  # whole sizes
+                           graph=rng.integers(0, 4, n).astype(float))
+        s = int(rng.integers(1, n + 1))
+        split = pebbles.simulate(sequential_segments(n, s), n, costs=costs)
+        best = hetero_optimal(costs, split.peak_bytes, levels=400)
+        assert pebbles.simulate(best, n, costs=costs).time <= split.time + 1e-9
+    with pytest.raises(pebbles.PebblesValueError, match="segments <= 4"):
+        sequential_segments(4, 5)

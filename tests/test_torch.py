@@ -626,3 +626,192 @@ def test_profile_layers_assigns_each_gradient_to_the_last_layer_using_it():
     got = grads_of(lambda: checkpoint_sequential(layers, x, memory=limit, costs=costs,
                                                  params=[scale]), tensors)
     assert_close(got, want)
+
+
+def small_net(seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    layers = []
+    for w_in, w_out in ((16, 24), (24, 8), (8, 16), (16, 16), (16, 4)):
+        layers += [torch.nn.Linear(w_in, w_out), torch.nn.Tanh()]
+        if dropout:
+            layers.append(torch.nn.Dropout(dropout))
+    return torch.nn.Sequential(*layers)
+
+
+def mixed_step(i, x, w):
+    """float32 state; under autocast the matmul runs in bfloat16."""
+    return x + 0.1 * torch.tanh(x @ w)
+
+
+@pytest.mark.parametrize("forward_amp, backward_amp", [(True, False), (True, True),
+                                                        (False, True)])
+def test_replays_run_under_the_forward_pass_autocast(forward_amp, backward_amp):
+    """Replays in the backward pass repeat the forward pass's casts, whatever autocast
+    state the backward pass runs under (torch.utils.checkpoint does the same)."""
+    net = small_net()
+    x = torch.randn(6, 16, requires_grad=True)
+    w = torch.randn(8, 8) / 3
+    w.requires_grad_(True)
+    x0 = torch.randn(3, 8, requires_grad=True)
+
+    def grads(run, tensors, cache=True):
+        for t in tensors:
+            t.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=forward_amp,
+                            cache_enabled=cache):
+            out = run()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=backward_amp):
+            out.float().sum().backward()
+        return [t.grad.clone() for t in tensors]
+
+    chain = [x, *net.parameters()]
+    want = grads(lambda: net(x), chain)
+    got = grads(lambda: checkpoint_sequential(net, x, budget=2, tape=False), chain)
+    assert all(torch.equal(g, w_) for g, w_ in zip(got, want, strict=True))
+    # without autocast's cache, plain autograd casts w at each step as the replays do
+    # (with it, its one cast of w sums the 30 steps' gradients in bfloat16)
+    loop = [x0, w]
+    want = grads(lambda: plain_loop(mixed_step, x0, 30, w), loop, cache=False)
+    got = grads(lambda: checkpointed_loop(mixed_step, x0, 30, w, budget=3), loop, cache=False)
+    assert_close(got, want, tol=1e-5)
+
+
+def test_retain_graph_allows_a_second_backward_pass():
+    """retain_graph=True: a second backward pass stores the states again from s_0 (the
+    first pass freed them) and makes the same step calls; without it, torch's error."""
+    a = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    x0 = torch.linspace(0, 1, 4, dtype=F64, requires_grad=True)
+    step = Counted(lambda i, x, a: x + 0.1 * torch.sin(a * x), 40)
+    out = checkpointed_loop(step, x0, 40, a, budget=3)
+    out.sum().backward(retain_graph=True)
+    first = step.nograd + step.grad
+    out.sum().backward()
+    assert np.array_equal(step.nograd + step.grad - first, first)
+    got = [x0.grad.clone(), a.grad.clone()]
+    x0.grad = a.grad = None
+    want = plain_loop(step.step, x0, 40, a).sum()
+    want.backward(retain_graph=True)
+    want.backward()
+    assert_close(got, [x0.grad, a.grad])
+    out = checkpointed_loop(step, x0, 40, a, budget=3)
+    out.sum().backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        out.sum().backward()
+
+
+def test_retain_graph_second_pass_keeps_the_dropout_masks():
+    net = small_net(dropout=0.3).double()
+    x = torch.randn(4, 16, dtype=F64, requires_grad=True)
+    tensors = [x, *net.parameters()]
+
+    def twice(run):
+        for t in tensors:
+            t.grad = None
+        torch.manual_seed(7)
+        out = run().sum()
+        out.backward(retain_graph=True)
+        out.backward()
+        return [t.grad.clone() for t in tensors], torch.get_rng_state()
+
+    want, rng_plain = twice(lambda: net(x))
+    limit = pebbles._chain.hetero_min_memory(profile_layers(net, x)) + 3 * 4 * 24 * 8
+    for kw in ({"budget": 3}, {"memory": limit}):  # the latter keeps graphs (tape rows)
+        got, rng_ours = twice(lambda kw=kw: checkpoint_sequential(net, x, **kw))
+        assert_close(got, want)
+        assert torch.equal(rng_ours, rng_plain)
+
+
+def test_double_backward_and_changed_inputs_are_refused():
+    x = torch.ones(3, dtype=F64, requires_grad=True)
+    out = checkpointed_loop(lambda i, x: torch.sin(x), x, 5, budget=2)
+    with pytest.raises(pebbles.PebblesNotImplementedError, match="create_graph=True"):
+        torch.autograd.grad(out.sum(), x, create_graph=True)
+    x0 = torch.ones(3, dtype=F64)
+    a = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    out = checkpointed_loop(lambda i, x, a: a * x, x0, 5, a, budget=2)
+    x0.add_(1.0)  # the stored s_0 changed: the gradient would be wrong
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_an_exception_in_step_names_the_step_and_keeps_its_type():
+    def step(i, x):
+        if i == 7 and torch.is_grad_enabled():
+            raise ZeroDivisionError("boom")
+        return torch.sin(x)
+
+    out = checkpointed_loop(step, torch.ones(3, requires_grad=True), 20, budget=3)
+    with pytest.raises(ZeroDivisionError, match="boom") as info:
+        out.sum().backward()
+    assert info.value.__notes__ == ["pebbles.torch: raised by step 7 in the backward pass"]
+
+
+class Runs(torch.nn.Module):
+    """A layer counting its runs, by layer (in the shared ``log``)."""
+
+    def __init__(self, layer, k, log):
+        super().__init__()
+        self.layer, self.k, self.log = layer, k, log
+
+    def forward(self, x):
+        self.log[self.k] += 1
+        return self.layer(x)
+
+
+def counted_runs(net, run):
+    """Runs of each layer of ``net`` in a forward and backward pass of ``run(layers)``."""
+    log = np.zeros(len(net), dtype=int)
+    run([Runs(layer, k, log) for k, layer in enumerate(net)]).sum().backward()
+    return log
+
+
+@pytest.mark.parametrize("n, segments", [(9, 5), (12, 1), (12, 2), (12, 5), (12, 12), (30, 4)])
+def test_segments_run_no_more_layers_than_torch_in_its_memory(n, segments, monkeypatch):
+    """segments=s: the optimum within the memory of PyTorch's split, measured by the
+    simulator; with costs counting layer runs, no more runs than PyTorch makes (counted);
+    and where the optimum is not taken, PyTorch's split itself, layer for layer."""
+    from torch.utils.checkpoint import checkpoint_sequential as torch_sequential
+
+    net, widths = unequal_chain(n)
+    x = torch.randn(3, widths[0], dtype=F64, requires_grad=True)
+    tensors = [x, *net.parameters()]
+    want = grads_of(lambda: net(x), tensors)
+    c = profile_layers(net, x)
+    runs = pebbles.ChainCosts(np.ones(n), np.full(n, 2.0), c.sizes, graph=c.graph,
+                              grads=c.grads, cotangents=c.cotangents)
+    got = grads_of(lambda: checkpoint_sequential(net, x, segments=segments, costs=runs,
+                                                 use_reentrant=False), tensors)
+    assert_close(got, want)
+    theirs = counted_runs(net, lambda layers: torch_sequential(layers, segments, x,
+                                                               use_reentrant=False))
+    ours = counted_runs(net, lambda layers: checkpoint_sequential(
+        layers, x, segments=segments, costs=runs))
+    assert ours.sum() <= theirs.sum()
+    split = pebbles.simulate(pebbles._chain.sequential_segments(n, segments), n, costs=runs)
+    log = {"refs": [], "most": 0}
+    out = checkpoint_sequential([Watched(layer, log) for layer in net], x,
+                                segments=segments, costs=runs)
+    out.sum().backward()
+    assert 0 < log["most"] <= split.peak_bytes
+    # where the optimum cannot be had (the limit too small once rounded to levels),
+    # PyTorch's split itself: the same runs of every layer
+    def refuse(*args, **kwargs):
+        raise pebbles.PebblesValueError("not once sizes are rounded")
+
+    pebbles.torch._segments_program.cache_clear()
+    monkeypatch.setattr(pebbles.torch, "hetero_optimal", refuse)
+    assert np.array_equal(counted_runs(net, lambda layers: checkpoint_sequential(
+        layers, x, segments=segments, costs=runs)), theirs)
+    pebbles.torch._segments_program.cache_clear()
+
+
+def test_torch_positional_order_is_refused_with_the_fix():
+    net = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(6)])
+    x = torch.ones(2, 3, requires_grad=True)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"\(functions, input, segments=s\)"):
+        checkpoint_sequential(net, 2, x)
+    with pytest.raises(pebbles.PebblesValueError, match="segments <= 6"):
+        checkpoint_sequential(net, x, segments=7)
+    with pytest.raises(pebbles.PebblesValueError, match="exactly one of budget"):
+        checkpoint_sequential(net, x, segments=2, budget=3)
