@@ -42,14 +42,13 @@ from bench_torch import header, measure, mlp, parse, side_by_side  # noqa: E402
 from torch.utils.checkpoint import checkpoint_sequential as torch_sequential  # noqa: E402
 
 import pebbles  # noqa: E402
-from pebbles._chain import sequential_segments  # noqa: E402
 from pebbles.torch import checkpoint_sequential, profile_layers  # noqa: E402
 
 
 def level(s: int, net: torch.nn.Sequential, x: torch.Tensor, costs: pebbles.ChainCosts,
           run: functools.partial) -> dict:
     """PyTorch's and pebbles' rows at ``s`` segments, with the split's model bytes."""
-    split = pebbles.simulate(sequential_segments(costs.n, s), costs.n, costs=costs)
+    split = pebbles.simulate(pebbles.sequential_segments(costs.n, s), costs.n, costs=costs)
     return {
         "torch": run("torch checkpoint_sequential", lambda: torch_sequential(
             net, s, x, use_reentrant=False), segments=s),

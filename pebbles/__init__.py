@@ -23,7 +23,13 @@ from ._bennett import (
     reversible_gradient,
 )
 from ._budget import min_pebbles
-from ._chain import hetero_brute_force, hetero_min_memory, hetero_optimal, hetero_time
+from ._chain import (
+    hetero_brute_force,
+    hetero_min_memory,
+    hetero_optimal,
+    hetero_time,
+    sequential_segments,
+)
 from ._errors import (
     IllegalMoveError,
     InfeasibleBudgetError,
@@ -100,6 +106,7 @@ __all__ = [
     "hetero_min_memory",
     "hetero_optimal",
     "hetero_time",
+    "sequential_segments",
     "TRADEOFF_S_CAP",
     "X_MAX",
     "memory_ratio",

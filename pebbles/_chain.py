@@ -691,8 +691,7 @@ def sequential_segments(n: int, segments: int, *, kept: bool = True) -> Iterator
 
     Examples
     --------
-    >>> from pebbles import simulate
-    >>> from pebbles._chain import sequential_segments
+    >>> from pebbles import sequential_segments, simulate
     >>> r = simulate(sequential_segments(9, 5), 9)
     >>> r.forward_steps + r.backward_steps - r.taped  # PyTorch's 9 + 4 layer runs
     13

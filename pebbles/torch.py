@@ -951,7 +951,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         PyTorch's split into ``segments`` holds (``segments - 1`` pieces of
         ``n // segments`` layers recomputed with their graphs, the last piece's
         graphs kept from the forward pass;
-        :func:`pebbles._chain.sequential_segments`), both measured by the
+        :func:`pebbles.sequential_segments`), both measured by the
         simulator under ``costs`` (profiled by default, as for ``memory``): the
         heterogeneous optimum at that memory, or PyTorch's split itself where
         that is not slower in the model, so never slower than PyTorch's split

@@ -471,7 +471,7 @@ def test_sequential_segments_is_pytorchs_split():
     kept), at most s - 1 piece inputs and the last piece's states held; the
     kept-graph optimum at the split's measured memory is never slower (a persistent
     schedule: one the programme searches, with whole sizes)."""
-    from pebbles._chain import sequential_segments
+    from pebbles import sequential_segments
 
     rng = np.random.default_rng(3)
     for n in range(1, 26):

@@ -788,7 +788,7 @@ def test_segments_run_no_more_layers_than_torch_in_its_memory(n, segments, monke
     ours = counted_runs(net, lambda layers: checkpoint_sequential(
         layers, x, segments=segments, costs=runs))
     assert ours.sum() <= theirs.sum()
-    split = pebbles.simulate(pebbles._chain.sequential_segments(n, segments), n, costs=runs)
+    split = pebbles.simulate(pebbles.sequential_segments(n, segments), n, costs=runs)
     log = {"refs": [], "most": 0}
     out = checkpoint_sequential([Watched(layer, log) for layer in net], x,
                                 segments=segments, costs=runs)
