@@ -145,17 +145,18 @@ def test_compare_shows_closed_forms_where_simulation_would_not_end():
     assert "reversible-optimal" in out.splitlines()[-1]  # named as not shown
 
 
-def _default_sigint() -> None:
-    """In the child: Ctrl-C's default disposition. A job a shell starts in the background
-    (``cmd &``) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# ``python -m pebbles`` with Python's Ctrl-C handler installed first: a job a shell starts in
+# the background (``pytest &``) inherits SIGINT ignored, and Python then never raises
+# KeyboardInterrupt (a preexec_fn would reset it, but forks a multithreaded process).
+CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+          "runpy.run_module('pebbles', run_name='__main__', alter_sys=True)")
 
 
 def test_stream_starts_at_once_and_ctrl_c_is_one_line():
     # A schedule of about 2.5e23 moves streams; Ctrl-C stops it with one line and 130.
-    proc = subprocess.Popen([sys.executable, *PEB, "schedule", "treeverse", "-n", str(10**12),
-                             "--pebbles", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=_default_sigint)
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C, "schedule", "treeverse", "-n",
+                             str(10**12), "--pebbles", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("# treeverse -n 1000000000000")
         assert proc.stdout.readline() == "forward 0 999999999998\n"
