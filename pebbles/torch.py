@@ -103,14 +103,48 @@ class _Rows:
         return (row.tolist() for row in self.ops)
 
 
+class _Buffers:
+    """Module buffers the steps may update in place (BatchNorm's running statistics),
+    left as plain autograd leaves them: as the first run of each step left them. Before
+    a step runs again, :meth:`replay` copies them (one copy of the buffers, whatever
+    number of replays; the running statistics change without a version count, so every
+    buffer is copied); :meth:`settle` puts back those the replays changed, before the
+    next first run and when a pass ends."""
+
+    def __init__(self, tensors: Iterable[torch.Tensor]) -> None:
+        self.tensors = tuple({id(t): t for t in tensors}.values())
+        self.saved: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def replay(self) -> None:
+        if self.saved is None:
+            self.saved = [(t, t.clone()) for t in self.tensors]
+
+    def settle(self) -> None:
+        saved, self.saved = self.saved, None
+        with torch.no_grad():
+            for t, copy in saved or ():
+                if not torch.equal(t, copy):
+                    t.copy_(copy)
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[None]:
+        """Runs that must leave the buffers as they were (profiling)."""
+        self.replay()
+        try:
+            yield
+        finally:
+            self.settle()
+
+
 class _Chain:
     """One call's step function, parameters, slot program and RNG bookkeeping."""
 
     def __init__(self, step: Callable[..., Any], params: tuple[torch.Tensor, ...],
                  extra: tuple[torch.Tensor, ...], program: SlotProgram, *,
                  spec: list | None, rng: bool, devices: list[int], tape: bool,
-                 per_step: bool = False) -> None:
+                 per_step: bool = False, buffers: Iterable[torch.Tensor] = ()) -> None:
         self.step, self.params, self.program = step, params, program
+        self.buffers = _Buffers(buffers)  # updated by first runs only, as plain autograd
         self.grad_params = _unique(params + extra)
         self.index = {id(p): k for k, p in enumerate(self.grad_params)}
         # per_step (layer chains): each backward step differentiates only the parameters
@@ -148,7 +182,11 @@ class _Chain:
 
     # -- one step ---------------------------------------------------------
     def call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        self.frontier = max(self.frontier, i + 1)
+        if i < self.frontier:
+            self.buffers.replay()
+        else:
+            self.buffers.settle()
+            self.frontier = i + 1
         x = xs if self.was_tuple else xs[0]
         try:
             out = self.step(i, x, *self.params)
@@ -487,7 +525,10 @@ class _Checkpointed(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, chain: _Chain, nx: int, *tensors: torch.Tensor) -> Any:
-        slots, out = chain.forward(tuple(t.detach() for t in tensors[:nx]))
+        try:
+            slots, out = chain.forward(tuple(t.detach() for t in tensors[:nx]))
+        finally:
+            chain.buffers.settle()
         ctx.chain, ctx.slots = chain, slots
         ctx.save_for_backward(*tensors[:nx])  # s_0 (in slot 0 anyway): for a second pass
         ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t)])
@@ -506,10 +547,13 @@ class _Checkpointed(torch.autograd.Function):
         slots, ctx.slots = ctx.slots, None  # the stored states die with this call
         chain = ctx.chain
         chain.replay_amp = _autocast_state(chain.amp_kinds) != chain.amp
-        if slots is None:  # a second backward pass (retain_graph=True): store them again
-            slots = chain.forward(tuple(t.detach() for t in xs), again=True)[0]
-        chain.phase = "backward pass"
-        gx, gp = chain.backward(slots, grads)
+        try:
+            if slots is None:  # a second backward pass (retain_graph=True): store them again
+                slots = chain.forward(tuple(t.detach() for t in xs), again=True)[0]
+            chain.phase = "backward pass"
+            gx, gp = chain.backward(slots, grads)
+        finally:
+            chain.buffers.settle()
         need = ctx.needs_input_grad[2:]
         return (None, None, *[g if need[k] else None for k, g in enumerate((*gx, *gp))])
 
@@ -703,7 +747,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     spec = [(tuple(t.shape), t.dtype) for t in xs]
     chain = _Chain(step, call_params, _module_params(step), program, spec=spec,
                    rng=preserve_rng_state, devices=_cuda_devices((*xs, *call_params)),
-                   tape=tape)
+                   tape=tape, buffers=_module_buffers(step))
     return _run(chain, xs, was_tuple)
 
 
@@ -718,7 +762,8 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     size = _nbytes(_as_tuple("x0", x0)[0])
     if graph_bytes is None:
         known = (*params, *_module_params(step), *_module_buffers(step))
-        with torch.random.fork_rng(devices=_cuda_devices(_as_tuple("x0", x0)[0])):
+        with torch.random.fork_rng(devices=_cuda_devices(_as_tuple("x0", x0)[0])), \
+                _Buffers(_module_buffers(step)).kept():
             graph_bytes = _graph_bytes(lambda x: step(0, x, *params), x0, known)[0]
     if isinstance(graph_bytes, bool) or not isinstance(graph_bytes, (int, float)) or not (
             graph_bytes >= 0):
@@ -751,7 +796,8 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     (:func:`torch.autograd.graph.saved_tensors_hooks`), each once, besides the
     layer's input and output (stored by the schedule anyway), its parameters and
     buffers and ``params``: the memory a kept graph adds (see
-    :class:`pebbles.ChainCosts`). The RNG state is left as it was.
+    :class:`pebbles.ChainCosts`). The RNG state and the layers' buffers (BatchNorm's
+    running statistics) are left as they were.
     ``backward[i]`` is ``backward_ratio`` (at least 1) times ``forward[i]``: a
     backward step with the replay of its layer. ``sizes[0]`` is the input's
     bytes. ``grads[i]`` is the bytes of the gradients of the parameters (the
@@ -784,7 +830,7 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     fwd, sizes, graph, last, cot = [], [_nbytes(xs)], [], {}, []
     devices = _cuda_devices(xs)
     wrt = _unique(_chain_params(layers, params))  # what the backward steps differentiate
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), _Buffers(_layer_buffers(layers)).kept():
         x: Any = input
         for i, layer in enumerate(layers):
             known = (*_params(params), *_module_params(layer), *_module_buffers(layer))
@@ -830,6 +876,10 @@ def _chain_params(layers: list, params: Sequence[object]) -> tuple[torch.Tensor,
 def _module_buffers(obj: object) -> tuple[torch.Tensor, ...]:
     owner = obj if isinstance(obj, torch.nn.Module) else getattr(obj, "__self__", None)
     return tuple(owner.buffers()) if isinstance(owner, torch.nn.Module) else ()
+
+
+def _layer_buffers(layers: list) -> tuple[torch.Tensor, ...]:
+    return tuple(b for f in layers for b in _module_buffers(f))
 
 
 def _graph_bytes(fn: Callable[[Any], Any], x: State,
@@ -1030,5 +1080,5 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     params = _chain_params(layers, params)
     chain = _Chain(lambda i, x: layers[i](x), (), params, _program(moves, n), spec=None,
                    rng=preserve_rng_state, devices=_cuda_devices((*xs, *params)), tape=tape,
-                   per_step=True)
+                   per_step=True, buffers=_layer_buffers(layers))
     return _run(chain, xs, was_tuple)

@@ -3,6 +3,7 @@ stored states against the schedule's peak (weak references), RNG, errors."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import subprocess
@@ -815,3 +816,83 @@ def test_torch_positional_order_is_refused_with_the_fix():
         checkpoint_sequential(net, x, segments=7)
     with pytest.raises(pebbles.PebblesValueError, match="exactly one of budget"):
         checkpoint_sequential(net, x, segments=2, budget=3)
+
+
+class NormStep(torch.nn.Module):
+    """A loop step with a BatchNorm: each run updates the running statistics."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.norm = torch.nn.Linear(6, 6), torch.nn.BatchNorm1d(6, momentum=0.3)
+
+    def forward(self, i, x):
+        return x + 0.1 * torch.tanh(self.norm(self.lin(x)))
+
+
+def norm_net():
+    torch.manual_seed(3)
+    layers = []
+    for _ in range(10):
+        layers += [torch.nn.Linear(6, 6), torch.nn.BatchNorm1d(6, momentum=0.3), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers).double()
+
+
+def buffers_after(module, run, passes=1):
+    """Run, differentiate ``passes`` times; the gradients and the module's buffers."""
+    module.zero_grad()
+    out = run().sum()
+    for k in range(passes):
+        out.backward(retain_graph=k + 1 < passes)
+    return ([p.grad.clone() for p in module.parameters()],
+            [b.clone() for b in module.buffers()])
+
+
+def assert_equal(got, want):
+    assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_running_statistics_are_updated_once_per_step_as_plain_autograd():
+    """Replays do not update BatchNorm's running statistics again (torch.utils.checkpoint's
+    recomputation does): the buffers end as plain autograd leaves them, bit for bit,
+    also after a second backward pass, profiling and a forward part with replays."""
+    x = torch.randn(8, 6, dtype=F64, requires_grad=True)
+    net = norm_net()
+    start = copy.deepcopy(net.state_dict())
+    want = buffers_after(net, lambda: net(x))
+    limit = pebbles._chain.hetero_min_memory(profile_layers(net, x)) + 4 * 8 * 6 * 8
+    assert_equal(net.buffers(), want[1])  # profile_layers left them as they were
+    for kw in ({"budget": 3}, {"memory": limit}, {"segments": 3}):
+        for passes in (1, 2):
+            net.load_state_dict(start)
+            got = buffers_after(net, lambda kw=kw: checkpoint_sequential(net, x, **kw), passes)
+            assert_close(got[0], [g * passes for g in want[0]])
+            assert_equal(got[1], want[1])
+    step = NormStep().double()
+    start = copy.deepcopy(step.state_dict())
+    x0 = torch.randn(8, 6, dtype=F64)
+    want = buffers_after(step, lambda: plain_loop(step, x0, 30))
+    assert int(step.norm.num_batches_tracked) == 30
+    for kw in ({"budget": 3}, {"method": "bennett-gradient", "k": 2}, {"memory": 6 * x0.nbytes}):
+        step.load_state_dict(start)
+        got = buffers_after(step, lambda kw=kw: checkpointed_loop(step, x0, 30, **kw))
+        assert_close(got[0], want[0])
+        assert_equal(got[1], want[1])
+
+
+class FailingNormStep(NormStep):
+    fail = -1
+
+    def forward(self, i, x):
+        if i == self.fail:
+            raise ZeroDivisionError("boom")
+        return super().forward(i, x)
+
+
+def test_running_statistics_survive_an_exception_in_a_replay():
+    step = FailingNormStep().double()
+    out = checkpointed_loop(step, torch.randn(8, 6, dtype=F64), 20, budget=3)
+    after = [b.clone() for b in step.buffers()]
+    step.fail = 4
+    with pytest.raises(ZeroDivisionError, match="boom"):
+        out.sum().backward()
+    assert_equal(list(step.buffers()), after)
