@@ -74,9 +74,11 @@ def _as_tuple(name: str, value: object) -> tuple[tuple[torch.Tensor, ...], bool]
     if isinstance(value, (tuple, list)) and value and all(
             isinstance(t, torch.Tensor) for t in value):
         return tuple(value), True
+    bad = next((f" (item {k} is a {type(t).__name__})" for k, t in enumerate(value)
+                if not isinstance(t, torch.Tensor)), "") if isinstance(value, (tuple, list)) else ""
     raise PebblesTypeError(
-        f"{name} is a {type(value).__name__}; a state must be a torch.Tensor or a non-empty "
-        f"tuple of tensors")
+        f"{name} is a {type(value).__name__}{bad}; a state must be a torch.Tensor or a "
+        f"non-empty tuple of tensors")
 
 
 def _differentiable(t: torch.Tensor) -> bool:
@@ -192,9 +194,13 @@ class _Chain:
             out = self.step(i, x, *self.params)
         except Exception as err:  # the same exception, with the step named (Python 3.11+)
             if hasattr(err, "add_note"):
-                err.add_note(f"pebbles.torch: raised by step {i} in the {self.phase}")
+                err.add_note(f"pebbles.torch: raised by {self.who(i)} in the {self.phase}")
             raise
         return self._check(i, out)
+
+    def who(self, i: int) -> str:
+        """Step i as the user wrote it: a loop's step or a chain's layer."""
+        return f"layer {i} (functions[{i}])" if self.per_step else f"step {i}"
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """The forward pass's autocast state, around a replay in the backward pass (which
@@ -223,13 +229,14 @@ class _Chain:
         if isinstance(out, torch.Tensor):
             ys, was_tuple = (out,), False
         else:
-            ys, was_tuple = _as_tuple(f"the value step({i}, x) returned", out)
+            ys, was_tuple = _as_tuple(f"the value {self.who(i)} returned", out)
         if was_tuple != self.was_tuple or (self.spec is None and len(ys) != len(self.spec_n)):
             raise PebblesValueError(
-                f"step({i}, x) returned {len(ys)} tensor(s) as a "
+                f"{self.who(i)} returned {len(ys)} tensor(s) as a "
                 f"{'tuple' if was_tuple else 'tensor'}, but the state is "
-                f"{'a tuple' if self.was_tuple else 'a single tensor'}; every step must "
-                f"return the state in the same form as its input")
+                f"{'a tuple' if self.was_tuple else 'a single tensor'}; every "
+                f"{'layer' if self.per_step else 'step'} must return the state in the same "
+                f"form (a tensor, or a tuple of as many tensors) as its input")
         if self.spec is None:
             return ys
         got = [(tuple(t.shape), t.dtype) for t in ys]

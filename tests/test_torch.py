@@ -747,6 +747,27 @@ def test_an_exception_in_step_names_the_step_and_keeps_its_type():
         out.sum().backward()
     assert info.value.__notes__ == ["pebbles.torch: raised by step 7 in the backward pass"]
 
+    class Fails(torch.nn.Module):
+        def forward(self, x):
+            if torch.is_grad_enabled():
+                raise ZeroDivisionError("boom")
+            return x
+
+    net = [torch.nn.Linear(3, 3), Fails(), torch.nn.Linear(3, 3)]
+    out = checkpoint_sequential(net, torch.ones(2, 3), budget=2, tape=False)
+    with pytest.raises(ZeroDivisionError, match="boom") as info:
+        out.sum().backward()
+    assert info.value.__notes__ == [
+        "pebbles.torch: raised by layer 1 (functions[1]) in the backward pass"]
+
+
+def test_a_layer_returning_a_non_tensor_is_named():
+    net = [torch.nn.Linear(3, 3), lambda x: (x, None)]
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"layer 1 \(functions\[1\]\) returned is a tuple \(item 1 is a "
+                             r"NoneType\)"):
+        checkpoint_sequential(net, torch.ones(2, 3, requires_grad=True), budget=1)
+
 
 class Runs(torch.nn.Module):
     """A layer counting its runs, by layer (in the shared ``log``)."""
