@@ -57,11 +57,14 @@ from torch.autograd.graph import get_gradient_edge
 from ._chain import _graph, hetero_min_memory, hetero_optimal, sequential_segments
 from ._errors import PebblesNotImplementedError, PebblesTypeError, PebblesValueError
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, lower
+from ._moves import MoveKind
+from ._online import OnlineScheduler
 from ._registry import schedule as _schedule
 from ._simulator import ChainCosts, simulate
-from ._validation import check_int
+from ._validation import check_choice, check_int
 
-__all__ = ["checkpoint_sequential", "checkpointed_loop", "profile_layers"]
+__all__ = ["checkpoint_sequential", "checkpointed_loop", "checkpointed_while_loop",
+           "profile_layers"]
 
 State = Any  # a torch.Tensor or a tuple of tensors
 _NOTHING = contextlib.nullcontext()  # reusable: the context of a run without RNG states
@@ -142,7 +145,7 @@ class _Chain:
     """One call's step function, parameters, slot program and RNG bookkeeping."""
 
     def __init__(self, step: Callable[..., Any], params: tuple[torch.Tensor, ...],
-                 extra: tuple[torch.Tensor, ...], program: SlotProgram, *,
+                 extra: tuple[torch.Tensor, ...], program: SlotProgram | None, *,
                  spec: list | None, rng: bool, devices: list[int], tape: bool,
                  per_step: bool = False, buffers: Iterable[torch.Tensor] = ()) -> None:
         self.step, self.params, self.program = step, params, program
@@ -154,8 +157,6 @@ class _Chain:
         # searched for tensors that were not passed
         self.per_step = per_step
         self.param_ptrs: set[int] | None = None  # storages of the parameters (taping)
-        self.ops = _Rows(program.ops)
-        self.seed = int(np.flatnonzero(program.ops[:, 0] == OP_SEED)[0])
         self.spec = spec  # [(shape, dtype)] the state must keep, or None (layer chains)
         self.spec_n: tuple = ()
         self.checked = False  # a backward step's graph searched for tensors not passed
@@ -166,11 +167,9 @@ class _Chain:
         # and the generator goes on through the run as it did the first time
         self.slot_rng: dict[int, tuple] = {}
         self.frontier = 0  # steps below it have run once (first runs: the global generator)
-        self.devices = devices
-        self.tape_rows = _tape_rows(self.ops) if tape else set()
-        if (program.ops[:, 0] == OP_TAPE).any():  # the schedule keeps graphs itself:
-            # tape only the run of s_n for the seed, kept if its graph is free
-            self.tape_rows = {r for r in self.tape_rows if self.ops[r + 1][0] == OP_SEED}
+        self.devices, self.tape = devices, tape
+        if program is not None:
+            self.use(program)
         self.tapes: dict[int, tuple] = {}  # step -> (inputs, outputs) of its taped run
         self.chained: set[int] = set()  # kept steps whose graph goes on from step i-1's
         self.last_kept: tuple = (-1, ())  # the last kept step and the state it returned
@@ -181,6 +180,15 @@ class _Chain:
         self.amp_kinds: list[str] = []  # the device types it was read for
         self.replay_amp = False  # replays must switch autocast (the backward pass's differs)
         self.phase = "forward pass"
+
+    def use(self, program: SlotProgram) -> None:
+        """Run ``program`` (known at the start, or once an online run has stopped)."""
+        self.program, self.ops = program, _Rows(program.ops)
+        self.seed = int(np.flatnonzero(program.ops[:, 0] == OP_SEED)[0])
+        self.tape_rows = _tape_rows(self.ops) if self.tape else set()
+        if (program.ops[:, 0] == OP_TAPE).any():  # the schedule keeps graphs itself:
+            # tape only the run of s_n for the seed, kept if its graph is free
+            self.tape_rows = {r for r in self.tape_rows if self.ops[r + 1][0] == OP_SEED}
 
     # -- one step ---------------------------------------------------------
     def call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -255,10 +263,7 @@ class _Chain:
         slots: list = [None] * self.program.nslots
         slots[0] = xs
         if not again:
-            self.amp_kinds = sorted({"cpu", *(t.device.type for t in (*xs, *self.params,
-                                                                      *self.grad_params))})
-            self.amp = _autocast_state(self.amp_kinds)
-            self.rng0 = _rng_state(self.devices) if self.rng else ()
+            self.begin(xs)
         self.phase = "forward pass" if not again else "backward pass (its forward part again)"
         if self.rng:
             self.slot_rng[0] = self.rng0
@@ -266,6 +271,19 @@ class _Chain:
             for r in range(self.seed):
                 self._row(slots, r)
         return slots, slots[self.ops[self.seed][1]]
+
+    def begin(self, xs: tuple[torch.Tensor, ...]) -> None:
+        """Read the autocast and RNG states the forward pass starts with."""
+        self.amp_kinds = sorted({"cpu", *(t.device.type for t in (*xs, *self.params,
+                                                                  *self.grad_params))})
+        self.amp = _autocast_state(self.amp_kinds)
+        self.rng0 = _rng_state(self.devices) if self.rng else ()
+
+    def plain(self, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """Without gradients: each step once, nothing stored."""
+        for i in range(self.program.n):
+            xs = self.call(i, xs)
+        return xs
 
     def _row(self, slots: list, r: int) -> None:
         op, src, dst, first, count = self.ops[r]
@@ -420,6 +438,106 @@ class _Chain:
         return out
 
 
+class _Until(_Chain):
+    """A loop that runs while ``cond(i, x_i)`` holds. Its forward pass keeps the states
+    that online checkpointing keeps (:class:`pebbles.OnlineScheduler`; Stumm & Walther
+    2010, then the greedy or Wang-Moin rule), never knowing n; once it stops after n
+    steps, the backward pass runs the rest of ``pebbles.online(n, budget)``, whose
+    forward part is the one that ran (the scheduler's prefix property)."""
+
+    def __init__(self, cond: Callable[..., Any], until: tuple[int, str, int | None],
+                 *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.cond = cond
+        self.budget, self.beyond, self.most = until
+
+    def forward(self, xs: tuple[torch.Tensor, ...],
+                again: bool = False) -> tuple[list, tuple[torch.Tensor, ...]]:
+        if self.program is not None:  # a second backward pass: the schedule is known
+            return super().forward(xs, again)
+        self.begin(xs)
+        self.phase = "forward pass"
+        kept, x, n = self._online(xs)
+        if n == 0:  # cond(0, x0) was false: x0 is the result
+            return [xs], xs
+        self.use(_program(_schedule("online", n, budget=self.budget, beyond=self.beyond), n))
+        taped = {self.ops[r][3] for r in self.tape_rows if r < self.seed}
+        self.tapes = {k: v for k, v in self.tapes.items() if k in taped}  # as checkpointed_loop
+        return self._adopt(kept, x), x
+
+    def plain(self, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        i = 0
+        while self._more(i, xs):
+            xs, i = self.call(i, xs), i + 1
+        return xs
+
+    def _more(self, i: int, xs: tuple[torch.Tensor, ...]) -> bool:
+        """Whether step i runs: below ``max_steps`` and ``cond(i, x_i)`` true."""
+        if self.most is not None and i >= self.most:
+            return False
+        try:
+            c = self.cond(i, xs if self.was_tuple else xs[0])
+        except Exception as err:
+            if hasattr(err, "add_note"):
+                err.add_note(f"pebbles.torch: raised by cond({i}, x)")
+            raise
+        if isinstance(c, torch.Tensor) and c.numel() != 1:
+            raise PebblesValueError(
+                f"cond({i}, x) returned a tensor of shape {tuple(c.shape)}; cond must "
+                f"return a bool or a one-element tensor (e.g. x.norm() < 1)")
+        return bool(c)
+
+    def _online(self, xs: tuple[torch.Tensor, ...]) -> tuple[dict, tuple, int]:
+        """Run while cond holds, keeping what the scheduler says: ``{cell: (state, RNG
+        state)}``, s_n and n."""
+        sched = OnlineScheduler(self.budget, beyond=self.beyond)
+        kept: dict[int, tuple] = {0: (xs, self.rng0)}
+        x, i = xs, 0
+        graphs = self.tape  # until the scheduler drops a state, every state is kept
+        while self._more(i, x):
+            if i:  # s_i is not the last state: the scheduler places it
+                for kind, cell, _ in sched.advance():
+                    if kind == MoveKind.REMOVE:
+                        del kept[cell]
+                        graphs = False  # and a graph must not hold a dropped state:
+                        self.tapes.pop(cell - 1, None)
+                        self.tapes.pop(cell, None)
+                kept[i] = (x, _rng_state(self.devices) if self.rng else ())
+            if graphs:  # taped as in _taped: kept if it saves nothing of its own
+                x = self._taped(i, x)
+                graphs = self.tape = i in self.tapes
+            else:
+                x = self.call(i, x)
+            i += 1
+        return kept, x, i
+
+    def _adopt(self, kept: dict[int, tuple], x: tuple) -> list:
+        """The slots where the program's forward rows leave its states: the kept
+        states, and s_n where the seed reads it."""
+        slots: list = [None] * self.program.nslots
+        cells = _cells_at_seed(self.ops, self.seed)
+        if set(cells.values()) != {*kept, self.program.n}:  # the prefix property
+            raise RuntimeError(f"pebbles.torch: the online run kept cells {sorted(kept)}, "
+                               f"its schedule holds {sorted(cells.values())} (a bug)")
+        for slot, cell in cells.items():
+            slots[slot], rng = (x, ()) if cell == self.program.n else kept[cell]
+            if self.rng and rng:
+                self.slot_rng[slot] = rng
+        return slots
+
+
+def _cells_at_seed(ops: _Rows, seed: int) -> dict[int, int]:
+    """``{slot: cell}`` after the rows before the seed (the forward part)."""
+    cells = {0: 0}
+    for r in range(seed):
+        op, src, dst, first, count = ops[r]
+        if op in (OP_STEP, OP_TAPE):
+            cells[dst] = first + (count if op == OP_STEP else 1)
+        elif op == OP_FREE:
+            cells.pop(src, None)
+    return cells
+
+
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
 
@@ -551,6 +669,10 @@ class _Checkpointed(torch.autograd.Function):
                 "graph back to the inputs. For higher derivatives, differentiate the plain "
                 "loop or chain")
         xs = ctx.saved_tensors  # after a pass without retain_graph=True: torch's error
+        need = ctx.needs_input_grad[2:]
+        if ctx.chain.program is None:  # a while loop that ran no step: x_n is x0
+            return (None, None, *[g if need[k] else None for k, g in enumerate(
+                (*grads, *(None for _ in ctx.chain.grad_params)))])
         slots, ctx.slots = ctx.slots, None  # the stored states die with this call
         chain = ctx.chain
         chain.replay_amp = _autocast_state(chain.amp_kinds) != chain.amp
@@ -561,7 +683,6 @@ class _Checkpointed(torch.autograd.Function):
             gx, gp = chain.backward(slots, grads)
         finally:
             chain.buffers.settle()
-        need = ctx.needs_input_grad[2:]
         return (None, None, *[g if need[k] else None for k, g in enumerate((*gx, *gp))])
 
 
@@ -598,8 +719,7 @@ def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: bool) -> State:
     if wanted:
         return _Checkpointed.apply(chain, len(xs), *xs, *chain.grad_params)
     with torch.no_grad():
-        for i in range(chain.program.n):
-            xs = chain.call(i, xs)
+        xs = chain.plain(xs)
     return xs if was_tuple else xs[0]
 
 
@@ -755,6 +875,73 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     chain = _Chain(step, call_params, _module_params(step), program, spec=spec,
                    rng=preserve_rng_state, devices=_cuda_devices((*xs, *call_params)),
                    tape=tape, buffers=_module_buffers(step))
+    return _run(chain, xs, was_tuple)
+
+
+def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State], x0: State,
+                            *params: torch.Tensor, budget: int, max_steps: int | None = None,
+                            beyond: str = "greedy", preserve_rng_state: bool = False,
+                            tape: bool = True) -> State:
+    """``x_n`` of ``while cond(i, x_i): x_{i+1} = step(i, x_i, *params)``, differentiable.
+
+    For loops whose length is known only when they stop (a tolerance, an event, a
+    time reached with adaptive steps): the forward pass keeps at most ``budget``
+    states besides ``x0``, chosen by online checkpointing without knowing ``n``
+    (:class:`pebbles.OnlineScheduler`: Stumm & Walther's r = 2 phase, optimal up to
+    ``n = (budget + 1)(budget + 2)/2 - 1`` steps, their r = 3 phase, then ``beyond``;
+    docs/online.md). Once it stops after ``n`` steps the backward pass runs the rest
+    of ``pebbles.online(n, budget)``, as :func:`checkpointed_loop` does with
+    ``method="online"``: the same step calls, plus one when that one tapes the last
+    step (here nobody knew it was the last).
+
+    Parameters
+    ----------
+    cond : callable
+        ``cond(i, x)``: run step ``i`` on ``x = x_i`` (a bool or a one-element
+        tensor), asked for ``i = 0, 1, ...`` without gradients, as
+        ``torch.no_grad()`` code. The first ``i`` for which it is false is ``n``
+        (0: the result is ``x0``). As with ``jax.lax.while_loop``, the gradient is
+        that of the ``n``-step loop that ran.
+    step, x0, *params, preserve_rng_state, tape
+        As in :func:`checkpointed_loop`.
+    budget : int
+        Most states stored besides ``x0`` (>= 2; the state just computed counts).
+    max_steps : int, optional
+        Stop after ``max_steps`` steps even if ``cond`` is still true.
+    beyond : {'greedy', 'wang-moin'}
+        Rule past the r = 3 phase (see :class:`pebbles.OnlineScheduler`).
+
+    Returns
+    -------
+    Tensor or tuple of Tensors
+        ``x_n``; its gradient flows to ``x0`` and every parameter.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pebbles.torch import checkpointed_while_loop
+    >>> a = torch.tensor(1.5, requires_grad=True)
+    >>> x = checkpointed_while_loop(lambda i, x: x.sum() < 100, lambda i, x, a: a * x,
+    ...                             torch.ones(2), a, budget=3)
+    >>> x[0].item() == 1.5 ** 10             # n = 10: 1.5**9 < 50 < 1.5**10
+    True
+    >>> x.sum().backward()
+    >>> round(a.grad.item(), 3) == round(2 * 10 * 1.5 ** 9, 3)
+    True
+    """
+    budget = check_int("budget", budget, 2)
+    most = None if max_steps is None else check_int("max_steps", max_steps, 0)
+    beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
+    for name, fn in (("cond", cond), ("step", step)):
+        if not callable(fn):
+            raise PebblesTypeError(f"{name}={fn!r:.60} is not callable; pass a function "
+                                   f"{name}(i, x{', *params' if name == 'step' else ''})")
+    xs, was_tuple = _as_tuple("x0", x0)
+    call_params = _params(params)
+    chain = _Until(cond, (budget, beyond, most), step, call_params, _module_params(step),
+                   None, spec=[(tuple(t.shape), t.dtype) for t in xs], rng=preserve_rng_state,
+                   devices=_cuda_devices((*xs, *call_params)), tape=tape,
+                   buffers=_module_buffers(step))
     return _run(chain, xs, was_tuple)
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import importlib.util
 import subprocess
 import sys
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +18,12 @@ import torch
 from taping import taped_steps
 
 import pebbles
-from pebbles.torch import checkpoint_sequential, checkpointed_loop, profile_layers
+from pebbles.torch import (
+    checkpoint_sequential,
+    checkpointed_loop,
+    checkpointed_while_loop,
+    profile_layers,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -917,3 +924,145 @@ def test_running_statistics_survive_an_exception_in_a_replay():
     with pytest.raises(ZeroDivisionError, match="boom"):
         out.sum().backward()
     assert_equal(list(step.buffers()), after)
+
+
+def sin_step(i, x, w):
+    return x + 0.05 * torch.sin(x * w) + 0.01
+
+
+def stops_after(n):
+    """cond of a loop of n steps, recording what it was asked (index, grad mode)."""
+    asked = []
+
+    def cond(i, x):
+        asked.append((i, torch.is_grad_enabled()))
+        return torch.tensor(i < n)
+
+    return cond, asked
+
+
+@pytest.mark.parametrize("n,budget", [(1, 2), (2, 2), (9, 3), (20, 3), (60, 4), (300, 5),
+                                      (10, 10), (11, 10), (12, 10)])
+@pytest.mark.parametrize("tape", [False, True])
+def test_while_loop_runs_the_online_schedule_of_the_n_it_reached(n, budget, tape):
+    """Online checkpointing, n unknown: the gradients of plain autograd (1e-12) and, bit
+    for bit, those of checkpointed_loop over pebbles.online(n, budget), with the same step
+    calls step by step (but one more of steps n-2 and n-1 each with taping past n =
+    budget + 1: the loop, knowing n, tapes them), cond asked n + 1 times without grad,
+    and no more live states than the schedule's peak. The n cover the r = 2 and r = 3
+    phases and the greedy rule past them."""
+    w = torch.linspace(0.5, 1.5, 4, dtype=F64, requires_grad=True)
+    x0 = torch.linspace(-1, 1, 4, dtype=F64, requires_grad=True)
+    want = grads_of(lambda: plain_loop(sin_step, x0, n, w), [x0, w])
+    loop, ours = Counted(sin_step, n), Counted(sin_step, n)
+    cond, asked = stops_after(n)
+
+    def run(counted, loop):
+        out = loop()
+        counted.refs.append(weakref.ref(out))
+        return out.sum()  # SumBackward keeps no reference to out
+
+    same = grads_of(lambda: run(loop, lambda: checkpointed_loop(
+        loop, x0, n, w, method="online", budget=budget, tape=tape)), [x0, w])
+    got = grads_of(lambda: run(ours, lambda: checkpointed_while_loop(
+        cond, ours, x0, w, budget=budget, tape=tape)), [x0, w])
+    assert_close(got, want)
+    assert all(torch.equal(g, s) for g, s in zip(got, same, strict=True))
+    assert asked == [(i, False) for i in range(n + 1)]
+    extra = (ours.nograd + ours.grad) - (loop.nograd + loop.grad)
+    assert set(extra[:-2]) <= {0} and set(extra[-2:]) <= {0, 1}
+    assert extra.sum() <= (2 if tape and n > budget + 1 else 0)
+    assert ours.most_alive <= max(1, pebbles.schedule("online", n, budget=budget).simulate(
+    ).peak_states)  # n = 1: none stored, s_1 alive when its backward step replays it
+    assert ours.alive() == 0
+
+
+def test_while_loop_options_and_edge_cases():
+    w = torch.tensor([0.7, 1.3], dtype=F64, requires_grad=True)
+    x0 = torch.tensor([0.2, -0.4], dtype=F64, requires_grad=True)
+    # max_steps stops a loop whose cond is still true; wang-moin past the r = 3 phase
+    want = grads_of(lambda: plain_loop(sin_step, x0, 40, w), [x0, w])
+    for beyond in ("greedy", "wang-moin"):
+        got = grads_of(lambda b=beyond: checkpointed_while_loop(
+            lambda i, x: True, sin_step, x0, w, budget=2, max_steps=40, beyond=b), [x0, w])
+        assert_close(got, want)
+    # cond false at once: x0 itself, gradient the identity
+    x0.grad = w.grad = None
+    out = checkpointed_while_loop(lambda i, x: x.sum() > 10, sin_step, x0, w, budget=2)
+    assert torch.equal(out, x0)
+    out.sum().backward()
+    assert torch.equal(x0.grad, torch.ones(2, dtype=F64)) and w.grad is None
+    # without gradients: a plain loop, each step once
+    counted = Counted(sin_step, 50)
+    with torch.no_grad():
+        out = checkpointed_while_loop(lambda i, x: x[0] < 1.0, counted, x0, w, budget=2)
+    n = int(counted.nograd.sum())
+    assert 1 < n < 50 and np.array_equal(counted.nograd, np.r_[np.ones(n), np.zeros(50 - n)])
+    assert torch.equal(out, plain_loop(sin_step, x0, n, w))
+    # a tuple state stopping on its integer counter; a module step's parameters
+    field = torch.nn.Linear(2, 2).double()
+    step = lambda i, s, *p: (s[0] + 0.1 * torch.tanh(field(s[0])), s[1] + 1)  # noqa: E731
+    state = (x0, torch.tensor(0))
+    want = grads_of(lambda: plain_loop(step, state, 17)[0],
+                    [x0, *field.parameters()])
+    got = grads_of(lambda: checkpointed_while_loop(
+        lambda i, s: s[1] < 17, step, state, *field.parameters(), budget=3)[0],
+        [x0, *field.parameters()])
+    assert_close(got, want)
+
+
+def test_while_loop_second_pass_rng_and_buffers():
+    """retain_graph=True, preserve_rng_state=True and BatchNorm buffers, as for loops."""
+    w = torch.linspace(0.5, 1.5, 4, dtype=F64, requires_grad=True)
+    x0 = torch.linspace(-1, 1, 4, dtype=F64, requires_grad=True)
+    torch.manual_seed(5)
+    want = grads_of(lambda: plain_loop(noisy_step, x0, 25, w), [x0, w])
+    rng_plain = torch.get_rng_state()
+    x0.grad = w.grad = None
+    torch.manual_seed(5)
+    out = checkpointed_while_loop(lambda i, x: i < 25, noisy_step, x0, w, budget=3,
+                                  preserve_rng_state=True)
+    assert torch.equal(torch.get_rng_state(), rng_plain)
+    out.sum().backward(retain_graph=True)
+    first = [x0.grad.clone(), w.grad.clone()]
+    assert_close(first, want)
+    x0.grad = w.grad = None
+    out.sum().backward()
+    assert torch.equal(x0.grad, first[0]) and torch.equal(w.grad, first[1])
+    step = NormStep().double()
+    start = copy.deepcopy(step.state_dict())
+    xb = torch.randn(8, 6, dtype=F64)
+    want = buffers_after(step, lambda: plain_loop(step, xb, 30))
+    step.load_state_dict(start)
+    got = buffers_after(step, lambda: checkpointed_while_loop(lambda i, x: i < 30, step, xb,
+                                                              budget=3))
+    assert_close(got[0], want[0])
+    assert_equal(got[1], want[1])
+
+
+def test_while_loop_clear_errors():
+    x0 = torch.ones(3, requires_grad=True)
+    step = lambda i, x: x * 1.1  # noqa: E731
+    with pytest.raises(pebbles.PebblesValueError, match="budget=1 must be >= 2"):
+        checkpointed_while_loop(lambda i, x: True, step, x0, budget=1)
+    with pytest.raises(pebbles.PebblesTypeError, match="cond=3 is not callable"):
+        checkpointed_while_loop(3, step, x0, budget=2)
+    with pytest.raises(pebbles.PebblesValueError, match=r"beyond='x'"):
+        checkpointed_while_loop(lambda i, x: True, step, x0, budget=2, beyond="x")
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"cond\(0, x\) returned a tensor of shape \(3,\)"):
+        checkpointed_while_loop(lambda i, x: x < 2, step, x0, budget=2)
+    with pytest.raises(pebbles.PebblesValueError, match=r"step\(0, x\) returned a state"):
+        checkpointed_while_loop(lambda i, x: i < 3, lambda i, x: x[:2], x0, budget=2)
+
+
+def test_while_loop_example_runs(capsys):
+    """examples/torch_while_lorenz.py, short: it checks its gradient against plain
+    autograd itself (SystemExit otherwise)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "torch_while_lorenz.py"
+    spec = importlib.util.spec_from_file_location("torch_while_lorenz", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--T", "0.3", "--budget", "4"])
+    out = capsys.readouterr().out
+    assert "relative difference to plain autograd" in out and "4 stored states" in out
