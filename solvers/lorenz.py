@@ -50,6 +50,7 @@ from pebbles.cli import OneLineParser, positive, run_command, schedule_from_args
 from solvers import _threading  # noqa: F401  (TBB for the parallel kernel when installed)
 from solvers._lorenz_scalar import compile_formulas
 from solvers._memory import available_memory
+from solvers._paths import check_npz_output
 
 __all__ = [
     "DEFAULT_DT",
@@ -933,6 +934,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--steps", type=positive, default=DEFAULT_STEPS)
     m.add_argument("--dt", type=_finite, default=DEFAULT_DT)
     m.add_argument("--out", required=True, help="output .npz (sigmas, rhos, mean_abs_grad)")
+    m.add_argument("--force", action="store_true",
+                   help="run even if the grid needs more memory than is available")
     return p
 
 
@@ -940,6 +943,16 @@ def _sensitivity_cli(args: argparse.Namespace) -> str:
     """Write the Figure 3 grid to ``args.out``; return a one-line report."""
     from solvers.experiments import sensitivity_grid
 
+    check_npz_output("--out", args.out)  # before the grid is computed, not after
+    if args.resolution < 2:
+        raise pebbles.PebblesValueError(
+            f"--resolution {args.resolution} must be >= 2 (grid points per axis), e.g. 201")
+    need, free = 8 * args.resolution**2, available_memory()
+    if not args.force and free is not None and need > free:
+        raise pebbles.PebblesValueError(
+            f"--resolution {args.resolution} needs about {_gigabytes(need)} for the grid, "
+            f"more than the {_gigabytes(free)} available; use a smaller --resolution, or "
+            f"pass --force to run anyway")
     t0 = time.perf_counter()
     grid = sensitivity_grid(args.resolution, sigma_range=tuple(args.sigma_range),
                             rho_range=tuple(args.rho_range), beta=args.beta, n=args.steps,

@@ -37,13 +37,11 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -53,6 +51,7 @@ from pebbles import PebblesValueError
 from pebbles.cli import OneLineParser, add_background_argument, add_disk_arguments, run_command
 from solvers import _pml_kernels as kern
 from solvers._memory import available_memory, release_freed_memory
+from solvers._paths import check_npz_output
 from solvers._threading import threading_layer
 
 __all__ = [
@@ -905,29 +904,12 @@ def _load_c(path: str, cfg: PMLConfig) -> np.ndarray:
     return np.ascontiguousarray(c, dtype=np.float64)
 
 
-def _check_save(path: str | None) -> None:
-    """``--save``: a writable .npz file (checked before the run, not after)."""
-    if path is None:
-        return
-    out = Path(path)
-    if out.is_dir():
-        raise PebblesValueError(f"--save {path} is a directory; name a file, e.g. "
-                                f"{out / 'gradient.npz'}")
-    if out.suffix != ".npz":
-        raise PebblesValueError(f"--save {path} must end in .npz (numpy.savez adds it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise PebblesValueError(f"--save {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise PebblesValueError(f"--save {path} is not writable")
-
-
 def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | None]:
     """The configuration and schedule, validated, memory checked; nothing allocated yet."""
     cfg = PMLConfig(nx=args.nx, ny=args.ny, steps=args.steps, dt=args.dt, h=args.h)
     moves = None
     if args.command == "gradient":
-        _check_save(args.save)
+        check_npz_output("--save", args.save)
         budget, old = args.budget, None
         if args.method == "treeverse-paper" and args.delta is None:
             budget, old = None, args.budget  # the older meaning of --pebbles here

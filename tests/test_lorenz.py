@@ -231,6 +231,28 @@ def test_sensitivity_cli_writes_the_figure3_grid(tmp_path):
     assert main(["sensitivity", "--resolution", "1", "--out", str(out)]) == 2
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--out", "{tmp}/missing/map.npz"], "directory {tmp}/missing does not exist"),
+    (["--out", "{tmp}/map.txt"], "must end in .npz"),
+    (["--out", "{tmp}"], "is a directory"),
+    (["--resolution", "100000000", "--out", "{tmp}/map.npz"], "use a smaller --resolution"),
+])
+def test_sensitivity_cli_checks_before_it_computes(args, message, tmp_path, capsys,
+                                                   monkeypatch):
+    """A bad --out or a grid larger than memory is refused before the grid is computed."""
+    import solvers.experiments
+    from solvers.lorenz import main
+
+    def never(*_a, **_k):
+        raise AssertionError("the grid was computed")
+
+    monkeypatch.setattr(solvers.experiments, "sensitivity_grid", never)
+    argv = ["sensitivity", *(a.format(tmp=tmp_path) for a in args)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(tmp=tmp_path) in err
+
+
 BAD_CLI = [
     (["--dt", "nan"], "argument --dt: 'nan' is not finite"),
     (["--rho", "inf"], "argument --rho: 'inf' is not finite"),

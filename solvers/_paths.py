@@ -1,0 +1,28 @@
+"""Output paths of the solvers' command lines, checked before a run (not after it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pebbles import PebblesValueError
+
+__all__ = ["check_npz_output"]
+
+
+def check_npz_output(flag: str, path: str | None) -> None:
+    """``flag path``: a writable ``.npz`` file in an existing directory, else one clear
+    error naming the flag, the path and the fix (``None``: nothing to write)."""
+    if path is None:
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise PebblesValueError(f"{flag} {path} is a directory; name a file, e.g. "
+                                f"{out / 'out.npz'}")
+    if out.suffix != ".npz":
+        raise PebblesValueError(f"{flag} {path} must end in .npz (numpy.savez adds it)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise PebblesValueError(f"{flag} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise PebblesValueError(f"{flag} {path} is not writable")
