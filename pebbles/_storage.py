@@ -5,14 +5,17 @@ The executors of two-level schedules (:mod:`pebbles._twolevel`: ``store i``,
 copy of the state, ``get(key)`` returns it, ``delete(key)`` frees it, ``close()``
 frees everything. :class:`MemoryStore` keeps copies in a dict (for tests and
 for states that fit). :class:`DiskStore` writes one ``.npy`` file per state into
-a directory (a new temporary one by default) from a background thread, so that
-the writes overlap with the computation; a bounded queue limits the copies
-waiting to be written, and ``get`` waits for a pending write of its key.
+a folder of its own, made inside the directory it is given (the system's
+temporary directory by default), from a background thread, so that the writes
+overlap with the computation; a bounded queue limits the copies waiting to be
+written, and ``get`` waits for a pending write of its key. Stores sharing a
+directory never see each other's files, and no other file there is touched.
 Whatever happens -- success, an exception, ``KeyboardInterrupt`` -- closing
-the store (it is a context manager) deletes every file it wrote, and the
-temporary directory, unless ``keep=True``. A full disk (``ENOSPC``) in the
-writer thread is raised in the caller's thread as :class:`DiskFullError`,
-naming the directory and the bytes needed, after every file has been freed.
+the store (it is a context manager) deletes every file it wrote and every
+folder it made, unless ``keep=True``. A full disk (``ENOSPC``, or a write cut
+short) in the writer thread is raised in the caller's thread as
+:class:`DiskFullError`, naming the directory and the bytes needed, after every
+file and folder of the store has been freed.
 
 :func:`measure_io` times a write and a read of a given size in a directory,
 for the ``write_cost`` / ``read_cost`` of the two-level schedules.
@@ -26,7 +29,6 @@ import mmap
 import os
 import queue
 import re
-import shutil
 import tempfile
 import threading
 import time
@@ -38,12 +40,19 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ._errors import PebblesError, PebblesTypeError, PebblesValueError
+from ._validation import check_int
 
 __all__ = ["MAP_BYTES", "DiskFullError", "DiskStore", "IOCost", "MemoryStore", "Store",
            "StoreError", "mapped_empty", "measure_io"]
 
 Key = int | str
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
+#: NumPy's message for a write the disk cut short (``tofile``; it carries no ``errno``).
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+#: Error numbers of a full disk: no space left, or the user's quota used up.
+_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+#: Name prefix of the folder a :class:`DiskStore` makes for its files.
+FOLDER_PREFIX = "pebbles-store-"
 
 
 class StoreError(PebblesError, OSError):
@@ -51,12 +60,13 @@ class StoreError(PebblesError, OSError):
 
 
 class DiskFullError(StoreError):
-    """The disk of a :class:`DiskStore` is full; every file of the store has been freed.
+    """The disk of a :class:`DiskStore` is full; every file and folder of the store has
+    been freed.
 
     Attributes
     ----------
     directory : str
-        The store's directory.
+        The directory the store was given (its ``parent``), on the disk that is full.
     needed : int
         Bytes of data of the state whose write failed (its file adds a small header).
     """
@@ -233,15 +243,21 @@ class MemoryStore(Store):
 
 
 class DiskStore(Store):
-    """One ``.npy`` file a state, written by a background thread.
+    """One ``.npy`` file a state, in a folder of its own, written by a background thread.
 
     Parameters
     ----------
-    directory : str or Path, optional
-        Where the files go (created if missing; removed at close if this store
-        created it and ``keep`` is false). Default: a new temporary directory.
+    directory : str or os.PathLike, optional
+        The directory to make the store's folder in (created, with its missing
+        parents, if missing). The store writes only into that new folder
+        (:attr:`directory`), so stores sharing a directory never touch each
+        other's files, nor any other file there. Default: the system's
+        temporary directory.
     keep : bool
-        Leave the files (and the directory) in place at close.
+        Leave the files, the store's folder and the directories it created in
+        place at close (the files are ``state-<key>.npy`` in
+        :attr:`directory`, a folder only its owner may read, as
+        ``tempfile.mkdtemp`` makes it); a failed write frees them all the same.
     queue_size : int
         Most copies of its own the store holds at once for writing, the one
         being written included: ``put`` waits for a write to finish before it
@@ -252,6 +268,23 @@ class DiskStore(Store):
         memory. Copies into buffers lent with ``put(..., into=buffer)`` add no
         memory and do not count: the executors lend their free state buffers
         (:meth:`reclaim` hands each back once it is written).
+
+    Attributes
+    ----------
+    directory : str
+        The store's own folder, which holds its files: a new folder named
+        ``pebbles-store-*`` inside ``parent``, made by the store alone.
+    parent : str
+        The directory given (or the system's temporary directory).
+
+    Raises
+    ------
+    PebblesTypeError
+        ``directory`` is not a path, or ``queue_size`` not an integer.
+    PebblesValueError
+        ``queue_size`` is below 1.
+    StoreError
+        The store's folder cannot be made there (a file in the way, no permission).
 
     Examples
     --------
@@ -269,15 +302,10 @@ class DiskStore(Store):
 
     def __init__(self, directory: str | os.PathLike | None = None, keep: bool = False, *,
                  queue_size: int = 2) -> None:
-        if queue_size < 1:
-            raise PebblesValueError(f"queue_size={queue_size} must be >= 1; pass queue_size=2")
-        if directory is None:
-            self.directory, self._made = tempfile.mkdtemp(prefix="pebbles-store-"), True
-        else:
-            path = Path(directory)
-            self._made = not path.exists()
-            path.mkdir(parents=True, exist_ok=True)
-            self.directory = str(path)
+        queue_size = check_int("queue_size", queue_size, 1)
+        self.parent = _check_directory(directory)
+        self._made = _make_folder(self.parent, directory)  # outermost first
+        self.directory = self._made[-1]
         self.keep = keep
         self.bytes_written = self.bytes_read = 0
         self._files: dict[Key, str] = {}      # key -> file written or being written
@@ -368,7 +396,13 @@ class DiskStore(Store):
         self._wait(key)
         if key not in self._files:
             raise StoreError(f"get({key!r}): the store holds no {key!r}")
-        out = _read_npy(self._files[key], out)
+        try:
+            out = _read_npy(self._files[key], out)
+        except FileNotFoundError as exc:
+            raise StoreError(
+                f"get({key!r}): its file {self._files[key]} was deleted by something other "
+                f"than the store; leave the store's folder {self.directory} to the store "
+                f"until it is closed") from exc
         self.bytes_read += out.nbytes
         return out
 
@@ -446,8 +480,8 @@ class DiskStore(Store):
             np.save(fh, array, allow_pickle=False)
 
     def _fail(self, key: Key, nbytes: int, exc: BaseException) -> None:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            err: BaseException = DiskFullError(self.directory, nbytes, key)
+        if _disk_full(exc):
+            err: BaseException = DiskFullError(self.parent, nbytes, key)
         else:
             err = StoreError(f"writing state {key!r} ({nbytes} bytes) to {self.directory} "
                              f"failed: {exc!r}; the store freed all its files")
@@ -456,13 +490,13 @@ class DiskStore(Store):
         self._free_all()
 
     def _free_all(self) -> None:
+        """Delete every file of the store, then every folder it made that is empty."""
         with self._lock:
             names = list(self._files.values())
             self._files.clear()
         for name in names:
             _unlink(name)
-        if self._made and not self.keep:
-            shutil.rmtree(self.directory, ignore_errors=True)
+        _remove_folders(self._made)
 
     def __del__(self) -> None:  # last resort; ``with`` or ``close()`` is the contract
         try:
@@ -470,6 +504,85 @@ class DiskStore(Store):
                 self.close()
         except Exception:  # noqa: BLE001 -- nothing to report to at interpreter exit
             pass
+
+
+def _check_directory(directory: object) -> str:
+    """The directory a :class:`DiskStore` makes its folder in, as a string."""
+    if directory is None:
+        return tempfile.gettempdir()
+    if not isinstance(directory, (str, os.PathLike)) or \
+            not isinstance(os.fspath(directory), str):
+        raise PebblesTypeError(
+            f"directory={directory!r} must be a path (a str or os.PathLike), got "
+            f"{type(directory).__name__}; pass e.g. directory='/scratch/states', or None "
+            f"for the system's temporary directory")
+    return str(Path(directory))
+
+
+def _make_folder(parent: str, given: object) -> list[str]:
+    """Make ``parent`` (and its missing parents) and a new folder of the store's in it.
+
+    Returns the folders made, outermost first, the store's last; on failure,
+    removes those already made and raises :class:`StoreError`.
+    """
+    made: list[str] = []
+    try:
+        for path in reversed(_missing(Path(parent))):
+            try:
+                path.mkdir()
+                made.append(str(path))
+            except FileExistsError:  # made meanwhile by someone else: not ours
+                pass
+        made.append(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent))
+    except OSError as exc:
+        _remove_folders(made)
+        raise _folder_error(parent, given, exc) from exc
+    return made
+
+
+def _missing(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist, innermost first."""
+    out = []
+    while not os.path.lexists(path) and path.parent != path:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+def _folder_error(parent: str, given: object, exc: OSError) -> StoreError:
+    """The error for a store folder that could not be made in ``parent``."""
+    what = f"directory={str(given)!r}" if given is not None else f"the temporary directory " \
+        f"{parent!r}"
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        rule = ("is a file or lies under one; it must be a directory (missing ones are "
+                "created)", "pass the path of a directory, or remove the file in the way")
+    elif isinstance(exc, PermissionError):
+        rule = ("is not writable (permission denied); the store makes a folder for its files "
+                "there", "pass a directory you can write to")
+    else:
+        rule = (f"cannot hold the store's folder ({exc.strerror or exc})",
+                "pass a writable directory on a disk with room")
+    return StoreError(f"{what} {rule[0]}: {rule[1]}")
+
+
+def _remove_folders(made: list[str]) -> None:
+    """Remove the folders in ``made`` (outermost first) innermost first, while empty."""
+    for folder in reversed(made):
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty: another store's or the user's files are in it
+            return
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether the write error ``exc`` means a full disk: ``ENOSPC``, an exceeded quota,
+    or a write the disk cut short (NumPy's ``tofile``: "N requested and M written",
+    without ``errno``)."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in _FULL or (exc.errno is None and bool(_SHORT_WRITE.search(str(exc))))
 
 
 def _lent_copy(array: np.ndarray, into: np.ndarray) -> np.ndarray:
@@ -569,8 +682,10 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     cache is full: it writes ``repeat // 2`` more and takes the median from
     that write on; otherwise the median of the later half. The read time is
     the mean; reads may be served by the page cache, as in a run right after
-    its writes. The files are deleted afterwards; one buffer of ``nbytes`` is
-    used.
+    its writes. The files go into a folder of their own in ``directory`` (as
+    :class:`DiskStore`'s) and are deleted afterwards, with the folder, whatever
+    happens; one buffer of ``nbytes`` is used. A full disk raises
+    :class:`DiskFullError`.
 
     Examples
     --------
@@ -579,8 +694,8 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     >>> io.nbytes, io.write_seconds > 0, io.read_seconds > 0
     (65536, True, True)
     """
-    if nbytes < 1:
-        raise PebblesValueError(f"nbytes={nbytes} must be >= 1; pass the size of one state")
+    nbytes = check_int("nbytes", nbytes, 1)
+    repeat = check_int("repeat", repeat, 1)
     most = max(1, PROBE_BYTES // nbytes)
     data, rng = mapped_empty(nbytes, np.uint8), np.random.default_rng(0)
     for at in range(0, nbytes, MAP_BYTES):  # no temporary of the state's size
@@ -589,16 +704,19 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     with DiskStore(directory) as st:
         names: list[str] = []
         try:
-            writes = _probe_writes(st, data, max(1, int(repeat)), most, names)
+            writes = _probe_writes(st, data, repeat, most, names)
             t1 = time.perf_counter()
             for name in names:
                 _read_npy(name, data)  # into the same buffer: one state of memory
             t2 = time.perf_counter()
+        except OSError as exc:
+            if _disk_full(exc):
+                raise DiskFullError(st.parent, nbytes, f"io-probe-{len(names) - 1}") from exc
+            raise
         finally:
             for name in names:
                 _unlink(name)
-        where = st.directory
-    return IOCost(where, int(nbytes), writes, (t2 - t1) / len(names))
+    return IOCost(st.parent, nbytes, writes, (t2 - t1) / len(names))
 
 
 def _probe_writes(st: DiskStore, data: np.ndarray, repeat: int, most: int,

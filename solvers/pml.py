@@ -881,7 +881,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="two-level: directory of the disk states (default: a temporary one, "
                         "removed at the end)")
     g.add_argument("--keep-disk", action="store_true",
-                   help="two-level: keep the state files in --disk-dir")
+                   help="two-level: keep the state files (in a new pebbles-store-* folder "
+                        "inside --disk-dir, printed as disk_folder)")
     g.add_argument("--save", default=None, metavar="OUT.npz")
     lo = sub.add_parser("loss", help="the running loss at c")
     _common(lo)
@@ -986,6 +987,8 @@ def _run(args: argparse.Namespace) -> dict:
                          store=store)
             disk = {"writes": g.replay.writes, "reads": g.replay.reads,
                     "bytes_written": store.bytes_written, "bytes_read": store.bytes_read}
+            if args.keep_disk:
+                disk["disk_folder"] = store.directory
     else:
         g, disk = gradient(cfg, c, moves, observed, inplace=args.inplace, progress=big), {}
     if args.save:

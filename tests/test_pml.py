@@ -664,6 +664,11 @@ def test_two_level_gradient_through_a_disk_store_is_bit_for_bit(tmp_path, capsys
     assert back["options"]["background_writes"] is True
     assert (back["loss"], back["grad_c_norm"]) == (out["loss"], out["grad_c_norm"])
     assert list(tmp_path.iterdir()) == []
+    # --keep-disk: the store's own folder stays (the schedule discarded every state in
+    # it), printed as disk_folder
+    assert pml.main([*argv, "--write-cost", "2", "--read-cost", "1", "--keep-disk"]) == 0
+    kept = Path(json.loads(capsys.readouterr().out)["disk_folder"])
+    assert kept.parent == tmp_path and kept.is_dir()
 
 
 def test_every_gradient_method_of_the_registry_runs_from_the_command_line(tmp_path, capsys):

@@ -58,7 +58,86 @@ def test_user_directory_keeps_other_files_and_keep_true_keeps_ours(tmp_path):
     assert _files(tmp_path) == ["mine.txt"]
     with DiskStore(tmp_path / "kept", keep=True) as st:
         st.put(2, np.arange(3.0))
-    np.testing.assert_array_equal(np.load(tmp_path / "kept" / "state-2.npy"), [0, 1, 2])
+    assert st.parent == str(tmp_path / "kept")
+    assert os.path.dirname(st.directory) == st.parent
+    assert _files(tmp_path / "kept") == [os.path.basename(st.directory)]
+    np.testing.assert_array_equal(np.load(os.path.join(st.directory, "state-2.npy")), [0, 1, 2])
+
+
+def test_stores_sharing_a_directory_keep_their_files_apart(tmp_path):
+    """Each store writes into a new folder of its own: two stores (two runs) on one
+    directory never overwrite or delete each other's files, nor the user's."""
+    (tmp_path / "state-5.npy").write_text("the user's own file")
+    a, b = DiskStore(tmp_path), DiskStore(tmp_path)
+    with a:
+        with b:
+            a.put(5, np.ones(3))
+            b.put(5, np.full(3, 7.0))
+            assert a.get(5).tolist() == [1.0] * 3 and b.get(5).tolist() == [7.0] * 3
+            assert a.directory != b.directory
+        np.testing.assert_array_equal(a.get(5), np.ones(3))  # b's close left a's file
+    assert _files(tmp_path) == ["state-5.npy"]
+    assert (tmp_path / "state-5.npy").read_text() == "the user's own file"
+
+
+def test_a_nested_missing_directory_is_removed_to_the_first_existing_one(tmp_path):
+    with DiskStore(tmp_path / "a" / "b" / "c") as st:
+        st.put(1, np.zeros(3))
+    assert _files(tmp_path) == []
+    (tmp_path / "a").mkdir()
+    with DiskStore(tmp_path / "a" / "b" / "c") as st:
+        st.put(1, np.zeros(3))
+    assert _files(tmp_path) == ["a"] and _files(tmp_path / "a") == []
+
+
+def test_a_directory_made_by_one_store_stays_while_another_uses_it(tmp_path):
+    a = DiskStore(tmp_path / "shared")
+    with DiskStore(tmp_path / "shared") as b:
+        b.put(1, np.ones(2))
+        a.close()  # made "shared", but b's folder is in it
+        assert b.get(1).tolist() == [1.0, 1.0]
+    assert _files(tmp_path / "shared") == []
+
+
+@pytest.mark.parametrize("where", ["file", "file/under/it"])
+def test_a_file_in_the_way_of_the_directory_is_a_store_error(tmp_path, where):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match=r"directory=.*file.* is a file.*pass the path of a"):
+        DiskStore(tmp_path / where)
+    assert _files(tmp_path) == ["file"]
+
+
+def test_a_folder_that_cannot_be_made_leaves_no_directory(tmp_path, monkeypatch):
+    import pebbles._storage as storage
+
+    def denied(**kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(storage.tempfile, "mkdtemp", denied)
+    with pytest.raises(StoreError, match="not writable.*pass a directory you can write to"):
+        DiskStore(tmp_path / "a" / "b")
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"directory": 3}, pebbles.PebblesTypeError, "directory=3 must be a path"),
+    ({"directory": b"states"}, pebbles.PebblesTypeError, "directory=b'states' must be a path"),
+    ({"queue_size": "2"}, pebbles.PebblesTypeError, "queue_size='2' must be an integer"),
+    ({"queue_size": 1.5}, pebbles.PebblesTypeError, "queue_size=1.5 must be an integer"),
+    ({"queue_size": 0}, pebbles.PebblesValueError, "queue_size=0 must be >= 1"),
+])
+def test_bad_disk_store_arguments_are_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DiskStore(**kwargs)
+
+
+def test_a_state_file_deleted_behind_the_store_is_a_store_error():
+    with DiskStore() as st:
+        st.put(4, np.ones(3))
+        st.get(4)
+        os.unlink(st.path(4))
+        with pytest.raises(StoreError, match="deleted by something other than the store"):
+            st.get(4)
 
 
 def test_get_waits_for_a_pending_write(monkeypatch):
@@ -132,6 +211,69 @@ def test_full_disk_raises_a_clear_error_and_frees_everything(tmp_path, monkeypat
     assert str(folder) in str(err) and "800 bytes" in str(err)
     assert err.directory == str(folder) and err.needed == 800
     assert not folder.exists()  # the store made it, so it removed it
+
+
+@pytest.mark.parametrize("error", [
+    OSError("5000 requested and 3056 written"),  # NumPy's tofile, cut short: no errno
+    OSError(errno.ENOSPC, "No space left on device"),
+    OSError(errno.EDQUOT, "Disk quota exceeded"),
+])
+def test_a_write_cut_short_by_the_disk_is_a_disk_full_error(tmp_path, monkeypatch, error):
+    """The disk filling up partway through a state's data is a full disk too; the
+    partial file, the store's folder and the directory it made go."""
+    def partial(fh, array, allow_pickle=True):
+        fh.write(b"\x93NUMPY" + bytes(100))
+        raise error
+
+    monkeypatch.setattr(np, "save", partial)
+    folder = tmp_path / "states"
+    st = DiskStore(folder)
+    with pytest.raises(DiskFullError, match="Free at least 800 bytes") as info:
+        with st:
+            st.put(1, np.zeros(100))
+            st.get(1)
+    assert info.value.errno == errno.ENOSPC and info.value.directory == str(folder)
+    assert info.value.__cause__ is error and not folder.exists()
+
+
+def test_a_failed_write_frees_the_files_and_folders_of_a_store_that_keeps(tmp_path,
+                                                                          monkeypatch):
+    def full(fh, array, allow_pickle=True):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    st = DiskStore(tmp_path / "kept", keep=True)
+    st.put(1, np.zeros(4))
+    st.get(1)
+    monkeypatch.setattr(np, "save", full)
+    st.put(2, np.zeros(4))
+    with pytest.raises(DiskFullError):
+        st.get(2)
+    st.close()
+    assert _files(tmp_path) == []
+
+
+def test_measure_io_reports_a_full_disk_and_leaves_no_file(tmp_path, monkeypatch):
+    import pebbles._storage as storage
+
+    def partial(name, data):
+        with open(name, "wb") as fh:
+            fh.write(bytes(10))
+        raise OSError(f"{data.nbytes} requested and 10 written")
+
+    monkeypatch.setattr(storage, "_timed_write", partial)
+    with pytest.raises(DiskFullError, match="1024 bytes of data"):
+        measure_io(tmp_path, 1024)
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"nbytes": "1MB"}, pebbles.PebblesTypeError), ({"nbytes": 1.5}, pebbles.PebblesTypeError),
+    ({"nbytes": 8, "repeat": "2"}, pebbles.PebblesTypeError),
+    ({"nbytes": 8, "repeat": 0}, pebbles.PebblesValueError)])
+def test_measure_io_refuses_bad_sizes_and_repeats(tmp_path, kwargs, error):
+    with pytest.raises(error, match="nbytes=|repeat="):
+        measure_io(tmp_path, **kwargs)
+    assert _files(tmp_path) == []
 
 
 def test_writer_error_other_than_enospc_is_reported_and_cleaned(tmp_path, monkeypatch):
