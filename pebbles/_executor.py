@@ -40,6 +40,7 @@ schedule did leave a state on cell n), evaluates the loss and ``dL/ds_n``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 import warnings
@@ -58,6 +59,7 @@ from ._lowering import (
     OP_SEED,
     OP_STEP,
     OP_STORE,
+    OP_TAPE,
     SlotProgram,
     lower,
 )
@@ -147,10 +149,10 @@ class ReplayResult:
 class _Replay:
     """Mutable state of one replay; every state it holds is reachable from here."""
 
-    def __init__(self, prog: SlotProgram, s0: Any, cb: dict[str, Any], check_finite: bool,
+    def __init__(self, n: int, nslots: int, s0: Any, cb: dict[str, Any], check_finite: bool,
                  pool_size: int | None, check_states: bool) -> None:
-        self.n = prog.n
-        self.slots: list[Any] = [None] * prog.nslots
+        self.n = n
+        self.slots: list[Any] = [None] * nslots
         self.slots[0] = s0
         self.sig = T.signature(s0)
         self.cb = cb
@@ -163,12 +165,12 @@ class _Replay:
         self.loss: float | None = None
         self.live = self.steps = self.extra = self.paints = self.peak = 0
         self.pool: list[Any] = []
-        self.pool_size = (prog.nslots if pool_size is None else pool_size) \
+        self.pool_size = (nslots if pool_size is None else pool_size) \
             if cb["step_into"] is not None else 0
         self.peak_buffers = self.allocations = self.inplace_steps = 0
         self.writes = self.reads = 0
         self.store: Any = None
-        self.cap = prog.nslots - 1  # state buffers the program needs besides s_0
+        self.cap = nslots - 1  # state buffers the program needs besides s_0
         self.lends = False  # lend free buffers to the store for its copies
         self.lent = 0  # buffers lent and not yet taken back
         self.held_states = T.Holdings()
@@ -343,6 +345,39 @@ class _Replay:
         self.live -= 1
         self.free(s)
 
+    # -- states outside the program: a forward phase run before it ----------
+    def keep(self, s: Any) -> Any:
+        """Hold state ``s`` (made by :meth:`fresh`) before it has a slot."""
+        self.held_states.add(s)
+        self.live += 1
+        self.held(0)
+        return s
+
+    def forget(self, s: Any) -> None:
+        """Stop holding state ``s`` (held through :meth:`keep`)."""
+        self.held_states.discard(s)
+        self.live -= 1
+        self.free(s)
+
+    def resume(self, prog: SlotProgram, kept: dict[int, Any]) -> None:
+        """Run ``prog`` from its seed on, its forward part having run already.
+
+        ``kept[cell]`` holds every state that part leaves (``s_0`` and the others
+        held through :meth:`keep`); each moves to the slot the program expects it
+        in, leaving ``kept`` empty, so the program's frees release them.
+        """
+        seed, cells = _forward_part(prog.ops)
+        if sorted(cells.values()) != sorted(kept):
+            raise PebblesError(f"the forward phase kept cells {sorted(kept)}, but the program "
+                               f"holds cells {sorted(cells.values())} at its seed (a bug)")
+        self.n = prog.n
+        self.slots = [None] * prog.nslots
+        for slot, cell in cells.items():
+            self.slots[slot] = kept.pop(cell)
+            if self.check_states and slot:
+                self.sums[slot] = T.digest(self.slots[slot])
+        self.run(prog.ops[seed:], None)
+
     # -- backward ------------------------------------------------------------
     def seed(self, slot: int, extra: int) -> None:
         """Evaluate the loss and ``dL/ds_n`` at ``s_n`` in ``slot``."""
@@ -389,6 +424,20 @@ class _Replay:
         if self.check_finite and not np.isfinite(out):
             raise NonFiniteError(f"{what} at step {i} returned {out}")
         return out
+
+    def truth(self, what: str, i: int, s: Any) -> bool:
+        """Call a callback that answers yes or no about state ``s`` (``done``)."""
+        value = self.reader(what, i, s)
+        if value is None or np.ndim(value) != 0 or isinstance(value, (str, bytes)):
+            shape = f" of shape {np.shape(value)}" if np.ndim(value) else ""
+            raise PebblesTypeError(
+                f"{what} at step {i} returned {type(value).__name__}{shape}; it must return "
+                f"a bool (one value: e.g. s[0] > 30, not s > 30)")
+        try:
+            return bool(value)
+        except (TypeError, ValueError):
+            raise PebblesTypeError(f"{what} at step {i} returned {value!r}; it must return "
+                                   f"a bool") from None
 
     def running(self, i: int, s: Any) -> Any:
         """Add the running loss at ``s_i``; return its gradient (or None) for the caller to add."""
@@ -506,7 +555,7 @@ def _program(moves: Any, n: int | None) -> SlotProgram:
         if n is not None and n != moves.n:
             raise PebblesValueError(f"this program is for n={moves.n}, replay got n={n}; "
                                     f"drop n or pass n={moves.n}")
-        return moves
+        return _with_frees(moves)
     from ._registry import Schedule
 
     if isinstance(moves, Schedule):
@@ -518,6 +567,94 @@ def _program(moves: Any, n: int | None) -> SlotProgram:
         raise PebblesTypeError("moves is a string; pass a schedule (pebbles.schedule(...)), "
                                "an iterable of moves or an encoded array")
     return lower(moves, n, frees=True)
+
+
+#: Rows that read the state in ``src``, and rows that write a state into ``dst``.
+_READS = frozenset((OP_STEP, OP_TAPE, OP_SEED, OP_PAINT, OP_STORE))
+_WRITES = frozenset((OP_STEP, OP_TAPE, OP_LOAD))
+
+
+def _with_frees(prog: SlotProgram) -> SlotProgram:
+    """``prog`` with an ``OP_FREE`` after the last use of each state.
+
+    A program lowered without frees leaves a state in its slot until the slot
+    is written again; an executor that allocates states would hold every
+    state it ever made. A state's last use is its last read before its slot
+    is written again (or its write, if nothing reads it); a program that
+    already frees states is returned as it is.
+    """
+    ops = prog.ops
+    if len(ops) == 0 or (ops[:, 0] == OP_FREE).any():
+        return prog
+    last: dict[int, int] = {}  # slot -> row that last used its state
+    cell: dict[int, int] = {}  # slot -> cell of its state
+    after: list[tuple[int, int, int]] = []  # (row, slot, cell) of each free
+    for k, (op, src, dst, first, count) in enumerate(ops.tolist()):
+        if op in _READS:
+            last[src] = k
+        if op in _WRITES:
+            if dst in last and (op == OP_LOAD or src != dst):  # in place: no free
+                after.append((last[dst], dst, cell[dst]))
+            last[dst], cell[dst] = k, _cell(op, first, count)
+    after += [(k, slot, cell[slot]) for slot, k in last.items() if slot != 0]
+    if not after:
+        return prog
+    rows = np.array([[OP_FREE, slot, 0, c, 0] for _, slot, c in after], dtype=ops.dtype)
+    ops = np.insert(ops, [k + 1 for k, _, _ in after], rows, axis=0)
+    return dataclasses.replace(prog, ops=ops)
+
+
+def _cell(op: int, first: int, count: int) -> int:
+    """The cell of the state a row of ``_WRITES`` writes."""
+    return first if op == OP_LOAD else first + count
+
+
+def _forward_part(ops: np.ndarray) -> tuple[int, dict[int, int]]:
+    """The row of the seed in ``ops``, and ``{slot: cell}`` of the states held there."""
+    cells = {0: 0}
+    for k, (op, src, dst, first, count) in enumerate(ops.tolist()):
+        if op == OP_SEED:
+            return k, cells
+        if op in _WRITES:
+            cells[dst] = _cell(op, first, count)
+        elif op == OP_FREE:
+            cells.pop(src, None)
+    raise PebblesValueError("the program has no seed (OP_SEED row)")
+
+
+def _callbacks(step: Callable[[int, Any], Any], backward: Callable[..., Any],
+               loss_grad: Callable[[Any], Any], **optional: Any) -> dict[str, Any]:
+    """The callbacks as :class:`_Replay` calls them, ``f(i, ...)``; ``optional``:
+    ``loss``, ``step_into``, ``running_loss``, ``running_loss_grad``, ``done``."""
+    loss = optional.pop("loss", None)
+    return {
+        "step": step, "backward": backward, "loss_grad": lambda i, s: loss_grad(s),
+        "loss": None if loss is None else (lambda i, s: loss(s)),
+        "step_into": None, "running_loss": None, "running_loss_grad": None, **optional,
+    }
+
+
+def _guard(r: _Replay, s0: Any, body: Callable[[], None]) -> None:
+    """Run ``body``, which calls the callbacks through ``r``.
+
+    If it raises, every state ``r`` holds is dropped (and the traceback's frames
+    cleared of theirs) before the error propagates; afterwards ``s0`` is checked
+    to be unchanged (NumPy leaves: two checksums, always on).
+    """
+    s0_sum = T.digest(s0) if T.numpy_only(s0) else None
+    try:
+        body()
+    except BaseException as exc:
+        r.release()
+        traceback.clear_frames(exc.__traceback__)
+        raise
+    if s0_sum is not None and T.digest(s0) != s0_sum:
+        r.release()
+        raise PebblesValueError(
+            "s0 changed during the replay, so the gradient is wrong: a callback wrote into a "
+            "state it was only given to read (s *= a in step or backward); return new arrays "
+            "(s = s * a) or pass step_into for in-place steps; check_states=True names the "
+            "callback and step")
 
 
 def replay(
@@ -545,6 +682,8 @@ def replay(
     moves : Schedule, iterable of Move, encoded (m, 3) array, or SlotProgram
         A checkpoint-game or in-place-game schedule for ``n`` steps; it is
         checked and lowered with :func:`pebbles.lower` before any callback runs.
+        A SlotProgram lowered without ``frees`` runs with each state dropped
+        after its last use, so it holds no more states than the schedule.
     n : int or None
         Number of steps (``None``: the schedule's own, for a Schedule or a
         SlotProgram).
@@ -627,40 +766,25 @@ def replay(
                      step_into=step_into, running_loss=running_loss,
                      running_loss_grad=running_loss_grad)
     prog = _program(moves, n)
-    callbacks = {
-        "step": step, "backward": backward, "loss_grad": lambda i, s: loss_grad(s),
-        "loss": None if loss is None else (lambda i, s: loss(s)),
-        "step_into": step_into, "running_loss": running_loss,
-        "running_loss_grad": running_loss_grad,
-    }
-    r = _Replay(prog, s0, callbacks, bool(check_finite), pool_size, bool(check_states))
+    callbacks = _callbacks(step, backward, loss_grad, loss=loss, step_into=step_into,
+                           running_loss=running_loss, running_loss_grad=running_loss_grad)
+    r = _Replay(prog.n, prog.nslots, s0, callbacks, bool(check_finite), pool_size,
+                bool(check_states))
     own_store = store is None and prog.writes > 0
     r.store = MemoryStore() if own_store else store
     r.lends = bool(getattr(r.store, "borrows", False)) and r.pool_size > 0
     if prog.writes and not hasattr(r.store, "put"):
         raise PebblesTypeError(f"store={store!r} must be a pebbles store (put/get/delete), "
                                f"e.g. pebbles.DiskStore(directory)")
-    s0_sum = T.digest(s0) if T.numpy_only(s0) else None  # two checksums: cheap, always on
     bar = _progress_bar(len(prog.ops), progress)
     t0 = time.perf_counter()
     try:
-        r.run(prog.ops, bar)
-    except BaseException as exc:
-        r.release()
-        traceback.clear_frames(exc.__traceback__)
-        raise
+        _guard(r, s0, lambda: r.run(prog.ops, bar))
     finally:
         if bar is not None:
             bar.close()
         if own_store:
             r.store.close()
-    if s0_sum is not None and T.digest(s0) != s0_sum:
-        r.release()
-        raise PebblesValueError(
-            "s0 changed during the replay, so the gradient is wrong: a callback wrote into a "
-            "state it was only given to read (s *= a in step or backward); return new arrays "
-            "(s = s * a) or pass step_into for in-place steps; check_states=True names the "
-            "callback and step")
     result = ReplayResult(
         loss=r.loss, grad_s0=r.gbar, grad_theta=r.theta, forward_steps=r.steps,
         extra_steps=r.extra, backward_steps=r.paints, peak_states=r.peak,
@@ -672,15 +796,16 @@ def replay(
     return result
 
 
-def _check_callbacks(s0: Any, **callbacks: Any) -> None:
+def _check_callbacks(s0: Any, fn: str = "replay", **callbacks: Any) -> None:
+    """Refuse a missing ``s0`` or a callback that is not a function (``fn``: for help)."""
     if s0 is None:
         raise PebblesTypeError("s0=None: pass the initial state (an array, or a tuple, list "
                                "or dict of arrays)")
     for name, f in callbacks.items():
-        required = name in ("step", "backward", "loss_grad")
+        required = name in ("step", "backward", "loss_grad", "done")
         if (f is not None or required) and not callable(f):
             raise PebblesTypeError(f"{name}={f!r:.40} must be a function; see help(pebbles."
-                                   f"replay) for its signature")
+                                   f"{fn}) for its signature")
 
 
 def _check_pool(pool_size: object) -> None:

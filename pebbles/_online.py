@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._binomial import BetaTable
 from ._budget import check_budget
@@ -56,6 +56,9 @@ from ._errors import InfeasibleBudgetError
 from ._moves import Game, Move, MoveKind
 from ._treeverse import treeverse
 from ._validation import check_bool, check_choice, check_int
+
+if TYPE_CHECKING:
+    from ._executor import _Replay
 
 __all__ = ["OnlineScheduler", "UntilResult", "online", "online_r2_range", "replay_until"]
 
@@ -496,8 +499,9 @@ class UntilResult:
     grad_s0, grad_theta : state, object or None
         ``dL/ds_0`` and the sum of the ``theta_bar_i`` (``None`` if all were ``None``).
     forward_steps : int
-        Step calls: ``n`` in the forward phase, plus the reverse sweep's, which
-        include one call per interval to rebuild the state at its right end.
+        Step calls: ``n`` in the forward phase (the last one makes ``s_n``) plus the
+        reverse sweep's; in all, the online schedule's steps plus one, the
+        ``forward_steps`` of ``pebbles.lower(pebbles.online(n, budget), n)``.
     backward_steps : int
         Calls of ``backward``.
     """
@@ -525,9 +529,12 @@ def replay_until(
     """Run ``s_{i+1} = step(i, s_i)`` until ``done(i, s_i)``, then return the gradient.
 
     The forward phase keeps the states the online scheduler says (at most
-    ``budget`` besides ``s_0``, plus the state just computed); at the stop each
-    interval between kept states is reversed by :func:`pebbles.replay` over the
-    optimal offline schedule (checkpoint game).
+    ``budget`` besides ``s_0``, plus the state just computed). At the stop after
+    ``n`` steps, the executor of :func:`pebbles.replay` runs the rest of
+    ``pebbles.online(n, budget)`` (checkpoint game) from the kept states: the
+    schedule's forward part is the one that ran, and its reverse sweep reverses
+    each interval between kept states with the optimal offline schedule. Every
+    callback is called and checked as :func:`pebbles.replay` does it.
 
     Parameters
     ----------
@@ -537,13 +544,29 @@ def replay_until(
         The initial state; ``done`` is not asked about it.
     done : callable ``done(i, s_i) -> bool``
         Stopping test, called for ``i = 1, 2, ...``; the first ``i`` for which it
-        is true is ``n``.
+        is true is ``n``. It must return one truth value (a bool or a 0-d array).
     budget : int
         States kept besides ``s_0`` (>= 2).
     max_steps : int, optional
         Stop at ``n = max_steps`` even if ``done`` never said so.
     beyond : {'greedy', 'wang-moin'}
         See :class:`OnlineScheduler`.
+
+    Returns
+    -------
+    UntilResult
+
+    Raises
+    ------
+    CallbackError
+        A callback (``done`` included) raised; the message names the callback and
+        the step, numbered from ``s_0`` whichever phase it ran in. Every state
+        held has been dropped.
+    PebblesTypeError
+        A callback returned a value of the wrong structure, shape or dtype, or
+        ``done`` returned no single truth value.
+    PebblesValueError
+        ``step`` returned its input or a state still held.
 
     Examples
     --------
@@ -554,41 +577,46 @@ def replay_until(
     >>> r.n, r.grad_s0          # 1.5**12 > 100 > 1.5**11
     (12, array([129.74633789, 129.74633789]))
     """
-    from ._executor import replay
-    from ._states import add
+    from ._executor import _callbacks, _check_callbacks, _guard, _Replay
 
     budget = check_int("budget", budget, 2)
     if max_steps is not None:
         max_steps = check_int("max_steps", max_steps, 1)
     sched = OnlineScheduler(budget, beyond=beyond)
-    stored, s, i = {0: s0}, s0, 0
-    while max_steps is None or i < max_steps:
-        nxt = step(i, s)
+    _check_callbacks(s0, "replay_until", step=step, backward=backward, loss_grad=loss_grad,
+                     done=done, loss=loss)
+    r = _Replay(0, budget + 2, s0, _callbacks(step, backward, loss_grad, loss=loss, done=done),
+                False, None, False)
+    _guard(r, s0, lambda: _reverse_until(r, _forward_until(r, sched, max_steps), sched))
+    result = UntilResult(r.n, r.loss, r.gbar, r.theta, r.steps, r.paints)
+    r.release()
+    return result
+
+
+def _forward_until(r: _Replay, sched: OnlineScheduler, max_steps: int | None) -> dict[int, Any]:
+    """Step through ``r`` until ``done``; return the states kept, ``{cell: state}``,
+    ``s_n`` included."""
+    s = r.slots[0]
+    kept, i = {0: s}, 0
+    while True:
+        nxt = r.fresh(i, s, 1)
         i += 1
-        if done(i, nxt) or i == max_steps:
-            break
+        if r.truth("done", i, nxt) or i == max_steps:
+            kept[i] = r.keep(nxt)
+            return kept
         for kind, a, _ in sched.advance():
             if kind == _REMOVE:
-                del stored[a]
-        stored[i] = s = nxt
-    n, cells = i, (0, *sched.checkpoints)
-    g, theta = backward(n - 1, stored[n - 1], loss_grad(nxt))
-    acc, steps, paints = [theta], n, 1
+                r.forget(kept.pop(a))
+        kept[i] = s = r.keep(nxt)
 
-    def keep_theta(k: int, x: Any, y: Any, base: int) -> tuple[Any, None]:
-        gk, tk = backward(base + k, x, y)  # theta summed in paint order, as replay does
-        if tk is not None:
-            acc[0] = tk if acc[0] is None else add(acc[0], tk)
-        return gk, None
 
-    for j in range(len(cells) - 2, -1, -1):
-        base, m, gbar = cells[j], cells[j + 1] - cells[j], g
-        r = replay(treeverse(m, min(budget - j, m)), m, stored.pop(base),
-                   lambda k, x, base=base: step(base + k, x),
-                   lambda k, x, y, base=base: keep_theta(k, x, y, base),
-                   lambda _, gbar=gbar: gbar)
-        g, steps, paints = r.grad_s0, steps + r.forward_steps, paints + r.backward_steps
-    return UntilResult(n, None if loss is None else loss(nxt), g, acc[0], steps, paints)
+def _reverse_until(r: _Replay, kept: dict[int, Any], sched: OnlineScheduler) -> None:
+    """Run the rest of ``online(n, budget)`` through ``r`` from the states ``kept``."""
+    from ._lowering import lower
+
+    n = max(kept)
+    moves = online(n, sched.budget, beyond=sched.beyond)
+    r.resume(lower(moves, n, game=Game.CHECKPOINT, frees=True), kept)
 
 
 def _online(n: int, sched: OnlineScheduler) -> Iterator[Move]:

@@ -56,6 +56,7 @@ from torch.autograd.graph import get_gradient_edge
 
 from ._chain import _graph, hetero_min_memory, hetero_optimal, sequential_segments
 from ._errors import PebblesNotImplementedError, PebblesTypeError, PebblesValueError
+from ._executor import _forward_part
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, lower
 from ._moves import MoveKind
 from ._online import OnlineScheduler
@@ -515,7 +516,7 @@ class _Until(_Chain):
         """The slots where the program's forward rows leave its states: the kept
         states, and s_n where the seed reads it."""
         slots: list = [None] * self.program.nslots
-        cells = _cells_at_seed(self.ops, self.seed)
+        cells = _forward_part(self.program.ops)[1]
         if set(cells.values()) != {*kept, self.program.n}:  # the prefix property
             raise RuntimeError(f"pebbles.torch: the online run kept cells {sorted(kept)}, "
                                f"its schedule holds {sorted(cells.values())} (a bug)")
@@ -524,18 +525,6 @@ class _Until(_Chain):
             if self.rng and rng:
                 self.slot_rng[slot] = rng
         return slots
-
-
-def _cells_at_seed(ops: _Rows, seed: int) -> dict[int, int]:
-    """``{slot: cell}`` after the rows before the seed (the forward part)."""
-    cells = {0: 0}
-    for r in range(seed):
-        op, src, dst, first, count = ops[r]
-        if op in (OP_STEP, OP_TAPE):
-            cells[dst] = first + (count if op == OP_STEP else 1)
-        elif op == OP_FREE:
-            cells.pop(src, None)
-    return cells
 
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:

@@ -314,3 +314,43 @@ def test_pool_never_reuses_a_buffer_a_gradient_aliases():
     np.testing.assert_allclose(exact, sum(np.linalg.matrix_power(A, k) @ S0 for k in range(n)),
                                rtol=1e-13)
     assert np.array_equal(run(None).grad_theta, exact)
+
+
+@pytest.mark.parametrize(("method", "options"), [
+    ("treeverse", {"budget": 3}),
+    ("treeverse", {"budget": 3, "inplace": True}),
+    ("online", {"budget": 4}),
+    ("two-level", {"budget": 3, "disk_budget": 3, "write_cost": 1, "read_cost": 1}),
+])
+def test_program_lowered_without_frees_holds_the_schedules_states(method, options):
+    """``replay(lower(s))`` (lower's default: no OP_FREE rows) holds what ``replay(s)`` does."""
+    import pebbles
+
+    s = pebbles.schedule(method, 30, **options)
+    refs: list[weakref.ref] = []
+    most = [0]
+
+    def step(i, x):
+        out = (A @ x).view(State)
+        refs[:] = [r for r in refs if r() is not None] + [weakref.ref(out)]
+        most[0] = max(most[0], len(refs))
+        return out
+
+    def run(moves, **kw):
+        refs.clear()
+        most[0] = 0
+        r = replay(moves, None, S0, step, lambda i, x, g: (A.T @ g, None),
+                   lambda x: W.copy(), **kw)
+        return r, most[0]
+
+    ref, ref_most = run(s)
+    got, got_most = run(pebbles.lower(s))
+    assert got.peak_states == ref.peak_states <= s.lower().peak_states + 1
+    assert got_most == ref_most <= got.peak_states
+    assert np.array_equal(got.grad_s0, ref.grad_s0)
+
+    def step_into(i, x, out):
+        out[:] = A @ x
+
+    assert run(pebbles.lower(s), step_into=step_into)[0].allocations == \
+        run(s, step_into=step_into)[0].allocations

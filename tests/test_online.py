@@ -258,9 +258,10 @@ def test_replay_until_matches_store_all_bit_for_bit(budget, stop):
     assert r.n == stop and r.backward_steps == stop and r.loss == ref.loss
     assert np.array_equal(r.grad_s0, ref.grad_s0)
     assert np.array_equal(r.grad_theta, ref.grad_theta)
-    fwd = _forward_phase(stop, budget, False)
-    sim = pebbles.simulate(fwd + list(online(stop, budget))[len(fwd):], stop, budget=budget)
-    assert r.forward_steps <= sim.forward_steps + 1 + budget  # + s_n, + one per interval
+    # one replay of online(stop, budget): its step calls and s_n, nothing more
+    sim = pebbles.simulate(online(stop, budget), stop, budget=budget)
+    assert r.forward_steps == sim.forward_steps + 1
+    assert r.forward_steps == pebbles.lower(online(stop, budget), stop).forward_steps
 
 
 def test_replay_until_max_steps_and_errors():
@@ -273,3 +274,118 @@ def test_replay_until_max_steps_and_errors():
         replay_until(step, backward, loss_grad, s0, lambda i, s: True, 1)
     with pytest.raises(pebbles.PebblesValueError, match="max_steps=0"):
         replay_until(step, backward, loss_grad, s0, lambda i, s: True, 3, max_steps=0)
+
+
+def _failing(when, what, stop=40):
+    """Callbacks of ``_problem`` whose ``what`` raises at the call that ``when(i, calls)``
+    picks, and weak references to every state ``step`` made."""
+    import collections
+    import weakref
+
+    import numpy as np
+
+    class State(np.ndarray):
+        """An ndarray subclass that can be weak-referenced."""
+
+    step, backward, loss_grad, _, s0 = _problem()
+    calls, refs = collections.Counter(), []
+
+    def check(name, i):
+        calls[name, i] += 1
+        if name == what and when(i, calls[name, i]):
+            raise ZeroDivisionError("boom")
+
+    def my_step(i, s):
+        check("step", i)
+        out = step(i, s).view(State)
+        refs.append(weakref.ref(out))
+        return out
+
+    def my_backward(i, s, g):
+        check("backward", i)
+        return backward(i, s, g)
+
+    def my_done(i, s):
+        check("done", i)
+        return i == stop
+
+    return (my_step, my_backward, loss_grad, s0.view(State), my_done), refs
+
+
+@pytest.mark.parametrize(("what", "when", "k"), [
+    ("step", lambda i, c: i == 17, 17),                  # forward phase
+    ("step", lambda i, c: i == 30 and c == 2, 30),       # replayed in interval 21..38
+    ("backward", lambda i, c: i == 23, 23),
+    ("done", lambda i, c: i == 9, 9),
+])
+def test_replay_until_errors_name_the_step_and_free_states(what, when, k):
+    import gc
+
+    from pebbles._executor import CallbackError
+    from pebbles._online import replay_until
+
+    args, refs = _failing(when, what)
+    with pytest.raises(CallbackError, match=f"{what}' raised ZeroDivisionError at step {k}:"
+                       ) as info:
+        replay_until(*args, 3)
+    assert (info.value.callback, info.value.step) == (what, k)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    del info
+    gc.collect()
+    assert refs and all(r() is None for r in refs)
+
+
+def test_replay_until_checks_what_callbacks_return():
+    import numpy as np
+
+    from pebbles._online import replay_until
+
+    step, backward, loss_grad, _, s0 = _problem()
+    stop = lambda i, s: i == 30  # noqa: E731
+    wide = lambda k: lambda i, s: np.ones(4) if i == k else step(i, s)  # noqa: E731
+    with pytest.raises(pebbles.PebblesTypeError, match="step at step 5 returned shape=.4"):
+        replay_until(wide(5), backward, loss_grad, s0, stop, 3)  # forward phase
+    flat = lambda i, s, g: (np.ones(4), None) if i == 23 else backward(i, s, g)  # noqa: E731
+    with pytest.raises(pebbles.PebblesTypeError, match="backward at step 23 returned"):
+        replay_until(step, flat, loss_grad, s0, stop, 3)
+    with pytest.raises(pebbles.PebblesValueError, match="step at step 0 returned its input"):
+        replay_until(lambda i, s: s, backward, loss_grad, s0, stop, 3)
+    for bad, match in [(lambda i, s: s > 0, "done at step 1 returned ndarray of shape .3,."),
+                       (lambda i, s: None, "done at step 1 returned NoneType")]:
+        with pytest.raises(pebbles.PebblesTypeError, match=match):
+            replay_until(step, backward, loss_grad, s0, bad, 3)
+    with pytest.raises(pebbles.PebblesTypeError, match="help.pebbles.replay_until"):
+        replay_until(step, backward, loss_grad, s0, None, 3)
+    r = replay_until(step, backward, loss_grad, s0, lambda i, s: np.bool_(i == 4), 3)
+    assert r.n == 4
+
+
+@pytest.mark.parametrize("budget", [2, 5])
+def test_replay_until_holds_what_the_online_schedule_holds(budget):
+    """The states the run keeps are released as the reverse sweep frees them."""
+    import weakref
+
+    import numpy as np
+
+    from pebbles._online import replay_until
+
+    class State(np.ndarray):
+        """An ndarray subclass that can be weak-referenced."""
+
+    step, backward, loss_grad, _, s0 = _problem()
+    refs: list[weakref.ref] = []
+    most = [0]
+
+    def counted(i, s):
+        out = step(i, s).view(State)
+        refs[:] = [r for r in refs if r() is not None] + [weakref.ref(out)]
+        most[0] = max(most[0], len(refs))
+        return out
+
+    r = replay_until(counted, backward, loss_grad, s0.view(State), lambda i, s: i == 130,
+                     budget)
+    got, most[0] = most[0], 0
+    ref = pebbles.replay(pebbles.schedule("online", 130, budget=budget), None, s0.view(State),
+                         counted, backward, loss_grad)
+    assert got == most[0] == ref.peak_states == budget + 1
+    assert np.array_equal(r.grad_s0, ref.grad_s0)
