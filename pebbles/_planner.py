@@ -16,14 +16,13 @@ budget by taking those :data:`EXECUTOR_EXTRA_STATES` away.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ._background import background_time
 from ._budget import min_pebbles
-from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
+from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game
-from ._registry import Method, Schedule, candidates, predicted_steps, schedule
+from ._registry import Method, Schedule, candidates, check_cost, predicted_steps, schedule
 from ._simulator import simulate
 from ._twolevel import min_total_time
 from ._validation import check_bool, check_int
@@ -154,25 +153,24 @@ def budget_for(memory: int, state_bytes: int) -> int:
 
 
 def _budget(budget: object, memory: object, state_bytes: object) -> tuple[int, int | None]:
+    """The schedule budget and the state size (``None``: not given)."""
+    size = None if state_bytes is None else check_int("state_bytes", state_bytes, 1)
     if budget is not None:
-        if memory is not None or state_bytes is not None:
+        if memory is not None:
             raise PebblesValueError(
                 "give either budget=STATES or memory=BYTES with state_bytes=BYTES, not both")
-        return check_int("budget", budget, 0), None
-    if memory is None or state_bytes is None:
+        return check_int("budget", budget, 0), size
+    if memory is None or size is None:
         raise PebblesValueError(
             "plan() needs a budget: pass budget=S, or memory=BYTES with state_bytes=BYTES")
-    return budget_for(memory, state_bytes), check_int("state_bytes", state_bytes, 1)
+    return budget_for(memory, size), size
 
 
-def _check_cost(backward_cost: object) -> float:
-    if isinstance(backward_cost, bool) or not isinstance(backward_cost, (int, float)):
-        raise PebblesTypeError(f"backward_cost={backward_cost!r} must be a number: the cost "
-                               f"of a backward step over a forward step, e.g. 2.5")
-    if not (math.isfinite(backward_cost) and backward_cost >= 0):
-        raise PebblesValueError(f"backward_cost={backward_cost!r} must be a finite number "
-                                f">= 0 (a backward step's cost over a forward step's)")
-    return float(backward_cost)
+def _disk_cost(name: str, value: object) -> float | None:
+    """``write_cost`` or ``read_cost`` checked (``None`` when not given)."""
+    word = name.split("_")[0]
+    return None if value is None else check_cost(
+        name, value, f"a state's {word} time over a forward step's")
 
 
 def plan(
@@ -196,7 +194,8 @@ def plan(
     budget : int, optional
         States a schedule may store besides ``s_0``. Or give ``memory`` and
         ``state_bytes``: the budget is then what fits once the executor's own
-        :data:`EXECUTOR_EXTRA_STATES` are counted.
+        :data:`EXECUTOR_EXTRA_STATES` are counted. ``state_bytes`` with a
+        ``budget`` only sizes :attr:`Plan.memory`.
     backward_cost : float
         Cost of one backward step relative to one forward step.
     disk_budget, write_cost, read_cost : optional
@@ -226,13 +225,17 @@ def plan(
     True
     """
     n = check_int("n", n, 1)
-    backward_cost = _check_cost(backward_cost)
+    backward_cost = check_cost("backward_cost", backward_cost,
+                               "the cost of a backward step over a forward step")
+    write_cost, read_cost = _disk_cost("write_cost", write_cost), _disk_cost("read_cost", read_cost)
+    background_writes = check_bool("background_writes", background_writes)
     s, state_bytes = _budget(budget, memory, state_bytes)
-    need = min_pebbles(n, Game.CHECKPOINT) if n > 2 else min_pebbles(n, Game.INPLACE)
+    need = min_pebbles(n, Game.INPLACE)  # the least budget any candidate finishes with
     if s < need:
         raise InfeasibleBudgetError(
-            f"a budget of {s} states cannot finish n={n} steps; give room for {need} states "
-            f"besides s_0 and the executor's {EXECUTOR_EXTRA_STATES}", need)
+            f"a budget of {s} states cannot finish n={n} steps (every backward step needs "
+            f"its state held); give room for {need} state besides s_0 and the executor's "
+            f"{EXECUTOR_EXTRA_STATES}", need)
     s = min(s, n)  # more than n states is store-all with room to spare
     found, skipped = [], []
     for sched in _gradient_schedules(n, s, skipped):
@@ -244,7 +247,7 @@ def plan(
                                sched.game is Game.INPLACE))
     if write_cost is not None or read_cost is not None or disk_budget is not None:
         found += _two_level(n, s, disk_budget, write_cost, read_cost, backward_cost, skipped,
-                            check_bool("background_writes", background_writes))
+                            background_writes)
     found.sort(key=lambda c: (c.cost, c.forward_steps, c.states))
     return Plan(n, s, backward_cost, tuple(found), state_bytes, tuple(skipped))
 

@@ -14,6 +14,8 @@ The methods are the paper's (Liu & Xu, Algorithms 2 and 3), the optimal ones
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +44,8 @@ from ._treeverse import treeverse, treeverse_encoded, treeverse_paper
 from ._twolevel import periodic_disk, two_level
 from ._validation import check_bool, check_int
 
-__all__ = ["Method", "Schedule", "candidates", "describe", "gradient_methods", "methods",
-           "predicted_steps", "register", "schedule"]
+__all__ = ["Method", "Schedule", "candidates", "check_cost", "describe", "gradient_methods",
+           "methods", "predicted_moves", "predicted_steps", "register", "schedule"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,8 @@ class Method:
         ``budget`` (what :func:`candidates` offers); ``None``: never offered.
     steps : ``steps(n, budget, **options)``: its forward steps without playing
         the moves (closed forms and recursions), for the planner.
+    moves : ``moves(n, budget, **options)``: the length of its stream without
+        playing it (what the command line may hold in memory).
     uses_disk : its moves keep states on disk (two-level): executors need a store.
     """
 
@@ -80,6 +84,7 @@ class Method:
     fit: Callable[[int, int], list[dict[str, Any]]] | None = None
     steps: Callable[..., int] | None = None
     uses_disk: bool = False
+    moves: Callable[..., int] | None = None
 
 
 _METHODS: dict[str, Method] = {}
@@ -153,6 +158,14 @@ def predicted_steps(s: Schedule) -> int | None:
     if entry.steps is None:
         return None
     return entry.steps(s.n, s.budget, **dict(s.options))
+
+
+def predicted_moves(s: Schedule) -> int | None:
+    """Moves of the stream of ``s`` from its method's formula (``None`` if it has none)."""
+    entry = _METHODS[s.method]
+    if entry.moves is None:
+        return None
+    return entry.moves(s.n, s.budget, **dict(s.options))
 
 
 def describe(name: str) -> Method:
@@ -246,16 +259,20 @@ class Schedule:
         words: list[str] = []
         defaults = dict(_METHODS[self.method].options)
         for key, value in self.options:
-            flag = "--" + key.replace("_", "-")
+            name = _FLAG_NAMES.get(key, key.replace("_", "-"))
             if value is None or value == defaults[key]:
                 continue
             if value is True:
-                words.append(flag)
+                words.append("--" + name)
             elif value is False:
-                words.append("--no-" + key.replace("_", "-"))
+                words.append("--no-" + name)
             else:
-                words += [flag, str(value)]
+                words += ["--" + name, str(value)]
         return words
+
+
+#: Options whose command-line flag is not their name with dashes (``pebbles schedule``).
+_FLAG_NAMES = {"disk_budget": "disk-slots"}
 
 
 def schedule(method: str, n: int, *, budget: int | None = None, **options: Any) -> Schedule:
@@ -370,7 +387,8 @@ register(Method(
     "optimal binomial checkpointing (Griewank's Revolve; Liu & Xu Algorithm 3, optimal)",
     encoded=treeverse_encoded, fit=_treeverse_fit,
     steps=lambda n, budget, inplace: min_forward_steps(
-        n, budget, Game.INPLACE if inplace else Game.CHECKPOINT)))
+        n, budget, Game.INPLACE if inplace else Game.CHECKPOINT),
+    moves=lambda n, budget, inplace: 3 * n - 2))  # a walk, a paint and a remove a cell
 register(Method(
     "treeverse-paper", treeverse_paper, _fixed(Game.CHECKPOINT),
     (("delta", None), ("tau", None)), False,
@@ -402,13 +420,14 @@ register(Method(
 register(Method(
     "store-all", store_all, _fixed(Game.CHECKPOINT), (), False,
     "store every state: n - 1 steps, n - 1 states", need=lambda n: n - 1,
-    fit=lambda n, budget: [{}] if budget >= n - 1 else [], steps=lambda n, budget: n - 1))
+    fit=lambda n, budget: [{}] if budget >= n - 1 else [], steps=lambda n, budget: n - 1,
+    moves=lambda n, budget: 3 * n - 2))
 register(Method(
     "recompute-all", recompute_all, _fixed(Game.CHECKPOINT), (), False,
     "walk from s_0 to every cell: n(n-1)/2 steps, two states",
     need=lambda n: min(n - 1, 2),
     fit=lambda n, budget: [{}] if budget >= min(n - 1, 2) else [],
-    steps=lambda n, budget: n * (n - 1) // 2))
+    steps=lambda n, budget: n * (n - 1) // 2, moves=lambda n, budget: 3 * n - 2))
 register(Method(
     "online", online,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
@@ -417,12 +436,33 @@ register(Method(
     "then greedy or Wang-Moin), the stream it plays when the run stops after n steps"))
 
 
+def check_cost(name: str, value: object, meaning: str) -> float:
+    """Return ``value`` as a float after checking it is a finite real number >= 0.
+
+    ``meaning`` says what the number is, for the message (NumPy scalars pass).
+
+    >>> from pebbles._registry import check_cost
+    >>> check_cost("write_cost", 2, "a write over a forward step")
+    2.0
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise PebblesTypeError(f"{name}={value!r} must be a number: {meaning}, e.g. "
+                               f"{name}=2.5")
+    if not (math.isfinite(value) and value >= 0):
+        raise PebblesValueError(f"{name}={value!r} must be a finite number >= 0 ({meaning}); "
+                                f"pass e.g. {name}=2.5")
+    return float(value)
+
+
 def _two_level(n: int, budget: int, disk_budget: int | None = None, *, write_cost: float,
                read_cost: float, inplace: bool = False,
                background_writes: bool = False) -> Iterator[Move]:
     """:func:`two_level`, or with ``background_writes`` :func:`background_two_level`."""
     make = background_two_level if check_bool("background_writes", background_writes) \
         else two_level
+    write_cost = check_cost("write_cost", write_cost, "a state's write time over a forward "
+                            "step's")
+    read_cost = check_cost("read_cost", read_cost, "a state's read time over a forward step's")
     return make(n, budget, disk_budget, write_cost=write_cost, read_cost=read_cost,
                 inplace=inplace)
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ._bennett import bennett_pebbles, bennett_steps
 from ._budget import min_pebbles
+from ._errors import PebblesValueError
 from ._online import online
 from ._optimal import min_forward_steps
 from ._reversible import ReversibleTables
@@ -190,7 +191,8 @@ def tradeoff_curves(n: int, *, paper_max_n: int = 10**4,
     >>> float(x.min()), int(s.max())  # store-all: 99 steps with 99 states
     (0.99, 99)
     """
-    n = check_int("n", n, 1)
+    n, paper_max_n, reversible_max_pebbles = _check_curve_args(n, paper_max_n,
+                                                               reversible_max_pebbles)
     lg = min_pebbles(n, "reversible")
     s_max = reversible_max_pebbles or lg + max(12, min(200, 10**7 // n))
     empty = (np.array([]), np.array([]))
@@ -204,6 +206,20 @@ def tradeoff_curves(n: int, *, paper_max_n: int = 10**4,
         "paper-treeverse": _paper_treeverse(n),
         "paper-bennett": _paper_bennett(n),
     }
+
+
+def _check_curve_args(n: object, paper_max_n: object,
+                      reversible_max_pebbles: object) -> tuple[int, int, int | None]:
+    """The arguments of :func:`tradeoff_curves`, checked."""
+    n = check_int("n", n, 1)
+    if n < 2:
+        raise PebblesValueError(
+            f"n={n} has no trade-off: one step is reversed with no stored state and no "
+            f"forward step; pass n=2 or more")
+    paper_max_n = check_int("paper_max_n", paper_max_n, 1)
+    if reversible_max_pebbles is not None:
+        reversible_max_pebbles = check_int("reversible_max_pebbles", reversible_max_pebbles, 1)
+    return n, paper_max_n, reversible_max_pebbles
 
 
 def memory_ratio(curves: dict[str, Curve]) -> tuple[Curve, Curve]:
@@ -222,8 +238,10 @@ def memory_ratio(curves: dict[str, Curve]) -> tuple[Curve, Curve]:
             rs.append(s / fit.min())
     px, ps = curves["paper-treeverse"]
     qx, qs = curves["paper-bennett"]
+    if not px.size:  # no continuous Treeverse curve to compare with
+        return (np.array(xs), np.array(rs)), (np.array([]), np.array([]))
     order = np.argsort(px)
-    inside = (qx >= px.min()) & (qx <= px.max()) if px.size else qx < 0
+    inside = (qx >= px.min()) & (qx <= px.max())
     approx = np.exp(np.interp(np.log(qx[inside]), np.log(px[order]), np.log(ps[order])))
     return (np.array(xs), np.array(rs)), (qx[inside], qs[inside] / approx)
 

@@ -20,16 +20,25 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import metadata
 from typing import Any
 
+from ._budget import check_budget
 from ._errors import PebblesError, PebblesValueError
 from ._moves import Game, Move, format_move
 from ._optimal import min_forward_steps
-from ._planner import REVERSIBLE_TABLE_MAX, plan
-from ._registry import Schedule, describe, methods, predicted_steps, schedule
+from ._planner import REVERSIBLE_TABLE_MAX, Candidate, plan
+from ._registry import (
+    Schedule,
+    describe,
+    methods,
+    predicted_moves,
+    predicted_steps,
+    schedule,
+)
 from ._simulator import SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
@@ -195,7 +204,7 @@ def add_background_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_disk_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--disk-slots``, ``--write-cost`` and ``--read-cost`` (a disk as second level)."""
-    parser.add_argument("--disk-slots", dest="disk_budget", type=_disk_slots,
+    parser.add_argument("--disk-slots", "--disk-budget", dest="disk_budget", type=_disk_slots,
                         help="two-level: states on disk (a number or 'inf')")
     parser.add_argument("--write-cost", type=nonnegative_float,
                         help="two-level: cost of writing a state to disk, in forward steps")
@@ -250,6 +259,15 @@ def _summary(s: Schedule, r: SimulationResult) -> dict:
     return out
 
 
+#: Most moves ``--format json`` lists (one string each, in memory and in the output).
+JSON_MAX_MOVES = 10**6
+#: Most moves ``--format summary`` plays (minutes as they stream).
+SUMMARY_MAX_MOVES = 3 * 10**7
+#: Streams of at most this many moves are encoded and checked at once (24 bytes a move,
+#: fast); longer ones are checked as they stream, in memory O(n).
+ENCODE_MAX_MOVES = 4 * 10**6
+
+
 def _cmd_schedule(args: argparse.Namespace) -> int:
     s = schedule_from_args(args)
     write = sys.stdout.write
@@ -258,16 +276,73 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         result = simulate(_echo(s, write), s.n, s.game, s.budget, **s.simulator_options)
         write(f"# {json.dumps(_summary(s, result))}\n")
     elif args.format == "summary":
-        write(json.dumps(_summary(s, s.simulate())) + "\n")
+        write(json.dumps(_summary(s, _summary_result(s))) + "\n")
     else:
         texts: list[str] = []
-        result = simulate(_echo(s, lambda t: texts.append(t[:-1])), s.n, s.game, s.budget,
+        moves = _at_most(s, JSON_MAX_MOVES, "json")
+        result = simulate(_echo(moves, lambda t: texts.append(t[:-1])), s.n, s.game, s.budget,
                           **s.simulator_options)
         write(json.dumps(_summary(s, result) | {"moves": texts}) + "\n")
     return 0
 
 
-def _echo(moves: Schedule, write: Callable[[str], object]) -> Iterator[Move]:
+def _summary_result(s: Schedule) -> SimulationResult:
+    """``s`` simulated: encoded at once when its stream is short, else as it streams."""
+    most = _most_moves(s)
+    if most is not None and most <= ENCODE_MAX_MOVES:
+        return s.simulate()
+    moves = _at_most(s, SUMMARY_MAX_MOVES, "summary")
+    return simulate(moves, s.n, s.game, s.budget, **s.simulator_options)
+
+
+def _at_most(s: Schedule, limit: int, fmt: str) -> Iterator[Move]:
+    """The moves of ``s`` for ``--format fmt``; refused past ``limit`` (before the first
+    where a bound shows it)."""
+    if _fewest_moves(s) > limit:
+        raise _too_many(s, limit, fmt)
+    for count, m in enumerate(s, 1):
+        if count > limit:
+            raise _too_many(s, limit, fmt)
+        yield m
+
+
+def _too_many(s: Schedule, limit: int, fmt: str) -> PebblesValueError:
+    instead = ("--format summary for the counts alone" if fmt == "json" else
+               f"pebbles compare -n {s.n} --pebbles S for the forward steps from formulas")
+    return PebblesValueError(
+        f"--format {fmt} {'lists' if fmt == 'json' else 'plays'} every move, and {s.method} "
+        f"-n {s.n} has more than {limit} moves; use --format moves, which streams them "
+        f"(its last line is the summary), or {instead}")
+
+
+def _known_steps(s: Schedule) -> int | None:
+    """:func:`pebbles.predicted_steps` where it is cheap (not the large reversible tables)."""
+    if s.method.startswith("reversible") and s.n * (s.budget or 0) > REVERSIBLE_TABLE_MAX:
+        return None
+    return predicted_steps(s)
+
+
+def _fewest_moves(s: Schedule) -> int:
+    """A lower bound on the stream's length: its exact length where known, else a paint a
+    cell and the walk that pebbles it, or (reversible game) a move a forward step."""
+    exact = predicted_moves(s)
+    if exact is not None:
+        return exact
+    if s.game is Game.REVERSIBLE:
+        return max(s.n, _known_steps(s) or 0)
+    return 2 * s.n - 1
+
+
+def _most_moves(s: Schedule) -> int | None:
+    """An upper bound on the stream's length (``None``: none known): its exact length, or
+    n paints and at most a step-taking move and a remove per forward step."""
+    exact, steps = predicted_moves(s), _known_steps(s)
+    if exact is not None or steps is None:
+        return exact
+    return steps if s.game is Game.REVERSIBLE else 2 * steps + s.n
+
+
+def _echo(moves: Iterable[Move], write: Callable[[str], object]) -> Iterator[Move]:
     for m in moves:
         write(format_move(m) + "\n")
         yield m
@@ -324,7 +399,7 @@ def _compare_row(s: Schedule, budget: int) -> str:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     n, budget = args.n, min(args.budget, args.n)  # more than n states: store-all anyway
-    min_forward_steps(n, budget, Game.CHECKPOINT)  # validates the budget
+    check_budget(n, budget, Game.INPLACE)  # the least budget any method finishes with
     tt = "T'/T"
     lines = [f"# n={n}, budget={budget} states; T'/T = forward steps / n",
              f"{'method':<34} {'game':<11} {'steps':>12} {tt:>8} {'peak':>5}  optimal?"]
@@ -352,7 +427,7 @@ def _io_costs(args: argparse.Namespace) -> tuple[float | None, float | None]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    if args.budget is not None and (args.memory is not None or args.state_bytes is not None):
+    if args.budget is not None and args.memory is not None:
         raise PebblesValueError("give either --pebbles S or --memory BYTES with --state-bytes "
                                 "BYTES, not both")
     if args.budget is None and (args.memory is None or args.state_bytes is None):
@@ -368,7 +443,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
              f"{'method':<34} {'game':<11} {'forward':>12} {'cost':>14} {'vs primal':>9}"]
     for c in p.candidates:
         lines.append(f"{_label(c.schedule):<34} {c.game:<11} {c.forward_steps:>12} "
-                     f"{c.cost:>14.0f} {c.cost / p.n:>9.2f}")
+                     f"{_cost_text(c, p.backward_cost):>14} {c.cost / p.n:>9.2f}")
     b = p.best
     if p.memory is not None:
         lines.append(f"# memory held at most: {p.memory} bytes ({b.states} states)")
@@ -379,6 +454,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     lines.append(f"recommended: pebbles schedule {b.schedule}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _cost_text(c: Candidate, backward_cost: float) -> str:
+    """``c.cost`` in whole forward steps: exact when it is forward + backward_cost x backward
+    steps (the float's last digits are noise from 2^53 on), else 7 digits there."""
+    if c.cost == c.forward_steps + backward_cost * c.backward_steps:
+        return str(round(c.forward_steps + Fraction(backward_cost) * c.backward_steps))
+    return f"{c.cost:.0f}" if c.cost < 2**53 else f"{c.cost:.6e}"
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
@@ -428,7 +511,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schedule", help="print or summarise a schedule", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_schedule_arguments(s)
-    s.add_argument("--format", choices=("moves", "json", "summary"), default="moves")
+    s.add_argument("--format", choices=("moves", "json", "summary"), default="moves",
+                   help="moves: streamed, any length (default); json: the summary and up to "
+                        f"{JSON_MAX_MOVES} moves; summary: the counts, up to "
+                        f"{SUMMARY_MAX_MOVES} moves")
     s.set_defaults(run=_cmd_schedule)
     c = sub.add_parser("compare", help="table of all methods at one budget")
     c.add_argument("-n", type=positive, required=True)
@@ -438,7 +524,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("-n", type=positive, required=True)
     q.add_argument("--pebbles", "--budget", dest="budget", type=_count)
     q.add_argument("--memory", type=parse_bytes, help="memory for states, e.g. 2GB")
-    q.add_argument("--state-bytes", type=parse_bytes, help="bytes of one state, e.g. 32MB")
+    q.add_argument("--state-bytes", type=parse_bytes,
+                   help="bytes of one state, e.g. 32MB (sizes --memory and --disk-dir)")
     q.add_argument("--backward-cost", type=nonnegative_float, default=1.0,
                    help="backward step cost / forward step cost (1)")
     add_disk_arguments(q)

@@ -216,7 +216,7 @@ LIBRARY_CASES = [
     (lambda: pebbles.plan(100, 5, memory=10**9), PebblesValueError, r"not both"),
     (lambda: pebbles.plan(100, memory=10**6, state_bytes=32 * 10**6), PebblesValueError,
      r"smaller than one state"),
-    (lambda: pebbles.plan(100, 1), InfeasibleBudgetError, r"cannot finish"),
+    (lambda: pebbles.plan(100, 0), InfeasibleBudgetError, r"cannot finish"),
     (lambda: budget_for(4 * 100, 100), PebblesValueError, r"holds 4 states"),
     (lambda: budget_for(2.5, 1), PebblesTypeError, r"memory=2.5"),
     (lambda: pebbles.plan(10, memory="2GB", state_bytes=1), PebblesTypeError, r"memory='2GB'"),

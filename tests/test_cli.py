@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import pebbles
+from pebbles import cli
 from pebbles.cli import main, parse_bytes
 
 
@@ -87,7 +91,7 @@ def test_plan_recommends_cheapest(capsys):
         (["schedule", "periodic", "-n", "20"], "needs --every"),
         (["schedule", "nosuch", "-n", "20"], "invalid choice"),
         (["schedule", "treeverse", "-n", "x"], "not an integer"),
-        (["compare", "-n", "20", "--pebbles", "1"], "budget=2"),
+        (["compare", "-n", "20", "--pebbles", "0"], "budget=1 or more"),
         (["plan", "-n", "100"], "needs a budget"),
         (["plan", "-n", "100", "--memory", "2XB", "--state-bytes", "1MB"], "not a size"),
         (["plan", "-n", "100", "--memory", "1MB", "--state-bytes", "1MB"], "holds 1 states"),
@@ -117,3 +121,129 @@ def test_console_entry_point_runs_without_heavy_imports():
     res = subprocess.run([sys.executable, "-m", "pebbles", "--help"], capture_output=True,
                          text=True)
     assert res.returncode == 0 and "examples:" in res.stdout
+
+
+#: A schedule of every method, each option away from its default somewhere.
+PRINTED = [
+    ("treeverse", 30, {"budget": 3}),
+    ("treeverse", 30, {"budget": 3, "inplace": True}),
+    ("treeverse-paper", 20, {"delta": 3, "tau": 4}),
+    ("bennett", 16, {"k": 3, "uncompute": False}),
+    ("bennett-gradient", 16, {"k": 3}),
+    ("reversible-optimal", 16, {"budget": 5}),
+    ("reversible-gradient", 16, {"budget": 5}),
+    ("store-all", 10, {"budget": 9}),
+    ("recompute-all", 10, {}),
+    ("online", 40, {"budget": 3, "inplace": True, "beyond": "wang-moin"}),
+    ("two-level", 30, {"budget": 3, "disk_budget": 2, "write_cost": 2.5, "read_cost": 1.0,
+                       "inplace": True}),
+    ("two-level", 30, {"budget": 3, "write_cost": 2, "read_cost": 1,
+                       "background_writes": True}),
+    ("periodic-disk", 30, {"budget": 3, "period": 7, "inplace": True}),
+    ("periodic", 100, {"every": 10}),
+]
+
+
+def test_printed_cases_cover_every_method_and_option():
+    assert {m for m, _, _ in PRINTED} == set(pebbles.methods())
+    for name in pebbles.methods():
+        changed = {k for m, _, opts in PRINTED if m == name for k in opts}
+        options = {k for k, _ in pebbles.describe(name).options}
+        assert options <= changed, name
+
+
+@pytest.mark.parametrize(("method", "n", "opts"), PRINTED)
+def test_printed_schedule_runs_as_a_command_with_the_same_moves(capsys, method, n, opts):
+    s = pebbles.schedule(method, n, **opts)
+    code, out, err = run(capsys, "schedule", *shlex.split(str(s)), "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["moves"] == [pebbles.format_move(m) for m in s]
+
+
+def test_plan_recommendation_runs_as_printed(capsys):
+    code, out, _ = run(capsys, "plan", "-n", "200", "--pebbles", "5", "--write-cost", "2",
+                       "--read-cost", "2", "--disk-slots", "3")
+    command = out.splitlines()[-1].removeprefix("recommended: pebbles ")
+    assert code == 0 and "--disk-slots 3" in command
+    code, out, err = run(capsys, *shlex.split(command), "--format", "summary")
+    best = pebbles.plan(200, 5, write_cost=2, read_cost=2, disk_budget=3).best
+    assert code == 0 and json.loads(out)["forward_steps"] == best.forward_steps, err
+
+
+def test_disk_budget_is_a_synonym_of_disk_slots(capsys):
+    argv = ["schedule", "two-level", "-n", "30", "--budget", "3", "--write-cost", "2",
+            "--read-cost", "1", "--format", "summary"]
+    outs = [run(capsys, *argv, flag, "2")[1] for flag in ("--disk-slots", "--disk-budget")]
+    assert outs[0] == outs[1] and json.loads(outs[0])["peak_disk"] <= 2
+
+
+def test_least_budget_is_the_inplace_games(capsys):
+    code, out, _ = run(capsys, "compare", "-n", "10", "--pebbles", "1")
+    assert code == 0 and out.splitlines()[2].split()[:4] == ["treeverse", "--inplace",
+                                                             "inplace", "45"]
+    assert pebbles.plan(10, 1).best.schedule == pebbles.schedule("treeverse", 10, budget=1,
+                                                                 inplace=True)
+    p = pebbles.plan(10, memory=5 * 1000, state_bytes=1000)  # room for exactly 1 state
+    assert p.budget == 1 and p.best.needs_step_into
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="room for 1 state"):
+        pebbles.plan(10, 0)
+
+
+def test_plan_sizes_states_of_a_budget_and_measures_a_disk_for_it(capsys, tmp_path):
+    code, out, _ = run(capsys, "plan", "-n", "100", "--pebbles", "5", "--state-bytes", "1kB")
+    assert code == 0 and "# memory held at most: 9000 bytes (9 states)" in out
+    assert pebbles.plan(100, 5, state_bytes=1000).memory == 9000
+    code, out, err = run(capsys, "plan", "-n", "100", "--pebbles", "5", "--disk-dir",
+                         str(tmp_path), "--state-bytes", "64kB", "--step-seconds", "0.01")
+    assert code == 0 and "two-level" in out, err
+
+
+@pytest.mark.parametrize("format_", ["summary", "json"])
+def test_huge_streams_are_refused_at_once(capsys, format_):
+    for argv in (["treeverse", "-n", str(2**62), "--pebbles", "10"],
+                 ["store-all", "-n", str(10**8)], ["bennett", "-n", str(10**6)]):
+        code, out, err = run(capsys, "schedule", *argv, "--format", format_)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert "use --format moves, which streams them" in err
+
+
+def test_json_refuses_a_stream_past_its_limit_as_it_streams(capsys, monkeypatch):
+    s = pebbles.schedule("online", 40, budget=3)
+    moves = len(list(s))
+    monkeypatch.setattr(cli, "JSON_MAX_MOVES", moves - 1)
+    code, _, err = run(capsys, "schedule", *shlex.split(str(s)), "--format", "json")
+    assert code == 2 and f"more than {moves - 1} moves" in err
+    monkeypatch.setattr(cli, "JSON_MAX_MOVES", moves)
+    assert run(capsys, "schedule", *shlex.split(str(s)), "--format", "json")[0] == 0
+
+
+@pytest.mark.parametrize(("method", "n", "opts"), PRINTED)
+def test_summary_as_it_streams_equals_the_encoded_one(capsys, monkeypatch, method, n, opts):
+    s = pebbles.schedule(method, n, **opts)
+    encoded = json.dumps(cli._summary(s, s.simulate())) + "\n"
+    monkeypatch.setattr(cli, "ENCODE_MAX_MOVES", 0)
+    monkeypatch.setattr(pebbles.Schedule, "encode", None)  # streaming never encodes
+    assert run(capsys, "schedule", *shlex.split(str(s)), "--format", "summary")[1] == encoded
+
+
+def test_plan_costs_print_exactly_for_huge_n(capsys):
+    n = 10**12
+    _, out, _ = run(capsys, "plan", "-n", str(n), "--pebbles", "5", "--backward-cost", "2.5")
+    row = next(ln for ln in out.splitlines() if ln.startswith("recompute-all"))
+    assert row.split()[3] == str(n * (n - 1) // 2 + 5 * n // 2)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "words"), [
+    ({"background_writes": "yes"}, pebbles.PebblesTypeError, "background_writes='yes'"),
+    ({"write_cost": math.nan, "read_cost": 1}, pebbles.PebblesValueError,
+     "write_cost=nan must be a finite number"),
+    ({"write_cost": 1, "read_cost": "x"}, pebbles.PebblesTypeError, "read_cost='x'"),
+])
+def test_plan_checks_every_argument(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        pebbles.plan(100, 5, **kwargs)
+
+
+def test_plan_takes_numpy_costs():
+    assert pebbles.plan(100, 5, backward_cost=np.float32(2)) == pebbles.plan(100, 5,
+                                                                             backward_cost=2)

@@ -19,6 +19,7 @@ from pebbles import (
     predicted_steps,
     schedule,
 )
+from pebbles._registry import predicted_moves
 
 CASES = [
     ("treeverse", 50, {"budget": 4}),
@@ -127,3 +128,36 @@ def test_every_method_is_described():
     for name in methods():
         entry = describe(name)
         assert entry.name == name and entry.summary
+
+
+def test_printed_flags_are_the_command_lines():
+    s = schedule("two-level", 20, budget=3, disk_budget=4, write_cost=2.0, read_cost=1.5,
+                 inplace=True, background_writes=True)
+    assert str(s) == ("two-level -n 20 --budget 3 --background-writes --disk-slots 4 "
+                      "--inplace --read-cost 1.5 --write-cost 2.0")
+
+
+#: The methods with a formula for their number of moves, over n, budgets and games.
+MOVES_CASES = [("treeverse", n, {"budget": b, "inplace": ip})
+               for n in (1, 2, 3, 50, 301) for b in (1, 2, 7) for ip in (False, True)
+               if b >= pebbles.min_pebbles(n, "inplace" if ip else "checkpoint")]
+MOVES_CASES += [(m, n, {}) for m in ("store-all", "recompute-all") for n in (1, 2, 40)]
+
+
+@pytest.mark.parametrize("method,n,opts", MOVES_CASES)
+def test_predicted_moves_count_the_stream(method, n, opts):
+    s = schedule(method, n, **opts)
+    assert predicted_moves(s) == len(list(s))
+
+
+@pytest.mark.parametrize("cost,error,words", [
+    (float("nan"), PebblesValueError, "write_cost=nan must be a finite number"),
+    (float("inf"), PebblesValueError, "write_cost=inf must be a finite number"),
+    (-1, PebblesValueError, ">= 0"),
+    ("2", PebblesTypeError, "write_cost='2' must be a number"),
+    (True, PebblesTypeError, "write_cost=True"),
+])
+def test_two_level_costs_are_finite_numbers(cost, error, words):
+    with pytest.raises(error, match=words):
+        schedule("two-level", 20, budget=3, write_cost=cost, read_cost=1)
+    assert schedule("two-level", 20, budget=3, write_cost=np.float32(2), read_cost=1)

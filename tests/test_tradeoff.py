@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 
 import pebbles
 
@@ -51,3 +55,29 @@ def test_online_overhead_figure_draws_one_line_per_budget_and_game():
     line = next(ln for ln in fig.axes[0].lines if ln.get_gid() == "online-5-checkpoint")
     np.testing.assert_allclose(line.get_ydata(),
                                pebbles.online_overhead((10, 100, 1000), (5,))[5] * 100)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "words"), [
+    ({"n": 1}, pebbles.PebblesValueError, "n=1 has no trade-off.*pass n=2 or more"),
+    ({"n": 100, "paper_max_n": 0}, pebbles.PebblesValueError, "paper_max_n=0 must be >= 1"),
+    ({"n": 100, "paper_max_n": 2.5}, pebbles.PebblesTypeError, "paper_max_n=2.5"),
+    ({"n": 100, "reversible_max_pebbles": -5}, pebbles.PebblesValueError,
+     "reversible_max_pebbles=-5"),
+])
+def test_tradeoff_arguments_are_checked(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        pebbles.tradeoff_curves(**kwargs)
+
+
+def test_smallest_n_has_curves_and_a_ratio():
+    c = pebbles.tradeoff_curves(2)
+    assert c["treeverse"][0].tolist() == [0.5]  # one step, one state
+    _, (qx, _) = pebbles.memory_ratio(c | {"paper-treeverse": (np.array([]),) * 2})
+    assert qx.size == 0
+
+
+def test_tradeoff_command_refuses_one_step_in_one_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "pebbles", "tradeoff", "-n", "1", "-o",
+                          str(tmp_path / "t.png")], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "pass n=2 or more" in res.stderr and not list(tmp_path.iterdir())
