@@ -43,7 +43,7 @@ from ._simulator import SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
            "add_schedule_arguments", "main", "parse_bytes", "positive", "run_command",
-           "schedule_from_args"]
+           "schedule_from_args", "unused_flags"]
 
 EXAMPLES = """\
 examples:
@@ -222,10 +222,24 @@ def _count(text: str) -> int:
     return _integer(text, 0)
 
 
-def schedule_from_args(args: argparse.Namespace, method: str | None = None) -> Schedule:
-    """The registry's schedule for parsed schedule arguments (:func:`add_schedule_arguments`)."""
+def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
+                       strict: bool = False) -> Schedule:
+    """The registry's schedule for parsed schedule arguments (:func:`add_schedule_arguments`).
+
+    ``strict``: refuse schedule flags the method does not take (``--k`` for
+    treeverse), instead of leaving them unused (``draw --side-by-side`` shares its
+    flags between two methods).
+    """
     method = args.method if method is None else method
     entry = describe(method)
+    unused = unused_flags(args, method) if strict else []
+    if unused:
+        takes = [_FLAGS[name] for name, _ in entry.options if name in _FLAGS]
+        raise PebblesValueError(
+            f"{' '.join(unused)}: not {'an option' if len(unused) == 1 else 'options'} of "
+            f"method {method} (its options: {', '.join(takes) or 'none'}); leave "
+            f"{'it' if len(unused) == 1 else 'them'} out or pick a method that takes "
+            f"{'it' if len(unused) == 1 else 'them'} (pebbles methods)")
     opts: dict[str, Any] = {}
     for name, _default in entry.options:
         if name == "uncompute":
@@ -244,6 +258,21 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None) -> S
 
 #: Options whose default None is a meaning of its own (least tau, unbounded disk).
 _OPTIONAL_FLAGS = frozenset({"tau", "disk_budget"})
+#: Registry options and their flags (:func:`add_schedule_arguments`).
+_FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "tau": "--tau",
+          "uncompute": "--no-uncompute", "every": "--every", "beyond": "--beyond",
+          "period": "--period", "disk_budget": "--disk-slots", "write_cost": "--write-cost",
+          "read_cost": "--read-cost", "background_writes": "--background-writes"}
+
+
+def unused_flags(args: argparse.Namespace, method: str) -> list[str]:
+    """The schedule flags given in ``args`` (not None, not False) that ``method`` does not
+    take (``--disk-slots inf`` parses as None: not seen)."""
+    known = {name for name, _ in describe(method).options}
+    given = {name: getattr(args, "no_uncompute" if name == "uncompute" else name, None)
+             for name in _FLAGS}
+    return [_FLAGS[name] for name, value in given.items()
+            if value not in (None, False) and name not in known]
 
 
 def _summary(s: Schedule, r: SimulationResult) -> dict:
@@ -269,7 +298,7 @@ ENCODE_MAX_MOVES = 4 * 10**6
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
-    s = schedule_from_args(args)
+    s = schedule_from_args(args, strict=True)
     write = sys.stdout.write
     if args.format == "moves":
         write(f"# {s}  (game={s.game.value})\n")

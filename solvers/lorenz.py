@@ -895,11 +895,11 @@ def _gradient_parser(sub: Any) -> None:
     g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
                    help="budget S: states stored besides s_0 (treeverse: 10)")
     g.add_argument("--inplace", action="store_true", help="treeverse in-place game")
-    g.add_argument("--delta", type=positive, default=10, help="delta for treeverse-paper")
+    g.add_argument("--delta", type=positive, default=None, help="delta for treeverse-paper (10)")
     g.add_argument("--tau", type=int, default=None, help="tau for treeverse-paper")
     g.add_argument("--every", type=positive, default=None,
                    help="periodic checkpoint interval / adjoint reload interval K")
-    g.add_argument("--k", type=positive, default=2, help="Bennett's k")
+    g.add_argument("--k", type=positive, default=None, help="Bennett's k (2)")
     g.add_argument("--steps", type=positive, default=DEFAULT_STEPS,
                    help="steps (with --until-x: the most steps)")
     g.add_argument("--until-x", type=_finite, default=None, metavar="LEVEL",
@@ -969,7 +969,26 @@ def _schedule(args: argparse.Namespace) -> pebbles.Schedule:
     if budget is None and pebbles.describe(method).takes_budget:
         budget = 10
     ns = argparse.Namespace(**{**vars(args), "n": args.steps, "budget": budget})
-    return schedule_from_args(ns, method)
+    if method == "treeverse-paper" and ns.delta is None:
+        ns.delta = 10
+    return schedule_from_args(ns, method, strict=True)
+
+
+#: ``--method forward`` and ``adjoint`` are no schedules: the flags they take.
+_PLAIN_FLAGS = {"forward": (), "adjoint": ("every",)}
+
+
+def _check_plain(args: argparse.Namespace) -> None:
+    """Refuse schedule flags given to ``--method forward`` or ``adjoint``."""
+    given = [f"--{name}" if name != "budget" else "--pebbles"
+             for name in ("budget", "inplace", "delta", "tau", "every", "k")
+             if getattr(args, name) not in (None, False)
+             and name not in _PLAIN_FLAGS[args.method]]
+    if given:
+        takes = ", ".join(f"--{f}" for f in _PLAIN_FLAGS[args.method]) or "none"
+        raise pebbles.PebblesValueError(
+            f"{' '.join(given)}: not used by --method {args.method} (it stores no schedule; "
+            f"its options: {takes}); leave {'it' if len(given) == 1 else 'them'} out")
 
 
 def _warm_up() -> None:
@@ -984,7 +1003,10 @@ def _compute(args: argparse.Namespace) -> LorenzGradient:
     """Check the memory, compile, then compute (``seconds`` excludes compiling)."""
     theta = (args.sigma, args.rho, args.beta)
     common = {"x0": args.x0, "theta": theta, "dt": args.dt}
-    s = None if args.method in ("forward", "adjoint") else _schedule(args)
+    plain = args.method in _PLAIN_FLAGS
+    if plain:
+        _check_plain(args)
+    s = None if plain else _schedule(args)
     _check_memory(args, s)
     _warm_up()
     if args.method == "forward":

@@ -911,6 +911,7 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
     moves = None
     if args.command == "gradient":
         check_npz_output("--save", args.save)
+        _check_disk_flags(args)
         budget, old = args.budget, None
         if args.method == "treeverse-paper" and args.delta is None:
             budget, old = None, args.budget  # the older meaning of --pebbles here
@@ -921,6 +922,24 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
     if not args.force:
         check_memory(memory_estimate(cfg, moves))
     return cfg, moves
+
+
+def _check_disk_flags(args: argparse.Namespace) -> None:
+    """Refuse disk flags that ``--method`` would leave unused."""
+    entry = pebbles.describe(_ALIASES.get(args.method, args.method))
+    known = {name for name, _ in entry.options}
+    flags = {"--disk-slots": ("disk_budget", args.disk_budget),
+             "--write-cost": ("write_cost", args.write_cost),
+             "--read-cost": ("read_cost", args.read_cost),
+             "--background-writes": ("background_writes", args.background_writes),
+             "--disk-dir": ("", args.disk_dir), "--keep-disk": ("", args.keep_disk)}
+    unused = [flag for flag, (name, value) in flags.items() if value not in (None, False)
+              and not (name in known if name else entry.uses_disk)]
+    if unused:
+        raise PebblesValueError(
+            f"{' '.join(unused)}: not used by --method {args.method} (disk flags: "
+            f"two-level takes them all, periodic-disk --disk-dir and --keep-disk); leave "
+            f"{'it' if len(unused) == 1 else 'them'} out or pick a disk method")
 
 
 def _disk_options(args: argparse.Namespace, cfg: PMLConfig) -> dict:

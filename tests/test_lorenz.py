@@ -263,6 +263,12 @@ BAD_CLI = [
      "store-all holds 9 states at once for n=10"),
     (["--method", "periodic", "--steps", "10"], "method periodic needs --every"),
     (["--method", "treeverse", "--pebbles", "0", "--steps", "10"], "budget"),
+    (["--method", "treeverse", "--k", "3", "--every", "4"],
+     "--k --every: not options of method treeverse (its options: --inplace)"),
+    (["--method", "forward", "--pebbles", "3"], "--pebbles: not used by --method forward"),
+    (["--method", "adjoint", "--every", "5", "--inplace"],
+     "--inplace: not used by --method adjoint"),
+    (["--method", "bennett", "--delta", "3"], "--delta: not an option of method bennett"),
 ]
 
 

@@ -286,6 +286,12 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
     (["gradient", *TINY, "--method", "treeverse", "--k", "3"], ["k=3", "treeverse"]),
     (["gradient", *TINY, "--save", "out.txt"], ["--save", ".npz"]),
     (["gradient", *TINY, "--save", "/nonexistent-dir/g.npz"], ["--save", "does not exist"]),
+    (["gradient", *TINY, "--method", "treeverse", "--write-cost", "1"],
+     ["--write-cost: not used by --method treeverse"]),
+    (["gradient", *TINY, "--disk-dir", "/tmp", "--keep-disk"],
+     ["--disk-dir --keep-disk: not used by --method treeverse"]),
+    (["gradient", *TINY, "--method", "periodic-disk", "--pebbles", "4", "--every", "5",
+      "--read-cost", "1"], ["--read-cost: not used by --method periodic-disk"]),
 ])
 def test_cli_bad_input(argv, words, capsys):
     assert pml.main(argv) == 2
@@ -681,8 +687,9 @@ def test_every_gradient_method_of_the_registry_runs_from_the_command_line(tmp_pa
              ["--every", "10"], "treeverse-paper": ["--delta", "3"]}
     for method in pebbles.gradient_methods(disk=True):
         budget = ["--pebbles", "6"] if pebbles.describe(method).takes_budget else []
+        disk = ["--disk-dir", str(tmp_path)] if pebbles.describe(method).uses_disk else []
         assert pml.main([*base, "--method", method, *budget, *extra.get(method, []),
-                         "--disk-dir", str(tmp_path)]) == 0, method
+                         *disk]) == 0, method
         out = json.loads(capsys.readouterr().out)
         assert (out["loss"], out["grad_c_norm"]) == (ref["loss"], ref["grad_c_norm"]), method
         assert (out.get("writes", 0) > 0) == pebbles.describe(method).uses_disk, method
