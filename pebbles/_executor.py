@@ -809,9 +809,13 @@ def _check_callbacks(s0: Any, fn: str = "replay", **callbacks: Any) -> None:
 
 
 def _check_pool(pool_size: object) -> None:
-    if pool_size is not None and (isinstance(pool_size, bool)
-                                  or not isinstance(pool_size, (int, np.integer))
-                                  or pool_size < 0):
+    if pool_size is None:
+        return
+    if isinstance(pool_size, bool) or not isinstance(pool_size, (int, np.integer)):
+        raise PebblesTypeError(f"pool_size={pool_size!r} must be None (no limit) or an "
+                               f"integer >= 0 (0 turns buffer reuse off), got "
+                               f"{type(pool_size).__name__}")
+    if pool_size < 0:
         raise PebblesValueError(f"pool_size={pool_size!r} must be None (no limit) or an "
                                 f"integer >= 0 (0 turns buffer reuse off)")
 

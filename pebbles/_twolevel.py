@@ -82,7 +82,8 @@ def _check_cost(name: str, value: object) -> float:
     value = float(value)
     if math.isnan(value) or value < 0:
         raise PebblesValueError(
-            f"{name}={value} must be >= 0 (a cost in forward steps); pass {name}=0 or more")
+            f"{name}={value} must be a number >= 0 (a cost in forward steps"
+            f"{'; NaN is not one' if math.isnan(value) else ''}); pass {name}=0 or more")
     return value
 
 

@@ -416,6 +416,7 @@ EXECUTOR_CASES = [
     (dict(moves=list(SCHED), n=13), IllegalMoveError, r"looks like one for n=12 steps"),
     (dict(moves=list(pebbles.bennett(12, 2)), n=12), IllegalMoveError, r"illegal move"),
     (dict(pool_size=-1), PebblesValueError, r"pool_size=-1"),
+    (dict(pool_size=2.5), PebblesTypeError, r"pool_size=2.5 .* got float"),
     (dict(s0=None), PebblesTypeError, r"s0=None"),
     (dict(step=5), PebblesTypeError, r"step=5 must be a function"),
     (dict(loss=3.0), PebblesTypeError, r"loss=3.0 must be a function"),
