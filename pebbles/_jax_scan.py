@@ -139,6 +139,21 @@ def _slots(tree: Any, nslots: int) -> Any:
     return jax.tree.map(lambda a: jnp.zeros((nslots, *jnp.shape(a)), jnp.result_type(a)), tree)
 
 
+def _weak_like(tree: Any, avals: Any) -> Any:
+    """``tree`` with the weak types of ``avals`` (``lax.scan``'s outputs of a Python-scalar
+    carry are weak-typed; the buffer writes are not).
+
+    A scatter into zeros filled from a Python scalar keeps the zeros' weak type; XLA
+    reduces it to a copy.
+    """
+    def weak(a: Any, aval: Any) -> Any:
+        if not getattr(aval, "weak_type", False) or getattr(a, "weak_type", False):
+            return a
+        zeros = lax.full(jnp.shape(a), np.zeros((), aval.dtype).item())
+        return zeros.at[...].set(a) if zeros.dtype == aval.dtype else a
+    return jax.tree.map(weak, tree, avals)
+
+
 @dataclass(frozen=True, slots=True)
 class _Shapes:
     """Tree structures and masks of the carry, of ``xs`` and of ``ys``."""
@@ -185,13 +200,14 @@ def _walks(fun: Callable, prog: Any, lo: Any, hi: Any, buf: Any, xs: Any,
 
 def _forward(fun: Callable, rows: Rows, n: int, init: Any, xs: Any,
              consts: Sequence[Any]) -> tuple[Any, Any, Any]:
-    """Run the forward rows: (slot buffer, final carry, ys)."""
-    y_shape = jax.eval_shape(fun, init, _at(xs, 0), *consts)[1]
-    ys = jax.tree.map(lambda s: jnp.zeros((n, *s.shape), s.dtype), y_shape)
+    """Run the forward rows: (slot buffer, final carry, ys), the last two with the weak
+    types ``lax.scan`` gives them."""
+    out = jax.eval_shape(fun, init, _at(xs, 0), *consts)
+    ys = jax.tree.map(lambda s: jnp.zeros((n, *s.shape), s.dtype), out[1])
     buf = _put(_slots(init, rows.nslots), init, 0)
     prog = jnp.asarray(rows.forward)
     buf, ys = _walks(fun, prog, 0, len(rows.forward), buf, xs, consts, ys)
-    return buf, _at(buf, rows.seed), ys
+    return buf, *_weak_like((_at(buf, rows.seed), ys), out)
 
 
 def _vjp_step(fun: Callable, sh: _Shapes, c: Any, x: Any, consts: Sequence[Any], g: list[Any],
@@ -246,16 +262,17 @@ def _backward(fun: Callable, sh: _Shapes, rows: Rows, buf: Any, xs: Any, consts:
     return grads
 
 
-def make_scan(fun: Callable, rows: Rows, n: int) -> Callable:
+def make_scan(fun: Callable, rows: Rows, n: int, unroll: int | bool = 1) -> Callable:
     """``scan(init, xs, consts) -> (carry, ys)`` with the slot program's reverse pass.
 
     ``fun(carry, x, *consts) -> (carry, y)`` must be closure-converted: every
-    array it should differentiate with respect to is in ``consts``.
+    array it should differentiate with respect to is in ``consts``. ``unroll``
+    goes to the ``lax.scan`` that runs when the call is not differentiated.
     """
 
     @jax.custom_vjp
     def scan(init: Any, xs: Any, consts: list[Any]) -> tuple[Any, Any]:
-        return lax.scan(lambda c, x: fun(c, x, *consts), init, xs, length=n)
+        return lax.scan(lambda c, x: fun(c, x, *consts), init, xs, length=n, unroll=unroll)
 
     def scan_fwd(init: Any, xs: Any, consts: list[Any]) -> tuple:
         buf, carry, ys = _forward(fun, rows, n, init, xs, consts)

@@ -30,6 +30,8 @@ Importing this module needs JAX (``pip install "pebble-games[jax]"``);
 from __future__ import annotations
 
 import functools
+import numbers
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -49,10 +51,10 @@ from ._jax_scan import OP_PAINT, OP_SEED, OP_STEP, Rows, make_scan, split_rows
 from ._jax_while import MAX_STEPS, make_while
 from ._lowering import SlotProgram, lower
 from ._moves import Game, MoveKind, encode
-from ._registry import Schedule
+from ._registry import Schedule, describe, gradient_methods
 from ._registry import schedule as _schedule
 from ._simulator import simulate
-from ._validation import check_choice, check_int
+from ._validation import check_bool, check_choice, check_int
 
 __all__ = ["checkpointed_scan", "checkpointed_while_loop", "scan_program"]
 
@@ -82,6 +84,37 @@ def _from_moves(moves: Any, n: int, budget: int | None) -> SlotProgram:
                 f"the schedule passed holds {peak} carries at once, more than budget={budget}; "
                 f"pass budget >= {peak} or a schedule made for budget={budget}", peak)
     return program
+
+
+def _check_method(method: str, options: dict[str, Any]) -> None:
+    """Refuse, before a schedule is made, a method whose moves are not a gradient over
+    carries held in memory (reversible game, two-level disk schedules)."""
+    entry = describe(method)
+    if entry.uses_disk:
+        kind = "is a two-level method, which keeps states on disk"
+    elif entry.game(dict(entry.options) | options) is Game.REVERSIBLE:
+        kind = ("plays the reversible game, whose moves uncompute states instead of storing "
+                "the carries a gradient takes its VJPs at")
+    else:
+        return
+    names = ", ".join(map(repr, gradient_methods()))
+    raise PebblesValueError(
+        f"method={method!r} {kind}; checkpointed_scan replays checkpoint-game or in-place-game "
+        f"schedules over carries held in memory: pass method='treeverse' (optimal) or one of "
+        f"{names}")
+
+
+def _check_schedule(schedule: Any) -> None:
+    """Refuse a method name or a non-iterable passed as ``schedule=``."""
+    takes = ("schedule= takes a pebbles.schedule(...) value, a move stream, an encoded (m, 3) "
+             "array or a SlotProgram")
+    if isinstance(schedule, str):
+        name = schedule if schedule in gradient_methods() else "treeverse"
+        raise PebblesTypeError(f"schedule={schedule!r} is a string; {takes}: to pick a method "
+                               f"by name pass method={name!r}")
+    if not hasattr(schedule, "__iter__"):
+        raise PebblesTypeError(f"schedule={schedule!r} ({type(schedule).__name__}) is not a "
+                               f"schedule; {takes}")
 
 
 @functools.lru_cache(maxsize=64)
@@ -136,9 +169,11 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
                                     f"has {n}; lower the schedule for n={n}")
         return _check_ops(schedule)
     if schedule is not None:
+        _check_schedule(schedule)
         return _check_ops(_from_moves(schedule, n, budget))
     if not isinstance(method, str):
         raise PebblesTypeError(f"method={method!r} must be a method name such as 'treeverse'")
+    _check_method(method, options)
     try:
         key = tuple(sorted(options.items()))
         hash(key)
@@ -165,7 +200,21 @@ def _rows(n: int, budget: int | None, method: str, schedule: Any, options: dict)
 # ---------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------
-def _length(xs: Any, length: int | None) -> int:
+def _int_length(length: Any) -> int:
+    """``length`` as an int: a Python or NumPy integer, or a concrete 0-d integer array."""
+    if isinstance(length, (jax.Array, np.ndarray)) and length.ndim == 0 \
+            and jnp.issubdtype(length.dtype, jnp.integer):
+        try:
+            length = operator.index(length)
+        except jax.errors.JAXTypeError as exc:
+            raise PebblesTypeError(
+                f"length=<traced {length.aval}>: the number of steps must be known when the "
+                f"scan is traced; pass a Python int, or make length a static argument "
+                f"(jax.jit(..., static_argnums=...))") from exc
+    return check_int("length", length, 0)
+
+
+def _length(xs: Any, length: Any) -> int:
     """The number of steps from ``xs``'s leading axes and ``length``."""
     leaves = jax.tree.leaves(xs)
     sizes = {int(jnp.shape(a)[0]) if jnp.ndim(a) else -1 for a in leaves}
@@ -176,14 +225,15 @@ def _length(xs: Any, length: int | None) -> int:
         raise PebblesValueError(f"xs leaves have different leading axis lengths {sorted(sizes)}; "
                                 f"every leaf of xs needs the same length n (the steps)")
     if length is not None:
-        length = check_int("length", length, 0)
+        length = _int_length(length)
         if sizes and length not in sizes:
             raise PebblesValueError(
                 f"length={length} disagrees with xs, whose leading axis has length "
                 f"{sizes.pop()}; pass length=None or the length of xs")
         return length
     if not sizes:
-        raise PebblesValueError("length=None and xs=None: the number of steps is unknown; "
+        given = "xs=None" if xs is None else f"xs={xs!r}, which holds no arrays"
+        raise PebblesValueError(f"length=None and {given}: the number of steps is unknown; "
                                 "pass length=n or xs with a leading axis of length n")
     return sizes.pop()
 
@@ -220,14 +270,29 @@ def _carry_change(init: Any, out: Any) -> str | None:
     for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(out), strict=True):
         if jnp.shape(a) != b.shape:
             return "shape"
-        if jnp.result_type(a) != b.dtype and not getattr(a, "weak_type", False):
+        if jnp.result_type(a) != b.dtype:
             return "dtype"
     return None
 
 
-def _check_carry(init: Any, out: Any, name: str = "f", call: str = "f(carry, x)") -> Any:
-    """Check that f keeps the carry's structure, shapes and dtypes; promote weak-typed
-    leaves of ``init`` (Python scalars) to f's dtype, as ``lax.scan`` does."""
+def _promote(init: Any, out: Any) -> tuple[Any, bool]:
+    """Cast the weak-typed leaves of ``init`` (Python scalars) whose dtype ``f`` changes to
+    the promoted dtype, as ``lax.scan`` does; the others keep their weak type.
+
+    Returns the carry and whether a leaf was cast (then ``f`` is traced again).
+    """
+    if jax.tree.structure(init) != jax.tree.structure(out):
+        return init, False
+    leaves = jax.tree.leaves(init)
+    cast = [lax.convert_element_type(a, jnp.result_type(a, b.dtype))
+            if getattr(a, "weak_type", False) and a.dtype != b.dtype else a
+            for a, b in zip(leaves, jax.tree.leaves(out), strict=True)]
+    changed = any(c is not a for a, c in zip(leaves, cast, strict=True))
+    return jax.tree.unflatten(jax.tree.structure(init), cast), changed
+
+
+def _check_carry(init: Any, out: Any, name: str, call: str) -> None:
+    """Check that ``name`` keeps the carry's structure, shapes and dtypes."""
     change = _carry_change(init, out)
     if change is not None:
         raise PebblesTypeError(
@@ -235,13 +300,23 @@ def _check_carry(init: Any, out: Any, name: str = "f", call: str = "f(carry, x)"
             f"the carry {_describe(out)}; {call} must return a new carry with the structure, "
             f"shapes and dtypes of the old one (cast with .astype, pass init with the right "
             f"shapes)")
-    return jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), init, out)
+
+
+def _carried(new_carry: Callable[[Any], Any], init: Any, name: str, call: str) -> Any:
+    """``init`` checked against the carry ``new_carry(init)`` returns, its Python-scalar
+    leaves promoted as ``lax.scan`` and ``lax.while_loop`` promote them: cast where the
+    step changes their dtype, weakly typed otherwise."""
+    out = new_carry(init)
+    init, changed = _promote(init, out)
+    if changed:
+        out = new_carry(init)
+    _check_carry(init, out, name, call)
+    return init
 
 
 def _convert(f: Callable, init: Any, x0: Any) -> tuple[Any, Callable, list[Any]]:
     """Checked carry and the closure-converted ``f(carry, x, *consts)`` with its consts."""
-    out = _traced(f, init, x0)
-    init = _check_carry(init, out[0])
+    init = _carried(lambda c: _traced(f, c, x0)[0], init, "f", "f(carry, x)")
     fun, consts = jax.closure_convert(f, init, x0)
     return init, fun, list(consts)
 
@@ -249,8 +324,7 @@ def _convert(f: Callable, init: Any, x0: Any) -> tuple[Any, Callable, list[Any]]
 def _convert_while(cond: Callable, body: Callable,
                    init: Any) -> tuple[Any, Callable, list[Any], Callable, list[Any]]:
     """Checked carry, closure-converted ``body(carry, *consts)`` and ``cond(carry, *cconsts)``."""
-    out = _shape_of(body, "body", init)
-    init = _check_carry(init, out, "body", "body(carry)")
+    init = _carried(lambda c: _shape_of(body, "body", c), init, "body", "body(carry)")
     test = _shape_of(cond, "cond", init)
     if not hasattr(test, "dtype") or test.shape != () or test.dtype != jnp.bool_:
         raise PebblesTypeError(
@@ -259,6 +333,16 @@ def _convert_while(cond: Callable, body: Callable,
     fun, consts = jax.closure_convert(body, init)
     cfun, cconsts = jax.closure_convert(cond, init)
     return init, fun, list(consts), cfun, list(cconsts)
+
+
+def _unroll(unroll: Any) -> int | bool:
+    """``unroll`` checked as ``lax.scan`` takes it: True, False or an int >= 1."""
+    if isinstance(unroll, (bool, np.bool_)):
+        return bool(unroll)
+    if not isinstance(unroll, numbers.Integral):
+        raise PebblesTypeError(f"unroll={unroll!r} must be an int or a bool, as lax.scan's; "
+                               f"pass unroll=1 (no unrolling) or unroll=True")
+    return check_int("unroll", unroll, 1)
 
 
 def _while_budget(budget: Any) -> int:
@@ -275,8 +359,9 @@ def _while_budget(budget: Any) -> int:
 # the public functions
 # ---------------------------------------------------------------------------
 def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
-                      length: int | None = None, *, budget: int | None = None,
-                      method: str = "treeverse", schedule: Any = None, reverse: bool = False,
+                      length: int | None = None, reverse: bool = False, unroll: int | bool = 1,
+                      *, budget: int | None = None, method: str = "treeverse",
+                      schedule: Any = None, _split_transpose: bool = False,
                       **options: Any) -> tuple[Any, Any]:
     """``jax.lax.scan`` whose reverse pass stores at most ``budget`` carries.
 
@@ -291,7 +376,14 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     xs : pytree, optional
         Per-step inputs stacked along a leading axis of length ``n``.
     length : int, optional
-        ``n``; needed when ``xs`` is None, else it must agree with ``xs``.
+        ``n``; needed when ``xs`` is None, else it must agree with ``xs``. A
+        Python or NumPy integer or a concrete 0-d integer array (not a traced one).
+    reverse : bool
+        Scan from the last step to the first, as ``lax.scan(..., reverse=True)``.
+    unroll : int or bool
+        As ``lax.scan``'s; passed to the ``lax.scan`` that runs when the call is
+        not differentiated. The checkpointed forward and reverse passes do not
+        unroll: it changes neither the schedule nor the gradient.
     budget : int
         Most carries stored at once besides ``s_0`` (the pebble budget ``S``);
         the gradient keeps at most ``budget + 2`` carries in its slot buffer
@@ -304,8 +396,9 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     schedule : Schedule, iterable of Move, encoded array or SlotProgram, optional
         Any checkpoint-game or in-place-game schedule for ``n`` steps,
         replayed instead of ``method``.
-    reverse : bool
-        Scan from the last step to the first, as ``lax.scan(..., reverse=True)``.
+    _split_transpose : bool
+        Accepted for ``lax.scan``'s signature, without effect: the reverse pass
+        is the schedule's, not JAX's transpose of a scan.
     **options
         Options of the method, e.g. ``inplace=True`` for Treeverse's in-place
         game (fewer forward steps: a step may overwrite its input carry), or
@@ -314,16 +407,25 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     Returns
     -------
     carry, ys
-        The final carry and the stacked outputs, as ``jax.lax.scan``.
+        The final carry and the stacked outputs, as ``jax.lax.scan`` (with its
+        dtypes and weak types: a Python-scalar carry stays weakly typed).
 
     Raises
     ------
     InfeasibleBudgetError
         If the budget cannot finish the game (the message names the minimum).
     PebblesValueError
-        If ``length`` disagrees with ``xs`` or neither gives ``n``.
+        If ``length`` disagrees with ``xs`` or neither gives ``n``, or if
+        ``method`` is a reversible-game or two-level (disk) method.
     PebblesTypeError
-        If ``f`` is not traceable or changes the carry's structure, shape or dtype.
+        If ``f`` is not traceable or changes the carry's structure, shape or
+        dtype, if ``length`` is traced, or if ``schedule`` is a method name.
+
+    Notes
+    -----
+    A ``jax.custom_vjp``: reverse mode, and second derivatives forward-over-reverse
+    (``jax.hessian``, ``jax.jacfwd(jax.grad(...))``); JAX refuses forward mode
+    (``jax.jvp``) and ``jax.grad(jax.grad(...))``.
 
     Examples
     --------
@@ -338,16 +440,19 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     True
     """
     n = _length(xs, length)
+    reverse = check_bool("reverse", reverse)
+    unroll = _unroll(unroll)
+    check_bool("_split_transpose", _split_transpose)
     init = jax.tree.map(jnp.asarray, init)
     xs = jax.tree.map(jnp.asarray, xs)
     if n == 0:
-        return lax.scan(f, init, xs, length=0, reverse=reverse)
+        return lax.scan(f, init, xs, length=0, reverse=reverse, unroll=unroll)
     if reverse:
         xs = jax.tree.map(lambda a: jnp.flip(a, 0), xs)
     rows = _rows(n, budget, method, schedule, options)
     x0 = jax.tree.map(lambda a: a[0], xs)
     init, fun, consts = _convert(f, init, x0)
-    scan = make_scan(fun, rows, n)
+    scan = make_scan(fun, rows, n, unroll)
     carry, ys = scan(init, xs, consts)
     if reverse:
         ys = jax.tree.map(lambda a: jnp.flip(a, 0), ys)
@@ -397,10 +502,12 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
     Returns
     -------
     pytree
-        The final carry, as ``jax.lax.while_loop``. Reverse-mode
-        differentiable (``jax.grad``, ``jax.vjp``) with respect to ``init``
-        and the arrays ``body`` closes over; integer and boolean leaves get no
-        cotangent. Forward-mode differentiation is not supported.
+        The final carry, as ``jax.lax.while_loop`` (with its dtypes and weak
+        types). Reverse-mode differentiable (``jax.grad``, ``jax.vjp``) with
+        respect to ``init`` and the arrays ``body`` closes over; integer and
+        boolean leaves get no cotangent. Second derivatives work
+        forward-over-reverse (``jax.hessian``, ``jax.jacfwd(jax.grad(...))``);
+        JAX refuses forward mode and ``jax.grad(jax.grad(...))``.
 
     Raises
     ------

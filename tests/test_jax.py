@@ -161,6 +161,72 @@ def test_reverse_and_primal_without_grad():
         assert rel(g, g_ref) < 1e-12
 
 
+def test_length_may_be_a_concrete_integer_array():
+    f = lambda c, _: (c + 0.01 * jnp.sin(c), c)  # noqa: E731
+    ref = jax.lax.scan(f, 0.3, None, 7)
+    for length in (np.int64(7), jnp.int32(7), np.asarray(7)):
+        assert rel(checkpointed_scan(f, 0.3, None, length, budget=2), ref) == 0.0
+    with pytest.raises(pebbles.PebblesTypeError, match=r"length=<traced int32\[\]>.*static"):
+        jax.jit(lambda n: checkpointed_scan(f, 0.3, None, n, budget=2))(jnp.int32(7))
+    with pytest.raises(pebbles.PebblesTypeError, match=r"length=.* must be an integer"):
+        checkpointed_scan(f, 0.3, None, jnp.asarray(7.0), budget=2)
+
+
+def test_lax_scan_positional_reverse_and_unroll():
+    init = (jnp.linspace(0.1, 1.0, 3), jnp.asarray(0))
+
+    def loss(scan, *args, **kw):
+        return lambda p: jnp.sum(scan(lambda c, x: small_f(p, c, x), init, XS, None, *args,
+                                      **kw)[1] ** 2)
+
+    for reverse, unroll in ((True, 2), (False, True), (True, False)):
+        ref = jax.lax.scan(lambda c, x: small_f(P, c, x), init, XS, None, reverse, unroll)
+        got = checkpointed_scan(lambda c, x: small_f(P, c, x), init, XS, None, reverse, unroll,
+                                budget=3, _split_transpose=False)
+        assert rel(got, ref) < 1e-14
+        g = jax.grad(loss(checkpointed_scan, reverse, unroll, budget=3))(P)
+        assert rel(g, jax.grad(loss(jax.lax.scan, reverse, unroll))(P)) < 1e-12
+    # unroll reaches the lax.scan that runs without differentiation
+    jaxpr = jax.make_jaxpr(lambda: checkpointed_scan(step, 0.0, XS, unroll=4, budget=3))()
+    assert "unroll=4" in str(jaxpr)
+
+
+@pytest.mark.parametrize("kw,err,match", [
+    ({"unroll": 0}, pebbles.PebblesValueError, r"unroll=0 must be >= 1"),
+    ({"unroll": 1.5}, pebbles.PebblesTypeError, r"unroll=1.5 must be an int or a bool"),
+    ({"reverse": "yes"}, pebbles.PebblesTypeError, r"reverse='yes' must be True or False"),
+    ({"_split_transpose": None}, pebbles.PebblesTypeError, r"_split_transpose=None"),
+])
+def test_lax_scan_arguments_are_checked(kw, err, match):
+    with pytest.raises(err, match=match):
+        checkpointed_scan(step, 0.0, XS, budget=3, **kw)
+
+
+def hessian_loss(scan):
+    def loss(p):
+        f = lambda x, u: (x + 0.1 * jnp.sin(p[0] * x) * u, x ** 2)  # noqa: E731
+        x, ys = scan(f, p[1], XS)
+        return x + jnp.sum(ys)
+    return loss
+
+
+def test_second_derivatives_forward_over_reverse():
+    p = jnp.array([1.3, 0.4])
+    ref, ours = jax.hessian(hessian_loss(jax.lax.scan))(p), hessian_loss(cscan(3))
+    assert rel(jax.hessian(ours)(p), ref) < 1e-12
+    assert rel(jax.jacfwd(jax.grad(ours))(p), ref) < 1e-12
+    assert float(jnp.abs(ref).min()) > 0.1
+    # what JAX says to reverse-over-reverse and to forward mode (docs/jax.md)
+    with pytest.raises(ValueError, match=r"Reverse-mode differentiation does not work for "
+                                         r"lax.while_loop or lax.fori_loop"):
+        jax.grad(lambda q: jax.grad(ours)(q)[0])(p)
+    with pytest.raises(TypeError, match=r"can't apply forward-mode autodiff \(jvp\) to a "
+                                        r"custom_vjp function"):
+        jax.jvp(ours, (p,), (p,))
+    with pytest.raises(TypeError, match=r"can't apply forward-mode autodiff"):
+        jax.linearize(ours, p)[1](p)
+
+
 def test_length_zero_is_lax_scan():
     c, ys = checkpointed_scan(lambda c, x: (c + x, c), jnp.ones(2), jnp.zeros((0, 2)), budget=3)
     assert ys.shape == (0, 2) and np.array_equal(c, jnp.ones(2))
@@ -270,6 +336,9 @@ def test_length_and_xs_must_agree():
         checkpointed_scan(step, 0.0, jnp.ones(10), 5, budget=3)
     with pytest.raises(pebbles.PebblesValueError, match=r"length=None and xs=None"):
         checkpointed_scan(step, 0.0, budget=3)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"length=None and xs=\(\), which holds no arrays"):
+        checkpointed_scan(step, 0.0, (), budget=3)
     with pytest.raises(pebbles.PebblesValueError, match=r"different leading axis"):
         checkpointed_scan(step, 0.0, (jnp.ones(10), jnp.ones(9)), budget=3)
     with pytest.raises(pebbles.PebblesValueError, match=r"n=12 steps"):
@@ -287,12 +356,55 @@ def test_f_must_keep_the_carry(f, what):
         checkpointed_scan(f, jnp.ones(3), jnp.ones(5), budget=2)
 
 
-def test_python_scalar_init_is_promoted_like_lax_scan():
-    xs = jnp.linspace(0.0, 1.0, 6)
-    ref = jax.lax.scan(lambda c, x: (c + x, c), 0, xs)
-    got = checkpointed_scan(lambda c, x: (c + x, c), 0, xs, budget=2)
-    assert got[0].dtype == ref[0].dtype == jnp.float64
+def out_types(tree):
+    """(dtype, weak_type) of every leaf: what the result promotes to when combined."""
+    return jax.tree.map(lambda a: (str(a.dtype), a.aval.weak_type), tree)
+
+
+WEAK_CASES = {  # step(p) -> f, init, xs, length
+    "weak float": (lambda p: lambda c, x: (c * p + 1.0, c), 0.3, None, 4),
+    "float32 xs": (lambda p: lambda c, x: (c + p * x, c), 0.3, jnp.ones(4, jnp.float32), None),
+    "int to float": (lambda p: lambda c, x: (c + p * x, c), 0, jnp.linspace(0.0, 1.0, 4), None),
+    "weak counter": (lambda p: lambda c, x: ((c[0] * p, c[1] + 1), c[1]), (0.3, 0), None, 4),
+}
+
+
+@pytest.mark.parametrize("case", WEAK_CASES)
+def test_python_scalar_init_is_promoted_like_lax_scan(case):
+    step, init, xs, length = WEAK_CASES[case]
+    ref = jax.lax.scan(step(0.5), init, xs, length)
+    got = checkpointed_scan(step(0.5), init, xs, length, budget=2)
+    assert out_types(got) == out_types(ref)
     assert rel(got, ref) == 0.0
+
+    def grad(scan):  # the outputs' types inside a gradient, and the gradient
+        seen = []
+
+        def loss(p):
+            out = scan(step(p), init, xs, length)
+            seen.append(out_types(out))
+            return jnp.sum(jax.tree.leaves(out[0])[0])
+        return seen, jax.grad(loss)(0.5)
+
+    (seen_ref, g_ref), (seen, g) = grad(jax.lax.scan), grad(cscan(2))
+    assert seen == seen_ref and g.dtype == g_ref.dtype and rel(g, g_ref) < 1e-14
+
+
+def test_python_scalar_carry_stays_weak_like_lax_scan():
+    f = WEAK_CASES["weak float"][0](0.5)
+    carry, ys = checkpointed_scan(f, 0.3, None, 4, budget=2)
+    assert carry.aval.weak_type and ys.aval.weak_type
+    assert (carry * jnp.ones(2, jnp.float32)).dtype == jnp.float32  # not float64 under x64
+    assert (ys * jnp.ones(2, jnp.bfloat16)[0]).dtype == jnp.bfloat16
+    g = jax.grad(lambda x: jnp.sum(checkpointed_scan(f, x, None, 4, budget=2)[0]
+                                   * jnp.ones(2, jnp.bfloat16)))(0.3)
+    assert g.dtype == jax.grad(lambda x: jnp.sum(jax.lax.scan(f, x, None, 4)[0]
+                                                 * jnp.ones(2, jnp.bfloat16)))(0.3).dtype
+
+
+def test_f_changing_a_python_scalar_carry_to_int_is_refused():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"f changes the carry's dtype"):
+        checkpointed_scan(lambda c, x: (jnp.int32(1), None), 0.5, None, 3, budget=2)
 
 
 def test_f_must_be_traceable_and_return_a_pair():
@@ -302,9 +414,30 @@ def test_f_must_be_traceable_and_return_a_pair():
         checkpointed_scan(lambda c, x: c + x, jnp.ones(3), jnp.ones(5), budget=2)
 
 
-def test_reversible_methods_are_refused():
-    with pytest.raises(pebbles.PebblesValueError, match=r"reversible"):
-        checkpointed_scan(step, 0.0, jnp.ones(10), method="bennett", k=2)
+@pytest.mark.parametrize("method,kw,what", [
+    ("bennett", {"k": 2}, "plays the reversible game"),
+    ("bennett", {"budget": 3}, "plays the reversible game"),  # too small: refused first anyway
+    ("bennett", {"budget": 5}, "plays the reversible game"),
+    ("reversible-optimal", {"budget": 3}, "plays the reversible game"),
+    ("reversible-optimal", {"budget": 4}, "plays the reversible game"),
+    ("two-level", {"budget": 3}, "is a two-level method"),
+])
+def test_reversible_and_disk_methods_are_refused_up_front(method, kw, what):
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"method='{method}' {what}.*method='treeverse'") as info:
+        checkpointed_scan(step, 0.0, jnp.ones(12), method=method, **kw)
+    assert not isinstance(info.value, pebbles.InfeasibleBudgetError)
+
+
+def test_schedule_takes_schedules_not_method_names():
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"schedule='treeverse' is a string.*pass method='treeverse'"):
+        checkpointed_scan(step, 0.0, jnp.ones(12), budget=3, schedule="treeverse")
+    with pytest.raises(pebbles.PebblesTypeError, match=r"schedule=42 \(int\) is not a schedule"):
+        checkpointed_scan(step, 0.0, jnp.ones(12), budget=3, schedule=42)
+    disk = pebbles.schedule("two-level", 12, budget=3, write_cost=1.0, read_cost=1.0)
+    with pytest.raises(pebbles.PebblesValueError, match=r"disk copies of a two-level schedule"):
+        checkpointed_scan(step, 0.0, jnp.ones(12), schedule=disk)
 
 
 def test_core_does_not_import_jax_and_missing_jax_names_the_extra():

@@ -148,6 +148,55 @@ def test_float32_python_scalar_init_and_no_steps():
         lambda c: c < 0.0, lambda c: 2 * c, x, budget=2))(1.0)) == 1.0
 
 
+def out_types(tree):
+    """(dtype, weak_type) of every leaf: what the result promotes to when combined."""
+    return jax.tree.map(lambda a: (str(a.dtype), a.aval.weak_type), tree)
+
+
+WEAK_CASES = {  # body(p), init
+    "weak float": (lambda p: lambda c: c + p, 0.0),
+    "weak counter": (lambda p: lambda c: (c[0] * p + 1.0, c[1] + 1), (0.5, 0)),
+    "float32 body": (lambda p: lambda c: c + jnp.asarray(p, jnp.float32), 0.0),
+    "int to float": (lambda p: lambda c: c + p, 0),
+}
+
+
+@pytest.mark.parametrize("case", WEAK_CASES)
+def test_python_scalar_carry_is_typed_like_lax_while_loop(case):
+    body, init = WEAK_CASES[case]
+    cond = lambda c: jax.tree.leaves(c)[0] < 3  # noqa: E731
+    ref = jax.lax.while_loop(cond, body(1.5), init)
+    got = checkpointed_while_loop(cond, body(1.5), init, budget=2)
+    assert out_types(got) == out_types(ref)
+    assert rel(got, ref) == 0.0
+    seen = []
+
+    def loss(p):
+        out = checkpointed_while_loop(cond, body(p), init, budget=2)
+        seen.append(out_types(out))
+        return jnp.sum(jax.tree.leaves(out)[0])
+    jax.grad(loss)(1.5)
+    assert seen == [out_types(ref)]
+    if case == "weak float":  # not float64 under x64
+        assert (got * jnp.ones(2, jnp.float32)).dtype == jnp.float32
+
+
+def test_second_derivatives_forward_over_reverse():
+    def loss(loop):
+        return lambda p: loop(lambda x: x + 0.1 * jnp.sin(p[0] * x), p[1])
+
+    def ours(body, init):
+        return checkpointed_while_loop(lambda c: c[1] < 15, lambda c: (body(c[0]), c[1] + 1),
+                                       (init, 0), budget=3)[0]
+
+    p = jnp.array([1.3, 0.4])
+    ref = jax.hessian(loss(lambda body, init: plain_loop(body, init, 15)))(p)
+    assert rel(jax.hessian(loss(ours))(p), ref) < 1e-12
+    assert rel(jax.jacfwd(jax.grad(loss(ours)))(p), ref) < 1e-12
+    with pytest.raises(ValueError, match=r"Reverse-mode differentiation does not work"):
+        jax.grad(lambda q: jax.grad(loss(ours))(q)[0])(p)
+
+
 # ---------------------------------------------------------------------------
 # the controller and the splits against the host scheduler and Treeverse
 # ---------------------------------------------------------------------------
