@@ -22,10 +22,10 @@ from ._background import background_time
 from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game
-from ._registry import Method, Schedule, candidates, check_cost, predicted_steps, schedule
+from ._registry import Method, Schedule, candidates, predicted_steps, schedule
 from ._simulator import simulate
 from ._twolevel import min_total_time
-from ._validation import check_bool, check_int
+from ._validation import check_bool, check_cost, check_int
 
 __all__ = [
     "BACKGROUND_MAX_N",

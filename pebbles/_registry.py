@@ -14,8 +14,6 @@ The methods are the paper's (Liu & Xu, Algorithms 2 and 3), the optimal ones
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,10 +40,10 @@ from ._reversible import reversible_min_steps, reversible_optimal
 from ._simulator import SimulationResult, simulate
 from ._treeverse import treeverse, treeverse_encoded, treeverse_paper
 from ._twolevel import periodic_disk, two_level
-from ._validation import check_bool, check_int
+from ._validation import check_bool, check_cost, check_int
 
-__all__ = ["Method", "Schedule", "candidates", "check_cost", "describe", "gradient_methods",
-           "methods", "predicted_moves", "predicted_steps", "register", "schedule"]
+__all__ = ["Method", "Schedule", "candidates", "describe", "gradient_methods", "methods",
+           "predicted_moves", "predicted_steps", "register", "schedule"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,24 +432,6 @@ register(Method(
     (("inplace", False), ("beyond", "greedy")), True,
     "online checkpointing for runs of unknown length (optimal r=2 phase, in-place r=3 band, "
     "then greedy or Wang-Moin), the stream it plays when the run stops after n steps"))
-
-
-def check_cost(name: str, value: object, meaning: str) -> float:
-    """Return ``value`` as a float after checking it is a finite real number >= 0.
-
-    ``meaning`` says what the number is, for the message (NumPy scalars pass).
-
-    >>> from pebbles._registry import check_cost
-    >>> check_cost("write_cost", 2, "a write over a forward step")
-    2.0
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise PebblesTypeError(f"{name}={value!r} must be a number: {meaning}, e.g. "
-                               f"{name}=2.5")
-    if not (math.isfinite(value) and value >= 0):
-        raise PebblesValueError(f"{name}={value!r} must be a finite number >= 0 ({meaning}); "
-                                f"pass e.g. {name}=2.5")
-    return float(value)
 
 
 def _two_level(n: int, budget: int, disk_budget: int | None = None, *, write_cost: float,

@@ -59,7 +59,7 @@ import numpy as np
 from . import _rules as R
 from ._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
 from ._moves import Game, Move, MoveKind, as_encoded
-from ._validation import check_int
+from ._validation import check_cost, check_int
 
 __all__ = ["Board", "ChainCosts", "SimulationResult", "expand", "play_one", "simulate"]
 
@@ -557,8 +557,8 @@ def simulate(
     (45, 20, 4)
     """
     n, game, budget, disk_budget = _check_args(n, game, budget, disk_budget, costs)
-    write_cost = _check_cost("write_cost", write_cost)
-    read_cost = _check_cost("read_cost", read_cost)
+    write_cost = check_cost("write_cost", write_cost)
+    read_cost = check_cost("read_cost", read_cost)
     if isinstance(moves, np.ndarray):
         arr = as_encoded(moves)
         fast = not trace and use_compiled(len(arr))
@@ -597,15 +597,6 @@ def _check_args(n: object, game: object, budget: object, disk_budget: object,
             raise PebblesValueError(f"costs are for a chain of n={costs.n} steps, but n={n}; "
                                     f"pass costs of n={n} steps")
     return n, game, budget, disk_budget  # type: ignore[return-value]
-
-
-def _check_cost(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise PebblesTypeError(f"{name}={value!r} must be a number >= 0 (in forward steps)")
-    if not (np.isfinite(value) and value >= 0):
-        raise PebblesValueError(f"{name}={value!r} must be a finite number >= 0 "
-                                f"(in forward steps)")
-    return float(value)
 
 
 def play_one(board: Board, move: Move, n: int, game: Game,

@@ -60,10 +60,10 @@ from functools import lru_cache
 import numpy as np
 
 from ._budget import check_budget, min_pebbles
-from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
+from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game, Move, MoveKind
 from ._treeverse import treeverse
-from ._validation import check_int
+from ._validation import check_cost, check_int
 
 __all__ = ["best_period", "min_total_time", "periodic_disk", "periodic_disk_time",
            "two_level"]
@@ -75,16 +75,7 @@ _STORE, _LOAD, _DISCARD = MoveKind.STORE, MoveKind.LOAD, MoveKind.DISCARD
 
 
 def _check_cost(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise PebblesTypeError(
-            f"{name}={value!r} must be a number (cost in forward steps), got "
-            f"{type(value).__name__}; pass e.g. {name}=2.5")
-    value = float(value)
-    if math.isnan(value) or value < 0:
-        raise PebblesValueError(
-            f"{name}={value} must be a number >= 0 (a cost in forward steps"
-            f"{'; NaN is not one' if math.isnan(value) else ''}); pass {name}=0 or more")
-    return value
+    return check_cost(name, value, finite=False)  # inf: never written (or read)
 
 
 def _check_args(n: object, budget: object, disk_budget: object, write_cost: object,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
 from ._errors import PebblesTypeError, PebblesValueError
 
-__all__ = ["check_bool", "check_choice", "check_int"]
+__all__ = ["check_bool", "check_choice", "check_cost", "check_int"]
 
 
 def check_int(name: str, value: object, minimum: int | None = None) -> int:
@@ -55,3 +56,22 @@ def check_bool(name: str, value: object) -> bool:
         raise PebblesTypeError(f"{name}={value!r} must be True or False; pass {name}=True "
                                f"or {name}=False")
     return bool(value)
+
+
+def check_cost(name: str, value: object, meaning: str = "a cost in forward steps", *,
+               finite: bool = True) -> float:
+    """Return ``value`` as a float after checking it is a real number >= 0 (finite unless
+    ``finite=False``; NumPy scalars pass). ``meaning`` says what it is, for the message.
+
+    >>> check_cost("write_cost", 2, "a write over a forward step")
+    2.0
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise PebblesTypeError(f"{name}={value!r} must be a number: {meaning}, e.g. "
+                               f"{name}=2.5")
+    v = float(value)
+    if math.isnan(v) or v < 0 or (finite and math.isinf(v)):
+        raise PebblesValueError(
+            f"{name}={value!r} must be a {'finite ' if finite else ''}number >= 0 ({meaning}"
+            f"{'; NaN is not one' if math.isnan(v) else ''}); pass e.g. {name}=2.5")
+    return v
