@@ -153,9 +153,10 @@ class OnlineScheduler:
         f, cells, s = self.front, self._cells, self.budget
         need = 1 if (f == 0 or self.game is Game.INPLACE) else 2
         if s < need:
+            least = 1 if self.game is Game.INPLACE else 2  # enough for every n
             raise InfeasibleBudgetError(
                 f"budget={s} cannot go past n={f + 1} steps in the {self.game.value} game; "
-                f"pass budget >= {need}", need)
+                f"pass budget >= {least}", least)
         if f == 0 or len(cells) < s:
             cells.append(f + 1)
             return (Move(_PLACE, f + 1),)

@@ -212,9 +212,15 @@ def test_infeasible_budget_raises(n, s, game):
     with pytest.raises(pebbles.InfeasibleBudgetError, match=f"budget={s} cannot finish"):
         list(online(n, s, inplace=game == "inplace"))
     sched = OnlineScheduler(s, inplace=game == "inplace")
-    with pytest.raises(pebbles.InfeasibleBudgetError, match=f"budget={s}"):
+    least = 1 if game == "inplace" else 2  # the budget that goes on for every n
+    with pytest.raises(pebbles.InfeasibleBudgetError,
+                       match=f"budget={s} cannot go past .*; pass budget >= {least}") as info:
         for _ in range(n - 1):
             sched.advance()
+    assert info.value.minimum == least
+    if game == "checkpoint":  # budget 0 is refused at its first step with the same advice
+        with pytest.raises(pebbles.InfeasibleBudgetError, match="pass budget >= 2"):
+            OnlineScheduler(0).advance()
 
 
 def test_bad_arguments():
