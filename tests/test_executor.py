@@ -292,9 +292,10 @@ def test_pool_failure_frees_pooled_buffers():
     assert refs and all(r() is None for r in refs)
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "4"])
-def test_pool_size_is_checked(bad):
-    with pytest.raises(PebblesValueError, match=f"pool_size={bad!r}"):
+@pytest.mark.parametrize("bad, error", [(-1, PebblesValueError), (1.5, PebblesTypeError),
+                                        (True, PebblesTypeError), ("4", PebblesTypeError)])
+def test_pool_size_is_checked(bad, error):
+    with pytest.raises(error, match=f"pool_size={bad!r}"):
         linear(store_all(3), 3, pool_size=bad)
 
 
