@@ -23,7 +23,7 @@ from functools import cache
 
 from ._errors import IllegalMoveError
 from ._moves import Move, MoveKind
-from ._validation import check_int
+from ._validation import check_bool, check_int
 
 __all__ = [
     "bennett_steps",
@@ -104,7 +104,7 @@ def bennett(n: int, k: int = 2, *, uncompute: bool = True) -> Iterator[Move]:
     (81, 41, 5)
     """
     n, k = _check_nk(n, k)
-    if uncompute:
+    if check_bool("uncompute", uncompute):
         return _bennett(k, 0, n, False)
     return _reach(k, 0, n)
 
@@ -121,7 +121,7 @@ def bennett_pebbles(n: int, k: int = 2, *, uncompute: bool = True) -> int:
     (5, 7)
     """
     n, k = _check_nk(n, k)
-    return _peak(k, n, uncompute)
+    return _peak(k, n, check_bool("uncompute", uncompute))
 
 
 @cache
@@ -234,7 +234,7 @@ def bennett_steps(n: int, k: int = 2, *, uncompute: bool = True) -> int:
     (81, 41)
     """
     n, k = _check_nk(n, k)
-    return _bennett_cost(k, n, uncompute)
+    return _bennett_cost(k, n, check_bool("uncompute", uncompute))
 
 
 def best_bennett(n: int, budget: int) -> tuple[int, int] | None:

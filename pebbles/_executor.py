@@ -64,7 +64,7 @@ from ._lowering import (
     lower,
 )
 from ._storage import MemoryStore, mapped_empty
-from ._validation import check_int
+from ._validation import check_bool, check_int
 
 __all__ = ["CallbackError", "NonFiniteError", "ReplayResult", "replay"]
 
@@ -566,6 +566,10 @@ def _program(moves: Any, n: int | None) -> SlotProgram:
     if isinstance(moves, str):
         raise PebblesTypeError("moves is a string; pass a schedule (pebbles.schedule(...)), "
                                "an iterable of moves or an encoded array")
+    if n is None:
+        raise PebblesTypeError("replay(moves, n=None, ...) needs n=NUMBER_OF_STEPS for a plain "
+                               "move stream; pass n, or a pebbles.schedule(...) value or a "
+                               "SlotProgram, which carry their own")
     return lower(moves, n, frees=True)
 
 
@@ -762,14 +766,16 @@ def replay(
     (3, 1, 3, 3)
     """
     _check_pool(pool_size)
+    check_finite, check_states, progress = (
+        check_bool(k, v) for k, v in (("check_finite", check_finite),
+                                      ("check_states", check_states), ("progress", progress)))
     _check_callbacks(s0, step=step, backward=backward, loss_grad=loss_grad, loss=loss,
                      step_into=step_into, running_loss=running_loss,
                      running_loss_grad=running_loss_grad)
     prog = _program(moves, n)
     callbacks = _callbacks(step, backward, loss_grad, loss=loss, step_into=step_into,
                            running_loss=running_loss, running_loss_grad=running_loss_grad)
-    r = _Replay(prog.n, prog.nslots, s0, callbacks, bool(check_finite), pool_size,
-                bool(check_states))
+    r = _Replay(prog.n, prog.nslots, s0, callbacks, check_finite, pool_size, check_states)
     own_store = store is None and prog.writes > 0
     r.store = MemoryStore() if own_store else store
     r.lends = bool(getattr(r.store, "borrows", False)) and r.pool_size > 0

@@ -45,7 +45,7 @@ from . import _rules as R
 from ._errors import PebblesTypeError, PebblesValueError
 from ._moves import Game, Move, MoveKind, encode
 from ._simulator import _Game, use_compiled
-from ._validation import check_int
+from ._validation import check_bool, check_int
 
 if TYPE_CHECKING:
     from ._registry import Schedule
@@ -58,7 +58,7 @@ OP_STORE, OP_LOAD, OP_DISCARD, OP_FREE = R.OP_STORE, R.OP_LOAD, R.OP_DISCARD, R.
 OP_TAPE = R.OP_TAPE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SlotProgram:
     """A checked schedule as slot operations (see :func:`lower`).
 
@@ -94,6 +94,19 @@ class SlotProgram:
     peak_states: int
     writes: int = 0
     reads: int = 0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SlotProgram):
+            return NotImplemented
+        return self._scalars() == other._scalars() and np.array_equal(self.ops, other.ops)
+
+    def __hash__(self) -> int:
+        return hash((self._scalars(), self.ops.tobytes()))
+
+    def _scalars(self) -> tuple[Any, ...]:
+        """Every field but ``ops`` (an array, compared and hashed by value)."""
+        return (self.n, self.game, self.nslots, self.forward_steps, self.backward_steps,
+                self.peak_states, self.writes, self.reads)
 
 
 def lower(
@@ -141,6 +154,7 @@ def lower(
     [[0, 0, 1, 0, 5], [0, 1, 2, 5, 8]]
     """
     arr, n, game = _resolve(schedule, n, game)
+    frees = check_bool("frees", frees)
     if slots is not None:
         slots = check_int("slots", slots, 2)
     cap = n + 1 if slots is None else slots - 1

@@ -168,9 +168,14 @@ def predicted_moves(s: Schedule) -> int | None:
 
 def describe(name: str) -> Method:
     """The registry entry of method ``name`` (options, game, summary)."""
+    if not isinstance(name, str):
+        raise PebblesTypeError(f"method={name!r} must be a method name (a str), got "
+                               f"{type(name).__name__}; use one of {', '.join(_METHODS)}")
     if name not in _METHODS:
+        near = name.strip().lower().replace("_", "-")
+        hint = f"did you mean {near!r}? " if near in _METHODS else ""
         raise PebblesValueError(
-            f"method={name!r} is not a schedule; use one of {', '.join(_METHODS)}")
+            f"method={name!r} is not a schedule; {hint}use one of {', '.join(_METHODS)}")
     return _METHODS[name]
 
 
@@ -260,10 +265,8 @@ class Schedule:
             name = _FLAG_NAMES.get(key, key.replace("_", "-"))
             if value is None or value == defaults[key]:
                 continue
-            if value is True:
-                words.append("--" + name)
-            elif value is False:
-                words.append("--no-" + name)
+            if isinstance(value, (bool, np.bool_)):
+                words.append(("--" if value else "--no-") + name)
             else:
                 words += ["--" + name, str(value)]
         return words
@@ -315,7 +318,7 @@ def schedule(method: str, n: int, *, budget: int | None = None, **options: Any) 
     ...
     pebbles._errors.InfeasibleBudgetError: store-all holds 9 states at once for n=10, ...
     """
-    entry = describe(method) if isinstance(method, str) else describe(repr(method))
+    entry = describe(method)
     n = check_int("n", n, 1)
     opts = _options(entry, options)
     if entry.takes_budget:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ._budget import check_budget
 from ._convex import Convex, add, merge, split_of_merge
@@ -83,6 +84,13 @@ def _clean_row(prev: Convex, size: int) -> Convex:
     return row
 
 
+@lru_cache(maxsize=8)
+def _tables(n: int, s: int) -> ReversibleTables:
+    """:meth:`ReversibleTables.build`, kept for the next call: a schedule builds them
+    when it is made, and again each time its moves are played (O(n S) work)."""
+    return ReversibleTables.build(n, s)
+
+
 def reversible_min_steps(n: int, budget: int) -> int:
     """Fewest steps of the reversible game to put a pebble on cell n.
 
@@ -96,7 +104,7 @@ def reversible_min_steps(n: int, budget: int) -> int:
     budget = check_int("budget", budget, 0)
     check_budget(n, budget, Game.REVERSIBLE)
     s = min(budget, n)
-    return ReversibleTables.build(n, s).reach[s](n)
+    return _tables(n, s).reach[s](n)
 
 
 def reversible_optimal(n: int, budget: int) -> Iterator[Move]:
@@ -126,7 +134,7 @@ def reversible_optimal(n: int, budget: int) -> Iterator[Move]:
     budget = check_int("budget", budget, 0)
     check_budget(n, budget, Game.REVERSIBLE)
     s = min(budget, n)
-    return _reach(ReversibleTables.build(n, s), 0, n, s)
+    return _reach(_tables(n, s), 0, n, s)
 
 
 def _reach(t: ReversibleTables, base: int, m: int, s: int) -> Iterator[Move]:

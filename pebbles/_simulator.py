@@ -627,6 +627,16 @@ def expand(moves: Iterable[Move], game: Game | str = Game.CHECKPOINT) -> Iterato
     in the in-place game it is ``place i+1, move i+2, ..., move j``.
     """
     game = Game.coerce(game)
+    try:
+        it = iter(moves)
+    except TypeError:
+        raise PebblesTypeError(
+            f"moves={moves!r:.60} is not a stream of moves; pass a schedule or an iterable "
+            f"of Move values") from None
+    return _expand(it, game)
+
+
+def _expand(moves: Iterator[Move], game: Game) -> Iterator[Move]:
     for m in moves:
         if m[0] != MoveKind.FORWARD:
             yield m

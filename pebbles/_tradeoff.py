@@ -263,7 +263,8 @@ def online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20, 40)
     -------
     dict
         S -> array over ``ns`` of ``online / optimum - 1`` (0: optimal), measured by
-        :func:`pebbles.simulate` of :func:`pebbles.online`.
+        :func:`pebbles.simulate` of :func:`pebbles.online`; NaN where S cannot finish n
+        steps (S below :func:`pebbles.min_pebbles`, e.g. S = 1 in the checkpoint game).
 
     Examples
     --------

@@ -63,7 +63,7 @@ from ._budget import check_budget, min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game, Move, MoveKind
 from ._treeverse import treeverse
-from ._validation import check_cost, check_int
+from ._validation import check_bool, check_cost, check_int
 
 __all__ = ["best_period", "min_total_time", "periodic_disk", "periodic_disk_time",
            "two_level"]
@@ -82,7 +82,7 @@ def _check_args(n: object, budget: object, disk_budget: object, write_cost: obje
                 read_cost: object, inplace: bool) -> tuple[int, int, int | None, float, float]:
     n = check_int("n", n, 1)
     budget = check_int("budget", budget, 0)
-    check_budget(n, budget, Game.INPLACE if inplace else Game.CHECKPOINT)
+    check_budget(n, budget, Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT)
     if disk_budget is not None and not (isinstance(disk_budget, float)
                                         and math.isinf(disk_budget) and disk_budget > 0):
         disk_budget = check_int("disk_budget", disk_budget, 0)
@@ -578,13 +578,18 @@ def _check_period(n: int, budget: int, period: object, inplace: bool) -> tuple[i
     n = check_int("n", n, 1)
     budget = check_int("budget", budget, 0)
     period = check_int("period", period, 1)
-    game = Game.INPLACE if inplace else Game.CHECKPOINT
+    game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
     check_budget(min(period, n), budget, game)
     need = min_pebbles(min(period, n), game) + 1
     if period < n and budget < need:
         raise InfeasibleBudgetError(
             f"budget={budget} cannot reverse a period of {period} steps while it holds the "
             f"period's start in memory; pass budget >= {need} or a shorter period", need)
+    if game is Game.CHECKPOINT and n > 2 * period and budget < 2:
+        raise InfeasibleBudgetError(
+            f"budget={budget} cannot walk from one stored period start to the next with "
+            f"period={period} and n={n} (a walk holds two pebbles in the checkpoint game); "
+            f"pass budget >= 2", 2)
     return n, budget, period
 
 
@@ -661,13 +666,13 @@ def periodic_disk_time(n: int, budget: int, period: int, *, write_cost: float,
     n, budget, period = _check_period(n, budget, period, inplace)
     wc, rc = _check_cost("write_cost", write_cost), _check_cost("read_cost", read_cost)
     game = Game.INPLACE if inplace else Game.CHECKPOINT
-    starts = _segments(n, period)
-    k = len(starts) - 1
-    total = float(starts[-1]) + k * wc + max(k - 1, 0) * rc
-    ends = starts[1:] + [n]
-    for x, e in zip(starts, ends, strict=True):
-        total += min_forward_steps(e - x, budget if x == 0 else budget - 1, game)
-    return total
+    k = (n - 1) // period  # periods after the first; the last starts at k * period
+    total = float(k * period) + k * wc + max(k - 1, 0) * rc
+    if k == 0:
+        return total + min_forward_steps(n, budget, game)
+    middle = (k - 1) * min_forward_steps(period, budget - 1, game) if k > 1 else 0
+    return (total + min_forward_steps(period, budget, game) + middle
+            + min_forward_steps(n - k * period, budget - 1, game))
 
 
 def best_period(n: int, budget: int, *, write_cost: float, read_cost: float,

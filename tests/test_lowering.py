@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -241,3 +243,18 @@ def test_compiled_and_python_rules_agree_on_held_gradients():
         moves = list(pebbles.hetero_optimal(costs, pebbles.hetero_min_memory(costs) + 9))
         py, jit = _both(moves, 30, costs=costs)
         assert py == jit and py.peak_bytes > 0
+
+
+def test_programs_compare_and_hash_by_value():
+    # == used to raise "truth value of an array is ambiguous", hash() "unhashable"
+    s = pebbles.schedule("treeverse", 20, budget=4)
+    p, q = s.lower(), s.lower()
+    assert p == q and hash(p) == hash(q) and len({p, q}) == 1
+    assert p != s.lower(frees=True) and p != pebbles.lower(s, slots=9) and p != "p"
+    assert pickle.loads(pickle.dumps(p)) == p
+
+
+@pytest.mark.parametrize("frees", [1, "no", None])
+def test_frees_must_be_a_bool(frees):
+    with pytest.raises(pebbles.PebblesTypeError, match=r"frees=.* must be True or False"):
+        pebbles.lower(pebbles.schedule("treeverse", 20, budget=4), frees=frees)

@@ -178,3 +178,15 @@ def test_bad_sizes(bad: int) -> None:
         brute_force(bad, 3)
     with pytest.raises(ValueError):
         min_forward_steps(bad, 3)
+
+
+def test_reversible_schedule_builds_its_tables_once() -> None:
+    # schedule() built the O(n S) tables to check its options, and every pass over the
+    # moves built them again (41 s each for n = 10^6, S = 20)
+    from pebbles import schedule
+    from pebbles._reversible import _tables
+
+    _tables.cache_clear()
+    s = schedule("reversible-optimal", 1000, budget=12)
+    assert list(s) == list(s) and s.simulate().forward_steps == reversible_min_steps(1000, 12)
+    assert _tables.cache_info().misses == 1

@@ -137,6 +137,39 @@ def test_printed_flags_are_the_command_lines():
                       "--inplace --read-cost 1.5 --write-cost 2.0")
 
 
+def test_numpy_bools_print_as_flags():
+    # inplace=np.True_ (e.g. from a NumPy config array) used to print "--inplace True"
+    s = schedule("treeverse", 20, budget=3, inplace=np.True_)
+    assert str(s) == "treeverse -n 20 --budget 3 --inplace" and s == schedule(
+        "treeverse", 20, budget=3, inplace=True)
+    assert schedule("bennett", 16, uncompute=np.False_).option_flags() == ["--no-uncompute"]
+
+
+@pytest.mark.parametrize("name", [None, 3, ["treeverse"]])
+def test_a_method_name_must_be_a_string(name):
+    # used to be "method='None' is not a schedule" (a ValueError), and for a list a bare
+    # "unhashable type" TypeError from describe
+    with pytest.raises(PebblesTypeError, match=r"must be a method name \(a str\)"):
+        schedule(name, 10, budget=3)
+    with pytest.raises(PebblesTypeError, match=r"must be a method name"):
+        describe(name)
+
+
+@pytest.mark.parametrize("name,near", [("Treeverse", "treeverse"), (" treeverse ", "treeverse"),
+                                       ("two_level", "two-level"), ("STORE-ALL", "store-all")])
+def test_a_near_miss_name_gets_a_hint(name, near):
+    with pytest.raises(PebblesValueError, match=f"did you mean '{near}'"):
+        schedule(name, 10, budget=3)
+
+
+def test_bennett_uncompute_must_be_a_bool():
+    # uncompute=0 used to be taken and stored as 0 (printed "--uncompute 0")
+    with pytest.raises(PebblesTypeError, match=r"uncompute=0 must be True or False"):
+        schedule("bennett", 16, uncompute=0)
+    with pytest.raises(PebblesTypeError, match=r"uncompute='no'"):
+        pebbles.bennett_steps(16, 2, uncompute="no")
+
+
 #: The methods with a formula for their number of moves, over n, budgets and games.
 MOVES_CASES = [("treeverse", n, {"budget": b, "inplace": ip})
                for n in (1, 2, 3, 50, 301) for b in (1, 2, 7) for ip in (False, True)

@@ -426,6 +426,11 @@ def test_expand(make, n, game) -> None:
     assert max(len(x.pebbles) for x in tr) == a.peak_states
 
 
+def test_expand_refuses_what_is_not_a_stream_at_the_call() -> None:
+    with pytest.raises(pebbles.PebblesTypeError, match=r"moves=None is not a stream"):
+        expand(None)  # type: ignore[arg-type]
+
+
 def test_expand_walk_shapes() -> None:
     assert [str(m) for m in expand([forward(0, 3)], "checkpoint")] == [
         "place 1", "place 2", "remove 1", "place 3", "remove 2",

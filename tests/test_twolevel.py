@@ -268,6 +268,44 @@ def test_periodic_disk_needs_a_pebble_for_the_held_start():
         list(periodic_disk(30, 2, 10))
 
 
+@pytest.mark.parametrize("n", [3, 4, 20])
+def test_periodic_disk_with_one_pebble_refuses_the_walk_between_starts(n):
+    # period 1, budget 1: the first sweep walks s_1 -> s_2 (two pebbles); used to be
+    # accepted and then fail in the simulator ("needs 2 pebbles at once")
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=r"budget >= 2") as err:
+        pebbles.schedule("periodic-disk", n, budget=1, period=1)
+    assert err.value.minimum == 2
+    with pytest.raises(pebbles.PebblesValueError):
+        periodic_disk_time(n, 1, 1, write_cost=1, read_cost=1)
+    for budget, period, inplace in ((1, 1, True), (2, 1, False)):  # the legal neighbours
+        r = pebbles.schedule("periodic-disk", n, budget=budget, period=period,
+                             inplace=inplace).simulate(write_cost=1, read_cost=1)
+        assert r.time == periodic_disk_time(n, budget, period, write_cost=1, read_cost=1,
+                                            inplace=inplace)
+    assert pebbles.schedule("periodic-disk", 2, budget=1, period=1).simulate().peak_states == 1
+    assert best_period(20, 1, write_cost=0, read_cost=0) == 20  # period 1 is illegal now
+
+
+def test_periodic_disk_time_is_closed_form_for_huge_n():
+    # used to list every period start (10^9 of them here) and price each period
+    n, period = 10**12, 1000
+    mfs = pebbles.min_forward_steps
+    want = (n - period) + 999_999_999 * 3.0 + 999_999_998 * 2.0 + mfs(period, 10) \
+        + 999_999_999 * mfs(period, 9)
+    assert periodic_disk_time(n, 10, period, write_cost=3, read_cost=2) == want
+
+
+@pytest.mark.parametrize("make", [
+    lambda: pebbles.schedule("periodic-disk", 20, budget=3, period=4, inplace=1),
+    lambda: pebbles.schedule("two-level", 20, budget=3, write_cost=1, read_cost=1, inplace=1),
+    lambda: min_total_time(20, 3, write_cost=1, read_cost=1, inplace="yes"),
+])
+def test_inplace_must_be_a_bool(make):
+    # inplace=1 used to be taken (and printed as "--inplace 1"), unlike treeverse's
+    with pytest.raises(pebbles.PebblesTypeError, match=r"inplace=.* must be True or False"):
+        make()
+
+
 def test_no_disk_at_scale_is_treeverse():
     n, s = 10_000, 10
     assert min_total_time(n, s, 0, write_cost=1, read_cost=1) == pebbles.min_forward_steps(n, s)
