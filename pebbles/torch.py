@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import numbers
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -52,6 +53,7 @@ try:
 except ImportError as exc:  # pragma: no cover - CI installs torch
     raise missing("torch", "torch", "pebbles.torch") from exc
 
+from torch.autograd import forward_ad
 from torch.autograd.graph import get_gradient_edge
 
 from ._chain import _graph, hetero_min_memory, hetero_optimal, sequential_segments
@@ -153,6 +155,7 @@ class _Chain:
         self.buffers = _Buffers(buffers)  # updated by first runs only, as plain autograd
         self.grad_params = _unique(params + extra)
         self.index = {id(p): k for k, p in enumerate(self.grad_params)}
+        self.stops = _stops(self.grad_params)  # non-leaf parameters: the search ends there
         # per_step (layer chains): each backward step differentiates only the parameters
         # its graph reaches, found anew each time; loops: all of them, the first graph
         # searched for tensors that were not passed
@@ -181,6 +184,7 @@ class _Chain:
         self.amp_kinds: list[str] = []  # the device types it was read for
         self.replay_amp = False  # replays must switch autocast (the backward pass's differs)
         self.phase = "forward pass"
+        self.hooked: tuple[torch.Tensor, ...] = ()  # parameters with hooks (_hooks_held)
 
     def use(self, program: SlotProgram) -> None:
         """Run ``program`` (known at the start, or once an online run has stopped)."""
@@ -192,20 +196,37 @@ class _Chain:
             self.tape_rows = {r for r in self.tape_rows if self.ops[r + 1][0] == OP_SEED}
 
     # -- one step ---------------------------------------------------------
-    def call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    def call(self, i: int, xs: tuple[torch.Tensor, ...],
+             guard: bool = True) -> tuple[torch.Tensor, ...]:
         if i < self.frontier:
             self.buffers.replay()
         else:
             self.buffers.settle()
             self.frontier = i + 1
         x = xs if self.was_tuple else xs[0]
+        before = _versions(xs) if guard else ()
         try:
             out = self.step(i, x, *self.params)
         except Exception as err:  # the same exception, with the step named (Python 3.11+)
             if hasattr(err, "add_note"):
-                err.add_note(f"pebbles.torch: raised by {self.who(i)} in the {self.phase}")
+                err.add_note(f"pebbles.torch: raised by {self.who(i)} in the {self.phase}"
+                             + _in_place_hint(err))
             raise
+        if guard and _versions(xs) != before:
+            self._changed_input(i)
         return self._check(i, out)
+
+    def _changed_input(self, i: int) -> None:
+        """Raise for a step that changed its input in place: that input may be a stored
+        state (or x0) that later runs start from, so they would start from the wrong
+        state, silently."""
+        what = "layer" if self.per_step else "step"
+        raise PebblesValueError(
+            f"{self.who(i)} changed its input in place (x.add_(...), x[k] = ..., "
+            f"nn.ReLU(inplace=True), ...) in the {self.phase}; its input may be a stored "
+            f"state that later runs of the {what}s start from, so the result and the "
+            f"gradients would be wrong. Make the {what} return new tensors instead "
+            f"(x = x + ..., inplace=False)")
 
     def who(self, i: int) -> str:
         """Step i as the user wrote it: a loop's step or a chain's layer."""
@@ -283,7 +304,7 @@ class _Chain:
     def plain(self, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """Without gradients: each step once, nothing stored."""
         for i in range(self.program.n):
-            xs = self.call(i, xs)
+            xs = self.call(i, xs, guard=False)  # no state is stored: in place is fine
         return xs
 
     def _row(self, slots: list, r: int) -> None:
@@ -366,6 +387,8 @@ class _Chain:
         """Replay the rows after the seed; return dL/ds_0 and dL/dparams."""
         acc: list = [None] * len(self.grad_params)
         self.owned = set()
+        self.hooked = tuple(t for t in self.grad_params  # whose hooks to hold (_paint)
+                            if t._backward_hooks or t.retains_grad)
         r = self.seed + 1
         while r < len(self.ops):
             op, src, _, i, _ = self.ops[r]
@@ -417,13 +440,15 @@ class _Chain:
         del ys  # pairs holds the outputs the VJP needs, and _vjp lets them go early
         ks: Sequence[int] = range(len(self.grad_params))
         if pairs and (self.per_step or not self.checked):
-            reached = _graph_params(i, [y for y, _ in pairs], xi, self.index)
+            reached = _graph_params(self.who(i), [y for y, _ in pairs], xi, self.index,
+                                    self.stops)
             ks = reached if self.per_step else ks
             self.checked = True
         inputs = [t for t in xi if t.requires_grad]
         if not pairs or not (inputs or ks):
             return tuple(None for _ in xi)
-        got = _vjp(pairs, inputs + [self.grad_params[k] for k in ks])
+        with _hooks_held(self.hooked) if self.hooked else _NOTHING:
+            got = _vjp(pairs, inputs + [self.grad_params[k] for k in ks])
         it = iter(got[:len(inputs)])
         out = tuple(next(it) if t.requires_grad else None for t in xi)
         for k, g in zip(ks, got[len(inputs):], strict=True):
@@ -469,7 +494,7 @@ class _Until(_Chain):
     def plain(self, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         i = 0
         while self._more(i, xs):
-            xs, i = self.call(i, xs), i + 1
+            xs, i = self.call(i, xs, guard=False), i + 1
         return xs
 
     def _more(self, i: int, xs: tuple[torch.Tensor, ...]) -> bool:
@@ -527,6 +552,19 @@ class _Until(_Chain):
         return slots
 
 
+def _in_place_hint(err: Exception) -> str:
+    """A hint for torch's error on an in-place change of a leaf: the step's input."""
+    if isinstance(err, RuntimeError) and "in-place operation" in str(err):
+        return ("; runs with a graph start from a stored state as a leaf, so a step "
+                "must not change its input in place (x = x + ..., inplace=False)")
+    return ""
+
+
+def _versions(xs: tuple[torch.Tensor, ...]) -> list[int]:
+    """The tensors' version counters (in-place changes; inference tensors have none)."""
+    return [-1 if t.is_inference() else t._version for t in xs]
+
+
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
 
@@ -548,6 +586,29 @@ def _autocast(state: tuple) -> contextlib.ExitStack:
         stack.enter_context(torch.autocast(kind, dtype=dtype, enabled=enabled,
                                            cache_enabled=cache))
     return stack
+
+
+@contextlib.contextmanager
+def _hooks_held(tensors: tuple[torch.Tensor, ...]) -> Iterator[None]:
+    """Hold back the tensor hooks of the parameters (``p.register_hook``) while a backward
+    step differentiates them: autograd runs them on the gradient the Function returns,
+    once, as on the summed gradient in plain autograd (``torch.autograd.grad`` would
+    run them on each step's part as well). The hooks live in ``p._backward_hooks``,
+    the dict autograd reads at call time; it is emptied and refilled in place. The
+    ``.grad`` of a non-leaf parameter that retains it is put back, too (autograd.grad
+    would set it to each step's part)."""
+    held = [(d, dict(d)) for d in {id(t._backward_hooks): t._backward_hooks
+                                   for t in tensors if t._backward_hooks}.values()]
+    retained = [(t, t.grad) for t in tensors if t.retains_grad]
+    for d, _ in held:
+        d.clear()
+    try:
+        yield
+    finally:
+        for d, hooks in held:
+            d.update(hooks)
+        for t, grad in retained:
+            t.grad = grad
 
 
 def _vjp(pairs: list[tuple[torch.Tensor, torch.Tensor]], wrt: list[torch.Tensor]) -> tuple:
@@ -611,19 +672,20 @@ def _changed(changes: dict[int, list[int]], slot: int, r: int, p: int) -> bool:
     return _next_change(changes, slot, r) < p
 
 
-def _graph_params(i: int, ys: list[torch.Tensor], xi: tuple[torch.Tensor, ...],
-                  index: dict[int, int]) -> list[int]:
-    """The parameters (their numbers in ``index``) whose gradients step i's graph makes;
-    raise if it reaches a tensor that needs a gradient but is neither a parameter nor
-    the step's input: its gradient would be lost (the forward ran without a graph)."""
+def _graph_params(who: str, ys: list[torch.Tensor], xi: tuple[torch.Tensor, ...],
+                  index: dict[int, int], stops: dict) -> list[int]:
+    """The parameters (their numbers in ``index``) whose gradients the graph of ``who``
+    (a step) makes; raise if it reaches a tensor that needs a gradient but is neither a
+    parameter nor the step's input: its gradient would be lost (the forward ran
+    without a graph). ``stops``: the non-leaf parameters (:func:`_stops`)."""
     inputs = {id(t) for t in xi}
     found = []
-    for key, var in _reached_leaves([y.grad_fn for y in ys]).items():
+    for key, var in _reached_leaves(ys, stops).items():
         if key in index:
             found.append(index[key])
         elif key not in inputs:
             raise PebblesValueError(
-                f"step {i} uses a tensor of shape {tuple(var.shape)} that requires grad but "
+                f"{who} uses a tensor of shape {tuple(var.shape)} that requires grad but "
                 f"was not passed; its gradient would be lost. Pass it as a parameter "
                 f"(checkpointed_loop(step, x0, n, *params); checkpoint_sequential(..., "
                 f"params=...) or as an nn.Module layer)")
@@ -645,6 +707,8 @@ class _Checkpointed(torch.autograd.Function):
             chain.buffers.settle()
         ctx.chain, ctx.slots = chain, slots
         ctx.save_for_backward(*tensors[:nx])  # s_0 (in slot 0 anyway): for a second pass
+        ctx.shared = _shared_outputs(out, slots)
+        ctx.versions = _versions(chain.params + chain.grad_params)  # replays need them as is
         ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t)])
         return out if chain.was_tuple else out[0]
 
@@ -658,6 +722,8 @@ class _Checkpointed(torch.autograd.Function):
                 "graph back to the inputs. For higher derivatives, differentiate the plain "
                 "loop or chain")
         xs = ctx.saved_tensors  # after a pass without retain_graph=True: torch's error
+        _check_shared(ctx.shared)
+        _check_params(ctx.chain, ctx.versions)
         need = ctx.needs_input_grad[2:]
         if ctx.chain.program is None:  # a while loop that ran no step: x_n is x0
             return (None, None, *[g if need[k] else None for k, g in enumerate(
@@ -673,6 +739,47 @@ class _Checkpointed(torch.autograd.Function):
         finally:
             chain.buffers.settle()
         return (None, None, *[g if need[k] else None for k, g in enumerate((*gx, *gp))])
+
+
+def _shared_outputs(out: tuple[torch.Tensor, ...], slots: list) -> list[tuple]:
+    """(k, alias, version) for each output k whose storage a stored state holds too (a
+    step passed a tensor on unchanged): the alias (``detach()``) shares its version
+    counter, so that a change in place before the backward pass is seen."""
+    held = {t.untyped_storage().data_ptr() for slot in slots if slot is not None
+            and slot is not out for t in slot if t.numel()}
+    return [(k, t.detach(), v)
+            for k, (t, v) in enumerate(zip(out, _versions(out), strict=True))
+            if t.numel() and t.untyped_storage().data_ptr() in held]
+
+
+def _check_shared(shared: list[tuple]) -> None:
+    """Raise, as autograd does for a saved tensor, if an output that stored states share
+    was changed in place after the forward pass: those states changed with it."""
+    for k, alias, version in shared:
+        if alias._version != version:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by "
+                f"an inplace operation: output {k} of a pebbles.torch call, at version "
+                f"{alias._version}; expected version {version} instead. A step returned it "
+                f"unchanged, so the states stored for the backward pass hold it too and the "
+                f"gradients would be wrong. Change a copy (y = y.clone()) instead")
+
+
+def _check_params(chain: _Chain, versions: list[int]) -> None:
+    """Raise, as autograd does for a saved tensor, if a parameter was changed in place
+    between the forward and the backward pass (``optimizer.step()`` too early): the
+    replays would run with the new values, and the gradients would be wrong."""
+    params = chain.params + chain.grad_params
+    for k, (p, version) in enumerate(zip(params, versions, strict=True)):
+        if _versions((p,))[0] != version:
+            what = (f"params[{k}]" if k < len(chain.params) else
+                    f"a parameter of shape {tuple(p.shape)}")
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified "
+                f"by an inplace operation: {what} of a pebbles.torch call, at version "
+                f"{p._version}; expected version {version} instead. The backward pass "
+                f"replays the steps with the parameters, so the gradients would be wrong. "
+                f"Change the parameters (optimizer.step()) after the backward pass")
 
 
 def _unique(tensors: Iterable[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -706,10 +813,27 @@ def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: bool) -> State:
     wanted = torch.is_grad_enabled() and (
         any(t.requires_grad for t in xs) or len(chain.grad_params) > 0)
     if wanted:
+        _check_transforms((*xs, *chain.grad_params))
         return _Checkpointed.apply(chain, len(xs), *xs, *chain.grad_params)
     with torch.no_grad():
         xs = chain.plain(xs)
     return xs if was_tuple else xs[0]
+
+
+def _check_transforms(tensors: tuple[torch.Tensor, ...]) -> None:
+    """Refuse torch.func transforms and forward-mode AD where gradients are wanted: the
+    backward pass replays steps and calls ``torch.autograd.grad`` itself, which
+    neither composes with."""
+    dual = any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
+    if dual or torch._C._are_functorch_transforms_active():
+        where = ("on dual tensors (forward-mode AD)" if dual else
+                 "inside a torch.func transform (grad, vjp, jacrev, jvp, vmap, ...)")
+        raise PebblesNotImplementedError(
+            f"pebbles.torch was called {where} with tensors that require grad: its "
+            f"backward pass replays steps and calls "
+            f"torch.autograd.grad, which torch.func transforms and forward-mode AD do not "
+            f"compose with. Use loss.backward() or torch.autograd.grad, or transform the "
+            f"plain loop or chain")
 
 
 def _params(params: Sequence[object]) -> tuple[torch.Tensor, ...]:
@@ -940,26 +1064,34 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     """The lowered optimum of ``n`` equal steps of state ``x0``'s bytes under ``memory``
     bytes, each step's graph keeping ``graph_bytes`` more (measured when None; no graph
     is kept with ``tape=False``)."""
-    if isinstance(memory, bool) or not isinstance(memory, (int, float)):
-        raise PebblesTypeError(f"memory={memory!r} must be a number of bytes, e.g. 2**24")
+    memory = _check_bytes("memory", memory)
     size = _nbytes(_as_tuple("x0", x0)[0])
     if graph_bytes is None:
         known = (*params, *_module_params(step), *_module_buffers(step))
         with torch.random.fork_rng(devices=_cuda_devices(_as_tuple("x0", x0)[0])), \
                 _Buffers(_module_buffers(step)).kept():
             graph_bytes = _graph_bytes(lambda x: step(0, x, *params), x0, known)[0]
-    if isinstance(graph_bytes, bool) or not isinstance(graph_bytes, (int, float)) or not (
-            graph_bytes >= 0):
-        raise PebblesValueError(f"graph_bytes={graph_bytes!r} must be a number of bytes >= 0")
-    g = float(graph_bytes) if tape else math.inf
+    g = _check_bytes("graph_bytes", graph_bytes) if tape else math.inf
     exact = not math.isfinite(g) or g == int(g)
     quantum = math.gcd(size, int(g) if math.isfinite(g) else 0) if exact else 0  # exact levels
-    mem = float(memory) // quantum * quantum if quantum else float(memory)
+    quantum = quantum if math.isfinite(memory) else 0  # no limit: no levels to make exact
+    mem = memory // quantum * quantum if quantum else memory
     levels = int(min(max(mem // quantum if quantum else 100, 100), 2000))
     costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
                        graph=np.full(n, g))
-    return _solve_costs(costs, mem if mem >= hetero_min_memory(costs) else float(memory),
+    return _solve_costs(costs, mem if mem >= hetero_min_memory(costs) else memory,
                         levels, tape)
+
+
+def _check_bytes(name: str, value: object) -> float:
+    """``value`` as a float: a number of bytes >= 0 (NumPy numbers too; inf: no limit)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise PebblesTypeError(f"{name}={value!r:.60} must be a number of bytes, e.g. "
+                               f"{name}=2**24")
+    if not float(value) >= 0:
+        raise PebblesValueError(f"{name}={value!r} must be a number of bytes >= 0 (inf: no "
+                                f"limit; NaN is not one), e.g. {name}=2**24")
+    return float(value)
 
 
 def _nbytes(xs: tuple[torch.Tensor, ...]) -> int:
@@ -1083,24 +1215,40 @@ def _graph_bytes(fn: Callable[[Any], Any], x: State,
         ys, _ = _as_tuple("a step's output", fn(xi if was_tuple else xi[0]))
     mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys, *known)}
     nbytes = float(sum(b for ptr, b in saved.items() if ptr not in mine and ptr != 0))
-    return nbytes, _reached_leaves([y.grad_fn for y in ys])
+    return nbytes, _reached_leaves(ys, _stops(known))
 
 
-def _reached_leaves(roots: list) -> dict[int, torch.Tensor]:
-    """The leaf tensors, by id, whose gradient accumulators the graph from ``roots``
-    reaches (each node visited once)."""
+def _stops(tensors: Iterable[torch.Tensor]) -> dict[tuple[int, int], tuple]:
+    """The non-leaf tensors among ``tensors`` (parameters the caller computed, e.g.
+    ``w * 2``) by their gradient edge: a graph search stops there, as autograd's
+    gradient for them does, instead of going on into the caller's graph. Each value
+    holds the edge's node too, so that its Python object (and its id) stays the same."""
+    return {(id(node), t.output_nr): (node, t) for t in tensors
+            if (node := t.grad_fn) is not None}
+
+
+def _reached_leaves(ys: Iterable[torch.Tensor], stops: dict[tuple[int, int], tuple] | None = None,
+                    ) -> dict[int, torch.Tensor]:
+    """The tensors, by id, that the graph of ``ys`` reaches: leaves (through their
+    gradient accumulators, each node visited once) and the tensors of ``stops``, at
+    whose edges the search ends."""
+    stops = stops or {}
     leaves: dict[int, torch.Tensor] = {}
     seen: set[int] = set()
-    todo = [r for r in roots if r is not None]
+    todo = [(y.grad_fn, y.output_nr) for y in ys if y.grad_fn is not None]
     while todo:
-        node = todo.pop()
+        node, nr = todo.pop()
+        stop = stops.get((id(node), nr))
+        if stop is not None:
+            leaves[id(stop[1])] = stop[1]
+            continue
         if id(node) in seen:
             continue
         seen.add(id(node))
         variable = getattr(node, "variable", None)
         if isinstance(variable, torch.Tensor):
             leaves[id(variable)] = variable
-        todo += [nxt for nxt, _ in node.next_functions if nxt is not None]
+        todo += [(nxt, k) for nxt, k in node.next_functions if nxt is not None]
     return leaves
 
 
@@ -1257,6 +1405,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         moves: Any = _schedule("treeverse", n, budget=budget)
     else:
         segments = None if segments is None else _check_segments(segments, n)
+        memory = None if memory is None else _check_bytes("memory", memory)
         costs = _costs_for(layers, input, params, costs)
         moves = (_solve_costs(costs, memory, levels, tape) if segments is None else
                  _segments_program(_fields(costs, tape), segments, levels, bool(tape)))

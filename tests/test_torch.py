@@ -7,6 +7,7 @@ import copy
 import functools
 import importlib
 import importlib.util
+import math
 import subprocess
 import sys
 import weakref
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from taping import taped_steps
+from torch.autograd import forward_ad
 
 import pebbles
 from pebbles.torch import (
@@ -1066,3 +1068,170 @@ def test_while_loop_example_runs(capsys):
     module.main(["--T", "0.3", "--budget", "4"])
     out = capsys.readouterr().out
     assert "relative difference to plain autograd" in out and "4 stored states" in out
+
+
+def counting_step(i, x, a):
+    """A step that counts in place: fine in a plain loop, but it would change the
+    stored states (and x0) that the backward pass replays from."""
+    u, k = x
+    return u + a * torch.sin(u) * k.to(u.dtype), k.add_(1)
+
+
+def test_a_step_changing_its_input_in_place_is_refused():
+    a = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    u = torch.randn(3, dtype=F64, requires_grad=True)
+    for run in (lambda x0: checkpointed_loop(counting_step, x0, 10, a, budget=3),
+                lambda x0: checkpointed_while_loop(lambda i, x: i < 10, counting_step, x0, a,
+                                                   budget=3)):
+        with pytest.raises(pebbles.PebblesValueError,
+                           match=r"step 0 changed its input in place .* forward pass"):
+            run((u * 1, torch.tensor(1)))
+    with torch.no_grad():  # nothing stored: a plain loop, as the user wrote it
+        assert checkpointed_loop(counting_step, (u, torch.tensor(1)), 10, a,
+                                 budget=3)[1].item() == 11
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 3),
+                              torch.nn.ReLU(inplace=True), torch.nn.Linear(3, 3))
+    with pytest.raises((pebbles.PebblesValueError, RuntimeError), match="in-place|in place"):
+        checkpoint_sequential(net, torch.randn(2, 3), budget=2, tape=False)
+    if sys.version_info >= (3, 11):  # a taped run's leaf: torch's error, with a hint
+        with pytest.raises(RuntimeError, match="in-place operation") as info:
+            checkpoint_sequential(net, torch.randn(2, 3), budget=2)
+        assert "must not change its input in place" in info.value.__notes__[0]
+
+
+def test_parameters_computed_by_the_caller_get_gradients():
+    """A parameter that is not a leaf (w * 2, a slice of a tensor) gets its gradient, and
+    through it the caller's leaves; the search for tensors not passed stops there."""
+    w = torch.tensor([0.9, 0.5], dtype=F64, requires_grad=True)
+    u = torch.randn(3, dtype=F64, requires_grad=True)
+    step = lambda i, x, a, b: a * torch.sin(x) + b * x  # noqa: E731
+    want = torch.autograd.grad(plain_loop(step, u, 9, *(w * 2).unbind()).sum(), [u, w])
+    got = torch.autograd.grad(checkpointed_loop(step, u, 9, *(w * 2).unbind(), budget=2).sum(),
+                              [u, w])
+    assert_close(got, want)
+    m = torch.randn(4, 4, dtype=F64, requires_grad=True)
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    for kw in ({"budget": 2}, {"memory": 1e5}, {"segments": 2}):
+        weight = m * 2
+        layer = functools.partial(lambda x, w: torch.tanh(x @ w), w=weight)
+        want = torch.autograd.grad(layer(layer(layer(layer(layer(x))))).sum(), [x, m],
+                                   retain_graph=True)
+        out = checkpoint_sequential([layer] * 5, x, params=[weight], **kw)
+        assert_close(torch.autograd.grad(out.sum(), [x, m]), want)
+    a, b = w.unbind()  # b is used but not passed: still reported
+    with pytest.raises(pebbles.PebblesValueError, match="requires grad but was not passed"):
+        checkpointed_loop(lambda i, x, a: a * x * b, u, 4, a, budget=2).sum().backward()
+
+
+def test_parameter_hooks_run_once_on_the_whole_gradient():
+    """p.register_hook runs once on the parameter's gradient, as in plain autograd: not
+    on each backward step's part and then again on their sum."""
+    net = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(6)]).double()
+    net[2].weight.register_hook(lambda g: g * 5)
+    x = torch.randn(2, 3, dtype=F64, requires_grad=True)
+    want = torch.autograd.grad(net(x).sum(), [x, *net.parameters()])
+    assert_close(torch.autograd.grad(checkpoint_sequential(net, x, budget=2).sum(),
+                                     [x, *net.parameters()]), want)
+    w = torch.tensor([0.9, 0.5], dtype=F64, requires_grad=True)
+    u = torch.randn(3, dtype=F64, requires_grad=True)
+    step = lambda i, x, a: a[0] * torch.sin(x) + a[1] * x  # noqa: E731
+
+    def grads(loop):
+        a = w * 2
+        a.register_hook(lambda g: g * 3)
+        a.retain_grad()
+        y = loop(a)
+        w.grad = u.grad = None
+        y.sum().backward()
+        return [w.grad, u.grad, a.grad]
+
+    want = grads(lambda a: plain_loop(step, u, 9, a))
+    assert_close(grads(lambda a: checkpointed_loop(step, u, 9, a, budget=2)), want)
+    handle = w.register_hook(lambda g: g * 5)
+    assert_close(grads(lambda a: checkpointed_loop(step, u, 9, a, budget=2)),
+                 [want[0] * 5, *want[1:]])
+    handle.remove()  # the hooks are back in place after each pass
+    assert_close(grads(lambda a: checkpointed_loop(step, u, 9, a, budget=2)), want)
+
+
+def test_memory_limits_are_checked_as_numbers_of_bytes():
+    u = torch.randn(8, dtype=F64, requires_grad=True)
+    a = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    step = lambda i, x, a: a * torch.sin(x)  # noqa: E731
+    want = torch.autograd.grad(plain_loop(step, u, 10, a).sum(), [u, a])
+    for memory, kw in ((math.inf, {}), (np.int64(640), {}), (np.float32(640), {}),
+                       (640, {"graph_bytes": np.int64(64)})):
+        got = checkpointed_loop(step, u, 10, a, memory=memory, **kw)
+        assert_close(torch.autograd.grad(got.sum(), [u, a]), want)
+    net = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(4)])
+    x = torch.randn(2, 3)
+    for bad, error in ((True, pebbles.PebblesTypeError), ("1e5", pebbles.PebblesTypeError),
+                       (math.nan, pebbles.PebblesValueError), (-1, pebbles.PebblesValueError)):
+        with pytest.raises(error, match=f"memory={bad!r} must be a number of bytes"):
+            checkpoint_sequential(net, x, memory=bad)
+        with pytest.raises(error, match=f"memory={bad!r} must be a number of bytes"):
+            checkpointed_loop(step, u, 10, a, memory=bad)
+    with pytest.raises(pebbles.PebblesValueError, match="graph_bytes=nan must be"):
+        checkpointed_loop(step, u, 10, a, memory=640, graph_bytes=math.nan)
+
+
+# torch's forward-mode decompositions script themselves with torch.jit on first use
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_torch_func_transforms_and_forward_mode_are_refused():
+    a = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    step = lambda i, x, a: a * torch.sin(x)  # noqa: E731
+    loop = lambda x: checkpointed_loop(step, x, 9, a, budget=2)  # noqa: E731
+    u = torch.randn(3, dtype=F64)
+    with pytest.raises(pebbles.PebblesNotImplementedError, match="torch.func transform"):
+        torch.func.grad(lambda x: loop(x).sum())(u)
+    with pytest.raises(pebbles.PebblesNotImplementedError, match="torch.func transform"):
+        torch.func.vmap(loop)(torch.randn(4, 3, dtype=F64))
+    with forward_ad.dual_level(), pytest.raises(pebbles.PebblesNotImplementedError,
+                                                match="forward-mode AD"):
+        loop(forward_ad.make_dual(u, torch.ones_like(u)))
+    a.requires_grad_(False)  # no gradient wanted: a plain loop, which they transform
+    assert_close([torch.func.vmap(loop)(u[None])[0]], [plain_loop(step, u, 9, a)])
+
+
+def test_changing_an_output_that_stored_states_share_is_refused():
+    """A step that passes a tensor on unchanged puts it in every later state: the
+    output and the stored states share it, so an in-place change of the output before
+    the backward pass changes them too; autograd's error, as plain autograd gives."""
+    a = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    u = torch.randn(3, dtype=F64, requires_grad=True)
+    p = torch.tensor(0.5, dtype=F64, requires_grad=True)
+
+    def step(i, x, a):
+        return x[0] + x[1] * torch.sin(x[0]) * a, x[1] * a if i == 2 else x[1]
+
+    want = torch.autograd.grad(plain_loop(step, (u, p), 10, a)[0].sum(), [u, p, a])
+    for loop in (lambda x0: checkpointed_loop(step, x0, 10, a, budget=3),
+                 lambda x0: checkpointed_while_loop(lambda i, x: i < 10, step, x0, a,
+                                                    budget=3)):
+        out = loop((u * 1, p * 1))
+        out[1].mul_(2)
+        with pytest.raises(RuntimeError, match="output 1 of a pebbles.torch call"):
+            out[0].sum().backward()
+        out = loop((u * 1, p * 1))
+        out[0].mul_(2)  # a tensor of its own: no stored state holds it
+        assert_close(torch.autograd.grad(out[0].sum(), [u, p, a]), [2 * g for g in want])
+
+
+def test_changing_a_parameter_before_the_backward_pass_is_refused():
+    """optimizer.step() between the forward and the backward pass: plain autograd raises
+    (a saved tensor changed); the replays would run with the new values, so it raises
+    here too instead of returning wrong gradients."""
+    a = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    out = checkpointed_loop(lambda i, x, a: a * torch.sin(x), torch.ones(3, dtype=F64), 9, a,
+                            budget=2)
+    with torch.no_grad():
+        a.add_(0.1)
+    with pytest.raises(RuntimeError, match=r"params\[0\] of a pebbles.torch call"):
+        out.sum().backward()
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh(), torch.nn.Linear(3, 3))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    out = checkpoint_sequential(net, torch.randn(2, 3), budget=2)
+    out.sum().backward(retain_graph=True)
+    optimizer.step()
+    with pytest.raises(RuntimeError, match=r"a parameter of shape \(3, 3\) of a pebbles"):
+        out.sum().backward()
