@@ -275,3 +275,143 @@ def test_importing_pebbles_and_the_cli_hooks_does_not_import_matplotlib():
     code = ("import sys, pebbles, visualize, visualize.cli; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_save_checks_dpi_and_format_before_drawing(tmp_path):
+    fig = visualize.draw_game(pebbles.treeverse(10, 3), 10)
+    # dpi 1..6 used to crash in FreeType (RuntimeError: invalid ppem value) for a PNG
+    with pytest.raises(pebbles.PebblesValueError, match="dpi=1 must be from 10 to 1200"):
+        visualize.save(fig, tmp_path / "a.png", dpi=1)
+    with pytest.raises(pebbles.PebblesTypeError, match="dpi='x'"):
+        visualize.save(fig, tmp_path / "a.png", dpi="x")
+    with pytest.raises(pebbles.PebblesValueError, match="'.xyz' is not a format"):
+        visualize.save(fig, tmp_path / "a.xyz")
+    with pytest.raises(pebbles.PebblesValueError, match="does not exist"):
+        visualize.save(fig, tmp_path / "missing" / "a.png")
+    with pytest.raises(pebbles.PebblesTypeError, match="not a matplotlib Figure"):
+        visualize.save("fig", tmp_path / "a.png")
+    assert not list(tmp_path.iterdir())
+    assert visualize.save(fig, tmp_path / "a.png", dpi=10).stat().st_size > 0
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["draw", "treeverse", "-n", "5", "--pebbles", "3", "--dpi", "1",
+                              "-o", "x.png"])
+
+
+@pytest.mark.parametrize("ext", ["png", "pdf", "svg"])
+def test_save_failing_midway_leaves_no_partial_file_and_keeps_the_old_one(tmp_path, ext):
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    class Broken(Text):
+        def draw(self, renderer):
+            raise RuntimeError("boom")
+
+    out = tmp_path / f"fig.{ext}"
+    out.write_bytes(b"old")
+    fig = Figure()  # no layout engine: the PDF and SVG files are open when drawing fails
+    fig.add_artist(Broken(0.5, 0.5, "x"))
+    with pytest.raises(RuntimeError, match="boom"):
+        visualize.save(fig, out)
+    assert out.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+@pytest.mark.parametrize("n, budget, game", [(1, 1, "checkpoint"), (1, 1, "reversible"),
+                                             (2, 2, "checkpoint")])
+def test_short_diagrams_keep_the_legend_below_the_axes_and_integer_row_ticks(n, budget, game):
+    moves = (pebbles.treeverse(n, budget) if game == "checkpoint"
+             else pebbles.reversible_optimal(n, budget))
+    fig = visualize.draw_game(moves, n, game)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax_box = fig.axes[0].get_window_extent(renderer)
+    legend_box = fig.legends[0].get_window_extent(renderer)
+    assert legend_box.y1 <= ax_box.y0  # the legend used to overlap the board
+    lo, hi = sorted(fig.axes[0].get_ylim())
+    ticks = [t for t in fig.axes[0].get_yticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks)  # not -0.25, 0.25, ...
+
+
+def test_side_by_side_gives_each_panel_room_for_its_header():
+    from matplotlib.text import Text
+
+    fig = visualize.draw_side_by_side([("a", pebbles.treeverse(3, 2), "checkpoint"),
+                                       ("b", pebbles.reversible_optimal(3, 2), "reversible")], 3)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    left, right = (next(t for t in ax.get_children() if isinstance(t, Text)
+                        and t.get_text().startswith(f"{label}\n")).get_window_extent(renderer)
+                   for ax, label in zip(fig.axes, "ab", strict=False))
+    assert left.x1 <= right.x0 and right.x1 <= fig.bbox.x1  # headers used to overlap
+
+
+def test_side_by_side_checks_panels_and_n():
+    moves = pebbles.treeverse(10, 3)
+    with pytest.raises(pebbles.PebblesValueError, match="panels is empty"):
+        visualize.draw_side_by_side([], 10)
+    with pytest.raises(pebbles.PebblesTypeError, match="n=10.0 must be an integer"):
+        visualize.draw_side_by_side([("a", moves, "checkpoint")], 10.0)
+    fig = visualize.draw_side_by_side([("a", moves, "checkpoint")], np.int64(10))
+    assert drawn_markers(fig)["placed"] == pebbles.min_forward_steps(10, 3)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"max_rows": 0}, pebbles.PebblesValueError, "max_rows=0 must be >= 1"),
+    ({"max_cols": -3}, pebbles.PebblesValueError, "max_cols=-3 must be >= 1"),
+    ({"max_cols": 2.5}, pebbles.PebblesTypeError, "max_cols=2.5 must be an integer"),
+    ({"max_rows": True}, pebbles.PebblesTypeError, "max_rows=True must be an integer"),
+])
+def test_fingerprint_checks_its_bins(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        visualize.draw_fingerprint(pebbles.treeverse(10, 3), 10, **kwargs)
+
+
+def test_tradeoff_and_online_overhead_refuse_empty_inputs():
+    with pytest.raises(pebbles.PebblesValueError, match=r"ns=\(\) is empty"):
+        visualize.draw_tradeoff(())
+    with pytest.raises(pebbles.PebblesValueError, match=r"ns=\(\) is empty"):
+        visualize.draw_online_overhead(())
+    with pytest.raises(pebbles.PebblesValueError, match=r"budgets=\(\) is empty"):
+        visualize.draw_online_overhead((10, 100), ())
+    fig = visualize.draw_tradeoff(50)  # one n as an int
+    assert fig.axes[0].get_title() == "n = 50"
+    fig = visualize.draw_online_overhead((10, 100), (1, 5))
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "S = 1, checkpoint game (cannot finish)" in labels  # NaN line, said so
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["treeverse", "--pebbles", "4", "--k", "3"], "--k: not taken by method treeverse"),
+    (["treeverse", "--pebbles", "4", "--side-by-side", "treeverse-paper", "--delta", "3",
+      "--every", "2"], "--every: not taken by method treeverse or treeverse-paper"),
+])
+def test_cli_draw_refuses_flags_no_drawn_method_takes(tmp_path, argv, match):
+    out = tmp_path / "x.png"
+    args = _parser().parse_args(["draw", *argv, "-n", "20", "-o", str(out)])
+    with pytest.raises(pebbles.PebblesValueError, match=match):
+        cli.run_draw(args)
+    assert not out.exists()
+
+
+def test_cli_fingerprint_refuses_traces_too_large_to_hold(tmp_path):
+    # store-all n=14000: 2e8 pixels passed, but 14000 rows of up to 14000 pebbles
+    # took many minutes and more than 10 GB before it was refused
+    args = _parser().parse_args(["draw", "store-all", "-n", "14000", "--fingerprint",
+                                 "-o", str(tmp_path / "x.png")])
+    with pytest.raises(pebbles.PebblesValueError, match="traces 13999 rows"):
+        cli.run_draw(args)
+
+
+def test_two_level_diagram_shows_the_disk_copies_and_counts():
+    s = pebbles.schedule("two-level", 30, budget=3, disk_budget=4, write_cost=2, read_cost=1)
+    r = pebbles.simulate(s, 30, s.game, 3, trace=True)
+    fig = visualize.draw_game(s, 30, s.game, budget=3)
+    traced = visualize.trace_rows(s, 30, s.game, 3)
+    assert traced.rows[-1].on_disk == frozenset(r.trace[-1].disk)
+    # one frame per disk copy per row; the disk used to be left out of the diagram
+    assert drawn_markers(fig)["on_disk"] == sum(len(row.on_disk) for row in traced.rows) > 0
+    header = fig.axes[0].get_title(loc="left")
+    assert f"disk writes={r.writes}, reads={r.reads}, disk peak={r.peak_disk}" in header
+    assert "copy on disk" in [t.get_text() for t in fig.legends[0].get_texts()]
+    plain = visualize.draw_game(pebbles.treeverse(10, 3), 10)
+    assert "on_disk" not in drawn_markers(plain) and "disk" not in plain.axes[0].get_title("left")

@@ -293,3 +293,25 @@ def test_benchmark_report_draws_figure5(tmp_path, read_svg, monkeypatch):
     assert svg.ids["measured"] == 6 and svg.ids["model"] == 6
     (tmp_path / "bench_pml.json").write_text(json.dumps({"kernels": {}}))
     assert report.draw_figure5(tmp_path, out).startswith("Figure 5 not drawn")
+
+
+def test_figure5_reads_records_from_a_generator():
+    # the records used to be consumed by a type check, then reported as empty
+    fig = visualize.draw_figure5(r for r in _records())
+    assert len(_gid(fig, "measured")) == 6
+
+
+@pytest.mark.parametrize("key, value", [("seconds", 0), ("seconds", -1.0),
+                                        ("seconds", float("nan")), ("seconds", "abc"),
+                                        ("peak_states", 0), ("model_seconds", float("inf"))])
+def test_figure5_refuses_values_a_log_axis_cannot_show(key, value):
+    records = _records()
+    records[2][key] = value
+    with pytest.raises(pebbles.PebblesValueError, match=f"record 2 in records has {key}="):
+        visualize.draw_figure5(records)
+
+
+def test_figure5_without_a_positive_peak_mb_everywhere_has_no_mb_panel():
+    records = _records()
+    records[0]["peak_mb"] = -3.0  # RSS after minus RSS before, on a tiny run
+    assert len(visualize.draw_figure5(records).axes) == 1

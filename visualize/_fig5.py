@@ -15,7 +15,9 @@ dashed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -36,21 +38,33 @@ _X = {"peak_states": "peak states held (stored + working)",
 _FIX = "records come from `python benchmarks/bench_pml.py --fig5 --json OUT`"
 
 
-def _checked(records: Sequence[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
-    if isinstance(records, (str, bytes, Mapping)) or not all(
-            isinstance(r, Mapping) for r in records):
+def _checked(records: Iterable[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
         raise PebblesValueError(f"{where} must be a sequence of dicts (one a run), got "
                                 f"{type(records).__name__}; {_FIX}")
+    records = list(records)  # once: a generator is read a single time
+    if not all(isinstance(r, Mapping) for r in records):
+        raise PebblesValueError(f"{where} must be a sequence of dicts (one a run); {_FIX}")
     records = [dict(r) for r in records]
     if not records:
-        raise PebblesValueError(f"records in {where} is empty; a Figure 5 needs at least one "
-                                f"record; {_FIX}")
+        raise PebblesValueError(f"{where} is empty; a Figure 5 needs at least one record; "
+                                f"{_FIX}")
     for i, r in enumerate(records):
         missing = [k for k in _REQUIRED if k not in r]
         if missing:
             raise PebblesValueError(f"record {i} in {where} lacks keys {missing} (every record "
                                     f"needs {list(_REQUIRED)}); {_FIX}")
+        for key in ("seconds", "measured_seconds", "peak_states", "model_seconds"):
+            if key in r and not _positive(r[key]):
+                raise PebblesValueError(f"record {i} in {where} has {key}={r[key]!r}; the axes "
+                                        f"are logarithmic, so it must be a finite number > 0")
     return records
+
+
+def _positive(value: Any) -> bool:
+    """True for a finite real number > 0 (not a bool)."""
+    return (isinstance(value, Real) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
 
 
 def fig5_families(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -114,13 +128,13 @@ def _minor_label(value: float, _pos: int) -> str:
     return f"{value:g}" if mantissa in (2.0, 5.0) else ""
 
 
-def draw_figure5(records: Sequence[Mapping[str, Any]], *, model: bool = True,
+def draw_figure5(records: Iterable[Mapping[str, Any]], *, model: bool = True,
                  title: str | None = None) -> Figure:
     """Paper Figure 5: measured gradient time against peak memory, per schedule family.
 
     Parameters
     ----------
-    records : sequence of dict
+    records : iterable of dict
         One dict a run (``["fig5"]["records"]`` of the benchmark JSON).
     model : bool
         Draw the step-count model ``model_seconds`` dashed (when every record has it).
@@ -130,12 +144,14 @@ def draw_figure5(records: Sequence[Mapping[str, Any]], *, model: bool = True,
     Returns
     -------
     matplotlib.figure.Figure
-        Left: time against peak states; right (when the records have
-        ``peak_mb``): time against the traced peak memory in MB.
+        Left: time against peak states; right (when every record has a
+        ``peak_mb`` > 0): time against the traced peak memory in MB.
     """
     records = _checked(records, "records")
     families = fig5_families(records)
-    keys = ["peak_states"] + (["peak_mb"] if all("peak_mb" in r for r in records) else [])
+    # RSS differences can be <= 0 on tiny runs: then no MB panel, as without peak_mb
+    keys = ["peak_states"] + (["peak_mb"] if all(_positive(r.get("peak_mb")) for r in records)
+                              else [])
     fig = _new_figure(5.0 * len(keys) + 0.5, 4.2)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys, strict=True):

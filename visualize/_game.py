@@ -8,7 +8,8 @@ free moves (``remove``, ``paint``) that follow it. Markers:
 * open circle -- pebble removed in this row;
 * light filled circle -- pebble lying from an earlier row;
 * red shading -- painted cells (checkpoint games; darker where painted in this row);
-* a gold column -- the end cell n of the reversible game.
+* a gold column -- the end cell n of the reversible game;
+* an orange square frame -- a copy of the state on disk (two-level game).
 
 All figures are :class:`matplotlib.figure.Figure` objects drawn with the Agg
 canvas; no pyplot global state is touched.
@@ -16,7 +17,10 @@ canvas; no pyplot global state is touched.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterable, Sequence
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +31,27 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from pebbles import Game, Move, PebblesValueError
+from pebbles import Game, Move, PebblesTypeError, PebblesValueError
 
 from ._rows import CODES, MAX_CELLS, MAX_ROWS, Traced, fingerprint_array, trace_rows
+from .cli import MAX_DPI, MIN_DPI
 
 __all__ = ["draw_game", "draw_fingerprint", "draw_side_by_side", "save",
-           "MAX_CELLS", "MAX_ROWS", "GIDS"]
+           "MAX_CELLS", "MAX_ROWS", "MAX_DPI", "MIN_DPI", "GIDS"]
 
 
 #: gid of each marker collection (tests count their offsets).
 GIDS = {"placed": "pebbles-placed", "removed": "pebbles-removed",
-        "kept": "pebbles-kept", "input": "pebbles-input"}
+        "kept": "pebbles-kept", "input": "pebbles-input", "on_disk": "pebbles-disk"}
 
 DARK, LIGHT, PAINT, PAINT_NEW, FLAG = "#1f2d3d", "#9db4cc", "#f4b6b0", "#e0625a", "#f2c14e"
+DISK = "#e07b00"
 _STYLE = {
     "placed": {"c": DARK, "edgecolors": DARK},
     "removed": {"facecolors": "white", "edgecolors": DARK},
     "kept": {"c": LIGHT, "edgecolors": "#6f8aa6"},
     "input": {"c": LIGHT, "edgecolors": "#6f8aa6", "marker": "s"},
+    "on_disk": {"facecolors": "none", "edgecolors": DISK, "marker": "s"},
 }
 
 
@@ -55,6 +62,8 @@ def _header(traced: Traced, title: str | None, budget: int | None) -> str:
              f"steps={r.forward_steps}", f"peak={r.peak_pebbles}"]
     if traced.game is not Game.REVERSIBLE:
         parts.insert(-1, f"paints={r.backward_steps}")
+    if r.writes or r.reads:
+        parts += [f"disk writes={r.writes}", f"reads={r.reads}", f"disk peak={r.peak_disk}"]
     return "   ".join(parts[:1]) + "\n" + ", ".join(parts[1:])
 
 
@@ -91,16 +100,31 @@ def _paint_shading(ax: Axes, traced: Traced) -> None:
 def _markers(ax: Axes, traced: Traced, size: float) -> None:
     """One scatter collection per marker kind, tagged with :data:`GIDS`."""
     for kind in ("kept", "removed", "placed"):
-        xs, ys = [], []
-        for r, row in enumerate(traced.rows):
-            cells = sorted(getattr(row, kind))
-            xs += cells
-            ys += [r] * len(cells)
+        xs, ys = _cells(traced, kind)
         ax.scatter(xs, ys, s=size, linewidths=0.9, zorder=3, gid=GIDS[kind],
                    label=kind, **_STYLE[kind])
+    if _has_disk([traced]):  # a frame around the cell, behind its pebble
+        xs, ys = _cells(traced, "on_disk")
+        ax.scatter(xs, ys, s=size * 2.2, linewidths=1.2, zorder=2, gid=GIDS["on_disk"],
+                   label="on_disk", **_STYLE["on_disk"])
     rows = len(traced.rows)
     ax.scatter([0] * rows, range(rows), s=size * 0.8, linewidths=0.9, zorder=3,
                gid=GIDS["input"], **_STYLE["input"])
+
+
+def _cells(traced: Traced, kind: str) -> tuple[list[int], list[int]]:
+    """x (cell) and y (row) of every cell of ``kind`` in every row."""
+    xs: list[int] = []
+    ys: list[int] = []
+    for r, row in enumerate(traced.rows):
+        cells = sorted(getattr(row, kind))
+        xs += cells
+        ys += [r] * len(cells)
+    return xs, ys
+
+
+def _has_disk(traced: Iterable[Traced]) -> bool:
+    return any(row.on_disk for t in traced for row in t.rows)
 
 
 def _reach_line(ax: Axes, traced: Traced) -> None:
@@ -124,7 +148,7 @@ def _format_axes(ax: Axes, traced: Traced, nrows: int) -> None:
     ax.set_xticks(range(0, n + 1, step))
     ax.set_xlabel("cell i (state $s_i$)")
     ax.set_ylabel("step (row 0: start)")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     ax.set_xticks(np.arange(-0.5, n + 1), minor=True)
     ax.grid(which="minor", axis="x", color="#e4e4e4", lw=0.5)
     ax.tick_params(which="minor", length=0)
@@ -133,7 +157,7 @@ def _format_axes(ax: Axes, traced: Traced, nrows: int) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _legend(fig: Figure, games: set[Game]) -> None:
+def _legend(fig: Figure, games: set[Game], disk: bool = False) -> None:
     def dot(face: str, edge: str, marker: str = "o") -> Line2D:
         return Line2D([], [], ls="", marker=marker, mfc=face, mec=edge, ms=7)
 
@@ -146,8 +170,14 @@ def _legend(fig: Figure, games: set[Game]) -> None:
     if games - {Game.REVERSIBLE}:
         handles += [Patch(color=PAINT_NEW), Patch(color=PAINT)]
         labels += ["painted this step", "painted before"]
+    if disk:
+        handles.append(Line2D([], [], ls="", marker="s", mfc="none", mec=DISK, ms=10))
+        labels.append("copy on disk")
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7,
                frameon=False)
+    # keep the legend's two rows (about 0.5 inch) below the axes, however short the figure
+    bottom = min(0.5 / fig.get_figheight(), 0.4)
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -203,8 +233,7 @@ def draw_game(
     if ax is None:
         fig = _new_figure(max(5.6, cell * (n + 1) + 1.6), cell * nrows + 1.6)
         ax = fig.add_subplot()
-        _legend(fig, {traced.game})
-        fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
+        _legend(fig, {traced.game}, _has_disk([traced]))
     else:
         fig = ax.figure
         bbox = ax.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
@@ -223,6 +252,16 @@ def _bin(img: np.ndarray, most: int, axis: int) -> np.ndarray:
         return img
     edges = np.linspace(0, size, most + 1).astype(int)
     return np.maximum.reduceat(img, edges[:-1], axis=axis)
+
+
+def _check_bins(name: str, value: object) -> None:
+    """``max_rows`` and ``max_cols`` are whole numbers >= 1."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise PebblesTypeError(f"{name}={value!r} must be an integer, got "
+                               f"{type(value).__name__}; pass e.g. {name}=800")
+    if value < 1:
+        raise PebblesValueError(f"{name}={value!r} must be >= 1 (image {name[4:]} after "
+                                f"binning); pass e.g. {name}=800")
 
 
 def draw_fingerprint(
@@ -250,6 +289,8 @@ def draw_fingerprint(
     matplotlib.figure.Figure
         The image is ``fig.axes[0].images[0]`` with ``gid='fingerprint'``.
     """
+    for name, value in (("max_rows", max_rows), ("max_cols", max_cols)):
+        _check_bins(name, value)
     traced = trace_rows(moves, n, game, budget)
     img = _bin(_bin(fingerprint_array(traced), max_rows, 0), max_cols, 1)
     if ax is None:
@@ -277,6 +318,16 @@ def _panel(item: Sequence) -> tuple[str, Iterable[Move], Game | str, int | None]
     return item[0], item[1], item[2], item[3] if len(item) == 4 else None
 
 
+def _panel_ns(n: int | Sequence[int], panels: int) -> list[int]:
+    """``n`` for every panel: one integer shared, or one a panel."""
+    if isinstance(n, Integral):
+        return [n] * panels
+    if isinstance(n, (str, bytes)) or not isinstance(n, Iterable):
+        raise PebblesTypeError(f"n={n!r} must be an integer or a sequence of integers (one "
+                               f"a panel), got {type(n).__name__}; pass e.g. n=20")
+    return list(n)
+
+
 def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Figure:
     """Draw several schedules next to each other, on one step scale.
 
@@ -295,7 +346,9 @@ def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Fig
         are taller.
     """
     parsed = [_panel(p) for p in panels]
-    ns = [n] * len(parsed) if isinstance(n, int) else list(n)
+    if not parsed:
+        raise PebblesValueError("panels is empty; pass at least one (label, moves, game)")
+    ns = _panel_ns(n, len(parsed))
     if len(ns) != len(parsed):
         raise PebblesValueError(f"got {len(parsed)} panels but {len(ns)} values of n")
     traced = [trace_rows(m, k, g, b) for (_, m, g, b), k in zip(parsed, ns, strict=True)]
@@ -303,27 +356,69 @@ def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Fig
         _check_size(t)
     nrows = max(len(t.rows) for t in traced)
     cell = _cell_inches(sum(k + 1 for k in ns), nrows)
-    fig = _new_figure(max(5.6, cell * sum(k + 1 for k in ns) + 1.2 * len(ns) + 0.6),
-                      cell * nrows + 1.7)
+    width = cell * sum(k + 1 for k in ns) + 1.2 * len(ns) + 0.6
+    # at least 3.4 inches a panel: room for its two-line header
+    fig = _new_figure(max(5.6, 3.4 * len(ns), width), cell * nrows + 1.7)
     axes = fig.subplots(1, len(traced), squeeze=False,
                         width_ratios=[k + 1.2 for k in ns])[0]
     for ax, t, (label, _, _, b) in zip(axes, traced, parsed, strict=True):
         _draw_traced(ax, t, label, b, nrows, cell)
-    _legend(fig, {t.game for t in traced})
-    fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
+    _legend(fig, {t.game for t in traced}, _has_disk(traced))
     return fig
 
 
-def save(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
-    """Write a figure; the format (png, svg, pdf, ...) follows the file extension.
-
-    Returns the path written.
-    """
-    path = Path(path)
+def _check_save(fig: Figure, path: Path, dpi: float) -> str:
+    """The format of ``path``; raise on a missing or unknown extension or a bad dpi."""
+    if not isinstance(fig, Figure):
+        raise PebblesTypeError(f"fig={fig!r} is not a matplotlib Figure; pass the figure a "
+                               "visualize.draw_* function returned")
     if not path.suffix:
         raise PebblesValueError(f"cannot tell the format of {str(path)!r}: give it an "
                                 "extension such as .png, .svg or .pdf")
+    if path.is_dir() or not path.resolve().parent.is_dir():
+        what = "is a directory" if path.is_dir() else "is in a directory that does not exist"
+        raise PebblesValueError(f"path={str(path)!r} {what}; name a file in an existing "
+                                "directory")
+    fmt = path.suffix[1:].lower()
+    known = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in known:
+        raise PebblesValueError(f"path={str(path)!r}: {path.suffix!r} is not a format "
+                                f"matplotlib writes; use one of .{', .'.join(sorted(known))}")
+    if isinstance(dpi, bool) or not isinstance(dpi, Real):
+        raise PebblesTypeError(f"dpi={dpi!r} must be a number, got {type(dpi).__name__}; "
+                               "pass e.g. dpi=120")
+    if not MIN_DPI <= dpi <= MAX_DPI:
+        raise PebblesValueError(f"dpi={dpi!r} must be from {MIN_DPI} to {MAX_DPI}; "
+                                "pass e.g. dpi=120")
+    return fmt
+
+
+def save(fig: Figure, path: str | Path, *, dpi: float = 120) -> Path:
+    """Write a figure; the format (png, svg, pdf, ...) follows the file extension.
+
+    The figure is written to a temporary file next to ``path`` and renamed, so a
+    failure (or Ctrl-C) while drawing leaves no partial file and keeps an older
+    file of that name.
+
+    Returns the path written.
+
+    Raises
+    ------
+    PebblesValueError
+        On a missing or unknown extension, or a dpi outside
+        :data:`MIN_DPI` .. :data:`MAX_DPI`.
+    """
+    path = Path(path)
+    fmt = _check_save(fig, path, dpi)
     if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=dpi, format=path.suffix[1:].lower())
+    dest = path.resolve()  # through a symbolic link to its target
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(tmp, "xb") as out:
+            fig.savefig(out, dpi=dpi, format=fmt)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -44,6 +44,8 @@ class Row:
     painted_from : cells ``painted_from..n`` are painted at the end of the row.
     newly_painted : cells painted during this row.
     moves : the moves of the row (a step first, then free moves).
+    on_disk : cells with a disk copy at the end of the row (two-level game:
+        ``store`` writes one, ``load`` reads it back as a placed pebble).
     """
 
     placed: frozenset[int]
@@ -52,6 +54,7 @@ class Row:
     painted_from: int
     newly_painted: range
     moves: tuple[Move, ...]
+    on_disk: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ def _row(before: pebbles.Board, boards: list[pebbles.Board], moves: list[Move]) 
         placed=frozenset(placed), removed=frozenset(lost - placed),
         kept=frozenset(start & set(end.pebbles) - lost), painted_from=end.painted_from,
         newly_painted=range(end.painted_from, before.painted_from), moves=tuple(moves),
+        on_disk=frozenset(end.disk),
     )
 
 

@@ -21,14 +21,24 @@ paper. The paper's continuous approximations are drawn dashed: Treeverse
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from math import log
+from numbers import Integral
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from pebbles import TRADEOFF_S_CAP as S_CAP
-from pebbles import X_MAX, memory_ratio, online_overhead, online_r2_range, tradeoff_curves
+from pebbles import (
+    X_MAX,
+    PebblesTypeError,
+    PebblesValueError,
+    memory_ratio,
+    online_overhead,
+    online_r2_range,
+    tradeoff_curves,
+)
 
 from ._game import _new_figure
 
@@ -95,7 +105,7 @@ def _ratio_panel(ax: Axes, ns: tuple[int, ...], all_curves: list[dict[str, Curve
     ax.legend(fontsize=7, frameon=False)
 
 
-def draw_tradeoff(ns: tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_n: int = 10**4,
+def draw_tradeoff(ns: int | tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_n: int = 10**4,
                   reversible_max_pebbles: int | None = None) -> Figure:
     """Minimum memory against time overhead, one panel per n, and the memory ratio.
 
@@ -107,8 +117,9 @@ def draw_tradeoff(ns: tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_n: int
 
     Parameters
     ----------
-    ns : tuple of int
-        The numbers of steps; n = 10^6 takes about a minute (cached afterwards).
+    ns : int or tuple of int
+        The numbers of steps, one panel each; n = 10^6 takes about a minute
+        (cached afterwards).
     paper_max_n, reversible_max_pebbles
         Passed to :func:`tradeoff_curves`.
 
@@ -116,7 +127,7 @@ def draw_tradeoff(ns: tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_n: int
     -------
     matplotlib.figure.Figure
     """
-    ns = tuple(ns)
+    ns = _nonempty("ns", (ns,) if isinstance(ns, Integral) else ns)
     curves = [tradeoff_curves(n, paper_max_n=paper_max_n,
                               reversible_max_pebbles=reversible_max_pebbles) for n in ns]
     fig = _new_figure(3.6 * max(len(ns), 2) + 0.8, 7.6)
@@ -143,6 +154,19 @@ def draw_tradeoff(ns: tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_n: int
     return fig
 
 
+def _nonempty(name: str, values: Iterable[int], example: str = "(100, 1000)"
+              ) -> tuple[int, ...]:
+    """``values`` as a tuple; raise when there are none."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise PebblesTypeError(f"{name}={values!r} must be a sequence of integers, got "
+                               f"{type(values).__name__}; pass e.g. {name}={example}")
+    out = tuple(values)
+    if not out:
+        raise PebblesValueError(f"{name}=() is empty; pass at least one value, e.g. "
+                                f"{name}={example}")
+    return out
+
+
 def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20, 40)
                          ) -> Figure:
     """The online scheme's forward steps over the offline optimum against n.
@@ -154,6 +178,7 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
     -------
     matplotlib.figure.Figure
     """
+    ns, budgets = _nonempty("ns", ns), _nonempty("budgets", budgets, "(10, 20, 40)")
     fig = _new_figure(7.0, 4.2)
     ax = fig.add_subplot()
     colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
@@ -164,8 +189,10 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
         for inplace, style in ((False, "-"), (True, "--")):
             y = over[inplace][s] * 100
             game = "in-place" if inplace else "checkpoint"
+            note = " (cannot finish)" if np.isnan(y).all() else ""
             ax.plot(x, y, style, color=colour, marker="o" if not inplace else "",
-                    markersize=3, label=f"S = {s}, {game} game", gid=f"online-{s}-{game}")
+                    markersize=3, label=f"S = {s}, {game} game{note}",
+                    gid=f"online-{s}-{game}")
         ax.axvline(online_r2_range(s), color=colour, linestyle=":", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("n (steps when the run stops)")

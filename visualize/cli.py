@@ -24,14 +24,19 @@ import numpy as np
 
 import pebbles
 from pebbles import PebblesValueError
-from pebbles.cli import Command, add_schedule_arguments, positive, schedule_from_args
+from pebbles.cli import Command, add_schedule_arguments, positive, schedule_from_args, unused_flags
 
 __all__ = ["DRAW", "TRADEOFF", "add_draw_arguments", "add_tradeoff_arguments", "check_output",
            "dpi", "matplotlib_required", "run_draw", "run_tradeoff"]
 
-#: Most pixels of a fingerprint before binning (rows x cells), and the largest dpi.
+#: Most pixels of a fingerprint before binning (rows x cells).
 MAX_FINGERPRINT = 2 * 10**8
-MAX_DPI = 1200
+#: Most pebbles a fingerprint traces (rows x peak pebbles): about half a minute and
+#: a gigabyte (store-all n=3000 is 9e6).
+MAX_TRACE = 10**7
+#: Resolutions drawn (``--dpi``, :func:`visualize.save`): below about 10 dpi FreeType
+#: cannot size the labels of a raster, above 1200 a raster has gigapixels.
+MIN_DPI, MAX_DPI = 10, 1200
 #: Largest n a trade-off panel covers: the reversible optimum's tables cost
 #: O(n S), and n = 10^6 already takes about a minute.
 MAX_TRADEOFF_N = 10**6
@@ -71,10 +76,11 @@ def check_output(path: str) -> Path:
 
 
 def dpi(text: str) -> int:
-    """argparse type: a resolution from 1 to :data:`MAX_DPI` dots per inch."""
+    """argparse type: a resolution from :data:`MIN_DPI` to :data:`MAX_DPI` dots per inch."""
     value = positive(text)
-    if value > MAX_DPI:
-        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_DPI} dpi")
+    if not MIN_DPI <= value <= MAX_DPI:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: at least {MIN_DPI} and at most {MAX_DPI} dpi")
     return value
 
 
@@ -120,6 +126,7 @@ def describe(args: argparse.Namespace) -> str:
 def _schedules(args: argparse.Namespace) -> list[tuple]:
     """(label, schedule, game, budget) for the method and the optional side-by-side one."""
     names = [args.method] + ([args.side_by_side] if args.side_by_side else [])
+    _check_flags(args, names)
     panels = []
     for k, name in enumerate(names):
         s = schedule_from_args(args, name)
@@ -127,6 +134,18 @@ def _schedules(args: argparse.Namespace) -> list[tuple]:
         label = args.title if (args.title and k == 0) else describe(_with(args, name))
         panels.append((label, s, s.game, s.budget))
     return panels
+
+
+def _check_flags(args: argparse.Namespace, names: list[str]) -> None:
+    """Refuse schedule flags that none of the drawn methods takes (``--k`` for treeverse);
+    ``--side-by-side`` shares the flags, so each needs one taker."""
+    unused = [f for f in unused_flags(args, names[0])
+              if all(f in unused_flags(args, name) for name in names[1:])]
+    if unused:
+        it = "it" if len(unused) == 1 else "them"
+        raise PebblesValueError(
+            f"{' '.join(unused)}: not taken by method {' or '.join(names)}; leave {it} out "
+            f"or pick a method that takes {it} (pebbles methods)")
 
 
 def _with(args: argparse.Namespace, method: str) -> argparse.Namespace:
@@ -150,6 +169,19 @@ def _check_size(args: argparse.Namespace, s: pebbles.Schedule) -> None:
             raise PebblesValueError(
                 f"a fingerprint of {s} has {rows} rows x {s.n + 1} cells, more than "
                 f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
+        _check_trace(s)
+
+
+def _check_trace(s: pebbles.Schedule) -> None:
+    """Refuse a fingerprint whose traced boards are too many pebbles to hold: the
+    rows are read off every board, so time and memory grow with rows x peak."""
+    r = s.simulate()
+    held = r.forward_steps * (r.peak_pebbles + 1)
+    if held > MAX_TRACE:
+        raise PebblesValueError(
+            f"a fingerprint of {s} traces {r.forward_steps} rows of up to "
+            f"{r.peak_pebbles} pebbles, more than {MAX_TRACE} pebbles in all (minutes and "
+            f"gigabytes); draw a smaller n or a method that holds fewer states")
 
 
 def _figure(args: argparse.Namespace, panels: list[tuple]):
