@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ._budget import check_budget
-from ._convex import Convex, add, merge, split_of_merge
+from ._convex import Convex, RunReader, add, merge, split_of_merge
 from ._moves import Game, Move, MoveKind
 from ._validation import check_int
 
@@ -57,37 +57,45 @@ class ReversibleTables:
 
 
 def _clean_row(prev: Convex, size: int) -> Convex:
-    """Row ``C(., s)`` on ``1..size`` from ``prev = C(., s - 1)``.
+    """Row ``C(., s)`` on ``1..size`` from ``prev = C(., s - 1)``, run by run.
 
     ``C(m, s) = min_{j + k = m} g(j) + h(k)`` with ``g = C(., s) + prev`` and
     ``h = prev``: g depends on the row being built, but only on increments
-    already made (the merge takes g's j-th increment after h's first).
+    already made (the merge takes g's j-th increment after h's first). Both are
+    convex, so the row's increments are theirs merged by size; a run of equal
+    increments of g (or h) is taken at once, so the work is O(runs), not O(size).
     """
     row = Convex(1)
     if size < 2:
         return row
     row.append(prev.first + prev.first + prev.first - 1)
-    own, g_prev, h_prev = row.increments(), prev.increments(), prev.increments()
+    own, g_prev, h_prev = RunReader(row), RunReader(prev), RunReader(prev)
     g_room = h_room = prev.size - 1
-    g_next = h_next = None
-    while row.size < size and (g_room or h_room):
-        if g_room and g_next is None:
-            g_next = next(own) + next(g_prev)
-        if h_room and h_next is None:
-            h_next = next(h_prev)
+    made = 2  # row.size, counted here (the property sums the runs)
+    while made < size and (g_room or h_room):
+        g_next = own.step() + g_prev.step() if g_room else None
+        h_next = h_prev.step() if h_room else None
+        room = size - made
         if h_next is None or (g_next is not None and g_next <= h_next):
-            row.append(g_next)
-            g_next, g_room = None, g_room - 1
+            take = min(own.left(), g_prev.left(), g_room, room)
+            row.extend(g_next, take)
+            own.skip(take)
+            g_prev.skip(take)
+            g_room -= take
+            made += take
         else:
-            row.append(h_next)
-            h_next, h_room = None, h_room - 1
+            take = min(h_prev.left(), h_room, room)
+            row.extend(h_next, take)
+            h_prev.skip(take)
+            h_room -= take
+            made += take
     return row
 
 
 @lru_cache(maxsize=8)
 def _tables(n: int, s: int) -> ReversibleTables:
     """:meth:`ReversibleTables.build`, kept for the next call: a schedule builds them
-    when it is made, and again each time its moves are played (O(n S) work)."""
+    when it is made, and again each time its moves are played."""
     return ReversibleTables.build(n, s)
 
 

@@ -190,3 +190,30 @@ def test_reversible_schedule_builds_its_tables_once() -> None:
     s = schedule("reversible-optimal", 1000, budget=12)
     assert list(s) == list(s) and s.simulate().forward_steps == reversible_min_steps(1000, 12)
     assert _tables.cache_info().misses == 1
+
+
+def test_reversible_tables_equal_the_dynamic_programme_at_every_distance() -> None:
+    # the tables are built run by run (runs of equal increments); the plain programme
+    # (O(n^2 S)) checks every entry
+    from pebbles._reversible import ReversibleTables
+
+    table = dp_table(1000, 10, "reversible")
+    for s in range(1, 11):
+        far = min(2**s - 1, 1000)
+        reach = ReversibleTables.build(far, s).reach[s]
+        got = [reach(m) for m in range(1, far + 1)]
+        assert got == table[1:far + 1, s].astype(int).tolist(), s
+
+
+def test_reversible_tables_for_long_runs_are_locally_optimal() -> None:
+    # n = 10^8, S = 30 (about 10^8 increments a row in ~700 runs): the first split of the
+    # optimal schedule, F(n, S) = C(j, S) + F(n - j, S - 1), beats its neighbours
+    from pebbles._convex import split_of_merge
+    from pebbles._reversible import _tables
+
+    n, s = 10**8, 30
+    t = _tables(n, s)
+    j = split_of_merge(t.clean[s], t.reach[s - 1], n)
+    cost = {k: t.clean[s](k) + t.reach[s - 1](n - k) for k in range(j - 3, j + 4)}
+    assert reversible_min_steps(n, s) == cost[j] == min(cost.values())
+    assert cost[j + 3] > cost[j]  # the window sees the costs rise (convexity)
