@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import numbers
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -64,7 +63,7 @@ from ._moves import MoveKind
 from ._online import OnlineScheduler
 from ._registry import schedule as _schedule
 from ._simulator import ChainCosts, simulate
-from ._validation import check_choice, check_int
+from ._validation import check_choice, check_cost, check_int
 
 __all__ = ["checkpoint_sequential", "checkpointed_loop", "checkpointed_while_loop",
            "profile_layers"]
@@ -1085,13 +1084,7 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
 
 def _check_bytes(name: str, value: object) -> float:
     """``value`` as a float: a number of bytes >= 0 (NumPy numbers too; inf: no limit)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise PebblesTypeError(f"{name}={value!r:.60} must be a number of bytes, e.g. "
-                               f"{name}=2**24")
-    if not float(value) >= 0:
-        raise PebblesValueError(f"{name}={value!r} must be a number of bytes >= 0 (inf: no "
-                                f"limit; NaN is not one), e.g. {name}=2**24")
-    return float(value)
+    return check_cost(name, value, "a number of bytes; inf: no limit", finite=False)
 
 
 def _nbytes(xs: tuple[torch.Tensor, ...]) -> int:

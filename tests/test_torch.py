@@ -1167,9 +1167,9 @@ def test_memory_limits_are_checked_as_numbers_of_bytes():
     x = torch.randn(2, 3)
     for bad, error in ((True, pebbles.PebblesTypeError), ("1e5", pebbles.PebblesTypeError),
                        (math.nan, pebbles.PebblesValueError), (-1, pebbles.PebblesValueError)):
-        with pytest.raises(error, match=f"memory={bad!r} must be a number of bytes"):
+        with pytest.raises(error, match=f"memory={bad!r} must be a number.*of bytes"):
             checkpoint_sequential(net, x, memory=bad)
-        with pytest.raises(error, match=f"memory={bad!r} must be a number of bytes"):
+        with pytest.raises(error, match=f"memory={bad!r} must be a number.*of bytes"):
             checkpointed_loop(step, u, 10, a, memory=bad)
     with pytest.raises(pebbles.PebblesValueError, match="graph_bytes=nan must be"):
         checkpointed_loop(step, u, 10, a, memory=640, graph_bytes=math.nan)
