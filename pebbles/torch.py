@@ -751,17 +751,25 @@ def _shared_outputs(out: tuple[torch.Tensor, ...], slots: list) -> list[tuple]:
             if t.numel() and t.untyped_storage().data_ptr() in held]
 
 
+def _modified(what: str, now: int, version: int, why: str) -> RuntimeError:
+    """Autograd's error for a saved tensor changed in place, naming ``what`` and why the
+    gradients would be wrong, and its fix."""
+    return RuntimeError(
+        f"one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: {what} of a pebbles.torch call, at version {now}; expected "
+        f"version {version} instead. {why}")
+
+
 def _check_shared(shared: list[tuple]) -> None:
     """Raise, as autograd does for a saved tensor, if an output that stored states share
     was changed in place after the forward pass: those states changed with it."""
     for k, alias, version in shared:
         if alias._version != version:
-            raise RuntimeError(
-                f"one of the variables needed for gradient computation has been modified by "
-                f"an inplace operation: output {k} of a pebbles.torch call, at version "
-                f"{alias._version}; expected version {version} instead. A step returned it "
-                f"unchanged, so the states stored for the backward pass hold it too and the "
-                f"gradients would be wrong. Change a copy (y = y.clone()) instead")
+            raise _modified(
+                f"output {k}", alias._version, version,
+                "A step returned it unchanged, so the states stored for the backward pass "
+                "hold it too and the gradients would be wrong. Change a copy "
+                "(y = y.clone()) instead")
 
 
 def _check_params(chain: _Chain, versions: list[int]) -> None:
@@ -773,12 +781,11 @@ def _check_params(chain: _Chain, versions: list[int]) -> None:
         if _versions((p,))[0] != version:
             what = (f"params[{k}]" if k < len(chain.params) else
                     f"a parameter of shape {tuple(p.shape)}")
-            raise RuntimeError(
-                f"one of the variables needed for gradient computation has been modified "
-                f"by an inplace operation: {what} of a pebbles.torch call, at version "
-                f"{p._version}; expected version {version} instead. The backward pass "
-                f"replays the steps with the parameters, so the gradients would be wrong. "
-                f"Change the parameters (optimizer.step()) after the backward pass")
+            raise _modified(
+                what, p._version, version,
+                "The backward pass replays the steps with the parameters, so the gradients "
+                "would be wrong. Change the parameters (optimizer.step()) after the "
+                "backward pass")
 
 
 def _unique(tensors: Iterable[torch.Tensor]) -> tuple[torch.Tensor, ...]:

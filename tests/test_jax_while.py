@@ -384,16 +384,6 @@ def test_body_must_be_traceable():
                                 jnp.ones(3), budget=2)
 
 
-def test_docs_example_runs():
-    """The example of the checkpointed_while_loop section of docs/jax.md."""
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[1] / "docs" / "jax.md").read_text()
-    section = text[text.index("## `checkpointed_while_loop`"):]
-    block = section[section.index("```python\n") + 10:]
-    exec(compile(block[:block.index("```")], "docs/jax.md", "exec"), {})  # noqa: S102
-
-
 def test_vmap_over_initial_states_and_stopping_counts():
     body = lambda c: (c[0] + 0.01 * jnp.sin(c[0]), c[1] + 1)  # noqa: E731
     grad = jax.vmap(jax.grad(lambda x, n: checkpointed_while_loop(

@@ -345,6 +345,28 @@ def test_side_by_side_gives_each_panel_room_for_its_header():
     assert left.x1 <= right.x0 and right.x1 <= fig.bbox.x1  # headers used to overlap
 
 
+def _header_boxes(fig):
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return [next(t for t in ax.get_children() if isinstance(t, Text)
+                 and t.get_text() == ax.get_title(loc="left")).get_window_extent(renderer)
+            for ax in fig.axes]
+
+
+@pytest.mark.parametrize("n", [12, 30])
+def test_two_level_headers_stay_inside_the_figure(n):
+    s = pebbles.schedule("two-level", n, budget=2, disk_budget=2, write_cost=1, read_cost=1)
+    single = visualize.draw_game(s, n, s.game, title="two-level", budget=2)
+    side = visualize.draw_side_by_side([("treeverse", pebbles.treeverse(n, 2), "checkpoint", 2),
+                                        ("two-level", s, s.game, 2)], n)
+    for fig in (single, side):
+        for box in _header_boxes(fig):  # "disk peak=..." used to run off the right edge
+            assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1
+    assert "disk peak=" in single.axes[0].get_title(loc="left")
+
+
 def test_side_by_side_checks_panels_and_n():
     moves = pebbles.treeverse(10, 3)
     with pytest.raises(pebbles.PebblesValueError, match="panels is empty"):
@@ -410,7 +432,7 @@ def test_two_level_diagram_shows_the_disk_copies_and_counts():
     assert traced.rows[-1].on_disk == frozenset(r.trace[-1].disk)
     # one frame per disk copy per row; the disk used to be left out of the diagram
     assert drawn_markers(fig)["on_disk"] == sum(len(row.on_disk) for row in traced.rows) > 0
-    header = fig.axes[0].get_title(loc="left")
+    header = fig.axes[0].get_title(loc="left").replace(",\n", ", ")
     assert f"disk writes={r.writes}, reads={r.reads}, disk peak={r.peak_disk}" in header
     assert "copy on disk" in [t.get_text() for t in fig.legends[0].get_texts()]
     plain = visualize.draw_game(pebbles.treeverse(10, 3), 10)

@@ -55,16 +55,35 @@ _STYLE = {
 }
 
 
-def _header(traced: Traced, title: str | None, budget: int | None) -> str:
+#: Characters of the 8-point header per inch of axes width (DejaVu Sans, with margin).
+_HEADER_CHARS_PER_INCH = 14
+
+
+def _header(traced: Traced, title: str | None, budget: int | None, ax: Axes) -> str:
+    """Method name, then the counts, wrapped to the width of ``ax``."""
     r = traced.result
     s = "\u2014" if budget is None else str(budget)
-    parts = [title or "schedule", f"n={traced.n}", f"{traced.game.value} game", f"S={s}",
+    parts = [f"n={traced.n}", f"{traced.game.value} game", f"S={s}",
              f"steps={r.forward_steps}", f"peak={r.peak_pebbles}"]
     if traced.game is not Game.REVERSIBLE:
         parts.insert(-1, f"paints={r.backward_steps}")
     if r.writes or r.reads:
         parts += [f"disk writes={r.writes}", f"reads={r.reads}", f"disk peak={r.peak_disk}"]
-    return "   ".join(parts[:1]) + "\n" + ", ".join(parts[1:])
+    inches = ax.get_position().width * ax.figure.get_figwidth()
+    most = max(20, int(inches * _HEADER_CHARS_PER_INCH))
+    return "\n".join([title or "schedule", *_wrap(parts, most)])
+
+
+def _wrap(parts: list[str], most: int) -> list[str]:
+    """Join ``parts`` with commas into lines of at most ``most`` characters."""
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 2 + len(part) <= most:
+            lines[-1] += ", " + part
+        else:
+            lines[-1] += ","
+            lines.append(part)
+    return lines
 
 
 def _check_size(traced: Traced) -> None:
@@ -192,7 +211,7 @@ def _draw_traced(ax: Axes, traced: Traced, title: str | None, budget: int | None
     _markers(ax, traced, (0.62 * cell * 72) ** 2)
     _reach_line(ax, traced)
     _format_axes(ax, traced, nrows)
-    ax.set_title(_header(traced, title, budget), fontsize=8, loc="left")
+    ax.set_title(_header(traced, title, budget, ax), fontsize=8, loc="left")
 
 
 def draw_game(
@@ -302,7 +321,7 @@ def draw_fingerprint(
               extent=(-0.5, n + 0.5, len(traced.rows) - 0.5, -0.5))
     ax.set_xlabel("cell i")
     ax.set_ylabel("step (row 0: start)")
-    ax.set_title(_header(traced, title, budget), fontsize=8, loc="left")
+    ax.set_title(_header(traced, title, budget, ax), fontsize=8, loc="left")
     names = ["empty", "painted", "lying", "removed", "placed"]
     keep = [i for i in range(5) if not (i == 1 and traced.game is Game.REVERSIBLE)]
     ax.legend([Patch(facecolor=_FP_COLORS[i], edgecolor="#888") for i in keep],
