@@ -75,11 +75,12 @@ def test_lorenz_until_z_crosses_a_level_and_max_steps():
     assert float(s[2]) >= 20.0
     n = int(jax.lax.while_loop(lambda c: c[0][2] < 20.0,
                                lambda c: (rk4(THETA, c[0]), c[1] + 1), (S0, 0))[1])
-    ref = jax.grad(lambda th, s0: plain_loop(lorenz_body(th), (s0, 0.0), n)[0][0],
-                   argnums=(0, 1))(THETA, S0)
+    ref = jax.jit(jax.grad(lambda th, s0: plain_loop(lorenz_body(th), (s0, 0.0), n)[0][0],
+                           argnums=(0, 1)))(THETA, S0)
     assert rel(grad(THETA, S0), ref) < 1e-12
-    capped = jax.grad(lambda th: run(th, S0, 20.0, max_steps=150)[0][0])(THETA)
-    ref150 = jax.grad(lambda th: plain_loop(lorenz_body(th), (S0, 0.0), 150)[0][0])(THETA)
+    capped = jax.jit(jax.grad(lambda th: run(th, S0, 20.0, max_steps=150)[0][0]))(THETA)
+    ref150 = jax.jit(jax.grad(lambda th: plain_loop(lorenz_body(th), (S0, 0.0), 150)[0][0]))(
+        THETA)
     assert rel(capped, ref150) < 1e-12
 
 
@@ -110,8 +111,8 @@ def test_pytree_carry_value_and_grad(budget):
     ours = jax.jit(jax.value_and_grad(lambda p, c0, n: tree_loss(
         p, c0, n, lambda c, b, i: checkpointed_while_loop(c, b, i, budget=budget)),
         argnums=(0, 1), allow_int=True))
-    ref = jax.value_and_grad(lambda p, c0: tree_loss(
-        p, c0, n, lambda c, b, i: plain_loop(b, i, n)), argnums=(0, 1), allow_int=True)(P, C0)
+    ref = jax.jit(jax.value_and_grad(lambda p, c0: tree_loss(
+        p, c0, n, lambda c, b, i: plain_loop(b, i, n)), argnums=(0, 1), allow_int=True))(P, C0)
     got = ours(P, C0, n)
     assert jax.tree.structure(got) == jax.tree.structure(ref)
     assert float(got[0]) == pytest.approx(float(ref[0]), rel=1e-14)
@@ -136,16 +137,16 @@ def test_vjp_matches():
 
 def test_float32_python_scalar_init_and_no_steps():
     body = lambda c: (c[0] + 0.01 * jnp.sin(c[0]), c[1] + 1)  # noqa: E731
-    g = jax.grad(lambda x: checkpointed_while_loop(lambda c: c[1] < 40, body,
-                                                   (x, 0), budget=3)[0])
+    g = jax.jit(jax.grad(lambda x: checkpointed_while_loop(lambda c: c[1] < 40, body,
+                                                           (x, 0), budget=3)[0]))
     x32 = jnp.asarray(0.3, jnp.float32)
-    ref = jax.grad(lambda x: plain_loop(body, (x, 0), 40)[0])(x32)
-    assert g(x32).dtype == jnp.float32 and rel(g(x32), ref) < 1e-5
+    ref, got = jax.jit(jax.grad(lambda x: plain_loop(body, (x, 0), 40)[0]))(x32), g(x32)
+    assert got.dtype == jnp.float32 and rel(got, ref) < 1e-5
     out = checkpointed_while_loop(lambda c: c < 1.0, lambda c: c + 0.25, 0, budget=2)
     assert out.dtype == jax.lax.while_loop(lambda c: c < 1.0, lambda c: c + 0.25, 0).dtype
     # cond false at once: n = 0, the identity and its gradient
-    assert float(jax.grad(lambda x: checkpointed_while_loop(
-        lambda c: c < 0.0, lambda c: 2 * c, x, budget=2))(1.0)) == 1.0
+    assert float(jax.jit(jax.grad(lambda x: checkpointed_while_loop(
+        lambda c: c < 0.0, lambda c: 2 * c, x, budget=2)))(1.0)) == 1.0
 
 
 def out_types(tree):
@@ -175,7 +176,7 @@ def test_python_scalar_carry_is_typed_like_lax_while_loop(case):
         out = checkpointed_while_loop(cond, body(p), init, budget=2)
         seen.append(out_types(out))
         return jnp.sum(jax.tree.leaves(out)[0])
-    jax.grad(loss)(1.5)
+    jax.jit(jax.grad(loss))(1.5)
     assert seen == [out_types(ref)]
     if case == "weak float":  # not float64 under x64
         assert (got * jnp.ones(2, jnp.float32)).dtype == jnp.float32
@@ -190,11 +191,10 @@ def test_second_derivatives_forward_over_reverse():
                                        (init, 0), budget=3)[0]
 
     p = jnp.array([1.3, 0.4])
-    ref = jax.hessian(loss(lambda body, init: plain_loop(body, init, 15)))(p)
-    assert rel(jax.hessian(loss(ours))(p), ref) < 1e-12
-    assert rel(jax.jacfwd(jax.grad(loss(ours)))(p), ref) < 1e-12
+    ref = jax.jit(jax.hessian(loss(lambda body, init: plain_loop(body, init, 15))))(p)
+    assert rel(jax.jit(jax.jacfwd(jax.grad(loss(ours))))(p), ref) < 1e-12  # = jax.hessian
     with pytest.raises(ValueError, match=r"Reverse-mode differentiation does not work"):
-        jax.grad(lambda q: jax.grad(loss(ours))(q)[0])(p)
+        jax.jit(jax.grad(lambda q: jax.grad(loss(ours))(q)[0]))(p)  # refused while tracing
 
 
 # ---------------------------------------------------------------------------
@@ -268,9 +268,8 @@ def counting_grad(calls, budget, beyond="greedy"):
         lambda c: c[1] < n, body, (x0, 0), budget=budget, beyond=beyond)[0].sum()))
 
 
-@pytest.mark.parametrize(("budget", "beyond"), [(2, "wang-moin"), (3, "wang-moin"),
-                                                (5, "wang-moin"), (10, "wang-moin"),
-                                                (2, "greedy"), (5, "greedy"), (10, "greedy")])
+@pytest.mark.parametrize(("budget", "beyond"), [(2, "wang-moin"), (5, "wang-moin"),
+                                                (3, "greedy"), (10, "greedy")])
 def test_evaluations_are_the_online_streams(budget, beyond):
     """Evaluations of ``body`` = forward steps of ``online(n, S, beyond=...)`` + n + 1.
 
@@ -282,7 +281,7 @@ def test_evaluations_are_the_online_streams(budget, beyond):
     calls = [0]
     grad = counting_grad(calls, budget, beyond)
     r2 = online_r2_range(budget)
-    long = [2500] if budget >= 3 else []  # intervals beyond the split table (1024 steps)
+    long = [2500] if budget >= 5 else []  # intervals beyond the split table (1024 steps)
     for n in sorted({1, 2, 3, budget + 1, r2, r2 + 1, 2 * r2 + 3, 400, *long}):
         calls[0] = 0
         jax.block_until_ready(grad(jnp.ones(2), n))

@@ -58,8 +58,8 @@ def test_optimal_on_whole_r2_range_small_budgets(game, s):
 
 
 @pytest.mark.parametrize("game", GAMES)
-def test_optimal_on_r2_range_every_budget_to_64(game):
-    for s in range(13, 65):  # every budget; each one's range on a coarse grid
+def test_optimal_on_r2_range_budgets_to_64(game):
+    for s in [*range(13, 33), 40, 48, 64]:  # each one's range on a coarse grid
         top = online_r2_range(s, inplace=game == "inplace")
         for n in _grid(1, top, 4) + [s, s + 1, s + 2, 2 * s + 1]:
             assert _overhead(n, s, game) == 0, (n, s)
@@ -109,11 +109,11 @@ def _online_cost(cells: tuple[int, ...], s: int, game: str) -> int:
 
 
 @pytest.mark.parametrize("game", GAMES)
-def test_r3_phase_covers_the_range_every_budget_to_64(game):
+def test_r3_phase_covers_the_range_budgets_to_64(game):
     from pebbles._online import _R3_PHASE
 
     inplace = game == "inplace"
-    for s in range(2, 65):
+    for s in [*range(2, 33), 40, 48, 64]:
         sched, n, top = OnlineScheduler(s, inplace=inplace), 1, _beta(s, 3, game)
         lo = online_r2_range(s, inplace=inplace)
         grid = set(_grid(lo + 1, top, 12))
@@ -145,7 +145,7 @@ def test_beyond_r3_relative_overhead(game, s):
 
 @pytest.mark.parametrize(("s", "n", "beyond"), [(10, 10**4, "greedy"), (10, 10**5, "greedy"),
                                                 (20, 10**5, "greedy"),
-                                                (20, 10**6, "wang-moin")])
+                                                (10, 10**5, "wang-moin")])
 def test_long_runs_are_legal_within_budget(s, n, beyond):
     r = pebbles.simulate(online(n, s, beyond=beyond), n, "checkpoint", budget=s)
     assert r.backward_steps == n and r.peak_pebbles == s
