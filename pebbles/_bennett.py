@@ -34,10 +34,18 @@ _PLACE, _UNPLACE, _REMOVE, _PAINT = (
 )
 
 
-def _blocks(k: int, i: int, length: int) -> list[tuple[int, int]]:
+def _sizes(k: int, length: int) -> tuple[int, int, int]:
+    """Algorithm 2's split of ``length`` cells into at most ``k`` blocks: ``(count, l,
+    last)``, i.e. ``count`` blocks of ``l = ceil(length / k)`` cells, then one of
+    ``last`` cells (``1 <= last <= l``)."""
     l = -(-length // k)
-    kp = -(-length // l)
-    return [(i + (j - 1) * l, min(l, length - (j - 1) * l)) for j in range(1, kp + 1)]
+    count = -(-length // l) - 1
+    return count, l, length - count * l
+
+
+def _blocks(k: int, i: int, length: int) -> list[tuple[int, int]]:
+    count, l, last = _sizes(k, length)
+    return [(i + j * l, l) for j in range(count)] + [(i + count * l, last)]
 
 
 def _bennett(k: int, i: int, length: int, inverse: bool) -> Iterator[Move]:
@@ -129,13 +137,13 @@ def _peak(k: int, length: int, uncompute: bool) -> int:
     # blocks have at most two lengths a level: O(k log n) distinct calls
     if length == 1:
         return 1
-    blocks = _blocks(k, 0, length)
-    last = len(blocks) - 1
+    count, l, last = _sizes(k, length)
     # Computing block j holds the end pebbles of blocks 0..j-1; uncomputing
-    # block j (j < last) also holds the end pebble of the last block.
-    peak = last + _peak(k, blocks[last][1], uncompute)
-    for j, (_, size) in enumerate(blocks[:-1]):
-        peak = max(peak, j + (1 if uncompute else 0) + _peak(k, size, True))
+    # block j (j < count) also holds the end pebble of the last block. The
+    # first count blocks have one size: the latest of them is the largest.
+    peak = count + _peak(k, last, uncompute)
+    if count:
+        peak = max(peak, count - 1 + (1 if uncompute else 0) + _peak(k, l, True))
     return peak
 
 
@@ -218,10 +226,9 @@ def _mirror(run: Iterable[Move], reversed_run: Iterable[Move], n: int) -> Iterat
 def _bennett_cost(k: int, length: int, uncompute: bool) -> int:
     if length == 1:
         return 1
-    blocks = _blocks(k, 0, length)
-    done = sum(_bennett_cost(k, b, True) for _, b in blocks[:-1])
-    last = _bennett_cost(k, blocks[-1][1], uncompute)
-    return done + last + (done if uncompute else 0)
+    count, l, last = _sizes(k, length)
+    done = count * _bennett_cost(k, l, True) if count else 0
+    return done + _bennett_cost(k, last, uncompute) + (done if uncompute else 0)
 
 
 def bennett_steps(n: int, k: int = 2, *, uncompute: bool = True) -> int:

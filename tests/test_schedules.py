@@ -24,6 +24,7 @@ from pebbles import (
     bennett,
     bennett_gradient,
     bennett_pebbles,
+    bennett_steps,
     min_forward_steps,
     min_pebbles,
     periodic,
@@ -162,6 +163,21 @@ def test_bennett_power_formula() -> None:
         r = simulate(bennett(n, k), n, "reversible")
         assert r.forward_steps == (2 * k - 1) ** l
         assert r.peak_states == l * (k - 1) + 1 == bennett_pebbles(n, k)
+
+
+def test_bennett_counts_at_huge_k_from_block_sizes() -> None:
+    # n = k^2: (2k - 1)^2 steps, (k - 1)(2k - 1) + k without the top-level uncompute,
+    # 2k - 1 pebbles either way; the recursion counts blocks of two sizes instead of
+    # listing k blocks a level (a list of 10^8 blocks took gigabytes)
+    for k in (2, 3, 4, 7, 10**8):
+        n = k * k
+        assert bennett_steps(n, k) == (2 * k - 1) ** 2  # paper eq. (5)
+        assert bennett_steps(n, k, uncompute=False) == (k - 1) * (2 * k - 1) + k
+        for uncompute in (True, False):
+            assert bennett_pebbles(n, k, uncompute=uncompute) == 2 * k - 1
+        if k < 10:
+            r = simulate(bennett(n, k, uncompute=False), n, "reversible")
+            assert (r.forward_steps, r.peak_states) == ((k - 1) * (2 * k - 1) + k, 2 * k - 1)
 
 
 def test_bennett_golden() -> None:

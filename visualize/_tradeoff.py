@@ -118,8 +118,7 @@ def draw_tradeoff(ns: int | tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_
     Parameters
     ----------
     ns : int or tuple of int
-        The numbers of steps, one panel each; n = 10^6 takes about a minute
-        (cached afterwards).
+        The numbers of steps, one panel each (their curves are cached).
     paper_max_n, reversible_max_pebbles
         Passed to :func:`tradeoff_curves`.
 

@@ -37,8 +37,7 @@ MAX_TRACE = 10**7
 #: Resolutions drawn (``--dpi``, :func:`visualize.save`): below about 10 dpi FreeType
 #: cannot size the labels of a raster, above 1200 a raster has gigapixels.
 MIN_DPI, MAX_DPI = 10, 1200
-#: Largest n a trade-off panel covers: the reversible optimum's tables cost
-#: O(n S), and n = 10^6 already takes about a minute.
+#: Largest n a trade-off panel covers: the paper's largest.
 MAX_TRADEOFF_N = 10**6
 
 
@@ -241,8 +240,7 @@ def _tradeoff_n(text: str) -> int:
     value = positive(text)
     if value > MAX_TRADEOFF_N:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: a panel covers at most n={MAX_TRADEOFF_N} (the paper's largest; "
-            f"n = 10^6 takes about a minute)")
+            f"{text!r}: a panel covers at most n={MAX_TRADEOFF_N} (the paper's largest)")
     return value
 
 
