@@ -134,7 +134,7 @@ def bennett_pebbles(n: int, k: int = 2, *, uncompute: bool = True) -> int:
 
 @cache
 def _peak(k: int, length: int, uncompute: bool) -> int:
-    # blocks have at most two lengths a level: O(k log n) distinct calls
+    # two block lengths a level: O(log n) distinct calls, O(1) work each
     if length == 1:
         return 1
     count, l, last = _sizes(k, length)
