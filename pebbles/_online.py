@@ -112,7 +112,7 @@ class OnlineScheduler:
     """
 
     __slots__ = ("budget", "game", "beyond", "_cells", "_levels", "_marks", "_t", "_k",
-                 "_phase", "_r3", "_cost")
+                 "_phase", "_r3", "_cost", "_memo")
 
     def __init__(self, budget: int, *, inplace: bool = False, beyond: str = "greedy") -> None:
         self.budget = check_int("budget", budget, 0)
@@ -127,6 +127,7 @@ class OnlineScheduler:
         self._phase = _R2
         self._r3: _R3 | None = None
         self._cost = _interval_costs(self.game)
+        self._memo: list[Any] = []       # greedy rule: best choice before the last two
 
     @property
     def front(self) -> int:
@@ -185,7 +186,7 @@ class OnlineScheduler:
             self._phase = _BEYOND
         if self.beyond == "greedy":
             return _cheapest_next(self._cells, self.budget, self._cost,
-                                  self.game is Game.INPLACE)
+                                  self.game is Game.INPLACE, self._memo)
         if self._phase == _BEYOND:
             self._phase = _WANG_MOIN
             self._levels = [1] * (len(self._cells) - 1)
@@ -407,26 +408,55 @@ def _interval_costs(game: Game) -> Callable[[int, int], float]:
 
 
 def _cheapest_next(cells: list[int], s: int, cost: Callable[[int, int], float],
-                   inplace: bool) -> int:
+                   inplace: bool, memo: list[Any] | None = None) -> int:
     """The step after which the reverse sweep is cheapest (a full board).
 
     0 is an in-place step of the front; ``i >= 1`` frees ``cells[i - 1]``: its two
     intervals merge (the merged one reversed with ``s - i + 1`` pebbles) and every
     later interval gets one pebble more. Ties go to the latest checkpoint, an
     in-place step last.
+
+    Only the last two choices read the last two intervals; every earlier delta
+    moves by the same amount when those change. ``memo`` (a list, filled here)
+    keeps the best earlier choice for the intervals before the last two, so the
+    rule's usual step -- free the checkpoint before the front, which changes only
+    the last two -- costs O(1) instead of O(S). Costs are integers (or inf), so
+    the sums are exact and the choice is that of the full scan.
     """
     k = len(cells)
-    gaps = [cells[0]] + [cells[j] - cells[j - 1] for j in range(1, k)]
-    best, best_delta, gained = 0, float("inf"), 0.0
-    for i in range(k - 1, 0, -1):
-        a, b = gaps[i - 1], gaps[i]
+    best, best_delta, tail = _scan(cells, s, cost, k - 1, max(k - 3, 0), 0.0)
+    if tail != float("inf"):
+        key = tuple(cells[:k - 2])
+        memo = [] if memo is None else memo
+        if not memo or memo[0] != key:
+            memo[:] = [key, _scan(cells, s, cost, k - 3, 0, 0.0)[:2]]
+        i, delta = memo[1]
+        if i and delta - tail < best_delta:
+            best, best_delta = i, delta - tail
+    else:  # gained is inf: the earlier deltas are -inf or NaN, the scan decides
+        i, delta, _ = _scan(cells, s, cost, k - 3, 0, tail)
+        if i:
+            best, best_delta = i, delta
+    front = cells[-1] - (cells[-2] if k >= 2 else 0)
+    if inplace and cost(front + 1, s - k + 1) - cost(front, s - k + 1) < best_delta:
+        best = 0
+    return best
+
+
+def _scan(cells: list[int], s: int, cost: Callable[[int, int], float], top: int, stop: int,
+          gained: float) -> tuple[int, float, float]:
+    """Deltas of freeing ``cells[i - 1]`` for ``i = top, top - 1, ..., stop + 1``:
+    (best i, or 0 when none is below inf; its delta; ``gained`` plus the cost each
+    interval ``i`` gains from one pebble more)."""
+    best, best_delta = 0, float("inf")
+    for i in range(top, stop, -1):
+        lo = cells[i - 2] if i >= 2 else 0
+        a, b = cells[i - 1] - lo, cells[i] - cells[i - 1]
         delta = cost(a + b, s - i + 1) - cost(a, s - i + 1) - cost(b, s - i) - gained
         if delta < best_delta:
             best, best_delta = i, delta
         gained += cost(b, s - i) - cost(b, s - i + 1)
-    if inplace and cost(gaps[-1] + 1, s - k + 1) - cost(gaps[-1], s - k + 1) < best_delta:
-        best = 0
-    return best
+    return best, best_delta, gained
 
 
 def _last_true(flags: list[bool]) -> int:

@@ -175,7 +175,7 @@ def compile_cells(jit: Callable[[Callable[..., Any]], Any],
 
     Each formula is rebuilt with its own globals, in which the other formulas'
     names refer to their compiled versions, so that one source compiles for
-    the CPU (``njit(inline="always")``) and for the GPU
+    the CPU (``njit``, inlined into the row loops) and for the GPU
     (``numba.cuda.jit(device=True, inline=True)``).
     """
     names: dict[str, Any] = {"__builtins__": builtins}
@@ -187,7 +187,19 @@ def compile_cells(jit: Callable[[Callable[..., Any]], Any],
     return types.SimpleNamespace(**out)
 
 
-_cpu = compile_cells(njit(inline="always"))
+def _cpu_jit(formula: Callable[..., Any]) -> Any:
+    """``njit`` for the CPU: inlined into the row loops, except the ring cells.
+
+    The ring cells are O(nx + ny) of the O(nx ny) cells; inlining their three
+    calls into the adjoint's parallel loop made its first compilation take 130 s
+    instead of 47 s, at the same speed (1000 x 1000).
+    """
+    if formula.__name__ == "ring_cell":
+        return njit(formula)
+    return njit(inline="always")(formula)
+
+
+_cpu = compile_cells(_cpu_jit)
 _unew, _phinew, _psinew = _cpu.u_new, _cpu.phi_new, _cpu.psi_new
 _vadj, _ring_cell, _inner_cell = _cpu.v_adj, _cpu.ring_cell, _cpu.inner_cell
 

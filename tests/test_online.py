@@ -5,6 +5,7 @@ Every stream is checked by the simulator; optima come from min_forward_steps.
 
 from __future__ import annotations
 
+from functools import cache
 from itertools import islice
 
 import pytest
@@ -141,6 +142,49 @@ def test_beyond_r3_relative_overhead(game, s):
     for n in _grid(lo, top, 60):
         over = _overhead(n, s, game)
         assert over <= bound * pebbles.min_forward_steps(n, s, game), (n, s)
+
+
+def _sweep_cost(cells: list[int], s: int, game: str) -> float:
+    """Forward steps of the reverse sweep from this board: interval j between held
+    cells reversed optimally with s - j pebbles (inf where it cannot be)."""
+    bounds = (0, *cells)
+    return sum(_least(bounds[j + 1] - bounds[j], s - j, game) for j in range(len(cells)))
+
+
+@cache
+def _least(n: int, s: int, game: str) -> float:
+    try:
+        return pebbles.min_forward_steps(n, s, game)
+    except pebbles.InfeasibleBudgetError:
+        return float("inf")
+
+
+@pytest.mark.parametrize("game", GAMES)
+@pytest.mark.parametrize("s", [3, 5, 12])
+def test_greedy_takes_the_step_with_the_cheapest_reverse_sweep(game, s):
+    """Past the r = 3 phase each step of the default rule leaves the board whose reverse
+    sweep costs least: ties to the latest checkpoint freed, an in-place step last."""
+    from pebbles._online import _BEYOND
+
+    sched, judged = OnlineScheduler(s, inplace=game == "inplace"), 0
+    for _ in range(_beta(s, 3, game) + 1500):
+        cells, f = list(sched.checkpoints), sched.front
+        moves = sched.advance()
+        if sched._phase != _BEYOND:
+            continue
+        boards = {i: [*cells[:i - 1], *cells[i:], f + 1] for i in range(len(cells) - 1, 0, -1)}
+        costs = {i: _sweep_cost(b, s, game) for i, b in boards.items()}
+        best = min(costs, key=lambda i: (costs[i], -i))
+        least = costs[best]
+        if game == "inplace" and _sweep_cost([*cells[:-1], f + 1], s, game) < least:
+            best = 0
+        if least < float("inf"):
+            judged += 1
+            freed = cells[best - 1] if best else None
+            assert [m.a for m in moves if m.kind is pebbles.MoveKind.REMOVE] == \
+                ([freed] if best else []), (f, cells)
+    assert judged >= 1000
+    assert sched.checkpoints != tuple(range(1, s + 1))
 
 
 @pytest.mark.parametrize(("s", "n", "beyond"), [(10, 10**4, "greedy"), (10, 10**5, "greedy"),
