@@ -435,7 +435,7 @@ def _cheapest_next(cells: list[int], s: int, cost: Callable[[int, int], float],
             best, best_delta = i, delta - tail
     else:  # gained is inf: the earlier deltas are -inf or NaN, the scan decides
         i, delta, _ = _scan(cells, s, cost, k - 3, 0, tail)
-        if i:
+        if i and delta < best_delta:
             best, best_delta = i, delta
     front = cells[-1] - (cells[-2] if k >= 2 else 0)
     if inplace and cost(front + 1, s - k + 1) - cost(front, s - k + 1) < best_delta:

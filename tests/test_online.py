@@ -6,7 +6,7 @@ Every stream is checked by the simulator; optima come from min_forward_steps.
 from __future__ import annotations
 
 from functools import cache
-from itertools import islice
+from itertools import accumulate, islice
 
 import pytest
 from hypothesis import given, settings
@@ -185,6 +185,43 @@ def test_greedy_takes_the_step_with_the_cheapest_reverse_sweep(game, s):
                 ([freed] if best else []), (f, cells)
     assert judged >= 1000
     assert sched.checkpoints != tuple(range(1, s + 1))
+
+
+def _full_scan(cells: list[int], s: int, cost, inplace: bool) -> int:
+    """The greedy rule by its definition: every delta, scanned from the latest."""
+    gaps = [cells[0]] + [cells[j] - cells[j - 1] for j in range(1, len(cells))]
+    best, best_delta, gained = 0, float("inf"), 0.0
+    for i in range(len(cells) - 1, 0, -1):
+        a, b = gaps[i - 1], gaps[i]
+        delta = cost(a + b, s - i + 1) - cost(a, s - i + 1) - cost(b, s - i) - gained
+        if delta < best_delta:
+            best, best_delta = i, delta
+        gained += cost(b, s - i) - cost(b, s - i + 1)
+    if inplace and cost(gaps[-1] + 1, s - len(cells) + 1) - cost(gaps[-1], s - len(cells) + 1) \
+            < best_delta:
+        best = 0
+    return best
+
+
+@settings(max_examples=300, deadline=None)
+@given(s=st.integers(1, 9), inplace=st.booleans(), data=st.data())
+def test_greedy_choice_with_memo_is_the_full_scan(s, inplace, data):
+    """Any board (infinite costs included), with the memo empty, kept from a board with the
+    same intervals before the last two, or from another board."""
+    from pebbles._online import _cheapest_next, _interval_costs
+
+    cost = _interval_costs(pebbles.Game.INPLACE if inplace else pebbles.Game.CHECKPOINT)
+    gaps = st.lists(st.integers(1, 40), min_size=1, max_size=s)
+    board = list(accumulate(data.draw(gaps)))
+    memo: list = []
+    assert _cheapest_next(board, s, cost, inplace, memo) == _full_scan(board, s, cost, inplace)
+    tail = data.draw(st.lists(st.integers(1, 40), min_size=0, max_size=2))
+    base = board[-3] if len(board) >= 3 else 0
+    same = [*board[:max(len(board) - 2, 0)], *list(accumulate(tail, initial=base))[1:]]
+    other = list(accumulate(data.draw(gaps)))
+    for b in (same, other):
+        if b and b == sorted(set(b)) and b[0] >= 1 and len(b) <= s:
+            assert _cheapest_next(b, s, cost, inplace, memo) == _full_scan(b, s, cost, inplace)
 
 
 @pytest.mark.parametrize(("s", "n", "beyond"), [(10, 10**4, "greedy"), (10, 10**5, "greedy"),
