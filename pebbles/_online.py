@@ -54,7 +54,7 @@ from ._binomial import BetaTable
 from ._budget import check_budget
 from ._errors import InfeasibleBudgetError
 from ._moves import Game, Move, MoveKind
-from ._treeverse import treeverse
+from ._treeverse import _rows, _tasks
 from ._validation import check_bool, check_choice, check_int
 
 if TYPE_CHECKING:
@@ -467,19 +467,18 @@ def _last_true(flags: list[bool]) -> int:
 
 
 def _reverse(cells: tuple[int, ...], budget: int, game: Game) -> Iterator[Move]:
-    new, inplace = tuple.__new__, game is Game.INPLACE
     if not cells:
-        yield new(Move, (_PAINT, 0, -1))
+        yield Move(_PAINT, 0)
         return
-    yield new(Move, (_PAINT, cells[-1], -1))
-    yield new(Move, (_REMOVE, cells[-1], -1))
+    yield Move(_PAINT, cells[-1])
+    yield Move(_REMOVE, cells[-1])
     bounds = (0, *cells)
     for j in range(len(cells) - 1, -1, -1):
         base, m = bounds[j], bounds[j + 1] - bounds[j]
-        for kind, a, b in treeverse(m, min(budget - j, m), inplace=inplace):
-            yield new(Move, (kind, a + base, b + base if b >= 0 else -1))
+        s = min(budget - j, m)  # Treeverse (:func:`pebbles.treeverse`) from cell ``base``
+        yield from _tasks(_rows(m, s, game), [(base, m, s)])
         if base:
-            yield new(Move, (_REMOVE, base, -1))
+            yield Move(_REMOVE, base)
 
 
 def online(n: int, budget: int, *, inplace: bool = False,
