@@ -90,8 +90,9 @@ def copy_bandwidth(nbytes: int, repeat: int = 5) -> float:
     return 2 * src.nbytes / best / 1e9
 
 
-def kernel_records(size: int, repeat: int) -> tuple[list[dict], dict]:
-    """Time the step kernels at ``size`` x ``size``."""
+def kernel_records(size: int, repeat: int, copy_mb: int = 256) -> tuple[list[dict], dict]:
+    """Time the step kernels at ``size`` x ``size``, against the copy bandwidth of at
+    least ``copy_mb`` MiB (larger than the caches, so it is the memory's)."""
     cfg = pml.PMLConfig(nx=size, ny=size, steps=10)
     sol = pml.PMLSolver(cfg, pml.uniform_model(cfg))
     rng = np.random.default_rng(0)
@@ -108,7 +109,7 @@ def kernel_records(size: int, repeat: int) -> tuple[list[dict], dict]:
         "in-place": lambda: sol.step_into(0, s, s),
         "adjoint": lambda: sol.vjp(s, g, out),
     }
-    copy_gbs = copy_bandwidth(max(4 * s.nbytes, 256 << 20))
+    copy_gbs = copy_bandwidth(max(4 * s.nbytes, copy_mb << 20))
     records = []
     for name, fn in fns.items():
         best, med = best_of(fn, repeat)
@@ -675,6 +676,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=1000, help="grid for the kernel timings")
     p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--copy-mb", type=int, default=256,
+                   help="least buffer (MiB) of the copy-bandwidth reference (default 256: "
+                   "above the caches)")
     p.add_argument("--fig5", action="store_true", help="run the Figure-5-style sweep")
     p.add_argument("--fig5-size", type=int, default=250)
     p.add_argument("--fig5-steps", type=int, default=2000)
@@ -703,6 +707,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # one fig5 run (internal)
     p.add_argument("--one-gradient", default=None, help=argparse.SUPPRESS)  # (internal)
     args = p.parse_args(argv)
+    if args.copy_mb < 0:
+        p.error(f"--copy-mb={args.copy_mb}: a buffer size in MiB must be >= 0; "
+                "pass e.g. --copy-mb 256")
     if args.one is not None:
         print(json.dumps(run_one(json.loads(args.one))))
         return 0
@@ -722,7 +729,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["loaded"] = {"records": recs, **extra}
         loaded_part = "## Under load\n\n" + loaded_table(recs, extra)
     if not args.no_kernels:
-        recs, extra = kernel_records(args.size, args.repeat)
+        recs, extra = kernel_records(args.size, args.repeat, args.copy_mb)
         result["kernels"] = {"records": recs, **extra}
         parts.append("## Step kernels\n\n" + kernel_table(recs, extra))
     if args.fig5:

@@ -254,9 +254,11 @@ def _greedy(ctl: Controller, budget: int, tab: tuple, sums: Any,
     gaps = jnp.concatenate([cells[:1], cells[1:] - cells[:-1]])
     top = table.shape[1] - 1
     fits = jnp.max(gaps[:-1] + gaps[1:]) + _AHEAD <= top
-    i, delta = lax.cond(
-        fits, lambda g: _ahead(lambda d, s: _looked_up(table, d, s), g, budget),
-        lambda g: _ahead(lambda d, s: _cost(tab, sums, d, s), g, budget), gaps)
+
+    def cost(d: Any, s: Any) -> Any:  # a branch per source, around the lookup only
+        return lax.cond(fits, lambda: _looked_up(table, d, s), lambda: _cost(tab, sums, d, s))
+
+    i, delta = _ahead(cost, gaps, budget)
     ok = delta < jnp.inf                            # NaN and +inf never win
     least = jnp.min(jnp.where(ok, delta, jnp.inf), axis=1, keepdims=True)
     best = jnp.max(jnp.where(ok & (delta == least), i, 0), axis=1) - 1
@@ -322,11 +324,15 @@ def _skip3(ctl: Controller) -> tuple:
     return jnp.zeros((), _I32), jnp.asarray(False), ctl.over, ctl.fixed, ctl.mark
 
 
-def _phase3(cell: Any, budget: int, tables: tuple) -> Callable[[Controller], tuple]:
-    """The r = 3 phase's step to ``cell``: (position freed, whether the phase takes it,
-    new ``over``, ``fixed``, ``mark``), read from :func:`_r3_table` when the phase is
-    listed there, else judged on the board (:func:`_r3_judged`)."""
+def _phase3(cell: Any, budget: int, tables: tuple) -> tuple[Any, Callable[[Controller], tuple]]:
+    """The r = 3 phase's step to ``cell``: whether the phase may take it (once it has
+    not, it never does), and the function that runs it: (position freed, whether the
+    phase takes the step, new ``over``, ``fixed``, ``mark``). A phase listed in
+    :func:`_r3_table` takes exactly its listed steps, read from the table; a longer one
+    is judged on the board (:func:`_r3_judged`), its first flag always True."""
     first, plan, whole = _r3_table(budget, _R3_TABLE)
+    if not whole:
+        return jnp.asarray(True), lambda c: _r3_judged(c, cell - 1, budget, tables)
     j = cell - first
     listed = (j >= 0) & (j < plan.shape[0])
 
@@ -334,15 +340,17 @@ def _phase3(cell: Any, budget: int, tables: tuple) -> Callable[[Controller], tup
         return (jnp.asarray(plan)[jnp.clip(j, 0, plan.shape[0] - 1)], listed, c.over,
                 c.fixed, c.mark)
 
-    return lambda c: lax.cond(listed | whole, listed_step,
-                              lambda c: _r3_judged(c, cell - 1, budget, tables), c)
+    return listed, listed_step
 
 
-def _or_greedy(phase3: Callable, budget: int, tables: tuple) -> Callable[[Controller], tuple]:
-    """The r = 3 step, or, when the phase ends, the greedy rule's: (position, ``run``,
+def _or_greedy(phase3: Callable, budget: int, tables: tuple | None) -> Callable:
+    """The r = 3 step, or, when the phase does not take it, the greedy rule's
+    (``tables=None``: a phase that takes every step it runs): (position, ``run``,
     ``then``, whether the phase took the step, ``over``, ``fixed``, ``mark``)."""
     def step(c: Controller) -> tuple:
         i, take, over, fixed, mark = phase3(c)
+        if tables is None:
+            return i, c.run, c.then, take, over, fixed, mark
         i, run, then = lax.cond(take, lambda c: (i, c.run, c.then),
                                 lambda c: _greedy(c, budget, *tables), c)
         return i, run, then, take, over, fixed, mark
@@ -412,18 +420,21 @@ def advance(ctl: Controller, cell: Any, budget: int, tables: tuple | None = None
     k = jnp.where(r2, k + 1, k)
     busy = ~place & ~r2  # a full board past the r = 2 phase: r = 3, then the rule beyond
     if beyond == "wang-moin":
-        i3, use3, over, fixed, mark = lax.cond(busy & ctl.r3, _phase3(cell, budget, tables),
+        i3, use3, over, fixed, mark = lax.cond(busy & ctl.r3, _phase3(cell, budget, tables)[1],
                                                _skip3, ctl)
         i, levels, marks = _wang_moin(ctl.levels, ctl.marks, budget)
         i, run, then = jnp.where(use3, i3, i), ctl.run, ctl.then
     else:  # one conditional a step: the rule's known choice, the rule, or the r = 3 phase
         levels, marks = ctl.levels, ctl.marks
         known = (ctl.run > 0) | (ctl.then != -2)
-        which = jnp.where(busy & ctl.r3, 2, jnp.where(busy & ~known, 1, 0))
+        # a listed phase takes every step it runs: the rule's branch follows it
+        listed, phase3 = _phase3(cell, budget, tables)
+        whole = _r3_table(budget, _R3_TABLE)[2]
+        which = jnp.where(busy & ctl.r3 & listed, 2, jnp.where(busy & ~known, 1, 0))
         i, run, then, use3, over, fixed, mark = lax.switch(which, [
             lambda c: (*_known(c), *_skip3(c)[1:]),
             lambda c: (*_greedy(c, budget, *tables), *_skip3(c)[1:]),
-            _or_greedy(_phase3(cell, budget, tables), budget, tables)], ctl)
+            _or_greedy(phase3, budget, None if whole else tables)], ctl)
     rest = busy & ~use3
     p = jnp.where(place, budget, jnp.where(r2, t, i))
     at = jnp.where(place, ctl.num, budget - 1)

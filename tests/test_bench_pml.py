@@ -26,8 +26,8 @@ def benches(load_bench):
 def test_kernels_and_full(benches, tmp_path):
     bench = benches[0]
     out = tmp_path / "pml.json"
-    argv = ["--size", "16", "--repeat", "1", "--full", "--full-size", "16", "--full-steps",
-            "24", "--full-pebbles", "3", "--json", str(out)]
+    argv = ["--size", "16", "--repeat", "1", "--copy-mb", "1", "--full", "--full-size", "16",
+            "--full-steps", "24", "--full-pebbles", "3", "--json", str(out)]
     assert bench.main(argv) == 0
     result = json.loads(out.read_text())
     assert {"machine", "kernels", "full"} <= set(result)

@@ -259,6 +259,19 @@ def test_splits_are_treeverse(budget):
 # ---------------------------------------------------------------------------
 # evaluations of body: the host stream's forward steps + n + 1
 # ---------------------------------------------------------------------------
+#: Steps of a run whose reverse sweep at budget 5 (Wang-Moin) has an interval longer than
+#: the split table, so that its splits come from the closed form.
+LONG = 1500
+
+
+def test_long_interval_is_longer_than_the_split_table():
+    host = OnlineScheduler(5, beyond="wang-moin")
+    for _ in range(LONG - 1):
+        host.advance()
+    cells = (0, *host.checkpoints, LONG)
+    assert np.diff(cells).max() > split_table(5).shape[1] - 1
+
+
 def counting_grad(calls, budget, beyond="greedy"):
     def body(c):
         x, i = c
@@ -281,8 +294,9 @@ def test_evaluations_are_the_online_streams(budget, beyond):
     calls = [0]
     grad = counting_grad(calls, budget, beyond)
     r2 = online_r2_range(budget)
-    long = [2500] if budget >= 5 else []  # intervals beyond the split table (1024 steps)
-    for n in sorted({1, 2, 3, budget + 1, r2, r2 + 1, 2 * r2 + 3, 400, *long}):
+    far = 100 if budget == 2 else 400  # budget 2 evaluates O(n^2) times
+    long = [LONG] if budget == 5 else []
+    for n in sorted({1, 2, 3, budget + 1, r2, r2 + 1, 2 * r2 + 3, far, *long}):
         calls[0] = 0
         jax.block_until_ready(grad(jnp.ones(2), n))
         sim = pebbles.simulate(online(n, budget, beyond=beyond), n, "checkpoint",
