@@ -320,7 +320,8 @@ def _r3(ctl: Controller, f: Any, budget: int, tables: tuple) -> tuple[Any, Any, 
 
 
 def _skip3(ctl: Controller) -> tuple:
-    """No r = 3 step: :func:`_phase3`'s outputs that leave the controller as it is."""
+    """No r = 3 step: the outputs of :func:`_phase3`'s step that leave the controller as
+    it is."""
     return jnp.zeros((), _I32), jnp.asarray(False), ctl.over, ctl.fixed, ctl.mark
 
 
