@@ -401,13 +401,16 @@ def advance(ctl: Controller, cell: Any, budget: int, tables: tuple | None = None
 
     Examples
     --------
-    Budget 3, seven advances: the held cells are those of the host scheduler.
+    Budget 3, seven advances (compiled once: run eagerly, each of its operations
+    would be compiled on its own): the held cells are those of the host scheduler.
 
+    >>> import jax
     >>> from pebbles import OnlineScheduler
     >>> from pebbles._jax_while import advance, controller
+    >>> step = jax.jit(lambda ctl, cell: advance(ctl, cell, 3, beyond="wang-moin"))
     >>> ctl, host = controller(3), OnlineScheduler(3, beyond="wang-moin")
     >>> for cell in range(1, 8):
-    ...     ctl, slot = advance(ctl, cell, 3, beyond="wang-moin")
+    ...     ctl, slot = step(ctl, cell)
     ...     _ = host.advance()
     >>> ctl.cells.tolist(), host.checkpoints
     ([4, 6, 7], (4, 6, 7))
