@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
@@ -37,28 +38,44 @@ def reference(n: int, budget: int, disk: int | None, wc: float, rc: float,
     memory); edges are the primitive moves place / move / remove / paint / store /
     load / discard under both budgets, weighted 1 / 1 / 0 / 0 / wc / rc / 0.
     """
-    dmax = n + 1 if disk is None else disk
+    graph = configurations(n, budget, n + 1 if disk is None else disk, inplace)
+    if "end" not in graph:
+        return math.inf
+
+    def weight(u, v, edge) -> float:  # the cheapest move from u to v at these prices
+        return min(steps + wc * writes + rc * reads for steps, writes, reads in edge["moves"])
+
+    return float(nx.shortest_path_length(graph, (0, 0, n), "end", weight=weight))
+
+
+@lru_cache(maxsize=2)  # the price pairs of one board are consecutive cases
+def configurations(n: int, budget: int, dmax: int, inplace: bool) -> nx.DiGraph:
+    """The configurations reachable from the start and the moves between them, priced
+    later: edge attribute ``moves`` is the set of (steps, writes, reads) of the moves
+    from one configuration to the other; the finished ones lead to ``"end"``. The
+    graph does not depend on the prices, so the price pairs of a board share it."""
     start = (0, 0, n)
     graph = nx.DiGraph()
     seen, todo = {start}, [start]
     while todo:
         state = todo.pop()
-        for nxt, cost in _moves(state, n, budget, dmax, wc, rc, inplace):
-            old = graph.get_edge_data(state, nxt)
-            if old is None or cost < old["weight"]:
-                graph.add_edge(state, nxt, weight=cost)
+        for nxt, move in _moves(state, n, budget, dmax, inplace):
+            if graph.has_edge(state, nxt):
+                graph[state][nxt]["moves"].add(move)
+            else:
+                graph.add_edge(state, nxt, moves={move})
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
-    goals = [s for s in seen if s[2] == 0]
-    if not goals:
-        return math.inf
-    for goal in goals:
-        graph.add_edge(goal, "end", weight=0.0)
-    return float(nx.shortest_path_length(graph, start, "end", weight="weight"))
+    for goal in [s for s in seen if s[2] == 0]:
+        graph.add_edge(goal, "end", moves={FREE})
+    return graph
 
 
-def _moves(state, n, budget, dmax, wc, rc, inplace):
+STEP, FREE, WRITE, READ = (1, 0, 0), (0, 0, 0), (0, 1, 0), (0, 0, 1)
+
+
+def _moves(state, n, budget, dmax, inplace):
     mem, dsk, painted = state
     used, stored = bin(mem).count("1"), bin(dsk).count("1")
 
@@ -69,19 +86,19 @@ def _moves(state, n, budget, dmax, wc, rc, inplace):
         bit = 1 << i
         if not has(i) and has(i - 1):
             if used < budget:
-                yield (mem | bit, dsk, painted), 1.0
+                yield (mem | bit, dsk, painted), STEP
             if inplace and i >= 2:
-                yield (mem & ~(1 << (i - 1)) | bit, dsk, painted), 1.0
+                yield (mem & ~(1 << (i - 1)) | bit, dsk, painted), STEP
         if has(i):
-            yield (mem & ~bit, dsk, painted), 0.0
+            yield (mem & ~bit, dsk, painted), FREE
             if not dsk & bit and stored < dmax:
-                yield (mem, dsk | bit, painted), wc
+                yield (mem, dsk | bit, painted), WRITE
         if dsk & bit:
-            yield (mem, dsk & ~bit, painted), 0.0
+            yield (mem, dsk & ~bit, painted), FREE
             if not has(i) and used < budget:
-                yield (mem | bit, dsk, painted), rc
+                yield (mem | bit, dsk, painted), READ
     if painted >= 1 and has(painted - 1):
-        yield (mem, dsk, painted - 1), 0.0
+        yield (mem, dsk, painted - 1), FREE
 
 
 def _feasible(n: int, budget: int, inplace: bool) -> bool:
