@@ -97,8 +97,19 @@ def array_module(xp: ModuleType | None = None) -> ModuleType:
     return _cupy() if gpu_available() else np
 
 
+def _host(a: Any) -> Any:
+    """``a`` copied to the host if it is a device array (CuPy's ``get``, Numba's
+    ``copy_to_host``); anything else as it is. CuPy refuses ``np.asarray`` on its arrays."""
+    if hasattr(a, "__cuda_array_interface__"):
+        for name in ("get", "copy_to_host"):
+            copy = getattr(a, name, None)
+            if callable(copy):
+                return copy()
+    return a
+
+
 def _to_host(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
+    return np.asarray(_host(a))
 
 
 def _cuda() -> ModuleType:
@@ -301,7 +312,8 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray,
     Parameters
     ----------
     cfg, c, observed, s0, source
-        As for :func:`solvers.pml.gradient`.
+        As for :func:`solvers.pml.gradient`; the arrays may be NumPy or CuPy
+        arrays (the setup reads them on the host, then copies them to the device).
     schedule : Schedule, SlotProgram, iterable of Move, or int64 (m, 3) array
         Any checkpoint-game or in-place-game schedule for ``cfg.steps`` steps,
         checked and lowered by :func:`pebbles.lower` before anything runs.
@@ -322,6 +334,7 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray,
         synchronised, without allocation and the final copies to the host.
     """
     xp = array_module(xp)
+    c, source, observed, s0 = (_host(a) for a in (c, source, observed, s0))
     sol = _pml.PMLSolver(cfg, c, source, observed)
     s0 = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
     if s0.shape != (4, *cfg.shape):
@@ -369,8 +382,8 @@ def pml_record(cfg: _pml.PMLConfig, c_true: np.ndarray | None = None,
     Runs the in-place step kernel n times on one device state (from rest).
     """
     xp = array_module(xp)
-    c = _pml.true_model(cfg) if c_true is None else c_true
-    sol = _pml.PMLSolver(cfg, c, source)
+    c = _pml.true_model(cfg) if c_true is None else _host(c_true)
+    sol = _pml.PMLSolver(cfg, c, _host(source))
     zeros = np.zeros((cfg.steps + 1, cfg.n_detectors))
     dev = _PMLDevice(xp, sol, sol.zero_state(), zeros, 1)
     with _quiet():
@@ -414,6 +427,7 @@ class LorenzBatch:
 def _batch(x0: Sequence[float] | np.ndarray,
            theta: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Broadcast ``x0`` and ``theta`` to C-contiguous float64 ``(B, 3)`` arrays."""
+    x0, theta = _host(x0), _host(theta)
     a = np.atleast_2d(np.asarray(x0, dtype=np.float64))
     b = np.atleast_2d(np.asarray(theta, dtype=np.float64))
     if a.ndim != 2 or a.shape[1] != 3 or b.ndim != 2 or b.shape[1] != 3:
@@ -450,6 +464,7 @@ def lorenz_gradient(schedule: pebbles.Schedule | pebbles.SlotProgram | Iterable[
         Number of RK4 steps (needed unless ``schedule`` carries its own).
     x0, theta : array_like, shape (3,) or (B, 3)
         Initial states and (sigma, rho, beta); broadcast against each other.
+        NumPy or CuPy arrays, or sequences.
     dt : float
     slots : int, optional
         Slots per thread, ``s_0`` included (default: as many as needed).
@@ -525,9 +540,9 @@ def sensitivity_map(sigmas: Sequence[float] | np.ndarray, rhos: Sequence[float] 
 
     xp = array_module(xp)
     dv = _device_view(xp)
-    s = np.ascontiguousarray(sigmas, dtype=np.float64).ravel()
-    r = np.ascontiguousarray(rhos, dtype=np.float64).ravel()
-    y0 = np.asarray(x0, dtype=np.float64)
+    s = np.ascontiguousarray(_host(sigmas), dtype=np.float64).ravel()
+    r = np.ascontiguousarray(_host(rhos), dtype=np.float64).ravel()
+    y0 = np.asarray(_host(x0), dtype=np.float64)
     if y0.shape != (3,):
         raise PebblesValueError(f"x0 has shape={y0.shape}; expected (3,): (x0, y0, z0)")
     out = xp.empty((s.size, r.size))

@@ -292,7 +292,7 @@ def test_gpu_pml_cupy_matches_cpu():
     observed = pml.record(cfg)
     moves = list(pebbles.treeverse(cfg.steps, 5))
     ref = pml.gradient(cfg, c, moves, observed)
-    g = gpu.pml_gradient(cfg, c, moves, observed, xp=cupy)
+    g = gpu.pml_gradient(cfg, cupy.asarray(c), moves, observed, xp=cupy)
     for name in ("grad_c", "grad_source", "grad_s0"):
         a, b = getattr(g, name), getattr(ref, name)
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.abs(b).max())
@@ -307,7 +307,7 @@ def test_gpu_lorenz_cupy_matches_cpu():
     theta = np.column_stack([rng.uniform(5, 15, 300), rng.uniform(10, 30, 300),
                              np.full(300, 8 / 3)])
     enc = pebbles.encode(pebbles.treeverse(200, 6))
-    r = gpu.lorenz_gradient(enc, 200, (1.0, 0.0, 0.0), theta, xp=cupy)
+    r = gpu.lorenz_gradient(enc, 200, (1.0, 0.0, 0.0), cupy.asarray(theta), xp=cupy)
     for b in (0, 137, 299):
         ref = lorenz.replay_lorenz(enc, 200, (1.0, 0.0, 0.0), theta[b])
         np.testing.assert_allclose(r.gradient[b], ref.gradient, rtol=1e-8,
@@ -349,6 +349,48 @@ def test_bench_gpu_smoke(tmp_path, capsys):
     assert data["machine"]["gpu"].startswith("simulator")
     lz = data["lorenz"]
     assert lz["grid"] == 2 and lz["finite_points"] == 4 and lz["max_rel_diff_map"] < 1e-10
+
+
+class DeviceArray:
+    """Stands in for a CuPy array given as input: it refuses ``np.asarray`` as CuPy
+    does ("Implicit conversion to a NumPy array is not allowed") and copies with ``get``."""
+
+    __cuda_array_interface__: dict = {}  # only its presence is read
+
+    def __init__(self, a):
+        self.a = np.array(a, dtype=np.float64)
+        self.shape = self.a.shape
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed")
+
+    def get(self):
+        return self.a.copy()
+
+
+def test_executors_read_device_arrays_given_as_input(lorenz_batch, pml_small):
+    dev = DeviceArray
+    with pytest.raises(TypeError, match="Implicit"):
+        np.asarray(dev([1.0]))
+    x0, theta = lorenz_batch
+    enc = pebbles.encode(pebbles.treeverse(12, 3))
+    ref = gpu.lorenz_gradient(enc, 12, x0, theta)
+    got = gpu.lorenz_gradient(enc, 12, dev(x0), dev(theta))
+    assert np.array_equal(got.gradient, ref.gradient) and np.array_equal(got.loss, ref.loss)
+    for a, b in zip(gpu.lorenz_forward(dev(x0), dev(theta), n=9),
+                    gpu.lorenz_forward(x0, theta, n=9), strict=True):
+        assert np.array_equal(a, b)
+    sig, rho = np.array([2.0, 10.0]), np.array([5.0, 27.0])
+    assert np.array_equal(gpu.sensitivity_map(dev(sig), dev(rho), x0=dev(x0[0]), n=8),
+                          gpu.sensitivity_map(sig, rho, x0=x0[0], n=8))
+    cfg, c, s0, observed, _ = pml_small
+    src = pml.ricker(cfg) * 1.5
+    moves = pebbles.encode(pebbles.treeverse(cfg.steps, 3))
+    ref = gpu.pml_gradient(cfg, c, moves, observed, s0=s0, source=src)
+    got = gpu.pml_gradient(cfg, dev(c), moves, dev(observed), s0=dev(s0), source=dev(src))
+    for name in ("grad_c", "grad_source", "grad_s0"):
+        assert np.array_equal(getattr(got, name), getattr(ref, name))
+    assert np.array_equal(gpu.pml_record(cfg, dev(c), dev(src)), gpu.pml_record(cfg, c, src))
 
 
 def test_pml_record_matches_cpu(pml_small):
