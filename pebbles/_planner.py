@@ -31,7 +31,7 @@ __all__ = [
     "BACKGROUND_MAX_N",
     "BOUNDED_DISK_MAX_N",
     "EXECUTOR_EXTRA_STATES",
-    "REVERSIBLE_TABLE_MAX",
+    "REVERSIBLE_MAX_BUDGET",
     "Candidate",
     "Plan",
     "budget_for",
@@ -80,7 +80,7 @@ class Plan:
     """Candidates sorted by predicted cost; ``best`` is the recommendation.
 
     ``skipped`` names the methods that fit but were not costed (see
-    :data:`REVERSIBLE_TABLE_MAX`).
+    :data:`REVERSIBLE_MAX_BUDGET`).
     """
 
     n: int
@@ -313,20 +313,20 @@ def _background_candidate(n: int, s: int, disk_budget: int | None, write_cost: f
     return Candidate(sched, steps, n, cost, s + EXECUTOR_EXTRA_STATES, inplace)
 
 
-#: Largest n * budget for which the reversible game's tables (O(n S) to build)
-#: are used to cost a candidate; above it those candidates are listed in
-#: ``Plan.skipped``. They never win: Treeverse is optimal in the checkpoint game.
-REVERSIBLE_TABLE_MAX = 10**5
+#: Largest budget for which the reversible game's tables are built to cost a candidate
+#: (about a second at 5000 states; 12 s at 30 000); above it those candidates are
+#: listed in ``Plan.skipped``. They never win: Treeverse is optimal in the checkpoint game.
+REVERSIBLE_MAX_BUDGET = 5000
 
 
 def _gradient_schedules(n: int, budget: int, skipped: list[str]) -> list[Schedule]:
     """:func:`pebbles.candidates` without the reversible game's (not gradient) schedules,
-    and without the reversible tables above :data:`REVERSIBLE_TABLE_MAX` (named in
-    ``skipped``)."""
+    and without the reversible optimum above :data:`REVERSIBLE_MAX_BUDGET` states (named
+    in ``skipped``)."""
     def keep(entry: Method, opts: dict) -> bool:
         if entry.game(opts) is Game.REVERSIBLE:
             return False
-        if entry.name.startswith("reversible") and n * budget > REVERSIBLE_TABLE_MAX:
+        if entry.name.startswith("reversible") and budget > REVERSIBLE_MAX_BUDGET:
             skipped.append(entry.name)
             return False
         return True

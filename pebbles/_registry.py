@@ -24,19 +24,22 @@ from ._background import background_two_level
 from ._baselines import periodic, recompute_all, store_all
 from ._bennett import (
     bennett,
+    bennett_encoded,
     bennett_gradient,
+    bennett_gradient_encoded,
     bennett_pebbles,
     bennett_steps,
     best_bennett,
     reversible_gradient,
 )
 from ._budget import min_pebbles
+from ._encoded import mirror_encoded
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
 from ._lowering import SlotProgram, lower
 from ._moves import Game, Move, encode
 from ._online import online
 from ._optimal import min_forward_steps
-from ._reversible import reversible_min_steps, reversible_optimal
+from ._reversible import reversible_encoded, reversible_min_steps, reversible_optimal
 from ._simulator import SimulationResult, simulate
 from ._treeverse import treeverse, treeverse_encoded, treeverse_paper
 from ._twolevel import periodic_disk, two_level
@@ -221,7 +224,8 @@ class Schedule:
         return kw
 
     def encode(self) -> np.ndarray:
-        """The moves as an encoded ``int64`` (m, 3) array (fast for treeverse)."""
+        """The moves as an encoded ``int64`` (m, 3) array (fast for treeverse, bennett and
+        the reversible optimum and their gradients)."""
         entry = _METHODS[self.method]
         if entry.encoded is not None:
             return entry.encoded(self.n, **self._kwargs())
@@ -398,17 +402,20 @@ register(Method(
 register(Method(
     "bennett", bennett, _fixed(Game.REVERSIBLE), (("k", 2), ("uncompute", True)), False,
     "Bennett's k-ary compute/uncompute (the paper's Algorithm 2), reversible game",
+    encoded=bennett_encoded,
     need=lambda n, k, uncompute: bennett_pebbles(n, k, uncompute=uncompute),
     fit=lambda n, budget: [o | {"uncompute": False} for o in _best_bennett(n, budget)],
     steps=lambda n, budget, k, uncompute: bennett_steps(n, k, uncompute=uncompute)))
 register(Method(
     "bennett-gradient", bennett_gradient, _fixed(Game.CHECKPOINT), (("k", 2),), False,
     "Bennett's reach run and its mirror with paints (a gradient schedule)",
+    encoded=bennett_gradient_encoded,
     need=lambda n, k: bennett_pebbles(n, k, uncompute=False), fit=_best_bennett,
     steps=lambda n, budget, k: bennett_steps(n, k, uncompute=False)))
 register(Method(
     "reversible-optimal", reversible_optimal, _fixed(Game.REVERSIBLE), (), True,
     "fewest steps of the reversible game (needs n <= 2^budget - 1)",
+    encoded=reversible_encoded,
     fit=lambda n, budget: [{}] if budget >= min_pebbles(n, Game.REVERSIBLE) else [],
     steps=lambda n, budget: reversible_min_steps(n, min(budget, n))))
 register(Method(
@@ -416,6 +423,7 @@ register(Method(
     lambda n, budget: reversible_gradient(reversible_optimal(n, budget), n),
     _fixed(Game.CHECKPOINT), (), True,
     "the reversible optimum and its mirror with paints (a gradient schedule)",
+    encoded=lambda n, budget: mirror_encoded(reversible_encoded(n, budget), n),
     fit=lambda n, budget: [{}] if budget >= min_pebbles(n, Game.REVERSIBLE) else [],
     steps=lambda n, budget: reversible_min_steps(n, min(budget, n))))
 register(Method(

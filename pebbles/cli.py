@@ -30,7 +30,7 @@ from ._budget import check_budget
 from ._errors import PebblesError, PebblesValueError
 from ._moves import Game, Move, format_move
 from ._optimal import min_forward_steps
-from ._planner import REVERSIBLE_TABLE_MAX, Candidate, plan
+from ._planner import REVERSIBLE_MAX_BUDGET, Candidate, plan
 from ._registry import (
     Schedule,
     describe,
@@ -344,13 +344,6 @@ def _too_many(s: Schedule, limit: int, fmt: str) -> PebblesValueError:
         f"(its last line is the summary), or {instead}")
 
 
-def _known_steps(s: Schedule) -> int | None:
-    """:func:`pebbles.predicted_steps` where it is cheap (not the large reversible tables)."""
-    if s.method.startswith("reversible") and s.n * (s.budget or 0) > REVERSIBLE_TABLE_MAX:
-        return None
-    return predicted_steps(s)
-
-
 def _fewest_moves(s: Schedule) -> int:
     """A lower bound on the stream's length: its exact length where known, else a paint a
     cell and the walk that pebbles it, or (reversible game) a move a forward step."""
@@ -358,14 +351,14 @@ def _fewest_moves(s: Schedule) -> int:
     if exact is not None:
         return exact
     if s.game is Game.REVERSIBLE:
-        return max(s.n, _known_steps(s) or 0)
+        return max(s.n, predicted_steps(s) or 0)
     return 2 * s.n - 1
 
 
 def _most_moves(s: Schedule) -> int | None:
     """An upper bound on the stream's length (``None``: none known): its exact length, or
     n paints and at most a step-taking move and a remove per forward step."""
-    exact, steps = predicted_moves(s), _known_steps(s)
+    exact, steps = predicted_moves(s), predicted_steps(s)
     if exact is not None or steps is None:
         return exact
     return steps if s.game is Game.REVERSIBLE else 2 * steps + s.n
@@ -388,12 +381,13 @@ COMPARE_MAX_STEPS = 10**7
 
 
 def _compare_schedules(n: int, budget: int, skipped: list[str]) -> list[Schedule]:
-    """:func:`pebbles.candidates`, without the reversible tables when they are too large."""
+    """:func:`pebbles.candidates`, without the reversible optimum above
+    ``REVERSIBLE_MAX_BUDGET`` states (its tables would take long to build)."""
     out = []
     for name in methods():
         entry = describe(name)
         for opts in entry.fit(n, budget) if entry.fit is not None else ():
-            if name.startswith("reversible") and n * budget > REVERSIBLE_TABLE_MAX:
+            if name.startswith("reversible") and budget > REVERSIBLE_MAX_BUDGET:
                 skipped.append(name)
                 continue
             out.append(schedule(name, n, budget=budget, **opts))
@@ -417,11 +411,8 @@ def _compare_row(s: Schedule, budget: int) -> str:
         r = s.simulate()
         steps, peak, note = r.forward_steps, r.peak_states, ""
         shown = str(peak)
-    if s.game is Game.REVERSIBLE and n * peak > REVERSIBLE_TABLE_MAX:
-        verdict = "?"  # the reversible optimum's tables are O(n S)
-    else:
-        best = min_forward_steps(n, peak, s.game)
-        verdict = "yes" if steps == best else f"no ({best})"
+    best = min_forward_steps(n, peak, s.game)
+    verdict = "yes" if steps == best else f"no ({best})"
     return (f"{_label(s):<34} {s.game.value:<11} {steps:>12} {steps / n:>8.3f} "
             f"{shown:>5}  {verdict}{note}")
 
@@ -436,7 +427,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for s in _compare_schedules(n, budget, skipped):
         lines.append(_compare_row(s, budget))
     if skipped:
-        lines.append(f"# not shown (their tables are O(n S) to build): {', '.join(skipped)}")
+        lines.append(f"# not shown (their tables take long to build above "
+                     f"{REVERSIBLE_MAX_BUDGET} states): {', '.join(skipped)}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -85,6 +85,59 @@ def test_fast_encoding_is_optimal_and_legal(n, budget, inplace):
     assert r.forward_steps == pebbles.min_forward_steps(n, budget, game)
 
 
+def _generated(method, n, opts):
+    """The stream of the method's plain generator, encoded move by move."""
+    return pebbles.encode(describe(method).make(n, **opts))
+
+
+@pytest.mark.parametrize("method,n,opts", [
+    ("bennett", 1, {"k": 2, "uncompute": True}), ("bennett", 1, {"k": 2, "uncompute": False}),
+    ("bennett", 7, {"k": 3, "uncompute": True}), ("bennett", 100, {"k": 7, "uncompute": False}),
+    ("bennett", 700, {"k": 2, "uncompute": True}),  # 9 x more moves than a cached block
+    ("bennett", 5000, {"k": 64, "uncompute": False}),
+    ("bennett-gradient", 1, {"k": 2}), ("bennett-gradient", 300, {"k": 2}),
+    ("bennett-gradient", 2000, {"k": 5}),
+    ("reversible-optimal", 1, {"budget": 1}), ("reversible-optimal", 31, {"budget": 5}),
+    ("reversible-optimal", 2000, {"budget": 12}),  # above a cached block
+    ("reversible-optimal", 3000, {"budget": 300}),  # deep chains of distinct blocks
+    ("reversible-gradient", 1, {"budget": 3}), ("reversible-gradient", 1500, {"budget": 13}),
+    ("reversible-gradient", 3000, {"budget": 40}),
+])
+def test_fast_reversible_encodings_equal_the_generators(method, n, opts):
+    s = schedule(method, n, **opts)
+    fast = s.encode()
+    assert fast.dtype == np.int64 and fast.flags.c_contiguous
+    assert np.array_equal(fast, _generated(method, n, opts))
+    assert len(fast) > 4096 or n < 700  # the large cases copy cached blocks
+    r = s.simulate()
+    assert r.forward_steps == predicted_steps(s)
+
+
+@given(n=st.integers(1, 400), k=st.integers(2, 9), budget=st.integers(1, 12))
+@settings(max_examples=40, deadline=None)
+def test_fast_reversible_encodings_equal_the_generators_at_random(n, k, budget):
+    for method, opts in [("bennett", {"k": k, "uncompute": True}),
+                         ("bennett", {"k": k, "uncompute": False}),
+                         ("bennett-gradient", {"k": k})]:
+        assert np.array_equal(schedule(method, n, **opts).encode(),
+                              _generated(method, n, opts))
+    if n <= 2**budget - 1:
+        for method in ("reversible-optimal", "reversible-gradient"):
+            assert np.array_equal(schedule(method, n, budget=budget).encode(),
+                                  _generated(method, n, {"budget": budget}))
+
+
+def test_fast_mirror_refuses_a_run_that_does_not_end_on_n():
+    from pebbles._encoded import mirror_encoded
+
+    run = pebbles.encode(pebbles.bennett(4, 2, uncompute=False))  # ends on cell 4, not 8
+    with pytest.raises(pebbles.IllegalMoveError, match="cells 0..7 unpainted") as slow:
+        list(pebbles.reversible_gradient(pebbles.bennett(4, 2, uncompute=False), 8))
+    with pytest.raises(pebbles.IllegalMoveError) as fast:
+        mirror_encoded(run, 8)
+    assert str(fast.value) == str(slow.value)
+
+
 @pytest.mark.parametrize("call,error,words", [
     (lambda: schedule("nosuch", 10), PebblesValueError, "method='nosuch'"),
     (lambda: schedule("treeverse", 10), PebblesTypeError, "needs budget"),
