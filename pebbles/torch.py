@@ -153,7 +153,17 @@ class _Chain:
         self.step, self.params, self.program = step, params, program
         self.buffers = _Buffers(buffers)  # updated by first runs only, as plain autograd
         self.grad_params = _unique(params + extra)
-        self.index = {id(p): k for k, p in enumerate(self.grad_params)}
+        self.frozen = tuple(t for t in extra if not t.requires_grad)  # replays read them too
+        # a parameter the caller computed (w + 1, a view) reaches the step as a leaf alias,
+        # so that a step's graph ends there: autograd.grad never runs through the caller's
+        # graph (which a second backward step would find freed) and the gradient of a
+        # parameter it came from is not counted twice (autograd hands it on once, later).
+        # Layer chains' params are closed over by the layers: no alias, the search stops
+        alias = {id(p): p.detach().requires_grad_() for p in params
+                 if p.requires_grad and p.grad_fn is not None}
+        self.args = tuple(alias.get(id(p), p) for p in params)  # what the step gets
+        self.wrt = tuple(alias.get(id(p), p) for p in self.grad_params)
+        self.index = {id(p): k for ps in (self.grad_params, self.wrt) for k, p in enumerate(ps)}
         self.stops = _stops(self.grad_params)  # non-leaf parameters: the search ends there
         # per_step (layer chains): each backward step differentiates only the parameters
         # its graph reaches, found anew each time; loops: all of them, the first graph
@@ -161,7 +171,7 @@ class _Chain:
         self.per_step = per_step
         self.param_ptrs: set[int] | None = None  # storages of the parameters (taping)
         self.spec = spec  # [(shape, dtype)] the state must keep, or None (layer chains)
-        self.spec_n: tuple = ()
+        self.forms: dict[int, tuple[bool, int]] = {}  # layer chains: cell -> (tuple?, count)
         self.checked = False  # a backward step's graph searched for tensors not passed
         self.was_tuple = False
         self.rng = rng
@@ -202,10 +212,10 @@ class _Chain:
         else:
             self.buffers.settle()
             self.frontier = i + 1
-        x = xs if self.was_tuple else xs[0]
+        x = xs if self.form(i) else xs[0]
         before = _versions(xs) if guard else ()
         try:
-            out = self.step(i, x, *self.params)
+            out = self.step(i, x, *self.args)
         except Exception as err:  # the same exception, with the step named (Python 3.11+)
             if hasattr(err, "add_note"):
                 err.add_note(f"pebbles.torch: raised by {self.who(i)} in the {self.phase}"
@@ -254,20 +264,30 @@ class _Chain:
             if dst is not None:
                 self.slot_rng[dst] = _rng_state(self.devices)
 
+    def form(self, i: int) -> bool:
+        """Whether state i is a tuple (a layer chain's layers may change the form)."""
+        return self.forms[i][0] if self.per_step else self.was_tuple
+
     def _check(self, i: int, out: object) -> tuple[torch.Tensor, ...]:
         if isinstance(out, torch.Tensor):
             ys, was_tuple = (out,), False
         else:
             ys, was_tuple = _as_tuple(f"the value {self.who(i)} returned", out)
-        if was_tuple != self.was_tuple or (self.spec is None and len(ys) != len(self.spec_n)):
-            raise PebblesValueError(
-                f"{self.who(i)} returned {len(ys)} tensor(s) as a "
-                f"{'tuple' if was_tuple else 'tensor'}, but the state is "
-                f"{'a tuple' if self.was_tuple else 'a single tensor'}; every "
-                f"{'layer' if self.per_step else 'step'} must return the state in the same "
-                f"form (a tensor, or a tuple of as many tensors) as its input")
-        if self.spec is None:
+        if self.per_step:
+            first = self.forms.setdefault(i + 1, (was_tuple, len(ys)))
+            if first != (was_tuple, len(ys)):
+                raise PebblesValueError(
+                    f"{self.who(i)} returned {_form_words(was_tuple, len(ys))} in the "
+                    f"{self.phase}, but {_form_words(*first)} when it first ran; a layer "
+                    f"that runs again must return the same form (replays feed it to the next "
+                    f"layer)")
             return ys
+        if was_tuple != self.was_tuple:
+            raise PebblesValueError(
+                f"{self.who(i)} returned {_form_words(was_tuple, len(ys))}, but the state "
+                f"is {'a tuple' if self.was_tuple else 'a single tensor'}; every step must "
+                f"return the state in the same form (a tensor, or a tuple of as many "
+                f"tensors) as its input")
         got = [(tuple(t.shape), t.dtype) for t in ys]
         if got != self.spec:
             raise PebblesValueError(
@@ -337,12 +357,13 @@ class _Chain:
         saves is its input, its output or a parameter (no memory beyond the schedule's)."""
         saved: list[int] = []
 
-        def pack(t: torch.Tensor) -> torch.Tensor:
+        def pack(t: torch.Tensor) -> tuple[torch.Tensor, int]:
             if t.numel() * t.element_size() > 64:
                 saved.append(t.untyped_storage().data_ptr())
-            return t.detach()
+            return t.detach(), t._version  # the alias shares the version counter
 
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(
+                pack, _unpack_checked(self.who(i))):
             xi = self._leaves(i, xs)
             ys = self.call(i, xi)
         if self.param_ptrs is None:  # the parameters' storages, found once a call
@@ -446,8 +467,8 @@ class _Chain:
         inputs = [t for t in xi if t.requires_grad]
         if not pairs or not (inputs or ks):
             return tuple(None for _ in xi)
-        with _hooks_held(self.hooked) if self.hooked else _NOTHING:
-            got = _vjp(pairs, inputs + [self.grad_params[k] for k in ks])
+        with _hooks_held(self.hooked) if self.hooked else _NOTHING, _second_time(self.who(i)):
+            got = _vjp(pairs, inputs + [self.wrt[k] for k in ks])
         it = iter(got[:len(inputs)])
         out = tuple(next(it) if t.requires_grad else None for t in xi)
         for k, g in zip(ks, got[len(inputs):], strict=True):
@@ -551,6 +572,25 @@ class _Until(_Chain):
         return slots
 
 
+@contextlib.contextmanager
+def _second_time(who: str) -> Iterator[None]:
+    """Explain autograd's "backward through the graph a second time" in a backward step:
+    every backward step that reaches a tensor the caller computed (``w2 = w.exp()``
+    outside the step) runs through the caller's graph, and the first one frees it."""
+    try:
+        yield
+    except RuntimeError as err:
+        if "graph a second time" in str(err) and hasattr(err, "add_note"):
+            err.add_note(
+                f"pebbles.torch: in the backward step of {who}. A step (or layer) uses a "
+                f"tensor that was computed before the call from a parameter (e.g. w2 = "
+                f"w.exp() outside the step): every backward step runs through that part of "
+                f"your graph, and the first one frees it. Pass the computed tensor itself as "
+                f"a parameter (checkpointed_loop(step, x0, n, w2); checkpoint_sequential(..., "
+                f"params=[w2])), or compute it inside the step")
+        raise
+
+
 def _in_place_hint(err: Exception) -> str:
     """A hint for torch's error on an in-place change of a leaf: the step's input."""
     if isinstance(err, RuntimeError) and "in-place operation" in str(err):
@@ -566,6 +606,25 @@ def _versions(xs: tuple[torch.Tensor, ...]) -> list[int]:
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+def _form_words(was_tuple: bool, count: int) -> str:
+    return f"a tuple of {count} tensor(s)" if was_tuple else "a single tensor"
+
+
+def _unpack_checked(who: str) -> Callable[[tuple[torch.Tensor, int]], torch.Tensor]:
+    """Autograd's check of a saved tensor, for the tensors a taped step's graph saves
+    through the hooks (which skip it): the call's output is one of them."""
+    def unpack(packed: tuple[torch.Tensor, int]) -> torch.Tensor:
+        t, version = packed
+        if t._version != version:
+            raise _modified(
+                f"a tensor saved by the graph of {who}", t._version, version,
+                "The graph of the last step is kept for its backward step, and the call's "
+                "output (or a tensor sharing its storage) is one of the tensors it saved, so "
+                "the gradients would be wrong. Change a copy (y = y.clone()) instead")
+        return t
+    return unpack
 
 
 def _autocast_state(kinds: list[str]) -> tuple:
@@ -707,9 +766,9 @@ class _Checkpointed(torch.autograd.Function):
         ctx.chain, ctx.slots = chain, slots
         ctx.save_for_backward(*tensors[:nx])  # s_0 (in slot 0 anyway): for a second pass
         ctx.shared = _shared_outputs(out, slots)
-        ctx.versions = _versions(chain.params + chain.grad_params)  # replays need them as is
+        ctx.versions = _versions(_replayed(chain))  # replays need them as they are
         ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t)])
-        return out if chain.was_tuple else out[0]
+        return out if chain.form(chain.program.n if chain.program else 0) else out[0]
 
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor) -> Any:
@@ -776,8 +835,7 @@ def _check_params(chain: _Chain, versions: list[int]) -> None:
     """Raise, as autograd does for a saved tensor, if a parameter was changed in place
     between the forward and the backward pass (``optimizer.step()`` too early): the
     replays would run with the new values, and the gradients would be wrong."""
-    params = chain.params + chain.grad_params
-    for k, (p, version) in enumerate(zip(params, versions, strict=True)):
+    for k, (p, version) in enumerate(zip(_replayed(chain), versions, strict=True)):
         if _versions((p,))[0] != version:
             what = (f"params[{k}]" if k < len(chain.params) else
                     f"a parameter of shape {tuple(p.shape)}")
@@ -786,6 +844,12 @@ def _check_params(chain: _Chain, versions: list[int]) -> None:
                 "The backward pass replays the steps with the parameters, so the gradients "
                 "would be wrong. Change the parameters (optimizer.step()) after the "
                 "backward pass")
+
+
+def _replayed(chain: _Chain) -> tuple[torch.Tensor, ...]:
+    """The tensors the replays read besides the states: ``params``, the parameters that
+    get gradients, and the modules' frozen parameters (``requires_grad=False``)."""
+    return chain.params + chain.grad_params + chain.frozen
 
 
 def _unique(tensors: Iterable[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -814,7 +878,7 @@ def _cuda_devices(tensors: Iterable[torch.Tensor]) -> list[int]:
 
 def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: bool) -> State:
     """Apply the checkpointed Function, or a plain loop when no gradient is wanted."""
-    chain.was_tuple, chain.spec_n = was_tuple, xs
+    chain.was_tuple, chain.forms = was_tuple, {0: (was_tuple, len(xs))}
     chain.input_grad = tuple(t.requires_grad for t in xs)
     wanted = torch.is_grad_enabled() and (
         any(t.requires_grad for t in xs) or len(chain.grad_params) > 0)
@@ -823,7 +887,7 @@ def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: bool) -> State:
         return _Checkpointed.apply(chain, len(xs), *xs, *chain.grad_params)
     with torch.no_grad():
         xs = chain.plain(xs)
-    return xs if was_tuple else xs[0]
+    return xs if chain.form(chain.program.n if chain.program else 0) else xs[0]
 
 
 def _check_transforms(tensors: tuple[torch.Tensor, ...]) -> None:

@@ -1235,3 +1235,113 @@ def test_changing_a_parameter_before_the_backward_pass_is_refused():
     optimizer.step()
     with pytest.raises(RuntimeError, match=r"a parameter of shape \(3, 3\) of a pebbles"):
         out.sum().backward()
+
+
+def test_changing_the_output_in_place_before_backward_raises():
+    """The taped last step's graph saves its output (sigmoid does): changing the output in
+    place before the backward pass raises autograd's error, as plain autograd does,
+    instead of a wrong gradient."""
+    w = (torch.rand(3, dtype=F64) * 0.1).requires_grad_()
+    x0 = torch.rand(3, dtype=F64, requires_grad=True)
+    step = lambda i, x, w: torch.sigmoid(x + w)  # noqa: E731
+    net = [torch.nn.Linear(3, 3).double(), torch.nn.Sigmoid()]
+    runs = [lambda tape: checkpointed_loop(step, x0, 6, w, budget=2, tape=tape),
+            lambda tape: checkpoint_sequential(net, x0, budget=2, tape=tape),
+            lambda tape: checkpointed_while_loop(lambda i, x: i < 6, step, x0, w, budget=10,
+                                                 tape=tape)]  # no state dropped: all taped
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        plain_loop(step, x0, 6, w).mul_(2).sum().backward()
+    for run in runs:
+        y = run(True)
+        y.mul_(2)
+        with pytest.raises(RuntimeError, match="saved by the graph of (step 5|layer 1)"):
+            y.sum().backward()
+        want = torch.autograd.grad(run(False).sum(), [x0, w] if run is not runs[1] else [x0])
+        y = run(True)
+        assert_close(torch.autograd.grad(y.sum(), [x0, w] if run is not runs[1] else [x0]),
+                     want)
+
+
+def test_frozen_parameters_changed_in_place_raise():
+    """A module parameter with requires_grad=False is read by the replays too: changing
+    it between the passes raises instead of replaying with the new value."""
+    x = torch.randn(2, 3, dtype=F64, requires_grad=True)
+    net = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(4)]).double()
+    net[1].weight.requires_grad_(False)
+    y = checkpoint_sequential(net, x, budget=2)
+    with torch.no_grad():
+        net[1].weight.mul_(1.5)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    class Frozen(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3).double().requires_grad_(False)
+
+        def forward(self, i, h):
+            return torch.tanh(self.lin(h))
+
+    step = Frozen()
+    y = checkpointed_loop(step, x, 8, budget=2)
+    with torch.no_grad():
+        step.lin.bias.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+@pytest.mark.parametrize("make", [lambda w: w + 1, lambda w: w.view(3), lambda w: w[:],
+                                  torch.exp, lambda w: w * 2])
+def test_a_leaf_and_a_tensor_computed_from_it_both_passed(make):
+    """The step gets a computed parameter as a leaf alias: its graph ends there, so the
+    leaf's gradient is not counted twice and no backward step runs through the caller's
+    graph (which the first would free)."""
+    w = torch.tensor([0.1, 0.2, 0.3], dtype=F64, requires_grad=True)
+    x0 = torch.ones(3, dtype=F64, requires_grad=True)
+    step = lambda i, x, w, w2: x * w2 + w  # noqa: E731
+    want = torch.autograd.grad(plain_loop(step, x0, 5, w, make(w)).sum(), [x0, w])
+    for tape in (True, False):
+        y = checkpointed_loop(step, x0, 5, w, make(w), budget=2, tape=tape)
+        assert_close(torch.autograd.grad(y.sum(), [x0, w]), want)
+
+
+def test_a_step_closing_over_a_tensor_computed_from_a_parameter_is_explained():
+    w = torch.tensor([0.1, 0.2, 0.3], dtype=F64, requires_grad=True)
+    x0 = torch.ones(3, dtype=F64, requires_grad=True)
+    w2 = w.exp()  # exp saves its result: the first backward step frees it
+    y = checkpointed_loop(lambda i, x, w: x * w2 + w, x0, 6, w, budget=2)
+    with pytest.raises(RuntimeError, match="second time") as err:
+        y.sum().backward()
+    assert "computed before the call from a parameter" in "".join(err.value.__notes__)
+
+
+def test_layers_may_change_the_state_form():
+    """As in torch.utils.checkpoint.checkpoint_sequential, a layer may turn a tensor into
+    a tuple and back, or change the tuple's length."""
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    lin = torch.nn.Linear(4, 4).double()
+    split = lambda t: (t[:, :2] * 1, t[:, 2:] * 1)  # noqa: E731
+    join = lambda t: torch.cat([torch.tanh(t[0]), t[1]], 1)  # noqa: E731
+    three = lambda t: (t[0] * 2, t[1] * 3, t[0] + t[1])  # noqa: E731
+    one = lambda t: (t[0] * t[1] + t[2],)  # noqa: E731
+    for layers, want_tuple in [([lin, split, join, torch.nn.Tanh()], False),
+                               ([lin, split, three, one], True),
+                               ([lin, split, three, one, lambda t: t[0].sin()], False)]:
+        want = torch.autograd.grad(functools.reduce(lambda h, f: f(h), layers, x)[0].sum()
+                                   if want_tuple else
+                                   functools.reduce(lambda h, f: f(h), layers, x).sum(),
+                                   [x, lin.weight])
+        for budget in (2, 3, 5):
+            y = checkpoint_sequential(layers, x, budget=budget)
+            assert isinstance(y, tuple) == want_tuple
+            assert_close(torch.autograd.grad((y[0] if want_tuple else y).sum(),
+                                             [x, lin.weight]), want)
+    calls = []
+
+    def fickle(t):  # a tuple the first time, a tensor on a replay
+        calls.append(1)
+        return (t * 2, t) if len(calls) == 1 else t * 2
+
+    y = checkpoint_sequential([lin, fickle, lambda t: t[0] + t[1], torch.tanh], x, budget=2)
+    with pytest.raises(pebbles.PebblesValueError, match="returned a single tensor in the "
+                       "backward pass, but a tuple of 2 tensor.s. when it first ran"):
+        y.sum().backward()
