@@ -99,7 +99,14 @@ from ._storage import (
 from ._tradeoff import S_CAP as TRADEOFF_S_CAP
 from ._tradeoff import X_MAX, memory_ratio, online_overhead, tradeoff_curves
 from ._treeverse import paper_tau, treeverse, treeverse_paper
-from ._twolevel import best_period, min_total_time, periodic_disk, periodic_disk_time, two_level
+from ._twolevel import (
+    best_period,
+    min_total_time,
+    periodic_disk,
+    periodic_disk_time,
+    two_level,
+    two_level_steps,
+)
 
 __all__ = [
     "hetero_brute_force",
@@ -133,6 +140,7 @@ __all__ = [
     "periodic_disk",
     "periodic_disk_time",
     "two_level",
+    "two_level_steps",
     "OP_DISCARD",
     "OP_FREE",
     "OP_LOAD",

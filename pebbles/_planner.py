@@ -24,7 +24,7 @@ from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game
 from ._registry import Method, Schedule, candidates, predicted_steps, schedule
 from ._simulator import simulate
-from ._twolevel import min_total_time
+from ._twolevel import min_total_time, two_level_steps
 from ._validation import check_bool, check_cost, check_int
 
 __all__ = [
@@ -294,7 +294,8 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
                          write_cost=write_cost, read_cost=read_cost, inplace=inplace)
         total = min_total_time(n, s, disk_budget, write_cost=write_cost, read_cost=read_cost,
                                inplace=inplace)
-        steps = sched.simulate().forward_steps if n <= 10**5 else round(total)
+        steps = two_level_steps(n, s, disk_budget, write_cost=write_cost,
+                                read_cost=read_cost, inplace=inplace)
         out.append(Candidate(sched, steps, n, total + backward_cost * n,
                              s + EXECUTOR_EXTRA_STATES, inplace))
     return out

@@ -397,8 +397,10 @@ def _generate_spine(t: _Spine, s_top: int) -> Iterator[Move]:
             yield from _spine_split(t, code, b, m, s, push)
 
 
-def _spine_split(t: _Spine, code: int, b: int, m: int, s: int, push) -> Iterator[Move]:
-    """One split of H0 (code 0), G (3) or R (6): the walk now, the rest pushed."""
+def _split_plan(t: _Spine, code: int, b: int, m: int,
+                s: int) -> tuple[int, bool, list[tuple[int, int, int, int]]]:
+    """One split of H0 (code 0), G (3) or R (6): its walk's length j, whether the base's
+    pebble stays, and the tasks of the rest, in the order to push them."""
     p = _P
     if code == 0:
         j, keep = int(t.j_h0[p + s, m]), True
@@ -407,16 +409,30 @@ def _spine_split(t: _Spine, code: int, b: int, m: int, s: int, push) -> Iterator
     else:
         j, keep = int(t.j_r[p + s, m]), bool(t.keep_r[p + s, m])
     c = b + j
-    push((7, b, j, s) if code == 0 else (6, b, j, s))
+    tasks = [(7, b, j, s) if code == 0 else (6, b, j, s)]
     if not keep:
-        push((9, b, int(_LOAD), 0))
-    push((9, c, int(_REMOVE), 0))
+        tasks.append((9, b, int(_LOAD), 0))
+    tasks.append((9, c, int(_REMOVE), 0))
     spare = s - 1 if code == 0 or not keep else s - 2
-    push((7 if code == 6 else 5, c, m - j, spare))
+    tasks.append((7 if code == 6 else 5, c, m - j, spare))
+    return j, keep, tasks
+
+
+def _spine_split(t: _Spine, code: int, b: int, m: int, s: int, push) -> Iterator[Move]:
+    """One split of H0 (code 0), G (3) or R (6): the walk now, the rest pushed."""
+    j, keep, tasks = _split_plan(t, code, b, m, s)
+    for task in tasks:
+        push(task)
+    c = b + j
     if keep:
         yield Move(_FORWARD, b, c)
     else:
         yield from _walk(b, c, t.inplace)
+
+
+#: Most work ``n^2 S (D + 1)`` of the bounded-disk table that is run (about 50 s on a
+#: 2-core machine; n = 4000, S = 10, D = 5 is 9.6e8); larger ones are refused at once.
+BOUNDED_MAX_WORK = 10**9
 
 
 @lru_cache(maxsize=4)
@@ -427,7 +443,63 @@ def _solve(n: int, s_max: int, disk: int | None, wc: float, rc: float,
     spine = _Spine(n, s_max, wc, rc, inplace)
     if disk is None or spine.disk_used(s_max) <= disk:
         return spine
+    work = n * n * s_max * (disk + 1)
+    if work > BOUNDED_MAX_WORK:
+        raise PebblesValueError(
+            f"disk_budget={disk} with n={n}, budget={s_max}: the optimum with an unbounded "
+            f"disk uses {spine.disk_used(s_max)} disk pebbles, and the exact schedule with "
+            f"fewer solves a table of n^2 * budget * (disk_budget + 1) = {work:.1e} entries "
+            f"(more than {BOUNDED_MAX_WORK:.0e}: minutes to hours). Give disk_budget="
+            f"{spine.disk_used(s_max)} or more (or None), or use 'periodic-disk', which "
+            f"needs one disk pebble every `period` steps")
     return _Tables(n, s_max, disk, wc, rc, inplace)
+
+
+def two_level_steps(n: int, budget: int, disk_budget: int | float | None = None, *,
+                    write_cost: float, read_cost: float, inplace: bool = False) -> int:
+    """Forward steps of :func:`two_level`'s schedule, without making its moves where the
+    disk is unbounded (or large enough): the spine's splits, and Treeverse's closed form
+    for the memory-only parts.
+
+    Examples
+    --------
+    >>> from pebbles import simulate, two_level, two_level_steps
+    >>> kw = dict(write_cost=2, read_cost=2)
+    >>> two_level_steps(1000, 4, **kw) == simulate(two_level(1000, 4, **kw), 1000,
+    ...                                            "checkpoint", 4, **kw).forward_steps
+    True
+    """
+    n, s, disk, wc, rc = _check_args(n, budget, disk_budget, write_cost, read_cost, inplace)
+    game = Game.INPLACE if inplace else Game.CHECKPOINT
+    if _memory_only(disk, wc, rc):
+        from ._optimal import min_forward_steps
+
+        return min_forward_steps(n, s, game)
+    t = _solve(n, s, disk, wc, rc, bool(inplace))
+    if isinstance(t, _Tables):
+        return sum(m[2] - m[1] if m[0] == _FORWARD else 1
+                   for m in _generate(t, s, t.h0.shape[1] - 1)
+                   if m[0] in (_FORWARD, _PLACE, _MOVE))
+    return _spine_steps(t, s, game)
+
+
+def _spine_steps(t: _Spine, s_top: int, game: Game) -> int:
+    """The forward steps :func:`_generate_spine` makes, by the same task stack."""
+    from ._optimal import min_forward_steps
+
+    stack, steps, p = [(0, 0, t.n, s_top)], 0, _P
+    while stack:
+        code, b, m, s = stack.pop()
+        if code == 7:
+            steps += min_forward_steps(m, s, game)
+        elif code == 5:
+            right = t.right[p + s, m] == t.h0[p + s, m]
+            stack.append((0, b, m, s) if right else (3, b, m, s + 1))
+        elif code != 9 and m > 1:
+            j, _, tasks = _split_plan(t, code, b, m, s)
+            stack += tasks
+            steps += j  # the walk of the split
+    return steps
 
 
 def min_total_time(n: int, budget: int, disk_budget: int | float | None = None, *,

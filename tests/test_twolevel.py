@@ -24,6 +24,7 @@ from pebbles._twolevel import (
     periodic_disk,
     periodic_disk_time,
     two_level,
+    two_level_steps,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,6 +146,8 @@ def test_streams_are_legal_and_take_the_optimal_time(inplace):
         assert r.time == min_total_time(n, s, d, write_cost=wc, read_cost=rc,
                                         inplace=inplace), (n, s, d, wc, rc)
         assert r.backward_steps == n
+        assert r.forward_steps == two_level_steps(n, s, d, write_cost=wc, read_cost=rc,
+                                                  inplace=inplace)
 
 
 @pytest.mark.parametrize("inplace", [False, True])
@@ -331,3 +334,25 @@ def test_no_disk_at_scale_is_treeverse():
     # the general table agrees with that shortcut where it is cheap to run
     assert _Tables(300, 4, 0, 1.0, 1.0, False).h0[_P + 4, 0, 300] == \
         pebbles.min_forward_steps(300, 4)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_forward_steps_of_large_schedules_without_their_moves(inplace):
+    """The spine's step count (no moves made) is the simulator's, and what plan reports."""
+    kw = dict(write_cost=2.0, read_cost=1.5, inplace=inplace)
+    for n, s in [(3000, 4), (2500, 7)]:
+        r = pebbles.schedule("two-level", n, budget=s, **kw).simulate()
+        assert two_level_steps(n, s, None, **kw) == r.forward_steps
+        assert r.forward_steps < r.time  # the count is the steps, not the total time
+    p = pebbles.plan(3000, 4, write_cost=2.0, read_cost=1.5)
+    two = [c for c in p.candidates if c.method == "two-level"]
+    assert two and all(c.forward_steps == c.schedule.simulate().forward_steps for c in two)
+
+
+def test_a_bounded_disk_table_too_large_is_refused_at_once():
+    need = _Spine(8000, 10, 2.0, 2.0, False).disk_used(10)
+    for make in (two_level, min_total_time, two_level_steps):
+        with pytest.raises(pebbles.PebblesValueError,
+                           match=f"disk_budget=5 with n=8000.*disk_budget={need} or more"):
+            make(8000, 10, 5, write_cost=2.0, read_cost=2.0)
+    assert need > 5
