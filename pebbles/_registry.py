@@ -233,9 +233,10 @@ class Schedule:
 
     def simulate(self, **kwargs: Any) -> SimulationResult:
         """Check the moves with :func:`pebbles.simulate` (in its game, within its budget;
-        a two-level schedule with its disk budget and I/O costs)."""
-        return simulate(self.encode(), self.n, self.game, self.budget,
-                        **(self.simulator_options | kwargs))
+        a two-level schedule with its disk budget and I/O costs); keyword arguments
+        override these (``budget=2`` checks the moves against a smaller budget)."""
+        opts = {"game": self.game, "budget": self.budget} | self.simulator_options | kwargs
+        return simulate(self.encode(), self.n, **opts)
 
     @property
     def simulator_options(self) -> dict[str, Any]:

@@ -465,6 +465,10 @@ def _holder(g: _Game, kind: MoveKind, a: int) -> int:
 
 def _chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, array, array]]:
     """Split a stream of moves into arrays of kinds, first and second cells."""
+    if isinstance(moves, (str, bytes)):
+        raise PebblesTypeError(
+            f"moves={moves!r:.60} is a string; pass an iterable of moves such as "
+            f"[pebbles.place(1), pebbles.paint(0)] (pebbles.parse_move reads text)")
     try:
         it = iter(moves)
     except TypeError:

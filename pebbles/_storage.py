@@ -341,6 +341,7 @@ class DiskStore(Store):
         self._raise_if_failed()
         if key in self._files:
             raise StoreError(f"put({key!r}): the store already holds {key!r}; delete it first")
+        array = np.asarray(array)  # a list or a scalar too, as MemoryStore takes them
         if into is None:
             self._take_room()
             try:

@@ -29,13 +29,13 @@ import numpy as np
 
 from ._bennett import bennett_pebbles, bennett_steps
 from ._budget import min_pebbles
-from ._errors import PebblesValueError
+from ._errors import PebblesTypeError, PebblesValueError
 from ._online import online
 from ._optimal import min_forward_steps
 from ._reversible import ReversibleTables
 from ._simulator import simulate
 from ._treeverse import paper_tau, treeverse_paper
-from ._validation import check_int
+from ._validation import check_bool, check_int
 
 __all__ = ["ONLINE_BUDGETS", "S_CAP", "X_MAX", "memory_ratio", "online_overhead",
            "tradeoff_curves"]
@@ -246,6 +246,14 @@ def memory_ratio(curves: dict[str, Curve]) -> tuple[Curve, Curve]:
     return (np.array(xs), np.array(rs)), (qx[inside], qs[inside] / approx)
 
 
+def _ints(name: str, values: object, least: int) -> list[int]:
+    """``values`` as a list of ints ``>= least``, each checked by name and index."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise PebblesTypeError(f"{name}={values!r} must be a sequence of ints, e.g. "
+                               f"{name}=(10, 20)")
+    return [check_int(f"{name}[{k}]", v, least) for k, v in enumerate(values)]
+
+
 def online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20, 40), *,
                     inplace: bool = False) -> dict[int, np.ndarray]:
     """Forward steps of the online scheme over the offline optimum, minus one, for each n.
@@ -273,12 +281,12 @@ def online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20, 40)
     >>> over[5][:2].tolist(), bool(over[5][2] > 0)  # exact up to (S+1)(S+2)/2 - 1 = 20
     ([0.0, 0.0], True)
     """
-    game = "inplace" if inplace else "checkpoint"
+    game = "inplace" if check_bool("inplace", inplace) else "checkpoint"
+    ns, budgets = _ints("ns", ns, 1), _ints("budgets", budgets, 0)
     out = {}
     for s in budgets:
         row = []
         for n in ns:
-            n = check_int("n", n, 1)
             if s < min_pebbles(n, game):
                 row.append(np.nan)
                 continue

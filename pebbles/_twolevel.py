@@ -651,8 +651,12 @@ def _check_period(n: int, budget: int, period: object, inplace: bool) -> tuple[i
     budget = check_int("budget", budget, 0)
     period = check_int("period", period, 1)
     game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
-    check_budget(min(period, n), budget, game)
-    need = min_pebbles(min(period, n), game) + 1
+    least = min_pebbles(min(period, n), game)
+    if budget < least:
+        raise InfeasibleBudgetError(
+            f"budget={budget} cannot reverse a period of {min(period, n)} steps (period="
+            f"{period}, n={n}) in the {game.value} game; use budget={least} or more", least)
+    need = least + 1
     if period < n and budget < need:
         raise InfeasibleBudgetError(
             f"budget={budget} cannot reverse a period of {period} steps while it holds the "

@@ -282,7 +282,7 @@ def pml_experiment(cfg: PMLConfig, times: Sequence[int], *,
     steps = np.asarray(list(times), dtype=np.int64)
     if steps.size == 0 or steps.min() < 1 or steps.max() > cfg.steps:
         raise PebblesValueError(f"times={steps.tolist()} must be steps in 1..{cfg.steps} "
-                                "(cfg.steps); pick fewer or later steps")
+                                "(cfg.steps); pick steps no later than cfg.steps")
     c_true = pml.true_model(cfg)
     sol = pml.PMLSolver(cfg, c_true)
     s = sol.zero_state()

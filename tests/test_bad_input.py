@@ -273,6 +273,15 @@ LIBRARY_CASES = [
     (lambda: pebbles.parse_move(None), PebblesTypeError, r"must be a string"),
     (lambda: pebbles.min_forward_steps(10, 3, "Checkpoint"), PebblesValueError, r"not a game"),
     (lambda: pebbles.treeverse(10.0, 3), PebblesTypeError, r"n=10.0 must be an integer"),
+    (lambda: pebbles.simulate("place 1", 1), PebblesTypeError, r"'place 1' is a string"),
+    (lambda: pebbles.online_overhead((10, 20), 5), PebblesTypeError,
+     r"budgets=5 must be a sequence of ints"),
+    (lambda: pebbles.online_overhead((10, "x")), PebblesTypeError, r"ns\[1\]='x'"),
+    (lambda: pebbles.online_overhead((10,), inplace=1), PebblesTypeError, r"inplace=1"),
+    (lambda: pebbles.schedule("periodic-disk", 10, budget=1, period=3),
+     InfeasibleBudgetError, r"period of 3 steps \(period=3, n=10\).*budget=2 or more"),
+    (lambda: pebbles.schedule("treeverse", 10, budget=3).simulate(budget=2),
+     IllegalMoveError, r"the budget is 2"),
 ]
 
 

@@ -31,6 +31,8 @@ def test_put_get_delete_round_trip_copies(make):
         np.testing.assert_array_equal(st.get(7), np.arange(12.0).reshape(3, 4))
         st.put("s-8", np.ones(2, dtype=np.float32))
         assert st.get("s-8").dtype == np.float32
+        st.put("list", [1.0, 2.0])  # array-likes are kept as arrays, by both stores
+        np.testing.assert_array_equal(st.get("list"), [1.0, 2.0])
         st.delete(7)
         with pytest.raises(StoreError, match="holds no 7"):
             st.get(7)

@@ -238,7 +238,7 @@ def test_figure5_bad_json_is_one_line_exit_2(tmp_path, capsys):
     assert "lacks keys" in capsys.readouterr().err
 
 
-def test_cli_lorenz_fig4_and_pml(tmp_path, read_svg):
+def test_cli_lorenz_fig4_and_pml(tmp_path, read_svg, capsys):
     out = tmp_path / "f4.svg"
     assert main(["lorenz-fig4", "--max-steps", "50", "--stride", "10", "--starts", "2",
                  "--reload-steps", "500", "-o", str(out)]) == 0
@@ -246,6 +246,12 @@ def test_cli_lorenz_fig4_and_pml(tmp_path, read_svg):
     assert svg.ids["median"] == 2 and "overflow" not in svg.ids  # 50 steps: no overflow
     assert {"number of steps n", "reload interval K (steps)", "median over 2 starts",
             "(b) n = 500, forward state reloaded every K steps"} <= set(svg.texts)
+    assert "500" in svg.texts  # panel (b)'s K axis reaches K = 500
+    assert main(["lorenz-fig4", "--max-steps", "50", "--stride", "10", "--starts", "2",
+                 "--reload-steps", "20", "-o", str(out)]) == 0
+    assert "500" not in read_svg(out).texts  # K > n reloads nothing: not drawn
+    assert main(["lorenz-fig4", "--max-steps", "50", "--stride", "50", "-o", str(out)]) == 2
+    assert "leaves panel (a) one point" in capsys.readouterr().err
     out = tmp_path / "pml.svg"
     assert main(["pml", "--size", "40", "--steps", "120", "--times", "40", "100",
                  "-o", str(out)]) == 0

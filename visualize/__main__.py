@@ -89,9 +89,15 @@ def _lorenz_fig4(args: argparse.Namespace):
 
     from ._lorenz_figs import draw_lorenz_figure4
 
+    if args.stride >= args.max_steps:
+        raise PebblesValueError(
+            f"--stride {args.stride} with --max-steps {args.max_steps} leaves panel (a) one "
+            f"point; give a stride below --max-steps")
     a = ex.adjoint_errors_vs_steps(range(1, args.max_steps + 1, args.stride),
                                    starts=args.starts, seed=args.seed)
-    b = ex.adjoint_errors_vs_reload(n=args.reload_steps, starts=args.starts, seed=args.seed)
+    ks = [k for k in ex.RELOAD_INTERVALS if k <= args.reload_steps]  # K > n: no reload
+    b = ex.adjoint_errors_vs_reload(ks, n=args.reload_steps, starts=args.starts,
+                                    seed=args.seed)
     return draw_lorenz_figure4(a, b, reload_steps=args.reload_steps)
 
 
