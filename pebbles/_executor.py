@@ -773,6 +773,10 @@ def replay(
                      step_into=step_into, running_loss=running_loss,
                      running_loss_grad=running_loss_grad)
     prog = _program(moves, n)
+    if prog.writes and not isinstance(s0, np.ndarray):
+        raise PebblesTypeError(
+            f"s0 is a {type(s0).__name__}; a two-level schedule stores states on disk as "
+            f"NumPy arrays: pack the state into one array (its steps must return arrays)")
     callbacks = _callbacks(step, backward, loss_grad, loss=loss, step_into=step_into,
                            running_loss=running_loss, running_loss_grad=running_loss_grad)
     r = _Replay(prog.n, prog.nslots, s0, callbacks, check_finite, pool_size, check_states)

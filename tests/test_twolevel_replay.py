@@ -88,9 +88,11 @@ def test_pytree_states_and_bad_stores_are_refused():
     s = pebbles.schedule("two-level", 50, budget=2, write_cost=1, read_cost=1)
     with pytest.raises(TypeError, match="store="):
         run(s, store=object())
-    with pytest.raises(TypeError, match="NumPy arrays"):
-        pebbles.replay(s, None, (S0, S0), lambda i, x: (A @ x[0], x[1].copy()),
+    calls = []
+    with pytest.raises(TypeError, match="s0 is a tuple.*NumPy arrays"):
+        pebbles.replay(s, None, (S0, S0), lambda i, x: calls.append(i) or (A @ x[0], x[1]),
                        lambda i, x, g: (g, None), lambda x: (W.copy(), W.copy()))
+    assert calls == []  # refused before any step runs
 
 
 class _Tracked(np.ndarray):
