@@ -573,6 +573,19 @@ class _Until(_Chain):
 
 
 @contextlib.contextmanager
+def _profiling(who: str) -> Iterator[None]:
+    """Name the step or layer that raised while it was profiled (``memory=``,
+    ``segments=``: each runs once with a graph and is timed)."""
+    try:
+        yield
+    except Exception as err:
+        if hasattr(err, "add_note"):
+            err.add_note(f"pebbles.torch: raised by {who} while profiling it (memory= or "
+                         f"segments=)" + _in_place_hint(err))
+        raise
+
+
+@contextlib.contextmanager
 def _second_time(who: str) -> Iterator[None]:
     """Explain autograd's "backward through the graph a second time" in a backward step:
     every backward step that reaches a tensor the caller computed (``w2 = w.exp()``
@@ -993,7 +1006,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     x0 : Tensor or tuple of Tensors
         The initial state.
     n : int
-        Number of steps.
+        Number of steps (``n = 0`` returns ``x0``).
     *params : Tensor
         Tensors the steps differentiate through (e.g. ``*model.parameters()``);
         they are passed to every call of ``step``.
@@ -1043,9 +1056,11 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     >>> round(a.grad.item(), 6) == round(2 * 100 * 0.9 ** 99, 6)
     True
     """
-    n = check_int("n", n, 1)
+    n = check_int("n", n, 0)
     xs, was_tuple = _as_tuple("x0", x0)
     call_params = _params(params)
+    if n == 0:  # no step: x_0, as the plain loop gives
+        return x0
     if memory is not None:
         if budget is not None or options:
             raise PebblesValueError(
@@ -1140,7 +1155,8 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
         known = (*params, *_module_params(step), *_module_buffers(step))
         with torch.random.fork_rng(devices=_cuda_devices(_as_tuple("x0", x0)[0])), \
                 _Buffers(_module_buffers(step)).kept():
-            graph_bytes = _graph_bytes(lambda x: step(0, x, *params), x0, known)[0]
+            with _profiling("step 0"):
+                graph_bytes = _graph_bytes(lambda x: step(0, x, *params), x0, known)[0]
     g = _check_bytes("graph_bytes", graph_bytes) if tape else math.inf
     exact = not math.isfinite(g) or g == int(g)
     quantum = math.gcd(size, int(g) if math.isfinite(g) else 0) if exact else 0  # exact levels
@@ -1202,9 +1218,10 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     layers = _layers(functions)
     xs, was_tuple = _as_tuple("input", input)
     repeat = check_int("repeat", repeat, 1)
-    if not (isinstance(backward_ratio, (int, float)) and backward_ratio >= 1):
+    if not (isinstance(backward_ratio, (int, float)) and math.isfinite(backward_ratio)
+            and backward_ratio >= 1):
         raise PebblesValueError(
-            f"backward_ratio={backward_ratio!r} must be a number >= 1: a backward step "
+            f"backward_ratio={backward_ratio!r} must be a finite number >= 1: a backward step "
             f"includes the replay of its layer")
     fwd, sizes, graph, last, cot = [], [_nbytes(xs)], [], {}, []
     devices = _cuda_devices(xs)
@@ -1213,12 +1230,14 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
         x: Any = input
         for i, layer in enumerate(layers):
             known = (*_params(params), *_module_params(layer), *_module_buffers(layer))
-            nbytes, reached = _graph_bytes(layer, x, known)
+            with _profiling(f"layer {i} (functions[{i}])"):
+                nbytes, reached = _graph_bytes(layer, x, known)
             graph.append(nbytes)
             cot.append(_nbytes(tuple(t for t in _as_tuple("a layer's input", x)[0]
                                      if _differentiable(t) and (i > 0 or t.requires_grad))))
             last.update({id(p): (i, p) for p in wrt if id(p) in reached})
-            x, seconds = _timed(layer, x, repeat, devices)
+            with _profiling(f"layer {i} (functions[{i}])"):
+                x, seconds = _timed(layer, x, repeat, devices)
             fwd.append(seconds)
             sizes.append(_nbytes(_as_tuple("a layer's output", x)[0]))
     f = np.array(fwd, dtype=np.float64)
@@ -1414,7 +1433,8 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         ``costs`` or, by default, from :func:`profile_layers` (two extra
         forward passes, one with a graph).
     costs : ChainCosts, optional
-        Measured costs to reuse instead of profiling (without ``graph``: the
+        With ``memory`` or ``segments`` (refused with ``budget``): measured costs
+        to reuse instead of profiling (without ``graph``: the
         model in which graphs are never kept and replays are not counted;
         without ``grads`` or ``cotangents``: those gradients are not counted).
     levels : int
@@ -1466,6 +1486,11 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
             f"budget={budget!r}, memory={memory!r}, segments={segments!r}: pass exactly one "
             f"of budget (stored outputs), memory (bytes) and segments (PyTorch's)")
     if budget is not None:
+        if costs is not None:
+            raise PebblesValueError(
+                f"costs={costs!r:.60} with budget={budget!r}: costs price the layers for "
+                f"memory= or segments=; budget= counts stored outputs (Treeverse, no costs). "
+                f"Pass memory=BYTES or segments=K with costs, or leave costs out")
         moves: Any = _schedule("treeverse", n, budget=budget)
     else:
         segments = None if segments is None else _check_segments(segments, n)

@@ -1345,3 +1345,24 @@ def test_layers_may_change_the_state_form():
     with pytest.raises(pebbles.PebblesValueError, match="returned a single tensor in the "
                        "backward pass, but a tuple of 2 tensor.s. when it first ran"):
         y.sum().backward()
+
+
+def test_profiling_errors_name_the_layer_and_small_contract_points():
+    x = torch.randn(2, 3, dtype=F64, requires_grad=True)
+
+    def bad(h):
+        raise ZeroDivisionError("boom")
+
+    net = [torch.nn.Linear(3, 3).double(), bad]
+    with pytest.raises(ZeroDivisionError) as err:
+        checkpoint_sequential(net, x, memory=1e6)
+    assert "raised by layer 1 (functions[1]) while profiling" in "".join(err.value.__notes__)
+    with pytest.raises(ZeroDivisionError) as err:
+        checkpointed_loop(lambda i, h: bad(h), x, 5, memory=1e6)
+    assert "raised by step 0 while profiling" in "".join(err.value.__notes__)
+    assert checkpointed_loop(lambda i, h: bad(h), x, 0, budget=2) is x  # no step: x0
+    with pytest.raises(pebbles.PebblesValueError, match="backward_ratio=inf"):
+        profile_layers(net[:1], x, backward_ratio=math.inf)
+    costs = profile_layers(net[:1], x)
+    with pytest.raises(pebbles.PebblesValueError, match="costs=.* with budget=2"):
+        checkpoint_sequential(net[:1], x, budget=2, costs=costs)
