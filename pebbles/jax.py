@@ -72,6 +72,9 @@ def _check_ops(program: SlotProgram) -> SlotProgram:
 def _from_moves(moves: Any, n: int, budget: int | None) -> SlotProgram:
     """Lower a schedule passed as ``schedule=`` (checked against ``budget`` if given)."""
     if isinstance(moves, Schedule):
+        if moves.n != n:
+            raise PebblesValueError(f"schedule is {str(moves)!r}, for n={moves.n} steps, but "
+                                    f"the scan has {n}; make the schedule for n={n}")
         arr, game = moves.encode(), moves.game
     else:
         arr = encode(moves)
@@ -119,8 +122,10 @@ def _check_schedule(schedule: Any) -> None:
 
 @functools.lru_cache(maxsize=64)
 def _named(n: int, budget: int | None, method: str, options: tuple) -> SlotProgram:
+    """``options``: (name, value, type) triples, so that ``True`` and ``1`` (equal, same
+    hash) are different keys and each is checked by the registry."""
     try:
-        chosen = _schedule(method, n, budget=budget, **dict(options))
+        chosen = _schedule(method, n, budget=budget, **{k: v for k, v, _ in options})
     except InfeasibleBudgetError as exc:
         raise InfeasibleBudgetError(
             f"budget={budget} cannot finish method={method!r} with n={n} steps; pass budget >= "
@@ -144,9 +149,11 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
         ``"periodic"``, ``"store-all"``, ``"recompute-all"``); ignored when
         ``schedule`` is given.
     schedule : Schedule, iterable of Move, encoded (m, 3) array or SlotProgram, optional
-        A move stream of the checkpoint or in-place game to replay instead.
+        A move stream of the checkpoint or in-place game for ``length`` steps to
+        replay instead (checked against ``budget``; a SlotProgram takes no budget).
     **options
-        Options of the method (``inplace=True`` for Treeverse, ``every=`` for periodic).
+        Options of the method (``inplace=True`` for Treeverse, ``every=`` for periodic);
+        refused with ``schedule``.
 
     Returns
     -------
@@ -163,10 +170,12 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
     n = check_int("length", length, 1)
     if budget is not None:
         budget = check_int("budget", budget, 0)
+    if isinstance(schedule, SlotProgram) and schedule.n != n:
+        raise PebblesValueError(f"schedule is a program for n={schedule.n} steps but the scan "
+                                f"has {n}; lower the schedule for n={n}")
+    if schedule is not None:
+        _check_with_schedule(schedule, budget, options)
     if isinstance(schedule, SlotProgram):
-        if schedule.n != n:
-            raise PebblesValueError(f"schedule is a program for n={schedule.n} steps but the scan "
-                                    f"has {n}; lower the schedule for n={n}")
         return _check_ops(schedule)
     if schedule is not None:
         _check_schedule(schedule)
@@ -174,12 +183,32 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
     if not isinstance(method, str):
         raise PebblesTypeError(f"method={method!r} must be a method name such as 'treeverse'")
     _check_method(method, options)
+    key = _options_key(options)
     try:
-        key = tuple(sorted(options.items()))
         hash(key)
     except TypeError:
-        return _check_ops(_named.__wrapped__(n, budget, method, tuple(options.items())))
+        return _check_ops(_named.__wrapped__(n, budget, method, key))
     return _check_ops(_named(n, budget, method, key))
+
+
+def _options_key(options: dict[str, Any]) -> tuple:
+    """A cache key of method options: (name, value, type), sorted by name."""
+    return tuple(sorted((k, v, type(v)) for k, v in options.items()))
+
+
+def _check_with_schedule(schedule: Any, budget: int | None, options: dict[str, Any]) -> None:
+    """Refuse what a given schedule would silently override: method options, and a budget
+    for a built program (its slots are fixed; a move stream is checked against it)."""
+    if options:
+        raise PebblesTypeError(
+            f"options {', '.join(f'{k}={v!r}' for k, v in options.items())} with schedule=: "
+            f"the schedule passed is already made; pass its options when making it "
+            f"(pebbles.schedule(method, n, ...)), or drop schedule= to use method=")
+    if isinstance(schedule, SlotProgram) and budget is not None:
+        raise PebblesTypeError(
+            f"budget={budget} with schedule=SlotProgram (n={schedule.n}, nslots="
+            f"{schedule.nslots}): a built program's memory is fixed; pass the schedule "
+            f"before lowering (checked against budget) or leave budget out")
 
 
 @functools.lru_cache(maxsize=64)
@@ -191,8 +220,8 @@ def _named_rows(n: int, budget: int | None, method: str, options: tuple) -> Rows
 def _rows(n: int, budget: int | None, method: str, schedule: Any, options: dict) -> Rows:
     """The expanded program of a call (cached for named methods with hashable options)."""
     program = scan_program(n, budget=budget, method=method, schedule=schedule, **options)
-    key = tuple(sorted(options.items()))
-    if schedule is None and all(isinstance(v, (bool, int, float, str)) for _, v in key):
+    key = _options_key(options)
+    if schedule is None and all(isinstance(v, (bool, int, float, str)) for _, v, _ in key):
         return _named_rows(n, budget, method, key)
     return split_rows(program.ops, program.nslots)
 
@@ -200,6 +229,21 @@ def _rows(n: int, budget: int | None, method: str, schedule: Any, options: dict)
 # ---------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------
+def _check_idle(budget: Any, method: Any, schedule: Any, options: dict[str, Any]) -> None:
+    """:func:`scan_program`'s checks for a scan of no steps (no schedule to make)."""
+    if schedule is None:
+        scan_program(1, budget=budget, method=method, **options)
+        return
+    if budget is not None:
+        check_int("budget", budget, 0)
+    _check_with_schedule(schedule, budget, options)
+    made_for = getattr(schedule, "n", None)  # a Schedule or a SlotProgram knows its n
+    if made_for is not None:
+        raise PebblesValueError(f"schedule is made for n={made_for} steps but the scan has "
+                                f"0; leave schedule= out for an empty scan")
+    _check_schedule(schedule)
+
+
 def _int_length(length: Any) -> int:
     """``length`` as an int: a Python or NumPy integer, or a concrete 0-d integer array."""
     if isinstance(length, (jax.Array, np.ndarray)) and length.ndim == 0 \
@@ -445,7 +489,8 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     check_bool("_split_transpose", _split_transpose)
     init = jax.tree.map(jnp.asarray, init)
     xs = jax.tree.map(jnp.asarray, xs)
-    if n == 0:
+    if n == 0:  # nothing to schedule: the arguments are checked as for one step
+        _check_idle(budget, method, schedule, options)
         return lax.scan(f, init, xs, length=0, reverse=reverse, unroll=unroll)
     if reverse:
         xs = jax.tree.map(lambda a: jnp.flip(a, 0), xs)

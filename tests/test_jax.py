@@ -440,6 +440,42 @@ def test_schedule_takes_schedules_not_method_names():
         checkpointed_scan(step, 0.0, jnp.ones(12), schedule=disk)
 
 
+def test_schedule_mismatches_and_options_are_refused_not_ignored():
+    xs = jnp.ones(11)
+    with pytest.raises(pebbles.PebblesValueError, match=r"for n=13 steps, but the scan has 11"):
+        checkpointed_scan(step, 0.0, xs, schedule=pebbles.schedule("treeverse", 13, budget=3))
+    prog = scan_program(11, budget=6)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"budget=2 with schedule=SlotProgram"):
+        checkpointed_scan(step, 0.0, xs, schedule=prog, budget=2)
+    s = pebbles.schedule("treeverse", 11, budget=3)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"options inplace=True with schedule="):
+        checkpointed_scan(step, 0.0, xs, schedule=s, inplace=True)
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=r"more than budget=2"):
+        checkpointed_scan(step, 0.0, xs, schedule=s, budget=2)
+
+
+def test_options_are_checked_whatever_ran_before_and_for_empty_scans():
+    """True == 1 and 2.0 == 2 as cache keys: each value is still checked."""
+    scan_program(10, budget=3, inplace=True)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"inplace=1 must be True or False"):
+        scan_program(10, budget=3, inplace=1)
+    scan_program(10, method="periodic", every=2)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"every=2.0 must be an integer"):
+        scan_program(10, method="periodic", every=2.0)
+    empty = jnp.ones(0)
+    for kw, error in [({"budget": -1}, pebbles.PebblesValueError),
+                      ({"budget": 3, "method": "nonsense"}, pebbles.PebblesValueError),
+                      ({"method": "bennett"}, pebbles.PebblesValueError),
+                      ({"budget": 3, "foo": 1}, pebbles.PebblesTypeError),
+                      ({"schedule": "treeverse"}, pebbles.PebblesTypeError),
+                      ({"schedule": pebbles.schedule("treeverse", 5, budget=2)},
+                       pebbles.PebblesValueError)]:
+        with pytest.raises(error):
+            checkpointed_scan(step, 0.0, empty, **kw)
+    carry, ys = checkpointed_scan(step, 0.5, empty, budget=3)
+    assert float(carry) == 0.5 and ys is None  # step returns no ys, as lax.scan gives
+
+
 def test_core_does_not_import_jax_and_missing_jax_names_the_extra():
     code = ("import sys; import pebbles; assert 'jax' not in sys.modules; sys.modules['jax'] = "
             "None\ntry:\n    import pebbles.jax\nexcept ImportError as e:\n    print(e)")
