@@ -135,7 +135,7 @@ def mirror_encoded(run: np.ndarray, n: int) -> np.ndarray:
     rows += np.arange(m, dtype=np.int64)  # a row of rev moves down by the paints before it
     back[rows] = rev
     kinds = back[:, 0]
-    kinds[rows] = kinds[rows] == _PLACE  # place -> remove (1), unplace -> place (0)
+    kinds[rows] = np.where(kinds[rows] == _PLACE, _REMOVE, _PLACE)  # unplace -> place
     painted = rows[paints] - 1
     back[painted, 0] = _PAINT
     back[painted, 1] = rev[paints, 1] - 1
