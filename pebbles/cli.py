@@ -447,6 +447,11 @@ def _io_costs(args: argparse.Namespace) -> tuple[float | None, float | None]:
             rc if args.read_cost is None else args.read_cost)
 
 
+#: Above this n, ``pebbles plan`` with disk costs says on stderr that it is solving (the
+#: two-level spine takes about 10 s at n = 10^5 and 100 s at 10^6, per game).
+TWO_LEVEL_NOTICE_N = 10**5
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     if args.budget is not None and args.memory is not None:
         raise PebblesValueError("give either --pebbles S or --memory BYTES with --state-bytes "
@@ -455,6 +460,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise PebblesValueError("plan needs a budget: --pebbles S, or --memory BYTES with "
                                 "--state-bytes BYTES (e.g. --memory 2GB --state-bytes 32MB)")
     wc, rc = _io_costs(args)
+    if (wc is not None or rc is not None or args.disk_budget is not None) \
+            and args.n > TWO_LEVEL_NOTICE_N:
+        sys.stderr.write(f"# solving the two-level optimum of n={args.n} for both games "
+                         f"(minutes at n = 10^6; nothing prints until it is done)\n")
+        sys.stderr.flush()
     p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,
              backward_cost=args.backward_cost, disk_budget=args.disk_budget, write_cost=wc,
              read_cost=rc, background_writes=args.background_writes)

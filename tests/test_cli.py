@@ -69,6 +69,17 @@ def test_compare_marks_optimal_rows(capsys):
     assert "no (" in rows["recompute-all"]
 
 
+def test_plan_says_on_stderr_when_it_solves_a_large_two_level_table(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "TWO_LEVEL_NOTICE_N", 100)
+    code, out, err = run(capsys, "plan", "-n", "200", "--pebbles", "4", "--write-cost", "2",
+                         "--read-cost", "2")
+    assert code == 0 and out.splitlines()[-1].startswith("recommended:")
+    assert err == ("# solving the two-level optimum of n=200 for both games (minutes at "
+                   "n = 10^6; nothing prints until it is done)\n")
+    code, out, err = run(capsys, "plan", "-n", "200", "--pebbles", "4")  # no disk: quick
+    assert code == 0 and err == ""
+
+
 def test_plan_recommends_cheapest(capsys):
     code, out, _ = run(capsys, "plan", "-n", "10000", "--memory", "2GB",
                        "--state-bytes", "32MB", "--backward-cost", "3")
