@@ -34,9 +34,8 @@ _PLACE, _UNPLACE, _REMOVE, _PAINT = (int(MoveKind.PLACE), int(MoveKind.UNPLACE),
 
 
 class _Assembler:
-    def __init__(self, expand: Callable[[Hashable], Children],
-                 size: Callable[[Hashable], int]) -> None:
-        self.expand, self.size = expand, size
+    def __init__(self, expand: Callable[[Hashable], Children]) -> None:
+        self.expand = expand
         self.cache: dict[tuple[Hashable, bool], np.ndarray] = {}
 
     def template(self, key: Hashable, inverse: bool) -> np.ndarray:
@@ -88,7 +87,7 @@ def assemble(root: Hashable, expand: Callable[[Hashable], Children],
     [[0, 1], [0, 2], [4, 1]]
     """
     out = np.empty((size(root), 3), dtype=np.int64)
-    asm, pos = _Assembler(expand, size), 0
+    asm, pos = _Assembler(expand), 0
     stack = [(root, False, 0)]
     while stack:
         key, inverse, base = stack.pop()

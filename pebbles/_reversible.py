@@ -102,6 +102,14 @@ def _tables(n: int, s: int) -> ReversibleTables:
     return ReversibleTables.build(n, s)
 
 
+def _checked(n: object, budget: object) -> tuple[int, int]:
+    """``n`` and the pebbles used, ``min(budget, n)``, after the checks (``n <= 2^S - 1``)."""
+    n = check_int("n", n, 1)
+    budget = check_int("budget", budget, 0)
+    check_budget(n, budget, Game.REVERSIBLE)
+    return n, min(budget, n)
+
+
 def reversible_min_steps(n: int, budget: int) -> int:
     """Fewest steps of the reversible game to put a pebble on cell n.
 
@@ -111,10 +119,7 @@ def reversible_min_steps(n: int, budget: int) -> int:
     >>> reversible_min_steps(16, 5)   # Bennett k=2 needs 41
     29
     """
-    n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
-    check_budget(n, budget, Game.REVERSIBLE)
-    s = min(budget, n)
+    n, s = _checked(n, budget)
     return _tables(n, s).reach[s](n)
 
 
@@ -141,10 +146,7 @@ def reversible_optimal(n: int, budget: int) -> Iterator[Move]:
     >>> simulate(bennett(16, 2, uncompute=False), 16, "reversible").forward_steps
     41
     """
-    n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
-    check_budget(n, budget, Game.REVERSIBLE)
-    s = min(budget, n)
+    n, s = _checked(n, budget)
     return _reach(_tables(n, s), 0, n, s)
 
 
@@ -162,10 +164,7 @@ def reversible_encoded(n: int, budget: int) -> np.ndarray:
     >>> np.array_equal(reversible_encoded(1000, 12), encode(reversible_optimal(1000, 12)))
     True
     """
-    n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
-    check_budget(n, budget, Game.REVERSIBLE)
-    s = min(budget, n)
+    n, s = _checked(n, budget)
     t = _tables(n, s)
     return assemble(("reach", n, s), lambda key: _parts(t, *key),
                     lambda key: (t.reach if key[0] == "reach" else t.clean)[key[2]](key[1]))

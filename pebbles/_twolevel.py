@@ -441,16 +441,17 @@ def _solve(n: int, s_max: int, disk: int | None, wc: float, rc: float,
     """The unbounded-disk optimum when it needs at most ``disk`` disk pebbles, else the
     bounded table."""
     spine = _Spine(n, s_max, wc, rc, inplace)
-    if disk is None or spine.disk_used(s_max) <= disk:
+    used = None if disk is None else spine.disk_used(s_max)
+    if used is None or used <= disk:
         return spine
     work = n * n * s_max * (disk + 1)
     if work > BOUNDED_MAX_WORK:
         raise PebblesValueError(
             f"disk_budget={disk} with n={n}, budget={s_max}: the optimum with an unbounded "
-            f"disk uses {spine.disk_used(s_max)} disk pebbles, and the exact schedule with "
+            f"disk uses {used} disk pebbles, and the exact schedule with "
             f"fewer solves a table of n^2 * budget * (disk_budget + 1) = {work:.1e} entries "
             f"(more than {BOUNDED_MAX_WORK:.0e}: minutes to hours). Give disk_budget="
-            f"{spine.disk_used(s_max)} or more (or None), or use 'periodic-disk', which "
+            f"{used} or more (or None), or use 'periodic-disk', which "
             f"needs one disk pebble every `period` steps")
     return _Tables(n, s_max, disk, wc, rc, inplace)
 
