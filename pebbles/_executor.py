@@ -53,6 +53,7 @@ import numpy as np
 from . import _states as T
 from ._errors import PebblesError, PebblesTypeError, PebblesValueError
 from ._lowering import (
+    OP_DISCARD,
     OP_FREE,
     OP_LOAD,
     OP_PAINT,
@@ -63,7 +64,7 @@ from ._lowering import (
     SlotProgram,
     lower,
 )
-from ._storage import MemoryStore, mapped_empty
+from ._storage import MemoryStore, StoreError, mapped_empty
 from ._validation import check_bool, check_int
 
 __all__ = ["CallbackError", "NonFiniteError", "ReplayResult", "replay"]
@@ -176,6 +177,7 @@ class _Replay:
         self.held_states = T.Holdings()
         self.held_states.add(s0)
         self.retired: set[int] = set()
+        self.stored: set[int] = set()  # cells this replay has put in the store
 
     def release(self) -> None:
         """Drop every reference to a state or a gradient."""
@@ -212,6 +214,9 @@ class _Replay:
         if not self.lends:
             return None
         buf = self.spare(1)  # the copy counts as one more buffer
+        if buf is not None and not buf.flags.c_contiguous:  # the store writes C order
+            self.pool.append(buf)
+            return None
         if buf is None:
             if self.live + self.lent >= self.cap:
                 return None
@@ -224,9 +229,10 @@ class _Replay:
         """The schedule no longer needs state ``s``: keep its buffer for reuse.
 
         Not when a gradient held by the executor shares its memory (e.g. a
-        ``loss_grad`` that returns its argument): reusing it would overwrite it.
+        ``loss_grad`` that returns its argument): reusing it would overwrite it;
+        nor when it cannot be written into (a NumPy scalar, a read-only array).
         """
-        if len(self.pool) < self.pool_size and not (
+        if len(self.pool) < self.pool_size and _writeable(s) and not (
                 T.aliases(s, self.gbar) or (self.theta is not None and T.aliases(s, self.theta))):
             self.pool.append(s)
 
@@ -251,6 +257,9 @@ class _Replay:
                 f"callback {what!r} raised {type(err).__name__} at step {i}: {err}",
                 what, i,
             ) from err
+        except BaseException as err:  # KeyboardInterrupt, SystemExit: kept, step noted
+            _add_note(err, f"pebbles: stopped in callback {what!r} at step {i}")
+            raise
 
     def read(self, slot: int, what: str, i: int) -> Any:
         """The state in ``slot``; in debug mode, check nothing has changed it."""
@@ -301,8 +310,9 @@ class _Replay:
                 f"s_{{i+1}} into out and return None")
 
     def inplace(self, i: int, s: Any, transient: int) -> Any:
-        """Overwrite ``s`` with ``s_{i+1}`` (a new state without ``step_into``)."""
-        if self.cb["step_into"] is None:
+        """Overwrite ``s`` with ``s_{i+1}`` (a new state without ``step_into``, or when
+        ``s`` cannot be written into: a NumPy scalar or a read-only array from ``step``)."""
+        if self.cb["step_into"] is None or not _writeable(s):
             out = self.fresh(i, s, transient + 1)
             if out is not s:
                 self.free(s)
@@ -487,8 +497,18 @@ class _Replay:
 
     def disk(self, op: int, src: int, dst: int, cell: int) -> None:
         """``OP_STORE`` / ``OP_LOAD`` / ``OP_DISCARD`` through ``self.store``."""
+        try:
+            self._disk(op, src, dst, cell)
+        except StoreError as err:
+            _add_note(err, f"pebbles: the store failed at the {_DISK_OPS[op]} of the state of "
+                           f"step {cell}")
+            raise
+
+    def _disk(self, op: int, src: int, dst: int, cell: int) -> None:
         if op == OP_STORE:
             s = self.read(src, "store", cell)
+            if isinstance(s, np.generic):  # a 0-d state that NumPy returned as a scalar
+                s = np.asarray(s)
             if not isinstance(s, np.ndarray):
                 raise PebblesTypeError(
                     f"a two-level schedule stores states on disk as NumPy arrays; the state of "
@@ -498,9 +518,13 @@ class _Replay:
                 self.store.put(cell, s)
             else:
                 self.store.put(cell, s, into=buf)
+            self.stored.add(cell)
             self.writes += 1
         elif op == OP_LOAD:
             out = self.spare(1)
+            if out is not None and not out.flags.c_contiguous:  # the store reads C order
+                self.pool.append(out)
+                out = None
             self.slots[dst] = self.check("load", cell, self.store.get(cell, out=out))
             self.live += 1
             self.held(0)
@@ -509,6 +533,7 @@ class _Replay:
                 self.sums[dst] = T.digest(self.slots[dst])
         else:
             self.store.delete(cell)
+            self.stored.discard(cell)
 
     def run(self, ops: np.ndarray, bar: Any) -> None:
         for op, src, dst, first, count in ops.tolist():
@@ -524,6 +549,33 @@ class _Replay:
                 self.disk(op, src, dst, first)
             if bar is not None:
                 bar.update(1)
+
+
+_DISK_OPS = {OP_STORE: "store", OP_LOAD: "load", OP_DISCARD: "discard"}
+
+
+def _writeable(s: Any) -> bool:
+    """Whether every leaf of state ``s`` is a NumPy array that can be written into."""
+    if type(s) is np.ndarray:
+        return s.flags.writeable
+    return all(isinstance(x, np.ndarray) and x.flags.writeable for x in T.leaves(s))
+
+
+def _add_note(err: BaseException, note: str) -> None:
+    """Add ``note`` to ``err``'s traceback (Python 3.11+; earlier ones go without)."""
+    if hasattr(err, "add_note"):
+        err.add_note(note)
+
+
+def _forget_stored(store: Any, cells: set[int]) -> None:
+    """Delete what a failed replay put in the caller's store, so that it can be used again
+    (a store that failed itself has freed everything already)."""
+    for cell in sorted(cells):
+        try:
+            store.delete(cell)
+        except Exception:  # noqa: BLE001 -- the replay's own error is the one to report
+            continue
+    cells.clear()
 
 
 def _same_leaves(a: Any, b: Any) -> bool:
@@ -766,6 +818,7 @@ def replay(
     (3, 1, 3, 3)
     """
     _check_pool(pool_size)
+    _check_store(store)
     check_finite, check_states, progress = (
         check_bool(k, v) for k, v in (("check_finite", check_finite),
                                       ("check_states", check_states), ("progress", progress)))
@@ -783,13 +836,15 @@ def replay(
     own_store = store is None and prog.writes > 0
     r.store = MemoryStore() if own_store else store
     r.lends = bool(getattr(r.store, "borrows", False)) and r.pool_size > 0
-    if prog.writes and not hasattr(r.store, "put"):
-        raise PebblesTypeError(f"store={store!r} must be a pebbles store (put/get/delete), "
-                               f"e.g. pebbles.DiskStore(directory)")
     bar = _progress_bar(len(prog.ops), progress)
     t0 = time.perf_counter()
     try:
         _guard(r, s0, lambda: r.run(prog.ops, bar))
+        _check_complete(r, prog)
+    except BaseException:
+        if not own_store:
+            _forget_stored(r.store, r.stored)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -816,6 +871,32 @@ def _check_callbacks(s0: Any, fn: str = "replay", **callbacks: Any) -> None:
         if (f is not None or required) and not callable(f):
             raise PebblesTypeError(f"{name}={f!r:.40} must be a function; see help(pebbles."
                                    f"{fn}) for its signature")
+
+
+def _check_store(store: object) -> None:
+    """Refuse a ``store`` that is not a store object (a class, a number, a path)."""
+    if store is None:
+        return
+    if isinstance(store, type) or not all(
+            callable(getattr(store, name, None)) for name in ("put", "get", "delete")):
+        kind = type(store).__name__
+        what = f"the class {store.__name__}" if isinstance(store, type) else \
+            f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+        raise PebblesTypeError(
+            f"store={store!r:.60} is {what}; it must be a store object with put, get and "
+            f"delete, e.g. store=pebbles.DiskStore(directory) (an instance, used in a with "
+            f"block) or store=pebbles.MemoryStore()")
+
+
+def _check_complete(r: _Replay, prog: SlotProgram) -> None:
+    """Refuse to report a gradient of a program that did not make every backward step (a
+    SlotProgram built or edited by hand; :func:`pebbles.lower` makes complete ones)."""
+    if r.paints != prog.n:
+        r.release()
+        raise PebblesValueError(
+            f"the program made {r.paints} backward steps, but n={prog.n} needs {prog.n}: it "
+            f"is not a complete schedule, so there is no gradient; pass the schedule, or a "
+            f"SlotProgram from pebbles.lower unchanged")
 
 
 def _check_pool(pool_size: object) -> None:

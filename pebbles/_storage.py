@@ -32,6 +32,7 @@ import re
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +41,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ._errors import PebblesError, PebblesTypeError, PebblesValueError
-from ._validation import check_int
+from ._validation import check_bool, check_int
 
 __all__ = ["MAP_BYTES", "DiskFullError", "DiskStore", "IOCost", "MemoryStore", "Store",
            "StoreError", "mapped_empty", "measure_io"]
@@ -258,6 +259,8 @@ class DiskStore(Store):
         place at close (the files are ``state-<key>.npy`` in
         :attr:`directory`, a folder only its owner may read, as
         ``tempfile.mkdtemp`` makes it); a failed write frees them all the same.
+        A store that is never closed is closed when it is collected, or at the
+        latest when the interpreter exits.
     queue_size : int
         Most copies of its own the store holds at once for writing, the one
         being written included: ``put`` waits for a write to finish before it
@@ -280,7 +283,8 @@ class DiskStore(Store):
     Raises
     ------
     PebblesTypeError
-        ``directory`` is not a path, or ``queue_size`` not an integer.
+        ``directory`` is not a path, ``keep`` not a bool, or ``queue_size`` not an
+        integer; ``put`` of an object array.
     PebblesValueError
         ``queue_size`` is below 1.
     StoreError
@@ -303,115 +307,122 @@ class DiskStore(Store):
     def __init__(self, directory: str | os.PathLike | None = None, keep: bool = False, *,
                  queue_size: int = 2) -> None:
         queue_size = check_int("queue_size", queue_size, 1)
-        self.parent = _check_directory(directory)
-        self._made = _make_folder(self.parent, directory)  # outermost first
-        self.directory = self._made[-1]
-        self.keep = keep
+        keep = check_bool("keep", keep)
+        parent = _check_directory(directory)
+        self._w = w = _Writer(parent, _make_folder(parent, directory), keep, queue_size)
+        self.parent, self.directory = parent, w.directory
         self.bytes_written = self.bytes_read = 0
-        self._files: dict[Key, str] = {}      # key -> file written or being written
-        self._pending: dict[Key, threading.Event] = {}
-        self._lock = threading.Lock()
-        self._error: BaseException | None = None
         self._closed = self._reported = False
-        self._queue: queue.Queue = queue.Queue()
-        self._room = threading.Semaphore(queue_size)  # copies not yet written
-        self._spares: list[np.ndarray] = []  # buffers of finished writes, for reuse
-        self._waiting = 0  # puts waiting for room
-        self._returned: list[np.ndarray] = []  # lent buffers written, not yet reclaimed
-        self._lent = 0  # lent buffers queued or being written
-        self._back = threading.Condition(self._lock)  # a lent buffer came back
-        self._queue_size = queue_size
-        self._thread = threading.Thread(target=self._writer, name="pebbles-disk-store",
-                                        daemon=True)
+        # The thread and the finalizer hold the writer's state, never the store: a store
+        # nobody references any more is collected, and its files freed, like one closed.
+        self._thread = threading.Thread(target=w.run, name="pebbles-disk-store", daemon=True)
         self._thread.start()
+        self._finalizer = weakref.finalize(self, w.finish, self._thread)
+
+    @property
+    def keep(self) -> bool:
+        """Whether :meth:`close` leaves the files (may be changed until then)."""
+        return self._w.keep
+
+    @keep.setter
+    def keep(self, value: bool) -> None:
+        self._w.keep = check_bool("keep", value)
 
     def __len__(self) -> int:
-        return len(self._files)
+        return len(self._w.files)
 
     @property
     def writing(self) -> bool:
-        return bool(self._pending)
+        return bool(self._w.pending)
 
     def path(self, key: Key) -> str:
         """The file that holds ``key``."""
-        return os.path.join(self.directory, f"state-{_check_key(key)}.npy")
+        return self._w.path(_check_key(key))
 
     def put(self, key: Key, array: np.ndarray, into: np.ndarray | None = None) -> None:
-        key = _check_key(key)
+        key, w = _check_key(key), self._w
         self._raise_if_failed()
-        if key in self._files:
+        if key in w.files:
             raise StoreError(f"put({key!r}): the store already holds {key!r}; delete it first")
         array = np.asarray(array)  # a list or a scalar too, as MemoryStore takes them
+        if array.dtype.hasobject:
+            raise PebblesTypeError(
+                f"put({key!r}) got an array of dtype {array.dtype}: a DiskStore writes arrays "
+                f"of numbers (.npy files without pickles); pack the state into a numeric "
+                f"array, or use pebbles.MemoryStore()")
         if into is None:
             self._take_room()
             try:
                 copy = self._copy(array)
             except BaseException:
-                self._room.release()  # nothing was queued
+                w.room.release()  # nothing was queued
                 raise
         else:
             copy = _lent_copy(array, into)
         done = threading.Event()
-        with self._lock:
-            self._files[key] = self.path(key)
-            self._pending[key] = done
-            self._lent += into is not None
-        self._queue.put((key, copy, done, into is not None))
+        with w.lock:
+            w.files[key] = w.path(key)
+            w.pending[key] = done
+            w.lent += into is not None
+        w.queue.put((key, copy, done, into is not None))
         self.bytes_written += copy.nbytes
 
     def reclaim(self, wait: bool = False) -> list[np.ndarray]:
-        with self._back:
-            while wait and not self._returned and self._lent and self._error is None:
-                self._back.wait(0.05)
-            out, self._returned = self._returned, []
-        if self._error is not None:
+        w = self._w
+        with w.back:
+            while wait and not w.returned and w.lent and w.error is None:
+                w.back.wait(0.05)
+            out, w.returned = w.returned, []
+        if w.error is not None:
             self._reported = True
-            raise self._error
+            raise w.error
         return out
 
     def _take_room(self) -> None:
         """Wait until the store may hold one more copy of its own."""
-        with self._lock:
-            self._waiting += 1
+        w = self._w
+        with w.lock:
+            w.waiting += 1
         try:
-            while not self._room.acquire(timeout=0.05):
+            while not w.room.acquire(timeout=0.05):
                 self._raise_if_failed()  # the writer stopped: do not wait for it
         finally:
-            with self._lock:
-                self._waiting -= 1
+            with w.lock:
+                w.waiting -= 1
 
     def _copy(self, array: np.ndarray) -> np.ndarray:
         """A C-ordered copy of ``array``, in the buffer of a finished write when one fits
         (no new memory to map and fault in at every write)."""
-        with self._lock:
-            fits = [k for k, b in enumerate(self._spares)
+        w = self._w
+        with w.lock:
+            fits = [k for k, b in enumerate(w.spares)
                     if b.shape == array.shape and b.dtype == array.dtype]
-            spare = self._spares.pop(fits[0]) if fits else None
+            spare = w.spares.pop(fits[0]) if fits else None
         if spare is None:
             spare = mapped_empty(array.shape, array.dtype)
         np.copyto(spare, array)  # outside the lock: the writer needs it meanwhile
         return spare
 
     def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
-        key = _check_key(key)
+        key, w = _check_key(key), self._w
         self._wait(key)
-        if key not in self._files:
+        if key not in w.files:
             raise StoreError(f"get({key!r}): the store holds no {key!r}")
         try:
-            out = _read_npy(self._files[key], out)
+            out = _read_npy(w.files[key], out)
         except FileNotFoundError as exc:
             raise StoreError(
-                f"get({key!r}): its file {self._files[key]} was deleted by something other "
+                f"get({key!r}): its file {w.files[key]} was deleted by something other "
                 f"than the store; leave the store's folder {self.directory} to the store "
                 f"until it is closed") from exc
         self.bytes_read += out.nbytes
         return out
 
     def delete(self, key: Key) -> None:
-        key = _check_key(key)
+        key, w = _check_key(key), self._w
         self._wait(key)
-        with self._lock:
-            name = self._files.pop(key, None)
+        with w.lock:
+            name = w.files.pop(key, None)
         if name is None:
             raise StoreError(f"delete({key!r}): the store holds no {key!r}")
         _unlink(name)
@@ -421,90 +432,113 @@ class DiskStore(Store):
         if self._closed:
             return
         self._closed = True
-        try:
-            self._queue.put(None)
-            self._thread.join()
-            self._spares.clear()
-            self._returned.clear()
-        finally:
-            if not self.keep:
-                self._free_all()
-        if self._error is not None and not self._reported:
+        self._finalizer()
+        if self._w.error is not None and not self._reported:
             self._reported = True
-            raise self._error
+            raise self._w.error
 
     def _wait(self, key: Key) -> None:
-        with self._lock:
-            done = self._pending.get(key)
+        with self._w.lock:
+            done = self._w.pending.get(key)
         if done is not None:
             done.wait()
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
-        if self._error is not None:
+        if self._w.error is not None:
             self._reported = True
-            raise self._error
+            raise self._w.error
         if self._closed:
             raise StoreError(f"the store on {self.directory} is closed")
 
-    def _writer(self) -> None:
+
+class _Writer:
+    """What a :class:`DiskStore` shares with its writer thread and its finalizer: the
+    files, the queue and the locks (never the store itself)."""
+
+    def __init__(self, parent: str, made: list[str], keep: bool, queue_size: int) -> None:
+        self.parent, self.made, self.directory = parent, made, made[-1]  # made: outermost first
+        self.keep, self.queue_size = keep, queue_size
+        self.files: dict[Key, str] = {}      # key -> file written or being written
+        self.pending: dict[Key, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.back = threading.Condition(self.lock)  # a lent buffer came back
+        self.error: BaseException | None = None
+        self.queue: queue.Queue = queue.Queue()
+        self.room = threading.Semaphore(queue_size)  # copies not yet written
+        self.spares: list[np.ndarray] = []  # buffers of finished writes, for reuse
+        self.waiting = 0  # puts waiting for room
+        self.returned: list[np.ndarray] = []  # lent buffers written, not yet reclaimed
+        self.lent = 0  # lent buffers queued or being written
+
+    def path(self, key: Key) -> str:
+        return os.path.join(self.directory, f"state-{key}.npy")
+
+    def run(self) -> None:
+        """The writer thread: write each queued copy, until ``None``."""
         while True:
-            item = self._queue.get()
+            item = self.queue.get()
             if item is None:
                 return
             key, array, done, lent = item
             item = None
             try:
-                if self._error is None:
-                    self._write(key, array)
+                if self.error is None:
+                    self.write(key, array)
             except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
-                self._fail(key, array.nbytes, exc)
+                self.fail(key, array.nbytes, exc)
             finally:
-                with self._lock:
-                    self._pending.pop(key, None)
+                with self.lock:
+                    self.pending.pop(key, None)
                     if lent:
-                        self._returned.append(array)  # back to its owner
-                        self._lent -= 1
-                    elif self._waiting and len(self._spares) < self._queue_size:
-                        self._spares.append(array)  # a put waits: it copies into this
-                    self._back.notify_all()
+                        self.returned.append(array)  # back to its owner
+                        self.lent -= 1
+                    elif self.waiting and len(self.spares) < self.queue_size:
+                        self.spares.append(array)  # a put waits: it copies into this
+                    self.back.notify_all()
                 del array
                 if not lent:
-                    self._room.release()
+                    self.room.release()
                 done.set()
 
-    def _write(self, key: Key, array: np.ndarray) -> None:
-        name = self._files.get(key)
+    def write(self, key: Key, array: np.ndarray) -> None:
+        name = self.files.get(key)
         if name is None:  # deleted before it was written
             return
         with open(name, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
 
-    def _fail(self, key: Key, nbytes: int, exc: BaseException) -> None:
+    def fail(self, key: Key, nbytes: int, exc: BaseException) -> None:
         if _disk_full(exc):
             err: BaseException = DiskFullError(self.parent, nbytes, key)
         else:
             err = StoreError(f"writing state {key!r} ({nbytes} bytes) to {self.directory} "
                              f"failed: {exc!r}; the store freed all its files")
         err.__cause__ = exc
-        self._error = err
-        self._free_all()
+        self.error = err
+        self.free_all()
 
-    def _free_all(self) -> None:
+    def free_all(self) -> None:
         """Delete every file of the store, then every folder it made that is empty."""
-        with self._lock:
-            names = list(self._files.values())
-            self._files.clear()
+        with self.lock:
+            names = list(self.files.values())
+            self.files.clear()
         for name in names:
             _unlink(name)
-        _remove_folders(self._made)
+        _remove_folders(self.made)
 
-    def __del__(self) -> None:  # last resort; ``with`` or ``close()`` is the contract
+    def finish(self, thread: threading.Thread) -> None:
+        """Stop the writer ``thread`` and delete the files (unless ``keep``): the store's
+        ``close()``, its collection or the interpreter's exit, whichever comes first."""
         try:
-            if not getattr(self, "_closed", True):
-                self.close()
-        except Exception:  # noqa: BLE001 -- nothing to report to at interpreter exit
-            pass
+            self.queue.put(None)
+            if thread is not threading.current_thread():
+                thread.join()
+            self.spares.clear()
+            self.returned.clear()
+        finally:
+            if not self.keep:
+                self.free_all()
 
 
 def _check_directory(directory: object) -> str:
@@ -633,7 +667,7 @@ def _read_npy(name: str, out: np.ndarray | None) -> np.ndarray:
                 f"out has shape {out.shape} and dtype {out.dtype} but the stored state has "
                 f"{shape} and {dtype}; pass a C-contiguous buffer like the state that was "
                 f"stored")
-        if out.nbytes and fh.readinto(memoryview(out).cast("B")) != out.nbytes:
+        if out.nbytes and fh.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
             raise StoreError(f"{name} is shorter than its header says ({out.nbytes} bytes of "
                              f"data); the file was truncated")
     return out

@@ -4,14 +4,24 @@ writer, cleanup after success, failure and KeyboardInterrupt, a full disk."""
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import threading
+import weakref
 
 import numpy as np
 import pytest
 
 import pebbles
-from pebbles._storage import DiskFullError, DiskStore, IOCost, MemoryStore, StoreError, measure_io
+from pebbles._storage import (
+    DiskFullError,
+    DiskStore,
+    IOCost,
+    MemoryStore,
+    StoreError,
+    _Writer,
+    measure_io,
+)
 from pebbles._twolevel import two_level
 
 
@@ -145,17 +155,17 @@ def test_a_state_file_deleted_behind_the_store_is_a_store_error():
 def test_get_waits_for_a_pending_write(monkeypatch):
     gate = threading.Event()
     st = DiskStore()
-    real = st._write
+    real = st._w.write
 
     def slow(key, array):
         gate.wait(5)
         real(key, array)
 
-    monkeypatch.setattr(st, "_write", slow)
+    monkeypatch.setattr(st._w, "write", slow)
     try:
         assert not st.writing and not MemoryStore().writing
         st.put(3, np.arange(1000.0))
-        assert 3 in st._pending and st.writing  # the writer waits on the gate
+        assert 3 in st._w.pending and st.writing  # the writer waits on the gate
         threading.Timer(0.05, gate.set).start()
         np.testing.assert_array_equal(st.get(3), np.arange(1000.0))
         assert not st.writing
@@ -284,7 +294,7 @@ def test_writer_error_other_than_enospc_is_reported_and_cleaned(tmp_path, monkey
     def boom(key, array):
         raise PermissionError(errno.EACCES, "read-only")
 
-    monkeypatch.setattr(st, "_write", boom)
+    monkeypatch.setattr(st._w, "write", boom)
     st.put(1, np.zeros(4))
     with pytest.raises(StoreError, match="writing state 1"):
         st.get(1)
@@ -491,14 +501,14 @@ def test_a_truncated_state_file_is_reported(tmp_path):
 def test_queue_size_bounds_the_copies_held_for_writing(monkeypatch):
     """With queue_size=1, put copies only after the previous write finished."""
     written: list = []
-    real = DiskStore._write
+    real = _Writer.write
 
     def slow(self, key, array):
         threading.Event().wait(0.05)
         written.append(key)
         real(self, key, array)
 
-    monkeypatch.setattr(DiskStore, "_write", slow)
+    monkeypatch.setattr(_Writer, "write", slow)
     with DiskStore(queue_size=1) as st:
         for k in range(3):
             st.put(k, np.full(4, float(k)))
@@ -510,13 +520,13 @@ def test_lent_buffers_come_back_after_their_write_and_take_no_room(monkeypatch):
     """put(..., into=buf) copies into the caller's buffer, adds no copy of the store's
     own (queue_size does not hold it back) and reclaim() returns buf once written."""
     gate = threading.Event()
-    real = DiskStore._write
+    real = _Writer.write
 
     def held(self, key, array):
         gate.wait(5)
         real(self, key, array)
 
-    monkeypatch.setattr(DiskStore, "_write", held)
+    monkeypatch.setattr(_Writer, "write", held)
     bufs = [np.empty(4), np.empty(4)]
     with DiskStore(queue_size=1) as st:
         assert st.borrows and not MemoryStore.borrows
@@ -556,7 +566,7 @@ def test_reclaim_raises_the_writer_error_instead_of_waiting(tmp_path, monkeypatc
     def broken(self, key, array):
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(DiskStore, "_write", broken)
+    monkeypatch.setattr(_Writer, "write", broken)
     st = DiskStore(tmp_path / "d")
     st.put(1, np.zeros(3), into=np.empty(3))
     with pytest.raises(StoreError, match="I/O error"):
@@ -565,3 +575,34 @@ def test_reclaim_raises_the_writer_error_instead_of_waiting(tmp_path, monkeypatc
             threading.Event().wait(0.01)
     st.close()
     assert not (tmp_path / "d").exists()
+
+
+def test_a_disk_store_nobody_holds_is_collected_and_frees_its_files(tmp_path):
+    """The writer thread holds the store's files and queue, not the store: a store that
+    was never closed is collected like one closed, and its thread ends."""
+    st = DiskStore(tmp_path / "d")
+    st.put(1, np.ones(3))
+    folder, ref, thread = st.directory, weakref.ref(st), st._thread
+    del st
+    gc.collect()
+    assert ref() is None and not os.path.exists(folder)
+    thread.join(5)
+    assert not thread.is_alive() and not (tmp_path / "d").exists()
+
+
+def test_a_disk_store_refuses_object_arrays_at_put_and_round_trips_other_dtypes():
+    with DiskStore() as st:
+        with pytest.raises(pebbles.PebblesTypeError, match="dtype object.*MemoryStore"):
+            st.put(1, np.array([object()]))
+        assert len(st) == 0
+        for k, dt in enumerate(["datetime64[s]", "timedelta64[ms]", "U3",
+                                [("a", "f8"), ("b", "i4")]]):
+            a = np.zeros(3, dtype=dt)
+            st.put(k, a)
+            assert st.get(k).dtype == a.dtype and (st.get(k) == a).all()
+
+
+@pytest.mark.parametrize("keep", ["False", 1, None])
+def test_keep_must_be_a_bool(keep):
+    with pytest.raises(pebbles.PebblesTypeError, match=f"keep={keep!r} must be True or False"):
+        DiskStore(keep=keep)

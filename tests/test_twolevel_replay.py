@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import sys
 import threading
 import weakref
 
@@ -111,6 +112,13 @@ class _SlowCountingStore(DiskStore):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.own = self.waits = 0
+        write = self._w.write
+
+        def slow(key, array):  # the writer lags behind the replay
+            threading.Event().wait(0.02)
+            write(key, array)
+
+        self._w.write = slow
 
     def put(self, key, array, into=None):
         self.own += into is None
@@ -119,10 +127,6 @@ class _SlowCountingStore(DiskStore):
     def reclaim(self, wait=False):
         self.waits += wait
         return super().reclaim(wait)
-
-    def _write(self, key, array):
-        threading.Event().wait(0.02)
-        super()._write(key, array)
 
 
 @pytest.mark.parametrize("inplace", [False, True])
@@ -157,3 +161,89 @@ def test_the_store_copies_into_free_state_buffers_and_adds_none(tmp_path, inplac
     ref = run(pebbles.schedule("store-all", n))
     assert np.array_equal(r.grad_s0, ref.grad_s0) and np.array_equal(r.grad_theta,
                                                                     ref.grad_theta)
+
+
+@pytest.mark.parametrize("make", [MemoryStore, DiskStore])
+def test_a_store_the_caller_passed_is_emptied_after_a_failure_and_can_be_reused(make):
+    """A failed replay deletes the states it put in the caller's store, so the same store
+    serves the next try (before, the retry failed: 'the store already holds 4')."""
+    s = pebbles.schedule("two-level", 20, budget=3, disk_budget=5, write_cost=1, read_cost=1)
+    ref = run(pebbles.schedule("store-all", 20))
+
+    def failing_backward(i, x, g):
+        if i == 17:
+            raise RuntimeError("transient failure")
+        return A.T @ g, g.copy()
+
+    with make() as store:
+        with pytest.raises(CallbackError, match="at step 17"):
+            pebbles.replay(s, None, S0, lambda i, x: A @ x + 0.01 * i, failing_backward,
+                           lambda x: W.copy(), store=store)
+        assert len(store) == 0
+        assert np.array_equal(run(s, store=store).grad_s0, ref.grad_s0)
+
+
+def test_keyboard_interrupt_in_a_callback_keeps_its_type_and_names_the_step():
+    def step(i, x):
+        if i == 7:
+            raise KeyboardInterrupt
+        return A @ x
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        run(pebbles.schedule("treeverse", 12, budget=3), step=step)
+    if sys.version_info >= (3, 11):  # exception notes
+        assert info.value.__notes__ == ["pebbles: stopped in callback 'step' at step 7"]
+
+
+@pytest.mark.parametrize("make", [MemoryStore, DiskStore])
+def test_states_in_fortran_order_go_through_the_store_with_step_into(make):
+    """Pooled buffers of Fortran-ordered states are not lent to the store (it copies and
+    reads C order); before, the replay failed with 'into has shape (4, 3) ... (4, 3)'."""
+    M = np.linspace(0.5, 1.0, 16).reshape(4, 4) / 3.0
+    f0 = np.asfortranarray(np.arange(12.0).reshape(4, 3))
+    step = lambda i, x: np.asfortranarray(M @ x)  # noqa: E731
+    args = (f0, step, lambda i, x, g: (M.T @ g, None), lambda x: np.ones_like(x))
+    ref = pebbles.replay(pebbles.schedule("store-all", 30), None, *args)
+    s = pebbles.schedule("two-level", 30, budget=3, disk_budget=4, write_cost=1, read_cost=1)
+    with make() as store:
+        r = pebbles.replay(s, None, *args, store=store,
+                           step_into=lambda i, x, out: np.matmul(M, x, out=out))
+    assert r.writes > 0 and np.array_equal(r.grad_s0, ref.grad_s0)
+
+
+@pytest.mark.parametrize("method, options", [("treeverse", {}),
+                                             ("two-level", {"write_cost": 1, "read_cost": 1})])
+@pytest.mark.parametrize("read_only", [False, True])
+def test_states_that_cannot_be_written_into_are_not_given_to_step_into(method, options,
+                                                                      read_only):
+    """A 0-d state that NumPy returns as a scalar, or a read-only array, is stepped with
+    ``step`` rather than handed to ``step_into`` as ``out`` (which raised)."""
+    s0 = np.ones(3) if read_only else np.array(1.0)
+
+    def step(i, x):
+        out = np.asarray(0.5 * x)
+        out.flags.writeable = not read_only
+        return out if read_only else 0.5 * x  # 0.5 * (0-d array) is a np.float64
+
+    s = pebbles.schedule(method, 6, budget=2, **options)
+    r = pebbles.replay(s, None, s0, step, lambda i, x, g: (0.5 * g, None), np.ones_like,
+                       step_into=lambda i, x, out: np.multiply(x, 0.5, out=out))
+    assert np.array_equal(r.grad_s0, np.full_like(s0, 0.5 ** 6))
+
+
+@pytest.mark.parametrize("store, match", [
+    (5, "store=5 is an int"), (DiskStore, "is the class DiskStore"), ("/tmp", "is a str")])
+def test_a_store_argument_that_is_not_a_store_is_refused_for_every_schedule(store, match):
+    for s in (pebbles.schedule("treeverse", 5, budget=2),
+              pebbles.schedule("two-level", 5, budget=2, write_cost=1, read_cost=1)):
+        with pytest.raises(pebbles.PebblesTypeError, match=match):
+            run(s, store=store)
+
+
+def test_a_program_that_does_not_make_every_backward_step_gives_no_gradient():
+    prog = pebbles.lower(pebbles.schedule("treeverse", 5, budget=2), frees=True)
+    for ops in (prog.ops[: len(prog.ops) // 2 + 2], prog.ops[:0]):
+        cut = pebbles.SlotProgram(ops, prog.n, prog.game, prog.nslots, prog.forward_steps,
+                                  prog.backward_steps, prog.peak_states)
+        with pytest.raises(pebbles.PebblesValueError, match="backward steps, but n=5"):
+            run(cut)
