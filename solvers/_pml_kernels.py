@@ -23,11 +23,12 @@ and ``psi'`` are zero on the ring; the source is added after ``phi'``/``psi'``.
 
 Flush to zero: every value a kernel writes (``u'``, ``phi'``, ``psi'``, the
 adjoint state) whose magnitude is below ``k[7]`` (default ``1e-140``, 0 turns
-it off) is written as 0. The stencil's domain of influence grows one cell per
-step while the wave moves ``sqrt(c) dt / h`` (0.165 in the paper's run) cells
-per step, so without it a band of cells ahead of the wave holds subnormal
-numbers, whose arithmetic is some 100x slower on x86: a step then took 1.4-1.8x
-as long as on a state without them (250 x 250, measured). Flushed values are
+it off) is written as 0; NaN and infinities pass unchanged. The stencil's
+domain of influence grows one cell per step while the wave moves
+``sqrt(c) dt / h`` (0.165 in the paper's run) cells per step, so without it a
+band of cells ahead of the wave holds subnormal numbers, whose arithmetic is
+some 100x slower on x86: a step then took 1.4-1.8x as long as on a state
+without them (250 x 250, measured). Flushed values are
 more than 100 orders of magnitude below the field, so the loss and gradients
 do not change at double precision.
 
@@ -70,8 +71,12 @@ __all__ = ["CELL_FORMULAS", "adjoint_kernel", "compile_cells", "step_inplace_ker
 # :mod:`solvers._cuda_pml` by ``numba.cuda.jit(device=True)`` (:func:`compile_cells`)
 # ---------------------------------------------------------------------------
 def flush(x, k):  # pragma: no cover - compiled
-    """``x``, or 0 when ``|x| < k[7]`` (keeps subnormal numbers out of the fields)."""
-    return x if abs(x) >= k[7] else 0.0
+    """``x``, or 0 when ``|x| < k[7]`` (keeps subnormal numbers out of the fields).
+
+    Written so that NaN passes (``abs(nan) < k[7]`` is False): a NaN in the
+    state stays NaN instead of turning into 0, with any ``k[7]``.
+    """
+    return 0.0 if abs(x) < k[7] else x
 
 
 def u_new(w, wo, ph, ps, c, i, j, sg, tu, k):  # pragma: no cover - compiled

@@ -122,7 +122,11 @@ def _cuda() -> ModuleType:
 # schedule lowering
 # ---------------------------------------------------------------------------
 def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotProgram:
-    """The checked slot program of a memory-only schedule (:func:`pebbles.lower`)."""
+    """The checked slot program of a memory-only schedule (:func:`pebbles.lower`).
+
+    ``OP_FREE`` rows (``frees=True``) are dropped and ``OP_TAPE`` rows run as
+    ``OP_STEP``; disk operations are refused (:func:`solvers.lorenz._memory_program`).
+    """
     if isinstance(schedule, pebbles.SlotProgram):
         if n is not None and n != schedule.n:
             raise PebblesValueError(f"this program is for n={schedule.n}, got n={n}; drop n "
@@ -130,12 +134,7 @@ def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotPro
         prog = schedule
     else:
         prog = pebbles.lower(schedule, n, slots=slots)
-    if (prog.ops[:, 0] > pebbles.OP_PAINT).any():
-        raise PebblesValueError(
-            "the GPU executors run schedules held in memory; this one stores states on disk "
-            "(two-level); pick a memory-only schedule such as pebbles.schedule('treeverse', "
-            "n, budget=S)")
-    return prog
+    return _lz._memory_program(prog, "the GPU executors run")
 
 
 # ---------------------------------------------------------------------------
@@ -335,15 +334,12 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray,
     """
     xp = array_module(xp)
     c, source, observed, s0 = (_host(a) for a in (c, source, observed, s0))
-    sol = _pml.PMLSolver(cfg, c, source, observed)
+    obs = _pml._check_observed(cfg, observed)
+    sol = _pml.PMLSolver(cfg, c, source, obs)
     s0 = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
     if s0.shape != (4, *cfg.shape):
         raise PebblesValueError(f"s0 has shape={s0.shape}; expected {(4, *cfg.shape)} "
                                 f"(wold, u, phi, psi on the (nx+2, ny+2) grid)")
-    obs = np.asarray(observed, dtype=np.float64)
-    if obs.shape != (cfg.steps + 1, cfg.n_detectors):
-        raise PebblesValueError(f"observed has shape={obs.shape}; expected "
-                                f"{(cfg.steps + 1, cfg.n_detectors)}: use solvers.pml.record")
     prog = _program(schedule, cfg.steps, slots)
     dev = _PMLDevice(xp, sol, s0, obs, prog.nslots)
     with _quiet():

@@ -39,7 +39,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ from numba import njit, prange
 import pebbles
 from pebbles.cli import OneLineParser, positive, run_command, schedule_from_args
 from solvers import _threading  # noqa: F401  (TBB for the parallel kernel when installed)
+from solvers._checks import reals
 from solvers._lorenz_scalar import compile_formulas
 from solvers._memory import available_memory
 from solvers._paths import check_npz_output
@@ -125,6 +126,18 @@ def _step_into(src, theta, dt, out):
     out[2] = z
 
 
+@njit(cache=True, inline="always")
+def _check_vectors(y, theta, ybar):
+    """Refuse state, parameter and gradient vectors without 3 components (read by index)."""
+    if y.shape[0] != 3:
+        raise pebbles.PebblesValueError("y must have shape (3,): the state (x, y, z)")
+    if theta.shape[0] != 3:
+        raise pebbles.PebblesValueError("theta must have shape (3,): (sigma, rho, beta)")
+    if ybar.shape[0] != 3:
+        raise pebbles.PebblesValueError(
+            "ybar must have shape (3,): the gradient of the step's output")
+
+
 @njit(cache=True)
 def rk4_step(y: np.ndarray, theta: np.ndarray, dt: float) -> np.ndarray:
     """Return the RK4 successor of the state ``y`` (a new array of shape (3,)).
@@ -137,7 +150,13 @@ def rk4_step(y: np.ndarray, theta: np.ndarray, dt: float) -> np.ndarray:
         (sigma, rho, beta), float64.
     dt : float
         Time step.
+
+    Raises
+    ------
+    pebbles.PebblesValueError
+        If ``y`` or ``theta`` does not have 3 components.
     """
+    _check_vectors(y, theta, y)
     out = np.empty(3)
     _step_into(y, theta, dt, out)
     return out
@@ -162,28 +181,51 @@ def _first_nonfinite(y0, theta, dt, n):
     return -1
 
 
+#: What the 3-vector arguments hold, and an example (for the messages of :func:`_as3`).
+_VECTORS = {"x0": ("the initial state (x, y, z)", DEFAULT_X0),
+            "theta": ("(sigma, rho, beta)", DEFAULT_THETA)}
+
+
 def _as3(v: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
-    arr = np.asarray(v, dtype=np.float64)
+    what, example = _VECTORS[name]
+    arr = reals(v, name, what, example)
     if arr.shape != (3,):
-        raise pebbles.PebblesValueError(f"{name} must have 3 components, got shape {arr.shape}")
+        raise pebbles.PebblesValueError(
+            f"{name}={v!r} must have 3 components ({what}), got shape {arr.shape}; pass e.g. "
+            f"{name}={example}")
     if not np.isfinite(arr).all():
         raise pebbles.PebblesValueError(
             f"{name}={arr.tolist()} has a non-finite component; pass finite numbers")
     return np.ascontiguousarray(arr)
 
 
+def _real(value: object, name: str, what: str, example: float) -> float:
+    """``value`` as a float: a real number (bools refused) and finite."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
+            or isinstance(value, (complex, np.complexfloating)):
+        raise pebbles.PebblesTypeError(
+            f"{name}={value!r} must be a real number, the {what}; pass e.g. {name}={example}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise pebbles.PebblesValueError(f"{name}={value!r} is not finite; pass a finite "
+                                        f"{what} such as {example}")
+    return number
+
+
 def _dt(dt: float) -> float:
-    value = float(dt)
-    if not math.isfinite(value):
-        raise pebbles.PebblesValueError(f"dt={dt!r} is not finite; pass a finite time step "
-                                        f"such as {DEFAULT_DT}")
-    return value
+    return _real(dt, "dt", "time step", DEFAULT_DT)
 
 
-def _n(n: int, minimum: int = 0) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
+def _n(n: int, minimum: int = 0, name: str = "n", what: str = "the number of RK4 steps") -> int:
+    """``n`` as an int >= ``minimum`` (bools and non-integers refused), named ``name``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise pebbles.PebblesTypeError(
+            f"{name}={n!r} must be an integer >= {minimum} ({what}); pass a whole number "
+            f"such as {name}={max(minimum, 10)}")
+    if n < minimum:
         raise pebbles.PebblesValueError(
-            f"n={n!r} must be an integer >= {minimum} (the number of RK4 steps)")
+            f"{name}={n!r} must be an integer >= {minimum} ({what}); pass {name}={minimum} "
+            f"or more")
     return int(n)
 
 
@@ -231,8 +273,12 @@ def rk4_jvp(y: np.ndarray, theta: np.ndarray, dt: float, tangent: np.ndarray) ->
 
     Column j of ``tangent`` is d y / d input_j; inputs 3, 4, 5 are sigma, rho,
     beta, whose own tangents are unit vectors. Returns the tangent of the
-    successor (a new (3, 6) array).
+    successor (a new (3, 6) array). Raises :class:`pebbles.PebblesValueError`
+    unless ``y`` and ``theta`` have 3 components and ``tangent`` is (3, 6).
     """
+    _check_vectors(y, theta, y)
+    if tangent.shape[0] != 3 or tangent.shape[1] != 6:
+        raise pebbles.PebblesValueError("tangent must have shape (3, 6): d y / d inputs")
     out = np.empty((3, 6))
     _jvp_into(y, theta, dt, tangent, out)
     return out
@@ -326,17 +372,26 @@ def sensitivity_map(
 
     Forward mode, parallel over grid points (Numba ``prange``).
 
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``sigmas``, ``rhos``, ``beta``, ``x0``, ``dt`` or ``n`` is not made of
+        (real, for ``n`` integer) numbers.
+    pebbles.PebblesValueError
+        If a value is not finite or ``n < 0``.
+
     Returns
     -------
     numpy.ndarray
         Shape ``(len(sigmas), len(rhos))``.
     """
-    s = np.ascontiguousarray(sigmas, dtype=np.float64).ravel()
-    r = np.ascontiguousarray(rhos, dtype=np.float64).ravel()
-    if not (np.isfinite(s).all() and np.isfinite(r).all() and math.isfinite(beta)):
+    s = np.ascontiguousarray(reals(sigmas, "sigmas", "the sigma grid", [5.0, 10.0]).ravel())
+    r = np.ascontiguousarray(reals(rhos, "rhos", "the rho grid", [20.0, 27.0]).ravel())
+    b = _real(beta, "beta", "parameter beta", DEFAULT_THETA[2])
+    if not (np.isfinite(s).all() and np.isfinite(r).all()):
         raise pebbles.PebblesValueError(
-            "sigmas, rhos and beta must be finite; pass finite grid values")
-    return _sensitivity(s, r, float(beta), _as3(x0, "x0"), _dt(dt), _n(n))
+            "sigmas and rhos must be finite; pass finite grid values")
+    return _sensitivity(s, r, b, _as3(x0, "x0"), _dt(dt), _n(n))
 
 
 # ---------------------------------------------------------------------------
@@ -372,7 +427,13 @@ def rk4_vjp(
     -------
     ybar_prev, thetabar : numpy.ndarray
         Gradients with respect to ``y`` and ``theta`` (shape (3,) each).
+
+    Raises
+    ------
+    pebbles.PebblesValueError
+        If ``y``, ``theta`` or ``ybar`` does not have 3 components.
     """
+    _check_vectors(y, theta, ybar)
     out = np.empty(3)
     tbar = np.empty(3)
     _vjp_into(y, theta, dt, ybar, out, tbar)
@@ -503,12 +564,39 @@ def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotPro
         prog = schedule
     else:
         prog = pebbles.lower(schedule, n, slots=slots)
-    if prog.writes or prog.reads or (prog.ops[:, 0] > _PAINT).any():
+    return _memory_program(prog, "replay_lorenz runs")
+
+
+#: Slot-program operations of two-level schedules (states on disk).
+_DISK_OPS = (pebbles.OP_STORE, pebbles.OP_LOAD, pebbles.OP_DISCARD)
+
+
+def _memory_program(prog: pebbles.SlotProgram, runs: str) -> pebbles.SlotProgram:
+    """``prog`` in the operations the compiled executors run: steps, seed and paints.
+
+    ``OP_FREE`` rows (``pebbles.lower(..., frees=True)``) are dropped: these
+    executors keep every slot until the end anyway. An ``OP_TAPE`` row runs as
+    the ``OP_STEP`` it is (no graphs are kept: its paint recomputes the step).
+    Shared by :func:`replay_lorenz` and the GPU executors (:mod:`solvers.gpu`).
+
+    Raises
+    ------
+    pebbles.PebblesValueError
+        If the program keeps states on disk (a two-level schedule); the
+        message starts with ``runs``, the executor and its verb (``"replay_lorenz
+        runs"``).
+    """
+    op = prog.ops[:, 0]
+    if prog.writes or prog.reads or np.isin(op, _DISK_OPS).any():
         raise pebbles.PebblesValueError(
-            "replay_lorenz runs schedules held in memory; this one stores states on disk "
-            "(two-level); pick a memory-only schedule such as pebbles.schedule('treeverse', "
-            "n, budget=S)")
-    return prog
+            f"{runs} schedules held in memory; this one stores states on disk "
+            f"(two-level); pick a memory-only schedule such as pebbles.schedule('treeverse', "
+            f"n, budget=S)")
+    if not np.isin(op, (pebbles.OP_FREE, pebbles.OP_TAPE)).any():
+        return prog
+    ops = prog.ops[op != pebbles.OP_FREE]
+    ops[ops[:, 0] == pebbles.OP_TAPE, 0] = _STEP
+    return replace(prog, ops=np.ascontiguousarray(ops))
 
 
 def replay_lorenz(
@@ -550,7 +638,8 @@ def replay_lorenz(
     pebbles.IllegalMoveError
         If the schedule breaks a rule or needs more than ``slots`` states.
     pebbles.PebblesValueError
-        If the schedule keeps states on disk (two-level storage).
+        If the schedule keeps states on disk (two-level storage). A program
+        lowered with ``frees=True`` runs (its ``OP_FREE`` rows are skipped).
 
     Examples
     --------
@@ -693,7 +782,8 @@ def gradient_until_crossing(
     if beyond not in ("greedy", "wang-moin"):
         raise pebbles.PebblesValueError(
             f"beyond={beyond!r} is not an online rule; pass 'greedy' or 'wang-moin'")
-    max_steps = _n(max_steps, 1)
+    max_steps = _n(max_steps, 1, "max_steps", "the most RK4 steps, the run's length if x "
+                   "never reaches the level")
     y0, th, dt = _as3(x0, "x0"), _as3(theta, "theta"), _dt(dt)
     t0 = time.perf_counter()
     i = _first_crossing(y0, th, dt, value, max_steps)
@@ -781,7 +871,9 @@ def gradient_adjoint(
     backward from ``(y_n, e_x, 0)`` with RK4 (step ``-dt``). RK4 is not
     time-reversible, so the backward ``y`` drifts from the forward trajectory;
     with ``reload_every=K`` the forward pass stores every K-th state and the
-    backward ``y`` is reset to it (paper Figure 4b).
+    backward ``y`` is reset to it (paper Figure 4b). ``reload_every`` must
+    be an integer >= 1 or None (no reloads); other values raise
+    :class:`pebbles.PebblesTypeError` or :class:`pebbles.PebblesValueError`.
 
     Examples
     --------
@@ -792,11 +884,8 @@ def gradient_adjoint(
     >>> bool(np.linalg.norm(a - e) < 1e-6 * np.linalg.norm(e))
     True
     """
-    every = 0 if reload_every is None else int(reload_every)
-    if every < 0 or (reload_every is not None and every == 0):
-        raise pebbles.PebblesValueError(
-            f"reload_every={reload_every!r} must be a positive integer (the reload interval K)"
-            f" or None")
+    every = 0 if reload_every is None else _n(
+        reload_every, 1, "reload_every", "the reload interval K, or None for no reloads")
     t0 = time.perf_counter()
     loss, grad, nstore = _adjoint(_as3(x0, "x0"), _as3(theta, "theta"), _dt(dt), _n(n),
                                   every)
@@ -828,12 +917,27 @@ def memory_estimate(method: str, n: int, *, states: int = 0) -> int:
     states : int
         States held at once besides ``s_0``.
 
+    Raises
+    ------
+    pebbles.PebblesValueError
+        If ``method`` is not one of ``python -m solvers.lorenz gradient
+        --method``'s choices, or ``n`` or ``states`` is negative.
+    pebbles.PebblesTypeError
+        If ``n`` or ``states`` is not an integer.
+
     Examples
     --------
     >>> from solvers.lorenz import memory_estimate
     >>> memory_estimate("store-all", 10**9, states=10**9) > 10**11
     True
     """
+    methods = _gradient_methods()
+    if method not in methods:
+        raise pebbles.PebblesValueError(
+            f"method={method!r} is not a Lorenz gradient method; pass one of "
+            f"{', '.join(methods)}")
+    n = _n(n)
+    states = _n(states, 0, "states", "the states held at once besides s_0")
     fixed = _STATE_BYTES * (states + 2)
     if method in ("forward", "adjoint"):
         return fixed + (8 * 6 * 8 if method == "forward" else 0)
@@ -877,6 +981,11 @@ def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
 _ALIASES = {"bennett": "bennett-gradient"}
 
 
+def _gradient_methods() -> tuple[str, ...]:
+    """The methods of ``gradient --method`` and :func:`memory_estimate`."""
+    return ("forward", "adjoint", *_ALIASES, *pebbles.gradient_methods())
+
+
 def _finite(text: str) -> float:
     """argparse type: a finite real number."""
     try:
@@ -891,7 +1000,7 @@ def _finite(text: str) -> float:
 def _gradient_parser(sub: Any) -> None:
     g = sub.add_parser("gradient", help="compute d x_n / d (x0, y0, z0, sigma, rho, beta)")
     g.add_argument("--method", default="treeverse",
-                   choices=("forward", "adjoint", *_ALIASES, *pebbles.gradient_methods()))
+                   choices=_gradient_methods())
     g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
                    help="budget S: states stored besides s_0 (treeverse: 10)")
     g.add_argument("--inplace", action="store_true", help="treeverse in-place game")

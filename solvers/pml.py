@@ -47,9 +47,10 @@ import numba
 import numpy as np
 
 import pebbles
-from pebbles import PebblesValueError
+from pebbles import PebblesTypeError, PebblesValueError
 from pebbles.cli import OneLineParser, add_background_argument, add_disk_arguments, run_command
 from solvers import _pml_kernels as kern
+from solvers._checks import reals
 from solvers._memory import available_memory, release_freed_memory
 from solvers._paths import check_npz_output
 from solvers._threading import threading_layer
@@ -263,27 +264,21 @@ class PMLConfig:
     flush: float = 1e-140
 
     def __post_init__(self) -> None:
-        for name in ("nx", "ny", "steps", "n_detectors"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise PebblesValueError(f"{name}={v!r} must be an integer >= 1")
-        if self.nx < 2 or self.ny < 2:
-            raise PebblesValueError(f"nx={self.nx}, ny={self.ny} must both be >= 2")
-        if not isinstance(self.npml, (int, np.integer)) or self.npml < 0:
-            raise PebblesValueError(f"npml={self.npml!r} must be an integer >= 0")
+        for name, least in (("nx", 2), ("ny", 2), ("steps", 1), ("n_detectors", 1),
+                            ("npml", 0)):
+            _integer_field(name, getattr(self, name), least)
         for name in ("dt", "vp_ref", "velocity", "width"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise PebblesValueError(f"{name}={v!r} must be a finite number > 0")
-        for name in ("amp", "delay"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float, np.number)) and math.isfinite(v)):
-                raise PebblesValueError(f"{name}={v!r} must be a finite number")
-        if self.h is not None and not (math.isfinite(self.h) and self.h > 0):
-            raise PebblesValueError(f"h={self.h!r} must be a finite number > 0 (or None)")
-        if not 0 < self.reflection < 1:  # False for nan
-            raise PebblesValueError(f"reflection={self.reflection!r} must be in (0, 1)")
-        if not (math.isfinite(self.flush) and 0 <= self.flush < 1e-100):
+            _real_field(name, getattr(self, name), positive=True)
+        for name in ("amp", "delay", "flush"):
+            _real_field(name, getattr(self, name), positive=False)
+        if self.h is not None:
+            _real_field("h", self.h, positive=True)
+        _real_field("reflection", self.reflection, positive=False)
+        if not 0 < self.reflection < 1:
+            raise PebblesValueError(
+                f"reflection={self.reflection!r} must be in (0, 1) ({_FIELDS['reflection']}); "
+                f"pass e.g. reflection=1e-08")
+        if not 0 <= self.flush < 1e-100:
             raise PebblesValueError(
                 f"flush={self.flush!r} must be in [0, 1e-100): values below it are set to 0, "
                 f"so it must stay far below the field; use the default 1e-140 or 0 (off)")
@@ -308,6 +303,48 @@ class PMLConfig:
         dt, h = self.dt, self.spacing
         return np.array([dt, dt * dt / h**2, dt * dt / h**2, dt * dt / (2 * h),
                          dt * dt / (2 * h), dt / (2 * h), dt / (2 * h), self.flush])
+
+
+#: What each checked field of PMLConfig means, for the messages.
+_FIELDS = {
+    "nx": "interior grid points along the first index",
+    "ny": "interior grid points along the second index",
+    "steps": "the number of time steps", "n_detectors": "the number of detectors",
+    "npml": "the PML thickness in points", "dt": "the time step",
+    "h": "the grid spacing, or None for 200 / (nx - 1)",
+    "vp_ref": "the PML's reference velocity", "velocity": "the reference velocity",
+    "width": "the Ricker source's width", "amp": "the source amplitude",
+    "delay": "the Ricker source's delay in steps", "flush": "the flush-to-zero threshold",
+    "reflection": "the PML's target reflection R",
+}
+
+
+def _example(name: str) -> object:
+    """A value to suggest for field ``name``: its default (0.2 for ``h``)."""
+    default = {f.name: f.default for f in dataclasses.fields(PMLConfig)}[name]
+    return 0.2 if default is None else default
+
+
+def _integer_field(name: str, v: object, least: int) -> None:
+    """Refuse a PMLConfig field that is not an integer (bools neither) >= ``least``."""
+    rule = f"must be an integer >= {least} ({_FIELDS[name]})"
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise PebblesTypeError(f"{name}={v!r} {rule}; pass a whole number such as "
+                               f"{name}={_example(name)}")
+    if v < least:
+        raise PebblesValueError(f"{name}={v!r} {rule}; pass {name}={least} or more")
+
+
+def _real_field(name: str, v: object, *, positive: bool) -> None:
+    """Refuse a PMLConfig field that is not a real number (bools neither), finite
+    (and > 0 when ``positive``)."""
+    rule = f"must be a finite number{' > 0' if positive else ''} ({_FIELDS[name]})"
+    real = isinstance(v, (int, float, np.integer, np.floating))
+    if isinstance(v, (bool, np.bool_)) or not real:
+        raise PebblesTypeError(f"{name}={v!r} {rule}; pass a number such as "
+                               f"{name}={_example(name)}")
+    if not (math.isfinite(v) and (v > 0 or not positive)):
+        raise PebblesValueError(f"{name}={v!r} {rule}; pass e.g. {name}={_example(name)}")
 
 
 def _profile(m: int, npml: int, h: float, xi: float) -> np.ndarray:
@@ -409,7 +446,7 @@ class PMLSolver:
         Source values ``f_1..f_n`` (default :func:`ricker`).
     observed : ndarray, shape ``(n + 1, n_detectors)``, optional
         Recording ``u_true^(k)`` at the detectors (row 0 unused); needed for the
-        loss callbacks.
+        loss callbacks (its shape is checked here).
 
     Attributes
     ----------
@@ -432,7 +469,7 @@ class PMLSolver:
                 f"source has shape {self.source.shape}; expected ({cfg.steps},) (one per step)")
         self.isrc, self.jsrc = cfg.source_position
         self.det_i, self.det_j = detectors(cfg)
-        self.observed = observed
+        self.observed = None if observed is None else _check_observed(cfg, observed)
         nxx, nyy = cfg.shape
         self.mrow = np.ones(nxx)
         self.mrow[[0, -1]] = 0.0
@@ -578,9 +615,40 @@ def record(cfg: PMLConfig, c_true: np.ndarray | None = None,
     return forward(cfg, true_model(cfg) if c_true is None else c_true, source=source)[1]
 
 
+def _check_observed(cfg: PMLConfig, observed: object) -> np.ndarray:
+    """``observed`` as a float64 array after checking its shape, before any step runs.
+
+    The recording must be :func:`record`'s: shape ``(steps + 1, n_detectors)``,
+    row ``k`` the detectors' ``u_true^(k)`` (row 0 unused).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``observed`` does not hold real numbers.
+    pebbles.PebblesValueError
+        If its shape is not ``(cfg.steps + 1, cfg.n_detectors)`` (``None`` included).
+    """
+    expected = (cfg.steps + 1, cfg.n_detectors)
+    fix = "pass the recording of solvers.pml.record(cfg)"
+    if observed is None:
+        raise PebblesValueError(f"observed=None: expected an array of shape {expected} = "
+                                f"(steps+1, n_detectors); {fix}")
+    obs = reals(observed, "observed", "the recording u_true at the detectors",
+                "solvers.pml.record(cfg)")
+    if obs.shape != expected:
+        raise PebblesValueError(f"observed has shape {obs.shape}; expected {expected} = "
+                                f"(steps+1, n_detectors), row k the detectors' u_true^(k); {fix}")
+    return obs
+
+
 def loss(cfg: PMLConfig, c: np.ndarray, observed: np.ndarray,
          s0: np.ndarray | None = None, source: np.ndarray | None = None) -> float:
-    """The running loss ``sum_{k=1..n} sum_d (u_true^(k)_d - u^(k)_d)^2``."""
+    """The running loss ``sum_{k=1..n} sum_d (u_true^(k)_d - u^(k)_d)^2``.
+
+    ``observed`` (shape ``(n+1, n_detectors)``, from :func:`record`) is checked
+    before the run: a wrong shape or ``None`` raises ``PebblesValueError``.
+    """
+    observed = _check_observed(cfg, observed)
     traces = forward(cfg, c, s0, source)[1]
     r = traces[1:] - observed[1:]
     return float(np.sum(r * r))
@@ -646,7 +714,8 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
         Any checkpoint-game (or in-place-game) schedule for ``cfg.steps``
         steps, e.g. ``pebbles.schedule("treeverse", n, budget=10)``.
     observed : ndarray ``(n+1, n_detectors)``
-        Recording from :func:`record`.
+        Recording from :func:`record` (checked before any step: a wrong
+        shape or ``None`` raises ``PebblesValueError``).
     s0, source : optional
         Initial state (default zero) and source values (default :func:`ricker`).
     inplace : bool
@@ -681,7 +750,7 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
     >>> g.forward_steps, g.backward_steps, g.peak_states, g.peak_buffers, g.allocations
     (71, 30, 5, 5, 5)
     """
-    sol = PMLSolver(cfg, c, source, observed)
+    sol = PMLSolver(cfg, c, source, _check_observed(cfg, observed))
     sol.store = store
     s0 = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
     if s0.shape != (4, *cfg.shape):
@@ -697,7 +766,10 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
 
 def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | None = None,
              inplace: bool = False, k: int | None = None, every: int | None = None,
-             delta: int | None = None) -> pebbles.Schedule:
+             delta: int | None = None, period: int | None = None,
+             disk_budget: int | None = None, write_cost: float | None = None,
+             read_cost: float | None = None,
+             background_writes: bool = False) -> pebbles.Schedule:
     """The registry's schedule (:func:`pebbles.schedule`) of ``method`` for the gradient.
 
     ``method`` is one of :data:`METHODS` (``bennett`` names
@@ -705,7 +777,18 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
     one (default 10); a method that takes none is checked against it when
     given. ``pebbles`` is the older name of ``budget``, and of ``delta`` for
     ``treeverse-paper``. ``k``, ``every``, ``delta``, ``inplace``: the
-    method's options.
+    method's options. The two-level methods keep states on disk (run them
+    with :func:`gradient`'s ``store``): ``two-level`` needs ``write_cost``
+    and ``read_cost`` (a state's write and read times in forward steps, e.g.
+    from :func:`pebbles.measure_io`) and takes ``disk_budget`` and
+    ``background_writes``; ``periodic-disk`` needs ``period`` (``every`` is
+    read as it too, as on the command line).
+
+    Raises
+    ------
+    pebbles.PebblesValueError
+        If ``method`` is not in :data:`METHODS`, an option it needs is missing,
+        or one it does not take is given (each named as its keyword argument).
 
     Examples
     --------
@@ -713,13 +796,45 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
     >>> s = pml.schedule("treeverse", 100, budget=5)
     >>> s.method, s.budget, s.simulate().forward_steps
     ('treeverse', 5, 323)
+    >>> pml.schedule("periodic-disk", 100, budget=3, period=25).options
+    (('inplace', False), ('period', 25))
     """
     return _registry_schedule(method, n, budget=budget, old=pebbles, inplace=inplace, k=k,
-                              every=every, delta=delta)
+                              every=every, delta=delta, period=period,
+                              disk_budget=disk_budget, write_cost=write_cost,
+                              read_cost=read_cost, background_writes=background_writes)
+
+
+#: The options the two-level methods need: (command-line wording, keyword wording).
+_DISK_NEEDS = {
+    "write_cost": ("--write-cost (in forward steps), or --disk-dir to measure it",
+                   "write_cost= (a state's write time in forward steps, e.g. write_cost=2.0; "
+                   "pebbles.measure_io measures it)"),
+    "read_cost": ("--read-cost (in forward steps), or --disk-dir to measure it",
+                  "read_cost= (a state's read time in forward steps, e.g. read_cost=1.0; "
+                  "pebbles.measure_io measures it)"),
+    "period": ("--every (its period: a state goes to disk every that many steps)",
+               "period= (a state goes to disk every that many steps), e.g. period=10"),
+}
+
+
+def _disk_needs(name: str, options: dict, cli: bool) -> None:
+    """Check (and for periodic-disk, gather) the options a two-level method needs."""
+    if name == "periodic-disk":
+        every, period = options.pop("every", None), options.get("period")
+        if None not in (every, period) and every != period:
+            raise PebblesValueError(f"period={period!r} and every={every!r} both give "
+                                    f"periodic-disk's period and differ; pass only period")
+        options["period"] = every if period is None else period
+    needed = {"two-level": ("write_cost", "read_cost"), "periodic-disk": ("period",)}
+    for key in needed.get(name, ()):
+        if options.get(key) is None:
+            raise PebblesValueError(f"method {name} needs {_DISK_NEEDS[key][0 if cli else 1]}")
 
 
 def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | None,
-                       **options: object) -> pebbles.Schedule:
+                       cli: bool = False, **options: object) -> pebbles.Schedule:
+    """The schedule of :func:`schedule` and ``--method``; ``cli``: messages name flags."""
     if method not in METHODS:
         raise PebblesValueError(f"method={method!r} is not one of {', '.join(METHODS)}")
     name = _ALIASES.get(method, method)
@@ -728,16 +843,7 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
         options["delta"], old = old, None
     if entry.takes_budget and budget is None:
         budget = 10 if old is None else old
-    if name == "two-level":
-        for key in ("write_cost", "read_cost"):
-            if options.get(key) is None:
-                raise PebblesValueError(f"method two-level needs --{key.replace('_', '-')} "
-                                        f"(in forward steps), or --disk-dir to measure it")
-    if name == "periodic-disk":
-        options["period"] = options.pop("every")
-        if options["period"] is None:
-            raise PebblesValueError("method periodic-disk needs --every (its period: a state "
-                                    "goes to disk every that many steps)")
+    _disk_needs(name, options, cli)
     if name == "periodic" and options.get("every") is None:
         options["every"] = math.isqrt(max(n - 1, 0)) + 1
     known = dict(entry.options)
@@ -916,7 +1022,7 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
         if args.method == "treeverse-paper" and args.delta is None:
             budget, old = None, args.budget  # the older meaning of --pebbles here
         disk = _disk_options(args, cfg) if args.method == "two-level" else {}
-        moves = _registry_schedule(args.method, cfg.steps, budget=budget, old=old,
+        moves = _registry_schedule(args.method, cfg.steps, budget=budget, old=old, cli=True,
                                    inplace=args.inplace, k=args.k, every=args.every,
                                    delta=args.delta, **disk)
     if not args.force:

@@ -79,6 +79,27 @@ def test_the_kernels_run_the_core_lowering():
     assert set(np.unique(p.ops[:, 0])) <= {pebbles.OP_STEP, pebbles.OP_SEED, pebbles.OP_PAINT}
 
 
+def test_executors_run_programs_lowered_with_frees(pml_small):
+    """OP_FREE rows (``lower(..., frees=True)``) are dropped, not taken for disk states."""
+    s = pebbles.schedule("treeverse", 12, budget=3)
+    prog = pebbles.lower(s, frees=True)
+    assert (prog.ops[:, 0] == pebbles.OP_FREE).any()
+    ran = gpu._program(prog, None, None)
+    assert not (ran.ops[:, 0] == pebbles.OP_FREE).any() and ran.nslots == prog.nslots
+    ref = gpu.lorenz_gradient(s, None, (1.0, 0.0, 0.0), lorenz.DEFAULT_THETA)
+    r = gpu.lorenz_gradient(prog, None, (1.0, 0.0, 0.0), lorenz.DEFAULT_THETA)
+    assert np.array_equal(r.gradient, ref.gradient)
+    cfg, c, s0, observed, _ = pml_small
+    moves = pebbles.schedule("treeverse", cfg.steps, budget=3)
+    g = gpu.pml_gradient(cfg, c, pebbles.lower(moves, frees=True), observed, s0=s0)
+    assert np.array_equal(g.grad_c, gpu.pml_gradient(cfg, c, moves, observed, s0=s0).grad_c)
+    disk = pebbles.lower([pebbles.place(1), pebbles.store(1), pebbles.remove(1),
+                          pebbles.load(1), pebbles.paint(1), pebbles.remove(1),
+                          pebbles.paint(0)], 2, frees=True)
+    with pytest.raises(PebblesValueError, match="^the GPU executors run schedules held in .* disk"):
+        gpu._program(disk, None, None)
+
+
 def test_cpu_and_gpu_kernels_compile_one_source():
     """The Lorenz formulas exist once: njit and cuda.jit compile the same code objects."""
     from solvers import _cuda_lorenz, _lorenz_scalar
@@ -273,6 +294,8 @@ def test_pml_gradient_validates(pml_small):
     moves = pebbles.encode(pebbles.treeverse(cfg.steps, 3))
     with pytest.raises(PebblesValueError, match="observed has shape"):
         gpu.pml_gradient(cfg, c, moves, observed[1:])
+    with pytest.raises(PebblesValueError, match="^observed=None"):
+        gpu.pml_gradient(cfg, c, moves, None)
     with pytest.raises(PebblesValueError, match="s0 has shape"):
         gpu.pml_gradient(cfg, c, moves, observed, s0=s0[:3])
     with pytest.raises(IllegalMoveError, match="slots=2"):

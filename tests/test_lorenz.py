@@ -330,3 +330,90 @@ def test_memory_estimate_and_available_memory():
         "treeverse", 4000, states=10)
     free = lz.available_memory()
     assert free is None or free > 0
+
+
+def test_numba_executor_runs_programs_lowered_with_frees():
+    """A memory-only program with OP_FREE rows runs; its gradient is bit for bit the same."""
+    s = pebbles.schedule("treeverse", 50, budget=4)
+    prog = pebbles.lower(s, frees=True)
+    assert (prog.ops[:, 0] == pebbles.OP_FREE).any() and prog.writes == prog.reads == 0
+    ref, g = lz.replay_lorenz(s), lz.replay_lorenz(prog)
+    assert np.array_equal(g.gradient, ref.gradient) and g.loss == ref.loss
+    assert (g.forward_steps, g.peak_states) == (ref.forward_steps, ref.peak_states)
+    # a tape move is a step whose graph a graph-keeping executor would keep: run as a step
+    taped = [pebbles.place(1), pebbles.place(2), pebbles.tape(3), pebbles.paint(2),
+             pebbles.paint(1), pebbles.paint(0)]
+    assert np.array_equal(lz.replay_lorenz(taped, 3).gradient,
+                          lz.replay_lorenz(store_all(3), 3).gradient)
+
+
+def test_memory_program_keeps_refusing_disk_operations():
+    disk = pebbles.lower([pebbles.place(1), pebbles.store(1), pebbles.remove(1),
+                          pebbles.load(1), pebbles.paint(1), pebbles.remove(1),
+                          pebbles.paint(0)], 2, frees=True)
+    with pytest.raises(pebbles.PebblesValueError, match="^replay_lorenz runs .* on disk"):
+        lz.replay_lorenz(disk)
+    with pytest.raises(pebbles.PebblesValueError, match="^the GPU executors run sch.* on disk"):
+        lz._memory_program(disk, "the GPU executors run")
+    prog = pebbles.lower(treeverse(20, 3), 20)
+    assert lz._memory_program(prog, "x runs") is prog  # nothing to drop: the same program
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (2.5, pebbles.PebblesTypeError, r"reload_every=2\.5 must be an integer >= 1"),
+    (True, pebbles.PebblesTypeError, r"reload_every=True must be an integer >= 1"),
+    ("a", pebbles.PebblesTypeError, r"reload_every='a' must be an integer >= 1"),
+    (-3, pebbles.PebblesValueError, r"reload_every=-3 must be an integer >= 1.*reload_every=1"),
+])
+def test_reload_every_is_checked_as_an_integer(value, error, match):
+    with pytest.raises(error, match=match):
+        lz.gradient_adjoint(n=10, reload_every=value)
+    assert lz.gradient_adjoint(n=10, reload_every=np.int64(2)).peak_states == 9
+
+
+def test_max_steps_is_named():
+    with pytest.raises(pebbles.PebblesValueError, match=r"^max_steps=0 must be .*max_steps=1"):
+        lz.gradient_until_crossing(10.0, 3, max_steps=0)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^max_steps=2\.0 must be an integer"):
+        lz.gradient_until_crossing(10.0, 3, max_steps=2.0)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: lz.primal(x0=[1j, 0, 0]), pebbles.PebblesTypeError,
+     r"^x0=\[1j, 0, 0\] must hold real numbers.*pass e\.g\. x0="),
+    (lambda: lz.primal(x0=np.array([1j, 0, 0])), pebbles.PebblesTypeError, r"^x0="),
+    (lambda: lz.primal(x0=[1.0, 2.0]), pebbles.PebblesValueError,
+     r"^x0=\[1\.0, 2\.0\] must have 3 components.*shape \(2,\)"),
+    (lambda: lz.primal(dt=None), pebbles.PebblesTypeError,
+     r"^dt=None must be a real number.*dt=0\.003"),
+    (lambda: lz.primal(dt="0.1"), pebbles.PebblesTypeError, r"^dt='0\.1'"),
+    (lambda: lz.primal(theta="abc"), pebbles.PebblesTypeError,
+     r"^theta='abc' must hold real numbers: \(sigma, rho, beta\)"),
+    (lambda: lz.primal(n=True), pebbles.PebblesTypeError, r"^n=True must be an integer"),
+    (lambda: lz.sensitivity_map([1.0], [1.0], beta="a"), pebbles.PebblesTypeError,
+     r"^beta='a' must be a real number"),
+    (lambda: lz.sensitivity_map([1.0], [1.0], beta=np.nan), pebbles.PebblesValueError,
+     r"^beta=nan is not finite"),
+    (lambda: lz.sensitivity_map(["x"], [1.0]), pebbles.PebblesTypeError, r"^sigmas=\['x'\]"),
+    (lambda: lz.memory_estimate("bogus", 10), pebbles.PebblesValueError,
+     r"^method='bogus' is not a Lorenz gradient method; pass one of forward, adjoint"),
+    (lambda: lz.memory_estimate("store-all", -10), pebbles.PebblesValueError, r"^n=-10"),
+    (lambda: lz.memory_estimate("store-all", 10, states=-1), pebbles.PebblesValueError,
+     r"^states=-1"),
+])
+def test_bad_arguments_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_public_kernels_refuse_vectors_without_three_components():
+    th, y = np.array(lz.DEFAULT_THETA), np.ones(3)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^y must have shape \(3,\)"):
+        lz.rk4_step(np.ones(2), th, 0.003)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^theta must have shape \(3,\)"):
+        lz.rk4_step(y, th[:2], 0.003)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^ybar must have shape \(3,\)"):
+        lz.rk4_vjp(y, th, 0.003, np.ones(1))
+    with pytest.raises(pebbles.PebblesValueError, match=r"^tangent must have shape \(3, 6\)"):
+        lz.rk4_jvp(y, th, 0.003, np.ones((3, 5)))
+    assert lz.rk4_step(y, th, 0.003).shape == (3,)

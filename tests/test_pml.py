@@ -696,3 +696,99 @@ def test_every_gradient_method_of_the_registry_runs_from_the_command_line(tmp_pa
     assert list(tmp_path.iterdir()) == []
     assert pml.main([*base, "--method", "periodic-disk", "--pebbles", "4"]) == 2
     assert "needs --every" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# NaN through the flush to zero; observed, schedule() and PMLConfig arguments
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("flush", [1e-140, 0.0])
+def test_nan_in_the_state_stays_nan(flush):
+    cfg = cfg_of(nx=20, ny=20, steps=5, npml=4, n_detectors=5, flush=flush)
+    sol = pml.PMLSolver(cfg, pml.uniform_model(cfg))
+    s = sol.zero_state()
+    s[1, 10, 10] = np.nan
+    out = sol.step(0, s)
+    assert np.isnan(out[1, 10, 10]) and np.isnan(out[1, 11, 10])
+    s0 = np.full((4, *cfg.shape), np.nan)
+    assert np.isnan(pml.loss(cfg, pml.uniform_model(cfg), pml.record(cfg), s0=s0))
+    assert np.isnan(sol.vjp(sol.zero_state(), s)[1, 10, 10])  # the adjoint too
+
+
+def test_flush_keeps_every_finite_value_and_infinity_as_before():
+    """The NaN-passing form gives the old ``x if |x| >= k[7] else 0`` on every non-NaN x."""
+    k = cfg_of().constants()
+    values = [0.0, -0.0, 1e-141, -1e-141, 1e-140, -1e-140, 2e-140, 5e-324, 1.0, -3.5,
+              1e308, np.inf, -np.inf]
+    for threshold in (1e-140, 0.0):
+        k[7] = threshold
+        for x in values:
+            got = kern._cpu.flush(x, k)
+            want = x if abs(x) >= threshold else 0.0
+            assert got == want and np.signbit(got) == np.signbit(want), (threshold, x)
+        assert np.isnan(kern._cpu.flush(np.nan, k))
+
+
+@pytest.mark.parametrize("bad, shape", [
+    (lambda o: o[:, :1], r"\(31, 1\)"), (lambda o: np.zeros((31, 9)), r"\(31, 9\)"),
+    (lambda o: o[:10], r"\(10, 5\)"), (lambda o: o.T, r"\(5, 31\)"),
+])
+def test_observed_shape_is_checked_before_the_run(bad, shape):
+    cfg = cfg_of(nx=20, ny=20, steps=30, npml=4, n_detectors=5)
+    obs, c = pml.record(cfg), pml.uniform_model(cfg)
+    moves = pebbles.schedule("treeverse", 30, budget=3)
+    expect = rf"^observed has shape {shape}; expected \(31, 5\) = \(steps\+1, n_detectors\)"
+    with pytest.raises(pebbles.PebblesValueError, match=expect):
+        pml.gradient(cfg, c, moves, bad(obs))
+    with pytest.raises(pebbles.PebblesValueError, match=expect):
+        pml.loss(cfg, c, bad(obs))
+    with pytest.raises(pebbles.PebblesValueError, match=r"^observed=None: expected .*\(31, 5\)"):
+        pml.gradient(cfg, c, moves, None)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^observed='x' must hold real numbers"):
+        pml.loss(cfg, c, "x")
+
+
+def test_schedule_builds_the_disk_methods_from_keyword_arguments():
+    cfg = cfg_of(nx=20, ny=20, steps=40, npml=4, n_detectors=5)
+    obs, c = pml.record(cfg), pml.uniform_model(cfg)
+    ref = pml.gradient(cfg, c, pml.schedule("store-all", 40), obs)
+    two = pml.schedule("two-level", 40, budget=3, disk_budget=4, write_cost=2.0, read_cost=1.0)
+    assert two == pebbles.schedule("two-level", 40, budget=3, disk_budget=4, write_cost=2.0,
+                                   read_cost=1.0, background_writes=False)
+    per = pml.schedule("periodic-disk", 40, budget=3, period=10)
+    assert per == pebbles.schedule("periodic-disk", 40, budget=3, period=10)
+    assert pml.schedule("periodic-disk", 40, budget=3, every=10) == per  # the CLI's name
+    for moves in (two, per):
+        g = pml.gradient(cfg, c, moves, obs)
+        assert g.loss == ref.loss and np.array_equal(g.grad_c, ref.grad_c)
+    for kw, match in [({"read_cost": 1.0}, r"^method two-level needs write_cost= "),
+                      ({"write_cost": 1.0}, r"^method two-level needs read_cost= ")]:
+        with pytest.raises(pebbles.PebblesValueError, match=match):
+            pml.schedule("two-level", 40, budget=3, **kw)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^method periodic-disk needs period="):
+        pml.schedule("periodic-disk", 40, budget=3)
+    with pytest.raises(pebbles.PebblesValueError, match="pass only period"):
+        pml.schedule("periodic-disk", 40, budget=3, period=10, every=5)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^write_cost=2\.0 is not an option"):
+        pml.schedule("treeverse", 40, write_cost=2.0)
+
+
+@pytest.mark.parametrize("field, value, error, match", [
+    ("dt", True, pebbles.PebblesTypeError, r"^dt=True must be a finite number > 0"),
+    ("npml", True, pebbles.PebblesTypeError, r"^npml=True must be an integer >= 0"),
+    ("amp", True, pebbles.PebblesTypeError, r"^amp=True must be a finite number"),
+    ("dt", "a", pebbles.PebblesTypeError, r"^dt='a' must be .*\(the time step\); pass"),
+    ("vp_ref", None, pebbles.PebblesTypeError, r"^vp_ref=None must be a finite number > 0"),
+    ("h", "1", pebbles.PebblesTypeError, r"^h='1' must be a finite number > 0.*h=0\.2"),
+    ("reflection", "x", pebbles.PebblesTypeError, r"^reflection='x' must be a finite number"),
+    ("flush", "a", pebbles.PebblesTypeError, r"^flush='a' must be a finite number"),
+    ("nx", 2.0, pebbles.PebblesTypeError, r"^nx=2\.0 must be an integer >= 2"),
+    ("nx", 1, pebbles.PebblesValueError, r"^nx=1 must be an integer >= 2.*pass nx=2 or more"),
+    ("steps", 0, pebbles.PebblesValueError, r"^steps=0 must be an integer >= 1"),
+    ("reflection", 1.0, pebbles.PebblesValueError, r"^reflection=1\.0 must be in \(0, 1\)"),
+    ("reflection", 0.0, pebbles.PebblesValueError, r"^reflection=0\.0 must be in \(0, 1\)"),
+    ("width", -1.0, pebbles.PebblesValueError, r"^width=-1\.0 must be a finite number > 0"),
+    ("delay", float("nan"), pebbles.PebblesValueError, r"^delay=nan must be a finite number"),
+])
+def test_config_fields_are_checked_by_name(field, value, error, match):
+    with pytest.raises(error, match=match):
+        pml.PMLConfig(**{field: value})
