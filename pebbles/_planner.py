@@ -23,6 +23,7 @@ from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game
 from ._registry import Method, Schedule, candidates, predicted_steps, schedule
+from ._reversible import reversible_tables_fit
 from ._simulator import simulate
 from ._twolevel import min_total_time, two_level_steps
 from ._validation import check_bool, check_cost, check_int
@@ -31,7 +32,6 @@ __all__ = [
     "BACKGROUND_MAX_N",
     "BOUNDED_DISK_MAX_N",
     "EXECUTOR_EXTRA_STATES",
-    "REVERSIBLE_MAX_BUDGET",
     "Candidate",
     "Plan",
     "budget_for",
@@ -79,8 +79,9 @@ class Candidate:
 class Plan:
     """Candidates sorted by predicted cost; ``best`` is the recommendation.
 
-    ``skipped`` names the methods that fit but were not costed (see
-    :data:`REVERSIBLE_MAX_BUDGET`).
+    ``skipped`` names the methods that fit but were not costed (the reversible optimum
+    where its exact tables would take more than about a second, two-level variants the
+    tables cannot serve).
     """
 
     n: int
@@ -314,20 +315,15 @@ def _background_candidate(n: int, s: int, disk_budget: int | None, write_cost: f
     return Candidate(sched, steps, n, cost, s + EXECUTOR_EXTRA_STATES, inplace)
 
 
-#: Largest budget for which the reversible game's tables are built to cost a candidate
-#: (about a second at 5000 states; 12 s at 30 000); above it those candidates are
-#: listed in ``Plan.skipped``. They never win: Treeverse is optimal in the checkpoint game.
-REVERSIBLE_MAX_BUDGET = 5000
-
-
 def _gradient_schedules(n: int, budget: int, skipped: list[str]) -> list[Schedule]:
     """:func:`pebbles.candidates` without the reversible game's (not gradient) schedules,
-    and without the reversible optimum above :data:`REVERSIBLE_MAX_BUDGET` states (named
-    in ``skipped``)."""
+    and without the reversible optimum where its tables would take more than about a
+    second (:func:`pebbles._reversible.reversible_tables_fit`; named in ``skipped``). They
+    never win: Treeverse is optimal in the checkpoint game."""
     def keep(entry: Method, opts: dict) -> bool:
         if entry.game(opts) is Game.REVERSIBLE:
             return False
-        if entry.name.startswith("reversible") and budget > REVERSIBLE_MAX_BUDGET:
+        if entry.name.startswith("reversible") and not reversible_tables_fit(n, budget):
             skipped.append(entry.name)
             return False
         return True

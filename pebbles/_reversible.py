@@ -19,6 +19,7 @@ the plain dynamic program and the brute-force search.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,12 +29,22 @@ import numpy as np
 from ._budget import check_budget
 from ._convex import Convex, RunReader, add, merge, split_of_merge
 from ._encoded import Children, assemble
+from ._errors import PebblesValueError
 from ._moves import Game, Move, MoveKind
 from ._validation import check_int
 
-__all__ = ["ReversibleTables", "reversible_optimal", "reversible_min_steps"]
+__all__ = ["REVERSIBLE_MAX_RUNS", "ReversibleTables", "reversible_optimal",
+           "reversible_min_steps", "reversible_tables_fit"]
 
 _PLACE, _UNPLACE = MoveKind.PLACE, MoveKind.UNPLACE
+
+#: Most work the tables may take: their runs, all rows of the three tables together,
+#: about 8 us of building each (10^6 runs: some 8 s). A row of m cells holds up to about
+#: 7 m^0.35 runs (9787 at m = 2^30, 94 862 at 10^12); rows of all n cells, one a pebble
+#: past log2(n), about 2.4 each once the first few are past.
+REVERSIBLE_MAX_RUNS = 10**6
+#: Work :func:`reversible_tables_fit` allows the planners: about a second.
+_FIT_WORK = 1.5 * 10**5
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +62,45 @@ class ReversibleTables:
         clean.append(Convex(1))
         left.append(Convex(1))
         reach.append(Convex(1))
+        if _estimated_work(n, pebbles) > REVERSIBLE_MAX_RUNS:
+            raise _too_large(n, pebbles)
+        work = 0
         for s in range(2, pebbles + 1):
-            c = _clean_row(clean[s - 1], min(n, 2 ** (s - 1)))
+            c = _clean_row(clean[s - 1], _capped(n, s - 1))
             clean.append(c)
             left.append(add(c, clean[s - 1], min(c.size, clean[s - 1].size)))
-            reach.append(merge(1, c, reach[s - 1], min(n, 2**s - 1)))
+            reach.append(merge(1, c, reach[s - 1], _capped(n, s, 1)))
+            work += len(c.runs) + len(left[s].runs) + len(reach[s].runs)
+            if work > REVERSIBLE_MAX_RUNS:  # the estimate was short: stop all the same
+                raise _too_large(n, pebbles)
         return cls(tuple(clean), tuple(left), tuple(reach))
+
+
+def _too_large(n: int, pebbles: int) -> PebblesValueError:
+    return PebblesValueError(
+        f"n={n}, budget={pebbles}: the reversible game's optimal tables grow past "
+        f"{REVERSIBLE_MAX_RUNS:.0e} runs (seconds to hours of building, more with n); use "
+        f"'bennett' (k-ary, closed form) for this size, or a smaller n or budget (budget >= n "
+        f"answers at once: n steps)")
+
+
+def _capped(n: int, s: int, minus: int = 0) -> int:
+    """``min(n, 2^s - minus)`` without making 2^s for large s (``minus`` 0 or 1)."""
+    return n if s > n.bit_length() else min(n, (1 << s) - minus)
+
+
+def _estimated_work(n: int, pebbles: int) -> float:
+    """The tables' runs by the growth law above (measured from n = 10^4 to 10^12 and
+    pebbles up to 10^5; the build stops all the same where it is short)."""
+    full = max(0, pebbles - n.bit_length())  # rows of all n cells
+    top = 7.0 * 2.0 ** (0.35 * min(math.log2(n), pebbles))  # runs of the longest row
+    return 3 * top * (4.7 + (5 if full else 0)) + 7.3 * full
+
+
+def reversible_tables_fit(n: int, budget: int) -> bool:
+    """Whether the reversible optimum of ``n`` cells with ``budget`` pebbles is known in
+    about a second (``budget >= n`` always: n steps, no table), for the planners."""
+    return budget >= n or _estimated_work(n, min(budget, n)) <= _FIT_WORK
 
 
 def _clean_row(prev: Convex, size: int) -> Convex:
@@ -120,7 +164,7 @@ def reversible_min_steps(n: int, budget: int) -> int:
     29
     """
     n, s = _checked(n, budget)
-    return _tables(n, s).reach[s](n)
+    return n if s == n else _tables(n, s).reach[s](n)
 
 
 def reversible_optimal(n: int, budget: int) -> Iterator[Move]:
@@ -147,6 +191,8 @@ def reversible_optimal(n: int, budget: int) -> Iterator[Move]:
     41
     """
     n, s = _checked(n, budget)
+    if s == n:  # a pebble on every cell: no table needed
+        return (Move(_PLACE, i) for i in range(1, n + 1))
     return _reach(_tables(n, s), 0, n, s)
 
 
@@ -165,6 +211,10 @@ def reversible_encoded(n: int, budget: int) -> np.ndarray:
     True
     """
     n, s = _checked(n, budget)
+    if s == n:
+        out = np.zeros((n, 3), dtype=np.int64)
+        out[:, 0], out[:, 1], out[:, 2] = int(_PLACE), np.arange(1, n + 1), -1
+        return out
     t = _tables(n, s)
     return assemble(("reach", n, s), lambda key: _parts(t, *key),
                     lambda key: (t.reach if key[0] == "reach" else t.clean)[key[2]](key[1]))

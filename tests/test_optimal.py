@@ -9,10 +9,12 @@ import pytest
 
 from pebbles import (
     InfeasibleBudgetError,
+    PebblesValueError,
     brute_force,
     dp_table,
     min_forward_steps,
     min_pebbles,
+    plan,
     reversible_min_steps,
     reversible_optimal,
     simulate,
@@ -217,3 +219,37 @@ def test_reversible_tables_for_long_runs_are_locally_optimal() -> None:
     cost = {k: t.clean[s](k) + t.reach[s - 1](n - k) for k in range(j - 3, j + 4)}
     assert reversible_min_steps(n, s) == cost[j] == min(cost.values())
     assert cost[j + 3] > cost[j]  # the window sees the costs rise (convexity)
+
+
+def test_reversible_with_a_pebble_a_cell_answers_at_once_without_tables() -> None:
+    """budget >= n: a pebble on every cell, n steps; the same moves the tables give."""
+    from pebbles import encode
+    from pebbles._reversible import ReversibleTables, _reach, reversible_encoded
+
+    for n in range(1, 12):
+        table = encode(_reach(ReversibleTables.build(n, n), 0, n, n))
+        assert np.array_equal(encode(reversible_optimal(n, n + 3)), table)
+        assert np.array_equal(reversible_encoded(n, n), table)
+    assert min_forward_steps(10**6, 10**6, "reversible") == 10**6
+    assert sum(1 for _ in reversible_optimal(10**5, 10**6)) == 10**5
+
+
+@pytest.mark.parametrize("n, budget", [(2**40, 41), (10**18, 100), (10**6, 5 * 10**5)])
+def test_reversible_tables_too_large_to_build_are_refused_at_once(n, budget) -> None:
+    """Before, these ran for minutes to hours (the tables' runs grow with n and budget)."""
+    from pebbles._reversible import reversible_tables_fit
+
+    with pytest.raises(PebblesValueError, match=r"tables grow past 1e\+06 runs.*'bennett'"):
+        min_forward_steps(n, budget, "reversible")
+    assert not reversible_tables_fit(n, budget)
+
+
+def test_the_planner_and_compare_skip_reversible_tables_too_large(capsys) -> None:
+    from pebbles.cli import main
+
+    p = plan(10**18, budget=100)
+    assert "reversible-gradient" in p.skipped and p.best.schedule.method == "treeverse"
+    assert main(["compare", "-n", str(10**12), "--pebbles", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "? (the reversible optimum's tables are too large here)" in out
+    assert "not shown" in out and "reversible-optimal" in out
