@@ -188,6 +188,8 @@ def _resolve(schedule: Any, n: int | None,
     """The encoded moves, n and game of whatever was passed to :func:`lower`."""
     from ._registry import Schedule
 
+    if n is not None:
+        n = check_int("n", n, 1)
     if isinstance(schedule, Schedule):
         if n is not None and n != schedule.n:
             raise PebblesValueError(

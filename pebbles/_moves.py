@@ -188,9 +188,14 @@ def _cell(name: str, i: object) -> int:
     if isinstance(i, bool) or not isinstance(i, Integral):
         raise PebblesTypeError(
             f"{name}={i!r} must be a cell number (an integer >= 0), got {type(i).__name__}")
-    if i < 0:
-        raise PebblesValueError(f"{name}={i} must be a cell number >= 0")
+    if not 0 <= i <= MAX_CELL:
+        raise PebblesValueError(f"{name}={i} must be a cell number from 0 to 2^63 - 1 "
+                                f"(cells are counted in int64)")
     return int(i)
+
+
+#: Largest cell a move may name: moves are played and encoded as int64.
+MAX_CELL = 2**63 - 1
 
 
 _NAMES = {k: k.name.lower() for k in MoveKind}
@@ -208,6 +213,12 @@ def format_move(m: Move) -> str:
     if kind is MoveKind.FORWARD:
         return f"forward {m[1]} {m[2]}"
     return f"{_NAMES[kind]} {m[1]}"
+
+
+_MAKERS = {MoveKind.PLACE: place, MoveKind.REMOVE: remove, MoveKind.PAINT: paint,
+           MoveKind.MOVE: move, MoveKind.UNPLACE: unplace, MoveKind.FORWARD: forward,
+           MoveKind.STORE: store, MoveKind.LOAD: load, MoveKind.DISCARD: discard,
+           MoveKind.TAPE: tape}
 
 
 def parse_move(text: str) -> Move:
@@ -233,7 +244,7 @@ def parse_move(text: str) -> Move:
             f"text={text!r} is not a move; write e.g. 'place 3' or 'forward 0 7' "
             f"(kinds: {', '.join(_KINDS)}; cells are whole numbers >= 0)"
         )
-    return Move(kind, *(int(w) for w in words[1:]))
+    return _MAKERS[kind](*(int(w) for w in words[1:]))
 
 
 def encode(moves: Iterable[Move]) -> np.ndarray:
@@ -271,7 +282,11 @@ def encode(moves: Iterable[Move]) -> np.ndarray:
                 raise TypeError
             buf.extend(m)
             count += 1
-    except (TypeError, OverflowError):
+    except OverflowError:
+        raise PebblesValueError(
+            f"move #{count} of the stream, {m!r:.80}, names a cell outside int64; cells "
+            f"are 0 to 2^63 - 1, so n must be below 2^63") from None
+    except TypeError:
         hint = (" (text such as 'place 1' is read by pebbles.parse_move)"
                 if isinstance(m, str) else "")
         raise PebblesTypeError(

@@ -15,8 +15,6 @@ The tests show the three agree wherever they overlap.
 
 from __future__ import annotations
 
-from math import comb
-
 import numpy as np
 
 from ._budget import check_budget
@@ -122,6 +120,18 @@ def _successors(board: tuple, n: int, game: Game, budget: int):
                 yield (after[0].pebbles, after[0].painted_from), after[1], m
 
 
+def _boards(n: int, budget: int, factor: int) -> int:
+    """``factor * sum_{k <= min(budget, n)} C(n, k)``, the boards of :func:`brute_force`,
+    summed only until it passes :data:`BRUTE_FORCE_MAX_BOARDS` (large n answer at once)."""
+    total, term = 0, 1  # term = C(n, k)
+    for k in range(min(budget, n) + 1):
+        total += term * factor
+        if total > BRUTE_FORCE_MAX_BOARDS:
+            break
+        term = term * (n - k) // (k + 1)
+    return total
+
+
 def brute_force(n: int, budget: int, game: Game | str = Game.CHECKPOINT) -> int | None:
     """Fewest steps by exhaustive search (Dijkstra with 0/1 costs); ``None`` if unsolvable.
 
@@ -143,11 +153,10 @@ def brute_force(n: int, budget: int, game: Game | str = Game.CHECKPOINT) -> int 
     n = check_int("n", n, 1)
     budget = check_int("budget", budget, 0)
     game = Game.coerce(game)
-    boards = sum(comb(n, k) for k in range(min(budget, n) + 1))
-    boards *= 1 if game is Game.REVERSIBLE else n + 1
+    boards = _boards(n, budget, 1 if game is Game.REVERSIBLE else n + 1)
     if boards > BRUTE_FORCE_MAX_BOARDS:
         raise PebblesValueError(
-            f"brute_force(n={n}, budget={budget}) would search up to {boards} boards, more "
+            f"brute_force(n={n}, budget={budget}) would search at least {boards} boards, more "
             f"than {BRUTE_FORCE_MAX_BOARDS}; it is meant for tiny boards: use "
             f"pebbles.min_forward_steps(n, budget, game) (exact, instant)")
     start = ((), n)

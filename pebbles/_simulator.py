@@ -58,7 +58,7 @@ import numpy as np
 
 from . import _rules as R
 from ._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
-from ._moves import Game, Move, MoveKind, as_encoded
+from ._moves import MAX_CELL, Game, Move, MoveKind, as_encoded
 from ._validation import check_cost, check_int
 
 __all__ = ["Board", "ChainCosts", "SimulationResult", "expand", "play_one", "simulate"]
@@ -483,12 +483,22 @@ def _chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, array, ar
             kinds = array("q")
         if len(kinds) != len(chunk) or (len(kinds) and not 0 <= min(kinds) <= max(
                 kinds) <= max(MoveKind)):
-            bad = next(i for i, m in enumerate(chunk) if not _is_move(m))
-            raise PebblesTypeError(
-                f"move #{index + bad}={chunk[bad]!r} is not a Move; build moves with "
-                f"pebbles.place() etc.")
+            _refuse(chunk, index)
         yield kinds, aa, bb
         index += len(chunk)
+
+
+def _refuse(chunk: list, index: int) -> None:
+    """Name the first move of ``chunk`` (its first at ``index`` of the stream) that is
+    not a Move, or whose cell is past int64."""
+    bad = next((i for i, m in enumerate(chunk) if not _is_move(m)), None)
+    if bad is not None:
+        raise PebblesTypeError(f"move #{index + bad}={chunk[bad]!r} is not a Move; build "
+                               f"moves with pebbles.place() etc.")
+    bad = next(i for i, m in enumerate(chunk) if not -MAX_CELL - 1 <= min(m[1:]) <= max(
+        m[1:]) <= MAX_CELL)
+    raise PebblesValueError(f"move #{index + bad}={chunk[bad]!r} names a cell outside int64; "
+                            f"cells are 0 to 2^63 - 1, so n must be below 2^63")
 
 
 def _array_chunks(arr: np.ndarray, size: int) -> Iterator[tuple[list, list, list]]:

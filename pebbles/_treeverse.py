@@ -289,6 +289,10 @@ def paper_tau(n: int, delta: int) -> int:
     """
     n = check_int("n", n, 1)
     delta = check_int("delta", delta, 0)
+    if delta == 0 and n > 1:
+        raise InfeasibleBudgetError(
+            f"delta=0 with n={n}: no tau covers it (C(tau + 0, 0) = 1 < n); pass delta=1 or "
+            f"more", 1)
     return repetitions(Game.INPLACE, n, delta) if delta > 0 else 0
 
 
@@ -322,13 +326,19 @@ def treeverse_paper(n: int, delta: int, tau: int | None = None) -> Iterator[Move
     delta = check_int("delta", delta, 1)
     least = paper_tau(n, delta)
     tau = least if tau is None else check_int("tau", tau, 0)
-    if comb(tau + delta, delta) < n:
+    if not _covers(tau, delta, n):
         raise InfeasibleBudgetError(
             f"tau={tau} with delta={delta} covers C(tau+delta, delta)="
             f"{comb(tau + delta, delta)} < n={n} steps; use tau={least} or more",
             least,
         )
     return _treeverse_paper(delta, tau, 0, 0, n)
+
+
+def _covers(tau: int, delta: int, n: int) -> bool:
+    """``C(tau + delta, delta) >= n``, at once for large tau and delta (the binomial is then
+    at least ``2^min(tau, delta)``, which is not computed exactly)."""
+    return min(tau, delta) >= n.bit_length() or comb(tau + delta, delta) >= n
 
 
 def _treeverse_paper(delta: int, tau: int, beta: int, sigma: int, phi: int) -> Iterator[Move]:

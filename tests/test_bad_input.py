@@ -168,7 +168,7 @@ def test_command_lines_answer_with_one_line(tmp_path):
 
 def test_plan_output_names_skipped_and_step_into():
     code, out, err = _run([*PEB, "plan", "-n", str(10**6), "--memory", "2GB",
-                           "--state-bytes", "200KB"])  # 10 000 states
+                           "--state-bytes", "20KB"])  # 100 000 states
     assert code == 0, err
     assert "not costed" in out.splitlines()[-2] and "reversible-gradient" in out
     code, out, err = _run([*PEB, "plan", "-n", str(10**6), "--memory", "2GB",

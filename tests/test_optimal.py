@@ -253,3 +253,22 @@ def test_the_planner_and_compare_skip_reversible_tables_too_large(capsys) -> Non
     out = capsys.readouterr().out
     assert "? (the reversible optimum's tables are too large here)" in out
     assert "not shown" in out and "reversible-optimal" in out
+
+
+@pytest.mark.parametrize("n", [2000, 20000, 10**12])
+def test_brute_force_refuses_large_boards_at_once(n) -> None:
+    """The board count is summed only until it passes the limit (before: seconds at
+    n = 5000, and a raw 'Exceeds the limit (4300 digits)' error at n = 20 000)."""
+    with pytest.raises(PebblesValueError, match="would search at least .* boards, more than"):
+        brute_force(n, min(n, 10**4))
+
+
+def test_paper_tau_refuses_delta_zero_past_one_step_and_big_tau_answers_at_once() -> None:
+    from pebbles import paper_tau, schedule
+
+    with pytest.raises(InfeasibleBudgetError, match="delta=0 with n=5"):
+        paper_tau(5, 0)
+    assert paper_tau(1, 0) == 0
+    # C(2 * 10^6, 10^6) is not computed: 2^min(tau, delta) already covers n
+    s = schedule("treeverse-paper", 10, delta=10**6, tau=10**6)
+    assert s.simulate().backward_steps == 10

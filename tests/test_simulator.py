@@ -508,7 +508,7 @@ def test_parse_format_round_trip(m: Move) -> None:
 @settings(max_examples=100, deadline=None)
 @given(kind=st.sampled_from(list(MoveKind)), a=st.integers(0, 10**12), b=st.integers(0, 10**12))
 def test_parse_format_round_trip_random(kind: MoveKind, a: int, b: int) -> None:
-    m = Move(kind, a, b) if kind is MoveKind.FORWARD else Move(kind, a)
+    m = Move(kind, a, a + 1 + b) if kind is MoveKind.FORWARD else Move(kind, a)
     assert parse_move(format_move(m)) == m
 
 
@@ -549,3 +549,30 @@ def test_parse_move_total(text: str) -> None:
     except PebblesValueError:
         return
     assert parse_move(format_move(m)) == m
+
+
+@pytest.mark.parametrize("move", [(0, 2**70, -1), (5, 0, 2**64), (0, -(2**70), -1)])
+def test_a_cell_outside_int64_is_a_value_error_naming_the_move(move) -> None:
+    """Before, simulate raised a bare RuntimeError (StopIteration in a generator) and
+    encode said the move was not a Move."""
+    stream = [pebbles.Move(*move)]
+    for call in (lambda: pebbles.simulate(stream, 3), lambda: pebbles.encode(stream),
+                 lambda: pebbles.lower(stream, 3)):
+        with pytest.raises(pebbles.PebblesValueError, match="names a cell outside int64"):
+            call()
+    with pytest.raises(pebbles.PebblesValueError, match=r"from 0 to 2\^63 - 1"):
+        pebbles.place(2**63)
+    assert pebbles.encode([pebbles.place(2**63 - 1)])[0, 1] == 2**63 - 1
+
+
+def test_parse_move_refuses_what_the_move_builders_refuse() -> None:
+    with pytest.raises(pebbles.PebblesValueError, match="walks nowhere"):
+        pebbles.parse_move("forward 3 3")
+    assert pebbles.parse_move("move 2") == pebbles.move(2)
+
+
+def test_lower_checks_n_before_comparing_it() -> None:
+    s = pebbles.schedule("treeverse", 20, budget=4)
+    for bad in ("20", 20.0):
+        with pytest.raises(pebbles.PebblesTypeError, match=f"n={bad!r} must be an integer"):
+            pebbles.lower(s, n=bad)
