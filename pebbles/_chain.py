@@ -110,7 +110,10 @@ core at n = 500, M = 100). The kept-graph branch adds ``O(n^2 M)``. A uniform
 chain with kept graphs (equal forward costs, state sizes and graph sizes)
 depends only on segment lengths: tables
 of ``(n + 1) (M + 1)`` entries, ``O(n^2 M)`` time (n = 1000, M = 56: 0.1 s).
-The schedule itself is ``3 n`` moves at most (``4 n`` with tapes).
+The schedule itself is ``3 n`` moves at most (``4 n`` with tapes). Larger tables
+are refused at once with a :class:`pebbles.PebblesValueError` (``_MAX_ENTRIES``
+entries a table, ``_MAX_WORK`` operations: n = 500 at 100 levels fits, n = 1000 at
+24) that names fewer levels, a uniform budget or segments instead.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ import numpy as np
 from ._errors import PebblesTypeError, PebblesValueError
 from ._moves import Move, MoveKind
 from ._simulator import ChainCosts
-from ._validation import check_int
+from ._validation import check_bool, check_int
 
 __all__ = [
     "hetero_brute_force",
@@ -138,6 +141,18 @@ __all__ = [
 
 _PLACE, _REMOVE, _PAINT, _FORWARD, _TAPE = (MoveKind.PLACE, MoveKind.REMOVE, MoveKind.PAINT,
                                             MoveKind.FORWARD, MoveKind.TAPE)
+
+# Size guard of the dynamic programme (:func:`_check_size`). One table holds at most
+# 4e7 float64 entries (320 MB; three with kept graphs, 960 MB), the fill at most 4.2e9
+# additions and comparisons (about 10 s on one core, 10-25 s on a busy one). The goal,
+# n = 500 steps at levels=100 (2.5e7 entries, 2.1e9 operations, 5-12 s), fits; so does
+# n = 1000 at levels=24, or a uniform chain with kept graphs of n = 2000 at levels=2000.
+_MAX_ENTRIES = 40_000_000
+_MAX_WORK = 4_200_000_000
+# Largest chains :func:`hetero_brute_force` searches: boards of up to 2^n (n + 1)
+# (12: 53 248, about 10 s) and, where a graph may be kept, 4^n (n + 1) (8: about 5 s).
+_BRUTE_MAX_N = 12
+_BRUTE_MAX_N_KEPT = 8
 
 
 def hetero_min_memory(costs: ChainCosts) -> float:
@@ -153,6 +168,13 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     much) and those of steps ``> l`` while ``s_l`` is recomputed (a schedule that
     keeps ``s_l`` from earlier on instead may need a little less).
 
+    Raises
+    ------
+    PebblesTypeError
+        If ``costs`` is not a :class:`pebbles.ChainCosts`.
+    PebblesValueError
+        If ``costs`` has no step (``n = 0``).
+
     Examples
     --------
     >>> import numpy as np
@@ -164,7 +186,7 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     ...                              grads=np.array([4.0, 2.0, 8.0])))  # paint 1: s_1, 2 + 8
     18.0
     """
-    s, n, g = costs.sizes, costs.n, costs.graph
+    s, n, g = _check_costs(costs).sizes, costs.n, costs.graph
     held = _held(costs)
     held = np.zeros(2 * n + 1) if held is None else held
     walks = np.maximum.accumulate(np.concatenate(([0.0, s[1]], s[1:n - 1] + s[2:n])))[:n]
@@ -456,14 +478,17 @@ def _moves(plan: _Plan, n: int, mmax: int, units: np.ndarray) -> list[Move]:
 
 def _solve(costs: ChainCosts, memory: float, levels: int,
            tape: bool = False) -> tuple[float, list[Move]]:
-    """Optimal forward time and the moves, for a feasible memory limit."""
+    """Optimal forward time and the moves, for a feasible memory limit (tables within
+    :data:`_MAX_ENTRIES` and :data:`_MAX_WORK`, else :class:`PebblesValueError`)."""
     n = costs.n
     graph, held = _graph(costs), _held(costs)
     if n == 1 and graph is None:  # _check_memory checked the one paint's need
         return 0.0, [Move(_PAINT, 0)]
     units, pairs, mmax, tunits, tests, punits = _quantum(costs.sizes, memory, levels, graph,
                                                          held)
-    if graph is not None and held is None and _is_uniform(costs):
+    uniform = graph is not None and held is None and _is_uniform(costs)
+    _check_size(n, levels, mmax, uniform)
+    if uniform:
         plan, best = _uniform_plan(float(costs.forward[0]), int(units[-1]),
                                    int(pairs[-1]) if n > 1 else 0, int(tunits[0]), n, mmax)
     else:
@@ -479,6 +504,35 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
             f"{need * levels / max(levels - 2, 1):g} or levels={4 * levels}"
         )
     return best, _moves(plan, n, mmax, units)
+
+
+def _table_size(n: int, mmax: int, uniform: bool) -> tuple[int, int]:
+    """(entries of one table, additions and comparisons of the fill) at ``M = mmax``:
+    ``(M + 1) (n + 1)^2`` and ``n^3 (M + 1) / 6`` (``(M + 1) (n + 1)`` and
+    ``n^2 (M + 1) / 2`` for a uniform chain with kept graphs)."""
+    if uniform:
+        return (n + 1) * (mmax + 1), n * n * (mmax + 1) // 2
+    return (n + 1) ** 2 * (mmax + 1), n**3 * (mmax + 1) // 6
+
+
+def _check_size(n: int, levels: int, mmax: int, uniform: bool) -> None:
+    """Refuse tables above :data:`_MAX_ENTRIES` entries or :data:`_MAX_WORK` operations,
+    naming ``n``, ``levels``, the size and the ways out."""
+    entries, work = _table_size(n, mmax, uniform)
+    if entries <= _MAX_ENTRIES and work <= _MAX_WORK:
+        return
+    one_entries, one_work = _table_size(n, 0, uniform)  # per memory level
+    fit = min(_MAX_ENTRIES // one_entries, _MAX_WORK // max(one_work, 1)) - 1
+    way = (f"pass levels={fit} or fewer (coarser rounding of the sizes), "
+           if fit >= 1 else f"n={n} is too long at any levels: ")
+    raise PebblesValueError(
+        f"the heterogeneous optimum of n={n} steps at levels={levels} ({mmax + 1} memory "
+        f"levels) needs tables of {entries:.3g} float64 entries ({entries * 8 / 1e9:.3g} GB "
+        f"each) and about {work:.3g} operations; the limit is {_MAX_ENTRIES:.3g} entries "
+        f"and {_MAX_WORK:.3g} operations (about 10 s); {way}use a uniform budget with "
+        f"pebbles.schedule('treeverse', {n}, budget=...), or cut the chain into segments "
+        f"(pebbles.sequential_segments, or pebbles.torch.checkpoint_sequential(segments=...)) "
+        f"and solve each")
 
 
 def _graph(costs: ChainCosts) -> np.ndarray | None:
@@ -503,16 +557,40 @@ def _is_uniform(costs: ChainCosts) -> bool:
     return bool(np.all(f == f[0]) and np.all(s == s[0]) and np.all(g == g[0]))
 
 
-def _check_memory(costs: ChainCosts, memory: object, levels: object) -> tuple[float, int]:
+def _check_costs(costs: object) -> ChainCosts:
+    """``costs`` if it is a :class:`ChainCosts` of at least one step, else a clear error."""
     if not isinstance(costs, ChainCosts):
         raise PebblesTypeError(
-            f"costs={costs!r} must be a ChainCosts; build one with "
+            f"costs={costs!r:.80} must be a ChainCosts; build one with "
             f"pebbles.ChainCosts(forward, backward, sizes)"
         )
-    levels = check_int("levels", levels, 1)
-    if isinstance(memory, bool) or not isinstance(memory, (int, float, np.number)):
+    if costs.n < 1:
+        raise PebblesValueError(
+            f"costs has n={costs.n} steps (len(forward) == 0); a chain needs n >= 1: pass "
+            f"forward and backward of length n >= 1 and sizes of length n + 1"
+        )
+    return costs
+
+
+def _check_chain(costs: object, memory: object) -> float:
+    """Check ``costs`` (:func:`_check_costs`) and ``memory`` (a number of bytes, not NaN,
+    NumPy's too); return ``memory`` as a float."""
+    _check_costs(costs)
+    if isinstance(memory, (bool, np.bool_)) or not isinstance(memory, (int, float, np.number)):
         raise PebblesTypeError(f"memory={memory!r} must be a number of bytes, e.g. 2**20")
-    memory = float(memory)
+    if math.isnan(float(memory)):
+        raise PebblesValueError(f"memory={memory!r} must be a number of bytes, not NaN; "
+                                f"pass e.g. memory=2**20")
+    return float(memory)
+
+
+def _check_memory(costs: object, memory: object, levels: object,
+                  tape: object) -> tuple[float, int, bool]:
+    """The arguments of :func:`hetero_optimal` checked: (memory, levels, tape); a memory
+    below :func:`hetero_min_memory` is refused."""
+    memory = _check_chain(costs, memory)
+    levels = check_int("levels", levels, 1)
+    tape = check_bool("tape", tape)
     need = hetero_min_memory(costs)
     if not memory >= need:
         raise PebblesValueError(
@@ -522,7 +600,7 @@ def _check_memory(costs: ChainCosts, memory: object, levels: object) -> tuple[fl
             f"{'' if _held(costs) is None else ' with the gradients the backward steps hold'} "
             f"({need:g} bytes); pass memory >= {need:g}"
         )
-    return memory, levels
+    return memory, levels, tape
 
 
 def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
@@ -556,8 +634,14 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
 
     Raises
     ------
+    PebblesTypeError
+        If ``costs`` is not a :class:`pebbles.ChainCosts`, ``memory`` not a number,
+        ``levels`` not an integer or ``tape`` not a bool.
     PebblesValueError
-        If ``memory`` is below :func:`hetero_min_memory`.
+        If ``costs`` has no step, ``memory`` is NaN or below :func:`hetero_min_memory`,
+        ``levels < 1``, or the tables would pass the size guard (``_MAX_ENTRIES``
+        entries, ``_MAX_WORK`` operations: n = 500 steps at 100 levels fits; see the
+        module docstring).
 
     Examples
     --------
@@ -578,8 +662,8 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
     ['forward 0 2', 'tape 3', 'paint 2', 'remove 3', 'remove 2', 'place 1', 'paint 1', \
 'remove 1', 'paint 0']
     """
-    memory, levels = _check_memory(costs, memory, levels)
-    _, moves = _solve(costs, memory, levels, bool(tape))
+    memory, levels, tape = _check_memory(costs, memory, levels, tape)
+    _, moves = _solve(costs, memory, levels, tape)
     return iter(moves)
 
 
@@ -588,7 +672,8 @@ def hetero_time(costs: ChainCosts, memory: float, *, levels: int = 100,
     """Total time (forward and backward) of :func:`hetero_optimal`'s schedule.
 
     With ``tape=True``, backward steps that reuse a taped run are counted at
-    ``backward[i] - forward[i]`` (see :func:`hetero_optimal`).
+    ``backward[i] - forward[i]`` (see :func:`hetero_optimal`, whose parameters and
+    errors these are).
 
     Examples
     --------
@@ -598,8 +683,8 @@ def hetero_time(costs: ChainCosts, memory: float, *, levels: int = 100,
     >>> hetero_time(ChainCosts(np.ones(20), np.full(20, 2.0), np.ones(21)), 4)
     80.0
     """
-    memory, levels = _check_memory(costs, memory, levels)
-    best, _ = _solve(costs, memory, levels, bool(tape))
+    memory, levels, tape = _check_memory(costs, memory, levels, tape)
+    best, _ = _solve(costs, memory, levels, tape)
     return best + float(costs.backward.sum())
 
 
@@ -616,6 +701,14 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     the first painted cell (a paint counts its own and the one it frees). A
     reference for tiny chains (up to ``4^n (n + 1)`` nodes).
 
+    Raises
+    ------
+    PebblesTypeError
+        If ``costs`` is not a :class:`pebbles.ChainCosts` or ``memory`` not a number.
+    PebblesValueError
+        If ``costs`` has no step, ``memory`` is NaN, or ``n`` is above 12 (8 where a
+        graph may be kept), which would take minutes or more.
+
     Examples
     --------
     >>> import numpy as np
@@ -630,6 +723,7 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     """
     import networkx as nx
 
+    memory = _check_brute(costs, memory)
     start = (frozenset(), costs.n, frozenset())
     graph = nx.DiGraph()
     graph.add_node(start)
@@ -647,6 +741,21 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     for g in goals:
         graph.add_edge(g, "end", weight=0.0)
     return float(nx.shortest_path_length(graph, start, "end", weight="weight"))
+
+
+def _check_brute(costs: object, memory: object) -> float:
+    """:func:`_check_chain`, and ``n`` at most :data:`_BRUTE_MAX_N` (kept graphs:
+    :data:`_BRUTE_MAX_N_KEPT`); ``memory`` as a float."""
+    memory = _check_chain(costs, memory)
+    kept = _graph(costs) is not None
+    most = _BRUTE_MAX_N_KEPT if kept else _BRUTE_MAX_N
+    if costs.n > most:
+        raise PebblesValueError(
+            f"hetero_brute_force searches every board, up to {'4' if kept else '2'}^n (n + 1) "
+            f"of them: n={costs.n} steps is more than the {most} it takes in seconds"
+            f"{' when a graph may be kept' if kept else ''}; pass a chain of n <= {most}, "
+            f"or use hetero_time(costs, memory) (the optimum among persistent schedules)")
+    return memory
 
 
 def _brute_moves(costs: ChainCosts, memory: float, board: tuple) -> list:

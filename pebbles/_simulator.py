@@ -150,8 +150,12 @@ class ChainCosts:
     def __post_init__(self) -> None:
         for name in _FIELDS:
             if getattr(self, name) is None:
+                if name in _FIELDS[:3]:
+                    raise PebblesTypeError(
+                        f"ChainCosts.{name}=None: forward, backward and sizes are required; "
+                        f"pass a 1-D array of numbers >= 0 (length n, n and n + 1)")
                 continue
-            value = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
+            value = _as_floats(name, getattr(self, name))
             finite = np.isfinite(value) | ((value == np.inf) & (name == "graph"))
             if value.ndim != 1 or not np.all(finite) or np.any(value < 0):
                 what = " with negative or non-finite entries" * (value.ndim == 1)
@@ -160,6 +164,10 @@ class ChainCosts:
                     f"or inf), got shape={value.shape}{what}")
             object.__setattr__(self, name, value)
         n = len(self.forward)
+        if n == 0:
+            raise PebblesValueError(
+                "ChainCosts.forward is empty (n=0 steps); a chain needs n >= 1: pass forward "
+                "and backward of length n >= 1 and sizes of length n + 1")
         lengths = [None if v is None else len(v)
                    for v in (self.graph, self.grads, self.cotangents)]
         if len(self.backward) != n or len(self.sizes) != n + 1 or any(
@@ -190,7 +198,8 @@ class ChainCosts:
             for a, b in zip(mine, theirs, strict=True))
 
     def __hash__(self) -> int:
-        return hash(tuple(None if getattr(self, k) is None else getattr(self, k).tobytes()
+        # + 0.0 turns -0.0 into 0.0: arrays that __eq__ finds equal hash alike
+        return hash(tuple(None if getattr(self, k) is None else (getattr(self, k) + 0.0).tobytes()
                           for k in _FIELDS))
 
     def _memory_sizes(self) -> np.ndarray:
@@ -212,6 +221,16 @@ class ChainCosts:
 
 
 _FIELDS = ("forward", "backward", "sizes", "graph", "grads", "cotangents")
+
+
+def _as_floats(name: str, value: object) -> np.ndarray:
+    """``value`` as a contiguous float64 array, or an error naming ``ChainCosts.name``."""
+    try:
+        return np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise PebblesTypeError(
+            f"ChainCosts.{name}={value!r:.60} is not an array of numbers ({e}); pass a 1-D "
+            f"array of numbers >= 0, e.g. np.ones(n)") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,69 @@ def test_bad_arguments_raise_clear_errors():
         hetero_optimal(costs, 1)
 
 
+def test_a_chain_of_no_step_is_refused_by_every_entry_point():
+    for solve in (hetero_min_memory, lambda c: hetero_time(c, 1.0),
+                  lambda c: hetero_optimal(c, 1.0), lambda c: hetero_brute_force(c, 1.0)):
+        with pytest.raises(pebbles.PebblesValueError, match=r"n=0 steps.*n >= 1"):
+            solve(ChainCosts([], [], [1.0]))  # refused here or, at the latest, by solve
+
+
+def test_tape_must_be_a_bool():
+    costs = unit_chain(5)
+    for solve in (hetero_time, hetero_optimal):
+        with pytest.raises(pebbles.PebblesTypeError, match="tape='no' must be True or False"):
+            solve(costs, 3, tape="no")
+        with pytest.raises(pebbles.PebblesValueError, match="memory=nan.*not NaN"):
+            solve(costs, float("nan"))
+    assert hetero_time(costs, 3, tape=np.True_) == hetero_time(costs, 3, tape=True)
+
+
+def _ragged(n: int) -> ChainCosts:
+    """A chain of n steps whose sizes differ (the general tables, not the uniform ones)."""
+    return ChainCosts(np.ones(n), np.ones(n), np.r_[1.0, np.arange(1, n + 1) % 7 + 1.0])
+
+
+def test_tables_past_the_size_guard_are_refused_at_once():
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"n=20000 steps at levels=100 .*GB each.*too long at any levels.*"
+                             r"treeverse.*segments"):
+        hetero_time(_ragged(20000), 100.0)
+    with pytest.raises(pebbles.PebblesValueError, match=r"n=5 steps at levels=10{12}"):
+        hetero_time(_ragged(5), 17.5, levels=10**12)
+    with pytest.raises(pebbles.PebblesValueError, match=r"n=1000 steps.*pass levels=24 or fewer"):
+        list(hetero_optimal(_ragged(1000), 100.0))
+    uniform = ChainCosts(np.ones(4000), np.ones(4000), np.ones(4001), graph=np.ones(4000))
+    with pytest.raises(pebbles.PebblesValueError, match=r"n=4000 steps at levels=2000"):
+        hetero_time(uniform, 3000.5, levels=2000)
+
+
+def test_size_guard_keeps_the_goal_and_what_it_suggests():
+    from pebbles._chain import _check_size
+
+    _check_size(500, 100, 100, uniform=False)  # the goal: n = 500 at 100 levels
+    _check_size(1000, 24, 24, uniform=False)  # what the n = 1000 refusal suggests
+    _check_size(2000, 2000, 2000, uniform=True)  # pebbles.torch's uniform chains
+    with pytest.raises(pebbles.PebblesValueError, match="levels=24 or fewer"):
+        _check_size(1000, 25, 25, uniform=False)
+    exact = ChainCosts(np.ones(60), np.ones(60), np.full(61, 4.0))  # 4 levels, not 10^9
+    assert hetero_time(exact, 16, levels=10**9) == hetero_time(exact, 16)
+
+
+def test_brute_force_checks_its_arguments_and_size():
+    costs = unit_chain(3)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"memory='100' must be a number"):
+        hetero_brute_force(costs, "100")
+    with pytest.raises(pebbles.PebblesTypeError, match=r"costs=\[1, 2\] must be a ChainCosts"):
+        hetero_brute_force([1, 2], 100)
+    with pytest.raises(pebbles.PebblesValueError, match=r"n=13 steps .* n <= 12"):
+        hetero_brute_force(unit_chain(13), 100)
+    kept = ChainCosts(np.ones(9), np.ones(9), np.ones(10), graph=np.ones(9))
+    with pytest.raises(pebbles.PebblesValueError, match=r"n=9 steps .*kept; pass .*n <= 8"):
+        hetero_brute_force(kept, 100)
+    never = ChainCosts(np.ones(9), np.ones(9), np.ones(10), graph=np.full(9, np.inf))
+    assert hetero_brute_force(never, 2) == hetero_time(never, 2)  # no graph kept: n <= 12
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_taped_model_counts_what_its_stream_saves(seed):
     rng = np.random.default_rng(200 + seed)
@@ -493,3 +556,20 @@ def test_sequential_segments_is_pytorchs_split():
         assert pebbles.simulate(best, n, costs=costs).time <= split.time + 1e-9
     with pytest.raises(pebbles.PebblesValueError, match="segments <= 4"):
         sequential_segments(4, 5)
+
+
+
+def test_chaincosts_bad_fields_are_named():
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"ChainCosts.forward=\['a'\] is not an array of numbers"):
+        ChainCosts(["a"], [1], [1, 1])
+    with pytest.raises(pebbles.PebblesTypeError, match=r"ChainCosts.forward=None: .* required"):
+        ChainCosts(None, [1.0], [1.0, 1.0])
+    with pytest.raises(pebbles.PebblesValueError, match=r"n=0 steps.*n >= 1"):
+        ChainCosts([], [], [1.0])
+
+
+def test_equal_chaincosts_hash_alike():
+    a = ChainCosts(np.array([0.0]), np.ones(1), np.ones(2), graph=np.array([-0.0]))
+    b = ChainCosts(np.array([-0.0]), np.ones(1), np.ones(2), graph=np.array([0.0]))
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
