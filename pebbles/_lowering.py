@@ -35,6 +35,7 @@ first, so the slots used are exactly the most states held at once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -154,12 +155,13 @@ def lower(
     [[0, 0, 1, 0, 5], [0, 1, 2, 5, 8]]
     """
     arr, n, game = _resolve(schedule, n, game)
+    budget, disk = _limits(schedule)
     frees = check_bool("frees", frees)
     if slots is not None:
         slots = check_int("slots", slots, 2)
     cap = n + 1 if slots is None else slots - 1
     compiled = use_compiled(len(arr), work=5)
-    g = _Game(n, game, None, None, None, compiled)
+    g = _Game(n, game, budget, disk, None, compiled)
     g.lower = 2 if frees else 1
     slot = np.full(n + 1, -1, dtype=np.int64)
     slot[0] = 0
@@ -181,6 +183,17 @@ def lower(
     return SlotProgram(prog, n, game, peak + 1 if slots is None else slots,
                        int(st[R.ST_LSTEPS]), int(st[R.ST_LPAINTS]), peak,
                        int(st[R.ST_WRITES]), int(st[R.ST_READS]))
+
+
+def _limits(schedule: Any) -> tuple[int | None, int | None]:
+    """The budget and disk budget a Schedule's moves are checked against (its own: a
+    ``treeverse-paper`` schedule given a budget its delta exceeds is refused here)."""
+    from ._registry import Schedule
+
+    if not isinstance(schedule, Schedule):
+        return None, None
+    disk = schedule.simulator_options.get("disk_budget")
+    return schedule.budget, None if disk is None or disk == math.inf else int(disk)
 
 
 def _resolve(schedule: Any, n: int | None,

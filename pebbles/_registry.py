@@ -41,7 +41,7 @@ from ._online import online
 from ._optimal import min_forward_steps
 from ._reversible import reversible_encoded, reversible_min_steps, reversible_optimal
 from ._simulator import SimulationResult, simulate
-from ._treeverse import treeverse, treeverse_encoded, treeverse_paper
+from ._treeverse import paper_tau, treeverse, treeverse_encoded, treeverse_paper
 from ._twolevel import periodic_disk, two_level
 from ._validation import check_bool, check_cost, check_int
 
@@ -376,6 +376,22 @@ def _periodic_need(n: int, every: int) -> int:
     return max(k + (n - (k - 1) * every) - 2, k + every - 3, k if every >= 2 else 0)
 
 
+#: Most moves :func:`_paper_need` plays to find treeverse-paper's peak (about a second).
+PAPER_NEED_MAX_MOVES = 2 * 10**6
+
+
+def _paper_need(n: int, delta: int | None, tau: int | None) -> int | None:
+    """Peak states of :func:`pebbles.treeverse_paper`, which depends on tau as well as
+    delta (fewer checkpoints with more sweeps): played where the stream is short, else
+    None (unknown: the budget is checked as the moves are played or lowered)."""
+    if delta is None:
+        return None
+    sweeps = paper_tau(n, delta) if tau is None else tau
+    if n * (sweeps + 3) > PAPER_NEED_MAX_MOVES:
+        return None
+    return simulate(treeverse_paper(n, delta, tau), n).peak_states
+
+
 def _treeverse_fit(n: int, budget: int) -> list[dict[str, Any]]:
     return [{"inplace": ip} for ip in (False, True)
             if budget >= min_pebbles(n, Game.INPLACE if ip else Game.CHECKPOINT)]
@@ -398,7 +414,7 @@ register(Method(
 register(Method(
     "treeverse-paper", treeverse_paper, _fixed(Game.CHECKPOINT),
     (("delta", None), ("tau", None)), False,
-    "the paper's Algorithm 3 exactly (not optimal)",
+    "the paper's Algorithm 3 exactly (not optimal)", need=_paper_need,
     fit=lambda n, budget: [{"delta": budget - 1}] if budget >= 2 else []))
 register(Method(
     "bennett", bennett, _fixed(Game.REVERSIBLE), (("k", 2), ("uncompute", True)), False,

@@ -157,8 +157,10 @@ def test_bad_requests_name_the_argument(call, error, words):
         call()
 
 
-def test_a_budget_a_method_ignores_is_enforced_when_played():
-    # treeverse-paper has no closed form for its peak: the simulator enforces the budget
+def test_a_budget_a_method_ignores_is_enforced_when_played(monkeypatch):
+    # treeverse-paper's peak is played at creation only for short streams; past that
+    # the simulator enforces the budget
+    monkeypatch.setattr(pebbles._registry, "PAPER_NEED_MAX_MOVES", 0)
     s = schedule("treeverse-paper", 20, delta=3, budget=3)
     with pytest.raises(pebbles.IllegalMoveError, match="budget is 3"):
         s.simulate()
@@ -247,3 +249,23 @@ def test_two_level_costs_are_finite_numbers(cost, error, words):
     with pytest.raises(error, match=words):
         schedule("two-level", 20, budget=3, write_cost=cost, read_cost=1)
     assert schedule("two-level", 20, budget=3, write_cost=np.float32(2), read_cost=1)
+
+
+def test_treeverse_paper_refuses_a_budget_its_moves_exceed_at_creation():
+    """Its peak depends on delta and tau; before, the budget was ignored (replay held 10
+    states with budget=3)."""
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="holds 10 states at once"):
+        pebbles.schedule("treeverse-paper", 100, delta=10, budget=3)
+    s = pebbles.schedule("treeverse-paper", 20, delta=3, tau=20, budget=2)  # more sweeps
+    assert s.simulate().peak_states == 2
+
+
+def test_lower_checks_a_schedule_against_its_own_budget(monkeypatch):
+    """Where the peak is not known at creation (long streams), lower refuses the moves."""
+    monkeypatch.setattr(pebbles._registry, "PAPER_NEED_MAX_MOVES", 0)
+    s = pebbles.schedule("treeverse-paper", 100, delta=10, budget=3)
+    with pytest.raises(pebbles.IllegalMoveError, match="the budget is 3"):
+        pebbles.lower(s)
+    with pytest.raises(pebbles.IllegalMoveError, match="the budget is 3"):
+        pebbles.replay(s, None, np.ones(2), lambda i, x: 2.0 * x, lambda i, x, g: (2 * g, None),
+                       np.ones_like)
