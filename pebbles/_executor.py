@@ -178,6 +178,7 @@ class _Replay:
         self.held_states.add(s0)
         self.retired: set[int] = set()
         self.stored: set[int] = set()  # cells this replay has put in the store
+        self.offers = True  # step_into and check_states to name in errors (replay's)
 
     def release(self) -> None:
         """Drop every reference to a state or a gradient."""
@@ -289,14 +290,16 @@ class _Replay:
                 raise PebblesValueError(
                     f"step at step {i} returned its input (or a view of it): step(i, s) must "
                     f"return a new state and leave s unchanged (s0 itself may have been "
-                    f"changed); write s = s * a rather than s *= a, or pass "
-                    f"step_into=f(i, s, out) for steps that write in place")
+                    f"changed); write s = s * a rather than s *= a"
+                    + (", or pass step_into=f(i, s, out) for steps that write in place"
+                       if self.offers else ""))
             if self.held_states.clash(out):
                 raise PebblesValueError(
                     f"step at step {i} returned a state the executor still holds (s0 or a "
                     f"stored state, or a view of one): step(i, s) must return a new array "
-                    f"every call, not a buffer it reuses; pass step_into=f(i, s, out) to "
-                    f"write into buffers the executor gives you")
+                    f"every call, not a buffer it reuses; "
+                    + ("pass step_into=f(i, s, out) to write into buffers the executor gives "
+                       "you" if self.offers else "return a copy (s.copy())"))
         if before is not None and T.digest(s) != before:
             raise PebblesValueError(f"step at step {i} modified its input state; it must "
                                     f"leave s unchanged (return a new state)")
@@ -709,8 +712,8 @@ def _guard(r: _Replay, s0: Any, body: Callable[[], None]) -> None:
         raise PebblesValueError(
             "s0 changed during the replay, so the gradient is wrong: a callback wrote into a "
             "state it was only given to read (s *= a in step or backward); return new arrays "
-            "(s = s * a) or pass step_into for in-place steps; check_states=True names the "
-            "callback and step")
+            "(s = s * a)" + ("; or pass step_into for in-place steps; check_states=True names "
+                             "the callback and step" if r.offers else ""))
 
 
 def replay(

@@ -544,6 +544,20 @@ class UntilResult:
     backward_steps: int
 
 
+def while_budget(budget: object, who: str, what: tuple[str, str]) -> int:
+    """``budget`` of a loop of unknown length (``who``; ``what`` it stores, singular and
+    plural), checked:
+    an integer >= 2, since in the checkpoint game a walk holds its start and the walking
+    state, so reversing a run of unknown length needs two stored ones."""
+    budget = check_int("budget", budget)
+    if budget < 2:
+        raise InfeasibleBudgetError(
+            f"budget={budget} is too small for {who}: in the checkpoint game a walk holds its "
+            f"start and the walking {what[0]}, so reversing a run of unknown length needs "
+            f"two stored {what[1]}; pass budget >= 2", 2)
+    return budget
+
+
 def replay_until(
     step: Callable[[int, Any], Any],
     backward: Callable[[int, Any, Any], tuple[Any, Any]],
@@ -609,7 +623,7 @@ def replay_until(
     """
     from ._executor import _callbacks, _check_callbacks, _guard, _Replay
 
-    budget = check_int("budget", budget, 2)
+    budget = while_budget(budget, "replay_until", ("state", "states"))
     if max_steps is not None:
         max_steps = check_int("max_steps", max_steps, 1)
     sched = OnlineScheduler(budget, beyond=beyond)
@@ -617,6 +631,7 @@ def replay_until(
                      done=done, loss=loss)
     r = _Replay(0, budget + 2, s0, _callbacks(step, backward, loss_grad, loss=loss, done=done),
                 False, None, False)
+    r.offers = False  # no step_into, no check_states here
     _guard(r, s0, lambda: _reverse_until(r, _forward_until(r, sched, max_steps), sched))
     result = UntilResult(r.n, r.loss, r.gbar, r.theta, r.steps, r.paints)
     r.release()

@@ -51,6 +51,7 @@ from ._jax_scan import OP_PAINT, OP_SEED, OP_STEP, Rows, make_scan, split_rows
 from ._jax_while import MAX_STEPS, make_while
 from ._lowering import SlotProgram, lower
 from ._moves import Game, MoveKind, encode
+from ._online import while_budget
 from ._registry import Schedule, describe, gradient_methods
 from ._registry import schedule as _schedule
 from ._simulator import simulate
@@ -389,16 +390,6 @@ def _unroll(unroll: Any) -> int | bool:
     return check_int("unroll", unroll, 1)
 
 
-def _while_budget(budget: Any) -> int:
-    budget = check_int("budget", budget)
-    if budget < 2:
-        raise InfeasibleBudgetError(
-            f"budget={budget} is too small for checkpointed_while_loop: in the checkpoint game a "
-            f"walk holds its start and the walking carry, so reversing a run of unknown length "
-            f"needs two stored carries; pass budget >= 2", 2)
-    return budget
-
-
 # ---------------------------------------------------------------------------
 # the public functions
 # ---------------------------------------------------------------------------
@@ -580,7 +571,7 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
     >>> bool(jnp.allclose(g, jax.grad(ref)(1.0, 0.5)))
     True
     """
-    budget = _while_budget(budget)
+    budget = while_budget(budget, "checkpointed_while_loop", ("carry", "carries"))
     if max_steps is not None:
         max_steps = check_int("max_steps", max_steps, 0)
         if max_steps > MAX_STEPS:

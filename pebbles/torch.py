@@ -60,7 +60,7 @@ from ._errors import PebblesNotImplementedError, PebblesTypeError, PebblesValueE
 from ._executor import _forward_part
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, lower
 from ._moves import MoveKind
-from ._online import OnlineScheduler
+from ._online import OnlineScheduler, while_budget
 from ._registry import schedule as _schedule
 from ._simulator import ChainCosts, simulate
 from ._validation import check_choice, check_cost, check_int
@@ -527,11 +527,7 @@ class _Until(_Chain):
             if hasattr(err, "add_note"):
                 err.add_note(f"pebbles.torch: raised by cond({i}, x)")
             raise
-        if isinstance(c, torch.Tensor) and c.numel() != 1:
-            raise PebblesValueError(
-                f"cond({i}, x) returned a tensor of shape {tuple(c.shape)}; cond must "
-                f"return a bool or a one-element tensor (e.g. x.norm() < 1)")
-        return bool(c)
+        return _truth(c, i)
 
     def _online(self, xs: tuple[torch.Tensor, ...]) -> tuple[dict, tuple, int]:
         """Run while cond holds, keeping what the scheduler says: ``{cell: (state, RNG
@@ -570,6 +566,24 @@ class _Until(_Chain):
             if self.rng and rng:
                 self.slot_rng[slot] = rng
         return slots
+
+
+def _truth(c: Any, i: int) -> bool:
+    """What ``cond(i, x)`` returned, as a bool: a bool or a one-element tensor (NumPy
+    bools and one-element arrays too); anything else (None, a list, a string, a tensor
+    of several elements) is refused rather than read by its truth."""
+    if isinstance(c, (bool, np.bool_)):
+        return bool(c)
+    size = c.numel() if isinstance(c, torch.Tensor) else np.size(c) if isinstance(
+        c, np.ndarray) else None
+    if size != 1:
+        got = (f"a tensor of shape {tuple(c.shape)}" if isinstance(c, torch.Tensor)
+               else f"an array of shape {c.shape}" if isinstance(c, np.ndarray)
+               else f"{type(c).__name__} {c!r:.40}")
+        raise PebblesTypeError(
+            f"cond({i}, x) returned {got}; cond must return a bool or a one-element tensor "
+            f"(e.g. x.norm() < 1, or i < 100)")
+    return bool(c)
 
 
 @contextlib.contextmanager
@@ -787,8 +801,9 @@ class _Checkpointed(torch.autograd.Function):
     def backward(ctx: Any, *grads: torch.Tensor) -> Any:
         if torch.is_grad_enabled():  # create_graph=True
             raise PebblesNotImplementedError(
-                "create_graph=True (a double backward pass) through checkpointed_loop or "
-                "checkpoint_sequential is not supported: each backward step differentiates "
+                "create_graph=True (a double backward pass) through pebbles.torch's "
+                "checkpointed_loop, checkpointed_while_loop or checkpoint_sequential is not "
+                "supported: each backward step differentiates "
                 "a replay from a detached stored state, so the gradients would carry no "
                 "graph back to the inputs. For higher derivatives, differentiate the plain "
                 "loop or chain")
@@ -1127,7 +1142,7 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     >>> round(a.grad.item(), 3) == round(2 * 10 * 1.5 ** 9, 3)
     True
     """
-    budget = check_int("budget", budget, 2)
+    budget = while_budget(budget, "checkpointed_while_loop", ("state", "states"))
     most = None if max_steps is None else check_int("max_steps", max_steps, 0)
     beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
     for name, fn in (("cond", cond), ("step", step)):

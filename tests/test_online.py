@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import cache
 from itertools import accumulate, islice
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -476,3 +477,19 @@ def test_replay_until_holds_what_the_online_schedule_holds(budget):
                          counted, backward, loss_grad)
     assert got == most[0] == ref.peak_states == budget + 1
     assert np.array_equal(r.grad_s0, ref.grad_s0)
+
+
+def test_replay_until_errors_suggest_only_what_it_takes():
+    """Its errors named step_into and check_states, which replay takes and it does not."""
+    def inplace(i, s):
+        s *= 1.5
+        return s
+
+    with pytest.raises(pebbles.PebblesValueError, match="returned its input") as info:
+        pebbles.replay_until(inplace, lambda i, s, g: (1.5 * g, None), np.ones_like,
+                             np.ones(2), lambda i, s: i < 5, 3)
+    assert "step_into" not in str(info.value)
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="budget=1 is too small for "
+                                                            "replay_until.*two stored states"):
+        pebbles.replay_until(lambda i, s: 2 * s, lambda i, s, g: (2 * g, None), np.ones_like,
+                             np.ones(2), lambda i, s: i < 5, 1)

@@ -943,14 +943,14 @@ def stops_after(n):
     return cond, asked
 
 
-@pytest.mark.parametrize("n,budget", [(1, 2), (2, 2), (9, 3), (20, 3), (60, 4), (300, 5),
-                                      (10, 10), (11, 10), (12, 10)])
+@pytest.mark.parametrize("n,budget", [(1, 2), (2, 2), (7, 3), (9, 3), (20, 3), (60, 4),
+                                      (11, 5), (300, 5), (10, 10), (11, 10), (12, 10)])
 @pytest.mark.parametrize("tape", [False, True])
 def test_while_loop_runs_the_online_schedule_of_the_n_it_reached(n, budget, tape):
     """Online checkpointing, n unknown: the gradients of plain autograd (1e-12) and, bit
     for bit, those of checkpointed_loop over pebbles.online(n, budget), with the same step
-    calls step by step (but one more of steps n-2 and n-1 each with taping past n =
-    budget + 1: the loop, knowing n, tapes them), cond asked n + 1 times without grad,
+    calls step by step (but with taping past n = budget + 1, one more of each of the last
+    steps the loop, knowing n, tapes: at most budget), cond asked n + 1 times without grad,
     and no more live states than the schedule's peak. The n cover the r = 2 and r = 3
     phases and the greedy rule past them."""
     w = torch.linspace(0.5, 1.5, 4, dtype=F64, requires_grad=True)
@@ -972,8 +972,8 @@ def test_while_loop_runs_the_online_schedule_of_the_n_it_reached(n, budget, tape
     assert all(torch.equal(g, s) for g, s in zip(got, same, strict=True))
     assert asked == [(i, False) for i in range(n + 1)]
     extra = (ours.nograd + ours.grad) - (loop.nograd + loop.grad)
-    assert set(extra[:-2]) <= {0} and set(extra[-2:]) <= {0, 1}
-    assert extra.sum() <= (2 if tape and n > budget + 1 else 0)
+    assert set(extra[:-budget]) <= {0} and set(extra[-budget:]) <= {0, 1}
+    assert extra.sum() <= (budget if tape and n > budget + 1 else 0)
     assert ours.most_alive <= max(1, pebbles.schedule("online", n, budget=budget).simulate(
     ).peak_states)  # n = 1: none stored, s_1 alive when its backward step replays it
     assert ours.alive() == 0
@@ -1045,15 +1045,21 @@ def test_while_loop_second_pass_rng_and_buffers():
 def test_while_loop_clear_errors():
     x0 = torch.ones(3, requires_grad=True)
     step = lambda i, x: x * 1.1  # noqa: E731
-    with pytest.raises(pebbles.PebblesValueError, match="budget=1 must be >= 2"):
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="budget=1 is too small.*two stored"):
         checkpointed_while_loop(lambda i, x: True, step, x0, budget=1)
     with pytest.raises(pebbles.PebblesTypeError, match="cond=3 is not callable"):
         checkpointed_while_loop(3, step, x0, budget=2)
     with pytest.raises(pebbles.PebblesValueError, match=r"beyond='x'"):
         checkpointed_while_loop(lambda i, x: True, step, x0, budget=2, beyond="x")
-    with pytest.raises(pebbles.PebblesValueError,
+    with pytest.raises(pebbles.PebblesTypeError,
                        match=r"cond\(0, x\) returned a tensor of shape \(3,\)"):
         checkpointed_while_loop(lambda i, x: x < 2, step, x0, budget=2)
+    for bad, got in ((None, "NoneType None"), ([True], r"list \[True\]"), ("yes", "str 'yes'"),
+                     (np.array([True, False]), r"an array of shape \(2,\)")):
+        with pytest.raises(pebbles.PebblesTypeError, match=rf"cond\(0, x\) returned {got}"):
+            checkpointed_while_loop(lambda i, x, bad=bad: bad, step, x0, budget=2)
+    out = checkpointed_while_loop(lambda i, x: np.bool_(i < 2), step, x0, budget=2)
+    assert torch.allclose(out, x0 * 1.21)
     with pytest.raises(pebbles.PebblesValueError, match=r"step\(0, x\) returned a state"):
         checkpointed_while_loop(lambda i, x: i < 3, lambda i, x: x[:2], x0, budget=2)
 
