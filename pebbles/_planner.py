@@ -230,6 +230,13 @@ def plan(
                                "the cost of a backward step over a forward step")
     write_cost, read_cost = _disk_cost("write_cost", write_cost), _disk_cost("read_cost", read_cost)
     background_writes = check_bool("background_writes", background_writes)
+    disk = write_cost is not None or read_cost is not None or disk_budget is not None
+    if background_writes and not disk:
+        raise PebblesValueError(
+            "background_writes=True costs the two-level schedules with their stores written "
+            "while the steps go on, and there are none without a disk: give write_cost and "
+            "read_cost too (a state's write and read times in forward steps; --write-cost, "
+            "--read-cost or --disk-dir on the command line)")
     s, state_bytes = _budget(budget, memory, state_bytes)
     need = min_pebbles(n, Game.INPLACE)  # the least budget any candidate finishes with
     if s < need:
@@ -246,7 +253,7 @@ def plan(
         held = min(s, n) + EXECUTOR_EXTRA_STATES
         found.append(Candidate(sched, steps, n, steps + backward_cost * n, held,
                                sched.game is Game.INPLACE))
-    if write_cost is not None or read_cost is not None or disk_budget is not None:
+    if disk:
         found += _two_level(n, s, disk_budget, write_cost, read_cost, backward_cost, skipped,
                             background_writes)
     found.sort(key=lambda c: (c.cost, c.forward_steps, c.states))

@@ -732,7 +732,15 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     nbytes = check_int("nbytes", nbytes, 1)
     repeat = check_int("repeat", repeat, 1)
     most = max(1, PROBE_BYTES // nbytes)
-    data, rng = mapped_empty(nbytes, np.uint8), np.random.default_rng(0)
+    try:
+        data = mapped_empty(nbytes, np.uint8)
+    except (MemoryError, OSError) as exc:  # mmap says ENOMEM, NumPy MemoryError
+        raise PebblesValueError(
+            f"nbytes={nbytes}: the probe holds one state of that size in memory, and it "
+            f"cannot be allocated here ({exc}); measure a smaller state on the same disk "
+            f"(write and read times grow about linearly with the size) and scale, or give "
+            f"the costs yourself") from exc
+    rng = np.random.default_rng(0)
     for at in range(0, nbytes, MAP_BYTES):  # no temporary of the state's size
         data[at:at + MAP_BYTES] = rng.integers(0, 255, min(MAP_BYTES, nbytes - at),
                                                dtype=np.uint8)

@@ -440,13 +440,27 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _io_costs(args: argparse.Namespace) -> tuple[float | None, float | None]:
     """``--write-cost``/``--read-cost``, or measured on ``--disk-dir`` per ``--step-seconds``."""
     if args.disk_dir is None:
+        if args.step_seconds is not None:
+            raise PebblesValueError("--step-seconds is the step time the costs measured on "
+                                    "--disk-dir are divided by: give --disk-dir DIR too, or "
+                                    "drop it and give --write-cost and --read-cost")
         return args.write_cost, args.read_cost
     if args.state_bytes is None or args.step_seconds is None:
         raise PebblesValueError("--disk-dir measures the disk for states of --state-bytes "
                                 "BYTES against a forward step of --step-seconds SECONDS: give both")
     from ._storage import measure_io
 
-    wc, rc = measure_io(args.disk_dir, args.state_bytes).costs(args.step_seconds)
+    try:
+        io = measure_io(args.disk_dir, args.state_bytes)
+    except PebblesValueError as exc:
+        if not isinstance(exc.__cause__, (MemoryError, OSError)):
+            raise
+        raise PebblesValueError(
+            f"--state-bytes {args.state_bytes}: the disk probe holds one state of that size in "
+            f"memory, and it cannot be allocated here ({exc.__cause__}); give --write-cost "
+            f"and --read-cost, or measure a smaller --state-bytes (times grow about "
+            f"linearly with the size) and scale") from exc
+    wc, rc = io.costs(args.step_seconds)
     return (wc if args.write_cost is None else args.write_cost,
             rc if args.read_cost is None else args.read_cost)
 

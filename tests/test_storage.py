@@ -606,3 +606,18 @@ def test_a_disk_store_refuses_object_arrays_at_put_and_round_trips_other_dtypes(
 def test_keep_must_be_a_bool(keep):
     with pytest.raises(pebbles.PebblesTypeError, match=f"keep={keep!r} must be True or False"):
         DiskStore(keep=keep)
+
+
+def test_measure_io_names_a_state_too_large_to_hold(monkeypatch, capsys):
+    def no_memory(*args, **kwargs):
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(pebbles._storage, "mapped_empty", no_memory)
+    with pytest.raises(pebbles.PebblesValueError, match=r"nbytes=\d+: the probe holds one "
+                                                        r"state of that size in memory"):
+        measure_io(None, 10**11)
+    from pebbles.cli import main
+
+    assert main(["plan", "-n", "100", "--pebbles", "5", "--disk-dir", "/tmp", "--state-bytes",
+                 "100GB", "--step-seconds", "0.01"]) == 2
+    assert "--state-bytes 100000000000: the disk probe holds" in capsys.readouterr().err
