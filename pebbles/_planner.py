@@ -25,7 +25,12 @@ from ._moves import Game
 from ._registry import Method, Schedule, candidates, predicted_steps, schedule
 from ._reversible import reversible_tables_fit
 from ._simulator import simulate
-from ._twolevel import min_total_time, two_level_steps
+from ._twolevel import (
+    TWO_LEVEL_MAX_ENTRIES,
+    min_total_time,
+    two_level_steps,
+    two_level_tables_fit,
+)
 from ._validation import check_bool, check_cost, check_int
 
 __all__ = [
@@ -278,6 +283,11 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
         raise PebblesValueError(
             "a disk needs write_cost= and read_cost= (a state's write and read time over a "
             "forward step's; pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
+    if not two_level_tables_fit(n, s):
+        skipped.append(f"two-level (n={n} with {s} memory states: its tables would hold more "
+                       f"than {TWO_LEVEL_MAX_ENTRIES:.0e} entries; 'periodic-disk' streams at "
+                       f"any n)")
+        return []
     out = []
     for inplace in (False, True):
         game = Game.INPLACE if inplace else Game.CHECKPOINT

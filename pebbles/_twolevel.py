@@ -47,8 +47,10 @@ on disk, reloads, no writes), and a split at ``j`` is never tried when one more
 disk checkpoint inside its left part would beat it (pruning lemma, checked with
 ``T(k, s) <= R(k, s) <= T(k, s) + r(k, s) * read_cost``). The splits left are at
 most ``J``, set by the costs and not by n, and the table costs ``O(n J S)``
-numpy work (n = 10^4, S = 10, write = read = 2: J = 14). A bounded disk that
-the unbounded optimum does not fit runs the full table, ``O(n^2 S (D + 1))``.
+numpy work (n = 10^4, S = 10, write = read = 2: J = 14), in ``(S + 3)(n + 1)``-entry
+arrays, refused at once above :data:`TWO_LEVEL_MAX_ENTRIES`. A bounded disk that
+the unbounded optimum does not fit runs the full table, ``O(n^2 S (D + 1))``
+(refused above :data:`BOUNDED_MAX_WORK`).
 """
 
 from __future__ import annotations
@@ -181,26 +183,49 @@ class _Tables:
 def _t_table(n: int, s_max: int, inplace: bool) -> tuple[np.ndarray, np.ndarray]:
     """``T[_P + s, m]``: memory-only optimum (held base, s spare), ``inf`` if infeasible,
     and the repetition numbers ``r(m, s)`` (most computations of any one cell)."""
-    from ._binomial import BetaTable
-
-    table = BetaTable(Game.INPLACE if inplace else Game.CHECKPOINT)
+    game = Game.INPLACE if inplace else Game.CHECKPOINT
     out = np.full((s_max + 1 + _P, n + 1), np.inf)
     reps = np.full((s_max + 1 + _P, n + 1), np.inf)
     m = np.arange(1, n + 1)
     for s in range(s_max + 1):
-        r_max = 1
-        row = table.row(s, r_max)
-        while row[-1] < n and row[-1] > row[-2 if len(row) > 1 else -1] and r_max < n:
-            r_max *= 2
-            row = table.row(s, r_max)
-        beta = np.array([min(b, n + 1) for b in row], dtype=np.int64)
-        r = np.searchsorted(beta, m, side="left")
-        ok = r < len(beta)
-        lost = np.concatenate(([0], np.cumsum(beta - 1)))
-        rr = np.minimum(r, len(beta) - 1)
-        out[_P + s, 1:] = np.where(ok, rr * (m - 1) - lost[rr], np.inf)
-        reps[_P + s, 1:] = np.where(ok, rr, np.inf)
+        out[_P + s, 1:], reps[_P + s, 1:] = _treeverse_steps(m, s, game)
     return out, reps
+
+
+def _treeverse_steps(m: np.ndarray, s: int, game: Game) -> tuple[np.ndarray, np.ndarray]:
+    """Treeverse's forward steps ``T(m, s)`` and repetition numbers ``r(m, s)`` for every
+    entry of ``m`` at once.
+
+    The closed form of :func:`pebbles._treeverse.min_steps`, ``r (m - 1) - sum_{i < r}
+    (beta(s, i) - 1)`` with ``r`` the least with ``beta(s, r) >= m``, vectorised.
+
+    Parameters
+    ----------
+    m : numpy.ndarray
+        Step counts, integers ``>= 1``.
+    s : int
+        Pebbles, ``>= 0``.
+    game : Game
+        ``Game.CHECKPOINT`` or ``Game.INPLACE``.
+
+    Returns
+    -------
+    steps, reps : numpy.ndarray
+        Floats shaped like ``m``; ``inf`` where ``s`` pebbles cannot reverse ``m`` steps.
+    """
+    from ._treeverse import beta, repetitions
+
+    top = int(m.max())
+    s = min(s, top)  # pebbles beyond the steps are never used
+    # infeasible for long boards: beta(s, 1) is as far as s pebbles ever reach
+    r_top = repetitions(game, top, s) if s >= min_pebbles(top, game) else 1
+    row = np.array([min(beta(game, s, r), top + 1) for r in range(r_top + 1)],
+                   dtype=np.int64)
+    r = np.searchsorted(row, m, side="left")
+    ok = r <= r_top
+    lost = np.concatenate(([0], np.cumsum(row - 1)))  # exact where used: row[i] < m
+    rr = np.minimum(r, r_top)
+    return np.where(ok, rr * (m - 1) - lost[rr], np.inf), np.where(ok, rr, np.inf)
 
 
 class _Spine:
@@ -430,6 +455,44 @@ def _spine_split(t: _Spine, code: int, b: int, m: int, s: int, push) -> Iterator
         yield from _walk(b, c, t.inplace)
 
 
+#: Most entries ``(budget + 3) * (n + 1)`` of the unbounded-disk tables (:class:`_Spine`)
+#: that are built: about 120 bytes an entry while they are built and 62 once built, so
+#: at most about 2.4 GB (budget 10: n up to 1.5 * 10^6, about a minute on a 2-core
+#: machine); larger ones are refused at once.
+TWO_LEVEL_MAX_ENTRIES = 2 * 10**7
+
+
+def two_level_tables_fit(n: int, budget: int) -> bool:
+    """Whether the tables of :func:`two_level` for ``n`` steps and ``budget`` memory
+    pebbles are within :data:`TWO_LEVEL_MAX_ENTRIES` (else it refuses at once).
+
+    Examples
+    --------
+    >>> from pebbles._twolevel import two_level_tables_fit
+    >>> two_level_tables_fit(10**5, 10), two_level_tables_fit(10**12, 10)
+    (True, False)
+    """
+    return _table_entries(n, budget) <= TWO_LEVEL_MAX_ENTRIES
+
+
+def _table_entries(n: int, budget: int) -> int:
+    return (min(budget, n) + 1 + _P) * (n + 1)
+
+
+def _check_table_size(n: int, s_max: int) -> None:
+    """Refuse tables above :data:`TWO_LEVEL_MAX_ENTRIES` before allocating them."""
+    entries = _table_entries(n, s_max)
+    if entries > TWO_LEVEL_MAX_ENTRIES:
+        most = TWO_LEVEL_MAX_ENTRIES // (s_max + 1 + _P) - 1
+        raise PebblesValueError(
+            f"two-level with n={n}, budget={s_max}: its tables hold (budget + 3) * (n + 1) "
+            f"= {entries:.1e} entries of about 120 bytes, more than the "
+            f"{TWO_LEVEL_MAX_ENTRIES:.0e} allowed (TWO_LEVEL_MAX_ENTRIES: a few GB and "
+            f"minutes of work). Use 'periodic-disk' (one disk pebble every `period` steps, "
+            f"streamed at any n), or reverse the run in segments of at most {most} steps "
+            f"with budget={s_max}, or use 'treeverse' (memory only)")
+
+
 #: Most work ``n^2 S (D + 1)`` of the bounded-disk table that is run (about 50 s on a
 #: 2-core machine; n = 4000, S = 10, D = 5 is 9.6e8); larger ones are refused at once.
 BOUNDED_MAX_WORK = 10**9
@@ -439,8 +502,10 @@ BOUNDED_MAX_WORK = 10**9
 def _solve(n: int, s_max: int, disk: int | None, wc: float, rc: float,
            inplace: bool) -> _Tables | _Spine:
     """The unbounded-disk optimum when it needs at most ``disk`` disk pebbles, else the
-    bounded table."""
-    spine = _Spine(n, s_max, wc, rc, inplace)
+    bounded table; tables above :data:`TWO_LEVEL_MAX_ENTRIES` are refused at once."""
+    _check_table_size(n, s_max)
+    with np.errstate(over="ignore"):  # costs near the float limit sum to inf, rightly
+        spine = _Spine(n, s_max, wc, rc, inplace)
     used = None if disk is None else spine.disk_used(s_max)
     if used is None or used <= disk:
         return spine
@@ -670,11 +735,6 @@ def _check_period(n: int, budget: int, period: object, inplace: bool) -> tuple[i
     return n, budget, period
 
 
-def _segments(n: int, period: int) -> list[int]:
-    """Starts of the periods: 0, period, 2 period, ... (all below n)."""
-    return list(range(0, n, period))
-
-
 def periodic_disk(n: int, budget: int, period: int, *, inplace: bool = False) -> Iterator[Move]:
     """Yield the periodic disk schedule (Aupy & Herrmann 2017, adapted to this game).
 
@@ -697,17 +757,18 @@ def periodic_disk(n: int, budget: int, period: int, *, inplace: bool = False) ->
 
 
 def _periodic(n: int, budget: int, period: int, inplace: bool) -> Iterator[Move]:
-    starts = _segments(n, period)
+    """The moves of :func:`periodic_disk`, streamed: the period starts are a ``range``
+    (never a list), so the first move comes at once at any n."""
+    starts = range(0, n, period)  # lazy: indexing, slicing and reversing are O(1)
     last = starts[-1]
     if last > 0:
-        yield Move(_FORWARD, 0, starts[1])
-        yield Move(_STORE, starts[1])
-        for a, b in zip(starts[1:-1], starts[2:], strict=True):
-            yield from _walk(a, b, inplace)
-            yield Move(_STORE, b)
-    ends = starts[1:] + [n]
-    for k in range(len(starts) - 1, -1, -1):
-        x, length = starts[k], ends[k] - starts[k]
+        yield Move(_FORWARD, 0, period)
+        yield Move(_STORE, period)
+        for a in starts[1:-1]:
+            yield from _walk(a, a + period, inplace)
+            yield Move(_STORE, a + period)
+    for x in reversed(starts):
+        length = min(x + period, n) - x
         if 0 < x < last:
             yield Move(_LOAD, x)
         pebbles = budget if x == 0 else budget - 1
@@ -744,7 +805,8 @@ def periodic_disk_time(n: int, budget: int, period: int, *, write_cost: float,
     wc, rc = _check_cost("write_cost", write_cost), _check_cost("read_cost", read_cost)
     game = Game.INPLACE if inplace else Game.CHECKPOINT
     k = (n - 1) // period  # periods after the first; the last starts at k * period
-    total = float(k * period) + k * wc + max(k - 1, 0) * rc
+    # writes and reads priced only when there are any (0 * inf would be nan)
+    total = float(k * period) + (k * wc if k else 0.0) + ((k - 1) * rc if k > 1 else 0.0)
     if k == 0:
         return total + min_forward_steps(n, budget, game)
     middle = (k - 1) * min_forward_steps(period, budget - 1, game) if k > 1 else 0
@@ -752,9 +814,41 @@ def periodic_disk_time(n: int, budget: int, period: int, *, write_cost: float,
             + min_forward_steps(n - k * period, budget - 1, game))
 
 
+#: Largest n for which :func:`best_period` prices every period 1..n (numpy, in blocks
+#: of :data:`_PERIOD_BLOCK`; about 10 s at the limit on a 2-core machine); larger n are
+#: refused at once.
+BEST_PERIOD_MAX_N = 10**8
+_PERIOD_BLOCK = 1 << 20
+
+
 def best_period(n: int, budget: int, *, write_cost: float, read_cost: float,
                 inplace: bool = False) -> int:
     """The period with the least :func:`periodic_disk_time` (ties: the longest).
+
+    Every period ``1..n`` is priced, by :func:`periodic_disk_time`'s closed form
+    evaluated for all of them at once.
+
+    Parameters
+    ----------
+    n : int
+        Number of steps, ``1 <= n <= BEST_PERIOD_MAX_N``.
+    budget : int
+        Memory pebbles (at least what the game needs for n steps).
+    write_cost, read_cost : float
+        Cost of one ``store`` / ``load`` in forward steps (``>= 0``; ``inf`` allowed).
+    inplace : bool
+        Play the in-place game instead of the checkpoint game.
+
+    Returns
+    -------
+    int
+        The period (``n``: no disk at all, when nothing shorter is cheaper).
+
+    Raises
+    ------
+    PebblesValueError
+        For a bad argument, a budget no period can use (:class:`InfeasibleBudgetError`),
+        or ``n > BEST_PERIOD_MAX_N``.
 
     Examples
     --------
@@ -762,13 +856,50 @@ def best_period(n: int, budget: int, *, write_cost: float, read_cost: float,
     >>> best_period(1000, 4, write_cost=2, read_cost=2)
     4
     """
+    n, budget, wc, rc, game = _check_best_period(n, budget, write_cost, read_cost, inplace)
     best, arg = math.inf, n
-    for period in range(n, 0, -1):
-        try:
-            t = periodic_disk_time(n, budget, period, write_cost=write_cost,
-                                   read_cost=read_cost, inplace=inplace)
-        except PebblesValueError:
-            continue
-        if t < best:
-            best, arg = t, period
+    for lo in range(1, n + 1, _PERIOD_BLOCK):
+        periods = np.arange(lo, min(lo + _PERIOD_BLOCK, n + 1), dtype=np.int64)
+        times = _period_times(n, budget, periods, wc, rc, game)
+        low = float(times.min())
+        if low <= best and low < math.inf:  # later blocks hold longer periods: ties go there
+            best, arg = low, int(periods[np.flatnonzero(times == low)[-1]])
     return arg
+
+
+def _check_best_period(n: object, budget: object, write_cost: object, read_cost: object,
+                       inplace: object) -> tuple[int, int, float, float, Game]:
+    n = check_int("n", n, 1)
+    budget = check_int("budget", budget, 0)
+    game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
+    check_budget(n, budget, game)  # period n (no disk) needs no more than this
+    wc, rc = _check_cost("write_cost", write_cost), _check_cost("read_cost", read_cost)
+    if n > BEST_PERIOD_MAX_N:
+        raise PebblesValueError(
+            f"best_period(n={n}) prices each of the n periods; n must be <= "
+            f"{BEST_PERIOD_MAX_N:.0e} (BEST_PERIOD_MAX_N: seconds, where larger n take "
+            f"minutes to hours). Price a few periods with periodic_disk_time (closed form, "
+            f"instant at any n), or start from best_period of a shorter run")
+    return n, budget, wc, rc, game
+
+
+def _period_times(n: int, budget: int, periods: np.ndarray, wc: float, rc: float,
+                  game: Game) -> np.ndarray:
+    """:func:`periodic_disk_time` of every period in ``periods`` (``1..n``), the same
+    floats in the same order of operations; ``inf`` where :func:`_check_period` refuses."""
+    k = (n - 1) // periods
+    held = max(budget - 1, 0)  # only where some period is held (k >= 1), which needs 1+
+    first, _ = _treeverse_steps(periods, budget, game)
+    middle, _ = _treeverse_steps(periods, held, game)
+    tail, _ = _treeverse_steps(n - k * periods, held, game)
+    with np.errstate(invalid="ignore"):  # 0 * inf: no writes (reads) are priced 0
+        total = (k * periods).astype(np.float64) + np.where(k > 0, k * wc, 0.0) \
+            + np.where(k > 1, (k - 1) * rc, 0.0)
+        total = total + first + np.where(k > 1, (k - 1) * middle, 0.0) \
+            + np.where(k > 0, tail, 0.0)
+    # _check_period's rules; min_pebbles(m, game) is the same for every m >= 3
+    least = np.array([min_pebbles(m, game) for m in (1, 2, 3)])[np.minimum(periods, 3) - 1]
+    refused = (periods < n) & (budget < least + 1)
+    if game is Game.CHECKPOINT and budget < 2:
+        refused |= n > 2 * periods
+    return np.where(refused, np.inf, total)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pebbles import PebblesValueError
 
-__all__ = ["check_npz_output"]
+__all__ = ["check_npz_output", "write_error"]
 
 
 def check_npz_output(flag: str, path: str | None) -> None:
@@ -24,5 +23,26 @@ def check_npz_output(flag: str, path: str | None) -> None:
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise PebblesValueError(f"{flag} {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise PebblesValueError(f"{flag} {path} is not writable")
+    reason = write_error(out)
+    if reason is not None:
+        raise PebblesValueError(f"{flag} {path} cannot be written ({reason}); name a file "
+                                f"in a writable directory")
+
+
+def write_error(out: Path) -> str | None:
+    """Why ``out`` cannot be written (the OS's words), or None when it can.
+
+    The one reliable test (permissions, read-only file systems, ``/proc``, root
+    bypassing permission bits): open it for appending, then remove it again if
+    it did not exist. ``visualize.cli.check_output`` does the same for ``-o``
+    (a copy: ``pebbles draw`` must not import :mod:`solvers`, which needs Numba).
+    """
+    existed = out.exists()
+    try:
+        with open(out, "ab"):
+            pass
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    if not existed:
+        out.unlink(missing_ok=True)
+    return None

@@ -42,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -61,6 +62,7 @@ __all__ = [
     "LorenzCrossing",
     "LorenzGradient",
     "available_memory",
+    "check_run_time",
     "gradient_adjoint",
     "gradient_forward",
     "gradient_reverse",
@@ -322,6 +324,42 @@ def _forward_mode(y0, theta, dt, n):
     return np.array([x, y, z]), t[:3, :6].copy()
 
 
+@njit(cache=True)
+def _forward_chunk(xyz, t, theta, dt, n):
+    """``n`` steps of :func:`_forward_mode`'s loop from ``xyz`` (3,) and ``t`` (6, 8), in
+    place: a run split into chunks is bit for bit the same as one call."""
+    s, r, b = theta[0], theta[1], theta[2]
+    x, y, z = xyz[0], xyz[1], xyz[2]
+    w = np.zeros((6, 8))  # a local array, as in _forward_mode: LLVM vectorises it
+    w[:, :] = t
+    for _ in range(n):
+        u2, u3, u4 = _stages(x, y, z, s, r, b, dt)
+        for j in range(8):
+            w[0, j], w[1, j], w[2, j] = _jvp_col(
+                x, y, z, u2, u3, u4, s, r, b, dt,
+                w[0, j], w[1, j], w[2, j], w[3, j], w[4, j], w[5, j])
+        x, y, z = _step3(x, y, z, s, r, b, dt)
+    xyz[0], xyz[1], xyz[2] = x, y, z
+    t[:, :] = w
+
+
+#: Point-steps (one RK4 step with six tangents at one point) per compiled call of the
+#: long-running kernels: about a second, so that Ctrl-C is handled between calls.
+CHUNK_POINT_STEPS = 2**24
+
+
+def _forward_chunked(y0: np.ndarray, theta: np.ndarray, dt: float, n: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_forward_mode` run in chunks of :data:`CHUNK_POINT_STEPS` steps (Ctrl-C
+    works between them; the result is bit for bit the same)."""
+    xyz, t = y0.copy(), np.zeros((6, 8))
+    for k in range(6):
+        t[k, k] = 1.0
+    for start in range(0, n, CHUNK_POINT_STEPS):
+        _forward_chunk(xyz, t, theta, dt, min(CHUNK_POINT_STEPS, n - start))
+    return xyz, t[:3, :6].copy()
+
+
 def gradient_forward(
     x0: Sequence[float] = DEFAULT_X0,
     theta: Sequence[float] = DEFAULT_THETA,
@@ -338,24 +376,35 @@ def gradient_forward(
     ((6,), 1)
     """
     t0 = time.perf_counter()
-    y, tan = _forward_mode(_as3(x0, "x0"), _as3(theta, "theta"), _dt(dt), _n(n))
+    y, tan = _forward_chunked(_as3(x0, "x0"), _as3(theta, "theta"), _dt(dt), _n(n))
     return LorenzGradient(
         float(y[0]), tan[0].copy(), int(n), 0, 7, time.perf_counter() - t0
     )
 
 
 @njit(cache=True, parallel=True)
-def _sensitivity(sigmas, rhos, beta, x0, dt, n):
-    ns, nr = sigmas.size, rhos.size
-    out = np.empty((ns, nr))
-    for k in prange(ns * nr):
+def _sensitivity_block(sigmas, rhos, beta, x0, dt, n, k0, k1, out):
+    """Grid points ``k0 <= k < k1`` (row-major) of :func:`sensitivity_map` into ``out``
+    (flat), in parallel."""
+    nr = rhos.size
+    for k in prange(k0, k1):
         i, j = k // nr, k % nr
         theta = np.array([sigmas[i], rhos[j], beta])
         _, tan = _forward_mode(x0, theta, dt, n)
         acc = 0.0
         for c in range(6):
             acc += abs(tan[0, c])
-        out[i, j] = acc / 6
+        out[k] = acc / 6
+
+
+def _sensitivity(sigmas, rhos, beta, x0, dt, n):
+    """The grid, computed in blocks of about :data:`CHUNK_POINT_STEPS` point-steps (at
+    least a few points a thread), so that Ctrl-C is handled between blocks."""
+    out = np.empty((sigmas.size, rhos.size))
+    flat = out.reshape(-1)
+    per = max(4 * numba.get_num_threads(), CHUNK_POINT_STEPS // max(n, 1))
+    for k0 in range(0, flat.size, per):
+        _sensitivity_block(sigmas, rhos, beta, x0, dt, n, k0, min(k0 + per, flat.size), flat)
     return out
 
 
@@ -953,8 +1002,8 @@ def _states_held(args: argparse.Namespace, s: pebbles.Schedule | None) -> int:
         return 0 if args.every is None else args.steps // args.every + 1
     if s is None:
         return 0
-    if s.budget is not None:
-        return s.budget
+    if s.budget is not None:  # a schedule never holds more than n states besides s_0
+        return min(s.budget, args.steps)
     return {"store-all": args.steps, "periodic": args.steps // (args.every or 1) + (
         args.every or 1)}.get(s.method, 2)
 
@@ -970,6 +1019,46 @@ def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
         f"memory (the lowered schedule and the stored states), more than the "
         f"{_gigabytes(free)} available; pass --force to run anyway, or use fewer --steps "
         f"or --method forward (constant memory)")
+
+
+#: Point-steps (an RK4 step, with or without tangents, at one grid point) a thread is
+#: assumed to run a second: faster than measured (about 1e7 for forward mode, 3e7 for a
+#: schedule's replay), so that :func:`check_run_time`'s estimate is a lower bound.
+POINT_STEPS_PER_SECOND = 1e8
+#: Longest estimated run the command lines start without ``--force`` (seconds).
+MAX_RUN_SECONDS = 3600
+
+
+def _duration(seconds: float) -> str:
+    for unit, scale in (("years", 3.15e7), ("days", 86400.0), ("hours", 3600.0)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 60:.3g} minutes"
+
+
+def check_run_time(what: str, point_steps: int, fix: str, *, threads: int = 1) -> None:
+    """Refuse a run of more than :data:`MAX_RUN_SECONDS` at :data:`POINT_STEPS_PER_SECOND`
+    per thread: one error naming ``what``, the estimate and ``fix``."""
+    seconds = point_steps / (POINT_STEPS_PER_SECOND * threads)
+    if seconds > MAX_RUN_SECONDS:
+        raise pebbles.PebblesValueError(
+            f"{what} is {point_steps:.3g} RK4 steps: at least {_duration(seconds)} at "
+            f"{POINT_STEPS_PER_SECOND:.0e} steps a second per thread on {threads} "
+            f"thread{'s' if threads > 1 else ''}, more than the {MAX_RUN_SECONDS // 60} "
+            f"minutes started without asking; {fix}")
+
+
+def _check_time(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
+    """Refuse a gradient whose steps take longer than :data:`MAX_RUN_SECONDS` (unless
+    ``--force``): forward and backward steps of the method."""
+    n = args.steps
+    steps = {"forward": n, "adjoint": 2 * n}.get(args.method)
+    if steps is None:
+        steps = (pebbles.predicted_steps(s) if s is not None else None) or n
+        steps += n
+    if not args.force:
+        check_run_time(f"--method {args.method} --steps {n}", steps,
+                       "use fewer --steps, or pass --force to run anyway (Ctrl-C stops it)")
 
 
 # ---------------------------------------------------------------------------
@@ -1022,7 +1111,8 @@ def _gradient_parser(sub: Any) -> None:
     g.add_argument("--executor", choices=("numba", "generic"), default="numba",
                    help="executor for schedule methods")
     g.add_argument("--force", action="store_true",
-                   help="run even if the memory estimate exceeds the memory available")
+                   help="run even if the memory estimate exceeds the memory available, or "
+                        "the time estimate an hour")
     g.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -1044,7 +1134,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--dt", type=_finite, default=DEFAULT_DT)
     m.add_argument("--out", required=True, help="output .npz (sigmas, rhos, mean_abs_grad)")
     m.add_argument("--force", action="store_true",
-                   help="run even if the grid needs more memory than is available")
+                   help="run even if the grid needs more memory than is available, or "
+                        "more than an hour")
     return p
 
 
@@ -1062,13 +1153,36 @@ def _sensitivity_cli(args: argparse.Namespace) -> str:
             f"--resolution {args.resolution} needs about {_gigabytes(need)} for the grid, "
             f"more than the {_gigabytes(free)} available; use a smaller --resolution, or "
             f"pass --force to run anyway")
+    if not args.force:
+        check_run_time(f"--resolution {args.resolution} --steps {args.steps}",
+                       args.resolution**2 * args.steps, "use a smaller --resolution or "
+                       "fewer --steps, or pass --force to run anyway (Ctrl-C stops it)",
+                       threads=numba.get_num_threads())
     t0 = time.perf_counter()
     grid = sensitivity_grid(args.resolution, sigma_range=tuple(args.sigma_range),
                             rho_range=tuple(args.rho_range), beta=args.beta, n=args.steps,
                             dt=args.dt)
+    _check_finite_grid(args, grid)
     path = grid.save(args.out)
     return (f"wrote {path}: {grid.mean_abs_grad.shape} grid in "
             f"{time.perf_counter() - t0:.2f} s")
+
+
+def _check_finite_grid(args: argparse.Namespace, grid: Any) -> None:
+    """An overflowed grid point is an error naming it, the step, --dt and --steps (never
+    NaN in the file)."""
+    bad = ~np.isfinite(grid.mean_abs_grad)
+    if not bad.any():
+        return
+    i, j = np.argwhere(bad)[0]
+    sigma, rho = float(grid.sigmas[i]), float(grid.rhos[j])
+    k = overflow_step(DEFAULT_X0, (sigma, rho, args.beta), args.dt, args.steps)
+    where = (f"the trajectory overflows at step {k}" if k is not None
+             else "its tangents overflow")
+    raise pebbles.PebblesValueError(
+        f"the gradient is not finite at {int(bad.sum())} of {bad.size} grid points (at "
+        f"(sigma, rho) = ({sigma:g}, {rho:g}) {where} of {args.steps}) with --dt "
+        f"{args.dt:g}; use a smaller --dt or fewer --steps")
 
 
 def _schedule(args: argparse.Namespace) -> pebbles.Schedule:
@@ -1117,6 +1231,7 @@ def _compute(args: argparse.Namespace) -> LorenzGradient:
         _check_plain(args)
     s = None if plain else _schedule(args)
     _check_memory(args, s)
+    _check_time(args, s)
     _warm_up()
     if args.method == "forward":
         return gradient_forward(n=args.steps, **common)
@@ -1150,7 +1265,9 @@ def _until(args: argparse.Namespace) -> str:
             f"--until-x needs --method online (the run's length is unknown until it stops) "
             f"and the numba executor, got --method {args.method} --executor {args.executor}; "
             f"pass --method online")
-    _check_memory(args, _schedule(args))
+    s = _schedule(args)
+    _check_memory(args, s)
+    _check_time(args, s)
     _warm_up()
     c = gradient_until_crossing(
         args.until_x, 10 if args.budget is None else args.budget, args.x0,

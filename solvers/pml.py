@@ -909,8 +909,8 @@ def memory_estimate(cfg: PMLConfig, moves: pebbles.Schedule | None = None) -> Me
     if moves is None:
         return MemoryEstimate(1, 4 * grid, other)
     entry = pebbles.describe(moves.method)
-    if moves.budget is not None:
-        peak = moves.budget + 1
+    if moves.budget is not None:  # never more than n states besides s_0, whatever S
+        peak = min(moves.budget, moves.n) + 1
     elif entry.need is not None:
         peak = entry.need(moves.n, **dict(moves.options)) + 1
     else:

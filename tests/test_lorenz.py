@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -417,3 +420,86 @@ def test_public_kernels_refuse_vectors_without_three_components():
     with pytest.raises(pebbles.PebblesValueError, match=r"^tangent must have shape \(3, 6\)"):
         lz.rk4_jvp(y, th, 0.003, np.ones((3, 5)))
     assert lz.rk4_step(y, th, 0.003).shape == (3,)
+
+
+def test_cli_memory_counts_at_most_n_states_whatever_the_budget(monkeypatch, capsys):
+    """--pebbles 10^10 for 100 steps holds at most 100 states: not 240 GB (refused)."""
+    monkeypatch.setattr(lz, "available_memory", lambda: 10**6)
+    assert lz.main(["gradient", "--steps", "100", "--pebbles", str(10**10), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert np.array_equal(out["gradient"], lz.replay_lorenz(store_all(100), 100).gradient)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_cli_out_that_cannot_be_created_is_refused_before_the_run(monkeypatch, capsys,
+                                                                  tmp_path):
+    """os.access says yes to root; opening /proc/s.npz fails: refused before computing."""
+    monkeypatch.setattr(lz, "sensitivity_map", lambda *a, **k: pytest.fail("computed"))
+    argv = ["sensitivity", "--resolution", "40", "--steps", "20000", "--out", "/proc/s.npz"]
+    assert lz.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out /proc/s.npz cannot be written" in err
+    from solvers._paths import check_npz_output
+
+    new, old = tmp_path / "new.npz", tmp_path / "old.npz"
+    old.write_bytes(b"keep")
+    check_npz_output("--out", str(new))
+    check_npz_output("--out", str(old))
+    assert not new.exists() and old.read_bytes() == b"keep"  # the probe leaves no trace
+
+
+def test_forward_mode_in_chunks_is_bit_for_bit_one_call(monkeypatch):
+    """Kernels run in chunks (Ctrl-C is handled between them); the results do not change."""
+    x0, th = lz._as3(lz.DEFAULT_X0, "x0"), lz._as3(lz.DEFAULT_THETA, "theta")
+    whole = lz._forward_mode(x0, th, lz.DEFAULT_DT, 5000)
+    s, r = np.linspace(0.0, 20.0, 7), np.linspace(0.0, 50.0, 5)
+    grid = lz.sensitivity_map(s, r, n=300)
+    monkeypatch.setattr(lz, "CHUNK_POINT_STEPS", 777)
+    g = lz.gradient_forward(n=5000)
+    assert g.loss == whole[0][0] and np.array_equal(g.gradient, whole[1][0])
+    assert np.array_equal(lz.sensitivity_map(s, r, n=300), grid)
+    ref = [[np.abs(lz._forward_mode(x0, np.array([a, b, 8 / 3]), lz.DEFAULT_DT, 300)[1][0])
+            .mean() for b in r] for a in s]
+    assert np.allclose(grid, ref, rtol=1e-15)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["gradient", "--method", "forward", "--steps", str(2**62)],
+     r"--method forward --steps 4611686018427387904 is 4.61e\+18 RK4 steps: at least .* years"),
+    (["gradient", "--method", "adjoint", "--steps", str(10**13)], r"--method adjoint"),
+    (["sensitivity", "--resolution", "3000", "--steps", "100000", "--out", "s.npz"],
+     r"--resolution 3000 --steps 100000 is 9e\+11 RK4 steps"),
+])
+def test_cli_refuses_runs_of_hours_at_once(argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert lz.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(match, err) and "--force" in err
+
+
+def test_cli_ctrl_c_stops_a_long_forward_run(tmp_path):
+    """The forward-mode loop runs in chunks from Python: SIGINT exits 130 within seconds."""
+    lz.gradient_forward(n=1)  # compiled into the cache the subprocess loads
+    ctrl_c = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "runpy.run_module('solvers.lorenz', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", ctrl_c, "gradient", "--method", "forward",
+                             "--steps", str(10**13), "--force"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err == "python -m solvers.lorenz: interrupted\n"
+
+
+def test_cli_sensitivity_refuses_a_grid_that_overflows(tmp_path, capsys):
+    out = tmp_path / "s4.npz"
+    argv = ["sensitivity", "--resolution", "3", "--steps", "1000", "--dt", "1",
+            "--out", str(out)]
+    assert lz.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not finite at" in err and "overflows at step" in err
+    assert "--dt 1" in err and "smaller --dt or fewer --steps" in err
+    assert not out.exists()

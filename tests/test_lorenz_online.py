@@ -87,7 +87,7 @@ def test_agrees_with_generic_replay_until(level, budget):
     ({"level": float("nan"), "budget": 4}, "level"),
     ({"level": 1.0, "budget": 1}, "budget=1"),
     ({"level": 1.0, "budget": 0, "inplace": True}, "budget=0"),
-    ({"level": 1.0, "budget": 4, "max_steps": 0}, "n=0"),
+    ({"level": 1.0, "budget": 4, "max_steps": 0}, "max_steps=0"),
     ({"level": 1.0, "budget": 4, "beyond": "best"}, "beyond"),
     ({"level": 1.0, "budget": 4, "x0": (1.0, 0.0)}, "x0"),
 ])

@@ -792,3 +792,23 @@ def test_schedule_builds_the_disk_methods_from_keyword_arguments():
 def test_config_fields_are_checked_by_name(field, value, error, match):
     with pytest.raises(error, match=match):
         pml.PMLConfig(**{field: value})
+
+
+def test_memory_estimate_counts_at_most_n_states_whatever_the_budget(monkeypatch, capsys):
+    """--pebbles 10^11 for 20 steps holds at most 20 states: not 3.28e+03 TB (refused)."""
+    cfg = cfg_of(nx=30, ny=30, steps=20)
+    est = pml.memory_estimate(cfg, pml.schedule("treeverse", 20, budget=10**11))
+    assert est.states == 20 + 1 + 4
+    assert est.states - 1 == pml.memory_estimate(cfg, pml.schedule("store-all", 20)).states
+    monkeypatch.setattr(pml, "available_memory", lambda: 10**8)
+    assert pml.main(["gradient", *TINY, "--pebbles", str(10**11), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["peak_states"] <= 10
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_cli_save_that_cannot_be_created_is_refused_before_the_run(monkeypatch, capsys):
+    """os.access says yes to root; opening /proc/x.npz fails: refused before the run."""
+    monkeypatch.setattr(pml, "gradient", lambda *a, **k: pytest.fail("computed"))
+    assert pml.main(["gradient", *TINY, "--save", "/proc/x.npz"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--save /proc/x.npz cannot be written" in err

@@ -5,26 +5,33 @@ H-Revolve / Disk-Revolve on the same resources."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
+import random
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
 import networkx as nx
+import numpy as np
 import pytest
 
 import pebbles
+import pebbles._twolevel as twolevel
 from pebbles._twolevel import (
     _P,
     _Spine,
     _Tables,
+    _treeverse_steps,
     best_period,
     min_total_time,
     periodic_disk,
     periodic_disk_time,
     two_level,
     two_level_steps,
+    two_level_tables_fit,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,7 +310,10 @@ def test_periodic_disk_with_one_pebble_refuses_the_walk_between_starts(n):
         assert r.time == periodic_disk_time(n, budget, period, write_cost=1, read_cost=1,
                                             inplace=inplace)
     assert pebbles.schedule("periodic-disk", 2, budget=1, period=1).simulate().peak_states == 1
-    assert best_period(20, 1, write_cost=0, read_cost=0) == 20  # period 1 is illegal now
+    # no period is legal with one pebble (period 20 needs two): refused, not "20"
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="budget=1 .* budget=2") as err:
+        best_period(20, 1, write_cost=0, read_cost=0)
+    assert err.value.minimum == 2
 
 
 def test_periodic_disk_time_is_closed_form_for_huge_n():
@@ -356,3 +366,148 @@ def test_a_bounded_disk_table_too_large_is_refused_at_once():
                            match=f"disk_budget=5 with n=8000.*disk_budget={need} or more"):
             make(8000, 10, 5, write_cost=2.0, read_cost=2.0)
     assert need > 5
+
+
+@pytest.mark.parametrize("make", [
+    lambda n, s: pebbles.schedule("two-level", n, budget=s, write_cost=2, read_cost=1),
+    lambda n, s: two_level(n, s, write_cost=2, read_cost=1),
+    lambda n, s: two_level_steps(n, s, write_cost=2, read_cost=1),
+    lambda n, s: min_total_time(n, s, write_cost=2, read_cost=1),
+    lambda n, s: min_total_time(n, s, 3, write_cost=2, read_cost=1, inplace=True),
+])
+def test_two_level_tables_too_large_are_refused_at_once(make):
+    # used to fail in numpy: "Unable to allocate 94.6 TiB" (MemoryError)
+    t0 = time.perf_counter()
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"n=1000000000000, budget=10: .*\(budget \+ 3\) \* \(n \+ 1\) "
+                             r"= 1\.3e\+13 .*more than the 2e\+07 .*'periodic-disk'"):
+        make(10**12, 10)
+    assert time.perf_counter() - t0 < 1
+    assert not two_level_tables_fit(10**12, 10) and two_level_tables_fit(10**5, 10)
+
+
+def test_two_level_table_limit_is_the_entry_count(monkeypatch):
+    monkeypatch.setattr(twolevel, "TWO_LEVEL_MAX_ENTRIES", (4 + 3) * (41 + 1))
+    assert min_total_time(41, 4, write_cost=2, read_cost=1) > 0  # exactly at the limit
+    assert two_level_tables_fit(41, 4) and not two_level_tables_fit(42, 4)
+    with pytest.raises(pebbles.PebblesValueError, match="segments of at most 41 steps"):
+        min_total_time(42, 4, write_cost=2, read_cost=1)
+    # a budget above n counts as n (the tables are cut there)
+    assert two_level_tables_fit(41, 100) is two_level_tables_fit(41, 41)
+
+
+def test_periodic_disk_streams_at_huge_n():
+    # the period starts used to be listed first: MemoryError at 10^11 periods
+    t0 = time.perf_counter()
+    moves = [str(m) for m in itertools.islice(
+        pebbles.schedule("periodic-disk", 10**12, budget=3, period=10), 6)]
+    assert moves[:3] == ["forward 0 10", "store 10", "place 11"]
+    assert time.perf_counter() - t0 < 1
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_periodic_disk_stream_is_unchanged(inplace):
+    # the streamed periods give the moves the listed ones gave: every period's start
+    # stored on the way out, loaded, reversed and freed on the way back
+    game = "inplace" if inplace else "checkpoint"
+    for n, period in ((23, 5), (20, 5), (7, 7), (9, 20), (12, 1)):
+        moves = list(periodic_disk(n, 4, period, inplace=inplace))
+        starts = list(range(period, n, period))
+        assert [m.a for m in moves if m.kind is pebbles.MoveKind.STORE] == starts
+        assert [m.a for m in moves if m.kind is pebbles.MoveKind.LOAD] == starts[-2::-1]
+        r = pebbles.simulate(moves, n, game, 4, write_cost=1.5, read_cost=2)
+        assert r.time == periodic_disk_time(n, 4, period, write_cost=1.5, read_cost=2,
+                                            inplace=inplace)
+
+
+def test_periodic_disk_time_of_an_unpriced_disk_is_not_nan():
+    # 0 * inf used to make these nan: no write (read) at all costs nothing
+    assert periodic_disk_time(10, 3, 10, write_cost=math.inf, read_cost=1) == \
+        pebbles.min_forward_steps(10, 3)
+    assert periodic_disk_time(30, 3, 15, write_cost=1, read_cost=math.inf) == \
+        periodic_disk_time(30, 3, 15, write_cost=1, read_cost=1)
+    assert periodic_disk_time(30, 3, 10, write_cost=1, read_cost=math.inf) == math.inf
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(write_cost=-1), pebbles.PebblesValueError, r"write_cost=-1 must be a number >= 0"),
+    (dict(read_cost=float("nan")), pebbles.PebblesValueError, r"read_cost=nan .*NaN"),
+    (dict(read_cost="2"), pebbles.PebblesTypeError, r"read_cost='2' must be a number"),
+    (dict(budget=0), pebbles.InfeasibleBudgetError, r"budget=0 cannot .* budget=2 or more"),
+    (dict(budget=-3), pebbles.PebblesValueError, r"budget=-3 must be >= 0"),
+    (dict(n=0), pebbles.PebblesValueError, r"n=0 must be >= 1"),
+    (dict(n=-5), pebbles.PebblesValueError, r"n=-5 must be >= 1"),
+    (dict(n=10.0), pebbles.PebblesTypeError, r"n=10\.0 must be an integer"),
+    (dict(inplace="yes"), pebbles.PebblesTypeError, r"inplace='yes' must be True or False"),
+    (dict(n=10**12), pebbles.PebblesValueError, r"best_period\(n=1000000000000\) .*<= 1e\+08 "
+                                                r".*periodic_disk_time"),
+])
+def test_best_period_refuses_bad_arguments(kwargs, error, match):
+    # these used to return a period (n, 0 or -5: every refusal was taken for "not this
+    # period") or fail with a raw TypeError
+    args = dict(n=100, budget=4, write_cost=2, read_cost=1) | kwargs
+    with pytest.raises(error, match=match):
+        best_period(**args)
+
+
+def _best_period_loop(n, budget, wc, rc, inplace):
+    """The former best_period: every period priced one by one (ties: the longest)."""
+    best, arg = math.inf, n
+    for period in range(n, 0, -1):
+        try:
+            t = periodic_disk_time(n, budget, period, write_cost=wc, read_cost=rc,
+                                   inplace=inplace)
+        except pebbles.PebblesValueError:
+            continue
+        if t < best:
+            best, arg = t, period
+    return arg
+
+
+def test_best_period_equals_the_loop_over_every_period():
+    rng = random.Random(7)
+    costs = [0, 1e-9, 0.1, 0.5, 1, 2, 3, 7.25, 30, 100, math.inf]
+    boards = [*range(1, 41), *(rng.randrange(41, 1500) for _ in range(8))]
+    for n, inplace in itertools.product(boards, (False, True)):
+        least = pebbles.min_pebbles(n, "inplace" if inplace else "checkpoint")
+        for budget in sorted({least, least + 1, 3, 5, n + 2} - set(range(least))):
+            wc, rc = rng.choice(costs), rng.choice(costs)
+            assert best_period(n, budget, write_cost=wc, read_cost=rc, inplace=inplace) == \
+                _best_period_loop(n, budget, wc, rc, inplace), (n, budget, wc, rc, inplace)
+
+
+def test_best_period_is_vectorised():
+    # 85 s at n = 10^6 when it priced the periods one by one in Python
+    t0 = time.perf_counter()
+    assert best_period(10**6, 4, write_cost=2, read_cost=1) == 4
+    assert time.perf_counter() - t0 < 20
+
+
+def test_best_period_blocks_keep_the_longest_of_tied_periods(monkeypatch):
+    # periods 5 and 6 tie at (40, 6, 1, 1), 1..6 at (61, 6, 0.5, 0.5): the periods are
+    # priced in blocks, and across blocks too the longest tied one wins, as in the loop
+    for block in (1, 2, 4, 5, 64):
+        monkeypatch.setattr(twolevel, "_PERIOD_BLOCK", block)
+        for n, budget, wc, rc in ((40, 6, 1, 1), (61, 6, 0.5, 0.5), (30, 30, 1, 1)):
+            assert best_period(n, budget, write_cost=wc, read_cost=rc) == \
+                _best_period_loop(n, budget, wc, rc, False) == \
+                {40: 6, 61: 6, 30: 30}[n]
+
+
+@pytest.mark.parametrize("game", ["checkpoint", "inplace"])
+def test_treeverse_steps_vectorised_is_min_forward_steps(game):
+    g = pebbles.Game(game)
+    m = np.arange(1, 301)
+    for s in (0, 1, 2, 3, 7, 299, 300, 10**6):
+        steps, reps = _treeverse_steps(m, s, g)
+        for i in (1, 2, 3, 4, 5, 17, 100, 299, 300):
+            ok = s >= pebbles.min_pebbles(i, game)
+            assert steps[i - 1] == (pebbles.min_forward_steps(i, s, game) if ok else math.inf)
+            assert math.isfinite(reps[i - 1]) is ok
+
+
+def test_plan_skips_two_level_tables_too_large_with_a_note():
+    for kw in ({}, {"disk_budget": 5}, {"background_writes": True}):
+        p = pebbles.plan(10**12, budget=10, write_cost=2, read_cost=1, **kw)
+        assert p.best.schedule.method == "treeverse"
+        assert any(x.startswith("two-level (n=1000000000000") for x in p.skipped)

@@ -430,3 +430,32 @@ def test_two_level_diagram_shows_the_disk_copies_and_counts():
     assert "copy on disk" in [t.get_text() for t in fig.legends[0].get_texts()]
     plain = visualize.draw_game(pebbles.treeverse(10, 3), 10)
     assert "on_disk" not in drawn_markers(plain) and "disk" not in plain.axes[0].get_title("left")
+
+
+def test_cli_fingerprint_refuses_n_squared_pixels_without_simulating(tmp_path, monkeypatch):
+    """Every schedule takes at least n - 1 rows: (n - 1)(n + 1) > 2e8 is refused at once
+    (online n = 10^5 S = 3 simulated 33 s before)."""
+    monkeypatch.setattr(pebbles.Schedule, "simulate",
+                        lambda *a, **k: pytest.fail("simulated"))
+    args = _parser().parse_args(["draw", "online", "-n", "100000", "--pebbles", "3",
+                                 "--fingerprint", "-o", str(tmp_path / "x.png")])
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"has at least 99999 rows x 100001 cells, more than 200000000"):
+        cli.run_draw(args)
+
+
+def test_cli_online_overhead_covers_one_to_the_largest_n(tmp_path, monkeypatch, capsys):
+    from visualize import _tradeoff
+
+    seen = []
+    monkeypatch.setattr(_tradeoff, "draw_online_overhead",
+                        lambda ns, budgets: seen.append(ns) or visualize.draw_tradeoff(10))
+    for argv in (["-n", "5"], ["-n", "100", "1000"], ["-n", "1000000"]):
+        args = _parser().parse_args(["tradeoff", *argv, "--online-overhead", "3",
+                                     "-o", str(tmp_path / "o.png")])
+        assert cli.run_tradeoff(args) == 0
+    assert seen[0] == (1, 2, 3, 4, 5)
+    assert seen[1][:10] == tuple(range(1, 11)) and seen[1][-1] == 1000
+    assert seen[2][-1] == cli.MAX_OVERHEAD_N == 10**5  # capped, and said so:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "plots n up to 100000, not 1000000" in err

@@ -321,3 +321,24 @@ def test_figure5_without_a_positive_peak_mb_everywhere_has_no_mb_panel():
     records = _records()
     records[0]["peak_mb"] = -3.0  # RSS after minus RSS before, on a tiny run
     assert len(visualize.draw_figure5(records).axes) == 1
+
+
+def test_cli_lorenz_fig3_refuses_grids_of_hours_nan_files_and_unused_flags(tmp_path, capsys):
+    out = str(tmp_path / "f.png")
+    nan = tmp_path / "nan.npz"
+    np.savez(nan, sigmas=np.arange(3.0), rhos=np.arange(3.0),
+             mean_abs_grad=np.full((3, 3), np.nan))
+    cases = [
+        (["lorenz-fig3", "--resolution", "20000", "--steps", "100000"],
+         "--resolution 20000 --steps 100000 is 4e+13 RK4 steps: at least"),
+        (["lorenz-fig3", "--npz", str(nan)], "mean_abs_grad holds 9 non-finite values"),
+        (["lorenz-fig3", "--npz", str(nan), "--resolution", "50", "--steps", "20"],
+         "--resolution --steps: not used with --npz"),
+        (["pml", "--pebbles", "7"], "--pebbles: not used without --panel gradient"),
+        (["lorenz-fig4", "--seed", "-1"], "argument --seed: '-1' must be a whole number >= 0"),
+    ]
+    for argv, words in cases:
+        assert main([*argv, "-o", out]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, (argv, err)
+    assert not (tmp_path / "f.png").exists()

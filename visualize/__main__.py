@@ -7,7 +7,8 @@ Subcommands (each writes one figure, format from the extension of ``-o``)::
 
     python -m visualize lorenz-fig3 [--npz map.npz | --resolution 201 --steps 10000] -o fig3.png
     python -m visualize lorenz-fig4 [--max-steps 1000 --starts 20 --reload-steps 10000] -o fig4.png
-    python -m visualize pml [--size 200 --times 400 700 1000 1400] [--panel gradient] -o pml.png
+    python -m visualize pml [--size 200 --times 400 700 1000 1400] \\
+        [--panel gradient [--pebbles 20]] -o pml.png
     python -m visualize fig5 bench.json -o fig5.png
 
 Bad input exits with status 2 and one line on stderr.
@@ -22,8 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pebbles import PebblesValueError
-from pebbles.cli import OneLineParser, positive, run_command
+from pebbles.cli import OneLineParser, _count, positive, run_command
 
 from .cli import check_output, dpi, matplotlib_required
 
@@ -42,8 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     f3 = sub.add_parser("lorenz-fig3", help="Figure 3: sensitivity map and trajectories")
     f3.add_argument("--npz", help="grid from `python -m solvers.lorenz sensitivity --out`")
-    f3.add_argument("--resolution", type=positive, default=201, help="grid points per axis")
-    f3.add_argument("--steps", type=positive, default=10_000, help="RK4 steps n (10000)")
+    f3.add_argument("--resolution", type=positive,
+                    help="grid points per axis (201; not with --npz)")
+    f3.add_argument("--steps", type=positive, help="RK4 steps n (10000; not with --npz)")
     f3.add_argument("--no-trajectories", action="store_true", help="omit panel (b)")
     _output(f3)
     f4 = sub.add_parser("lorenz-fig4", help="Figure 4: adjoint-state error")
@@ -51,14 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     f4.add_argument("--stride", type=positive, default=1, help="panel (a) every this n")
     f4.add_argument("--starts", type=positive, default=20, help="random x0 per point (20)")
     f4.add_argument("--reload-steps", type=positive, default=10_000, help="panel (b) n")
-    f4.add_argument("--seed", type=int, default=0)
+    f4.add_argument("--seed", type=_count, default=0, help="random seed, >= 0 (0)")
     _output(f4)
     pm = sub.add_parser("pml", help="PML snapshots + shot gather, or the gradient w.r.t. c")
     pm.add_argument("--size", type=int, default=200, help="grid nx = ny (200)")
     pm.add_argument("--steps", type=positive, help="time steps (default: scaled paper run)")
     pm.add_argument("--times", type=positive, nargs="+", help="snapshot steps")
-    pm.add_argument("--pebbles", "--budget", dest="budget", type=positive, default=20,
-                    help="treeverse budget S (20)")
+    pm.add_argument("--pebbles", "--budget", dest="budget", type=positive,
+                    help="treeverse budget S of --panel gradient (20)")
     pm.add_argument("--panel", choices=("snapshots", "gradient"), default="snapshots")
     _output(pm)
     f5 = sub.add_parser("fig5", help="Figure 5: time against peak memory from a benchmark JSON")
@@ -74,14 +78,36 @@ def _lorenz_fig3(args: argparse.Namespace):
 
     from ._lorenz_figs import POINTS, draw_lorenz_figure3
 
-    if args.npz:
-        g = ex.load_sensitivity(args.npz)
-    else:
-        g = ex.sensitivity_grid(args.resolution, n=args.steps)
+    g = _sensitivity(args)
     paths = None if args.no_trajectories else [
         ex.lorenz_trajectory(s, r, g.beta, n=g.steps, dt=g.dt) for s, r in POINTS]
     return draw_lorenz_figure3(g.sigmas, g.rhos, g.mean_abs_grad, beta=g.beta, n=g.steps,
                                trajectories=paths)
+
+
+def _sensitivity(args: argparse.Namespace):
+    """The Figure 3 grid: read from ``--npz`` (finite values only) or computed (refused
+    at once when it would take hours: :func:`solvers.lorenz.check_run_time`)."""
+    import numba
+
+    from solvers import experiments as ex
+    from solvers.lorenz import check_run_time
+
+    if args.npz:
+        g = ex.load_sensitivity(args.npz)
+        bad = int((~np.isfinite(g.mean_abs_grad)).sum())
+        if bad:
+            raise PebblesValueError(
+                f"--npz {args.npz}: mean_abs_grad holds {bad} non-finite values (NaN or inf) "
+                f"of {g.mean_abs_grad.size}; recompute it with `python -m solvers.lorenz "
+                f"sensitivity` and a smaller --dt or fewer --steps")
+        return g
+    resolution, steps = args.resolution or 201, args.steps or 10_000
+    check_run_time(f"--resolution {resolution} --steps {steps}", resolution**2 * steps,
+                   "use a smaller --resolution or fewer --steps, or compute the grid with "
+                   "`python -m solvers.lorenz sensitivity --force --out map.npz` and pass "
+                   "--npz map.npz", threads=numba.get_num_threads())
+    return ex.sensitivity_grid(resolution, n=steps)
 
 
 def _lorenz_fig4(args: argparse.Namespace):
@@ -108,8 +134,8 @@ def _pml(args: argparse.Namespace):
 
     cfg = ex.scaled_config(args.size, **({"steps": args.steps} if args.steps else {}))
     times = args.times or [max(1, round(cfg.steps * f)) for f in (0.2, 0.35, 0.5, 0.7)]
-    data = ex.pml_experiment(cfg, times,
-                             budget=args.budget if args.panel == "gradient" else None)
+    budget = (args.budget or 20) if args.panel == "gradient" else None
+    data = ex.pml_experiment(cfg, times, budget=budget)
     if args.panel == "gradient":
         return pf.draw_pml_gradient(data.grad_c, cfg, c_true=data.c_true)
     return pf.draw_pml_snapshots(data.snapshots, data.times, cfg, traces=data.traces)
@@ -137,7 +163,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(_parser(), argv, _run)
 
 
+#: Flags a subcommand leaves unused in some cases: command -> ({flag: dest}, unused?, when).
+_UNUSED = {"lorenz-fig3": ({"--resolution": "resolution", "--steps": "steps"},
+                           lambda a: a.npz is not None,
+                           "with --npz (the grid is read from the file)"),
+           "pml": ({"--pebbles": "budget"}, lambda a: a.panel != "gradient",
+                   "without --panel gradient (the snapshots take no schedule)")}
+
+
+def _check_unused(args: argparse.Namespace) -> None:
+    """Refuse flags that the other flags leave unused (one line naming them)."""
+    if args.command not in _UNUSED:
+        return
+    flags, unused, when = _UNUSED[args.command]
+    given = [flag for flag, dest in flags.items() if getattr(args, dest) is not None]
+    if given and unused(args):
+        it = "it" if len(given) == 1 else "them"
+        raise PebblesValueError(f"{' '.join(given)}: not used {when}; leave {it} out")
+
+
 def _run(args: argparse.Namespace) -> str:
+    _check_unused(args)
     check_output(args.output)
     matplotlib_required()
     draw = {"lorenz-fig3": _lorenz_fig3, "lorenz-fig4": _lorenz_fig4, "pml": _pml,

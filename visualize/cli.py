@@ -39,6 +39,9 @@ MAX_TRACE = 10**7
 MIN_DPI, MAX_DPI = 10, 1200
 #: Largest n a trade-off panel covers: the paper's largest.
 MAX_TRADEOFF_N = 10**6
+#: Largest n of ``tradeoff --online-overhead`` (each point is simulated: about a minute
+#: for three budgets up to 10^5, ten times that up to 10^6).
+MAX_OVERHEAD_N = 10**5
 
 
 def matplotlib_required() -> None:
@@ -162,13 +165,19 @@ def _check_size(args: argparse.Namespace, s: pebbles.Schedule) -> None:
             f"draw_game draws at most n={MAX_CELLS} cells, got n={s.n}; add --fingerprint "
             f"for a compact view of a large schedule")
     if args.fingerprint:
+        _check_pixels(s, max(s.n - 1, 0), "at least ")  # every schedule steps n - 1 times
         steps = pebbles.predicted_steps(s)
-        rows = steps if steps is not None else s.simulate().forward_steps
-        if rows * (s.n + 1) > MAX_FINGERPRINT:
-            raise PebblesValueError(
-                f"a fingerprint of {s} has {rows} rows x {s.n + 1} cells, more than "
-                f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
+        _check_pixels(s, steps if steps is not None else s.simulate().forward_steps)
         _check_trace(s)
+
+
+def _check_pixels(s: pebbles.Schedule, rows: int, bound: str = "") -> None:
+    """Refuse a fingerprint of ``rows`` rows x ``n + 1`` cells over :data:`MAX_FINGERPRINT`
+    (``bound="at least "``: a lower bound on the rows, known before any simulation)."""
+    if rows * (s.n + 1) > MAX_FINGERPRINT:
+        raise PebblesValueError(
+            f"a fingerprint of {s} has {bound}{rows} rows x {s.n + 1} cells, more than "
+            f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
 
 
 def _check_trace(s: pebbles.Schedule) -> None:
@@ -233,7 +242,8 @@ def add_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dpi", type=dpi, default=100, help="raster resolution (100)")
     parser.add_argument("--online-overhead", type=positive, nargs="+", metavar="S",
                         help="instead: the online scheme's overhead over the optimum against "
-                             "n (up to the largest -n) for these budgets")
+                             f"n (1 up to the largest -n, at most {MAX_OVERHEAD_N}: each point "
+                             "is simulated) for these budgets")
 
 
 def _tradeoff_n(text: str) -> int:
@@ -244,6 +254,20 @@ def _tradeoff_n(text: str) -> int:
     return value
 
 
+def _overhead_ns(top: int) -> tuple[int, ...]:
+    """The n of ``--online-overhead``: 1 to 10 each, then 40 points spaced evenly on a log
+    scale up to ``top`` (at most :data:`MAX_OVERHEAD_N`, said on stderr when capped)."""
+    if top > MAX_OVERHEAD_N:
+        sys.stderr.write(f"pebbles tradeoff: note: --online-overhead plots n up to "
+                         f"{MAX_OVERHEAD_N}, not {top} (every point simulates the online "
+                         f"schedule: n = 10^6 takes minutes)\n")
+        top = MAX_OVERHEAD_N
+    ns = set(range(1, min(top, 10) + 1))
+    if top > 10:
+        ns |= {int(round(v)) for v in np.geomspace(10, top, 40)}
+    return tuple(sorted(ns))
+
+
 def run_tradeoff(args: argparse.Namespace) -> int:
     """Run ``pebbles tradeoff``: draw the Figure 8 panels for ``args.n``; return 0."""
     check_output(args.output)
@@ -251,9 +275,8 @@ def run_tradeoff(args: argparse.Namespace) -> int:
     from . import _game, _tradeoff
 
     if args.online_overhead:
-        top = min(max(args.n), 10**5)
-        ns = tuple(sorted({int(round(v)) for v in np.geomspace(10, top, 40)}))
-        fig = _tradeoff.draw_online_overhead(ns, tuple(args.online_overhead))
+        fig = _tradeoff.draw_online_overhead(_overhead_ns(max(args.n)),
+                                             tuple(args.online_overhead))
     else:
         fig = _tradeoff.draw_tradeoff(tuple(args.n), paper_max_n=args.paper_max_n)
     path = _game.save(fig, args.output, dpi=args.dpi)
