@@ -309,19 +309,11 @@ def _forward_mode(y0, theta, dt, n):
     zero columns of padding. The column loop then has a trip count LLVM
     vectorises (SIMD over columns: about 2.5x faster than six scalar columns).
     """
-    s, r, b = theta[0], theta[1], theta[2]
-    x, y, z = y0[0], y0[1], y0[2]
-    t = np.zeros((6, 8))
+    xyz, t = y0.copy(), np.zeros((6, 8))
     for k in range(6):
         t[k, k] = 1.0
-    for _ in range(n):
-        u2, u3, u4 = _stages(x, y, z, s, r, b, dt)
-        for j in range(8):
-            t[0, j], t[1, j], t[2, j] = _jvp_col(
-                x, y, z, u2, u3, u4, s, r, b, dt,
-                t[0, j], t[1, j], t[2, j], t[3, j], t[4, j], t[5, j])
-        x, y, z = _step3(x, y, z, s, r, b, dt)
-    return np.array([x, y, z]), t[:3, :6].copy()
+    _forward_chunk(xyz, t, theta, dt, n)
+    return xyz, t[:3, :6].copy()
 
 
 @njit(cache=True)
