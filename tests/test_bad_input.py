@@ -97,6 +97,7 @@ def _cli_cases(tmp: str) -> list[tuple[list[str], int, str]]:
         ([*draw, "-o", f"{tmp}/adir.png"], 2, r"is a directory"),
         ([*draw, "-o", "/sys/pebbles-test.png"], 2, r"cannot be written"),
         ([*draw, "-o", f"{tmp}/x.xyz"], 2, r"cannot tell the format"),
+        ([*draw, "-o", f"{tmp}/new.png/"], 2, r"ends with a separator"),
         ([*draw, "-o", tmp], 2, r"cannot tell the format"),
         ([*PEB, "tradeoff", "-n", "100", "-o", f"{tmp}/missing/x.png"], 2, r"does not exist"),
         ([*PEB, "tradeoff", "-n", "100", "-o", f"{tmp}/adir.png"], 2, r"is a directory"),

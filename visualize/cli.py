@@ -16,6 +16,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,9 @@ def check_output(path: str) -> Path:
     """Check an output path before anything is computed: a known extension, a directory
     that exists, and not a directory itself."""
     out = Path(path)
+    if path.endswith(("/", os.sep)):  # Path drops the slash: "dir.png/" would be "dir.png"
+        raise PebblesValueError(f"-o {path!r} ends with a separator, so it names a "
+                                f"directory; name a file (drop the trailing {path[-1]!r})")
     if out.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps"):
         raise PebblesValueError(f"-o {path!r}: cannot tell the format; give it an extension "
                                 f"such as .png, .svg or .pdf")
