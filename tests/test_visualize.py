@@ -459,3 +459,25 @@ def test_cli_online_overhead_covers_one_to_the_largest_n(tmp_path, monkeypatch, 
     assert seen[2][-1] == cli.MAX_OVERHEAD_N == 10**5  # capped, and said so:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "plots n up to 100000, not 1000000" in err
+
+
+def test_large_boards_are_refused_before_tracing(monkeypatch):
+    """draw_game took 5 s at n = 10^4 and 300 s at 10^5 to refuse; now nothing is traced."""
+    import visualize._game as game
+
+    monkeypatch.setattr(game, "trace_rows", lambda *a, **k: pytest.fail("traced"))
+    s = pebbles.schedule("treeverse", 10**5, budget=20)
+    with pytest.raises(pebbles.PebblesValueError, match="at most n=128 cells, got n=100000"):
+        visualize.draw_game(s, 10**5)
+    with pytest.raises(pebbles.PebblesValueError, match="at most n=128 cells"):
+        visualize.draw_side_by_side([("a", s, "checkpoint")], 10**5)
+    with pytest.raises(pebbles.PebblesValueError, match="n=100000: a fingerprint has"):
+        visualize.draw_fingerprint(s, 10**5)
+
+
+@pytest.mark.parametrize("ax", ["axes", 3])
+def test_an_ax_that_is_not_an_axes_is_named(ax):
+    s = pebbles.schedule("treeverse", 10, budget=3)
+    for draw in (visualize.draw_game, visualize.draw_fingerprint):
+        with pytest.raises(pebbles.PebblesTypeError, match="ax=.* must be a matplotlib Axes"):
+            draw(s, 10, ax=ax)

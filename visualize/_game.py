@@ -33,7 +33,15 @@ from matplotlib.patches import Patch, Rectangle
 
 from pebbles import Game, Move, PebblesTypeError, PebblesValueError
 
-from ._rows import CODES, MAX_CELLS, MAX_ROWS, Traced, fingerprint_array, trace_rows
+from ._rows import (
+    CODES,
+    MAX_CELLS,
+    MAX_FINGERPRINT,
+    MAX_ROWS,
+    Traced,
+    fingerprint_array,
+    trace_rows,
+)
 from .cli import MAX_DPI, MIN_DPI
 
 __all__ = ["draw_game", "draw_fingerprint", "draw_side_by_side", "save",
@@ -84,6 +92,21 @@ def _wrap(parts: list[str], most: int) -> list[str]:
             lines[-1] += ","
             lines.append(part)
     return lines
+
+
+def _check_cells(n: object) -> None:
+    """Refuse more than :data:`MAX_CELLS` cells before tracing anything (a large n
+    traced for minutes before the size check)."""
+    if isinstance(n, (int, np.integer)) and n > MAX_CELLS:
+        raise PebblesValueError(
+            f"draw_game draws at most n={MAX_CELLS} cells, got n={n}; use "
+            f"visualize.draw_fingerprint for a compact image of large schedules")
+
+
+def _check_ax(ax: object) -> None:
+    if ax is not None and not isinstance(ax, Axes):
+        raise PebblesTypeError(f"ax={ax!r:.40} must be a matplotlib Axes (e.g. "
+                               f"fig.add_subplot()), or None for a new figure")
 
 
 def _check_size(traced: Traced) -> None:
@@ -245,6 +268,8 @@ def draw_game(
         If the diagram would exceed :data:`MAX_CELLS` cells or :data:`MAX_ROWS`
         rows; :func:`draw_fingerprint` is meant for those.
     """
+    _check_cells(n)
+    _check_ax(ax)
     traced = trace_rows(moves, n, game, budget)
     _check_size(traced)
     nrows = len(traced.rows)
@@ -310,6 +335,11 @@ def draw_fingerprint(
     """
     for name, value in (("max_rows", max_rows), ("max_cols", max_cols)):
         _check_bins(name, value)
+    _check_ax(ax)
+    if isinstance(n, (int, np.integer)) and (n - 1) * (n + 1) > MAX_FINGERPRINT:
+        raise PebblesValueError(
+            f"n={n}: a fingerprint has at least n - 1 rows of n + 1 cells, more than "
+            f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
     traced = trace_rows(moves, n, game, budget)
     img = _bin(_bin(fingerprint_array(traced), max_rows, 0), max_cols, 1)
     if ax is None:
@@ -370,6 +400,8 @@ def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Fig
     ns = _panel_ns(n, len(parsed))
     if len(ns) != len(parsed):
         raise PebblesValueError(f"got {len(parsed)} panels but {len(ns)} values of n")
+    for k in ns:
+        _check_cells(k)
     traced = [trace_rows(m, k, g, b) for (_, m, g, b), k in zip(parsed, ns, strict=True)]
     for t in traced:
         _check_size(t)

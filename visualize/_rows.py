@@ -26,6 +26,8 @@ _STEPS = frozenset({MoveKind.PLACE, MoveKind.MOVE, MoveKind.UNPLACE})
 #: (here, away from matplotlib, so the command line checks sizes before importing it).
 MAX_CELLS = 128
 MAX_ROWS = 1500
+#: Most pixels of a fingerprint before binning (rows x cells).
+MAX_FINGERPRINT = 2 * 10**8
 
 #: Codes of :func:`fingerprint_array` (a cell shows the highest code that applies).
 CODES = {"empty": 0, "painted": 1, "kept": 2, "removed": 3, "placed": 4}

@@ -30,8 +30,6 @@ from pebbles.cli import Command, add_schedule_arguments, positive, schedule_from
 __all__ = ["DRAW", "TRADEOFF", "add_draw_arguments", "add_tradeoff_arguments", "check_output",
            "dpi", "matplotlib_required", "run_draw", "run_tradeoff"]
 
-#: Most pixels of a fingerprint before binning (rows x cells).
-MAX_FINGERPRINT = 2 * 10**8
 #: Most pebbles a fingerprint traces (rows x peak pebbles): about half a minute and
 #: a gigabyte (store-all n=3000 is 9e6).
 MAX_TRACE = 10**7
@@ -178,6 +176,8 @@ def _check_size(args: argparse.Namespace, s: pebbles.Schedule) -> None:
 def _check_pixels(s: pebbles.Schedule, rows: int, bound: str = "") -> None:
     """Refuse a fingerprint of ``rows`` rows x ``n + 1`` cells over :data:`MAX_FINGERPRINT`
     (``bound="at least "``: a lower bound on the rows, known before any simulation)."""
+    from ._rows import MAX_FINGERPRINT
+
     if rows * (s.n + 1) > MAX_FINGERPRINT:
         raise PebblesValueError(
             f"a fingerprint of {s} has {bound}{rows} rows x {s.n + 1} cells, more than "
