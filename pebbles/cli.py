@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from ._budget import check_budget
@@ -43,8 +44,8 @@ from ._reversible import reversible_tables_fit
 from ._simulator import SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
-           "add_schedule_arguments", "main", "parse_bytes", "positive", "run_command",
-           "schedule_from_args", "unused_flags"]
+           "add_schedule_arguments", "count", "main", "parse_bytes", "positive", "run_command",
+           "schedule_from_args", "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -181,12 +182,12 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     """Add METHOD and the schedule options (shared by ``schedule``, ``draw``, the solvers)."""
     parser.add_argument("method", choices=methods() if choices is None else choices)
     parser.add_argument("-n", type=positive, required=True, help="number of steps")
-    parser.add_argument("--pebbles", "--budget", dest="budget", type=_count,
+    parser.add_argument("--pebbles", "--budget", dest="budget", type=count,
                         help="budget S: states stored besides s_0 (treeverse, ...)")
     parser.add_argument("--inplace", action="store_true", help="treeverse: in-place game")
     parser.add_argument("--k", type=positive, help="bennett: blocks per level (2)")
     parser.add_argument("--delta", type=positive, help="treeverse-paper: delta")
-    parser.add_argument("--tau", type=_count, help="treeverse-paper: tau (default: least)")
+    parser.add_argument("--tau", type=count, help="treeverse-paper: tau (default: least)")
     parser.add_argument("--no-uncompute", action="store_true", help="bennett: stop at cell n")
     parser.add_argument("--every", type=positive, help="periodic: checkpoint interval")
     parser.add_argument("--beyond", choices=("greedy", "wang-moin"),
@@ -215,12 +216,31 @@ def add_disk_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _disk_slots(text: str) -> int | None:
     """``--disk-slots``: a count, or ``inf`` for an unbounded disk (``None``)."""
-    return None if text.strip().lower() in ("inf", "unbounded") else _count(text)
+    return None if text.strip().lower() in ("inf", "unbounded") else count(text)
 
 
-def _count(text: str) -> int:
+def count(text: str) -> int:
     """argparse type: a whole number >= 0."""
     return _integer(text, 0)
+
+
+def write_error(path: Path) -> str | None:
+    """Why the output file ``path`` cannot be written (the system's words), or None.
+
+    The one reliable test (permissions, read-only file systems, ``/proc``, root,
+    who passes permission bits): open it for appending, then remove it again
+    if it did not exist. The command lines check their outputs with it before
+    they compute anything.
+    """
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    if not existed:
+        path.unlink(missing_ok=True)
+    return None
 
 
 def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
@@ -567,11 +587,11 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_cmd_schedule)
     c = sub.add_parser("compare", help="table of all methods at one budget")
     c.add_argument("-n", type=positive, required=True)
-    c.add_argument("--pebbles", "--budget", dest="budget", type=_count, required=True)
+    c.add_argument("--pebbles", "--budget", dest="budget", type=count, required=True)
     c.set_defaults(run=_cmd_compare)
     q = sub.add_parser("plan", help="recommend a schedule for a memory budget")
     q.add_argument("-n", type=positive, required=True)
-    q.add_argument("--pebbles", "--budget", dest="budget", type=_count)
+    q.add_argument("--pebbles", "--budget", dest="budget", type=count)
     q.add_argument("--memory", type=parse_bytes, help="memory for states, e.g. 2GB")
     q.add_argument("--state-bytes", type=parse_bytes,
                    help="bytes of one state, e.g. 32MB (sizes --memory and --disk-dir)")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pebbles import PebblesValueError
+from pebbles.cli import write_error
 
-__all__ = ["check_npz_output", "write_error"]
+__all__ = ["check_npz_output"]
 
 
 def check_npz_output(flag: str, path: str | None) -> None:
@@ -28,21 +29,3 @@ def check_npz_output(flag: str, path: str | None) -> None:
         raise PebblesValueError(f"{flag} {path} cannot be written ({reason}); name a file "
                                 f"in a writable directory")
 
-
-def write_error(out: Path) -> str | None:
-    """Why ``out`` cannot be written (the OS's words), or None when it can.
-
-    The one reliable test (permissions, read-only file systems, ``/proc``, root
-    bypassing permission bits): open it for appending, then remove it again if
-    it did not exist. ``visualize.cli.check_output`` does the same for ``-o``
-    (a copy: ``pebbles draw`` must not import :mod:`solvers`, which needs Numba).
-    """
-    existed = out.exists()
-    try:
-        with open(out, "ab"):
-            pass
-    except OSError as err:
-        return err.strerror or type(err).__name__
-    if not existed:
-        out.unlink(missing_ok=True)
-    return None

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pebbles import PebblesValueError
-from pebbles.cli import OneLineParser, _count, positive, run_command
+from pebbles.cli import OneLineParser, count, positive, run_command
 
 from .cli import check_output, dpi, matplotlib_required
 
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     f4.add_argument("--stride", type=positive, default=1, help="panel (a) every this n")
     f4.add_argument("--starts", type=positive, default=20, help="random x0 per point (20)")
     f4.add_argument("--reload-steps", type=positive, default=10_000, help="panel (b) n")
-    f4.add_argument("--seed", type=_count, default=0, help="random seed, >= 0 (0)")
+    f4.add_argument("--seed", type=count, default=0, help="random seed, >= 0 (0)")
     _output(f4)
     pm = sub.add_parser("pml", help="PML snapshots + shot gather, or the gradient w.r.t. c")
     pm.add_argument("--size", type=int, default=200, help="grid nx = ny (200)")

@@ -25,7 +25,14 @@ import numpy as np
 
 import pebbles
 from pebbles import PebblesValueError
-from pebbles.cli import Command, add_schedule_arguments, positive, schedule_from_args, unused_flags
+from pebbles.cli import (
+    Command,
+    add_schedule_arguments,
+    positive,
+    schedule_from_args,
+    unused_flags,
+    write_error,
+)
 
 __all__ = ["DRAW", "TRADEOFF", "add_draw_arguments", "add_tradeoff_arguments", "check_output",
            "dpi", "matplotlib_required", "run_draw", "run_tradeoff"]
@@ -67,15 +74,9 @@ def check_output(path: str) -> Path:
     if not parent.is_dir():
         raise PebblesValueError(f"-o {path!r}: directory {str(parent)!r} does not exist "
                                 f"(or is not a directory); create it first")
-    existed = out.exists()
-    try:  # the one reliable test (permissions, read-only file systems, root): open it
-        with open(out, "ab"):
-            pass
-    except OSError as err:
-        raise PebblesValueError(f"-o {path!r} cannot be written: "
-                                f"{err.strerror or type(err).__name__}") from None
-    if not existed:
-        out.unlink(missing_ok=True)
+    reason = write_error(out)
+    if reason is not None:
+        raise PebblesValueError(f"-o {path!r} cannot be written: {reason}")
     return out
 
 
