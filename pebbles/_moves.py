@@ -198,6 +198,12 @@ def _cell(name: str, i: object) -> int:
 MAX_CELL = 2**63 - 1
 
 
+def outside_int64(where: str) -> PebblesValueError:
+    """The error for the move ``where`` (its index and value) naming a cell past int64."""
+    return PebblesValueError(f"{where} names a cell outside int64; cells are 0 to "
+                             f"2^63 - 1, so n must be below 2^63")
+
+
 _NAMES = {k: k.name.lower() for k in MoveKind}
 _KINDS = {name: k for k, name in _NAMES.items()}
 
@@ -283,9 +289,7 @@ def encode(moves: Iterable[Move]) -> np.ndarray:
             buf.extend(m)
             count += 1
     except OverflowError:
-        raise PebblesValueError(
-            f"move #{count} of the stream, {m!r:.80}, names a cell outside int64; cells "
-            f"are 0 to 2^63 - 1, so n must be below 2^63") from None
+        raise outside_int64(f"move #{count} of the stream, {m!r:.80},") from None
     except TypeError:
         hint = (" (text such as 'place 1' is read by pebbles.parse_move)"
                 if isinstance(m, str) else "")

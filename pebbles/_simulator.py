@@ -58,7 +58,7 @@ import numpy as np
 
 from . import _rules as R
 from ._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
-from ._moves import MAX_CELL, Game, Move, MoveKind, as_encoded
+from ._moves import MAX_CELL, Game, Move, MoveKind, as_encoded, outside_int64
 from ._validation import check_cost, check_int
 
 __all__ = ["Board", "ChainCosts", "SimulationResult", "expand", "play_one", "simulate"]
@@ -516,8 +516,7 @@ def _refuse(chunk: list, index: int) -> None:
                                f"moves with pebbles.place() etc.")
     bad = next(i for i, m in enumerate(chunk) if not -MAX_CELL - 1 <= min(m[1:]) <= max(
         m[1:]) <= MAX_CELL)
-    raise PebblesValueError(f"move #{index + bad}={chunk[bad]!r} names a cell outside int64; "
-                            f"cells are 0 to 2^63 - 1, so n must be below 2^63")
+    raise outside_int64(f"move #{index + bad}={chunk[bad]!r}")
 
 
 def _array_chunks(arr: np.ndarray, size: int) -> Iterator[tuple[list, list, list]]:
