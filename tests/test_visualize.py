@@ -471,7 +471,8 @@ def test_large_boards_are_refused_before_tracing(monkeypatch):
         visualize.draw_game(s, 10**5)
     with pytest.raises(pebbles.PebblesValueError, match="at most n=128 cells"):
         visualize.draw_side_by_side([("a", s, "checkpoint")], 10**5)
-    with pytest.raises(pebbles.PebblesValueError, match="n=100000: a fingerprint has"):
+    with pytest.raises(pebbles.PebblesValueError,
+                       match="a fingerprint of n=100000 has at least 99999 rows"):
         visualize.draw_fingerprint(s, 10**5)
 
 

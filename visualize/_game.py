@@ -36,9 +36,9 @@ from pebbles import Game, Move, PebblesTypeError, PebblesValueError
 from ._rows import (
     CODES,
     MAX_CELLS,
-    MAX_FINGERPRINT,
     MAX_ROWS,
     Traced,
+    check_fingerprint,
     fingerprint_array,
     trace_rows,
 )
@@ -336,10 +336,8 @@ def draw_fingerprint(
     for name, value in (("max_rows", max_rows), ("max_cols", max_cols)):
         _check_bins(name, value)
     _check_ax(ax)
-    if isinstance(n, (int, np.integer)) and (n - 1) * (n + 1) > MAX_FINGERPRINT:
-        raise PebblesValueError(
-            f"n={n}: a fingerprint has at least n - 1 rows of n + 1 cells, more than "
-            f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
+    if isinstance(n, (int, np.integer)):
+        check_fingerprint(f"n={n}", n, max(n - 1, 0), "at least ")
     traced = trace_rows(moves, n, game, budget)
     img = _bin(_bin(fingerprint_array(traced), max_rows, 0), max_cols, 1)
     if ax is None:

@@ -16,9 +16,10 @@ from itertools import pairwise
 import numpy as np
 
 import pebbles
-from pebbles import Game, Move, MoveKind
+from pebbles import Game, Move, MoveKind, PebblesValueError
 
-__all__ = ["CODES", "MAX_CELLS", "MAX_ROWS", "Row", "Traced", "fingerprint_array", "trace_rows"]
+__all__ = ["CODES", "MAX_CELLS", "MAX_FINGERPRINT", "MAX_ROWS", "Row", "Traced",
+           "check_fingerprint", "fingerprint_array", "trace_rows"]
 
 _STEPS = frozenset({MoveKind.PLACE, MoveKind.MOVE, MoveKind.UNPLACE})
 
@@ -28,6 +29,16 @@ MAX_CELLS = 128
 MAX_ROWS = 1500
 #: Most pixels of a fingerprint before binning (rows x cells).
 MAX_FINGERPRINT = 2 * 10**8
+
+def check_fingerprint(what: str, n: int, rows: int, bound: str = "") -> None:
+    """Refuse a fingerprint of ``rows`` rows x ``n + 1`` cells over :data:`MAX_FINGERPRINT`
+    pixels (``what`` names it; ``bound="at least "``: a lower bound on the rows, known
+    before any simulation, since every schedule steps n - 1 times)."""
+    if rows * (n + 1) > MAX_FINGERPRINT:
+        raise PebblesValueError(
+            f"a fingerprint of {what} has {bound}{rows} rows x {n + 1} cells, more than "
+            f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
+
 
 #: Codes of :func:`fingerprint_array` (a cell shows the highest code that applies).
 CODES = {"empty": 0, "painted": 1, "kept": 2, "removed": 3, "placed": 4}

@@ -161,28 +161,18 @@ def _with(args: argparse.Namespace, method: str) -> argparse.Namespace:
 
 def _check_size(args: argparse.Namespace, s: pebbles.Schedule) -> None:
     """Refuse a drawing that would be too large before building anything."""
-    from ._rows import MAX_CELLS
+    from ._rows import MAX_CELLS, check_fingerprint
 
     if not args.fingerprint and s.n > MAX_CELLS:
         raise PebblesValueError(
             f"draw_game draws at most n={MAX_CELLS} cells, got n={s.n}; add --fingerprint "
             f"for a compact view of a large schedule")
     if args.fingerprint:
-        _check_pixels(s, max(s.n - 1, 0), "at least ")  # every schedule steps n - 1 times
+        check_fingerprint(str(s), s.n, max(s.n - 1, 0), "at least ")
         steps = pebbles.predicted_steps(s)
-        _check_pixels(s, steps if steps is not None else s.simulate().forward_steps)
+        check_fingerprint(str(s), s.n, steps if steps is not None else
+                          s.simulate().forward_steps)
         _check_trace(s)
-
-
-def _check_pixels(s: pebbles.Schedule, rows: int, bound: str = "") -> None:
-    """Refuse a fingerprint of ``rows`` rows x ``n + 1`` cells over :data:`MAX_FINGERPRINT`
-    (``bound="at least "``: a lower bound on the rows, known before any simulation)."""
-    from ._rows import MAX_FINGERPRINT
-
-    if rows * (s.n + 1) > MAX_FINGERPRINT:
-        raise PebblesValueError(
-            f"a fingerprint of {s} has {bound}{rows} rows x {s.n + 1} cells, more than "
-            f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
 
 
 def _check_trace(s: pebbles.Schedule) -> None:
