@@ -171,9 +171,8 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     Raises
     ------
     PebblesTypeError
-        If ``costs`` is not a :class:`pebbles.ChainCosts`.
-    PebblesValueError
-        If ``costs`` has no step (``n = 0``).
+        If ``costs`` is not a :class:`pebbles.ChainCosts` (whose constructor refuses a
+        chain of no step).
 
     Examples
     --------
@@ -558,16 +557,12 @@ def _is_uniform(costs: ChainCosts) -> bool:
 
 
 def _check_costs(costs: object) -> ChainCosts:
-    """``costs`` if it is a :class:`ChainCosts` of at least one step, else a clear error."""
+    """``costs`` if it is a :class:`ChainCosts` (which has at least one step: its
+    constructor refuses none), else a clear error."""
     if not isinstance(costs, ChainCosts):
         raise PebblesTypeError(
             f"costs={costs!r:.80} must be a ChainCosts; build one with "
             f"pebbles.ChainCosts(forward, backward, sizes)"
-        )
-    if costs.n < 1:
-        raise PebblesValueError(
-            f"costs has n={costs.n} steps (len(forward) == 0); a chain needs n >= 1: pass "
-            f"forward and backward of length n >= 1 and sizes of length n + 1"
         )
     return costs
 
@@ -638,7 +633,7 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
         If ``costs`` is not a :class:`pebbles.ChainCosts`, ``memory`` not a number,
         ``levels`` not an integer or ``tape`` not a bool.
     PebblesValueError
-        If ``costs`` has no step, ``memory`` is NaN or below :func:`hetero_min_memory`,
+        If ``memory`` is NaN or below :func:`hetero_min_memory`,
         ``levels < 1``, or the tables would pass the size guard (``_MAX_ENTRIES``
         entries, ``_MAX_WORK`` operations: n = 500 steps at 100 levels fits; see the
         module docstring).
@@ -706,7 +701,7 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     PebblesTypeError
         If ``costs`` is not a :class:`pebbles.ChainCosts` or ``memory`` not a number.
     PebblesValueError
-        If ``costs`` has no step, ``memory`` is NaN, or ``n`` is above 12 (8 where a
+        If ``memory`` is NaN, or ``n`` is above 12 (8 where a
         graph may be kept), which would take minutes or more.
 
     Examples
