@@ -463,6 +463,33 @@ def test_forward_mode_in_chunks_is_bit_for_bit_one_call(monkeypatch):
     assert np.allclose(grid, ref, rtol=1e-15)
 
 
+def test_adjoint_replay_and_search_in_chunks_are_bit_for_bit_one_call(monkeypatch):
+    """The adjoint, a schedule's replay and the crossing search also run in chunks of
+    CHUNK_POINT_STEPS steps (Ctrl-C works between them), with the results of one call."""
+    def runs():
+        adj = [lz.gradient_adjoint(n=n, reload_every=k) for n, k in ((300, None), (301, 7))]
+        rep = [lz.replay_lorenz(pebbles.schedule(m, 300, **kw)) for m, kw in
+               (("treeverse", {"budget": 4}), ("bennett-gradient", {"k": 3}))]
+        return ([(g.loss, g.gradient, g.peak_states) for g in adj + rep],
+                lz.gradient_until_crossing(10.0, 5, max_steps=500).n)
+    whole = runs()
+    calls = []
+    for name in ("_adjoint_forward", "_adjoint_backward", "_replay_rows", "_crossing_in"):
+        kernel = getattr(lz, name)
+        monkeypatch.setattr(lz, name, lambda *a, _k=kernel, _n=name: (calls.append(_n), _k(*a))[1])
+    for chunk in (1, 7, 64):
+        monkeypatch.setattr(lz, "CHUNK_POINT_STEPS", chunk)
+        calls.clear()
+        chunked = runs()
+        assert chunked[1] == whole[1] == 98
+        for (loss, grad, peak), (loss0, grad0, peak0) in zip(chunked[0], whole[0], strict=True):
+            assert loss == loss0 and peak == peak0
+            assert np.array_equal(grad, grad0, equal_nan=True)
+        assert calls.count("_adjoint_forward") >= (300 + 301) // chunk
+        assert calls.count("_crossing_in") >= 98 // chunk
+        assert calls.count("_replay_rows") > 600 // max(chunk, 8)
+
+
 @pytest.mark.parametrize("argv, match", [
     (["gradient", "--method", "forward", "--steps", str(2**62)],
      r"--method forward --steps 4611686018427387904 is 4.61e\+18 RK4 steps: at least .* years"),
@@ -477,12 +504,13 @@ def test_cli_refuses_runs_of_hours_at_once(argv, match, capsys, tmp_path, monkey
     assert err.count("\n") == 1 and re.search(match, err) and "--force" in err
 
 
-def test_cli_ctrl_c_stops_a_long_forward_run(tmp_path):
-    """The forward-mode loop runs in chunks from Python: SIGINT exits 130 within seconds."""
-    lz.gradient_forward(n=1)  # compiled into the cache the subprocess loads
+@pytest.mark.parametrize("method", ["forward", "adjoint"])
+def test_cli_ctrl_c_stops_a_long_run(method):
+    """The compiled loops run in chunks from Python: SIGINT exits 130 within seconds."""
+    lz._warm_up()  # compiled into the cache the subprocess loads
     ctrl_c = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
               "runpy.run_module('solvers.lorenz', run_name='__main__', alter_sys=True)")
-    proc = subprocess.Popen([sys.executable, "-c", ctrl_c, "gradient", "--method", "forward",
+    proc = subprocess.Popen([sys.executable, "-c", ctrl_c, "gradient", "--method", method,
                              "--steps", str(10**13), "--force"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
