@@ -9,8 +9,9 @@ S + 2 slots preallocated). Records have the keys of ``bench_pml.py --fig5``
 (schedule, n, size, predicted_forward_steps, predicted_peak_states,
 forward_steps, backward_steps, peak_states, seconds, model_seconds, peak_mb,
 peak_states_mb); ``peak_mb`` is the peak of CuPy's memory pool during the run,
-and the model is ``(forward_steps + 1) t_forward + n t_backward`` with
-per-step times measured on the device in the same run.
+and the model is ``forward_steps t_forward + n t_backward`` (the steps the
+replay ran, the one computing s_n for the loss included) with per-step times
+measured on the device in the same run.
 
 Run ``python benchmarks/bench_gpu.py --json gpu_fig5.json`` on a machine with
 one CUDA GPU and cupy (``pip install ".[gpu]"``); ``--size/--steps`` shrink the
@@ -112,7 +113,7 @@ def record_of(label: str, kw: dict, cfg: pml.PMLConfig, c: np.ndarray, observed:
     moves, sim = s.encode(), s.simulate()
     with _PeakMemory(xp) as mem:
         res = gpu.pml_gradient(cfg, c, moves, observed, xp=xp)
-    model = ((sim.forward_steps + 1) * extra["t_forward_ms"] + n * extra["t_backward_ms"]) / 1e3
+    model = (res.forward_steps * extra["t_forward_ms"] + n * extra["t_backward_ms"]) / 1e3
     return {"schedule": label, "n": n, "size": cfg.nx,
             "predicted_forward_steps": sim.forward_steps,
             "predicted_peak_states": sim.peak_states,

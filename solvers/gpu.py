@@ -158,8 +158,10 @@ def _device_view(xp: ModuleType) -> Any:
         return _cuda().as_cuda_array
     if not simulator_mode():
         raise PebblesValueError(
-            "xp=numpy needs Numba's CUDA simulator (set NUMBA_ENABLE_CUDASIM=1 before numba "
-            "is imported); on a GPU install cupy (pip install '.[gpu]') and pass xp=cupy")
+            "the GPU executors run on cupy arrays and a CUDA GPU: install cupy (pip install "
+            "'.[gpu]') on a machine with one; xp=numpy (the default without cupy or a GPU) "
+            "runs only under Numba's CUDA simulator (set NUMBA_ENABLE_CUDASIM=1 before numba "
+            "is imported)")
     from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
     return FakeCUDAArray
@@ -330,7 +332,9 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray,
         holds the loss, ``dL/ds_0`` and the counts. ``peak_states`` counts
         slots in use besides ``s_0`` (a walk steps in place, so it holds one
         working state). ``seconds`` is the replay's wall-clock time, device
-        synchronised, without allocation and the final copies to the host.
+        synchronised, without allocation and the final copies to the host; the
+        first call in a process also compiles the kernels it launches (Numba's
+        JIT) within it, so time a later call.
     """
     xp = array_module(xp)
     c, source, observed, s0 = (_host(a) for a in (c, source, observed, s0))
@@ -408,7 +412,8 @@ class LorenzBatch:
     nslots : int
         Slots each thread owns (``s_0`` included).
     seconds : float
-        Kernel wall-clock time, device synchronised.
+        Kernel wall-clock time, device synchronised; the first call in a process
+        also compiles the kernel (Numba's JIT) within it, so time a later call.
     """
 
     loss: np.ndarray

@@ -59,8 +59,10 @@ def test_array_module_choice(monkeypatch):
     if not gpu.gpu_available():
         assert gpu.array_module() is np
     monkeypatch.setattr(gpu, "simulator_mode", lambda: False)
-    with pytest.raises(PebblesValueError, match="NUMBA_ENABLE_CUDASIM"):
+    with pytest.raises(PebblesValueError, match="NUMBA_ENABLE_CUDASIM") as e:
         gpu._device_view(np)
+    assert "install cupy (pip install '.[gpu]')" in str(e.value)
+    assert "xp=numpy (the default without cupy or a GPU)" in str(e.value)
 
 
 def test_the_kernels_run_the_core_lowering():
@@ -369,6 +371,10 @@ def test_bench_gpu_smoke(tmp_path, capsys):
             "peak_mb", "peak_states_mb"}
     assert all(keys <= set(r) for r in recs)
     assert recs[0]["forward_steps"] == recs[0]["predicted_forward_steps"] + 1
+    f = data["fig5"]
+    for r in recs:  # the model counts the steps each replay ran (Bennett's include s_n's)
+        model = r["forward_steps"] * f["t_forward_ms"] + r["n"] * f["t_backward_ms"]
+        assert r["model_seconds"] == pytest.approx(model / 1e3, rel=1e-12)
     assert data["machine"]["gpu"].startswith("simulator")
     lz = data["lorenz"]
     assert lz["grid"] == 2 and lz["finite_points"] == 4 and lz["max_rel_diff_map"] < 1e-10
