@@ -125,6 +125,8 @@ def write_results(path: str | os.PathLike | None, result: dict,
                   markdown: str | None = None) -> None:
     """Write ``result`` as JSON to ``path`` (nothing when ``path`` is None).
 
+    The text goes to a temporary file next to ``path``, which then replaces ``path`` in
+    one step (``os.replace``): an interrupted write leaves the earlier file whole.
     Paths inside the repository are written relative to its root
     (:func:`relative_paths`). ``markdown`` is not written: the scripts print it, and
     ``benchmarks/run.py`` keeps stdout in an untracked log; the JSON is the one result.
@@ -134,4 +136,9 @@ def write_results(path: str | os.PathLike | None, result: dict,
         return
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(relative_paths(result), indent=1, default=float) + "\n")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(json.dumps(relative_paths(result), indent=1, default=float) + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)

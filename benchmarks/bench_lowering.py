@@ -12,9 +12,13 @@ Measured side by side in one run (ratios come from the same run):
   (``pebbles._treeverse.treeverse_chunks``), checkpoint_schedules'
   ``MultistageCheckpointSchedule(n, S, 0)`` iterated to ``EndReverse``, counting its
   ``Forward`` actions' steps.
-* ``process``: whole processes, ``pebbles schedule treeverse --inplace -n N --pebbles S
-  --format summary`` (checked by the simulator's rules) against a process that imports
-  checkpoint_schedules and iterates Multistage(N, S) to EndReverse.
+* ``process``: whole processes, ``python -m pebbles schedule treeverse --inplace -n N
+  --pebbles S --format summary`` (checked by the simulator's rules; the same Python as
+  this script) against a process that imports checkpoint_schedules and iterates
+  Multistage(N, S) to EndReverse.
+
+Every in-process timing is the best of ``--repeats`` calls after one untimed warm-up
+call; a file is written only with ``--json OUT``.
 
 Usage: python benchmarks/bench_lowering.py [--quick] [--repeats 3] [--json OUT]
 """
@@ -92,11 +96,11 @@ def measure(n: int, s: int, repeats: int) -> dict:
     row["optimum"] = pebbles.min_forward_steps(n, s, "inplace")
     row["count_ours_s"] = best_of(lambda: count_ours(n, s), repeats)[0]
     row["count_ours"] = count_ours(n, s)
-    row["count_multistage_s"] = best_of(lambda: count_multistage(n, s), repeats, warmup=0)[0]
+    row["count_multistage_s"] = best_of(lambda: count_multistage(n, s), repeats)[0]
     row["count_multistage"] = count_multistage(n, s) - n  # it tapes each step once more
     row["count_ratio"] = row["count_multistage_s"] / row["count_ours_s"]
-    ours = ["pebbles", "schedule", "treeverse", "--inplace", "-n", str(n), "--pebbles", str(s),
-            "--format", "summary"]
+    ours = [sys.executable, "-m", "pebbles", "schedule", "treeverse", "--inplace", "-n", str(n),
+            "--pebbles", str(s), "--format", "summary"]
     row["process_ours_s"], _ = wall(ours, repeats)
     here = str(Path(__file__).resolve().parent)
     row["process_multistage_s"], _ = wall(
@@ -109,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="n = 10^5 only, 2 repeats")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", default="benchmarks/results/bench_lowering.json")
+    p.add_argument("--json", default=None, metavar="OUT",
+                   help="write the result as JSON to OUT (default: no file)")
     args = p.parse_args(argv)
     sizes = [10**5] if args.quick else [10**5, 10**6]
     repeats = 2 if args.quick else args.repeats

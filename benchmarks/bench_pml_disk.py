@@ -2,8 +2,11 @@
 
 Each configuration runs ``python -m solvers.pml gradient ... --json`` in a fresh
 process (so its peak RSS is its own), side by side in one run, in ``--rounds``
-interleaved rounds (each round runs every configuration once; the time of a
-configuration is its median over the rounds, its peak RSS the largest):
+interleaved rounds (each round runs every configuration once). A configuration's row
+is its median-time round (with an even number of rounds, the faster of the two middle
+ones): its time, peak RSS, steps, writes, reads and bytes all come from that one run,
+``median_round`` says which (counted from 1), and ``seconds_each``, ``peak_rss_mb_each``
+and ``writes_each`` list every round's:
 
 * memory only, Treeverse with S = 4 and S = 20;
 * memory only, Treeverse with S = 20 in the in-place game (``--inplace``: a step may
@@ -21,6 +24,8 @@ memory-only S = 20 (the faster game) while its peak RSS stays near that of memor
 S = 4 (the store copies each state into a free buffer of the executor's when there is
 one, and adds at most ``queue_size = 1`` state of its own when there is none).
 
+A file is written only with ``--json OUT``.
+
 Usage: python benchmarks/bench_pml_disk.py [--size 1000] [--steps 2000] [--rounds 3]
        [--disk-dir DIR] [--json OUT]
 """
@@ -29,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,7 +66,7 @@ def run_one(size: int, steps: int, extra: list[str]) -> dict:
 
 def run_all(size: int, steps: int, disk_dir: str | None, rounds: int) -> list[dict]:
     """Every configuration, one fresh process each, in interleaved rounds; one row a
-    configuration: median time, largest peak RSS, the rest from its last run."""
+    configuration (:func:`median_row`)."""
     runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory(dir=disk_dir) as disk:
         for k in range(rounds):
@@ -73,15 +77,18 @@ def run_all(size: int, steps: int, disk_dir: str | None, rounds: int) -> list[di
                 print(f"round {k + 1}/{rounds}  {name:<26} {r['seconds']:8.2f} s  peak RSS "
                       f"{r['peak_rss_mb']:8.1f} MB  forward {r['forward_steps']}  writes "
                       f"{r.get('writes', 0)}", flush=True)
-    rows = []
-    for name, rs in runs.items():
-        row = {"config": name, **{k: rs[-1].get(k) for k in FIELDS}}
-        row["seconds"] = statistics.median(r["seconds"] for r in rs)
-        row["seconds_each"] = [r["seconds"] for r in rs]
-        row["writes_each"] = [r.get("writes") for r in rs]
-        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
-        rows.append(row)
-    return rows
+    return [median_row(name, rs) for name, rs in runs.items()]
+
+
+def median_row(name: str, runs: list[dict]) -> dict:
+    """The row of one configuration: every field of its median-time run (the lower
+    median, a run that happened), then each round's time, peak RSS and writes."""
+    order = sorted(range(len(runs)), key=lambda k: runs[k]["seconds"])
+    mid = order[(len(runs) - 1) // 2]
+    return {"config": name, **{k: runs[mid].get(k) for k in FIELDS},
+            "median_round": mid + 1, "seconds_each": [r["seconds"] for r in runs],
+            "peak_rss_mb_each": [r["peak_rss_mb"] for r in runs],
+            "writes_each": [r.get("writes") for r in runs]}
 
 
 def summarize(rows: list[dict], state_mb: float) -> dict:
@@ -108,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3,
                    help="interleaved rounds; a configuration's time is its median")
     p.add_argument("--disk-dir", default=None)
-    p.add_argument("--json", default="benchmarks/results/bench_pml_disk.json")
+    p.add_argument("--json", default=None, metavar="OUT",
+                   help="write the result as JSON to OUT (default: no file)")
     args = p.parse_args(argv)
     state_mb = 4 * (args.size + 2) ** 2 * 8 / 1e6
     rows = run_all(args.size, args.steps, args.disk_dir, max(1, args.rounds))

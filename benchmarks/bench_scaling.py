@@ -157,7 +157,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="n <= 10^4, Bennett n <= 10^3")
+    p.add_argument("--quick", action="store_true", help="n <= 10^5, Bennett n <= 10^3")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sizes", type=int, nargs="*", default=None, metavar="N")
     p.add_argument("--json", default=None, metavar="OUT")

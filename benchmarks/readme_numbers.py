@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BLOCKS", "render_blocks", "stale_blocks", "update_readme"]
+__all__ = ["BLOCKS", "missing_blocks", "render_blocks", "stale_blocks", "update_readme"]
 
 Results = dict[str, Any]
 _BLOCK = re.compile(r"(<!-- numbers:([a-z0-9-]+) -->\n)(.*?)(<!-- /numbers -->)", re.S)
@@ -324,6 +324,14 @@ def _replace(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
 def stale_blocks(readme: Path, results: Results) -> list[str]:
     """Names of the README blocks whose text differs from the results."""
     return _replace(readme.read_text(), render_blocks(results))[1]
+
+
+def missing_blocks(readme: Path, results: Results) -> dict[str, str]:
+    """{block name: script} for each README block whose script has no results (its
+    results file is absent or unreadable), so the block cannot be checked or rendered."""
+    names = [m.group(2) for m in _BLOCK.finditer(readme.read_text())]
+    return {name: BLOCKS[name][0] for name in names
+            if name in BLOCKS and results.get(BLOCKS[name][0]) is None}
 
 
 def update_readme(readme: Path, results: Results) -> list[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -140,28 +141,45 @@ def section_run(data: dict, why: dict, run_info: dict | None) -> list[str]:
 
 
 def _cell(v: Any) -> str:
-    """One table cell: numbers formatted, text without pipes or newlines, cut at 120."""
+    """One table cell: numbers formatted, text without pipes or newlines, nothing cut."""
     if isinstance(v, (list, tuple)):
         v = ", ".join(_cell(x) for x in v)
     elif isinstance(v, dict):
         v = json.dumps(v)
     text = fmt(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-    return text.replace("|", "/").replace("\n", " ")[:120]
+    return text.replace("|", "/").replace("\n", " ")
 
 
 def _is_records(v: Any) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(r, dict) for r in v)
 
 
+def _column_groups(cols: list[str], most: int) -> list[list[str]]:
+    """``cols`` in groups of at most ``most``; every group after the first starts again
+    with the first column, so that each table of a split one names its rows."""
+    groups, rest = [cols[:most]], cols[most:]
+    while rest:
+        groups.append([cols[0], *rest[:most - 1]])
+        rest = rest[most - 1:]
+    return groups
+
+
 def records_table(recs: Sequence[dict], most: int = 12) -> list[str]:
-    """A table of ``recs`` with the union of their keys (first seen first, at most
-    ``most``) as columns; a key a record lacks gives "-"."""
+    """A table of ``recs`` with the union of their keys (first seen first) as columns; a
+    key a record lacks gives "-". More than ``most`` columns give several tables, one
+    after another, each with a ``#`` column numbering the records, so no field is left out."""
     cols: list[str] = []
     for r in recs:
         cols += [k for k in r if k not in cols and not _is_records(r[k])]
-    cols = cols[:most]
-    return table(cols, [[_cell(r[c]) if r.get(c) is not None else "-" for c in cols]
-                        for r in recs])
+    groups = _column_groups(cols, max(2, most))
+    out: list[str] = []
+    for group in groups:
+        number = ["#"] if len(groups) > 1 else []
+        rows = [[*([str(i)] if number else []),
+                 *(_cell(r[c]) if r.get(c) is not None else "-" for c in group)]
+                for i, r in enumerate(recs, 1)]
+        out += ([""] if out else []) + table([*number, *group], rows)
+    return out
 
 
 def section_generic(name: str, title: str, d: dict | None, why: str) -> list[str]:
@@ -347,6 +365,13 @@ def _fig5_measured(title: str, sec: dict | None, whole: dict | None, why: str) -
     return out + ["", machine_line(whole) + (f" GPU: {gpu}." if gpu else "")]
 
 
+def _grid(size: Any) -> str:
+    """``[40, 36]`` as ``40 x 36``; one number ``s`` as ``s x s``."""
+    if isinstance(size, (list, tuple)):
+        return " x ".join(str(x) for x in size)
+    return f"{size} x {size}"
+
+
 def section_pml_jax(d: dict | None, pml: dict | None, why: dict, paper: dict) -> list[str]:
     f5 = get(paper, "figure5", default={})
     out = ["## PML: ours against jax.grad (paper section 4.2)\n"]
@@ -355,7 +380,7 @@ def section_pml_jax(d: dict | None, pml: dict | None, why: dict, paper: dict) ->
     else:
         v = get(d, "validation", default={})
         out.append(f"Size {get(d, 'size')} x {get(d, 'size')}, n = {get(d, 'n')}; validated at "
-                   f"{v.get('size')} x {v.get('size')}, n = {v.get('n')}: loss rel diff "
+                   f"{_grid(v.get('size'))}, n = {v.get('n')}: loss rel diff "
                    f"{fmt(v.get('loss_rel_diff'), '.1e')}, gradient rel diff "
                    f"{fmt(v.get('grad_rel_diff'), '.1e')}.\n")
         rows = [(r.get("method"), r.get("status"), fmt(r.get("seconds"), ".2f"),
@@ -521,6 +546,24 @@ def draw_figure5(results: Path, out: Path, dpi: int = 80) -> str:
     return f"wrote {out} from {len(records)} records"
 
 
+def _missing_lines(missing: dict[str, str], results: Path, outcome: str) -> list[str]:
+    return [f"README block numbers:{name} has no results: {results / f'{script}.json'} "
+            f"is absent or unreadable; {outcome} (run benchmarks/run.py --only {script} "
+            "to measure it)" for name, script in missing.items()]
+
+
+def check_readme(readme: Path, data: dict, missing: dict[str, str], results: Path) -> int:
+    """``--check``: 1 when a README block differs from the results or has no results."""
+    stale = readme_numbers.stale_blocks(readme, data)
+    for line in _missing_lines(missing, results, "its numbers cannot be checked"):
+        print(f"{readme}: {line}")
+    if stale:
+        print(f"{readme}: stale numbers in {', '.join(stale)}")
+    if not stale and not missing:
+        print(f"{readme}: every number block matches the results")
+    return 1 if stale or missing else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", default=str(HERE / "results"), help="directory of JSON files")
@@ -534,11 +577,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--paper", default=str(PAPER), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     data, _ = load_results(Path(args.results))
+    missing = readme_numbers.missing_blocks(Path(args.readme), data)
     if args.check:
-        stale = readme_numbers.stale_blocks(Path(args.readme), data)
-        print(f"{args.readme}: stale numbers in {', '.join(stale)}" if stale
-              else f"{args.readme}: every number block matches the results")
-        return 1 if stale else 0
+        return check_readme(Path(args.readme), data, missing, Path(args.results))
+    for line in _missing_lines(missing, Path(args.results), "left as it is"):
+        print(f"warning: {line}", file=sys.stderr)
     changed = readme_numbers.update_readme(Path(args.readme), data)
     print(f"updated {args.readme}: {', '.join(changed) or 'no change'}")
     text = build(Path(args.results), Path(args.paper))

@@ -170,9 +170,9 @@ def test_busy_loop_ends_by_itself(benches):
         proc.kill()
 
 
-def test_pml_disk_rounds_take_median_times_and_largest_rss(monkeypatch, tmp_path, load_bench):
+def test_pml_disk_rounds_take_the_median_round(monkeypatch, tmp_path, load_bench):
     """bench_pml_disk runs every configuration once a round, interleaved; a row holds the
-    median time and the largest peak RSS; the goals are judged on those."""
+    fields of its median-time round; the goals are judged on those."""
     bench = load_bench("bench_pml_disk")
     calls = []
 
@@ -190,7 +190,33 @@ def test_pml_disk_rounds_take_median_times_and_largest_rss(monkeypatch, tmp_path
             zip(names * 3, calls, strict=True)] == [True] * (3 * len(names))  # in order
     by = {r["config"]: r for r in rows}
     assert by["memory S=4"]["seconds_each"] == [26.0, 27.0, 28.0]
-    assert by["memory S=4"]["seconds"] == 27.0 and by["memory S=4"]["peak_rss_mb"] == 103.0
+    assert by["memory S=4"]["seconds"] == 27.0 and by["memory S=4"]["peak_rss_mb"] == 102.0
+    assert by["memory S=4"]["median_round"] == 2
+    assert by["memory S=4"]["peak_rss_mb_each"] == [101.0, 102.0, 103.0]
     goals = bench.summarize(rows, state_mb=10.0)["goals"]
     assert by["memory 4 + disk"]["time_over_memory_s20"] == pytest.approx(32.0 / 27.0)
     assert list(goals.values()) == [True, True]
+
+
+def test_pml_disk_row_does_not_mix_rounds(load_bench):
+    """Time, writes, reads and bytes of a row all come from its median-time run (the
+    stored data once had writes_each [57, 29, 57] with the 29-write run's time)."""
+    bench = load_bench("bench_pml_disk")
+    runs = [{"seconds": s, "writes": w, "reads": w, "bytes_written": 10 * w,
+             "peak_rss_mb": 100.0 + w} for s, w in ((30.0, 57), (25.0, 29), (20.0, 57))]
+    row = bench.median_row("memory 4 + disk", runs)
+    assert (row["seconds"], row["writes"], row["reads"], row["bytes_written"],
+            row["peak_rss_mb"], row["median_round"]) == (25.0, 29, 29, 290, 129.0, 2)
+    assert row["writes_each"] == [57, 29, 57]
+    two = bench.median_row("x", runs[:2])  # an even count: the faster middle run
+    assert (two["seconds"], two["writes"]) == (25.0, 29)
+
+
+def test_pml_disk_writes_a_file_only_with_json(load_bench, monkeypatch):
+    bench = load_bench("bench_pml_disk")
+    seen = []
+    monkeypatch.setattr(bench, "run_all", lambda *a: [
+        {"config": c, "seconds": 1.0, "peak_rss_mb": 1.0} for c in bench.CONFIGS])
+    monkeypatch.setattr(bench, "write_results", lambda path, result: seen.append(path))
+    assert bench.main(["--size", "8", "--steps", "4"]) == 0
+    assert seen == [None]

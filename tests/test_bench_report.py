@@ -171,6 +171,101 @@ def test_report_main_writes_file(report: ModuleType, tmp_path: Path, paper: Path
                         "--readme", str(readme)]) == 1
 
 
+def test_check_fails_naming_blocks_without_results(report: ModuleType, tmp_path: Path,
+                                                   paper: Path, capsys) -> None:
+    """--check exits 1 and names each README block whose results file is absent or
+    unreadable; writing leaves such a block as it is, with a warning on stderr."""
+    readme = tmp_path / "README.md"
+    text = ("<!-- numbers:lorenz -->\nold\n<!-- /numbers -->\n"
+            "<!-- numbers:pml-jax -->\nold\n<!-- /numbers -->\n")
+    readme.write_text(text)
+    results = tmp_path / "empty"
+    results.mkdir()
+    (results / "bench_pml_jax.json").write_text("{not json")
+    assert report.main(["--results", str(results), "--check", "--readme", str(readme)]) == 1
+    out = capsys.readouterr().out
+    assert "numbers:lorenz has no results" in out and "bench_lorenz.json" in out
+    assert "numbers:pml-jax has no results" in out and "bench_pml_jax.json" in out
+    assert "every number block matches" not in out
+    assert report.main(["--results", str(results), "--out", str(tmp_path / "R.md"),
+                        "--paper", str(paper), "--readme", str(readme)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: README block numbers:lorenz has no results" in err
+    assert "numbers:pml-jax" in err and readme.read_text() == text
+
+
+def test_pml_jax_validation_grid_prints_as_a_size(report: ModuleType) -> None:
+    d = {"size": 64, "n": 300, "validation": {"size": [40, 36], "n": 120}, "records": []}
+    text = "\n".join(report.section_pml_jax(d, None, {}, {}))
+    assert "validated at 40 x 36, n = 120" in text
+    d["validation"]["size"] = 16
+    assert "validated at 16 x 16, n = 120" in "\n".join(report.section_pml_jax(d, None, {}, {}))
+
+
+def test_wide_records_lose_no_field(report: ModuleType) -> None:
+    """More than 12 columns give several tables (each numbering the records); nested
+    values are not cut."""
+    nested = {"method": "plain autograd", "note": "x" * 200}
+    recs = [{f"f{i}": i + 10 * k for i in range(15)} | {"nested": nested} for k in range(2)]
+    text = "\n".join(report.records_table(recs))
+    for i in range(15):
+        assert f" f{i} |" in text
+    assert "| 2 | 10 | 22 |" in text  # second table: record 2's f0 and f12
+    assert json.dumps(nested) in text
+    assert "\n\n| # | f0 | f12 |" in text
+
+
+def test_run_keeps_the_earlier_result_when_a_script_fails(tmp_path: Path, monkeypatch,
+                                                         report) -> None:
+    """A script that fails or times out leaves the earlier result file; run.json says so
+    and run.py exits 1; a script that writes its file replaces the earlier one."""
+    run = _load("run")
+    out = tmp_path / "results"
+    out.mkdir()
+    (tmp_path / "bench_bad.py").write_text("raise SystemExit('boom')\n")
+    (tmp_path / "bench_slow.py").write_text("import time\ntime.sleep(30)\n")
+    (tmp_path / "bench_good.py").write_text(
+        "import json, sys\nopen(sys.argv[-1], 'w').write(json.dumps({'new': 1}))\n")
+    for name in ("bench_bad", "bench_slow", "bench_good"):
+        (out / f"{name}.json").write_text('{"old": 1}')
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    assert run.run_script("bench_bad", [], 30, out)["status"] == "failed"
+    assert run.run_script("bench_slow", [], 1, out)["status"] == "timeout"
+    assert run.run_script("bench_good", [], 30, out)["status"] == "ok"
+    assert json.loads((out / "bench_bad.json").read_text()) == {"old": 1}
+    assert json.loads((out / "bench_slow.json").read_text()) == {"old": 1}
+    assert json.loads((out / "bench_good.json").read_text()) == {"new": 1}
+    assert sorted(p.name for p in out.glob("*.json*")) == [
+        "bench_bad.json", "bench_good.json", "bench_slow.json"]
+    assert "bench_good.json" in run.run_script("bench_good", [], 30, out)["command"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run.subprocess, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run.run_script("bench_bad", [], 30, out)
+    assert json.loads((out / "bench_bad.json").read_text()) == {"old": 1}
+    assert sorted(p.name for p in out.glob("*.json*")) == [
+        "bench_bad.json", "bench_good.json", "bench_slow.json"]
+    monkeypatch.undo()
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    monkeypatch.setattr(run, "SUITE", {"bench_bad": ([], [], (30, 30)),
+                                       "bench_good": ([], [], (30, 30))})
+    monkeypatch.setattr(run, "has_gpu", lambda: (False, "no GPU (test)"))
+    info = run.run_suite(["bench_bad", "bench_good"], True, out,
+                         {"bench_bad": {"status": "ok", "mode": "full", "started": "t0"}})
+    assert info["last_run"]["failed"] == ["bench_bad"]
+    assert "from an earlier run (mode full, started t0)" in info["scripts"]["bench_bad"]["kept"]
+    assert "kept" not in info["scripts"]["bench_good"]
+    status = {"bench_bad": "timeout", "bench_good": "ok"}
+    monkeypatch.setattr(run, "run_script", lambda name, *a: {"status": status[name]})
+    monkeypatch.setattr(run.subprocess, "run", lambda *a, **k: type("P", (), {"returncode": 0}))
+    argv = ["--quick", "--out", str(out), "--report", str(tmp_path / "R.md")]
+    assert run.main(argv) == 1  # report.py succeeded, but a script timed out
+    status["bench_bad"] = "missing"  # a script not in the checkout does not count
+    assert run.main(argv) == 0
+
+
 def test_run_records_missing_and_failed(tmp_path: Path, monkeypatch, report) -> None:
     run = _load("run")
     assert run.run_script("no_such_bench", [], 10, tmp_path)["status"] == "missing"

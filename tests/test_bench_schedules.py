@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -90,3 +91,48 @@ def test_equinox_online_count_is_at_least_the_offline_optimum(bench: ModuleType)
     n, s = 10, 3
     got = bench.equinox_count(n, s)
     assert pebbles.min_forward_steps(n, s, "inplace") <= got < 3 * n
+
+
+def test_timed_leaves_the_warm_up_out(bench: ModuleType) -> None:
+    """The best of the repeats after the warm-up: a fast first call does not count."""
+    calls = []
+
+    def fn() -> int:
+        calls.append(1)
+        if len(calls) > 1:
+            time.sleep(0.02)
+        return 7
+
+    secs, result, runs = bench.timed(fn, 2)
+    assert result == 7 and runs == 3 and len(calls) == 3
+    assert secs >= 0.02
+
+
+def test_lowering_times_both_counts_alike_and_runs_our_python(load_bench, monkeypatch):
+    """bench_lowering: the same warm-up for both counts, the CLI under this Python, and
+    no file unless --json is given."""
+    low = load_bench("bench_lowering")
+    warmups, argvs, written = {}, [], []
+
+    def best_of(fn, repeat, warmup=1):
+        warmups[len(warmups)] = warmup
+        return 1.0, 1.0
+
+    monkeypatch.setattr(low, "best_of", best_of)
+    monkeypatch.setattr(low, "wall", lambda argv, repeats: (argvs.append(argv) or 1.0, ""))
+    monkeypatch.setattr(low, "count_multistage", lambda n, s: 2 * n)
+    row = low.measure(100, 3, 1)
+    assert row["count_multistage"] == 100
+    assert warmups == {0: 1, 1: 1, 2: 1}  # lower, count ours, count Multistage
+    ours = next(a for a in argvs if "schedule" in a)
+    assert ours[:3] == [sys.executable, "-m", "pebbles"]
+    monkeypatch.setattr(low, "measure", lambda n, s, r: row)
+    monkeypatch.setattr(low, "write_results", lambda path, result: written.append(path))
+    assert low.main(["--quick"]) == 0 and written == [None]
+
+
+def test_scaling_help_states_the_quick_sizes(load_bench, capsys) -> None:
+    scaling = load_bench("bench_scaling")
+    with pytest.raises(SystemExit):
+        scaling.main(["--help"])
+    assert "n <= 10^5" in " ".join(capsys.readouterr().out.split())
