@@ -482,3 +482,45 @@ def test_an_ax_that_is_not_an_axes_is_named(ax):
     for draw in (visualize.draw_game, visualize.draw_fingerprint):
         with pytest.raises(pebbles.PebblesTypeError, match="ax=.* must be a matplotlib Axes"):
             draw(s, 10, ax=ax)
+
+
+def test_online_overhead_draws_every_budget_in_its_own_colour_and_sorts_n():
+    from pebbles import online_r2_range
+
+    fig = visualize.draw_online_overhead((50, 5, 20, 5), tuple(range(1, 23)))
+    ax = fig.axes[0]
+    lines = [line for line in ax.lines if str(line.get_gid()).startswith("online-")]
+    assert len(lines) == 2 * 22  # budgets beyond 20 were dropped
+    assert len({tuple(line.get_color()) if not isinstance(line.get_color(), str)
+                else line.get_color() for line in lines}) == 22
+    for line in lines:
+        assert list(line.get_xdata()) == [5, 20, 50]  # sorted, each once: no zig-zag
+    dotted = sorted(line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":")
+    assert dotted == [online_r2_range(s) for s in range(1, 23)]  # checkpoint game
+    assert "(S+1)(S+2)/2 - 1" in " ".join(visualize.draw_online_overhead.__doc__.split())
+
+
+def _outside(fig):
+    """Texts drawn (partly) outside the figure."""
+    fig.canvas.draw()
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    texts = [fig._suptitle] if fig._suptitle else []
+    for ax in fig.axes:
+        texts += [*ax.texts, ax.title]
+        if ax.get_legend():
+            texts += ax.get_legend().get_texts()
+    out = []
+    for t in texts:
+        b = t.get_window_extent(renderer)
+        if t.get_text() and (b.x0 < box.x0 - 1 or b.x1 > box.x1 + 1):
+            out.append(t.get_text())
+    return out
+
+
+def test_tradeoff_and_pml_texts_stay_inside_the_figure():
+    from solvers.experiments import scaled_config
+
+    assert _outside(visualize.draw_tradeoff((100, 1000))) == []
+    cfg = scaled_config(32)
+    assert _outside(visualize.draw_pml_snapshots(np.zeros((1, *cfg.shape)), [5], cfg)) == []
+    assert _outside(visualize.draw_online_overhead((5, 50), tuple(range(1, 23)))) == []

@@ -265,7 +265,8 @@ def test_cli_lorenz_fig4_and_pml(tmp_path, read_svg, capsys):
 def test_cli_errors_exit_2_with_one_line(tmp_path):
     cmd = [sys.executable, "-m", "visualize", "pml", "--size", "8", "-o", str(tmp_path / "a.png")]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "size=8" in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "argument --size: '8' must be a whole number >= 32" in r.stderr  # the flag typed
     assert main(["lorenz-fig3"]) == 2  # -o missing
 
 
@@ -342,3 +343,192 @@ def test_cli_lorenz_fig3_refuses_grids_of_hours_nan_files_and_unused_flags(tmp_p
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err, (argv, err)
     assert not (tmp_path / "f.png").exists()
+
+
+def _even_map():
+    sigmas, rhos = np.linspace(0, 20, 5), np.linspace(0, 50, 6)
+    return sigmas, rhos, np.random.default_rng(0).random((5, 6)) + 0.1
+
+
+def test_figure3_draws_every_marked_point_and_trajectory():
+    # a third point and its trajectory were dropped (two colours, zip strict=False)
+    points = ((5, 10), (10, 20), (15, 30))
+    paths = [np.full((4, 3), float(i)) for i in range(3)]
+    for trajectories in (paths, np.stack(paths)):  # a list, or one (points, m, 3) array
+        fig = visualize.draw_lorenz_figure3(*_even_map(), points=points,
+                                            trajectories=trajectories)
+        assert len(_gid(fig, "marked-point")) == 3
+        drawn = _gid(fig, "trajectory")
+        assert [line.get_data_3d()[0][0] for line in drawn] == [0.0, 1.0, 2.0]
+        colours = {line.get_color() for line in drawn}
+        assert len(colours) == 3
+
+
+@pytest.mark.parametrize("axis, value, match", [
+    ("sigmas", np.array([0, 1, 2, 10, 20.0]), "sigmas=.* must be increasing and evenly spaced"),
+    ("rhos", np.array([0, 10, 20, 30, 40, 60.0]), "rhos=.* must be increasing and evenly"),
+    ("rhos", np.linspace(50, 0, 6), "rhos=.* must be increasing"),
+    ("sigmas", np.array([0, 5, np.nan, 15, 20]), "sigmas=.* holds 1 non-finite values"),
+    ("sigmas", np.ones((5, 2)), r"sigmas=.* must be a 1-D array"),
+])
+def test_figure3_refuses_axes_it_would_draw_at_the_wrong_place(axis, value, match):
+    sigmas, rhos, grid = _even_map()
+    args = {"sigmas": sigmas, "rhos": rhos, axis: value}
+    with pytest.raises(pebbles.PebblesValueError, match=match):
+        visualize.draw_lorenz_figure3(args["sigmas"], args["rhos"], grid)
+
+
+def test_figure3_errors_name_real_functions_and_no_array_repr():
+    sigmas, rhos, grid = _even_map()
+    with pytest.raises(pebbles.PebblesValueError) as err:
+        visualize.draw_lorenz_figure3(sigmas, rhos, grid.T)
+    assert "lorenz_sensitivity" not in str(err.value)
+    assert "solvers.experiments.sensitivity_grid" in str(err.value)
+    assert "solvers.lorenz.sensitivity_map" in str(err.value)
+    with pytest.raises(pebbles.PebblesValueError) as err:
+        visualize.draw_lorenz_figure3(np.linspace(0, 1, 1000) ** 2, rhos,
+                                      np.ones((1000, 6)))
+    assert len(str(err.value)) < 400 and "..." in str(err.value)  # a few values, not all
+    with pytest.raises(pebbles.PebblesTypeError, match="trajectories is a dict"):
+        visualize.draw_lorenz_figure3(sigmas, rhos, grid, trajectories={})
+
+
+def test_figure3_critical_curve_legend_only_when_the_curve_is_in_view():
+    sigmas, rhos, grid = _even_map()
+    fig = visualize.draw_lorenz_figure3(sigmas, np.linspace(0, 5, 6), grid)  # rho <= 5
+    assert not _gid(fig, "critical-curve")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert not any("sigma-" in t for t in labels)
+    assert len(_gid(visualize.draw_lorenz_figure3(sigmas, rhos, grid), "critical-curve")) == 1
+
+
+def test_figure4_overflow_note_names_the_axis_and_all_overflow_draws():
+    import warnings
+
+    x, e = np.arange(1, 6), np.full((5, 3), 1e-9)
+    eb = e.copy()
+    eb[3:] = np.inf
+    fig = visualize.draw_lorenz_figure4((x, e), (np.array([1, 20, 50, 100, 300]), eb))
+    assert fig.axes[1].texts[0].get_text().strip().endswith("from K = 100")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "non-positive ylim" warning
+        fig = visualize.draw_lorenz_figure4((x, np.full((5, 3), np.inf)), (x, e))
+        fig.canvas.draw()
+    assert fig.axes[0].texts[0].get_text().strip().endswith("from n = 1")
+    lo, hi = fig.axes[0].get_ylim()
+    assert 0 < lo < hi and np.isfinite(hi)
+
+
+@pytest.fixture(scope="module")
+def cfg32():
+    return ex.scaled_config(32)
+
+
+def test_pml_checks_traces_and_c_true_against_cfg(cfg32):
+    snaps = np.zeros((1, *cfg32.shape))
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"traces.shape=\(7, 3\) must be \(311, 200\) = "
+                             r"\(steps \+ 1, n_detectors\)"):
+        visualize.draw_pml_snapshots(snaps, [5], cfg32, traces=np.zeros((7, 3)))
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"c_true.shape=\(5, 7\) must be \(34, 34\)"):
+        visualize.draw_pml_gradient(np.ones(cfg32.shape), cfg32, c_true=np.ones((5, 7)))
+    with pytest.raises(pebbles.PebblesValueError, match="c_true holds 1 values that are not"):
+        c = np.ones(cfg32.shape)
+        c[2, 3] = -1
+        visualize.draw_pml_gradient(np.ones(cfg32.shape), cfg32, c_true=c)
+
+
+def test_pml_without_snapshots_draws_the_gather_or_says_what_is_missing(cfg32):
+    empty = np.empty((0, *cfg32.shape))
+    traces = np.random.default_rng(1).standard_normal((cfg32.steps + 1, cfg32.n_detectors))
+    fig = visualize.draw_pml_snapshots(empty, [], cfg32, traces=traces)
+    assert len(_gid(fig, "shot-gather")) == 1 and not _gid(fig, "snapshot")
+    with pytest.raises(pebbles.PebblesValueError, match="at least one snapshot"):
+        visualize.draw_pml_snapshots(empty, [], cfg32)
+
+
+def test_pml_gradient_title_follows_cfg_and_can_be_blank():
+    c2 = ex.scaled_config(32, velocity=2000.0)
+    fig = visualize.draw_pml_gradient(np.ones(c2.shape), c2)
+    assert fig.axes[0].get_title() == "gradient of the misfit w.r.t. c at c = 2000$^2$"
+    assert visualize.draw_pml_gradient(np.ones(c2.shape), c2, title="").axes[0].get_title() == ""
+
+
+def test_pml_colour_scales_ignore_non_finite_cells_and_count_them(cfg32):
+    rng = np.random.default_rng(0)
+    snaps = rng.standard_normal((2, *cfg32.shape))
+    snaps[0, :5] = np.inf
+    snaps[1, 3, 4] = np.nan
+    traces = rng.standard_normal((cfg32.steps + 1, cfg32.n_detectors))
+    traces[7, :] = np.nan
+    grad = rng.standard_normal(cfg32.shape)
+    grad[0, 0] = -np.inf
+    fig = visualize.draw_pml_snapshots(snaps, [5, 6], cfg32, traces=traces)
+    fig2 = visualize.draw_pml_gradient(grad, cfg32)
+    for img, data, bad in ((_gid(fig, "snapshot")[0], snaps, 5 * 34 + 1),
+                           (_gid(fig, "shot-gather")[0], traces[1:], 200),
+                           (_gid(fig2, "gradient")[0], grad, 1)):
+        lo, hi = img.get_clim()
+        finite = np.abs(data[np.isfinite(data)])
+        assert np.isfinite(hi) and lo == -hi and np.percentile(finite, 95) <= hi <= finite.max()
+        assert img.get_cmap().get_bad()[:3] == pytest.approx((1, 0, 1))  # magenta
+        labels = [ax.get_ylabel() for ax in img.axes.figure.axes]
+        assert any(f"magenta: {bad} non-finite cells" in t for t in labels), labels
+
+
+def test_pml_box_lies_between_damped_and_undamped_cells():
+    from solvers.pml import pml_profiles
+
+    for cfg in (ex.scaled_config(40), ex.scaled_config(50, npml=7)):
+        z1, z2 = pml_profiles(cfg)
+        fig = visualize.draw_pml_snapshots(np.zeros((1, *cfg.shape)), [1], cfg)
+        (box,) = _gid(fig, "pml-edge")
+        h = cfg.spacing
+        for z, lo, width in ((z1, box.get_x(), box.get_width()),
+                             (z2, box.get_y(), box.get_height())):
+            undamped = np.flatnonzero(z == 0)  # cell i covers (i - 1/2) h .. (i + 1/2) h
+            assert z[undamped.min() - 1] > 0 and z[undamped.max() + 1] > 0
+            assert lo == pytest.approx((undamped.min() - 0.5) * h)
+            assert lo + width == pytest.approx((undamped.max() + 0.5) * h)
+
+
+def test_figure5_legend_lists_the_model_only_when_drawn():
+    recs = [{"schedule": f"treeverse S={k}", "seconds": 1 + 1 / k, "peak_states": k}
+            for k in (5, 10)]
+    ax = visualize.draw_figure5(recs).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["treeverse"]
+    ax = visualize.draw_figure5(_records()).axes[0]
+    assert any(t.get_text().startswith("model") for t in ax.get_legend().get_texts())
+
+
+def test_cli_pml_refuses_times_with_the_gradient_panel(tmp_path, capsys):
+    argv = ["pml", "--size", "32", "--steps", "20", "--panel", "gradient", "--pebbles", "3",
+            "--times", "5", "-o", str(tmp_path / "g.png")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--times: not used with --panel gradient" in err
+    assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["lorenz-fig4", "--max-steps", "1000000", "--starts", "1000"],
+     "--max-steps 1000000 --stride 1 --starts 1000 --reload-steps 10000 is 1.5e+15 RK4 steps"),
+    (["lorenz-fig4", "--max-steps", str(2**62)], "use a smaller --max-steps"),
+    (["pml", "--size", "40000", "--steps", "1"], "--size 40000 needs about"),
+    (["pml", "--size", "40", "--steps", "100", "--times", "50", "200"],
+     "--times 200: past the last step 100"),
+    (["pml", "--size", "10"], "argument --size: '10' must be a whole number >= 32"),
+    (["lorenz-fig3", "--resolution", "1"], "argument --resolution: '1' must be a whole number"),
+])
+def test_cli_refuses_runs_too_large_before_computing(tmp_path, monkeypatch, capsys, argv,
+                                                     words):
+    from solvers import experiments, pml
+
+    monkeypatch.setattr(pml, "available_memory", lambda: 8 * 10**9)
+    for name in ("pml_experiment", "adjoint_errors_vs_steps", "sensitivity_grid"):
+        monkeypatch.setattr(experiments, name, None)  # never reached
+    assert main([*argv, "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "x.png").exists()

@@ -11,7 +11,9 @@ Subcommands (each writes one figure, format from the extension of ``-o``)::
         [--panel gradient [--pebbles 20]] -o pml.png
     python -m visualize fig5 bench.json -o fig5.png
 
-Bad input exits with status 2 and one line on stderr.
+Bad input exits with status 2 and one line on stderr, before anything is
+computed: flags the others leave unused, a Lorenz run estimated at more than an
+hour, and a PML run needing more memory than is available are refused.
 """
 
 from __future__ import annotations
@@ -33,6 +35,17 @@ from .cli import check_output, dpi, matplotlib_required
 __all__ = ["fig5_records", "main"]
 
 
+def _at_least(minimum: int, why: str):
+    """argparse type: a whole number >= ``minimum`` (``why`` says what needs it)."""
+    def parse(text: str) -> int:
+        value = positive(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= {minimum} "
+                                             f"({why})")
+        return value
+    return parse
+
+
 def _output(p: argparse.ArgumentParser, default_dpi: int = 100) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output file; format from the extension (.png, .svg, .pdf)")
@@ -45,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     f3 = sub.add_parser("lorenz-fig3", help="Figure 3: sensitivity map and trajectories")
     f3.add_argument("--npz", help="grid from `python -m solvers.lorenz sensitivity --out`")
-    f3.add_argument("--resolution", type=positive,
+    f3.add_argument("--resolution", type=_at_least(2, "grid points per axis"),
                     help="grid points per axis (201; not with --npz)")
     f3.add_argument("--steps", type=positive, help="RK4 steps n (10000; not with --npz)")
     f3.add_argument("--no-trajectories", action="store_true", help="omit panel (b)")
@@ -58,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     f4.add_argument("--seed", type=count, default=0, help="random seed, >= 0 (0)")
     _output(f4)
     pm = sub.add_parser("pml", help="PML snapshots + shot gather, or the gradient w.r.t. c")
-    pm.add_argument("--size", type=int, default=200, help="grid nx = ny (200)")
+    pm.add_argument("--size", type=_at_least(32, "two 12-cell PML bands and an interior"),
+                    default=200, help="grid nx = ny, >= 32 (200)")
     pm.add_argument("--steps", type=positive, help="time steps (default: scaled paper run)")
     pm.add_argument("--times", type=positive, nargs="+", help="snapshot steps")
     pm.add_argument("--pebbles", "--budget", dest="budget", type=positive,
@@ -119,12 +133,51 @@ def _lorenz_fig4(args: argparse.Namespace):
         raise PebblesValueError(
             f"--stride {args.stride} with --max-steps {args.max_steps} leaves panel (a) one "
             f"point; give a stride below --max-steps")
-    a = ex.adjoint_errors_vs_steps(range(1, args.max_steps + 1, args.stride),
-                                   starts=args.starts, seed=args.seed)
+    steps = range(1, args.max_steps + 1, args.stride)
     ks = [k for k in ex.RELOAD_INTERVALS if k <= args.reload_steps]  # K > n: no reload
+    _check_fig4_time(args, steps, ks)
+    a = ex.adjoint_errors_vs_steps(steps, starts=args.starts, seed=args.seed)
     b = ex.adjoint_errors_vs_reload(ks, n=args.reload_steps, starts=args.starts,
                                     seed=args.seed)
     return draw_lorenz_figure4(a, b, reload_steps=args.reload_steps)
+
+
+def _check_fig4_time(args: argparse.Namespace, steps: range, ks: list[int]) -> None:
+    """Refuse a Figure 4 of more than an hour (:func:`solvers.lorenz.check_run_time`): each
+    start and point runs forward mode (n steps) and the adjoint state (2n steps)."""
+    from solvers.lorenz import check_run_time
+
+    total = len(steps) * (steps[0] + steps[-1]) // 2  # sum(steps), without a loop
+    point_steps = 3 * args.starts * (total + len(ks) * args.reload_steps)
+    check_run_time(f"--max-steps {args.max_steps} --stride {args.stride} --starts "
+                   f"{args.starts} --reload-steps {args.reload_steps}", point_steps,
+                   "use a smaller --max-steps or --reload-steps, a larger --stride or fewer "
+                   "--starts")
+
+
+def _check_pml(args: argparse.Namespace, cfg: Any, times: list[int], budget: int | None
+               ) -> None:
+    """Refuse ``--times`` past the last step, and a run needing more memory than is
+    available (:func:`solvers.pml.memory_estimate` plus the snapshots)."""
+    from pebbles import schedule
+    from solvers import pml
+
+    late = [t for t in times if t > cfg.steps]
+    if late:
+        raise PebblesValueError(f"--times {' '.join(map(str, late))}: past the last step "
+                                f"{cfg.steps} of the run; give steps in 1..{cfg.steps} or a "
+                                f"larger --steps")
+    moves = None if budget is None else schedule("treeverse", cfg.steps, budget=budget)
+    est = pml.memory_estimate(cfg, moves)
+    need = est.total + 8 * len(times) * cfg.shape[0] * cfg.shape[1]
+    available = pml.available_memory()
+    if available is not None and need > available:
+        flags = f"--size {args.size}" + (f" --pebbles {budget}" if moves else "")
+        raise PebblesValueError(
+            f"{flags} needs about {need / 1e9:.3g} GB ({est.states} state arrays, the grids, "
+            f"the recordings and {len(times)} snapshots) but {available / 1e9:.3g} GB is "
+            f"available; use a smaller --size"
+            + (" or a smaller --pebbles" if moves else " or fewer --times"))
 
 
 def _pml(args: argparse.Namespace):
@@ -135,6 +188,7 @@ def _pml(args: argparse.Namespace):
     cfg = ex.scaled_config(args.size, **({"steps": args.steps} if args.steps else {}))
     times = args.times or [max(1, round(cfg.steps * f)) for f in (0.2, 0.35, 0.5, 0.7)]
     budget = (args.budget or 20) if args.panel == "gradient" else None
+    _check_pml(args, cfg, times, budget)
     data = ex.pml_experiment(cfg, times, budget=budget)
     if args.panel == "gradient":
         return pf.draw_pml_gradient(data.grad_c, cfg, c_true=data.c_true)
@@ -163,23 +217,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(_parser(), argv, _run)
 
 
-#: Flags a subcommand leaves unused in some cases: command -> ({flag: dest}, unused?, when).
-_UNUSED = {"lorenz-fig3": ({"--resolution": "resolution", "--steps": "steps"},
-                           lambda a: a.npz is not None,
-                           "with --npz (the grid is read from the file)"),
-           "pml": ({"--pebbles": "budget"}, lambda a: a.panel != "gradient",
-                   "without --panel gradient (the snapshots take no schedule)")}
+#: Flags a subcommand leaves unused in some cases:
+#: command -> [({flag: dest}, unused?, when), ...].
+_UNUSED = {"lorenz-fig3": [({"--resolution": "resolution", "--steps": "steps"},
+                            lambda a: a.npz is not None,
+                            "with --npz (the grid is read from the file)")],
+           "pml": [({"--pebbles": "budget"}, lambda a: a.panel != "gradient",
+                    "without --panel gradient (the snapshots take no schedule)"),
+                   ({"--times": "times"}, lambda a: a.panel == "gradient",
+                    "with --panel gradient (it draws no snapshots)")]}
 
 
 def _check_unused(args: argparse.Namespace) -> None:
     """Refuse flags that the other flags leave unused (one line naming them)."""
-    if args.command not in _UNUSED:
-        return
-    flags, unused, when = _UNUSED[args.command]
-    given = [flag for flag, dest in flags.items() if getattr(args, dest) is not None]
-    if given and unused(args):
-        it = "it" if len(given) == 1 else "them"
-        raise PebblesValueError(f"{' '.join(given)}: not used {when}; leave {it} out")
+    for flags, unused, when in _UNUSED.get(args.command, ()):
+        given = [flag for flag, dest in flags.items() if getattr(args, dest) is not None]
+        if given and unused(args):
+            it = "it" if len(given) == 1 else "them"
+            raise PebblesValueError(f"{' '.join(given)}: not used {when}; leave {it} out")
 
 
 def _run(args: argparse.Namespace) -> str:

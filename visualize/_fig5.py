@@ -91,6 +91,8 @@ def _number(param: str) -> float:
 
 
 def _panel(ax: Axes, families: dict[str, list[dict[str, Any]]], key: str, model: bool) -> None:
+    """One line per family (points labelled S or k), the model dashed where every record
+    of the family has ``model_seconds``; the legend's model entry only when one is drawn."""
     extra = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
     for i, (family, rs) in enumerate(families.items()):
         colour = _COLOURS.get(family, extra[i % len(extra)])
@@ -104,7 +106,7 @@ def _panel(ax: Axes, families: dict[str, list[dict[str, Any]]], key: str, model:
         if model and all("model_seconds" in r for r in rs):
             ax.plot(x, [r["model_seconds"] for r in rs], color=colour, ls="--", lw=0.9,
                     alpha=0.8, gid="model")
-    if model:
+    if any(line.get_gid() == "model" for line in ax.lines):
         ax.plot([], [], color="grey", ls="--", lw=0.9,
                 label="model: fwd steps x t_fwd + n x t_bwd")
     ax.set_xscale("log")
@@ -137,7 +139,8 @@ def draw_figure5(records: Iterable[Mapping[str, Any]], *, model: bool = True,
     records : iterable of dict
         One dict a run (``["fig5"]["records"]`` of the benchmark JSON).
     model : bool
-        Draw the step-count model ``model_seconds`` dashed (when every record has it).
+        Draw the step-count model ``model_seconds`` dashed, for each family
+        whose records all have it (the legend lists the model only then).
     title : str, optional
         Figure title (default: grid size and n from the records).
 

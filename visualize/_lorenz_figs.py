@@ -5,8 +5,8 @@ Drawing only; the data come from :mod:`solvers.experiments`.
 * Figure 3 -- :func:`draw_lorenz_figure3`: (a) the mean |gradient| of the final
   x-coordinate over the six inputs ``(x0, y0, z0, sigma, rho, beta)`` on a
   ``(sigma, rho)`` grid, log colour scale, with the curve
-  ``rho = sigma (sigma + beta + 3) / (sigma - beta - 1)`` and two marked points;
-  (b) the trajectories at those two points in 3D (data:
+  ``rho = sigma (sigma + beta + 3) / (sigma - beta - 1)`` and the marked points
+  (two by default); (b) the trajectories at those points in 3D (data:
   ``solvers.experiments.sensitivity_grid`` or ``load_sensitivity``, and
   ``lorenz_trajectory``).
 * Figure 4 -- :func:`draw_lorenz_figure4`: the relative error of the
@@ -20,6 +20,7 @@ Drawing only; the data come from :mod:`solvers.experiments`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import cycle
 
 import matplotlib
 import numpy as np
@@ -38,22 +39,52 @@ POINTS = ((10.0, 27.0), (10.0, 15.0))
 BETA = 8.0 / 3.0
 #: Relative errors above this are drawn as overflow (the adjoint state has diverged).
 DIVERGED = 1e3
-_COLOURS = ("#d62728", "#ff7f0e")
+#: Colours of the marked points and their trajectories, reused in turn past the last.
+_COLOURS = ("#d62728", "#ff7f0e", "#e377c2", "#17becf", "#bcbd22", "#8c564b", "#7f7f7f")
+_GRID_FIX = ("pass the sigmas, rhos and mean_abs_grad of solvers.experiments.sensitivity_grid "
+             "or load_sensitivity (or the axes given to solvers.lorenz.sensitivity_map and "
+             "its result)")
+
+
+def _short(a: np.ndarray) -> str:
+    """A few values of ``a`` for a message (never the whole array)."""
+    flat = a.ravel()
+    head = ", ".join(f"{v:g}" for v in flat[:4])
+    return f"[{head}{', ...' if flat.size > 4 else ''}] (shape {a.shape})"
+
+
+def _check_axis(name: str, axis: np.ndarray) -> None:
+    """A 1-D, finite, increasing, evenly spaced grid axis (imshow draws it so)."""
+    if axis.ndim != 1 or axis.size < 2:
+        raise PebblesValueError(f"{name}={_short(axis)} must be a 1-D array of at least 2 grid "
+                                f"points; {_GRID_FIX}")
+    if not np.isfinite(axis).all():
+        raise PebblesValueError(f"{name}={_short(axis)} holds {int((~np.isfinite(axis)).sum())}"
+                                f" non-finite values (NaN or inf); {_GRID_FIX}")
+    step = np.diff(axis)
+    if not (step > 0).all() or not np.allclose(step, step[0], rtol=1e-6, atol=0):
+        raise PebblesValueError(
+            f"{name}={_short(axis)} must be increasing and evenly spaced (its steps run from "
+            f"{step.min():g} to {step.max():g}), or the cells are drawn at the wrong place; "
+            f"use np.linspace for {name}, or {_GRID_FIX}")
 
 
 def _check_grid(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray) -> None:
-    if grid.shape != (sigmas.size, rhos.size) or min(grid.shape) < 2:
+    _check_axis("sigmas", sigmas)
+    _check_axis("rhos", rhos)
+    if grid.shape != (sigmas.size, rhos.size):
         raise PebblesValueError(
             f"grid.shape={grid.shape} must be (len(sigmas), len(rhos)) = "
-            f"({sigmas.size}, {rhos.size}) with at least 2 points per axis; pass the arrays "
-            "returned by lorenz_sensitivity or load_sensitivity")
+            f"({sigmas.size}, {rhos.size}); {_GRID_FIX}")
 
 
 def _critical_curve(ax: Axes, beta: float, sigmas: np.ndarray, rhos: np.ndarray) -> None:
     """``rho = sigma (sigma + beta + 3) / (sigma - beta - 1)`` for sigma > beta + 1."""
-    s = np.linspace(beta + 1 + 1e-3, sigmas.max(), 400)
+    s = np.linspace(max(beta + 1 + 1e-3, sigmas[0]), sigmas[-1], 400)
     r = s * (s + beta + 3) / (s - beta - 1)
-    keep = r <= rhos.max()
+    keep = (s > beta + 1) & (r >= rhos[0]) & (r <= rhos[-1])
+    if not keep.any():  # outside the view: no line, no legend entry
+        return
     ax.plot(s[keep], r[keep], color="white", lw=2.4, zorder=3)
     ax.plot(s[keep], r[keep], color="black", lw=1.2, ls="--", zorder=4, gid="critical-curve",
             label=r"$\rho = \sigma(\sigma+\beta+3)/(\sigma-\beta-1)$")
@@ -75,7 +106,7 @@ def _heat_map(fig: Figure, ax: Axes, sigmas: np.ndarray, rhos: np.ndarray, grid:
         label += f"\nmagenta: {int(bad.sum())} cells overflow (inf/NaN) or are 0"
     fig.colorbar(im, ax=ax, label=label, shrink=0.9)
     _critical_curve(ax, beta, sigmas, rhos)
-    for (s, r), c in zip(points, _COLOURS, strict=False):
+    for (s, r), c in zip(points, cycle(_COLOURS)):
         ax.plot(s, r, marker="o", ms=8, mfc=c, mec="white", mew=1.5, ls="none", zorder=5,
                 gid="marked-point", label=rf"$(\sigma, \rho) = ({s:g}, {r:g})$")
     ax.set_xlim(sigmas[0] - ds, sigmas[-1] + ds)
@@ -87,7 +118,7 @@ def _heat_map(fig: Figure, ax: Axes, sigmas: np.ndarray, rhos: np.ndarray, grid:
 
 def _trajectories(ax: Axes, points: Sequence[tuple[float, float]],
                   paths: Sequence[np.ndarray]) -> None:
-    for (s, r), path, c in zip(points, paths, _COLOURS, strict=False):
+    for (s, r), path, c in zip(points, paths, cycle(_COLOURS)):
         ax.plot(path[:, 0], path[:, 1], path[:, 2], color=c, lw=0.6, gid="trajectory",
                 label=rf"$\sigma={s:g}$, $\rho={r:g}$")
         ax.scatter(*path[-1], color=c, s=18, depthshade=False)
@@ -98,11 +129,26 @@ def _trajectories(ax: Axes, points: Sequence[tuple[float, float]],
     ax.legend(loc="upper left", fontsize=7, frameon=False)
 
 
+def _check_points(points: Sequence[tuple[float, float]]) -> None:
+    pts = np.asarray(points, dtype=object)
+    try:
+        ok = pts.ndim == 2 and pts.shape[1] == 2 and np.isfinite(pts.astype(float)).all()
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise PebblesValueError(f"points={points!r:.80} must be a sequence of finite "
+                                f"(sigma, rho) pairs, e.g. points={POINTS}")
+
+
 def _check_paths(points: Sequence[tuple[float, float]],
                  trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:
-    if not isinstance(trajectories, (list, tuple)):
-        raise PebblesTypeError(f"trajectories={trajectories!r} must be a list of (n + 1, 3) "
-                               f"arrays, one per point, or None (no panel (b))")
+    if not isinstance(trajectories, (list, tuple, np.ndarray)):
+        raise PebblesTypeError(f"trajectories is a {type(trajectories).__name__}; it must be a "
+                               f"list of (n + 1, 3) arrays (or one (points, n + 1, 3) array), "
+                               f"one per point, or None (no panel (b))")
+    if isinstance(trajectories, np.ndarray) and trajectories.ndim != 3:
+        raise PebblesValueError(f"trajectories has shape {trajectories.shape}; pass one "
+                                f"(points, n + 1, 3) array or a list of (n + 1, 3) arrays")
     paths = [np.asarray(p, dtype=float) for p in trajectories]
     if len(paths) != len(points) or any(p.ndim != 2 or p.shape[1] != 3 for p in paths):
         raise PebblesValueError(
@@ -116,22 +162,25 @@ def draw_lorenz_figure3(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray, 
                         beta: float = BETA, points: Sequence[tuple[float, float]] = POINTS,
                         n: int = 10_000,
                         trajectories: Sequence[np.ndarray] | None = None) -> Figure:
-    """Paper Figure 3: (a) mean |gradient| over (sigma, rho), (b) two trajectories in 3D.
+    """Paper Figure 3: (a) mean |gradient| over (sigma, rho), (b) the trajectories in 3D.
 
     Parameters
     ----------
     sigmas, rhos : ndarray
-        Evenly spaced grid axes.
+        Increasing, evenly spaced, finite 1-D grid axes (others raise
+        ``PebblesValueError`` naming the axis: the cells would be drawn at the
+        wrong place).
     grid : ndarray, shape ``(len(sigmas), len(rhos))``
         Mean |gradient|; cells that overflowed (inf/NaN) or are 0 are drawn
         magenta and counted in the colour-bar label.
     beta : float
         The beta of the grid (for the critical curve).
     points : sequence of (sigma, rho)
-        Marked on the map.
+        Marked on the map, each in its own colour (the colours are reused in
+        turn past the seventh).
     n : int
         Number of steps (for the titles).
-    trajectories : sequence of ndarray (m, 3), optional
+    trajectories : sequence of ndarray (m, 3), or ndarray (points, m, 3), optional
         One path per point (``solvers.experiments.lorenz_trajectory``): panel (b).
 
     Returns
@@ -140,6 +189,7 @@ def draw_lorenz_figure3(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray, 
     """
     sigmas, rhos, grid = (np.asarray(a, dtype=float) for a in (sigmas, rhos, grid))
     _check_grid(sigmas, rhos, grid)
+    _check_points(points)
     paths = None if trajectories is None else _check_paths(points, trajectories)
     fig = _new_figure(11.5 if paths else 6.2, 4.8)
     ax = fig.add_subplot(1, 2 if paths else 1, 1)
@@ -153,8 +203,11 @@ def draw_lorenz_figure3(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray, 
     return fig
 
 
-def _median_panel(ax: Axes, x: np.ndarray, errors: np.ndarray, marker: str) -> None:
-    """Median (line) and the 25-75 % band; errors above :data:`DIVERGED` count as overflow."""
+def _median_panel(ax: Axes, x: np.ndarray, errors: np.ndarray, marker: str, name: str) -> None:
+    """Median (line) and the 25-75 % band; errors above :data:`DIVERGED` count as overflow.
+
+    ``name`` is the x axis's symbol (``n`` or ``K``), for the overflow note.
+    """
     errors = np.where(errors > DIVERGED, np.inf, errors)
     with np.errstate(invalid="ignore"):
         med = np.median(errors, axis=1)
@@ -167,11 +220,13 @@ def _median_panel(ax: Axes, x: np.ndarray, errors: np.ndarray, marker: str) -> N
     if not fin.all():
         first = x[~fin][0]
         ax.axvline(first, color="#d62728", ls="--", lw=1, gid="overflow")
-        ax.text(first, 0.55, f"median > {DIVERGED:g}\nor inf/NaN\nfrom n = {first} ",
+        ax.text(first, 0.55, f"median > {DIVERGED:g}\nor inf/NaN\nfrom {name} = {first} ",
                 color="#d62728", transform=ax.get_xaxis_transform(), fontsize=8, ha="right",
                 va="center")
     ax.set_yscale("log")
-    if np.nanmax(np.where(np.isfinite(errors), errors, DIVERGED)) > 10:
+    if not (np.isfinite(errors) & (errors > 0)).any():  # all overflowed: nothing to scale by
+        ax.set_ylim(1e-16, DIVERGED * 10)
+    elif np.nanmax(np.where(np.isfinite(errors), errors, DIVERGED)) > 10:
         ax.set_ylim(top=DIVERGED * 10)
     ax.set_xlim(0, x.max() * 1.02)
     ax.grid(True, which="major", color="#e6e6e6", lw=0.6)
@@ -209,11 +264,11 @@ def draw_lorenz_figure4(steps_data: tuple[np.ndarray, np.ndarray],
                                                                          "reload_data")
     fig = _new_figure(10.5, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
-    _median_panel(ax1, *steps_data, "")
+    _median_panel(ax1, *steps_data, "", "n")
     ax1.set_xlabel("number of steps n")
     ax1.set_ylabel(r"relative error of $\partial x_n/\partial x_0$ (adjoint vs exact)")
     ax1.set_title("(a) adjoint state without reloads", fontsize=10)
-    _median_panel(ax2, *reload_data, "o")
+    _median_panel(ax2, *reload_data, "o", "K")
     ax2.set_xlabel("reload interval K (steps)")
     ax2.set_title(f"(b) n = {reload_steps}, forward state reloaded every K steps", fontsize=10)
     fig.suptitle(r"Lorenz, $(\sigma, \rho, \beta) = (10, 27, 8/3)$, dt = 3e-3, "

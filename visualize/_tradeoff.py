@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from math import log
 from numbers import Integral
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -141,10 +142,9 @@ def draw_tradeoff(ns: int | tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_
     axes["legend"].legend(handles, labels, fontsize=7, frameon=False, loc="center",
                           title="exact counts (solid, markers); paper (dashed)",
                           title_fontsize=7)
-    axes["legend"].text(0.5, 0.02, f"treeverse counted up to S = min(n - 1, {S_CAP}); "
+    axes["legend"].text(0.5, 0.0, f"treeverse counted up to S = min(n - 1, {S_CAP});\n"
                         "reversible optimum up to S = ceil(log2(n+1))\n+ max(12, min(200, "
-                        "10^7/n)); "
-                        "reversible counts: forward run to cell n",
+                        "10^7/n)); reversible counts: forward run to cell n",
                         transform=axes["legend"].transAxes, ha="center", va="bottom",
                         fontsize=6.5, color="#555")
     _ratio_panel(axes["ratio"], ns, curves)
@@ -170,21 +170,32 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
                          ) -> Figure:
     """The online scheme's forward steps over the offline optimum against n.
 
-    One line per budget S and game (the numbers of :func:`pebbles.online_overhead`);
-    the dotted verticals mark the end of the optimal range, (S+1)(S+2)/2 steps.
+    One line per budget S and game (the numbers of :func:`pebbles.online_overhead`),
+    solid for the checkpoint game, dashed for the in-place game; the dotted
+    verticals mark the end of the optimal range in the checkpoint game,
+    (S+1)(S+2)/2 - 1 steps (:func:`pebbles.online_r2_range`; the in-place
+    game's ends one step later).
+
+    Parameters
+    ----------
+    ns : sequence of int
+        The numbers of steps (drawn in increasing order, each once).
+    budgets : sequence of int
+        The budgets S, one colour each (any number of them; repeats drawn once).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     ns, budgets = _nonempty("ns", ns), _nonempty("budgets", budgets, "(10, 20, 40)")
-    fig = _new_figure(7.0, 4.2)
+    ns, budgets = tuple(sorted(set(ns))), tuple(dict.fromkeys(budgets))
+    many, ncol = len(budgets) > 8, 1 + (2 * len(budgets) - 1) // 16  # legend: 16 rows
+    fig = _new_figure(7.0 + 1.8 * ncol * many, 4.2)  # a wide legend goes beside the axes
     ax = fig.add_subplot()
-    colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
     x = np.array(ns, dtype=float)
-    over = {inplace: online_overhead(tuple(ns), tuple(budgets), inplace=inplace)
+    over = {inplace: online_overhead(ns, budgets, inplace=inplace)
             for inplace in (False, True)}
-    for s, colour in zip(budgets, colours * 4, strict=False):
+    for s, colour in zip(budgets, _colours(len(budgets)), strict=True):
         for inplace, style in ((False, "-"), (True, "--")):
             y = over[inplace][s] * 100
             game = "in-place" if inplace else "checkpoint"
@@ -197,6 +208,15 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
     ax.set_xlabel("n (steps when the run stops)")
     ax.set_ylabel("online forward steps over the optimum (%)")
     ax.set_title("Online checkpointing against the offline optimum", fontsize=10)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, ncol=ncol,
+              loc="upper left" if many else "best", bbox_to_anchor=(1.01, 1) if many else None)
     ax.grid(True, alpha=0.3)
     return fig
+
+
+def _colours(k: int) -> list:
+    """``k`` distinct colours: five fixed ones, or a colormap sampled for more."""
+    fixed = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    if k <= len(fixed):
+        return fixed[:k]
+    return list(matplotlib.colormaps["turbo"](np.linspace(0.05, 0.95, k)))
