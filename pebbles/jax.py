@@ -245,18 +245,29 @@ def _check_idle(budget: Any, method: Any, schedule: Any, options: dict[str, Any]
     _check_schedule(schedule)
 
 
-def _int_length(length: Any) -> int:
-    """``length`` as an int: a Python or NumPy integer, or a concrete 0-d integer array."""
-    if isinstance(length, (jax.Array, np.ndarray)) and length.ndim == 0 \
-            and jnp.issubdtype(length.dtype, jnp.integer):
+def _static_int(name: str, value: Any, what: str) -> Any:
+    """``value`` as an int when it is a concrete 0-d integer array (anything else as it
+    is, for the caller's check); a traced one is refused, naming ``what`` it gives."""
+    if isinstance(value, (jax.Array, np.ndarray)) and value.ndim == 0 \
+            and jnp.issubdtype(value.dtype, jnp.integer):
         try:
-            length = operator.index(length)
+            return operator.index(value)
         except jax.errors.JAXTypeError as exc:
             raise PebblesTypeError(
-                f"length=<traced {length.aval}>: the number of steps must be known when the "
-                f"scan is traced; pass a Python int, or make length a static argument "
+                f"{name}=<traced {value.aval}>: {what} must be known when the loop is "
+                f"traced; pass a Python int, or make {name} a static argument "
                 f"(jax.jit(..., static_argnums=...))") from exc
-    return check_int("length", length, 0)
+    return value
+
+
+def _int_length(length: Any) -> int:
+    """``length`` as an int: a Python or NumPy integer, or a concrete 0-d integer array."""
+    return check_int("length", _static_int("length", length, "the number of steps"), 0)
+
+
+def _budget(budget: Any) -> Any:
+    """``budget`` as an int when it is a concrete 0-d integer array (as ``length``)."""
+    return _static_int("budget", budget, "the number of stored carries")
 
 
 def _length(xs: Any, length: Any) -> int:
@@ -423,7 +434,8 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
         Most carries stored at once besides ``s_0`` (the pebble budget ``S``);
         the gradient keeps at most ``budget + 2`` carries in its slot buffer
         (``s_0`` and the scratch ``s_n`` included). Needed by Treeverse;
-        checked against the other methods' schedules.
+        checked against the other methods' schedules. As ``length``, it may be a
+        concrete 0-d integer array, not a traced one.
     method : str
         A checkpoint-game or in-place-game method of :func:`pebbles.schedule`:
         ``"treeverse"`` (default, optimal), ``"treeverse-paper"``,
@@ -475,6 +487,7 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     True
     """
     n = _length(xs, length)
+    budget = _budget(budget)
     reverse = check_bool("reverse", reverse)
     unroll = _unroll(unroll)
     check_bool("_split_transpose", _split_transpose)
@@ -523,7 +536,8 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
         The initial carry ``s_0``.
     budget : int
         Most carries stored besides ``init`` (``>= 2``), in one preallocated
-        buffer per carry leaf; the working carry is the loop's own.
+        buffer per carry leaf; the working carry is the loop's own. It and
+        ``max_steps`` may be concrete 0-d integer arrays, not traced ones.
     max_steps : int, optional
         Stop after ``max_steps`` steps even if ``cond`` is still true. Runs
         longer than ``2**30`` steps are not supported (int32 counters).
@@ -571,9 +585,10 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
     >>> bool(jnp.allclose(g, jax.grad(ref)(1.0, 0.5)))
     True
     """
-    budget = while_budget(budget, "checkpointed_while_loop", ("carry", "carries"))
+    budget = while_budget(_budget(budget), "checkpointed_while_loop", ("carry", "carries"))
     if max_steps is not None:
-        max_steps = check_int("max_steps", max_steps, 0)
+        max_steps = check_int("max_steps", _static_int("max_steps", max_steps, "the most "
+                                                       "steps"), 0)
         if max_steps > MAX_STEPS:
             raise PebblesValueError(f"max_steps={max_steps} is more than the {MAX_STEPS} steps "
                                     f"the int32 counters allow; pass max_steps <= {MAX_STEPS}")

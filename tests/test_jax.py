@@ -14,7 +14,7 @@ import pytest
 from jaxref import count_eqns, rel, rk4
 
 import pebbles
-from pebbles.jax import checkpointed_scan, scan_program
+from pebbles.jax import checkpointed_scan, checkpointed_while_loop, scan_program
 
 jax.config.update("jax_enable_x64", True)
 
@@ -170,6 +170,20 @@ def test_length_may_be_a_concrete_integer_array():
         jax.jit(lambda n: checkpointed_scan(f, 0.3, None, n, budget=2))(jnp.int32(7))
     with pytest.raises(pebbles.PebblesTypeError, match=r"length=.* must be an integer"):
         checkpointed_scan(f, 0.3, None, jnp.asarray(7.0), budget=2)
+
+
+def test_budget_may_be_a_concrete_integer_array_as_length():
+    f = lambda c, _: (c + 0.01 * jnp.sin(c), c)  # noqa: E731
+    ref = jax.lax.scan(f, 0.3, None, 7)
+    for budget in (np.int64(2), jnp.int32(2), np.asarray(2)):
+        assert rel(checkpointed_scan(f, 0.3, None, 7, budget=budget), ref) == 0.0
+        g = checkpointed_while_loop(lambda c: c[1] < 7, lambda c: (f(c[0], None)[0], c[1] + 1),
+                                    (0.3, 0), budget=budget, max_steps=jnp.int32(9))
+        assert rel(g[0], ref[0]) == 0.0
+    with pytest.raises(pebbles.PebblesTypeError, match=r"budget=<traced int32\[\]>.*static"):
+        jax.jit(lambda b: checkpointed_scan(f, 0.3, None, 7, budget=b))(jnp.int32(2))
+    with pytest.raises(pebbles.PebblesTypeError, match=r"budget=.* must be an integer"):
+        checkpointed_scan(f, 0.3, None, 7, budget=jnp.asarray(2.0))
 
 
 def test_lax_scan_positional_reverse_and_unroll():
