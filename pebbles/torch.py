@@ -86,6 +86,11 @@ def _as_tuple(name: str, value: object) -> tuple[tuple[torch.Tensor, ...], bool]
         f"non-empty tuple of tensors")
 
 
+def _spec(xs: tuple[torch.Tensor, ...]) -> list[tuple]:
+    """(shape, dtype, device) of each tensor of a loop's state: what every step keeps."""
+    return [(tuple(t.shape), t.dtype, t.device) for t in xs]
+
+
 def _differentiable(t: torch.Tensor) -> bool:
     return t.is_floating_point() or t.is_complex()
 
@@ -170,7 +175,7 @@ class _Chain:
         # searched for tensors that were not passed
         self.per_step = per_step
         self.param_ptrs: set[int] | None = None  # storages of the parameters (taping)
-        self.spec = spec  # [(shape, dtype)] the state must keep, or None (layer chains)
+        self.spec = spec  # [(shape, dtype, device)] the state keeps, or None (layer chains)
         self.forms: dict[int, tuple[bool, int]] = {}  # layer chains: cell -> (tuple?, count)
         self.checked = False  # a backward step's graph searched for tensors not passed
         self.was_tuple = False
@@ -179,6 +184,8 @@ class _Chain:
         # first sweep stood at that cell; a run from a slot replays with the slot's state,
         # and the generator goes on through the run as it did the first time
         self.slot_rng: dict[int, tuple] = {}
+        # while loops whose cond drew numbers before step i: the state step i started from
+        self.step_rng: dict[int, tuple] = {}
         self.frontier = 0  # steps below it have run once (first runs: the global generator)
         self.devices, self.tape = devices, tape
         if program is not None:
@@ -192,6 +199,8 @@ class _Chain:
         self.amp: tuple = ()  # the forward pass's autocast state, for replays
         self.amp_kinds: list[str] = []  # the device types it was read for
         self.replay_amp = False  # replays must switch autocast (the backward pass's differs)
+        self.device = torch.device("cpu")  # the forward pass's default device, for replays
+        self.replay_device = False  # replays must switch it (the backward pass's differs)
         self.phase = "forward pass"
         self.hooked: tuple[torch.Tensor, ...] = ()  # parameters with hooks (_hooks_held)
 
@@ -209,6 +218,8 @@ class _Chain:
              guard: bool = True) -> tuple[torch.Tensor, ...]:
         if i < self.frontier:
             self.buffers.replay()
+            if i in self.step_rng:  # inside the run's fork_rng (_rng_run)
+                _set_rng_state(self.step_rng[i], self.devices)
         else:
             self.buffers.settle()
             self.frontier = i + 1
@@ -241,10 +252,17 @@ class _Chain:
         """Step i as the user wrote it: a loop's step or a chain's layer."""
         return f"layer {i} (functions[{i}])" if self.per_step else f"step {i}"
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        """The forward pass's autocast state, around a replay in the backward pass (which
-        may run under another one, e.g. outside the user's ``torch.autocast``)."""
-        return _autocast(self.amp) if self.replay_amp else _NOTHING
+    def _replaying(self) -> contextlib.AbstractContextManager:
+        """The forward pass's autocast state and default device (``with
+        torch.device(...)``), around a replay in the backward pass, which may run under
+        others (e.g. outside the user's ``torch.autocast`` and ``torch.device``), as
+        ``torch.utils.checkpoint``'s recomputation does."""
+        if not (self.replay_amp or self.replay_device):
+            return _NOTHING
+        stack = _autocast(self.amp) if self.replay_amp else contextlib.ExitStack()
+        if self.replay_device:
+            stack.enter_context(self.device)  # a torch.device is a context manager
+        return stack
 
     def _generator(self, first: int, src: int,
                    dst: int | None = None) -> contextlib.AbstractContextManager:
@@ -288,13 +306,29 @@ class _Chain:
                 f"is {'a tuple' if self.was_tuple else 'a single tensor'}; every step must "
                 f"return the state in the same form (a tensor, or a tuple of as many "
                 f"tensors) as its input")
+        self._check_spec(i, ys)
+        return ys
+
+    def _check_spec(self, i: int, ys: tuple[torch.Tensor, ...]) -> None:
+        """Raise unless a loop's step returned a state of x0's shapes, dtypes and devices."""
         got = [(tuple(t.shape), t.dtype) for t in ys]
-        if got != self.spec:
+        want = [s[:2] for s in self.spec]
+        if got != want:
+            cast = ("; under torch.autocast a step that ends in a Linear or a matmul returns "
+                    "the autocast dtype: cast the state back in the step (return y.float()) "
+                    "or keep its dtype fixed" if [g[1] for g in got] != [w[1] for w in want]
+                    else "")
             raise PebblesValueError(
                 f"step({i}, x) returned a state with (shape, dtype) {got} but x0 has "
-                f"{self.spec}; every step of a loop must return a state of x0's shapes and "
-                f"dtypes (as a {'tuple' if self.was_tuple else 'single tensor'})")
-        return ys
+                f"{want}; every step of a loop must return a state of x0's shapes and "
+                f"dtypes (as a {'tuple' if self.was_tuple else 'single tensor'}){cast}")
+        got_at, want_at = [str(t.device) for t in ys], [str(s[2]) for s in self.spec]
+        if got_at != want_at:
+            raise PebblesValueError(
+                f"step({i}, x) returned a state on device(s) {got_at} but x0 is on "
+                f"{want_at}; every step of a loop must keep the state on x0's devices (the "
+                f"stored states and the replays start from them). Move x0 there before the "
+                f"loop (x0.to(device)), or move the state back at the end of the step")
 
     # -- the program ------------------------------------------------------
     def forward(self, xs: tuple[torch.Tensor, ...],
@@ -308,16 +342,18 @@ class _Chain:
         self.phase = "forward pass" if not again else "backward pass (its forward part again)"
         if self.rng:
             self.slot_rng[0] = self.rng0
-        with self._autocast() if again else _NOTHING:
+        with self._replaying() if again else _NOTHING:
             for r in range(self.seed):
                 self._row(slots, r)
         return slots, slots[self.ops[self.seed][1]]
 
     def begin(self, xs: tuple[torch.Tensor, ...]) -> None:
-        """Read the autocast and RNG states the forward pass starts with."""
+        """Read the autocast state, default device and RNG states the forward pass
+        starts with."""
         self.amp_kinds = sorted({"cpu", *(t.device.type for t in (*xs, *self.params,
                                                                   *self.grad_params))})
         self.amp = _autocast_state(self.amp_kinds)
+        self.device = torch.get_default_device()
         self.rng0 = _rng_state(self.devices) if self.rng else ()
 
     def plain(self, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -413,7 +449,7 @@ class _Chain:
         while r < len(self.ops):
             op, src, _, i, _ = self.ops[r]
             if op != OP_PAINT:
-                with self._autocast():
+                with self._replaying():
                     self._row(slots, r)
                 r += 1
                 continue
@@ -452,7 +488,7 @@ class _Chain:
             for k in range(i - 1, low - 1, -1):  # the run's inner states: in the graph only
                 xi = self.tapes.pop(k)[0]
         else:
-            with self._generator(i, src), torch.enable_grad(), self._autocast():
+            with self._generator(i, src), torch.enable_grad(), self._replaying():
                 xi = self._leaves(i, xs)
                 ys = self.call(i, xi)
         pairs = [(y, g) for y, g in zip(ys, grads, strict=True)
@@ -533,8 +569,8 @@ class _Until(_Chain):
         """Run while cond holds, keeping what the scheduler says: ``{cell: (state, RNG
         state)}``, s_n and n."""
         sched = OnlineScheduler(self.budget, beyond=self.beyond)
-        kept: dict[int, tuple] = {0: (xs, self.rng0)}
-        x, i = xs, 0
+        kept: dict[int, tuple] = {}
+        x, i, ended = xs, 0, self.rng0  # ended: the RNG state where the last step ended
         graphs = self.tape  # until the scheduler drops a state, every state is kept
         while self._more(i, x):
             if i:  # s_i is not the last state: the scheduler places it
@@ -544,14 +580,29 @@ class _Until(_Chain):
                         graphs = False  # and a graph must not hold a dropped state:
                         self.tapes.pop(cell - 1, None)
                         self.tapes.pop(cell, None)
-                kept[i] = (x, _rng_state(self.devices) if self.rng else ())
+            kept[i] = (x, self._step_rng(i, ended))
             if graphs:  # taped as in _taped: kept if it saves nothing of its own
                 x = self._taped(i, x)
                 graphs = self.tape = i in self.tapes
             else:
                 x = self.call(i, x)
+            ended = _rng_state(self.devices) if self.rng else ()
             i += 1
         return kept, x, i
+
+    def _step_rng(self, i: int, ended: tuple) -> tuple:
+        """The RNG state step i starts from, read after ``cond(i, x_i)``: where replays
+        of step i start. When cond drew numbers since step i-1 ``ended``, a replay that
+        runs on from step i-1 would not draw them, so the state is kept for step i too
+        (one per such step)."""
+        if not self.rng:
+            return ()
+        now = _rng_state(self.devices)
+        if i == 0:
+            self.rng0 = now  # slot 0's, also for a second backward pass
+        elif not _same_rng(now, ended):
+            self.step_rng[i] = now
+        return now
 
     def _adopt(self, kept: dict[int, tuple], x: tuple) -> list:
         """The slots where the program's forward rows leave its states: the kept
@@ -817,6 +868,7 @@ class _Checkpointed(torch.autograd.Function):
         slots, ctx.slots = ctx.slots, None  # the stored states die with this call
         chain = ctx.chain
         chain.replay_amp = _autocast_state(chain.amp_kinds) != chain.amp
+        chain.replay_device = torch.get_default_device() != chain.device
         try:
             if slots is None:  # a second backward pass (retain_graph=True): store them again
                 slots = chain.forward(tuple(t.detach() for t in xs), again=True)[0]
@@ -897,6 +949,11 @@ def _set_rng_state(state: tuple, devices: list[int]) -> None:
     torch.set_rng_state(state[0])
     for d, s in zip(devices, state[1], strict=True):
         torch.cuda.set_rng_state(s, d)
+
+
+def _same_rng(a: tuple, b: tuple) -> bool:
+    """Whether two states of :func:`_rng_state` are equal."""
+    return all(torch.equal(s, t) for s, t in zip((a[0], *a[1]), (b[0], *b[1]), strict=True))
 
 
 def _cuda_devices(tensors: Iterable[torch.Tensor]) -> list[int]:
@@ -1059,7 +1116,9 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     InfeasibleBudgetError
         The budget cannot finish the schedule (the error names the least one).
     PebblesValueError
-        A step changed the state's shape, dtype or form.
+        A step changed the state's shape, dtype, device or form (under
+        ``torch.autocast`` a step ending in a Linear or a matmul returns the autocast
+        dtype: cast the state back, e.g. ``.float()``, at the end of the step).
 
     Examples
     --------
@@ -1076,18 +1135,19 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     call_params = _params(params)
     if n == 0:  # no step: x_0, as the plain loop gives
         return x0
+    devices = _cuda_devices((*xs, *call_params, *_owned(step)))  # RNG states to keep
     if memory is not None:
         if budget is not None or options:
             raise PebblesValueError(
                 f"memory={memory!r} with budget={budget!r} or options {sorted(options)}: pass "
                 f"either memory (bytes; kept-graph optimum) or a budget and method options")
-        program = _uniform_program(step, x0, n, call_params, memory, graph_bytes, tape)
+        program = _uniform_program(step, x0, n, call_params, memory, graph_bytes, tape,
+                                   devices)
     else:
         program = _program(_schedule(method, n, budget=budget, **options), n)
-    spec = [(tuple(t.shape), t.dtype) for t in xs]
-    chain = _Chain(step, call_params, _module_params(step), program, spec=spec,
-                   rng=preserve_rng_state, devices=_cuda_devices((*xs, *call_params)),
-                   tape=tape, buffers=_module_buffers(step))
+    chain = _Chain(step, call_params, _module_params(step), program, spec=_spec(xs),
+                   rng=preserve_rng_state, devices=devices, tape=tape,
+                   buffers=_module_buffers(step))
     return _run(chain, xs, was_tuple)
 
 
@@ -1114,7 +1174,9 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
         tensor), asked for ``i = 0, 1, ...`` without gradients, as
         ``torch.no_grad()`` code. The first ``i`` for which it is false is ``n``
         (0: the result is ``x0``). As with ``jax.lax.while_loop``, the gradient is
-        that of the ``n``-step loop that ran.
+        that of the ``n``-step loop that ran. It may draw random numbers: with
+        ``preserve_rng_state`` each step is replayed from the generator's state
+        after ``cond`` (one state kept for each step before which ``cond`` drew).
     step, x0, *params, preserve_rng_state, tape
         As in :func:`checkpointed_loop`.
     budget : int
@@ -1152,24 +1214,23 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     xs, was_tuple = _as_tuple("x0", x0)
     call_params = _params(params)
     chain = _Until(cond, (budget, beyond, most), step, call_params, _module_params(step),
-                   None, spec=[(tuple(t.shape), t.dtype) for t in xs], rng=preserve_rng_state,
-                   devices=_cuda_devices((*xs, *call_params)), tape=tape,
+                   None, spec=_spec(xs), rng=preserve_rng_state,
+                   devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
                    buffers=_module_buffers(step))
     return _run(chain, xs, was_tuple)
 
 
 def _uniform_program(step: Callable[..., State], x0: State, n: int,
                      params: tuple[torch.Tensor, ...], memory: object, graph_bytes: object,
-                     tape: bool) -> SlotProgram:
+                     tape: bool, devices: list[int]) -> SlotProgram:
     """The lowered optimum of ``n`` equal steps of state ``x0``'s bytes under ``memory``
-    bytes, each step's graph keeping ``graph_bytes`` more (measured when None; no graph
-    is kept with ``tape=False``)."""
+    bytes, each step's graph keeping ``graph_bytes`` more (measured when None, inside
+    ``fork_rng`` of the CUDA ``devices``; no graph is kept with ``tape=False``)."""
     memory = _check_bytes("memory", memory)
     size = _nbytes(_as_tuple("x0", x0)[0])
     if graph_bytes is None:
-        known = (*params, *_module_params(step), *_module_buffers(step))
-        with torch.random.fork_rng(devices=_cuda_devices(_as_tuple("x0", x0)[0])), \
-                _Buffers(_module_buffers(step)).kept():
+        known = (*params, *_owned(step))
+        with torch.random.fork_rng(devices=devices), _Buffers(_module_buffers(step)).kept():
             with _profiling("step 0"):
                 graph_bytes = _graph_bytes(lambda x: step(0, x, *params), x0, known)[0]
     g = _check_bytes("graph_bytes", graph_bytes) if tape else math.inf
@@ -1239,12 +1300,12 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
             f"backward_ratio={backward_ratio!r} must be a finite number >= 1: a backward step "
             f"includes the replay of its layer")
     fwd, sizes, graph, last, cot = [], [_nbytes(xs)], [], {}, []
-    devices = _cuda_devices(xs)
     wrt = _unique(_chain_params(layers, params))  # what the backward steps differentiate
+    devices = _layer_devices(xs, _params(params), layers)
     with torch.random.fork_rng(devices=devices), _Buffers(_layer_buffers(layers)).kept():
         x: Any = input
         for i, layer in enumerate(layers):
-            known = (*_params(params), *_module_params(layer), *_module_buffers(layer))
+            known = (*_params(params), *_owned(layer))
             with _profiling(f"layer {i} (functions[{i}])"):
                 nbytes, reached = _graph_bytes(layer, x, known)
             graph.append(nbytes)
@@ -1284,6 +1345,19 @@ def _chain_params(layers: list, params: Sequence[object]) -> tuple[torch.Tensor,
     steps differentiate (those that require grad)."""
     return _params(params) + tuple(
         p for f in layers if isinstance(f, torch.nn.Module) for p in f.parameters())
+
+
+def _owned(obj: object) -> tuple[torch.Tensor, ...]:
+    """The parameters and buffers of ``obj`` if it is an nn.Module (or a method of one):
+    with the state and ``params``, they say which CUDA devices a step or layer uses."""
+    return (*_module_params(obj), *_module_buffers(obj))
+
+
+def _layer_devices(xs: tuple[torch.Tensor, ...], params: tuple[torch.Tensor, ...],
+                   layers: list) -> list[int]:
+    """The CUDA devices of a layer chain: of its input, ``params`` and the parameters and
+    buffers of its ``nn.Module`` layers (RNG states to keep, devices to synchronise)."""
+    return _cuda_devices((*xs, *params, *(t for f in layers for t in _owned(f))))
 
 
 def _module_buffers(obj: object) -> tuple[torch.Tensor, ...]:
@@ -1515,6 +1589,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
                  _segments_program(_fields(costs, tape), segments, levels, bool(tape)))
     params = _chain_params(layers, params)
     chain = _Chain(lambda i, x: layers[i](x), (), params, _program(moves, n), spec=None,
-                   rng=preserve_rng_state, devices=_cuda_devices((*xs, *params)), tape=tape,
-                   per_step=True, buffers=_layer_buffers(layers))
+                   rng=preserve_rng_state, tape=tape, per_step=True,
+                   devices=_layer_devices(xs, params, layers),
+                   buffers=_layer_buffers(layers))
     return _run(chain, xs, was_tuple)

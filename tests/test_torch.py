@@ -64,6 +64,11 @@ def grads_of(fn, tensors):
     return [t.grad.clone() for t in tensors]
 
 
+def rng_states(device):
+    """The CPU generator's state and, on CUDA, the current device's."""
+    return [torch.get_rng_state(), *([torch.cuda.get_rng_state()] if device == "cuda" else [])]
+
+
 def assert_close(got, want, tol=1e-12):
     for g, w in zip(got, want, strict=True):
         assert torch.allclose(g, w, rtol=tol, atol=tol), (g, w)
@@ -190,16 +195,17 @@ def test_taped_runs_replace_replays(method, kw):
     assert counted.alive() == 0
 
 
-def test_tuple_state_with_integer_component():
+@pytest.mark.parametrize("device", DEVICES)
+def test_tuple_state_with_integer_component(device):
     def step(i, state, k, c):
         x, v, count = state
         return x + 0.01 * v, v - 0.01 * (k * x + c * v * v), count + 1
 
-    k = torch.tensor(2.0, dtype=F64, requires_grad=True)
-    c = torch.tensor(0.3, dtype=F64, requires_grad=True)
-    x0 = torch.tensor([1.0, 0.5], dtype=F64, requires_grad=True)
-    v0 = torch.tensor([0.0, 0.2], dtype=F64, requires_grad=True)
-    s0 = (x0, v0, torch.tensor(0))
+    k = torch.tensor(2.0, dtype=F64, device=device, requires_grad=True)
+    c = torch.tensor(0.3, dtype=F64, device=device, requires_grad=True)
+    x0 = torch.tensor([1.0, 0.5], dtype=F64, device=device, requires_grad=True)
+    v0 = torch.tensor([0.0, 0.2], dtype=F64, device=device, requires_grad=True)
+    s0 = (x0, v0, torch.tensor(0, device=device))
 
     def ours():
         out = checkpointed_loop(step, s0, 300, k, c, budget=5)
@@ -220,10 +226,11 @@ class Cell(torch.nn.Module):
         return x + 0.1 * self.scale * torch.tanh(self.lin(x))
 
 
-def test_module_step_gets_parameter_gradients():
+@pytest.mark.parametrize("device", DEVICES)
+def test_module_step_gets_parameter_gradients(device):
     torch.manual_seed(0)
-    cell = Cell()
-    x0 = torch.randn(3, 6, dtype=F64, requires_grad=True)
+    cell = Cell().to(device)
+    x0 = torch.randn(3, 6, dtype=F64, device=device, requires_grad=True)
     tensors = [x0, *cell.parameters()]
     want = grads_of(lambda: plain_loop(cell, x0, 60), tensors)
     assert_close(grads_of(lambda: checkpointed_loop(cell, x0, 60, budget=3), tensors), want)
@@ -261,9 +268,11 @@ class Watched(torch.nn.Module):
         return y
 
 
-def test_50_unequal_layers_budget_and_memory():
+@pytest.mark.parametrize("device", DEVICES)
+def test_50_unequal_layers_budget_and_memory(device):
     net, widths = unequal_chain()
-    x = torch.randn(5, widths[0], dtype=F64, requires_grad=True)
+    net.to(device)
+    x = torch.randn(5, widths[0], dtype=F64, device=device, requires_grad=True)
     tensors = [x, *net.parameters()]
     want = grads_of(lambda: net(x), tensors)
     assert_close(grads_of(lambda: checkpoint_sequential(net, x, budget=4), tensors), want)
@@ -287,18 +296,20 @@ def test_50_unequal_layers_budget_and_memory():
     assert_close(grads_of(lambda: checkpoint_sequential(net, x, memory=limit), tensors), want)
 
 
-def test_dropout_masks_survive_recomputation():
+@pytest.mark.parametrize("device", DEVICES)
+def test_dropout_masks_survive_recomputation(device):
     net, widths = unequal_chain(12, dropout=0.3)
-    x = torch.randn(4, widths[0], dtype=F64, requires_grad=True)
+    net.to(device)
+    x = torch.randn(4, widths[0], dtype=F64, device=device, requires_grad=True)
     tensors = [x, *net.parameters()]
     limit = pebbles._chain.hetero_min_memory(profile_layers(net, x)) + 2 * 4 * 30 * 8
     for kw in ({"budget": 2}, {"memory": limit}):
         torch.manual_seed(5)
         want = grads_of(lambda: net(x), tensors)
-        after_plain = torch.get_rng_state()
+        after_plain = rng_states(device)
         torch.manual_seed(5)
         assert_close(grads_of(lambda kw=kw: checkpoint_sequential(net, x, **kw), tensors), want)
-        assert torch.equal(torch.get_rng_state(), after_plain)
+        assert_equal(rng_states(device), after_plain)
 
 
 def test_profile_layers_measures_output_bytes():
@@ -540,7 +551,7 @@ def test_replay_that_runs_on_past_the_first_sweep_uses_both_generators():
     after_plain = torch.get_rng_state()
 
     def run():
-        chain = pebbles.torch._Chain(noisy_step, (w,), (), prog, spec=[((4,), F64)],
+        chain = pebbles.torch._Chain(noisy_step, (w,), (), prog, spec=[((4,), F64, x0.device)],
                                      rng=True, devices=[], tape=False)
         return pebbles.torch._run(chain, (x0,), False)
 
@@ -979,9 +990,10 @@ def test_while_loop_runs_the_online_schedule_of_the_n_it_reached(n, budget, tape
     assert ours.alive() == 0
 
 
-def test_while_loop_options_and_edge_cases():
-    w = torch.tensor([0.7, 1.3], dtype=F64, requires_grad=True)
-    x0 = torch.tensor([0.2, -0.4], dtype=F64, requires_grad=True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_while_loop_options_and_edge_cases(device):
+    w = torch.tensor([0.7, 1.3], dtype=F64, device=device, requires_grad=True)
+    x0 = torch.tensor([0.2, -0.4], dtype=F64, device=device, requires_grad=True)
     # max_steps stops a loop whose cond is still true; wang-moin past the r = 3 phase
     want = grads_of(lambda: plain_loop(sin_step, x0, 40, w), [x0, w])
     for beyond in ("greedy", "wang-moin"):
@@ -993,7 +1005,7 @@ def test_while_loop_options_and_edge_cases():
     out = checkpointed_while_loop(lambda i, x: x.sum() > 10, sin_step, x0, w, budget=2)
     assert torch.equal(out, x0)
     out.sum().backward()
-    assert torch.equal(x0.grad, torch.ones(2, dtype=F64)) and w.grad is None
+    assert torch.equal(x0.grad, torch.ones_like(x0)) and w.grad is None
     # without gradients: a plain loop, each step once
     counted = Counted(sin_step, 50)
     with torch.no_grad():
@@ -1002,9 +1014,9 @@ def test_while_loop_options_and_edge_cases():
     assert 1 < n < 50 and np.array_equal(counted.nograd, np.r_[np.ones(n), np.zeros(50 - n)])
     assert torch.equal(out, plain_loop(sin_step, x0, n, w))
     # a tuple state stopping on its integer counter; a module step's parameters
-    field = torch.nn.Linear(2, 2).double()
+    field = torch.nn.Linear(2, 2).double().to(device)
     step = lambda i, s, *p: (s[0] + 0.1 * torch.tanh(field(s[0])), s[1] + 1)  # noqa: E731
-    state = (x0, torch.tensor(0))
+    state = (x0, torch.tensor(0, device=device))
     want = grads_of(lambda: plain_loop(step, state, 17)[0],
                     [x0, *field.parameters()])
     got = grads_of(lambda: checkpointed_while_loop(
@@ -1372,3 +1384,161 @@ def test_profiling_errors_name_the_layer_and_small_contract_points():
     costs = profile_layers(net[:1], x)
     with pytest.raises(pebbles.PebblesValueError, match="costs=.* with budget=2"):
         checkpoint_sequential(net[:1], x, budget=2, costs=costs)
+
+
+@pytest.mark.parametrize("kind", ["loop", "while", "sequential"])
+def test_replays_make_tensors_on_the_forward_pass_default_device(kind):
+    """Replays (backward passes, a second one too) run under the ``torch.device(...)``
+    context of the forward pass, as torch.utils.checkpoint's recomputation does, so that
+    a step making a tensor without a device (torch.randn(x.shape)) makes it where its
+    first run did; and under none when the forward pass ran under none."""
+    seen = []
+
+    def step(i, x, w):
+        seen.append(torch.empty(0).device.type)
+        return torch.tanh(w * x)
+
+    w = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    x0 = torch.linspace(-1, 1, 3, dtype=F64, requires_grad=True)
+    layers = [lambda x, i=i: step(i, x, w) for i in range(8)]
+    run = {"loop": lambda: checkpointed_loop(step, x0, 8, w, budget=2, tape=False),
+           "while": lambda: checkpointed_while_loop(lambda i, x: i < 8, step, x0, w,
+                                                    budget=2, tape=False),
+           "sequential": lambda: checkpoint_sequential(
+               layers, x0, budget=2, params=[w], tape=False)}[kind]
+    want = grads_of(lambda: plain_loop(step, x0, 8, w), [x0, w])
+    seen.clear()
+    with torch.device("meta"):
+        out = run()
+    first = len(seen)
+    for _ in range(2):  # the second pass runs the forward part again
+        x0.grad = w.grad = None
+        out.sum().backward(retain_graph=True)
+        assert_close([x0.grad, w.grad], want)
+    assert len(seen) > 3 * first and set(seen) == {"meta"}
+    seen.clear()
+    out = run()
+    with torch.device("meta"):
+        out.sum().backward()
+    assert len(seen) > first and set(seen) == {"cpu"}
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """One CUDA device, faked on the CPU: the tensors in ``marked`` are on it, ``gen``
+    stands for its generator (torch.cuda.get_rng_state and set_rng_state read and set
+    it) and ``synced`` records torch.cuda.synchronize's calls."""
+    fake = type("FakeCuda", (), {})()
+    fake.marked, fake.gen, fake.synced = [], torch.Generator().manual_seed(1), []
+    monkeypatch.setattr(pebbles.torch, "_cuda_devices", lambda ts: [0] if {
+        id(t) for t in ts} & {id(m) for m in fake.marked} else [])
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device=0: fake.gen.get_state())
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda state, device=0: fake.gen.set_state(state))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: fake.synced.append(
+        device))
+    return fake
+
+
+class Noisy(torch.nn.Module):
+    """Linear, tanh and a dropout mask drawn from ``gen`` (a CUDA generator's stand-in);
+    called as a layer ``(x)`` or as a loop's step ``(i, x)``."""
+
+    def __init__(self, gen):
+        super().__init__()
+        torch.manual_seed(2)
+        self.lin, self.gen = torch.nn.Linear(4, 4).double(), gen
+
+    def forward(self, *args):
+        x = args[-1]
+        mask = (torch.rand(x.shape, generator=self.gen, dtype=F64) > 0.3).to(F64)
+        return torch.tanh(self.lin(x)) * mask / 0.7
+
+
+def test_profile_layers_syncs_and_forks_the_devices_of_the_layers(fake_cuda):
+    """The layers' device (here only their parameters are on it, not the input) is
+    synchronised around each timed run and its generator left as it was."""
+    layer = Noisy(fake_cuda.gen)
+    fake_cuda.marked = [layer.lin.weight]
+    state = fake_cuda.gen.get_state()
+    profile_layers([layer, torch.nn.Tanh()], torch.randn(3, 4, dtype=F64), repeat=2)
+    assert torch.equal(fake_cuda.gen.get_state(), state)
+    assert fake_cuda.synced == [0] * 8  # 2 layers, 2 runs each, before and after
+
+
+@pytest.mark.parametrize("kw", [{"budget": 3}, {"memory": 3 * 4 * 8 * 20}, "while"])
+def test_a_module_steps_device_generator_is_replayed(fake_cuda, kw):
+    """preserve_rng_state=True with a module step whose parameters alone are on the device:
+    its generator is saved, restored for replays and forked for profiling, so the
+    gradients and the generator's end state are plain autograd's."""
+    step = Noisy(fake_cuda.gen)
+    fake_cuda.marked = [step.lin.bias]
+    x0 = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    tensors = [x0, *step.parameters()]
+    fake_cuda.gen.manual_seed(7)
+    want = grads_of(lambda: plain_loop(step, x0, 12), tensors)
+    after = fake_cuda.gen.get_state()
+    fake_cuda.gen.manual_seed(7)
+    got = grads_of(lambda: checkpointed_while_loop(
+        lambda i, x: i < 12, step, x0, budget=3, preserve_rng_state=True) if kw == "while"
+        else checkpointed_loop(step, x0, 12, preserve_rng_state=True, **kw), tensors)
+    assert_close(got, want)
+    assert torch.equal(fake_cuda.gen.get_state(), after)
+
+
+def test_a_step_moving_the_state_to_another_device_is_refused():
+    x0 = torch.ones(3, requires_grad=True)
+    move = lambda i, x: x.to("meta")  # noqa: E731
+    for run in (lambda: checkpointed_loop(move, x0, 4, budget=2),
+                lambda: checkpointed_while_loop(lambda i, x: i < 4, move, x0, budget=2)):
+        with pytest.raises(pebbles.PebblesValueError, match=r"step\(0, x\) returned a state "
+                           r"on device\(s\) \['meta'\] but x0 is on \['cpu'\].*x0.to"):
+            run()
+
+
+def test_a_loop_under_autocast_is_told_to_cast_the_state_back():
+    w = torch.randn(4, 4, requires_grad=True)
+    x0 = torch.randn(2, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(pebbles.PebblesValueError, match=r"autocast.*\.float\(\)"):
+            checkpointed_loop(lambda i, x, w: x @ w, x0, 4, w, budget=2)
+        out = checkpointed_loop(lambda i, x, w: (x @ w).float(), x0, 4, w, budget=2)
+    assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("tape", [False, True])
+def test_while_loop_replays_the_draws_of_a_cond_that_draws_numbers(device, tape):
+    """cond may draw from the global generator (here for i = 0, 2, 3, 5, ...): each step is
+    replayed with the generator where it stood before the step's first run, after cond,
+    so that dropout draws the masks of the plain loop, also in a second backward pass;
+    and the generator ends where the plain loop leaves it."""
+    def cond(i, x):
+        if i % 3 != 1:
+            torch.rand((), device=device)
+        return i < 12
+
+    def step(i, x, w):
+        return x + torch.nn.functional.dropout(torch.tanh(w * x), 0.3)
+
+    w = torch.tensor(0.9, dtype=F64, device=device, requires_grad=True)
+    x0 = torch.linspace(-1, 1, 6, dtype=F64, device=device, requires_grad=True)
+
+    def plain():
+        x, i = x0, 0
+        while cond(i, x):
+            x, i = step(i, x, w), i + 1
+        return x
+
+    torch.manual_seed(3)
+    want = grads_of(plain, [x0, w])
+    assert w.grad != 0 and torch.all(x0.grad != 0)  # each step's mask counts
+    after = rng_states(device)
+    torch.manual_seed(3)
+    out = checkpointed_while_loop(cond, step, x0, w, budget=3, preserve_rng_state=True,
+                                  tape=tape)
+    assert_equal(rng_states(device), after)
+    for _ in range(2):
+        x0.grad = w.grad = None
+        out.sum().backward(retain_graph=True)
+        assert_close([x0.grad, w.grad], want)
