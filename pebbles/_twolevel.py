@@ -738,11 +738,13 @@ def _check_period(n: int, budget: int, period: object, inplace: bool) -> tuple[i
 def periodic_disk(n: int, budget: int, period: int, *, inplace: bool = False) -> Iterator[Move]:
     """Yield the periodic disk schedule (Aupy & Herrmann 2017, adapted to this game).
 
-    The first sweep stores ``s_period, s_2period, ...`` on disk (one ``store``
-    each, ``ceil(n / period) - 1`` disk pebbles); then the periods are reversed
-    from the last to the first, each by :func:`pebbles.treeverse` with its start
-    loaded once (not for the last, still in memory, nor the first, cell 0) and
-    held while ``budget - 1`` further memory pebbles reverse it.
+    The first sweep stores the period starts ``s_period, s_2period, ...`` on disk
+    but the last, which it ends on and keeps in memory (one ``store`` each, ``k - 1``
+    disk pebbles for ``k = (n - 1) // period`` periods after the first); then the
+    periods are reversed from the last to the first, each by
+    :func:`pebbles.treeverse` with its start loaded once (not for the last, still in
+    memory, nor the first, cell 0) and held while ``budget - 1`` further memory
+    pebbles reverse it.
 
     Examples
     --------
@@ -750,7 +752,7 @@ def periodic_disk(n: int, budget: int, period: int, *, inplace: bool = False) ->
     >>> from pebbles._twolevel import periodic_disk, periodic_disk_time
     >>> r = simulate(periodic_disk(30, 3, 10), 30, "checkpoint", 3, write_cost=2, read_cost=1)
     >>> r.time == periodic_disk_time(30, 3, 10, write_cost=2, read_cost=1), r.writes, r.reads
-    (True, 2, 1)
+    (True, 1, 1)
     """
     n, budget, period = _check_period(n, budget, period, inplace)
     return _periodic(n, budget, period, inplace)
@@ -763,10 +765,9 @@ def _periodic(n: int, budget: int, period: int, inplace: bool) -> Iterator[Move]
     last = starts[-1]
     if last > 0:
         yield Move(_FORWARD, 0, period)
-        yield Move(_STORE, period)
         for a in starts[1:-1]:
+            yield Move(_STORE, a)
             yield from _walk(a, a + period, inplace)
-            yield Move(_STORE, a + period)
     for x in reversed(starts):
         length = min(x + period, n) - x
         if 0 < x < last:
@@ -776,6 +777,7 @@ def _periodic(n: int, budget: int, period: int, inplace: bool) -> Iterator[Move]
             yield Move(m[0], m[1] + x, m[2] + x if m[0] == _FORWARD else -1)
         if x > 0:
             yield Move(_REMOVE, x)
+        if 0 < x < last:
             yield Move(_DISCARD, x)
 
 
@@ -791,13 +793,14 @@ def _walk(a: int, b: int, inplace: bool) -> Iterator[Move]:
 
 def periodic_disk_time(n: int, budget: int, period: int, *, write_cost: float,
                        read_cost: float, inplace: bool = False) -> float:
-    """Total time of :func:`periodic_disk`: ``x_k + k w + (k - 1) r + sum of Treeverse times``.
+    """Total time of :func:`periodic_disk`: ``x_k + (k - 1)(w + r) + sum of Treeverse times``,
+    ``k = (n - 1) // period`` periods after the first (the last starts at ``x_k = k period``).
 
     Examples
     --------
     >>> from pebbles._twolevel import periodic_disk_time
     >>> periodic_disk_time(30, 3, 10, write_cost=2, read_cost=1)
-    91.0
+    89.0
     """
     from ._optimal import min_forward_steps
 
@@ -806,7 +809,8 @@ def periodic_disk_time(n: int, budget: int, period: int, *, write_cost: float,
     game = Game.INPLACE if inplace else Game.CHECKPOINT
     k = (n - 1) // period  # periods after the first; the last starts at k * period
     # writes and reads priced only when there are any (0 * inf would be nan)
-    total = float(k * period) + (k * wc if k else 0.0) + ((k - 1) * rc if k > 1 else 0.0)
+    total = float(k * period) + ((k - 1) * wc if k > 1 else 0.0) \
+        + ((k - 1) * rc if k > 1 else 0.0)
     if k == 0:
         return total + min_forward_steps(n, budget, game)
     middle = (k - 1) * min_forward_steps(period, budget - 1, game) if k > 1 else 0
@@ -893,7 +897,7 @@ def _period_times(n: int, budget: int, periods: np.ndarray, wc: float, rc: float
     middle, _ = _treeverse_steps(periods, held, game)
     tail, _ = _treeverse_steps(n - k * periods, held, game)
     with np.errstate(invalid="ignore"):  # 0 * inf: no writes (reads) are priced 0
-        total = (k * periods).astype(np.float64) + np.where(k > 0, k * wc, 0.0) \
+        total = (k * periods).astype(np.float64) + np.where(k > 1, (k - 1) * wc, 0.0) \
             + np.where(k > 1, (k - 1) * rc, 0.0)
         total = total + first + np.where(k > 1, (k - 1) * middle, 0.0) \
             + np.where(k > 0, tail, 0.0)
