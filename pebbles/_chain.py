@@ -177,8 +177,7 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     Examples
     --------
     >>> import numpy as np
-    >>> from pebbles import ChainCosts
-    >>> from pebbles._chain import hetero_min_memory
+    >>> from pebbles import ChainCosts, hetero_min_memory
     >>> hetero_min_memory(ChainCosts(np.ones(5), np.ones(5), np.full(6, 8.0)))
     16.0
     >>> hetero_min_memory(ChainCosts(np.ones(3), np.ones(3), np.full(4, 8.0),
@@ -641,8 +640,7 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
     Examples
     --------
     >>> import numpy as np
-    >>> from pebbles import ChainCosts, min_forward_steps, simulate
-    >>> from pebbles._chain import hetero_optimal
+    >>> from pebbles import ChainCosts, hetero_optimal, min_forward_steps, simulate
     >>> unit = ChainCosts(np.ones(20), np.zeros(20), np.ones(21))
     >>> simulate(hetero_optimal(unit, 4), 20, costs=unit).forward_steps
     40
@@ -673,8 +671,7 @@ def hetero_time(costs: ChainCosts, memory: float, *, levels: int = 100,
     Examples
     --------
     >>> import numpy as np
-    >>> from pebbles import ChainCosts
-    >>> from pebbles._chain import hetero_time
+    >>> from pebbles import ChainCosts, hetero_time
     >>> hetero_time(ChainCosts(np.ones(20), np.full(20, 2.0), np.ones(21)), 4)
     80.0
     """
@@ -707,8 +704,7 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     Examples
     --------
     >>> import numpy as np
-    >>> from pebbles import ChainCosts
-    >>> from pebbles._chain import hetero_brute_force, hetero_time
+    >>> from pebbles import ChainCosts, hetero_brute_force, hetero_time
     >>> costs = ChainCosts(np.array([1, 1, 5, 1]), np.ones(4), np.array([0, 4, 1, 4, 1]))
     >>> hetero_brute_force(costs, 6), hetero_time(costs, 6)
     (12.0, 12.0)

@@ -105,16 +105,24 @@ class ReplayResult:
         Sum of the ``theta_bar_i`` returned by ``backward`` (``None`` if all
         were ``None``).
     forward_steps : int
-        Step calls made (``step`` and ``step_into``), the extra one included.
+        Step calls made (``step`` and ``step_into``), the extra one included:
+        the program's ``forward_steps``, so the simulator's ``forward_steps``
+        plus ``extra_steps`` (treeverse at n = 20, S = 4: 41 against 40).
     extra_steps : int
-        Step calls made to produce ``s_n`` at the first paint (0 or 1).
+        Step calls made to produce ``s_n`` at the first paint: 1 when the
+        schedule never places ``s_n`` (:func:`pebbles.lower` adds that step),
+        0 when it does (``bennett-gradient``, ``reversible-gradient``).
     backward_steps : int
         Calls of ``backward`` (paints).
     peak_states : int
         The most states held at once besides ``s_0``: stored states plus the
         working state(s), a step's input and output counted while it runs.
-        Comparable with the simulator's ``peak_states`` (plus one for the
-        extra step, plus one for ``move`` without ``step_into``).
+        Comparable with the simulator's ``peak_states``: usually one more
+        when ``extra_steps`` is 1 (the scratch ``s_n`` is held with the
+        stored states; treeverse at n = 20, S = 4: 5 against 4), none when
+        the schedule places ``s_n`` itself, plus one for a step that cannot
+        overwrite its input (``move`` or a walk without ``step_into``: its
+        input and output are both held while it runs).
     seconds : float
         Wall-clock time of the replay.
     peak_buffers : int
@@ -242,7 +250,7 @@ class _Replay:
         if sig != self.sig:
             raise PebblesTypeError(
                 f"{what} at step {i} returned {T.describe(sig)}; expected "
-                f"{T.describe(self.sig)} (those of s0)")
+                f"{T.describe(self.sig)} (those of s0){T.python_number_hint(sig, self.sig)}")
         if self.check_finite and not T.all_finite(value):
             raise NonFiniteError(f"{what} at step {i} returned NaN or infinity")
         return value
@@ -750,7 +758,12 @@ def replay(
         The initial state: an array, or a tuple, list or dict of arrays (a
         pytree: nested freely; every leaf is checked for shape and dtype). It
         is never modified: a callback that writes into it is reported (NumPy
-        leaves are checksummed before and after the replay).
+        leaves are checksummed before and after the replay). Leaves are
+        arrays: for one number pass ``np.asarray(x)`` (a 0-d array) or
+        ``np.float64(x)``, not a Python float, and return NumPy values from
+        the callbacks (``np.ones_like(s)``, not ``1.0``): every value a
+        callback returns must have ``s0``'s dtype, and a Python float's type
+        is not float64.
     step : callable ``step(i, s_i) -> s_{i+1}``
         One forward step; must return a new state (same structure, shapes and
         dtypes as ``s0``) and leave its argument unchanged. Returning the
@@ -800,18 +813,26 @@ def replay(
         A callback raised; the message names the step, the original error is
         its ``__cause__``. Every state the executor held has been dropped.
     PebblesTypeError
-        A callback returned a value of the wrong structure, shape or dtype.
+        A callback returned a value of the wrong structure, shape or dtype
+        (a Python float where ``s0`` is a NumPy array, or the reverse, is
+        named as such).
     NonFiniteError
         With ``check_finite``, a callback returned NaN or infinity.
     IllegalMoveError
         The schedule breaks a rule (checked before any callback runs).
+
+    Notes
+    -----
+    :func:`pebbles.replay_until` takes its first arguments in another order
+    (``step, backward, loss_grad, s0, done, budget``); pass them by keyword,
+    as here, to keep the two apart.
 
     Examples
     --------
     ``s_{i+1} = 2 s_i + theta``, ``L = sum(s_n)``, three steps:
 
     >>> import numpy as np, pebbles
-    >>> r = pebbles.replay(pebbles.schedule("treeverse", 3, budget=2), None, np.ones(2),
+    >>> r = pebbles.replay(pebbles.schedule("treeverse", 3, budget=2), n=None, s0=np.ones(2),
     ...                    step=lambda i, s: 2.0 * s + 1.0,
     ...                    backward=lambda i, s, g: (2.0 * g, g.copy()),
     ...                    loss_grad=lambda s: np.ones_like(s), loss=lambda s: s.sum())

@@ -648,8 +648,8 @@ def make_while(fun: Callable, cfun: Callable, budget: int,
     """``loop(init, consts, cconsts) -> carry`` with the online reverse pass.
 
     ``fun(carry, *consts) -> carry`` and ``cfun(carry, *cconsts) -> bool`` must be
-    closure-converted; ``budget >= 2``. ``greedy``: the rule past r = 2 (else
-    Wang-Moin).
+    closure-converted; ``budget >= 2``. ``greedy``: the rule past the r = 3
+    phase (else Wang-Moin).
     """
     def going(cconsts: list[Any]) -> Callable:
         def go(state: tuple) -> Any:

@@ -8,26 +8,8 @@ module does both in one pass of the simulator's rule loop
 compact integer program that the generic executor, the Numba and GPU
 executors and the JAX and PyTorch adapters all run:
 
-==========  ===============================================================
-op          row ``(op, src, dst, first, count)``
-==========  ===============================================================
-OP_STEP     steps ``first .. first+count-1`` from the state in slot ``src``,
-            leaving ``s_{first+count}`` in slot ``dst`` (``src == dst``: in
-            place; otherwise the first step writes into ``dst``, the rest in
-            place there, and ``src`` keeps its state)
-OP_SEED     ``s_n`` is in slot ``src``: evaluate the loss, seed ``dL/ds_n``
-            (``count`` is 1 when ``s_n`` was computed only for this: the
-            extra step just before, into a scratch slot; else 0)
-OP_PAINT    backward step ``first`` from ``s_first`` in slot ``src``
-OP_STORE    copy slot ``src`` to the disk copy of cell ``first``
-OP_LOAD     copy the disk copy of cell ``first`` into slot ``dst``
-OP_DISCARD  delete the disk copy of cell ``first``
-OP_FREE     the state in slot ``src`` (of cell ``first``) is no longer needed
-            (only with ``frees=True``)
-OP_TAPE     as OP_STEP with ``count == 1`` (a ``tape`` move), and the graph of
-            step ``first`` is kept for its OP_PAINT, which then replays
-            nothing (an executor that cannot keep graphs runs it as OP_STEP)
-==========  ===============================================================
+The rows, the rules an executor follows and the counts are documented on
+:class:`SlotProgram` (``help(pebbles.SlotProgram)``).
 
 Slot 0 holds ``s_0`` and is never written. Free slots are reused last-freed
 first, so the slots used are exactly the most states held at once.
@@ -43,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _rules as R
-from ._errors import PebblesTypeError, PebblesValueError
+from ._errors import IllegalMoveError, PebblesError, PebblesTypeError, PebblesValueError
 from ._moves import Game, Move, MoveKind, encode
 from ._simulator import _Game, use_compiled
 from ._validation import check_bool, check_int
@@ -63,10 +45,68 @@ OP_TAPE = R.OP_TAPE
 class SlotProgram:
     """A checked schedule as slot operations (see :func:`lower`).
 
+    Slots hold states; slot 0 holds ``s_0`` and is never written. Each row of
+    ``ops`` is ``(op, src, dst, first, count)``, five int64 numbers; a field an
+    op does not use is 0. Cell ``i`` means the state ``s_i``.
+
+    ==========  ==========================================================
+    op          fields
+    ==========  ==========================================================
+    OP_STEP     ``count`` steps ``first .. first+count-1``: read ``s_first``
+                from slot ``src``, leave ``s_{first+count}`` in slot ``dst``.
+                ``src == dst``: every step in place (a ``move``, always
+                ``count == 1``). Otherwise the first step writes into ``dst``
+                and the others step in place there; ``src`` keeps its state.
+    OP_SEED     ``src``: the slot holding ``s_n``; ``first = n``;
+                ``count = 1`` when :func:`lower` added the step that computes
+                ``s_n`` (the OP_STEP row just before), 0 when the schedule
+                places ``s_n`` itself. Evaluate the loss at ``s_n`` and set
+                the running cotangent to ``dL/ds_n``. ``dst`` unused.
+    OP_PAINT    ``src``: the slot holding ``s_first``. Backward step
+                ``first``: ``backward(first, s_first, cotangent)`` gives the
+                new cotangent ``dL/ds_first`` and that step's parameter
+                gradient. ``dst``, ``count`` unused.
+    OP_STORE    copy the state in slot ``src`` to the disk copy of cell
+                ``first`` (the store's key). ``dst``, ``count`` unused.
+    OP_LOAD     copy the disk copy of cell ``first`` into slot ``dst``.
+                ``src``, ``count`` unused.
+    OP_DISCARD  delete the disk copy of cell ``first``. ``src``, ``dst``,
+                ``count`` unused.
+    OP_FREE     the state in slot ``src`` (that of cell ``first``) is no
+                longer needed: the slot may be released or reused. Only with
+                ``lower(..., frees=True)``. ``dst``, ``count`` unused.
+    OP_TAPE     as OP_STEP with ``count == 1`` (a ``tape`` move), and the
+                graph of step ``first`` is kept for its OP_PAINT, which then
+                replays nothing (an executor that cannot keep graphs runs it
+                as OP_STEP).
+    ==========  ==========================================================
+
+    Rules for an executor:
+
+    * Rows run in order, once each.
+    * Cell ``n`` starts painted: the games never need ``s_n`` as a stored
+      state. There is one running cotangent: OP_SEED sets it (once, before
+      the first OP_PAINT) and each OP_PAINT replaces it, for ``first = n-1,
+      n-2, ..., 0`` in that order; after the last paint it is ``dL/ds_0``.
+      The parameter gradient is the sum over all paints.
+    * When the schedule never places ``s_n`` (most gradient schedules:
+      ``treeverse``, ``online``, ``two-level`` ...), :func:`lower` puts an
+      OP_STEP computing ``s_n`` from ``s_{n-1}`` into a free scratch slot
+      right before OP_SEED (``count = 1`` there; with ``frees=True`` an
+      OP_FREE of that slot follows the seed). ``bennett-gradient`` and
+      ``reversible-gradient`` place ``s_n`` themselves (``count = 0``).
+    * ``nslots`` counts the states held at once (stored states, the scratch
+      ``s_n``, slot 0), not a spare buffer for walks: an OP_STEP with
+      ``count > 1`` and ``src != dst`` may find every other slot in use. An
+      executor whose step cannot write in place (it needs distinct input
+      and output buffers) keeps one buffer of its own for walks, or asks for
+      ``lower(..., slots=p.nslots + 1)``, which leaves a slot free at every
+      walk.
+
     Attributes
     ----------
     ops : ndarray, int64, shape (m, 5)
-        Rows ``(op, src, dst, first, count)``; see the module's table.
+        Rows ``(op, src, dst, first, count)``, as in the table above.
     n : int
         Number of steps.
     game : Game
@@ -74,16 +114,36 @@ class SlotProgram:
     nslots : int
         Slots needed, slot 0 (``s_0``) included.
     forward_steps : int
-        Step calls of OP_STEP and OP_TAPE rows, the one that computes ``s_n``
-        for the seed included (an OP_PAINT not served by an OP_TAPE replays
-        one more).
+        Step calls of OP_STEP and OP_TAPE rows, the one :func:`lower` adds to
+        compute ``s_n`` for the seed included (an OP_PAINT not served by an
+        OP_TAPE replays one more). So it is the simulator's
+        ``forward_steps`` plus one when that step was added (``count = 1`` in
+        the OP_SEED row), equal to it otherwise.
     backward_steps : int
         Backward steps (paints).
     peak_states : int
         Most slots in use at once besides slot 0 (``nslots - 1`` unless
-        ``slots`` was given larger).
+        ``slots`` was given larger), the scratch ``s_n`` counted while the
+        seed uses it. For a budgeted schedule that never places ``s_n`` this
+        is usually the simulator's ``peak_states`` plus one (treeverse at
+        n = 20, S = 4: 5 against 4). The simulator also counts a
+        checkpoint-game walk of more than one step as two pebbles, which a
+        slot program does not (the walking state is the one in ``dst``), so
+        the two can differ the other way too.
     writes, reads : int
         Disk writes and reads (two-level schedules).
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> s = pebbles.schedule("treeverse", 20, budget=4)
+    >>> p = pebbles.lower(s)
+    >>> p.ops[3:6].tolist()    # s_19 into slot 4; s_20 into scratch slot 5; the seed
+    [[0, 3, 4, 18, 1], [0, 4, 5, 19, 1], [1, 5, 0, 20, 1]]
+    >>> p.ops[6].tolist() == [pebbles.OP_PAINT, 4, 0, 19, 0]   # paint 19 from slot 4
+    True
+    >>> (s.simulate().forward_steps, p.forward_steps), (s.simulate().peak_states, p.peak_states)
+    ((40, 41), (4, 5))
     """
 
     ops: np.ndarray
@@ -130,7 +190,10 @@ def lower(
         Default: the Schedule's game; for plain moves, ``inplace`` if a
         ``move`` occurs, else ``checkpoint``.
     slots : int, optional
-        Slots to use, ``s_0`` included; default exactly as many as needed.
+        Slots to use, ``s_0`` included; default exactly as many as needed
+        (``nslots``). Fewer are refused with an error naming the least number
+        that works; more leave slots free (``slots=nslots + 1`` keeps one
+        free at every walk, for steps that cannot write in place).
     frees : bool
         Emit ``OP_FREE`` when a state is dropped (for executors that release
         memory rather than reuse slots).
@@ -143,7 +206,8 @@ def lower(
     ------
     IllegalMoveError
         A move breaks a rule, or the slots do not suffice: the error names the
-        move's index, the move and the rule.
+        move's index, the move and the rule (for too few ``slots``, the
+        number the schedule needs).
 
     Examples
     --------
@@ -168,13 +232,18 @@ def lower(
     free = np.arange(cap, 0, -1, dtype=np.int64)
     g.st[R.ST_NFREE] = cap
     size = 5 * (len(arr) + 4)  # a move makes one row at most; the first paint four
-    if compiled:
-        g.slot, g.free, ops = slot, free, np.empty(size, dtype=np.int64)
-        g.play(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), ops)
-    else:
-        g.slot, g.free, ops = slot.tolist(), free.tolist(), [0] * size
-        kinds, aa, bb = (arr[:, i].tolist() for i in range(3))
-        g.play(kinds, aa, bb, ops)
+    try:
+        if compiled:
+            g.slot, g.free, ops = slot, free, np.empty(size, dtype=np.int64)
+            g.play(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), ops)
+        else:
+            g.slot, g.free, ops = slot.tolist(), free.tolist(), [0] * size
+            kinds, aa, bb = (arr[:, i].tolist() for i in range(3))
+            g.play(kinds, aa, bb, ops)
+    except IllegalMoveError as err:
+        if slots is None or not err.rule.startswith("needs more than slots="):
+            raise
+        raise _too_few_slots(err, arr, n, game, slots) from None
     g.check_end()
     st = g.st
     rows = int(st[R.ST_NOPS])
@@ -183,6 +252,19 @@ def lower(
     return SlotProgram(prog, n, game, peak + 1 if slots is None else slots,
                        int(st[R.ST_LSTEPS]), int(st[R.ST_LPAINTS]), peak,
                        int(st[R.ST_WRITES]), int(st[R.ST_READS]))
+
+
+def _too_few_slots(err: IllegalMoveError, arr: np.ndarray, n: int, game: Game,
+                   slots: int) -> IllegalMoveError:
+    """``err`` (``slots`` ran out) restated with the number of slots the schedule needs."""
+    try:
+        need = lower(arr, n, game=game).nslots
+    except PebblesError:  # the stream breaks a rule later on: name only what is known
+        return err
+    return IllegalMoveError(
+        err.index, err.move,
+        f"needs more than slots={slots} (s_0 included): this schedule needs slots={need} at "
+        f"least; pass slots={need} or more, or slots=None to size them from the schedule")
 
 
 def _limits(schedule: Any) -> tuple[int | None, int | None]:

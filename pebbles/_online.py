@@ -74,7 +74,7 @@ def online_r2_range(budget: int, *, inplace: bool = False) -> int:
 
     Examples
     --------
-    >>> from pebbles._online import online_r2_range
+    >>> from pebbles import online_r2_range
     >>> online_r2_range(10, inplace=True), online_r2_range(10)
     (66, 65)
     """
@@ -93,15 +93,43 @@ class OnlineScheduler:
     inplace : bool
         Play the in-place game (steps may overwrite their input).
     beyond : {'greedy', 'wang-moin'}
-        Rule past the r = 3 phase (``n > beta(S, 3)``):
+        Rule past the r = 3 phase (``n > beta(S, 3)``, in both games; at
+        ``S = 4``: 30 steps in the checkpoint game, 35 in-place):
         ``'greedy'`` takes the step after which the reverse sweep would be
         cheapest (Revolve's third online phase, exact costs); ``'wang-moin'``
         is Wang, Moin & Iaccarino's dynamic checkpointing.
 
+    Notes
+    -----
+    Calling rules (docs/online.md, "Stop convention"). After ``k`` calls of
+    :meth:`advance` the front (the working state) holds ``s_k``. The caller
+    then
+
+    1. computes ``s_{k+1}`` from ``s_k`` into a buffer of its own (``s_k``
+       is still needed),
+    2. tests ``s_{k+1}``: on a stop, ``n = k + 1`` and :meth:`reverse`
+       gives the rest of the schedule; ``s_{k+1} = s_n`` is not on the
+       board, so the caller keeps it to seed the gradient (``dL/ds_n``)
+       before the sweep's first move, ``paint n-1``;
+    3. otherwise calls :meth:`advance` and applies its moves: ``remove c``
+       frees the buffer of ``s_c``; ``place k+1`` keeps both buffers (the
+       one of ``s_k`` stays a checkpoint, or is ``s_0`` when ``k = 0``, and
+       ``s_{k+1}`` becomes the front); ``move k+1`` (in-place game only)
+       means ``s_k`` is no longer needed, so its buffer may be reused for the
+       next step.
+
+    So every state is computed once in the forward phase, and the caller
+    holds at most ``budget + 1`` states besides ``s_0``: the ``budget``
+    states on the board (front included) and the one being tested (or, in
+    the reverse sweep, the seed ``s_n``). ``moves + list(reverse())`` is an
+    ordinary move stream for ``n`` steps, equal to ``online(n, budget)``.
+    :meth:`reverse` only reads the scheduler: it may be called again (the
+    same stream), and :meth:`advance` may be called after it to go on (the
+    prefix property: the forward phase does not depend on ``n``).
+
     Examples
     --------
-    >>> from pebbles import simulate
-    >>> from pebbles._online import OnlineScheduler
+    >>> from pebbles import OnlineScheduler, online, simulate
     >>> sched = OnlineScheduler(3)
     >>> moves = [m for _ in range(6) for m in sched.advance()]   # stop after n = 7
     >>> [str(m) for m in moves[-2:]], sched.checkpoints
@@ -109,6 +137,8 @@ class OnlineScheduler:
     >>> r = simulate(moves + list(sched.reverse()), 7, "checkpoint", budget=3)
     >>> r.forward_steps, r.peak_pebbles
     (9, 3)
+    >>> moves + list(sched.reverse()) == list(online(7, 3))
+    True
     """
 
     __slots__ = ("budget", "game", "beyond", "_cells", "_levels", "_marks", "_t", "_k",
@@ -140,10 +170,20 @@ class OnlineScheduler:
         return tuple(self._cells)
 
     def advance(self) -> tuple[Move, ...]:
-        """Moves that take the front from cell ``f`` to ``f + 1``.
+        """Moves that take the front from cell ``f`` to ``f + 1`` (``f``: the advances so far).
 
-        ``place f+1`` keeps ``s_f`` as a checkpoint, ``move f+1`` overwrites it
-        (in-place game), ``remove c`` frees an older checkpoint first.
+        Call it after computing ``s_{f+1}`` and finding that the run goes on;
+        apply the moves in order. ``remove c`` frees the checkpoint on cell
+        ``c`` (always an older one, never the front). ``place f+1``: the buffer
+        of ``s_f`` is kept (as a checkpoint; for ``f = 0`` it is ``s_0``, kept
+        anyway) and ``s_{f+1}``, in its own buffer, becomes the front.
+        ``move f+1`` (in-place game only): ``s_f`` is dropped, its buffer free
+        for reuse, and ``s_{f+1}`` becomes the front. See the class's Notes.
+
+        Returns
+        -------
+        tuple of Move
+            ``(place f+1,)``, ``(move f+1,)`` or ``(remove c, place f+1)``.
 
         Raises
         ------
@@ -226,8 +266,25 @@ class OnlineScheduler:
     def reverse(self) -> Iterator[Move]:
         """Yield the reverse sweep for ``n = front + 1`` steps.
 
-        Every interval between held checkpoints is reversed by the optimal
-        offline schedule with the pebbles left, the last interval first.
+        Call it when the state just computed, ``s_{front+1} = s_n``, met the
+        stop test. The sweep starts with ``paint n-1`` (on the front) and never
+        places ``s_n``: the caller seeds the gradient from the ``s_n`` it holds
+        first. Every interval between held checkpoints is then reversed by the
+        optimal offline schedule with the pebbles left, the last interval
+        first, within the budget (the caller's ``s_n`` aside: ``budget + 1``
+        states besides ``s_0`` at most).
+
+        It only reads the scheduler: a second call yields the same stream, and
+        :meth:`advance` may be called afterwards to go on with the run.
+
+        Examples
+        --------
+        >>> from pebbles import OnlineScheduler
+        >>> sched = OnlineScheduler(3)
+        >>> for _ in range(6):
+        ...     _ = sched.advance()
+        >>> [str(m) for m in sched.reverse()][:3]     # n = 7: s_7 is the caller's seed
+        ['paint 6', 'remove 6', 'paint 5']
         """
         return _reverse(tuple(self._cells), self.budget, self.game)
 
@@ -497,12 +554,12 @@ def online(n: int, budget: int, *, inplace: bool = False,
     inplace : bool
         Play the in-place game.
     beyond : {'greedy', 'wang-moin'}
-        Rule past the r = 2 range (see :class:`OnlineScheduler`).
+        Rule past the r = 3 phase, ``n > beta(S, 3)``, in both games (see
+        :class:`OnlineScheduler`).
 
     Examples
     --------
-    >>> from pebbles import simulate, min_forward_steps
-    >>> from pebbles._online import online
+    >>> from pebbles import min_forward_steps, online, simulate
     >>> r = simulate(online(60, 10, inplace=True), 60, "inplace", budget=10)
     >>> r.forward_steps == min_forward_steps(60, 10, "inplace")
     True
@@ -530,8 +587,10 @@ class UntilResult:
         ``dL/ds_0`` and the sum of the ``theta_bar_i`` (``None`` if all were ``None``).
     forward_steps : int
         Step calls: ``n`` in the forward phase (the last one makes ``s_n``) plus the
-        reverse sweep's; in all, the online schedule's steps plus one, the
-        ``forward_steps`` of ``pebbles.lower(pebbles.online(n, budget), n)``.
+        reverse sweep's; in all, the online schedule's steps (as the simulator
+        counts them) plus one, the ``forward_steps`` of
+        ``pebbles.lower(pebbles.online(n, budget), n)`` (which adds the step to
+        ``s_n`` that the stream never places).
     backward_steps : int
         Calls of ``backward``.
     """
@@ -580,10 +639,15 @@ def replay_until(
     each interval between kept states with the optimal offline schedule. Every
     callback is called and checked as :func:`pebbles.replay` does it.
 
+    Its first arguments come in another order than :func:`pebbles.replay`'s
+    (``replay(moves, n, s0, step, backward, loss_grad)``); pass them by
+    keyword, as in the example, to keep the two apart.
+
     Parameters
     ----------
     step, backward, loss_grad, loss
-        As in :func:`pebbles.replay` (``step`` must return a new state).
+        As in :func:`pebbles.replay` (``step`` must return a new state; states
+        are NumPy arrays, not Python floats).
     s0 : state
         The initial state; ``done`` is not asked about it.
     done : callable ``done(i, s_i) -> bool``
@@ -615,9 +679,10 @@ def replay_until(
     Examples
     --------
     >>> import numpy as np
-    >>> from pebbles._online import replay_until
-    >>> r = replay_until(lambda i, s: 1.5 * s, lambda i, s, g: (1.5 * g, None),
-    ...                  lambda s: np.ones_like(s), np.ones(2), lambda i, s: s[0] > 100, 3)
+    >>> from pebbles import replay_until
+    >>> r = replay_until(step=lambda i, s: 1.5 * s, backward=lambda i, s, g: (1.5 * g, None),
+    ...                  loss_grad=np.ones_like, s0=np.ones(2),
+    ...                  done=lambda i, s: s[0] > 100, budget=3)
     >>> r.n, r.grad_s0          # 1.5**12 > 100 > 1.5**11
     (12, array([129.74633789, 129.74633789]))
     """

@@ -290,8 +290,13 @@ def schedule(method: str, n: int, *, budget: int | None = None, **options: Any) 
         One of :func:`methods`: ``treeverse`` (optimal, ``budget``,
         ``inplace``), ``treeverse-paper`` (``delta``, ``tau``), ``bennett``
         (``k``, ``uncompute``), ``bennett-gradient`` (``k``),
-        ``reversible-optimal`` (``budget``), ``store-all``, ``recompute-all``,
-        ``periodic`` (``every``), and the methods other modules register.
+        ``reversible-optimal`` (``budget``), ``reversible-gradient``
+        (``budget``), ``store-all``, ``recompute-all``, ``periodic``
+        (``every``), ``online`` (``budget``, ``inplace``, ``beyond``),
+        ``two-level`` (``budget``, ``disk_budget``, ``write_cost``,
+        ``read_cost``, ``inplace``, ``background_writes``) and
+        ``periodic-disk`` (``budget``, ``period``, ``inplace``);
+        ``pebbles methods`` lists them with their options.
     n : int
         Number of steps.
     budget : int, optional
@@ -458,8 +463,8 @@ register(Method(
     "online", online,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
     (("inplace", False), ("beyond", "greedy")), True,
-    "online checkpointing for runs of unknown length (optimal r=2 phase, in-place r=3 band, "
-    "then greedy or Wang-Moin), the stream it plays when the run stops after n steps"))
+    "online checkpointing for runs of unknown length (optimal r=2 phase, r=3 phase, then "
+    "greedy or Wang-Moin; both games), the stream it plays when the run stops after n steps"))
 
 
 def _two_level(n: int, budget: int, disk_budget: int | None = None, *, write_cost: float,

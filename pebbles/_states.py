@@ -54,6 +54,37 @@ def describe(sig: Any) -> str:
     return f"{sig[0]}({inner})"
 
 
+#: Type names a Python number has in a signature (NumPy values carry a dtype).
+_PYTHON_NUMBERS = {"bool": "np.bool_", "int": "np.int64", "float": "np.float64",
+                   "complex": "np.complex128"}
+
+
+def _leaf_signatures(sig: Any) -> list[Any]:
+    """The ``(shape, dtype name)`` pairs of a signature, in :func:`leaves` order."""
+    if len(sig) == 2 and isinstance(sig[0], tuple) and isinstance(sig[1], str):
+        return [sig]
+    items = (s for _, s in sig[1]) if sig[0] == "dict" else sig[1]
+    return [leaf for s in items for leaf in _leaf_signatures(s)]
+
+
+def python_number_hint(got: Any, expected: Any) -> str:
+    """Why ``got`` differs from ``expected`` (both signatures) when a Python number stands
+    where a NumPy value of the same shape is expected, or the other way round: the two
+    dtype names (``float`` and ``float64``) read alike. ``''`` in every other case."""
+    for g, e in zip(_leaf_signatures(got), _leaf_signatures(expected), strict=False):
+        if g[0] != e[0] or g[1] == e[1]:
+            continue
+        if g[1] in _PYTHON_NUMBERS and e[1] not in _PYTHON_NUMBERS:
+            return (f"; that is a Python {g[1]} where s0 holds a {e[1]} array: return an "
+                    f"array or a NumPy scalar, e.g. np.ones_like(s) or np.{e[1]}(x), not a "
+                    f"Python number such as 1.0")
+        if e[1] in _PYTHON_NUMBERS and g[1] not in _PYTHON_NUMBERS:
+            return (f"; s0 is a Python {e[1]}, not a NumPy array (states are arrays): pass "
+                    f"s0=np.asarray(s0), a 0-d {g[1]} array ({_PYTHON_NUMBERS[e[1]]}(s0) also "
+                    f"works)")
+    return ""
+
+
 def add(a: Any, b: Any) -> Any:
     """Leaf-by-leaf sum of two states of the same structure."""
     if isinstance(a, (tuple, list)):

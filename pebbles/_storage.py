@@ -138,7 +138,10 @@ class Store:
     """The storage protocol: ``put``, ``get``, ``delete``, ``close``; a context manager.
 
     Subclasses implement the four methods; ``with store:`` closes it on exit,
-    whatever the exit. A store that writes in the background may also take
+    whatever the exit. Keys are ints (the executors use the cell number: a
+    NumPy integer is taken as an int) or strs of letters, digits, ``_``,
+    ``-`` and ``.``; any other key is refused with an error (``DiskStore``
+    names its files ``state-<key>.npy``). A store that writes in the background may also take
     buffers from its caller to hold the copies being written (``borrows``,
     ``put(..., into=buffer)``, :meth:`reclaim`), so that an executor with free
     state buffers adds no memory for them.
@@ -198,7 +201,7 @@ class MemoryStore(Store):
     Examples
     --------
     >>> import numpy as np
-    >>> from pebbles._storage import MemoryStore
+    >>> from pebbles import MemoryStore
     >>> with MemoryStore() as st:
     ...     st.put(3, np.arange(4.0))
     ...     st.get(3).tolist(), len(st)
@@ -245,6 +248,9 @@ class MemoryStore(Store):
 
 class DiskStore(Store):
     """One ``.npy`` file a state, in a folder of its own, written by a background thread.
+
+    Keys are ints or strs of letters, digits, ``_``, ``-`` and ``.`` (the file
+    of key ``k`` is ``state-<k>.npy``); a float, tuple or other key is refused.
 
     Parameters
     ----------
@@ -293,7 +299,7 @@ class DiskStore(Store):
     Examples
     --------
     >>> import numpy as np, os
-    >>> from pebbles._storage import DiskStore
+    >>> from pebbles import DiskStore
     >>> with DiskStore() as st:
     ...     st.put(5, np.ones(3))
     ...     a = st.get(5)
@@ -724,7 +730,7 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
 
     Examples
     --------
-    >>> from pebbles._storage import measure_io
+    >>> from pebbles import measure_io
     >>> io = measure_io(None, 1 << 16, repeat=2)
     >>> io.nbytes, io.write_seconds > 0, io.read_seconds > 0
     (65536, True, True)

@@ -587,8 +587,7 @@ def min_total_time(n: int, budget: int, disk_budget: int | float | None = None, 
 
     Examples
     --------
-    >>> from pebbles import min_forward_steps
-    >>> from pebbles._twolevel import min_total_time
+    >>> from pebbles import min_forward_steps, min_total_time
     >>> min_total_time(100, 3, 0, write_cost=1, read_cost=1) == min_forward_steps(100, 3)
     True
     >>> min_total_time(100, 3, None, write_cost=1, read_cost=1)  # memory only: 615
@@ -628,8 +627,7 @@ def two_level(n: int, budget: int, disk_budget: int | float | None = None, *,
 
     Examples
     --------
-    >>> from pebbles._twolevel import two_level
-    >>> from pebbles import simulate
+    >>> from pebbles import simulate, two_level
     >>> moves = list(two_level(6, 2, None, write_cost=0.5, read_cost=0.5))
     >>> [str(m) for m in moves[:6]]
     ['forward 0 1', 'store 1', 'place 2', 'remove 1', 'store 2', 'place 3']
@@ -748,8 +746,7 @@ def periodic_disk(n: int, budget: int, period: int, *, inplace: bool = False) ->
 
     Examples
     --------
-    >>> from pebbles import simulate
-    >>> from pebbles._twolevel import periodic_disk, periodic_disk_time
+    >>> from pebbles import periodic_disk, periodic_disk_time, simulate
     >>> r = simulate(periodic_disk(30, 3, 10), 30, "checkpoint", 3, write_cost=2, read_cost=1)
     >>> r.time == periodic_disk_time(30, 3, 10, write_cost=2, read_cost=1), r.writes, r.reads
     (True, 1, 1)
@@ -798,7 +795,7 @@ def periodic_disk_time(n: int, budget: int, period: int, *, write_cost: float,
 
     Examples
     --------
-    >>> from pebbles._twolevel import periodic_disk_time
+    >>> from pebbles import periodic_disk_time
     >>> periodic_disk_time(30, 3, 10, write_cost=2, read_cost=1)
     89.0
     """
@@ -856,7 +853,7 @@ def best_period(n: int, budget: int, *, write_cost: float, read_cost: float,
 
     Examples
     --------
-    >>> from pebbles._twolevel import best_period
+    >>> from pebbles import best_period
     >>> best_period(1000, 4, write_cost=2, read_cost=2)
     4
     """

@@ -55,7 +55,7 @@ examples:
   pebbles schedule bennett -n 16 --k 2 --format summary
   pebbles methods
   pebbles compare -n 1000 --pebbles 10
-  pebbles plan -n 10000 --memory 2GB --state-bytes 32MB --backward-cost 3
+  pebbles plan -n 10000 --memory 2GiB --state-bytes 32MiB --backward-cost 3
   pebbles draw treeverse-paper -n 20 --delta 3 -o fig7a.png
   pebbles tradeoff -n 100 10000 -o tradeoff.png
 """
@@ -183,7 +183,8 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("method", choices=methods() if choices is None else choices)
     parser.add_argument("-n", type=positive, required=True, help="number of steps")
     parser.add_argument("--pebbles", "--budget", dest="budget", type=count,
-                        help="budget S: states stored besides s_0 (treeverse, ...)")
+                        help="budget S: states held at once besides s_0, the working state "
+                             "included (Revolve's c checkpoints, s_0's among them: S = c)")
     parser.add_argument("--inplace", action="store_true", help="treeverse: in-place game")
     parser.add_argument("--k", type=positive, help="bennett: blocks per level (2)")
     parser.add_argument("--delta", type=positive, help="treeverse-paper: delta")
@@ -191,7 +192,7 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--no-uncompute", action="store_true", help="bennett: stop at cell n")
     parser.add_argument("--every", type=positive, help="periodic: checkpoint interval")
     parser.add_argument("--beyond", choices=("greedy", "wang-moin"),
-                        help="online: the rule past the optimal range (greedy)")
+                        help="online: the rule past the r = 3 phase, n > beta(S, 3) (greedy)")
     parser.add_argument("--period", type=positive, help="periodic-disk: disk checkpoint interval")
     add_disk_arguments(parser)
     add_background_argument(parser)
@@ -496,7 +497,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                                 "BYTES, not both")
     if args.budget is None and (args.memory is None or args.state_bytes is None):
         raise PebblesValueError("plan needs a budget: --pebbles S, or --memory BYTES with "
-                                "--state-bytes BYTES (e.g. --memory 2GB --state-bytes 32MB)")
+                                "--state-bytes BYTES (e.g. --memory 2GiB --state-bytes 32MiB)")
     wc, rc = _io_costs(args)
     if (wc is not None or rc is not None or args.disk_budget is not None) \
             and args.n > TWO_LEVEL_NOTICE_N:
@@ -587,14 +588,20 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_cmd_schedule)
     c = sub.add_parser("compare", help="table of all methods at one budget")
     c.add_argument("-n", type=positive, required=True)
-    c.add_argument("--pebbles", "--budget", dest="budget", type=count, required=True)
+    c.add_argument("--pebbles", "--budget", dest="budget", type=count, required=True,
+                   help="budget S: states held at once besides s_0, the working state included")
     c.set_defaults(run=_cmd_compare)
     q = sub.add_parser("plan", help="recommend a schedule for a memory budget")
     q.add_argument("-n", type=positive, required=True)
-    q.add_argument("--pebbles", "--budget", dest="budget", type=count)
-    q.add_argument("--memory", type=parse_bytes, help="memory for states, e.g. 2GB")
+    q.add_argument("--pebbles", "--budget", dest="budget", type=count,
+                   help="budget S: states held at once besides s_0, the working state included "
+                        "(or give --memory and --state-bytes)")
+    q.add_argument("--memory", type=parse_bytes,
+                   help="memory for states, e.g. 2GiB; GB, MB, KB are decimal (10^9, 10^6, "
+                        "10^3 bytes), GiB, MiB, KiB binary (2^30, 2^20, 2^10)")
     q.add_argument("--state-bytes", type=parse_bytes,
-                   help="bytes of one state, e.g. 32MB (sizes --memory and --disk-dir)")
+                   help="bytes of one state, e.g. 32MiB, units as for --memory (sizes "
+                        "--memory and --disk-dir)")
     q.add_argument("--backward-cost", type=nonnegative_float, default=1.0,
                    help="backward step cost / forward step cost (1)")
     add_disk_arguments(q)

@@ -542,7 +542,8 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
         Stop after ``max_steps`` steps even if ``cond`` is still true. Runs
         longer than ``2**30`` steps are not supported (int32 counters).
     beyond : {'greedy', 'wang-moin'}
-        The rule past the r = 2 range, as :class:`pebbles.OnlineScheduler`'s.
+        The rule past the r = 3 phase (``n > beta(S, 3)``), as
+        :class:`pebbles.OnlineScheduler`'s.
         ``'greedy'`` (default) frees the checkpoint after which the reverse
         sweep is cheapest, O(budget) per step with costs in float64 under
         ``jax_enable_x64`` (float32 otherwise: exact while the costs stay

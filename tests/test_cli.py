@@ -90,6 +90,17 @@ def test_plan_recommends_cheapest(capsys):
         "recommended: pebbles schedule treeverse -n 10000 --budget 58 --inplace")
 
 
+
+def test_plan_reads_gib_and_mib_as_binary_like_the_python_example(capsys):
+    """README: --memory 2GiB --state-bytes 32MiB is pebbles.plan(memory=2 * 2**30,
+    state_bytes=32 * 2**20): budget 60, where 2GB / 32MB give 58."""
+    code, out, _ = run(capsys, "plan", "-n", "10000", "--memory", "2GiB",
+                       "--state-bytes", "32MiB", "--backward-cost", "3")
+    assert code == 0 and "budget=60 states" in out
+    assert pebbles.plan(10_000, memory=2 * 2**30, state_bytes=32 * 2**20,
+                        backward_cost=3).budget == 60
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -264,3 +275,19 @@ def test_plan_checks_every_argument(kwargs, error, words):
 def test_plan_takes_numpy_costs():
     assert pebbles.plan(100, 5, backward_cost=np.float32(2)) == pebbles.plan(100, 5,
                                                                              backward_cost=2)
+
+
+def test_help_says_what_the_budget_and_the_byte_units_count(capsys):
+    text = " ".join(run(capsys, "plan", "--help")[1].split())
+    assert "GB, MB, KB are decimal (10^9, 10^6, 10^3 bytes), GiB, MiB, KiB binary" in text
+    assert "besides s_0, the working state included" in text
+    text = " ".join(run(capsys, "schedule", "--help")[1].split())
+    assert "the working state included (Revolve's c checkpoints, s_0's among them: S = c)" in text
+    assert "past the r = 3 phase" in text
+
+
+def test_the_online_method_is_summarised_for_both_games(capsys):
+    code, out, _ = run(capsys, "methods")
+    line = next(ln for ln in out.splitlines() if ln.startswith("online"))
+    assert code == 0 and "r=3 phase" in line and "both games" in line
+    assert "in-place r=3 band" not in line

@@ -179,6 +179,23 @@ def test_bad_return_shape_and_dtype():
                lambda s: W.copy())
 
 
+def test_a_python_float_where_a_numpy_value_belongs_is_named():
+    """float and float64 read alike: the message says which side is the Python number."""
+    n, back = 4, (lambda i, s, g: (0.5 * g, None))
+    with pytest.raises(PebblesTypeError, match=r"loss_grad at step 4 returned shape=\(\), "
+                       r"dtype=float; .*that is a Python float where s0 holds a float64 array: "
+                       r"return .*np.ones_like\(s\) or np.float64\(x\)"):
+        replay(store_all(n), n, np.array(0.3), lambda i, s: 0.5 * s, back, lambda s: 1.0)
+    with pytest.raises(PebblesTypeError, match=r"s0 is a Python float, not a NumPy array .*"
+                       r"pass s0=np.asarray\(s0\)"):
+        replay(store_all(n), n, 0.3, lambda i, s: 0.5 * s, back, np.ones_like)
+    with pytest.raises(PebblesTypeError) as err:  # other mismatches get no such hint
+        replay(store_all(n), n, S0, lambda i, s: s.astype(np.float32), back, np.ones_like)
+    assert "Python" not in str(err.value)
+    r = replay(store_all(n), n, np.asarray(0.3), lambda i, s: 0.5 * s, back, np.ones_like)
+    assert r.grad_s0 == 0.5**n
+
+
 def test_check_finite():
     n = 5
 

@@ -97,7 +97,8 @@ def test_program_does_what_the_moves_say(s, frees):
 def test_too_few_slots_and_bad_input_are_named():
     s = schedule("treeverse", 10, budget=3)
     need = lower(s).nslots
-    with pytest.raises(IllegalMoveError, match=f"slots={need - 1}"):
+    with pytest.raises(IllegalMoveError, match=f"slots={need - 1} .* this schedule needs "
+                                               f"slots={need} at least; pass slots={need}"):
         lower(s, slots=need - 1)
     assert lower(s, slots=need + 3).nslots == need + 3
     with pytest.raises(PebblesValueError, match="reversible"):
@@ -258,3 +259,42 @@ def test_programs_compare_and_hash_by_value():
 def test_frees_must_be_a_bool(frees):
     with pytest.raises(pebbles.PebblesTypeError, match=r"frees=.* must be True or False"):
         pebbles.lower(pebbles.schedule("treeverse", 20, budget=4), frees=frees)
+
+
+def test_a_walk_may_fill_every_slot_and_one_more_slot_leaves_one_free():
+    """SlotProgram's docstring: nslots holds no spare buffer for a walk, and
+    ``slots=nslots + 1`` leaves one free at every walk."""
+    from pebbles import forward, paint, place, remove
+
+    moves = [forward(0, 5), paint(5), remove(5), place(1), forward(1, 4), paint(4), remove(4),
+             forward(1, 3), paint(3), remove(3), place(2), paint(2), remove(2), paint(1),
+             remove(1), paint(0)]
+
+    def walks_without_a_free_slot(prog):
+        held, count = {0}, 0
+        for op, src, dst, _, steps in prog.ops.tolist():
+            if op == OP_STEP:
+                count += steps > 1 and src != dst and not set(range(prog.nslots)) - held - {dst}
+                held.add(dst)
+            elif op == OP_FREE:
+                held.discard(src)
+        return count
+
+    prog = lower(moves, 6, frees=True)
+    assert walks_without_a_free_slot(prog) == 2
+    assert walks_without_a_free_slot(lower(moves, 6, frees=True, slots=prog.nslots + 1)) == 0
+
+
+def test_the_seed_row_says_whether_lower_added_the_step_to_s_n():
+    """SlotProgram's docstring: count = 1 and an OP_STEP into a scratch slot just before
+    the seed when the schedule never places s_n, else 0 and no added step."""
+    for s, added in ((schedule("treeverse", 20, budget=4), 1),
+                     (schedule("online", 20, budget=4), 1),
+                     (schedule("bennett-gradient", 20, k=2), 0),
+                     (schedule("reversible-gradient", 20, budget=5), 0)):
+        prog, sim = lower(s), s.simulate()
+        k = int(np.flatnonzero(prog.ops[:, 0] == OP_SEED)[0])
+        assert prog.ops[k].tolist()[2:] == [0, 20, added]
+        if added:
+            assert prog.ops[k - 1].tolist() == [OP_STEP, prog.ops[k + 1, 1], prog.ops[k, 1], 19, 1]
+        assert prog.forward_steps == sim.forward_steps + added

@@ -48,7 +48,8 @@ def _at_least(minimum: int, why: str):
 
 def _output(p: argparse.ArgumentParser, default_dpi: int = 100) -> None:
     p.add_argument("-o", "--output", required=True,
-                   help="output file; format from the extension (.png, .svg, .pdf)")
+                   help="output file; its extension picks the format: .png, .svg, .pdf, "
+                        ".jpg, .jpeg, .eps or .ps")
     p.add_argument("--dpi", type=dpi, default=default_dpi,
                    help=f"raster resolution ({default_dpi})")
 

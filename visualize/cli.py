@@ -104,9 +104,12 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
         methods = pebbles.methods()
     add_schedule_arguments(parser, methods)
     parser.add_argument("-o", "--output", required=True,
-                        help="output file; format from the extension (.png, .svg, .pdf)")
+                        help="output file; its extension picks the format: .png, .svg, .pdf, "
+                             ".jpg, .jpeg, .eps or .ps")
     parser.add_argument("--side-by-side", metavar="METHOD2", choices=methods,
-                        help="draw a second method with the same options next to the first")
+                        help="draw a second method next to the first; every other option "
+                             "(--pebbles, --inplace, ...) applies to both "
+                             "panels, so METHOD2 should differ from METHOD")
     parser.add_argument("--fingerprint", action="store_true",
                         help="compact rasterised view (for large n or long schedules)")
     parser.add_argument("--title", help="header text (default: method and options)")
@@ -231,7 +234,8 @@ def add_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", type=_tradeoff_n, nargs="+", default=[100, 10**4, 10**6],
                         help="numbers of steps, one panel each (100 10000 1000000)")
     parser.add_argument("-o", "--output", required=True,
-                        help="output file; format from the extension (.png, .svg, .pdf)")
+                        help="output file; its extension picks the format: .png, .svg, .pdf, "
+                             ".jpg, .jpeg, .eps or .ps")
     parser.add_argument("--paper-max-n", type=positive, default=10**4,
                         help="simulate treeverse-paper only up to this n (10000)")
     parser.add_argument("--dpi", type=dpi, default=100, help="raster resolution (100)")
