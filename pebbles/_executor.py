@@ -548,7 +548,7 @@ class _Replay:
 
     def run(self, ops: np.ndarray, bar: Any) -> None:
         for op, src, dst, first, count in ops.tolist():
-            if op == OP_STEP:
+            if op == OP_STEP or op == OP_TAPE:  # no graph is kept: the paint recomputes
                 self.walk(src, dst, first, count)
             elif op == OP_PAINT:
                 self.paint(src, first)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -168,6 +168,47 @@ class SlotProgram:
         """Every field but ``ops`` (an array, compared and hashed by value)."""
         return (self.n, self.game, self.nslots, self.forward_steps, self.backward_steps,
                 self.peak_states, self.writes, self.reads)
+
+    def in_memory(self, runs: str = "this executor runs") -> SlotProgram:
+        """The program in the rows an executor that keeps every state in memory, and no
+        graphs, runs: OP_STEP, OP_SEED and OP_PAINT.
+
+        OP_FREE rows are dropped (the slots are kept to the end: ``nslots`` is
+        unchanged) and an OP_TAPE row becomes the OP_STEP it is (no graph is
+        kept: its OP_PAINT recomputes the step, as after any OP_STEP). The counts
+        are unchanged. ``self`` when there is nothing to change.
+
+        Parameters
+        ----------
+        runs : str
+            The start of the error message: the executor and its verb.
+
+        Raises
+        ------
+        PebblesValueError
+            If the program keeps states on disk (OP_STORE, OP_LOAD or OP_DISCARD
+            rows: a two-level schedule).
+
+        Examples
+        --------
+        >>> import pebbles
+        >>> tape = pebbles.lower(pebbles.sequential_segments(4, 2), 4)
+        >>> sorted(set(tape.ops[:, 0].tolist()) - set(tape.in_memory().ops[:, 0].tolist()))
+        [7]
+        >>> tape.in_memory().forward_steps == tape.forward_steps
+        True
+        """
+        op = self.ops[:, 0]
+        if self.writes or self.reads or np.isin(op, (OP_STORE, OP_LOAD, OP_DISCARD)).any():
+            raise PebblesValueError(
+                f"{runs} schedules held in memory; this one stores states on disk "
+                f"(two-level); pick a memory-only schedule such as pebbles.schedule("
+                f"'treeverse', n, budget=S)")
+        if not np.isin(op, (OP_FREE, OP_TAPE)).any():
+            return self
+        ops = self.ops[op != OP_FREE]
+        ops[ops[:, 0] == OP_TAPE, 0] = OP_STEP
+        return replace(self, ops=np.ascontiguousarray(ops))
 
 
 def lower(

@@ -47,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - CI installs jax
 import numpy as np
 
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
-from ._jax_scan import OP_PAINT, OP_SEED, OP_STEP, Rows, make_scan, split_rows
+from ._jax_scan import Rows, make_scan, split_rows
 from ._jax_while import MAX_STEPS, make_while
 from ._lowering import SlotProgram, lower
 from ._moves import Game, MoveKind, encode
@@ -61,13 +61,9 @@ __all__ = ["checkpointed_scan", "checkpointed_while_loop", "scan_program"]
 
 
 def _check_ops(program: SlotProgram) -> SlotProgram:
-    extra = sorted(set(np.unique(program.ops[:, 0]).tolist()) - {OP_STEP, OP_SEED, OP_PAINT})
-    if extra:
-        raise PebblesValueError(
-            f"schedule has slot operations {extra} (disk copies of a two-level schedule); "
-            f"checkpointed_scan keeps every carry in memory: pass a checkpoint-game or "
-            f"in-place-game schedule")
-    return program
+    """``program`` in steps, seed and paints (OP_FREE rows dropped, OP_TAPE rows as
+    OP_STEP: no graphs are kept); a two-level schedule is refused."""
+    return program.in_memory("checkpointed_scan runs")
 
 
 def _from_moves(moves: Any, n: int, budget: int | None) -> SlotProgram:

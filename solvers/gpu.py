@@ -125,7 +125,7 @@ def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotPro
     """The checked slot program of a memory-only schedule (:func:`pebbles.lower`).
 
     ``OP_FREE`` rows (``frees=True``) are dropped and ``OP_TAPE`` rows run as
-    ``OP_STEP``; disk operations are refused (:func:`solvers.lorenz._memory_program`).
+    ``OP_STEP``; disk operations are refused (:meth:`pebbles.SlotProgram.in_memory`).
     """
     if isinstance(schedule, pebbles.SlotProgram):
         if n is not None and n != schedule.n:
@@ -134,7 +134,7 @@ def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotPro
         prog = schedule
     else:
         prog = pebbles.lower(schedule, n, slots=slots)
-    return _lz._memory_program(prog, "the GPU executors run")
+    return prog.in_memory("the GPU executors run")
 
 
 # ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -636,39 +636,7 @@ def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotPro
         prog = schedule
     else:
         prog = pebbles.lower(schedule, n, slots=slots)
-    return _memory_program(prog, "replay_lorenz runs")
-
-
-#: Slot-program operations of two-level schedules (states on disk).
-_DISK_OPS = (pebbles.OP_STORE, pebbles.OP_LOAD, pebbles.OP_DISCARD)
-
-
-def _memory_program(prog: pebbles.SlotProgram, runs: str) -> pebbles.SlotProgram:
-    """``prog`` in the operations the compiled executors run: steps, seed and paints.
-
-    ``OP_FREE`` rows (``pebbles.lower(..., frees=True)``) are dropped: these
-    executors keep every slot until the end anyway. An ``OP_TAPE`` row runs as
-    the ``OP_STEP`` it is (no graphs are kept: its paint recomputes the step).
-    Shared by :func:`replay_lorenz` and the GPU executors (:mod:`solvers.gpu`).
-
-    Raises
-    ------
-    pebbles.PebblesValueError
-        If the program keeps states on disk (a two-level schedule); the
-        message starts with ``runs``, the executor and its verb (``"replay_lorenz
-        runs"``).
-    """
-    op = prog.ops[:, 0]
-    if prog.writes or prog.reads or np.isin(op, _DISK_OPS).any():
-        raise pebbles.PebblesValueError(
-            f"{runs} schedules held in memory; this one stores states on disk "
-            f"(two-level); pick a memory-only schedule such as pebbles.schedule('treeverse', "
-            f"n, budget=S)")
-    if not np.isin(op, (pebbles.OP_FREE, pebbles.OP_TAPE)).any():
-        return prog
-    ops = prog.ops[op != pebbles.OP_FREE]
-    ops[ops[:, 0] == pebbles.OP_TAPE, 0] = _STEP
-    return replace(prog, ops=np.ascontiguousarray(ops))
+    return prog.in_memory("replay_lorenz runs")
 
 
 def replay_lorenz(

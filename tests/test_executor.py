@@ -386,3 +386,20 @@ def test_a_plain_stream_without_n_names_replay():
     # used to say "lower() needs n=...", a function the caller never called
     with pytest.raises(PebblesTypeError, match=r"replay\(moves, n=None, \.\.\.\) needs n="):
         linear(treeverse(10, 3), None)
+
+
+@pytest.mark.parametrize("n, segments", [(4, 2), (9, 3), (12, 5)])
+def test_schedules_with_tape_moves_replay_as_steps(n, segments):
+    """A ``tape`` move (a kept graph) runs as the step it is: no graph is kept here, so
+    its paint recomputes the step. Before, its OP_TAPE row was taken for a discard."""
+    from pebbles import MemoryStore, sequential_segments
+
+    moves = list(sequential_segments(n, segments))
+    assert any(m.kind is MoveKind.TAPE for m in moves)
+    theta = np.array([0.1, -0.2, 0.3])
+    ref = linear(store_all(n), n, theta=theta)
+    for kw in ({}, {"store": MemoryStore()}):
+        r = linear(moves, n, theta=theta, **kw)
+        assert np.array_equal(r.grad_s0, ref.grad_s0)
+        assert np.array_equal(r.grad_theta, ref.grad_theta) and r.loss == ref.loss
+        assert r.forward_steps == simulate(moves, n).forward_steps + r.extra_steps

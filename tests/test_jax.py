@@ -450,8 +450,24 @@ def test_schedule_takes_schedules_not_method_names():
     with pytest.raises(pebbles.PebblesTypeError, match=r"schedule=42 \(int\) is not a schedule"):
         checkpointed_scan(step, 0.0, jnp.ones(12), budget=3, schedule=42)
     disk = pebbles.schedule("two-level", 12, budget=3, write_cost=1.0, read_cost=1.0)
-    with pytest.raises(pebbles.PebblesValueError, match=r"disk copies of a two-level schedule"):
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^checkpointed_scan runs schedules held in memory; .*on disk"):
         checkpointed_scan(step, 0.0, jnp.ones(12), schedule=disk)
+
+
+def test_programs_with_frees_and_tape_rows_run_as_steps_seed_and_paints():
+    """frees=True programs and schedules with tape moves (kept graphs): OP_FREE rows are
+    dropped and OP_TAPE rows run as OP_STEP; before, both were refused as disk copies."""
+    xs = jnp.linspace(0.1, 1.0, 10)
+    ref = jax.grad(lambda c: jax.lax.scan(step2, c, xs)[0])(0.3)
+    for schedule in (pebbles.lower(pebbles.schedule("treeverse", 10, budget=3), frees=True),
+                     list(pebbles.sequential_segments(10, 3))):
+        got = jax.grad(lambda c, s=schedule: checkpointed_scan(step2, c, xs, schedule=s)[0])
+        assert rel(got(0.3), ref) < 1e-14
+
+
+def step2(c, x):
+    return c + 0.1 * jnp.sin(x * c), None
 
 
 def test_schedule_mismatches_and_options_are_refused_not_ignored():

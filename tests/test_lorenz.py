@@ -357,9 +357,9 @@ def test_memory_program_keeps_refusing_disk_operations():
     with pytest.raises(pebbles.PebblesValueError, match="^replay_lorenz runs .* on disk"):
         lz.replay_lorenz(disk)
     with pytest.raises(pebbles.PebblesValueError, match="^the GPU executors run sch.* on disk"):
-        lz._memory_program(disk, "the GPU executors run")
+        disk.in_memory("the GPU executors run")
     prog = pebbles.lower(treeverse(20, 3), 20)
-    assert lz._memory_program(prog, "x runs") is prog  # nothing to drop: the same program
+    assert prog.in_memory("x runs") is prog  # nothing to drop: the same program
 
 
 @pytest.mark.parametrize("value, error, match", [
