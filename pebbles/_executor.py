@@ -129,8 +129,10 @@ class ReplayResult:
         The most state-sized buffers held at once besides ``s_0``: live states,
         free buffers kept in the pool, and free buffers lent to a store that
         ``borrows`` for the copies it is writing (never more than the program's
-        slots besides ``s_0``; a store's own copies, made when no buffer was
-        free, are not counted).
+        slots besides ``s_0``, plus one when a step that cannot overwrite its
+        input, a ``move`` or a walk without ``step_into``, finds every slot in
+        use; a store's own copies, made when no buffer was free, are not
+        counted).
     allocations : int
         Steps that returned a new state (``step``); the others wrote into a
         pooled or working buffer (``step_into``).

@@ -403,3 +403,19 @@ def test_schedules_with_tape_moves_replay_as_steps(n, segments):
         assert np.array_equal(r.grad_s0, ref.grad_s0)
         assert np.array_equal(r.grad_theta, ref.grad_theta) and r.loss == ref.loss
         assert r.forward_steps == simulate(moves, n).forward_steps + r.extra_steps
+
+
+def test_peak_buffers_counts_the_output_of_a_move_without_step_into():
+    """A ``move`` without ``step_into`` holds its input and output: with every slot in
+    use that is one buffer more than the program's slots besides s_0 (the docstring's
+    bound); with ``step_into`` the bound is the slots."""
+    from pebbles import lower, schedule
+
+    s = schedule("periodic-disk", 7, budget=2, period=3, inplace=True)
+    slots = lower(s).nslots - 1
+    common = dict(backward=lambda i, x, g: (1.1 * g, None), loss_grad=np.ones_like)
+    plain = replay(s, None, np.ones(2), step=lambda i, x: 1.1 * x, **common)
+    into = replay(s, None, np.ones(2), step=lambda i, x: 1.1 * x,
+                  step_into=lambda i, x, out: np.multiply(x, 1.1, out=out), **common)
+    assert plain.peak_buffers == slots + 1 and into.peak_buffers <= slots
+    assert np.array_equal(plain.grad_s0, into.grad_s0)
