@@ -1111,7 +1111,8 @@ def _gradient_parser(sub: Any) -> None:
     g.add_argument("--method", default="treeverse",
                    choices=_gradient_methods())
     g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
-                   help="budget S: states stored besides s_0 (treeverse: 10)")
+                   help="budget S: states held at once besides s_0, the working state "
+                   "included (treeverse: 10)")
     g.add_argument("--inplace", action="store_true", help="treeverse in-place game")
     g.add_argument("--delta", type=positive, default=None, help="delta for treeverse-paper (10)")
     g.add_argument("--tau", type=int, default=None, help="tau for treeverse-paper")

@@ -973,7 +973,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--method", choices=METHODS, default="treeverse",
                    help="a registry method (pebbles methods); bennett = bennett-gradient")
     g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
-                   help="budget S: states stored besides s_0 (default 10 for treeverse; "
+                   help="budget S: states held at once besides s_0, the working state included "
+                        "(default 10 for treeverse; "
                         "treeverse-paper reads it as --delta when --delta is not given)")
     g.add_argument("--inplace", action="store_true", help="in-place game and in-place step")
     g.add_argument("--k", type=int, default=None, help="bennett: blocks per level (2)")

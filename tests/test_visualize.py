@@ -245,6 +245,17 @@ def test_cli_draw(tmp_path, capsys, read_svg, extra, placed, images):
     assert sum(1 for t in svg.texts if "n=20" in t) == max(len(placed), images)
 
 
+def test_cli_draw_side_by_side_with_the_same_method_is_refused(tmp_path):
+    # the panels share every flag: the same method twice drew two equal panels
+    out = tmp_path / "x.png"
+    args = _parser().parse_args(["draw", "treeverse", "-n", "20", "--pebbles", "4",
+                                 "--inplace", "--side-by-side", "treeverse", "-o", str(out)])
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"--side-by-side treeverse with method treeverse: .*same schedule"):
+        cli.run_draw(args)
+    assert not out.exists()
+
+
 def test_cli_draw_large_board_suggests_fingerprint_flag(tmp_path):
     args = _parser().parse_args(["draw", "treeverse", "-n", "300", "--pebbles", "5",
                                  "-o", str(tmp_path / "x.png")])

@@ -134,6 +134,11 @@ def describe(args: argparse.Namespace) -> str:
 def _schedules(args: argparse.Namespace) -> list[tuple]:
     """(label, schedule, game, budget) for the method and the optional side-by-side one."""
     names = [args.method] + ([args.side_by_side] if args.side_by_side else [])
+    if args.side_by_side == args.method:
+        raise PebblesValueError(
+            f"--side-by-side {args.method} with method {args.method}: the two panels share "
+            f"every flag, so both would draw the same schedule; pick another method to "
+            f"compare with (e.g. --side-by-side treeverse-paper), or draw one")
     _check_flags(args, names)
     panels = []
     for k, name in enumerate(names):
