@@ -227,7 +227,7 @@ class _Chain:
         before = _versions(xs) if guard else ()
         try:
             out = self.step(i, x, *self.args)
-        except Exception as err:  # the same exception, with the step named (Python 3.11+)
+        except BaseException as err:  # the same exception (Ctrl-C too), the step named
             if hasattr(err, "add_note"):
                 err.add_note(f"pebbles.torch: raised by {self.who(i)} in the {self.phase}"
                              + _in_place_hint(err))
@@ -241,11 +241,13 @@ class _Chain:
         state (or x0) that later runs start from, so they would start from the wrong
         state, silently."""
         what = "layer" if self.per_step else "step"
+        yours = (f" It was run on your {'input' if self.per_step else 'x0'}, which it has "
+                 f"changed." if i == 0 and self.phase == "forward pass" else "")
         raise PebblesValueError(
             f"{self.who(i)} changed its input in place (x.add_(...), x[k] = ..., "
             f"nn.ReLU(inplace=True), ...) in the {self.phase}; its input may be a stored "
             f"state that later runs of the {what}s start from, so the result and the "
-            f"gradients would be wrong. Make the {what} return new tensors instead "
+            f"gradients would be wrong.{yours} Make the {what} return new tensors instead "
             f"(x = x + ..., inplace=False)")
 
     def who(self, i: int) -> str:
@@ -559,7 +561,7 @@ class _Until(_Chain):
             return False
         try:
             c = self.cond(i, xs if self.was_tuple else xs[0])
-        except Exception as err:
+        except BaseException as err:
             if hasattr(err, "add_note"):
                 err.add_note(f"pebbles.torch: raised by cond({i}, x)")
             raise
@@ -643,7 +645,7 @@ def _profiling(who: str) -> Iterator[None]:
     ``segments=``: each runs once with a graph and is timed)."""
     try:
         yield
-    except Exception as err:
+    except BaseException as err:
         if hasattr(err, "add_note"):
             err.add_note(f"pebbles.torch: raised by {who} while profiling it (memory= or "
                          f"segments=)" + _in_place_hint(err))
@@ -841,6 +843,8 @@ class _Checkpointed(torch.autograd.Function):
             slots, out = chain.forward(tuple(t.detach() for t in tensors[:nx]))
         finally:
             chain.buffers.settle()
+        if chain.program is None:  # a while loop that ran no step: x0 itself, as plain
+            out = tensors[:nx]  # autograd gives (torch then guards it as an input)
         ctx.chain, ctx.slots = chain, slots
         ctx.save_for_backward(*tensors[:nx])  # s_0 (in slot 0 anyway): for a second pass
         ctx.shared = _shared_outputs(out, slots)

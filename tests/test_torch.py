@@ -1102,7 +1102,8 @@ def test_a_step_changing_its_input_in_place_is_refused():
                 lambda x0: checkpointed_while_loop(lambda i, x: i < 10, counting_step, x0, a,
                                                    budget=3)):
         with pytest.raises(pebbles.PebblesValueError,
-                           match=r"step 0 changed its input in place .* forward pass"):
+                           match=r"step 0 changed its input in place .* forward pass.*It "
+                                 r"was run on your x0, which it has changed"):
             run((u * 1, torch.tensor(1)))
     with torch.no_grad():  # nothing stored: a plain loop, as the user wrote it
         assert checkpointed_loop(counting_step, (u, torch.tensor(1)), 10, a,
@@ -1542,3 +1543,49 @@ def test_while_loop_replays_the_draws_of_a_cond_that_draws_numbers(device, tape)
         x0.grad = w.grad = None
         out.sum().backward(retain_graph=True)
         assert_close([x0.grad, w.grad], want)
+
+
+@pytest.mark.parametrize("kind", [ValueError, KeyboardInterrupt])
+def test_an_interrupt_in_a_step_cond_or_profiled_layer_names_it(kind):
+    """Ctrl-C (a BaseException) gets the note an Exception gets: the step, cond call or
+    profiled layer, and the phase; its type is kept."""
+    w = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    x0 = torch.ones(2, dtype=F64, requires_grad=True)
+
+    def step(i, x, w):
+        if i == 3:
+            raise kind("stop")
+        return x * w
+
+    def cond(i, x):
+        if i == 3:
+            raise kind("stop")
+        return True
+
+    def layer(x):
+        raise kind("stop")
+
+    runs = [(lambda: checkpointed_loop(step, x0, 6, w, budget=2),
+             "raised by step 3 in the forward pass"),
+            (lambda: checkpointed_while_loop(cond, lambda i, x, w: x * w, x0, w, budget=2),
+             "raised by cond(3, x)"),
+            (lambda: checkpoint_sequential([torch.nn.Linear(2, 2).double(), layer],
+                                           torch.ones(1, 2, dtype=F64), memory=1e6),
+             "raised by layer 1 (functions[1]) while profiling it")]
+    for run, note in runs:
+        with pytest.raises(kind) as info:
+            run()
+        assert any(note in n for n in getattr(info.value, "__notes__", [])), note
+
+
+def test_a_while_loop_that_runs_no_step_returns_x0_as_plain_autograd():
+    """cond false at i = 0: the result is x0 (as torch guards a returned input), not an
+    alias an in-place op could change x0 through."""
+    x0 = torch.ones(2, dtype=F64, requires_grad=True)
+    y = checkpointed_while_loop(lambda i, x: False, lambda i, x: 2 * x, x0, budget=2)
+    with pytest.raises(RuntimeError, match="view|in-?place"):
+        y.mul_(3)
+    assert torch.equal(x0.detach(), torch.ones(2, dtype=F64))
+    y = checkpointed_while_loop(lambda i, x: False, lambda i, x: 2 * x, x0, budget=2)
+    (3 * y).sum().backward()
+    assert torch.equal(x0.grad, torch.full((2,), 3.0, dtype=F64))
