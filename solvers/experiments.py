@@ -29,6 +29,8 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import pebbles
-from pebbles import PebblesValueError
+from pebbles import PebblesTypeError, PebblesValueError
 from solvers import lorenz
 
 if TYPE_CHECKING:
@@ -213,6 +215,34 @@ def adjoint_errors_vs_reload(intervals: Sequence[int] = RELOAD_INTERVALS, *,
 # ---------------------------------------------------------------------------
 # the PML experiment
 # ---------------------------------------------------------------------------
+def _snapshot_steps(times: object, n: int) -> np.ndarray:
+    """``times`` as an int64 array after checking it holds whole step numbers in 1..n.
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``times`` is a string or not a sequence, or an entry is not an integer
+        (a bool, a float such as 1.7).
+    pebbles.PebblesValueError
+        If it is empty or a step lies outside 1..n.
+    """
+    rule = f"must be a sequence of whole step numbers in 1..{n} (cfg.steps)"
+    fix = f"pass e.g. times=[1, {max(n // 2, 1)}, {n}]"
+    items = None
+    if not isinstance(times, (str, bytes)):
+        with contextlib.suppress(TypeError):
+            items = list(times)
+    if items is None:
+        raise PebblesTypeError(f"times={times!r:.80} {rule}; {fix}")
+    for t in items:
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+            raise PebblesTypeError(f"times holds {t!r:.40} ({type(t).__name__}); it {rule}; "
+                                   f"{fix}")
+    if not items or not all(1 <= t <= n for t in items):
+        raise PebblesValueError(f"times={[int(t) for t in items][:10]} {rule}; {fix}")
+    return np.array(items, dtype=np.int64)
+
+
 @dataclass(frozen=True, slots=True)
 class PMLExperiment:
     """What :func:`pml_experiment` computed.
@@ -248,10 +278,17 @@ def scaled_config(size: int = 200, **changes: Any) -> PMLConfig:
 
     The domain stays 200 x 200 and the Ricker wavelet keeps its length in
     steps, so the picture is the paper's at a coarser resolution (200 x 200:
-    dt = 5.02e-5, 1992 steps). ``changes`` override any ``PMLConfig`` field.
+    dt = 5.02e-5, 1992 steps). ``changes`` override any ``PMLConfig`` field (a name
+    that is not one raises ``PebblesTypeError`` listing them).
     """
     from solvers.pml import PMLConfig
 
+    fields = [f.name for f in dataclasses.fields(PMLConfig)]
+    unknown = [name for name in changes if name not in fields]
+    if unknown:
+        raise PebblesTypeError(
+            f"{unknown[0]}={changes[unknown[0]]!r} is not a PMLConfig field; the fields "
+            f"are {', '.join(fields)}; leave it out or correct its name")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2 * 12 + 8:
         raise PebblesValueError(f"size={size!r} must be an integer >= 32 (two 12-cell PML "
                                 "bands and an interior); use e.g. size=200")
@@ -268,7 +305,8 @@ def pml_experiment(cfg: PMLConfig, times: Sequence[int], *,
     ----------
     cfg : PMLConfig
     times : sequence of int
-        Steps (1..cfg.steps) at which ``u`` is copied.
+        Steps (1..cfg.steps) at which ``u`` is copied; integers only (bools,
+        floats and strings are refused).
     budget : int or None
         Budget S of the Treeverse schedule for the gradient at the uniform
         model (:func:`solvers.pml.gradient`); ``None`` skips it.
@@ -279,10 +317,7 @@ def pml_experiment(cfg: PMLConfig, times: Sequence[int], *,
     """
     from solvers import pml
 
-    steps = np.asarray(list(times), dtype=np.int64)
-    if steps.size == 0 or steps.min() < 1 or steps.max() > cfg.steps:
-        raise PebblesValueError(f"times={steps.tolist()} must be steps in 1..{cfg.steps} "
-                                "(cfg.steps); pick steps no later than cfg.steps")
+    steps = _snapshot_steps(times, cfg.steps)
     c_true = pml.true_model(cfg)
     sol = pml.PMLSolver(cfg, c_true)
     s = sol.zero_state()

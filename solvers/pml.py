@@ -402,8 +402,17 @@ def check_stability(cfg: PMLConfig, c: np.ndarray) -> None:
     """Refuse inputs for which the scheme is unstable.
 
     Rules: ``c`` finite and ``>= 0`` on every cell; the Courant number
-    ``sqrt(max c) dt sqrt(1/hx^2 + 1/hy^2) <= 1`` (CFL); ``dt max(zeta) < 1``
-    (the damping factors ``1 - dt zeta`` stay positive).
+    ``C = sqrt(max c) dt sqrt(1/hx^2 + 1/hy^2) <= 1`` (CFL); ``dt max(zeta) < 1``
+    (the damping factors ``1 - dt zeta`` stay positive); and, combining both,
+    ``C^2 + (dt max(zeta) / 2)^2 <= 1``.
+
+    What is guaranteed: the last rule is exactly the von Neumann condition of
+    the scheme with ``c``, ``zeta_1``, ``zeta_2`` constant (any values up to
+    ``max c`` and ``max(zeta)``): no Fourier mode grows. For the PML, whose
+    damping varies in space, it is the frozen-coefficient criterion, which
+    holds at every cell but is not a proof; it refused every growing run we
+    found (e.g. ``C = 0.99``, ``dt max(zeta) = 0.977``) and may refuse some
+    runs near both limits that would have stayed bounded.
 
     Raises
     ------
@@ -432,6 +441,21 @@ def check_stability(cfg: PMLConfig, c: np.ndarray) -> None:
             f"unstable: dt={dt:.6g} times the largest PML damping {zmax:.6g} is "
             f"{dt * zmax:.6g} >= 1 (rule: dt max(zeta) < 1); use dt < {1 / zmax:.6g} or a "
             f"thicker PML (npml={cfg.npml})")
+    _check_combined(cfg, courant, zmax)
+
+
+def _check_combined(cfg: PMLConfig, courant: float, zmax: float) -> None:
+    """Refuse ``C^2 + (dt max(zeta) / 2)^2 > 1`` (see :func:`check_stability`)."""
+    damping = cfg.dt * zmax
+    if courant**2 + (damping / 2) ** 2 <= 1.0:
+        return
+    largest = cfg.dt / math.sqrt(courant**2 + (damping / 2) ** 2)
+    raise UnstableError(
+        f"unstable: Courant number C={courant:.6g} and dt max(zeta)={damping:.6g} (dt="
+        f"{cfg.dt:.6g}) give C^2 + (dt max(zeta)/2)^2 = {courant**2 + damping**2 / 4:.6g} > 1 "
+        f"(rule: C^2 + (dt max(zeta)/2)^2 <= 1, the von Neumann condition of the damped "
+        f"scheme); use dt <= {largest:.6g}, or a thicker PML (npml={cfg.npml}) or smaller "
+        f"vp_ref={cfg.vp_ref:g}")
 
 
 class PMLSolver:
@@ -592,14 +616,39 @@ def _state_array(cfg: PMLConfig) -> np.ndarray:
     return pebbles.mapped_empty((4, *cfg.shape))
 
 
+def _initial_state(sol: PMLSolver, s0: object) -> np.ndarray:
+    """A new C-ordered float64 copy of ``s0`` after checking its shape (at rest if None).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``s0`` does not hold real numbers.
+    pebbles.PebblesValueError
+        If its shape is not ``(4, nx+2, ny+2)``: the kernels would run on
+        another grid or read past the ends of ``c`` and the PML profiles.
+    """
+    if s0 is None:
+        return sol.zero_state()
+    expected = (4, *sol.cfg.shape)
+    arr = reals(s0, "s0", f"the initial state (u_prev, u, phi, psi), shape {expected}",
+                "None (at rest)")
+    if arr.shape != expected:
+        raise PebblesValueError(
+            f"s0 has shape {arr.shape}; expected {expected} = (4, nx+2, ny+2), the slots "
+            f"(u_prev, u, phi, psi) on the grid; pass an array of that shape or None (at rest)")
+    return np.ascontiguousarray(arr)
+
+
 def forward(cfg: PMLConfig, c: np.ndarray, s0: np.ndarray | None = None,
             source: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run n steps with the in-place kernel; return ``(s_n, traces)``.
 
-    ``traces[k]`` is ``u^(k)`` at the detectors, ``k = 0..n``.
+    ``traces[k]`` is ``u^(k)`` at the detectors, ``k = 0..n``. ``s0`` (default
+    at rest) must have shape ``(4, nx+2, ny+2)`` (checked before any step:
+    ``PebblesValueError`` otherwise).
     """
     sol = PMLSolver(cfg, c, source)
-    s = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
+    s = _initial_state(sol, s0)
     traces = np.empty((cfg.steps + 1, cfg.n_detectors))
     traces[0] = s[1, sol.det_i, sol.det_j]
     with sol.threads():
@@ -645,8 +694,9 @@ def loss(cfg: PMLConfig, c: np.ndarray, observed: np.ndarray,
          s0: np.ndarray | None = None, source: np.ndarray | None = None) -> float:
     """The running loss ``sum_{k=1..n} sum_d (u_true^(k)_d - u^(k)_d)^2``.
 
-    ``observed`` (shape ``(n+1, n_detectors)``, from :func:`record`) is checked
-    before the run: a wrong shape or ``None`` raises ``PebblesValueError``.
+    ``observed`` (shape ``(n+1, n_detectors)``, from :func:`record`) and ``s0``
+    (shape ``(4, nx+2, ny+2)``, default at rest) are checked before the run: a
+    wrong shape or ``observed=None`` raises ``PebblesValueError``.
     """
     observed = _check_observed(cfg, observed)
     traces = forward(cfg, c, s0, source)[1]
@@ -717,7 +767,8 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
         Recording from :func:`record` (checked before any step: a wrong
         shape or ``None`` raises ``PebblesValueError``).
     s0, source : optional
-        Initial state (default zero) and source values (default :func:`ricker`).
+        Initial state ``(4, nx+2, ny+2)`` (default zero; its shape is checked
+        before any step) and source values (default :func:`ricker`).
     inplace : bool
         Give the executor the in-place step, needed by ``move`` moves (the
         in-place game) unless ``reuse`` gives it anyway.
@@ -752,9 +803,7 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
     """
     sol = PMLSolver(cfg, c, source, _check_observed(cfg, observed))
     sol.store = store
-    s0 = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
-    if s0.shape != (4, *cfg.shape):
-        raise PebblesValueError(f"s0 has shape {s0.shape}; expected {(4, *cfg.shape)}")
+    s0 = _initial_state(sol, s0)
     with sol.threads(choose_threads):
         r = pebbles.replay(moves, cfg.steps, s0, sol.step, sol.backward, sol.loss_grad,
                            step_into=sol.step_into if inplace or reuse else None,
@@ -891,8 +940,7 @@ def memory_estimate(cfg: PMLConfig, moves: pebbles.Schedule | None = None) -> Me
     """Memory of :func:`gradient` with schedule ``moves`` (of :func:`loss` when ``None``).
 
     Counted before anything is allocated: the schedule's peak of stored
-    states (its budget, or what the method is known to need, or
-    :func:`pebbles.lower`'s count) plus the working state, ``s_0`` and the
+    states (:func:`_held_states`) plus the working state, ``s_0`` and the
     gradient buffers, and three grids and the recordings.
 
     Examples
@@ -902,20 +950,38 @@ def memory_estimate(cfg: PMLConfig, moves: pebbles.Schedule | None = None) -> Me
     >>> est = pml.memory_estimate(cfg, pml.schedule("store-all", cfg.steps))
     >>> est.states, round(est.total / 1e9, 1)
     (20004, 58.4)
+    >>> pml.memory_estimate(cfg, pml.schedule("bennett", cfg.steps, budget=1000)).states
+    20
     """
+    return _estimate(cfg, 1 if moves is None else _held_states(moves) + 4)
+
+
+def _estimate(cfg: PMLConfig, states: int) -> MemoryEstimate:
+    """``states`` state-sized arrays, three grids and the recordings of ``cfg``."""
     nxx, nyy = cfg.shape
     grid = 8 * nxx * nyy
     other = 3 * grid + 8 * (cfg.steps + 1) * cfg.n_detectors * 2 + 16 * cfg.steps
-    if moves is None:
-        return MemoryEstimate(1, 4 * grid, other)
-    entry = pebbles.describe(moves.method)
+    return MemoryEstimate(states, 4 * grid, other)
+
+
+def _held_states(moves: pebbles.Schedule) -> int:
+    """Peak of states ``moves`` holds, ``s_0`` included, found without playing them
+    where possible.
+
+    The least of: the budget (at most ``n`` states besides ``s_0``, whatever S),
+    which bounds the methods that take one and merely caps those that take
+    none; and what the method is known to need (its registry ``need``, cheap:
+    a formula, or a short stream played). With neither,
+    :func:`pebbles.lower`'s count (the moves played).
+    """
+    need = pebbles.describe(moves.method).need
+    held = None if need is None else need(moves.n, **dict(moves.options))
     if moves.budget is not None:  # never more than n states besides s_0, whatever S
-        peak = min(moves.budget, moves.n) + 1
-    elif entry.need is not None:
-        peak = entry.need(moves.n, **dict(moves.options)) + 1
-    else:
-        peak = pebbles.lower(moves).peak_states
-    return MemoryEstimate(peak + 4, 4 * grid, other)
+        cap = min(moves.budget, moves.n)
+        held = cap if held is None else min(held, cap)
+    if held is None:
+        return pebbles.lower(moves).peak_states
+    return held + 1
 
 
 def _size(nbytes: float) -> str:
@@ -988,8 +1054,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="two-level: directory of the disk states (default: a temporary one, "
                         "removed at the end)")
     g.add_argument("--keep-disk", action="store_true",
-                   help="two-level: keep the state files (in a new pebbles-store-* folder "
-                        "inside --disk-dir, printed as disk_folder)")
+                   help="keep the store's folder (a new pebbles-store-* folder inside "
+                        "--disk-dir, printed as disk_folder) instead of removing it; it is "
+                        "left empty: the schedule deletes each state file once done with "
+                        "it, and a failed run deletes those left")
     g.add_argument("--save", default=None, metavar="OUT.npz")
     lo = sub.add_parser("loss", help="the running loss at c")
     _common(lo)
@@ -1013,22 +1081,54 @@ def _load_c(path: str, cfg: PMLConfig) -> np.ndarray:
 
 
 def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | None]:
-    """The configuration and schedule, validated, memory checked; nothing allocated yet."""
+    """The configuration and schedule, validated, memory checked; nothing allocated yet.
+
+    The schedule is ``None`` for ``loss``, and for ``two-level`` when a disk cost
+    is still to be measured (:func:`_measured_schedule` makes it once every
+    check that needs no measurement has passed).
+    """
     cfg = PMLConfig(nx=args.nx, ny=args.ny, steps=args.steps, dt=args.dt, h=args.h)
-    moves = None
+    moves, estimate = None, memory_estimate(cfg)
     if args.command == "gradient":
         check_npz_output("--save", args.save)
         _check_disk_flags(args)
-        budget, old = args.budget, None
-        if args.method == "treeverse-paper" and args.delta is None:
-            budget, old = None, args.budget  # the older meaning of --pebbles here
-        disk = _disk_options(args, cfg) if args.method == "two-level" else {}
-        moves = _registry_schedule(args.method, cfg.steps, budget=budget, old=old, cli=True,
-                                   inplace=args.inplace, k=args.k, every=args.every,
-                                   delta=args.delta, **disk)
+        if _measures_disk(args):
+            estimate = _two_level_estimate(args, cfg)
+        else:
+            moves = _cli_schedule(args, cfg, _disk_options(args, None))
+            estimate = memory_estimate(cfg, moves)
     if not args.force:
-        check_memory(memory_estimate(cfg, moves))
+        check_memory(estimate)
     return cfg, moves
+
+
+def _cli_schedule(args: argparse.Namespace, cfg: PMLConfig, disk: dict) -> pebbles.Schedule:
+    """``--method`` and its flags as a schedule; ``disk``: the two-level options."""
+    budget, old = args.budget, None
+    if args.method == "treeverse-paper" and args.delta is None:
+        budget, old = None, args.budget  # the older meaning of --pebbles here
+    return _registry_schedule(args.method, cfg.steps, budget=budget, old=old, cli=True,
+                              inplace=args.inplace, k=args.k, every=args.every,
+                              delta=args.delta, **disk)
+
+
+def _measures_disk(args: argparse.Namespace) -> bool:
+    """Whether ``--method two-level`` measures a disk cost (one of them not given)."""
+    return args.method == "two-level" and None in (args.write_cost, args.read_cost)
+
+
+def _two_level_estimate(args: argparse.Namespace, cfg: PMLConfig) -> MemoryEstimate:
+    """The budget check and memory estimate of ``two-level`` before its costs are
+    measured: both depend on ``--pebbles`` alone (the method holds at most S states)."""
+    budget = 10 if args.budget is None else args.budget
+    game = "inplace" if args.inplace else "checkpoint"
+    least = pebbles.min_pebbles(cfg.steps, game)
+    if budget < least:
+        raise pebbles.InfeasibleBudgetError(
+            f"--pebbles {budget} cannot finish the {game} game with n={cfg.steps} "
+            f"(two-level holds at least {least} states in memory); use --pebbles {least} "
+            f"or more", least)
+    return _estimate(cfg, min(budget, cfg.steps) + 1 + 4)
 
 
 def _check_disk_flags(args: argparse.Namespace) -> None:
@@ -1049,12 +1149,15 @@ def _check_disk_flags(args: argparse.Namespace) -> None:
             f"{'it' if len(unused) == 1 else 'them'} out or pick a disk method")
 
 
-def _disk_options(args: argparse.Namespace, cfg: PMLConfig) -> dict:
-    """``--disk-slots``, ``--write-cost``, ``--read-cost``; costs not given are measured
-    on ``--disk-dir`` (states written and read back to back, :func:`pebbles.measure_io`,
-    against one timed in-place step)."""
+def _disk_options(args: argparse.Namespace, cfg: PMLConfig | None) -> dict:
+    """The two-level options (``{}`` for the other methods): ``--disk-slots``,
+    ``--write-cost``, ``--read-cost``, ``--background-writes``; with ``cfg``, costs
+    not given are measured on ``--disk-dir`` (states written and read back to back,
+    :func:`pebbles.measure_io`, against one timed in-place step)."""
+    if args.method != "two-level":
+        return {}
     wc, rc = args.write_cost, args.read_cost
-    if wc is None or rc is None:
+    if cfg is not None and (wc is None or rc is None):
         io = pebbles.measure_io(args.disk_dir, 4 * (cfg.nx + 2) * (cfg.ny + 2) * 8)
         mwc, mrc = io.costs(_step_seconds(cfg))
         release_freed_memory()  # the probes' state-sized arrays: not part of the run
@@ -1100,6 +1203,8 @@ def _run(args: argparse.Namespace) -> dict:
     check_stability(cfg, c)
     check_stability(cfg, true_model(cfg))
     warm_up()
+    if args.command == "gradient" and moves is None:  # every check passed: measure the disk
+        moves = _cli_schedule(args, cfg, _disk_options(args, cfg))
     observed = record(cfg)
     if args.command == "loss":
         t0 = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -812,3 +813,89 @@ def test_cli_save_that_cannot_be_created_is_refused_before_the_run(monkeypatch, 
     assert pml.main(["gradient", *TINY, "--save", "/proc/x.npz"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--save /proc/x.npz cannot be written" in err
+
+
+# ---------------------------------------------------------------------------
+# s0's shape, the order of the command line's checks, memory of bounded methods,
+# --keep-disk
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(4, 30, 30), (4, 22, 15), (3, 22, 16), (4, 22)])
+def test_s0_shape_is_checked_by_every_entry(shape):
+    """forward and loss ran a wrong s0 on another grid or read past c (NaN)."""
+    cfg = cfg_of(nx=20, ny=14, steps=5, n_detectors=3)
+    c, obs = pml.uniform_model(cfg), pml.record(cfg)
+    expect = rf"^s0 has shape {re.escape(str(shape))}; expected \(4, 22, 16\) = \(4, nx\+2, ny\+2\)"
+    s0 = np.zeros(shape)
+    with pytest.raises(pebbles.PebblesValueError, match=expect):
+        pml.forward(cfg, c, s0=s0)
+    with pytest.raises(pebbles.PebblesValueError, match=expect):
+        pml.loss(cfg, c, obs, s0=s0)
+    with pytest.raises(pebbles.PebblesValueError, match=expect):
+        pml.gradient(cfg, c, pml.schedule("store-all", cfg.steps), obs, s0=s0)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^s0='x' must hold real numbers"):
+        pml.forward(cfg, c, s0="x")
+    s0 = np.zeros((4, *cfg.shape))
+    assert pml.forward(cfg, c, s0=s0)[0] is not s0 and not s0.any()  # a copy is stepped
+
+
+def test_two_level_measures_the_disk_only_when_the_run_goes_ahead(monkeypatch, tmp_path,
+                                                                  capsys):
+    """Refused by memory or budget: no state-sized file in --disk-dir, no step run."""
+    monkeypatch.setattr(pebbles, "measure_io", lambda *a: pytest.fail("disk measured"))
+    monkeypatch.setattr(pml, "_step_seconds", lambda cfg: pytest.fail("step measured"))
+    argv = ["gradient", "--nx", "20", "--ny", "14", "--steps", "40", "--method", "two-level",
+            "--disk-dir", str(tmp_path / "d")]
+    monkeypatch.setattr(pml, "available_memory", lambda: 1000)
+    assert pml.main([*argv, "--pebbles", "3"]) == 2
+    assert "1 kB is available" in capsys.readouterr().err
+    monkeypatch.setattr(pml, "available_memory", lambda: 10**9)
+    assert pml.main([*argv, "--pebbles", "1"]) == 2
+    assert "--pebbles 1 cannot finish the checkpoint game" in capsys.readouterr().err
+    assert pml.main([*argv, "--pebbles", "3", "--dt", "1"]) == 2
+    assert "unstable" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("method, kw", [("bennett", {}), ("periodic", {}),
+                                        ("treeverse-paper", {"delta": 3})])
+def test_memory_estimate_of_a_method_that_takes_no_budget_ignores_a_larger_one(method, kw):
+    """--pebbles only caps these methods: the estimate is what their schedule holds."""
+    cfg = cfg_of(nx=40, ny=40, steps=200, n_detectors=5)
+    free = pml.memory_estimate(cfg, pml.schedule(method, cfg.steps, **kw))
+    capped = pml.memory_estimate(cfg, pml.schedule(method, cfg.steps, budget=200, **kw))
+    assert capped == free
+    g = pml.gradient(cfg, pml.uniform_model(cfg), pml.schedule(method, cfg.steps, **kw),
+                     pml.record(cfg))
+    assert g.peak_states + 1 + 2 <= capped.states <= g.peak_states + 6
+    paper = pml.PMLConfig()
+    est = pml.memory_estimate(paper, pml.schedule("bennett", paper.steps, budget=1000))
+    assert est.states == 19 and est.total < 1e9  # not 1005 states, 32 GB
+    pml.check_memory(est, available=10**9)
+
+
+def test_keep_disk_help_says_what_is_kept(tmp_path, capsys):
+    """The schedule deletes every state file it wrote: the kept folder is empty, as said."""
+    argv = ["gradient", "--nx", "20", "--ny", "14", "--steps", "40", "--method", "two-level",
+            "--pebbles", "3", "--write-cost", "0", "--read-cost", "0", "--disk-dir",
+            str(tmp_path), "--keep-disk", "--json"]
+    assert pml.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    kept = Path(out["disk_folder"])
+    assert out["writes"] > 0 and kept.parent == tmp_path and list(kept.iterdir()) == []
+    help_text = " ".join(pml._parser()._subparsers._group_actions[0].choices["gradient"]
+                         .format_help().split())
+    assert "--keep-disk keep the store's folder" in help_text
+    assert "it is left empty" in help_text
+
+
+def test_courant_and_damping_near_both_limits_are_refused_together():
+    """C = 0.99 with dt max(zeta) = 0.977 passed both rules and grew without bound."""
+    h = 200 / 39
+    cfg = pml.PMLConfig(nx=40, ny=40, steps=200, dt=0.99 * h / (3300 * 2**0.5), npml=8,
+                        vp_ref=2000.0, delay=20.0, width=5.0)
+    with pytest.raises(pml.UnstableError, match=r"C\^2 \+ \(dt max\(zeta\)/2\)\^2 = 1\.2"):
+        pml.check_stability(cfg, pml.uniform_model(cfg))
+    for ok in (pml.PMLConfig(), pml.PMLConfig(nx=200, ny=200, dt=5.02e-5, steps=1992),
+               cfg_of()):
+        pml.check_stability(ok, pml.true_model(ok))
+        pml.check_stability(ok, pml.uniform_model(ok))

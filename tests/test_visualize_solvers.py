@@ -181,6 +181,29 @@ def test_pml_errors_name_the_value(pml_data):
         visualize.draw_pml_gradient(d.grad_c[1:], cfg)
 
 
+@pytest.mark.parametrize("times, error, match", [
+    ("12", pebbles.PebblesTypeError, r"^times='12' must be a sequence of whole step numbers"),
+    (5, pebbles.PebblesTypeError, r"^times=5 must be a sequence"),
+    ([1.7], pebbles.PebblesTypeError, r"^times holds 1\.7 \(float\)"),
+    ([True], pebbles.PebblesTypeError, r"^times holds True \(bool\)"),
+    ([], pebbles.PebblesValueError, r"^times=\[\] must be .* in 1\.\.300"),
+    ([0, 5], pebbles.PebblesValueError, r"^times=\[0, 5\] must be .* in 1\.\.300"),
+])
+def test_pml_experiment_times_must_be_whole_steps(pml_data, times, error, match):
+    """Strings, bools and floats were read as steps ("12" as [1, 2], 1.7 as 1)."""
+    with pytest.raises(error, match=match):
+        ex.pml_experiment(pml_data[0], times, budget=None)
+    got = ex.pml_experiment(ex.scaled_config(32, steps=5), np.array([2, 5]), budget=None)
+    assert got.times.tolist() == [2, 5]
+
+
+def test_scaled_config_names_an_unknown_field():
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"^bogus=1 is not a PMLConfig field; the fields are nx, ny, .*"):
+        ex.scaled_config(40, bogus=1)
+    assert ex.scaled_config(40, npml=7).npml == 7
+
+
 def _records():
     out = []
     for s, sec in ((5, 9.0), (10, 6.0), (20, 5.0), (40, 4.5)):
