@@ -137,6 +137,8 @@ def kept_result(entry: dict, name: str, out: Path, earlier: dict | None) -> dict
     is still there from an earlier run (and which one, when run.json recorded it)."""
     if entry["status"] not in FAILED or not (out / f"{name}.json").exists():
         return entry
+    if earlier and earlier.get("kept"):  # that run failed too: the file is older still
+        return {**entry, "kept": earlier["kept"]}
     how = ", ".join(f"{k} {earlier[k]}" for k in ("mode", "started", "command")
                     if earlier and earlier.get(k))
     return {**entry, "kept": f"results/{name}.json is from an earlier run"

@@ -80,8 +80,8 @@ def python_number_hint(got: Any, expected: Any) -> str:
                     f"Python number such as 1.0")
         if e[1] in _PYTHON_NUMBERS and g[1] not in _PYTHON_NUMBERS:
             return (f"; s0 is a Python {e[1]}, not a NumPy array (states are arrays): pass "
-                    f"s0=np.asarray(s0), a 0-d {g[1]} array ({_PYTHON_NUMBERS[e[1]]}(s0) also "
-                    f"works)")
+                    f"s0=np.asarray(s0, dtype=np.{g[1]}), a 0-d {g[1]} array, the dtype the "
+                    f"callback returns")
     return ""
 
 

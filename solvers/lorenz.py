@@ -900,8 +900,9 @@ def _adjoint_forward(y, theta, dt, i0, i1, every, stored):
 def _adjoint_backward(z, theta, dt, i1, i0, every, stored, work):
     """Backward steps ``i1-1`` down to ``i0`` of the augmented system ``z`` in place,
     resetting its ``y`` to each stored state; ``work`` is five scratch rows of 9."""
+    k1, k2, k3, k4, tmp = work[0], work[1], work[2], work[3], work[4]  # views made once
     for i in range(i1 - 1, i0 - 1, -1):
-        _aug_rk4(z, theta, -dt, work[0], work[1], work[2], work[3], work[4])
+        _aug_rk4(z, theta, -dt, k1, k2, k3, k4, tmp)
         if every > 0 and i % every == 0:
             z[:3] = stored[i // every]
 

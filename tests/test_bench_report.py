@@ -257,6 +257,8 @@ def test_run_keeps_the_earlier_result_when_a_script_fails(tmp_path: Path, monkey
     assert info["last_run"]["failed"] == ["bench_bad"]
     assert "from an earlier run (mode full, started t0)" in info["scripts"]["bench_bad"]["kept"]
     assert "kept" not in info["scripts"]["bench_good"]
+    again = run.run_suite(["bench_bad"], True, out, info["scripts"])  # a second failure
+    assert again["scripts"]["bench_bad"]["kept"] == info["scripts"]["bench_bad"]["kept"]
     status = {"bench_bad": "timeout", "bench_good": "ok"}
     monkeypatch.setattr(run, "run_script", lambda name, *a: {"status": status[name]})
     monkeypatch.setattr(run.subprocess, "run", lambda *a, **k: type("P", (), {"returncode": 0}))

@@ -187,8 +187,11 @@ def test_a_python_float_where_a_numpy_value_belongs_is_named():
                        r"return .*np.ones_like\(s\) or np.float64\(x\)"):
         replay(store_all(n), n, np.array(0.3), lambda i, s: 0.5 * s, back, lambda s: 1.0)
     with pytest.raises(PebblesTypeError, match=r"s0 is a Python float, not a NumPy array .*"
-                       r"pass s0=np.asarray\(s0\)"):
+                       r"pass s0=np.asarray\(s0, dtype=np.float64\)"):
         replay(store_all(n), n, 0.3, lambda i, s: 0.5 * s, back, np.ones_like)
+    with pytest.raises(PebblesTypeError, match=r"s0 is a Python float, .*"  # the callback's
+                       r"pass s0=np.asarray\(s0, dtype=np.float32\)"):  # dtype, not float64
+        replay(store_all(n), n, 0.3, lambda i, s: np.float32(0.5 * s), back, np.ones_like)
     with pytest.raises(PebblesTypeError) as err:  # other mismatches get no such hint
         replay(store_all(n), n, S0, lambda i, s: s.astype(np.float32), back, np.ones_like)
     assert "Python" not in str(err.value)

@@ -7,8 +7,8 @@ Subcommands (each writes one figure, format from the extension of ``-o``)::
 
     python -m visualize lorenz-fig3 [--npz map.npz | --resolution 201 --steps 10000] -o fig3.png
     python -m visualize lorenz-fig4 [--max-steps 1000 --starts 20 --reload-steps 10000] -o fig4.png
-    python -m visualize pml [--size 200 --times 400 700 1000 1400] \\
-        [--panel gradient [--pebbles 20]] -o pml.png
+    python -m visualize pml [--size 200] [--times 400 700 1000 1400] -o pml.png
+    python -m visualize pml [--size 200] --panel gradient [--pebbles 20] -o grad.png
     python -m visualize fig5 bench.json -o fig5.png
 
 Bad input exits with status 2 and one line on stderr, before anything is

@@ -138,7 +138,9 @@ def _schedules(args: argparse.Namespace) -> list[tuple]:
         raise PebblesValueError(
             f"--side-by-side {args.method} with method {args.method}: the two panels share "
             f"every flag, so both would draw the same schedule; pick another method to "
-            f"compare with (e.g. --side-by-side treeverse-paper), or draw one")
+            f"compare with (e.g. --side-by-side "
+            f"{'treeverse' if args.method == 'treeverse-paper' else 'treeverse-paper'}), "
+            f"or draw one")
     _check_flags(args, names)
     panels = []
     for k, name in enumerate(names):
