@@ -94,4 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except pebbles.PebblesError as err:  # bad options (e.g. --kept too small): one line
+        raise SystemExit(f"torch_neural_ode.py: error: {err}") from None
