@@ -449,7 +449,9 @@ def _check_combined(cfg: PMLConfig, courant: float, zmax: float) -> None:
     damping = cfg.dt * zmax
     if courant**2 + (damping / 2) ** 2 <= 1.0:
         return
-    largest = cfg.dt / math.sqrt(courant**2 + (damping / 2) ** 2)
+    exact = cfg.dt / math.sqrt(courant**2 + (damping / 2) ** 2)  # both scale with dt
+    digit = 10.0 ** (math.floor(math.log10(exact)) - 5)  # rounded down to 6 digits, so
+    largest = math.floor(exact * (1 - 1e-9) / digit) * digit  # the dt printed passes
     raise UnstableError(
         f"unstable: Courant number C={courant:.6g} and dt max(zeta)={damping:.6g} (dt="
         f"{cfg.dt:.6g}) give C^2 + (dt max(zeta)/2)^2 = {courant**2 + damping**2 / 4:.6g} > 1 "
@@ -1084,7 +1086,7 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
     """The configuration and schedule, validated, memory checked; nothing allocated yet.
 
     The schedule is ``None`` for ``loss``, and for ``two-level`` when a disk cost
-    is still to be measured (:func:`_measured_schedule` makes it once every
+    is still to be measured (:func:`_cli_schedule` makes it once every
     check that needs no measurement has passed).
     """
     cfg = PMLConfig(nx=args.nx, ny=args.ny, steps=args.steps, dt=args.dt, h=args.h)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -895,6 +896,21 @@ def test_courant_and_damping_near_both_limits_are_refused_together():
                         vp_ref=2000.0, delay=20.0, width=5.0)
     with pytest.raises(pml.UnstableError, match=r"C\^2 \+ \(dt max\(zeta\)/2\)\^2 = 1\.2"):
         pml.check_stability(cfg, pml.uniform_model(cfg))
+    refused = 0
+    for vp_ref in np.linspace(1500.0, 3300.0, 37):  # the dt it suggests passes
+        bad = dataclasses.replace(cfg, vp_ref=vp_ref)
+        try:
+            pml.check_stability(bad, pml.uniform_model(bad))
+            continue
+        except pml.UnstableError as err:
+            found = re.search(r"C\^2 .* use dt <= ([0-9.e+-]+),", str(err))
+        if found is None:  # refused by the rule dt max(zeta) < 1 alone
+            continue
+        suggested = float(found.group(1))
+        refused += 1
+        fixed = dataclasses.replace(bad, dt=suggested)
+        pml.check_stability(fixed, pml.uniform_model(fixed))
+    assert refused >= 2
     for ok in (pml.PMLConfig(), pml.PMLConfig(nx=200, ny=200, dt=5.02e-5, steps=1992),
                cfg_of()):
         pml.check_stability(ok, pml.true_model(ok))
