@@ -340,10 +340,7 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray,
     c, source, observed, s0 = (_host(a) for a in (c, source, observed, s0))
     obs = _pml._check_observed(cfg, observed)
     sol = _pml.PMLSolver(cfg, c, source, obs)
-    s0 = sol.zero_state() if s0 is None else np.array(s0, dtype=np.float64, order="C")
-    if s0.shape != (4, *cfg.shape):
-        raise PebblesValueError(f"s0 has shape={s0.shape}; expected {(4, *cfg.shape)} "
-                                f"(wold, u, phi, psi on the (nx+2, ny+2) grid)")
+    s0 = _pml._initial_state(sol, s0)  # the CPU solver's check: shape, real numbers
     prog = _program(schedule, cfg.steps, slots)
     dev = _PMLDevice(xp, sol, s0, obs, prog.nslots)
     with _quiet():

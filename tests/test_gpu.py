@@ -300,6 +300,8 @@ def test_pml_gradient_validates(pml_small):
         gpu.pml_gradient(cfg, c, moves, None)
     with pytest.raises(PebblesValueError, match="s0 has shape"):
         gpu.pml_gradient(cfg, c, moves, observed, s0=s0[:3])
+    with pytest.raises(PebblesTypeError, match="s0="):  # the CPU solver's check: complex
+        gpu.pml_gradient(cfg, c, moves, observed, s0=s0 + 1j)  # was cast, imaginary dropped
     with pytest.raises(IllegalMoveError, match="slots=2"):
         gpu.pml_gradient(cfg, c, moves, observed, slots=2)
 
