@@ -6,7 +6,7 @@ paper's continuous approximations dashed); the bottom panel is Bennett's memory
 over Treeverse's at equal T'/T (Liu & Xu, Figure 8). n = 10^6 takes about a minute.
 
 Usage: python examples/tradeoff.py [OUTPUT.png] [--quick] [--dpi=N]
-(docs/img/tradeoff.png is made with --dpi=85).
+(docs/img/tradeoff.png is made with the default --dpi=100).
 """
 
 from __future__ import annotations

@@ -76,6 +76,36 @@ def _treeverse(n: int, game: str) -> Curve:
     return np.array(xs[::-1]), np.array(ys[::-1])
 
 
+def _fewest(n: int, game: str, x: float, lo: int, hi: int) -> int:
+    """The fewest S in ``lo..hi`` with ``min_forward_steps(n, S) / n <= x`` (``hi`` meets
+    it; the steps fall as S grows), by bisection."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if min_forward_steps(n, mid, game) / n <= x * (1 + 1e-12):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def _exact_at(n: int, game: str, curve: Curve, xs: np.ndarray) -> Curve:
+    """``curve`` with the exact fewest S at each overhead in ``xs`` added (the sampled
+    budgets of :func:`_budgets` may skip it: the next sampled S is up to 25 % more)."""
+    tx, ts = curve
+    add = {}
+    for x in xs:
+        meets = ts[tx <= x * (1 + 1e-12)]
+        if meets.size:
+            hi = int(meets.min())
+            below = ts[ts < hi]
+            lo = int(below.max()) + 1 if below.size else hi
+            s = _fewest(n, game, float(x), lo, hi)
+            add[s] = min_forward_steps(n, s, game) / n
+    pts = dict(zip(ts.tolist(), tx.tolist(), strict=True)) | add
+    ss = np.array(sorted(pts))
+    return np.array([pts[s] for s in ss.tolist()]), ss
+
+
 def _reversible(n: int, s_max: int) -> Curve:
     """Exact reversible optimum for S = ceil(log2(n+1)) .. s_max, one table build."""
     lo = min_pebbles(n, "reversible")
@@ -157,10 +187,10 @@ def _online(n: int) -> Curve:
     return np.array(xs), np.array(ys)
 
 
-@cache
 def tradeoff_curves(n: int, *, paper_max_n: int = 10**4,
                     reversible_max_pebbles: int | None = None) -> dict[str, Curve]:
-    """Minimum pebbles against T'/T for every method at one n (cached).
+    """Minimum pebbles against T'/T for every method at one n (cached; the arrays are
+    read-only).
 
     Parameters
     ----------
@@ -191,21 +221,32 @@ def tradeoff_curves(n: int, *, paper_max_n: int = 10**4,
     >>> float(x.min()), int(s.max())  # store-all: 99 steps with 99 states
     (0.99, 99)
     """
-    n, paper_max_n, reversible_max_pebbles = _check_curve_args(n, paper_max_n,
-                                                               reversible_max_pebbles)
+    return _curves(*_check_curve_args(n, paper_max_n, reversible_max_pebbles))
+
+
+@cache
+def _curves(n: int, paper_max_n: int, reversible_max_pebbles: int | None
+            ) -> dict[str, Curve]:
+    """:func:`tradeoff_curves` of checked arguments, cached (read-only arrays: every
+    caller gets the same ones)."""
     lg = min_pebbles(n, "reversible")
     s_max = reversible_max_pebbles or lg + max(12, min(200, 10**7 // n))
     empty = (np.array([]), np.array([]))
-    return {
-        "treeverse": _treeverse(n, "checkpoint"),
+    bennett = _bennett(n)
+    curves = {  # treeverse exact where memory_ratio compares it with Bennett
+        "treeverse": _exact_at(n, "checkpoint", _treeverse(n, "checkpoint"), bennett[0]),
         "treeverse-inplace": _treeverse(n, "inplace"),
         "treeverse-paper": _treeverse_paper(n) if n <= paper_max_n else empty,
         "online": _online(n) if n <= paper_max_n else empty,
-        "bennett": _bennett(n),
+        "bennett": bennett,
         "reversible-optimal": _reversible(n, s_max),
         "paper-treeverse": _paper_treeverse(n),
         "paper-bennett": _paper_bennett(n),
     }
+    for arrays in curves.values():
+        for a in arrays:
+            a.setflags(write=False)
+    return curves
 
 
 def _check_curve_args(n: object, paper_max_n: object,
@@ -226,7 +267,9 @@ def memory_ratio(curves: dict[str, Curve]) -> tuple[Curve, Curve]:
     """Bennett memory / Treeverse memory at equal T'/T: exact and paper's approximation.
 
     Exact: for each Bennett point (x, S_B) the fewest treeverse pebbles with
-    T'/T <= x. Approximation: the dashed curves, interpolated in log-log.
+    T'/T <= x (:func:`tradeoff_curves` adds that exact point to the sampled
+    treeverse curve, so the ratio is exact). Approximation: the dashed curves,
+    interpolated in log-log.
     """
     tx, ts = curves["treeverse"]
     bx, bs = curves["bennett"]

@@ -81,3 +81,38 @@ def test_tradeoff_command_refuses_one_step_in_one_line(tmp_path):
                           str(tmp_path / "t.png")], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "pass n=2 or more" in res.stderr and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("n", [100, 1000, 10**4])
+def test_memory_ratio_uses_the_fewest_treeverse_pebbles_at_each_bennett_point(n):
+    """The sampled treeverse budgets skip up to 25 %: the ratio took the next sampled S
+    (0.82 at n = 10^4 just below T'/T = 2); the exact fewest S never lets Bennett win."""
+    c = pebbles.tradeoff_curves(n, paper_max_n=10)
+    (ex, er), _ = pebbles.memory_ratio(c)
+    assert ex.size >= 5
+    least = pebbles.min_pebbles(n, "checkpoint")
+    for x, r, sb in zip(ex, er, c["bennett"][1][-len(ex):], strict=True):
+        s = int(round(sb / r))  # the treeverse S the ratio divides by
+        assert pebbles.min_forward_steps(n, s) / n <= x * (1 + 1e-12)
+        assert s == least or pebbles.min_forward_steps(n, s - 1) / n > x * (1 + 1e-12)
+    assert er.min() >= 1.0
+
+
+def test_curves_are_read_only_and_arguments_checked_before_the_cache():
+    c = pebbles.tradeoff_curves(50)
+    with pytest.raises(ValueError, match="read-only"):
+        c["treeverse"][1][0] = 1
+    with pytest.raises(pebbles.PebblesTypeError, match=r"n=\[5\] must be an integer"):
+        pebbles.tradeoff_curves([5])
+
+
+def test_online_overhead_refuses_budgets_too_slow_to_simulate(tmp_path, capsys):
+    # S = 2 costs about n^2 / 4 steps a point: -n 10^5 ran for many minutes
+    from pebbles.cli import main
+
+    out = tmp_path / "o.png"
+    assert main(["tradeoff", "-n", "100000", "--online-overhead", "2", "10",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--online-overhead 2 with -n 100000" in err and "larger budgets" in err
+    assert not out.exists()

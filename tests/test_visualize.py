@@ -133,7 +133,9 @@ def test_every_figure_draws_its_content_and_saves(tmp_path, read_svg):
         (line,) = [ln for ln in ax.lines
                    if ln.get_label() == "treeverse (optimal, checkpoint game)"]
         x, s = visualize.tradeoff_curves(n)["treeverse"]
-        assert np.array_equal(line.get_xdata(), x) and np.array_equal(line.get_ydata(), s)
+        order = np.argsort(x)  # drawn along increasing T'/T (a staircase)
+        assert np.array_equal(line.get_xdata(), x[order])
+        assert np.array_equal(line.get_ydata(), s[order])
     assert "Figure 8" in trade.get_suptitle()
 
     for ext in ("png", "svg"):  # the same figures, saved in both formats
@@ -206,6 +208,17 @@ def test_treeverse_curve_reaches_store_all():
     x, s = visualize.tradeoff_curves(1000)["treeverse"]
     assert s.max() == 999 and x[np.argmax(s)] == pebbles.min_forward_steps(1000, 999) / 1000
     assert x.min() < 1.0 and np.all(np.diff(s) > 0)
+
+
+def test_staircases_run_along_increasing_overhead():
+    """A curve's S holds from its point to the next larger T'/T; drawn in the curves'
+    order (T'/T falling) the steps showed fewer pebbles than needed between points."""
+    fig = visualize.draw_tradeoff((100,), paper_max_n=100)
+    lines = [ln for ax in fig.axes for ln in ax.get_lines()
+             if ln.get_drawstyle() == "steps-post" and len(ln.get_xdata()) > 2]
+    assert len(lines) >= 3  # treeverse in both games, online, reversible optimum
+    for ln in lines:
+        assert np.all(np.diff(np.asarray(ln.get_xdata(), dtype=float)) >= 0), ln.get_label()
 
 
 def test_paper_approximations_hit_the_closed_forms():

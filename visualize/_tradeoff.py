@@ -69,6 +69,8 @@ def _exponent(n: int) -> str:
 def _panel(ax: Axes, n: int, curves: dict[str, Curve], paper_max_n: int) -> None:
     for name, (label, colour, marker, ls) in _STYLE.items():
         x, s = curves[name]
+        order = np.argsort(x, kind="stable")  # a staircase runs along increasing T'/T:
+        x, s = x[order], s[order]  # from each point, its S holds until the next one
         step = "post" if ls == "-" and name != "bennett" else None
         ax.plot(x, s, color=colour, marker=marker, ls=ls or "none", ms=3, lw=1.3,
                 drawstyle=f"steps-{step}" if step else "default", label=label,

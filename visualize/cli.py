@@ -274,6 +274,24 @@ def _overhead_ns(top: int) -> tuple[int, ...]:
     return tuple(sorted(ns))
 
 
+#: Online forward steps ``--online-overhead`` simulates at most (both games): about two
+#: minutes at the simulator's 1.6e6 steps a second.
+MAX_OVERHEAD_STEPS = 2 * 10**8
+
+
+def _check_overhead_work(ns: tuple[int, ...], budgets: tuple[int, ...]) -> None:
+    """Refuse ``--online-overhead`` budgets whose streams take too long to simulate: a
+    small S costs about n^2 / S steps (S = 2: n^2 / 4), estimated by the optimum."""
+    work = {s: sum(pebbles.min_forward_steps(n, max(s, pebbles.min_pebbles(n, game)), game)
+                   for n in ns for game in ("checkpoint", "inplace")) for s in budgets}
+    slow = [s for s, w in work.items() if w > MAX_OVERHEAD_STEPS]
+    if slow:
+        raise PebblesValueError(
+            f"--online-overhead {' '.join(map(str, slow))} with -n {max(ns)}: the online "
+            f"streams have about {max(work.values()):.2g} forward steps to simulate, more "
+            f"than {MAX_OVERHEAD_STEPS:.0e} (minutes); use larger budgets or a smaller -n")
+
+
 def run_tradeoff(args: argparse.Namespace) -> int:
     """Run ``pebbles tradeoff``: draw the Figure 8 panels for ``args.n``; return 0."""
     check_output(args.output)
@@ -281,8 +299,9 @@ def run_tradeoff(args: argparse.Namespace) -> int:
     from . import _game, _tradeoff
 
     if args.online_overhead:
-        fig = _tradeoff.draw_online_overhead(_overhead_ns(max(args.n)),
-                                             tuple(args.online_overhead))
+        ns = _overhead_ns(max(args.n))
+        _check_overhead_work(ns, tuple(args.online_overhead))
+        fig = _tradeoff.draw_online_overhead(ns, tuple(args.online_overhead))
     else:
         fig = _tradeoff.draw_tradeoff(tuple(args.n), paper_max_n=args.paper_max_n)
     path = _game.save(fig, args.output, dpi=args.dpi)
