@@ -9,14 +9,18 @@ overhead ``T'/T = forward steps / n``. Exact counts come from the library:
 * reversible optimum -- the tables behind :func:`pebbles.min_forward_steps`
   (game ``'reversible'``), built once for all S;
 * Bennett -- :func:`pebbles.bennett_steps` and :func:`pebbles.bennett_pebbles`
-  without the top-level uncompute, over k (the paper's T = (2k-1)^l);
+  without the top-level uncompute, over k: the game ends when cell n is first
+  reached, ``(T + 1) / 2`` steps for ``n = k^l``, as the paper counts its n = 16
+  example (41 steps), where its formula (5), ``T = (2k-1)^l``, includes the
+  top-level uncompute;
 * treeverse_paper -- :func:`pebbles.simulate` of Algorithm 3 over delta;
 * online -- :func:`pebbles.simulate` of :func:`pebbles.online` (checkpoint game),
   the run stopping after n steps without having known n.
 
 Reversible-game counts are those of the forward run (reaching cell n), as in the
 paper. The paper's continuous approximations: Treeverse ``T'/T ~ tau, S = delta + 1``
-with ``C(tau + delta, delta) = n``; Bennett ``n = k^l, T = (2k-1)^l, S = l(k-1) + 1``.
+with ``C(tau + delta, delta) = n``; Bennett ``n = k^l, T = (2k-1)^l, S = l(k-1) + 1``
+(formula (5), with the top-level uncompute: about twice the exact curve's steps).
 :mod:`visualize` draws them (``pebbles tradeoff``).
 """
 
