@@ -493,7 +493,7 @@ def _check_table_size(n: int, s_max: int) -> None:
             f"with budget={s_max}, or use 'treeverse' (memory only)")
 
 
-#: Most work ``n^2 S (D + 1)`` of the bounded-disk table that is run (about 50 s on a
+#: Most work ``n^2 S (D + 1)`` of the bounded-disk table that is run (about 10 s on a
 #: 2-core machine; n = 4000, S = 10, D = 5 is 9.6e8); larger ones are refused at once.
 BOUNDED_MAX_WORK = 10**9
 
