@@ -44,8 +44,8 @@ from ._reversible import reversible_tables_fit
 from ._simulator import SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
-           "add_schedule_arguments", "count", "main", "parse_bytes", "positive", "run_command",
-           "schedule_from_args", "unused_flags", "write_error"]
+           "add_schedule_arguments", "count", "in_flags", "main", "parse_bytes", "positive",
+           "run_command", "schedule_from_args", "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -245,12 +245,13 @@ def write_error(path: Path) -> str | None:
 
 
 def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
-                       strict: bool = False) -> Schedule:
+                       strict: bool = False, n_flag: str = "-n") -> Schedule:
     """The registry's schedule for parsed schedule arguments (:func:`add_schedule_arguments`).
 
     ``strict``: refuse schedule flags the method does not take (``--k`` for
     treeverse), instead of leaving them unused (``draw --side-by-side`` shares its
-    flags between two methods).
+    flags between two methods). ``n_flag``: the command line's flag for ``n``, as the
+    error messages name it (``--steps`` for the solvers).
     """
     method = args.method if method is None else method
     entry = describe(method)
@@ -275,7 +276,30 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
     budget = getattr(args, "budget", None)
     if entry.takes_budget and budget is None:
         raise PebblesValueError(f"method {method} needs --pebbles (the budget)")
-    return schedule(method, args.n, budget=budget, **opts)
+    try:
+        return schedule(method, args.n, budget=budget, **opts)
+    except PebblesError as err:
+        raise in_flags(err, n_flag) from None
+
+
+#: Registry arguments that a command line takes as a flag with a value.
+_VALUE_FLAGS = {"n": "-n", "budget": "--pebbles", "k": "--k", "delta": "--delta",
+                "tau": "--tau", "every": "--every", "beyond": "--beyond", "period": "--period",
+                "disk_budget": "--disk-slots", "write_cost": "--write-cost",
+                "read_cost": "--read-cost"}
+_ARGUMENT = re.compile(r"\b(" + "|".join(_VALUE_FLAGS) + r")(=| >= )")
+
+
+def in_flags(err: PebblesError, n_flag: str = "-n") -> PebblesError:
+    """``err`` with the library's ``name=value`` words written as the command line's flags
+    (``budget=2`` becomes ``--pebbles 2``, ``budget >= 5`` ``--pebbles >= 5``), for a
+    message a command-line user can act on; ``n`` becomes ``n_flag``."""
+    flags = {**_VALUE_FLAGS, "n": n_flag}
+    if err.args and isinstance(err.args[0], str):
+        text = _ARGUMENT.sub(lambda m: flags[m.group(1)] + (" " if m.group(2) == "=" else " >= "),
+                             err.args[0])
+        err.args = (text, *err.args[1:])
+    return err
 
 
 #: Options whose default None is a meaning of its own (least tau, unbounded disk).
@@ -444,7 +468,10 @@ def _compare_row(s: Schedule, budget: int) -> str:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     n, budget = args.n, min(args.budget, args.n)  # more than n states: store-all anyway
-    check_budget(n, budget, Game.INPLACE)  # the least budget any method finishes with
+    try:
+        check_budget(n, budget, Game.INPLACE)  # the least budget any method finishes with
+    except PebblesError as err:
+        raise in_flags(err) from None
     tt = "T'/T"
     lines = [f"# n={n}, budget={budget} states; T'/T = forward steps / n",
              f"{'method':<34} {'game':<11} {'steps':>12} {tt:>8} {'peak':>5}  optimal?"]

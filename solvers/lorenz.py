@@ -1216,7 +1216,7 @@ def _schedule(args: argparse.Namespace) -> pebbles.Schedule:
     ns = argparse.Namespace(**{**vars(args), "n": args.steps, "budget": budget})
     if method == "treeverse-paper" and ns.delta is None:
         ns.delta = 10
-    return schedule_from_args(ns, method, strict=True)
+    return schedule_from_args(ns, method, strict=True, n_flag="--steps")
 
 
 #: ``--method forward`` and ``adjoint`` are no schedules: the flags they take.

@@ -48,7 +48,13 @@ import numpy as np
 
 import pebbles
 from pebbles import PebblesTypeError, PebblesValueError
-from pebbles.cli import OneLineParser, add_background_argument, add_disk_arguments, run_command
+from pebbles.cli import (
+    OneLineParser,
+    add_background_argument,
+    add_disk_arguments,
+    in_flags,
+    run_command,
+)
 from solvers import _pml_kernels as kern
 from solvers._checks import reals
 from solvers._memory import available_memory, release_freed_memory
@@ -1109,9 +1115,12 @@ def _cli_schedule(args: argparse.Namespace, cfg: PMLConfig, disk: dict) -> pebbl
     budget, old = args.budget, None
     if args.method == "treeverse-paper" and args.delta is None:
         budget, old = None, args.budget  # the older meaning of --pebbles here
-    return _registry_schedule(args.method, cfg.steps, budget=budget, old=old, cli=True,
-                              inplace=args.inplace, k=args.k, every=args.every,
-                              delta=args.delta, **disk)
+    try:
+        return _registry_schedule(args.method, cfg.steps, budget=budget, old=old, cli=True,
+                                  inplace=args.inplace, k=args.k, every=args.every,
+                                  delta=args.delta, **disk)
+    except pebbles.PebblesError as err:
+        raise in_flags(err, "--steps") from None
 
 
 def _measures_disk(args: argparse.Namespace) -> bool:
