@@ -1036,7 +1036,7 @@ def _segments_program(fields: tuple[bytes | None, ...], segments: int, levels: i
     """The lowered least-time schedule with the memory PyTorch's split into ``segments``
     holds, both measured by the simulator under the costs: the heterogeneous optimum at
     that memory, or the split itself where the optimum, its sizes rounded to ``levels``,
-    is slower."""
+    is slower, or its tables pass the size guard."""
     costs = _from_fields(fields)
     split = list(sequential_segments(costs.n, segments, kept=_graph(costs) is not None))
     theirs = simulate(split, costs.n, costs=costs)
@@ -1511,8 +1511,9 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         :func:`pebbles.sequential_segments`), both measured by the
         simulator under ``costs`` (profiled by default, as for ``memory``): the
         heterogeneous optimum at that memory, or PyTorch's split itself where
-        that is not slower in the model, so never slower than PyTorch's split
-        and never more memory, in the model.
+        that is not slower in the model, or where the chain is too long for the
+        optimum's tables (:func:`pebbles.hetero_optimal`'s size guard), so never
+        slower than PyTorch's split and never more memory, in the model.
     memory : float, optional
         Most bytes held at once by stored layer outputs (the input excluded; a
         walk holds a layer's input and output) and, when ``costs.graph`` is

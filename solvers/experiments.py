@@ -318,6 +318,7 @@ def pml_experiment(cfg: PMLConfig, times: Sequence[int], *,
     from solvers import pml
 
     steps = _snapshot_steps(times, cfg.steps)
+    moves = None if budget is None else pebbles.schedule("treeverse", cfg.steps, budget=budget)
     c_true = pml.true_model(cfg)
     sol = pml.PMLSolver(cfg, c_true)
     s = sol.zero_state()
@@ -328,8 +329,7 @@ def pml_experiment(cfg: PMLConfig, times: Sequence[int], *,
         sol.step_into(i, s, s)
         traces[i + 1] = s[1, sol.det_i, sol.det_j]
         snaps[steps == i + 1] = s[1]
-    if budget is None:
+    if moves is None:
         return PMLExperiment(cfg, steps, snaps, traces, c_true)
-    moves = pebbles.schedule("treeverse", cfg.steps, budget=budget)
     g = pml.gradient(cfg, pml.uniform_model(cfg), moves, traces)
     return PMLExperiment(cfg, steps, snaps, traces, c_true, g.grad_c, float(g.loss))

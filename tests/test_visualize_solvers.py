@@ -181,6 +181,17 @@ def test_pml_errors_name_the_value(pml_data):
         visualize.draw_pml_gradient(d.grad_c[1:], cfg)
 
 
+def test_pml_experiment_checks_the_budget_before_the_forward_run(pml_data, monkeypatch):
+    from solvers import pml
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the forward run started before the budget was checked")
+
+    monkeypatch.setattr(pml, "PMLSolver", no_run)
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="budget=1 "):
+        ex.pml_experiment(pml_data[0], [5], budget=1)
+
+
 @pytest.mark.parametrize("times, error, match", [
     ("12", pebbles.PebblesTypeError, r"^times='12' must be a sequence of whole step numbers"),
     (5, pebbles.PebblesTypeError, r"^times=5 must be a sequence"),
