@@ -903,17 +903,24 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
     _disk_needs(name, options, cli)
     if name == "periodic" and options.get("every") is None:
         options["every"] = math.isqrt(max(n - 1, 0)) + 1
-    known = dict(entry.options)
-    for key, value in options.items():
-        if key not in known and value not in (None, False):
-            raise PebblesValueError(
-                f"{key}={value!r} is not an option of method {name} (its options: "
-                f"{', '.join(known) or 'none'}); leave it out or pick a method that takes it")
+    known = _check_options(name, options)
     opts = {key: value for key, value in options.items()
             if key in known and value is not None}
     if "inplace" in known:
         opts["inplace"] = bool(options.get("inplace"))
     return pebbles.schedule(name, n, budget=budget, **opts)
+
+
+def _check_options(name: str, options: dict) -> dict:
+    """Refuse options given (not None, not False) that method ``name`` does not take;
+    return its options and their defaults."""
+    known = dict(pebbles.describe(name).options)
+    for key, value in options.items():
+        if key not in known and value not in (None, False):
+            raise PebblesValueError(
+                f"{key}={value!r} is not an option of method {name} (its options: "
+                f"{', '.join(known) or 'none'}); leave it out or pick a method that takes it")
+    return known
 
 
 # ---------------------------------------------------------------------------
@@ -1131,12 +1138,16 @@ def _measures_disk(args: argparse.Namespace) -> bool:
 def _two_level_estimate(args: argparse.Namespace, cfg: PMLConfig) -> MemoryEstimate:
     """The budget check and memory estimate of ``two-level`` before its costs are
     measured: both depend on ``--pebbles`` alone (the method holds at most S states)."""
+    try:
+        _check_options("two-level", {"k": args.k, "every": args.every, "delta": args.delta})
+    except PebblesValueError as err:
+        raise in_flags(err, "--steps") from None
     budget = 10 if args.budget is None else args.budget
     game = "inplace" if args.inplace else "checkpoint"
     least = pebbles.min_pebbles(cfg.steps, game)
     if budget < least:
         raise pebbles.InfeasibleBudgetError(
-            f"--pebbles {budget} cannot finish the {game} game with n={cfg.steps} "
+            f"--pebbles {budget} cannot finish the {game} game with --steps {cfg.steps} "
             f"(two-level holds at least {least} states in memory); use --pebbles {least} "
             f"or more", least)
     return _estimate(cfg, min(budget, cfg.steps) + 1 + 4)

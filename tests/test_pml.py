@@ -854,6 +854,8 @@ def test_two_level_measures_the_disk_only_when_the_run_goes_ahead(monkeypatch, t
     assert "--pebbles 1 cannot finish the checkpoint game" in capsys.readouterr().err
     assert pml.main([*argv, "--pebbles", "3", "--dt", "1"]) == 2
     assert "unstable" in capsys.readouterr().err
+    assert pml.main([*argv, "--pebbles", "3", "--k", "3"]) == 2
+    assert "--k 3 is not an option of method two-level" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
 
 
