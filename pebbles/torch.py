@@ -344,10 +344,20 @@ class _Chain:
         self.phase = "forward pass" if not again else "backward pass (its forward part again)"
         if self.rng:
             self.slot_rng[0] = self.rng0
-        with self._replaying() if again else _NOTHING:
-            for r in range(self.seed):
-                self._row(slots, r)
+        try:
+            with self._replaying() if again else _NOTHING:
+                for r in range(self.seed):
+                    self._row(slots, r)
+        except BaseException:
+            slots.clear()  # the traceback holds this frame, not the stored states
+            raise
         return slots, slots[self.ops[self.seed][1]]
+
+    def drop(self) -> None:
+        """Let go of every state and graph the call holds (it failed: the traceback
+        keeps the frames, and with them this object, alive as long as the exception)."""
+        self.tapes.clear()
+        self.last_kept = (-1, ())
 
     def begin(self, xs: tuple[torch.Tensor, ...]) -> None:
         """Read the autocast state, default device and RNG states the forward pass
@@ -570,8 +580,16 @@ class _Until(_Chain):
     def _online(self, xs: tuple[torch.Tensor, ...]) -> tuple[dict, tuple, int]:
         """Run while cond holds, keeping what the scheduler says: ``{cell: (state, RNG
         state)}``, s_n and n."""
-        sched = OnlineScheduler(self.budget, beyond=self.beyond)
         kept: dict[int, tuple] = {}
+        try:
+            return self._run_online(xs, kept)
+        except BaseException:
+            kept.clear()  # the traceback holds this frame, not the stored states
+            raise
+
+    def _run_online(self, xs: tuple[torch.Tensor, ...], kept: dict[int, tuple],
+                    ) -> tuple[dict, tuple, int]:
+        sched = OnlineScheduler(self.budget, beyond=self.beyond)
         x, i, ended = xs, 0, self.rng0  # ended: the RNG state where the last step ended
         graphs = self.tape  # until the scheduler drops a state, every state is kept
         while self._more(i, x):
@@ -841,6 +859,9 @@ class _Checkpointed(torch.autograd.Function):
     def forward(ctx: Any, chain: _Chain, nx: int, *tensors: torch.Tensor) -> Any:
         try:
             slots, out = chain.forward(tuple(t.detach() for t in tensors[:nx]))
+        except BaseException:
+            chain.drop()
+            raise
         finally:
             chain.buffers.settle()
         if chain.program is None:  # a while loop that ran no step: x0 itself, as plain
@@ -878,6 +899,11 @@ class _Checkpointed(torch.autograd.Function):
                 slots = chain.forward(tuple(t.detach() for t in xs), again=True)[0]
             chain.phase = "backward pass"
             gx, gp = chain.backward(slots, grads)
+        except BaseException:
+            if slots is not None:
+                slots.clear()  # the traceback holds this frame, not the stored states
+            chain.drop()
+            raise
         finally:
             chain.buffers.settle()
         return (None, None, *[g if need[k] else None for k, g in enumerate((*gx, *gp))])

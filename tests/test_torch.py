@@ -10,6 +10,7 @@ import importlib.util
 import math
 import subprocess
 import sys
+import gc
 import weakref
 from pathlib import Path
 
@@ -1589,3 +1590,40 @@ def test_a_while_loop_that_runs_no_step_returns_x0_as_plain_autograd():
     y = checkpointed_while_loop(lambda i, x: False, lambda i, x: 2 * x, x0, budget=2)
     (3 * y).sum().backward()
     assert torch.equal(x0.grad, torch.full((2,), 3.0, dtype=F64))
+
+
+@pytest.mark.parametrize("loop", ["for", "while", "sequential"])
+@pytest.mark.parametrize("at", [30, 150])  # a call in the forward pass, one in the backward
+def test_a_failed_call_lets_go_of_its_states_while_the_exception_lives(loop, at):
+    """The traceback keeps the adapter's frames alive as long as the exception (a
+    notebook keeps the last one): they must not keep the stored states and graphs too.
+    Only the failing step's input stays, held by the step's own frame."""
+    outputs, calls = [], [0]
+    w = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    x0 = torch.randn(50, dtype=F64, requires_grad=True)
+
+    def step(i, x, w):
+        calls[0] += 1
+        if calls[0] == at:
+            raise ValueError("stop")
+        y = torch.tanh(x * w)
+        outputs.append(weakref.ref(y))
+        return y
+
+    class Layer(torch.nn.Module):
+        def forward(self, x):
+            return step(0, x, w)
+
+    runs = {"for": lambda: checkpointed_loop(step, x0, 100, w, budget=5),
+            "while": lambda: checkpointed_while_loop(lambda i, x: i < 100, step, x0, w,
+                                                     budget=5),
+            "sequential": lambda: checkpoint_sequential([Layer() for _ in range(100)], x0,
+                                                        budget=5, params=[w])}
+    with pytest.raises(ValueError, match="stop") as info:
+        runs[loop]().sum().backward()
+    assert calls[0] == at
+    gc.collect()
+    assert sum(r() is not None for r in outputs) <= 1
+    del info
+    gc.collect()
+    assert sum(r() is not None for r in outputs) == 0
