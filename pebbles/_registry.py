@@ -129,6 +129,25 @@ def gradient_methods(*, disk: bool = False) -> tuple[str, ...]:
                  if m.game(dict(m.options)) is not Game.REVERSIBLE and (disk or not m.uses_disk))
 
 
+def check_gradient_method(method: str, options: dict[str, Any], who: str) -> None:
+    """Refuse, before a schedule is made, a method whose moves are not a gradient over
+    states held in memory (reversible game, two-level disk schedules), for the
+    adapter ``who`` (``"checkpointed_scan"``), naming the methods it takes."""
+    entry = describe(method)
+    if entry.uses_disk:
+        kind = "is a two-level method, which keeps states on disk"
+    elif entry.game(dict(entry.options) | options) is Game.REVERSIBLE:
+        kind = ("plays the reversible game, whose moves uncompute states instead of storing "
+                "the states a gradient takes its VJPs at")
+    else:
+        return
+    names = ", ".join(map(repr, gradient_methods()))
+    raise PebblesValueError(
+        f"method={method!r} {kind}; {who} replays checkpoint-game or in-place-game "
+        f"schedules over states held in memory: pass method='treeverse' (optimal) or one of "
+        f"{names}")
+
+
 def candidates(n: int, budget: int, *,
                keep: Callable[[Method, dict[str, Any]], bool] | None = None) -> list[Schedule]:
     """Every registered method that can run ``n`` steps within ``budget``, as schedules.

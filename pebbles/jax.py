@@ -52,7 +52,7 @@ from ._jax_while import MAX_STEPS, make_while
 from ._lowering import SlotProgram, lower
 from ._moves import Game, MoveKind, encode
 from ._online import while_budget
-from ._registry import Schedule, describe, gradient_methods
+from ._registry import Schedule, check_gradient_method, gradient_methods
 from ._registry import schedule as _schedule
 from ._simulator import simulate
 from ._validation import check_bool, check_choice, check_int
@@ -84,24 +84,6 @@ def _from_moves(moves: Any, n: int, budget: int | None) -> SlotProgram:
                 f"the schedule passed holds {peak} carries at once, more than budget={budget}; "
                 f"pass budget >= {peak} or a schedule made for budget={budget}", peak)
     return program
-
-
-def _check_method(method: str, options: dict[str, Any]) -> None:
-    """Refuse, before a schedule is made, a method whose moves are not a gradient over
-    carries held in memory (reversible game, two-level disk schedules)."""
-    entry = describe(method)
-    if entry.uses_disk:
-        kind = "is a two-level method, which keeps states on disk"
-    elif entry.game(dict(entry.options) | options) is Game.REVERSIBLE:
-        kind = ("plays the reversible game, whose moves uncompute states instead of storing "
-                "the carries a gradient takes its VJPs at")
-    else:
-        return
-    names = ", ".join(map(repr, gradient_methods()))
-    raise PebblesValueError(
-        f"method={method!r} {kind}; checkpointed_scan replays checkpoint-game or in-place-game "
-        f"schedules over carries held in memory: pass method='treeverse' (optimal) or one of "
-        f"{names}")
 
 
 def _check_schedule(schedule: Any) -> None:
@@ -179,7 +161,7 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
         return _check_ops(_from_moves(schedule, n, budget))
     if not isinstance(method, str):
         raise PebblesTypeError(f"method={method!r} must be a method name such as 'treeverse'")
-    _check_method(method, options)
+    check_gradient_method(method, options, "checkpointed_scan")
     key = _options_key(options)
     try:
         hash(key)

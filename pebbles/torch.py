@@ -61,9 +61,10 @@ from ._executor import _forward_part
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, lower
 from ._moves import MoveKind
 from ._online import OnlineScheduler, while_budget
+from ._registry import check_gradient_method
 from ._registry import schedule as _schedule
 from ._simulator import ChainCosts, simulate
-from ._validation import check_choice, check_cost, check_int
+from ._validation import check_bool, check_choice, check_cost, check_int
 
 __all__ = ["checkpoint_sequential", "checkpointed_loop", "checkpointed_while_loop",
            "profile_layers"]
@@ -72,18 +73,31 @@ State = Any  # a torch.Tensor or a tuple of tensors
 _NOTHING = contextlib.nullcontext()  # reusable: the context of a run without RNG states
 
 
-def _as_tuple(name: str, value: object) -> tuple[tuple[torch.Tensor, ...], bool]:
-    """(tensors, was_tuple) of a state: one tensor or a tuple of tensors."""
+#: The form of a state: None for one tensor, else the tuple type its steps get (``tuple``,
+#: or the caller's namedtuple class).
+Form = type | None
+
+
+def _as_tuple(name: str, value: object) -> tuple[tuple[torch.Tensor, ...], Form]:
+    """(tensors, form) of a state: one tensor, or a tuple (a namedtuple too) of tensors."""
     if isinstance(value, torch.Tensor):
-        return (value,), False
+        return (value,), None
     if isinstance(value, (tuple, list)) and value and all(
             isinstance(t, torch.Tensor) for t in value):
-        return tuple(value), True
+        named = isinstance(value, tuple) and hasattr(type(value), "_make")
+        return tuple(value), type(value) if named else tuple
     bad = next((f" (item {k} is a {type(t).__name__})" for k, t in enumerate(value)
                 if not isinstance(t, torch.Tensor)), "") if isinstance(value, (tuple, list)) else ""
     raise PebblesTypeError(
         f"{name} is a {type(value).__name__}{bad}; a state must be a torch.Tensor or a "
         f"non-empty tuple of tensors")
+
+
+def _pack(form: Form, xs: tuple[torch.Tensor, ...]) -> State:
+    """A state as the caller's functions get it: one tensor, a tuple or a namedtuple."""
+    if form is None:
+        return xs[0]
+    return xs if form is tuple else form._make(xs)
 
 
 def _spec(xs: tuple[torch.Tensor, ...]) -> list[tuple]:
@@ -176,9 +190,8 @@ class _Chain:
         self.per_step = per_step
         self.param_ptrs: set[int] | None = None  # storages of the parameters (taping)
         self.spec = spec  # [(shape, dtype, device)] the state keeps, or None (layer chains)
-        self.forms: dict[int, tuple[bool, int]] = {}  # layer chains: cell -> (tuple?, count)
-        self.checked = False  # a backward step's graph searched for tensors not passed
-        self.was_tuple = False
+        self.forms: dict[int, tuple[Form, int]] = {}  # layer chains: cell -> (form, count)
+        self.was_tuple: Form = None  # a loop's form of state
         self.rng = rng
         # RNG states (rng=True): one with each stored state, the generator's state where the
         # first sweep stood at that cell; a run from a slot replays with the slot's state,
@@ -223,7 +236,7 @@ class _Chain:
         else:
             self.buffers.settle()
             self.frontier = i + 1
-        x = xs if self.form(i) else xs[0]
+        x = _pack(self.form(i), xs)
         before = _versions(xs) if guard else ()
         try:
             out = self.step(i, x, *self.args)
@@ -284,13 +297,26 @@ class _Chain:
             if dst is not None:
                 self.slot_rng[dst] = _rng_state(self.devices)
 
-    def form(self, i: int) -> bool:
-        """Whether state i is a tuple (a layer chain's layers may change the form)."""
+    def form(self, i: int) -> Form:
+        """The form of state i (a layer chain's layers may change it)."""
         return self.forms[i][0] if self.per_step else self.was_tuple
+
+    def last_form(self) -> Form:
+        """The form of the result, s_n."""
+        return self.form(self.program.n if self.program else 0)
+
+    def plain_call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """Step i of a call without gradients (nothing stored: in place is fine). In
+        grad mode an output that requires grad comes from a tensor that was not passed."""
+        ys = self.call(i, xs, guard=False)
+        if any(t.requires_grad for t in ys):
+            raise _unpassed(self.who(i), "makes an output that requires grad: it uses a "
+                                         "tensor that requires grad but")
+        return ys
 
     def _check(self, i: int, out: object) -> tuple[torch.Tensor, ...]:
         if isinstance(out, torch.Tensor):
-            ys, was_tuple = (out,), False
+            ys, was_tuple = (out,), None
         else:
             ys, was_tuple = _as_tuple(f"the value {self.who(i)} returned", out)
         if self.per_step:
@@ -305,9 +331,9 @@ class _Chain:
         if was_tuple != self.was_tuple:
             raise PebblesValueError(
                 f"{self.who(i)} returned {_form_words(was_tuple, len(ys))}, but the state "
-                f"is {'a tuple' if self.was_tuple else 'a single tensor'}; every step must "
-                f"return the state in the same form (a tensor, or a tuple of as many "
-                f"tensors) as its input")
+                f"is {_form_words(self.was_tuple, len(self.spec))}; every step must "
+                f"return the state in the same form (a tensor, or a tuple or namedtuple of "
+                f"the same type and as many tensors) as its input")
         self._check_spec(i, ys)
         return ys
 
@@ -371,7 +397,7 @@ class _Chain:
     def plain(self, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """Without gradients: each step once, nothing stored."""
         for i in range(self.program.n):
-            xs = self.call(i, xs, guard=False)  # no state is stored: in place is fine
+            xs = self.plain_call(i, xs)
         return xs
 
     def _row(self, slots: list, r: int) -> None:
@@ -507,11 +533,10 @@ class _Chain:
                  if g is not None and y.requires_grad]
         del ys  # pairs holds the outputs the VJP needs, and _vjp lets them go early
         ks: Sequence[int] = range(len(self.grad_params))
-        if pairs and (self.per_step or not self.checked):
+        if pairs:  # every step: a loop's step may use other tensors at other i
             reached = _graph_params(self.who(i), [y for y, _ in pairs], xi, self.index,
                                     self.stops)
             ks = reached if self.per_step else ks
-            self.checked = True
         inputs = [t for t in xi if t.requires_grad]
         if not pairs or not (inputs or ks):
             return tuple(None for _ in xi)
@@ -562,7 +587,7 @@ class _Until(_Chain):
     def plain(self, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         i = 0
         while self._more(i, xs):
-            xs, i = self.call(i, xs, guard=False), i + 1
+            xs, i = self.plain_call(i, xs), i + 1
         return xs
 
     def _more(self, i: int, xs: tuple[torch.Tensor, ...]) -> bool:
@@ -570,7 +595,7 @@ class _Until(_Chain):
         if self.most is not None and i >= self.most:
             return False
         try:
-            c = self.cond(i, xs if self.was_tuple else xs[0])
+            c = self.cond(i, _pack(self.was_tuple, xs))
         except BaseException as err:
             if hasattr(err, "add_note"):
                 err.add_note(f"pebbles.torch: raised by cond({i}, x)")
@@ -706,8 +731,11 @@ def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _form_words(was_tuple: bool, count: int) -> str:
-    return f"a tuple of {count} tensor(s)" if was_tuple else "a single tensor"
+def _form_words(was_tuple: Form, count: int) -> str:
+    if was_tuple is None:
+        return "a single tensor"
+    return (f"a tuple of {count} tensor(s)" if was_tuple is tuple else
+            f"a namedtuple {was_tuple.__name__} of {count} tensor(s)")
 
 
 def _unpack_checked(who: str) -> Callable[[tuple[torch.Tensor, int]], torch.Tensor]:
@@ -840,12 +868,17 @@ def _graph_params(who: str, ys: list[torch.Tensor], xi: tuple[torch.Tensor, ...]
         if key in index:
             found.append(index[key])
         elif key not in inputs:
-            raise PebblesValueError(
-                f"{who} uses a tensor of shape {tuple(var.shape)} that requires grad but "
-                f"was not passed; its gradient would be lost. Pass it as a parameter "
-                f"(checkpointed_loop(step, x0, n, *params); checkpoint_sequential(..., "
-                f"params=...) or as an nn.Module layer)")
+            raise _unpassed(who, f"uses a tensor of shape {tuple(var.shape)} that requires "
+                                 f"grad but")
     return sorted(found)
+
+
+def _unpassed(who: str, what: str) -> PebblesValueError:
+    """The error for a tensor that requires grad that ``who`` uses but was not passed."""
+    return PebblesValueError(
+        f"{who} {what} was not passed; its gradient would be lost (the steps run without a "
+        f"graph). Pass it as a parameter (checkpointed_loop(step, x0, n, *params); "
+        f"checkpoint_sequential(..., params=...) or as an nn.Module layer)")
 
 
 class _Checkpointed(torch.autograd.Function):
@@ -991,18 +1024,26 @@ def _cuda_devices(tensors: Iterable[torch.Tensor]) -> list[int]:
                    for t in tensors if t.is_cuda})
 
 
-def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: bool) -> State:
+def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: Form) -> State:
     """Apply the checkpointed Function, or a plain loop when no gradient is wanted."""
     chain.was_tuple, chain.forms = was_tuple, {0: (was_tuple, len(xs))}
     chain.input_grad = tuple(t.requires_grad for t in xs)
-    wanted = torch.is_grad_enabled() and (
-        any(t.requires_grad for t in xs) or len(chain.grad_params) > 0)
-    if wanted:
+    if _wants_grad(xs, chain.grad_params):
         _check_transforms((*xs, *chain.grad_params))
-        return _Checkpointed.apply(chain, len(xs), *xs, *chain.grad_params)
-    with torch.no_grad():
+        out = _Checkpointed.apply(chain, len(xs), *xs, *chain.grad_params)
+        form = chain.last_form()
+        return out if form is None else _pack(form, out)
+    # grad mode on, nothing passed requires grad: no graph is made unless a step uses a
+    # tensor that requires grad and was not passed (then chain.plain raises)
+    with torch.no_grad() if not torch.is_grad_enabled() else _NOTHING:
         xs = chain.plain(xs)
-    return xs if chain.form(chain.program.n if chain.program else 0) else xs[0]
+    return _pack(chain.last_form(), xs)
+
+
+def _wants_grad(xs: tuple[torch.Tensor, ...], grad_params: tuple[torch.Tensor, ...]) -> bool:
+    """Whether a call makes a graph: grad mode on, and the input or a parameter passed
+    requires grad (else it is a plain pass, each step once)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *grad_params))
 
 
 def _check_transforms(tensors: tuple[torch.Tensor, ...]) -> None:
@@ -1161,18 +1202,20 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     True
     """
     n = check_int("n", n, 0)
+    _check_callable("step", step, "step(i, x, *params)")
+    tape, preserve_rng_state = check_bool("tape", tape), check_bool("preserve_rng_state",
+                                                                    preserve_rng_state)
     xs, was_tuple = _as_tuple("x0", x0)
     call_params = _params(params)
+    _check_loop_schedule(n, budget, method, memory, graph_bytes, options)
     if n == 0:  # no step: x_0, as the plain loop gives
         return x0
     devices = _cuda_devices((*xs, *call_params, *_owned(step)))  # RNG states to keep
-    if memory is not None:
-        if budget is not None or options:
-            raise PebblesValueError(
-                f"memory={memory!r} with budget={budget!r} or options {sorted(options)}: pass "
-                f"either memory (bytes; kept-graph optimum) or a budget and method options")
+    if memory is not None and _wants_grad(xs, (*call_params, *_module_params(step))):
         program = _uniform_program(step, x0, n, call_params, memory, graph_bytes, tape,
                                    devices)
+    elif memory is not None:  # a plain loop: nothing to size
+        program = _program(_schedule("store-all", n), n)
     else:
         program = _program(_schedule(method, n, budget=budget, **options), n)
     chain = _Chain(step, call_params, _module_params(step), program, spec=_spec(xs),
@@ -1237,10 +1280,10 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     budget = while_budget(budget, "checkpointed_while_loop", ("state", "states"))
     most = None if max_steps is None else check_int("max_steps", max_steps, 0)
     beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
-    for name, fn in (("cond", cond), ("step", step)):
-        if not callable(fn):
-            raise PebblesTypeError(f"{name}={fn!r:.60} is not callable; pass a function "
-                                   f"{name}(i, x{', *params' if name == 'step' else ''})")
+    _check_callable("cond", cond, "cond(i, x)")
+    _check_callable("step", step, "step(i, x, *params)")
+    tape, preserve_rng_state = check_bool("tape", tape), check_bool("preserve_rng_state",
+                                                                    preserve_rng_state)
     xs, was_tuple = _as_tuple("x0", x0)
     call_params = _params(params)
     chain = _Until(cond, (budget, beyond, most), step, call_params, _module_params(step),
@@ -1248,6 +1291,33 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
                    buffers=_module_buffers(step))
     return _run(chain, xs, was_tuple)
+
+
+def _check_callable(name: str, fn: object, signature: str) -> None:
+    if not callable(fn):
+        raise PebblesTypeError(f"{name}={fn!r:.60} is not callable; pass a function "
+                               f"{signature}")
+
+
+def _check_loop_schedule(n: int, budget: int | None, method: str, memory: object,
+                         graph_bytes: object, options: dict[str, Any]) -> None:
+    """Refuse a schedule request checkpointed_loop cannot run, before any step runs (also
+    for n = 0): two ways of choosing at once, a method whose moves are no gradient over
+    states in memory, bad method options, an unused graph_bytes."""
+    if memory is not None:
+        if budget is not None or options:
+            raise PebblesValueError(
+                f"memory={memory!r} with budget={budget!r} or options {sorted(options)}: pass "
+                f"either memory (bytes; kept-graph optimum) or a budget and method options")
+        _check_bytes("memory", memory)
+        return
+    if graph_bytes is not None:
+        raise PebblesValueError(
+            f"graph_bytes={graph_bytes!r} without memory=: graph_bytes sizes the graphs of "
+            f"the memory= optimum; pass memory=BYTES too, or leave graph_bytes out")
+    check_gradient_method(method, options, "checkpointed_loop")
+    if n == 0:  # what would be refused for n >= 1: method, options, budget type
+        _schedule(method, 1, budget=budget, **options)
 
 
 def _uniform_program(step: Callable[..., State], x0: State, n: int,
@@ -1414,7 +1484,7 @@ def _graph_bytes(fn: Callable[[Any], Any], x: State,
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
         xi = tuple(t.detach().requires_grad_(_differentiable(t)) for t in xs)
-        ys, _ = _as_tuple("a step's output", fn(xi if was_tuple else xi[0]))
+        ys, _ = _as_tuple("a step's output", fn(_pack(was_tuple, xi)))
     mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys, *known)}
     nbytes = float(sum(b for ptr, b in saved.items() if ptr not in mine and ptr != 0))
     return nbytes, _reached_leaves(ys, _stops(known))
@@ -1484,9 +1554,13 @@ def _costs_for(layers: list, input: State, params: Sequence[torch.Tensor],
     """``costs`` checked against the layers, or measured (:func:`profile_layers`)."""
     if costs is None:
         return profile_layers(layers, input, params=params)
-    if not isinstance(costs, ChainCosts) or costs.n != len(layers):
+    if not isinstance(costs, ChainCosts):
+        raise PebblesTypeError(
+            f"costs is a {type(costs).__name__}; it must be a pebbles.ChainCosts of the "
+            f"n={len(layers)} layers; build it with profile_layers(functions, input)")
+    if costs.n != len(layers):
         raise PebblesValueError(
-            f"costs={costs!r:.60} must be a pebbles.ChainCosts of n={len(layers)} layers; "
+            f"costs is for n={costs.n} layers, but functions has n={len(layers)}; "
             f"build it with profile_layers(functions, input)")
     return costs
 
@@ -1615,9 +1689,12 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     else:
         segments = None if segments is None else _check_segments(segments, n)
         memory = None if memory is None else _check_bytes("memory", memory)
-        costs = _costs_for(layers, input, params, costs)
-        moves = (_solve_costs(costs, memory, levels, tape) if segments is None else
-                 _segments_program(_fields(costs, tape), segments, levels, bool(tape)))
+        if not _wants_grad(xs, _chain_params(layers, params)):  # a plain pass: no profile
+            moves = _schedule("store-all", n)
+        else:
+            costs = _costs_for(layers, input, params, costs)
+            moves = (_solve_costs(costs, memory, levels, tape) if segments is None else
+                     _segments_program(_fields(costs, tape), segments, levels, bool(tape)))
     params = _chain_params(layers, params)
     chain = _Chain(lambda i, x: layers[i](x), (), params, _program(moves, n), spec=None,
                    rng=preserve_rng_state, tape=tape, per_step=True,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import importlib
 import importlib.util
 import math
 import subprocess
 import sys
-import gc
 import weakref
 from pathlib import Path
 
@@ -554,7 +554,7 @@ def test_replay_that_runs_on_past_the_first_sweep_uses_both_generators():
     def run():
         chain = pebbles.torch._Chain(noisy_step, (w,), (), prog, spec=[((4,), F64, x0.device)],
                                      rng=True, devices=[], tape=False)
-        return pebbles.torch._run(chain, (x0,), False)
+        return pebbles.torch._run(chain, (x0,), None)
 
     torch.manual_seed(3)
     assert_close(grads_of(run, [x0, w]), want)
@@ -1627,3 +1627,141 @@ def test_a_failed_call_lets_go_of_its_states_while_the_exception_lives(loop, at)
     del info
     gc.collect()
     assert sum(r() is not None for r in outputs) == 0
+
+
+State = __import__("collections").namedtuple("State", "u t")
+
+
+def test_a_namedtuple_state_reaches_the_steps_and_comes_back_as_one():
+    """A namedtuple x0 (or layer output) is what the steps, cond and the caller get, as in
+    the plain loop; gradients as plain autograd."""
+    w = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    u0 = torch.linspace(-1, 1, 3, dtype=F64, requires_grad=True)
+
+    def step(i, s, w):
+        return State(torch.sin(s.u * w) + s.t, s.t + 1)
+
+    def plain():
+        s = State(u0, torch.zeros((), dtype=F64))
+        for i in range(7):
+            s = step(i, s, w)
+        return s.u
+
+    want = grads_of(plain, [u0, w])
+    runs = [lambda: checkpointed_loop(step, State(u0, torch.zeros((), dtype=F64)), 7, w,
+                                      budget=2),
+            lambda: checkpointed_while_loop(lambda i, s: bool(s.t < 7), step,
+                                            State(u0, torch.zeros((), dtype=F64)), w,
+                                            budget=2)]
+    for run in runs:
+        u0.grad = w.grad = None
+        out = run()
+        assert type(out) is State and out.t.item() == 7
+        out.u.sum().backward()
+        assert_close([u0.grad, w.grad], want)
+    with torch.no_grad():
+        assert type(runs[0]()) is State
+    layers = [lambda s: State(torch.tanh(s.u * w), s.t + 1)] * 5
+    out = checkpoint_sequential(layers, State(u0, torch.zeros((), dtype=F64)), budget=2,
+                                params=[w])
+    assert type(out) is State and out.t.item() == 5
+    with pytest.raises(pebbles.PebblesValueError,
+                       match="returned a tuple of 2 tensor.*but the state is a namedtuple "
+                             "State of 2"):
+        checkpointed_loop(lambda i, s, w: (s.u * w, s.t), State(u0, u0[0]), 3, w, budget=2)
+
+
+def test_a_tensor_not_passed_is_found_at_any_step_and_without_inputs_that_need_grad():
+    """Its gradient would be lost: a loop step that uses it at step 0 only, and a call whose
+    input and parameters need no gradient (a plain pass in grad mode) both raise; under
+    no_grad the plain pass runs."""
+    v = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    x0 = torch.ones(2, dtype=F64, requires_grad=True)
+
+    def early(i, x):
+        return x * v if i == 0 else torch.sin(x)
+
+    with pytest.raises(pebbles.PebblesValueError, match="step 0 uses a tensor of shape"):
+        checkpointed_loop(early, x0, 5, budget=2).sum().backward()
+    calls = []
+
+    def late(i, x):
+        calls.append(i)
+        return x * v
+
+    with pytest.raises(pebbles.PebblesValueError,
+                       match="step 0 makes an output that requires grad: .* was not passed"):
+        checkpointed_loop(late, torch.ones(2, dtype=F64), 5, budget=2)
+    assert calls == [0]
+    with pytest.raises(pebbles.PebblesValueError, match=r"layer 0 \(functions\[0\]\) makes"):
+        checkpoint_sequential([lambda x: x * v] * 4, torch.ones(2, dtype=F64), budget=2)
+    with torch.no_grad():
+        out = checkpointed_loop(late, torch.ones(2, dtype=F64), 5, budget=2)
+    assert not out.requires_grad and torch.equal(out, torch.full((2,), 0.5 ** 5, dtype=F64))
+
+
+def test_a_call_without_gradients_profiles_nothing():
+    """memory= and segments= size a schedule the plain pass never uses: each layer or step
+    runs once."""
+    calls = [0]
+
+    def layer(x):
+        calls[0] += 1
+        return torch.tanh(x)
+
+    x = torch.ones(3, dtype=F64)
+    for kw in ({"memory": 1e6}, {"segments": 2}):
+        calls[0] = 0
+        checkpoint_sequential([layer] * 4, x, **kw)
+        assert calls[0] == 4, kw
+    calls[0] = 0
+    with torch.no_grad():
+        checkpointed_loop(lambda i, x: layer(x), x.requires_grad_(), 4, memory=1e6)
+    assert calls[0] == 4
+
+
+@pytest.mark.parametrize("method, options, words", [
+    ("two-level", {"budget": 2, "disk_budget": 3, "write_cost": 1, "read_cost": 1},
+     "keeps states on disk"),
+    ("periodic-disk", {"budget": 3, "period": 5}, "keeps states on disk"),
+    ("bennett", {}, "plays the reversible game"),
+])
+def test_methods_that_are_no_gradient_in_memory_are_refused_before_a_step(method, options,
+                                                                          words):
+    calls = []
+    x0 = torch.ones(2, dtype=F64, requires_grad=True)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=f"method='{method}' .*{words}.*'bennett-gradient'"):
+        checkpointed_loop(lambda i, x: calls.append(i) or x * 2, x0, 30, method=method,
+                          **options)
+    assert calls == []
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    ({"n": 0, "step": 3}, pebbles.PebblesTypeError, r"^step=3 is not callable"),
+    ({"n": 5, "step": 3}, pebbles.PebblesTypeError, r"^step=3 is not callable"),
+    ({"n": 0, "budget": -5}, pebbles.PebblesValueError, r"^budget=-5 must be >= 0"),
+    ({"n": 0, "method": "bogus"}, pebbles.PebblesValueError, r"^method='bogus' is not"),
+    ({"n": 0, "budget": 2, "inplce": True}, pebbles.PebblesTypeError, r"got inplce=True"),
+    ({"n": 5, "budget": 2, "graph_bytes": 10}, pebbles.PebblesValueError,
+     r"^graph_bytes=10 without memory="),
+    ({"n": 5, "budget": 2, "tape": "no"}, pebbles.PebblesTypeError, r"^tape='no' must be"),
+    ({"n": 5, "budget": 2, "preserve_rng_state": None}, pebbles.PebblesTypeError,
+     r"^preserve_rng_state=None must be True or False"),
+])
+def test_loop_arguments_are_checked_before_a_step_also_for_n_0(kw, error, match):
+    kw = dict(kw)
+    n, step = kw.pop("n"), kw.pop("step", lambda i, x: 2 * x)
+    with pytest.raises(error, match=match):
+        checkpointed_loop(step, torch.ones(2, requires_grad=True), n, **kw)
+
+
+def test_costs_for_another_chain_are_named_by_their_length():
+    layers = [torch.nn.Tanh() for _ in range(4)]
+    x = torch.ones(2, dtype=F64, requires_grad=True)
+    costs = pebbles.torch.profile_layers(layers[:3], x)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^costs is for n=3 layers, but functions has n=4"):
+        checkpoint_sequential(layers, x, memory=1e6, costs=costs)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^costs is a dict; it must be"):
+        checkpoint_sequential(layers, x, memory=1e6, costs={})
