@@ -1624,8 +1624,9 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         gradients of the layer outputs in use: the least-time schedule of the
         heterogeneous chain
         whose layers may keep their graph (:mod:`pebbles._chain`), from
-        ``costs`` or, by default, from :func:`profile_layers` (two extra
-        forward passes, one with a graph).
+        ``costs`` or, by default, from :func:`profile_layers` (``repeat = 3``
+        extra forward passes without a graph and one with a graph; none when the
+        call wants no gradient).
     costs : ChainCosts, optional
         With ``memory`` or ``segments`` (refused with ``budget``): measured costs
         to reuse instead of profiling (without ``graph``: the
