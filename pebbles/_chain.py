@@ -95,18 +95,28 @@ the limit are integers whose greatest common divisor ``g`` gives
 ``memory / g <= levels``, ``q = g`` and the optimum is exact; otherwise
 ``q = memory / levels`` (``M = levels``), sizes are rounded up, and the
 schedule is still feasible under the true limit but may be up to one quantum
-a stored state from optimal. The schedule is exact whenever every size and
-the limit are multiples of the quantum. A walk's two states are rounded as one
-sum, so every limit of at least :func:`hetero_min_memory` bytes stays
-finishable; so are a walk and the bytes held meanwhile, and a stored state with
-the paint that follows it, when ``grads`` or ``cotangents`` are given.
+a stored state from optimal. The rounding is decided in exact rational
+arithmetic where the float quotient is within 1e-9 of a whole number (``0.3``
+bytes at ``q = 0.6 / 100`` is 50 units, not the float quotient's 51; ``0.1`` at
+``q = 0.3 / 3`` is 2 units, since three float ``0.1`` pass ``0.3``), so the
+schedule is exact whenever every size and the limit are multiples of the quantum.
+``sizes[0]`` takes part in nothing. A walk's two states are rounded as one sum,
+and so are a stored state with the paint that follows it (its replay and, with
+``grads`` or ``cotangents``, the bytes held), and a walk with the bytes held
+meanwhile: the schedule of :func:`hetero_min_memory` fits in ``M`` units, so
+every limit of at least that many bytes is finishable at any ``levels``. Where
+rounding costs time, a simple schedule can be faster: the result is never slower
+than ``store_all`` (or, with kept graphs, keeping every graph: one segment of
+:func:`sequential_segments`) measured by :func:`pebbles.simulate` under the costs,
+when that fits in the limit, and :func:`hetero_time` is the simulator's time of
+the schedule returned.
 
 Complexity: ``O(n^3 M / 6)`` additions and comparisons (for every segment
 length, one vectorised NumPy min over the split point, all start cells and all
 memory levels at once) and ``O(n^2 M)`` memory (two float64 tables of
 ``(M + 1) (n + 1)^2`` entries: 406 MB at n = 500, M = 100; a third, ``C``
-itself, with kept graphs: 609 MB; the time is about the same, 5 s on one busy
-core at n = 500, M = 100). The kept-graph branch adds ``O(n^2 M)``. A uniform
+itself, with kept graphs: 609 MB; the time is about the same, 5-10 s on one
+busy core at n = 500, M = 100). The kept-graph branch adds ``O(n^2 M)``. A uniform
 chain with kept graphs (equal forward costs, state sizes and graph sizes)
 depends only on segment lengths: tables
 of ``(n + 1) (M + 1)`` entries, ``O(n^2 M)`` time (n = 1000, M = 56: 0.1 s).
@@ -120,15 +130,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from ._baselines import store_all
 from ._errors import PebblesTypeError, PebblesValueError
 from ._moves import Move, MoveKind
-from ._simulator import ChainCosts
+from ._simulator import ChainCosts, simulate
 from ._validation import check_bool, check_int
 
 __all__ = [
@@ -173,6 +185,9 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     PebblesTypeError
         If ``costs`` is not a :class:`pebbles.ChainCosts` (whose constructor refuses a
         chain of no step).
+    PebblesValueError
+        If the sizes, graphs, grads and cotangents sum past the largest float (the
+        byte counts would overflow; rescale them).
 
     Examples
     --------
@@ -184,69 +199,79 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     ...                              grads=np.array([4.0, 2.0, 8.0])))  # paint 1: s_1, 2 + 8
     18.0
     """
-    s, n, g = _check_costs(costs).sizes, costs.n, costs.graph
+    return _needs(costs)[1]
+
+
+def _needs(costs: ChainCosts) -> tuple[float, float]:
+    """(bytes every schedule needs, :func:`hetero_min_memory`): the most of the walks'
+    pairs and the paints with what the backward steps hold, then the same with the
+    walks also holding what is held while ``s_l`` is recomputed."""
+    s, n = _check_costs(costs).sizes, costs.n
     held = _held(costs)
+    paints = float((s[:n] * (np.arange(n) > 0) + _paint_bytes(s, costs.graph, held)).max())
     held = np.zeros(2 * n + 1) if held is None else held
     walks = np.maximum.accumulate(np.concatenate(([0.0, s[1]], s[1:n - 1] + s[2:n])))[:n]
-    paint = s[:n] * (np.arange(n) > 0) + held[n + 1:]
-    if g is not None:
-        replay = s[1:] + g
-        paint = paint + np.where(np.isfinite(replay), replay, 0.0)
-    return float(max((walks + held[1:n + 1]).max(), (paint + held[:n]).max()))
+    return max(float(walks.max()), paints), max(float((walks + held[1:n + 1]).max()), paints)
+
+
+def _paint_bytes(sizes: np.ndarray, graph: np.ndarray | None,
+                 held: np.ndarray | None) -> np.ndarray:
+    """What paint ``i`` holds besides ``s_i``: its replay (``sizes[i+1] + graph[i]`` where
+    that graph is finite) plus, with ``held`` (:func:`_held`), ``H(i) + X(i)``; the one
+    float sum that :func:`hetero_min_memory` and the programme's tests both use."""
+    n = len(sizes) - 1
+    paint = np.zeros(n)
+    if graph is not None:
+        finite = np.isfinite(graph)
+        paint = np.where(finite, sizes[1:] + np.where(finite, graph, 0.0), 0.0)
+    return paint if held is None else paint + held[:n] + held[n + 1:]
 
 
 def _quantum(sizes: np.ndarray, memory: float, levels: int,
              graph: np.ndarray | None = None,
-             held: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray, int, Any, _Held | None, Any]:
-    """(units of each state, units of each walk pair, memory in units, tape units,
-    held bytes' tests, paint units).
+             held: np.ndarray | None = None) -> _Units:
+    """The chain in memory units (:class:`_Units`), each sum a test forms rounded up once.
 
-    ``units[c] = ceil(sizes[c] / q)`` (``units[0] = 0``: s_0 is not counted);
-    ``pairs[c] = ceil((sizes[c - 1] + sizes[c]) / q)`` for ``2 <= c <= n``, the peak
-    of a walk step from ``s_{c-1}`` to ``s_c``, rounded as one sum (a pair that fits
-    in ``memory`` bytes fits in ``M`` units). With kept graphs, ``tunits[i]`` is
-    ``tape i+1``'s ``ceil((sizes[i+1] + graph[i]) / q)``, also one sum, and
-    ``M + 1`` (never fits) where ``graph[i]`` is inf; else ``tunits`` is None. With
-    ``held`` (:func:`_held`: ``H(0..n)`` then ``X(0..n-1)``), a :class:`_Held`; else
-    None. ``paints[i]``: what paint ``i`` holds besides ``s_i``, its replay
-    (``sizes[i+1] + graph[i]`` where finite) plus ``H(i) + X(i)``, rounded up as one
-    sum (0 when there is neither).
+    ``units[c] = ceil(sizes[c] / q)`` (``units[0] = 0``: s_0 is not counted, nor is
+    ``sizes[0]`` used anywhere); ``pairs[c] = ceil((sizes[c - 1] + sizes[c]) / q)``
+    for ``2 <= c <= n``, the peak of a walk step from ``s_{c-1}`` to ``s_c``. With
+    kept graphs, ``tunits[i]`` is ``tape i+1``'s ``ceil((sizes[i+1] + graph[i]) / q)``,
+    and ``M + 1`` (never fits) where ``graph[i]`` is inf; else ``tunits`` is None.
+    ``paints[i]``: what paint ``i`` holds besides ``s_i``, its replay (``sizes[i+1] +
+    graph[i]`` where finite) plus, with ``held`` (:func:`_held`: ``H(0..n)`` then
+    ``X(0..n-1)``), ``H(i) + X(i)``; ``stored_paint[i]``: ``s_i`` (``i >= 1``) with
+    paint ``i``, one sum, so that the schedule of :func:`hetero_min_memory` fits in
+    ``M`` units whenever it fits in ``memory`` bytes.
     """
     n = len(sizes) - 1
-    pair_bytes = np.concatenate(([0.0, 0.0], sizes[1:n] + sizes[2:]))
+    stored = np.concatenate(([0.0], sizes[1:]))
+    pair_bytes = np.concatenate(([0.0, 0.0], stored[1:n] + stored[2:]))
     finite = None if graph is None else np.isfinite(graph)
-    tapes = None if graph is None else sizes[1:] + np.where(finite, graph, 0.0)
-    extra = [pair_bytes] + ([] if tapes is None else [tapes])
-    replay = np.zeros(n) if tapes is None else np.where(finite, tapes, 0.0)
-    paint_bytes = None if held is None else replay + held[:n] + held[n + 1:]
-    if held is not None:  # the sums the tests form, for the exact quantum
-        extra += [held[:n + 1], paint_bytes, sizes[:n] + paint_bytes]
-    units, pairs, mmax, scale = _units(sizes, np.concatenate(extra), memory, levels)
-    tunits = None if graph is None else np.where(finite, pairs[n + 1:2 * n + 1], mmax + 1)
-    if held is None:
-        paints = 0 if tunits is None else np.where(finite, tunits, 0)
-        return units, pairs[:n + 1], mmax, tunits, None, paints
-    stored = sizes[:n] * (np.arange(n) > 0)
-    tests = _Held(held[:n + 1], scale, pair_bytes, sizes,
-                  None if tapes is None else np.where(finite, tapes, np.inf),
-                  scale(stored + paint_bytes))
-    return units, pairs[:n + 1], mmax, tunits, tests, scale(paint_bytes)
+    tapes = None if graph is None else stored[1:] + np.where(finite, graph, 0.0)
+    paint_bytes = _paint_bytes(stored, graph, held)
+    sums = [pair_bytes, paint_bytes, stored[:n] + paint_bytes]  # for the exact quantum
+    sums += ([] if tapes is None else [tapes]) + ([] if held is None else [held[:n + 1]])
+    scale, mmax = _units(stored, np.concatenate(sums), memory, levels)
+    tests = None if held is None else _Held(
+        held[:n + 1], scale, pair_bytes, stored,
+        None if tapes is None else np.where(finite, tapes, np.inf))
+    return _Units(scale(stored), scale(pair_bytes), mmax,
+                  None if tapes is None else np.where(finite, scale(tapes), mmax + 1),
+                  scale(paint_bytes), scale(stored[:n] + paint_bytes), tests)
 
 
 @dataclass(frozen=True)
 class _Held:
     """The tests of what the backward steps hold (:func:`_held`), each sum turned into
     units at once by ``scale``: walks ``walk(i, k) + H(j)`` (walk peaks in bytes, from
-    ``sizes`` and ``pair_bytes``), tapes ``tape_i + H(j)`` (``tapes``, inf where a graph
-    is never kept), and ``s_i`` with paint ``i`` (``stored_paint``, units)."""
+    ``sizes`` and ``pair_bytes``) and tapes ``tape_i + H(j)`` (``tapes``, inf where a
+    graph is never kept)."""
 
     h: np.ndarray
     scale: _Scale
     pair_bytes: np.ndarray
     sizes: np.ndarray
     tapes: np.ndarray | None
-    stored_paint: np.ndarray
 
     @cached_property
     def walks(self) -> np.ndarray:
@@ -268,14 +293,35 @@ class _Held:
 
 
 @dataclass(frozen=True)
+class _Units:
+    """A chain in memory units (:func:`_quantum`): states, walk pairs, levels ``M``,
+    tapes (None without kept graphs), paints, a stored state with its paint, and the
+    tests of held bytes (None without grads or cotangents)."""
+
+    units: np.ndarray
+    pairs: np.ndarray
+    mmax: int
+    tunits: np.ndarray | None
+    paints: np.ndarray
+    stored_paint: np.ndarray
+    held: _Held | None
+
+
+# Relative distance of ``x * levels / memory`` from a whole number below which
+# :class:`_Scale` decides the rounding exactly (a float product errs by about 2e-16).
+_NEAR = 1e-9
+
+
+@dataclass(frozen=True)
 class _Scale:
     """Bytes to memory units: ``x // g`` when every quantity is a multiple of ``g`` (exact),
-    else ``ceil(x * levels / memory)``, at most ``levels`` for what fits in ``memory``;
-    with ``memory = 0``, 1 for anything above 0."""
+    else ``ceil(x * levels / memory)`` computed exactly (``levels + 1`` above ``memory``,
+    so at most ``levels`` for what fits); with ``memory = 0``, 1 for anything above 0."""
 
     memory: float
     levels: int
     g: int = 0
+    exact: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, x: Any) -> Any:
         x = np.asarray(x, dtype=np.float64)
@@ -283,59 +329,71 @@ class _Scale:
             return (x > 0).astype(np.int64)
         if self.g:
             return (x // self.g).astype(np.int64)
-        u = np.ceil(x * (self.levels / self.memory)).astype(np.int64)
-        return np.where(x <= self.memory, np.minimum(u, self.levels), u)
+        flat = x.reshape(-1)
+        over = flat > self.memory
+        p = np.where(over, 0.0, flat) / self.memory * self.levels
+        k = np.rint(p)
+        u = np.ceil(p)
+        near = np.abs(p - k) <= _NEAR * np.maximum(k, 1.0)
+        if math.isfinite(self.memory) and near.any():
+            u[near] = [self._ceil(v, w) for v, w in zip(flat[near], k[near], strict=True)]
+        return np.where(over, self.levels + 1, u).astype(np.int64).reshape(x.shape)
+
+    def _ceil(self, x: float, k: float) -> int:
+        """``ceil(x * levels / memory)`` in exact rational arithmetic, for ``x * levels /
+        memory`` within float error of the whole number ``k``."""
+        key = float(x)
+        if key not in self.exact:
+            exact = Fraction(key) * self.levels <= int(k) * Fraction(self.memory)
+            self.exact[key] = int(k) if exact else int(k) + 1
+        return self.exact[key]
 
 
-def _units(sizes: np.ndarray, pair_bytes: np.ndarray, memory: float,
-           levels: int) -> tuple[np.ndarray, np.ndarray, int, _Scale]:
-    """Round ``sizes`` and ``pair_bytes`` to memory units (see :func:`_quantum`); the
-    rule as a :class:`_Scale`."""
-    scale, mmax = _Scale(0.0, 0), 0  # memory 0: only zero-size states can ever be held
-    if memory > 0:
-        scale, mmax = _Scale(memory, levels), levels
-        ints = np.concatenate((sizes[1:], pair_bytes, [memory]))
-        if np.all(ints == np.round(ints)) and np.all(ints < 2.0**53):
-            g = int(np.gcd.reduce(ints.astype(np.int64)))
-            if g > 0 and int(memory) // g <= levels:
-                scale, mmax = _Scale(memory, levels, g), int(memory) // g
-    units = scale(sizes)
-    units[0] = 0
-    return units, scale(pair_bytes), mmax, scale
+def _units(stored: np.ndarray, sums: np.ndarray, memory: float,
+           levels: int) -> tuple[_Scale, int]:
+    """(the rule from bytes to units, a :class:`_Scale`; ``M``): the exact quantum ``g``
+    when ``stored`` (the sizes, ``sizes[0]`` as 0), the ``sums`` the tests form and
+    ``memory`` are integers with ``memory / g <= levels``, else ``memory / levels``."""
+    if not memory > 0:  # memory 0: only zero-size states can ever be held
+        return _Scale(0.0, 0), 0
+    ints = np.concatenate((stored, sums, [memory]))
+    if np.all(ints < 2.0**53) and np.all(ints == np.round(ints)):
+        g = int(np.gcd.reduce(ints.astype(np.int64)))
+        if g > 0 and int(memory) // g <= levels:
+            return _Scale(memory, levels, g), int(memory) // g
+    return _Scale(memory, levels), levels
 
 
-def _tables(fwd: np.ndarray, units: np.ndarray, pairs: np.ndarray, mmax: int,
-            tape: bool = False, tunits: np.ndarray | None = None,
-            punits: Any = 0, held: _Held | None = None) -> tuple[Any, Any, Any]:
+def _tables(fwd: np.ndarray, q: _Units, tape: bool = False) -> tuple[Any, Any, Any]:
     """Fill ``E[i, d, m] = C(i, i+d, m) + F(i, i+d)`` (inf where the walk i -> i+d needs
-    more than m) and ``D[j, d, m] = C(j-d, j, m - units[j-d])`` (inf where m is too small);
-    with kept graphs (``tunits``) also ``K[i, d, m] = C(i, i+d, m)`` itself, for the
-    kept-graph branch ``C(i, j, m) <= C(i+1, j, m - tunits[i])``; then
-    ``C(i, i+1, m) = 0`` needs ``m >= punits[i]`` (the replay's graph and what the
-    backward steps hold, :func:`_quantum`'s ``paints``); with ``held``, the walks'
-    tests with ``H(j)`` in the split (:func:`_min_split`)."""
-    n = fwd.shape[0]
+    more than m) and ``D[j, d, m] = C(j-d, j, m - units[j-d])`` (inf where m is too small;
+    for ``d = 1`` the stored state and its paint are tested as one sum,
+    ``q.stored_paint``); with kept graphs (``q.tunits``) also ``K[i, d, m] = C(i, i+d, m)``
+    itself, for the kept-graph branch ``C(i, j, m) <= C(i+1, j, m - tunits[i])``; then
+    ``C(i, i+1, m) = 0`` needs ``m >= q.paints[i]`` (the replay's graph and what the
+    backward steps hold); with ``q.held``, the walks' tests with ``H(j)`` in the split
+    (:func:`_min_split`)."""
+    n, units, held = fwd.shape[0], q.units, q.held
     prefix = np.concatenate(([0.0], np.cumsum(fwd)))
-    lev = np.arange(mmax + 1)
-    e = np.full((n + 1, n + 1, mmax + 1), np.inf)
-    d_ = np.full((n + 1, n + 1, mmax + 1), np.inf)
-    kk = None if tunits is None else np.full((n + 1, n + 1, mmax + 1), np.inf)
+    lev = np.arange(q.mmax + 1)
+    e = np.full((n + 1, n + 1, q.mmax + 1), np.inf)
+    d_ = np.full((n + 1, n + 1, q.mmax + 1), np.inf)
+    kk = None if q.tunits is None else np.full((n + 1, n + 1, q.mmax + 1), np.inf)
     walk = units[1:, None].copy()  # peak units of the walk i -> i+1
     starts = np.arange(n)[:, None]
     first = 0.0 if tape else (prefix[1:] - prefix[:-1])[:, None]
-    paint = np.zeros((n, 1), dtype=np.int64) + np.reshape(punits, (-1, 1))
+    paint = q.paints[:, None]
     e[:n, 1] = np.where(lev >= np.maximum(walk, paint), first, np.inf)
-    stored_paint = units[:n, None] + paint if held is None else held.stored_paint[:, None]
-    d_[1:, 1] = np.where(lev >= stored_paint, 0.0, np.inf)
+    d_[1:, 1] = np.where(lev >= q.stored_paint[:, None], 0.0, np.inf)
     if kk is not None:
         kk[:n, 1] = np.where(lev >= paint, 0.0, np.inf)
     for d in range(2, n if kk is None else n + 1):
         m = n - d + 1
         c = _min_split(e, d_, d, m, held)
         if kk is not None:
-            c = np.minimum(c, _kept(kk, tunits, d, m, lev, held, punits))
+            c = np.minimum(c, _kept(kk, q.tunits, d, m, lev, held, q.paints))
             kk[:m, d] = c
-        walk = np.maximum(walk[:m], pairs[d:, None])
+        walk = np.maximum(walk[:m], q.pairs[d:, None])
         e[:m, d] = np.where(lev >= walk, c + (prefix[d:] - prefix[:m])[:, None], np.inf)
         need = units[:m, None]
         d_[d:, d] = np.where(lev >= need, c[starts[:m], np.maximum(lev - need, 0)], np.inf)
@@ -429,16 +487,17 @@ class _UniformPlan(_Plan):
         return float(self.kk[j - i - 1, m - self.tape_units(i)])
 
 
-def _uniform_plan(f: float, unit: int, pair: int, tunit: int, n: int,
-                  mmax: int) -> tuple[_UniformPlan, float]:
+def _uniform_plan(f: float, q: _Units, n: int) -> tuple[_UniformPlan, float]:
     """Fill the length-only tables of a uniform chain; (plan, C(0, n, M))."""
+    unit, tunit, mmax = int(q.units[-1]), int(q.tunits[0]), q.mmax
+    pair = int(q.pairs[-1]) if n > 1 else 0
     lev = np.arange(mmax + 1)
     e = np.full((n + 1, mmax + 1), np.inf)
     d_ = np.full((n + 1, mmax + 1), np.inf)
     kk = np.full((n + 1, mmax + 1), np.inf)
     kk[1] = np.where(lev >= tunit, 0.0, np.inf)  # a paint replays with its graph
     e[1] = np.where(lev >= max(unit, tunit), f, np.inf)
-    d_[1] = np.where(lev >= unit + tunit, 0.0, np.inf)
+    d_[1] = np.where(lev >= q.stored_paint[-1], 0.0, np.inf)  # s_k and paint k, one sum
     shift = np.where(lev >= tunit, lev - tunit, 0)
     for d in range(2, n + 1):
         c = np.min(e[1:d] + d_[d - 1:0:-1], axis=0)
@@ -476,32 +535,55 @@ def _moves(plan: _Plan, n: int, mmax: int, units: np.ndarray) -> list[Move]:
 
 def _solve(costs: ChainCosts, memory: float, levels: int,
            tape: bool = False) -> tuple[float, list[Move]]:
-    """Optimal forward time and the moves, for a feasible memory limit (tables within
-    :data:`_MAX_ENTRIES` and :data:`_MAX_WORK`, else :class:`PebblesValueError`)."""
-    n = costs.n
-    graph, held = _graph(costs), _held(costs)
+    """Least total time and its moves, for a limit of at least :func:`hetero_min_memory`:
+    the dynamic programme's, or a simple schedule's (:func:`_simple`) where that is faster
+    (rounding to memory levels can cost the programme more). Tables within
+    :data:`_MAX_ENTRIES` and :data:`_MAX_WORK`, else :class:`PebblesValueError`."""
+    n, backward = costs.n, float(costs.backward.sum())
+    graph, taped = _graph(costs), tape and _graph(costs) is None
     if n == 1 and graph is None:  # _check_memory checked the one paint's need
-        return 0.0, [Move(_PAINT, 0)]
-    units, pairs, mmax, tunits, tests, punits = _quantum(costs.sizes, memory, levels, graph,
-                                                         held)
-    uniform = graph is not None and held is None and _is_uniform(costs)
-    _check_size(n, levels, mmax, uniform)
+        return backward, [Move(_PAINT, 0)]
+    q = _quantum(costs.sizes, memory, levels, graph, _held(costs))
+    uniform = graph is not None and q.held is None and _is_uniform(costs)
+    _check_size(n, levels, q.mmax, uniform)
     if uniform:
-        plan, best = _uniform_plan(float(costs.forward[0]), int(units[-1]),
-                                   int(pairs[-1]) if n > 1 else 0, int(tunits[0]), n, mmax)
+        plan, best = _uniform_plan(float(costs.forward[0]), q, n)
     else:
-        e, d_, kk = _tables(costs.forward, units, pairs, mmax, tape and graph is None,
-                            tunits, punits, tests)
-        plan = _Plan(e, d_, kk, tunits, tests, punits)
-        best = float(kk[0, n, mmax]) if kk is not None else plan.split(0, n, mmax)[0]
+        e, d_, kk = _tables(costs.forward, q, taped)
+        plan = _Plan(e, d_, kk, q.tunits, q.held, q.paints)
+        best = float(kk[0, n, q.mmax]) if kk is not None else plan.split(0, n, q.mmax)[0]
+    simple = _simple(costs, memory, taped)
+    if simple is not None and simple[0] < best + backward:
+        return simple
     if not math.isfinite(best):
-        need = hetero_min_memory(costs)
         raise PebblesValueError(
-            f"memory={memory:g} bytes is enough for some schedule (>= {need:g}) but not once "
-            f"sizes are rounded up to {levels} memory levels; pass memory >= "
-            f"{need * levels / max(levels - 2, 1):g} or levels={4 * levels}"
-        )
-    return best, _moves(plan, n, mmax, units)
+            f"memory={_fmt(memory)} bytes is at least hetero_min_memory(costs)="
+            f"{_fmt(hetero_min_memory(costs))}, yet the dynamic programme found no schedule "
+            f"at levels={levels}: a bug of pebbles' rounding to memory levels; please "
+            f"report it with the costs")
+    moves = _moves(plan, n, q.mmax, q.units)
+    # the simulator's sum, move by move, so that hetero_time is exactly its time
+    return (best + backward if taped else simulate(moves, n, costs=costs).time), moves
+
+
+def _simple(costs: ChainCosts, memory: float,
+            taped: bool) -> tuple[float, list[Move]] | None:
+    """(total time, moves) of the fastest simple schedule that fits in ``memory`` bytes,
+    both measured by :func:`pebbles.simulate` under ``costs``, or None if none fits:
+    ``store_all`` and, where every graph may be kept, keeping every graph (one segment of
+    :func:`sequential_segments`). ``taped``: the taped model, where each of
+    ``store_all``'s ``n - 1`` steps runs straight before its reversal and costs nothing."""
+    n, g = costs.n, _graph(costs)
+    plans = [list(store_all(n))]
+    if g is not None and np.isfinite(g).all():
+        plans.append(list(_sequential_segments(n, 1, True)))
+    best = None
+    for moves in plans:
+        r = simulate(moves, n, costs=costs)
+        time = r.time - float(costs.forward[:n - 1].sum()) if taped else r.time
+        if r.peak_bytes <= memory and (best is None or time < best[0]):
+            best = (time, moves)
+    return best
 
 
 def _table_size(n: int, mmax: int, uniform: bool) -> tuple[int, int]:
@@ -557,44 +639,77 @@ def _is_uniform(costs: ChainCosts) -> bool:
 
 def _check_costs(costs: object) -> ChainCosts:
     """``costs`` if it is a :class:`ChainCosts` (which has at least one step: its
-    constructor refuses none), else a clear error."""
+    constructor refuses none) whose byte counts sum to a finite float, else a clear
+    error."""
     if not isinstance(costs, ChainCosts):
         raise PebblesTypeError(
             f"costs={costs!r:.80} must be a ChainCosts; build one with "
             f"pebbles.ChainCosts(forward, backward, sizes)"
         )
+    fields = {k: getattr(costs, k) for k in ("sizes", "graph", "grads", "cotangents")}
+    with np.errstate(over="ignore"):
+        total = sum(float(np.sum(v[np.isfinite(v)])) for v in fields.values() if v is not None)
+    if not math.isfinite(total):
+        name, v = max(((k, v) for k, v in fields.items() if v is not None),
+                      key=lambda kv: float(np.max(np.where(np.isfinite(kv[1]), kv[1], 0.0))))
+        i = int(np.argmax(np.where(np.isfinite(v), v, 0.0)))
+        raise PebblesValueError(
+            f"ChainCosts.{name}[{i}]={_fmt(v[i])}: the sizes, graphs, grads and cotangents sum "
+            f"to more than the largest float ({np.finfo(np.float64).max:.4g}), so the memory "
+            f"counts would overflow; rescale them (e.g. bytes to MiB) and the memory with them")
     return costs
+
+
+def _fmt(x: float) -> str:
+    """Bytes for a message: whole numbers below 2^53 exactly, others as ``repr`` (exact: the
+    printed value passed back is the same float)."""
+    x = float(x)
+    return str(int(x)) if abs(x) < 2.0**53 and x == int(x) else repr(x)
 
 
 def _check_chain(costs: object, memory: object) -> float:
     """Check ``costs`` (:func:`_check_costs`) and ``memory`` (a number of bytes, not NaN,
-    NumPy's too); return ``memory`` as a float."""
+    NumPy's too; an integer past the largest float is inf, no limit, as ``math.inf``
+    is); return ``memory`` as a float."""
     _check_costs(costs)
     if isinstance(memory, (bool, np.bool_)) or not isinstance(memory, (int, float, np.number)):
         raise PebblesTypeError(f"memory={memory!r} must be a number of bytes, e.g. 2**20")
-    if math.isnan(float(memory)):
+    try:
+        value = float(memory)
+    except OverflowError:  # a Python int past 1.8e308
+        value = math.inf if memory > 0 else -math.inf
+    if math.isnan(value):
         raise PebblesValueError(f"memory={memory!r} must be a number of bytes, not NaN; "
                                 f"pass e.g. memory=2**20")
-    return float(memory)
+    return value
 
 
 def _check_memory(costs: object, memory: object, levels: object,
                   tape: object) -> tuple[float, int, bool]:
     """The arguments of :func:`hetero_optimal` checked: (memory, levels, tape); a memory
-    below :func:`hetero_min_memory` is refused."""
+    below :func:`hetero_min_memory` is refused, saying whether any schedule can finish."""
     memory = _check_chain(costs, memory)
     levels = check_int("levels", levels, 1)
     tape = check_bool("tape", tape)
-    need = hetero_min_memory(costs)
-    if not memory >= need:
+    least, need = _needs(costs)
+    if memory >= need:
+        return memory, levels, tape
+    holds = (f"some step holds its input and output at once"
+             f"{'' if costs.graph is None else ' (and its graph, in its backward step)'}"
+             f"{'' if _held(costs) is None else ' with the gradients the backward steps hold'}")
+    if not memory >= least:
         raise PebblesValueError(
-            f"memory={memory:g} bytes cannot finish the chain of n={costs.n} steps: some "
-            f"step holds its input and output at once"
-            f"{'' if costs.graph is None else ' (and its graph, in its backward step)'}"
-            f"{'' if _held(costs) is None else ' with the gradients the backward steps hold'} "
-            f"({need:g} bytes); pass memory >= {need:g}"
-        )
-    return memory, levels, tape
+            f"memory={_fmt(memory)} bytes cannot finish the chain of n={costs.n} steps: "
+            f"{holds} ({_fmt(least)} bytes); pass memory >= {_fmt(need)} "
+            f"(hetero_min_memory(costs), the least the dynamic programme finishes with)")
+    raise PebblesValueError(
+        f"memory={_fmt(memory)} bytes is below hetero_min_memory(costs)={_fmt(need)}, the "
+        f"least with which the dynamic programme's schedules finish the chain of n={costs.n} "
+        f"steps (they recompute every state while the gradients of the later steps are "
+        f"held); pass memory >= {_fmt(need)}. A schedule outside that family may finish "
+        f"with less (no schedule with under {_fmt(least)}): hetero_brute_force(costs, "
+        f"memory) searches every schedule of a chain of n <= {_BRUTE_MAX_N} steps "
+        f"({_BRUTE_MAX_N_KEPT} with kept graphs)")
 
 
 def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
@@ -606,7 +721,10 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
     costs : ChainCosts
         Forward and backward cost of every step, size of every state.
     memory : float
-        Most bytes held on cells 1..n at any moment, walking states included.
+        Most bytes held on cells 1..n at any moment, walking states included
+        (``math.inf``, or an integer past the largest float: no limit). The schedule
+        is never slower than ``store_all`` (with kept graphs, than keeping every
+        graph) when that fits.
     levels : int
         Most memory levels of the dynamic programme (see the module docstring:
         exact when ``memory`` and every size are multiples of the quantum).
@@ -632,7 +750,8 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
         If ``costs`` is not a :class:`pebbles.ChainCosts`, ``memory`` not a number,
         ``levels`` not an integer or ``tape`` not a bool.
     PebblesValueError
-        If ``memory`` is NaN or below :func:`hetero_min_memory`,
+        If ``memory`` is NaN or below :func:`hetero_min_memory` (the message says
+        whether any schedule at all could finish with it),
         ``levels < 1``, or the tables would pass the size guard (``_MAX_ENTRIES``
         entries, ``_MAX_WORK`` operations: n = 500 steps at 100 levels fits; see the
         module docstring).
@@ -664,9 +783,10 @@ def hetero_time(costs: ChainCosts, memory: float, *, levels: int = 100,
                 tape: bool = False) -> float:
     """Total time (forward and backward) of :func:`hetero_optimal`'s schedule.
 
-    With ``tape=True``, backward steps that reuse a taped run are counted at
-    ``backward[i] - forward[i]`` (see :func:`hetero_optimal`, whose parameters and
-    errors these are).
+    Without ``tape=True`` it is ``pebbles.simulate(hetero_optimal(...), n,
+    costs=costs).time`` exactly. With ``tape=True``, backward steps that reuse a
+    taped run are counted at ``backward[i] - forward[i]`` (see
+    :func:`hetero_optimal`, whose parameters and errors these are).
 
     Examples
     --------
@@ -676,8 +796,7 @@ def hetero_time(costs: ChainCosts, memory: float, *, levels: int = 100,
     80.0
     """
     memory, levels, tape = _check_memory(costs, memory, levels, tape)
-    best, _ = _solve(costs, memory, levels, tape)
-    return best + float(costs.backward.sum())
+    return _solve(costs, memory, levels, tape)[0]
 
 
 def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:

@@ -8,6 +8,10 @@ random chains, and an independent walk of the stream written here.
 
 from __future__ import annotations
 
+import math
+import re
+import warnings
+
 import numpy as np
 import pytest
 from taping import taped_steps
@@ -503,6 +507,8 @@ def test_held_gradients_least_memory():
         paints = costs.sizes[:n] * (np.arange(n) > 0) + held
         assert hetero_brute_force(costs, paints.max() - 0.5) is None
         with pytest.raises(pebbles.PebblesValueError, match="cannot finish"):
+            hetero_optimal(costs, paints.max() - 0.5)
+        with pytest.raises(pebbles.PebblesValueError, match=r"hetero_min_memory\(costs\)"):
             hetero_optimal(costs, need - 0.5)
 
 
@@ -573,3 +579,117 @@ def test_equal_chaincosts_hash_alike():
     a = ChainCosts(np.array([0.0]), np.ones(1), np.ones(2), graph=np.array([-0.0]))
     b = ChainCosts(np.array([-0.0]), np.ones(1), np.ones(2), graph=np.array([0.0]))
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+
+
+# -- regressions: rounding to memory levels, messages, simple schedules --------------------
+
+
+@pytest.mark.parametrize("costs", [
+    ChainCosts(np.ones(2), np.full(2, 2.0), np.array([0.0, 1001, 1000]), graph=np.zeros(2)),
+    ChainCosts(np.ones(6), np.full(6, 2.0), np.full(7, 0.3), graph=np.zeros(6)),
+    ChainCosts(np.ones(5), np.full(5, 2.0), np.array([0.0, 7, 3, 9, 1, 5]),
+               graph=np.array([1.5, 0.3, 2.0, 0.7, 1.1])),
+])
+@pytest.mark.parametrize("levels", [1, 3, 100, 400])
+def test_kept_graphs_finish_at_the_least_memory(costs, levels):
+    """A stored state and the replay of its paint are rounded as one sum."""
+    need = hetero_min_memory(costs)
+    moves = list(hetero_optimal(costs, need, levels=levels))
+    r = pebbles.simulate(moves, costs.n, costs=costs)
+    assert r.peak_bytes <= need
+    assert r.time == hetero_time(costs, need, levels=levels)
+
+
+@pytest.mark.parametrize("memory, levels, budget",
+                         [(0.6, 100, 2), (0.9, 90, 3), (0.9, 3, 3), (1.2, 100, 4), (1.5, 100, 5)])
+def test_decimal_sizes_round_exactly(memory, levels, budget):
+    """0.3 * (100 / 0.6) is 50.00000000000001 in floats: still 50 units."""
+    n = 30
+    costs = ChainCosts(np.ones(n), np.zeros(n), np.full(n + 1, 0.3))
+    moves = list(hetero_optimal(costs, memory, levels=levels))
+    r = pebbles.simulate(moves, n, costs=costs)
+    assert r.time == hetero_time(costs, memory, levels=levels)
+    assert r.time == pebbles.min_forward_steps(n, budget)
+    assert r.peak_bytes <= memory
+
+
+def test_rounding_never_lets_a_sum_pass_the_limit():
+    """Sizes a hair above a quantum take the next unit: 0.1 * 3 > 0.3 in floats."""
+    n = 12
+    costs = ChainCosts(np.ones(n), np.zeros(n), np.full(n + 1, 0.1))
+    for memory, levels in [(0.3, 3), (0.3, 100), (0.7, 7), (1.1, 100)]:
+        r = pebbles.simulate(hetero_optimal(costs, memory, levels=levels), n, costs=costs)
+        assert r.peak_bytes <= memory
+
+
+def test_size_of_s0_changes_nothing():
+    kw = dict(grads=np.ones(5), cotangents=np.ones(5))
+    f = np.arange(1, 6.0)
+    times = [hetero_time(ChainCosts(f, f + 3, np.array([s0, 3, 4, 2, 5, 1.0]), **kw), 13)
+             for s0 in (0.0, 0.5, 7.0)]
+    assert times == [41.0] * 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert hetero_time(ChainCosts(f, f + 3, np.array([1e300, 3, 4, 2, 5, 1.0]), **kw),
+                           13) == 41.0
+
+
+def test_messages_print_bytes_that_are_accepted_back():
+    costs = ChainCosts(np.ones(3), np.ones(3), np.array([0, 1e6 + 1, 1e6 + 2, 0]))
+    with pytest.raises(pebbles.PebblesValueError, match=r"pass memory >= 2000003\b") as e:
+        hetero_time(costs, 2e6 + 2)
+    assert "memory=2000002 bytes" in str(e.value)
+    odd = ChainCosts(np.ones(3), np.ones(3), np.array([0, 0.1, 0.7, 0.2]),
+                     grads=np.array([0.1, 0.2, 0.3]))
+    with pytest.raises(pebbles.PebblesValueError, match="pass memory >= ") as e:
+        hetero_time(odd, 0.5)
+    printed = float(re.search(r"pass memory >= (\S+?)[.;]?(\s|$)", str(e.value)).group(1))
+    assert printed == hetero_min_memory(odd)
+    assert hetero_time(odd, printed) > 0
+
+
+def test_a_memory_below_the_programmes_need_is_not_called_unfinishable():
+    """A schedule outside the programme's family finishes with 11 bytes (time 28)."""
+    costs = ChainCosts(np.array([2.0, 2, 4, 3]), np.array([4.0, 3, 7, 4]),
+                       np.array([5.0, 4, 5, 0, 0]), grads=np.array([1.0, 1, 1, 3]),
+                       cotangents=np.array([0.0, 1, 0, 2]))
+    assert hetero_min_memory(costs) == 14
+    assert hetero_brute_force(costs, 11) == 28
+    with pytest.raises(pebbles.PebblesValueError) as e:
+        hetero_time(costs, 11)
+    assert "cannot finish" not in str(e.value)
+    assert "hetero_min_memory(costs)=14" in str(e.value) and "hetero_brute_force" in str(e.value)
+    assert hetero_time(costs, 14) >= 28
+    with pytest.raises(pebbles.PebblesValueError, match="cannot finish"):
+        hetero_time(costs, 10.5)  # paint 0 holds s_1's cotangent and every gradient: 11
+    assert hetero_brute_force(costs, 10.5) is None
+
+
+def test_never_slower_than_storing_everything_when_that_fits():
+    rng = np.random.default_rng(1)
+    n = 200
+    s = rng.integers(10**6, 2 * 10**6, n + 1).astype(float)
+    costs = ChainCosts(np.ones(n), np.ones(n), s)
+    everything = pebbles.simulate(pebbles.store_all(n), n, costs=costs)
+    memory = s[1:].sum() + 10**6
+    r = pebbles.simulate(hetero_optimal(costs, memory), n, costs=costs)
+    assert r.time == hetero_time(costs, memory) == everything.time == 399
+    assert r.peak_bytes <= memory
+    kept = ChainCosts(np.ones(n), np.full(n, 2.0), s, graph=s[1:] / 3)
+    every_graph = pebbles.simulate(pebbles.sequential_segments(n, 1), n, costs=kept)
+    memory = every_graph.peak_bytes
+    r = pebbles.simulate(hetero_optimal(kept, memory), n, costs=kept)
+    assert r.time == hetero_time(kept, memory) == every_graph.time == 2 * n
+    assert r.peak_bytes <= memory
+    assert hetero_time(costs, memory, tape=True) == pytest.approx(n)
+
+
+def test_odd_memories_and_sizes():
+    costs = ChainCosts(np.ones(3), np.ones(3), np.ones(4))
+    assert hetero_time(costs, 10**400) == hetero_time(costs, math.inf) == 5.0
+    with pytest.raises(pebbles.PebblesValueError, match="cannot finish"):
+        hetero_time(costs, -10**400)
+    huge = ChainCosts(np.ones(2), np.ones(2), np.array([0, 1.7e308, 1.7e308]))
+    for call in (lambda: hetero_min_memory(huge), lambda: hetero_time(huge, math.inf)):
+        with pytest.raises(pebbles.PebblesValueError, match=r"sizes\[1\]=1.7e\+308.*rescale"):
+            call()
