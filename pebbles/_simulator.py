@@ -43,6 +43,7 @@ source. This module feeds it, turns a rule code into words and measures.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import types
@@ -158,7 +159,8 @@ class ChainCosts:
             value = _as_floats(name, getattr(self, name))
             finite = np.isfinite(value) | ((value == np.inf) & (name == "graph"))
             if value.ndim != 1 or not np.all(finite) or np.any(value < 0):
-                what = " with negative or non-finite entries" * (value.ndim == 1)
+                bad = np.flatnonzero(~finite | (value < 0)) if value.ndim == 1 else ()
+                what = f" with {name}[{bad[0]}]={float(value[bad[0]])!r}" if len(bad) else ""
                 raise PebblesValueError(
                     f"ChainCosts.{name} must be a 1-D array of finite numbers >= 0 (graph: "
                     f"or inf), got shape={value.shape}{what}")
@@ -224,13 +226,31 @@ _FIELDS = ("forward", "backward", "sizes", "graph", "grads", "cotangents")
 
 
 def _as_floats(name: str, value: object) -> np.ndarray:
-    """``value`` as a contiguous float64 array, or an error naming ``ChainCosts.name``."""
+    """``value`` as a contiguous float64 array, or an error naming ``ChainCosts.name``
+    (strings, bools and ``None`` entries are no numbers, though NumPy would convert them)."""
+    def refuse(why: str) -> PebblesTypeError:
+        return PebblesTypeError(
+            f"ChainCosts.{name}={value!r:.60} is not an array of numbers ({why}); pass a 1-D "
+            f"array of numbers >= 0, e.g. np.ones(n)")
+
     try:
-        return np.ascontiguousarray(value, dtype=np.float64)
+        arr = np.asarray(value)
+        kind = arr.dtype.kind
+        if kind in "bUS" or (kind == "O" and not _numbers(arr)):
+            raise refuse("it holds bools" if kind == "b" else "it is no sequence"
+                         if arr.ndim == 0 else "it holds non-numbers")
+        return np.ascontiguousarray(arr, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise PebblesTypeError(
-            f"ChainCosts.{name}={value!r:.60} is not an array of numbers ({e}); pass a 1-D "
-            f"array of numbers >= 0, e.g. np.ones(n)") from None
+        if isinstance(e, PebblesTypeError):
+            raise
+        raise refuse(str(e)) from None
+
+
+def _numbers(value: np.ndarray) -> bool:
+    """Whether every entry of an object array is a real number (not a bool)."""
+    flat = value.reshape(-1)
+    return flat.size > 0 and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+               for v in flat)
 
 
 @dataclass(frozen=True, slots=True)

@@ -573,6 +573,15 @@ def test_chaincosts_bad_fields_are_named():
         ChainCosts(None, [1.0], [1.0, 1.0])
     with pytest.raises(pebbles.PebblesValueError, match=r"n=0 steps.*n >= 1"):
         ChainCosts([], [], [1.0])
+    for value, why in ((["1", "2"], "it holds non-numbers"), ([True, False], "it holds bools"),
+                       ([1, None], "it holds non-numbers"), ((x for x in [1, 2]), "it is no sequence")):
+        with pytest.raises(pebbles.PebblesTypeError, match=rf"^ChainCosts.forward=.*\({why}\)"):
+            ChainCosts(value, [1, 1], [1, 1, 1])
+    with pytest.raises(pebbles.PebblesValueError, match=r"got shape=\(3,\) with sizes\[1\]=nan$"):
+        ChainCosts([1, 2], [1, 1], [1, np.nan, 1])
+    with pytest.raises(pebbles.PebblesValueError, match=r"with backward\[0\]=-2\.0$"):
+        ChainCosts([1, 2], [-2, 1], [1, 1, 1])
+    assert ChainCosts(np.array([1, 2], dtype=object), [1, np.float32(1)], [1, 1, 1]).n == 2
 
 
 def test_equal_chaincosts_hash_alike():
