@@ -1541,6 +1541,23 @@ def _torch_order(input: object, args: tuple) -> object:
     return input
 
 
+#: torch.utils.checkpoint's keywords whose defaults pebbles.torch's checks stand for.
+_TORCH_DEFAULTS = {"determinism_check": "default", "debug": False}
+
+
+def _check_torch_options(options: dict[str, object]) -> None:
+    """Refuse torch.utils.checkpoint keywords checkpoint_sequential does not honour."""
+    for key, value in options.items():
+        if key in _TORCH_DEFAULTS and value == _TORCH_DEFAULTS[key]:
+            continue
+        what = ("torch.utils.checkpoint's selective checkpointing; pebbles.torch stores "
+                "whole layer outputs" if key == "context_fn" else
+                f"torch.utils.checkpoint's, taken at its default "
+                f"{_TORCH_DEFAULTS[key]!r} only" if key in _TORCH_DEFAULTS else
+                "not an argument of checkpoint_sequential")
+        raise PebblesTypeError(f"{key}={value!r:.60}: {what}; leave it out")
+
+
 def _check_segments(segments: object, n: int) -> int:
     s = check_int("segments", segments, 1)
     if s > n:
@@ -1587,7 +1604,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
                           costs: ChainCosts | None = None, levels: int = 100,
                           params: Sequence[torch.Tensor] = (),
                           preserve_rng_state: bool = True, tape: bool = True,
-                          use_reentrant: bool | None = None) -> State:
+                          use_reentrant: bool | None = None, **torch_options: object) -> State:
     """Drop-in for ``torch.utils.checkpoint.checkpoint_sequential`` with a budget or a limit.
 
     Parameters
@@ -1655,6 +1672,10 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         Accepted for torch's signature and ignored: there is one implementation,
         which supports ``retain_graph=True`` and ``backward(inputs=...)`` (not
         ``create_graph=True``).
+    **torch_options
+        torch's ``determinism_check="default"`` and ``debug=False`` are accepted
+        (pebbles checks what it replays itself); any other value, ``context_fn``
+        (selective checkpointing) or an unknown keyword raises ``PebblesTypeError``.
 
     Returns
     -------
@@ -1675,6 +1696,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     layers = _layers(functions)
     n = len(layers)
     input = _torch_order(input, args)
+    _check_torch_options(torch_options)
     xs, was_tuple = _as_tuple("input", input)
     if sum(v is not None for v in (budget, memory, segments)) != 1:
         raise PebblesValueError(

@@ -1765,3 +1765,16 @@ def test_costs_for_another_chain_are_named_by_their_length():
         checkpoint_sequential(layers, x, memory=1e6, costs=costs)
     with pytest.raises(pebbles.PebblesTypeError, match=r"^costs is a dict; it must be"):
         checkpoint_sequential(layers, x, memory=1e6, costs={})
+
+
+def test_torch_checkpoint_keywords_at_their_defaults_are_accepted_others_named():
+    layers = [torch.nn.Tanh() for _ in range(3)]
+    x = torch.ones(2, dtype=F64, requires_grad=True)
+    y = checkpoint_sequential(layers, x, budget=2, use_reentrant=False,
+                              determinism_check="default", debug=False)
+    assert torch.equal(y, torch.tanh(torch.tanh(torch.tanh(x))))
+    for kw, words in (({"context_fn": lambda: None}, "selective checkpointing"),
+                      ({"debug": True}, "taken at its default False only"),
+                      ({"segmnts": 2}, "not an argument of checkpoint_sequential")):
+        with pytest.raises(pebbles.PebblesTypeError, match=f"^{next(iter(kw))}=.*{words}"):
+            checkpoint_sequential(layers, x, budget=2, **kw)
