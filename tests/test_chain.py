@@ -574,7 +574,8 @@ def test_chaincosts_bad_fields_are_named():
     with pytest.raises(pebbles.PebblesValueError, match=r"n=0 steps.*n >= 1"):
         ChainCosts([], [], [1.0])
     for value, why in ((["1", "2"], "it holds non-numbers"), ([True, False], "it holds bools"),
-                       ([1, None], "it holds non-numbers"), ((x for x in [1, 2]), "it is no sequence")):
+                       ([1, None], "it holds non-numbers"),
+                       ((x for x in [1, 2]), "it is no sequence")):
         with pytest.raises(pebbles.PebblesTypeError, match=rf"^ChainCosts.forward=.*\({why}\)"):
             ChainCosts(value, [1, 1], [1, 1, 1])
     with pytest.raises(pebbles.PebblesValueError, match=r"got shape=\(3,\) with sizes\[1\]=nan$"):
