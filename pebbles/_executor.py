@@ -183,7 +183,7 @@ class _Replay:
         self.store: Any = None
         self.cap = nslots - 1  # state buffers the program needs besides s_0
         self.lends = False  # lend free buffers to the store for its copies
-        self.lent = 0  # buffers lent and not yet taken back
+        self.lending: dict[int, Any] = {}  # id -> buffer lent and not yet taken back
         self.held_states = T.Holdings()
         self.held_states.add(s0)
         self.retired: set[int] = set()
@@ -194,8 +194,14 @@ class _Replay:
         """Drop every reference to a state or a gradient."""
         self.slots.clear()
         self.pool.clear()
+        self.lending.clear()
         self.held_states = T.Holdings()
         self.gbar = self.theta = None
+
+    @property
+    def lent(self) -> int:
+        """Buffers lent to the store and not yet taken back."""
+        return len(self.lending)
 
     # -- bookkeeping -------------------------------------------------------
     def held(self, transient: int) -> None:
@@ -203,28 +209,45 @@ class _Replay:
         self.peak = max(self.peak, live)
         self.peak_buffers = max(self.peak_buffers, live + len(self.pool) + self.lent)
 
-    def spare(self, transient: int) -> Any:
+    def spare(self, transient: int, where: str) -> Any:
         """A free buffer for a new state (counted in ``transient``), or None: allocate one.
 
         A buffer lent to the store comes back once written; the replay waits for
-        one rather than allocate beyond the program's buffers.
+        one rather than allocate beyond the program's buffers. ``where`` names the
+        operation in the note of a store error met meanwhile (a failed background write).
         """
         if self.lent:
-            self.take_back(not self.pool and self.live + transient + self.lent > self.cap)
+            wait = not self.pool and self.live + transient + self.lent > self.cap
+            try:
+                self.take_back(wait)
+            except StoreError as err:
+                _note_store_error(err, where)
+                raise
         return self.pool.pop() if self.pool else None
 
     def take_back(self, wait: bool) -> None:
-        """Return the buffers the store has written from to the pool."""
-        back = self.store.reclaim(wait)
-        self.lent -= len(back)
-        self.pool.extend(back[: max(0, self.pool_size - len(self.pool))])
+        """Return the buffers the store has written from to the pool.
 
-    def lend(self, s: np.ndarray) -> np.ndarray | None:
-        """A free buffer for the store's copy of ``s`` within the program's buffers, or
-        None (the store copies into memory of its own)."""
+        Only the buffers this replay lent: one a store hands back late from an
+        earlier replay (of another shape or dtype, maybe) is dropped.
+        """
+        for buf in self.store.reclaim(wait):
+            if self.lending.pop(id(buf), None) is buf and len(self.pool) < self.pool_size:
+                self.pool.append(buf)
+
+    def settle(self) -> None:
+        """At the end of the replay: drop the lent buffers the store hands back, so that
+        the store holds none of them and a later replay with it gets none."""
+        if self.lends:
+            self.store.reclaim()
+        self.lending.clear()
+
+    def lend(self, s: np.ndarray, cell: int) -> np.ndarray | None:
+        """A free buffer for the store's copy of ``s`` (the state of step ``cell``) within
+        the program's buffers, or None (the store copies into memory of its own)."""
         if not self.lends:
             return None
-        buf = self.spare(1)  # the copy counts as one more buffer
+        buf = self.spare(1, f"at the store of the state of step {cell}")  # one more buffer
         if buf is not None and not buf.flags.c_contiguous:  # the store writes C order
             self.pool.append(buf)
             return None
@@ -232,7 +255,7 @@ class _Replay:
             if self.live + self.lent >= self.cap:
                 return None
             buf = mapped_empty(s.shape, s.dtype)
-        self.lent += 1
+        self.lending[id(buf)] = buf
         self.held(0)
         return buf
 
@@ -288,7 +311,7 @@ class _Replay:
         """``s_{i+1}`` in a new or pooled buffer; ``s`` is left as it was."""
         before = T.digest(s) if self.check_states else None
         self.steps += 1
-        out = self.spare(transient)
+        out = self.spare(transient, f"before step {i}")
         if out is not None:
             self.held(transient)
             self.into(i, s, out)
@@ -513,8 +536,7 @@ class _Replay:
         try:
             self._disk(op, src, dst, cell)
         except StoreError as err:
-            _add_note(err, f"pebbles: the store failed at the {_DISK_OPS[op]} of the state of "
-                           f"step {cell}")
+            _note_store_error(err, f"at the {_DISK_OPS[op]} of the state of step {cell}")
             raise
 
     def _disk(self, op: int, src: int, dst: int, cell: int) -> None:
@@ -526,7 +548,7 @@ class _Replay:
                 raise PebblesTypeError(
                     f"a two-level schedule stores states on disk as NumPy arrays; the state of "
                     f"step {cell} is a {type(s).__name__}: pack it into one array")
-            buf = self.lend(s)
+            buf = self.lend(s, cell)
             if buf is None:
                 self.store.put(cell, s)
             else:
@@ -534,7 +556,7 @@ class _Replay:
             self.stored.add(cell)
             self.writes += 1
         elif op == OP_LOAD:
-            out = self.spare(1)
+            out = self.spare(1, f"at the load of the state of step {cell}")
             if out is not None and not out.flags.c_contiguous:  # the store reads C order
                 self.pool.append(out)
                 out = None
@@ -580,15 +602,43 @@ def _add_note(err: BaseException, note: str) -> None:
         err.add_note(note)
 
 
-def _forget_stored(store: Any, cells: set[int]) -> None:
-    """Delete what a failed replay put in the caller's store, so that it can be used again
-    (a store that failed itself has freed everything already)."""
-    for cell in sorted(cells):
+def _note_store_error(err: BaseException, where: str) -> None:
+    """Note on store error ``err`` the operation that met it, ``where`` (e.g. ``at the load
+    of the state of step 3``), and the state whose background write failed when the
+    error names one (its ``key``). Once: a failed store raises its error at every call."""
+    if any(note.startswith("pebbles: the store failed")
+           for note in getattr(err, "__notes__", ())):
+        return
+    key = getattr(err, "key", None)
+    if isinstance(key, int):
+        _add_note(err, f"pebbles: the store failed at the store of the state of step {key} "
+                       f"(written in the background; reported {where})")
+    else:
+        _add_note(err, f"pebbles: the store failed {where}")
+
+
+def _forget_stored(r: _Replay, exc: BaseException) -> None:
+    """Delete what a failed replay put in the caller's store, and drop the buffers lent to
+    it, so that it can be used again. A store that failed itself (it raises ``exc``, or one
+    error again and again) has freed everything already and is not asked again; ``exc``,
+    the replay's error, keeps its traceback."""
+    tb, seen = exc.__traceback__, None
+    try:
+        for cell in sorted(r.stored):
+            try:
+                r.store.delete(cell)  # waits for its pending write: its buffer comes back
+            except Exception as err:  # noqa: BLE001 -- the replay's own error is reported
+                if err is exc or err is seen:
+                    return
+                seen = err
         try:
-            store.delete(cell)
-        except Exception:  # noqa: BLE001 -- the replay's own error is the one to report
-            continue
-    cells.clear()
+            r.settle()
+        except Exception:  # noqa: BLE001, S110 -- as above
+            pass
+    finally:
+        r.stored.clear()
+        r.lending.clear()
+        exc.__traceback__ = tb  # a store error raised again here added frames to it
 
 
 def _same_leaves(a: Any, b: Any) -> bool:
@@ -765,7 +815,7 @@ def replay(
         ``np.float64(x)``, not a Python float, and return NumPy values from
         the callbacks (``np.ones_like(s)``, not ``1.0``): every value a
         callback returns must have ``s0``'s dtype, and a Python float's type
-        is not float64.
+        is not float64. Arrays of Python objects (``dtype=object``) are refused.
     step : callable ``step(i, s_i) -> s_{i+1}``
         One forward step; must return a new state (same structure, shapes and
         dtypes as ``s0``) and leave its argument unchanged. Returning the
@@ -803,7 +853,9 @@ def replay(
         Where a two-level schedule's ``store``/``load`` moves put and get states
         (e.g. ``pebbles.DiskStore(directory)``, used as a context manager so
         its files are removed however the replay ends); default a
-        ``pebbles.MemoryStore`` made and closed by the replay.
+        ``pebbles.MemoryStore`` made and closed by the replay. However the
+        replay ends, the store is left holding none of its states or buffers:
+        it can serve another replay (of any shape and dtype).
 
     Returns
     -------
@@ -867,9 +919,10 @@ def replay(
     try:
         _guard(r, s0, lambda: r.run(prog.ops, bar))
         _check_complete(r, prog)
-    except BaseException:
+        r.settle()
+    except BaseException as exc:
         if not own_store:
-            _forget_stored(r.store, r.stored)
+            _forget_stored(r, exc)
         raise
     finally:
         if bar is not None:
@@ -888,10 +941,17 @@ def replay(
 
 
 def _check_callbacks(s0: Any, fn: str = "replay", **callbacks: Any) -> None:
-    """Refuse a missing ``s0`` or a callback that is not a function (``fn``: for help)."""
+    """Refuse a missing ``s0``, one holding Python objects (``dtype=object``), or a callback
+    that is not a function (``fn``: for help)."""
     if s0 is None:
         raise PebblesTypeError("s0=None: pass the initial state (an array, or a tuple, list "
                                "or dict of arrays)")
+    dtype = T.object_dtype(s0)
+    if dtype is not None:
+        raise PebblesTypeError(
+            f"s0 holds an array of dtype {dtype} (Python objects); states are arrays of "
+            f"numbers, which the executor checksums to catch a callback that changes one: "
+            f"pass s0 as a numeric array, e.g. s0=np.asarray(s0, dtype=np.float64)")
     for name, f in callbacks.items():
         required = name in ("step", "backward", "loss_grad", "done")
         if (f is not None or required) and not callable(f):

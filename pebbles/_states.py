@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Holdings", "add", "aliases", "all_finite", "describe", "digest", "leaves", "numpy_only",
-           "signature"]
+           "object_dtype", "signature"]
 
 
 def leaves(x: Any) -> list[Any]:
@@ -121,8 +121,19 @@ def digest(x: Any) -> int:
 
 
 def numpy_only(x: Any) -> bool:
-    """Whether every leaf is a NumPy array (then :func:`digest` is cheap and safe)."""
-    return all(isinstance(leaf, np.ndarray) for leaf in leaves(x))
+    """Whether every leaf is a NumPy array of numbers, no Python objects (then
+    :func:`digest` is cheap and safe)."""
+    return all(isinstance(leaf, np.ndarray) and not leaf.dtype.hasobject for leaf in leaves(x))
+
+
+def object_dtype(x: Any) -> np.dtype | None:
+    """The dtype of the first leaf that holds Python objects (``dtype=object``, or a
+    structured dtype with an object field), or None."""
+    for leaf in leaves(x):
+        dtype = getattr(leaf, "dtype", None)
+        if isinstance(dtype, np.dtype) and dtype.hasobject:
+            return dtype
+    return None
 
 
 def _owner(leaf: Any) -> int:

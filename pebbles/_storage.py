@@ -36,6 +36,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -57,7 +58,17 @@ FOLDER_PREFIX = "pebbles-store-"
 
 
 class StoreError(PebblesError, OSError):
-    """A store could not keep, return or free a state."""
+    """A store could not keep, return or free a state.
+
+    Attributes
+    ----------
+    key : int, str or None
+        The key of the state whose background write failed (a :class:`DiskStore`'s
+        writer error, raised at whichever later call of the store met it); ``None``
+        for an error of the call itself.
+    """
+
+    key: Key | None = None
 
 
 class DiskFullError(StoreError):
@@ -78,7 +89,7 @@ class DiskFullError(StoreError):
             f"disk full: writing state {key!r} ({needed} bytes of data) to {directory} "
             f"failed; the store freed all its files. Free at least {needed} bytes there per "
             f"disk slot, pass a directory on a larger disk, or use fewer disk slots")
-        self.directory, self.needed = directory, needed
+        self.directory, self.needed, self.key = directory, needed, key
 
 
 #: Arrays of at least this many bytes get their own memory map in :func:`mapped_empty`.
@@ -258,8 +269,10 @@ class DiskStore(Store):
         The directory to make the store's folder in (created, with its missing
         parents, if missing). The store writes only into that new folder
         (:attr:`directory`), so stores sharing a directory never touch each
-        other's files, nor any other file there. Default: the system's
-        temporary directory.
+        other's files, nor any other file there. A relative path is taken
+        from the working directory when the store is made: a later
+        ``os.chdir`` changes nothing (:attr:`parent` is absolute). Default: the
+        system's temporary directory.
     keep : bool
         Leave the files, the store's folder and the directories it created in
         place at close (the files are ``state-<key>.npy`` in
@@ -284,7 +297,7 @@ class DiskStore(Store):
         The store's own folder, which holds its files: a new folder named
         ``pebbles-store-*`` inside ``parent``, made by the store alone.
     parent : str
-        The directory given (or the system's temporary directory).
+        The directory given, as an absolute path (or the system's temporary directory).
 
     Raises
     ------
@@ -294,7 +307,8 @@ class DiskStore(Store):
     PebblesValueError
         ``queue_size`` is below 1.
     StoreError
-        The store's folder cannot be made there (a file in the way, no permission).
+        The store's folder cannot be made there (a file in the way, no permission);
+        ``get`` of a file damaged or deleted by something other than the store.
 
     Examples
     --------
@@ -521,6 +535,7 @@ class _Writer:
             err = StoreError(f"writing state {key!r} ({nbytes} bytes) to {self.directory} "
                              f"failed: {exc!r}; the store freed all its files")
         err.__cause__ = exc
+        err.key = key
         self.error = err
         self.free_all()
 
@@ -557,7 +572,7 @@ def _check_directory(directory: object) -> str:
             f"directory={directory!r} must be a path (a str or os.PathLike), got "
             f"{type(directory).__name__}; pass e.g. directory='/scratch/states', or None "
             f"for the system's temporary directory")
-    return str(Path(directory))
+    return os.path.abspath(directory)  # a later os.chdir must not move the store
 
 
 def _make_folder(parent: str, given: object) -> list[str]:
@@ -658,11 +673,8 @@ def _read_npy(name: str, out: np.ndarray | None) -> np.ndarray:
     One copy from the file into the buffer (``readinto``): no memory map, whose
     file pages would count in the process's resident memory while it is open.
     """
-    fmt = np.lib.format
     with open(name, "rb") as fh:
-        version = fmt.read_magic(fh)
-        header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, fortran, dtype = header(fh)
+        shape, fortran, dtype = _npy_header(name, fh)
         if dtype.hasobject or fortran:
             raise StoreError(f"{name} holds a Fortran-ordered or object array; the store "
                              f"writes C-ordered arrays of numbers only")
@@ -677,6 +689,22 @@ def _read_npy(name: str, out: np.ndarray | None) -> np.ndarray:
             raise StoreError(f"{name} is shorter than its header says ({out.nbytes} bytes of "
                              f"data); the file was truncated")
     return out
+
+
+def _npy_header(name: str, fh: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from the header of ``.npy`` file ``name`` (open as
+    ``fh``); a damaged header (empty, cut short, overwritten) is a :class:`StoreError`."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        return header(fh)
+    except OSError:
+        raise  # the file cannot be read (get names a deleted one)
+    except Exception as exc:  # ValueError, EOFError, tokenize's TokenError, ...
+        raise StoreError(f"{name} has no valid .npy header ({exc}); the file was damaged "
+                         f"or changed by something other than the store, which alone "
+                         f"writes its folder until it is closed") from exc
 
 
 def _unlink(name: str) -> None:

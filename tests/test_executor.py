@@ -422,3 +422,19 @@ def test_peak_buffers_counts_the_output_of_a_move_without_step_into():
                   step_into=lambda i, x, out: np.multiply(x, 1.1, out=out), **common)
     assert plain.peak_buffers == slots + 1 and into.peak_buffers <= slots
     assert np.array_equal(plain.grad_s0, into.grad_s0)
+
+
+@pytest.mark.parametrize("s0", [np.array([1.0, 2.0], dtype=object),
+                                {"a": np.ones(2), "b": np.array([None, 1])},
+                                np.zeros(2, dtype=[("x", "f8"), ("y", "O")])])
+def test_a_state_of_python_objects_is_refused_naming_s0_and_its_dtype(s0):
+    """Before, NumPy's 'Cannot change data-type for array of references' came out of the
+    checksum of s0, for every schedule, memory-only too."""
+    import pebbles
+
+    with pytest.raises(PebblesTypeError, match=r"^s0 holds an array of dtype .+ \(Python "
+                                               r"objects.*np\.asarray\(s0, dtype=np\.float64\)"):
+        replay(treeverse(5, 2), 5, s0, lambda i, s: s, lambda i, s, g: (g, None), lambda s: s)
+    with pytest.raises(PebblesTypeError, match="^s0 holds an array of dtype"):
+        pebbles.replay_until(lambda i, s: s, lambda i, s, g: (g, None), lambda s: s, s0,
+                             lambda i, s: i >= 3, 2)

@@ -498,6 +498,49 @@ def test_a_truncated_state_file_is_reported(tmp_path):
             st.get(3, out=np.empty(1000))
 
 
+@pytest.mark.parametrize("damage", [b"", b"\x93NUMPY\x01\x00v\x00{'descr'", b"x" * 900,
+                                    b"\x93NUMPY\x01\x00\x10\x00{{{{((((((((((\n"])
+def test_a_state_file_with_a_damaged_header_is_a_store_error_naming_it(tmp_path, damage):
+    """Empty, cut inside the header, overwritten, or a header that is no dict: a
+    StoreError naming the file, not NumPy's bare ValueError (or tokenize's error)."""
+    with DiskStore(tmp_path / "d") as st:
+        st.put(3, np.arange(100.0))
+        st.get(3)  # waits for the write
+        with open(st.path(3), "wb") as fh:
+            fh.write(damage)
+        with pytest.raises(StoreError, match=r"state-3\.npy has no valid \.npy header.*"
+                                             r"damaged"):
+            st.get(3)
+    assert _files(tmp_path) == []
+
+
+def test_a_relative_directory_stays_where_it_was_after_a_chdir(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    st = DiskStore("states")
+    assert st.parent == str(tmp_path / "a" / "states")
+    assert os.path.isabs(st.directory)
+    monkeypatch.chdir(tmp_path / "b")
+    st.put(1, np.ones(3))
+    assert st.get(1).tolist() == [1.0, 1.0, 1.0]
+    assert os.path.dirname(st.path(1)) == st.directory
+    st.close()
+    assert _files(tmp_path / "a") == [] and _files(tmp_path / "b") == []
+
+
+def test_a_writer_error_names_the_key_whose_write_failed(tmp_path, monkeypatch):
+    def full(self, key, array):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_Writer, "write", full)
+    with DiskStore(tmp_path / "d") as st:
+        st.put(7, np.zeros(3))
+        with pytest.raises(DiskFullError) as info:
+            st.get(7)
+    assert info.value.key == 7 and StoreError("x").key is None
+
+
 def test_queue_size_bounds_the_copies_held_for_writing(monkeypatch):
     """With queue_size=1, put copies only after the previous write finished."""
     written: list = []

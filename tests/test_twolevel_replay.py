@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import gc
+import re
 import sys
 import threading
+import traceback
 import weakref
 
 import numpy as np
@@ -247,3 +249,120 @@ def test_a_program_that_does_not_make_every_backward_step_gives_no_gradient():
                                   prog.backward_steps, prog.peak_states)
         with pytest.raises(pebbles.PebblesValueError, match="backward steps, but n=5"):
             run(cut)
+
+
+def _slow_writes(monkeypatch, seconds, fail_at=None):
+    """Slow every write of a DiskStore down; with ``fail_at``, that write fails (ENOSPC)."""
+    from pebbles._storage import _Writer
+
+    write, count = _Writer.write, [0]
+
+    def slow(self, key, array):
+        count[0] += 1
+        threading.Event().wait(seconds)
+        if count[0] == fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, key, array)
+
+    monkeypatch.setattr(_Writer, "write", slow)
+
+
+def test_a_disk_store_reused_after_a_failure_lends_the_next_replay_none_of_its_buffers(
+        tmp_path, monkeypatch):
+    """Buffers lent to the store whose writes were pending at the failure came back to
+    the next replay (of another dtype and shape): 'step at step 4 returned ... float64;
+    expected ... float32' blamed the callback, or step_into got an ``out`` of the old
+    shape."""
+    _slow_writes(monkeypatch, 0.02)
+    s = pebbles.schedule("two-level", 30, budget=3, write_cost=2, read_cost=1)
+
+    def into(i, x, out):
+        if i == 12 and x.dtype == np.float64:
+            raise ValueError("boom")
+        np.multiply(x, x.dtype.type(0.9), out=out)
+
+    def args(s0):
+        return (s0, lambda i, x: x * x.dtype.type(0.9),
+                lambda i, x, g: (g * x.dtype.type(0.9), None), np.ones_like)
+
+    with DiskStore(tmp_path / "d") as store:
+        with pytest.raises(CallbackError, match="at step 12"):
+            pebbles.replay(s, None, *args(np.ones(4)), step_into=into, store=store)
+        assert len(store) == 0 and store._w.lent == 0 and store._w.returned == []
+        r = pebbles.replay(s, None, *args(np.ones(3, np.float32)), step_into=into,
+                           store=store)
+    assert r.grad_s0.dtype == np.float32 and r.writes > 0
+    assert np.allclose(r.grad_s0, 0.9 ** 30)
+
+
+class _ReturnsStrangers(MemoryStore):
+    """A store that borrows, and hands back a buffer it was never lent with every one."""
+
+    borrows = True
+
+    def reclaim(self, wait=False):
+        back = super().reclaim(wait)
+        return back + [np.empty(7, np.float32)] * len(back)
+
+
+def test_the_replay_takes_back_only_the_buffers_it_lent():
+    s = pebbles.schedule("two-level", 40, budget=3, write_cost=1, read_cost=1)
+    ref = run(pebbles.schedule("store-all", 40))
+    into = lambda i, x, out: np.copyto(out, A @ x + 0.01 * i)  # noqa: E731
+    r = run(s, step_into=into, store=_ReturnsStrangers())
+    assert r.writes > 0 and np.array_equal(r.grad_s0, ref.grad_s0)
+    assert r.peak_buffers <= pebbles.lower(s).nslots
+
+
+def test_a_background_write_failure_met_fetching_a_buffer_names_the_store_and_step(
+        tmp_path, monkeypatch):
+    """The replay met the writer's DiskFullError in a step, fetching a free buffer (the
+    store's reclaim), and it came without a note; the failed store was then asked to
+    delete each stored state, raising it again each time (repeated frames)."""
+    _slow_writes(monkeypatch, 0.0, fail_at=1)
+    s = pebbles.schedule("two-level", 40, budget=3, write_cost=0.1, read_cost=0.1)
+
+    def into(i, x, out):
+        threading.Event().wait(0.01)  # the write fails meanwhile
+        np.copyto(out, A @ x)
+
+    with DiskStore(tmp_path / "d") as store:
+        with pytest.raises(DiskFullError) as info:
+            run(s, step_into=into, store=store)
+    frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert "take_back" in frames and "delete" not in frames, frames
+    assert frames.count("_raise_if_failed") + frames.count("reclaim") == 1, frames
+    if sys.version_info >= (3, 11):  # exception notes
+        assert len(info.value.__notes__) == 1, info.value.__notes__
+        assert re.fullmatch(r"pebbles: the store failed at the store of the state of step "
+                            r"\d+ \(written in the background; reported (before step \d+|at "
+                            r"the (store|load) of the state of step \d+)\)",
+                            info.value.__notes__[0])
+    assert not (tmp_path / "d").exists()
+
+
+class _FailsInTheBackground(MemoryStore):
+    """A store that borrows, and whose write of the first state fails in the background:
+    the error comes out of ``reclaim``, the next time the replay looks for a buffer."""
+
+    borrows = True
+
+    def reclaim(self, wait=False):
+        if len(self):
+            err = pebbles.StoreError(errno.EIO, "writing state failed")
+            err.key = min(self._data)
+            raise err
+        return super().reclaim(wait)
+
+
+def test_a_store_error_met_in_a_step_names_the_failed_store_and_the_step():
+    s = pebbles.schedule("two-level", 20, budget=3, write_cost=1, read_cost=1)
+    into = lambda i, x, out: np.copyto(out, A @ x)  # noqa: E731
+    with pytest.raises(pebbles.StoreError) as info:
+        run(s, step_into=into, store=_FailsInTheBackground())
+    frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert frames[-4:] == ["fresh", "spare", "take_back", "reclaim"], frames
+    if sys.version_info >= (3, 11):  # exception notes
+        assert info.value.__notes__ == [
+            "pebbles: the store failed at the store of the state of step 3 (written in the "
+            "background; reported before step 3)"]
