@@ -283,6 +283,8 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
         raise PebblesValueError(
             "a disk needs write_cost= and read_cost= (a state's write and read time over a "
             "forward step's; pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
+    if disk_budget is not None:  # checked here for every n (past BOUNDED_DISK_MAX_N too)
+        disk_budget = check_int("disk_budget", disk_budget, 0)
     if not two_level_tables_fit(n, s):
         skipped.append(f"two-level (n={n} with {s} memory states: its tables would hold more "
                        f"than {TWO_LEVEL_MAX_ENTRIES:.0e} entries; 'periodic-disk' streams at "

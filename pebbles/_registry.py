@@ -125,6 +125,7 @@ def gradient_methods(*, disk: bool = False) -> tuple[str, ...]:
     >>> [m for m in pebbles.gradient_methods(disk=True) if pebbles.describe(m).uses_disk]
     ['two-level', 'periodic-disk']
     """
+    disk = check_bool("disk", disk)
     return tuple(name for name, m in _METHODS.items()
                  if m.game(dict(m.options)) is not Game.REVERSIBLE and (disk or not m.uses_disk))
 

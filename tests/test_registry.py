@@ -269,3 +269,22 @@ def test_lower_checks_a_schedule_against_its_own_budget(monkeypatch):
     with pytest.raises(pebbles.IllegalMoveError, match="the budget is 3"):
         pebbles.replay(s, None, np.ones(2), lambda i, x: 2.0 * x, lambda i, x, g: (2 * g, None),
                        np.ones_like)
+
+
+@pytest.mark.parametrize("n", [100, 3000])  # below and past BOUNDED_DISK_MAX_N
+@pytest.mark.parametrize("disk_budget, error, match", [
+    (-3, pebbles.PebblesValueError, r"^disk_budget=-3 must be >= 0"),
+    (2.5, pebbles.PebblesTypeError, r"^disk_budget=2\.5 must be an integer"),
+    (True, pebbles.PebblesTypeError, r"^disk_budget=True must be an integer"),
+    ("3", pebbles.PebblesTypeError, r"^disk_budget='3' must be an integer"),
+])
+def test_plan_checks_the_disk_budget_at_every_n(n, disk_budget, error, match):
+    with pytest.raises(error, match=match):
+        pebbles.plan(n, 5, disk_budget=disk_budget, write_cost=1, read_cost=1)
+
+
+def test_gradient_methods_takes_a_bool():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^disk='no' must be True or False"):
+        pebbles.gradient_methods(disk="no")
+    assert set(pebbles.gradient_methods(disk=True)) - set(pebbles.gradient_methods()) == {
+        "two-level", "periodic-disk"}
