@@ -1,17 +1,79 @@
-"""Argument checks shared by the solvers: arrays of real numbers, named in the message."""
+"""Argument checks shared by the solvers: numbers and arrays of real numbers, named in
+the message (:func:`real`, :func:`whole`, :func:`reals`, :func:`triples`)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 import pebbles
 
-__all__ = ["reals"]
+__all__ = ["real", "reals", "triples", "whole"]
 
 
-def reals(v: object, name: str, what: str, example: object) -> np.ndarray:
+def real(value: object, name: str, what: str, example: float) -> float:
+    """``value`` as a float: a real number (bools refused) and finite.
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``value`` is not a real number (a string, a bool, a complex number, None).
+    pebbles.PebblesValueError
+        If it is not finite.
+
+    Examples
+    --------
+    >>> from solvers._checks import real
+    >>> real(3, "dt", "time step", 0.003)
+    3.0
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
+            or isinstance(value, (complex, np.complexfloating)):
+        raise pebbles.PebblesTypeError(
+            f"{name}={value!r:.80} must be a real number, the {what}; pass e.g. "
+            f"{name}={example}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise pebbles.PebblesValueError(f"{name}={value!r} is not finite; pass a finite "
+                                        f"{what} such as {example}")
+    return number
+
+
+def whole(n: object, minimum: int, name: str, what: str) -> int:
+    """``n`` as an int >= ``minimum`` (bools and non-integers such as 2.0 refused).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``n`` is not an integer.
+    pebbles.PebblesValueError
+        If it is below ``minimum``.
+
+    Examples
+    --------
+    >>> from solvers._checks import whole
+    >>> whole(5, 1, "n", "the number of steps")
+    5
+    """
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise pebbles.PebblesTypeError(
+            f"{name}={n!r:.80} must be an integer >= {minimum} ({what}); pass a whole number "
+            f"such as {name}={max(minimum, 10)}")
+    if n < minimum:
+        raise pebbles.PebblesValueError(
+            f"{name}={n!r} must be an integer >= {minimum} ({what}); pass {name}={minimum} "
+            f"or more")
+    return int(n)
+
+
+def reals(v: object, name: str, what: str, example: object, *,
+          finite: bool = False) -> np.ndarray:
     """``v`` as a float64 array; a :class:`pebbles.PebblesTypeError` naming ``name``, its
     value, ``what`` it holds and an ``example`` unless it holds real numbers.
+
+    With ``finite``, a :class:`pebbles.PebblesValueError` naming the first
+    non-finite entry unless every entry is finite.
 
     Examples
     --------
@@ -26,5 +88,47 @@ def reals(v: object, name: str, what: str, example: object) -> np.ndarray:
         ok = False
     if not ok:
         raise pebbles.PebblesTypeError(
-            f"{name}={v!r:.80} must hold real numbers: {what}; pass e.g. {name}={example}")
-    return arr.astype(np.float64)
+            f"{_shown(name, v)} must hold real numbers: {what}; pass e.g. {name}={example}")
+    arr = arr.astype(np.float64)
+    if finite and not np.isfinite(arr).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        at = f"{name}[{', '.join(map(str, where))}]" if where else name
+        raise pebbles.PebblesValueError(
+            f"{_shown(name, v)} has a non-finite entry ({at}={float(arr[where])}); it must "
+            f"hold finite numbers: {what}; pass e.g. {name}={example}")
+    return arr
+
+
+def _shown(name: str, v: object) -> str:
+    """``name=value`` for a message: a large array by its dtype and shape."""
+    if isinstance(v, np.ndarray) and (v.ndim > 1 or v.size > 8):
+        return f"{name}=<{v.dtype} array of shape {v.shape}>"
+    return f"{name}={v!r:.80}"
+
+
+def triples(v: object, name: str, what: str, example: object, *,
+            batch: bool = False) -> np.ndarray:
+    """``v`` as a C-contiguous float64 array of shape ``(3,)`` (or ``(B, 3)`` with
+    ``batch``) of finite real numbers, checked by :func:`reals`.
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``v`` does not hold real numbers.
+    pebbles.PebblesValueError
+        If its shape is wrong or an entry is not finite.
+
+    Examples
+    --------
+    >>> from solvers._checks import triples
+    >>> triples([[1, 0, 0], [2, 0, 0]], "x0", "initial states", [1.0, 0.0, 0.0],
+    ...         batch=True).shape
+    (2, 3)
+    """
+    arr = reals(v, name, what, example)
+    if arr.shape != (3,) and not (batch and arr.ndim == 2 and arr.shape[1] == 3):
+        shapes = "shape (3,) or (B, 3)" if batch else "3 components"
+        raise pebbles.PebblesValueError(
+            f"{_shown(name, v)} must have {shapes} ({what}), got shape {arr.shape}; pass "
+            f"e.g. {name}={example}")
+    return np.ascontiguousarray(reals(v, name, what, example, finite=True))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ import numpy as np
 import pebbles
 from pebbles import PebblesTypeError, PebblesValueError
 from solvers import lorenz
+from solvers._checks import real, reals, whole
 
 if TYPE_CHECKING:
     from solvers.pml import PMLConfig
@@ -124,10 +126,30 @@ def sensitivity_grid(resolution: int = 201, *,
             or resolution < 2:
         raise PebblesValueError(f"resolution={resolution!r} must be an integer >= 2 (grid "
                                 "points per axis); use e.g. resolution=201 (the paper's grid)")
-    sigmas = np.linspace(*sigma_range, resolution)
-    rhos = np.linspace(*rho_range, resolution)
+    sigmas = np.linspace(*_axis_range(sigma_range, "sigma_range", (0.0, 20.0)), resolution)
+    rhos = np.linspace(*_axis_range(rho_range, "rho_range", (0.0, 50.0)), resolution)
     grid = lorenz.sensitivity_map(sigmas, rhos, beta, dt=dt, n=n)
     return SensitivityGrid(sigmas, rhos, grid, float(beta), int(n), float(dt))
+
+
+def _axis_range(bounds: object, name: str, example: tuple[float, float]) -> tuple[float, float]:
+    """``bounds`` as ``(low, high)``: two finite real numbers, ``low < high`` (Figure 3
+    draws increasing axes).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``bounds`` does not hold real numbers.
+    pebbles.PebblesValueError
+        If it does not hold exactly two, one is not finite, or ``low >= high``.
+    """
+    what = "the (low, high) ends of a grid axis"
+    arr = reals(bounds, name, what, example, finite=True)
+    if arr.shape != (2,) or not arr[0] < arr[1]:
+        raise PebblesValueError(
+            f"{name}={bounds!r:.80} must be two finite numbers (low, high) with low < high "
+            f"({what}); pass e.g. {name}={example}")
+    return float(arr[0]), float(arr[1])
 
 
 def lorenz_trajectory(sigma: float, rho: float, beta: float = _BETA, *,
@@ -142,10 +164,13 @@ def lorenz_trajectory(sigma: float, rho: float, beta: float = _BETA, *,
     >>> lorenz_trajectory(10.0, 27.0, n=2).shape
     (3, 3)
     """
-    theta = np.array([sigma, rho, beta], dtype=float)
-    out = np.empty((int(n) + 1, 3))
-    out[0] = lorenz.primal(x0, theta, dt, 0)
-    for i in range(int(n)):
+    theta = np.array([real(v, name, f"parameter {name}", default) for v, name, default
+                      in zip((sigma, rho, beta), ("sigma", "rho", "beta"),
+                             lorenz.DEFAULT_THETA, strict=True)])
+    n = whole(n, 0, "n", "the number of RK4 steps")
+    out = np.empty((n + 1, 3))
+    out[0] = lorenz.primal(x0, theta, dt, 0)  # checks x0 and dt
+    for i in range(n):
         out[i + 1] = lorenz.rk4_step(out[i], theta, dt)
     return out
 
@@ -188,10 +213,8 @@ def adjoint_errors_vs_steps(steps: Sequence[int] | np.ndarray = range(1, 1001), 
     >>> err.shape, bool((err < 1e-8).all())
     ((2, 2), True)
     """
-    st = np.asarray(list(steps), dtype=np.int64)
-    if st.size == 0 or st.min() < 1:
-        raise PebblesValueError(f"steps={st.tolist()[:5]}... must be non-empty and >= 1; "
-                                "use e.g. range(1, 1001)")
+    st = _whole_numbers(steps, "steps", "numbers of RK4 steps", 1, None,
+                        "pass e.g. steps=range(1, 1001)")
     x0s = _starts(starts, seed)
     return st, np.array([_relative_errors(int(n), x0s, None) for n in st])
 
@@ -204,10 +227,8 @@ def adjoint_errors_vs_reload(intervals: Sequence[int] = RELOAD_INTERVALS, *,
     As :func:`adjoint_errors_vs_steps`, but the adjoint run resets its state to
     the stored forward state every K steps (``reload_every=K``).
     """
-    ks = np.asarray(list(intervals), dtype=np.int64)
-    if ks.size == 0 or ks.min() < 1:
-        raise PebblesValueError(f"intervals={ks.tolist()} must be non-empty and >= 1 (reload "
-                                "interval K); use e.g. (1, 20, 50, 100, 200)")
+    ks = _whole_numbers(intervals, "intervals", "numbers (reload intervals K)", 1, None,
+                        "pass e.g. intervals=(1, 20, 50, 100, 200)")
     x0s = _starts(starts, seed)
     return ks, np.array([_relative_errors(n, x0s, int(k)) for k in ks])
 
@@ -226,20 +247,38 @@ def _snapshot_steps(times: object, n: int) -> np.ndarray:
     pebbles.PebblesValueError
         If it is empty or a step lies outside 1..n.
     """
-    rule = f"must be a sequence of whole step numbers in 1..{n} (cfg.steps)"
-    fix = f"pass e.g. times=[1, {max(n // 2, 1)}, {n}]"
+    return _whole_numbers(times, "times", "step numbers", 1, (n, "cfg.steps"),
+                          f"pass e.g. times=[1, {max(n // 2, 1)}, {n}]")
+
+
+def _whole_numbers(values: object, name: str, what: str, least: int,
+                   most: tuple[int, str] | None, fix: str) -> np.ndarray:
+    """``values`` as an int64 array after checking it is a non-empty sequence of
+    integers in ``least..most`` (``most``: the bound and what it is, or None).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``values`` is a string or not a sequence, or an entry is not an integer
+        (a bool, a float such as 1.7, a string).
+    pebbles.PebblesValueError
+        If it is empty or an entry lies outside the range.
+    """
+    bound = f">= {least}" if most is None else f"in {least}..{most[0]} ({most[1]})"
+    rule = f"must be a sequence of whole {what} {bound}"
     items = None
-    if not isinstance(times, (str, bytes)):
+    if not isinstance(values, (str, bytes)):
         with contextlib.suppress(TypeError):
-            items = list(times)
+            items = list(values)
     if items is None:
-        raise PebblesTypeError(f"times={times!r:.80} {rule}; {fix}")
+        raise PebblesTypeError(f"{name}={values!r:.80} {rule}; {fix}")
     for t in items:
         if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
-            raise PebblesTypeError(f"times holds {t!r:.40} ({type(t).__name__}); it {rule}; "
+            raise PebblesTypeError(f"{name} holds {t!r:.40} ({type(t).__name__}); it {rule}; "
                                    f"{fix}")
-    if not items or not all(1 <= t <= n for t in items):
-        raise PebblesValueError(f"times={[int(t) for t in items][:10]} {rule}; {fix}")
+    top = math.inf if most is None else most[0]
+    if not items or not all(least <= t <= top for t in items):
+        raise PebblesValueError(f"{name}={[int(t) for t in items][:10]} {rule}; {fix}")
     return np.array(items, dtype=np.int64)
 
 

@@ -21,8 +21,9 @@ host.
 * :func:`lorenz_forward`, :func:`sensitivity_map` -- batched forward mode
   (paper Figure 3).
 
-``cupy`` is optional (``pip install ".[gpu]"``); importing this module needs
-neither cupy nor a GPU.
+``cupy`` is optional (``pip install "pebble-games[gpu]"``); importing this module
+needs neither cupy nor a GPU. Every executor checks its input as its CPU twin does
+before it touches the device (bad input raises the same errors with or without a GPU).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import pebbles
 from pebbles import Move, PebblesTypeError, PebblesValueError
 from solvers import lorenz as _lz
 from solvers import pml as _pml
+from solvers._checks import real, triples, whole
 
 __all__ = [
     "LorenzBatch",
@@ -158,10 +160,10 @@ def _device_view(xp: ModuleType) -> Any:
         return _cuda().as_cuda_array
     if not simulator_mode():
         raise PebblesValueError(
-            "the GPU executors run on cupy arrays and a CUDA GPU: install cupy (pip install "
-            "'.[gpu]') on a machine with one; xp=numpy (the default without cupy or a GPU) "
-            "runs only under Numba's CUDA simulator (set NUMBA_ENABLE_CUDASIM=1 before numba "
-            "is imported)")
+            'the GPU executors run on cupy arrays and a CUDA GPU: install cupy (pip install '
+            '"pebble-games[gpu]") on a machine with one; xp=numpy (the default without cupy '
+            "or a GPU) runs only under Numba's CUDA simulator (set NUMBA_ENABLE_CUDASIM=1 "
+            "before numba is imported)")
     from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
     return FakeCUDAArray
@@ -424,14 +426,12 @@ class LorenzBatch:
 
 def _batch(x0: Sequence[float] | np.ndarray,
            theta: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Broadcast ``x0`` and ``theta`` to C-contiguous float64 ``(B, 3)`` arrays."""
-    x0, theta = _host(x0), _host(theta)
-    a = np.atleast_2d(np.asarray(x0, dtype=np.float64))
-    b = np.atleast_2d(np.asarray(theta, dtype=np.float64))
-    if a.ndim != 2 or a.shape[1] != 3 or b.ndim != 2 or b.shape[1] != 3:
-        raise PebblesValueError(
-            f"x0 has shape={np.shape(x0)}, theta has shape={np.shape(theta)}; each must be "
-            f"(3,) or (B, 3): rows (x0, y0, z0) and (sigma, rho, beta)")
+    """Broadcast ``x0`` and ``theta`` to C-contiguous float64 ``(B, 3)`` arrays, checked
+    as the CPU checks its 3-vectors: real, finite (:func:`solvers._checks.triples`)."""
+    a = np.atleast_2d(triples(_host(x0), "x0", "initial states (x, y, z), one row per set",
+                              _lz.DEFAULT_X0, batch=True))
+    b = np.atleast_2d(triples(_host(theta), "theta", "(sigma, rho, beta), one row per set",
+                              _lz.DEFAULT_THETA, batch=True))
     try:
         a, b = np.broadcast_arrays(a, b)
     except ValueError:
@@ -472,14 +472,15 @@ def lorenz_gradient(schedule: pebbles.Schedule | pebbles.SlotProgram | Iterable[
     from solvers import _cuda_lorenz as kl
 
     xp = array_module(xp)
-    dv = _device_view(xp)
     a, b = _batch(x0, theta)
+    dt = _time_step(dt)
     prog = _program(schedule, n, slots)
+    dv = _device_view(xp)  # after every input check: bad input fails alike without a GPU
     nb = a.shape[0]
     ops = dv(xp.asarray(prog.ops))
     slot_arr = dv(xp.empty((prog.nslots, 3, nb)))
     loss_xp, grad_xp = xp.empty(nb), xp.empty((nb, 6))
-    args = (ops, dv(xp.asarray(a)), dv(xp.asarray(b)), float(dt), slot_arr, dv(loss_xp),
+    args = (ops, dv(xp.asarray(a)), dv(xp.asarray(b)), dt, slot_arr, dv(loss_xp),
             dv(grad_xp))
     with _quiet():
         _sync(xp)
@@ -491,10 +492,14 @@ def lorenz_gradient(schedule: pebbles.Schedule | pebbles.SlotProgram | Iterable[
                        prog.backward_steps, prog.peak_states, prog.nslots, seconds)
 
 
-def _steps(n: int) -> int:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-        raise PebblesValueError(f"n={n!r} must be an integer >= 0 (the number of RK4 steps)")
-    return int(n)
+def _time_step(dt: object) -> float:
+    """``dt`` checked as the CPU executors check it: a finite real number."""
+    return real(dt, "dt", "time step", _lz.DEFAULT_DT)
+
+
+def _steps(n: object) -> int:
+    """``n`` checked as the CPU executors check it: an integer >= 0."""
+    return whole(n, 0, "n", "the number of RK4 steps")
 
 
 def lorenz_forward(x0: Sequence[float] | np.ndarray = _lz.DEFAULT_X0,
@@ -513,13 +518,14 @@ def lorenz_forward(x0: Sequence[float] | np.ndarray = _lz.DEFAULT_X0,
     from solvers import _cuda_lorenz as kl
 
     xp = array_module(xp)
-    dv = _device_view(xp)
     a, b = _batch(x0, theta)
+    dt, n = _time_step(dt), _steps(n)
+    dv = _device_view(xp)  # after every input check
     nb = a.shape[0]
     state, tangent = xp.empty((nb, 3)), xp.empty((nb, 3, 6))
     with _quiet():
-        kl.forward_kernel[_threads(xp, nb)](dv(xp.asarray(a)), dv(xp.asarray(b)), float(dt),
-                                            _steps(n), dv(state), dv(tangent))
+        kl.forward_kernel[_threads(xp, nb)](dv(xp.asarray(a)), dv(xp.asarray(b)), dt, n,
+                                            dv(state), dv(tangent))
     return _to_host(state), _to_host(tangent)
 
 
@@ -537,15 +543,11 @@ def sensitivity_map(sigmas: Sequence[float] | np.ndarray, rhos: Sequence[float] 
     from solvers import _cuda_lorenz as kl
 
     xp = array_module(xp)
-    dv = _device_view(xp)
-    s = np.ascontiguousarray(_host(sigmas), dtype=np.float64).ravel()
-    r = np.ascontiguousarray(_host(rhos), dtype=np.float64).ravel()
-    y0 = np.asarray(_host(x0), dtype=np.float64)
-    if y0.shape != (3,):
-        raise PebblesValueError(f"x0 has shape={y0.shape}; expected (3,): (x0, y0, z0)")
+    s, r, beta, y0, dt, n = _lz._sensitivity_inputs(_host(sigmas), _host(rhos), beta,
+                                                    _host(x0), dt, n)  # the CPU's checks
+    dv = _device_view(xp)  # after every input check
     out = xp.empty((s.size, r.size))
     with _quiet():
         kl.sensitivity_kernel[_threads(xp, s.size * r.size)](
-            dv(xp.asarray(s)), dv(xp.asarray(r)), float(beta), dv(xp.asarray(y0)), float(dt),
-            _steps(n), dv(out))
+            dv(xp.asarray(s)), dv(xp.asarray(r)), beta, dv(xp.asarray(y0)), dt, n, dv(out))
     return _to_host(out)

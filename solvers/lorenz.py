@@ -49,7 +49,8 @@ from numba import njit, prange
 import pebbles
 from pebbles.cli import OneLineParser, positive, run_command, schedule_from_args
 from solvers import _threading  # noqa: F401  (TBB for the parallel kernel when installed)
-from solvers._checks import reals
+from solvers._checks import real as _real
+from solvers._checks import reals, triples, whole
 from solvers._lorenz_scalar import compile_formulas
 from solvers._memory import available_memory
 from solvers._paths import check_npz_output
@@ -189,29 +190,9 @@ _VECTORS = {"x0": ("the initial state (x, y, z)", DEFAULT_X0),
 
 
 def _as3(v: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    """``x0`` or ``theta`` as a finite float64 3-vector (:func:`solvers._checks.triples`)."""
     what, example = _VECTORS[name]
-    arr = reals(v, name, what, example)
-    if arr.shape != (3,):
-        raise pebbles.PebblesValueError(
-            f"{name}={v!r} must have 3 components ({what}), got shape {arr.shape}; pass e.g. "
-            f"{name}={example}")
-    if not np.isfinite(arr).all():
-        raise pebbles.PebblesValueError(
-            f"{name}={arr.tolist()} has a non-finite component; pass finite numbers")
-    return np.ascontiguousarray(arr)
-
-
-def _real(value: object, name: str, what: str, example: float) -> float:
-    """``value`` as a float: a real number (bools refused) and finite."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
-            or isinstance(value, (complex, np.complexfloating)):
-        raise pebbles.PebblesTypeError(
-            f"{name}={value!r} must be a real number, the {what}; pass e.g. {name}={example}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise pebbles.PebblesValueError(f"{name}={value!r} is not finite; pass a finite "
-                                        f"{what} such as {example}")
-    return number
+    return triples(v, name, what, example)
 
 
 def _dt(dt: float) -> float:
@@ -219,16 +200,8 @@ def _dt(dt: float) -> float:
 
 
 def _n(n: int, minimum: int = 0, name: str = "n", what: str = "the number of RK4 steps") -> int:
-    """``n`` as an int >= ``minimum`` (bools and non-integers refused), named ``name``."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise pebbles.PebblesTypeError(
-            f"{name}={n!r} must be an integer >= {minimum} ({what}); pass a whole number "
-            f"such as {name}={max(minimum, 10)}")
-    if n < minimum:
-        raise pebbles.PebblesValueError(
-            f"{name}={n!r} must be an integer >= {minimum} ({what}); pass {name}={minimum} "
-            f"or more")
-    return int(n)
+    """``n`` as an int >= ``minimum`` (:func:`solvers._checks.whole`), named ``name``."""
+    return whole(n, minimum, name, what)
 
 
 def primal(
@@ -426,13 +399,25 @@ def sensitivity_map(
     numpy.ndarray
         Shape ``(len(sigmas), len(rhos))``.
     """
-    s = np.ascontiguousarray(reals(sigmas, "sigmas", "the sigma grid", [5.0, 10.0]).ravel())
-    r = np.ascontiguousarray(reals(rhos, "rhos", "the rho grid", [20.0, 27.0]).ravel())
+    return _sensitivity(*_sensitivity_inputs(sigmas, rhos, beta, x0, dt, n))
+
+
+def _sensitivity_inputs(sigmas: object, rhos: object, beta: object, x0: object, dt: object,
+                       n: object) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, float,
+                                            int]:
+    """The arguments of :func:`sensitivity_map`, checked as it checks them: flat
+    contiguous float64 grids, ``beta``, ``x0``, ``dt`` and ``n`` (the GPU twin's checks too).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError, pebbles.PebblesValueError
+        As :func:`sensitivity_map`.
+    """
+    s = reals(sigmas, "sigmas", "the sigma grid", [5.0, 10.0], finite=True)
+    r = reals(rhos, "rhos", "the rho grid", [20.0, 27.0], finite=True)
     b = _real(beta, "beta", "parameter beta", DEFAULT_THETA[2])
-    if not (np.isfinite(s).all() and np.isfinite(r).all()):
-        raise pebbles.PebblesValueError(
-            "sigmas and rhos must be finite; pass finite grid values")
-    return _sensitivity(s, r, b, _as3(x0, "x0"), _dt(dt), _n(n))
+    return (np.ascontiguousarray(s.ravel()), np.ascontiguousarray(r.ravel()), b,
+            _as3(x0, "x0"), _dt(dt), _n(n))
 
 
 # ---------------------------------------------------------------------------
@@ -757,13 +742,10 @@ def _first_crossing(y0: np.ndarray, theta: np.ndarray, dt: float, level: float,
 def _online_budget(budget: int, inplace: bool) -> int:
     if not isinstance(inplace, bool):
         raise pebbles.PebblesTypeError(f"inplace={inplace!r} must be True or False")
-    least = 1 if inplace else 2
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < least:
-        game = "in-place" if inplace else "checkpoint"
-        raise pebbles.PebblesValueError(
-            f"budget={budget!r} cannot run an online schedule in the {game} game (a run of "
-            f"unknown length may need to walk); pass an integer budget >= {least}")
-    return int(budget)
+    game = "in-place" if inplace else "checkpoint"
+    return _n(budget, 1 if inplace else 2, "budget",
+              f"states stored besides s_0 by an online schedule in the {game} game: a run "
+              f"of unknown length may need to walk")
 
 
 def gradient_until_crossing(
@@ -829,9 +811,7 @@ def gradient_until_crossing(
     >>> bool(np.array_equal(c.result.gradient, g.gradient))
     True
     """
-    value = float(level)
-    if not math.isfinite(value):
-        raise pebbles.PebblesValueError(f"level={level!r} is not finite; pass a finite x level")
+    value = _real(level, "level", "x level at which the run stops", 10.0)
     budget = _online_budget(budget, inplace)
     if beyond not in ("greedy", "wang-moin"):
         raise pebbles.PebblesValueError(
@@ -1166,6 +1146,13 @@ def _sensitivity_cli(args: argparse.Namespace) -> str:
     from solvers.experiments import sensitivity_grid
 
     check_npz_output("--out", args.out)  # before the grid is computed, not after
+    for flag, (low, high) in (("--sigma-range", args.sigma_range),
+                              ("--rho-range", args.rho_range)):
+        if not low < high:
+            raise pebbles.PebblesValueError(
+                f"{flag} {low:g} {high:g}: the low end must come first and be below the "
+                f"high end (an axis of Figure 3); pass e.g. {flag} {min(low, high):g} "
+                f"{max(low, high):g}")
     if args.resolution < 2:
         raise pebbles.PebblesValueError(
             f"--resolution {args.resolution} must be >= 2 (grid points per axis), e.g. 201")

@@ -270,16 +270,16 @@ class PMLConfig:
     flush: float = 1e-140
 
     def __post_init__(self) -> None:
+        """Check every field; store integers as int and reals as float (a NumPy scalar
+        such as ``np.float32(1e-5)`` would otherwise carry its precision into the run)."""
         for name, least in (("nx", 2), ("ny", 2), ("steps", 1), ("n_detectors", 1),
                             ("npml", 0)):
             _integer_field(name, getattr(self, name), least)
-        for name in ("dt", "vp_ref", "velocity", "width"):
-            _real_field(name, getattr(self, name), positive=True)
-        for name in ("amp", "delay", "flush"):
-            _real_field(name, getattr(self, name), positive=False)
-        if self.h is not None:
-            _real_field("h", self.h, positive=True)
-        _real_field("reflection", self.reflection, positive=False)
+            object.__setattr__(self, name, int(getattr(self, name)))
+        positive = ("dt", "vp_ref", "velocity", "width") + (("h",) if self.h is not None else ())
+        for name in (*positive, "amp", "delay", "flush", "reflection"):
+            _real_field(name, getattr(self, name), positive=name in positive)
+            object.__setattr__(self, name, float(getattr(self, name)))
         if not 0 < self.reflection < 1:
             raise PebblesValueError(
                 f"reflection={self.reflection!r} must be in (0, 1) ({_FIELDS['reflection']}); "
@@ -387,7 +387,7 @@ def ricker(cfg: PMLConfig) -> np.ndarray:
 def true_model(cfg: PMLConfig) -> np.ndarray:
     """Three layers along the second index: velocities 0.5, 0.75, 1.0 x ``velocity``, squared."""
     nyy = cfg.ny + 2
-    v = np.full(nyy, cfg.velocity)
+    v = np.full(nyy, cfg.velocity, dtype=np.float64)
     v[: nyy // 3] *= 0.5
     v[nyy // 3: 2 * nyy // 3] *= 0.75
     return np.ascontiguousarray(np.broadcast_to(v**2, cfg.shape))
@@ -395,7 +395,7 @@ def true_model(cfg: PMLConfig) -> np.ndarray:
 
 def uniform_model(cfg: PMLConfig) -> np.ndarray:
     """``c = velocity^2`` everywhere (where the paper takes the gradient)."""
-    return np.full(cfg.shape, cfg.velocity**2)
+    return np.full(cfg.shape, cfg.velocity**2, dtype=np.float64)
 
 
 def detectors(cfg: PMLConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -420,50 +420,98 @@ def check_stability(cfg: PMLConfig, c: np.ndarray) -> None:
     found (e.g. ``C = 0.99``, ``dt max(zeta) = 0.977``) and may refuse some
     runs near both limits that would have stayed bounded.
 
+    ``c`` may hold any real numbers (integers, float32: the solver runs on
+    their float64 copy).
+
     Raises
     ------
     UnstableError
-        Naming the values, the broken rule and a fix.
+        Naming the values, the broken rule and a fix: a ``dt`` (or ``h``) with
+        which every rule holds.
+    pebbles.PebblesTypeError
+        If ``c`` does not hold real numbers (complex, bool, objects).
+    pebbles.PebblesValueError
+        If ``c`` has not the shape ``(nx + 2, ny + 2)``.
     """
-    c = np.asarray(c)
-    if c.shape != cfg.shape or c.dtype != np.float64:
+    _stable_c(cfg, c)
+
+
+def _stable_c(cfg: PMLConfig, c: object) -> np.ndarray:
+    """``c`` as a float64 array after every check of :func:`check_stability`."""
+    c = reals(c, "c", f"the squared velocity on the grid, shape {cfg.shape}",
+              "solvers.pml.uniform_model(cfg)")
+    if c.shape != cfg.shape:
         raise PebblesValueError(
-            f"c has shape={c.shape}, dtype={c.dtype}; expected shape={cfg.shape} "
-            f"(nx+2, ny+2) and dtype=float64 (the squared velocity)")
+            f"c has shape {c.shape}; expected {cfg.shape} = (nx+2, ny+2), the squared "
+            f"velocity on every cell; pass an array of that shape, e.g. "
+            f"solvers.pml.uniform_model(cfg)")
     if not np.all(np.isfinite(c)) or c.min() < 0:
         raise UnstableError("c (the squared velocity) must be finite and >= 0 on every cell")
     h, dt = cfg.spacing, cfg.dt
     vmax = math.sqrt(float(c.max()))
     courant = vmax * dt * math.sqrt(2.0) / h
+    zmax = max(float(p.max()) for p in pml_profiles(cfg))
     if courant > 1.0:
         raise UnstableError(
             f"unstable: max velocity sqrt(max c)={vmax:.6g}, dt={dt:.6g}, hx=hy={h:.6g} give "
             f"Courant number {courant:.6g} > 1 (CFL rule: sqrt(max c) dt sqrt(1/hx^2 + 1/hy^2)"
-            f" <= 1); use dt <= {h / (vmax * math.sqrt(2.0)):.6g} or h >= "
-            f"{vmax * dt * math.sqrt(2.0):.6g}")
-    zmax = max(float(p.max()) for p in pml_profiles(cfg))
+            f" <= 1); use dt <= {_safe_dt(cfg, vmax, zmax)} or h >= "
+            f"{_safe_h(cfg, vmax, zmax)}")
     if dt * zmax >= 1.0:
         raise UnstableError(
             f"unstable: dt={dt:.6g} times the largest PML damping {zmax:.6g} is "
-            f"{dt * zmax:.6g} >= 1 (rule: dt max(zeta) < 1); use dt < {1 / zmax:.6g} or a "
-            f"thicker PML (npml={cfg.npml})")
-    _check_combined(cfg, courant, zmax)
+            f"{dt * zmax:.6g} >= 1 (rule: dt max(zeta) < 1); use dt < "
+            f"{_safe_dt(cfg, vmax, zmax)} or a thicker PML (npml={cfg.npml})")
+    _check_combined(cfg, courant, vmax, zmax)
+    return c
 
 
-def _check_combined(cfg: PMLConfig, courant: float, zmax: float) -> None:
+def _check_combined(cfg: PMLConfig, courant: float, vmax: float, zmax: float) -> None:
     """Refuse ``C^2 + (dt max(zeta) / 2)^2 > 1`` (see :func:`check_stability`)."""
     damping = cfg.dt * zmax
     if courant**2 + (damping / 2) ** 2 <= 1.0:
         return
-    exact = cfg.dt / math.sqrt(courant**2 + (damping / 2) ** 2)  # both scale with dt
-    digit = 10.0 ** (math.floor(math.log10(exact)) - 5)  # rounded down to 6 digits, so
-    largest = math.floor(exact * (1 - 1e-9) / digit) * digit  # the dt printed passes
     raise UnstableError(
         f"unstable: Courant number C={courant:.6g} and dt max(zeta)={damping:.6g} (dt="
         f"{cfg.dt:.6g}) give C^2 + (dt max(zeta)/2)^2 = {courant**2 + damping**2 / 4:.6g} > 1 "
         f"(rule: C^2 + (dt max(zeta)/2)^2 <= 1, the von Neumann condition of the damped "
-        f"scheme); use dt <= {largest:.6g}, or a thicker PML (npml={cfg.npml}) or smaller "
-        f"vp_ref={cfg.vp_ref:g}")
+        f"scheme); use dt <= {_safe_dt(cfg, vmax, zmax)}, or a thicker PML (npml={cfg.npml}) "
+        f"or smaller vp_ref={cfg.vp_ref:g}")
+
+
+def _safe_dt(cfg: PMLConfig, vmax: float, zmax: float) -> str:
+    """The largest ``dt`` meeting every rule of :func:`check_stability` at this ``h``,
+    printed rounded down (strictly below the damping bound).
+
+    With ``a = vmax sqrt(2) / h`` the Courant number is ``a dt``, so the combined rule
+    reads ``dt <= 1 / sqrt(a^2 + zmax^2 / 4)`` (which implies the CFL rule); the damping
+    rule ``dt < 1 / zmax``.
+    """
+    a = vmax * math.sqrt(2.0) / cfg.spacing
+    bound = 1.0 / math.sqrt(a * a + zmax * zmax / 4)
+    return _rounded(min(bound, 1.0 / zmax) if zmax > 0 else bound, up=False)
+
+
+def _safe_h(cfg: PMLConfig, vmax: float, zmax: float) -> str:
+    """The smallest ``h`` meeting every rule of :func:`check_stability` at this ``dt``,
+    printed rounded up (strictly above the damping bound).
+
+    The damping scales as ``1 / h`` (``K = zmax h`` is fixed), so the combined rule
+    reads ``h >= dt sqrt(2 vmax^2 + K^2 / 4)`` (which implies the CFL rule) and the
+    damping rule ``h > dt K``.
+    """
+    k = zmax * cfg.spacing
+    return _rounded(cfg.dt * max(math.sqrt(2 * vmax * vmax + k * k / 4), k), up=True)
+
+
+def _rounded(exact: float, *, up: bool) -> str:
+    """``exact`` to 6 significant digits, rounded away from the unsafe side: down
+    (``up=False``, an upper bound such as dt's) or up (a lower bound such as h's), a
+    hair inside so that the number printed meets a strict bound too."""
+    digit = 10.0 ** (math.floor(math.log10(exact)) - 5)
+    if up:
+        return f"{math.ceil(exact * (1 + 1e-9) / digit) * digit:.6g}"
+    return f"{math.floor(exact * (1 - 1e-9) / digit) * digit:.6g}"
 
 
 class PMLSolver:
@@ -490,15 +538,11 @@ class PMLSolver:
 
     def __init__(self, cfg: PMLConfig, c: np.ndarray, source: np.ndarray | None = None,
                  observed: np.ndarray | None = None) -> None:
-        check_stability(cfg, c)
         self.cfg = cfg
-        self.c = np.ascontiguousarray(c, dtype=np.float64)
+        self.c = np.ascontiguousarray(_stable_c(cfg, c))
         self.sig, self.tau = pml_profiles(cfg)
         self.k = cfg.constants()
-        self.source = ricker(cfg) if source is None else np.asarray(source, dtype=float)
-        if self.source.shape != (cfg.steps,):
-            raise PebblesValueError(
-                f"source has shape {self.source.shape}; expected ({cfg.steps},) (one per step)")
+        self.source = ricker(cfg) if source is None else _check_source(cfg, source)
         self.isrc, self.jsrc = cfg.source_position
         self.det_i, self.det_j = detectors(cfg)
         self.observed = None if observed is None else _check_observed(cfg, observed)
@@ -616,6 +660,17 @@ class PMLSolver:
         if i >= 1 and self.observed is not None:
             self._add_misfit_grad(i, s, out)
         return out, None
+
+
+def _check_source(cfg: PMLConfig, source: object) -> np.ndarray:
+    """``source`` as a float64 array of shape ``(steps,)``, real numbers only."""
+    arr = reals(source, "source", f"the source values f_1..f_n, shape ({cfg.steps},)",
+                "solvers.pml.ricker(cfg)")
+    if arr.shape != (cfg.steps,):
+        raise PebblesValueError(
+            f"source has shape {arr.shape}; expected ({cfg.steps},) (one per step); pass "
+            f"an array of that shape, e.g. solvers.pml.ricker(cfg)")
+    return arr
 
 
 def _state_array(cfg: PMLConfig) -> np.ndarray:
@@ -878,15 +933,21 @@ _DISK_NEEDS = {
 def _disk_needs(name: str, options: dict, cli: bool) -> None:
     """Check (and for periodic-disk, gather) the options a two-level method needs."""
     if name == "periodic-disk":
-        every, period = options.pop("every", None), options.get("period")
-        if None not in (every, period) and every != period:
-            raise PebblesValueError(f"period={period!r} and every={every!r} both give "
-                                    f"periodic-disk's period and differ; pass only period")
-        options["period"] = every if period is None else period
+        options["period"] = _one_value("period", options.get("period"), "every",
+                                       options.pop("every", None), "periodic-disk's period")
     needed = {"two-level": ("write_cost", "read_cost"), "periodic-disk": ("period",)}
     for key in needed.get(name, ()):
         if options.get(key) is None:
             raise PebblesValueError(f"method {name} needs {_DISK_NEEDS[key][0 if cli else 1]}")
+
+
+def _one_value(name: str, value: object, alias: str, other: object, what: str) -> object:
+    """The value of an option given under two names (``name`` and its older
+    ``alias``): either one, or both when equal; refused when they differ."""
+    if None not in (value, other) and value != other:
+        raise PebblesValueError(f"{name}={value!r} and {alias}={other!r} both give {what} and "
+                                f"differ; pass only {name}")
+    return other if value is None else value
 
 
 def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | None,
@@ -896,10 +957,13 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
         raise PebblesValueError(f"method={method!r} is not one of {', '.join(METHODS)}")
     name = _ALIASES.get(method, method)
     entry = pebbles.describe(name)
-    if name == "treeverse-paper" and options.get("delta") is None:
-        options["delta"], old = old, None
+    if name == "treeverse-paper":  # pebbles: the older name of its delta
+        options["delta"] = _one_value("delta", options.get("delta"), "pebbles", old,
+                                      "treeverse-paper's delta")
+    else:
+        budget = _one_value("budget", budget, "pebbles", old, "the budget S")
     if entry.takes_budget and budget is None:
-        budget = 10 if old is None else old
+        budget = 10
     _disk_needs(name, options, cli)
     if name == "periodic" and options.get("every") is None:
         options["every"] = math.isqrt(max(n - 1, 0)) + 1

@@ -61,7 +61,7 @@ def test_array_module_choice(monkeypatch):
     monkeypatch.setattr(gpu, "simulator_mode", lambda: False)
     with pytest.raises(PebblesValueError, match="NUMBA_ENABLE_CUDASIM") as e:
         gpu._device_view(np)
-    assert "install cupy (pip install '.[gpu]')" in str(e.value)
+    assert 'install cupy (pip install "pebble-games[gpu]")' in str(e.value)  # the extra
     assert "xp=numpy (the default without cupy or a GPU)" in str(e.value)
 
 
@@ -429,3 +429,52 @@ def test_pml_record_matches_cpu(pml_small):
     rec = gpu.pml_record(cfg)
     assert rec.shape == (cfg.steps + 1, cfg.n_detectors) and np.abs(rec).max() > 0
     same(rec, pml.record(cfg))
+
+
+S8 = pebbles.schedule("treeverse", 8, budget=3)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: gpu.lorenz_gradient(S8, None, (1.0, 0.0, np.nan), xp=np), PebblesValueError,
+     r"^x0=.* has a non-finite entry \(x0\[2\]=nan\)"),
+    (lambda: gpu.lorenz_gradient(S8, None, theta=[[10, 27, np.inf]], xp=np), PebblesValueError,
+     r"^theta=.* non-finite entry \(theta\[0, 2\]=inf\)"),
+    (lambda: gpu.lorenz_gradient(S8, None, theta=[10, 27, "a"], xp=np), PebblesTypeError,
+     r"^theta=\[10, 27, 'a'\] must hold real numbers"),
+    (lambda: gpu.lorenz_gradient(S8, None, dt=np.nan, xp=np), PebblesValueError,
+     r"^dt=nan is not finite"),
+    (lambda: gpu.lorenz_gradient(S8, None, dt="0.003", xp=np), PebblesTypeError,
+     r"^dt='0\.003' must be a real number"),
+    (lambda: gpu.lorenz_gradient(S8, 9, xp=np), PebblesValueError, r"n=9"),
+    (lambda: gpu.lorenz_forward(n=3.0, xp=np), PebblesTypeError, r"^n=3\.0 must be an integer"),
+    (lambda: gpu.lorenz_forward(n=True, xp=np), PebblesTypeError, r"^n=True must be an integer"),
+    (lambda: gpu.lorenz_forward(dt=np.nan, n=3, xp=np), PebblesValueError, r"^dt=nan"),
+    (lambda: gpu.lorenz_forward(np.zeros((2, 4)), n=3, xp=np), PebblesValueError,
+     r"^x0=.* must have shape \(3,\) or \(B, 3\)"),
+    (lambda: gpu.sensitivity_map([np.nan], [27.0], n=3, xp=np), PebblesValueError,
+     r"^sigmas=\[nan\] has a non-finite entry"),
+    (lambda: gpu.sensitivity_map([10.0], [27.0], beta="x", n=3, xp=np), PebblesTypeError,
+     r"^beta='x' must be a real number"),
+    (lambda: gpu.sensitivity_map([10.0], [27.0], x0=(1.0, 0.0), n=3, xp=np),
+     PebblesValueError, r"^x0=\(1\.0, 0\.0\) must have 3 components"),
+    (lambda: gpu.sensitivity_map([10.0], [27.0], n=-1, xp=np), PebblesValueError, r"^n=-1"),
+])
+def test_lorenz_executors_check_input_as_the_cpu_before_the_device(monkeypatch, call, error,
+                                                                   match):
+    """The CPU twins' checks, before any device use: with no GPU and the simulator off
+    (where the first device use raises the no-GPU error), bad input names itself."""
+    monkeypatch.setattr(gpu, "simulator_mode", lambda: False)
+    with pytest.raises(error, match=match):
+        call()
+    with pytest.raises(PebblesValueError, match="NUMBA_ENABLE_CUDASIM"):  # good input
+        gpu.lorenz_forward(n=3, xp=np)
+
+
+def test_lorenz_executors_refuse_what_the_cpu_refuses():
+    """Under the simulator too: NaN and strings used to run (NaN results) or fail bare."""
+    with pytest.raises(PebblesValueError, match="sigmas"):
+        lorenz.sensitivity_map([np.nan], [27.0], n=3)
+    with pytest.raises(PebblesValueError, match="sigmas"):
+        gpu.sensitivity_map([np.nan], [27.0], n=3)
+    with pytest.raises(PebblesValueError, match="theta"):
+        gpu.lorenz_gradient(S8, None, theta=[10.0, np.nan, 8 / 3])

@@ -239,6 +239,8 @@ def test_sensitivity_cli_writes_the_figure3_grid(tmp_path):
     (["--out", "{tmp}/map.txt"], "must end in .npz"),
     (["--out", "{tmp}"], "is a directory"),
     (["--resolution", "100000000", "--out", "{tmp}/map.npz"], "use a smaller --resolution"),
+    (["--sigma-range", "20", "0", "--out", "{tmp}/map.npz"], "pass e.g. --sigma-range 0 20"),
+    (["--rho-range", "5", "5", "--out", "{tmp}/map.npz"], "--rho-range 5 5: the low end"),
 ])
 def test_sensitivity_cli_checks_before_it_computes(args, message, tmp_path, capsys,
                                                    monkeypatch):
@@ -531,3 +533,22 @@ def test_cli_sensitivity_refuses_a_grid_that_overflows(tmp_path, capsys):
     assert err.count("\n") == 1 and "not finite at" in err and "overflows at step" in err
     assert "--dt 1" in err and "smaller --dt or fewer --steps" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("level, error, match", [
+    ("10", pebbles.PebblesTypeError, r"^level='10' must be a real number"),
+    (True, pebbles.PebblesTypeError, r"^level=True must be a real number"),
+    (None, pebbles.PebblesTypeError, r"^level=None must be a real number.*level=10\.0"),
+    (float("inf"), pebbles.PebblesValueError, r"^level=inf is not finite"),
+])
+def test_crossing_level_is_checked(level, error, match):
+    with pytest.raises(error, match=match):
+        lz.gradient_until_crossing(level, 3)
+
+
+def test_crossing_budget_that_is_not_an_integer_is_a_type_error():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^budget=3\.0 must be an integer >= 2"):
+        lz.gradient_until_crossing(10.0, 3.0)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^budget=0 must be an integer >= 1 "
+                                                        r"\(.*in-place game"):
+        lz.gradient_until_crossing(10.0, 0, inplace=True)

@@ -917,3 +917,77 @@ def test_courant_and_damping_near_both_limits_are_refused_together():
                cfg_of()):
         pml.check_stability(ok, pml.true_model(ok))
         pml.check_stability(ok, pml.uniform_model(ok))
+
+
+def test_numpy_scalar_fields_run_in_double_precision():
+    """A float32 dt or velocity used to make the run single precision (or refused)."""
+    fields = dict(dt=np.float32(1e-5), velocity=np.float32(3300.0), nx=np.int64(12))
+    cfg = cfg_of(ny=12, steps=20, **fields)
+    plain = cfg_of(ny=12, steps=20, **{k: v.item() for k, v in fields.items()})
+    assert (type(cfg.dt), type(cfg.velocity), type(cfg.nx)) == (float, float, int)
+    assert cfg == plain and cfg.constants().dtype == np.float64
+    for model in (pml.true_model, pml.uniform_model):
+        assert model(cfg).dtype == np.float64
+        pml.check_stability(cfg, model(cfg))  # was refused: dtype=float32
+    assert pml.loss(cfg, pml.uniform_model(cfg), pml.record(cfg)) == pml.loss(
+        plain, pml.uniform_model(plain), pml.record(plain))
+
+
+def test_c_of_any_real_dtype_runs_on_its_float64_copy():
+    cfg = cfg_of(nx=12, ny=12, steps=20)
+    obs = pml.record(cfg)
+    ref = pml.loss(cfg, pml.uniform_model(cfg), obs)
+    for c in (np.full(cfg.shape, 3300**2), np.full(cfg.shape, 3300.0**2, dtype=np.float32)):
+        pml.check_stability(cfg, c)
+        assert pml.loss(cfg, c, obs) == ref
+    for bad in (pml.uniform_model(cfg) + 0j, np.ones(cfg.shape, dtype=bool),
+                np.full(cfg.shape, None)):
+        with pytest.raises(pebbles.PebblesTypeError,
+                           match=r"^c=.* must hold real numbers.*uniform_model\(cfg\)"):
+            pml.check_stability(cfg, bad)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^c has shape \(3, 3\); expected"):
+        pml.PMLSolver(cfg, np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("kw", [
+    dict(nx=10, ny=10, steps=5, npml=0, width=3.0, delay=3.0, n_detectors=3, dt=3e-5,
+         h=0.11001005025125628),  # suggested dt <= 2.35724e-05, above the bound
+    dict(nx=10, ny=10, steps=5, npml=0, width=3.0, delay=3.0, n_detectors=3, dt=3e-5,
+         h=0.11),  # suggested h >= 0.140007, below the bound
+    dict(nx=30, ny=30, npml=3, h=1.0, dt=2e-4, vp_ref=10001.507537688442),  # dt < 1.62836e-05
+    dict(nx=30, ny=30, npml=3, h=0.11, dt=3e-5, vp_ref=3000.0),  # CFL with a PML
+], ids=["cfl-dt", "cfl-h", "damping", "cfl-with-pml"])
+def test_following_a_stability_suggestion_passes(kw):
+    cfg = pml.PMLConfig(**kw)
+    with pytest.raises(pml.UnstableError) as err:
+        pml.check_stability(cfg, pml.uniform_model(cfg))
+    found = re.findall(r"\b(dt|h) (?:<=|<|>=) ([0-9.e+-]+)", str(err.value))
+    assert found and all(name != "dt" or float(v) < cfg.dt for name, v in found)
+    for name, value in found:
+        fixed = dataclasses.replace(cfg, **{name: float(value)})
+        pml.check_stability(fixed, pml.uniform_model(fixed))
+
+
+def test_source_is_checked_like_the_other_arrays():
+    cfg = cfg_of(nx=12, ny=12, steps=20)
+    c = pml.uniform_model(cfg)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^source='abc' must hold real numbers"):
+        pml.PMLSolver(cfg, c, source="abc")
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^source=.* must hold real numbers"):
+        pml.forward(cfg, c, source=pml.ricker(cfg) + 1j)  # was cast, imaginary part dropped
+    with pytest.raises(pebbles.PebblesValueError, match=r"^source has shape \(3,\)"):
+        pml.PMLSolver(cfg, c, source=[1.0, 2.0, 3.0])
+    ints = np.arange(20)
+    assert np.array_equal(pml.PMLSolver(cfg, c, source=ints).source, ints.astype(float))
+
+
+def test_schedule_refuses_two_names_that_differ():
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^budget=4 and pebbles=5 both give the budget S and differ; "
+                             r"pass only budget"):
+        pml.schedule("treeverse", 30, budget=4, pebbles=5)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^delta=3 and pebbles=4 both give treeverse-paper's delta"):
+        pml.schedule("treeverse-paper", 30, delta=3, pebbles=4)
+    assert pml.schedule("treeverse", 30, budget=4, pebbles=4).budget == 4
+    assert dict(pml.schedule("treeverse-paper", 30, delta=3, pebbles=3).options)["delta"] == 3

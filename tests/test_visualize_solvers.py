@@ -566,3 +566,43 @@ def test_cli_refuses_runs_too_large_before_computing(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err, err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"sigma_range": (0, 20, 5)}, pebbles.PebblesValueError,
+     r"^sigma_range=\(0, 20, 5\) must be two finite numbers \(low, high\)"),
+    ({"sigma_range": (0,)}, pebbles.PebblesValueError, r"^sigma_range=\(0,\) must be two"),
+    ({"rho_range": (50, 0)}, pebbles.PebblesValueError, r"^rho_range=.* with low < high"),
+    ({"rho_range": (0, np.inf)}, pebbles.PebblesValueError, r"^rho_range=.* non-finite"),
+    ({"sigma_range": "ab"}, pebbles.PebblesTypeError, r"^sigma_range='ab' must hold real"),
+])
+def test_sensitivity_grid_ranges_are_two_increasing_numbers(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ex.sensitivity_grid(3, n=2, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"n": -1}, pebbles.PebblesValueError, r"^n=-1 must be an integer >= 0"),
+    ({"n": -2}, pebbles.PebblesValueError, r"^n=-2 must be an integer >= 0"),
+    ({"n": 2.7}, pebbles.PebblesTypeError, r"^n=2\.7 must be an integer"),
+    ({"sigma": "10"}, pebbles.PebblesTypeError, r"^sigma='10' must be a real number"),
+    ({"beta": np.nan}, pebbles.PebblesValueError, r"^beta=nan is not finite"),
+])
+def test_lorenz_trajectory_checks_its_arguments(kwargs, error, match):
+    args = {"sigma": 10.0, "rho": 27.0, "n": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        ex.lorenz_trajectory(**args)
+
+
+@pytest.mark.parametrize("steps, error, match", [
+    ([1.5, 2], pebbles.PebblesTypeError, r"^steps holds 1\.5 \(float\)"),
+    ([True, 2], pebbles.PebblesTypeError, r"^steps holds True \(bool\)"),
+    ("12", pebbles.PebblesTypeError, r"^steps='12' must be a sequence of whole numbers"),
+    ([0, 2], pebbles.PebblesValueError, r"^steps=\[0, 2\] must be .* >= 1"),
+    ([], pebbles.PebblesValueError, r"^steps=\[\] must be"),
+])
+def test_adjoint_error_steps_must_be_whole_numbers(steps, error, match):
+    with pytest.raises(error, match=match):
+        ex.adjoint_errors_vs_steps(steps, starts=1)
+    with pytest.raises(error, match=match.replace("steps", "intervals")):
+        ex.adjoint_errors_vs_reload(steps, n=10, starts=1)
