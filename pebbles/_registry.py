@@ -358,14 +358,15 @@ def schedule(method: str, n: int, *, budget: int | None = None, **options: Any) 
         budget = check_int("budget", budget, 0)
     elif budget is not None:
         budget = check_int("budget", budget, 0)
-        need = entry.need(n, **opts) if entry.need is not None else None
+    kw = dict(opts) | ({"budget": budget} if entry.takes_budget else {})
+    iter(entry.make(n, **kw))  # validates every option now, not at the first move
+    if not entry.takes_budget and budget is not None and entry.need is not None:
+        need = entry.need(n, **opts)  # the options are valid: the need is defined
         if need is not None and need > budget:
             raise InfeasibleBudgetError(
                 f"{method} holds {need} states at once for n={n}, more than budget={budget}; "
                 f"pass budget >= {need} or pick a method that takes a budget (treeverse)",
                 need)
-    kw = dict(opts) | ({"budget": budget} if entry.takes_budget else {})
-    iter(entry.make(n, **kw))  # validates every option now, not at the first move
     return Schedule(method, n, entry.game(opts), budget, tuple(sorted(opts.items())))
 
 

@@ -288,3 +288,15 @@ def test_gradient_methods_takes_a_bool():
         pebbles.gradient_methods(disk="no")
     assert set(pebbles.gradient_methods(disk=True)) - set(pebbles.gradient_methods()) == {
         "two-level", "periodic-disk"}
+
+
+@pytest.mark.parametrize("every, error, match", [
+    (0, pebbles.PebblesValueError, r"^every=0 must be >= 1"),
+    (-2, pebbles.PebblesValueError, r"^every=-2 must be >= 1"),
+    ([1], pebbles.PebblesTypeError, r"^every=\[1\] must be an integer"),
+])
+def test_options_are_checked_before_a_budget_is_compared_with_the_need(every, error, match):
+    """periodic's need divides by every: with a budget it was worked out first
+    (ZeroDivisionError, a bare TypeError, or 'pass budget >= 5' for every=-2)."""
+    with pytest.raises(error, match=match):
+        pebbles.schedule("periodic", 6, budget=3, every=every)
