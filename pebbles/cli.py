@@ -16,10 +16,13 @@ exit status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -513,9 +516,36 @@ def _io_costs(args: argparse.Namespace) -> tuple[float | None, float | None]:
             rc if args.read_cost is None else args.read_cost)
 
 
-#: Above this n, ``pebbles plan`` with disk costs says on stderr that it is solving (the
-#: two-level spine takes about 10 s at n = 10^5 and 100 s at 10^6, per game).
+#: Above this n, ``pebbles plan`` with disk costs says on stderr that it is solving, on a
+#: terminal with the seconds spent (both games: about 10 s at n = 10^5, 60-80 s at 10^6).
 TWO_LEVEL_NOTICE_N = 10**5
+
+
+@contextlib.contextmanager
+def _elapsed(message: str) -> Iterator[None]:
+    """Show ``message`` on stderr while the block runs: on a terminal with the seconds
+    spent, updated each second; elsewhere (a pipe, a log) once."""
+    sys.stderr.write(message + ("" if sys.stderr.isatty() else "\n"))
+    sys.stderr.flush()
+    if not sys.stderr.isatty():
+        yield
+        return
+    done, t0 = threading.Event(), time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(1.0):
+            sys.stderr.write(f"\r{message}: {time.monotonic() - t0:.0f} s")
+            sys.stderr.flush()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -526,14 +556,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise PebblesValueError("plan needs a budget: --pebbles S, or --memory BYTES with "
                                 "--state-bytes BYTES (e.g. --memory 2GiB --state-bytes 32MiB)")
     wc, rc = _io_costs(args)
-    if (wc is not None or rc is not None or args.disk_budget is not None) \
-            and args.n > TWO_LEVEL_NOTICE_N:
-        sys.stderr.write(f"# solving the two-level optimum of n={args.n} for both games "
-                         f"(minutes at n = 10^6; nothing prints until it is done)\n")
-        sys.stderr.flush()
-    p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,
-             backward_cost=args.backward_cost, disk_budget=args.disk_budget, write_cost=wc,
-             read_cost=rc, background_writes=args.background_writes)
+    long = (wc is not None or rc is not None or args.disk_budget is not None) \
+        and args.n > TWO_LEVEL_NOTICE_N
+    with _elapsed(f"# solving the two-level optimum of n={args.n} for both games (a minute or "
+                  f"two at n = 10^6)") if long else contextlib.nullcontext():
+        p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,
+                 backward_cost=args.backward_cost, disk_budget=args.disk_budget,
+                 write_cost=wc, read_cost=rc, background_writes=args.background_writes)
     lines = [f"# n={p.n}, budget={p.budget} states besides s_0 (the executor holds "
              f"{p.best.states - p.budget} more), backward cost {p.backward_cost:g}x a forward "
              f"step; cost in forward-step units",

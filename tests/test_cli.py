@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import subprocess
 import sys
@@ -74,8 +75,8 @@ def test_plan_says_on_stderr_when_it_solves_a_large_two_level_table(capsys, monk
     code, out, err = run(capsys, "plan", "-n", "200", "--pebbles", "4", "--write-cost", "2",
                          "--read-cost", "2")
     assert code == 0 and out.splitlines()[-1].startswith("recommended:")
-    assert err == ("# solving the two-level optimum of n=200 for both games (minutes at "
-                   "n = 10^6; nothing prints until it is done)\n")
+    assert err == ("# solving the two-level optimum of n=200 for both games (a minute or "
+                   "two at n = 10^6)\n")  # not a terminal: once, no seconds
     code, out, err = run(capsys, "plan", "-n", "200", "--pebbles", "4")  # no disk: quick
     assert code == 0 and err == ""
 
@@ -291,3 +292,19 @@ def test_the_online_method_is_summarised_for_both_games(capsys):
     line = next(ln for ln in out.splitlines() if ln.startswith("online"))
     assert code == 0 and "r=3 phase" in line and "both games" in line
     assert "in-place r=3 band" not in line
+
+
+def test_a_long_plan_shows_the_seconds_spent_on_a_terminal(monkeypatch):
+    import io
+    import time
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with cli._elapsed("# solving"):
+        time.sleep(2.5)
+    text = sys.stderr.getvalue()
+    assert text.startswith("# solving") and text.endswith("\n")
+    assert re.search(r"\r# solving: [12] s", text), text
