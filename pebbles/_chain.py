@@ -140,6 +140,7 @@ import numpy as np
 from ._baselines import store_all
 from ._errors import PebblesTypeError, PebblesValueError
 from ._moves import Move, MoveKind
+from ._optional import require
 from ._simulator import ChainCosts, simulate
 from ._validation import check_bool, check_int
 
@@ -831,8 +832,7 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     >>> hetero_brute_force(kept, 6), hetero_time(kept, 6)
     (30.0, 30.0)
     """
-    import networkx as nx
-
+    nx = require("networkx", "search", "hetero_brute_force")
     memory = _check_brute(costs, memory)
     start = (frozenset(), costs.n, frozenset())
     graph = nx.DiGraph()

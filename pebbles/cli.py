@@ -633,6 +633,9 @@ def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="pebbles", description="Checkpointing schedules and pebble games "
                       "(Liu & Xu, Automatic differentiation in physics simulation).",
                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"pebbles {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     s = sub.add_parser("schedule", help="print or summarise a schedule", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,7 +13,16 @@
 Submodules are not imported here, so ``import solvers`` does not load Numba.
 """
 
+import sys
 from importlib.util import find_spec
 
 if find_spec("numba") is None:  # checked without importing it
-    raise ImportError('the solvers need Numba: pip install "pebble-games[solvers]"')
+    _NEED = 'the solvers need Numba: pip install "pebble-games[solvers]"'
+    # python -m solvers.X imports this package first, while sys.argv[0] is "-m": answer as
+    # its command line does (one line, status 2), not with a traceback
+    _RUN = sys.orig_argv[sys.orig_argv.index("-m") + 1] if sys.argv[:1] == ["-m"] \
+        and "-m" in sys.orig_argv[:-1] else None
+    if _RUN is not None and _RUN.startswith("solvers"):
+        sys.stderr.write(f"python -m {_RUN}: error: {_NEED}\n")
+        raise SystemExit(2)
+    raise ImportError(_NEED)

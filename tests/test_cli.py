@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -308,3 +309,11 @@ def test_a_long_plan_shows_the_seconds_spent_on_a_terminal(monkeypatch):
     text = sys.stderr.getvalue()
     assert text.startswith("# solving") and text.endswith("\n")
     assert re.search(r"\r# solving: [12] s", text), text
+
+
+def test_version_is_the_package_version(capsys):
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"$', text, re.M).group(1)
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out == f"pebbles {version}\n"
+    assert pebbles.__version__ == version

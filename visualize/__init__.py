@@ -55,6 +55,10 @@ def __getattr__(name: str) -> Any:
     """Import drawing functions (and matplotlib) on first use."""
     if name not in _WHERE:
         raise AttributeError(f"module 'visualize' has no attribute {name!r}")
+    if _WHERE[name] != "_rows":  # the others draw: a missing matplotlib names its extra
+        from .cli import matplotlib_required
+
+        matplotlib_required()
     value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
     globals()[name] = value
     return value

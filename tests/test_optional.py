@@ -1,0 +1,50 @@
+"""A missing optional package: one line naming the pip install that brings it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pebbles
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _without(module: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python *args`` in the project root as if ``module`` were not installed."""
+    (tmp_path / "sitecustomize.py").write_text(f"import sys\nsys.modules[{module!r}] = None\n")
+    env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("module", ["solvers.lorenz", "solvers.pml", "solvers.experiments"])
+def test_a_solver_command_line_without_numba_answers_in_one_line(module, tmp_path):
+    r = _without("numba", tmp_path, "-m", module, "--help")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == (f'python -m {module}: error: the solvers need Numba: pip install '
+                        f'"pebble-games[solvers]"\n')
+    r = _without("numba", tmp_path, "-c", f"import {module}")
+    assert r.returncode == 1 and r.stderr.splitlines()[-1] == (
+        'ImportError: the solvers need Numba: pip install "pebble-games[solvers]"')
+
+
+def test_drawing_functions_without_matplotlib_name_the_extra(tmp_path):
+    code = ("import pebbles, visualize\nassert visualize.trace_rows  # no drawing: no matplotlib"
+            "\ntry:\n    visualize.draw_game(pebbles.treeverse(10, 3), 10)\n"
+            "except ImportError as e:\n    print(e)")
+    r = _without("matplotlib", tmp_path, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == 'drawing needs matplotlib: pip install "pebble-games[plot]"\n'
+
+
+def test_hetero_brute_force_without_networkx_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "networkx", None)
+    costs = pebbles.ChainCosts(np.ones(3), np.ones(3), np.ones(4))
+    with pytest.raises(ImportError, match=r'^hetero_brute_force needs networkx: pip install '
+                                          r'"pebble-games\[search\]"$'):
+        pebbles.hetero_brute_force(costs, 3)
