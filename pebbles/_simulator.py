@@ -558,7 +558,7 @@ def _is_move(m: object) -> bool:
 def simulate(
     moves: Iterable[Move] | np.ndarray,
     n: int,
-    game: Game | str = Game.CHECKPOINT,
+    game: Game | str | None = None,
     budget: int | None = None,
     *,
     disk_budget: int | None = None,
@@ -576,8 +576,10 @@ def simulate(
         The stream; consumed once (generators are fine).
     n : int
         Number of steps; the board has cells ``0..n``.
-    game : {'checkpoint', 'inplace', 'reversible'}
-        The rules to play by.
+    game : {'checkpoint', 'inplace', 'reversible'}, optional
+        The rules to play by; default the game of ``moves`` when it is a
+        :class:`pebbles.Schedule` (``pebbles.schedule("bennett", 9)`` plays the
+        reversible game), else ``'checkpoint'``.
     budget : int, optional
         Most memory pebbles allowed on cells 1..n at any moment.
     disk_budget : int, optional
@@ -608,6 +610,10 @@ def simulate(
     >>> r.forward_steps, r.backward_steps, r.peak_states
     (45, 20, 4)
     """
+    if game is None:
+        from ._registry import Schedule  # the registry imports this module
+
+        game = moves.game if isinstance(moves, Schedule) else Game.CHECKPOINT
     n, game, budget, disk_budget = _check_args(n, game, budget, disk_budget, costs)
     write_cost = check_cost("write_cost", write_cost)
     read_cost = check_cost("read_cost", read_cost)

@@ -548,3 +548,35 @@ def test_tradeoff_and_pml_texts_stay_inside_the_figure():
     cfg = scaled_config(32)
     assert _outside(visualize.draw_pml_snapshots(np.zeros((1, *cfg.shape)), [5], cfg)) == []
     assert _outside(visualize.draw_online_overhead((5, 50), tuple(range(1, 23)))) == []
+
+
+def test_small_n_tradeoff_panels_show_every_point():
+    """At n < 10 the store-all end of a curve, T'/T = (n - 1) / n, lies below 0.9."""
+    fig = visualize.draw_tradeoff((2, 5))
+    for ax, n in zip(fig.axes[:2], (2, 5), strict=True):
+        left, right = ax.get_xlim()
+        xs = np.concatenate([x for x, _ in visualize.tradeoff_curves(n).values()])
+        assert left < xs.min() and xs.max() < right, (n, left, xs.min())
+
+
+def test_a_schedule_is_drawn_in_its_own_game_and_budget():
+    s = pebbles.schedule("treeverse", 12, budget=3, inplace=True)
+    for draw in (visualize.draw_game, visualize.draw_fingerprint):
+        header = draw(s, 12).axes[0].get_title(loc="left")
+        assert "inplace game, S=3" in header and "peak=3" in header
+    header = visualize.draw_game(pebbles.schedule("bennett", 9), 9).axes[0].get_title("left")
+    assert "reversible game" in header  # it was an IllegalMoveError of the checkpoint game
+    with pytest.raises(pebbles.PebblesValueError, match=r"is for n=12, not n=13; pass n=12"):
+        visualize.draw_game(s, 13)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^game='checkpoint', but the sched"):
+        visualize.draw_game(s, 12, "checkpoint")
+    assert pebbles.simulate(pebbles.schedule("bennett", 9), 9).game is pebbles.Game.REVERSIBLE
+
+
+def test_fingerprints_side_by_side_share_one_step_scale(tmp_path):
+    args = _parser().parse_args(["draw", "treeverse", "-n", "60", "--pebbles", "6",
+                                 "--fingerprint", "--side-by-side", "bennett-gradient",
+                                 "-o", str(tmp_path / "fp.png")])
+    fig = cli._figure(args, cli._schedules(args))
+    longest = max(ax.images[0].get_extent()[2] for ax in fig.axes if ax.images)
+    assert [ax.get_ylim() for ax in fig.axes if ax.images] == [(longest, -0.5)] * 2

@@ -67,10 +67,10 @@ _STYLE = {
 _HEADER_CHARS_PER_INCH = 14
 
 
-def _header(traced: Traced, title: str | None, budget: int | None, ax: Axes) -> str:
+def _header(traced: Traced, title: str | None, ax: Axes) -> str:
     """Method name, then the counts, wrapped to the width of ``ax``."""
     r = traced.result
-    s = "\u2014" if budget is None else str(budget)
+    s = "\u2014" if traced.budget is None else str(traced.budget)
     parts = [f"n={traced.n}", f"{traced.game.value} game", f"S={s}",
              f"steps={r.forward_steps}", f"peak={r.peak_pebbles}"]
     if traced.game is not Game.REVERSIBLE:
@@ -228,17 +228,17 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _draw_traced(ax: Axes, traced: Traced, title: str | None, budget: int | None,
-                 nrows: int, cell: float) -> None:
+def _draw_traced(ax: Axes, traced: Traced, title: str | None, nrows: int,
+                 cell: float) -> None:
     _paint_shading(ax, traced)
     _markers(ax, traced, (0.62 * cell * 72) ** 2)
     _reach_line(ax, traced)
     _format_axes(ax, traced, nrows)
-    ax.set_title(_header(traced, title, budget, ax), fontsize=8, loc="left")
+    ax.set_title(_header(traced, title, ax), fontsize=8, loc="left")
 
 
 def draw_game(
-    moves: Iterable[Move], n: int, game: Game | str = "checkpoint", *,
+    moves: Iterable[Move], n: int, game: Game | str | None = None, *,
     title: str | None = None, budget: int | None = None, ax: Axes | None = None,
 ) -> Figure:
     """Draw a schedule as a pebble-game diagram (Liu & Xu, Figure 7).
@@ -250,11 +250,13 @@ def draw_game(
         :func:`pebbles.simulate`, which raises on an illegal move.
     n : int
         Number of steps (cells ``0..n``); at most :data:`MAX_CELLS`.
-    game : {'checkpoint', 'inplace', 'reversible'}
+    game : {'checkpoint', 'inplace', 'reversible'}, optional
+        Default: the game of a :class:`pebbles.Schedule`, else ``'checkpoint'``.
     title : str, optional
         Method name for the header (which also shows n, S, steps and peak).
     budget : int, optional
-        Budget S, checked by the simulator and shown in the header.
+        Budget S, checked by the simulator and shown in the header (default: a
+        :class:`pebbles.Schedule`'s own).
     ax : matplotlib Axes, optional
         Draw into this axes (its figure is returned); default a new figure.
 
@@ -282,7 +284,7 @@ def draw_game(
         fig = ax.figure
         bbox = ax.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
         cell = min(bbox.width / (n + 1.2), bbox.height / nrows)
-    _draw_traced(ax, traced, title, budget, nrows, cell)
+    _draw_traced(ax, traced, title, nrows, cell)
     return fig
 
 
@@ -309,7 +311,7 @@ def _check_bins(name: str, value: object) -> None:
 
 
 def draw_fingerprint(
-    moves: Iterable[Move], n: int, game: Game | str = "checkpoint", *,
+    moves: Iterable[Move], n: int, game: Game | str | None = None, *,
     title: str | None = None, budget: int | None = None, ax: Axes | None = None,
     max_rows: int = 800, max_cols: int = 800,
 ) -> Figure:
@@ -349,7 +351,7 @@ def draw_fingerprint(
               extent=(-0.5, n + 0.5, len(traced.rows) - 0.5, -0.5))
     ax.set_xlabel("cell i")
     ax.set_ylabel("step (row 0: start)")
-    ax.set_title(_header(traced, title, budget, ax), fontsize=8, loc="left")
+    ax.set_title(_header(traced, title, ax), fontsize=8, loc="left")
     names = ["empty", "painted", "lying", "removed", "placed"]
     keep = [i for i in range(5) if not (i == 1 and traced.game is Game.REVERSIBLE)]
     ax.legend([Patch(facecolor=_FP_COLORS[i], edgecolor="#888") for i in keep],
@@ -410,8 +412,8 @@ def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Fig
     fig = _new_figure(max(5.6, 3.4 * len(ns), width), cell * nrows + 1.7)
     axes = fig.subplots(1, len(traced), squeeze=False,
                         width_ratios=[k + 1.2 for k in ns])[0]
-    for ax, t, (label, _, _, b) in zip(axes, traced, parsed, strict=True):
-        _draw_traced(ax, t, label, b, nrows, cell)
+    for ax, t, (label, *_) in zip(axes, traced, parsed, strict=True):
+        _draw_traced(ax, t, label, nrows, cell)
     _legend(fig, {t.game for t in traced}, _has_disk(traced))
     return fig
 

@@ -78,6 +78,7 @@ class Traced:
     result: pebbles.SimulationResult
     n: int
     game: Game
+    budget: int | None = None  # the budget S it was checked against, if any
 
 
 def _row(before: pebbles.Board, boards: list[pebbles.Board], moves: list[Move]) -> Row:
@@ -101,7 +102,7 @@ def _row(before: pebbles.Board, boards: list[pebbles.Board], moves: list[Move]) 
 
 
 def trace_rows(
-    moves: Iterable[Move], n: int, game: Game | str = Game.CHECKPOINT,
+    moves: Iterable[Move], n: int, game: Game | str | None = None,
     budget: int | None = None,
 ) -> Traced:
     """Expand, simulate with a trace, and cut the trace into diagram rows.
@@ -112,14 +113,16 @@ def trace_rows(
         Any schedule (a generator is fine); ``forward i j`` is expanded with
         :func:`pebbles.expand`.
     n, game, budget
-        As for :func:`pebbles.simulate`, which checks every move.
+        As for :func:`pebbles.simulate`, which checks every move; for a
+        :class:`pebbles.Schedule`, ``game`` and ``budget`` default to its own
+        (``game='checkpoint'`` otherwise).
 
     Returns
     -------
     Traced
         ``rows[0]`` is the starting board; each further row starts with a step.
     """
-    game = Game.coerce(game)
+    game, budget = _schedule_defaults(moves, n, game, budget)
     flat = list(pebbles.expand(moves, game))
     result = pebbles.simulate(flat, n, game, budget, trace=True)
     boards = result.trace or ()
@@ -131,7 +134,23 @@ def trace_rows(
     for lo, hi in pairwise(cuts):
         before = boards[lo - 1] if lo > 0 else start
         rows.append(_row(before, list(boards[lo:hi]), flat[lo:hi]))
-    return Traced(tuple(rows), result, n, game)
+    return Traced(tuple(rows), result, n, game, budget)
+
+
+def _schedule_defaults(moves: object, n: int, game: Game | str | None,
+                       budget: int | None) -> tuple[Game, int | None]:
+    """``game`` and ``budget``, from a :class:`pebbles.Schedule` where not given; a
+    schedule of another ``n`` or game is refused."""
+    if not isinstance(moves, pebbles.Schedule):
+        return Game.coerce("checkpoint" if game is None else game), budget
+    if moves.n != n:
+        raise pebbles.PebblesValueError(
+            f"the schedule {str(moves)!r} is for n={moves.n}, not n={n}; pass n={moves.n}")
+    if game is not None and Game.coerce(game) is not moves.game:
+        raise pebbles.PebblesValueError(
+            f"game={Game.coerce(game).value!r}, but the schedule {str(moves)!r} plays the "
+            f"{moves.game.value} game; leave game out")
+    return moves.game, moves.budget if budget is None else budget
 
 
 def fingerprint_array(traced: Traced) -> np.ndarray:

@@ -77,7 +77,7 @@ def _panel(ax: Axes, n: int, curves: dict[str, Curve], paper_max_n: int) -> None
                 alpha=0.85 if ls == "--" else 1.0)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(0.9, X_MAX)
+    _set_xlim(ax, [x for x, _ in curves.values()])
     ax.set_title(f"n = {_exponent(n)}", fontsize=10)
     if n > paper_max_n:
         ax.text(0.97, 0.97, f"treeverse_paper not simulated\n(n > {paper_max_n}; about 8 s\n"
@@ -86,6 +86,13 @@ def _panel(ax: Axes, n: int, curves: dict[str, Curve], paper_max_n: int) -> None
     ax.set_xlabel("time overhead $T'/T$ = forward steps / n", fontsize=8)
     ax.grid(True, which="major", color="#e6e6e6", lw=0.6)
     ax.tick_params(labelsize=7)
+
+
+def _set_xlim(ax: Axes, xs: list[np.ndarray]) -> None:
+    """T'/T from 0.9 to :data:`X_MAX`, further left where a point lies there: at n < 10 the
+    store-all end of a curve, T'/T = (n - 1) / n, is below 0.9."""
+    least = min((float(np.min(x)) for x in xs if len(x)), default=1.0)
+    ax.set_xlim(min(0.9, 0.95 * least), X_MAX)
 
 
 def _ratio_panel(ax: Axes, ns: tuple[int, ...], all_curves: list[dict[str, Curve]]) -> None:
@@ -99,7 +106,7 @@ def _ratio_panel(ax: Axes, ns: tuple[int, ...], all_curves: list[dict[str, Curve
     ax.axhline(1, color="black", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(0.9, X_MAX)
+    _set_xlim(ax, [x for curves in all_curves for x, _ in curves.values()])
     ax.set_xlabel("time overhead $T'/T$ = forward steps / n", fontsize=8)
     ax.set_ylabel("Bennett pebbles / treeverse pebbles\n(at equal $T'/T$)", fontsize=8)
     ax.set_title("memory ratio (Figure 8 of the paper)", fontsize=10)

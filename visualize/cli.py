@@ -205,6 +205,9 @@ def _figure(args: argparse.Namespace, panels: list[tuple]):
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, (label, moves, game, budget) in zip(axes, panels, strict=True):
             _game.draw_fingerprint(moves, args.n, game, title=label, budget=budget, ax=ax)
+        last = max(ax.images[0].get_extent()[2] for ax in axes)  # the longest's last row
+        for ax in axes:  # one step scale, as draw_side_by_side has
+            ax.set_ylim(last, -0.5)
         return fig
     try:
         if len(panels) == 1:
