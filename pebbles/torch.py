@@ -184,6 +184,9 @@ class _Chain:
         self.wrt = tuple(alias.get(id(p), p) for p in self.grad_params)
         self.index = {id(p): k for ps in (self.grad_params, self.wrt) for k, p in enumerate(ps)}
         self.stops = _stops(self.grad_params)  # non-leaf parameters: the search ends there
+        # layer chains: the parameters each computed one is made from (autograd.grad asked
+        # for both would count the path through the computed one twice)
+        self.made_from = _made_from(self.grad_params, self.stops) if per_step else {}
         # per_step (layer chains): each backward step differentiates only the parameters
         # its graph reaches, found anew each time; loops: all of them, the first graph
         # searched for tensors that were not passed
@@ -537,6 +540,7 @@ class _Chain:
             reached = _graph_params(self.who(i), [y for y, _ in pairs], xi, self.index,
                                     self.stops)
             ks = reached if self.per_step else ks
+            self._check_made_from(i, ks)
         inputs = [t for t in xi if t.requires_grad]
         if not pairs or not (inputs or ks):
             return tuple(None for _ in xi)
@@ -555,6 +559,21 @@ class _Chain:
                 acc[k] = acc[k] + g
                 self.owned.add(k)
         return out
+
+
+    def _check_made_from(self, i: int, ks: Sequence[int]) -> None:
+        """Refuse one backward step that differentiates a computed parameter and one it is
+        made from (a tied weight passed as ``lin.weight.T`` besides ``lin``)."""
+        for k in ks:
+            both = sorted(set(self.made_from.get(k, ())) & set(ks))
+            if both:
+                p = self.grad_params[k]
+                raise PebblesValueError(
+                    f"{self.who(i)}'s backward step reaches a parameter computed from "
+                    f"another one it also reaches (shape {tuple(p.shape)}, made from one of "
+                    f"shape {tuple(self.grad_params[both[0]].shape)}): autograd would count "
+                    f"the gradient through the computed one twice. Compute it inside the "
+                    f"layer (lambda x: x @ lin.weight.T) instead of passing it in params")
 
 
 class _Until(_Chain):
@@ -904,6 +923,8 @@ class _Checkpointed(torch.autograd.Function):
         ctx.shared = _shared_outputs(out, slots)
         ctx.versions = _versions(_replayed(chain))  # replays need them as they are
         ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t)])
+        ctx.set_materialize_grads(False)  # an output the loss leaves unused: None, not 0,
+        # so that what it alone reaches gets no gradient (None), as in plain autograd
         return out if chain.form(chain.program.n if chain.program else 0) else out[0]
 
     @staticmethod
@@ -1497,6 +1518,22 @@ def _stops(tensors: Iterable[torch.Tensor]) -> dict[tuple[int, int], tuple]:
     holds the edge's node too, so that its Python object (and its id) stays the same."""
     return {(id(node), t.output_nr): (node, t) for t in tensors
             if (node := t.grad_fn) is not None}
+
+
+def _made_from(params: tuple[torch.Tensor, ...],
+               stops: dict[tuple[int, int], tuple]) -> dict[int, list[int]]:
+    """For each computed (non-leaf) parameter, the numbers of the other ``params`` its
+    graph reaches."""
+    out = {}
+    for k, p in enumerate(params):
+        if p.grad_fn is None:
+            continue
+        others = {key: v for key, v in stops.items() if v[1] is not p}
+        reached = _reached_leaves([p], others)
+        js = [j for j, q in enumerate(params) if j != k and id(q) in reached]
+        if js:
+            out[k] = js
+    return out
 
 
 def _reached_leaves(ys: Iterable[torch.Tensor], stops: dict[tuple[int, int], tuple] | None = None,

@@ -1778,3 +1778,49 @@ def test_torch_checkpoint_keywords_at_their_defaults_are_accepted_others_named()
                       ({"segmnts": 2}, "not an argument of checkpoint_sequential")):
         with pytest.raises(pebbles.PebblesTypeError, match=f"^{next(iter(kw))}=.*{words}"):
             checkpoint_sequential(layers, x, budget=2, **kw)
+
+
+def test_what_only_an_unused_output_reaches_gets_no_gradient_as_in_plain_autograd():
+    """None, not zeros: an optimiser skips a None gradient (AdamW decays a zero one)."""
+    w = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    u = torch.ones(2, dtype=F64, requires_grad=True)
+    v = torch.zeros(2, dtype=F64, requires_grad=True)
+    for kw in ({"budget": 2}, {"budget": 2, "tape": False}, {"memory": 1e6}):
+        u.grad = v.grad = w.grad = None
+        s = checkpointed_loop(lambda i, s, w: (s[0] * w, s[1] + 1.0), (u, v), 6, w, **kw)
+        s[1].sum().backward()
+        assert u.grad is None and w.grad is None, kw
+        assert torch.equal(v.grad, torch.ones(2, dtype=F64))
+
+    class Split(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(2, 2).double(), torch.nn.Linear(2, 2).double()
+
+        def forward(self, x):
+            return self.a(x), self.b(x)
+
+    split = Split()
+    y = checkpoint_sequential([split, lambda t: (torch.tanh(t[0]), t[1])],
+                              torch.ones(1, 2, dtype=F64), budget=1)
+    y[0].sum().backward()
+    assert split.b.weight.grad is None and split.a.weight.grad is not None
+
+
+def test_a_computed_parameter_and_its_source_in_one_backward_step_are_refused():
+    """autograd.grad asked for both counts the path through the computed one twice (it
+    gave wrong gradients); in separate backward steps both are right."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 4).double()
+    tied = lin.weight[:, :]
+    layers = [lin, torch.nn.Tanh(), lambda x: x @ tied]
+    x = torch.randn(2, 3, dtype=F64)
+    want = grads_of(lambda: layers[2](layers[1](layers[0](x))), [lin.weight])
+    for budget in (2, 3):
+        got = grads_of(lambda b=budget: checkpoint_sequential(layers, x, budget=b,
+                                                              params=[tied]), [lin.weight])
+        assert_close(got, want)
+    for kw in ({"memory": math.inf}, {"segments": 1}):
+        y = checkpoint_sequential(layers, x, params=[tied], **kw)
+        with pytest.raises(pebbles.PebblesValueError, match="computed from another one"):
+            y.sum().backward()
