@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
@@ -117,6 +118,8 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 def parse_bytes(text: str) -> int:
     """Parse '2GB', '32MiB', '1e6' into bytes (KB/MB/GB decimal, KiB/MiB/GiB binary).
 
+    A fractional byte count (``1.5``, ``1.0005KB``) is refused, not rounded.
+
     Examples
     --------
     >>> from pebbles.cli import parse_bytes
@@ -128,12 +131,16 @@ def parse_bytes(text: str) -> int:
     if m is None or unit not in _UNITS:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a size; write e.g. 2GB, 512MiB or 1000000")
-    try:
-        value = float(m.group(1)) * _UNITS[unit]
-    except ValueError:
+    try:  # exact: 1.1KB is 1100 bytes, not 1100.0000000000002
+        value = Decimal(m.group(1)) * _UNITS[unit]
+    except ArithmeticError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 2GB") from None
-    if not math.isfinite(value) or value < 1 or value > 2**62:
+    if not value.is_finite() or value < 1 or value > 2**62:
         raise argparse.ArgumentTypeError(f"{text!r} must be a size from 1 byte to 4 EiB")
+    if value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is {value.normalize():f} bytes, not a whole number of bytes; write a "
+            f"whole number (e.g. {math.ceil(value)})")
     return int(value)
 
 
@@ -260,7 +267,8 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
     entry = describe(method)
     unused = unused_flags(args, method) if strict else []
     if unused:
-        takes = [_FLAGS[name] for name, _ in entry.options if name in _FLAGS]
+        takes = [_FLAGS[name] for name, _ in entry.options if name in _FLAGS  # this parser's
+                 and hasattr(args, "no_uncompute" if name == "uncompute" else name)]
         raise PebblesValueError(
             f"{' '.join(unused)}: not {'an option' if len(unused) == 1 else 'options'} of "
             f"method {method} (its options: {', '.join(takes) or 'none'}); leave "
@@ -290,18 +298,28 @@ _VALUE_FLAGS = {"n": "-n", "budget": "--pebbles", "k": "--k", "delta": "--delta"
                 "tau": "--tau", "every": "--every", "beyond": "--beyond", "period": "--period",
                 "disk_budget": "--disk-slots", "write_cost": "--write-cost",
                 "read_cost": "--read-cost"}
-_ARGUMENT = re.compile(r"\b(" + "|".join(_VALUE_FLAGS) + r")(=| >= )")
 
 
-def in_flags(err: PebblesError, n_flag: str = "-n") -> PebblesError:
+def in_flags(err: PebblesError, n_flag: str = "-n",
+             flags: dict[str, str] | None = None) -> PebblesError:
     """``err`` with the library's ``name=value`` words written as the command line's flags
-    (``budget=2`` becomes ``--pebbles 2``, ``budget >= 5`` ``--pebbles >= 5``), for a
-    message a command-line user can act on; ``n`` becomes ``n_flag``."""
-    flags = {**_VALUE_FLAGS, "n": n_flag}
+    (``budget=2`` becomes ``--pebbles 2``, ``budget >= 5`` ``--pebbles >= 5``, ``<=`` alike), for a
+    message a command-line user can act on; ``n`` becomes ``n_flag``. ``flags``: more
+    argument names and their flags for a command that has others (``{"memory":
+    "--memory"}``), or other flags for the usual names (``{"period": "--every"}``)."""
+    table = {**_VALUE_FLAGS, "n": n_flag, **(flags or {})}
     if err.args and isinstance(err.args[0], str):
-        text = _ARGUMENT.sub(lambda m: flags[m.group(1)] + (" " if m.group(2) == "=" else " >= "),
-                             err.args[0])
-        err.args = (text, *err.args[1:])
+        names = "|".join(sorted(map(re.escape, table), key=len, reverse=True))
+        pattern = re.compile(r"(?<![\w.])(" + names + r")(=| >= | <= )")
+
+        def flag(m: re.Match) -> str:
+            if m.group(2) != "=":
+                return table[m.group(1)] + m.group(2)
+            following = m.string[m.end():m.end() + 1]
+            return table[m.group(1)] + (" " if following and not following.isspace()
+                                        and following not in ",;)" else "")
+
+        err.args = (pattern.sub(flag, err.args[0]), *err.args[1:])
     return err
 
 
@@ -548,7 +566,19 @@ def _elapsed(message: str) -> Iterator[None]:
         sys.stderr.flush()
 
 
+#: ``pebbles plan``'s flags for the planner's argument names (:func:`in_flags`).
+_PLAN_FLAGS = {"memory": "--memory", "state_bytes": "--state-bytes",
+               "backward_cost": "--backward-cost", "directory": "--disk-dir"}
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
+    try:
+        return _plan(args)
+    except PebblesError as err:
+        raise in_flags(err, flags=_PLAN_FLAGS) from None
+
+
+def _plan(args: argparse.Namespace) -> int:
     if args.budget is not None and args.memory is not None:
         raise PebblesValueError("give either --pebbles S or --memory BYTES with --state-bytes "
                                 "BYTES, not both")
@@ -556,6 +586,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise PebblesValueError("plan needs a budget: --pebbles S, or --memory BYTES with "
                                 "--state-bytes BYTES (e.g. --memory 2GiB --state-bytes 32MiB)")
     wc, rc = _io_costs(args)
+    if (wc is not None or rc is not None or args.disk_budget is not None) \
+            and None in (wc, rc):
+        raise PebblesValueError(
+            "a disk needs --write-cost and --read-cost (a state's write and read time over "
+            "a forward step's), or --disk-dir DIR with --state-bytes and --step-seconds to "
+            "measure them")
     long = (wc is not None or rc is not None or args.disk_budget is not None) \
         and args.n > TWO_LEVEL_NOTICE_N
     with _elapsed(f"# solving the two-level optimum of n={args.n} for both games (a minute or "

@@ -1152,7 +1152,7 @@ def _sensitivity_cli(args: argparse.Namespace) -> str:
             raise pebbles.PebblesValueError(
                 f"{flag} {low:g} {high:g}: the low end must come first and be below the "
                 f"high end (an axis of Figure 3); pass e.g. {flag} {min(low, high):g} "
-                f"{max(low, high):g}")
+                f"{max(low, high) if low != high else low + 1:g}")
     if args.resolution < 2:
         raise pebbles.PebblesValueError(
             f"--resolution {args.resolution} must be >= 2 (grid points per axis), e.g. 201")

@@ -37,11 +37,13 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -967,7 +969,7 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
     _disk_needs(name, options, cli)
     if name == "periodic" and options.get("every") is None:
         options["every"] = math.isqrt(max(n - 1, 0)) + 1
-    known = _check_options(name, options)
+    known = _check_options(name, options, cli)
     opts = {key: value for key, value in options.items()
             if key in known and value is not None}
     if "inplace" in known:
@@ -975,12 +977,28 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
     return pebbles.schedule(name, n, budget=budget, **opts)
 
 
-def _check_options(name: str, options: dict) -> dict:
+#: ``python -m solvers.pml gradient``'s flags for the registry's option names.
+_CLI_FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "every": "--every",
+              "period": "--every", "disk_budget": "--disk-slots", "write_cost": "--write-cost",
+              "read_cost": "--read-cost", "background_writes": "--background-writes"}
+#: The flags of the command line besides the schedule's, for :func:`pebbles.cli.in_flags`.
+_CONFIG_FLAGS = {"steps": "--steps", "nx": "--nx", "ny": "--ny", "dt": "--dt", "h": "--h",
+                 **_CLI_FLAGS}
+
+
+def _check_options(name: str, options: dict, cli: bool = False) -> dict:
     """Refuse options given (not None, not False) that method ``name`` does not take;
-    return its options and their defaults."""
+    return its options and their defaults. ``cli``: the message names the flags."""
     known = dict(pebbles.describe(name).options)
     for key, value in options.items():
         if key not in known and value not in (None, False):
+            if cli:
+                given = _CLI_FLAGS[key] + ("" if isinstance(value, bool) else f" {value}")
+                takes = dict.fromkeys(_CLI_FLAGS[k] for k in known if k in _CLI_FLAGS)
+                raise PebblesValueError(
+                    f"{given} is not an option of --method {name} (its options: "
+                    f"{', '.join(takes) or 'none'}); leave it out or pick a method that "
+                    f"takes it")
             raise PebblesValueError(
                 f"{key}={value!r} is not an option of method {name} (its options: "
                 f"{', '.join(known) or 'none'}); leave it out or pick a method that takes it")
@@ -1166,11 +1184,15 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
     is still to be measured (:func:`_cli_schedule` makes it once every
     check that needs no measurement has passed).
     """
-    cfg = PMLConfig(nx=args.nx, ny=args.ny, steps=args.steps, dt=args.dt, h=args.h)
+    try:
+        cfg = PMLConfig(nx=args.nx, ny=args.ny, steps=args.steps, dt=args.dt, h=args.h)
+    except pebbles.PebblesError as err:
+        raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
     moves, estimate = None, memory_estimate(cfg)
     if args.command == "gradient":
         check_npz_output("--save", args.save)
         _check_disk_flags(args)
+        _check_disk_dir(args.disk_dir)
         if _measures_disk(args):
             estimate = _two_level_estimate(args, cfg)
         else:
@@ -1185,13 +1207,16 @@ def _cli_schedule(args: argparse.Namespace, cfg: PMLConfig, disk: dict) -> pebbl
     """``--method`` and its flags as a schedule; ``disk``: the two-level options."""
     budget, old = args.budget, None
     if args.method == "treeverse-paper" and args.delta is None:
+        if args.budget is None:
+            raise PebblesValueError("--method treeverse-paper needs --delta D (the paper's "
+                                    "delta; --pebbles D is its older name here)")
         budget, old = None, args.budget  # the older meaning of --pebbles here
     try:
         return _registry_schedule(args.method, cfg.steps, budget=budget, old=old, cli=True,
                                   inplace=args.inplace, k=args.k, every=args.every,
                                   delta=args.delta, **disk)
     except pebbles.PebblesError as err:
-        raise in_flags(err, "--steps") from None
+        raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
 
 
 def _measures_disk(args: argparse.Namespace) -> bool:
@@ -1203,9 +1228,10 @@ def _two_level_estimate(args: argparse.Namespace, cfg: PMLConfig) -> MemoryEstim
     """The budget check and memory estimate of ``two-level`` before its costs are
     measured: both depend on ``--pebbles`` alone (the method holds at most S states)."""
     try:
-        _check_options("two-level", {"k": args.k, "every": args.every, "delta": args.delta})
+        _check_options("two-level", {"k": args.k, "every": args.every, "delta": args.delta},
+                       cli=True)
     except PebblesValueError as err:
-        raise in_flags(err, "--steps") from None
+        raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
     budget = 10 if args.budget is None else args.budget
     game = "inplace" if args.inplace else "checkpoint"
     least = pebbles.min_pebbles(cfg.steps, game)
@@ -1233,6 +1259,21 @@ def _check_disk_flags(args: argparse.Namespace) -> None:
             f"{' '.join(unused)}: not used by --method {args.method} (disk flags: "
             f"two-level takes them all, periodic-disk --disk-dir and --keep-disk); leave "
             f"{'it' if len(unused) == 1 else 'them'} out or pick a disk method")
+
+
+def _check_disk_dir(disk_dir: str | None) -> None:
+    """Refuse a ``--disk-dir`` that is a file or lies under one, before any computing (the
+    store is opened after the forward recording, the disk measured after a timed step)."""
+    if disk_dir is None:
+        return
+    path = Path(disk_dir)
+    while not os.path.lexists(path) and path.parent != path:
+        path = path.parent
+    if not path.is_dir():
+        raise PebblesValueError(
+            f"--disk-dir {disk_dir!r} is a file or lies under one; it must be a directory "
+            f"(missing ones are created): pass the path of a directory, or remove the file "
+            f"in the way")
 
 
 def _disk_options(args: argparse.Namespace, cfg: PMLConfig | None) -> dict:
@@ -1286,8 +1327,11 @@ def warm_up() -> None:
 def _run(args: argparse.Namespace) -> dict:
     cfg, moves = _config(args)
     c = uniform_model(cfg) if args.c is None else _load_c(args.c, cfg)
-    check_stability(cfg, c)
-    check_stability(cfg, true_model(cfg))
+    try:
+        check_stability(cfg, c)
+        check_stability(cfg, true_model(cfg))
+    except pebbles.PebblesError as err:
+        raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
     warm_up()
     if args.command == "gradient" and moves is None:  # every check passed: measure the disk
         moves = _cli_schedule(args, cfg, _disk_options(args, cfg))

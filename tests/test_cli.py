@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -125,6 +126,19 @@ def test_plan_reads_gib_and_mib_as_binary_like_the_python_example(capsys):
         (["plan", "-n", "100"], "needs a budget"),
         (["plan", "-n", "100", "--memory", "2XB", "--state-bytes", "1MB"], "not a size"),
         (["plan", "-n", "100", "--memory", "1MB", "--state-bytes", "1MB"], "holds 1 states"),
+        # the planner's messages name plan's flags, not its arguments
+        (["plan", "-n", "1000", "--memory", "1KB", "--state-bytes", "1MB"],
+         "--memory 1000 bytes is smaller than one state (--state-bytes 1000000); the executor "
+         "needs 5 states at least: give --memory >= 5000000"),
+        (["plan", "-n", "1000", "--pebbles", "0"], "cannot finish -n 1000 steps"),
+        (["plan", "-n", "1000", "--pebbles", "10", "--write-cost", "1"],
+         "a disk needs --write-cost and --read-cost"),
+        (["plan", "-n", "1000", "--pebbles", "10", "--disk-slots", "3"],
+         "or --disk-dir DIR with --state-bytes and --step-seconds"),
+        (["plan", "-n", "1000", "--pebbles", "10", "--disk-dir", __file__, "--state-bytes",
+          "1MB", "--step-seconds", "1"], f"--disk-dir {__file__!r} is a file"),
+        (["plan", "-n", "100", "--memory", "1.5", "--state-bytes", "1"],
+         "'1.5' is 1.5 bytes, not a whole number of bytes"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
@@ -141,6 +155,18 @@ def test_parse_bytes_units():
     assert parse_bytes("2GB") == 2 * 10**9
     assert parse_bytes("32MiB") == 32 * 2**20
     assert parse_bytes("1000") == 1000
+    assert parse_bytes("1.1KB") == 1100 and parse_bytes("1.5KiB") == 1536  # exact
+    for fractional in ("1.5", "1.0005KB"):  # refused, not cut or rounded
+        with pytest.raises(argparse.ArgumentTypeError, match="not a whole number of bytes"):
+            parse_bytes(fractional)
+
+
+def test_in_flags_takes_a_command_lines_own_flags():
+    err = cli.in_flags(pebbles.PebblesValueError("period=0 must be >= 1; pass period=1, "
+                                                 "n=5, write_cost= and read_cost= (x)"),
+                       flags={"period": "--every"})
+    assert str(err) == ("--every 0 must be >= 1; pass --every 1, -n 5, --write-cost and "
+                        "--read-cost (x)")
 
 
 def test_console_entry_point_runs_without_heavy_imports():

@@ -240,7 +240,8 @@ def test_sensitivity_cli_writes_the_figure3_grid(tmp_path):
     (["--out", "{tmp}"], "is a directory"),
     (["--resolution", "100000000", "--out", "{tmp}/map.npz"], "use a smaller --resolution"),
     (["--sigma-range", "20", "0", "--out", "{tmp}/map.npz"], "pass e.g. --sigma-range 0 20"),
-    (["--rho-range", "5", "5", "--out", "{tmp}/map.npz"], "--rho-range 5 5: the low end"),
+    (["--rho-range", "5", "5", "--out", "{tmp}/map.npz"], "high end (an axis of Figure 3); "
+                                                           "pass e.g. --rho-range 5 6"),
 ])
 def test_sensitivity_cli_checks_before_it_computes(args, message, tmp_path, capsys,
                                                    monkeypatch):
@@ -552,3 +553,10 @@ def test_crossing_budget_that_is_not_an_integer_is_a_type_error():
     with pytest.raises(pebbles.PebblesValueError, match=r"^budget=0 must be an integer >= 1 "
                                                         r"\(.*in-place game"):
         lz.gradient_until_crossing(10.0, 0, inplace=True)
+
+
+def test_cli_options_list_names_only_this_parsers_flags(capsys):
+    argv = ["gradient", "--until-x", "5", "--method", "online", "--steps", "1000", "--k", "2"]
+    assert lz.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(its options: --inplace)" in err, err

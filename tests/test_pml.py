@@ -273,18 +273,32 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["gradient", "--nx", "20", "--ny", "20", "--steps", "10", "--dt", "1e-2"], ["CFL"]),
+    (["gradient", "--nx", "20", "--ny", "20", "--steps", "10", "--dt", "1e-2"],
+     ["CFL", "--dt 0.01,", "use --dt <= ", "or --h >= "]),
     (["gradient", *TINY, "--c", "/nonexistent.npy"], ["--c"]),
-    (["gradient", "--nx", "20", "--ny", "20", "--steps", "0"], ["steps=0"]),
+    (["gradient", "--nx", "20", "--ny", "20", "--steps", "0"], ["--steps 0", "pass --steps 1"]),
+    (["loss", "--nx", "0", "--steps", "10"], ["--nx 0", "pass --nx 2"]),
+    (["loss", "--ny", "1", "--steps", "10"], ["--ny 1", "pass --ny 2"]),
     (["gradient", "--method", "nope"], ["--method"]),
-    (["gradient", *TINY, "--dt", "nan"], ["dt=nan", "finite"]),
-    (["gradient", *TINY, "--dt", "inf"], ["dt=inf", "finite"]),
-    (["gradient", "--nx", "20", "--ny", "20", "--steps", "10", "--h", "inf"], ["h=inf"]),
-    (["loss", "--nx", "20", "--ny", "20", "--steps", "10", "--h", "nan"], ["h=nan"]),
+    (["gradient", *TINY, "--dt", "nan"], ["--dt nan", "finite", "pass e.g. --dt 1e-05"]),
+    (["gradient", *TINY, "--dt", "inf"], ["--dt inf", "finite"]),
+    (["gradient", "--nx", "20", "--ny", "20", "--steps", "10", "--h", "inf"],
+     ["--h inf", "pass e.g. --h "]),
+    (["loss", "--nx", "20", "--ny", "20", "--steps", "10", "--h", "nan"], ["--h nan"]),
     (["gradient", *TINY, "--method", "store-all", "--pebbles", "3"], ["--pebbles 3", "store-all"]),
     (["gradient", *TINY, "--pebbles", "-1"], ["--pebbles -1"]),
-    (["gradient", *TINY, "--method", "treeverse-paper"], ["delta"]),
-    (["gradient", *TINY, "--method", "store-all", "--inplace"], ["inplace=True", "store-all"]),
+    (["gradient", *TINY, "--method", "treeverse-paper"],
+     ["--method treeverse-paper needs --delta D"]),
+    (["gradient", *TINY, "--method", "store-all", "--inplace"],
+     ["--inplace is not an option of --method store-all (its options: none)"]),
+    (["gradient", *TINY, "--method", "bennett", "--inplace"],
+     ["--inplace is not an option of --method bennett-gradient (its options: --k)"]),
+    (["gradient", *TINY, "--method", "two-level", "--k", "2", "--write-cost", "1",
+      "--read-cost", "1"], ["--k 2 is not an option of --method two-level (its options: "
+                            "--disk-slots, --write-cost, --read-cost, --inplace, "
+                            "--background-writes)"]),
+    (["gradient", *TINY, "--method", "periodic-disk", "--every", "0"],
+     ["--every 0 must be >= 1; pass --every 1"]),
     (["gradient", *TINY, "--method", "treeverse", "--k", "3"], ["--k 3", "treeverse"]),
     (["gradient", *TINY, "--save", "out.txt"], ["--save", ".npz"]),
     (["gradient", *TINY, "--save", "/nonexistent-dir/g.npz"], ["--save", "does not exist"]),
@@ -302,6 +316,20 @@ def test_cli_bad_input(argv, words, capsys):
     assert "error: " in err
     for word in words:
         assert word in err, (word, err)
+
+
+@pytest.mark.parametrize("method", [["periodic-disk", "--every", "5"],
+                                    ["two-level", "--write-cost", "1", "--read-cost", "1"],
+                                    ["two-level"]])
+def test_cli_disk_dir_that_is_a_file_is_refused_before_computing(method, monkeypatch,
+                                                                capsys):
+    monkeypatch.setattr(pml, "record", lambda *a: pytest.fail("recorded before the check"))
+    monkeypatch.setattr(pml, "warm_up", lambda: pytest.fail("compiled before the check"))
+    for disk_dir in (__file__, __file__ + "/sub"):
+        argv = ["gradient", *TINY, "--method", *method, "--disk-dir", disk_dir]
+        assert pml.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--disk-dir {disk_dir!r} is a file" in err, err
 
 
 def test_cli_c_of_strings_and_save_to_directory(tmp_path, capsys):
@@ -855,7 +883,7 @@ def test_two_level_measures_the_disk_only_when_the_run_goes_ahead(monkeypatch, t
     assert pml.main([*argv, "--pebbles", "3", "--dt", "1"]) == 2
     assert "unstable" in capsys.readouterr().err
     assert pml.main([*argv, "--pebbles", "3", "--k", "3"]) == 2
-    assert "--k 3 is not an option of method two-level" in capsys.readouterr().err
+    assert "--k 3 is not an option of --method two-level" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
 
 

@@ -554,6 +554,12 @@ def test_cli_pml_refuses_times_with_the_gradient_panel(tmp_path, capsys):
      "--times 200: past the last step 100"),
     (["pml", "--size", "10"], "argument --size: '10' must be a whole number >= 32"),
     (["lorenz-fig3", "--resolution", "1"], "argument --resolution: '1' must be a whole number"),
+    (["pml", "--panel", "gradient", "--pebbles", "1", "--size", "32", "--steps", "50"],
+     "--pebbles 1 cannot finish the checkpoint game with --steps 50 (a walking pebble holds "
+     "two pebbles in the checkpoint game); use --pebbles 2 or more"),
+    (["fig5", "nonexist.json"], "the JSON file 'nonexist.json' has no readable"),
+    (["lorenz-fig3", "--npz", "nonexist.npz"], "--npz 'nonexist.npz' is not a Figure 3 grid"),
+    (["lorenz-fig3", "--npz", __file__], f"--npz {__file__!r} is not an .npz grid"),
 ])
 def test_cli_refuses_runs_too_large_before_computing(tmp_path, monkeypatch, capsys, argv,
                                                      words):

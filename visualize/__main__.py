@@ -21,14 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pebbles import PebblesValueError
-from pebbles.cli import OneLineParser, count, positive, run_command
+from pebbles import PebblesError, PebblesValueError
+from pebbles.cli import OneLineParser, count, in_flags, positive, run_command
 
 from .cli import check_output, dpi, matplotlib_required
 
@@ -109,7 +110,15 @@ def _sensitivity(args: argparse.Namespace):
     from solvers.lorenz import check_run_time
 
     if args.npz:
-        g = ex.load_sensitivity(args.npz)
+        if Path(args.npz).is_file() and not zipfile.is_zipfile(args.npz):
+            raise PebblesValueError(
+                f"--npz {args.npz!r} is not an .npz grid (not a NumPy .npz archive); it must "
+                f"hold sigmas, rhos and mean_abs_grad; write one with `python -m "
+                f"solvers.lorenz sensitivity --out map.npz`")
+        try:
+            g = ex.load_sensitivity(args.npz)
+        except PebblesError as err:
+            raise in_flags(err, flags={"path": "--npz"}) from None
         bad = int((~np.isfinite(g.mean_abs_grad)).sum())
         if bad:
             raise PebblesValueError(
@@ -168,7 +177,10 @@ def _check_pml(args: argparse.Namespace, cfg: Any, times: list[int], budget: int
         raise PebblesValueError(f"--times {' '.join(map(str, late))}: past the last step "
                                 f"{cfg.steps} of the run; give steps in 1..{cfg.steps} or a "
                                 f"larger --steps")
-    moves = None if budget is None else schedule("treeverse", cfg.steps, budget=budget)
+    try:
+        moves = None if budget is None else schedule("treeverse", cfg.steps, budget=budget)
+    except PebblesError as err:
+        raise in_flags(err, "--steps") from None
     est = pml.memory_estimate(cfg, moves)
     need = est.total + 8 * len(times) * cfg.shape[0] * cfg.shape[1]
     available = pml.available_memory()
@@ -210,7 +222,11 @@ def fig5_records(path: str | Path) -> list[dict[str, Any]]:
 def _fig5(args: argparse.Namespace):
     from ._fig5 import draw_figure5
 
-    return draw_figure5(fig5_records(args.json), model=not args.no_model, title=args.title)
+    try:
+        records = fig5_records(args.json)
+    except PebblesError as err:
+        raise in_flags(err, flags={"path": "the JSON file"}) from None
+    return draw_figure5(records, model=not args.no_model, title=args.title)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from pebbles import PebblesValueError
 from pebbles.cli import (
     Command,
     add_schedule_arguments,
+    in_flags,
     positive,
     schedule_from_args,
     unused_flags,
@@ -175,8 +176,8 @@ def _check_size(args: argparse.Namespace, s: pebbles.Schedule) -> None:
 
     if not args.fingerprint and s.n > MAX_CELLS:
         raise PebblesValueError(
-            f"draw_game draws at most n={MAX_CELLS} cells, got n={s.n}; add --fingerprint "
-            f"for a compact view of a large schedule")
+            f"pebbles draw draws at most {MAX_CELLS} cells, got -n {s.n}; use -n {MAX_CELLS} "
+            f"or less, or add --fingerprint for a compact view of a large schedule")
     if args.fingerprint:
         check_fingerprint(str(s), s.n, max(s.n - 1, 0), "at least ")
         steps = pebbles.predicted_steps(s)
@@ -216,8 +217,9 @@ def _figure(args: argparse.Namespace, panels: list[tuple]):
         return _game.draw_side_by_side(panels, args.n)
     except PebblesValueError as err:
         if "draw_fingerprint" in str(err):
-            raise PebblesValueError(f"{err} (on the command line: add --fingerprint)") from None
-        raise
+            raise in_flags(PebblesValueError(f"{err} (on the command line: add "
+                                             f"--fingerprint)")) from None
+        raise in_flags(err) from None
 
 
 def run_draw(args: argparse.Namespace) -> int:
