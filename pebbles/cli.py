@@ -682,12 +682,12 @@ def _parser() -> argparse.ArgumentParser:
                         f"{SUMMARY_MAX_MOVES} moves")
     s.set_defaults(run=_cmd_schedule)
     c = sub.add_parser("compare", help="table of all methods at one budget")
-    c.add_argument("-n", type=positive, required=True)
+    c.add_argument("-n", type=positive, required=True, help="number of steps")
     c.add_argument("--pebbles", "--budget", dest="budget", type=count, required=True,
                    help="budget S: states held at once besides s_0, the working state included")
     c.set_defaults(run=_cmd_compare)
     q = sub.add_parser("plan", help="recommend a schedule for a memory budget")
-    q.add_argument("-n", type=positive, required=True)
+    q.add_argument("-n", type=positive, required=True, help="number of steps")
     q.add_argument("--pebbles", "--budget", dest="budget", type=count,
                    help="budget S: states held at once besides s_0, the working state included "
                         "(or give --memory and --state-bytes)")

@@ -1089,8 +1089,9 @@ def _finite(text: str) -> float:
 
 def _gradient_parser(sub: Any) -> None:
     g = sub.add_parser("gradient", help="compute d x_n / d (x0, y0, z0, sigma, rho, beta)")
-    g.add_argument("--method", default="treeverse",
-                   choices=_gradient_methods())
+    g.add_argument("--method", default="treeverse", choices=_gradient_methods(),
+                   help="how the gradient is computed: forward mode, the adjoint, or a "
+                        "checkpoint schedule (treeverse)")
     g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
                    help="budget S: states held at once besides s_0, the working state "
                    "included (treeverse: 10)")
@@ -1104,12 +1105,17 @@ def _gradient_parser(sub: Any) -> None:
                    help="steps (with --until-x: the most steps)")
     g.add_argument("--until-x", type=_finite, default=None, metavar="LEVEL",
                    help="run until x first reaches LEVEL (n unknown; needs --method online)")
-    g.add_argument("--dt", type=_finite, default=DEFAULT_DT)
-    g.add_argument("--sigma", type=_finite, default=DEFAULT_THETA[0])
-    g.add_argument("--rho", type=_finite, default=DEFAULT_THETA[1])
-    g.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2])
+    g.add_argument("--dt", type=_finite, default=DEFAULT_DT,
+                   help=f"RK4 time step ({DEFAULT_DT:g})")
+    g.add_argument("--sigma", type=_finite, default=DEFAULT_THETA[0],
+                   help=f"Lorenz sigma ({DEFAULT_THETA[0]:g})")
+    g.add_argument("--rho", type=_finite, default=DEFAULT_THETA[1],
+                   help=f"Lorenz rho ({DEFAULT_THETA[1]:g})")
+    g.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2],
+                   help=f"Lorenz beta ({DEFAULT_THETA[2]:.6g})")
     g.add_argument("--x0", type=_finite, nargs=3, default=list(DEFAULT_X0),
-                   metavar=("X", "Y", "Z"))
+                   metavar=("X", "Y", "Z"), help="initial state (%(default)s; write negative "
+                   "numbers without e-notation: -0.001, not -1e-3)")
     g.add_argument("--executor", choices=("numba", "generic"), default="numba",
                    help="executor for schedule methods")
     g.add_argument("--force", action="store_true",
@@ -1127,13 +1133,16 @@ def _parser() -> argparse.ArgumentParser:
     _gradient_parser(sub)
     m = sub.add_parser("sensitivity", help="mean |gradient| on a (sigma, rho) grid (Figure 3)")
     m.add_argument("--sigma-range", type=_finite, nargs=2, default=[0.0, 20.0],
-                   metavar=("LO", "HI"))
+                   metavar=("LO", "HI"), help="sigma axis of the grid (0 20)")
     m.add_argument("--rho-range", type=_finite, nargs=2, default=[0.0, 50.0],
-                   metavar=("LO", "HI"))
+                   metavar=("LO", "HI"), help="rho axis of the grid (0 50)")
     m.add_argument("--resolution", type=int, default=201, help="grid points per axis (201)")
-    m.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2])
-    m.add_argument("--steps", type=positive, default=DEFAULT_STEPS)
-    m.add_argument("--dt", type=_finite, default=DEFAULT_DT)
+    m.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2],
+                   help=f"Lorenz beta ({DEFAULT_THETA[2]:.6g})")
+    m.add_argument("--steps", type=positive, default=DEFAULT_STEPS,
+                   help=f"steps per grid point ({DEFAULT_STEPS})")
+    m.add_argument("--dt", type=_finite, default=DEFAULT_DT,
+                   help=f"RK4 time step ({DEFAULT_DT:g})")
     m.add_argument("--out", required=True, help="output .npz (sigmas, rhos, mean_abs_grad)")
     m.add_argument("--force", action="store_true",
                    help="run even if the grid needs more memory than is available, or "

@@ -1115,10 +1115,10 @@ def check_memory(estimate: MemoryEstimate, available: int | None = None) -> None
 # ---------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser) -> None:
     d = PMLConfig()
-    p.add_argument("--nx", type=int, default=d.nx)
-    p.add_argument("--ny", type=int, default=d.ny)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--dt", type=float, default=d.dt)
+    p.add_argument("--nx", type=int, default=d.nx, help=f"grid cells along x ({d.nx})")
+    p.add_argument("--ny", type=int, default=d.ny, help=f"grid cells along y ({d.ny})")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"time steps ({d.steps})")
+    p.add_argument("--dt", type=float, default=d.dt, help=f"time step ({d.dt:g})")
     p.add_argument("--h", type=float, default=None, help="grid spacing (default 200/(nx-1))")
     p.add_argument("--c", default=None, metavar="FILE.npy",
                    help="squared velocity (nx+2, ny+2); default 3300^2 everywhere")
@@ -1155,7 +1155,9 @@ def _parser() -> argparse.ArgumentParser:
                         "--disk-dir, printed as disk_folder) instead of removing it; it is "
                         "left empty: the schedule deletes each state file once done with "
                         "it, and a failed run deletes those left")
-    g.add_argument("--save", default=None, metavar="OUT.npz")
+    g.add_argument("--save", default=None, metavar="OUT.npz",
+                   help="write the loss, the gradients (grad_c, grad_u0, grad_s0, "
+                        "grad_source) and the step counts")
     lo = sub.add_parser("loss", help="the running loss at c")
     _common(lo)
     return p

@@ -116,3 +116,16 @@ def test_online_overhead_refuses_budgets_too_slow_to_simulate(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--online-overhead 2 with -n 100000" in err and "larger budgets" in err
     assert not out.exists()
+
+
+def test_online_overhead_refusals_are_one_line_and_name_the_n_given(tmp_path, capsys):
+    from pebbles.cli import main
+
+    out = str(tmp_path / "o.png")
+    assert main(["tradeoff", "-n", "1000000", "--online-overhead", "2", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "with -n 1000000 (plotted up to n = 100000)" in err
+    assert main(["tradeoff", "-n", "100", "--online-overhead", "2", "--paper-max-n", "50",
+                 "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--paper-max-n: not used with --online-overhead" in err

@@ -79,12 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     pm.add_argument("--times", type=positive, nargs="+", help="snapshot steps")
     pm.add_argument("--pebbles", "--budget", dest="budget", type=positive,
                     help="treeverse budget S of --panel gradient (20)")
-    pm.add_argument("--panel", choices=("snapshots", "gradient"), default="snapshots")
+    pm.add_argument("--panel", choices=("snapshots", "gradient"), default="snapshots",
+                    help="wavefield snapshots with the shot gather, or dL/dc (snapshots)")
     _output(pm)
     f5 = sub.add_parser("fig5", help="Figure 5: time against peak memory from a benchmark JSON")
     f5.add_argument("json", help="output of `python benchmarks/bench_pml.py --fig5 --json OUT`")
     f5.add_argument("--no-model", action="store_true", help="omit the dashed model times")
-    f5.add_argument("--title")
+    f5.add_argument("--title", help="figure title (default: from the benchmark's size)")
     _output(f5)
     return p
 

@@ -248,8 +248,9 @@ def add_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True,
                         help="output file; its extension picks the format: .png, .svg, .pdf, "
                              ".jpg, .jpeg, .eps or .ps")
-    parser.add_argument("--paper-max-n", type=positive, default=10**4,
-                        help="simulate treeverse-paper only up to this n (10000)")
+    parser.add_argument("--paper-max-n", type=positive,
+                        help="simulate treeverse-paper only up to this n (10000; not with "
+                             "--online-overhead)")
     parser.add_argument("--dpi", type=dpi, default=100, help="raster resolution (100)")
     parser.add_argument("--online-overhead", type=positive, nargs="+", metavar="S",
                         help="instead: the online scheme's overhead over the optimum against "
@@ -267,12 +268,8 @@ def _tradeoff_n(text: str) -> int:
 
 def _overhead_ns(top: int) -> tuple[int, ...]:
     """The n of ``--online-overhead``: 1 to 10 each, then 40 points spaced evenly on a log
-    scale up to ``top`` (at most :data:`MAX_OVERHEAD_N`, said on stderr when capped)."""
-    if top > MAX_OVERHEAD_N:
-        sys.stderr.write(f"pebbles tradeoff: note: --online-overhead plots n up to "
-                         f"{MAX_OVERHEAD_N}, not {top} (every point simulates the online "
-                         f"schedule: n = 10^6 takes minutes)\n")
-        top = MAX_OVERHEAD_N
+    scale up to ``top`` (at most :data:`MAX_OVERHEAD_N`)."""
+    top = min(top, MAX_OVERHEAD_N)
     ns = set(range(1, min(top, 10) + 1))
     if top > 10:
         ns |= {int(round(v)) for v in np.geomspace(10, top, 40)}
@@ -284,15 +281,17 @@ def _overhead_ns(top: int) -> tuple[int, ...]:
 MAX_OVERHEAD_STEPS = 2 * 10**8
 
 
-def _check_overhead_work(ns: tuple[int, ...], budgets: tuple[int, ...]) -> None:
+def _check_overhead_work(ns: tuple[int, ...], budgets: tuple[int, ...], given: int) -> None:
     """Refuse ``--online-overhead`` budgets whose streams take too long to simulate: a
-    small S costs about n^2 / S steps (S = 2: n^2 / 4), estimated by the optimum."""
+    small S costs about n^2 / S steps (S = 2: n^2 / 4), estimated by the optimum; ``given``:
+    the largest -n asked for."""
     work = {s: sum(pebbles.min_forward_steps(n, max(s, pebbles.min_pebbles(n, game)), game)
                    for n in ns for game in ("checkpoint", "inplace")) for s in budgets}
     slow = [s for s, w in work.items() if w > MAX_OVERHEAD_STEPS]
     if slow:
         raise PebblesValueError(
-            f"--online-overhead {' '.join(map(str, slow))} with -n {max(ns)}: the online "
+            f"--online-overhead {' '.join(map(str, slow))} with -n {given}"
+            f"{f' (plotted up to n = {max(ns)})' if given > max(ns) else ''}: the online "
             f"streams have about {max(work.values()):.2g} forward steps to simulate, more "
             f"than {MAX_OVERHEAD_STEPS:.0e} (minutes); use larger budgets or a smaller -n")
 
@@ -300,15 +299,24 @@ def _check_overhead_work(ns: tuple[int, ...], budgets: tuple[int, ...]) -> None:
 def run_tradeoff(args: argparse.Namespace) -> int:
     """Run ``pebbles tradeoff``: draw the Figure 8 panels for ``args.n``; return 0."""
     check_output(args.output)
+    if args.online_overhead and args.paper_max_n is not None:
+        raise PebblesValueError("--paper-max-n: not used with --online-overhead (which draws "
+                                "the online scheme only); leave it out")
+    if args.online_overhead:  # checked before matplotlib is imported
+        ns = _overhead_ns(max(args.n))
+        _check_overhead_work(ns, tuple(args.online_overhead), max(args.n))
     matplotlib_required()
     from . import _game, _tradeoff
 
     if args.online_overhead:
-        ns = _overhead_ns(max(args.n))
-        _check_overhead_work(ns, tuple(args.online_overhead))
+        if max(args.n) > MAX_OVERHEAD_N:
+            sys.stderr.write(f"pebbles tradeoff: note: --online-overhead plots n up to "
+                             f"{MAX_OVERHEAD_N}, not {max(args.n)} (every point simulates "
+                             f"the online schedule: n = 10^6 takes minutes)\n")
         fig = _tradeoff.draw_online_overhead(ns, tuple(args.online_overhead))
     else:
-        fig = _tradeoff.draw_tradeoff(tuple(args.n), paper_max_n=args.paper_max_n)
+        paper = 10**4 if args.paper_max_n is None else args.paper_max_n
+        fig = _tradeoff.draw_tradeoff(tuple(args.n), paper_max_n=paper)
     path = _game.save(fig, args.output, dpi=args.dpi)
     sys.stdout.write(f"wrote {path}\n")
     return 0
