@@ -1362,8 +1362,15 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     levels = int(min(max(mem // quantum if quantum else 100, 100), 2000))
     costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
                        graph=np.full(n, g))
-    return _solve_costs(costs, mem if mem >= hetero_min_memory(costs) else memory,
-                        levels, tape)
+    least = hetero_min_memory(costs)
+    if not memory >= least:
+        graph = " and, in its backward step, its graph" if math.isfinite(g) else ""
+        need, shown = math.ceil(least), int(memory) if memory == int(memory) else memory
+        raise PebblesValueError(
+            f"memory={shown!r} bytes cannot finish the loop: a step holds its input and "
+            f"output ({size} bytes each){graph} at once, {need} bytes; pass memory >= "
+            f"{need}, or a budget= of stored states instead")
+    return _solve_costs(costs, mem if mem >= least else memory, levels, tape)
 
 
 def _check_bytes(name: str, value: object) -> float:

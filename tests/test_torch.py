@@ -1824,3 +1824,13 @@ def test_a_computed_parameter_and_its_source_in_one_backward_step_are_refused():
         y = checkpoint_sequential(layers, x, params=[tied], **kw)
         with pytest.raises(pebbles.PebblesValueError, match="computed from another one"):
             y.sum().backward()
+
+
+def test_a_loop_memory_below_one_step_names_the_state_bytes_not_a_chain():
+    x0 = torch.ones(100, dtype=F64, requires_grad=True)
+    for tape, words in ((True, "and, in its backward step, its graph at once"),
+                        (False, r"\(800 bytes each\) at once")):
+        with pytest.raises(pebbles.PebblesValueError,
+                           match=rf"^memory=100 bytes cannot finish the loop: .*{words}, "
+                                 r"1600 bytes; pass memory >= 1600, or a budget="):
+            checkpointed_loop(lambda i, x: x * 0.9, x0, 10, memory=100, tape=tape)
