@@ -494,7 +494,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     except PebblesError as err:
         raise in_flags(err) from None
     tt = "T'/T"
-    lines = [f"# n={n}, budget={budget} states; T'/T = forward steps / n",
+    capped = f" (--pebbles {args.budget} is more than n: every state fits)" \
+        if args.budget > n else ""
+    lines = [f"# n={n}, budget={budget} states{capped}; T'/T = forward steps / n",
              f"{'method':<34} {'game':<11} {'steps':>12} {tt:>8} {'peak':>5}  optimal?"]
     skipped: list[str] = []
     for s in _compare_schedules(n, budget, skipped):

@@ -343,3 +343,11 @@ def test_version_is_the_package_version(capsys):
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out == f"pebbles {version}\n"
     assert pebbles.__version__ == version
+
+
+def test_compare_says_when_the_budget_is_more_than_n(capsys):
+    code, out, _ = run(capsys, "compare", "-n", "20", "--pebbles", "100")
+    assert code == 0 and out.splitlines()[0].startswith(
+        "# n=20, budget=20 states (--pebbles 100 is more than n: every state fits)")
+    code, out, _ = run(capsys, "compare", "-n", "20", "--pebbles", "5")
+    assert out.splitlines()[0].startswith("# n=20, budget=5 states; T'/T")
