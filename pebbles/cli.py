@@ -588,14 +588,13 @@ def _plan(args: argparse.Namespace) -> int:
         raise PebblesValueError("plan needs a budget: --pebbles S, or --memory BYTES with "
                                 "--state-bytes BYTES (e.g. --memory 2GiB --state-bytes 32MiB)")
     wc, rc = _io_costs(args)
-    if (wc is not None or rc is not None or args.disk_budget is not None) \
-            and None in (wc, rc):
+    disk = wc is not None or rc is not None or args.disk_budget is not None
+    if disk and None in (wc, rc):
         raise PebblesValueError(
             "a disk needs --write-cost and --read-cost (a state's write and read time over "
             "a forward step's), or --disk-dir DIR with --state-bytes and --step-seconds to "
             "measure them")
-    long = (wc is not None or rc is not None or args.disk_budget is not None) \
-        and args.n > TWO_LEVEL_NOTICE_N
+    long = disk and args.n > TWO_LEVEL_NOTICE_N
     with _elapsed(f"# solving the two-level optimum of n={args.n} for both games (a minute or "
                   f"two at n = 10^6)") if long else contextlib.nullcontext():
         p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,

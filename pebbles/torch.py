@@ -1232,14 +1232,15 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     if n == 0:  # no step: x_0, as the plain loop gives
         return x0
     devices = _cuda_devices((*xs, *call_params, *_owned(step)))  # RNG states to keep
-    if memory is not None and _wants_grad(xs, (*call_params, *_module_params(step))):
+    module_params = _module_params(step)
+    if memory is not None and _wants_grad(xs, (*call_params, *module_params)):
         program = _uniform_program(step, x0, n, call_params, memory, graph_bytes, tape,
                                    devices)
     elif memory is not None:  # a plain loop: nothing to size
         program = _program(_schedule("store-all", n), n)
     else:
         program = _program(_schedule(method, n, budget=budget, **options), n)
-    chain = _Chain(step, call_params, _module_params(step), program, spec=_spec(xs),
+    chain = _Chain(step, call_params, module_params, program, spec=_spec(xs),
                    rng=preserve_rng_state, devices=devices, tape=tape,
                    buffers=_module_buffers(step))
     return _run(chain, xs, was_tuple)
@@ -1742,6 +1743,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     input = _torch_order(input, args)
     _check_torch_options(torch_options)
     xs, was_tuple = _as_tuple("input", input)
+    chain_params = _chain_params(layers, params)
     if sum(v is not None for v in (budget, memory, segments)) != 1:
         raise PebblesValueError(
             f"budget={budget!r}, memory={memory!r}, segments={segments!r}: pass exactly one "
@@ -1756,15 +1758,14 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     else:
         segments = None if segments is None else _check_segments(segments, n)
         memory = None if memory is None else _check_bytes("memory", memory)
-        if not _wants_grad(xs, _chain_params(layers, params)):  # a plain pass: no profile
+        if not _wants_grad(xs, chain_params):  # a plain pass: nothing to profile
             moves = _schedule("store-all", n)
         else:
             costs = _costs_for(layers, input, params, costs)
             moves = (_solve_costs(costs, memory, levels, tape) if segments is None else
                      _segments_program(_fields(costs, tape), segments, levels, bool(tape)))
-    params = _chain_params(layers, params)
-    chain = _Chain(lambda i, x: layers[i](x), (), params, _program(moves, n), spec=None,
+    chain = _Chain(lambda i, x: layers[i](x), (), chain_params, _program(moves, n), spec=None,
                    rng=preserve_rng_state, tape=tape, per_step=True,
-                   devices=_layer_devices(xs, params, layers),
+                   devices=_layer_devices(xs, chain_params, layers),
                    buffers=_layer_buffers(layers))
     return _run(chain, xs, was_tuple)
