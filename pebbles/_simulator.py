@@ -235,22 +235,23 @@ def _as_floats(name: str, value: object) -> np.ndarray:
 
     try:
         arr = np.asarray(value)
-        kind = arr.dtype.kind
-        if kind in "bUS" or (kind == "O" and not _numbers(arr)):
-            raise refuse("it holds bools" if kind == "b" else "it is no sequence"
-                         if arr.ndim == 0 else "it holds non-numbers")
+    except (TypeError, ValueError) as e:  # a ragged nesting
+        raise refuse(str(e)) from None
+    kind = arr.dtype.kind
+    if kind in "bUS" or (kind == "O" and not _numbers(arr)):
+        raise refuse("it holds bools" if kind == "b" else "it is no sequence"
+                     if arr.ndim == 0 else "it holds non-numbers")
+    try:
         return np.ascontiguousarray(arr, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        if isinstance(e, PebblesTypeError):
-            raise
+    except (TypeError, ValueError) as e:  # dates, records: no cast to float
         raise refuse(str(e)) from None
 
 
 def _numbers(value: np.ndarray) -> bool:
     """Whether every entry of an object array is a real number (not a bool)."""
     flat = value.reshape(-1)
-    return flat.size > 0 and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-               for v in flat)
+    return flat.size > 0 and all(
+        isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in flat)
 
 
 @dataclass(frozen=True, slots=True)
