@@ -90,13 +90,19 @@ def reals(v: object, name: str, what: str, example: object, *,
         raise pebbles.PebblesTypeError(
             f"{_shown(name, v)} must hold real numbers: {what}; pass e.g. {name}={example}")
     arr = arr.astype(np.float64)
-    if finite and not np.isfinite(arr).all():
+    if finite:
+        _check_finite(arr, v, name, what, example)
+    return arr
+
+
+def _check_finite(arr: np.ndarray, v: object, name: str, what: str, example: object) -> None:
+    """Raise naming the first non-finite entry of ``arr`` (``v`` as given)."""
+    if not np.isfinite(arr).all():
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         at = f"{name}[{', '.join(map(str, where))}]" if where else name
         raise pebbles.PebblesValueError(
             f"{_shown(name, v)} has a non-finite entry ({at}={float(arr[where])}); it must "
             f"hold finite numbers: {what}; pass e.g. {name}={example}")
-    return arr
 
 
 def _shown(name: str, v: object) -> str:
@@ -131,4 +137,5 @@ def triples(v: object, name: str, what: str, example: object, *,
         raise pebbles.PebblesValueError(
             f"{_shown(name, v)} must have {shapes} ({what}), got shape {arr.shape}; pass "
             f"e.g. {name}={example}")
-    return np.ascontiguousarray(reals(v, name, what, example, finite=True))
+    _check_finite(arr, v, name, what, example)
+    return np.ascontiguousarray(arr)

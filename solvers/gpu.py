@@ -42,7 +42,7 @@ import pebbles
 from pebbles import Move, PebblesTypeError, PebblesValueError
 from solvers import lorenz as _lz
 from solvers import pml as _pml
-from solvers._checks import real, triples, whole
+from solvers._checks import triples
 
 __all__ = [
     "LorenzBatch",
@@ -473,7 +473,7 @@ def lorenz_gradient(schedule: pebbles.Schedule | pebbles.SlotProgram | Iterable[
 
     xp = array_module(xp)
     a, b = _batch(x0, theta)
-    dt = _time_step(dt)
+    dt = _lz._dt(dt)
     prog = _program(schedule, n, slots)
     dv = _device_view(xp)  # after every input check: bad input fails alike without a GPU
     nb = a.shape[0]
@@ -490,16 +490,6 @@ def lorenz_gradient(schedule: pebbles.Schedule | pebbles.SlotProgram | Iterable[
         seconds = time.perf_counter() - t0
     return LorenzBatch(_to_host(loss_xp), _to_host(grad_xp), prog.forward_steps,
                        prog.backward_steps, prog.peak_states, prog.nslots, seconds)
-
-
-def _time_step(dt: object) -> float:
-    """``dt`` checked as the CPU executors check it: a finite real number."""
-    return real(dt, "dt", "time step", _lz.DEFAULT_DT)
-
-
-def _steps(n: object) -> int:
-    """``n`` checked as the CPU executors check it: an integer >= 0."""
-    return whole(n, 0, "n", "the number of RK4 steps")
 
 
 def lorenz_forward(x0: Sequence[float] | np.ndarray = _lz.DEFAULT_X0,
@@ -519,7 +509,7 @@ def lorenz_forward(x0: Sequence[float] | np.ndarray = _lz.DEFAULT_X0,
 
     xp = array_module(xp)
     a, b = _batch(x0, theta)
-    dt, n = _time_step(dt), _steps(n)
+    dt, n = _lz._dt(dt), _lz._n(n)
     dv = _device_view(xp)  # after every input check
     nb = a.shape[0]
     state, tangent = xp.empty((nb, 3)), xp.empty((nb, 3, 6))
