@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,11 @@ def load_sensitivity(path: str | Path) -> SensitivityGrid:
 
     Files without ``beta``, ``steps`` or ``dt`` get the paper's 8/3, 10^4 and 3e-3.
     """
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # .npy, JSON: no grid
+        raise PebblesValueError(
+            f"path={str(path)!r} is not an .npz grid (not a NumPy .npz archive); it must "
+            f"hold sigmas, rhos and mean_abs_grad; write one with `python -m "
+            f"solvers.lorenz sensitivity --out map.npz`")
     try:
         with np.load(path) as data:
             return SensitivityGrid(

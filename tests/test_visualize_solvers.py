@@ -612,3 +612,14 @@ def test_adjoint_error_steps_must_be_whole_numbers(steps, error, match):
         ex.adjoint_errors_vs_steps(steps, starts=1)
     with pytest.raises(error, match=match.replace("steps", "intervals")):
         ex.adjoint_errors_vs_reload(steps, n=10, starts=1)
+
+
+def test_load_sensitivity_refuses_files_that_are_no_npz(tmp_path):
+    """A .npy made np.load return an array, and the loader raised a bare TypeError."""
+    for name, write in (("g.npy", lambda p: np.save(p, np.ones(3))),
+                        ("g.json", lambda p: p.write_text("{}"))):
+        path = tmp_path / name
+        write(path)
+        with pytest.raises(pebbles.PebblesValueError,
+                           match=r"^path='.*' is not an \.npz grid \(not a NumPy \.npz archive\)"):
+            ex.load_sensitivity(path)

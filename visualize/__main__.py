@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,11 +110,6 @@ def _sensitivity(args: argparse.Namespace):
     from solvers.lorenz import check_run_time
 
     if args.npz:
-        if Path(args.npz).is_file() and not zipfile.is_zipfile(args.npz):
-            raise PebblesValueError(
-                f"--npz {args.npz!r} is not an .npz grid (not a NumPy .npz archive); it must "
-                f"hold sigmas, rhos and mean_abs_grad; write one with `python -m "
-                f"solvers.lorenz sensitivity --out map.npz`")
         try:
             g = ex.load_sensitivity(args.npz)
         except PebblesError as err:
