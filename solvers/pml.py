@@ -1186,10 +1186,7 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
     is still to be measured (:func:`_cli_schedule` makes it once every
     check that needs no measurement has passed).
     """
-    try:
-        cfg = PMLConfig(nx=args.nx, ny=args.ny, steps=args.steps, dt=args.dt, h=args.h)
-    except pebbles.PebblesError as err:
-        raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
+    cfg = PMLConfig(nx=args.nx, ny=args.ny, steps=args.steps, dt=args.dt, h=args.h)
     moves, estimate = None, memory_estimate(cfg)
     if args.command == "gradient":
         check_npz_output("--save", args.save)
@@ -1213,12 +1210,9 @@ def _cli_schedule(args: argparse.Namespace, cfg: PMLConfig, disk: dict) -> pebbl
             raise PebblesValueError("--method treeverse-paper needs --delta D (the paper's "
                                     "delta; --pebbles D is its older name here)")
         budget, old = None, args.budget  # the older meaning of --pebbles here
-    try:
-        return _registry_schedule(args.method, cfg.steps, budget=budget, old=old, cli=True,
-                                  inplace=args.inplace, k=args.k, every=args.every,
-                                  delta=args.delta, **disk)
-    except pebbles.PebblesError as err:
-        raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
+    return _registry_schedule(args.method, cfg.steps, budget=budget, old=old, cli=True,
+                              inplace=args.inplace, k=args.k, every=args.every,
+                              delta=args.delta, **disk)
 
 
 def _measures_disk(args: argparse.Namespace) -> bool:
@@ -1229,11 +1223,8 @@ def _measures_disk(args: argparse.Namespace) -> bool:
 def _two_level_estimate(args: argparse.Namespace, cfg: PMLConfig) -> MemoryEstimate:
     """The budget check and memory estimate of ``two-level`` before its costs are
     measured: both depend on ``--pebbles`` alone (the method holds at most S states)."""
-    try:
-        _check_options("two-level", {"k": args.k, "every": args.every, "delta": args.delta},
-                       cli=True)
-    except PebblesValueError as err:
-        raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
+    _check_options("two-level", {"k": args.k, "every": args.every, "delta": args.delta},
+                   cli=True)
     budget = 10 if args.budget is None else args.budget
     game = "inplace" if args.inplace else "checkpoint"
     least = pebbles.min_pebbles(cfg.steps, game)
@@ -1329,11 +1320,8 @@ def warm_up() -> None:
 def _run(args: argparse.Namespace) -> dict:
     cfg, moves = _config(args)
     c = uniform_model(cfg) if args.c is None else _load_c(args.c, cfg)
-    try:
-        check_stability(cfg, c)
-        check_stability(cfg, true_model(cfg))
-    except pebbles.PebblesError as err:
-        raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
+    check_stability(cfg, c)
+    check_stability(cfg, true_model(cfg))
     warm_up()
     if args.command == "gradient" and moves is None:  # every check passed: measure the disk
         moves = _cli_schedule(args, cfg, _disk_options(args, cfg))
@@ -1370,7 +1358,10 @@ def _run(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input)."""
     def run(args: argparse.Namespace) -> str:
-        out = _run(args)
+        try:
+            out = _run(args)
+        except pebbles.PebblesError as err:  # the library's argument names as flags
+            raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
         if args.json:
             return json.dumps(out)
         return "\n".join(f"{key:<15} {value}" for key, value in out.items())
