@@ -220,10 +220,8 @@ def draw_pml_gradient(grad_c: np.ndarray, cfg: PMLConfig, *, c_true: np.ndarray 
     -------
     matplotlib.figure.Figure
     """
-    grad_c = np.asarray(grad_c, dtype=float)
-    if grad_c.shape != cfg.shape:
-        raise PebblesValueError(f"grad_c.shape={grad_c.shape} must be cfg.shape={cfg.shape}; "
-                                "pass PMLGradient.grad_c for the same config")
+    grad_c = _checked("grad_c", grad_c, cfg.shape, "(nx + 2, ny + 2)",
+                      "pass PMLGradient.grad_c for the same config")
     if c_true is not None:
         c_true = _checked("c_true", c_true, cfg.shape, "(nx + 2, ny + 2)",
                           "pass PMLExperiment.c_true or solvers.pml.true_model(cfg)")
