@@ -14,6 +14,7 @@ The methods are the paper's (Liu & Xu, Algorithms 2 and 3), the optimal ones
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -189,6 +190,21 @@ def predicted_moves(s: Schedule) -> int | None:
     return entry.moves(s.n, s.budget, **dict(s.options))
 
 
+def _check_fits(s: Schedule) -> None:
+    """Refuse to encode a stream larger than the machine's memory (24 bytes a move)."""
+    moves = predicted_moves(s)
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return
+    if moves is not None and 24 * moves > ram:
+        raise PebblesValueError(
+            f"{s} has {moves} moves: encoding them takes {24 * moves / 2**30:,.1f} GiB, more "
+            f"than this machine's {ram / 2**30:,.1f} GiB of memory; iterate the schedule to "
+            f"stream its moves, or take its forward steps from a formula "
+            f"(pebbles.min_forward_steps, pebbles compare)")
+
+
 def describe(name: str) -> Method:
     """The registry entry of method ``name`` (options, game, summary)."""
     if not isinstance(name, str):
@@ -247,6 +263,7 @@ class Schedule:
         """The moves as an encoded ``int64`` (m, 3) array (fast for treeverse, bennett and
         the reversible optimum and their gradients)."""
         entry = _METHODS[self.method]
+        _check_fits(self)
         if entry.encoded is not None:
             return entry.encoded(self.n, **self._kwargs())
         return encode(self)

@@ -300,3 +300,11 @@ def test_options_are_checked_before_a_budget_is_compared_with_the_need(every, er
     (ZeroDivisionError, a bare TypeError, or 'pass budget >= 5' for every=-2)."""
     with pytest.raises(error, match=match):
         pebbles.schedule("periodic", 6, budget=3, every=every)
+
+
+@pytest.mark.parametrize("call", [lambda s: s.encode(), lambda s: s.simulate(),
+                                  lambda s: pebbles.lower(s)])
+def test_a_stream_larger_than_memory_is_refused_before_encoding(call):
+    s = pebbles.schedule("treeverse", 10**12, budget=40)
+    with pytest.raises(ValueError, match=r"2999999999998 moves.*GiB.*iterate the schedule"):
+        call(s)
