@@ -26,12 +26,14 @@ from ._registry import Method, Schedule, candidates, predicted_steps, schedule
 from ._reversible import reversible_tables_fit
 from ._simulator import simulate
 from ._twolevel import (
+    BOUNDED_MAX_WORK,
     TWO_LEVEL_MAX_ENTRIES,
+    bounded_work,
     min_total_time,
     two_level_steps,
     two_level_tables_fit,
 )
-from ._validation import check_bool, check_cost, check_int
+from ._validation import check_bool, check_cost, check_disk_budget, check_int
 
 __all__ = [
     "BACKGROUND_MAX_N",
@@ -283,8 +285,7 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
         raise PebblesValueError(
             "a disk needs write_cost= and read_cost= (a state's write and read time over a "
             "forward step's; pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
-    if disk_budget is not None:  # checked here for every n (past BOUNDED_DISK_MAX_N too)
-        disk_budget = check_int("disk_budget", disk_budget, 0)
+    disk_budget = check_disk_budget(disk_budget)  # here for every n (n > BOUNDED_DISK_MAX_N)
     if not two_level_tables_fit(n, s):
         skipped.append(f"two-level (n={n} with {s} memory states: its tables would hold more "
                        f"than {TWO_LEVEL_MAX_ENTRIES:.0e} entries; 'periodic-disk' streams at "
@@ -295,13 +296,13 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
         game = Game.INPLACE if inplace else Game.CHECKPOINT
         if s < min_pebbles(n, game):
             continue
-        if disk_budget is not None and n > BOUNDED_DISK_MAX_N:
+        if disk_budget is not None and (why := _bounded_too_big(n, s, disk_budget)):
             free = schedule("two-level", n, budget=s, write_cost=write_cost,
                             read_cost=read_cost, inplace=inplace).simulate()
             if free.peak_disk > disk_budget:
                 skipped.append(f"two-level{' --inplace' * inplace} (a disk of {disk_budget} "
                                f"states is below the {free.peak_disk} the unbounded optimum "
-                               f"uses, and n > {BOUNDED_DISK_MAX_N})")
+                               f"uses, and {why})")
                 continue
         if background and n <= BACKGROUND_MAX_N:
             out.append(_background_candidate(n, s, disk_budget, write_cost, read_cost,
@@ -319,6 +320,17 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
         out.append(Candidate(sched, steps, n, total + backward_cost * n,
                              s + EXECUTOR_EXTRA_STATES, inplace))
     return out
+
+
+def _bounded_too_big(n: int, s: int, disk_budget: int) -> str:
+    """Why the exact bounded-disk table is not solved for the planner ('' if it is)."""
+    if n > BOUNDED_DISK_MAX_N:
+        return f"n > {BOUNDED_DISK_MAX_N}"
+    work = bounded_work(n, s, disk_budget)
+    if work > BOUNDED_MAX_WORK:
+        return (f"the exact table with fewer holds n^2 * budget * (disk_budget + 1) = "
+                f"{work:.1e} entries, more than {BOUNDED_MAX_WORK:.0e}")
+    return ""
 
 
 def _background_candidate(n: int, s: int, disk_budget: int | None, write_cost: float,

@@ -60,7 +60,7 @@ import numpy as np
 from . import _rules as R
 from ._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
 from ._moves import MAX_CELL, Game, Move, MoveKind, as_encoded, outside_int64
-from ._validation import check_cost, check_int
+from ._validation import check_cost, check_disk_budget, check_int
 
 __all__ = ["Board", "ChainCosts", "SimulationResult", "expand", "play_one", "simulate"]
 
@@ -562,7 +562,7 @@ def simulate(
     game: Game | str | None = None,
     budget: int | None = None,
     *,
-    disk_budget: int | None = None,
+    disk_budget: int | float | None = None,
     write_cost: float = 0.0,
     read_cost: float = 0.0,
     costs: ChainCosts | None = None,
@@ -584,7 +584,8 @@ def simulate(
     budget : int, optional
         Most memory pebbles allowed on cells 1..n at any moment.
     disk_budget : int, optional
-        Most disk pebbles at any moment (two-level game; default unbounded).
+        Most disk pebbles at any moment (two-level game; default None or ``math.inf``:
+        unbounded).
     write_cost, read_cost : float
         Cost of a ``store`` and of a ``load``, in forward steps (added to ``time``).
     costs : ChainCosts, optional
@@ -647,8 +648,7 @@ def _check_args(n: object, game: object, budget: object, disk_budget: object,
     game = Game.coerce(game)  # type: ignore[arg-type]
     if budget is not None:
         budget = check_int("budget", budget, 0)
-    if disk_budget is not None:
-        disk_budget = check_int("disk_budget", disk_budget, 0)
+    disk_budget = check_disk_budget(disk_budget)
     if costs is not None:
         if not isinstance(costs, ChainCosts):
             raise PebblesTypeError(f"costs={costs!r} must be a pebbles.ChainCosts")

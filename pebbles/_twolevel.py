@@ -65,7 +65,7 @@ from ._budget import check_budget, min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game, Move, MoveKind
 from ._treeverse import treeverse
-from ._validation import check_bool, check_cost, check_int
+from ._validation import check_bool, check_cost, check_disk_budget, check_int
 
 __all__ = ["best_period", "min_total_time", "periodic_disk", "periodic_disk_time",
            "two_level"]
@@ -85,11 +85,7 @@ def _check_args(n: object, budget: object, disk_budget: object, write_cost: obje
     n = check_int("n", n, 1)
     budget = check_int("budget", budget, 0)
     check_budget(n, budget, Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT)
-    if disk_budget is not None and not (isinstance(disk_budget, float)
-                                        and math.isinf(disk_budget) and disk_budget > 0):
-        disk_budget = check_int("disk_budget", disk_budget, 0)
-    else:
-        disk_budget = None
+    disk_budget = check_disk_budget(disk_budget)
     if disk_budget is not None and disk_budget >= n - 1:
         disk_budget = None  # n - 1 disk pebbles are as good as any number
     wc = _check_cost("write_cost", write_cost)
@@ -498,6 +494,12 @@ def _check_table_size(n: int, s_max: int) -> None:
 BOUNDED_MAX_WORK = 10**9
 
 
+def bounded_work(n: int, budget: int, disk_budget: int) -> int:
+    """Work ``n^2 S (D + 1)`` of the bounded-disk table (refused above
+    :data:`BOUNDED_MAX_WORK` when the unbounded optimum needs more disk than ``D``)."""
+    return n * n * budget * (disk_budget + 1)
+
+
 @lru_cache(maxsize=4)
 def _solve(n: int, s_max: int, disk: int | None, wc: float, rc: float,
            inplace: bool) -> _Tables | _Spine:
@@ -509,14 +511,14 @@ def _solve(n: int, s_max: int, disk: int | None, wc: float, rc: float,
     used = None if disk is None else spine.disk_used(s_max)
     if used is None or used <= disk:
         return spine
-    work = n * n * s_max * (disk + 1)
+    work = bounded_work(n, s_max, disk)
     if work > BOUNDED_MAX_WORK:
         raise PebblesValueError(
             f"disk_budget={disk} with n={n}, budget={s_max}: the optimum with an unbounded "
             f"disk uses {used} disk pebbles, and the exact schedule with "
             f"fewer solves a table of n^2 * budget * (disk_budget + 1) = {work:.1e} entries "
             f"(more than {BOUNDED_MAX_WORK:.0e}: minutes to hours). Give disk_budget="
-            f"{used} or more (or None), or use 'periodic-disk', which "
+            f"{used} or more, or an unbounded disk, or use 'periodic-disk', which "
             f"needs one disk pebble every `period` steps")
     return _Tables(n, s_max, disk, wc, rc, inplace)
 

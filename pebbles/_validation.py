@@ -9,7 +9,7 @@ import numpy as np
 
 from ._errors import PebblesTypeError, PebblesValueError
 
-__all__ = ["check_bool", "check_choice", "check_cost", "check_int"]
+__all__ = ["check_bool", "check_choice", "check_cost", "check_disk_budget", "check_int"]
 
 
 def check_int(name: str, value: object, minimum: int | None = None) -> int:
@@ -33,6 +33,24 @@ def check_int(name: str, value: object, minimum: int | None = None) -> int:
             f"{name}={value} must be >= {minimum}; pass {name}={minimum} or more"
         )
     return value
+
+
+def check_disk_budget(value: object) -> int | None:
+    """``disk_budget`` as an ``int``, or ``None`` for an unbounded disk (``None`` or
+    ``math.inf``).
+
+    >>> import math
+    >>> from pebbles._validation import check_disk_budget
+    >>> check_disk_budget(math.inf) is None, check_disk_budget(3)
+    (True, 3)
+    """
+    if value is None or (isinstance(value, float) and value == math.inf):
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        raise PebblesTypeError(
+            f"disk_budget={value!r} must be a whole number of states, or None or math.inf "
+            f"for an unbounded disk; pass disk_budget=10 or disk_budget=None")
+    return check_int("disk_budget", value, 0)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:

@@ -274,7 +274,7 @@ def test_lower_checks_a_schedule_against_its_own_budget(monkeypatch):
 @pytest.mark.parametrize("n", [100, 3000])  # below and past BOUNDED_DISK_MAX_N
 @pytest.mark.parametrize("disk_budget, error, match", [
     (-3, pebbles.PebblesValueError, r"^disk_budget=-3 must be >= 0"),
-    (2.5, pebbles.PebblesTypeError, r"^disk_budget=2\.5 must be an integer"),
+    (2.5, pebbles.PebblesTypeError, r"^disk_budget=2\.5 must be a whole number"),
     (True, pebbles.PebblesTypeError, r"^disk_budget=True must be an integer"),
     ("3", pebbles.PebblesTypeError, r"^disk_budget='3' must be an integer"),
 ])

@@ -514,3 +514,25 @@ def test_plan_skips_two_level_tables_too_large_with_a_note():
         p = pebbles.plan(10**12, budget=10, write_cost=2, read_cost=1, **kw)
         assert p.best.schedule.method == "treeverse"
         assert any(x.startswith("two-level (n=1000000000000") for x in p.skipped)
+
+
+def test_plan_skips_a_bounded_disk_table_too_large_below_the_n_limit():
+    # n <= BOUNDED_DISK_MAX_N, yet n^2 * S * (D + 1) = 1.2e9 is over BOUNDED_MAX_WORK
+    assert 2000 <= pebbles._planner.BOUNDED_DISK_MAX_N
+    assert twolevel.bounded_work(2000, 100, 2) > twolevel.BOUNDED_MAX_WORK
+    p = pebbles.plan(2000, 100, disk_budget=2, write_cost=0.2, read_cost=0.2)
+    assert p.best.schedule.method == "treeverse"
+    notes = [x for x in p.skipped if x.startswith("two-level")]
+    assert len(notes) == 2 and all("1.2e+09 entries" in x for x in notes)
+
+
+def test_an_infinite_disk_budget_is_an_unbounded_disk_everywhere():
+    kw = dict(write_cost=1, read_cost=1)
+    s = pebbles.schedule("two-level", 50, budget=3, disk_budget=math.inf, **kw)
+    free = pebbles.schedule("two-level", 50, budget=3, **kw)
+    assert s.simulate() == free.simulate()
+    assert pebbles.simulate(free, 50, disk_budget=math.inf, **kw) == free.simulate()
+    inf_plan = pebbles.plan(50, 3, disk_budget=math.inf, **kw)
+    assert inf_plan == pebbles.plan(50, 3, disk_budget=None, **kw)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"disk_budget=2.5 .*whole number"):
+        pebbles.simulate(free, 50, disk_budget=2.5, **kw)
