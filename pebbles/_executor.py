@@ -41,6 +41,7 @@ schedule did leave a state on cell n), evaluates the loss and ``dL/ds_n``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 import traceback
 import warnings
@@ -183,6 +184,7 @@ class _Replay:
         self.store: Any = None
         self.cap = nslots - 1  # state buffers the program needs besides s_0
         self.lends = False  # lend free buffers to the store for its copies
+        self.reads_into = False  # the store's get takes out=: loads reuse free buffers
         self.lending: dict[int, Any] = {}  # id -> buffer lent and not yet taken back
         self.held_states = T.Holdings()
         self.held_states.add(s0)
@@ -556,11 +558,7 @@ class _Replay:
             self.stored.add(cell)
             self.writes += 1
         elif op == OP_LOAD:
-            out = self.spare(1, f"at the load of the state of step {cell}")
-            if out is not None and not out.flags.c_contiguous:  # the store reads C order
-                self.pool.append(out)
-                out = None
-            self.slots[dst] = self.check("load", cell, self.store.get(cell, out=out))
+            self.slots[dst] = self.check("load", cell, self.load(cell))
             self.live += 1
             self.held(0)
             self.reads += 1
@@ -569,6 +567,16 @@ class _Replay:
         else:
             self.store.delete(cell)
             self.stored.discard(cell)
+
+    def load(self, cell: int) -> Any:
+        """The state of step ``cell`` from the store: read into a free buffer where the
+        store's ``get`` takes ``out=``, else ``get(cell)``, a new array (the protocol)."""
+        out = self.spare(1, f"at the load of the state of step {cell}") \
+            if self.reads_into else None
+        if out is not None and not out.flags.c_contiguous:  # the store reads C order
+            self.pool.append(out)
+            out = None
+        return self.store.get(cell) if out is None else self.store.get(cell, out=out)
 
     def run(self, ops: np.ndarray, bar: Any) -> None:
         for op, src, dst, first, count in ops.tolist():
@@ -855,7 +863,9 @@ def replay(
         its files are removed however the replay ends); default a
         ``pebbles.MemoryStore`` made and closed by the replay. However the
         replay ends, the store is left holding none of its states or buffers:
-        it can serve another replay (of any shape and dtype).
+        it can serve another replay (of any shape and dtype). Any object with
+        ``put(key, array)``, ``get(key)`` and ``delete(key)`` will do; loads are
+        read into free state buffers only when its ``get`` takes ``out=``.
 
     Returns
     -------
@@ -914,6 +924,7 @@ def replay(
     own_store = store is None and prog.writes > 0
     r.store = MemoryStore() if own_store else store
     r.lends = bool(getattr(r.store, "borrows", False)) and r.pool_size > 0
+    r.reads_into = r.store is not None and r.pool_size > 0 and _takes_out(r.store)
     bar = _progress_bar(len(prog.ops), progress)
     t0 = time.perf_counter()
     try:
@@ -972,6 +983,18 @@ def _check_store(store: object) -> None:
             f"store={store!r:.60} is {what}; it must be a store object with put, get and "
             f"delete, e.g. store=pebbles.DiskStore(directory) (an instance, used in a with "
             f"block) or store=pebbles.MemoryStore()")
+
+
+def _takes_out(store: object) -> bool:
+    """Whether ``store.get`` takes ``out=`` (a parameter so named, or ``**kwargs``): the
+    protocol's ``get(key)`` need not; a store without it gets no buffers to read into."""
+    try:
+        params = inspect.signature(store.get).parameters.values()  # type: ignore[attr-defined]
+    except (TypeError, ValueError):  # no signature to read (some builtins): offer none
+        return False
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return any((p.name == "out" and p.kind in named) or p.kind is p.VAR_KEYWORD
+               for p in params)
 
 
 def _check_complete(r: _Replay, prog: SlotProgram) -> None:

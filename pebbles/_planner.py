@@ -241,9 +241,9 @@ def plan(
     if background_writes and not disk:
         raise PebblesValueError(
             "background_writes=True costs the two-level schedules with their stores written "
-            "while the steps go on, and there are none without a disk: give write_cost and "
-            "read_cost too (a state's write and read times in forward steps; --write-cost, "
-            "--read-cost or --disk-dir on the command line)")
+            "while the steps go on, and there are none without a disk: give write_cost= and "
+            "read_cost= too (a state's write and read times in forward steps, e.g. "
+            "pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
     s, state_bytes = _budget(budget, memory, state_bytes)
     need = min_pebbles(n, Game.INPLACE)  # the least budget any candidate finishes with
     if s < need:

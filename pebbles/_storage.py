@@ -42,13 +42,15 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ._errors import PebblesError, PebblesTypeError, PebblesValueError
-from ._validation import check_bool, check_int
+from ._validation import check_bool, check_cost, check_int
 
 __all__ = ["MAP_BYTES", "DiskFullError", "DiskStore", "IOCost", "MemoryStore", "Store",
            "StoreError", "mapped_empty", "measure_io"]
 
 Key = int | str
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
+#: A str key that reads as an int key: its file name is kept apart from the int's.
+_INT_TEXT = re.compile(r"-?[0-9]+")
 #: NumPy's message for a write the disk cut short (``tofile``; it carries no ``errno``).
 _SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 #: Error numbers of a full disk: no space left, or the user's quota used up.
@@ -152,10 +154,13 @@ class Store:
     whatever the exit. Keys are ints (the executors use the cell number: a
     NumPy integer is taken as an int) or strs of letters, digits, ``_``,
     ``-`` and ``.``; any other key is refused with an error (``DiskStore``
-    names its files ``state-<key>.npy``). A store that writes in the background may also take
-    buffers from its caller to hold the copies being written (``borrows``,
-    ``put(..., into=buffer)``, :meth:`reclaim`), so that an executor with free
-    state buffers adds no memory for them.
+    names its files ``state-<key>.npy``, ``state-str+<key>.npy`` for a str key
+    of digits such as ``"5"``, which is not the int key ``5``). A store that
+    writes in the background may also take buffers from its caller to hold the
+    copies being written (``borrows``, ``put(..., into=buffer)``,
+    :meth:`reclaim`), so that an executor with free state buffers adds no memory
+    for them. ``get(key)`` returns a new array; a store whose ``get`` also takes
+    ``out=`` (a buffer to fill) lets the executors reuse their buffers for loads.
     """
 
     #: Whether ``put`` accepts ``into=``: a free buffer of the caller's that the
@@ -180,7 +185,11 @@ class Store:
         return []
 
     def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
-        """Return the array kept under ``key``: a new array, or ``out`` filled with it."""
+        """Return the array kept under ``key``: a new array, or ``out`` filled with it.
+
+        ``out`` is optional in the protocol: the executors pass it only to a store
+        whose ``get`` takes it, and never pass ``out=None``.
+        """
         raise NotImplementedError
 
     def delete(self, key: Key) -> None:
@@ -261,7 +270,9 @@ class DiskStore(Store):
     """One ``.npy`` file a state, in a folder of its own, written by a background thread.
 
     Keys are ints or strs of letters, digits, ``_``, ``-`` and ``.`` (the file
-    of key ``k`` is ``state-<k>.npy``); a float, tuple or other key is refused.
+    of key ``k`` is ``state-<k>.npy``; of a str key that reads as an int, such as
+    ``"5"``, ``state-str+5.npy``, apart from the int key ``5``); a float, tuple or
+    other key is refused.
 
     Parameters
     ----------
@@ -307,7 +318,8 @@ class DiskStore(Store):
     PebblesValueError
         ``queue_size`` is below 1.
     StoreError
-        The store's folder cannot be made there (a file in the way, no permission);
+        The store's folder cannot be made there (a file in the way, no permission,
+        a NUL character in the path);
         ``get`` of a file damaged or deleted by something other than the store.
 
     Examples
@@ -425,6 +437,7 @@ class DiskStore(Store):
 
     def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
         key, w = _check_key(key), self._w
+        _check_buffer(out, contiguous=True)
         self._wait(key)
         if key not in w.files:
             raise StoreError(f"get({key!r}): the store holds no {key!r}")
@@ -492,7 +505,7 @@ class _Writer:
         self.lent = 0  # lent buffers queued or being written
 
     def path(self, key: Key) -> str:
-        return os.path.join(self.directory, f"state-{key}.npy")
+        return os.path.join(self.directory, _file_name(key))
 
     def run(self) -> None:
         """The writer thread: write each queued copy, until ``None``."""
@@ -562,6 +575,14 @@ class _Writer:
                 self.free_all()
 
 
+def _file_name(key: Key) -> str:
+    """``state-<key>.npy``; ``state-str+<key>.npy`` for a str key that reads as an int
+    (``"5"``), so that it never names the int key's file (``+`` is in no key)."""
+    if isinstance(key, str) and _INT_TEXT.fullmatch(key):
+        return f"state-str+{key}.npy"
+    return f"state-{key}.npy"
+
+
 def _check_directory(directory: object) -> str:
     """The directory a :class:`DiskStore` makes its folder in, as a string."""
     if directory is None:
@@ -572,6 +593,10 @@ def _check_directory(directory: object) -> str:
             f"directory={directory!r} must be a path (a str or os.PathLike), got "
             f"{type(directory).__name__}; pass e.g. directory='/scratch/states', or None "
             f"for the system's temporary directory")
+    if "\0" in os.fspath(directory):
+        raise StoreError(
+            f"directory={os.fspath(directory)!r} holds a NUL character ('\\0'), which no "
+            f"path may contain: pass the directory's path without it")
     return os.path.abspath(directory)  # a later os.chdir must not move the store
 
 
@@ -659,12 +684,40 @@ def _into(data: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     """``data`` copied into ``out`` (same shape and dtype), or into a new array."""
     if out is None:
         return np.array(data, copy=True)
-    if out.shape != data.shape or out.dtype != data.dtype:
-        raise PebblesValueError(
-            f"out has shape {out.shape} and dtype {out.dtype} but the stored state has "
-            f"{data.shape} and {data.dtype}; pass a buffer like the state that was stored")
+    _check_out(out, data.shape, data.dtype, contiguous=False)
     np.copyto(out, data)
     return out
+
+
+def _check_buffer(out: object, contiguous: bool) -> None:
+    """Refuse an ``out`` of ``get`` that is not a writeable NumPy array (C-contiguous
+    where ``contiguous``: a file is read straight into it), before any file is opened."""
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        raise PebblesTypeError(
+            f"out={out!r:.60} is a {type(out).__name__}; it must be a NumPy array like the "
+            f"stored state (same shape and dtype), or None for a new one: pass e.g. "
+            f"out=np.empty_like(state)")
+    if not out.flags.writeable:
+        raise PebblesValueError(
+            "out is a read-only array; get fills it with the stored state, so it must be "
+            "writeable: pass a writeable buffer, e.g. out=np.empty_like(state), or None")
+    if contiguous and not out.flags.c_contiguous:
+        raise PebblesValueError(
+            f"out is not C-contiguous (strides {out.strides}); a DiskStore reads the file "
+            f"straight into it, so it must be one C-ordered block: pass e.g. "
+            f"out=np.empty_like(state, order='C'), or None")
+
+
+def _check_out(out: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,
+               contiguous: bool) -> None:
+    """Refuse an ``out`` of ``get`` that cannot take the stored ``shape`` and ``dtype``."""
+    _check_buffer(out, contiguous)
+    if out.shape != shape or out.dtype != dtype:
+        raise PebblesValueError(
+            f"out has shape {out.shape} and dtype {out.dtype} but the stored state has "
+            f"{shape} and {dtype}; pass a buffer like the state that was stored")
 
 
 def _read_npy(name: str, out: np.ndarray | None) -> np.ndarray:
@@ -680,11 +733,8 @@ def _read_npy(name: str, out: np.ndarray | None) -> np.ndarray:
                              f"writes C-ordered arrays of numbers only")
         if out is None:
             out = mapped_empty(shape, dtype)
-        elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
-            raise PebblesValueError(
-                f"out has shape {out.shape} and dtype {out.dtype} but the stored state has "
-                f"{shape} and {dtype}; pass a C-contiguous buffer like the state that was "
-                f"stored")
+        else:
+            _check_out(out, shape, dtype, contiguous=True)
         if out.nbytes and fh.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
             raise StoreError(f"{name} is shorter than its header says ({out.nbytes} bytes of "
                              f"data); the file was truncated")
@@ -724,11 +774,20 @@ class IOCost:
     read_seconds: float
 
     def costs(self, step_seconds: float) -> tuple[float, float]:
-        """``(write_cost, read_cost)`` in units of a forward step of ``step_seconds``."""
-        if not step_seconds > 0:
-            raise PebblesValueError(
-                f"step_seconds={step_seconds} must be > 0; time one forward step first")
+        """``(write_cost, read_cost)`` in units of a forward step of ``step_seconds``
+        (a finite number of seconds > 0)."""
+        step_seconds = _check_step_seconds(step_seconds)
         return self.write_seconds / step_seconds, self.read_seconds / step_seconds
+
+
+def _check_step_seconds(value: object) -> float:
+    """``value`` as a float, after checking it is a finite number of seconds > 0."""
+    v = check_cost("step_seconds", value, "the seconds one forward step takes")
+    if v == 0:
+        raise PebblesValueError(
+            f"step_seconds={value!r} must be > 0 (the costs are the I/O times over it); "
+            f"time one forward step and pass its seconds, e.g. step_seconds=0.1")
+    return v
 
 
 #: Most bytes :func:`measure_io` writes in all (its states go back to back up to this).

@@ -589,6 +589,12 @@ def _plan(args: argparse.Namespace) -> int:
                                 "--state-bytes BYTES (e.g. --memory 2GiB --state-bytes 32MiB)")
     wc, rc = _io_costs(args)
     disk = wc is not None or rc is not None or args.disk_budget is not None
+    if args.background_writes and not disk:
+        raise PebblesValueError(
+            "--background-writes costs the two-level schedules with their stores written "
+            "while the steps go on, and there are none without a disk: give --write-cost and "
+            "--read-cost too, or --disk-dir DIR with --state-bytes and --step-seconds to "
+            "measure them")
     if disk and None in (wc, rc):
         raise PebblesValueError(
             "a disk needs --write-cost and --read-cost (a state's write and read time over "

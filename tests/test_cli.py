@@ -94,6 +94,14 @@ def test_plan_recommends_cheapest(capsys):
 
 
 
+def test_plan_background_writes_without_a_disk_is_refused_in_flags(capsys):
+    code, _, err = run(capsys, "plan", "-n", "100", "--pebbles", "5", "--background-writes")
+    assert code == 2
+    assert "error: --background-writes costs" in err
+    assert "give --write-cost and --read-cost too, or --disk-dir DIR" in err
+    assert "_cost" not in err and "=True" not in err
+
+
 def test_plan_reads_gib_and_mib_as_binary_like_the_python_example(capsys):
     """README: --memory 2GiB --state-bytes 32MiB is pebbles.plan(memory=2 * 2**30,
     state_bytes=32 * 2**20): budget 60, where 2GB / 32MB give 58."""
@@ -294,6 +302,8 @@ def test_plan_costs_print_exactly_for_huge_n(capsys):
     ({"write_cost": math.nan, "read_cost": 1}, pebbles.PebblesValueError,
      "write_cost=nan must be a finite number"),
     ({"write_cost": 1, "read_cost": "x"}, pebbles.PebblesTypeError, "read_cost='x'"),
+    ({"background_writes": True}, pebbles.PebblesValueError,
+     "^background_writes=True .*give write_cost= and read_cost= too"),
 ])
 def test_plan_checks_every_argument(kwargs, error, words):
     with pytest.raises(error, match=words):

@@ -438,3 +438,72 @@ def test_a_state_of_python_objects_is_refused_naming_s0_and_its_dtype(s0):
     with pytest.raises(PebblesTypeError, match="^s0 holds an array of dtype"):
         pebbles.replay_until(lambda i, s: s, lambda i, s, g: (g, None), lambda s: s, s0,
                              lambda i, s: i >= 3, 2)
+
+
+class _DictStore:
+    """A store written to the documented protocol only: ``get(key)`` returns a new array,
+    with no ``out`` parameter. Records the keyword arguments each get received."""
+
+    def __init__(self):
+        self.data, self.gets = {}, 0
+
+    def put(self, key, array):
+        self.data[key] = np.array(array, copy=True)
+
+    def get(self, key):
+        self.gets += 1
+        return self.data[key].copy()
+
+    def delete(self, key):
+        del self.data[key]
+
+
+class _KwargsStore(_DictStore):
+    """A store whose ``get`` takes ``**kwargs``: offered buffers to read into."""
+
+    def __init__(self):
+        super().__init__()
+        self.outs = 0
+
+    def get(self, key, **kwargs):
+        out = kwargs.get("out")
+        if out is None:
+            return super().get(key)
+        self.gets, self.outs = self.gets + 1, self.outs + 1
+        np.copyto(out, self.data[key])
+        return out
+
+
+@pytest.mark.parametrize("inplace, disk", [(False, None), (False, 2), (True, None),
+                                           (True, 2)])
+@pytest.mark.parametrize("pool_size", [None, 0])
+def test_a_store_whose_get_takes_no_out_replays_two_level_schedules(inplace, disk,
+                                                                    pool_size):
+    """Before, the executor called ``get(key, out=...)`` on every store, and a store
+    written to the documented protocol failed with a bare TypeError at its first load."""
+    import pebbles
+
+    n = 40
+    s = pebbles.schedule("two-level", n, budget=3, disk_budget=disk, write_cost=0.5,
+                         read_cost=0.5, inplace=inplace)
+    into = dict(step_into=lambda i, x, out: np.copyto(out, A @ x), pool_size=pool_size)
+    with pebbles.DiskStore() as disk_store:
+        ref = linear(s, None, store=disk_store, **into)
+    mine = _DictStore()
+    r = linear(s, None, store=mine, **into)
+    assert np.array_equal(r.grad_s0, ref.grad_s0) and r.loss == ref.loss
+    assert np.array_equal(r.grad_theta, ref.grad_theta)
+    assert r.reads == ref.reads == mine.gets > 0 and mine.data == {}
+    assert np.array_equal(r.grad_s0, linear(store_all(n), n).grad_s0)
+
+
+def test_a_store_whose_get_takes_kwargs_is_given_buffers_to_read_into():
+    import pebbles
+
+    n = 40
+    s = pebbles.schedule("two-level", n, budget=3, write_cost=0.5, read_cost=0.5,
+                         inplace=True)
+    store = _KwargsStore()
+    r = linear(s, None, store=store, step_into=lambda i, x, out: np.copyto(out, A @ x))
+    assert store.outs > 0 and store.gets == r.reads
+    assert np.array_equal(r.grad_s0, linear(store_all(n), n).grad_s0)

@@ -407,6 +407,87 @@ def test_get_into_a_buffer_checks_shape_and_dtype(make):
             st.get(1, out=np.zeros(6))
 
 
+@pytest.mark.parametrize("make", [MemoryStore, DiskStore])
+def test_an_int_key_and_its_digits_as_a_str_are_two_states(make):
+    with make() as st:
+        st.put(5, np.zeros(3))
+        st.put("5", np.ones(3))
+        st.put(-5, np.full(3, 2.0))
+        st.put("-5", np.full(3, 3.0))
+        assert len(st) == 4
+        assert st.get(5).tolist() == [0.0] * 3 and st.get("5").tolist() == [1.0] * 3
+        assert st.get(-5).tolist() == [2.0] * 3 and st.get("-5").tolist() == [3.0] * 3
+        st.delete("5")
+        assert st.get(5).tolist() == [0.0] * 3  # the int key's state is untouched
+        with pytest.raises(StoreError, match="holds no '5'"):
+            st.get("5")
+
+
+def test_a_str_key_of_digits_has_a_file_of_its_own():
+    with DiskStore() as st:
+        names = {k: os.path.basename(st.path(k)) for k in (5, "5", "-5", "05", "str-5", "s5")}
+        assert names[5] == "state-5.npy" and names["5"] == "state-str+5.npy"
+        assert names["05"] == "state-str+05.npy" and names["s5"] == "state-s5.npy"
+        assert len(set(names.values())) == len(names)
+        for k in names:
+            st.put(k, np.array([len(str(k))]))
+        assert [st.get(k).tolist() for k in names] == [[len(str(k))] for k in names]
+        assert _files(st.directory) == sorted(names.values())  # written: get waits
+
+
+def _read_only():
+    a = np.zeros(3)
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("make", [MemoryStore, DiskStore])
+@pytest.mark.parametrize("out, error, match", [
+    ([0.0, 0.0, 0.0], pebbles.PebblesTypeError, r"out=\[0.0, 0.0, 0.0\] is a list; it must "
+                                                 r"be a NumPy array"),
+    ((1, 2, 3), pebbles.PebblesTypeError, "is a tuple; it must be a NumPy array"),
+    (_read_only(), pebbles.PebblesValueError, "out is a read-only array.*must be writeable"),
+])
+def test_get_refuses_an_out_that_is_no_writeable_array(make, out, error, match):
+    with make() as st:
+        st.put(1, np.ones(3))
+        with pytest.raises(error, match=match):
+            st.get(1, out=out)
+        assert st.get(1).tolist() == [1.0] * 3  # the state is still there
+
+
+def test_disk_store_get_names_a_non_contiguous_out_first():
+    with DiskStore() as st:
+        st.put(1, np.ones(3))
+        out = np.zeros(6)[::2]  # the stored shape and dtype, but strided
+        with pytest.raises(pebbles.PebblesValueError, match=r"^out is not C-contiguous"):
+            st.get(1, out=out)
+        assert out.tolist() == [0.0] * 3
+    with MemoryStore() as ms:  # a copy in memory fills any layout
+        ms.put(1, np.ones(3))
+        assert ms.get(1, out=out) is out and out.tolist() == [1.0] * 3
+
+
+def test_a_directory_with_a_nul_character_is_a_store_error(tmp_path):
+    given = f"{tmp_path}/a\0b"
+    with pytest.raises(StoreError, match=r"directory='.*a\\x00b' holds a NUL character"):
+        DiskStore(given)
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("step_seconds, error", [
+    ("0.1", pebbles.PebblesTypeError), (None, pebbles.PebblesTypeError),
+    (True, pebbles.PebblesTypeError), (0.0, pebbles.PebblesValueError),
+    (-1.0, pebbles.PebblesValueError), (float("inf"), pebbles.PebblesValueError),
+    (float("nan"), pebbles.PebblesValueError),
+])
+def test_io_costs_refuse_a_step_time_that_is_no_finite_positive_number(step_seconds, error):
+    io = IOCost("/tmp", 8, write_seconds=2.0, read_seconds=1.0)
+    with pytest.raises(error, match=rf"step_seconds={step_seconds!r}"):
+        io.costs(step_seconds)
+    assert io.costs(np.float32(0.5)) == (4.0, 2.0)
+
+
 def _step(i, x):
     return np.sin(x) * 1.1 + 0.01 * i
 
