@@ -267,8 +267,9 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
     entry = describe(method)
     unused = unused_flags(args, method) if strict else []
     if unused:
-        takes = [_FLAGS[name] for name, _ in entry.options if name in _FLAGS  # this parser's
-                 and hasattr(args, "no_uncompute" if name == "uncompute" else name)]
+        takes = ["--pebbles"] * entry.takes_budget + [
+            _FLAGS[name] for name, _ in entry.options if name in _FLAGS  # this parser's
+            and hasattr(args, "no_uncompute" if name == "uncompute" else name)]
         raise PebblesValueError(
             f"{' '.join(unused)}: not {'an option' if len(unused) == 1 else 'options'} of "
             f"method {method} (its options: {', '.join(takes) or 'none'}); leave "

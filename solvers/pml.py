@@ -994,7 +994,8 @@ def _check_options(name: str, options: dict, cli: bool = False) -> dict:
         if key not in known and value not in (None, False):
             if cli:
                 given = _CLI_FLAGS[key] + ("" if isinstance(value, bool) else f" {value}")
-                takes = dict.fromkeys(_CLI_FLAGS[k] for k in known if k in _CLI_FLAGS)
+                takes = dict.fromkeys(["--pebbles"] * pebbles.describe(name).takes_budget
+                                      + [_CLI_FLAGS[k] for k in known if k in _CLI_FLAGS])
                 raise PebblesValueError(
                     f"{given} is not an option of --method {name} (its options: "
                     f"{', '.join(takes) or 'none'}); leave it out or pick a method that "

@@ -123,7 +123,7 @@ def test_plan_reads_gib_and_mib_as_binary_like_the_python_example(capsys):
         (["schedule", "treeverse-paper", "-n", "20", "--delta", "3", "--tau", "1"], "--tau 3"),
         (["schedule", "periodic", "-n", "20"], "needs --every"),
         (["schedule", "treeverse", "-n", "20", "--pebbles", "3", "--k", "3", "--delta", "2"],
-         "--k --delta: not options of method treeverse (its options: --inplace)"),
+         "--k --delta: not options of method treeverse (its options: --pebbles, --inplace)"),
         (["schedule", "store-all", "-n", "20", "--inplace"],
          "--inplace: not an option of method store-all (its options: none)"),
         (["schedule", "treeverse", "-n", "20", "--pebbles", "3", "--write-cost", "1"],

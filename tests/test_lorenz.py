@@ -270,7 +270,7 @@ BAD_CLI = [
     (["--method", "periodic", "--steps", "10"], "method periodic needs --every"),
     (["--method", "treeverse", "--pebbles", "0", "--steps", "10"], "use --pebbles 2 or more"),
     (["--method", "treeverse", "--k", "3", "--every", "4"],
-     "--k --every: not options of method treeverse (its options: --inplace)"),
+     "--k --every: not options of method treeverse (its options: --pebbles, --inplace)"),
     (["--method", "forward", "--pebbles", "3"], "--pebbles: not used by --method forward"),
     (["--method", "adjoint", "--every", "5", "--inplace"],
      "--inplace: not used by --method adjoint"),
@@ -559,4 +559,4 @@ def test_cli_options_list_names_only_this_parsers_flags(capsys):
     argv = ["gradient", "--until-x", "5", "--method", "online", "--steps", "1000", "--k", "2"]
     assert lz.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "(its options: --inplace)" in err, err
+    assert err.count("\n") == 1 and "(its options: --pebbles, --inplace)" in err, err

@@ -295,7 +295,7 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
      ["--inplace is not an option of --method bennett-gradient (its options: --k)"]),
     (["gradient", *TINY, "--method", "two-level", "--k", "2", "--write-cost", "1",
       "--read-cost", "1"], ["--k 2 is not an option of --method two-level (its options: "
-                            "--disk-slots, --write-cost, --read-cost, --inplace, "
+                            "--pebbles, --disk-slots, --write-cost, --read-cost, --inplace, "
                             "--background-writes)"]),
     (["gradient", *TINY, "--method", "periodic-disk", "--every", "0"],
      ["--every 0 must be >= 1; pass --every 1"]),
