@@ -195,7 +195,9 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--pebbles", "--budget", dest="budget", type=count,
                         help="budget S: states held at once besides s_0, the working state "
                              "included (Revolve's c checkpoints, s_0's among them: S = c)")
-    parser.add_argument("--inplace", action="store_true", help="treeverse: in-place game")
+    takes = [m for m in methods() if "inplace" in dict(describe(m).options)]
+    parser.add_argument("--inplace", action="store_true",
+                        help=f"in-place game ({', '.join(takes)})")
     parser.add_argument("--k", type=positive, help="bennett: blocks per level (2)")
     parser.add_argument("--delta", type=positive, help="treeverse-paper: delta")
     parser.add_argument("--tau", type=count, help="treeverse-paper: tau (default: least)")

@@ -73,31 +73,33 @@ State = Any  # a torch.Tensor or a tuple of tensors
 _NOTHING = contextlib.nullcontext()  # reusable: the context of a run without RNG states
 
 
-#: The form of a state: None for one tensor, else the tuple type its steps get (``tuple``,
-#: or the caller's namedtuple class).
+#: The form of a state: None for one tensor, else the sequence type its steps get
+#: (``tuple``, ``list``, or the caller's namedtuple class).
 Form = type | None
 
 
 def _as_tuple(name: str, value: object) -> tuple[tuple[torch.Tensor, ...], Form]:
-    """(tensors, form) of a state: one tensor, or a tuple (a namedtuple too) of tensors."""
+    """(tensors, form) of a state: one tensor, or a tuple (a namedtuple too) or list of
+    tensors."""
     if isinstance(value, torch.Tensor):
         return (value,), None
     if isinstance(value, (tuple, list)) and value and all(
             isinstance(t, torch.Tensor) for t in value):
         named = isinstance(value, tuple) and hasattr(type(value), "_make")
-        return tuple(value), type(value) if named else tuple
+        return tuple(value), type(value) if named else list if isinstance(value, list) else tuple
     bad = next((f" (item {k} is a {type(t).__name__})" for k, t in enumerate(value)
                 if not isinstance(t, torch.Tensor)), "") if isinstance(value, (tuple, list)) else ""
     raise PebblesTypeError(
         f"{name} is a {type(value).__name__}{bad}; a state must be a torch.Tensor or a "
-        f"non-empty tuple of tensors")
+        f"non-empty tuple (or list) of tensors")
 
 
 def _pack(form: Form, xs: tuple[torch.Tensor, ...]) -> State:
-    """A state as the caller's functions get it: one tensor, a tuple or a namedtuple."""
+    """A state as the caller's functions get it: one tensor, a tuple, a list or a
+    namedtuple."""
     if form is None:
         return xs[0]
-    return xs if form is tuple else form._make(xs)
+    return xs if form is tuple else list(xs) if form is list else form._make(xs)
 
 
 def _spec(xs: tuple[torch.Tensor, ...]) -> list[tuple]:
@@ -335,8 +337,8 @@ class _Chain:
             raise PebblesValueError(
                 f"{self.who(i)} returned {_form_words(was_tuple, len(ys))}, but the state "
                 f"is {_form_words(self.was_tuple, len(self.spec))}; every step must "
-                f"return the state in the same form (a tensor, or a tuple or namedtuple of "
-                f"the same type and as many tensors) as its input")
+                f"return the state in the same form (a tensor, or a tuple, list or namedtuple "
+                f"of the same type and as many tensors) as its input")
         self._check_spec(i, ys)
         return ys
 
@@ -753,8 +755,9 @@ def _unpack(t: torch.Tensor) -> torch.Tensor:
 def _form_words(was_tuple: Form, count: int) -> str:
     if was_tuple is None:
         return "a single tensor"
-    return (f"a tuple of {count} tensor(s)" if was_tuple is tuple else
-            f"a namedtuple {was_tuple.__name__} of {count} tensor(s)")
+    if was_tuple in (tuple, list):
+        return f"a {was_tuple.__name__} of {count} tensor(s)"
+    return f"a namedtuple {was_tuple.__name__} of {count} tensor(s)"
 
 
 def _unpack_checked(who: str) -> Callable[[tuple[torch.Tensor, int]], torch.Tensor]:

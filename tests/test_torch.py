@@ -1671,6 +1671,39 @@ def test_a_namedtuple_state_reaches_the_steps_and_comes_back_as_one():
         checkpointed_loop(lambda i, s, w: (s.u * w, s.t), State(u0, u0[0]), 3, w, budget=2)
 
 
+def test_a_list_state_reaches_the_steps_and_comes_back_as_a_list():
+    w = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    u0 = torch.linspace(-1, 1, 3, dtype=F64, requires_grad=True)
+    seen = set()
+
+    def step(i, s, w):
+        seen.add(type(s))
+        return [torch.sin(s[0] * w), s[1] + 1]
+
+    def plain():
+        s = [u0, torch.zeros((), dtype=F64)]
+        for i in range(6):
+            s = step(i, s, w)
+        return s[0]
+
+    want = grads_of(plain, [u0, w])
+    seen.clear()
+    for run in (lambda: checkpointed_loop(step, [u0, torch.zeros((), dtype=F64)], 6, w,
+                                          budget=2),
+                lambda: checkpointed_while_loop(lambda i, s: (seen.add(type(s)), i < 6)[1],
+                                                step, [u0, torch.zeros((), dtype=F64)], w,
+                                                budget=2)):
+        u0.grad = w.grad = None
+        out = run()
+        assert type(out) is list and out[1].item() == 6
+        out[0].sum().backward()
+        assert_close([u0.grad, w.grad], want)
+    assert seen == {list}
+    with pytest.raises(pebbles.PebblesValueError,
+                       match="returned a tuple of 2 tensor.*but the state is a list of 2"):
+        checkpointed_loop(lambda i, s, w: (s[0] * w, s[1]), [u0, u0[0]], 3, w, budget=2)
+
+
 def test_a_tensor_not_passed_is_found_at_any_step_and_without_inputs_that_need_grad():
     """Its gradient would be lost: a loop step that uses it at step 0 only, and a call whose
     input and parameters need no gradient (a plain pass in grad mode) both raise; under
