@@ -542,7 +542,7 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
     :data:`_MAX_ENTRIES` and :data:`_MAX_WORK`, else :class:`PebblesValueError`."""
     n, backward = costs.n, float(costs.backward.sum())
     graph, taped = _graph(costs), tape and _graph(costs) is None
-    if n == 1 and graph is None:  # _check_memory checked the one paint's need
+    if n == 1 and graph is None and memory >= hetero_min_memory(costs):  # the one paint
         return backward, [Move(_PAINT, 0)]
     q = _quantum(costs.sizes, memory, levels, graph, _held(costs))
     uniform = graph is not None and q.held is None and _is_uniform(costs)
@@ -557,11 +557,13 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
     if simple is not None and simple[0] < best + backward:
         return simple
     if not math.isfinite(best):
+        need = hetero_min_memory(costs)
+        if memory < need:
+            raise _below_need(costs, memory, need)
         raise PebblesValueError(
             f"memory={_fmt(memory)} bytes is at least hetero_min_memory(costs)="
-            f"{_fmt(hetero_min_memory(costs))}, yet the dynamic programme found no schedule "
-            f"at levels={levels}: a bug of pebbles' rounding to memory levels; please "
-            f"report it with the costs")
+            f"{_fmt(need)}, yet the dynamic programme found no schedule at levels={levels}: "
+            f"a bug of pebbles' rounding to memory levels; please report it with the costs")
     moves = _moves(plan, n, q.mmax, q.units)
     # the simulator's sum, move by move, so that hetero_time is exactly its time
     return (best + backward if taped else simulate(moves, n, costs=costs).time), moves
@@ -693,24 +695,29 @@ def _check_memory(costs: object, memory: object, levels: object,
     levels = check_int("levels", levels, 1)
     tape = check_bool("tape", tape)
     least, need = _needs(costs)
-    if memory >= need:
+    if memory >= least:  # below need, the programme is tried (_solve says if it fails)
         return memory, levels, tape
     holds = (f"some step holds its input and output at once"
              f"{'' if costs.graph is None else ' (and its graph, in its backward step)'}"
              f"{'' if _held(costs) is None else ' with the gradients the backward steps hold'}")
-    if not memory >= least:
-        raise PebblesValueError(
-            f"memory={_fmt(memory)} bytes cannot finish the chain of n={costs.n} steps: "
-            f"{holds} ({_fmt(least)} bytes); pass memory >= {_fmt(need)} "
-            f"(hetero_min_memory(costs), the least the dynamic programme finishes with)")
     raise PebblesValueError(
-        f"memory={_fmt(memory)} bytes is below hetero_min_memory(costs)={_fmt(need)}, the "
-        f"least with which the dynamic programme's schedules finish the chain of n={costs.n} "
-        f"steps (they recompute every state while the gradients of the later steps are "
-        f"held); pass memory >= {_fmt(need)}. A schedule outside that family may finish "
-        f"with less (no schedule with under {_fmt(least)}): hetero_brute_force(costs, "
-        f"memory) searches every schedule of a chain of n <= {_BRUTE_MAX_N} steps "
-        f"({_BRUTE_MAX_N_KEPT} with kept graphs)")
+        f"memory={_fmt(memory)} bytes cannot finish the chain of n={costs.n} steps: "
+        f"{holds} ({_fmt(least)} bytes); pass memory >= {_fmt(need)} "
+        f"(hetero_min_memory(costs), with which the dynamic programme always finishes)")
+
+
+def _below_need(costs: ChainCosts, memory: float, need: float) -> PebblesValueError:
+    """The error of a limit below :func:`hetero_min_memory` with which the programme
+    found no schedule."""
+    least = _needs(costs)[0]
+    return PebblesValueError(
+        f"memory={_fmt(memory)} bytes is below hetero_min_memory(costs)={_fmt(need)}, with "
+        f"which the dynamic programme always finishes the chain of n={costs.n} steps (it "
+        f"recomputes every state while the gradients of the later steps are held), and "
+        f"the programme found no schedule within it; pass memory >= {_fmt(need)}. A "
+        f"schedule outside its family may finish with less (no schedule with under "
+        f"{_fmt(least)}): hetero_brute_force(costs, memory) searches every schedule of a "
+        f"chain of n <= {_BRUTE_MAX_N} steps ({_BRUTE_MAX_N_KEPT} with kept graphs)")
 
 
 def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
@@ -751,8 +758,10 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
         If ``costs`` is not a :class:`pebbles.ChainCosts`, ``memory`` not a number,
         ``levels`` not an integer or ``tape`` not a bool.
     PebblesValueError
-        If ``memory`` is NaN or below :func:`hetero_min_memory` (the message says
-        whether any schedule at all could finish with it),
+        If ``memory`` is NaN, below what a paint or a walk alone holds ("cannot
+        finish"), or below :func:`hetero_min_memory` with no schedule of the
+        programme within it (a limit below it is tried: keeping a state instead of
+        recomputing it from ``s_0`` may need less),
         ``levels < 1``, or the tables would pass the size guard (``_MAX_ENTRIES``
         entries, ``_MAX_WORK`` operations: n = 500 steps at 100 levels fits; see the
         module docstring).
