@@ -1475,6 +1475,10 @@ def _timed(layer: Callable[[Any], Any], x: Any, repeat: int,
 def _chain_params(layers: list, params: Sequence[object]) -> tuple[torch.Tensor, ...]:
     """``params`` and the parameters of the ``nn.Module`` layers: what the chain's backward
     steps differentiate (those that require grad)."""
+    if isinstance(params, torch.Tensor):
+        raise PebblesTypeError(
+            f"params is a tensor of shape {tuple(params.shape)}, not a list of tensors; pass "
+            f"params=[w] (a list or tuple of the tensors the layers use)")
     return _params(params) + tuple(
         p for f in layers if isinstance(f, torch.nn.Module) for p in f.parameters())
 
@@ -1745,6 +1749,9 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     n = len(layers)
     input = _torch_order(input, args)
     _check_torch_options(torch_options)
+    tape, preserve_rng_state = check_bool("tape", tape), check_bool("preserve_rng_state",
+                                                                    preserve_rng_state)
+    levels = check_int("levels", levels, 1)
     xs, was_tuple = _as_tuple("input", input)
     chain_params = _chain_params(layers, params)
     if sum(v is not None for v in (budget, memory, segments)) != 1:
@@ -1762,6 +1769,8 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         segments = None if segments is None else _check_segments(segments, n)
         memory = None if memory is None else _check_bytes("memory", memory)
         if not _wants_grad(xs, chain_params):  # a plain pass: nothing to profile
+            if costs is not None:
+                _costs_for(layers, input, params, costs)  # checked as with gradients
             moves = _schedule("store-all", n)
         else:
             costs = _costs_for(layers, input, params, costs)

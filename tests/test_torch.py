@@ -1789,6 +1789,23 @@ def test_loop_arguments_are_checked_before_a_step_also_for_n_0(kw, error, match)
         checkpointed_loop(step, torch.ones(2, requires_grad=True), n, **kw)
 
 
+@pytest.mark.parametrize("grad", [True, False])
+@pytest.mark.parametrize("kw, error, match", [
+    ({"budget": 2, "tape": "x"}, pebbles.PebblesTypeError, r"^tape='x' must be True or False"),
+    ({"budget": 2, "preserve_rng_state": None}, pebbles.PebblesTypeError,
+     r"^preserve_rng_state=None must be True or False"),
+    ({"memory": 1e6, "levels": 0}, pebbles.PebblesValueError, r"^levels=0 must be >= 1"),
+    ({"memory": 1e6, "costs": 1}, pebbles.PebblesTypeError, r"^costs is a int; it must be"),
+    ({"budget": 2, "params": torch.ones(3)}, pebbles.PebblesTypeError,
+     r"^params is a tensor of shape \(3,\), not a list of tensors; pass params=\[w\]"),
+])
+def test_sequential_arguments_are_checked_with_and_without_gradients(grad, kw, error, match):
+    layers = [torch.nn.Tanh() for _ in range(3)]
+    x = torch.ones(2, dtype=F64, requires_grad=grad)
+    with pytest.raises(error, match=match):
+        checkpoint_sequential(layers, x, **kw)
+
+
 def test_costs_for_another_chain_are_named_by_their_length():
     layers = [torch.nn.Tanh() for _ in range(4)]
     x = torch.ones(2, dtype=F64, requires_grad=True)
