@@ -678,6 +678,7 @@ def _program(moves: Any, n: int | None) -> SlotProgram:
         if n is not None and n != moves.n:
             raise PebblesValueError(f"this program is for n={moves.n}, replay got n={n}; "
                                     f"drop n or pass n={moves.n}")
+        _check_slots(moves)
         return _with_frees(moves)
     from ._registry import Schedule
 
@@ -694,6 +695,49 @@ def _program(moves: Any, n: int | None) -> SlotProgram:
                                "move stream; pass n, or a pebbles.schedule(...) value or a "
                                "SlotProgram, which carry their own")
     return lower(moves, n, frees=True)
+
+
+def _check_slots(prog: SlotProgram) -> None:
+    """Refuse a SlotProgram built or cut by hand whose rows name a slot outside
+    ``0..nslots-1``, read a slot before any row writes it, or paint before the seed
+    (vectorised: a program has millions of rows)."""
+    ops = np.asarray(prog.ops)
+    fix = "pass the schedule, or a SlotProgram from pebbles.lower unchanged"
+    if len(ops) == 0:
+        return
+    slots = ops[:, 1:3]
+    if slots.min() < 0 or slots.max() >= prog.nslots:
+        k = int(np.flatnonzero(((slots < 0) | (slots >= prog.nslots)).any(axis=1))[0])
+        raise PebblesValueError(f"row {k} of the program, {ops[k].tolist()}, names a slot "
+                                f"outside 0..{prog.nslots - 1} (nslots={prog.nslots}); {fix}")
+    kinds = np.zeros(max(int(ops[:, 0].max()), max(_READS | _WRITES)) + 1, dtype=np.int8)
+    kinds[list(_READS)] |= 1
+    kinds[list(_WRITES)] |= 2
+    kind = kinds[ops[:, 0]]
+    first_write = _first_writes(np.flatnonzero(kind & 2), ops, prog.nslots)
+    reads = (kind & 1).astype(bool) & (ops[:, 1] != 0)
+    early = np.flatnonzero(reads & (np.arange(len(ops)) < first_write[ops[:, 1]]))
+    if early.size:
+        k = int(early[0])
+        raise PebblesValueError(f"row {k} of the program, {ops[k].tolist()}, reads slot "
+                                f"{int(ops[k, 1])} before any row writes a state there; {fix}")
+    seeds, paints = np.flatnonzero(ops[:, 0] == OP_SEED), np.flatnonzero(ops[:, 0] == OP_PAINT)
+    if paints.size and (seeds.size != 1 or seeds[0] > paints[0]):
+        raise PebblesValueError(f"the program has {seeds.size} seed row(s) (OP_SEED), and "
+                                f"its paints need one seed before them; {fix}")
+
+
+def _first_writes(rows: np.ndarray, ops: np.ndarray, nslots: int) -> np.ndarray:
+    """The first of ``rows`` writing each slot (``len(ops)`` for none), found in chunks
+    that double: every slot is usually written within the first few thousand rows."""
+    first = np.full(nslots, len(ops))
+    start, size = 0, 4096
+    while start < len(rows) and (first[1:] == len(ops)).any():
+        slots, at = np.unique(ops[rows[start:start + size], 2], return_index=True)
+        new = first[slots] == len(ops)
+        first[slots[new]] = rows[start + at[new]]
+        start, size = start + size, 2 * size
+    return first
 
 
 #: Rows that read the state in ``src``, and rows that write a state into ``dst``.

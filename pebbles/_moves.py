@@ -319,6 +319,9 @@ def as_encoded(encoded: object) -> np.ndarray:
             f"array with shape={arr.shape} and dtype={arr.dtype} is not a move "
             f"encoding; pass an integer array of shape (m, 3) made by pebbles.encode()"
         )
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        k = int(np.flatnonzero((arr > np.iinfo(np.int64).max).any(axis=1))[0])
+        raise outside_int64(f"row {k} of the encoding, {arr[k].tolist()},")
     arr = np.ascontiguousarray(arr, dtype=np.int64)
     bad = np.flatnonzero((arr[:, 0] < 0) | (arr[:, 0] > max(MoveKind)))
     if bad.size:

@@ -23,8 +23,14 @@ def leaves(x: Any) -> list[Any]:
     if isinstance(x, (tuple, list)):
         return [leaf for item in x for leaf in leaves(item)]
     if isinstance(x, dict):
-        return [leaf for key in sorted(x) for leaf in leaves(x[key])]
+        return [leaf for key in _keys(x) for leaf in leaves(x[key])]
     return [x]
+
+
+def _keys(d: dict) -> list[Any]:
+    """A dict's keys in a fixed order: sorted within each key type (ints as numbers, strs
+    as text), the types by name, so that keys of mixed types need no comparison."""
+    return sorted(d, key=lambda k: (type(k).__name__, k))
 
 
 _DTYPE_NAMES: dict[Any, str] = {}
@@ -40,7 +46,7 @@ def signature(x: Any) -> Any:
     if isinstance(x, (tuple, list)):
         return (type(x).__name__, tuple(signature(item) for item in x))
     if isinstance(x, dict):
-        return ("dict", tuple((key, signature(x[key])) for key in sorted(x)))
+        return ("dict", tuple((key, signature(x[key])) for key in _keys(x)))
     return (np.shape(x), str(getattr(x, "dtype", type(x).__name__)))
 
 
@@ -88,7 +94,8 @@ def python_number_hint(got: Any, expected: Any) -> str:
 def add(a: Any, b: Any) -> Any:
     """Leaf-by-leaf sum of two states of the same structure."""
     if isinstance(a, (tuple, list)):
-        return type(a)(add(x, y) for x, y in zip(a, b, strict=True))
+        items = [add(x, y) for x, y in zip(a, b, strict=True)]
+        return a._make(items) if hasattr(a, "_make") else type(a)(items)
     if isinstance(a, dict):
         return {key: add(a[key], b[key]) for key in a}
     return a + b

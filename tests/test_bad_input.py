@@ -72,7 +72,7 @@ def _cli_cases(tmp: str) -> list[tuple[list[str], int, str]]:
          r"either --pebbles .* not both"),
         ([*PEB, "plan", "-n", "100", "--memory", "2GB"], 2, r"needs a budget"),
         ([*PEB, "plan", "-n", "100", "--pebbles", "5", "--background-writes"], 2,
-         r"background_writes=True .* give write_cost and read_cost"),
+         r"--background-writes .* give --write-cost and --read-cost too"),
         ([*PEB, "plan", "-n", "100", "--pebbles", "5", "--step-seconds", "1"], 2,
          r"--step-seconds .* give --disk-dir DIR too"),
         ([*PEB, "plan", "-n", "100", "--pebbles", "5", "--backward-cost", "inf"], 2,
@@ -531,6 +531,31 @@ def test_pytree_states_checked_leaf_by_leaf():
         pebbles.replay(pebbles.schedule("treeverse", 5, budget=2), None, s0,
                        lambda i, s: {"u": s["u"] * 2, "v": (s["v"][0][:2], s["v"][1])},
                        backward, loss_grad)
+
+
+Pair = __import__("collections").namedtuple("Pair", "q p")
+
+
+@pytest.mark.parametrize("method", ["treeverse", "store-all"])
+def test_namedtuple_states_and_theta_and_mixed_dict_keys(method):
+    """Gradients are summed leaf by leaf into the same namedtuple (or dict with keys of
+    several types); equal to the hand-derived gradient of the linear map."""
+    n, s = 6, pebbles.schedule(method, 6, budget=2 if method == "treeverse" else None)
+    r = pebbles.replay(s, None, Pair(np.ones(2), np.zeros(2)),
+                       lambda i, x: Pair(0.5 * x.q, x.p + x.q),
+                       lambda i, x, g: (Pair(0.5 * g.q + g.p, g.p), Pair(g.q.copy(), x.q)),
+                       lambda x: Pair(np.ones(2), np.ones(2)))
+    assert type(r.grad_s0) is Pair and type(r.grad_theta) is Pair
+    # p_n = p_0 + q_0 (1 + 1/2 + ... + 2^-(n-1)), q_n = 2^-n q_0
+    assert np.array_equal(r.grad_s0.q, np.full(2, 0.5**n + 2 - 2 * 0.5**n))
+    assert np.array_equal(r.grad_s0.p, np.ones(2))
+    assert np.array_equal(r.grad_theta.p, sum(0.5**i * np.ones(2) for i in range(n)))
+    d = pebbles.replay(s, None, {1: np.ones(2), "a": np.ones(2)},
+                       lambda i, x: {"a": x["a"] * 1.0, 1: 0.5 * x[1]},
+                       lambda i, x, g: ({1: 0.5 * g[1], "a": g["a"]}, None),
+                       lambda x: {1: np.ones(2), "a": np.ones(2)})
+    assert np.array_equal(d.grad_s0[1], np.full(2, 0.5**n))
+    assert np.array_equal(d.grad_s0["a"], np.ones(2))
 
 
 def test_progress_without_tqdm_warns_once_naming_the_extra(monkeypatch):

@@ -576,3 +576,14 @@ def test_lower_checks_n_before_comparing_it() -> None:
     for bad in ("20", 20.0):
         with pytest.raises(pebbles.PebblesTypeError, match=f"n={bad!r} must be an integer"):
             pebbles.lower(s, n=bad)
+
+
+def test_an_unsigned_encoding_past_int64_is_refused_not_wrapped() -> None:
+    arr = np.array([[0, 1, 0], [0, 2**64 - 1, 0]], dtype=np.uint64)
+    for call in (pebbles.as_encoded, lambda a: pebbles.simulate(a, 3), pebbles.decode):
+        with pytest.raises(pebbles.PebblesValueError,
+                           match=r"^row 1 of the encoding, \[0, 18446744073709551615, 0\], "
+                                 r"names a cell outside int64"):
+            list(call(arr))
+    ok = pebbles.as_encoded(np.array([[0, 2**63 - 1, 0]], dtype=np.uint64))
+    assert ok.dtype == np.int64 and ok[0, 1] == 2**63 - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gc
 import re
@@ -249,6 +250,29 @@ def test_a_program_that_does_not_make_every_backward_step_gives_no_gradient():
                                   prog.backward_steps, prog.peak_states)
         with pytest.raises(pebbles.PebblesValueError, match="backward steps, but n=5"):
             run(cut)
+
+
+@pytest.mark.parametrize("frees", [False, True])
+def test_a_program_cut_at_its_start_or_short_of_slots_is_refused_before_a_step(frees):
+    prog = pebbles.lower(pebbles.schedule("treeverse", 8, budget=2), frees=frees)
+    calls = []
+
+    def cut(**kw):
+        return dataclasses.replace(prog, **kw)
+
+    cases = [(cut(ops=prog.ops[1:]), r"^row 0 of the program, \[0, 1, 2, 6, 1\], reads "
+              r"slot 1 before any row writes"),
+             (cut(ops=prog.ops[prog.ops[:, 0] != pebbles.OP_SEED]),
+              r"^the program has 0 seed row\(s\)"),
+             (cut(nslots=2), r"names a slot outside 0\.\.1 \(nslots=2\)")]
+    for bad, match in cases:
+        with pytest.raises(pebbles.PebblesValueError, match=match):
+            pebbles.replay(bad, None, np.ones(2), lambda i, x: calls.append(i) or 0.5 * x,
+                           lambda i, x, g: (0.5 * g, None), np.ones_like)
+    assert calls == []
+    whole = pebbles.replay(prog, None, np.ones(2), lambda i, x: 0.5 * x,
+                           lambda i, x, g: (0.5 * g, None), np.ones_like)
+    assert np.array_equal(whole.grad_s0, np.full(2, 0.5**8))
 
 
 def _slow_writes(monkeypatch, seconds, fail_at=None):
