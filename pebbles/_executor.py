@@ -891,7 +891,8 @@ def replay(
         the loss and to ``gbar_i``.
     check_finite : bool
         Raise :class:`NonFiniteError` if a callback returns NaN or infinity
-        (states, gradients, ``theta_bar`` and losses).
+        (states, gradients, ``theta_bar`` and losses) in a float or complex array
+        (arrays of other dtypes, such as records, are not looked into).
     check_states : bool
         Debug mode: checksum every stored state and every callback's inputs,
         and name the callback and step that changed one (slower).

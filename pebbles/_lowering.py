@@ -344,5 +344,6 @@ def _resolve(schedule: Any, n: int | None,
     if game is Game.REVERSIBLE:
         raise PebblesValueError(
             "game='reversible' cannot be lowered: a gradient needs paints; lower the "
-            "checkpoint-game mirror instead (pebbles.schedule('bennett-gradient', n, k=...))")
+            "checkpoint-game mirror instead (pebbles.schedule('reversible-gradient', n, "
+            "budget=...) for 'reversible-optimal', 'bennett-gradient' for 'bennett')")
     return arr, n, game

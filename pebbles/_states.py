@@ -102,8 +102,10 @@ def add(a: Any, b: Any) -> Any:
 
 
 def all_finite(x: Any) -> bool:
-    """True when no leaf holds NaN or infinity."""
-    return all(bool(np.all(np.isfinite(leaf))) for leaf in leaves(x))
+    """True when no float or complex leaf holds NaN or infinity (leaves of other dtypes,
+    ints, strings, records, are not looked into: ``np.isfinite`` does not apply)."""
+    return all(np.asarray(leaf).dtype.kind not in "fc" or bool(np.all(np.isfinite(leaf)))
+               for leaf in leaves(x))
 
 
 def aliases(a: Any, b: Any) -> bool:

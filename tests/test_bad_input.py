@@ -558,6 +558,19 @@ def test_namedtuple_states_and_theta_and_mixed_dict_keys(method):
     assert np.array_equal(d.grad_s0["a"], np.ones(2))
 
 
+def test_check_finite_passes_integer_and_record_states_and_still_finds_nan():
+    rec = np.zeros(2, dtype=[("a", "f8"), ("b", "i4")])
+    for s0 in (rec, np.arange(3)):
+        r = pebbles.replay(pebbles.schedule("treeverse", 4, budget=2), None, s0,
+                           lambda i, x: x.copy(), lambda i, x, g: (g.copy(), None),
+                           np.ones_like, check_finite=True)
+        assert r.forward_steps > 0
+    with pytest.raises(pebbles.NonFiniteError):
+        pebbles.replay(pebbles.schedule("treeverse", 4, budget=2), None, np.ones(2),
+                       lambda i, x: x * np.nan, lambda i, x, g: (g.copy(), None),
+                       np.ones_like, check_finite=True)
+
+
 def test_progress_without_tqdm_warns_once_naming_the_extra(monkeypatch):
     import pebbles._executor as ex
 
