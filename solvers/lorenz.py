@@ -1195,11 +1195,11 @@ def _check_finite_grid(args: argparse.Namespace, grid: Any) -> None:
     i, j = np.argwhere(bad)[0]
     sigma, rho = float(grid.sigmas[i]), float(grid.rhos[j])
     k = overflow_step(DEFAULT_X0, (sigma, rho, args.beta), args.dt, args.steps)
-    where = (f"the trajectory overflows at step {k}" if k is not None
-             else "its tangents overflow")
+    where = (f"the trajectory overflows at step {k} of {args.steps}" if k is not None
+             else f"its tangents overflow within {args.steps} steps")
     raise pebbles.PebblesValueError(
         f"the gradient is not finite at {int(bad.sum())} of {bad.size} grid points (at "
-        f"(sigma, rho) = ({sigma:g}, {rho:g}) {where} of {args.steps}) with --dt "
+        f"(sigma, rho) = ({sigma:g}, {rho:g}) {where}) with --dt "
         f"{args.dt:g}; use a smaller --dt or fewer --steps")
 
 

@@ -1169,7 +1169,8 @@ def _load_c(path: str, cfg: PMLConfig) -> np.ndarray:
     try:
         c = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise PebblesValueError(f"--c {path}: cannot read a .npy array ({err})") from None
+        raise PebblesValueError(f"--c {path}: cannot read a .npy array of numbers ({err}); "
+                                f"save one with numpy.save(path, c)") from None
     if not isinstance(c, np.ndarray) or c.dtype.kind not in "fiu":
         raise PebblesValueError(
             f"--c {path} holds {getattr(c, 'dtype', type(c).__name__)} values; expected "
@@ -1177,6 +1178,13 @@ def _load_c(path: str, cfg: PMLConfig) -> np.ndarray:
     if c.shape != cfg.shape:
         raise PebblesValueError(
             f"--c {path} holds shape {c.shape}; expected {cfg.shape} = (nx+2, ny+2)")
+    bad = ~np.isfinite(c) | (c < 0) if c.dtype.kind == "f" else c < 0
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise PebblesValueError(
+            f"--c {path}: {int(bad.sum())} of {c.size} cells are negative or not finite "
+            f"(the first at [{i}, {j}]: {float(c[i, j]):g}); the squared velocity must be finite "
+            f"and >= 0 on every cell")
     return np.ascontiguousarray(c, dtype=np.float64)
 
 

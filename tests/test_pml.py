@@ -338,12 +338,20 @@ def test_cli_c_of_strings_and_save_to_directory(tmp_path, capsys):
     assert pml.main(["gradient", *TINY, "--c", str(strings)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--c {strings}" in err and "real numbers" in err
+    negative = tmp_path / "neg.npy"
+    c = np.ones((22, 22))
+    c[3, 4], c[5, 6] = -2.0, np.nan
+    np.save(negative, c)
+    assert pml.main(["loss", *TINY, "--c", str(negative)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--c {negative}: 2 of 484 cells are negative or not " \
+        f"finite (the first at [3, 4]: -2)" in err
     adir = tmp_path / "adir"
     adir.mkdir()
     assert pml.main(["gradient", *TINY, "--save", str(adir)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--save" in err and "is a directory" in err
-    assert set(tmp_path.iterdir()) == {adir, strings}
+    assert set(tmp_path.iterdir()) == {adir, strings, negative}
     assert not (tmp_path / "adir.npz").exists()
 
 

@@ -247,6 +247,10 @@ def test_figure5_from_records(tmp_path):
     assert list(fams) == ["treeverse", "treeverse in-place", "bennett"]
     with pytest.raises(pebbles.PebblesValueError, match="sequence of dicts"):
         visualize.draw_figure5(str(tmp_path / "bench.json"))  # visualize reads no files
+    assert {ln.get_marker() for ln in _gid(fig, "model")} == {"None"}  # lines, no markers
+    one = visualize.draw_figure5([{"schedule": "store-all", "seconds": 2, "peak_states": 100,
+                                   "model_seconds": 1.0}])
+    assert [ln.get_marker() for ln in _gid(one, "model")] == ["x"]  # one point: a marker
 
 
 def test_figure5_command_reads_the_benchmark_json(tmp_path, read_svg):
@@ -286,6 +290,8 @@ def test_cli_lorenz_fig4_and_pml(tmp_path, read_svg, capsys):
     assert "500" not in read_svg(out).texts  # K > n reloads nothing: not drawn
     assert main(["lorenz-fig4", "--max-steps", "50", "--stride", "50", "-o", str(out)]) == 2
     assert "leaves panel (a) one point" in capsys.readouterr().err
+    assert main(["lorenz-fig4", "--max-steps", "1", "-o", str(out)]) == 2
+    assert "one point; give --max-steps 2 or more" in capsys.readouterr().err
     out = tmp_path / "pml.svg"
     assert main(["pml", "--size", "40", "--steps", "120", "--times", "40", "100",
                  "-o", str(out)]) == 0

@@ -135,9 +135,11 @@ def _lorenz_fig4(args: argparse.Namespace):
     from ._lorenz_figs import draw_lorenz_figure4
 
     if args.stride >= args.max_steps:
+        fix = ("give --max-steps 2 or more" if args.max_steps < 2
+               else "give a stride below --max-steps")
         raise PebblesValueError(
             f"--stride {args.stride} with --max-steps {args.max_steps} leaves panel (a) one "
-            f"point; give a stride below --max-steps")
+            f"point; {fix}")
     steps = range(1, args.max_steps + 1, args.stride)
     ks = [k for k in ex.RELOAD_INTERVALS if k <= args.reload_steps]  # K > n: no reload
     _check_fig4_time(args, steps, ks)

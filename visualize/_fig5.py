@@ -105,7 +105,7 @@ def _panel(ax: Axes, families: dict[str, list[dict[str, Any]]], key: str, model:
                         fontsize=6.5, color=colour)
         if model and all("model_seconds" in r for r in rs):
             ax.plot(x, [r["model_seconds"] for r in rs], color=colour, ls="--", lw=0.9,
-                    alpha=0.8, gid="model")
+                    alpha=0.8, gid="model", marker="x" if len(rs) == 1 else None, ms=4)
     if any(line.get_gid() == "model" for line in ax.lines):
         ax.plot([], [], color="grey", ls="--", lw=0.9,
                 label="model: fwd steps x t_fwd + n x t_bwd")
