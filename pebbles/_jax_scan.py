@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["Rows", "make_scan", "split_rows"]
+__all__ = ["Rows", "make_scan", "primal", "split_rows"]
 
 OP_STEP, OP_SEED, OP_PAINT = 0, 1, 2
 
@@ -156,12 +156,13 @@ def _weak_like(tree: Any, avals: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class _Shapes:
-    """Tree structures and masks of the carry, of ``xs`` and of ``ys``."""
+    """Tree structures and masks of the carry, of ``xs``, of ``ys`` and of the consts."""
 
     carry: Any
     carry_mask: tuple[bool, ...]
     x_mask: tuple[bool, ...]
     y_mask: tuple[bool, ...]
+    const_mask: tuple[bool, ...]
 
 
 def _shapes(fun: Callable, init: Any, xs: Any, consts: Sequence[Any]) -> _Shapes:
@@ -169,12 +170,22 @@ def _shapes(fun: Callable, init: Any, xs: Any, consts: Sequence[Any]) -> _Shapes
     _, y = jax.eval_shape(fun, init, x0, *consts)
     return _Shapes(jax.tree.structure(init), tuple(map(_inexact, jax.tree.leaves(init))),
                    tuple(map(_inexact, jax.tree.leaves(xs))),
-                   tuple(map(_inexact, jax.tree.leaves(y))))
+                   tuple(map(_inexact, jax.tree.leaves(y))), tuple(map(_inexact, consts)))
 
 
 # ---------------------------------------------------------------------------
 # the loops
 # ---------------------------------------------------------------------------
+def primal(fun: Callable) -> Callable:
+    """``fun`` run as the forward pass of its VJP: a ``jax.custom_vjp`` function it calls
+    runs its forward rule, ordinary code that an enclosing forward mode
+    (``jax.hessian``, ``jax.jacfwd(jax.grad(...))``) can differentiate, where calling
+    it directly would be refused. The unused residuals are dead code in XLA."""
+    def run(*args: Any) -> Any:
+        return jax.vjp(fun, *args)[0]
+    return run
+
+
 def _walks(fun: Callable, prog: Any, lo: Any, hi: Any, buf: Any, xs: Any,
            consts: Sequence[Any], ys: Any = None) -> tuple[Any, Any]:
     """Run the walks ``prog[lo:hi]`` (rows ``(src, dst, first, count)``) over the slot buffer.
@@ -206,25 +217,26 @@ def _forward(fun: Callable, rows: Rows, n: int, init: Any, xs: Any,
     ys = jax.tree.map(lambda s: jnp.zeros((n, *s.shape), s.dtype), out[1])
     buf = _put(_slots(init, rows.nslots), init, 0)
     prog = jnp.asarray(rows.forward)
-    buf, ys = _walks(fun, prog, 0, len(rows.forward), buf, xs, consts, ys)
+    buf, ys = _walks(primal(fun), prog, 0, len(rows.forward), buf, xs, consts, ys)
     return buf, *_weak_like((_at(buf, rows.seed), ys), out)
 
 
 def _vjp_step(fun: Callable, sh: _Shapes, c: Any, x: Any, consts: Sequence[Any], g: list[Any],
               ct_y: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
-    """Cotangents of the inexact leaves of ``c`` and ``x`` and of ``consts`` for one step,
-    given those of the inexact leaves of the new carry (``g``) and of ``y`` (``ct_y``)."""
+    """Cotangents of the inexact leaves of ``c`` and ``x`` and of the inexact ``consts`` for
+    one step, given those of the inexact leaves of the new carry (``g``) and of ``y``
+    (``ct_y``)."""
     c_leaves, x_leaves = jax.tree.leaves(c), jax.tree.leaves(x)
     x_tree = jax.tree.structure(x)
 
     def diff_step(cd: list[Any], xd: list[Any], cs: list[Any]) -> tuple[list[Any], list[Any]]:
         c_full = jax.tree.unflatten(sh.carry, _merge(cd, c_leaves, sh.carry_mask))
         x_full = jax.tree.unflatten(x_tree, _merge(xd, x_leaves, sh.x_mask))
-        c2, y = fun(c_full, x_full, *cs)
+        c2, y = fun(c_full, x_full, *_merge(cs, consts, sh.const_mask))
         return _split(jax.tree.leaves(c2), sh.carry_mask), _split(jax.tree.leaves(y), sh.y_mask)
 
     _, pull = jax.vjp(diff_step, _split(c_leaves, sh.carry_mask), _split(x_leaves, sh.x_mask),
-                      list(consts))
+                      _split(consts, sh.const_mask))
     return pull((g, ct_y))
 
 
@@ -239,10 +251,11 @@ def _backward(fun: Callable, sh: _Shapes, rows: Rows, buf: Any, xs: Any, consts:
     walks, paints = jnp.asarray(rows.walks), jnp.asarray(rows.paints)
     blocks = jnp.asarray(rows.blocks)
     xd = _split(jax.tree.leaves(xs), sh.x_mask)
-    grads = (g, [jnp.zeros_like(a) for a in xd], [jnp.zeros_like(a) for a in consts])
+    grads = (g, [jnp.zeros_like(a) for a in xd],
+             [jnp.zeros_like(a) for a in _split(consts, sh.const_mask)])
 
     def step(c: Any, x: Any, *cs: Any) -> tuple[Any, None]:
-        return fun(c, x, *cs)[0], None
+        return primal(fun)(c, x, *cs)[0], None
 
     def paint(buf: Any) -> Callable:
         def body(k: Any, grads: tuple) -> tuple:
@@ -289,7 +302,7 @@ def make_scan(fun: Callable, rows: Rows, n: int, unroll: int | bool = 1) -> Call
         g_init = jax.tree.unflatten(sh.carry, _merge(g0, none_c, sh.carry_mask))
         x_leaves = [None] * len(sh.x_mask)
         g_xs = jax.tree.unflatten(jax.tree.structure(xs), _merge(gxs, x_leaves, sh.x_mask))
-        return g_init, g_xs, list(gcs)
+        return g_init, g_xs, _merge(gcs, [None] * len(consts), sh.const_mask)
 
     scan.defvjp(scan_fwd, scan_bwd)
     return scan

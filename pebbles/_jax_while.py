@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._jax_scan import _at, _merge, _put, _shapes, _slots, _split, _vjp_step
+from ._jax_scan import _at, _merge, _put, _shapes, _slots, _split, _vjp_step, primal
 from ._moves import Game
 from ._online import _R3_LIMIT, _r3_layout, r3_choices
 from ._treeverse import beta as _beta_exact
@@ -632,15 +632,15 @@ def _backward(fun: Callable, budget: int, init: Any, buf: Any, ctl: Controller, 
 
     def reverse_one(state: tuple) -> tuple:
         buf, stack, sp, g, gcs = state
-        buf, stack, sp = _walks(fun, tabs, init, ctl.slots, consts, (buf, stack, sp))
+        buf, stack, sp = _walks(primal(fun), tabs, init, ctl.slots, consts, (buf, stack, sp))
         c = _state(init, buf, ctl.slots, stack[sp - 1, 3])
         g, _, gk = _vjp_step(step, sh, c, None, consts, g, [])
         return buf, stack, sp - 1, g, [a + b for a, b in zip(gcs, gk, strict=True)]
 
     stack, sp = _tasks(ctl, n, budget)
-    gcs = [jnp.zeros_like(a) for a in consts]
+    gcs = [jnp.zeros_like(a) for a in _split(consts, sh.const_mask)]
     state = lax.while_loop(lambda st: st[2] > 0, reverse_one, (buf, stack, sp, g, gcs))
-    return state[3], state[4]
+    return state[3], _merge(state[4], [None] * len(consts), sh.const_mask)
 
 
 def make_while(fun: Callable, cfun: Callable, budget: int,
@@ -664,7 +664,7 @@ def make_while(fun: Callable, cfun: Callable, budget: int,
                               state)[0]
 
     def loop_fwd(init: Any, consts: list[Any], cconsts: list[Any]) -> tuple:
-        c, buf, ctl, n = _forward(fun, going(cconsts), budget, init, consts, greedy)
+        c, buf, ctl, n = _forward(primal(fun), going(cconsts), budget, init, consts, greedy)
         return c, (init, buf, ctl, n, consts, cconsts)
 
     def loop_bwd(res: tuple, ct: Any) -> tuple:
@@ -675,7 +675,7 @@ def make_while(fun: Callable, cfun: Callable, budget: int,
         g_init = jax.tree.unflatten(jax.tree.structure(init), _merge(g0, [None] * len(mask), mask))
         g_cc = [jnp.zeros_like(a) if jnp.issubdtype(a.dtype, jnp.inexact) else None
                 for a in map(jnp.asarray, cconsts)]
-        return g_init, list(gcs), g_cc
+        return g_init, gcs, g_cc
 
     loop.defvjp(loop_fwd, loop_bwd)
     return loop

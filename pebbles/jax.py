@@ -46,11 +46,11 @@ except ImportError as exc:  # pragma: no cover - CI installs jax
 
 import numpy as np
 
-from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
+from ._errors import InfeasibleBudgetError, PebblesError, PebblesTypeError, PebblesValueError
 from ._jax_scan import Rows, make_scan, split_rows
 from ._jax_while import MAX_STEPS, make_while
 from ._lowering import SlotProgram, lower
-from ._moves import Game, MoveKind, encode
+from ._moves import Game, encode
 from ._online import while_budget
 from ._registry import Schedule, check_gradient_method, gradient_methods
 from ._registry import schedule as _schedule
@@ -75,15 +75,27 @@ def _from_moves(moves: Any, n: int, budget: int | None) -> SlotProgram:
         arr, game = moves.encode(), moves.game
     else:
         arr = encode(moves)
-        game = Game.INPLACE if (arr[:, 0] == int(MoveKind.MOVE)).any() else Game.CHECKPOINT
+        game = _stream_game(arr, n)
     program = lower(arr, n, game=game)
     if budget is not None:
-        peak = simulate(arr, n, game).peak_pebbles
+        peak = simulate(arr, n, program.game).peak_pebbles
         if peak > budget:
             raise InfeasibleBudgetError(
                 f"the schedule passed holds {peak} carries at once, more than budget={budget}; "
                 f"pass budget >= {peak} or a schedule made for budget={budget}", peak)
     return program
+
+
+def _stream_game(arr: np.ndarray, n: int) -> Game | None:
+    """The game a plain move stream is checked in: the in-place game where the stream is
+    legal in it (a stream without ``move`` rows may be legal in both; the in-place game
+    counts the carry a walk steps once, as the slot buffer holds it), else
+    :func:`pebbles.lower`'s default (None), whose errors then name the broken rule."""
+    try:
+        simulate(arr, n, Game.INPLACE)
+    except PebblesError:
+        return None
+    return Game.INPLACE
 
 
 def _check_schedule(schedule: Any) -> None:
@@ -221,6 +233,10 @@ def _check_idle(budget: Any, method: Any, schedule: Any, options: dict[str, Any]
         raise PebblesValueError(f"schedule is made for n={made_for} steps but the scan has "
                                 f"0; leave schedule= out for an empty scan")
     _check_schedule(schedule)
+    moves = encode(schedule)  # a stream is made for n >= 1 steps, as a scan of one step finds
+    raise PebblesValueError(f"schedule is a move stream of {len(moves)} moves, made for a scan "
+                            f"of at least one step, but the scan has 0; leave schedule= out "
+                            f"for an empty scan")
 
 
 def _static_int(name: str, value: Any, what: str) -> Any:
@@ -288,9 +304,19 @@ def _traced(f: Callable, init: Any, x0: Any) -> tuple[Any, Any]:
     """``jax.eval_shape`` of ``f(init, x0)``; untraceable ``f`` gives a PebblesTypeError."""
     out = _shape_of(f, "f", init, x0)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise PebblesTypeError(f"f returned {type(out).__name__}; f(carry, x) must return a pair "
+        raise PebblesTypeError(f"f returned {_returned(out)}; f(carry, x) must return a pair "
                                f"(new_carry, y) like the body of jax.lax.scan")
     return out
+
+
+def _returned(out: Any) -> str:
+    """What ``f`` returned, from ``jax.eval_shape``'s placeholders: 'an array float32[2]',
+    'a tuple of 3', 'None', 'a dict'."""
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {len(out)}"
+    if isinstance(out, jax.ShapeDtypeStruct):
+        return f"an array {out.dtype}{list(out.shape)}"
+    return "None" if out is None else f"a {type(out).__name__}"
 
 
 def _describe(tree: Any) -> str:
@@ -348,11 +374,33 @@ def _carried(new_carry: Callable[[Any], Any], init: Any, name: str, call: str) -
     return init
 
 
+def _hoisted(f: Callable, *args: Any) -> tuple[Callable, list[Any]]:
+    """``f`` as ``fun(*args, *consts)`` with ``consts`` every tracer ``f`` closes over.
+
+    ``jax.closure_convert`` hoists only the values that may carry a tangent: a
+    ``vmap``-batched or integer tracer would stay inside ``fun`` and escape its trace
+    when the reverse pass runs ``fun`` later. Here every traced value is an argument
+    (integer and boolean ones get no cotangent); concrete constants stay inside.
+    """
+    closed, shape = jax.make_jaxpr(f, return_shape=True)(*args)
+    is_tracer = [isinstance(c, jax.core.Tracer) for c in closed.consts]
+    kept = [None if t else c for c, t in zip(closed.consts, is_tracer, strict=True)]
+    out_tree = jax.tree.structure(shape)
+
+    def fun(*args_consts: Any) -> Any:
+        hoisted = iter(args_consts[len(args):])
+        consts = [next(hoisted) if t else c for c, t in zip(kept, is_tracer, strict=True)]
+        leaves = jax.tree.leaves(args_consts[:len(args)])
+        return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(closed.jaxpr, consts, *leaves))
+
+    return fun, [c for c, t in zip(closed.consts, is_tracer, strict=True) if t]
+
+
 def _convert(f: Callable, init: Any, x0: Any) -> tuple[Any, Callable, list[Any]]:
     """Checked carry and the closure-converted ``f(carry, x, *consts)`` with its consts."""
     init = _carried(lambda c: _traced(f, c, x0)[0], init, "f", "f(carry, x)")
-    fun, consts = jax.closure_convert(f, init, x0)
-    return init, fun, list(consts)
+    fun, consts = _hoisted(f, init, x0)
+    return init, fun, consts
 
 
 def _convert_while(cond: Callable, body: Callable,
@@ -364,9 +412,9 @@ def _convert_while(cond: Callable, body: Callable,
         raise PebblesTypeError(
             f"cond returns {_describe(test)}; cond(carry) must return a boolean scalar, as "
             f"jax.lax.while_loop's cond_fun (reduce with jnp.all / jnp.any, compare with > 0)")
-    fun, consts = jax.closure_convert(body, init)
-    cfun, cconsts = jax.closure_convert(cond, init)
-    return init, fun, list(consts), cfun, list(cconsts)
+    fun, consts = _hoisted(body, init)
+    cfun, cconsts = _hoisted(cond, init)
+    return init, fun, consts, cfun, cconsts
 
 
 def _unroll(unroll: Any) -> int | bool:

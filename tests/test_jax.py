@@ -238,7 +238,65 @@ def test_second_derivatives_forward_over_reverse():
                                         r"custom_vjp function"):
         jax.jvp(ours, (p,), (p,))
     with pytest.raises(TypeError, match=r"can't apply forward-mode autodiff"):
-        jax.linearize(ours, p)[1](p)
+        jax.jacfwd(ours)(p)
+
+
+def test_linearize_returns_the_value_and_refuses_the_linear_map():
+    """docs/jax.md: jax.linearize succeeds; calling its linear function raises."""
+    p = jnp.array([1.3, 0.4])
+    ours = hessian_loss(cscan(3))
+    y, lin = jax.linearize(ours, p)
+    assert rel(y, hessian_loss(jax.lax.scan)(p)) < 1e-12
+    with pytest.raises(TypeError, match=r"can't apply forward-mode autodiff \(jvp\) to a "
+                                        r"custom_vjp function"):
+        lin(p)
+
+
+@jax.custom_vjp
+def smooth(x):
+    return jnp.sin(x)
+
+
+smooth.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jnp.cos(x),))
+
+
+def custom_vjp_loss(scan):
+    def loss(p):
+        def f(s, u):
+            inner = scan(lambda t, _: (t + 0.05 * jnp.sin(p[1] * t), None), s, None, 3)[0]
+            return inner + 0.1 * smooth(p[0] * s) * u, s ** 2
+        s, ys = scan(f, jnp.array([0.3, 0.2]), XS)
+        return s.sum() + ys.sum()
+    return loss
+
+
+def test_second_derivatives_when_f_calls_custom_vjp_functions():
+    """A custom_vjp op and a nested checkpointed_scan inside f: forward mode meets their
+    forward rules, not the custom_vjp functions themselves."""
+    p = jnp.array([1.3, 0.4])
+    ref = jax.hessian(custom_vjp_loss(jax.lax.scan))(p)
+    assert float(jnp.abs(ref).min()) > 1e-3
+    assert rel(jax.hessian(custom_vjp_loss(cscan(2)))(p), ref) < 1e-12
+    assert rel(jax.jit(jax.jacfwd(jax.grad(custom_vjp_loss(cscan(3)))))(p), ref) < 1e-12
+
+
+def ensemble_loss(scan):
+    def loss(a, k, s0):  # f closes over a float and an int batched by vmap, not differentiated
+        f = lambda s, x: (s + 0.1 * jnp.sin(a * s) * x + 0.01 * k, s.sum())  # noqa: E731
+        s, ys = scan(f, s0, XS)
+        return s.sum() + ys.sum()
+    return lambda s0, As, ks: jax.vmap(loss, (0, 0, None))(As, ks, s0).sum()
+
+
+def test_grad_of_vmap_over_closed_over_parameters():
+    """Arrays f closes over that vmap batches and grad does not differentiate stay
+    arguments of the custom_vjp: no tracer escapes into the reverse pass."""
+    s0, As, ks = jnp.array([0.3, 0.2]), jnp.array([1.0, 1.5, 2.0]), jnp.array([1, 2, 3])
+    ref = jax.grad(ensemble_loss(jax.lax.scan))(s0, As, ks)
+    for grad in (jax.grad(ensemble_loss(cscan(2))), jax.jit(jax.grad(ensemble_loss(cscan(3))))):
+        assert rel(grad(s0, As, ks), ref) < 1e-12
+    ref2 = jax.grad(ensemble_loss(jax.lax.scan), (0, 1))(s0, As, ks)
+    assert rel(jax.grad(ensemble_loss(cscan(2)), (0, 1))(s0, As, ks), ref2) < 1e-12
 
 
 def test_length_zero_is_lax_scan():
@@ -257,6 +315,19 @@ def test_schedule_values_moves_and_programs():
     sched = pebbles.schedule("treeverse", n, budget=3, inplace=True)
     for given in (sched, list(sched), pebbles.encode(sched), pebbles.lower(sched)):
         assert rel(grad(cscan(None, schedule=given)), ref) < 1e-12
+
+
+def test_inplace_streams_are_checked_in_the_inplace_game():
+    """A move stream records no game: an in-place Treeverse stream passed as moves or as
+    an encoded array fits the budget it was made for, as the Schedule does."""
+    sched = pebbles.schedule("treeverse", 9, budget=3, inplace=True)
+    made = scan_program(9, budget=3, schedule=sched)
+    for given in (list(sched), sched.encode()):
+        program = scan_program(9, budget=3, schedule=given)
+        assert program.nslots == made.nslots and np.array_equal(program.ops, made.ops)
+        with pytest.raises(pebbles.InfeasibleBudgetError, match=r"holds 3 carries at once, "
+                                                               r"more than budget=2"):
+            scan_program(9, budget=2, schedule=given)
 
 
 # ---------------------------------------------------------------------------
@@ -424,8 +495,11 @@ def test_f_changing_a_python_scalar_carry_to_int_is_refused():
 def test_f_must_be_traceable_and_return_a_pair():
     with pytest.raises(pebbles.PebblesTypeError, match=r"cannot be traced by JAX"):
         checkpointed_scan(lambda c, x: (c + float(x), None), jnp.ones(3), jnp.ones(5), budget=2)
-    with pytest.raises(pebbles.PebblesTypeError, match=r"must return a pair"):
+    with pytest.raises(pebbles.PebblesTypeError, match=r"f returned an array float64\[3\]; "
+                                                       r"f\(carry, x\) must return a pair"):
         checkpointed_scan(lambda c, x: c + x, jnp.ones(3), jnp.ones(5), budget=2)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"f returned a tuple of 3; "):
+        checkpointed_scan(lambda c, x: (c, x, x), jnp.ones(3), jnp.ones(5), budget=2)
 
 
 @pytest.mark.parametrize("method,kw,what", [
@@ -504,6 +578,18 @@ def test_options_are_checked_whatever_ran_before_and_for_empty_scans():
             checkpointed_scan(step, 0.0, empty, **kw)
     carry, ys = checkpointed_scan(step, 0.5, empty, budget=3)
     assert float(carry) == 0.5 and ys is None  # step returns no ys, as lax.scan gives
+
+
+@pytest.mark.parametrize("form", [list, pebbles.encode])
+def test_empty_scan_refuses_a_move_stream(form):
+    """A stream is made for n >= 1 steps: refused at length 0 as at any other length."""
+    given = form(pebbles.schedule("treeverse", 5, budget=2))
+    for n in (3, 7):
+        with pytest.raises(pebbles.IllegalMoveError):
+            checkpointed_scan(step, 0.0, None, n, schedule=form(given))
+    with pytest.raises(pebbles.PebblesValueError, match=r"schedule is a move stream of \d+ "
+                                                        r"moves.*the scan has 0"):
+        checkpointed_scan(step, 0.0, None, 0, schedule=given)
 
 
 def test_core_does_not_import_jax_and_missing_jax_names_the_extra():

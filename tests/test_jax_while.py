@@ -197,6 +197,54 @@ def test_second_derivatives_forward_over_reverse():
         jax.jit(jax.grad(lambda q: jax.grad(loss(ours))(q)[0]))(p)  # refused while tracing
 
 
+@jax.custom_vjp
+def smooth(x):
+    return jnp.sin(x)
+
+
+smooth.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jnp.cos(x),))
+
+
+def test_second_derivatives_when_body_calls_a_custom_vjp_function():
+    def loss(loop):
+        return lambda p: loop(lambda x: x + 0.1 * smooth(p[0] * x), p[1])
+
+    def ours(body, init):
+        return checkpointed_while_loop(lambda c: c[1] < 15, lambda c: (body(c[0]), c[1] + 1),
+                                       (init, 0), budget=3)[0]
+
+    p = jnp.array([1.3, 0.4])
+    ref = jax.hessian(loss(lambda body, init: plain_loop(body, init, 15)))(p)
+    assert float(jnp.abs(ref).min()) > 1e-3
+    assert rel(jax.jit(jax.hessian(loss(ours)))(p), ref) < 1e-12
+
+
+def test_grad_of_vmap_over_closed_over_parameters():
+    """body closes over a float and an int that vmap batches and grad does not
+    differentiate; cond over a batched float: no tracer escapes into the reverse pass."""
+    def loss(loop):
+        def one(a, k, stop, s0):
+            def body(c):
+                return c[0] + 0.1 * jnp.sin(a * c[0]) + 0.01 * k, c[1] + 1
+            return loop(lambda c: (c[0] < stop) & (c[1] < 500), body, (s0, 0))
+        return lambda s0, As, ks, stops: jax.vmap(one, (0, 0, 0, None))(As, ks, stops, s0)
+
+    def ours(cond, body, init):
+        return checkpointed_while_loop(cond, body, init, budget=3)[0]
+
+    s0, As = jnp.array(0.3), jnp.array([1.0, 1.5, 2.0])
+    ks, stops = jnp.array([1, 2, 3]), jnp.array([1.4, 1.3, 1.2])  # below the fixed points
+    counts = loss(jax.lax.while_loop)(s0, As, ks, stops)[1]  # steps of each member
+    assert len(set(counts.tolist())) == 3
+    grads = [jax.grad(lambda s0: loss(ours)(s0, As, ks, stops).sum()),
+             jax.jit(jax.grad(lambda s0: loss(ours)(s0, As, ks, stops).sum()))]
+    ref = sum(jax.grad(lambda x, i=i: plain_loop(
+        lambda c: (c[0] + 0.1 * jnp.sin(As[i] * c[0]) + 0.01 * ks[i], c[1] + 1), (x, 0),
+        int(counts[i]))[0])(s0) for i in range(3))
+    for grad in grads:
+        assert rel(grad(s0), ref) < 1e-12
+
+
 # ---------------------------------------------------------------------------
 # the controller and the splits against the host scheduler and Treeverse
 # ---------------------------------------------------------------------------
