@@ -291,6 +291,38 @@ def test_cli_describe():
     args = _parser().parse_args(["draw", "treeverse-paper", "-n", "20", "--delta", "3",
                                  "-o", "x.png"])
     assert cli.describe(args) == "treeverse-paper delta=3"
+    for argv, want in ((["online", "-n", "20", "--pebbles", "3", "--inplace", "--beyond",
+                         "wang-moin"], "online S=3 beyond=wang-moin inplace"),
+                       (["two-level", "-n", "20", "--pebbles", "3", "--disk-slots", "2",
+                         "--write-cost", "2", "--read-cost", "1"],
+                        "two-level S=3 disk-slots=2 read-cost=1.0 write-cost=2.0"),
+                       (["treeverse", "-n", "1", "--pebbles", "0"], "treeverse S=0")):
+        args = _parser().parse_args(["draw", *argv, "-o", "x.png"])
+        assert cli.describe(args) == want
+
+
+def test_cli_tradeoff_words_its_errors_in_flags_and_draws_each_n_once(tmp_path, monkeypatch):
+    out = tmp_path / "t.png"
+    with pytest.raises(pebbles.PebblesValueError, match=r"^-n 1 has no trade-off.*pass -n 2"):
+        cli.run_tradeoff(_parser().parse_args(["tradeoff", "-n", "1", "-o", str(out)]))
+    from visualize import _tradeoff
+
+    drawn = []
+    real = _tradeoff.draw_tradeoff
+    monkeypatch.setattr(_tradeoff, "draw_tradeoff",
+                        lambda ns, **kw: drawn.append(ns) or real(ns, **kw))
+    assert cli.run_tradeoff(_parser().parse_args(["tradeoff", "-n", "100", "30", "100", "-o",
+                                                  str(out)])) == 0
+    assert drawn == [(100, 30)]
+
+
+def test_fingerprint_ticks_are_whole_numbers():
+    fig = visualize.draw_fingerprint(pebbles.treeverse(2, 1), 2, budget=1)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    for ticks in (ax.get_xticks(), ax.get_yticks()):
+        shown = [t for t in ticks if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]] or ticks
+        assert all(float(t).is_integer() for t in shown)
 
 
 def test_importing_pebbles_and_the_cli_hooks_does_not_import_matplotlib():

@@ -351,6 +351,8 @@ def draw_fingerprint(
               extent=(-0.5, n + 0.5, len(traced.rows) - 0.5, -0.5))
     ax.set_xlabel("cell i")
     ax.set_ylabel("step (row 0: start)")
+    for axis in (ax.xaxis, ax.yaxis):  # cells and rows are whole numbers
+        axis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     ax.set_title(_header(traced, title, ax), fontsize=8, loc="left")
     names = ["empty", "painted", "lying", "removed", "placed"]
     keep = [i for i in range(5) if not (i == 1 and traced.game is Game.REVERSIBLE)]

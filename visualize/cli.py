@@ -119,16 +119,19 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
 
 def describe(args: argparse.Namespace) -> str:
     """A short label such as ``'treeverse-paper delta=3'`` for the figure header."""
-    options = {"treeverse": ("budget", "inplace"), "treeverse-paper": ("delta", "tau"),
-               "bennett": ("k", "no_uncompute"), "bennett-gradient": ("k",),
-               "reversible-optimal": ("budget",), "periodic": ("every",)}
-    parts = [args.method]
-    for name in options.get(args.method, ()):
-        value = getattr(args, name, None)
-        if value is True:
-            parts.append(name.replace("_", "-"))
-        elif value not in (None, False):
-            parts.append(f"{'S' if name == 'budget' else name}={value}")
+    return label(schedule_from_args(args, args.method))
+
+
+def label(s: pebbles.Schedule) -> str:
+    """``s`` in a few words: its method, ``S=`` its budget, and the options that differ
+    from the method's defaults (``'online S=3 beyond=wang-moin inplace'``)."""
+    parts = [s.method] + ([f"S={s.budget}"] if s.budget is not None else [])
+    flags = s.option_flags()
+    for k, flag in enumerate(flags):
+        if flag.startswith("--"):
+            value = flags[k + 1] if k + 1 < len(flags) and not flags[k + 1].startswith("--") \
+                else None
+            parts.append(flag[2:] if value is None else f"{flag[2:]}={value}")
     return " ".join(parts)
 
 
@@ -147,8 +150,8 @@ def _schedules(args: argparse.Namespace) -> list[tuple]:
     for k, name in enumerate(names):
         s = schedule_from_args(args, name)
         _check_size(args, s)
-        label = args.title if (args.title and k == 0) else describe(_with(args, name))
-        panels.append((label, s, s.game, s.budget))
+        panels.append((args.title if (args.title and k == 0) else label(s), s, s.game,
+                       s.budget))
     return panels
 
 
@@ -162,12 +165,6 @@ def _check_flags(args: argparse.Namespace, names: list[str]) -> None:
         raise PebblesValueError(
             f"{' '.join(unused)}: not taken by method {' or '.join(names)}; leave {it} out "
             f"or pick a method that takes {it} (pebbles methods)")
-
-
-def _with(args: argparse.Namespace, method: str) -> argparse.Namespace:
-    other = argparse.Namespace(**vars(args))
-    other.method = method
-    return other
 
 
 def _check_size(args: argparse.Namespace, s: pebbles.Schedule) -> None:
@@ -316,7 +313,10 @@ def run_tradeoff(args: argparse.Namespace) -> int:
         fig = _tradeoff.draw_online_overhead(ns, tuple(args.online_overhead))
     else:
         paper = 10**4 if args.paper_max_n is None else args.paper_max_n
-        fig = _tradeoff.draw_tradeoff(tuple(args.n), paper_max_n=paper)
+        try:  # one panel per distinct -n, in the order given
+            fig = _tradeoff.draw_tradeoff(tuple(dict.fromkeys(args.n)), paper_max_n=paper)
+        except PebblesValueError as err:
+            raise in_flags(err) from None
     path = _game.save(fig, args.output, dpi=args.dpi)
     sys.stdout.write(f"wrote {path}\n")
     return 0
