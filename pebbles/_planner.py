@@ -105,7 +105,10 @@ class Plan:
 
     @property
     def memory(self) -> int | None:
-        """Bytes the best candidate holds at most (with ``state_bytes``)."""
+        """Bytes the best candidate holds at most (with ``state_bytes``): its states and the
+        executor's own. A two-level candidate run through a ``DiskStore`` may hold up to
+        ``queue_size`` copies being written besides, where the executor has no free
+        buffer to lend it (no ``step_into``, or every buffer in use)."""
         return None if self.state_bytes is None else self.best.states * self.state_bytes
 
 
