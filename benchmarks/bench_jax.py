@@ -46,8 +46,8 @@ time. A last table
 shows the compile time of ``checkpointed_scan`` against n at one budget.
 
 Run ``python benchmarks/bench_jax.py --json benchmarks/results/bench_jax.json``
-(about 5 minutes on 2 cores) or with ``--quick`` (n = 10^3 and 64 x 64 x 300,
-about 1.5 minutes).
+(about 5 minutes on 2 cores) or with ``--quick`` (n = 10^3 and 64 x 64 x 300, a
+few minutes: most of it is compiling).
 """
 
 from __future__ import annotations

@@ -112,12 +112,13 @@ def measure(n: int, s: int, repeats: int) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="n = 10^5 only, 2 repeats")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timing repeats, best kept (default 3, 2 with --quick)")
     p.add_argument("--json", default=None, metavar="OUT",
                    help="write the result as JSON to OUT (default: no file)")
     args = p.parse_args(argv)
     sizes = [10**5] if args.quick else [10**5, 10**6]
-    repeats = 2 if args.quick else args.repeats
+    repeats = args.repeats if args.repeats is not None else 2 if args.quick else 3
     rows = [measure(n, 10, repeats) for n in sizes]
     for r in rows:
         print(f"n={r['n']:>8} lower warm {r['lower_warm_s']:.3f}s cold process "

@@ -92,7 +92,7 @@ def run(sizes: Sequence[int], budgets: Sequence[int], equinox_max: int,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--quick", action="store_true", help="equinox only up to n = 10^3")
     p.add_argument("--sizes", type=int, nargs="*", default=None, metavar="N")
     p.add_argument("--pebbles", type=int, nargs="*", default=[10, 20, 40], metavar="S")

@@ -308,6 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pebbles", type=int, nargs="*", default=[10, 20], metavar="S")
     p.add_argument("--json", default=None, metavar="OUT", help="write the records as JSON")
     args = p.parse_args(argv)
+    for opt, values in (("--sizes", args.sizes), ("--pebbles", args.pebbles)):
+        bad = [v for v in values or () if v < 1]
+        if bad:
+            p.error(f"argument {opt}: every value must be at least 1, got {bad[0]}")
+    if args.repeats < 1:
+        p.error(f"argument --repeats: must be at least 1, got {args.repeats}")
     mode = "quick" if args.quick else "full"
     sizes = args.sizes or ([10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6])
     result = run(sizes, args.pebbles, args.repeats, mode)

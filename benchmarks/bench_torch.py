@@ -406,15 +406,16 @@ def parse(doc: str, argv: list[str] | None) -> argparse.Namespace:
     torch set to one thread."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="timing passes, best kept (default 3, 2 with --quick)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     args.batch = 1024 if args.quick else 2048
     args.segments = [4, 10] if args.quick else [2, 4, 7, 10, 15, 25]
     args.rounds = 3 if args.quick else 9  # interleaved rounds of the side-by-side timing
-    if args.quick:
-        args.repeat = 2  # best of two: one pass can stall on a shared machine
+    if args.repeat is None:  # an explicit --repeat wins over --quick's two
+        args.repeat = 2 if args.quick else 3  # best of two: one pass can stall
     return args
 
 

@@ -10,6 +10,12 @@ The README marks each generated passage::
 and ``python benchmarks/report.py --check`` exits 1 when the README's numbers
 differ from what the JSON files say (tests/test_readme.py runs the same check),
 so no number in those passages is typed by hand.
+
+A block is rendered only from a full run's results: a block whose script's results are
+from a quick run (``"mode": "quick"``, ``--quick`` in the recorded command, or a
+script that ``run.json`` records as run in quick mode) or lack what the block quotes (a
+quick ``bench_pml.json`` has no ``full`` section, a quick ``bench_twolevel.json`` no
+n = 10^4 row) is skipped: its passage stays as it is, and ``skipped_blocks`` says why.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BLOCKS", "missing_blocks", "render_blocks", "stale_blocks", "update_readme"]
+__all__ = ["BLOCKS", "missing_blocks", "render_blocks", "skipped_blocks", "stale_blocks",
+           "update_readme"]
 
 Results = dict[str, Any]
 _BLOCK = re.compile(r"(<!-- numbers:([a-z0-9-]+) -->\n)(.*?)(<!-- /numbers -->)", re.S)
@@ -43,6 +50,16 @@ def _record(records: Sequence[dict], method: str) -> dict:
     raise KeyError(f"no record with method={method!r} in the results")
 
 
+def _pow10(n: int, caret: bool = False) -> str:
+    """``10**6`` (``10^6`` with ``caret``) for a power of ten from 10 up, else ``n``."""
+    if not isinstance(n, int) or n < 10:
+        return str(n)
+    k = len(str(n)) - 1
+    if n == 10**k:
+        return f"10^{k}" if caret else f"10**{k}"
+    return str(n)
+
+
 def _machine(d: dict) -> str:
     m = d["machine"]
     cpu = "Intel Xeon" if "Xeon" in m["cpu"] else m["cpu"]
@@ -51,9 +68,9 @@ def _machine(d: dict) -> str:
 
 def _lowering_short(r: Results) -> str:
     big = r["bench_lowering"]["rows"][-1]
-    return (f"Lowering `treeverse({big['n']:.0e}, {big['budget']}, inplace=True)` takes "
+    return (f"Lowering `treeverse({_pow10(big['n'])}, {big['budget']}, inplace=True)` takes "
             f"{big['lower_warm_s']:.2f} s in process with Numba installed "
-            f"(`benchmarks/bench_lowering.py`).").replace("1e+06", "10**6")
+            f"(`benchmarks/bench_lowering.py`).")
 
 
 def _jax(r: Results) -> str:
@@ -98,8 +115,10 @@ def _online(r: Results) -> str:
 
 def _twolevel(r: Results) -> str:
     d = r["bench_twolevel"]
-    row = next(x for x in d["ours"] if x["n"] == 10000 and x["write_cost"] == 2.0
-               and x["read_cost"] == 2.0)
+    row = next((x for x in d["ours"] if x["n"] == 10000 and x["write_cost"] == 2.0
+                and x["read_cost"] == 2.0), None)
+    if row is None:
+        raise KeyError("no row with n = 10000 and w = r = 2 (a --quick run leaves it out)")
     return (f"n = {row['n']}, S = {row['S']}, unbounded disk, w = r = 2 "
             f"(`bench_twolevel.py`): {row['dp_seconds']:.1f} s to plan, total time "
             f"{row['total_time']:.0f} against {row['memory_only']:.0f} memory-only.")
@@ -179,8 +198,9 @@ def _lorenz(r: Results) -> str:
     tv, tvi = (model["rows"][k]["time_over_model"]
                for k in ("treeverse S=10", "treeverse in-place S=10"))
     jax, ben = rec["jax grad"]["seconds"], rec["bennett k=3"]
-    head = (f"**Lorenz, n = 10^4** (`bench_lorenz.py`, {_machine(d)}; every gradient checked "
-            f"against store-all in the same run: exact methods differ by {exact:.2g}, JAX by "
+    head = (f"**Lorenz, n = {_pow10(d['n'], caret=True)}** (`bench_lorenz.py`, {_machine(d)}; "
+            f"every gradient checked against store-all in the same run: exact methods differ by "
+            f"{exact:.2g}, JAX by "
             f"{diffs['jax grad']:.2g}, the adjoint by {diffs['adjoint K=200']:.2g}):")
     tail = (f"Treeverse runs {tv:.3f} (checkpoint game) and {tvi:.3f} (in-place) times its step "
             f"model fwd_steps x t_step + n x t_vjp, timed in {model['rounds']} interleaved "
@@ -199,6 +219,8 @@ def _pml(r: Results) -> str:
     d = r["bench_pml"]
     k = {x["kernel"]: x for x in d["kernels"]["records"]}
     fwd, adj = k["forward (into buffer)"], k["adjoint"]
+    if "full" not in d:
+        raise KeyError("no 'full' section (written only by bench_pml.py --full)")
     full = d["full"]
     return (f"**PML** (`bench_pml.py`, {_machine(d)}): step kernels at {fwd['size']} x "
             f"{fwd['size']} against a copy bandwidth of {d['kernels']['copy_gb_s']:.1f} GB/s "
@@ -247,19 +269,28 @@ def _pml_jax(r: Results) -> str:
 
 def _lowering(r: Results) -> str:
     d = r["bench_lowering"]
-    small, big = d["rows"][0], d["rows"][-1]
+    rows = d["rows"]
+    small, big = rows[0], rows[-1]
+    s = big["budget"]
+    if len(rows) == 1:
+        count = f"{big['count_ratio']:.0f}x (n = {big['n']})"
+        process = (f"{big['process_ours_s']:.2f} s at n = {big['n']} (Multistage: "
+                   f"{big['process_multistage_s']:.1f} s)")
+    else:
+        count = (f"{small['count_ratio']:.0f}x (n = {small['n']}) and "
+                 f"{big['count_ratio']:.0f}x (n = {big['n']})")
+        process = (f"{small['process_ours_s']:.2f} s at n = {small['n']} (Multistage: "
+                   f"{small['process_multistage_s']:.1f} s) and {big['process_ours_s']:.2f} s "
+                   f"at n = {big['n']} ({big['process_multistage_s']:.1f} s)")
     return (f"**Checked lowering** (`bench_lowering.py`, {_machine(d)}, numba installed): "
-            f"lowering `treeverse(10**6, 10, inplace=True)` (generated by the block-cached "
-            f"encoder, checked by the compiled rule loop, given slots) takes "
+            f"lowering `treeverse({_pow10(big['n'])}, {s}, inplace=True)` (generated by the "
+            f"block-cached encoder, checked by the compiled rule loop, given slots) takes "
             f"{big['lower_warm_s']:.2f} s in process and {big['lower_cold_process_s']:.2f} s "
             f"as a fresh process (imports included). Generating and counting the in-place "
-            f"schedule, both sides streamed: {small['count_ratio']:.0f}x (n = {small['n']}) "
-            f"and {big['count_ratio']:.0f}x (n = {big['n']}) faster than iterating "
+            f"schedule, both sides streamed: {count} faster than iterating "
             f"checkpoint_schedules' Multistage to EndReverse. Whole process, `pebbles "
-            f"schedule treeverse --inplace -n N --pebbles 10 --format summary` (checked by the "
-            f"rules): {small['process_ours_s']:.2f} s at n = {small['n']} (Multistage: "
-            f"{small['process_multistage_s']:.1f} s) and {big['process_ours_s']:.2f} s at "
-            f"n = {big['n']} ({big['process_multistage_s']:.1f} s).")
+            f"schedule treeverse --inplace -n N --pebbles {s} --format summary` (checked by "
+            f"the rules): {process}.")
 
 
 def _schedules(r: Results) -> str:
@@ -298,11 +329,53 @@ BLOCKS: dict[str, tuple[str, Callable[[Results], str]]] = {  # name: (script, re
 }
 
 
-def render_blocks(results: Results) -> dict[str, str]:
+def _quick(d: Any) -> bool:
+    """Whether a result says it comes from a quick run."""
+    if not isinstance(d, dict):
+        return False
+    command = d.get("machine", {}).get("command", "") if isinstance(d.get("machine"),
+                                                                    dict) else ""
+    return d.get("mode") == "quick" or "--quick" in str(command).split()
+
+
+def _render_all(results: Results, quick: Iterable[str] = ()) -> tuple[dict[str, str],
+                                                                      dict[str, str]]:
+    """({block: text}, {block: why it is skipped}) for the blocks whose script has results;
+    ``quick`` names scripts known (from run.json) to have been run in quick mode."""
+    quick = set(quick)
+    blocks: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for name, (script, render) in BLOCKS.items():
+        d = results.get(script)
+        if d is None:
+            continue
+        if script in quick or _quick(d):
+            skipped[name] = (f"{script}.json is from a quick run; the README quotes full "
+                             f"runs only (run benchmarks/run.py --only {script})")
+            continue
+        try:
+            blocks[name] = render(results).rstrip("\n") + "\n"
+        except (KeyError, IndexError, TypeError, ValueError, StopIteration,
+                ZeroDivisionError, AttributeError) as exc:
+            what = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            skipped[name] = (f"{script}.json lacks what the block quotes "
+                             f"({type(exc).__name__}: {what}); is it from a quick or partial "
+                             f"run? (run benchmarks/run.py --only {script})")
+    return blocks, skipped
+
+
+def render_blocks(results: Results, quick: Iterable[str] = ()) -> dict[str, str]:
     """Each block's text from the loaded results (``report.load_results``); a block
-    whose script has no results is left out (its README passage stays as it is)."""
-    return {name: render(results).rstrip("\n") + "\n"
-            for name, (script, render) in BLOCKS.items() if results.get(script) is not None}
+    whose script has no results, or results from a quick run or without what the block
+    quotes (see ``skipped_blocks``), is left out (its README passage stays as it is)."""
+    return _render_all(results, quick)[0]
+
+
+def skipped_blocks(readme: Path, results: Results, quick: Iterable[str] = ()) -> dict[str, str]:
+    """{block name: why} for each README block whose script has results that cannot be
+    rendered: from a quick run, or without what the block quotes. Never raises."""
+    names = {m.group(2) for m in _BLOCK.finditer(readme.read_text())}
+    return {k: v for k, v in _render_all(results, quick)[1].items() if k in names}
 
 
 def _replace(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
@@ -321,9 +394,9 @@ def _replace(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
     return _BLOCK.sub(sub, text), stale
 
 
-def stale_blocks(readme: Path, results: Results) -> list[str]:
+def stale_blocks(readme: Path, results: Results, quick: Iterable[str] = ()) -> list[str]:
     """Names of the README blocks whose text differs from the results."""
-    return _replace(readme.read_text(), render_blocks(results))[1]
+    return _replace(readme.read_text(), render_blocks(results, quick))[1]
 
 
 def missing_blocks(readme: Path, results: Results) -> dict[str, str]:
@@ -334,9 +407,9 @@ def missing_blocks(readme: Path, results: Results) -> dict[str, str]:
             if name in BLOCKS and results.get(BLOCKS[name][0]) is None}
 
 
-def update_readme(readme: Path, results: Results) -> list[str]:
+def update_readme(readme: Path, results: Results, quick: Iterable[str] = ()) -> list[str]:
     """Rewrite the README's blocks from the results; return the names that changed."""
-    text, stale = _replace(readme.read_text(), render_blocks(results))
+    text, stale = _replace(readme.read_text(), render_blocks(results, quick))
     if stale:
         readme.write_text(text)
     return stale

@@ -11,11 +11,19 @@ each with its section of the paper notes), the committed images under ``docs/img
 counts computed here by ``pebbles`` (Figure 5's optimality comparison, Figures 7, 8).
 A missing file or key gives a "not measured in this run: <reason>" line, never a crash.
 
+It also rewrites the README's measured passages (``readme_numbers.py``) from full-run
+results only: a passage whose results are absent, from a quick run or lack what it
+quotes is left as it is, with a warning naming the block and why (``--check`` exits 1
+for such a block). ``--readme`` defaults to the repository README only when
+``--results`` is the default directory (``--check`` always checks it): results
+elsewhere rewrite no README unless ``--readme PATH`` is given; ``--no-readme`` writes
+none.
+
 Figure 5 belongs to this report: ``--figure5 docs/img/figure5.png`` also draws it
 (``visualize.draw_figure5``) from the ``fig5`` records of ``bench_pml.json``.
 
 Usage: python benchmarks/report.py [--results benchmarks/results] [--out benchmarks/REPORT.md]
-       [--figure5 docs/img/figure5.png]
+       [--figure5 docs/img/figure5.png] [--readme README.md | --no-readme] [--check]
 """
 
 from __future__ import annotations
@@ -546,44 +554,84 @@ def draw_figure5(results: Path, out: Path, dpi: int = 80) -> str:
     return f"wrote {out} from {len(records)} records"
 
 
-def _missing_lines(missing: dict[str, str], results: Path, outcome: str) -> list[str]:
-    return [f"README block numbers:{name} has no results: {results / f'{script}.json'} "
-            f"is absent or unreadable; {outcome} (run benchmarks/run.py --only {script} "
-            "to measure it)" for name, script in missing.items()]
+def _missing_lines(missing: dict[str, str], results: Path, outcome: str,
+                   skipped: dict[str, str] | None = None) -> list[str]:
+    out = [f"README block numbers:{name} has no results: {results / f'{script}.json'} "
+           f"is absent or unreadable; {outcome} (run benchmarks/run.py --only {script} "
+           "to measure it)" for name, script in missing.items()]
+    return out + [f"README block numbers:{name} skipped: {why}; {outcome}"
+                  for name, why in (skipped or {}).items()]
 
 
-def check_readme(readme: Path, data: dict, missing: dict[str, str], results: Path) -> int:
-    """``--check``: 1 when a README block differs from the results or has no results."""
-    stale = readme_numbers.stale_blocks(readme, data)
-    for line in _missing_lines(missing, results, "its numbers cannot be checked"):
+def quick_scripts(results: Path) -> set[str]:
+    """The scripts that ``RESULTS/run.json`` records as run in quick mode (and whose
+    results file is from that run, not kept from an earlier one)."""
+    scripts = get(_read(results / "run.json"), "scripts", default={})
+    if not isinstance(scripts, dict):
+        return set()
+    return {name for name, e in scripts.items()
+            if isinstance(e, dict) and e.get("mode") == "quick" and not e.get("kept")}
+
+
+def check_readme(readme: Path, data: dict, missing: dict[str, str], results: Path,
+                 skipped: dict[str, str] | None = None, quick: set[str] | None = None) -> int:
+    """``--check``: 1 when a README block differs from the results, has no results or
+    has results it cannot be rendered from (a quick run's, or lacking a key)."""
+    stale = readme_numbers.stale_blocks(readme, data, quick or ())
+    for line in _missing_lines(missing, results, "its numbers cannot be checked", skipped):
         print(f"{readme}: {line}")
     if stale:
         print(f"{readme}: stale numbers in {', '.join(stale)}")
-    if not stale and not missing:
+    if not stale and not missing and not skipped:
         print(f"{readme}: every number block matches the results")
-    return 1 if stale or missing else 0
+    return 1 if stale or missing or skipped else 0
+
+
+DEFAULT_RESULTS = HERE / "results"
+DEFAULT_README = ROOT / "README.md"
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--results", default=str(HERE / "results"), help="directory of JSON files")
+    p.add_argument("--results", default=str(DEFAULT_RESULTS), help="directory of JSON files")
     p.add_argument("--out", default=str(HERE / "REPORT.md"))
     p.add_argument("--figure5", help="also draw Figure 5 into this image "
                    "(e.g. docs/img/figure5.png)")
-    p.add_argument("--readme", default=str(HERE.parent / "README.md"),
-                   help="README whose <!-- numbers:NAME --> passages are rendered from the results")
+    readme = p.add_mutually_exclusive_group()
+    readme.add_argument("--readme", default=None,
+                        help="README whose <!-- numbers:NAME --> passages are rendered from "
+                        "the results (default: the repository's README.md when --results is "
+                        "the default directory or with --check, else none)")
+    readme.add_argument("--no-readme", action="store_true",
+                        help="rewrite no README (only with --results elsewhere is that the "
+                        "default)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when the README's numbers differ from the results")
     p.add_argument("--paper", default=str(PAPER), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    data, _ = load_results(Path(args.results))
-    missing = readme_numbers.missing_blocks(Path(args.readme), data)
-    if args.check:
-        return check_readme(Path(args.readme), data, missing, Path(args.results))
-    for line in _missing_lines(missing, Path(args.results), "left as it is"):
-        print(f"warning: {line}", file=sys.stderr)
-    changed = readme_numbers.update_readme(Path(args.readme), data)
-    print(f"updated {args.readme}: {', '.join(changed) or 'no change'}")
+    results = Path(args.results)
+    if args.check and args.no_readme:
+        p.error("--check checks a README; it cannot go with --no-readme")
+    readme_path = (Path(args.readme) if args.readme else None if args.no_readme
+                   else DEFAULT_README if args.check or _same(results, DEFAULT_RESULTS)
+                   else None)
+    data, _ = load_results(results)
+    quick = quick_scripts(results)
+    if readme_path is not None:
+        missing = readme_numbers.missing_blocks(readme_path, data)
+        skipped = readme_numbers.skipped_blocks(readme_path, data, quick)
+        if args.check:
+            return check_readme(readme_path, data, missing, results, skipped, quick)
+        for line in _missing_lines(missing, results, "left as it is", skipped):
+            print(f"warning: {line}", file=sys.stderr)
+        changed = readme_numbers.update_readme(readme_path, data, quick)
+        print(f"updated {readme_path}: {', '.join(changed) or 'no change'}")
+    else:
+        print(f"README not touched (results from {_rel(results)}; --readme PATH rewrites one)")
     text = build(Path(args.results), Path(args.paper))
     Path(args.out).write_text(text)
     print(f"wrote {args.out} ({len(text.splitlines())} lines)")

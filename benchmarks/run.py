@@ -17,13 +17,20 @@ always describes the result files next to it. ``report.py`` then turns every res
 out or exited non-zero (a script not in the checkout, or the GPU benchmark without a
 GPU, is recorded but does not count), or when report.py failed.
 
-Modes: ``--quick`` (about 5 minutes on 2 cores: small sizes everywhere) and ``--full``
-(the default: the long cases, including the 1000 x 1000 x 9999 PML run; about 2 hours
-on 2 cores: the seven scripts results/run.json records in full mode took 6,001 s
-together, bench_torch alone 4,120 s).
+``report.py`` also rewrites the repository README's measured passages, but only when
+``--out`` and ``--report`` are both their defaults (or with ``--readme PATH``, which
+names the README to rewrite): a run into another directory leaves README.md alone.
+``report.py`` renders those passages from full-run results only; quick results leave
+them as they are, with a warning. When report.py fails, run.py says so and exits 1.
+
+Modes: ``--quick`` (small sizes everywhere; about 15-20 minutes on 2 cores: ten of its
+scripts took 552 s together in one measured run, bench_online alone 148 s) and
+``--full`` (the default: the long cases, including the 1000 x 1000 x 9999 PML run;
+about 2 hours on 2 cores: the eight scripts results/run.json records in full mode took
+6,013 s together, bench_torch alone 4,120 s).
 
 Usage: python benchmarks/run.py [--quick|--full] [--out benchmarks/results]
-       [--only NAME ...] [--report benchmarks/REPORT.md]
+       [--only NAME ...] [--report benchmarks/REPORT.md] [--readme README.md]
 """
 
 from __future__ import annotations
@@ -198,11 +205,16 @@ def run_suite(names: Sequence[str], quick: bool, out: Path, previous: dict[str, 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="about 5 min on 2 cores")
+    mode.add_argument("--quick", action="store_true",
+                      help="small sizes; about 15-20 min on 2 cores")
     mode.add_argument("--full", action="store_true", help="the long cases (default)")
     p.add_argument("--out", default=str(HERE / "results"), help="results directory")
     p.add_argument("--only", nargs="*", default=None, choices=sorted(SUITE), metavar="NAME")
     p.add_argument("--report", default=str(HERE / "REPORT.md"), help="report path")
+    p.add_argument("--readme", default=None, metavar="PATH",
+                   help="README whose measured passages report.py rewrites (default: the "
+                   "repository's README.md when --out and --report are their defaults, "
+                   "else none)")
     args = p.parse_args(argv)
     out = Path(args.out).resolve()  # the scripts run with cwd=benchmarks/
     out.mkdir(parents=True, exist_ok=True)
@@ -210,11 +222,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = run_suite(names, args.quick, out, previous_entries(out / "run.json"))
     (out / "run.json").write_text(json.dumps(summary, indent=1) + "\n")
     rep = subprocess.run([sys.executable, str(HERE / "report.py"), "--results", str(out),
-                          "--out", args.report], cwd=HERE)
+                          "--out", args.report, *readme_args(args, out)], cwd=HERE)
     failed = summary["last_run"]["failed"]
     print(f"[run] done in {summary['last_run']['seconds']:.0f} s; failed, timed out or "
           f"exited non-zero: {', '.join(failed) or 'none'}")
+    if rep.returncode:
+        print(f"[run] report.py failed (exit {rep.returncode}): {args.report} and the "
+              "README may not be written; see its error above")
     return 1 if rep.returncode or failed else 0
+
+
+def readme_args(args: argparse.Namespace, out: Path) -> list[str]:
+    """report.py's README option: ``--readme PATH`` when given; the repository README
+    (report.py's default) only when --out and --report are both their defaults; else
+    ``--no-readme``, so a run elsewhere leaves README.md alone."""
+    if args.readme:
+        return ["--readme", args.readme]
+    default = (out == (HERE / "results").resolve()
+               and Path(args.report).resolve() == (HERE / "REPORT.md").resolve())
+    return ["--readme", str(HERE.parent / "README.md")] if default else ["--no-readme"]
 
 
 if __name__ == "__main__":

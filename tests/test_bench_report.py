@@ -381,3 +381,185 @@ def test_committed_results_hold_no_machine_paths() -> None:
         bad = [t for t in _strings(json.loads(path.read_text())) if absolute.search(t)]
         assert not bad, (path.name, bad[:3])
     assert not absolute.search((BENCH / "REPORT.md").read_text())
+
+
+def _numbers(report: ModuleType) -> ModuleType:
+    return sys.modules["readme_numbers"]
+
+
+QUICK_PML = {"machine": {**MACHINE, "command": "python benchmarks/bench_pml.py --size 300 "
+                         "--repeat 5 --fig5 --json bench_pml.json"},
+             "kernels": {"copy_gb_s": 10.0, "records": [
+                 {"kernel": k, "size": 300, "best_ms": 0.5, "gb_s": 5.0, "of_copy": 0.5}
+                 for k in ("forward (into buffer)", "in-place", "adjoint")]}}
+QUICK_TWOLEVEL = {"machine": {**MACHINE, "command": "python benchmarks/bench_twolevel.py "
+                              "--quick --json bench_twolevel.json"},
+                  "ours": [{"n": 1000, "S": 10, "write_cost": 2.0, "read_cost": 2.0,
+                            "dp_seconds": 0.1, "total_time": 2000.0, "memory_only": 5000.0}]}
+LOWERING_ROW = {"n": 100000, "budget": 10, "lower_warm_s": 0.031, "lower_cold_process_s": 0.6,
+                "count_ratio": 21.4, "process_ours_s": 0.3, "process_multistage_s": 2.5}
+QUICK_LOWERING = {"machine": {**MACHINE, "command": "python benchmarks/bench_lowering.py "
+                              "--quick --json bench_lowering.json"},
+                  "mode": "quick", "rows": [LOWERING_ROW]}
+BLOCKS_README = "".join(f"<!-- numbers:{b} -->\nold {b}\n<!-- /numbers -->\n"
+                        for b in ("pml", "fig5", "two-level", "lowering", "lowering-short"))
+
+
+def _quick_results(tmp_path: Path) -> Path:
+    out = tmp_path / "quick"
+    out.mkdir()
+    for name, d in (("bench_pml", QUICK_PML), ("bench_twolevel", QUICK_TWOLEVEL),
+                    ("bench_lowering", QUICK_LOWERING)):
+        (out / f"{name}.json").write_text(json.dumps(d))
+    return out
+
+
+def test_quick_results_skip_readme_blocks_never_crash(report: ModuleType, tmp_path: Path,
+                                                      paper: Path, capsys) -> None:
+    """Quick-shaped results (bench_pml without `full`, bench_twolevel without n = 10^4,
+    a quick bench_lowering with one row) leave each README block as it is, with a note
+    naming it, instead of a KeyError or StopIteration; --check exits 1 naming them."""
+    results = _quick_results(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(BLOCKS_README)
+    assert report.main(["--results", str(results), "--out", str(tmp_path / "R.md"),
+                        "--paper", str(paper), "--readme", str(readme)]) == 0
+    err = capsys.readouterr().err
+    assert readme.read_text() == BLOCKS_README
+    assert "numbers:pml skipped: bench_pml.json lacks what the block quotes" in err
+    assert "no 'full' section" in err
+    assert "numbers:two-level skipped: bench_twolevel.json is from a quick run" in err
+    assert "numbers:lowering skipped: bench_lowering.json is from a quick run" in err
+    assert "numbers:fig5" in err  # quick bench_pml.json has no fig5 section either
+    assert (tmp_path / "R.md").read_text().startswith("# Reproduction report")
+    assert report.main(["--results", str(results), "--check", "--readme", str(readme)]) == 1
+    out = capsys.readouterr().out
+    assert "numbers:pml skipped" in out and "numbers:two-level skipped" in out
+    assert "every number block matches" not in out
+    # twolevel without --quick in its command but without the n = 10^4 row: still skipped
+    numbers = _numbers(report)
+    partial = {**QUICK_TWOLEVEL, "machine": MACHINE}
+    blocks, skipped = numbers._render_all({"bench_twolevel": partial})
+    assert blocks == {} and "no row with n = 10000" in skipped["two-level"]
+    # run.json's quick mode counts too, unless the file was kept from an earlier run
+    (results / "run.json").write_text(json.dumps({"scripts": {
+        "bench_pml": {"mode": "quick"}, "bench_lorenz": {"mode": "quick", "kept": "x"}}}))
+    assert report.quick_scripts(results) == {"bench_pml"}
+
+
+def test_lowering_blocks_from_one_row_and_from_the_data(report: ModuleType) -> None:
+    numbers = _numbers(report)
+    one = {"bench_lowering": {"machine": MACHINE, "mode": "full", "rows": [LOWERING_ROW]}}
+    text = numbers._lowering(one)
+    assert "`treeverse(10**5, 10, inplace=True)`" in text and "takes 0.03 s" in text
+    assert text.count("21x") == 1 and "21x (n = 100000) faster" in text
+    assert "0.30 s at n = 100000 (Multistage: 2.5 s)." in text and " and " not in text[
+        text.index("Whole process"):]
+    assert numbers._lowering_short(one).startswith("Lowering `treeverse(10**5, 10, ")
+    big = {**LOWERING_ROW, "n": 10**6, "budget": 20, "lower_warm_s": 0.12, "count_ratio": 40}
+    two = {"bench_lowering": {"machine": MACHINE, "rows": [LOWERING_ROW, big]}}
+    text = numbers._lowering(two)
+    assert "`treeverse(10**6, 20, inplace=True)`" in text and "takes 0.12 s" in text
+    assert "21x (n = 100000) and 40x (n = 1000000)" in text and "--pebbles 20" in text
+    odd = {"bench_lowering": {"machine": MACHINE, "rows": [{**LOWERING_ROW, "n": 250000}]}}
+    assert "treeverse(250000, 10," in numbers._lowering_short(odd)
+    assert numbers._pow10(10**4, caret=True) == "10^4" and numbers._pow10(1) == "1"
+
+
+def _fake_report_run(report: ModuleType, calls: list[list[str]]):
+    """A stand-in for subprocess.run that runs report.py in process (argv recorded)."""
+    def fake(cmd, **kwargs):
+        calls.append([str(c) for c in cmd])
+        return type("P", (), {"returncode": report.main([str(c) for c in cmd[2:]])})
+    return fake
+
+
+def test_run_elsewhere_leaves_the_repository_readme_alone(report: ModuleType, tmp_path: Path,
+                                                          monkeypatch, paper: Path) -> None:
+    """run.py with --out/--report elsewhere passes --no-readme to report.py; with both at
+    their defaults it names the repository README; --readme PATH wins."""
+    run = _load("run")
+    out = tmp_path / "out"
+    out.mkdir()
+    low = json.loads((BENCH / "results" / "bench_lowering.json").read_text())
+    low["rows"][-1]["lower_warm_s"] = 9.99  # would change README's lowering blocks
+    (out / "bench_lowering.json").write_text(json.dumps(low))
+    copy = tmp_path / "README.md"
+    copy.write_text((ROOT / "README.md").read_text())
+    monkeypatch.setattr(report, "DEFAULT_README", copy)  # stands for the repository README
+    monkeypatch.setattr(report, "PAPER", paper)
+    monkeypatch.setattr(run, "run_suite", lambda names, quick, o, prev: {
+        "last_run": {"seconds": 1.0, "failed": []}, "scripts": {}})
+    calls: list[list[str]] = []
+    monkeypatch.setattr(run.subprocess, "run", _fake_report_run(report, calls))
+    before = copy.read_text()
+    assert run.main(["--out", str(out), "--report", str(tmp_path / "R.md")]) == 0
+    assert "--no-readme" in calls[-1] and copy.read_text() == before
+    assert (tmp_path / "R.md").exists()
+    # the same results do change a README named with --readme
+    assert run.main(["--out", str(out), "--report", str(tmp_path / "R.md"),
+                     "--readme", str(copy)]) == 0
+    assert calls[-1][-2:] == ["--readme", str(copy)] and copy.read_text() != before
+    ns = run.argparse.Namespace(readme=None, report=str(BENCH / "REPORT.md"))
+    assert run.readme_args(ns, (BENCH / "results").resolve()) == [
+        "--readme", str(ROOT / "README.md")]
+    assert run.readme_args(ns, out) == ["--no-readme"]
+    ns.report = str(tmp_path / "R.md")
+    assert run.readme_args(ns, (BENCH / "results").resolve()) == ["--no-readme"]
+    # report.py alone: results elsewhere touch no README unless --readme is given
+    copy.write_text(before)
+    assert report.main(["--results", str(out), "--out", str(tmp_path / "R2.md")]) == 0
+    assert copy.read_text() == before
+
+
+def test_run_says_when_the_report_step_failed(tmp_path: Path, monkeypatch, report,
+                                              capsys) -> None:
+    run = _load("run")
+    monkeypatch.setattr(run, "run_suite", lambda names, quick, o, prev: {
+        "last_run": {"seconds": 1.0, "failed": []}, "scripts": {}})
+    monkeypatch.setattr(run.subprocess, "run", lambda *a, **k: type("P", (), {"returncode": 1}))
+    assert run.main(["--quick", "--out", str(tmp_path), "--report", str(tmp_path / "R.md")]) == 1
+    out = capsys.readouterr().out
+    assert "report.py failed (exit 1)" in out
+
+
+def test_explicit_repeats_win_over_quick(monkeypatch) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        low = _load("bench_lowering")
+    finally:
+        sys.path.remove(str(BENCH))
+    seen: list[int] = []
+
+    def measure(n: int, s: int, repeats: int) -> dict:
+        seen.append(repeats)
+        raise SystemExit(0)
+    monkeypatch.setattr(low, "measure", measure)
+    for argv, want in ((["--quick", "--repeats", "5"], 5), (["--quick"], 2), ([], 3),
+                       (["--repeats", "1"], 1)):
+        with pytest.raises(SystemExit):
+            low.main(argv)
+        assert seen[-1] == want
+
+
+def test_explicit_repeat_wins_over_quick_in_bench_torch() -> None:
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(BENCH))
+    try:
+        bt = _load("bench_torch")
+    finally:
+        sys.path.remove(str(BENCH))
+    assert bt.parse("doc", ["--quick", "--repeat", "5"]).repeat == 5
+    assert bt.parse("doc", ["--quick"]).repeat == 2 and bt.parse("doc", []).repeat == 3
+
+
+def test_bench_online_help_keeps_its_first_paragraph(capsys) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        online = _load("bench_online")
+    finally:
+        sys.path.remove(str(BENCH))
+    with pytest.raises(SystemExit):
+        online.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "against the offline optimum and against equinox's checkpointed while loop." in text

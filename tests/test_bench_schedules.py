@@ -136,3 +136,13 @@ def test_scaling_help_states_the_quick_sizes(load_bench, capsys) -> None:
     with pytest.raises(SystemExit):
         scaling.main(["--help"])
     assert "n <= 10^5" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("argv", [["--pebbles", "0", "--sizes", "10"], ["--sizes", "0"],
+                                  ["--sizes", "10", "--pebbles", "-3"], ["--repeats", "0"]])
+def test_bad_values_are_a_one_line_error(bench: ModuleType, argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument --" in err and "Traceback" not in err
