@@ -36,6 +36,7 @@ from _common import best_of, machine_info, package_version, write_results
 
 import pebbles
 from pebbles._treeverse import treeverse_chunks
+from pebbles.cli import positive
 
 MULTISTAGE = """
 import sys
@@ -112,7 +113,7 @@ def measure(n: int, s: int, repeats: int) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="n = 10^5 only, 2 repeats")
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=positive, default=None,
                    help="timing repeats, best kept (default 3, 2 with --quick)")
     p.add_argument("--json", default=None, metavar="OUT",
                    help="write the result as JSON to OUT (default: no file)")

@@ -73,6 +73,7 @@ from torch.utils.checkpoint import checkpoint_sequential as torch_sequential  # 
 
 import pebbles  # noqa: E402
 from pebbles._chain import hetero_min_memory, hetero_time  # noqa: E402
+from pebbles.cli import positive  # noqa: E402
 from pebbles.torch import checkpoint_sequential, checkpointed_loop, profile_layers  # noqa: E402
 
 
@@ -406,7 +407,7 @@ def parse(doc: str, argv: list[str] | None) -> argparse.Namespace:
     torch set to one thread."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeat", type=int, default=None,
+    ap.add_argument("--repeat", type=positive, default=None,
                     help="timing passes, best kept (default 3, 2 with --quick)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)

@@ -536,7 +536,8 @@ def _moves(plan: _Plan, n: int, mmax: int, units: np.ndarray) -> list[Move]:
 
 def _solve(costs: ChainCosts, memory: float, levels: int,
            tape: bool = False) -> tuple[float, list[Move]]:
-    """Least total time and its moves, for a limit of at least :func:`hetero_min_memory`:
+    """Least total time and its moves, for a limit of at least what a paint or a walk alone
+    needs (below :func:`hetero_min_memory` the programme may find none: then an error):
     the dynamic programme's, or a simple schedule's (:func:`_simple`) where that is faster
     (rounding to memory levels can cost the programme more). Tables within
     :data:`_MAX_ENTRIES` and :data:`_MAX_WORK`, else :class:`PebblesValueError`."""

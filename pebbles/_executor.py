@@ -62,6 +62,8 @@ from ._lowering import (
     OP_STEP,
     OP_STORE,
     OP_TAPE,
+    READS,
+    WRITES,
     SlotProgram,
     lower,
 )
@@ -678,8 +680,7 @@ def _program(moves: Any, n: int | None) -> SlotProgram:
         if n is not None and n != moves.n:
             raise PebblesValueError(f"this program is for n={moves.n}, replay got n={n}; "
                                     f"drop n or pass n={moves.n}")
-        _check_slots(moves)
-        return _with_frees(moves)
+        return _with_frees(moves.check())
     from ._registry import Schedule
 
     if isinstance(moves, Schedule):
@@ -697,52 +698,6 @@ def _program(moves: Any, n: int | None) -> SlotProgram:
     return lower(moves, n, frees=True)
 
 
-def _check_slots(prog: SlotProgram) -> None:
-    """Refuse a SlotProgram built or cut by hand whose rows name a slot outside
-    ``0..nslots-1``, read a slot before any row writes it, or paint before the seed
-    (vectorised: a program has millions of rows)."""
-    ops = np.asarray(prog.ops)
-    fix = "pass the schedule, or a SlotProgram from pebbles.lower unchanged"
-    if len(ops) == 0:
-        return
-    slots = ops[:, 1:3]
-    if slots.min() < 0 or slots.max() >= prog.nslots:
-        k = int(np.flatnonzero(((slots < 0) | (slots >= prog.nslots)).any(axis=1))[0])
-        raise PebblesValueError(f"row {k} of the program, {ops[k].tolist()}, names a slot "
-                                f"outside 0..{prog.nslots - 1} (nslots={prog.nslots}); {fix}")
-    kinds = np.zeros(max(int(ops[:, 0].max()), max(_READS | _WRITES)) + 1, dtype=np.int8)
-    kinds[list(_READS)] |= 1
-    kinds[list(_WRITES)] |= 2
-    kind = kinds[ops[:, 0]]
-    first_write = _first_writes(np.flatnonzero(kind & 2), ops, prog.nslots)
-    reads = (kind & 1).astype(bool) & (ops[:, 1] != 0)
-    early = np.flatnonzero(reads & (np.arange(len(ops)) < first_write[ops[:, 1]]))
-    if early.size:
-        k = int(early[0])
-        raise PebblesValueError(f"row {k} of the program, {ops[k].tolist()}, reads slot "
-                                f"{int(ops[k, 1])} before any row writes a state there; {fix}")
-    seeds, paints = np.flatnonzero(ops[:, 0] == OP_SEED), np.flatnonzero(ops[:, 0] == OP_PAINT)
-    if paints.size and (seeds.size != 1 or seeds[0] > paints[0]):
-        raise PebblesValueError(f"the program has {seeds.size} seed row(s) (OP_SEED), and "
-                                f"its paints need one seed before them; {fix}")
-
-
-def _first_writes(rows: np.ndarray, ops: np.ndarray, nslots: int) -> np.ndarray:
-    """The first of ``rows`` writing each slot (``len(ops)`` for none), found in chunks
-    that double: every slot is usually written within the first few thousand rows."""
-    first = np.full(nslots, len(ops))
-    start, size = 0, 4096
-    while start < len(rows) and (first[1:] == len(ops)).any():
-        slots, at = np.unique(ops[rows[start:start + size], 2], return_index=True)
-        new = first[slots] == len(ops)
-        first[slots[new]] = rows[start + at[new]]
-        start, size = start + size, 2 * size
-    return first
-
-
-#: Rows that read the state in ``src``, and rows that write a state into ``dst``.
-_READS = frozenset((OP_STEP, OP_TAPE, OP_SEED, OP_PAINT, OP_STORE))
-_WRITES = frozenset((OP_STEP, OP_TAPE, OP_LOAD))
 
 
 def _with_frees(prog: SlotProgram) -> SlotProgram:
@@ -761,9 +716,9 @@ def _with_frees(prog: SlotProgram) -> SlotProgram:
     cell: dict[int, int] = {}  # slot -> cell of its state
     after: list[tuple[int, int, int]] = []  # (row, slot, cell) of each free
     for k, (op, src, dst, first, count) in enumerate(ops.tolist()):
-        if op in _READS:
+        if op in READS:
             last[src] = k
-        if op in _WRITES:
+        if op in WRITES:
             if dst in last and (op == OP_LOAD or src != dst):  # in place: no free
                 after.append((last[dst], dst, cell[dst]))
             last[dst], cell[dst] = k, _cell(op, first, count)
@@ -776,7 +731,7 @@ def _with_frees(prog: SlotProgram) -> SlotProgram:
 
 
 def _cell(op: int, first: int, count: int) -> int:
-    """The cell of the state a row of ``_WRITES`` writes."""
+    """The cell of the state a row of ``WRITES`` writes."""
     return first if op == OP_LOAD else first + count
 
 
@@ -786,7 +741,7 @@ def _forward_part(ops: np.ndarray) -> tuple[int, dict[int, int]]:
     for k, (op, src, dst, first, count) in enumerate(ops.tolist()):
         if op == OP_SEED:
             return k, cells
-        if op in _WRITES:
+        if op in WRITES:
             cells[dst] = _cell(op, first, count)
         elif op == OP_FREE:
             cells.pop(src, None)

@@ -41,6 +41,28 @@ OP_STORE, OP_LOAD, OP_DISCARD, OP_FREE = R.OP_STORE, R.OP_LOAD, R.OP_DISCARD, R.
 OP_TAPE = R.OP_TAPE
 
 
+#: Rows that read the state in ``src``, and rows that write a state into ``dst``.
+READS = frozenset((OP_STEP, OP_TAPE, OP_SEED, OP_PAINT, OP_STORE))
+WRITES = frozenset((OP_STEP, OP_TAPE, OP_LOAD))
+_OPS = (OP_STEP, OP_SEED, OP_PAINT, OP_STORE, OP_LOAD, OP_DISCARD, OP_FREE, OP_TAPE)
+#: Per op code: 1 if its row reads ``src``, 2 if it writes ``dst`` (or both).
+_ROW_KINDS = np.array([(op in READS) | 2 * (op in WRITES) for op in range(max(_OPS) + 1)],
+                      dtype=np.int8)
+
+
+def _first_writes(rows: np.ndarray, ops: np.ndarray, nslots: int) -> np.ndarray:
+    """The first of ``rows`` writing each slot (``len(ops)`` for none), found in chunks
+    that double: every slot is usually written within the first few thousand rows."""
+    first = np.full(nslots, len(ops))
+    start, size = 0, 4096
+    while start < len(rows) and (first[1:] == len(ops)).any():
+        slots, at = np.unique(ops[rows[start:start + size], 2], return_index=True)
+        new = first[slots] == len(ops)
+        first[slots[new]] = rows[start + at[new]]
+        start, size = start + size, 2 * size
+    return first
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class SlotProgram:
     """A checked schedule as slot operations (see :func:`lower`).
@@ -168,6 +190,59 @@ class SlotProgram:
         """Every field but ``ops`` (an array, compared and hashed by value)."""
         return (self.n, self.game, self.nslots, self.forward_steps, self.backward_steps,
                 self.peak_states, self.writes, self.reads)
+
+    def check(self) -> SlotProgram:
+        """``self`` after checking that its rows can run: every slot named is in
+        ``0..nslots-1``, no row reads a slot before an earlier row wrote a state there,
+        and one OP_SEED comes before the first OP_PAINT. The executors call it on a
+        program given to them (one built or cut by hand); :func:`lower`'s pass.
+
+        Raises
+        ------
+        PebblesValueError
+            Naming the first row that breaks a rule.
+
+        Examples
+        --------
+        >>> import dataclasses, pebbles
+        >>> p = pebbles.lower(pebbles.schedule("treeverse", 8, budget=2))
+        >>> p.check() is p
+        True
+        >>> try:
+        ...     dataclasses.replace(p, ops=p.ops[1:]).check()
+        ... except ValueError as err:
+        ...     print(str(err).split(";")[0])
+        row 0 of the program, [0, 1, 2, 6, 1], reads slot 1 before any row writes a state there
+        """
+        ops = np.asarray(self.ops)
+        fix = "pass the schedule, or a SlotProgram from pebbles.lower unchanged"
+        if len(ops) == 0:
+            return self
+        slots = ops[:, 1:3]
+        if slots.min() < 0 or slots.max() >= self.nslots:
+            k = int(np.flatnonzero(((slots < 0) | (slots >= self.nslots)).any(axis=1))[0])
+            raise PebblesValueError(f"row {k} of the program, {ops[k].tolist()}, names a slot "
+                                    f"outside 0..{self.nslots - 1} (nslots={self.nslots}); "
+                                    f"{fix}")
+        unknown = np.flatnonzero(~np.isin(ops[:, 0], _OPS))
+        if unknown.size:
+            k = int(unknown[0])
+            raise PebblesValueError(f"row {k} of the program, {ops[k].tolist()}, has op "
+                                    f"{int(ops[k, 0])}, which is no OP_* code; {fix}")
+        kind = _ROW_KINDS[ops[:, 0]]
+        first_write = _first_writes(np.flatnonzero(kind & 2), ops, self.nslots)
+        reads = (kind & 1).astype(bool) & (ops[:, 1] != 0)  # a row reads before it writes
+        early = np.flatnonzero(reads & (np.arange(len(ops)) <= first_write[ops[:, 1]]))
+        if early.size:
+            k = int(early[0])
+            raise PebblesValueError(f"row {k} of the program, {ops[k].tolist()}, reads slot "
+                                    f"{int(ops[k, 1])} before any row writes a state there; "
+                                    f"{fix}")
+        seeds, paints = np.flatnonzero(ops[:, 0] == OP_SEED), np.flatnonzero(ops[:, 0] == OP_PAINT)
+        if paints.size and (seeds.size != 1 or seeds[0] > paints[0]):
+            raise PebblesValueError(f"the program has {seeds.size} seed row(s) (OP_SEED), and "
+                                    f"its paints need one seed before them; {fix}")
+        return self
 
     def in_memory(self, runs: str = "this executor runs") -> SlotProgram:
         """The program in the rows an executor that keeps every state in memory, and no

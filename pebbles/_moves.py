@@ -270,6 +270,10 @@ def encode(moves: Iterable[Move]) -> np.ndarray:
     """
     if isinstance(moves, np.ndarray):
         return as_encoded(moves)
+    from ._registry import Schedule  # here: the registry imports this module
+
+    if isinstance(moves, Schedule):  # its fast encoding, refused past the memory
+        return moves.encode()
     if isinstance(moves, (str, bytes)):
         raise PebblesTypeError(
             f"moves={moves!r} is a string; pass an iterable of moves such as "

@@ -191,15 +191,18 @@ def predicted_moves(s: Schedule) -> int | None:
 
 
 def _check_fits(s: Schedule) -> None:
-    """Refuse to encode a stream larger than the machine's memory (24 bytes a move)."""
+    """Refuse to encode a stream larger than the machine's memory (24 bytes a move; a
+    method without a formula for its moves has at least ``n``: one a cell)."""
     moves = predicted_moves(s)
     try:
         ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         return
-    if moves is not None and 24 * moves > ram:
+    least = s.n if moves is None else moves
+    if 24 * least > ram:
+        count = f"at least {least}" if moves is None else str(moves)
         raise PebblesValueError(
-            f"{s} has {moves} moves: encoding them takes {24 * moves / 2**30:,.1f} GiB, more "
+            f"{s} has {count} moves: encoding them takes {24 * least / 2**30:,.1f} GiB, more "
             f"than this machine's {ram / 2**30:,.1f} GiB of memory; iterate the schedule to "
             f"stream its moves, or take its forward steps from a formula "
             f"(pebbles.min_forward_steps, pebbles compare)")
@@ -266,7 +269,7 @@ class Schedule:
         _check_fits(self)
         if entry.encoded is not None:
             return entry.encoded(self.n, **self._kwargs())
-        return encode(self)
+        return encode(iter(self))
 
     def simulate(self, **kwargs: Any) -> SimulationResult:
         """Check the moves with :func:`pebbles.simulate` (in its game, within its budget;

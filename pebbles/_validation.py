@@ -44,7 +44,7 @@ def check_disk_budget(value: object) -> int | None:
     >>> check_disk_budget(math.inf) is None, check_disk_budget(3)
     (True, 3)
     """
-    if value is None or (isinstance(value, float) and value == math.inf):
+    if value is None or (isinstance(value, numbers.Real) and value == math.inf):
         return None
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
         raise PebblesTypeError(

@@ -167,7 +167,7 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
     if schedule is not None:
         _check_with_schedule(schedule, budget, options)
     if isinstance(schedule, SlotProgram):
-        return _check_ops(schedule)
+        return _check_ops(schedule.check())
     if schedule is not None:
         _check_schedule(schedule)
         return _check_ops(_from_moves(schedule, n, budget))

@@ -354,7 +354,7 @@ class _Chain:
             raise PebblesValueError(
                 f"step({i}, x) returned a state with (shape, dtype) {got} but x0 has "
                 f"{want}; every step of a loop must return a state of x0's shapes and "
-                f"dtypes (as a {'tuple' if self.was_tuple else 'single tensor'}){cast}")
+                f"dtypes (as {_form_words(self.was_tuple, len(self.spec))}){cast}")
         got_at, want_at = [str(t.device) for t in ys], [str(s[2]) for s in self.spec]
         if got_at != want_at:
             raise PebblesValueError(

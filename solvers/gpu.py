@@ -133,7 +133,7 @@ def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotPro
         if n is not None and n != schedule.n:
             raise PebblesValueError(f"this program is for n={schedule.n}, got n={n}; drop n "
                                     f"or pass n={schedule.n}")
-        prog = schedule
+        prog = schedule.check()
     else:
         prog = pebbles.lower(schedule, n, slots=slots)
     return prog.in_memory("the GPU executors run")

@@ -618,7 +618,7 @@ def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotPro
             raise pebbles.PebblesValueError(
                 f"this program is for n={schedule.n}, replay_lorenz got n={n}; drop n or "
                 f"pass n={schedule.n}")
-        prog = schedule
+        prog = schedule.check()
     else:
         prog = pebbles.lower(schedule, n, slots=slots)
     return prog.in_memory("replay_lorenz runs")

@@ -544,6 +544,17 @@ def step2(c, x):
     return c + 0.1 * jnp.sin(x * c), None
 
 
+def test_a_program_cut_by_hand_is_refused_not_run_with_clamped_slots():
+    import dataclasses
+
+    prog = pebbles.lower(pebbles.schedule("treeverse", 10, budget=3))
+    xs = jnp.linspace(0.1, 1.0, 10)
+    for bad, match in ((dataclasses.replace(prog, ops=prog.ops[1:]), r"reads slot 1 before"),
+                       (dataclasses.replace(prog, nslots=3), r"names a slot outside 0\.\.2")):
+        with pytest.raises(pebbles.PebblesValueError, match=match):
+            checkpointed_scan(step2, 0.3, xs, schedule=bad)
+
+
 def test_schedule_mismatches_and_options_are_refused_not_ignored():
     xs = jnp.ones(11)
     with pytest.raises(pebbles.PebblesValueError, match=r"for n=13 steps, but the scan has 11"):

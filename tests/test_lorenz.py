@@ -39,6 +39,14 @@ def rel(a, b):
     return np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b)
 
 
+def test_replay_lorenz_refuses_a_program_cut_by_hand():
+    import dataclasses
+
+    prog = pebbles.lower(pebbles.schedule("treeverse", 20, budget=3))
+    with pytest.raises(pebbles.PebblesValueError, match=r"^row 0 of the program.*reads slot"):
+        lz.replay_lorenz(dataclasses.replace(prog, ops=prog.ops[1:]))
+
+
 def test_forward_matches_reverse():
     n = 1000
     f = lz.gradient_forward(n=n)

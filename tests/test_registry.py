@@ -303,8 +303,11 @@ def test_options_are_checked_before_a_budget_is_compared_with_the_need(every, er
 
 
 @pytest.mark.parametrize("call", [lambda s: s.encode(), lambda s: s.simulate(),
-                                  lambda s: pebbles.lower(s)])
+                                  lambda s: pebbles.lower(s), pebbles.encode])
 def test_a_stream_larger_than_memory_is_refused_before_encoding(call):
     s = pebbles.schedule("treeverse", 10**12, budget=40)
     with pytest.raises(ValueError, match=r"2999999999998 moves.*GiB.*iterate the schedule"):
         call(s)
+    online = pebbles.schedule("online", 10**12, budget=40)  # no formula: at least n moves
+    with pytest.raises(ValueError, match=r"has at least 1000000000000 moves.*GiB"):
+        call(online)

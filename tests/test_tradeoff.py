@@ -80,7 +80,8 @@ def test_tradeoff_command_refuses_one_step_in_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "pebbles", "tradeoff", "-n", "1", "-o",
                           str(tmp_path / "t.png")], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
-    assert "pass n=2 or more" in res.stderr and not list(tmp_path.iterdir())
+    assert "-n 1 has no trade-off" in res.stderr and "pass -n 2 or more" in res.stderr
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("n", [100, 1000, 10**4])

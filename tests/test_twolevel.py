@@ -532,6 +532,7 @@ def test_an_infinite_disk_budget_is_an_unbounded_disk_everywhere():
     free = pebbles.schedule("two-level", 50, budget=3, **kw)
     assert s.simulate() == free.simulate()
     assert pebbles.simulate(free, 50, disk_budget=math.inf, **kw) == free.simulate()
+    assert pebbles.simulate(free, 50, disk_budget=np.float32("inf"), **kw) == free.simulate()
     inf_plan = pebbles.plan(50, 3, disk_budget=math.inf, **kw)
     assert inf_plan == pebbles.plan(50, 3, disk_budget=None, **kw)
     with pytest.raises(pebbles.PebblesTypeError, match=r"disk_budget=2.5 .*whole number"):

@@ -260,8 +260,14 @@ def test_a_program_cut_at_its_start_or_short_of_slots_is_refused_before_a_step(f
     def cut(**kw):
         return dataclasses.replace(prog, **kw)
 
+    in_place = prog.ops.copy()
+    in_place[0] = [pebbles.OP_STEP, 1, 1, 0, 1]  # reads slot 1 and writes it: read first
+    bad_op = prog.ops.copy()
+    bad_op[2, 0] = 42
     cases = [(cut(ops=prog.ops[1:]), r"^row 0 of the program, \[0, 1, 2, 6, 1\], reads "
               r"slot 1 before any row writes"),
+             (cut(ops=in_place), r"^row 0 of the program, \[0, 1, 1, 0, 1\], reads slot 1"),
+             (cut(ops=bad_op), r"^row 2 of the program, \[42, .*has op 42, which is no OP_"),
              (cut(ops=prog.ops[prog.ops[:, 0] != pebbles.OP_SEED]),
               r"^the program has 0 seed row\(s\)"),
              (cut(nslots=2), r"names a slot outside 0\.\.1 \(nslots=2\)")]
