@@ -15,8 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _without(module: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run ``python *args`` in the project root as if ``module`` were not installed."""
-    (tmp_path / "sitecustomize.py").write_text(f"import sys\nsys.modules[{module!r}] = None\n")
+    """Run ``python *args`` in the project root as if ``module`` (names separated by
+    commas) were not installed."""
+    hide = "".join(f"sys.modules[{m!r}] = None\n" for m in module.split(","))
+    (tmp_path / "sitecustomize.py").write_text(f"import sys\n{hide}")
     env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
@@ -31,6 +33,22 @@ def test_a_solver_command_line_without_numba_answers_in_one_line(module, tmp_pat
     r = _without("numba", tmp_path, "-c", f"import {module}")
     assert r.returncode == 1 and r.stderr.splitlines()[-1] == (
         'ImportError: the solvers need Numba: pip install "pebble-games[solvers]"')
+
+
+@pytest.mark.parametrize("hidden, command, extras, needs", [
+    ("numba,matplotlib", "lorenz-fig4", "plot,solvers", "matplotlib and Numba"),
+    ("numba", "pml", "solvers", "Numba"),
+    ("matplotlib", "lorenz-fig3", "plot", "matplotlib"),
+    ("numba,matplotlib", "fig5", "plot", "matplotlib"),
+])
+def test_visualize_names_every_extra_a_figure_lacks_in_one_line(hidden, command, extras,
+                                                                 needs, tmp_path):
+    argv = ["-m", "visualize", command, *(["r.json"] if command == "fig5" else []),
+            "-o", str(tmp_path / "f.png")]
+    r = _without(hidden, tmp_path, *argv)
+    assert r.returncode == 2 and r.stderr == (
+        f'python -m visualize: error: {command} needs {needs}: pip install '
+        f'"pebble-games[{extras}]"\n')
 
 
 def test_drawing_functions_without_matplotlib_name_the_extra(tmp_path):
