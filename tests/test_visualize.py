@@ -589,6 +589,10 @@ def test_small_n_tradeoff_panels_show_every_point():
         left, right = ax.get_xlim()
         xs = np.concatenate([x for x, _ in visualize.tradeoff_curves(n).values()])
         assert left < xs.min() and xs.max() < right, (n, left, xs.min())
+        assert left <= 0.8 * xs.min()  # the marker there shows whole
+    fig.canvas.draw()
+    labels = {t.get_text() for t in fig.axes[0].get_yticklabels(which="both") if t.get_text()}
+    assert labels and not any("times" in t for t in labels), labels  # "2", not "2 x 10^0"
 
 
 def test_a_schedule_is_drawn_in_its_own_game_and_budget():
