@@ -94,8 +94,10 @@ def _set_xlim(ax: Axes, xs: list[np.ndarray]) -> None:
     store-all end of a curve, T'/T = (n - 1) / n, is below 0.9."""
     least = min((float(np.min(x)) for x in xs if len(x)), default=1.0)
     ax.set_xlim(min(0.9, 0.8 * least), X_MAX)  # a marker at the least T'/T shows whole
-    ax.yaxis.set_major_formatter(LogFormatter())  # 1, 2, 10, not 2 x 10^0 on short axes
-    ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(1, 0.5)))
+    low, high = ax.get_ylim()
+    if high < 100 * low:  # a short memory axis: 1, 2, 10, not 2 x 10^0
+        ax.yaxis.set_major_formatter(LogFormatter())
+        ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(1, 0.5)))
 
 
 def _ratio_panel(ax: Axes, ns: tuple[int, ...], all_curves: list[dict[str, Curve]]) -> None:
