@@ -22,7 +22,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import numpy as np
 from pebbles import PebblesError, PebblesValueError
 from pebbles.cli import OneLineParser, count, in_flags, positive, run_command
 
-from .cli import check_output, dpi
+from .cli import check_output, dpi, matplotlib_required
 
 __all__ = ["fig5_records", "main"]
 
@@ -252,21 +251,10 @@ def _check_unused(args: argparse.Namespace) -> None:
             raise PebblesValueError(f"{' '.join(given)}: not used {when}; leave {it} out")
 
 
-def _extras_required(command: str) -> None:
-    """Raise one ImportError naming every extra ``command`` lacks: matplotlib (``plot``)
-    for all, Numba (``solvers``) for the figures computed by the solvers."""
-    lacking = {"plot": "matplotlib"} if find_spec("matplotlib") is None else {}
-    if command != "fig5" and find_spec("numba") is None:
-        lacking["solvers"] = "Numba"
-    if lacking:
-        raise ImportError(f"{command} needs {' and '.join(lacking.values())}: pip install "
-                          f'"pebble-games[{",".join(lacking)}]"')
-
-
 def _run(args: argparse.Namespace) -> str:
     _check_unused(args)
     check_output(args.output)
-    _extras_required(args.command)
+    matplotlib_required(args.command, solvers=args.command != "fig5")
     draw = {"lorenz-fig3": _lorenz_fig3, "lorenz-fig4": _lorenz_fig4, "pml": _pml,
             "fig5": _fig5}[args.command]
     from ._game import save

@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +52,15 @@ MAX_TRADEOFF_N = 10**6
 MAX_OVERHEAD_N = 10**5
 
 
-def matplotlib_required() -> None:
-    """Raise ImportError naming the extra when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ImportError('drawing needs matplotlib: pip install "pebble-games[plot]"') from None
+def matplotlib_required(what: str = "drawing", solvers: bool = False) -> None:
+    """Raise one ImportError naming every extra ``what`` lacks: matplotlib (``plot``) and,
+    with ``solvers``, Numba (``solvers``: the figures the solvers compute)."""
+    lacking = {"plot": "matplotlib"} if find_spec("matplotlib") is None else {}
+    if solvers and find_spec("numba") is None:
+        lacking["solvers"] = "Numba"
+    if lacking:
+        raise ImportError(f"{what} needs {' and '.join(lacking.values())}: pip install "
+                          f'"pebble-games[{",".join(lacking)}]"')
 
 
 def check_output(path: str) -> Path:
