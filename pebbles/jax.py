@@ -54,7 +54,7 @@ from ._moves import Game, encode
 from ._online import while_budget
 from ._registry import Schedule, check_gradient_method, gradient_methods
 from ._registry import schedule as _schedule
-from ._simulator import simulate
+from ._simulator import SimulationResult, simulate
 from ._validation import check_bool, check_choice, check_int
 
 __all__ = ["checkpointed_scan", "checkpointed_while_loop", "scan_program"]
@@ -68,6 +68,7 @@ def _check_ops(program: SlotProgram) -> SlotProgram:
 
 def _from_moves(moves: Any, n: int, budget: int | None) -> SlotProgram:
     """Lower a schedule passed as ``schedule=`` (checked against ``budget`` if given)."""
+    played = None  # a plain stream's play in the in-place game, where legal there
     if isinstance(moves, Schedule):
         if moves.n != n:
             raise PebblesValueError(f"schedule is {str(moves)!r}, for n={moves.n} steps, but "
@@ -75,10 +76,11 @@ def _from_moves(moves: Any, n: int, budget: int | None) -> SlotProgram:
         arr, game = moves.encode(), moves.game
     else:
         arr = encode(moves)
-        game = _stream_game(arr, n)
+        played = _inplace_play(arr, n)
+        game = None if played is None else Game.INPLACE
     program = lower(arr, n, game=game)
     if budget is not None:
-        peak = simulate(arr, n, program.game).peak_pebbles
+        peak = (played or simulate(arr, n, program.game)).peak_pebbles
         if peak > budget:
             raise InfeasibleBudgetError(
                 f"the schedule passed holds {peak} carries at once, more than budget={budget}; "
@@ -86,16 +88,15 @@ def _from_moves(moves: Any, n: int, budget: int | None) -> SlotProgram:
     return program
 
 
-def _stream_game(arr: np.ndarray, n: int) -> Game | None:
-    """The game a plain move stream is checked in: the in-place game where the stream is
-    legal in it (a stream without ``move`` rows may be legal in both; the in-place game
-    counts the carry a walk steps once, as the slot buffer holds it), else
-    :func:`pebbles.lower`'s default (None), whose errors then name the broken rule."""
+def _inplace_play(arr: np.ndarray, n: int) -> SimulationResult | None:
+    """A plain move stream played in the in-place game, or None where it is not legal
+    there. Such a stream is checked in that game (one without ``move`` rows may be legal
+    in both; the in-place game counts the carry a walk steps once, as the slot buffer
+    holds it), else in :func:`pebbles.lower`'s default, whose errors name the rule."""
     try:
-        simulate(arr, n, Game.INPLACE)
+        return simulate(arr, n, Game.INPLACE)
     except PebblesError:
         return None
-    return Game.INPLACE
 
 
 def _check_schedule(schedule: Any) -> None:
