@@ -68,7 +68,7 @@ from ._lowering import (
     lower,
 )
 from ._storage import MemoryStore, StoreError, mapped_empty
-from ._validation import check_bool, check_int
+from ._validation import a_kind, check_bool, check_int
 
 __all__ = ["CallbackError", "NonFiniteError", "ReplayResult", "replay"]
 
@@ -551,7 +551,7 @@ class _Replay:
             if not isinstance(s, np.ndarray):
                 raise PebblesTypeError(
                     f"a two-level schedule stores states on disk as NumPy arrays; the state of "
-                    f"step {cell} is a {type(s).__name__}: pack it into one array")
+                    f"step {cell} is {a_kind(s)}: pack it into one array")
             buf = self.lend(s, cell)
             if buf is None:
                 self.store.put(cell, s)
@@ -916,7 +916,7 @@ def replay(
     prog = _program(moves, n)
     if prog.writes and not isinstance(s0, np.ndarray):
         raise PebblesTypeError(
-            f"s0 is a {type(s0).__name__}; a two-level schedule stores states on disk as "
+            f"s0 is {a_kind(s0)}; a two-level schedule stores states on disk as "
             f"NumPy arrays: pack the state into one array (its steps must return arrays)")
     callbacks = _callbacks(step, backward, loss_grad, loss=loss, step_into=step_into,
                            running_loss=running_loss, running_loss_grad=running_loss_grad)
@@ -976,9 +976,7 @@ def _check_store(store: object) -> None:
         return
     if isinstance(store, type) or not all(
             callable(getattr(store, name, None)) for name in ("put", "get", "delete")):
-        kind = type(store).__name__
-        what = f"the class {store.__name__}" if isinstance(store, type) else \
-            f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+        what = f"the class {store.__name__}" if isinstance(store, type) else a_kind(store)
         raise PebblesTypeError(
             f"store={store!r:.60} is {what}; it must be a store object with put, get and "
             f"delete, e.g. store=pebbles.DiskStore(directory) (an instance, used in a with "

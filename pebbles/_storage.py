@@ -42,7 +42,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ._errors import PebblesError, PebblesTypeError, PebblesValueError
-from ._validation import check_bool, check_cost, check_int
+from ._validation import a_kind, check_bool, check_cost, check_int
 
 __all__ = ["MAP_BYTES", "DiskFullError", "DiskStore", "IOCost", "MemoryStore", "Store",
            "StoreError", "mapped_empty", "measure_io"]
@@ -696,7 +696,7 @@ def _check_buffer(out: object, contiguous: bool) -> None:
         return
     if not isinstance(out, np.ndarray):
         raise PebblesTypeError(
-            f"out={out!r:.60} is a {type(out).__name__}; it must be a NumPy array like the "
+            f"out={out!r:.60} is {a_kind(out)}; it must be a NumPy array like the "
             f"stored state (same shape and dtype), or None for a new one: pass e.g. "
             f"out=np.empty_like(state)")
     if not out.flags.writeable:

@@ -9,7 +9,15 @@ import numpy as np
 
 from ._errors import PebblesTypeError, PebblesValueError
 
-__all__ = ["check_bool", "check_choice", "check_cost", "check_disk_budget", "check_int"]
+__all__ = [
+    "a_kind", "check_bool", "check_choice", "check_cost", "check_disk_budget", "check_int",
+]
+
+
+def a_kind(value: object) -> str:
+    """The type of ``value`` with its article, for messages: ``"an int"``, ``"a dict"``."""
+    kind = type(value).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def check_int(name: str, value: object, minimum: int | None = None) -> int:

@@ -64,7 +64,7 @@ from ._online import OnlineScheduler, while_budget
 from ._registry import check_gradient_method
 from ._registry import schedule as _schedule
 from ._simulator import ChainCosts, simulate
-from ._validation import check_bool, check_choice, check_cost, check_int
+from ._validation import a_kind, check_bool, check_choice, check_cost, check_int
 
 __all__ = ["checkpoint_sequential", "checkpointed_loop", "checkpointed_while_loop",
            "profile_layers"]
@@ -87,10 +87,10 @@ def _as_tuple(name: str, value: object) -> tuple[tuple[torch.Tensor, ...], Form]
             isinstance(t, torch.Tensor) for t in value):
         named = isinstance(value, tuple) and hasattr(type(value), "_make")
         return tuple(value), type(value) if named else list if isinstance(value, list) else tuple
-    bad = next((f" (item {k} is a {type(t).__name__})" for k, t in enumerate(value)
+    bad = next((f" (item {k} is {a_kind(t)})" for k, t in enumerate(value)
                 if not isinstance(t, torch.Tensor)), "") if isinstance(value, (tuple, list)) else ""
     raise PebblesTypeError(
-        f"{name} is a {type(value).__name__}{bad}; a state must be a torch.Tensor or a "
+        f"{name} is {a_kind(value)}{bad}; a state must be a torch.Tensor or a "
         f"non-empty tuple (or list) of tensors")
 
 
@@ -1090,7 +1090,7 @@ def _params(params: Sequence[object]) -> tuple[torch.Tensor, ...]:
     for k, p in enumerate(params):
         if not isinstance(p, torch.Tensor):
             raise PebblesTypeError(
-                f"params[{k}] is a {type(p).__name__}; every extra argument of step must be a "
+                f"params[{k}] is {a_kind(p)}; every extra argument of step must be a "
                 f"torch.Tensor (close over other values in step instead)")
     return tuple(params)  # type: ignore[arg-type]
 
@@ -1625,7 +1625,7 @@ def _costs_for(layers: list, input: State, params: Sequence[torch.Tensor],
         return profile_layers(layers, input, params=params)
     if not isinstance(costs, ChainCosts):
         raise PebblesTypeError(
-            f"costs is a {type(costs).__name__}; it must be a pebbles.ChainCosts of the "
+            f"costs is {a_kind(costs)}; it must be a pebbles.ChainCosts of the "
             f"n={len(layers)} layers; build it with profile_layers(functions, input)")
     if costs.n != len(layers):
         raise PebblesValueError(

@@ -1795,7 +1795,7 @@ def test_loop_arguments_are_checked_before_a_step_also_for_n_0(kw, error, match)
     ({"budget": 2, "preserve_rng_state": None}, pebbles.PebblesTypeError,
      r"^preserve_rng_state=None must be True or False"),
     ({"memory": 1e6, "levels": 0}, pebbles.PebblesValueError, r"^levels=0 must be >= 1"),
-    ({"memory": 1e6, "costs": 1}, pebbles.PebblesTypeError, r"^costs is a int; it must be"),
+    ({"memory": 1e6, "costs": 1}, pebbles.PebblesTypeError, r"^costs is an int; it must be"),
     ({"budget": 2, "params": torch.ones(3)}, pebbles.PebblesTypeError,
      r"^params is a tensor of shape \(3,\), not a list of tensors; pass params=\[w\]"),
 ])

@@ -429,7 +429,7 @@ def test_figure3_errors_name_real_functions_and_no_array_repr():
         visualize.draw_lorenz_figure3(np.linspace(0, 1, 1000) ** 2, rhos,
                                       np.ones((1000, 6)))
     assert len(str(err.value)) < 400 and "..." in str(err.value)  # a few values, not all
-    with pytest.raises(pebbles.PebblesTypeError, match="trajectories is a dict"):
+    with pytest.raises(pebbles.PebblesTypeError, match="trajectories has type dict"):
         visualize.draw_lorenz_figure3(sigmas, rhos, grid, trajectories={})
 
 

@@ -143,7 +143,7 @@ def _check_points(points: Sequence[tuple[float, float]]) -> None:
 def _check_paths(points: Sequence[tuple[float, float]],
                  trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:
     if not isinstance(trajectories, (list, tuple, np.ndarray)):
-        raise PebblesTypeError(f"trajectories is a {type(trajectories).__name__}; it must be a "
+        raise PebblesTypeError(f"trajectories has type {type(trajectories).__name__}; it must be a "
                                f"list of (n + 1, 3) arrays (or one (points, n + 1, 3) array), "
                                f"one per point, or None (no panel (b))")
     if isinstance(trajectories, np.ndarray) and trajectories.ndim != 3:

@@ -109,7 +109,7 @@ def _checked(name: str, value: object, expected: tuple[int, int], meaning: str,
     try:
         a = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
-        raise PebblesTypeError(f"{name} is a {type(value).__name__} that is not an array of "
+        raise PebblesTypeError(f"{name} (of type {type(value).__name__}) is not an array of "
                                f"real numbers; {fix}") from None
     if a.shape != expected:
         raise PebblesValueError(f"{name}.shape={a.shape} must be {expected} = {meaning} of "
