@@ -1,9 +1,9 @@
 """A 100-layer MLP of unequal widths under a memory limit for its stored activations.
 
-``pebbles.torch.checkpoint_sequential(net, x, memory=M)`` profiles each layer once
-(time, output bytes, graph bytes, parameter gradient bytes), solves the heterogeneous
-chain exactly (Beaumont et al. 2019, the dynamic programme of
-``pebbles.hetero_optimal``) and runs the schedule, holding at most ``M`` bytes of layer
+``pebbles.torch.checkpoint_sequential(net, x, memory=M)`` profiles each layer
+(time, output bytes, graph bytes, parameter gradient bytes), finds the least-time
+persistent schedule of the heterogeneous chain (Beaumont et al. 2019, the dynamic
+programme of ``pebbles.hetero_optimal``) and runs it, holding at most ``M`` bytes of layer
 outputs, kept graphs and the parameter gradients made so far. The limit here is a
 fraction of all layer outputs plus every parameter's gradient (they are all held by
 the end of the backward pass). The script compares layer evaluations with
@@ -11,9 +11,11 @@ the end of the backward pass). The script compares layer evaluations with
 gradient against plain autograd and runs a few SGD steps.
 
 10 segments keep 10 segment inputs plus, while a segment is reversed, the outputs of
-its 10 layers: about 20 % of all layer outputs; the default limit here is 15 %.
+its 10 layers: about 20 % of all layer outputs; the default limit here is 15 %. The
+batch makes the layer outputs outweigh the parameter gradients (at a batch of 128 they
+do not, and any limit that holds every gradient leaves room for all outputs).
 
-Usage: python examples/torch_mlp.py [--batch 128] [--fraction 0.15] [--iters 3]
+Usage: python examples/torch_mlp.py [--batch 256] [--fraction 0.15] [--iters 3]
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def runs(net: torch.nn.Sequential) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--fraction", type=float, default=0.15,
                     help="memory limit as a fraction of all layer outputs")
     ap.add_argument("--iters", type=int, default=3)

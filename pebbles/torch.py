@@ -8,7 +8,7 @@ checkpointing), which does the fewest step evaluations any schedule with that
 budget can do. :func:`checkpoint_sequential` is a drop-in for
 ``torch.utils.checkpoint.checkpoint_sequential`` that takes a budget of stored
 activations, or a memory limit in bytes for which it profiles the layers once
-and uses the least-time schedule of the heterogeneous chain (Beaumont,
+and uses the least-time persistent schedule of the heterogeneous chain (Beaumont,
 Eyraud-Dubois, Herrmann, Joly & Shilova 2019; :mod:`pebbles._chain`).
 
 Both are one ``torch.autograd.Function``. Its forward runs the steps without a
@@ -1090,8 +1090,8 @@ def _params(params: Sequence[object]) -> tuple[torch.Tensor, ...]:
     for k, p in enumerate(params):
         if not isinstance(p, torch.Tensor):
             raise PebblesTypeError(
-                f"params[{k}] is {a_kind(p)}; every extra argument of step must be a "
-                f"torch.Tensor (close over other values in step instead)")
+                f"params[{k}] is {a_kind(p)}; it must be a torch.Tensor (close over other "
+                f"values in the step or layer instead)")
     return tuple(params)  # type: ignore[arg-type]
 
 
@@ -1330,11 +1330,17 @@ def _check_loop_schedule(n: int, budget: int | None, method: str, memory: object
     for n = 0): two ways of choosing at once, a method whose moves are no gradient over
     states in memory, bad method options, an unused graph_bytes."""
     if memory is not None:
-        if budget is not None or options:
+        other = [f"budget={budget!r}"] if budget is not None else []
+        other += [f"method={method!r}"] if method != "treeverse" else []
+        other += [f"{name}={value!r}" for name, value in options.items()]
+        if other:
             raise PebblesValueError(
-                f"memory={memory!r} with budget={budget!r} or options {sorted(options)}: pass "
-                f"either memory (bytes; kept-graph optimum) or a budget and method options")
+                f"memory={memory!r} with {', '.join(other)}: memory= picks its own schedule "
+                f"(the kept-graph optimum in bytes); pass either memory=BYTES or a budget "
+                f"with a method and its options")
         _check_bytes("memory", memory)
+        if graph_bytes is not None:
+            _check_bytes("graph_bytes", graph_bytes)
         return
     if graph_bytes is not None:
         raise PebblesValueError(
@@ -1387,7 +1393,7 @@ def _nbytes(xs: tuple[torch.Tensor, ...]) -> int:
 
 
 def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
-                   backward_ratio: float = 2.0, params: Sequence[torch.Tensor] = (),
+                   backward_ratio: float = 2.0, params: Iterable[torch.Tensor] = (),
                    repeat: int = 3) -> ChainCosts:
     """Run each layer ``repeat`` times without a graph (its time: the least of those runs;
     the bytes of its output) and once with one (the bytes its graph saves).
@@ -1432,12 +1438,13 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
             f"backward_ratio={backward_ratio!r} must be a finite number >= 1: a backward step "
             f"includes the replay of its layer")
     fwd, sizes, graph, last, cot = [], [_nbytes(xs)], [], {}, []
+    params = _param_list(params)
     wrt = _unique(_chain_params(layers, params))  # what the backward steps differentiate
-    devices = _layer_devices(xs, _params(params), layers)
+    devices = _layer_devices(xs, params, layers)
     with torch.random.fork_rng(devices=devices), _Buffers(_layer_buffers(layers)).kept():
         x: Any = input
         for i, layer in enumerate(layers):
-            known = (*_params(params), *_owned(layer))
+            known = (*params, *_owned(layer))
             with _profiling(f"layer {i} (functions[{i}])"):
                 nbytes, reached = _graph_bytes(layer, x, known)
             graph.append(nbytes)
@@ -1472,14 +1479,25 @@ def _timed(layer: Callable[[Any], Any], x: Any, repeat: int,
     return y, best
 
 
-def _chain_params(layers: list, params: Sequence[object]) -> tuple[torch.Tensor, ...]:
-    """``params`` and the parameters of the ``nn.Module`` layers: what the chain's backward
-    steps differentiate (those that require grad)."""
+def _param_list(params: object) -> tuple[torch.Tensor, ...]:
+    """``params=`` of a chain as a tuple of tensors: a list, a tuple or any other iterable
+    (``module.parameters()``, read once)."""
     if isinstance(params, torch.Tensor):
         raise PebblesTypeError(
             f"params is a tensor of shape {tuple(params.shape)}, not a list of tensors; pass "
             f"params=[w] (a list or tuple of the tensors the layers use)")
-    return _params(params) + tuple(
+    if isinstance(params, (str, bytes, dict)) or not isinstance(params, Iterable):
+        raise PebblesTypeError(
+            f"params={params!r:.60} is not a list of tensors; pass a list or tuple of the "
+            f"tensors the layers use besides their nn.Module parameters (e.g. params=[w], "
+            f"or params=() for none)")
+    return _params(tuple(params))
+
+
+def _chain_params(layers: list, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """``params`` and the parameters of the ``nn.Module`` layers: what the chain's backward
+    steps differentiate (those that require grad)."""
+    return params + tuple(
         p for f in layers if isinstance(f, torch.nn.Module) for p in f.parameters())
 
 
@@ -1654,7 +1672,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
                           *args: object, budget: int | None = None,
                           memory: float | None = None, segments: int | None = None,
                           costs: ChainCosts | None = None, levels: int = 100,
-                          params: Sequence[torch.Tensor] = (),
+                          params: Iterable[torch.Tensor] = (),
                           preserve_rng_state: bool = True, tape: bool = True,
                           use_reentrant: bool | None = None, **torch_options: object) -> State:
     """Drop-in for ``torch.utils.checkpoint.checkpoint_sequential`` with a budget or a limit.
@@ -1703,9 +1721,10 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         without ``grads`` or ``cotangents``: those gradients are not counted).
     levels : int
         Memory levels of the dynamic programme (:mod:`pebbles._chain`).
-    params : sequence of Tensor
+    params : iterable of Tensor
         Tensors the layers use besides the parameters of the ``nn.Module``
-        layers (found automatically), e.g. those a plain function closes over.
+        layers (found automatically), e.g. those a plain function closes over: a
+        list, a tuple or e.g. ``module.parameters()``.
     preserve_rng_state : bool
         Recompute every layer with the RNG state of its first run, so dropout
         draws the same mask (as ``torch.utils.checkpoint`` does).
@@ -1753,6 +1772,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
                                                                     preserve_rng_state)
     levels = check_int("levels", levels, 1)
     xs, was_tuple = _as_tuple("input", input)
+    params = _param_list(params)
     chain_params = _chain_params(layers, params)
     if sum(v is not None for v in (budget, memory, segments)) != 1:
         raise PebblesValueError(

@@ -74,6 +74,8 @@ def test_uniform_bytes_scale_like_pebbles():
 
 @pytest.mark.parametrize("seed", range(12))
 def test_small_random_chains_match_exhaustive_search(seed):
+    """These draws (small integer costs and sizes) have a persistent optimum; chains
+    without one exist (test_a_non_persistent_schedule_can_beat_the_programme*)."""
     rng = np.random.default_rng(seed)
     for _ in range(8):
         n = int(rng.integers(1, 7 if seed < 10 else 9))
@@ -348,6 +350,20 @@ def test_a_non_persistent_schedule_can_beat_the_programme():
     costs = ChainCosts(np.array([2.0, 1, 3, 3, 1, 3]), np.array([5.0, 3, 6, 3, 3, 6]),
                        np.array([3.0, 4, 5, 3, 1, 2, 1]), graph=np.array([4.0, 1, 3, 2, 1, 0]))
     assert hetero_brute_force(costs, 13) == 36.0 and hetero_time(costs, 13) == 37.0
+
+
+def test_a_non_persistent_schedule_can_beat_the_programme_without_graphs():
+    """Also in the plain model (no kept graphs, no gradients, free backward steps): under
+    10 bytes, dropping s_2 for s_3 before s_2's segment is reversed (and recomputing s_2
+    from s_0 afterwards) beats every persistent schedule."""
+    costs = ChainCosts(np.array([246.0, 60, 319, 135, 87, 231, 126, 330]), np.zeros(8),
+                       np.array([4.0, 3, 3, 6, 1, 1, 1, 6, 3]))
+    better = ("place 1|place 2|remove 1|place 3|place 4|remove 3|place 5|remove 4|place 6|"
+              "remove 5|place 7|paint 7|remove 7|place 3|remove 2|paint 6|place 4|place 5|"
+              "paint 5|paint 4|paint 3|remove 3|place 1|place 2|paint 2|paint 1|paint 0")
+    r = pebbles.simulate([pebbles.parse_move(m) for m in better.split("|")], 8, costs=costs)
+    assert (r.time, r.peak_bytes) == (2051.0, 10.0)
+    assert hetero_brute_force(costs, 10) == 2051.0 and hetero_time(costs, 10) == 2075.0
 
 
 def test_smaller_graphs_never_cost_time_and_infinite_graphs_change_nothing():

@@ -9,6 +9,7 @@ import gc
 import importlib
 import importlib.util
 import math
+import re
 import subprocess
 import sys
 import weakref
@@ -336,6 +337,23 @@ def test_tensors_not_passed_are_reported():
     out = checkpoint_sequential([lambda x: w * x, torch.nn.Tanh()], x, budget=1, params=[w])
     out.sum().backward()
     assert torch.allclose(w.grad, (1 - torch.tanh(torch.tensor(0.5)) ** 2) * 2)
+
+
+def test_params_may_be_any_iterable_such_as_module_parameters():
+    """A generator (``module.parameters()``) is read once: its tensors get gradients and
+    profile_layers counts their gradient bytes, as for a list."""
+    lin = torch.nn.Linear(4, 4).double()
+    layers = [lambda x: lin(x), torch.tanh]
+    x = torch.randn(3, 4, dtype=F64)
+    listed = profile_layers(layers, x, params=list(lin.parameters()))
+    assert listed.grads.tolist() == [(16 + 4) * 8, 0.0]
+    assert profile_layers(layers, x, params=lin.parameters()).grads.tolist() == \
+        listed.grads.tolist()
+    want = grads_of(lambda: torch.tanh(lin(x)), list(lin.parameters()))
+    for kw in ({"budget": 1}, {"memory": 1e6, "costs": listed}):
+        got = grads_of(lambda kw=kw: checkpoint_sequential(layers, x, params=lin.parameters(),
+                                                           **kw), list(lin.parameters()))
+        assert_close(got, want)
 
 
 def test_layer_backward_steps_differentiate_only_what_their_graph_reaches(monkeypatch):
@@ -1080,13 +1098,36 @@ def test_while_loop_clear_errors():
 def test_while_loop_example_runs(capsys):
     """examples/torch_while_lorenz.py, short: it checks its gradient against plain
     autograd itself (SystemExit otherwise)."""
-    path = Path(__file__).resolve().parents[1] / "examples" / "torch_while_lorenz.py"
-    spec = importlib.util.spec_from_file_location("torch_while_lorenz", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(["--T", "0.3", "--budget", "4"])
+    run_example("torch_while_lorenz", ["--T", "0.3", "--budget", "4"])
     out = capsys.readouterr().out
     assert "relative difference to plain autograd" in out and "4 stored states" in out
+
+
+def run_example(name, argv):
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(argv)
+
+
+def test_neural_ode_example_matches_plain_autograd(capsys):
+    run_example("torch_neural_ode", ["--steps", "60", "--budget", "4", "--iters", "1"])
+    out = capsys.readouterr().out
+    forward = pebbles.schedule("treeverse", 60, budget=4).lower().forward_steps
+    match = re.search(rf"60 steps, 4 stored states: {forward} step runs forward \+ 60 backward "
+                      r"steps; largest gradient difference to plain autograd (\S+)", out)
+    assert match and float(match[1]) <= 1e-6, out
+    assert float(re.search(r"memory of 40 states .* difference (\S+)", out)[1]) <= 1e-6, out
+
+
+def test_mlp_example_recomputes_less_than_torch_and_matches_autograd(capsys):
+    run_example("torch_mlp", ["--iters", "1"])
+    out = capsys.readouterr().out
+    torch_runs = int(re.search(r"10 segments: (\d+) layer runs", out)[1])
+    ours = re.search(r"memory limit: (\d+) layer runs; largest gradient difference to plain "
+                     r"autograd (\S+)", out)
+    assert 100 < int(ours[1]) < torch_runs and float(ours[2]) <= 1e-6, out
 
 
 def counting_step(i, x, a):
@@ -1778,6 +1819,14 @@ def test_methods_that_are_no_gradient_in_memory_are_refused_before_a_step(method
     ({"n": 0, "budget": 2, "inplce": True}, pebbles.PebblesTypeError, r"got inplce=True"),
     ({"n": 5, "budget": 2, "graph_bytes": 10}, pebbles.PebblesValueError,
      r"^graph_bytes=10 without memory="),
+    ({"n": 5, "memory": 1e6, "method": "recompute-all"}, pebbles.PebblesValueError,
+     r"^memory=1000000.0 with method='recompute-all': memory= picks its own schedule"),
+    ({"n": 0, "memory": 1e6, "method": "bogus"}, pebbles.PebblesValueError,
+     r"^memory=1000000.0 with method='bogus'"),
+    ({"n": 0, "memory": 1e6, "graph_bytes": -1}, pebbles.PebblesValueError,
+     r"^graph_bytes=-1"),
+    ({"n": 5, "memory": 1e6, "graph_bytes": "abc", "tape": False}, pebbles.PebblesTypeError,
+     r"^graph_bytes='abc'"),
     ({"n": 5, "budget": 2, "tape": "no"}, pebbles.PebblesTypeError, r"^tape='no' must be"),
     ({"n": 5, "budget": 2, "preserve_rng_state": None}, pebbles.PebblesTypeError,
      r"^preserve_rng_state=None must be True or False"),
@@ -1798,6 +1847,10 @@ def test_loop_arguments_are_checked_before_a_step_also_for_n_0(kw, error, match)
     ({"memory": 1e6, "costs": 1}, pebbles.PebblesTypeError, r"^costs is an int; it must be"),
     ({"budget": 2, "params": torch.ones(3)}, pebbles.PebblesTypeError,
      r"^params is a tensor of shape \(3,\), not a list of tensors; pass params=\[w\]"),
+    ({"budget": 2, "params": None}, pebbles.PebblesTypeError,
+     r"^params=None is not a list of tensors; pass a list or tuple of the tensors"),
+    ({"budget": 2, "params": [1.0]}, pebbles.PebblesTypeError,
+     r"^params\[0\] is a float; it must be a torch.Tensor"),
 ])
 def test_sequential_arguments_are_checked_with_and_without_gradients(grad, kw, error, match):
     layers = [torch.nn.Tanh() for _ in range(3)]
