@@ -78,7 +78,7 @@ def online_r2_range(budget: int, *, inplace: bool = False) -> int:
     >>> online_r2_range(10, inplace=True), online_r2_range(10)
     (66, 65)
     """
-    budget = check_int("budget", budget, 0)
+    budget, inplace = check_int("budget", budget, 0), check_bool("inplace", inplace)
     full = (budget + 1) * (budget + 2) // 2
     return full if inplace or budget == 0 else full - 1
 

@@ -22,16 +22,19 @@ from ._background import background_time
 from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game
+from ._optimal import min_forward_steps
 from ._registry import Method, Schedule, candidates, predicted_steps, schedule
 from ._reversible import reversible_tables_fit
 from ._simulator import simulate
 from ._twolevel import (
     BOUNDED_MAX_WORK,
     TWO_LEVEL_MAX_ENTRIES,
+    TWO_LEVEL_MAX_WORK,
     bounded_work,
     min_total_time,
     two_level_steps,
     two_level_tables_fit,
+    two_level_work,
 )
 from ._validation import check_bool, check_cost, check_disk_budget, check_int
 
@@ -86,9 +89,9 @@ class Candidate:
 class Plan:
     """Candidates sorted by predicted cost; ``best`` is the recommendation.
 
-    ``skipped`` names the methods that fit but were not costed (the reversible optimum
-    where its exact tables would take more than about a second, two-level variants the
-    tables cannot serve).
+    ``skipped`` names the methods that fit but were not costed, each with the reason (the
+    reversible optimum where its exact tables would take more than about a second,
+    two-level variants the tables cannot serve or a disk cannot improve).
     """
 
     n: int
@@ -289,10 +292,17 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
             "a disk needs write_cost= and read_cost= (a state's write and read time over a "
             "forward step's; pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
     disk_budget = check_disk_budget(disk_budget)  # here for every n (n > BOUNDED_DISK_MAX_N)
+    if s >= min_pebbles(n, Game.CHECKPOINT) and min_forward_steps(n, s) == n - 1:
+        # every step once (the last is never run): what a disk can give at best
+        skipped.append(f"two-level (n={n} with {s} memory states: memory alone runs no step "
+                       f"twice, a disk cannot do better)")
+        return []
     if not two_level_tables_fit(n, s):
-        skipped.append(f"two-level (n={n} with {s} memory states: its tables would hold more "
-                       f"than {TWO_LEVEL_MAX_ENTRIES:.0e} entries; 'periodic-disk' streams at "
-                       f"any n)")
+        too = (f"its tables would hold more than {TWO_LEVEL_MAX_ENTRIES:.0e} entries"
+               if two_level_work(n, s) <= TWO_LEVEL_MAX_WORK else
+               f"its table would take more than {TWO_LEVEL_MAX_WORK:.0e} operations")
+        skipped.append(f"two-level (n={n} with {s} memory states: {too}; 'periodic-disk' "
+                       f"streams at any n)")
         return []
     out = []
     for inplace in (False, True):
@@ -358,7 +368,7 @@ def _gradient_schedules(n: int, budget: int, skipped: list[str]) -> list[Schedul
         if entry.game(opts) is Game.REVERSIBLE:
             return False
         if entry.name.startswith("reversible") and not reversible_tables_fit(n, budget):
-            skipped.append(entry.name)
+            skipped.append(f"{entry.name} (its exact tables would take more than a second)")
             return False
         return True
 

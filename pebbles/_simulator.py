@@ -66,7 +66,9 @@ __all__ = ["Board", "ChainCosts", "SimulationResult", "expand", "play_one", "sim
 
 _GAME_CODE = {Game.CHECKPOINT: R.G_CHECKPOINT, Game.INPLACE: R.G_INPLACE,
               Game.REVERSIBLE: R.G_REVERSIBLE}
-_CHUNK = 8192
+#: Moves :func:`simulate` takes from a stream at a time; it checks them all before it
+#: takes more (the command line writes a move only once it has been checked).
+SIMULATE_CHUNK = 8192
 #: Encoded streams at least this long are checked by the compiled loop when
 #: Numba is installed (below it, importing Numba costs more than it saves).
 JIT_MIN_MOVES = int(os.environ.get("PEBBLES_JIT_MIN_MOVES", "1000000"))
@@ -628,9 +630,9 @@ def simulate(
             if check_end:
                 g.check_end()
             return g.result(None, write_cost, read_cost)
-        chunks = _array_chunks(arr, 1 if trace else _CHUNK)
+        chunks = _array_chunks(arr, 1 if trace else SIMULATE_CHUNK)
     else:
-        chunks = _chunks(moves, 1 if trace else _CHUNK)
+        chunks = _chunks(moves, 1 if trace else SIMULATE_CHUNK)
     g = _Game(n, game, budget, disk_budget, costs, False)
     boards: list[Board] | None = [] if trace else None
     for kinds, aa, bb in chunks:

@@ -64,6 +64,7 @@ import numpy as np
 from ._budget import check_budget, min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game, Move, MoveKind
+from ._optimal import min_forward_steps
 from ._treeverse import treeverse
 from ._validation import check_bool, check_cost, check_disk_budget, check_int
 
@@ -458,9 +459,26 @@ def _spine_split(t: _Spine, code: int, b: int, m: int, s: int, push) -> Iterator
 TWO_LEVEL_MAX_ENTRIES = 2 * 10**7
 
 
+#: Most estimated work ``n m min(n, m + 16)`` (``m = min(budget, n)``) of the
+#: unbounded-disk table: a budget near n leaves splits up to about the budget apart
+#: (left parts that fit in memory are never beaten by a disk checkpoint), so the work
+#: grows with the budget squared. At most about 40 s on a 2-core machine (n = 1000 with
+#: budget 998 is 1e9: about 35 s; n = 10^4 with budget 300 is 9.5e8: 20 s); larger ones
+#: are refused at once.
+TWO_LEVEL_MAX_WORK = 10**9
+
+
+def two_level_work(n: int, budget: int) -> int:
+    """Estimated work of the unbounded-disk table of :func:`two_level` (compared with
+    :data:`TWO_LEVEL_MAX_WORK`; about 20-35 ns a unit)."""
+    m = min(budget, n)
+    return n * m * min(n, m + 16)
+
+
 def two_level_tables_fit(n: int, budget: int) -> bool:
     """Whether the tables of :func:`two_level` for ``n`` steps and ``budget`` memory
-    pebbles are within :data:`TWO_LEVEL_MAX_ENTRIES` (else it refuses at once).
+    pebbles are within :data:`TWO_LEVEL_MAX_ENTRIES` and their work within
+    :data:`TWO_LEVEL_MAX_WORK` (else it refuses at once).
 
     Examples
     --------
@@ -468,7 +486,8 @@ def two_level_tables_fit(n: int, budget: int) -> bool:
     >>> two_level_tables_fit(10**5, 10), two_level_tables_fit(10**12, 10)
     (True, False)
     """
-    return _table_entries(n, budget) <= TWO_LEVEL_MAX_ENTRIES
+    return (_table_entries(n, budget) <= TWO_LEVEL_MAX_ENTRIES
+            and two_level_work(n, budget) <= TWO_LEVEL_MAX_WORK)
 
 
 def _table_entries(n: int, budget: int) -> int:
@@ -487,6 +506,15 @@ def _check_table_size(n: int, s_max: int) -> None:
             f"minutes of work). Use 'periodic-disk' (one disk pebble every `period` steps, "
             f"streamed at any n), or reverse the run in segments of at most {most} steps "
             f"with budget={s_max}, or use 'treeverse' (memory only)")
+    work = two_level_work(n, s_max)
+    if work > TWO_LEVEL_MAX_WORK:
+        raise PebblesValueError(
+            f"two-level with n={n}, budget={s_max}: its table would take about {work:.1e} "
+            f"operations, more than the {TWO_LEVEL_MAX_WORK:.0e} allowed "
+            f"(TWO_LEVEL_MAX_WORK: about 40 s; the work grows with the budget squared). "
+            f"With this much memory 'treeverse' (memory only) needs only "
+            f"{min_forward_steps(n, s_max)} forward steps for n={n}; use it, or a smaller "
+            f"budget, or 'periodic-disk'")
 
 
 #: Most work ``n^2 S (D + 1)`` of the bounded-disk table that is run (about 10 s on a

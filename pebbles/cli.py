@@ -23,6 +23,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ._budget import check_budget
-from ._errors import PebblesError, PebblesValueError
+from ._errors import IllegalMoveError, PebblesError, PebblesValueError
 from ._moves import Game, Move, format_move
 from ._optimal import min_forward_steps
 from ._planner import Candidate, plan
@@ -45,7 +46,8 @@ from ._registry import (
     schedule,
 )
 from ._reversible import reversible_tables_fit
-from ._simulator import SimulationResult, simulate
+from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
+from ._twolevel import two_level_work
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
            "add_schedule_arguments", "count", "in_flags", "main", "parse_bytes", "positive",
@@ -342,7 +344,7 @@ def unused_flags(args: argparse.Namespace, method: str) -> list[str]:
     given = {name: getattr(args, "no_uncompute" if name == "uncompute" else name, None)
              for name in _FLAGS}
     return [_FLAGS[name] for name, value in given.items()
-            if value not in (None, False) and name not in known]
+            if value is not None and value is not False and name not in known]
 
 
 def _summary(s: Schedule, r: SimulationResult) -> dict:
@@ -372,15 +374,24 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     write = sys.stdout.write
     if args.format == "moves":
         write(f"# {s}  (game={s.game.value})\n")
-        result = simulate(_echo(s, write), s.n, s.game, s.budget, **s.simulator_options)
+        echo = _Echo(s, write)
+        try:
+            result = simulate(echo, s.n, s.game, s.budget, **s.simulator_options)
+        except IllegalMoveError as err:
+            if "but the budget is" not in err.rule:
+                raise
+            raise PebblesValueError(  # a stream too long to find its peak before it plays
+                f"--pebbles {s.budget} is too few for {_label(s)} -n {s.n}: {err}; pass a "
+                f"larger --pebbles (its peak is known only by playing the stream)") from None
+        echo.flush()
         write(f"# {json.dumps(_summary(s, result))}\n")
     elif args.format == "summary":
         write(json.dumps(_summary(s, _summary_result(s))) + "\n")
     else:
         texts: list[str] = []
         moves = _at_most(s, JSON_MAX_MOVES, "json")
-        result = simulate(_echo(moves, lambda t: texts.append(t[:-1])), s.n, s.game, s.budget,
-                          **s.simulator_options)
+        echo = _Echo(moves, lambda t: texts.append(t[:-1]), lag=0)
+        result = simulate(echo, s.n, s.game, s.budget, **s.simulator_options)
         write(json.dumps(_summary(s, result) | {"moves": texts}) + "\n")
     return 0
 
@@ -434,10 +445,30 @@ def _most_moves(s: Schedule) -> int | None:
     return steps if s.game is Game.REVERSIBLE else 2 * steps + s.n
 
 
-def _echo(moves: Iterable[Move], write: Callable[[str], object]) -> Iterator[Move]:
-    for m in moves:
-        write(format_move(m) + "\n")
-        yield m
+class _Echo:
+    """``moves`` for :func:`simulate`, each written only once it has been checked.
+
+    The simulator takes moves a chunk at a time and checks a chunk before it takes
+    the next, so a move is written when ``lag`` more have been taken, the rest by
+    :meth:`flush` once the simulation has returned: an illegal move stops the output
+    before it (``lag=0`` where nothing is shown before the end, as in a JSON list).
+    """
+
+    def __init__(self, moves: Iterable[Move], write: Callable[[str], object],
+                 lag: int = SIMULATE_CHUNK) -> None:
+        self.moves, self.write, self.lag = moves, write, lag
+        self.held: deque[str] = deque()
+
+    def __iter__(self) -> Iterator[Move]:
+        for m in self.moves:
+            self.held.append(format_move(m) + "\n")
+            if len(self.held) > self.lag:
+                self.write(self.held.popleft())
+            yield m
+
+    def flush(self) -> None:
+        while self.held:
+            self.write(self.held.popleft())
 
 
 def _label(s: Schedule) -> str:
@@ -544,6 +575,19 @@ def _io_costs(args: argparse.Namespace) -> tuple[float | None, float | None]:
 TWO_LEVEL_NOTICE_N = 10**5
 
 
+#: Above this estimated work (``pebbles._twolevel.two_level_work``, about 3 s) the notice
+#: is given at any n: a budget near n makes a small n slow.
+TWO_LEVEL_NOTICE_WORK = 10**8
+
+
+def _two_level_work(args: argparse.Namespace) -> int:
+    """Estimated work of ``plan``'s two-level table (0 when the budget is not known yet,
+    or holds every state: then the plan solves no table)."""
+    s = args.budget if args.budget is not None else (
+        args.memory // args.state_bytes if args.memory and args.state_bytes else 0)
+    return two_level_work(args.n, s) if s < args.n - 1 else 0
+
+
 @contextlib.contextmanager
 def _elapsed(message: str) -> Iterator[None]:
     """Show ``message`` on stderr while the block runs: on a terminal with the seconds
@@ -603,7 +647,7 @@ def _plan(args: argparse.Namespace) -> int:
             "a disk needs --write-cost and --read-cost (a state's write and read time over "
             "a forward step's), or --disk-dir DIR with --state-bytes and --step-seconds to "
             "measure them")
-    long = disk and args.n > TWO_LEVEL_NOTICE_N
+    long = disk and (args.n > TWO_LEVEL_NOTICE_N or _two_level_work(args) > TWO_LEVEL_NOTICE_WORK)
     with _elapsed(f"# solving the two-level optimum of n={args.n} for both games (a minute or "
                   f"two at n = 10^6)") if long else contextlib.nullcontext():
         p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,
@@ -620,7 +664,7 @@ def _plan(args: argparse.Namespace) -> int:
     if p.memory is not None:
         lines.append(f"# memory held at most: {p.memory} bytes ({b.states} states)")
     if p.skipped:
-        lines.append(f"# not costed (too slow to solve exactly here): {', '.join(p.skipped)}")
+        lines.append(f"# not costed: {'; '.join(p.skipped)}")
     if b.needs_step_into:
         lines.append("# the in-place game: give pebbles.replay a step_into callback")
     lines.append(f"recommended: pebbles schedule {b.schedule}")

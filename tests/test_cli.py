@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,12 @@ def test_plan_reads_gib_and_mib_as_binary_like_the_python_example(capsys):
          "--inplace: not an option of method store-all (its options: none)"),
         (["schedule", "treeverse", "-n", "20", "--pebbles", "3", "--write-cost", "1"],
          "--write-cost: not an option"),
+        # a zero is given, not absent (0 == False in Python)
+        (["schedule", "treeverse", "-n", "20", "--pebbles", "3", "--tau", "0", "--format",
+          "summary"], "--tau: not an option of method treeverse"),
+        (["schedule", "treeverse", "-n", "20", "--pebbles", "3", "--disk-slots", "0"],
+         "--disk-slots: not an option"),
+        (["schedule", "store-all", "-n", "5", "--read-cost", "0.0"], "--read-cost: not an option"),
         (["schedule", "nosuch", "-n", "20"], "invalid choice"),
         (["schedule", "treeverse", "-n", "x"], "not an integer"),
         (["compare", "-n", "20", "--pebbles", "0"], "--pebbles 1 or more"),
@@ -361,3 +368,39 @@ def test_compare_says_when_the_budget_is_more_than_n(capsys):
         "# n=20, budget=20 states (--pebbles 100 is more than n: every state fits)")
     code, out, _ = run(capsys, "compare", "-n", "20", "--pebbles", "5")
     assert out.splitlines()[0].startswith("# n=20, budget=5 states; T'/T")
+
+
+def test_moves_format_writes_no_move_past_an_illegal_one(capsys):
+    """treeverse-paper's peak is known only by playing a long stream: the moves before the
+    one over --pebbles are written (none of them here), none after it."""
+    code, out, err = run(capsys, "schedule", "treeverse-paper", "-n", "1000000", "--delta", "3",
+                         "--pebbles", "2")
+    assert code == 2 and out.splitlines() == [
+        "# treeverse-paper -n 1000000 --budget 2 --delta 3  (game=checkpoint)"]
+    assert ("--pebbles 2 is too few for treeverse-paper --delta 3 -n 1000000: illegal move #1 "
+            "(forward 983607 999820): needs 3 pebbles at once but the budget is 2; pass a "
+            "larger --pebbles") in err
+
+
+def test_moves_format_writes_every_checked_move_of_a_long_stream(capsys):
+    code, out, _ = run(capsys, "schedule", "treeverse", "-n", "6000", "--pebbles", "3")
+    want = [pebbles.format_move(m) for m in pebbles.schedule("treeverse", 6000, budget=3)]
+    assert code == 0 and len(want) > 2 * pebbles._simulator.SIMULATE_CHUNK
+    assert out.splitlines()[1:-1] == want
+
+
+def test_plan_solves_no_two_level_table_where_memory_holds_every_state(capsys):
+    t0 = time.perf_counter()
+    code, out, err = run(capsys, "plan", "-n", "1000", "--pebbles", "999", "--write-cost", "1",
+                         "--read-cost", "1")
+    assert code == 0 and err == "" and time.perf_counter() - t0 < 20
+    assert ("# not costed: two-level (n=1000 with 999 memory states: memory alone runs no step "
+            "twice, a disk cannot do better)") in out
+    assert out.splitlines()[-1] == "recommended: pebbles schedule treeverse -n 1000 --budget 999"
+
+
+def test_plan_says_on_stderr_when_a_budget_near_n_makes_the_table_slow(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "TWO_LEVEL_NOTICE_WORK", 10**5)
+    code, _, err = run(capsys, "plan", "-n", "60", "--pebbles", "40", "--write-cost", "2",
+                       "--read-cost", "2")
+    assert code == 0 and err.startswith("# solving the two-level optimum of n=60")

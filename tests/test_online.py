@@ -493,3 +493,8 @@ def test_replay_until_errors_suggest_only_what_it_takes():
                                                             "replay_until.*two stored states"):
         pebbles.replay_until(lambda i, s: 2 * s, lambda i, s, g: (2 * g, None), np.ones_like,
                              np.ones(2), lambda i, s: i < 5, 1)
+
+
+def test_r2_range_checks_inplace():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^inplace='x' must be True or False"):
+        online_r2_range(3, inplace="x")

@@ -388,6 +388,19 @@ def test_two_level_tables_too_large_are_refused_at_once(make):
     assert not two_level_tables_fit(10**12, 10) and two_level_tables_fit(10**5, 10)
 
 
+def test_two_level_work_near_a_budget_of_n_is_refused_at_once():
+    """A budget near n leaves splits up to about the budget apart: the work grows with the
+    budget squared (n = 10^4 at budget 1000 would run for minutes)."""
+    assert two_level_tables_fit(10**4, 300) and not two_level_tables_fit(10**4, 1000)
+    t0 = time.perf_counter()
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"n=10000, budget=1000: its table would take about 1\.0e\+10 "
+                             r"operations, more than the 1e\+09 .*'treeverse' \(memory only\) "
+                             r"needs only 18998 forward steps"):
+        pebbles.schedule("two-level", 10**4, budget=1000, write_cost=1, read_cost=1)
+    assert time.perf_counter() - t0 < 1
+
+
 def test_two_level_table_limit_is_the_entry_count(monkeypatch):
     monkeypatch.setattr(twolevel, "TWO_LEVEL_MAX_ENTRIES", (4 + 3) * (41 + 1))
     assert min_total_time(41, 4, write_cost=2, read_cost=1) > 0  # exactly at the limit
