@@ -86,7 +86,7 @@ stored states) keeps the recursion as it is; only the tests that something fits
 change: a walk in ``C(i, j, m)`` needs ``walk(i, k) + H(j) <= m``, a paint ``i``
 (base case, or served by a kept graph) its bytes ``+ H(i) + X(i) <= m``, a tape
 in ``C(i, j, m)`` its bytes ``+ H(j) <= m``. The tables gain the walks' peaks
-``W[i, d]`` and the split one mask, about 15-40 % more time. Optimal among
+``W[i, d]`` and the split one mask, about 3.5x the time. Optimal among
 persistent schedules (an exhaustive enumeration of those agrees on small
 chains); the search over all schedules is lower on a few small chains near the
 least memory (13 of 1200 in a random sample, n <= 6), where dropping a
@@ -118,8 +118,9 @@ Complexity: ``O(n^3 M / 6)`` additions and comparisons (for every segment
 length, one vectorised NumPy min over the split point, all start cells and all
 memory levels at once) and ``O(n^2 M)`` memory (two float64 tables of
 ``(M + 1) (n + 1)^2`` entries: 406 MB at n = 500, M = 100; a third, ``C``
-itself, with kept graphs: 609 MB; the time is about the same, 5-10 s on one
-busy core at n = 500, M = 100). The kept-graph branch adds ``O(n^2 M)``. A uniform
+itself, with kept graphs: 609 MB). Time on one core at n = 500, M = 100: about
+4.5 s (n of about 300 in one second), 6.7 s with kept graphs, 16-18 s with held
+gradients and cotangents (n of about 180 in one second). The kept-graph branch adds ``O(n^2 M)``. A uniform
 chain with kept graphs (equal forward costs, state sizes and graph sizes)
 depends only on segment lengths: tables
 of ``(n + 1) (M + 1)`` entries, ``O(n^2 M)`` time (n = 1000, M = 56: 0.1 s).
@@ -161,7 +162,7 @@ _PLACE, _REMOVE, _PAINT, _FORWARD, _TAPE = (MoveKind.PLACE, MoveKind.REMOVE, Mov
 # Size guard of the dynamic programme (:func:`_check_size`). One table holds at most
 # 4e7 float64 entries (320 MB; three with kept graphs, 960 MB), the fill at most 4.2e9
 # additions and comparisons (about 10 s on one core, 10-25 s on a busy one). The goal,
-# n = 500 steps at levels=100 (2.5e7 entries, 2.1e9 operations, 5-12 s), fits; so does
+# n = 500 steps at levels=100 (2.5e7 entries, 2.1e9 operations, 4.5-18 s), fits; so does
 # n = 1000 at levels=24, or a uniform chain with kept graphs of n = 2000 at levels=2000.
 _MAX_ENTRIES = 40_000_000
 _MAX_WORK = 4_200_000_000
