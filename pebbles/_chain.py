@@ -120,9 +120,9 @@ memory levels at once) and ``O(n^2 M)`` memory (two float64 tables of
 ``(M + 1) (n + 1)^2`` entries: 406 MB at n = 500, M = 100; a third, ``C``
 itself, with kept graphs: 609 MB). Time on one core at n = 500, M = 100: about
 4.5 s (n of about 300 in one second), 6.7 s with kept graphs, 16-18 s with held
-gradients and cotangents (n of about 180 in one second). The kept-graph branch adds ``O(n^2 M)``. A uniform
-chain with kept graphs (equal forward costs, state sizes and graph sizes)
-depends only on segment lengths: tables
+gradients and cotangents (n of about 180 in one second). The kept-graph branch
+adds ``O(n^2 M)``. A uniform chain with kept graphs (equal forward costs, state
+sizes and graph sizes) depends only on segment lengths: tables
 of ``(n + 1) (M + 1)`` entries, ``O(n^2 M)`` time (n = 1000, M = 56: 0.1 s).
 The schedule itself is ``3 n`` moves at most (``4 n`` with tapes). Larger tables
 are refused at once with a :class:`pebbles.PebblesValueError` (``_MAX_ENTRIES``

@@ -67,8 +67,18 @@ examples:
 """
 
 
+#: A negative number as argparse should see it: ``-1``, ``-.5``, and also ``-1e-3``,
+#: ``-2.5E+4`` (argparse's own pattern takes these for flags: "expected one argument").
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
+    """An argument parser whose errors are one line on stderr and exit status 2, and that
+    reads negative numbers in e-notation (``--sigma -1e-3``) as values, not flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

@@ -1026,6 +1026,10 @@ def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
 #: assumed to run a second: faster than measured (about 1e7 for forward mode, 3e7 for a
 #: schedule's replay), so that :func:`check_run_time`'s estimate is a lower bound.
 POINT_STEPS_PER_SECOND = 1e8
+#: RK4 steps (forward or backward) ``--executor generic`` (:func:`gradient_reverse`, a
+#: Python loop over the moves) is assumed to run a second: faster than measured (4e4 to
+#: 2e5 on an x86-64 core, 500 times slower than the Numba replay), for a lower bound too.
+GENERIC_STEPS_PER_SECOND = 1e6
 #: Longest estimated run the command lines start without ``--force`` (seconds).
 MAX_RUN_SECONDS = 3600
 
@@ -1037,29 +1041,68 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.3g} minutes"
 
 
-def check_run_time(what: str, point_steps: int, fix: str, *, threads: int = 1) -> None:
-    """Refuse a run of more than :data:`MAX_RUN_SECONDS` at :data:`POINT_STEPS_PER_SECOND`
-    per thread: one error naming ``what``, the estimate and ``fix``."""
-    seconds = point_steps / (POINT_STEPS_PER_SECOND * threads)
+def check_run_time(what: str, point_steps: int, fix: str, *, threads: int = 1,
+                   rate: float = POINT_STEPS_PER_SECOND, least: str = "") -> None:
+    """Refuse a run of more than :data:`MAX_RUN_SECONDS` at ``rate`` point-steps a second
+    per thread: one error naming ``what``, the estimate and ``fix``. ``least``: why
+    ``point_steps`` is only a lower bound (the message then says "at least")."""
+    seconds = point_steps / (rate * threads)
     if seconds > MAX_RUN_SECONDS:
+        count = f"at least {point_steps:.3g} RK4 steps {least}" if least else \
+            f"{point_steps:.3g} RK4 steps"
         raise pebbles.PebblesValueError(
-            f"{what} is {point_steps:.3g} RK4 steps: at least {_duration(seconds)} at "
-            f"{POINT_STEPS_PER_SECOND:.0e} steps a second per thread on {threads} "
-            f"thread{'s' if threads > 1 else ''}, more than the {MAX_RUN_SECONDS // 60} "
-            f"minutes started without asking; {fix}")
+            f"{what} is {count}: at least {_duration(seconds)} at {rate:.0e} steps a second "
+            f"per thread on {threads} thread{'s' if threads > 1 else ''}, more than the "
+            f"{MAX_RUN_SECONDS // 60} minutes started without asking; {fix}")
+
+
+def _stored_states(s: pebbles.Schedule) -> int:
+    """Most states ``s`` holds at once besides s_0: its budget; for treeverse-paper delta
+    + 1 (Algorithm 3 stores at most delta checkpoints, and the working state); else n."""
+    if s.budget is not None:
+        return s.budget
+    if s.method == "treeverse-paper":
+        return dict(s.options)["delta"] + 1
+    return s.n
+
+
+def _forward_steps(s: pebbles.Schedule) -> tuple[int, str]:
+    """Forward steps of ``s`` and ``""`` from its method's formula; without one (online,
+    treeverse-paper, periodic), at once, those of the optimal Treeverse holding as many
+    states (:func:`pebbles.min_forward_steps`, which no schedule beats) and why that is
+    a lower bound (playing the stream to count them may take as long as the run)."""
+    steps = pebbles.predicted_steps(s)
+    if steps is not None:
+        return steps, ""
+    states = min(_stored_states(s), s.n)
+    return pebbles.min_forward_steps(s.n, states, s.game), (
+        f"(no formula counts --method {s.method}'s steps: this is the optimal Treeverse's "
+        f"count with the same {states} stored state{'s' if states > 1 else ''}, which no "
+        f"schedule beats)")
 
 
 def _check_time(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
     """Refuse a gradient whose steps take longer than :data:`MAX_RUN_SECONDS` (unless
-    ``--force``): forward and backward steps of the method."""
+    ``--force``): forward and backward steps of the method (a lower bound for a method
+    without a formula; with ``--until-x``, of a run of all ``--steps``) at the speed of
+    the executor."""
+    if args.force:
+        return
     n = args.steps
-    steps = {"forward": n, "adjoint": 2 * n}.get(args.method)
-    if steps is None:
-        steps = (pebbles.predicted_steps(s) if s is not None else None) or n
-        steps += n
-    if not args.force:
-        check_run_time(f"--method {args.method} --steps {n}", steps,
-                       "use fewer --steps, or pass --force to run anyway (Ctrl-C stops it)")
+    if s is None:
+        steps, least = {"forward": n, "adjoint": 2 * n}[args.method], ""
+    else:
+        steps, least = _forward_steps(s)
+        steps += n  # one backward step a cell
+    generic = s is not None and args.executor == "generic"
+    until = "" if args.until_x is None else f" --until-x {args.until_x:g}"
+    if until:
+        least = f"if x does not reach {args.until_x:g} sooner {least}".rstrip()
+    check_run_time(
+        f"--method {args.method}{until} --steps {n}{' --executor generic' * generic}", steps,
+        f"use fewer --steps{', or --executor numba' * generic}, or pass --force to run "
+        f"anyway (Ctrl-C stops it)",
+        rate=GENERIC_STEPS_PER_SECOND if generic else POINT_STEPS_PER_SECOND, least=least)
 
 
 # ---------------------------------------------------------------------------
@@ -1114,8 +1157,7 @@ def _gradient_parser(sub: Any) -> None:
     g.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2],
                    help=f"Lorenz beta ({DEFAULT_THETA[2]:.6g})")
     g.add_argument("--x0", type=_finite, nargs=3, default=list(DEFAULT_X0),
-                   metavar=("X", "Y", "Z"), help="initial state (%(default)s; write negative "
-                   "numbers without e-notation: -0.001, not -1e-3)")
+                   metavar=("X", "Y", "Z"), help="initial state (%(default)s)")
     g.add_argument("--executor", choices=("numba", "generic"), default="numba",
                    help="executor for schedule methods")
     g.add_argument("--force", action="store_true",

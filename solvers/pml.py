@@ -983,7 +983,7 @@ _CLI_FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "every": "
               "read_cost": "--read-cost", "background_writes": "--background-writes"}
 #: The flags of the command line besides the schedule's, for :func:`pebbles.cli.in_flags`.
 _CONFIG_FLAGS = {"steps": "--steps", "nx": "--nx", "ny": "--ny", "dt": "--dt", "h": "--h",
-                 **_CLI_FLAGS}
+                 "directory": "--disk-dir", **_CLI_FLAGS}
 
 
 def _check_options(name: str, options: dict, cli: bool = False) -> dict:
@@ -1264,8 +1264,9 @@ def _check_disk_flags(args: argparse.Namespace) -> None:
 
 
 def _check_disk_dir(disk_dir: str | None) -> None:
-    """Refuse a ``--disk-dir`` that is a file or lies under one, before any computing (the
-    store is opened after the forward recording, the disk measured after a timed step)."""
+    """Refuse a ``--disk-dir`` that is a file or lies under one, or where no store can
+    make its folder (not writable), before any computing (the store is opened after the
+    forward recording, the disk measured after a timed step)."""
     if disk_dir is None:
         return
     path = Path(disk_dir)
@@ -1276,6 +1277,17 @@ def _check_disk_dir(disk_dir: str | None) -> None:
             f"--disk-dir {disk_dir!r} is a file or lies under one; it must be a directory "
             f"(missing ones are created): pass the path of a directory, or remove the file "
             f"in the way")
+    _probe_disk_dir(disk_dir)
+
+
+def _probe_disk_dir(disk_dir: str) -> None:
+    """Open and close a store in ``disk_dir``: it makes the directory's missing parents
+    and its folder by the run's rules, and removes all it made (an error names
+    ``--disk-dir``)."""
+    try:
+        pebbles.DiskStore(disk_dir).close()
+    except pebbles.PebblesError as err:
+        raise in_flags(err, "--steps", _CONFIG_FLAGS) from None
 
 
 def _disk_options(args: argparse.Namespace, cfg: PMLConfig | None) -> dict:

@@ -404,3 +404,17 @@ def test_plan_says_on_stderr_when_a_budget_near_n_makes_the_table_slow(capsys, m
     code, _, err = run(capsys, "plan", "-n", "60", "--pebbles", "40", "--write-cost", "2",
                        "--read-cost", "2")
     assert code == 0 and err.startswith("# solving the two-level optimum of n=60")
+
+
+@pytest.mark.parametrize("text, value", [("-1e-3", -1e-3), ("-2.5E+4", -2.5e4), ("-1.", -1.0),
+                                         ("-.5e2", -50.0), ("-7", -7.0), ("-0.25", -0.25)])
+def test_one_line_parser_reads_negative_numbers_in_e_notation_as_values(text, value):
+    p = cli.OneLineParser(prog="prog")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=cli.OneLineParser)
+    sub.add_parser("go").add_argument("--x", type=float, nargs=2)
+    assert p.parse_args(["go", "--x", text, text]).x == [value, value]
+
+
+def test_negative_e_notation_gets_the_values_rule(capsys):
+    code, _, err = run(capsys, "schedule", "treeverse", "-n", "-1e3")
+    assert code == 2 and "argument -n: '-1e3' is not an integer" in err

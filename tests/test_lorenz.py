@@ -283,6 +283,8 @@ BAD_CLI = [
     (["--method", "adjoint", "--every", "5", "--inplace"],
      "--inplace: not used by --method adjoint"),
     (["--method", "bennett", "--delta", "3"], "--delta: not an option of method bennett"),
+    (["--steps", "-1e3"], "argument --steps: '-1e3' is not an integer"),
+    (["--sigma", "-1e-3", "--dt", "-2.5E+1"], "the trajectory overflows at step"),
 ]
 
 
@@ -568,3 +570,64 @@ def test_cli_options_list_names_only_this_parsers_flags(capsys):
     assert lz.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "(its options: --pebbles, --inplace)" in err, err
+
+
+def _refused_at_once(argv, monkeypatch, capsys) -> str:
+    """``argv`` is refused in under a few seconds, nothing compiled or run: its error."""
+    for name in ("_warm_up", "replay_lorenz", "gradient_reverse", "gradient_until_crossing"):
+        monkeypatch.setattr(lz, name, lambda *a, _n=name, **k: pytest.fail(f"{_n} ran"))
+    t0 = time.perf_counter()
+    assert lz.main(["gradient", *argv, "--json"]) == 2
+    assert time.perf_counter() - t0 < 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--force" in err
+    return err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--method", "online", "--pebbles", "2", "--steps", "3000000"],
+     ["--method online --steps 3000000 is at least 2.25e+12 RK4 steps (no formula",
+      "optimal Treeverse's count with the same 2 stored states", "6.25 hours"]),
+    (["--method", "treeverse-paper", "--delta", "1", "--steps", "3000000"],
+     ["--method treeverse-paper --steps 3000000 is at least 2.25e+12 RK4 steps"]),
+    (["--method", "online", "--pebbles", "2", "--until-x", "18.5", "--steps", "3000000"],
+     ["--method online --until-x 18.5 --steps 3000000 is at least 2.25e+12 RK4 steps if x "
+      "does not reach 18.5 sooner (no formula"]),
+])
+def test_cli_refuses_hours_of_a_method_without_a_step_formula_at_once(argv, words,
+                                                                      monkeypatch, capsys):
+    err = _refused_at_once(argv, monkeypatch, capsys)
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_cli_time_estimate_is_the_generic_executors(monkeypatch, capsys):
+    """The generic executor runs about 500 times slower than the Numba one: its own rate."""
+    argv = ["--pebbles", "2", "--steps", "900000"]
+    err = _refused_at_once([*argv, "--executor", "generic"], monkeypatch, capsys)
+    assert ("--method treeverse --steps 900000 --executor generic is 2.03e+11 RK4 steps: "
+            "at least 2.34 days at 1e+06 steps a second") in err
+    assert "or --executor numba" in err
+    args = lz._parser().parse_args(["gradient", *argv])
+    lz._check_time(args, lz._schedule(args))  # 34 minutes with the Numba executor: started
+
+
+@pytest.mark.parametrize("method, kw", [
+    ("online", {"budget": 2}), ("online", {"budget": 3}), ("online", {"budget": 5}),
+    ("online", {"budget": 1, "inplace": True}), ("online", {"budget": 3, "inplace": True}),
+    ("treeverse-paper", {"delta": 1}), ("treeverse-paper", {"delta": 3}),
+    ("treeverse-paper", {"delta": 2, "tau": 40}), ("periodic", {"every": 7}),
+])
+def test_time_estimate_without_a_formula_is_a_lower_bound(method, kw):
+    for n in (1, 2, 30, 257):
+        s = pebbles.schedule(method, n, **kw)
+        steps, least = lz._forward_steps(s)
+        assert least and steps <= s.simulate().forward_steps
+
+
+def test_cli_negative_numbers_in_e_notation_are_values(capsys):
+    argv = ["gradient", "--steps", "20", "--json", "--x0", "-1e-3", "-2.5E+1", "1"]
+    assert lz.main([*argv, "--sigma", "-1e-3"]) == 0
+    want = lz.gradient_forward((-1e-3, -25.0, 1.0), (-1e-3, *lz.DEFAULT_THETA[1:]), n=20)
+    assert np.allclose(json.loads(capsys.readouterr().out)["gradient"], want.gradient,
+                       rtol=1e-9)

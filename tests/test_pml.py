@@ -308,6 +308,7 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
      ["--disk-dir --keep-disk: not used by --method treeverse"]),
     (["gradient", *TINY, "--method", "periodic-disk", "--pebbles", "4", "--every", "5",
       "--read-cost", "1"], ["--read-cost: not used by --method periodic-disk"]),
+    (["gradient", *TINY, "--dt", "-1e-5"], ["--dt -1e-05 must be a finite number > 0"]),
 ])
 def test_cli_bad_input(argv, words, capsys):
     assert pml.main(argv) == 2
@@ -1027,3 +1028,28 @@ def test_schedule_refuses_two_names_that_differ():
         pml.schedule("treeverse-paper", 30, delta=3, pebbles=4)
     assert pml.schedule("treeverse", 30, budget=4, pebbles=4).budget == 4
     assert dict(pml.schedule("treeverse-paper", 30, delta=3, pebbles=3).options)["delta"] == 3
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("method", [["periodic-disk", "--every", "5"],
+                                    ["two-level", "--write-cost", "1", "--read-cost", "1"]])
+def test_cli_disk_dir_that_cannot_be_written_is_refused_before_computing(method, monkeypatch,
+                                                                         capsys):
+    """No folder can be made under /proc (not even by root): refused before the recording,
+    the message naming --disk-dir, not the library's directory=."""
+    monkeypatch.setattr(pml, "record", lambda *a: pytest.fail("recorded before the check"))
+    monkeypatch.setattr(pml, "warm_up", lambda: pytest.fail("compiled before the check"))
+    monkeypatch.setattr(pebbles, "measure_io", lambda *a: pytest.fail("disk measured"))
+    disk_dir = "/proc/pebbles-no-such-dir/sub"
+    assert pml.main(["gradient", *TINY, "--method", *method, "--disk-dir", disk_dir]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--disk-dir {disk_dir!r} cannot hold" in err, err
+    assert "directory=" not in err
+
+
+def test_disk_dir_probe_removes_all_it_made(tmp_path):
+    pml._check_disk_dir(str(tmp_path / "a" / "b"))
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "c").mkdir()
+    pml._check_disk_dir(str(tmp_path / "c"))
+    assert list(tmp_path.iterdir()) == [tmp_path / "c"] and not any((tmp_path / "c").iterdir())
