@@ -89,9 +89,10 @@ class Candidate:
 class Plan:
     """Candidates sorted by predicted cost; ``best`` is the recommendation.
 
-    ``skipped`` names the methods that fit but were not costed, each with the reason (the
-    reversible optimum where its exact tables would take more than about a second,
-    two-level variants the tables cannot serve or a disk cannot improve).
+    ``skipped`` names the methods that fit but were not costed: the reversible optimum
+    where its exact tables would take more than about a second (its name alone), and
+    two-level variants the tables cannot serve or a disk cannot improve (with the reason
+    in parentheses).
     """
 
     n: int
@@ -368,7 +369,7 @@ def _gradient_schedules(n: int, budget: int, skipped: list[str]) -> list[Schedul
         if entry.game(opts) is Game.REVERSIBLE:
             return False
         if entry.name.startswith("reversible") and not reversible_tables_fit(n, budget):
-            skipped.append(f"{entry.name} (its exact tables would take more than a second)")
+            skipped.append(entry.name)
             return False
         return True
 

@@ -674,7 +674,8 @@ def _plan(args: argparse.Namespace) -> int:
     if p.memory is not None:
         lines.append(f"# memory held at most: {p.memory} bytes ({b.states} states)")
     if p.skipped:
-        lines.append(f"# not costed: {'; '.join(p.skipped)}")
+        why = [m if "(" in m else f"{m} (too slow to solve exactly here)" for m in p.skipped]
+        lines.append(f"# not costed: {'; '.join(why)}")
     if b.needs_step_into:
         lines.append("# the in-place game: give pebbles.replay a step_into callback")
     lines.append(f"recommended: pebbles schedule {b.schedule}")
