@@ -34,11 +34,14 @@ Importing this module needs PyTorch (``pip install "pebble-games[torch]"``);
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
+import inspect
 import math
 import time
+import weakref
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -1636,11 +1639,63 @@ def _check_segments(segments: object, n: int) -> int:
     return s
 
 
-def _costs_for(layers: list, input: State, params: Sequence[torch.Tensor],
-               costs: ChainCosts | None) -> ChainCosts:
-    """``costs`` checked against the layers, or measured (:func:`profile_layers`)."""
+#: How many profiles :func:`checkpoint_sequential` keeps (the most recently used).
+PROFILES_KEPT = 16
+_PROFILES: collections.OrderedDict[tuple, tuple[tuple, ChainCosts]] = collections.OrderedDict()
+
+
+def _ref(obj: object) -> Callable[[], object]:
+    """A weak reference to ``obj`` where it takes one (a bound method: to its object and
+    function), else ``obj`` itself held (a builtin such as ``torch.relu``)."""
+    try:
+        return weakref.WeakMethod(obj) if inspect.ismethod(obj) else weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+def _ident(f: object) -> object:
+    """Who ``f`` is: its id, or for a bound method (a new object at each attribute
+    access) the ids of its object and function."""
+    return (id(f.__self__), id(f.__func__)) if inspect.ismethod(f) else id(f)
+
+
+def _profile_key(layers: list, xs: tuple[torch.Tensor, ...],
+                 params: tuple[torch.Tensor, ...]) -> tuple:
+    """What a profile depends on besides the layers' identity: the input's and the
+    parameters' shapes, dtypes, devices and ``requires_grad``, the modules' training
+    flags (dropout saves a mask only in training) and the autocast state."""
+    def spec(t: torch.Tensor) -> tuple:
+        return tuple(t.shape), t.dtype, t.device, t.requires_grad
+    training = tuple(m.training for f in layers if isinstance(f, torch.nn.Module)
+                     for m in f.modules())
+    kinds = sorted({t.device.type for t in (*xs, *params)})
+    return (tuple(map(_ident, layers)), tuple(map(spec, xs)),
+            tuple((id(p), *spec(p)) for p in params), training, _autocast_state(kinds))
+
+
+def _profiled(layers: list, input: State, xs: tuple[torch.Tensor, ...],
+              params: tuple[torch.Tensor, ...]) -> ChainCosts:
+    """:func:`profile_layers` of the layers, measured on the first call and reused while
+    the same layer objects take inputs of the same shapes (:data:`PROFILES_KEPT` kept;
+    the layers are not kept alive by it)."""
+    key = _profile_key(layers, xs, _chain_params(layers, params))
+    hit = _PROFILES.get(key)
+    if hit is not None and all((g := r()) is not None and _ident(g) == _ident(f)
+                               for r, f in zip(hit[0], layers, strict=True)):
+        _PROFILES.move_to_end(key)
+        return hit[1]
+    costs = profile_layers(layers, input, params=params)
+    _PROFILES[key] = (tuple(_ref(f) for f in layers), costs)
+    while len(_PROFILES) > PROFILES_KEPT:
+        _PROFILES.popitem(last=False)
+    return costs
+
+
+def _costs_for(layers: list, input: State, xs: tuple[torch.Tensor, ...],
+               params: tuple[torch.Tensor, ...], costs: ChainCosts | None) -> ChainCosts:
+    """``costs`` checked against the layers, or measured (:func:`_profiled`)."""
     if costs is None:
-        return profile_layers(layers, input, params=params)
+        return _profiled(layers, input, xs, params)
     if not isinstance(costs, ChainCosts):
         raise PebblesTypeError(
             f"costs is {a_kind(costs)}; it must be a pebbles.ChainCosts of the "
@@ -1713,7 +1768,11 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         whose layers may keep their graph (:mod:`pebbles._chain`), from
         ``costs`` or, by default, from :func:`profile_layers` (``repeat = 3``
         extra forward passes without a graph and one with a graph; none when the
-        call wants no gradient).
+        call wants no gradient), run on the first call and reused while the same
+        layer objects get inputs of the same shapes, dtypes and devices, in the
+        same training mode and autocast state (the :data:`PROFILES_KEPT` most
+        recent profiles are kept, holding no layer alive), so a training loop
+        profiles once.
     costs : ChainCosts, optional
         With ``memory`` or ``segments`` (refused with ``budget``): measured costs
         to reuse instead of profiling (without ``graph``: the
@@ -1790,10 +1849,10 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         memory = None if memory is None else _check_bytes("memory", memory)
         if not _wants_grad(xs, chain_params):  # a plain pass: nothing to profile
             if costs is not None:
-                _costs_for(layers, input, params, costs)  # checked as with gradients
+                _costs_for(layers, input, xs, params, costs)  # checked as with gradients
             moves = _schedule("store-all", n)
         else:
-            costs = _costs_for(layers, input, params, costs)
+            costs = _costs_for(layers, input, xs, params, costs)
             moves = (_solve_costs(costs, memory, levels, tape) if segments is None else
                      _segments_program(_fields(costs, tape), segments, levels, bool(tape)))
     chain = _Chain(lambda i, x: layers[i](x), (), chain_params, _program(moves, n), spec=None,

@@ -1794,6 +1794,50 @@ def test_a_call_without_gradients_profiles_nothing():
     assert calls[0] == 4
 
 
+class _Counted(torch.nn.Module):
+    """Tanh that counts its runs (a module: profiles are kept per layer object)."""
+
+    def __init__(self, calls: list[int]) -> None:
+        super().__init__()
+        self.calls, self.drop = calls, torch.nn.Dropout(0.0)
+
+    def forward(self, x):
+        self.calls[0] += 1
+        return torch.tanh(self.drop(x))
+
+    def method(self, x):
+        self.calls[0] += 1
+        return x * 2
+
+
+def test_memory_profiles_the_layers_once_per_input_shape_and_mode():
+    """A training loop calling memory= or segments= each iteration profiles on the first
+    call only (4 extra runs a layer: 3 timed, 1 with a graph): again for another batch
+    size, another training mode or other layers; the kept profile holds no layer alive."""
+    calls, n = [0], 6
+    net = torch.nn.Sequential(*[_Counted(calls) for _ in range(n)])
+    x, limit = torch.randn(5, 3, dtype=F64, requires_grad=True), 1e9
+
+    def runs(layers, inp, **kw):
+        calls[0] = 0
+        checkpoint_sequential(layers, inp, **kw).sum().backward()
+        return calls[0]
+
+    assert runs(net, x, memory=limit) == 5 * n  # profiled; enough memory: every graph kept
+    assert runs(net, x, memory=limit) == n
+    assert runs(net, x, segments=2) <= n + n // 2  # the same profile; PyTorch's split at most
+    assert runs(net, torch.randn(7, 3, dtype=F64, requires_grad=True), memory=limit) == 5 * n
+    net.eval()
+    assert runs(net, x, memory=limit) == 5 * n
+    assert runs(net, x, memory=limit) == n
+    obj = _Counted(calls)  # bound methods: a new object at each access, the same layer
+    assert [runs([obj.method] * n, x, memory=limit) for _ in range(2)] == [5 * n, n]
+    alive = weakref.ref(net)
+    del net
+    gc.collect()
+    assert alive() is None
+
+
 @pytest.mark.parametrize("method, options, words", [
     ("two-level", {"budget": 2, "disk_budget": 3, "write_cost": 1, "read_cost": 1},
      "keeps states on disk"),
