@@ -26,6 +26,7 @@ import numpy as np
 from ._encoded import Children, assemble, mirror_encoded
 from ._errors import IllegalMoveError
 from ._moves import Move, MoveKind
+from ._rules import END_CODE
 from ._validation import check_bool, check_int
 
 __all__ = [
@@ -257,7 +258,8 @@ def _mirror(run: Iterable[Move], reversed_run: Iterable[Move], n: int) -> Iterat
         elif m[0] == _UNPLACE:
             yield Move(_REMOVE, m[1])
         else:
-            raise IllegalMoveError(-1, m, "a reversible run has only place and unplace moves")
+            raise IllegalMoveError(-1, m, "a reversible run has only place and unplace moves",
+                                   "game")
     painted_from = n
     for m in reversed_run:
         i = m[1]
@@ -271,7 +273,7 @@ def _mirror(run: Iterable[Move], reversed_run: Iterable[Move], n: int) -> Iterat
     if painted_from != 0:
         raise IllegalMoveError(
             -1, None, f"the mirror run left cells 0..{painted_from - 1} unpainted; "
-            f"the reversible stream must end with a pebble on cell {n}",
+            f"the reversible stream must end with a pebble on cell {n}", END_CODE,
         )
 
 

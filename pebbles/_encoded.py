@@ -19,6 +19,7 @@ import numpy as np
 
 from ._errors import IllegalMoveError
 from ._moves import MoveKind
+from ._rules import END_CODE
 
 __all__ = ["SMALL", "Children", "assemble", "mirror_encoded"]
 
@@ -159,7 +160,7 @@ def _paint_rows(cells: np.ndarray, places: np.ndarray, n: int) -> np.ndarray:
         if idx < 0:
             raise IllegalMoveError(
                 -1, None, f"the mirror run left cells 0..{n - c - 1} unpainted; "
-                f"the reversible stream must end with a pebble on cell {n}")
+                f"the reversible stream must end with a pebble on cell {n}", END_CODE)
         chain[c] = idx
         idx = follow.item(idx)
     return pos[chain]

@@ -58,12 +58,29 @@ class IllegalMoveError(PebblesValueError):
     move : object
         The offending move (``None`` for an unmet end condition).
     rule : str
-        The rule that was broken, in words.
+        The rule that was broken, in words (for people: the wording may change).
+    code : str
+        The rule that was broken, as a stable name for programs to test: one per rule
+        of the simulator, e.g. ``"budget"`` (more memory pebbles at once than the
+        budget), ``"disk_budget"`` (more disk pebbles than the disk budget),
+        ``"slots"`` (a lowering ran out of slots), ``"paint_order"``, ``"occupied"``;
+        ``"end"`` for an unmet end condition; ``"other"`` where none was given. The
+        simulator's names are ``pebbles._rules.RULE_NAMES``.
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> try:
+    ...     pebbles.simulate([pebbles.forward(0, 2)], 2, budget=1)
+    ... except pebbles.IllegalMoveError as err:
+    ...     print(err.index, err.code)
+    0 budget
     """
 
-    def __init__(self, index: int, move: object, rule: str) -> None:
+    def __init__(self, index: int, move: object, rule: str, code: str = "other") -> None:
         where = "end of stream" if index < 0 else f"move #{index} ({move})"
         super().__init__(f"illegal {where}: {rule}")
         self.index = index
         self.move = move
         self.rule = rule
+        self.code = code

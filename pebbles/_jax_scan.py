@@ -29,7 +29,8 @@ Treeverse being Griewank's binomial checkpointing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,9 +166,11 @@ class _Shapes:
     const_mask: tuple[bool, ...]
 
 
-def _shapes(fun: Callable, init: Any, xs: Any, consts: Sequence[Any]) -> _Shapes:
-    x0 = _at(xs, 0)
-    _, y = jax.eval_shape(fun, init, x0, *consts)
+def _shapes(init: Any, xs: Any, y: Any, consts: Sequence[Any]) -> _Shapes:
+    """The structures and masks, ``y`` a tree shaped as a step's output (its cotangent
+    will do: a float0 leaf for an integer output). Nothing is traced: a step using a
+    collective over a ``jax.vmap`` axis name cannot be traced outside that vmap, where
+    the backward rule runs."""
     return _Shapes(jax.tree.structure(init), tuple(map(_inexact, jax.tree.leaves(init))),
                    tuple(map(_inexact, jax.tree.leaves(xs))),
                    tuple(map(_inexact, jax.tree.leaves(y))), tuple(map(_inexact, consts)))
@@ -184,6 +187,25 @@ def primal(fun: Callable) -> Callable:
     def run(*args: Any) -> Any:
         return jax.vjp(fun, *args)[0]
     return run
+
+
+@contextlib.contextmanager
+def axis_names_noted() -> Iterator[None]:
+    """Run a backward rule; an unbound axis name (a step using ``psum``, ``pmean`` or
+    ``axis_index`` over a ``jax.vmap`` axis, that vmap inside the differentiated function)
+    gets a note: JAX binds no such name while it runs a ``custom_vjp`` backward rule
+    (jax-ml/jax#7047), which the checkpointed loops are."""
+    try:
+        yield
+    except NameError as err:
+        if "axis name" in str(err):
+            err.add_note(
+                "pebbles.jax: the step uses a collective over a jax.vmap axis name, and that "
+                "vmap is inside the function being differentiated; JAX does not bind the "
+                "name in a custom_vjp backward rule (jax-ml/jax#7047), which checkpointed "
+                "loops are. Apply jax.vmap outside jax.grad (jax.vmap(jax.grad(f), "
+                "axis_name=...)), or compute the collective outside the loop and pass it in")
+        raise
 
 
 def _walks(fun: Callable, prog: Any, lo: Any, hi: Any, buf: Any, xs: Any,
@@ -294,10 +316,11 @@ def make_scan(fun: Callable, rows: Rows, n: int, unroll: int | bool = 1) -> Call
     def scan_bwd(res: tuple, ct: tuple) -> tuple:
         buf, xs, consts = res
         ct_carry, ct_ys = ct
-        sh = _shapes(fun, _at(buf, 0), xs, consts)
+        sh = _shapes(_at(buf, 0), xs, ct_ys, consts)
         g = _split(jax.tree.leaves(ct_carry), sh.carry_mask)
         ct_yd = _split(jax.tree.leaves(ct_ys), sh.y_mask)
-        g0, gxs, gcs = _backward(fun, sh, rows, buf, xs, consts, g, ct_yd)
+        with axis_names_noted():
+            g0, gxs, gcs = _backward(fun, sh, rows, buf, xs, consts, g, ct_yd)
         none_c = [None] * len(sh.carry_mask)
         g_init = jax.tree.unflatten(sh.carry, _merge(g0, none_c, sh.carry_mask))
         x_leaves = [None] * len(sh.x_mask)

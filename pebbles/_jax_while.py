@@ -62,7 +62,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._jax_scan import _at, _merge, _put, _shapes, _slots, _split, _vjp_step, primal
+from ._jax_scan import (
+    _at,
+    _merge,
+    _put,
+    _shapes,
+    _slots,
+    _split,
+    _vjp_step,
+    axis_names_noted,
+    primal,
+)
 from ._moves import Game
 from ._online import _R3_LIMIT, _r3_layout, r3_choices
 from ._treeverse import beta as _beta_exact
@@ -625,7 +635,7 @@ def _backward(fun: Callable, budget: int, init: Any, buf: Any, ctl: Controller, 
     """Reverse the ``n`` steps from the cotangent ``g`` of ``s_n``: (g_s0, g_consts)."""
     tabs = (tuple(jnp.asarray(a) for a in beta_table(budget)),
             jnp.asarray(split_table(budget)))
-    sh = _shapes(lambda c, x, *cs: (fun(c, *cs), None), init, None, consts)
+    sh = _shapes(init, None, None, consts)
 
     def step(c: Any, x: Any, *cs: Any) -> tuple[Any, None]:
         return fun(c, *cs), None
@@ -671,7 +681,8 @@ def make_while(fun: Callable, cfun: Callable, budget: int,
         init, buf, ctl, n, consts, cconsts = res
         mask = [jnp.issubdtype(jnp.result_type(a), jnp.inexact) for a in jax.tree.leaves(init)]
         g = _split(jax.tree.leaves(ct), mask)
-        g0, gcs = _backward(fun, budget, init, buf, ctl, n, consts, g)
+        with axis_names_noted():
+            g0, gcs = _backward(fun, budget, init, buf, ctl, n, consts, g)
         g_init = jax.tree.unflatten(jax.tree.structure(init), _merge(g0, [None] * len(mask), mask))
         g_cc = [jnp.zeros_like(a) if jnp.issubdtype(a.dtype, jnp.inexact) else None
                 for a in map(jnp.asarray, cconsts)]

@@ -357,7 +357,7 @@ def lower(
             kinds, aa, bb = (arr[:, i].tolist() for i in range(3))
             g.play(kinds, aa, bb, ops)
     except IllegalMoveError as err:
-        if slots is None or not err.rule.startswith("needs more than slots="):
+        if slots is None or err.code != "slots":
             raise
         raise _too_few_slots(err, arr, n, game, slots) from None
     g.check_end()
@@ -380,7 +380,8 @@ def _too_few_slots(err: IllegalMoveError, arr: np.ndarray, n: int, game: Game,
     return IllegalMoveError(
         err.index, err.move,
         f"needs more than slots={slots} (s_0 included): this schedule needs slots={need} at "
-        f"least; pass slots={need} or more, or slots=None to size them from the schedule")
+        f"least; pass slots={need} or more, or slots=None to size them from the schedule",
+        err.code)
 
 
 def _limits(schedule: Any) -> tuple[int | None, int | None]:

@@ -46,6 +46,7 @@ __all__ = [
     "Plan",
     "budget_for",
     "plan",
+    "two_level_table_work",
 ]
 
 #: States the generic executor holds besides a schedule's budget: s_0, the
@@ -181,6 +182,71 @@ def _budget(budget: object, memory: object, state_bytes: object) -> tuple[int, i
     return budget_for(memory, size), size
 
 
+def _plan_budget(n: int, budget: object, memory: object,
+                 state_bytes: object) -> tuple[int, int | None]:
+    """:func:`plan`'s schedule budget (at most ``n``) and state size (``None``: not
+    given); refused where no candidate can finish."""
+    s, size = _budget(budget, memory, state_bytes)
+    need = min_pebbles(n, Game.INPLACE)  # the least budget any candidate finishes with
+    if s < need:
+        raise InfeasibleBudgetError(
+            f"a budget of {s} states cannot finish n={n} steps (every backward step needs "
+            f"its state held); give room for {need} state besides s_0 and the executor's "
+            f"{EXECUTOR_EXTRA_STATES}", need)
+    return min(s, n), size  # more than n states is store-all with room to spare
+
+
+def two_level_table_work(n: int, budget: int | None = None, *, memory: int | None = None,
+                         state_bytes: int | None = None) -> int:
+    """Estimated work of the two-level table :func:`plan` solves when given a disk.
+
+    The budget is derived as :func:`plan` derives it, and the table is skipped where
+    :func:`plan` skips it: where memory alone runs no step twice, and where the table
+    is too large to solve (:func:`pebbles._twolevel.two_level_tables_fit`).
+
+    Parameters
+    ----------
+    n : int
+        Number of steps.
+    budget : int, optional
+        States a schedule may store besides ``s_0``; or give ``memory`` and
+        ``state_bytes``, as for :func:`plan`.
+    memory, state_bytes : int, optional
+        Bytes for states and of one state (:func:`budget_for`).
+
+    Returns
+    -------
+    int
+        :func:`pebbles._twolevel.two_level_work` of the table (about 20-35 ns a unit);
+        0 when the plan solves no table.
+
+    Raises
+    ------
+    PebblesValueError
+        The arguments :func:`plan` refuses for the budget (an
+        :class:`InfeasibleBudgetError` for one too small).
+
+    Examples
+    --------
+    >>> from pebbles._planner import two_level_table_work
+    >>> two_level_table_work(60, 40), two_level_table_work(60, 59)
+    (134400, 0)
+    >>> two_level_table_work(60, memory=62, state_bytes=1)  # a budget of 58
+    208800
+    """
+    n = check_int("n", n, 1)
+    s, _ = _plan_budget(n, budget, memory, state_bytes)
+    if _memory_runs_each_step_once(n, s) or not two_level_tables_fit(n, s):
+        return 0
+    return two_level_work(n, s)
+
+
+def _memory_runs_each_step_once(n: int, s: int) -> bool:
+    """Whether ``s`` memory states run every step once (the last never): then a disk
+    cannot do better and the two-level table is not solved."""
+    return s >= min_pebbles(n, Game.CHECKPOINT) and min_forward_steps(n, s) == n - 1
+
+
 def _disk_cost(name: str, value: object) -> float | None:
     """``write_cost`` or ``read_cost`` checked (``None`` when not given)."""
     word = name.split("_")[0]
@@ -251,14 +317,7 @@ def plan(
             "while the steps go on, and there are none without a disk: give write_cost= and "
             "read_cost= too (a state's write and read times in forward steps, e.g. "
             "pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
-    s, state_bytes = _budget(budget, memory, state_bytes)
-    need = min_pebbles(n, Game.INPLACE)  # the least budget any candidate finishes with
-    if s < need:
-        raise InfeasibleBudgetError(
-            f"a budget of {s} states cannot finish n={n} steps (every backward step needs "
-            f"its state held); give room for {need} state besides s_0 and the executor's "
-            f"{EXECUTOR_EXTRA_STATES}", need)
-    s = min(s, n)  # more than n states is store-all with room to spare
+    s, state_bytes = _plan_budget(n, budget, memory, state_bytes)
     found, skipped = [], []
     for sched in _gradient_schedules(n, s, skipped):
         steps = predicted_steps(sched)
@@ -293,8 +352,7 @@ def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None
             "a disk needs write_cost= and read_cost= (a state's write and read time over a "
             "forward step's; pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
     disk_budget = check_disk_budget(disk_budget)  # here for every n (n > BOUNDED_DISK_MAX_N)
-    if s >= min_pebbles(n, Game.CHECKPOINT) and min_forward_steps(n, s) == n - 1:
-        # every step once (the last is never run): what a disk can give at best
+    if _memory_runs_each_step_once(n, s):
         skipped.append(f"two-level (n={n} with {s} memory states: memory alone runs no step "
                        f"twice, a disk cannot do better)")
         return []

@@ -18,7 +18,8 @@ Board: ``occ[i]`` is 1 when a memory pebble is on cell i (``occ[0]`` is always
 step i, run by ``tape i+1``, is kept (``occ`` has ``2 n + 2`` entries).
 Counters live in ``st`` (indices ``ST_*``).
 A move that breaks a rule stops the loop with ``st[ST_CODE]`` set to one of the
-``E_*`` codes; :func:`pebbles._simulator.rule_text` turns the code into words.
+``E_*`` codes; :func:`pebbles._simulator.rule_text` turns the code into words and
+:data:`RULE_NAMES` into the name :attr:`pebbles.IllegalMoveError.code` carries.
 """
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ FT_TIME, FT_BYTES, FT_PEAKBYTES = 0, 1, 2
  E_REMOVE_NONE, E_UNPLACE_NONE, E_UNPLACE_PREV, E_OCCUPIED, E_NEED_PREV, E_MOVE_ONE,
  E_BUDGET, E_STORE_NONE, E_STORE_DUP, E_LOAD_NONE, E_LOAD_DUP, E_DISCARD_NONE,
  E_DISK_BUDGET, E_SLOTS, E_GRAPH_HELD, E_GRAPH_NEVER) = range(24)
+
+
+def _rule_names() -> tuple[str, ...]:
+    """Each ``E_*`` code's constant name in lower case, less ``E_``, indexed by the code."""
+    names = {code: name[2:].lower() for name, code in globals().items() if name.startswith("E_")}
+    return tuple(names[code] for code in range(len(names)))  # a KeyError if two codes clash
+
+
+#: The stable name of each rule code, ``RULE_NAMES[E_BUDGET] == "budget"``
+#: (:attr:`pebbles.IllegalMoveError.code`); derived from the codes above, never listed twice.
+RULE_NAMES = _rule_names()
+#: :attr:`pebbles.IllegalMoveError.code` of a stream that ends without meeting its game's
+#: end condition.
+END_CODE = "end"
 
 # moves allowed per game, as bit masks over the kinds
 _ALLOWED = (

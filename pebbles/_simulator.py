@@ -420,7 +420,9 @@ class _Game:
         if st[R.ST_CODE] != R.E_OK:
             k = int(st[R.ST_INDEX])
             mv = Move(MoveKind(int(kinds[k])), int(aa[k]), int(bb[k]))
-            raise IllegalMoveError(self.moves + k, mv, rule_text(int(st[R.ST_CODE]), mv, self))
+            code = int(st[R.ST_CODE])
+            raise IllegalMoveError(self.moves + k, mv, rule_text(code, mv, self),
+                                   R.RULE_NAMES[code])
         self.moves += m
 
     def board(self) -> Board:
@@ -434,11 +436,11 @@ class _Game:
         if self.game is Game.REVERSIBLE:
             if not self.occ[n]:
                 raise IllegalMoveError(-1, None, f"the game ends with a pebble on cell {n}; "
-                                       f"the stream left none there")
+                                       f"the stream left none there", R.END_CODE)
         elif st[R.ST_PAINTED] != 0:
             raise IllegalMoveError(
                 -1, None, f"the game ends with every cell painted; cells "
-                f"0..{int(st[R.ST_PAINTED]) - 1} were left unpainted")
+                f"0..{int(st[R.ST_PAINTED]) - 1} were left unpainted", R.END_CODE)
 
     def result(self, boards: list[Board] | None, write_cost: float,
                read_cost: float) -> SimulationResult:

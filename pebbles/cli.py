@@ -36,7 +36,7 @@ from ._budget import check_budget
 from ._errors import IllegalMoveError, PebblesError, PebblesValueError
 from ._moves import Game, Move, format_move
 from ._optimal import min_forward_steps
-from ._planner import Candidate, plan
+from ._planner import Candidate, plan, two_level_table_work
 from ._registry import (
     Schedule,
     describe,
@@ -47,7 +47,6 @@ from ._registry import (
 )
 from ._reversible import reversible_tables_fit
 from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
-from ._twolevel import two_level_work
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
            "add_schedule_arguments", "count", "in_flags", "main", "parse_bytes", "positive",
@@ -388,7 +387,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         try:
             result = simulate(echo, s.n, s.game, s.budget, **s.simulator_options)
         except IllegalMoveError as err:
-            if "but the budget is" not in err.rule:
+            if err.code != "budget":
                 raise
             raise PebblesValueError(  # a stream too long to find its peak before it plays
                 f"--pebbles {s.budget} is too few for {_label(s)} -n {s.n}: {err}; pass a "
@@ -585,17 +584,23 @@ def _io_costs(args: argparse.Namespace) -> tuple[float | None, float | None]:
 TWO_LEVEL_NOTICE_N = 10**5
 
 
-#: Above this estimated work (``pebbles._twolevel.two_level_work``, about 3 s) the notice
-#: is given at any n: a budget near n makes a small n slow.
+#: Above this estimated work (``pebbles._planner.two_level_table_work``, about 3 s) the
+#: notice is given at any n: a budget near n makes a small n slow.
 TWO_LEVEL_NOTICE_WORK = 10**8
 
 
-def _two_level_work(args: argparse.Namespace) -> int:
-    """Estimated work of ``plan``'s two-level table (0 when the budget is not known yet,
-    or holds every state: then the plan solves no table)."""
-    s = args.budget if args.budget is not None else (
-        args.memory // args.state_bytes if args.memory and args.state_bytes else 0)
-    return two_level_work(args.n, s) if s < args.n - 1 else 0
+def _two_level_notice(args: argparse.Namespace) -> bool:
+    """Whether ``plan`` with a disk says on stderr that it is solving the two-level table:
+    above :data:`TWO_LEVEL_NOTICE_N`, or where the planner's own estimate of the table's
+    work is above :data:`TWO_LEVEL_NOTICE_WORK` (0 where it solves none)."""
+    if args.n > TWO_LEVEL_NOTICE_N:
+        return True
+    try:
+        work = two_level_table_work(args.n, args.budget, memory=args.memory,
+                                    state_bytes=args.state_bytes)
+    except PebblesError:  # the plan refuses these arguments, after its own earlier checks
+        return False
+    return work > TWO_LEVEL_NOTICE_WORK
 
 
 @contextlib.contextmanager
@@ -657,7 +662,7 @@ def _plan(args: argparse.Namespace) -> int:
             "a disk needs --write-cost and --read-cost (a state's write and read time over "
             "a forward step's), or --disk-dir DIR with --state-bytes and --step-seconds to "
             "measure them")
-    long = disk and (args.n > TWO_LEVEL_NOTICE_N or _two_level_work(args) > TWO_LEVEL_NOTICE_WORK)
+    long = disk and _two_level_notice(args)
     with _elapsed(f"# solving the two-level optimum of n={args.n} for both games (a minute or "
                   f"two at n = 10^6)") if long else contextlib.nullcontext():
         p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,

@@ -418,3 +418,39 @@ def test_one_line_parser_reads_negative_numbers_in_e_notation_as_values(text, va
 def test_negative_e_notation_gets_the_values_rule(capsys):
     code, _, err = run(capsys, "schedule", "treeverse", "-n", "-1e3")
     assert code == 2 and "argument -n: '-1e3' is not an integer" in err
+
+
+def test_moves_format_tells_a_budget_overflow_by_its_code_not_its_words(capsys, monkeypatch):
+    monkeypatch.setattr(pebbles._simulator, "rule_text", lambda code, mv, g: "reworded")
+    code, _, err = run(capsys, "schedule", "treeverse-paper", "-n", "1000000", "--delta", "3",
+                       "--pebbles", "2")
+    assert code == 2 and ("--pebbles 2 is too few for treeverse-paper --delta 3 -n 1000000: "
+                          "illegal move #1 (forward 983607 999820): reworded; pass a larger "
+                          "--pebbles") in err
+
+
+def test_plan_notice_takes_the_planners_budget_from_memory(capsys, monkeypatch):
+    """62 states of memory leave the planner a budget of 58 (not 62, which holds every
+    state of n=60): it solves a two-level table, and says so."""
+    monkeypatch.setattr(cli, "TWO_LEVEL_NOTICE_WORK", 10**5)
+    disk = ("--write-cost", "2", "--read-cost", "2")
+    code, out, err = run(capsys, "plan", "-n", "60", "--memory", "62", "--state-bytes", "1",
+                         *disk)
+    assert code == 0 and "budget=58 states" in out and "two-level (n=60" not in out
+    assert err.startswith("# solving the two-level optimum of n=60")
+    code, out, err = run(capsys, "plan", "-n", "60", "--pebbles", "59", *disk)
+    assert code == 0 and err == "" and "two-level (n=60 with 59 memory states" in out
+
+
+def test_plan_says_nothing_on_stderr_where_the_table_is_too_large_to_solve(capsys):
+    code, out, err = run(capsys, "plan", "-n", "2000", "--pebbles", "1000", "--write-cost", "2",
+                         "--read-cost", "2")
+    assert code == 0 and err == "" and "its table would take more than 1e+09 operations" in out
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 9])
+def test_plan_notice_estimate_is_zero_exactly_where_the_planner_skips_the_table(n):
+    for s in range(1, n + 2):
+        p = pebbles.plan(n, s, write_cost=2, read_cost=2)
+        solved = any(c.method == "two-level" for c in p.candidates)
+        assert (pebbles._planner.two_level_table_work(n, s) > 0) == solved, (n, s)

@@ -609,3 +609,30 @@ def test_core_does_not_import_jax_and_missing_jax_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert 'pip install "pebble-games[jax]"' in out
+
+
+def test_collectives_over_a_vmap_axis_name():
+    """A step with pmean over a vmap axis: vmap outside grad matches lax.scan; vmap
+    inside the differentiated function (JAX binds no axis name in a custom_vjp backward
+    rule) raises JAX's NameError with a note that says what to do, for both loops."""
+    def f(c, x):
+        return jnp.sin(c) + jax.lax.pmean(c, "b"), c.sum()
+
+    def loss(scan):
+        return lambda c0: scan(f, c0, None, length=12)[0].sum()
+
+    x = jnp.arange(6.0).reshape(3, 2)
+    want = jax.vmap(jax.grad(loss(jax.lax.scan)), axis_name="b")(x)
+    got = jax.vmap(jax.grad(loss(cscan(3))), axis_name="b")(x)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+    def body(c):
+        return c[0] + 1, f(c[1], None)[0]
+
+    inner = (lambda c0: cscan(3)(f, c0, None, length=12)[0],
+             lambda c0: checkpointed_while_loop(lambda c: c[0] < 12, body, (0, c0),
+                                                budget=3)[1])
+    for g in inner:
+        with pytest.raises(NameError) as err:
+            jax.grad(lambda x, g=g: jax.vmap(g, axis_name="b")(x).sum())(x)
+        assert "Apply jax.vmap outside jax.grad" in "".join(err.value.__notes__)

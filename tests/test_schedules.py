@@ -515,3 +515,29 @@ def test_error_hierarchy() -> None:
     errors = (PebblesValueError, PebblesTypeError, InfeasibleBudgetError, pebbles.IllegalMoveError)
     for cls in errors:
         assert issubclass(cls, pebbles.PebblesError)
+
+
+def test_illegal_move_error_names_the_broken_rule_in_code():
+    """``IllegalMoveError.code`` is a stable name for programs, whatever the wording."""
+    from pebbles import _rules
+    from pebbles._moves import forward, paint, store
+
+    with pytest.raises(pebbles.IllegalMoveError) as info:
+        simulate(treeverse(20, 3), 20, budget=2)
+    assert info.value.code == "budget" and "budget is 2" in info.value.rule
+    with pytest.raises(pebbles.IllegalMoveError) as info:
+        simulate([forward(0, 2), store(2), forward(0, 1), store(1)], 2, disk_budget=1)
+    assert info.value.code == "disk_budget"
+    with pytest.raises(pebbles.IllegalMoveError) as info:
+        simulate([forward(0, 2), paint(0)], 2)
+    assert (info.value.index, info.value.code) == (1, "paint_order")
+    with pytest.raises(pebbles.IllegalMoveError) as info:
+        simulate([forward(0, 2)], 2)
+    assert (info.value.index, info.value.code) == (-1, "end")
+    with pytest.raises(pebbles.IllegalMoveError) as info:  # restated by the lowering
+        pebbles.lower(list(treeverse(30, 5)), 30, slots=3)
+    assert info.value.code == "slots" and "needs slots=" in info.value.rule
+    assert pebbles.IllegalMoveError(3, None, "a rule").code == "other"  # as before: 3 args
+    names = _rules.RULE_NAMES  # one name per E_* code, from the codes themselves
+    assert len(set(names)) == len(names) == _rules.E_GRAPH_NEVER + 1
+    assert (names[_rules.E_BUDGET], names[_rules.E_DISK_BUDGET]) == ("budget", "disk_budget")
