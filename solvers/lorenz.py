@@ -49,8 +49,8 @@ from numba import njit, prange
 import pebbles
 from pebbles.cli import OneLineParser, positive, run_command, schedule_from_args
 from solvers import _threading  # noqa: F401  (TBB for the parallel kernel when installed)
+from solvers._checks import _shown, reals, triples, whole
 from solvers._checks import real as _real
-from solvers._checks import reals, triples, whole
 from solvers._lorenz_scalar import compile_formulas
 from solvers._memory import available_memory
 from solvers._paths import check_npz_output
@@ -131,7 +131,11 @@ def _step_into(src, theta, dt, out):
 
 @njit(cache=True, inline="always")
 def _check_vectors(y, theta, ybar):
-    """Refuse state, parameter and gradient vectors without 3 components (read by index)."""
+    """Refuse state, parameter and gradient vectors without 3 components (read by index).
+
+    The compiled kernels' own guard, for compiled callers; the public wrappers check
+    first, naming the value (:func:`_float64`).
+    """
     if y.shape[0] != 3:
         raise pebbles.PebblesValueError("y must have shape (3,): the state (x, y, z)")
     if theta.shape[0] != 3:
@@ -142,27 +146,101 @@ def _check_vectors(y, theta, ybar):
 
 
 @njit(cache=True)
-def rk4_step(y: np.ndarray, theta: np.ndarray, dt: float) -> np.ndarray:
-    """Return the RK4 successor of the state ``y`` (a new array of shape (3,)).
-
-    Parameters
-    ----------
-    y : numpy.ndarray
-        State (x, y, z), float64.
-    theta : numpy.ndarray
-        (sigma, rho, beta), float64.
-    dt : float
-        Time step.
-
-    Raises
-    ------
-    pebbles.PebblesValueError
-        If ``y`` or ``theta`` does not have 3 components.
-    """
+def _rk4_step(y, theta, dt):
+    """Compiled :func:`rk4_step` (float64 arrays; for compiled callers and checked input)."""
     _check_vectors(y, theta, y)
     out = np.empty(3)
     _step_into(y, theta, dt, out)
     return out
+
+
+#: Looked up once: the public kernels' checks run per step (:func:`rk4_step`).
+_NDARRAY, _F64 = np.ndarray, np.dtype(np.float64)
+
+#: The array arguments of :func:`rk4_step`, :func:`rk4_jvp` and :func:`rk4_vjp`: what
+#: each holds, its shape and an example (for the messages of :func:`_float64`).
+_KERNEL_ARRAYS = {
+    "y": ("the state (x, y, z)", (3,), "[1.0, 0.0, 0.0]"),
+    "theta": ("the parameters (sigma, rho, beta)", (3,), "[10.0, 27.0, 8 / 3]"),
+    "ybar": ("the gradient of the step's output", (3,), "[1.0, 0.0, 0.0]"),
+    "tangent": ("d y / d (x0, y0, z0, sigma, rho, beta)", (3, 6), "np.zeros((3, 6))"),
+}
+
+
+def _float64(v: object, name: str) -> np.ndarray:
+    """``v`` as a float64 array of the shape :data:`_KERNEL_ARRAYS` gives ``name``.
+
+    The public kernels' slow path, taken when ``v`` is not already a float64
+    NumPy array of that shape: lists, tuples and int or float32 arrays are
+    converted (exactly: every int of magnitude up to 2**53 and every float32
+    is a float64). Values are not checked (a non-finite entry gives non-finite
+    results, as in NumPy).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``v`` does not hold real numbers (bools, complex numbers, strings, None).
+    pebbles.PebblesValueError
+        If its shape is wrong.
+    """
+    what, shape, example = _KERNEL_ARRAYS[name]
+    arr = reals(v, name, what, example)
+    if arr.shape != shape:
+        raise pebbles.PebblesValueError(
+            f"{_shown(name, v)} must have shape {shape}: {what}; got shape {arr.shape}; pass "
+            f"e.g. {name}={example}")
+    return arr
+
+
+def rk4_step(y: Sequence[float] | np.ndarray, theta: Sequence[float] | np.ndarray,
+             dt: float) -> np.ndarray:
+    """Return the RK4 successor of the state ``y`` (a new float64 array of shape (3,)).
+
+    Parameters
+    ----------
+    y : sequence of float or numpy.ndarray
+        State (x, y, z): 3 real numbers.
+    theta : sequence of float or numpy.ndarray
+        (sigma, rho, beta): 3 real numbers.
+    dt : float
+        Time step: a finite real number.
+
+    Returns
+    -------
+    numpy.ndarray
+        The state one step on, float64, shape (3,).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``y`` or ``theta`` does not hold real numbers, or ``dt`` is not a real number.
+    pebbles.PebblesValueError
+        If ``y`` or ``theta`` does not have 3 components, or ``dt`` is not finite.
+
+    Notes
+    -----
+    Float64 NumPy arrays of shape (3,) go to the compiled kernel as they are;
+    lists, tuples and int or float32 arrays are converted to float64 first
+    (the step always computes in float64, so the result is that of the
+    converted array, bit for bit). The values of ``y`` and ``theta`` are not
+    checked: a non-finite entry gives a non-finite result
+    (:func:`overflow_step` finds where a trajectory overflows). Compiled
+    (``numba.njit``) code cannot call this function; it calls ``_rk4_step``
+    with float64 arrays.
+
+    Examples
+    --------
+    >>> from solvers.lorenz import rk4_step
+    >>> rk4_step([1, 0, 0], (10.0, 27.0, 8 / 3), 0.0)
+    array([1., 0., 0.])
+    """
+    if not (type(y) is _NDARRAY and y.dtype == _F64 and y.shape == (3,)):
+        y = _float64(y, "y")
+    if not (type(theta) is _NDARRAY and theta.dtype == _F64 and theta.shape == (3,)):
+        theta = _float64(theta, "theta")
+    if type(dt) is not float or not math.isfinite(dt):
+        dt = _dt(dt)
+    return _rk4_step(y, theta, dt)
 
 
 @njit(cache=True)
@@ -243,20 +321,70 @@ def overflow_step(
 # forward mode
 # ---------------------------------------------------------------------------
 @njit(cache=True)
-def rk4_jvp(y: np.ndarray, theta: np.ndarray, dt: float, tangent: np.ndarray) -> np.ndarray:
-    """Push a (3, 6) tangent matrix through one RK4 step (all six inputs at once).
-
-    Column j of ``tangent`` is d y / d input_j; inputs 3, 4, 5 are sigma, rho,
-    beta, whose own tangents are unit vectors. Returns the tangent of the
-    successor (a new (3, 6) array). Raises :class:`pebbles.PebblesValueError`
-    unless ``y`` and ``theta`` have 3 components and ``tangent`` is (3, 6).
-    """
+def _rk4_jvp(y, theta, dt, tangent):
+    """Compiled :func:`rk4_jvp` (float64 arrays; for compiled callers and checked input)."""
     _check_vectors(y, theta, y)
     if tangent.shape[0] != 3 or tangent.shape[1] != 6:
         raise pebbles.PebblesValueError("tangent must have shape (3, 6): d y / d inputs")
     out = np.empty((3, 6))
     _jvp_into(y, theta, dt, tangent, out)
     return out
+
+
+def rk4_jvp(y: Sequence[float] | np.ndarray, theta: Sequence[float] | np.ndarray, dt: float,
+            tangent: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    """Push a (3, 6) tangent matrix through one RK4 step (all six inputs at once).
+
+    Parameters
+    ----------
+    y : sequence of float or numpy.ndarray
+        State (x, y, z) the step starts from: 3 real numbers.
+    theta : sequence of float or numpy.ndarray
+        (sigma, rho, beta): 3 real numbers.
+    dt : float
+        Time step: a finite real number.
+    tangent : sequence of sequences of float or numpy.ndarray
+        Shape (3, 6): column j is d y / d input_j, inputs (x0, y0, z0, sigma,
+        rho, beta). The tangents of sigma, rho and beta themselves are the unit
+        vectors (added by the step).
+
+    Returns
+    -------
+    numpy.ndarray
+        The tangent of the successor, a new float64 array of shape (3, 6).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``y``, ``theta`` or ``tangent`` does not hold real numbers, or ``dt`` is
+        not a real number.
+    pebbles.PebblesValueError
+        If ``y`` or ``theta`` does not have 3 components, ``tangent`` is not (3, 6),
+        or ``dt`` is not finite.
+
+    Notes
+    -----
+    Array-likes are converted to float64 as by :func:`rk4_step` (float64
+    arrays of the right shape go to the compiled kernel as they are); values
+    are not checked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from solvers.lorenz import rk4_jvp
+    >>> rk4_jvp([1, 0, 0], [10, 27, 8 / 3], 0.0, np.eye(3, 6)).shape
+    (3, 6)
+    """
+    if not (type(y) is _NDARRAY and y.dtype == _F64 and y.shape == (3,)):
+        y = _float64(y, "y")
+    if not (type(theta) is _NDARRAY and theta.dtype == _F64 and theta.shape == (3,)):
+        theta = _float64(theta, "theta")
+    if type(dt) is not float or not math.isfinite(dt):
+        dt = _dt(dt)
+    if not (type(tangent) is _NDARRAY and tangent.dtype == _F64
+            and tangent.shape == (3, 6)):
+        tangent = _float64(tangent, "tangent")
+    return _rk4_jvp(y, theta, dt, tangent)
 
 
 @njit(cache=True)
@@ -433,37 +561,69 @@ def _vjp_into(yv, theta, dt, ybar, out, tbar):
 
 
 @njit(cache=True)
-def rk4_vjp(
-    y: np.ndarray, theta: np.ndarray, dt: float, ybar: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hand-derived vector-Jacobian product of :func:`rk4_step`.
-
-    Parameters
-    ----------
-    y : numpy.ndarray
-        The state the step started from.
-    theta : numpy.ndarray
-        (sigma, rho, beta).
-    dt : float
-        Time step.
-    ybar : numpy.ndarray
-        Gradient with respect to the step's output.
-
-    Returns
-    -------
-    ybar_prev, thetabar : numpy.ndarray
-        Gradients with respect to ``y`` and ``theta`` (shape (3,) each).
-
-    Raises
-    ------
-    pebbles.PebblesValueError
-        If ``y``, ``theta`` or ``ybar`` does not have 3 components.
-    """
+def _rk4_vjp(y, theta, dt, ybar):
+    """Compiled :func:`rk4_vjp` (float64 arrays; for compiled callers and checked input)."""
     _check_vectors(y, theta, ybar)
     out = np.empty(3)
     tbar = np.empty(3)
     _vjp_into(y, theta, dt, ybar, out, tbar)
     return out, tbar
+
+
+def rk4_vjp(
+    y: Sequence[float] | np.ndarray, theta: Sequence[float] | np.ndarray, dt: float,
+    ybar: Sequence[float] | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hand-derived vector-Jacobian product of :func:`rk4_step`.
+
+    Parameters
+    ----------
+    y : sequence of float or numpy.ndarray
+        The state the step started from: 3 real numbers.
+    theta : sequence of float or numpy.ndarray
+        (sigma, rho, beta): 3 real numbers.
+    dt : float
+        Time step: a finite real number.
+    ybar : sequence of float or numpy.ndarray
+        Gradient with respect to the step's output: 3 real numbers.
+
+    Returns
+    -------
+    ybar_prev, thetabar : numpy.ndarray
+        Gradients with respect to ``y`` and ``theta`` (new float64 arrays of
+        shape (3,) each).
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``y``, ``theta`` or ``ybar`` does not hold real numbers, or ``dt`` is not
+        a real number.
+    pebbles.PebblesValueError
+        If ``y``, ``theta`` or ``ybar`` does not have 3 components, or ``dt`` is not
+        finite.
+
+    Notes
+    -----
+    Array-likes are converted to float64 as by :func:`rk4_step` (float64
+    arrays of shape (3,) go to the compiled kernel as they are); values are
+    not checked.
+
+    Examples
+    --------
+    >>> from solvers.lorenz import rk4_vjp
+    >>> ybar_prev, thetabar = rk4_vjp([1, 0, 0], [10, 27, 8 / 3], 0.0, [1, 0, 0])
+    >>> ybar_prev, thetabar.shape
+    (array([1., 0., 0.]), (3,))
+    """
+    if not (type(y) is _NDARRAY and y.dtype == _F64 and y.shape == (3,)):
+        y = _float64(y, "y")
+    if not (type(theta) is _NDARRAY and theta.dtype == _F64 and theta.shape == (3,)):
+        theta = _float64(theta, "theta")
+    if type(dt) is not float or not math.isfinite(dt):
+        dt = _dt(dt)
+    if not (type(ybar) is _NDARRAY and ybar.dtype == _F64 and ybar.shape == (3,)):
+        ybar = _float64(ybar, "ybar")
+    return _rk4_vjp(y, theta, dt, ybar)
 
 
 def gradient_reverse(
@@ -493,9 +653,9 @@ def gradient_reverse(
     unit = np.array([1.0, 0.0, 0.0])
     r = pebbles.replay(
         schedule, n, y0,
-        step=lambda i, s: rk4_step(s, th, dt),
+        step=lambda i, s: _rk4_step(s, th, dt),  # the compiled kernels: checked above
         step_into=lambda i, s, out: _step_into(s, th, dt, out),
-        backward=lambda i, s, g: rk4_vjp(s, th, dt, g),
+        backward=lambda i, s, g: _rk4_vjp(s, th, dt, g),
         loss_grad=lambda s: unit.copy(),
         loss=lambda s: float(s[0]),
     )

@@ -424,15 +424,155 @@ def test_bad_arguments_are_named(call, error, match):
 
 def test_public_kernels_refuse_vectors_without_three_components():
     th, y = np.array(lz.DEFAULT_THETA), np.ones(3)
-    with pytest.raises(pebbles.PebblesValueError, match=r"^y must have shape \(3,\)"):
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^y=array\(\[1\., 1\.\]\) must have shape \(3,\): the state"):
         lz.rk4_step(np.ones(2), th, 0.003)
-    with pytest.raises(pebbles.PebblesValueError, match=r"^theta must have shape \(3,\)"):
+    with pytest.raises(pebbles.PebblesValueError, match=r"^theta=array\(.* must have shape \(3,\)"):
         lz.rk4_step(y, th[:2], 0.003)
-    with pytest.raises(pebbles.PebblesValueError, match=r"^ybar must have shape \(3,\)"):
+    with pytest.raises(pebbles.PebblesValueError, match=r"^ybar=array\(.* must have shape \(3,\)"):
         lz.rk4_vjp(y, th, 0.003, np.ones(1))
-    with pytest.raises(pebbles.PebblesValueError, match=r"^tangent must have shape \(3, 6\)"):
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^tangent=<float64 array of shape \(3, 5\)> must have shape "
+                             r"\(3, 6\)"):
         lz.rk4_jvp(y, th, 0.003, np.ones((3, 5)))
     assert lz.rk4_step(y, th, 0.003).shape == (3,)
+
+
+#: The public kernels with float64 arguments: (function, arguments).
+_KERNEL_CALLS = {
+    "rk4_step": (lz.rk4_step, ([1.0, -2.0, 30.0], [10.0, 28.0, 3.0], 0.01)),
+    "rk4_jvp": (lz.rk4_jvp, ([1.0, -2.0, 30.0], [10.0, 28.0, 3.0], 0.01,
+                             np.arange(18.0).reshape(3, 6) - 4)),
+    "rk4_vjp": (lz.rk4_vjp, ([1.0, -2.0, 30.0], [10.0, 28.0, 3.0], 0.01, [1.0, 2.0, -3.0])),
+}
+
+
+def _as(args, kind):
+    """The array arguments of a kernel call as ``kind`` (dt kept)."""
+    def conv(a):
+        if kind == "list":
+            return np.asarray(a).tolist()
+        if kind == "tuple":
+            return tuple(map(tuple, a)) if np.ndim(a) == 2 else tuple(a)
+        return np.asarray(a).astype(kind)
+    return tuple(a if i == 2 else conv(a) for i, a in enumerate(args))
+
+
+@pytest.mark.parametrize("name", sorted(_KERNEL_CALLS))
+@pytest.mark.parametrize("kind", ["list", "tuple", "int64", "int32", "float32", "uint8"])
+def test_public_kernels_convert_array_likes_to_float64(name, kind):
+    """Lists, tuples, int and float32 arrays give, bit for bit, the float64 array's result,
+    and compile no new specialisation of the kernel."""
+    fn, args = _KERNEL_CALLS[name]
+    kernel = getattr(lz, "_" + name)
+    ref = fn(*_as(args, "float64"))
+    given = _as(args, kind)
+    expected = fn(*(np.asarray(a, dtype=np.float64) if i != 2 else a
+                    for i, a in enumerate(given)))  # the values given, widened to float64
+    compiled = len(kernel.signatures)
+    got = fn(*given)
+    assert len(kernel.signatures) == compiled
+    for g, e in zip(*(((x,) if isinstance(x, np.ndarray) else x) for x in (got, expected)),
+                    strict=True):
+        assert g.dtype == np.float64 and g.tobytes() == e.tobytes()
+    if kind in ("list", "tuple", "int64", "int32"):  # the values are the same: the result too
+        for g, r in zip(*(((x,) if isinstance(x, np.ndarray) else x) for x in (got, ref)),
+                        strict=True):
+            assert g.tobytes() == r.tobytes()
+
+
+def test_public_kernels_take_float64_arrays_of_any_layout_and_integer_dt():
+    y = np.array([1.0, -2.0, 30.0])
+    th = np.array([10.0, 28.0, 3.0])
+    ref = lz.rk4_step(y, th, 0.25)
+    strided = np.zeros((3, 2))
+    strided[:, 0] = y
+    frozen = y.copy()
+    frozen.flags.writeable = False
+    assert lz.rk4_step(strided[:, 0], th, 0.25).tobytes() == ref.tobytes()
+    assert lz.rk4_step(frozen, th, np.float64(0.25)).tobytes() == ref.tobytes()
+    assert lz.rk4_step(y.astype(">f8"), th, 0.25).tobytes() == ref.tobytes()
+    assert lz.rk4_step(y, th, 1).tobytes() == lz.rk4_step(y, th, 1.0).tobytes()
+    assert lz.rk4_step(y, th, np.int32(1)).tobytes() == lz.rk4_step(y, th, 1.0).tobytes()
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda: lz.rk4_step([1.0, 2.0], [10, 28, 3], 0.01), pebbles.PebblesValueError,
+     r"^y=\[1\.0, 2\.0\] must have shape \(3,\): the state \(x, y, z\); got shape \(2,\); "
+     r"pass e\.g\. y=\[1\.0, 0\.0, 0\.0\]$"),
+    (lambda: lz.rk4_step((1, 2, 3, 4), [10, 28, 3], 0.01), pebbles.PebblesValueError,
+     r"^y=\(1, 2, 3, 4\) must have shape \(3,\)"),
+    (lambda: lz.rk4_step([[1, 2, 3]], [10, 28, 3], 0.01), pebbles.PebblesValueError,
+     r"^y=\[\[1, 2, 3\]\] must have shape \(3,\): the state \(x, y, z\); got shape \(1, 3\)"),
+    (lambda: lz.rk4_step([1, 2, 3], [10, 28], 0.01), pebbles.PebblesValueError,
+     r"^theta=\[10, 28\] must have shape \(3,\): the parameters \(sigma, rho, beta\)"),
+    (lambda: lz.rk4_vjp([1, 2, 3], [10, 28, 3], 0.01, [1.0]), pebbles.PebblesValueError,
+     r"^ybar=\[1\.0\] must have shape \(3,\)"),
+    (lambda: lz.rk4_jvp([1, 2, 3], [10, 28, 3], 0.01, [[0.0] * 6] * 2),
+     pebbles.PebblesValueError, r"^tangent=\[\[0\.0.* must have shape \(3, 6\)"),
+    (lambda: lz.rk4_jvp([1, 2], [10, 28, 3], 0.01, np.zeros((3, 6))),
+     pebbles.PebblesValueError, r"^y=\[1, 2\] must have shape \(3,\)"),
+    (lambda: lz.rk4_step("abc", [10, 28, 3], 0.01), pebbles.PebblesTypeError,
+     r"^y='abc' must hold real numbers: the state \(x, y, z\); pass e\.g\. "
+     r"y=\[1\.0, 0\.0, 0\.0\]$"),
+    (lambda: lz.rk4_step(["1", 2, 3], [10, 28, 3], 0.01), pebbles.PebblesTypeError,
+     r"^y=\['1', 2, 3\] must hold real numbers"),
+    (lambda: lz.rk4_step(None, [10, 28, 3], 0.01), pebbles.PebblesTypeError,
+     r"^y=None must hold real numbers"),
+    (lambda: lz.rk4_step([1, 2, 3], [10, None, 3], 0.01), pebbles.PebblesTypeError,
+     r"^theta=\[10, None, 3\] must hold real numbers: the parameters"),
+    (lambda: lz.rk4_step([1, 2, 3], [10j, 28, 3], 0.01), pebbles.PebblesTypeError,
+     r"^theta=\[10j, 28, 3\] must hold real numbers"),
+    (lambda: lz.rk4_step([True, False, True], [10, 28, 3], 0.01), pebbles.PebblesTypeError,
+     r"^y=\[True, False, True\] must hold real numbers"),
+    (lambda: lz.rk4_step([[1], [2, 3], 4], [10, 28, 3], 0.01), pebbles.PebblesTypeError,
+     r"^y=\[\[1\], \[2, 3\], 4\] must hold real numbers"),
+    (lambda: lz.rk4_vjp([1, 2, 3], [10, 28, 3], 0.01, {"x": 1}), pebbles.PebblesTypeError,
+     r"^ybar=\{'x': 1\} must hold real numbers: the gradient of the step's output"),
+    (lambda: lz.rk4_jvp([1, 2, 3], [10, 28, 3], 0.01, "tangent"), pebbles.PebblesTypeError,
+     r"^tangent='tangent' must hold real numbers"),
+    (lambda: lz.rk4_step([1, 2, 3], [10, 28, 3], "0.01"), pebbles.PebblesTypeError,
+     r"^dt='0\.01' must be a real number, the time step; pass e\.g\. dt=0\.003$"),
+    (lambda: lz.rk4_vjp([1, 2, 3], [10, 28, 3], None, [1, 0, 0]), pebbles.PebblesTypeError,
+     r"^dt=None must be a real number"),
+    (lambda: lz.rk4_jvp([1, 2, 3], [10, 28, 3], True, np.zeros((3, 6))),
+     pebbles.PebblesTypeError, r"^dt=True must be a real number"),
+    (lambda: lz.rk4_step([1, 2, 3], [10, 28, 3], float("nan")), pebbles.PebblesValueError,
+     r"^dt=nan is not finite; pass a finite time step such as 0\.003$"),
+])
+def test_public_kernels_name_the_bad_argument(call, error, match):
+    """Wrong shapes and non-numbers are pebbles errors naming the argument and its value
+    (the built-in ValueError / TypeError too), never Numba's TypingError."""
+    with pytest.raises(error, match=match) as info:
+        call()
+    assert isinstance(info.value, ValueError if error is pebbles.PebblesValueError
+                      else TypeError)
+
+
+def test_public_kernels_pass_non_finite_states_through():
+    """Values are not checked: an overflowed state steps to non-finite values, as in NumPy."""
+    th = np.array(lz.DEFAULT_THETA)
+    assert np.isnan(lz.rk4_step(np.array([np.nan, 0.0, 0.0]), th, 0.01)).any()
+    assert not np.isfinite(lz.rk4_vjp([np.inf, 0, 0], th, 0.01, [1, 0, 0])[0]).all()
+
+
+def test_compiled_callers_call_the_compiled_kernels():
+    """Numba code calls ``_rk4_step``, ``_rk4_jvp``, ``_rk4_vjp`` (the public names are
+    Python wrappers): same results, bit for bit."""
+    from numba import njit
+
+    @njit
+    def chain(y, theta, dt, tangent, ybar):
+        s = lz._rk4_step(y, theta, dt)
+        return s, lz._rk4_jvp(s, theta, dt, tangent), lz._rk4_vjp(s, theta, dt, ybar)
+
+    y, th, tan = np.array([1.0, -2.0, 30.0]), np.array([10.0, 28.0, 3.0]), np.ones((3, 6))
+    yb = np.array([1.0, 2.0, -3.0])
+    s, t, (a, b) = chain(y, th, 0.01, tan, yb)
+    assert s.tobytes() == lz.rk4_step(y, th, 0.01).tobytes()
+    assert t.tobytes() == lz.rk4_jvp(s, th, 0.01, tan).tobytes()
+    a2, b2 = lz.rk4_vjp(s, th, 0.01, yb)
+    assert a.tobytes() == a2.tobytes() and b.tobytes() == b2.tobytes()
 
 
 def test_cli_memory_counts_at_most_n_states_whatever_the_budget(monkeypatch, capsys):
