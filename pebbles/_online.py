@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
+from math import comb
 from typing import TYPE_CHECKING, Any
 
 from ._binomial import BetaTable
@@ -83,7 +84,21 @@ def online_r2_range(budget: int, *, inplace: bool = False) -> int:
     return full if inplace or budget == 0 else full - 1
 
 
-class OnlineScheduler:
+class _SlotState:
+    """Pickling (and ``copy.deepcopy``) of a class with ``__slots__`` at every protocol:
+    protocols 0 and 1 need ``__getstate__``. Every slot is set in ``__init__``."""
+
+    __slots__ = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+
+class OnlineScheduler(_SlotState):
     """Forward phase of online checkpointing, one step at a time.
 
     Parameters
@@ -126,6 +141,10 @@ class OnlineScheduler:
     :meth:`reverse` only reads the scheduler: it may be called again (the
     same stream), and :meth:`advance` may be called after it to go on (the
     prefix property: the forward phase does not depend on ``n``).
+
+    A scheduler pickles and ``copy.deepcopy``-s at any point of the run (any
+    protocol), to be saved with a job's state and restored to go on as it would
+    have; its cost cache is module-level, shared, and not saved.
 
     Examples
     --------
@@ -292,7 +311,7 @@ class OnlineScheduler:
 _R2, _R3_PHASE, _BEYOND, _WANG_MOIN = range(4)
 
 
-class _R3:
+class _R3(_SlotState):
     """r = 3 phase, after Stumm & Walther's Online_r3 (Revolve's rule, exact costs).
 
     Levels ``s = 1..S`` are the intervals from the front backwards (level ``s`` is
@@ -318,24 +337,24 @@ class _R3:
     """
 
     __slots__ = ("s", "d", "fixed", "marks", "front", "end", "fwd", "over", "limit",
-                 "inplace", "top", "cost", "table", "sd", "gain", "b2")
+                 "inplace", "top", "cost", "sd", "gain", "b2")
 
     def __init__(self, cells: list[int], s: int, game: Game,
                  cost: Callable[[int, int], float]) -> None:
         pos = [0, *cells]
-        self.s, self.cost, self.table = s, cost, BetaTable(game)
+        self.s, self.cost, table = s, cost, BetaTable(game)
         self.inplace = game is Game.INPLACE
         self.d = [0] + [pos[s - j + 1] - pos[s - j] for j in range(1, s + 1)]
         self.fixed = [False] * (s + 1)   # fixed[k]: the checkpoint above level k is a mark
         self.top, marks = _r3_layout(s, game)
         self.front = pos[-1]
         self.marks = [m for m in marks[::-1] if m >= self.front]   # the next one last
-        self.end = self.table.beta(s, 3) - 1
-        self.b2 = self.table.beta(s, 2)
+        self.end = table.beta(s, 3) - 1
+        self.b2 = table.beta(s, 2)
         self.fwd = 3
         self.limit = _R3_LIMIT[game]
         self.over = self.front + sum(cost(self.d[j], j) for j in range(1, s + 1)) \
-            - self.table.min_steps(self.front + 1, s)
+            - cost(self.front + 1, s)
         self.sd, self.gain = [0.0] * (s + 1), [_INF] * (s + 1)
         self._refresh(s)
 
@@ -345,7 +364,7 @@ class _R3:
         if f >= self.end or (self.marks and f > self.marks[-1]):
             return None
         rise = 3 if f >= self.b2 else \
-            self.table.min_steps(f + 2, self.s) - self.table.min_steps(f + 1, self.s)
+            cost(f + 2, self.s) - cost(f + 1, self.s)
         if self.inplace and (not self.marks or d[1] < self.fwd):
             self.over += 1 + cost(d[1] + 1, 1) - cost(d[1], 1) - rise
             d[1] += 1
@@ -449,19 +468,64 @@ _R3_LIMIT = {Game.INPLACE: 2, Game.CHECKPOINT: 3}
 
 
 def _interval_costs(game: Game) -> Callable[[int, int], float]:
-    """``cost(d, s)``: fewest steps to reverse ``d`` cells with ``s`` free pebbles."""
-    table = BetaTable(game)
-    checkpoint = game is Game.CHECKPOINT
+    """``cost(d, s)``: fewest steps to reverse ``d`` cells with ``s`` free pebbles.
 
-    @lru_cache(maxsize=1 << 16)
-    def cost(d: int, s: int) -> float:
-        if d <= 1:
-            return 0
-        if s == 0 or (checkpoint and s == 1 and d > 2):
-            return float("inf")
-        return table.min_steps(d, s)
+    A module-level function, so that a scheduler holding it pickles (by name), and
+    one cache per game, shared by every scheduler.
+    """
+    return _inplace_cost if game is Game.INPLACE else _checkpoint_cost
 
-    return cost
+
+@lru_cache(maxsize=1 << 16)
+def _inplace_cost(d: int, s: int) -> float:
+    """``cost(d, s)`` of the in-place game (:func:`_interval_costs`)."""
+    if d <= 1:
+        return 0
+    return _min_steps(d, s, False) if s else _INF
+
+
+@lru_cache(maxsize=1 << 16)
+def _checkpoint_cost(d: int, s: int) -> float:
+    """``cost(d, s)`` of the checkpoint game (:func:`_interval_costs`)."""
+    if d <= 1:
+        return 0
+    if s == 0 or (s == 1 and d > 2):
+        return _INF
+    return _min_steps(d, s, True)
+
+
+def _min_steps(d: int, s: int, checkpoint: bool) -> int:
+    """``BetaTable.min_steps(d, s)`` in O(log r) binomials (``d >= 2``, ``s >= 1``).
+
+    ``T = r d - P(s, r)``, where ``r`` is the least with ``beta(s, r) >= d`` (found
+    by doubling, then bisection; ``beta`` grows with ``r``) and ``P(s, r)`` is
+    ``beta(s, 0) + ... + beta(s, r - 1)``. The table's own lookup walks
+    ``r = 0, 1, ...``: ``r`` grows like ``n`` at ``S = 2`` (checkpoint game).
+    """
+    lo, hi = 0, 1
+    while _beta(s, hi, checkpoint) < d:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _beta(s, mid, checkpoint) < d else (lo, mid)
+    return hi * d - _beta_sum(s, hi, checkpoint)
+
+
+def _beta(s: int, r: int, checkpoint: bool) -> int:
+    """``beta(s, r)``, ``s >= 1``, in closed form: ``C(s + r, s)`` in-place; in the
+    checkpoint game ``C(s + r - 1, s - 1) + C(s + r - 2, s - 1)`` (the second term
+    0 at ``r = 0``), which obeys Pascal's rule with ``beta(s, 0) = 1`` and
+    ``beta(1, r >= 1) = 2``, the table's recurrence."""
+    if not checkpoint:
+        return comb(s + r, s)
+    return comb(s + r - 1, s - 1) + (comb(s + r - 2, s - 1) if r else 0)
+
+
+def _beta_sum(s: int, r: int, checkpoint: bool) -> int:
+    """``beta(s, 0) + ... + beta(s, r - 1)`` (hockey stick on :func:`_beta`'s terms)."""
+    if not checkpoint:
+        return comb(s + r, s + 1)
+    return comb(s + r - 1, s) + (comb(s + r - 2, s) if r else 0)
 
 
 def _cheapest_next(cells: list[int], s: int, cost: Callable[[int, int], float],

@@ -284,6 +284,62 @@ def test_reverse_at_the_start_is_one_paint():
     assert [str(m) for m in OnlineScheduler(2).reverse()] == ["paint 0"]
 
 
+def _advanced(sched: OnlineScheduler, steps: int) -> list:
+    return [m for _ in range(steps) for m in sched.advance()]
+
+
+@pytest.mark.parametrize("game", GAMES)
+@pytest.mark.parametrize("beyond", ["greedy", "wang-moin"])
+@pytest.mark.parametrize("done", [3, 20, 60, 200])   # S = 4: r = 2, r = 3, beyond (twice)
+def test_scheduler_pickles_and_deepcopies_mid_run(game, beyond, done):
+    """A scheduler saved mid-run (a job stopped and restarted) goes on as the original."""
+    import copy
+    import pickle
+
+    from pebbles._online import _BEYOND, _R2, _R3_PHASE, _WANG_MOIN
+
+    inplace = game == "inplace"
+    sched = OnlineScheduler(4, inplace=inplace, beyond=beyond)
+    _advanced(sched, done)
+    phase = {3: {_R2}, 20: {_R3_PHASE}}.get(done, {_BEYOND, _WANG_MOIN})
+    assert sched._phase in phase
+    copies = [copy.deepcopy(sched), pickle.loads(pickle.dumps(sched)),
+              *(pickle.loads(pickle.dumps(sched, protocol=p)) for p in (0, 2))]
+    moves = _advanced(sched, 150)
+    for other in copies:
+        assert (other.budget, other.game, other.beyond) == (4, sched.game, beyond)
+        assert _advanced(other, 150) == moves
+        assert other.checkpoints == sched.checkpoints and other.front == sched.front
+        assert list(other.reverse()) == list(sched.reverse())
+    assert [str(m) for m in moves] == [str(m) for m in _forward_phase(done + 151, 4, inplace,
+                                                                      beyond)[-len(moves):]]
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_interval_costs_match_the_table(game):
+    from pebbles._binomial import BetaTable
+    from pebbles._online import _interval_costs
+
+    table, cost = BetaTable(pebbles.Game(game)), _interval_costs(pebbles.Game(game))
+    for s in range(1, 30):
+        for d in [*range(2, 300), 1000, 4097, 10**4 + 1]:
+            if game == "checkpoint" and s == 1 and d > 2:
+                assert cost(d, s) == float("inf")
+            else:
+                assert cost(d, s) == table.min_steps(d, s), (d, s)
+    assert cost(0, 3) == cost(1, 0) == 0 and cost(2, 0) == float("inf")
+
+
+def test_interval_costs_of_long_intervals_are_closed_forms():
+    """Lookups take O(log r) binomials, so ``r ~ d / 2`` (S = 2, checkpoint) is no cost."""
+    from pebbles._online import _interval_costs
+
+    d = 10**12 + 1
+    r = d // 2   # checkpoint game: beta(2, r) = 2r + 1, and the first r rows sum to r**2
+    assert _interval_costs(pebbles.Game.CHECKPOINT)(d, 2) == r * d - r * r
+    assert _interval_costs(pebbles.Game.INPLACE)(d, 1) == d * (d - 1) // 2
+
+
 def test_budget_one_inplace_walks_in_place():
     r = _check(50, 1, "inplace")
     assert r.forward_steps == pebbles.min_forward_steps(50, 1, "inplace")
