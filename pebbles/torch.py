@@ -315,9 +315,10 @@ class _Chain:
 
     def plain_call(self, i: int, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """Step i of a call without gradients (nothing stored: in place is fine). In
-        grad mode an output that requires grad comes from a tensor that was not passed."""
+        grad mode an output that requires grad comes from a tensor that was not passed
+        (under ``torch.no_grad`` it is one handed back as it is: fine)."""
         ys = self.call(i, xs, guard=False)
-        if any(t.requires_grad for t in ys):
+        if torch.is_grad_enabled() and any(t.requires_grad for t in ys):
             raise _unpassed(self.who(i), "makes an output that requires grad: it uses a "
                                          "tensor that requires grad but")
         return ys
@@ -1498,10 +1499,10 @@ def _param_list(params: object) -> tuple[torch.Tensor, ...]:
 
 
 def _chain_params(layers: list, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """``params`` and the parameters of the ``nn.Module`` layers: what the chain's backward
-    steps differentiate (those that require grad)."""
-    return params + tuple(
-        p for f in layers if isinstance(f, torch.nn.Module) for p in f.parameters())
+    """``params`` and the parameters of the ``nn.Module`` layers (or of the module a
+    bound-method layer belongs to): what the chain's backward steps differentiate (those
+    that require grad)."""
+    return params + tuple(p for f in layers for p in _module_params(f))
 
 
 def _owned(obj: object) -> tuple[torch.Tensor, ...]:
@@ -1659,33 +1660,42 @@ def _ident(f: object) -> object:
     return (id(f.__self__), id(f.__func__)) if inspect.ismethod(f) else id(f)
 
 
-def _profile_key(layers: list, xs: tuple[torch.Tensor, ...],
+def _parts(layers: list) -> list:
+    """The layers and every module inside them (of a bound method: inside its module):
+    replacing any of them, e.g. ``net[1][1] = nn.GELU()``, changes the costs."""
+    def inside(f: object) -> list:
+        owner = f if isinstance(f, torch.nn.Module) else getattr(f, "__self__", None)
+        return list(owner.modules()) if isinstance(owner, torch.nn.Module) else []
+    return [*layers, *(m for f in layers for m in inside(f))]
+
+
+def _profile_key(parts: list, xs: tuple[torch.Tensor, ...],
                  params: tuple[torch.Tensor, ...]) -> tuple:
-    """What a profile depends on besides the layers' identity: the input's and the
-    parameters' shapes, dtypes, devices and ``requires_grad``, the modules' training
-    flags (dropout saves a mask only in training) and the autocast state."""
+    """What a profile depends on besides the parts' identity (:func:`_parts`): their
+    types and training flags (dropout saves a mask only in training), the input's and
+    the parameters' shapes, dtypes, devices and ``requires_grad`` (not their identity:
+    ``params=`` may be computed anew each call) and the autocast state."""
     def spec(t: torch.Tensor) -> tuple:
         return tuple(t.shape), t.dtype, t.device, t.requires_grad
-    training = tuple(m.training for f in layers if isinstance(f, torch.nn.Module)
-                     for m in f.modules())
     kinds = sorted({t.device.type for t in (*xs, *params)})
-    return (tuple(map(_ident, layers)), tuple(map(spec, xs)),
-            tuple((id(p), *spec(p)) for p in params), training, _autocast_state(kinds))
+    return (tuple((_ident(f), type(f), getattr(f, "training", None)) for f in parts),
+            tuple(map(spec, xs)), tuple(map(spec, params)), _autocast_state(kinds))
 
 
 def _profiled(layers: list, input: State, xs: tuple[torch.Tensor, ...],
               params: tuple[torch.Tensor, ...]) -> ChainCosts:
     """:func:`profile_layers` of the layers, measured on the first call and reused while
-    the same layer objects take inputs of the same shapes (:data:`PROFILES_KEPT` kept;
-    the layers are not kept alive by it)."""
-    key = _profile_key(layers, xs, _chain_params(layers, params))
+    the same layer objects, made of the same modules, take inputs of the same shapes
+    (:data:`PROFILES_KEPT` kept; the layers are not kept alive by it)."""
+    parts = _parts(layers)
+    key = _profile_key(parts, xs, _chain_params(layers, params))
     hit = _PROFILES.get(key)
     if hit is not None and all((g := r()) is not None and _ident(g) == _ident(f)
-                               for r, f in zip(hit[0], layers, strict=True)):
+                               for r, f in zip(hit[0], parts, strict=True)):
         _PROFILES.move_to_end(key)
         return hit[1]
     costs = profile_layers(layers, input, params=params)
-    _PROFILES[key] = (tuple(_ref(f) for f in layers), costs)
+    _PROFILES[key] = (tuple(map(_ref, parts)), costs)
     while len(_PROFILES) > PROFILES_KEPT:
         _PROFILES.popitem(last=False)
     return costs
@@ -1769,10 +1779,10 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         ``costs`` or, by default, from :func:`profile_layers` (``repeat = 3``
         extra forward passes without a graph and one with a graph; none when the
         call wants no gradient), run on the first call and reused while the same
-        layer objects get inputs of the same shapes, dtypes and devices, in the
-        same training mode and autocast state (the :data:`PROFILES_KEPT` most
-        recent profiles are kept, holding no layer alive), so a training loop
-        profiles once.
+        layer objects, made of the same modules, get inputs and parameters of the
+        same shapes, dtypes and devices, in the same training mode and autocast
+        state (the :data:`PROFILES_KEPT` most recent profiles are kept, holding no
+        layer alive), so a training loop profiles once.
     costs : ChainCosts, optional
         With ``memory`` or ``segments`` (refused with ``budget``): measured costs
         to reuse instead of profiling (without ``graph``: the
@@ -1782,7 +1792,8 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         Memory levels of the dynamic programme (:mod:`pebbles._chain`).
     params : iterable of Tensor
         Tensors the layers use besides the parameters of the ``nn.Module``
-        layers (found automatically), e.g. those a plain function closes over: a
+        layers and of the modules whose bound methods are layers (found
+        automatically), e.g. those a plain function closes over: a
         list, a tuple or e.g. ``module.parameters()``.
     preserve_rng_state : bool
         Recompute every layer with the RNG state of its first run, so dropout

@@ -1774,6 +1774,44 @@ def test_a_tensor_not_passed_is_found_at_any_step_and_without_inputs_that_need_g
     assert not out.requires_grad and torch.equal(out, torch.full((2,), 0.5 ** 5, dtype=F64))
 
 
+def test_no_grad_steps_may_hand_back_tensors_that_require_grad():
+    """Under no_grad an identity layer, or a state member a step leaves as it is, hands
+    back a tensor that requires grad: a plain pass, as the plain net's."""
+    net = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(4, 4).double())
+    x = torch.randn(2, 4, dtype=F64, requires_grad=True)
+    dt = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    with torch.no_grad():
+        assert torch.equal(checkpoint_sequential(net, x, budget=1), net(x))
+        u, _ = checkpointed_loop(lambda i, s: (s[0] * s[1], s[1]), (x, dt), 3, budget=2)
+    assert torch.equal(u, x.detach() * 0.125)
+    with torch.inference_mode():
+        u, _ = checkpointed_while_loop(lambda i, s: i < 3, lambda i, s: (s[0] * s[1], s[1]),
+                                       (x, dt), budget=2)
+    assert torch.equal(u, x.detach() * 0.125)
+    with pytest.raises(pebbles.PebblesValueError, match="requires grad but"):
+        checkpoint_sequential([lambda h: dt * 1.0] * 2, x.detach(), budget=1)
+
+
+def test_layers_that_are_bound_methods_differentiate_their_modules_parameters():
+    class Coder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 4).double(), torch.nn.Linear(4, 4).double()
+
+        def enc(self, h):
+            return torch.tanh(self.a(h))
+
+        def dec(self, h):
+            return self.b(h)
+
+    m, x = Coder(), torch.randn(3, 4, dtype=F64)
+    want = grads_of(lambda: m.dec(m.enc(m.enc(x))).sum(), list(m.parameters()))
+    for kw in ({"budget": 2}, {"memory": 1e9}):
+        got = grads_of(lambda kw=kw: checkpoint_sequential([m.enc, m.enc, m.dec], x,
+                                                           **kw).sum(), list(m.parameters()))
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True)), kw
+
+
 def test_a_call_without_gradients_profiles_nothing():
     """memory= and segments= size a schedule the plain pass never uses: each layer or step
     runs once."""
@@ -1832,6 +1870,15 @@ def test_memory_profiles_the_layers_once_per_input_shape_and_mode():
     assert runs(net, x, memory=limit) == n
     obj = _Counted(calls)  # bound methods: a new object at each access, the same layer
     assert [runs([obj.method] * n, x, memory=limit) for _ in range(2)] == [5 * n, n]
+    net[2].drop = torch.nn.Identity()  # a module inside a layer replaced: its costs change
+    assert [runs(net, x, memory=limit) for _ in range(2)] == [5 * n, n]
+    scale = torch.ones(3, dtype=F64, requires_grad=True)
+    layers = [lambda h, m=m: m(h) * scale2[0] for m in net]
+    for k in range(3):  # params= computed anew each call: the same profile
+        scale2 = [scale * 2.0]
+        calls[0] = 0
+        checkpoint_sequential(layers, x, memory=limit, params=scale2).sum().backward()
+        assert calls[0] == (5 * n if k == 0 else n)
     alive = weakref.ref(net)
     del net
     gc.collect()
