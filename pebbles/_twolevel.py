@@ -494,27 +494,47 @@ def _table_entries(n: int, budget: int) -> int:
     return (min(budget, n) + 1 + _P) * (n + 1)
 
 
+def _longest_fit(n: int, budget: int) -> int:
+    """The longest run, at most ``n`` steps, whose tables with ``budget`` memory pebbles
+    fit (:func:`two_level_tables_fit`; 0 when none does): both limits grow with the run."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if two_level_tables_fit(mid, budget) else (lo, mid - 1)
+    return lo
+
+
+def _instead(n: int, s_max: int) -> str:
+    """What to use instead of a two-level table too large for ``n`` and ``s_max``:
+    segments whose tables fit where a disk still helps them, else Treeverse."""
+    most = _longest_fit(n, s_max)
+    memory_only = (f"'treeverse' (memory only), which needs {min_forward_steps(n, s_max)} "
+                   f"forward steps for n={n} with this budget")
+    if most > s_max + 1:  # a disk helps a segment only where memory does not hold it
+        return (f"use 'periodic-disk' (one disk pebble every `period` steps, streamed at any "
+                f"n), or reverse the run in segments of at most {most} steps with "
+                f"budget={s_max}, or use {memory_only}")
+    return f"use {memory_only}, or 'periodic-disk', or a smaller budget"
+
+
 def _check_table_size(n: int, s_max: int) -> None:
-    """Refuse tables above :data:`TWO_LEVEL_MAX_ENTRIES` before allocating them."""
+    """Refuse tables above :data:`TWO_LEVEL_MAX_ENTRIES` entries or
+    :data:`TWO_LEVEL_MAX_WORK` work before allocating them (``s_max``: the budget, at
+    most ``n``), naming what fits instead."""
     entries = _table_entries(n, s_max)
     if entries > TWO_LEVEL_MAX_ENTRIES:
-        most = TWO_LEVEL_MAX_ENTRIES // (s_max + 1 + _P) - 1
         raise PebblesValueError(
             f"two-level with n={n}, budget={s_max}: its tables hold (budget + 3) * (n + 1) "
             f"= {entries:.1e} entries of about 120 bytes, more than the "
             f"{TWO_LEVEL_MAX_ENTRIES:.0e} allowed (TWO_LEVEL_MAX_ENTRIES: a few GB and "
-            f"minutes of work). Use 'periodic-disk' (one disk pebble every `period` steps, "
-            f"streamed at any n), or reverse the run in segments of at most {most} steps "
-            f"with budget={s_max}, or use 'treeverse' (memory only)")
+            f"minutes of work); {_instead(n, s_max)}")
     work = two_level_work(n, s_max)
     if work > TWO_LEVEL_MAX_WORK:
         raise PebblesValueError(
             f"two-level with n={n}, budget={s_max}: its table would take about {work:.1e} "
             f"operations, more than the {TWO_LEVEL_MAX_WORK:.0e} allowed "
-            f"(TWO_LEVEL_MAX_WORK: about 40 s; the work grows with the budget squared). "
-            f"With this much memory 'treeverse' (memory only) needs only "
-            f"{min_forward_steps(n, s_max)} forward steps for n={n}; use it, or a smaller "
-            f"budget, or 'periodic-disk'")
+            f"(TWO_LEVEL_MAX_WORK: about 40 s; the work grows with the budget squared); "
+            f"{_instead(n, s_max)}")
 
 
 #: Most work ``n^2 S (D + 1)`` of the bounded-disk table that is run (about 10 s on a

@@ -8,6 +8,7 @@ import importlib.util
 import itertools
 import math
 import random
+import re
 import sys
 import time
 from functools import lru_cache
@@ -395,8 +396,8 @@ def test_two_level_work_near_a_budget_of_n_is_refused_at_once():
     t0 = time.perf_counter()
     with pytest.raises(pebbles.PebblesValueError,
                        match=r"n=10000, budget=1000: its table would take about 1\.0e\+10 "
-                             r"operations, more than the 1e\+09 .*'treeverse' \(memory only\) "
-                             r"needs only 18998 forward steps"):
+                             r"operations, more than the 1e\+09 .*'treeverse' \(memory only\), "
+                             r"which needs 18998 forward steps"):
         pebbles.schedule("two-level", 10**4, budget=1000, write_cost=1, read_cost=1)
     assert time.perf_counter() - t0 < 1
 
@@ -409,6 +410,24 @@ def test_two_level_table_limit_is_the_entry_count(monkeypatch):
         min_total_time(42, 4, write_cost=2, read_cost=1)
     # a budget above n counts as n (the tables are cut there)
     assert two_level_tables_fit(41, 100) is two_level_tables_fit(41, 41)
+
+
+def test_two_level_size_errors_offer_segments_that_fit_both_limits(monkeypatch):
+    """The segments offered for a table too large fit the entry and the work limits
+    (here the work limit is the tighter); where memory holds such a segment whole, a
+    disk cannot help: Treeverse is offered."""
+    monkeypatch.setattr(twolevel, "TWO_LEVEL_MAX_ENTRIES", 13 * 1001)
+    monkeypatch.setattr(twolevel, "TWO_LEVEL_MAX_WORK", 500 * 10 * 26)
+    with pytest.raises(pebbles.PebblesValueError) as err:
+        min_total_time(2000, 10, write_cost=2, read_cost=1)
+    most = int(re.search(r"segments of at most (\d+) steps", str(err.value)).group(1))
+    assert most == 500 and not two_level_tables_fit(501, 10)
+    min_total_time(most, 10, write_cost=2, read_cost=1)  # the advice works
+    monkeypatch.undo()
+    with pytest.raises(pebbles.PebblesValueError) as err:
+        min_total_time(10**5, 10**4, write_cost=2, read_cost=1)
+    assert "segments" not in str(err.value)
+    assert "'treeverse' (memory only), which needs 189998 forward steps" in str(err.value)
 
 
 def test_periodic_disk_streams_at_huge_n():
