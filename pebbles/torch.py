@@ -1392,15 +1392,28 @@ def _check_bytes(name: str, value: object) -> float:
     return check_cost(name, value, "a number of bytes; inf: no limit", finite=False)
 
 
+#: Every block PyTorch's CUDA caching allocator hands out is a multiple of this many bytes.
+CUDA_BLOCK_BYTES = 512
+
+
+def _held(nbytes: int, device: torch.device) -> int:
+    """The bytes a tensor of ``nbytes`` holds on ``device``: on a CUDA device rounded up
+    to :data:`CUDA_BLOCK_BYTES` (a 4-byte scalar holds 512 there)."""
+    if device.type != "cuda":
+        return nbytes
+    return -(-nbytes // CUDA_BLOCK_BYTES) * CUDA_BLOCK_BYTES
+
+
 def _nbytes(xs: tuple[torch.Tensor, ...]) -> int:
-    return sum(t.numel() * t.element_size() for t in xs)
+    return sum(_held(t.numel() * t.element_size(), t.device) for t in xs)
 
 
 def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
                    backward_ratio: float = 2.0, params: Iterable[torch.Tensor] = (),
                    repeat: int = 3) -> ChainCosts:
     """Run each layer ``repeat`` times without a graph (its time: the least of those runs;
-    the bytes of its output) and once with one (the bytes its graph saves).
+    the bytes of its output) and once with one (the bytes its graph saves). Bytes of a
+    CUDA tensor are rounded up to :data:`CUDA_BLOCK_BYTES`, as the allocator holds them.
 
     One run's time can be off by half on a busy machine, which is enough to change the
     least-time schedule; the least of three is steadier (docs/torch.md).
@@ -1537,7 +1550,8 @@ def _graph_bytes(fn: Callable[[Any], Any], x: State,
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         if not (t.is_leaf and t.requires_grad):
-            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            saved[t.untyped_storage().data_ptr()] = _held(t.untyped_storage().nbytes(),
+                                                          t.device)
         return t.detach()
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):

@@ -1498,6 +1498,13 @@ class Noisy(torch.nn.Module):
         return torch.tanh(self.lin(x)) * mask / 0.7
 
 
+def test_cuda_bytes_are_counted_in_the_allocators_blocks():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    held = pebbles.torch._held
+    assert [held(b, cuda) for b in (0, 4, 512, 513)] == [0, 512, 512, 1024]
+    assert held(4, cpu) == 4 and held(4, torch.device("meta")) == 4
+
+
 def test_profile_layers_syncs_and_forks_the_devices_of_the_layers(fake_cuda):
     """The layers' device (here only their parameters are on it, not the input) is
     synchronised around each timed run and its generator left as it was."""
