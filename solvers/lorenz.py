@@ -184,12 +184,20 @@ def _float64(v: object, name: str) -> np.ndarray:
         If its shape is wrong.
     """
     what, shape, example = _KERNEL_ARRAYS[name]
+    if type(v) is _NDARRAY and v.dtype == _F64 and v.shape == shape:
+        return v  # the fast path: as it is
     arr = reals(v, name, what, example)
     if arr.shape != shape:
         raise pebbles.PebblesValueError(
             f"{_shown(name, v)} must have shape {shape}: {what}; got shape {arr.shape}; pass "
             f"e.g. {name}={example}")
     return arr
+
+
+def _kernel_args(y: object, theta: object, dt: object) -> tuple[np.ndarray, np.ndarray, float]:
+    """``y``, ``theta`` and ``dt`` of a public kernel, checked and converted."""
+    y, theta = _float64(y, "y"), _float64(theta, "theta")
+    return y, theta, (dt if type(dt) is float and math.isfinite(dt) else _dt(dt))
 
 
 def rk4_step(y: Sequence[float] | np.ndarray, theta: Sequence[float] | np.ndarray,
@@ -234,12 +242,7 @@ def rk4_step(y: Sequence[float] | np.ndarray, theta: Sequence[float] | np.ndarra
     >>> rk4_step([1, 0, 0], (10.0, 27.0, 8 / 3), 0.0)
     array([1., 0., 0.])
     """
-    if not (type(y) is _NDARRAY and y.dtype == _F64 and y.shape == (3,)):
-        y = _float64(y, "y")
-    if not (type(theta) is _NDARRAY and theta.dtype == _F64 and theta.shape == (3,)):
-        theta = _float64(theta, "theta")
-    if type(dt) is not float or not math.isfinite(dt):
-        dt = _dt(dt)
+    y, theta, dt = _kernel_args(y, theta, dt)
     return _rk4_step(y, theta, dt)
 
 
@@ -375,16 +378,8 @@ def rk4_jvp(y: Sequence[float] | np.ndarray, theta: Sequence[float] | np.ndarray
     >>> rk4_jvp([1, 0, 0], [10, 27, 8 / 3], 0.0, np.eye(3, 6)).shape
     (3, 6)
     """
-    if not (type(y) is _NDARRAY and y.dtype == _F64 and y.shape == (3,)):
-        y = _float64(y, "y")
-    if not (type(theta) is _NDARRAY and theta.dtype == _F64 and theta.shape == (3,)):
-        theta = _float64(theta, "theta")
-    if type(dt) is not float or not math.isfinite(dt):
-        dt = _dt(dt)
-    if not (type(tangent) is _NDARRAY and tangent.dtype == _F64
-            and tangent.shape == (3, 6)):
-        tangent = _float64(tangent, "tangent")
-    return _rk4_jvp(y, theta, dt, tangent)
+    y, theta, dt = _kernel_args(y, theta, dt)
+    return _rk4_jvp(y, theta, dt, _float64(tangent, "tangent"))
 
 
 @njit(cache=True)
@@ -615,15 +610,8 @@ def rk4_vjp(
     >>> ybar_prev, thetabar.shape
     (array([1., 0., 0.]), (3,))
     """
-    if not (type(y) is _NDARRAY and y.dtype == _F64 and y.shape == (3,)):
-        y = _float64(y, "y")
-    if not (type(theta) is _NDARRAY and theta.dtype == _F64 and theta.shape == (3,)):
-        theta = _float64(theta, "theta")
-    if type(dt) is not float or not math.isfinite(dt):
-        dt = _dt(dt)
-    if not (type(ybar) is _NDARRAY and ybar.dtype == _F64 and ybar.shape == (3,)):
-        ybar = _float64(ybar, "ybar")
-    return _rk4_vjp(y, theta, dt, ybar)
+    y, theta, dt = _kernel_args(y, theta, dt)
+    return _rk4_vjp(y, theta, dt, _float64(ybar, "ybar"))
 
 
 def gradient_reverse(
