@@ -485,6 +485,11 @@ class DiskStore(Store):
             raise StoreError(f"the store on {self.directory} is closed")
 
 
+#: Seconds the writer thread of a :class:`DiskStore` waits on its queue before it looks
+#: again whether the store is closing (:meth:`_Writer.run`).
+WRITER_POLL = 0.25
+
+
 class _Writer:
     """What a :class:`DiskStore` shares with its writer thread and its finalizer: the
     files, the queue and the locks (never the store itself)."""
@@ -503,14 +508,24 @@ class _Writer:
         self.waiting = 0  # puts waiting for room
         self.returned: list[np.ndarray] = []  # lent buffers written, not yet reclaimed
         self.lent = 0  # lent buffers queued or being written
+        self.stopping = False  # finish() has begun: the writer ends once the queue is empty
 
     def path(self, key: Key) -> str:
         return os.path.join(self.directory, _file_name(key))
 
     def run(self) -> None:
-        """The writer thread: write each queued copy, until ``None``."""
+        """The writer thread: write each queued copy, until ``None``, or until
+        :meth:`finish` has begun and nothing is queued. It wakes every
+        :data:`WRITER_POLL` seconds whatever the queue says: a Ctrl-C that lands in the
+        main thread's ``put`` can lose the wake-up of a thread blocked in ``get``, which
+        then never sees the ``None`` and ``finish`` would wait forever."""
         while True:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(timeout=WRITER_POLL)
+            except queue.Empty:
+                if self.stopping:
+                    return
+                continue
             if item is None:
                 return
             key, array, done, lent = item
@@ -565,6 +580,7 @@ class _Writer:
         """Stop the writer ``thread`` and delete the files (unless ``keep``): the store's
         ``close()``, its collection or the interpreter's exit, whichever comes first."""
         try:
+            self.stopping = True
             self.queue.put(None)
             if thread is not threading.current_thread():
                 thread.join()

@@ -745,3 +745,25 @@ def test_measure_io_names_a_state_too_large_to_hold(monkeypatch, capsys):
     assert main(["plan", "-n", "100", "--pebbles", "5", "--disk-dir", "/tmp", "--state-bytes",
                  "100GB", "--step-seconds", "0.01"]) == 2
     assert "--state-bytes 100000000000: the disk probe holds" in capsys.readouterr().err
+
+
+def test_close_ends_the_writer_after_a_lost_wake_up(tmp_path):
+    """A Ctrl-C in the main thread's ``queue.put`` can leave a stale waiter on the queue's
+    condition, so that the next ``put`` wakes it instead of the writer blocked in
+    ``get`` (CPython's Condition.notify); the writer's poll still sees the ``None``, and
+    close() returns, files removed, instead of waiting forever."""
+    store = pebbles.DiskStore(tmp_path)
+    store.put(1, np.ones(8))
+    store.get(1)  # written
+    for _ in range(200):  # until the writer waits in get()
+        if store._w.queue.not_empty._waiters:
+            break
+        threading.Event().wait(0.01)
+    stale = threading.Lock()
+    stale.acquire()
+    store._w.queue.not_empty._waiters.appendleft(stale)  # notify() releases this one
+    closer = threading.Thread(target=store.close, daemon=True)
+    closer.start()
+    closer.join(timeout=10)
+    assert not closer.is_alive() and not store._thread.is_alive()
+    assert list(tmp_path.iterdir()) == []
