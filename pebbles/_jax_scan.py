@@ -189,12 +189,22 @@ def primal(fun: Callable) -> Callable:
     return run
 
 
+#: Words of the errors JAX raises for an operation it cannot differentiate.
+_NOT_DIFFERENTIABLE = ("Reverse-mode differentiation does not work", "do not support JVP",
+                       "Differentiation rule for")
+
+
 @contextlib.contextmanager
-def axis_names_noted() -> Iterator[None]:
-    """Run a backward rule; an unbound axis name (a step using ``psum``, ``pmean`` or
-    ``axis_index`` over a ``jax.vmap`` axis, that vmap inside the differentiated function)
-    gets a note: JAX binds no such name while it runs a ``custom_vjp`` backward rule
-    (jax-ml/jax#7047), which the checkpointed loops are."""
+def jax_errors_noted() -> Iterator[None]:
+    """Run a checkpointed loop's forward or backward rule; two JAX errors get a note that
+    says why they arise here and what to do.
+
+    An unbound axis name (``NameError``): the step uses ``psum``, ``pmean`` or
+    ``axis_index`` over a ``jax.vmap`` axis whose vmap is inside the differentiated
+    function, and JAX binds no such name while it runs a ``custom_vjp`` backward rule
+    (jax-ml/jax#7047). An operation JAX cannot differentiate (``lax.while_loop``,
+    ``pure_callback``): the rules differentiate the step with respect to every
+    floating-point input, not only the perturbed ones as ``lax.scan`` does."""
     try:
         yield
     except NameError as err:
@@ -205,6 +215,17 @@ def axis_names_noted() -> Iterator[None]:
                 "name in a custom_vjp backward rule (jax-ml/jax#7047), which checkpointed "
                 "loops are. Apply jax.vmap outside jax.grad (jax.vmap(jax.grad(f), "
                 "axis_name=...)), or compute the collective outside the loop and pass it in")
+        raise
+    except (ValueError, TypeError, NotImplementedError) as err:
+        if any(words in str(err) for words in _NOT_DIFFERENTIABLE):
+            err.add_note(
+                "pebbles.jax: a checkpointed loop differentiates its step with respect to "
+                "every floating-point input (the carry's leaves, xs, the arrays the step "
+                "closes over), not only those the gradient needs as lax.scan does, so an "
+                "operation JAX cannot differentiate fails even on inputs nothing is "
+                "differentiated for. Pass its inputs through jax.lax.stop_gradient (e.g. "
+                "forcing(lax.stop_gradient(t))), make them integers, or compute it outside "
+                "the loop")
         raise
 
 
@@ -310,7 +331,8 @@ def make_scan(fun: Callable, rows: Rows, n: int, unroll: int | bool = 1) -> Call
         return lax.scan(lambda c, x: fun(c, x, *consts), init, xs, length=n, unroll=unroll)
 
     def scan_fwd(init: Any, xs: Any, consts: list[Any]) -> tuple:
-        buf, carry, ys = _forward(fun, rows, n, init, xs, consts)
+        with jax_errors_noted():
+            buf, carry, ys = _forward(fun, rows, n, init, xs, consts)
         return (carry, ys), (buf, xs, consts)
 
     def scan_bwd(res: tuple, ct: tuple) -> tuple:
@@ -319,7 +341,7 @@ def make_scan(fun: Callable, rows: Rows, n: int, unroll: int | bool = 1) -> Call
         sh = _shapes(_at(buf, 0), xs, ct_ys, consts)
         g = _split(jax.tree.leaves(ct_carry), sh.carry_mask)
         ct_yd = _split(jax.tree.leaves(ct_ys), sh.y_mask)
-        with axis_names_noted():
+        with jax_errors_noted():
             g0, gxs, gcs = _backward(fun, sh, rows, buf, xs, consts, g, ct_yd)
         none_c = [None] * len(sh.carry_mask)
         g_init = jax.tree.unflatten(sh.carry, _merge(g0, none_c, sh.carry_mask))

@@ -70,7 +70,7 @@ from ._jax_scan import (
     _slots,
     _split,
     _vjp_step,
-    axis_names_noted,
+    jax_errors_noted,
     primal,
 )
 from ._moves import Game
@@ -674,14 +674,16 @@ def make_while(fun: Callable, cfun: Callable, budget: int,
                               state)[0]
 
     def loop_fwd(init: Any, consts: list[Any], cconsts: list[Any]) -> tuple:
-        c, buf, ctl, n = _forward(primal(fun), going(cconsts), budget, init, consts, greedy)
+        with jax_errors_noted():
+            c, buf, ctl, n = _forward(primal(fun), going(cconsts), budget, init, consts,
+                                      greedy)
         return c, (init, buf, ctl, n, consts, cconsts)
 
     def loop_bwd(res: tuple, ct: Any) -> tuple:
         init, buf, ctl, n, consts, cconsts = res
         mask = [jnp.issubdtype(jnp.result_type(a), jnp.inexact) for a in jax.tree.leaves(init)]
         g = _split(jax.tree.leaves(ct), mask)
-        with axis_names_noted():
+        with jax_errors_noted():
             g0, gcs = _backward(fun, budget, init, buf, ctl, n, consts, g)
         g_init = jax.tree.unflatten(jax.tree.structure(init), _merge(g0, [None] * len(mask), mask))
         g_cc = [jnp.zeros_like(a) if jnp.issubdtype(a.dtype, jnp.inexact) else None

@@ -636,3 +636,32 @@ def test_collectives_over_a_vmap_axis_name():
         with pytest.raises(NameError) as err:
             jax.grad(lambda x, g=g: jax.vmap(g, axis_name="b")(x).sum())(x)
         assert "Apply jax.vmap outside jax.grad" in "".join(err.value.__notes__)
+
+
+def test_a_step_jax_cannot_differentiate_gets_a_note_and_stop_gradient_mends_it():
+    """A lax.while_loop on a time leaf nothing is differentiated for: lax.scan
+    differentiates only perturbed inputs, the checkpointed loops every floating-point one,
+    so JAX refuses; the error says so and names lax.stop_gradient, which mends it."""
+    def root(t):  # a Newton solve on the time only
+        return jax.lax.while_loop(lambda y: jnp.abs(y * y - (1 + t)) > 1e-12,
+                                  lambda y: 0.5 * (y + (1 + t) / y), 2.0 + t)
+
+    def step(th, c, stop):
+        u, t = c
+        return u + 0.01 * jnp.sin(th * u) * root(jax.lax.stop_gradient(t) if stop else t), t + 0.01
+
+    def losses(stop):
+        return (lambda th: cscan(2)(lambda c, _: (step(th, c, stop), None), (0.3, 0.0),
+                                    None, length=6)[0][0],
+                lambda th: checkpointed_while_loop(lambda c: c[1] < 0.055,
+                                                   lambda c: step(th, c, stop), (0.3, 0.0),
+                                                   budget=2)[0])
+
+    want = jax.grad(lambda th: jax.lax.scan(lambda c, _: (step(th, c, False), None),
+                                            (0.3, 0.0), None, length=6)[0][0])(0.7)
+    for loss in losses(False):
+        with pytest.raises(ValueError, match="Reverse-mode differentiation") as err:
+            jax.grad(loss)(0.7)
+        assert "jax.lax.stop_gradient" in "".join(err.value.__notes__)
+    for loss in losses(True):
+        np.testing.assert_allclose(jax.grad(loss)(0.7), want, rtol=1e-12)
