@@ -1099,12 +1099,16 @@ def _params(params: Sequence[object]) -> tuple[torch.Tensor, ...]:
     return tuple(params)  # type: ignore[arg-type]
 
 
+def _owner(obj: object) -> torch.nn.Module | None:
+    """``obj`` if it is an nn.Module, the module of a bound method of one, else None."""
+    owner = obj if isinstance(obj, torch.nn.Module) else getattr(obj, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
 def _module_params(obj: object) -> tuple[torch.Tensor, ...]:
     """Parameters of ``obj`` if it is an nn.Module (or a bound method of one)."""
-    owner = obj if isinstance(obj, torch.nn.Module) else getattr(obj, "__self__", None)
-    if isinstance(owner, torch.nn.Module):
-        return tuple(owner.parameters())
-    return ()
+    owner = _owner(obj)
+    return () if owner is None else tuple(owner.parameters())
 
 
 def _program(moves: Any, n: int) -> SlotProgram:
@@ -1532,8 +1536,8 @@ def _layer_devices(xs: tuple[torch.Tensor, ...], params: tuple[torch.Tensor, ...
 
 
 def _module_buffers(obj: object) -> tuple[torch.Tensor, ...]:
-    owner = obj if isinstance(obj, torch.nn.Module) else getattr(obj, "__self__", None)
-    return tuple(owner.buffers()) if isinstance(owner, torch.nn.Module) else ()
+    owner = _owner(obj)
+    return () if owner is None else tuple(owner.buffers())
 
 
 def _layer_buffers(layers: list) -> tuple[torch.Tensor, ...]:
@@ -1677,10 +1681,8 @@ def _ident(f: object) -> object:
 def _parts(layers: list) -> list:
     """The layers and every module inside them (of a bound method: inside its module):
     replacing any of them, e.g. ``net[1][1] = nn.GELU()``, changes the costs."""
-    def inside(f: object) -> list:
-        owner = f if isinstance(f, torch.nn.Module) else getattr(f, "__self__", None)
-        return list(owner.modules()) if isinstance(owner, torch.nn.Module) else []
-    return [*layers, *(m for f in layers for m in inside(f))]
+    owners = [o for o in map(_owner, layers) if o is not None]
+    return [*layers, *(m for o in owners for m in o.modules())]
 
 
 def _profile_key(parts: list, xs: tuple[torch.Tensor, ...],
