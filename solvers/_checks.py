@@ -12,21 +12,28 @@ import pebbles
 __all__ = ["real", "reals", "triples", "whole"]
 
 
-def real(value: object, name: str, what: str, example: float) -> float:
-    """``value`` as a float: a real number (bools refused) and finite.
+def real(value: object, name: str, what: str, example: float, *,
+         positive: bool = False) -> float:
+    """``value`` as a float: a real number (bools refused) and finite (and ``> 0`` with
+    ``positive``).
 
     Raises
     ------
     pebbles.PebblesTypeError
         If ``value`` is not a real number (a string, a bool, a complex number, None).
     pebbles.PebblesValueError
-        If it is not finite.
+        If it is not finite, or with ``positive`` not above 0.
 
     Examples
     --------
     >>> from solvers._checks import real
     >>> real(3, "dt", "time step", 0.003)
     3.0
+    >>> try:
+    ...     real(0.0, "dt", "time step", 0.003, positive=True)
+    ... except ValueError as err:
+    ...     print(err)
+    dt=0.0 must be a finite number > 0, the time step; pass e.g. dt=0.003
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
             or isinstance(value, (complex, np.complexfloating)):
@@ -37,6 +44,9 @@ def real(value: object, name: str, what: str, example: float) -> float:
     if not math.isfinite(number):
         raise pebbles.PebblesValueError(f"{name}={value!r} is not finite; pass a finite "
                                         f"{what} such as {example}")
+    if positive and not number > 0:
+        raise pebbles.PebblesValueError(f"{name}={value!r} must be a finite number > 0, the "
+                                        f"{what}; pass e.g. {name}={example}")
     return number
 
 

@@ -15,17 +15,32 @@ def check_npz_output(flag: str, path: str | None) -> None:
     error naming the flag, the path and the fix (``None``: nothing to write)."""
     if path is None:
         return
+    if not path.strip():
+        raise PebblesValueError(f"{flag} {path!r} is an empty path; name a .npz file, e.g. "
+                                f"{flag} out.npz")
     out = Path(path)
     if out.is_dir():
         raise PebblesValueError(f"{flag} {path} is a directory; name a file, e.g. "
                                 f"{out / 'out.npz'}")
     if out.suffix != ".npz":
         raise PebblesValueError(f"{flag} {path} must end in .npz (numpy.savez adds it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise PebblesValueError(f"{flag} {path}: directory {parent} does not exist")
+    _check_parent(flag, path, out.parent if str(out.parent) else Path("."))
     reason = write_error(out)
     if reason is not None:
         raise PebblesValueError(f"{flag} {path} cannot be written ({reason}); name a file "
                                 f"in a writable directory")
 
+
+def _check_parent(flag: str, path: str, parent: Path) -> None:
+    """Refuse ``flag path`` unless its directory ``parent`` exists as a directory (a file
+    on the way is named as one)."""
+    if parent.is_dir():
+        return
+    above = parent
+    while not above.exists() and above.parent != above:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        raise PebblesValueError(f"{flag} {path}: {above} is a file, not a directory; name "
+                                f"a file in an existing directory")
+    raise PebblesValueError(f"{flag} {path}: directory {parent} does not exist; create it "
+                            f"or name a file in an existing directory")

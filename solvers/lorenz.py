@@ -24,7 +24,9 @@ to get it (paper Table 1):
 
 The scalar formulas (step, tangent, adjoint) are written once, in
 :mod:`solvers._lorenz_scalar`, and compiled here with ``numba.njit`` and in
-:mod:`solvers._cuda_lorenz` for the GPU. Non-finite parameters are rejected;
+:mod:`solvers._cuda_lorenz` for the GPU. Non-finite parameters are rejected, and so
+is a time step ``dt <= 0`` of a run (the one-step kernels :func:`rk4_step`,
+:func:`rk4_jvp` and :func:`rk4_vjp` take any finite ``dt``);
 :func:`overflow_step` finds the step at which a trajectory overflows.
 
 Run ``python -m solvers.lorenz gradient --method treeverse --pebbles 10`` for
@@ -47,7 +49,7 @@ import numpy as np
 from numba import njit, prange
 
 import pebbles
-from pebbles.cli import OneLineParser, positive, run_command, schedule_from_args
+from pebbles.cli import OneLineParser, in_flags, positive, run_command, schedule_from_args
 from solvers import _threading  # noqa: F401  (TBB for the parallel kernel when installed)
 from solvers._checks import _shown, reals, triples, whole
 from solvers._checks import real as _real
@@ -197,7 +199,7 @@ def _float64(v: object, name: str) -> np.ndarray:
 def _kernel_args(y: object, theta: object, dt: object) -> tuple[np.ndarray, np.ndarray, float]:
     """``y``, ``theta`` and ``dt`` of a public kernel, checked and converted."""
     y, theta = _float64(y, "y"), _float64(theta, "theta")
-    return y, theta, (dt if type(dt) is float and math.isfinite(dt) else _dt(dt))
+    return y, theta, (dt if type(dt) is float and math.isfinite(dt) else _step_dt(dt))
 
 
 def rk4_step(y: Sequence[float] | np.ndarray, theta: Sequence[float] | np.ndarray,
@@ -277,6 +279,14 @@ def _as3(v: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
 
 
 def _dt(dt: float) -> float:
+    """The time step of a run: a finite number > 0 (``dt <= 0`` integrates nothing or
+    backward in time: no gradient of the experiment)."""
+    return _real(dt, "dt", "time step", DEFAULT_DT, positive=True)
+
+
+def _step_dt(dt: float) -> float:
+    """The time step of one kernel call (:func:`rk4_step`, ...): any finite number (0 is
+    the identity, a negative one steps back)."""
     return _real(dt, "dt", "time step", DEFAULT_DT)
 
 
@@ -1242,7 +1252,7 @@ def _check_time(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
     else:
         steps, least = _forward_steps(s)
         steps += n  # one backward step a cell
-    generic = s is not None and args.executor == "generic"
+    generic = s is not None and _executor(args) == "generic"
     until = "" if args.until_x is None else f" --until-x {args.until_x:g}"
     if until:
         least = f"if x does not reach {args.until_x:g} sooner {least}".rstrip()
@@ -1306,8 +1316,9 @@ def _gradient_parser(sub: Any) -> None:
                    help=f"Lorenz beta ({DEFAULT_THETA[2]:.6g})")
     g.add_argument("--x0", type=_finite, nargs=3, default=list(DEFAULT_X0),
                    metavar=("X", "Y", "Z"), help="initial state (%(default)s)")
-    g.add_argument("--executor", choices=("numba", "generic"), default="numba",
-                   help="executor for schedule methods")
+    g.add_argument("--executor", choices=("numba", "generic"), default=None,
+                   help="executor for schedule methods (numba; not with --method forward "
+                        "or adjoint)")
     g.add_argument("--force", action="store_true",
                    help="run even if the memory estimate exceeds the memory available, or "
                         "the time estimate an hour")
@@ -1412,7 +1423,7 @@ _PLAIN_FLAGS = {"forward": (), "adjoint": ("every",)}
 def _check_plain(args: argparse.Namespace) -> None:
     """Refuse schedule flags given to ``--method forward`` or ``adjoint``."""
     given = [f"--{name}" if name != "budget" else "--pebbles"
-             for name in ("budget", "inplace", "delta", "tau", "every", "k")
+             for name in ("budget", "inplace", "delta", "tau", "every", "k", "executor")
              if getattr(args, name) not in (None, False)
              and name not in _PLAIN_FLAGS[args.method]]
     if given:
@@ -1420,6 +1431,20 @@ def _check_plain(args: argparse.Namespace) -> None:
         raise pebbles.PebblesValueError(
             f"{' '.join(given)}: not used by --method {args.method} (it stores no schedule; "
             f"its options: {takes}); leave {'it' if len(given) == 1 else 'them'} out")
+
+
+def _executor(args: argparse.Namespace) -> str:
+    """``--executor``, ``numba`` when not given (only schedule methods take the flag:
+    :func:`_check_plain`)."""
+    return getattr(args, "executor", None) or "numba"
+
+
+def _check_dt(args: argparse.Namespace) -> None:
+    """Refuse ``--dt <= 0`` before anything runs, as the API's ``dt`` (:func:`_dt`)."""
+    try:
+        _dt(args.dt)
+    except pebbles.PebblesError as err:
+        raise in_flags(err, "--steps", {"dt": "--dt"}) from None
 
 
 def _warm_up() -> None:
@@ -1445,7 +1470,7 @@ def _compute(args: argparse.Namespace) -> LorenzGradient:
         return gradient_forward(n=args.steps, **common)
     if args.method == "adjoint":
         return gradient_adjoint(n=args.steps, reload_every=args.every, **common)
-    if args.executor == "generic":
+    if _executor(args) == "generic":
         return gradient_reverse(s, **common)
     return replay_lorenz(s, **common)
 
@@ -1468,11 +1493,12 @@ def _check_finite(args: argparse.Namespace, g: LorenzGradient) -> None:
 
 def _until(args: argparse.Namespace) -> str:
     """``gradient --until-x LEVEL --method online``: run until x reaches LEVEL."""
-    if args.method != "online" or args.executor != "numba":
+    if args.method != "online" or _executor(args) != "numba":
         raise pebbles.PebblesValueError(
             f"--until-x needs --method online (the run's length is unknown until it stops) "
-            f"and the numba executor, got --method {args.method} --executor {args.executor}; "
-            f"pass --method online")
+            f"and the numba executor, got --method {args.method} --executor "
+            f"{_executor(args)}; pass --method online"
+            f"{' without --executor generic' * (_executor(args) == 'generic')}")
     s = _schedule(args)
     _check_memory(args, s)
     _check_time(args, s)
@@ -1510,6 +1536,7 @@ def _report(args: argparse.Namespace, g: LorenzGradient,
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input, 130 on Ctrl-C)."""
     def run(args: argparse.Namespace) -> str:
+        _check_dt(args)
         if args.command == "sensitivity":
             return _sensitivity_cli(args)
         if args.until_x is not None:

@@ -51,9 +51,11 @@ import numpy as np
 import pebbles
 from pebbles import PebblesTypeError, PebblesValueError
 from pebbles.cli import (
+    MAX_INT,
     OneLineParser,
     add_background_argument,
     add_disk_arguments,
+    count,
     in_flags,
     run_command,
 )
@@ -282,6 +284,8 @@ class PMLConfig:
         for name in (*positive, "amp", "delay", "flush", "reflection"):
             _real_field(name, getattr(self, name), positive=name in positive)
             object.__setattr__(self, name, float(getattr(self, name)))
+        if self.h is not None:
+            _spacing_in_range(self.h)
         if not 0 < self.reflection < 1:
             raise PebblesValueError(
                 f"reflection={self.reflection!r} must be in (0, 1) ({_FIELDS['reflection']}); "
@@ -309,7 +313,7 @@ class PMLConfig:
     def constants(self) -> np.ndarray:
         """The kernel constants ``dt, ax, ay, bx, by, ex, ey, flush``."""
         dt, h = self.dt, self.spacing
-        return np.array([dt, dt * dt / h**2, dt * dt / h**2, dt * dt / (2 * h),
+        return np.array([dt, dt * dt / (h * h), dt * dt / (h * h), dt * dt / (2 * h),
                          dt * dt / (2 * h), dt / (2 * h), dt / (2 * h), self.flush])
 
 
@@ -341,6 +345,21 @@ def _integer_field(name: str, v: object, least: int) -> None:
                                f"{name}={_example(name)}")
     if v < least:
         raise PebblesValueError(f"{name}={v!r} {rule}; pass {name}={least} or more")
+
+
+#: The grid spacings ``h`` whose square is a normal float64 (2^-511 to 2^511): the
+#: kernel constants ``dt^2 / h^2`` and the stability rules stay finite and nonzero.
+_H_RANGE = (2.0**-511, 2.0**511)
+
+
+def _spacing_in_range(h: float) -> None:
+    """Refuse a grid spacing outside :data:`_H_RANGE` (``h**2`` would overflow or be 0)."""
+    low, high = _H_RANGE
+    if not low <= h <= high:
+        raise PebblesValueError(
+            f"h={h!r} must be between {low:.3g} and {high:.3g} (the grid spacing: its "
+            f"square must be a normal float64, so that the constants dt^2/h^2 stay finite "
+            f"and nonzero); pass e.g. h={_example('h')}")
 
 
 def _real_field(name: str, v: object, *, positive: bool) -> None:
@@ -457,13 +476,14 @@ def _stable_c(cfg: PMLConfig, c: object) -> np.ndarray:
         raise UnstableError(
             f"unstable: max velocity sqrt(max c)={vmax:.6g}, dt={dt:.6g}, hx=hy={h:.6g} give "
             f"Courant number {courant:.6g} > 1 (CFL rule: sqrt(max c) dt sqrt(1/hx^2 + 1/hy^2)"
-            f" <= 1); use dt <= {_safe_dt(cfg, vmax, zmax)} or h >= "
-            f"{_safe_h(cfg, vmax, zmax)}")
+            f" <= 1); use "
+            f"{_either(_safe_dt(cfg, vmax, zmax, '<='), _safe_h(cfg, vmax, zmax))}")
     if dt * zmax >= 1.0:
         raise UnstableError(
             f"unstable: dt={dt:.6g} times the largest PML damping {zmax:.6g} is "
-            f"{dt * zmax:.6g} >= 1 (rule: dt max(zeta) < 1); use dt < "
-            f"{_safe_dt(cfg, vmax, zmax)} or a thicker PML (npml={cfg.npml})")
+            f"{dt * zmax:.6g} >= 1 (rule: dt max(zeta) < 1); use "
+            f"{_either(_safe_dt(cfg, vmax, zmax, '<'), _safe_h(cfg, vmax, zmax))} or a "
+            f"thicker PML (npml={cfg.npml})")
     _check_combined(cfg, courant, vmax, zmax)
     return c
 
@@ -477,39 +497,55 @@ def _check_combined(cfg: PMLConfig, courant: float, vmax: float, zmax: float) ->
         f"unstable: Courant number C={courant:.6g} and dt max(zeta)={damping:.6g} (dt="
         f"{cfg.dt:.6g}) give C^2 + (dt max(zeta)/2)^2 = {courant**2 + damping**2 / 4:.6g} > 1 "
         f"(rule: C^2 + (dt max(zeta)/2)^2 <= 1, the von Neumann condition of the damped "
-        f"scheme); use dt <= {_safe_dt(cfg, vmax, zmax)}, or a thicker PML (npml={cfg.npml}) "
-        f"or smaller vp_ref={cfg.vp_ref:g}")
+        f"scheme); use {_safe_dt(cfg, vmax, zmax, '<=') or 'a larger h'}, or a thicker PML "
+        f"(npml={cfg.npml}) or smaller vp_ref={cfg.vp_ref:g}")
 
 
-def _safe_dt(cfg: PMLConfig, vmax: float, zmax: float) -> str:
-    """The largest ``dt`` meeting every rule of :func:`check_stability` at this ``h``,
-    printed rounded down (strictly below the damping bound).
+def _either(dt_fix: str | None, h_fix: str | None) -> str:
+    """``dt <= X or h >= Y``, either part left out where no float64 meets it."""
+    return " or ".join(f for f in (dt_fix, h_fix) if f) or "a larger h or a smaller c"
+
+
+def _safe_dt(cfg: PMLConfig, vmax: float, zmax: float, rule: str) -> str | None:
+    """``dt {rule} X``, ``X`` the largest ``dt`` meeting every rule of
+    :func:`check_stability` at this ``h``, printed rounded down (strictly below the
+    damping bound); ``None`` when ``X`` is no positive normal float64 (a tiny ``h``:
+    enlarge that instead).
 
     With ``a = vmax sqrt(2) / h`` the Courant number is ``a dt``, so the combined rule
     reads ``dt <= 1 / sqrt(a^2 + zmax^2 / 4)`` (which implies the CFL rule); the damping
-    rule ``dt < 1 / zmax``.
+    rule ``dt < 1 / zmax``. ``math.hypot`` keeps the root finite where ``a^2`` is not.
     """
     a = vmax * math.sqrt(2.0) / cfg.spacing
-    bound = 1.0 / math.sqrt(a * a + zmax * zmax / 4)
-    return _rounded(min(bound, 1.0 / zmax) if zmax > 0 else bound, up=False)
+    bound = 1.0 / math.hypot(a, zmax / 2)
+    bound = min(bound, 1.0 / zmax) if zmax > 0 else bound
+    shown = _rounded(bound, up=False)
+    return None if shown is None else f"dt {rule} {shown}"
 
 
-def _safe_h(cfg: PMLConfig, vmax: float, zmax: float) -> str:
-    """The smallest ``h`` meeting every rule of :func:`check_stability` at this ``dt``,
-    printed rounded up (strictly above the damping bound).
+def _safe_h(cfg: PMLConfig, vmax: float, zmax: float) -> str | None:
+    """``h >= X``, ``X`` the smallest ``h`` meeting every rule of :func:`check_stability`
+    at this ``dt``, printed rounded up (strictly above the damping bound); ``None`` when
+    ``X`` is no normal float64 inside the range of ``h``.
 
     The damping scales as ``1 / h`` (``K = zmax h`` is fixed), so the combined rule
     reads ``h >= dt sqrt(2 vmax^2 + K^2 / 4)`` (which implies the CFL rule) and the
     damping rule ``h > dt K``.
     """
     k = zmax * cfg.spacing
-    return _rounded(cfg.dt * max(math.sqrt(2 * vmax * vmax + k * k / 4), k), up=True)
+    shown = _rounded(cfg.dt * max(math.hypot(math.sqrt(2.0) * vmax, k / 2), k), up=True)
+    if shown is None or float(shown) > _H_RANGE[1]:
+        return None
+    return f"h >= {shown}"
 
 
-def _rounded(exact: float, *, up: bool) -> str:
+def _rounded(exact: float, *, up: bool) -> str | None:
     """``exact`` to 6 significant digits, rounded away from the unsafe side: down
     (``up=False``, an upper bound such as dt's) or up (a lower bound such as h's), a
-    hair inside so that the number printed meets a strict bound too."""
+    hair inside so that the number printed meets a strict bound too; ``None`` unless
+    ``exact`` is a positive normal float64 (0, a subnormal or inf: no such bound)."""
+    if not sys.float_info.min <= exact <= sys.float_info.max / 10:
+        return None
     digit = 10.0 ** (math.floor(math.log10(exact)) - 5)
     if up:
         return f"{math.ceil(exact * (1 + 1e-9) / digit) * digit:.6g}"
@@ -1114,11 +1150,21 @@ def check_memory(estimate: MemoryEstimate, available: int | None = None) -> None
 # ---------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------
+def _whole(text: str) -> int:
+    """argparse type of ``--nx``, ``--ny`` and ``--steps``: an integer of at most 2^62,
+    checked by :func:`pebbles.cli.count` as Lorenz's and visualize's are (its message);
+    a negative one is left to :class:`PMLConfig`, whose message names the least value."""
+    with contextlib.suppress(ValueError):
+        if int(text) < 0:
+            return int(text)
+    return count(text)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     d = PMLConfig()
-    p.add_argument("--nx", type=int, default=d.nx, help=f"grid cells along x ({d.nx})")
-    p.add_argument("--ny", type=int, default=d.ny, help=f"grid cells along y ({d.ny})")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"time steps ({d.steps})")
+    p.add_argument("--nx", type=_whole, default=d.nx, help=f"grid cells along x ({d.nx})")
+    p.add_argument("--ny", type=_whole, default=d.ny, help=f"grid cells along y ({d.ny})")
+    p.add_argument("--steps", type=_whole, default=d.steps, help=f"time steps ({d.steps})")
     p.add_argument("--dt", type=float, default=d.dt, help=f"time step ({d.dt:g})")
     p.add_argument("--h", type=float, default=None, help="grid spacing (default 200/(nx-1))")
     p.add_argument("--c", default=None, metavar="FILE.npy",
@@ -1206,9 +1252,20 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
         else:
             moves = _cli_schedule(args, cfg, _disk_options(args, None))
             estimate = memory_estimate(cfg, moves)
+    _check_addressable(estimate)
     if not args.force:
         check_memory(estimate)
     return cfg, moves
+
+
+def _check_addressable(estimate: MemoryEstimate) -> None:
+    """Refuse, even with ``--force``, a run whose memory no machine can address (more
+    than 2^62 bytes: NumPy cannot make its arrays)."""
+    if estimate.total > MAX_INT:
+        raise PebblesValueError(
+            f"--nx, --ny and --steps ask for about {_size(estimate.total)}, more than any "
+            f"machine can address (2^62 bytes), so --force cannot run it either; use a "
+            f"smaller grid or fewer steps")
 
 
 def _cli_schedule(args: argparse.Namespace, cfg: PMLConfig, disk: dict) -> pebbles.Schedule:

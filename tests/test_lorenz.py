@@ -246,6 +246,10 @@ def test_sensitivity_cli_writes_the_figure3_grid(tmp_path):
     (["--out", "{tmp}/missing/map.npz"], "directory {tmp}/missing does not exist"),
     (["--out", "{tmp}/map.txt"], "must end in .npz"),
     (["--out", "{tmp}"], "is a directory"),
+    (["--out", "{tmp}/file.npz/map.npz"], "{tmp}/file.npz is a file, not a directory"),
+    (["--out", ""], "--out '' is an empty path"),
+    (["--dt", "0", "--out", "{tmp}/map.npz"], "--dt 0.0 must be a finite number > 0"),
+    (["--dt", "-1e-3", "--out", "{tmp}/map.npz"], "--dt -0.001 must be a finite number > 0"),
     (["--resolution", "100000000", "--out", "{tmp}/map.npz"], "use a smaller --resolution"),
     (["--sigma-range", "20", "0", "--out", "{tmp}/map.npz"], "pass e.g. --sigma-range 0 20"),
     (["--rho-range", "5", "5", "--out", "{tmp}/map.npz"], "high end (an axis of Figure 3); "
@@ -261,6 +265,7 @@ def test_sensitivity_cli_checks_before_it_computes(args, message, tmp_path, caps
         raise AssertionError("the grid was computed")
 
     monkeypatch.setattr(solvers.experiments, "sensitivity_grid", never)
+    (tmp_path / "file.npz").write_bytes(b"")
     argv = ["sensitivity", *(a.format(tmp=tmp_path) for a in args)]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -284,7 +289,15 @@ BAD_CLI = [
      "--inplace: not used by --method adjoint"),
     (["--method", "bennett", "--delta", "3"], "--delta: not an option of method bennett"),
     (["--steps", "-1e3"], "argument --steps: '-1e3' is not an integer"),
-    (["--sigma", "-1e-3", "--dt", "-2.5E+1"], "the trajectory overflows at step"),
+    (["--sigma", "-1e-3", "--dt", "-2.5E+1"], "--dt -25.0 must be a finite number > 0"),
+    (["--dt", "0", "--steps", "200"],
+     "--dt 0.0 must be a finite number > 0, the time step; pass e.g. --dt 0.003"),
+    (["--method", "forward", "--dt", "-0.01"], "--dt -0.01 must be a finite number > 0"),
+    (["--method", "forward", "--executor", "generic"],
+     "--executor: not used by --method forward (it stores no schedule"),
+    (["--method", "adjoint", "--executor", "numba"], "--executor: not used by --method adjoint"),
+    (["--until-x", "18.5", "--method", "online", "--executor", "generic"],
+     "pass --method online without --executor generic"),
 ]
 
 
@@ -771,3 +784,50 @@ def test_cli_negative_numbers_in_e_notation_are_values(capsys):
     want = lz.gradient_forward((-1e-3, -25.0, 1.0), (-1e-3, *lz.DEFAULT_THETA[1:]), n=20)
     assert np.allclose(json.loads(capsys.readouterr().out)["gradient"], want.gradient,
                        rtol=1e-9)
+
+
+def test_cli_executor_defaults_to_numba_for_schedule_methods(monkeypatch, capsys):
+    """--executor is None unless given: schedule methods run on Numba, and an explicit
+    --executor still picks the executor."""
+    calls = []
+    monkeypatch.setattr(lz, "replay_lorenz", lambda s, **kw: calls.append("numba") or
+                        lz.gradient_forward(n=s.n, **kw))
+    monkeypatch.setattr(lz, "gradient_reverse", lambda s, **kw: calls.append("generic") or
+                        lz.gradient_forward(n=s.n, **kw))
+    monkeypatch.setattr(lz, "_warm_up", lambda: None)
+    for extra in ([], ["--executor", "numba"], ["--executor", "generic"]):
+        assert lz.main(["gradient", "--steps", "20", "--json", *extra]) == 0
+    assert calls == ["numba", "numba", "generic"]
+    assert lz._parser().parse_args(["gradient"]).executor is None
+    assert lz.main(["gradient", "--method", "forward", "--steps", "20", "--json"]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("call", [
+    lambda dt: lz.primal(dt=dt, n=5),
+    lambda dt: lz.overflow_step(dt=dt, n=5),
+    lambda dt: lz.gradient_forward(dt=dt, n=5),
+    lambda dt: lz.gradient_reverse(store_all(5), dt=dt, n=5),
+    lambda dt: lz.replay_lorenz(store_all(5), 5, dt=dt),
+    lambda dt: lz.gradient_adjoint(dt=dt, n=5),
+    lambda dt: lz.gradient_until_crossing(18.5, 4, dt=dt, max_steps=5),
+    lambda dt: lz.sensitivity_map([10.0], [27.0], dt=dt, n=5),
+])
+@pytest.mark.parametrize("dt", [0.0, -0.003, 0])
+def test_runs_refuse_a_time_step_not_above_zero(call, dt):
+    """A run of dt <= 0 has no gradient of the experiment: refused, naming dt."""
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"^dt={dt!r} must be a finite number > 0, the time step; "
+                             r"pass e\.g\. dt=0\.003$"):
+        call(dt)
+
+
+def test_one_step_kernels_take_any_finite_time_step():
+    """rk4_step, rk4_jvp and rk4_vjp are maps of one step: 0 is the identity, a negative
+    dt steps back (as the adjoint does)."""
+    y, th = np.array([1.0, 2.0, 3.0]), np.array(lz.DEFAULT_THETA)
+    assert np.array_equal(lz.rk4_step(y, th, 0), y)
+    back = lz.rk4_step(lz.rk4_step(y, th, 1e-3), th, -1e-3)
+    assert np.allclose(back, y, rtol=1e-9)
+    assert lz.rk4_jvp(y, th, -1e-3, np.zeros((3, 6))).shape == (3, 6)
+    assert lz.rk4_vjp(y, th, 0, np.ones(3))[0].shape == (3,)

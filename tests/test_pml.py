@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import subprocess
@@ -309,6 +310,26 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
     (["gradient", *TINY, "--method", "periodic-disk", "--pebbles", "4", "--every", "5",
       "--read-cost", "1"], ["--read-cost: not used by --method periodic-disk"]),
     (["gradient", *TINY, "--dt", "-1e-5"], ["--dt -1e-05 must be a finite number > 0"]),
+    (["gradient", "--nx", "40", "--ny", "40", "--steps", "100", "--h", "1e300"],
+     ["--h 1e+300 must be between 1.49e-154 and 6.7e+153", "pass e.g. --h 0.2"]),
+    (["loss", "--nx", "40", "--ny", "40", "--steps", "100", "--h", "1e200"], ["--h 1e+200"]),
+    (["loss", "--nx", "40", "--ny", "40", "--steps", "100", "--h", "1e-300"],
+     ["--h 1e-300 must be between", "pass e.g. --h 0.2"]),
+    (["gradient", "--nx", "40", "--ny", "40", "--steps", "100", "--h", "1e-200"], ["--h 1e-200"]),
+    (["gradient", "--nx", "40", "--ny", "40", "--steps", "100", "--h", "1e-150"],
+     ["--dt 1e-05", "hx=hy=1e-150", "use --dt <= 2.11434e-154 or --h >= 0.047296"]),
+    *[([cmd, "--nx", "40", "--ny", "40", "--steps", "99999999999999999999", "--force"],
+       ["argument --steps: '99999999999999999999' must be at most 2^62"])
+      for cmd in ("gradient", "loss")],
+    (["loss", "--nx", "99999999999999999999", "--force"], ["argument --nx: '9", "at most 2^62"]),
+    (["gradient", "--ny", "99999999999999999999"], ["argument --ny: '9", "at most 2^62"]),
+    (["loss", "--nx", "-3"], ["--nx -3 must be an integer >= 2", "pass --nx 2 or more"]),
+    (["loss", "--nx", str(2**62), "--ny", "40", "--steps", "10", "--force"],
+     ["more than any machine can address", "--force cannot run it"]),
+    (["gradient", *TINY, "--save", ""], ["--save '' is an empty path", "e.g. --save out.npz"]),
+    (["gradient", *TINY, "--save", __file__ + "/x.npz"],
+     [f"--save {__file__}/x.npz: {__file__} is a file, not a directory"]),
+    (["gradient", *TINY, "--save", __file__ + "/a/b/x.npz"], [f"{__file__} is a file"]),
 ])
 def test_cli_bad_input(argv, words, capsys):
     assert pml.main(argv) == 2
@@ -1053,3 +1074,20 @@ def test_disk_dir_probe_removes_all_it_made(tmp_path):
     (tmp_path / "c").mkdir()
     pml._check_disk_dir(str(tmp_path / "c"))
     assert list(tmp_path.iterdir()) == [tmp_path / "c"] and not any((tmp_path / "c").iterdir())
+
+
+def test_stability_message_never_fails_on_extreme_values():
+    """The largest safe dt of a tiny h with a huge c is no normal float64: the message
+    names h alone (``a^2`` used to overflow to a dt of 0 and ``log10(0)`` to fail)."""
+    cfg = pml.PMLConfig(nx=10, ny=10, steps=5, h=pml._H_RANGE[0])
+    with pytest.raises(pml.UnstableError, match=r"Courant number .* use h >= [0-9.e+]+$") as e:
+        pml.check_stability(cfg, np.full(cfg.shape, 1e308))
+    assert "dt <=" not in str(e.value)
+    assert pml._rounded(0.0, up=False) is None and pml._rounded(math.inf, up=True) is None
+    for h in (1e300, 1e-300, math.ldexp(1.0, 512)):
+        shown = re.escape(repr(h))
+        with pytest.raises(pebbles.PebblesValueError, match=rf"^h={shown} must be between"):
+            pml.PMLConfig(h=h)
+    low, high = pml._H_RANGE
+    for h in (low, high):
+        assert np.isfinite(pml.PMLConfig(nx=4, ny=4, h=h).constants()).all()

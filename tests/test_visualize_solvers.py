@@ -288,8 +288,6 @@ def test_cli_lorenz_fig4_and_pml(tmp_path, read_svg, capsys):
     assert main(["lorenz-fig4", "--max-steps", "50", "--stride", "10", "--starts", "2",
                  "--reload-steps", "20", "-o", str(out)]) == 0
     assert "500" not in read_svg(out).texts  # K > n reloads nothing: not drawn
-    assert main(["lorenz-fig4", "--max-steps", "50", "--stride", "50", "-o", str(out)]) == 2
-    assert "leaves panel (a) one point" in capsys.readouterr().err
     assert main(["lorenz-fig4", "--max-steps", "1", "-o", str(out)]) == 2
     assert "one point; give --max-steps 2 or more" in capsys.readouterr().err
     out = tmp_path / "pml.svg"
@@ -629,3 +627,36 @@ def test_load_sensitivity_refuses_files_that_are_no_npz(tmp_path):
         with pytest.raises(pebbles.PebblesValueError,
                            match=r"^path='.*' is not an \.npz grid \(not a NumPy \.npz archive\)"):
             ex.load_sensitivity(path)
+
+
+class _Drawn(Exception):
+    """Raised by a stand-in for the Figure 4 data, carrying the steps of panel (a)."""
+
+
+def test_cli_lorenz_fig4_panel_a_reaches_max_steps(tmp_path, monkeypatch):
+    """--max-steps is "up to n": n = max-steps is drawn even off the stride."""
+    def steps_of(steps, **_kw):
+        raise _Drawn(list(steps))
+
+    monkeypatch.setattr(ex, "adjoint_errors_vs_steps", steps_of)
+    for stride, want in (("50", [1, 51, 101, 151, 200]), ("199", [1, 200]),
+                         ("500", [1, 200]), ("1", list(range(1, 201)))):
+        with pytest.raises(_Drawn) as drawn:
+            main(["lorenz-fig4", "--max-steps", "200", "--stride", stride, "--starts", "3",
+                  "--reload-steps", "100", "-o", str(tmp_path / "f4.png")])
+        assert drawn.value.args[0] == want
+
+
+@pytest.mark.parametrize("reload_steps", ["1", "19"])
+def test_cli_lorenz_fig4_refuses_a_one_point_panel_b(reload_steps, tmp_path, monkeypatch,
+                                                      capsys):
+    """Panel (b) draws the reload intervals K <= n: below 20, K = 1 alone."""
+    monkeypatch.setattr(ex, "adjoint_errors_vs_steps", None)  # never reached
+    argv = ["lorenz-fig4", "--max-steps", "200", "--stride", "50", "--starts", "3",
+            "--reload-steps", reload_steps, "-o", str(tmp_path / "f4.png")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m visualize: error: ")
+    assert (f"--reload-steps {reload_steps} leaves panel (b) one point" in err
+            and "give --reload-steps 20 or more" in err)
+    assert not (tmp_path / "f4.png").exists()

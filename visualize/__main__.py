@@ -65,10 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     f3.add_argument("--no-trajectories", action="store_true", help="omit panel (b)")
     _output(f3)
     f4 = sub.add_parser("lorenz-fig4", help="Figure 4: adjoint-state error")
-    f4.add_argument("--max-steps", type=positive, default=1000, help="panel (a) up to n")
-    f4.add_argument("--stride", type=positive, default=1, help="panel (a) every this n")
+    f4.add_argument("--max-steps", type=positive, default=1000,
+                    help="panel (a) up to n, drawn (1000)")
+    f4.add_argument("--stride", type=positive, default=1,
+                    help="panel (a) every this n from 1 (1)")
     f4.add_argument("--starts", type=positive, default=20, help="random x0 per point (20)")
-    f4.add_argument("--reload-steps", type=positive, default=10_000, help="panel (b) n")
+    f4.add_argument("--reload-steps", type=positive, default=10_000,
+                    help="panel (b) n, >= 20 (10000)")
     f4.add_argument("--seed", type=count, default=0, help="random seed, >= 0 (0)")
     _output(f4)
     pm = sub.add_parser("pml", help="PML snapshots + shot gather, or the gradient w.r.t. c")
@@ -134,27 +137,41 @@ def _lorenz_fig4(args: argparse.Namespace):
 
     from ._lorenz_figs import draw_lorenz_figure4
 
-    if args.stride >= args.max_steps:
-        fix = ("give --max-steps 2 or more" if args.max_steps < 2
-               else "give a stride below --max-steps")
-        raise PebblesValueError(
-            f"--stride {args.stride} with --max-steps {args.max_steps} leaves panel (a) one "
-            f"point; {fix}")
+    _check_fig4_points(args)
     steps = range(1, args.max_steps + 1, args.stride)
+    last = [] if steps[-1] == args.max_steps else [args.max_steps]  # "up to n": n drawn
     ks = [k for k in ex.RELOAD_INTERVALS if k <= args.reload_steps]  # K > n: no reload
-    _check_fig4_time(args, steps, ks)
-    a = ex.adjoint_errors_vs_steps(steps, starts=args.starts, seed=args.seed)
+    _check_fig4_time(args, steps, last, ks)
+    a = ex.adjoint_errors_vs_steps([*steps, *last], starts=args.starts, seed=args.seed)
     b = ex.adjoint_errors_vs_reload(ks, n=args.reload_steps, starts=args.starts,
                                     seed=args.seed)
     return draw_lorenz_figure4(a, b, reload_steps=args.reload_steps)
 
 
-def _check_fig4_time(args: argparse.Namespace, steps: range, ks: list[int]) -> None:
+def _check_fig4_points(args: argparse.Namespace) -> None:
+    """Refuse a panel of Figure 4 that would have one point: (a) draws n = 1, 1 +
+    stride, ... and ``--max-steps`` (two points at least from ``--max-steps 2``); (b) the
+    reload intervals K <= ``--reload-steps``."""
+    from solvers.experiments import RELOAD_INTERVALS
+
+    if args.max_steps < 2:
+        raise PebblesValueError(f"--max-steps {args.max_steps} leaves panel (a) one "
+                                f"point; give --max-steps 2 or more")
+    if args.reload_steps < RELOAD_INTERVALS[1]:
+        raise PebblesValueError(
+            f"--reload-steps {args.reload_steps} leaves panel (b) one point (its reload "
+            f"intervals K <= n: only K = 1 of {', '.join(map(str, RELOAD_INTERVALS))}); give "
+            f"--reload-steps {RELOAD_INTERVALS[1]} or more")
+
+
+def _check_fig4_time(args: argparse.Namespace, steps: range, last: list[int],
+                     ks: list[int]) -> None:
     """Refuse a Figure 4 of more than an hour (:func:`solvers.lorenz.check_run_time`): each
-    start and point runs forward mode (n steps) and the adjoint state (2n steps)."""
+    start and point (``steps`` and ``last``) runs forward mode (n steps) and the adjoint
+    state (2n steps)."""
     from solvers.lorenz import check_run_time
 
-    total = len(steps) * (steps[0] + steps[-1]) // 2  # sum(steps), without a loop
+    total = len(steps) * (steps[0] + steps[-1]) // 2 + sum(last)  # no loop over steps
     point_steps = 3 * args.starts * (total + len(ks) * args.reload_steps)
     check_run_time(f"--max-steps {args.max_steps} --stride {args.stride} --starts "
                    f"{args.starts} --reload-steps {args.reload_steps}", point_steps,
