@@ -10,7 +10,8 @@ import numpy as np
 from ._errors import PebblesTypeError, PebblesValueError
 
 __all__ = [
-    "a_kind", "check_bool", "check_choice", "check_cost", "check_disk_budget", "check_int",
+    "a_kind", "check_bool", "check_callable", "check_choice", "check_cost", "check_disk_budget",
+    "check_int",
 ]
 
 
@@ -69,6 +70,20 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
             f"pick one of those"
         )
     return str(value)
+
+
+def check_callable(name: str, fn: object, signature: str) -> None:
+    """Refuse ``fn`` unless it is callable, naming ``name`` and the ``signature`` wanted.
+
+    >>> from pebbles._validation import check_callable
+    >>> check_callable("body", None, "body(c)")
+    Traceback (most recent call last):
+        ...
+    pebbles._errors.PebblesTypeError: body=None is not callable; pass a function body(c)
+    """
+    if not callable(fn):
+        raise PebblesTypeError(f"{name}={fn!r:.60} is not callable; pass a function "
+                               f"{signature}")
 
 
 def check_bool(name: str, value: object) -> bool:

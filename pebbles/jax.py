@@ -55,7 +55,7 @@ from ._online import while_budget
 from ._registry import Schedule, check_gradient_method, gradient_methods
 from ._registry import schedule as _schedule
 from ._simulator import SimulationResult, simulate
-from ._validation import check_bool, check_choice, check_int
+from ._validation import check_bool, check_callable, check_choice, check_int
 
 __all__ = ["checkpointed_scan", "checkpointed_while_loop", "scan_program"]
 
@@ -513,6 +513,7 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     >>> bool(jnp.allclose(jax.grad(loss)(1.5, 0.3), ref))
     True
     """
+    check_callable("f", f, "f(carry, x) -> (carry, y)")
     n = _length(xs, length)
     budget = _budget(budget)
     reverse = check_bool("reverse", reverse)
@@ -613,6 +614,8 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
     >>> bool(jnp.allclose(g, jax.grad(ref)(1.0, 0.5)))
     True
     """
+    check_callable("cond", cond, "cond(carry) -> bool")
+    check_callable("body", body, "body(carry) -> carry")
     budget = while_budget(_budget(budget), "checkpointed_while_loop", ("carry", "carries"))
     if max_steps is not None:
         max_steps = check_int("max_steps", _static_int("max_steps", max_steps, "the most "

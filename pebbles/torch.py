@@ -67,7 +67,14 @@ from ._online import OnlineScheduler, while_budget
 from ._registry import check_gradient_method
 from ._registry import schedule as _schedule
 from ._simulator import ChainCosts, simulate
-from ._validation import a_kind, check_bool, check_choice, check_cost, check_int
+from ._validation import (
+    a_kind,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_cost,
+    check_int,
+)
 
 __all__ = ["checkpoint_sequential", "checkpointed_loop", "checkpointed_while_loop",
            "profile_layers"]
@@ -1234,7 +1241,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     True
     """
     n = check_int("n", n, 0)
-    _check_callable("step", step, "step(i, x, *params)")
+    check_callable("step", step, "step(i, x, *params)")
     tape, preserve_rng_state = check_bool("tape", tape), check_bool("preserve_rng_state",
                                                                     preserve_rng_state)
     xs, was_tuple = _as_tuple("x0", x0)
@@ -1313,8 +1320,8 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     budget = while_budget(budget, "checkpointed_while_loop", ("state", "states"))
     most = None if max_steps is None else check_int("max_steps", max_steps, 0)
     beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
-    _check_callable("cond", cond, "cond(i, x)")
-    _check_callable("step", step, "step(i, x, *params)")
+    check_callable("cond", cond, "cond(i, x)")
+    check_callable("step", step, "step(i, x, *params)")
     tape, preserve_rng_state = check_bool("tape", tape), check_bool("preserve_rng_state",
                                                                     preserve_rng_state)
     xs, was_tuple = _as_tuple("x0", x0)
@@ -1324,12 +1331,6 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
                    buffers=_module_buffers(step))
     return _run(chain, xs, was_tuple)
-
-
-def _check_callable(name: str, fn: object, signature: str) -> None:
-    if not callable(fn):
-        raise PebblesTypeError(f"{name}={fn!r:.60} is not callable; pass a function "
-                               f"{signature}")
 
 
 def _check_loop_schedule(n: int, budget: int | None, method: str, memory: object,

@@ -665,3 +665,12 @@ def test_a_step_jax_cannot_differentiate_gets_a_note_and_stop_gradient_mends_it(
         assert "jax.lax.stop_gradient" in "".join(err.value.__notes__)
     for loss in losses(True):
         np.testing.assert_allclose(jax.grad(loss)(0.7), want, rtol=1e-12)
+
+
+def test_a_step_that_is_not_callable_is_named():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"f=None is not callable; pass a "
+                                                        r"function f\(carry, x\)"):
+        checkpointed_scan(None, 0.0, length=3, budget=2)
+    for cond, body, name in ((None, lambda c: c, "cond"), (lambda c: c < 1, 3, "body")):
+        with pytest.raises(pebbles.PebblesTypeError, match=f"{name}=.* is not callable"):
+            checkpointed_while_loop(cond, body, 0.0, budget=2)
