@@ -451,18 +451,21 @@ def test_lowering_blocks_from_one_row_and_from_the_data(report: ModuleType) -> N
     numbers = _numbers(report)
     one = {"bench_lowering": {"machine": MACHINE, "mode": "full", "rows": [LOWERING_ROW]}}
     text = numbers._lowering(one)
-    assert "`treeverse(10**5, 10, inplace=True)`" in text and "takes 0.03 s" in text
+    assert '`pebbles.schedule("treeverse", 10**5, budget=10, inplace=True)`' in text
+    assert "takes 0.03 s" in text
     assert text.count("21x") == 1 and "21x (n = 100000) faster" in text
     assert "0.30 s at n = 100000 (Multistage: 2.5 s)." in text and " and " not in text[
         text.index("Whole process"):]
-    assert numbers._lowering_short(one).startswith("Lowering `treeverse(10**5, 10, ")
+    assert numbers._lowering_short(one).startswith(
+        'Lowering `pebbles.schedule("treeverse", 10**5, budget=10, ')
     big = {**LOWERING_ROW, "n": 10**6, "budget": 20, "lower_warm_s": 0.12, "count_ratio": 40}
     two = {"bench_lowering": {"machine": MACHINE, "rows": [LOWERING_ROW, big]}}
     text = numbers._lowering(two)
-    assert "`treeverse(10**6, 20, inplace=True)`" in text and "takes 0.12 s" in text
+    assert '`pebbles.schedule("treeverse", 10**6, budget=20, inplace=True)`' in text
+    assert "takes 0.12 s" in text
     assert "21x (n = 100000) and 40x (n = 1000000)" in text and "--pebbles 20" in text
     odd = {"bench_lowering": {"machine": MACHINE, "rows": [{**LOWERING_ROW, "n": 250000}]}}
-    assert "treeverse(250000, 10," in numbers._lowering_short(odd)
+    assert '"treeverse", 250000, budget=10,' in numbers._lowering_short(odd)
     assert numbers._pow10(10**4, caret=True) == "10^4" and numbers._pow10(1) == "1"
 
 
