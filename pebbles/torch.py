@@ -936,7 +936,8 @@ class _Checkpointed(torch.autograd.Function):
         ctx.save_for_backward(*tensors[:nx])  # s_0 (in slot 0 anyway): for a second pass
         ctx.shared = _shared_outputs(out, slots)
         ctx.versions = _versions(_replayed(chain))  # replays need them as they are
-        ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t)])
+        ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t) or (
+            chain.program is None and not t.requires_grad)])  # x0 as it is: as plain
         ctx.set_materialize_grads(False)  # an output the loss leaves unused: None, not 0,
         # so that what it alone reaches gets no gradient (None), as in plain autograd
         return out if chain.form(chain.program.n if chain.program else 0) else out[0]

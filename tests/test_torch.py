@@ -2035,3 +2035,18 @@ def test_a_loop_memory_below_one_step_names_the_state_bytes_not_a_chain():
                            match=rf"^memory=100 bytes cannot finish the loop: .*{words}, "
                                  r"1600 bytes; pass memory >= 1600, or a budget="):
             checkpointed_loop(lambda i, x: x * 0.9, x0, 10, memory=100, tape=tape)
+
+
+def test_a_while_loop_that_runs_no_step_returns_x0_as_plain_autograd_does():
+    """No step: x0 itself; it requires grad only where x0 does (the parameters are not
+    reached), so a backward pass through it fails as plain autograd's would."""
+    w = torch.randn(3, 3, dtype=F64, requires_grad=True)
+    x0 = torch.randn(3, dtype=F64)
+    y = checkpointed_while_loop(lambda i, x: i < 0, lambda i, x, w: w @ x, x0, w, budget=2)
+    assert torch.equal(y, x0) and not y.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+    x1 = x0.clone().requires_grad_()
+    checkpointed_while_loop(lambda i, x: i < 0, lambda i, x, w: w @ x, x1, w,
+                            budget=2).sum().backward()
+    assert torch.equal(x1.grad, torch.ones(3, dtype=F64)) and w.grad is None
