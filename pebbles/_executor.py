@@ -67,7 +67,7 @@ from ._lowering import (
     SlotProgram,
     lower,
 )
-from ._storage import MemoryStore, StoreError, mapped_empty
+from ._storage import MemoryStore, mapped_empty
 from ._validation import a_kind, check_bool, check_int
 
 __all__ = ["CallbackError", "NonFiniteError", "ReplayResult", "replay"]
@@ -224,7 +224,7 @@ class _Replay:
             wait = not self.pool and self.live + transient + self.lent > self.cap
             try:
                 self.take_back(wait)
-            except StoreError as err:
+            except OSError as err:  # a StoreError, or a store's own OSError
                 _note_store_error(err, where)
                 raise
         return self.pool.pop() if self.pool else None
@@ -539,7 +539,7 @@ class _Replay:
         """``OP_STORE`` / ``OP_LOAD`` / ``OP_DISCARD`` through ``self.store``."""
         try:
             self._disk(op, src, dst, cell)
-        except StoreError as err:
+        except OSError as err:  # a StoreError, or a store's own OSError
             _note_store_error(err, f"at the {_DISK_OPS[op]} of the state of step {cell}")
             raise
 

@@ -396,3 +396,34 @@ def test_a_store_error_met_in_a_step_names_the_failed_store_and_the_step():
         assert info.value.__notes__ == [
             "pebbles: the store failed at the store of the state of step 3 (written in the "
             "background; reported before step 3)"]
+
+
+class _Flaky(MemoryStore):
+    """A store of one's own whose ``op`` raises a plain OSError for ``key``."""
+
+    def __init__(self, op: str, key: int) -> None:
+        super().__init__()
+        self.op, self.key = op, key
+
+    def _fail(self, op: str, key: int) -> None:
+        if (op, key) == (self.op, self.key):
+            raise OSError(f"disk gone at the {op} of {key}")
+
+    def put(self, key, array, **kw):
+        self._fail("store", key)
+        return super().put(key, array, **kw)
+
+    def get(self, key, **kw):
+        self._fail("load", key)
+        return super().get(key, **kw)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes")
+@pytest.mark.parametrize("op", ["store", "load"])
+def test_an_oserror_of_a_users_store_names_the_operation_and_step(op):
+    s = pebbles.schedule("two-level", 40, budget=3, write_cost=0.1, read_cost=0.1)
+    key = min(m.a for m in s if m.kind.name == "STORE")
+    with pytest.raises(OSError, match="disk gone") as info:
+        run(s, store=_Flaky(op, key))
+    assert info.value.__notes__ == [f"pebbles: the store failed at the {op} of the state of "
+                                    f"step {key}"]
