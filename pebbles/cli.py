@@ -32,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ._background import background_time
 from ._budget import check_budget
 from ._errors import IllegalMoveError, PebblesError, PebblesValueError
 from ._moves import Game, Move, format_move
@@ -366,6 +367,11 @@ def _summary(s: Schedule, r: SimulationResult) -> dict:
         out["first_reach_n"] = r.first_reach_n
     if describe(s.method).uses_disk:
         out |= {"writes": r.writes, "reads": r.reads, "peak_disk": r.peak_disk, "time": r.time}
+        opts = dict(s.options)
+        if opts.get("background_writes"):  # "time" charges each write in full
+            out["background_time"] = background_time(
+                s, write_cost=opts["write_cost"], read_cost=opts["read_cost"],
+                backward_cost=0.0)
     return out
 
 

@@ -454,3 +454,18 @@ def test_plan_notice_estimate_is_zero_exactly_where_the_planner_skips_the_table(
         p = pebbles.plan(n, s, write_cost=2, read_cost=2)
         solved = any(c.method == "two-level" for c in p.candidates)
         assert (pebbles._planner.two_level_table_work(n, s) > 0) == solved, (n, s)
+
+
+def test_summary_of_background_writes_gives_the_background_time(capsys):
+    """"time" charges every write in full (the simulator's model); "background_time" is
+    the time the schedule was picked for, the writes on the writer."""
+    args = ["schedule", "two-level", "-n", "2000", "--pebbles", "4", "--write-cost", "60",
+            "--read-cost", "1.2", "--inplace", "--format", "summary"]
+    code, out, _ = run(capsys, *args, "--background-writes")
+    got = json.loads(out)
+    s = pebbles.schedule("two-level", 2000, budget=4, write_cost=60, read_cost=1.2,
+                         inplace=True, background_writes=True)
+    want = pebbles.background_time(s, write_cost=60, read_cost=1.2, backward_cost=0)
+    assert code == 0 and got["background_time"] == want < got["time"]
+    code, out, _ = run(capsys, *args)
+    assert "background_time" not in json.loads(out)
