@@ -22,24 +22,28 @@ place.
 The slots are one preallocated buffer per carry leaf with a leading slot axis;
 ``f`` and its VJP are traced a fixed number of times, whatever ``n`` and the
 budget. Integer and boolean leaves (counters, indices) are carried and stored
-like the others but get no cotangent. The schedules are the pebble games of
-Liu & Xu, "Automatic differentiation in physics simulation" (appendix),
-Treeverse being Griewank's binomial checkpointing.
+like the others but get no cotangent; nor do the floating-point leaves that are not
+perturbed (``symbolic_zeros``: the step is differentiated, as by ``lax.scan``, only
+with respect to the perturbed leaves and those it makes depend on them). The
+schedules are the pebble games of Liu & Xu, "Automatic differentiation in physics
+simulation" (appendix), Treeverse being Griewank's binomial checkpointing.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
+from jax.extend.core import Jaxpr, Literal
 
-__all__ = ["Rows", "make_scan", "primal", "split_rows"]
+__all__ = ["Rows", "instantiate", "make_scan", "primal", "split_rows", "unwrap"]
 
 OP_STEP, OP_SEED, OP_PAINT = 0, 1, 2
 
@@ -155,9 +159,15 @@ def _weak_like(tree: Any, avals: Any) -> Any:
     return jax.tree.map(weak, tree, avals)
 
 
+@jax.tree_util.register_static
 @dataclass(frozen=True, slots=True)
 class _Shapes:
-    """Tree structures and masks of the carry, of ``xs``, of ``ys`` and of the consts."""
+    """Tree structure of the carry and the masks of its leaves, of ``xs``'s, of ``y``'s and
+    of the consts: True for the leaves the rules differentiate (inexact and perturbed).
+
+    A static pytree (no leaves): the forward rule passes it to the backward rule among
+    the residuals.
+    """
 
     carry: Any
     carry_mask: tuple[bool, ...]
@@ -166,26 +176,115 @@ class _Shapes:
     const_mask: tuple[bool, ...]
 
 
-def _shapes(init: Any, xs: Any, y: Any, consts: Sequence[Any]) -> _Shapes:
-    """The structures and masks, ``y`` a tree shaped as a step's output (its cotangent
-    will do: a float0 leaf for an integer output). Nothing is traced: a step using a
-    collective over a ``jax.vmap`` axis name cannot be traced outside that vmap, where
-    the backward rule runs."""
-    return _Shapes(jax.tree.structure(init), tuple(map(_inexact, jax.tree.leaves(init))),
-                   tuple(map(_inexact, jax.tree.leaves(xs))),
-                   tuple(map(_inexact, jax.tree.leaves(y))), tuple(map(_inexact, consts)))
+def unwrap(tree: Any) -> tuple[Any, list[bool]]:
+    """The values of a ``custom_vjp`` forward rule's argument (leaves
+    ``CustomVJPPrimal``, ``symbolic_zeros=True``) and whether each leaf is perturbed."""
+    leaves, tree_def = jax.tree.flatten(tree)
+    return (jax.tree.unflatten(tree_def, [a.value for a in leaves]),
+            [bool(a.perturbed) for a in leaves])
+
+
+def instantiate(ct: Any) -> Any:
+    """A cotangent with a ``SymbolicZero`` (an unperturbed output's) made zeros."""
+    if type(ct) is SymbolicZero:
+        return jnp.zeros(ct.aval.shape, ct.aval.dtype)
+    return ct
+
+
+#: Primitives that call a jaxpr once on their inputs (``jax.jit``, ``jax.checkpoint``).
+_CALLS = frozenset({"jit", "pjit", "closed_call", "core_call", "remat2", "checkpoint"})
+
+
+def _inner(eqn: Any) -> Any:
+    """The jaxpr a call equation runs on its own inputs and outputs, or None (loops,
+    conditionals and custom derivatives are not looked into)."""
+    if eqn.primitive.name not in _CALLS:
+        return None
+    for name in ("jaxpr", "call_jaxpr"):
+        inner = eqn.params.get(name)
+        inner = getattr(inner, "jaxpr", inner)
+        if (isinstance(inner, Jaxpr) and len(inner.invars) == len(eqn.invars)
+                and len(inner.outvars) == len(eqn.outvars)):
+            return inner
+    return None
+
+
+def _depends(jaxpr: Any, perturbed: Sequence[bool]) -> list[bool]:
+    """Which outputs of ``jaxpr`` depend on its perturbed inputs, forward through its
+    equations: an inexact output of an equation depends on every input of it (nothing
+    through ``stop_gradient``; the jaxprs of ``jax.jit`` and ``jax.checkpoint`` calls are
+    followed). Conservative where ``lax.scan``'s own analysis looks into loops."""
+    hit = {v for v, p in zip(jaxpr.invars, perturbed, strict=True) if p}
+
+    def is_hit(v: Any) -> bool:
+        return not isinstance(v, Literal) and v in hit
+
+    for eqn in jaxpr.eqns:
+        ins = [is_hit(v) for v in eqn.invars]
+        if eqn.primitive.name == "stop_gradient" or not any(ins):
+            continue
+        inner = _inner(eqn)
+        outs = _depends(inner, ins) if inner is not None else [True] * len(eqn.outvars)
+        hit.update(v for v, o in zip(eqn.outvars, outs, strict=True)
+                   if o and _inexact(v.aval.dtype))
+    return [is_hit(v) for v in jaxpr.outvars]
+
+
+def _shapes(fun: Callable, init: Any, x: Any, consts: Sequence[Any],
+            perturbed: tuple[list[bool], list[bool], list[bool]]) -> _Shapes:
+    """The structures and masks for ``fun(carry, x, *consts) -> (carry, y)`` given which
+    leaves of ``init``, ``x`` and ``consts`` are perturbed: a carry leaf is differentiated
+    if its initial value is perturbed or the step makes it depend on a differentiated
+    leaf (a fixed point, as ``lax.scan`` finds); a ``y`` leaf if it depends on one.
+
+    Only inexact leaves are differentiated. ``fun`` is traced once into a jaxpr, here in
+    the forward rule: a step using a collective over a ``jax.vmap`` axis name cannot be
+    traced in the backward rule (no name is bound there)."""
+    def mask(leaves: Sequence[Any], flags: Sequence[bool]) -> tuple[bool, ...]:
+        return tuple(f and _inexact(a) for a, f in zip(leaves, flags, strict=True))
+
+    c_leaves = jax.tree.leaves(init)
+    carry, x_mask = mask(c_leaves, perturbed[0]), mask(jax.tree.leaves(x), perturbed[1])
+    const_mask = mask(consts, perturbed[2])
+    jaxpr = jax.make_jaxpr(fun)(init, x, *consts).jaxpr
+    while True:
+        out = _depends(jaxpr, [*carry, *x_mask, *const_mask])
+        new = tuple(a or b for a, b in zip(carry, out, strict=False))
+        if new == carry:
+            break
+        carry = new
+    return _Shapes(jax.tree.structure(init), carry, x_mask, tuple(out[len(carry):]),
+                   const_mask)
 
 
 # ---------------------------------------------------------------------------
 # the loops
 # ---------------------------------------------------------------------------
-def primal(fun: Callable) -> Callable:
-    """``fun`` run as the forward pass of its VJP: a ``jax.custom_vjp`` function it calls
-    runs its forward rule, ordinary code that an enclosing forward mode
-    (``jax.hessian``, ``jax.jacfwd(jax.grad(...))``) can differentiate, where calling
-    it directly would be refused. The unused residuals are dead code in XLA."""
-    def run(*args: Any) -> Any:
-        return jax.vjp(fun, *args)[0]
+def _restricted(fun: Callable, sh: _Shapes, c: Any, x: Any,
+                consts: Sequence[Any]) -> tuple[Callable, tuple[list[Any], ...]]:
+    """``fun`` as a function of the differentiated leaves of ``c``, ``x`` and ``consts``
+    (the masks of ``sh``; it closes over the others), and those leaves."""
+    c_leaves, x_leaves = jax.tree.leaves(c), jax.tree.leaves(x)
+    x_tree = jax.tree.structure(x)
+
+    def diff_fun(cd: list[Any], xd: list[Any], cs: list[Any]) -> Any:
+        c_full = jax.tree.unflatten(sh.carry, _merge(cd, c_leaves, sh.carry_mask))
+        x_full = jax.tree.unflatten(x_tree, _merge(xd, x_leaves, sh.x_mask))
+        return fun(c_full, x_full, *_merge(cs, consts, sh.const_mask))
+
+    return diff_fun, (_split(c_leaves, sh.carry_mask), _split(x_leaves, sh.x_mask),
+                      _split(consts, sh.const_mask))
+
+
+def primal(fun: Callable, sh: _Shapes) -> Callable:
+    """``fun(carry, x, *consts)`` run as the forward pass of its VJP with respect to the
+    leaves ``sh`` marks: a ``jax.custom_vjp`` function it calls on them runs its forward
+    rule, ordinary code that an enclosing forward mode (``jax.hessian``,
+    ``jax.jacfwd(jax.grad(...))``) can differentiate, where calling it directly would be
+    refused. The unused residuals are dead code in XLA."""
+    def run(c: Any, x: Any, *consts: Any) -> Any:
+        diff_fun, args = _restricted(fun, sh, c, x, consts)
+        return jax.vjp(diff_fun, *args)[0]
     return run
 
 
@@ -203,8 +302,9 @@ def jax_errors_noted() -> Iterator[None]:
     ``axis_index`` over a ``jax.vmap`` axis whose vmap is inside the differentiated
     function, and JAX binds no such name while it runs a ``custom_vjp`` backward rule
     (jax-ml/jax#7047). An operation JAX cannot differentiate (``lax.while_loop``,
-    ``pure_callback``): the rules differentiate the step with respect to every
-    floating-point input, not only the perturbed ones as ``lax.scan`` does."""
+    ``pure_callback``) on an input the rules differentiate: the perturbed ones and those
+    the step makes depend on them, found conservatively (:func:`_shapes`), so possibly
+    more than ``lax.scan`` differentiates."""
     try:
         yield
     except NameError as err:
@@ -220,10 +320,11 @@ def jax_errors_noted() -> Iterator[None]:
         if any(words in str(err) for words in _NOT_DIFFERENTIABLE):
             err.add_note(
                 "pebbles.jax: a checkpointed loop differentiates its step with respect to "
-                "every floating-point input (the carry's leaves, xs, the arrays the step "
-                "closes over), not only those the gradient needs as lax.scan does, so an "
-                "operation JAX cannot differentiate fails even on inputs nothing is "
-                "differentiated for. Pass its inputs through jax.lax.stop_gradient (e.g. "
+                "the perturbed floating-point inputs and those the step makes depend on them, "
+                "following its operations forward (the outputs of a loop, a conditional or a "
+                "custom derivative counted as depending on all its inputs), so possibly more "
+                "than lax.scan differentiates. If no gradient should flow through the "
+                "operation, pass its inputs through jax.lax.stop_gradient (e.g. "
                 "forcing(lax.stop_gradient(t))), make them integers, or compute it outside "
                 "the loop")
         raise
@@ -252,7 +353,7 @@ def _walks(fun: Callable, prog: Any, lo: Any, hi: Any, buf: Any, xs: Any,
     return lax.fori_loop(lo, hi, walk, (buf, ys))
 
 
-def _forward(fun: Callable, rows: Rows, n: int, init: Any, xs: Any,
+def _forward(fun: Callable, sh: _Shapes, rows: Rows, n: int, init: Any, xs: Any,
              consts: Sequence[Any]) -> tuple[Any, Any, Any]:
     """Run the forward rows: (slot buffer, final carry, ys), the last two with the weak
     types ``lax.scan`` gives them."""
@@ -260,26 +361,22 @@ def _forward(fun: Callable, rows: Rows, n: int, init: Any, xs: Any,
     ys = jax.tree.map(lambda s: jnp.zeros((n, *s.shape), s.dtype), out[1])
     buf = _put(_slots(init, rows.nslots), init, 0)
     prog = jnp.asarray(rows.forward)
-    buf, ys = _walks(primal(fun), prog, 0, len(rows.forward), buf, xs, consts, ys)
+    buf, ys = _walks(primal(fun, sh), prog, 0, len(rows.forward), buf, xs, consts, ys)
     return buf, *_weak_like((_at(buf, rows.seed), ys), out)
 
 
 def _vjp_step(fun: Callable, sh: _Shapes, c: Any, x: Any, consts: Sequence[Any], g: list[Any],
               ct_y: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
-    """Cotangents of the inexact leaves of ``c`` and ``x`` and of the inexact ``consts`` for
-    one step, given those of the inexact leaves of the new carry (``g``) and of ``y``
+    """Cotangents of the differentiated leaves of ``c`` and ``x`` and ``consts`` for one
+    step, given those of the differentiated leaves of the new carry (``g``) and of ``y``
     (``ct_y``)."""
-    c_leaves, x_leaves = jax.tree.leaves(c), jax.tree.leaves(x)
-    x_tree = jax.tree.structure(x)
+    diff_fun, args = _restricted(fun, sh, c, x, consts)
 
-    def diff_step(cd: list[Any], xd: list[Any], cs: list[Any]) -> tuple[list[Any], list[Any]]:
-        c_full = jax.tree.unflatten(sh.carry, _merge(cd, c_leaves, sh.carry_mask))
-        x_full = jax.tree.unflatten(x_tree, _merge(xd, x_leaves, sh.x_mask))
-        c2, y = fun(c_full, x_full, *_merge(cs, consts, sh.const_mask))
+    def diff_step(*args: list[Any]) -> tuple[list[Any], list[Any]]:
+        c2, y = diff_fun(*args)
         return _split(jax.tree.leaves(c2), sh.carry_mask), _split(jax.tree.leaves(y), sh.y_mask)
 
-    _, pull = jax.vjp(diff_step, _split(c_leaves, sh.carry_mask), _split(x_leaves, sh.x_mask),
-                      _split(consts, sh.const_mask))
+    _, pull = jax.vjp(diff_step, *args)
     return pull((g, ct_y))
 
 
@@ -287,7 +384,8 @@ def _backward(fun: Callable, sh: _Shapes, rows: Rows, buf: Any, xs: Any, consts:
               g: list[Any], ct_ys: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
     """Run the backward rows from the cotangent ``g`` of ``s_n``: (g_s0, g_xs, g_consts).
 
-    ``g``, ``ct_ys`` and the returned cotangents hold the inexact leaves only.
+    ``g``, ``ct_ys`` and the returned cotangents hold the differentiated leaves only
+    (the masks of ``sh``).
     Blocks of walks then paints are two inner loops, so that no buffer passes
     through a ``lax.cond`` (XLA would copy it at every row).
     """
@@ -298,7 +396,7 @@ def _backward(fun: Callable, sh: _Shapes, rows: Rows, buf: Any, xs: Any, consts:
              [jnp.zeros_like(a) for a in _split(consts, sh.const_mask)])
 
     def step(c: Any, x: Any, *cs: Any) -> tuple[Any, None]:
-        return primal(fun)(c, x, *cs)[0], None
+        return primal(fun, sh)(c, x, *cs)[0], None
 
     def paint(buf: Any) -> Callable:
         def body(k: Any, grads: tuple) -> tuple:
@@ -331,23 +429,27 @@ def make_scan(fun: Callable, rows: Rows, n: int, unroll: int | bool = 1) -> Call
         return lax.scan(lambda c, x: fun(c, x, *consts), init, xs, length=n, unroll=unroll)
 
     def scan_fwd(init: Any, xs: Any, consts: list[Any]) -> tuple:
+        (init, init_p), (xs, xs_p), (consts, consts_p) = map(unwrap, (init, xs, consts))
         with jax_errors_noted():
-            buf, carry, ys = _forward(fun, rows, n, init, xs, consts)
-        return (carry, ys), (buf, xs, consts)
+            sh = _shapes(fun, init, _at(xs, 0), consts, (init_p, xs_p, consts_p))
+            buf, carry, ys = _forward(fun, sh, rows, n, init, xs, consts)
+        return (carry, ys), (buf, xs, consts, sh)
 
     def scan_bwd(res: tuple, ct: tuple) -> tuple:
-        buf, xs, consts = res
+        buf, xs, consts, sh = res
         ct_carry, ct_ys = ct
-        sh = _shapes(_at(buf, 0), xs, ct_ys, consts)
-        g = _split(jax.tree.leaves(ct_carry), sh.carry_mask)
-        ct_yd = _split(jax.tree.leaves(ct_ys), sh.y_mask)
+        ct_ys = jax.tree.leaves(ct_ys)  # an unused y (a SymbolicZero) gets no cotangent
+        sh = replace(sh, y_mask=tuple(m and type(a) is not SymbolicZero
+                                      for m, a in zip(sh.y_mask, ct_ys, strict=True)))
+        g = [instantiate(a) for a in _split(jax.tree.leaves(ct_carry), sh.carry_mask)]
         with jax_errors_noted():
-            g0, gxs, gcs = _backward(fun, sh, rows, buf, xs, consts, g, ct_yd)
+            g0, gxs, gcs = _backward(fun, sh, rows, buf, xs, consts, g,
+                                     _split(ct_ys, sh.y_mask))
         none_c = [None] * len(sh.carry_mask)
         g_init = jax.tree.unflatten(sh.carry, _merge(g0, none_c, sh.carry_mask))
         x_leaves = [None] * len(sh.x_mask)
         g_xs = jax.tree.unflatten(jax.tree.structure(xs), _merge(gxs, x_leaves, sh.x_mask))
         return g_init, g_xs, _merge(gcs, [None] * len(consts), sh.const_mask)
 
-    scan.defvjp(scan_fwd, scan_bwd)
+    scan.defvjp(scan_fwd, scan_bwd, symbolic_zeros=True)
     return scan

@@ -66,12 +66,15 @@ from ._jax_scan import (
     _at,
     _merge,
     _put,
+    _Shapes,
     _shapes,
     _slots,
     _split,
     _vjp_step,
+    instantiate,
     jax_errors_noted,
     primal,
+    unwrap,
 )
 from ._moves import Game
 from ._online import _R3_LIMIT, _r3_layout, r3_choices
@@ -558,6 +561,19 @@ def _short(budget: int) -> int:
 # ---------------------------------------------------------------------------
 # the loops
 # ---------------------------------------------------------------------------
+def _as_step(fun: Callable) -> Callable:
+    """``fun(carry, *consts) -> carry`` as a scan step ``(carry, x, *consts) -> (carry, None)``."""
+    def step(c: Any, x: Any, *consts: Any) -> tuple[Any, None]:
+        return fun(c, *consts), None
+    return step
+
+
+def _primal(fun: Callable, sh: _Shapes) -> Callable:
+    """:func:`pebbles._jax_scan.primal` of ``fun(carry, *consts) -> carry``."""
+    run = primal(_as_step(fun), sh)
+    return lambda c, *consts: run(c, None, *consts)[0]
+
+
 def _forward(fun: Callable, go: Callable, budget: int, init: Any,
              consts: Sequence[Any], greedy: bool) -> tuple[Any, Any, Controller, Any]:
     """Run the loop while ``go((carry, k))``, storing states as the controller says:
@@ -630,19 +646,17 @@ def _walks(fun: Callable, tabs: tuple, init: Any, slots: Any, consts: Sequence[A
         lambda m, s: short[s, jnp.minimum(m, top)]), state)
 
 
-def _backward(fun: Callable, budget: int, init: Any, buf: Any, ctl: Controller, n: Any,
-              consts: Sequence[Any], g: list[Any]) -> tuple[list[Any], list[Any]]:
-    """Reverse the ``n`` steps from the cotangent ``g`` of ``s_n``: (g_s0, g_consts)."""
+def _backward(fun: Callable, sh: _Shapes, budget: int, init: Any, buf: Any, ctl: Controller,
+              n: Any, consts: Sequence[Any], g: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Reverse the ``n`` steps from the cotangent ``g`` of ``s_n``: (g_s0, g_consts), the
+    differentiated leaves only (the masks of ``sh``)."""
     tabs = (tuple(jnp.asarray(a) for a in beta_table(budget)),
             jnp.asarray(split_table(budget)))
-    sh = _shapes(init, None, None, consts)
-
-    def step(c: Any, x: Any, *cs: Any) -> tuple[Any, None]:
-        return fun(c, *cs), None
+    step = _as_step(fun)
 
     def reverse_one(state: tuple) -> tuple:
         buf, stack, sp, g, gcs = state
-        buf, stack, sp = _walks(primal(fun), tabs, init, ctl.slots, consts, (buf, stack, sp))
+        buf, stack, sp = _walks(_primal(fun, sh), tabs, init, ctl.slots, consts, (buf, stack, sp))
         c = _state(init, buf, ctl.slots, stack[sp - 1, 3])
         g, _, gk = _vjp_step(step, sh, c, None, consts, g, [])
         return buf, stack, sp - 1, g, [a + b for a, b in zip(gcs, gk, strict=True)]
@@ -674,21 +688,21 @@ def make_while(fun: Callable, cfun: Callable, budget: int,
                               state)[0]
 
     def loop_fwd(init: Any, consts: list[Any], cconsts: list[Any]) -> tuple:
+        (init, init_p), (consts, consts_p), (cconsts, _p) = map(unwrap, (init, consts, cconsts))
         with jax_errors_noted():
-            c, buf, ctl, n = _forward(primal(fun), going(cconsts), budget, init, consts,
+            sh = _shapes(_as_step(fun), init, None, consts, (init_p, [], consts_p))
+            c, buf, ctl, n = _forward(_primal(fun, sh), going(cconsts), budget, init, consts,
                                       greedy)
-        return c, (init, buf, ctl, n, consts, cconsts)
+        return c, (init, buf, ctl, n, consts, sh, cconsts)
 
     def loop_bwd(res: tuple, ct: Any) -> tuple:
-        init, buf, ctl, n, consts, cconsts = res
-        mask = [jnp.issubdtype(jnp.result_type(a), jnp.inexact) for a in jax.tree.leaves(init)]
-        g = _split(jax.tree.leaves(ct), mask)
+        init, buf, ctl, n, consts, sh, cconsts = res
+        g = [instantiate(a) for a in _split(jax.tree.leaves(ct), sh.carry_mask)]
         with jax_errors_noted():
-            g0, gcs = _backward(fun, budget, init, buf, ctl, n, consts, g)
-        g_init = jax.tree.unflatten(jax.tree.structure(init), _merge(g0, [None] * len(mask), mask))
-        g_cc = [jnp.zeros_like(a) if jnp.issubdtype(a.dtype, jnp.inexact) else None
-                for a in map(jnp.asarray, cconsts)]
-        return g_init, gcs, g_cc
+            g0, gcs = _backward(fun, sh, budget, init, buf, ctl, n, consts, g)
+        none_c = [None] * len(sh.carry_mask)
+        g_init = jax.tree.unflatten(sh.carry, _merge(g0, none_c, sh.carry_mask))
+        return g_init, gcs, [None] * len(cconsts)  # cond is not differentiated
 
-    loop.defvjp(loop_fwd, loop_bwd)
+    loop.defvjp(loop_fwd, loop_bwd, symbolic_zeros=True)
     return loop

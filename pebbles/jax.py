@@ -499,7 +499,9 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     -----
     A ``jax.custom_vjp``: reverse mode, and second derivatives forward-over-reverse
     (``jax.hessian``, ``jax.jacfwd(jax.grad(...))``); JAX refuses forward mode
-    (``jax.jvp``) and ``jax.grad(jax.grad(...))``.
+    (``jax.jvp``) and ``jax.grad(jax.grad(...))``. As ``lax.scan``, ``f`` is
+    differentiated only with respect to the perturbed inputs and the carry leaves it
+    makes depend on them, so an operation JAX cannot differentiate may touch the others.
 
     Examples
     --------
@@ -584,7 +586,9 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
         The final carry, as ``jax.lax.while_loop`` (with its dtypes and weak
         types). Reverse-mode differentiable (``jax.grad``, ``jax.vjp``) with
         respect to ``init`` and the arrays ``body`` closes over; integer and
-        boolean leaves get no cotangent. Second derivatives work
+        boolean leaves get no cotangent, and ``body`` is differentiated only with
+        respect to the perturbed inputs and the carry leaves it makes depend on
+        them, as by ``lax.scan``. Second derivatives work
         forward-over-reverse (``jax.hessian``, ``jax.jacfwd(jax.grad(...))``);
         JAX refuses forward mode and ``jax.grad(jax.grad(...))``.
 

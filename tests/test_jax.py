@@ -638,11 +638,12 @@ def test_collectives_over_a_vmap_axis_name():
         assert "Apply jax.vmap outside jax.grad" in "".join(err.value.__notes__)
 
 
-def test_a_step_jax_cannot_differentiate_gets_a_note_and_stop_gradient_mends_it():
-    """A lax.while_loop on a time leaf nothing is differentiated for: lax.scan
-    differentiates only perturbed inputs, the checkpointed loops every floating-point one,
-    so JAX refuses; the error says so and names lax.stop_gradient, which mends it."""
-    def root(t):  # a Newton solve on the time only
+def test_only_perturbed_inputs_are_differentiated_as_by_lax_scan():
+    """A lax.while_loop (a Newton solve) on a time leaf of the carry that depends on
+    nothing differentiated: both loops differentiate only the perturbed leaves, as lax.scan
+    does, and give its gradient, with or without lax.stop_gradient. On a differentiated
+    leaf JAX refuses, as for lax.scan, and the error gets a note naming stop_gradient."""
+    def root(t):  # a Newton solve
         return jax.lax.while_loop(lambda y: jnp.abs(y * y - (1 + t)) > 1e-12,
                                   lambda y: 0.5 * (y + (1 + t) / y), 2.0 + t)
 
@@ -650,21 +651,69 @@ def test_a_step_jax_cannot_differentiate_gets_a_note_and_stop_gradient_mends_it(
         u, t = c
         return u + 0.01 * jnp.sin(th * u) * root(jax.lax.stop_gradient(t) if stop else t), t + 0.01
 
-    def losses(stop):
-        return (lambda th: cscan(2)(lambda c, _: (step(th, c, stop), None), (0.3, 0.0),
+    def losses(step):
+        return (lambda th: cscan(2)(lambda c, _: (step(th, c), None), (0.3, 0.0),
                                     None, length=6)[0][0],
                 lambda th: checkpointed_while_loop(lambda c: c[1] < 0.055,
-                                                   lambda c: step(th, c, stop), (0.3, 0.0),
+                                                   lambda c: step(th, c), (0.3, 0.0),
                                                    budget=2)[0])
 
     want = jax.grad(lambda th: jax.lax.scan(lambda c, _: (step(th, c, False), None),
                                             (0.3, 0.0), None, length=6)[0][0])(0.7)
-    for loss in losses(False):
+    for stop in (False, True):
+        for loss in losses(functools.partial(step, stop=stop)):
+            np.testing.assert_allclose(jax.grad(loss)(0.7), want, rtol=1e-12)
+            np.testing.assert_allclose(jax.jit(jax.grad(loss))(0.7), want, rtol=1e-12)
+
+    def on_u(th, c):
+        u, t = c
+        return u + 0.01 * jnp.sin(th * u) * root(u), t + 0.01
+
+    for loss in losses(on_u):
         with pytest.raises(ValueError, match="Reverse-mode differentiation") as err:
             jax.grad(loss)(0.7)
         assert "jax.lax.stop_gradient" in "".join(err.value.__notes__)
-    for loss in losses(True):
-        np.testing.assert_allclose(jax.grad(loss)(0.7), want, rtol=1e-12)
+
+
+def test_a_loop_in_the_step_counts_as_a_whole_for_what_is_differentiated():
+    """An inner lax.scan swaps its carry twice: its outputs are taken to depend on all
+    its inputs (one pass through its body would say the swapped one), so the gradient
+    through the first leaf is lax.scan's, not zero."""
+    def step(th, c, _):
+        u, w = c
+        (p, _), _ = jax.lax.scan(lambda d, _: ((d[1], d[0]), None), (jnp.sin(th * u), w),
+                                 None, length=2)
+        return (u + 0.1 * p, w + 0.01), None
+
+    def loss(scan):
+        return jax.grad(lambda th: scan(functools.partial(step, th), (0.3, 0.0), None,
+                                        length=5)[0][0])
+
+    want = loss(jax.lax.scan)(0.7)
+    assert abs(want) > 1e-3
+    np.testing.assert_allclose(loss(cscan(2))(0.7), want, rtol=1e-12)
+
+
+def test_a_pure_callback_on_xs_data_under_jit():
+    """jax.pure_callback (no derivative rule) on xs leaves nothing is differentiated for:
+    the gradient with respect to a parameter equals lax.scan's, under jit."""
+    def forcing(x):
+        return jax.pure_callback(np.cos, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    def loss(scan):
+        def total(th):
+            def f(c, x):
+                c = c + 0.1 * jnp.sin(th * c) * forcing(x["w"]) + x["k"]
+                return c, c * forcing(x["w"])
+
+            xs = {"w": jnp.linspace(0.0, 1.0, 9), "k": jnp.arange(9) % 2}
+            c, ys = scan(f, 0.5, xs)
+            return c + ys.sum()
+        return jax.jit(jax.grad(total))
+
+    want = loss(jax.lax.scan)(0.7)
+    np.testing.assert_allclose(loss(cscan(3))(0.7), want, rtol=1e-12)
+    np.testing.assert_allclose(loss(cscan(2))(0.7), want, rtol=1e-12)
 
 
 def test_a_step_that_is_not_callable_is_named():
