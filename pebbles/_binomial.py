@@ -21,6 +21,7 @@ from __future__ import annotations
 from math import comb
 
 from ._moves import Game
+from ._treeverse import min_steps, repetitions
 
 __all__ = ["BetaTable"]
 
@@ -72,20 +73,15 @@ class BetaTable:
         return row[r]
 
     def repetitions(self, m: int, s: int) -> int:
-        """Least r with ``beta(s, r) >= m`` (requires a feasible (m, s))."""
-        r = 0
-        while self.beta(s, r) < m:
-            r += 1
-        return r
+        """Least r with ``beta(s, r) >= m`` (requires a feasible (m, s)): by bisection on
+        the closed form, O(log m) binomials (:func:`pebbles._treeverse.repetitions`)."""
+        return repetitions(self.game, m, s)
 
     def min_steps(self, m: int, s: int) -> int:
-        """Minimum forward steps to reverse ``m`` steps with ``s`` pebbles."""
-        if m <= 1:
-            return 0
-        r = self.repetitions(m, s)
-        if self.game is Game.INPLACE:
-            return r * m - comb(s + r, s + 1)
-        return r * (m - 1) - sum(self.beta(s, i) - 1 for i in range(r))
+        """Minimum forward steps to reverse ``m`` steps with ``s`` pebbles: the closed form
+        of the module docstring, O(log m) binomials (:func:`pebbles._treeverse.min_steps`;
+        walking r = 0, 1, ... takes r ~ m / 2 terms at s = 2 in the checkpoint game)."""
+        return min_steps(self.game, m, s)
 
     def split_range(self, m: int, s: int) -> tuple[int, int]:
         """Range ``(lo, hi)`` of optimal first-checkpoint offsets for (m, s), m >= 2.

@@ -48,14 +48,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
-from math import comb
 from typing import TYPE_CHECKING, Any
 
 from ._binomial import BetaTable
 from ._budget import check_budget
 from ._errors import InfeasibleBudgetError
 from ._moves import Game, Move, MoveKind
-from ._treeverse import _rows, _tasks
+from ._treeverse import _rows, _tasks, beta, min_steps
 from ._validation import check_bool, check_choice, check_int
 
 if TYPE_CHECKING:
@@ -342,15 +341,15 @@ class _R3(_SlotState):
     def __init__(self, cells: list[int], s: int, game: Game,
                  cost: Callable[[int, int], float]) -> None:
         pos = [0, *cells]
-        self.s, self.cost, table = s, cost, BetaTable(game)
+        self.s, self.cost = s, cost
         self.inplace = game is Game.INPLACE
         self.d = [0] + [pos[s - j + 1] - pos[s - j] for j in range(1, s + 1)]
         self.fixed = [False] * (s + 1)   # fixed[k]: the checkpoint above level k is a mark
         self.top, marks = _r3_layout(s, game)
         self.front = pos[-1]
         self.marks = [m for m in marks[::-1] if m >= self.front]   # the next one last
-        self.end = table.beta(s, 3) - 1
-        self.b2 = table.beta(s, 2)
+        self.end = beta(game, s, 3) - 1
+        self.b2 = beta(game, s, 2)
         self.fwd = 3
         self.limit = _R3_LIMIT[game]
         self.over = self.front + sum(cost(self.d[j], j) for j in range(1, s + 1)) \
@@ -481,7 +480,7 @@ def _inplace_cost(d: int, s: int) -> float:
     """``cost(d, s)`` of the in-place game (:func:`_interval_costs`)."""
     if d <= 1:
         return 0
-    return _min_steps(d, s, False) if s else _INF
+    return min_steps(Game.INPLACE, d, s) if s else _INF
 
 
 @lru_cache(maxsize=1 << 16)
@@ -491,41 +490,7 @@ def _checkpoint_cost(d: int, s: int) -> float:
         return 0
     if s == 0 or (s == 1 and d > 2):
         return _INF
-    return _min_steps(d, s, True)
-
-
-def _min_steps(d: int, s: int, checkpoint: bool) -> int:
-    """``BetaTable.min_steps(d, s)`` in O(log r) binomials (``d >= 2``, ``s >= 1``).
-
-    ``T = r d - P(s, r)``, where ``r`` is the least with ``beta(s, r) >= d`` (found
-    by doubling, then bisection; ``beta`` grows with ``r``) and ``P(s, r)`` is
-    ``beta(s, 0) + ... + beta(s, r - 1)``. The table's own lookup walks
-    ``r = 0, 1, ...``: ``r`` grows like ``n`` at ``S = 2`` (checkpoint game).
-    """
-    lo, hi = 0, 1
-    while _beta(s, hi, checkpoint) < d:
-        lo, hi = hi, 2 * hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if _beta(s, mid, checkpoint) < d else (lo, mid)
-    return hi * d - _beta_sum(s, hi, checkpoint)
-
-
-def _beta(s: int, r: int, checkpoint: bool) -> int:
-    """``beta(s, r)``, ``s >= 1``, in closed form: ``C(s + r, s)`` in-place; in the
-    checkpoint game ``C(s + r - 1, s - 1) + C(s + r - 2, s - 1)`` (the second term
-    0 at ``r = 0``), which obeys Pascal's rule with ``beta(s, 0) = 1`` and
-    ``beta(1, r >= 1) = 2``, the table's recurrence."""
-    if not checkpoint:
-        return comb(s + r, s)
-    return comb(s + r - 1, s - 1) + (comb(s + r - 2, s - 1) if r else 0)
-
-
-def _beta_sum(s: int, r: int, checkpoint: bool) -> int:
-    """``beta(s, 0) + ... + beta(s, r - 1)`` (hockey stick on :func:`_beta`'s terms)."""
-    if not checkpoint:
-        return comb(s + r, s + 1)
-    return comb(s + r - 1, s) + (comb(s + r - 2, s) if r else 0)
+    return min_steps(Game.CHECKPOINT, d, s)
 
 
 def _cheapest_next(cells: list[int], s: int, cost: Callable[[int, int], float],
