@@ -231,7 +231,7 @@ def _depends(jaxpr: Any, perturbed: Sequence[bool]) -> list[bool]:
 
 
 def _shapes(fun: Callable, init: Any, x: Any, consts: Sequence[Any],
-            perturbed: tuple[list[bool], list[bool], list[bool]]) -> _Shapes:
+            perturbed: tuple[list[bool], list[bool], list[bool]]) -> tuple[_Shapes, Any]:
     """The structures and masks for ``fun(carry, x, *consts) -> (carry, y)`` given which
     leaves of ``init``, ``x`` and ``consts`` are perturbed: a carry leaf is differentiated
     if its initial value is perturbed or the step makes it depend on a differentiated
@@ -239,14 +239,16 @@ def _shapes(fun: Callable, init: Any, x: Any, consts: Sequence[Any],
 
     Only inexact leaves are differentiated. ``fun`` is traced once into a jaxpr, here in
     the forward rule: a step using a collective over a ``jax.vmap`` axis name cannot be
-    traced in the backward rule (no name is bound there)."""
+    traced in the backward rule (no name is bound there). Also returned: the shapes,
+    dtypes and weak types of ``fun``'s output, from that trace."""
     def mask(leaves: Sequence[Any], flags: Sequence[bool]) -> tuple[bool, ...]:
         return tuple(f and _inexact(a) for a, f in zip(leaves, flags, strict=True))
 
     c_leaves = jax.tree.leaves(init)
     carry, x_mask = mask(c_leaves, perturbed[0]), mask(jax.tree.leaves(x), perturbed[1])
     const_mask = mask(consts, perturbed[2])
-    jaxpr = jax.make_jaxpr(fun)(init, x, *consts).jaxpr
+    closed, shapes = jax.make_jaxpr(fun, return_shape=True)(init, x, *consts)
+    jaxpr = closed.jaxpr
     while True:
         out = _depends(jaxpr, [*carry, *x_mask, *const_mask])
         new = tuple(a or b for a, b in zip(carry, out, strict=False))
@@ -254,7 +256,7 @@ def _shapes(fun: Callable, init: Any, x: Any, consts: Sequence[Any],
             break
         carry = new
     return _Shapes(jax.tree.structure(init), carry, x_mask, tuple(out[len(carry):]),
-                   const_mask)
+                   const_mask), shapes
 
 
 # ---------------------------------------------------------------------------
@@ -353,11 +355,10 @@ def _walks(fun: Callable, prog: Any, lo: Any, hi: Any, buf: Any, xs: Any,
     return lax.fori_loop(lo, hi, walk, (buf, ys))
 
 
-def _forward(fun: Callable, sh: _Shapes, rows: Rows, n: int, init: Any, xs: Any,
+def _forward(fun: Callable, sh: _Shapes, out: Any, rows: Rows, n: int, init: Any, xs: Any,
              consts: Sequence[Any]) -> tuple[Any, Any, Any]:
     """Run the forward rows: (slot buffer, final carry, ys), the last two with the weak
-    types ``lax.scan`` gives them."""
-    out = jax.eval_shape(fun, init, _at(xs, 0), *consts)
+    types ``lax.scan`` gives them (``out``: the step's output shapes, :func:`_shapes`)."""
     ys = jax.tree.map(lambda s: jnp.zeros((n, *s.shape), s.dtype), out[1])
     buf = _put(_slots(init, rows.nslots), init, 0)
     prog = jnp.asarray(rows.forward)
@@ -431,8 +432,8 @@ def make_scan(fun: Callable, rows: Rows, n: int, unroll: int | bool = 1) -> Call
     def scan_fwd(init: Any, xs: Any, consts: list[Any]) -> tuple:
         (init, init_p), (xs, xs_p), (consts, consts_p) = map(unwrap, (init, xs, consts))
         with jax_errors_noted():
-            sh = _shapes(fun, init, _at(xs, 0), consts, (init_p, xs_p, consts_p))
-            buf, carry, ys = _forward(fun, sh, rows, n, init, xs, consts)
+            sh, out = _shapes(fun, init, _at(xs, 0), consts, (init_p, xs_p, consts_p))
+            buf, carry, ys = _forward(fun, sh, out, rows, n, init, xs, consts)
         return (carry, ys), (buf, xs, consts, sh)
 
     def scan_bwd(res: tuple, ct: tuple) -> tuple:

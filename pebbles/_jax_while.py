@@ -690,7 +690,7 @@ def make_while(fun: Callable, cfun: Callable, budget: int,
     def loop_fwd(init: Any, consts: list[Any], cconsts: list[Any]) -> tuple:
         (init, init_p), (consts, consts_p), (cconsts, _p) = map(unwrap, (init, consts, cconsts))
         with jax_errors_noted():
-            sh = _shapes(_as_step(fun), init, None, consts, (init_p, [], consts_p))
+            sh, _ = _shapes(_as_step(fun), init, None, consts, (init_p, [], consts_p))
             c, buf, ctl, n = _forward(_primal(fun, sh), going(cconsts), budget, init, consts,
                                       greedy)
         return c, (init, buf, ctl, n, consts, sh, cconsts)
