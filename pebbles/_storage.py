@@ -232,12 +232,20 @@ class MemoryStore(Store):
         self._data: dict[Key, np.ndarray] = {}
         self._unused: list[np.ndarray] = []  # buffers lent to put: handed back unused
         self.bytes_written = self.bytes_read = 0
+        self._closed = False
+
+    def _open(self, key: Key, call: str) -> Key:
+        """``key`` checked, on a store that is not closed."""
+        if self._closed:
+            raise StoreError(f"{call}({key!r}): the memory store is closed; make a new "
+                             f"MemoryStore()")
+        return _check_key(key)
 
     def __len__(self) -> int:
         return len(self._data)
 
     def put(self, key: Key, array: np.ndarray, into: np.ndarray | None = None) -> None:
-        key = _check_key(key)
+        key = self._open(key, "put")
         if key in self._data:
             raise StoreError(f"put({key!r}): the store already holds {key!r}; delete it first")
         self._data[key] = np.array(array, copy=True)
@@ -250,7 +258,7 @@ class MemoryStore(Store):
         return out
 
     def get(self, key: Key, out: np.ndarray | None = None) -> np.ndarray:
-        key = _check_key(key)
+        key = self._open(key, "get")
         if key not in self._data:
             raise StoreError(f"get({key!r}): the store holds no {key!r}")
         out = _into(self._data[key], out)
@@ -258,10 +266,11 @@ class MemoryStore(Store):
         return out
 
     def delete(self, key: Key) -> None:
-        if self._data.pop(_check_key(key), None) is None:
+        if self._data.pop(self._open(key, "delete"), None) is None:
             raise StoreError(f"delete({key!r}): the store holds no {key!r}")
 
     def close(self) -> None:
+        self._closed = True
         self._data.clear()
         self._unused.clear()
 

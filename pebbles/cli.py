@@ -685,7 +685,9 @@ def _plan(args: argparse.Namespace) -> int:
     if p.memory is not None:
         lines.append(f"# memory held at most: {p.memory} bytes ({b.states} states)")
     if p.skipped:
-        why = [m if "(" in m else f"{m} (too slow to solve exactly here)" for m in p.skipped]
+        # a bare method name is the reversible optimum left out as too slow (Plan.skipped)
+        why = [f"{m} (too slow to solve exactly here)" if m in methods() else m
+               for m in p.skipped]
         lines.append(f"# not costed: {'; '.join(why)}")
     if b.needs_step_into:
         lines.append("# the in-place game: give pebbles.replay a step_into callback")

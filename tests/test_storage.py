@@ -346,12 +346,15 @@ def test_keyboard_interrupt_leaves_no_file(tmp_path):
     assert not folder.exists()
 
 
-def test_closed_store_refuses_work_and_close_is_idempotent():
-    st = DiskStore()
+@pytest.mark.parametrize("make", [DiskStore, MemoryStore])
+def test_closed_store_refuses_work_and_close_is_idempotent(make):
+    st = make()
+    st.put(1, np.zeros(1))
     st.close()
     st.close()
-    with pytest.raises(StoreError, match="closed"):
-        st.put(1, np.zeros(1))
+    for call in (lambda: st.put(2, np.zeros(1)), lambda: st.get(1), lambda: st.delete(1)):
+        with pytest.raises(StoreError, match="closed"):
+            call()
 
 
 @pytest.mark.parametrize("key", [True, 1.5, "a/b", ""])
