@@ -22,6 +22,9 @@ def check_npz_output(flag: str, path: str | None) -> None:
     if out.is_dir():
         raise PebblesValueError(f"{flag} {path} is a directory; name a file, e.g. "
                                 f"{out / 'out.npz'}")
+    if out.name == ".npz":  # Path(".npz").suffix is "": a dot file with no name
+        raise PebblesValueError(f"{flag} {path} names no file: the file needs a name before "
+                                f".npz, e.g. {flag} {out.with_name('out.npz')}")
     if out.suffix != ".npz":
         raise PebblesValueError(f"{flag} {path} must end in .npz (numpy.savez adds it)")
     _check_parent(flag, path, out.parent if str(out.parent) else Path("."))

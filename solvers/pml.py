@@ -50,6 +50,7 @@ import numpy as np
 
 import pebbles
 from pebbles import PebblesTypeError, PebblesValueError
+from pebbles._validation import a_kind, check_bool
 from pebbles.cli import (
     MAX_INT,
     OneLineParser,
@@ -60,7 +61,7 @@ from pebbles.cli import (
     run_command,
 )
 from solvers import _pml_kernels as kern
-from solvers._checks import reals
+from solvers._checks import real, reals
 from solvers._memory import available_memory, release_freed_memory
 from solvers._paths import check_npz_output
 from solvers._threading import threading_layer
@@ -286,6 +287,7 @@ class PMLConfig:
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.h is not None:
             _spacing_in_range(self.h)
+        _time_step_in_range(self.dt, self.spacing)
         if not 0 < self.reflection < 1:
             raise PebblesValueError(
                 f"reflection={self.reflection!r} must be in (0, 1) ({_FIELDS['reflection']}); "
@@ -360,6 +362,30 @@ def _spacing_in_range(h: float) -> None:
             f"h={h!r} must be between {low:.3g} and {high:.3g} (the grid spacing: its "
             f"square must be a normal float64, so that the constants dt^2/h^2 stay finite "
             f"and nonzero); pass e.g. h={_example('h')}")
+
+
+def _dt_range(h: float) -> tuple[float, float]:
+    """The time steps ``dt`` whose kernel constants are normal float64 numbers at grid
+    spacing ``h`` (in :data:`_H_RANGE`): ``dt^2``, ``dt^2 / h^2`` and ``dt^2 / (2 h)``
+    between 2^-1022 and 2^1022 (``dt / (2 h)`` follows). A smaller ``dt`` makes them 0
+    or subnormal (the step then multiplies the field by 0: loss and gradient 0), a
+    larger one infinite; the stability rules bound ``dt`` far below the top."""
+    scale = max(1.0, h, math.sqrt(2.0 * h))
+    return 2.0**-511 * scale * (1 + 2.0**-50), 2.0**511 * min(1.0, h, math.sqrt(2.0 * h))
+
+
+def _time_step_in_range(dt: float, h: float) -> None:
+    """Refuse a time step outside :func:`_dt_range` of ``h``."""
+    low, high = _dt_range(h)
+    if low <= dt <= high:
+        return
+    default = _example("dt")
+    fix = (default if low <= default <= high
+           else _rounded(low, up=True) if dt < low else _rounded(high, up=False))
+    raise PebblesValueError(
+        f"dt={dt!r} must be between {low:.3g} and {high:.3g} at grid spacing {h:.6g} (the "
+        f"time step: dt^2, dt^2/h^2 and dt^2/(2h) must be normal float64 numbers, or the "
+        f"kernels multiply the field by 0 or infinity); pass e.g. dt={fix}")
 
 
 def _real_field(name: str, v: object, *, positive: bool) -> None:
@@ -593,6 +619,7 @@ class PMLSolver:
         self.grad_source = np.zeros(cfg.steps)
         self._buffers = [_state_array(cfg), _state_array(cfg)]
         self._turn = 0
+        self._state_shape = (4, *cfg.shape)
         self._chooser: ThreadChooser | None = None
         #: A store whose background writes (``pebbles.Store.writing``) share the machine
         #: with the kernels: the chooser learns kernels run meanwhile apart.
@@ -639,25 +666,67 @@ class PMLSolver:
     def _fsrc(self, i: int) -> float:
         return float(self.source[i]) * self.cfg.dt ** 2
 
+    def _check(self, name: str, a: object) -> None:
+        """Refuse a state that is not a float64 array of shape ``(4, nx+2, ny+2)``: the
+        kernels take their loop bounds from its shape and index ``c`` and the PML
+        profiles of ``cfg``'s grid (past their ends otherwise). The usual case costs a
+        type, a shape and a dtype identity check."""
+        if type(a) is np.ndarray and a.shape == self._state_shape and a.dtype is _FLOAT64:
+            return
+        _check_state(name, a, self._state_shape)
+
+    def _check_step(self, i: int) -> None:
+        """Refuse a step number outside ``0 <= i < steps`` (``source[i]`` would raise an
+        IndexError, or a negative ``i`` take a value from the end)."""
+        if not 0 <= i < self.cfg.steps:
+            raise PebblesValueError(
+                f"i={i!r} must be a step number in 0..{self.cfg.steps - 1} (step i maps s_i "
+                f"to s_{{i+1}}, cfg.steps={self.cfg.steps}); pass 0 <= i < {self.cfg.steps}")
+
     def step(self, i: int, s: np.ndarray) -> np.ndarray:
-        """Return ``s_{i+1}`` (a new array) from ``s_i``; step ``i`` adds ``f_{i+1} dt^2``."""
+        """Return ``s_{i+1}`` (a new array) from ``s_i``; step ``i`` adds ``f_{i+1} dt^2``.
+
+        Raises
+        ------
+        pebbles.PebblesValueError
+            If ``i`` is not in ``0..steps-1``, or ``s`` is not a float64 array of
+            shape ``(4, nx+2, ny+2)`` (the kernels would index past the grid's ends).
+        pebbles.PebblesTypeError
+            If ``s`` is not a NumPy array.
+        """
+        self._check_step(i)
+        self._check("s", s)
         out = _state_array(self.cfg)
         self._run("step", kern.step_kernel, s, self.c, self.sig, self.tau, self.k, self.isrc,
                   self.jsrc, self._fsrc(i), out)
         return out
 
     def step_into(self, i: int, s: np.ndarray, out: np.ndarray) -> None:
-        """Write ``s_{i+1}`` into ``out``; ``out is s`` runs the in-place kernel."""
+        """Write ``s_{i+1}`` into ``out``; ``out is s`` runs the in-place kernel.
+
+        ``i``, ``s`` and ``out`` are checked as in :meth:`step`.
+        """
+        self._check_step(i)
+        self._check("s", s)
         if out is s:
             self._run("inplace", kern.step_inplace_kernel, s, self.c, self.sig, self.tau,
                       self.k, self.isrc, self.jsrc, self._fsrc(i))
         else:
+            self._check("out", out)
             self._run("step", kern.step_kernel, s, self.c, self.sig, self.tau, self.k,
                       self.isrc, self.jsrc, self._fsrc(i), out)
 
     def vjp(self, s: np.ndarray, g: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """``(d step / d s)^T g`` (returned) and ``(d step / d c)^T g`` (added to ``grad_c``)."""
-        out = np.empty_like(s) if out is None else out
+        """``(d step / d s)^T g`` (returned) and ``(d step / d c)^T g`` (added to ``grad_c``).
+
+        ``s``, ``g`` and ``out`` (when given) are checked as ``s`` in :meth:`step`.
+        """
+        self._check("s", s)
+        self._check("g", g)
+        if out is None:
+            out = np.empty_like(s)
+        else:
+            self._check("out", out)
         self._run("adjoint", kern.adjoint_kernel, s, g, self.c, self.sig, self.tau, self.k,
                   self.mrow, self.mcol, out, self.grad_c)
         return out
@@ -688,16 +757,39 @@ class PMLSolver:
         The result lives in one of two buffers used in turn (the executor drops
         ``gbar_{i+1}`` once it has ``gbar_i``): copy it to keep it.
         """
-        self.grad_source[i] += self.cfg.dt ** 2 * g[1, self.isrc, self.jsrc]
+        self._check_step(i)
         out = self._buffers[self._turn]
         if out is g:
             self._turn ^= 1
             out = self._buffers[self._turn]
         self._turn ^= 1
-        self.vjp(s, g, out)
+        self.vjp(s, g, out)  # checks s and g before anything is accumulated
+        self.grad_source[i] += self.cfg.dt ** 2 * g[1, self.isrc, self.jsrc]
         if i >= 1 and self.observed is not None:
             self._add_misfit_grad(i, s, out)
         return out, None
+
+
+_FLOAT64 = np.dtype(np.float64)
+
+
+def _check_state(name: str, a: object, expected: tuple[int, ...]) -> None:
+    """Raise naming ``name``, its type, shape or dtype and ``expected`` unless ``a`` is
+    a float64 NumPy array of shape ``expected`` (a state of :class:`PMLSolver`)."""
+    fix = "pass an array of that shape, e.g. solver.zero_state()"
+    if not isinstance(a, np.ndarray):
+        raise PebblesTypeError(
+            f"{name} is {a_kind(a)}; expected a float64 NumPy array of shape "
+            f"{expected} = (4, nx+2, ny+2), the slots (u_prev, u, phi, psi); {fix}")
+    if a.shape != expected:
+        raise PebblesValueError(
+            f"{name} has shape {a.shape}; expected {expected} = (4, nx+2, ny+2), the slots "
+            f"(u_prev, u, phi, psi) on cfg's grid (the kernels take their loop bounds from it "
+            f"and index c there); {fix}")
+    if a.dtype != _FLOAT64:
+        raise PebblesValueError(
+            f"{name} has dtype {a.dtype}; expected float64 (the kernels compute in double "
+            f"precision); pass {name}.astype(numpy.float64)")
 
 
 def _check_source(cfg: PMLConfig, source: object) -> np.ndarray:
@@ -901,7 +993,17 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
     ...                  budget=4), obs)
     >>> g.forward_steps, g.backward_steps, g.peak_states, g.peak_buffers, g.allocations
     (71, 30, 5, 5, 5)
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``inplace``, ``reuse``, ``progress`` or ``choose_threads`` is not True or
+        False (``inplace="no"`` would read as True).
     """
+    inplace, reuse, progress, choose_threads = (
+        check_bool(name, value) for name, value in (
+            ("inplace", inplace), ("reuse", reuse), ("progress", progress),
+            ("choose_threads", choose_threads)))
     sol = PMLSolver(cfg, c, source, _check_observed(cfg, observed))
     sol.store = store
     s0 = _initial_state(sol, s0)
@@ -949,6 +1051,7 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
     >>> pml.schedule("periodic-disk", 100, budget=3, period=25).options
     (('inplace', False), ('period', 25))
     """
+    inplace = check_bool("inplace", inplace)  # bool() below would read "no" as True
     return _registry_schedule(method, n, budget=budget, old=pebbles, inplace=inplace, k=k,
                               every=every, delta=delta, period=period,
                               disk_budget=disk_budget, write_cost=write_cost,
@@ -1070,12 +1173,25 @@ class MemoryEstimate:
         return self.states * self.state_bytes + self.other_bytes
 
 
-def memory_estimate(cfg: PMLConfig, moves: pebbles.Schedule | None = None) -> MemoryEstimate:
+def memory_estimate(cfg: PMLConfig,
+                    moves: pebbles.Schedule | pebbles.SlotProgram | Iterable[pebbles.Move]
+                    | np.ndarray | None = None) -> MemoryEstimate:
     """Memory of :func:`gradient` with schedule ``moves`` (of :func:`loss` when ``None``).
 
     Counted before anything is allocated: the schedule's peak of stored
     states (:func:`_held_states`) plus the working state, ``s_0`` and the
-    gradient buffers, and three grids and the recordings.
+    gradient buffers, and three grids and the recordings. ``moves`` takes the
+    forms :func:`gradient` takes: a schedule (or a ``pebbles.SlotProgram``)
+    for ``cfg.steps`` steps, an iterable of moves or an encoded array (played
+    by :func:`pebbles.lower`: an iterator is used up, pass a list).
+
+    Raises
+    ------
+    pebbles.PebblesValueError
+        If ``moves`` is a schedule or program for another number of steps than
+        ``cfg.steps`` (both named).
+    pebbles.IllegalMoveError
+        If plain moves break a rule of the game for ``cfg.steps`` steps.
 
     Examples
     --------
@@ -1087,7 +1203,23 @@ def memory_estimate(cfg: PMLConfig, moves: pebbles.Schedule | None = None) -> Me
     >>> pml.memory_estimate(cfg, pml.schedule("bennett", cfg.steps, budget=1000)).states
     20
     """
-    return _estimate(cfg, 1 if moves is None else _held_states(moves) + 4)
+    return _estimate(cfg, 1 if moves is None else _peak_of(cfg, moves) + 4)
+
+
+def _peak_of(cfg: PMLConfig, moves: object) -> int:
+    """States ``moves`` holds at its peak, ``s_0`` included, read as :func:`gradient`
+    reads it (:func:`pebbles.replay`): a schedule or program for ``cfg.steps``
+    steps, else plain moves lowered for ``cfg.steps`` steps."""
+    if isinstance(moves, (pebbles.Schedule, pebbles.SlotProgram)) and moves.n != cfg.steps:
+        kind = "schedule" if isinstance(moves, pebbles.Schedule) else "program"
+        raise PebblesValueError(
+            f"moves is a {kind} for n={moves.n} steps but cfg.steps={cfg.steps}; pass one "
+            f"for {cfg.steps} steps, e.g. solvers.pml.schedule(\"treeverse\", cfg.steps)")
+    if isinstance(moves, pebbles.Schedule):
+        return _held_states(moves)
+    if isinstance(moves, pebbles.SlotProgram):
+        return moves.peak_states
+    return pebbles.lower(moves, cfg.steps).peak_states
 
 
 def _estimate(cfg: PMLConfig, states: int) -> MemoryEstimate:
@@ -1126,18 +1258,25 @@ def _size(nbytes: float) -> str:
     return f"{nbytes / 1e3:.3g} kB"
 
 
-def check_memory(estimate: MemoryEstimate, available: int | None = None) -> None:
+def check_memory(estimate: MemoryEstimate, available: float | None = None) -> None:
     """Refuse a run whose estimate exceeds the available memory.
 
-    ``available`` defaults to :func:`available_memory` (no check where it is
-    unknown).
+    ``available`` (bytes, a number > 0) defaults to :func:`available_memory` (no
+    check where it is unknown).
 
     Raises
     ------
     NotEnoughMemoryError
         Naming the estimate, its parts and the available memory.
+    pebbles.PebblesTypeError, pebbles.PebblesValueError
+        If ``available`` is not a finite number of bytes > 0.
     """
-    available = available_memory() if available is None else available
+    if available is None:
+        available = available_memory()
+    else:
+        available = real(available, "available",
+                         "number of bytes of memory available to the run",
+                         "8e9", positive=True)
     if available is None or estimate.total <= available:
         return
     raise NotEnoughMemoryError(
@@ -1321,11 +1460,16 @@ def _check_disk_flags(args: argparse.Namespace) -> None:
 
 
 def _check_disk_dir(disk_dir: str | None) -> None:
-    """Refuse a ``--disk-dir`` that is a file or lies under one, or where no store can
-    make its folder (not writable), before any computing (the store is opened after the
-    forward recording, the disk measured after a timed step)."""
+    """Refuse a ``--disk-dir`` that is empty (it would mean the working directory), a
+    file or lies under one, or where no store can make its folder (not writable), before
+    any computing (the store is opened after the forward recording, the disk measured
+    after a timed step)."""
     if disk_dir is None:
         return
+    if not disk_dir.strip():
+        raise PebblesValueError(
+            f"--disk-dir {disk_dir!r} is an empty path; name a directory, e.g. --disk-dir "
+            f"/tmp/pml-states, or leave --disk-dir out for a temporary one")
     path = Path(disk_dir)
     while not os.path.lexists(path) and path.parent != path:
         path = path.parent

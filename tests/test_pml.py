@@ -330,6 +330,16 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
     (["gradient", *TINY, "--save", __file__ + "/x.npz"],
      [f"--save {__file__}/x.npz: {__file__} is a file, not a directory"]),
     (["gradient", *TINY, "--save", __file__ + "/a/b/x.npz"], [f"{__file__} is a file"]),
+    (["gradient", *TINY, "--save", ".npz"],
+     ["--save .npz names no file: the file needs a name before .npz, e.g. --save out.npz"]),
+    (["gradient", *TINY, "--save", "/tmp/.npz"], ["e.g. --save /tmp/out.npz"]),
+    (["gradient", *TINY, "--method", "two-level", "--write-cost", "1", "--read-cost", "1",
+      "--disk-dir", ""], ["--disk-dir '' is an empty path", "leave --disk-dir out"]),
+    (["gradient", *TINY, "--method", "periodic-disk", "--every", "5", "--disk-dir", " "],
+     ["--disk-dir ' ' is an empty path"]),
+    (["gradient", *TINY, "--dt", "1e-170"],
+     ["--dt 1e-170 must be between 1.49e-154 and ", "pass e.g. --dt 1e-05"]),
+    (["loss", *TINY, "--dt", "1e-160"], ["--dt 1e-160 must be between"]),
 ])
 def test_cli_bad_input(argv, words, capsys):
     assert pml.main(argv) == 2
@@ -848,6 +858,8 @@ def test_schedule_builds_the_disk_methods_from_keyword_arguments():
     ("reflection", 0.0, pebbles.PebblesValueError, r"^reflection=0\.0 must be in \(0, 1\)"),
     ("width", -1.0, pebbles.PebblesValueError, r"^width=-1\.0 must be a finite number > 0"),
     ("delay", float("nan"), pebbles.PebblesValueError, r"^delay=nan must be a finite number"),
+    ("dt", 1e-170, pebbles.PebblesValueError,
+     r"^dt=1e-170 must be between 1\.49e-154 and 1\.34e\+153 at grid spacing 0\.2002 .*dt=1e-05$"),
 ])
 def test_config_fields_are_checked_by_name(field, value, error, match):
     with pytest.raises(error, match=match):
@@ -1089,5 +1101,140 @@ def test_stability_message_never_fails_on_extreme_values():
         with pytest.raises(pebbles.PebblesValueError, match=rf"^h={shown} must be between"):
             pml.PMLConfig(h=h)
     low, high = pml._H_RANGE
-    for h in (low, high):
-        assert np.isfinite(pml.PMLConfig(nx=4, ny=4, h=h).constants()).all()
+    for h in (low, high):  # dt=1e-05 at h=2^511 would make dt^2/h^2 0: refused
+        dt = max(1e-5, pml._dt_range(h)[0])
+        assert np.isfinite(pml.PMLConfig(nx=4, ny=4, h=h, dt=dt).constants()).all()
+
+
+# ---------------------------------------------------------------------------
+# the solver's entries check their states and step numbers; memory_estimate takes
+# gradient's schedules; bool flags; the range of dt
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_solver():
+    cfg = cfg_of(nx=12, ny=12, steps=10, n_detectors=3, npml=2)
+    return pml.PMLSolver(cfg, pml.uniform_model(cfg), observed=pml.record(cfg))
+
+
+@pytest.mark.parametrize("shape", [(4, 30, 30), (4, 5, 5), (3, 14, 14), (4, 14, 15), (4, 14)])
+def test_solver_entries_refuse_a_state_of_another_shape(tiny_solver, shape):
+    """The kernels loop over the state's shape and index c of cfg's: a larger state
+    crashed the process (free(): invalid next size), a smaller one ran on another grid."""
+    sol, good, bad = tiny_solver, tiny_solver.zero_state(), np.ones(shape)
+    grad_c = sol.grad_c.copy()
+
+    def refused(name, call):
+        expect = rf"^{name} has shape {re.escape(str(shape))}; expected \(4, 14, 14\) = "
+        with pytest.raises(pebbles.PebblesValueError, match=expect):
+            call()
+
+    refused("s", lambda: sol.step(0, bad))
+    refused("s", lambda: sol.step_into(0, bad, bad))
+    refused("s", lambda: sol.step_into(0, bad, good))
+    refused("out", lambda: sol.step_into(0, good, bad))
+    refused("s", lambda: sol.vjp(bad, good))
+    refused("g", lambda: sol.vjp(good, bad))
+    refused("out", lambda: sol.vjp(good, good, bad))
+    refused("g", lambda: sol.backward(3, good, bad))
+    assert np.array_equal(sol.grad_c, grad_c) and not sol.grad_source.any()
+
+
+def test_solver_entries_refuse_states_that_are_not_float64_arrays(tiny_solver):
+    sol, good = tiny_solver, tiny_solver.zero_state()
+    with pytest.raises(pebbles.PebblesValueError, match=r"^s has dtype float32; expected float64"):
+        sol.step(0, good.astype(np.float32))
+    with pytest.raises(pebbles.PebblesValueError, match=r"^out has dtype int64; expected float64"):
+        sol.step_into(0, good, np.zeros(good.shape, dtype=np.int64))
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^g is a list; expected a float64 NumPy"):
+        sol.vjp(good, good.tolist())
+    view = np.zeros((4, 14, 14), dtype=">f8" if sys.byteorder == "little" else "<f8")
+    with pytest.raises(pebbles.PebblesValueError, match=r"^s has dtype >f8|^s has dtype <f8"):
+        sol.step(0, view)
+    assert np.array_equal(sol.step(0, good), sol.step(0, good.view(np.ndarray)))
+
+
+@pytest.mark.parametrize("i", [10, 11, -1, -10])
+def test_step_number_outside_the_run_is_refused(tiny_solver, i):
+    """step(i=steps) raised an IndexError, step(i=-1) silently took source[-1]."""
+    sol, s = tiny_solver, tiny_solver.zero_state()
+    expect = rf"^i={i} must be a step number in 0\.\.9 .*pass 0 <= i < 10$"
+    for call in (lambda: sol.step(i, s), lambda: sol.step_into(i, s, s),
+                 lambda: sol.step_into(i, s, sol.zero_state()),
+                 lambda: sol.backward(i, s, sol.loss_grad(s))):
+        with pytest.raises(pebbles.PebblesValueError, match=expect):
+            call()
+    assert not sol.grad_source.any() and not s.any()
+    sol.step(9, s)  # the last step runs
+
+
+def test_memory_estimate_takes_the_forms_gradient_takes():
+    """A list of moves or an encoded array raised AttributeError; a schedule for another
+    n was accepted (54 states for a 10-step run)."""
+    cfg = cfg_of(nx=12, ny=12, steps=10, n_detectors=3)
+    for s in (pebbles.schedule("treeverse", 10, budget=3), pebbles.schedule("store-all", 10)):
+        want = pml.memory_estimate(cfg, s)
+        assert want.states == pebbles.lower(s).peak_states + 4
+        for form in (list(s), iter(list(s)), pebbles.encode(s), pebbles.lower(s)):
+            assert pml.memory_estimate(cfg, form) == want
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^moves is a schedule for n=50 steps but cfg\.steps=10; pass one "
+                             r"for 10 steps"):
+        pml.memory_estimate(cfg, pebbles.schedule("store-all", 50))
+    with pytest.raises(pebbles.PebblesValueError, match=r"^moves is a program for n=11 steps"):
+        pml.memory_estimate(cfg, pebbles.lower(pebbles.schedule("store-all", 11)))
+    with pytest.raises(pebbles.IllegalMoveError):
+        pml.memory_estimate(cfg, list(pebbles.schedule("store-all", 50)))
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^moves='x' is a string"):
+        pml.memory_estimate(cfg, "x")
+
+
+@pytest.mark.parametrize("available, error, match", [
+    ("1", pebbles.PebblesTypeError, r"^available='1' must be a real number, the number of bytes"),
+    (True, pebbles.PebblesTypeError, r"^available=True must be a real number"),
+    (0, pebbles.PebblesValueError, r"^available=0 must be a finite number > 0"),
+    (-5.0, pebbles.PebblesValueError, r"^available=-5\.0 must be a finite number > 0"),
+    (float("nan"), pebbles.PebblesValueError, r"^available=nan is not finite"),
+])
+def test_check_memory_checks_available(available, error, match):
+    est = pml.memory_estimate(cfg_of(nx=12, ny=12, steps=10, n_detectors=3))
+    with pytest.raises(error, match=match):
+        pml.check_memory(est, available=available)
+    pml.check_memory(est, available=8e9)
+    pml.check_memory(est, available=np.int64(est.total))
+    with pytest.raises(pml.NotEnoughMemoryError):
+        pml.check_memory(est, available=est.total - 1.0)
+
+
+@pytest.mark.parametrize("flag", ["inplace", "reuse", "progress", "choose_threads"])
+def test_gradient_refuses_bool_flags_that_are_not_bools(tiny_solver, flag, monkeypatch):
+    """gradient(inplace="no") ran as inplace=True."""
+    cfg = tiny_solver.cfg
+    monkeypatch.setattr(pml, "PMLSolver", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=rf"^{flag}='no' must be True or False; pass {flag}=True"):
+        pml.gradient(cfg, pml.uniform_model(cfg), pml.schedule("store-all", 10),
+                     tiny_solver.observed, **{flag: "no"})
+
+
+@pytest.mark.parametrize("flag", ["inplace", "background_writes"])
+def test_schedule_refuses_bool_options_that_are_not_bools(flag):
+    """schedule(inplace="no") built the in-place game's schedule."""
+    with pytest.raises(pebbles.PebblesTypeError, match=rf"^{flag}='no' must be True or False"):
+        pml.schedule("two-level", 10, write_cost=1.0, read_cost=1.0, **{flag: "no"})
+
+
+def test_dt_range_keeps_the_kernel_constants_normal():
+    """dt=1e-170 ran with dt^2/h^2 = 0: loss 0 and gradient 0."""
+    rng = np.random.default_rng(0)
+    low_h, high_h = pml._H_RANGE
+    for h in [low_h, high_h, 0.5, 1.0, 2.0, *np.exp2(rng.uniform(-511, 511, 2000))]:
+        low, high = pml._dt_range(float(h))
+        for dt in (low, high):
+            k = np.array([dt * dt, *pml.PMLConfig(nx=4, ny=4, h=float(h), dt=dt).constants()[:7]])
+            assert np.all((k >= sys.float_info.min) & np.isfinite(k)), (h, dt, k)
+        for dt in (low / 2, high * 2):
+            with pytest.raises(pebbles.PebblesValueError, match=r"^dt=.* must be between"):
+                pml.PMLConfig(nx=4, ny=4, h=float(h), dt=dt)
+    expect = r"between 1 and .* spacing 6\.7039e\+153 .*dt=1\.00001$"
+    with pytest.raises(pebbles.PebblesValueError, match=expect):
+        pml.PMLConfig(h=high_h)  # the default dt is out of range there: a bound is suggested
