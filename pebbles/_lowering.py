@@ -309,7 +309,8 @@ def lower(
         Slots to use, ``s_0`` included; default exactly as many as needed
         (``nslots``). Fewer are refused with an error naming the least number
         that works; more leave slots free (``slots=nslots + 1`` keeps one
-        free at every walk, for steps that cannot write in place).
+        free at every walk, for steps that cannot write in place). A large
+        number costs nothing: no game holds more than ``n + 1`` states.
     frees : bool
         Emit ``OP_FREE`` when a state is dropped (for executors that release
         memory rather than reuse slots).
@@ -339,7 +340,7 @@ def lower(
     frees = check_bool("frees", frees)
     if slots is not None:
         slots = check_int("slots", slots, 2)
-    cap = n + 1 if slots is None else slots - 1
+    cap = n + 1 if slots is None else min(slots - 1, n + 1)  # no game holds more states
     compiled = use_compiled(len(arr), work=5)
     g = _Game(n, game, budget, disk, None, compiled)
     g.lower = 2 if frees else 1

@@ -380,8 +380,11 @@ class _Game:
     def __init__(self, n: int, game: Game, budget: int | None, disk_budget: int | None,
                  costs: ChainCosts | None, compiled: bool) -> None:
         self.n, self.game = n, game
-        self.budget = -1 if budget is None else budget
-        self.dbudget = -1 if disk_budget is None else disk_budget
+        # Clamped to bounds no game reaches (at most n + 1 pebbles and n + 1 kept graphs,
+        # one walking pebble; n + 1 disk pebbles): a budget of 2**63 or more still fits
+        # the compiled loop's int64, and plays the same.
+        self.budget = -1 if budget is None else min(budget, 2 * n + 3)
+        self.dbudget = -1 if disk_budget is None else min(disk_budget, n + 1)
         self.compiled = compiled
         self.st = np.zeros(R.ST_SIZE, dtype=np.int64)
         self.st[R.ST_PAINTED], self.st[R.ST_REACH] = n, -1

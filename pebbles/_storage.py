@@ -138,13 +138,40 @@ _HUGE = (getattr(mmap, "MADV_HUGEPAGE", None)
          if os.environ.get("NUMPY_MADVISE_HUGEPAGE", "1") != "0" else None)
 
 
+#: Longest file name, in bytes, that the file systems take (``NAME_MAX``): a key whose
+#: :class:`DiskStore` file name would be longer is refused (:func:`_check_key`).
+NAME_MAX = 255
+
+
 def _check_key(key: object) -> Key:
+    """``key`` as an int or a str, after checking its type, characters and length."""
     if isinstance(key, bool) or not isinstance(key, (int, np.integer, str)):
         raise PebblesTypeError(f"key={key!r} must be an int or a str, got {type(key).__name__}")
     if isinstance(key, str) and not _KEY.fullmatch(key):
         raise PebblesValueError(
-            f"key={key!r} must be letters, digits, '_', '-' or '.'; pass e.g. key='s12'")
-    return key if isinstance(key, str) else int(key)
+            f"key={key!r:.80} must be letters, digits, '_', '-' or '.'; pass e.g. key='s12'")
+    key = key if isinstance(key, str) else int(key)
+    _check_key_length(key)
+    return key
+
+
+def _check_key_length(key: Key) -> None:
+    """Refuse a key whose file (``state-<key>.npy``, ``state-str+<key>.npy``) would have
+    a name longer than :data:`NAME_MAX` bytes, which no file system takes."""
+    sample = key if isinstance(key, str) else 0  # str() of a huge int may be refused
+    extra = len(_file_name(sample)) - len(str(sample))  # the file name around the key
+    if isinstance(key, int) and abs(key).bit_length() > 4 * NAME_MAX:
+        length = int(abs(key).bit_length() * math.log10(2)) + 1
+    else:
+        length = len(str(key))
+    if length + extra > NAME_MAX:
+        shown = (repr(key) if length <= 40 else f"an int of {length} digits"
+                 if isinstance(key, int) else f"{key[:20]!r}... ({length} characters)")
+        raise PebblesValueError(
+            f"key={shown} is too long: a key may have at most {NAME_MAX - extra} characters, "
+            f"as its DiskStore file {_file_name(sample)[:extra - 4]}<key>.npy must fit the "
+            f"file system's {NAME_MAX}-byte limit on file names; pass a shorter key, e.g. "
+            f"key='s12'")
 
 
 class Store:
@@ -155,7 +182,9 @@ class Store:
     NumPy integer is taken as an int) or strs of letters, digits, ``_``,
     ``-`` and ``.``; any other key is refused with an error (``DiskStore``
     names its files ``state-<key>.npy``, ``state-str+<key>.npy`` for a str key
-    of digits such as ``"5"``, which is not the int key ``5``). A store that
+    of digits such as ``"5"``, which is not the int key ``5``; a file name has
+    at most 255 bytes, so a key has at most 245 characters, 241 for a str of
+    digits). A store that
     writes in the background may also take buffers from its caller to hold the
     copies being written (``borrows``, ``put(..., into=buffer)``,
     :meth:`reclaim`), so that an executor with free state buffers adds no memory
@@ -411,7 +440,8 @@ class DiskStore(Store):
     def reclaim(self, wait: bool = False) -> list[np.ndarray]:
         w = self._w
         with w.back:
-            while wait and not w.returned and w.lent and w.error is None:
+            while wait and not w.returned and w.lent and w.error is None and \
+                    self._thread.is_alive():
                 w.back.wait(0.05)
             out, w.returned = w.returned, []
         if w.error is not None:
@@ -480,18 +510,27 @@ class DiskStore(Store):
             raise self._w.error
 
     def _wait(self, key: Key) -> None:
+        """Wait for the pending write of ``key``, if any, looking every
+        :data:`WRITER_POLL` seconds whether the writer failed or died meanwhile."""
         with self._w.lock:
             done = self._w.pending.get(key)
-        if done is not None:
-            done.wait()
+        while done is not None and not done.wait(WRITER_POLL):
+            self._raise_if_failed()  # a writer that stopped never sets ``done``
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
+        """Raise the writer's error, or a :class:`StoreError` if the store is closed or
+        its writer thread died without reporting one (its queued writes are lost)."""
         if self._w.error is not None:
             self._reported = True
             raise self._w.error
         if self._closed:
             raise StoreError(f"the store on {self.directory} is closed")
+        if not self._thread.is_alive():
+            raise StoreError(
+                f"the writer thread of the store on {self.directory} stopped without "
+                f"reporting an error, so the states queued for writing are lost; close the "
+                f"store (it frees its files) and make a new one")
 
 
 #: Seconds the writer thread of a :class:`DiskStore` waits on its queue before it looks
@@ -577,12 +616,18 @@ class _Writer:
         self.free_all()
 
     def free_all(self) -> None:
-        """Delete every file of the store, then every folder it made that is empty."""
+        """Delete every file of the store, then every folder it made that is empty.
+
+        A file that cannot be deleted does not stop the others (the writer thread calls
+        this and must live on to report its error); it stays listed, and the store's
+        close tries it again.
+        """
         with self.lock:
-            names = list(self.files.values())
+            items = list(self.files.items())
             self.files.clear()
-        for name in names:
-            _unlink(name)
+        stuck = {key: name for key, name in items if not _unlink(name, quiet=True)}
+        with self.lock:
+            self.files.update(stuck)
         _remove_folders(self.made)
 
     def finish(self, thread: threading.Thread) -> None:
@@ -782,11 +827,19 @@ def _npy_header(name: str, fh: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtyp
                          f"writes its folder until it is closed") from exc
 
 
-def _unlink(name: str) -> None:
+def _unlink(name: str, quiet: bool = False) -> bool:
+    """Delete file ``name``; whether it is gone. One already gone is no error, nor, where
+    ``quiet``, any ``OSError`` (freeing all of a store's files, one that resists must not
+    stop the others)."""
     try:
         os.unlink(name)
     except FileNotFoundError:
         pass
+    except OSError:
+        if not quiet:
+            raise
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -876,7 +929,7 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
             raise
         finally:
             for name in names:
-                _unlink(name)
+                _unlink(name, quiet=True)
     return IOCost(st.parent, nbytes, writes, (t2 - t1) / len(names))
 
 

@@ -10,7 +10,10 @@ layer above it. ``python -m solvers.lorenz``, ``python -m solvers.pml`` and
 Error policy: bad input is one line on stderr (``PROG: error: ...``) and exit
 status 2; a missing optional package names the ``pip install`` that brings it;
 Ctrl-C is one line and exit status 130; running out of memory is one line and
-exit status 1.
+exit status 1. Standard output closed from the start (``>&-``) is one line and
+exit status 2, before any work (the results would be lost); a reader that stops
+reading (``| head``, a broken pipe) ends the command quietly with status 0, as
+it has what it wanted.
 """
 
 from __future__ import annotations
@@ -179,6 +182,12 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
 
 def _guarded(prog: str, call: Callable[[], int],
              errors: tuple[type[BaseException], ...]) -> int:
+    """``call()``'s exit status, its errors as one line on stderr (the module's policy)."""
+    if sys.stdout is None:  # started with stdout closed (``>&-``): Python sets None
+        sys.stderr.write(f"{prog}: error: standard output is closed, and the command writes "
+                         f"its results there; run it with standard output open (e.g. "
+                         f"> FILE, or > /dev/null to drop them)\n")
+        return 2
     try:
         return call()
     except KeyboardInterrupt:
@@ -239,9 +248,10 @@ def add_disk_arguments(parser: argparse.ArgumentParser) -> None:
                         help="two-level: cost of reading a state from disk, in forward steps")
 
 
-def _disk_slots(text: str) -> int | None:
-    """``--disk-slots``: a count, or ``inf`` for an unbounded disk (``None``)."""
-    return None if text.strip().lower() in ("inf", "unbounded") else count(text)
+def _disk_slots(text: str) -> int | float:
+    """``--disk-slots``: a count, or ``inf`` for an unbounded disk (``math.inf``: given,
+    unlike ``None``, so that :func:`unused_flags` sees it; the library takes it as None)."""
+    return math.inf if text.strip().lower() in ("inf", "unbounded") else count(text)
 
 
 def count(text: str) -> int:
@@ -295,6 +305,8 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
             value = not getattr(args, "no_uncompute", False)
         else:
             value = getattr(args, name, None)
+        if name == "disk_budget" and value == math.inf:
+            value = None  # --disk-slots inf: the unbounded disk, the option's default
         if value is not None:
             opts[name] = value
         elif _default is None and name not in _OPTIONAL_FLAGS:
@@ -349,7 +361,7 @@ _FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "tau": "--tau"
 
 def unused_flags(args: argparse.Namespace, method: str) -> list[str]:
     """The schedule flags given in ``args`` (not None, not False) that ``method`` does not
-    take (``--disk-slots inf`` parses as None: not seen)."""
+    take (``--disk-slots inf`` parses as ``math.inf``: given, like any count)."""
     known = {name for name, _ in describe(method).options}
     given = {name: getattr(args, "no_uncompute" if name == "uncompute" else name, None)
              for name in _FLAGS}
@@ -386,21 +398,26 @@ ENCODE_MAX_MOVES = 4 * 10**6
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
     s = schedule_from_args(args, strict=True)
-    write = sys.stdout.write
-    if args.format == "moves":
+    try:
+        _write_schedule(s, args.format, sys.stdout.write)
+    except IllegalMoveError as err:
+        if err.code != "budget":
+            raise
+        raise PebblesValueError(  # a stream too long to find its peak before it plays
+            f"--pebbles {s.budget} is too few for {_label(s)} -n {s.n}: {err}; pass a "
+            f"larger --pebbles (its peak is known only by playing the stream)") from None
+    return 0
+
+
+def _write_schedule(s: Schedule, fmt: str, write: Callable[[str], Any]) -> None:
+    """Write ``s`` as ``--format fmt`` (moves, summary or json), checked as it plays."""
+    if fmt == "moves":
         write(f"# {s}  (game={s.game.value})\n")
         echo = _Echo(s, write)
-        try:
-            result = simulate(echo, s.n, s.game, s.budget, **s.simulator_options)
-        except IllegalMoveError as err:
-            if err.code != "budget":
-                raise
-            raise PebblesValueError(  # a stream too long to find its peak before it plays
-                f"--pebbles {s.budget} is too few for {_label(s)} -n {s.n}: {err}; pass a "
-                f"larger --pebbles (its peak is known only by playing the stream)") from None
+        result = simulate(echo, s.n, s.game, s.budget, **s.simulator_options)
         echo.flush()
         write(f"# {json.dumps(_summary(s, result))}\n")
-    elif args.format == "summary":
+    elif fmt == "summary":
         write(json.dumps(_summary(s, _summary_result(s))) + "\n")
     else:
         texts: list[str] = []
@@ -408,7 +425,6 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         echo = _Echo(moves, lambda t: texts.append(t[:-1]), lag=0)
         result = simulate(echo, s.n, s.game, s.budget, **s.simulator_options)
         write(json.dumps(_summary(s, result) | {"moves": texts}) + "\n")
-    return 0
 
 
 def _summary_result(s: Schedule) -> SimulationResult:

@@ -469,3 +469,64 @@ def test_summary_of_background_writes_gives_the_background_time(capsys):
     assert code == 0 and got["background_time"] == want < got["time"]
     code, out, _ = run(capsys, *args)
     assert "background_time" not in json.loads(out)
+
+
+@pytest.mark.parametrize("format_", ["moves", "summary", "json"])
+def test_a_budget_overflow_found_while_playing_names_pebbles_in_every_format(capsys, format_):
+    """treeverse-paper's peak is known only by playing a long stream: every format says
+    which --pebbles is too few and to pass a larger one, not the simulator's words alone."""
+    code, _, err = run(capsys, "schedule", "treeverse-paper", "-n", "300000", "--delta", "5",
+                       "--pebbles", "3", "--format", format_)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("pebbles schedule: error: --pebbles 3 is too few for "
+                          "treeverse-paper --delta 5 -n 300000: illegal move #2")
+    assert err.rstrip().endswith("pass a larger --pebbles (its peak is known only by playing "
+                                 "the stream)")
+
+
+@pytest.mark.parametrize("argv", [["methods"], ["schedule", "treeverse", "-n", "5",
+                                                "--pebbles", "2"]])
+def test_a_closed_standard_output_is_one_line_and_exit_2(capsys, monkeypatch, argv):
+    """``pebbles CMD >&-``: Python sets sys.stdout to None; the command says so on stderr
+    and does no work, instead of an AttributeError traceback."""
+    monkeypatch.setattr(sys, "stdout", None)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"pebbles {argv[0]}: error: standard output is closed")
+
+
+def test_a_closed_standard_output_from_the_shell():
+    """The same, from a real shell: stdout closed at the start of the process."""
+    done = subprocess.run(f"{shlex.quote(sys.executable)} -m pebbles methods >&-", shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("pebbles methods: error: standard output is closed, and the command "
+                           "writes its results there; run it with standard output open (e.g. "
+                           "> FILE, or > /dev/null to drop them)\n")
+
+
+@pytest.mark.parametrize("value", ["inf", "unbounded", "3"])
+def test_disk_slots_inf_is_refused_like_a_count_where_the_method_takes_no_disk(capsys, value):
+    code, _, err = run(capsys, "schedule", "treeverse", "-n", "100", "--pebbles", "5",
+                       "--disk-slots", value, "--format", "summary")
+    assert code == 2 and "--disk-slots: not an option of method treeverse" in err
+
+
+def test_disk_slots_inf_is_the_unbounded_disk_of_a_method_that_takes_one(capsys):
+    argv = ["schedule", "two-level", "-n", "30", "--pebbles", "3", "--write-cost", "2",
+            "--read-cost", "1", "--format", "summary"]
+    code, inf, _ = run(capsys, *argv, "--disk-slots", "inf")
+    assert code == 0
+    assert json.loads(inf) == json.loads(run(capsys, *argv)[1])  # as if not given
+
+
+def test_plan_takes_disk_slots_inf_as_a_disk_like_a_count(capsys):
+    """plan --disk-slots inf asks for a disk, as --disk-slots 3 does: it needs the costs
+    (it was dropped unseen), and with them plans like no --disk-slots at all."""
+    argv = ["plan", "-n", "100", "--pebbles", "5"]
+    code, _, err = run(capsys, *argv, "--disk-slots", "inf")
+    assert code == 2 and "a disk needs --write-cost and --read-cost" in err
+    costs = ["--write-cost", "2", "--read-cost", "1"]
+    code, out, _ = run(capsys, *argv, *costs, "--disk-slots", "inf")
+    assert code == 0 and out == run(capsys, *argv, *costs)[1]

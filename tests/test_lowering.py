@@ -298,3 +298,19 @@ def test_the_seed_row_says_whether_lower_added_the_step_to_s_n():
         if added:
             assert prog.ops[k - 1].tolist() == [OP_STEP, prog.ops[k + 1, 1], prog.ops[k, 1], 19, 1]
         assert prog.forward_steps == sim.forward_steps + added
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_many_slots_cost_no_time_or_memory(compiled, monkeypatch):
+    """slots=k far beyond the need is as cheap as the need: only the slots a game can ever
+    use (n + 1) are listed, so slots=10**18 neither runs out of memory nor takes time;
+    ``nslots`` is still the number given, and the program the one of a snug fit + 1."""
+    if compiled:
+        pytest.importorskip("numba")
+        monkeypatch.setattr(S, "JIT_MIN_MOVES", 1)  # the compiled loop, on a short stream
+    s = schedule("treeverse", 20, budget=4)
+    snug = lower(s, slots=lower(s).nslots + 1)
+    for slots in (10**8, 10**18, 2**80):
+        p = lower(s, slots=slots)
+        assert p.nslots == slots and p.peak_states == snug.peak_states
+        np.testing.assert_array_equal(p.ops, snug.ops)

@@ -587,3 +587,21 @@ def test_an_unsigned_encoding_past_int64_is_refused_not_wrapped() -> None:
             list(call(arr))
     ok = pebbles.as_encoded(np.array([[0, 2**63 - 1, 0]], dtype=np.uint64))
     assert ok.dtype == np.int64 and ok[0, 1] == 2**63 - 1
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_budget_past_int64_plays_like_no_budget(compiled, monkeypatch) -> None:
+    """A budget or disk budget of 2**63 or more never binds: the compiled rule loop (int64)
+    gets it clamped to a bound no game reaches, instead of raising a bare OverflowError."""
+    if compiled:
+        pytest.importorskip("numba")
+        monkeypatch.setattr("pebbles._simulator.JIT_MIN_MOVES", 1)
+    s = pebbles.schedule("treeverse", 30, budget=2**63)
+    free = pebbles.simulate(s, 30)
+    for budget in (2**63, 2**64, 10**40):
+        r = pebbles.simulate(s, 30, budget=budget, disk_budget=budget)
+        assert (r.forward_steps, r.peak_states) == (free.forward_steps, free.peak_states)
+    big = pebbles.schedule("treeverse", 30, budget=30)  # the same moves, a budget that fits
+    np.testing.assert_array_equal(pebbles.lower(s).ops, pebbles.lower(big).ops)
+    with pytest.raises(IllegalMoveError, match="budget is 3"):  # a small one still binds
+        pebbles.simulate(s, 30, budget=3)

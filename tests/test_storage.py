@@ -770,3 +770,92 @@ def test_close_ends_the_writer_after_a_lost_wake_up(tmp_path):
     closer.join(timeout=10)
     assert not closer.is_alive() and not store._thread.is_alive()
     assert list(tmp_path.iterdir()) == []
+
+
+def _in_thread(call, timeout: float = 10.0) -> BaseException | None:
+    """Run ``call`` in a thread joined with ``timeout``: the exception it raised (None
+    if none); a call still running after ``timeout`` fails the test instead of hanging."""
+    raised: list[BaseException | None] = [None]
+
+    def target() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the test
+            raised[0] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"{call} still blocked after {timeout} s"
+    return raised[0]
+
+
+@pytest.mark.parametrize("make", [MemoryStore, DiskStore])
+def test_a_key_whose_file_name_is_too_long_is_refused(make, tmp_path):
+    """A file name may have 255 bytes: ``state-<key>.npy`` takes keys of up to 245
+    characters, ``state-str+<key>.npy`` (a str of digits) up to 241; a longer key is
+    refused at the call, naming the limit, instead of failing the background write."""
+    with make(*([tmp_path] if make is DiskStore else [])) as st:
+        for key in ("k" * 245, "1" * 241, 10 ** 244):
+            st.put(key, np.ones(2))
+            assert st.get(key).tolist() == [1.0, 1.0]
+        for key, most in (("k" * 300, 245), ("1" * 242, 241), (10 ** 245, 245),
+                          (-10 ** 5000, 245)):
+            with pytest.raises(pebbles.PebblesValueError, match=f"at most {most} char"):
+                st.put(key, np.ones(2))
+        assert st.get(10 ** 244).tolist() == [1.0, 1.0]  # the store goes on
+
+
+def test_a_failed_write_frees_the_files_that_can_be_freed(tmp_path, monkeypatch):
+    """A write that fails while another file of the store cannot be deleted: the writer
+    frees the rest and lives on to report the error; nothing waits forever."""
+    st = DiskStore(tmp_path)
+    st.put(0, np.ones(2))
+    st.put(1, np.ones(2))
+    st.get(1)  # both written
+    real_unlink, real_write = os.unlink, st._w.write
+
+    def unlink(name):
+        if name.endswith("state-0.npy"):
+            raise PermissionError(errno.EACCES, "Permission denied", name)
+        real_unlink(name)
+
+    def write(key, array):
+        if key == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        real_write(key, array)
+
+    monkeypatch.setattr("pebbles._storage.os.unlink", unlink)
+    monkeypatch.setattr(st._w, "write", write)
+    st.put(2, np.ones(2))
+    st.put(3, np.ones(2))
+    err = _in_thread(lambda: st.get(3))
+    assert isinstance(err, StoreError) and err.key == 2 and "Input/output" in str(err)
+    assert st._thread.is_alive() and _files(st.directory) == ["state-0.npy"]
+    monkeypatch.undo()
+    st.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_get_and_put_do_not_hang_when_the_writer_thread_is_gone(tmp_path, monkeypatch):
+    """A writer thread that ended without reporting an error (here: told to stop while a
+    write was queued behind it) never leaves a get, delete or put waiting forever."""
+    st = DiskStore(tmp_path, queue_size=1)
+    go, real_write = threading.Event(), st._w.write
+
+    def write(key, array):
+        go.wait(10)
+        real_write(key, array)
+
+    monkeypatch.setattr(st._w, "write", write)
+    st.put(0, np.ones(2))
+    st._w.queue.put(None)  # the writer stops after state 0, before state 1
+    st.put(1, np.ones(2), into=np.empty(2))
+    go.set()
+    for call in (lambda: st.get(1), lambda: st.delete(1),
+                 lambda: st.put(2, np.ones(2)), lambda: st.reclaim(wait=True)):
+        err = _in_thread(call)
+        assert err is None or "stopped without reporting" in str(err), err
+    assert not st._thread.is_alive()
+    st.close()
+    assert list(tmp_path.iterdir()) == []
