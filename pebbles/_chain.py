@@ -603,14 +603,28 @@ def _table_size(n: int, mmax: int, uniform: bool) -> tuple[int, int]:
     return (n + 1) ** 2 * (mmax + 1), n**3 * (mmax + 1) // 6
 
 
+def _levels_fit(n: int, uniform: bool) -> int:
+    """The most ``levels`` whose tables pass :func:`_check_size` for ``n`` steps (the
+    programme has ``levels + 1`` memory levels at most); below 1 where none do."""
+    one_entries, one_work = _table_size(n, 0, uniform)  # per memory level
+    return min(_MAX_ENTRIES // one_entries, _MAX_WORK // max(one_work, 1)) - 1
+
+
+def levels_fit(costs: ChainCosts) -> int:
+    """:func:`_levels_fit` of ``costs``: the most ``levels`` :func:`hetero_optimal` takes
+    for them within its size guard."""
+    graph = _graph(costs)
+    return _levels_fit(costs.n, graph is not None and _held(costs) is None
+                       and _is_uniform(costs))
+
+
 def _check_size(n: int, levels: int, mmax: int, uniform: bool) -> None:
     """Refuse tables above :data:`_MAX_ENTRIES` entries or :data:`_MAX_WORK` operations,
     naming ``n``, ``levels``, the size and the ways out."""
     entries, work = _table_size(n, mmax, uniform)
     if entries <= _MAX_ENTRIES and work <= _MAX_WORK:
         return
-    one_entries, one_work = _table_size(n, 0, uniform)  # per memory level
-    fit = min(_MAX_ENTRIES // one_entries, _MAX_WORK // max(one_work, 1)) - 1
+    fit = _levels_fit(n, uniform)
     way = (f"pass levels={fit} or fewer (coarser rounding of the sizes), "
            if fit >= 1 else f"n={n} is too long at any levels: ")
     raise PebblesValueError(

@@ -363,7 +363,8 @@ def _forward(fun: Callable, sh: _Shapes, out: Any, rows: Rows, n: int, init: Any
     buf = _put(_slots(init, rows.nslots), init, 0)
     prog = jnp.asarray(rows.forward)
     buf, ys = _walks(primal(fun, sh), prog, 0, len(rows.forward), buf, xs, consts, ys)
-    return buf, *_weak_like((_at(buf, rows.seed), ys), out)
+    # ``out`` is as ``fun`` returned it: a list [carry, y] is a pair too (as lax.scan's)
+    return buf, *_weak_like((_at(buf, rows.seed), ys), tuple(out))
 
 
 def _vjp_step(fun: Callable, sh: _Shapes, c: Any, x: Any, consts: Sequence[Any], g: list[Any],

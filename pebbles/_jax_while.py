@@ -127,14 +127,14 @@ def controller(budget: int) -> Controller:
 
 def _shift(a: Any, p: Any, last: int) -> Any:
     """``a`` with entry ``p`` deleted: entries ``p + 1 .. last`` move down one."""
-    idx = jnp.arange(a.shape[0])
+    idx = jnp.arange(a.shape[0], dtype=_I32)
     return jnp.where((idx >= p) & (idx < last), jnp.roll(a, -1), a)
 
 
 def _wang_moin(levels: Any, marks: Any, budget: int) -> tuple[Any, Any, Any]:
     """Wang-Moin on a full board: (position freed, new levels, new marks)."""
     top = budget - 2  # levels[:budget-1] belong to the checkpoints before the front
-    idx = jnp.arange(budget)
+    idx = jnp.arange(budget, dtype=_I32)
     live = marks & (idx <= top)
     has = jnp.any(live)
     i = jnp.where(has, jnp.max(jnp.where(live, idx, -1)), top).astype(_I32)
@@ -247,7 +247,7 @@ def _ahead(cost: Callable, gaps: Any, budget: int) -> tuple[Any, Any]:
         return i, last[:, None]
     prev = cbg - cbe - cg2 - (ce1 - ce2)
     moved = cg2 - cg3
-    earlier = delta[:s - 3] - (moved - moved[0])[:, None]
+    earlier = delta[None, :s - 3] - (moved - moved[0])[:, None]
     return i, jnp.concatenate([earlier, prev[:, None], last[:, None]], axis=1)
 
 
@@ -274,7 +274,7 @@ def _greedy(ctl: Controller, budget: int, tab: tuple, sums: Any,
     i, delta = _ahead(cost, gaps, budget)
     ok = delta < jnp.inf                            # NaN and +inf never win
     least = jnp.min(jnp.where(ok, delta, jnp.inf), axis=1, keepdims=True)
-    best = jnp.max(jnp.where(ok & (delta == least), i, 0), axis=1) - 1
+    best = jnp.max(jnp.where(ok & (delta == least), i[None, :], 0), axis=1) - 1
     other = best != budget - 2
     ends = jnp.where(jnp.any(other), jnp.argmax(other), _AHEAD).astype(_I32)
     known = (ends > 0) & (ends < _AHEAD)
@@ -287,15 +287,25 @@ def _r3_consts(budget: int) -> tuple[np.ndarray, np.ndarray, int, int, int]:
     """The r = 3 phase's constants (:class:`pebbles._online._R3`, checkpoint game):
     level tops ``beta(s, 2)`` (level 1: 1), the marks in the order they are kept
     (padded with ``MAX_STEPS``), the last front, ``beta(S, 2)`` and the optimum's
-    rise at the phase's first step."""
+    rise at the phase's first step.
+
+    Cells, marks and tops past ``MAX_STEPS`` are saturated at ``MAX_STEPS`` (they fit
+    int32 then): a run has at most ``MAX_STEPS`` steps, so its front stays below them
+    and every comparison with them comes out as with the exact values.
+    """
     from ._binomial import BetaTable
 
     table = BetaTable(Game.CHECKPOINT)
     top, marks = _r3_layout(budget, Game.CHECKPOINT)
-    top, marks = np.asarray(top, np.int32), np.asarray([*marks, MAX_STEPS], np.int32)
     b2 = table.beta(budget, 2)
     rise0 = table.min_steps(b2 + 1, budget) - table.min_steps(b2, budget)
-    return top, marks, table.beta(budget, 3) - 1, b2, rise0
+    return (_saturated(top), _saturated([*marks, MAX_STEPS]),
+            min(table.beta(budget, 3) - 1, MAX_STEPS), min(b2, MAX_STEPS), rise0)
+
+
+def _saturated(values: Sequence[int]) -> np.ndarray:
+    """Python ints as an int32 array, each at most ``MAX_STEPS``."""
+    return np.asarray([min(v, MAX_STEPS) for v in values], np.int32)
 
 
 def _r3(ctl: Controller, f: Any, budget: int, tables: tuple) -> tuple[Any, Any, Any, Any]:
@@ -377,7 +387,7 @@ def _r3_judged(ctl: Controller, f: Any, budget: int, tables: tuple) -> tuple:
     i, take, over, hit = _r3(ctl, f, budget, tables)
     fixed = _shift(ctl.fixed, i, budget - 1).at[budget - 2].set(hit).at[budget - 1].set(False)
     return (i, take, jnp.where(take, over, ctl.over), jnp.where(take, fixed, ctl.fixed),
-            ctl.mark + (take & hit))
+            ctl.mark + (take & hit).astype(ctl.mark.dtype))
 
 
 #: Longest r = 3 phase the controller reads from a table made on the host

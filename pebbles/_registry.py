@@ -134,8 +134,18 @@ def gradient_methods(*, disk: bool = False) -> tuple[str, ...]:
 def check_gradient_method(method: str, options: dict[str, Any], who: str) -> None:
     """Refuse, before a schedule is made, a method whose moves are not a gradient over
     states held in memory (reversible game, two-level disk schedules), for the
-    adapter ``who`` (``"checkpointed_scan"``), naming the methods it takes."""
-    entry = describe(method)
+    adapter ``who`` (``"checkpointed_scan"``), naming the methods it takes; an unknown
+    name is told those too (:func:`describe` would list every method, these included)."""
+    if not isinstance(method, str):
+        raise PebblesTypeError(f"method={method!r} must be a method name such as 'treeverse'")
+    takes = (f"{who} replays checkpoint-game or in-place-game schedules over states held in "
+             f"memory: pass method='treeverse' (optimal) or one of "
+             f"{', '.join(map(repr, gradient_methods()))}")
+    if method not in _METHODS:
+        near = method.strip().lower().replace("_", "-")
+        hint = f"did you mean {near!r}? " if near in gradient_methods() else ""
+        raise PebblesValueError(f"method={method!r} is not a method name; {hint}{takes}")
+    entry = _METHODS[method]
     if entry.uses_disk:
         kind = "is a two-level method, which keeps states on disk"
     elif entry.game(dict(entry.options) | options) is Game.REVERSIBLE:
@@ -143,11 +153,7 @@ def check_gradient_method(method: str, options: dict[str, Any], who: str) -> Non
                 "the states a gradient takes its VJPs at")
     else:
         return
-    names = ", ".join(map(repr, gradient_methods()))
-    raise PebblesValueError(
-        f"method={method!r} {kind}; {who} replays checkpoint-game or in-place-game "
-        f"schedules over states held in memory: pass method='treeverse' (optimal) or one of "
-        f"{names}")
+    raise PebblesValueError(f"method={method!r} {kind}; {takes}")
 
 
 def candidates(n: int, budget: int, *,

@@ -172,8 +172,6 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
     if schedule is not None:
         _check_schedule(schedule)
         return _check_ops(_from_moves(schedule, n, budget))
-    if not isinstance(method, str):
-        raise PebblesTypeError(f"method={method!r} must be a method name such as 'treeverse'")
     check_gradient_method(method, options, "checkpointed_scan")
     key = _options_key(options)
     try:

@@ -58,8 +58,20 @@ except ImportError as exc:  # pragma: no cover - CI installs torch
 from torch.autograd import forward_ad
 from torch.autograd.graph import get_gradient_edge
 
-from ._chain import _graph, hetero_min_memory, hetero_optimal, sequential_segments
-from ._errors import PebblesNotImplementedError, PebblesTypeError, PebblesValueError
+from . import _chain
+from ._chain import (
+    _graph,
+    hetero_min_memory,
+    hetero_optimal,
+    levels_fit,
+    sequential_segments,
+)
+from ._errors import (
+    InfeasibleBudgetError,
+    PebblesNotImplementedError,
+    PebblesTypeError,
+    PebblesValueError,
+)
 from ._executor import _forward_part
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, lower
 from ._moves import MoveKind
@@ -203,7 +215,7 @@ class _Chain:
         # its graph reaches, found anew each time; loops: all of them, the first graph
         # searched for tensors that were not passed
         self.per_step = per_step
-        self.param_ptrs: set[int] | None = None  # storages of the parameters (taping)
+        self.param_ptrs: set[int] | None = None  # of the parameters and buffers (taping)
         self.spec = spec  # [(shape, dtype, device)] the state keeps, or None (layer chains)
         self.forms: dict[int, tuple[Form, int]] = {}  # layer chains: cell -> (form, count)
         self.was_tuple: Form = None  # a loop's form of state
@@ -333,8 +345,14 @@ class _Chain:
     def _check(self, i: int, out: object) -> tuple[torch.Tensor, ...]:
         if isinstance(out, torch.Tensor):
             ys, was_tuple = (out,), None
-        else:
+        elif isinstance(out, (tuple, list)):
             ys, was_tuple = _as_tuple(f"the value {self.who(i)} returned", out)
+        else:
+            none = " (a function without a return statement returns None)" if out is None else ""
+            raise PebblesTypeError(
+                f"{self.who(i)} returned {'None' if out is None else a_kind(out)}{none}; "
+                f"a {'layer' if self.per_step else 'step'} must return the next state: a "
+                f"torch.Tensor or a non-empty tuple (or list) of tensors")
         if self.per_step:
             first = self.forms.setdefault(i + 1, (was_tuple, len(ys)))
             if first != (was_tuple, len(ys)):
@@ -444,7 +462,8 @@ class _Chain:
 
     def _taped(self, i: int, xs: tuple) -> tuple:
         """Run step i with a graph for its backward step, kept only if every tensor the graph
-        saves is its input, its output or a parameter (no memory beyond the schedule's)."""
+        saves is its input, its output, a parameter (frozen ones too) or a module buffer
+        (no memory beyond the schedule's)."""
         saved: list[int] = []
 
         def pack(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -456,9 +475,9 @@ class _Chain:
                 pack, _unpack_checked(self.who(i))):
             xi = self._leaves(i, xs)
             ys = self.call(i, xi)
-        if self.param_ptrs is None:  # the parameters' storages, found once a call
-            self.param_ptrs = {t.untyped_storage().data_ptr()
-                               for t in (*self.params, *self.grad_params)}
+        if self.param_ptrs is None:  # the parameters' and buffers' storages, once a call
+            self.param_ptrs = {t.untyped_storage().data_ptr() for t in (
+                *_replayed(self), *self.buffers.tensors)}
         mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys)}
         if all(ptr in mine or ptr in self.param_ptrs for ptr in saved):
             self.tapes[i] = (xi, ys)
@@ -541,6 +560,8 @@ class _Chain:
             xi, ys = self.tapes.pop(i)
             for k in range(i - 1, low - 1, -1):  # the run's inner states: in the graph only
                 xi = self.tapes.pop(k)[0]
+            if low <= self.last_kept[0] <= i:  # its output would outlive its slot
+                self.last_kept = (-1, ())
         else:
             with self._generator(i, src), torch.enable_grad(), self._replaying():
                 xi = self._leaves(i, xs)
@@ -779,9 +800,12 @@ def _unpack_checked(who: str) -> Callable[[tuple[torch.Tensor, int]], torch.Tens
         if t._version != version:
             raise _modified(
                 f"a tensor saved by the graph of {who}", t._version, version,
-                "The graph of the last step is kept for its backward step, and the call's "
-                "output (or a tensor sharing its storage) is one of the tensors it saved, so "
-                "the gradients would be wrong. Change a copy (y = y.clone()) instead")
+                "That graph is kept for its backward step (taping), and a tensor it saved "
+                "has changed in place since: the call's output (or a tensor sharing its "
+                "storage), or a module buffer that a step changes in place (plain autograd "
+                "raises here too), so the gradients would be wrong. Change a copy "
+                "(y = y.clone()) instead, or give the buffer its new value out of place "
+                "(self.b = self.b * 0.9)")
         return t
     return unpack
 
@@ -954,6 +978,7 @@ class _Checkpointed(torch.autograd.Function):
                 "loop or chain")
         xs = ctx.saved_tensors  # after a pass without retain_graph=True: torch's error
         _check_shared(ctx.shared)
+        ctx.shared = ()  # their aliases hold the storages: the states go as the pass goes
         _check_params(ctx.chain, ctx.versions)
         need = ctx.needs_input_grad[2:]
         if ctx.chain.program is None:  # a while loop that ran no step: x_n is x0
@@ -1078,8 +1103,30 @@ def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: Form) -> State:
 
 def _wants_grad(xs: tuple[torch.Tensor, ...], grad_params: tuple[torch.Tensor, ...]) -> bool:
     """Whether a call makes a graph: grad mode on, and the input or a parameter passed
-    requires grad (else it is a plain pass, each step once)."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *grad_params))
+    requires grad (else it is a plain pass, each step once). Such a call is refused
+    under ``torch.nn.utils.parametrize.cached()`` (:func:`_check_parametrize_cache`)."""
+    wants = torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *grad_params))
+    if wants:
+        _check_parametrize_cache()
+    return wants
+
+
+def _check_parametrize_cache() -> None:
+    """Refuse a call that wants gradients inside ``parametrize.cached()``: the forward pass
+    runs without a graph, so the cache would fill with parametrized weights that have
+    none, and the replays would reuse them: the tensors behind them would get no
+    gradient, silently (``torch.utils.checkpoint`` raises there too)."""
+    from torch.nn.utils import parametrize
+
+    if getattr(parametrize, "_cache_enabled", 0):
+        raise PebblesValueError(
+            "pebbles.torch was called inside torch.nn.utils.parametrize.cached() with "
+            "tensors that require grad: its forward pass runs without a graph, so the cache "
+            "would keep parametrized weights (orthogonal, weight_norm, ...) without one and "
+            "the parameters behind them would get no gradient. Call it outside "
+            "parametrize.cached(): each step then computes the weight, or, to compute it "
+            "once, compute it before the call (w = cell.lin.weight) and pass it as a "
+            "parameter the step uses (checkpointed_loop(step, x0, n, w, ...))")
 
 
 def _check_transforms(tensors: tuple[torch.Tensor, ...]) -> None:
@@ -1098,13 +1145,28 @@ def _check_transforms(tensors: tuple[torch.Tensor, ...]) -> None:
             f"plain loop or chain")
 
 
-def _params(params: Sequence[object]) -> tuple[torch.Tensor, ...]:
+def _params(params: Sequence[object], call: str | None = None) -> tuple[torch.Tensor, ...]:
+    """``params`` checked to be tensors. ``call``: the loop's call with ``*params``
+    written out, for the fix of an iterable or a number passed among them; None:
+    ``params=`` of a chain."""
     for k, p in enumerate(params):
         if not isinstance(p, torch.Tensor):
             raise PebblesTypeError(
-                f"params[{k}] is {a_kind(p)}; it must be a torch.Tensor (close over other "
-                f"values in the step or layer instead)")
+                f"params[{k}] is {a_kind(p)}; it must be a torch.Tensor{_params_fix(p, call)}")
     return tuple(params)  # type: ignore[arg-type]
+
+
+def _params_fix(p: object, call: str | None) -> str:
+    """How to pass ``p``, found where a parameter tensor should be: a number given where
+    ``*params`` go (the budget, positionally), an iterable of tensors not unpacked."""
+    if call is not None and isinstance(p, (int, np.integer)) and not isinstance(p, bool):
+        return f": budget and the other options are keyword-only (budget={p}, not {p})"
+    if isinstance(p, Iterable) and not isinstance(p, (str, bytes, dict)):
+        how = (f"unpack them into the call: {call}" if call is not None else
+               "pass one flat iterable of tensors: params=model.parameters() or "
+               "params=[*a.parameters(), w]")
+        return f"; for an iterable of tensors (model.parameters(), a list), {how}"
+    return " (close over other values in the step or layer instead)"
 
 
 def _owner(obj: object) -> torch.nn.Module | None:
@@ -1173,6 +1235,29 @@ def _solve_costs(costs: ChainCosts, memory: float, levels: int, tape: bool) -> S
     return _hetero_program(_fields(costs, tape), float(memory), levels, bool(tape))
 
 
+def _solve_layers(costs: ChainCosts, memory: float, levels: int, tape: bool) -> SlotProgram:
+    """:func:`_solve_costs` for ``checkpoint_sequential(memory=...)``, whose errors speak
+    of its layers and, past the size guard, of its own ways out (``levels=``,
+    ``budget=``, ``segments=``)."""
+    try:
+        return _solve_costs(costs, memory, levels, tape)
+    except PebblesValueError as err:
+        fit, n = levels_fit(costs), costs.n
+        if levels <= fit or memory < hetero_min_memory(costs):  # not the size guard
+            message = str(err).replace(f"chain of n={n} steps", f"chain of n={n} layers")
+            raise PebblesValueError(message.replace("some step ", "some layer ")) from None
+        fewer = (f"pass levels={fit} or fewer (coarser rounding of the sizes), "
+                 if fit >= 1 else f"n={n} layers are too many for memory= at any levels; "
+                                  f"pass ")
+        raise PebblesValueError(
+            f"memory={_chain._fmt(memory)} bytes with n={n} layers at levels={levels}: the "
+            f"least-time schedule's tables would pass pebbles' size guard "
+            f"({_chain._MAX_ENTRIES:.3g} entries a table, {_chain._MAX_WORK:.3g} operations, "
+            f"about 10 s); {fewer}"
+            f"budget=K instead (Treeverse, no tables: at most K stored layer outputs), or "
+            f"segments=K (PyTorch's split, never slower in the model)") from None
+
+
 def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: torch.Tensor,
                       budget: int | None = None, method: str = "treeverse",
                       preserve_rng_state: bool = False, tape: bool = True,
@@ -1211,9 +1296,9 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
         Replay each step with the RNG state of its first run (stochastic steps).
     tape : bool
         Run a step with a graph at its last run before its backward step when the
-        graph would hold nothing but the step's input, output and parameters (see
-        :func:`checkpoint_sequential`); the first step that saves other tensors
-        switches this off for the call.
+        graph would hold nothing but the step's input, output, parameters and
+        buffers (see :func:`checkpoint_sequential`); the first step that saves other
+        tensors switches this off for the call.
     **options
         Options of the method.
 
@@ -1246,7 +1331,8 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     tape, preserve_rng_state = check_bool("tape", tape), check_bool("preserve_rng_state",
                                                                     preserve_rng_state)
     xs, was_tuple = _as_tuple("x0", x0)
-    call_params = _params(params)
+    call_params = _params(params, "checkpointed_loop(step, x0, n, *model.parameters(), "
+                                  "budget=...)")
     _check_loop_schedule(n, budget, method, memory, graph_bytes, options)
     if n == 0:  # no step: x_0, as the plain loop gives
         return x0
@@ -1258,7 +1344,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     elif memory is not None:  # a plain loop: nothing to size
         program = _program(_schedule("store-all", n), n)
     else:
-        program = _program(_schedule(method, n, budget=budget, **options), n)
+        program = _program(_budgeted(method, n, budget, options, "steps"), n)
     chain = _Chain(step, call_params, module_params, program, spec=_spec(xs),
                    rng=preserve_rng_state, devices=devices, tape=tape,
                    buffers=_module_buffers(step))
@@ -1326,12 +1412,29 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     tape, preserve_rng_state = check_bool("tape", tape), check_bool("preserve_rng_state",
                                                                     preserve_rng_state)
     xs, was_tuple = _as_tuple("x0", x0)
-    call_params = _params(params)
+    call_params = _params(params, "checkpointed_while_loop(cond, step, x0, "
+                                  "*model.parameters(), budget=...)")
     chain = _Until(cond, (budget, beyond, most), step, call_params, _module_params(step),
                    None, spec=_spec(xs), rng=preserve_rng_state,
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
                    buffers=_module_buffers(step))
     return _run(chain, xs, was_tuple)
+
+
+def _budgeted(method: str, n: int, budget: object, options: dict[str, Any],
+              unit: str) -> Any:
+    """``pebbles.schedule(method, n, budget=budget, **options)``; a negative budget is told
+    the least budget that finishes the ``n`` steps or layers (``unit``), not "0 or more"
+    (0 finishes none of n >= 2)."""
+    if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool) and budget < 0:
+        try:
+            _schedule(method, n, budget=0, **options)
+        except InfeasibleBudgetError as err:
+            by = "" if method == "treeverse" else f" with method={method!r}"
+            raise InfeasibleBudgetError(
+                f"budget={budget} must be >= {err.minimum}, the least budget that finishes "
+                f"n={n} {unit}{by}; pass budget={err.minimum} or more", err.minimum) from None
+    return _schedule(method, n, budget=budget, **options)
 
 
 def _check_loop_schedule(n: int, budget: int | None, method: str, memory: object,
@@ -1379,18 +1482,37 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     quantum = math.gcd(size, int(g) if math.isfinite(g) else 0) if exact else 0  # exact levels
     quantum = quantum if math.isfinite(memory) else 0  # no limit: no levels to make exact
     mem = memory // quantum * quantum if quantum else memory
-    levels = int(min(max(mem // quantum if quantum else 100, 100), 2000))
     costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
                        graph=np.full(n, g))
-    least = hetero_min_memory(costs)
+    least, fit = _check_loop_memory(costs, memory)
+    # a long loop: no more levels than the tables allow (each size rounded up more)
+    levels = int(min(max(mem // quantum if quantum else 100, 100), 2000, fit))
+    return _solve_costs(costs, mem if mem >= least else memory, levels, tape)
+
+
+def _check_loop_memory(costs: ChainCosts, memory: float) -> tuple[float, int]:
+    """(:func:`hetero_min_memory`, :func:`pebbles._chain.levels_fit`) of a loop's ``costs``;
+    raise for a limit below one step's need or a loop too long for the tables at any
+    levels, naming the state's bytes and a budget instead."""
+    least, fit, n = hetero_min_memory(costs), levels_fit(costs), costs.n
+    size, g = int(costs.sizes[0]), float(costs.graph[0])
+    shown = int(memory) if math.isfinite(memory) and memory == int(memory) else memory
     if not memory >= least:
         graph = " and, in its backward step, its graph" if math.isfinite(g) else ""
-        need, shown = math.ceil(least), int(memory) if memory == int(memory) else memory
+        need = math.ceil(least)
         raise PebblesValueError(
             f"memory={shown!r} bytes cannot finish the loop: a step holds its input and "
             f"output ({size} bytes each){graph} at once, {need} bytes; pass memory >= "
             f"{need}, or a budget= of stored states instead")
-    return _solve_costs(costs, mem if mem >= least else memory, levels, tape)
+    if fit < 1:  # past the guard at any levels: fewer levels would not do
+        k = max(int(memory // size), 2) if math.isfinite(memory) and size else 0
+        untaped = "" if math.isfinite(g) else " untaped"
+        raise PebblesValueError(
+            f"memory={shown!r} bytes with n={n}{untaped} steps: the least-time schedule's "
+            f"tables would pass pebbles' size guard at any rounding of the memory; pass "
+            f"budget=K instead (Treeverse, no tables: at most K stored states of {size} "
+            f"bytes{f', e.g. budget={k} for {k * size} bytes' if k else ''})")
+    return least, fit
 
 
 def _check_bytes(name: str, value: object) -> float:
@@ -1414,12 +1536,27 @@ def _nbytes(xs: tuple[torch.Tensor, ...]) -> int:
     return sum(_held(t.numel() * t.element_size(), t.device) for t in xs)
 
 
+def _storage_bytes(t: torch.Tensor) -> int:
+    """The bytes ``t``'s whole storage holds (:func:`_held`): what keeping ``t`` keeps
+    alive, its base's bytes for a view (``x[:, :8]`` of a wide ``x``)."""
+    return _held(t.untyped_storage().nbytes(), t.device)
+
+
+def _kept_bytes(xs: tuple[torch.Tensor, ...]) -> int:
+    """The bytes that keeping the tensors ``xs`` keeps alive: each storage once
+    (:func:`_storage_bytes`; tensors without data, on the meta device, each apart)."""
+    held = {t.untyped_storage().data_ptr() or id(t): _storage_bytes(t) for t in xs}
+    return sum(held.values())
+
+
 def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
                    backward_ratio: float = 2.0, params: Iterable[torch.Tensor] = (),
                    repeat: int = 3) -> ChainCosts:
     """Run each layer ``repeat`` times without a graph (its time: the least of those runs;
     the bytes of its output) and once with one (the bytes its graph saves). Bytes of a
     CUDA tensor are rounded up to :data:`CUDA_BLOCK_BYTES`, as the allocator holds them.
+    An output's bytes are those of the storages it keeps alive, each once: a view
+    (``x[:, :8]``) counts its whole base, which storing it holds.
 
     One run's time can be off by half on a busy machine, which is enough to change the
     least-time schedule; the least of three is steadier (docs/torch.md).
@@ -1460,7 +1597,7 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
         raise PebblesValueError(
             f"backward_ratio={backward_ratio!r} must be a finite number >= 1: a backward step "
             f"includes the replay of its layer")
-    fwd, sizes, graph, last, cot = [], [_nbytes(xs)], [], {}, []
+    fwd, sizes, graph, last, cot = [], [_kept_bytes(xs)], [], {}, []
     params = _param_list(params)
     wrt = _unique(_chain_params(layers, params))  # what the backward steps differentiate
     devices = _layer_devices(xs, params, layers)
@@ -1477,7 +1614,7 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
             with _profiling(f"layer {i} (functions[{i}])"):
                 x, seconds = _timed(layer, x, repeat, devices)
             fwd.append(seconds)
-            sizes.append(_nbytes(_as_tuple("a layer's output", x)[0]))
+            sizes.append(_kept_bytes(_as_tuple("a layer's output", x)[0]))
     f = np.array(fwd, dtype=np.float64)
     grads = np.zeros(len(layers))
     for i, p in last.values():  # a gradient is made by the last layer to use its parameter
@@ -1556,8 +1693,7 @@ def _graph_bytes(fn: Callable[[Any], Any], x: State,
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         if not (t.is_leaf and t.requires_grad):
-            saved[t.untyped_storage().data_ptr()] = _held(t.untyped_storage().nbytes(),
-                                                          t.device)
+            saved[t.untyped_storage().data_ptr()] = _storage_bytes(t)
         return t.detach()
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
@@ -1596,10 +1732,12 @@ def _made_from(params: tuple[torch.Tensor, ...],
 def _reached_leaves(ys: Iterable[torch.Tensor], stops: dict[tuple[int, int], tuple] | None = None,
                     ) -> dict[int, torch.Tensor]:
     """The tensors, by id, that the graph of ``ys`` reaches: leaves (through their
-    gradient accumulators, each node visited once) and the tensors of ``stops``, at
-    whose edges the search ends."""
+    gradient accumulators, each node visited once; a ``y`` that is itself a leaf that
+    requires grad, e.g. a parameter a layer hands on, too) and the tensors of ``stops``,
+    at whose edges the search ends."""
     stops = stops or {}
-    leaves: dict[int, torch.Tensor] = {}
+    ys = list(ys)
+    leaves = {id(y): y for y in ys if y.grad_fn is None and y.requires_grad}
     seen: set[int] = set()
     todo = [(y.grad_fn, y.output_nr) for y in ys if y.grad_fn is not None]
     while todo:
@@ -1821,8 +1959,9 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         the last time before backward step ``i`` and keeps both until then,
         run that step with a graph and use it for the backward step instead of
         running the layer once more -- provided every tensor the graph saves is
-        the layer's input, its output or a parameter (``Linear`` + ``ReLU``,
-        for instance), so that the graph holds no memory the schedule does not
+        the layer's input, its output, a parameter (frozen ones too) or a module
+        buffer (``Linear`` + ``ReLU``, or ``BatchNorm`` in eval mode, for
+        instance), so that the graph holds no memory the schedule does not
         hold anyway. Checked on each taped run; a layer that saves other
         tensors switches taping off for the rest of the call. With
         ``memory`` and ``costs.graph``, the schedule decides which layers keep
@@ -1872,7 +2011,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
                 f"costs={costs!r:.60} with budget={budget!r}: costs price the layers for "
                 f"memory= or segments=; budget= counts stored outputs (Treeverse, no costs). "
                 f"Pass memory=BYTES or segments=K with costs, or leave costs out")
-        moves: Any = _schedule("treeverse", n, budget=budget)
+        moves: Any = _budgeted("treeverse", n, budget, {}, "layers")
     else:
         segments = None if segments is None else _check_segments(segments, n)
         memory = None if memory is None else _check_bytes("memory", memory)
@@ -1882,7 +2021,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
             moves = _schedule("store-all", n)
         else:
             costs = _costs_for(layers, input, xs, params, costs)
-            moves = (_solve_costs(costs, memory, levels, tape) if segments is None else
+            moves = (_solve_layers(costs, memory, levels, tape) if segments is None else
                      _segments_program(_fields(costs, tape), segments, levels, bool(tape)))
     chain = _Chain(lambda i, x: layers[i](x), (), chain_params, _program(moves, n), spec=None,
                    rng=preserve_rng_state, tape=tape, per_step=True,

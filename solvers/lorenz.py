@@ -267,6 +267,27 @@ def _first_nonfinite(y0, theta, dt, n):
     return -1
 
 
+@njit(cache=True)
+def _trajectory_rows(out, theta, dt, i0, i1):
+    """``out[i + 1]`` = one RK4 step of ``out[i]`` for i in ``i0..i1 - 1`` (the kernel of
+    :func:`rk4_step`: bit for bit its states)."""
+    for i in range(i0, i1):
+        _step_into(out[i], theta, dt, out[i + 1])
+
+
+def _trajectory(x0: object, theta: np.ndarray, dt: object, n: int) -> np.ndarray:
+    """The RK4 states ``s_0..s_n`` from ``x0`` (checked here, as ``dt``; ``theta`` and
+    ``n`` checked by the caller), shape ``(n + 1, 3)``: compiled, in chunks of
+    :data:`CHUNK_POINT_STEPS` steps (Ctrl-C works between them).
+    :func:`solvers.experiments.lorenz_trajectory` is the public function."""
+    y0, dt = _as3(x0, "x0"), _dt(dt)
+    out = np.empty((n + 1, 3))
+    out[0] = y0
+    for start in range(0, n, CHUNK_POINT_STEPS):
+        _trajectory_rows(out, theta, dt, start, min(start + CHUNK_POINT_STEPS, n))
+    return out
+
+
 #: What the 3-vector arguments hold, and an example (for the messages of :func:`_as3`).
 _VECTORS = {"x0": ("the initial state (x, y, z)", DEFAULT_X0),
             "theta": ("(sigma, rho, beta)", DEFAULT_THETA)}
@@ -635,7 +656,8 @@ def gradient_reverse(
 
     ``schedule`` is any checkpoint-game (or in-place game) schedule: a
     :func:`pebbles.schedule` value (it carries its ``n``), or moves or an
-    encoded array for ``n`` steps (default :data:`DEFAULT_STEPS`).
+    encoded array for ``n`` steps (default :data:`DEFAULT_STEPS`). A run that
+    overflows returns inf or NaN without NumPy warnings, as :func:`replay_lorenz`.
 
     Examples
     --------
@@ -649,14 +671,15 @@ def gradient_reverse(
     if n is None and not isinstance(schedule, (pebbles.Schedule, pebbles.SlotProgram)):
         n = DEFAULT_STEPS
     unit = np.array([1.0, 0.0, 0.0])
-    r = pebbles.replay(
-        schedule, n, y0,
-        step=lambda i, s: _rk4_step(s, th, dt),  # the compiled kernels: checked above
-        step_into=lambda i, s, out: _step_into(s, th, dt, out),
-        backward=lambda i, s, g: _rk4_vjp(s, th, dt, g),
-        loss_grad=lambda s: unit.copy(),
-        loss=lambda s: float(s[0]),
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: inf/NaN, as the Numba
+        r = pebbles.replay(                               # executor (callers check them)
+            schedule, n, y0,
+            step=lambda i, s: _rk4_step(s, th, dt),  # the compiled kernels: checked above
+            step_into=lambda i, s, out: _step_into(s, th, dt, out),
+            backward=lambda i, s, g: _rk4_vjp(s, th, dt, g),
+            loss_grad=lambda s: unit.copy(),
+            loss=lambda s: float(s[0]),
+        )
     grad = np.concatenate([r.grad_s0, r.grad_theta])
     return LorenzGradient(
         float(r.loss), grad, r.forward_steps, r.backward_steps, r.peak_states, r.seconds
@@ -778,8 +801,36 @@ def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotPro
                 f"pass n={schedule.n}")
         prog = schedule.check()
     else:
-        prog = pebbles.lower(schedule, n, slots=slots)
+        _check_slots(slots)
+        try:
+            prog = pebbles.lower(schedule, n, slots=slots)
+        except MemoryError:
+            raise _too_many_slots(slots, None) from None
     return prog.in_memory("replay_lorenz runs")
+
+
+#: Bytes a slot of :func:`replay_lorenz` takes: the lowering's free list (8) and the state
+#: (3 float64).
+_SLOT_BYTES = 8 + 3 * 8
+
+
+def _check_slots(slots: object) -> None:
+    """Refuse ``slots`` whose arrays need more memory than is available (the lowering
+    checks the rest: type, least number)."""
+    if isinstance(slots, (bool, np.bool_)) or not isinstance(slots, (int, np.integer)):
+        return
+    free = available_memory()
+    if free is not None and _SLOT_BYTES * int(slots) > free:
+        raise _too_many_slots(slots, free)
+
+
+def _too_many_slots(slots: object, free: int | None) -> pebbles.PebblesValueError:
+    have = ("more than is available" if free is None
+            else f"more than the {_gigabytes(free)} available")
+    return pebbles.PebblesValueError(
+        f"slots={slots!r:.40} needs about {_gigabytes(_SLOT_BYTES * int(slots))} "
+        f"({_SLOT_BYTES} bytes a slot), {have}; a schedule of n steps holds at most n + 1 "
+        f"states: pass slots <= n + 1, or leave slots out (as many as the schedule needs)")
 
 
 def replay_lorenz(
@@ -821,8 +872,9 @@ def replay_lorenz(
     pebbles.IllegalMoveError
         If the schedule breaks a rule or needs more than ``slots`` states.
     pebbles.PebblesValueError
-        If the schedule keeps states on disk (two-level storage). A program
-        lowered with ``frees=True`` runs (its ``OP_FREE`` rows are skipped).
+        If the schedule keeps states on disk (two-level storage), or ``slots``
+        needs more memory than is available. A program lowered with
+        ``frees=True`` runs (its ``OP_FREE`` rows are skipped).
 
     Examples
     --------
@@ -1109,9 +1161,16 @@ def gradient_adjoint(
 #: about 2 program rows a step (40 bytes each) and the cell-to-slot map (8 bytes).
 _PROGRAM_BYTES_PER_STEP = 3 * 24 + 3 * 40 + 2 * 40 + 8
 _STATE_BYTES = 3 * 8
+#: ``--executor generic`` (:func:`gradient_reverse`, :func:`pebbles.replay`): bytes a step
+#: and bytes a state held, from the peak RSS growth of runs at n = 1e5, 3e5 and 1e6
+#: (x86-64, NumPy 2): treeverse S = 10 (states negligible) grew 627-651 bytes a step,
+#: store-all (n states) 1195-1227; a state is a NumPy array and its Python references.
+_GENERIC_BYTES_PER_STEP = 660
+_GENERIC_STATE_BYTES = 560
+_EXECUTORS = ("numba", "generic")
 
 
-def memory_estimate(method: str, n: int, *, states: int = 0) -> int:
+def memory_estimate(method: str, n: int, *, states: int = 0, executor: str = "numba") -> int:
     """Bytes a gradient of ``n`` steps needs (an estimate made before it starts).
 
     Parameters
@@ -1119,17 +1178,22 @@ def memory_estimate(method: str, n: int, *, states: int = 0) -> int:
     method : str
         ``forward`` (constant memory), ``adjoint`` (the ``states`` reloaded
         states) or any schedule method (the lowered schedule, about 280 bytes
-        a step, plus ``states`` stored states).
+        a step, plus ``states`` stored states, 24 bytes each, with the Numba
+        executor; about 660 bytes a step and 560 a state with the generic one).
     n : int
         Number of steps.
     states : int
         States held at once besides ``s_0``.
+    executor : {'numba', 'generic'}
+        The executor of a schedule method (:func:`replay_lorenz` or
+        :func:`gradient_reverse`); ignored by ``forward`` and ``adjoint``.
 
     Raises
     ------
     pebbles.PebblesValueError
         If ``method`` is not one of ``python -m solvers.lorenz gradient
-        --method``'s choices, or ``n`` or ``states`` is negative.
+        --method``'s choices, ``executor`` not one of the two, or ``n`` or
+        ``states`` is negative.
     pebbles.PebblesTypeError
         If ``n`` or ``states`` is not an integer.
 
@@ -1144,11 +1208,17 @@ def memory_estimate(method: str, n: int, *, states: int = 0) -> int:
         raise pebbles.PebblesValueError(
             f"method={method!r} is not a Lorenz gradient method; pass one of "
             f"{', '.join(methods)}")
+    if executor not in _EXECUTORS:
+        raise pebbles.PebblesValueError(
+            f"executor={executor!r:.40} is not a Lorenz executor; pass executor='numba' "
+            f"(replay_lorenz) or executor='generic' (gradient_reverse)")
     n = _n(n)
     states = _n(states, 0, "states", "the states held at once besides s_0")
     fixed = _STATE_BYTES * (states + 2)
     if method in ("forward", "adjoint"):
         return fixed + (8 * 6 * 8 if method == "forward" else 0)
+    if executor == "generic":
+        return _GENERIC_BYTES_PER_STEP * n + _GENERIC_STATE_BYTES * (states + 2)
     return fixed + _PROGRAM_BYTES_PER_STEP * n
 
 
@@ -1169,15 +1239,18 @@ def _states_held(args: argparse.Namespace, s: pebbles.Schedule | None) -> int:
 
 def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
     """Refuse a run that needs more memory than is available (unless ``--force``)."""
-    need = memory_estimate(args.method, args.steps, states=_states_held(args, s))
+    generic = s is not None and _executor(args) == "generic"
+    need = memory_estimate(args.method, args.steps, states=_states_held(args, s),
+                           executor=_executor(args))
     free = available_memory()
     if args.force or free is None or need <= free:
         return
     raise pebbles.PebblesValueError(
-        f"--method {args.method} --steps {args.steps} needs about {_gigabytes(need)} of "
-        f"memory (the lowered schedule and the stored states), more than the "
-        f"{_gigabytes(free)} available; pass --force to run anyway, or use fewer --steps "
-        f"or --method forward (constant memory)")
+        f"--method {args.method} --steps {args.steps}{' --executor generic' * generic} needs "
+        f"about {_gigabytes(need)} of memory (the lowered schedule and the stored states), "
+        f"more than the {_gigabytes(free)} available; pass --force to run anyway, or use "
+        f"fewer --steps{', --executor numba' * generic} or --method forward (constant "
+        f"memory)")
 
 
 #: Point-steps (an RK4 step, with or without tangents, at one grid point) a thread is
@@ -1200,18 +1273,34 @@ def _duration(seconds: float) -> str:
 
 
 def check_run_time(what: str, point_steps: int, fix: str, *, threads: int = 1,
-                   rate: float = POINT_STEPS_PER_SECOND, least: str = "") -> None:
+                   rate: float = POINT_STEPS_PER_SECOND, least: str = "",
+                   extra: tuple[float, str] | None = None) -> None:
     """Refuse a run of more than :data:`MAX_RUN_SECONDS` at ``rate`` point-steps a second
     per thread: one error naming ``what``, the estimate and ``fix``. ``least``: why
-    ``point_steps`` is only a lower bound (the message then says "at least")."""
-    seconds = point_steps / (rate * threads)
+    ``point_steps`` is only a lower bound (the message then says "at least");
+    ``extra``: the seconds of other work the run does and what it is (counted in, named
+    after the steps).
+
+    Raises
+    ------
+    pebbles.PebblesValueError
+        If the run is estimated at more than :data:`MAX_RUN_SECONDS`, or ``threads`` is
+        below 1 or ``rate`` not a finite number above 0 (``PebblesTypeError`` when not a
+        number).
+    """
+    threads = whole(threads, 1, "threads", "the threads the run uses")
+    rate = _real(rate, "rate", "point-steps a thread runs a second", POINT_STEPS_PER_SECOND,
+                 positive=True)
+    more, also = extra if extra is not None else (0.0, "")
+    seconds = point_steps / (rate * threads) + more
     if seconds > MAX_RUN_SECONDS:
         count = f"at least {point_steps:.3g} RK4 steps {least}" if least else \
             f"{point_steps:.3g} RK4 steps"
         raise pebbles.PebblesValueError(
-            f"{what} is {count}: at least {_duration(seconds)} at {rate:.0e} steps a second "
-            f"per thread on {threads} thread{'s' if threads > 1 else ''}, more than the "
-            f"{MAX_RUN_SECONDS // 60} minutes started without asking; {fix}")
+            f"{what} is {count}{f' and {also}' if also else ''}: at least "
+            f"{_duration(seconds)} at {rate:.0e} steps a second per thread on {threads} "
+            f"thread{'s' if threads > 1 else ''}, more than the {MAX_RUN_SECONDS // 60} "
+            f"minutes started without asking; {fix}")
 
 
 def _stored_states(s: pebbles.Schedule) -> int:
@@ -1363,6 +1452,11 @@ def _sensitivity_cli(args: argparse.Namespace) -> str:
                 f"{flag} {low:g} {high:g}: the low end must come first and be below the "
                 f"high end (an axis of Figure 3); pass e.g. {flag} {min(low, high):g} "
                 f"{max(low, high) if low != high else low + 1:g}")
+        if not math.isfinite(high - low):  # np.linspace would make NaN
+            raise pebbles.PebblesValueError(
+                f"{flag} {low:g} {high:g}: high - low overflows to inf (the axis is wider "
+                f"than a float holds); pass ends closer together, e.g. {flag} "
+                f"{'0 20' if flag == '--sigma-range' else '0 50'}")
     if args.resolution < 2:
         raise pebbles.PebblesValueError(
             f"--resolution {args.resolution} must be >= 2 (grid points per axis), e.g. 201")

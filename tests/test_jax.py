@@ -161,6 +161,39 @@ def test_reverse_and_primal_without_grad():
         assert rel(g, g_ref) < 1e-12
 
 
+def test_f_returning_a_list_pair_differentiates_like_lax_scan():
+    """lax.scan takes f returning [carry, y]; the gradient's forward rule did not."""
+    f = lambda c, x: [c * jnp.sin(x) + x, c]  # noqa: E731
+    xs = jnp.arange(1.0, 5.0)
+
+    def loss(scan):
+        return lambda c: (lambda r: r[0] + jnp.sum(r[1]))(scan(f, c, xs))
+
+    got = jax.value_and_grad(loss(cscan(2)))(0.5)
+    ref = jax.value_and_grad(loss(jax.lax.scan))(0.5)
+    assert rel(got, ref) < 1e-12
+    assert rel(jax.hessian(loss(cscan(2)))(0.5), jax.hessian(loss(jax.lax.scan))(0.5)) < 1e-12
+
+
+@pytest.mark.parametrize("x64", [True, False])
+def test_strict_dtype_and_rank_promotion(x64):
+    """A strict-clean step needs no implicit promotion from the scan (float, bool and
+    int32 leaves)."""
+    def f(c, x):
+        v, b, i = c
+        return (jnp.where(b, v * 1.1, v * 0.9) + x, ~b, i + 2), (v, b, i)
+
+    def loss(scan):
+        return lambda v, xs: jnp.sum(scan(f, (v, True, jnp.int32(0)), xs)[1][0])
+
+    with jax.enable_x64(x64), jax.numpy_dtype_promotion("strict"), \
+            jax.numpy_rank_promotion("raise"):
+        v, xs = jnp.asarray(0.4), jnp.linspace(0.1, 1.0, 9)
+        ref = jax.grad(loss(jax.lax.scan), argnums=(0, 1))(v, xs)
+        for scan in (cscan(2), cscan(3, inplace=True)):
+            assert rel(jax.jit(jax.grad(loss(scan), argnums=(0, 1)))(v, xs), ref) < 1e-12
+
+
 def test_length_may_be_a_concrete_integer_array():
     f = lambda c, _: (c + 0.01 * jnp.sin(c), c)  # noqa: E731
     ref = jax.lax.scan(f, 0.3, None, 7)
@@ -515,6 +548,20 @@ def test_reversible_and_disk_methods_are_refused_up_front(method, kw, what):
                        match=rf"method='{method}' {what}.*method='treeverse'") as info:
         checkpointed_scan(step, 0.0, jnp.ones(12), method=method, **kw)
     assert not isinstance(info.value, pebbles.InfeasibleBudgetError)
+
+
+@pytest.mark.parametrize(("method", "hint"), [("Treeverse", "did you mean 'treeverse'? "),
+                                              ("store_all", "did you mean 'store-all'? "),
+                                              ("Bennett", ""), ("revolve", "")])
+def test_unknown_method_lists_only_the_methods_the_scan_takes(method, hint):
+    """Not the registry's whole list: it holds reversible and disk methods, refused here."""
+    with pytest.raises(pebbles.PebblesValueError) as info:
+        checkpointed_scan(step, 0.0, jnp.ones(4), method=method, budget=2)
+    message = str(info.value)
+    assert message.startswith(f"method={method!r} is not a method name; {hint}checkpointed_scan")
+    assert message.endswith(", ".join(map(repr, pebbles.gradient_methods())))
+    for refused in ("'bennett'", "reversible-optimal", "two-level", "periodic-disk"):
+        assert refused not in message
 
 
 def test_schedule_takes_schedules_not_method_names():

@@ -273,6 +273,54 @@ def test_r3_table_covers_the_phase_up_to_budget_45():
     assert not _jw._r3_table(46, _jw._R3_TABLE)[2]
 
 
+@pytest.mark.parametrize("x64", [True, False])
+@pytest.mark.parametrize(("budget", "beyond", "judged"), [(2, "greedy", False),
+                                                          (4, "greedy", True),
+                                                          (4, "wang-moin", True)])
+def test_gradient_under_strict_dtype_and_rank_promotion(budget, beyond, judged, x64,
+                                                        monkeypatch):
+    """The controller casts its own integers: a strict-clean body needs no promotion
+    (``judged``: the r = 3 phase judged in the loop, as for budgets over 45)."""
+    if judged:
+        monkeypatch.setattr(_jw, "_R3_TABLE", 0)
+    n = 60  # past the r = 3 phase at budget 4 (beta(4, 3) = 35)
+    body = lambda p: lambda c: (c[0] + 0.1 * jnp.sin(p * c[0]), c[1] + 1)  # noqa: E731
+    with jax.enable_x64(x64), jax.numpy_dtype_promotion("strict"), \
+            jax.numpy_rank_promotion("raise"):
+        init, p = (jnp.array([0.3, 0.8]), jnp.int32(0)), jnp.asarray(1.1)
+        got = jax.jit(jax.grad(lambda p: checkpointed_while_loop(
+            lambda c: c[1] < n, body(p), init, budget=budget, beyond=beyond)[0].sum()))(p)
+        ref = jax.grad(lambda p: plain_loop(body(p), init, n)[0].sum())(p)
+    assert got.dtype == ref.dtype == (jnp.float64 if x64 else jnp.float32)
+    assert rel(got, ref) < (1e-12 if x64 else 1e-6)
+
+
+def test_r3_constants_past_max_steps_saturate(monkeypatch):
+    """From budget 2343, beta(S, 3) and the last r = 3 marks pass 2^31: saturated at
+    MAX_STEPS (no run reaches them) instead of overflowing int32. ``_r3_layout`` is
+    replaced by its closed form (beta(j, 2) = (j + 1)(j + 2)/2 - 1), checked here on a
+    small budget: the host's takes seconds at this size."""
+    from itertools import accumulate
+
+    def layout(s, game):
+        top = [0, 1] + [(j + 1) * (j + 2) // 2 - 1 for j in range(2, s + 1)]
+        return top, list(accumulate(top[:1:-1]))
+
+    assert layout(12, Game.CHECKPOINT) == _jw._r3_layout(12, Game.CHECKPOINT)
+    budget, most = 2400, _jw.MAX_STEPS
+    top, marks = layout(budget, Game.CHECKPOINT)
+    monkeypatch.setattr(_jw, "_r3_layout", layout)
+    _jw._r3_consts.cache_clear()
+    try:
+        tops, kept, end, b2, rise0 = _jw._r3_consts(budget)
+    finally:
+        _jw._r3_consts.cache_clear()
+    assert marks[-1] > 2 ** 31 and tops.dtype == kept.dtype == np.int32
+    assert tops.tolist() == top  # all below MAX_STEPS
+    assert kept.tolist() == [min(m, most) for m in marks] + [most]
+    assert (end, b2, rise0) == (most, (budget + 1) * (budget + 2) // 2 - 1, 3)
+
+
 def plays_the_host(budget, steps, beyond):
     """The compiled controller holds the host scheduler's cells after every step."""
     tables = greedy_tables(budget)

@@ -254,6 +254,8 @@ def test_sensitivity_cli_writes_the_figure3_grid(tmp_path):
     (["--sigma-range", "20", "0", "--out", "{tmp}/map.npz"], "pass e.g. --sigma-range 0 20"),
     (["--rho-range", "5", "5", "--out", "{tmp}/map.npz"], "high end (an axis of Figure 3); "
                                                            "pass e.g. --rho-range 5 6"),
+    (["--rho-range", "-1e308", "1e308", "--out", "{tmp}/map.npz"],
+     "--rho-range -1e+308 1e+308: high - low overflows to inf"),
 ])
 def test_sensitivity_cli_checks_before_it_computes(args, message, tmp_path, capsys,
                                                    monkeypatch):
@@ -831,3 +833,71 @@ def test_one_step_kernels_take_any_finite_time_step():
     assert np.allclose(back, y, rtol=1e-9)
     assert lz.rk4_jvp(y, th, -1e-3, np.zeros((3, 6))).shape == (3, 6)
     assert lz.rk4_vjp(y, th, 0, np.ones(3))[0].shape == (3,)
+
+
+def test_generic_executor_overflow_leaks_no_numpy_warning():
+    """An overflowing replay on the generic executor returns inf/NaN quietly (as the Numba
+    one); the command line says so in one line, not a RuntimeWarning first."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = lz.gradient_reverse(store_all(50_000), dt=0.03, n=50_000)
+    assert not np.isfinite(g.gradient).all()
+    r = subprocess.run([sys.executable, "-m", "solvers.lorenz", "gradient", "--method",
+                        "store-all", "--steps", "50000", "--dt", "0.03", "--executor",
+                        "generic"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stdout == "" and "Warning" not in r.stderr
+    assert r.stderr.splitlines() == [
+        "python -m solvers.lorenz: error: the gradient overflows (the trajectory is finite "
+        "through step 50000); use fewer --steps or a smaller --dt"]
+
+
+def test_cli_memory_check_prices_the_generic_executor(monkeypatch, capsys):
+    """The generic executor holds about 1.2 kB a step for store-all (measured), not the
+    ~300 bytes of the Numba replay: refused where the Numba run fits."""
+    assert lz.memory_estimate("store-all", 500_000, states=500_000, executor="generic") \
+        >= 4 * lz.memory_estimate("store-all", 500_000, states=500_000)
+    monkeypatch.setattr(lz, "available_memory", lambda: 300 * 10**6)
+    argv = ["gradient", "--method", "store-all", "--steps", "500000"]
+    args = lz._parser().parse_args(argv)
+    lz._check_memory(args, lz._schedule(args))  # Numba: 152 MB, fits
+    monkeypatch.setattr(lz, "_warm_up", lambda: pytest.fail("ran"))
+    assert lz.main([*argv, "--executor", "generic", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert ("--method store-all --steps 500000 --executor generic needs about 0.61 GB"
+            in err and "--executor numba" in err)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: lz.check_run_time("x", 10**6, "fix", threads=0), pebbles.PebblesValueError,
+     r"^threads=0 must be an integer >= 1"),
+    (lambda: lz.check_run_time("x", 10**6, "fix", threads=2.0), pebbles.PebblesTypeError,
+     r"^threads=2\.0 must be an integer"),
+    (lambda: lz.check_run_time("x", 10**6, "fix", rate=0), pebbles.PebblesValueError,
+     r"^rate=0 must be a finite number > 0"),
+    (lambda: lz.replay_lorenz(pebbles.schedule("treeverse", 10, budget=3), slots=10**12),
+     pebbles.PebblesValueError,
+     r"^slots=1000000000000 needs about 3\.2e\+04 GB \(32 bytes a slot\), more than .*"
+     r"pass slots <= n \+ 1, or leave slots out"),
+    (lambda: lz.memory_estimate("treeverse", 10, executor="cuda"), pebbles.PebblesValueError,
+     r"^executor='cuda' is not a Lorenz executor"),
+])
+def test_more_bad_arguments_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_cli_sensitivity_axis_wider_than_a_float_is_one_line(tmp_path):
+    """hi - lo overflowing made np.linspace warn twice and the error name library
+    arguments; now the flag is named, before anything is computed."""
+    out = tmp_path / "never.npz"
+    r = subprocess.run([sys.executable, "-m", "solvers.lorenz", "sensitivity", "--resolution",
+                        "3", "--steps", "10", "--sigma-range", "-1e308", "1e308", "--out",
+                        str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and not out.exists()
+    assert r.stderr.splitlines() == [
+        "python -m solvers.lorenz: error: --sigma-range -1e+308 1e+308: high - low overflows "
+        "to inf (the axis is wider than a float holds); pass ends closer together, e.g. "
+        "--sigma-range 0 20"]

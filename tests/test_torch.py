@@ -2050,3 +2050,287 @@ def test_a_while_loop_that_runs_no_step_returns_x0_as_plain_autograd_does():
     checkpointed_while_loop(lambda i, x: i < 0, lambda i, x, w: w @ x, x1, w,
                             budget=2).sum().backward()
     assert torch.equal(x1.grad, torch.ones(3, dtype=F64)) and w.grad is None
+
+
+class Emit(torch.nn.Module):
+    """A layer that hands its own parameter on with the activation."""
+
+    def __init__(self):
+        super().__init__()
+        self.pos = torch.nn.Parameter(torch.randn(4, dtype=F64))
+
+    def forward(self, x):
+        return x, self.pos
+
+
+@pytest.mark.parametrize("kw", [{"budget": 2}, {"budget": 3, "tape": False},
+                                {"segments": 2}, {"memory": math.inf}, {"memory": 1e6}])
+def test_a_leaf_a_layer_or_step_returns_gets_its_gradient(kw):
+    """An output that is itself a leaf requiring grad (a parameter handed on) is reached
+    by its backward step: its gradient is plain autograd's, not lost."""
+    torch.manual_seed(0)
+    use = torch.nn.Linear(4, 4).double()
+    nets = [[torch.nn.Linear(4, 4).double(), Emit(), lambda s: torch.tanh(use(s[0]) + s[1])],
+            [torch.nn.Linear(4, 4).double(), torch.nn.Tanh(), Emit()]]  # the last returns it
+    for net in nets:
+        x = torch.randn(2, 4, dtype=F64, requires_grad=True)
+        tensors = [x, *(p for m in net if isinstance(m, torch.nn.Module)
+                        for p in m.parameters())]
+        want = grads_of(lambda net=net, x=x: functools.reduce(lambda h, f: f(h), net, x),
+                        tensors)
+        got = grads_of(lambda net=net, x=x: checkpoint_sequential(
+            net, x, params=use.parameters(), **kw), tensors)
+        assert_close(got, want)
+    w = torch.linspace(0.5, 1.5, 3, dtype=F64, requires_grad=True)
+    step = lambda i, s, w: (torch.sin(s[0] * s[1]) + w, w)  # noqa: E731  # w on, as it is
+    s0 = (torch.ones(3, dtype=F64, requires_grad=True), w)
+    loop_kw = {"budget": 2} if "budget" in kw else {"memory": 1e6}
+    want = grads_of(lambda: plain_loop(step, s0, 6, w)[0], [s0[0], w])
+    assert_close(grads_of(lambda: checkpointed_loop(step, s0, 6, w, **loop_kw)[0],
+                          [s0[0], w]), want)
+
+
+def test_a_leaf_a_step_returns_without_passing_it_is_reported():
+    v = torch.randn(3, dtype=F64, requires_grad=True)  # not passed
+    w = torch.randn(3, dtype=F64, requires_grad=True)
+    out = checkpointed_loop(lambda i, s, w: (torch.sin(s[0] * w) + s[1], v),
+                            (torch.randn(3, dtype=F64), torch.zeros(3, dtype=F64)), 5, w,
+                            budget=2)
+    with pytest.raises(pebbles.PebblesValueError, match=r"shape \(3,\) that requires grad "
+                                                        r"but was not passed"):
+        out[0].sum().backward()
+
+
+class CountedLayer(torch.nn.Module):
+    """A module counting its calls."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module, self.calls = module, 0
+
+    def forward(self, *args):
+        self.calls += 1
+        return self.module(args[-1])
+
+
+def test_frozen_parameters_and_buffers_the_graph_saves_keep_taping():
+    """A graph that saves a frozen parameter or a buffer (BatchNorm in eval mode) saves
+    nothing of its own: taping stays on, so the step counts are those of trainable
+    ones (taping off replays every taped step once more), and the gradients plain
+    autograd's."""
+    def loop_calls(frozen):
+        torch.manual_seed(0)
+        step = CountedLayer(torch.nn.Linear(8, 8, bias=False).double())
+        step.module.weight.requires_grad_(not frozen)
+        x0 = torch.randn(4, 8, dtype=F64, requires_grad=True)
+        want = grads_of(lambda: plain_loop(lambda i, x: x + step.module(x), x0, 20), [x0])
+        step.calls = 0
+        got = grads_of(lambda: checkpointed_loop(lambda i, x, *p: x + step(x), x0, 20,
+                                                 *step.parameters(), budget=4), [x0])
+        assert_close(got, want)
+        return step.calls
+
+    def chain_calls(make, tape=True):
+        torch.manual_seed(0)
+        layers = [CountedLayer(make(k).double()) for k in range(12)]
+        x = torch.randn(8, 16, dtype=F64, requires_grad=True)
+        want = grads_of(lambda: functools.reduce(lambda h, f: f(h), layers, x), [x])
+        for f in layers:
+            f.calls = 0
+        got = grads_of(lambda: checkpoint_sequential(layers, x, budget=3, tape=tape), [x])
+        assert_close(got, want)
+        return sum(f.calls for f in layers)
+
+    assert loop_calls(frozen=True) == loop_calls(frozen=False)
+    linear = lambda k: torch.nn.Linear(16, 16)  # noqa: E731
+    frozen = lambda k: linear(k).requires_grad_(k >= 6)  # noqa: E731
+    normed = lambda k: linear(k) if k % 2 == 0 else torch.nn.BatchNorm1d(16).eval()  # noqa: E731
+    assert chain_calls(frozen) == chain_calls(normed) == chain_calls(linear)
+    assert chain_calls(linear) < chain_calls(linear, tape=False)
+
+
+class Rescaling(torch.nn.Module):
+    """A step that changes a buffer in place, which its graph saves (``x * scale``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 8).double()
+        self.register_buffer("scale", torch.full((8,), 0.5, dtype=F64))
+
+    def forward(self, i, x):
+        with torch.no_grad():
+            self.scale.mul_(1.01)
+        return self.lin(x) * self.scale
+
+
+def test_a_taped_graph_saving_a_buffer_the_step_changes_in_place_raises():
+    """Taped graphs may now save buffers; one that a later step changes in place raises
+    autograd's error, as plain autograd does, rather than a wrong gradient."""
+    x0 = torch.randn(4, 8, dtype=F64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        plain_loop(Rescaling(), x0, 20).sum().backward()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation.*module buffer"):
+        checkpointed_loop(Rescaling(), x0, 20, budget=4).sum().backward()
+
+
+def test_parametrize_cached_is_refused_before_a_step_runs():
+    """Under parametrize.cached() the forward pass (no graph) would cache weights without
+    a graph and the replays reuse them: their parameters got no gradient, silently."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.parametrizations import orthogonal
+
+    torch.manual_seed(0)
+    cell = CountedLayer(orthogonal(torch.nn.Linear(4, 4).double()))
+    original = cell.module.parametrizations.weight.original
+    h0 = torch.randn(2, 4, dtype=F64, requires_grad=True)
+    with parametrize.cached():
+        for run in (lambda: checkpointed_loop(lambda i, h: cell(h), h0, 8, budget=2),
+                    lambda: checkpointed_loop(lambda i, h: cell(h), h0, 8, memory=1e6),
+                    lambda: checkpointed_while_loop(lambda i, h: i < 8,
+                                                    lambda i, h: cell(h), h0, budget=2),
+                    lambda: checkpoint_sequential([cell] * 4, h0, budget=2),
+                    lambda: checkpoint_sequential([cell] * 4, h0, memory=1e6)):
+            with pytest.raises(pebbles.PebblesValueError,
+                               match=r"inside torch.nn.utils.parametrize.cached\(\).*Call "
+                                     r"it outside parametrize.cached\(\)"):
+                run()
+        assert cell.calls == 0
+        with torch.no_grad():  # no gradient wanted: a plain loop, as before
+            checkpointed_loop(lambda i, h: cell(h), h0, 8, budget=2)
+    want = grads_of(lambda: plain_loop(lambda i, h: cell(h), h0, 8), [h0, original])
+    got = grads_of(lambda: checkpointed_loop(cell, h0, 8, budget=2), [h0, original])
+    assert_close(got, want)
+    b = cell.module.bias  # the fix the message names: the weight computed once, passed
+    got = grads_of(lambda: checkpointed_loop(lambda i, h, w, b: torch.tanh(h) @ w.T + b, h0,
+                                             8, cell.module.weight, b, budget=2),
+                   [h0, original])
+    want = grads_of(lambda: plain_loop(lambda i, h: torch.tanh(h) @ cell.module.weight.T + b,
+                                       h0, 8), [h0, original])
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("loop", ["for", "while"])
+def test_params_slips_are_told_their_fix(loop):
+    """model.parameters() or a list given as one parameter is told to unpack it; a number
+    where parameters go (the budget given positionally) that budget is keyword-only."""
+    m = torch.nn.Linear(3, 3)
+    x0 = torch.randn(3, requires_grad=True)
+    call = ((lambda *a: checkpointed_loop(lambda i, x, *p: m(x), x0, 5, *a, budget=3))
+            if loop == "for" else
+            (lambda *a: checkpointed_while_loop(lambda i, x: i < 5, lambda i, x, *p: m(x), x0,
+                                                *a, budget=3)))
+    name = "checkpointed_loop(step, x0, n," if loop == "for" else \
+        "checkpointed_while_loop(cond, step, x0,"
+    for bad, kind in ((m.parameters(), "a generator"), (list(m.parameters()), "a list")):
+        with pytest.raises(pebbles.PebblesTypeError,
+                           match=rf"^params\[0\] is {kind}; .*unpack them into the call: "
+                                 + re.escape(f"{name} *model.parameters()")):
+            call(bad)
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"^params\[0\] is an int; .*keyword-only \(budget=10, not 10\)"):
+        call(10)
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"^params\[0\] is a generator; .*params=model.parameters\(\)"):
+        checkpoint_sequential([m], x0, budget=1, params=[m.parameters()])
+
+
+class Head(torch.nn.Module):
+    """The first 8 features: a view that keeps the whole wide input alive."""
+
+    def forward(self, x):
+        return x[:, :8]
+
+
+def measured_peak(fn):
+    """The most bytes the CPU allocator held at once while ``fn`` ran (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    held = most = 0
+    for _, nbytes in events:
+        held += nbytes
+        most = max(most, held)
+    return most
+
+
+def test_view_outputs_are_sized_by_their_storage_and_the_limit_holds():
+    """A layer returning a view of a wide output keeps the wide storage alive: its size is
+    that storage's bytes, and the measured peak stays within memory= (it was 3.3x the
+    limit); stored outputs (a kept step's, one an output shares) are let go in time."""
+    torch.manual_seed(0)
+    layers = [f for _ in range(10) for f in (torch.nn.Linear(8, 1024), Head())]
+    x = torch.randn(32, 8, requires_grad=True)
+    costs = profile_layers(layers, x)
+    wide = 32 * 1024 * 4
+    assert costs.sizes.tolist() == [x.nbytes] + [wide] * 20
+    unit = pebbles.ChainCosts(np.ones(20), np.full(20, 2.0), costs.sizes, graph=costs.graph,
+                              grads=costs.grads, cotangents=costs.cotangents)
+
+    def run(memory):
+        loss = checkpoint_sequential(layers, x, memory=memory, costs=unit).sum()
+        loss.backward()
+
+    for factor in (1.0, 1.5, 2.0):
+        memory = factor * pebbles.hetero_min_memory(unit)
+        assert measured_peak(lambda m=memory: run(m)) <= memory
+
+
+def test_a_long_loop_under_memory_solves_at_the_levels_its_tables_allow(monkeypatch):
+    """memory= on a loop whose tables at the exact levels pass the size guard rounds the
+    sizes more coarsely instead (the limit still holds); past the guard at any levels,
+    the error names budget= (checkpointed_loop has no levels=)."""
+    n = 60
+    monkeypatch.setattr(pebbles._chain, "_MAX_WORK", n * n // 2 * 11)  # 10 levels fit
+    solved = []
+    real = pebbles.torch._solve_costs
+    monkeypatch.setattr(pebbles.torch, "_solve_costs",
+                        lambda *a: solved.append(a) or real(*a))
+    w = torch.tensor(0.99, dtype=F64, requires_grad=True)
+    x0 = torch.randn(16, dtype=F64, requires_grad=True)
+    step = lambda i, x, w: torch.sin(x) * w  # noqa: E731  # saves x (the input) and w
+    memory = 30 * x0.nbytes + 7
+    want = grads_of(lambda: plain_loop(step, x0, n, w), [x0, w])
+    assert_close(grads_of(lambda: checkpointed_loop(step, x0, n, w, memory=memory),
+                          [x0, w]), want)
+    (costs, limit, levels, tape), = solved
+    assert levels == 10 and limit <= memory
+    moves = pebbles.hetero_optimal(costs, limit, levels=levels, tape=tape)
+    assert pebbles.simulate(moves, n, costs=costs).peak_bytes <= memory
+    monkeypatch.setattr(pebbles._chain, "_MAX_WORK", n * n // 2)  # no level fits
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"^memory={memory} bytes with n={n} steps: .*size guard at any "
+                             r"rounding.*pass budget=K instead .*budget=30 for 3840 bytes"):
+        checkpointed_loop(step, x0, n, w, memory=memory)
+
+
+def test_misleading_messages_name_the_argument_that_fixes_them(monkeypatch):
+    x = torch.randn(2, 3, requires_grad=True)
+    net = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(4)])
+    with pytest.raises(pebbles.InfeasibleBudgetError,
+                       match=r"^budget=-1 must be >= 2, the least budget that finishes n=4 "
+                             r"layers; pass budget=2 or more"):
+        checkpoint_sequential(net, x, budget=-1)
+    with pytest.raises(pebbles.InfeasibleBudgetError,
+                       match=r"^budget=-3 must be >= 3, .* n=5 steps with method='periodic'; pass "
+                             r"budget=3 or more"):
+        checkpointed_loop(lambda i, x: x * 2, x, 5, budget=-3, method="periodic", every=2)
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"^step 0 returned None \(a function without a return statement "
+                             r"returns None\); a step must return the next state"):
+        checkpointed_loop(lambda i, x: None, x, 3, budget=2)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^layer 1 \(functions\[1\]\) returned "
+                                                       r"a float; a layer must return"):
+        checkpoint_sequential([torch.nn.Tanh(), lambda x: 1.0], x, budget=1)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^memory=10 bytes cannot finish the chain of n=4 layers: some "
+                             r"layer holds"):
+        checkpoint_sequential(net, x, memory=10)
+    monkeypatch.setattr(pebbles._chain, "_MAX_WORK", 4**3 // 6 * 8)  # 7 levels fit
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^memory=1000000 bytes with n=4 layers at levels=100: .*size "
+                             r"guard .*pass levels=7 or fewer .*budget=K instead") as err:
+        checkpoint_sequential(net, x, memory=1e6)
+    assert "pebbles.schedule" not in str(err.value)

@@ -369,7 +369,8 @@ def test_cli_lorenz_fig3_refuses_grids_of_hours_nan_files_and_unused_flags(tmp_p
              mean_abs_grad=np.full((3, 3), np.nan))
     cases = [
         (["lorenz-fig3", "--resolution", "20000", "--steps", "100000"],
-         "--resolution 20000 --steps 100000 is 4e+13 RK4 steps: at least"),
+         "--resolution 20000 --steps 100000 is 4e+13 RK4 steps and 2e+05 points of panel (b) "
+         "to draw (at most 1e+06 a second): at least"),
         (["lorenz-fig3", "--npz", str(nan)], "mean_abs_grad holds 9 non-finite values"),
         (["lorenz-fig3", "--npz", str(nan), "--resolution", "50", "--steps", "20"],
          "--resolution --steps: not used with --npz"),
@@ -553,7 +554,13 @@ def test_cli_pml_refuses_times_with_the_gradient_panel(tmp_path, capsys):
     (["lorenz-fig4", "--max-steps", "1000000", "--starts", "1000"],
      "--max-steps 1000000 --stride 1 --starts 1000 --reload-steps 10000 is 1.5e+15 RK4 steps"),
     (["lorenz-fig4", "--max-steps", str(2**62)], "use a smaller --max-steps"),
-    (["pml", "--size", "40000", "--steps", "1"], "--size 40000 needs about"),
+    (["pml", "--size", "40000", "--steps", "1"], "--size 40000 --steps 1 needs about"),
+    (["pml", "--size", "32", "--steps", "100000000000"],
+     "--size 32 --steps 100000000000 needs about 3.22e+05 GB (1 state arrays, the grids, the "
+     "recordings of 100000000000 steps and 4 snapshots) but 8 GB is available; use fewer "
+     "--steps or fewer --times"),
+    (["pml", "--size", "64", "--steps", "100000000000"], "use a smaller --size, fewer --steps "
+                                                         "or fewer --times"),
     (["pml", "--size", "40", "--steps", "100", "--times", "50", "200"],
      "--times 200: past the last step 100"),
     (["pml", "--size", "10"], "argument --size: '10' must be a whole number >= 32"),
@@ -585,6 +592,8 @@ def test_cli_refuses_runs_too_large_before_computing(tmp_path, monkeypatch, caps
     ({"rho_range": (50, 0)}, pebbles.PebblesValueError, r"^rho_range=.* with low < high"),
     ({"rho_range": (0, np.inf)}, pebbles.PebblesValueError, r"^rho_range=.* non-finite"),
     ({"sigma_range": "ab"}, pebbles.PebblesTypeError, r"^sigma_range='ab' must hold real"),
+    ({"sigma_range": (-1e308, 1e308)}, pebbles.PebblesValueError,
+     r"^sigma_range=\(-1e\+308, 1e\+308\): high - low overflows to inf"),
 ])
 def test_sensitivity_grid_ranges_are_two_increasing_numbers(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -660,3 +669,62 @@ def test_cli_lorenz_fig4_refuses_a_one_point_panel_b(reload_steps, tmp_path, mon
     assert (f"--reload-steps {reload_steps} leaves panel (b) one point" in err
             and "give --reload-steps 20 or more" in err)
     assert not (tmp_path / "f4.png").exists()
+
+
+def test_cli_lorenz_fig3_counts_panel_b_in_its_time_and_memory_checks(tmp_path, monkeypatch,
+                                                                      capsys):
+    """Panel (b) draws two trajectories of n + 1 points: a run of hours or more memory than
+    is available is refused before computing, also with the grid read from --npz."""
+    out = tmp_path / "f.png"
+    r = subprocess.run([sys.executable, "-m", "visualize", "lorenz-fig3", "--resolution", "2",
+                        "--steps", "2000000000", "-o", str(out)], capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert ("--resolution 2 --steps 2000000000 is 1.2e+10 RK4 steps and 4e+09 points of "
+            "panel (b) to draw (at most 1e+06 a second): at least") in r.stderr
+    assert "or --no-trajectories" in r.stderr
+    from solvers import lorenz
+
+    for name in ("sensitivity_grid", "lorenz_trajectory"):
+        monkeypatch.setattr(ex, name, None)  # never reached
+    monkeypatch.setattr(lorenz, "available_memory", lambda: 8 * 10**9)
+    npz = tmp_path / "g.npz"
+    np.savez(npz, sigmas=np.arange(3.0), rhos=np.arange(3.0), mean_abs_grad=np.ones((3, 3)),
+             steps=10**9)
+    cases = [(["--resolution", "2", "--steps", "100000000"],
+              "--resolution 2 --steps 100000000 needs about 36.8 GB (the grid and 2e+08 points "
+              "of panel (b), about 184 bytes each computed and drawn) but 8 GB is available"),
+             (["--npz", str(npz)], f"--npz {npz} (--steps 1000000000 in the file) needs about "
+                                   f"368 GB (2e+09 points of panel (b), about 184 bytes each "
+                                   f"computed and drawn) but 8 GB is available; pass "
+                                   f"--no-trajectories")]
+    for argv, words in cases:
+        assert main(["lorenz-fig3", *argv, "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+    assert not out.exists()
+
+
+def test_lorenz_trajectory_is_bit_for_bit_rk4_step():
+    """The compiled trajectory is the states of rk4_step applied n times."""
+    from solvers import lorenz
+
+    theta = np.array([10.0, 15.0, 8 / 3])
+    path = ex.lorenz_trajectory(*theta, n=500, x0=(1.0, 2.0, 3.0), dt=0.01)
+    want = np.empty((501, 3))
+    want[0] = (1.0, 2.0, 3.0)
+    for i in range(500):
+        want[i + 1] = lorenz.rk4_step(want[i], theta, 0.01)
+    assert path.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("seed, error, match", [
+    (-1, pebbles.PebblesValueError, r"^seed=-1 must be an integer >= 0 \(the random seed"),
+    ("a", pebbles.PebblesTypeError, r"^seed='a' must be an integer >= 0"),
+    (1.5, pebbles.PebblesTypeError, r"^seed=1\.5 must be an integer"),
+])
+def test_adjoint_error_seed_is_checked(seed, error, match):
+    with pytest.raises(error, match=match):
+        ex.adjoint_errors_vs_steps([1, 2], starts=2, seed=seed)
+    with pytest.raises(error, match=match):
+        ex.adjoint_errors_vs_reload([1, 2], n=5, starts=2, seed=seed)

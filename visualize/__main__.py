@@ -54,6 +54,10 @@ def _output(p: argparse.ArgumentParser, default_dpi: int = 100) -> None:
                    help=f"raster resolution ({default_dpi})")
 
 
+#: The least ``pml --size`` (two 12-cell PML bands and an interior of 8 cells).
+_LEAST_SIZE = 32
+
+
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m visualize", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -75,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     f4.add_argument("--seed", type=count, default=0, help="random seed, >= 0 (0)")
     _output(f4)
     pm = sub.add_parser("pml", help="PML snapshots + shot gather, or the gradient w.r.t. c")
-    pm.add_argument("--size", type=_at_least(32, "two 12-cell PML bands and an interior"),
+    pm.add_argument("--size", type=_at_least(_LEAST_SIZE, "two 12-cell PML bands and an interior"),
                     default=200, help="grid nx = ny, >= 32 (200)")
     pm.add_argument("--steps", type=positive, help="time steps (default: scaled paper run)")
     pm.add_argument("--times", type=positive, nargs="+", help="snapshot steps")
@@ -92,6 +96,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Panel (b) of ``lorenz-fig3`` (a 3-D line of n + 1 points per marked point): points
+#: computed and drawn a second, faster than measured (3-D lines of 1e5 to 1e6 points
+#: saved as PNG drew 2e5 to 6e5 a second) for a lower bound, and bytes a point (the
+#: state, 24, and matplotlib's copies: the peak RSS grew 160 to 195 bytes a point).
+_PANEL_B_POINTS_PER_SECOND = 1e6
+_PANEL_B_BYTES_PER_POINT = 24 + 160
+
+
 def _lorenz_fig3(args: argparse.Namespace):
     from solvers import experiments as ex
 
@@ -105,12 +117,9 @@ def _lorenz_fig3(args: argparse.Namespace):
 
 
 def _sensitivity(args: argparse.Namespace):
-    """The Figure 3 grid: read from ``--npz`` (finite values only) or computed (refused
-    at once when it would take hours: :func:`solvers.lorenz.check_run_time`)."""
-    import numba
-
+    """The Figure 3 grid: read from ``--npz`` (finite values only) or computed, after
+    :func:`_check_fig3` (a run of hours or more memory than is available is refused)."""
     from solvers import experiments as ex
-    from solvers.lorenz import check_run_time
 
     if args.npz:
         try:
@@ -123,13 +132,50 @@ def _sensitivity(args: argparse.Namespace):
                 f"--npz {args.npz}: mean_abs_grad holds {bad} non-finite values (NaN or inf) "
                 f"of {g.mean_abs_grad.size}; recompute it with `python -m solvers.lorenz "
                 f"sensitivity` and a smaller --dt or fewer --steps")
+        _check_fig3(args, f"--npz {args.npz} (--steps {g.steps} in the file)", 0, g.steps)
         return g
     resolution, steps = args.resolution or 201, args.steps or 10_000
-    check_run_time(f"--resolution {resolution} --steps {steps}", resolution**2 * steps,
-                   "use a smaller --resolution or fewer --steps, or compute the grid with "
-                   "`python -m solvers.lorenz sensitivity --force --out map.npz` and pass "
-                   "--npz map.npz", threads=numba.get_num_threads())
+    _check_fig3(args, f"--resolution {resolution} --steps {steps}", resolution, steps)
     return ex.sensitivity_grid(resolution, n=steps)
+
+
+def _check_fig3(args: argparse.Namespace, what: str, resolution: int, steps: int) -> None:
+    """Refuse a Figure 3 of more than an hour (:func:`solvers.lorenz.check_run_time`) or
+    needing more memory than is available: the grid computed (``resolution`` points per
+    axis, 0 when read from ``--npz``) and panel (b), its trajectories of ``steps + 1``
+    points computed and drawn (unless ``--no-trajectories``)."""
+    import numba
+
+    from solvers import lorenz
+
+    from ._lorenz_figs import POINTS
+
+    paths = 0 if args.no_trajectories else len(POINTS)
+    points, fix = paths * (steps + 1), _fig3_fix(resolution, paths)
+    drawn = (points / _PANEL_B_POINTS_PER_SECOND, f"{points:.3g} points of panel (b) to "
+             f"draw (at most {_PANEL_B_POINTS_PER_SECOND:.0e} a second)")
+    lorenz.check_run_time(what, (resolution**2 + paths) * steps, fix,
+                          threads=numba.get_num_threads() if resolution else 1,
+                          extra=drawn if points else None)
+    need = 8 * resolution**2 + _PANEL_B_BYTES_PER_POINT * points
+    free = lorenz.available_memory()
+    if free is not None and need > free:
+        parts = ["the grid"] * bool(resolution) + [
+            f"{points:.3g} points of panel (b), about {_PANEL_B_BYTES_PER_POINT} bytes each "
+            "computed and drawn"] * bool(points)
+        raise PebblesValueError(
+            f"{what} needs about {need / 1e9:.3g} GB ({' and '.join(parts)}) but "
+            f"{free / 1e9:.3g} GB is available; {fix}")
+
+
+def _fig3_fix(resolution: int, paths: int) -> str:
+    """What to change when :func:`_check_fig3` refuses (``resolution`` 0: ``--npz``)."""
+    if not resolution:
+        return ("pass --no-trajectories, or write a grid of fewer steps with `python -m "
+                "solvers.lorenz sensitivity --steps N --out map.npz`")
+    return ("use a smaller --resolution or fewer --steps" + ", or --no-trajectories" * bool(paths)
+            + ", or compute the grid with `python -m solvers.lorenz sensitivity --force --out "
+            "map.npz` and pass --npz map.npz")
 
 
 def _lorenz_fig4(args: argparse.Namespace):
@@ -199,12 +245,16 @@ def _check_pml(args: argparse.Namespace, cfg: Any, times: list[int], budget: int
     need = est.total + 8 * len(times) * cfg.shape[0] * cfg.shape[1]
     available = pml.available_memory()
     if available is not None and need > available:
-        flags = f"--size {args.size}" + (f" --pebbles {budget}" if moves else "")
+        flags = (f"--size {args.size}" + (f" --steps {args.steps}" if args.steps else "")
+                 + (f" --pebbles {budget}" if moves else ""))
+        fixes = (["a smaller --size"] * (args.size > _LEAST_SIZE)
+                 + ["fewer --steps"] * (cfg.steps > 1)
+                 + (["a smaller --pebbles"] if moves else ["fewer --times"]))
         raise PebblesValueError(
             f"{flags} needs about {need / 1e9:.3g} GB ({est.states} state arrays, the grids, "
-            f"the recordings and {len(times)} snapshots) but {available / 1e9:.3g} GB is "
-            f"available; use a smaller --size"
-            + (" or a smaller --pebbles" if moves else " or fewer --times"))
+            f"the recordings of {cfg.steps} steps and {len(times)} snapshots) but "
+            f"{available / 1e9:.3g} GB is available; use "
+            + " or ".join(filter(None, (", ".join(fixes[:-1]), fixes[-1]))))
 
 
 def _pml(args: argparse.Namespace):
