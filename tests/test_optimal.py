@@ -80,6 +80,26 @@ def test_dp_table_matches_closed_forms(game: str) -> None:
 
 
 @pytest.mark.parametrize("game", ["checkpoint", "inplace"])
+def test_split_range_is_every_optimal_first_checkpoint(game: str) -> None:
+    """docs/optimality.md: a first checkpoint at offset j is optimal exactly when both
+    parts fill their cheaper levels; ``BetaTable.split_range`` is that range, checked
+    against every offset the dynamic program finds optimal."""
+    from pebbles import Game
+    from pebbles._binomial import BetaTable
+
+    table, beta = dp_table(120, 8, game), BetaTable(Game(game))
+    checked = 0
+    for m in range(2, 121):
+        for s in range(max(min_pebbles(m, game), 1), 9):
+            j = np.arange(1, m)
+            best = np.flatnonzero(j + table[m - j, s - 1] + table[j, s] == table[m, s]) + 1
+            lo, hi = beta.split_range(m, s)
+            assert best.tolist() == list(range(lo, hi + 1)), (m, s, lo, hi)
+            checked += 1
+    assert checked > 800
+
+
+@pytest.mark.parametrize("game", ["checkpoint", "inplace"])
 def test_dp_table_monotone(game: str) -> None:
     t = dp_table(80, 8, game)[1:, :]
     with np.errstate(invalid="ignore"):
