@@ -14,6 +14,7 @@ blocks from 1.
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import io
 import os
@@ -154,3 +155,24 @@ def test_result_comments_are_parsed_and_checked():
     got = []
     exec(compile(tree, "t", "exec"), {"__doc_check__": lambda k, v: got.append((lines[k], v))})  # noqa: S102
     assert got == [(1, 6), (3, 7), (4, (6, 1))]
+
+
+def _api_index() -> dict[str, set[str]]:
+    """The names docs/api.md lists, by module (``- `pebbles.NAME`: ...`` lines)."""
+    found: dict[str, set[str]] = {}
+    for m in re.finditer(r"^- `(pebbles(?:\.jax|\.torch)?)\.(\w+)`: \S",
+                         (ROOT / "docs" / "api.md").read_text(), re.M):
+        found.setdefault(m.group(1), set()).add(m.group(2))
+    return found
+
+
+@pytest.mark.parametrize("module", ["pebbles", "pebbles.jax", "pebbles.torch"])
+def test_api_index_names_every_public_name_and_nothing_else(module):
+    """docs/api.md lists exactly ``__all__`` of the core and of each adapter."""
+    if module != "pebbles":
+        pytest.importorskip(module.split(".")[1])
+    names = set(importlib.import_module(module).__all__)
+    listed = _api_index().get(module, set())
+    assert not names - listed, f"public names missing from docs/api.md: {names - listed}"
+    assert not listed - names, f"docs/api.md lists names {module} does not export: " \
+                               f"{listed - names}"
