@@ -45,7 +45,7 @@ import inspect
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -581,7 +581,7 @@ class _Replay:
         return self.store.get(cell) if out is None else self.store.get(cell, out=out)
 
     def run(self, ops: np.ndarray, bar: Any) -> None:
-        for op, src, dst, first, count in ops.tolist():
+        for op, src, dst, first, count in _rows(ops):
             if op == OP_STEP or op == OP_TAPE:  # no graph is kept: the paint recomputes
                 self.walk(src, dst, first, count)
             elif op == OP_PAINT:
@@ -715,7 +715,7 @@ def _with_frees(prog: SlotProgram) -> SlotProgram:
     last: dict[int, int] = {}  # slot -> row that last used its state
     cell: dict[int, int] = {}  # slot -> cell of its state
     after: list[tuple[int, int, int]] = []  # (row, slot, cell) of each free
-    for k, (op, src, dst, first, count) in enumerate(ops.tolist()):
+    for k, (op, src, dst, first, count) in enumerate(_rows(ops)):
         if op in READS:
             last[src] = k
         if op in WRITES:
@@ -730,6 +730,17 @@ def _with_frees(prog: SlotProgram) -> SlotProgram:
     return dataclasses.replace(prog, ops=ops)
 
 
+#: Rows of a slot program turned into Python ints at a time (:func:`_rows`): a program of
+#: millions of rows is walked without a list of them all (about 700 bytes a row).
+ROWS_CHUNK = 4096
+
+
+def _rows(ops: np.ndarray) -> Iterator[list[int]]:
+    """The rows of ``ops`` as lists of Python ints, :data:`ROWS_CHUNK` rows at a time."""
+    for start in range(0, len(ops), ROWS_CHUNK):
+        yield from ops[start:start + ROWS_CHUNK].tolist()
+
+
 def _cell(op: int, first: int, count: int) -> int:
     """The cell of the state a row of ``WRITES`` writes."""
     return first if op == OP_LOAD else first + count
@@ -738,7 +749,7 @@ def _cell(op: int, first: int, count: int) -> int:
 def _forward_part(ops: np.ndarray) -> tuple[int, dict[int, int]]:
     """The row of the seed in ``ops``, and ``{slot: cell}`` of the states held there."""
     cells = {0: 0}
-    for k, (op, src, dst, first, count) in enumerate(ops.tolist()):
+    for k, (op, src, dst, first, count) in enumerate(_rows(ops)):
         if op == OP_SEED:
             return k, cells
         if op in WRITES:

@@ -303,7 +303,7 @@ def test_scheduler_pickles_and_deepcopies_mid_run(game, beyond, done):
     _advanced(sched, done)
     phase = {3: {_R2}, 20: {_R3_PHASE}}.get(done, {_BEYOND, _WANG_MOIN})
     assert sched._phase in phase
-    copies = [copy.deepcopy(sched), pickle.loads(pickle.dumps(sched)),
+    copies = [copy.deepcopy(sched), copy.copy(sched), pickle.loads(pickle.dumps(sched)),
               *(pickle.loads(pickle.dumps(sched, protocol=p)) for p in (0, 2))]
     moves = _advanced(sched, 150)
     for other in copies:
@@ -415,6 +415,33 @@ def test_replay_until_matches_store_all_bit_for_bit(budget, stop):
     sim = pebbles.simulate(online(stop, budget), stop, budget=budget)
     assert r.forward_steps == sim.forward_steps + 1
     assert r.forward_steps == pebbles.lower(online(stop, budget), stop).forward_steps
+
+
+def test_replay_until_check_states_names_a_done_that_writes_into_its_state():
+    """A ``done`` that changes the state it reads makes the gradient wrong (the reverse
+    sweep recomputes states without it): check_states=True names it and the step;
+    an honest ``done`` gives the same gradient with the check on as off."""
+    import numpy as np
+
+    from pebbles._online import replay_until
+
+    step, backward, loss_grad, loss, s0 = _problem()
+
+    def writes(i, s):
+        if i == 3:
+            s[0] = 0.0
+        return i == 20
+
+    kw = dict(step=step, backward=backward, loss_grad=loss_grad, budget=3)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match="done at step 3 modified the state it was given"):
+        replay_until(s0=s0.copy(), done=writes, check_states=True, **kw)
+    honest = lambda i, s: i == 20  # noqa: E731
+    on = replay_until(s0=s0, done=honest, check_states=True, **kw)
+    off = replay_until(s0=s0, done=honest, **kw)
+    assert np.array_equal(on.grad_s0, off.grad_s0)
+    with pytest.raises(pebbles.PebblesTypeError, match="check_states"):
+        replay_until(s0=s0, done=honest, check_states=1, **kw)
 
 
 def test_replay_until_max_steps_and_errors():
