@@ -731,7 +731,7 @@ def _with_frees(prog: SlotProgram) -> SlotProgram:
 
 
 #: Rows of a slot program turned into Python ints at a time (:func:`_rows`): a program of
-#: millions of rows is walked without a list of them all (about 700 bytes a row).
+#: millions of rows is walked without a list of them all (about 140 bytes a row).
 ROWS_CHUNK = 4096
 
 
