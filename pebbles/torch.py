@@ -159,10 +159,18 @@ class _Buffers:
     a step runs again, :meth:`replay` copies them (one copy of the buffers, whatever
     number of replays; the running statistics change without a version count, so every
     buffer is copied); :meth:`settle` puts back those the replays changed, before the
-    next first run and when a pass ends."""
+    next first run and when a pass ends, without a new version (a graph that saved one,
+    plain autograd's or a first run's, stays valid). A step that replaces a buffer
+    (``self.b = ...``) is refused (:meth:`check`): the replays would update the new one."""
 
-    def __init__(self, tensors: Iterable[torch.Tensor]) -> None:
-        self.tensors = tuple({id(t): t for t in tensors}.values())
+    def __init__(self, owners: Iterable[torch.nn.Module]) -> None:
+        # (owner, module, key, name, tensor): the buffer ``module._buffers[key]``, called
+        # ``name`` in ``owner``
+        self.named = tuple((m, sub, key, f"{prefix}.{key}".lstrip("."), t)
+                           for m in {id(m): m for m in owners}.values()
+                           for prefix, sub in m.named_modules()
+                           for key, t in sub._buffers.items() if t is not None)
+        self.tensors = tuple({id(t): t for *_, t in self.named}.values())
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def replay(self) -> None:
@@ -174,16 +182,31 @@ class _Buffers:
         with torch.no_grad():
             for t, copy in saved or ():
                 if not torch.equal(t, copy):
-                    t.copy_(copy)
+                    with torch.autograd._unsafe_preserve_version_counter(t):
+                        t.copy_(copy)
+
+    def check(self, who: str) -> None:
+        """Raise if ``who`` (a step) replaced a buffer instead of updating it in place."""
+        for owner, module, key, name, t in self.named:
+            now = module._buffers.get(key)
+            if now is not t:
+                raise PebblesValueError(
+                    f"{who} replaced the buffer {name!r} of {type(owner).__name__} "
+                    f"(self.{name} = {'None' if now is None else '...'}); a step must update "
+                    f"a module buffer in place, as BatchNorm does (with torch.no_grad(): "
+                    f"self.{name}.mul_(0.9)): pebbles.torch puts back the buffers it "
+                    f"tracks after its replays, so a replaced one would be updated again "
+                    f"by every replay and the gradients would be wrong")
 
     @contextlib.contextmanager
-    def kept(self) -> Iterator[None]:
-        """Runs that must leave the buffers as they were (profiling)."""
+    def kept(self, who: str) -> Iterator[None]:
+        """Runs that must leave the buffers as they were (profiling ``who``)."""
         self.replay()
         try:
             yield
         finally:
             self.settle()
+        self.check(who)
 
 
 class _Chain:
@@ -192,9 +215,9 @@ class _Chain:
     def __init__(self, step: Callable[..., Any], params: tuple[torch.Tensor, ...],
                  extra: tuple[torch.Tensor, ...], program: SlotProgram | None, *,
                  spec: list | None, rng: bool, devices: list[int], tape: bool,
-                 per_step: bool = False, buffers: Iterable[torch.Tensor] = ()) -> None:
+                 per_step: bool = False, owners: Iterable[torch.nn.Module] = ()) -> None:
         self.step, self.params, self.program = step, params, program
-        self.buffers = _Buffers(buffers)  # updated by first runs only, as plain autograd
+        self.buffers = _Buffers(owners)  # updated by first runs only, as plain autograd
         self.grad_params = _unique(params + extra)
         self.frozen = tuple(t for t in extra if not t.requires_grad)  # replays read them too
         # a parameter the caller computed (w + 1, a view) reaches the step as a leaf alias,
@@ -256,6 +279,9 @@ class _Chain:
     # -- one step ---------------------------------------------------------
     def call(self, i: int, xs: tuple[torch.Tensor, ...],
              guard: bool = True) -> tuple[torch.Tensor, ...]:
+        """Step i on ``xs``, its output checked. ``guard``: a pass that stores states and
+        replays steps, where a step must not change its input in place nor replace a
+        module buffer (a plain pass runs each step once: both are fine there)."""
         if i < self.frontier:
             self.buffers.replay()
             if i in self.step_rng:  # inside the run's fork_rng (_rng_run)
@@ -274,6 +300,8 @@ class _Chain:
             raise
         if guard and _versions(xs) != before:
             self._changed_input(i)
+        if guard:
+            self.buffers.check(self.who(i))
         return self._check(i, out)
 
     def _changed_input(self, i: int) -> None:
@@ -472,7 +500,7 @@ class _Chain:
             return t.detach(), t._version  # the alias shares the version counter
 
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(
-                pack, _unpack_checked(self.who(i))):
+                pack, _unpack_checked(self.who(i), self.buffers)):
             xi = self._leaves(i, xs)
             ys = self.call(i, xi)
         if self.param_ptrs is None:  # the parameters' and buffers' storages, once a call
@@ -792,20 +820,26 @@ def _form_words(was_tuple: Form, count: int) -> str:
     return f"a namedtuple {was_tuple.__name__} of {count} tensor(s)"
 
 
-def _unpack_checked(who: str) -> Callable[[tuple[torch.Tensor, int]], torch.Tensor]:
+def _unpack_checked(who: str, buffers: _Buffers) -> Callable[[tuple[torch.Tensor, int]],
+                                                              torch.Tensor]:
     """Autograd's check of a saved tensor, for the tensors a taped step's graph saves
-    through the hooks (which skip it): the call's output is one of them."""
+    through the hooks (which skip it): the call's output is one of them, or a module
+    buffer of ``buffers``."""
     def unpack(packed: tuple[torch.Tensor, int]) -> torch.Tensor:
         t, version = packed
         if t._version != version:
+            ptr = t.untyped_storage().data_ptr()
+            buffer = any(b.untyped_storage().data_ptr() == ptr for b in buffers.tensors)
             raise _modified(
                 f"a tensor saved by the graph of {who}", t._version, version,
                 "That graph is kept for its backward step (taping), and a tensor it saved "
-                "has changed in place since: the call's output (or a tensor sharing its "
-                "storage), or a module buffer that a step changes in place (plain autograd "
-                "raises here too), so the gradients would be wrong. Change a copy "
-                "(y = y.clone()) instead, or give the buffer its new value out of place "
-                "(self.b = self.b * 0.9)")
+                "has changed in place since" + (
+                    ": a module buffer that a step changes in place after a step's graph "
+                    "saved it (plain autograd raises here too), so the gradients would be "
+                    "wrong. Compute with a copy of the buffer (x * self.b.clone()), as "
+                    "with plain autograd" if buffer else
+                    ": the call's output (or a tensor sharing its storage), so the "
+                    "gradients would be wrong. Change a copy (y = y.clone()) instead"))
         return t
     return unpack
 
@@ -948,7 +982,8 @@ class _Checkpointed(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, chain: _Chain, nx: int, *tensors: torch.Tensor) -> Any:
         try:
-            slots, out = chain.forward(tuple(t.detach() for t in tensors[:nx]))
+            with _uncached():
+                slots, out = chain.forward(tuple(t.detach() for t in tensors[:nx]))
         except BaseException:
             chain.drop()
             raise
@@ -958,7 +993,8 @@ class _Checkpointed(torch.autograd.Function):
             out = tensors[:nx]  # autograd gives (torch then guards it as an input)
         ctx.chain, ctx.slots = chain, slots
         ctx.save_for_backward(*tensors[:nx])  # s_0 (in slot 0 anyway): for a second pass
-        ctx.shared = _shared_outputs(out, slots)
+        ctx.shared = _shared_outputs(out, slots)  # out: the tuple slot n holds, if any
+        out = _not_aliases(chain, out)
         ctx.versions = _versions(_replayed(chain))  # replays need them as they are
         ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t) or (
             chain.program is None and not t.requires_grad)])  # x0 as it is: as plain
@@ -989,10 +1025,11 @@ class _Checkpointed(torch.autograd.Function):
         chain.replay_amp = _autocast_state(chain.amp_kinds) != chain.amp
         chain.replay_device = torch.get_default_device() != chain.device
         try:
-            if slots is None:  # a second backward pass (retain_graph=True): store them again
-                slots = chain.forward(tuple(t.detach() for t in xs), again=True)[0]
-            chain.phase = "backward pass"
-            gx, gp = chain.backward(slots, grads)
+            with _uncached():
+                if slots is None:  # a second backward pass (retain_graph=True): again
+                    slots = chain.forward(tuple(t.detach() for t in xs), again=True)[0]
+                chain.phase = "backward pass"
+                gx, gp = chain.backward(slots, grads)
         except BaseException:
             if slots is not None:
                 slots.clear()  # the traceback holds this frame, not the stored states
@@ -1001,6 +1038,15 @@ class _Checkpointed(torch.autograd.Function):
         finally:
             chain.buffers.settle()
         return (None, None, *[g if need[k] else None for k, g in enumerate((*gx, *gp))])
+
+
+def _not_aliases(chain: _Chain, out: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """``out`` with a new tensor (``detach()``) for each output that is the leaf alias of a
+    computed parameter (:class:`_Chain`): a step that hands the parameter on unchanged
+    returns the alias itself, and autograd would give that output the Function's
+    ``grad_fn``, so that the replays would find the alias no longer a leaf."""
+    aliases = {id(a) for a, p in zip(chain.args, chain.params, strict=True) if a is not p}
+    return tuple(t.detach() if id(t) in aliases else t for t in out)
 
 
 def _shared_outputs(out: tuple[torch.Tensor, ...], slots: list) -> list[tuple]:
@@ -1103,30 +1149,26 @@ def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: Form) -> State:
 
 def _wants_grad(xs: tuple[torch.Tensor, ...], grad_params: tuple[torch.Tensor, ...]) -> bool:
     """Whether a call makes a graph: grad mode on, and the input or a parameter passed
-    requires grad (else it is a plain pass, each step once). Such a call is refused
-    under ``torch.nn.utils.parametrize.cached()`` (:func:`_check_parametrize_cache`)."""
-    wants = torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *grad_params))
-    if wants:
-        _check_parametrize_cache()
-    return wants
+    requires grad (else it is a plain pass, each step once)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in (*xs, *grad_params))
 
 
-def _check_parametrize_cache() -> None:
-    """Refuse a call that wants gradients inside ``parametrize.cached()``: the forward pass
-    runs without a graph, so the cache would fill with parametrized weights that have
-    none, and the replays would reuse them: the tensors behind them would get no
-    gradient, silently (``torch.utils.checkpoint`` raises there too)."""
+@contextlib.contextmanager
+def _uncached() -> Iterator[None]:
+    """``torch.nn.utils.parametrize``'s caching switched off (and back on after, also on
+    an error) while pebbles runs steps: inside ``parametrize.cached()`` the forward pass,
+    which runs without a graph, would cache parametrized weights without one and the
+    replays would reuse them, so the tensors behind them would get no gradient. Each run
+    computes the weight instead, as outside ``cached()``; the caller's cached weights
+    are kept for after the call."""
     from torch.nn.utils import parametrize
 
-    if getattr(parametrize, "_cache_enabled", 0):
-        raise PebblesValueError(
-            "pebbles.torch was called inside torch.nn.utils.parametrize.cached() with "
-            "tensors that require grad: its forward pass runs without a graph, so the cache "
-            "would keep parametrized weights (orthogonal, weight_norm, ...) without one and "
-            "the parameters behind them would get no gradient. Call it outside "
-            "parametrize.cached(): each step then computes the weight, or, to compute it "
-            "once, compute it before the call (w = cell.lin.weight) and pass it as a "
-            "parameter the step uses (checkpointed_loop(step, x0, n, w, ...))")
+    cached = parametrize._cache_enabled
+    parametrize._cache_enabled = 0
+    try:
+        yield
+    finally:
+        parametrize._cache_enabled = cached
 
 
 def _check_transforms(tensors: tuple[torch.Tensor, ...]) -> None:
@@ -1161,6 +1203,8 @@ def _params_fix(p: object, call: str | None) -> str:
     ``*params`` go (the budget, positionally), an iterable of tensors not unpacked."""
     if call is not None and isinstance(p, (int, np.integer)) and not isinstance(p, bool):
         return f": budget and the other options are keyword-only (budget={p}, not {p})"
+    if isinstance(p, np.ndarray):
+        return f"; pass a NumPy array as a tensor: torch.as_tensor(array) (shape {p.shape})"
     if isinstance(p, Iterable) and not isinstance(p, (str, bytes, dict)):
         how = (f"unpack them into the call: {call}" if call is not None else
                "pass one flat iterable of tensors: params=model.parameters() or "
@@ -1291,7 +1335,10 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     graph_bytes : float, optional
         Bytes a step's kept graph saves besides its input and output (for
         ``memory``); by default measured by one run of step 0 with a graph
-        (``profile_layers``' rule; that run is one extra call of ``step``).
+        (``profile_layers``' rule; that run is one extra call of ``step``), which
+        also sizes a state by the storages it keeps alive (the larger of ``x0``'s
+        and step 0's output's: a view counts its base). When given, step 0 does
+        not run and a state is sized from ``x0``.
     preserve_rng_state : bool
         Replay each step with the RNG state of its first run (stochastic steps).
     tape : bool
@@ -1347,7 +1394,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
         program = _program(_budgeted(method, n, budget, options, "steps"), n)
     chain = _Chain(step, call_params, module_params, program, spec=_spec(xs),
                    rng=preserve_rng_state, devices=devices, tape=tape,
-                   buffers=_module_buffers(step))
+                   owners=_owners((step,)))
     return _run(chain, xs, was_tuple)
 
 
@@ -1417,7 +1464,7 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     chain = _Until(cond, (budget, beyond, most), step, call_params, _module_params(step),
                    None, spec=_spec(xs), rng=preserve_rng_state,
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
-                   buffers=_module_buffers(step))
+                   owners=_owners((step,)))
     return _run(chain, xs, was_tuple)
 
 
@@ -1467,16 +1514,19 @@ def _check_loop_schedule(n: int, budget: int | None, method: str, memory: object
 def _uniform_program(step: Callable[..., State], x0: State, n: int,
                      params: tuple[torch.Tensor, ...], memory: object, graph_bytes: object,
                      tape: bool, devices: list[int]) -> SlotProgram:
-    """The lowered optimum of ``n`` equal steps of state ``x0``'s bytes under ``memory``
-    bytes, each step's graph keeping ``graph_bytes`` more (measured when None, inside
-    ``fork_rng`` of the CUDA ``devices``; no graph is kept with ``tape=False``)."""
+    """The lowered optimum of ``n`` equal steps under ``memory`` bytes, each step's graph
+    keeping ``graph_bytes`` more (measured when None, inside ``fork_rng`` of the CUDA
+    ``devices``; no graph is kept with ``tape=False``). A state's bytes are the storage
+    ``x0`` keeps alive or, when step 0 runs to measure its graph, the larger of that and
+    its output's (a view keeps its base)."""
     memory = _check_bytes("memory", memory)
-    size = _nbytes(_as_tuple("x0", x0)[0])
+    size = _kept_bytes(_as_tuple("x0", x0)[0])
     if graph_bytes is None:
         known = (*params, *_owned(step))
-        with torch.random.fork_rng(devices=devices), _Buffers(_module_buffers(step)).kept():
-            with _profiling("step 0"):
-                graph_bytes = _graph_bytes(lambda x: step(0, x, *params), x0, known)[0]
+        with torch.random.fork_rng(devices=devices), _Buffers(_owners((step,))).kept(
+                "step 0"), _uncached(), _profiling("step 0"):
+            graph_bytes, _, out = _graph_bytes(lambda x: step(0, x, *params), x0, known)
+        size = max(size, out)
     g = _check_bytes("graph_bytes", graph_bytes) if tape else math.inf
     exact = not math.isfinite(g) or g == int(g)
     quantum = math.gcd(size, int(g) if math.isfinite(g) else 0) if exact else 0  # exact levels
@@ -1484,10 +1534,26 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     mem = memory // quantum * quantum if quantum else memory
     costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
                        graph=np.full(n, g))
+    every = _each_step_once(costs, memory)
+    if every is not None:
+        return every
     least, fit = _check_loop_memory(costs, memory)
     # a long loop: no more levels than the tables allow (each size rounded up more)
     levels = int(min(max(mem // quantum if quantum else 100, 100), 2000, fit))
     return _solve_costs(costs, mem if mem >= least else memory, levels, tape)
+
+
+def _each_step_once(costs: ChainCosts, memory: float) -> SlotProgram | None:
+    """The lowered schedule that runs each step once, if it fits in ``memory`` bytes: every
+    graph kept (finite ``costs.graph``) or, untaped, every state stored (``store-all``).
+    Nothing is faster, so no tables are built (a long loop under a generous limit)."""
+    n = costs.n
+    kept = bool(np.isfinite(costs.graph).all())
+    moves = list(_chain._sequential_segments(n, 1, True) if kept else
+                 _schedule("store-all", n))
+    if simulate(moves, n, costs=costs).peak_bytes > memory:
+        return None
+    return _program(moves, n)
 
 
 def _check_loop_memory(costs: ChainCosts, memory: float) -> tuple[float, int]:
@@ -1505,7 +1571,7 @@ def _check_loop_memory(costs: ChainCosts, memory: float) -> tuple[float, int]:
             f"output ({size} bytes each){graph} at once, {need} bytes; pass memory >= "
             f"{need}, or a budget= of stored states instead")
     if fit < 1:  # past the guard at any levels: fewer levels would not do
-        k = max(int(memory // size), 2) if math.isfinite(memory) and size else 0
+        k = min(max(int(memory // size), 2), n) if math.isfinite(memory) and size else 0
         untaped = "" if math.isfinite(g) else " untaped"
         raise PebblesValueError(
             f"memory={shown!r} bytes with n={n}{untaped} steps: the least-time schedule's "
@@ -1601,12 +1667,13 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     params = _param_list(params)
     wrt = _unique(_chain_params(layers, params))  # what the backward steps differentiate
     devices = _layer_devices(xs, params, layers)
-    with torch.random.fork_rng(devices=devices), _Buffers(_layer_buffers(layers)).kept():
+    with torch.random.fork_rng(devices=devices), _Buffers(_owners(layers)).kept(
+            "a layer"), _uncached():
         x: Any = input
         for i, layer in enumerate(layers):
             known = (*params, *_owned(layer))
             with _profiling(f"layer {i} (functions[{i}])"):
-                nbytes, reached = _graph_bytes(layer, x, known)
+                nbytes, reached, _ = _graph_bytes(layer, x, known)
             graph.append(nbytes)
             cot.append(_nbytes(tuple(t for t in _as_tuple("a layer's input", x)[0]
                                      if _differentiable(t) and (i > 0 or t.requires_grad))))
@@ -1679,15 +1746,18 @@ def _module_buffers(obj: object) -> tuple[torch.Tensor, ...]:
     return () if owner is None else tuple(owner.buffers())
 
 
-def _layer_buffers(layers: list) -> tuple[torch.Tensor, ...]:
-    return tuple(b for f in layers for b in _module_buffers(f))
+def _owners(steps: Iterable[object]) -> tuple[torch.nn.Module, ...]:
+    """The modules of the steps or layers that are ``nn.Module`` s or methods of one:
+    whose buffers :class:`_Buffers` keeps."""
+    return tuple(o for o in map(_owner, steps) if o is not None)
 
 
-def _graph_bytes(fn: Callable[[Any], Any], x: State,
-                 known: tuple[torch.Tensor, ...]) -> tuple[float, dict[int, torch.Tensor]]:
+def _graph_bytes(fn: Callable[[Any], Any], x: State, known: tuple[torch.Tensor, ...],
+                 ) -> tuple[float, dict[int, torch.Tensor], int]:
     """Bytes of the storages ``fn``'s graph saves, run on ``x`` with a graph, besides those
-    of its input, its output, ``known`` and leaves that require grad (parameters); and
-    those leaves the graph reaches, by id (whose gradients its backward produces)."""
+    of its input, its output, ``known`` and leaves that require grad (parameters); those
+    leaves the graph reaches, by id (whose gradients its backward produces); and the
+    bytes keeping its output keeps alive (:func:`_kept_bytes`)."""
     xs, was_tuple = _as_tuple("a step's input", x)
     saved: dict[int, int] = {}
 
@@ -1701,7 +1771,7 @@ def _graph_bytes(fn: Callable[[Any], Any], x: State,
         ys, _ = _as_tuple("a step's output", fn(_pack(was_tuple, xi)))
     mine = {t.untyped_storage().data_ptr() for t in (*xi, *ys, *known)}
     nbytes = float(sum(b for ptr, b in saved.items() if ptr not in mine and ptr != 0))
-    return nbytes, _reached_leaves(ys, _stops(known))
+    return nbytes, _reached_leaves(ys, _stops(known)), _kept_bytes(ys)
 
 
 def _stops(tensors: Iterable[torch.Tensor]) -> dict[tuple[int, int], tuple]:
@@ -2026,5 +2096,5 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     chain = _Chain(lambda i, x: layers[i](x), (), chain_params, _program(moves, n), spec=None,
                    rng=preserve_rng_state, tape=tape, per_step=True,
                    devices=_layer_devices(xs, chain_params, layers),
-                   buffers=_layer_buffers(layers))
+                   owners=_owners(layers))
     return _run(chain, xs, was_tuple)

@@ -2173,9 +2173,20 @@ def test_a_taped_graph_saving_a_buffer_the_step_changes_in_place_raises():
         checkpointed_loop(Rescaling(), x0, 20, budget=4).sum().backward()
 
 
-def test_parametrize_cached_is_refused_before_a_step_runs():
-    """Under parametrize.cached() the forward pass (no graph) would cache weights without
-    a graph and the replays reuse them: their parameters got no gradient, silently."""
+def failing_at(k, step):
+    """``step`` that raises ValueError("boom") at step ``k``."""
+    def failing(i, *args):
+        if i == k:
+            raise ValueError("boom")
+        return step(i, *args)
+    return failing
+
+
+def test_parametrize_cached_gives_plain_autograds_gradients():
+    """Inside parametrize.cached() the forward pass (no graph) cached weights without a
+    graph and the replays reused them: their parameters got no gradient, silently. Then
+    such calls were refused, even those that use no parametrization. Caching is now off
+    while pebbles runs steps, and the gradients are plain autograd's under cached()."""
     from torch.nn.utils import parametrize
     from torch.nn.utils.parametrizations import orthogonal
 
@@ -2183,29 +2194,35 @@ def test_parametrize_cached_is_refused_before_a_step_runs():
     cell = CountedLayer(orthogonal(torch.nn.Linear(4, 4).double()))
     original = cell.module.parametrizations.weight.original
     h0 = torch.randn(2, 4, dtype=F64, requires_grad=True)
+    step = lambda i, h, *p: cell(h)  # noqa: E731
+    ps = list(cell.parameters())
     with parametrize.cached():
-        for run in (lambda: checkpointed_loop(lambda i, h: cell(h), h0, 8, budget=2),
-                    lambda: checkpointed_loop(lambda i, h: cell(h), h0, 8, memory=1e6),
-                    lambda: checkpointed_while_loop(lambda i, h: i < 8,
-                                                    lambda i, h: cell(h), h0, budget=2),
-                    lambda: checkpoint_sequential([cell] * 4, h0, budget=2),
-                    lambda: checkpoint_sequential([cell] * 4, h0, memory=1e6)):
-            with pytest.raises(pebbles.PebblesValueError,
-                               match=r"inside torch.nn.utils.parametrize.cached\(\).*Call "
-                                     r"it outside parametrize.cached\(\)"):
-                run()
-        assert cell.calls == 0
-        with torch.no_grad():  # no gradient wanted: a plain loop, as before
-            checkpointed_loop(lambda i, h: cell(h), h0, 8, budget=2)
-    want = grads_of(lambda: plain_loop(lambda i, h: cell(h), h0, 8), [h0, original])
-    got = grads_of(lambda: checkpointed_loop(cell, h0, 8, budget=2), [h0, original])
-    assert_close(got, want)
-    b = cell.module.bias  # the fix the message names: the weight computed once, passed
-    got = grads_of(lambda: checkpointed_loop(lambda i, h, w, b: torch.tanh(h) @ w.T + b, h0,
-                                             8, cell.module.weight, b, budget=2),
-                   [h0, original])
+        want = grads_of(lambda: plain_loop(step, h0, 8), [h0, original])
+        for run in (lambda: checkpointed_loop(step, h0, 8, *ps, budget=2),
+                    lambda: checkpointed_loop(step, h0, 8, *ps, budget=3, tape=False),
+                    lambda: checkpointed_loop(step, h0, 8, *ps, memory=1e6),
+                    lambda: checkpointed_while_loop(lambda i, h: i < 8, step, h0, *ps,
+                                                    budget=2),
+                    lambda: checkpoint_sequential([cell] * 8, h0, budget=2),
+                    lambda: checkpoint_sequential([cell] * 8, h0, memory=1e6)):
+            assert_close(grads_of(run, [h0, original]), want)
+            assert parametrize._cache_enabled == 1  # switched back on after the call
+        with pytest.raises(ValueError, match="boom"):  # and after a step that raises
+            checkpointed_loop(failing_at(5, step), h0, 8, *ps, budget=2)
+        assert parametrize._cache_enabled == 1
+    b = cell.module.bias
+    with parametrize.cached():  # computed once before the call and passed
+        w = cell.module.weight
+        got = grads_of(lambda: checkpointed_loop(lambda i, h, w, b: torch.tanh(h) @ w.T + b,
+                                                 h0, 8, w, b, budget=2), [h0, original])
     want = grads_of(lambda: plain_loop(lambda i, h: torch.tanh(h) @ cell.module.weight.T + b,
                                        h0, 8), [h0, original])
+    assert_close(got, want)
+    plain = torch.nn.Linear(4, 4).double()  # a loop using no parametrization in cached()
+    want = grads_of(lambda: plain_loop(lambda i, h: torch.tanh(plain(h)), h0, 8), [h0])
+    with parametrize.cached():
+        got = grads_of(lambda: checkpointed_loop(lambda i, h, *p: torch.tanh(plain(h)), h0,
+                                                 8, *plain.parameters(), budget=3), [h0])
     assert_close(got, want)
 
 
@@ -2229,6 +2246,10 @@ def test_params_slips_are_told_their_fix(loop):
     with pytest.raises(pebbles.PebblesTypeError,
                        match=r"^params\[0\] is an int; .*keyword-only \(budget=10, not 10\)"):
         call(10)
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"^params\[0\] is an? .*; pass a NumPy array as a tensor: "
+                             r"torch.as_tensor\(array\) \(shape \(3,\)\)$"):
+        call(np.ones(3))
     with pytest.raises(pebbles.PebblesTypeError,
                        match=r"^params\[0\] is a generator; .*params=model.parameters\(\)"):
         checkpoint_sequential([m], x0, budget=1, params=[m.parameters()])
@@ -2334,3 +2355,125 @@ def test_misleading_messages_name_the_argument_that_fixes_them(monkeypatch):
                              r"guard .*pass levels=7 or fewer .*budget=K instead") as err:
         checkpoint_sequential(net, x, memory=1e6)
     assert "pebbles.schedule" not in str(err.value)
+
+
+def test_loop_memory_sizes_states_by_the_storage_they_keep(monkeypatch):
+    """A step returning a view of a wide tensor (lin(x)[:, :8]) keeps the wide storage
+    alive with each stored state: memory= sizes the states by it (they were sized by
+    x0's elements, and the measured peak was 5x the limit)."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(8, 1024)
+    x0 = torch.randn(32, 8, requires_grad=True)
+    step = lambda i, x, *p: lin(x)[:, :8]  # noqa: E731
+    wide = 32 * 1024 * 4
+    solved = []
+    real = pebbles.torch._solve_costs
+    monkeypatch.setattr(pebbles.torch, "_solve_costs", lambda *a: solved.append(a) or real(*a))
+    memory = 4 * x0.nbytes + 4 * wide
+    run = lambda: checkpointed_loop(step, x0, 20, *lin.parameters(),  # noqa: E731
+                                    memory=memory).sum().backward()
+    run()
+    assert solved[0][0].sizes.tolist() == [wide] * 21
+    assert measured_peak(run) <= 1.5 * memory  # a backward step's temporaries come on top
+
+
+class Replacing(torch.nn.Module):
+    """A step ``(i, x)`` or a layer ``(x)`` that gives its buffer a new tensor
+    (self.scale = self.scale * 0.9)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(16, 16).double()
+        self.register_buffer("scale", torch.ones(16, dtype=F64))
+
+    def forward(self, *args):
+        self.scale = self.scale * 0.9
+        return self.lin(args[-1]) * self.scale
+
+
+def test_a_step_replacing_a_buffer_is_refused():
+    """The in-place error advised self.b = self.b * 0.9, which gave wrong gradients (off by
+    1.5e-2: every replay updated the new buffer again). A replaced buffer is refused;
+    without gradients (each step once) it is fine."""
+    x0 = torch.randn(2, 16, dtype=F64, requires_grad=True)
+    for kw in ({"budget": 2}, {"budget": 2, "tape": False}, {"budget": 10},
+               {"memory": 1e6}):
+        with pytest.raises(pebbles.PebblesValueError,
+                           match=r"^step 0 replaced the buffer 'scale' of Replacing "
+                                 r"\(self.scale = ...\); a step must update a module buffer "
+                                 r"in place"):
+            checkpointed_loop(Replacing(), x0, 6, **kw)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^layer 0 \(functions\[0\]\) replaced the buffer 'scale'"):
+        checkpoint_sequential([Replacing(), torch.nn.Tanh()], x0, budget=2)
+    cell, ref = Replacing(), Replacing()
+    ref.load_state_dict(cell.state_dict())
+    with torch.no_grad():
+        got = checkpointed_loop(cell, x0, 6, budget=2)
+        want = plain_loop(ref, x0, 6)
+    assert torch.equal(got, want) and torch.equal(cell.scale, ref.scale)
+
+
+class Normed(torch.nn.Module):
+    """A step with a BatchNorm in training mode (running statistics updated in place)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm1d(c).double()
+
+    def forward(self, i, x):
+        return torch.tanh(self.bn(x)) * 0.5 + x
+
+
+def test_restoring_buffers_keeps_their_versions():
+    """Putting the buffers back after replays bumped their version counters, so a graph
+    that saved them (a plain use of the module, or a first call's) raised a false
+    "modified by an inplace operation"."""
+    torch.manual_seed(0)
+    cell = Normed(8)
+    ref = copy.deepcopy(cell)
+    x0 = torch.randn(6, 8, dtype=F64, requires_grad=True)
+    want = grads_of(lambda: plain_loop(ref, plain_loop(ref, ref(0, x0), 10), 10), [x0])
+    got = grads_of(lambda: checkpointed_loop(cell, checkpointed_loop(cell, cell(0, x0), 10,
+                                                                    budget=2), 10, budget=2),
+                   [x0])
+    assert_close(got, want)
+    for a, b in zip(cell.buffers(), ref.buffers(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("n, budget, tape", [(1, 2, False), (3, 2, True), (3, 2, False),
+                                             (5, 6, False)])
+def test_a_computed_parameter_handed_on_as_state_is_differentiated(n, budget, tape):
+    """A step returning a computed parameter (p = w * 2) unchanged as part of the state:
+    the output was the parameter's leaf alias, which autograd then gave the Function's
+    grad_fn, so the replays found it no longer a leaf ("was not passed", tape=False)."""
+    torch.manual_seed(0)
+    w = torch.randn(5, dtype=F64, requires_grad=True)
+    x0 = torch.randn(5, dtype=F64, requires_grad=True)
+    step = lambda i, s, p: (s[0] * s[1] + p.sin(), p)  # noqa: E731
+    s0 = (x0, torch.zeros(5, dtype=F64))
+    loss = lambda s: (s[0] ** 2).sum() + (s[1] ** 3).sum()  # noqa: E731
+    want = grads_of(lambda: loss(plain_loop(step, s0, n, w * 2)), [x0, w])
+    got = grads_of(lambda: loss(checkpointed_loop(step, s0, n, w * 2, budget=budget,
+                                                  tape=tape)), [x0, w])
+    assert_close(got, want)
+
+
+def test_a_long_loop_whose_store_all_fits_builds_no_tables(monkeypatch):
+    """memory= on a long untaped loop (n = 3000) was refused for the size guard even
+    with memory=inf, where storing every state fits: that is the optimum, run without
+    tables. A suggested budget is at most n."""
+    monkeypatch.setattr(pebbles.torch, "_solve_costs", None)  # no tables may be built
+    w = torch.tensor(0.999, dtype=F64, requires_grad=True)
+    x0 = torch.randn(4, dtype=F64, requires_grad=True)
+    step = lambda i, x, w: x * w  # noqa: E731
+    want = grads_of(lambda: plain_loop(step, x0, 3000, w), [x0, w])
+    for kw in ({"memory": 1e9, "tape": False}, {"memory": math.inf, "tape": False},
+               {"memory": math.inf, "graph_bytes": 0}):
+        got = grads_of(lambda kw=kw: checkpointed_loop(step, x0, 3000, w, **kw), [x0, w])
+        assert_close(got, want)
+    n = 60
+    monkeypatch.setattr(pebbles._chain, "_MAX_WORK", n * n // 2)  # no level fits
+    with pytest.raises(pebbles.PebblesValueError, match=r"budget=60 for 1920 bytes\)$"):
+        checkpointed_loop(step, x0, n, w, memory=70 * x0.nbytes, graph_bytes=x0.nbytes)
