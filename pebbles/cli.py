@@ -87,6 +87,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+class SubcommandParser(OneLineParser):
+    """A subcommand's :class:`OneLineParser` (``parser_class`` of ``add_subparsers``): an
+    argument it does not know is its own error, named with its prog (``pebbles schedule``)
+    and its ``--help``, not the top-level command's (everything after the subcommand's
+    name is the subcommand's to parse)."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None,
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        ns, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns, extra
+
+
 def positive(text: str) -> int:
     """argparse type: a whole number >= 1."""
     return _integer(text, 1)
@@ -690,12 +705,13 @@ def _plan(args: argparse.Namespace) -> int:
         p = plan(args.n, args.budget, memory=args.memory, state_bytes=args.state_bytes,
                  backward_cost=args.backward_cost, disk_budget=args.disk_budget,
                  write_cost=wc, read_cost=rc, background_writes=args.background_writes)
+    wide = max(34, *(len(_label(c.schedule)) for c in p.candidates))  # measured costs: long
     lines = [f"# n={p.n}, budget={p.budget} states besides s_0 (the executor holds "
              f"{p.best.states - p.budget} more), backward cost {p.backward_cost:g}x a forward "
              f"step; cost in forward-step units",
-             f"{'method':<34} {'game':<11} {'forward':>12} {'cost':>14} {'vs primal':>9}"]
+             f"{'method':<{wide}} {'game':<11} {'forward':>12} {'cost':>14} {'vs primal':>9}"]
     for c in p.candidates:
-        lines.append(f"{_label(c.schedule):<34} {c.game:<11} {c.forward_steps:>12} "
+        lines.append(f"{_label(c.schedule):<{wide}} {c.game:<11} {c.forward_steps:>12} "
                      f"{_cost_text(c, p.backward_cost):>14} {c.cost / p.n:>9.2f}")
     b = p.best
     if p.memory is not None:
@@ -766,7 +782,7 @@ def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p.add_argument("--version", action="version", version=f"pebbles {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
     s = sub.add_parser("schedule", help="print or summarise a schedule", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_schedule_arguments(s)

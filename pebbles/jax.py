@@ -41,8 +41,8 @@ try:
     import jax
     import jax.numpy as jnp
     from jax import lax
-except ImportError as exc:  # pragma: no cover - CI installs jax
-    raise missing("jax", "jax", "pebbles.jax") from exc
+except ImportError:  # pragma: no cover - CI installs jax
+    raise missing("jax", "jax", "pebbles.jax") from None
 
 import numpy as np
 

@@ -52,8 +52,8 @@ from ._optional import missing
 
 try:
     import torch
-except ImportError as exc:  # pragma: no cover - CI installs torch
-    raise missing("torch", "torch", "pebbles.torch") from exc
+except ImportError:  # pragma: no cover - CI installs torch
+    raise missing("torch", "torch", "pebbles.torch") from None
 
 from torch.autograd import forward_ad
 from torch.autograd.graph import get_gradient_edge

@@ -1328,9 +1328,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--inplace", action="store_true", help="in-place game and in-place step")
     g.add_argument("--k", type=int, default=None, help="bennett: blocks per level (2)")
     g.add_argument("--delta", type=int, default=None, help="treeverse-paper: delta")
-    g.add_argument("--every", type=int, default=None,
+    g.add_argument("--every", "--period", type=int, default=None, dest="every",
                    help="periodic: checkpoint interval (default ceil(sqrt(n))); "
-                   "periodic-disk: its disk period (required)")
+                   "periodic-disk: its disk period (required; --period, as in `pebbles "
+                   "schedule periodic-disk`, is the same flag)")
     add_disk_arguments(g)
     add_background_argument(g)
     g.add_argument("--disk-dir", default=None,

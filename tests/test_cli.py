@@ -530,3 +530,23 @@ def test_plan_takes_disk_slots_inf_as_a_disk_like_a_count(capsys):
     costs = ["--write-cost", "2", "--read-cost", "1"]
     code, out, _ = run(capsys, *argv, *costs, "--disk-slots", "inf")
     assert code == 0 and out == run(capsys, *argv, *costs)[1]
+
+
+@pytest.mark.parametrize("argv", [["schedule", "treeverse", "-n", "10", "--pebbles", "3",
+                                   "--bogus"], ["compare", "-n", "1000", "--budget", "10",
+                                                "--inplace"]])
+def test_an_unknown_flag_is_the_subcommands_error(capsys, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err == (f"pebbles {argv[0]}: error: unrecognized arguments: "
+                                 f"{argv[-1]} (see 'pebbles {argv[0]} --help')\n")
+
+
+def test_plan_widens_its_method_column_for_long_labels(capsys):
+    """Measured costs make long labels: the columns stay aligned under the header."""
+    code, out, _ = run(capsys, "plan", "-n", "1000", "--pebbles", "5", "--write-cost",
+                       "3.5433849989203736", "--read-cost", "0.16758862511778716")
+    assert code == 0
+    rows = [line for line in out.splitlines() if not line.startswith(("#", "recommended"))]
+    starts = {line.index(" inplace ") if " inplace " in line else line.index(" checkpoint ")
+              for line in rows[1:]}
+    assert len(starts) == 1 and rows[0].index(" game ") == starts.pop()

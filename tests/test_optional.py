@@ -66,3 +66,15 @@ def test_hetero_brute_force_without_networkx_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r'^hetero_brute_force needs networkx: pip install '
                                           r'"pebble-games\[search\]"$'):
         pebbles.hetero_brute_force(costs, 3)
+
+
+@pytest.mark.parametrize("module, extra", [("torch", "torch"), ("jax", "jax")])
+def test_an_adapter_without_its_package_is_one_error_without_the_import_traceback(
+        module, extra, tmp_path):
+    """``import pebbles.torch`` without torch: the ImportError naming the pip install
+    alone, not torch's ModuleNotFoundError chained before it."""
+    r = _without(module, tmp_path, "-c", f"import pebbles.{module}")
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == (f'ImportError: pebbles.{module} needs {module}: pip '
+                                         f'install "pebble-games[{extra}]"')
+    assert "ModuleNotFoundError" not in r.stderr and "direct cause" not in r.stderr

@@ -1238,3 +1238,10 @@ def test_dt_range_keeps_the_kernel_constants_normal():
     expect = r"between 1 and .* spacing 6\.7039e\+153 .*dt=1\.00001$"
     with pytest.raises(pebbles.PebblesValueError, match=expect):
         pml.PMLConfig(h=high_h)  # the default dt is out of range there: a bound is suggested
+
+
+def test_period_is_the_same_flag_as_every():
+    """``--period P`` (as in ``pebbles schedule periodic-disk``) is ``--every P``."""
+    parse = pml._parser().parse_args
+    base = ["gradient", "--method", "periodic-disk"]
+    assert parse([*base, "--period", "7"]).every == parse([*base, "--every", "7"]).every == 7

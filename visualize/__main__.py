@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from pebbles import PebblesError, PebblesValueError
-from pebbles.cli import OneLineParser, count, in_flags, positive, run_command
+from pebbles.cli import (
+    OneLineParser,
+    SubcommandParser,
+    count,
+    in_flags,
+    positive,
+    run_command,
+)
 
 from .cli import check_output, dpi, matplotlib_required
 
@@ -60,7 +67,7 @@ _LEAST_SIZE = 32
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m visualize", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
     f3 = sub.add_parser("lorenz-fig3", help="Figure 3: sensitivity map and trajectories")
     f3.add_argument("--npz", help="grid from `python -m solvers.lorenz sensitivity --out`")
     f3.add_argument("--resolution", type=_at_least(2, "grid points per axis"),

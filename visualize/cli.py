@@ -112,9 +112,10 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
                         help="output file; its extension picks the format: .png, .svg, .pdf, "
                              ".jpg, .jpeg, .eps or .ps")
     parser.add_argument("--side-by-side", metavar="METHOD2", choices=methods,
-                        help="draw a second method next to the first; every other option "
-                             "(--pebbles, --inplace, ...) applies to both "
-                             "panels, so METHOD2 should differ from METHOD")
+                        help="draw a second method next to the first (METHOD2 differs from "
+                             "METHOD); each other option (--pebbles, --inplace, --delta, ...) "
+                             "goes to the panels whose method takes it, and one neither takes "
+                             "is refused")
     parser.add_argument("--fingerprint", action="store_true",
                         help="compact rasterised view (for large n or long schedules)")
     parser.add_argument("--title", help="header text (default: method and options)")
