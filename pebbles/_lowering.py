@@ -309,8 +309,9 @@ def lower(
         Slots to use, ``s_0`` included; default exactly as many as needed
         (``nslots``). Fewer are refused with an error naming the least number
         that works; more leave slots free (``slots=nslots + 1`` keeps one
-        free at every walk, for steps that cannot write in place). A large
-        number costs nothing: no game holds more than ``n + 1`` states.
+        free at every walk, for steps that cannot write in place). More than
+        ``n + 2`` are taken as ``n + 2`` (no game holds more than ``n + 1``
+        states), so a large number costs nothing, here or in the executors.
     frees : bool
         Emit ``OP_FREE`` when a state is dropped (for executors that release
         memory rather than reuse slots).
@@ -340,7 +341,9 @@ def lower(
     frees = check_bool("frees", frees)
     if slots is not None:
         slots = check_int("slots", slots, 2)
-    cap = n + 1 if slots is None else min(slots - 1, n + 1)  # no game holds more states
+    if slots is not None:
+        slots = min(slots, n + 2)  # no game holds more than n + 1 states: one more is free
+    cap = n + 1 if slots is None else slots - 1
     compiled = use_compiled(len(arr), work=5)
     g = _Game(n, game, budget, disk, None, compiled)
     g.lower = 2 if frees else 1

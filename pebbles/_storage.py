@@ -141,6 +141,10 @@ _HUGE = (getattr(mmap, "MADV_HUGEPAGE", None)
 #: Longest file name, in bytes, that the file systems take (``NAME_MAX``): a key whose
 #: :class:`DiskStore` file name would be longer is refused (:func:`_check_key`).
 NAME_MAX = 255
+#: Keys that fit any file name of :data:`NAME_MAX` (``state-str+<key>.npy``: 14 more
+#: bytes): strs of at most ``_SHORT`` characters, ints of at most ``_SHORT`` digits.
+_SHORT = NAME_MAX - 14
+_SHORT_INT = 10**_SHORT
 
 
 def _check_key(key: object) -> Key:
@@ -151,7 +155,8 @@ def _check_key(key: object) -> Key:
         raise PebblesValueError(
             f"key={key!r:.80} must be letters, digits, '_', '-' or '.'; pass e.g. key='s12'")
     key = key if isinstance(key, str) else int(key)
-    _check_key_length(key)
+    if len(key) > _SHORT if isinstance(key, str) else not -_SHORT_INT < key < _SHORT_INT:
+        _check_key_length(key)  # only a long key needs the file name's exact length
     return key
 
 
@@ -447,6 +452,8 @@ class DiskStore(Store):
         if w.error is not None:
             self._reported = True
             raise w.error
+        if wait and not out and w.lent and not self._closed and not self._thread.is_alive():
+            self._raise_if_failed()  # the writer died: the lent buffers never come back
         return out
 
     def _take_room(self) -> None:

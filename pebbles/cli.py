@@ -198,11 +198,6 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
 def _guarded(prog: str, call: Callable[[], int],
              errors: tuple[type[BaseException], ...]) -> int:
     """``call()``'s exit status, its errors as one line on stderr (the module's policy)."""
-    if sys.stdout is None:  # started with stdout closed (``>&-``): Python sets None
-        sys.stderr.write(f"{prog}: error: standard output is closed, and the command writes "
-                         f"its results there; run it with standard output open (e.g. "
-                         f"> FILE, or > /dev/null to drop them)\n")
-        return 2
     try:
         return call()
     except KeyboardInterrupt:
@@ -834,5 +829,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("pebbles: interrupted\n")
         return 130
+    if sys.stdout is None:  # started with stdout closed (``>&-``): Python sets None
+        sys.stderr.write(f"pebbles {args.command}: error: standard output is closed, and "
+                         f"the command writes its results there; run it with standard "
+                         f"output open (e.g. > FILE, or > /dev/null to drop them)\n")
+        return 2
     return _guarded(f"pebbles {args.command}", lambda: args.run(args),
                     (ValueError, TypeError, OSError, OverflowError))

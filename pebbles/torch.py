@@ -1534,7 +1534,7 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     mem = memory // quantum * quantum if quantum else memory
     costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
                        graph=np.full(n, g))
-    every = _each_step_once(costs, memory)
+    every = _each_step_once(n, size, g, float(memory))
     if every is not None:
         return every
     least, fit = _check_loop_memory(costs, memory)
@@ -1543,12 +1543,15 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     return _solve_costs(costs, mem if mem >= least else memory, levels, tape)
 
 
-def _each_step_once(costs: ChainCosts, memory: float) -> SlotProgram | None:
+@functools.lru_cache(maxsize=16)
+def _each_step_once(n: int, size: int, g: float, memory: float) -> SlotProgram | None:
     """The lowered schedule that runs each step once, if it fits in ``memory`` bytes: every
-    graph kept (finite ``costs.graph``) or, untaped, every state stored (``store-all``).
-    Nothing is faster, so no tables are built (a long loop under a generous limit)."""
-    n = costs.n
-    kept = bool(np.isfinite(costs.graph).all())
+    graph (of ``g`` bytes) kept or, untaped (``g`` infinite), every state (of ``size``
+    bytes) stored (``store-all``). Nothing is faster, so no tables are built (a long loop
+    under a generous limit). Cached: a training loop makes the same call again."""
+    costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
+                       graph=np.full(n, g))
+    kept = math.isfinite(g)
     moves = list(_chain._sequential_segments(n, 1, True) if kept else
                  _schedule("store-all", n))
     if simulate(moves, n, costs=costs).peak_bytes > memory:

@@ -801,36 +801,8 @@ def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotPro
                 f"pass n={schedule.n}")
         prog = schedule.check()
     else:
-        _check_slots(slots)
-        try:
-            prog = pebbles.lower(schedule, n, slots=slots)
-        except MemoryError:
-            raise _too_many_slots(slots, None) from None
+        prog = pebbles.lower(schedule, n, slots=slots)
     return prog.in_memory("replay_lorenz runs")
-
-
-#: Bytes a slot of :func:`replay_lorenz` takes: the lowering's free list (8) and the state
-#: (3 float64).
-_SLOT_BYTES = 8 + 3 * 8
-
-
-def _check_slots(slots: object) -> None:
-    """Refuse ``slots`` whose arrays need more memory than is available (the lowering
-    checks the rest: type, least number)."""
-    if isinstance(slots, (bool, np.bool_)) or not isinstance(slots, (int, np.integer)):
-        return
-    free = available_memory()
-    if free is not None and _SLOT_BYTES * int(slots) > free:
-        raise _too_many_slots(slots, free)
-
-
-def _too_many_slots(slots: object, free: int | None) -> pebbles.PebblesValueError:
-    have = ("more than is available" if free is None
-            else f"more than the {_gigabytes(free)} available")
-    return pebbles.PebblesValueError(
-        f"slots={slots!r:.40} needs about {_gigabytes(_SLOT_BYTES * int(slots))} "
-        f"({_SLOT_BYTES} bytes a slot), {have}; a schedule of n steps holds at most n + 1 "
-        f"states: pass slots <= n + 1, or leave slots out (as many as the schedule needs)")
 
 
 def replay_lorenz(
@@ -872,9 +844,8 @@ def replay_lorenz(
     pebbles.IllegalMoveError
         If the schedule breaks a rule or needs more than ``slots`` states.
     pebbles.PebblesValueError
-        If the schedule keeps states on disk (two-level storage), or ``slots``
-        needs more memory than is available. A program lowered with
-        ``frees=True`` runs (its ``OP_FREE`` rows are skipped).
+        If the schedule keeps states on disk (two-level storage). A program
+        lowered with ``frees=True`` runs (its ``OP_FREE`` rows are skipped).
 
     Examples
     --------

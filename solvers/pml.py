@@ -1505,7 +1505,8 @@ def _disk_options(args: argparse.Namespace, cfg: PMLConfig | None) -> dict:
         mwc, mrc = io.costs(_step_seconds(cfg))
         release_freed_memory()  # the probes' state-sized arrays: not part of the run
         wc, rc = (mwc if wc is None else wc), (mrc if rc is None else rc)
-    return {"disk_budget": args.disk_budget, "write_cost": wc, "read_cost": rc,
+    disk = None if args.disk_budget == math.inf else args.disk_budget  # --disk-slots inf
+    return {"disk_budget": disk, "write_cost": wc, "read_cost": rc,
             "background_writes": args.background_writes}
 
 
@@ -1517,7 +1518,7 @@ def _step_seconds(cfg: PMLConfig) -> float:
     best = math.inf
     for i in range(3):
         t0 = time.perf_counter()
-        sol.step_into(i + 1, s, s)
+        sol.step_into((i + 1) % cfg.steps, s, s)  # a run of 1 to 3 steps has no step 3
         best = min(best, time.perf_counter() - t0)
     return max(best, 1e-9)
 

@@ -550,3 +550,17 @@ def test_plan_widens_its_method_column_for_long_labels(capsys):
     starts = {line.index(" inplace ") if " inplace " in line else line.index(" checkpoint ")
               for line in rows[1:]}
     assert len(starts) == 1 and rows[0].index(" game ") == starts.pop()
+
+
+def test_a_command_writing_a_file_runs_with_standard_output_closed(monkeypatch, tmp_path):
+    """Only ``pebbles`` refuses a closed stdout (its results go there); a run_command
+    user that writes a file (``python -m solvers.lorenz ... --out``) runs as before."""
+    from pebbles.cli import OneLineParser, run_command
+
+    parser = OneLineParser(prog="python -m x")
+    parser.add_argument("--out")
+    out = tmp_path / "r.txt"
+    monkeypatch.setattr(sys, "stdout", None)
+    assert run_command(parser, ["--out", str(out)],
+                       lambda args: Path(args.out).write_text("done") and "") == 0
+    assert out.read_text() == "done"

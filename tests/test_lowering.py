@@ -302,9 +302,9 @@ def test_the_seed_row_says_whether_lower_added_the_step_to_s_n():
 
 @pytest.mark.parametrize("compiled", [False, True])
 def test_many_slots_cost_no_time_or_memory(compiled, monkeypatch):
-    """slots=k far beyond the need is as cheap as the need: only the slots a game can ever
-    use (n + 1) are listed, so slots=10**18 neither runs out of memory nor takes time;
-    ``nslots`` is still the number given, and the program the one of a snug fit + 1."""
+    """slots=k far beyond the need is as cheap as the need: more than n + 2 are taken as
+    n + 2 (a game holds n + 1 states at most), so slots=10**18 neither runs out of memory
+    nor takes time, in the lowering or the replay; the program is the one of a snug fit + 1."""
     if compiled:
         pytest.importorskip("numba")
         monkeypatch.setattr(S, "JIT_MIN_MOVES", 1)  # the compiled loop, on a short stream
@@ -312,5 +312,8 @@ def test_many_slots_cost_no_time_or_memory(compiled, monkeypatch):
     snug = lower(s, slots=lower(s).nslots + 1)
     for slots in (10**8, 10**18, 2**80):
         p = lower(s, slots=slots)
-        assert p.nslots == slots and p.peak_states == snug.peak_states
+        assert p.nslots == 22 and p.peak_states == snug.peak_states
         np.testing.assert_array_equal(p.ops, snug.ops)
+    r = pebbles.replay(p, 20, np.ones(2), lambda i, x: 2 * x, lambda i, x, g: (2 * g, None),
+                       np.ones_like)
+    assert r.grad_s0.tolist() == [2.0**20] * 2

@@ -1245,3 +1245,17 @@ def test_period_is_the_same_flag_as_every():
     parse = pml._parser().parse_args
     base = ["gradient", "--method", "periodic-disk"]
     assert parse([*base, "--period", "7"]).every == parse([*base, "--every", "7"]).every == 7
+
+
+def test_disk_slots_inf_is_the_unbounded_disk_none():
+    """``--disk-slots inf`` reaches the schedule as None (``null`` in ``--json``, not
+    ``Infinity``), as ``pebbles schedule`` passes it."""
+    args = pml._parser().parse_args(["gradient", "--method", "two-level", "--disk-slots",
+                                     "inf", "--write-cost", "2", "--read-cost", "1"])
+    assert pml._disk_options(args, None)["disk_budget"] is None
+
+
+def test_measured_step_time_of_a_short_run():
+    """Two-level costs measured on a run of 1 to 3 steps (the timing steps wrap)."""
+    for steps in (1, 2, 3):
+        assert pml._step_seconds(cfg_of(steps=steps)) > 0

@@ -856,6 +856,8 @@ def test_get_and_put_do_not_hang_when_the_writer_thread_is_gone(tmp_path, monkey
                  lambda: st.put(2, np.ones(2)), lambda: st.reclaim(wait=True)):
         err = _in_thread(call)
         assert err is None or "stopped without reporting" in str(err), err
+    err = _in_thread(lambda: st.reclaim(wait=True))  # the lent buffer never comes back
+    assert err is not None and "stopped without reporting" in str(err), err
     assert not st._thread.is_alive()
     st.close()
     assert list(tmp_path.iterdir()) == []

@@ -2473,6 +2473,9 @@ def test_a_long_loop_whose_store_all_fits_builds_no_tables(monkeypatch):
                {"memory": math.inf, "graph_bytes": 0}):
         got = grads_of(lambda kw=kw: checkpointed_loop(step, x0, 3000, w, **kw), [x0, w])
         assert_close(got, want)
+    hits = pebbles.torch._each_step_once.cache_info().hits  # a training loop's next call
+    grads_of(lambda: checkpointed_loop(step, x0, 3000, w, memory=1e9, tape=False), [x0, w])
+    assert pebbles.torch._each_step_once.cache_info().hits == hits + 1
     n = 60
     monkeypatch.setattr(pebbles._chain, "_MAX_WORK", n * n // 2)  # no level fits
     with pytest.raises(pebbles.PebblesValueError, match=r"budget=60 for 1920 bytes\)$"):
