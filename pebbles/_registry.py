@@ -15,7 +15,7 @@ The methods are the paper's (Liu & Xu, Algorithms 2 and 3), the optimal ones
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,8 +142,7 @@ def check_gradient_method(method: str, options: dict[str, Any], who: str) -> Non
              f"memory: pass method='treeverse' (optimal) or one of "
              f"{', '.join(map(repr, gradient_methods()))}")
     if method not in _METHODS:
-        near = method.strip().lower().replace("_", "-")
-        hint = f"did you mean {near!r}? " if near in gradient_methods() else ""
+        hint = _did_you_mean(method, gradient_methods())
         raise PebblesValueError(f"method={method!r} is not a method name; {hint}{takes}")
     entry = _METHODS[method]
     if entry.uses_disk:
@@ -214,14 +213,20 @@ def _check_fits(s: Schedule) -> None:
             f"(pebbles.min_forward_steps, pebbles compare)")
 
 
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` where ``name`` in lower case with dashes is one of
+    ``names`` (``Treeverse``, ``store_all``), else ``""``."""
+    near = name.strip().lower().replace("_", "-")
+    return f"did you mean {near!r}? " if near in names else ""
+
+
 def describe(name: str) -> Method:
     """The registry entry of method ``name`` (options, game, summary)."""
     if not isinstance(name, str):
         raise PebblesTypeError(f"method={name!r} must be a method name (a str), got "
                                f"{type(name).__name__}; use one of {', '.join(_METHODS)}")
     if name not in _METHODS:
-        near = name.strip().lower().replace("_", "-")
-        hint = f"did you mean {near!r}? " if near in _METHODS else ""
+        hint = _did_you_mean(name, _METHODS)
         raise PebblesValueError(
             f"method={name!r} is not a schedule; {hint}use one of {', '.join(_METHODS)}")
     return _METHODS[name]

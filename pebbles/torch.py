@@ -72,7 +72,7 @@ from ._errors import (
     PebblesTypeError,
     PebblesValueError,
 )
-from ._executor import _forward_part
+from ._executor import _forward_part, _rows
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, lower
 from ._moves import MoveKind
 from ._online import OnlineScheduler, while_budget
@@ -150,7 +150,7 @@ class _Rows:
         return self.ops[r].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
-        return (row.tolist() for row in self.ops)
+        return _rows(self.ops)
 
 
 class _Buffers:
@@ -1532,8 +1532,7 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     quantum = math.gcd(size, int(g) if math.isfinite(g) else 0) if exact else 0  # exact levels
     quantum = quantum if math.isfinite(memory) else 0  # no limit: no levels to make exact
     mem = memory // quantum * quantum if quantum else memory
-    costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
-                       graph=np.full(n, g))
+    costs = _loop_costs(n, size, g)
     every = _each_step_once(n, size, g, float(memory))
     if every is not None:
         return every
@@ -1543,14 +1542,20 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
     return _solve_costs(costs, mem if mem >= least else memory, levels, tape)
 
 
+def _loop_costs(n: int, size: int, g: float) -> ChainCosts:
+    """The model of ``n`` equal steps (forward cost 1, backward cost 2), states of ``size``
+    bytes, kept graphs of ``g`` bytes (infinite: none kept)."""
+    return ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
+                      graph=np.full(n, g))
+
+
 @functools.lru_cache(maxsize=16)
 def _each_step_once(n: int, size: int, g: float, memory: float) -> SlotProgram | None:
     """The lowered schedule that runs each step once, if it fits in ``memory`` bytes: every
     graph (of ``g`` bytes) kept or, untaped (``g`` infinite), every state (of ``size``
     bytes) stored (``store-all``). Nothing is faster, so no tables are built (a long loop
     under a generous limit). Cached: a training loop makes the same call again."""
-    costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, float(size)),
-                       graph=np.full(n, g))
+    costs = _loop_costs(n, size, g)
     kept = math.isfinite(g)
     moves = list(_chain._sequential_segments(n, 1, True) if kept else
                  _schedule("store-all", n))
