@@ -264,6 +264,13 @@ def _disk_slots(text: str) -> int | float:
     return math.inf if text.strip().lower() in ("inf", "unbounded") else count(text)
 
 
+def disk_budget(args: argparse.Namespace) -> int | None:
+    """The disk budget ``--disk-slots`` gives the library: its count, or None (the
+    unbounded disk, the option's default) for ``inf`` or no flag."""
+    value = getattr(args, "disk_budget", None)
+    return None if value == math.inf else value
+
+
 def count(text: str) -> int:
     """argparse type: a whole number >= 0."""
     return _integer(text, 0)
@@ -315,8 +322,8 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
             value = not getattr(args, "no_uncompute", False)
         else:
             value = getattr(args, name, None)
-        if name == "disk_budget" and value == math.inf:
-            value = None  # --disk-slots inf: the unbounded disk, the option's default
+        if name == "disk_budget":
+            value = disk_budget(args)
         if value is not None:
             opts[name] = value
         elif _default is None and name not in _OPTIONAL_FLAGS:

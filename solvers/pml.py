@@ -57,6 +57,7 @@ from pebbles.cli import (
     add_background_argument,
     add_disk_arguments,
     count,
+    disk_budget,
     in_flags,
     run_command,
 )
@@ -1505,8 +1506,7 @@ def _disk_options(args: argparse.Namespace, cfg: PMLConfig | None) -> dict:
         mwc, mrc = io.costs(_step_seconds(cfg))
         release_freed_memory()  # the probes' state-sized arrays: not part of the run
         wc, rc = (mwc if wc is None else wc), (mrc if rc is None else rc)
-    disk = None if args.disk_budget == math.inf else args.disk_budget  # --disk-slots inf
-    return {"disk_budget": disk, "write_cost": wc, "read_cost": rc,
+    return {"disk_budget": disk_budget(args), "write_cost": wc, "read_cost": rc,
             "background_writes": args.background_writes}
 
 
