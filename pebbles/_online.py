@@ -51,11 +51,14 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ._binomial import BetaTable
 from ._budget import check_budget
-from ._errors import InfeasibleBudgetError
+from ._errors import InfeasibleBudgetError, PebblesError
+from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, SlotProgram, lower
 from ._moves import Game, Move, MoveKind
-from ._treeverse import _rows, _tasks, beta, min_steps
+from ._treeverse import _rows, _tasks, beta, min_steps, treeverse_chunks
 from ._validation import check_bool, check_choice, check_int
 
 if TYPE_CHECKING:
@@ -677,9 +680,9 @@ def replay_until(
     callback is called and checked as :func:`pebbles.replay` does it.
 
     Memory: the states (at most ``budget + 1`` besides ``s_0``) and, from the stop
-    on, the slot program of ``online(n, budget)``, which is made in full: about
-    1.1 KB a step at its peak (measured at budget 5, n = 4e4 and 2e5), more than
-    the states for runs of millions of steps of a few numbers each.
+    on, the reverse sweep in pieces (subtrees of at most 256 steps, each lowered
+    and run at once), whose memory is bounded independently of ``n``: 0.4 to 1.5 MB
+    at budget 5 for n = 2e3 to 6e5 (docs/online.md, "Generic executor").
 
     Its first arguments come in another order than :func:`pebbles.replay`'s
     (``replay(moves, n, s0, step, backward, loss_grad)``); pass them by
@@ -771,12 +774,111 @@ def _forward_until(r: _Replay, sched: OnlineScheduler, max_steps: int | None) ->
 
 
 def _reverse_until(r: _Replay, kept: dict[int, Any], sched: OnlineScheduler) -> None:
-    """Run the rest of ``online(n, budget)`` through ``r`` from the states ``kept``."""
-    from ._lowering import lower
+    """Run the rest of ``online(n, budget)`` through ``r`` from the states ``kept``.
 
-    n = max(kept)
-    moves = online(n, sched.budget, beyond=sched.beyond)
-    r.resume(lower(moves, n, game=Game.CHECKPOINT, frees=True), kept)
+    Piece by piece, so that its memory is bounded independently of ``n``: the seed and
+    ``paint n-1`` first (:func:`_seed_program`), then each interval between kept
+    states, last first, as :func:`_reverse` reverses it, streamed by
+    :func:`pebbles._treeverse.treeverse_chunks` (subtrees of at most 256 steps, each
+    lowered by :func:`pebbles.lower`, and the moves between them). The moves, so
+    the calls of ``step`` and ``backward``, are those of ``online(n, budget)``.
+    """
+    budget = sched.budget
+    cells = sorted(kept)  # 0, the checkpoints (the front n - 1 last), n
+    r.resume(_seed_program(cells, budget + 2), kept)
+    board = _Board(cells[:-2], budget + 2)  # the seed program freed n and n - 1
+    bounds = cells[:-1]
+    for j in range(len(bounds) - 2, -1, -1):
+        base, d = bounds[j], bounds[j + 1] - bounds[j]
+        for chunk in treeverse_chunks(d, min(budget - j, d)):
+            r.run(board.rows(chunk, base), None)
+        if base:
+            r.run(board.rows(np.array([[_REMOVE, base, -1]]), 0), None)
+
+
+def _seed_program(cells: list[int], nslots: int) -> SlotProgram:
+    """The slot program :meth:`_Replay.resume` starts the reverse sweep with: the seed
+    at ``s_n``, then ``paint n-1`` on the front, both freed after their use.
+
+    Its forward part (walks from each kept cell of ``cells``, ``0 .. n``, to the next,
+    slot ``t`` holding ``cells[t]``) only tells ``resume`` where the kept states go;
+    ``resume`` runs a program from its seed on.
+    """
+    n, k = cells[-1], len(cells) - 1  # slot k holds s_n, slot k - 1 the front s_{n-1}
+    rows = [[OP_STEP, t - 1, t, cells[t - 1], cells[t] - cells[t - 1]] for t in range(1, k + 1)]
+    rows += [[OP_SEED, k, 0, n, 1], [OP_FREE, k, 0, n, 0], [OP_PAINT, k - 1, 0, n - 1, 0]]
+    if n > 1:
+        rows.append([OP_FREE, k - 1, 0, n - 1, 0])
+    return SlotProgram(np.array(rows, dtype=np.int64), n, Game.CHECKPOINT, nslots,
+                       forward_steps=n, backward_steps=1, peak_states=k)
+
+
+class _Board:
+    """The executor's slots of the states held between the pieces of the reverse sweep.
+
+    A piece is a chunk of :func:`pebbles._treeverse.treeverse_chunks`: a subtree
+    (it paints; a complete game from its first cell, which it leaves held) or the
+    ``forward`` and ``remove`` moves between subtrees.
+    """
+
+    def __init__(self, cells: list[int], nslots: int) -> None:
+        self.slot = {cell: t for t, cell in enumerate(cells)}  # held cell -> its slot
+        self.free = list(range(nslots - 1, len(cells) - 1, -1))
+        self.lowered = lru_cache(maxsize=_SUBTREES)(_without_seed)  # moves' bytes -> rows
+
+    def rows(self, chunk: np.ndarray, shift: int) -> np.ndarray:
+        """Slot-program rows of the encoded moves ``chunk`` shifted by ``shift`` cells."""
+        if (chunk[:, 0] == _PAINT).any():
+            return self._subtree(chunk, shift)
+        out = []
+        for kind, a, b in chunk.tolist():  # forward and remove: one row each, as lower()
+            a, b = a + shift, b + shift
+            if kind == _FORWARD:
+                self.slot[b] = self.free.pop()
+                out.append([OP_STEP, self.slot[a], self.slot[b], a, b - a])
+            elif kind == _REMOVE:
+                self.free.append(self.slot.pop(a))
+                out.append([OP_FREE, self.free[-1], 0, a, 0])
+            else:
+                raise PebblesError(f"the reverse sweep has a {MoveKind(kind).name.lower()} "
+                                   f"move between its subtrees (a bug)")
+        return np.array(out, dtype=np.int64)
+
+    def _subtree(self, chunk: np.ndarray, shift: int) -> np.ndarray:
+        """Rows of a subtree chunk: lowered from its first cell (which it ends painting),
+        relabelled to the executor's slots (slot 0 is that cell's) and shifted."""
+        base = int(chunk[-1, 1])
+        moves = chunk - [0, base, base]
+        moves[chunk[:, 2] < 0, 2] = -1
+        ops = self.lowered(moves.tobytes())
+        need = int(ops[:, 1:3].max())  # slots 1..need, besides the base's
+        table = np.array([self.slot[base + shift], *self.free[len(self.free) - need:]])
+        out = ops.copy()
+        out[:, 1] = table[ops[:, 1]]
+        steps = ops[:, 0] == OP_STEP
+        out[steps, 2] = table[ops[steps, 2]]
+        out[:, 3] += base + shift
+        return out
+
+
+#: Subtrees whose rows a :class:`_Board` keeps (the most recently used): the same
+#: subtree recurs all along an interval, and its rows are a few KB.
+_SUBTREES = 64
+
+
+def _without_seed(key: bytes) -> np.ndarray:
+    """The rows of a subtree's encoded moves (``key``: their bytes; a complete game of
+    ``m`` steps, ``m`` its paints), lowered, without what :func:`pebbles.lower` adds for
+    its loss: the step to the scratch ``s_m``, the seed and the scratch's free (the
+    sweep's cotangent runs on)."""
+    moves = np.frombuffer(key, dtype=np.int64).reshape(-1, 3)
+    m = int((moves[:, 0] == _PAINT).sum())
+    ops = lower(moves, m, game=Game.CHECKPOINT, frees=True).ops
+    k = int(np.flatnonzero(ops[:, 0] == OP_SEED)[0])
+    if k < 1 or ops[k - 1, 0] != OP_STEP or ops[k, 4] != 1 or ops[k + 1, 0] != OP_FREE:
+        raise PebblesError(f"the subtree of {m} steps lowers to {ops[k - 1:k + 2].tolist()} "
+                           f"around its seed, not a step, the seed and a free (a bug)")
+    return np.delete(ops, [k - 1, k, k + 1], axis=0)
 
 
 def _online(n: int, sched: OnlineScheduler) -> Iterator[Move]:

@@ -303,8 +303,12 @@ def test_scheduler_pickles_and_deepcopies_mid_run(game, beyond, done):
     _advanced(sched, done)
     phase = {3: {_R2}, 20: {_R3_PHASE}}.get(done, {_BEYOND, _WANG_MOIN})
     assert sched._phase in phase
+    started = sched.reverse()  # a reverse sweep under way: the scheduler still pickles
+    sweep = [next(started)]
     copies = [copy.deepcopy(sched), copy.copy(sched), pickle.loads(pickle.dumps(sched)),
               *(pickle.loads(pickle.dumps(sched, protocol=p)) for p in (0, 2))]
+    sweep += started
+    assert all(list(other.reverse()) == sweep for other in copies)
     moves = _advanced(sched, 150)
     for other in copies:
         assert (other.budget, other.game, other.beyond) == (4, sched.game, beyond)
@@ -569,6 +573,100 @@ def test_replay_until_holds_what_the_online_schedule_holds(budget):
                          counted, backward, loss_grad)
     assert got == most[0] == ref.peak_states == budget + 1
     assert np.array_equal(r.grad_s0, ref.grad_s0)
+
+
+def _recorded(step, backward, calls):
+    """``step`` and ``backward`` that append ``(name, i)`` to ``calls``."""
+    def rec_step(i, s):
+        calls.append(("step", i))
+        return step(i, s)
+
+    def rec_backward(i, s, g):
+        calls.append(("backward", i))
+        return backward(i, s, g)
+
+    return rec_step, rec_backward
+
+
+@pytest.mark.parametrize(("budget", "stop", "beyond"), [
+    (2, 1, "greedy"), (2, 2, "greedy"), (3, 9, "greedy"), (3, 700, "greedy"),
+    (4, 1500, "wang-moin"), (10, 3000, "greedy")])
+def test_replay_until_calls_are_those_of_the_online_schedule(budget, stop, beyond):
+    """The reverse sweep runs piece by piece (subtrees of at most 256 steps): the calls of
+    step and backward, in order, and the gradients are those of one replay of
+    ``online(stop, budget)``, bit for bit (long intervals split into many pieces)."""
+    step, backward, loss_grad, loss, s0 = _problem()
+    got, want = [], []
+    r = pebbles.replay_until(*_recorded(step, backward, got), loss_grad, s0,
+                             lambda i, s: i == stop, budget, loss=loss, beyond=beyond,
+                             check_states=stop == 700)
+    ref = pebbles.replay(online(stop, budget, beyond=beyond), stop, s0,
+                         *_recorded(step, backward, want), loss_grad, loss=loss)
+    assert got == want and r.forward_steps == ref.forward_steps
+    assert r.n == stop and r.loss == ref.loss
+    assert np.array_equal(r.grad_s0, ref.grad_s0)
+    assert np.array_equal(r.grad_theta, ref.grad_theta)
+
+
+def _stop_programs(monkeypatch, run_them: bool) -> list[int]:
+    """Patch the executor to record the rows of every slot program it is handed (and run
+    them, or not); return the list it records into."""
+    from pebbles._executor import _Replay
+
+    sizes, run = [], _Replay.run
+
+    def recorded(self, ops, bar):
+        sizes.append(len(ops))
+        if run_them:
+            run(self, ops, bar)
+
+    monkeypatch.setattr(_Replay, "run", recorded)
+    return sizes
+
+
+def _trivial(stop: int) -> dict:
+    return dict(step=lambda i, s: s * 1.0, backward=lambda i, s, g: (g * 1.0, None),
+                loss_grad=np.ones_like, s0=np.ones(1), done=lambda i, s: i == stop)
+
+
+@pytest.mark.parametrize("stop", [2000, 20000])
+def test_replay_until_hands_the_executor_pieces_of_bounded_size(monkeypatch, stop):
+    """At the stop the executor gets the reverse sweep in pieces of at most 3 * 256 - 2
+    rows (a subtree of 256 steps: its walks, frees and paints), whatever ``n``; it got
+    the whole sweep at once (3 rows a step) before."""
+    sizes = _stop_programs(monkeypatch, run_them=True)
+    r = pebbles.replay_until(budget=10, **_trivial(stop))
+    assert r.n == stop and r.backward_steps == stop
+    assert len(sizes) > stop // 256 and max(sizes) <= 3 * 256 - 2
+
+
+def test_replay_until_stop_memory_does_not_grow_with_n(monkeypatch):
+    """Peak memory of building the reverse sweep at the stop (its slot programs; the
+    states are bounded by the budget, tested above): under 2 MiB at n = 2000 and
+    n = 40000 (0.4 and 0.8 MiB measured). Making the whole sweep's program took 1.1 KB
+    a step: 2.1 and 44 MiB."""
+    import tracemalloc
+
+    import pebbles._online as on
+
+    pebbles.replay_until(budget=5, **_trivial(300))  # imports, not counted below
+    peaks, reverse = [], on._reverse_until
+
+    def traced(r, kept, sched):
+        tracemalloc.start()
+        try:
+            reverse(r, kept, sched)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+
+    sizes = _stop_programs(monkeypatch, run_them=False)  # the programs, not their steps
+    monkeypatch.setattr(on, "_reverse_until", traced)
+    for stop in (2000, 40000):
+        pebbles.replay_until(budget=5, **_trivial(stop))
+    small, large = peaks
+    assert small < 2 * 2**20 and large < 2 * 2**20, (small, large)
+    assert sizes and max(sizes) <= 3 * 256 - 2
 
 
 def test_replay_until_errors_suggest_only_what_it_takes():
