@@ -143,7 +143,7 @@ import numpy as np
 
 from ._baselines import store_all
 from ._errors import PebblesTypeError, PebblesValueError
-from ._moves import Move, MoveKind
+from ._moves import Move, MoveKind, encode
 from ._optional import require
 from ._simulator import ChainCosts, simulate
 from ._validation import check_bool, check_int
@@ -164,6 +164,10 @@ _PLACE, _REMOVE, _PAINT, _FORWARD, _TAPE = (MoveKind.PLACE, MoveKind.REMOVE, Mov
 # additions and comparisons (about 10 s on one core, 10-25 s on a busy one). The goal,
 # n = 500 steps at levels=100 (2.5e7 entries, 2.1e9 operations, 4.5-18 s), fits; so does
 # n = 1000 at levels=24, or a uniform chain with kept graphs of n = 2000 at levels=2000.
+# The uniform fill runs at about 1 ns an operation at any levels (n = 20000 at 20 levels,
+# 4.2e9: 4 s on a busy machine); the general one at 2-4 ns with many levels, up to 4x that
+# with 3 or 4. The schedule's time is summed in O(moves) (:func:`_time`), not by the
+# simulator's loop over every walked step (near the least memory, n^2 / 2 of them).
 _MAX_ENTRIES = 40_000_000
 _MAX_WORK = 4_200_000_000
 # Largest chains :func:`hetero_brute_force` searches: boards of up to 2^n (n + 1)
@@ -475,11 +479,12 @@ class _Plan:
 
 class _UniformPlan(_Plan):
     """Tables of a uniform chain by segment length only (``O(n^2 M)`` time, ``O(n M)``
-    memory): ``E[d, m]``, ``D[d, m]``, ``K[d, m]`` as in :func:`_tables`."""
+    memory), by level first: ``E[m, d]`` and ``K[m, d]`` as in :func:`_tables`, and ``D``
+    reversed in the length, ``D[d, m]`` at ``[m, n - d]``."""
 
     def split(self, i: int, j: int, m: int) -> tuple[float, int]:
-        d = j - i
-        cost = self.e[1:d, m] + self.d_[d - 1:0:-1, m]
+        d, n = j - i, self.e.shape[1] - 1
+        cost = self.e[m, 1:d] + self.d_[m, n - d + 1:n]
         t = int(np.argmin(cost))
         return float(cost[t]), i + 1 + t
 
@@ -489,28 +494,33 @@ class _UniformPlan(_Plan):
     def kept(self, i: int, j: int, m: int) -> float:
         if self.tape_units(i) > m:
             return math.inf
-        return float(self.kk[j - i - 1, m - self.tape_units(i)])
+        return float(self.kk[m - self.tape_units(i), j - i - 1])
 
 
 def _uniform_plan(f: float, q: _Units, n: int) -> tuple[_UniformPlan, float]:
-    """Fill the length-only tables of a uniform chain; (plan, C(0, n, M))."""
+    """Fill the length-only tables of a uniform chain; (plan, C(0, n, M)). A level's row
+    of each table is contiguous and ``D``'s is reversed (:class:`_UniformPlan`), so the
+    split's sum and min run over contiguous rows of ``d - 1`` entries: about 1 ns an
+    entry at any number of levels (by length first, rows of ``M + 1`` entries, it took
+    10-15 ns at ``M = 3``)."""
     unit, tunit, mmax = int(q.units[-1]), int(q.tunits[0]), q.mmax
     pair = int(q.pairs[-1]) if n > 1 else 0
     lev = np.arange(mmax + 1)
-    e = np.full((n + 1, mmax + 1), np.inf)
-    d_ = np.full((n + 1, mmax + 1), np.inf)
-    kk = np.full((n + 1, mmax + 1), np.inf)
-    kk[1] = np.where(lev >= tunit, 0.0, np.inf)  # a paint replays with its graph
-    e[1] = np.where(lev >= max(unit, tunit), f, np.inf)
-    d_[1] = np.where(lev >= q.stored_paint[-1], 0.0, np.inf)  # s_k and paint k, one sum
+    e = np.full((mmax + 1, n + 1), np.inf)
+    dr = np.full((mmax + 1, n + 1), np.inf)
+    kk = np.full((mmax + 1, n + 1), np.inf)
+    kk[:, 1] = np.where(lev >= tunit, 0.0, np.inf)  # a paint replays with its graph
+    e[:, 1] = np.where(lev >= max(unit, tunit), f, np.inf)
+    dr[:, n - 1] = np.where(lev >= q.stored_paint[-1], 0.0, np.inf)  # s_k, paint k: one sum
     shift = np.where(lev >= tunit, lev - tunit, 0)
+    buf = np.empty((mmax + 1, max(n - 1, 1)))
     for d in range(2, n + 1):
-        c = np.min(e[1:d] + d_[d - 1:0:-1], axis=0)
-        c = np.minimum(c, np.where(lev >= tunit, kk[d - 1, shift], np.inf))
-        kk[d] = c
-        e[d] = np.where(lev >= max(unit, pair), c + d * f, np.inf)
-        d_[d] = np.where(lev >= unit, c[np.maximum(lev - unit, 0)], np.inf)
-    return _UniformPlan(e, d_, kk, np.array([tunit])), float(kk[n, mmax])
+        tmp = np.add(e[:, 1:d], dr[:, n - d + 1:n], out=buf[:, :d - 1])
+        c = np.minimum(tmp.min(axis=1), np.where(lev >= tunit, kk[shift, d - 1], np.inf))
+        kk[:, d] = c
+        e[:, d] = np.where(lev >= max(unit, pair), c + d * f, np.inf)
+        dr[:, n - d] = np.where(lev >= unit, c[np.maximum(lev - unit, 0)], np.inf)
+    return _UniformPlan(e, dr, kk, np.array([tunit])), float(kk[mmax, n])
 
 
 def _moves(plan: _Plan, n: int, mmax: int, units: np.ndarray) -> list[Move]:
@@ -570,8 +580,36 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
             f"{_fmt(need)}, yet the dynamic programme found no schedule at levels={levels}: "
             f"a bug of pebbles' rounding to memory levels; please report it with the costs")
     moves = _moves(plan, n, q.mmax, q.units)
-    # the simulator's sum, move by move, so that hetero_time is exactly its time
-    return (best + backward if taped else simulate(moves, n, costs=costs).time), moves
+    return (best + backward if taped else _time(moves, costs)), moves
+
+
+def _time(moves: list[Move], costs: ChainCosts) -> float:
+    """``pebbles.simulate(moves, n, costs=costs).time`` of the programme's (legal) ``moves``,
+    exactly: the simulator's float sum in its order, each walk's steps from 0.0, then
+    move by move (a paint served by a kept graph adds ``backward[a]``, then subtracts
+    ``forward[a]``). NumPy work of O(moves + walks' steps) in C, where the simulator's
+    Python loop takes 0.3-0.7 us a step: minutes for the ``n^2 / 2`` steps of a long
+    chain near its least memory (n = 20000: 2e8 steps, every walk from s_0)."""
+    arr = encode(moves)
+    kind, a, b = arr[:, 0], arr[:, 1], arr[:, 2]
+    f, bw = costs.forward, costs.backward
+    inc = np.zeros((len(arr), 2))
+    step = (kind == _PLACE) | (kind == _TAPE)
+    inc[step, 0] = f[a[step] - 1]
+    paint = np.flatnonzero(kind == _PAINT)
+    inc[paint, 0] = bw[a[paint]]
+    taped = np.full(costs.n + 2, len(arr))  # first tape of each cell
+    tapes = np.flatnonzero(kind == _TAPE)
+    np.minimum.at(taped, a[tapes], tapes)
+    served = paint[taped[a[paint] + 1] < paint]
+    inc[served, 1] = -f[a[served]]
+    walks = np.flatnonzero(kind == _FORWARD)
+    walks = walks[np.argsort(a[walks], kind="stable")]
+    starts, first = np.unique(a[walks], return_index=True)
+    for start, at in zip(starts, np.split(walks, first)[1:], strict=True):
+        # every walk from one cell at once (near the least memory: all from s_0)
+        inc[at, 0] = np.add.accumulate(f[start:b[at].max()])[b[at] - start - 1]
+    return float(np.add.accumulate(inc.reshape(-1))[-1])
 
 
 def _simple(costs: ChainCosts, memory: float,

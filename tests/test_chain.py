@@ -734,3 +734,68 @@ def test_odd_memories_and_sizes():
     for call in (lambda: hetero_min_memory(huge), lambda: hetero_time(huge, math.inf)):
         with pytest.raises(pebbles.PebblesValueError, match=r"sizes\[1\]=1.7e\+308.*rescale"):
             call()
+
+
+def test_the_time_is_the_simulators_without_simulating_every_step(monkeypatch):
+    """hetero_time sums the schedule's costs as pebbles.simulate does, exactly (walks from
+    many cells, kept graphs served, float costs), without the simulator's Python loop over
+    every step of every walk: near the least memory a long chain walks from s_0 again and
+    again (n^2 / 2 steps, minutes at n = 20000), which the size guard does not count."""
+    from pebbles import _chain
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n = int(rng.integers(1, 30))
+        fwd = rng.random(n) * 3 + 0.1
+        graph = None if trial % 3 == 0 else np.where(rng.random(n) < 0.3, np.inf,
+                                                     rng.random(n) * 2)
+        costs = ChainCosts(fwd, fwd + rng.random(n) * 4, rng.random(n + 1) * 2 + 0.1,
+                           graph=graph)
+        for factor in (1.0, 1.4, 3.0):
+            memory = factor * hetero_min_memory(costs)
+            levels = int(rng.integers(3, 40))
+            moves = list(hetero_optimal(costs, memory, levels=levels))
+            want = pebbles.simulate(moves, n, costs=costs).time
+            assert _chain._time(moves, costs) == want == hetero_time(costs, memory,
+                                                                     levels=levels)
+    steps = []
+    real = _chain.simulate
+    monkeypatch.setattr(_chain, "simulate", lambda m, n, **kw: steps.append(
+        real(m, n).forward_steps) or real(m, n, **kw))
+    n = 3000
+    uniform = ChainCosts(np.ones(n), np.full(n, 2.0), np.ones(n + 1), graph=np.ones(n))
+    moves = list(hetero_optimal(uniform, hetero_min_memory(uniform)))
+    assert pebbles.simulate(moves, n).forward_steps > n * (n - 1) // 2  # walks from s_0
+    assert sum(steps) <= 2 * n  # only the simple schedules are simulated
+
+
+def test_uniform_tables_split_over_contiguous_rows():
+    """The uniform fill's split (a sum and a min over d - 1 entries for every level) reads
+    one contiguous row a level of E and of D (D reversed in the length): the same cost an
+    entry at any number of levels; by length first, rows of M + 1 entries, it took
+    10-15 ns an entry at M = 3, a minute at n = 20000 on a busy machine."""
+    from pebbles import _chain
+
+    n = 50
+    costs = ChainCosts(np.ones(n), np.full(n, 2.0), np.ones(n + 1), graph=np.ones(n))
+    q = _chain._quantum(costs.sizes, 4.0, 100, costs.graph)
+    plan, _ = _chain._uniform_plan(1.0, q, n)
+    assert plan.e.shape == plan.d_.shape == plan.kk.shape == (q.mmax + 1, n + 1)
+    assert plan.e[2, 1:n].flags.c_contiguous and plan.d_[2, 1:n].flags.c_contiguous
+
+
+def test_size_guard_lets_through_the_long_uniform_loops_it_names():
+    """pebbles.torch's long uniform loops: n = 20000 steps at the 20 levels levels_fit
+    names pass the guard (n^2 (M + 1) / 2 = 4.2e9 operations, about 1 ns each), 21 not."""
+    from pebbles._chain import _check_size, levels_fit
+
+    n = 20000
+    loop = ChainCosts(np.ones(n), np.full(n, 2.0), np.full(n + 1, 8.0), graph=np.full(n, 8.0))
+    assert levels_fit(loop) == 20
+    _check_size(n, 20, 20, uniform=True)
+    _check_size(n, 3, 3, uniform=True)  # at its least memory: 3 levels
+    with pytest.raises(pebbles.PebblesValueError, match=r"n=20000 steps at levels=21 .*"
+                                                        r"pass levels=20 or fewer"):
+        _check_size(n, 21, 21, uniform=True)
+    with pytest.raises(pebbles.PebblesValueError, match=r"n=20000 steps .*too long at any"):
+        _check_size(n, 3, 3, uniform=False)
