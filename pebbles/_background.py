@@ -32,12 +32,13 @@ from ._moves import Move, MoveKind
 from ._twolevel import _check_args, _check_cost, two_level
 from ._validation import check_int
 
-__all__ = ["PRICES", "background_time", "background_two_level"]
+__all__ = ["PRICES", "BackgroundClock", "background_time", "background_two_level"]
 
 #: Write prices :func:`background_two_level` tries, as fractions of ``write_cost``.
 PRICES = (1.0, 0.75, 0.5, 0.375, 0.25, 0.125)
 
 _STEPS = {MoveKind.PLACE: 1, MoveKind.MOVE: 1}
+_TIMED = (MoveKind.FORWARD, MoveKind.PAINT, MoveKind.STORE, MoveKind.LOAD, MoveKind.DISCARD)
 
 
 def background_time(moves: Iterable[Move], *, write_cost: float, read_cost: float,
@@ -47,7 +48,8 @@ def background_time(moves: Iterable[Move], *, write_cost: float, read_cost: floa
     Parameters
     ----------
     moves : iterable of Move
-        A legal two-level stream (check it with :func:`pebbles.simulate`).
+        A legal two-level stream (check it with :func:`pebbles.simulate`; to check and
+        time it in one walk, let the simulator take :meth:`BackgroundClock.timed`).
     write_cost, read_cost : float
         Time of writing one state (on the writer) and of reading one (on the
         computation), in forward steps.
@@ -69,31 +71,72 @@ def background_time(moves: Iterable[Move], *, write_cost: float, read_cost: floa
     >>> background_time(moves, write_cost=6, read_cost=0.5)   # the load waits for s_3
     13.5
     """
-    write_cost, read_cost, backward_cost, queue = _check_model(write_cost, read_cost,
-                                                               backward_cost, queue)
-    now, free = 0.0, 0.0           # the computation's clock; when the writer is next idle
-    pending: deque[float] = deque()  # finish times of the writes not yet done
-    done: dict[int, float] = {}
-    for kind, a, b in moves:
-        if kind == MoveKind.FORWARD:
-            now += b - a
-        elif kind == MoveKind.PAINT:
-            now += backward_cost
-        elif kind == MoveKind.STORE:
-            while pending and pending[0] <= now:
-                pending.popleft()
-            if len(pending) >= queue:
-                now = pending.popleft()
-            free = max(free, now) + write_cost
-            pending.append(free)
-            done[a] = free
-        elif kind == MoveKind.LOAD:
-            now = max(now, done.get(a, 0.0)) + read_cost
-        elif kind == MoveKind.DISCARD:
-            now = max(now, done.pop(a, 0.0))
-        else:
-            now += _STEPS.get(kind, 0)
-    return now
+    clock = BackgroundClock(write_cost=write_cost, read_cost=read_cost,
+                            backward_cost=backward_cost, queue=queue)
+    deque(clock.timed(moves), maxlen=0)
+    return clock.time
+
+
+class BackgroundClock:
+    """:func:`background_time` of a stream as another consumer walks it.
+
+    ``clock.timed(moves)`` yields the moves unchanged and times each on the way, so
+    that the simulator checking a stream (``pebbles.simulate(clock.timed(moves),
+    ...)``) also gives its background time, :attr:`time`, in the same walk: a stream
+    made on the fly (a two-level schedule's dynamic programme) is made once. The
+    parameters are :func:`background_time`'s.
+
+    Attributes
+    ----------
+    time : float
+        The background time of the moves yielded so far (the whole stream's once the
+        consumer has taken them all).
+
+    Examples
+    --------
+    >>> from pebbles import Move, MoveKind as K, simulate
+    >>> from pebbles._background import BackgroundClock
+    >>> moves = [Move(K.FORWARD, 0, 1), Move(K.STORE, 1), Move(K.REMOVE, 1),
+    ...          Move(K.LOAD, 1), Move(K.PAINT, 1), Move(K.PAINT, 0)]
+    >>> clock = BackgroundClock(write_cost=3, read_cost=0.5, backward_cost=0)
+    >>> simulate(clock.timed(moves), 2, budget=1).forward_steps, clock.time
+    (1, 4.5)
+    """
+
+    def __init__(self, *, write_cost: float, read_cost: float, backward_cost: float = 1.0,
+                 queue: int = 2) -> None:
+        self._model = _check_model(write_cost, read_cost, backward_cost, queue)
+        self.time = 0.0
+
+    def timed(self, moves: Iterable[Move]) -> Iterator[Move]:
+        """Yield ``moves`` as they are, timing each on this clock (one stream per clock)."""
+        write_cost, read_cost, backward_cost, queue = self._model
+        forward, paint, store, load, discard = _TIMED  # locals: an enum's members are slow
+        now, free = self.time, 0.0     # the computation's clock; when the writer is next idle
+        pending: deque[float] = deque()  # finish times of the writes not yet done
+        done: dict[int, float] = {}
+        for move in moves:
+            kind, a, b = move
+            if kind == forward:
+                now += b - a
+            elif kind == paint:
+                now += backward_cost
+            elif kind == store:
+                while pending and pending[0] <= now:
+                    pending.popleft()
+                if len(pending) >= queue:
+                    now = pending.popleft()
+                free = max(free, now) + write_cost
+                pending.append(free)
+                done[a] = free
+            elif kind == load:
+                now = max(now, done.get(a, 0.0)) + read_cost
+            elif kind == discard:
+                now = max(now, done.pop(a, 0.0))
+            else:
+                now += _STEPS.get(kind, 0)
+            self.time = now
+            yield move
 
 
 def background_two_level(n: int, budget: int, disk_budget: int | float | None = None, *,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._background import background_time
+from ._background import BackgroundClock
 from ._budget import min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game
@@ -43,6 +43,7 @@ __all__ = [
     "BOUNDED_DISK_MAX_N",
     "EXECUTOR_EXTRA_STATES",
     "Candidate",
+    "NoDiskError",
     "Plan",
     "budget_for",
     "plan",
@@ -52,6 +53,25 @@ __all__ = [
 #: States the generic executor holds besides a schedule's budget: s_0, the
 #: scratch s_n of the loss, and two gradients.
 EXECUTOR_EXTRA_STATES = 4
+
+
+class NoDiskError(PebblesValueError):
+    """An argument of :func:`plan` that needs a disk, given without the disk's costs.
+
+    The message names the library's arguments; a caller with other names for them
+    (the ``pebbles plan`` command line) words it from the attributes, with its own fix.
+
+    Attributes
+    ----------
+    argument : str
+        The argument given (``"background_writes"``).
+    rule : str
+        What it does and why it needs a disk, without the fix.
+    """
+
+    def __init__(self, argument: str, rule: str, fix: str) -> None:
+        super().__init__(f"{argument}=True {rule}: {fix}")
+        self.argument, self.rule = argument, rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,10 +332,10 @@ def plan(
     background_writes = check_bool("background_writes", background_writes)
     disk = write_cost is not None or read_cost is not None or disk_budget is not None
     if background_writes and not disk:
-        raise PebblesValueError(
-            "background_writes=True costs the two-level schedules with their stores written "
-            "while the steps go on, and there are none without a disk: give write_cost= and "
-            "read_cost= too (a state's write and read times in forward steps, e.g. "
+        raise NoDiskError(
+            "background_writes", "costs the two-level schedules with their stores written "
+            "while the steps go on, and there are none without a disk", "give write_cost= "
+            "and read_cost= too (a state's write and read times in forward steps, e.g. "
             "pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
     s, state_bytes = _plan_budget(n, budget, memory, state_bytes)
     found, skipped = [], []
@@ -408,14 +428,15 @@ def _bounded_too_big(n: int, s: int, disk_budget: int) -> str:
 def _background_candidate(n: int, s: int, disk_budget: int | None, write_cost: float,
                           read_cost: float, backward_cost: float,
                           inplace: bool) -> Candidate:
-    """:func:`pebbles.background_two_level`'s schedule, costed by its background time."""
+    """:func:`pebbles.background_two_level`'s schedule, costed by its background time
+    (timed as the simulator counts its forward steps: one walk, no list of its moves)."""
     sched = schedule("two-level", n, budget=s, disk_budget=disk_budget, write_cost=write_cost,
                      read_cost=read_cost, inplace=inplace, background_writes=True)
-    moves = list(sched)
-    cost = background_time(moves, write_cost=write_cost, read_cost=read_cost,
-                           backward_cost=backward_cost)
-    steps = simulate(moves, n, sched.game, s, **sched.simulator_options).forward_steps
-    return Candidate(sched, steps, n, cost, s + EXECUTOR_EXTRA_STATES, inplace)
+    clock = BackgroundClock(write_cost=write_cost, read_cost=read_cost,
+                            backward_cost=backward_cost)
+    steps = simulate(clock.timed(sched), n, sched.game, s,
+                     **sched.simulator_options).forward_steps
+    return Candidate(sched, steps, n, clock.time, s + EXECUTOR_EXTRA_STATES, inplace)
 
 
 def _gradient_schedules(n: int, budget: int, skipped: list[str]) -> list[Schedule]:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -35,12 +35,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ._background import background_time
+from ._background import BackgroundClock
 from ._budget import check_budget
 from ._errors import IllegalMoveError, PebblesError, PebblesValueError
 from ._moves import Game, Move, format_move
 from ._optimal import min_forward_steps
-from ._planner import Candidate, plan, two_level_table_work
+from ._planner import Candidate, NoDiskError, plan, two_level_table_work
 from ._registry import (
     Schedule,
     describe,
@@ -53,8 +53,8 @@ from ._reversible import reversible_tables_fit
 from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
-           "add_schedule_arguments", "count", "in_flags", "main", "parse_bytes", "positive",
-           "run_command", "schedule_from_args", "unused_flags", "write_error"]
+           "add_schedule_arguments", "count", "in_flags", "main", "method_flags", "parse_bytes",
+           "positive", "run_command", "schedule_from_args", "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -308,9 +308,8 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
     entry = describe(method)
     unused = unused_flags(args, method) if strict else []
     if unused:
-        takes = ["--pebbles"] * entry.takes_budget + [
-            _FLAGS[name] for name, _ in entry.options if name in _FLAGS  # this parser's
-            and hasattr(args, "no_uncompute" if name == "uncompute" else name)]
+        takes = method_flags(method, offered=[name for name in _FLAGS  # this parser's
+                                              if hasattr(args, _dest(name))])
         raise PebblesValueError(
             f"{' '.join(unused)}: not {'an option' if len(unused) == 1 else 'options'} of "
             f"method {method} (its options: {', '.join(takes) or 'none'}); leave "
@@ -376,17 +375,59 @@ _FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "tau": "--tau"
           "read_cost": "--read-cost", "background_writes": "--background-writes"}
 
 
+def _dest(name: str) -> str:
+    """The parsed arguments' attribute of the registry option ``name``'s flag."""
+    return "no_uncompute" if name == "uncompute" else name
+
+
+def method_flags(method: str, flags: Mapping[str, str] | None = None, *,
+                 offered: Iterable[str] | None = None) -> list[str]:
+    """The command-line flags of what the registered ``method`` takes, each once:
+    ``--pebbles`` when it takes a budget, then its options' flags in the registry's order
+    (for a "not an option of this method" message that lists what it takes).
+
+    Parameters
+    ----------
+    method : str
+        A registered method (:func:`pebbles.methods`).
+    flags : mapping of str to str, optional
+        A command line's own flags for registry names, over ``pebbles schedule``'s
+        (:func:`add_schedule_arguments`), e.g. ``{"period": "--every"}``; two options
+        with one flag give it once.
+    offered : iterable of str, optional
+        The registry options the command line has a flag for (default: every option
+        with one); the method's others are left out.
+
+    Examples
+    --------
+    >>> from pebbles.cli import method_flags
+    >>> method_flags("periodic-disk")
+    ['--pebbles', '--period', '--inplace']
+    >>> method_flags("periodic-disk", {"period": "--every"}, offered=("period",))
+    ['--pebbles', '--every']
+    >>> method_flags("recompute-all")
+    []
+    """
+    entry = describe(method)
+    table = {"budget": "--pebbles", **_FLAGS, **(flags or {})}
+    shown = set(table) if offered is None else {"budget", *offered}
+    names = ["budget"] * entry.takes_budget + [name for name, _ in entry.options]
+    return list(dict.fromkeys(table[name] for name in names
+                              if name in table and name in shown))
+
+
 def unused_flags(args: argparse.Namespace, method: str) -> list[str]:
     """The schedule flags given in ``args`` (not None, not False) that ``method`` does not
     take (``--disk-slots inf`` parses as ``math.inf``: given, like any count)."""
     known = {name for name, _ in describe(method).options}
-    given = {name: getattr(args, "no_uncompute" if name == "uncompute" else name, None)
-             for name in _FLAGS}
+    given = {name: getattr(args, _dest(name), None) for name in _FLAGS}
     return [_FLAGS[name] for name, value in given.items()
             if value is not None and value is not False and name not in known]
 
 
-def _summary(s: Schedule, r: SimulationResult) -> dict:
+def _summary(s: Schedule, r: SimulationResult, clock: BackgroundClock | None = None) -> dict:
+    """The summary line of ``s`` played as ``r``; ``clock``: :func:`_background_clock`'s,
+    which timed the same walk (its ``background_time``)."""
     out = {
         "method": s.method, "game": r.game.value, "n": r.n, "budget": s.budget,
         "forward_steps": r.forward_steps, "backward_steps": r.backward_steps,
@@ -396,12 +437,25 @@ def _summary(s: Schedule, r: SimulationResult) -> dict:
         out["first_reach_n"] = r.first_reach_n
     if describe(s.method).uses_disk:
         out |= {"writes": r.writes, "reads": r.reads, "peak_disk": r.peak_disk, "time": r.time}
-        opts = dict(s.options)
-        if opts.get("background_writes"):  # "time" charges each write in full
-            out["background_time"] = background_time(
-                s, write_cost=opts["write_cost"], read_cost=opts["read_cost"],
-                backward_cost=0.0)
+    if clock is not None:  # "time" charges each write in full
+        out["background_time"] = clock.time
     return out
+
+
+def _background_clock(s: Schedule) -> BackgroundClock | None:
+    """For a schedule made for background writes, the clock that times its stream as the
+    simulator plays it (backward steps left out, as in "time"), so that the stream is
+    made and played once; else None."""
+    opts = dict(s.options)
+    if not opts.get("background_writes"):
+        return None
+    return BackgroundClock(write_cost=opts["write_cost"], read_cost=opts["read_cost"],
+                           backward_cost=0.0)
+
+
+def _timed(moves: Iterable[Move], clock: BackgroundClock | None) -> Iterable[Move]:
+    """``moves``, timed on ``clock`` as they are taken (as they are without one)."""
+    return moves if clock is None else clock.timed(moves)
 
 
 #: Most moves ``--format json`` lists (one string each, in memory and in the output).
@@ -427,29 +481,32 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _write_schedule(s: Schedule, fmt: str, write: Callable[[str], Any]) -> None:
-    """Write ``s`` as ``--format fmt`` (moves, summary or json), checked as it plays."""
+    """Write ``s`` as ``--format fmt`` (moves, summary or json), checked as it plays (and
+    timed in the same walk where it was made for background writes)."""
+    clock = _background_clock(s)
     if fmt == "moves":
         write(f"# {s}  (game={s.game.value})\n")
-        echo = _Echo(s, write)
+        echo = _Echo(_timed(s, clock), write)
         result = simulate(echo, s.n, s.game, s.budget, **s.simulator_options)
         echo.flush()
-        write(f"# {json.dumps(_summary(s, result))}\n")
+        write(f"# {json.dumps(_summary(s, result, clock))}\n")
     elif fmt == "summary":
-        write(json.dumps(_summary(s, _summary_result(s))) + "\n")
+        write(json.dumps(_summary(s, _summary_result(s, clock), clock)) + "\n")
     else:
         texts: list[str] = []
-        moves = _at_most(s, JSON_MAX_MOVES, "json")
+        moves = _timed(_at_most(s, JSON_MAX_MOVES, "json"), clock)
         echo = _Echo(moves, lambda t: texts.append(t[:-1]), lag=0)
         result = simulate(echo, s.n, s.game, s.budget, **s.simulator_options)
-        write(json.dumps(_summary(s, result) | {"moves": texts}) + "\n")
+        write(json.dumps(_summary(s, result, clock) | {"moves": texts}) + "\n")
 
 
-def _summary_result(s: Schedule) -> SimulationResult:
-    """``s`` simulated: encoded at once when its stream is short, else as it streams."""
+def _summary_result(s: Schedule, clock: BackgroundClock | None = None) -> SimulationResult:
+    """``s`` simulated: encoded at once when its stream is short, else as it streams (with
+    a ``clock``, always as it streams, timed on the clock)."""
     most = _most_moves(s)
-    if most is not None and most <= ENCODE_MAX_MOVES:
+    if clock is None and most is not None and most <= ENCODE_MAX_MOVES:
         return s.simulate()
-    moves = _at_most(s, SUMMARY_MAX_MOVES, "summary")
+    moves = _timed(_at_most(s, SUMMARY_MAX_MOVES, "summary"), clock)
     return simulate(moves, s.n, s.game, s.budget, **s.simulator_options)
 
 
@@ -674,9 +731,17 @@ _PLAN_FLAGS = {"memory": "--memory", "state_bytes": "--state-bytes",
                "backward_cost": "--backward-cost", "directory": "--disk-dir"}
 
 
+#: How ``pebbles plan`` is given the disk's costs (the fix of a :class:`NoDiskError`).
+_DISK_COSTS_FIX = ("give --write-cost and --read-cost too, or --disk-dir DIR with --state-bytes "
+                   "and --step-seconds to measure them")
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     try:
         return _plan(args)
+    except NoDiskError as err:  # the planner's check, worded in flags
+        raise PebblesValueError(f"{_FLAGS[err.argument]} {err.rule}: {_DISK_COSTS_FIX}"
+                                ) from None
     except PebblesError as err:
         raise in_flags(err, flags=_PLAN_FLAGS) from None
 
@@ -690,12 +755,6 @@ def _plan(args: argparse.Namespace) -> int:
                                 "--state-bytes BYTES (e.g. --memory 2GiB --state-bytes 32MiB)")
     wc, rc = _io_costs(args)
     disk = wc is not None or rc is not None or args.disk_budget is not None
-    if args.background_writes and not disk:
-        raise PebblesValueError(
-            "--background-writes costs the two-level schedules with their stores written "
-            "while the steps go on, and there are none without a disk: give --write-cost and "
-            "--read-cost too, or --disk-dir DIR with --state-bytes and --step-seconds to "
-            "measure them")
     if disk and None in (wc, rc):
         raise PebblesValueError(
             "a disk needs --write-cost and --read-cost (a state's write and read time over "

@@ -10,7 +10,12 @@ import pytest
 import pebbles
 from pebbles import Move, simulate
 from pebbles import MoveKind as K
-from pebbles._background import PRICES, background_time, background_two_level
+from pebbles._background import (
+    PRICES,
+    BackgroundClock,
+    background_time,
+    background_two_level,
+)
 from pebbles._twolevel import periodic_disk, periodic_disk_time, two_level
 
 
@@ -37,6 +42,22 @@ def test_a_store_waits_only_for_a_full_writer():
                            queue=3) == 9.5
     assert background_time([Move(K.PAINT, 0)] * 3, write_cost=1, read_cost=1,
                            backward_cost=2.5) == 7.5
+
+
+def test_clock_times_a_stream_as_the_simulator_walks_it():
+    """One walk gives the simulator's counts and the background time: the moves pass
+    through unchanged, and the clock's time is background_time's, after every move."""
+    moves = list(two_level(200, 4, write_cost=5, read_cost=1.5, inplace=True))
+    kw = {"write_cost": 20, "read_cost": 1.5, "backward_cost": 2.0, "queue": 1}
+    clock = BackgroundClock(**kw)
+    r = simulate(clock.timed(iter(moves)), 200, "inplace", 4, write_cost=20, read_cost=1.5)
+    assert r == simulate(moves, 200, "inplace", 4, write_cost=20, read_cost=1.5)
+    assert clock.time == background_time(moves, **kw) > r.forward_steps
+    clock = BackgroundClock(**kw)
+    for i, m in enumerate(clock.timed(moves[:60])):
+        assert m is moves[i] and clock.time == background_time(moves[:i + 1], **kw)
+    with pytest.raises(pebbles.PebblesValueError, match="queue=0"):
+        BackgroundClock(write_cost=1, read_cost=1, queue=0)
 
 
 @pytest.mark.parametrize("inplace", [False, True])

@@ -95,12 +95,28 @@ def test_plan_recommends_cheapest(capsys):
 
 
 
-def test_plan_background_writes_without_a_disk_is_refused_in_flags(capsys):
+def test_plan_background_writes_without_a_disk_is_refused_in_flags(capsys, monkeypatch):
+    """The planner's own check refuses it (one check), and the command line words it in
+    its flags and its way of giving the costs."""
+    asked = []
+    monkeypatch.setattr(cli, "plan", lambda *a, **kw: asked.append(kw) or pebbles.plan(*a, **kw))
     code, _, err = run(capsys, "plan", "-n", "100", "--pebbles", "5", "--background-writes")
-    assert code == 2
-    assert "error: --background-writes costs" in err
-    assert "give --write-cost and --read-cost too, or --disk-dir DIR" in err
-    assert "_cost" not in err and "=True" not in err
+    assert code == 2 and len(asked) == 1 and asked[0]["background_writes"] is True
+    assert err == ("pebbles plan: error: --background-writes costs the two-level schedules "
+                   "with their stores written while the steps go on, and there are none "
+                   "without a disk: give --write-cost and --read-cost too, or --disk-dir DIR "
+                   "with --state-bytes and --step-seconds to measure them\n")
+
+
+def test_plan_background_writes_without_a_disk_names_the_argument():
+    with pytest.raises(pebbles.PebblesValueError) as info:
+        pebbles.plan(100, 5, background_writes=True)
+    assert isinstance(info.value, pebbles._planner.NoDiskError)
+    assert info.value.argument == "background_writes"
+    assert str(info.value) == (
+        "background_writes=True " + info.value.rule + ": give write_cost= and read_cost= too "
+        "(a state's write and read times in forward steps, e.g. "
+        "pebbles.measure_io(dir, state_bytes).costs(step_seconds))")
 
 
 def test_plan_reads_gib_and_mib_as_binary_like_the_python_example(capsys):
@@ -174,6 +190,27 @@ def test_parse_bytes_units():
     for fractional in ("1.5", "1.0005KB"):  # refused, not cut or rounded
         with pytest.raises(argparse.ArgumentTypeError, match="not a whole number of bytes"):
             parse_bytes(fractional)
+
+
+def test_method_flags_lists_what_a_method_takes_in_a_command_lines_flags(capsys):
+    assert cli.method_flags("treeverse") == ["--pebbles", "--inplace"]
+    assert cli.method_flags("bennett") == ["--k", "--no-uncompute"]
+    assert cli.method_flags("store-all") == []
+    assert cli.method_flags("two-level") == ["--pebbles", "--disk-slots", "--write-cost",
+                                             "--read-cost", "--inplace", "--background-writes"]
+    # a command line's own names (the PML solver's --every for periodic-disk's period),
+    # one flag for two options given once, and only the options it has a flag for
+    pml = {"every": "--every", "period": "--every", "inplace": "--inplace"}
+    assert cli.method_flags("periodic-disk", {"period": "--every"}) == [
+        "--pebbles", "--every", "--inplace"]
+    assert cli.method_flags("periodic-disk", pml, offered=pml) == [
+        "--pebbles", "--every", "--inplace"]
+    assert cli.method_flags("online", pml, offered=pml) == ["--pebbles", "--inplace"]
+    assert cli.method_flags("bennett", offered=()) == []
+    # the list pebbles schedule names in its refusal
+    code, _, err = run(capsys, "schedule", "online", "-n", "20", "--k", "2")
+    assert code == 2 and f"(its options: {', '.join(cli.method_flags('online'))})" in err
+    assert "--pebbles, --inplace, --beyond" in err
 
 
 def test_in_flags_takes_a_command_lines_own_flags():
@@ -291,7 +328,10 @@ def test_json_refuses_a_stream_past_its_limit_as_it_streams(capsys, monkeypatch)
 @pytest.mark.parametrize(("method", "n", "opts"), PRINTED)
 def test_summary_as_it_streams_equals_the_encoded_one(capsys, monkeypatch, method, n, opts):
     s = pebbles.schedule(method, n, **opts)
-    encoded = json.dumps(cli._summary(s, s.simulate())) + "\n"
+    clock = cli._background_clock(s)  # a background schedule's time, from a walk of its own
+    if clock is not None:
+        list(clock.timed(s))
+    encoded = json.dumps(cli._summary(s, s.simulate(), clock)) + "\n"
     monkeypatch.setattr(cli, "ENCODE_MAX_MOVES", 0)
     monkeypatch.setattr(pebbles.Schedule, "encode", None)  # streaming never encodes
     assert run(capsys, "schedule", *shlex.split(str(s)), "--format", "summary")[1] == encoded
@@ -469,6 +509,26 @@ def test_summary_of_background_writes_gives_the_background_time(capsys):
     assert code == 0 and got["background_time"] == want < got["time"]
     code, out, _ = run(capsys, *args)
     assert "background_time" not in json.loads(out)
+
+
+@pytest.mark.parametrize("format_", ["moves", "summary", "json"])
+def test_background_writes_schedule_is_made_and_played_once(capsys, monkeypatch, format_):
+    """The simulator's counts and the background time come from one walk of the stream
+    (each walk of a two-level schedule makes it again: a dynamic programme and its moves),
+    and are those of a walk for each."""
+    kw = {"budget": 4, "write_cost": 60, "read_cost": 1.2, "inplace": True,
+          "background_writes": True}
+    s = pebbles.schedule("two-level", 300, **kw)
+    want = cli._summary(s, s.simulate()) | {"background_time": pebbles.background_time(
+        s, write_cost=60, read_cost=1.2, backward_cost=0)}
+    walks, iterate = [], pebbles.Schedule.__iter__
+    monkeypatch.setattr(pebbles.Schedule, "__iter__",
+                        lambda self: walks.append(self) or iterate(self))
+    code, out, _ = run(capsys, "schedule", *shlex.split(str(s)), "--format", format_)
+    last = out.splitlines()[-1]
+    got = json.loads(last[2:] if format_ == "moves" else last)
+    assert code == 0 and len(walks) == 1
+    assert {k: got[k] for k in want} == want
 
 
 @pytest.mark.parametrize("format_", ["moves", "summary", "json"])
