@@ -16,13 +16,28 @@ Submodules are not imported here, so ``import solvers`` does not load Numba.
 import sys
 from importlib.util import find_spec
 
+_NEED = 'the solvers need Numba: pip install "pebble-games[solvers]"'
+#: The modules whose command line answers ``--help`` (and usage errors) without Numba:
+#: they define their parser before they import it (see :func:`_refuse_without_numba`).
+_PARSE_WITHOUT_NUMBA = ("solvers.lorenz", "solvers.pml")
+
+
+def _refuse_without_numba(_args: object) -> str:
+    """The ``run`` of :func:`pebbles.cli.run_command` for ``python -m solvers.lorenz`` or
+    ``solvers.pml`` without Numba: the arguments parsed, any command needs Numba (its
+    ImportError becomes one line naming the install, status 2)."""
+    raise ImportError(_NEED)
+
+
 if find_spec("numba") is None:  # checked without importing it
-    _NEED = 'the solvers need Numba: pip install "pebble-games[solvers]"'
     # python -m solvers.X imports this package first, while sys.argv[0] is "-m": answer as
     # its command line does (one line, status 2), not with a traceback
     _RUN = sys.orig_argv[sys.orig_argv.index("-m") + 1] if sys.argv[:1] == ["-m"] \
         and "-m" in sys.orig_argv[:-1] else None
-    if _RUN is not None and _RUN.startswith("solvers"):
+    if _RUN in _PARSE_WITHOUT_NUMBA:
+        pass  # its parser answers --help; a command ends in _refuse_without_numba
+    elif _RUN is not None and _RUN.startswith("solvers"):
         sys.stderr.write(f"python -m {_RUN}: error: {_NEED}\n")
         raise SystemExit(2)
-    raise ImportError(_NEED)
+    else:
+        raise ImportError(_NEED)

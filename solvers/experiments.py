@@ -132,15 +132,22 @@ def sensitivity_grid(resolution: int = 201, *,
             or resolution < 2:
         raise PebblesValueError(f"resolution={resolution!r} must be an integer >= 2 (grid "
                                 "points per axis); use e.g. resolution=201 (the paper's grid)")
-    sigmas = np.linspace(*_axis_range(sigma_range, "sigma_range", (0.0, 20.0)), resolution)
-    rhos = np.linspace(*_axis_range(rho_range, "rho_range", (0.0, 50.0)), resolution)
+    sigmas = np.linspace(*_axis_range(sigma_range, "sigma_range"), resolution)
+    rhos = np.linspace(*_axis_range(rho_range, "rho_range"), resolution)
     grid = lorenz.sensitivity_map(sigmas, rhos, beta, dt=dt, n=n)
     return SensitivityGrid(sigmas, rhos, grid, float(beta), int(n), float(dt))
 
 
-def _axis_range(bounds: object, name: str, example: tuple[float, float]) -> tuple[float, float]:
+#: The paper's axes of Figure 3 (the examples of :func:`_axis_range`'s messages).
+_PAPER_AXES = {"sigma_range": (0.0, 20.0), "rho_range": (0.0, 50.0)}
+
+
+def _axis_range(bounds: object, name: str, flag: str | None = None) -> tuple[float, float]:
     """``bounds`` as ``(low, high)``: two finite real numbers, ``low < high`` (Figure 3
-    draws increasing axes).
+    draws increasing axes); ``name``: ``sigma_range`` or ``rho_range``. ``flag``: the
+    command-line flag that gave ``bounds`` (``--sigma-range``): the messages then name
+    it and its values, ``--sigma-range 20 0``, instead of ``sigma_range=(20, 0)``, and
+    write the fix as a flag too.
 
     Raises
     ------
@@ -150,17 +157,30 @@ def _axis_range(bounds: object, name: str, example: tuple[float, float]) -> tupl
         If it does not hold exactly two, one is not finite, ``low >= high``, or
         ``high - low`` overflows.
     """
-    what = "the (low, high) ends of a grid axis"
+    what, example = "the (low, high) ends of a grid axis", _PAPER_AXES[name]
     arr = reals(bounds, name, what, example, finite=True)
     if arr.shape != (2,) or not arr[0] < arr[1]:
+        fix = example
+        if arr.shape == (2,):  # swapped or equal ends: suggest them in order
+            low, high = sorted(arr.tolist())
+            high = high if high > low else low + 1
+            fix = (low, high) if high > low else example
         raise PebblesValueError(
-            f"{name}={bounds!r:.80} must be two finite numbers (low, high) with low < high "
-            f"({what}); pass e.g. {name}={example}")
+            f"{_spelled(name, bounds, flag)} must be two finite numbers (low, high) with "
+            f"low < high ({what}); pass e.g. {_spelled(name, fix, flag)}")
     if not math.isfinite(float(arr[1]) - float(arr[0])):  # np.linspace would make NaN
         raise PebblesValueError(
-            f"{name}={bounds!r:.80}: high - low overflows to inf (the axis is wider than a "
-            f"float holds); pass ends closer together, e.g. {name}={example}")
+            f"{_spelled(name, bounds, flag)}: high - low overflows to inf (the axis is wider "
+            f"than a float holds); pass ends closer together, e.g. "
+            f"{_spelled(name, example, flag)}")
     return float(arr[0]), float(arr[1])
+
+
+def _spelled(name: str, bounds: object, flag: str | None) -> str:
+    """``bounds`` as the caller wrote them: ``name=(low, high)``, or ``--flag LOW HIGH``."""
+    if flag is None:
+        return f"{name}={bounds!r:.80}"
+    return " ".join([flag, *(f"{float(v):g}" for v in bounds)])
 
 
 def lorenz_trajectory(sigma: float, rho: float, beta: float = _BETA, *,

@@ -42,20 +42,21 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib.util import find_spec
 from typing import Any
 
-import numba
 import numpy as np
-from numba import njit, prange
 
 import pebbles
 from pebbles.cli import OneLineParser, in_flags, positive, run_command, schedule_from_args
-from solvers import _threading  # noqa: F401  (TBB for the parallel kernel when installed)
+from solvers import _refuse_without_numba
 from solvers._checks import _shown, reals, triples, whole
 from solvers._checks import real as _real
-from solvers._lorenz_scalar import compile_formulas
 from solvers._memory import available_memory
 from solvers._paths import check_npz_output
+
+# Numba comes after the command line's parser (below DEFAULT_STEPS): `python -m
+# solvers.lorenz --help` answers without it.
 
 __all__ = [
     "DEFAULT_DT",
@@ -87,6 +88,102 @@ DEFAULT_DT = 3e-3
 DEFAULT_STEPS = 10_000
 
 _STEP, _SEED, _PAINT = pebbles.OP_STEP, pebbles.OP_SEED, pebbles.OP_PAINT
+
+
+# ---------------------------------------------------------------------------
+# command line: the parser (needs no Numba; the commands are at the end)
+# ---------------------------------------------------------------------------
+#: ``--method bennett``: Bennett's schedule with paints (``bennett-gradient``).
+_ALIASES = {"bennett": "bennett-gradient"}
+
+
+def _gradient_methods() -> tuple[str, ...]:
+    """The methods of ``gradient --method`` and :func:`memory_estimate`."""
+    return ("forward", "adjoint", *_ALIASES, *pebbles.gradient_methods())
+
+
+def _finite(text: str) -> float:
+    """argparse type: a finite real number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not finite; pass a finite number")
+    return value
+
+
+def _gradient_parser(sub: Any) -> None:
+    g = sub.add_parser("gradient", help="compute d x_n / d (x0, y0, z0, sigma, rho, beta)")
+    g.add_argument("--method", default="treeverse", choices=_gradient_methods(),
+                   help="how the gradient is computed: forward mode, the adjoint, or a "
+                        "checkpoint schedule (treeverse)")
+    g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
+                   help="budget S: states held at once besides s_0, the working state "
+                   "included (treeverse: 10)")
+    g.add_argument("--inplace", action="store_true", help="treeverse in-place game")
+    g.add_argument("--delta", type=positive, default=None, help="delta for treeverse-paper (10)")
+    g.add_argument("--tau", type=int, default=None, help="tau for treeverse-paper")
+    g.add_argument("--every", type=positive, default=None,
+                   help="periodic checkpoint interval / adjoint reload interval K")
+    g.add_argument("--k", type=positive, default=None, help="Bennett's k (2)")
+    g.add_argument("--steps", type=positive, default=DEFAULT_STEPS,
+                   help="steps (with --until-x: the most steps)")
+    g.add_argument("--until-x", type=_finite, default=None, metavar="LEVEL",
+                   help="run until x first reaches LEVEL (n unknown; needs --method online)")
+    g.add_argument("--dt", type=_finite, default=DEFAULT_DT,
+                   help=f"RK4 time step ({DEFAULT_DT:g})")
+    g.add_argument("--sigma", type=_finite, default=DEFAULT_THETA[0],
+                   help=f"Lorenz sigma ({DEFAULT_THETA[0]:g})")
+    g.add_argument("--rho", type=_finite, default=DEFAULT_THETA[1],
+                   help=f"Lorenz rho ({DEFAULT_THETA[1]:g})")
+    g.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2],
+                   help=f"Lorenz beta ({DEFAULT_THETA[2]:.6g})")
+    g.add_argument("--x0", type=_finite, nargs=3, default=list(DEFAULT_X0),
+                   metavar=("X", "Y", "Z"), help="initial state (%(default)s)")
+    g.add_argument("--executor", choices=("numba", "generic"), default=None,
+                   help="executor for schedule methods (numba; not with --method forward "
+                        "or adjoint)")
+    g.add_argument("--force", action="store_true",
+                   help="run even if the memory estimate exceeds the memory available, or "
+                        "the time estimate an hour")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="python -m solvers.lorenz",
+        description="Gradient of the Lorenz experiment (Liu & Xu, section 4.1).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _gradient_parser(sub)
+    m = sub.add_parser("sensitivity", help="mean |gradient| on a (sigma, rho) grid (Figure 3)")
+    m.add_argument("--sigma-range", type=_finite, nargs=2, default=[0.0, 20.0],
+                   metavar=("LO", "HI"), help="sigma axis of the grid (0 20)")
+    m.add_argument("--rho-range", type=_finite, nargs=2, default=[0.0, 50.0],
+                   metavar=("LO", "HI"), help="rho axis of the grid (0 50)")
+    m.add_argument("--resolution", type=int, default=201, help="grid points per axis (201)")
+    m.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2],
+                   help=f"Lorenz beta ({DEFAULT_THETA[2]:.6g})")
+    m.add_argument("--steps", type=positive, default=DEFAULT_STEPS,
+                   help=f"steps per grid point ({DEFAULT_STEPS})")
+    m.add_argument("--dt", type=_finite, default=DEFAULT_DT,
+                   help=f"RK4 time step ({DEFAULT_DT:g})")
+    m.add_argument("--out", required=True, help="output .npz (sigmas, rhos, mean_abs_grad)")
+    m.add_argument("--force", action="store_true",
+                   help="run even if the grid needs more memory than is available, or "
+                        "more than an hour")
+    return p
+
+
+if __name__ == "__main__" and find_spec("numba") is None:  # --help and usage errors answer
+    sys.exit(run_command(_parser(), None, _refuse_without_numba))
+
+import numba  # noqa: E402  (after the parser: see the imports above)
+from numba import njit, prange  # noqa: E402
+
+from solvers import _threading  # noqa: E402, F401  (TBB for the parallel kernel when installed)
+from solvers._lorenz_scalar import compile_formulas  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -1275,13 +1372,22 @@ def check_run_time(what: str, point_steps: int, fix: str, *, threads: int = 1,
 
 
 def _stored_states(s: pebbles.Schedule) -> int:
-    """Most states ``s`` holds at once besides s_0: its budget; for treeverse-paper delta
-    + 1 (Algorithm 3 stores at most delta checkpoints, and the working state); else n."""
+    """At least the most states ``s`` holds at once besides s_0, found at once: its
+    budget; for treeverse-paper delta + 1 (Algorithm 3 stores at most delta
+    checkpoints, and the working state); else what the registry says the method
+    needs (:attr:`pebbles.Method.need`, a formula for the methods that take no
+    budget); else n.
+
+    Not the registry's ``need`` for treeverse-paper: it plays the stream (up to a
+    second before the run starts) and knows nothing past two million moves, the long
+    runs whose time this bound prices."""
     if s.budget is not None:
         return s.budget
     if s.method == "treeverse-paper":
         return dict(s.options)["delta"] + 1
-    return s.n
+    need = pebbles.describe(s.method).need
+    held = None if need is None else need(s.n, **dict(s.options))
+    return s.n if held is None else held
 
 
 def _forward_steps(s: pebbles.Schedule) -> tuple[int, str]:
@@ -1324,110 +1430,15 @@ def _check_time(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
 
 
 # ---------------------------------------------------------------------------
-# command line
+# command line: the commands (the parser is at the top, before Numba)
 # ---------------------------------------------------------------------------
-
-
-#: ``--method bennett``: Bennett's schedule with paints (``bennett-gradient``).
-_ALIASES = {"bennett": "bennett-gradient"}
-
-
-def _gradient_methods() -> tuple[str, ...]:
-    """The methods of ``gradient --method`` and :func:`memory_estimate`."""
-    return ("forward", "adjoint", *_ALIASES, *pebbles.gradient_methods())
-
-
-def _finite(text: str) -> float:
-    """argparse type: a finite real number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not finite; pass a finite number")
-    return value
-
-
-def _gradient_parser(sub: Any) -> None:
-    g = sub.add_parser("gradient", help="compute d x_n / d (x0, y0, z0, sigma, rho, beta)")
-    g.add_argument("--method", default="treeverse", choices=_gradient_methods(),
-                   help="how the gradient is computed: forward mode, the adjoint, or a "
-                        "checkpoint schedule (treeverse)")
-    g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
-                   help="budget S: states held at once besides s_0, the working state "
-                   "included (treeverse: 10)")
-    g.add_argument("--inplace", action="store_true", help="treeverse in-place game")
-    g.add_argument("--delta", type=positive, default=None, help="delta for treeverse-paper (10)")
-    g.add_argument("--tau", type=int, default=None, help="tau for treeverse-paper")
-    g.add_argument("--every", type=positive, default=None,
-                   help="periodic checkpoint interval / adjoint reload interval K")
-    g.add_argument("--k", type=positive, default=None, help="Bennett's k (2)")
-    g.add_argument("--steps", type=positive, default=DEFAULT_STEPS,
-                   help="steps (with --until-x: the most steps)")
-    g.add_argument("--until-x", type=_finite, default=None, metavar="LEVEL",
-                   help="run until x first reaches LEVEL (n unknown; needs --method online)")
-    g.add_argument("--dt", type=_finite, default=DEFAULT_DT,
-                   help=f"RK4 time step ({DEFAULT_DT:g})")
-    g.add_argument("--sigma", type=_finite, default=DEFAULT_THETA[0],
-                   help=f"Lorenz sigma ({DEFAULT_THETA[0]:g})")
-    g.add_argument("--rho", type=_finite, default=DEFAULT_THETA[1],
-                   help=f"Lorenz rho ({DEFAULT_THETA[1]:g})")
-    g.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2],
-                   help=f"Lorenz beta ({DEFAULT_THETA[2]:.6g})")
-    g.add_argument("--x0", type=_finite, nargs=3, default=list(DEFAULT_X0),
-                   metavar=("X", "Y", "Z"), help="initial state (%(default)s)")
-    g.add_argument("--executor", choices=("numba", "generic"), default=None,
-                   help="executor for schedule methods (numba; not with --method forward "
-                        "or adjoint)")
-    g.add_argument("--force", action="store_true",
-                   help="run even if the memory estimate exceeds the memory available, or "
-                        "the time estimate an hour")
-    g.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(
-        prog="python -m solvers.lorenz",
-        description="Gradient of the Lorenz experiment (Liu & Xu, section 4.1).",
-    )
-    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    _gradient_parser(sub)
-    m = sub.add_parser("sensitivity", help="mean |gradient| on a (sigma, rho) grid (Figure 3)")
-    m.add_argument("--sigma-range", type=_finite, nargs=2, default=[0.0, 20.0],
-                   metavar=("LO", "HI"), help="sigma axis of the grid (0 20)")
-    m.add_argument("--rho-range", type=_finite, nargs=2, default=[0.0, 50.0],
-                   metavar=("LO", "HI"), help="rho axis of the grid (0 50)")
-    m.add_argument("--resolution", type=int, default=201, help="grid points per axis (201)")
-    m.add_argument("--beta", type=_finite, default=DEFAULT_THETA[2],
-                   help=f"Lorenz beta ({DEFAULT_THETA[2]:.6g})")
-    m.add_argument("--steps", type=positive, default=DEFAULT_STEPS,
-                   help=f"steps per grid point ({DEFAULT_STEPS})")
-    m.add_argument("--dt", type=_finite, default=DEFAULT_DT,
-                   help=f"RK4 time step ({DEFAULT_DT:g})")
-    m.add_argument("--out", required=True, help="output .npz (sigmas, rhos, mean_abs_grad)")
-    m.add_argument("--force", action="store_true",
-                   help="run even if the grid needs more memory than is available, or "
-                        "more than an hour")
-    return p
-
-
 def _sensitivity_cli(args: argparse.Namespace) -> str:
     """Write the Figure 3 grid to ``args.out``; return a one-line report."""
-    from solvers.experiments import sensitivity_grid
+    from solvers.experiments import _axis_range, sensitivity_grid
 
     check_npz_output("--out", args.out)  # before the grid is computed, not after
-    for flag, (low, high) in (("--sigma-range", args.sigma_range),
-                              ("--rho-range", args.rho_range)):
-        if not low < high:
-            raise pebbles.PebblesValueError(
-                f"{flag} {low:g} {high:g}: the low end must come first and be below the "
-                f"high end (an axis of Figure 3); pass e.g. {flag} {min(low, high):g} "
-                f"{max(low, high) if low != high else low + 1:g}")
-        if not math.isfinite(high - low):  # np.linspace would make NaN
-            raise pebbles.PebblesValueError(
-                f"{flag} {low:g} {high:g}: high - low overflows to inf (the axis is wider "
-                f"than a float holds); pass ends closer together, e.g. {flag} "
-                f"{'0 20' if flag == '--sigma-range' else '0 50'}")
+    for name in ("sigma_range", "rho_range"):  # the library's rule, worded as the flags
+        _axis_range(getattr(args, name), name, "--" + name.replace("_", "-"))
     if args.resolution < 2:
         raise pebbles.PebblesValueError(
             f"--resolution {args.resolution} must be >= 2 (grid points per axis), e.g. 201")

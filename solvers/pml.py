@@ -37,15 +37,13 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.util import find_spec
 
-import numba
 import numpy as np
 
 import pebbles
@@ -59,13 +57,16 @@ from pebbles.cli import (
     count,
     disk_budget,
     in_flags,
+    method_flags,
     run_command,
 )
-from solvers import _pml_kernels as kern
+from solvers import _refuse_without_numba
 from solvers._checks import real, reals
 from solvers._memory import available_memory, release_freed_memory
 from solvers._paths import check_npz_output
-from solvers._threading import threading_layer
+
+# Numba (numba, solvers._pml_kernels as kern, solvers._threading) is imported after the
+# command line's parser (see _parser): `python -m solvers.pml --help` answers without it.
 
 __all__ = [
     "METHODS",
@@ -667,22 +668,32 @@ class PMLSolver:
     def _fsrc(self, i: int) -> float:
         return float(self.source[i]) * self.cfg.dt ** 2
 
-    def _check(self, name: str, a: object) -> None:
+    def _check(self, name: str, a: object, written: bool = False) -> None:
         """Refuse a state that is not a float64 array of shape ``(4, nx+2, ny+2)``: the
         kernels take their loop bounds from its shape and index ``c`` and the PML
-        profiles of ``cfg``'s grid (past their ends otherwise). The usual case costs a
-        type, a shape and a dtype identity check."""
-        if type(a) is np.ndarray and a.shape == self._state_shape and a.dtype is _FLOAT64:
+        profiles of ``cfg``'s grid (past their ends otherwise); ``written``: nor a
+        read-only one (the kernels write into it). The usual case costs a type, a
+        shape, a dtype identity and a flag check."""
+        if type(a) is np.ndarray and a.shape == self._state_shape and a.dtype is _FLOAT64 \
+                and (not written or a.flags.writeable):
             return
-        _check_state(name, a, self._state_shape)
+        _check_state(name, a, self._state_shape, written)
 
-    def _check_step(self, i: int) -> None:
-        """Refuse a step number outside ``0 <= i < steps`` (``source[i]`` would raise an
-        IndexError, or a negative ``i`` take a value from the end)."""
-        if not 0 <= i < self.cfg.steps:
-            raise PebblesValueError(
-                f"i={i!r} must be a step number in 0..{self.cfg.steps - 1} (step i maps s_i "
-                f"to s_{{i+1}}, cfg.steps={self.cfg.steps}); pass 0 <= i < {self.cfg.steps}")
+    def _check_step(self, i: object) -> None:
+        """Refuse a step number that is not an integer (``source[1.5]`` raises NumPy's
+        IndexError, ``source[True]`` picks an array) or lies outside ``0 <= i < steps``
+        (``source[i]`` would raise an IndexError, or a negative ``i`` take a value from
+        the end)."""
+        steps = self.cfg.steps
+        if type(i) is int and 0 <= i < steps:
+            return
+        rule = f"a step number in 0..{steps - 1} (step i maps s_i to s_{{i+1}}, " \
+               f"cfg.steps={steps})"
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise PebblesTypeError(f"i={i!r:.80} must be an integer, {rule}; pass an int "
+                                   f"such as i=0")
+        if not 0 <= i < steps:
+            raise PebblesValueError(f"i={i!r} must be {rule}; pass 0 <= i < {steps}")
 
     def step(self, i: int, s: np.ndarray) -> np.ndarray:
         """Return ``s_{i+1}`` (a new array) from ``s_i``; step ``i`` adds ``f_{i+1} dt^2``.
@@ -693,7 +704,7 @@ class PMLSolver:
             If ``i`` is not in ``0..steps-1``, or ``s`` is not a float64 array of
             shape ``(4, nx+2, ny+2)`` (the kernels would index past the grid's ends).
         pebbles.PebblesTypeError
-            If ``s`` is not a NumPy array.
+            If ``i`` is not an integer (bools neither), or ``s`` is not a NumPy array.
         """
         self._check_step(i)
         self._check("s", s)
@@ -705,29 +716,31 @@ class PMLSolver:
     def step_into(self, i: int, s: np.ndarray, out: np.ndarray) -> None:
         """Write ``s_{i+1}`` into ``out``; ``out is s`` runs the in-place kernel.
 
-        ``i``, ``s`` and ``out`` are checked as in :meth:`step`.
+        ``i``, ``s`` and ``out`` are checked as in :meth:`step`, and ``out`` must be
+        writeable (a :class:`pebbles.PebblesValueError` otherwise).
         """
         self._check_step(i)
         self._check("s", s)
+        self._check("out", out, written=True)
         if out is s:
             self._run("inplace", kern.step_inplace_kernel, s, self.c, self.sig, self.tau,
                       self.k, self.isrc, self.jsrc, self._fsrc(i))
         else:
-            self._check("out", out)
             self._run("step", kern.step_kernel, s, self.c, self.sig, self.tau, self.k,
                       self.isrc, self.jsrc, self._fsrc(i), out)
 
     def vjp(self, s: np.ndarray, g: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``(d step / d s)^T g`` (returned) and ``(d step / d c)^T g`` (added to ``grad_c``).
 
-        ``s``, ``g`` and ``out`` (when given) are checked as ``s`` in :meth:`step`.
+        ``s``, ``g`` and ``out`` (when given) are checked as ``s`` in :meth:`step`, and
+        ``out`` must be writeable.
         """
         self._check("s", s)
         self._check("g", g)
         if out is None:
             out = np.empty_like(s)
         else:
-            self._check("out", out)
+            self._check("out", out, written=True)
         self._run("adjoint", kern.adjoint_kernel, s, g, self.c, self.sig, self.tau, self.k,
                   self.mrow, self.mcol, out, self.grad_c)
         return out
@@ -774,9 +787,11 @@ class PMLSolver:
 _FLOAT64 = np.dtype(np.float64)
 
 
-def _check_state(name: str, a: object, expected: tuple[int, ...]) -> None:
+def _check_state(name: str, a: object, expected: tuple[int, ...],
+                 written: bool = False) -> None:
     """Raise naming ``name``, its type, shape or dtype and ``expected`` unless ``a`` is
-    a float64 NumPy array of shape ``expected`` (a state of :class:`PMLSolver`)."""
+    a float64 NumPy array of shape ``expected`` (a state of :class:`PMLSolver`);
+    ``written``: and writeable (a step or vjp writes its result into it)."""
     fix = "pass an array of that shape, e.g. solver.zero_state()"
     if not isinstance(a, np.ndarray):
         raise PebblesTypeError(
@@ -791,6 +806,11 @@ def _check_state(name: str, a: object, expected: tuple[int, ...]) -> None:
         raise PebblesValueError(
             f"{name} has dtype {a.dtype}; expected float64 (the kernels compute in double "
             f"precision); pass {name}.astype(numpy.float64)")
+    if written and not a.flags.writeable:
+        raise PebblesValueError(
+            f"{name} is a read-only array (flags.writeable is False); the solver writes its "
+            f"result into {name}: pass a writeable array, e.g. solver.zero_state() or "
+            f"{name}.copy()")
 
 
 def _check_source(cfg: PMLConfig, source: object) -> np.ndarray:
@@ -1134,8 +1154,7 @@ def _check_options(name: str, options: dict, cli: bool = False) -> dict:
         if key not in known and value not in (None, False):
             if cli:
                 given = _CLI_FLAGS[key] + ("" if isinstance(value, bool) else f" {value}")
-                takes = dict.fromkeys(["--pebbles"] * pebbles.describe(name).takes_budget
-                                      + [_CLI_FLAGS[k] for k in known if k in _CLI_FLAGS])
+                takes = method_flags(name, _CLI_FLAGS, offered=_CLI_FLAGS)
                 raise PebblesValueError(
                     f"{given} is not an option of --method {name} (its options: "
                     f"{', '.join(takes) or 'none'}); leave it out or pick a method that "
@@ -1351,6 +1370,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+if __name__ == "__main__" and find_spec("numba") is None:  # --help and usage errors answer
+    sys.exit(run_command(_parser(), None, _refuse_without_numba))
+
+import numba  # noqa: E402  (after the parser: see the imports at the top)
+
+from solvers import _pml_kernels as kern  # noqa: E402
+from solvers._threading import threading_layer  # noqa: E402
+
+
 def _load_c(path: str, cfg: PMLConfig) -> np.ndarray:
     """``--c``: a real ``(nx+2, ny+2)`` array from a .npy file."""
     try:
@@ -1428,19 +1456,13 @@ def _measures_disk(args: argparse.Namespace) -> bool:
 
 
 def _two_level_estimate(args: argparse.Namespace, cfg: PMLConfig) -> MemoryEstimate:
-    """The budget check and memory estimate of ``two-level`` before its costs are
-    measured: both depend on ``--pebbles`` alone (the method holds at most S states)."""
-    _check_options("two-level", {"k": args.k, "every": args.every, "delta": args.delta},
-                   cli=True)
-    budget = 10 if args.budget is None else args.budget
-    game = "inplace" if args.inplace else "checkpoint"
-    least = pebbles.min_pebbles(cfg.steps, game)
-    if budget < least:
-        raise pebbles.InfeasibleBudgetError(
-            f"--pebbles {budget} cannot finish the {game} game with --steps {cfg.steps} "
-            f"(two-level holds at least {least} states in memory); use --pebbles {least} "
-            f"or more", least)
-    return _estimate(cfg, min(budget, cfg.steps) + 1 + 4)
+    """The checks and memory estimate of ``two-level`` before its costs are measured:
+    both depend on ``--pebbles`` and the game alone (the method holds at most S states
+    in memory), so the registry runs them on the schedule with a disk it never uses
+    (``disk_budget=0``: the memory-only optimum, no disk tables solved)."""
+    unused_disk = {"disk_budget": 0, "write_cost": 0.0, "read_cost": 0.0,
+                   "background_writes": False}
+    return memory_estimate(cfg, _cli_schedule(args, cfg, unused_disk))
 
 
 def _check_disk_flags(args: argparse.Namespace) -> None:
@@ -1462,24 +1484,16 @@ def _check_disk_flags(args: argparse.Namespace) -> None:
 
 
 def _check_disk_dir(disk_dir: str | None) -> None:
-    """Refuse a ``--disk-dir`` that is empty (it would mean the working directory), a
-    file or lies under one, or where no store can make its folder (not writable), before
-    any computing (the store is opened after the forward recording, the disk measured
-    after a timed step)."""
+    """Refuse a ``--disk-dir`` that is empty (it would mean the working directory), or
+    where no store can make its folder (a file, or a path under one; not writable:
+    :func:`_probe_disk_dir`), before any computing (the store is opened after the
+    forward recording, the disk measured after a timed step)."""
     if disk_dir is None:
         return
     if not disk_dir.strip():
         raise PebblesValueError(
             f"--disk-dir {disk_dir!r} is an empty path; name a directory, e.g. --disk-dir "
             f"/tmp/pml-states, or leave --disk-dir out for a temporary one")
-    path = Path(disk_dir)
-    while not os.path.lexists(path) and path.parent != path:
-        path = path.parent
-    if not path.is_dir():
-        raise PebblesValueError(
-            f"--disk-dir {disk_dir!r} is a file or lies under one; it must be a directory "
-            f"(missing ones are created): pass the path of a directory, or remove the file "
-            f"in the way")
     _probe_disk_dir(disk_dir)
 
 

@@ -252,8 +252,11 @@ def test_sensitivity_cli_writes_the_figure3_grid(tmp_path):
     (["--dt", "-1e-3", "--out", "{tmp}/map.npz"], "--dt -0.001 must be a finite number > 0"),
     (["--resolution", "100000000", "--out", "{tmp}/map.npz"], "use a smaller --resolution"),
     (["--sigma-range", "20", "0", "--out", "{tmp}/map.npz"], "pass e.g. --sigma-range 0 20"),
-    (["--rho-range", "5", "5", "--out", "{tmp}/map.npz"], "high end (an axis of Figure 3); "
-                                                           "pass e.g. --rho-range 5 6"),
+    (["--rho-range", "5", "5", "--out", "{tmp}/map.npz"],
+     "--rho-range 5 5 must be two finite numbers (low, high) with low < high (the (low, "
+     "high) ends of a grid axis); pass e.g. --rho-range 5 6"),
+    (["--sigma-range", "20", "0", "--out", "{tmp}/map.npz"],
+     "--sigma-range 20 0 must be two finite numbers"),
     (["--rho-range", "-1e308", "1e308", "--out", "{tmp}/map.npz"],
      "--rho-range -1e+308 1e+308: high - low overflows to inf"),
 ])
@@ -780,6 +783,18 @@ def test_time_estimate_without_a_formula_is_a_lower_bound(method, kw):
         assert least and steps <= s.simulate().forward_steps
 
 
+def test_time_estimate_of_periodic_counts_the_states_the_registry_says_it_needs():
+    """periodic's bound was n states (its least steps then n - 1, far below its own); the
+    registry's need (a formula) bounds its peak, so the least steps are Treeverse's with
+    that many states."""
+    s = pebbles.schedule("periodic", 10_000, every=100)
+    need = pebbles.describe("periodic").need(10_000, every=100)
+    steps, least = lz._forward_steps(s)
+    assert need == s.simulate().peak_states == 198
+    assert steps == pebbles.min_forward_steps(10_000, need, "checkpoint") == 19_800
+    assert f"the same {need} stored states" in least
+
+
 def test_cli_negative_numbers_in_e_notation_are_values(capsys):
     argv = ["gradient", "--steps", "20", "--json", "--x0", "-1e-3", "-2.5E+1", "1"]
     assert lz.main([*argv, "--sigma", "-1e-3"]) == 0
@@ -883,6 +898,56 @@ def test_cli_memory_check_prices_the_generic_executor(monkeypatch, capsys):
 def test_more_bad_arguments_are_named(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+_ORDER = ("must be two finite numbers (low, high) with low < high (the (low, high) ends of a "
+          "grid axis); pass e.g. ")
+_WIDE = ": high - low overflows to inf (the axis is wider than a float holds); pass ends " \
+        "closer together, e.g. "
+
+
+@pytest.mark.parametrize("bounds, library, command_line", [
+    ((20, 0), f"sigma_range=(20, 0) {_ORDER}sigma_range=(0.0, 20.0)",
+     f"--sigma-range 20 0 {_ORDER}--sigma-range 0 20"),
+    ((5, 5), f"sigma_range=(5, 5) {_ORDER}sigma_range=(5.0, 6.0)",
+     f"--sigma-range 5 5 {_ORDER}--sigma-range 5 6"),
+    ((-1e308, 1e308), f"sigma_range=(-1e+308, 1e+308){_WIDE}sigma_range=(0.0, 20.0)",
+     f"--sigma-range -1e+308 1e+308{_WIDE}--sigma-range 0 20"),
+])
+def test_axis_rule_is_one_for_the_library_and_the_command_line(bounds, library, command_line,
+                                                                tmp_path, capsys):
+    """The command line checked --sigma-range and --rho-range with a copy of the library's
+    rule: both now run solvers.experiments._axis_range, the command line's message
+    naming the flag and its values where the library's names the argument."""
+    from solvers import experiments
+
+    with pytest.raises(pebbles.PebblesValueError) as err:
+        experiments.sensitivity_grid(3, n=2, sigma_range=bounds)
+    assert str(err.value) == library
+    argv = ["sensitivity", "--sigma-range", *map(str, bounds), "--out", str(tmp_path / "m.npz")]
+    assert lz.main(argv) == 2
+    assert capsys.readouterr().err == f"python -m solvers.lorenz: error: {command_line}\n"
+
+
+@pytest.mark.parametrize("module", ["solvers.lorenz", "solvers.pml"])
+def test_help_answers_without_numba_and_a_command_names_the_install(module, tmp_path):
+    """--help answered with the install line; now the parser (defined before Numba is
+    imported) answers --help and usage errors, and only a command needs Numba."""
+    from test_optional import _without  # the suite's one way to hide a package
+
+    usage = f"usage: python -m {module} "
+    for argv in (["--help"], ["gradient", "--help"]):
+        r = _without("numba", tmp_path, "-m", module, *argv)
+        assert (r.returncode, r.stderr) == (0, "") and r.stdout.startswith(usage), r
+    r = _without("numba", tmp_path, "-m", module, "gradient", "--steps", "10")
+    assert (r.returncode, r.stdout) == (2, "") and r.stderr == (
+        f'python -m {module}: error: the solvers need Numba: pip install '
+        f'"pebble-games[solvers]"\n')
+    r = _without("numba", tmp_path, "-m", module, "gradient", "--no-such-flag")
+    assert r.returncode == 2 and "unrecognized arguments: --no-such-flag" in r.stderr
+    r = _without("numba", tmp_path, "-c", f"import {module}")  # the library still refuses
+    assert r.returncode == 1 and r.stderr.splitlines()[-1] == (
+        'ImportError: the solvers need Numba: pip install "pebble-games[solvers]"')
 
 
 def test_cli_sensitivity_axis_wider_than_a_float_is_one_line(tmp_path):

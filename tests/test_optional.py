@@ -24,9 +24,11 @@ def _without(module: str, tmp_path: Path, *args: str) -> subprocess.CompletedPro
                           text=True, timeout=120)
 
 
-@pytest.mark.parametrize("module", ["solvers.lorenz", "solvers.pml", "solvers.experiments"])
-def test_a_solver_command_line_without_numba_answers_in_one_line(module, tmp_path):
-    r = _without("numba", tmp_path, "-m", module, "--help")
+@pytest.mark.parametrize("module, command", [("solvers.lorenz", "gradient"),
+                                             ("solvers.pml", "gradient"),
+                                             ("solvers.experiments", "--help")])
+def test_a_solver_command_line_without_numba_answers_in_one_line(module, command, tmp_path):
+    r = _without("numba", tmp_path, "-m", module, command)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == (f'python -m {module}: error: the solvers need Numba: pip install '
                         f'"pebble-games[solvers]"\n')

@@ -929,6 +929,20 @@ def test_two_level_measures_the_disk_only_when_the_run_goes_ahead(monkeypatch, t
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize("budget", [["--pebbles", "1"], ["--pebbles", "0", "--inplace"]])
+def test_two_level_budget_is_refused_alike_whether_its_costs_are_measured_or_given(
+        budget, monkeypatch, tmp_path, capsys):
+    """Before its disk costs are measured, two-level's budget was checked by a copy of the
+    registry's rule in other words; now the registry checks it in both cases."""
+    monkeypatch.setattr(pebbles, "measure_io", lambda *a: pytest.fail("disk measured"))
+    argv = ["gradient", *TINY, "--method", "two-level", *budget]
+    assert pml.main([*argv, "--disk-dir", str(tmp_path / "d")]) == 2  # costs to measure
+    measured = capsys.readouterr().err
+    assert pml.main([*argv, "--write-cost", "1", "--read-cost", "1"]) == 2
+    assert measured == capsys.readouterr().err
+    assert f"{' '.join(budget[:2])} cannot finish the " in measured
+
+
 @pytest.mark.parametrize("method, kw", [("bennett", {}), ("periodic", {}),
                                         ("treeverse-paper", {"delta": 3})])
 def test_memory_estimate_of_a_method_that_takes_no_budget_ignores_a_larger_one(method, kw):
@@ -1165,6 +1179,39 @@ def test_step_number_outside_the_run_is_refused(tiny_solver, i):
             call()
     assert not sol.grad_source.any() and not s.any()
     sol.step(9, s)  # the last step runs
+
+
+@pytest.mark.parametrize("i", [1.5, 2.0, True, np.bool_(False), None, "1", np.float64(3.0)])
+def test_step_number_that_is_not_an_integer_is_refused(tiny_solver, i):
+    """step_into(1.5, ...) raised NumPy's IndexError on source[1.5], step(True, ...) a
+    TypeError of float() on source[True] (an array); now every entry names i."""
+    sol, s = tiny_solver, tiny_solver.zero_state()
+    expect = rf"^i={re.escape(repr(i))} must be an integer, a step number in 0\.\.9 .*i=0$"
+    for call in (lambda: sol.step(i, s), lambda: sol.step_into(i, s, s),
+                 lambda: sol.step_into(i, s, sol.zero_state()),
+                 lambda: sol.backward(i, s, sol.loss_grad(s))):
+        with pytest.raises(pebbles.PebblesTypeError, match=expect):
+            call()
+    assert not sol.grad_source.any() and not s.any()
+    assert np.array_equal(sol.step(np.int64(3), s), sol.step(3, s))  # NumPy integers run
+
+
+def test_read_only_out_is_refused_before_the_kernels(tiny_solver):
+    """A read-only out failed in Numba's typing of the kernel (a page of 'No
+    implementation of function setitem(readonly array...)'); now one line names out."""
+    sol, s = tiny_solver, tiny_solver.zero_state()
+    frozen = sol.zero_state()
+    frozen.flags.writeable = False
+    expect = r"^out is a read-only array \(flags.writeable is False\); .*writeable array"
+    grad_c = sol.grad_c.copy()
+    for call in (lambda: sol.step_into(0, s, frozen), lambda: sol.step_into(0, frozen, frozen),
+                 lambda: sol.vjp(s, s, frozen)):
+        with pytest.raises(pebbles.PebblesValueError, match=expect):
+            call()
+    assert not frozen.any() and np.array_equal(sol.grad_c, grad_c)
+    assert np.array_equal(sol.step(0, frozen), sol.step(0, s))  # read-only inputs are fine
+    sol.vjp(frozen, frozen)
+    sol.grad_c[:] = grad_c
 
 
 def test_memory_estimate_takes_the_forms_gradient_takes():
