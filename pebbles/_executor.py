@@ -45,7 +45,7 @@ import inspect
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,7 @@ from ._lowering import (
     READS,
     WRITES,
     SlotProgram,
+    _rows,
     lower,
 )
 from ._storage import MemoryStore, mapped_empty
@@ -728,17 +729,6 @@ def _with_frees(prog: SlotProgram) -> SlotProgram:
     rows = np.array([[OP_FREE, slot, 0, c, 0] for _, slot, c in after], dtype=ops.dtype)
     ops = np.insert(ops, [k + 1 for k, _, _ in after], rows, axis=0)
     return dataclasses.replace(prog, ops=ops)
-
-
-#: Rows of a slot program turned into Python ints at a time (:func:`_rows`): a program of
-#: millions of rows is walked without a list of them all (about 140 bytes a row).
-ROWS_CHUNK = 4096
-
-
-def _rows(ops: np.ndarray) -> Iterator[list[int]]:
-    """The rows of ``ops`` as lists of Python ints, :data:`ROWS_CHUNK` rows at a time."""
-    for start in range(0, len(ops), ROWS_CHUNK):
-        yield from ops[start:start + ROWS_CHUNK].tolist()
 
 
 def _cell(op: int, first: int, count: int) -> int:

@@ -72,8 +72,8 @@ from ._errors import (
     PebblesTypeError,
     PebblesValueError,
 )
-from ._executor import _forward_part, _rows
-from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, lower
+from ._executor import _forward_part
+from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, _rows, lower
 from ._moves import MoveKind
 from ._online import OnlineScheduler, while_budget
 from ._registry import check_gradient_method
@@ -161,15 +161,26 @@ class _Buffers:
     buffer is copied); :meth:`settle` puts back those the replays changed, before the
     next first run and when a pass ends, without a new version (a graph that saved one,
     plain autograd's or a first run's, stays valid). A step that replaces a buffer
-    (``self.b = ...``) is refused (:meth:`check`): the replays would update the new one."""
+    (``self.b = ...``) is refused (:meth:`check`): the replays would update the new one.
 
-    def __init__(self, owners: Iterable[torch.nn.Module]) -> None:
-        # (owner, module, key, name, tensor): the buffer ``module._buffers[key]``, called
-        # ``name`` in ``owner``
-        self.named = tuple((m, sub, key, f"{prefix}.{key}".lstrip("."), t)
-                           for m in {id(m): m for m in owners}.values()
-                           for prefix, sub in m.named_modules()
-                           for key, t in sub._buffers.items() if t is not None)
+    ``owners[k]``: the module of step ``k`` (of a loop's one step: ``k = 0``), None for a
+    plain function. After a run of step ``k`` (a layer: before it too), :meth:`check`
+    looks at its module's buffers only (a chain of ``L`` layers: not ``L`` modules'
+    buffers at each layer run);
+    a step that replaces the buffer of a module it does not own (a function closing
+    over another layer's module) is found before that module's next run or by the
+    check of every buffer when the pass ends (:meth:`_Chain.check_buffers`)."""
+
+    def __init__(self, owners: Iterable[torch.nn.Module | None]) -> None:
+        owners = tuple(owners)
+        # id(owner) -> its (owner, module, key, name, tensor): the buffer
+        # ``module._buffers[key]``, called ``name`` in ``owner``
+        per = {id(m): tuple((m, sub, key, f"{prefix}.{key}".lstrip("."), t)
+                            for prefix, sub in m.named_modules()
+                            for key, t in sub._buffers.items() if t is not None)
+               for m in owners if m is not None}
+        self.named = tuple(e for entries in per.values() for e in entries)
+        self.own = {k: per[id(m)] for k, m in enumerate(owners) if m is not None}
         self.tensors = tuple({id(t): t for *_, t in self.named}.values())
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
@@ -185,9 +196,10 @@ class _Buffers:
                     with torch.autograd._unsafe_preserve_version_counter(t):
                         t.copy_(copy)
 
-    def check(self, who: str) -> None:
-        """Raise if ``who`` (a step) replaced a buffer instead of updating it in place."""
-        for owner, module, key, name, t in self.named:
+    def check(self, who: str, k: int | None = None) -> None:
+        """Raise if ``who`` replaced a buffer instead of updating it in place: one of step
+        ``k``'s module (``owners[k]``), or with ``k=None`` any tracked buffer."""
+        for owner, module, key, name, t in self.named if k is None else self.own.get(k, ()):
             now = module._buffers.get(key)
             if now is not t:
                 raise PebblesValueError(
@@ -215,7 +227,8 @@ class _Chain:
     def __init__(self, step: Callable[..., Any], params: tuple[torch.Tensor, ...],
                  extra: tuple[torch.Tensor, ...], program: SlotProgram | None, *,
                  spec: list | None, rng: bool, devices: list[int], tape: bool,
-                 per_step: bool = False, owners: Iterable[torch.nn.Module] = ()) -> None:
+                 per_step: bool = False,
+                 owners: Iterable[torch.nn.Module | None] = ()) -> None:
         self.step, self.params, self.program = step, params, program
         self.buffers = _Buffers(owners)  # updated by first runs only, as plain autograd
         self.grad_params = _unique(params + extra)
@@ -290,6 +303,8 @@ class _Chain:
             self.buffers.settle()
             self.frontier = i + 1
         x = _pack(self.form(i), xs)
+        if guard and self.per_step:  # its module's buffers replaced since they were
+            self.check_buffers(i)  # checked: by another layer (a loop's step owns them all)
         before = _versions(xs) if guard else ()
         try:
             out = self.step(i, x, *self.args)
@@ -300,8 +315,8 @@ class _Chain:
             raise
         if guard and _versions(xs) != before:
             self._changed_input(i)
-        if guard:
-            self.buffers.check(self.who(i))
+        if guard:  # its own module's buffers only (check_buffers: the others)
+            self.buffers.check(self.who(i), i if self.per_step else 0)
         return self._check(i, out)
 
     def _changed_input(self, i: int) -> None:
@@ -321,6 +336,15 @@ class _Chain:
     def who(self, i: int) -> str:
         """Step i as the user wrote it: a loop's step or a chain's layer."""
         return f"layer {i} (functions[{i}])" if self.per_step else f"step {i}"
+
+    def check_buffers(self, k: int | None = None) -> None:
+        """Raise if a buffer was replaced where the check after each step, of that step's
+        own module's buffers (:meth:`call`), does not see it: by a layer closing over
+        another layer's module, or by a while loop's ``cond``. Checked before layer ``k``
+        runs (its module's buffers) and, for every buffer, when a pass ends."""
+        what = ("a layer other than the module's own (e.g. a function that closes over "
+                "the module)" if self.per_step else "cond or other code outside the step")
+        self.buffers.check(f"in the {self.phase}, {what}", k)
 
     def _replaying(self) -> contextlib.AbstractContextManager:
         """The forward pass's autocast state and default device (``with
@@ -511,7 +535,7 @@ class _Chain:
             self.tapes[i] = (xi, ys)
         else:  # the step saves tensors of its own: replay it at its backward step instead
             self.tape_rows = set()
-        return tuple(y.detach() for y in ys)
+        return _without_graph(ys, xi, xs)
 
     def _leaves(self, i: int, xs: tuple) -> tuple:
         """Step i's input as graph leaves: those that get a gradient (not the parts of s_0
@@ -536,7 +560,7 @@ class _Chain:
         else:
             self.chained.discard(i)
         self.tapes[i] = (xi, ys)
-        out = tuple(y.detach() for y in ys)
+        out = _without_graph(ys, xi, xs)
         self.last_kept = (i, out)
         return out
 
@@ -902,6 +926,17 @@ def _vjp(pairs: list[tuple[torch.Tensor, torch.Tensor]], wrt: list[torch.Tensor]
     return torch.autograd.grad(edges, wrt, gs, allow_unused=True)
 
 
+def _without_graph(ys: tuple[torch.Tensor, ...], xi: tuple[torch.Tensor, ...],
+                   xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The outputs ``ys`` of a run with a graph from ``xi`` (leaves made from the state
+    ``xs``), detached, but a tensor handed on unchanged stays that tensor, as in a run
+    without a graph (:func:`_constant` knows it by that): ``xi[k]`` is ``xs[k]`` again, and
+    one without a graph (a buffer, a frozen parameter) is itself."""
+    given = {id(a): x for a, x in zip(xi, xs, strict=True)}
+    return tuple(given[id(y)] if id(y) in given else
+                 y if y.grad_fn is None and not y.requires_grad else y.detach() for y in ys)
+
+
 def _tape_rows(ops: _Rows | list[list[int]]) -> set[int]:
     """Rows ``place i+1`` (one step from a stored s_i) to run with a graph: the last run of
     step i before its backward step, with s_i kept unchanged until then, and s_{i+1} kept
@@ -981,9 +1016,11 @@ class _Checkpointed(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, chain: _Chain, nx: int, *tensors: torch.Tensor) -> Any:
+        xs = tuple(t.detach() for t in tensors[:nx])
         try:
             with _uncached():
-                slots, out = chain.forward(tuple(t.detach() for t in tensors[:nx]))
+                slots, out = chain.forward(xs)
+            chain.check_buffers()
         except BaseException:
             chain.drop()
             raise
@@ -996,8 +1033,7 @@ class _Checkpointed(torch.autograd.Function):
         ctx.shared = _shared_outputs(out, slots)  # out: the tuple slot n holds, if any
         out = _not_aliases(chain, out)
         ctx.versions = _versions(_replayed(chain))  # replays need them as they are
-        ctx.mark_non_differentiable(*[t for t in out if not _differentiable(t) or (
-            chain.program is None and not t.requires_grad)])  # x0 as it is: as plain
+        ctx.mark_non_differentiable(*_constant(chain, out, tensors[:nx], xs))
         ctx.set_materialize_grads(False)  # an output the loss leaves unused: None, not 0,
         # so that what it alone reaches gets no gradient (None), as in plain autograd
         return out if chain.form(chain.program.n if chain.program else 0) else out[0]
@@ -1030,6 +1066,7 @@ class _Checkpointed(torch.autograd.Function):
                     slots = chain.forward(tuple(t.detach() for t in xs), again=True)[0]
                 chain.phase = "backward pass"
                 gx, gp = chain.backward(slots, grads)
+            chain.check_buffers()
         except BaseException:
             if slots is not None:
                 slots.clear()  # the traceback holds this frame, not the stored states
@@ -1038,6 +1075,20 @@ class _Checkpointed(torch.autograd.Function):
         finally:
             chain.buffers.settle()
         return (None, None, *[g if need[k] else None for k, g in enumerate((*gx, *gp))])
+
+
+def _constant(chain: _Chain, out: tuple[torch.Tensor, ...], x0: tuple[torch.Tensor, ...],
+              xs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """The outputs to which plain autograd gives no ``requires_grad``, as far as that is known
+    without a graph (the forward pass has none): integer parts, and a tensor that does not
+    require grad handed on unchanged by the steps (a part of ``x0``, whose alias in ``xs``
+    the steps got, a parameter, a buffer), which plain autograd returns as it is. A part
+    the steps compute from such tensors only (``t + dt``) cannot be told apart without
+    recording every step's graph: it requires grad, and gets no gradient."""
+    given = {id(t): t.requires_grad for t in (*x0, *chain.params, *chain.frozen,
+                                               *chain.buffers.tensors)}
+    given.update({id(a): t.requires_grad for a, t in zip(xs, x0, strict=True)})
+    return [t for t in out if not _differentiable(t) or given.get(id(t)) is False]
 
 
 def _not_aliases(chain: _Chain, out: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -1754,10 +1805,10 @@ def _module_buffers(obj: object) -> tuple[torch.Tensor, ...]:
     return () if owner is None else tuple(owner.buffers())
 
 
-def _owners(steps: Iterable[object]) -> tuple[torch.nn.Module, ...]:
-    """The modules of the steps or layers that are ``nn.Module`` s or methods of one:
-    whose buffers :class:`_Buffers` keeps."""
-    return tuple(o for o in map(_owner, steps) if o is not None)
+def _owners(steps: Iterable[object]) -> tuple[torch.nn.Module | None, ...]:
+    """The module of each step or layer that is an ``nn.Module`` or a method of one (None
+    for a plain function): whose buffers :class:`_Buffers` keeps."""
+    return tuple(map(_owner, steps))
 
 
 def _graph_bytes(fn: Callable[[Any], Any], x: State, known: tuple[torch.Tensor, ...],

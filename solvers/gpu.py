@@ -282,8 +282,8 @@ class _PMLDevice:
             self.misfit(slot, i, out)
         self.turn = 1 - self.turn
 
-    def run(self, ops: np.ndarray) -> None:
-        for op, src, dst, first, count in ops.tolist():
+    def run(self, prog: pebbles.SlotProgram) -> None:
+        for op, src, dst, first, count in prog.rows():
             if op == pebbles.OP_STEP:
                 if src != dst:
                     self.step(src, dst, first)
@@ -348,7 +348,7 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray,
     with _quiet():
         _sync(xp)
         t0 = time.perf_counter()
-        dev.run(prog.ops)
+        dev.run(prog)
         _sync(xp)
         seconds = time.perf_counter() - t0
     return _pml.PMLGradient(_replay_result(prog, dev.loss(), _to_host(dev.gbuf_xp[dev.turn]),

@@ -11,6 +11,7 @@ GPU thread as a Python thread.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -100,6 +101,30 @@ def test_executors_run_programs_lowered_with_frees(pml_small):
                           pebbles.paint(0)], 2, frees=True)
     with pytest.raises(PebblesValueError, match="^the GPU executors run schedules held in .* disk"):
         gpu._program(disk, None, None)
+
+
+def test_pml_executor_lists_a_long_program_in_chunks():
+    """The host walk listed a whole program at once (ops.tolist(): memory in proportion to
+    the program); now it lists 4096 rows at a time, as the CPU executor does, and runs
+    the same calls."""
+    class Rows(np.ndarray):
+        listed: list[int] = []
+
+        def tolist(self):
+            Rows.listed.append(len(self))
+            return super().tolist()
+
+    prog = pebbles.lower(pebbles.schedule("store-all", 5000))
+    calls = []
+    dev = object.__new__(gpu._PMLDevice)  # the walk alone: no device, no kernels
+    dev.step = lambda src, dst, i: calls.append(("step", src, dst, i))
+    dev.seed = lambda slot: calls.append(("seed", slot))
+    dev.paint = lambda slot, i: calls.append(("paint", slot, i))
+    dev.run(dataclasses.replace(prog, ops=prog.ops.view(Rows)))
+    assert len(prog.ops) > 4096 and max(Rows.listed) == 4096
+    assert sum(Rows.listed) == len(prog.ops)
+    assert sum(c[0] == "step" for c in calls) == prog.forward_steps
+    assert [c[2] for c in calls if c[0] == "paint"] == list(range(4999, -1, -1))
 
 
 def test_cpu_and_gpu_kernels_compile_one_source():

@@ -317,3 +317,74 @@ def test_many_slots_cost_no_time_or_memory(compiled, monkeypatch):
     r = pebbles.replay(p, 20, np.ones(2), lambda i, x: 2 * x, lambda i, x, g: (2 * g, None),
                        np.ones_like)
     assert r.grad_s0.tolist() == [2.0**20] * 2
+
+
+# -- long streams: the rule loop in chunks, so that Ctrl-C is raised between them -----------
+def _compiled_or_python(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if compiled:
+        pytest.importorskip("numba")
+        monkeypatch.setattr(S, "JIT_MIN_MOVES", 1)  # the compiled loop, on a short stream
+    else:
+        monkeypatch.setattr(S, "JIT_MIN_MOVES", 10**18)
+
+
+def test_chunks_cover_the_moves_in_runs_of_bounded_work():
+    from pebbles._lowering import _chunks
+
+    arr = schedule("recompute-all", 50).encode()  # walks 0 -> i: work 1..49, paints 1
+    work = np.where(arr[:, 0] == MoveKind.FORWARD, arr[:, 2] - arr[:, 1], 1)
+    for limit in (1, 7, 100, 10**6):
+        bounds = _chunks(arr[:, 1].copy(), arr[:, 2].copy(), limit)
+        assert bounds[0][0] == 0 and bounds[-1][1] == len(arr)
+        assert all(hi > lo for lo, hi in bounds)
+        assert all(b[1] == c[0] for b, c in zip(bounds[:-1], bounds[1:], strict=True))
+        assert all(work[lo:hi].sum() <= limit + work[lo:hi].max() for lo, hi in bounds)
+    assert _chunks(arr[:, 1].copy(), arr[:, 2].copy(), 10**6) == [(0, len(arr))]
+    assert len(_chunks(arr[:, 1].copy(), arr[:, 2].copy(), 100)) == work.sum() // 100 + 1
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_lowering_in_chunks_gives_the_program_of_one_chunk(compiled, monkeypatch):
+    """The rule loop is run in chunks of bounded work (Python, and Ctrl-C, in between):
+    the program, its counts and the errors are those of one run over every move."""
+    _compiled_or_python(compiled, monkeypatch)
+    cases = [(schedule("recompute-all", 60), {}), (schedule("treeverse", 300, budget=5), {}),
+             (schedule("treeverse", 200, budget=4, inplace=True), {"frees": True}),
+             (schedule("two-level", 120, budget=3, disk_budget=4, write_cost=2, read_cost=2),
+              {"frees": True}),
+             (schedule("online", 150, budget=4), {"slots": 9})]
+    for s, kw in cases:
+        whole = lower(s, **kw)
+        for limit in (1, 5, 64):
+            monkeypatch.setattr("pebbles._lowering._CHUNK_WORK", limit)
+            assert lower(s, **kw) == whole
+        monkeypatch.setattr("pebbles._lowering._CHUNK_WORK", 2**26)
+    bad = [*schedule("recompute-all", 30)]
+    bad[-6] = forward(0, 29)  # an illegal walk near the end: over a pebble
+    with pytest.raises(IllegalMoveError) as one:
+        lower(bad, 30)
+    monkeypatch.setattr("pebbles._lowering._CHUNK_WORK", 3)
+    with pytest.raises(IllegalMoveError) as chunked:
+        lower(bad, 30)
+    assert str(chunked.value) == str(one.value) and chunked.value.index == len(bad) - 6
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_keyboard_interrupt_between_chunks_stops_the_lowering(compiled, monkeypatch):
+    """A long stream returns to Python after every chunk, where a pending Ctrl-C is
+    raised: here the rule loop's third chunk raises it, and nothing more is played."""
+    _compiled_or_python(compiled, monkeypatch)
+    monkeypatch.setattr("pebbles._lowering._CHUNK_WORK", 50)
+    played = []
+
+    class Interrupted(S._Game):
+        def play(self, kinds, aa, bb, ops=None):
+            played.append(len(kinds))
+            if len(played) == 3:
+                raise KeyboardInterrupt
+            super().play(kinds, aa, bb, ops)
+
+    monkeypatch.setattr("pebbles._lowering._Game", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lower(schedule("recompute-all", 100), 100)
+    assert len(played) == 3 and sum(played) < 3 * 100

@@ -2414,6 +2414,89 @@ def test_a_step_replacing_a_buffer_is_refused():
     assert torch.equal(got, want) and torch.equal(cell.scale, ref.scale)
 
 
+class Scaled(torch.nn.Module):
+    """A layer that reads its buffer (x * self.scale) and never replaces it itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.full((16,), 0.5, dtype=F64))
+
+    def forward(self, x):
+        return torch.tanh(x * self.scale)
+
+    def step(self, i, x):  # a loop's step, the module's own method
+        return self(x)
+
+
+@pytest.mark.parametrize("at, kw", [(1, {"budget": 2, "tape": False}),  # first run
+                                   (2, {"budget": 2, "tape": False}),  # its replay
+                                   (1, {"budget": 5})])  # each layer runs once, taped
+def test_a_layer_replacing_another_layers_buffer_is_refused(at, kw):
+    """After a layer run only its own module's buffers are checked (every tracked buffer
+    after every run was O(layers^2) a pass); a function closing over another layer's
+    module and replacing its buffer is refused in the pass it does so (in the backward
+    pass when only a replay does), also when that module does not run again."""
+    held = Scaled()
+    runs = []
+
+    def closure(x):
+        runs.append(1)
+        if len(runs) == at:
+            held.scale = held.scale * 0.9
+        return x * 2
+
+    x = torch.randn(2, 16, dtype=F64, requires_grad=True)
+    net = [held, closure, torch.nn.Tanh(), torch.nn.Tanh(), torch.nn.Tanh()]
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"^in the {('forward', 'backward')[at - 1]} pass, a layer other "
+                             r"than the module's own \(e\.g\. a function that closes over the "
+                             r"module\) replaced the buffer 'scale' of Scaled \(self.scale = "):
+        checkpoint_sequential(net, x, **kw).sum().backward()
+
+
+def test_a_while_loops_cond_replacing_a_buffer_after_the_last_step_is_refused():
+    """cond(n, x_n) runs after the last step's check: a buffer it replaced went unseen,
+    and the replays ran with the new one (wrong gradients); the check of every buffer
+    when the pass ends refuses it."""
+    cell = Scaled()
+    x0 = torch.randn(2, 16, dtype=F64, requires_grad=True)
+
+    def cond(i, x):
+        if i == 3:
+            cell.scale = cell.scale * 0.9
+        return i < 3
+
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^in the forward pass, cond or other code outside the step "
+                             r"replaced the buffer 'scale' of Scaled"):
+        checkpointed_while_loop(cond, cell.step, x0, budget=2)
+
+
+def test_each_layer_run_checks_only_its_own_modules_buffers():
+    """The check for replaced buffers (``module._buffers.get``, the only ``get`` on them)
+    looks at the buffers of the layer that runs, before and after the run, and at every
+    buffer once when each pass ends: linear in the layer runs, not runs x layers."""
+    class Gets(dict):
+        count = 0
+
+        def get(self, *args):
+            Gets.count += 1
+            return super().get(*args)
+
+    torch.manual_seed(0)
+    n = 40
+    net = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 4))
+                                for _ in range(n)]).double()
+    runs = []
+    for layer in net:
+        layer[0]._buffers = Gets(layer[0]._buffers)  # 3: running mean, variance, count
+        layer.register_forward_pre_hook(lambda *_: runs.append(1))
+    x = torch.randn(6, 4, dtype=F64, requires_grad=True)
+    checkpoint_sequential(net, x, budget=4).sum().backward()
+    assert len(runs) > 2 * n
+    assert Gets.count == 2 * 3 * len(runs) + 2 * 3 * n  # each run; each pass's end
+
+
 class Normed(torch.nn.Module):
     """A step with a BatchNorm in training mode (running statistics updated in place)."""
 
@@ -2480,3 +2563,59 @@ def test_a_long_loop_whose_store_all_fits_builds_no_tables(monkeypatch):
     monkeypatch.setattr(pebbles._chain, "_MAX_WORK", n * n // 2)  # no level fits
     with pytest.raises(pebbles.PebblesValueError, match=r"budget=60 for 1920 bytes\)$"):
         checkpointed_loop(step, x0, n, w, memory=70 * x0.nbytes, graph_bytes=x0.nbytes)
+
+
+def handing_on(i, s, w):
+    """A step that hands its state's v and dt on unchanged and computes t from dt only."""
+    x, v, t, dt, k = s
+    return torch.sin(x * w) + v * t, v, t + dt, dt, k + 1
+
+
+class HandOn(torch.nn.Module):
+    """A layer returning its buffer and a frozen parameter besides its activation."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4).double()
+        self.register_buffer("b", torch.ones(4, dtype=F64))
+        self.frozen = torch.nn.Parameter(torch.ones(4, dtype=F64), requires_grad=False)
+
+    def forward(self, x):
+        return torch.tanh(self.lin(x)), self.b, self.frozen
+
+
+@pytest.mark.parametrize("kw", [{"budget": 2}, {"budget": 2, "tape": False}, {"budget": 8},
+                                {"memory": 1e6}])
+def test_parts_handed_on_unchanged_require_grad_as_in_plain_autograd(kw):
+    """A part every step hands on unchanged (a constant dt), a buffer or a frozen parameter
+    a layer returns, came back requiring grad; plain autograd returns that tensor itself:
+    now so does requires_grad (False, or True where x0's part requires grad). A part the
+    steps compute from such tensors only (t + dt) still requires grad, unlike plain
+    autograd (knowing it would take a graph of every step), and gets no gradient: the
+    gradients are plain autograd's with that part in the loss."""
+    w = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    x0 = torch.linspace(0.1, 0.4, 3, dtype=F64, requires_grad=True)
+    loss = lambda s: (s[0] ** 2).sum() + s[1].sum() + s[2] * 3  # noqa: E731
+    for v_grad in (False, True):
+        v0 = torch.full((3,), 0.5, dtype=F64, requires_grad=v_grad)
+        s0 = (x0, v0, torch.zeros((), dtype=F64), torch.tensor(0.1, dtype=F64), torch.tensor(0))
+        wrt = [x0, w, *([v0] if v_grad else [])]
+        want = plain_loop(handing_on, s0, 7, w)
+        assert [t.requires_grad for t in want] == [True, v_grad, False, False, False]
+        while_kw = {"budget": kw.get("budget", 8), "tape": kw.get("tape", True)}
+        for run in (functools.partial(checkpointed_loop, handing_on, s0, 7, w, **kw),
+                    functools.partial(checkpointed_while_loop, lambda i, s: i < 7,
+                                      handing_on, s0, w, **while_kw)):
+            got = run()
+            assert [t.requires_grad for t in got] == [True, v_grad, True, False, False]
+            assert got[1] is not v0 and torch.equal(got[1], v0) and torch.equal(got[3], s0[3])
+            assert_close(grads_of(lambda run=run: loss(run()), wrt),
+                         grads_of(lambda s0=s0: loss(plain_loop(handing_on, s0, 7, w)), wrt))
+    torch.manual_seed(0)
+    net = [torch.nn.Linear(4, 4).double(), HandOn(), lambda s: (s[0] * 2, s[1], s[2]),
+           lambda s: (torch.sin(s[0]), s[1], s[2])]
+    x = torch.randn(2, 4, dtype=F64, requires_grad=True)
+    want = functools.reduce(lambda h, f: f(h), net, x)
+    got = checkpoint_sequential(net, x, **kw)
+    assert [t.requires_grad for t in got] == [t.requires_grad for t in want] == [True, False,
+                                                                                 False]
