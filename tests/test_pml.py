@@ -1167,32 +1167,26 @@ def test_solver_entries_refuse_states_that_are_not_float64_arrays(tiny_solver):
     assert np.array_equal(sol.step(0, good), sol.step(0, good.view(np.ndarray)))
 
 
-@pytest.mark.parametrize("i", [10, 11, -1, -10])
-def test_step_number_outside_the_run_is_refused(tiny_solver, i):
-    """step(i=steps) raised an IndexError, step(i=-1) silently took source[-1]."""
+_OUTSIDE = r"must be a step number in 0\.\.9 .*pass 0 <= i < 10$"
+_NOT_INT = r"must be an integer, a step number in 0\.\.9 .*i=0$"
+
+
+@pytest.mark.parametrize("i, error, rule", [
+    *[(i, pebbles.PebblesValueError, _OUTSIDE) for i in (10, 11, -1, -10)],
+    *[(i, pebbles.PebblesTypeError, _NOT_INT)
+      for i in (1.5, 2.0, True, np.bool_(False), None, "1", np.float64(3.0))]])
+def test_step_number_that_is_not_one_of_the_run_is_refused(tiny_solver, i, error, rule):
+    """step(i=steps) raised an IndexError, step(i=-1) silently took source[-1],
+    step_into(1.5, ...) raised NumPy's IndexError on source[1.5], step(True, ...) a
+    TypeError of float() on source[True] (an array): every entry names i."""
     sol, s = tiny_solver, tiny_solver.zero_state()
-    expect = rf"^i={i} must be a step number in 0\.\.9 .*pass 0 <= i < 10$"
     for call in (lambda: sol.step(i, s), lambda: sol.step_into(i, s, s),
                  lambda: sol.step_into(i, s, sol.zero_state()),
                  lambda: sol.backward(i, s, sol.loss_grad(s))):
-        with pytest.raises(pebbles.PebblesValueError, match=expect):
+        with pytest.raises(error, match=rf"^i={re.escape(repr(i))} {rule}"):
             call()
     assert not sol.grad_source.any() and not s.any()
     sol.step(9, s)  # the last step runs
-
-
-@pytest.mark.parametrize("i", [1.5, 2.0, True, np.bool_(False), None, "1", np.float64(3.0)])
-def test_step_number_that_is_not_an_integer_is_refused(tiny_solver, i):
-    """step_into(1.5, ...) raised NumPy's IndexError on source[1.5], step(True, ...) a
-    TypeError of float() on source[True] (an array); now every entry names i."""
-    sol, s = tiny_solver, tiny_solver.zero_state()
-    expect = rf"^i={re.escape(repr(i))} must be an integer, a step number in 0\.\.9 .*i=0$"
-    for call in (lambda: sol.step(i, s), lambda: sol.step_into(i, s, s),
-                 lambda: sol.step_into(i, s, sol.zero_state()),
-                 lambda: sol.backward(i, s, sol.loss_grad(s))):
-        with pytest.raises(pebbles.PebblesTypeError, match=expect):
-            call()
-    assert not sol.grad_source.any() and not s.any()
     assert np.array_equal(sol.step(np.int64(3), s), sol.step(3, s))  # NumPy integers run
 
 
