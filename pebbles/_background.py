@@ -48,8 +48,7 @@ def background_time(moves: Iterable[Move], *, write_cost: float, read_cost: floa
     Parameters
     ----------
     moves : iterable of Move
-        A legal two-level stream (check it with :func:`pebbles.simulate`; to check and
-        time it in one walk, let the simulator take :meth:`BackgroundClock.timed`).
+        A legal two-level stream (check it with :func:`pebbles.simulate`).
     write_cost, read_cost : float
         Time of writing one state (on the writer) and of reading one (on the
         computation), in forward steps.
@@ -109,10 +108,12 @@ class BackgroundClock:
         self.time = 0.0
 
     def timed(self, moves: Iterable[Move]) -> Iterator[Move]:
-        """Yield ``moves`` as they are, timing each on this clock (one stream per clock)."""
+        """Yield ``moves`` as they are, timing each on this clock (from 0: a call times one
+        stream, :attr:`time` is that of the last call's)."""
         write_cost, read_cost, backward_cost, queue = self._model
         forward, paint, store, load, discard = _TIMED  # locals: an enum's members are slow
-        now, free = self.time, 0.0     # the computation's clock; when the writer is next idle
+        now, free = 0.0, 0.0           # the computation's clock; when the writer is next idle
+        self.time = now
         pending: deque[float] = deque()  # finish times of the writes not yet done
         done: dict[int, float] = {}
         for move in moves:

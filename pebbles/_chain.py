@@ -501,7 +501,7 @@ def _uniform_plan(f: float, q: _Units, n: int) -> tuple[_UniformPlan, float]:
     """Fill the length-only tables of a uniform chain; (plan, C(0, n, M)). A level's row
     of each table is contiguous and ``D``'s is reversed (:class:`_UniformPlan`), so the
     split's sum and min run over contiguous rows of ``d - 1`` entries: about 1 ns an
-    entry at any number of levels (by length first, rows of ``M + 1`` entries, it took
+    entry at any number of levels (rows of ``M + 1`` entries, by length first, would take
     10-15 ns at ``M = 3``)."""
     unit, tunit, mmax = int(q.units[-1]), int(q.tunits[0]), q.mmax
     pair = int(q.pairs[-1]) if n > 1 else 0

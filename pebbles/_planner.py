@@ -43,7 +43,6 @@ __all__ = [
     "BOUNDED_DISK_MAX_N",
     "EXECUTOR_EXTRA_STATES",
     "Candidate",
-    "NoDiskError",
     "Plan",
     "budget_for",
     "plan",

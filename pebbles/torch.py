@@ -343,7 +343,8 @@ class _Chain:
         another layer's module, or by a while loop's ``cond``. Checked before layer ``k``
         runs (its module's buffers) and, for every buffer, when a pass ends."""
         what = ("a layer other than the module's own (e.g. a function that closes over "
-                "the module)" if self.per_step else "cond or other code outside the step")
+                "the module)" if self.per_step
+                else "code outside the step (a while loop's cond, a closure)")
         self.buffers.check(f"in the {self.phase}, {what}", k)
 
     def _replaying(self) -> contextlib.AbstractContextManager:
@@ -1031,9 +1032,13 @@ class _Checkpointed(torch.autograd.Function):
         ctx.chain, ctx.slots = chain, slots
         ctx.save_for_backward(*tensors[:nx])  # s_0 (in slot 0 anyway): for a second pass
         ctx.shared = _shared_outputs(out, slots)  # out: the tuple slot n holds, if any
-        out = _not_aliases(chain, out)
+        constant = {id(t) for t in _constant(chain, out, tensors[:nx], xs)}
+        if chain.program is not None:  # autograd gives the outputs its grad_fn: new
+            # tensors, not one of the user's (a closed-over constant, a parameter's leaf
+            # alias, handed on unchanged) nor one the chain holds
+            out, constant = _detached(out, constant)
         ctx.versions = _versions(_replayed(chain))  # replays need them as they are
-        ctx.mark_non_differentiable(*_constant(chain, out, tensors[:nx], xs))
+        ctx.mark_non_differentiable(*[t for t in out if id(t) in constant])
         ctx.set_materialize_grads(False)  # an output the loss leaves unused: None, not 0,
         # so that what it alone reaches gets no gradient (None), as in plain autograd
         return out if chain.form(chain.program.n if chain.program else 0) else out[0]
@@ -1091,14 +1096,12 @@ def _constant(chain: _Chain, out: tuple[torch.Tensor, ...], x0: tuple[torch.Tens
     return [t for t in out if not _differentiable(t) or given.get(id(t)) is False]
 
 
-def _not_aliases(chain: _Chain, out: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """``out`` with a new tensor (``detach()``) for each output that is the leaf alias of a
-    computed parameter (:class:`_Chain`): a step that hands the parameter on unchanged
-    returns the alias itself, and autograd would give that output the Function's
-    ``grad_fn``, so that the replays would find the alias no longer a leaf."""
-    aliases = {id(a) for a, p in zip(chain.args, chain.params, strict=True) if a is not p}
-    return tuple(t.detach() if id(t) in aliases else t for t in out)
-
+def _detached(out: tuple[torch.Tensor, ...],
+              constant: set[int]) -> tuple[tuple[torch.Tensor, ...], set[int]]:
+    """``out`` as new tensors (``detach()``: the same storage and version counter), and the
+    ids in ``constant`` (of outputs to mark non-differentiable) moved to them."""
+    new = tuple(t.detach() for t in out)
+    return new, {id(d) for t, d in zip(out, new, strict=True) if id(t) in constant}
 
 def _shared_outputs(out: tuple[torch.Tensor, ...], slots: list) -> list[tuple]:
     """(k, alias, version) for each output k whose storage a stored state holds too (a

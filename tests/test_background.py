@@ -56,6 +56,8 @@ def test_clock_times_a_stream_as_the_simulator_walks_it():
     clock = BackgroundClock(**kw)
     for i, m in enumerate(clock.timed(moves[:60])):
         assert m is moves[i] and clock.time == background_time(moves[:i + 1], **kw)
+    list(clock.timed(moves))  # a second stream on the clock is timed from 0
+    assert clock.time == background_time(moves, **kw)
     with pytest.raises(pebbles.PebblesValueError, match="queue=0"):
         BackgroundClock(write_cost=1, read_cost=1, queue=0)
 

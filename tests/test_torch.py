@@ -2467,8 +2467,8 @@ def test_a_while_loops_cond_replacing_a_buffer_after_the_last_step_is_refused():
         return i < 3
 
     with pytest.raises(pebbles.PebblesValueError,
-                       match=r"^in the forward pass, cond or other code outside the step "
-                             r"replaced the buffer 'scale' of Scaled"):
+                       match=r"^in the forward pass, code outside the step \(a while loop's "
+                             r"cond, a closure\) replaced the buffer 'scale' of Scaled"):
         checkpointed_while_loop(cond, cell.step, x0, budget=2)
 
 
@@ -2619,3 +2619,32 @@ def test_parts_handed_on_unchanged_require_grad_as_in_plain_autograd(kw):
     got = checkpoint_sequential(net, x, **kw)
     assert [t.requires_grad for t in got] == [t.requires_grad for t in want] == [True, False,
                                                                                  False]
+
+
+@pytest.mark.parametrize("tape", [True, False])
+def test_a_closed_over_tensor_handed_on_stays_the_users(tape):
+    """A step or layer handing on a tensor it closes over (a mask) made that tensor an
+    output of the autograd Function: autograd gave the user's tensor a grad_fn, and the
+    next backward pass (or the next call) was refused for a tensor "that requires grad
+    but was not passed"."""
+    mask = torch.tensor([1.0, 0.0, 1.0], dtype=F64)
+    step = lambda i, s: (torch.sin(s[0]) * mask, mask)  # noqa: E731
+    for _ in range(2):  # the second call sees the mask as the first left it
+        x0 = torch.linspace(0.1, 0.3, 3, dtype=F64, requires_grad=True)
+        s0 = (x0, torch.zeros(3, dtype=F64))
+        want = grads_of(lambda s0=s0: plain_loop(step, s0, 4)[0].sum(), [x0])
+        for run in (lambda s0=s0: checkpointed_loop(step, s0, 4, budget=2, tape=tape),
+                    lambda s0=s0: checkpointed_while_loop(lambda i, s: i < 4, step, s0,
+                                                          budget=2, tape=tape)):
+            assert_close(grads_of(lambda run=run: run()[0].sum(), [x0]), want)
+            assert mask.is_leaf and not mask.requires_grad and mask.grad_fn is None
+    t = torch.ones(4, dtype=F64)
+    net = [torch.nn.Linear(4, 4).double(), lambda h: (torch.tanh(h), t),
+           lambda s: (s[0] * 2, s[1])]
+    x = torch.randn(2, 4, dtype=F64, requires_grad=True)
+    want = grads_of(lambda: functools.reduce(lambda h, f: f(h), net, x)[0].sum(), [x])
+    for _ in range(2):
+        out = checkpoint_sequential(net, x, budget=3, tape=tape)
+        assert t.is_leaf and not t.requires_grad and torch.equal(out[1], t)
+        assert_close(grads_of(lambda: checkpoint_sequential(net, x, budget=3,
+                                                            tape=tape)[0].sum(), [x]), want)
