@@ -366,7 +366,8 @@ def schedule(method: str, n: int, *, budget: int | None = None, **options: Any) 
     PebblesValueError, PebblesTypeError
         Unknown method or option, missing or bad option.
     InfeasibleBudgetError
-        The budget cannot finish the game with this method.
+        The budget cannot finish the game with this method; for a negative budget,
+        the least budget that does (``.minimum``), where 0 does not.
 
     Examples
     --------
@@ -379,16 +380,34 @@ def schedule(method: str, n: int, *, budget: int | None = None, **options: Any) 
     ...
     pebbles._errors.InfeasibleBudgetError: store-all holds 9 states at once for n=10, ...
     """
+    return make_schedule(method, n, budget, options)
+
+
+def make_schedule(method: str, n: int, budget: int | None, options: Mapping[str, Any], *,
+                  unit: str = "steps") -> Schedule:
+    """:func:`schedule`, for an adapter whose ``n`` counts ``unit`` (``"layers"``), the
+    word the message of a negative budget gives ``n``.
+
+    A negative budget is told the least budget that finishes the ``n`` steps (an
+    :class:`InfeasibleBudgetError` carrying it), not "0 or more", which finishes none
+    of ``n >= 2``:
+
+    >>> import pebbles
+    >>> pebbles.schedule("periodic", 20, budget=-3, every=5)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pebbles._errors.InfeasibleBudgetError: budget=-3 must be >= 7, the least budget ...
+    """
     entry = describe(method)
     n = check_int("n", n, 1)
     opts = _options(entry, options)
-    if entry.takes_budget:
-        if budget is None:
-            raise PebblesTypeError(f"method {method!r} needs budget=NUMBER_OF_STATES "
-                                   f"(most states held besides s_0)")
-        budget = check_int("budget", budget, 0)
-    elif budget is not None:
-        budget = check_int("budget", budget, 0)
+    if entry.takes_budget and budget is None:
+        raise PebblesTypeError(f"method {method!r} needs budget=NUMBER_OF_STATES "
+                               f"(most states held besides s_0)")
+    if budget is not None:
+        budget = check_int("budget", budget)
+        if budget < 0:
+            _refuse_negative(method, n, budget, opts, unit)
     kw = dict(opts) | ({"budget": budget} if entry.takes_budget else {})
     iter(entry.make(n, **kw))  # validates every option now, not at the first move
     if not entry.takes_budget and budget is not None and entry.need is not None:
@@ -399,6 +418,21 @@ def schedule(method: str, n: int, *, budget: int | None = None, **options: Any) 
                 f"pass budget >= {need} or pick a method that takes a budget (treeverse)",
                 need)
     return Schedule(method, n, entry.game(opts), budget, tuple(sorted(opts.items())))
+
+
+def _refuse_negative(method: str, n: int, budget: int, opts: dict[str, Any],
+                     unit: str) -> None:
+    """Raise for a negative ``budget``, naming the least budget that finishes ``n``
+    ``unit`` with ``method`` and ``opts`` (from the refusal of budget 0), or 0 where 0
+    finishes them."""
+    try:
+        make_schedule(method, n, 0, opts, unit=unit)
+    except InfeasibleBudgetError as err:
+        by = "" if method == "treeverse" else f" with method={method!r}"
+        raise InfeasibleBudgetError(
+            f"budget={budget} must be >= {err.minimum}, the least budget that finishes "
+            f"n={n} {unit}{by}; pass budget={err.minimum} or more", err.minimum) from None
+    check_int("budget", budget, 0)  # 0 finishes them: "must be >= 0"
 
 
 def _options(entry: Method, given: Mapping[str, Any]) -> dict[str, Any]:

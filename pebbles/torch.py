@@ -67,7 +67,6 @@ from ._chain import (
     sequential_segments,
 )
 from ._errors import (
-    InfeasibleBudgetError,
     PebblesNotImplementedError,
     PebblesTypeError,
     PebblesValueError,
@@ -76,7 +75,7 @@ from ._executor import _forward_part
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, _rows, lower
 from ._moves import MoveKind
 from ._online import OnlineScheduler, while_budget
-from ._registry import check_gradient_method
+from ._registry import check_gradient_method, make_schedule
 from ._registry import schedule as _schedule
 from ._simulator import ChainCosts, simulate
 from ._validation import (
@@ -1445,7 +1444,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     elif memory is not None:  # a plain loop: nothing to size
         program = _program(_schedule("store-all", n), n)
     else:
-        program = _program(_budgeted(method, n, budget, options, "steps"), n)
+        program = _program(_schedule(method, n, budget=budget, **options), n)
     chain = _Chain(step, call_params, module_params, program, spec=_spec(xs),
                    rng=preserve_rng_state, devices=devices, tape=tape,
                    owners=_owners((step,)))
@@ -1520,22 +1519,6 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
                    owners=_owners((step,)))
     return _run(chain, xs, was_tuple)
-
-
-def _budgeted(method: str, n: int, budget: object, options: dict[str, Any],
-              unit: str) -> Any:
-    """``pebbles.schedule(method, n, budget=budget, **options)``; a negative budget is told
-    the least budget that finishes the ``n`` steps or layers (``unit``), not "0 or more"
-    (0 finishes none of n >= 2)."""
-    if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool) and budget < 0:
-        try:
-            _schedule(method, n, budget=0, **options)
-        except InfeasibleBudgetError as err:
-            by = "" if method == "treeverse" else f" with method={method!r}"
-            raise InfeasibleBudgetError(
-                f"budget={budget} must be >= {err.minimum}, the least budget that finishes "
-                f"n={n} {unit}{by}; pass budget={err.minimum} or more", err.minimum) from None
-    return _schedule(method, n, budget=budget, **options)
 
 
 def _check_loop_schedule(n: int, budget: int | None, method: str, memory: object,
@@ -2143,7 +2126,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
                 f"costs={costs!r:.60} with budget={budget!r}: costs price the layers for "
                 f"memory= or segments=; budget= counts stored outputs (Treeverse, no costs). "
                 f"Pass memory=BYTES or segments=K with costs, or leave costs out")
-        moves: Any = _budgeted("treeverse", n, budget, {}, "layers")
+        moves: Any = make_schedule("treeverse", n, budget, {}, unit="layers")
     else:
         segments = None if segments is None else _check_segments(segments, n)
         memory = None if memory is None else _check_bytes("memory", memory)

@@ -1,5 +1,6 @@
-"""Argument checks shared by the solvers: numbers and arrays of real numbers, named in
-the message (:func:`real`, :func:`whole`, :func:`reals`, :func:`triples`)."""
+"""Argument checks shared by the solvers: numbers and arrays of real numbers and flags,
+named in the message (:func:`real`, :func:`whole`, :func:`reals`, :func:`triples`,
+:func:`boolean`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 import pebbles
 
-__all__ = ["real", "reals", "triples", "whole"]
+__all__ = ["boolean", "real", "reals", "triples", "whole"]
 
 
 def real(value: object, name: str, what: str, example: float, *,
@@ -75,6 +76,32 @@ def whole(n: object, minimum: int, name: str, what: str) -> int:
             f"{name}={n!r} must be an integer >= {minimum} ({what}); pass {name}={minimum} "
             f"or more")
     return int(n)
+
+
+def boolean(value: object, name: str) -> bool:
+    """``value`` as a bool: True or False (NumPy's too); anything else is refused, since
+    ``if value`` would read ``"no"`` or ``1`` as True.
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``value`` is not True or False.
+
+    Examples
+    --------
+    >>> from solvers._checks import boolean
+    >>> boolean(False, "inplace")
+    False
+    >>> try:
+    ...     boolean("no", "inplace")
+    ... except TypeError as err:
+    ...     print(err)
+    inplace='no' must be True or False; pass inplace=True or inplace=False
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise pebbles.PebblesTypeError(f"{_shown(name, value)} must be True or False; pass "
+                                       f"{name}=True or {name}=False")
+    return bool(value)
 
 
 def reals(v: object, name: str, what: str, example: object, *,

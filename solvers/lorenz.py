@@ -50,7 +50,7 @@ import numpy as np
 import pebbles
 from pebbles.cli import OneLineParser, in_flags, positive, run_command, schedule_from_args
 from solvers import _refuse_without_numba
-from solvers._checks import _shown, reals, triples, whole
+from solvers._checks import _shown, boolean, reals, triples, whole
 from solvers._checks import real as _real
 from solvers._memory import available_memory
 from solvers._paths import check_npz_output
@@ -1018,8 +1018,7 @@ def _first_crossing(y0: np.ndarray, theta: np.ndarray, dt: float, level: float,
 
 
 def _online_budget(budget: int, inplace: bool) -> int:
-    if not isinstance(inplace, bool):
-        raise pebbles.PebblesTypeError(f"inplace={inplace!r} must be True or False")
+    inplace = boolean(inplace, "inplace")
     game = "in-place" if inplace else "checkpoint"
     return _n(budget, 1 if inplace else 2, "budget",
               f"states stored besides s_0 by an online schedule in the {game} game: a run "

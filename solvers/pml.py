@@ -48,7 +48,6 @@ import numpy as np
 
 import pebbles
 from pebbles import PebblesTypeError, PebblesValueError
-from pebbles._validation import a_kind, check_bool
 from pebbles.cli import (
     MAX_INT,
     OneLineParser,
@@ -61,7 +60,7 @@ from pebbles.cli import (
     run_command,
 )
 from solvers import _refuse_without_numba
-from solvers._checks import real, reals
+from solvers._checks import _shown, boolean, real, reals
 from solvers._memory import available_memory, release_freed_memory
 from solvers._paths import check_npz_output
 
@@ -795,8 +794,9 @@ def _check_state(name: str, a: object, expected: tuple[int, ...],
     fix = "pass an array of that shape, e.g. solver.zero_state()"
     if not isinstance(a, np.ndarray):
         raise PebblesTypeError(
-            f"{name} is {a_kind(a)}; expected a float64 NumPy array of shape "
-            f"{expected} = (4, nx+2, ny+2), the slots (u_prev, u, phi, psi); {fix}")
+            f"{_shown(name, a)} ({type(a).__name__}) is not a NumPy array; expected a "
+            f"float64 NumPy array of shape {expected} = (4, nx+2, ny+2), the slots (u_prev, "
+            f"u, phi, psi); {fix}")
     if a.shape != expected:
         raise PebblesValueError(
             f"{name} has shape {a.shape}; expected {expected} = (4, nx+2, ny+2), the slots "
@@ -1022,7 +1022,7 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
         False (``inplace="no"`` would read as True).
     """
     inplace, reuse, progress, choose_threads = (
-        check_bool(name, value) for name, value in (
+        boolean(value, name) for name, value in (
             ("inplace", inplace), ("reuse", reuse), ("progress", progress),
             ("choose_threads", choose_threads)))
     sol = PMLSolver(cfg, c, source, _check_observed(cfg, observed))
@@ -1072,7 +1072,7 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
     >>> pml.schedule("periodic-disk", 100, budget=3, period=25).options
     (('inplace', False), ('period', 25))
     """
-    inplace = check_bool("inplace", inplace)  # bool() below would read "no" as True
+    inplace = boolean(inplace, "inplace")  # bool() below would read "no" as True
     return _registry_schedule(method, n, budget=budget, old=pebbles, inplace=inplace, k=k,
                               every=every, delta=delta, period=period,
                               disk_budget=disk_budget, write_cost=write_cost,

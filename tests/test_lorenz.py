@@ -723,6 +723,14 @@ def test_crossing_budget_that_is_not_an_integer_is_a_type_error():
         lz.gradient_until_crossing(10.0, 0, inplace=True)
 
 
+def test_crossing_inplace_is_a_bool_numpys_too():
+    """inplace=np.True_ was refused; the refusal of others named no fix."""
+    assert lz.gradient_until_crossing(10.0, 1, inplace=np.True_).crossed
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^inplace='no' must be True or False; "
+                                                       r"pass inplace=True or inplace=False$"):
+        lz.gradient_until_crossing(10.0, 3, inplace="no")
+
+
 def test_cli_options_list_names_only_this_parsers_flags(capsys):
     argv = ["gradient", "--until-x", "5", "--method", "online", "--steps", "1000", "--k", "2"]
     assert lz.main(argv) == 2

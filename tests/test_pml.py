@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import math
@@ -340,6 +341,12 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
     (["gradient", *TINY, "--dt", "1e-170"],
      ["--dt 1e-170 must be between 1.49e-154 and ", "pass e.g. --dt 1e-05"]),
     (["loss", *TINY, "--dt", "1e-160"], ["--dt 1e-160 must be between"]),
+    # a negative budget was told "pass --pebbles 0 or more", which is refused too
+    (["gradient", *TINY, "--method", "treeverse", "--pebbles", "-3"],
+     ["--pebbles -3 must be >= 2, the least budget that finishes --steps 10 steps; pass "
+      "--pebbles 2 or more"]),
+    (["gradient", *TINY, "--method", "two-level", "--write-cost", "1", "--read-cost", "1",
+      "--pebbles", "-3"], ["--pebbles -3 must be >= 2", "pass --pebbles 2 or more"]),
 ])
 def test_cli_bad_input(argv, words, capsys):
     assert pml.main(argv) == 2
@@ -1159,7 +1166,8 @@ def test_solver_entries_refuse_states_that_are_not_float64_arrays(tiny_solver):
         sol.step(0, good.astype(np.float32))
     with pytest.raises(pebbles.PebblesValueError, match=r"^out has dtype int64; expected float64"):
         sol.step_into(0, good, np.zeros(good.shape, dtype=np.int64))
-    with pytest.raises(pebbles.PebblesTypeError, match=r"^g is a list; expected a float64 NumPy"):
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^g=\[\[\[0\.0, .* \(list\) is not a NumPy "
+                                                       r"array; expected a float64 NumPy"):
         sol.vjp(good, good.tolist())
     view = np.zeros((4, 14, 14), dtype=">f8" if sys.byteorder == "little" else "<f8")
     with pytest.raises(pebbles.PebblesValueError, match=r"^s has dtype >f8|^s has dtype <f8"):
@@ -1262,6 +1270,31 @@ def test_schedule_refuses_bool_options_that_are_not_bools(flag):
     """schedule(inplace="no") built the in-place game's schedule."""
     with pytest.raises(pebbles.PebblesTypeError, match=rf"^{flag}='no' must be True or False"):
         pml.schedule("two-level", 10, write_cost=1.0, read_cost=1.0, **{flag: "no"})
+
+
+def test_schedule_tells_a_negative_budget_the_least_budget():
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=r"^budget=-3 must be >= 7, the "
+                       r"least budget .* with method='periodic'; pass budget=7 or more"):
+        pml.schedule("periodic", 20, budget=-3, every=5)
+
+
+def test_solvers_and_drawings_import_only_public_pebbles_modules():
+    """solvers.pml imported pebbles._validation: the solvers and the drawing code use the
+    library's public API (pebbles, pebbles.cli, pebbles.torch, ...)."""
+    root = Path(__file__).resolve().parents[1]
+    private = []
+    for path in sorted([*(root / "solvers").rglob("*.py"), *(root / "visualize").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:  # from pebbles import _x
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            private += [f"{path.relative_to(root)}: {name}" for name in names
+                        if name.split(".")[0] == "pebbles"
+                        and any(part.startswith("_") for part in name.split(".")[1:])]
+    assert not private, private
 
 
 def test_dt_range_keeps_the_kernel_constants_normal():

@@ -157,6 +157,32 @@ def test_bad_requests_name_the_argument(call, error, words):
         call()
 
 
+@pytest.mark.parametrize("method,opts,least,by", [
+    ("treeverse", {}, 2, ""),
+    ("treeverse", {"inplace": True}, 1, ""),
+    ("periodic", {"every": 5}, 7, " with method='periodic'"),
+    ("store-all", {}, 19, " with method='store-all'"),
+    ("reversible-optimal", {}, 5, " with method='reversible-optimal'"),
+    ("two-level", {"write_cost": 1.0, "read_cost": 1.0}, 2, " with method='two-level'"),
+])
+@pytest.mark.parametrize("budget", [-3, np.int64(-3)])
+def test_a_negative_budget_is_told_the_least_budget(method, opts, least, by, budget):
+    """budget=-3 was told "pass budget=0 or more", and budget=0 was then refused."""
+    with pytest.raises(InfeasibleBudgetError,
+                       match=rf"^budget=-3 must be >= {least}, the least budget that finishes "
+                             rf"n=20 steps{by}; pass budget={least} or more$") as err:
+        schedule(method, 20, budget=budget, **opts)
+    assert err.value.minimum == least
+    schedule(method, 20, budget=least, **opts)  # which it is
+
+
+def test_a_negative_budget_where_0_finishes_is_told_0():
+    with pytest.raises(PebblesValueError, match=r"^budget=-1 must be >= 0; pass budget=0 or "
+                                                r"more$") as err:
+        schedule("treeverse", 1, budget=-1)
+    assert not isinstance(err.value, InfeasibleBudgetError)
+
+
 def test_a_budget_a_method_ignores_is_enforced_when_played(monkeypatch):
     # treeverse-paper's peak is played at creation only for short streams; past that
     # the simulator enforces the budget
