@@ -116,11 +116,13 @@ the schedule returned.
 
 Complexity: ``O(n^3 M / 6)`` additions and comparisons (for every segment
 length, one vectorised NumPy min over the split point, all start cells and all
-memory levels at once) and ``O(n^2 M)`` memory (two float64 tables of
-``(M + 1) (n + 1)^2`` entries: 406 MB at n = 500, M = 100; a third, ``C``
-itself, with kept graphs: 609 MB). Time on one core at n = 500, M = 100: about
-4.5 s (n of about 300 in one second), 6.7 s with kept graphs, 16-18 s with held
-gradients and cotangents (n of about 180 in one second). The kept-graph branch
+memory levels at once, over tables stored by length first so that each split
+reads contiguous slabs: about the same cost an entry at any ``M``) and
+``O(n^2 M)`` memory (two float64 tables of ``(M + 1) (n + 1)^2`` entries: 406 MB
+at n = 500, M = 100; a third, ``C`` itself, with kept graphs: 609 MB). Time on
+one core at n = 500, M = 100: about 3-4 s (n of about 340 in one second), the
+same with kept graphs, 6.5 s with held gradients and cotangents (n of about 270
+in one second). The kept-graph branch
 adds ``O(n^2 M)``. A uniform chain with kept graphs (equal forward costs, state
 sizes and graph sizes) depends only on segment lengths: tables
 of ``(n + 1) (M + 1)`` entries, ``O(n^2 M)`` time (n = 1000, M = 56: 0.1 s).
@@ -161,13 +163,17 @@ _PLACE, _REMOVE, _PAINT, _FORWARD, _TAPE = (MoveKind.PLACE, MoveKind.REMOVE, Mov
 
 # Size guard of the dynamic programme (:func:`_check_size`). One table holds at most
 # 4e7 float64 entries (320 MB; three with kept graphs, 960 MB), the fill at most 4.2e9
-# additions and comparisons (about 10 s on one core, 10-25 s on a busy one). The goal,
-# n = 500 steps at levels=100 (2.5e7 entries, 2.1e9 operations, 4.5-18 s), fits; so does
-# n = 1000 at levels=24, or a uniform chain with kept graphs of n = 2000 at levels=2000.
-# The uniform fill runs at about 1 ns an operation at any levels (n = 20000 at 20 levels,
-# 4.2e9: 4 s on a busy machine); the general one at 2-4 ns with many levels, up to 4x that
-# with 3 or 4. The schedule's time is summed in O(moves) (:func:`_time`), not by the
-# simulator's loop over every walked step (near the least memory, n^2 / 2 of them).
+# additions and comparisons. Both fills run at about the same cost an operation at any
+# number of levels, so the limit takes about 6-10 s on one core for a general chain
+# (1.2-2.5 ns an operation, measured on a shared 2-core machine: n = 1000 at levels=24,
+# 4.2e9, 6.1 s; n = 1840 at levels=3, 4.2e9, 6.4 s; with kept graphs about the same),
+# about 13 s with held gradients and cotangents (3 ns: the walk tests' rounding), and up
+# to twice that on a busy core. The goal, n = 500 steps at levels=100 (2.5e7 entries,
+# 2.1e9 operations: 3-4 s, 6.5 s with held gradients), fits; so does n = 1000 at
+# levels=24, or a uniform chain with kept graphs of n = 2000 at levels=2000, whose fill
+# runs at about 1 ns (n = 20000 at 20 levels, 4.2e9: 4 s on a busy machine). The
+# schedule's time is summed in O(moves) (:func:`_time`), not by the simulator's loop
+# over every walked step (near the least memory, n^2 / 2 of them).
 _MAX_ENTRIES = 40_000_000
 _MAX_WORK = 4_200_000_000
 # Largest chains :func:`hetero_brute_force` searches: boards of up to 2^n (n + 1)
@@ -381,7 +387,11 @@ def _tables(fwd: np.ndarray, q: _Units, tape: bool = False) -> tuple[Any, Any, A
     itself, for the kept-graph branch ``C(i, j, m) <= C(i+1, j, m - tunits[i])``; then
     ``C(i, i+1, m) = 0`` needs ``m >= q.paints[i]`` (the replay's graph and what the
     backward steps hold); with ``q.held``, the walks' tests with ``H(j)`` in the split
-    (:func:`_min_split`)."""
+    (:func:`_min_split`).
+
+    Stored by length first (``E[i, d, m]`` at ``[d, i, m]``, ``D[j, d, m]`` at ``[d, j, m]``,
+    ``K`` as ``E``): one length's entries for every start cell and level are one
+    contiguous slab, written at once and read by the split in slabs (:func:`_min_split`)."""
     n, units, held = fwd.shape[0], q.units, q.held
     prefix = np.concatenate(([0.0], np.cumsum(fwd)))
     lev = np.arange(q.mmax + 1)
@@ -392,20 +402,20 @@ def _tables(fwd: np.ndarray, q: _Units, tape: bool = False) -> tuple[Any, Any, A
     starts = np.arange(n)[:, None]
     first = 0.0 if tape else (prefix[1:] - prefix[:-1])[:, None]
     paint = q.paints[:, None]
-    e[:n, 1] = np.where(lev >= np.maximum(walk, paint), first, np.inf)
-    d_[1:, 1] = np.where(lev >= q.stored_paint[:, None], 0.0, np.inf)
+    e[1, :n] = np.where(lev >= np.maximum(walk, paint), first, np.inf)
+    d_[1, 1:] = np.where(lev >= q.stored_paint[:, None], 0.0, np.inf)
     if kk is not None:
-        kk[:n, 1] = np.where(lev >= paint, 0.0, np.inf)
+        kk[1, :n] = np.where(lev >= paint, 0.0, np.inf)
     for d in range(2, n if kk is None else n + 1):
         m = n - d + 1
         c = _min_split(e, d_, d, m, held)
         if kk is not None:
             c = np.minimum(c, _kept(kk, q.tunits, d, m, lev, held, q.paints))
-            kk[:m, d] = c
+            kk[d, :m] = c
         walk = np.maximum(walk[:m], q.pairs[d:, None])
-        e[:m, d] = np.where(lev >= walk, c + (prefix[d:] - prefix[:m])[:, None], np.inf)
+        e[d, :m] = np.where(lev >= walk, c + (prefix[d:] - prefix[:m])[:, None], np.inf)
         need = units[:m, None]
-        d_[d:, d] = np.where(lev >= need, c[starts[:m], np.maximum(lev - need, 0)], np.inf)
+        d_[d, d:] = np.where(lev >= need, c[starts[:m], np.maximum(lev - need, 0)], np.inf)
     return e, d_, kk
 
 
@@ -417,7 +427,7 @@ def _kept(kk: np.ndarray, tunits: Any, d: int, m: int, lev: np.ndarray,
     paint with ``punits[i]``: :func:`_quantum`) and ``remove i+1``. The run costs
     ``forward[i]`` and the paint saves it: ``+ 0``."""
     idx = lev[None, :] - tunits[:m, None]
-    vals = kk[np.arange(1, m + 1)[:, None], d - 1, np.maximum(idx, 0)]
+    vals = kk[d - 1, np.arange(1, m + 1)[:, None], np.maximum(idx, 0)]
     if held is None:
         return np.where(idx >= 0, vals, np.inf)
     cells = np.arange(m)[:, None]
@@ -427,28 +437,41 @@ def _kept(kk: np.ndarray, tunits: Any, d: int, m: int, lev: np.ndarray,
 
 def _min_split(e: np.ndarray, d_: np.ndarray, d: int, m: int,
                held: _Held | None = None) -> np.ndarray:
-    """``C(i, i+d, .)`` for ``i < m``: min over the split, in chunks of start cells that
-    keep the temporary array near 2 MB (cache-sized; about 3x faster than one big sum).
-    With ``held``, the walk ``i -> k`` (``W[i, k-i]`` bytes) runs while ``H(i+d)`` is
-    held (:func:`_held`): splits whose walk then exceeds the level are inf."""
-    out = np.empty((m, e.shape[2]))
-    rows = max(1, 2**21 // ((d - 1) * e.shape[2] * 8))
-    buf = np.empty((min(rows, m), d - 1, e.shape[2]))
-    lev = np.arange(e.shape[2])
-    for lo in range(0, m, rows):
-        hi = min(lo + rows, m)
-        tmp = buf[:hi - lo]
-        np.add(e[lo:hi, 1:d], d_[d + lo:d + hi, d - 1:0:-1], out=tmp)
+    """``C(i, i+d, .)`` for ``i < m``: min over the split ``k = i + 1 + t``. For each ``t``
+    the terms of every start cell and level are one contiguous slab of ``E`` (length
+    ``t + 1``) and one of ``D`` (length ``d - 1 - t``, cells ``d..n``), ``m (M + 1)``
+    entries, so the sum and the min run over long rows at any number of levels; in
+    chunks of ``t`` that keep the temporary array near 2 MB (cache-sized). With ``held``,
+    the walk ``i -> k`` (``W[i, k-i]`` bytes) runs while ``H(i+d)`` is held (:func:`_held`):
+    splits whose walk then exceeds the level are inf."""
+    levels = e.shape[2]
+    out = np.empty((m, levels))
+    part = np.empty((m, levels))
+    ts = max(1, _CHUNK // (m * levels))
+    buf = np.empty(min(ts, d - 1) * m * levels)
+    lev = np.arange(levels)
+    for lo in range(0, d - 1, ts):
+        hi = min(lo + ts, d - 1)
+        tmp = buf[:(hi - lo) * m * levels].reshape(hi - lo, m, levels)
+        np.add(e[1 + lo:1 + hi, :m], d_[d - 1 - lo:d - 1 - hi:-1, d:], out=tmp)
         if held is not None:
-            need = held.scale(held.walks[lo:hi, 1:d] + held.h[d + lo:d + hi, None])
+            need = held.scale(held.walks[:m, 1 + lo:1 + hi].T + held.h[None, d:])
             np.putmask(tmp, lev[None, None, :] < need[:, :, None], np.inf)
-        np.min(tmp, axis=1, out=out[lo:hi])
+        if lo == 0:
+            np.min(tmp, axis=0, out=out)
+        else:
+            np.minimum(out, np.min(tmp, axis=0, out=part), out=out)
     return out
+
+
+# Entries of :func:`_min_split`'s temporary array (2 MB of float64).
+_CHUNK = 2**18
 
 
 class _Plan:
     """The filled tables of one chain and limit, asked ``split`` and ``kept`` by the
-    schedule's reconstruction (general chains: tables by start cell and length)."""
+    schedule's reconstruction (general chains: :func:`_tables`' by length, start cell and
+    level)."""
 
     def __init__(self, e: np.ndarray, d_: np.ndarray, kk: Any, tunits: Any,
                  held: _Held | None = None, punits: Any = 0) -> None:
@@ -458,7 +481,7 @@ class _Plan:
     def split(self, i: int, j: int, m: int) -> tuple[float, int]:
         """(C(i, j, m) over checkpoint splits, best first checkpoint k) for j > i + 1."""
         d = j - i
-        cost = self.e[i, 1:d, m] + self.d_[j, d - 1:0:-1, m]
+        cost = self.e[1:d, i, m] + self.d_[d - 1:0:-1, j, m]
         if self.held is not None:
             fits = self.held.scale(self.held.walks[i, 1:d] + self.held.h[j]) <= m
             cost = np.where(fits, cost, np.inf)
@@ -474,7 +497,7 @@ class _Plan:
         if self.tape_units(i) > m or self.held is not None and not (
                 self.punits[i] <= m and self.held.tape_fits(i, j, m)):
             return math.inf
-        return float(self.kk[i + 1, j - i - 1, m - self.tape_units(i)])
+        return float(self.kk[j - i - 1, i + 1, m - self.tape_units(i)])
 
 
 class _UniformPlan(_Plan):
@@ -567,7 +590,7 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
     else:
         e, d_, kk = _tables(costs.forward, q, taped)
         plan = _Plan(e, d_, kk, q.tunits, q.held, q.paints)
-        best = float(kk[0, n, q.mmax]) if kk is not None else plan.split(0, n, q.mmax)[0]
+        best = float(kk[n, 0, q.mmax]) if kk is not None else plan.split(0, n, q.mmax)[0]
     simple = _simple(costs, memory, taped)
     if simple is not None and simple[0] < best + backward:
         return simple

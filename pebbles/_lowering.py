@@ -381,16 +381,13 @@ def lower(
     free = np.arange(cap, 0, -1, dtype=np.int64)
     g.st[R.ST_NFREE] = cap
     size = 5 * (len(arr) + 4)  # a move makes one row at most; the first paint four
-    cols: list[Any] = [arr[:, i].copy() for i in range(3)]
-    chunks = _chunks(cols[1], cols[2])
     try:
         if compiled:
             g.slot, g.free, ops = slot, free, np.empty(size, dtype=np.int64)
         else:
             g.slot, g.free, ops = slot.tolist(), free.tolist(), [0] * size
-            cols = [c.tolist() for c in cols]
-        for lo, hi in chunks:  # back in Python between chunks: Ctrl-C is raised at once
-            g.play(*(c[lo:hi] for c in cols), ops)
+        for run in g.runs(*(arr[:, i].copy() for i in range(3))):  # Ctrl-C between runs
+            g.play(*run, ops)
     except IllegalMoveError as err:
         if slots is None or err.code != "slots":
             raise
@@ -403,29 +400,6 @@ def lower(
     return SlotProgram(prog, n, game, peak + 1 if slots is None else slots,
                        int(st[R.ST_LSTEPS]), int(st[R.ST_LPAINTS]), peak,
                        int(st[R.ST_WRITES]), int(st[R.ST_READS]))
-
-
-#: Most work (cells walked over, plus one a move) the rule loop is given at once: about
-#: 0.1 s in the compiled loop, which does not return to Python (to Ctrl-C) until done.
-_CHUNK_WORK = 2**26
-
-
-def _chunks(aa: np.ndarray, bb: np.ndarray, limit: int | None = None) -> list[tuple[int, int]]:
-    """Bounds ``(lo, hi)`` of consecutive runs of the moves whose cells are ``aa`` and ``bb``
-    (the encoding's columns), each of at most ``limit`` (default :data:`_CHUNK_WORK`)
-    work plus one walk: ``forward a b`` checks ``b - a`` cells, any other move (``b =
-    -1``) counts one. Two passes over the moves, about 4 % of lowering them; more only
-    when they are cut (a ``recompute-all`` stream of n = 2e5 steps walks 2e10 cells, 20-40
-    s compiled: 300 chunks)."""
-    limit = _CHUNK_WORK if limit is None else limit
-    work = bb - aa
-    np.maximum(work, 1, out=work)
-    if int(work.sum()) <= limit:
-        return [(0, len(aa))]
-    np.cumsum(work, out=work)
-    cuts = np.searchsorted(work, np.arange(limit, int(work[-1]), limit), side="right")
-    bounds = [0, *np.unique(cuts[(cuts > 0) & (cuts < len(aa))]).tolist(), len(aa)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _too_few_slots(err: IllegalMoveError, arr: np.ndarray, n: int, game: Game,

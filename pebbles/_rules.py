@@ -24,6 +24,8 @@ A move that breaks a rule stops the loop with ``st[ST_CODE]`` set to one of the
 
 from __future__ import annotations
 
+import numpy as np
+
 __all__ = ["play"]
 
 # game codes
@@ -323,11 +325,34 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
 
 
 def _first_set(occ, lo, hi):
-    """The first cell in ``lo..hi`` holding a pebble, or -1 (plain Python uses a faster
-    twin of this loop: :func:`pebbles._simulator._first_set`)."""
-    for c in range(lo, hi + 1):
+    """The first cell in ``lo..hi`` holding a pebble, or -1.
+
+    ``occ`` is the compiled loop's board, a NumPy ``uint8`` array. A walk of more
+    than 40 cells (``recompute-all``'s check up to n) is checked one cell at a time up
+    to an index that is a multiple of 8, then 32 and 8 cells at a time (a ``uint64``
+    view), then the last cells one at a time; a shorter one cell by cell. Plain
+    Python boards (bytearrays, the sparse board) use a faster twin:
+    :func:`pebbles._simulator._first_set`.
+    """
+    c = lo
+    end = hi + 1
+    if end - c > 40:  # a long walk: one cell at a time to a word, then by words
+        while c % 8 != 0:
+            if occ[c] != 0:
+                return c
+            c += 1
+        words = (end - c) // 8
+        w = occ[c:c + 8 * words].view(np.uint64)
+        k = 0
+        while k + 4 <= words and (w[k] | w[k + 1] | w[k + 2] | w[k + 3]) == 0:
+            k += 4
+        while k < words and w[k] == 0:
+            k += 1
+        c += 8 * k  # the first word holding a pebble, or the cells after the last word
+    while c < end:
         if occ[c] != 0:
             return c
+        c += 1
     return -1
 
 

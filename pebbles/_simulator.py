@@ -67,8 +67,14 @@ __all__ = ["Board", "ChainCosts", "SimulationResult", "expand", "play_one", "sim
 _GAME_CODE = {Game.CHECKPOINT: R.G_CHECKPOINT, Game.INPLACE: R.G_INPLACE,
               Game.REVERSIBLE: R.G_REVERSIBLE}
 #: Moves :func:`simulate` takes from a stream at a time; it checks them all before it
-#: takes more (the command line writes a move only once it has been checked).
+#: takes more (the command line writes a move only once it has been checked). Also the
+#: most moves the plain-Python loop is given at once (as lists of Python ints).
 SIMULATE_CHUNK = 8192
+#: Most work (cells walked over, plus one a move) the rule loop is given at once, so
+#: that it returns to Python, where a pending Ctrl-C is raised, often: at most about
+#: 0.1 s in the compiled loop (a walk under :class:`ChainCosts` adds costs cell by cell;
+#: checking a bare walk's cells takes a few hundredths of that).
+_CHUNK_WORK = 2**26
 #: Encoded streams at least this long are checked by the compiled loop when
 #: Numba is installed (below it, importing Numba costs more than it saves).
 JIT_MIN_MOVES = int(os.environ.get("PEBBLES_JIT_MIN_MOVES", "1000000"))
@@ -362,6 +368,37 @@ def use_compiled(moves: int, work: int = 1) -> bool:
     return moves * work >= limit and compiled_play() is not None
 
 
+def _work_runs(aa: np.ndarray, bb: np.ndarray, limit: int | None = None,
+               most: int | None = None) -> list[tuple[int, int]]:
+    """Bounds ``(lo, hi)`` of consecutive runs of the moves whose cells are ``aa`` and
+    ``bb`` (the encoding's columns), each of at most ``limit`` (default
+    :data:`_CHUNK_WORK`) work plus one walk and of at most ``most`` moves (default: any
+    number): ``forward a b`` checks ``b - a`` cells, any other move (``b = -1``) counts
+    one. Two passes over the moves (about 2 ns a move: a third of the compiled check of a
+    stream of short walks), more when they are cut (a ``recompute-all`` stream of n = 2e5
+    steps walks 2e10 cells: 300 runs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> _work_runs(np.array([0, 0, 3, 5]), np.array([4, 2, -1, -1]), limit=4)
+    [(0, 1), (1, 4)]
+    >>> _work_runs(np.array([0, 0, 3, 5]), np.array([4, 2, -1, -1]), most=3)
+    [(0, 3), (3, 4)]
+    """
+    m = len(aa)
+    limit = _CHUNK_WORK if limit is None else limit
+    cuts = np.arange(most, m, most) if most else np.zeros(0, dtype=np.int64)
+    work = np.subtract(bb, aa)
+    np.clip(work, 1, limit, out=work)  # a walk counts at most limit: sums stay in int64
+    if int(work.sum()) > limit:
+        np.cumsum(work, out=work)
+        at = np.searchsorted(work, np.arange(limit, int(work[-1]), limit), side="right")
+        cuts = np.union1d(cuts, at[(at > 0) & (at < m)])
+    bounds = [0, *cuts.tolist(), m] if m else []
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
 @cache
 def compiled_play() -> Any:
     """The rule loop compiled by Numba (cached on disk), or ``None`` without Numba."""
@@ -370,8 +407,9 @@ def compiled_play() -> Any:
     except ImportError:
         return None
     jit = numba.njit(cache=True, nogil=True)
+    scan = numba.njit(inline="always")(R._first_set)  # inlined: short walks stay fast
     return jit(_play_with(_op=jit(R._op), _slot_peak=jit(R._slot_peak),
-                          _first_set=jit(R._first_set), _alloc=jit(R._alloc)))
+                          _first_set=scan, _alloc=jit(R._alloc)))
 
 
 class _Game:
@@ -408,6 +446,15 @@ class _Game:
         self.free: Any = np.zeros(0, dtype=np.int64)
         self.lower = 0
         self.moves = 0
+
+    def runs(self, kinds: np.ndarray, aa: np.ndarray, bb: np.ndarray,
+             most: int | None = None) -> Iterator[tuple[Any, Any, Any]]:
+        """Encoded columns as the runs :meth:`play` takes one at a time (:func:`_work_runs`:
+        of bounded work, at most ``most`` moves): NumPy slices for the compiled loop, lists
+        of Python ints for plain Python (which indexes them faster)."""
+        for lo, hi in _work_runs(aa, bb, most=most):
+            run = (kinds[lo:hi], aa[lo:hi], bb[lo:hi])
+            yield run if self.compiled else tuple(c.tolist() for c in run)
 
     def play(self, kinds: Sequence[int], aa: Sequence[int], bb: Sequence[int],
              ops: Any = None) -> None:
@@ -510,8 +557,9 @@ def _holder(g: _Game, kind: MoveKind, a: int) -> int:
     return c if 0 <= c < g.n and g.occ[g.n + 1 + c] else c - 1
 
 
-def _chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, array, array]]:
-    """Split a stream of moves into arrays of kinds, first and second cells."""
+def _move_chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[np.ndarray, ...]]:
+    """Split a stream of moves into int64 arrays of kinds, first and second cells, of
+    ``size`` moves (the last one fewer); a chunk is taken once the last one is played."""
     if isinstance(moves, (str, bytes)):
         raise PebblesTypeError(
             f"moves={moves!r:.60} is a string; pass an iterable of moves such as "
@@ -531,7 +579,7 @@ def _chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, array, ar
         if len(kinds) != len(chunk) or (len(kinds) and not 0 <= min(kinds) <= max(
                 kinds) <= max(MoveKind)):
             _refuse(chunk, index)
-        yield kinds, aa, bb
+        yield tuple(np.frombuffer(c, dtype=np.int64) for c in (kinds, aa, bb))
         index += len(chunk)
 
 
@@ -545,13 +593,6 @@ def _refuse(chunk: list, index: int) -> None:
     bad = next(i for i, m in enumerate(chunk) if not -MAX_CELL - 1 <= min(m[1:]) <= max(
         m[1:]) <= MAX_CELL)
     raise outside_int64(f"move #{index + bad}={chunk[bad]!r}")
-
-
-def _array_chunks(arr: np.ndarray, size: int) -> Iterator[tuple[list, list, list]]:
-    """Split an encoded array into lists of kinds, first and second cells."""
-    for i in range(0, len(arr), size):
-        part = arr[i: i + size]
-        yield part[:, 0].tolist(), part[:, 1].tolist(), part[:, 2].tolist()
 
 
 def _is_move(m: object) -> bool:
@@ -628,22 +669,19 @@ def simulate(
     read_cost = check_cost("read_cost", read_cost)
     if isinstance(moves, np.ndarray):
         arr = as_encoded(moves)
-        fast = not trace and use_compiled(len(arr))
-        if fast:
-            g = _Game(n, game, budget, disk_budget, costs, True)
-            g.play(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy())
-            if check_end:
-                g.check_end()
-            return g.result(None, write_cost, read_cost)
-        chunks = _array_chunks(arr, 1 if trace else SIMULATE_CHUNK)
+        compiled = not trace and use_compiled(len(arr))
+        blocks: Iterable[tuple[np.ndarray, ...]] = [tuple(  # the compiled loop's are contiguous
+            np.ascontiguousarray(arr[:, i]) if compiled else arr[:, i] for i in range(3))]
     else:
-        chunks = _chunks(moves, 1 if trace else SIMULATE_CHUNK)
-    g = _Game(n, game, budget, disk_budget, costs, False)
+        compiled, blocks = False, _move_chunks(moves, 1 if trace else SIMULATE_CHUNK)
+    g = _Game(n, game, budget, disk_budget, costs, compiled)
     boards: list[Board] | None = [] if trace else None
-    for kinds, aa, bb in chunks:
-        g.play(kinds, aa, bb)
-        if boards is not None:
-            boards.append(g.board())
+    most = 1 if trace else None if compiled else SIMULATE_CHUNK
+    for block in blocks:
+        for run in g.runs(*block, most=most):  # back in Python between runs: Ctrl-C
+            g.play(*run)
+            if boards is not None:
+                boards.append(g.board())
     if check_end:
         g.check_end()
     return g.result(boards, write_cost, read_cost)

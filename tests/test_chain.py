@@ -799,3 +799,174 @@ def test_size_guard_lets_through_the_long_uniform_loops_it_names():
         _check_size(n, 21, 21, uniform=True)
     with pytest.raises(pebbles.PebblesValueError, match=r"n=20000 steps .*too long at any"):
         _check_size(n, 3, 3, uniform=False)
+
+
+class _PlainPlan:
+    """The programme's recurrence written out plainly (memoised ``C(i, j)`` as a vector over
+    the levels, one split at a time; :mod:`pebbles._chain`'s docstring), on the chain in
+    units of :func:`pebbles._chain._quantum`: a reference for the table fill, whatever
+    its layout, asked ``split`` and ``kept`` by ``_chain._moves`` as a table plan is."""
+
+    def __init__(self, costs: ChainCosts, memory: float, levels: int, tape: bool):
+        from pebbles import _chain
+
+        self.graph = _chain._graph(costs)
+        self.taped = tape and self.graph is None
+        self.q = _chain._quantum(costs.sizes, memory, levels, self.graph, _chain._held(costs))
+        self.lev = np.arange(self.q.mmax + 1)
+        self.prefix = np.concatenate(([0.0], np.cumsum(costs.forward)))
+        self.memo: dict = {}
+        self.splits: dict = {}
+
+    def walk(self, i: int, k: int) -> int:
+        """Peak units of the walk i -> k."""
+        q = self.q
+        return max([int(q.units[i + 1])] + [int(q.pairs[c]) for c in range(i + 2, k + 1)])
+
+    def cost(self, i: int, j: int) -> np.ndarray:
+        """C(i, j, .) over the levels."""
+        if (i, j) not in self.memo:
+            q, lev = self.q, self.lev
+            if j == i + 1:
+                c = np.where(lev >= q.paints[i], 0.0, np.inf)
+            else:
+                c = self.split_costs(i, j).min(axis=0)
+                if self.graph is not None:
+                    c = np.minimum(c, self.kept_costs(i, j))
+            self.memo[i, j] = c
+        return self.memo[i, j]
+
+    def split_costs(self, i: int, j: int) -> np.ndarray:
+        """[k - i - 1, m]: the checkpoint branch with first checkpoint k."""
+        if (i, j) not in self.splits:
+            q, lev, rows = self.q, self.lev, []
+            for k in range(i + 1, j):
+                if k == i + 1:
+                    fits = (lev >= q.units[i + 1]) & (lev >= q.paints[i])
+                    step = 0.0 if self.taped else self.prefix[i + 1] - self.prefix[i]
+                    left = np.where(fits, step, np.inf)
+                else:
+                    left = np.where(lev >= self.walk(i, k),
+                                    self.cost(i, k) + (self.prefix[k] - self.prefix[i]), np.inf)
+                if j == k + 1:
+                    right = np.where(lev >= q.stored_paint[k], 0.0, np.inf)
+                else:
+                    u = int(q.units[k])
+                    right = np.where(lev >= u, self.cost(k, j)[np.maximum(lev - u, 0)], np.inf)
+                row = left + right
+                if q.held is not None:
+                    fits = q.held.scale(q.held.walks[i, k - i] + q.held.h[j]) <= lev
+                    row = np.where(fits, row, np.inf)
+                rows.append(row)
+            self.splits[i, j] = np.array(rows)
+        return self.splits[i, j]
+
+    def kept_costs(self, i: int, j: int) -> np.ndarray:
+        q, lev = self.q, self.lev
+        t = int(q.tunits[i])
+        c = np.where(lev >= t, self.cost(i + 1, j)[np.maximum(lev - t, 0)], np.inf)
+        if q.held is not None:
+            c = np.where((lev >= q.paints[i]) & q.held.tape_fits(i, j, lev), c, np.inf)
+        return c
+
+    def split(self, i: int, j: int, m: int) -> tuple[float, int]:
+        col = self.split_costs(i, j)[:, m]
+        t = int(np.argmin(col))
+        return float(col[t]), i + 1 + t
+
+    def tape_units(self, i: int) -> int:
+        return 1 << 62 if self.q.tunits is None else int(self.q.tunits[i])
+
+    def kept(self, i: int, j: int, m: int) -> float:
+        return math.inf if self.graph is None else float(self.kept_costs(i, j)[m])
+
+
+def _random_general_chain(rng: np.random.Generator, trial: int) -> ChainCosts:
+    """Integer or float costs and sizes (multiples of the unit or not), some uniform, some
+    with kept graphs (one never kept at times), some with held gradients and cotangents."""
+    n = int(rng.integers(1, 41)) if trial % 4 else int(rng.integers(1, 9))
+    integer = trial % 2 == 0
+    fwd = rng.integers(1, 6, n).astype(float) if integer else rng.random(n) * 3 + 0.05
+    sizes = rng.integers(0, 6, n + 1).astype(float) if integer else rng.random(n + 1) * 5
+    if trial % 5 == 0:
+        fwd, sizes = np.full(n, fwd[0]), np.full(n + 1, sizes[-1])
+    graph = grads = cot = None
+    if trial % 3 == 1:
+        graph = rng.integers(0, 5, n).astype(float) if integer else rng.random(n) * 3
+        graph[rng.integers(0, n)] = np.inf if rng.random() < 0.3 else graph[0]
+    if trial % 6 == 2:
+        grads = rng.integers(0, 3, n).astype(float)
+        cot = sizes[:n] * (np.arange(n) > 0) if rng.random() < 0.5 else None
+    return ChainCosts(fwd, fwd + rng.random(n) * 2, sizes, graph=graph, grads=grads,
+                      cotangents=cot)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_table_fill_equals_the_plain_recurrence(seed, monkeypatch):
+    """The vectorised fill (tables by length, start cell and level, the split summed and
+    folded a slab of every start cell at a time) gives exactly the plain recurrence's times
+    and, through the same reconstruction, the same moves: at 3, 10 and 100 levels, with
+    and without kept graphs, held gradients and the taped model; the returned schedule is
+    the recurrence's unless a simple one is faster (hetero_optimal's rule). Odd seeds
+    split the fill's temporary array into many small chunks, as long chains do."""
+    from pebbles import _chain
+
+    if seed % 2:
+        monkeypatch.setattr(_chain, "_CHUNK", 40)
+    rng = np.random.default_rng(900 + seed)
+    for trial in range(12):
+        costs = _random_general_chain(rng, trial)
+        n, backward = costs.n, float(costs.backward.sum())
+        need = hetero_min_memory(costs)
+        for levels in (3, 10, 100):
+            memory = need * float(rng.choice([1.0, 1.3, 2.0, 4.0])) + (trial % 2) * int(
+                rng.integers(0, 3))
+            tape = bool(rng.integers(2))
+            plain = _PlainPlan(costs, memory, levels, tape)
+            mmax = plain.q.mmax
+            best = float(plain.cost(0, n)[mmax]) if n > 1 else math.nan
+            if n > 1:
+                e, d_, kk = _chain._tables(costs.forward, plain.q, plain.taped)
+                plan = _chain._Plan(e, d_, kk, plain.q.tunits, plain.q.held, plain.q.paints)
+                got = min(plan.split(0, n, mmax)[0], plan.kept(0, n, mmax))  # any layout
+                assert got == best
+            if n == 1 and plain.graph is None or not math.isfinite(best):
+                continue
+            want = _chain._moves(plain, n, mmax, plain.q.units)
+            simple = _chain._simple(costs, memory, plain.taped)
+            if simple is not None and simple[0] < best + backward:
+                want = simple[1]
+            moves = list(hetero_optimal(costs, memory, levels=levels, tape=tape))
+            assert moves == want
+            time = hetero_time(costs, memory, levels=levels, tape=tape)
+            if simple is not None and want is simple[1]:
+                assert time == simple[0]
+            elif plain.taped:
+                assert time == best + backward
+            else:
+                assert time == pebbles.simulate(moves, n, costs=costs).time
+
+
+def test_general_tables_split_over_contiguous_slabs():
+    """The general fill stores its tables by length first, then start cell, then level:
+    for each split the terms of every start cell and level are one contiguous slab of E
+    and one of D, m (M + 1) entries, so numpy sums and folds long rows at any number of
+    levels (by start cell first, D's rows ran backwards and the sum went M + 1 entries at
+    a time: 10-15 ns an entry at M = 3, where it now takes about what it does at M = 100)."""
+    from pebbles import _chain
+
+    n, d, i = 30, 12, 5
+    rng = np.random.default_rng(3)
+    costs = random_chain(rng, n, integer=False)
+    q = _chain._quantum(costs.sizes, 2 * hetero_min_memory(costs), 3)
+    e, d_, kk = _chain._tables(costs.forward, q)
+    assert kk is None and e.shape == d_.shape == (n + 1, n + 1, q.mmax + 1)
+    m = n - d + 1
+    assert e[3, :m].flags.c_contiguous and d_[d - 3, d:].flags.c_contiguous
+    plan = _chain._Plan(e, d_, kk, q.tunits)
+    for level in range(q.mmax + 1):  # E[i, d, m] at [d, i, m], D[j, d, m] at [d, j, m]
+        cost, k = plan.split(i, i + d, level)
+        terms = [e[s - i, i, level] + d_[i + d - s, i + d, level] for s in range(i + 1, i + d)]
+        assert cost == min(terms) == terms[k - i - 1]
+        assert cost == _PlainPlan(costs, 2 * hetero_min_memory(costs), 3, False).split(
+            i, i + d, level)[0]

@@ -33,6 +33,7 @@ from pebbles import (
     simulate,
     store,
 )
+from pebbles import _rules as R
 from pebbles import _simulator as S
 from pebbles._chain import hetero_optimal
 from pebbles._lowering import OP_TAPE
@@ -151,6 +152,76 @@ def test_compiled_and_python_rules_agree_on_mutated_streams(data):
         moves[k] = Move(kind, a, data.draw(st.integers(a, n + 2)))
     py, jit = _both(moves, n, "inplace" if inplace else "checkpoint", budget)
     assert py == jit
+
+
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_compiled_and_python_rules_agree_on_long_walks(data):
+    """Walks of up to thousands of cells, over empty cells or onto a pebble at any offset
+    from their start (across the compiled scan's 8-cell words): both loops find the same
+    first broken rule, over a pebble exactly when one is in the way."""
+    n = data.draw(st.integers(2, 3000))
+    cells = sorted(set(data.draw(st.lists(st.integers(1, n), max_size=6))), reverse=True)
+    moves = [forward(0, c) for c in cells]  # a pebble on each, placed right to left
+    a = data.draw(st.sampled_from([c for c in (0, *cells) if c < n]))
+    near = [min(max(c + d, a + 1), n) for c in cells if c > a for d in (-9, -1, 0, 1, 8)]
+    b = data.draw(st.sampled_from(near) | st.integers(a + 1, n) if near else
+                  st.integers(a + 1, n))
+    py, jit = _both([*moves, forward(a, b)], n, check_end=False)
+    assert py == jit
+    if any(a < c <= b for c in cells):
+        assert py[:2] == ("illegal", len(cells)) and "walks over a pebble" in py[2]
+    else:
+        assert py.forward_steps == sum(cells) + b - a
+
+
+def test_compiled_and_python_rules_agree_on_recompute_all():
+    """Every walk of ``recompute-all`` starts at 0 and ends at the cell to paint."""
+    py, jit = _both(schedule("recompute-all", 5000), 5000)
+    assert py == jit and py.forward_steps == 5000 * 4999 // 2
+
+
+def test_every_scan_finds_the_first_pebble_in_the_way():
+    """The rule loop's scan of the cells a walk goes over, compiled (by 8-cell words past
+    40 cells), as Python over the same NumPy board, and its plain-Python twin on a
+    bytearray and on the sparse board: a lone pebble at each offset from the start, across
+    words, and random boards, from every start in the first two words."""
+    numba = pytest.importorskip("numba")
+    jit = numba.njit(R._first_set)
+    rng = np.random.default_rng(5)
+    lone = [np.eye(1, 128, p, dtype=np.uint8)[0] for p in range(100)]
+    full = [np.zeros(128, np.uint8), *((rng.random(128) < d).astype(np.uint8)
+                                        for d in (0.01, 0.05, 0.3))]
+    for occ in lone + full:
+        sparse = S._SparseBoard()
+        sparse.cells = np.flatnonzero(occ).tolist()
+        boards = (occ, occ, bytearray(occ.tobytes()), sparse)
+        scans = (jit, R._first_set, S._first_set, S._first_set)
+        p = int(np.argmax(occ))
+        for lo in range(17):
+            ends = range(lo, 128) if occ is full[0] or len(sparse.cells) != 1 else [
+                h for h in (lo, p - 1, p, p + 1, 127) if h >= lo]
+            for hi in ends:
+                hits = np.flatnonzero(occ[lo:hi + 1])
+                want = lo + int(hits[0]) if len(hits) else -1
+                assert [f(b, lo, hi) for f, b in zip(scans, boards, strict=True)] == [want] * 4
+
+
+def test_a_long_walk_is_checked_eight_cells_at_a_time():
+    """The compiled loop checks the cells of a walk a uint64 word (8 cells) at a time, as
+    fast as bytearray.find in plain Python: a walk over 10**4 cells reads about 10**4 / 8
+    entries of the board, 5000 / 8 when a pebble is in the way 5000 cells on."""
+    reads = []
+
+    class Counting(np.ndarray):
+        def __getitem__(self, i):
+            reads.append(i)
+            return super().__getitem__(i)
+
+    occ = np.zeros(10**4 + 9, np.uint8).view(Counting)
+    assert R._first_set(occ, 3, 10**4) == -1 and len(reads) < 10**4 // 8 + 20
+    occ[5003], reads[:] = 1, []
+    assert R._first_set(occ, 3, 10**4) == 5003 and len(reads) < 5000 // 8 + 20
 
 
 def test_two_level_moves_and_io_costs():
@@ -328,19 +399,25 @@ def _compiled_or_python(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.setattr(S, "JIT_MIN_MOVES", 10**18)
 
 
-def test_chunks_cover_the_moves_in_runs_of_bounded_work():
-    from pebbles._lowering import _chunks
+def test_work_runs_cover_the_moves_in_runs_of_bounded_work_and_length():
+    from pebbles._simulator import _work_runs
 
     arr = schedule("recompute-all", 50).encode()  # walks 0 -> i: work 1..49, paints 1
-    work = np.where(arr[:, 0] == MoveKind.FORWARD, arr[:, 2] - arr[:, 1], 1)
+    aa, bb = arr[:, 1], arr[:, 2]
+    work = np.where(arr[:, 0] == MoveKind.FORWARD, bb - aa, 1)
     for limit in (1, 7, 100, 10**6):
-        bounds = _chunks(arr[:, 1].copy(), arr[:, 2].copy(), limit)
-        assert bounds[0][0] == 0 and bounds[-1][1] == len(arr)
-        assert all(hi > lo for lo, hi in bounds)
-        assert all(b[1] == c[0] for b, c in zip(bounds[:-1], bounds[1:], strict=True))
-        assert all(work[lo:hi].sum() <= limit + work[lo:hi].max() for lo, hi in bounds)
-    assert _chunks(arr[:, 1].copy(), arr[:, 2].copy(), 10**6) == [(0, len(arr))]
-    assert len(_chunks(arr[:, 1].copy(), arr[:, 2].copy(), 100)) == work.sum() // 100 + 1
+        for most in (None, 1, 3, 40, 10**6):
+            bounds = _work_runs(aa, bb, limit, most)
+            assert bounds[0][0] == 0 and bounds[-1][1] == len(arr)
+            assert all(0 < hi - lo <= (most or len(arr)) for lo, hi in bounds)
+            assert all(b[1] == c[0] for b, c in zip(bounds[:-1], bounds[1:], strict=True))
+            assert all(work[lo:hi].sum() <= limit + work[lo:hi].max() for lo, hi in bounds)
+    assert _work_runs(aa, bb, 10**6) == [(0, len(arr))]
+    assert len(_work_runs(aa, bb, 100)) == work.sum() // 100 + 1
+    assert _work_runs(aa, bb, 10**6, 40)[:2] == [(0, 40), (40, 80)]
+    assert _work_runs(aa[:0], bb[:0]) == []
+    huge = np.zeros(3, dtype=np.int64), np.array([2**62, 2**62, 5])  # sums past int64
+    assert _work_runs(*huge, 4) == [(0, 1), (1, 2), (2, 3)]
 
 
 @pytest.mark.parametrize("compiled", [False, True])
@@ -356,25 +433,27 @@ def test_lowering_in_chunks_gives_the_program_of_one_chunk(compiled, monkeypatch
     for s, kw in cases:
         whole = lower(s, **kw)
         for limit in (1, 5, 64):
-            monkeypatch.setattr("pebbles._lowering._CHUNK_WORK", limit)
+            monkeypatch.setattr(S, "_CHUNK_WORK", limit)
             assert lower(s, **kw) == whole
-        monkeypatch.setattr("pebbles._lowering._CHUNK_WORK", 2**26)
+        monkeypatch.setattr(S, "_CHUNK_WORK", 2**26)
     bad = [*schedule("recompute-all", 30)]
     bad[-6] = forward(0, 29)  # an illegal walk near the end: over a pebble
     with pytest.raises(IllegalMoveError) as one:
         lower(bad, 30)
-    monkeypatch.setattr("pebbles._lowering._CHUNK_WORK", 3)
+    monkeypatch.setattr(S, "_CHUNK_WORK", 3)
     with pytest.raises(IllegalMoveError) as chunked:
         lower(bad, 30)
     assert str(chunked.value) == str(one.value) and chunked.value.index == len(bad) - 6
 
 
 @pytest.mark.parametrize("compiled", [False, True])
-def test_keyboard_interrupt_between_chunks_stops_the_lowering(compiled, monkeypatch):
+@pytest.mark.parametrize("call", ["lower", "simulate", "simulate-moves"])
+def test_keyboard_interrupt_between_chunks_stops_the_check(compiled, call, monkeypatch):
     """A long stream returns to Python after every chunk, where a pending Ctrl-C is
-    raised: here the rule loop's third chunk raises it, and nothing more is played."""
+    raised: here the rule loop's third chunk raises it, and nothing more is played, in
+    lower and in simulate (of an encoded array, compiled or not, and of moves)."""
     _compiled_or_python(compiled, monkeypatch)
-    monkeypatch.setattr("pebbles._lowering._CHUNK_WORK", 50)
+    monkeypatch.setattr(S, "_CHUNK_WORK", 50)
     played = []
 
     class Interrupted(S._Game):
@@ -385,6 +464,43 @@ def test_keyboard_interrupt_between_chunks_stops_the_lowering(compiled, monkeypa
             super().play(kinds, aa, bb, ops)
 
     monkeypatch.setattr("pebbles._lowering._Game", Interrupted)
+    monkeypatch.setattr(S, "_Game", Interrupted)
+    s = schedule("recompute-all", 100)
     with pytest.raises(KeyboardInterrupt):
-        lower(schedule("recompute-all", 100), 100)
+        {"lower": lower, "simulate": simulate, "simulate-moves": lambda s, n: simulate(
+            list(s), n)}[call](s.encode(), 100)
     assert len(played) == 3 and sum(played) < 3 * 100
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_simulation_in_chunks_gives_the_result_of_one_chunk(compiled, monkeypatch):
+    """simulate cuts a stream as lower does (by work; in plain Python also at most
+    SIMULATE_CHUNK moves a chunk): the results, and the index and text of an illegal move
+    late in the stream, are those of one run over every move, moves or encoded array."""
+    _compiled_or_python(compiled, monkeypatch)
+    rng = np.random.default_rng(3)
+    costs = ChainCosts(rng.random(60) + 0.5, rng.random(60) + 1.5, rng.random(61) * 8,
+                       graph=rng.random(60), grads=rng.random(60), cotangents=rng.random(60))
+    cases = [(s, s.n, {"game": s.game, "budget": s.budget, **s.simulator_options})
+             for s in (schedule("recompute-all", 60), schedule("treeverse", 300, budget=5),
+                       schedule("treeverse", 200, budget=4, inplace=True),
+                       schedule("two-level", 120, budget=3, disk_budget=4, write_cost=2,
+                                read_cost=3), schedule("bennett", 40, k=2))]
+    cases.append((schedule("recompute-all", 60), 60, {"costs": costs}))
+    over, kept = [*schedule("recompute-all", 30)], [*schedule("recompute-all", 30)]
+    over[-6] = forward(0, 29)  # an illegal walk near the end: over a pebble
+    del kept[-8]  # remove 3: the walk to 2 then holds three pebbles, one over the budget
+    cases += [(over, 30, {}), (kept, 30, {"budget": 2})]
+    for moves, n, kw in cases:
+        arr = pebbles.encode(moves)
+        outcomes = []
+        for limit, most in ((2**26, 8192), (1, 8192), (2, 8192), (7, 3), (2**26, 2)):
+            monkeypatch.setattr(S, "_CHUNK_WORK", limit)
+            monkeypatch.setattr(S, "SIMULATE_CHUNK", most)
+            for stream in (arr, list(moves)):
+                try:
+                    outcomes.append(simulate(stream, n, **kw))
+                except IllegalMoveError as err:
+                    outcomes.append((err.index, str(err)))
+        assert all(o == outcomes[0] for o in outcomes), moves
+    assert outcomes[0][0] == len(kept) - 7 and "budget is 2" in outcomes[0][1]
