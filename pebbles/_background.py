@@ -108,8 +108,8 @@ class BackgroundClock:
         self.time = 0.0
 
     def timed(self, moves: Iterable[Move]) -> Iterator[Move]:
-        """Yield ``moves`` as they are, timing each on this clock (from 0: a call times one
-        stream, :attr:`time` is that of the last call's)."""
+        """Yield ``moves`` as they are, timing each on this clock: from 0 once the first
+        move is taken, so :attr:`time` is that of the stream being taken (one at a time)."""
         write_cost, read_cost, backward_cost, queue = self._model
         forward, paint, store, load, discard = _TIMED  # locals: an enum's members are slow
         now, free = 0.0, 0.0           # the computation's clock; when the writer is next idle

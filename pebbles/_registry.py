@@ -389,8 +389,7 @@ def make_schedule(method: str, n: int, budget: int | None, options: Mapping[str,
     word the message of a negative budget gives ``n``.
 
     A negative budget is told the least budget that finishes the ``n`` steps (an
-    :class:`InfeasibleBudgetError` carrying it), not "0 or more", which finishes none
-    of ``n >= 2``:
+    :class:`InfeasibleBudgetError` carrying it; 0 finishes no ``n >= 2``):
 
     >>> import pebbles
     >>> pebbles.schedule("periodic", 20, budget=-3, every=5)  # doctest: +ELLIPSIS

@@ -447,14 +447,19 @@ class _Game:
         self.lower = 0
         self.moves = 0
 
-    def runs(self, kinds: np.ndarray, aa: np.ndarray, bb: np.ndarray,
+    def runs(self, kinds: Any, aa: Any, bb: Any,
              most: int | None = None) -> Iterator[tuple[Any, Any, Any]]:
-        """Encoded columns as the runs :meth:`play` takes one at a time (:func:`_work_runs`:
-        of bounded work, at most ``most`` moves): NumPy slices for the compiled loop, lists
-        of Python ints for plain Python (which indexes them faster)."""
-        for lo, hi in _work_runs(aa, bb, most=most):
-            run = (kinds[lo:hi], aa[lo:hi], bb[lo:hi])
-            yield run if self.compiled else tuple(c.tolist() for c in run)
+        """Encoded columns as the runs :meth:`play` takes one at a time, of at most ``most``
+        moves: for the compiled loop NumPy slices of bounded work too (:func:`_work_runs`:
+        it returns to Python, and to Ctrl-C, only between runs), for plain Python (which
+        returns to it at every move) lists of Python ints, which it indexes faster."""
+        if self.compiled:
+            for lo, hi in _work_runs(aa, bb, most=most):
+                yield kinds[lo:hi], aa[lo:hi], bb[lo:hi]
+            return
+        size = most or max(len(kinds), 1)  # NumPy arrays or array("q") (move streams)
+        for lo in range(0, len(kinds), size):
+            yield tuple(c[lo:lo + size].tolist() for c in (kinds, aa, bb))
 
     def play(self, kinds: Sequence[int], aa: Sequence[int], bb: Sequence[int],
              ops: Any = None) -> None:
@@ -557,9 +562,10 @@ def _holder(g: _Game, kind: MoveKind, a: int) -> int:
     return c if 0 <= c < g.n and g.occ[g.n + 1 + c] else c - 1
 
 
-def _move_chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[np.ndarray, ...]]:
-    """Split a stream of moves into int64 arrays of kinds, first and second cells, of
-    ``size`` moves (the last one fewer); a chunk is taken once the last one is played."""
+def _move_chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, array, array]]:
+    """Split a stream of moves into int64 arrays (``array("q")``) of kinds, first and second
+    cells, of ``size`` moves (the last one fewer); a chunk is taken once the last one is
+    played."""
     if isinstance(moves, (str, bytes)):
         raise PebblesTypeError(
             f"moves={moves!r:.60} is a string; pass an iterable of moves such as "
@@ -579,7 +585,7 @@ def _move_chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[np.ndarray,
         if len(kinds) != len(chunk) or (len(kinds) and not 0 <= min(kinds) <= max(
                 kinds) <= max(MoveKind)):
             _refuse(chunk, index)
-        yield tuple(np.frombuffer(c, dtype=np.int64) for c in (kinds, aa, bb))
+        yield kinds, aa, bb
         index += len(chunk)
 
 
@@ -670,7 +676,7 @@ def simulate(
     if isinstance(moves, np.ndarray):
         arr = as_encoded(moves)
         compiled = not trace and use_compiled(len(arr))
-        blocks: Iterable[tuple[np.ndarray, ...]] = [tuple(  # the compiled loop's are contiguous
+        blocks: Iterable[tuple[Any, ...]] = [tuple(  # the compiled loop's are contiguous
             np.ascontiguousarray(arr[:, i]) if compiled else arr[:, i] for i in range(3))]
     else:
         compiled, blocks = False, _move_chunks(moves, 1 if trace else SIMULATE_CHUNK)

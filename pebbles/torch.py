@@ -1102,6 +1102,7 @@ def _detached(out: tuple[torch.Tensor, ...],
     new = tuple(t.detach() for t in out)
     return new, {id(d) for t, d in zip(out, new, strict=True) if id(t) in constant}
 
+
 def _shared_outputs(out: tuple[torch.Tensor, ...], slots: list) -> list[tuple]:
     """(k, alias, version) for each output k whose storage a stored state holds too (a
     step passed a tensor on unchanged): the alias (``detach()``) shares its version

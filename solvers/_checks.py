@@ -5,6 +5,7 @@ named in the message (:func:`real`, :func:`whole`, :func:`reals`, :func:`triples
 from __future__ import annotations
 
 import math
+import reprlib
 
 import numpy as np
 
@@ -146,7 +147,7 @@ def _shown(name: str, v: object) -> str:
     """``name=value`` for a message: a large array by its dtype and shape."""
     if isinstance(v, np.ndarray) and (v.ndim > 1 or v.size > 8):
         return f"{name}=<{v.dtype} array of shape {v.shape}>"
-    return f"{name}={v!r:.80}"
+    return f"{name}={reprlib.repr(v):.80}"  # reprlib: a long list's repr is cut as made
 
 
 def triples(v: object, name: str, what: str, example: object, *,
