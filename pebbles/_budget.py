@@ -34,7 +34,24 @@ def min_pebbles(n: int, game: Game | str) -> int:
 
 
 def check_budget(n: int, budget: int, game: Game) -> None:
-    """Raise :class:`InfeasibleBudgetError` if ``budget`` cannot finish the game."""
+    """Raise :class:`InfeasibleBudgetError` if ``budget`` cannot finish the game.
+
+    A negative ``budget`` is told the least budget that finishes the ``n`` steps in the
+    registry's words (:func:`pebbles.schedule`'s, from the refusal of budget 0), or
+    ``>= 0`` where 0 finishes them:
+
+    >>> from pebbles._budget import check_budget
+    >>> check_budget(20, -3, Game.CHECKPOINT)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pebbles._errors.InfeasibleBudgetError: budget=-3 must be >= 2, the least budget ...
+    """
+    if budget < 0:
+        from ._registry import _refuse_negative  # the registry imports this module
+
+        method, opts = (("reversible-optimal", {}) if game is Game.REVERSIBLE
+                        else ("treeverse", {"inplace": game is Game.INPLACE}))
+        _refuse_negative(method, n, budget, opts, "steps")  # raises: 2**budget below is whole
     need = min_pebbles(n, game)
     if budget < need:
         why = {

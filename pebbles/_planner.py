@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._background import BackgroundClock
-from ._budget import min_pebbles
+from ._budget import check_budget, min_pebbles
 from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game
 from ._optimal import min_forward_steps
@@ -194,7 +194,7 @@ def _budget(budget: object, memory: object, state_bytes: object) -> tuple[int, i
         if memory is not None:
             raise PebblesValueError(
                 "give either budget=STATES or memory=BYTES with state_bytes=BYTES, not both")
-        return check_int("budget", budget, 0), size
+        return check_int("budget", budget), size  # a negative one: _plan_budget
     if memory is None or size is None:
         raise PebblesValueError(
             "plan() needs a budget: pass budget=S, or memory=BYTES with state_bytes=BYTES")
@@ -206,6 +206,8 @@ def _plan_budget(n: int, budget: object, memory: object,
     """:func:`plan`'s schedule budget (at most ``n``) and state size (``None``: not
     given); refused where no candidate can finish."""
     s, size = _budget(budget, memory, state_bytes)
+    if s < 0:  # told the least budget, in the registry's words
+        check_budget(n, s, Game.INPLACE)
     need = min_pebbles(n, Game.INPLACE)  # the least budget any candidate finishes with
     if s < need:
         raise InfeasibleBudgetError(

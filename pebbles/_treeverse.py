@@ -139,7 +139,7 @@ _BLOCK = 256  # subtrees this short or shorter are copied from the block cache
 
 def _checked(n: int, budget: int, inplace: bool) -> tuple[int, int, Game]:
     n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
+    budget = check_int("budget", budget)  # a negative one: check_budget tells the least
     game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
     check_budget(n, budget, game)
     return n, min(budget, n), game

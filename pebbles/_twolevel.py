@@ -84,7 +84,7 @@ def _check_cost(name: str, value: object) -> float:
 def _check_args(n: object, budget: object, disk_budget: object, write_cost: object,
                 read_cost: object, inplace: bool) -> tuple[int, int, int | None, float, float]:
     n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
+    budget = check_int("budget", budget)  # a negative one: check_budget tells the least
     check_budget(n, budget, Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT)
     disk_budget = check_disk_budget(disk_budget)
     if disk_budget is not None and disk_budget >= n - 1:
@@ -921,7 +921,7 @@ def best_period(n: int, budget: int, *, write_cost: float, read_cost: float,
 def _check_best_period(n: object, budget: object, write_cost: object, read_cost: object,
                        inplace: object) -> tuple[int, int, float, float, Game]:
     n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
+    budget = check_int("budget", budget)  # a negative one: check_budget tells the least
     game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
     check_budget(n, budget, game)  # period n (no disk) needs no more than this
     wc, rc = _check_cost("write_cost", write_cost), _check_cost("read_cost", read_cost)

@@ -107,12 +107,12 @@ def positive(text: str) -> int:
     return _integer(text, 1)
 
 
-def _integer(text: str, minimum: int) -> int:
+def _integer(text: str, minimum: int | None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= {minimum}")
     if value > MAX_INT:
         raise argparse.ArgumentTypeError(f"{text!r} must be at most 2^62")
@@ -223,7 +223,7 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     """Add METHOD and the schedule options (shared by ``schedule``, ``draw``, the solvers)."""
     parser.add_argument("method", choices=methods() if choices is None else choices)
     parser.add_argument("-n", type=positive, required=True, help="number of steps")
-    parser.add_argument("--pebbles", "--budget", dest="budget", type=count,
+    parser.add_argument("--pebbles", "--budget", dest="budget", type=_budget_flag,
                         help="budget S: states held at once besides s_0, the working state "
                              "included (Revolve's c checkpoints, s_0's among them: S = c)")
     takes = [m for m in methods() if "inplace" in dict(describe(m).options)]
@@ -274,6 +274,13 @@ def disk_budget(args: argparse.Namespace) -> int | None:
 def count(text: str) -> int:
     """argparse type: a whole number >= 0."""
     return _integer(text, 0)
+
+
+def _budget_flag(text: str) -> int:
+    """argparse type of ``--pebbles``: a whole number, negative ones too, which the library
+    refuses naming the least budget that finishes the run (:func:`in_flags` words it in
+    flags), where "must be >= 0" would send the user to 0, refused in turn."""
+    return _integer(text, None)
 
 
 def write_error(path: Path) -> str | None:
@@ -854,12 +861,12 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_cmd_schedule)
     c = sub.add_parser("compare", help="table of all methods at one budget")
     c.add_argument("-n", type=positive, required=True, help="number of steps")
-    c.add_argument("--pebbles", "--budget", dest="budget", type=count, required=True,
+    c.add_argument("--pebbles", "--budget", dest="budget", type=_budget_flag, required=True,
                    help="budget S: states held at once besides s_0, the working state included")
     c.set_defaults(run=_cmd_compare)
     q = sub.add_parser("plan", help="recommend a schedule for a memory budget")
     q.add_argument("-n", type=positive, required=True, help="number of steps")
-    q.add_argument("--pebbles", "--budget", dest="budget", type=count,
+    q.add_argument("--pebbles", "--budget", dest="budget", type=_budget_flag,
                    help="budget S: states held at once besides s_0, the working state included "
                         "(or give --memory and --state-bytes)")
     q.add_argument("--memory", type=parse_bytes,

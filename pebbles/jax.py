@@ -82,9 +82,10 @@ def _from_moves(moves: Any, n: int, budget: int | None) -> SlotProgram:
     if budget is not None:
         peak = (played or simulate(arr, n, program.game)).peak_pebbles
         if peak > budget:
+            made = f" or a schedule made for budget={budget}" if budget >= 0 else ""
             raise InfeasibleBudgetError(
                 f"the schedule passed holds {peak} carries at once, more than budget={budget}; "
-                f"pass budget >= {peak} or a schedule made for budget={budget}", peak)
+                f"pass budget >= {peak}{made}", peak)
     return program
 
 
@@ -119,6 +120,8 @@ def _named(n: int, budget: int | None, method: str, options: tuple) -> SlotProgr
     try:
         chosen = _schedule(method, n, budget=budget, **{k: v for k, v, _ in options})
     except InfeasibleBudgetError as exc:
+        if budget is not None and budget < 0:
+            raise  # the registry's words: the least budget that finishes the n steps
         raise InfeasibleBudgetError(
             f"budget={budget} cannot finish method={method!r} with n={n} steps; pass budget >= "
             f"{exc.minimum} (pebbles: {exc})", exc.minimum) from exc
@@ -161,7 +164,7 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
     """
     n = check_int("length", length, 1)
     if budget is not None:
-        budget = check_int("budget", budget, 0)
+        budget = check_int("budget", budget)  # a negative one: the registry tells the least
     if isinstance(schedule, SlotProgram) and schedule.n != n:
         raise PebblesValueError(f"schedule is a program for n={schedule.n} steps but the scan "
                                 f"has {n}; lower the schedule for n={n}")

@@ -249,7 +249,14 @@ LIBRARY_CASES = [
     (lambda: pebbles.brute_force(40, 5), PebblesValueError, r"tiny boards"),
     (lambda: pebbles.min_forward_steps(10, 1), InfeasibleBudgetError, r"budget=2 or more"),
     (lambda: pebbles.min_forward_steps(10, 3, "chess"), PebblesValueError, r"not a game"),
-    (lambda: pebbles.treeverse(10, -1), PebblesValueError, r"budget=-1 must be >= 0"),
+    # was "budget=-1 must be >= 0; pass budget=0 or more", and budget=0 was refused too
+    (lambda: pebbles.treeverse(10, -1), InfeasibleBudgetError,
+     r"^budget=-1 must be >= 2, the least budget that finishes n=10 steps; pass budget=2 or "
+     r"more$"),
+    (lambda: pebbles.treeverse(10, -1, inplace=True), InfeasibleBudgetError,
+     r"^budget=-1 must be >= 1, .*; pass budget=1 or more$"),
+    (lambda: pebbles.treeverse(1, -1), PebblesValueError, r"^budget=-1 must be >= 0; pass "
+                                                          r"budget=0 or more$"),
     (lambda: pebbles.treeverse(10, 2.5), PebblesTypeError, r"budget=2.5 must be an integer"),
     (lambda: pebbles.treeverse(True, 3), PebblesTypeError, r"n=True"),
     (lambda: pebbles.treeverse_paper(20, 0), PebblesValueError, r"delta=0"),
@@ -269,6 +276,8 @@ LIBRARY_CASES = [
     (lambda: pebbles.plan(100, 5, backward_cost=math.inf), PebblesValueError,
      r"must be a finite number"),
     (lambda: pebbles.plan(100, 5, backward_cost=-1), PebblesValueError, r">= 0"),
+    (lambda: pebbles.plan(20, -3), InfeasibleBudgetError,
+     r"^budget=-3 must be >= 1, the least budget that finishes n=20 steps; pass budget=1 or more"),
     (lambda: pebbles.plan(100), PebblesValueError, r"needs a budget"),
     (lambda: pebbles.plan(100, 5, memory=10**9), PebblesValueError, r"not both"),
     (lambda: pebbles.plan(100, memory=10**6, state_bytes=32 * 10**6), PebblesValueError,

@@ -624,3 +624,33 @@ def test_a_command_writing_a_file_runs_with_standard_output_closed(monkeypatch, 
     assert run_command(parser, ["--out", str(out)],
                        lambda args: Path(args.out).write_text("done") and "") == 0
     assert out.read_text() == "done"
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["schedule", "treeverse", "-n", "20", "--pebbles", "-3"],
+     "--pebbles -3 must be >= 2, the least budget that finishes -n 20 steps; pass --pebbles 2 "
+     "or more"),
+    (["schedule", "treeverse", "-n", "20", "--pebbles", "-3", "--inplace"],
+     "--pebbles -3 must be >= 1, the least budget that finishes -n 20 steps; pass --pebbles 1 "
+     "or more"),
+    (["schedule", "periodic", "-n", "20", "--every", "5", "--budget", "-1"],
+     "--pebbles -1 must be >= 7, the least budget that finishes -n 20 steps with "
+     "method='periodic'; pass --pebbles 7 or more"),
+    (["schedule", "treeverse", "-n", "1", "--pebbles", "-1"],  # 0 finishes one step
+     "--pebbles -1 must be >= 0; pass --pebbles 0 or more"),
+    (["compare", "-n", "20", "--pebbles", "-3"],  # the least any method finishes with
+     "--pebbles -3 must be >= 1, the least budget that finishes -n 20 steps; pass --pebbles 1 "
+     "or more"),
+    (["plan", "-n", "20", "--pebbles", "-3"],
+     "--pebbles -3 must be >= 1, the least budget that finishes -n 20 steps; pass --pebbles 1 "
+     "or more"),
+])
+def test_a_negative_pebbles_is_told_the_least_budget_in_flags(capsys, argv, line):
+    """argparse refused it with "'-3' must be a whole number >= 0", and 0 was then refused."""
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err == f"pebbles {argv[0]}: error: {line}\n"
+
+
+def test_pebbles_is_still_a_whole_number(capsys):
+    code, _, err = run(capsys, "schedule", "treeverse", "-n", "20", "--pebbles", "-1.5")
+    assert code == 2 and "argument --pebbles/--budget: '-1.5' is not an integer" in err

@@ -770,3 +770,30 @@ def test_a_step_that_is_not_callable_is_named():
     for cond, body, name in ((None, lambda c: c, "cond"), (lambda c: c < 1, 3, "body")):
         with pytest.raises(pebbles.PebblesTypeError, match=f"{name}=.* is not callable"):
             checkpointed_while_loop(cond, body, 0.0, budget=2)
+
+
+@pytest.mark.parametrize(("kw", "least", "by"), [
+    ({}, 2, ""), ({"inplace": True}, 1, ""),
+    ({"method": "periodic", "every": 5}, 7, " with method='periodic'"),
+])
+def test_a_negative_budget_is_told_the_least_budget_in_the_registrys_words(kw, least, by):
+    """scan_program said "budget=-3 must be >= 0; pass budget=0 or more", and 0 was then
+    refused too (wrapped as "cannot finish method=... (pebbles: ...)")."""
+    with pytest.raises(pebbles.InfeasibleBudgetError,
+                       match=rf"^budget=-3 must be >= {least}, the least budget that finishes "
+                             rf"n=20 steps{by}; pass budget={least} or more$") as err:
+        scan_program(20, budget=np.int64(-3), **kw)
+    assert err.value.minimum == least
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=r"^budget=-1 must be >= 2, "):
+        checkpointed_scan(lambda c, x: (c, None), 0.0, jnp.ones(5), budget=-1)
+    scan_program(20, budget=least, **kw)  # which it is
+
+
+def test_a_negative_budget_with_a_schedule_is_told_its_peak():
+    """A move stream checked against budget=-3 was told "must be >= 0" (0 refused too)."""
+    s = pebbles.schedule("treeverse", 20, budget=3)
+    for given in (s, list(s)):
+        with pytest.raises(pebbles.InfeasibleBudgetError,
+                           match=r"^the schedule passed holds 3 carries at once, more than "
+                                 r"budget=-3; pass budget >= 3$"):
+            scan_program(20, budget=-3, schedule=given)

@@ -541,3 +541,22 @@ def test_illegal_move_error_names_the_broken_rule_in_code():
     names = _rules.RULE_NAMES  # one name per E_* code, from the codes themselves
     assert len(set(names)) == len(names) == _rules.E_GRAPH_NEVER + 1
     assert (names[_rules.E_BUDGET], names[_rules.E_DISK_BUDGET]) == ("budget", "disk_budget")
+
+
+@pytest.mark.parametrize(("game", "least", "by"), [
+    ("checkpoint", 2, ""), ("inplace", 1, ""),
+    ("reversible", 5, " with method='reversible-optimal'"),
+])
+def test_check_budget_tells_a_negative_budget_the_least_in_the_registrys_words(game, least, by):
+    """A negative budget reached the game's wording ("-3 pebbles reach cell -0.875")."""
+    from pebbles._budget import check_budget
+    from pebbles._moves import Game
+
+    with pytest.raises(pebbles.InfeasibleBudgetError,
+                       match=rf"^budget=-3 must be >= {least}, the least budget that finishes "
+                             rf"n=20 steps{by}; pass budget={least} or more$") as err:
+        check_budget(20, -3, Game(game))
+    assert err.value.minimum == least == pebbles.min_pebbles(20, game)
+    one = pebbles.min_pebbles(1, game)  # 0 finishes one step but in the reversible game
+    with pytest.raises(pebbles.PebblesValueError, match=rf"^budget=-3 must be >= {one}[;,]"):
+        check_budget(1, -3, Game(game))

@@ -277,6 +277,18 @@ def test_bad_arguments_name_the_argument(kwargs, match):
         min_total_time(**kwargs, write_cost=1, read_cost=1)
 
 
+@pytest.mark.parametrize("make", [min_total_time, lambda *a, **k: list(two_level(*a, **k))])
+@pytest.mark.parametrize(("inplace", "least"), [(False, 2), (True, 1)])
+def test_a_negative_budget_is_told_the_least_budget(make, inplace, least):
+    """budget=-2 was told "pass budget=0 or more", and budget=0 was then refused."""
+    with pytest.raises(pebbles.InfeasibleBudgetError,
+                       match=rf"^budget=-2 must be >= {least}, the least budget that finishes "
+                             rf"n=10 steps; pass budget={least} or more$") as err:
+        make(10, -2, write_cost=1, read_cost=1, inplace=inplace)
+    assert err.value.minimum == least
+    make(10, least, write_cost=1, read_cost=1, inplace=inplace)  # which it is
+
+
 @pytest.mark.parametrize("cost", [-1.0, float("nan")])
 def test_bad_costs_are_refused(cost):
     nan = "; NaN is not one" if cost != cost else ""
@@ -469,7 +481,11 @@ def test_periodic_disk_time_of_an_unpriced_disk_is_not_nan():
     (dict(read_cost=float("nan")), pebbles.PebblesValueError, r"read_cost=nan .*NaN"),
     (dict(read_cost="2"), pebbles.PebblesTypeError, r"read_cost='2' must be a number"),
     (dict(budget=0), pebbles.InfeasibleBudgetError, r"budget=0 cannot .* budget=2 or more"),
-    (dict(budget=-3), pebbles.PebblesValueError, r"budget=-3 must be >= 0"),
+    # was "budget=-3 must be >= 0; pass budget=0 or more", and budget=0 was refused too
+    (dict(budget=-3), pebbles.InfeasibleBudgetError, r"^budget=-3 must be >= 2, the least "
+                                                     r"budget that finishes n=100 steps; pass "
+                                                     r"budget=2 or more$"),
+    (dict(budget=-3, inplace=True), pebbles.InfeasibleBudgetError, r"^budget=-3 must be >= 1"),
     (dict(n=0), pebbles.PebblesValueError, r"n=0 must be >= 1"),
     (dict(n=-5), pebbles.PebblesValueError, r"n=-5 must be >= 1"),
     (dict(n=10.0), pebbles.PebblesTypeError, r"n=10\.0 must be an integer"),
