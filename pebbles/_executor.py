@@ -173,7 +173,8 @@ class _Replay:
         self.cb = cb
         self.check_finite = check_finite
         self.check_states = check_states
-        self.sums: dict[int, int] = {}
+        self.sums: dict[int, int] = {}  # slot -> digest of its state (debug mode)
+        self.kept_sums: dict[int, int] = {}  # id -> digest of a state held by keep()
         self.gbar: Any = None
         self.theta: Any = None
         self.theta_sig: Any = None
@@ -304,11 +305,7 @@ class _Replay:
         """The state in ``slot``; in debug mode, check nothing has changed it."""
         s = self.slots[slot]
         if self.check_states and slot in self.sums and T.digest(s) != self.sums[slot]:
-            raise PebblesValueError(
-                f"a stored state changed while it was stored (found before {what} at step "
-                f"{i}): a callback modified a state it was only given to read (or one it "
-                f"kept a reference to); return new arrays from step/backward (s = s * a, "
-                f"not s *= a)")
+            raise _stored_changed(f"before {what} at step {i}")
         return s
 
     # -- steps ---------------------------------------------------------------
@@ -402,10 +399,13 @@ class _Replay:
         self.held_states.add(s)
         self.live += 1
         self.held(0)
+        if self.check_states:  # checked when it takes its slot (resume)
+            self.kept_sums[id(s)] = T.digest(s)
         return s
 
     def forget(self, s: Any) -> None:
         """Stop holding state ``s`` (held through :meth:`keep`)."""
+        self.kept_sums.pop(id(s), None)
         self.held_states.discard(s)
         self.live -= 1
         self.free(s)
@@ -424,9 +424,12 @@ class _Replay:
         self.n = prog.n
         self.slots = [None] * prog.nslots
         for slot, cell in cells.items():
-            self.slots[slot] = kept.pop(cell)
+            self.slots[slot] = s = kept.pop(cell)
             if self.check_states and slot:
-                self.sums[slot] = T.digest(self.slots[slot])
+                self.sums[slot] = T.digest(s)
+                if self.kept_sums.pop(id(s), self.sums[slot]) != self.sums[slot]:
+                    raise _stored_changed(f"as the reverse sweep began, in the state of step "
+                                          f"{cell}, kept since that step")
         self.run(prog.ops[seed:], None)
 
     # -- backward ------------------------------------------------------------
@@ -729,6 +732,14 @@ def _with_frees(prog: SlotProgram) -> SlotProgram:
     rows = np.array([[OP_FREE, slot, 0, c, 0] for _, slot, c in after], dtype=ops.dtype)
     ops = np.insert(ops, [k + 1 for k, _, _ in after], rows, axis=0)
     return dataclasses.replace(prog, ops=ops)
+
+
+def _stored_changed(where: str) -> PebblesValueError:
+    """The error of :class:`_Replay`'s debug mode for a stored state found changed."""
+    return PebblesValueError(
+        f"a stored state changed while it was stored (found {where}): a callback "
+        f"modified a state it was only given to read (or one it kept a reference to); "
+        f"return new arrays from step/backward (s = s * a, not s *= a)")
 
 
 def _cell(op: int, first: int, count: int) -> int:

@@ -747,8 +747,8 @@ def replay_until(
     sched = OnlineScheduler(budget, beyond=beyond)
     _check_callbacks(s0, "replay_until", step=step, backward=backward, loss_grad=loss_grad,
                      done=done, loss=loss)
-    r = _Replay(0, budget + 2, s0, _callbacks(step, backward, loss_grad, loss=loss, done=done),
-                False, None, check_states)
+    r = _Replay(0, 2, s0, _callbacks(step, backward, loss_grad, loss=loss, done=done),
+                False, None, check_states)  # slots: the stop's program sizes them
     r.offers = False  # no step_into here
     _guard(r, s0, lambda: _reverse_until(r, _forward_until(r, sched, max_steps), sched))
     result = UntilResult(r.n, r.loss, r.gbar, r.theta, r.steps, r.paints)
@@ -783,8 +783,8 @@ def _reverse_until(r: _Replay, kept: dict[int, Any], sched: OnlineScheduler) -> 
     lowered by :func:`pebbles.lower`, and the moves between them). The moves, so
     the calls of ``step`` and ``backward``, are those of ``online(n, budget)``.
     """
-    budget = sched.budget
     cells = sorted(kept)  # 0, the checkpoints (the front n - 1 last), n
+    budget = min(sched.budget, cells[-1])  # no more slots than the n steps can fill
     r.resume(_seed_program(cells, budget + 2), kept)
     board = _Board(cells[:-2], budget + 2)  # the seed program freed n and n - 1
     bounds = cells[:-1]

@@ -688,3 +688,43 @@ def test_replay_until_errors_suggest_only_what_it_takes():
 def test_r2_range_checks_inplace():
     with pytest.raises(pebbles.PebblesTypeError, match=r"^inplace='x' must be True or False"):
         online_r2_range(3, inplace="x")
+
+
+def test_replay_until_check_states_names_a_kept_state_changed_before_the_stop():
+    """A step that keeps a reference to a state the forward phase keeps (s_21 of a run
+    stopping at 40 with budget 3) and writes into it later gave a wrong gradient under
+    check_states=True, found by no check (replay of the same schedule names it)."""
+    def step_writing_into(kept_at):
+        saved = {}
+
+        def step(i, s):
+            if i == kept_at:
+                saved["s"] = s
+            if i == kept_at + 5:
+                saved.pop("s")[:] = 123.0
+            return s * 0.9 + 0.1
+        return step
+
+    kw = dict(backward=lambda i, s, g: (g * 0.9, np.sum(s * g, keepdims=True)),
+              loss_grad=np.ones_like, done=lambda i, s: i == 40, budget=3, check_states=True)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^a stored state changed while it "
+                       r"was stored \(found as the reverse sweep began, in the state of step "
+                       r"21, kept since that step\)"):
+        pebbles.replay_until(step=step_writing_into(21), s0=np.ones(2), **kw)
+    honest = pebbles.replay_until(step=step_writing_into(10**6), s0=np.ones(2), **kw)
+    assert honest.n == 40
+
+
+def test_replay_until_holds_no_more_than_its_steps_need(monkeypatch):
+    """A budget far above n (10**7 for 10 steps) sized the executor's slot lists and the
+    reverse sweep's free slots by the budget: 0.6 s and 500 MB for ten steps."""
+    import tracemalloc
+
+    pebbles.replay_until(budget=3, **_trivial(10))  # imports, not counted below
+    tracemalloc.start()
+    try:
+        r = pebbles.replay_until(budget=10**7, **_trivial(10))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.n == 10 and r.backward_steps == 10 and peak < 2**20, peak
