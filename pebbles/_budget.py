@@ -46,12 +46,9 @@ def check_budget(n: int, budget: int, game: Game) -> None:
     ...
     pebbles._errors.InfeasibleBudgetError: budget=-3 must be >= 2, the least budget ...
     """
-    if budget < 0:
-        from ._registry import _refuse_negative  # the registry imports this module
-
-        method, opts = (("reversible-optimal", {}) if game is Game.REVERSIBLE
-                        else ("treeverse", {"inplace": game is Game.INPLACE}))
-        _refuse_negative(method, n, budget, opts, "steps")  # raises: 2**budget below is whole
+    if budget < 0:  # raises: 2**budget below is whole
+        by = " with method='reversible-optimal'" if game is Game.REVERSIBLE else ""
+        refuse_negative(budget, min_pebbles(n, game), n, by=by)
     need = min_pebbles(n, game)
     if budget < need:
         why = {
@@ -64,3 +61,15 @@ def check_budget(n: int, budget: int, game: Game) -> None:
             f"({why}); use budget={need} or more",
             need,
         )
+
+
+def refuse_negative(budget: int, least: int, n: int, unit: str = "steps", by: str = "") -> None:
+    """Raise for a negative ``budget``: an :class:`InfeasibleBudgetError` naming ``least``,
+    the least budget that finishes the ``n`` ``unit`` (``by``: with what, e.g. `` with
+    method='periodic'``), where it is above 0; else "must be >= 0". The one wording of
+    :func:`check_budget` and :func:`pebbles.schedule` (which finds ``least`` by trying 0)."""
+    if least > 0:
+        raise InfeasibleBudgetError(
+            f"budget={budget} must be >= {least}, the least budget that finishes n={n} "
+            f"{unit}{by}; pass budget={least} or more", least)
+    check_int("budget", budget, 0)

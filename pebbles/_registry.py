@@ -33,7 +33,7 @@ from ._bennett import (
     best_bennett,
     reversible_gradient,
 )
-from ._budget import min_pebbles
+from ._budget import min_pebbles, refuse_negative
 from ._encoded import mirror_encoded
 from ._errors import InfeasibleBudgetError, PebblesTypeError, PebblesValueError
 from ._lowering import SlotProgram, lower
@@ -427,11 +427,11 @@ def _refuse_negative(method: str, n: int, budget: int, opts: dict[str, Any],
     try:
         make_schedule(method, n, 0, opts, unit=unit)
     except InfeasibleBudgetError as err:
-        by = "" if method == "treeverse" else f" with method={method!r}"
-        raise InfeasibleBudgetError(
-            f"budget={budget} must be >= {err.minimum}, the least budget that finishes "
-            f"n={n} {unit}{by}; pass budget={err.minimum} or more", err.minimum) from None
-    check_int("budget", budget, 0)  # 0 finishes them: "must be >= 0"
+        least = err.minimum
+    else:
+        least = 0  # 0 finishes them: "must be >= 0"
+    by = "" if method == "treeverse" else f" with method={method!r}"
+    refuse_negative(budget, least, n, unit, by)
 
 
 def _options(entry: Method, given: Mapping[str, Any]) -> dict[str, Any]:
