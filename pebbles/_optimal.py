@@ -46,7 +46,7 @@ def min_forward_steps(n: int, budget: int, game: Game | str = Game.CHECKPOINT) -
     [33, 33, 45]
     """
     n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
+    budget = check_int("budget", budget)  # a negative one: check_budget tells the least
     game = Game.coerce(game)
     check_budget(n, budget, game)
     if game is Game.REVERSIBLE:

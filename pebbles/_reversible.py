@@ -149,7 +149,7 @@ def _tables(n: int, s: int) -> ReversibleTables:
 def _checked(n: object, budget: object) -> tuple[int, int]:
     """``n`` and the pebbles used, ``min(budget, n)``, after the checks (``n <= 2^S - 1``)."""
     n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
+    budget = check_int("budget", budget)  # a negative one: check_budget tells the least
     check_budget(n, budget, Game.REVERSIBLE)
     return n, min(budget, n)
 

@@ -61,7 +61,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ._budget import check_budget, min_pebbles
+from ._budget import check_budget, min_pebbles, refuse_negative
 from ._errors import InfeasibleBudgetError, PebblesValueError
 from ._moves import Game, Move, MoveKind
 from ._optimal import min_forward_steps
@@ -761,26 +761,39 @@ def _split_moves(t: _Tables, code: int, b: int, m: int, s: int, d: int, push) ->
 
 
 def _check_period(n: int, budget: int, period: object, inplace: bool) -> tuple[int, int, int]:
+    """``n``, ``budget`` and ``period`` of :func:`periodic_disk`, checked; a budget below
+    :func:`_period_least` is refused naming it."""
     n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
+    budget = check_int("budget", budget)
     period = check_int("period", period, 1)
     game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
-    least = min_pebbles(min(period, n), game)
-    if budget < least:
+    least = _period_least(n, period, game)
+    if budget < 0:
+        refuse_negative(budget, least, n, by=f" with period={period}")
+    if budget < min_pebbles(min(period, n), game):
         raise InfeasibleBudgetError(
             f"budget={budget} cannot reverse a period of {min(period, n)} steps (period="
             f"{period}, n={n}) in the {game.value} game; use budget={least} or more", least)
-    need = least + 1
-    if period < n and budget < need:
+    if period < n and budget < min_pebbles(period, game) + 1:
         raise InfeasibleBudgetError(
             f"budget={budget} cannot reverse a period of {period} steps while it holds the "
-            f"period's start in memory; pass budget >= {need} or a shorter period", need)
-    if game is Game.CHECKPOINT and n > 2 * period and budget < 2:
+            f"period's start in memory; pass budget >= {least} or a shorter period", least)
+    if budget < least:  # the checkpoint walk between period starts
         raise InfeasibleBudgetError(
             f"budget={budget} cannot walk from one stored period start to the next with "
             f"period={period} and n={n} (a walk holds two pebbles in the checkpoint game); "
-            f"pass budget >= 2", 2)
+            f"pass budget >= {least}", least)
     return n, budget, period
+
+
+def _period_least(n: int, period: int, game: Game) -> int:
+    """Least budget :func:`periodic_disk` takes: a period's own (:func:`min_pebbles`),
+    one more to hold its start where there are more periods, and 2 in the checkpoint
+    game to walk between stored starts (``n > 2 period``)."""
+    least = min_pebbles(min(period, n), game) + (1 if period < n else 0)
+    if game is Game.CHECKPOINT and n > 2 * period:
+        least = max(least, 2)
+    return least
 
 
 def periodic_disk(n: int, budget: int, period: int, *, inplace: bool = False) -> Iterator[Move]:

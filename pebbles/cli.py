@@ -53,8 +53,9 @@ from ._reversible import reversible_tables_fit
 from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
-           "add_schedule_arguments", "count", "in_flags", "main", "method_flags", "parse_bytes",
-           "positive", "run_command", "schedule_from_args", "unused_flags", "write_error"]
+           "add_schedule_arguments", "budget_flag", "count", "in_flags", "main", "method_flags",
+           "parse_bytes", "positive", "run_command", "schedule_from_args", "unused_flags",
+           "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -223,7 +224,7 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     """Add METHOD and the schedule options (shared by ``schedule``, ``draw``, the solvers)."""
     parser.add_argument("method", choices=methods() if choices is None else choices)
     parser.add_argument("-n", type=positive, required=True, help="number of steps")
-    parser.add_argument("--pebbles", "--budget", dest="budget", type=_budget_flag,
+    parser.add_argument("--pebbles", "--budget", dest="budget", type=budget_flag,
                         help="budget S: states held at once besides s_0, the working state "
                              "included (Revolve's c checkpoints, s_0's among them: S = c)")
     takes = [m for m in methods() if "inplace" in dict(describe(m).options)]
@@ -276,7 +277,7 @@ def count(text: str) -> int:
     return _integer(text, 0)
 
 
-def _budget_flag(text: str) -> int:
+def budget_flag(text: str) -> int:
     """argparse type of ``--pebbles``: a whole number, negative ones too, which the library
     refuses naming the least budget that finishes the run (:func:`in_flags` words it in
     flags), where "must be >= 0" would send the user to 0, refused in turn."""
@@ -354,7 +355,8 @@ def in_flags(err: PebblesError, n_flag: str = "-n",
              flags: dict[str, str] | None = None) -> PebblesError:
     """``err`` with the library's ``name=value`` words written as the command line's flags
     (``budget=2`` becomes ``--pebbles 2``, ``budget >= 5`` ``--pebbles >= 5``, ``<=`` alike), for a
-    message a command-line user can act on; ``n`` becomes ``n_flag``. ``flags``: more
+    message a command-line user can act on; ``n`` becomes ``n_flag`` (``n=20 steps`` with
+    ``n_flag="--steps"`` reads ``--steps 20``: no unit repeats the flag). ``flags``: more
     argument names and their flags for a command that has others (``{"memory":
     "--memory"}``), or other flags for the usual names (``{"period": "--every"}``)."""
     table = {**_VALUE_FLAGS, "n": n_flag, **(flags or {})}
@@ -369,8 +371,18 @@ def in_flags(err: PebblesError, n_flag: str = "-n",
             return table[m.group(1)] + (" " if following and not following.isspace()
                                         and following not in ",;)" else "")
 
-        err.args = (pattern.sub(flag, err.args[0]), *err.args[1:])
+        err.args = (_unrepeated(pattern.sub(flag, err.args[0]), table.values()),
+                    *err.args[1:])
     return err
+
+
+def _unrepeated(text: str, flags: Iterable[str]) -> str:
+    """``text`` with no unit that repeats its flag's name: ``--steps 20 steps`` reads
+    ``--steps 20`` (the library's ``n=20 steps``, worded in flags)."""
+    for name in flags:
+        if name.startswith("--"):
+            text = re.sub(rf"({re.escape(name)} \S+) {re.escape(name[2:])}\b", r"\1", text)
+    return text
 
 
 #: Options whose default None is a meaning of its own (least tau, unbounded disk).
@@ -861,12 +873,12 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_cmd_schedule)
     c = sub.add_parser("compare", help="table of all methods at one budget")
     c.add_argument("-n", type=positive, required=True, help="number of steps")
-    c.add_argument("--pebbles", "--budget", dest="budget", type=_budget_flag, required=True,
+    c.add_argument("--pebbles", "--budget", dest="budget", type=budget_flag, required=True,
                    help="budget S: states held at once besides s_0, the working state included")
     c.set_defaults(run=_cmd_compare)
     q = sub.add_parser("plan", help="recommend a schedule for a memory budget")
     q.add_argument("-n", type=positive, required=True, help="number of steps")
-    q.add_argument("--pebbles", "--budget", dest="budget", type=_budget_flag,
+    q.add_argument("--pebbles", "--budget", dest="budget", type=budget_flag,
                    help="budget S: states held at once besides s_0, the working state included "
                         "(or give --memory and --state-bytes)")
     q.add_argument("--memory", type=parse_bytes,

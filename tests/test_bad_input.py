@@ -298,7 +298,7 @@ LIBRARY_CASES = [
     (lambda: pebbles.online_overhead((10, "x")), PebblesTypeError, r"ns\[1\]='x'"),
     (lambda: pebbles.online_overhead((10,), inplace=1), PebblesTypeError, r"inplace=1"),
     (lambda: pebbles.schedule("periodic-disk", 10, budget=1, period=3),
-     InfeasibleBudgetError, r"period of 3 steps \(period=3, n=10\).*budget=2 or more"),
+     InfeasibleBudgetError, r"period of 3 steps \(period=3, n=10\).*budget=3 or more"),
     (lambda: pebbles.schedule("treeverse", 10, budget=3).simulate(budget=2),
      IllegalMoveError, r"the budget is 2"),
 ]

@@ -343,7 +343,7 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
     (["loss", *TINY, "--dt", "1e-160"], ["--dt 1e-160 must be between"]),
     # a negative budget was told "pass --pebbles 0 or more", which is refused too
     (["gradient", *TINY, "--method", "treeverse", "--pebbles", "-3"],
-     ["--pebbles -3 must be >= 2, the least budget that finishes --steps 10 steps; pass "
+     ["--pebbles -3 must be >= 2, the least budget that finishes --steps 10; pass "
       "--pebbles 2 or more"]),
     (["gradient", *TINY, "--method", "two-level", "--write-cost", "1", "--read-cost", "1",
       "--pebbles", "-3"], ["--pebbles -3 must be >= 2", "pass --pebbles 2 or more"]),

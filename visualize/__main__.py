@@ -31,6 +31,7 @@ from pebbles import PebblesError, PebblesValueError
 from pebbles.cli import (
     OneLineParser,
     SubcommandParser,
+    budget_flag,
     count,
     in_flags,
     positive,
@@ -90,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                     default=200, help="grid nx = ny, >= 32 (200)")
     pm.add_argument("--steps", type=positive, help="time steps (default: scaled paper run)")
     pm.add_argument("--times", type=positive, nargs="+", help="snapshot steps")
-    pm.add_argument("--pebbles", "--budget", dest="budget", type=positive,
+    pm.add_argument("--pebbles", "--budget", dest="budget", type=budget_flag,
                     help="treeverse budget S of --panel gradient (20)")
     pm.add_argument("--panel", choices=("snapshots", "gradient"), default="snapshots",
                     help="wavefield snapshots with the shot gather, or dL/dc (snapshots)")
@@ -271,7 +272,7 @@ def _pml(args: argparse.Namespace):
 
     cfg = ex.scaled_config(args.size, **({"steps": args.steps} if args.steps else {}))
     times = args.times or [max(1, round(cfg.steps * f)) for f in (0.2, 0.35, 0.5, 0.7)]
-    budget = (args.budget or 20) if args.panel == "gradient" else None
+    budget = (20 if args.budget is None else args.budget) if args.panel == "gradient" else None
     _check_pml(args, cfg, times, budget)
     data = ex.pml_experiment(cfg, times, budget=budget)
     if args.panel == "gradient":
