@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -373,33 +374,244 @@ def lower(
     if slots is not None:
         slots = min(slots, n + 2)  # no game holds more than n + 1 states: one more is free
     cap = n + 1 if slots is None else slots - 1
-    compiled = use_compiled(len(arr), work=5)
-    g = _Game(n, game, budget, disk, None, compiled)
+    g = _Game(n, game, budget, disk, None, use_compiled(len(arr), work=5))
     g.lower = 2 if frees else 1
     slot = np.full(n + 1, -1, dtype=np.int64)
     slot[0] = 0
-    free = np.arange(cap, 0, -1, dtype=np.int64)
     g.st[R.ST_NFREE] = cap
-    size = 5 * (len(arr) + 4)  # a move makes one row at most; the first paint four
     try:
-        if compiled:
-            g.slot, g.free, ops = slot, free, np.empty(size, dtype=np.int64)
-        else:
-            g.slot, g.free, ops = slot.tolist(), free.tolist(), [0] * size
-        for run in g.runs(*(arr[:, i].copy() for i in range(3))):  # Ctrl-C between runs
-            g.play(*run, ops)
+        prog = _lowered(g, arr, slot, np.arange(cap, 0, -1, dtype=np.int64))
     except IllegalMoveError as err:
         if slots is None or err.code != "slots":
             raise
         raise _too_few_slots(err, arr, n, game, slots) from None
     g.check_end()
     st = g.st
-    rows = int(st[R.ST_NOPS])
-    prog = np.asarray(ops[: 5 * rows], dtype=np.int64).reshape(rows, 5)
     peak = int(st[R.ST_SLOTPEAK])
     return SlotProgram(prog, n, game, peak + 1 if slots is None else slots,
                        int(st[R.ST_LSTEPS]), int(st[R.ST_LPAINTS]), peak,
                        int(st[R.ST_WRITES]), int(st[R.ST_READS]))
+
+
+class SlotBoard:
+    """A game lowered piece by piece, from a board: the cells held, their slots, the free slots.
+
+    For an executor that runs a long move stream in pieces, so that no program of the
+    whole stream is ever held (:func:`pebbles.replay_until`'s reverse sweep). Each
+    :meth:`lower` checks a piece of the moves against the rules from the board the
+    pieces before it left, and assigns slots, with the rule loop of :func:`lower`: the
+    rows of the pieces of a stream from ``SlotBoard(n, game, {0: 0}, [k, ..., 2, 1])``
+    are those of ``lower(stream, n, game=game, slots=k + 1, frees=frees)``.
+
+    A piece is played on the cells its moves name and the held cells between them,
+    every run of two or more empty cells there shortened to one (the rules look at no
+    other cell): its memory is that of its moves, whatever ``n``. The rows of the
+    :data:`PIECES` pieces lowered last are kept by their shape (the moves, held cells
+    and free slots up to a shift of the cells and a renaming of the slots), so a
+    subtree that recurs all along a stream is lowered once.
+
+    Parameters
+    ----------
+    n : int
+        Number of steps.
+    game : {'checkpoint', 'inplace'}
+        The game; its moves of memory only (no disk moves, no ``tape``).
+    held : dict of int to int
+        The slot of each cell held, cell 0 included.
+    free : list of int
+        The free slots, the last one taken first.
+    painted : int, optional
+        The first painted cell: cells ``painted..n`` are painted. Default ``n``:
+        the first paint of the pieces seeds the gradient (OP_SEED), as in
+        :func:`lower`; below ``n``, the seed is done.
+    frees : bool
+        Emit ``OP_FREE`` when a state is dropped, as in :func:`lower`.
+
+    Attributes
+    ----------
+    held, free, painted
+        The board after the pieces lowered so far.
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> from pebbles._lowering import SlotBoard
+    >>> board = SlotBoard(3, "checkpoint", {0: 0}, [2, 1])
+    >>> board.lower(pebbles.encode([pebbles.forward(0, 2)])).tolist()   # s_2 into slot 1
+    [[0, 0, 1, 0, 2]]
+    >>> board.held, board.free
+    ({0: 0, 2: 1}, [2])
+    >>> board.lower(pebbles.encode([pebbles.paint(2), pebbles.remove(2)])).tolist()[:2]
+    [[0, 1, 2, 2, 1], [1, 2, 0, 3, 1]]
+    """
+
+    __slots__ = ("n", "game", "held", "free", "painted", "frees", "_memo")
+
+    def __init__(self, n: int, game: Game | str, held: dict[int, int], free: list[int], *,
+                 painted: int | None = None, frees: bool = True) -> None:
+        self.n = check_int("n", n, 1)
+        self.game = Game.coerce(game)
+        if self.game is Game.REVERSIBLE:
+            raise PebblesValueError("game='reversible' cannot be lowered; pass "
+                                    "game='checkpoint' or game='inplace'")
+        self.painted = self.n if painted is None else check_int("painted", painted, 0)
+        self.held, self.free = _checked_board(self.n, held, free, self.painted)
+        self.frees = check_bool("frees", frees)
+        self._memo = lru_cache(maxsize=PIECES)(partial(_piece, self.game, self.frees))
+
+    def lower(self, moves: np.ndarray) -> np.ndarray:
+        """The rows of the encoded moves ``moves``, played from the board, which they leave
+        as the board after them.
+
+        Raises
+        ------
+        IllegalMoveError
+            A move breaks a rule, or the free slots run out (its index in ``moves``);
+            the board is left as it was before the piece.
+        PebblesValueError
+            A disk move or a ``tape`` (the board holds memory pebbles only).
+        """
+        arr = moves if _encoded(moves) else encode(moves)
+        if len(arr) == 0:
+            return np.zeros((0, 5), dtype=np.int64)
+        if arr[:, 0].max() > _FORWARD:
+            raise PebblesValueError("a SlotBoard lowers moves of memory only; lower a stream "
+                                    "with disk moves or tape moves whole, by pebbles.lower")
+        cells = self._frame(arr)
+        if cells is not None:
+            try:
+                return self._play(arr, cells, self._memo)
+            except IllegalMoveError:  # again on the whole board: the message names its cells
+                pass
+        free = list(self.free)
+        try:
+            return self._play(arr, np.arange(self.n + 1), partial(_piece, self.game, self.frees))
+        except IllegalMoveError as err:
+            if err.code != "slots":
+                raise
+            raise IllegalMoveError(err.index, err.move, f"needs a free slot, and none is left "
+                                   f"of free={free} at the piece's start; give the board "
+                                   f"more free slots", err.code) from None
+
+    def _frame(self, arr: np.ndarray) -> np.ndarray | None:
+        """The cells the rules look at for ``arr``, sorted (None: a cell outside 0..n)."""
+        kinds, a = arr[:, 0], arr[:, 1]
+        forward = kinds == _FORWARD
+        named = np.concatenate((a, arr[forward, 2], [self.painted, self.n - 1]))
+        if self.painted < self.n:  # else the seed's step reads s_{n-1}
+            named = named[:-1]
+        before = a[(kinds == _PLACE) | (kinds == _MOVE)] - 1  # they read it
+        lo, hi = int(named.min()), int(named.max())
+        if lo < 0 or hi > self.n:
+            return None
+        inside = np.array([c for c in self.held if lo <= c <= hi], dtype=np.int64)
+        return np.unique(np.concatenate((named, before[before >= 0], inside)))
+
+    def _play(self, arr: np.ndarray, cells: np.ndarray, piece: Any) -> np.ndarray:
+        """The rows of ``arr`` played by ``piece`` (:func:`_piece`) on ``cells`` (the
+        first one its cell 1, or 0 if it is cell 0; runs of empty cells shortened to
+        one), in the board's cells and slots; the board updated."""
+        local = np.minimum(cells[1:] - cells[:-1], 2).cumsum()
+        local = np.concatenate(([0], local)) + (1 if cells[0] else 0)
+        cell_of = np.full(local[-1] + 1, -1, dtype=np.int64)
+        cell_of[local] = cells
+        moves = arr.copy()
+        if len(cells) < self.n + 1:  # else every cell is its own: a cell out of 0..n too
+            at = local[np.searchsorted(cells, arr[:, 1:3])]
+            moves[:, 1] = at[:, 0]
+            moves[:, 2] = np.where(arr[:, 0] == _FORWARD, at[:, 1], arr[:, 2])
+        held = sorted(c for c in self.held if cells[0] <= c <= cells[-1])
+        where = local[np.searchsorted(cells, [*held, self.painted])].tolist()
+        rows, after, free, painted = piece(moves.tobytes(), tuple(where[:-1]), int(local[-1]),
+                                           where[-1], self.painted < self.n, len(self.free))
+        table = np.array([0, *self.free, *(self.held[c] for c in held)], dtype=np.int64)
+        out = rows.copy()
+        out[:, 1:3] = table[rows[:, 1:3]]
+        out[:, 3] = cell_of[rows[:, 3]]
+        walks = rows[:, 0] == OP_STEP
+        out[walks, 4] = cell_of[rows[walks, 3] + rows[walks, 4]] - out[walks, 3]
+        for c in held:
+            del self.held[c]
+        self.held.update((int(cell_of[c]), int(table[t])) for c, t in after)
+        self.free = table[list(free)].tolist()
+        self.painted = int(cell_of[painted])
+        return out
+
+
+#: Pieces whose rows a :class:`SlotBoard` keeps (the most recently used): the same
+#: subtree recurs all along an interval of a Treeverse sweep, and its rows are a few KB.
+PIECES = 64
+_PLACE, _MOVE, _FORWARD = int(MoveKind.PLACE), int(MoveKind.MOVE), int(MoveKind.FORWARD)
+
+
+def _encoded(moves: Any) -> bool:
+    """Whether ``moves`` is an encoded stream (an int64 (m, 3) array) as it stands."""
+    return (type(moves) is np.ndarray and moves.dtype == np.int64 and moves.ndim == 2
+            and moves.shape[1] == 3)
+
+
+def _piece(game: Game, frees: bool, moves: bytes, held: tuple[int, ...], n: int,
+           painted: int, seeded: bool, nfree: int) -> tuple[Any, ...]:
+    """A piece of :meth:`SlotBoard.lower` in its own cells ``0..n`` and slots: free slots
+    ``1..nfree`` (``nfree`` taken first), then one for each of the cells ``held``.
+
+    Returns its rows and the board after: the held cells and their slots, the free
+    slots and the first painted cell.
+    """
+    arr = np.frombuffer(moves, dtype=np.int64).reshape(-1, 3)
+    g = _Game(n, game, None, None, None, use_compiled(len(arr), work=5))
+    g.lower = 2 if frees else 1
+    slot = np.full(n + 1, -1, dtype=np.int64)
+    slot[list(held)] = np.arange(nfree + 1, nfree + 1 + len(held))
+    for c in held:
+        g.occ[c] = 1
+    g.st[R.ST_PAINTED], g.st[R.ST_SEEDED], g.st[R.ST_NFREE] = painted, int(seeded), nfree
+    g.st[R.ST_COUNT] = sum(1 for c in held if c)
+    free = np.zeros(nfree + len(held), dtype=np.int64)
+    free[:nfree] = np.arange(1, nfree + 1)
+    rows = _lowered(g, arr, slot, free)
+    real = 0 if not held or held[0] == 0 else 1  # local cell 0 stands for a cell below
+    after = tuple((c, int(g.slot[c])) for c in range(real, n + 1) if g.occ[c])
+    return rows, after, tuple(g.free[: int(g.st[R.ST_NFREE])]), int(g.st[R.ST_PAINTED])
+
+
+def _checked_board(n: int, held: Any, free: Any, painted: int) -> tuple[dict[int, int],
+                                                                        list[int]]:
+    """``held`` and ``free`` of a :class:`SlotBoard`, checked and copied."""
+    if not isinstance(held, dict) or held.get(0) is None:
+        raise PebblesValueError(f"held={held!r:.60} must be a dict of each cell held to its "
+                                f"slot, cell 0 included; pass held={{0: 0}} for s_0 alone")
+    cells = {check_int("a cell of held", c, 0): check_int(f"held[{c}]", t, 0)
+             for c, t in held.items()}
+    slots = [check_int("a slot of free", t, 0) for t in free]
+    if max(cells) > n or painted > n:
+        raise PebblesValueError(f"held={held!r:.60} and painted={painted} must name cells "
+                                f"in 0..n={n}; pass cells of the game")
+    taken = [*cells.values(), *slots]
+    if len(set(taken)) != len(taken):
+        raise PebblesValueError(f"held={held!r:.60} and free={free!r:.60} name a slot "
+                                f"twice; give each cell held a slot of its own, and free "
+                                f"the slots no cell holds")
+    return cells, slots
+
+
+def _lowered(g: _Game, arr: np.ndarray, slot: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """The rows of the encoded moves ``arr`` played on ``g`` with slots assigned: the one
+    rule loop of every lowering (:func:`lower`, :class:`SlotBoard`).
+
+    ``slot[c]`` is the slot of each held cell ``c``; ``free`` holds the free slots in its
+    first ``g.st[ST_NFREE]`` entries, the last taken first, and room for every slot
+    freed. ``g.slot`` and ``g.free`` are left as the board after the moves.
+    """
+    size = 5 * (len(arr) + 4)  # a move makes one row at most; the first paint four
+    if g.compiled:
+        g.slot, g.free, ops = slot, free, np.empty(size, dtype=np.int64)
+    else:
+        g.slot, g.free, ops = slot.tolist(), free.tolist(), [0] * size
+    for run in g.runs(*(arr[:, i].copy() for i in range(3))):  # Ctrl-C between runs
+        g.play(*run, ops)
+    rows = int(g.st[R.ST_NOPS])
+    return np.asarray(ops[: 5 * rows], dtype=np.int64).reshape(rows, 5)
 
 
 def _too_few_slots(err: IllegalMoveError, arr: np.ndarray, n: int, game: Game,

@@ -55,8 +55,8 @@ import numpy as np
 
 from ._binomial import BetaTable
 from ._budget import check_budget
-from ._errors import InfeasibleBudgetError, PebblesError
-from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, SlotProgram, lower
+from ._errors import InfeasibleBudgetError
+from ._lowering import SlotBoard, SlotProgram
 from ._moves import Game, Move, MoveKind
 from ._treeverse import _rows, _tasks, beta, min_steps, treeverse_chunks
 from ._validation import check_bool, check_choice, check_int
@@ -173,10 +173,11 @@ class OnlineScheduler(_SlotState):
                  "_phase", "_r3", "_cost", "_memo")
 
     def __init__(self, budget: int, *, inplace: bool = False, beyond: str = "greedy") -> None:
-        self.budget = check_int("budget", budget, 0)
-        inplace = check_bool("inplace", inplace)
+        self.game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
+        self.budget = check_int("budget", budget)
+        if self.budget < 0:
+            _refuse_any_n(self.budget, self.game)
         self.beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
-        self.game = Game.INPLACE if inplace else Game.CHECKPOINT
         self._cells: list[int] = []      # pebbled cells, the front last
         self._levels: list[int] = []     # Wang-Moin levels of _cells[:-1]
         self._marks: list[bool] = []     # Wang-Moin dispensable marks
@@ -220,9 +221,8 @@ class OnlineScheduler(_SlotState):
             pebbles), or with budget 0 past n = 1.
         """
         f, cells, s = self.front, self._cells, self.budget
-        need = 1 if (f == 0 or self.game is Game.INPLACE) else 2
-        if s < need:
-            least = 1 if self.game is Game.INPLACE else 2  # enough for every n
+        if s < _need(f, self.game):
+            least = _need(1, self.game)  # enough for every n
             raise InfeasibleBudgetError(
                 f"budget={s} cannot go past n={f + 1} steps in the {self.game.value} game; "
                 f"pass budget >= {least}", least)
@@ -318,6 +318,22 @@ class OnlineScheduler(_SlotState):
 
 
 _R2, _R3_PHASE, _BEYOND, _WANG_MOIN = range(4)
+
+
+def _need(f: int, game: Game) -> int:
+    """The budget :meth:`OnlineScheduler.advance` from cell ``f`` needs: the front, and in
+    the checkpoint game past ``f = 0`` the state it steps from (a walk holds two)."""
+    return 1 if (f == 0 or game is Game.INPLACE) else 2
+
+
+def _refuse_any_n(budget: int, game: Game) -> None:
+    """Raise for a negative ``budget`` of a run of unknown length: name the least budget
+    that finishes every ``n`` (:func:`_need`'s most), in :func:`check_budget`'s words."""
+    least = _need(1, game)
+    why = " (a walk holds its start and the walking state)" if least > 1 else ""
+    raise InfeasibleBudgetError(
+        f"budget={budget} must be >= {least}, the least budget that finishes a run of "
+        f"unknown length in the {game.value} game{why}; pass budget={least} or more", least)
 
 
 class _R3(_SlotState):
@@ -605,11 +621,9 @@ def online(n: int, budget: int, *, inplace: bool = False,
     >>> simulate(online(1000, 10), 1000, "checkpoint", budget=10).peak_pebbles
     10
     """
-    n = check_int("n", n, 1)
-    budget = check_int("budget", budget, 0)
-    sched = OnlineScheduler(budget, inplace=inplace, beyond=beyond)
-    check_budget(n, budget, sched.game)
-    return _online(n, sched)
+    n, budget = check_int("n", n, 1), check_int("budget", budget)
+    check_budget(n, budget, Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT)
+    return _online(n, OnlineScheduler(budget, inplace=inplace, beyond=beyond))
 
 
 @dataclass(frozen=True, slots=True)
@@ -779,106 +793,41 @@ def _reverse_until(r: _Replay, kept: dict[int, Any], sched: OnlineScheduler) -> 
     Piece by piece, so that its memory is bounded independently of ``n``: the seed and
     ``paint n-1`` first (:func:`_seed_program`), then each interval between kept
     states, last first, as :func:`_reverse` reverses it, streamed by
-    :func:`pebbles._treeverse.treeverse_chunks` (subtrees of at most 256 steps, each
-    lowered by :func:`pebbles.lower`, and the moves between them). The moves, so
-    the calls of ``step`` and ``backward``, are those of ``online(n, budget)``.
+    :func:`pebbles._treeverse.treeverse_chunks` (subtrees of at most 256 steps, and the
+    moves between them), each piece lowered from the board the pieces before it left
+    (:class:`pebbles._lowering.SlotBoard`). The moves, so the calls of ``step`` and
+    ``backward``, are those of ``online(n, budget)``.
     """
     cells = sorted(kept)  # 0, the checkpoints (the front n - 1 last), n
     budget = min(sched.budget, cells[-1])  # no more slots than the n steps can fill
-    r.resume(_seed_program(cells, budget + 2), kept)
-    board = _Board(cells[:-2], budget + 2)  # the seed program freed n and n - 1
+    board = SlotBoard(cells[-1], Game.CHECKPOINT, {0: 0}, list(range(budget + 1, 0, -1)))
+    r.resume(_seed_program(board, cells, budget + 2), kept)
     bounds = cells[:-1]
     for j in range(len(bounds) - 2, -1, -1):
         base, d = bounds[j], bounds[j + 1] - bounds[j]
         for chunk in treeverse_chunks(d, min(budget - j, d)):
-            r.run(board.rows(chunk, base), None)
+            moves = chunk + [0, base, base]
+            moves[chunk[:, 2] < 0, 2] = -1
+            r.run(board.lower(moves), None)
         if base:
-            r.run(board.rows(np.array([[_REMOVE, base, -1]]), 0), None)
+            r.run(board.lower(np.array([[_REMOVE, base, -1]])), None)
 
 
-def _seed_program(cells: list[int], nslots: int) -> SlotProgram:
+def _seed_program(board: SlotBoard, cells: list[int], nslots: int) -> SlotProgram:
     """The slot program :meth:`_Replay.resume` starts the reverse sweep with: the seed
-    at ``s_n``, then ``paint n-1`` on the front, both freed after their use.
+    at ``s_n``, then ``paint n-1`` on the front, lowered from ``board``.
 
     Its forward part (walks from each kept cell of ``cells``, ``0 .. n``, to the next,
-    slot ``t`` holding ``cells[t]``) only tells ``resume`` where the kept states go;
-    ``resume`` runs a program from its seed on.
+    and the step to ``s_n`` that the lowering adds for the seed) only tells ``resume``
+    where the kept states go; ``resume`` runs a program from its seed on.
     """
-    n, k = cells[-1], len(cells) - 1  # slot k holds s_n, slot k - 1 the front s_{n-1}
-    rows = [[OP_STEP, t - 1, t, cells[t - 1], cells[t] - cells[t - 1]] for t in range(1, k + 1)]
-    rows += [[OP_SEED, k, 0, n, 1], [OP_FREE, k, 0, n, 0], [OP_PAINT, k - 1, 0, n - 1, 0]]
+    n = cells[-1]
+    moves = [[_FORWARD, a, b] for a, b in zip(cells[:-2], cells[1:-1], strict=True)]
+    moves.append([_PAINT, n - 1, -1])
     if n > 1:
-        rows.append([OP_FREE, k - 1, 0, n - 1, 0])
-    return SlotProgram(np.array(rows, dtype=np.int64), n, Game.CHECKPOINT, nslots,
-                       forward_steps=n, backward_steps=1, peak_states=k)
-
-
-class _Board:
-    """The executor's slots of the states held between the pieces of the reverse sweep.
-
-    A piece is a chunk of :func:`pebbles._treeverse.treeverse_chunks`: a subtree
-    (it paints; a complete game from its first cell, which it leaves held) or the
-    ``forward`` and ``remove`` moves between subtrees.
-    """
-
-    def __init__(self, cells: list[int], nslots: int) -> None:
-        self.slot = {cell: t for t, cell in enumerate(cells)}  # held cell -> its slot
-        self.free = list(range(nslots - 1, len(cells) - 1, -1))
-        self.lowered = lru_cache(maxsize=_SUBTREES)(_without_seed)  # moves' bytes -> rows
-
-    def rows(self, chunk: np.ndarray, shift: int) -> np.ndarray:
-        """Slot-program rows of the encoded moves ``chunk`` shifted by ``shift`` cells."""
-        if (chunk[:, 0] == _PAINT).any():
-            return self._subtree(chunk, shift)
-        out = []
-        for kind, a, b in chunk.tolist():  # forward and remove: one row each, as lower()
-            a, b = a + shift, b + shift
-            if kind == _FORWARD:
-                self.slot[b] = self.free.pop()
-                out.append([OP_STEP, self.slot[a], self.slot[b], a, b - a])
-            elif kind == _REMOVE:
-                self.free.append(self.slot.pop(a))
-                out.append([OP_FREE, self.free[-1], 0, a, 0])
-            else:
-                raise PebblesError(f"the reverse sweep has a {MoveKind(kind).name.lower()} "
-                                   f"move between its subtrees (a bug)")
-        return np.array(out, dtype=np.int64)
-
-    def _subtree(self, chunk: np.ndarray, shift: int) -> np.ndarray:
-        """Rows of a subtree chunk: lowered from its first cell (which it ends painting),
-        relabelled to the executor's slots (slot 0 is that cell's) and shifted."""
-        base = int(chunk[-1, 1])
-        moves = chunk - [0, base, base]
-        moves[chunk[:, 2] < 0, 2] = -1
-        ops = self.lowered(moves.tobytes())
-        need = int(ops[:, 1:3].max())  # slots 1..need, besides the base's
-        table = np.array([self.slot[base + shift], *self.free[len(self.free) - need:]])
-        out = ops.copy()
-        out[:, 1] = table[ops[:, 1]]
-        steps = ops[:, 0] == OP_STEP
-        out[steps, 2] = table[ops[steps, 2]]
-        out[:, 3] += base + shift
-        return out
-
-
-#: Subtrees whose rows a :class:`_Board` keeps (the most recently used): the same
-#: subtree recurs all along an interval, and its rows are a few KB.
-_SUBTREES = 64
-
-
-def _without_seed(key: bytes) -> np.ndarray:
-    """The rows of a subtree's encoded moves (``key``: their bytes; a complete game of
-    ``m`` steps, ``m`` its paints), lowered, without what :func:`pebbles.lower` adds for
-    its loss: the step to the scratch ``s_m``, the seed and the scratch's free (the
-    sweep's cotangent runs on)."""
-    moves = np.frombuffer(key, dtype=np.int64).reshape(-1, 3)
-    m = int((moves[:, 0] == _PAINT).sum())
-    ops = lower(moves, m, game=Game.CHECKPOINT, frees=True).ops
-    k = int(np.flatnonzero(ops[:, 0] == OP_SEED)[0])
-    if k < 1 or ops[k - 1, 0] != OP_STEP or ops[k, 4] != 1 or ops[k + 1, 0] != OP_FREE:
-        raise PebblesError(f"the subtree of {m} steps lowers to {ops[k - 1:k + 2].tolist()} "
-                           f"around its seed, not a step, the seed and a free (a bug)")
-    return np.delete(ops, [k - 1, k, k + 1], axis=0)
+        moves.append([_REMOVE, n - 1, -1])
+    return SlotProgram(board.lower(np.array(moves, dtype=np.int64)), n, Game.CHECKPOINT,
+                       nslots, forward_steps=n, backward_steps=1, peak_states=len(cells) - 1)
 
 
 def _online(n: int, sched: OnlineScheduler) -> Iterator[Move]:
