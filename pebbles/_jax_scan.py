@@ -43,7 +43,9 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import Jaxpr, Literal
 
-__all__ = ["Rows", "instantiate", "make_scan", "primal", "split_rows", "unwrap"]
+from ._errors import PebblesTypeError
+
+__all__ = ["Rows", "instantiate", "is_ref", "make_scan", "primal", "split_rows", "unwrap"]
 
 OP_STEP, OP_SEED, OP_PAINT = 0, 1, 2
 
@@ -209,11 +211,25 @@ def _inner(eqn: Any) -> Any:
     return None
 
 
-def _depends(jaxpr: Any, perturbed: Sequence[bool]) -> list[bool]:
-    """Which outputs of ``jaxpr`` depend on its perturbed inputs, forward through its
-    equations: an inexact output of an equation depends on every input of it (nothing
-    through ``stop_gradient``; the jaxprs of ``jax.jit`` and ``jax.checkpoint`` calls are
-    followed). Conservative where ``lax.scan``'s own analysis looks into loops."""
+def is_ref(aval: Any) -> bool:
+    """Whether ``aval`` (a jaxpr variable's, a tracer's or a ``jax.ref.Ref``'s) is a
+    mutable array reference's (``jax.ref.AbstractRef``; by its class's name where
+    ``jax.ref`` is missing)."""
+    ref_type = getattr(getattr(jax, "ref", None), "AbstractRef", None)
+    if ref_type is not None:
+        return isinstance(aval, ref_type)
+    return type(aval).__name__ == "AbstractRef"
+
+
+def _is_ref(v: Any) -> bool:
+    """Whether the jaxpr variable or literal ``v`` is a mutable array reference."""
+    return is_ref(v.aval)
+
+
+def _flow(jaxpr: Any, perturbed: Sequence[bool]) -> tuple[list[bool], list[bool]]:
+    """Which outputs and which inputs of ``jaxpr`` depend on its perturbed inputs,
+    forward through its equations (:func:`_depends`); an input depends on them when it
+    is a reference (``jax.new_ref``) that the equations write a dependent value into."""
     hit = {v for v, p in zip(jaxpr.invars, perturbed, strict=True) if p}
 
     def is_hit(v: Any) -> bool:
@@ -224,10 +240,57 @@ def _depends(jaxpr: Any, perturbed: Sequence[bool]) -> list[bool]:
         if eqn.primitive.name == "stop_gradient" or not any(ins):
             continue
         inner = _inner(eqn)
-        outs = _depends(inner, ins) if inner is not None else [True] * len(eqn.outvars)
+        outs, refs = (_flow(inner, ins) if inner is not None
+                      else ([True] * len(eqn.outvars), [True] * len(eqn.invars)))
         hit.update(v for v, o in zip(eqn.outvars, outs, strict=True)
                    if o and _inexact(v.aval.dtype))
-    return [is_hit(v) for v in jaxpr.outvars]
+        hit.update(v for v, r in zip(eqn.invars, refs, strict=True)
+                   if r and _is_ref(v) and _inexact(v.aval.dtype))
+    return [is_hit(v) for v in jaxpr.outvars], [is_hit(v) for v in jaxpr.invars]
+
+
+def _depends(jaxpr: Any, perturbed: Sequence[bool]) -> list[bool]:
+    """Which outputs of ``jaxpr`` depend on its perturbed inputs, forward through its
+    equations: an inexact output of an equation depends on every input of it (nothing
+    through ``stop_gradient``; the jaxprs of ``jax.jit`` and ``jax.checkpoint`` calls are
+    followed). Conservative where ``lax.scan``'s own analysis looks into loops.
+
+    State is followed too: an equation with a dependent input makes every reference
+    (``jax.new_ref``) among its inputs dependent (a write of a dependent value, or any
+    use of the reference by a loop or conditional), and a read of a dependent reference
+    is dependent; a reference is one variable of the jaxpr, so every later read sees it.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> def step(c, p):
+    ...     r = jax.new_ref(jnp.zeros(()))
+    ...     r[...] = c * p
+    ...     return r[...]
+    >>> _depends(jax.make_jaxpr(step)(1.0, 0.5).jaxpr, [False, True])
+    [True]
+    """
+    return _flow(jaxpr, perturbed)[0]
+
+
+def _outer_refs(closed: Any) -> list[Any]:
+    """The types of the references (``jax.new_ref``) a step's jaxpr gets from outside:
+    its inputs and its constants (a reference made outside any trace)."""
+    return [v.aval for v in (*closed.jaxpr.constvars, *closed.jaxpr.invars) if _is_ref(v)]
+
+
+def _refuse_outer_refs(closed: Any) -> None:
+    """Refuse a step that uses a reference made outside it: the reverse pass reruns
+    steps, which would repeat their reads and writes of it out of order (a wrong
+    gradient), and a ``jax.custom_vjp`` gives no cotangent to a reference."""
+    refs = _outer_refs(closed)
+    if refs:
+        raise PebblesTypeError(
+            f"the step uses mutable array references made outside it ({', '.join(map(str, refs))}"
+            f"); a checkpointed loop reruns steps in its reverse pass, which would repeat "
+            f"their reads and writes of a reference out of order, so it is not differentiated "
+            f"through one. Make the reference inside the step (jax.new_ref there), or read it "
+            f"outside the loop (r[...]) and pass the value in (carry it if the step updates it)")
 
 
 def _shapes(fun: Callable, init: Any, x: Any, consts: Sequence[Any],
@@ -248,6 +311,7 @@ def _shapes(fun: Callable, init: Any, x: Any, consts: Sequence[Any],
     carry, x_mask = mask(c_leaves, perturbed[0]), mask(jax.tree.leaves(x), perturbed[1])
     const_mask = mask(consts, perturbed[2])
     closed, shapes = jax.make_jaxpr(fun, return_shape=True)(init, x, *consts)
+    _refuse_outer_refs(closed)
     jaxpr = closed.jaxpr
     while True:
         out = _depends(jaxpr, [*carry, *x_mask, *const_mask])
@@ -295,6 +359,13 @@ _NOT_DIFFERENTIABLE = ("Reverse-mode differentiation does not work", "do not sup
                        "Differentiation rule for")
 
 
+def _note(err: BaseException, text: str) -> None:
+    """Add ``text`` to ``err``'s notes unless a note of pebbles.jax is there already (an
+    error of a nested checkpointed loop passes through the rules of each level)."""
+    if not any(note.startswith("pebbles.jax:") for note in getattr(err, "__notes__", ())):
+        err.add_note(text)
+
+
 @contextlib.contextmanager
 def jax_errors_noted() -> Iterator[None]:
     """Run a checkpointed loop's forward or backward rule; two JAX errors get a note that
@@ -311,7 +382,7 @@ def jax_errors_noted() -> Iterator[None]:
         yield
     except NameError as err:
         if "axis name" in str(err):
-            err.add_note(
+            _note(err,
                 "pebbles.jax: the step uses a collective over a jax.vmap axis name, and that "
                 "vmap is inside the function being differentiated; JAX does not bind the "
                 "name in a custom_vjp backward rule (jax-ml/jax#7047), which checkpointed "
@@ -320,7 +391,7 @@ def jax_errors_noted() -> Iterator[None]:
         raise
     except (ValueError, TypeError, NotImplementedError) as err:
         if any(words in str(err) for words in _NOT_DIFFERENTIABLE):
-            err.add_note(
+            _note(err,
                 "pebbles.jax: a checkpointed loop differentiates its step with respect to "
                 "the perturbed floating-point inputs and those the step makes depend on them, "
                 "following its operations forward (the outputs of a loop, a conditional or a "

@@ -29,9 +29,12 @@ Importing this module needs JAX (``pip install "pebble-games[jax]"``);
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 import operator
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +50,7 @@ except ImportError:  # pragma: no cover - CI installs jax
 import numpy as np
 
 from ._errors import InfeasibleBudgetError, PebblesError, PebblesTypeError, PebblesValueError
-from ._jax_scan import Rows, make_scan, split_rows
+from ._jax_scan import Rows, is_ref, make_scan, split_rows
 from ._jax_while import MAX_STEPS, make_while
 from ._lowering import SlotProgram, lower
 from ._moves import Game, encode
@@ -113,7 +116,51 @@ def _check_schedule(schedule: Any) -> None:
                                f"schedule; {takes}")
 
 
-@functools.lru_cache(maxsize=64)
+#: Bytes of arrays each program cache keeps besides its most recent entry, and its most
+#: entries: at n = 10**6 a program's ops take 80 MB and its rows about 30 MB, and a jit
+#: per length would otherwise keep one of each per length traced.
+_CACHE_BYTES, _CACHE_ENTRIES = 128 * 2**20, 64
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of the NumPy arrays among the fields of a dataclass (a program, its rows)."""
+    arrays = (getattr(value, f.name) for f in dataclasses.fields(value))
+    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+
+
+def _bytes_cache(fun: Callable) -> Callable:
+    """``fun`` memoised by its (hashable) arguments, least recently used first out while
+    the entries' arrays (:func:`_nbytes`) exceed :data:`_CACHE_BYTES` or the entries
+    :data:`_CACHE_ENTRIES`; the most recent entry is always kept, so tracing the same
+    length again never recomputes it.
+
+    ``cache_clear()`` empties it, ``cache_bytes()`` tells the bytes held and
+    ``__wrapped__`` is ``fun`` (for arguments that are not hashable).
+    """
+    entries: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+    lock = threading.Lock()
+
+    @functools.wraps(fun)
+    def cached(*args: Any) -> Any:
+        with lock:
+            if args in entries:
+                entries.move_to_end(args)
+                return entries[args][0]
+        value = fun(*args)
+        with lock:
+            entries[args] = (value, _nbytes(value))
+            entries.move_to_end(args)
+            while len(entries) > 1 and (len(entries) > _CACHE_ENTRIES or sum(
+                    b for _, b in entries.values()) > _CACHE_BYTES):
+                entries.popitem(last=False)
+        return value
+
+    cached.cache_clear = entries.clear
+    cached.cache_bytes = lambda: sum(b for _, b in entries.values())
+    return cached
+
+
+@_bytes_cache
 def _named(n: int, budget: int | None, method: str, options: tuple) -> SlotProgram:
     """``options``: (name, value, type) triples, so that ``True`` and ``1`` (equal, same
     hash) are different keys and each is checked by the registry."""
@@ -204,7 +251,7 @@ def _check_with_schedule(schedule: Any, budget: int | None, options: dict[str, A
             f"before lowering (checked against budget) or leave budget out")
 
 
-@functools.lru_cache(maxsize=64)
+@_bytes_cache
 def _named_rows(n: int, budget: int | None, method: str, options: tuple) -> Rows:
     program = _named(n, budget, method, options)
     return split_rows(program.ops, program.nslots)
@@ -239,6 +286,19 @@ def _check_idle(budget: Any, method: Any, schedule: Any, options: dict[str, Any]
     raise PebblesValueError(f"schedule is a move stream of {len(moves)} moves, made for a scan "
                             f"of at least one step, but the scan has 0; leave schedule= out "
                             f"for an empty scan")
+
+
+def _arrays(name: str, tree: Any, call: str) -> Any:
+    """The leaves of ``tree`` as arrays; a mutable array reference (``jax.new_ref``) among
+    them is refused, as ``lax.scan`` refuses to return one."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if is_ref(getattr(leaf, "aval", None)):
+            raise PebblesTypeError(
+                f"{name}{jax.tree_util.keystr(path)} is a mutable array reference "
+                f"({leaf.aval}); {call} takes arrays there, as JAX's loops do (a step cannot "
+                f"return a reference). Pass its value (r[...] for the "
+                f"reference r) and write the result back after the loop (r[...] = ...)")
+    return jax.tree.map(jnp.asarray, tree)
 
 
 def _static_int(name: str, value: Any, what: str) -> Any:
@@ -522,8 +582,8 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     reverse = check_bool("reverse", reverse)
     unroll = _unroll(unroll)
     check_bool("_split_transpose", _split_transpose)
-    init = jax.tree.map(jnp.asarray, init)
-    xs = jax.tree.map(jnp.asarray, xs)
+    init = _arrays("init", init, "checkpointed_scan")
+    xs = _arrays("xs", xs, "checkpointed_scan")
     if n == 0:  # nothing to schedule: the arguments are checked as for one step
         _check_idle(budget, method, schedule, options)
         return lax.scan(f, init, xs, length=0, reverse=reverse, unroll=unroll)
@@ -629,6 +689,6 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
             raise PebblesValueError(f"max_steps={max_steps} is more than the {MAX_STEPS} steps "
                                     f"the int32 counters allow; pass max_steps <= {MAX_STEPS}")
     beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
-    init = jax.tree.map(jnp.asarray, init)
+    init = _arrays("init", init, "checkpointed_while_loop")
     init, fun, consts, cfun, cconsts = _convert_while(cond, body, init)
     return make_while(fun, cfun, budget, max_steps, beyond == "greedy")(init, consts, cconsts)
