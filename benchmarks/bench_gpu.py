@@ -193,7 +193,10 @@ def _refusal(args: argparse.Namespace) -> str | None:
                     f" is too big for the simulator (size^2 x steps <= {SIMULATOR_LIMIT})")
         return None
     if not gpu.gpu_available():
-        return "no CUDA GPU (cupy not installed or no device); pip install '.[gpu]'"
+        return ("no CUDA GPU (cupy not installed or no device); pip install '.[gpu]' on a "
+                "machine with one, or smoke-test the script without a GPU under Numba's CUDA "
+                "simulator: NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_gpu.py "
+                "--allow-simulator --size 4 --steps 6 --treeverse 2 --bennett 2 (docs/gpu.md)")
     return None
 
 

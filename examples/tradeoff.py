@@ -3,7 +3,8 @@
 For n = 10^2, 10^4 and 10^6 the top panels show the fewest pebbles each method
 needs at a given T'/T = forward steps / n (exact counts from the library; the
 paper's continuous approximations dashed); the bottom panel is Bennett's memory
-over Treeverse's at equal T'/T (Liu & Xu, Figure 8). n = 10^6 takes about a minute.
+over Treeverse's at equal T'/T (Liu & Xu, Figure 8). The three panels take about 8 s
+on a 2-core machine.
 
 Usage: python examples/tradeoff.py [OUTPUT.png] [--quick] [--dpi=N]
 (docs/img/tradeoff.png is made with the default --dpi=100).

@@ -14,6 +14,7 @@ The methods are the paper's (Liu & Xu, Algorithms 2 and 3), the optimal ones
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -215,9 +216,14 @@ def _check_fits(s: Schedule) -> None:
 
 def _did_you_mean(name: str, names: Iterable[str]) -> str:
     """``"did you mean 'x'? "`` where ``name`` in lower case with dashes is one of
-    ``names`` (``Treeverse``, ``store_all``), else ``""``."""
+    ``names`` (``Treeverse``, ``store_all``) or close to one (``trevers``, by
+    :func:`difflib.get_close_matches`), else ``""``."""
+    names = list(names)
     near = name.strip().lower().replace("_", "-")
-    return f"did you mean {near!r}? " if near in names else ""
+    if near not in names:
+        close = difflib.get_close_matches(near, names, n=1)
+        near = close[0] if close else ""
+    return f"did you mean {near!r}? " if near else ""
 
 
 def describe(name: str) -> Method:

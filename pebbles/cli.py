@@ -43,6 +43,7 @@ from ._optimal import min_forward_steps
 from ._planner import Candidate, NoDiskError, plan, two_level_table_work
 from ._registry import (
     Schedule,
+    _did_you_mean,
     describe,
     methods,
     predicted_moves,
@@ -53,9 +54,9 @@ from ._reversible import reversible_tables_fit
 from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
-           "add_schedule_arguments", "budget_flag", "count", "in_flags", "main", "method_flags",
-           "parse_bytes", "positive", "run_command", "schedule_from_args", "unused_flags",
-           "write_error"]
+           "add_schedule_arguments", "budget_flag", "count", "in_flags", "main", "method_choice",
+           "method_flags", "parse_bytes", "positive", "run_command", "schedule_from_args",
+           "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -106,6 +107,23 @@ class SubcommandParser(OneLineParser):
 def positive(text: str) -> int:
     """argparse type: a whole number >= 1."""
     return _integer(text, 1)
+
+
+def method_choice(choices: Sequence[str]) -> Callable[[str], str]:
+    """argparse type for a method name among ``choices``: a name outside them is refused
+    with the registry's suggestion (``trevers``: did you mean 'treeverse'?) and the list.
+    Pass ``choices`` to ``add_argument`` as well, for the usage line."""
+    names = tuple(choices)
+
+    def method(text: str) -> str:
+        if text in names:
+            return text
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} ({_did_you_mean(text, names)}choose from "
+            f"{', '.join(map(repr, names))})")
+
+    method.__name__ = "method"  # argparse names the type in some messages
+    return method
 
 
 def _integer(text: str, minimum: int | None) -> int:
@@ -222,7 +240,8 @@ def _guarded(prog: str, call: Callable[[], int],
 def add_schedule_arguments(parser: argparse.ArgumentParser,
                            choices: Sequence[str] | None = None) -> None:
     """Add METHOD and the schedule options (shared by ``schedule``, ``draw``, the solvers)."""
-    parser.add_argument("method", choices=methods() if choices is None else choices)
+    choices = methods() if choices is None else tuple(choices)
+    parser.add_argument("method", choices=choices, type=method_choice(choices))
     parser.add_argument("-n", type=positive, required=True, help="number of steps")
     parser.add_argument("--pebbles", "--budget", dest="budget", type=budget_flag,
                         help="budget S: states held at once besides s_0, the working state "

@@ -121,7 +121,10 @@ def _gradient_parser(sub: Any) -> None:
     g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
                    help="budget S: states held at once besides s_0, the working state "
                    "included (treeverse: 10)")
-    g.add_argument("--inplace", action="store_true", help="treeverse in-place game")
+    g.add_argument("--inplace", action="store_true",
+                   help="in-place game (methods " + ", ".join(
+                       m for m in _gradient_methods() if m in pebbles.methods()
+                       and "inplace" in dict(pebbles.describe(m).options)) + ")")
     g.add_argument("--delta", type=positive, default=None, help="delta for treeverse-paper (10)")
     g.add_argument("--tau", type=int, default=None, help="tau for treeverse-paper")
     g.add_argument("--every", type=positive, default=None,

@@ -1345,7 +1345,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="budget S: states held at once besides s_0, the working state included "
                         "(default 10 for treeverse; "
                         "treeverse-paper reads it as --delta when --delta is not given)")
-    g.add_argument("--inplace", action="store_true", help="in-place game and in-place step")
+    g.add_argument("--inplace", action="store_true",
+                   help="in-place game and in-place step (methods " + ", ".join(
+                       m for m in METHODS if m in pebbles.methods()
+                       and "inplace" in dict(pebbles.describe(m).options)) + ")")
     g.add_argument("--k", type=int, default=None, help="bennett: blocks per level (2)")
     g.add_argument("--delta", type=int, default=None, help="treeverse-paper: delta")
     g.add_argument("--every", "--period", type=int, default=None, dest="every",

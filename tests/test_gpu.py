@@ -407,6 +407,21 @@ def test_bench_gpu_smoke(tmp_path, capsys):
     assert lz["grid"] == 2 and lz["finite_points"] == 4 and lz["max_rel_diff_map"] < 1e-10
 
 
+def test_bench_gpu_without_a_gpu_names_the_install_and_the_simulator_smoke_run(
+        capsys, monkeypatch):
+    bench = _bench()
+    monkeypatch.setattr(bench.gpu, "simulator_mode", lambda: False)
+    monkeypatch.setattr(bench.gpu, "gpu_available", lambda: False)
+    assert bench.main(["--size", "4", "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bench_gpu.py: refusing to run: no CUDA GPU")
+    assert "pip install '.[gpu]'" in err
+    assert ("NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_gpu.py --allow-simulator --size 4 "
+            "--steps 6 --treeverse 2 --bennett 2" in err)
+    assert "NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_gpu.py --allow-simulator --size 4 " \
+        "--steps 6 \\\n    --treeverse 2 --bennett 2" in (ROOT / "docs" / "gpu.md").read_text()
+
+
 class DeviceArray:
     """Stands in for a CuPy array given as input: it refuses ``np.asarray`` as CuPy
     does ("Implicit conversion to a NumPy array is not allowed") and copies with ``get``."""

@@ -552,7 +552,8 @@ def test_reversible_and_disk_methods_are_refused_up_front(method, kw, what):
 
 @pytest.mark.parametrize(("method", "hint"), [("Treeverse", "did you mean 'treeverse'? "),
                                               ("store_all", "did you mean 'store-all'? "),
-                                              ("Bennett", ""), ("revolve", "")])
+                                              ("Bennett", "did you mean 'bennett-gradient'? "),
+                                              ("revolve", "")])
 def test_unknown_method_lists_only_the_methods_the_scan_takes(method, hint):
     """Not the registry's whole list: it holds reversible and disk methods, refused here."""
     with pytest.raises(pebbles.PebblesValueError) as info:

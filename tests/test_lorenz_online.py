@@ -114,3 +114,16 @@ def test_cli_until_x(capsys):
 def test_cli_until_x_needs_online(capsys):
     assert lz.main(["gradient", "--until-x", "10", "--method", "treeverse"]) == 2
     assert "--method online" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("module", "takes"), [
+    ("lorenz", "in-place game (methods treeverse, online)"),
+    ("pml", "in-place game and in-place step (methods treeverse, online, two-level, "
+            "periodic-disk)")])
+def test_inplace_help_names_every_method_that_takes_it(module, takes):
+    """The help said 'treeverse in-place game' while --method online --inplace runs too."""
+    import importlib
+
+    mod = importlib.import_module(f"solvers.{module}")
+    sub = mod._parser()._subparsers._group_actions[0].choices["gradient"]
+    assert takes in " ".join(sub.format_help().split())

@@ -243,6 +243,20 @@ def test_a_near_miss_name_gets_a_hint(name, near):
         schedule(name, 10, budget=3)
 
 
+@pytest.mark.parametrize("name,near", [("trevers", "treeverse"), ("bennet", "bennett"),
+                                       ("store_al", "store-all"), ("onlne", "online")])
+def test_a_misspelt_name_gets_the_closest_method(name, near):
+    with pytest.raises(PebblesValueError, match=f"; did you mean '{near}'\\? use one of"):
+        schedule(name, 10, budget=3)
+
+
+def test_a_name_close_to_nothing_gets_the_list_only():
+    with pytest.raises(PebblesValueError) as info:
+        schedule("xyz", 10, budget=3)
+    assert "did you mean" not in str(info.value)
+    assert str(info.value).endswith(", ".join(pebbles.methods()))
+
+
 def test_bennett_uncompute_must_be_a_bool():
     # uncompute=0 used to be taken and stored as 0 (printed "--uncompute 0")
     with pytest.raises(PebblesTypeError, match=r"uncompute=0 must be True or False"):

@@ -130,3 +130,23 @@ def test_online_overhead_refusals_are_one_line_and_name_the_n_given(tmp_path, ca
                  "-o", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--paper-max-n: not used with --online-overhead" in err
+
+
+def test_online_overhead_marks_a_budget_that_cannot_finish_the_checkpoint_game(tmp_path,
+                                                                               capsys):
+    """S = 1 finishes the checkpoint game only up to n = 2: its curve stops there, the
+    legend and a note on stderr say so; the in-place curve is whole."""
+    import visualize
+    from pebbles.cli import main
+
+    fig = visualize.draw_online_overhead((1, 2, 3, 10, 100), (1, 3))
+    labels = {ln.get_gid(): ln.get_label() for ln in fig.axes[0].lines if ln.get_gid()}
+    assert labels["online-1-checkpoint"] == "S = 1, checkpoint game (cannot finish n >= 3)"
+    assert labels["online-1-in-place"] == "S = 1, in-place game"
+    assert labels["online-3-checkpoint"] == "S = 3, checkpoint game"
+    out = tmp_path / "o.png"
+    assert main(["tradeoff", "-n", "100", "--online-overhead", "1", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and out.exists()
+    assert ("--online-overhead 1: S = 1 cannot finish the checkpoint game past n = 2 (it "
+            "needs S >= 2: pebbles.min_pebbles)" in err and "pass S >= 2" in err)

@@ -494,6 +494,20 @@ def test_pml_gradient_title_follows_cfg_and_can_be_blank():
     assert visualize.draw_pml_gradient(np.ones(c2.shape), c2, title="").axes[0].get_title() == ""
 
 
+def test_pml_axes_are_labelled_in_the_domain_units_their_ticks_show(cfg32):
+    """The images span (index -/+ 1/2) h: the labels say domain units, not indices."""
+    h = cfg32.spacing
+    fig = visualize.draw_pml_gradient(np.ones(cfg32.shape), cfg32,
+                                      c_true=np.ones(cfg32.shape))
+    fig2 = visualize.draw_pml_snapshots(np.zeros((1, *cfg32.shape)), [5], cfg32)
+    for f in (fig, fig2):
+        ax = f.axes[0]
+        assert ax.get_xlim() == pytest.approx((-0.5 * h, (cfg32.nx + 1.5) * h))
+        assert ax.get_xlabel() == f"x (domain units: first index \u00d7 h, h = {h:.3g})"
+        assert ax.get_ylabel() == f"depth (domain units: second index \u00d7 h, h = {h:.3g})"
+    assert h != 1 and max(fig.axes[0].get_xlim()) > cfg32.nx + 2  # units, not indices
+
+
 def test_pml_colour_scales_ignore_non_finite_cells_and_count_them(cfg32):
     rng = np.random.default_rng(0)
     snaps = rng.standard_normal((2, *cfg32.shape))

@@ -47,6 +47,12 @@ def _extent(cfg: PMLConfig) -> tuple[float, float, float, float]:
     return (-0.5 * h, (cfg.nx + 1.5) * h, (cfg.ny + 1.5) * h, -0.5 * h)
 
 
+def _axis_label(name: str, which: str, cfg: PMLConfig) -> str:
+    """An image axis's label: domain units (what :func:`_extent` puts on the ticks), the
+    grid index they come from and the spacing ``h``."""
+    return f"{name} (domain units: {which} index \u00d7 h, h = {cfg.spacing:.3g})"
+
+
 def _overlay(ax: Axes, cfg: PMLConfig, *, layers: bool = True) -> None:
     """PML band (dashed box at its inner edge), source (star), detector row, layer interfaces.
 
@@ -65,7 +71,7 @@ def _overlay(ax: Axes, cfg: PMLConfig, *, layers: bool = True) -> None:
         nyy = cfg.ny + 2
         for jj in (nyy // 3, 2 * nyy // 3):
             ax.axhline((jj - 0.5) * h, color="#777", lw=0.6)
-    ax.set_xlabel("x (first index)", fontsize=8)
+    ax.set_xlabel(_axis_label("x", "first", cfg), fontsize=8)
     ax.tick_params(labelsize=7)
 
 
@@ -125,7 +131,7 @@ def _snapshot_panels(fig: Figure, axes: Sequence[Axes], snapshots: np.ndarray,
         im = _image(ax, snap.T, clip, "seismic", "snapshot", extent=_extent(cfg))
         _overlay(ax, cfg)
         ax.set_title(f"u at step {t} (t = {t * cfg.dt:.3g})", fontsize=9)
-    axes[0].set_ylabel("depth (second index)", fontsize=8)
+    axes[0].set_ylabel(_axis_label("depth", "second", cfg), fontsize=8)
     fig.colorbar(im, ax=list(axes), shrink=0.8, pad=0.01,
                  label="u (common scale, clipped at 99.5th pct.)" + note)
 
@@ -237,5 +243,5 @@ def draw_pml_gradient(grad_c: np.ndarray, cfg: PMLConfig, *, c_true: np.ndarray 
     _overlay(axes[-1], cfg)
     default = f"gradient of the misfit w.r.t. c at c = {cfg.velocity:g}$^2$"
     axes[-1].set_title(default if title is None else title, fontsize=9)
-    axes[0].set_ylabel("depth (second index)", fontsize=8)
+    axes[0].set_ylabel(_axis_label("depth", "second", cfg), fontsize=8)
     return fig

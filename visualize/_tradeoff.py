@@ -188,7 +188,9 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
     solid for the checkpoint game, dashed for the in-place game; the dotted
     verticals mark the end of the optimal range in the checkpoint game,
     (S+1)(S+2)/2 - 1 steps (:func:`pebbles.online_r2_range`; the in-place
-    game's ends one step later).
+    game's ends one step later). A budget that cannot finish some n (S = 1 in the
+    checkpoint game past n = 2) has no points there, and its legend entry says from
+    which n on.
 
     Parameters
     ----------
@@ -213,7 +215,9 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
         for inplace, style in ((False, "-"), (True, "--")):
             y = over[inplace][s] * 100
             game = "in-place" if inplace else "checkpoint"
-            note = " (cannot finish)" if np.isnan(y).all() else ""
+            gone = np.isnan(y)  # S below pebbles.min_pebbles(n): from some n on
+            note = (" (cannot finish)" if gone.all() else
+                    f" (cannot finish n >= {ns[int(np.argmax(gone))]})" if gone.any() else "")
             ax.plot(x, y, style, color=colour, marker="o" if not inplace else "",
                     markersize=3, label=f"S = {s}, {game} game{note}",
                     gid=f"online-{s}-{game}")

@@ -30,6 +30,7 @@ from pebbles.cli import (
     Command,
     add_schedule_arguments,
     in_flags,
+    method_choice,
     positive,
     schedule_from_args,
     unused_flags,
@@ -112,6 +113,7 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
                         help="output file; its extension picks the format: .png, .svg, .pdf, "
                              ".jpg, .jpeg, .eps or .ps")
     parser.add_argument("--side-by-side", metavar="METHOD2", choices=methods,
+                        type=method_choice(methods),
                         help="draw a second method next to the first (METHOD2 differs from "
                              "METHOD); each other option (--pebbles, --inplace, --delta, ...) "
                              "goes to the panels whose method takes it, and one neither takes "
@@ -298,6 +300,21 @@ def _check_overhead_work(ns: tuple[int, ...], budgets: tuple[int, ...], given: i
             f"than {MAX_OVERHEAD_STEPS:.0e} (minutes); use larger budgets or a smaller -n")
 
 
+def _note_unfinished(ns: tuple[int, ...], budgets: tuple[int, ...]) -> None:
+    """Say on stderr which ``--online-overhead`` budgets cannot finish the largest n of a
+    game (S = 1 in the checkpoint game past n = 2): their curve of that game stops early."""
+    for s in dict.fromkeys(budgets):
+        for game, name in (("checkpoint", "checkpoint"), ("inplace", "in-place")):
+            done = [n for n in ns if pebbles.min_pebbles(n, game) <= s]
+            if len(done) < len(ns):
+                least = pebbles.min_pebbles(max(ns), game)
+                sys.stderr.write(
+                    f"pebbles tradeoff: note: --online-overhead {s}: S = {s} cannot finish "
+                    f"the {name} game past n = {max(done, default=0)} (it needs S >= "
+                    f"{least}: pebbles.min_pebbles), so that curve stops there and its "
+                    f"legend entry says so; pass S >= {least} for a whole curve\n")
+
+
 def run_tradeoff(args: argparse.Namespace) -> int:
     """Run ``pebbles tradeoff``: draw the Figure 8 panels for ``args.n``; return 0."""
     check_output(args.output)
@@ -315,6 +332,7 @@ def run_tradeoff(args: argparse.Namespace) -> int:
             sys.stderr.write(f"pebbles tradeoff: note: --online-overhead plots n up to "
                              f"{MAX_OVERHEAD_N}, not {max(args.n)} (every point simulates "
                              f"the online schedule: n = 10^6 takes minutes)\n")
+        _note_unfinished(ns, tuple(args.online_overhead))
         fig = _tradeoff.draw_online_overhead(ns, tuple(args.online_overhead))
     else:
         paper = 10**4 if args.paper_max_n is None else args.paper_max_n
