@@ -68,7 +68,7 @@ from ._lowering import (
     _rows,
     lower,
 )
-from ._storage import MemoryStore, mapped_empty
+from ._storage import MemoryStore, StoreError, mapped_empty
 from ._validation import a_kind, check_bool, check_int
 
 __all__ = ["CallbackError", "NonFiniteError", "ReplayResult", "replay"]
@@ -557,11 +557,15 @@ class _Replay:
                     f"a two-level schedule stores states on disk as NumPy arrays; the state of "
                     f"step {cell} is {a_kind(s)}: pack it into one array")
             buf = self.lend(s, cell)
-            if buf is None:
-                self.store.put(cell, s)
-            else:
-                self.store.put(cell, s, into=buf)
-            self.stored.add(cell)
+            self.stored.add(cell)  # before put: a Ctrl-C inside it leaves the cell to forget
+            try:
+                if buf is None:
+                    self.store.put(cell, s)
+                else:
+                    self.store.put(cell, s, into=buf)
+            except Exception:
+                self.stored.discard(cell)  # refused: nothing of this replay's to delete
+                raise
             self.writes += 1
         elif op == OP_LOAD:
             self.slots[dst] = self.check("load", cell, self.load(cell))
@@ -683,14 +687,14 @@ def _program(moves: Any, n: int | None) -> SlotProgram:
     if isinstance(moves, SlotProgram):
         if n is not None and n != moves.n:
             raise PebblesValueError(f"this program is for n={moves.n}, replay got n={n}; "
-                                    f"drop n or pass n={moves.n}")
+                                    f"pass n=None (the program's own) or n={moves.n}")
         return _with_frees(moves.check())
     from ._registry import Schedule
 
     if isinstance(moves, Schedule):
         if n is not None and n != moves.n:
             raise PebblesValueError(f"this schedule is for n={moves.n}, replay got n={n}; "
-                                    f"drop n or pass n={moves.n}")
+                                    f"pass n=None (the schedule's own) or n={moves.n}")
         return lower(moves, frees=True)
     if isinstance(moves, str):
         raise PebblesTypeError("moves is a string; pass a schedule (pebbles.schedule(...)), "
@@ -983,7 +987,8 @@ def _check_callbacks(s0: Any, fn: str = "replay", **callbacks: Any) -> None:
 
 
 def _check_store(store: object) -> None:
-    """Refuse a ``store`` that is not a store object (a class, a number, a path)."""
+    """Refuse a ``store`` that is not a store object (a class, a number, a path), or one
+    that is closed (its ``closed`` is True), before any step runs."""
     if store is None:
         return
     if isinstance(store, type) or not all(
@@ -993,6 +998,13 @@ def _check_store(store: object) -> None:
             f"store={store!r:.60} is {what}; it must be a store object with put, get and "
             f"delete, e.g. store=pebbles.DiskStore(directory) (an instance, used in a with "
             f"block) or store=pebbles.MemoryStore()")
+    if getattr(store, "closed", False) is True:
+        where = getattr(store, "directory", None)
+        what = type(store).__name__ + (f" on {where}" if isinstance(where, str) else "")
+        raise StoreError(
+            f"store=<{what}> is closed, and a closed store cannot be used again (it freed its "
+            f"states); make a new one for the replay, e.g. with pebbles.DiskStore(directory) "
+            f"as store: pebbles.replay(..., store=store)")
 
 
 def _takes_out(store: object) -> bool:

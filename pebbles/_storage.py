@@ -12,7 +12,8 @@ written, and ``get`` waits for a pending write of its key. Stores sharing a
 directory never see each other's files, and no other file there is touched.
 Whatever happens -- success, an exception, ``KeyboardInterrupt`` -- closing
 the store (it is a context manager) deletes every file it wrote and every
-folder it made, unless ``keep=True``. A full disk (``ENOSPC``, or a write cut
+folder it made, unless ``keep=True``; a ``KeyboardInterrupt`` within a call of
+the store leaves it whole (:class:`_Writer` says how). A full disk (``ENOSPC``, or a write cut
 short) in the writer thread is raised in the caller's thread as
 :class:`DiskFullError`, naming the directory and the bytes needed, after every
 file and folder of the store has been freed.
@@ -51,6 +52,8 @@ Key = int | str
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
 #: A str key that reads as an int key: its file name is kept apart from the int's.
 _INT_TEXT = re.compile(r"-?[0-9]+")
+#: An upper-case letter of a str key: its file name marks it (:func:`_file_name`).
+_UPPER = re.compile(r"[A-Z]")
 #: NumPy's message for a write the disk cut short (``tofile``; it carries no ``errno``).
 _SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 #: Error numbers of a full disk: no space left, or the user's quota used up.
@@ -85,12 +88,14 @@ class DiskFullError(StoreError):
         Bytes of data of the state whose write failed (its file adds a small header).
     """
 
-    def __init__(self, directory: str, needed: int, key: Key) -> None:
+    def __init__(self, directory: str, needed: int, key: Key, *, fix: str | None = None
+                 ) -> None:
+        fix = fix or (f"Free at least {needed} bytes there per disk slot, pass a directory "
+                      f"on a larger disk, or use fewer disk slots")
         super().__init__(
             errno.ENOSPC,
             f"disk full: writing state {key!r} ({needed} bytes of data) to {directory} "
-            f"failed; the store freed all its files. Free at least {needed} bytes there per "
-            f"disk slot, pass a directory on a larger disk, or use fewer disk slots")
+            f"failed; the store freed all its files. {fix}")
         self.directory, self.needed, self.key = directory, needed, key
 
 
@@ -142,8 +147,10 @@ _HUGE = (getattr(mmap, "MADV_HUGEPAGE", None)
 #: :class:`DiskStore` file name would be longer is refused (:func:`_check_key`).
 NAME_MAX = 255
 #: Keys that fit any file name of :data:`NAME_MAX` (``state-str+<key>.npy``: 14 more
-#: bytes): strs of at most ``_SHORT`` characters, ints of at most ``_SHORT`` digits.
+#: bytes; a mark before each upper-case letter): ints of at most ``_SHORT`` digits, strs
+#: of at most ``_SHORT_STR`` characters.
 _SHORT = NAME_MAX - 14
+_SHORT_STR = _SHORT // 2
 _SHORT_INT = 10**_SHORT
 
 
@@ -155,28 +162,34 @@ def _check_key(key: object) -> Key:
         raise PebblesValueError(
             f"key={key!r:.80} must be letters, digits, '_', '-' or '.'; pass e.g. key='s12'")
     key = key if isinstance(key, str) else int(key)
-    if len(key) > _SHORT if isinstance(key, str) else not -_SHORT_INT < key < _SHORT_INT:
+    if len(key) > _SHORT_STR if isinstance(key, str) else not -_SHORT_INT < key < _SHORT_INT:
         _check_key_length(key)  # only a long key needs the file name's exact length
     return key
 
 
 def _check_key_length(key: Key) -> None:
-    """Refuse a key whose file (``state-<key>.npy``, ``state-str+<key>.npy``) would have
-    a name longer than :data:`NAME_MAX` bytes, which no file system takes."""
-    sample = key if isinstance(key, str) else 0  # str() of a huge int may be refused
-    extra = len(_file_name(sample)) - len(str(sample))  # the file name around the key
-    if isinstance(key, int) and abs(key).bit_length() > 4 * NAME_MAX:
-        length = int(abs(key).bit_length() * math.log10(2)) + 1
-    else:
-        length = len(str(key))
-    if length + extra > NAME_MAX:
-        shown = (repr(key) if length <= 40 else f"an int of {length} digits"
-                 if isinstance(key, int) else f"{key[:20]!r}... ({length} characters)")
-        raise PebblesValueError(
-            f"key={shown} is too long: a key may have at most {NAME_MAX - extra} characters, "
-            f"as its DiskStore file {_file_name(sample)[:extra - 4]}<key>.npy must fit the "
-            f"file system's {NAME_MAX}-byte limit on file names; pass a shorter key, e.g. "
-            f"key='s12'")
+    """Refuse a key whose file (``state-<key>.npy``, ``state-str+<key>.npy``, a ``^``
+    before each upper-case letter) would have a name longer than :data:`NAME_MAX` bytes,
+    which no file system takes."""
+    if isinstance(key, str):
+        length, marks = len(key), len(_UPPER.findall(key))
+        prefix = "state-str+" if _INT_TEXT.fullmatch(key) else "state-"
+    else:  # str() of a huge int may be refused: count its digits
+        length = (int(abs(key).bit_length() * math.log10(2)) + 1
+                  if abs(key).bit_length() > 4 * NAME_MAX else len(str(key)))
+        marks, prefix = 0, "state-"
+    most = NAME_MAX - len(prefix) - len(".npy")
+    if length + marks <= most:
+        return
+    shown = (repr(key) if length <= 40 else f"an int of {length} digits"
+             if isinstance(key, int) else f"{key[:20]!r}... ({length} characters)")
+    upper = (", an upper-case letter counting two (its file name marks each with '^', so "
+             "that 'a' and 'A' have two files where the file system ignores case)"
+             if marks else "")
+    raise PebblesValueError(
+        f"key={shown} is too long: a key may have at most {most} characters{upper}, as "
+        f"its DiskStore file {prefix}<key>.npy must fit the file system's {NAME_MAX}-byte "
+        f"limit on file names; pass a shorter key, e.g. key='s12'")
 
 
 class Store:
@@ -187,9 +200,11 @@ class Store:
     NumPy integer is taken as an int) or strs of letters, digits, ``_``,
     ``-`` and ``.``; any other key is refused with an error (``DiskStore``
     names its files ``state-<key>.npy``, ``state-str+<key>.npy`` for a str key
-    of digits such as ``"5"``, which is not the int key ``5``; a file name has
-    at most 255 bytes, so a key has at most 245 characters, 241 for a str of
-    digits). A store that
+    of digits such as ``"5"``, which is not the int key ``5``, with a ``^``
+    before each upper-case letter, so that ``"a"`` and ``"A"`` have two files
+    where the file system ignores case; a file name has at most 255 bytes, so a
+    key has at most 245 characters, 241 for a str of digits, an upper-case
+    letter counting two). A store that
     writes in the background may also take buffers from its caller to hold the
     copies being written (``borrows``, ``put(..., into=buffer)``,
     :meth:`reclaim`), so that an executor with free state buffers adds no memory
@@ -235,6 +250,12 @@ class Store:
         raise NotImplementedError
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: a closed store refuses every call (a store
+        of your own without this property is taken as open)."""
+        return False
+
+    @property
     def writing(self) -> bool:
         """Whether a copy is being written in the background now (a store that writes
         in the caller's thread: never). Compute that runs meanwhile shares the machine
@@ -278,6 +299,10 @@ class MemoryStore(Store):
     def __len__(self) -> int:
         return len(self._data)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def put(self, key: Key, array: np.ndarray, into: np.ndarray | None = None) -> None:
         key = self._open(key, "put")
         if key in self._data:
@@ -314,8 +339,15 @@ class DiskStore(Store):
 
     Keys are ints or strs of letters, digits, ``_``, ``-`` and ``.`` (the file
     of key ``k`` is ``state-<k>.npy``; of a str key that reads as an int, such as
-    ``"5"``, ``state-str+5.npy``, apart from the int key ``5``); a float, tuple or
-    other key is refused.
+    ``"5"``, ``state-str+5.npy``, apart from the int key ``5``; a ``^`` marks each
+    upper-case letter, ``"aB"``: ``state-a^B.npy``, so that keys that differ in
+    case only have two files on a file system that ignores case, as on macOS and
+    Windows); a float, tuple or other key is refused.
+
+    A ``KeyboardInterrupt`` anywhere in a call of the store leaves it whole: the
+    call's write is either queued (the store holds the key, as after the call) or
+    undone, no lock is left held, and the writer thread goes on (or, in
+    ``close``, stops, and the files are freed all the same).
 
     Parameters
     ----------
@@ -390,9 +422,16 @@ class DiskStore(Store):
         self._closed = self._reported = False
         # The thread and the finalizer hold the writer's state, never the store: a store
         # nobody references any more is collected, and its files freed, like one closed.
-        self._thread = threading.Thread(target=w.run, name="pebbles-disk-store", daemon=True)
-        self._thread.start()
-        self._finalizer = weakref.finalize(self, w.finish, self._thread)
+        try:
+            self._thread = threading.Thread(target=w.run, name="pebbles-disk-store",
+                                             daemon=True)
+            self._thread.start()
+            self._finalizer = weakref.finalize(self, w.finish, self._thread)
+        except BaseException:  # no thread, or a Ctrl-C: nothing of the store is left
+            w.stopping = True
+            w.queue.put(None)  # a writer that started ends
+            _remove_folders(w.made)
+            raise
 
     @property
     def keep(self) -> bool:
@@ -425,48 +464,70 @@ class DiskStore(Store):
                 f"put({key!r}) got an array of dtype {array.dtype}: a DiskStore writes arrays "
                 f"of numbers (.npy files without pickles); pack the state into a numeric "
                 f"array, or use pebbles.MemoryStore()")
-        if into is None:
-            self._take_room()
-            try:
-                copy = self._copy(array)
-            except BaseException:
-                w.room.release()  # nothing was queued
-                raise
-        else:
-            copy = _lent_copy(array, into)
-        done = threading.Event()
+        item = _Write(key, w.path(key), lent=into is not None)
+        try:
+            if into is None:
+                self._take_room(item)
+                item.array = self._copy(array)
+            else:
+                item.array = _lent_copy(array, into)
+            with w.lock:
+                w.pending[key] = item
+                w.files[key] = item.name
+            w.queue.put(item)
+        except BaseException:  # a Ctrl-C can land anywhere: finish or undo what was begun
+            self._settle(item)
+            raise
+        self.bytes_written += array.nbytes
+
+    def _settle(self, item: _Write) -> None:
+        """Leave the store whole after a ``put`` that stopped part way (an error, or a
+        ``KeyboardInterrupt`` at any point): a write it registered is queued, maybe a second
+        time (the writer takes each write once), and is then the store's like any other;
+        one it did not register gives back its room and leaves no name in the store."""
+        w = self._w
         with w.lock:
-            w.files[key] = w.path(key)
-            w.pending[key] = done
-            w.lent += into is not None
-        w.queue.put((key, copy, done, into is not None))
-        self.bytes_written += copy.nbytes
+            registered = w.pending.get(item.key) is item
+            if registered:
+                w.files[item.key] = item.name
+            elif not item.done:
+                w.own.discard(item)
+                if w.files.get(item.key) is item.name:
+                    del w.files[item.key]
+        if registered:
+            w.queue.put(item)
 
     def reclaim(self, wait: bool = False) -> list[np.ndarray]:
         w = self._w
-        with w.back:
-            while wait and not w.returned and w.lent and w.error is None and \
-                    self._thread.is_alive():
-                w.back.wait(0.05)
-            out, w.returned = w.returned, []
+        while True:
+            with w.lock:
+                out, w.returned = w.returned, []
+                busy = w.lent > 0
+            if out or not wait or not busy or w.error is not None or not w.running:
+                break
+            w.bell.acquire(timeout=CALLER_POLL)
         if w.error is not None:
             self._reported = True
             raise w.error
-        if wait and not out and w.lent and not self._closed and not self._thread.is_alive():
+        if wait and not out and busy and not self._closed and not w.running:
             self._raise_if_failed()  # the writer died: the lent buffers never come back
         return out
 
-    def _take_room(self) -> None:
-        """Wait until the store may hold one more copy of its own."""
+    def _take_room(self, item: _Write) -> None:
+        """Wait until the store may hold one more copy of its own, and count ``item``'s."""
         w = self._w
-        with w.lock:
-            w.waiting += 1
         try:
-            while not w.room.acquire(timeout=0.05):
+            while True:
+                with w.lock:
+                    if len(w.own) < w.queue_size:
+                        w.own.add(item)
+                        return
+                    w.waiting.add(item)  # the writer keeps a finished buffer for it
                 self._raise_if_failed()  # the writer stopped: do not wait for it
+                w.bell.acquire(timeout=CALLER_POLL)
         finally:
             with w.lock:
-                w.waiting -= 1
+                w.waiting.discard(item)
 
     def _copy(self, array: np.ndarray) -> np.ndarray:
         """A C-ordered copy of ``array``, in the buffer of a finished write when one fits
@@ -485,44 +546,63 @@ class DiskStore(Store):
         key, w = _check_key(key), self._w
         _check_buffer(out, contiguous=True)
         self._wait(key)
-        if key not in w.files:
+        name = w.files.get(key)
+        if name is None:
             raise StoreError(f"get({key!r}): the store holds no {key!r}")
         try:
-            out = _read_npy(w.files[key], out)
+            out = _read_npy(name, out)
         except FileNotFoundError as exc:
             raise StoreError(
-                f"get({key!r}): its file {w.files[key]} was deleted by something other "
-                f"than the store; leave the store's folder {self.directory} to the store "
-                f"until it is closed") from exc
+                f"get({key!r}): its file {name} was deleted by something other than the "
+                f"store; leave the store's folder {self.directory} to the store until it is "
+                f"closed") from exc
+        except StoreError:
+            raise
+        except OSError as exc:  # a folder in the file's place, a file made unreadable
+            raise StoreError(
+                f"get({key!r}): its file {name} cannot be read ({exc.strerror or exc}); "
+                f"something other than the store changed it: leave the store's folder "
+                f"{self.directory} to the store until it is closed") from exc
         self.bytes_read += out.nbytes
         return out
 
     def delete(self, key: Key) -> None:
         key, w = _check_key(key), self._w
         self._wait(key)
-        with w.lock:
-            name = w.files.pop(key, None)
+        name = w.files.get(key)
         if name is None:
             raise StoreError(f"delete({key!r}): the store holds no {key!r}")
-        _unlink(name)
+        _unlink(name)  # first: cut short, the key stays listed and close frees its file
+        with w.lock:
+            if w.files.get(key) is name:
+                del w.files[key]
 
     def close(self) -> None:
         """Stop the writer, delete every file (unless ``keep``); raise a writer error."""
         if self._closed:
             return
-        self._closed = True
-        self._finalizer()
+        try:
+            self._finalizer()
+        finally:
+            if not self._w.finished:  # a Ctrl-C landed before finish() began
+                self._finalizer.detach()
+                self._w.finish(self._thread)
+            self._closed = True
         if self._w.error is not None and not self._reported:
             self._reported = True
             raise self._w.error
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _wait(self, key: Key) -> None:
         """Wait for the pending write of ``key``, if any, looking every
-        :data:`WRITER_POLL` seconds whether the writer failed or died meanwhile."""
-        with self._w.lock:
-            done = self._w.pending.get(key)
-        while done is not None and not done.wait(WRITER_POLL):
-            self._raise_if_failed()  # a writer that stopped never sets ``done``
+        :data:`CALLER_POLL` seconds whether the writer failed or died meanwhile."""
+        w = self._w
+        while key in w.pending:
+            self._raise_if_failed()  # a writer that stopped never finishes the write
+            w.bell.acquire(timeout=CALLER_POLL)
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
@@ -532,8 +612,10 @@ class DiskStore(Store):
             self._reported = True
             raise self._w.error
         if self._closed:
-            raise StoreError(f"the store on {self.directory} is closed")
-        if not self._thread.is_alive():
+            raise StoreError(f"the store on {self.directory} is closed, and a closed store "
+                             f"cannot be used again (its files are freed); make a new "
+                             f"DiskStore")
+        if not self._w.running:
             raise StoreError(
                 f"the writer thread of the store on {self.directory} stopped without "
                 f"reporting an error, so the states queued for writing are lost; close the "
@@ -543,72 +625,126 @@ class DiskStore(Store):
 #: Seconds the writer thread of a :class:`DiskStore` waits on its queue before it looks
 #: again whether the store is closing (:meth:`_Writer.run`).
 WRITER_POLL = 0.25
+#: Seconds a call of a :class:`DiskStore` waits for the writer (a write, room, a lent
+#: buffer) before it looks again whether the writer failed or died; a finished write
+#: wakes it at once.
+CALLER_POLL = 0.05
+
+
+class _Write:
+    """A state queued for the writer thread: its ``key``, file ``name`` and copy
+    ``array`` (in a buffer the caller ``lent``, or the store's own); ``taken`` once the
+    writer has it, ``done`` once it is written (or skipped: the store failed, or the key
+    was freed meanwhile)."""
+
+    __slots__ = ("array", "done", "key", "lent", "name", "taken")
+
+    def __init__(self, key: Key, name: str, lent: bool) -> None:
+        self.key, self.name, self.lent = key, name, lent
+        self.array: np.ndarray | None = None
+        self.taken = self.done = False
 
 
 class _Writer:
     """What a :class:`DiskStore` shares with its writer thread and its finalizer: the
-    files, the queue and the locks (never the store itself)."""
+    files, the queue and the locks (never the store itself).
+
+    A Ctrl-C's ``KeyboardInterrupt`` is raised in the caller's thread wherever the
+    interpreter runs signal handlers (after any call returns, in loops, as a function
+    starts), in the Python code of ``threading`` and ``queue`` too, whose ``Condition``,
+    ``Event``, ``Semaphore``, ``Queue`` and ``Thread.join`` it can cut in half (a lock
+    left held, a wake-up lost, a count off by one, a running thread taken for ended).
+    So the caller's side uses only what C does at once: a plain lock held in ``with``
+    blocks, a ``SimpleQueue``, :attr:`running` (the writer's own flag), and
+    :attr:`bell`, a second plain lock that the writer releases after each write and a
+    waiting call acquires with a timeout. Every change a call makes to what is shared
+    names its :class:`_Write` (``pending``, ``files``, ``own``, ``waiting``), so that
+    ``put``'s cleanup (:meth:`DiskStore._settle`) can tell what was done and finish or
+    undo it (one Ctrl-C raises one ``KeyboardInterrupt``: the cleanup it runs, and
+    ``close``'s, are not cut short themselves).
+    """
 
     def __init__(self, parent: str, made: list[str], keep: bool, queue_size: int) -> None:
         self.parent, self.made, self.directory = parent, made, made[-1]  # made: outermost first
         self.keep, self.queue_size = keep, queue_size
         self.files: dict[Key, str] = {}      # key -> file written or being written
-        self.pending: dict[Key, threading.Event] = {}
+        self.pending: dict[Key, _Write] = {}  # key -> its write, until the writer is done
         self.lock = threading.Lock()
-        self.back = threading.Condition(self.lock)  # a lent buffer came back
+        self.bell = threading.Lock()  # released by the writer at every finished write
+        self.bell.acquire()
         self.error: BaseException | None = None
-        self.queue: queue.Queue = queue.Queue()
-        self.room = threading.Semaphore(queue_size)  # copies not yet written
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.own: set[_Write] = set()  # writes of copies of the store's own (room taken)
+        self.waiting: set[_Write] = set()  # puts waiting for room
         self.spares: list[np.ndarray] = []  # buffers of finished writes, for reuse
-        self.waiting = 0  # puts waiting for room
         self.returned: list[np.ndarray] = []  # lent buffers written, not yet reclaimed
-        self.lent = 0  # lent buffers queued or being written
         self.stopping = False  # finish() has begun: the writer ends once the queue is empty
+        # Whether the writer thread runs: its own flag, as Thread.is_alive() and join() that
+        # a Ctrl-C cuts short mark a running thread as stopped (CPython's bpo-45274 fix).
+        self.running = True
+        self.finished = False  # finish() has freed what it frees
+
+    @property
+    def lent(self) -> int:
+        """Lent buffers queued or being written."""
+        return sum(item.lent for item in list(self.pending.values()))
 
     def path(self, key: Key) -> str:
         return os.path.join(self.directory, _file_name(key))
 
     def run(self) -> None:
-        """The writer thread: write each queued copy, until ``None``, or until
-        :meth:`finish` has begun and nothing is queued. It wakes every
-        :data:`WRITER_POLL` seconds whatever the queue says: a Ctrl-C that lands in the
-        main thread's ``put`` can lose the wake-up of a thread blocked in ``get``, which
-        then never sees the ``None`` and ``finish`` would wait forever."""
-        while True:
-            try:
-                item = self.queue.get(timeout=WRITER_POLL)
-            except queue.Empty:
-                if self.stopping:
+        """The writer thread: write each queued state, until ``None``, or until
+        :meth:`finish` has begun and nothing is queued (it looks every
+        :data:`WRITER_POLL` seconds)."""
+        try:
+            while True:
+                try:
+                    item = self.queue.get(timeout=WRITER_POLL)
+                except queue.Empty:
+                    if self.stopping:
+                        return
+                    continue
+                if item is None:
                     return
-                continue
-            if item is None:
-                return
-            key, array, done, lent = item
-            item = None
-            try:
-                if self.error is None:
-                    self.write(key, array)
-            except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
-                self.fail(key, array.nbytes, exc)
-            finally:
-                with self.lock:
-                    self.pending.pop(key, None)
-                    if lent:
-                        self.returned.append(array)  # back to its owner
-                        self.lent -= 1
-                    elif self.waiting and len(self.spares) < self.queue_size:
-                        self.spares.append(array)  # a put waits: it copies into this
-                    self.back.notify_all()
-                del array
-                if not lent:
-                    self.room.release()
-                done.set()
+                if not item.taken:  # a put cut short queues its write a second time
+                    item.taken = True
+                    self.take(item)
+                item = None
+        finally:
+            self.running = False
+            self.ring()
+
+    def take(self, item: _Write) -> None:
+        """Write ``item`` (unless the store failed, or its key was freed meanwhile), hand
+        its buffer back, and ring :attr:`bell`."""
+        try:
+            if self.error is None and self.files.get(item.key) is item.name:
+                self.write(item.key, item.array)
+                if self.files.get(item.key) is not item.name:  # freed while it was written
+                    _unlink(item.name, quiet=True)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
+            self.fail(item.key, item.array.nbytes, exc)
+        finally:
+            with self.lock:
+                if self.pending.get(item.key) is item:
+                    del self.pending[item.key]
+                self.own.discard(item)
+                if item.lent:
+                    self.returned.append(item.array)  # back to its owner
+                elif self.waiting and len(self.spares) < self.queue_size:
+                    self.spares.append(item.array)  # a put waits: it copies into this
+                item.array, item.done = None, True
+            self.ring()
+
+    def ring(self) -> None:
+        """Wake a call waiting on :attr:`bell` (a write finished, or the writer ended)."""
+        try:
+            self.bell.release()
+        except RuntimeError:  # rung already, and not heard yet
+            pass
 
     def write(self, key: Key, array: np.ndarray) -> None:
-        name = self.files.get(key)
-        if name is None:  # deleted before it was written
-            return
-        with open(name, "wb") as fh:
+        with open(self.path(key), "wb") as fh:
             np.save(fh, array, allow_pickle=False)
 
     def fail(self, key: Key, nbytes: int, exc: BaseException) -> None:
@@ -631,33 +767,57 @@ class _Writer:
         """
         with self.lock:
             items = list(self.files.items())
-            self.files.clear()
-        stuck = {key: name for key, name in items if not _unlink(name, quiet=True)}
-        with self.lock:
-            self.files.update(stuck)
+        for key, name in items:  # each unlisted once gone: a Ctrl-C here loses none
+            if _unlink(name, quiet=True):
+                with self.lock:
+                    if self.files.get(key) is name:
+                        del self.files[key]
         _remove_folders(self.made)
 
     def finish(self, thread: threading.Thread) -> None:
         """Stop the writer ``thread`` and delete the files (unless ``keep``): the store's
-        ``close()``, its collection or the interpreter's exit, whichever comes first."""
+        ``close()``, its collection or the interpreter's exit, whichever comes first.
+        A ``KeyboardInterrupt`` that cuts the wait for the writer short waits again (it
+        may still be writing a file), then frees the files all the same."""
+        other = thread is not threading.current_thread()
         try:
             self.stopping = True
             self.queue.put(None)
-            if thread is not threading.current_thread():
-                thread.join()
-            self.spares.clear()
-            self.returned.clear()
+            self.wait_stopped(other)
         finally:
-            if not self.keep:
-                self.free_all()
+            try:
+                self.wait_stopped(other)
+            finally:
+                with self.lock:
+                    self.spares.clear()
+                    self.returned.clear()
+                if not self.keep:
+                    self.free_all()
+                self.finished = True
+        if other:
+            thread.join()  # ending: the writer has left run()
+
+    def wait_stopped(self, other: bool) -> None:
+        """Wait until the writer has left :meth:`run` (``other``: it is another thread)."""
+        while other and self.running:
+            self.bell.acquire(timeout=CALLER_POLL)
 
 
 def _file_name(key: Key) -> str:
     """``state-<key>.npy``; ``state-str+<key>.npy`` for a str key that reads as an int
-    (``"5"``), so that it never names the int key's file (``+`` is in no key)."""
-    if isinstance(key, str) and _INT_TEXT.fullmatch(key):
-        return f"state-str+{key}.npy"
+    (``"5"``), so that it never names the int key's file (``+`` is in no key); with a
+    ``^`` before each upper-case letter (``"aB"``: ``state-a^B.npy``), so that keys that
+    differ in case only (``"a"``, ``"A"``) never name one file on a file system that
+    ignores case (macOS, Windows; ``^`` is in no key either)."""
+    if isinstance(key, str):
+        if _INT_TEXT.fullmatch(key):
+            return f"state-str+{key}.npy"
+        return f"state-{_UPPER.sub(_mark, key)}.npy"
     return f"state-{key}.npy"
+
+
+def _mark(letter: re.Match[str]) -> str:
+    return "^" + letter[0]
 
 
 def _check_directory(directory: object) -> str:
@@ -684,17 +844,22 @@ def _make_folder(parent: str, given: object) -> list[str]:
     removes those already made and raises :class:`StoreError`.
     """
     made: list[str] = []
+    at = parent  # the directory being written into
     try:
         for path in reversed(_missing(Path(parent))):
+            at = str(path.parent)
             try:
                 path.mkdir()
                 made.append(str(path))
             except FileExistsError:  # made meanwhile by someone else: not ours
                 pass
+        at = parent
         made.append(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent))
-    except OSError as exc:
+    except BaseException as exc:  # an OSError, or a Ctrl-C
         _remove_folders(made)
-        raise _folder_error(parent, given, exc) from exc
+        if isinstance(exc, OSError):
+            raise _folder_error(parent, given, exc, at) from exc
+        raise
     return made
 
 
@@ -707,13 +872,18 @@ def _missing(path: Path) -> list[Path]:
     return out
 
 
-def _folder_error(parent: str, given: object, exc: OSError) -> StoreError:
-    """The error for a store folder that could not be made in ``parent``."""
+def _folder_error(parent: str, given: object, exc: OSError, at: str) -> StoreError:
+    """The error for a store folder that could not be made in ``parent``, met writing into
+    the directory ``at`` (``parent``, or the ancestor where its missing part begins)."""
     what = f"directory={str(given)!r}" if given is not None else f"the temporary directory " \
         f"{parent!r}"
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
         rule = ("is a file or lies under one; it must be a directory (missing ones are "
                 "created)", "pass the path of a directory, or remove the file in the way")
+    elif isinstance(exc, PermissionError) and at != parent:
+        rule = (f"does not exist and cannot be made: its ancestor {at!r} is not writable "
+                f"(permission denied), and the store makes the missing directories in it",
+                f"pass a directory you can write to, or make {parent!r} first")
     elif isinstance(exc, PermissionError):
         rule = ("is not writable (permission denied); the store makes a folder for its files "
                 "there", "pass a directory you can write to")
@@ -932,12 +1102,22 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
             t2 = time.perf_counter()
         except OSError as exc:
             if _disk_full(exc):
-                raise DiskFullError(st.parent, nbytes, f"io-probe-{len(names) - 1}") from exc
+                raise DiskFullError(st.parent, nbytes, f"io-probe-{len(names) - 1}",
+                                    fix=_probe_room(nbytes, repeat, most)) from exc
             raise
         finally:
             for name in names:
                 _unlink(name, quiet=True)
     return IOCost(st.parent, nbytes, writes, (t2 - t1) / len(names))
+
+
+def _probe_room(nbytes: int, repeat: int, most: int) -> str:
+    """The fix of a :func:`measure_io` that filled the disk: the room its probe needs."""
+    least = min(repeat, most)
+    return (f"The probe writes {least} to {most} states of nbytes={nbytes} there back to "
+            f"back (deleted afterwards): free at least {least * nbytes} bytes there (up to "
+            f"{most * nbytes}), pass a directory on a larger disk, or time a smaller state "
+            f"(a smaller nbytes) and scale the times")
 
 
 def _probe_writes(st: DiskStore, data: np.ndarray, repeat: int, most: int,

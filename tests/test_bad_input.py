@@ -487,7 +487,7 @@ EXECUTOR_CASES = [
     (dict(step=lambda i, s: 1 / 0), CallbackError, r"callback 'step' raised ZeroDivision"),
     (dict(moves=["place 1"], n=1), PebblesTypeError, r"parse_move"),
     (dict(moves="place 1", n=1), PebblesTypeError, r"moves is a string"),
-    (dict(n=13), PebblesValueError, r"this schedule is for n=12, replay got n=13"),
+    (dict(n=13), PebblesValueError, r"this schedule is for n=12, replay got n=13; pass n=None"),
     (dict(moves=list(SCHED), n=13), IllegalMoveError, r"looks like one for n=12 steps"),
     (dict(moves=list(pebbles.bennett(12, 2)), n=12), IllegalMoveError, r"illegal move"),
     (dict(pool_size=-1), PebblesValueError, r"pool_size=-1"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import pathlib
+import re
 import threading
 import weakref
 
@@ -131,6 +133,30 @@ def test_a_folder_that_cannot_be_made_leaves_no_directory(tmp_path, monkeypatch)
     assert _files(tmp_path) == []
 
 
+def test_a_missing_directory_under_a_read_only_one_names_the_read_only_one(
+        tmp_path, monkeypatch):
+    """DiskStore('ro/a/b') where 'ro' may not be written: the error names 'ro', the
+    directory that is not writable, not 'ro/a/b', which does not exist."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_mkdir = pathlib.Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.parent == ro:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    with pytest.raises(StoreError) as info:
+        DiskStore(ro / "a" / "b")
+    assert str(info.value) == (
+        f"directory={str(ro / 'a' / 'b')!r} does not exist and cannot be made: its ancestor "
+        f"{str(ro)!r} is not writable (permission denied), and the store makes the missing "
+        f"directories in it: pass a directory you can write to, or make "
+        f"{str(ro / 'a' / 'b')!r} first")
+    assert _files(ro) == []
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"directory": 3}, pebbles.PebblesTypeError, "directory=3 must be a path"),
     ({"directory": b"states"}, pebbles.PebblesTypeError, "directory=b'states' must be a path"),
@@ -150,6 +176,15 @@ def test_a_state_file_deleted_behind_the_store_is_a_store_error():
         os.unlink(st.path(4))
         with pytest.raises(StoreError, match="deleted by something other than the store"):
             st.get(4)
+        st.put(5, np.ones(3))
+        st.get(5)  # written
+        os.unlink(st.path(5))
+        os.mkdir(st.path(5))  # a folder in the file's place
+        with pytest.raises(StoreError, match=rf"^get\(5\): its file {re.escape(st.path(5))} "
+                                             rf"cannot be read \(Is a directory\); something "
+                                             rf"other than the store changed it"):
+            st.get(5)
+        os.rmdir(st.path(5))
 
 
 def test_get_waits_for_a_pending_write(monkeypatch):
@@ -273,9 +308,14 @@ def test_measure_io_reports_a_full_disk_and_leaves_no_file(tmp_path, monkeypatch
         raise OSError(f"{data.nbytes} requested and 10 written")
 
     monkeypatch.setattr(storage, "_timed_write", partial)
-    with pytest.raises(DiskFullError, match="1024 bytes of data"):
-        measure_io(tmp_path, 1024)
+    with pytest.raises(DiskFullError, match="1024 bytes of data") as info:
+        measure_io(tmp_path, 1024, repeat=4)
     assert _files(tmp_path) == []
+    assert "slot" not in str(info.value)  # a probe has none: it says the room it needs
+    assert str(info.value).endswith(
+        "The probe writes 4 to 1048576 states of nbytes=1024 there back to back (deleted "
+        "afterwards): free at least 4096 bytes there (up to 1073741824), pass a directory "
+        "on a larger disk, or time a smaller state (a smaller nbytes) and scale the times")
 
 
 @pytest.mark.parametrize("kwargs, error", [
@@ -350,10 +390,12 @@ def test_keyboard_interrupt_leaves_no_file(tmp_path):
 def test_closed_store_refuses_work_and_close_is_idempotent(make):
     st = make()
     st.put(1, np.zeros(1))
+    assert not st.closed
     st.close()
     st.close()
+    assert st.closed and not pebbles.Store().closed
     for call in (lambda: st.put(2, np.zeros(1)), lambda: st.get(1), lambda: st.delete(1)):
-        with pytest.raises(StoreError, match="closed"):
+        with pytest.raises(StoreError, match="closed.*; make a new"):
             call()
 
 
@@ -424,6 +466,21 @@ def test_an_int_key_and_its_digits_as_a_str_are_two_states(make):
         assert st.get(5).tolist() == [0.0] * 3  # the int key's state is untouched
         with pytest.raises(StoreError, match="holds no '5'"):
             st.get("5")
+
+
+def test_keys_that_differ_in_case_only_have_files_that_differ_in_case_folded_form_too():
+    """'a' and 'A' are two keys: on a file system that ignores case (macOS, Windows)
+    state-a.npy and state-A.npy would be one file, so each upper-case letter is marked."""
+    keys = ["a", "A", "aB", "Ab", "AB", "ab", "x_Y.z-9", "X_y.Z-9", "s5", "S5", 5, "5"]
+    with DiskStore() as st:
+        names = [os.path.basename(st.path(k)) for k in keys]
+        assert names[:3] == ["state-a.npy", "state-^A.npy", "state-a^B.npy"]
+        assert names[-2:] == ["state-5.npy", "state-str+5.npy"]  # no letters: as they were
+        assert len({n.casefold() for n in names}) == len(keys), names
+        for k in keys:
+            st.put(k, np.array([keys.index(k)]))
+        assert [int(st.get(k)[0]) for k in keys] == list(range(len(keys)))
+        assert _files(st.directory) == sorted(names)
 
 
 def test_a_str_key_of_digits_has_a_file_of_its_own():
@@ -750,28 +807,6 @@ def test_measure_io_names_a_state_too_large_to_hold(monkeypatch, capsys):
     assert "--state-bytes 100000000000: the disk probe holds" in capsys.readouterr().err
 
 
-def test_close_ends_the_writer_after_a_lost_wake_up(tmp_path):
-    """A Ctrl-C in the main thread's ``queue.put`` can leave a stale waiter on the queue's
-    condition, so that the next ``put`` wakes it instead of the writer blocked in
-    ``get`` (CPython's Condition.notify); the writer's poll still sees the ``None``, and
-    close() returns, files removed, instead of waiting forever."""
-    store = pebbles.DiskStore(tmp_path)
-    store.put(1, np.ones(8))
-    store.get(1)  # written
-    for _ in range(200):  # until the writer waits in get()
-        if store._w.queue.not_empty._waiters:
-            break
-        threading.Event().wait(0.01)
-    stale = threading.Lock()
-    stale.acquire()
-    store._w.queue.not_empty._waiters.appendleft(stale)  # notify() releases this one
-    closer = threading.Thread(target=store.close, daemon=True)
-    closer.start()
-    closer.join(timeout=10)
-    assert not closer.is_alive() and not store._thread.is_alive()
-    assert list(tmp_path.iterdir()) == []
-
-
 def _in_thread(call, timeout: float = 10.0) -> BaseException | None:
     """Run ``call`` in a thread joined with ``timeout``: the exception it raised (None
     if none); a call still running after ``timeout`` fails the test instead of hanging."""
@@ -803,6 +838,10 @@ def test_a_key_whose_file_name_is_too_long_is_refused(make, tmp_path):
                           (-10 ** 5000, 245)):
             with pytest.raises(pebbles.PebblesValueError, match=f"at most {most} char"):
                 st.put(key, np.ones(2))
+        st.put("K" * 122 + "k", np.ones(2))  # 122 marks: 245 bytes between state- and .npy
+        with pytest.raises(pebbles.PebblesValueError, match="at most 245 characters, an "
+                                                            "upper-case letter counting two"):
+            st.put("K" * 123, np.ones(2))
         assert st.get(10 ** 244).tolist() == [1.0, 1.0]  # the store goes on
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import gc
+import os
 import re
 import sys
 import threading
@@ -241,6 +242,52 @@ def test_a_store_argument_that_is_not_a_store_is_refused_for_every_schedule(stor
               pebbles.schedule("two-level", 5, budget=2, write_cost=1, read_cost=1)):
         with pytest.raises(pebbles.PebblesTypeError, match=match):
             run(s, store=store)
+
+
+@pytest.mark.parametrize("make", [MemoryStore, DiskStore])
+def test_a_closed_store_is_refused_before_any_step(make):
+    """A store closed before the replay: refused up front, saying to make a new one,
+    instead of 'the store ... is closed' at the first store move after the steps ran."""
+    store = make()
+    store.close()
+    steps = []
+
+    def step(i, x):
+        steps.append(i)
+        return A @ x
+
+    where = f" on {store.directory}" if make is DiskStore else ""
+    with pytest.raises(pebbles.StoreError) as info:
+        run(pebbles.schedule("two-level", 20, budget=3, write_cost=1, read_cost=1), step,
+            store=store)
+    assert str(info.value) == (
+        f"store=<{make.__name__}{where}> is closed, and a closed store cannot be used again "
+        f"(it freed its states); make a new one for the replay, e.g. with "
+        f"pebbles.DiskStore(directory) as store: pebbles.replay(..., store=store)")
+    assert steps == []
+
+
+def test_a_ctrl_c_in_put_after_the_write_was_queued_leaves_nothing_in_the_store(tmp_path):
+    """The replay counts a state as its own before put returns: a KeyboardInterrupt that
+    lands in put once the write is queued (here: at its last line) is re-raised, and the
+    state is deleted with the others, so that the next replay with the store works."""
+    class Interrupted(DiskStore):
+        puts = 0
+
+        def put(self, key, array, into=None):
+            super().put(key, array, into=into)
+            Interrupted.puts += 1
+            if Interrupted.puts == 3:
+                raise KeyboardInterrupt
+
+    s = pebbles.schedule("two-level", 30, budget=3, write_cost=1, read_cost=1)
+    with Interrupted(tmp_path) as store:
+        with pytest.raises(KeyboardInterrupt):
+            run(s, store=store)
+        assert len(store) == 0 and os.listdir(store.directory) == []
+        assert np.array_equal(run(s, store=store).grad_s0,
+                              run(pebbles.schedule("store-all", 30)).grad_s0)
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_program_that_does_not_make_every_backward_step_gives_no_gradient():
