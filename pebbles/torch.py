@@ -293,7 +293,9 @@ class _Chain:
              guard: bool = True) -> tuple[torch.Tensor, ...]:
         """Step i on ``xs``, its output checked. ``guard``: a pass that stores states and
         replays steps, where a step must not change its input in place nor replace a
-        module buffer (a plain pass runs each step once: both are fine there)."""
+        module buffer (a plain pass runs each step once: both are fine there). A run
+        without a graph in such a pass returns its outputs without one, also when the
+        step makes one itself (:func:`_graph_free`)."""
         if i < self.frontier:
             self.buffers.replay()
             if i in self.step_rng:  # inside the run's fork_rng (_rng_run)
@@ -305,6 +307,7 @@ class _Chain:
         if guard and self.per_step:  # its module's buffers replaced since they were
             self.check_buffers(i)  # checked: by another layer (a loop's step owns them all)
         before = _versions(xs) if guard else ()
+        graph_free = guard and not torch.is_grad_enabled()
         try:
             out = self.step(i, x, *self.args)
         except BaseException as err:  # the same exception (Ctrl-C too), the step named
@@ -316,7 +319,8 @@ class _Chain:
             self._changed_input(i)
         if guard:  # its own module's buffers only (check_buffers: the others)
             self.buffers.check(self.who(i), i if self.per_step else 0)
-        return self._check(i, out)
+        ys = self._check(i, out)
+        return _graph_free(ys) if graph_free else ys
 
     def _changed_input(self, i: int) -> None:
         """Raise for a step that changed its input in place: that input may be a stored
@@ -391,7 +395,7 @@ class _Chain:
         ys = self.call(i, xs, guard=False)
         if torch.is_grad_enabled() and any(t.requires_grad for t in ys):
             raise _unpassed(self.who(i), "makes an output that requires grad: it uses a "
-                                         "tensor that requires grad but")
+                                         "tensor that requires grad but", _NO_GRAD_HINT)
         return ys
 
     def _check(self, i: int, out: object) -> tuple[torch.Tensor, ...]:
@@ -608,7 +612,8 @@ class _Chain:
         """Backward steps ``i`` down to ``low`` (kept, chained steps when ``low < i``;
         else step i with a graph, taped or run now from ``xs``, in slot ``src``): one
         torch.autograd.grad."""
-        if i in self.tapes:
+        kept = i in self.tapes  # its graph (low..i's, chained) made in the forward pass
+        if kept:
             xi, ys = self.tapes.pop(i)
             for k in range(i - 1, low - 1, -1):  # the run's inner states: in the graph only
                 xi = self.tapes.pop(k)[0]
@@ -630,7 +635,9 @@ class _Chain:
         inputs = [t for t in xi if t.requires_grad]
         if not pairs or not (inputs or ks):
             return tuple(None for _ in xi)
-        with _hooks_held(self.hooked) if self.hooked else _NOTHING, _second_time(self.who(i)):
+        with _hooks_held(self.hooked) if self.hooked else _NOTHING, _second_time(
+                f"the backward step of {self.who(i)}" if low == i else
+                f"the backward steps of {self.who(low)} to {self.who(i)}", kept):
             got = _vjp(pairs, inputs + [self.wrt[k] for k in ks])
         it = iter(got[:len(inputs)])
         out = tuple(next(it) if t.requires_grad else None for t in xi)
@@ -801,22 +808,53 @@ def _profiling(who: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _second_time(who: str) -> Iterator[None]:
-    """Explain autograd's "backward through the graph a second time" in a backward step:
-    every backward step that reaches a tensor the caller computed (``w2 = w.exp()``
-    outside the step) runs through the caller's graph, and the first one frees it."""
+def _second_time(who: str, kept: bool = False) -> Iterator[None]:
+    """Explain autograd's "backward through the graph a second time" in ``who`` (the
+    backward step of a step, or of a run of kept steps). ``kept``: it goes through the
+    graph that run kept in the forward pass (taped, or a ``memory=`` schedule's), which
+    a backward pass through a tensor the run left outside its return value (a list, a
+    forward hook) frees first when the loss uses it. Through any graph: every backward
+    step that reaches a tensor the caller computed (``w2 = w.exp()`` outside the step)
+    runs through the caller's graph, and the first one frees it."""
     try:
         yield
     except RuntimeError as err:
         if "graph a second time" in str(err) and hasattr(err, "add_note"):
-            err.add_note(
-                f"pebbles.torch: in the backward step of {who}. A step (or layer) uses a "
-                f"tensor that was computed before the call from a parameter (e.g. w2 = "
-                f"w.exp() outside the step): every backward step runs through that part of "
-                f"your graph, and the first one frees it. Pass the computed tensor itself as "
-                f"a parameter (checkpointed_loop(step, x0, n, w2); checkpoint_sequential(..., "
-                f"params=[w2])), or compute it inside the step")
+            err.add_note(f"pebbles.torch: in {who}. " + (
+                f"{_KEPT_FREED} Or: {_CALLER_FREED}" if kept else
+                _CALLER_FREED[0].upper() + _CALLER_FREED[1:]))
         raise
+
+
+#: The note for a kept graph freed before its backward step (:func:`_second_time`).
+_KEPT_FREED = (
+    "The graph kept from that run in the forward pass (taping, or a memory= schedule's "
+    "kept graphs) was already freed: the loss most likely uses "
+    "a tensor that run made and kept outside the state it returned (appended to a list, "
+    "captured by a forward hook for an auxiliary loss), and the backward pass went "
+    "through that graph from it first. Only the returned state (and the call's output) "
+    "is differentiable: a tensor kept elsewhere gets no gradient (from a run without a "
+    "graph) or this error. Carry it in the state instead (e.g. return (x, loss + "
+    "aux(x)) with the running loss a part of the state), or detach it.")
+
+#: The note for the caller's graph freed by an earlier backward step (:func:`_second_time`).
+_CALLER_FREED = (
+    "a step (or layer) uses a tensor that was computed before the call from a parameter "
+    "(e.g. w2 = w.exp() outside the step): every backward step runs through that part of "
+    "your graph, and the first one frees it. Pass the computed tensor itself as a "
+    "parameter (checkpointed_loop(step, x0, n, w2); checkpoint_sequential(..., "
+    "params=[w2])), or compute it inside the step")
+
+
+def _graph_free(ys: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The outputs of a run without a graph, detached where they carry one: a step that
+    runs its own ``torch.enable_grad()`` (a force taken with ``torch.autograd.grad``)
+    returns a state with a ``grad_fn``, and a stored state holding it would keep that
+    step's graph, and through its input every earlier step's, alive until the backward
+    pass. A tensor without one (handed on unchanged) stays that tensor."""
+    if all(t.grad_fn is None for t in ys):
+        return ys
+    return tuple(t if t.grad_fn is None else t.detach() for t in ys)
 
 
 def _in_place_hint(err: Exception) -> str:
@@ -999,12 +1037,21 @@ def _graph_params(who: str, ys: list[torch.Tensor], xi: tuple[torch.Tensor, ...]
     return sorted(found)
 
 
-def _unpassed(who: str, what: str) -> PebblesValueError:
-    """The error for a tensor that requires grad that ``who`` uses but was not passed."""
+#: How to run a call that wants no gradient when a step makes a graph of its own.
+_NO_GRAD_HINT = (
+    ". Nothing passed requires grad: if no gradient is wanted (an inference rollout "
+    "whose step takes a derivative with torch.autograd.grad from a leaf it makes "
+    "itself), run the call under torch.no_grad(); the step's own torch.enable_grad() "
+    "still works inside")
+
+
+def _unpassed(who: str, what: str, hint: str = "") -> PebblesValueError:
+    """The error for a tensor that requires grad that ``who`` uses but was not passed;
+    ``hint``: a further way out, appended."""
     return PebblesValueError(
         f"{who} {what} was not passed; its gradient would be lost (the steps run without a "
         f"graph). Pass it as a parameter (checkpointed_loop(step, x0, n, *params); "
-        f"checkpoint_sequential(..., params=...) or as an nn.Module layer)")
+        f"checkpoint_sequential(..., params=...) or as an nn.Module layer){hint}")
 
 
 class _Checkpointed(torch.autograd.Function):
@@ -1392,7 +1439,9 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
         (``profile_layers``' rule; that run is one extra call of ``step``), which
         also sizes a state by the storages it keeps alive (the larger of ``x0``'s
         and step 0's output's: a view counts its base). When given, step 0 does
-        not run and a state is sized from ``x0``.
+        not run and a state is sized from ``x0``: its storages, or its elements
+        where those hold more (an expanded ``x0``, ``ic.expand(64, d)``, holds one
+        row; the states the steps make hold them all).
     preserve_rng_state : bool
         Replay each step with the RNG state of its first run (stochastic steps).
     tape : bool
@@ -1416,6 +1465,18 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
         A step changed the state's shape, dtype, device or form (under
         ``torch.autocast`` a step ending in a Linear or a matmul returns the autocast
         dtype: cast the state back, e.g. ``.float()``, at the end of the step).
+
+    Notes
+    -----
+    Only the returned state is differentiable. A tensor a step keeps elsewhere
+    (appended to a list for a loss over the trajectory, captured by a forward hook)
+    gets no gradient: the forward pass runs without a graph, and a run with one
+    starts from a detached state. Where the forward pass kept that step's graph
+    (taping, ``memory=``), a loss that uses it makes the backward pass raise torch's
+    "backward through the graph a second time" instead. Carry such a quantity in the
+    state: ``return x, loss + (x ** 2).sum()`` for a running loss. A step that runs
+    its own ``torch.enable_grad()`` (a force from ``torch.autograd.grad``) may; its
+    outputs are detached in the runs without a graph.
 
     Examples
     --------
@@ -1554,11 +1615,11 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
                      tape: bool, devices: list[int]) -> SlotProgram:
     """The lowered optimum of ``n`` equal steps under ``memory`` bytes, each step's graph
     keeping ``graph_bytes`` more (measured when None, inside ``fork_rng`` of the CUDA
-    ``devices``; no graph is kept with ``tape=False``). A state's bytes are the storage
-    ``x0`` keeps alive or, when step 0 runs to measure its graph, the larger of that and
-    its output's (a view keeps its base)."""
+    ``devices``; no graph is kept with ``tape=False``). A state's bytes are those of
+    ``x0`` (:func:`_state_bytes`) or, when step 0 runs to measure its graph, the larger
+    of those and its output's storages (a view keeps its base)."""
     memory = _check_bytes("memory", memory)
-    size = _kept_bytes(_as_tuple("x0", x0)[0])
+    size = _state_bytes(_as_tuple("x0", x0)[0])
     if graph_bytes is None:
         known = (*params, *_owned(step))
         with torch.random.fork_rng(devices=devices), _Buffers(_owners((step,))).kept(
@@ -1659,6 +1720,19 @@ def _kept_bytes(xs: tuple[torch.Tensor, ...]) -> int:
     (:func:`_storage_bytes`; tensors without data, on the meta device, each apart)."""
     held = {t.untyped_storage().data_ptr() or id(t): _storage_bytes(t) for t in xs}
     return sum(held.values())
+
+
+def _state_bytes(xs: tuple[torch.Tensor, ...]) -> int:
+    """The bytes of a loop's state sized from ``x0``: each storage once, the larger of
+    its bytes (a view keeps its base) and the bytes of the tensors on it once made
+    (an expanded ``x0``, ``ic.expand(64, d)``, holds one row; the steps' states, which
+    the schedule stores, hold every element)."""
+    full: dict[int, int] = {}
+    for t in xs:
+        key = t.untyped_storage().data_ptr() or id(t)
+        full[key] = full.get(key, 0) + _nbytes((t,))
+    held = {t.untyped_storage().data_ptr() or id(t): _storage_bytes(t) for t in xs}
+    return sum(max(b, full[key]) for key, b in held.items())
 
 
 def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
@@ -2095,6 +2169,19 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     -------
     Tensor or tuple of Tensors
         The last layer's output.
+
+    Notes
+    -----
+    Only the layer outputs the chain hands on, and its own output, are
+    differentiable. A tensor a layer keeps elsewhere (a forward hook capturing an
+    activation for an auxiliary loss, a list) gets no gradient: the forward pass
+    runs without a graph, and a run with one starts from a detached input. Where the
+    forward pass kept that layer's graph (taping, ``memory=``), a loss that uses it
+    makes the backward pass raise torch's "backward through the graph a second time"
+    instead. Carry it in the outputs the layers hand on: a layer returns ``(h, aux +
+    (h ** 2).sum())``, the layers after it hand ``aux`` on, and the loss takes it
+    from the chain's output. (``torch.utils.checkpoint.checkpoint_sequential`` with
+    ``use_reentrant=False`` gives a hook's activation its gradient.)
 
     Examples
     --------

@@ -1,0 +1,215 @@
+"""pebbles.torch at the edges of its contract: steps that make a graph of their own,
+tensors a step keeps outside its state, an expanded x0 under memory=, a rollout that
+wants no gradient."""
+
+from __future__ import annotations
+
+import weakref
+
+import pytest
+import torch
+
+import pebbles
+from pebbles.torch import checkpoint_sequential, checkpointed_loop, checkpointed_while_loop
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def energy_step(net, inputs_with_graph):
+    """A Hamiltonian step run under its own enable_grad as a whole (its force comes from
+    torch.autograd.grad); records whether a run without a graph got a state carrying
+    one."""
+    def step(i, s, *params):
+        q, p = s
+        if not torch.is_grad_enabled():
+            inputs_with_graph.append(q.grad_fn is not None or p.grad_fn is not None)
+        with torch.enable_grad():
+            qq = q if q.requires_grad else q.detach().requires_grad_()
+            force, = torch.autograd.grad(net(qq).sum(), qq, create_graph=True)
+            p = p - 0.05 * force
+            return qq + 0.05 * p, p
+    return step
+
+
+def nodes_from(tensors):
+    """The autograd nodes the tensors' graphs reach."""
+    seen, todo = set(), [t.grad_fn for t in tensors if t.grad_fn is not None]
+    while todo:
+        node = todo.pop()
+        if node is not None and id(node) not in seen:
+            seen.add(id(node))
+            todo += [nxt for nxt, _ in node.next_functions]
+    return len(seen)
+
+
+@pytest.mark.parametrize("kw", [dict(budget=2), dict(budget=3, tape=False),
+                                dict(memory=1e9), dict(memory=2000, graph_bytes=0),
+                                "while"])
+def test_a_step_with_its_own_graph_stores_states_without_one(kw):
+    """A step under its own enable_grad returns a state with a grad_fn even in a run
+    without a graph: stored as it was, each state kept its step's graph and, through
+    its input, every earlier step's alive until the backward pass (n = 100, budget 5,
+    states of 2 MiB: 400-650 MiB more held). The runs without a graph (forward pass,
+    online forward pass, replays) hand on and store it detached; the gradients stay
+    plain autograd's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(),
+                              torch.nn.Linear(16, 1)).double()
+    params = list(net.parameters())
+    q0 = torch.randn(4, 3, dtype=F64, requires_grad=True)
+    p0 = torch.randn(4, 3, dtype=F64, requires_grad=True)
+    wrt, n = (q0, p0, *params), 12
+    seen: list[bool] = []
+    step = energy_step(net, seen)
+    s = (q0, p0)
+    for i in range(n):
+        s = step(i, s, *params)
+    want = torch.autograd.grad(sum(t.pow(2).sum() for t in s), wrt, allow_unused=True)
+    seen.clear()
+    if kw == "while":
+        out = checkpointed_while_loop(lambda i, s: i < n, step, (q0, p0), *params, budget=3)
+    else:
+        out = checkpointed_loop(step, (q0, p0), n, *params, **kw)
+    stored = [t for slot in out[0].grad_fn.slots if slot is not None for t in slot]
+    assert nodes_from(stored) == 0
+    got = torch.autograd.grad(sum(t.pow(2).sum() for t in out), wrt, allow_unused=True)
+    assert not any(seen) and (seen or kw == dict(memory=1e9))  # 1e9: every graph kept
+    assert got[-1] is want[-1] is None  # the force does not depend on the last bias
+    torch.testing.assert_close(got[:-1], want[:-1], rtol=1e-12, atol=1e-12)
+
+
+def test_a_chain_layer_with_its_own_graph_stores_outputs_without_one():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(8, 8).double()
+
+    def layer(h):
+        with torch.enable_grad():
+            return torch.tanh(lin(h))
+
+    x = torch.randn(2, 8, dtype=F64, requires_grad=True)
+    want = torch.autograd.grad(layer(layer(layer(layer(x)))).sum(), (x, *lin.parameters()))
+    y = checkpoint_sequential([layer] * 4, x, budget=2, params=list(lin.parameters()))
+    stored = [t for slot in y.grad_fn.slots if slot is not None for t in slot]
+    assert nodes_from(stored) == 0
+    got = torch.autograd.grad(y.sum(), (x, *lin.parameters()))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_an_expanded_x0_is_sized_by_its_elements_under_graph_bytes():
+    """memory= with graph_bytes= sized a state by x0's storage: an expanded x0 holds one
+    row, every later state all 64, and the schedule stored all 40 states under a limit of
+    6."""
+    torch.manual_seed(0)
+    d, batch, n = 32, 64, 40
+    w = (0.1 * torch.randn(d, d, dtype=F64)).requires_grad_()
+    live: set = set()
+    peak = [0]
+
+    def step(i, x, w):
+        y = x + torch.tanh(x @ w)
+        ref = weakref.ref(y, live.discard)
+        live.add(ref)
+        peak[0] = max(peak[0], len(live))
+        return y
+
+    state = batch * d * 8
+    ic = torch.randn(1, d, dtype=F64, requires_grad=True)
+    y = checkpointed_loop(step, ic.expand(batch, d), n, w, memory=6 * state,
+                          graph_bytes=state)
+    y.sum().backward()
+    assert peak[0] <= 6
+    want = torch.autograd.grad(
+        plain_loop(step, ic.expand(batch, d), n, w).sum(), (ic, w))
+    torch.testing.assert_close((ic.grad, w.grad), want, rtol=1e-12, atol=1e-12)
+
+
+def plain_loop(step, x, n, *params):
+    for i in range(n):
+        x = step(i, x, *params)
+    return x
+
+
+def trajectory_step(traj):
+    def step(i, x, w):
+        y = x + 0.1 * torch.tanh(x @ w)
+        traj.append(y)
+        return y
+    return step
+
+
+def test_a_kept_graph_freed_through_a_tensor_kept_outside_the_state_is_explained():
+    """A loss over the states a step appended to a list ran backward through the graphs
+    memory=inf kept, and the backward step then failed; its note blamed a parameter
+    computed before the call."""
+    w = (0.3 * torch.randn(4, 4, dtype=F64)).requires_grad_()
+    x0 = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    traj: list = []
+    y = checkpointed_loop(trajectory_step(traj), x0, 6, w, memory=float("inf"))
+    loss = y.sum() + sum(t.sum() for t in traj)
+    with pytest.raises(RuntimeError, match="second time") as err:
+        loss.backward()
+    note = "".join(err.value.__notes__)
+    assert "backward steps of step 0 to step 5" in note
+    assert "kept outside the state it returned" in note and "Carry it in the state" in note
+
+
+@pytest.mark.parametrize("kw", [dict(budget=6), dict(memory=float("inf"))])
+def test_a_kept_layer_graph_freed_through_a_forward_hook_is_explained(kw):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh())
+                                for _ in range(6)]).double()
+    feats: list = []
+    net[3].register_forward_hook(lambda m, i, o: feats.append(o))
+    x = torch.randn(4, 8, dtype=F64, requires_grad=True)
+    y = checkpoint_sequential(net, x, **kw)
+    with pytest.raises(RuntimeError, match="second time") as err:
+        (y.sum() + feats[-1].sum()).backward()  # the forward pass's (memory=: profiled)
+    note = "".join(err.value.__notes__)
+    assert "captured by a forward hook" in note and "was already freed" in note
+
+
+def test_a_replayed_step_freeing_the_callers_graph_is_not_blamed_on_a_kept_graph():
+    w = torch.tensor([0.1, 0.2, 0.3], dtype=F64, requires_grad=True)
+    x0 = torch.ones(3, dtype=F64, requires_grad=True)
+    w2 = w.exp()
+    y = checkpointed_loop(lambda i, x, w: x * w2 + w, x0, 6, w, budget=2, tape=False)
+    with pytest.raises(RuntimeError, match="second time") as err:
+        y.sum().backward()
+    note = "".join(err.value.__notes__)
+    assert "A step (or layer) uses a tensor that was computed before the call" in note
+    assert "kept outside" not in note
+
+
+def test_a_rollout_without_gradients_is_told_to_use_no_grad():
+    """Frozen parameters, x0 without grad, grad mode on: a step taking its force from a
+    leaf it makes (create_graph=True) returns a state that requires grad. Refused as a
+    tensor not passed; the message names torch.no_grad(), under which the rollout is the
+    plain loop's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(),
+                              torch.nn.Linear(16, 1)).double().requires_grad_(False)
+
+    def step(i, s):
+        q, p = s
+        with torch.enable_grad():
+            qq = q.detach().requires_grad_()
+            force, = torch.autograd.grad(net(qq).sum(), qq, create_graph=True)
+        p = p - 0.05 * force
+        return q + 0.05 * p, p
+
+    s0 = (torch.randn(4, 3, dtype=F64), torch.randn(4, 3, dtype=F64))
+    with pytest.raises(pebbles.PebblesValueError, match=r"run the call under torch\.no_grad"):
+        checkpointed_loop(step, s0, 10, budget=3)
+    with torch.no_grad():
+        got = checkpointed_loop(step, s0, 10, budget=3)
+        want = plain_loop(step, s0, 10)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
