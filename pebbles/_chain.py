@@ -148,7 +148,7 @@ from ._errors import PebblesTypeError, PebblesValueError
 from ._moves import Move, MoveKind, encode
 from ._optional import require
 from ._simulator import ChainCosts, simulate
-from ._validation import check_bool, check_int
+from ._validation import check_bool, check_int, check_steps
 
 __all__ = [
     "hetero_brute_force",
@@ -1006,11 +1006,11 @@ def sequential_segments(n: int, segments: int, *, kept: bool = True) -> Iterator
     >>> r.peak_states  # 4 segment inputs and the last segment's 5 outputs
     9
     """
-    n = check_int("n", n, 1)
+    n = check_steps(n)
     s = check_int("segments", segments, 1)
     if s > n:
         raise PebblesValueError(f"segments={s} is more than n={n} steps; pass segments <= {n}")
-    return _sequential_segments(n, s, kept)
+    return _sequential_segments(n, s, check_bool("kept", kept))
 
 
 def _sequential_segments(n: int, s: int, kept: bool) -> Iterator[Move]:

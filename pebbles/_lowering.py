@@ -29,7 +29,7 @@ from . import _rules as R
 from ._errors import IllegalMoveError, PebblesError, PebblesTypeError, PebblesValueError
 from ._moves import Game, Move, MoveKind, encode
 from ._simulator import _Game, use_compiled
-from ._validation import check_bool, check_int
+from ._validation import check_bool, check_int, check_steps
 
 if TYPE_CHECKING:
     from ._registry import Schedule
@@ -129,7 +129,8 @@ class SlotProgram:
     Attributes
     ----------
     ops : ndarray, int64, shape (m, 5)
-        Rows ``(op, src, dst, first, count)``, as in the table above.
+        Rows ``(op, src, dst, first, count)``, as in the table above; read-only (a
+        writable array given is copied), as a program compares and hashes by its rows.
     n : int
         Number of steps.
     game : Game
@@ -178,6 +179,9 @@ class SlotProgram:
     peak_states: int
     writes: int = 0
     reads: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", _read_only(self.ops))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SlotProgram):
@@ -301,9 +305,20 @@ class SlotProgram:
                 f"'treeverse', n, budget=S)")
         if not np.isin(op, (OP_FREE, OP_TAPE)).any():
             return self
-        ops = self.ops[op != OP_FREE]
+        ops = self.ops[op != OP_FREE]  # a copy, written here only
         ops[ops[:, 0] == OP_TAPE, 0] = OP_STEP
-        return replace(self, ops=np.ascontiguousarray(ops))
+        ops.flags.writeable = False
+        return replace(self, ops=ops)
+
+
+def _read_only(ops: Any) -> np.ndarray:
+    """``ops`` as a read-only array: itself when it is one already (a view of a program's
+    rows, say), else a read-only copy, which no one else can write to."""
+    arr = ops if isinstance(ops, np.ndarray) else np.asarray(ops)
+    if arr.flags.writeable:
+        arr = arr.copy()
+        arr.flags.writeable = False
+    return arr
 
 
 #: Rows of a slot program turned into Python ints at a time (:meth:`SlotProgram.rows`).
@@ -449,7 +464,7 @@ class SlotBoard:
 
     def __init__(self, n: int, game: Game | str, held: dict[int, int], free: list[int], *,
                  painted: int | None = None, frees: bool = True) -> None:
-        self.n = check_int("n", n, 1)
+        self.n = check_steps(n)
         self.game = Game.coerce(game)
         if self.game is Game.REVERSIBLE:
             raise PebblesValueError("game='reversible' cannot be lowered; pass "
@@ -611,7 +626,9 @@ def _lowered(g: _Game, arr: np.ndarray, slot: np.ndarray, free: np.ndarray) -> n
     for run in g.runs(*(arr[:, i].copy() for i in range(3))):  # Ctrl-C between runs
         g.play(*run, ops)
     rows = int(g.st[R.ST_NOPS])
-    return np.asarray(ops[: 5 * rows], dtype=np.int64).reshape(rows, 5)
+    out = np.asarray(ops[: 5 * rows], dtype=np.int64).reshape(rows, 5)
+    out.flags.writeable = False  # the rows of a program: SlotProgram keeps them as they are
+    return out
 
 
 def _too_few_slots(err: IllegalMoveError, arr: np.ndarray, n: int, game: Game,
@@ -645,7 +662,7 @@ def _resolve(schedule: Any, n: int | None,
     from ._registry import Schedule
 
     if n is not None:
-        n = check_int("n", n, 1)
+        n = check_steps(n)
     if isinstance(schedule, Schedule):
         if n is not None and n != schedule.n:
             raise PebblesValueError(
@@ -657,7 +674,7 @@ def _resolve(schedule: Any, n: int | None,
             raise PebblesTypeError("lower() needs n=NUMBER_OF_STEPS for a plain move stream "
                                    "(a pebbles.schedule(...) value carries its own)")
         arr = encode(schedule)
-    n = check_int("n", n, 1)
+    n = check_steps(n)
     if game is None:
         game = Game.INPLACE if (arr[:, 0] == MoveKind.MOVE).any() else Game.CHECKPOINT
     game = Game.coerce(game)

@@ -35,8 +35,9 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator
 from enum import Enum, IntEnum
+from itertools import islice
 from numbers import Integral
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import numpy as np
 
@@ -109,6 +110,11 @@ class MoveKind(IntEnum):
 class Move(NamedTuple):
     """One move: ``kind`` applied to cell ``a`` (``forward`` walks from ``a`` to ``b``).
 
+    A plain tuple, not checked when built (streams of millions are built); the move
+    makers (:func:`place`, :func:`forward` ...) check their cells, and the simulator
+    every rule. ``str`` writes any move as it stands, for messages; :func:`format_move`
+    writes only moves that :func:`parse_move` reads back.
+
     Examples
     --------
     >>> from pebbles import Move, MoveKind
@@ -123,7 +129,7 @@ class Move(NamedTuple):
     b: int = -1
 
     def __str__(self) -> str:
-        return format_move(self)
+        return _text(_kind_of(self), self)
 
 
 def place(i: int) -> Move:
@@ -209,16 +215,64 @@ _KINDS = {name: k for k, name in _NAMES.items()}
 
 
 def format_move(m: Move) -> str:
-    """Return the text form of a move, e.g. ``'place 3'`` or ``'forward 0 7'``."""
+    """Return the text form of a move, e.g. ``'place 3'`` or ``'forward 0 7'``, which
+    :func:`parse_move` reads back.
+
+    Raises
+    ------
+    PebblesValueError, PebblesTypeError
+        If ``m`` is no move that :func:`parse_move` can read back: an unknown kind, a
+        cell that is not a whole number in ``0..2^63-1``, a ``forward i j`` without
+        ``i < j`` (such as ``Move(MoveKind.FORWARD, 0)``, which has no ``j``).
+
+    Examples
+    --------
+    >>> from pebbles import Move, MoveKind, format_move
+    >>> format_move(Move(MoveKind.FORWARD, 0, 7))
+    'forward 0 7'
+    >>> format_move(Move(MoveKind.FORWARD, 0))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    pebbles._errors.PebblesValueError: Move(kind=<MoveKind.FORWARD: 5>, a=0, b=-1) has no ...
+    """
+    kind = _kind_of(m)
+    a = m[1]
+    if kind is MoveKind.FORWARD:
+        b = m[2]
+        if not (type(a) is int and type(b) is int and 0 <= a < b <= MAX_CELL):
+            a, b = _checked(m, forward, a, b)
+        return f"forward {a} {b}"
+    if not (type(a) is int and 0 <= a <= MAX_CELL):
+        (a,) = _checked(m, _MAKERS[kind], a)
+    return f"{_NAMES[kind]} {a}"
+
+
+def _kind_of(m: object) -> MoveKind:
+    """The kind of the move ``m``, or an error naming the kinds."""
     try:
-        kind = MoveKind(m[0])
+        return MoveKind(m[0])  # type: ignore[index]
     except (ValueError, TypeError, IndexError):
         raise PebblesValueError(f"{m!r:.60} is not a move: its kind must be one of "
                                 f"{', '.join(f'{int(k)} ({_NAMES[k]})' for k in MoveKind)}"
                                 ) from None
+
+
+def _text(kind: MoveKind, m: Move) -> str:
+    """The words of ``m`` as it stands (a bad cell too, for a message)."""
     if kind is MoveKind.FORWARD:
         return f"forward {m[1]} {m[2]}"
     return f"{_NAMES[kind]} {m[1]}"
+
+
+def _checked(m: object, maker: object, *cells: object) -> tuple[int, ...]:
+    """``cells`` as ints once ``maker`` (``place``, ``forward`` ...) takes them, or the
+    maker's error naming ``m``, which has no text form."""
+    try:
+        made = maker(*cells)  # type: ignore[operator]
+    except (PebblesValueError, PebblesTypeError) as err:
+        raise type(err)(f"{m!r:.80} has no text form that parse_move reads back: {err}; "
+                        f"build moves with pebbles.place(), pebbles.forward(i, j) etc.") from None
+    return tuple(made[1:1 + len(cells)])
 
 
 _MAKERS = {MoveKind.PLACE: place, MoveKind.REMOVE: remove, MoveKind.PAINT: paint,
@@ -283,25 +337,72 @@ def encode(moves: Iterable[Move]) -> np.ndarray:
     except TypeError:
         raise PebblesTypeError(f"moves={moves!r:.60} is not an iterable of moves; pass a "
                                f"schedule or a list such as [pebbles.place(1)]") from None
-    buf = array("q")
+    parts = []
     count = 0
-    m: object = None
+    while chunk := list(islice(stream, ENCODE_CHUNK)):
+        parts.append(move_columns(chunk, count))
+        count += len(chunk)
+    out = np.empty((count, 3), dtype=np.int64)
+    row = 0
+    for cols in parts:
+        for j, col in enumerate(cols):
+            out[row:row + len(col), j] = np.frombuffer(col, dtype=np.int64)
+        row += len(cols[0])
+    return as_encoded(out)
+
+
+#: Moves :func:`encode` takes from a stream at a time.
+ENCODE_CHUNK = 8192
+
+
+def move_columns(chunk: list, index: int) -> tuple[array, array, array]:
+    """The kinds, first and second cells of the moves ``chunk`` as int64 arrays
+    (``array("q")``); ``index`` is the position of its first move in the stream.
+
+    One pass of C loops a column, bools sought by their type (``array("q")`` takes them
+    as 0 and 1, but no cell is a bool: :func:`place` refuses ``True``).
+
+    Raises
+    ------
+    PebblesTypeError, PebblesValueError
+        Naming the first move that is not three whole numbers, or that names a cell
+        outside int64 (:func:`refuse_moves`).
+    """
     try:
-        for m in stream:
-            if len(m) != 3:
-                raise TypeError
-            buf.extend(m)
-            count += 1
-    except OverflowError:
-        raise outside_int64(f"move #{count} of the stream, {m!r:.80},") from None
-    except TypeError:
-        hint = (" (text such as 'place 1' is read by pebbles.parse_move)"
-                if isinstance(m, str) else "")
+        cols = list(zip(*chunk, strict=True))
+        kinds, aa, bb = (array("q", col) for col in cols)
+    except (TypeError, ValueError, OverflowError):
+        refuse_moves(chunk, index)
+    if len(kinds) != len(chunk) or bool in {*map(type, cols[1]), *map(type, cols[2])}:
+        refuse_moves(chunk, index)
+    return kinds, aa, bb
+
+
+def refuse_moves(chunk: list, index: int) -> NoReturn:
+    """Name the first move of ``chunk`` (its first the ``index``-th of the stream) that
+    is not a Move of whole numbers (a bool is none), or that names a number past int64."""
+    bad = next((i for i, m in enumerate(chunk) if not _whole_numbers(m)), None)
+    if bad is not None:
+        m = chunk[bad]
+        hint = (" (text such as 'place 1' is read by pebbles.parse_move)" if isinstance(
+            m, str) else "; a cell is a whole number, not a bool" if isinstance(m, tuple)
+            and any(isinstance(v, bool) for v in m) else "")
         raise PebblesTypeError(
-            f"move #{count} of the stream, {m!r:.40}, is not a Move (kind, a, b); "
-            f"build moves with pebbles.place(), pebbles.forward() etc.{hint}"
-        ) from None
-    return as_encoded(np.frombuffer(buf, dtype=np.int64).reshape(-1, 3).copy())
+            f"move #{index + bad} of the stream, {m!r:.40}, is not a Move (kind, a, b); "
+            f"build moves with pebbles.place(), pebbles.forward() etc.{hint}")
+    bad = next(i for i, m in enumerate(chunk) if not -MAX_CELL - 1 <= min(m) <= max(
+        m) <= MAX_CELL)
+    raise outside_int64(f"move #{index + bad} of the stream, {chunk[bad]!r:.80},")
+
+
+def _whole_numbers(m: object) -> bool:
+    """Whether ``m`` is three integers, none a bool (of any size: a Move's fields)."""
+    try:
+        fields = tuple(m)  # type: ignore[call-overload]
+    except TypeError:
+        return False
+    return len(fields) == 3 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in fields)
 
 
 def as_encoded(encoded: object) -> np.ndarray:

@@ -45,7 +45,7 @@ from ._reversible import reversible_encoded, reversible_min_steps, reversible_op
 from ._simulator import SimulationResult, simulate
 from ._treeverse import paper_tau, treeverse, treeverse_encoded, treeverse_paper
 from ._twolevel import periodic_disk, two_level
-from ._validation import check_bool, check_cost, check_int
+from ._validation import a_kind, check_bool, check_cost, check_int, check_steps
 
 __all__ = ["Method", "Schedule", "candidates", "describe", "gradient_methods", "methods",
            "predicted_moves", "predicted_steps", "register", "schedule"]
@@ -170,7 +170,7 @@ def candidates(n: int, budget: int, *,
     >>> [str(s) for s in pebbles.candidates(8, 3)][:2]
     ['treeverse -n 8 --budget 3', 'treeverse -n 8 --budget 3 --inplace']
     """
-    n = check_int("n", n, 1)
+    n = check_steps(n)
     budget = check_int("budget", budget, 0)
     out = []
     for entry in _METHODS.values():
@@ -182,7 +182,7 @@ def candidates(n: int, budget: int, *,
 
 def predicted_steps(s: Schedule) -> int | None:
     """Forward steps of ``s`` from its method's formula (``None`` if it has none)."""
-    entry = _METHODS[s.method]
+    entry = _entry_of(s, "predicted_steps")
     if entry.steps is None:
         return None
     return entry.steps(s.n, s.budget, **dict(s.options))
@@ -190,10 +190,21 @@ def predicted_steps(s: Schedule) -> int | None:
 
 def predicted_moves(s: Schedule) -> int | None:
     """Moves of the stream of ``s`` from its method's formula (``None`` if it has none)."""
-    entry = _METHODS[s.method]
+    entry = _entry_of(s, "predicted_moves")
     if entry.moves is None:
         return None
     return entry.moves(s.n, s.budget, **dict(s.options))
+
+
+def _entry_of(s: object, who: str) -> Method:
+    """The registry entry of the Schedule ``s``, or an error naming ``who`` for any other
+    value (the formulas are the methods', so a plain move stream has none)."""
+    if not isinstance(s, Schedule):
+        raise PebblesTypeError(
+            f"{who}(s={s!r:.60}) needs a pebbles.Schedule, got {a_kind(s)}; pass "
+            f"pebbles.schedule(method, n, ...), or count a move stream's steps with "
+            f"pebbles.simulate(moves, n).forward_steps")
+    return _METHODS[s.method]
 
 
 def _check_fits(s: Schedule) -> None:
@@ -291,7 +302,14 @@ class Schedule:
     def simulate(self, **kwargs: Any) -> SimulationResult:
         """Check the moves with :func:`pebbles.simulate` (in its game, within its budget;
         a two-level schedule with its disk budget and I/O costs); keyword arguments
-        override these (``budget=2`` checks the moves against a smaller budget)."""
+        override these (``budget=2`` checks the moves against a smaller budget). The
+        moves and ``n`` are the schedule's own."""
+        fixed = sorted(set(kwargs) & {"moves", "n"})
+        if fixed:
+            raise PebblesTypeError(
+                f"Schedule.simulate({fixed[0]}={kwargs[fixed[0]]!r:.40}): the schedule fixes "
+                f"its moves and n={self.n}; drop {fixed[0]}, or make a schedule of other "
+                f"steps with pebbles.schedule({self.method!r}, n, ...)")
         opts = {"game": self.game, "budget": self.budget} | self.simulator_options | kwargs
         return simulate(self.encode(), self.n, **opts)
 
@@ -404,7 +422,7 @@ def make_schedule(method: str, n: int, budget: int | None, options: Mapping[str,
     pebbles._errors.InfeasibleBudgetError: budget=-3 must be >= 7, the least budget ...
     """
     entry = describe(method)
-    n = check_int("n", n, 1)
+    n = check_steps(n)
     opts = _options(entry, options)
     if entry.takes_budget and budget is None:
         raise PebblesTypeError(f"method {method!r} needs budget=NUMBER_OF_STATES "

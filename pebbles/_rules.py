@@ -104,6 +104,7 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             st[ST_CODE] = E_GAME
             return
         extra = 0  # transient pebbles held beyond the board while the move runs
+        gained = -1  # the cell that gains a memory pebble, if any
         xbytes = 0.0
         if kind != K_FORWARD and (a < (0 if kind == K_PAINT else 1) or a > n):
             st[ST_CODE] = E_CELL
@@ -131,6 +132,7 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             if game != G_INPLACE and b - a > 1:
                 extra = 1
             occ[b] = 1
+            gained = b
             st[ST_COUNT] += 1
             st[ST_STEPS] += b - a
             ft[FT_TIME] += walk
@@ -232,6 +234,7 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 st[ST_CODE] = E_GRAPH_HELD
                 return
             occ[a] = 1
+            gained = a
             st[ST_STEPS] += 1
             ft[FT_TIME] += 1.0 if len(fcost) == 0 else fcost[a - 1]
             if not unit:
@@ -250,8 +253,6 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                     st[ST_LSTEPS] += 1
             else:
                 st[ST_COUNT] += 1
-                if a == n and st[ST_REACH] < 0:
-                    st[ST_REACH] = st[ST_STEPS]
                 if kind == K_TAPE:
                     if len(size) > n + 1 and size[n + a] == -1.0:
                         st[ST_CODE] = E_GRAPH_NEVER
@@ -292,6 +293,7 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
                 st[ST_CODE] = E_LOAD_DUP
                 return
             occ[a] = 1
+            gained = a
             st[ST_COUNT] += 1
             st[ST_READS] += 1
             if not unit:
@@ -310,6 +312,8 @@ def play(kinds, aa, bb, m, n, game, budget, dbudget, occ, dsk, st, ft,
             st[ST_DCOUNT] -= 1
             if lower:
                 _op(ops, st, OP_DISCARD, 0, 0, a, 0)
+        if gained == n and st[ST_REACH] < 0:  # the steps taken when cell n is first held
+            st[ST_REACH] = st[ST_STEPS]
         reached = st[ST_COUNT] + extra
         if budget >= 0 and reached > budget:
             st[ST_REACHED] = reached

@@ -3,8 +3,8 @@
 It replays a move stream under the rules of the paper's appendix (Liu & Xu,
 "Automatic differentiation in physics simulation", reversible and checkpoint
 pebble games) and of this project's in-place variant, and measures the stream:
-forward steps, backward steps (paints), peak pebbles and, for the reversible
-game, the step at which cell n first holds a pebble.
+forward steps, backward steps (paints), peak pebbles and the steps taken when
+cell n first holds a memory pebble.
 
 Rules (cells ``0..n``; cell 0 always holds s_0 and is not counted):
 
@@ -59,8 +59,8 @@ import numpy as np
 
 from . import _rules as R
 from ._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
-from ._moves import MAX_CELL, Game, Move, MoveKind, as_encoded, outside_int64
-from ._validation import check_cost, check_disk_budget, check_int
+from ._moves import Game, Move, MoveKind, as_encoded, move_columns
+from ._validation import check_cost, check_disk_budget, check_int, check_steps
 
 __all__ = ["Board", "ChainCosts", "SimulationResult", "expand", "play_one", "simulate"]
 
@@ -96,6 +96,10 @@ class Board:
 @dataclass(frozen=True, slots=True, eq=False)
 class ChainCosts:
     """Per-step costs and per-state sizes of a heterogeneous chain.
+
+    Each array given is stored as a read-only float64 copy: a ChainCosts is a value
+    (compared and hashed by its numbers) that later changes to the caller's arrays
+    leave as it was.
 
     Attributes
     ----------
@@ -234,8 +238,10 @@ _FIELDS = ("forward", "backward", "sizes", "graph", "grads", "cotangents")
 
 
 def _as_floats(name: str, value: object) -> np.ndarray:
-    """``value`` as a contiguous float64 array, or an error naming ``ChainCosts.name``
-    (strings, bools and ``None`` entries are no numbers, though NumPy would convert them)."""
+    """``value`` as a read-only contiguous float64 copy (the caller's array may change
+    later; a ChainCosts may not), or an error naming ``ChainCosts.name`` (strings, bools,
+    complex numbers and ``None`` entries are no real numbers, though NumPy would convert
+    them)."""
     def refuse(why: str) -> PebblesTypeError:
         return PebblesTypeError(
             f"ChainCosts.{name}={value!r:.60} is not an array of numbers ({why}); pass a 1-D "
@@ -246,13 +252,16 @@ def _as_floats(name: str, value: object) -> np.ndarray:
     except (TypeError, ValueError) as e:  # a ragged nesting
         raise refuse(str(e)) from None
     kind = arr.dtype.kind
-    if kind in "bUS" or (kind == "O" and not _numbers(arr)):
-        raise refuse("it holds bools" if kind == "b" else "it is no sequence"
-                     if arr.ndim == 0 else "it holds non-numbers")
+    if kind in "bcUS" or (kind == "O" and not _numbers(arr)):
+        raise refuse("it holds bools" if kind == "b" else "it holds complex numbers"
+                     if kind == "c" else "it is no sequence" if arr.ndim == 0
+                     else "it holds non-numbers")
     try:
-        return np.ascontiguousarray(arr, dtype=np.float64)
+        floats = np.array(arr, dtype=np.float64, order="C")  # a copy, always
     except (TypeError, ValueError) as e:  # dates, records: no cast to float
         raise refuse(str(e)) from None
+    floats.flags.writeable = False
+    return floats
 
 
 def _numbers(value: np.ndarray) -> bool:
@@ -275,7 +284,8 @@ class SimulationResult:
         transient pebble included (``peak_pebbles`` is the same number under its
         former name).
     moves : number of moves in the stream.
-    first_reach_n : steps taken when cell n first held a pebble (``None`` if never).
+    first_reach_n : steps taken when cell n first held a memory pebble (a ``place``,
+        ``tape``, ``move``, ``load`` or a walk's arrival there; ``None`` if never).
     trace : board after each move, when asked for.
     writes, reads : ``store`` and ``load`` moves (two-level game).
     peak_disk : the most disk pebbles at any moment.
@@ -578,36 +588,15 @@ def _move_chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, arra
             f"Move values or an encoded array") from None
     index = 0
     while chunk := list(islice(it, size)):
-        try:
-            kinds, aa, bb = (array("q", col) for col in zip(*chunk, strict=True))
-        except (TypeError, ValueError, OverflowError):
-            kinds = array("q")
-        if len(kinds) != len(chunk) or (len(kinds) and not 0 <= min(kinds) <= max(
-                kinds) <= max(MoveKind)):
-            _refuse(chunk, index)
+        kinds, aa, bb = move_columns(chunk, index)
+        if not 0 <= min(kinds) <= max(kinds) <= max(MoveKind):
+            k = next(i for i, kind in enumerate(kinds) if not 0 <= kind <= max(MoveKind))
+            raise PebblesTypeError(
+                f"move #{index + k} of the stream, {chunk[k]!r:.40}, is not a Move: its kind "
+                f"{kinds[k]} is none of 0..{max(MoveKind)}; build moves with pebbles.place() "
+                f"etc.")
         yield kinds, aa, bb
         index += len(chunk)
-
-
-def _refuse(chunk: list, index: int) -> None:
-    """Name the first move of ``chunk`` (its first at ``index`` of the stream) that is
-    not a Move, or whose cell is past int64."""
-    bad = next((i for i, m in enumerate(chunk) if not _is_move(m)), None)
-    if bad is not None:
-        raise PebblesTypeError(f"move #{index + bad}={chunk[bad]!r} is not a Move; build "
-                               f"moves with pebbles.place() etc.")
-    bad = next(i for i, m in enumerate(chunk) if not -MAX_CELL - 1 <= min(m[1:]) <= max(
-        m[1:]) <= MAX_CELL)
-    raise outside_int64(f"move #{index + bad}={chunk[bad]!r}")
-
-
-def _is_move(m: object) -> bool:
-    try:
-        kind, a, b = m  # type: ignore[misc]
-    except (TypeError, ValueError):
-        return False
-    return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-               for v in (kind, a, b)) and 0 <= kind <= max(MoveKind)
 
 
 def simulate(
@@ -666,10 +655,7 @@ def simulate(
     >>> r.forward_steps, r.backward_steps, r.peak_states
     (45, 20, 4)
     """
-    if game is None:
-        from ._registry import Schedule  # the registry imports this module
-
-        game = moves.game if isinstance(moves, Schedule) else Game.CHECKPOINT
+    game = _default_game(moves, game)
     n, game, budget, disk_budget = _check_args(n, game, budget, disk_budget, costs)
     write_cost = check_cost("write_cost", write_cost)
     read_cost = check_cost("read_cost", read_cost)
@@ -693,9 +679,19 @@ def simulate(
     return g.result(boards, write_cost, read_cost)
 
 
+def _default_game(moves: object, game: Game | str | None) -> Game | str:
+    """``game``, or when it is None the game of ``moves`` if it is a Schedule, else
+    ``'checkpoint'``."""
+    if game is not None:
+        return game
+    from ._registry import Schedule  # the registry imports this module
+
+    return moves.game if isinstance(moves, Schedule) else Game.CHECKPOINT
+
+
 def _check_args(n: object, game: object, budget: object, disk_budget: object,
                 costs: object) -> tuple[int, Game, int | None, int | None]:
-    n = check_int("n", n, 1)
+    n = check_steps(n)
     game = Game.coerce(game)  # type: ignore[arg-type]
     if budget is not None:
         budget = check_int("budget", budget, 0)
@@ -730,13 +726,15 @@ def play_one(board: Board, move: Move, n: int, game: Game,
     return g.board(), int(g.st[R.ST_STEPS])
 
 
-def expand(moves: Iterable[Move], game: Game | str = Game.CHECKPOINT) -> Iterator[Move]:
+def expand(moves: Iterable[Move], game: Game | str | None = None) -> Iterator[Move]:
     """Rewrite each ``forward i j`` as primitive moves (for drawing and tracing).
 
     In the checkpoint game the walk is ``place i+1, place i+2, remove i+1, ...``;
-    in the in-place game it is ``place i+1, move i+2, ..., move j``.
+    in the in-place game it is ``place i+1, move i+2, ..., move j``. ``game``
+    defaults, as in :func:`simulate`, to the game of ``moves`` when it is a
+    :class:`pebbles.Schedule`, else ``'checkpoint'``.
     """
-    game = Game.coerce(game)
+    game = Game.coerce(_default_game(moves, game))
     try:
         it = iter(moves)
     except TypeError:

@@ -8,10 +8,11 @@ import numbers
 import numpy as np
 
 from ._errors import PebblesTypeError, PebblesValueError
+from ._moves import MAX_CELL, outside_int64
 
 __all__ = [
     "a_kind", "check_bool", "check_callable", "check_choice", "check_cost", "check_disk_budget",
-    "check_int",
+    "check_int", "check_steps",
 ]
 
 
@@ -42,6 +43,22 @@ def check_int(name: str, value: object, minimum: int | None = None) -> int:
             f"{name}={value} must be >= {minimum}; pass {name}={minimum} or more"
         )
     return value
+
+
+def check_steps(value: object, name: str = "n") -> int:
+    """Return ``value`` as a number of steps: an integer from 1 to 2^63 - 1 (cells
+    ``0..n`` are counted in int64).
+
+    >>> from pebbles._validation import check_steps
+    >>> check_steps(2**63)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    pebbles._errors.PebblesValueError: n=9223372036854775808 names a cell outside int64; ...
+    """
+    steps = check_int(name, value, 1)
+    if steps > MAX_CELL:
+        raise outside_int64(f"{name}={steps}")
+    return steps
 
 
 def check_disk_budget(value: object) -> int | None:

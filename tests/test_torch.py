@@ -106,8 +106,9 @@ def expected_nograd_calls(sched):
     computed once more to be returned)."""
     n = sched.n
     calls = np.zeros(n, dtype=int)
-    for kind, a, _ in pebbles.expand(sched):
-        if kind == pebbles.MoveKind.PLACE:
+    steps = (pebbles.MoveKind.PLACE, pebbles.MoveKind.MOVE, pebbles.MoveKind.TAPE)
+    for kind, a, _ in pebbles.expand(sched):  # in the schedule's game: in place, moves
+        if kind in steps:
             calls[a - 1] += 1
     if pebbles.lower(sched).forward_steps > sched.simulate().forward_steps:
         calls[n - 1] += 1
