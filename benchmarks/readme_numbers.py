@@ -238,6 +238,18 @@ def _pml(r: Results) -> str:
             f"{full['n'] * full['state_mb'] / 1000:.0f} GB.")
 
 
+def _pml_loaded(r: Results) -> str:
+    d = r["bench_pml"]
+    ratios = d["loaded"]["ratios"]
+    mine = [x for x in ratios if x["variant"] == "solver default"]
+    spin = [x for x in ratios if x["variant"] == "OpenMP, all threads"]
+    cases = ", ".join(f"{x['size']} x {x['size']} x {x['n']}" for x in mine)
+    return (f"Next to one competing CPU-bound process (`bench_pml.py --loaded`, {_machine(d)}, "
+            f"{cases}) the gradient takes {_span([x['ratio'] for x in mine], '.2f')}x its "
+            f"quiet time with the solver's default, against "
+            f"{_span([x['ratio'] for x in spin], '.2f')}x on OpenMP with all threads.")
+
+
 def _fig5(r: Results) -> str:
     d = r["bench_pml"]["fig5"]
     recs = d["records"]
@@ -326,6 +338,7 @@ BLOCKS: dict[str, tuple[str, Callable[[Results], str]]] = {  # name: (script, re
     "lorenz": ("bench_lorenz", _lorenz),
     "pml": ("bench_pml", _pml),
     "fig5": ("bench_pml", _fig5),
+    "pml-loaded": ("bench_pml", _pml_loaded),
     "pml-jax": ("bench_pml_jax", _pml_jax),
     "lowering": ("bench_lowering", _lowering),
     "schedules": ("bench_schedules", _schedules),

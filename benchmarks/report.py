@@ -406,6 +406,7 @@ def section_pml_jax(d: dict | None, pml: dict | None, why: dict, paper: dict) ->
         f"{full.get('game')} game, S = {full.get('pebbles')}: {fmt(full.get('seconds'), '.0f')} s, "
         f"peak RSS {fmt(full.get('peak_rss_mb'), '.0f')} MB, peak states "
         f"{full.get('peak_states')} ({fmt(full.get('state_mb'), '.0f')} MB each)."))
+    out += _pml_loaded(get(pml, "loaded"))
     kern = get(pml, "kernels", "records", default=[])
     if kern:
         out += ["\nStep kernels (`bench_pml.py`):\n", *table(
@@ -413,6 +414,24 @@ def section_pml_jax(d: dict | None, pml: dict | None, why: dict, paper: dict) ->
             [(k.get("kernel"), k.get("size"), fmt(k.get("best_ms"), ".2f"),
               fmt(k.get("gb_s"), ".1f"), fmt(k.get("of_copy"), ".2f")) for k in kern])]
     return out
+
+
+def _pml_loaded(loaded: dict | None) -> list[str]:
+    """The PML gradient quiet and next to a busy loop (``bench_pml.py --loaded``)."""
+    if not loaded:
+        return ["\nUnder load (`bench_pml.py --loaded`): "
+                + not_measured("no 'loaded' section in bench_pml.json")]
+    by = {(r["size"], r["n"], r["variant"], r["loaded"]): r for r in loaded["records"]}
+    rows = [(f"{q['size']} x {q['size']} x {q['n']}", q["variant"],
+             by[(q["size"], q["n"], q["variant"], False)].get("threading_layer") or "-",
+             fmt(q["quiet_seconds"], ".2f"), fmt(q["loaded_seconds"], ".2f"),
+             fmt(q["ratio"], ".2f")) for q in loaded["ratios"]]
+    return [f"\nUnder load (`bench_pml.py --loaded`): the Treeverse gradient (S = "
+            f"{loaded['records'][0]['pebbles']}) in a fresh process, quiet and next to "
+            f"{loaded['competing']}, on {loaded['cores']} cores; median of "
+            f"{loaded['rounds']} rounds each:\n",
+            *table(("problem", "threading", "layer", "quiet s", "loaded s", "loaded / quiet"),
+                   rows)]
 
 
 def section_fig7(paper: dict) -> list[str]:

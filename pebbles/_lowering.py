@@ -420,7 +420,9 @@ class SlotBoard:
 
     A piece is played on the cells its moves name and the held cells between them,
     every run of two or more empty cells there shortened to one (the rules look at no
-    other cell): its memory is that of its moves, whatever ``n``. The rows of the
+    other cell): its memory is that of its moves, whatever ``n`` (a piece that breaks a
+    rule is played again on the whole board, in O(n) memory, for a message that names
+    the game's cells). The rows of the
     :data:`PIECES` pieces lowered last are kept by their shape (the moves, held cells
     and free slots up to a shift of the cells and a renaming of the slots), so a
     subtree that recurs all along a stream is lowered once.

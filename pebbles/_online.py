@@ -328,12 +328,13 @@ def _need(f: int, game: Game) -> int:
 
 def _refuse_any_n(budget: int, game: Game) -> None:
     """Raise for a negative ``budget`` of a run of unknown length: name the least budget
-    that finishes every ``n`` (:func:`_need`'s most), in :func:`check_budget`'s words."""
+    that finishes every ``n`` (:func:`_need`'s most; a smaller one >= 0 finishes short
+    runs, and :meth:`OnlineScheduler.advance` refuses to go past them)."""
     least = _need(1, game)
     why = " (a walk holds its start and the walking state)" if least > 1 else ""
     raise InfeasibleBudgetError(
-        f"budget={budget} must be >= {least}, the least budget that finishes a run of "
-        f"unknown length in the {game.value} game{why}; pass budget={least} or more", least)
+        f"budget={budget} is negative; {least} is the least budget that finishes a run of "
+        f"any length in the {game.value} game{why}; pass budget={least} or more", least)
 
 
 class _R3(_SlotState):

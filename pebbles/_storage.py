@@ -30,6 +30,7 @@ import mmap
 import os
 import queue
 import re
+import secrets
 import tempfile
 import threading
 import time
@@ -251,8 +252,9 @@ class Store:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called: a closed store refuses every call (a store
-        of your own without this property is taken as open)."""
+        """Whether :meth:`close` was called: a closed store refuses ``put``, ``get`` and
+        ``delete`` (``replay`` refuses it up front; a store of your own without this
+        property is taken as open)."""
         return False
 
     @property
@@ -362,8 +364,8 @@ class DiskStore(Store):
     keep : bool
         Leave the files, the store's folder and the directories it created in
         place at close (the files are ``state-<key>.npy`` in
-        :attr:`directory`, a folder only its owner may read, as
-        ``tempfile.mkdtemp`` makes it); a failed write frees them all the same.
+        :attr:`directory`, a folder only its owner may read, mode 0700 as
+        ``tempfile.mkdtemp`` makes one); a failed write frees them all the same.
         A store that is never closed is closed when it is collected, or at the
         latest when the interpreter exits.
     queue_size : int
@@ -416,7 +418,13 @@ class DiskStore(Store):
         queue_size = check_int("queue_size", queue_size, 1)
         keep = check_bool("keep", keep)
         parent = _check_directory(directory)
-        self._w = w = _Writer(parent, _make_folder(parent, directory), keep, queue_size)
+        made: list[str] = []  # filled as the folders are made: a Ctrl-C anywhere loses none
+        try:
+            _make_folder(parent, directory, made)
+            self._w = w = _Writer(parent, made, keep, queue_size)
+        except BaseException:
+            _remove_folders(made)
+            raise
         self.parent, self.directory = parent, w.directory
         self.bytes_written = self.bytes_read = 0
         self._closed = self._reported = False
@@ -627,7 +635,7 @@ class DiskStore(Store):
 WRITER_POLL = 0.25
 #: Seconds a call of a :class:`DiskStore` waits for the writer (a write, room, a lent
 #: buffer) before it looks again whether the writer failed or died; a finished write
-#: wakes it at once.
+#: wakes one waiting call at once.
 CALLER_POLL = 0.05
 
 
@@ -837,30 +845,35 @@ def _check_directory(directory: object) -> str:
     return os.path.abspath(directory)  # a later os.chdir must not move the store
 
 
-def _make_folder(parent: str, given: object) -> list[str]:
+def _make_folder(parent: str, given: object, made: list[str]) -> None:
     """Make ``parent`` (and its missing parents) and a new folder of the store's in it.
 
-    Returns the folders made, outermost first, the store's last; on failure,
-    removes those already made and raises :class:`StoreError`.
+    Lists the folders in ``made``, outermost first, the store's last, each before it is
+    made (so that a Ctrl-C loses none); on failure, removes those already made and
+    raises :class:`StoreError`.
     """
-    made: list[str] = []
     at = parent  # the directory being written into
     try:
         for path in reversed(_missing(Path(parent))):
             at = str(path.parent)
+            made.append(str(path))
             try:
                 path.mkdir()
-                made.append(str(path))
             except FileExistsError:  # made meanwhile by someone else: not ours
-                pass
+                made.pop()
         at = parent
-        made.append(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent))
+        while True:  # a new folder of a random name (as tempfile.mkdtemp's), listed first
+            made.append(os.path.join(parent, FOLDER_PREFIX + secrets.token_hex(6)))
+            try:
+                os.mkdir(made[-1], 0o700)
+                break
+            except FileExistsError:
+                made.pop()
     except BaseException as exc:  # an OSError, or a Ctrl-C
         _remove_folders(made)
         if isinstance(exc, OSError):
             raise _folder_error(parent, given, exc, at) from exc
         raise
-    return made
 
 
 def _missing(path: Path) -> list[Path]:

@@ -116,9 +116,9 @@ def _check_schedule(schedule: Any) -> None:
                                f"schedule; {takes}")
 
 
-#: Bytes of arrays each program cache keeps besides its most recent entry, and its most
-#: entries: at n = 10**6 a program's ops take 80 MB and its rows about 30 MB, and a jit
-#: per length would otherwise keep one of each per length traced.
+#: Bytes of arrays each program cache keeps (its most recent entry always, however
+#: large), and its most entries: at n = 10**6 a program's ops take 80 MB and its rows
+#: about 30 MB, and a jit per length would otherwise keep one of each per length traced.
 _CACHE_BYTES, _CACHE_ENTRIES = 128 * 2**20, 64
 
 

@@ -121,7 +121,7 @@ def test_cli_until_x_needs_online(capsys):
     ("pml", "in-place game and in-place step (methods treeverse, online, two-level, "
             "periodic-disk)")])
 def test_inplace_help_names_every_method_that_takes_it(module, takes):
-    """The help said 'treeverse in-place game' while --method online --inplace runs too."""
+    """The --inplace help names every method that takes it: online too, not only treeverse."""
     import importlib
 
     mod = importlib.import_module(f"solvers.{module}")

@@ -102,8 +102,8 @@ def test_moves_of_disk_or_tape_are_refused():
 @pytest.mark.parametrize("n", [1, 2, 3, 20])
 @pytest.mark.parametrize("inplace", [False, True])
 def test_online_negative_budget_names_the_least_that_runs(n, inplace):
-    """online(20, -3) said "budget=-3 must be >= 0; pass budget=0 or more", and budget 0
-    was then refused."""
+    """online(n, -3) names the least budget that finishes n steps (not 0, which is refused
+    past n = 1), and that budget runs."""
     game = "inplace" if inplace else "checkpoint"
     least = pebbles.min_pebbles(n, game)
     if least == 0:
@@ -123,15 +123,15 @@ def test_online_negative_budget_names_the_least_that_runs(n, inplace):
 
 @pytest.mark.parametrize("inplace", [False, True])
 def test_scheduler_negative_budget_names_the_least_for_any_length(inplace):
-    """OnlineScheduler(-3) said "must be >= 0", and budget 0 stops at its second step.
-    The least named finishes every n, as replay_until's refusal of budget=1 says."""
+    """OnlineScheduler(-3) names the least budget that finishes every n (budget 0 stops
+    at its second step), as replay_until's refusal of budget=1 does."""
     with pytest.raises(InfeasibleBudgetError) as info:
         OnlineScheduler(-3, inplace=inplace)
     least = info.value.minimum
     game = "inplace" if inplace else "checkpoint"
     why = " \\(a walk holds its start and the walking state\\)" if not inplace else ""
-    assert re.fullmatch(rf"budget=-3 must be >= {least}, the least budget that finishes a "
-                        rf"run of unknown length in the {game} game{why}; pass "
+    assert re.fullmatch(rf"budget=-3 is negative; {least} is the least budget that finishes "
+                        rf"a run of any length in the {game} game{why}; pass "
                         rf"budget={least} or more", str(info.value))
     assert least == (1 if inplace else 2)
     sched = OnlineScheduler(least, inplace=inplace)

@@ -124,10 +124,14 @@ def test_a_file_in_the_way_of_the_directory_is_a_store_error(tmp_path, where):
 def test_a_folder_that_cannot_be_made_leaves_no_directory(tmp_path, monkeypatch):
     import pebbles._storage as storage
 
-    def denied(**kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied")
+    real_mkdir = os.mkdir
 
-    monkeypatch.setattr(storage.tempfile, "mkdtemp", denied)
+    def denied(path, *args, **kwargs):  # the store's own folder only: its parents are made
+        if os.path.basename(path).startswith(storage.FOLDER_PREFIX):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(storage.os, "mkdir", denied)
     with pytest.raises(StoreError, match="not writable.*pass a directory you can write to"):
         DiskStore(tmp_path / "a" / "b")
     assert _files(tmp_path) == []

@@ -55,11 +55,11 @@ def nodes_from(tensors):
                                 "while"])
 def test_a_step_with_its_own_graph_stores_states_without_one(kw):
     """A step under its own enable_grad returns a state with a grad_fn even in a run
-    without a graph: stored as it was, each state kept its step's graph and, through
-    its input, every earlier step's alive until the backward pass (n = 100, budget 5,
-    states of 2 MiB: 400-650 MiB more held). The runs without a graph (forward pass,
-    online forward pass, replays) hand on and store it detached; the gradients stay
-    plain autograd's."""
+    without a graph; stored as it is, each state would keep its step's graph and,
+    through its input, every earlier step's alive until the backward pass (n = 100,
+    budget 5, states of 2 MiB: 400-650 MiB more held). The runs without a graph (forward
+    pass, online forward pass, replays) hand on and store it detached; the gradients
+    stay plain autograd's."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(),
                               torch.nn.Linear(16, 1)).double()
@@ -105,9 +105,9 @@ def test_a_chain_layer_with_its_own_graph_stores_outputs_without_one():
 
 
 def test_an_expanded_x0_is_sized_by_its_elements_under_graph_bytes():
-    """memory= with graph_bytes= sized a state by x0's storage: an expanded x0 holds one
-    row, every later state all 64, and the schedule stored all 40 states under a limit of
-    6."""
+    """memory= with graph_bytes= sizes a state by x0's elements where they exceed its
+    storage: an expanded x0 holds one row, every later state all 64 (sized by storage,
+    the schedule would store all 40 states under a limit of 6)."""
     torch.manual_seed(0)
     d, batch, n = 32, 64, 40
     w = (0.1 * torch.randn(d, d, dtype=F64)).requires_grad_()
