@@ -663,11 +663,12 @@ def while_budget(budget: object, who: str, what: tuple[str, str]) -> int:
     an integer >= 2, since in the checkpoint game a walk holds its start and the walking
     state, so reversing a run of unknown length needs two stored ones."""
     budget = check_int("budget", budget)
-    if budget < 2:
+    least = _need(1, Game.CHECKPOINT)  # OnlineScheduler's rule past the first step
+    if budget < least:
         raise InfeasibleBudgetError(
             f"budget={budget} is too small for {who}: in the checkpoint game a walk holds its "
             f"start and the walking {what[0]}, so reversing a run of unknown length needs "
-            f"two stored {what[1]}; pass budget >= 2", 2)
+            f"{least} stored {what[1]}; pass budget >= {least}", least)
     return budget
 
 

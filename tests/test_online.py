@@ -680,7 +680,7 @@ def test_replay_until_errors_suggest_only_what_it_takes():
                              np.ones(2), lambda i, s: i < 5, 3)
     assert "step_into" not in str(info.value)
     with pytest.raises(pebbles.InfeasibleBudgetError, match="budget=1 is too small for "
-                                                            "replay_until.*two stored states"):
+                                                            "replay_until.*2 stored states"):
         pebbles.replay_until(lambda i, s: 2 * s, lambda i, s, g: (2 * g, None), np.ones_like,
                              np.ones(2), lambda i, s: i < 5, 1)
 

@@ -1077,7 +1077,7 @@ def test_while_loop_second_pass_rng_and_buffers():
 def test_while_loop_clear_errors():
     x0 = torch.ones(3, requires_grad=True)
     step = lambda i, x: x * 1.1  # noqa: E731
-    with pytest.raises(pebbles.InfeasibleBudgetError, match="budget=1 is too small.*two stored"):
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="budget=1 is too small.*2 stored"):
         checkpointed_while_loop(lambda i, x: True, step, x0, budget=1)
     with pytest.raises(pebbles.PebblesTypeError, match="cond=3 is not callable"):
         checkpointed_while_loop(3, step, x0, budget=2)
