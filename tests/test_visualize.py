@@ -448,7 +448,7 @@ def test_tradeoff_and_online_overhead_refuse_empty_inputs():
     assert fig.axes[0].get_title() == "n = 50"
     fig = visualize.draw_online_overhead((10, 100), (1, 5))
     labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert "S = 1, checkpoint game (cannot finish)" in labels  # NaN line, said so
+    assert "S = 1, checkpoint game (cannot finish n >= 3)" in labels  # NaN line, said so
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -613,6 +613,163 @@ def test_fingerprints_side_by_side_share_one_step_scale(tmp_path):
     args = _parser().parse_args(["draw", "treeverse", "-n", "60", "--pebbles", "6",
                                  "--fingerprint", "--side-by-side", "bennett-gradient",
                                  "-o", str(tmp_path / "fp.png")])
-    fig = cli._figure(args, cli._schedules(args))
+    panels = cli._schedules(args)
+    fig = cli._figure(args, panels, cli._traced(panels))
     longest = max(ax.images[0].get_extent()[2] for ax in fig.axes if ax.images)
     assert [ax.get_ylim() for ax in fig.axes if ax.images] == [(longest, -0.5)] * 2
+
+
+def test_drawing_into_a_subfigure_returns_the_figure_save_writes(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 5), layout="constrained")
+    left, right = fig.subfigures(1, 2)
+    s = pebbles.schedule("treeverse", 8, budget=3)
+    assert visualize.draw_game(s, 8, ax=left.add_subplot()) is fig
+    assert visualize.draw_fingerprint(s, 8, ax=right.add_subplot()) is fig
+    assert imread(visualize.save(fig, tmp_path / "sub.png")).shape[1] == 1200
+
+
+@pytest.mark.parametrize("other", ["bennett", "store-all", "periodic"])
+def test_cli_side_by_side_gives_the_budget_only_to_methods_that_take_one(other, tmp_path):
+    out = tmp_path / "sbs.png"
+    args = _parser().parse_args(["draw", "treeverse", "-n", "16", "--pebbles", "3",
+                                 "--side-by-side", other, *(["--every", "4"] * (
+                                     other == "periodic")), "-o", str(out)])
+    assert [budget for *_, budget in cli._schedules(args)] == [3, None]
+    assert cli.run_draw(args) == 0 and out.exists()
+
+
+def test_cli_side_by_side_checks_both_panels_against_a_budget_neither_takes(tmp_path):
+    args = _parser().parse_args(["draw", "store-all", "-n", "16", "--pebbles", "3",
+                                 "--side-by-side", "bennett", "-o", str(tmp_path / "x.png")])
+    with pytest.raises(pebbles.PebblesValueError, match="store-all holds 15 states"):
+        cli.run_draw(args)
+
+
+def test_tradeoff_panel_says_online_is_not_simulated_past_paper_max_n():
+    fig = visualize.draw_tradeoff((200,), paper_max_n=100)
+    notes = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "not-simulated"]
+    assert len(notes) == 1 and "treeverse_paper and online" in notes[0]
+    assert "n > 100" in notes[0]
+    assert "online" in _parser()._subparsers._group_actions[0].choices["tradeoff"] \
+        .format_help().split("--paper-max-n PAPER_MAX_N")[-1].split("--dpi")[0]
+
+
+def test_online_overhead_legend_names_the_true_first_unfinished_n():
+    fig = visualize.draw_online_overhead(tuple(range(1, 200, 7)), (0, 1, 3))
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["S = 0, checkpoint game (cannot finish n >= 2)",
+                      "S = 0, in-place game (cannot finish n >= 2)",
+                      "S = 1, checkpoint game (cannot finish n >= 3)",  # not 8, sampled
+                      "S = 1, in-place game", "S = 3, checkpoint game", "S = 3, in-place game"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_fingerprint_refuses_too_many_pixels_at_once(stream):
+    """Refused before the image is made (4.5e6 rows x 3001 cells: minutes and gigabytes)."""
+    s = pebbles.schedule("recompute-all", 3000)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"a fingerprint of n=3000 has .*rows x 3001 cells, more than "):
+        visualize.draw_fingerprint(iter(s) if stream else s, 3000)
+
+
+def test_fingerprint_refuses_a_trace_too_large_to_hold():
+    s = pebbles.schedule("store-all", 14000)  # 2e8 pixels pass, 2e8 traced pebbles do not
+    with pytest.raises(pebbles.PebblesValueError, match="n=14000 traces 13999 rows of up to "
+                                                        "13999 pebbles, more than 10000000"):
+        visualize.draw_fingerprint((m for m in s), 14000)
+
+
+def test_online_overhead_refuses_more_work_than_minutes_at_once():
+    """Refused before anything is simulated (10**12 steps would never return)."""
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^budgets=\(3,\) with ns up to n=1000000000000: the online "
+                             r"streams have at least .* forward steps to simulate"):
+        visualize.draw_online_overhead((10, 10**12), (3,))
+    with pytest.raises(pebbles.PebblesValueError, match=r"^budgets=\(2,\) with ns up to "
+                                                        r"n=100000: "):
+        visualize.draw_online_overhead((10, 10**5), (2, 40))  # S = 2 only: about n^2 / 4
+    with pytest.raises(pebbles.PebblesValueError, match=r"^budgets=\(2,\) with ns up to"):
+        visualize.draw_online_overhead(tuple(range(1, 10**6)), (2,))
+    with pytest.raises(pebbles.PebblesTypeError, match=r"ns\[1\]='x' must be an integer"):
+        visualize.draw_online_overhead((10, "x"), (3,))
+
+
+def test_long_titles_are_wrapped_like_the_counts():
+    title = ("A very long custom title that goes on and on and on for quite a while to see "
+             "whether it gets wrapped or cut")
+    header = visualize.draw_game(pebbles.treeverse(4, 2), 4, title=title).axes[0] \
+        .get_title(loc="left").split("\n")
+    lines = header[:next(k for k, line in enumerate(header) if line.startswith("n=4"))]
+    assert len(lines) > 1 and " ".join(lines) == title
+    assert max(map(len, lines)) <= max(map(len, header[len(lines):])) + 10
+    two = visualize.draw_game(pebbles.treeverse(4, 2), 4, title="first\nsecond")
+    assert two.axes[0].get_title(loc="left").split("\n")[:2] == ["first", "second"]
+
+
+def test_a_diagram_drawn_into_given_axes_has_its_legend():
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    visualize.draw_game(pebbles.schedule("bennett", 9), 9, ax=ax)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "placed this step" and "end cell n" in labels
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda s: visualize.draw_game(s, "5"), pebbles.PebblesTypeError,
+     r"^n='5' must be an integer, got str"),
+    (lambda s: visualize.draw_fingerprint(s, "5"), pebbles.PebblesTypeError,
+     r"^n='5' must be an integer, got str"),
+    (lambda s: visualize.draw_game(s, 5, title=3), pebbles.PebblesTypeError,
+     r"^title=3 must be a string, got int"),
+    (lambda s: visualize.draw_game(s, 5, title=r"$\foo$"), pebbles.PebblesValueError,
+     r"^title='\$\\\\foo\$': matplotlib cannot read its \$\.\.\.\$ as mathtext"),
+    (lambda s: visualize.draw_side_by_side(None, 5), pebbles.PebblesTypeError,
+     r"^panels=None must be a sequence of \(label, moves, game\) tuples"),
+    (lambda s: visualize.draw_side_by_side(["abc"], 5), pebbles.PebblesTypeError,
+     r"^panels\[0\]='abc' must be a tuple \(label, moves, game\)"),
+    (lambda s: visualize.draw_side_by_side([(3, s, "checkpoint")], 5),
+     pebbles.PebblesTypeError, r"^panels\[0\]\[0\]=3 must be a string"),
+    (lambda s: visualize.save(visualize.draw_game(s, 5), 3), pebbles.PebblesTypeError,
+     r"^path=3 must be a str or a path, got int"),
+])
+def test_bad_arguments_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call(pebbles.schedule("treeverse", 5, budget=2))
+
+
+def test_save_names_the_path_asked_for_when_it_cannot_write(tmp_path, monkeypatch):
+    import visualize._game as game
+
+    def refuse(file, mode):  # as in a read-only directory (root writes anywhere)
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(game, "open", refuse, raising=False)
+    path = tmp_path / "x.png"
+    with pytest.raises(PermissionError) as err:
+        visualize.save(visualize.draw_game(pebbles.treeverse(5, 2), 5), path)
+    assert err.value.filename == str(path) and ".part" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_names_the_title_flag_when_matplotlib_cannot_read_it(tmp_path, capsys):
+    from pebbles.cli import main
+
+    out = tmp_path / "x.png"
+    assert main(["draw", "treeverse", "-n", "5", "--pebbles", "2", "--title", r"$\foo$",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(r"pebbles draw: error: --title '$\foo$': matplotlib cannot read")
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_numbers_without_matplotlib_need_no_matplotlib():
+    code = ("import sys; sys.modules['matplotlib'] = None\nimport visualize\n"
+            "print(visualize.MAX_CELLS, visualize.MAX_ROWS, "
+            "int(visualize.tradeoff_curves(10)['treeverse'][1].max()))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "128 1500 9\n"

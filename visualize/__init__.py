@@ -40,26 +40,31 @@ __all__ = [
 ]
 
 _WHERE = {
-    "draw_game": "_game", "draw_fingerprint": "_game", "draw_side_by_side": "_game",
-    "save": "_game", "MAX_CELLS": "_game", "MAX_ROWS": "_game",
-    "trace_rows": "_rows", "fingerprint_array": "_rows", "CODES": "_rows",
-    "draw_tradeoff": "_tradeoff", "draw_online_overhead": "_tradeoff",
-    "tradeoff_curves": "_tradeoff",
-    "draw_lorenz_figure3": "_lorenz_figs", "draw_lorenz_figure4": "_lorenz_figs",
-    "draw_pml_snapshots": "_pml_figs", "draw_pml_gradient": "_pml_figs",
-    "draw_figure5": "_fig5",
+    "draw_game": "visualize._game", "draw_fingerprint": "visualize._game",
+    "draw_side_by_side": "visualize._game", "save": "visualize._game",
+    "MAX_CELLS": "visualize._rows", "MAX_ROWS": "visualize._rows",
+    "trace_rows": "visualize._rows", "fingerprint_array": "visualize._rows",
+    "CODES": "visualize._rows",
+    "draw_tradeoff": "visualize._tradeoff", "draw_online_overhead": "visualize._tradeoff",
+    "tradeoff_curves": "pebbles",
+    "draw_lorenz_figure3": "visualize._lorenz_figs",
+    "draw_lorenz_figure4": "visualize._lorenz_figs",
+    "draw_pml_snapshots": "visualize._pml_figs", "draw_pml_gradient": "visualize._pml_figs",
+    "draw_figure5": "visualize._fig5",
 }
+#: The modules of :data:`_WHERE` that need no matplotlib (numbers, not drawings).
+_PLAIN = frozenset({"visualize._rows", "pebbles"})
 
 
 def __getattr__(name: str) -> Any:
     """Import drawing functions (and matplotlib) on first use."""
     if name not in _WHERE:
         raise AttributeError(f"module 'visualize' has no attribute {name!r}")
-    if _WHERE[name] != "_rows":  # the others draw: a missing matplotlib names its extra
+    if _WHERE[name] not in _PLAIN:  # the others draw: a missing matplotlib names its extra
         from .cli import matplotlib_required
 
         matplotlib_required()
-    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    value = getattr(import_module(_WHERE[name]), name)
     globals()[name] = value
     return value
 

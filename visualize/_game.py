@@ -18,6 +18,8 @@ canvas; no pyplot global state is touched.
 from __future__ import annotations
 
 import os
+import shlex
+import textwrap
 import uuid
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
@@ -26,9 +28,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cbook import is_math_text
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.mathtext import MathTextParser
 from matplotlib.patches import Patch, Rectangle
 
 from pebbles import Game, Move, PebblesTypeError, PebblesValueError
@@ -38,13 +42,13 @@ from ._rows import (
     MAX_CELLS,
     MAX_ROWS,
     Traced,
-    check_fingerprint,
     fingerprint_array,
+    trace_fingerprint,
     trace_rows,
 )
 from .cli import MAX_DPI, MIN_DPI
 
-__all__ = ["draw_game", "draw_fingerprint", "draw_side_by_side", "save",
+__all__ = ["draw_game", "draw_fingerprint", "draw_side_by_side", "save", "check_title",
            "MAX_CELLS", "MAX_ROWS", "MAX_DPI", "MIN_DPI", "GIDS"]
 
 
@@ -77,9 +81,40 @@ def _header(traced: Traced, title: str | None, ax: Axes) -> str:
         parts.insert(-1, f"paints={r.backward_steps}")
     if r.writes or r.reads:
         parts += [f"disk writes={r.writes}", f"reads={r.reads}", f"disk peak={r.peak_disk}"]
-    inches = ax.get_position().width * ax.figure.get_figwidth()
+    inches = ax.bbox.width / _root(ax).dpi
     most = max(20, int(inches * _HEADER_CHARS_PER_INCH))
-    return "\n".join([title or "schedule", *_wrap(parts, most)])
+    lines = [part for line in (title or "schedule").splitlines()  # the caller's breaks kept
+             for part in textwrap.wrap(line, most, break_on_hyphens=False) or [""]]
+    return "\n".join([*lines, *_wrap(parts, most)])
+
+
+def _root(ax: Axes) -> Figure:
+    """The figure ``ax`` is drawn in, through any subfigures (``fig.subfigures``)."""
+    fig = ax.figure
+    while not isinstance(fig, Figure):  # a SubFigure's .figure is its parent or the root
+        fig = fig.figure
+    return fig
+
+
+def check_title(title: object, name: str = "title") -> None:
+    """Refuse a title that is not a string, or whose ``$...$`` matplotlib cannot parse
+    (``name``: how the caller names it, e.g. ``--title``)."""
+    if title is None:
+        return
+    if not isinstance(title, str):
+        raise PebblesTypeError(f"{name}={title!r} must be a string, got "
+                               f"{type(title).__name__}; pass e.g. {name}='treeverse'")
+    if is_math_text(title):
+        try:
+            MathTextParser("path").parse(title)
+        except ValueError as err:
+            reason = " ".join(str(err).split())
+            given = f"{name} {shlex.quote(title)}" if name.startswith("--") else \
+                f"{name}={title!r}"
+            raise PebblesValueError(
+                f"{given}: matplotlib cannot read its $...$ as mathtext "
+                f"({reason}); fix the formula, or write a literal dollar sign as "
+                f"\\$") from None
 
 
 def _wrap(parts: list[str], most: int) -> list[str]:
@@ -199,7 +234,8 @@ def _format_axes(ax: Axes, traced: Traced, nrows: int) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _legend(fig: Figure, games: set[Game], disk: bool = False) -> None:
+def _legend_entries(games: set[Game], disk: bool) -> tuple[list, list[str]]:
+    """Handles and labels of the markers and shadings drawn for ``games``."""
     def dot(face: str, edge: str, marker: str = "o") -> Line2D:
         return Line2D([], [], ls="", marker=marker, mfc=face, mec=edge, ms=7)
 
@@ -215,11 +251,25 @@ def _legend(fig: Figure, games: set[Game], disk: bool = False) -> None:
     if disk:
         handles.append(Line2D([], [], ls="", marker="s", mfc="none", mec=DISK, ms=10))
         labels.append("copy on disk")
+    return handles, labels
+
+
+def _legend(fig: Figure, games: set[Game], disk: bool = False) -> None:
+    """The figure's legend, in a band below its axes."""
+    handles, labels = _legend_entries(games, disk)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7,
                frameon=False)
     # keep the legend's two rows (about 0.5 inch) below the axes, however short the figure
     bottom = min(0.5 / fig.get_figheight(), 0.4)
     fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
+
+
+def _axes_legend(ax: Axes, traced: Traced) -> None:
+    """The legend of a diagram drawn into a given axes: below it (the cells run along the
+    top), two entries a row."""
+    handles, labels = _legend_entries({traced.game}, _has_disk([traced]))
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2,
+              fontsize=7, frameon=False)
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -258,7 +308,9 @@ def draw_game(
         Budget S, checked by the simulator and shown in the header (default: a
         :class:`pebbles.Schedule`'s own).
     ax : matplotlib Axes, optional
-        Draw into this axes (its figure is returned); default a new figure.
+        Draw into this axes, with the legend below it (its figure is returned: the
+        top-level one for an axes in a subfigure); default a new figure, with the
+        legend along its bottom.
 
     Returns
     -------
@@ -272,6 +324,7 @@ def draw_game(
     """
     _check_cells(n)
     _check_ax(ax)
+    check_title(title)
     traced = trace_rows(moves, n, game, budget)
     _check_size(traced)
     nrows = len(traced.rows)
@@ -281,9 +334,9 @@ def draw_game(
         ax = fig.add_subplot()
         _legend(fig, {traced.game}, _has_disk([traced]))
     else:
-        fig = ax.figure
-        bbox = ax.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
-        cell = min(bbox.width / (n + 1.2), bbox.height / nrows)
+        fig = _root(ax)
+        cell = min(ax.bbox.width / fig.dpi / (n + 1.2), ax.bbox.height / fig.dpi / nrows)
+        _axes_legend(ax, traced)
     _draw_traced(ax, traced, title, nrows, cell)
     return fig
 
@@ -324,7 +377,7 @@ def draw_fingerprint(
     Parameters
     ----------
     moves, n, game, title, budget, ax
-        As for :func:`draw_game` (no size limit).
+        As for :func:`draw_game`, without its limit on cells and rows.
     max_rows, max_cols : int
         Longer schedules (wider boards) are binned to this many image rows
         (columns), about the pixels available; each pixel shows the most
@@ -334,18 +387,32 @@ def draw_fingerprint(
     -------
     matplotlib.figure.Figure
         The image is ``fig.axes[0].images[0]`` with ``gid='fingerprint'``.
+
+    Raises
+    ------
+    PebblesValueError
+        Before the boards are traced, if the image would have more than 2 x 10^8
+        pixels (rows x cells) before binning or the trace more than 10^7 pebbles
+        (rows x peak): a :class:`pebbles.Schedule` whose method predicts its steps
+        is refused before any move is made, a plain stream once its rows pass the
+        limit.
     """
     for name, value in (("max_rows", max_rows), ("max_cols", max_cols)):
         _check_bins(name, value)
     _check_ax(ax)
-    if isinstance(n, (int, np.integer)):
-        check_fingerprint(f"n={n}", n, max(n - 1, 0), "at least ")
-    traced = trace_rows(moves, n, game, budget)
-    img = _bin(_bin(fingerprint_array(traced), max_rows, 0), max_cols, 1)
+    check_title(title)
+    traced = trace_fingerprint(moves, n, game, budget)
     if ax is None:
-        fig = _new_figure(7.0, 7.5)
-        ax = fig.add_subplot()
-    fig = ax.figure
+        ax = _new_figure(7.0, 7.5).add_subplot()
+    fingerprint_into(ax, traced, title, max_rows, max_cols)
+    return _root(ax)
+
+
+def fingerprint_into(ax: Axes, traced: Traced, title: str | None, max_rows: int = 800,
+                     max_cols: int = 800) -> None:
+    """Draw the fingerprint of ``traced`` (:func:`trace_fingerprint`'s) into ``ax``."""
+    n = traced.n
+    img = _bin(_bin(fingerprint_array(traced), max_rows, 0), max_cols, 1)
     ax.imshow(img, cmap=ListedColormap(_FP_COLORS), vmin=0, vmax=len(CODES) - 1,
               interpolation="nearest", aspect="auto", rasterized=True, gid="fingerprint",
               extent=(-0.5, n + 0.5, len(traced.rows) - 0.5, -0.5))
@@ -359,13 +426,27 @@ def draw_fingerprint(
     ax.legend([Patch(facecolor=_FP_COLORS[i], edgecolor="#888") for i in keep],
               [names[i] for i in keep], fontsize=7, loc="upper left",
               bbox_to_anchor=(1.01, 1), frameon=False)
-    return fig
 
 
-def _panel(item: Sequence) -> tuple[str, Iterable[Move], Game | str, int | None]:
+def _panels(panels: object) -> list[tuple[str, Iterable[Move], Game | str, int | None]]:
+    """``panels`` as (label, moves, game, budget) tuples, each checked."""
+    if isinstance(panels, (str, bytes)) or not isinstance(panels, Iterable):
+        raise PebblesTypeError(f"panels={panels!r:.60} must be a sequence of (label, moves, "
+                               f"game) tuples, got {type(panels).__name__}; pass e.g. "
+                               f"panels=[('treeverse', pebbles.treeverse(20, 3), "
+                               f"'checkpoint')]")
+    return [_panel(k, item) for k, item in enumerate(panels)]
+
+
+def _panel(k: int, item: object) -> tuple[str, Iterable[Move], Game | str, int | None]:
+    if isinstance(item, (str, bytes)) or not isinstance(item, Sequence):
+        raise PebblesTypeError(f"panels[{k}]={item!r:.60} must be a tuple (label, moves, "
+                               f"game) or (label, moves, game, budget), got "
+                               f"{type(item).__name__}")
     if len(item) not in (3, 4):
-        raise PebblesValueError("each panel is (label, moves, game) or (label, moves, game, "
-                                f"budget); got {len(item)} items")
+        raise PebblesValueError(f"panels[{k}] has {len(item)} items; each panel is (label, "
+                                "moves, game) or (label, moves, game, budget)")
+    check_title(item[0], f"panels[{k}][0]")
     return item[0], item[1], item[2], item[3] if len(item) == 4 else None
 
 
@@ -396,7 +477,7 @@ def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Fig
         Rows and cells have the same size in every panel, so longer schedules
         are taller.
     """
-    parsed = [_panel(p) for p in panels]
+    parsed = _panels(panels)
     if not parsed:
         raise PebblesValueError("panels is empty; pass at least one (label, moves, game)")
     ns = _panel_ns(n, len(parsed))
@@ -457,10 +538,18 @@ def save(fig: Figure, path: str | Path, *, dpi: float = 120) -> Path:
 
     Raises
     ------
+    PebblesTypeError
+        If ``fig`` is not a Figure or ``path`` not a str or path.
     PebblesValueError
         On a missing or unknown extension, or a dpi outside
         :data:`MIN_DPI` .. :data:`MAX_DPI`.
+    OSError
+        If the file cannot be written (its ``filename`` is ``path``, not the
+        temporary file).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise PebblesTypeError(f"path={path!r:.60} must be a str or a path, got "
+                               f"{type(path).__name__}; pass e.g. path='figure.png'")
     path = Path(path)
     fmt = _check_save(fig, path, dpi)
     if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
@@ -471,7 +560,9 @@ def save(fig: Figure, path: str | Path, *, dpi: float = 120) -> Path:
         with open(tmp, "xb") as out:
             fig.savefig(out, dpi=dpi, format=fmt)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(path)) from None  # its subclass
         raise
     return path

@@ -18,8 +18,8 @@ import numpy as np
 import pebbles
 from pebbles import Game, Move, MoveKind, PebblesValueError
 
-__all__ = ["CODES", "MAX_CELLS", "MAX_FINGERPRINT", "MAX_ROWS", "Row", "Traced",
-           "check_fingerprint", "fingerprint_array", "trace_rows"]
+__all__ = ["CODES", "MAX_CELLS", "MAX_FINGERPRINT", "MAX_ROWS", "MAX_TRACE", "Row", "Traced",
+           "check_fingerprint", "fingerprint_array", "trace_fingerprint", "trace_rows"]
 
 _STEPS = frozenset({MoveKind.PLACE, MoveKind.MOVE, MoveKind.UNPLACE})
 
@@ -29,6 +29,10 @@ MAX_CELLS = 128
 MAX_ROWS = 1500
 #: Most pixels of a fingerprint before binning (rows x cells).
 MAX_FINGERPRINT = 2 * 10**8
+#: Most pebbles a fingerprint traces (rows x (peak pebbles + 1)): about half a minute
+#: and a gigabyte (store-all n=3000 is 9e6).
+MAX_TRACE = 10**7
+
 
 def check_fingerprint(what: str, n: int, rows: int, bound: str = "") -> None:
     """Refuse a fingerprint of ``rows`` rows x ``n + 1`` cells over :data:`MAX_FINGERPRINT`
@@ -38,6 +42,18 @@ def check_fingerprint(what: str, n: int, rows: int, bound: str = "") -> None:
         raise PebblesValueError(
             f"a fingerprint of {what} has {bound}{rows} rows x {n + 1} cells, more than "
             f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
+
+
+def _check_trace(what: str, rows: int, peak: int, streaming: bool = False) -> None:
+    """Refuse a fingerprint whose traced boards hold more than :data:`MAX_TRACE` pebbles:
+    the rows are read off every board, so time and memory grow with rows x peak
+    (``streaming``: lower bounds on both, met while the moves still stream in)."""
+    if rows * (peak + 1) > MAX_TRACE:
+        size = (f"at least {rows} rows of at least {peak} pebbles" if streaming else
+                f"{rows} rows of up to {peak} pebbles")
+        raise PebblesValueError(
+            f"a fingerprint of {what} traces {size}, more than {MAX_TRACE} pebbles in all "
+            f"(minutes and gigabytes); draw a smaller n or a method that holds fewer states")
 
 
 #: Codes of :func:`fingerprint_array` (a cell shows the highest code that applies).
@@ -123,7 +139,54 @@ def trace_rows(
         ``rows[0]`` is the starting board; each further row starts with a step.
     """
     game, budget = _schedule_defaults(moves, n, game, budget)
-    flat = list(pebbles.expand(moves, game))
+    return _traced(list(pebbles.expand(moves, game)), n, game, budget)
+
+
+def trace_fingerprint(
+    moves: Iterable[Move], n: int, game: Game | str | None = None,
+    budget: int | None = None,
+) -> Traced:
+    """:func:`trace_rows` within the limits of a fingerprint.
+
+    Refused with a :class:`pebbles.PebblesValueError`, each as soon as it is known: more
+    than :data:`MAX_FINGERPRINT` pixels (rows x (n + 1); a :class:`pebbles.Schedule`'s
+    predicted steps before any move is made, a plain stream once its rows pass the
+    limit), or more than :data:`MAX_TRACE` traced pebbles (rows x (peak + 1), measured
+    by an untraced simulation before the boards are traced).
+    """
+    game, budget = _schedule_defaults(moves, n, game, budget)
+    what = f"n={n}"
+    check_fingerprint(what, n, max(n - 1, 0), "at least ")  # every schedule steps n - 1 times
+    steps = pebbles.predicted_steps(moves) if isinstance(moves, pebbles.Schedule) else None
+    if steps is not None:
+        check_fingerprint(what, n, steps)
+    flat: list[Move] = []
+    stream = _counted(pebbles.expand(moves, game), flat, what, n, game)
+    peak = pebbles.simulate(stream, n, game, budget).peak_pebbles
+    _check_trace(what, sum(move[0] in _STEPS for move in flat), peak)
+    return _traced(flat, n, game, budget)
+
+
+def _counted(moves: Iterable[Move], into: list[Move], what: str, n: int,
+             game: Game) -> Iterable[Move]:
+    """Yield ``moves``, keeping them in ``into``; refuse once the rows are too many for
+    either limit of :func:`trace_fingerprint` (every row holds at least the fewest pebbles
+    that finish the game, :func:`pebbles.min_pebbles`)."""
+    least = pebbles.min_pebbles(n, game)
+    most = min(MAX_FINGERPRINT // (n + 1), MAX_TRACE // (least + 1))
+    rows = 0
+    for move in moves:
+        if move[0] in _STEPS:
+            rows += 1
+            if rows > most:
+                check_fingerprint(what, n, rows, "at least ")
+                _check_trace(what, rows, least, streaming=True)
+        into.append(move)
+        yield move
+
+
+def _traced(flat: list[Move], n: int, game: Game, budget: int | None) -> Traced:
+    """Simulate the primitive moves ``flat`` with a trace and cut it into rows."""
     result = pebbles.simulate(flat, n, game, budget, trace=True)
     boards = result.trace or ()
     start = pebbles.Board((), n)
@@ -140,7 +203,9 @@ def trace_rows(
 def _schedule_defaults(moves: object, n: int, game: Game | str | None,
                        budget: int | None) -> tuple[Game, int | None]:
     """``game`` and ``budget``, from a :class:`pebbles.Schedule` where not given; a
-    schedule of another ``n`` or game is refused."""
+    schedule of another ``n`` or game is refused (``n`` is checked first, as
+    :func:`pebbles.min_pebbles` checks it: ``n='5'`` is a type error)."""
+    pebbles.min_pebbles(n, Game.CHECKPOINT)
     if not isinstance(moves, pebbles.Schedule):
         return Game.coerce("checkpoint" if game is None else game), budget
     if moves.n != n:

@@ -43,6 +43,7 @@ from pebbles import (
 )
 
 from ._game import _new_figure
+from ._overhead import check_overhead_work, first_unfinished
 
 __all__ = ["X_MAX", "draw_online_overhead", "draw_tradeoff", "tradeoff_curves"]
 
@@ -81,9 +82,9 @@ def _panel(ax: Axes, n: int, curves: dict[str, Curve], paper_max_n: int) -> None
     _set_xlim(ax, [x for x, _ in curves.values()])
     ax.set_title(f"n = {_exponent(n)}", fontsize=10)
     if n > paper_max_n:
-        ax.text(0.97, 0.97, f"treeverse_paper not simulated\n(n > {paper_max_n}; about 8 s\n"
-                "per delta at n = $10^6$)", transform=ax.transAxes, ha="right", va="top",
-                fontsize=6.5, color=_STYLE["treeverse-paper"][1])
+        ax.text(0.97, 0.97, f"treeverse_paper and online\nnot simulated (n > {paper_max_n};"
+                "\nseconds per point at n = $10^6$)", transform=ax.transAxes, ha="right",
+                va="top", fontsize=6.5, color="#555", gid="not-simulated")
     ax.set_xlabel("time overhead $T'/T$ = forward steps / n", fontsize=8)
     ax.grid(True, which="major", color="#e6e6e6", lw=0.6)
     ax.tick_params(labelsize=7)
@@ -135,7 +136,8 @@ def draw_tradeoff(ns: int | tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_
     ns : int or tuple of int
         The numbers of steps, one panel each (their curves are cached).
     paper_max_n, reversible_max_pebbles
-        Passed to :func:`tradeoff_curves`.
+        Passed to :func:`tradeoff_curves`; a panel of n > ``paper_max_n`` has no
+        treeverse_paper and no online curve, and a note says so.
 
     Returns
     -------
@@ -190,7 +192,7 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
     (S+1)(S+2)/2 - 1 steps (:func:`pebbles.online_r2_range`; the in-place
     game's ends one step later). A budget that cannot finish some n (S = 1 in the
     checkpoint game past n = 2) has no points there, and its legend entry says from
-    which n on.
+    which n on (:func:`pebbles.min_pebbles`, whichever n are sampled).
 
     Parameters
     ----------
@@ -202,9 +204,20 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    PebblesValueError
+        Before anything is simulated, if the online streams would take more than
+        ``MAX_OVERHEAD_STEPS`` (2e8) forward steps, about two minutes (a small S
+        costs about n^2 / S steps; ``pebbles tradeoff --online-overhead`` applies
+        the same limit).
     """
     ns, budgets = _nonempty("ns", ns), _nonempty("budgets", budgets, "(10, 20, 40)")
+    online_overhead(ns, ())  # the library's checks of ns and budgets: nothing simulated
+    online_overhead((), budgets)
     ns, budgets = tuple(sorted(set(ns))), tuple(dict.fromkeys(budgets))
+    check_overhead_work(ns, budgets)
     many, ncol = len(budgets) > 8, 1 + (2 * len(budgets) - 1) // 16  # legend: 16 rows
     fig = _new_figure(7.0 + 1.8 * ncol * many, 4.2)  # a wide legend goes beside the axes
     ax = fig.add_subplot()
@@ -215,9 +228,8 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
         for inplace, style in ((False, "-"), (True, "--")):
             y = over[inplace][s] * 100
             game = "in-place" if inplace else "checkpoint"
-            gone = np.isnan(y)  # S below pebbles.min_pebbles(n): from some n on
-            note = (" (cannot finish)" if gone.all() else
-                    f" (cannot finish n >= {ns[int(np.argmax(gone))]})" if gone.any() else "")
+            first = first_unfinished(s, "inplace" if inplace else "checkpoint", ns[-1])
+            note = f" (cannot finish n >= {first})" if first is not None else ""
             ax.plot(x, y, style, color=colour, marker="o" if not inplace else "",
                     markersize=3, label=f"S = {s}, {game} game{note}",
                     gid=f"online-{s}-{game}")

@@ -37,20 +37,17 @@ from pebbles.cli import (
     write_error,
 )
 
-__all__ = ["DRAW", "TRADEOFF", "add_draw_arguments", "add_tradeoff_arguments", "check_output",
-           "dpi", "matplotlib_required", "run_draw", "run_tradeoff"]
+from ._overhead import MAX_OVERHEAD_N, MAX_OVERHEAD_STEPS, check_overhead_work, first_unfinished
 
-#: Most pebbles a fingerprint traces (rows x peak pebbles): about half a minute and
-#: a gigabyte (store-all n=3000 is 9e6).
-MAX_TRACE = 10**7
+__all__ = ["DRAW", "MAX_OVERHEAD_N", "MAX_OVERHEAD_STEPS", "TRADEOFF", "add_draw_arguments",
+           "add_tradeoff_arguments", "check_output", "dpi", "matplotlib_required", "run_draw",
+           "run_tradeoff"]
+
 #: Resolutions drawn (``--dpi``, :func:`visualize.save`): below about 10 dpi FreeType
 #: cannot size the labels of a raster, above 1200 a raster has gigapixels.
 MIN_DPI, MAX_DPI = 10, 1200
 #: Largest n a trade-off panel covers: the paper's largest.
 MAX_TRADEOFF_N = 10**6
-#: Largest n of ``tradeoff --online-overhead`` (each point is simulated: about a minute
-#: for three budgets up to 10^5, ten times that up to 10^6).
-MAX_OVERHEAD_N = 10**5
 
 
 def matplotlib_required(what: str = "drawing", solvers: bool = False) -> None:
@@ -117,7 +114,8 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
                         help="draw a second method next to the first (METHOD2 differs from "
                              "METHOD); each other option (--pebbles, --inplace, --delta, ...) "
                              "goes to the panels whose method takes it, and one neither takes "
-                             "is refused")
+                             "is refused (--pebbles that neither takes is the limit both are "
+                             "checked against, as for one method)")
     parser.add_argument("--fingerprint", action="store_true",
                         help="compact rasterised view (for large n or long schedules)")
     parser.add_argument("--title", help="header text (default: method and options)")
@@ -155,11 +153,21 @@ def _schedules(args: argparse.Namespace) -> list[tuple]:
     _check_flags(args, names)
     panels = []
     for k, name in enumerate(names):
-        s = schedule_from_args(args, name)
+        s = schedule_from_args(_budget_for(args, name, names), name)
         _check_size(args, s)
         panels.append((args.title if (args.title and k == 0) else label(s), s, s.game,
                        s.budget))
     return panels
+
+
+def _budget_for(args: argparse.Namespace, name: str, names: list[str]) -> argparse.Namespace:
+    """``args`` for the panel of method ``name``: ``--pebbles`` goes to the panels whose
+    method takes a budget; where none does, every panel is checked against it (a method
+    that takes no budget refuses one it would exceed)."""
+    takers = [m for m in names if pebbles.describe(m).takes_budget]
+    if args.budget is None or not takers or name in takers:
+        return args
+    return argparse.Namespace(**{**vars(args), "budget": None})
 
 
 def _check_flags(args: argparse.Namespace, names: list[str]) -> None:
@@ -175,41 +183,35 @@ def _check_flags(args: argparse.Namespace, names: list[str]) -> None:
 
 
 def _check_size(args: argparse.Namespace, s: pebbles.Schedule) -> None:
-    """Refuse a drawing that would be too large before building anything."""
-    from ._rows import MAX_CELLS, check_fingerprint
+    """Refuse a diagram of too many cells before building anything (a fingerprint's limits
+    are :func:`visualize._rows.trace_fingerprint`'s, applied by :func:`_traced`)."""
+    from ._rows import MAX_CELLS
 
     if not args.fingerprint and s.n > MAX_CELLS:
         raise PebblesValueError(
             f"pebbles draw draws at most {MAX_CELLS} cells, got -n {s.n}; use -n {MAX_CELLS} "
             f"or less, or add --fingerprint for a compact view of a large schedule")
-    if args.fingerprint:
-        check_fingerprint(str(s), s.n, max(s.n - 1, 0), "at least ")
-        steps = pebbles.predicted_steps(s)
-        check_fingerprint(str(s), s.n, steps if steps is not None else
-                          s.simulate().forward_steps)
-        _check_trace(s)
 
 
-def _check_trace(s: pebbles.Schedule) -> None:
-    """Refuse a fingerprint whose traced boards are too many pebbles to hold: the
-    rows are read off every board, so time and memory grow with rows x peak."""
-    r = s.simulate()
-    held = r.forward_steps * (r.peak_pebbles + 1)
-    if held > MAX_TRACE:
-        raise PebblesValueError(
-            f"a fingerprint of {s} traces {r.forward_steps} rows of up to "
-            f"{r.peak_pebbles} pebbles, more than {MAX_TRACE} pebbles in all (minutes and "
-            f"gigabytes); draw a smaller n or a method that holds fewer states")
+def _traced(panels: list[tuple]) -> list:
+    """The fingerprint rows of every panel, within the limits ``draw_fingerprint`` has (the
+    same function), traced before matplotlib is imported."""
+    from ._rows import trace_fingerprint
+
+    try:
+        return [trace_fingerprint(s, s.n, game, budget) for _, s, game, budget in panels]
+    except PebblesValueError as err:
+        raise in_flags(err) from None
 
 
-def _figure(args: argparse.Namespace, panels: list[tuple]):
+def _figure(args: argparse.Namespace, panels: list[tuple], traced: list | None):
     from . import _game
 
-    if args.fingerprint:
+    if traced is not None:
         fig = _game._new_figure(6.5 * len(panels), 7.5)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        for ax, (label, moves, game, budget) in zip(axes, panels, strict=True):
-            _game.draw_fingerprint(moves, args.n, game, title=label, budget=budget, ax=ax)
+        for ax, (label, *_), t in zip(axes, panels, traced, strict=True):
+            _game.fingerprint_into(ax, t, label)
         last = max(ax.images[0].get_extent()[2] for ax in axes)  # the longest's last row
         for ax in axes:  # one step scale, as draw_side_by_side has
             ax.set_ylim(last, -0.5)
@@ -236,10 +238,12 @@ def run_draw(args: argparse.Namespace) -> int:
     """
     check_output(args.output)
     panels = _schedules(args)  # every size check before matplotlib is imported
+    traced = _traced(panels) if args.fingerprint else None
     matplotlib_required()
     from . import _game
 
-    fig = _figure(args, panels)
+    _game.check_title(args.title, "--title")
+    fig = _figure(args, panels, traced)
     path = _game.save(fig, args.output, dpi=args.dpi)
     sys.stdout.write(f"wrote {path}\n")
     return 0
@@ -253,8 +257,9 @@ def add_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output file; its extension picks the format: .png, .svg, .pdf, "
                              ".jpg, .jpeg, .eps or .ps")
     parser.add_argument("--paper-max-n", type=positive,
-                        help="simulate treeverse-paper only up to this n (10000; not with "
-                             "--online-overhead)")
+                        help="simulate treeverse-paper and the online scheme only up to this "
+                             "n (10000; a panel of larger n has neither curve, and says so; "
+                             "not with --online-overhead)")
     parser.add_argument("--dpi", type=dpi, default=100, help="raster resolution (100)")
     parser.add_argument("--online-overhead", type=positive, nargs="+", metavar="S",
                         help="instead: the online scheme's overhead over the optimum against "
@@ -280,37 +285,17 @@ def _overhead_ns(top: int) -> tuple[int, ...]:
     return tuple(sorted(ns))
 
 
-#: Online forward steps ``--online-overhead`` simulates at most (both games): about two
-#: minutes at the simulator's 1.6e6 steps a second.
-MAX_OVERHEAD_STEPS = 2 * 10**8
-
-
-def _check_overhead_work(ns: tuple[int, ...], budgets: tuple[int, ...], given: int) -> None:
-    """Refuse ``--online-overhead`` budgets whose streams take too long to simulate: a
-    small S costs about n^2 / S steps (S = 2: n^2 / 4), estimated by the optimum; ``given``:
-    the largest -n asked for."""
-    work = {s: sum(pebbles.min_forward_steps(n, max(s, pebbles.min_pebbles(n, game)), game)
-                   for n in ns for game in ("checkpoint", "inplace")) for s in budgets}
-    slow = [s for s, w in work.items() if w > MAX_OVERHEAD_STEPS]
-    if slow:
-        raise PebblesValueError(
-            f"--online-overhead {' '.join(map(str, slow))} with -n {given}"
-            f"{f' (plotted up to n = {max(ns)})' if given > max(ns) else ''}: the online "
-            f"streams have about {max(work.values()):.2g} forward steps to simulate, more "
-            f"than {MAX_OVERHEAD_STEPS:.0e} (minutes); use larger budgets or a smaller -n")
-
-
 def _note_unfinished(ns: tuple[int, ...], budgets: tuple[int, ...]) -> None:
     """Say on stderr which ``--online-overhead`` budgets cannot finish the largest n of a
     game (S = 1 in the checkpoint game past n = 2): their curve of that game stops early."""
     for s in dict.fromkeys(budgets):
         for game, name in (("checkpoint", "checkpoint"), ("inplace", "in-place")):
-            done = [n for n in ns if pebbles.min_pebbles(n, game) <= s]
-            if len(done) < len(ns):
+            first = first_unfinished(s, game, max(ns))
+            if first is not None:
                 least = pebbles.min_pebbles(max(ns), game)
                 sys.stderr.write(
                     f"pebbles tradeoff: note: --online-overhead {s}: S = {s} cannot finish "
-                    f"the {name} game past n = {max(done, default=0)} (it needs S >= "
+                    f"the {name} game past n = {first - 1} (it needs S >= "
                     f"{least}: pebbles.min_pebbles), so that curve stops there and its "
                     f"legend entry says so; pass S >= {least} for a whole curve\n")
 
@@ -323,7 +308,7 @@ def run_tradeoff(args: argparse.Namespace) -> int:
                                 "the online scheme only); leave it out")
     if args.online_overhead:  # checked before matplotlib is imported
         ns = _overhead_ns(max(args.n))
-        _check_overhead_work(ns, tuple(args.online_overhead), max(args.n))
+        check_overhead_work(ns, tuple(args.online_overhead), max(args.n))
     matplotlib_required()
     from . import _game, _tradeoff
 
