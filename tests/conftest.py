@@ -151,3 +151,16 @@ def load_bench():
             sys.path.remove(BENCHMARKS)
 
     return load
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Torch on one intra-op thread for a module (``pytestmark = usefixtures(...)``): the
+    tests' tensors are tiny, and threads only add synchronisation (10x slower on 2 busy
+    cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

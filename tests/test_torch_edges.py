@@ -15,12 +15,7 @@ from pebbles.torch import checkpoint_sequential, checkpointed_loop, checkpointed
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def energy_step(net, inputs_with_graph):
