@@ -11,7 +11,13 @@ import numpy as np
 
 import pebbles
 
-__all__ = ["boolean", "real", "reals", "triples", "whole"]
+__all__ = ["MAX_STEPS", "boolean", "real", "reals", "triples", "whole"]
+
+#: The largest step count (and other count) the solvers take: ``2**63 - 1``. The compiled
+#: loops count in int64 (Numba types a larger Python int as uint64, over which ``range``
+#: runs no iterations), as :func:`pebbles.schedule` counts cells (it refuses
+#: ``n >= 2**63``).
+MAX_STEPS = int(np.iinfo(np.int64).max)
 
 
 def real(value: object, name: str, what: str, example: float, *,
@@ -53,20 +59,26 @@ def real(value: object, name: str, what: str, example: float, *,
 
 
 def whole(n: object, minimum: int, name: str, what: str) -> int:
-    """``n`` as an int >= ``minimum`` (bools and non-integers such as 2.0 refused).
+    """``n`` as an int in ``minimum..MAX_STEPS`` (bools and non-integers such as 2.0
+    refused; :data:`MAX_STEPS` is int64's largest value, the compiled loops' counter).
 
     Raises
     ------
     pebbles.PebblesTypeError
         If ``n`` is not an integer.
     pebbles.PebblesValueError
-        If it is below ``minimum``.
+        If it is below ``minimum`` or above :data:`MAX_STEPS`.
 
     Examples
     --------
     >>> from solvers._checks import whole
     >>> whole(5, 1, "n", "the number of steps")
     5
+    >>> try:
+    ...     whole(2**63, 0, "n", "the number of steps")
+    ... except ValueError as err:
+    ...     print(str(err).split(";")[0])
+    n=9223372036854775808 must be an integer in 0..2**63 - 1 (the number of steps
     """
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise pebbles.PebblesTypeError(
@@ -76,6 +88,10 @@ def whole(n: object, minimum: int, name: str, what: str) -> int:
         raise pebbles.PebblesValueError(
             f"{name}={n!r} must be an integer >= {minimum} ({what}); pass {name}={minimum} "
             f"or more")
+    if n > MAX_STEPS:
+        raise pebbles.PebblesValueError(
+            f"{name}={n!r} must be an integer in {minimum}..2**63 - 1 ({what}; counted in "
+            f"int64); pass {name}={MAX_STEPS} or less")
     return int(n)
 
 

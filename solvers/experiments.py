@@ -43,7 +43,7 @@ import numpy as np
 import pebbles
 from pebbles import PebblesTypeError, PebblesValueError
 from solvers import lorenz
-from solvers._checks import real, reals, whole
+from solvers._checks import MAX_STEPS, real, reals, whole
 
 if TYPE_CHECKING:
     from solvers.pml import PMLConfig
@@ -118,6 +118,24 @@ def load_sensitivity(path: str | Path) -> SensitivityGrid:
             "sensitivity --out map.npz`") from None
 
 
+def _count(value: object, least: int, name: str, what: str, example: str) -> None:
+    """Refuse ``value`` unless it is an integer (bools neither) in ``least..MAX_STEPS``.
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``value`` is not an integer.
+    pebbles.PebblesValueError
+        If it lies outside the range.
+    """
+    rule = f"must be an integer >= {least} ({what})"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise PebblesTypeError(f"{name}={value!r:.80} {rule}; use e.g. {example}")
+    if not least <= value <= MAX_STEPS:
+        raise PebblesValueError(f"{name}={value!r} {rule} and at most 2**63 - 1; use e.g. "
+                                f"{example}")
+
+
 def sensitivity_grid(resolution: int = 201, *,
                      sigma_range: tuple[float, float] = (0.0, 20.0),
                      rho_range: tuple[float, float] = (0.0, 50.0), beta: float = _BETA,
@@ -128,10 +146,8 @@ def sensitivity_grid(resolution: int = 201, *,
     The default is the paper's grid: sigma = 0:0.1:20, rho = 0:0.25:50 (201 x
     201), n = 10^4 steps of dt = 3e-3, beta = 8/3 (about 15 s on two cores).
     """
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
-            or resolution < 2:
-        raise PebblesValueError(f"resolution={resolution!r} must be an integer >= 2 (grid "
-                                "points per axis); use e.g. resolution=201 (the paper's grid)")
+    _count(resolution, 2, "resolution", "grid points per axis",
+           "resolution=201 (the paper's grid)")
     sigmas = np.linspace(*_axis_range(sigma_range, "sigma_range"), resolution)
     rhos = np.linspace(*_axis_range(rho_range, "rho_range"), resolution)
     grid = lorenz.sensitivity_map(sigmas, rhos, beta, dt=dt, n=n)
@@ -222,9 +238,7 @@ def _relative_errors(n: int, starts: np.ndarray, reload_every: int | None) -> np
 
 def _starts(count: int, seed: int) -> np.ndarray:
     """``count`` random starts x0 ~ N(0, I) drawn with ``seed`` (both checked)."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise PebblesValueError(f"starts={count!r} must be an integer >= 1 (random x0 ~ N(0, I)"
-                                " per point); use e.g. starts=20")
+    _count(count, 1, "starts", "random x0 ~ N(0, I) per point", "starts=20")
     seed = whole(seed, 0, "seed", "the random seed of the starts x0 ~ N(0, I)")
     return np.random.default_rng(seed).standard_normal((count, 3))
 
@@ -296,7 +310,8 @@ def _whole_numbers(values: object, name: str, what: str, least: int,
     pebbles.PebblesValueError
         If it is empty or an entry lies outside the range.
     """
-    bound = f">= {least}" if most is None else f"in {least}..{most[0]} ({most[1]})"
+    bound = f">= {least} (at most 2**63 - 1)" if most is None else \
+        f"in {least}..{most[0]} ({most[1]})"
     rule = f"must be a sequence of whole {what} {bound}"
     items = None
     if not isinstance(values, (str, bytes)):
@@ -308,7 +323,7 @@ def _whole_numbers(values: object, name: str, what: str, least: int,
         if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
             raise PebblesTypeError(f"{name} holds {t!r:.40} ({type(t).__name__}); it {rule}; "
                                    f"{fix}")
-    top = math.inf if most is None else most[0]
+    top = MAX_STEPS if most is None else most[0]
     if not items or not all(least <= t <= top for t in items):
         raise PebblesValueError(f"{name}={[int(t) for t in items][:10]} {rule}; {fix}")
     return np.array(items, dtype=np.int64)
@@ -360,9 +375,7 @@ def scaled_config(size: int = 200, **changes: Any) -> PMLConfig:
         raise PebblesTypeError(
             f"{unknown[0]}={changes[unknown[0]]!r} is not a PMLConfig field; the fields "
             f"are {', '.join(fields)}; leave it out or correct its name")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2 * 12 + 8:
-        raise PebblesValueError(f"size={size!r} must be an integer >= 32 (two 12-cell PML "
-                                "bands and an interior); use e.g. size=200")
+    _count(size, 2 * 12 + 8, "size", "two 12-cell PML bands and an interior", "size=200")
     scale = 999 / (size - 1)
     base = {"nx": size, "ny": size, "dt": 1e-5 * scale, "steps": int(round(9999 / scale))}
     return PMLConfig(**{**base, **changes})
@@ -385,9 +398,21 @@ def pml_experiment(cfg: PMLConfig, times: Sequence[int], *,
     Returns
     -------
     PMLExperiment
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``cfg`` is not a :class:`~solvers.pml.PMLConfig`, or ``times`` does not
+        hold integers.
+    pebbles.PebblesValueError
+        If ``times`` is empty or a step lies outside 1..cfg.steps.
     """
     from solvers import pml
 
+    if not isinstance(cfg, pml.PMLConfig):
+        raise PebblesTypeError(f"cfg={cfg!r:.80} ({type(cfg).__name__}) must be a PMLConfig, "
+                               f"the run's grid and time steps; pass e.g. "
+                               f"cfg=scaled_config(200)")
     steps = _snapshot_steps(times, cfg.steps)
     moves = None if budget is None else pebbles.schedule("treeverse", cfg.steps, budget=budget)
     c_true = pml.true_model(cfg)

@@ -124,19 +124,14 @@ def _cuda() -> ModuleType:
 # schedule lowering
 # ---------------------------------------------------------------------------
 def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotProgram:
-    """The checked slot program of a memory-only schedule (:func:`pebbles.lower`).
+    """The checked slot program of a memory-only schedule (:func:`pebbles.lower`), as
+    :func:`solvers.lorenz.replay_lorenz` takes it (``slots`` below a SlotProgram's
+    ``nslots`` refused).
 
     ``OP_FREE`` rows (``frees=True``) are dropped and ``OP_TAPE`` rows run as
     ``OP_STEP``; disk operations are refused (:meth:`pebbles.SlotProgram.in_memory`).
     """
-    if isinstance(schedule, pebbles.SlotProgram):
-        if n is not None and n != schedule.n:
-            raise PebblesValueError(f"this program is for n={schedule.n}, got n={n}; drop n "
-                                    f"or pass n={schedule.n}")
-        prog = schedule.check()
-    else:
-        prog = pebbles.lower(schedule, n, slots=slots)
-    return prog.in_memory("the GPU executors run")
+    return _lz._program(schedule, n, slots, "the GPU executor", "the GPU executors run")
 
 
 # ---------------------------------------------------------------------------
@@ -322,7 +317,8 @@ def pml_gradient(cfg: _pml.PMLConfig, c: np.ndarray,
         checked and lowered by :func:`pebbles.lower` before anything runs.
     slots : int, optional
         Checkpoint slots, ``s_0`` included (default: as many as the schedule
-        needs, peak stored states + 2); allocated once, before the replay.
+        needs, peak stored states + 2); allocated once, before the replay. A
+        SlotProgram runs on its own slots: ``slots`` below its ``nslots`` is refused.
     xp : module, optional
         ``cupy`` (GPU) or ``numpy`` (CUDA simulator); default
         :func:`array_module`.
@@ -465,7 +461,8 @@ def lorenz_gradient(schedule: pebbles.Schedule | pebbles.SlotProgram | Iterable[
         NumPy or CuPy arrays, or sequences.
     dt : float
     slots : int, optional
-        Slots per thread, ``s_0`` included (default: as many as needed).
+        Slots per thread, ``s_0`` included (default: as many as needed); below a
+        SlotProgram's ``nslots`` refused.
     xp : module, optional
         ``cupy`` or ``numpy`` (simulator); default :func:`array_module`.
     """

@@ -602,29 +602,43 @@ def gradient_forward(
 
 
 @njit(cache=True, parallel=True)
-def _sensitivity_block(sigmas, rhos, beta, x0, dt, n, k0, k1, out):
-    """Grid points ``k0 <= k < k1`` (row-major) of :func:`sensitivity_map` into ``out``
-    (flat), in parallel."""
+def _sensitivity_steps(sigmas, rhos, beta, dt, k0, xyz, t, steps):
+    """``steps`` steps of :func:`_forward_chunk` at grid points ``k0 + p`` (row-major),
+    ``p < len(xyz)``, from their states ``xyz[p]`` and tangents ``t[p]``, in parallel
+    and in place (a point's run split into calls is bit for bit one call's)."""
     nr = rhos.size
-    for k in prange(k0, k1):
-        i, j = k // nr, k % nr
-        theta = np.array([sigmas[i], rhos[j], beta])
-        _, tan = _forward_mode(x0, theta, dt, n)
-        acc = 0.0
-        for c in range(6):
-            acc += abs(tan[0, c])
-        out[k] = acc / 6
+    for p in prange(xyz.shape[0]):
+        k = k0 + p
+        theta = np.array([sigmas[k // nr], rhos[k % nr], beta])
+        _forward_chunk(xyz[p], t[p], theta, dt, steps)
 
 
 def _sensitivity(sigmas, rhos, beta, x0, dt, n):
-    """The grid, computed in blocks of about :data:`CHUNK_POINT_STEPS` point-steps (at
-    least a few points a thread), so that Ctrl-C is handled between blocks."""
+    """The grid, computed in blocks of points (at least a few a thread) and, within a
+    block, in calls of about :data:`CHUNK_POINT_STEPS` point-steps, so that Ctrl-C is
+    handled between calls however large ``n`` is."""
     out = np.empty((sigmas.size, rhos.size))
     flat = out.reshape(-1)
-    per = max(4 * numba.get_num_threads(), CHUNK_POINT_STEPS // max(n, 1))
+    most = min(CHUNK_POINT_STEPS // max(n, 1), _BLOCK_POINTS)
+    per = max(4 * numba.get_num_threads(), most)
     for k0 in range(0, flat.size, per):
-        _sensitivity_block(sigmas, rhos, beta, x0, dt, n, k0, min(k0 + per, flat.size), flat)
+        count = min(per, flat.size - k0)
+        xyz = np.repeat(x0[None, :], count, axis=0)
+        t = np.zeros((count, 6, 8))
+        t[:, range(6), range(6)] = 1.0  # the inputs' one-hot tangents, as _forward_mode
+        steps = max(1, CHUNK_POINT_STEPS // count)
+        for start in range(0, n, steps):
+            _sensitivity_steps(sigmas, rhos, beta, dt, k0, xyz, t, min(steps, n - start))
+        acc = np.zeros(count)
+        for c in range(6):  # in _forward_mode's order: the sums are bit for bit its
+            acc += np.abs(t[:, 0, c])
+        flat[k0:k0 + count] = acc / 6
     return out
+
+
+#: The most grid points :func:`_sensitivity` runs at once (their states and tangents take
+#: 416 bytes a point: 27 MB).
+_BLOCK_POINTS = 2**16
 
 
 def sensitivity_map(
@@ -646,7 +660,8 @@ def sensitivity_map(
         If ``sigmas``, ``rhos``, ``beta``, ``x0``, ``dt`` or ``n`` is not made of
         (real, for ``n`` integer) numbers.
     pebbles.PebblesValueError
-        If a value is not finite or ``n < 0``.
+        If a value is not finite, ``sigmas`` or ``rhos`` is not 1-D, or ``n`` lies
+        outside ``0..2**63 - 1``.
 
     Returns
     -------
@@ -667,11 +682,23 @@ def _sensitivity_inputs(sigmas: object, rhos: object, beta: object, x0: object, 
     pebbles.PebblesTypeError, pebbles.PebblesValueError
         As :func:`sensitivity_map`.
     """
-    s = reals(sigmas, "sigmas", "the sigma grid", [5.0, 10.0], finite=True)
-    r = reals(rhos, "rhos", "the rho grid", [20.0, 27.0], finite=True)
+    s = _axis(sigmas, "sigmas", "the sigma grid", [5.0, 10.0])
+    r = _axis(rhos, "rhos", "the rho grid", [20.0, 27.0])
     b = _real(beta, "beta", "parameter beta", DEFAULT_THETA[2])
-    return (np.ascontiguousarray(s.ravel()), np.ascontiguousarray(r.ravel()), b,
-            _as3(x0, "x0"), _dt(dt), _n(n))
+    return s, r, b, _as3(x0, "x0"), _dt(dt), _n(n)
+
+
+def _axis(values: object, name: str, what: str, example: list[float]) -> np.ndarray:
+    """One axis of :func:`sensitivity_map`: a 1-D sequence of finite real numbers, as a
+    contiguous float64 array (a 2-D one would be flattened, a scalar make a 1-point axis:
+    the map's shape would not be ``(len(sigmas), len(rhos))``)."""
+    arr = reals(values, name, what, example, finite=True)
+    if arr.ndim != 1:
+        raise pebbles.PebblesValueError(
+            f"{_shown(name, values)} has shape {arr.shape}; it must be 1-D ({what}, one "
+            f"value a grid row or column); pass e.g. {name}={example} or "
+            f"{name}=np.ravel({name})")
+    return np.ascontiguousarray(arr)
 
 
 # ---------------------------------------------------------------------------
@@ -892,17 +919,35 @@ def _replay(ops: np.ndarray, nslots: int, x0: np.ndarray, theta: np.ndarray,
     return float(reg[6]), reg[:6].copy()
 
 
-def _program(schedule: Any, n: int | None, slots: int | None) -> pebbles.SlotProgram:
-    """The checked slot program of ``schedule`` (raises IllegalMoveError before any step)."""
+def _program(schedule: Any, n: int | None, slots: int | None, who: str = "replay_lorenz",
+             runs: str = "replay_lorenz runs") -> pebbles.SlotProgram:
+    """The checked, memory-only slot program of ``schedule`` (raises before any step):
+    a SlotProgram as it is, anything else lowered by :func:`pebbles.lower` with ``slots``.
+    ``who`` names the executor in the messages, ``runs`` starts the disk one
+    (:meth:`pebbles.SlotProgram.in_memory`)."""
     if isinstance(schedule, pebbles.SlotProgram):
         if n is not None and n != schedule.n:
             raise pebbles.PebblesValueError(
-                f"this program is for n={schedule.n}, replay_lorenz got n={n}; drop n or "
+                f"this program is for n={schedule.n}, {who} got n={n}; drop n or "
                 f"pass n={schedule.n}")
+        _check_program_slots(schedule, slots)
         prog = schedule.check()
     else:
         prog = pebbles.lower(schedule, n, slots=slots)
-    return prog.in_memory("replay_lorenz runs")
+    return prog.in_memory(runs)
+
+
+def _check_program_slots(prog: pebbles.SlotProgram, slots: object) -> None:
+    """Refuse ``slots`` (when given) below ``prog.nslots``: a lowered program has its
+    slots assigned, as :func:`pebbles.lower` refuses too few for a schedule."""
+    if slots is None:
+        return
+    count = whole(slots, 2, "slots", "state slots, s_0 included")
+    if count < prog.nslots:
+        raise pebbles.PebblesValueError(
+            f"slots={slots!r} is fewer than this program's nslots={prog.nslots} (it was "
+            f"lowered onto {prog.nslots} slots, s_0 included); pass slots={prog.nslots} or "
+            f"more, or leave slots out: a program runs on its own slots")
 
 
 def replay_lorenz(
@@ -930,7 +975,9 @@ def replay_lorenz(
     x0, theta, dt
         Initial state, (sigma, rho, beta) and time step.
     slots : int, optional
-        Slots, ``s_0`` included; default exactly as many as the schedule needs.
+        Slots, ``s_0`` included; default exactly as many as the schedule needs. A
+        SlotProgram runs on the slots it was lowered onto: ``slots`` below its
+        ``nslots`` is refused.
 
     Returns
     -------
@@ -944,8 +991,9 @@ def replay_lorenz(
     pebbles.IllegalMoveError
         If the schedule breaks a rule or needs more than ``slots`` states.
     pebbles.PebblesValueError
-        If the schedule keeps states on disk (two-level storage). A program
-        lowered with ``frees=True`` runs (its ``OP_FREE`` rows are skipped).
+        If the schedule keeps states on disk (two-level storage), or ``slots`` is
+        below a SlotProgram's ``nslots``. A program lowered with ``frees=True``
+        runs (its ``OP_FREE`` rows are skipped).
 
     Examples
     --------
@@ -1354,10 +1402,16 @@ def check_run_time(what: str, point_steps: int, fix: str, *, threads: int = 1,
     Raises
     ------
     pebbles.PebblesValueError
-        If the run is estimated at more than :data:`MAX_RUN_SECONDS`, or ``threads`` is
-        below 1 or ``rate`` not a finite number above 0 (``PebblesTypeError`` when not a
-        number).
+        If the run is estimated at more than :data:`MAX_RUN_SECONDS`, ``point_steps`` is
+        not a finite number >= 0, ``threads`` is below 1 or ``rate`` not a finite number
+        above 0 (``PebblesTypeError`` when not a number).
     """
+    steps = _real(point_steps, "point_steps", "count of RK4 steps (summed over the run's "
+                  "points)", 1e9)
+    if steps < 0:
+        raise pebbles.PebblesValueError(
+            f"point_steps={point_steps!r} must be a finite number >= 0 (the RK4 steps the "
+            f"run takes, summed over its points); pass e.g. point_steps=1e9")
     threads = whole(threads, 1, "threads", "the threads the run uses")
     rate = _real(rate, "rate", "point-steps a thread runs a second", POINT_STEPS_PER_SECOND,
                  positive=True)

@@ -60,7 +60,7 @@ from pebbles.cli import (
     run_command,
 )
 from solvers import _refuse_without_numba
-from solvers._checks import _shown, boolean, real, reals
+from solvers._checks import MAX_STEPS, _shown, boolean, real, reals
 from solvers._memory import available_memory, release_freed_memory
 from solvers._paths import check_npz_output
 
@@ -341,13 +341,17 @@ def _example(name: str) -> object:
 
 
 def _integer_field(name: str, v: object, least: int) -> None:
-    """Refuse a PMLConfig field that is not an integer (bools neither) >= ``least``."""
+    """Refuse a PMLConfig field that is not an integer (bools neither) in
+    ``least..MAX_STEPS`` (the kernels count in int64)."""
     rule = f"must be an integer >= {least} ({_FIELDS[name]})"
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
         raise PebblesTypeError(f"{name}={v!r} {rule}; pass a whole number such as "
                                f"{name}={_example(name)}")
     if v < least:
         raise PebblesValueError(f"{name}={v!r} {rule}; pass {name}={least} or more")
+    if v > MAX_STEPS:
+        raise PebblesValueError(f"{name}={v!r} {rule} and at most 2**63 - 1 (counted in "
+                                f"int64); pass e.g. {name}={_example(name)}")
 
 
 #: The grid spacings ``h`` whose square is a normal float64 (2^-511 to 2^511): the
@@ -713,15 +717,23 @@ class PMLSolver:
         return out
 
     def step_into(self, i: int, s: np.ndarray, out: np.ndarray) -> None:
-        """Write ``s_{i+1}`` into ``out``; ``out is s`` runs the in-place kernel.
+        """Write ``s_{i+1}`` into ``out``; ``out`` the same memory as ``s`` (``out is s``,
+        or another array object with the same data pointer and strides, such as
+        ``states[0]`` twice) runs the in-place kernel.
 
         ``i``, ``s`` and ``out`` are checked as in :meth:`step`, and ``out`` must be
         writeable (a :class:`pebbles.PebblesValueError` otherwise).
+
+        Raises
+        ------
+        pebbles.PebblesValueError
+            Also if ``out`` overlaps ``s`` otherwise (a shifted or reordered view of
+            its memory): the out-of-place kernel would overwrite ``s`` before reading it.
         """
         self._check_step(i)
         self._check("s", s)
         self._check("out", out, written=True)
-        if out is s:
+        if out is s or _same_memory(out, s, "step_into", "out", "s"):
             self._run("inplace", kern.step_inplace_kernel, s, self.c, self.sig, self.tau,
                       self.k, self.isrc, self.jsrc, self._fsrc(i))
         else:
@@ -732,7 +744,16 @@ class PMLSolver:
         """``(d step / d s)^T g`` (returned) and ``(d step / d c)^T g`` (added to ``grad_c``).
 
         ``s``, ``g`` and ``out`` (when given) are checked as ``s`` in :meth:`step`, and
-        ``out`` must be writeable.
+        ``out`` must be writeable and share no memory with ``s`` or ``g`` (the kernel
+        reads both after writing ``out``; ``s`` and ``g`` may share memory).
+
+        Raises
+        ------
+        pebbles.PebblesValueError
+            If ``out`` overlaps ``s`` or ``g``, or an array's shape is wrong or ``out``
+            is read-only.
+        pebbles.PebblesTypeError
+            If an array is not a NumPy array.
         """
         self._check("s", s)
         self._check("g", g)
@@ -740,24 +761,62 @@ class PMLSolver:
             out = np.empty_like(s)
         else:
             self._check("out", out, written=True)
+            _refuse_overlap(out, s, "vjp", "out", "s")
+            _refuse_overlap(out, g, "vjp", "out", "g")
         self._run("adjoint", kern.adjoint_kernel, s, g, self.c, self.sig, self.tau, self.k,
                   self.mrow, self.mcol, out, self.grad_c)
         return out
 
     def misfit(self, i: int, s: np.ndarray) -> np.ndarray:
-        """``u^(i)_d - u_true^(i)_d`` at the detectors."""
-        return s[1, self.det_i, self.det_j] - self.observed[i]
+        """``u^(i)_d - u_true^(i)_d`` at the detectors (``i`` in ``0..steps``).
+
+        Raises
+        ------
+        pebbles.PebblesValueError
+            If the solver has no ``observed`` recording, ``i`` lies outside
+            ``0..steps`` or ``s`` has the wrong shape.
+        pebbles.PebblesTypeError
+            If ``i`` is not an integer or ``s`` not a NumPy array.
+        """
+        self._check_time(i)
+        self._check("s", s)
+        return s[1, self.det_i, self.det_j] - self._observed()[i]
 
     def running_loss(self, i: int, s: np.ndarray) -> float:
-        """``l_i = sum_d (u_true^(i)_d - u^(i)_d)^2``."""
+        """``l_i = sum_d (u_true^(i)_d - u^(i)_d)^2``; checked as :meth:`misfit`."""
         r = self.misfit(i, s)
         return float(r @ r)
+
+    def _observed(self) -> np.ndarray:
+        """The recording the loss callbacks compare with; refused when there is none."""
+        if self.observed is None:
+            raise PebblesValueError(
+                "observed=None: the loss callbacks (running_loss, loss_grad, misfit) compare "
+                "with a recording; pass observed= to PMLSolver, e.g. "
+                "PMLSolver(cfg, c, observed=solvers.pml.record(cfg))")
+        return self.observed
+
+    def _check_time(self, i: object) -> None:
+        """Refuse a time index of the recording outside ``0..steps`` (``observed[-1]``
+        would read the last row, ``observed[steps + 1]`` raise NumPy's IndexError)."""
+        steps = self.cfg.steps
+        if type(i) is int and 0 <= i <= steps:
+            return
+        rule = f"a time index in 0..{steps} (row i of observed, cfg.steps={steps})"
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise PebblesTypeError(f"i={i!r:.80} must be an integer, {rule}; pass an int "
+                                   f"such as i=1")
+        if not 0 <= i <= steps:
+            raise PebblesValueError(f"i={i!r} must be {rule}; pass 0 <= i <= {steps}")
 
     def _add_misfit_grad(self, i: int, s: np.ndarray, g: np.ndarray) -> None:
         np.add.at(g[1], (self.det_i, self.det_j), 2.0 * self.misfit(i, s))
 
     def loss_grad(self, s: np.ndarray) -> np.ndarray:
-        """``d l_n / d s_n`` (the last term of the running loss)."""
+        """``d l_n / d s_n`` (the last term of the running loss); checked as
+        :meth:`misfit`."""
+        self._check("s", s)
+        self._observed()
         g = _state_array(self.cfg)
         g.fill(0.0)
         self._add_misfit_grad(self.cfg.steps, s, g)
@@ -772,7 +831,7 @@ class PMLSolver:
         """
         self._check_step(i)
         out = self._buffers[self._turn]
-        if out is g:
+        if out is g or np.may_share_memory(out, g):
             self._turn ^= 1
             out = self._buffers[self._turn]
         self._turn ^= 1
@@ -784,6 +843,42 @@ class PMLSolver:
 
 
 _FLOAT64 = np.dtype(np.float64)
+
+
+def _same_memory(out: np.ndarray, s: np.ndarray, method: str, out_name: str,
+                 s_name: str) -> bool:
+    """Whether ``out`` is ``s``'s memory laid out alike (same data pointer and strides;
+    the shapes are checked equal): a step then runs in place. False when they share no
+    memory; any other overlap is refused (:func:`_refuse_overlap`)."""
+    if not np.may_share_memory(out, s):  # bounds only: O(1)
+        return False
+    if out.ctypes.data == s.ctypes.data and out.strides == s.strides:
+        return True
+    _refuse_overlap(out, s, method, out_name, s_name)
+    return False
+
+
+#: The work :func:`numpy.shares_memory` may spend telling interleaved views apart.
+_OVERLAP_WORK = 10_000
+
+
+def _refuse_overlap(out: np.ndarray, a: np.ndarray, method: str, out_name: str,
+                    a_name: str) -> None:
+    """Raise naming ``out`` and ``a`` if they share memory (an overlap too hard to rule
+    out counts as one): the kernel would read ``a`` after writing ``out``."""
+    if not np.may_share_memory(out, a):
+        return
+    try:
+        shared = np.shares_memory(out, a, max_work=_OVERLAP_WORK)
+    except np.exceptions.TooHardError:
+        shared = True
+    if shared:
+        raise PebblesValueError(
+            f"{method}: {out_name} shares memory with {a_name} (the kernel reads {a_name} "
+            f"after writing {out_name}, so the result would be wrong); pass an {out_name} "
+            f"array of its own, e.g. solver.zero_state()"
+            + (f", or {out_name}={a_name} itself to step in place" if method == "step_into"
+               else ""))
 
 
 def _check_state(name: str, a: object, expected: tuple[int, ...],
@@ -814,9 +909,9 @@ def _check_state(name: str, a: object, expected: tuple[int, ...],
 
 
 def _check_source(cfg: PMLConfig, source: object) -> np.ndarray:
-    """``source`` as a float64 array of shape ``(steps,)``, real numbers only."""
+    """``source`` as a float64 array of shape ``(steps,)``, finite real numbers only."""
     arr = reals(source, "source", f"the source values f_1..f_n, shape ({cfg.steps},)",
-                "solvers.pml.ricker(cfg)")
+                "solvers.pml.ricker(cfg)", finite=True)
     if arr.shape != (cfg.steps,):
         raise PebblesValueError(
             f"source has shape {arr.shape}; expected ({cfg.steps},) (one per step); pass "
@@ -838,14 +933,15 @@ def _initial_state(sol: PMLSolver, s0: object) -> np.ndarray:
     pebbles.PebblesTypeError
         If ``s0`` does not hold real numbers.
     pebbles.PebblesValueError
-        If its shape is not ``(4, nx+2, ny+2)``: the kernels would run on
-        another grid or read past the ends of ``c`` and the PML profiles.
+        If an entry is not finite, or its shape is not ``(4, nx+2, ny+2)``: the
+        kernels would run on another grid or read past the ends of ``c`` and the
+        PML profiles.
     """
     if s0 is None:
         return sol.zero_state()
     expected = (4, *sol.cfg.shape)
     arr = reals(s0, "s0", f"the initial state (u_prev, u, phi, psi), shape {expected}",
-                "None (at rest)")
+                "None (at rest)", finite=True)
     if arr.shape != expected:
         raise PebblesValueError(
             f"s0 has shape {arr.shape}; expected {expected} = (4, nx+2, ny+2), the slots "
@@ -889,7 +985,8 @@ def _check_observed(cfg: PMLConfig, observed: object) -> np.ndarray:
     pebbles.PebblesTypeError
         If ``observed`` does not hold real numbers.
     pebbles.PebblesValueError
-        If its shape is not ``(cfg.steps + 1, cfg.n_detectors)`` (``None`` included).
+        If an entry is not finite, or its shape is not ``(cfg.steps + 1,
+        cfg.n_detectors)`` (``None`` included).
     """
     expected = (cfg.steps + 1, cfg.n_detectors)
     fix = "pass the recording of solvers.pml.record(cfg)"
@@ -897,7 +994,7 @@ def _check_observed(cfg: PMLConfig, observed: object) -> np.ndarray:
         raise PebblesValueError(f"observed=None: expected an array of shape {expected} = "
                                 f"(steps+1, n_detectors); {fix}")
     obs = reals(observed, "observed", "the recording u_true at the detectors",
-                "solvers.pml.record(cfg)")
+                "solvers.pml.record(cfg)", finite=True)
     if obs.shape != expected:
         raise PebblesValueError(f"observed has shape {obs.shape}; expected {expected} = "
                                 f"(steps+1, n_detectors), row k the detectors' u_true^(k); {fix}")
@@ -928,7 +1025,8 @@ class PMLGradient:
         What the executor computed and measured: ``loss``, ``grad_s0``
         (``dL/ds_0``, slots ``(u_prev, u, phi, psi)``), the step counts,
         ``peak_states``, ``seconds`` (wall-clock time of the replay),
-        ``peak_buffers``, ``allocations``, ``inplace_steps``. Each is also
+        ``peak_buffers``, ``allocations``, ``inplace_steps``, ``writes``, ``reads``
+        (states written to and read back from a store). Each is also
         readable here as an attribute (``g.loss``, ``g.forward_steps``, ...).
     grad_c : ndarray ``(nx+2, ny+2)``
         ``dL/dc`` (zero on the ring, which the scheme never reads).
@@ -958,7 +1056,8 @@ class PMLGradient:
 
 
 _REPLAY_FIELDS = frozenset(("forward_steps", "extra_steps", "backward_steps", "peak_states",
-                            "seconds", "peak_buffers", "allocations", "inplace_steps"))
+                            "seconds", "peak_buffers", "allocations", "inplace_steps",
+                            "writes", "reads"))
 
 
 def gradient(cfg: PMLConfig, c: np.ndarray,
@@ -1291,19 +1390,28 @@ def check_memory(estimate: MemoryEstimate, available: float | None = None) -> No
     pebbles.PebblesTypeError, pebbles.PebblesValueError
         If ``available`` is not a finite number of bytes > 0.
     """
-    if available is None:
-        available = available_memory()
-    else:
+    if available is not None:
         available = real(available, "available",
                          "number of bytes of memory available to the run",
                          "8e9", positive=True)
+    _check_fits(estimate, available, "use a smaller grid (cfg.nx, cfg.ny), fewer steps "
+                "(cfg.steps) or a schedule of a smaller budget, or leave check_memory out to "
+                "run anyway")
+
+
+def _check_fits(estimate: MemoryEstimate, available: float | None, fix: str) -> None:
+    """Raise :class:`NotEnoughMemoryError` ending in ``fix`` unless ``estimate`` fits in
+    ``available`` bytes (None: :func:`available_memory`, the system's MemAvailable; no
+    check where that is unknown)."""
+    where = "MemAvailable" if available is None else f"available={available:g}"
+    if available is None:
+        available = available_memory()
     if available is None or estimate.total <= available:
         return
     raise NotEnoughMemoryError(
         f"the run needs about {_size(estimate.total)} ({estimate.states} states of "
         f"{_size(estimate.state_bytes)} plus {_size(estimate.other_bytes)} of grids and "
-        f"recordings) but {_size(available)} is available (MemAvailable); use a smaller grid, "
-        f"fewer steps or a smaller budget (--pebbles), or pass --force to run anyway")
+        f"recordings) but {_size(available)} is available ({where}); {fix}")
 
 
 # ---------------------------------------------------------------------------
@@ -1426,7 +1534,8 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
             estimate = memory_estimate(cfg, moves)
     _check_addressable(estimate)
     if not args.force:
-        check_memory(estimate)
+        _check_fits(estimate, None, "use a smaller grid, fewer steps or a smaller budget "
+                    "(--pebbles), or pass --force to run anyway")
     return cfg, moves
 
 

@@ -1,0 +1,253 @@
+"""Edge cases of the solvers' public API: aliased output arrays, step counts past int64,
+Ctrl-C granularity of the sensitivity map, and argument checks."""
+
+import math
+
+import numpy as np
+import pytest
+
+import pebbles
+from solvers import experiments as ex
+from solvers import gpu, pml
+from solvers import lorenz as lz
+from solvers._checks import MAX_STEPS, whole
+
+SMALL = dict(nx=12, ny=10, steps=6, h=0.11, width=2.0, delay=1.0, n_detectors=4, npml=3)
+
+
+@pytest.fixture(scope="module")
+def wave():
+    """A solver on a 20 x 20 grid and its state after 12 in-place steps (a live field)."""
+    cfg = pml.PMLConfig(nx=20, ny=20, steps=30, h=0.11, width=6.0, delay=10.0,
+                        n_detectors=5)
+    sol = pml.PMLSolver(cfg, pml.uniform_model(cfg))
+    s = sol.zero_state()
+    for i in range(12):
+        sol.step_into(i, s, s)
+    return sol, s
+
+
+@pytest.fixture(scope="module")
+def small():
+    cfg = pml.PMLConfig(**SMALL)
+    return cfg, pml.record(cfg), pml.uniform_model(cfg)
+
+
+# -- PMLSolver.step_into and vjp with aliased arrays ---------------------------------------
+def test_step_into_a_view_of_s_steps_in_place(wave):
+    sol, s = wave
+    ref = sol.step(12, s)
+    states = np.stack([s, s])
+    sol.step_into(12, states[0], states[0])  # two array objects, one memory
+    assert np.array_equal(states[0], ref)
+    a = s.copy()
+    sol.step_into(12, a, a.view())
+    assert np.array_equal(a, ref)
+
+
+def test_step_into_refuses_a_partly_overlapping_out(wave):
+    sol, s = wave
+    big = np.zeros((5, *s.shape[1:]))
+    big[:4] = s
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^step_into: out shares memory with s .*out=s itself"):
+        sol.step_into(12, big[:4], big[1:])
+
+
+def test_step_into_runs_interleaved_views_out_of_place(wave):
+    """Views whose bounds overlap but whose elements do not are no overlap."""
+    sol, s = wave
+    both = np.zeros((*s.shape[:2], 2 * s.shape[2]))
+    both[:, :, ::2] = s
+    sol.step_into(12, both[:, :, ::2], both[:, :, 1::2])
+    assert np.array_equal(both[:, :, 1::2], sol.step(12, s))
+    assert np.array_equal(both[:, :, ::2], s)
+
+
+@pytest.mark.parametrize("alias", ["g", "s"])
+def test_vjp_refuses_out_aliasing_its_inputs(wave, alias):
+    sol, s = wave
+    rng = np.random.default_rng(0)
+    s, g = s.copy(), rng.standard_normal(s.shape)
+    before = sol.grad_c.copy()
+    out = {"g": g, "s": s}[alias]
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"^vjp: out shares memory with {alias} "):
+        sol.vjp(s, g, out=out)
+    with pytest.raises(pebbles.PebblesValueError, match="shares memory"):
+        sol.vjp(s, g, out=out[...])
+    assert np.array_equal(sol.grad_c, before)  # refused before the kernel ran
+
+
+def test_vjp_takes_g_equal_to_s_and_a_separate_out(wave):
+    sol, s = wave
+    keep = sol.grad_c.copy()
+    ref = sol.vjp(s, s.copy())
+    out = np.empty_like(s)
+    assert sol.vjp(s, s, out) is out and np.array_equal(out, ref)
+    sol.grad_c[:] = keep
+
+
+# -- step counts past int64 -----------------------------------------------------------------
+@pytest.mark.parametrize("call", [
+    lambda n: lz.primal(n=n),
+    lambda n: lz.overflow_step(dt=10.0, n=n),
+    lambda n: lz.gradient_forward(n=n),
+    lambda n: lz.gradient_adjoint(n=n),
+    lambda n: lz.sensitivity_map([10.0], [27.0], n=n),
+    lambda n: lz.gradient_until_crossing(5.0, 3, max_steps=n),
+    lambda n: lz.memory_estimate("treeverse", n),
+    lambda n: ex.lorenz_trajectory(10.0, 27.0, n=n),
+    lambda n: ex.adjoint_errors_vs_steps([n], starts=1),
+    lambda n: pml.PMLConfig(steps=n),
+])
+@pytest.mark.parametrize("n", [2**63, 2**64 - 1, 2**64])
+def test_steps_past_int64_are_refused(call, n):
+    with pytest.raises(pebbles.PebblesValueError, match=rf"{n}.*2\*\*63 - 1"):
+        call(n)
+
+
+def test_the_bound_is_int64s_largest_value():
+    assert MAX_STEPS == 2**63 - 1
+    assert whole(2**63 - 1, 0, "n", "steps") == 2**63 - 1
+    with pytest.raises(pebbles.PebblesValueError, match=r"^n=9223372036854775808 must be "
+                       r"an integer in 0\.\.2\*\*63 - 1 .*pass n=9223372036854775807 or less"):
+        whole(2**63, 0, "n", "steps")
+
+
+# -- sensitivity_map: steps in chunks, 1-D axes -----------------------------------------------
+def test_sensitivity_map_splits_long_runs_into_chunks_of_steps(monkeypatch):
+    sig, rho = np.linspace(1, 20, 3), np.linspace(1, 40, 2)
+    ref = {n: lz.sensitivity_map(sig, rho, n=n) for n in (0, 1, 37)}
+    calls = []
+    kernel = lz._sensitivity_steps
+
+    def counted(*args):
+        calls.append(args[-1])
+        return kernel(*args)
+
+    monkeypatch.setattr(lz, "_sensitivity_steps", counted)
+    monkeypatch.setattr(lz, "CHUNK_POINT_STEPS", 5)
+    for n, grid in ref.items():  # bit for bit the unpatched maps
+        calls.clear()
+        assert lz.sensitivity_map(sig, rho, n=n).tobytes() == grid.tobytes()
+        assert (len(calls) > 1 and max(calls) <= 5) if n == 37 else len(calls) == n
+    calls.clear()
+    lz.sensitivity_map([10.0], [27.0], n=40)
+    assert calls == [5] * 8  # one point: 5 steps a call
+
+
+@pytest.mark.parametrize("axes", [([[5.0, 10.0]], [27.0]), ([5.0], [[27.0], [28.0]]),
+                                  (5.0, [27.0])])
+def test_sensitivity_map_needs_1d_axes(axes):
+    name = "sigmas" if np.ndim(axes[0]) != 1 else "rhos"
+    with pytest.raises(pebbles.PebblesValueError, match=rf"^{name}=.* must be 1-D"):
+        lz.sensitivity_map(*axes, n=3)
+
+
+# -- PMLGradient and the loss callbacks --------------------------------------------------------
+def test_pml_gradient_forwards_writes_and_reads(small):
+    cfg, obs, c = small
+    tl = pml.schedule("two-level", cfg.steps, budget=2, write_cost=1.0, read_cost=1.0)
+    g = pml.gradient(cfg, c, tl, obs)
+    assert g.writes == g.replay.writes >= 1 and g.reads == g.replay.reads >= 1
+
+
+def test_loss_callbacks_without_observed_say_how_to_give_it(small):
+    cfg, _, c = small
+    sol = pml.PMLSolver(cfg, c)
+    s = sol.zero_state()
+    for call in (lambda: sol.loss_grad(s), lambda: sol.running_loss(1, s),
+                 lambda: sol.misfit(1, s)):
+        with pytest.raises(pebbles.PebblesValueError,
+                           match=r"^observed=None: .*pass observed= to PMLSolver"):
+            call()
+
+
+@pytest.mark.parametrize("i, error", [(-1, pebbles.PebblesValueError),
+                                      (7, pebbles.PebblesValueError),
+                                      (1.0, pebbles.PebblesTypeError),
+                                      (True, pebbles.PebblesTypeError)])
+def test_running_loss_checks_its_time_index(small, i, error):
+    cfg, obs, c = small
+    sol = pml.PMLSolver(cfg, c, observed=obs)
+    with pytest.raises(error, match=rf"^i={i!r} must be .*a time index in 0\.\.6"):
+        sol.running_loss(i, sol.zero_state())
+
+
+def test_running_loss_reads_rows_0_to_steps(small):
+    cfg, obs, c = small
+    sol = pml.PMLSolver(cfg, c, observed=obs)
+    s = sol.zero_state()
+    assert sol.running_loss(cfg.steps, s) == float(obs[-1] @ obs[-1])
+    assert sol.running_loss(np.int64(0), s) == float(obs[0] @ obs[0])
+
+
+# -- non-finite arrays ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["s0", "source", "observed"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_gradient_refuses_non_finite_arrays(small, name, bad):
+    cfg, obs, c = small
+    tv = pebbles.schedule("treeverse", cfg.steps, budget=3)
+    kw = {"s0": np.zeros((4, *cfg.shape)), "source": pml.ricker(cfg), "observed": obs.copy()}
+    kw[name][(0,) * kw[name].ndim] = bad
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"^{name}=.* has a non-finite entry \({name}\[0(, 0)*\]="):
+        pml.gradient(cfg, c, tv, kw.pop("observed"), **kw)
+
+
+def test_record_refuses_a_non_finite_source(small):
+    cfg = small[0]
+    with pytest.raises(pebbles.PebblesValueError, match=r"^source=.* non-finite entry"):
+        pml.record(cfg, source=np.full(cfg.steps, np.nan))
+
+
+# -- experiments: types --------------------------------------------------------------------------
+@pytest.mark.parametrize("call, match", [
+    (lambda: ex.sensitivity_grid(2.5, n=3), r"^resolution=2\.5 must be an integer >= 2"),
+    (lambda: ex.adjoint_errors_vs_steps([1], starts="a"), r"^starts='a' must be an integer"),
+    (lambda: ex.scaled_config("200"), r"^size='200' must be an integer >= 32"),
+    (lambda: ex.pml_experiment(None, [1]), r"^cfg=None \(NoneType\) must be a PMLConfig"),
+])
+def test_experiments_report_wrong_types_as_type_errors(call, match):
+    with pytest.raises(pebbles.PebblesTypeError, match=match):
+        call()
+
+
+# -- slots with a lowered program -----------------------------------------------------------------
+@pytest.mark.parametrize("program", [lz._program, gpu._program])
+def test_a_program_refuses_fewer_slots_than_it_was_lowered_onto(program):
+    prog = pebbles.schedule("treeverse", 20, budget=4).lower()
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"^slots=2 is fewer than this program's nslots={prog.nslots}"):
+        program(prog, None, 2)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^slots=2\.5"):
+        program(prog, None, 2.5)
+    assert program(prog, None, prog.nslots).nslots == prog.nslots
+
+
+def test_replay_lorenz_checks_slots_of_a_program():
+    prog = pebbles.schedule("treeverse", 20, budget=4).lower()
+    with pytest.raises(pebbles.PebblesValueError, match="nslots"):
+        lz.replay_lorenz(prog, slots=2)
+    assert np.array_equal(lz.replay_lorenz(prog, slots=prog.nslots + 3).gradient,
+                          lz.replay_lorenz(prog).gradient)
+
+
+# -- messages -------------------------------------------------------------------------------
+def test_check_memory_speaks_the_apis_words(small):
+    est = pml.memory_estimate(small[0])
+    with pytest.raises(pml.NotEnoughMemoryError) as info:
+        pml.check_memory(est, available=1000)
+    text = str(info.value)
+    assert "is available (available=1000)" in text and "check_memory" in text
+    assert "--" not in text and "MemAvailable" not in text
+
+
+@pytest.mark.parametrize("steps, error", [(math.nan, pebbles.PebblesValueError),
+                                          (-1e30, pebbles.PebblesValueError),
+                                          (-1, pebbles.PebblesValueError),
+                                          ("1e9", pebbles.PebblesTypeError)])
+def test_check_run_time_checks_point_steps(steps, error):
+    with pytest.raises(error, match=r"^point_steps="):
+        lz.check_run_time("x", steps, "fix")
