@@ -312,12 +312,17 @@ class SlotProgram:
 
 
 def _read_only(ops: Any) -> np.ndarray:
-    """``ops`` as a read-only array: itself when it is one already (a view of a program's
-    rows, say), else a read-only copy, which no one else can write to."""
+    """``ops`` as a read-only array: itself when neither it nor any array it views can be
+    written (a view of a program's rows, say), else a read-only copy, which no one else
+    can write to."""
     arr = ops if isinstance(ops, np.ndarray) else np.asarray(ops)
-    if arr.flags.writeable:
-        arr = arr.copy()
-        arr.flags.writeable = False
+    view: Any = arr
+    while isinstance(view, np.ndarray):
+        if view.flags.writeable:
+            arr = arr.copy()
+            arr.flags.writeable = False
+            return arr
+        view = view.base
     return arr
 
 
@@ -629,7 +634,10 @@ def _lowered(g: _Game, arr: np.ndarray, slot: np.ndarray, free: np.ndarray) -> n
         g.play(*run, ops)
     rows = int(g.st[R.ST_NOPS])
     out = np.asarray(ops[: 5 * rows], dtype=np.int64).reshape(rows, 5)
-    out.flags.writeable = False  # the rows of a program: SlotProgram keeps them as they are
+    view: Any = out
+    while isinstance(view, np.ndarray):  # the rows and the buffer they view: SlotProgram
+        view.flags.writeable = False     # keeps them as they are (_read_only)
+        view = view.base
     return out
 
 

@@ -373,7 +373,7 @@ def move_columns(chunk: list, index: int) -> tuple[array, array, array]:
         kinds, aa, bb = (array("q", col) for col in cols)
     except (TypeError, ValueError, OverflowError):
         refuse_moves(chunk, index)
-    if len(kinds) != len(chunk) or bool in {*map(type, cols[1]), *map(type, cols[2])}:
+    if bool in {*map(type, cols[1]), *map(type, cols[2])}:
         refuse_moves(chunk, index)
     return kinds, aa, bb
 

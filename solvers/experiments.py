@@ -118,24 +118,6 @@ def load_sensitivity(path: str | Path) -> SensitivityGrid:
             "sensitivity --out map.npz`") from None
 
 
-def _count(value: object, least: int, name: str, what: str, example: str) -> None:
-    """Refuse ``value`` unless it is an integer (bools neither) in ``least..MAX_STEPS``.
-
-    Raises
-    ------
-    pebbles.PebblesTypeError
-        If ``value`` is not an integer.
-    pebbles.PebblesValueError
-        If it lies outside the range.
-    """
-    rule = f"must be an integer >= {least} ({what})"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise PebblesTypeError(f"{name}={value!r:.80} {rule}; use e.g. {example}")
-    if not least <= value <= MAX_STEPS:
-        raise PebblesValueError(f"{name}={value!r} {rule} and at most 2**63 - 1; use e.g. "
-                                f"{example}")
-
-
 def sensitivity_grid(resolution: int = 201, *,
                      sigma_range: tuple[float, float] = (0.0, 20.0),
                      rho_range: tuple[float, float] = (0.0, 50.0), beta: float = _BETA,
@@ -146,8 +128,7 @@ def sensitivity_grid(resolution: int = 201, *,
     The default is the paper's grid: sigma = 0:0.1:20, rho = 0:0.25:50 (201 x
     201), n = 10^4 steps of dt = 3e-3, beta = 8/3 (about 15 s on two cores).
     """
-    _count(resolution, 2, "resolution", "grid points per axis",
-           "resolution=201 (the paper's grid)")
+    resolution = whole(resolution, 2, "resolution", "grid points per axis")
     sigmas = np.linspace(*_axis_range(sigma_range, "sigma_range"), resolution)
     rhos = np.linspace(*_axis_range(rho_range, "rho_range"), resolution)
     grid = lorenz.sensitivity_map(sigmas, rhos, beta, dt=dt, n=n)
@@ -238,7 +219,7 @@ def _relative_errors(n: int, starts: np.ndarray, reload_every: int | None) -> np
 
 def _starts(count: int, seed: int) -> np.ndarray:
     """``count`` random starts x0 ~ N(0, I) drawn with ``seed`` (both checked)."""
-    _count(count, 1, "starts", "random x0 ~ N(0, I) per point", "starts=20")
+    count = whole(count, 1, "starts", "random x0 ~ N(0, I) per point")
     seed = whole(seed, 0, "seed", "the random seed of the starts x0 ~ N(0, I)")
     return np.random.default_rng(seed).standard_normal((count, 3))
 
@@ -375,7 +356,7 @@ def scaled_config(size: int = 200, **changes: Any) -> PMLConfig:
         raise PebblesTypeError(
             f"{unknown[0]}={changes[unknown[0]]!r} is not a PMLConfig field; the fields "
             f"are {', '.join(fields)}; leave it out or correct its name")
-    _count(size, 2 * 12 + 8, "size", "two 12-cell PML bands and an interior", "size=200")
+    size = whole(size, 2 * 12 + 8, "size", "two 12-cell PML bands and an interior")
     scale = 999 / (size - 1)
     base = {"nx": size, "ny": size, "dt": 1e-5 * scale, "steps": int(round(9999 / scale))}
     return PMLConfig(**{**base, **changes})

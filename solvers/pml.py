@@ -780,6 +780,10 @@ class PMLSolver:
         """
         self._check_time(i)
         self._check("s", s)
+        return self._misfit(i, s)
+
+    def _misfit(self, i: int, s: np.ndarray) -> np.ndarray:
+        """:meth:`misfit` for ``i`` and ``s`` checked already (the backward steps)."""
         return s[1, self.det_i, self.det_j] - self._observed()[i]
 
     def running_loss(self, i: int, s: np.ndarray) -> float:
@@ -810,7 +814,7 @@ class PMLSolver:
             raise PebblesValueError(f"i={i!r} must be {rule}; pass 0 <= i <= {steps}")
 
     def _add_misfit_grad(self, i: int, s: np.ndarray, g: np.ndarray) -> None:
-        np.add.at(g[1], (self.det_i, self.det_j), 2.0 * self.misfit(i, s))
+        np.add.at(g[1], (self.det_i, self.det_j), 2.0 * self._misfit(i, s))  # i, s checked
 
     def loss_grad(self, s: np.ndarray) -> np.ndarray:
         """``d l_n / d s_n`` (the last term of the running loss); checked as
@@ -860,6 +864,8 @@ def _same_memory(out: np.ndarray, s: np.ndarray, method: str, out_name: str,
 
 #: The work :func:`numpy.shares_memory` may spend telling interleaved views apart.
 _OVERLAP_WORK = 10_000
+#: NumPy's error for an overlap too hard to decide (``numpy.exceptions`` from NumPy 1.25).
+_TOO_HARD = getattr(np, "exceptions", np).TooHardError
 
 
 def _refuse_overlap(out: np.ndarray, a: np.ndarray, method: str, out_name: str,
@@ -870,7 +876,7 @@ def _refuse_overlap(out: np.ndarray, a: np.ndarray, method: str, out_name: str,
         return
     try:
         shared = np.shares_memory(out, a, max_work=_OVERLAP_WORK)
-    except np.exceptions.TooHardError:
+    except _TOO_HARD:
         shared = True
     if shared:
         raise PebblesValueError(
