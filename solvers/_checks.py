@@ -58,9 +58,11 @@ def real(value: object, name: str, what: str, example: float, *,
     return number
 
 
-def whole(n: object, minimum: int, name: str, what: str) -> int:
+def whole(n: object, minimum: int, name: str, what: str, example: int | None = None) -> int:
     """``n`` as an int in ``minimum..MAX_STEPS`` (bools and non-integers such as 2.0
     refused; :data:`MAX_STEPS` is int64's largest value, the compiled loops' counter).
+    The fixes suggest ``example`` where given (a grid size, say, where 2**63 - 1 would
+    be no advice).
 
     Raises
     ------
@@ -83,7 +85,7 @@ def whole(n: object, minimum: int, name: str, what: str) -> int:
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise pebbles.PebblesTypeError(
             f"{name}={n!r:.80} must be an integer >= {minimum} ({what}); pass a whole number "
-            f"such as {name}={max(minimum, 10)}")
+            f"such as {name}={max(minimum, 10) if example is None else example}")
     if n < minimum:
         raise pebbles.PebblesValueError(
             f"{name}={n!r} must be an integer >= {minimum} ({what}); pass {name}={minimum} "
@@ -91,7 +93,8 @@ def whole(n: object, minimum: int, name: str, what: str) -> int:
     if n > MAX_STEPS:
         raise pebbles.PebblesValueError(
             f"{name}={n!r} must be an integer in {minimum}..2**63 - 1 ({what}; counted in "
-            f"int64); pass {name}={MAX_STEPS} or less")
+            f"int64); " + (f"pass {name}={MAX_STEPS} or less" if example is None
+                           else f"pass e.g. {name}={example}"))
     return int(n)
 
 

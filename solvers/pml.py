@@ -60,7 +60,7 @@ from pebbles.cli import (
     run_command,
 )
 from solvers import _refuse_without_numba
-from solvers._checks import MAX_STEPS, _shown, boolean, real, reals
+from solvers._checks import _shown, boolean, real, reals, whole
 from solvers._memory import available_memory, release_freed_memory
 from solvers._paths import check_npz_output
 
@@ -280,8 +280,8 @@ class PMLConfig:
         such as ``np.float32(1e-5)`` would otherwise carry its precision into the run)."""
         for name, least in (("nx", 2), ("ny", 2), ("steps", 1), ("n_detectors", 1),
                             ("npml", 0)):
-            _integer_field(name, getattr(self, name), least)
-            object.__setattr__(self, name, int(getattr(self, name)))
+            value = whole(getattr(self, name), least, name, _FIELDS[name], _example(name))
+            object.__setattr__(self, name, value)
         positive = ("dt", "vp_ref", "velocity", "width") + (("h",) if self.h is not None else ())
         for name in (*positive, "amp", "delay", "flush", "reflection"):
             _real_field(name, getattr(self, name), positive=name in positive)
@@ -338,20 +338,6 @@ def _example(name: str) -> object:
     """A value to suggest for field ``name``: its default (0.2 for ``h``)."""
     default = {f.name: f.default for f in dataclasses.fields(PMLConfig)}[name]
     return 0.2 if default is None else default
-
-
-def _integer_field(name: str, v: object, least: int) -> None:
-    """Refuse a PMLConfig field that is not an integer (bools neither) in
-    ``least..MAX_STEPS`` (the kernels count in int64)."""
-    rule = f"must be an integer >= {least} ({_FIELDS[name]})"
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise PebblesTypeError(f"{name}={v!r} {rule}; pass a whole number such as "
-                               f"{name}={_example(name)}")
-    if v < least:
-        raise PebblesValueError(f"{name}={v!r} {rule}; pass {name}={least} or more")
-    if v > MAX_STEPS:
-        raise PebblesValueError(f"{name}={v!r} {rule} and at most 2**63 - 1 (counted in "
-                                f"int64); pass e.g. {name}={_example(name)}")
 
 
 #: The grid spacings ``h`` whose square is a normal float64 (2^-511 to 2^511): the

@@ -859,7 +859,9 @@ def test_schedule_builds_the_disk_methods_from_keyword_arguments():
     ("h", "1", pebbles.PebblesTypeError, r"^h='1' must be a finite number > 0.*h=0\.2"),
     ("reflection", "x", pebbles.PebblesTypeError, r"^reflection='x' must be a finite number"),
     ("flush", "a", pebbles.PebblesTypeError, r"^flush='a' must be a finite number"),
-    ("nx", 2.0, pebbles.PebblesTypeError, r"^nx=2\.0 must be an integer >= 2"),
+    ("nx", 2.0, pebbles.PebblesTypeError, r"^nx=2\.0 must be an integer >= 2.*such as nx=1000$"),
+    ("nx", 2**63, pebbles.PebblesValueError, r"^nx=9223372036854775808 must be an integer in "
+     r"2\.\.2\*\*63 - 1 \(interior grid points.*pass e\.g\. nx=1000$"),
     ("nx", 1, pebbles.PebblesValueError, r"^nx=1 must be an integer >= 2.*pass nx=2 or more"),
     ("steps", 0, pebbles.PebblesValueError, r"^steps=0 must be an integer >= 1"),
     ("reflection", 1.0, pebbles.PebblesValueError, r"^reflection=1\.0 must be in \(0, 1\)"),

@@ -9,7 +9,7 @@ never re-implemented here, the rows only diff consecutive boards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -160,29 +160,34 @@ def trace_fingerprint(
     steps = pebbles.predicted_steps(moves) if isinstance(moves, pebbles.Schedule) else None
     if steps is not None:
         check_fingerprint(what, n, steps)
-    flat: list[Move] = []
-    stream = _counted(pebbles.expand(moves, game), flat, what, n, game)
+    stream = _Counted(pebbles.expand(moves, game), what, n, game)
     peak = pebbles.simulate(stream, n, game, budget).peak_pebbles
-    _check_trace(what, sum(move[0] in _STEPS for move in flat), peak)
-    return _traced(flat, n, game, budget)
+    _check_trace(what, stream.rows, peak)
+    return _traced(stream.kept, n, game, budget)
 
 
-def _counted(moves: Iterable[Move], into: list[Move], what: str, n: int,
-             game: Game) -> Iterable[Move]:
-    """Yield ``moves``, keeping them in ``into``; refuse once the rows are too many for
-    either limit of :func:`trace_fingerprint` (every row holds at least the fewest pebbles
-    that finish the game, :func:`pebbles.min_pebbles`)."""
-    least = pebbles.min_pebbles(n, game)
-    most = min(MAX_FINGERPRINT // (n + 1), MAX_TRACE // (least + 1))
-    rows = 0
-    for move in moves:
-        if move[0] in _STEPS:
-            rows += 1
-            if rows > most:
-                check_fingerprint(what, n, rows, "at least ")
-                _check_trace(what, rows, least, streaming=True)
-        into.append(move)
-        yield move
+class _Counted:
+    """Iterate over ``moves``, keeping them in :attr:`kept` and counting the rows (steps)
+    in :attr:`rows`; refuse once the rows are too many for either limit of
+    :func:`trace_fingerprint` (every row holds at least the fewest pebbles that finish
+    the game, :func:`pebbles.min_pebbles`)."""
+
+    def __init__(self, moves: Iterable[Move], what: str, n: int, game: Game) -> None:
+        self._moves, self._what, self._n = moves, what, n
+        self._least = pebbles.min_pebbles(n, game)
+        self._most = min(MAX_FINGERPRINT // (n + 1), MAX_TRACE // (self._least + 1))
+        self.kept: list[Move] = []
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[Move]:
+        for move in self._moves:
+            if move[0] in _STEPS:
+                self.rows += 1
+                if self.rows > self._most:
+                    check_fingerprint(self._what, self._n, self.rows, "at least ")
+                    _check_trace(self._what, self.rows, self._least, streaming=True)
+            self.kept.append(move)
+            yield move
 
 
 def _traced(flat: list[Move], n: int, game: Game, budget: int | None) -> Traced:
