@@ -10,10 +10,12 @@ directories of the machine they ran on.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -96,6 +98,52 @@ def best_of(fn: Callable[[], object], repeat: int, warmup: int = 1) -> tuple[flo
         fn()
         times.append(time.perf_counter() - t0)
     return min(times), statistics.median(times)
+
+
+def import_peer(name: str) -> tuple[Any, str | None]:
+    """(module, None), or (None, ``"missing: <the import error>"``) when the peer package
+    ``name`` cannot be imported: a missing peer is recorded, never dropped."""
+    try:
+        return importlib.import_module(name), None
+    except Exception as exc:  # noqa: BLE001 - any import failure means "missing"
+        return None, f"missing: {type(exc).__name__}: {exc}"
+
+
+def tail(text: str, lines: int = 8) -> str:
+    """The last ``lines`` lines of ``text``."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment with the repository root first on ``PYTHONPATH``, so
+    that a child ``python -m pebbles`` (or ``solvers.pml``, or ``-c``) imports this
+    checkout, not an installed copy."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def run_child(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run the Python command ``argv`` from the repository root with :func:`child_env`,
+    its output captured. A non-zero exit raises RuntimeError naming the command and the
+    tail of its stderr."""
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT, env=child_env())
+    if proc.returncode:
+        shown = relative_paths(" ".join(["python", *("'...'" if "\n" in a else a
+                                                     for a in argv[1:])]))
+        raise RuntimeError(f"`{shown}` exited with status {proc.returncode}:\n"
+                           + tail(proc.stderr or proc.stdout))
+    return proc
+
+
+def check_min(parser: Any, values: dict[str, int | None], minimum: int, what: str) -> None:
+    """``parser.error`` (exit 2) naming the first flag of ``values`` (flag -> its parsed
+    value; None: not given) below ``minimum``, its value and ``what`` needs it."""
+    for flag, value in values.items():
+        if value is not None and value < minimum:
+            parser.error(f"argument {flag}: {value} is too small; {what} needs at least "
+                         f"{minimum}, e.g. {flag} {max(minimum, 100)}")
 
 
 def machine_markdown(info: dict) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 from _common import machine_info, machine_markdown, publish
 
 import pebbles
+from pebbles.cli import count, positive
 from solvers import gpu, pml
 
 #: Largest problem (cells x steps) the simulator smoke test may run.
@@ -166,15 +167,15 @@ def fig5_table(records: list[dict], extra: dict) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=1000, help="nx = ny (paper: 1000)")
-    p.add_argument("--steps", type=int, default=9999, help="time steps n (paper: 9999)")
-    p.add_argument("--treeverse", type=int, nargs="*", default=[5, 10, 20, 40, 80],
+    p.add_argument("--size", type=positive, default=1000, help="nx = ny (paper: 1000)")
+    p.add_argument("--steps", type=positive, default=9999, help="time steps n (paper: 9999)")
+    p.add_argument("--treeverse", type=positive, nargs="+", default=[5, 10, 20, 40, 80],
                    metavar="S", help="Treeverse budgets")
-    p.add_argument("--bennett", type=int, nargs="*", default=[5, 10, 20, 40], metavar="K",
+    p.add_argument("--bennett", type=positive, nargs="+", default=[5, 10, 20, 40], metavar="K",
                    help="Bennett's k values")
-    p.add_argument("--lorenz-grid", type=int, default=0, metavar="G",
+    p.add_argument("--lorenz-grid", type=count, default=0, metavar="G",
                    help="also run the Lorenz Figure 3 map on G x G points (paper: 201)")
-    p.add_argument("--lorenz-steps", type=int, default=10_000, metavar="N")
+    p.add_argument("--lorenz-steps", type=positive, default=10_000, metavar="N")
     p.add_argument("--json", default=None, metavar="OUT")
     p.add_argument("--allow-simulator", action="store_true",
                    help=f"run under the CUDA simulator (size^2 x steps <= {SIMULATOR_LIMIT})")

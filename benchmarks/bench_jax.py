@@ -65,6 +65,8 @@ from typing import Any
 from _common import ROOT, machine_info, machine_markdown, write_results
 from bench_pml import peak_rss_mb, reset_peak_rss, rss_mb
 
+from pebbles.cli import positive
+
 sys.path.insert(0, str(ROOT / "examples"))
 
 STORE_ALL, NESTED = "jax store-all", "jax.checkpoint nested scan"
@@ -403,8 +405,8 @@ def table(result: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="n = 10^3 and 64 x 64 x 300")
-    p.add_argument("--budgets", type=int, nargs="+", default=[10, 20, 40])
-    p.add_argument("--repeat", type=int, default=3, help="timed runs (best kept)")
+    p.add_argument("--budgets", type=positive, nargs="+", default=[10, 20, 40])
+    p.add_argument("--repeat", type=positive, default=3, help="timed runs (best kept)")
     p.add_argument("--no-model", action="store_true", help="skip the step model")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
     p.add_argument("--json", default=None, metavar="OUT")

@@ -17,8 +17,13 @@ Measured side by side in one run (ratios come from the same run):
   this script) against a process that imports checkpoint_schedules and iterates
   Multistage(N, S) to EndReverse.
 
+The processes run from the repository root with it first on ``PYTHONPATH``, so they
+time this checkout's pebbles. When checkpoint_schedules is not installed, its columns are
+empty and ``checkpoint_schedules`` records it as missing (with the import error).
+
 Every in-process timing is the best of ``--repeats`` calls after one untimed warm-up
-call; a file is written only with ``--json OUT``.
+call. The script prints a Markdown table with the machine and the command; a file is
+written only with ``--json OUT``.
 
 Usage: python benchmarks/bench_lowering.py [--quick] [--repeats 3] [--json OUT]
 """
@@ -26,13 +31,20 @@ Usage: python benchmarks/bench_lowering.py [--quick] [--repeats 3] [--json OUT]
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import best_of, machine_info, package_version, write_results
+from _common import (
+    best_of,
+    import_peer,
+    machine_info,
+    machine_markdown,
+    package_version,
+    publish,
+    run_child,
+)
 
 import pebbles
 from pebbles._treeverse import treeverse_chunks
@@ -80,13 +92,14 @@ def wall(argv: list[str], repeats: int) -> tuple[float, str]:
     best, out = float("inf"), ""
     for _ in range(repeats):
         t0 = time.perf_counter()
-        res = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+        res = run_child(argv, timeout=600)
         best = min(best, time.perf_counter() - t0)
         out = res.stdout.strip().splitlines()[-1]
     return best, out
 
 
-def measure(n: int, s: int, repeats: int) -> dict:
+def measure(n: int, s: int, repeats: int, peer: bool = True) -> dict:
+    """One row at (n, S); the Multistage columns are None when not ``peer`` (missing)."""
     row: dict = {"n": n, "budget": s}
     sched = pebbles.schedule("treeverse", n, budget=s, inplace=True)
     prog = pebbles.lower(sched)
@@ -97,17 +110,40 @@ def measure(n: int, s: int, repeats: int) -> dict:
     row["optimum"] = pebbles.min_forward_steps(n, s, "inplace")
     row["count_ours_s"] = best_of(lambda: count_ours(n, s), repeats)[0]
     row["count_ours"] = count_ours(n, s)
-    row["count_multistage_s"] = best_of(lambda: count_multistage(n, s), repeats)[0]
-    row["count_multistage"] = count_multistage(n, s) - n  # it tapes each step once more
-    row["count_ratio"] = row["count_multistage_s"] / row["count_ours_s"]
+    row.update(count_multistage_s=None, count_multistage=None, count_ratio=None)
+    if peer:
+        row["count_multistage_s"] = best_of(lambda: count_multistage(n, s), repeats)[0]
+        row["count_multistage"] = count_multistage(n, s) - n  # it tapes each step once more
+        row["count_ratio"] = row["count_multistage_s"] / row["count_ours_s"]
     ours = [sys.executable, "-m", "pebbles", "schedule", "treeverse", "--inplace", "-n", str(n),
             "--pebbles", str(s), "--format", "summary"]
     row["process_ours_s"], _ = wall(ours, repeats)
-    here = str(Path(__file__).resolve().parent)
-    row["process_multistage_s"], _ = wall(
-        [sys.executable, "-c", MULTISTAGE, str(n), str(s), here], repeats)
-    row["process_ratio"] = row["process_multistage_s"] / row["process_ours_s"]
+    row.update(process_multistage_s=None, process_ratio=None)
+    if peer:
+        here = str(Path(__file__).resolve().parent)
+        row["process_multistage_s"], _ = wall(
+            [sys.executable, "-c", MULTISTAGE, str(n), str(s), here], repeats)
+        row["process_ratio"] = row["process_multistage_s"] / row["process_ours_s"]
     return row
+
+
+def _s(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(result: dict) -> str:
+    """The rows as a Markdown table, the peer's version, the command and the machine."""
+    lines = ["| n | S | lower warm s | lower cold process s | count ours s | count Multistage s "
+             "| ratio | process ours s | process Multistage s | ratio |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['n']} | {r['budget']} | {_s(r['lower_warm_s'])} | "
+                     f"{_s(r['lower_cold_process_s'])} | {_s(r['count_ours_s'])} | "
+                     f"{_s(r['count_multistage_s'])} | {_s(r['count_ratio'], '.1f')} | "
+                     f"{_s(r['process_ours_s'])} | {_s(r['process_multistage_s'])} | "
+                     f"{_s(r['process_ratio'], '.2f')} |")
+    return "\n".join([*lines, "", f"checkpoint_schedules: {result['checkpoint_schedules']}",
+                      "", machine_markdown(result["machine"])])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,18 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     sizes = [10**5] if args.quick else [10**5, 10**6]
     repeats = args.repeats if args.repeats is not None else 2 if args.quick else 3
-    rows = [measure(n, 10, repeats) for n in sizes]
-    for r in rows:
-        print(f"n={r['n']:>8} lower warm {r['lower_warm_s']:.3f}s cold process "
-              f"{r['lower_cold_process_s']:.3f}s | count ours {r['count_ours_s']:.3f}s "
-              f"multistage {r['count_multistage_s']:.3f}s ({r['count_ratio']:.1f}x) | "
-              f"process ours {r['process_ours_s']:.3f}s multistage "
-              f"{r['process_multistage_s']:.3f}s ({r['process_ratio']:.2f}x)")
+    _, missing = import_peer("checkpoint_schedules")
+    rows = [measure(n, 10, repeats, peer=missing is None) for n in sizes]
     info = machine_info(("numpy", "numba", "checkpoint_schedules"))
     result = {"machine": info, "mode": "quick" if args.quick else "full", "rows": rows,
-              "checkpoint_schedules": package_version("checkpoint_schedules")}
-    write_results(args.json, result)
-    return 0
+              "checkpoint_schedules": missing or package_version("checkpoint_schedules")}
+    return publish(args.json, result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from bench_schedules import equinox_count, ours_forward_steps
 
 import pebbles
 from pebbles._online import online, online_r2_range
+from pebbles.cli import count, positive
 
 GRID = [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10**4, 2 * 10**4, 5 * 10**4, 10**5]
 
@@ -94,10 +95,13 @@ def run(sizes: Sequence[int], budgets: Sequence[int], equinox_max: int,
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--quick", action="store_true", help="equinox only up to n = 10^3")
-    p.add_argument("--sizes", type=int, nargs="*", default=None, metavar="N")
-    p.add_argument("--pebbles", type=int, nargs="*", default=[10, 20, 40], metavar="S")
-    p.add_argument("--equinox-max", type=int, default=None, metavar="N")
-    p.add_argument("--check-max", type=int, default=10**4, metavar="N",
+    p.add_argument("--sizes", type=positive, nargs="+", default=None, metavar="N",
+                   help="n values (default: the grid 10..10^5)")
+    p.add_argument("--pebbles", type=positive, nargs="+", default=[10, 20, 40], metavar="S",
+                   help="budgets (default 10 20 40)")
+    p.add_argument("--equinox-max", type=count, default=None, metavar="N",
+                   help="run equinox up to this n (default 10^5, 10^3 with --quick)")
+    p.add_argument("--check-max", type=count, default=10**4, metavar="N",
                    help="check streams with the simulator up to this n")
     p.add_argument("--json", default=None, metavar="OUT", help="write the records as JSON")
     args = p.parse_args(argv)

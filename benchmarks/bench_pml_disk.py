@@ -24,7 +24,8 @@ memory-only S = 20 (the faster game) while its peak RSS stays near that of memor
 S = 4 (the store copies each state into a free buffer of the executor's when there is
 one, and adds at most ``queue_size = 1`` state of its own when there is none).
 
-A file is written only with ``--json OUT``.
+The script prints a Markdown table of the rows with the machine and the command, and
+exits 1 when a goal does not hold; a file is written only with ``--json OUT``.
 
 Usage: python benchmarks/bench_pml_disk.py [--size 1000] [--steps 2000] [--rounds 3]
        [--disk-dir DIR] [--json OUT]
@@ -34,12 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
-from _common import machine_info, write_results
+from _common import check_min, machine_info, machine_markdown, publish, run_child
+
+from pebbles.cli import positive
 
 CONFIGS = {
     "memory S=20": ["--method", "treeverse", "--pebbles", "20"],
@@ -57,10 +60,11 @@ FIELDS = ("seconds", "peak_rss_mb", "forward_steps", "peak_states", "writes", "r
 
 
 def run_one(size: int, steps: int, extra: list[str]) -> dict:
-    """One gradient in a fresh process; its JSON record."""
+    """One gradient in a fresh process of this checkout's solvers (:func:`run_child`);
+    its JSON record."""
     argv = [sys.executable, "-m", "solvers.pml", "gradient", "--nx", str(size), "--ny",
             str(size), "--steps", str(steps), "--json", *extra]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=3600)
+    out = run_child(argv, timeout=3600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -108,25 +112,45 @@ def summarize(rows: list[dict], state_mb: float) -> dict:
             best["rss_over_memory_s4_states"] <= 0.5}}
 
 
+def markdown(result: dict) -> str:
+    """The rows as a Markdown table, the goals, then the command and the machine."""
+    lines = [f"PML gradient, {result['size']} x {result['size']} x {result['steps']} steps, "
+             f"{result['rounds']} round(s), median round per row:", "",
+             "| config | s | x memory S=20 | peak RSS MB | peak states | forward | writes "
+             "| reads |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['config']} | {r['seconds']:.2f} | "
+                     f"{r['time_over_memory_s20']:.2f} | {r['peak_rss_mb']:.1f} | "
+                     f"{r.get('peak_states')} | {r.get('forward_steps')} | "
+                     f"{r.get('writes') or 0} | {r.get('reads') or 0} |")
+    lines += ["", f"Fastest with disk: {result['best_disk']}. Goals: " + "; ".join(
+        f"{goal}: {'yes' if met else 'NO'}" for goal, met in result["goals"].items()),
+        "", machine_markdown(result["machine"])]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--size", type=int, default=1000)
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--size", type=positive, default=1000, help="nx = ny")
+    p.add_argument("--steps", type=positive, default=2000, help="time steps")
+    p.add_argument("--rounds", type=positive, default=3,
                    help="interleaved rounds; a configuration's time is its median")
     p.add_argument("--disk-dir", default=None)
     p.add_argument("--json", default=None, metavar="OUT",
                    help="write the result as JSON to OUT (default: no file)")
     args = p.parse_args(argv)
+    check_min(p, {"--size": args.size}, 2, "the PML grid (points a side)")
+    if args.disk_dir is not None and not Path(args.disk_dir).is_dir():
+        p.error(f"argument --disk-dir: {args.disk_dir!r} is not a directory; give an "
+                "existing directory for the disk states, or leave the flag out for a "
+                "temporary one")
     state_mb = 4 * (args.size + 2) ** 2 * 8 / 1e6
-    rows = run_all(args.size, args.steps, args.disk_dir, max(1, args.rounds))
+    rows = run_all(args.size, args.steps, args.disk_dir, args.rounds)
     summary = summarize(rows, state_mb)
-    print(json.dumps(summary["goals"]))
-    write_results(args.json, {"machine": machine_info(), "size": args.size,
-                              "steps": args.steps, "rounds": max(1, args.rounds),
-                              "state_mb": state_mb, "rows": rows,
-                              **summary})
-    return 0
+    result = {"machine": machine_info(), "size": args.size, "steps": args.steps,
+              "rounds": args.rounds, "state_mb": state_mb, "rows": rows, **summary}
+    return publish(args.json, result, markdown(result),
+                   failed=not all(summary["goals"].values()))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ import numpy as np
 from _common import machine_info, machine_markdown, publish
 from bench_pml import peak_rss_mb, reset_peak_rss, rss_mb, run_one
 
+from pebbles.cli import positive
 from solvers import pml
 
 JAX_METHODS = ("jax grad (store-all)", "jax grad + checkpoint (sqrt(n) nested scan remat)")
@@ -233,8 +234,8 @@ def table(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=200)
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--size", type=positive, default=200)
+    p.add_argument("--steps", type=positive, default=2000)
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds per configuration")
     p.add_argument("--no-jax", action="store_true", help="report the JAX rows as missing")
     p.add_argument("--json", default=None, metavar="OUT")

@@ -33,6 +33,7 @@ import numpy as np
 from _common import best_of, machine_info, machine_markdown, publish
 
 import pebbles
+from pebbles.cli import positive
 from solvers import lorenz as lz
 
 PAPER = Path(__file__).resolve().parent / "paper_values.json"
@@ -158,8 +159,9 @@ def markdown(result: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="n <= 10^5, Bennett n <= 10^3")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--sizes", type=int, nargs="*", default=None, metavar="N")
+    p.add_argument("--repeats", type=positive, default=3, help="timing repeats (best kept)")
+    p.add_argument("--sizes", type=positive, nargs="+", default=None, metavar="N",
+                   help="n values (default 10^2..10^6, 10^2..10^5 with --quick)")
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args(argv)
     sizes = args.sizes or [10**k for k in range(2, 6 if args.quick else 7)]

@@ -39,15 +39,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from _common import best_of, machine_info, machine_markdown, package_version, publish
+from _common import best_of, import_peer, machine_info, machine_markdown, package_version, publish
 
 import pebbles
+from pebbles.cli import positive
 
 PEERS = ("checkpoint_schedules", "pyrevolve", "equinox", "jax")
 # Largest n each slow peer runs at (measured here: cs.Revolve 3-9 s at n=10^3, > 3 min at
@@ -55,14 +55,6 @@ PEERS = ("checkpoint_schedules", "pyrevolve", "equinox", "jax")
 CAPS = {"quick": {"cs.Revolve": 10**3, "pyrevolve.CRevolve": 10**5, "equinox": 10**3},
         "full": {"cs.Revolve": 10**3, "pyrevolve.CRevolve": 10**6, "equinox": 10**4}}
 PEAK_MAX_N = 10**5  # tracemalloc run (slows the code down ~3x) only up to this n
-
-
-def _import(name: str) -> tuple[Any, str | None]:
-    """(module, None) or (None, reason it is missing)."""
-    try:
-        return importlib.import_module(name), None
-    except Exception as exc:  # noqa: BLE001 - any import failure means "missing"
-        return None, f"{type(exc).__name__}: {exc}"
 
 
 def ours_forward_steps(moves) -> int:
@@ -282,9 +274,9 @@ def markdown(result: dict) -> str:
 def run(sizes: Sequence[int], budgets: Sequence[int], repeats: int, mode: str) -> dict:
     missing = {}
     for name in PEERS:
-        mod, why = _import(name)
+        mod, why = import_peer(name)
         if mod is None:
-            missing[name] = f"missing: {why}"
+            missing[name] = why
     for _, module, call in peer_specs(30, 3):  # untimed warm-up (Numba compiles, imports)
         if module not in missing and module != "equinox":
             call()
@@ -303,17 +295,13 @@ def run(sizes: Sequence[int], budgets: Sequence[int], repeats: int, mode: str) -
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="n <= 10^5, slow peers capped")
-    p.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
-    p.add_argument("--sizes", type=int, nargs="*", default=None, metavar="N")
-    p.add_argument("--pebbles", type=int, nargs="*", default=[10, 20], metavar="S")
+    p.add_argument("--repeats", type=positive, default=3, help="timing repeats (best is kept)")
+    p.add_argument("--sizes", type=positive, nargs="+", default=None, metavar="N",
+                   help="n values (default 10^3..10^6, 10^3..10^5 with --quick)")
+    p.add_argument("--pebbles", type=positive, nargs="+", default=[10, 20], metavar="S",
+                   help="budgets (default 10 20)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the records as JSON")
     args = p.parse_args(argv)
-    for opt, values in (("--sizes", args.sizes), ("--pebbles", args.pebbles)):
-        bad = [v for v in values or () if v < 1]
-        if bad:
-            p.error(f"argument {opt}: every value must be at least 1, got {bad[0]}")
-    if args.repeats < 1:
-        p.error(f"argument --repeats: must be at least 1, got {args.repeats}")
     mode = "quick" if args.quick else "full"
     sizes = args.sizes or ([10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6])
     result = run(sizes, args.pebbles, args.repeats, mode)

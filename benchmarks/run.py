@@ -26,8 +26,8 @@ them as they are, with a warning. When report.py fails, run.py says so and exits
 Modes: ``--quick`` (small sizes everywhere; about 15-20 minutes on 2 cores: ten of its
 scripts took 552 s together in one measured run, bench_online alone 148 s) and
 ``--full`` (the default: the long cases, including the 1000 x 1000 x 9999 PML run;
-about 2 hours on 2 cores: the eight scripts results/run.json records in full mode took
-6,013 s together, bench_torch alone 4,120 s).
+about 2 hours on 2 cores: the nine scripts results/run.json records in full mode took
+6,740 s together by the ``seconds`` of their entries, bench_torch alone 4,120 s).
 
 Usage: python benchmarks/run.py [--quick|--full] [--out benchmarks/results]
        [--only NAME ...] [--report benchmarks/REPORT.md] [--readme README.md]
@@ -45,7 +45,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import command_line
+from _common import command_line, tail
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,10 +82,6 @@ def has_gpu() -> tuple[bool, str]:
         return False, f"no GPU (nvidia-smi failed: {exc})"
     first = out.stdout.strip().splitlines()[:1]
     return (True, first[0]) if out.returncode == 0 and first else (False, "no GPU listed")
-
-
-def tail(text: str, lines: int = 8) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def run_script(name: str, args: list[str], timeout: int, out: Path) -> dict:
@@ -209,13 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="small sizes; about 15-20 min on 2 cores")
     mode.add_argument("--full", action="store_true", help="the long cases (default)")
     p.add_argument("--out", default=str(HERE / "results"), help="results directory")
-    p.add_argument("--only", nargs="*", default=None, choices=sorted(SUITE), metavar="NAME")
+    p.add_argument("--only", nargs="+", default=None, choices=sorted(SUITE), metavar="NAME",
+                   help="run only these scripts (one or more); the others' run.json entries "
+                   "are kept")
     p.add_argument("--report", default=str(HERE / "REPORT.md"), help="report path")
     p.add_argument("--readme", default=None, metavar="PATH",
                    help="README whose measured passages report.py rewrites (default: the "
                    "repository's README.md when --out and --report are their defaults, "
                    "else none)")
     args = p.parse_args(argv)
+    check_paths(p, args)  # before the runs: a bad path fails now, not hours later
     out = Path(args.out).resolve()  # the scripts run with cwd=benchmarks/
     out.mkdir(parents=True, exist_ok=True)
     names = list(SUITE) if args.only is None else args.only
@@ -230,6 +229,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[run] report.py failed (exit {rep.returncode}): {args.report} and the "
               "README may not be written; see its error above")
     return 1 if rep.returncode or failed else 0
+
+
+def check_paths(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Resolve ``--report`` and ``--readme`` against the caller's directory (report.py runs
+    with cwd=benchmarks/) and refuse, with ``p.error``, an ``--out`` that is a file, a
+    report whose directory does not exist or a README that is not a file."""
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        p.error(f"argument --out: {args.out} is not a directory; give a results directory")
+    args.report = str(Path(args.report).resolve())
+    if not Path(args.report).parent.is_dir():
+        p.error(f"argument --report: the directory of {args.report} does not exist; create "
+                "it or give a path in an existing directory")
+    if args.readme is not None:
+        args.readme = str(Path(args.readme).resolve())
+        if not Path(args.readme).is_file():
+            p.error(f"argument --readme: {args.readme} is not a file; give the README whose "
+                    "measured passages report.py rewrites, e.g. --readme README.md")
 
 
 def readme_args(args: argparse.Namespace, out: Path) -> list[str]:

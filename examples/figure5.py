@@ -12,29 +12,44 @@ Usage: python examples/figure5.py BENCH.json [OUTPUT.png] [--dpi=N]
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-try:
-    import visualize
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import visualize
+from _args import add_dpi, output, visualize
 
 
-def main(argv: list[str]) -> None:
-    dpi = next((int(a.split("=")[1]) for a in argv if a.startswith("--dpi=")), 100)
-    paths = [a for a in argv if not a.startswith("--")]
-    if not paths:
-        sys.exit("usage: python examples/figure5.py BENCH.json [OUTPUT.png] [--dpi=N]")
-    out = paths[1] if len(paths) > 1 else "figure5.png"
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("bench", metavar="BENCH.json",
+                   help="results of benchmarks/bench_pml.py --fig5 (or of bench_gpu.py)")
+    p.add_argument("output", nargs="?", default="figure5.png", metavar="OUTPUT",
+                   help="image file; its extension picks the format (default figure5.png)")
+    add_dpi(p)
+    args = p.parse_args(argv)
+    records = fig5_records(p, args.bench)
+    out = output(p, args.output)
     start = time.perf_counter()
-    records = json.loads(Path(paths[0]).read_text())["fig5"]["records"]
-    visualize.save(visualize.draw_figure5(records), out, dpi=dpi)
+    visualize.save(visualize.draw_figure5(records), out, dpi=args.dpi)
     print(f"wrote {out} from {len(records)} records in {time.perf_counter() - start:.1f} s")
 
 
+def fig5_records(p: argparse.ArgumentParser, path: str) -> list[dict]:
+    """The ``fig5`` records of the results file ``path``; ``p.error`` when it cannot be
+    read, is not JSON or has none."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        p.error(f"argument BENCH.json: cannot read {path!r} as JSON ({exc}); give the file "
+                "benchmarks/bench_pml.py --fig5 --json wrote")
+    records = data.get("fig5", {}).get("records") if isinstance(data, dict) else None
+    if not records:
+        p.error(f"argument BENCH.json: {path} has no fig5 records; run "
+                "benchmarks/bench_pml.py --fig5 --json FILE and give FILE")
+    return records
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

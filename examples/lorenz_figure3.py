@@ -16,41 +16,50 @@ The grid can be saved with
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
-from pathlib import Path
+from collections.abc import Sequence
 
-try:
-    import visualize
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import visualize
+from _args import add_dpi, flag_errors, output, visualize
+
+from pebbles.cli import positive
 from solvers import experiments
 
 POINTS = ((10.0, 27.0), (10.0, 15.0))  # the marked (sigma, rho) of the paper's Figure 3
 
 
-def _option(argv: list[str], name: str, default: str | None) -> str | None:
-    return next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}=")), default)
-
-
-def main(argv: list[str]) -> None:
-    dpi = int(_option(argv, "dpi", "100"))
-    paths = [a for a in argv if not a.startswith("--")]
-    out = paths[0] if paths else "lorenz_figure3.png"
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("output", nargs="?", default="lorenz_figure3.png", metavar="OUTPUT",
+                   help="image file; its extension picks the format (default "
+                   "lorenz_figure3.png)")
+    p.add_argument("--npz", default=None, metavar="MAP.npz",
+                   help="a saved grid (python -m solvers.lorenz sensitivity --out MAP.npz) "
+                   "instead of computing one")
+    p.add_argument("--resolution", type=positive, default=201, metavar="R",
+                   help="grid points per axis when computing (default 201, the paper's)")
+    add_dpi(p)
+    args = p.parse_args(argv)
+    out = output(p, args.output)
     start = time.perf_counter()
-    npz = _option(argv, "npz", None)
-    if npz:
-        g = experiments.load_sensitivity(npz)
-    else:
-        g = experiments.sensitivity_grid(int(_option(argv, "resolution", "201")))
+    g = grid(p, args)
     paths = [experiments.lorenz_trajectory(s, r, g.beta, n=g.steps, dt=g.dt) for s, r in POINTS]
     fig = visualize.draw_lorenz_figure3(g.sigmas, g.rhos, g.mean_abs_grad, beta=g.beta,
                                         n=g.steps, points=POINTS, trajectories=paths)
-    visualize.save(fig, out, dpi=dpi)
+    visualize.save(fig, out, dpi=args.dpi)
     print(f"wrote {out} in {time.perf_counter() - start:.1f} s; mean |gradient| from "
           f"{g.mean_abs_grad.min():.2g} to {g.mean_abs_grad.max():.2g}")
 
 
+def grid(p: argparse.ArgumentParser, args: argparse.Namespace) -> experiments.SensitivityGrid:
+    """The saved grid of ``--npz``, or one computed at ``--resolution``; the library's
+    refusal of either is ``p.error`` naming the flag."""
+    if args.npz is None:
+        with flag_errors(p, "--resolution"):
+            return experiments.sensitivity_grid(args.resolution)
+    with flag_errors(p, "--npz"):
+        return experiments.load_sensitivity(args.npz)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

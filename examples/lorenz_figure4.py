@@ -14,30 +14,33 @@ Usage: python examples/lorenz_figure4.py [OUTPUT.png] [--starts=N] [--quick] [--
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
+from _args import add_dpi, output, visualize
 
-try:
-    import visualize
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import visualize
+from pebbles.cli import positive
 from solvers import experiments
 
 
-def main(argv: list[str]) -> None:
-    dpi = next((int(a.split("=")[1]) for a in argv if a.startswith("--dpi=")), 100)
-    starts = next((int(a.split("=")[1]) for a in argv if a.startswith("--starts=")), 20)
-    stride = 10 if "--quick" in argv else 1
-    paths = [a for a in argv if not a.startswith("--")]
-    out = paths[0] if paths else "lorenz_figure4.png"
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("output", nargs="?", default="lorenz_figure4.png", metavar="OUTPUT",
+                   help="image file; its extension picks the format (default "
+                   "lorenz_figure4.png)")
+    p.add_argument("--starts", type=positive, default=20, metavar="N",
+                   help="random starts x0 (default 20, the paper's)")
+    p.add_argument("--quick", action="store_true", help="every 10th n in panel (a)")
+    add_dpi(p)
+    args = p.parse_args(argv)
+    out = output(p, args.output)
     start = time.perf_counter()
-    a = experiments.adjoint_errors_vs_steps(range(1, 1001, stride), starts=starts)
-    b = experiments.adjoint_errors_vs_reload(starts=starts)
-    visualize.save(visualize.draw_lorenz_figure4(a, b), out, dpi=dpi)
+    a = experiments.adjoint_errors_vs_steps(range(1, 1001, 10 if args.quick else 1),
+                                            starts=args.starts)
+    b = experiments.adjoint_errors_vs_reload(starts=args.starts)
+    visualize.save(visualize.draw_lorenz_figure4(a, b), out, dpi=args.dpi)
     med = dict(zip(a[0].tolist(), np.median(a[1], axis=1), strict=True))
     kb = dict(zip(b[0].tolist(), np.median(b[1], axis=1), strict=True))
     print(f"wrote {out} in {time.perf_counter() - start:.1f} s; median error at n=1: "
@@ -47,4 +50,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

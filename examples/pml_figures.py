@@ -18,26 +18,32 @@ About 5 s. Usage: python examples/pml_figures.py [OUTPUT_DIR] [--size=N] [--dpi=
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-try:
-    import visualize
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import visualize
+from _args import add_dpi, flag_errors, visualize
+
+from pebbles.cli import positive
 from solvers import experiments
 
 
-def main(argv: list[str]) -> None:
-    dpi = next((int(a.split("=")[1]) for a in argv if a.startswith("--dpi=")), 100)
-    size = next((int(a.split("=")[1]) for a in argv if a.startswith("--size=")), 200)
-    paths = [a for a in argv if not a.startswith("--")]
-    outdir = Path(paths[0] if paths else ".")
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("outdir", nargs="?", default=".", metavar="OUTPUT_DIR",
+                   help="directory of the two images, created when absent (default .)")
+    p.add_argument("--size", type=positive, default=200, metavar="N",
+                   help="grid points a side (default 200; at least 32)")
+    add_dpi(p)
+    args = p.parse_args(argv)
+    outdir, dpi = Path(args.outdir), args.dpi
+    if outdir.exists() and not outdir.is_dir():
+        p.error(f"argument OUTPUT_DIR: {args.outdir!r} is a file; name a directory")
+    with flag_errors(p, "--size"):
+        cfg = experiments.scaled_config(args.size)
     outdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    cfg = experiments.scaled_config(size)
     times = [round(cfg.steps * f) for f in (0.2, 0.35, 0.5, 0.7)]
     data = experiments.pml_experiment(cfg, times, budget=20)
     fig = visualize.draw_pml_snapshots(data.snapshots, times, cfg, traces=data.traces)
@@ -50,4 +56,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -12,28 +12,27 @@ Usage: python examples/tradeoff.py [OUTPUT.png] [--quick] [--dpi=N]
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
-from pathlib import Path
+from collections.abc import Sequence
 
-try:
-    import visualize
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import visualize
+from _args import add_dpi, output, visualize
 
 
-def main(argv: list[str]) -> None:
-    quick = "--quick" in argv
-    dpi = next((int(a.split("=")[1]) for a in argv if a.startswith("--dpi=")), 100)
-    paths = [a for a in argv if not a.startswith("--")]
-    out = paths[0] if paths else "tradeoff.png"
-    ns = (100, 10**4) if quick else (100, 10**4, 10**6)
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("output", nargs="?", default="tradeoff.png", metavar="OUTPUT",
+                   help="image file; its extension picks the format (default tradeoff.png)")
+    p.add_argument("--quick", action="store_true", help="n = 10^2 and 10^4 only")
+    add_dpi(p)
+    args = p.parse_args(argv)
+    out = output(p, args.output)
+    ns = (100, 10**4) if args.quick else (100, 10**4, 10**6)
     start = time.perf_counter()
     fig = visualize.draw_tradeoff(ns)
-    visualize.save(fig, out, dpi=dpi)
+    visualize.save(fig, out, dpi=args.dpi)
     print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

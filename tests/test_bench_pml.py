@@ -217,6 +217,9 @@ def test_pml_disk_writes_a_file_only_with_json(load_bench, monkeypatch):
     seen = []
     monkeypatch.setattr(bench, "run_all", lambda *a: [
         {"config": c, "seconds": 1.0, "peak_rss_mb": 1.0} for c in bench.CONFIGS])
-    monkeypatch.setattr(bench, "write_results", lambda path, result: seen.append(path))
+    monkeypatch.setattr(bench, "publish", lambda path, result, md, failed: seen.append(
+        (path, md, failed)) or 0)
     assert bench.main(["--size", "8", "--steps", "4"]) == 0
-    assert seen == [None]
+    (path, md, failed), = seen
+    assert path is None and not failed
+    assert "| memory 4 + disk |" in md and "python" in md  # the table, then the command

@@ -534,7 +534,7 @@ def test_explicit_repeats_win_over_quick(monkeypatch) -> None:
         sys.path.remove(str(BENCH))
     seen: list[int] = []
 
-    def measure(n: int, s: int, repeats: int) -> dict:
+    def measure(n: int, s: int, repeats: int, peer: bool = True) -> dict:
         seen.append(repeats)
         raise SystemExit(0)
     monkeypatch.setattr(low, "measure", measure)

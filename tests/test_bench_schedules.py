@@ -126,8 +126,8 @@ def test_lowering_times_both_counts_alike_and_runs_our_python(load_bench, monkey
     assert warmups == {0: 1, 1: 1, 2: 1}  # lower, count ours, count Multistage
     ours = next(a for a in argvs if "schedule" in a)
     assert ours[:3] == [sys.executable, "-m", "pebbles"]
-    monkeypatch.setattr(low, "measure", lambda n, s, r: row)
-    monkeypatch.setattr(low, "write_results", lambda path, result: written.append(path))
+    monkeypatch.setattr(low, "measure", lambda n, s, r, peer=True: row)
+    monkeypatch.setattr(low, "publish", lambda path, result, md: written.append(path) or 0)
     assert low.main(["--quick"]) == 0 and written == [None]
 
 
