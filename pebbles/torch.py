@@ -90,8 +90,28 @@ from ._validation import (
 __all__ = ["checkpoint_sequential", "checkpointed_loop", "checkpointed_while_loop",
            "profile_layers"]
 
+
+def _opaque(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run as it is under ``torch.compile``: a graph break at the call, which runs
+    eagerly (its steps too), so that the schedule, the ``torch.autograd.Function`` and
+    its replays are those of an eager call and the gradients are the same. The wrapper
+    is this module's function (doctests find it), calling ``torch.compiler.disable``'s."""
+    compiler = getattr(torch, "compiler", None)
+    disable = getattr(compiler, "disable", None) or getattr(
+        getattr(torch, "_dynamo", None), "disable", None)
+    if disable is None:  # pragma: no cover - no torch.compile either
+        return fn
+    eager = disable(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return eager(*args, **kwargs)
+    return call
+
+
 State = Any  # a torch.Tensor or a tuple of tensors
 _NOTHING = contextlib.nullcontext()  # reusable: the context of a run without RNG states
+_ABSENT = object()  # a module attribute that is not there (_Buffers.as_recorded)
 
 
 #: The form of a state: None for one tensor, else the sequence type its steps get
@@ -168,9 +188,15 @@ class _Buffers:
     buffers at each layer run);
     a step that replaces the buffer of a module it does not own (a function closing
     over another layer's module) is found before that module's next run or by the
-    check of every buffer when the pass ends (:meth:`_Chain.check_buffers`)."""
+    check of every buffer when the pass ends (:meth:`_Chain.check_buffers`).
 
-    def __init__(self, owners: Iterable[torch.nn.Module | None]) -> None:
+    It also records what the steps read of their modules when the call starts (every
+    submodule's parameter, buffer and child objects and training flag) and the
+    ``requires_grad`` of those parameters and of ``tensors`` (the call's parameters), for
+    :meth:`as_recorded`, which the backward pass runs under."""
+
+    def __init__(self, owners: Iterable[torch.nn.Module | None],
+                 tensors: Iterable[torch.Tensor] = ()) -> None:
         owners = tuple(owners)
         # id(owner) -> its (owner, module, key, name, tensor): the buffer
         # ``module._buffers[key]``, called ``name`` in ``owner``
@@ -182,6 +208,14 @@ class _Buffers:
         self.own = {k: per[id(m)] for k, m in enumerate(owners) if m is not None}
         self.tensors = tuple({id(t): t for *_, t in self.named}.values())
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        # what the steps read of their modules, as the forward pass found it (as_recorded)
+        subs = {id(s): s for m in owners if m is not None for s in m.modules()}.values()
+        self.members = tuple((d, key, v) for s in subs for d in (
+            s._parameters, s._buffers, s._modules) for key, v in d.items())
+        self.modes = tuple((s, s.training) for s in subs)
+        leaves = {id(t): t for t in (*(v for s in subs for v in s._parameters.values()),
+                                     *tensors) if isinstance(t, torch.Tensor) and t.is_leaf}
+        self.flags = tuple((t, t.requires_grad) for t in leaves.values())
 
     def replay(self) -> None:
         if self.saved is None:
@@ -219,6 +253,38 @@ class _Buffers:
             self.settle()
         self.check(who)
 
+    @contextlib.contextmanager
+    def as_recorded(self) -> Iterator[None]:
+        """The modules as the forward pass ran them, around the backward pass: each
+        parameter, buffer and submodule object, training flag and ``requires_grad`` that
+        differs from the record (``functional_call`` has put its tensors back, a weight
+        replaced, ``net.eval()``, ``requires_grad_()``) is set to the recorded one, and
+        the current one is put back when the pass ends, also on an error, so that the
+        replays repeat the forward pass's operations and the gradients are plain
+        autograd's. Nothing differs (the usual case): one identity test per entry."""
+        found = [(d, key, dict.get(d, key, _ABSENT), v) for d, key, v in self.members]
+        swaps = [e for e in found if e[2] is not e[3]]
+        modes = [(m, flag) for m, flag in self.modes if m.training != flag]
+        flags = [(t, flag) for t, flag in self.flags if t.requires_grad != flag]
+        try:
+            for d, key, _, v in swaps:
+                d[key] = v
+            for m, flag in modes:
+                m.training = flag
+            for t, flag in flags:
+                t.requires_grad_(flag)
+            yield
+        finally:
+            for t, flag in flags:
+                t.requires_grad_(not flag)
+            for m, flag in modes:
+                m.training = not flag
+            for d, key, current, _ in reversed(swaps):
+                if current is _ABSENT:
+                    d.pop(key, None)
+                else:
+                    d[key] = current
+
 
 class _Chain:
     """One call's step function, parameters, slot program and RNG bookkeeping."""
@@ -229,7 +295,8 @@ class _Chain:
                  per_step: bool = False,
                  owners: Iterable[torch.nn.Module | None] = ()) -> None:
         self.step, self.params, self.program = step, params, program
-        self.buffers = _Buffers(owners)  # updated by first runs only, as plain autograd
+        # updated by first runs only, as plain autograd; the modules as the forward ran them
+        self.buffers = _Buffers(owners, params + extra)
         self.grad_params = _unique(params + extra)
         self.frozen = tuple(t for t in extra if not t.requires_grad)  # replays read them too
         # a parameter the caller computed (w + 1, a view) reaches the step as a leaf alias,
@@ -782,6 +849,12 @@ def _truth(c: Any, i: int) -> bool:
     of several elements) is refused rather than read by its truth."""
     if isinstance(c, (bool, np.bool_)):
         return bool(c)
+    if isinstance(c, torch.Tensor) and c.is_meta:
+        raise PebblesValueError(
+            f"cond({i}, x) returned a tensor on the meta device, which holds no value; "
+            f"checkpointed_while_loop runs step {i} only if cond is true, so it must read "
+            f"it: run the loop on tensors with data (CPU, CUDA), or, to trace shapes, use "
+            f"checkpointed_loop with a known number of steps")
     size = c.numel() if isinstance(c, torch.Tensor) else np.size(c) if isinstance(
         c, np.ndarray) else None
     if size != 1:
@@ -1112,12 +1185,12 @@ class _Checkpointed(torch.autograd.Function):
         chain.replay_amp = _autocast_state(chain.amp_kinds) != chain.amp
         chain.replay_device = torch.get_default_device() != chain.device
         try:
-            with _uncached():
+            with _uncached(), chain.buffers.as_recorded():
                 if slots is None:  # a second backward pass (retain_graph=True): again
                     slots = chain.forward(tuple(t.detach() for t in xs), again=True)[0]
                 chain.phase = "backward pass"
                 gx, gp = chain.backward(slots, grads)
-            chain.check_buffers()
+                chain.check_buffers()
         except BaseException:
             if slots is not None:
                 slots.clear()  # the traceback holds this frame, not the stored states
@@ -1246,6 +1319,24 @@ def _run(chain: _Chain, xs: tuple[torch.Tensor, ...], was_tuple: Form) -> State:
     with torch.no_grad() if not torch.is_grad_enabled() else _NOTHING:
         xs = chain.plain(xs)
     return _pack(chain.last_form(), xs)
+
+
+def _check_inference(name: str, xs: tuple[torch.Tensor, ...], form: Form) -> None:
+    """Refuse an inference tensor (made under ``torch.inference_mode()``) as the input of
+    a call that makes a graph outside inference mode: the stored states and the graphs
+    would save it, which torch refuses ("Inference tensors cannot be saved for backward")
+    for plain autograd too."""
+    k = next((k for k, t in enumerate(xs) if t.is_inference()), None)
+    if k is None or torch.is_inference_mode_enabled():
+        return
+    part = f"{name}[{k}]" if form is not None else name
+    raise PebblesValueError(
+        f"{part} is an inference tensor (made under torch.inference_mode()) and the call "
+        f"makes a graph (a parameter or the input requires grad): its stored states and "
+        f"graphs would save it, which torch allows only inside inference mode. Pass a "
+        f"normal tensor: {part}.clone() outside inference_mode, or make it under "
+        f"torch.no_grad() instead; for no gradient, run the call under "
+        f"torch.inference_mode() or torch.no_grad()")
 
 
 def _wants_grad(xs: tuple[torch.Tensor, ...], grad_params: tuple[torch.Tensor, ...]) -> bool:
@@ -1403,6 +1494,7 @@ def _solve_layers(costs: ChainCosts, memory: float, levels: int, tape: bool) -> 
             f"segments=K (PyTorch's split, never slower in the model)") from None
 
 
+@_opaque
 def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: torch.Tensor,
                       budget: int | None = None, method: str = "treeverse",
                       preserve_rng_state: bool = False, tape: bool = True,
@@ -1500,7 +1592,10 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
         return x0
     devices = _cuda_devices((*xs, *call_params, *_owned(step)))  # RNG states to keep
     module_params = _module_params(step)
-    if memory is not None and _wants_grad(xs, (*call_params, *module_params)):
+    grad = _wants_grad(xs, (*call_params, *module_params))
+    if grad:
+        _check_inference("x0", xs, was_tuple)
+    if memory is not None and grad:
         program = _uniform_program(step, x0, n, call_params, memory, graph_bytes, tape,
                                    devices)
     elif memory is not None:  # a plain loop: nothing to size
@@ -1513,6 +1608,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     return _run(chain, xs, was_tuple)
 
 
+@_opaque
 def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State], x0: State,
                             *params: torch.Tensor, budget: int, max_steps: int | None = None,
                             beyond: str = "greedy", preserve_rng_state: bool = False,
@@ -1576,6 +1672,8 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     xs, was_tuple = _as_tuple("x0", x0)
     call_params = _params(params, "checkpointed_while_loop(cond, step, x0, "
                                   "*model.parameters(), budget=...)")
+    if _wants_grad(xs, (*call_params, *_module_params(step))):
+        _check_inference("x0", xs, was_tuple)
     chain = _Until(cond, (budget, beyond, most), step, call_params, _module_params(step),
                    None, spec=_spec(xs), rng=preserve_rng_state,
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
@@ -1735,6 +1833,7 @@ def _state_bytes(xs: tuple[torch.Tensor, ...]) -> int:
     return sum(max(b, full[key]) for key, b in held.items())
 
 
+@_opaque
 def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
                    backward_ratio: float = 2.0, params: Iterable[torch.Tensor] = (),
                    repeat: int = 3) -> ChainCosts:
@@ -2079,6 +2178,7 @@ def _layers(functions: object) -> list:
     return layers
 
 
+@_opaque
 def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: State,
                           *args: object, budget: int | None = None,
                           memory: float | None = None, segments: int | None = None,
@@ -2204,6 +2304,8 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     xs, was_tuple = _as_tuple("input", input)
     params = _param_list(params)
     chain_params = _chain_params(layers, params)
+    if _wants_grad(xs, chain_params):
+        _check_inference("input", xs, was_tuple)
     if sum(v is not None for v in (budget, memory, segments)) != 1:
         raise PebblesValueError(
             f"budget={budget!r}, memory={memory!r}, segments={segments!r}: pass exactly one "

@@ -208,3 +208,174 @@ def test_a_rollout_without_gradients_is_told_to_use_no_grad():
         got = checkpointed_loop(step, s0, 10, budget=3)
         want = plain_loop(step, s0, 10)
     assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+# -- the modules as the forward pass ran them -------------------------------------------
+
+def blocks(n=6, drop=0.0):
+    """A chain of small float64 blocks (Linear, Dropout, Tanh), the same for a seed."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(*[torch.nn.Sequential(
+        torch.nn.Linear(4, 4), torch.nn.Dropout(drop), torch.nn.Tanh()) for _ in range(n)]
+    ).double()
+
+
+class Block(torch.nn.Module):
+    """A loop's step as a module: ``step(i, x)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4).double()
+
+    def forward(self, i, x):
+        return torch.tanh(self.lin(x))
+
+
+class Wrapped(torch.nn.Module):
+    """A module whose forward is a pebbles call over ``inner`` (a chain, or a loop's step),
+    or with ``plain`` the plain chain or loop."""
+
+    def __init__(self, inner, loop, plain=False):
+        super().__init__()
+        self.inner, self.loop, self.plain = inner, loop, plain
+
+    def forward(self, x):
+        if self.plain:
+            return plain_loop(self.inner, x, 6) if self.loop else self.inner(x)
+        if self.loop:
+            return checkpointed_loop(self.inner, x, 6, budget=2)
+        return checkpoint_sequential(self.inner, x, budget=2)
+
+
+def assert_same(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert (g is None) == (w is None)
+        if g is not None:
+            torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+@pytest.mark.parametrize("frozen", [True, False])
+def test_functional_call_replays_with_the_tensors_it_passed(loop, frozen):
+    """The backward pass runs after functional_call has put the module's own tensors
+    back; the replays use the tensors the forward pass used, which get their gradients,
+    and the module keeps its own tensors."""
+    from torch.func import functional_call
+    inner = Block() if loop else blocks()
+    inner.requires_grad_(not frozen)
+    net = Wrapped(inner, loop)
+    own = dict(net.named_parameters())
+    given = {k: (v.detach() * 1.5).requires_grad_() for k, v in net.named_parameters()}
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    wrt = (x, *given.values())
+    got = torch.autograd.grad(functional_call(net, given, (x,)).pow(2).sum(), wrt)
+    plain = Wrapped(inner, loop, plain=True)
+    want = torch.autograd.grad(functional_call(plain, given, (x,)).pow(2).sum(), wrt)
+    assert_same(got, want)
+    assert all(v is own[k] for k, v in net.named_parameters())
+
+
+def test_a_replaced_parameter_leaves_the_replays_on_the_forward_pass_one():
+    """A weight replaced between the passes (an EMA or frozen copy swapped in): the
+    replays use the one the forward pass used, as plain autograd's saved tensors do,
+    and the module keeps the new one."""
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    net, ref = blocks().eval(), blocks().eval()
+    y = checkpoint_sequential(net, x, budget=2)
+    wrt = (x, *net.parameters())
+    new = torch.nn.Parameter(net[2][0].weight.detach() * 2, requires_grad=False)
+    net[2][0].weight = new
+    got = torch.autograd.grad(y.pow(2).sum(), wrt)
+    want = torch.autograd.grad(ref(x).pow(2).sum(), (x, *ref.parameters()))
+    assert_same(got, want)
+    assert net[2][0].weight is new
+
+
+def test_eval_between_the_passes_leaves_the_replays_in_training_mode():
+    """net.train() at the forward pass, net.eval() before the backward pass: the replays
+    draw the forward pass's dropout masks, as plain autograd's graph holds them, and
+    every module is left in eval mode, also when a replay raises."""
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    net, ref = blocks(drop=0.3), blocks(drop=0.3)
+    torch.manual_seed(1)
+    y = checkpoint_sequential(net, x, budget=2)
+    net.eval()
+    got = torch.autograd.grad(y.pow(2).sum(), (x, *net.parameters()))
+    torch.manual_seed(1)
+    want = torch.autograd.grad(ref(x).pow(2).sum(), (x, *ref.parameters()))
+    assert_same(got, want)
+    assert not any(m.training for m in net.modules())
+
+    def boom(module, args):  # in a replay (with a graph; tape=False: none before)
+        if torch.is_grad_enabled():
+            raise RuntimeError(f"boom, training={module.training}")
+    net.train()
+    y = checkpoint_sequential(net, x, budget=2, tape=False)
+    net[0][0].register_forward_pre_hook(boom)
+    net.eval()
+    with pytest.raises(RuntimeError, match="boom, training=True"):
+        torch.autograd.grad(y.sum(), x)
+    assert not any(m.training for m in net.modules())
+
+
+def test_requires_grad_switched_on_between_the_passes_keeps_the_forward_pass_one():
+    """A frozen layer unfrozen between the passes gets no gradient (its forward pass
+    recorded none), as with plain autograd, and stays unfrozen."""
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    net, ref = blocks(), blocks()
+    net[1].requires_grad_(False)
+    ref[1].requires_grad_(False)
+    y = checkpoint_sequential(net, x, budget=2)
+    net[1].requires_grad_(True)
+    y.pow(2).sum().backward()
+    ref(x).pow(2).sum().backward()
+    assert net[1][0].weight.requires_grad and net[1][0].weight.grad is None
+    assert_same([p.grad for p in net.parameters()], [p.grad for p in ref.parameters()])
+
+
+@pytest.mark.parametrize("call", ["chain", "loop", "while"])
+def test_torch_compile_runs_the_call_as_a_graph_break(call):
+    """torch.compile of a function calling pebbles.torch runs the call eagerly: the
+    gradients are plain autograd's."""
+    net = blocks(4)
+    w = torch.randn(4, 4, dtype=F64, requires_grad=True)
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+
+    def step(i, s, w):
+        return torch.tanh(s @ w)
+
+    def run(x):
+        if call == "chain":
+            return checkpoint_sequential(net, x, budget=2)
+        if call == "loop":
+            return checkpointed_loop(step, x, 5, w, budget=2)
+        return checkpointed_while_loop(lambda i, s: i < 5, step, x, w, budget=2)
+    plain = net if call == "chain" else lambda x: plain_loop(step, x, 5, w)
+    wrt = (x, w, *net.parameters())
+    compiled = torch.compile(lambda x: run(x).pow(2).sum(), backend="eager")
+    got = torch.autograd.grad(compiled(x), wrt, allow_unused=True)
+    want = torch.autograd.grad(plain(x).pow(2).sum(), wrt, allow_unused=True)
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("kw", [dict(budget=2), dict(memory=1e6)])
+def test_an_inference_tensor_input_is_refused_by_name(kw):
+    """An input made under torch.inference_mode, used outside it in a call that makes a
+    graph (its graphs would save it): an error naming the input and the fix."""
+    with torch.inference_mode():
+        x = torch.randn(3, 4, dtype=F64)
+    with pytest.raises(pebbles.PebblesValueError, match=r"input is an inference tensor.*"
+                                                          r"input\.clone\(\)"):
+        checkpoint_sequential(blocks(3), x, **kw)
+    with pytest.raises(pebbles.PebblesValueError, match=r"x0\[1\] is an inference tensor"):
+        checkpointed_loop(Block(), (x.clone(), x), 3, **kw)
+
+
+def test_a_cond_on_meta_tensors_is_refused():
+    """cond's value decides whether a step runs: a meta tensor holds none."""
+    x = torch.randn(3, 4, dtype=F64, device="meta")
+    w = torch.randn(4, 4, dtype=F64, device="meta", requires_grad=True)
+    with pytest.raises(pebbles.PebblesValueError, match="meta device"):
+        checkpointed_while_loop(lambda i, s: s.sum() < 1, lambda i, s, w: s @ w, x, w,
+                                budget=2)
