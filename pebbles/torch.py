@@ -1412,9 +1412,26 @@ def _owner(obj: object) -> torch.nn.Module | None:
 
 
 def _module_params(obj: object) -> tuple[torch.Tensor, ...]:
-    """Parameters of ``obj`` if it is an nn.Module (or a bound method of one)."""
+    """Parameters of ``obj`` if it is an nn.Module (or a bound method of one); a lazy
+    module's uninitialized ones are refused (:func:`_refuse_lazy`)."""
     owner = _owner(obj)
-    return () if owner is None else tuple(owner.parameters())
+    if owner is None:
+        return ()
+    _refuse_lazy(owner)
+    return tuple(owner.parameters())
+
+
+def _refuse_lazy(owner: torch.nn.Module) -> None:
+    """Refuse a module with uninitialized parameters or buffers (``nn.LazyLinear`` before
+    its first call): they take their shape from the first input, after the adapter has
+    read the module's tensors for the gradients, devices and taping."""
+    name = next((n for n, t in (*owner.named_parameters(), *owner.named_buffers())
+                 if torch.nn.parameter.is_lazy(t)), None)
+    if name is not None:
+        raise PebblesValueError(
+            f"{type(owner).__name__}'s {name} is uninitialized (a lazy module such as "
+            f"nn.LazyLinear, shaped by its first input); call the module once on an "
+            f"example input (model(x), e.g. under torch.no_grad()) before checkpointing it")
 
 
 def _program(moves: Any, n: int) -> SlotProgram:

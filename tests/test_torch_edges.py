@@ -379,3 +379,22 @@ def test_a_cond_on_meta_tensors_is_refused():
     with pytest.raises(pebbles.PebblesValueError, match="meta device"):
         checkpointed_while_loop(lambda i, s: s.sum() < 1, lambda i, s, w: s @ w, x, w,
                                 budget=2)
+
+
+def test_a_lazy_module_is_refused_until_initialized():
+    """nn.LazyLinear has no weight before its first call: refused by name with the fix;
+    once called, the chain's gradients are plain autograd's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.LazyLinear(4), torch.nn.Tanh())
+                                for _ in range(4)]).double()
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    with pytest.raises(pebbles.PebblesValueError, match=r"0\.weight is uninitialized.*call "
+                                                          r"the module once"):
+        checkpoint_sequential(net, x, budget=2)
+    with pytest.raises(pebbles.PebblesValueError, match="uninitialized"):
+        checkpointed_loop(net[1], x, 3, budget=2)
+    with torch.no_grad():
+        net(x)
+    wrt = (x, *net.parameters())
+    got = torch.autograd.grad(checkpoint_sequential(net, x, budget=2).pow(2).sum(), wrt)
+    assert_same(got, torch.autograd.grad(net(x).pow(2).sum(), wrt))
