@@ -631,7 +631,9 @@ def min_total_time(n: int, budget: int, disk_budget: int | float | None = None, 
     disk_budget : int, optional
         Disk pebbles D; ``None`` or ``math.inf`` for unbounded, 0 for no disk.
     write_cost, read_cost : float
-        Cost of one ``store`` / ``load`` in forward steps (``>= 0``; ``inf`` allowed).
+        Cost of one ``store`` / ``load`` in forward steps (``>= 0``; ``inf`` allowed: a
+        disk never worth using, priced as memory only; :func:`pebbles.simulate`,
+        :func:`pebbles.schedule` and :func:`pebbles.plan` take finite costs).
     inplace : bool
         Play the in-place game instead of the checkpoint game.
 
@@ -662,7 +664,7 @@ def two_level(n: int, budget: int, disk_budget: int | float | None = None, *,
     """Yield an optimal two-level (memory + disk) schedule.
 
     Its total time, as :func:`pebbles.simulate` measures it with the same
-    budgets and costs, is :func:`min_total_time`.
+    budgets and (finite) costs, is :func:`min_total_time`.
 
     Parameters
     ----------
@@ -899,7 +901,9 @@ def best_period(n: int, budget: int, *, write_cost: float, read_cost: float,
     budget : int
         Memory pebbles (at least what the game needs for n steps).
     write_cost, read_cost : float
-        Cost of one ``store`` / ``load`` in forward steps (``>= 0``; ``inf`` allowed).
+        Cost of one ``store`` / ``load`` in forward steps (``>= 0``; ``inf`` allowed: a
+        disk never worth using, priced as memory only; :func:`pebbles.simulate`,
+        :func:`pebbles.schedule` and :func:`pebbles.plan` take finite costs).
     inplace : bool
         Play the in-place game instead of the checkpoint game.
 

@@ -254,6 +254,18 @@ def test_wang_moin_option_is_legal_and_keeps_the_r2_optimum(game):
                 assert r.forward_steps == pebbles.min_forward_steps(n, s, game)
 
 
+
+@pytest.mark.parametrize("s,n,game,low,high", [
+    (5, 56, "checkpoint", 0.21, 0.22), (10, 286, "checkpoint", 0.30, 0.31),
+    (20, 1771, "checkpoint", 0.33, 0.34), (20, 1800, "inplace", 0.32, 0.33)])
+def test_wang_moin_overhead_just_past_beta3_is_as_docs_online_says(s, n, game, low, high):
+    """docs/online.md: just past beta(S, 3) Wang-Moin is 22-25 % above the optimum at
+    S = 5 and 30-34 % for S from 10 to 40 (these n are the sampled maxima)."""
+    r = pebbles.simulate(online(n, s, inplace=game == "inplace", beyond="wang-moin"), n,
+                         game, budget=s)
+    assert low < r.forward_steps / pebbles.min_forward_steps(n, s, game) - 1 < high
+
+
 def _forward_phase(n: int, s: int, inplace: bool, beyond: str = "greedy") -> list:
     sched = OnlineScheduler(s, inplace=inplace, beyond=beyond)
     return [m for _ in range(n - 1) for m in sched.advance()]
