@@ -11,7 +11,9 @@ Error policy: bad input is one line on stderr (``PROG: error: ...``) and exit
 status 2; a missing optional package names the ``pip install`` that brings it;
 Ctrl-C is one line and exit status 130; running out of memory is one line and
 exit status 1. Standard output closed from the start (``>&-``) is one line and
-exit status 2, before any work (the results would be lost); a reader that stops
+exit status 2, before any work (the results would be lost), unless the command
+is given a file to write its results to (``-o``, ``--out``, ``--save``: only a
+``wrote ...`` line goes to standard output); a reader that stops
 reading (``| head``, a broken pipe) ends the command quietly with status 0, as
 it has what it wanted.
 """
@@ -54,9 +56,9 @@ from ._reversible import reversible_tables_fit
 from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
-           "add_schedule_arguments", "budget_flag", "count", "in_flags", "main", "method_choice",
-           "method_flags", "parse_bytes", "positive", "run_command", "schedule_from_args",
-           "unused_flags", "write_error"]
+           "add_schedule_arguments", "budget_flag", "check_path_given", "count", "in_flags",
+           "main", "method_choice", "method_flags", "parse_bytes", "positive", "run_command",
+           "schedule_from_args", "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -202,7 +204,8 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     An exception in ``errors`` (or an ImportError of an optional package)
     becomes ``PROG: error: MESSAGE`` (one line) on stderr and status 2; Ctrl-C
     is one line and status 130; ``--help`` and parse errors return argparse's
-    status.
+    status; a closed standard output, where the results go, is one line and status 2
+    before ``run`` (:func:`_closed_stdout`).
     """
     try:
         args = parser.parse_args(argv)
@@ -211,7 +214,26 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     except KeyboardInterrupt:
         sys.stderr.write(f"{parser.prog}: interrupted\n")
         return 130
+    if _closed_stdout(parser.prog, args):
+        return 2
     return _guarded(parser.prog, lambda: print(run(args)) or 0, errors)
+
+
+#: Destinations of the output-file flags (``-o``/``--output``, ``--out``, ``--save``): a
+#: command given one writes its results to that file, not to standard output.
+_OUTPUT_DESTS = ("output", "out", "save")
+
+
+def _closed_stdout(prog: str, args: argparse.Namespace) -> bool:
+    """Whether standard output is closed (``>&-``: Python sets ``sys.stdout`` to None)
+    while ``args`` send the results there (no output file given); then says so on stderr,
+    one line, and the caller returns status 2 before any work."""
+    if sys.stdout is not None or any(getattr(args, d, None) for d in _OUTPUT_DESTS):
+        return False
+    sys.stderr.write(f"{prog}: error: standard output is closed, and the command writes "
+                     f"its results there; run it with standard output open (e.g. > FILE, "
+                     f"or > /dev/null to drop them)\n")
+    return True
 
 
 def _guarded(prog: str, call: Callable[[], int],
@@ -322,6 +344,14 @@ def write_error(path: Path) -> str | None:
     return None
 
 
+def check_path_given(flag: str, path: str | None, fix: str) -> None:
+    """Refuse ``flag ''`` (or blanks only), which would quietly mean the working
+    directory: one error naming the flag, the empty path and ``fix`` (what to give, e.g.
+    ``"name a directory, e.g. --disk-dir /tmp/states"``). ``None``: the flag not given."""
+    if path is not None and not path.strip():
+        raise PebblesValueError(f"{flag} {path!r} is an empty path; {fix}")
+
+
 def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
                        strict: bool = False, n_flag: str = "-n") -> Schedule:
     """The registry's schedule for parsed schedule arguments (:func:`add_schedule_arguments`).
@@ -395,12 +425,17 @@ def in_flags(err: PebblesError, n_flag: str = "-n",
     return err
 
 
+#: Single-dash flags and the unit they count (``-n 20 steps`` reads ``-n 20``).
+_FLAG_UNITS = {"-n": "steps"}
+
+
 def _unrepeated(text: str, flags: Iterable[str]) -> str:
-    """``text`` with no unit that repeats its flag's name: ``--steps 20 steps`` reads
-    ``--steps 20`` (the library's ``n=20 steps``, worded in flags)."""
+    """``text`` with no unit that repeats its flag: ``--steps 20 steps`` reads ``--steps
+    20``, ``-n 20 steps`` ``-n 20`` (the library's ``n=20 steps``, worded in flags)."""
     for name in flags:
-        if name.startswith("--"):
-            text = re.sub(rf"({re.escape(name)} \S+) {re.escape(name[2:])}\b", r"\1", text)
+        unit = _FLAG_UNITS.get(name, name[2:] if name.startswith("--") else None)
+        if unit:
+            text = re.sub(rf"({re.escape(name)} \S+) {re.escape(unit)}\b", r"\1", text)
     return text
 
 
@@ -503,6 +538,9 @@ SUMMARY_MAX_MOVES = 3 * 10**7
 #: Streams of at most this many moves are encoded and checked at once (24 bytes a move,
 #: fast); longer ones are checked as they stream, in memory O(n).
 ENCODE_MAX_MOVES = 4 * 10**6
+#: ``--format summary`` of a stream longer than this says on stderr that it is playing it
+#: (checked as it streams, at most about 3e5 moves a second: 10 s or more).
+SUMMARY_NOTICE_MOVES = ENCODE_MAX_MOVES
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -529,13 +567,27 @@ def _write_schedule(s: Schedule, fmt: str, write: Callable[[str], Any]) -> None:
         echo.flush()
         write(f"# {json.dumps(_summary(s, result, clock))}\n")
     elif fmt == "summary":
-        write(json.dumps(_summary(s, _summary_result(s, clock), clock)) + "\n")
+        with _playing_notice(s):
+            result = _summary_result(s, clock)
+        write(json.dumps(_summary(s, result, clock)) + "\n")
     else:
         texts: list[str] = []
         moves = _timed(_at_most(s, JSON_MAX_MOVES, "json"), clock)
         echo = _Echo(moves, lambda t: texts.append(t[:-1]), lag=0)
         result = simulate(echo, s.n, s.game, s.budget, **s.simulator_options)
         write(json.dumps(_summary(s, result, clock) | {"moves": texts}) + "\n")
+
+
+def _playing_notice(s: Schedule) -> contextlib.AbstractContextManager[None]:
+    """:func:`_elapsed`'s notice on stderr while ``--format summary`` plays a stream of more
+    than :data:`SUMMARY_NOTICE_MOVES` moves (a lower bound, :func:`_fewest_moves`; none
+    past :data:`SUMMARY_MAX_MOVES`, refused before the first move)."""
+    fewest = _fewest_moves(s)
+    if not SUMMARY_NOTICE_MOVES < fewest <= SUMMARY_MAX_MOVES:
+        return contextlib.nullcontext()
+    least = "" if predicted_moves(s) is not None else "at least "
+    return _elapsed(f"# playing {least}{fewest:.3g} moves of {_label(s)} -n {s.n} to check "
+                    f"them (10 s or more)")
 
 
 def _summary_result(s: Schedule, clock: BackgroundClock | None = None) -> SimulationResult:
@@ -693,6 +745,8 @@ def _io_costs(args: argparse.Namespace) -> tuple[float | None, float | None]:
                                     "--disk-dir are divided by: give --disk-dir DIR too, or "
                                     "drop it and give --write-cost and --read-cost")
         return args.write_cost, args.read_cost
+    check_path_given("--disk-dir", args.disk_dir, "name the directory to measure, e.g. "
+                     "--disk-dir /tmp, or give --write-cost and --read-cost instead")
     if args.state_bytes is None or args.step_seconds is None:
         raise PebblesValueError("--disk-dir measures the disk for states of --state-bytes "
                                 "BYTES against a forward step of --step-seconds SECONDS: give both")
@@ -725,16 +779,15 @@ TWO_LEVEL_NOTICE_WORK = 10**8
 
 def _two_level_notice(args: argparse.Namespace) -> bool:
     """Whether ``plan`` with a disk says on stderr that it is solving the two-level table:
-    above :data:`TWO_LEVEL_NOTICE_N`, or where the planner's own estimate of the table's
-    work is above :data:`TWO_LEVEL_NOTICE_WORK` (0 where it solves none)."""
-    if args.n > TWO_LEVEL_NOTICE_N:
-        return True
+    where the planner solves one (its own estimate of the table's work,
+    :func:`two_level_table_work`, is 0 where it skips the table), above
+    :data:`TWO_LEVEL_NOTICE_N` or :data:`TWO_LEVEL_NOTICE_WORK`."""
     try:
         work = two_level_table_work(args.n, args.budget, memory=args.memory,
                                     state_bytes=args.state_bytes)
     except PebblesError:  # the plan refuses these arguments, after its own earlier checks
         return False
-    return work > TWO_LEVEL_NOTICE_WORK
+    return work > 0 and (args.n > TWO_LEVEL_NOTICE_N or work > TWO_LEVEL_NOTICE_WORK)
 
 
 @contextlib.contextmanager
@@ -933,10 +986,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("pebbles: interrupted\n")
         return 130
-    if sys.stdout is None:  # started with stdout closed (``>&-``): Python sets None
-        sys.stderr.write(f"pebbles {args.command}: error: standard output is closed, and "
-                         f"the command writes its results there; run it with standard "
-                         f"output open (e.g. > FILE, or > /dev/null to drop them)\n")
+    if _closed_stdout(f"pebbles {args.command}", args):
         return 2
     return _guarded(f"pebbles {args.command}", lambda: args.run(args),
                     (ValueError, TypeError, OSError, OverflowError))

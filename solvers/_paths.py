@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pebbles import PebblesValueError
-from pebbles.cli import write_error
+from pebbles.cli import check_path_given, write_error
 
 __all__ = ["check_npz_output"]
 
@@ -15,9 +15,7 @@ def check_npz_output(flag: str, path: str | None) -> None:
     error naming the flag, the path and the fix (``None``: nothing to write)."""
     if path is None:
         return
-    if not path.strip():
-        raise PebblesValueError(f"{flag} {path!r} is an empty path; name a .npz file, e.g. "
-                                f"{flag} out.npz")
+    check_path_given(flag, path, f"name a .npz file, e.g. {flag} out.npz")
     out = Path(path)
     if out.is_dir():
         raise PebblesValueError(f"{flag} {path} is a directory; name a file, e.g. "

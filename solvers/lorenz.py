@@ -1356,19 +1356,26 @@ def _states_held(args: argparse.Namespace, s: pebbles.Schedule | None) -> int:
 
 
 def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
-    """Refuse a run that needs more memory than is available (unless ``--force``)."""
+    """Refuse a run that needs more memory than is available (unless ``--force``); with
+    ``--until-x``, of a run of all ``--steps``, as :func:`_check_time` words it (only
+    ``--method online`` takes the flag: no ``--method forward`` to suggest)."""
     generic = s is not None and _executor(args) == "generic"
     need = memory_estimate(args.method, args.steps, states=_states_held(args, s),
                            executor=_executor(args))
     free = available_memory()
     if args.force or free is None or need <= free:
         return
+    until = sooner = ""
+    fix = f"{', --executor numba' * generic} or --method forward (constant memory)"
+    if args.until_x is not None:
+        until, sooner = (f" --until-x {args.until_x:g}",
+                         f" if x does not reach {args.until_x:g} sooner")
+        fix = " (the most steps the run takes)"
     raise pebbles.PebblesValueError(
-        f"--method {args.method} --steps {args.steps}{' --executor generic' * generic} needs "
-        f"about {_gigabytes(need)} of memory (the lowered schedule and the stored states), "
-        f"more than the {_gigabytes(free)} available; pass --force to run anyway, or use "
-        f"fewer --steps{', --executor numba' * generic} or --method forward (constant "
-        f"memory)")
+        f"--method {args.method}{until} --steps {args.steps}{' --executor generic' * generic} "
+        f"needs about {_gigabytes(need)} of memory{sooner} (the lowered schedule and the "
+        f"stored states), more than the {_gigabytes(free)} available; pass --force to run "
+        f"anyway, or use fewer --steps{fix}")
 
 
 #: Point-steps (an RK4 step, with or without tangents, at one grid point) a thread is
@@ -1532,8 +1539,17 @@ def _check_finite_grid(args: argparse.Namespace, grid: Any) -> None:
              else f"its tangents overflow within {args.steps} steps")
     raise pebbles.PebblesValueError(
         f"the gradient is not finite at {int(bad.sum())} of {bad.size} grid points (at "
-        f"(sigma, rho) = ({sigma:g}, {rho:g}) {where}) with --dt "
-        f"{args.dt:g}; use a smaller --dt or fewer --steps")
+        f"(sigma, rho) = ({sigma:g}, {rho:g}) {where}) with --dt {args.dt:g} and --beta "
+        f"{args.beta:g}; use a smaller --dt or fewer --steps{_theta_fix(args, ('beta',))}")
+
+
+def _theta_fix(args: argparse.Namespace, names: Sequence[str]) -> str:
+    """The overflow's fix for the Lorenz parameters ``names`` (of sigma, rho, beta) given
+    off their defaults: ``", or --beta nearer 2.66667"`` (``""`` for none)."""
+    off = [f"--{name} nearer {default:.6g}"
+           for name, default in zip(("sigma", "rho", "beta"), DEFAULT_THETA, strict=True)
+           if name in names and getattr(args, name) != default]
+    return f", or {' and '.join(off)}" if off else ""
 
 
 def _schedule(args: argparse.Namespace) -> pebbles.Schedule:
@@ -1611,16 +1627,16 @@ def _check_finite(args: argparse.Namespace, g: LorenzGradient) -> None:
     """An overflowed run is an error naming the step (never NaN in the output)."""
     if math.isfinite(g.loss) and np.isfinite(g.gradient).all():
         return
-    theta = (args.sigma, args.rho, args.beta)
+    theta, names = (args.sigma, args.rho, args.beta), ("sigma", "rho", "beta")
     i = overflow_step(args.x0, theta, args.dt, args.steps)
     if i is not None:
         raise pebbles.PebblesValueError(
             f"the trajectory overflows at step {i} of {args.steps} (s_{i} is not finite) with "
             f"--dt {args.dt:g}, (sigma, rho, beta) = ({args.sigma:g}, {args.rho:g}, "
-            f"{args.beta:g}); use a smaller --dt or fewer --steps")
+            f"{args.beta:g}); use a smaller --dt or fewer --steps{_theta_fix(args, names)}")
     raise pebbles.PebblesValueError(
         f"the gradient overflows (the trajectory is finite through step {args.steps}); use "
-        f"fewer --steps or a smaller --dt")
+        f"fewer --steps or a smaller --dt{_theta_fix(args, names)}")
 
 
 def _until(args: argparse.Namespace) -> str:

@@ -53,6 +53,7 @@ from pebbles.cli import (
     OneLineParser,
     add_background_argument,
     add_disk_arguments,
+    check_path_given,
     count,
     disk_budget,
     in_flags,
@@ -1594,10 +1595,8 @@ def _check_disk_dir(disk_dir: str | None) -> None:
     forward recording, the disk measured after a timed step)."""
     if disk_dir is None:
         return
-    if not disk_dir.strip():
-        raise PebblesValueError(
-            f"--disk-dir {disk_dir!r} is an empty path; name a directory, e.g. --disk-dir "
-            f"/tmp/pml-states, or leave --disk-dir out for a temporary one")
+    check_path_given("--disk-dir", disk_dir, "name a directory, e.g. --disk-dir "
+                     "/tmp/pml-states, or leave --disk-dir out for a temporary one")
     _probe_disk_dir(disk_dir)
 
 

@@ -166,7 +166,7 @@ def test_plan_reads_gib_and_mib_as_binary_like_the_python_example(capsys):
         (["plan", "-n", "1000", "--memory", "1KB", "--state-bytes", "1MB"],
          "--memory 1000 bytes is smaller than one state (--state-bytes 1000000); the executor "
          "needs 5 states at least: give --memory >= 5000000"),
-        (["plan", "-n", "1000", "--pebbles", "0"], "cannot finish -n 1000 steps"),
+        (["plan", "-n", "1000", "--pebbles", "0"], "cannot finish -n 1000 ("),
         (["plan", "-n", "1000", "--pebbles", "10", "--write-cost", "1"],
          "a disk needs --write-cost and --read-cost"),
         (["plan", "-n", "1000", "--pebbles", "10", "--disk-slots", "3"],
@@ -618,8 +618,8 @@ def test_plan_widens_its_method_column_for_long_labels(capsys):
 
 
 def test_a_command_writing_a_file_runs_with_standard_output_closed(monkeypatch, tmp_path):
-    """Only ``pebbles`` refuses a closed stdout (its results go there); a run_command
-    user that writes a file (``python -m solvers.lorenz ... --out``) runs as before."""
+    """A closed stdout is refused where the results go there; a run_command user given
+    a file to write them to (``python -m solvers.lorenz ... --out``) runs."""
     from pebbles.cli import OneLineParser, run_command
 
     parser = OneLineParser(prog="python -m x")
@@ -633,21 +633,21 @@ def test_a_command_writing_a_file_runs_with_standard_output_closed(monkeypatch, 
 
 @pytest.mark.parametrize(("argv", "line"), [
     (["schedule", "treeverse", "-n", "20", "--pebbles", "-3"],
-     "--pebbles -3 must be >= 2, the least budget that finishes -n 20 steps; pass --pebbles 2 "
+     "--pebbles -3 must be >= 2, the least budget that finishes -n 20; pass --pebbles 2 "
      "or more"),
     (["schedule", "treeverse", "-n", "20", "--pebbles", "-3", "--inplace"],
-     "--pebbles -3 must be >= 1, the least budget that finishes -n 20 steps; pass --pebbles 1 "
+     "--pebbles -3 must be >= 1, the least budget that finishes -n 20; pass --pebbles 1 "
      "or more"),
     (["schedule", "periodic", "-n", "20", "--every", "5", "--budget", "-1"],
-     "--pebbles -1 must be >= 7, the least budget that finishes -n 20 steps with "
+     "--pebbles -1 must be >= 7, the least budget that finishes -n 20 with "
      "method='periodic'; pass --pebbles 7 or more"),
     (["schedule", "treeverse", "-n", "1", "--pebbles", "-1"],  # 0 finishes one step
      "--pebbles -1 must be >= 0; pass --pebbles 0 or more"),
     (["compare", "-n", "20", "--pebbles", "-3"],  # the least any method finishes with
-     "--pebbles -3 must be >= 1, the least budget that finishes -n 20 steps; pass --pebbles 1 "
+     "--pebbles -3 must be >= 1, the least budget that finishes -n 20; pass --pebbles 1 "
      "or more"),
     (["plan", "-n", "20", "--pebbles", "-3"],
-     "--pebbles -3 must be >= 1, the least budget that finishes -n 20 steps; pass --pebbles 1 "
+     "--pebbles -3 must be >= 1, the least budget that finishes -n 20; pass --pebbles 1 "
      "or more"),
 ])
 def test_a_negative_pebbles_is_told_the_least_budget_in_flags(capsys, argv, line):
@@ -659,3 +659,86 @@ def test_a_negative_pebbles_is_told_the_least_budget_in_flags(capsys, argv, line
 def test_pebbles_is_still_a_whole_number(capsys):
     code, _, err = run(capsys, "schedule", "treeverse", "-n", "20", "--pebbles", "-1.5")
     assert code == 2 and "argument --pebbles/--budget: '-1.5' is not an integer" in err
+
+
+def test_run_command_refuses_a_closed_standard_output_where_the_results_go(monkeypatch,
+                                                                          capsys):
+    """``python -m solvers.lorenz gradient --json >&-``: the one check :func:`main` makes,
+    before the run, so that no result is computed and lost."""
+    from pebbles.cli import OneLineParser, run_command
+
+    parser = OneLineParser(prog="python -m x")
+    parser.add_argument("--json", action="store_true")
+    ran = []
+    monkeypatch.setattr(sys, "stdout", None)
+    assert run_command(parser, ["--json"], lambda args: ran.append(1) or "{}") == 2
+    err = capsys.readouterr().err
+    assert not ran and err == ("python -m x: error: standard output is closed, and the "
+                               "command writes its results there; run it with standard "
+                               "output open (e.g. > FILE, or > /dev/null to drop them)\n")
+
+
+@pytest.mark.parametrize("module", [["solvers.lorenz", "gradient", "--steps", "10"],
+                                    ["solvers.pml", "loss", "--nx", "20", "--ny", "20",
+                                     "--steps", "5"]])
+def test_a_solver_refuses_a_closed_standard_output_from_the_shell(module):
+    argv = " ".join(map(shlex.quote, [sys.executable, "-m", *module, "--json"]))
+    done = subprocess.run(f"{argv} >&-", shell=True, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr == (
+        f"python -m {module[0]}: error: standard output is closed, and the command writes "
+        f"its results there; run it with standard output open (e.g. > FILE, or > /dev/null "
+        f"to drop them)\n")
+
+
+@pytest.mark.parametrize("path", ["", "\t"])
+def test_plan_refuses_an_empty_disk_dir(capsys, monkeypatch, path):
+    """``--disk-dir ''`` would measure the working directory: refused before the probe,
+    as the solvers refuse it."""
+    import pebbles._storage as storage
+
+    monkeypatch.setattr(storage, "measure_io", None)  # never reached
+    code, out, err = run(capsys, "plan", "-n", "100", "--pebbles", "5", "--disk-dir", path,
+                         "--state-bytes", "1KB", "--step-seconds", "0.001")
+    assert code == 2 and not out and err == (
+        f"pebbles plan: error: --disk-dir {path!r} is an empty path; name the directory to "
+        f"measure, e.g. --disk-dir /tmp, or give --write-cost and --read-cost instead\n")
+
+
+def test_summary_says_on_stderr_that_it_plays_a_long_stream(capsys, monkeypatch):
+    """``--format summary`` of many moves (checked as they stream) says so in one line on
+    stderr, as ``plan`` does for its long solves; a short one says nothing."""
+    argv = ["schedule", "online", "-n", "100", "--pebbles", "5", "--format", "summary"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and err == ""
+    monkeypatch.setattr(cli, "SUMMARY_NOTICE_MOVES", 100)
+    code, out2, err = run(capsys, *argv)
+    assert code == 0 and out2 == out
+    assert err == "# playing at least 199 moves of online -n 100 to check them (10 s or more)\n"
+    code, _, err = run(capsys, "schedule", "treeverse", "-n", "100", "--pebbles", "5",
+                       "--format", "summary")
+    assert code == 0 and err.startswith("# playing 298 moves of treeverse -n 100 ")
+
+
+def test_summary_gives_no_notice_for_a_stream_it_refuses(capsys, monkeypatch):
+    for name, value in (("SUMMARY_NOTICE_MOVES", 10), ("ENCODE_MAX_MOVES", 10),
+                        ("SUMMARY_MAX_MOVES", 100)):
+        monkeypatch.setattr(cli, name, value)
+    code, _, err = run(capsys, "schedule", "treeverse", "-n", "100", "--pebbles", "5",
+                       "--format", "summary")
+    assert code == 2 and err.startswith("pebbles schedule: error: --format summary plays")
+
+
+def test_plan_gives_no_solving_notice_where_it_skips_the_two_level_table(capsys):
+    """n = 2^62 with 10 states: the planner skips the table (too large), so no "solving"
+    line; n = 10^5 + 1 with 20 states solves it, and says so."""
+    code, out, err = run(capsys, "plan", "-n", str(2**62), "--pebbles", "10",
+                         "--write-cost", "2", "--read-cost", "2")
+    assert code == 0 and "not costed: two-level" in out and err == ""
+    assert cli._two_level_notice(argparse.Namespace(n=10**5 + 1, budget=20, memory=None,
+                                                    state_bytes=None))
+
+
+def test_unrepeated_drops_the_unit_of_a_single_dash_flag():
+    assert cli._unrepeated("finishes -n 20 steps; pass", ["-n"]) == "finishes -n 20; pass"
+    assert cli._unrepeated("--steps 20 steps", ["--steps"]) == "--steps 20"

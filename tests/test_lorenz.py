@@ -704,6 +704,25 @@ def test_cli_sensitivity_refuses_a_grid_that_overflows(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_cli_sensitivity_overflow_names_beta_where_it_is_off_its_default(tmp_path, capsys):
+    """--beta 1e300 overflows at any --dt: the fix names --beta, not only --dt and --steps."""
+    out = tmp_path / "b.npz"
+    argv = ["sensitivity", "--resolution", "2", "--steps", "10", "--out", str(out)]
+    assert lz.main([*argv, "--beta", "1e300"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "with --dt 0.003 and --beta 1e+300;" in err
+    assert err.endswith("use a smaller --dt or fewer --steps, or --beta nearer 2.66667\n")
+    assert not out.exists()
+
+
+def test_cli_gradient_overflow_names_the_parameters_off_their_defaults(capsys):
+    assert lz.main(["gradient", "--steps", "10", "--beta", "1e300", "--rho", "-1e200"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "use a smaller --dt or fewer --steps, or --rho nearer 27 and --beta nearer 2.66667\n")
+    assert lz.main(["gradient", "--steps", "100", "--dt", "10"]) == 2
+    assert capsys.readouterr().err.endswith("use a smaller --dt or fewer --steps\n")
+
+
 @pytest.mark.parametrize("level, error, match", [
     ("10", pebbles.PebblesTypeError, r"^level='10' must be a real number"),
     (True, pebbles.PebblesTypeError, r"^level=True must be a real number"),

@@ -111,6 +111,23 @@ def test_cli_until_x(capsys):
     assert record["forward_steps"] == c.result.forward_steps
 
 
+def test_cli_until_x_memory_refusal_words_the_early_stop(monkeypatch, capsys):
+    """With --until-x the estimate is of all --steps: the message says so, and suggests no
+    --method forward (refused with --until-x); without it the advice stays."""
+    monkeypatch.setattr(lz, "available_memory", lambda: 8 * 10**9)
+    argv = ["gradient", "--steps", "1000000000", "--method", "online", "--json"]
+    assert lz.main([*argv, "--until-x", "18.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--method forward" not in err
+    assert err.startswith("python -m solvers.lorenz: error: --method online --until-x 18.5 "
+                          "--steps 1000000000 needs about 280 GB of memory if x does not "
+                          "reach 18.5 sooner (")
+    assert err.endswith("pass --force to run anyway, or use fewer --steps (the most steps "
+                        "the run takes)\n")
+    assert lz.main(argv) == 2
+    assert "or --method forward (constant memory)\n" in capsys.readouterr().err
+
+
 def test_cli_until_x_needs_online(capsys):
     assert lz.main(["gradient", "--until-x", "10", "--method", "treeverse"]) == 2
     assert "--method online" in capsys.readouterr().err

@@ -116,7 +116,7 @@ def test_in_flags_drops_a_unit_that_repeats_the_flag():
                         " pass --pebbles 2 or more")
     err = in_flags(InfeasibleBudgetError("budget=-3 must be >= 2, the least budget that "
                                          "finishes n=20 steps; pass budget=2 or more", 2))
-    assert "finishes -n 20 steps;" in str(err)
+    assert "finishes -n 20;" in str(err)
 
 
 def test_visualize_pml(tmp_path, capsys):

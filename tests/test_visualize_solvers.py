@@ -7,6 +7,7 @@ The data come from :mod:`solvers.experiments` (the experiments) and from benchma
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -742,3 +743,39 @@ def test_adjoint_error_seed_is_checked(seed, error, match):
         ex.adjoint_errors_vs_steps([1, 2], starts=2, seed=seed)
     with pytest.raises(error, match=match):
         ex.adjoint_errors_vs_reload([1, 2], n=5, starts=2, seed=seed)
+
+
+@pytest.mark.parametrize("path", ["", "\t"])
+def test_cli_lorenz_fig3_refuses_an_empty_npz(tmp_path, monkeypatch, capsys, path):
+    """``--npz ''`` is given, not absent: refused as the solvers refuse an empty path, not
+    read as "no --npz" (the full default grid computed)."""
+    monkeypatch.setattr(ex, "sensitivity_grid", None)  # never reached
+    assert main(["lorenz-fig3", "--npz", path, "-o", str(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"python -m visualize: error: --npz {path!r} is an empty path; name the "
+                   f".npz file of `python -m solvers.lorenz sensitivity --out`, e.g. --npz "
+                   f"map.npz, or leave --npz out to compute the grid\n")
+    assert main(["lorenz-fig3", "--npz", path, "--steps", "5", "-o",
+                 str(tmp_path / "f.png")]) == 2
+    assert "--steps: not used with --npz" in capsys.readouterr().err
+
+
+def test_cli_pml_names_size_where_the_steps_are_scaled_to_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ex, "pml_experiment", None)  # never reached
+    size = str(2**62)
+    assert main(["pml", "--size", size, "-o", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "steps=" not in err
+    assert err.startswith(f"python -m visualize: error: --size {size} (the run's steps "
+                          f"scaled to it, no --steps given): --steps ")
+    assert err.endswith("; or use a smaller --size\n")
+
+
+def test_visualize_writes_its_figure_with_standard_output_closed(tmp_path):
+    """The figure is the result (-o): a closed stdout loses only the "wrote" line."""
+    out = tmp_path / "f4.png"
+    argv = [sys.executable, "-m", "visualize", "lorenz-fig4", "--max-steps", "2", "--starts",
+            "1", "--reload-steps", "20", "-o", str(out)]
+    done = subprocess.run(" ".join(map(shlex.quote, argv)) + " >&-", shell=True,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and done.stderr == "" and out.stat().st_size > 0

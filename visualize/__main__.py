@@ -32,6 +32,7 @@ from pebbles.cli import (
     OneLineParser,
     SubcommandParser,
     budget_flag,
+    check_path_given,
     count,
     in_flags,
     positive,
@@ -129,7 +130,10 @@ def _sensitivity(args: argparse.Namespace):
     :func:`_check_fig3` (a run of hours or more memory than is available is refused)."""
     from solvers import experiments as ex
 
-    if args.npz:
+    if args.npz is not None:
+        check_path_given("--npz", args.npz, "name the .npz file of `python -m solvers.lorenz "
+                         "sensitivity --out`, e.g. --npz map.npz, or leave --npz out to "
+                         "compute the grid")
         try:
             g = ex.load_sensitivity(args.npz)
         except PebblesError as err:
@@ -265,12 +269,28 @@ def _check_pml(args: argparse.Namespace, cfg: Any, times: list[int], budget: int
             + " or ".join(filter(None, (", ".join(fixes[:-1]), fixes[-1]))))
 
 
+def _scaled_config(args: argparse.Namespace) -> Any:
+    """The run of ``--size`` (and ``--steps``); the library's refusal worded in flags
+    (:func:`~pebbles.cli.in_flags`), ``--size`` named where it set the steps."""
+    from solvers import experiments as ex
+
+    try:
+        return ex.scaled_config(args.size, **({} if args.steps is None
+                                               else {"steps": args.steps}))
+    except PebblesError as err:
+        worded = in_flags(err, "--steps", {"steps": "--steps"})
+        if args.steps is not None:
+            raise worded from None
+        raise PebblesValueError(f"--size {args.size} (the run's steps scaled to it, no "
+                                f"--steps given): {worded}; or use a smaller --size") from None
+
+
 def _pml(args: argparse.Namespace):
     from solvers import experiments as ex
 
     from . import _pml_figs as pf
 
-    cfg = ex.scaled_config(args.size, **({"steps": args.steps} if args.steps else {}))
+    cfg = _scaled_config(args)
     times = args.times or [max(1, round(cfg.steps * f)) for f in (0.2, 0.35, 0.5, 0.7)]
     budget = (20 if args.budget is None else args.budget) if args.panel == "gradient" else None
     _check_pml(args, cfg, times, budget)
