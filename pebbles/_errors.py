@@ -6,6 +6,8 @@ Every exception subclasses the matching built-in so callers may catch
 
 from __future__ import annotations
 
+from functools import partial
+
 __all__ = [
     "IllegalMoveError",
     "InfeasibleBudgetError",
@@ -18,6 +20,15 @@ __all__ = [
 
 class PebblesError(Exception):
     """Base class of every error raised by :mod:`pebbles`."""
+
+
+def rebuilt(err: BaseException, *args: object, **kwargs: object) -> tuple[object, ...]:
+    """``err.__reduce__()`` for an exception whose constructor takes ``args`` and
+    ``kwargs``: pickle and :func:`copy.deepcopy` call the constructor again, then restore
+    ``err.__dict__`` (its attributes and notes). The cause and traceback are not kept, as
+    for any exception.
+    """
+    return (partial(type(err), **kwargs) if kwargs else type(err)), args, err.__dict__
 
 
 class PebblesValueError(PebblesError, ValueError):
@@ -45,6 +56,9 @@ class InfeasibleBudgetError(PebblesValueError):
     def __init__(self, message: str, minimum: int) -> None:
         super().__init__(message)
         self.minimum = minimum
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return rebuilt(self, self.args[0], self.minimum)
 
 
 class IllegalMoveError(PebblesValueError):
@@ -84,3 +98,6 @@ class IllegalMoveError(PebblesValueError):
         self.move = move
         self.rule = rule
         self.code = code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return rebuilt(self, self.index, self.move, self.rule, self.code)

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from . import _states as T
-from ._errors import PebblesError, PebblesTypeError, PebblesValueError
+from ._errors import PebblesError, PebblesTypeError, PebblesValueError, rebuilt
 from ._lowering import (
     OP_DISCARD,
     OP_FREE,
@@ -89,6 +89,9 @@ class CallbackError(PebblesError, RuntimeError):
         super().__init__(message)
         self.callback = callback
         self.step = step
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return rebuilt(self, self.args[0], self.callback, self.step)
 
 
 class NonFiniteError(PebblesValueError):
@@ -537,7 +540,7 @@ class _Replay:
         if self.check_finite and not T.all_finite(tb):
             raise NonFiniteError(f"backward at step {i} returned a theta_bar with NaN or "
                                  f"infinity")
-        self.theta = tb if self.theta is None else T.add(self.theta, tb)
+        self.theta = T.copied(tb) if self.theta is None else T.add(self.theta, tb)
 
     def disk(self, op: int, src: int, dst: int, cell: int) -> None:
         """``OP_STORE`` / ``OP_LOAD`` / ``OP_DISCARD`` through ``self.store``."""

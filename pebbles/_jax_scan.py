@@ -161,6 +161,14 @@ def _weak_like(tree: Any, avals: Any) -> Any:
     return jax.tree.map(weak, tree, avals)
 
 
+def _const_cotangents(gcs: list[Any], consts: Sequence[Any]) -> list[Any]:
+    """The cotangents ``gcs`` of ``consts`` (None: not differentiated) with the consts'
+    weak types, as ``lax.scan`` gives them: a Python-scalar parameter's gradient stays
+    weakly typed (``g * float32_array`` is float32); the summed vjps are not."""
+    aval = getattr(jax, "typeof", None) or jax.core.get_aval  # jax.typeof: JAX >= 0.4.36
+    return [g if g is None else _weak_like(g, aval(c)) for g, c in zip(gcs, consts, strict=True)]
+
+
 @jax.tree_util.register_static
 @dataclass(frozen=True, slots=True)
 class _Shapes:
@@ -522,7 +530,8 @@ def make_scan(fun: Callable, rows: Rows, n: int, unroll: int | bool = 1) -> Call
         g_init = jax.tree.unflatten(sh.carry, _merge(g0, none_c, sh.carry_mask))
         x_leaves = [None] * len(sh.x_mask)
         g_xs = jax.tree.unflatten(jax.tree.structure(xs), _merge(gxs, x_leaves, sh.x_mask))
-        return g_init, g_xs, _merge(gcs, [None] * len(consts), sh.const_mask)
+        return g_init, g_xs, _const_cotangents(_merge(gcs, [None] * len(consts), sh.const_mask),
+                                               consts)
 
     scan.defvjp(scan_fwd, scan_bwd, symbolic_zeros=True)
     return scan

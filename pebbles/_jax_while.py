@@ -64,6 +64,7 @@ from jax import lax
 
 from ._jax_scan import (
     _at,
+    _const_cotangents,
     _merge,
     _put,
     _Shapes,
@@ -712,7 +713,8 @@ def make_while(fun: Callable, cfun: Callable, budget: int,
             g0, gcs = _backward(fun, sh, budget, init, buf, ctl, n, consts, g)
         none_c = [None] * len(sh.carry_mask)
         g_init = jax.tree.unflatten(sh.carry, _merge(g0, none_c, sh.carry_mask))
-        return g_init, gcs, [None] * len(cconsts)  # cond is not differentiated
+        # cond is not differentiated
+        return g_init, _const_cotangents(gcs, consts), [None] * len(cconsts)
 
     loop.defvjp(loop_fwd, loop_bwd, symbolic_zeros=True)
     return loop

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +182,10 @@ class SlotProgram:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", _read_only(self.ops))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Through the constructor: pickle and copy.deepcopy keep ops read-only.
+        return SlotProgram, tuple(getattr(self, f.name) for f in fields(self))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SlotProgram):

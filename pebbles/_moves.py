@@ -122,6 +122,8 @@ class Move(NamedTuple):
     'forward 0 7'
     >>> str(Move(MoveKind.PAINT, 2))
     'paint 2'
+    >>> str(Move(99, 1))
+    'kind=99 1 -1'
     """
 
     kind: MoveKind
@@ -129,7 +131,10 @@ class Move(NamedTuple):
     b: int = -1
 
     def __str__(self) -> str:
-        return _text(_kind_of(self), self)
+        if isinstance(self.kind, Integral) and not isinstance(self.kind, bool) \
+                and self.kind in _NAMES:
+            return _text(MoveKind(self.kind), self)
+        return f"kind={self.kind!r} {self.a} {self.b}"  # no kind: the fields as they are
 
 
 def place(i: int) -> Move:
@@ -211,6 +216,8 @@ def outside_int64(where: str) -> PebblesValueError:
 
 
 _NAMES = {k: k.name.lower() for k in MoveKind}
+#: The move kinds with their codes, for messages: ``0 (place), 1 (remove), ...``.
+_KIND_LIST = ", ".join(f"{int(k)} ({_NAMES[k]})" for k in MoveKind)
 _KINDS = {name: k for k, name in _NAMES.items()}
 
 
@@ -236,9 +243,8 @@ def format_move(m: Move) -> str:
     pebbles._errors.PebblesValueError: Move(kind=<MoveKind.FORWARD: 5>, a=0, b=-1) has no ...
     """
     kind = _kind_of(m)
-    a = m[1]
+    a, b = _cells_of(m, kind)
     if kind is MoveKind.FORWARD:
-        b = m[2]
         if not (type(a) is int and type(b) is int and 0 <= a < b <= MAX_CELL):
             a, b = _checked(m, forward, a, b)
         return f"forward {a} {b}"
@@ -247,14 +253,36 @@ def format_move(m: Move) -> str:
     return f"{_NAMES[kind]} {a}"
 
 
-def _kind_of(m: object) -> MoveKind:
-    """The kind of the move ``m``, or an error naming the kinds."""
+def _cells_of(m: Move, kind: MoveKind) -> tuple[object, object]:
+    """``m[1]`` and ``m[2]`` (``-1`` where a move other than forward has none), or an
+    error saying which cells a move of ``kind`` needs."""
+    forward = kind is MoveKind.FORWARD
     try:
-        return MoveKind(m[0])  # type: ignore[index]
-    except (ValueError, TypeError, IndexError):
+        return m[1], m[2] if forward else -1
+    except IndexError:
+        example = "forward 0 1" if forward else f"{_NAMES[kind]} 1"
+        raise PebblesValueError(
+            f"{m!r} is not a move: a {_NAMES[kind]} move needs {'i and j' if forward else 'a cell'}"
+            f" after its kind, e.g. the move {example!r}") from None
+
+
+def _kind_of(m: object) -> MoveKind:
+    """The kind of the move ``m``, or an error naming the kinds: a
+    :class:`PebblesValueError` for an integer that is no kind, a :class:`PebblesTypeError`
+    for a kind that is no integer (as :func:`pebbles.simulate`, :func:`pebbles.lower` and
+    :func:`encode` refuse them)."""
+    try:
+        kind = m[0]  # type: ignore[index]
+    except (TypeError, IndexError, KeyError):
+        kind = None
+    if not isinstance(kind, Integral) or isinstance(kind, bool):
+        raise PebblesTypeError(f"{m!r:.60} is not a move: its kind must be an integer, one "
+                               f"of {_KIND_LIST}")
+    try:
+        return MoveKind(kind)
+    except ValueError:
         raise PebblesValueError(f"{m!r:.60} is not a move: its kind must be one of "
-                                f"{', '.join(f'{int(k)} ({_NAMES[k]})' for k in MoveKind)}"
-                                ) from None
+                                f"{_KIND_LIST}") from None
 
 
 def _text(kind: MoveKind, m: Move) -> str:
@@ -433,7 +461,7 @@ def as_encoded(encoded: object) -> np.ndarray:
         i = int(bad[0])
         raise PebblesValueError(
             f"row {i} of the encoding, {arr[i].tolist()}, has kind={int(arr[i, 0])}, which is "
-            f"not a move kind; kinds are {', '.join(f'{int(k)} ({_NAMES[k]})' for k in MoveKind)}"
+            f"not a move kind; kinds are {_KIND_LIST}"
         )
     return arr
 

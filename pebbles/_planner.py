@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ._background import BackgroundClock
 from ._budget import check_budget, min_pebbles
-from ._errors import InfeasibleBudgetError, PebblesValueError
+from ._errors import InfeasibleBudgetError, PebblesValueError, rebuilt
 from ._moves import Game
 from ._optimal import min_forward_steps
 from ._registry import Method, Schedule, candidates, predicted_steps, schedule
@@ -70,7 +70,10 @@ class NoDiskError(PebblesValueError):
 
     def __init__(self, argument: str, rule: str, fix: str) -> None:
         super().__init__(f"{argument}=True {rule}: {fix}")
-        self.argument, self.rule = argument, rule
+        self.argument, self.rule, self._fix = argument, rule, fix
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return rebuilt(self, self.argument, self.rule, self._fix)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ The methods are the paper's (Liu & Xu, Algorithms 2 and 3), the optimal ones
 from __future__ import annotations
 
 import difflib
+import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -45,7 +46,14 @@ from ._reversible import reversible_encoded, reversible_min_steps, reversible_op
 from ._simulator import SimulationResult, simulate
 from ._treeverse import paper_tau, treeverse, treeverse_encoded, treeverse_paper
 from ._twolevel import periodic_disk, two_level
-from ._validation import a_kind, check_bool, check_cost, check_int, check_steps
+from ._validation import (
+    a_kind,
+    check_bool,
+    check_cost,
+    check_disk_budget,
+    check_int,
+    check_steps,
+)
 
 __all__ = ["Method", "Schedule", "candidates", "describe", "gradient_methods", "methods",
            "predicted_moves", "predicted_steps", "register", "schedule"]
@@ -158,9 +166,16 @@ def check_gradient_method(method: str, options: dict[str, Any], who: str) -> Non
 
 def candidates(n: int, budget: int, *,
                keep: Callable[[Method, dict[str, Any]], bool] | None = None) -> list[Schedule]:
-    """Every registered method that can run ``n`` steps within ``budget``, as schedules.
+    """The registered methods with a fit rule that run ``n`` steps within ``budget``, as
+    schedules, with the options their rule picks.
 
-    The one enumeration behind ``pebbles compare`` and :func:`pebbles.plan`.
+    A method's fit rule (:attr:`Method.fit`) names the options with which it runs within
+    a budget: treeverse (both games), treeverse-paper, bennett, bennett-gradient,
+    reversible-optimal, reversible-gradient, store-all and recompute-all have one. The
+    others are never offered, even where they fit: online plays runs of unknown length
+    (for a known ``n`` treeverse does at least as well), periodic needs its ``every``,
+    two-level and periodic-disk need a disk and its costs. The one enumeration behind
+    ``pebbles compare`` and :func:`pebbles.plan`.
     ``keep(method, options)``, when given, decides before a schedule is made
     (some cost time to set up) whether it is offered.
 
@@ -260,7 +275,12 @@ class Schedule:
     game : the game its moves are played in.
     budget : the budget it was asked for (``None`` for methods that take none
         and were given none).
-    options : the method's options besides ``budget``, as sorted pairs.
+    options : the method's options besides ``budget``, as sorted pairs of plain Python
+        values (``disk_budget=math.inf`` as ``None``).
+
+    Make one with :func:`pebbles.schedule`. One built directly is checked the same way
+    (the method name, ``n``, the budget, the options) and its ``game`` must be the one its
+    options imply; a contradiction raises :class:`PebblesValueError`.
 
     Examples
     --------
@@ -279,6 +299,28 @@ class Schedule:
     game: Game
     budget: int | None
     options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        entry = describe(self.method)
+        n = check_steps(self.n)
+        opts = _options(entry, _pairs(self.options))
+        if entry.takes_budget and self.budget is None:
+            raise PebblesTypeError(f"method {self.method!r} needs budget=NUMBER_OF_STATES "
+                                   f"(most states held besides s_0)")
+        budget = None if self.budget is None else check_int("budget", self.budget, 0)
+        kw = dict(opts) | ({"budget": budget} if entry.takes_budget else {})
+        iter(entry.make(n, **kw))  # validates every option now, not at the first move
+        opts = {key: _plain(key, value) for key, value in opts.items()}
+        game = entry.game(opts)
+        if self.game != game:
+            raise PebblesValueError(
+                f"game={self.game!r} contradicts method {self.method!r} with options {opts}, "
+                f"whose moves are played in game={game.value!r}; pass game=Game."
+                f"{game.name}, or make the schedule with pebbles.schedule({self.method!r}, "
+                f"n, ...), which sets the game")
+        for name, value in (("n", n), ("game", game), ("budget", budget),
+                            ("options", tuple(sorted(opts.items())))):
+            object.__setattr__(self, name, value)
 
     def __iter__(self) -> Iterator[Move]:
         entry = _METHODS[self.method]
@@ -424,23 +466,18 @@ def make_schedule(method: str, n: int, budget: int | None, options: Mapping[str,
     entry = describe(method)
     n = check_steps(n)
     opts = _options(entry, options)
-    if entry.takes_budget and budget is None:
-        raise PebblesTypeError(f"method {method!r} needs budget=NUMBER_OF_STATES "
-                               f"(most states held besides s_0)")
-    if budget is not None:
-        budget = check_int("budget", budget)
-        if budget < 0:
-            _refuse_negative(method, n, budget, opts, unit)
-    kw = dict(opts) | ({"budget": budget} if entry.takes_budget else {})
-    iter(entry.make(n, **kw))  # validates every option now, not at the first move
-    if not entry.takes_budget and budget is not None and entry.need is not None:
-        need = entry.need(n, **opts)  # the options are valid: the need is defined
-        if need is not None and need > budget:
+    if budget is not None and check_int("budget", budget) < 0:
+        _refuse_negative(method, n, int(budget), opts, unit)
+    # The Schedule checks the budget and options, and stores them as plain values.
+    s = Schedule(method, n, entry.game(opts), budget, tuple(opts.items()))
+    if not entry.takes_budget and s.budget is not None and entry.need is not None:
+        need = entry.need(n, **dict(s.options))  # the options are valid: the need is defined
+        if need is not None and need > s.budget:
             raise InfeasibleBudgetError(
-                f"{method} holds {need} states at once for n={n}, more than budget={budget}; "
-                f"pass budget >= {need} or pick a method that takes a budget (treeverse)",
-                need)
-    return Schedule(method, n, entry.game(opts), budget, tuple(sorted(opts.items())))
+                f"{method} holds {need} states at once for n={n}, more than "
+                f"budget={s.budget}; pass budget >= {need} or pick a method that takes a "
+                f"budget (treeverse)", need)
+    return s
 
 
 def _refuse_negative(method: str, n: int, budget: int, opts: dict[str, Any],
@@ -476,6 +513,34 @@ def _options(entry: Method, given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _OPTIONAL = frozenset({"tau", "disk_budget"})
+
+
+def _pairs(options: object) -> dict[str, Any]:
+    """A Schedule's ``options`` (pairs of name and value) as a dict, or an error."""
+    try:
+        pairs = dict(options)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        pairs = None
+    if pairs is None or not all(isinstance(key, str) for key in pairs):
+        raise PebblesTypeError(
+            f"options={options!r:.80} must be pairs of option name and value, e.g. "
+            f"options=(('inplace', True),); or make the schedule with pebbles.schedule("
+            f"method, n, **options)")
+    return pairs
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A checked option's value as a plain Python value: a bool, int or float for a
+    NumPy or other number (costs as floats), a disk budget of ``math.inf`` as None; so
+    that schedules of equal options compare, hash and print alike."""
+    if name == "disk_budget":
+        return check_disk_budget(value)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if name in ("write_cost", "read_cost") or (
+            isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)):
+        return float(value)
+    return int(value) if isinstance(value, numbers.Integral) else value
 
 
 def _fixed(game: Game) -> Callable[[Mapping[str, Any]], Game]:

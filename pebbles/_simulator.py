@@ -198,6 +198,10 @@ class ChainCosts:
                 f"{self.forward[i]:g}: with a graph, backward[i] includes the replay of step "
                 f"i that a kept graph saves; pass backward >= forward")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Through the constructor: pickle and copy.deepcopy keep the arrays read-only.
+        return ChainCosts, tuple(getattr(self, name) for name in _FIELDS)
+
     @property
     def n(self) -> int:
         """Number of steps of the chain."""
@@ -591,7 +595,7 @@ def _move_chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, arra
         kinds, aa, bb = move_columns(chunk, index)
         if not 0 <= min(kinds) <= max(kinds) <= max(MoveKind):
             k = next(i for i, kind in enumerate(kinds) if not 0 <= kind <= max(MoveKind))
-            raise PebblesTypeError(
+            raise PebblesValueError(
                 f"move #{index + k} of the stream, {chunk[k]!r:.40}, is not a Move: its kind "
                 f"{kinds[k]} is none of 0..{max(MoveKind)}; build moves with pebbles.place() "
                 f"etc.")

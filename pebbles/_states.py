@@ -9,6 +9,7 @@ changes one it was only meant to read.
 
 from __future__ import annotations
 
+import copy
 import zlib
 from typing import Any
 
@@ -99,6 +100,18 @@ def add(a: Any, b: Any) -> Any:
     if isinstance(a, dict):
         return {key: add(a[key], b[key]) for key in a}
     return a + b
+
+
+def copied(x: Any) -> Any:
+    """A copy of state ``x``, leaf by leaf (``copy.copy`` of each leaf): the executor's
+    running sum of ``theta_bar`` starts from one, as ``backward`` may return the same
+    buffer again at its next call."""
+    if isinstance(x, (tuple, list)):
+        items = [copied(item) for item in x]
+        return x._make(items) if hasattr(x, "_make") else type(x)(items)
+    if isinstance(x, dict):
+        return {key: copied(value) for key, value in x.items()}
+    return copy.copy(x)
 
 
 def all_finite(x: Any) -> bool:

@@ -43,7 +43,7 @@ from typing import BinaryIO
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ._errors import PebblesError, PebblesTypeError, PebblesValueError
+from ._errors import PebblesError, PebblesTypeError, PebblesValueError, rebuilt
 from ._validation import a_kind, check_bool, check_cost, check_int
 
 __all__ = ["MAP_BYTES", "DiskFullError", "DiskStore", "IOCost", "MemoryStore", "Store",
@@ -91,6 +91,7 @@ class DiskFullError(StoreError):
 
     def __init__(self, directory: str, needed: int, key: Key, *, fix: str | None = None
                  ) -> None:
+        self._fix = fix
         fix = fix or (f"Free at least {needed} bytes there per disk slot, pass a directory "
                       f"on a larger disk, or use fewer disk slots")
         super().__init__(
@@ -98,6 +99,9 @@ class DiskFullError(StoreError):
             f"disk full: writing state {key!r} ({needed} bytes of data) to {directory} "
             f"failed; the store freed all its files. {fix}")
         self.directory, self.needed, self.key = directory, needed, key
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return rebuilt(self, self.directory, self.needed, self.key, fix=self._fix)
 
 
 #: Arrays of at least this many bytes get their own memory map in :func:`mapped_empty`.

@@ -212,7 +212,8 @@ def tradeoff_curves(n: int, *, paper_max_n: int = 10**4,
     Returns
     -------
     dict
-        name -> (T'/T array, S array). Names: ``treeverse``,
+        name -> (T'/T array, S array), a new dict at each call (the arrays are shared
+        between calls, and read-only). Names: ``treeverse``,
         ``treeverse-inplace``, ``treeverse-paper``, ``online``, ``bennett``,
         ``reversible-optimal``, ``paper-treeverse``, ``paper-bennett`` (the
         last two are the paper's continuous approximations).
@@ -225,14 +226,14 @@ def tradeoff_curves(n: int, *, paper_max_n: int = 10**4,
     >>> float(x.min()), int(s.max())  # store-all: 99 steps with 99 states
     (0.99, 99)
     """
-    return _curves(*_check_curve_args(n, paper_max_n, reversible_max_pebbles))
+    return dict(_curves(*_check_curve_args(n, paper_max_n, reversible_max_pebbles)))
 
 
 @cache
 def _curves(n: int, paper_max_n: int, reversible_max_pebbles: int | None
             ) -> dict[str, Curve]:
     """:func:`tradeoff_curves` of checked arguments, cached (read-only arrays: every
-    caller gets the same ones)."""
+    caller gets the same ones, in a copy of this dict)."""
     lg = min_pebbles(n, "reversible")
     s_max = reversible_max_pebbles or lg + max(12, min(200, 10**7 // n))
     empty = (np.array([]), np.array([]))

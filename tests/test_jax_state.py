@@ -257,3 +257,31 @@ def test_program_caches_are_bounded_in_entries(empty_caches, monkeypatch):
     assert pj._named(15, 3, "treeverse", ()) is programs[-1]
     assert pj._named(10, 3, "treeverse", ()) is not programs[0]  # evicted, made again
     assert np.array_equal(pj._named(10, 3, "treeverse", ()).ops, programs[0].ops)
+
+
+def _weak(tree):
+    return [(a.dtype, a.weak_type) for a in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize("a", [1.3, np.float64(1.3), jnp.float32(1.3)])
+def test_a_parameter_gradient_keeps_the_parameters_weak_type(a):
+    """The gradient with respect to a Python-scalar parameter is weakly typed, as with
+    lax.scan / lax.fori_loop (g * float32_array stays float32); a typed one stays typed."""
+    def body(p, s):
+        return s + 0.1 * jnp.sin(p * s)
+
+    def scan(run):
+        return lambda p, s0: run(lambda s, x: (body(p, s), None), s0, length=5)[0]
+
+    def fori(p, s0):
+        return jax.lax.fori_loop(0, 5, lambda i, s: body(p, s), s0)
+
+    def until(p, s0):
+        return checkpointed_while_loop(lambda c: c[1] < 5, lambda c: (body(p, c[0]), c[1] + 1),
+                                       (s0, 0), budget=2)[0]
+
+    pebbles_scan = scan(lambda *a, **k: checkpointed_scan(*a, **k, budget=2))
+    for ours, ref in ((pebbles_scan, scan(jax.lax.scan)), (until, fori)):
+        got, want = (jax.grad(f, (0, 1))(a, 0.4) for f in (ours, ref))
+        assert _weak(got) == _weak(want)
+        assert np.array_equal(np.asarray(got[0]), np.asarray(want[0]))

@@ -250,7 +250,7 @@ def test_not_a_move() -> None:
     with pytest.raises(PebblesTypeError) as info:
         simulate([place(1), "place 2"], 3, check_end=False)
     assert "#1" in str(info.value)
-    with pytest.raises(PebblesTypeError):
+    with pytest.raises(PebblesValueError):  # an integer that is no kind: a value error
         simulate([(int(max(MoveKind)) + 1, 1, -1)], 3, check_end=False)
 
 
