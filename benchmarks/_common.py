@@ -137,15 +137,6 @@ def run_child(argv: Sequence[str], timeout: float) -> subprocess.CompletedProces
     return proc
 
 
-def check_min(parser: Any, values: dict[str, int | None], minimum: int, what: str) -> None:
-    """``parser.error`` (exit 2) naming the first flag of ``values`` (flag -> its parsed
-    value; None: not given) below ``minimum``, its value and ``what`` needs it."""
-    for flag, value in values.items():
-        if value is not None and value < minimum:
-            parser.error(f"argument {flag}: {value} is too small; {what} needs at least "
-                         f"{minimum}, e.g. {flag} {max(minimum, 100)}")
-
-
 def machine_markdown(info: dict) -> str:
     """The command line in backticks, then the machine fields on one line."""
     fields = ", ".join(f"{k}: {v}" for k, v in info.items() if k != "command")

@@ -53,11 +53,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import best_of, check_min, machine_info, machine_markdown, publish
+from _common import best_of, machine_info, machine_markdown, publish
 from numba import njit
 
 import pebbles
-from pebbles.cli import positive
+from pebbles.cli import at_least, positive
 from solvers import lorenz as lz
 
 STATE_BYTES = 24  # one Lorenz state: 3 float64
@@ -478,14 +478,13 @@ def _x64() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=positive, default=None,
+    p.add_argument("--steps", type=at_least(2), default=None,
                    help="n >= 2 (default 10000; 2000 with --quick)")
     p.add_argument("--repeat", type=positive, default=None, help="R (default 20; 3 with --quick)")
     p.add_argument("--quick", action="store_true", help="small n and few repeats")
     p.add_argument("--no-jax", action="store_true", help="skip JAX (rows say missing)")
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args(argv)
-    check_min(p, {"--steps": args.steps}, 2, "every gradient method (steps)")
     n = args.steps if args.steps is not None else 2000 if args.quick else lz.DEFAULT_STEPS
     repeat = args.repeat if args.repeat is not None else 3 if args.quick else 20
     result = run(n, repeat, not args.no_jax)

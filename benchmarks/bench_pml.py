@@ -76,10 +76,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import best_of, check_min, machine_info, machine_markdown, publish
+from _common import best_of, machine_info, machine_markdown, publish
 
 import pebbles
-from pebbles.cli import positive
+from pebbles.cli import at_least, positive
 from solvers import pml
 
 
@@ -675,13 +675,13 @@ def _case(text: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=positive, default=1000, help="grid for the kernel timings")
+    p.add_argument("--size", type=at_least(2), default=1000, help="grid for the kernel timings")
     p.add_argument("--repeat", type=positive, default=10)
     p.add_argument("--copy-mb", type=int, default=256,
                    help="least buffer (MiB) of the copy-bandwidth reference (default 256: "
                    "above the caches)")
     p.add_argument("--fig5", action="store_true", help="run the Figure-5-style sweep")
-    p.add_argument("--fig5-size", type=positive, default=250)
+    p.add_argument("--fig5-size", type=at_least(2), default=250)
     p.add_argument("--fig5-steps", type=positive, default=2000)
     p.add_argument("--fig5-clock", choices=tuple(CLOCKS), default="wall",
                    help="clock of the model comparison: wall, or process CPU time ('cpu', "
@@ -691,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "ratio is reported; default 5)")
     p.add_argument("--full", action="store_true",
                    help="the paper's problem once (1000 x 1000, 9999 steps, Treeverse S=20)")
-    p.add_argument("--full-size", type=positive, default=1000)
+    p.add_argument("--full-size", type=at_least(2), default=1000)
     p.add_argument("--full-steps", type=positive, default=9999)
     p.add_argument("--full-pebbles", type=positive, default=20)
     p.add_argument("--full-game", choices=("checkpoint", "inplace"), default="checkpoint")
@@ -708,8 +708,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # one fig5 run (internal)
     p.add_argument("--one-gradient", default=None, help=argparse.SUPPRESS)  # (internal)
     args = p.parse_args(argv)
-    check_min(p, {"--size": args.size, "--fig5-size": args.fig5_size,
-                  "--full-size": args.full_size}, 2, "the PML grid (points a side)")
     if args.copy_mb < 0:
         p.error(f"--copy-mb={args.copy_mb}: a buffer size in MiB must be >= 0; "
                 "pass e.g. --copy-mb 256")

@@ -40,9 +40,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import check_min, machine_info, machine_markdown, publish, run_child
+from _common import machine_info, machine_markdown, publish, run_child
 
-from pebbles.cli import positive
+from pebbles.cli import at_least, positive
 
 CONFIGS = {
     "memory S=20": ["--method", "treeverse", "--pebbles", "20"],
@@ -131,7 +131,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--size", type=positive, default=1000, help="nx = ny")
+    p.add_argument("--size", type=at_least(2), default=1000, help="nx = ny")
     p.add_argument("--steps", type=positive, default=2000, help="time steps")
     p.add_argument("--rounds", type=positive, default=3,
                    help="interleaved rounds; a configuration's time is its median")
@@ -139,7 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", default=None, metavar="OUT",
                    help="write the result as JSON to OUT (default: no file)")
     args = p.parse_args(argv)
-    check_min(p, {"--size": args.size}, 2, "the PML grid (points a side)")
     if args.disk_dir is not None and not Path(args.disk_dir).is_dir():
         p.error(f"argument --disk-dir: {args.disk_dir!r} is not a directory; give an "
                 "existing directory for the disk states, or leave the flag out for a "

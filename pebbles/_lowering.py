@@ -185,7 +185,7 @@ class SlotProgram:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Through the constructor: pickle and copy.deepcopy keep ops read-only.
-        return SlotProgram, tuple(getattr(self, f.name) for f in fields(self))
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SlotProgram):

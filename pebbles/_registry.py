@@ -307,10 +307,13 @@ class Schedule:
         if entry.takes_budget and self.budget is None:
             raise PebblesTypeError(f"method {self.method!r} needs budget=NUMBER_OF_STATES "
                                    f"(most states held besides s_0)")
-        budget = None if self.budget is None else check_int("budget", self.budget, 0)
+        budget = None if self.budget is None else check_int("budget", self.budget)
+        if budget is not None and budget < 0:
+            _refuse_negative(self.method, n, budget, opts, "steps")
         kw = dict(opts) | ({"budget": budget} if entry.takes_budget else {})
         iter(entry.make(n, **kw))  # validates every option now, not at the first move
         opts = {key: _plain(key, value) for key, value in opts.items()}
+        _check_need(entry, n, budget, opts)
         game = entry.game(opts)
         if self.game != game:
             raise PebblesValueError(
@@ -469,15 +472,20 @@ def make_schedule(method: str, n: int, budget: int | None, options: Mapping[str,
     if budget is not None and check_int("budget", budget) < 0:
         _refuse_negative(method, n, int(budget), opts, unit)
     # The Schedule checks the budget and options, and stores them as plain values.
-    s = Schedule(method, n, entry.game(opts), budget, tuple(opts.items()))
-    if not entry.takes_budget and s.budget is not None and entry.need is not None:
-        need = entry.need(n, **dict(s.options))  # the options are valid: the need is defined
-        if need is not None and need > s.budget:
-            raise InfeasibleBudgetError(
-                f"{method} holds {need} states at once for n={n}, more than "
-                f"budget={s.budget}; pass budget >= {need} or pick a method that takes a "
-                f"budget (treeverse)", need)
-    return s
+    return Schedule(method, n, entry.game(opts), budget, tuple(opts.items()))
+
+
+def _check_need(entry: Method, n: int, budget: int | None, opts: dict[str, Any]) -> None:
+    """Refuse a ``budget`` below the states a method without one holds (its ``need``;
+    ``opts`` checked, so the need is defined)."""
+    if entry.takes_budget or budget is None or entry.need is None:
+        return
+    need = entry.need(n, **opts)
+    if need is not None and need > budget:
+        raise InfeasibleBudgetError(
+            f"{entry.name} holds {need} states at once for n={n}, more than "
+            f"budget={budget}; pass budget >= {need} or pick a method that takes a "
+            f"budget (treeverse)", need)
 
 
 def _refuse_negative(method: str, n: int, budget: int, opts: dict[str, Any],

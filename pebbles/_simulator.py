@@ -200,7 +200,7 @@ class ChainCosts:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Through the constructor: pickle and copy.deepcopy keep the arrays read-only.
-        return ChainCosts, tuple(getattr(self, name) for name in _FIELDS)
+        return type(self), tuple(getattr(self, name) for name in _FIELDS)
 
     @property
     def n(self) -> int:

@@ -103,15 +103,17 @@ def add(a: Any, b: Any) -> Any:
 
 
 def copied(x: Any) -> Any:
-    """A copy of state ``x``, leaf by leaf (``copy.copy`` of each leaf): the executor's
+    """A copy of state ``x`` that shares no memory with it, leaf by leaf: the executor's
     running sum of ``theta_bar`` starts from one, as ``backward`` may return the same
-    buffer again at its next call."""
+    buffer again at its next call. An array's own ``copy()`` (NumPy, CuPy) or
+    ``clone()`` (PyTorch, whose ``copy.copy`` shares storage), else ``copy.deepcopy``."""
     if isinstance(x, (tuple, list)):
         items = [copied(item) for item in x]
         return x._make(items) if hasattr(x, "_make") else type(x)(items)
     if isinstance(x, dict):
         return {key: copied(value) for key, value in x.items()}
-    return copy.copy(x)
+    own = getattr(x, "clone", None) or getattr(x, "copy", None)
+    return own() if callable(own) else copy.deepcopy(x)
 
 
 def all_finite(x: Any) -> bool:

@@ -56,9 +56,9 @@ from ._reversible import reversible_tables_fit
 from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
-           "add_schedule_arguments", "budget_flag", "check_path_given", "count", "in_flags",
-           "main", "method_choice", "method_flags", "parse_bytes", "positive", "run_command",
-           "schedule_from_args", "unused_flags", "write_error"]
+           "add_schedule_arguments", "at_least", "budget_flag", "check_path_given", "count",
+           "in_flags", "main", "method_choice", "method_flags", "parse_bytes", "positive",
+           "run_command", "schedule_from_args", "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -109,6 +109,14 @@ class SubcommandParser(OneLineParser):
 def positive(text: str) -> int:
     """argparse type: a whole number >= 1."""
     return _integer(text, 1)
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: a whole number >= ``minimum`` (``positive`` and ``count`` are
+    ``at_least(1)`` and ``at_least(0)``), e.g. ``type=at_least(2)`` for a grid size."""
+    def whole(text: str) -> int:
+        return _integer(text, minimum)
+    return whole
 
 
 def method_choice(choices: Sequence[str]) -> Callable[[str], str]:

@@ -40,6 +40,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import sys
 import time
 import weakref
 from bisect import bisect_right
@@ -95,16 +96,15 @@ def _opaque(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` run as it is under ``torch.compile``: a graph break at the call, which runs
     eagerly (its steps too), so that the schedule, the ``torch.autograd.Function`` and
     its replays are those of an eager call and the gradients are the same. The wrapper
-    is this module's function (doctests find it), calling ``torch.compiler.disable``'s."""
-    compiler = getattr(torch, "compiler", None)
-    disable = getattr(compiler, "disable", None) or getattr(
-        getattr(torch, "_dynamo", None), "disable", None)
-    if disable is None:  # pragma: no cover - no torch.compile either
-        return fn
-    eager = disable(fn)
+    is this module's function (doctests find it). Nothing compiles before
+    ``torch._dynamo`` is imported, so until then ``fn`` is called directly, and
+    ``torch.compiler.disable`` (which imports it, about 1.5 s) is reached only after."""
+    eager = torch._disable_dynamo(fn) if hasattr(torch, "_disable_dynamo") else None
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
+        if "torch._dynamo" not in sys.modules or eager is None:
+            return fn(*args, **kwargs)
         return eager(*args, **kwargs)
     return call
 
@@ -1412,26 +1412,30 @@ def _owner(obj: object) -> torch.nn.Module | None:
 
 
 def _module_params(obj: object) -> tuple[torch.Tensor, ...]:
-    """Parameters of ``obj`` if it is an nn.Module (or a bound method of one); a lazy
-    module's uninitialized ones are refused (:func:`_refuse_lazy`)."""
+    """Parameters of ``obj`` if it is an nn.Module (or a bound method of one)."""
     owner = _owner(obj)
-    if owner is None:
-        return ()
-    _refuse_lazy(owner)
-    return tuple(owner.parameters())
+    return () if owner is None else tuple(owner.parameters())
 
 
-def _refuse_lazy(owner: torch.nn.Module) -> None:
-    """Refuse a module with uninitialized parameters or buffers (``nn.LazyLinear`` before
-    its first call): they take their shape from the first input, after the adapter has
-    read the module's tensors for the gradients, devices and taping."""
-    name = next((n for n, t in (*owner.named_parameters(), *owner.named_buffers())
-                 if torch.nn.parameter.is_lazy(t)), None)
-    if name is not None:
-        raise PebblesValueError(
-            f"{type(owner).__name__}'s {name} is uninitialized (a lazy module such as "
-            f"nn.LazyLinear, shaped by its first input); call the module once on an "
-            f"example input (model(x), e.g. under torch.no_grad()) before checkpointing it")
+def _refuse_lazy(steps: Sequence[object], params: tuple[torch.Tensor, ...]) -> None:
+    """Refuse, in a call that makes a graph, uninitialized parameters among ``params``
+    (``nn.LazyLinear`` before its first call; the parameters of ``steps``' modules): they
+    take their shape from the first input, after the adapter has read them for the
+    gradients, devices and taping. One test per parameter; the name is looked up only
+    for the error."""
+    if not any(torch.nn.parameter.is_lazy(p) for p in params):
+        return
+    for k, owner in enumerate(map(_owner, steps)):
+        name = next((name for name, t in (owner.named_parameters() if owner else ())
+                     if torch.nn.parameter.is_lazy(t)), None)
+        if name is not None:
+            where = f"layer {k} ({type(owner).__name__})" if len(steps) > 1 else \
+                f"the step ({type(owner).__name__})"
+            raise PebblesValueError(
+                f"{where}: parameter {name} is uninitialized (a lazy module such as "
+                f"nn.LazyLinear, shaped by its first input); call the module once on an "
+                f"example input (model(x), e.g. under torch.no_grad()) before "
+                f"checkpointing it with gradients")
 
 
 def _program(moves: Any, n: int) -> SlotProgram:
@@ -1612,6 +1616,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     grad = _wants_grad(xs, (*call_params, *module_params))
     if grad:
         _check_inference("x0", xs, was_tuple)
+        _refuse_lazy((step,), module_params)
     if memory is not None and grad:
         program = _uniform_program(step, x0, n, call_params, memory, graph_bytes, tape,
                                    devices)
@@ -1691,6 +1696,7 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
                                   "*model.parameters(), budget=...)")
     if _wants_grad(xs, (*call_params, *_module_params(step))):
         _check_inference("x0", xs, was_tuple)
+        _refuse_lazy((step,), _module_params(step))
     chain = _Until(cond, (budget, beyond, most), step, call_params, _module_params(step),
                    None, spec=_spec(xs), rng=preserve_rng_state,
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
@@ -2323,6 +2329,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     chain_params = _chain_params(layers, params)
     if _wants_grad(xs, chain_params):
         _check_inference("input", xs, was_tuple)
+        _refuse_lazy(layers, chain_params)
     if sum(v is not None for v in (budget, memory, segments)) != 1:
         raise PebblesValueError(
             f"budget={budget!r}, memory={memory!r}, segments={segments!r}: pass exactly one "

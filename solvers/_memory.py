@@ -1,4 +1,5 @@
-"""Memory available to a run, for the solvers' checks before they allocate anything."""
+"""Memory available to a run, and the memory a lowered schedule takes, for the solvers'
+checks before they allocate anything."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["available_memory", "release_freed_memory"]
+import pebbles
+
+__all__ = ["LOWERING_BYTES_PER_CELL", "LOWERING_BYTES_PER_MOVE", "available_memory",
+           "program_bytes", "release_freed_memory", "schedule_moves"]
 
 
 def available_memory() -> int | None:
@@ -39,3 +43,51 @@ def release_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(trim is not None and trim(0) == 1)
+
+
+#: Bytes a move costs while :func:`pebbles.lower` lowers a stream: its encoded row (three
+#: int64), the copies of that row's fields the rule loop plays (three int64) and its row
+#: of the program (five int64, a row of ``SlotProgram.ops``; the program keeps the whole
+#: row buffer). The stream's short-lived temporaries add up to 15% at the peak
+#: (tracemalloc, treeverse to bennett-gradient at n = 1e4).
+LOWERING_BYTES_PER_MOVE = (3 + 3 + 5) * 8
+#: Bytes a cell costs while lowering: the cell-to-slot map and the free-slot list (int64).
+LOWERING_BYTES_PER_CELL = 2 * 8
+
+
+def program_bytes(moves: int, n: int) -> int:
+    """Bytes the lowering of a stream of ``moves`` moves for ``n`` steps holds at its peak
+    (:data:`LOWERING_BYTES_PER_MOVE` a move, :data:`LOWERING_BYTES_PER_CELL` a cell).
+
+    Examples
+    --------
+    >>> from solvers._memory import program_bytes
+    >>> program_bytes(3, 1)
+    280
+    """
+    return LOWERING_BYTES_PER_MOVE * moves + LOWERING_BYTES_PER_CELL * n
+
+
+def schedule_moves(s: pebbles.Schedule) -> int:
+    """Moves of the stream of ``s``, found without playing it.
+
+    Its method's formula for its moves (:attr:`pebbles.Method.moves`, what
+    :func:`pebbles.describe` gives); else the most its forward steps allow
+    (:func:`pebbles.predicted_steps`): ``2 * steps + n``, since a move steps forward at
+    least once, removes a state a forward move placed, or paints one of the ``n``
+    cells; else ``3 n``, the walk, paint and remove of each cell (the least a gradient
+    schedule makes: the methods without either formula, such as online, make more).
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> from solvers._memory import schedule_moves
+    >>> schedule_moves(pebbles.schedule("bennett-gradient", 100, k=2)) == len(
+    ...     pebbles.schedule("bennett-gradient", 100, k=2).encode())
+    True
+    """
+    formula = pebbles.describe(s.method).moves
+    if formula is not None:
+        return formula(s.n, s.budget, **dict(s.options))
+    steps = pebbles.predicted_steps(s)
+    return 3 * s.n if steps is None else 2 * steps + s.n

@@ -33,7 +33,8 @@ import contextlib
 import dataclasses
 import math
 import zipfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,24 +99,84 @@ def load_sensitivity(path: str | Path) -> SensitivityGrid:
     """Read a grid written by :meth:`SensitivityGrid.save` (or ``solvers.lorenz sensitivity``).
 
     Files without ``beta``, ``steps`` or ``dt`` get the paper's 8/3, 10^4 and 3e-3.
+
+    Raises
+    ------
+    pebbles.PebblesValueError
+        If ``path`` is no readable ``.npz`` archive (missing, truncated, corrupted),
+        lacks a field, or a field breaks its rule (naming the file and the field):
+        ``sigmas`` and ``rhos`` 1-D real arrays, ``mean_abs_grad`` a real array of
+        shape ``(len(sigmas), len(rhos))``, ``steps`` a whole number >= 0, ``dt``
+        finite and > 0, ``beta`` finite.
     """
     if Path(path).is_file() and not zipfile.is_zipfile(path):  # .npy, JSON: no grid
         raise PebblesValueError(
             f"path={str(path)!r} is not an .npz grid (not a NumPy .npz archive); it must "
-            f"hold sigmas, rhos and mean_abs_grad; write one with `python -m "
-            f"solvers.lorenz sensitivity --out map.npz`")
+            f"hold sigmas, rhos and mean_abs_grad; {_WRITE_GRID}")
+    fields = _npz_fields(path)
+    sigmas, rhos = (_grid_axis(path, fields, name) for name in ("sigmas", "rhos"))
+    grid = _grid_field(path, fields, "mean_abs_grad")
+    if grid.dtype.kind not in "iuf" or grid.shape != (len(sigmas), len(rhos)):
+        raise _bad_field(path, f"its mean_abs_grad is a {grid.dtype} array of shape "
+                         f"{grid.shape}; it must be a real array of shape (len(sigmas), "
+                         f"len(rhos)) = ({len(sigmas)}, {len(rhos)})")
+    return SensitivityGrid(
+        sigmas, rhos, grid,
+        _grid_number(path, fields, "beta", _BETA,
+                     lambda v: real(v, "beta", "parameter beta", _BETA)),
+        _grid_number(path, fields, "steps", lorenz.DEFAULT_STEPS,
+                     lambda v: whole(v, 0, "steps", "the number of RK4 steps")),
+        _grid_number(path, fields, "dt", lorenz.DEFAULT_DT,
+                     lambda v: real(v, "dt", "time step", lorenz.DEFAULT_DT, positive=True)))
+
+
+_WRITE_GRID = "write one with `python -m solvers.lorenz sensitivity --out map.npz`"
+
+
+def _npz_fields(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read (decompressed) here: a missing,
+    truncated or corrupted archive is refused naming ``path``."""
     try:
         with np.load(path) as data:
-            return SensitivityGrid(
-                data["sigmas"], data["rhos"], data["mean_abs_grad"],
-                float(data["beta"]) if "beta" in data else _BETA,
-                int(data["steps"]) if "steps" in data else lorenz.DEFAULT_STEPS,
-                float(data["dt"]) if "dt" in data else lorenz.DEFAULT_DT)
-    except (OSError, KeyError, ValueError) as err:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise PebblesValueError(
-            f"path={str(path)!r} is not a Figure 3 grid ({err}); it must be an .npz with "
-            "sigmas, rhos and mean_abs_grad; write one with `python -m solvers.lorenz "
-            "sensitivity --out map.npz`") from None
+            f"path={str(path)!r} is not a Figure 3 grid ({type(err).__name__}: {err}); it "
+            f"must be an .npz with sigmas, rhos and mean_abs_grad; {_WRITE_GRID}") from None
+
+
+def _bad_field(path: str | Path, problem: str) -> PebblesValueError:
+    return PebblesValueError(f"path={str(path)!r} is not a Figure 3 grid: {problem}; "
+                             f"{_WRITE_GRID}")
+
+
+def _grid_field(path: str | Path, fields: dict[str, np.ndarray], name: str) -> np.ndarray:
+    if name not in fields:
+        raise _bad_field(path, f"it has no {name} (it must hold sigmas, rhos and "
+                         f"mean_abs_grad)")
+    return fields[name]
+
+
+def _grid_axis(path: str | Path, fields: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The axis ``name``: a 1-D array of real numbers."""
+    axis = _grid_field(path, fields, name)
+    if axis.dtype.kind not in "iuf" or axis.ndim != 1:
+        raise _bad_field(path, f"its {name} is a {axis.dtype} array of shape {axis.shape}; "
+                         f"it must be a 1-D array of real numbers")
+    return axis
+
+
+def _grid_number(path: str | Path, fields: dict[str, np.ndarray], name: str, default: Any,
+                 check: Callable[[object], Any]) -> Any:
+    """The number ``name`` (``default`` if absent), checked by ``check`` (with
+    :func:`solvers._checks.real` or :func:`~solvers._checks.whole`)."""
+    if name not in fields:
+        return default
+    value = fields[name]
+    try:
+        return check(value[()] if value.ndim == 0 else value)
+    except pebbles.PebblesError as err:
+        raise _bad_field(path, str(err).split("; pass")[0]) from None
 
 
 def sensitivity_grid(resolution: int = 201, *,

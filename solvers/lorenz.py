@@ -52,7 +52,7 @@ from pebbles.cli import OneLineParser, in_flags, positive, run_command, schedule
 from solvers import _refuse_without_numba
 from solvers._checks import _shown, boolean, reals, triples, whole
 from solvers._checks import real as _real
-from solvers._memory import available_memory
+from solvers._memory import available_memory, program_bytes, schedule_moves
 from solvers._paths import check_npz_output
 
 # Numba comes after the command line's parser (below DEFAULT_STEPS): `python -m
@@ -1274,10 +1274,6 @@ def gradient_adjoint(
 # ---------------------------------------------------------------------------
 # memory needed and available
 # ---------------------------------------------------------------------------
-#: Bytes per step of a lowered schedule held in memory: a gradient schedule has about
-#: 3 moves a step (24 bytes each encoded), the lowering's row buffer (5 int64 a move),
-#: about 2 program rows a step (40 bytes each) and the cell-to-slot map (8 bytes).
-_PROGRAM_BYTES_PER_STEP = 3 * 24 + 3 * 40 + 2 * 40 + 8
 _STATE_BYTES = 3 * 8
 #: ``--executor generic`` (:func:`gradient_reverse`, :func:`pebbles.replay`): bytes a step
 #: and bytes a state held, from the peak RSS growth of runs at n = 1e5, 3e5 and 1e6
@@ -1288,16 +1284,18 @@ _GENERIC_STATE_BYTES = 560
 _EXECUTORS = ("numba", "generic")
 
 
-def memory_estimate(method: str, n: int, *, states: int = 0, executor: str = "numba") -> int:
+def memory_estimate(method: str, n: int, *, states: int = 0, executor: str = "numba",
+                    moves: int | None = None) -> int:
     """Bytes a gradient of ``n`` steps needs (an estimate made before it starts).
 
     Parameters
     ----------
     method : str
         ``forward`` (constant memory), ``adjoint`` (the ``states`` reloaded
-        states) or any schedule method (the lowered schedule, about 280 bytes
-        a step, plus ``states`` stored states, 24 bytes each, with the Numba
-        executor; about 660 bytes a step and 560 a state with the generic one).
+        states) or any schedule method (the lowering of its ``moves``,
+        :func:`solvers._memory.program_bytes`, plus ``states`` stored states,
+        24 bytes each, with the Numba executor; with the generic one at least
+        660 bytes a step and 560 a state).
     n : int
         Number of steps.
     states : int
@@ -1305,15 +1303,19 @@ def memory_estimate(method: str, n: int, *, states: int = 0, executor: str = "nu
     executor : {'numba', 'generic'}
         The executor of a schedule method (:func:`replay_lorenz` or
         :func:`gradient_reverse`); ignored by ``forward`` and ``adjoint``.
+    moves : int, optional
+        Moves of the schedule's stream (:func:`solvers._memory.schedule_moves`
+        counts a schedule's); default ``3 n``, a walk, a paint and a remove a
+        cell (treeverse, store-all). Ignored by ``forward`` and ``adjoint``.
 
     Raises
     ------
     pebbles.PebblesValueError
         If ``method`` is not one of ``python -m solvers.lorenz gradient
-        --method``'s choices, ``executor`` not one of the two, or ``n`` or
-        ``states`` is negative.
+        --method``'s choices, ``executor`` not one of the two, or ``n``,
+        ``states`` or ``moves`` is negative.
     pebbles.PebblesTypeError
-        If ``n`` or ``states`` is not an integer.
+        If ``n``, ``states`` or ``moves`` is not an integer.
 
     Examples
     --------
@@ -1332,12 +1334,14 @@ def memory_estimate(method: str, n: int, *, states: int = 0, executor: str = "nu
             f"(replay_lorenz) or executor='generic' (gradient_reverse)")
     n = _n(n)
     states = _n(states, 0, "states", "the states held at once besides s_0")
+    moves = 3 * n if moves is None else _n(moves, 0, "moves", "the moves of the schedule")
     fixed = _STATE_BYTES * (states + 2)
     if method in ("forward", "adjoint"):
         return fixed + (8 * 6 * 8 if method == "forward" else 0)
+    program = program_bytes(moves, n)
     if executor == "generic":
-        return _GENERIC_BYTES_PER_STEP * n + _GENERIC_STATE_BYTES * (states + 2)
-    return fixed + _PROGRAM_BYTES_PER_STEP * n
+        return max(_GENERIC_BYTES_PER_STEP * n, program) + _GENERIC_STATE_BYTES * (states + 2)
+    return fixed + program
 
 
 def _gigabytes(nbytes: float) -> str:
@@ -1345,14 +1349,11 @@ def _gigabytes(nbytes: float) -> str:
 
 
 def _states_held(args: argparse.Namespace, s: pebbles.Schedule | None) -> int:
+    """States held at once besides ``s_0``: the reloaded ones of ``adjoint``; a schedule's
+    :func:`_stored_states` (a schedule never holds more than ``n``)."""
     if args.method == "adjoint":
         return 0 if args.every is None else args.steps // args.every + 1
-    if s is None:
-        return 0
-    if s.budget is not None:  # a schedule never holds more than n states besides s_0
-        return min(s.budget, args.steps)
-    return {"store-all": args.steps, "periodic": args.steps // (args.every or 1) + (
-        args.every or 1)}.get(s.method, 2)
+    return 0 if s is None else min(_stored_states(s), args.steps)
 
 
 def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
@@ -1361,7 +1362,8 @@ def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
     ``--method online`` takes the flag: no ``--method forward`` to suggest)."""
     generic = s is not None and _executor(args) == "generic"
     need = memory_estimate(args.method, args.steps, states=_states_held(args, s),
-                           executor=_executor(args))
+                           executor=_executor(args),
+                           moves=None if s is None else schedule_moves(s))
     free = available_memory()
     if args.force or free is None or need <= free:
         return
@@ -1370,7 +1372,7 @@ def _check_memory(args: argparse.Namespace, s: pebbles.Schedule | None) -> None:
     if args.until_x is not None:
         until, sooner = (f" --until-x {args.until_x:g}",
                          f" if x does not reach {args.until_x:g} sooner")
-        fix = " (the most steps the run takes)"
+        fix = f"{', --executor numba' * generic} (the most steps the run takes)"
     raise pebbles.PebblesValueError(
         f"--method {args.method}{until} --steps {args.steps}{' --executor generic' * generic} "
         f"needs about {_gigabytes(need)} of memory{sooner} (the lowered schedule and the "

@@ -62,7 +62,7 @@ from pebbles.cli import (
 )
 from solvers import _refuse_without_numba
 from solvers._checks import _shown, boolean, real, reals, whole
-from solvers._memory import available_memory, release_freed_memory
+from solvers._memory import available_memory, program_bytes, release_freed_memory, schedule_moves
 from solvers._paths import check_npz_output
 
 # Numba (numba, solvers._pml_kernels as kern, solvers._threading) is imported after the
@@ -1272,7 +1272,8 @@ class MemoryEstimate:
     state_bytes : int
         Bytes of one state, ``4 (nx+2) (ny+2) 8``.
     other_bytes : int
-        Grids (``c``, the true model, ``dL/dc``) and the detector recordings.
+        Grids (``c``, the true model, ``dL/dc``), the detector recordings and the
+        lowered schedule (:func:`solvers._memory.program_bytes` of its moves).
     """
 
     states: int
@@ -1292,10 +1293,17 @@ def memory_estimate(cfg: PMLConfig,
 
     Counted before anything is allocated: the schedule's peak of stored
     states (:func:`_held_states`) plus the working state, ``s_0`` and the
-    gradient buffers, and three grids and the recordings. ``moves`` takes the
-    forms :func:`gradient` takes: a schedule (or a ``pebbles.SlotProgram``)
-    for ``cfg.steps`` steps, an iterable of moves or an encoded array (played
-    by :func:`pebbles.lower`: an iterator is used up, pass a list).
+    gradient buffers, three grids and the recordings, and the lowering of its
+    moves (:func:`solvers._memory.schedule_moves` counts a schedule's; a
+    program's rows are counted as moves). ``moves`` takes the forms
+    :func:`gradient` takes: a schedule (or a ``pebbles.SlotProgram``) for
+    ``cfg.steps`` steps, an iterable of moves or an encoded array (played by
+    :func:`pebbles.lower`: an iterator is used up, pass a list).
+
+    The states a two-level or periodic-disk schedule keeps on disk are not
+    counted: :func:`gradient` keeps them in its ``store``, a ``pebbles.DiskStore``
+    on the command line; with the default ``store=None``, a ``pebbles.MemoryStore``,
+    they are in memory too, up to the schedule's ``disk_budget`` states more.
 
     Raises
     ------
@@ -1311,34 +1319,39 @@ def memory_estimate(cfg: PMLConfig,
     >>> cfg = pml.PMLConfig(nx=300, ny=300, steps=20000)
     >>> est = pml.memory_estimate(cfg, pml.schedule("store-all", cfg.steps))
     >>> est.states, round(est.total / 1e9, 1)
-    (20004, 58.4)
+    (20004, 58.5)
     >>> pml.memory_estimate(cfg, pml.schedule("bennett", cfg.steps, budget=1000)).states
     20
     """
-    return _estimate(cfg, 1 if moves is None else _peak_of(cfg, moves) + 4)
+    if moves is None:
+        return _estimate(cfg, 1)
+    peak, count = _peak_of(cfg, moves)
+    return _estimate(cfg, peak + 4, program_bytes(count, cfg.steps))
 
 
-def _peak_of(cfg: PMLConfig, moves: object) -> int:
-    """States ``moves`` holds at its peak, ``s_0`` included, read as :func:`gradient`
-    reads it (:func:`pebbles.replay`): a schedule or program for ``cfg.steps``
-    steps, else plain moves lowered for ``cfg.steps`` steps."""
+def _peak_of(cfg: PMLConfig, moves: object) -> tuple[int, int]:
+    """States ``moves`` holds at its peak, ``s_0`` included, and its moves (a program's
+    rows), read as :func:`gradient` reads it (:func:`pebbles.replay`): a schedule or
+    program for ``cfg.steps`` steps, else plain moves lowered for ``cfg.steps`` steps."""
     if isinstance(moves, (pebbles.Schedule, pebbles.SlotProgram)) and moves.n != cfg.steps:
         kind = "schedule" if isinstance(moves, pebbles.Schedule) else "program"
         raise PebblesValueError(
             f"moves is a {kind} for n={moves.n} steps but cfg.steps={cfg.steps}; pass one "
             f"for {cfg.steps} steps, e.g. solvers.pml.schedule(\"treeverse\", cfg.steps)")
     if isinstance(moves, pebbles.Schedule):
-        return _held_states(moves)
+        return _held_states(moves), schedule_moves(moves)
     if isinstance(moves, pebbles.SlotProgram):
-        return moves.peak_states
-    return pebbles.lower(moves, cfg.steps).peak_states
+        return moves.peak_states, len(moves.ops)
+    arr = pebbles.encode(moves)
+    return pebbles.lower(arr, cfg.steps).peak_states, len(arr)
 
 
-def _estimate(cfg: PMLConfig, states: int) -> MemoryEstimate:
-    """``states`` state-sized arrays, three grids and the recordings of ``cfg``."""
+def _estimate(cfg: PMLConfig, states: int, program: int = 0) -> MemoryEstimate:
+    """``states`` state-sized arrays, three grids and the recordings of ``cfg``, and
+    ``program`` bytes of the lowered schedule."""
     nxx, nyy = cfg.shape
     grid = 8 * nxx * nyy
-    other = 3 * grid + 8 * (cfg.steps + 1) * cfg.n_detectors * 2 + 16 * cfg.steps
+    other = 3 * grid + 8 * (cfg.steps + 1) * cfg.n_detectors * 2 + 16 * cfg.steps + program
     return MemoryEstimate(states, 4 * grid, other)
 
 

@@ -26,14 +26,14 @@ def _refused(main, argv, capsys) -> str:
 
 @pytest.mark.parametrize(("script", "argv", "words"), [
     ("bench_lorenz", ["--steps", "0"], "argument --steps: '0'"),
-    ("bench_lorenz", ["--steps", "1"], "argument --steps: 1 is too small"),
+    ("bench_lorenz", ["--steps", "1"], "argument --steps: '1' must be a whole number >= 2"),
     ("bench_lorenz", ["--repeat", "0"], "argument --repeat: '0'"),
     ("bench_scaling", ["--sizes", "0"], "argument --sizes: '0'"),
     ("bench_scaling", ["--sizes", "-5"], "argument --sizes: '-5'"),
     ("bench_scaling", ["--repeats", "-3"], "argument --repeats: '-3'"),
     ("bench_scaling", ["--sizes"], "argument --sizes: expected at least one"),
     ("bench_pml", ["--size", "0"], "argument --size: '0'"),
-    ("bench_pml", ["--size", "1"], "argument --size: 1 is too small"),
+    ("bench_pml", ["--size", "1"], "argument --size: '1' must be a whole number >= 2"),
     ("bench_pml", ["--repeat", "0"], "argument --repeat: '0'"),
     ("bench_pml", ["--fig5-rounds", "0"], "argument --fig5-rounds: '0'"),
     ("bench_online", ["--sizes", "0"], "argument --sizes: '0'"),
@@ -45,7 +45,7 @@ def _refused(main, argv, capsys) -> str:
     ("bench_twolevel", ["--repeats", "0"], "argument --repeats: '0'"),
     ("bench_twolevel", ["--peer-sizes"], "argument --peer-sizes: expected at least one"),
     ("bench_pml_disk", ["--rounds", "0"], "argument --rounds: '0'"),
-    ("bench_pml_disk", ["--size", "1"], "argument --size: 1 is too small"),
+    ("bench_pml_disk", ["--size", "1"], "argument --size: '1' must be a whole number >= 2"),
     ("bench_pml_disk", ["--disk-dir", "/nonexistent/pebbles"], "argument --disk-dir"),
     ("bench_lowering", ["--repeats", "0"], "argument --repeats: '0'"),
     ("run", ["--only"], "argument --only: expected at least one"),
@@ -133,15 +133,21 @@ def test_a_missing_peer_is_recorded(load_bench, monkeypatch) -> None:
 
 @pytest.fixture
 def example(monkeypatch, tmp_path):
-    """``example(name)``: the module ``examples/<name>.py``, run in ``tmp_path``."""
+    """``example(name)``: the module ``examples/<name>.py``, run in ``tmp_path``; the
+    example modules it imported (``_args`` too) leave ``sys.modules`` afterwards."""
     monkeypatch.syspath_prepend(str(ROOT / "examples"))
     monkeypatch.chdir(tmp_path)
+    before = set(sys.modules)
 
     def load(name: str):
         import importlib
         return importlib.import_module(name)
 
-    return load
+    yield load
+    folder = str(ROOT / "examples")
+    for name in set(sys.modules) - before:
+        if str(getattr(sys.modules[name], "__file__", "") or "").startswith(folder):
+            del sys.modules[name]
 
 
 @pytest.mark.parametrize(("name", "argv", "words"), [

@@ -108,6 +108,31 @@ def test_grad_theta_of_pytrees_with_a_reused_buffer():
     np.testing.assert_array_equal(got["w"][0], np.full(3, 255.0))
 
 
+def test_grad_theta_of_torch_tensors_with_a_reused_buffer():
+    """copy.copy of a torch tensor shares its storage: the sum starts from a clone."""
+    torch = pytest.importorskip("torch")
+    buf = torch.zeros(3, dtype=torch.float64)
+
+    def reusing(i, s, g):
+        buf[:] = g
+        return 2.0 * g, buf
+
+    got = pebbles.replay(pebbles.schedule("treeverse", 8, budget=3), None,
+                         torch.ones(3, dtype=torch.float64), lambda i, s: 2.0 * s, reusing,
+                         torch.ones_like).grad_theta
+    assert torch.equal(got, torch.full((3,), 255.0, dtype=torch.float64))
+
+
+def test_a_schedule_replaced_to_a_budget_below_its_need_is_refused():
+    """dataclasses.replace builds a Schedule: the need check of pebbles.schedule runs."""
+    import dataclasses
+
+    s = pebbles.schedule("store-all", 10, budget=9)
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="store-all holds 9 states"):
+        dataclasses.replace(s, budget=3)
+    with pytest.raises(pebbles.InfeasibleBudgetError, match="the least budget"):
+        dataclasses.replace(pebbles.schedule("treeverse", 10, budget=3), budget=-1)
+
 def _chain_costs():
     return pebbles.ChainCosts(np.ones(3), np.full(3, 2.0), np.array([8, 8, 16, 8]),
                               grads=np.array([1.0, 0.0, 4.0]))

@@ -989,3 +989,26 @@ def test_cli_sensitivity_axis_wider_than_a_float_is_one_line(tmp_path):
         "python -m solvers.lorenz: error: --sigma-range -1e+308 1e+308: high - low overflows "
         "to inf (the axis is wider than a float holds); pass ends closer together, e.g. "
         "--sigma-range 0 20"]
+
+
+def test_memory_estimate_counts_the_moves_of_the_schedule():
+    """bennett-gradient makes about 300 moves a step at n = 1e4: the estimate holds its
+    lowered program, measured."""
+    from solvers._memory import schedule_moves
+
+    s = pebbles.schedule("bennett-gradient", 10**4, k=2)
+    ops = s.lower().ops
+    held = ops.base.nbytes if ops.base is not None else ops.nbytes  # the row buffer kept
+    need = lz.memory_estimate(s.method, s.n, states=10, moves=schedule_moves(s))
+    assert need >= max(ops.nbytes, held) + len(s.encode()) * 3 * 8
+
+
+def test_cli_refuses_a_bennett_run_its_program_cannot_fit(monkeypatch, capsys):
+    """About 0.8 GB of lowered program at 20 000 steps (3 moves a step would be 6 MB):
+    refused under 30 MB; a run that slipped through would still be short."""
+    monkeypatch.setattr(lz, "available_memory", lambda: 30 * 10**6)
+    argv = ["gradient", "--method", "bennett", "--steps", "20000", "--json"]
+    assert lz.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--method bennett --steps 20000 needs about" in err
+    assert "0.03 GB available" in err and "--force" in err

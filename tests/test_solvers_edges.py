@@ -251,3 +251,47 @@ def test_check_memory_speaks_the_apis_words(small):
 def test_check_run_time_checks_point_steps(steps, error):
     with pytest.raises(error, match=r"^point_steps="):
         lz.check_run_time("x", steps, "fix")
+
+
+def _grid_file(tmp_path, name, **fields):
+    base = {"sigmas": np.linspace(0, 1, 3), "rhos": np.linspace(0, 1, 4),
+            "mean_abs_grad": np.ones((3, 4)), "beta": 8 / 3, "steps": 50, "dt": 3e-3}
+    path = tmp_path / name
+    np.savez(path, **{k: v for k, v in (base | fields).items() if v is not None})
+    return path
+
+
+def test_load_sensitivity_refuses_a_corrupted_npz(tmp_path):
+    import zipfile
+
+    path = _grid_file(tmp_path, "g.npz")
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("mean_abs_grad.npy")
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + 100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^path='.*g\.npz' is not a Figure 3 grid \(BadZipFile"):
+        ex.load_sensitivity(path)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"steps": np.array([1, 2])}, r"steps=array\(\[1, 2\]\) must be an integer >= 0"),
+    ({"steps": 12.7}, r"steps=np\.float64\(12\.7\) must be an integer"),
+    ({"steps": -5}, r"steps=np\.int64\(-5\) must be an integer >= 0"),
+    ({"dt": -1.0}, r"dt=np\.float64\(-1\.0\) must be a finite number > 0"),
+    ({"beta": np.nan}, r"beta=np\.float64\(nan\) is not finite"),
+    ({"rhos": np.linspace(0, 1, 5)}, r"its mean_abs_grad is a float64 array of shape "
+                                     r"\(3, 4\); it must be a real array of shape "
+                                     r"\(len\(sigmas\), len\(rhos\)\) = \(3, 5\)"),
+    ({"sigmas": np.array(["a", "b", "c"])}, r"its sigmas is a <U1 array of shape \(3,\)"),
+    ({"rhos": np.ones((2, 2))}, r"its rhos is a float64 array of shape \(2, 2\)"),
+    ({"sigmas": None}, r"it has no sigmas"),
+])
+def test_load_sensitivity_checks_the_fields(tmp_path, fields, match):
+    path = _grid_file(tmp_path, "g.npz", **fields)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"^path='.*g\.npz' is not a Figure 3 grid: {match}.*"
+                             r"; write one with `python -m solvers\.lorenz sensitivity"):
+        ex.load_sensitivity(path)
+    assert ex.load_sensitivity(_grid_file(tmp_path, "ok.npz")).steps == 50

@@ -382,19 +382,21 @@ def test_a_cond_on_meta_tensors_is_refused():
 
 
 def test_a_lazy_module_is_refused_until_initialized():
-    """nn.LazyLinear has no weight before its first call: refused by name with the fix;
-    once called, the chain's gradients are plain autograd's."""
+    """nn.LazyLinear has no weight before its first call: a call that makes a graph is
+    refused by name with the fix; a plain pass initializes it, after which the chain's
+    gradients are plain autograd's."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.LazyLinear(4), torch.nn.Tanh())
                                 for _ in range(4)]).double()
     x = torch.randn(3, 4, dtype=F64, requires_grad=True)
-    with pytest.raises(pebbles.PebblesValueError, match=r"0\.weight is uninitialized.*call "
+    with pytest.raises(pebbles.PebblesValueError, match=r"layer 0 \(Sequential\): parameter "
+                                                          r"0\.weight is uninitialized.*call "
                                                           r"the module once"):
         checkpoint_sequential(net, x, budget=2)
-    with pytest.raises(pebbles.PebblesValueError, match="uninitialized"):
+    with pytest.raises(pebbles.PebblesValueError, match=r"the step \(Sequential\)"):
         checkpointed_loop(net[1], x, 3, budget=2)
-    with torch.no_grad():
-        net(x)
+    with torch.no_grad():  # no graph: a plain pass, which initializes the modules
+        assert torch.equal(checkpoint_sequential(net, x, budget=2), net(x))
     wrt = (x, *net.parameters())
     got = torch.autograd.grad(checkpoint_sequential(net, x, budget=2).pow(2).sum(), wrt)
     assert_same(got, torch.autograd.grad(net(x).pow(2).sum(), wrt))
