@@ -123,12 +123,32 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_child(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
-    """Run the Python command ``argv`` from the repository root with :func:`child_env`,
-    its output captured. A non-zero exit raises RuntimeError naming the command and the
-    tail of its stderr."""
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+def _child(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
+    """The Python command ``argv`` run from the repository root with :func:`child_env`,
+    its output captured."""
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT, env=child_env())
+
+
+def json_record(argv: Sequence[str], timeout: float) -> dict:
+    """Run the Python command ``argv`` (:func:`_child`); its record: ``{"status": "ok"}``
+    and the JSON object of its last line of output, or ``{"status": "failed", "note":
+    ...}`` (the exit status and the last line of stderr, or the timeout), so that a
+    configuration that failed is reported in its row, not dropped."""
+    try:
+        out = _child(argv, timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "note": f"timed out after {timeout:.0f} s"}
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": "failed", "note": f"exit {out.returncode}: {last[-300:]}"}
+    return {"status": "ok", **json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+def run_child(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run the Python command ``argv`` (:func:`_child`). A non-zero exit raises
+    RuntimeError naming the command and the tail of its stderr."""
+    proc = _child(argv, timeout)
     if proc.returncode:
         shown = relative_paths(" ".join(["python", *("'...'" if "\n" in a else a
                                                      for a in argv[1:])]))

@@ -55,14 +55,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, machine_info, machine_markdown, write_results
+from _common import ROOT, json_record, machine_info, machine_markdown, write_results
 from bench_pml import peak_rss_mb, reset_peak_rss, rss_mb
 
 from pebbles.cli import positive
@@ -283,15 +282,9 @@ ONE = {"config": run_config, "count": lambda s: {"evaluations": count_evaluation
 
 
 def subprocess_one(kind: str, spec: dict, timeout: float) -> dict:
+    """One configuration's record, measured in a fresh process (:func:`json_record`)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", json.dumps([kind, spec])]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "note": f"timed out after {timeout:.0f} s"}
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"status": "failed", "note": f"exit {out.returncode}: {last[-300:]}"}
-    return {"status": "ok", **json.loads(out.stdout.strip().splitlines()[-1])}
+    return json_record(cmd, timeout)
 
 
 # ---------------------------------------------------------------------------

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, machine_markdown, publish
+from _common import json_record, machine_info, machine_markdown, publish
 from bench_pml import peak_rss_mb, reset_peak_rss, rss_mb, run_one
 
 from pebbles.cli import positive
@@ -185,15 +184,9 @@ def run_config(spec: dict) -> dict:
 
 
 def _subprocess(spec: dict, timeout: float) -> dict:
+    """One configuration's record, measured in a fresh process (:func:`json_record`)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", json.dumps(spec)]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "note": f"timed out after {timeout:.0f} s"}
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"status": "failed", "note": f"exit {out.returncode}: {last}"}
-    return {"status": "ok", **json.loads(out.stdout.strip().splitlines()[-1])}
+    return json_record(cmd, timeout)
 
 
 def records(size: int, n: int, jax_ok: bool, timeout: float) -> list[dict]:

@@ -78,6 +78,17 @@ def test_children_import_this_checkout(load_bench) -> None:
                          timeout=120)
 
 
+def test_json_records_of_children_report_failures_in_the_row(load_bench) -> None:
+    """bench_jax / bench_pml_jax measure each configuration in a child: its last line of
+    JSON, or a failed record naming the exit status and the last line of stderr."""
+    common = load_bench("_common")
+    code = "import json, pebbles; print('noise'); print(json.dumps({'f': pebbles.__file__}))"
+    ok = common.json_record([sys.executable, "-c", code], timeout=120)
+    assert ok["status"] == "ok" and Path(ok["f"]).resolve().is_relative_to(ROOT)
+    failed = common.json_record([sys.executable, "-c", "import sys; sys.exit('no luck')"],
+                                timeout=120)
+    assert failed == {"status": "failed", "note": "exit 1: no luck"}
+
 def test_disk_and_lowering_children_go_through_run_child(load_bench, monkeypatch) -> None:
     disk, low = load_bench("bench_pml_disk"), load_bench("bench_lowering")
     seen = []
