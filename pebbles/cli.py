@@ -882,7 +882,8 @@ def _plan(args: argparse.Namespace) -> int:
                for m in p.skipped]
         lines.append(f"# not costed: {'; '.join(why)}")
     if b.needs_step_into:
-        lines.append("# the in-place game: give pebbles.replay a step_into callback")
+        lines.append("# the in-place game: give pebbles.replay a step_into callback to reuse "
+                     "buffers (without one it allocates a new state a step, same peak)")
     lines.append(f"recommended: pebbles schedule {b.schedule}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
