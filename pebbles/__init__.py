@@ -81,6 +81,7 @@ from ._registry import (
     describe,
     gradient_methods,
     methods,
+    most_moves,
     predicted_steps,
     schedule,
 )
@@ -191,6 +192,7 @@ __all__ = [
     "min_forward_steps",
     "methods",
     "min_pebbles",
+    "most_moves",
     "move",
     "paint",
     "paper_tau",

@@ -56,7 +56,7 @@ from ._validation import (
 )
 
 __all__ = ["Method", "Schedule", "candidates", "describe", "gradient_methods", "methods",
-           "predicted_moves", "predicted_steps", "register", "schedule"]
+           "most_moves", "predicted_moves", "predicted_steps", "register", "schedule"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +209,26 @@ def predicted_moves(s: Schedule) -> int | None:
     if entry.moves is None:
         return None
     return entry.moves(s.n, s.budget, **dict(s.options))
+
+
+def most_moves(s: Schedule) -> int | None:
+    """An upper bound on the length of the stream of ``s``, without making its moves:
+    its exact length (the method's formula), else ``n`` paints and at most a step-taking
+    move and a remove per forward step (:func:`predicted_steps`; in the reversible game
+    every move is a step); ``None`` where neither formula is known (online, two-level,
+    periodic-disk at some options).
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> s = pebbles.schedule("bennett-gradient", 100, k=2)
+    >>> pebbles.most_moves(s) == len(s.encode())
+    True
+    """
+    exact, steps = predicted_moves(s), predicted_steps(s)
+    if exact is not None or steps is None:
+        return exact
+    return steps if s.game is Game.REVERSIBLE else 2 * steps + s.n
 
 
 def _entry_of(s: object, who: str) -> Method:

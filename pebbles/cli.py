@@ -48,6 +48,7 @@ from ._registry import (
     _did_you_mean,
     describe,
     methods,
+    most_moves,
     predicted_moves,
     predicted_steps,
     schedule,
@@ -601,7 +602,7 @@ def _playing_notice(s: Schedule) -> contextlib.AbstractContextManager[None]:
 def _summary_result(s: Schedule, clock: BackgroundClock | None = None) -> SimulationResult:
     """``s`` simulated: encoded at once when its stream is short, else as it streams (with
     a ``clock``, always as it streams, timed on the clock)."""
-    most = _most_moves(s)
+    most = most_moves(s)
     if clock is None and most is not None and most <= ENCODE_MAX_MOVES:
         return s.simulate()
     moves = _timed(_at_most(s, SUMMARY_MAX_MOVES, "summary"), clock)
@@ -637,15 +638,6 @@ def _fewest_moves(s: Schedule) -> int:
     if s.game is Game.REVERSIBLE:
         return max(s.n, predicted_steps(s) or 0)
     return 2 * s.n - 1
-
-
-def _most_moves(s: Schedule) -> int | None:
-    """An upper bound on the stream's length (``None``: none known): its exact length, or
-    n paints and at most a step-taking move and a remove per forward step."""
-    exact, steps = predicted_moves(s), predicted_steps(s)
-    if exact is not None or steps is None:
-        return exact
-    return steps if s.game is Game.REVERSIBLE else 2 * steps + s.n
 
 
 class _Echo:

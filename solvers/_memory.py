@@ -69,14 +69,11 @@ def program_bytes(moves: int, n: int) -> int:
 
 
 def schedule_moves(s: pebbles.Schedule) -> int:
-    """Moves of the stream of ``s``, found without playing it.
-
-    Its method's formula for its moves (:attr:`pebbles.Method.moves`, what
-    :func:`pebbles.describe` gives); else the most its forward steps allow
-    (:func:`pebbles.predicted_steps`): ``2 * steps + n``, since a move steps forward at
-    least once, removes a state a forward move placed, or paints one of the ``n``
-    cells; else ``3 n``, the walk, paint and remove of each cell (the least a gradient
-    schedule makes: the methods without either formula, such as online, make more).
+    """Moves of the stream of ``s``, found without playing it: at most
+    :func:`pebbles.most_moves` (exact for a method with a formula for its moves, such as
+    the gradient methods the solvers run), else ``3 n``, the walk, paint and remove of
+    each cell, the least a gradient schedule makes (online, two-level and periodic-disk,
+    whose streams have no formula, make more: the estimate is then low).
 
     Examples
     --------
@@ -86,8 +83,5 @@ def schedule_moves(s: pebbles.Schedule) -> int:
     ...     pebbles.schedule("bennett-gradient", 100, k=2).encode())
     True
     """
-    formula = pebbles.describe(s.method).moves
-    if formula is not None:
-        return formula(s.n, s.budget, **dict(s.options))
-    steps = pebbles.predicted_steps(s)
-    return 3 * s.n if steps is None else 2 * steps + s.n
+    most = pebbles.most_moves(s)
+    return 3 * s.n if most is None else most

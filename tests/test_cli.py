@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shlex
 import subprocess
@@ -570,6 +571,18 @@ def test_a_closed_standard_output_from_the_shell():
                            "writes its results there; run it with standard output open (e.g. "
                            "> FILE, or > /dev/null to drop them)\n")
 
+
+@pytest.mark.parametrize("argv", [["draw", "treeverse", "-n", "6", "--pebbles", "3"],
+                                  ["tradeoff", "-n", "30"]])
+def test_a_drawing_given_its_file_runs_with_standard_output_closed(tmp_path, argv):
+    """``pebbles draw|tradeoff -o FILE >&-``: the file is the result; the "wrote" line is
+    dropped, the exit status 0 (no AttributeError from writing to a closed stdout)."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "f.png"
+    cmd = " ".join(map(shlex.quote, [sys.executable, "-m", "pebbles", *argv, "-o", str(out)]))
+    done = subprocess.run(f"{cmd} >&-", shell=True, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert (done.returncode, done.stderr) == (0, "") and out.stat().st_size > 0
 
 @pytest.mark.parametrize("value", ["inf", "unbounded", "3"])
 def test_disk_slots_inf_is_refused_like_a_count_where_the_method_takes_no_disk(capsys, value):

@@ -271,3 +271,21 @@ def test_plans_no_disk_error_survives_pickle():
     back = pickle.loads(pickle.dumps(err))
     assert (type(back), str(back), back.argument, back.rule) == \
         (NoDiskError, str(err), err.argument, err.rule)
+
+
+@pytest.mark.parametrize("method,kw", [
+    ("treeverse", dict(budget=4)), ("treeverse", dict(budget=4, inplace=True)),
+    ("treeverse-paper", dict(delta=3, tau=5)), ("bennett", dict(k=2)), ("bennett", dict(k=3)),
+    ("bennett-gradient", dict(k=2)), ("reversible-optimal", dict(budget=6)),
+    ("reversible-gradient", dict(budget=6)), ("store-all", {}), ("recompute-all", {}),
+    ("online", dict(budget=4)), ("periodic", dict(every=5)),
+    ("two-level", dict(budget=3, write_cost=1, read_cost=1)),
+    ("periodic-disk", dict(budget=3, period=10))])
+@pytest.mark.parametrize("n", [1, 7, 30])
+def test_most_moves_bounds_every_methods_stream(method, kw, n):
+    """pebbles.most_moves: None or at least the stream's length (exact with a formula)."""
+    s = pebbles.schedule(method, n, **kw)
+    most, length = pebbles.most_moves(s), len(s.encode())
+    assert most is None or most >= length
+    if pebbles.describe(method).moves is not None:
+        assert most == length

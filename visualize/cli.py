@@ -245,7 +245,8 @@ def run_draw(args: argparse.Namespace) -> int:
     _game.check_title(args.title, "--title")
     fig = _figure(args, panels, traced)
     path = _game.save(fig, args.output, dpi=args.dpi)
-    sys.stdout.write(f"wrote {path}\n")
+    if sys.stdout is not None:  # closed (``>&-``): the file is the result
+        sys.stdout.write(f"wrote {path}\n")
     return 0
 
 
@@ -326,7 +327,8 @@ def run_tradeoff(args: argparse.Namespace) -> int:
         except PebblesValueError as err:
             raise in_flags(err) from None
     path = _game.save(fig, args.output, dpi=args.dpi)
-    sys.stdout.write(f"wrote {path}\n")
+    if sys.stdout is not None:  # closed (``>&-``): the file is the result
+        sys.stdout.write(f"wrote {path}\n")
     return 0
 
 
