@@ -9,18 +9,33 @@ from ._validation import check_int
 __all__ = ["min_pebbles", "check_budget"]
 
 
-def min_pebbles(n: int, game: Game | str) -> int:
+def min_pebbles(n: int, game: Game | str = Game.CHECKPOINT) -> int:
     """Smallest budget S with which the game on cells ``0..n`` can be finished.
 
     checkpoint: 0 for n = 1, 1 for n = 2, else 2 (a walk holds two pebbles);
     inplace: 0 for n = 1, else 1; reversible: ceil(log2(n + 1)), since S
     pebbles reach cell 2^S - 1 at the farthest.
 
+    Parameters
+    ----------
+    n : int
+        Number of steps (>= 1).
+    game : Game or str
+        ``"checkpoint"`` (the default, as in :func:`pebbles.min_forward_steps`),
+        ``"inplace"`` or ``"reversible"``.
+
+    Returns
+    -------
+    int
+        The least budget S that finishes the game.
+
     Examples
     --------
     >>> from pebbles import min_pebbles
     >>> min_pebbles(20, "checkpoint"), min_pebbles(20, "inplace"), min_pebbles(20, "reversible")
     (2, 1, 5)
+    >>> min_pebbles(100)
+    2
     """
     n = check_int("n", n, 1)
     game = Game.coerce(game)

@@ -272,7 +272,7 @@ class SlotProgram:
                                     f"its paints need one seed before them; {fix}")
         return self
 
-    def in_memory(self, runs: str = "this executor runs") -> SlotProgram:
+    def in_memory(self, runs: str | None = None) -> SlotProgram:
         """The program in the rows an executor that keeps every state in memory, and no
         graphs, runs: OP_STEP, OP_SEED and OP_PAINT.
 
@@ -283,8 +283,10 @@ class SlotProgram:
 
         Parameters
         ----------
-        runs : str
-            The start of the error message: the executor and its verb.
+        runs : str, optional
+            Who asks, for the error message: an executor and its verb (e.g.
+            ``"checkpointed_scan runs"``: "checkpointed_scan runs schedules held in
+            memory; ..."). ``None`` (the default): the message names ``in_memory()``.
 
         Raises
         ------
@@ -303,10 +305,13 @@ class SlotProgram:
         """
         op = self.ops[:, 0]
         if self.writes or self.reads or np.isin(op, (OP_STORE, OP_LOAD, OP_DISCARD)).any():
+            who = ("in_memory() keeps only programs that hold every state in memory"
+                   if runs is None else f"{runs} schedules held in memory")
             raise PebblesValueError(
-                f"{runs} schedules held in memory; this one stores states on disk "
-                f"(two-level); pick a memory-only schedule such as pebbles.schedule("
-                f"'treeverse', n, budget=S)")
+                f"{who}; this one stores states on disk (two-level): run it with "
+                f"pebbles.replay(program, n, s0, ..., "
+                f"store=pebbles.DiskStore(directory)), or pick a memory-only schedule "
+                f"such as pebbles.schedule('treeverse', n, budget=S)")
         if not np.isin(op, (OP_FREE, OP_TAPE)).any():
             return self
         ops = self.ops[op != OP_FREE]  # a copy, written here only

@@ -87,7 +87,8 @@ class Candidate:
     cost : ``forward_steps + backward_cost * backward_steps``.
     states : states the executor holds at most (``budget +``
         :data:`EXECUTOR_EXTRA_STATES`).
-    needs_step_into : the in-place game: give ``replay`` a ``step_into``.
+    needs_step_into : the in-place game, where a ``step_into`` callback lets ``replay``
+        reuse buffers (without one it allocates a new state a step, at the same peak).
     """
 
     schedule: Schedule
@@ -184,7 +185,8 @@ def budget_for(memory: int, state_bytes: int) -> int:
             f">= {need}")
     if fit < EXECUTOR_EXTRA_STATES + 1:
         raise PebblesValueError(
-            f"memory={memory} bytes holds {fit} states of state_bytes={state_bytes}; the "
+            f"memory={memory} bytes holds {fit} state{'s' * (fit != 1)} of "
+            f"state_bytes={state_bytes}; the "
             f"executor needs {EXECUTOR_EXTRA_STATES} besides the schedule's (s_0, s_n and the "
             f"gradients) and at least 1 stored state: give memory >= {need}")
     return fit - EXECUTOR_EXTRA_STATES
@@ -198,9 +200,14 @@ def _budget(budget: object, memory: object, state_bytes: object) -> tuple[int, i
             raise PebblesValueError(
                 "give either budget=STATES or memory=BYTES with state_bytes=BYTES, not both")
         return check_int("budget", budget), size  # a negative one: _plan_budget
-    if memory is None or size is None:
+    if memory is None:
         raise PebblesValueError(
             "plan() needs a budget: pass budget=S, or memory=BYTES with state_bytes=BYTES")
+    if size is None:
+        memory = check_int("memory", memory, 1)  # a bad memory is told first
+        raise PebblesValueError(
+            f"memory={memory!r} needs state_bytes=BYTES (the bytes of one state) to turn "
+            f"into a budget; pass state_bytes=BYTES too, or budget=S instead of memory")
     return budget_for(memory, size), size
 
 

@@ -182,15 +182,14 @@ class ChainCosts:
             raise PebblesValueError(
                 "ChainCosts.forward is empty (n=0 steps); a chain needs n >= 1: pass forward "
                 "and backward of length n >= 1 and sizes of length n + 1")
-        lengths = [None if v is None else len(v)
-                   for v in (self.graph, self.grads, self.cotangents)]
-        if len(self.backward) != n or len(self.sizes) != n + 1 or any(
-                k not in (None, n) for k in lengths):
+        given = {name: len(getattr(self, name)) for name in _FIELDS
+                 if getattr(self, name) is not None}
+        if any(k != n + (name == "sizes") for name, k in given.items()):
+            got = ", ".join(f"{name} {k}" for name, k in given.items())
             raise PebblesValueError(
-                f"ChainCosts needs len(forward) == len(backward) == len(graph) == "
-                f"len(grads) == len(cotangents) == n and len(sizes) == n + 1, got "
-                f"{len(self.forward)}, {len(self.backward)}, {lengths[0]}, {lengths[1]}, "
-                f"{lengths[2]}, {len(self.sizes)}")
+                f"ChainCosts needs sizes of length n + 1 and every other array of length n "
+                f"(n = len(forward) = {n} steps), got {got}; pass sizes of length {n + 1} and "
+                f"the others of length {n}")
         if self.graph is not None and np.any(self.backward < self.forward):
             i = int(np.argmax(self.backward < self.forward))
             raise PebblesValueError(

@@ -841,9 +841,13 @@ def _plan(args: argparse.Namespace) -> int:
     if args.budget is not None and args.memory is not None:
         raise PebblesValueError("give either --pebbles S or --memory BYTES with --state-bytes "
                                 "BYTES, not both")
-    if args.budget is None and (args.memory is None or args.state_bytes is None):
+    if args.budget is None and args.memory is None:
         raise PebblesValueError("plan needs a budget: --pebbles S, or --memory BYTES with "
                                 "--state-bytes BYTES (e.g. --memory 2GiB --state-bytes 32MiB)")
+    if args.budget is None and args.state_bytes is None:
+        raise PebblesValueError(f"--memory {args.memory} needs --state-bytes BYTES (the bytes "
+                                f"of one state) to turn into a budget, e.g. --state-bytes "
+                                f"32MiB; or give --pebbles S instead of --memory")
     wc, rc = _io_costs(args)
     disk = wc is not None or rc is not None or args.disk_budget is not None
     if disk and None in (wc, rc):

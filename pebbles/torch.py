@@ -76,7 +76,7 @@ from ._executor import _forward_part
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, _rows, lower
 from ._moves import MoveKind
 from ._online import OnlineScheduler, while_budget
-from ._registry import check_gradient_method, make_schedule
+from ._registry import check_gradient_method, describe, make_schedule
 from ._registry import schedule as _schedule
 from ._simulator import ChainCosts, simulate
 from ._validation import (
@@ -88,8 +88,8 @@ from ._validation import (
     check_int,
 )
 
-__all__ = ["checkpoint_sequential", "checkpointed_loop", "checkpointed_while_loop",
-           "profile_layers"]
+__all__ = ["CUDA_BLOCK_BYTES", "PROFILES_KEPT", "checkpoint_sequential", "checkpointed_loop",
+           "checkpointed_while_loop", "profile_layers"]
 
 
 def _opaque(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -1436,6 +1436,11 @@ def _refuse_lazy(steps: Sequence[object], params: tuple[torch.Tensor, ...]) -> N
                 f"nn.LazyLinear, shaped by its first input); call the module once on an "
                 f"example input (model(x), e.g. under torch.no_grad()) before "
                 f"checkpointing it with gradients")
+    k = next(k for k, p in enumerate(params) if torch.nn.parameter.is_lazy(p))
+    raise PebblesValueError(
+        f"parameter {k} passed is uninitialized (of a lazy module such as nn.LazyLinear, "
+        f"shaped by its first input); call its module once on an example input "
+        f"(model(x), e.g. under torch.no_grad()) before passing its parameters")
 
 
 def _program(moves: Any, n: int) -> SlotProgram:
@@ -1574,6 +1579,8 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     ------
     InfeasibleBudgetError
         The budget cannot finish the schedule (the error names the least one).
+    PebblesTypeError
+        Neither ``budget`` nor ``memory`` is given, and ``method`` needs a budget.
     PebblesValueError
         A step changed the state's shape, dtype, device or form (under
         ``torch.autocast`` a step ending in a Linear or a matmul returns the autocast
@@ -1727,6 +1734,14 @@ def _check_loop_schedule(n: int, budget: int | None, method: str, memory: object
             f"graph_bytes={graph_bytes!r} without memory=: graph_bytes sizes the graphs of "
             f"the memory= optimum; pass memory=BYTES too, or leave graph_bytes out")
     check_gradient_method(method, options, "checkpointed_loop")
+    if budget is None and describe(method).takes_budget:
+        if method == "treeverse":  # the default: memory= is the other choice
+            raise PebblesTypeError(
+                "checkpointed_loop needs budget=STATES (stored states besides x0) or "
+                "memory=BYTES (bytes of stored states and kept graphs); pass one of them")
+        raise PebblesTypeError(
+            f"checkpointed_loop with method={method!r} needs budget=STATES (stored states "
+            f"besides x0); pass budget=STATES, or leave method out and pass memory=BYTES")
     if n == 0:  # what would be refused for n >= 1: method, options, budget type
         _schedule(method, 1, budget=budget, **options)
 

@@ -70,7 +70,8 @@ def _cli_cases(tmp: str) -> list[tuple[list[str], int, str]]:
          r"smaller than one state"),
         ([*PEB, "plan", "-n", "100", "--pebbles", "5", "--memory", "2GB"], 2,
          r"either --pebbles .* not both"),
-        ([*PEB, "plan", "-n", "100", "--memory", "2GB"], 2, r"needs a budget"),
+        ([*PEB, "plan", "-n", "100", "--memory", "2GB"], 2, r"--memory 2000000000 needs "
+                                                             r"--state-bytes BYTES"),
         ([*PEB, "plan", "-n", "100", "--pebbles", "5", "--background-writes"], 2,
          r"--background-writes .* give --write-cost and --read-cost too"),
         ([*PEB, "plan", "-n", "100", "--pebbles", "5", "--step-seconds", "1"], 2,

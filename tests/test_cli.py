@@ -162,7 +162,7 @@ def test_plan_reads_gib_and_mib_as_binary_like_the_python_example(capsys):
         (["compare", "-n", "20", "--pebbles", "0"], "--pebbles 1 or more"),
         (["plan", "-n", "100"], "needs a budget"),
         (["plan", "-n", "100", "--memory", "2XB", "--state-bytes", "1MB"], "not a size"),
-        (["plan", "-n", "100", "--memory", "1MB", "--state-bytes", "1MB"], "holds 1 states"),
+        (["plan", "-n", "100", "--memory", "1MB", "--state-bytes", "1MB"], "holds 1 state of"),
         # the planner's messages name plan's flags, not its arguments
         (["plan", "-n", "1000", "--memory", "1KB", "--state-bytes", "1MB"],
          "--memory 1000 bytes is smaller than one state (--state-bytes 1000000); the executor "

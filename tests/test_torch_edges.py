@@ -400,3 +400,12 @@ def test_a_lazy_module_is_refused_until_initialized():
     wrt = (x, *net.parameters())
     got = torch.autograd.grad(checkpoint_sequential(net, x, budget=2).pow(2).sum(), wrt)
     assert_same(got, torch.autograd.grad(net(x).pow(2).sum(), wrt))
+
+
+def test_a_lazy_parameter_passed_by_hand_is_refused():
+    """A lazy module's parameter passed in params= (no layer owns it): refused by its
+    place among the parameters passed."""
+    lazy = torch.nn.LazyLinear(4).double()
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    with pytest.raises(pebbles.PebblesValueError, match=r"parameter 0 passed is uninitialized"):
+        checkpoint_sequential([torch.tanh] * 3, x, budget=2, params=[lazy.weight])
