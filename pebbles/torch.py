@@ -208,13 +208,25 @@ class _Buffers:
         self.own = {k: per[id(m)] for k, m in enumerate(owners) if m is not None}
         self.tensors = tuple({id(t): t for *_, t in self.named}.values())
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        # what the steps read of their modules, as the forward pass found it (as_recorded)
-        subs = {id(s): s for m in owners if m is not None for s in m.modules()}.values()
-        self.members = tuple((d, key, v) for s in subs for d in (
-            s._parameters, s._buffers, s._modules) for key, v in d.items())
+        # what the steps read of their modules (record, as_recorded)
+        self.subs = tuple({id(s): s for m in owners if m is not None
+                           for s in m.modules()}.values())
+        self.leaves = tuple(tensors)
+        self.dicts: tuple[tuple[dict, dict], ...] = ()
+        self.modes: tuple[tuple[torch.nn.Module, bool], ...] = ()
+        self.flags: tuple[tuple[torch.Tensor, bool], ...] = ()
+
+    def record(self) -> None:
+        """Record the modules as the forward pass leaves them (changes the model's own
+        code makes while it runs included): every submodule's parameter, buffer and
+        child dicts (shallow copies), training flag, and the ``requires_grad`` of its
+        parameters and of the call's own (``tensors``), for :meth:`as_recorded`."""
+        subs = self.subs
+        self.dicts = tuple((d, dict(d)) for s in subs
+                           for d in (s._parameters, s._buffers, s._modules))
         self.modes = tuple((s, s.training) for s in subs)
         leaves = {id(t): t for t in (*(v for s in subs for v in s._parameters.values()),
-                                     *tensors) if isinstance(t, torch.Tensor) and t.is_leaf}
+                                     *self.leaves) if isinstance(t, torch.Tensor) and t.is_leaf}
         self.flags = tuple((t, t.requires_grad) for t in leaves.values())
 
     def replay(self) -> None:
@@ -256,19 +268,20 @@ class _Buffers:
     @contextlib.contextmanager
     def as_recorded(self) -> Iterator[None]:
         """The modules as the forward pass ran them, around the backward pass: each
-        parameter, buffer and submodule object, training flag and ``requires_grad`` that
+        parameter, buffer and child dict, training flag and ``requires_grad`` that
         differs from the record (``functional_call`` has put its tensors back, a weight
-        replaced, ``net.eval()``, ``requires_grad_()``) is set to the recorded one, and
-        the current one is put back when the pass ends, also on an error, so that the
-        replays repeat the forward pass's operations and the gradients are plain
-        autograd's. Nothing differs (the usual case): one identity test per entry."""
-        found = [(d, key, dict.get(d, key, _ABSENT), v) for d, key, v in self.members]
-        swaps = [e for e in found if e[2] is not e[3]]
+        replaced, a layer appended, ``net.eval()``, ``requires_grad_()``) is set to the
+        recorded one, and the current one is put back when the pass ends, also on an
+        error, so that the replays repeat the forward pass's operations and the
+        gradients are plain autograd's. Nothing differs (the usual case): one identity
+        test per entry."""
+        swaps = [(d, rec, dict(d)) for d, rec in self.dicts if _differs(d, rec)]
         modes = [(m, flag) for m, flag in self.modes if m.training != flag]
         flags = [(t, flag) for t, flag in self.flags if t.requires_grad != flag]
         try:
-            for d, key, _, v in swaps:
-                d[key] = v
+            for d, rec, _ in swaps:
+                dict.clear(d)
+                dict.update(d, rec)
             for m, flag in modes:
                 m.training = flag
             for t, flag in flags:
@@ -279,11 +292,16 @@ class _Buffers:
                 t.requires_grad_(not flag)
             for m, flag in modes:
                 m.training = not flag
-            for d, key, current, _ in reversed(swaps):
-                if current is _ABSENT:
-                    d.pop(key, None)
-                else:
-                    d[key] = current
+            for d, _, current in swaps:
+                dict.clear(d)
+                dict.update(d, current)
+
+
+def _differs(d: dict, recorded: dict) -> bool:
+    """Whether the dict ``d`` holds other keys or objects than ``recorded`` (by identity:
+    ``==`` of tensors compares elements)."""
+    return len(d) != len(recorded) or any(dict.get(d, key, _ABSENT) is not v
+                                          for key, v in recorded.items())
 
 
 class _Chain:
@@ -1140,6 +1158,7 @@ class _Checkpointed(torch.autograd.Function):
         try:
             with _uncached():
                 slots, out = chain.forward(xs)
+            chain.buffers.record()  # the modules as the forward pass leaves them
             chain.check_buffers()
         except BaseException:
             chain.drop()

@@ -409,3 +409,47 @@ def test_a_lazy_parameter_passed_by_hand_is_refused():
     x = torch.randn(3, 4, dtype=F64, requires_grad=True)
     with pytest.raises(pebbles.PebblesValueError, match=r"parameter 0 passed is uninitialized"):
         checkpoint_sequential([torch.tanh] * 3, x, budget=2, params=[lazy.weight])
+
+
+@pytest.mark.parametrize("kw", [dict(budget=3, tape=False), dict(budget=5)])
+def test_a_forward_hook_changing_a_later_layer_stands_in_the_replays(kw):
+    """A hook on layer 1 calls eval() on layer 4 while the forward pass runs: the record
+    is taken when the pass ends, so the replays of layer 4 run in eval mode, as the
+    forward pass did (plain autograd's gradients)."""
+    def run(call):
+        net = blocks(drop=0.3)
+
+        def later_in_eval(module, args, out):
+            net[4].eval()
+        net[1].register_forward_hook(later_in_eval)
+        torch.manual_seed(1)
+        x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+        return torch.autograd.grad(call(net, x).pow(2).sum(), (x, *net.parameters()))
+
+    assert_same(run(lambda net, x: checkpoint_sequential(net, x, **kw)),
+                run(lambda net, x: net(x)))
+
+
+def test_a_layer_appended_between_the_passes_is_left_out_of_the_replays():
+    """nn.Sequential.append after the forward pass: the replays run the layers the
+    forward pass ran; the appended one is back in place afterwards."""
+    class Body(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh()).double()
+
+        def forward(self, i, s):
+            return self.body(s)
+
+    def run(checkpointed):
+        torch.manual_seed(0)
+        step = Body()
+        x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+        y = checkpointed_loop(step, x, 5, budget=2) if checkpointed else \
+            plain_loop(step, x, 5)
+        step.body.append(torch.nn.Tanh())
+        got = torch.autograd.grad(y.pow(2).sum(), (x, *step.parameters()))
+        assert len(step.body) == 3
+        return got
+
+    assert_same(run(True), run(False))
