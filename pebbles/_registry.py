@@ -215,8 +215,8 @@ def most_moves(s: Schedule) -> int | None:
     """An upper bound on the length of the stream of ``s``, without making its moves:
     its exact length (the method's formula), else ``n`` paints and at most a step-taking
     move and a remove per forward step (:func:`predicted_steps`; in the reversible game
-    every move is a step); ``None`` where neither formula is known (online, two-level,
-    periodic-disk at some options).
+    every move is a step); ``None`` where neither formula is known (online,
+    treeverse-paper, periodic, two-level, periodic-disk).
 
     Examples
     --------

@@ -111,7 +111,7 @@ def _opaque(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 State = Any  # a torch.Tensor or a tuple of tensors
 _NOTHING = contextlib.nullcontext()  # reusable: the context of a run without RNG states
-_ABSENT = object()  # a module attribute that is not there (_Buffers.as_recorded)
+_ABSENT = object()  # a key a module's dict does not hold (_differs)
 
 
 #: The form of a state: None for one tensor, else the sequence type its steps get
@@ -190,8 +190,8 @@ class _Buffers:
     over another layer's module) is found before that module's next run or by the
     check of every buffer when the pass ends (:meth:`_Chain.check_buffers`).
 
-    It also records what the steps read of their modules when the call starts (every
-    submodule's parameter, buffer and child objects and training flag) and the
+    :meth:`record` keeps what the steps read of their modules as the forward pass leaves
+    them (every submodule's parameter, buffer and child dicts and training flag) and the
     ``requires_grad`` of those parameters and of ``tensors`` (the call's parameters), for
     :meth:`as_recorded`, which the backward pass runs under."""
 
@@ -212,7 +212,7 @@ class _Buffers:
         self.subs = tuple({id(s): s for m in owners if m is not None
                            for s in m.modules()}.values())
         self.leaves = tuple(tensors)
-        self.dicts: tuple[tuple[dict, dict], ...] = ()
+        self.dicts: tuple[tuple[torch.nn.Module, str, dict, dict], ...] = ()
         self.modes: tuple[tuple[torch.nn.Module, bool], ...] = ()
         self.flags: tuple[tuple[torch.Tensor, bool], ...] = ()
 
@@ -222,8 +222,9 @@ class _Buffers:
         child dicts (shallow copies), training flag, and the ``requires_grad`` of its
         parameters and of the call's own (``tensors``), for :meth:`as_recorded`."""
         subs = self.subs
-        self.dicts = tuple((d, dict(d)) for s in subs
-                           for d in (s._parameters, s._buffers, s._modules))
+        self.dicts = tuple((s, name, d, dict(d)) for s in subs
+                           for name in ("_parameters", "_buffers", "_modules")
+                           for d in (s.__dict__[name],))
         self.modes = tuple((s, s.training) for s in subs)
         leaves = {id(t): t for t in (*(v for s in subs for v in s._parameters.values()),
                                      *self.leaves) if isinstance(t, torch.Tensor) and t.is_leaf}
@@ -275,13 +276,19 @@ class _Buffers:
         error, so that the replays repeat the forward pass's operations and the
         gradients are plain autograd's. Nothing differs (the usual case): one identity
         test per entry."""
-        swaps = [(d, rec, dict(d)) for d, rec in self.dicts if _differs(d, rec)]
+        # a dict put in place of the module's (Sequential's del and pop), and a dict's
+        # contents changed (a layer appended, a weight replaced): both set back
+        objs = [(s, name, d, s.__dict__.get(name)) for s, name, d, _ in self.dicts
+                if s.__dict__.get(name) is not d]
+        swaps = [(d, rec, d.copy()) for _, _, d, rec in self.dicts if _differs(d, rec)]
         modes = [(m, flag) for m, flag in self.modes if m.training != flag]
         flags = [(t, flag) for t, flag in self.flags if t.requires_grad != flag]
         try:
+            for s, name, d, _ in objs:
+                s.__dict__[name] = d
             for d, rec, _ in swaps:
-                dict.clear(d)
-                dict.update(d, rec)
+                d.clear()  # the dict's own methods: an OrderedDict keeps its order
+                d.update(rec)
             for m, flag in modes:
                 m.training = flag
             for t, flag in flags:
@@ -293,8 +300,10 @@ class _Buffers:
             for m, flag in modes:
                 m.training = not flag
             for d, _, current in swaps:
-                dict.clear(d)
-                dict.update(d, current)
+                d.clear()
+                d.update(current)
+            for s, name, _, now in objs:
+                s.__dict__[name] = now
 
 
 def _differs(d: dict, recorded: dict) -> bool:
@@ -1642,7 +1651,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
     grad = _wants_grad(xs, (*call_params, *module_params))
     if grad:
         _check_inference("x0", xs, was_tuple)
-        _refuse_lazy((step,), module_params)
+        _refuse_lazy((step,), (*call_params, *module_params))
     if memory is not None and grad:
         program = _uniform_program(step, x0, n, call_params, memory, graph_bytes, tape,
                                    devices)
@@ -1722,7 +1731,7 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
                                   "*model.parameters(), budget=...)")
     if _wants_grad(xs, (*call_params, *_module_params(step))):
         _check_inference("x0", xs, was_tuple)
-        _refuse_lazy((step,), _module_params(step))
+        _refuse_lazy((step,), (*call_params, *_module_params(step)))
     chain = _Until(cond, (budget, beyond, most), step, call_params, _module_params(step),
                    None, spec=_spec(xs), rng=preserve_rng_state,
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,

@@ -430,13 +430,55 @@ def test_a_forward_hook_changing_a_later_layer_stands_in_the_replays(kw):
                 run(lambda net, x: net(x)))
 
 
-def test_a_layer_appended_between_the_passes_is_left_out_of_the_replays():
-    """nn.Sequential.append after the forward pass: the replays run the layers the
-    forward pass ran; the appended one is back in place afterwards."""
+def test_layers_appended_or_deleted_between_the_passes_leave_the_replays_alone():
+    """nn.Sequential.append or del after the forward pass: the replays run the layers
+    the forward pass ran; the changed Sequential is back in place afterwards."""
     class Body(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.body = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh()).double()
+
+        def forward(self, i, s):
+            return self.body(s)
+
+    def run(checkpointed, change):
+        torch.manual_seed(0)
+        step = Body()
+        x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+        y = checkpointed_loop(step, x, 5, budget=2) if checkpointed else \
+            plain_loop(step, x, 5)
+        size = change(step.body)
+        got = torch.autograd.grad(y.pow(2).sum(), (x, *step.parameters()))
+        assert len(step.body) == size
+        return got
+
+    def append(body):
+        body.append(torch.nn.Tanh())
+        return 3
+
+    def delete(body):  # Sequential.__delitem__ puts a new (ordered) dict in place
+        del body[1]
+        return 1
+
+    def delete_then_append(body):  # an OrderedDict's contents changed, then set back
+        del body[1]
+        body.append(torch.nn.Sigmoid())
+        body.append(torch.nn.Tanh())
+        return 3
+
+    for change in (append, delete, delete_then_append):
+        assert_same(run(True, change), run(False, change))
+
+
+def test_an_ordered_dict_of_layers_changed_between_the_passes_keeps_its_order():
+    """Sequential.pop before the call leaves an OrderedDict of layers; a layer appended
+    between the passes: the replays run the forward pass's layers in order."""
+    class Body(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(),
+                                            torch.nn.Sigmoid(), torch.nn.Tanh()).double()
+            self.body.pop(2)
 
         def forward(self, i, s):
             return self.body(s)
@@ -447,9 +489,24 @@ def test_a_layer_appended_between_the_passes_is_left_out_of_the_replays():
         x = torch.randn(3, 4, dtype=F64, requires_grad=True)
         y = checkpointed_loop(step, x, 5, budget=2) if checkpointed else \
             plain_loop(step, x, 5)
-        step.body.append(torch.nn.Tanh())
+        step.body.append(torch.nn.Softsign())
         got = torch.autograd.grad(y.pow(2).sum(), (x, *step.parameters()))
-        assert len(step.body) == 3
+        assert [type(m).__name__ for m in step.body] == ["Linear", "Tanh", "Tanh", "Softsign"]
         return got
 
     assert_same(run(True), run(False))
+
+
+@pytest.mark.parametrize("loop", ["for", "while"])
+def test_a_lazy_parameter_passed_to_a_loop_is_refused(loop):
+    lazy = torch.nn.LazyLinear(4).double()
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+
+    def step(i, s, w):
+        return torch.tanh(s @ w)
+
+    with pytest.raises(pebbles.PebblesValueError, match=r"parameter 0 passed is uninitialized"):
+        if loop == "for":
+            checkpointed_loop(step, x, 3, lazy.weight, budget=2)
+        else:
+            checkpointed_while_loop(lambda i, s: i < 3, step, x, lazy.weight, budget=2)
