@@ -222,9 +222,10 @@ class _Buffers:
         child dicts (shallow copies), training flag, and the ``requires_grad`` of its
         parameters and of the call's own (``tensors``), for :meth:`as_recorded`."""
         subs = self.subs
+        # plain dicts only: a scripted module's are wrappers of its C++ state
         self.dicts = tuple((s, name, d, dict(d)) for s in subs
                            for name in ("_parameters", "_buffers", "_modules")
-                           for d in (s.__dict__[name],))
+                           for d in (vars(s).get(name),) if isinstance(d, dict))
         self.modes = tuple((s, s.training) for s in subs)
         leaves = {id(t): t for t in (*(v for s in subs for v in s._parameters.values()),
                                      *self.leaves) if isinstance(t, torch.Tensor) and t.is_leaf}

@@ -510,3 +510,28 @@ def test_a_lazy_parameter_passed_to_a_loop_is_refused(loop):
             checkpointed_loop(step, x, 3, lazy.weight, budget=2)
         else:
             checkpointed_while_loop(lambda i, s: i < 3, step, x, lazy.weight, budget=2)
+
+
+def test_scripted_layers_and_steps_get_plain_autograds_gradients():
+    """torch.jit.script modules keep their parameters in wrappers of C++ state, not
+    dicts: the module record leaves those alone; gradients equal plain autograd's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(*[torch.jit.script(torch.nn.Sequential(
+        torch.nn.Linear(4, 4), torch.nn.Tanh()).double()) for _ in range(4)])
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    wrt = (x, *net.parameters())
+    got = torch.autograd.grad(checkpoint_sequential(net, x, budget=2).pow(2).sum(), wrt)
+    assert_same(got, torch.autograd.grad(net(x).pow(2).sum(), wrt))
+
+    class Step(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = net[0]
+
+        def forward(self, i, s):
+            return self.body(s)
+
+    step = Step()
+    wrt = (x, *step.parameters())
+    got = torch.autograd.grad(checkpointed_loop(step, x, 5, budget=2).pow(2).sum(), wrt)
+    assert_same(got, torch.autograd.grad(plain_loop(step, x, 5).pow(2).sum(), wrt))
