@@ -97,8 +97,9 @@ def _opaque(fn: Callable[..., Any]) -> Callable[..., Any]:
     eagerly (its steps too), so that the schedule, the ``torch.autograd.Function`` and
     its replays are those of an eager call and the gradients are the same. The wrapper
     is this module's function (doctests find it). Nothing compiles before
-    ``torch._dynamo`` is imported, so until then ``fn`` is called directly, and
-    ``torch.compiler.disable`` (which imports it, about 1.5 s) is reached only after."""
+    ``torch._dynamo`` is imported, so until then ``fn`` is called directly, and torch's
+    lazy ``torch._disable_dynamo`` wrapper (whose first call imports dynamo, about 1.5 s,
+    and applies ``torch._dynamo.disable``) is called only after."""
     eager = torch._disable_dynamo(fn) if hasattr(torch, "_disable_dynamo") else None
 
     @functools.wraps(fn)
