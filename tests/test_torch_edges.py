@@ -512,6 +512,7 @@ def test_a_lazy_parameter_passed_to_a_loop_is_refused(loop):
             checkpointed_while_loop(lambda i, s: i < 3, step, x, lazy.weight, budget=2)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_scripted_layers_and_steps_get_plain_autograds_gradients():
     """torch.jit.script modules keep their parameters in wrappers of C++ state, not
     dicts: the module record leaves those alone; gradients equal plain autograd's."""
