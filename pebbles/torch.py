@@ -199,19 +199,20 @@ class _Buffers:
     def __init__(self, owners: Iterable[torch.nn.Module | None],
                  tensors: Iterable[torch.Tensor] = ()) -> None:
         owners = tuple(owners)
+        walks = {id(m): (m, tuple(m.named_modules())) for m in owners if m is not None}
         # id(owner) -> its (owner, module, key, name, tensor): the buffer
         # ``module._buffers[key]``, called ``name`` in ``owner``
-        per = {id(m): tuple((m, sub, key, f"{prefix}.{key}".lstrip("."), t)
-                            for prefix, sub in m.named_modules()
-                            for key, t in sub._buffers.items() if t is not None)
-               for m in owners if m is not None}
+        per = {i: tuple((m, sub, key, f"{prefix}.{key}".lstrip("."), t)
+                        for prefix, sub in subs for key, t in sub._buffers.items()
+                        if t is not None)
+               for i, (m, subs) in walks.items()}
         self.named = tuple(e for entries in per.values() for e in entries)
         self.own = {k: per[id(m)] for k, m in enumerate(owners) if m is not None}
         self.tensors = tuple({id(t): t for *_, t in self.named}.values())
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         # what the steps read of their modules (record, as_recorded)
-        self.subs = tuple({id(s): s for m in owners if m is not None
-                           for s in m.modules()}.values())
+        self.subs = tuple({id(sub): sub for _, subs in walks.values()
+                           for _, sub in subs}.values())
         self.leaves = tuple(tensors)
         self.dicts: tuple[tuple[torch.nn.Module, str, dict, dict], ...] = ()
         self.modes: tuple[tuple[torch.nn.Module, bool], ...] = ()
@@ -1731,10 +1732,11 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     xs, was_tuple = _as_tuple("x0", x0)
     call_params = _params(params, "checkpointed_while_loop(cond, step, x0, "
                                   "*model.parameters(), budget=...)")
-    if _wants_grad(xs, (*call_params, *_module_params(step))):
+    module_params = _module_params(step)
+    if _wants_grad(xs, (*call_params, *module_params)):
         _check_inference("x0", xs, was_tuple)
-        _refuse_lazy((step,), (*call_params, *_module_params(step)))
-    chain = _Until(cond, (budget, beyond, most), step, call_params, _module_params(step),
+        _refuse_lazy((step,), (*call_params, *module_params))
+    chain = _Until(cond, (budget, beyond, most), step, call_params, module_params,
                    None, spec=_spec(xs), rng=preserve_rng_state,
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
                    owners=_owners((step,)))
