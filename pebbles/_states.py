@@ -10,6 +10,7 @@ changes one it was only meant to read.
 from __future__ import annotations
 
 import copy
+import operator
 import zlib
 from typing import Any
 
@@ -92,14 +93,20 @@ def python_number_hint(got: Any, expected: Any) -> str:
     return ""
 
 
-def add(a: Any, b: Any) -> Any:
-    """Leaf-by-leaf sum of two states of the same structure."""
+def _map(fn: Any, a: Any, *rest: Any) -> Any:
+    """``fn`` of each leaf of state ``a`` (and of the leaves at the same places of the
+    states ``rest``, of the same structure), in a state of ``a``'s structure."""
     if isinstance(a, (tuple, list)):
-        items = [add(x, y) for x, y in zip(a, b, strict=True)]
+        items = [_map(fn, *parts) for parts in zip(a, *rest, strict=True)]
         return a._make(items) if hasattr(a, "_make") else type(a)(items)
     if isinstance(a, dict):
-        return {key: add(a[key], b[key]) for key in a}
-    return a + b
+        return {key: _map(fn, a[key], *(r[key] for r in rest)) for key in a}
+    return fn(a, *rest)
+
+
+def add(a: Any, b: Any) -> Any:
+    """Leaf-by-leaf sum of two states of the same structure."""
+    return _map(operator.add, a, b)
 
 
 def copied(x: Any) -> Any:
@@ -107,13 +114,12 @@ def copied(x: Any) -> Any:
     running sum of ``theta_bar`` starts from one, as ``backward`` may return the same
     buffer again at its next call. An array's own ``copy()`` (NumPy, CuPy) or
     ``clone()`` (PyTorch, whose ``copy.copy`` shares storage), else ``copy.deepcopy``."""
-    if isinstance(x, (tuple, list)):
-        items = [copied(item) for item in x]
-        return x._make(items) if hasattr(x, "_make") else type(x)(items)
-    if isinstance(x, dict):
-        return {key: copied(value) for key, value in x.items()}
-    own = getattr(x, "clone", None) or getattr(x, "copy", None)
-    return own() if callable(own) else copy.deepcopy(x)
+    return _map(_copied_leaf, x)
+
+
+def _copied_leaf(leaf: Any) -> Any:
+    own = getattr(leaf, "clone", None) or getattr(leaf, "copy", None)
+    return own() if callable(own) else copy.deepcopy(leaf)
 
 
 def all_finite(x: Any) -> bool:
