@@ -216,7 +216,7 @@ def most_moves(s: Schedule) -> int | None:
     its exact length (the method's formula), else ``n`` paints and at most a step-taking
     move and a remove per forward step (:func:`predicted_steps`; in the reversible game
     every move is a step); ``None`` where neither formula is known (online,
-    treeverse-paper, periodic, two-level, periodic-disk).
+    treeverse-paper, two-level, periodic-disk).
 
     Examples
     --------
@@ -583,6 +583,13 @@ def _periodic_need(n: int, every: int) -> int:
     return max(k + (n - (k - 1) * every) - 2, k + every - 3, k if every >= 2 else 0)
 
 
+def _periodic_steps(n: int, every: int) -> int:
+    """Forward steps of :func:`pebbles.periodic`: the walk to the last of its ``k``
+    checkpoints, then each segment's ``length - 1`` steps (``n - k`` in all)."""
+    k = -(-n // every)
+    return (k - 1) * every + n - k
+
+
 #: Most moves :func:`_paper_need` plays to find treeverse-paper's peak (about a second).
 PAPER_NEED_MAX_MOVES = 2 * 10**6
 
@@ -698,4 +705,6 @@ register(Method(
     uses_disk=True))
 register(Method(
     "periodic", periodic, _fixed(Game.CHECKPOINT), (("every", None),), False,
-    "a checkpoint every `every` steps, store-all within segments", need=_periodic_need))
+    "a checkpoint every `every` steps, store-all within segments", need=_periodic_need,
+    steps=lambda n, budget, every: _periodic_steps(n, every),
+    moves=lambda n, budget, every: 3 * n - 2))  # a move a checkpoint walk and its remove

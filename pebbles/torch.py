@@ -1370,6 +1370,18 @@ def _check_inference(name: str, xs: tuple[torch.Tensor, ...], form: Form) -> Non
         f"torch.inference_mode() or torch.no_grad()")
 
 
+def _makes_graph(name: str, xs: tuple[torch.Tensor, ...], form: Form,
+                 steps: Sequence[object], params: tuple[torch.Tensor, ...]) -> bool:
+    """Whether a call makes a graph (:func:`_wants_grad`); if it does, its input ``xs``
+    (called ``name``) and ``params`` checked to be usable in one (:func:`_check_inference`,
+    :func:`_refuse_lazy`)."""
+    if not _wants_grad(xs, params):
+        return False
+    _check_inference(name, xs, form)
+    _refuse_lazy(steps, params)
+    return True
+
+
 def _wants_grad(xs: tuple[torch.Tensor, ...], grad_params: tuple[torch.Tensor, ...]) -> bool:
     """Whether a call makes a graph: grad mode on, and the input or a parameter passed
     requires grad (else it is a plain pass, each step once)."""
@@ -1651,10 +1663,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
         return x0
     devices = _cuda_devices((*xs, *call_params, *_owned(step)))  # RNG states to keep
     module_params = _module_params(step)
-    grad = _wants_grad(xs, (*call_params, *module_params))
-    if grad:
-        _check_inference("x0", xs, was_tuple)
-        _refuse_lazy((step,), (*call_params, *module_params))
+    grad = _makes_graph("x0", xs, was_tuple, (step,), (*call_params, *module_params))
     if memory is not None and grad:
         program = _uniform_program(step, x0, n, call_params, memory, graph_bytes, tape,
                                    devices)
@@ -1733,9 +1742,7 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     call_params = _params(params, "checkpointed_while_loop(cond, step, x0, "
                                   "*model.parameters(), budget=...)")
     module_params = _module_params(step)
-    if _wants_grad(xs, (*call_params, *module_params)):
-        _check_inference("x0", xs, was_tuple)
-        _refuse_lazy((step,), (*call_params, *module_params))
+    _makes_graph("x0", xs, was_tuple, (step,), (*call_params, *module_params))
     chain = _Until(cond, (budget, beyond, most), step, call_params, module_params,
                    None, spec=_spec(xs), rng=preserve_rng_state,
                    devices=_cuda_devices((*xs, *call_params, *_owned(step))), tape=tape,
@@ -2374,9 +2381,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     xs, was_tuple = _as_tuple("input", input)
     params = _param_list(params)
     chain_params = _chain_params(layers, params)
-    if _wants_grad(xs, chain_params):
-        _check_inference("input", xs, was_tuple)
-        _refuse_lazy(layers, chain_params)
+    _makes_graph("input", xs, was_tuple, layers, chain_params)
     if sum(v is not None for v in (budget, memory, segments)) != 1:
         raise PebblesValueError(
             f"budget={budget!r}, memory={memory!r}, segments={segments!r}: pass exactly one "

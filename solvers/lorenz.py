@@ -1457,7 +1457,7 @@ def _stored_states(s: pebbles.Schedule) -> int:
 
 def _forward_steps(s: pebbles.Schedule) -> tuple[int, str]:
     """Forward steps of ``s`` and ``""`` from its method's formula; without one (online,
-    treeverse-paper, periodic), at once, those of the optimal Treeverse holding as many
+    treeverse-paper), at once, those of the optimal Treeverse holding as many
     states (:func:`pebbles.min_forward_steps`, which no schedule beats) and why that is
     a lower bound (playing the stream to count them may take as long as the run)."""
     steps = pebbles.predicted_steps(s)

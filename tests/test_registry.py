@@ -205,6 +205,14 @@ def test_candidates_fit_the_budget_and_predict_their_steps(n, budget):
             assert steps == r.forward_steps, str(s)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 31, 64])
+def test_periodic_formulas_count_its_steps_and_moves(n):
+    for every in range(1, n + 3):
+        s = schedule("periodic", n, every=every)
+        assert predicted_steps(s) == s.simulate().forward_steps, every
+        assert pebbles.most_moves(s) == len(s.encode()), every
+
+
 def test_every_method_is_described():
     for name in methods():
         entry = describe(name)
