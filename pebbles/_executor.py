@@ -68,7 +68,7 @@ from ._lowering import (
     _rows,
     lower,
 )
-from ._storage import MemoryStore, StoreError, mapped_empty
+from ._storage import DiskStore, MemoryStore, StoreError, mapped_empty
 from ._validation import a_kind, check_bool, check_int
 
 __all__ = ["CallbackError", "NonFiniteError", "ReplayResult", "replay"]
@@ -192,6 +192,7 @@ class _Replay:
         self.cap = nslots - 1  # state buffers the program needs besides s_0
         self.lends = False  # lend free buffers to the store for its copies
         self.reads_into = False  # the store's get takes out=: loads reuse free buffers
+        self.put_copies = self.get_copies = True  # the store's put keeps a copy; get returns one
         self.lending: dict[int, Any] = {}  # id -> buffer lent and not yet taken back
         self.held_states = T.Holdings()
         self.held_states.add(s0)
@@ -229,8 +230,8 @@ class _Replay:
             wait = not self.pool and self.live + transient + self.lent > self.cap
             try:
                 self.take_back(wait)
-            except OSError as err:  # a StoreError, or a store's own OSError
-                _note_store_error(err, where)
+            except BaseException as err:
+                _note_stop(err, where)
                 raise
         return self.pool.pop() if self.pool else None
 
@@ -546,8 +547,8 @@ class _Replay:
         """``OP_STORE`` / ``OP_LOAD`` / ``OP_DISCARD`` through ``self.store``."""
         try:
             self._disk(op, src, dst, cell)
-        except OSError as err:  # a StoreError, or a store's own OSError
-            _note_store_error(err, f"at the {_DISK_OPS[op]} of the state of step {cell}")
+        except BaseException as err:
+            _note_stop(err, f"at the {_DISK_OPS[op]} of the state of step {cell}")
             raise
 
     def _disk(self, op: int, src: int, dst: int, cell: int) -> None:
@@ -563,7 +564,7 @@ class _Replay:
             self.stored.add(cell)  # before put: a Ctrl-C inside it leaves the cell to forget
             try:
                 if buf is None:
-                    self.store.put(cell, s)
+                    self.store.put(cell, s if self.put_copies else np.array(s, copy=True))
                 else:
                     self.store.put(cell, s, into=buf)
             except Exception:
@@ -581,15 +582,25 @@ class _Replay:
             self.store.delete(cell)
             self.stored.discard(cell)
 
+    def discard_left(self) -> None:
+        """Delete from the store the states a schedule leaves there at its end (a legal
+        stream may end with disk pebbles), so that the store can serve another replay."""
+        for cell in sorted(self.stored):
+            self.disk(OP_DISCARD, 0, 0, cell)
+
     def load(self, cell: int) -> Any:
         """The state of step ``cell`` from the store: read into a free buffer where the
-        store's ``get`` takes ``out=``, else ``get(cell)``, a new array (the protocol)."""
+        store's ``get`` takes ``out=``, else ``get(cell)``, a new array (the protocol),
+        copied unless the store is known to return a new one (:func:`_copying`)."""
         out = self.spare(1, f"at the load of the state of step {cell}") \
             if self.reads_into else None
         if out is not None and not out.flags.c_contiguous:  # the store reads C order
             self.pool.append(out)
             out = None
-        return self.store.get(cell) if out is None else self.store.get(cell, out=out)
+        got = self.store.get(cell) if out is None else self.store.get(cell, out=out)
+        if got is not out and not self.get_copies and isinstance(got, np.ndarray):
+            got = np.array(got, copy=True)  # the store may keep it: a walk would overwrite it
+        return got
 
     def run(self, ops: np.ndarray, bar: Any) -> None:
         for op, src, dst, first, count in _rows(ops):
@@ -621,6 +632,18 @@ def _add_note(err: BaseException, note: str) -> None:
     """Add ``note`` to ``err``'s traceback (Python 3.11+; earlier ones go without)."""
     if hasattr(err, "add_note"):
         err.add_note(note)
+
+
+def _note_stop(err: BaseException, where: str) -> None:
+    """Note on ``err``, met in a store operation or while waiting on the store, where the
+    replay stopped (``where``: e.g. ``at the load of the state of step 3``): a store error
+    (an ``OSError``) as :func:`_note_store_error` does, a ``KeyboardInterrupt`` or
+    ``SystemExit`` as a callback's (once); the executor's own errors name the step."""
+    if isinstance(err, OSError):  # a StoreError, or a store's own OSError
+        _note_store_error(err, where)
+    elif not isinstance(err, Exception) and not any(
+            note.startswith("pebbles: stopped") for note in getattr(err, "__notes__", ())):
+        _add_note(err, f"pebbles: stopped {where}")
 
 
 def _note_store_error(err: BaseException, where: str) -> None:
@@ -885,6 +908,14 @@ def replay(
         it can serve another replay (of any shape and dtype). Any object with
         ``put(key, array)``, ``get(key)`` and ``delete(key)`` will do; loads are
         read into free state buffers only when its ``get`` takes ``out=``.
+        ``put`` must keep a copy of its own (the executor reuses the array's
+        buffer) and ``get`` return a new array, one the store does not keep
+        (the executor steps in place on it). For a store whose ``put`` or
+        ``get`` is not ``MemoryStore``'s or ``DiskStore``'s, the executor puts
+        a copy (unless it lends the store a buffer to copy into: ``borrows``)
+        and copies what ``get`` returns (not an ``out`` it filled), so
+        a store that keeps the very arrays it is given (a dict) gives the right
+        gradient too, at one more copy per store and load.
 
     Returns
     -------
@@ -944,11 +975,13 @@ def replay(
     r.store = MemoryStore() if own_store else store
     r.lends = bool(getattr(r.store, "borrows", False)) and r.pool_size > 0
     r.reads_into = r.store is not None and r.pool_size > 0 and _takes_out(r.store)
+    r.put_copies, r.get_copies = (_copying(r.store, name) for name in ("put", "get"))
     bar = _progress_bar(len(prog.ops), progress)
     t0 = time.perf_counter()
     try:
         _guard(r, s0, lambda: r.run(prog.ops, bar))
         _check_complete(r, prog)
+        r.discard_left()
         r.settle()
     except BaseException as exc:
         if not own_store:
@@ -1008,6 +1041,18 @@ def _check_store(store: object) -> None:
             f"store=<{what}> is closed, and a closed store cannot be used again (it freed its "
             f"states); make a new one for the replay, e.g. with pebbles.DiskStore(directory) "
             f"as store: pebbles.replay(..., store=store)")
+
+
+#: The store methods known to keep a copy of the array they are given (put) and to
+#: return a new array (get): the executor copies for a store whose methods are others.
+_COPYING = frozenset({MemoryStore.put, MemoryStore.get, DiskStore.put, DiskStore.get})
+
+
+def _copying(store: object, name: str) -> bool:
+    """Whether ``store``'s method ``name`` (``put`` or ``get``) is a built-in store's, which
+    copies: a store of one's own may keep the array put (a dict), which the executor
+    then overwrites in a pooled buffer, or hand out one it keeps, which a walk overwrites."""
+    return getattr(type(store), name, None) in _COPYING
 
 
 def _takes_out(store: object) -> bool:

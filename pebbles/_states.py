@@ -10,6 +10,7 @@ changes one it was only meant to read.
 from __future__ import annotations
 
 import copy
+import numbers
 import operator
 import zlib
 from typing import Any
@@ -129,11 +130,26 @@ def all_finite(x: Any) -> bool:
                for leaf in leaves(x))
 
 
+def _immutable(leaf: Any) -> bool:
+    """Whether a leaf is a value no one can write into (a NumPy scalar other than a
+    structured one, a Python number, a string, None): two states may share it freely,
+    as NumPy and Python share one object for equal values (``np.True_``, small ints)."""
+    if type(leaf) is np.ndarray:  # the common case, several times a step
+        return False
+    if isinstance(leaf, np.generic):
+        return not isinstance(leaf, np.void)  # a record of a structured array is a view
+    return leaf is None or isinstance(leaf, (numbers.Number, str, bytes))
+
+
+def _mutable_leaves(x: Any) -> list[Any]:
+    """The leaves of state ``x`` that can be written into: the ones that can alias."""
+    return [leaf for leaf in leaves(x) if not _immutable(leaf)]
+
+
 def aliases(a: Any, b: Any) -> bool:
-    """Whether two states are one object or share memory in any pair of leaves."""
-    if a is b:
-        return True
-    la, lb = leaves(a), leaves(b)
+    """Whether two states share a leaf, or memory in any pair of leaves (leaves that
+    cannot be written into, NumPy scalars and Python numbers, never alias)."""
+    la, lb = _mutable_leaves(a), _mutable_leaves(b)
     for x in la:
         for y in lb:
             if x is y or (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
@@ -188,13 +204,13 @@ class Holdings:
         self.by_owner: dict[int, list[Any]] = {}
 
     def add(self, x: Any) -> None:
-        """Start holding state ``x``."""
-        for leaf in leaves(x):
+        """Start holding state ``x`` (its leaves that can be written into)."""
+        for leaf in _mutable_leaves(x):
             self.by_owner.setdefault(_owner(leaf), []).append(leaf)
 
     def discard(self, x: Any) -> None:
         """Stop holding state ``x``."""
-        for leaf in leaves(x):
+        for leaf in _mutable_leaves(x):
             key = _owner(leaf)
             held = self.by_owner.get(key, [])
             for k, other in enumerate(held):
@@ -205,8 +221,9 @@ class Holdings:
                 self.by_owner.pop(key, None)
 
     def clash(self, x: Any) -> bool:
-        """Whether a leaf of ``x`` is, or overlaps in memory, a held leaf."""
-        for leaf in leaves(x):
+        """Whether a leaf of ``x`` is, or overlaps in memory, a held leaf (NumPy scalars
+        and Python numbers never clash: they cannot be written into)."""
+        for leaf in _mutable_leaves(x):
             for other in self.by_owner.get(_owner(leaf), ()):
                 if other is leaf or (isinstance(leaf, np.ndarray)
                                      and np.may_share_memory(leaf, other)):
