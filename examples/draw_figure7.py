@@ -14,14 +14,10 @@ copied to docs/img/figure7.png; there Bennett stops at cell 16, 41 steps).
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
-try:
-    import visualize
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import visualize
+from _args import visualize
 
 import pebbles
 
@@ -43,8 +39,15 @@ def figure_b():
     ], 16)
 
 
-def main(argv: list[str]) -> None:
-    out = Path(argv[0]) if argv else Path(".")
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("output_dir", nargs="?", default=".", metavar="OUTPUT_DIR",
+                   help="folder for figure7a.png, figure7b.png and figure7.png, made if "
+                        "missing (default: the current directory)")
+    args = p.parse_args(argv)
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        p.error(f"argument OUTPUT_DIR: {str(out)!r} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     for name, fig in (("figure7a.png", figure_a()), ("figure7b.png", figure_b())):
         print("wrote", visualize.save(fig, out / name))
@@ -59,4 +62,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -24,6 +24,7 @@ Usage: python examples/jax_lorenz.py [--quick]
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -181,11 +182,15 @@ def wave_demo(size: int, n: int, budget: int) -> None:
           f"({m_ours / state_mb:.1f} carries) vs {m_ref:.1f} MB ({m_ref / state_mb:.0f} carries)")
 
 
-def main(argv: list[str]) -> None:
-    quick = "--quick" in argv
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="Lorenz n = 1000 and a 64 x 64 x 300 wave instead of n = 10^4 and "
+                        "128 x 128 x 1000")
+    quick = p.parse_args(argv).quick
     lorenz_demo(1000 if quick else 10_000, 10)
     wave_demo(64 if quick else 128, 300 if quick else 1000, 10)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

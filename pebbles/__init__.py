@@ -13,7 +13,7 @@ Examples
 True
 """
 
-from ._background import background_time, background_two_level
+from ._background import PRICES, background_time, background_two_level
 from ._baselines import periodic, recompute_all, store_all
 from ._bennett import (
     bennett,
@@ -72,8 +72,22 @@ from ._moves import (
     unplace,
 )
 from ._online import OnlineScheduler, UntilResult, online, online_r2_range, replay_until
-from ._optimal import brute_force, dp_table, min_forward_steps
-from ._planner import EXECUTOR_EXTRA_STATES, Candidate, Plan, budget_for, plan
+from ._optimal import (
+    BRUTE_FORCE_MAX_BOARDS,
+    DP_MAX_CELLS,
+    DP_MAX_N,
+    brute_force,
+    dp_table,
+    min_forward_steps,
+)
+from ._planner import (
+    BACKGROUND_MAX_N,
+    EXECUTOR_EXTRA_STATES,
+    Candidate,
+    Plan,
+    budget_for,
+    plan,
+)
 from ._registry import (
     Method,
     Schedule,
@@ -86,8 +100,12 @@ from ._registry import (
     schedule,
 )
 from ._reversible import reversible_min_steps, reversible_optimal
+from ._rules import RULE_NAMES
 from ._simulator import Board, ChainCosts, SimulationResult, expand, simulate
 from ._storage import (
+    CACHE_SPEED,
+    MAP_BYTES,
+    PROBE_BYTES,
     DiskFullError,
     DiskStore,
     IOCost,
@@ -101,6 +119,9 @@ from ._tradeoff import S_CAP as TRADEOFF_S_CAP
 from ._tradeoff import X_MAX, memory_ratio, online_overhead, tradeoff_curves
 from ._treeverse import paper_tau, treeverse, treeverse_paper
 from ._twolevel import (
+    BEST_PERIOD_MAX_N,
+    TWO_LEVEL_MAX_ENTRIES,
+    TWO_LEVEL_MAX_WORK,
     best_period,
     min_total_time,
     periodic_disk,
@@ -110,6 +131,18 @@ from ._twolevel import (
 )
 
 __all__ = [
+    "BACKGROUND_MAX_N",
+    "BEST_PERIOD_MAX_N",
+    "BRUTE_FORCE_MAX_BOARDS",
+    "CACHE_SPEED",
+    "DP_MAX_CELLS",
+    "DP_MAX_N",
+    "MAP_BYTES",
+    "PRICES",
+    "PROBE_BYTES",
+    "RULE_NAMES",
+    "TWO_LEVEL_MAX_ENTRIES",
+    "TWO_LEVEL_MAX_WORK",
     "hetero_brute_force",
     "hetero_min_memory",
     "hetero_optimal",
@@ -216,5 +249,13 @@ __all__ = [
     "treeverse_paper",
     "unplace",
 ]
+
+# The public exceptions show as ``pebbles.NAME`` in tracebacks and reprs, and pickle
+# finds them there.
+for _error in (CallbackError, DiskFullError, IllegalMoveError, InfeasibleBudgetError,
+               NonFiniteError, PebblesError, PebblesNotImplementedError, PebblesTypeError,
+               PebblesValueError, StoreError):
+    _error.__module__ = __name__
+del _error
 
 __version__ = "0.1.0"

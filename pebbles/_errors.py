@@ -79,7 +79,7 @@ class IllegalMoveError(PebblesValueError):
         budget), ``"disk_budget"`` (more disk pebbles than the disk budget),
         ``"slots"`` (a lowering ran out of slots), ``"paint_order"``, ``"occupied"``;
         ``"end"`` for an unmet end condition; ``"other"`` where none was given. The
-        simulator's names are ``pebbles._rules.RULE_NAMES``.
+        simulator's names are those of :data:`pebbles.RULE_NAMES` after its first, ``"ok"``.
 
     Examples
     --------

@@ -65,7 +65,7 @@ def dp_table(n_max: int, budget_max: int, game: Game | str = Game.CHECKPOINT) ->
     Checkpoint games: ``T(1, S) = 0``; ``T(n, S) = min_j j + T(n - j, S - 1) + T(j, S)``
     (first checkpoint at j; in the checkpoint game a walk of two or more cells
     needs S >= 2). Reversible game: the clean-move and reach recursions of
-    :mod:`pebbles._reversible`.
+    :func:`pebbles.reversible_optimal`.
     """
     n_max = check_int("n_max", n_max, 1)
     budget_max = check_int("budget_max", budget_max, 0)

@@ -304,10 +304,16 @@ def plan(
     n : int
         Number of steps.
     budget : int, optional
-        States a schedule may store besides ``s_0``. Or give ``memory`` and
-        ``state_bytes``: the budget is then what fits once the executor's own
-        :data:`EXECUTOR_EXTRA_STATES` are counted. ``state_bytes`` with a
-        ``budget`` only sizes :attr:`Plan.memory`.
+        States a schedule may store besides ``s_0``; or give ``memory`` and
+        ``state_bytes`` instead (not both).
+    memory : int, optional
+        Instead of ``budget``: bytes available for states (and the executor's
+        gradients of the same size); the budget is then what fits once the
+        executor's own :data:`EXECUTOR_EXTRA_STATES` are counted,
+        ``budget_for(memory, state_bytes)``, at most ``n``.
+    state_bytes : int, optional
+        Bytes of one state: needed with ``memory``; with ``budget`` it only sizes
+        :attr:`Plan.memory` (``None``: the plan counts no bytes).
     backward_cost : float
         Cost of one backward step relative to one forward step.
     disk_budget, write_cost, read_cost : optional

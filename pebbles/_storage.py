@@ -46,8 +46,8 @@ from numpy.typing import DTypeLike
 from ._errors import PebblesError, PebblesTypeError, PebblesValueError, rebuilt
 from ._validation import a_kind, check_bool, check_cost, check_int
 
-__all__ = ["MAP_BYTES", "DiskFullError", "DiskStore", "IOCost", "MemoryStore", "Store",
-           "StoreError", "mapped_empty", "measure_io"]
+__all__ = ["CACHE_SPEED", "MAP_BYTES", "PROBE_BYTES", "DiskFullError", "DiskStore", "IOCost",
+           "MemoryStore", "Store", "StoreError", "mapped_empty", "measure_io"]
 
 Key = int | str
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")

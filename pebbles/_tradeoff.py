@@ -206,8 +206,8 @@ def tradeoff_curves(n: int, *, paper_max_n: int = 10**4,
         their curves are empty.
     reversible_max_pebbles : int, optional
         Largest S of the reversible optimum (its tables cost O(n) per S: about
-        56 s for n = 10^6 with S <= 32 on a busy two-core machine, so this cap
-        stays); default ``ceil(log2(n+1)) + max(12, min(200, 10^7 // n))``.
+        56 s for n = 10^6 with S <= 32 on a busy two-core machine); default
+        ``ceil(log2(n+1)) + max(12, min(200, 10^7 // n))``.
 
     Returns
     -------

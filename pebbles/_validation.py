@@ -53,7 +53,7 @@ def check_steps(value: object, name: str = "n") -> int:
     >>> check_steps(2**63)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    pebbles._errors.PebblesValueError: n=9223372036854775808 names a cell outside int64; ...
+    pebbles.PebblesValueError: n=9223372036854775808 names a cell outside int64; ...
     """
     steps = check_int(name, value, 1)
     if steps > MAX_CELL:
@@ -96,7 +96,7 @@ def check_callable(name: str, fn: object, signature: str) -> None:
     >>> check_callable("body", None, "body(c)")
     Traceback (most recent call last):
         ...
-    pebbles._errors.PebblesTypeError: body=None is not callable; pass a function body(c)
+    pebbles.PebblesTypeError: body=None is not callable; pass a function body(c)
     """
     if not callable(fn):
         raise PebblesTypeError(f"{name}={fn!r:.60} is not callable; pass a function "

@@ -21,7 +21,7 @@ with ``n`` or with the budget.
 number of steps is known only when it stops: the online scheduler's controller
 (store every state, Stumm & Walther's r = 2 and r = 3 phases, then the greedy rule or
 Wang, Moin & Iaccarino's dynamic checkpointing) runs inside the compiled loop and the
-reverse pass replays Treeverse between the kept carries (:mod:`pebbles._jax_while`).
+reverse pass replays Treeverse between the kept carries.
 
 Importing this module needs JAX (``pip install "pebble-games[jax]"``);
 ``import pebbles`` never imports it.

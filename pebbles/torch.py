@@ -9,7 +9,7 @@ budget can do. :func:`checkpoint_sequential` is a drop-in for
 ``torch.utils.checkpoint.checkpoint_sequential`` that takes a budget of stored
 activations, or a memory limit in bytes for which it profiles the layers once
 and uses the least-time persistent schedule of the heterogeneous chain (Beaumont,
-Eyraud-Dubois, Herrmann, Joly & Shilova 2019; :mod:`pebbles._chain`).
+Eyraud-Dubois, Herrmann, Joly & Shilova 2019; :func:`pebbles.hetero_optimal`).
 
 Both are one ``torch.autograd.Function``. Its forward runs the steps without a
 graph (``torch.no_grad``) and keeps only the states the schedule stores; its
@@ -19,7 +19,7 @@ whose last run before its backward step starts from a stored state is run with
 its graph right then ("taping") when that graph saves nothing but the step's
 input, output and parameters, so the backward step needs no replay. With a
 memory limit the schedule itself may keep graphs that do cost memory (the
-``tape`` move; Beaumont et al.'s "F_all" runs, :mod:`pebbles._chain`):
+``tape`` move; Beaumont et al.'s "F_all" runs, :func:`pebbles.hetero_optimal`):
 :func:`profile_layers` measures each step's saved activations, the dynamic
 programme decides which steps keep their graph, and those run with their graph
 in the forward pass and are never replayed; a kept step whose input is the
@@ -1592,7 +1592,7 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
         Instead of ``budget`` and ``method``: most bytes held by stored states
         and kept graphs (``x0`` excluded). The least-time schedule of the
         uniform chain whose steps may keep their graph (``tape`` moves,
-        :mod:`pebbles._chain`): a step that keeps its graph is never replayed,
+        :func:`pebbles.hetero_optimal`): a step that keeps its graph is never replayed,
         so with room for one graph per step every step runs once.
     graph_bytes : float, optional
         Bytes a step's kept graph saves besides its input and output (for
@@ -2298,7 +2298,7 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         far (all of them by the end: the limit must hold them) and the
         gradients of the layer outputs in use: the least-time schedule of the
         heterogeneous chain
-        whose layers may keep their graph (:mod:`pebbles._chain`), from
+        whose layers may keep their graph (:func:`pebbles.hetero_optimal`), from
         ``costs`` or, by default, from :func:`profile_layers` (``repeat = 3``
         extra forward passes without a graph and one with a graph; none when the
         call wants no gradient), run on the first call and reused while the same
@@ -2312,7 +2312,8 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         model in which graphs are never kept and replays are not counted;
         without ``grads`` or ``cotangents``: those gradients are not counted).
     levels : int
-        Memory levels of the dynamic programme (:mod:`pebbles._chain`).
+        Memory levels of the dynamic programme (``levels`` of
+        :func:`pebbles.hetero_optimal`).
     params : iterable of Tensor
         Tensors the layers use besides the parameters of the ``nn.Module``
         layers and of the modules whose bound methods are layers (found

@@ -2,10 +2,11 @@
 
 CuPy owns the device memory (states, the ``S + 2`` preallocated checkpoint
 slots, parameters, gradients and the lowered schedule); the kernels are
-``numba.cuda`` kernels (:mod:`solvers._cuda_pml`, :mod:`solvers._cuda_lorenz`)
-that read CuPy arrays through ``__cuda_array_interface__``. Without a GPU the
-same code runs on NumPy arrays under Numba's CUDA simulator
-(``NUMBA_ENABLE_CUDASIM=1``), which is how CI tests the kernels' arithmetic.
+``numba.cuda`` kernels, compiled from the same formulas as the CPU kernels of
+:mod:`solvers.pml` and :mod:`solvers.lorenz`, that read CuPy arrays through
+``__cuda_array_interface__``. Without a GPU the same code runs on NumPy arrays
+under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how CI tests
+the kernels' arithmetic.
 
 Every executor runs the slot program of :func:`pebbles.lower` (the schedule
 checked once with the simulator's rules, each state assigned to a slot). The

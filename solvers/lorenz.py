@@ -22,9 +22,9 @@ to get it (paper Table 1):
   (backward RK4 integration of the augmented dynamics, optionally reloading
   stored forward states every K steps; Figure 4).
 
-The scalar formulas (step, tangent, adjoint) are written once, in
-:mod:`solvers._lorenz_scalar`, and compiled here with ``numba.njit`` and in
-:mod:`solvers._cuda_lorenz` for the GPU. Non-finite parameters are rejected, and so
+The scalar formulas (step, tangent, adjoint) are written once, as plain Python on
+scalars, and compiled here with ``numba.njit`` and with ``numba.cuda.jit`` for the
+GPU (:mod:`solvers.gpu`). Non-finite parameters are rejected, and so
 is a time step ``dt <= 0`` of a run (the one-step kernels :func:`rk4_step`,
 :func:`rk4_jvp` and :func:`rk4_vjp` take any finite ``dt``);
 :func:`overflow_step` finds the step at which a trajectory overflows.
@@ -1292,8 +1292,8 @@ def memory_estimate(method: str, n: int, *, states: int = 0, executor: str = "nu
     ----------
     method : str
         ``forward`` (constant memory), ``adjoint`` (the ``states`` reloaded
-        states) or any schedule method (the lowering of its ``moves``,
-        :func:`solvers._memory.program_bytes`, plus ``states`` stored states,
+        states) or any schedule method (the lowering of its ``moves``
+        into a slot program, plus ``states`` stored states,
         24 bytes each, with the Numba executor; with the generic one at least
         660 bytes a step and 560 a state).
     n : int
@@ -1304,8 +1304,7 @@ def memory_estimate(method: str, n: int, *, states: int = 0, executor: str = "nu
         The executor of a schedule method (:func:`replay_lorenz` or
         :func:`gradient_reverse`); ignored by ``forward`` and ``adjoint``.
     moves : int, optional
-        Moves of the schedule's stream (:func:`solvers._memory.schedule_moves`
-        counts a schedule's); default ``3 n``, a walk, a paint and a remove a
+        Moves of the schedule's stream; default ``3 n``, a walk, a paint and a remove a
         cell (treeverse, store-all). Ignored by ``forward`` and ``adjoint``.
 
     Raises

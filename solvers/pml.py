@@ -3,7 +3,7 @@
 Section 4.2 of the paper (paper notes section 6): ``u_tt - div(c grad u) = f``
 (``c`` the squared velocity) on an ``(nx+2) x (ny+2)`` grid with a zero outer
 ring and a 12-point perfectly matched layer, in the consistent discretisation of
-the authors' code (see :mod:`solvers._pml_kernels` for the formulas). A Ricker
+the authors' code. A Ricker
 source at ``(nx/2, ny/5)``, 200 detectors on row ``ny/5``, and the running loss
 
     L = sum_{k=1..n} sum_d (u_true^(k)_d - u^(k)_d)^2,
@@ -118,8 +118,8 @@ PARALLEL_MIN_CELLS = 64 * 64
 class ThreadChooser:
     """Run each kind of kernel on all threads or on one, whichever its calls show faster.
 
-    Used on Numba's OpenMP layer only (:mod:`solvers._threading` prefers TBB,
-    whose dynamic split needs no choice). Why: Numba's OpenMP threads spin while
+    Used on Numba's OpenMP layer only (solvers picks TBB where the ``tbb`` package
+    is installed, whose dynamic split needs no choice). Why: Numba's OpenMP threads spin while
     they wait for the next kernel, so
     when another process takes a core, the scheduler shares it between a
     spinning thread and that process in slices of milliseconds and every
@@ -156,6 +156,18 @@ class ThreadChooser:
         Seconds (default :func:`time.perf_counter`).
     faults : callable, optional
         The process's minor page faults so far (default: ``getrusage``).
+    probe : int
+        Calls of a kind on its chosen count, after a change of choice, before the
+        other count is tried again.
+    most_probe : int
+        Most calls between two tries of the other count (the wait at least doubles
+        after each try that loses, up to this).
+    switch : float
+        The choice flips at once when the chosen count's average grows past
+        ``switch`` times the other's.
+    margin : float
+        A try of the other count wins, and becomes the choice, when it is more than
+        ``margin`` times faster than the chosen count's average.
     fault_pages : int
         More new pages than this in one call: a call that faulted in fresh memory.
     """
@@ -257,8 +269,7 @@ class PMLConfig:
         Detectors evenly spaced along the first index on row ``ny // 5``.
     flush : float
         The kernels write values of magnitude below ``flush`` as 0, which keeps
-        subnormal numbers (slow on x86) out of the fields; 0 turns it off (see
-        :mod:`solvers._pml_kernels`).
+        subnormal numbers (slow on x86) out of the fields; 0 turns it off.
     """
 
     nx: int = 1000
@@ -625,8 +636,8 @@ class PMLSolver:
         (a kernel there is shorter than waking a second thread); on larger
         ones, when Numba runs on OpenMP, a :class:`ThreadChooser` (yielded)
         picks, per kernel, all of Numba's threads or one (``choose=False``:
-        all). On TBB (:mod:`solvers._threading`, the default where the
-        ``tbb`` package is installed) every kernel runs on all threads: its
+        all). On TBB (Numba's threading layer where the ``tbb`` package is
+        installed) every kernel runs on all threads: its
         dynamic split copes with a competing process by itself. Numba's
         setting is restored on exit.
         """
@@ -1273,7 +1284,7 @@ class MemoryEstimate:
         Bytes of one state, ``4 (nx+2) (ny+2) 8``.
     other_bytes : int
         Grids (``c``, the true model, ``dL/dc``), the detector recordings and the
-        lowered schedule (:func:`solvers._memory.program_bytes` of its moves).
+        lowered schedule (the slot program of its moves).
     """
 
     states: int
@@ -1294,8 +1305,8 @@ def memory_estimate(cfg: PMLConfig,
     Counted before anything is allocated: the schedule's peak of stored
     states (:func:`_held_states`) plus the working state, ``s_0`` and the
     gradient buffers, three grids and the recordings, and the lowering of its
-    moves (:func:`solvers._memory.schedule_moves` counts a schedule's; a
-    program's rows are counted as moves). ``moves`` takes the forms
+    moves (a schedule's moves are counted; a program's rows are counted as
+    moves). ``moves`` takes the forms
     :func:`gradient` takes: a schedule (or a ``pebbles.SlotProgram``) for
     ``cfg.steps`` steps, an iterable of moves or an encoded array (played by
     :func:`pebbles.lower`: an iterator is used up, pass a list).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -169,6 +170,8 @@ def example(monkeypatch, tmp_path):
     ("lorenz_figure4", ["--starts=0"], "argument --starts: '0'"),
     ("lorenz_figure3", ["--resolution", "1"], "argument --resolution: resolution=1"),
     ("pml_figures", ["--size=5"], "argument --size: size=5 must be"),
+    ("draw_figure7", ["--bogus"], "unrecognized arguments: --bogus"),
+    ("draw_figure7", ["a", "b"], "unrecognized arguments: b"),
 ])
 def test_examples_refuse_bad_flags(example, capsys, name, argv, words) -> None:
     assert words in _refused(example(name).main, argv, capsys)
@@ -188,3 +191,26 @@ def test_figure5_without_fig5_records_says_what_to_run(example, tmp_path, capsys
     bench.write_text(json.dumps({"kernels": {}}))
     err = _refused(example("figure5").main, [str(bench)], capsys)
     assert f"{bench} has no fig5 records; run benchmarks/bench_pml.py --fig5" in err
+
+
+def test_figure7_help_writes_nothing(example, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        example("draw_figure7").main(["--help"])
+    assert info.value.code == 0 and "OUTPUT_DIR" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_figure7_refuses_a_file_as_its_folder(example, tmp_path, capsys) -> None:
+    (tmp_path / "f.png").write_bytes(b"")
+    err = _refused(example("draw_figure7").main, ["f.png"], capsys)
+    assert "argument OUTPUT_DIR: 'f.png' is a file, not a folder" in err
+
+
+def test_jax_lorenz_takes_its_flags_from_argparse(tmp_path) -> None:
+    """In a subprocess: importing the example switches on JAX's x64 mode."""
+    pytest.importorskip("jax")
+    script = str(ROOT / "examples" / "jax_lorenz.py")
+    run = [subprocess.run([sys.executable, script, flag], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120) for flag in ("--help", "--bogus")]
+    assert run[0].returncode == 0 and "--quick" in run[0].stdout
+    assert run[1].returncode == 2 and "unrecognized arguments: --bogus" in run[1].stderr

@@ -289,3 +289,15 @@ def test_most_moves_bounds_every_methods_stream(method, kw, n):
     assert most is None or most >= length
     if pebbles.describe(method).moves is not None:
         assert most == length
+
+
+def test_public_errors_are_named_from_pebbles():
+    """Every exception class ``pebbles`` exports shows as ``pebbles.NAME`` (tracebacks,
+    reprs) and pickles by that name."""
+    errors = [getattr(pebbles, name) for name in pebbles.__all__
+              if isinstance(getattr(pebbles, name), type)
+              and issubclass(getattr(pebbles, name), BaseException)]
+    assert len(errors) >= 10
+    for cls in errors:
+        assert cls.__module__ == "pebbles", cls
+        assert pickle.loads(pickle.dumps(cls)) is cls
