@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PMLExperiment", "RELOAD_INTERVALS", "SensitivityGrid", "adjoint_errors_vs_reload",
            "adjoint_errors_vs_steps", "load_sensitivity", "lorenz_trajectory",
-           "pml_experiment", "scaled_config", "sensitivity_grid"]
+           "pml_experiment", "scaled_config", "sensitivity_grid", "snapshot_steps"]
 
 #: Reload intervals K of Figure 4(b).
 RELOAD_INTERVALS = (1, 20, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500)
@@ -324,8 +324,9 @@ def adjoint_errors_vs_reload(intervals: Sequence[int] = RELOAD_INTERVALS, *,
 # ---------------------------------------------------------------------------
 # the PML experiment
 # ---------------------------------------------------------------------------
-def _snapshot_steps(times: object, n: int) -> np.ndarray:
-    """``times`` as an int64 array after checking it holds whole step numbers in 1..n.
+def snapshot_steps(times: object, n: int) -> np.ndarray:
+    """``times`` as an int64 array after checking it holds whole step numbers in 1..n
+    (the snapshot steps of :func:`pml_experiment` and ``visualize.draw_pml_snapshots``).
 
     Raises
     ------
@@ -334,6 +335,12 @@ def _snapshot_steps(times: object, n: int) -> np.ndarray:
         (a bool, a float such as 1.7).
     pebbles.PebblesValueError
         If it is empty or a step lies outside 1..n.
+
+    Examples
+    --------
+    >>> from solvers.experiments import snapshot_steps
+    >>> snapshot_steps([1, 50, 100], 100).tolist()
+    [1, 50, 100]
     """
     return _whole_numbers(times, "times", "step numbers", 1, (n, "cfg.steps"),
                           f"pass e.g. times=[1, {max(n // 2, 1)}, {n}]")
@@ -455,7 +462,7 @@ def pml_experiment(cfg: PMLConfig, times: Sequence[int], *,
         raise PebblesTypeError(f"cfg={cfg!r:.80} ({type(cfg).__name__}) must be a PMLConfig, "
                                f"the run's grid and time steps; pass e.g. "
                                f"cfg=scaled_config(200)")
-    steps = _snapshot_steps(times, cfg.steps)
+    steps = snapshot_steps(times, cfg.steps)
     moves = None if budget is None else pebbles.schedule("treeverse", cfg.steps, budget=budget)
     c_true = pml.true_model(cfg)
     sol = pml.PMLSolver(cfg, c_true)

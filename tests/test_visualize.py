@@ -16,7 +16,8 @@ import visualize
 from visualize import cli
 from visualize._game import GIDS
 
-STEPS = {pebbles.MoveKind.PLACE, pebbles.MoveKind.MOVE, pebbles.MoveKind.UNPLACE}
+STEPS = {pebbles.MoveKind.PLACE, pebbles.MoveKind.MOVE, pebbles.MoveKind.UNPLACE,
+         pebbles.MoveKind.TAPE}
 
 
 def expected_markers(moves, n, game):
@@ -310,10 +311,11 @@ def test_cli_tradeoff_words_its_errors_in_flags_and_draws_each_n_once(tmp_path, 
     drawn = []
     real = _tradeoff.draw_tradeoff
     monkeypatch.setattr(_tradeoff, "draw_tradeoff",
-                        lambda ns, **kw: drawn.append(ns) or real(ns, **kw))
+                        lambda ns, **kw: drawn.append(real(ns, **kw)) or drawn[-1])
     assert cli.run_tradeoff(_parser().parse_args(["tradeoff", "-n", "100", "30", "100", "-o",
                                                   str(out)])) == 0
-    assert drawn == [(100, 30)]
+    assert [a.get_title() for a in drawn[0].axes if a.get_title().startswith("n =")] == \
+        ["n = $10^{2}$", "n = 30"]
 
 
 def test_fingerprint_ticks_are_whole_numbers():

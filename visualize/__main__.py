@@ -244,11 +244,9 @@ def _check_pml(args: argparse.Namespace, cfg: Any, times: list[int], budget: int
     from pebbles import schedule
     from solvers import pml
 
-    late = [t for t in times if t > cfg.steps]
-    if late:
-        raise PebblesValueError(f"--times {' '.join(map(str, late))}: past the last step "
-                                f"{cfg.steps} of the run; give steps in 1..{cfg.steps} or a "
-                                f"larger --steps")
+    from ._pml_figs import check_times
+
+    check_times(times, cfg, "--times")
     try:
         moves = None if budget is None else schedule("treeverse", cfg.steps, budget=budget)
     except PebblesError as err:
@@ -313,7 +311,9 @@ def fig5_records(path: str | Path) -> list[dict[str, Any]]:
 
 def _fig5(args: argparse.Namespace):
     from ._fig5 import draw_figure5
+    from ._game import check_title
 
+    check_title(args.title, "--title")
     try:
         records = fig5_records(args.json)
     except PebblesError as err:

@@ -27,7 +27,7 @@ from matplotlib.ticker import FuncFormatter
 
 from pebbles import PebblesValueError
 
-from ._game import _new_figure
+from ._game import _new_figure, check_title
 
 __all__ = ["draw_figure5", "fig5_families"]
 
@@ -142,7 +142,8 @@ def draw_figure5(records: Iterable[Mapping[str, Any]], *, model: bool = True,
         Draw the step-count model ``model_seconds`` dashed, for each family
         whose records all have it (the legend lists the model only then).
     title : str, optional
-        Figure title (default: grid size and n from the records).
+        Figure title; ``None``: from the grid size and n of the records, ``""``: no
+        title. Its ``$...$`` is checked as mathtext (:func:`visualize.check_title`).
 
     Returns
     -------
@@ -150,6 +151,7 @@ def draw_figure5(records: Iterable[Mapping[str, Any]], *, model: bool = True,
         Left: time against peak states; right (when every record has a
         ``peak_mb`` > 0): time against the traced peak memory in MB.
     """
+    check_title(title)
     records = _checked(records, "records")
     families = fig5_families(records)
     # RSS differences can be <= 0 on tiny runs: then no MB panel, as without peak_mb
@@ -166,5 +168,5 @@ def draw_figure5(records: Iterable[Mapping[str, Any]], *, model: bool = True,
     default = "PML gradient: time against peak memory (Liu & Xu, Figure 5)"
     if size is not None and n is not None:
         default += f", {size} x {size}, n = {n}"
-    fig.suptitle(title or default, fontsize=10)
+    fig.suptitle(default if title is None else title, fontsize=10)
     return fig

@@ -1,8 +1,8 @@
 """Pebble-game diagrams (Liu & Xu, Figure 7) and their compact fingerprint view.
 
 Cells run across (0..n), rows go down: row 0 is the starting board and every
-further row is one step (``place``, ``move`` or ``unplace``) together with the
-free moves (``remove``, ``paint``) that follow it. Markers:
+further row is one step (``place``, ``move``, ``unplace`` or ``tape``) together with
+the free moves (``remove``, ``paint``) that follow it. Markers:
 
 * filled dark circle -- pebble placed in this row (a step);
 * open circle -- pebble removed in this row;
@@ -46,7 +46,7 @@ from ._rows import (
     trace_fingerprint,
     trace_rows,
 )
-from .cli import MAX_DPI, MIN_DPI
+from .cli import MAX_DPI, MIN_DPI, formats
 
 __all__ = ["draw_game", "draw_fingerprint", "draw_side_by_side", "save", "check_title",
            "MAX_CELLS", "MAX_ROWS", "MAX_DPI", "MIN_DPI", "GIDS"]
@@ -83,7 +83,7 @@ def _header(traced: Traced, title: str | None, ax: Axes) -> str:
         parts += [f"disk writes={r.writes}", f"reads={r.reads}", f"disk peak={r.peak_disk}"]
     inches = ax.bbox.width / _root(ax).dpi
     most = max(20, int(inches * _HEADER_CHARS_PER_INCH))
-    lines = [part for line in (title or "schedule").splitlines()  # the caller's breaks kept
+    lines = [part for line in ("schedule" if title is None else title).splitlines()
              for part in textwrap.wrap(line, most, break_on_hyphens=False) or [""]]
     return "\n".join([*lines, *_wrap(parts, most)])
 
@@ -117,6 +117,18 @@ def check_title(title: object, name: str = "title") -> None:
                 f"\\$") from None
 
 
+def as_floats(name: str, value: object, fix: str) -> np.ndarray:
+    """``value`` as a float array; ``name`` and ``fix`` word the error when it holds
+    anything but real numbers (a string, None, ragged lists)."""
+    try:
+        if isinstance(value, (str, bytes)) or value is None:  # numpy reads "12" as 12.0
+            raise TypeError
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise PebblesTypeError(f"{name} (of type {type(value).__name__}) is not an array "
+                               f"of real numbers; {fix}") from None
+
+
 def _wrap(parts: list[str], most: int) -> list[str]:
     """Join ``parts`` with commas into lines of at most ``most`` characters."""
     lines = [parts[0]]
@@ -139,9 +151,15 @@ def _check_cells(n: object) -> None:
 
 
 def _check_ax(ax: object) -> None:
+    """Refuse an ``ax`` that is not a flat (rectilinear) matplotlib Axes, before drawing:
+    cells and rows are x and y, which a polar or 3-D axes would misplace or refuse."""
     if ax is not None and not isinstance(ax, Axes):
         raise PebblesTypeError(f"ax={ax!r:.40} must be a matplotlib Axes (e.g. "
                                f"fig.add_subplot()), or None for a new figure")
+    if ax is not None and ax.name != "rectilinear":
+        raise PebblesValueError(f"ax={ax!r:.40} has projection {ax.name!r}; the diagram "
+                                f"needs a flat x-y axes: pass fig.add_subplot() without "
+                                f"projection=, or None for a new figure")
 
 
 def _check_size(traced: Traced) -> None:
@@ -303,14 +321,15 @@ def draw_game(
     game : {'checkpoint', 'inplace', 'reversible'}, optional
         Default: the game of a :class:`pebbles.Schedule`, else ``'checkpoint'``.
     title : str, optional
-        Method name for the header (which also shows n, S, steps and peak).
+        Method name for the header (which also shows n, S, steps and peak), its line
+        breaks kept; ``None``: ``'schedule'``, ``""``: no name, the counts only.
     budget : int, optional
         Budget S, checked by the simulator and shown in the header (default: a
         :class:`pebbles.Schedule`'s own).
     ax : matplotlib Axes, optional
-        Draw into this axes, with the legend below it (its figure is returned: the
-        top-level one for an axes in a subfigure); default a new figure, with the
-        legend along its bottom.
+        Draw into this flat (rectilinear, not polar or 3-D) axes, with the legend
+        below it (its figure is returned: the top-level one for an axes in a
+        subfigure); default a new figure, with the legend along its bottom.
 
     Returns
     -------
@@ -320,7 +339,8 @@ def draw_game(
     ------
     PebblesValueError
         If the diagram would exceed :data:`MAX_CELLS` cells or :data:`MAX_ROWS`
-        rows; :func:`draw_fingerprint` is meant for those.
+        rows (:func:`draw_fingerprint` is meant for those), or if ``ax`` is polar
+        or 3-D.
     """
     _check_cells(n)
     _check_ax(ax)
@@ -353,14 +373,22 @@ def _bin(img: np.ndarray, most: int, axis: int) -> np.ndarray:
     return np.maximum.reduceat(img, edges[:-1], axis=axis)
 
 
-def _check_bins(name: str, value: object) -> None:
-    """``max_rows`` and ``max_cols`` are whole numbers >= 1."""
+def whole(name: str, value: object, least: int, example: int) -> int:
+    """``value``, checked to be an integer (not a bool) ``>= least``; ``example`` is the
+    value the fix suggests."""
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise PebblesTypeError(f"{name}={value!r} must be an integer, got "
-                               f"{type(value).__name__}; pass e.g. {name}=800")
-    if value < 1:
-        raise PebblesValueError(f"{name}={value!r} must be >= 1 (image {name[4:]} after "
-                                f"binning); pass e.g. {name}=800")
+        raise PebblesTypeError(f"{name}={value!r:.60} must be an integer, got "
+                               f"{type(value).__name__}; pass e.g. {name}={example}")
+    if value < least:
+        raise PebblesValueError(f"{name}={value!r} must be >= {least}; pass e.g. "
+                                f"{name}={example}")
+    return int(value)
+
+
+def _check_bins(name: str, value: object) -> None:
+    """``max_rows`` and ``max_cols`` are whole numbers >= 1 (image rows or columns after
+    binning)."""
+    whole(name, value, 1, 800)
 
 
 def draw_fingerprint(
@@ -395,7 +423,7 @@ def draw_fingerprint(
         pixels (rows x cells) before binning or the trace more than 10^7 pebbles
         (rows x peak): a :class:`pebbles.Schedule` whose method predicts its steps
         is refused before any move is made, a plain stream once its rows pass the
-        limit.
+        limit; also if ``ax`` is polar or 3-D.
     """
     for name, value in (("max_rows", max_rows), ("max_cols", max_cols)):
         _check_bins(name, value)
@@ -514,7 +542,7 @@ def _check_save(fig: Figure, path: Path, dpi: float) -> str:
         raise PebblesValueError(f"path={str(path)!r} {what}; name a file in an existing "
                                 "directory")
     fmt = path.suffix[1:].lower()
-    known = FigureCanvasAgg.get_supported_filetypes()
+    known = formats()
     if fmt not in known:
         raise PebblesValueError(f"path={str(path)!r}: {path.suffix!r} is not a format "
                                 f"matplotlib writes; use one of .{', .'.join(sorted(known))}")

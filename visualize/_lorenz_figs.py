@@ -19,8 +19,10 @@ Drawing only; the data come from :mod:`solvers.experiments`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import cycle
+from numbers import Real
 
 import matplotlib
 import numpy as np
@@ -30,7 +32,7 @@ from matplotlib.figure import Figure
 
 from pebbles import PebblesTypeError, PebblesValueError
 
-from ._game import _new_figure
+from ._game import _new_figure, as_floats, whole
 
 __all__ = ["DIVERGED", "POINTS", "draw_lorenz_figure3", "draw_lorenz_figure4"]
 
@@ -129,6 +131,16 @@ def _trajectories(ax: Axes, points: Sequence[tuple[float, float]],
     ax.legend(loc="upper left", fontsize=7, frameon=False)
 
 
+def _real(name: str, value: object, fix: str) -> float:
+    """``value`` as a finite real number (``fix`` words the error's remedy)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise PebblesTypeError(f"{name}={value!r:.60} must be a number, got "
+                               f"{type(value).__name__}; pass {fix}")
+    if not math.isfinite(value):
+        raise PebblesValueError(f"{name}={value!r} must be finite; pass {fix}")
+    return float(value)
+
+
 def _check_points(points: Sequence[tuple[float, float]]) -> None:
     pts = np.asarray(points, dtype=object)
     try:
@@ -149,12 +161,14 @@ def _check_paths(points: Sequence[tuple[float, float]],
     if isinstance(trajectories, np.ndarray) and trajectories.ndim != 3:
         raise PebblesValueError(f"trajectories has shape {trajectories.shape}; pass one "
                                 f"(points, n + 1, 3) array or a list of (n + 1, 3) arrays")
-    paths = [np.asarray(p, dtype=float) for p in trajectories]
-    if len(paths) != len(points) or any(p.ndim != 2 or p.shape[1] != 3 for p in paths):
+    paths = [as_floats(f"trajectories[{k}]", p, "pass solvers.experiments.lorenz_trajectory's")
+             for k, p in enumerate(trajectories)]
+    if len(paths) != len(points) or any(p.ndim != 2 or p.shape[0] < 1 or p.shape[1] != 3
+                                        for p in paths):
         raise PebblesValueError(
             f"trajectories has {len(paths)} arrays of shapes {[p.shape for p in paths]}; pass "
-            f"one (n + 1, 3) array per point ({len(points)} points), e.g. from "
-            f"solvers.experiments.lorenz_trajectory")
+            f"one (n + 1, 3) array per point, with at least one row ({len(points)} points), "
+            f"e.g. from solvers.experiments.lorenz_trajectory")
     return paths
 
 
@@ -187,8 +201,11 @@ def draw_lorenz_figure3(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray, 
     -------
     matplotlib.figure.Figure
     """
-    sigmas, rhos, grid = (np.asarray(a, dtype=float) for a in (sigmas, rhos, grid))
+    sigmas, rhos, grid = (as_floats(name, a, _GRID_FIX) for name, a in
+                          (("sigmas", sigmas), ("rhos", rhos), ("grid", grid)))
     _check_grid(sigmas, rhos, grid)
+    beta = _real("beta", beta, "the Lorenz parameter beta of the grid, e.g. beta=8/3")
+    n = whole("n", n, 1, 10_000)
     _check_points(points)
     paths = None if trajectories is None else _check_paths(points, trajectories)
     fig = _new_figure(11.5 if paths else 6.2, 4.8)
@@ -233,12 +250,27 @@ def _median_panel(ax: Axes, x: np.ndarray, errors: np.ndarray, marker: str, name
     ax.legend(fontsize=8, loc="lower right")
 
 
-def _errors(data: tuple[np.ndarray, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:
-    x, errors = np.asarray(data[0]), np.asarray(data[1], dtype=float)
-    if x.ndim != 1 or errors.ndim != 2 or errors.shape[0] != x.size or x.size == 0:
+_ERRORS_FIX = "e.g. from solvers.experiments.adjoint_errors_vs_steps"
+
+
+def _errors(data: object, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` as the pair ``(x, errors)``: real ``x`` of shape (k,), k >= 1, and
+    ``errors`` of shape (k, starts), starts >= 1."""
+    if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
+        raise PebblesTypeError(f"{name}={data!r:.60} ({type(data).__name__}) must be a pair "
+                               f"(x, errors); pass the tuple {_ERRORS_FIX}")
+    if len(data) != 2:
+        raise PebblesValueError(f"{name} has {len(data)} items; it must be the pair (x, "
+                                f"errors), {_ERRORS_FIX}")
+    x = np.asarray(data[0])
+    if x.dtype.kind not in "iuf":
+        raise PebblesTypeError(f"{name}[0] (x) has dtype {x.dtype}; it must hold real "
+                               f"numbers (steps or reload intervals), {_ERRORS_FIX}")
+    errors = as_floats(f"{name}[1]", data[1], _ERRORS_FIX)
+    if x.ndim != 1 or errors.ndim != 2 or errors.shape[0] != x.size or 0 in errors.shape:
         raise PebblesValueError(
             f"{name} has shapes {x.shape} and {errors.shape}; pass (x, errors) with errors of "
-            f"shape (len(x), starts), e.g. from solvers.experiments.adjoint_errors_vs_steps")
+            f"shape (len(x), starts), both at least 1, {_ERRORS_FIX}")
     return x, errors
 
 
@@ -262,6 +294,7 @@ def draw_lorenz_figure4(steps_data: tuple[np.ndarray, np.ndarray],
     """
     steps_data, reload_data = _errors(steps_data, "steps_data"), _errors(reload_data,
                                                                          "reload_data")
+    reload_steps = whole("reload_steps", reload_steps, 1, 10_000)
     fig = _new_figure(10.5, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
     _median_panel(ax1, *steps_data, "", "n")

@@ -21,7 +21,8 @@ paper's 1000 x 1000 run to a smaller grid with the same physical domain.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Sequence, Sized
 from textwrap import fill
 from typing import TYPE_CHECKING
 
@@ -33,12 +34,12 @@ from matplotlib.patches import Rectangle
 
 from pebbles import PebblesTypeError, PebblesValueError
 
-from ._game import _new_figure
+from ._game import _new_figure, as_floats, check_title
 
 if TYPE_CHECKING:
     from solvers.pml import PMLConfig
 
-__all__ = ["draw_pml_gradient", "draw_pml_snapshots"]
+__all__ = ["check_times", "draw_pml_gradient", "draw_pml_snapshots"]
 
 
 def _extent(cfg: PMLConfig) -> tuple[float, float, float, float]:
@@ -112,15 +113,42 @@ def _gather(fig: Figure, ax: Axes, traces: np.ndarray, cfg: PMLConfig) -> None:
 def _checked(name: str, value: object, expected: tuple[int, int], meaning: str,
              fix: str) -> np.ndarray:
     """``value`` as a float array of shape ``expected`` (``meaning`` names its axes)."""
-    try:
-        a = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise PebblesTypeError(f"{name} (of type {type(value).__name__}) is not an array of "
-                               f"real numbers; {fix}") from None
+    a = as_floats(name, value, fix)
     if a.shape != expected:
         raise PebblesValueError(f"{name}.shape={a.shape} must be {expected} = {meaning} of "
                                 f"cfg; {fix}")
     return a
+
+
+def _check_cfg(cfg: object) -> None:
+    """Refuse a ``cfg`` that is not a :class:`solvers.pml.PMLConfig` (without importing the
+    solvers: a config exists only once they are imported)."""
+    pml = sys.modules.get("solvers.pml")
+    if pml is None or not isinstance(cfg, pml.PMLConfig):
+        raise PebblesTypeError(f"cfg={cfg!r:.80} ({type(cfg).__name__}) must be a "
+                               f"solvers.pml.PMLConfig, the run's grid and time steps; pass "
+                               f"e.g. cfg=solvers.experiments.scaled_config(200)")
+
+
+def check_times(times: object, cfg: PMLConfig, flag: str | None = None) -> list[int]:
+    """The snapshot steps ``times`` as a list, each a whole step in 1..cfg.steps (the rule
+    of ``solvers.experiments.pml_experiment``, whose check this is); empty is allowed.
+
+    ``flag``: the command line's flag for ``times`` (whose type argparse has checked),
+    which the message then names with the steps past the run.
+    """
+    if flag is not None:
+        late = [t for t in times if t > cfg.steps]
+        if late:
+            raise PebblesValueError(f"{flag} {' '.join(map(str, late))}: past the last step "
+                                    f"{cfg.steps} of the run; give steps in 1..{cfg.steps} "
+                                    f"or a larger --steps")
+        return list(times)
+    if isinstance(times, Sized) and not isinstance(times, (str, bytes)) and len(times) == 0:
+        return []
+    from solvers.experiments import snapshot_steps
+
+    return snapshot_steps(times, cfg.steps).tolist()
 
 
 def _snapshot_panels(fig: Figure, axes: Sequence[Axes], snapshots: np.ndarray,
@@ -146,6 +174,7 @@ def draw_pml_snapshots(snapshots: np.ndarray, times: Sequence[int], cfg: PMLConf
         ``u`` at the steps ``times`` (``solvers.experiments.pml_experiment``).
         With ``k = 0`` (``times`` empty) only the shot gather is drawn.
     times : sequence of int
+        Whole steps in 1..cfg.steps (:func:`check_times`).
     cfg : PMLConfig
     traces : ndarray ``(steps + 1, n_detectors)``, optional
         Detector recordings, row ``k`` at step ``k`` (``PMLExperiment.traces``,
@@ -157,12 +186,15 @@ def draw_pml_snapshots(snapshots: np.ndarray, times: Sequence[int], cfg: PMLConf
 
     Raises
     ------
+    pebbles.PebblesTypeError
+        If ``cfg`` is not a ``PMLConfig``, or an argument holds no numbers.
     pebbles.PebblesValueError
-        If a shape does not match ``cfg``, or there is nothing to draw (no
-        snapshot and no ``traces``).
+        If a shape does not match ``cfg``, a step of ``times`` lies outside
+        1..cfg.steps, or there is nothing to draw (no snapshot and no ``traces``).
     """
-    snapshots = np.asarray(snapshots, dtype=float)
-    times = list(times)
+    _check_cfg(cfg)
+    times = check_times(times, cfg)
+    snapshots = as_floats("snapshots", snapshots, "pass PMLExperiment.snapshots")
     if snapshots.ndim != 3 or snapshots.shape[1:] != cfg.shape or len(times) != len(snapshots):
         raise PebblesValueError(
             f"snapshots.shape={snapshots.shape} must be (len(times)={len(times)}, "
@@ -220,12 +252,15 @@ def draw_pml_gradient(grad_c: np.ndarray, cfg: PMLConfig, *, c_true: np.ndarray 
         ``sqrt(c)`` in a first panel.
     title : str, optional
         Title of the gradient panel; ``None``: the gradient at the uniform
-        model ``c = cfg.velocity^2``, ``""``: no title.
+        model ``c = cfg.velocity^2``, ``""``: no title. Its ``$...$`` is checked as
+        mathtext (:func:`visualize.check_title`).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    _check_cfg(cfg)
+    check_title(title)
     grad_c = _checked("grad_c", grad_c, cfg.shape, "(nx + 2, ny + 2)",
                       "pass PMLGradient.grad_c for the same config")
     if c_true is not None:

@@ -1,7 +1,8 @@
 """Rows of a pebble-game diagram, read off the simulator's trace.
 
 A diagram (Liu & Xu, Figure 7) has one row per step-costing move (``place``,
-``move``, ``unplace``) plus a first row for the starting board; free moves
+``move``, ``unplace``, ``tape``: the moves :func:`pebbles.simulate` counts in
+``forward_steps``) plus a first row for the starting board; free moves
 (``remove``, ``paint``) are merged into the row of the step before them. Every
 board comes from :func:`pebbles.simulate` with ``trace=True``: the rules are
 never re-implemented here, the rows only diff consecutive boards.
@@ -21,7 +22,7 @@ from pebbles import Game, Move, MoveKind, PebblesValueError
 __all__ = ["CODES", "MAX_CELLS", "MAX_FINGERPRINT", "MAX_ROWS", "MAX_TRACE", "Row", "Traced",
            "check_fingerprint", "fingerprint_array", "trace_fingerprint", "trace_rows"]
 
-_STEPS = frozenset({MoveKind.PLACE, MoveKind.MOVE, MoveKind.UNPLACE})
+_STEPS = frozenset({MoveKind.PLACE, MoveKind.MOVE, MoveKind.UNPLACE, MoveKind.TAPE})
 
 #: Largest board and number of rows :func:`visualize.draw_game` draws marker by marker
 #: (here, away from matplotlib, so the command line checks sizes before importing it).

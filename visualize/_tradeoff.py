@@ -134,7 +134,8 @@ def draw_tradeoff(ns: int | tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_
     Parameters
     ----------
     ns : int or tuple of int
-        The numbers of steps, one panel each (their curves are cached).
+        The numbers of steps, one panel each, in the order given (a repeat is drawn
+        once; the curves are cached).
     paper_max_n, reversible_max_pebbles
         Passed to :func:`tradeoff_curves`; a panel of n > ``paper_max_n`` has no
         treeverse_paper and no online curve, and a note says so.
@@ -143,9 +144,12 @@ def draw_tradeoff(ns: int | tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_
     -------
     matplotlib.figure.Figure
     """
-    ns = _nonempty("ns", (ns,) if isinstance(ns, Integral) else ns)
-    curves = [tradeoff_curves(n, paper_max_n=paper_max_n,
-                              reversible_max_pebbles=reversible_max_pebbles) for n in ns]
+    drawn = {}  # one panel per distinct n, in the order given
+    for n in _nonempty("ns", ns):
+        curves_n = tradeoff_curves(n, paper_max_n=paper_max_n,  # checks n
+                                   reversible_max_pebbles=reversible_max_pebbles)
+        drawn.setdefault(int(n), curves_n)
+    ns, curves = tuple(drawn), list(drawn.values())
     fig = _new_figure(3.6 * max(len(ns), 2) + 0.8, 7.6)
     top = [f"n{i}" for i in range(len(ns))] if len(ns) > 1 else ["n0", "n0"]
     bottom = ["ratio"] * (len(top) - 1) + ["legend"]
@@ -171,7 +175,10 @@ def draw_tradeoff(ns: int | tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_
 
 def _nonempty(name: str, values: Iterable[int], example: str = "(100, 1000)"
               ) -> tuple[int, ...]:
-    """``values`` as a tuple; raise when there are none."""
+    """``values`` as a tuple (one int: a tuple of it); raise when there are none (the
+    library checks each value)."""
+    if isinstance(values, Integral) and not isinstance(values, bool):
+        values = (values,)
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise PebblesTypeError(f"{name}={values!r} must be a sequence of integers, got "
                                f"{type(values).__name__}; pass e.g. {name}={example}")
@@ -196,10 +203,11 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
 
     Parameters
     ----------
-    ns : sequence of int
-        The numbers of steps (drawn in increasing order, each once).
-    budgets : sequence of int
-        The budgets S, one colour each (any number of them; repeats drawn once).
+    ns : int or sequence of int
+        The numbers of steps (drawn in increasing order, each once), at most
+        ``MAX_OVERHEAD_N`` (10^5).
+    budgets : int or sequence of int
+        The budgets S >= 0, one colour each (any number of them; repeats drawn once).
 
     Returns
     -------
@@ -209,9 +217,10 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
     ------
     PebblesValueError
         Before anything is simulated, if the online streams would take more than
-        ``MAX_OVERHEAD_STEPS`` (2e8) forward steps, about two minutes (a small S
-        costs about n^2 / S steps; ``pebbles tradeoff --online-overhead`` applies
-        the same limit).
+        ``MAX_OVERHEAD_STEPS`` (2e8) forward steps' work, about two minutes (a small
+        S costs about n^2 / S steps, and each stream about 64 n more), or if an n
+        exceeds ``MAX_OVERHEAD_N`` (``pebbles tradeoff --online-overhead`` applies the
+        same limits).
     """
     ns, budgets = _nonempty("ns", ns), _nonempty("budgets", budgets, "(10, 20, 40)")
     online_overhead(ns, ())  # the library's checks of ns and budgets: nothing simulated

@@ -29,6 +29,7 @@ from pebbles import PebblesValueError
 from pebbles.cli import (
     Command,
     add_schedule_arguments,
+    count,
     in_flags,
     method_choice,
     positive,
@@ -61,6 +62,17 @@ def matplotlib_required(what: str = "drawing", solvers: bool = False) -> None:
                           f'"pebble-games[{",".join(lacking)}]"')
 
 
+def formats() -> list[str]:
+    """The file extensions (no dot) :func:`visualize.save` writes: those of matplotlib's
+    Agg canvas (png, svg, pdf, tif, webp, ...); without matplotlib, png, svg and pdf, so
+    that the output is checked before saying matplotlib is needed."""
+    if find_spec("matplotlib") is None:
+        return ["pdf", "png", "svg"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
 def check_output(path: str) -> Path:
     """Check an output path before anything is computed: a known extension, a directory
     that exists, and not a directory itself."""
@@ -68,9 +80,9 @@ def check_output(path: str) -> Path:
     if path.endswith(("/", os.sep)):  # Path drops the slash: "dir.png/" would be "dir.png"
         raise PebblesValueError(f"-o {path!r} ends with a separator, so it names a "
                                 f"directory; name a file (drop the trailing {path[-1]!r})")
-    if out.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps"):
-        raise PebblesValueError(f"-o {path!r}: cannot tell the format; give it an extension "
-                                f"such as .png, .svg or .pdf")
+    if out.suffix[1:].lower() not in formats():
+        raise PebblesValueError(f"-o {path!r}: cannot tell the format; give it one of the "
+                                f"extensions .{', .'.join(formats())}")
     if out.is_dir():
         raise PebblesValueError(f"-o {path!r} is a directory; name a file inside it")
     parent = out.parent if str(out.parent) else Path(".")
@@ -107,8 +119,8 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
         methods = pebbles.methods()
     add_schedule_arguments(parser, methods)
     parser.add_argument("-o", "--output", required=True,
-                        help="output file; its extension picks the format: .png, .svg, .pdf, "
-                             ".jpg, .jpeg, .eps or .ps")
+                        help="output file; its extension picks the format: .png, .svg, "
+                             ".pdf, .tif, .jpg, .eps, ... (any matplotlib writes)")
     parser.add_argument("--side-by-side", metavar="METHOD2", choices=methods,
                         type=method_choice(methods),
                         help="draw a second method next to the first (METHOD2 differs from "
@@ -255,14 +267,14 @@ def add_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", type=_tradeoff_n, nargs="+", default=[100, 10**4, 10**6],
                         help="numbers of steps, one panel each (100 10000 1000000)")
     parser.add_argument("-o", "--output", required=True,
-                        help="output file; its extension picks the format: .png, .svg, .pdf, "
-                             ".jpg, .jpeg, .eps or .ps")
+                        help="output file; its extension picks the format: .png, .svg, "
+                             ".pdf, .tif, .jpg, .eps, ... (any matplotlib writes)")
     parser.add_argument("--paper-max-n", type=positive,
                         help="simulate treeverse-paper and the online scheme only up to this "
                              "n (10000; a panel of larger n has neither curve, and says so; "
                              "not with --online-overhead)")
     parser.add_argument("--dpi", type=dpi, default=100, help="raster resolution (100)")
-    parser.add_argument("--online-overhead", type=positive, nargs="+", metavar="S",
+    parser.add_argument("--online-overhead", type=count, nargs="+", metavar="S",
                         help="instead: the online scheme's overhead over the optimum against "
                              f"n (1 up to the largest -n, at most {MAX_OVERHEAD_N}: each point "
                              "is simulated) for these budgets")
@@ -323,7 +335,7 @@ def run_tradeoff(args: argparse.Namespace) -> int:
     else:
         paper = 10**4 if args.paper_max_n is None else args.paper_max_n
         try:  # one panel per distinct -n, in the order given
-            fig = _tradeoff.draw_tradeoff(tuple(dict.fromkeys(args.n)), paper_max_n=paper)
+            fig = _tradeoff.draw_tradeoff(tuple(args.n), paper_max_n=paper)
         except PebblesValueError as err:
             raise in_flags(err) from None
     path = _game.save(fig, args.output, dpi=args.dpi)

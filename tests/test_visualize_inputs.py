@@ -1,0 +1,165 @@
+"""visualize: arguments checked at the boundary, the same rule for the API and the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+import pebbles
+import visualize
+from visualize import cli
+from visualize._overhead import MAX_OVERHEAD_N
+
+
+def test_tape_moves_are_diagram_rows():
+    """Every step the simulator counts, tape included, is one row after row 0."""
+    moves = list(pebbles.sequential_segments(9, 3, kept=True))
+    assert any(m.kind is pebbles.MoveKind.TAPE for m in moves)
+    fig = visualize.draw_game(moves, 9)
+    rows = fig.axes[0].collections[-1].get_offsets().shape[0]  # one input marker a row
+    assert rows - 1 == pebbles.simulate(moves, 9).forward_steps
+
+
+def test_fingerprint_of_a_tape_stream_is_refused_past_the_trace_limit():
+    with pytest.raises(pebbles.PebblesValueError, match="more than 10000000 pebbles"):
+        visualize.draw_fingerprint(pebbles.sequential_segments(8000, 1, kept=True), 8000)
+
+
+@pytest.mark.parametrize("projection", ["polar", "3d"])
+@pytest.mark.parametrize("draw", [visualize.draw_game, visualize.draw_fingerprint])
+def test_a_polar_or_3d_axes_is_refused_before_drawing(draw, projection):
+    ax = Figure().add_subplot(projection=projection)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"^ax=.* has projection '{projection}'.*without projection="):
+        draw(pebbles.schedule("treeverse", 10, budget=3), 10, ax=ax)
+    assert not ax.collections and not ax.images
+
+
+RECORDS = [{"schedule": "treeverse S=10", "seconds": 2.0, "peak_states": 12},
+           {"schedule": "bennett k=3", "seconds": 3.0, "peak_states": 30}]
+
+
+@pytest.mark.parametrize("title, error, match", [
+    ("$\\frac$", pebbles.PebblesValueError, r"^title='\$\\\\frac\$': matplotlib cannot read"),
+    (5, pebbles.PebblesTypeError, r"^title=5 must be a string"),
+])
+def test_figure5_checks_its_title(title, error, match):
+    with pytest.raises(error, match=match):
+        visualize.draw_figure5(RECORDS, title=title)
+
+
+def test_figure5_blank_title_draws_none():
+    assert visualize.draw_figure5(RECORDS, title="")._suptitle.get_text() == ""
+    assert "Figure 5" in visualize.draw_figure5(RECORDS)._suptitle.get_text()
+
+
+def test_game_blank_title_leaves_the_counts_only():
+    moves = pebbles.schedule("treeverse", 5, budget=2)
+    head = visualize.draw_game(moves, 5, title="").axes[0].get_title(loc="left")
+    assert head.startswith("n=5,")
+    assert visualize.draw_game(moves, 5).axes[0].get_title(loc="left").startswith("schedule\n")
+
+
+def test_cli_fig5_names_the_title_flag(tmp_path, capsys):
+    import json
+
+    from visualize.__main__ import main
+
+    path = tmp_path / "f5.json"
+    path.write_text(json.dumps({"fig5": {"records": RECORDS}}))
+    assert main(["fig5", str(path), "--title", "$\\frac$", "-o", str(tmp_path / "f.png")]) == 2
+    assert "--title '$\\frac$': matplotlib cannot read" in capsys.readouterr().err
+
+
+S = np.linspace(0, 20, 5)
+R = np.linspace(0, 40, 6)
+G = np.full((5, 6), 0.5)
+X = np.arange(1, 6)
+E = np.full((5, 3), 1e-6)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"beta": "8/3"}, pebbles.PebblesTypeError, r"^beta='8/3' must be a number"),
+    ({"grid": "abc"}, pebbles.PebblesTypeError, r"^grid \(of type str\) is not an array"),
+    ({"trajectories": [np.zeros((0, 3))] * 2}, pebbles.PebblesValueError,
+     r"shapes \[\(0, 3\), \(0, 3\)\].*at least one row"),
+    ({"n": "many"}, pebbles.PebblesTypeError, r"^n='many' must be an integer"),
+])
+def test_lorenz_figure3_checks_its_arguments(kwargs, error, match):
+    args = {"sigmas": S, "rhos": R, "grid": G, **kwargs}
+    with pytest.raises(error, match=match):
+        visualize.draw_lorenz_figure3(**args)
+
+
+@pytest.mark.parametrize("steps_data, error, match", [
+    ((X, np.zeros((5, 0))), pebbles.PebblesValueError, r"shapes \(5,\) and \(5, 0\)"),
+    (None, pebbles.PebblesTypeError, r"^steps_data=None \(NoneType\) must be a pair"),
+    ((np.array(list("abcde")), E), pebbles.PebblesTypeError, r"^steps_data\[0\] \(x\) has"),
+    ((X, E, "junk"), pebbles.PebblesValueError, r"^steps_data has 3 items"),
+])
+def test_lorenz_figure4_checks_its_data(steps_data, error, match):
+    with pytest.raises(error, match=match):
+        visualize.draw_lorenz_figure4(steps_data, (X, E))
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    from solvers import experiments as ex
+
+    return ex.scaled_config(40)
+
+
+@pytest.mark.parametrize("case, error, match", [
+    ("times_str", pebbles.PebblesTypeError, r"^times holds 'a' \(str\)"),
+    ("times_int", pebbles.PebblesTypeError, r"^times=10 must be a sequence"),
+    ("cfg_none", pebbles.PebblesTypeError, r"^cfg=None \(NoneType\) must be a solvers"),
+    ("snapshots_str", pebbles.PebblesTypeError, r"^snapshots \(of type str\) is not"),
+    ("times_outside", pebbles.PebblesValueError, r"^times=\[-10, 1000000000\] must be .* in 1"),
+])
+def test_pml_snapshots_check_their_arguments(cfg, case, error, match):
+    snaps = np.zeros((2, *cfg.shape))
+    args = {"times_str": (snaps, ["a", "b"], cfg), "times_int": (snaps[:1], 10, cfg),
+            "cfg_none": (snaps, [10, 20], None), "snapshots_str": ("ab", [10, 20], cfg),
+            "times_outside": (snaps, [-10, 10**9], cfg)}[case]
+    with pytest.raises(error, match=match):
+        visualize.draw_pml_snapshots(*args)
+
+
+def test_pml_gradient_checks_cfg_and_title(cfg):
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^cfg=None"):
+        visualize.draw_pml_gradient(np.ones(cfg.shape), None)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^title='\$\\\\frac\$'"):
+        visualize.draw_pml_gradient(np.ones(cfg.shape), cfg, title="$\\frac$")
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^title=5 must be a string"):
+        visualize.draw_pml_gradient(np.ones(cfg.shape), cfg, title=5)
+
+
+def test_tradeoff_draws_a_repeated_n_once_in_order():
+    fig = visualize.draw_tradeoff((100, 10, 100), paper_max_n=10)
+    titles = [a.get_title() for a in fig.axes if a.get_title().startswith("n =")]
+    assert titles == ["n = $10^{2}$", "n = $10^{1}$"]
+
+
+def test_output_formats_are_the_ones_save_writes(tmp_path):
+    assert {"tif", "webp", "png", "svg", "pdf"} <= set(cli.formats())
+    assert cli.check_output(str(tmp_path / "x.tif")).suffix == ".tif"
+    fig = visualize.draw_game(pebbles.schedule("treeverse", 5, budget=2), 5)
+    assert visualize.save(fig, tmp_path / "y.tif").is_file()
+
+
+def test_online_overhead_takes_a_bare_int_and_budget_zero():
+    fig = visualize.draw_online_overhead(10, 0)
+    assert [line.get_gid() for line in fig.axes[0].lines if line.get_gid()] == \
+        ["online-0-checkpoint", "online-0-in-place"]
+    args = cli.argparse.ArgumentParser()
+    cli.add_tradeoff_arguments(args)
+    assert args.parse_args(["-o", "x.png", "--online-overhead", "0"]).online_overhead == [0]
+
+
+def test_online_overhead_refuses_an_n_past_its_limit_and_counts_each_stream():
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=rf"^ns up to n=1000000: .* at most {MAX_OVERHEAD_N}"):
+        visualize.draw_online_overhead((10**6,), (1000,))
+    with pytest.raises(pebbles.PebblesValueError, match=r"^budgets=\(500, 1000\) with ns"):
+        visualize.draw_online_overhead(tuple(range(1000, 10**5, 100)), (500, 1000))
