@@ -93,12 +93,18 @@ least memory (13 of 1200 in a random sample, n <= 6), where dropping a
 checkpoint before the gradients grow and recomputing it pays.
 
 Memory levels. Memory is counted in units of a quantum ``q``: ``m`` takes the
-values ``0..M`` and size ``s`` costs ``ceil(s / q)`` units. When the sizes and
-the limit are integers whose greatest common divisor ``g`` gives
-``memory / g <= levels``, ``q = g`` and the optimum is exact; otherwise
-``q = memory / levels`` (``M = levels``), sizes are rounded up, and the
-schedule is still feasible under the true limit but may be up to one quantum
-a stored state from optimal. The rounding is decided in exact rational
+values ``0..M`` and size ``s`` costs ``ceil(s / q)`` units. When the sizes and the
+sums the tests form are integers, of greatest common divisor ``g``, every test
+compares a multiple of ``g`` with the limit, so the limit counts as
+``floor(memory / g) g`` (a limit between two multiples has the schedules of the
+multiple below, and the same time); when ``M = floor(memory / g)`` is at most
+``levels``, ``q = g`` and the optimum is exact. Otherwise ``q = memory / levels`` (of
+that floored limit; ``M = levels``), sizes are rounded up, and the schedule is still
+feasible under the true limit but may be slower than the optimum: each size counts
+up to one quantum more, which can cost much time, about twice on chains whose
+sizes differ in magnitude (states of 1e6 and 1 bytes under 1000001: 207 at
+``levels=100``, 105 at ``levels=1000001``).
+To tell, compare with a larger ``levels=``. The rounding is decided in exact rational
 arithmetic where the float quotient is within 1e-9 of a whole number (``0.3``
 bytes at ``q = 0.6 / 100`` is 50 units, not the float quotient's 51; ``0.1`` at
 ``q = 0.3 / 3`` is 2 units, since three float ``0.1`` pass ``0.3``), so the
@@ -256,7 +262,8 @@ def _quantum(sizes: np.ndarray, memory: float, levels: int,
     graph[i]`` where finite) plus, with ``held`` (:func:`_held`: ``H(0..n)`` then
     ``X(0..n-1)``), ``H(i) + X(i)``; ``stored_paint[i]``: ``s_i`` (``i >= 1``) with
     paint ``i``, one sum, so that the schedule of :func:`hetero_min_memory` fits in
-    ``M`` units whenever it fits in ``memory`` bytes.
+    ``M`` units whenever it fits in ``memory`` bytes. The exact quantum is taken
+    where its ``M`` is at most ``levels`` (:func:`_units`).
     """
     n = len(sizes) - 1
     stored = np.concatenate(([0.0], sizes[1:]))
@@ -266,13 +273,14 @@ def _quantum(sizes: np.ndarray, memory: float, levels: int,
     paint_bytes = _paint_bytes(stored, graph, held)
     sums = [pair_bytes, paint_bytes, stored[:n] + paint_bytes]  # for the exact quantum
     sums += ([] if tapes is None else [tapes]) + ([] if held is None else [held[:n + 1]])
-    scale, mmax = _units(stored, np.concatenate(sums), memory, levels)
+    scale, mmax, whole = _units(np.concatenate([stored, *sums]), memory, levels,
+                                levels)
     tests = None if held is None else _Held(
         held[:n + 1], scale, pair_bytes, stored,
         None if tapes is None else np.where(finite, tapes, np.inf))
     return _Units(scale(stored), scale(pair_bytes), mmax,
                   None if tapes is None else np.where(finite, scale(tapes), mmax + 1),
-                  scale(paint_bytes), scale(stored[:n] + paint_bytes), tests)
+                  scale(paint_bytes), scale(stored[:n] + paint_bytes), tests, scale, whole)
 
 
 @dataclass(frozen=True)
@@ -310,8 +318,10 @@ class _Held:
 @dataclass(frozen=True)
 class _Units:
     """A chain in memory units (:func:`_quantum`): states, walk pairs, levels ``M``,
-    tapes (None without kept graphs), paints, a stored state with its paint, and the
-    tests of held bytes (None without grads or cotangents)."""
+    tapes (None without kept graphs), paints, a stored state with its paint, the
+    tests of held bytes (None without grads or cotangents), the rule from bytes to
+    units and, where every size is a whole number, the ``M`` of the exact quantum
+    (:func:`_units`)."""
 
     units: np.ndarray
     pairs: np.ndarray
@@ -320,6 +330,15 @@ class _Units:
     paints: np.ndarray
     stored_paint: np.ndarray
     held: _Held | None
+    scale: _Scale | None = None
+    whole: int | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Whether every test counts bytes exactly (no size rounded up): the quantum
+        divides every size and sum, or the limit is 0 or inf."""
+        s = self.scale
+        return s is None or bool(s.g) or not 0 < s.memory < math.inf
 
 
 # Relative distance of ``x * levels / memory`` from a whole number below which
@@ -364,19 +383,33 @@ class _Scale:
         return self.exact[key]
 
 
-def _units(stored: np.ndarray, sums: np.ndarray, memory: float,
-           levels: int) -> tuple[_Scale, int]:
-    """(the rule from bytes to units, a :class:`_Scale`; ``M``): the exact quantum ``g``
-    when ``stored`` (the sizes, ``sizes[0]`` as 0), the ``sums`` the tests form and
-    ``memory`` are integers with ``memory / g <= levels``, else ``memory / levels``."""
+def _units(ints: np.ndarray, memory: float, levels: int,
+           most: int) -> tuple[_Scale, int, int | None]:
+    """(the rule from bytes to units, a :class:`_Scale`; ``M``; the exact ``M``, None where
+    the byte counts are not whole numbers).
+
+    ``ints``: every size (``sizes[0]`` as 0) and every sum the tests form. Where they are
+    integers of greatest common divisor ``g``, each test compares a multiple of ``g``
+    with the limit, so ``memory`` counts as ``floor(memory / g) g`` (the same schedules
+    fit) and ``q = g``, ``M = floor(memory / g)``, exact, when that ``M`` is at most
+    ``most``; else ``q = memory / levels`` (of that floored limit), ``M = levels``."""
     if not memory > 0:  # memory 0: only zero-size states can ever be held
-        return _Scale(0.0, 0), 0
-    ints = np.concatenate((stored, sums, [memory]))
+        return _Scale(0.0, 0), 0, 0
+    g = _divisor(ints)
+    if not g or not math.isfinite(memory):
+        return _Scale(memory, levels), levels, None
+    whole = int(Fraction(memory) // g)
+    if whole <= most:
+        return _Scale(float(whole * g), levels, g), whole, whole
+    return _Scale(float(whole * g), levels), levels, whole
+
+
+def _divisor(ints: np.ndarray) -> int:
+    """The greatest common divisor of ``ints`` when they are whole numbers below 2^53, else
+    0 (also when all are 0)."""
     if np.all(ints < 2.0**53) and np.all(ints == np.round(ints)):
-        g = int(np.gcd.reduce(ints.astype(np.int64)))
-        if g > 0 and int(memory) // g <= levels:
-            return _Scale(memory, levels, g), int(memory) // g
-    return _Scale(memory, levels), levels
+        return int(np.gcd.reduce(ints.astype(np.int64)))
+    return 0
 
 
 def _tables(fwd: np.ndarray, q: _Units, tape: bool = False) -> tuple[Any, Any, Any]:
@@ -597,7 +630,7 @@ def _solve(costs: ChainCosts, memory: float, levels: int,
     if not math.isfinite(best):
         need = hetero_min_memory(costs)
         if memory < need:
-            raise _below_need(costs, memory, need)
+            raise _below_need(costs, memory, need, q, levels)
         raise PebblesValueError(
             f"memory={_fmt(memory)} bytes is at least hetero_min_memory(costs)="
             f"{_fmt(need)}, yet the dynamic programme found no schedule at levels={levels}: "
@@ -786,18 +819,39 @@ def _check_memory(costs: object, memory: object, levels: object,
         f"(hetero_min_memory(costs), with which the dynamic programme always finishes)")
 
 
-def _below_need(costs: ChainCosts, memory: float, need: float) -> PebblesValueError:
+def _below_need(costs: ChainCosts, memory: float, need: float, q: _Units,
+                levels: int) -> PebblesValueError:
     """The error of a limit below :func:`hetero_min_memory` with which the programme
-    found no schedule."""
+    found no schedule in the units ``q`` (of :func:`_quantum` at ``levels``): where sizes
+    were rounded up, first the rounding and a larger ``levels``."""
     least = _needs(costs)[0]
+    rounded = "" if q.exact else _rounding_lost(costs.n, memory, levels, q)
     return PebblesValueError(
         f"memory={_fmt(memory)} bytes is below hetero_min_memory(costs)={_fmt(need)}, with "
         f"which the dynamic programme always finishes the chain of n={costs.n} steps (it "
         f"recomputes every state while the gradients of the later steps are held), and "
-        f"the programme found no schedule within it; pass memory >= {_fmt(need)}. A "
-        f"schedule outside its family may finish with less (no schedule with under "
+        f"the programme found no schedule within it.{rounded} Pass memory >= {_fmt(need)}. "
+        f"A schedule outside its family may finish with less (no schedule with under "
         f"{_fmt(least)}): hetero_brute_force(costs, memory) searches every schedule of a "
         f"chain of n <= {_BRUTE_MAX_N} steps ({_BRUTE_MAX_N_KEPT} with kept graphs)")
+
+
+def _rounding_lost(n: int, memory: float, levels: int, q: _Units) -> str:
+    """What :func:`_below_need` says of sizes rounded up to ``levels`` memory levels: the
+    quantum, and the ``levels`` that counts bytes exactly or the most the guard allows."""
+    fit = _levels_fit(n, False)
+    quantum = q.scale.memory / levels
+    exact = ((f"; levels={q.whole} counts these whole-byte sizes exactly" if q.whole <= fit
+              else f"; levels={q.whole} would count these whole-byte sizes exactly, but "
+              f"passes the size guard") if q.whole is not None else
+             "; sizes that are not whole numbers are counted exactly only at a levels for "
+             "which memory / levels divides each of them")
+    larger = (f"pass a larger levels=, up to levels={fit} (the most within the size guard "
+              f"for n={n} steps)" if fit > levels else
+              f"levels={levels} is the most within the size guard for n={n} steps")
+    return (f" Its sizes are rounded up to multiples of memory / levels = {quantum:.6g} bytes "
+            f"(levels={levels}), which can lose the schedules that fit in "
+            f"memory={_fmt(memory)}: {larger}{exact}.")
 
 
 def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
@@ -814,8 +868,15 @@ def hetero_optimal(costs: ChainCosts, memory: float, *, levels: int = 100,
         is never slower than ``store_all`` (with kept graphs, than keeping every
         graph) when that fits.
     levels : int
-        Most memory levels of the dynamic programme (see the module docstring:
-        exact when ``memory`` and every size are multiples of the quantum).
+        Memory levels of the dynamic programme where sizes are rounded (see the
+        module docstring). Whole-byte sizes are counted exactly, at
+        ``floor(memory / g)`` levels for their greatest common divisor ``g``, when
+        that is at most ``levels``; otherwise every size is rounded up to a
+        multiple of ``memory / levels``, which keeps the limit but can cost time:
+        about 2x on chains whose sizes differ in magnitude. To tell, compare with a
+        larger ``levels=`` (exact where ``memory / levels`` divides every size).
+        Tables near the size guard take seconds and hundreds of MB (n = 5 steps at
+        a million levels: about 1.5 s, 0.7 GB).
     tape : bool
         Taped model: a step run from a stored ``s_i`` straight before the reversal
         of ``i+1..j`` (``place i+1``, then ``remove i+1`` and ``paint i``) keeps its

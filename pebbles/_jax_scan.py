@@ -507,7 +507,8 @@ def make_scan(fun: Callable, rows: Rows, n: int, unroll: int | bool = 1) -> Call
 
     @jax.custom_vjp
     def scan(init: Any, xs: Any, consts: list[Any]) -> tuple[Any, Any]:
-        return lax.scan(lambda c, x: fun(c, x, *consts), init, xs, length=n, unroll=unroll)
+        carry, ys = lax.scan(lambda c, x: fun(c, x, *consts), init, xs, length=n, unroll=unroll)
+        return carry, ys  # a pair as the forward rule's, also where f returns a list
 
     def scan_fwd(init: Any, xs: Any, consts: list[Any]) -> tuple:
         (init, init_p), (xs, xs_p), (consts, consts_p) = map(unwrap, (init, xs, consts))

@@ -243,28 +243,55 @@ _FIELDS = ("forward", "backward", "sizes", "graph", "grads", "cotangents")
 def _as_floats(name: str, value: object) -> np.ndarray:
     """``value`` as a read-only contiguous float64 copy (the caller's array may change
     later; a ChainCosts may not), or an error naming ``ChainCosts.name`` (strings, bools,
-    complex numbers and ``None`` entries are no real numbers, though NumPy would convert
-    them)."""
+    complex numbers, dates, durations and ``None`` entries are no real numbers, though
+    NumPy would convert them; a masked array would lose its mask; an integer past the
+    largest float has no float64)."""
     def refuse(why: str) -> PebblesTypeError:
         return PebblesTypeError(
             f"ChainCosts.{name}={value!r:.60} is not an array of numbers ({why}); pass a 1-D "
             f"array of numbers >= 0, e.g. np.ones(n)")
 
+    if np.ma.isMaskedArray(value) and np.ma.getmaskarray(value).any():
+        raise PebblesTypeError(
+            f"ChainCosts.{name} is a masked array with masked entries, whose values would be "
+            f"used as they are; pass {name}.filled(value) with the value a masked entry "
+            f"stands for, or {name}.compressed() to drop them")
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as e:  # a ragged nesting
         raise refuse(str(e)) from None
     kind = arr.dtype.kind
-    if kind in "bcUS" or (kind == "O" and not _numbers(arr)):
-        raise refuse("it holds bools" if kind == "b" else "it holds complex numbers"
-                     if kind == "c" else "it is no sequence" if arr.ndim == 0
-                     else "it holds non-numbers")
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in value):
+        kind = "b"  # [True, 1] is an int array
+    if kind in "bcUSMm" or (kind == "O" and not _numbers(arr)):
+        raise refuse(_not_numbers(kind, arr.ndim))
     try:
         floats = np.array(arr, dtype=np.float64, order="C")  # a copy, always
-    except (TypeError, ValueError) as e:  # dates, records: no cast to float
+    except OverflowError:  # a Python int past the largest float
+        raise _too_big(name, arr) from None
+    except (TypeError, ValueError) as e:  # records: no cast to float
         raise refuse(str(e)) from None
     floats.flags.writeable = False
     return floats
+
+
+def _too_big(name: str, arr: np.ndarray) -> PebblesValueError:
+    """The error of an object array ``arr`` holding a number past the largest float."""
+    flat, most = arr.reshape(-1), float(np.finfo(np.float64).max)
+    i = next(k for k, v in enumerate(flat) if abs(v) > most)
+    digits = len(str(int(abs(flat[i]))))
+    return PebblesValueError(
+        f"ChainCosts.{name}[{i}] (about 1e{digits - 1}) is past the "
+        f"largest float ({np.finfo(np.float64).max:.4g}); rescale {name} (e.g. bytes to "
+        f"MiB, or times to larger units; the memory with the sizes) to below it")
+
+
+def _not_numbers(kind: str, ndim: int) -> str:
+    """Why an array of dtype kind ``kind`` is refused, for :func:`_as_floats`."""
+    if kind in "Mm":
+        return "it holds dates or durations"
+    return {"b": "it holds bools", "c": "it holds complex numbers"}.get(
+        kind, "it is no sequence" if ndim == 0 else "it holds non-numbers")
 
 
 def _numbers(value: np.ndarray) -> bool:

@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import numbers
 import operator
 import threading
+import types
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -266,6 +269,21 @@ def _rows(n: int, budget: int | None, method: str, schedule: Any, options: dict)
     return split_rows(program.ops, program.nslots)
 
 
+def _rows_key(n: int, budget: int | None, method: str, schedule: Any, options: dict,
+              rows: Rows) -> tuple:
+    """What identifies the program ``rows`` of a call in the cache of traced loops: the
+    key of the program cache for a named method (:func:`_rows`), else a digest of the
+    rows themselves (a schedule passed, or options that are not plain values)."""
+    key = _options_key(options)
+    if schedule is None and all(isinstance(v, (bool, int, float, str)) for _, v, _ in key):
+        return ("named", n, budget, method, key)
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (rows.forward, rows.walks, rows.paints, rows.blocks):
+        digest.update(repr(a.shape).encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return ("rows", rows.seed, rows.nslots, digest.hexdigest())
+
+
 # ---------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------
@@ -436,47 +454,203 @@ def _carried(new_carry: Callable[[Any], Any], init: Any, name: str, call: str) -
     return init
 
 
-def _hoisted(f: Callable, *args: Any) -> tuple[Callable, list[Any]]:
-    """``f`` as ``fun(*args, *consts)`` with ``consts`` every tracer ``f`` closes over.
+def _hoisted(f: Callable, *args: Any) -> tuple[Callable, list[Any], bool]:
+    """``f`` as ``fun(*args, *consts)`` with ``consts`` the arrays ``f`` closes over.
 
     ``jax.closure_convert`` hoists only the values that may carry a tangent: a
     ``vmap``-batched or integer tracer would stay inside ``fun`` and escape its trace
     when the reverse pass runs ``fun`` later. Here every traced value is an argument
-    (integer and boolean ones get no cotangent); concrete constants stay inside.
+    (integer and boolean ones get no cotangent), and so is every concrete array, so
+    that a compiled loop takes them as inputs instead of embedding them; a mutable
+    array reference (``jax.new_ref``) stays inside.
+
+    Also returned: whether ``fun`` may be cached (:class:`_LoopCache`): no tracer among
+    the consts (they belong to the trace that made them) and no reference kept inside.
     """
     closed, shape = jax.make_jaxpr(f, return_shape=True)(*args)
     is_tracer = [isinstance(c, jax.core.Tracer) for c in closed.consts]
-    kept = [None if t else c for c, t in zip(closed.consts, is_tracer, strict=True)]
+    hoist = [t or (isinstance(c, (jax.Array, np.ndarray)) and not is_ref(getattr(c, "aval", None)))
+             for c, t in zip(closed.consts, is_tracer, strict=True)]
+    kept = [None if h else c for c, h in zip(closed.consts, hoist, strict=True)]
     out_tree = jax.tree.structure(shape)
 
     def fun(*args_consts: Any) -> Any:
         hoisted = iter(args_consts[len(args):])
-        consts = [next(hoisted) if t else c for c, t in zip(kept, is_tracer, strict=True)]
+        consts = [next(hoisted) if h else c for c, h in zip(kept, hoist, strict=True)]
         leaves = jax.tree.leaves(args_consts[:len(args)])
         return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(closed.jaxpr, consts, *leaves))
 
-    return fun, [c for c, t in zip(closed.consts, is_tracer, strict=True) if t]
+    cacheable = all(hoist) and not any(is_tracer)
+    return fun, [c for c, h in zip(closed.consts, hoist, strict=True) if h], cacheable
 
 
-def _convert(f: Callable, init: Any, x0: Any) -> tuple[Any, Callable, list[Any]]:
-    """Checked carry and the closure-converted ``f(carry, x, *consts)`` with its consts."""
+def _convert(f: Callable, init: Any, x0: Any) -> tuple[Any, Callable, list[Any], bool]:
+    """Checked carry and the closure-converted ``f(carry, x, *consts)`` with its consts,
+    and whether it may be cached."""
     init = _carried(lambda c: _traced(f, c, x0)[0], init, "f", "f(carry, x)")
-    fun, consts = _hoisted(f, init, x0)
-    return init, fun, consts
+    fun, consts, cacheable = _hoisted(f, init, x0)
+    return init, fun, consts, cacheable
 
 
 def _convert_while(cond: Callable, body: Callable,
-                   init: Any) -> tuple[Any, Callable, list[Any], Callable, list[Any]]:
-    """Checked carry, closure-converted ``body(carry, *consts)`` and ``cond(carry, *cconsts)``."""
+                   init: Any) -> tuple[Any, Callable, list[Any], Callable, list[Any], bool]:
+    """Checked carry, closure-converted ``body(carry, *consts)`` and ``cond(carry, *cconsts)``,
+    and whether they may be cached."""
     init = _carried(lambda c: _shape_of(body, "body", c), init, "body", "body(carry)")
     test = _shape_of(cond, "cond", init)
     if not hasattr(test, "dtype") or test.shape != () or test.dtype != jnp.bool_:
         raise PebblesTypeError(
             f"cond returns {_describe(test)}; cond(carry) must return a boolean scalar, as "
             f"jax.lax.while_loop's cond_fun (reduce with jnp.all / jnp.any, compare with > 0)")
-    fun, consts = _hoisted(body, init)
-    cfun, cconsts = _hoisted(cond, init)
-    return init, fun, consts, cfun, cconsts
+    fun, consts, body_ok = _hoisted(body, init)
+    cfun, cconsts, cond_ok = _hoisted(cond, init)
+    return init, fun, consts, cfun, cconsts, body_ok and cond_ok
+
+
+# ---------------------------------------------------------------------------
+# the cache of traced loops
+# ---------------------------------------------------------------------------
+try:  # JAX's own trace caches add it to their keys: x64, dtype promotion, vmap axis names
+    from jax._src.config import trace_context as _jax_trace_context
+except ImportError:  # pragma: no cover - then nothing is cached
+    _jax_trace_context = None
+
+#: Most entries of the cache of traced loops (:class:`_LoopCache`), and the bytes of the
+#: rows and consts they hold (the most recent entry always kept, however large).
+_LOOP_ENTRIES, _LOOP_BYTES = 64, _CACHE_BYTES
+
+
+class _Identity:
+    """A weak reference as a key part: hashed and compared by the identity of its live
+    object (a dead one equals nothing), so that the key keeps no function alive."""
+
+    __slots__ = ("_hash", "ref")
+
+    def __init__(self, obj: Any, callback: Callable) -> None:
+        self.ref = weakref.ref(obj, callback)
+        self._hash = id(obj)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Identity):
+            return NotImplemented
+        obj = self.ref()
+        return obj is not None and obj is other.ref()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Traced:
+    """A traced loop: ``call(carry, ..., consts...)`` and what it is called with besides
+    the user's arguments."""
+
+    casts: tuple[Any, ...]  # per init leaf: the dtype f promotes a weak-typed leaf to, or None
+    consts: tuple[Any, ...]  # the arrays the step closes over (body's for a while loop)
+    cconsts: tuple[Any, ...]  # cond's, for a while loop
+    call: Callable
+
+    def carry(self, init: Any) -> Any:
+        """``init`` with the leaves ``f`` promotes cast, as when it was traced."""
+        leaves, tree = jax.tree.flatten(init)
+        return jax.tree.unflatten(tree, [a if d is None else lax.convert_element_type(a, d)
+                                         for a, d in zip(leaves, self.casts, strict=True)])
+
+
+def _casts(init: Any, carried: Any) -> tuple[Any, ...]:
+    """Per leaf of ``init``: the dtype :func:`_carried` cast it to, or None."""
+    return tuple(None if b is a else b.dtype
+                 for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(carried), strict=True))
+
+
+def _avals(tree: Any) -> tuple:
+    """A tree's structure and its leaves' shapes, dtypes and weak types (their avals)."""
+    aval = getattr(jax, "typeof", None) or jax.core.get_aval
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(aval(a) for a in leaves)
+
+
+class _LoopCache:
+    """Traced and jitted loops keyed, as ``lax.scan``'s trace cache is, on the identity of
+    the user's functions (weakly: an entry goes when a function does) and on everything
+    else that shapes the trace: the avals of the inputs, the program, the options, and
+    JAX's trace context. A bound method is keyed on its ``__self__`` and ``__func__``; a
+    callable that takes no weak reference, or an unhashable key part, is not cached.
+
+    Least recently used first out while there are more than :data:`_LOOP_ENTRIES`
+    entries or their rows and consts exceed :data:`_LOOP_BYTES`; the most recent one
+    always stays. ``cache_clear()`` empties it, ``len()`` counts its entries.
+    """
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple, tuple[_Traced, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._dead: list[weakref.ref] = []  # of functions gone, purged at the next access
+
+    def _died(self, ref: weakref.ref) -> None:
+        self._dead.append(ref)  # no lock here: the collector may run inside a locked block
+
+    def _purge(self) -> None:
+        """Drop the entries of functions gone (under the lock)."""
+        while self._dead:
+            ref = self._dead.pop()
+            for key in [k for k in self._entries if any(p.ref is ref for p in k[0])]:
+                del self._entries[key]
+
+    def key(self, functions: tuple[Callable, ...], *rest: Any) -> tuple | None:
+        """The key of a call of ``functions`` with ``rest``, or None (not cached)."""
+        if _jax_trace_context is None:
+            return None
+        parts = []
+        for fn in functions:
+            objs = (fn.__self__, fn.__func__) if isinstance(fn, types.MethodType) else (fn,)
+            try:
+                parts.extend(_Identity(obj, self._died) for obj in objs)
+            except TypeError:  # no weak reference to it
+                return None
+        key = (tuple(parts), _jax_trace_context(), *rest)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
+    def get(self, key: tuple | None) -> _Traced | None:
+        if key is None:
+            return None
+        with self._lock:
+            self._purge()
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            self._entries.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: tuple, traced: _Traced, nbytes: int) -> None:
+        with self._lock:
+            self._purge()
+            self._entries[key] = (traced, nbytes)
+            self._entries.move_to_end(key)
+            while len(self._entries) > 1 and (len(self._entries) > _LOOP_ENTRIES or sum(
+                    b for _, b in self._entries.values()) > _LOOP_BYTES):
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._purge()
+            return len(self._entries)
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._dead.clear()
+
+
+_LOOPS = _LoopCache()
+
+
+def _arrays_bytes(*groups: Any) -> int:
+    return sum(int(getattr(a, "nbytes", 0)) for g in groups for a in g)
 
 
 def _unroll(unroll: Any) -> int | bool:
@@ -590,10 +764,18 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     if reverse:
         xs = jax.tree.map(lambda a: jnp.flip(a, 0), xs)
     rows = _rows(n, budget, method, schedule, options)
-    x0 = jax.tree.map(lambda a: a[0], xs)
-    init, fun, consts = _convert(f, init, x0)
-    scan = make_scan(fun, rows, n, unroll)
-    carry, ys = scan(init, xs, consts)
+    key = _LOOPS.key((f,), "scan", _avals(init), _avals(xs), n, unroll,
+                     _rows_key(n, budget, method, schedule, options, rows))
+    traced = _LOOPS.get(key)
+    if traced is None:
+        x0 = jax.tree.map(lambda a: a[0], xs)
+        carried, fun, consts, cacheable = _convert(f, init, x0)
+        scan = make_scan(fun, rows, n, unroll)
+        traced = _Traced(_casts(init, carried), tuple(consts), (), scan)
+        if key is not None and cacheable:  # jitted: JAX caches its traces and compiles
+            traced = dataclasses.replace(traced, call=jax.jit(scan))
+            _LOOPS.put(key, traced, _nbytes(rows) + _arrays_bytes(consts))
+    carry, ys = traced.call(traced.carry(init), xs, list(traced.consts))
     if reverse:
         ys = jax.tree.map(lambda a: jnp.flip(a, 0), ys)
     return carry, ys
@@ -690,5 +872,13 @@ def checkpointed_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], An
                                     f"the int32 counters allow; pass max_steps <= {MAX_STEPS}")
     beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
     init = _arrays("init", init, "checkpointed_while_loop")
-    init, fun, consts, cfun, cconsts = _convert_while(cond, body, init)
-    return make_while(fun, cfun, budget, max_steps, beyond == "greedy")(init, consts, cconsts)
+    key = _LOOPS.key((cond, body), "while", _avals(init), budget, max_steps, beyond)
+    traced = _LOOPS.get(key)
+    if traced is None:
+        carried, fun, consts, cfun, cconsts, cacheable = _convert_while(cond, body, init)
+        loop = make_while(fun, cfun, budget, max_steps, beyond == "greedy")
+        traced = _Traced(_casts(init, carried), tuple(consts), tuple(cconsts), loop)
+        if key is not None and cacheable:  # jitted: JAX caches its traces and compiles
+            traced = dataclasses.replace(traced, call=jax.jit(loop))
+            _LOOPS.put(key, traced, _arrays_bytes(consts, cconsts))
+    return traced.call(traced.carry(init), list(traced.consts), list(traced.cconsts))

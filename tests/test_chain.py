@@ -225,7 +225,8 @@ def test_tables_past_the_size_guard_are_refused_at_once():
                              r"treeverse.*segments"):
         hetero_time(_ragged(20000), 100.0)
     with pytest.raises(pebbles.PebblesValueError, match=r"n=5 steps at levels=10{12}"):
-        hetero_time(_ragged(5), 17.5, levels=10**12)
+        hetero_time(ChainCosts(np.ones(5), np.ones(5), np.r_[1.0, np.arange(1, 6) % 7 + 1.5]),
+                    17.5, levels=10**12)  # sizes not whole bytes: rounded to the levels
     with pytest.raises(pebbles.PebblesValueError, match=r"n=1000 steps.*pass levels=24 or fewer"):
         list(hetero_optimal(_ragged(1000), 100.0))
     uniform = ChainCosts(np.ones(4000), np.ones(4000), np.ones(4001), graph=np.ones(4000))
