@@ -16,9 +16,9 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import visualize
 from pebbles import PebblesTypeError, PebblesValueError
-from visualize.cli import check_output, dpi
+from visualize.cli import check_output, dpi, matplotlib_required
 
-__all__ = ["add_dpi", "flag_errors", "output", "visualize"]
+__all__ = ["add_dpi", "flag_errors", "output", "require", "visualize"]
 
 
 def add_dpi(p: argparse.ArgumentParser, default: int = 100) -> None:
@@ -41,3 +41,14 @@ def flag_errors(p: argparse.ArgumentParser, flag: str) -> Iterator[None]:
         yield
     except (PebblesValueError, PebblesTypeError) as exc:
         p.error(f"argument {flag}: {str(exc).removeprefix('-o ')}")
+
+
+def require(script: str, solvers: bool = False) -> None:
+    """Exit at once (status 2), naming every extra ``script`` lacks and its ``pip
+    install``, where matplotlib (and, with ``solvers``, Numba) is missing: before any
+    computing, rather than a traceback after it."""
+    try:
+        matplotlib_required(script, solvers=solvers)
+    except ImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

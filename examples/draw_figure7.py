@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _args import visualize
+from _args import require, visualize
 
 import pebbles
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="folder for figure7a.png, figure7b.png and figure7.png, made if "
                         "missing (default: the current directory)")
     args = p.parse_args(argv)
+    require("examples/draw_figure7.py")
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         p.error(f"argument OUTPUT_DIR: {str(out)!r} is a file, not a folder")

@@ -31,7 +31,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
+try:
+    import jax
+except ImportError:  # the extra is missing: one line naming it, not a traceback
+    sys.exit("error: examples/jax_lorenz.py needs JAX: "
+             "pip install \"pebble-games[jax]\"")
 import jax.numpy as jnp
 import numpy as np
 

@@ -20,10 +20,12 @@ import argparse
 import time
 from collections.abc import Sequence
 
-from _args import add_dpi, flag_errors, output, visualize
+from _args import add_dpi, flag_errors, output, require, visualize
 
 from pebbles.cli import positive
-from solvers import experiments
+
+require("examples/lorenz_figure3.py", solvers=True)  # names both extras before the import
+from solvers import experiments  # noqa: E402
 
 POINTS = ((10.0, 27.0), (10.0, 15.0))  # the marked (sigma, rho) of the paper's Figure 3
 

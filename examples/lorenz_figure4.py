@@ -19,10 +19,12 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from _args import add_dpi, output, visualize
+from _args import add_dpi, output, require, visualize
 
 from pebbles.cli import positive
-from solvers import experiments
+
+require("examples/lorenz_figure4.py", solvers=True)  # names both extras before the import
+from solvers import experiments  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> None:

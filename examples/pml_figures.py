@@ -23,10 +23,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _args import add_dpi, flag_errors, visualize
+from _args import add_dpi, flag_errors, require, visualize
 
 from pebbles.cli import positive
-from solvers import experiments
+
+require("examples/pml_figures.py", solvers=True)  # names both extras before the import
+from solvers import experiments  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> None:

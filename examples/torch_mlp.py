@@ -25,7 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+try:
+    import torch
+except ImportError:  # the extra is missing: one line naming it, not a traceback
+    sys.exit("error: examples/torch_mlp.py needs PyTorch: "
+             "pip install \"pebble-games[torch]\"")
 from torch.utils.checkpoint import checkpoint_sequential as torch_sequential
 
 try:

@@ -20,7 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+try:
+    import torch
+except ImportError:  # the extra is missing: one line naming it, not a traceback
+    sys.exit("error: examples/torch_neural_ode.py needs PyTorch: "
+             "pip install \"pebble-games[torch]\"")
 
 try:
     import pebbles
