@@ -163,3 +163,18 @@ def test_online_overhead_refuses_an_n_past_its_limit_and_counts_each_stream():
         visualize.draw_online_overhead((10**6,), (1000,))
     with pytest.raises(pebbles.PebblesValueError, match=r"^budgets=\(500, 1000\) with ns"):
         visualize.draw_online_overhead(tuple(range(1000, 10**5, 100)), (500, 1000))
+
+
+@pytest.mark.parametrize("draw", [visualize.draw_game, visualize.draw_fingerprint])
+def test_a_method_name_as_moves_points_to_pebbles_schedule(draw):
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"^moves='treeverse' is a str, not moves; .*"
+                             r"pebbles\.schedule\('treeverse', 20, budget=\.\.\.\)"):
+        draw("treeverse", 20)
+
+
+def test_saving_inside_a_file_says_the_parent_is_a_file(tmp_path):
+    fig = visualize.draw_game(pebbles.schedule("treeverse", 4, budget=2), 4)
+    (tmp_path / "a.png").write_text("")
+    with pytest.raises(pebbles.PebblesValueError, match=r"is inside '.*a\.png', which is a file"):
+        visualize.save(fig, tmp_path / "a.png" / "x.png")

@@ -538,7 +538,10 @@ def _check_save(fig: Figure, path: Path, dpi: float) -> str:
         raise PebblesValueError(f"cannot tell the format of {str(path)!r}: give it an "
                                 "extension such as .png, .svg or .pdf")
     if path.is_dir() or not path.resolve().parent.is_dir():
-        what = "is a directory" if path.is_dir() else "is in a directory that does not exist"
+        parent = path.resolve().parent
+        what = ("is a directory" if path.is_dir() else
+                f"is inside {str(path.parent)!r}, which is a file" if parent.exists() else
+                "is in a directory that does not exist")
         raise PebblesValueError(f"path={str(path)!r} {what}; name a file in an existing "
                                 "directory")
     fmt = path.suffix[1:].lower()

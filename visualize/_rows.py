@@ -212,6 +212,10 @@ def _schedule_defaults(moves: object, n: int, game: Game | str | None,
     schedule of another ``n`` or game is refused (``n`` is checked first, as
     :func:`pebbles.min_pebbles` checks it: ``n='5'`` is a type error)."""
     pebbles.min_pebbles(n, Game.CHECKPOINT)
+    if isinstance(moves, str):  # a method name: its letters would be read as moves
+        raise pebbles.PebblesTypeError(
+            f"moves={moves!r:.40} is a str, not moves; for a method by name pass "
+            f"pebbles.schedule({moves!r:.40}, {n}, budget=...), or a stream of pebbles.Move")
     if not isinstance(moves, pebbles.Schedule):
         return Game.coerce("checkpoint" if game is None else game), budget
     if moves.n != n:
