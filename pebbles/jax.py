@@ -131,6 +131,15 @@ def _nbytes(value: Any) -> int:
     return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
 
+def _trim(entries: OrderedDict[tuple, tuple[Any, int]], most: int, most_bytes: int) -> None:
+    """Drop the least recently used of ``entries`` (values ``(value, bytes)``) while there
+    are more than ``most`` or their bytes exceed ``most_bytes``; the most recent one
+    always stays."""
+    while len(entries) > 1 and (len(entries) > most or sum(
+            b for _, b in entries.values()) > most_bytes):
+        entries.popitem(last=False)
+
+
 def _bytes_cache(fun: Callable) -> Callable:
     """``fun`` memoised by its (hashable) arguments, least recently used first out while
     the entries' arrays (:func:`_nbytes`) exceed :data:`_CACHE_BYTES` or the entries
@@ -153,9 +162,7 @@ def _bytes_cache(fun: Callable) -> Callable:
         with lock:
             entries[args] = (value, _nbytes(value))
             entries.move_to_end(args)
-            while len(entries) > 1 and (len(entries) > _CACHE_ENTRIES or sum(
-                    b for _, b in entries.values()) > _CACHE_BYTES):
-                entries.popitem(last=False)
+            _trim(entries, _CACHE_ENTRIES, _CACHE_BYTES)
         return value
 
     cached.cache_clear = entries.clear
@@ -631,9 +638,7 @@ class _LoopCache:
             self._purge()
             self._entries[key] = (traced, nbytes)
             self._entries.move_to_end(key)
-            while len(self._entries) > 1 and (len(self._entries) > _LOOP_ENTRIES or sum(
-                    b for _, b in self._entries.values()) > _LOOP_BYTES):
-                self._entries.popitem(last=False)
+            _trim(self._entries, _LOOP_ENTRIES, _LOOP_BYTES)
 
     def __len__(self) -> int:
         with self._lock:
