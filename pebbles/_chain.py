@@ -273,8 +273,7 @@ def _quantum(sizes: np.ndarray, memory: float, levels: int,
     paint_bytes = _paint_bytes(stored, graph, held)
     sums = [pair_bytes, paint_bytes, stored[:n] + paint_bytes]  # for the exact quantum
     sums += ([] if tapes is None else [tapes]) + ([] if held is None else [held[:n + 1]])
-    scale, mmax, whole = _units(np.concatenate([stored, *sums]), memory, levels,
-                                levels)
+    scale, mmax, whole = _units(np.concatenate([stored, *sums]), memory, levels)
     tests = None if held is None else _Held(
         held[:n + 1], scale, pair_bytes, stored,
         None if tapes is None else np.where(finite, tapes, np.inf))
@@ -383,8 +382,7 @@ class _Scale:
         return self.exact[key]
 
 
-def _units(ints: np.ndarray, memory: float, levels: int,
-           most: int) -> tuple[_Scale, int, int | None]:
+def _units(ints: np.ndarray, memory: float, levels: int) -> tuple[_Scale, int, int | None]:
     """(the rule from bytes to units, a :class:`_Scale`; ``M``; the exact ``M``, None where
     the byte counts are not whole numbers).
 
@@ -392,14 +390,14 @@ def _units(ints: np.ndarray, memory: float, levels: int,
     integers of greatest common divisor ``g``, each test compares a multiple of ``g``
     with the limit, so ``memory`` counts as ``floor(memory / g) g`` (the same schedules
     fit) and ``q = g``, ``M = floor(memory / g)``, exact, when that ``M`` is at most
-    ``most``; else ``q = memory / levels`` (of that floored limit), ``M = levels``."""
+    ``levels``; else ``q = memory / levels`` (of that floored limit), ``M = levels``."""
     if not memory > 0:  # memory 0: only zero-size states can ever be held
         return _Scale(0.0, 0), 0, 0
     g = _divisor(ints)
     if not g or not math.isfinite(memory):
         return _Scale(memory, levels), levels, None
     whole = int(Fraction(memory) // g)
-    if whole <= most:
+    if whole <= levels:
         return _Scale(float(whole * g), levels, g), whole, whole
     return _Scale(float(whole * g), levels), levels, whole
 
