@@ -29,6 +29,23 @@ def _segment(start: int, end: int) -> Iterator[Move]:
 def store_all(n: int) -> Iterator[Move]:
     """Yield the store-everything schedule: n - 1 steps, n - 1 pebbles.
 
+    Parameters
+    ----------
+    n : int
+        Number of steps, ``n >= 1``.
+
+    Yields
+    ------
+    Move
+        ``place``, ``paint`` and ``remove`` moves of the checkpoint game.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` is not an integer.
+    PebblesValueError
+        If ``n < 1``.
+
     Examples
     --------
     >>> from pebbles import store_all, simulate
@@ -42,6 +59,23 @@ def store_all(n: int) -> Iterator[Move]:
 
 def recompute_all(n: int) -> Iterator[Move]:
     """Yield the two-pebble schedule: walk from s_0 to every cell, n(n-1)/2 steps.
+
+    Parameters
+    ----------
+    n : int
+        Number of steps, ``n >= 1``.
+
+    Yields
+    ------
+    Move
+        ``forward``, ``paint`` and ``remove`` moves of the checkpoint game.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` is not an integer.
+    PebblesValueError
+        If ``n < 1``.
 
     Examples
     --------
@@ -66,6 +100,25 @@ def periodic(n: int, every: int) -> Iterator[Move]:
     """Yield periodic checkpointing: keep s_0, s_m, s_2m, ..., store-all within segments.
 
     Steps: about 2n; pebbles: about n/m + m.
+
+    Parameters
+    ----------
+    n : int
+        Number of steps, ``n >= 1``.
+    every : int
+        Period m between kept states, ``>= 1``.
+
+    Yields
+    ------
+    Move
+        ``forward``, ``place``, ``paint`` and ``remove`` moves of the checkpoint game.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` or ``every`` is not an integer.
+    PebblesValueError
+        If ``n < 1`` or ``every < 1``.
 
     Examples
     --------

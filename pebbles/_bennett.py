@@ -176,6 +176,28 @@ def bennett_pebbles(n: int, k: int = 2, *, uncompute: bool = True) -> int:
 
     Equals l(k - 1) + 1 for n = k^l (paper eq. (5)).
 
+    Parameters
+    ----------
+    n : int
+        Target cell, ``n >= 1``.
+    k : int, default 2
+        Number of blocks per level, ``k >= 2``.
+    uncompute : bool, default True
+        Count the top-level uncomputation (else the run ends when cell n is first
+        reached).
+
+    Returns
+    -------
+    int
+        Most pebbles on the board at once, cell 0 not counted.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` or ``k`` is not an integer, or ``uncompute`` not a bool.
+    PebblesValueError
+        If ``n < 1`` or ``k < 2``.
+
     Examples
     --------
     >>> from pebbles import bennett_pebbles
@@ -208,6 +230,25 @@ def bennett_gradient(n: int, k: int = 2) -> Iterator[Move]:
     played forward and then mirrored with paints; both halves are generated
     recursively, so memory stays O(k log n).
 
+    Parameters
+    ----------
+    n : int
+        Target cell, ``n >= 1``.
+    k : int, default 2
+        Number of blocks per level, ``k >= 2``.
+
+    Yields
+    ------
+    Move
+        ``place``, ``remove`` and ``paint`` moves of the checkpoint game.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` or ``k`` is not an integer.
+    PebblesValueError
+        If ``n < 1`` or ``k < 2``.
+
     Examples
     --------
     >>> from pebbles import bennett_gradient, simulate
@@ -224,10 +265,29 @@ def reversible_gradient(moves: Iterable[Move], n: int) -> Iterator[Move]:
 
     The stream is buffered (24 bytes a move) to be replayed in mirror order.
 
+    Parameters
+    ----------
+    moves : iterable of Move
+        A reversible-game stream of ``place`` and ``unplace`` moves that ends with a
+        pebble on cell ``n``; read lazily, as the result is iterated.
+    n : int
+        Number of steps, ``n >= 1``.
+
+    Yields
+    ------
+    Move
+        ``place``, ``remove`` and ``paint`` moves of the checkpoint game: ``moves``
+        with ``unplace`` as ``remove``, then the mirror run with paints.
+
     Raises
     ------
+    PebblesTypeError
+        If ``n`` is not an integer.
+    PebblesValueError
+        If ``n < 1``.
     IllegalMoveError
-        If the mirror run cannot paint every cell.
+        While iterating: if ``moves`` holds a move other than ``place`` or ``unplace``,
+        or the mirror run cannot paint every cell.
 
     Examples
     --------
@@ -288,6 +348,30 @@ def _bennett_cost(k: int, length: int, uncompute: bool) -> int:
 
 def bennett_steps(n: int, k: int = 2, *, uncompute: bool = True) -> int:
     """Steps of :func:`pebbles.bennett` from the recursion (no stream is made).
+
+    Equals (2k - 1)^l for n = k^l with the top-level uncompute (paper eq. (5)).
+
+    Parameters
+    ----------
+    n : int
+        Target cell, ``n >= 1``.
+    k : int, default 2
+        Number of blocks per level, ``k >= 2``.
+    uncompute : bool, default True
+        Count the top-level uncomputation (else the run ends when cell n is first
+        reached).
+
+    Returns
+    -------
+    int
+        Number of ``place`` and ``unplace`` moves.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` or ``k`` is not an integer, or ``uncompute`` not a bool.
+    PebblesValueError
+        If ``n < 1`` or ``k < 2``.
 
     Examples
     --------

@@ -201,6 +201,17 @@ def hetero_min_memory(costs: ChainCosts) -> float:
     much) and those of steps ``> l`` while ``s_l`` is recomputed (a schedule that
     keeps ``s_l`` from earlier on instead may need a little less).
 
+    Parameters
+    ----------
+    costs : ChainCosts
+        Forward and backward cost of every step, size of every state (and, where
+        given, the graphs, grads and cotangents).
+
+    Returns
+    -------
+    float
+        The least memory, in bytes (the units of ``costs.sizes``).
+
     Raises
     ------
     PebblesTypeError
@@ -937,6 +948,31 @@ def hetero_time(costs: ChainCosts, memory: float, *, levels: int = 100,
     taped run are counted at ``backward[i] - forward[i]`` (see
     :func:`hetero_optimal`, whose parameters and errors these are).
 
+    Parameters
+    ----------
+    costs : ChainCosts
+        Forward and backward cost of every step, size of every state.
+    memory : float
+        Most bytes held on cells 1..n at any moment (``math.inf``: no limit).
+    levels : int, default 100
+        Memory levels of the dynamic programme where sizes are rounded; ``>= 1``.
+    tape : bool, default False
+        The taped model of :func:`hetero_optimal`.
+
+    Returns
+    -------
+    float
+        Forward plus backward time of the schedule, in the units of ``costs``.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``costs`` is not a :class:`pebbles.ChainCosts`, ``memory`` not a number,
+        ``levels`` not an integer or ``tape`` not a bool.
+    PebblesValueError
+        As :func:`hetero_optimal`: ``memory`` NaN or too small to finish, ``levels < 1``,
+        or tables past the size guard.
+
     Examples
     --------
     >>> import numpy as np
@@ -961,8 +997,23 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     the first painted cell (a paint counts its own and the one it frees). A
     reference for tiny chains (up to ``4^n (n + 1)`` nodes).
 
+    Parameters
+    ----------
+    costs : ChainCosts
+        Forward and backward cost of every step, size of every state (and, where
+        given, the graphs, grads and cotangents).
+    memory : float
+        Most bytes held at any moment (``math.inf``: no limit).
+
+    Returns
+    -------
+    float or None
+        The least total time, or ``None`` if no schedule finishes within ``memory``.
+
     Raises
     ------
+    ImportError
+        If networkx is not installed (the ``search`` extra).
     PebblesTypeError
         If ``costs`` is not a :class:`pebbles.ChainCosts` or ``memory`` not a number.
     PebblesValueError
@@ -1055,6 +1106,28 @@ def sequential_segments(n: int, segments: int, *, kept: bool = True) -> Iterator
     schedule of the kept-graph game (:class:`pebbles.ChainCosts` ``graph``), to be
     measured with ``pebbles.simulate(..., costs=...)`` against
     :func:`hetero_optimal` at the same memory.
+
+    Parameters
+    ----------
+    n : int
+        Number of steps, from 1 to 2^63 - 1.
+    segments : int
+        Number of pieces, from 1 to ``n``.
+    kept : bool, default True
+        Keep the graphs of the pieces' steps (``tape`` moves); ``False`` stores their
+        states instead (``place`` moves).
+
+    Yields
+    ------
+    Move
+        The schedule's moves.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` or ``segments`` is not an integer, or ``kept`` not a bool.
+    PebblesValueError
+        If ``n < 1``, ``n >= 2^63``, ``segments < 1`` or ``segments > n``.
 
     Examples
     --------

@@ -225,6 +225,16 @@ def format_move(m: Move) -> str:
     """Return the text form of a move, e.g. ``'place 3'`` or ``'forward 0 7'``, which
     :func:`parse_move` reads back.
 
+    Parameters
+    ----------
+    m : Move
+        The move (or a ``(kind, a, b)`` tuple).
+
+    Returns
+    -------
+    str
+        The kind's name and the cell (``forward``: both cells).
+
     Raises
     ------
     PebblesValueError, PebblesTypeError
@@ -312,6 +322,25 @@ _MAKERS = {MoveKind.PLACE: place, MoveKind.REMOVE: remove, MoveKind.PAINT: paint
 def parse_move(text: str) -> Move:
     """Parse the text form of a move.
 
+    Parameters
+    ----------
+    text : str
+        A kind's name and its cells, separated by whitespace: ``'place 3'``,
+        ``'forward 0 7'`` (as :func:`format_move` writes them).
+
+    Returns
+    -------
+    Move
+        The move.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``text`` is not a string.
+    PebblesValueError
+        If ``text`` is not a kind followed by the right number of whole numbers, a cell
+        is past ``2^63 - 1``, or a ``forward i j`` has ``i >= j``.
+
     Examples
     --------
     >>> from pebbles import parse_move
@@ -340,6 +369,26 @@ def encode(moves: Iterable[Move]) -> np.ndarray:
 
     The stream is consumed once, into a compact buffer (24 bytes a move). An
     array that is already an encoding is checked and returned as is.
+
+    Parameters
+    ----------
+    moves : iterable of Move or numpy.ndarray
+        A move stream (a schedule, a list of moves), or an encoding to check
+        (:func:`as_encoded`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64`` array of shape ``(m, 3)``: kind, first cell, second cell (``-1``
+        where a move has none).
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``moves`` is a string or not iterable, or a move is not three whole numbers.
+    PebblesValueError
+        If a move names a number outside int64, or (for an array) a row's kind is no
+        move kind.
 
     Examples
     --------
@@ -439,6 +488,23 @@ def as_encoded(encoded: object) -> np.ndarray:
     The one validator of encoded schedules: the shape, the integer dtype and the
     move kinds are checked (the rules of the game are :func:`pebbles.simulate`'s).
 
+    Parameters
+    ----------
+    encoded : array_like
+        Integer array of shape ``(m, 3)``, rows ``(kind, a, b)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``encoded`` as C-contiguous ``int64`` (the same array where it already is one).
+
+    Raises
+    ------
+    PebblesTypeError
+        If the array is not 2-D with 3 columns of an integer dtype.
+    PebblesValueError
+        If an unsigned value is past int64, or a row's kind is no move kind.
+
     Examples
     --------
     >>> import numpy as np
@@ -467,7 +533,30 @@ def as_encoded(encoded: object) -> np.ndarray:
 
 
 def decode(encoded: np.ndarray) -> Iterator[Move]:
-    """Yield the moves of an array made by :func:`encode`."""
+    """Yield the moves of an array made by :func:`encode`.
+
+    Parameters
+    ----------
+    encoded : array_like
+        Integer array of shape ``(m, 3)``, rows ``(kind, a, b)``.
+
+    Yields
+    ------
+    Move
+        One move a row.
+
+    Raises
+    ------
+    PebblesTypeError, PebblesValueError
+        As :func:`as_encoded`, when iteration starts (this is a generator).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pebbles import decode
+    >>> [str(m) for m in decode(np.array([[5, 0, 2], [2, 1, -1]]))]
+    ['forward 0 2', 'paint 1']
+    """
     arr = as_encoded(encoded)
     kinds = list(MoveKind)
     for kind, a, b in arr.tolist():

@@ -74,7 +74,26 @@ def online_r2_range(budget: int, *, inplace: bool = False) -> int:
     """Largest ``n`` for which the online schedule is optimal by construction.
 
     ``beta(S, 2) = (S + 1)(S + 2) / 2`` in the in-place game, one less in the
-    checkpoint game.
+    checkpoint game (except at ``S = 0``, where both are 1).
+
+    Parameters
+    ----------
+    budget : int
+        Budget S: most states held besides s_0; ``>= 0``.
+    inplace : bool, default False
+        The in-place game (else the checkpoint game).
+
+    Returns
+    -------
+    int
+        The largest such ``n``.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``budget`` is not an integer or ``inplace`` not a bool.
+    PebblesValueError
+        If ``budget < 0``.
 
     Examples
     --------

@@ -39,6 +39,29 @@ DP_MAX_CELLS = 10**7
 def min_forward_steps(n: int, budget: int, game: Game | str = Game.CHECKPOINT) -> int:
     """Fewest forward steps that finish the game with at most ``budget`` pebbles.
 
+    Parameters
+    ----------
+    n : int
+        Number of steps, ``n >= 1``.
+    budget : int
+        Budget S: most pebbles besides cell 0's.
+    game : Game or str, default Game.CHECKPOINT
+        ``'checkpoint'``, ``'inplace'`` or ``'reversible'``.
+
+    Returns
+    -------
+    int
+        Fewest forward steps (reversible game: ``place`` and ``unplace`` moves until
+        cell n is first reached).
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` or ``budget`` is not an integer.
+    PebblesValueError
+        If ``n < 1`` or ``game`` is not a game; :class:`InfeasibleBudgetError` (a
+        subclass) if ``budget`` cannot finish the game.
+
     Examples
     --------
     >>> from pebbles import min_forward_steps
@@ -66,6 +89,38 @@ def dp_table(n_max: int, budget_max: int, game: Game | str = Game.CHECKPOINT) ->
     (first checkpoint at j; in the checkpoint game a walk of two or more cells
     needs S >= 2). Reversible game: the clean-move and reach recursions of
     :func:`pebbles.reversible_optimal`.
+
+    Parameters
+    ----------
+    n_max : int
+        Largest number of steps, ``1 <= n_max <= DP_MAX_N``.
+    budget_max : int
+        Largest budget S, ``>= 0``; ``(n_max + 1) (budget_max + 1)`` must not pass
+        :data:`DP_MAX_CELLS`.
+    game : Game or str, default Game.CHECKPOINT
+        ``'checkpoint'``, ``'inplace'`` or ``'reversible'``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array of shape ``(n_max + 1, budget_max + 1)``: ``T[n, S]``.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n_max`` or ``budget_max`` is not an integer.
+    PebblesValueError
+        If ``n_max < 1``, ``budget_max < 0``, ``game`` is not a game, or the table
+        passes the size limits above.
+
+    Examples
+    --------
+    >>> from pebbles import dp_table, min_forward_steps
+    >>> t = dp_table(20, 5)
+    >>> t.shape, int(t[20, 4]), min_forward_steps(20, 4)
+    ((21, 6), 40, 40)
+    >>> float(t[3, 1])  # a walk of two cells needs two pebbles in the checkpoint game
+    inf
     """
     n_max = check_int("n_max", n_max, 1)
     budget_max = check_int("budget_max", budget_max, 0)
@@ -139,6 +194,30 @@ def brute_force(n: int, budget: int, game: Game | str = Game.CHECKPOINT) -> int 
     (checked by the simulator's own rules) is an edge costing its steps.
     Meant for tiny boards: at most :data:`BRUTE_FORCE_MAX_BOARDS` boards
     (``sum_k C(n, k)`` pebble sets, times ``n + 1`` painted prefixes).
+
+    Parameters
+    ----------
+    n : int
+        Number of steps, ``n >= 1``.
+    budget : int
+        Budget S, ``>= 0``.
+    game : Game or str, default Game.CHECKPOINT
+        ``'checkpoint'``, ``'inplace'`` or ``'reversible'``.
+
+    Returns
+    -------
+    int or None
+        Fewest steps, or ``None`` if no board reachable within ``budget`` ends the game.
+
+    Raises
+    ------
+    ImportError
+        If networkx is not installed (the ``search`` extra).
+    PebblesTypeError
+        If ``n`` or ``budget`` is not an integer.
+    PebblesValueError
+        If ``n < 1``, ``budget < 0``, ``game`` is not a game, or the search would pass
+        :data:`BRUTE_FORCE_MAX_BOARDS` boards.
 
     Examples
     --------

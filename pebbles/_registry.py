@@ -126,6 +126,21 @@ def gradient_methods(*, disk: bool = False) -> tuple[str, ...]:
     not a gradient of a ``step`` that forgets its input); with ``disk=True`` also
     the two-level methods, which need a disk store (``replay(..., store=)``).
 
+    Parameters
+    ----------
+    disk : bool, default False
+        Include the two-level (disk) methods.
+
+    Returns
+    -------
+    tuple of str
+        Method names, in registration order.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``disk`` is not a bool.
+
     Examples
     --------
     >>> import pebbles
@@ -179,6 +194,28 @@ def candidates(n: int, budget: int, *,
     ``keep(method, options)``, when given, decides before a schedule is made
     (some cost time to set up) whether it is offered.
 
+    Parameters
+    ----------
+    n : int
+        Number of steps, from 1 to 2^63 - 1.
+    budget : int
+        Budget S, ``>= 0``.
+    keep : callable, optional
+        ``keep(method, options) -> bool`` with the :class:`Method` and the option
+        dict; ``None`` offers every fitting method.
+
+    Returns
+    -------
+    list of Schedule
+        One schedule for each method and option set that fits, in registration order.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` or ``budget`` is not an integer.
+    PebblesValueError
+        If ``n < 1``, ``n >= 2^63`` or ``budget < 0``.
+
     Examples
     --------
     >>> import pebbles
@@ -196,7 +233,32 @@ def candidates(n: int, budget: int, *,
 
 
 def predicted_steps(s: Schedule) -> int | None:
-    """Forward steps of ``s`` from its method's formula (``None`` if it has none)."""
+    """Forward steps of ``s`` from its method's formula (``None`` if it has none).
+
+    Parameters
+    ----------
+    s : Schedule
+        A schedule made by :func:`pebbles.schedule` (or :func:`candidates`).
+
+    Returns
+    -------
+    int or None
+        The forward steps, without making the moves.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``s`` is not a :class:`Schedule`.
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> s = pebbles.schedule("treeverse", 20, budget=4)
+    >>> pebbles.predicted_steps(s), pebbles.simulate(s, 20).forward_steps
+    (40, 40)
+    >>> pebbles.predicted_steps(pebbles.schedule("online", 20, budget=4)) is None
+    True
+    """
     entry = _entry_of(s, "predicted_steps")
     if entry.steps is None:
         return None
@@ -217,6 +279,21 @@ def most_moves(s: Schedule) -> int | None:
     move and a remove per forward step (:func:`predicted_steps`; in the reversible game
     every move is a step); ``None`` where neither formula is known (online,
     treeverse-paper, two-level, periodic-disk).
+
+    Parameters
+    ----------
+    s : Schedule
+        A schedule made by :func:`pebbles.schedule` (or :func:`candidates`).
+
+    Returns
+    -------
+    int or None
+        The bound on the number of moves.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``s`` is not a :class:`Schedule`.
 
     Examples
     --------
@@ -273,7 +350,34 @@ def _did_you_mean(name: str, names: Iterable[str]) -> str:
 
 
 def describe(name: str) -> Method:
-    """The registry entry of method ``name`` (options, game, summary)."""
+    """The registry entry of method ``name`` (options, game, summary).
+
+    Parameters
+    ----------
+    name : str
+        A registered method name (:func:`methods`).
+
+    Returns
+    -------
+    Method
+        The entry.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``name`` is not a str.
+    PebblesValueError
+        If ``name`` is not a registered method (the error suggests a close name).
+
+    Examples
+    --------
+    >>> import pebbles
+    >>> m = pebbles.describe("bennett")
+    >>> m.options, m.takes_budget
+    ((('k', 2), ('uncompute', True)), False)
+    >>> m.game(dict(m.options)).value
+    'reversible'
+    """
     if not isinstance(name, str):
         raise PebblesTypeError(f"method={name!r} must be a method name (a str), got "
                                f"{type(name).__name__}; use one of {', '.join(_METHODS)}")

@@ -157,6 +157,26 @@ def _checked(n: object, budget: object) -> tuple[int, int]:
 def reversible_min_steps(n: int, budget: int) -> int:
     """Fewest steps of the reversible game to put a pebble on cell n.
 
+    Parameters
+    ----------
+    n : int
+        Target cell, ``n >= 1``.
+    budget : int
+        Budget S (cell 0 not counted); needs ``n <= 2**S - 1``.
+
+    Returns
+    -------
+    int
+        Fewest ``place`` and ``unplace`` moves until cell n holds a pebble.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` or ``budget`` is not an integer.
+    PebblesValueError
+        If ``n < 1``; :class:`InfeasibleBudgetError` (a subclass) if
+        ``n > 2**budget - 1`` (a negative budget included), naming the minimum S.
+
     Examples
     --------
     >>> from pebbles import reversible_min_steps

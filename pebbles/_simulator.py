@@ -763,6 +763,34 @@ def expand(moves: Iterable[Move], game: Game | str | None = None) -> Iterator[Mo
     in the in-place game it is ``place i+1, move i+2, ..., move j``. ``game``
     defaults, as in :func:`simulate`, to the game of ``moves`` when it is a
     :class:`pebbles.Schedule`, else ``'checkpoint'``.
+
+    Parameters
+    ----------
+    moves : iterable of Move
+        A move stream or a :class:`pebbles.Schedule`; read lazily.
+    game : Game or str, optional
+        ``'checkpoint'``, ``'inplace'`` or ``'reversible'``; only ``'inplace'``
+        walks by ``move``, the others by ``place`` / ``remove``.
+
+    Yields
+    ------
+    Move
+        The moves of ``moves``, each ``forward`` replaced by its primitive moves.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``moves`` is not iterable.
+    PebblesValueError
+        If ``game`` is not a game.
+
+    Examples
+    --------
+    >>> from pebbles import expand, forward
+    >>> [str(m) for m in expand([forward(0, 3)])]
+    ['place 1', 'place 2', 'remove 1', 'place 3', 'remove 2']
+    >>> [str(m) for m in expand([forward(0, 3)], "inplace")]
+    ['place 1', 'move 2', 'move 3']
     """
     game = Game.coerce(_default_game(moves, game))
     try:

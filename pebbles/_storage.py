@@ -122,6 +122,18 @@ def mapped_empty(shape: int | tuple[int, ...], dtype: DTypeLike = np.float64
     :data:`MAP_BYTES`, and every array where the platform has no anonymous
     maps, come from ``np.empty``.
 
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the array.
+    dtype : data-type, default numpy.float64
+        Element type (an object dtype always comes from ``np.empty``).
+
+    Returns
+    -------
+    numpy.ndarray
+        A writeable, uninitialised, C-contiguous array.
+
     Examples
     --------
     >>> import numpy as np
@@ -1086,6 +1098,31 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     :class:`DiskStore`'s) and are deleted afterwards, with the folder, whatever
     happens; one buffer of ``nbytes`` is used. A full disk raises
     :class:`DiskFullError`.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike or None
+        Where to make the probe's folder (as :class:`DiskStore`'s ``directory``);
+        ``None``: the system's temporary directory.
+    nbytes : int
+        Bytes of one state; ``>= 1``.
+    repeat : int, default 8
+        States written before the probe may stop; ``>= 1``.
+
+    Returns
+    -------
+    IOCost
+        The directory, ``nbytes`` and the write and read seconds of one state.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``nbytes`` or ``repeat`` is not an integer.
+    PebblesValueError
+        If ``nbytes < 1``, ``repeat < 1``, or one state of ``nbytes`` cannot be
+        allocated.
+    DiskFullError
+        If the disk fills while the probe writes.
 
     Examples
     --------

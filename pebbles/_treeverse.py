@@ -281,6 +281,26 @@ def _tasks(rows: list[list[int]], stack: list[tuple[int, int, int]]) -> Iterator
 def paper_tau(n: int, delta: int) -> int:
     """Least tau with ``C(tau + delta, delta) >= n`` (Algorithm 3's initial tau).
 
+    Parameters
+    ----------
+    n : int
+        Number of steps, ``n >= 1``.
+    delta : int
+        Checkpoints delta of Algorithm 3, ``>= 0`` (0 only for ``n = 1``).
+
+    Returns
+    -------
+    int
+        The least such tau (0 for ``n = 1``).
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n`` or ``delta`` is not an integer.
+    PebblesValueError
+        If ``n < 1`` or ``delta < 0``; :class:`InfeasibleBudgetError` (a subclass) if
+        ``delta = 0`` and ``n > 1``.
+
     Examples
     --------
     >>> from pebbles import paper_tau

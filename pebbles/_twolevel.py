@@ -577,6 +577,33 @@ def two_level_steps(n: int, budget: int, disk_budget: int | float | None = None,
     disk is unbounded (or large enough): the spine's splits, and Treeverse's closed form
     for the memory-only parts.
 
+    Parameters
+    ----------
+    n : int
+        Number of steps (cells ``0..n``); ``>= 1``.
+    budget : int
+        Memory pebbles S (walking pebbles included, cell 0 free).
+    disk_budget : int, optional
+        Disk pebbles D; ``None`` or ``math.inf`` for unbounded, 0 for no disk.
+    write_cost, read_cost : float
+        Cost of one ``store`` / ``load`` in forward steps (``>= 0``; ``inf`` allowed).
+    inplace : bool, default False
+        Play the in-place game instead of the checkpoint game.
+
+    Returns
+    -------
+    int
+        Forward steps of the schedule (stores and loads not counted).
+
+    Raises
+    ------
+    PebblesTypeError
+        If an argument has the wrong type.
+    PebblesValueError
+        If ``n < 1``, ``disk_budget < 0``, a cost is negative or NaN, or the tables
+        would pass their size guards (:class:`InfeasibleBudgetError`, a subclass: a
+        budget too small for the game).
+
     Examples
     --------
     >>> from pebbles import simulate, two_level, two_level_steps
@@ -809,6 +836,31 @@ def periodic_disk(n: int, budget: int, period: int, *, inplace: bool = False) ->
     memory, nor the first, cell 0) and held while ``budget - 1`` further memory
     pebbles reverse it.
 
+    Parameters
+    ----------
+    n : int
+        Number of steps; ``>= 1``.
+    budget : int
+        Memory pebbles S (walking pebbles included, cell 0 free).
+    period : int
+        Steps between stored period starts; ``>= 1`` (``>= n``: no disk).
+    inplace : bool, default False
+        Play the in-place game instead of the checkpoint game.
+
+    Yields
+    ------
+    Move
+        The schedule's moves, streamed.
+
+    Raises
+    ------
+    PebblesTypeError
+        If ``n``, ``budget`` or ``period`` is not an integer, or ``inplace`` not a bool.
+    PebblesValueError
+        If ``n < 1`` or ``period < 1``; :class:`InfeasibleBudgetError` (a subclass) if
+        ``budget`` cannot reverse a period while holding its start, or walk between
+        stored starts.
+
     Examples
     --------
     >>> from pebbles import periodic_disk, periodic_disk_time, simulate
@@ -857,6 +909,27 @@ def periodic_disk_time(n: int, budget: int, period: int, *, write_cost: float,
                        read_cost: float, inplace: bool = False) -> float:
     """Total time of :func:`periodic_disk`: ``x_k + (k - 1)(w + r) + sum of Treeverse times``,
     ``k = (n - 1) // period`` periods after the first (the last starts at ``x_k = k period``).
+
+    Parameters
+    ----------
+    n, budget, period : int
+        As :func:`periodic_disk`.
+    write_cost, read_cost : float
+        Cost of one ``store`` / ``load`` in forward steps (``>= 0``; ``inf`` allowed).
+    inplace : bool, default False
+        Play the in-place game instead of the checkpoint game.
+
+    Returns
+    -------
+    float
+        Forward steps plus ``write_cost`` per store and ``read_cost`` per load.
+
+    Raises
+    ------
+    PebblesTypeError
+        If an argument has the wrong type.
+    PebblesValueError
+        As :func:`periodic_disk`, or if a cost is negative or NaN.
 
     Examples
     --------

@@ -1938,6 +1938,37 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     bytes of the floating-point parts of layer i's input (of the input's, those that
     require grad): the gradient backward step i makes for it.
 
+    Parameters
+    ----------
+    functions : sequence of callables
+        The layers, in order: modules or functions, each taking the previous one's
+        output (a tensor or a tuple of tensors).
+    input : tensor or tuple of tensors
+        A representative input of the first layer (the shapes and dtypes the chain
+        will be run with).
+    backward_ratio : float, default 2.0
+        Time of a backward step over its layer's forward time, at least 1.
+    params : iterable of tensors, default ()
+        Tensors the layers use besides their own parameters (closed-over weights);
+        their gradients are counted in ``grads``.
+    repeat : int, default 3
+        Timed runs of each layer, at least 1; the least time is kept.
+
+    Returns
+    -------
+    ChainCosts
+        ``forward``, ``backward``, ``sizes``, ``graph``, ``grads`` and ``cotangents``
+        as described above: what :func:`checkpoint_sequential` takes as ``costs``, and
+        :func:`pebbles.hetero_time` prices.
+
+    Raises
+    ------
+    PebblesValueError
+        ``functions`` empty, ``repeat`` below 1, or ``backward_ratio`` not a finite
+        number >= 1.
+    PebblesTypeError
+        A layer's output (or ``input``) that is not a tensor or a tuple of tensors.
+
     Examples
     --------
     >>> import torch

@@ -150,6 +150,25 @@ def draw_figure5(records: Iterable[Mapping[str, Any]], *, model: bool = True,
     matplotlib.figure.Figure
         Left: time against peak states; right (when every record has a
         ``peak_mb`` > 0): time against the traced peak memory in MB.
+
+    Raises
+    ------
+    PebblesValueError
+        If ``records`` is not a non-empty sequence of dicts, a record lacks
+        ``schedule``, ``seconds`` or ``peak_states``, or a value drawn on a log axis
+        is not a finite number > 0.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import visualize
+    >>> records = [{"schedule": "treeverse S=5", "seconds": 9.0, "peak_states": 6},
+    ...            {"schedule": "treeverse S=10", "seconds": 6.0, "peak_states": 11},
+    ...            {"schedule": "bennett k=2", "seconds": 60.0, "peak_states": 12}]
+    >>> fig = visualize.draw_figure5(records, title="Figure 5")
+    >>> len(fig.axes)  # no peak_mb: the peak-states panel only
+    1
+    >>> plt.close(fig)
     """
     check_title(title)
     records = _checked(records, "records")

@@ -341,6 +341,15 @@ def draw_game(
         If the diagram would exceed :data:`MAX_CELLS` cells or :data:`MAX_ROWS`
         rows (:func:`draw_fingerprint` is meant for those), or if ``ax`` is polar
         or 3-D.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import pebbles, visualize
+    >>> fig = visualize.draw_game(pebbles.treeverse(10, 3), 10, title="treeverse")
+    >>> len(fig.axes)
+    1
+    >>> plt.close(fig)
     """
     _check_cells(n)
     _check_ax(ax)
@@ -424,6 +433,15 @@ def draw_fingerprint(
         (rows x peak): a :class:`pebbles.Schedule` whose method predicts its steps
         is refused before any move is made, a plain stream once its rows pass the
         limit; also if ``ax`` is polar or 3-D.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import pebbles, visualize
+    >>> fig = visualize.draw_fingerprint(pebbles.treeverse(100, 4), 100)
+    >>> fig.axes[0].images[0].get_gid()
+    'fingerprint'
+    >>> plt.close(fig)
     """
     for name, value in (("max_rows", max_rows), ("max_cols", max_cols)):
         _check_bins(name, value)
@@ -504,6 +522,17 @@ def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Fig
     matplotlib.figure.Figure
         Rows and cells have the same size in every panel, so longer schedules
         are taller.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import pebbles, visualize
+    >>> fig = visualize.draw_side_by_side(
+    ...     [("treeverse", pebbles.treeverse(10, 3), "checkpoint"),
+    ...      ("store-all", pebbles.store_all(10), "checkpoint")], 10)
+    >>> len(fig.axes)
+    2
+    >>> plt.close(fig)
     """
     parsed = _panels(panels)
     if not parsed:
@@ -565,18 +594,42 @@ def save(fig: Figure, path: str | Path, *, dpi: float = 120) -> Path:
     failure (or Ctrl-C) while drawing leaves no partial file and keeps an older
     file of that name.
 
-    Returns the path written.
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure, e.g. from a ``visualize.draw_*`` function.
+    path : str or os.PathLike
+        File to write, in an existing directory; its extension names the format.
+    dpi : float, default 120
+        Resolution, from :data:`MIN_DPI` to :data:`MAX_DPI`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, as given (not resolved).
 
     Raises
     ------
     PebblesTypeError
-        If ``fig`` is not a Figure or ``path`` not a str or path.
+        If ``fig`` is not a Figure, ``path`` not a str or path, or ``dpi`` not a number.
     PebblesValueError
-        On a missing or unknown extension, or a dpi outside
-        :data:`MIN_DPI` .. :data:`MAX_DPI`.
+        On a missing or unknown extension, a ``path`` that is a directory or whose
+        directory does not exist, or a dpi outside :data:`MIN_DPI` .. :data:`MAX_DPI`.
     OSError
         If the file cannot be written (its ``filename`` is ``path``, not the
         temporary file).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import matplotlib.pyplot as plt
+    >>> import pebbles, visualize
+    >>> fig = visualize.draw_game(pebbles.store_all(3), 3)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = visualize.save(fig, os.path.join(d, "game.svg"))
+    ...     path.name, path.stat().st_size > 0
+    ('game.svg', True)
+    >>> plt.close(fig)
     """
     if not isinstance(path, (str, os.PathLike)):
         raise PebblesTypeError(f"path={path!r:.60} must be a str or a path, got "

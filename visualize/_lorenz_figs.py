@@ -200,6 +200,17 @@ def draw_lorenz_figure3(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray, 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
+    >>> import visualize
+    >>> sigmas, rhos = np.linspace(0, 20, 5), np.linspace(0, 50, 6)
+    >>> fig = visualize.draw_lorenz_figure3(sigmas, rhos, np.ones((5, 6)), n=300)
+    >>> len(fig.axes)  # the map and its colour bar
+    2
+    >>> plt.close(fig)
     """
     sigmas, rhos, grid = (as_floats(name, a, _GRID_FIX) for name, a in
                           (("sigmas", sigmas), ("rhos", rhos), ("grid", grid)))
@@ -291,6 +302,17 @@ def draw_lorenz_figure4(steps_data: tuple[np.ndarray, np.ndarray],
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
+    >>> import visualize
+    >>> x, errors = np.arange(1, 4), np.full((3, 2), 1e-8)
+    >>> fig = visualize.draw_lorenz_figure4((x, errors), (x, errors), reload_steps=100)
+    >>> [ax.get_title() for ax in fig.axes][1]
+    '(b) n = 100, forward state reloaded every K steps'
+    >>> plt.close(fig)
     """
     steps_data, reload_data = _errors(steps_data, "steps_data"), _errors(reload_data,
                                                                          "reload_data")

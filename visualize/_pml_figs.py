@@ -191,6 +191,18 @@ def draw_pml_snapshots(snapshots: np.ndarray, times: Sequence[int], cfg: PMLConf
     pebbles.PebblesValueError
         If a shape does not match ``cfg``, a step of ``times`` lies outside
         1..cfg.steps, or there is nothing to draw (no snapshot and no ``traces``).
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
+    >>> import visualize
+    >>> from solvers.experiments import scaled_config
+    >>> cfg = scaled_config(32, steps=10)
+    >>> fig = visualize.draw_pml_snapshots(np.zeros((2, 34, 34)), [5, 10], cfg)
+    >>> len(fig.axes)  # two snapshots and a colour bar
+    3
+    >>> plt.close(fig)
     """
     _check_cfg(cfg)
     times = check_times(times, cfg)
@@ -258,6 +270,18 @@ def draw_pml_gradient(grad_c: np.ndarray, cfg: PMLConfig, *, c_true: np.ndarray 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
+    >>> import visualize
+    >>> from solvers.experiments import scaled_config
+    >>> cfg = scaled_config(32, steps=10)
+    >>> fig = visualize.draw_pml_gradient(np.ones((34, 34)), cfg, title="dL/dc")
+    >>> fig.axes[0].get_title(), len(fig.axes)  # the image and its colour bar
+    ('dL/dc', 2)
+    >>> plt.close(fig)
     """
     _check_cfg(cfg)
     check_title(title)

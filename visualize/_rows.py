@@ -138,6 +138,13 @@ def trace_rows(
     -------
     Traced
         ``rows[0]`` is the starting board; each further row starts with a step.
+
+    Examples
+    --------
+    >>> import pebbles, visualize
+    >>> traced = visualize.trace_rows(pebbles.treeverse(5, 2), 5)
+    >>> len(traced.rows), traced.n, traced.game.value
+    (7, 5, 'checkpoint')
     """
     game, budget = _schedule_defaults(moves, n, game, budget)
     return _traced(list(pebbles.expand(moves, game)), n, game, budget)
@@ -232,6 +239,23 @@ def fingerprint_array(traced: Traced) -> np.ndarray:
     """Image of a schedule: shape ``(rows, n + 1)``, values from :data:`CODES`.
 
     Cell 0 (the input state, always held) shows as ``kept``.
+
+    Parameters
+    ----------
+    traced : Traced
+        Rows of a schedule, from :func:`trace_rows`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(len(traced.rows), traced.n + 1)``.
+
+    Examples
+    --------
+    >>> import pebbles, visualize
+    >>> img = visualize.fingerprint_array(visualize.trace_rows(pebbles.treeverse(5, 2), 5))
+    >>> img.shape, img[0].tolist()  # start: cell 0 kept, cell 5 painted
+    ((7, 6), [2, 0, 0, 0, 0, 1])
     """
     img = np.zeros((len(traced.rows), traced.n + 1), dtype=np.uint8)
     for r, row in enumerate(traced.rows):

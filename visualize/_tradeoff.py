@@ -143,6 +143,15 @@ def draw_tradeoff(ns: int | tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import visualize
+    >>> fig = visualize.draw_tradeoff((100, 200))
+    >>> len(fig.axes)  # two panels, the ratio and the legend
+    4
+    >>> plt.close(fig)
     """
     drawn = {}  # one panel per distinct n, in the order given
     for n in _nonempty("ns", ns):
@@ -221,6 +230,15 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
         S costs about n^2 / S steps, and each stream about 64 n more), or if an n
         exceeds ``MAX_OVERHEAD_N`` (``pebbles tradeoff --online-overhead`` applies the
         same limits).
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import visualize
+    >>> fig = visualize.draw_online_overhead((10, 20, 50), budgets=(3, 5))
+    >>> fig.axes[0].get_title()
+    'Online checkpointing against the offline optimum'
+    >>> plt.close(fig)
     """
     ns, budgets = _nonempty("ns", ns), _nonempty("budgets", budgets, "(10, 20, 40)")
     online_overhead(ns, ())  # the library's checks of ns and budgets: nothing simulated
