@@ -114,9 +114,9 @@ class Plan:
     """Candidates sorted by predicted cost; ``best`` is the recommendation.
 
     ``skipped`` names the methods that fit but were not costed: the reversible optimum
-    where its exact tables would take more than about a second (its name alone), and
-    two-level variants the tables cannot serve or a disk cannot improve (with the reason
-    in parentheses).
+    where its exact tables would take more than about a second (its name alone),
+    treeverse-paper where counting its steps would, and two-level variants the tables
+    cannot serve or a disk cannot improve (with the reason in parentheses).
     """
 
     n: int
@@ -359,6 +359,8 @@ def plan(
     for sched in _gradient_schedules(n, s, skipped):
         steps = predicted_steps(sched)
         if steps is None:
+            skipped.append(f"{sched.method} (counting its steps would take more than "
+                           f"about half a second at n={n})")
             continue
         held = min(s, n) + EXECUTOR_EXTRA_STATES
         found.append(Candidate(sched, steps, n, steps + backward_cost * n, held,

@@ -44,7 +44,7 @@ from ._online import online
 from ._optimal import min_forward_steps
 from ._reversible import reversible_encoded, reversible_min_steps, reversible_optimal
 from ._simulator import SimulationResult, simulate
-from ._treeverse import paper_tau, treeverse, treeverse_encoded, treeverse_paper
+from ._treeverse import _paper_steps, paper_tau, treeverse, treeverse_encoded, treeverse_paper
 from ._twolevel import periodic_disk, two_level
 from ._validation import (
     a_kind,
@@ -78,7 +78,8 @@ class Method:
     fit : ``fit(n, budget)``: the option sets with which the method runs within
         ``budget`` (what :func:`candidates` offers); ``None``: never offered.
     steps : ``steps(n, budget, **options)``: its forward steps without playing
-        the moves (closed forms and recursions), for the planner.
+        the moves (closed forms and recursions), for the planner; it may return
+        ``None`` where counting would take too long.
     moves : ``moves(n, budget, **options)``: the length of its stream without
         playing it (what the command line may hold in memory).
     uses_disk : its moves keep states on disk (two-level): executors need a store.
@@ -93,7 +94,7 @@ class Method:
     need: Callable[..., int | None] | None = None
     encoded: Callable[..., np.ndarray] | None = None
     fit: Callable[[int, int], list[dict[str, Any]]] | None = None
-    steps: Callable[..., int] | None = None
+    steps: Callable[..., int | None] | None = None
     uses_disk: bool = False
     moves: Callable[..., int] | None = None
 
@@ -243,7 +244,9 @@ def predicted_steps(s: Schedule) -> int | None:
     Returns
     -------
     int or None
-        The forward steps, without making the moves.
+        The forward steps, without making the moves: closed forms, and recursions
+        that count each distinct call once (treeverse-paper's, which is ``None``
+        where it would take more than about half a second).
 
     Raises
     ------
@@ -277,8 +280,8 @@ def most_moves(s: Schedule) -> int | None:
     """An upper bound on the length of the stream of ``s``, without making its moves:
     its exact length (the method's formula), else ``n`` paints and at most a step-taking
     move and a remove per forward step (:func:`predicted_steps`; in the reversible game
-    every move is a step); ``None`` where neither formula is known (online,
-    treeverse-paper, two-level, periodic-disk).
+    every move is a step); ``None`` where neither formula is known (online, two-level,
+    periodic-disk; treeverse-paper where counting its steps would take too long).
 
     Parameters
     ----------
@@ -733,7 +736,8 @@ register(Method(
     "treeverse-paper", treeverse_paper, _fixed(Game.CHECKPOINT),
     (("delta", None), ("tau", None)), False,
     "the paper's Algorithm 3 exactly (not optimal)", need=_paper_need,
-    fit=lambda n, budget: [{"delta": budget - 1}] if budget >= 2 else []))
+    fit=lambda n, budget: [{"delta": budget - 1}] if budget >= 2 else [],
+    steps=lambda n, budget, delta, tau: _paper_steps(n, delta, tau)))
 register(Method(
     "bennett", bennett, _fixed(Game.REVERSIBLE), (("k", 2), ("uncompute", True)), False,
     "Bennett's k-ary compute/uncompute (the paper's Algorithm 2), reversible game",

@@ -355,6 +355,50 @@ def treeverse_paper(n: int, delta: int, tau: int | None = None) -> Iterator[Move
     return _treeverse_paper(delta, tau, 0, 0, n)
 
 
+#: Loop turns :func:`_paper_steps` counts before it gives up (about half a second).
+PAPER_STEPS_MAX_WORK = 2 * 10**5
+
+
+def _paper_steps(n: int, delta: int, tau: int | None = None) -> int | None:
+    """Forward steps of :func:`treeverse_paper` without making its moves, or ``None``
+    where counting them would take more than :data:`PAPER_STEPS_MAX_WORK` loop turns.
+
+    Algorithm 3's cost depends on a call's ``(delta, tau, phi - sigma)`` only (``_mid``
+    shifts with ``sigma``), so each distinct call is counted once: a few hundred for
+    ``n = 10^6`` and ``delta = 20``. Arguments are checked as :func:`treeverse_paper`
+    checks them.
+    """
+    n = check_int("n", n, 1)
+    delta = check_int("delta", delta, 1)
+    least = paper_tau(n, delta)
+    tau = least if tau is None else check_int("tau", tau, 0)
+    if not _covers(tau, delta, n):
+        return None  # treeverse_paper refuses it
+    memo: dict[tuple[int, int, int], int] = {}
+    # frames (key, [delta, tau, phi - sigma, steps so far, the child's kappa - sigma])
+    stack = [((delta, tau, n), [delta, tau, n, 0, 0])]
+    got, work = None, 0
+    while stack:
+        key, f = stack[-1]
+        if got is not None:  # the child returned: the walk to kappa and the child's steps
+            f[3] += f[4] + got
+            f[1], f[2], got = f[1] - 1, f[4], None
+        d, t, length = f[0], f[1], f[2]
+        kappa = _mid(d, t, 0, length) if t > 0 else length
+        if kappa < length:
+            work += 1
+            if work > PAPER_STEPS_MAX_WORK:
+                return None
+            f[4], child = kappa, (d - 1, t, length - kappa)
+            got = memo.get(child)
+            if got is None:
+                stack.append((child, [*child, 0, 0]))
+            continue
+        memo[key] = got = f[3]
+        stack.pop()
+    return got
+
+
 def _covers(tau: int, delta: int, n: int) -> bool:
     """``C(tau + delta, delta) >= n``, at once for large tau and delta (the binomial is then
     at least ``2^min(tau, delta)``, which is not computed exactly)."""

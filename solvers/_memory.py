@@ -72,8 +72,9 @@ def schedule_moves(s: pebbles.Schedule) -> int:
     """Moves of the stream of ``s``, found without playing it: at most
     :func:`pebbles.most_moves` (exact for a method with a formula for its moves, such as
     the gradient methods the solvers run), else ``3 n``, the walk, paint and remove of
-    each cell, the least a gradient schedule makes (online, treeverse-paper, two-level and
-    periodic-disk, whose streams have no formula, make more: the estimate is then low).
+    each cell, the least a gradient schedule makes (online, two-level and periodic-disk,
+    whose streams have no formula, and treeverse-paper where its steps take too long to
+    count, make more: the estimate is then low).
 
     Examples
     --------

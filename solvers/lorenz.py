@@ -1455,10 +1455,11 @@ def _stored_states(s: pebbles.Schedule) -> int:
 
 
 def _forward_steps(s: pebbles.Schedule) -> tuple[int, str]:
-    """Forward steps of ``s`` and ``""`` from its method's formula; without one (online,
-    treeverse-paper), at once, those of the optimal Treeverse holding as many
-    states (:func:`pebbles.min_forward_steps`, which no schedule beats) and why that is
-    a lower bound (playing the stream to count them may take as long as the run)."""
+    """Forward steps of ``s`` and ``""`` from its method's formula; without one (online;
+    treeverse-paper where counting takes too long), at once, those of the optimal
+    Treeverse holding as many states (:func:`pebbles.min_forward_steps`, which no
+    schedule beats) and why that is a lower bound (playing the stream to count them may
+    take as long as the run)."""
     steps = pebbles.predicted_steps(s)
     if steps is not None:
         return steps, ""

@@ -359,3 +359,36 @@ def test_a_stream_larger_than_memory_is_refused_before_encoding(call):
     online = pebbles.schedule("online", 10**12, budget=40)  # no formula: at least n moves
     with pytest.raises(ValueError, match=r"has at least 1000000000000 moves.*GiB"):
         call(online)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 20, 49, 300])
+def test_treeverse_paper_steps_are_counted_as_simulated(n):
+    for delta in (1, 2, 3, 5):
+        for tau in (None, 0, 1, 2, 4, 9):
+            try:
+                s = schedule("treeverse-paper", n, delta=delta, tau=tau)
+            except InfeasibleBudgetError:
+                continue
+            steps = pebbles.simulate(s, n).forward_steps
+            assert predicted_steps(s) == steps, (delta, tau)
+            assert pebbles.most_moves(s) >= len(s.encode())
+
+
+def test_treeverse_paper_steps_give_up_where_counting_is_long(monkeypatch):
+    import pebbles._treeverse as tv
+
+    s = schedule("treeverse-paper", 10**4, delta=1)  # tau = n - 1: a turn a cell
+    assert predicted_steps(s) == 10**4 * (10**4 - 1) // 2
+    monkeypatch.setattr(tv, "PAPER_STEPS_MAX_WORK", 1000)
+    assert predicted_steps(s) is None and pebbles.most_moves(s) is None
+    p = pebbles.plan(10**4, 2)
+    assert "treeverse-paper" not in {c.schedule.method for c in p.candidates}
+    assert any(x.startswith("treeverse-paper (counting its steps") for x in p.skipped)
+
+
+def test_plan_costs_treeverse_paper_and_ranks_it_after_treeverse():
+    p = pebbles.plan(1000, 10)
+    got = {c.schedule.method: c.forward_steps for c in p.candidates if c.game == "checkpoint"}
+    paper = schedule("treeverse-paper", 1000, delta=9)
+    assert got["treeverse-paper"] == pebbles.simulate(paper, 1000).forward_steps
+    assert got["treeverse"] < got["treeverse-paper"] and p.skipped == ()
