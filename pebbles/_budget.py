@@ -66,9 +66,11 @@ def check_budget(n: int, budget: int, game: Game) -> None:
         refuse_negative(budget, min_pebbles(n, game), n, by=by)
     need = min_pebbles(n, game)
     if budget < need:
+        state = "every backward step needs its state on the board"
         why = {
-            Game.CHECKPOINT: "a walking pebble holds two pebbles in the checkpoint game",
-            Game.INPLACE: "every backward step needs its state on the board",
+            Game.CHECKPOINT: ("a walking pebble holds two pebbles in the checkpoint game"
+                              if need >= 2 else state),
+            Game.INPLACE: state,
             Game.REVERSIBLE: f"{budget} pebbles reach cell {2**budget - 1} at the farthest",
         }[game]
         raise InfeasibleBudgetError(

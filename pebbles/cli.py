@@ -280,7 +280,7 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     takes = [m for m in methods() if "inplace" in dict(describe(m).options)]
     parser.add_argument("--inplace", action="store_true",
                         help=f"in-place game ({', '.join(takes)})")
-    parser.add_argument("--k", type=positive, help="bennett: blocks per level (2)")
+    parser.add_argument("--k", type=at_least(2), help="bennett: blocks per level (2)")
     parser.add_argument("--delta", type=positive, help="treeverse-paper: delta")
     parser.add_argument("--tau", type=count, help="treeverse-paper: tau (default: least)")
     parser.add_argument("--no-uncompute", action="store_true", help="bennett: stop at cell n")
@@ -621,22 +621,37 @@ def _at_most(s: Schedule, limit: int, fmt: str) -> Iterator[Move]:
 
 
 def _too_many(s: Schedule, limit: int, fmt: str) -> PebblesValueError:
-    instead = ("--format summary for the counts alone" if fmt == "json" else
-               f"pebbles compare -n {s.n} --pebbles S for the forward steps from formulas")
+    instead = ("; or --format summary for the counts alone" if fmt == "json" else
+               f"; or pebbles compare -n {s.n} --pebbles S for the forward steps from "
+               f"formulas" if describe(s.method).fit is not None else "")  # compare's rows
     return PebblesValueError(
         f"--format {fmt} {'lists' if fmt == 'json' else 'plays'} every move, and {s.method} "
         f"-n {s.n} has more than {limit} moves; use --format moves, which streams them "
-        f"(its last line is the summary), or {instead}")
+        f"(its last line is the summary){instead}")
+
+
+def _online_fewest(n: int, budget: int, game: Game) -> int:
+    """A lower bound on an online stream's length. Not knowing ``n``, its forward sweep
+    pebbles cells ``1..n-1`` one move each; at its end at most ``budget`` are held, so
+    the reverse sweep pebbles at least ``n - 1 - budget`` again; there are ``n`` paints;
+    and in the checkpoint game every pebble made past ``budget`` is removed first."""
+    again = max(n - 1 - budget, 0)
+    made = n - 1 + again
+    removes = max(made - budget, 0) if game is Game.CHECKPOINT else 0
+    return made + removes + n
 
 
 def _fewest_moves(s: Schedule) -> int:
     """A lower bound on the stream's length: its exact length where known, else a paint a
-    cell and the walk that pebbles it, or (reversible game) a move a forward step."""
+    cell and the walk that pebbles it (online: :func:`_online_fewest`), or (reversible
+    game) a move a forward step."""
     exact = predicted_moves(s)
     if exact is not None:
         return exact
     if s.game is Game.REVERSIBLE:
         return max(s.n, predicted_steps(s) or 0)
+    if s.method == "online":
+        return _online_fewest(s.n, s.budget, s.game)
     return 2 * s.n - 1
 
 

@@ -104,3 +104,12 @@ def test_checkpointed_loop_method_without_budget_names_the_method():
         checkpointed_loop(lambda i, x: 2 * x, torch.ones(2), 20, method="online")
     x = checkpointed_loop(lambda i, x: 2 * x, torch.ones(2), 3, method="store-all")
     assert torch.equal(x, torch.full((2,), 8.0))  # a method without a budget runs
+
+
+def test_a_budget_too_small_is_told_the_reason_of_its_board():
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=r"needs its state on the board\); "
+                       r"use budget=1 or more"):
+        pebbles.schedule("online", 2, budget=0)
+    with pytest.raises(pebbles.InfeasibleBudgetError, match=r"a walking pebble holds two "
+                       r"pebbles in the checkpoint game\); use budget=2 or more"):
+        pebbles.schedule("online", 3, budget=1)

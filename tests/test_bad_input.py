@@ -91,7 +91,7 @@ def _cli_cases(tmp: str) -> list[tuple[list[str], int, str]]:
          r"'1e3' is not an integer"),
         ([*PEB, "schedule", "periodic", "-n", "20", "--every", "0"], 2, r"'0' must be"),
         ([*PEB, "schedule", "bennett", "-n", "20", "--k", "1"], 2,
-         r"--k 1 must be >= 2; pass --k 2"),
+         r"--k: '1' must be a whole number >= 2"),
         ([*PEB, "schedule", "treeverse", "-n", "20", "--pebbles", "3", "--format", "xml"], 2,
          r"invalid choice"),
         ([*PEB, "nosuch"], 2, r"invalid choice"),

@@ -136,7 +136,7 @@ def test_plan_reads_gib_and_mib_as_binary_like_the_python_example(capsys):
         (["schedule", "treeverse", "-n", "0", "--pebbles", "3"], "'0' must be"),
         (["schedule", "treeverse", "-n", "20", "--pebbles", "1"], "--pebbles 2 or more"),
         (["schedule", "treeverse", "-n", "20"], "needs --pebbles"),
-        (["schedule", "bennett", "-n", "8", "--k", "1"], "--k 1 must be"),
+        (["schedule", "bennett", "-n", "8", "--k", "1"], "--k: '1' must be a whole number >= 2"),
         (["schedule", "reversible-optimal", "-n", "16", "--pebbles", "4"], "--pebbles 5"),
         (["schedule", "treeverse-paper", "-n", "20", "--delta", "3", "--tau", "1"], "--tau 3"),
         (["schedule", "periodic", "-n", "20"], "needs --every"),
@@ -319,6 +319,36 @@ def test_huge_streams_are_refused_at_once(capsys, format_):
         code, out, err = run(capsys, "schedule", *argv, "--format", format_)
         assert code == 2 and out == "" and err.count("\n") == 1, err
         assert "use --format moves, which streams them" in err
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("beyond", ["greedy", "wang-moin"])
+def test_the_online_lower_bound_holds_and_is_close_in_the_checkpoint_game(inplace, beyond):
+    for budget in range(1, 9):
+        for n in [*range(1, 80), 997, 3000]:
+            try:
+                s = pebbles.schedule("online", n, budget=budget, inplace=inplace,
+                                     beyond=beyond)
+            except pebbles.InfeasibleBudgetError:
+                continue
+            fewest, moves = cli._fewest_moves(s), len(s.encode())
+            assert fewest <= moves, (budget, n)
+            if n == 3000:  # a pebble made, removed and made again, a paint: 5n
+                assert fewest > (0.99 if not inplace else 0.59) * moves, (budget, n)
+
+
+def test_online_streams_past_the_limit_are_refused_at_once(capsys, monkeypatch):
+    """A lower bound of 5n moves (checkpoint game: 4966 here) refuses before playing, and
+    the error does not send the user to ``pebbles compare``, which has no row for online."""
+    monkeypatch.setattr(cli, "SUMMARY_MAX_MOVES", 4000)
+    monkeypatch.setattr(cli, "ENCODE_MAX_MOVES", 10)
+    code, out, err = run(capsys, "schedule", "online", "-n", "1000", "--pebbles", "10",
+                         "--format", "summary")
+    assert code == 2 and out == "" and "more than 4000 moves" in err
+    assert "pebbles compare" not in err and err.count("\n") == 1
+    code, _, err = run(capsys, "schedule", "treeverse", "-n", "2000", "--pebbles", "10",
+                       "--format", "summary")  # 5998 moves
+    assert code == 2 and "or pebbles compare -n 2000 --pebbles S" in err
 
 
 def test_json_refuses_a_stream_past_its_limit_as_it_streams(capsys, monkeypatch):
@@ -727,7 +757,7 @@ def test_summary_says_on_stderr_that_it_plays_a_long_stream(capsys, monkeypatch)
     monkeypatch.setattr(cli, "SUMMARY_NOTICE_MOVES", 100)
     code, out2, err = run(capsys, *argv)
     assert code == 0 and out2 == out
-    assert err == "# playing at least 199 moves of online -n 100 to check them (10 s or more)\n"
+    assert err == "# playing at least 481 moves of online -n 100 to check them (10 s or more)\n"
     code, _, err = run(capsys, "schedule", "treeverse", "-n", "100", "--pebbles", "5",
                        "--format", "summary")
     assert code == 0 and err.startswith("# playing 298 moves of treeverse -n 100 ")
