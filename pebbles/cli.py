@@ -47,6 +47,7 @@ from ._registry import (
     Schedule,
     _did_you_mean,
     describe,
+    fewest_moves,
     methods,
     most_moves,
     predicted_moves,
@@ -589,9 +590,9 @@ def _write_schedule(s: Schedule, fmt: str, write: Callable[[str], Any]) -> None:
 
 def _playing_notice(s: Schedule) -> contextlib.AbstractContextManager[None]:
     """:func:`_elapsed`'s notice on stderr while ``--format summary`` plays a stream of more
-    than :data:`SUMMARY_NOTICE_MOVES` moves (a lower bound, :func:`_fewest_moves`; none
-    past :data:`SUMMARY_MAX_MOVES`, refused before the first move)."""
-    fewest = _fewest_moves(s)
+    than :data:`SUMMARY_NOTICE_MOVES` moves (a lower bound, :func:`pebbles.fewest_moves`;
+    none past :data:`SUMMARY_MAX_MOVES`, refused before the first move)."""
+    fewest = fewest_moves(s)
     if not SUMMARY_NOTICE_MOVES < fewest <= SUMMARY_MAX_MOVES:
         return contextlib.nullcontext()
     least = "" if predicted_moves(s) is not None else "at least "
@@ -612,7 +613,7 @@ def _summary_result(s: Schedule, clock: BackgroundClock | None = None) -> Simula
 def _at_most(s: Schedule, limit: int, fmt: str) -> Iterator[Move]:
     """The moves of ``s`` for ``--format fmt``; refused past ``limit`` (before the first
     where a bound shows it)."""
-    if _fewest_moves(s) > limit:
+    if fewest_moves(s) > limit:
         raise _too_many(s, limit, fmt)
     for count, m in enumerate(s, 1):
         if count > limit:
@@ -628,31 +629,6 @@ def _too_many(s: Schedule, limit: int, fmt: str) -> PebblesValueError:
         f"--format {fmt} {'lists' if fmt == 'json' else 'plays'} every move, and {s.method} "
         f"-n {s.n} has more than {limit} moves; use --format moves, which streams them "
         f"(its last line is the summary){instead}")
-
-
-def _online_fewest(n: int, budget: int, game: Game) -> int:
-    """A lower bound on an online stream's length. Not knowing ``n``, its forward sweep
-    pebbles cells ``1..n-1`` one move each; at its end at most ``budget`` are held, so
-    the reverse sweep pebbles at least ``n - 1 - budget`` again; there are ``n`` paints;
-    and in the checkpoint game every pebble made past ``budget`` is removed first."""
-    again = max(n - 1 - budget, 0)
-    made = n - 1 + again
-    removes = max(made - budget, 0) if game is Game.CHECKPOINT else 0
-    return made + removes + n
-
-
-def _fewest_moves(s: Schedule) -> int:
-    """A lower bound on the stream's length: its exact length where known, else a paint a
-    cell and the walk that pebbles it (online: :func:`_online_fewest`), or (reversible
-    game) a move a forward step."""
-    exact = predicted_moves(s)
-    if exact is not None:
-        return exact
-    if s.game is Game.REVERSIBLE:
-        return max(s.n, predicted_steps(s) or 0)
-    if s.method == "online":
-        return _online_fewest(s.n, s.budget, s.game)
-    return 2 * s.n - 1
 
 
 class _Echo:

@@ -323,7 +323,7 @@ def test_huge_streams_are_refused_at_once(capsys, format_):
 
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("beyond", ["greedy", "wang-moin"])
-def test_the_online_lower_bound_holds_and_is_close_in_the_checkpoint_game(inplace, beyond):
+def test_fewest_moves_of_online_holds_and_is_close_in_the_checkpoint_game(inplace, beyond):
     for budget in range(1, 9):
         for n in [*range(1, 80), 997, 3000]:
             try:
@@ -331,7 +331,7 @@ def test_the_online_lower_bound_holds_and_is_close_in_the_checkpoint_game(inplac
                                      beyond=beyond)
             except pebbles.InfeasibleBudgetError:
                 continue
-            fewest, moves = cli._fewest_moves(s), len(s.encode())
+            fewest, moves = pebbles.fewest_moves(s), len(s.encode())
             assert fewest <= moves, (budget, n)
             if n == 3000:  # a pebble made, removed and made again, a paint: 5n
                 assert fewest > (0.99 if not inplace else 0.59) * moves, (budget, n)

@@ -800,14 +800,19 @@ def test_cli_time_estimate_is_the_generic_executors(monkeypatch, capsys):
 @pytest.mark.parametrize("method, kw", [
     ("online", {"budget": 2}), ("online", {"budget": 3}), ("online", {"budget": 5}),
     ("online", {"budget": 1, "inplace": True}), ("online", {"budget": 3, "inplace": True}),
-    ("treeverse-paper", {"delta": 1}), ("treeverse-paper", {"delta": 3}),
-    ("treeverse-paper", {"delta": 2, "tau": 40}),
 ])
 def test_time_estimate_without_a_formula_is_a_lower_bound(method, kw):
     for n in (1, 2, 30, 257):
         s = pebbles.schedule(method, n, **kw)
         steps, least = lz._forward_steps(s)
         assert least and steps <= s.simulate().forward_steps
+
+
+@pytest.mark.parametrize("kw", [{"delta": 1}, {"delta": 3}, {"delta": 2, "tau": 40}])
+def test_time_estimate_of_treeverse_paper_is_its_recursions_count(kw):
+    for n in (1, 2, 30, 257):
+        s = pebbles.schedule("treeverse-paper", n, **kw)
+        assert lz._forward_steps(s) == (s.simulate().forward_steps, "")
 
 
 def test_time_estimate_of_periodic_is_its_formulas_count():

@@ -120,7 +120,7 @@ def test_cli_until_x_memory_refusal_words_the_early_stop(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--method forward" not in err
     assert err.startswith("python -m solvers.lorenz: error: --method online --until-x 18.5 "
-                          "--steps 1000000000 needs about 280 GB of memory if x does not "
+                          "--steps 1000000000 needs about 456 GB of memory if x does not "
                           "reach 18.5 sooner (")
     assert err.endswith("pass --force to run anyway, or use fewer --steps (the most steps "
                         "the run takes)\n")

@@ -392,3 +392,16 @@ def test_plan_costs_treeverse_paper_and_ranks_it_after_treeverse():
     paper = schedule("treeverse-paper", 1000, delta=9)
     assert got["treeverse-paper"] == pebbles.simulate(paper, 1000).forward_steps
     assert got["treeverse"] < got["treeverse-paper"] and p.skipped == ()
+
+
+def test_fewest_moves_bounds_every_methods_stream_from_below():
+    for s in [*candidates(60, 6), schedule("online", 60, budget=6),
+              schedule("online", 60, budget=6, inplace=True, beyond="wang-moin"),
+              schedule("two-level", 60, budget=4, write_cost=2, read_cost=1),
+              schedule("periodic-disk", 60, budget=4, period=15)]:
+        length = len(s.encode())
+        assert pebbles.fewest_moves(s) <= length, s
+        most = pebbles.most_moves(s)
+        assert most is None or most >= length
+    with pytest.raises(PebblesTypeError, match=r"fewest_moves\(s="):
+        pebbles.fewest_moves(list(pebbles.treeverse(5, 2)))
