@@ -1,6 +1,7 @@
 """Argument checks shared by the solvers: numbers and arrays of real numbers and flags,
 named in the message (:func:`real`, :func:`whole`, :func:`reals`, :func:`triples`,
-:func:`boolean`)."""
+:func:`boolean`), and the command lines' shared default of ``periodic``'s interval
+(:func:`periodic_every`)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,27 @@ import numpy as np
 
 import pebbles
 
-__all__ = ["MAX_STEPS", "boolean", "real", "reals", "triples", "whole"]
+__all__ = ["MAX_STEPS", "boolean", "periodic_every", "real", "reals", "triples", "whole"]
 
 #: The largest step count (and other count) the solvers take: ``2**63 - 1``. The compiled
 #: loops count in int64 (Numba types a larger Python int as uint64, over which ``range``
 #: runs no iterations), as :func:`pebbles.schedule` counts cells (it refuses
 #: ``n >= 2**63``).
 MAX_STEPS = int(np.iinfo(np.int64).max)
+
+
+def periodic_every(n: int) -> int:
+    """The checkpoint interval ``--method periodic`` takes when ``--every`` is not given:
+    ``ceil(sqrt(n))`` for ``n`` steps (1 for ``n <= 1``), which holds about ``sqrt(n)``
+    states and recomputes each step about once (both command lines use it).
+
+    Examples
+    --------
+    >>> from solvers._checks import periodic_every
+    >>> periodic_every(2000), periodic_every(100), periodic_every(1)
+    (45, 10, 1)
+    """
+    return math.isqrt(max(n - 1, 0)) + 1
 
 
 def real(value: object, name: str, what: str, example: float, *,

@@ -50,7 +50,7 @@ import numpy as np
 import pebbles
 from pebbles.cli import OneLineParser, in_flags, positive, run_command, schedule_from_args
 from solvers import _refuse_without_numba
-from solvers._checks import _shown, boolean, reals, triples, whole
+from solvers._checks import _shown, boolean, periodic_every, reals, triples, whole
 from solvers._checks import real as _real
 from solvers._memory import available_memory, program_bytes, schedule_moves
 from solvers._paths import check_npz_output
@@ -128,7 +128,9 @@ def _gradient_parser(sub: Any) -> None:
     g.add_argument("--delta", type=positive, default=None, help="delta for treeverse-paper (10)")
     g.add_argument("--tau", type=int, default=None, help="tau for treeverse-paper")
     g.add_argument("--every", type=positive, default=None,
-                   help="periodic checkpoint interval / adjoint reload interval K")
+                   help="periodic: checkpoint interval (default ceil(sqrt(steps))); "
+                        "adjoint: reload the stored state every K steps (default: no "
+                        "reloads)")
     g.add_argument("--k", type=positive, default=None, help="Bennett's k (2)")
     g.add_argument("--steps", type=positive, default=DEFAULT_STEPS,
                    help="steps (with --until-x: the most steps)")
@@ -1563,6 +1565,8 @@ def _schedule(args: argparse.Namespace) -> pebbles.Schedule:
     ns = argparse.Namespace(**{**vars(args), "n": args.steps, "budget": budget})
     if method == "treeverse-paper" and ns.delta is None:
         ns.delta = 10
+    if method == "periodic" and ns.every is None:
+        ns.every = periodic_every(args.steps)
     return schedule_from_args(ns, method, strict=True, n_flag="--steps")
 
 
@@ -1637,8 +1641,22 @@ def _check_finite(args: argparse.Namespace, g: LorenzGradient) -> None:
             f"--dt {args.dt:g}, (sigma, rho, beta) = ({args.sigma:g}, {args.rho:g}, "
             f"{args.beta:g}); use a smaller --dt or fewer --steps{_theta_fix(args, names)}")
     raise pebbles.PebblesValueError(
-        f"the gradient overflows (the trajectory is finite through step {args.steps}); use "
-        f"fewer --steps or a smaller --dt{_theta_fix(args, names)}")
+        f"the gradient overflows (the trajectory is finite through step {args.steps}); "
+        f"{_reload_fix(args)}use fewer --steps or a smaller --dt{_theta_fix(args, names)}")
+
+
+def _reload_fix(args: argparse.Namespace) -> str:
+    """For ``--method adjoint``, the first fix of an overflowed gradient: reloads of the
+    stored trajectory (``--every K``; a smaller K when given), since its backward RK4,
+    run without them, drifts from the forward trajectory (``""`` for other methods)."""
+    if args.method != "adjoint":
+        return ""
+    drift = "the adjoint's backward RK4 drifts from the forward trajectory"
+    if args.every is None:
+        return (f"{drift} without reloads: pass --every K to reload the stored state every "
+                f"K steps (e.g. --every {periodic_every(args.steps)}), or ")
+    smaller = max(1, args.every // 4)
+    return f"{drift} between reloads: pass a smaller --every (e.g. --every {smaller}), or "
 
 
 def _until(args: argparse.Namespace) -> str:

@@ -22,7 +22,8 @@ Numba kernels. The executor gets the out-of-place/in-place step
 * :func:`forward`, :func:`record`, :func:`loss`, :func:`gradient` -- the
   experiment; :func:`schedule` picks a schedule from the registry
   (:func:`pebbles.schedule`); :func:`memory_estimate` and
-  :func:`check_memory` size a run before it starts.
+  :func:`check_memory` size a run before it starts. Each function that takes a
+  ``cfg`` raises :class:`pebbles.PebblesTypeError` unless it is a :class:`PMLConfig`.
 
 Run ``python -m solvers.pml gradient --nx 100 --ny 100 --steps 500 --method
 treeverse --pebbles 10`` for the command line. It estimates the memory a run
@@ -61,7 +62,7 @@ from pebbles.cli import (
     run_command,
 )
 from solvers import _refuse_without_numba
-from solvers._checks import _shown, boolean, real, reals, whole
+from solvers._checks import _shown, boolean, periodic_every, real, reals, whole
 from solvers._memory import available_memory, program_bytes, release_freed_memory, schedule_moves
 from solvers._paths import check_npz_output
 
@@ -151,7 +152,8 @@ class ThreadChooser:
     Parameters
     ----------
     threads : int
-        The most threads (Numba's count); the other choice is 1.
+        The most threads (Numba's count), from 1 to ``numba.config.NUMBA_NUM_THREADS``;
+        the other choice is 1.
     clock : callable, optional
         Seconds (default :func:`time.perf_counter`).
     faults : callable, optional
@@ -170,13 +172,21 @@ class ThreadChooser:
         ``margin`` times faster than the chosen count's average.
     fault_pages : int
         More new pages than this in one call: a call that faulted in fresh memory.
+
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``threads`` is not an integer.
+    pebbles.PebblesValueError
+        If ``threads`` is not in ``1..numba.config.NUMBA_NUM_THREADS`` (Numba refuses
+        other counts when a kernel runs).
     """
 
     def __init__(self, threads: int, clock: Callable[[], float] = time.perf_counter,
                  probe: int = 16, most_probe: int = 4096, switch: float = 4.0,
                  margin: float = 1.25, faults: Callable[[], int] | None = None,
                  fault_pages: int = 64) -> None:
-        self.choices = (int(threads), 1)
+        self.choices = (_check_threads(threads), 1)
         self.clock, self.probe, self.most_probe, self.switch = clock, probe, most_probe, switch
         self.margin, self.fault_pages = margin, fault_pages
         self.faults = _minor_faults if faults is None else faults
@@ -235,6 +245,19 @@ class ThreadChooser:
             self.wait[kind] = wait - 1
 
 
+def _check_threads(threads: object) -> int:
+    """``threads`` as an int in ``1..numba.config.NUMBA_NUM_THREADS``, the counts
+    ``numba.set_num_threads`` takes (:class:`ThreadChooser`)."""
+    most = numba.config.NUMBA_NUM_THREADS
+    fix = f"pass e.g. threads=numba.get_num_threads() ({numba.get_num_threads()} here)"
+    what = f"the most threads a kernel runs on, at most numba.config.NUMBA_NUM_THREADS={most}"
+    value = whole(threads, 1, "threads", what, most)
+    if value > most:
+        raise PebblesValueError(f"threads={value} must be an integer from 1 to {most} "
+                                f"({what}); {fix}")
+    return value
+
+
 def _minor_faults() -> int:
     """Minor page faults of this process so far (all its threads)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -255,7 +278,10 @@ class PMLConfig:
     h : float or None
         Grid spacing ``hx = hy``; ``None`` means ``200 / (nx - 1)``.
     npml : int
-        PML thickness in points (on every side).
+        PML thickness in points (on every side). Cells ``1..npml-1`` and
+        ``m+2-npml..m`` of each axis of ``m`` cells are damped, so a layer with
+        ``2 npml > m + 1`` damps the whole axis (accepted: small test grids keep the
+        default 12).
     vp_ref, reflection : float
         Reference velocity and target reflection R of the damping
         ``xi = vp_ref / L ln(1 / R)``, ``L = npml h``.
@@ -266,7 +292,10 @@ class PMLConfig:
         Ricker source ``amp A (1 - x^2/a^2) exp(-x^2 / (2 a^2))``, ``a = width``,
         ``x = k - delay`` at step number ``k = 1..n``.
     n_detectors : int
-        Detectors evenly spaced along the first index on row ``ny // 5``.
+        Detectors evenly spaced along the first index on row ``ny // 5``, rounded to
+        cells: with more detectors than ``nx`` several share a cell, and each counts in
+        the loss (the default 200 on grids of ``nx < 200`` does this; the gradient is
+        that loss's).
     flush : float
         The kernels write values of magnitude below ``flush`` as 0, which keeps
         subnormal numbers (slow on x86) out of the fields; 0 turns it off.
@@ -403,6 +432,17 @@ def _real_field(name: str, v: object, *, positive: bool) -> None:
         raise PebblesValueError(f"{name}={v!r} {rule}; pass e.g. {name}={_example(name)}")
 
 
+def _check_cfg(cfg: object) -> PMLConfig:
+    """``cfg`` unchanged if it is a :class:`PMLConfig` (every public function that takes
+    one checks it first: anything else would fail on a missing attribute)."""
+    if not isinstance(cfg, PMLConfig):
+        raise PebblesTypeError(
+            f"{_shown('cfg', cfg)} ({type(cfg).__name__}) must be a solvers.pml.PMLConfig, "
+            f"the experiment's grid, time step and source; pass e.g. "
+            f"cfg=solvers.pml.PMLConfig(nx=100, ny=100, steps=500)")
+    return cfg
+
+
 def _profile(m: int, npml: int, h: float, xi: float) -> np.ndarray:
     """Damping on indices ``0..m+1``: depth ``d`` into a layer of ``npml`` points."""
     idx = np.arange(m + 2, dtype=float)
@@ -420,7 +460,7 @@ def pml_profiles(cfg: PMLConfig) -> tuple[np.ndarray, np.ndarray]:
     At depth ``d`` into the layer (``d = (npml - i) h`` on the low side),
     ``zeta = xi (d/L - sin(2 pi d/L) / (2 pi))``, ``xi = vp_ref/L ln(1/R)``.
     """
-    h = cfg.spacing
+    h = _check_cfg(cfg).spacing
     big_l = max(cfg.npml, 1) * h
     xi = cfg.vp_ref / big_l * math.log(1.0 / cfg.reflection)
     return _profile(cfg.nx, cfg.npml, h, xi), _profile(cfg.ny, cfg.npml, h, xi)
@@ -428,7 +468,7 @@ def pml_profiles(cfg: PMLConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def ricker(cfg: PMLConfig) -> np.ndarray:
     """Source values ``f_k``, ``k = 1..n`` (index ``k - 1``); ``f_k dt^2`` joins ``u^(k)``."""
-    a = cfg.width
+    a = _check_cfg(cfg).width
     x = np.arange(1, cfg.steps + 1, dtype=float) - cfg.delay
     big_a = 2.0 / (math.sqrt(3.0 * a) * math.pi**0.25)
     return cfg.amp * big_a * (1 - x**2 / a**2) * np.exp(-(x**2) / (2 * a**2))
@@ -436,7 +476,7 @@ def ricker(cfg: PMLConfig) -> np.ndarray:
 
 def true_model(cfg: PMLConfig) -> np.ndarray:
     """Three layers along the second index: velocities 0.5, 0.75, 1.0 x ``velocity``, squared."""
-    nyy = cfg.ny + 2
+    nyy = _check_cfg(cfg).ny + 2
     v = np.full(nyy, cfg.velocity, dtype=np.float64)
     v[: nyy // 3] *= 0.5
     v[nyy // 3: 2 * nyy // 3] *= 0.75
@@ -445,12 +485,12 @@ def true_model(cfg: PMLConfig) -> np.ndarray:
 
 def uniform_model(cfg: PMLConfig) -> np.ndarray:
     """``c = velocity^2`` everywhere (where the paper takes the gradient)."""
-    return np.full(cfg.shape, cfg.velocity**2, dtype=np.float64)
+    return np.full(_check_cfg(cfg).shape, cfg.velocity**2, dtype=np.float64)
 
 
 def detectors(cfg: PMLConfig) -> tuple[np.ndarray, np.ndarray]:
     """Array indices ``(i, j)`` of the detectors (they may repeat when ``nx`` is small)."""
-    i = np.rint(np.linspace(1, cfg.nx, cfg.n_detectors)).astype(np.int64)
+    i = np.rint(np.linspace(1, _check_cfg(cfg).nx, cfg.n_detectors)).astype(np.int64)
     return i, np.full_like(i, max(cfg.ny // 5, 1))
 
 
@@ -488,6 +528,7 @@ def check_stability(cfg: PMLConfig, c: np.ndarray) -> None:
 
 def _stable_c(cfg: PMLConfig, c: object) -> np.ndarray:
     """``c`` as a float64 array after every check of :func:`check_stability`."""
+    _check_cfg(cfg)
     c = reals(c, "c", f"the squared velocity on the grid, shape {cfg.shape}",
               "solvers.pml.uniform_model(cfg)")
     if c.shape != cfg.shape:
@@ -605,7 +646,7 @@ class PMLSolver:
 
     def __init__(self, cfg: PMLConfig, c: np.ndarray, source: np.ndarray | None = None,
                  observed: np.ndarray | None = None) -> None:
-        self.cfg = cfg
+        self.cfg = _check_cfg(cfg)
         self.c = np.ascontiguousarray(_stable_c(cfg, c))
         self.sig, self.tau = pml_profiles(cfg)
         self.k = cfg.constants()
@@ -961,7 +1002,7 @@ def forward(cfg: PMLConfig, c: np.ndarray, s0: np.ndarray | None = None,
     at rest) must have shape ``(4, nx+2, ny+2)`` (checked before any step:
     ``PebblesValueError`` otherwise).
     """
-    sol = PMLSolver(cfg, c, source)
+    sol = PMLSolver(cfg, c, source)  # checks cfg first
     s = _initial_state(sol, s0)
     traces = np.empty((cfg.steps + 1, cfg.n_detectors))
     traces[0] = s[1, sol.det_i, sol.det_j]
@@ -975,7 +1016,7 @@ def forward(cfg: PMLConfig, c: np.ndarray, s0: np.ndarray | None = None,
 def record(cfg: PMLConfig, c_true: np.ndarray | None = None,
            source: np.ndarray | None = None) -> np.ndarray:
     """The recording ``u_true`` at the detectors in the true model (default :func:`true_model`)."""
-    return forward(cfg, true_model(cfg) if c_true is None else c_true, source=source)[1]
+    return forward(cfg, true_model(_check_cfg(cfg)) if c_true is None else c_true, source=source)[1]
 
 
 def _check_observed(cfg: PMLConfig, observed: object) -> np.ndarray:
@@ -1013,7 +1054,7 @@ def loss(cfg: PMLConfig, c: np.ndarray, observed: np.ndarray,
     (shape ``(4, nx+2, ny+2)``, default at rest) are checked before the run: a
     wrong shape or ``observed=None`` raises ``PebblesValueError``.
     """
-    observed = _check_observed(cfg, observed)
+    observed = _check_observed(_check_cfg(cfg), observed)
     traces = forward(cfg, c, s0, source)[1]
     r = traces[1:] - observed[1:]
     return float(np.sum(r * r))
@@ -1128,7 +1169,7 @@ def gradient(cfg: PMLConfig, c: np.ndarray,
         boolean(value, name) for name, value in (
             ("inplace", inplace), ("reuse", reuse), ("progress", progress),
             ("choose_threads", choose_threads)))
-    sol = PMLSolver(cfg, c, source, _check_observed(cfg, observed))
+    sol = PMLSolver(cfg, c, source, _check_observed(_check_cfg(cfg), observed))
     sol.store = store
     s0 = _initial_state(sol, s0)
     with sol.threads(choose_threads):
@@ -1231,7 +1272,7 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
         budget = 10
     _disk_needs(name, options, cli)
     if name == "periodic" and options.get("every") is None:
-        options["every"] = math.isqrt(max(n - 1, 0)) + 1
+        options["every"] = periodic_every(n)
     known = _check_options(name, options, cli)
     opts = {key: value for key, value in options.items()
             if key in known and value is not None}
@@ -1334,6 +1375,7 @@ def memory_estimate(cfg: PMLConfig,
     >>> pml.memory_estimate(cfg, pml.schedule("bennett", cfg.steps, budget=1000)).states
     20
     """
+    _check_cfg(cfg)
     if moves is None:
         return _estimate(cfg, 1)
     peak, count = _peak_of(cfg, moves)
@@ -1404,9 +1446,16 @@ def check_memory(estimate: MemoryEstimate, available: float | None = None) -> No
     ------
     NotEnoughMemoryError
         Naming the estimate, its parts and the available memory.
-    pebbles.PebblesTypeError, pebbles.PebblesValueError
+    pebbles.PebblesTypeError
+        If ``estimate`` is not a :class:`MemoryEstimate`, or ``available`` not a number.
+    pebbles.PebblesValueError
         If ``available`` is not a finite number of bytes > 0.
     """
+    if not isinstance(estimate, MemoryEstimate):
+        raise PebblesTypeError(
+            f"{_shown('estimate', estimate)} ({type(estimate).__name__}) must be a "
+            f"solvers.pml.MemoryEstimate, the memory a run needs; pass "
+            f"estimate=solvers.pml.memory_estimate(cfg, moves)")
     if available is not None:
         available = real(available, "available",
                          "number of bytes of memory available to the run",

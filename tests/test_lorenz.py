@@ -285,7 +285,6 @@ BAD_CLI = [
     (["--method", "forward", "--dt", "10", "--steps", "100"], "overflows at step 3 of 100"),
     (["--method", "store-all", "--pebbles", "3", "--steps", "10"],
      "store-all holds 9 states at once for --steps 10"),
-    (["--method", "periodic", "--steps", "10"], "method periodic needs --every"),
     (["--method", "treeverse", "--pebbles", "0", "--steps", "10"], "use --pebbles 2 or more"),
     (["--method", "treeverse", "--k", "3", "--every", "4"],
      "--k --every: not options of method treeverse (its options: --pebbles, --inplace)"),

@@ -1,6 +1,7 @@
 """Edge cases of the solvers' public API: aliased output arrays, step counts past int64,
 Ctrl-C granularity of the sensitivity map, and argument checks."""
 
+import json
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ import pebbles
 from solvers import experiments as ex
 from solvers import gpu, pml
 from solvers import lorenz as lz
-from solvers._checks import MAX_STEPS, whole
+from solvers._checks import MAX_STEPS, periodic_every, whole
 
 SMALL = dict(nx=12, ny=10, steps=6, h=0.11, width=2.0, delay=1.0, n_detectors=4, npml=3)
 
@@ -295,3 +296,77 @@ def test_load_sensitivity_checks_the_fields(tmp_path, fields, match):
                              r"; write one with `python -m solvers\.lorenz sensitivity"):
         ex.load_sensitivity(path)
     assert ex.load_sensitivity(_grid_file(tmp_path, "ok.npz")).steps == 50
+
+
+# -- cfg, estimate and threads are checked at the boundary ---------------------------------
+@pytest.mark.parametrize("call", [
+    lambda cfg: pml.gradient(cfg, None, None, None),
+    lambda cfg: pml.forward(cfg, None),
+    lambda cfg: pml.record(cfg),
+    lambda cfg: pml.loss(cfg, None, None),
+    lambda cfg: pml.PMLSolver(cfg, None),
+    lambda cfg: pml.check_stability(cfg, None),
+    lambda cfg: pml.uniform_model(cfg),
+    lambda cfg: pml.true_model(cfg),
+    lambda cfg: pml.detectors(cfg),
+    lambda cfg: pml.ricker(cfg),
+    lambda cfg: pml.pml_profiles(cfg),
+    lambda cfg: pml.memory_estimate(cfg),
+])
+@pytest.mark.parametrize("cfg", [None, {"nx": 20}])
+def test_pml_functions_refuse_a_cfg_that_is_no_config(call, cfg):
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"^cfg=.* must be a solvers\.pml\.PMLConfig.*; pass e\.g\. "
+                             r"cfg=solvers\.pml\.PMLConfig\("):
+        call(cfg)
+
+
+def test_check_memory_refuses_an_estimate_that_is_no_estimate():
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"^estimate='x' \(str\) must be a solvers\.pml\.MemoryEstimate.*"
+                             r"memory_estimate\(cfg, moves\)"):
+        pml.check_memory("x", 10)
+
+
+def test_thread_chooser_takes_1_to_numbas_thread_count():
+    import numba
+
+    most = numba.config.NUMBA_NUM_THREADS
+    assert pml.ThreadChooser(most).choices == (most, 1)
+    for bad in (0, -1, most + 1, 64 + most):
+        with pytest.raises(pebbles.PebblesValueError, match=rf"^threads={bad} must be an "
+                                                            rf"integer .*NUMBA_NUM_THREADS"):
+            pml.ThreadChooser(bad)
+    for bad in ("x", 2.0, True, None):
+        with pytest.raises(pebbles.PebblesTypeError, match=r"^threads=.* must be an integer"):
+            pml.ThreadChooser(bad)
+
+
+# -- the command lines: periodic's default interval, the adjoint's overflow advice -------
+def test_periodic_every_is_ceil_sqrt_n():
+    assert [periodic_every(n) for n in (0, 1, 2, 4, 5, 100, 101, 2000)] == \
+        [1, 1, 2, 2, 3, 10, 11, 45]
+    assert dict(pml.schedule("periodic", 101).options)["every"] == 11
+
+
+def test_lorenz_periodic_defaults_every_as_the_pml_command_line(capsys):
+    args = ["gradient", "--method", "periodic", "--steps", "50", "--json"]
+    assert lz.main(args) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert lz.main([*args, "--every", str(periodic_every(50))]) == 0
+    given = json.loads(capsys.readouterr().out)
+    for key in ("gradient", "forward_steps", "peak_states"):
+        assert default[key] == given[key]
+
+
+def test_lorenz_adjoint_overflow_suggests_reloads_first(capsys):
+    assert lz.main(["gradient", "--method", "adjoint", "--steps", "2000", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "without reloads: pass --every K" in err and "--every 45" in err
+    assert err.index("--every") < err.index("fewer --steps")
+    assert lz.main(["gradient", "--method", "adjoint", "--steps", "2000", "--every", "45",
+                    "--json"]) == 0
+    capsys.readouterr()
+    assert lz.main(["gradient", "--method", "adjoint", "--steps", "2000", "--every", "1000",
+                    "--json"]) == 2
+    assert "pass a smaller --every (e.g. --every 250)" in capsys.readouterr().err
