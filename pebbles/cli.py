@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import re
 import sys
 import threading
@@ -339,18 +340,25 @@ def write_error(path: Path) -> str | None:
     """Why the output file ``path`` cannot be written (the system's words), or None.
 
     The one reliable test (permissions, read-only file systems, ``/proc``, root,
-    who passes permission bits): open it for appending, then remove it again
-    if it did not exist. The command lines check their outputs with it before
-    they compute anything.
+    who passes permission bits): create the file the path names (through a
+    symbolic link, its target) and remove it again, or, if it exists, open it for
+    appending. The file system is left as it was: only a file the probe created is
+    removed, and a link is never replaced. The command lines check their outputs
+    with it before they compute anything.
     """
-    existed = path.exists()
     try:
-        with open(path, "ab"):
-            pass
-    except OSError as err:
-        return err.strerror or type(err).__name__
-    if not existed:
-        path.unlink(missing_ok=True)
+        target = path.resolve()  # through a symbolic link, dangling or not
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        try:
+            with open(target, "ab"):
+                return None
+        except OSError as err:
+            return err.strerror or type(err).__name__
+    except (OSError, RuntimeError) as err:  # RuntimeError: a loop of links (Python < 3.13)
+        return getattr(err, "strerror", None) or str(err) or type(err).__name__
+    os.close(fd)
+    target.unlink(missing_ok=True)
     return None
 
 

@@ -785,3 +785,16 @@ def test_plan_gives_no_solving_notice_where_it_skips_the_two_level_table(capsys)
 def test_unrepeated_drops_the_unit_of_a_single_dash_flag():
     assert cli._unrepeated("finishes -n 20 steps; pass", ["-n"]) == "finishes -n 20; pass"
     assert cli._unrepeated("--steps 20 steps", ["--steps"]) == "--steps 20"
+
+
+def test_write_error_leaves_a_dangling_link_as_it_was(tmp_path):
+    """The probe created the link's target and then removed the link."""
+    link = tmp_path / "link.png"
+    link.symlink_to("target.png")
+    assert cli.write_error(link) is None
+    assert link.is_symlink() and os.readlink(link) == "target.png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png"]
+    (tmp_path / "kept.png").write_bytes(b"old")
+    assert cli.write_error(tmp_path / "kept.png") is None
+    assert (tmp_path / "kept.png").read_bytes() == b"old"
+    assert cli.write_error(tmp_path) == "Is a directory"

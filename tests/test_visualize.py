@@ -775,3 +775,124 @@ def test_numbers_without_matplotlib_need_no_matplotlib():
                        check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "128 1500 9\n"
+
+
+# -- the drawing layer's fixes (each test fails without its fix) ---------------------------
+
+def test_pgf_without_its_tex_program_is_refused_before_drawing(tmp_path, monkeypatch):
+    """.pgf passed the output check, then crashed after all the computing: 'xelatex' not
+    found. check_output and save refuse it with one reason (cli.format_error)."""
+    monkeypatch.setattr(cli.shutil, "which", lambda name: None)
+    out = tmp_path / "a.pgf"
+    args = _parser().parse_args(["draw", "treeverse", "-n", "6", "--pebbles", "2",
+                                 "-o", str(out)])
+    monkeypatch.setattr(cli, "_schedules", lambda a: pytest.fail("computed first"))
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^-o '.*a\.pgf': the pgf format needs the TeX program "
+                             r"'xelatex' .*on PATH.*install it.*\.pdf or \.svg"):
+        cli.run_draw(args)
+    fig = visualize.draw_game(pebbles.store_all(3), 3)
+    with pytest.raises(pebbles.PebblesValueError, match=r"path=.*a\.pgf.*'xelatex'"):
+        visualize.save(fig, out)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(cli.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert cli.check_output(str(out)) == out  # with TeX installed, pgf is written
+
+
+def test_every_output_help_names_any_matplotlib_format():
+    """python -m visualize said '.png, .svg, .pdf, .jpg, .jpeg, .eps or .ps' though it
+    writes .tif, .webp, ...: one help text for every -o."""
+    from visualize.__main__ import _parser as visualize_parser
+
+    sub = next(a for a in visualize_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    for parser in [*sub.choices.values(), *_parser()._actions[1].choices.values()]:
+        assert "(any matplotlib writes" in " ".join(parser.format_help().split())
+
+
+def test_a_name_too_long_is_an_output_error(tmp_path):
+    path = str(tmp_path / ("a" * 300 + ".png"))
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^-o '.*\.png' cannot be written: File name too long; name "
+                             r"another file"):
+        cli.check_output(path)
+
+
+def test_the_output_through_a_dangling_link_is_written_to_its_target(tmp_path, capsys):
+    (tmp_path / "link.png").symlink_to("target.png")
+    args = _parser().parse_args(["draw", "treeverse", "-n", "6", "--pebbles", "2",
+                                 "-o", str(tmp_path / "link.png")])
+    assert cli.run_draw(args) == 0
+    assert (tmp_path / "link.png").is_symlink()
+    assert imread(tmp_path / "target.png").shape[0] > 0
+
+
+def test_side_by_side_title_goes_over_both_panels(tmp_path):
+    """--title replaced the left panel's label (its method and budget were lost)."""
+    args = _parser().parse_args(["draw", "treeverse", "-n", "10", "--pebbles", "3",
+                                 "--side-by-side", "online", "--title", "My title",
+                                 "-o", str(tmp_path / "x.png")])
+    for extra in ([], ["--fingerprint"]):
+        args.fingerprint = bool(extra)
+        panels = cli._schedules(args)
+        fig = cli._figure(args, panels, cli._traced(panels) if extra else None)
+        assert fig.get_suptitle() == "My title"
+        titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+        assert [t.split("\n")[0] for t in titles] == ["treeverse S=3", "online S=3"]
+
+
+def test_title_is_checked_before_the_schedules_are_built(tmp_path, monkeypatch):
+    args = _parser().parse_args(["draw", "treeverse", "-n", "10", "--pebbles", "3",
+                                 "--title", "$x^$", "-o", str(tmp_path / "x.png")])
+    monkeypatch.setattr(cli, "_schedules", lambda a: pytest.fail("computed first"))
+    with pytest.raises(pebbles.PebblesValueError, match=r"^--title '\$x\^\$': matplotlib"):
+        cli.run_draw(args)
+
+
+def test_fingerprint_shows_disk_copies_and_a_painted_cell_0():
+    s = pebbles.schedule("two-level", 20, budget=2, write_cost=1, read_cost=1)
+    traced = visualize.trace_rows(s, 20)
+    img = visualize.fingerprint_array(traced)
+    codes = visualize.CODES
+    want = [(r, c) for r, row in enumerate(traced.rows) for c in row.on_disk
+            if c not in row.kept | row.placed | row.removed and c > 0]
+    assert want and all(img[r, c] == codes["disk"] for r, c in want)
+    assert (img == codes["disk"]).sum() == len(want)
+    assert img[-1, 0] == codes["painted"] and traced.rows[-1].painted_from == 0
+    assert (img[:-1, 0] == codes["kept"]).all()
+    fig = visualize.draw_fingerprint(s, 20)
+    assert "on disk only" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    plain = visualize.draw_fingerprint(pebbles.treeverse(10, 3), 10)
+    assert "on disk only" not in [t.get_text() for t in plain.axes[0].get_legend().get_texts()]
+
+
+def test_loads_have_their_own_marker():
+    """A load was drawn as 'placed this step', the glyph of a computed pebble."""
+    s = pebbles.schedule("two-level", 20, budget=2, write_cost=1, read_cost=1)
+    loads = sum(m.kind is pebbles.MoveKind.LOAD for m in pebbles.expand(s, s.game))
+    fig = visualize.draw_game(s, 20)
+    got = drawn_markers(fig)
+    assert loads > 0 and got["loaded"] == loads
+    assert got["placed"] + got["loaded"] == expected_markers(s, 20, s.game)["placed"]
+    assert "loaded from disk" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "loaded" not in drawn_markers(visualize.draw_game(pebbles.treeverse(10, 3), 10))
+
+
+def test_online_overhead_within_a_decade_has_plain_ticks():
+    fig = visualize.draw_online_overhead((1, 2, 3, 4, 5), budgets=(2,))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    labels = [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)
+              if lo <= t.get_position()[0] <= hi and t.get_text()]
+    assert labels == ["1", "2", "3", "4", "5"]  # not 2x10^0, 3x10^0
+
+
+def test_cli_draw_too_many_rows_is_worded_in_flags(tmp_path):
+    args = _parser().parse_args(["draw", "treeverse", "-n", "120", "--pebbles", "2",
+                                 "-o", str(tmp_path / "x.png")])
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^pebbles draw draws at most -n 128 cells and 1500 rows, got "
+                             r"-n 120 with \d+ rows; use --fingerprint") as err:
+        cli.run_draw(args)
+    assert "draw_fingerprint" not in str(err.value)

@@ -39,7 +39,7 @@ from pebbles.cli import (
     run_command,
 )
 
-from .cli import check_output, dpi, matplotlib_required
+from .cli import OUTPUT_HELP, check_output, dpi, matplotlib_required
 
 __all__ = ["fig5_records", "main"]
 
@@ -57,8 +57,7 @@ def _at_least(minimum: int, why: str):
 
 def _output(p: argparse.ArgumentParser, default_dpi: int = 100) -> None:
     p.add_argument("-o", "--output", required=True,
-                   help="output file; its extension picks the format: .png, .svg, .pdf, "
-                        ".jpg, .jpeg, .eps or .ps")
+                   help=OUTPUT_HELP)
     p.add_argument("--dpi", type=dpi, default=default_dpi,
                    help=f"raster resolution ({default_dpi})")
 

@@ -9,7 +9,8 @@ the free moves (``remove``, ``paint``) that follow it. Markers:
 * light filled circle -- pebble lying from an earlier row;
 * red shading -- painted cells (checkpoint games; darker where painted in this row);
 * a gold column -- the end cell n of the reversible game;
-* an orange square frame -- a copy of the state on disk (two-level game).
+* an orange square frame -- a copy of the state on disk (two-level game);
+* orange diamond -- pebble loaded from disk in this row (two-level game).
 
 All figures are :class:`matplotlib.figure.Figure` objects drawn with the Agg
 canvas; no pyplot global state is touched.
@@ -46,7 +47,7 @@ from ._rows import (
     trace_fingerprint,
     trace_rows,
 )
-from .cli import MAX_DPI, MIN_DPI, formats
+from .cli import MAX_DPI, MIN_DPI, format_error, formats
 
 __all__ = ["draw_game", "draw_fingerprint", "draw_side_by_side", "save", "check_title",
            "MAX_CELLS", "MAX_ROWS", "MAX_DPI", "MIN_DPI", "GIDS"]
@@ -54,7 +55,8 @@ __all__ = ["draw_game", "draw_fingerprint", "draw_side_by_side", "save", "check_
 
 #: gid of each marker collection (tests count their offsets).
 GIDS = {"placed": "pebbles-placed", "removed": "pebbles-removed",
-        "kept": "pebbles-kept", "input": "pebbles-input", "on_disk": "pebbles-disk"}
+        "kept": "pebbles-kept", "input": "pebbles-input", "on_disk": "pebbles-disk",
+        "loaded": "pebbles-loaded"}
 
 DARK, LIGHT, PAINT, PAINT_NEW, FLAG = "#1f2d3d", "#9db4cc", "#f4b6b0", "#e0625a", "#f2c14e"
 DISK = "#e07b00"
@@ -64,6 +66,7 @@ _STYLE = {
     "kept": {"c": LIGHT, "edgecolors": "#6f8aa6"},
     "input": {"c": LIGHT, "edgecolors": "#6f8aa6", "marker": "s"},
     "on_disk": {"facecolors": "none", "edgecolors": DISK, "marker": "s"},
+    "loaded": {"c": DISK, "edgecolors": DARK, "marker": "D"},
 }
 
 
@@ -141,13 +144,16 @@ def _wrap(parts: list[str], most: int) -> list[str]:
     return lines
 
 
+#: The fix of a diagram too large for :func:`draw_game` (``pebbles draw`` words it in flags).
+SIZE_FIX = "use visualize.draw_fingerprint for a compact image of large schedules"
+
+
 def _check_cells(n: object) -> None:
     """Refuse more than :data:`MAX_CELLS` cells before tracing anything (a large n
     traced for minutes before the size check)."""
     if isinstance(n, (int, np.integer)) and n > MAX_CELLS:
         raise PebblesValueError(
-            f"draw_game draws at most n={MAX_CELLS} cells, got n={n}; use "
-            f"visualize.draw_fingerprint for a compact image of large schedules")
+            f"draw_game draws at most n={MAX_CELLS} cells, got n={n}; {SIZE_FIX}")
 
 
 def _check_ax(ax: object) -> None:
@@ -167,8 +173,7 @@ def _check_size(traced: Traced) -> None:
     if traced.n > MAX_CELLS or rows > MAX_ROWS:
         raise PebblesValueError(
             f"draw_game draws at most n={MAX_CELLS} cells and {MAX_ROWS} rows, got "
-            f"n={traced.n} with {rows} rows; use visualize.draw_fingerprint for a "
-            f"compact image of large schedules")
+            f"n={traced.n} with {rows} rows; {SIZE_FIX}")
 
 
 def _cell_inches(n: int, rows: int) -> float:
@@ -194,10 +199,11 @@ def _paint_shading(ax: Axes, traced: Traced) -> None:
 
 def _markers(ax: Axes, traced: Traced, size: float) -> None:
     """One scatter collection per marker kind, tagged with :data:`GIDS`."""
-    for kind in ("kept", "removed", "placed"):
+    loads = _has_loads([traced])
+    for kind in ("kept", "removed", "placed") + ("loaded",) * loads:
         xs, ys = _cells(traced, kind)
-        ax.scatter(xs, ys, s=size, linewidths=0.9, zorder=3, gid=GIDS[kind],
-                   label=kind, **_STYLE[kind])
+        ax.scatter(xs, ys, s=size * (0.7 if kind == "loaded" else 1), linewidths=0.9,
+                   zorder=3, gid=GIDS[kind], label=kind, **_STYLE[kind])
     if _has_disk([traced]):  # a frame around the cell, behind its pebble
         xs, ys = _cells(traced, "on_disk")
         ax.scatter(xs, ys, s=size * 2.2, linewidths=1.2, zorder=2, gid=GIDS["on_disk"],
@@ -208,11 +214,12 @@ def _markers(ax: Axes, traced: Traced, size: float) -> None:
 
 
 def _cells(traced: Traced, kind: str) -> tuple[list[int], list[int]]:
-    """x (cell) and y (row) of every cell of ``kind`` in every row."""
+    """x (cell) and y (row) of every cell of ``kind`` in every row (``placed``: those a
+    step computed, not ``loaded`` ones)."""
     xs: list[int] = []
     ys: list[int] = []
     for r, row in enumerate(traced.rows):
-        cells = sorted(getattr(row, kind))
+        cells = sorted(getattr(row, kind) - (row.loaded if kind == "placed" else set()))
         xs += cells
         ys += [r] * len(cells)
     return xs, ys
@@ -220,6 +227,10 @@ def _cells(traced: Traced, kind: str) -> tuple[list[int], list[int]]:
 
 def _has_disk(traced: Iterable[Traced]) -> bool:
     return any(row.on_disk for t in traced for row in t.rows)
+
+
+def _has_loads(traced: Iterable[Traced]) -> bool:
+    return any(row.loaded for t in traced for row in t.rows)
 
 
 def _reach_line(ax: Axes, traced: Traced) -> None:
@@ -252,7 +263,8 @@ def _format_axes(ax: Axes, traced: Traced, nrows: int) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _legend_entries(games: set[Game], disk: bool) -> tuple[list, list[str]]:
+def _legend_entries(games: set[Game], disk: bool, loads: bool = False
+                    ) -> tuple[list, list[str]]:
     """Handles and labels of the markers and shadings drawn for ``games``."""
     def dot(face: str, edge: str, marker: str = "o") -> Line2D:
         return Line2D([], [], ls="", marker=marker, mfc=face, mec=edge, ms=7)
@@ -269,12 +281,16 @@ def _legend_entries(games: set[Game], disk: bool) -> tuple[list, list[str]]:
     if disk:
         handles.append(Line2D([], [], ls="", marker="s", mfc="none", mec=DISK, ms=10))
         labels.append("copy on disk")
+    if loads:
+        handles.append(dot(DISK, DARK, "D"))
+        labels.append("loaded from disk")
     return handles, labels
 
 
-def _legend(fig: Figure, games: set[Game], disk: bool = False) -> None:
+def _legend(fig: Figure, traced: list[Traced]) -> None:
     """The figure's legend, in a band below its axes."""
-    handles, labels = _legend_entries(games, disk)
+    handles, labels = _legend_entries({t.game for t in traced}, _has_disk(traced),
+                                      _has_loads(traced))
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7,
                frameon=False)
     # keep the legend's two rows (about 0.5 inch) below the axes, however short the figure
@@ -285,7 +301,8 @@ def _legend(fig: Figure, games: set[Game], disk: bool = False) -> None:
 def _axes_legend(ax: Axes, traced: Traced) -> None:
     """The legend of a diagram drawn into a given axes: below it (the cells run along the
     top), two entries a row."""
-    handles, labels = _legend_entries({traced.game}, _has_disk([traced]))
+    handles, labels = _legend_entries({traced.game}, _has_disk([traced]),
+                                      _has_loads([traced]))
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2,
               fontsize=7, frameon=False)
 
@@ -361,7 +378,7 @@ def draw_game(
     if ax is None:
         fig = _new_figure(max(5.6, cell * (n + 1) + 1.6), cell * nrows + 1.6)
         ax = fig.add_subplot()
-        _legend(fig, {traced.game}, _has_disk([traced]))
+        _legend(fig, [traced])
     else:
         fig = _root(ax)
         cell = min(ax.bbox.width / fig.dpi / (n + 1.2), ax.bbox.height / fig.dpi / nrows)
@@ -370,7 +387,8 @@ def draw_game(
     return fig
 
 
-_FP_COLORS = ["#ffffff", PAINT, "#5b86b3", "#f0b35a", DARK]  # in the order of CODES
+_FP_COLORS = ["#ffffff", PAINT, "#a77cc4", "#5b86b3", "#f0b35a", DARK]  # in CODES' order
+_FP_NAMES = ["empty", "painted", "on disk only", "lying", "removed", "placed"]
 
 
 def _bin(img: np.ndarray, most: int, axis: int) -> np.ndarray:
@@ -409,7 +427,7 @@ def draw_fingerprint(
 
     The compact view of Figure 7 for schedules too large for :func:`draw_game`:
     pixel (row, i) shows what happened to cell i in that row, coloured by
-    :data:`visualize.CODES` (placed, removed, lying, painted, empty).
+    :data:`visualize.CODES` (placed, removed, lying, on disk only, painted, empty).
 
     Parameters
     ----------
@@ -467,10 +485,12 @@ def fingerprint_into(ax: Axes, traced: Traced, title: str | None, max_rows: int 
     for axis in (ax.xaxis, ax.yaxis):  # cells and rows are whole numbers
         axis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     ax.set_title(_header(traced, title, ax), fontsize=8, loc="left")
-    names = ["empty", "painted", "lying", "removed", "placed"]
-    keep = [i for i in range(5) if not (i == 1 and traced.game is Game.REVERSIBLE)]
+    left_out = {CODES["painted"]} if traced.game is Game.REVERSIBLE else set()
+    if not _has_disk([traced]):
+        left_out.add(CODES["disk"])
+    keep = [i for i in range(len(CODES)) if i not in left_out]
     ax.legend([Patch(facecolor=_FP_COLORS[i], edgecolor="#888") for i in keep],
-              [names[i] for i in keep], fontsize=7, loc="upper left",
+              [_FP_NAMES[i] for i in keep], fontsize=7, loc="upper left",
               bbox_to_anchor=(1.01, 1), frameon=False)
 
 
@@ -554,7 +574,7 @@ def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Fig
                         width_ratios=[k + 1.2 for k in ns])[0]
     for ax, t, (label, *_) in zip(axes, traced, parsed, strict=True):
         _draw_traced(ax, t, label, nrows, cell)
-    _legend(fig, {t.game for t in traced}, _has_disk(traced))
+    _legend(fig, traced)
     return fig
 
 
@@ -578,6 +598,9 @@ def _check_save(fig: Figure, path: Path, dpi: float) -> str:
     if fmt not in known:
         raise PebblesValueError(f"path={str(path)!r}: {path.suffix!r} is not a format "
                                 f"matplotlib writes; use one of .{', .'.join(sorted(known))}")
+    reason = format_error(fmt)
+    if reason is not None:
+        raise PebblesValueError(f"path={str(path)!r}: {reason}")
     if isinstance(dpi, bool) or not isinstance(dpi, Real):
         raise PebblesTypeError(f"dpi={dpi!r} must be a number, got {type(dpi).__name__}; "
                                "pass e.g. dpi=120")
@@ -613,8 +636,9 @@ def save(fig: Figure, path: str | Path, *, dpi: float = 120) -> Path:
     PebblesTypeError
         If ``fig`` is not a Figure, ``path`` not a str or path, or ``dpi`` not a number.
     PebblesValueError
-        On a missing or unknown extension, a ``path`` that is a directory or whose
-        directory does not exist, or a dpi outside :data:`MIN_DPI` .. :data:`MAX_DPI`.
+        On a missing or unknown extension, a format this machine cannot write (pgf
+        without its TeX program), a ``path`` that is a directory or whose directory
+        does not exist, or a dpi outside :data:`MIN_DPI` .. :data:`MAX_DPI`.
     OSError
         If the file cannot be written (its ``filename`` is ``path``, not the
         temporary file).

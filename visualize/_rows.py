@@ -57,8 +57,9 @@ def _check_trace(what: str, rows: int, peak: int, streaming: bool = False) -> No
             f"(minutes and gigabytes); draw a smaller n or a method that holds fewer states")
 
 
-#: Codes of :func:`fingerprint_array` (a cell shows the highest code that applies).
-CODES = {"empty": 0, "painted": 1, "kept": 2, "removed": 3, "placed": 4}
+#: Codes of :func:`fingerprint_array` (a cell shows the highest code that applies):
+#: ``disk`` is a copy on disk (two-level game) of a cell with no pebble in memory.
+CODES = {"empty": 0, "painted": 1, "disk": 2, "kept": 3, "removed": 4, "placed": 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,8 @@ class Row:
     moves : the moves of the row (a step first, then free moves).
     on_disk : cells with a disk copy at the end of the row (two-level game:
         ``store`` writes one, ``load`` reads it back as a placed pebble).
+    loaded : the cells of ``placed`` whose pebble a ``load`` read back from disk
+        (the others were computed by a step).
     """
 
     placed: frozenset[int]
@@ -85,6 +88,7 @@ class Row:
     newly_painted: range
     moves: tuple[Move, ...]
     on_disk: frozenset[int] = frozenset()
+    loaded: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +106,13 @@ def _row(before: pebbles.Board, boards: list[pebbles.Board], moves: list[Move]) 
     """Build one row from the board before it and the boards after each of its moves."""
     placed: set[int] = set()
     lost: set[int] = set()
+    loaded: set[int] = set()
     prev = set(before.pebbles)
-    for board in boards:
+    for board, move in zip(boards, moves, strict=True):  # one board after each move
         now = set(board.pebbles)
         placed |= now - prev
+        if move[0] is MoveKind.LOAD:
+            loaded |= now - prev
         lost |= prev - now
         prev = now
     end = boards[-1] if boards else before
@@ -114,7 +121,7 @@ def _row(before: pebbles.Board, boards: list[pebbles.Board], moves: list[Move]) 
         placed=frozenset(placed), removed=frozenset(lost - placed),
         kept=frozenset(start & set(end.pebbles) - lost), painted_from=end.painted_from,
         newly_painted=range(end.painted_from, before.painted_from), moves=tuple(moves),
-        on_disk=frozenset(end.disk),
+        on_disk=frozenset(end.disk), loaded=frozenset(loaded),
     )
 
 
@@ -238,7 +245,10 @@ def _schedule_defaults(moves: object, n: int, game: Game | str | None,
 def fingerprint_array(traced: Traced) -> np.ndarray:
     """Image of a schedule: shape ``(rows, n + 1)``, values from :data:`CODES`.
 
-    Cell 0 (the input state, always held) shows as ``kept``.
+    Each cell shows the highest code that applies in its row: ``placed``,
+    ``removed``, ``kept`` (memory pebbles), then ``disk`` (a copy on disk and no
+    pebble in memory, two-level game), then ``painted``. Cell 0 (the input state,
+    always held) shows as ``kept`` until it is painted.
 
     Parameters
     ----------
@@ -255,14 +265,17 @@ def fingerprint_array(traced: Traced) -> np.ndarray:
     >>> import pebbles, visualize
     >>> img = visualize.fingerprint_array(visualize.trace_rows(pebbles.treeverse(5, 2), 5))
     >>> img.shape, img[0].tolist()  # start: cell 0 kept, cell 5 painted
-    ((7, 6), [2, 0, 0, 0, 0, 1])
+    ((7, 6), [3, 0, 0, 0, 0, 1])
+    >>> bool(img[-1, 0] == visualize.CODES["painted"])  # the last row paints cell 0
+    True
     """
     img = np.zeros((len(traced.rows), traced.n + 1), dtype=np.uint8)
     for r, row in enumerate(traced.rows):
         if traced.game is not Game.REVERSIBLE:
             img[r, row.painted_from:] = CODES["painted"]
-        img[r, 0] = CODES["kept"]
-        for key in ("kept", "removed", "placed"):
+        if traced.game is Game.REVERSIBLE or row.painted_from > 0:
+            img[r, 0] = CODES["kept"]
+        for key in ("on_disk", "kept", "removed", "placed"):
             cells = list(getattr(row, key))
-            img[r, cells] = CODES[key]
+            img[r, cells] = CODES["disk" if key == "on_disk" else key]
     return img

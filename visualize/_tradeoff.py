@@ -29,7 +29,7 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import FormatStrFormatter, LogFormatter
 
 from pebbles import TRADEOFF_S_CAP as S_CAP
 from pebbles import (
@@ -262,6 +262,7 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
                     gid=f"online-{s}-{game}")
         ax.axvline(online_r2_range(s), color=colour, linestyle=":", linewidth=0.8)
     ax.set_xscale("log")
+    _plain_ticks(ax)
     ax.set_xlabel("n (steps when the run stops)")
     ax.set_ylabel("online forward steps over the optimum (%)")
     ax.set_title("Online checkpointing against the offline optimum", fontsize=10)
@@ -269,6 +270,15 @@ def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20
               loc="upper left" if many else "best", bbox_to_anchor=(1.01, 1) if many else None)
     ax.grid(True, alpha=0.3)
     return fig
+
+
+def _plain_ticks(ax: Axes) -> None:
+    """Label a log x axis spanning less than a decade in plain numbers (2, 3, 5), not
+    2x10^0, 3x10^0."""
+    lo, hi = ax.get_xlim()
+    if hi < 10 * lo:
+        for set_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+            set_formatter(FormatStrFormatter("%g"))
 
 
 def _colours(k: int) -> list:

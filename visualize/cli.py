@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from importlib.util import find_spec
@@ -47,6 +48,9 @@ __all__ = ["DRAW", "MAX_OVERHEAD_N", "MAX_OVERHEAD_STEPS", "TRADEOFF", "add_draw
 #: Resolutions drawn (``--dpi``, :func:`visualize.save`): below about 10 dpi FreeType
 #: cannot size the labels of a raster, above 1200 a raster has gigapixels.
 MIN_DPI, MAX_DPI = 10, 1200
+#: Help of every ``-o`` (``pebbles draw``, ``pebbles tradeoff``, ``python -m visualize``).
+OUTPUT_HELP = ("output file; its extension picks the format: .png, .svg, .pdf, .tif, .jpg, "
+               ".eps, ... (any matplotlib writes; .pgf needs TeX)")
 #: Largest n a trade-off panel covers: the paper's largest.
 MAX_TRADEOFF_N = 10**6
 
@@ -73,9 +77,27 @@ def formats() -> list[str]:
     return sorted(FigureCanvasAgg.get_supported_filetypes())
 
 
+def format_error(fmt: str) -> str | None:
+    """Why matplotlib cannot write the format ``fmt`` (an extension, no dot) on this
+    machine, or None: pgf lays out its text with the TeX program named in
+    ``rcParams['pgf.texsystem']`` (xelatex by default), which must be on PATH.
+    :func:`check_output` and :func:`visualize.save` both refuse with it."""
+    if fmt.lower() != "pgf" or find_spec("matplotlib") is None:
+        return None
+    import matplotlib
+
+    tex = matplotlib.rcParams["pgf.texsystem"]
+    if shutil.which(tex) is not None:
+        return None
+    return (f"the pgf format needs the TeX program {tex!r} (matplotlib's "
+            f"rcParams['pgf.texsystem']) on PATH, and it is not found; install it (a TeX "
+            f"distribution), or write .pdf or .svg")
+
+
 def check_output(path: str) -> Path:
-    """Check an output path before anything is computed: a known extension, a directory
-    that exists, and not a directory itself."""
+    """Check an output path before anything is computed: a known extension that can be
+    written here (:func:`format_error`), a directory that exists, and not a directory
+    itself."""
     out = Path(path)
     if path.endswith(("/", os.sep)):  # Path drops the slash: "dir.png/" would be "dir.png"
         raise PebblesValueError(f"-o {path!r} ends with a separator, so it names a "
@@ -83,7 +105,15 @@ def check_output(path: str) -> Path:
     if out.suffix[1:].lower() not in formats():
         raise PebblesValueError(f"-o {path!r}: cannot tell the format; give it one of the "
                                 f"extensions .{', .'.join(formats())}")
-    if out.is_dir():
+    reason = format_error(out.suffix[1:])
+    if reason is not None:
+        raise PebblesValueError(f"-o {path!r}: {reason}")
+    try:
+        is_dir = out.is_dir()
+    except OSError as err:  # a name too long for the file system, ...
+        raise PebblesValueError(f"-o {path!r} cannot be written: {err.strerror}; name "
+                                f"another file (a shorter name)") from None
+    if is_dir:
         raise PebblesValueError(f"-o {path!r} is a directory; name a file inside it")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
@@ -119,8 +149,7 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
         methods = pebbles.methods()
     add_schedule_arguments(parser, methods)
     parser.add_argument("-o", "--output", required=True,
-                        help="output file; its extension picks the format: .png, .svg, "
-                             ".pdf, .tif, .jpg, .eps, ... (any matplotlib writes)")
+                        help=OUTPUT_HELP)
     parser.add_argument("--side-by-side", metavar="METHOD2", choices=methods,
                         type=method_choice(methods),
                         help="draw a second method next to the first (METHOD2 differs from "
@@ -130,7 +159,8 @@ def add_draw_arguments(parser: argparse.ArgumentParser,
                              "checked against, as for one method)")
     parser.add_argument("--fingerprint", action="store_true",
                         help="compact rasterised view (for large n or long schedules)")
-    parser.add_argument("--title", help="header text (default: method and options)")
+    parser.add_argument("--title", help="header text (default: method and options); with "
+                             "--side-by-side, a title over both panels")
     parser.add_argument("--dpi", type=dpi, default=120, help="raster resolution (120)")
 
 
@@ -164,10 +194,10 @@ def _schedules(args: argparse.Namespace) -> list[tuple]:
             f"or draw one")
     _check_flags(args, names)
     panels = []
-    for k, name in enumerate(names):
+    for name in names:
         s = schedule_from_args(_budget_for(args, name, names), name)
         _check_size(args, s)
-        panels.append((args.title if (args.title and k == 0) else label(s), s, s.game,
+        panels.append((args.title if args.title and len(names) == 1 else label(s), s, s.game,
                        s.budget))
     return panels
 
@@ -217,6 +247,15 @@ def _traced(panels: list[tuple]) -> list:
 
 
 def _figure(args: argparse.Namespace, panels: list[tuple], traced: list | None):
+    """The figure of ``panels``; with two, ``--title`` goes over both (each keeps its
+    own label: method and options)."""
+    fig = _panels_figure(args, panels, traced)
+    if args.title and len(panels) > 1:
+        fig.suptitle(args.title, fontsize=10)
+    return fig
+
+
+def _panels_figure(args: argparse.Namespace, panels: list[tuple], traced: list | None):
     from . import _game
 
     if traced is not None:
@@ -234,9 +273,9 @@ def _figure(args: argparse.Namespace, panels: list[tuple], traced: list | None):
             return _game.draw_game(moves, args.n, game, title=label, budget=budget)
         return _game.draw_side_by_side(panels, args.n)
     except PebblesValueError as err:
-        if "draw_fingerprint" in str(err):
-            raise in_flags(PebblesValueError(f"{err} (on the command line: add "
-                                             f"--fingerprint)")) from None
+        if _game.SIZE_FIX in str(err):  # worded in flags
+            err = PebblesValueError(str(err).replace("draw_game", "pebbles draw").replace(
+                _game.SIZE_FIX, "use --fingerprint for a compact view of a large schedule"))
         raise in_flags(err) from None
 
 
@@ -249,12 +288,16 @@ def run_draw(args: argparse.Namespace) -> int:
         Parsed by a parser set up with :func:`add_draw_arguments`.
     """
     check_output(args.output)
+    if args.title is not None:  # reading its $...$ takes matplotlib
+        matplotlib_required()
+        from ._game import check_title
+
+        check_title(args.title, "--title")
     panels = _schedules(args)  # every size check before matplotlib is imported
     traced = _traced(panels) if args.fingerprint else None
     matplotlib_required()
     from . import _game
 
-    _game.check_title(args.title, "--title")
     fig = _figure(args, panels, traced)
     path = _game.save(fig, args.output, dpi=args.dpi)
     if sys.stdout is not None:  # closed (``>&-``): the file is the result
@@ -267,8 +310,7 @@ def add_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", type=_tradeoff_n, nargs="+", default=[100, 10**4, 10**6],
                         help="numbers of steps, one panel each (100 10000 1000000)")
     parser.add_argument("-o", "--output", required=True,
-                        help="output file; its extension picks the format: .png, .svg, "
-                             ".pdf, .tif, .jpg, .eps, ... (any matplotlib writes)")
+                        help=OUTPUT_HELP)
     parser.add_argument("--paper-max-n", type=positive,
                         help="simulate treeverse-paper and the online scheme only up to this "
                              "n (10000; a panel of larger n has neither curve, and says so; "
