@@ -10,8 +10,10 @@ directories of the machine they ran on.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -65,6 +67,11 @@ def command_line(argv: Sequence[str]) -> str:
     show the machine's directories."""
     args = [_script_path(argv[0])] + [_script_path(a) if os.path.isabs(a) else a
                                      for a in argv[1:]]
+    for i, a in enumerate(args):  # the result file as seen from the root, wherever run from
+        if a.startswith("--json="):
+            args[i] = f"--json={_script_path(os.path.abspath(a[7:]))}"
+        elif i > 1 and args[i - 1] == "--json":
+            args[i] = _script_path(os.path.abspath(a))
     return " ".join(["python", *args])
 
 
@@ -74,6 +81,40 @@ def _script_path(path: str) -> str:
         return Path(path).resolve().relative_to(ROOT).as_posix()
     except ValueError:
         return Path(path).name if os.path.isabs(path) else path
+
+
+def output_file(text: str) -> str:
+    """argparse type of a file a script writes when it ends (``--json``, report.py's
+    ``--out``): refused at once, not after the run, when it names a directory or lies in
+    a directory that does not exist (or is a file)."""
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; name a file inside it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the directory {parent.as_posix()!r} does not exist (or is a file); "
+            "create it or give a path in an existing directory")
+    return text
+
+
+def existing_file(text: str) -> str:
+    """argparse type of a file read (and rewritten) in place, such as ``--readme``."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file; give an existing file, "
+                                         "e.g. README.md")
+    return text
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of a timeout: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds > 0")
+    return value
 
 
 def relative_paths(value: Any) -> Any:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 import numpy as np
-from _common import machine_info, machine_markdown, publish
+from _common import machine_info, machine_markdown, output_file, publish
 
 import pebbles
 from pebbles.cli import count, positive
@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lorenz-grid", type=count, default=0, metavar="G",
                    help="also run the Lorenz Figure 3 map on G x G points (paper: 201)")
     p.add_argument("--lorenz-steps", type=positive, default=10_000, metavar="N")
-    p.add_argument("--json", default=None, metavar="OUT")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT")
     p.add_argument("--allow-simulator", action="store_true",
                    help=f"run under the CUDA simulator (size^2 x steps <= {SIMULATOR_LIMIT})")
     return p

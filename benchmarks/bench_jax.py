@@ -61,7 +61,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, json_record, machine_info, machine_markdown, write_results
+from _common import (
+    ROOT,
+    json_record,
+    machine_info,
+    machine_markdown,
+    output_file,
+    positive_seconds,
+    write_results,
+)
 from bench_pml import peak_rss_mb, reset_peak_rss, rss_mb
 
 from pebbles.cli import positive
@@ -401,8 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--budgets", type=positive, nargs="+", default=[10, 20, 40])
     p.add_argument("--repeat", type=positive, default=3, help="timed runs (best kept)")
     p.add_argument("--no-model", action="store_true", help="skip the step model")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
-    p.add_argument("--json", default=None, metavar="OUT")
+    p.add_argument("--timeout", type=positive_seconds, default=900.0, help="seconds per subprocess")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one is not None:

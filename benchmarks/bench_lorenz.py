@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import best_of, machine_info, machine_markdown, publish
+from _common import best_of, machine_info, machine_markdown, output_file, publish
 from numba import njit
 
 import pebbles
@@ -483,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeat", type=positive, default=None, help="R (default 20; 3 with --quick)")
     p.add_argument("--quick", action="store_true", help="small n and few repeats")
     p.add_argument("--no-jax", action="store_true", help="skip JAX (rows say missing)")
-    p.add_argument("--json", default=None, metavar="OUT")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT")
     args = p.parse_args(argv)
     n = args.steps if args.steps is not None else 2000 if args.quick else lz.DEFAULT_STEPS
     repeat = args.repeat if args.repeat is not None else 3 if args.quick else 20

@@ -41,6 +41,7 @@ from _common import (
     import_peer,
     machine_info,
     machine_markdown,
+    output_file,
     package_version,
     publish,
     run_child,
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="n = 10^5 only, 2 repeats")
     p.add_argument("--repeats", type=positive, default=None,
                    help="timing repeats, best kept (default 3, 2 with --quick)")
-    p.add_argument("--json", default=None, metavar="OUT",
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT",
                    help="write the result as JSON to OUT (default: no file)")
     args = p.parse_args(argv)
     sizes = [10**5] if args.quick else [10**5, 10**6]

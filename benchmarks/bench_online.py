@@ -25,7 +25,7 @@ import argparse
 import time
 from collections.abc import Sequence
 
-from _common import machine_info, machine_markdown, package_version, publish
+from _common import machine_info, machine_markdown, output_file, package_version, publish
 from bench_schedules import equinox_count, ours_forward_steps
 
 import pebbles
@@ -103,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="run equinox up to this n (default 10^5, 10^3 with --quick)")
     p.add_argument("--check-max", type=count, default=10**4, metavar="N",
                    help="check streams with the simulator up to this n")
-    p.add_argument("--json", default=None, metavar="OUT", help="write the records as JSON")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT",
+                   help="write the records as JSON")
     args = p.parse_args(argv)
     eq_max = args.equinox_max if args.equinox_max is not None else (
         10**3 if args.quick else 10**5)

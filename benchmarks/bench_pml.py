@@ -76,7 +76,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import best_of, machine_info, machine_markdown, publish
+from _common import (
+    best_of,
+    machine_info,
+    machine_markdown,
+    output_file,
+    positive_seconds,
+    publish,
+)
 
 import pebbles
 from pebbles.cli import at_least, positive
@@ -701,10 +708,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    default=[(150, 1000), (1000, 100)], metavar="SIZExSTEPS")
     p.add_argument("--loaded-pebbles", type=positive, default=20)
     p.add_argument("--loaded-rounds", type=positive, default=3)
-    p.add_argument("--loaded-timeout", type=float, default=300.0,
+    p.add_argument("--loaded-timeout", type=positive_seconds, default=300.0,
                    help="seconds one run may take (the busy loop ends 5 s after)")
     p.add_argument("--no-kernels", action="store_true", help="skip the step-kernel timings")
-    p.add_argument("--json", default=None, metavar="OUT")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # one fig5 run (internal)
     p.add_argument("--one-gradient", default=None, help=argparse.SUPPRESS)  # (internal)
     args = p.parse_args(argv)

@@ -40,7 +40,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import machine_info, machine_markdown, publish, run_child
+from _common import machine_info, machine_markdown, output_file, publish, run_child
 
 from pebbles.cli import at_least, positive
 
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=positive, default=3,
                    help="interleaved rounds; a configuration's time is its median")
     p.add_argument("--disk-dir", default=None)
-    p.add_argument("--json", default=None, metavar="OUT",
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT",
                    help="write the result as JSON to OUT (default: no file)")
     args = p.parse_args(argv)
     if args.disk_dir is not None and not Path(args.disk_dir).is_dir():

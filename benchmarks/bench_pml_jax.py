@@ -43,7 +43,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import json_record, machine_info, machine_markdown, publish
+from _common import (
+    json_record,
+    machine_info,
+    machine_markdown,
+    output_file,
+    positive_seconds,
+    publish,
+)
 from bench_pml import peak_rss_mb, reset_peak_rss, rss_mb, run_one
 
 from pebbles.cli import positive
@@ -229,9 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=positive, default=200)
     p.add_argument("--steps", type=positive, default=2000)
-    p.add_argument("--timeout", type=float, default=1200.0, help="seconds per configuration")
+    p.add_argument("--timeout", type=positive_seconds, default=1200.0,
+                   help="seconds per configuration")
     p.add_argument("--no-jax", action="store_true", help="report the JAX rows as missing")
-    p.add_argument("--json", default=None, metavar="OUT")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # one configuration
     args = p.parse_args(argv)
     if args.one is not None:

@@ -12,10 +12,11 @@ peak number of live states (a count of 3-float64 states):
   Numba executor ``replay_lorenz`` (schedules encoded and lowered before timing).
 
 It also fits the exact step counts of the schedules (pebbles' closed forms, no run) for
-n = 10^2 ... 10^6. Exponents are least-squares slopes of log(y) against log(n); the
-paper's Table 1 (paper notes section 1, in ``paper_values.json``) is printed next to them:
-log factors show up as small positive slopes over a finite range. Fits use n >= 10^3
-where that leaves two points (fixed per-call overheads dominate below).
+n = 10^2 ... 10^6 (in both modes: they cost nothing), or for the ``--sizes`` given.
+Exponents are least-squares slopes of log(y) against log(n); the paper's Table 1 (paper
+notes section 1, in ``paper_values.json``) is printed next to them: log factors show up
+as small positive slopes over a finite range. Fits use n >= 10^3 where that leaves two
+points (fixed per-call overheads dominate below).
 
 Usage: python benchmarks/bench_scaling.py [--quick] [--repeats 3] [--json OUT]
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import best_of, machine_info, machine_markdown, publish
+from _common import best_of, machine_info, machine_markdown, output_file, publish
 
 import pebbles
 from pebbles.cli import positive
@@ -161,14 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="n <= 10^5, Bennett n <= 10^3")
     p.add_argument("--repeats", type=positive, default=3, help="timing repeats (best kept)")
     p.add_argument("--sizes", type=positive, nargs="+", default=None, metavar="N",
-                   help="n values (default 10^2..10^6, 10^2..10^5 with --quick)")
-    p.add_argument("--json", default=None, metavar="OUT")
+                   help="n values of the timings and the step counts (default "
+                   "10^2..10^6; timings n <= 10^5 with --quick)")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT")
     args = p.parse_args(argv)
     sizes = args.sizes or [10**k for k in range(2, 6 if args.quick else 7)]
     bennett_max = 1000 if args.quick else 10_000
     paper = json.loads(PAPER.read_text()) if PAPER.exists() else {}
     records = measure(sizes, bennett_max, args.repeats)
-    records += count_records([10**k for k in range(2, 7)])
+    records += count_records(args.sizes or [10**k for k in range(2, 7)])
     result = {"sizes": sizes, "t_end": T_END, "records": records,
               "fits": fits(records, paper), "machine": machine_info(("numpy", "numba"))}
     md = markdown(result)

@@ -44,7 +44,15 @@ import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from _common import best_of, import_peer, machine_info, machine_markdown, package_version, publish
+from _common import (
+    best_of,
+    import_peer,
+    machine_info,
+    machine_markdown,
+    output_file,
+    package_version,
+    publish,
+)
 
 import pebbles
 from pebbles.cli import positive
@@ -300,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="n values (default 10^3..10^6, 10^3..10^5 with --quick)")
     p.add_argument("--pebbles", type=positive, nargs="+", default=[10, 20], metavar="S",
                    help="budgets (default 10 20)")
-    p.add_argument("--json", default=None, metavar="OUT", help="write the records as JSON")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT",
+                   help="write the records as JSON")
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full"
     sizes = args.sizes or ([10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6])

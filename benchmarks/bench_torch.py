@@ -68,7 +68,7 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import best_of, machine_info, machine_markdown, write_results  # noqa: E402
+from _common import best_of, machine_info, machine_markdown, output_file, write_results  # noqa: E402
 from torch.utils.checkpoint import checkpoint_sequential as torch_sequential  # noqa: E402
 
 import pebbles  # noqa: E402
@@ -409,7 +409,7 @@ def parse(doc: str, argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=positive, default=None,
                     help="timing passes, best kept (default 3, 2 with --quick)")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", type=output_file, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     args.batch = 1024 if args.quick else 2048

@@ -33,7 +33,15 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from _common import best_of, import_peer, machine_info, machine_markdown, package_version, publish
+from _common import (
+    best_of,
+    import_peer,
+    machine_info,
+    machine_markdown,
+    output_file,
+    package_version,
+    publish,
+)
 
 import pebbles
 from pebbles import Move, MoveKind
@@ -208,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=positive, default=3, help="timing repeats (best is kept)")
     p.add_argument("--peer-sizes", type=positive, nargs="+", default=[1000], metavar="N",
                    help="n of the peer table timings (default 1000)")
-    p.add_argument("--json", default=None, metavar="OUT", help="write the records as JSON")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT",
+                   help="write the records as JSON")
     args = p.parse_args(argv)
     res = run(args.quick, args.repeats, args.peer_sizes)
     ok = res["grid_all_no_worse"] is not False and all(o["equal"] for o in res["ours"])

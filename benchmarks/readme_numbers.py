@@ -11,11 +11,14 @@ and ``python benchmarks/report.py --check`` exits 1 when the README's numbers
 differ from what the JSON files say (tests/test_readme.py runs the same check),
 so no number in those passages is typed by hand.
 
-A block is rendered only from a full run's results: a block whose script's results are
-from a quick run (``"mode": "quick"``, ``--quick`` in the recorded command, or a
-script that ``run.json`` records as run in quick mode) or lack what the block quotes (a
-quick ``bench_pml.json`` has no ``full`` section, a quick ``bench_twolevel.json`` no
-n = 10^4 row) is skipped: its passage stays as it is, and ``skipped_blocks`` says why.
+A block is rendered only from a full run's results, and a full run is what
+``run.py --full`` runs: the command a result records must pass the script the options
+of ``run.SUITE``'s full arguments and no others (``--json``, where the file went, aside).
+A block whose script's results come from any other command (``--quick``, or sizes of
+its own such as ``bench_pml_jax.py --size 64 --steps 300``), that says ``"mode"`` other
+than ``"full"``, that ``run.json`` records as run in quick mode, or that lack what the
+block quotes (a quick ``bench_pml.json`` has no ``full`` section) is skipped: its
+passage stays as it is, and ``skipped_blocks`` says why.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BLOCKS", "missing_blocks", "render_blocks", "skipped_blocks", "stale_blocks",
-           "update_readme"]
+from run import SUITE
+
+__all__ = ["BLOCKS", "missing_blocks", "not_full", "render_blocks", "skipped_blocks",
+           "stale_blocks", "update_readme"]
 
 Results = dict[str, Any]
 _BLOCK = re.compile(r"(<!-- numbers:([a-z0-9-]+) -->\n)(.*?)(<!-- /numbers -->)", re.S)
@@ -345,13 +350,23 @@ BLOCKS: dict[str, tuple[str, Callable[[Results], str]]] = {  # name: (script, re
 }
 
 
-def _quick(d: Any) -> bool:
-    """Whether a result says it comes from a quick run."""
-    if not isinstance(d, dict):
-        return False
-    command = d.get("machine", {}).get("command", "") if isinstance(d.get("machine"),
-                                                                    dict) else ""
-    return d.get("mode") == "quick" or "--quick" in str(command).split()
+def not_full(script: str, d: Any) -> str | None:
+    """Why the results ``d`` of ``script`` are not from ``run.py --full``'s command for it,
+    or None when they are (the module's docstring gives the rule)."""
+    machine = d.get("machine") if isinstance(d, dict) else None
+    command = machine.get("command") if isinstance(machine, dict) else None
+    if not isinstance(command, str):
+        return "it records no command"
+    if d.get("mode", "full") != "full":
+        return f"its mode is {d['mode']!r}"
+    words = command.split()[2:]  # after "python SCRIPT"
+    given = [w for i, w in enumerate(words) if not w.startswith("--json=")
+             and w != "--json" and (i == 0 or words[i - 1] != "--json")]
+    full = SUITE[script][1] if script in SUITE else []
+    if given != full:
+        return (f"its command `{command}` passes {' '.join(given) or 'no options'}, where "
+                f"run.py --full passes {' '.join(full) or 'none'}")
+    return None
 
 
 def _render_all(results: Results, quick: Iterable[str] = ()) -> tuple[dict[str, str],
@@ -365,9 +380,10 @@ def _render_all(results: Results, quick: Iterable[str] = ()) -> tuple[dict[str, 
         d = results.get(script)
         if d is None:
             continue
-        if script in quick or _quick(d):
-            skipped[name] = (f"{script}.json is from a quick run; the README quotes full "
-                             f"runs only (run benchmarks/run.py --only {script})")
+        why = "run.json records it in quick mode" if script in quick else not_full(script, d)
+        if why:
+            skipped[name] = (f"{script}.json is not from a full run: {why}; the README "
+                             f"quotes full runs only (run benchmarks/run.py --only {script})")
             continue
         try:
             blocks[name] = render(results).rstrip("\n") + "\n"

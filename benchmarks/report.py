@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import readme_numbers
-from _common import ROOT
+from _common import ROOT, existing_file, output_file
 
 import pebbles
 
@@ -610,18 +610,41 @@ DEFAULT_RESULTS = HERE / "results"
 DEFAULT_README = ROOT / "README.md"
 
 
+def results_dir(text: str) -> str:
+    """argparse type of ``--results``: an existing directory (a missing one would give a
+    report of nothing but "not measured")."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory; give the directory "
+                                         "benchmarks/run.py wrote, e.g. benchmarks/results")
+    return text
+
+
+def image_file(text: str) -> str:
+    """argparse type of ``--figure5``: an image file ``visualize.save`` can write (checked
+    by ``visualize.cli.check_output``), with matplotlib installed, before any writing."""
+    from visualize.cli import check_output, matplotlib_required
+
+    try:
+        check_output(text)
+        matplotlib_required("--figure5")
+    except (ValueError, ImportError) as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("-o ")) from None
+    return text
+
+
 def _same(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--results", default=str(DEFAULT_RESULTS), help="directory of JSON files")
-    p.add_argument("--out", default=str(HERE / "REPORT.md"))
-    p.add_argument("--figure5", help="also draw Figure 5 into this image "
+    p.add_argument("--results", type=results_dir, default=str(DEFAULT_RESULTS),
+                   help="directory of JSON files")
+    p.add_argument("--out", type=output_file, default=str(HERE / "REPORT.md"))
+    p.add_argument("--figure5", type=image_file, help="also draw Figure 5 into this image "
                    "(e.g. docs/img/figure5.png)")
     readme = p.add_mutually_exclusive_group()
-    readme.add_argument("--readme", default=None,
+    readme.add_argument("--readme", type=existing_file, default=None,
                         help="README whose <!-- numbers:NAME --> passages are rendered from "
                         "the results (default: the repository's README.md when --results is "
                         "the default directory or with --check, else none)")

@@ -45,7 +45,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import command_line, tail
+from _common import command_line, existing_file, output_file, tail
 
 HERE = Path(__file__).resolve().parent
 
@@ -208,8 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", default=None, choices=sorted(SUITE), metavar="NAME",
                    help="run only these scripts (one or more); the others' run.json entries "
                    "are kept")
-    p.add_argument("--report", default=str(HERE / "REPORT.md"), help="report path")
-    p.add_argument("--readme", default=None, metavar="PATH",
+    p.add_argument("--report", type=output_file, default=str(HERE / "REPORT.md"),
+                   help="report path")
+    p.add_argument("--readme", type=existing_file, default=None, metavar="PATH",
                    help="README whose measured passages report.py rewrites (default: the "
                    "repository's README.md when --out and --report are their defaults, "
                    "else none)")
@@ -232,20 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_paths(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Resolve ``--report`` and ``--readme`` against the caller's directory (report.py runs
-    with cwd=benchmarks/) and refuse, with ``p.error``, an ``--out`` that is a file, a
-    report whose directory does not exist or a README that is not a file."""
+    """Refuse, with ``p.error``, an ``--out`` that is a file (``--report`` and ``--readme``
+    were checked by their types), then resolve ``--report`` and ``--readme`` against the
+    caller's directory (report.py runs with cwd=benchmarks/)."""
     if Path(args.out).exists() and not Path(args.out).is_dir():
         p.error(f"argument --out: {args.out} is not a directory; give a results directory")
     args.report = str(Path(args.report).resolve())
-    if not Path(args.report).parent.is_dir():
-        p.error(f"argument --report: the directory of {args.report} does not exist; create "
-                "it or give a path in an existing directory")
     if args.readme is not None:
         args.readme = str(Path(args.readme).resolve())
-        if not Path(args.readme).is_file():
-            p.error(f"argument --readme: {args.readme} is not a file; give the README whose "
-                    "measured passages report.py rewrites, e.g. --readme README.md")
 
 
 def readme_args(args: argparse.Namespace, out: Path) -> list[str]:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _args import add_dpi, output, visualize
+from _args import add_dpi, output, require, visualize
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="image file; its extension picks the format (default figure5.png)")
     add_dpi(p)
     args = p.parse_args(argv)
+    require("examples/figure5.py")
     records = fig5_records(p, args.bench)
     out = output(p, args.output)
     start = time.perf_counter()

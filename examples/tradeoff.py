@@ -16,7 +16,7 @@ import argparse
 import time
 from collections.abc import Sequence
 
-from _args import add_dpi, output, visualize
+from _args import add_dpi, output, require, visualize
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="n = 10^2 and 10^4 only")
     add_dpi(p)
     args = p.parse_args(argv)
+    require("examples/tradeoff.py")
     out = output(p, args.output)
     ns = (100, 10**4) if args.quick else (100, 10**4, 10**6)
     start = time.perf_counter()

@@ -50,6 +50,10 @@ def _refused(main, argv, capsys) -> str:
     ("bench_pml_disk", ["--disk-dir", "/nonexistent/pebbles"], "argument --disk-dir"),
     ("bench_lowering", ["--repeats", "0"], "argument --repeats: '0'"),
     ("run", ["--only"], "argument --only: expected at least one"),
+    ("bench_jax", ["--timeout", "0"], "argument --timeout: '0' must be a finite number"),
+    ("bench_pml_jax", ["--timeout", "nan"], "argument --timeout: 'nan' must be a finite"),
+    ("bench_pml", ["--loaded-timeout", "-1"], "argument --loaded-timeout: '-1' must be"),
+    ("bench_jax", ["--timeout", "x"], "argument --timeout: 'x' is not a number of seconds"),
 ])
 def test_bad_values_name_the_flag(load_bench, capsys, script, argv, words) -> None:
     err = _refused(load_bench(script).main, argv, capsys)
@@ -214,3 +218,77 @@ def test_jax_lorenz_takes_its_flags_from_argparse(tmp_path) -> None:
                           cwd=tmp_path, timeout=120) for flag in ("--help", "--bogus")]
     assert run[0].returncode == 0 and "--quick" in run[0].stdout
     assert run[1].returncode == 2 and "unrecognized arguments: --bogus" in run[1].stderr
+
+
+BENCH_SCRIPTS = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
+
+
+@pytest.mark.parametrize("script", ["bench_online", "bench_lowering", "bench_pml",
+                                    "bench_pml_jax", "bench_scaling", "bench_schedules"])
+def test_json_path_is_checked_before_the_run(load_bench, capsys, tmp_path, script) -> None:
+    """A --json naming a directory, or a file under a file, is refused at once (exit 2),
+    not after the run with the results lost."""
+    (tmp_path / "afile").write_text("")
+    err = _refused(load_bench(script).main, ["--json", str(tmp_path)], capsys)
+    assert "argument --json:" in err and "is a directory" in err
+    err = _refused(load_bench(script).main, ["--json", str(tmp_path / "afile" / "x.json")],
+                   capsys)
+    assert "argument --json:" in err and "does not exist (or is a file)" in err
+
+
+def test_every_script_checks_its_json_path_with_the_shared_type() -> None:
+    for script in BENCH_SCRIPTS:
+        text = (ROOT / "benchmarks" / f"{script}.py").read_text()
+        for line in text.splitlines():
+            if 'add_argument("--json"' in line:
+                assert "type=output_file" in line, (script, line)
+
+
+def test_run_refuses_a_directory_as_its_report(load_bench, monkeypatch, tmp_path,
+                                               capsys) -> None:
+    run = load_bench("run")
+    monkeypatch.setattr(run, "run_suite", lambda *a: pytest.fail("ran before checking"))
+    err = _refused(run.main, ["--out", str(tmp_path / "o"), "--report", str(tmp_path)],
+                   capsys)
+    assert "argument --report:" in err and "is a directory" in err
+
+
+def test_command_line_records_the_json_path_from_the_root(load_bench, monkeypatch) -> None:
+    common = load_bench("_common")
+    monkeypatch.chdir(ROOT / "benchmarks" / "results")
+    got = common.command_line(["../bench_online.py", "--json", "bench_online.json"])
+    assert got == "python benchmarks/bench_online.py --json benchmarks/results/bench_online.json"
+    got = common.command_line(["../bench_online.py", "--json=x.json", "--quick"])
+    assert got == "python benchmarks/bench_online.py --json=benchmarks/results/x.json --quick"
+
+
+@pytest.mark.parametrize(("name", "draw"), [("tradeoff", "draw_tradeoff"),
+                                            ("figure5", "draw_figure5")])
+def test_figure_examples_without_matplotlib_say_what_to_install(example, monkeypatch,
+                                                                  tmp_path, capsys, name,
+                                                                  draw) -> None:
+    mod = example(name)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"fig5": {"records": [{"schedule": "treeverse S=5"}]}}))
+
+    def lacking(what: str, solvers: bool = False) -> None:
+        raise ImportError(f'{what} needs matplotlib: pip install "pebble-games[plot]"')
+
+    monkeypatch.setattr(sys.modules["_args"], "matplotlib_required", lacking)
+    monkeypatch.setattr(mod.visualize, draw, lambda *a: pytest.fail("drew without matplotlib"))
+    with pytest.raises(SystemExit) as exc:
+        mod.main([str(bench)] if name == "figure5" else ["--quick"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"examples/{name}.py needs matplotlib" in err and "pip install" in err
+    assert "Traceback" not in err
+
+
+def test_scaling_sizes_apply_to_the_count_rows(load_bench, monkeypatch) -> None:
+    scaling = load_bench("bench_scaling")
+    seen = {}
+    monkeypatch.setattr(scaling, "measure", lambda sizes, bennett_max, repeats: [])
+    monkeypatch.setattr(scaling, "publish", lambda path, result, md: seen.update(result))
+    scaling.main(["--sizes", "100", "200"])
+    assert {r["n"] for r in seen["records"]} == {100, 200}
+    assert {f["n_max"] for f in seen["fits"]} == {200}

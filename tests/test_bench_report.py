@@ -163,6 +163,7 @@ def test_report_main_writes_file(report: ModuleType, tmp_path: Path, paper: Path
     out, readme = tmp_path / "REPORT.md", tmp_path / "README.md"
     text = "x\n<!-- numbers:lorenz -->\nold 27x\n<!-- /numbers -->\ny\n"
     readme.write_text(text)
+    (tmp_path / "none").mkdir()
     assert report.main(["--results", str(tmp_path / "none"), "--out", str(out),
                         "--paper", str(paper), "--readme", str(readme)]) == 0
     assert out.read_text().startswith("# Reproduction report")
@@ -426,10 +427,9 @@ def test_quick_results_skip_readme_blocks_never_crash(report: ModuleType, tmp_pa
                         "--paper", str(paper), "--readme", str(readme)]) == 0
     err = capsys.readouterr().err
     assert readme.read_text() == BLOCKS_README
-    assert "numbers:pml skipped: bench_pml.json lacks what the block quotes" in err
-    assert "no 'full' section" in err
-    assert "numbers:two-level skipped: bench_twolevel.json is from a quick run" in err
-    assert "numbers:lowering skipped: bench_lowering.json is from a quick run" in err
+    assert "numbers:pml skipped: bench_pml.json is not from a full run" in err
+    assert "numbers:two-level skipped: bench_twolevel.json is not from a full run" in err
+    assert "numbers:lowering skipped: bench_lowering.json is not from a full run" in err
     assert "numbers:fig5" in err  # quick bench_pml.json has no fig5 section either
     assert (tmp_path / "R.md").read_text().startswith("# Reproduction report")
     assert report.main(["--results", str(results), "--check", "--readme", str(readme)]) == 1
@@ -441,6 +441,11 @@ def test_quick_results_skip_readme_blocks_never_crash(report: ModuleType, tmp_pa
     partial = {**QUICK_TWOLEVEL, "machine": MACHINE}
     blocks, skipped = numbers._render_all({"bench_twolevel": partial})
     assert blocks == {} and "no row with n = 10000" in skipped["two-level"]
+    # bench_pml from run.py --full's command but without its `full` section: still skipped
+    full_cmd = {**QUICK_PML, "machine": {**MACHINE, "command": "python benchmarks/"
+                                         "bench_pml.py --fig5 --full --loaded"}}
+    blocks, skipped = numbers._render_all({"bench_pml": full_cmd})
+    assert "pml" not in blocks and "no 'full' section" in skipped["pml"]
     # run.json's quick mode counts too, unless the file was kept from an earlier run
     (results / "run.json").write_text(json.dumps({"scripts": {
         "bench_pml": {"mode": "quick"}, "bench_lorenz": {"mode": "quick", "kept": "x"}}}))
@@ -566,3 +571,76 @@ def test_bench_online_help_keeps_its_first_paragraph(capsys) -> None:
         online.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "against the offline optimum and against equinox's checkpointed while loop." in text
+
+
+PML_JAX = {"size": 64, "n": 300, "validation": {"loss_rel_diff": 1e-9, "grad_rel_diff": 1e-6},
+           "records": [{"method": "pebbles", "seconds": 1.0, "peak_mb": 50.0}]}
+
+
+@pytest.mark.parametrize(("script", "command", "why"), [
+    ("bench_pml_jax", "python benchmarks/bench_pml_jax.py --size 64 --steps 300 --json "
+     "benchmarks/results/bench_pml_jax.json", "passes --size 64 --steps 300"),
+    ("bench_pml", "python benchmarks/bench_pml.py --size 300 --repeat 5 --fig5 --fig5-size "
+     "100 --fig5-steps 400 --fig5-rounds 1 --json x.json", "run.py --full passes --fig5"),
+    ("bench_pml_disk", "python benchmarks/bench_pml_disk.py --size 300 --steps 500 "
+     "--rounds 1", "passes --size 300"),
+    ("bench_lorenz", "python benchmarks/bench_lorenz.py --quick", "passes --quick"),
+])
+def test_results_at_other_sizes_are_not_full_runs(report: ModuleType, script, command,
+                                                  why) -> None:
+    """Results of a command other than run.py --full's (the sizes run.py --quick passes
+    to the PML scripts, which have no --quick) never reach the README."""
+    numbers = _numbers(report)
+    d = {**PML_JAX, "machine": {**MACHINE, "command": command}}
+    assert why in numbers.not_full(script, d)
+    blocks, skipped = numbers._render_all({script: d})
+    assert blocks == {} and skipped
+    assert all("is not from a full run" in v for v in skipped.values())
+    full = {**d, "machine": {**MACHINE, "command": f"python benchmarks/{script}.py "
+                             f"{' '.join(sys.modules['run'].SUITE[script][1])} --json a.json"}}
+    assert numbers.not_full(script, full) is None
+
+
+def test_quick_pml_jax_leaves_the_readme_block_alone(report: ModuleType, tmp_path: Path,
+                                                     capsys) -> None:
+    results = tmp_path / "r"
+    results.mkdir()
+    (results / "bench_pml_jax.json").write_text(json.dumps({**PML_JAX, "machine": {
+        **MACHINE, "command": "python benchmarks/bench_pml_jax.py --size 64 --steps 300"}}))
+    readme = tmp_path / "README.md"
+    readme.write_text(text := "<!-- numbers:pml-jax -->\nold\n<!-- /numbers -->\n")
+    assert report.main(["--results", str(results), "--out", str(tmp_path / "R.md"),
+                        "--readme", str(readme)]) == 0
+    assert readme.read_text() == text
+    assert "numbers:pml-jax skipped: bench_pml_jax.json is not from a full run" in (
+        capsys.readouterr().err)
+    assert report.main(["--results", str(results), "--check", "--readme", str(readme)]) == 1
+    assert "numbers:pml-jax skipped" in capsys.readouterr().out
+
+
+def test_committed_results_are_full_runs(report: ModuleType) -> None:
+    numbers = _numbers(report)
+    data, _ = report.load_results(BENCH / "results")
+    assert {k: numbers.not_full(k, d) for k, d in data.items() if d} == {
+        k: None for k, d in data.items() if d}
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--out", "nodir/r.md"], "argument --out: 'nodir/r.md': the directory 'nodir' does not"),
+    (["--out", "."], "argument --out: '.' is a directory"),
+    (["--readme", "nonexistent.md"], "argument --readme: 'nonexistent.md' is not a file"),
+    (["--readme", "nonexistent.md", "--check"], "argument --readme: 'nonexistent.md'"),
+    (["--figure5", "nodir/f.png"], "argument --figure5: 'nodir/f.png': directory 'nodir'"),
+    (["--results", "no/such/dir"], "argument --results: 'no/such/dir' is not a directory"),
+])
+def test_report_refuses_bad_paths_before_writing(report: ModuleType, tmp_path: Path,
+                                                 monkeypatch, capsys, argv, words) -> None:
+    monkeypatch.chdir(tmp_path)
+    if "--out" not in argv:
+        argv = [*argv, "--out", "R.md"]
+    with pytest.raises(SystemExit) as exc:
+        report.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written, the README untouched
