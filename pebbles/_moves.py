@@ -40,6 +40,7 @@ from numbers import Integral
 from typing import NamedTuple, NoReturn
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._errors import PebblesTypeError, PebblesValueError
 
@@ -364,7 +365,7 @@ def parse_move(text: str) -> Move:
     return _MAKERS[kind](*(int(w) for w in words[1:]))
 
 
-def encode(moves: Iterable[Move]) -> np.ndarray:
+def encode(moves: Iterable[Move] | np.ndarray) -> np.ndarray:
     """Encode a move stream as an ``int64`` array of rows ``(kind, a, b)``.
 
     The stream is consumed once, into a compact buffer (24 bytes a move). An
@@ -532,7 +533,7 @@ def as_encoded(encoded: object) -> np.ndarray:
     return arr
 
 
-def decode(encoded: np.ndarray) -> Iterator[Move]:
+def decode(encoded: ArrayLike) -> Iterator[Move]:
     """Yield the moves of an array made by :func:`encode`.
 
     Parameters

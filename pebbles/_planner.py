@@ -292,7 +292,7 @@ def plan(
     memory: int | None = None,
     state_bytes: int | None = None,
     backward_cost: float = 1.0,
-    disk_budget: int | None = None,
+    disk_budget: int | float | None = None,
     write_cost: float | None = None,
     read_cost: float | None = None,
     background_writes: bool = False,
@@ -381,7 +381,7 @@ BOUNDED_DISK_MAX_N = 2000
 BACKGROUND_MAX_N = 10**5
 
 
-def _two_level(n: int, s: int, disk_budget: int | None, write_cost: float | None,
+def _two_level(n: int, s: int, disk_budget: int | float | None, write_cost: float | None,
                read_cost: float | None, backward_cost: float,
                skipped: list[str], background: bool = False) -> list[Candidate]:
     """The two-level candidates (both games), costed at their least total time (with

@@ -38,7 +38,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -209,6 +209,9 @@ def _check_key_length(key: Key) -> None:
         f"limit on file names; pass a shorter key, e.g. key='s12'")
 
 
+_StoreT = TypeVar("_StoreT", bound="Store")  # __enter__ returns the store itself
+
+
 class Store:
     """The storage protocol: ``put``, ``get``, ``delete``, ``close``; a context manager.
 
@@ -280,7 +283,7 @@ class Store:
         with the writer: a solver may pick its thread count from this."""
         return False
 
-    def __enter__(self) -> Store:
+    def __enter__(self: _StoreT) -> _StoreT:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -387,7 +387,7 @@ def _shape_of(f: Callable, name: str, *args: Any) -> Any:
             "float()/int() of the carry") from exc
 
 
-def _traced(f: Callable, init: Any, x0: Any) -> tuple[Any, Any]:
+def _traced(f: Callable, init: Any, x0: Any) -> tuple[Any, Any] | list[Any]:
     """``jax.eval_shape`` of ``f(init, x0)``; untraceable ``f`` gives a PebblesTypeError."""
     out = _shape_of(f, "f", init, x0)
     if not isinstance(out, (tuple, list)) or len(out) != 2:

@@ -960,7 +960,7 @@ def _graph_free(ys: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return tuple(t if t.grad_fn is None else t.detach() for t in ys)
 
 
-def _in_place_hint(err: Exception) -> str:
+def _in_place_hint(err: BaseException) -> str:
     """A hint for torch's error on an in-place change of a leaf: the step's input."""
     if isinstance(err, RuntimeError) and "in-place operation" in str(err):
         return ("; runs with a graph start from a stored state as a leaf, so a step "

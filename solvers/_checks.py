@@ -35,7 +35,7 @@ def periodic_every(n: int) -> int:
     return math.isqrt(max(n - 1, 0)) + 1
 
 
-def real(value: object, name: str, what: str, example: float, *,
+def real(value: object, name: str, what: str, example: object, *,
          positive: bool = False) -> float:
     """``value`` as a float: a real number (bools refused) and finite (and ``> 0`` with
     ``positive``).

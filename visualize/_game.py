@@ -610,7 +610,7 @@ def _check_save(fig: Figure, path: Path, dpi: float) -> str:
     return fmt
 
 
-def save(fig: Figure, path: str | Path, *, dpi: float = 120) -> Path:
+def save(fig: Figure, path: str | os.PathLike[str], *, dpi: float = 120) -> Path:
     """Write a figure; the format (png, svg, pdf, ...) follows the file extension.
 
     The figure is written to a temporary file next to ``path`` and renamed, so a

@@ -153,7 +153,7 @@ def _check_points(points: Sequence[tuple[float, float]]) -> None:
 
 
 def _check_paths(points: Sequence[tuple[float, float]],
-                 trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:
+                 trajectories: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
     if not isinstance(trajectories, (list, tuple, np.ndarray)):
         raise PebblesTypeError(f"trajectories has type {type(trajectories).__name__}; it must be a "
                                f"list of (n + 1, 3) arrays (or one (points, n + 1, 3) array), "
@@ -175,7 +175,7 @@ def _check_paths(points: Sequence[tuple[float, float]],
 def draw_lorenz_figure3(sigmas: np.ndarray, rhos: np.ndarray, grid: np.ndarray, *,
                         beta: float = BETA, points: Sequence[tuple[float, float]] = POINTS,
                         n: int = 10_000,
-                        trajectories: Sequence[np.ndarray] | None = None) -> Figure:
+                        trajectories: Sequence[np.ndarray] | np.ndarray | None = None) -> Figure:
     """Paper Figure 3: (a) mean |gradient| over (sigma, rho), (b) the trajectories in 3D.
 
     Parameters

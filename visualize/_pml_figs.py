@@ -164,7 +164,7 @@ def _snapshot_panels(fig: Figure, axes: Sequence[Axes], snapshots: np.ndarray,
                  label="u (common scale, clipped at 99.5th pct.)" + note)
 
 
-def draw_pml_snapshots(snapshots: np.ndarray, times: Sequence[int], cfg: PMLConfig, *,
+def draw_pml_snapshots(snapshots: np.ndarray, times: Sequence[int] | np.ndarray, cfg: PMLConfig, *,
                        traces: np.ndarray | None = None) -> Figure:
     """Wavefield snapshots with the PML band outlined, and the shot gather.
 

@@ -182,7 +182,7 @@ def draw_tradeoff(ns: int | tuple[int, ...] = (100, 10**4, 10**6), *, paper_max_
     return fig
 
 
-def _nonempty(name: str, values: Iterable[int], example: str = "(100, 1000)"
+def _nonempty(name: str, values: int | Iterable[int], example: str = "(100, 1000)"
               ) -> tuple[int, ...]:
     """``values`` as a tuple (one int: a tuple of it); raise when there are none (the
     library checks each value)."""
@@ -198,7 +198,7 @@ def _nonempty(name: str, values: Iterable[int], example: str = "(100, 1000)"
     return out
 
 
-def draw_online_overhead(ns: tuple[int, ...], budgets: tuple[int, ...] = (10, 20, 40)
+def draw_online_overhead(ns: int | Iterable[int], budgets: int | Iterable[int] = (10, 20, 40)
                          ) -> Figure:
     """The online scheme's forward steps over the offline optimum against n.
 
