@@ -63,9 +63,12 @@ def real(value: object, name: str, what: str, example: object, *,
         raise pebbles.PebblesTypeError(
             f"{name}={value!r:.80} must be a real number, the {what}; pass e.g. "
             f"{name}={example}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float's range (10**400)
+        number = math.inf if value > 0 else -math.inf
     if not math.isfinite(number):
-        raise pebbles.PebblesValueError(f"{name}={value!r} is not finite; pass a finite "
+        raise pebbles.PebblesValueError(f"{name}={value!r:.80} is not finite; pass a finite "
                                         f"{what} such as {example}")
     if positive and not number > 0:
         raise pebbles.PebblesValueError(f"{name}={value!r} must be a finite number > 0, the "

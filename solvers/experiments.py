@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -102,6 +103,8 @@ def load_sensitivity(path: str | Path) -> SensitivityGrid:
 
     Raises
     ------
+    pebbles.PebblesTypeError
+        If ``path`` is neither a string nor an :class:`os.PathLike`.
     pebbles.PebblesValueError
         If ``path`` is no readable ``.npz`` archive (missing, truncated, corrupted),
         lacks a field, or a field breaks its rule (naming the file and the field):
@@ -109,6 +112,9 @@ def load_sensitivity(path: str | Path) -> SensitivityGrid:
         shape ``(len(sigmas), len(rhos))``, ``steps`` a whole number >= 0, ``dt``
         finite and > 0, ``beta`` finite.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise PebblesTypeError(f"path={path!r:.80} must be a str or os.PathLike, the .npz "
+                               f"file of a grid; pass e.g. path='map.npz'")
     if Path(path).is_file() and not zipfile.is_zipfile(path):  # .npy, JSON: no grid
         raise PebblesValueError(
             f"path={str(path)!r} is not an .npz grid (not a NumPy .npz archive); it must "
@@ -331,10 +337,10 @@ def snapshot_steps(times: object, n: int) -> np.ndarray:
     Raises
     ------
     pebbles.PebblesTypeError
-        If ``times`` is a string or not a sequence, or an entry is not an integer
-        (a bool, a float such as 1.7).
+        If ``n`` is not an integer, ``times`` is a string or not a sequence, or an
+        entry is not an integer (a bool, a float such as 1.7).
     pebbles.PebblesValueError
-        If it is empty or a step lies outside 1..n.
+        If ``n`` is below 1, ``times`` is empty or a step lies outside 1..n.
 
     Examples
     --------
@@ -342,6 +348,7 @@ def snapshot_steps(times: object, n: int) -> np.ndarray:
     >>> snapshot_steps([1, 50, 100], 100).tolist()
     [1, 50, 100]
     """
+    n = whole(n, 1, "n", "the number of steps, cfg.steps", 100)
     return _whole_numbers(times, "times", "step numbers", 1, (n, "cfg.steps"),
                           f"pass e.g. times=[1, {max(n // 2, 1)}, {n}]")
 

@@ -1411,11 +1411,17 @@ def check_run_time(what: str, point_steps: int, fix: str, *, threads: int = 1,
 
     Raises
     ------
+    pebbles.PebblesTypeError
+        If ``what``, ``fix`` or ``least`` is not a string, ``point_steps``, ``threads``
+        or ``rate`` not a number (``threads`` not an integer), or ``extra`` not None or
+        a pair (seconds, description).
     pebbles.PebblesValueError
         If the run is estimated at more than :data:`MAX_RUN_SECONDS`, ``point_steps`` is
-        not a finite number >= 0, ``threads`` is below 1 or ``rate`` not a finite number
-        above 0 (``PebblesTypeError`` when not a number).
+        not a finite number >= 0, ``threads`` is below 1, ``rate`` not a finite number
+        above 0 or ``extra``'s seconds not a finite number >= 0.
     """
+    _text(what, "what", "--steps 1000"), _text(fix, "fix", "use fewer --steps")
+    _text(least, "least", "(a lower bound)")
     steps = _real(point_steps, "point_steps", "count of RK4 steps (summed over the run's "
                   "points)", 1e9)
     if steps < 0:
@@ -1425,16 +1431,41 @@ def check_run_time(what: str, point_steps: int, fix: str, *, threads: int = 1,
     threads = whole(threads, 1, "threads", "the threads the run uses")
     rate = _real(rate, "rate", "point-steps a thread runs a second", POINT_STEPS_PER_SECOND,
                  positive=True)
-    more, also = extra if extra is not None else (0.0, "")
-    seconds = point_steps / (rate * threads) + more
+    more, also = _extra(extra)
+    seconds = steps / (rate * threads) + more
     if seconds > MAX_RUN_SECONDS:
-        count = f"at least {point_steps:.3g} RK4 steps {least}" if least else \
-            f"{point_steps:.3g} RK4 steps"
+        count = f"at least {steps:.3g} RK4 steps {least}" if least else \
+            f"{steps:.3g} RK4 steps"
         raise pebbles.PebblesValueError(
             f"{what} is {count}{f' and {also}' if also else ''}: at least "
             f"{_duration(seconds)} at {rate:.0e} steps a second per thread on {threads} "
             f"thread{'s' if threads > 1 else ''}, more than the {MAX_RUN_SECONDS // 60} "
             f"minutes started without asking; {fix}")
+
+
+def _text(value: object, name: str, example: str = "use fewer --steps") -> str:
+    """``value``, refused unless a string (an argument of :func:`check_run_time`)."""
+    if not isinstance(value, str):
+        raise pebbles.PebblesTypeError(
+            f"{_shown(name, value)} must be a string (words of check_run_time's message); "
+            f"pass e.g. {name}={example!r}")
+    return value
+
+
+def _extra(extra: object) -> tuple[float, str]:
+    """``extra`` of :func:`check_run_time` as (seconds, what): (0.0, "") for None."""
+    if extra is None:
+        return 0.0, ""
+    if not isinstance(extra, tuple) or len(extra) != 2:
+        raise pebbles.PebblesTypeError(
+            f"{_shown('extra', extra)} must be None or a pair (seconds, what they are "
+            f"spent on); pass e.g. extra=(60.0, 'the drawing')")
+    more = _real(extra[0], "extra[0]", "seconds of other work", 60.0)
+    if more < 0:
+        raise pebbles.PebblesValueError(
+            f"extra[0]={extra[0]!r} must be a finite number >= 0 (seconds of other work); "
+            f"pass e.g. extra=(60.0, 'the drawing')")
+    return more, _text(extra[1], "extra[1]", "the drawing")
 
 
 def _stored_states(s: pebbles.Schedule) -> int:

@@ -176,10 +176,14 @@ class ThreadChooser:
     Raises
     ------
     pebbles.PebblesTypeError
-        If ``threads`` is not an integer.
+        If ``threads``, ``probe``, ``most_probe`` or ``fault_pages`` is not an integer,
+        ``switch`` or ``margin`` not a real number, ``clock`` not callable, or
+        ``faults`` neither callable nor None.
     pebbles.PebblesValueError
         If ``threads`` is not in ``1..numba.config.NUMBA_NUM_THREADS`` (Numba refuses
-        other counts when a kernel runs).
+        other counts when a kernel runs), ``probe`` is below 1, ``most_probe`` below
+        ``probe``, ``fault_pages`` below 0, or ``switch`` or ``margin`` not a finite
+        number >= 1.
     """
 
     def __init__(self, threads: int, clock: Callable[[], float] = time.perf_counter,
@@ -187,9 +191,12 @@ class ThreadChooser:
                  margin: float = 1.25, faults: Callable[[], int] | None = None,
                  fault_pages: int = 64) -> None:
         self.choices = (_check_threads(threads), 1)
-        self.clock, self.probe, self.most_probe, self.switch = clock, probe, most_probe, switch
-        self.margin, self.fault_pages = margin, fault_pages
-        self.faults = _minor_faults if faults is None else faults
+        self.probe, self.most_probe, self.fault_pages = _chooser_counts(probe, most_probe,
+                                                                        fault_pages)
+        self.switch, self.margin = (_at_least_one(switch, "switch", 4.0),
+                                    _at_least_one(margin, "margin", 1.25))
+        self.clock = _callable(clock, "clock", "time.perf_counter")
+        self.faults = _minor_faults if faults is None else _callable(faults, "faults", "None")
         self.fresh: dict[str, bool] = {}  # did the kind's last call fault in new memory
         self.mean: dict[tuple[str, int], float] = {}
         self.best: dict[str, int] = {}
@@ -255,6 +262,36 @@ def _check_threads(threads: object) -> int:
     if value > most:
         raise PebblesValueError(f"threads={value} must be an integer from 1 to {most} "
                                 f"({what}); {fix}")
+    return value
+
+
+def _chooser_counts(probe: object, most_probe: object, fault_pages: object
+                    ) -> tuple[int, int, int]:
+    """``probe`` (>= 1), ``most_probe`` (>= ``probe``) and ``fault_pages`` (>= 0) of a
+    :class:`ThreadChooser`, checked."""
+    probe = whole(probe, 1, "probe", "calls before the other thread count is tried", 16)
+    most = whole(most_probe, probe, "most_probe", f"the most calls between two tries, at "
+                 f"least probe={probe}", max(probe, 4096))
+    pages = whole(fault_pages, 0, "fault_pages", "new pages that mark a call as faulting in "
+                  "fresh memory", 64)
+    return probe, most, pages
+
+
+def _at_least_one(value: object, name: str, example: float) -> float:
+    """``switch`` or ``margin`` of a :class:`ThreadChooser`: a finite number >= 1 (a
+    ratio of two averages; below 1 the choice would flip to the slower count)."""
+    ratio = real(value, name, "ratio of two thread counts' times", example)
+    if ratio < 1:
+        raise PebblesValueError(f"{name}={value!r} must be a finite number >= 1 (a ratio of "
+                                f"two thread counts' times); pass e.g. {name}={example}")
+    return ratio
+
+
+def _callable(value: object, name: str, example: str) -> Callable:
+    """``clock`` or ``faults`` of a :class:`ThreadChooser`, refused unless callable."""
+    if not callable(value):
+        raise PebblesTypeError(f"{_shown(name, value)} must be a function taking no "
+                               f"arguments; pass e.g. {name}={example}")
     return value
 
 
@@ -526,18 +563,20 @@ def check_stability(cfg: PMLConfig, c: np.ndarray) -> None:
     _stable_c(cfg, c)
 
 
-def _stable_c(cfg: PMLConfig, c: object) -> np.ndarray:
-    """``c`` as a float64 array after every check of :func:`check_stability`."""
+def _stable_c(cfg: PMLConfig, c: object, name: str = "c") -> np.ndarray:
+    """``c`` as a float64 array after every check of :func:`check_stability` (the
+    messages call it ``name``)."""
     _check_cfg(cfg)
-    c = reals(c, "c", f"the squared velocity on the grid, shape {cfg.shape}",
+    c = reals(c, name, f"the squared velocity on the grid, shape {cfg.shape}",
               "solvers.pml.uniform_model(cfg)")
     if c.shape != cfg.shape:
         raise PebblesValueError(
-            f"c has shape {c.shape}; expected {cfg.shape} = (nx+2, ny+2), the squared "
+            f"{name} has shape {c.shape}; expected {cfg.shape} = (nx+2, ny+2), the squared "
             f"velocity on every cell; pass an array of that shape, e.g. "
-            f"solvers.pml.uniform_model(cfg)")
+            f"{name}=solvers.pml.uniform_model(cfg)")
     if not np.all(np.isfinite(c)) or c.min() < 0:
-        raise UnstableError("c (the squared velocity) must be finite and >= 0 on every cell")
+        raise UnstableError(f"{name} (the squared velocity) must be finite and >= 0 on every "
+                            f"cell")
     h, dt = cfg.spacing, cfg.dt
     vmax = math.sqrt(float(c.max()))
     courant = vmax * dt * math.sqrt(2.0) / h
@@ -1015,8 +1054,11 @@ def forward(cfg: PMLConfig, c: np.ndarray, s0: np.ndarray | None = None,
 
 def record(cfg: PMLConfig, c_true: np.ndarray | None = None,
            source: np.ndarray | None = None) -> np.ndarray:
-    """The recording ``u_true`` at the detectors in the true model (default :func:`true_model`)."""
-    return forward(cfg, true_model(_check_cfg(cfg)) if c_true is None else c_true, source=source)[1]
+    """The recording ``u_true`` at the detectors in the true model (default :func:`true_model`).
+
+    ``c_true`` is checked as :func:`forward`'s ``c`` (messages name it ``c_true``)."""
+    c = true_model(_check_cfg(cfg)) if c_true is None else _stable_c(cfg, c_true, "c_true")
+    return forward(cfg, c, source=source)[1]
 
 
 def _check_observed(cfg: PMLConfig, observed: object) -> np.ndarray:
@@ -1203,6 +1245,12 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
 
     Raises
     ------
+    pebbles.PebblesTypeError
+        If ``method`` is not a string, ``n`` not an integer, ``budget``, ``pebbles``,
+        ``k``, ``every``, ``delta`` or ``period`` neither an integer nor None,
+        ``disk_budget`` neither an integer, ``math.inf`` nor None,
+        ``write_cost`` or ``read_cost`` neither a real number nor None, or ``inplace``
+        or ``background_writes`` not True or False.
     pebbles.PebblesValueError
         If ``method`` is not in :data:`METHODS`, an option it needs is missing,
         or one it does not take is given (each named as its keyword argument).
@@ -1217,10 +1265,40 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
     (('inplace', False), ('period', 25))
     """
     inplace = boolean(inplace, "inplace")  # bool() below would read "no" as True
+    background_writes = boolean(background_writes, "background_writes")
+    _check_kinds(method, n=n, budget=budget, pebbles=pebbles, k=k, every=every, delta=delta,
+                 period=period, write_cost=write_cost, read_cost=read_cost)
     return _registry_schedule(method, n, budget=budget, old=pebbles, inplace=inplace, k=k,
                               every=every, delta=delta, period=period,
                               disk_budget=disk_budget, write_cost=write_cost,
                               read_cost=read_cost, background_writes=background_writes)
+
+
+#: The real-valued options of :func:`schedule` (the others are integers).
+_REAL_OPTIONS = ("write_cost", "read_cost")
+
+
+def _check_kinds(method: object, **values: object) -> None:
+    """Refuse a ``method`` that is no string, and a value of :func:`schedule` (given, not
+    None) of the wrong type: an integer (a bool is none), or a real number for
+    :data:`_REAL_OPTIONS`. Ranges are the registry's to check, after a value a method
+    does not take is refused as such."""
+    if not isinstance(method, str):
+        raise PebblesTypeError(f"{_shown('method', method)} must be a string, one of "
+                               f"{', '.join(METHODS)}; pass e.g. method='treeverse'")
+    for key, value in values.items():
+        if value is None or isinstance(value, (bool, np.bool_)):
+            wrong = key == "n" or value is not None
+        elif key in _REAL_OPTIONS:
+            wrong = not isinstance(value, (int, float, np.integer, np.floating))
+        else:
+            wrong = not isinstance(value, (int, np.integer))
+        if wrong:
+            kind, example = ("a real number", 2.0) if key in _REAL_OPTIONS else \
+                ("an integer", 10)
+            raise PebblesTypeError(f"{_shown(key, value)} must be {kind}"
+                                   f"{'' if key == 'n' else ' or None'}; pass e.g. "
+                                   f"{key}={example}")
 
 
 #: The options the two-level methods need: (command-line wording, keyword wording).

@@ -370,3 +370,115 @@ def test_lorenz_adjoint_overflow_suggests_reloads_first(capsys):
     assert lz.main(["gradient", "--method", "adjoint", "--steps", "2000", "--every", "1000",
                     "--json"]) == 2
     assert "pass a smaller --every (e.g. --every 250)" in capsys.readouterr().err
+
+
+# -- argument checks: each argument named, its rule and a fix ------------------------------
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(extra="abc"), pebbles.PebblesTypeError, r"^extra='abc' must be None or a pair"),
+    (dict(extra=()), pebbles.PebblesTypeError, r"^extra=\(\) must be None or a pair"),
+    (dict(extra=3), pebbles.PebblesTypeError, r"^extra=3 must be None or a pair"),
+    (dict(extra=(1.0, 3)), pebbles.PebblesTypeError, r"^extra\[1\]=3 must be a string"),
+    (dict(extra=("1", "a")), pebbles.PebblesTypeError, r"^extra\[0\]='1' must be a real"),
+    (dict(extra=(-1.0, "a")), pebbles.PebblesValueError, r"^extra\[0\]=-1\.0 must be .*>= 0"),
+    (dict(fix=None), pebbles.PebblesTypeError, r"^fix=None must be a string"),
+    (dict(least=3), pebbles.PebblesTypeError, r"^least=3 must be a string"),
+    (dict(what=[]), pebbles.PebblesTypeError, r"^what=\[\] must be a string"),
+    (dict(point_steps=10**400), pebbles.PebblesValueError, r"^point_steps=1000.* not finite"),
+])
+def test_check_run_time_checks_each_argument_by_name(kw, error, match):
+    args = {"what": "x", "point_steps": 10, "fix": "fix", **kw}
+    with pytest.raises(error, match=match):
+        lz.check_run_time(args.pop("what"), args.pop("point_steps"), args.pop("fix"), **args)
+
+
+def test_check_run_time_counts_extra_seconds_and_takes_numpy_numbers():
+    lz.check_run_time("x", np.int64(10), "fix", extra=(np.float64(1.0), "drawing"))
+    with pytest.raises(pebbles.PebblesValueError, match=r"^x is 10 RK4 steps and drawing"):
+        lz.check_run_time("x", 10, "fix", extra=(1e9, "drawing"))
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(probe=None), pebbles.PebblesTypeError, r"^probe=None must be an integer"),
+    (dict(probe=2.5), pebbles.PebblesTypeError, r"^probe=2\.5 must be an integer"),
+    (dict(probe=0), pebbles.PebblesValueError, r"^probe=0 must be an integer >= 1"),
+    (dict(probe=8, most_probe=4), pebbles.PebblesValueError, r"^most_probe=4 must be .*>= 8"),
+    (dict(most_probe="x"), pebbles.PebblesTypeError, r"^most_probe='x' must be an integer"),
+    (dict(fault_pages=-1), pebbles.PebblesValueError, r"^fault_pages=-1 must be .*>= 0"),
+    (dict(fault_pages=object()), pebbles.PebblesTypeError, r"^fault_pages=<object"),
+    (dict(switch=math.nan), pebbles.PebblesValueError, r"^switch=nan is not finite"),
+    (dict(switch=0.5), pebbles.PebblesValueError, r"^switch=0\.5 must be a finite number >= 1"),
+    (dict(margin="2"), pebbles.PebblesTypeError, r"^margin='2' must be a real number"),
+    (dict(margin=-1), pebbles.PebblesValueError, r"^margin=-1 must be a finite number >= 1"),
+    (dict(clock=None), pebbles.PebblesTypeError, r"^clock=None must be a function"),
+    (dict(faults=3), pebbles.PebblesTypeError, r"^faults=3 must be a function"),
+])
+def test_thread_chooser_checks_its_settings(kw, error, match):
+    with pytest.raises(error, match=match):
+        pml.ThreadChooser(1, **kw)
+
+
+def test_thread_chooser_takes_numpy_settings_and_no_faults_counter():
+    chooser = pml.ThreadChooser(1, probe=np.int64(2), most_probe=np.int32(2),
+                                switch=np.float32(1.0), margin=1, faults=None, fault_pages=0)
+    assert (chooser.probe, chooser.most_probe, chooser.switch, chooser.fault_pages) == \
+        (2, 2, 1.0, 0)
+
+
+def test_record_names_c_true(small):
+    cfg = small[0]
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^c_true='x' must hold real numbers"):
+        pml.record(cfg, c_true="x")
+    with pytest.raises(pebbles.PebblesValueError, match=r"^c_true has shape \(3, 3\)"):
+        pml.record(cfg, c_true=np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("args, kw, error, match", [
+    (("treeverse", 10), dict(background_writes=None), pebbles.PebblesTypeError,
+     r"^background_writes=None must be True or False"),
+    (("treeverse", 10), dict(k="x"), pebbles.PebblesTypeError, r"^k='x' must be an integer"),
+    (("treeverse", 10), dict(every=2.5), pebbles.PebblesTypeError, r"^every=2\.5 must be an "),
+    (("treeverse-paper", 10), dict(delta="3"), pebbles.PebblesTypeError, r"^delta='3' must"),
+    (("periodic-disk", 10), dict(period=[]), pebbles.PebblesTypeError, r"^period=\[\] must"),
+    (("two-level", 10), dict(disk_budget=True, write_cost=1, read_cost=1),
+     pebbles.PebblesTypeError, r"^disk_budget=True"),
+    (("two-level", 10), dict(write_cost="1", read_cost=1.0), pebbles.PebblesTypeError,
+     r"^write_cost='1' must be a real number or None"),
+    (("treeverse", 10), dict(pebbles="3"), pebbles.PebblesTypeError, r"^pebbles='3' must"),
+    ((None, 10), {}, pebbles.PebblesTypeError, r"^method=None must be a string"),
+    ((3, 10), {}, pebbles.PebblesTypeError, r"^method=3 must be a string"),
+    (("periodic", None), {}, pebbles.PebblesTypeError, r"^n=None must be an integer;"),
+    (("treeverse", 10), dict(k=3), pebbles.PebblesValueError, r"^k=3 is not an option"),
+])
+def test_pml_schedule_checks_types_before_options(args, kw, error, match):
+    with pytest.raises(error, match=match):
+        pml.schedule(*args, **kw)
+
+
+def test_pml_schedule_takes_numpy_numbers():
+    s = pml.schedule("two-level", np.int64(10), budget=np.int32(3),
+                     write_cost=np.float32(2.0), read_cost=1, background_writes=np.bool_(True))
+    assert (s.method, s.n, s.budget) == ("two-level", 10, 3)
+
+
+@pytest.mark.parametrize("n, error, match", [
+    (None, pebbles.PebblesTypeError, r"^n=None must be an integer"),
+    (math.inf, pebbles.PebblesTypeError, r"^n=inf must be an integer"),
+    (True, pebbles.PebblesTypeError, r"^n=True must be an integer"),
+    (0, pebbles.PebblesValueError, r"^n=0 must be an integer >= 1"),
+])
+def test_snapshot_steps_checks_n_first(n, error, match):
+    with pytest.raises(error, match=match):
+        ex.snapshot_steps([1], n)
+    assert ex.snapshot_steps([1, 3], np.int64(3)).tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("path", [None, 3, b"map.npz"])
+def test_load_sensitivity_checks_the_path_type(path):
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^path=.* must be a str or os\.PathLike"):
+        ex.load_sensitivity(path)
+
+
+def test_pml_schedule_takes_an_unbounded_disk_as_inf():
+    s = pml.schedule("two-level", 100, budget=4, disk_budget=math.inf, write_cost=2,
+                     read_cost=1)
+    assert s == pml.schedule("two-level", 100, budget=4, write_cost=2, read_cost=1)

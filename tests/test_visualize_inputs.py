@@ -178,3 +178,25 @@ def test_saving_inside_a_file_says_the_parent_is_a_file(tmp_path):
     (tmp_path / "a.png").write_text("")
     with pytest.raises(pebbles.PebblesValueError, match=r"is inside '.*a\.png', which is a file"):
         visualize.save(fig, tmp_path / "a.png" / "x.png")
+
+
+@pytest.mark.parametrize("traced", [None, pebbles.schedule("treeverse", 5, budget=2), "x"])
+def test_fingerprint_array_wants_trace_rows(traced):
+    with pytest.raises(pebbles.PebblesTypeError,
+                       match=r"^traced=.* must be the rows of a schedule; pass "
+                             r"traced=visualize\.trace_rows\(moves, n\)"):
+        visualize.fingerprint_array(traced)
+
+
+@pytest.mark.parametrize("model", [None, 1, "no"])
+def test_figure5_model_must_be_a_bool(model):
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^model=.* must be True or False"):
+        visualize.draw_figure5(RECORDS, model=model)
+    assert len(visualize.draw_figure5(RECORDS, model=np.bool_(False)).axes) == 1
+
+
+@pytest.mark.parametrize("records, match", [(None, "got NoneType"), (3, "got int"),
+                                            ([RECORDS[0], 3], "record 1 is a int")])
+def test_figure5_records_of_the_wrong_type_are_a_type_error(records, match):
+    with pytest.raises(pebbles.PebblesTypeError, match=rf"^records must be .*{match}"):
+        visualize.draw_figure5(records)

@@ -25,7 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from pebbles import PebblesValueError
+from pebbles import PebblesTypeError, PebblesValueError
 
 from ._game import _new_figure, check_title
 
@@ -39,12 +39,17 @@ _FIX = "records come from `python benchmarks/bench_pml.py --fig5 --json OUT`"
 
 
 def _checked(records: Iterable[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
+    # not iterable at all (None, 3): a type error; a str or dict is iterable, of the
+    # wrong items (characters, keys): a value error
+    error = PebblesValueError if isinstance(records, Iterable) else PebblesTypeError
     if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
-        raise PebblesValueError(f"{where} must be a sequence of dicts (one a run), got "
-                                f"{type(records).__name__}; {_FIX}")
+        raise error(f"{where} must be a sequence of dicts (one a run), got "
+                    f"{type(records).__name__}; {_FIX}")
     records = list(records)  # once: a generator is read a single time
-    if not all(isinstance(r, Mapping) for r in records):
-        raise PebblesValueError(f"{where} must be a sequence of dicts (one a run); {_FIX}")
+    bad = next((i for i, r in enumerate(records) if not isinstance(r, Mapping)), None)
+    if bad is not None:
+        raise PebblesTypeError(f"{where} must be a sequence of dicts (one a run); record "
+                               f"{bad} is a {type(records[bad]).__name__}; {_FIX}")
     records = [dict(r) for r in records]
     if not records:
         raise PebblesValueError(f"{where} is empty; a Figure 5 needs at least one record; "
@@ -153,8 +158,11 @@ def draw_figure5(records: Iterable[Mapping[str, Any]], *, model: bool = True,
 
     Raises
     ------
+    PebblesTypeError
+        If ``records`` is not iterable (None, a number), an item is not a dict, or
+        ``model`` is not True or False.
     PebblesValueError
-        If ``records`` is not a non-empty sequence of dicts, a record lacks
+        If ``records`` is a string or a single dict, or empty, a record lacks
         ``schedule``, ``seconds`` or ``peak_states``, or a value drawn on a log axis
         is not a finite number > 0.
 
@@ -171,6 +179,9 @@ def draw_figure5(records: Iterable[Mapping[str, Any]], *, model: bool = True,
     >>> plt.close(fig)
     """
     check_title(title)
+    if not isinstance(model, (bool, np.bool_)):
+        raise PebblesTypeError(f"model={model!r:.60} must be True or False (draw the step-count "
+                               f"model); pass model=True or model=False")
     records = _checked(records, "records")
     families = fig5_families(records)
     # RSS differences can be <= 0 on tiny runs: then no MB panel, as without peak_mb

@@ -17,7 +17,7 @@ from itertools import pairwise
 import numpy as np
 
 import pebbles
-from pebbles import Game, Move, MoveKind, PebblesValueError
+from pebbles import Game, Move, MoveKind, PebblesTypeError, PebblesValueError
 
 __all__ = ["CODES", "MAX_CELLS", "MAX_FINGERPRINT", "MAX_ROWS", "MAX_TRACE", "Row", "Traced",
            "check_fingerprint", "fingerprint_array", "trace_fingerprint", "trace_rows"]
@@ -260,6 +260,11 @@ def fingerprint_array(traced: Traced) -> np.ndarray:
     numpy.ndarray
         ``uint8`` array of shape ``(len(traced.rows), traced.n + 1)``.
 
+    Raises
+    ------
+    pebbles.PebblesTypeError
+        If ``traced`` is not a :class:`Traced` (the moves themselves, say).
+
     Examples
     --------
     >>> import pebbles, visualize
@@ -269,6 +274,10 @@ def fingerprint_array(traced: Traced) -> np.ndarray:
     >>> bool(img[-1, 0] == visualize.CODES["painted"])  # the last row paints cell 0
     True
     """
+    if not isinstance(traced, Traced):
+        raise PebblesTypeError(
+            f"traced={traced!r:.60} (of type {type(traced).__name__}) must be the rows of a "
+            f"schedule; pass traced=visualize.trace_rows(moves, n)")
     img = np.zeros((len(traced.rows), traced.n + 1), dtype=np.uint8)
     for r, row in enumerate(traced.rows):
         if traced.game is not Game.REVERSIBLE:
