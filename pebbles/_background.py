@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
-from ._moves import Move, MoveKind
+from ._moves import Move, MoveKind, iter_moves
 from ._twolevel import _check_args, _check_cost, two_level
 from ._validation import check_int
 
@@ -57,6 +57,14 @@ def background_time(moves: Iterable[Move], *, write_cost: float, read_cost: floa
     queue : int
         States the writer holds at most, the one being written included.
 
+    Raises
+    ------
+    PebblesTypeError
+        If ``moves`` is a str, a dict or not iterable, or a cost or ``queue`` is not a
+        number.
+    PebblesValueError
+        If a cost is negative or not finite, or ``queue < 1``.
+
     Examples
     --------
     Five steps, ``s_1`` and ``s_3`` stored on the way: writes of 2 steps hide behind
@@ -72,7 +80,7 @@ def background_time(moves: Iterable[Move], *, write_cost: float, read_cost: floa
     """
     clock = BackgroundClock(write_cost=write_cost, read_cost=read_cost,
                             backward_cost=backward_cost, queue=queue)
-    deque(clock.timed(moves), maxlen=0)
+    deque(clock.timed(iter_moves(moves)), maxlen=0)
     return clock.time
 
 

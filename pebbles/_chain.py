@@ -819,10 +819,18 @@ def _check_memory(costs: object, memory: object, levels: object,
     least, need = _needs(costs)
     if memory >= least:  # below need, the programme is tried (_solve says if it fails)
         return memory, levels, tape
+    raise _cannot_finish(costs, memory, least, need)
+
+
+def _cannot_finish(costs: ChainCosts, memory: float, least: float,
+                   need: float) -> PebblesValueError:
+    """The error of a ``memory`` below ``least``, what some step holds alone (no schedule
+    finishes): :func:`hetero_optimal`'s, and :func:`hetero_brute_force`'s (a negative
+    one)."""
     holds = (f"some step holds its input and output at once"
              f"{'' if costs.graph is None else ' (and its graph, in its backward step)'}"
              f"{'' if _held(costs) is None else ' with the gradients the backward steps hold'}")
-    raise PebblesValueError(
+    return PebblesValueError(
         f"memory={_fmt(memory)} bytes cannot finish the chain of n={costs.n} steps: "
         f"{holds} ({_fmt(least)} bytes); pass memory >= {_fmt(need)} "
         f"(hetero_min_memory(costs), with which the dynamic programme always finishes)")
@@ -1017,7 +1025,8 @@ def hetero_brute_force(costs: ChainCosts, memory: float) -> float | None:
     PebblesTypeError
         If ``costs`` is not a :class:`pebbles.ChainCosts` or ``memory`` not a number.
     PebblesValueError
-        If ``memory`` is NaN, or ``n`` is above 12 (8 where a
+        If ``memory`` is NaN or negative (as :func:`hetero_time` refuses it), or ``n``
+        is above 12 (8 where a
         graph may be kept), which would take minutes or more.
 
     Examples
@@ -1056,6 +1065,8 @@ def _check_brute(costs: object, memory: object) -> float:
     """:func:`_check_chain`, and ``n`` at most :data:`_BRUTE_MAX_N` (kept graphs:
     :data:`_BRUTE_MAX_N_KEPT`); ``memory`` as a float."""
     memory = _check_chain(costs, memory)
+    if memory < 0:  # refused as hetero_time refuses it: None would say "no schedule fits"
+        raise _cannot_finish(costs, memory, *_needs(costs))
     kept = _graph(costs) is not None
     most = _BRUTE_MAX_N_KEPT if kept else _BRUTE_MAX_N
     if costs.n > most:

@@ -33,7 +33,7 @@ with rows ``(kind, a, b)``; compiled executors replay it without Python objects.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from enum import Enum, IntEnum
 from itertools import islice
 from numbers import Integral
@@ -251,7 +251,7 @@ def format_move(m: Move) -> str:
     >>> format_move(Move(MoveKind.FORWARD, 0))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    pebbles.PebblesValueError: Move(kind=<MoveKind.FORWARD: 5>, a=0, b=-1) has no ...
+    pebbles.PebblesValueError: m=Move(kind=<MoveKind.FORWARD: 5>, a=0, b=-1) has no ...
     """
     kind = _kind_of(m)
     a, b = _cells_of(m, kind)
@@ -273,8 +273,9 @@ def _cells_of(m: Move, kind: MoveKind) -> tuple[object, object]:
     except IndexError:
         example = "forward 0 1" if forward else f"{_NAMES[kind]} 1"
         raise PebblesValueError(
-            f"{m!r} is not a move: a {_NAMES[kind]} move needs {'i and j' if forward else 'a cell'}"
-            f" after its kind, e.g. the move {example!r}") from None
+            f"m={m!r} is not a move: a {_NAMES[kind]} move needs "
+            f"{'i and j' if forward else 'a cell'} after its kind, e.g. the move "
+            f"{example!r}") from None
 
 
 def _kind_of(m: object) -> MoveKind:
@@ -287,12 +288,12 @@ def _kind_of(m: object) -> MoveKind:
     except (TypeError, IndexError, KeyError):
         kind = None
     if not isinstance(kind, Integral) or isinstance(kind, bool):
-        raise PebblesTypeError(f"{m!r:.60} is not a move: its kind must be an integer, one "
+        raise PebblesTypeError(f"m={m!r:.60} is not a move: its kind must be an integer, one "
                                f"of {_KIND_LIST}")
     try:
         return MoveKind(kind)
     except ValueError:
-        raise PebblesValueError(f"{m!r:.60} is not a move: its kind must be one of "
+        raise PebblesValueError(f"m={m!r:.60} is not a move: its kind must be one of "
                                 f"{_KIND_LIST}") from None
 
 
@@ -309,7 +310,7 @@ def _checked(m: object, maker: object, *cells: object) -> tuple[int, ...]:
     try:
         made = maker(*cells)  # type: ignore[operator]
     except (PebblesValueError, PebblesTypeError) as err:
-        raise type(err)(f"{m!r:.80} has no text form that parse_move reads back: {err}; "
+        raise type(err)(f"m={m!r:.80} has no text form that parse_move reads back: {err}; "
                         f"build moves with pebbles.place(), pebbles.forward(i, j) etc.") from None
     return tuple(made[1:1 + len(cells)])
 
@@ -386,7 +387,7 @@ def encode(moves: Iterable[Move] | np.ndarray) -> np.ndarray:
     Raises
     ------
     PebblesTypeError
-        If ``moves`` is a string or not iterable, or a move is not three whole numbers.
+        If ``moves`` is a string, a dict or not iterable, or a move is not three whole numbers.
     PebblesValueError
         If a move names a number outside int64, or (for an array) a row's kind is no
         move kind.
@@ -401,20 +402,12 @@ def encode(moves: Iterable[Move] | np.ndarray) -> np.ndarray:
     True
     """
     if isinstance(moves, np.ndarray):
-        return as_encoded(moves)
+        return checked_encoding(moves, "moves")
     from ._registry import Schedule  # here: the registry imports this module
 
     if isinstance(moves, Schedule):  # its fast encoding, refused past the memory
         return moves.encode()
-    if isinstance(moves, (str, bytes)):
-        raise PebblesTypeError(
-            f"moves={moves!r} is a string; pass an iterable of moves such as "
-            f"[pebbles.place(1), pebbles.paint(0)] (pebbles.parse_move reads text)")
-    try:
-        stream = iter(moves)
-    except TypeError:
-        raise PebblesTypeError(f"moves={moves!r:.60} is not an iterable of moves; pass a "
-                               f"schedule or a list such as [pebbles.place(1)]") from None
+    stream = iter_moves(moves)
     parts = []
     count = 0
     while chunk := list(islice(stream, ENCODE_CHUNK)):
@@ -427,6 +420,31 @@ def encode(moves: Iterable[Move] | np.ndarray) -> np.ndarray:
             out[row:row + len(col), j] = np.frombuffer(col, dtype=np.int64)
         row += len(cols[0])
     return as_encoded(out)
+
+
+def iter_moves(moves: object) -> Iterator:
+    """``iter(moves)``, after refusing a str, bytes or dict (whose letters or keys would
+    be read as moves) and a non-iterable: the one check of the move consumers.
+
+    >>> from pebbles._moves import iter_moves
+    >>> iter_moves({})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    pebbles.PebblesTypeError: moves={} is a dict, not a stream of moves; pass an iterable ...
+    """
+    if isinstance(moves, (str, bytes, Mapping)):
+        what = "a string" if isinstance(moves, (str, bytes)) else f"a {type(moves).__name__}"
+        text = " (pebbles.parse_move reads text)" if what == "a string" else ""
+        raise PebblesTypeError(
+            f"moves={moves!r:.60} is {what}, not a stream of moves; pass an iterable of "
+            f"moves such as [pebbles.place(1), pebbles.paint(0)] or a schedule{text}")
+    try:
+        return iter(moves)  # type: ignore[call-overload]
+    except TypeError:
+        raise PebblesTypeError(
+            f"moves={moves!r:.60} is not a stream of moves: {type(moves).__name__} is not an "
+            f"iterable of moves; pass a schedule, an iterable of Move values such as "
+            f"[pebbles.place(1)] or an encoded array") from None
 
 
 #: Moves :func:`encode` takes from a stream at a time.
@@ -513,12 +531,17 @@ def as_encoded(encoded: object) -> np.ndarray:
     >>> as_encoded(np.array([[5, 0, 2], [2, 1, -1]])).dtype
     dtype('int64')
     """
+    return checked_encoding(encoded, "encoded")
+
+
+def checked_encoding(encoded: object, name: str) -> np.ndarray:
+    """:func:`as_encoded` of the argument ``name`` (its messages name it)."""
     arr = np.asarray(encoded)
     if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "iu":
         raise PebblesTypeError(
-            f"array with shape={arr.shape} and dtype={arr.dtype} is not a move "
-            f"encoding; pass an integer array of shape (m, 3) made by pebbles.encode()"
-        )
+            f"{name}={encoded!r:.60} (an array with shape={arr.shape} and dtype={arr.dtype})"
+            f" is not a move encoding; pass an integer array of shape (m, 3) made by "
+            f"pebbles.encode()")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         k = int(np.flatnonzero((arr > np.iinfo(np.int64).max).any(axis=1))[0])
         raise outside_int64(f"row {k} of the encoding, {arr[k].tolist()},")
@@ -549,7 +572,7 @@ def decode(encoded: ArrayLike) -> Iterator[Move]:
     Raises
     ------
     PebblesTypeError, PebblesValueError
-        As :func:`as_encoded`, when iteration starts (this is a generator).
+        As :func:`as_encoded`, at the call (before the first move is taken).
 
     Examples
     --------
@@ -558,7 +581,11 @@ def decode(encoded: ArrayLike) -> Iterator[Move]:
     >>> [str(m) for m in decode(np.array([[5, 0, 2], [2, 1, -1]]))]
     ['forward 0 2', 'paint 1']
     """
-    arr = as_encoded(encoded)
+    return _decoded(as_encoded(encoded))
+
+
+def _decoded(arr: np.ndarray) -> Iterator[Move]:
+    """The moves of the checked encoding ``arr``, one a row (:func:`decode`)."""
     kinds = list(MoveKind)
     for kind, a, b in arr.tolist():
         yield Move(kinds[kind], a, b)

@@ -195,16 +195,17 @@ def budget_for(memory: int, state_bytes: int) -> int:
 def _budget(budget: object, memory: object, state_bytes: object) -> tuple[int, int | None]:
     """The schedule budget and the state size (``None``: not given)."""
     size = None if state_bytes is None else check_int("state_bytes", state_bytes, 1)
+    budget = None if budget is None else check_int("budget", budget)  # < 0: _plan_budget
+    memory = None if memory is None else check_int("memory", memory, 1)  # told first
     if budget is not None:
         if memory is not None:
             raise PebblesValueError(
                 "give either budget=STATES or memory=BYTES with state_bytes=BYTES, not both")
-        return check_int("budget", budget), size  # a negative one: _plan_budget
+        return budget, size
     if memory is None:
         raise PebblesValueError(
             "plan() needs a budget: pass budget=S, or memory=BYTES with state_bytes=BYTES")
     if size is None:
-        memory = check_int("memory", memory, 1)  # a bad memory is told first
         raise PebblesValueError(
             f"memory={memory!r} needs state_bytes=BYTES (the bytes of one state) to turn "
             f"into a budget; pass state_bytes=BYTES too, or budget=S instead of memory")
@@ -347,6 +348,7 @@ def plan(
                                "the cost of a backward step over a forward step")
     write_cost, read_cost = _disk_cost("write_cost", write_cost), _disk_cost("read_cost", read_cost)
     background_writes = check_bool("background_writes", background_writes)
+    check_disk_budget(disk_budget)  # told before a disk's missing costs (kept as given)
     disk = write_cost is not None or read_cost is not None or disk_budget is not None
     if background_writes and not disk:
         raise NoDiskError(

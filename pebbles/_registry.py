@@ -49,6 +49,7 @@ from ._twolevel import periodic_disk, two_level
 from ._validation import (
     a_kind,
     check_bool,
+    check_callable,
     check_cost,
     check_disk_budget,
     check_int,
@@ -217,7 +218,8 @@ def candidates(n: int, budget: int, *,
     Raises
     ------
     PebblesTypeError
-        If ``n`` or ``budget`` is not an integer.
+        If ``n`` or ``budget`` is not an integer, or ``keep`` is neither None nor
+        callable.
     PebblesValueError
         If ``n < 1``, ``n >= 2^63`` or ``budget < 0``.
 
@@ -229,6 +231,8 @@ def candidates(n: int, budget: int, *,
     """
     n = check_steps(n)
     budget = check_int("budget", budget, 0)
+    if keep is not None:
+        check_callable("keep", keep, "keep(method, options) -> bool, or keep=None")
     out = []
     for entry in _METHODS.values():
         for opts in entry.fit(n, budget) if entry.fit is not None else ():
@@ -436,13 +440,19 @@ def describe(name: str) -> Method:
     >>> m.game(dict(m.options)).value
     'reversible'
     """
+    return _entry(name, "name")
+
+
+def _entry(name: object, arg: str = "method") -> Method:
+    """The entry of method ``name``, else an error naming the argument ``arg`` (``name``
+    for :func:`describe`, ``method`` for :func:`schedule`)."""
     if not isinstance(name, str):
-        raise PebblesTypeError(f"method={name!r} must be a method name (a str), got "
+        raise PebblesTypeError(f"{arg}={name!r} must be a method name (a str), got "
                                f"{type(name).__name__}; use one of {', '.join(_METHODS)}")
     if name not in _METHODS:
         hint = _did_you_mean(name, _METHODS)
         raise PebblesValueError(
-            f"method={name!r} is not a schedule; {hint}use one of {', '.join(_METHODS)}")
+            f"{arg}={name!r} is not a schedule; {hint}use one of {', '.join(_METHODS)}")
     return _METHODS[name]
 
 
@@ -483,7 +493,7 @@ class Schedule:
     options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        entry = describe(self.method)
+        entry = _entry(self.method)
         n = check_steps(self.n)
         opts = _options(entry, _pairs(self.options))
         if entry.takes_budget and self.budget is None:
@@ -648,7 +658,7 @@ def make_schedule(method: str, n: int, budget: int | None, options: Mapping[str,
     ...
     pebbles.InfeasibleBudgetError: budget=-3 must be >= 7, the least budget ...
     """
-    entry = describe(method)
+    entry = _entry(method)
     n = check_steps(n)
     opts = _options(entry, options)
     if budget is not None and check_int("budget", budget) < 0:

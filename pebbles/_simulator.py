@@ -59,8 +59,8 @@ import numpy as np
 
 from . import _rules as R
 from ._errors import IllegalMoveError, PebblesTypeError, PebblesValueError
-from ._moves import Game, Move, MoveKind, as_encoded, move_columns
-from ._validation import check_cost, check_disk_budget, check_int, check_steps
+from ._moves import Game, Move, MoveKind, checked_encoding, iter_moves, move_columns
+from ._validation import check_bool, check_cost, check_disk_budget, check_int, check_steps
 
 __all__ = ["Board", "ChainCosts", "SimulationResult", "expand", "play_one", "simulate"]
 
@@ -606,16 +606,7 @@ def _move_chunks(moves: Iterable[Move], size: int) -> Iterator[tuple[array, arra
     """Split a stream of moves into int64 arrays (``array("q")``) of kinds, first and second
     cells, of ``size`` moves (the last one fewer); a chunk is taken once the last one is
     played."""
-    if isinstance(moves, (str, bytes)):
-        raise PebblesTypeError(
-            f"moves={moves!r:.60} is a string; pass an iterable of moves such as "
-            f"[pebbles.place(1), pebbles.paint(0)] (pebbles.parse_move reads text)")
-    try:
-        it = iter(moves)
-    except TypeError:
-        raise PebblesTypeError(
-            f"moves={moves!r} is not a stream of moves; pass a schedule, an iterable of "
-            f"Move values or an encoded array") from None
+    it = iter_moves(moves)
     index = 0
     while chunk := list(islice(it, size)):
         kinds, aa, bb = move_columns(chunk, index)
@@ -677,6 +668,9 @@ def simulate(
     ------
     IllegalMoveError
         Naming the move's index, the move and the rule it breaks.
+    PebblesTypeError
+        If ``moves`` is a str, a dict or not iterable, or ``trace`` or ``check_end`` is
+        not a bool (or another argument has the wrong type).
 
     Examples
     --------
@@ -689,8 +683,9 @@ def simulate(
     n, game, budget, disk_budget = _check_args(n, game, budget, disk_budget, costs)
     write_cost = check_cost("write_cost", write_cost)
     read_cost = check_cost("read_cost", read_cost)
+    trace, check_end = check_bool("trace", trace), check_bool("check_end", check_end)
     if isinstance(moves, np.ndarray):
-        arr = as_encoded(moves)
+        arr = checked_encoding(moves, "moves")
         compiled = not trace and use_compiled(len(arr))
         blocks: Iterable[tuple[Any, ...]] = [tuple(  # the compiled loop's are contiguous
             np.ascontiguousarray(arr[:, i]) if compiled else arr[:, i] for i in range(3))]
@@ -780,7 +775,7 @@ def expand(moves: Iterable[Move], game: Game | str | None = None) -> Iterator[Mo
     Raises
     ------
     PebblesTypeError
-        If ``moves`` is not iterable.
+        If ``moves`` is a str, a dict or not iterable.
     PebblesValueError
         If ``game`` is not a game.
 
@@ -793,13 +788,7 @@ def expand(moves: Iterable[Move], game: Game | str | None = None) -> Iterator[Mo
     ['place 1', 'move 2', 'move 3']
     """
     game = Game.coerce(_default_game(moves, game))
-    try:
-        it = iter(moves)
-    except TypeError:
-        raise PebblesTypeError(
-            f"moves={moves!r:.60} is not a stream of moves; pass a schedule or an iterable "
-            f"of Move values") from None
-    return _expand(it, game)
+    return _expand(iter_moves(moves), game)
 
 
 def _expand(moves: Iterator[Move], game: Game) -> Iterator[Move]:

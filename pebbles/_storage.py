@@ -27,10 +27,12 @@ from __future__ import annotations
 import errno
 import math
 import mmap
+import numbers
 import os
 import queue
 import re
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -134,6 +136,17 @@ def mapped_empty(shape: int | tuple[int, ...], dtype: DTypeLike = np.float64
     numpy.ndarray
         A writeable, uninitialised, C-contiguous array.
 
+    Raises
+    ------
+    PebblesTypeError
+        If ``shape`` is not an int or a tuple of ints, or ``dtype`` is not a NumPy data
+        type (``None`` included).
+    PebblesValueError
+        If a length is negative, or the array would hold more bytes than
+        ``sys.maxsize``.
+    MemoryError, OSError
+        If the memory cannot be allocated.
+
     Examples
     --------
     >>> import numpy as np
@@ -143,16 +156,44 @@ def mapped_empty(shape: int | tuple[int, ...], dtype: DTypeLike = np.float64
     >>> a.shape, a.dtype, a.flags.c_contiguous, a.flags.writeable, float(a.sum())
     ((4, 512, 512), dtype('float64'), True, True, 1048576.0)
     """
-    dtype = np.dtype(dtype)
-    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(k) for k in shape)
+    dtype = _check_dtype(dtype)
+    shape = _check_shape(shape)
     count = math.prod(shape)
     nbytes = count * dtype.itemsize
+    if nbytes > sys.maxsize:
+        raise PebblesValueError(
+            f"shape={shape} of dtype={dtype} asks for {nbytes} bytes, more than an array "
+            f"can hold ({sys.maxsize}); pass a smaller shape")
     if nbytes < MAP_BYTES or dtype.hasobject or not hasattr(mmap, "MAP_ANONYMOUS"):
         return np.empty(shape, dtype)
     buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if _HUGE is not None:
         buf.madvise(_HUGE)  # as NumPy does for its large arrays: faster kernels
     return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
+
+
+def _check_shape(shape: object) -> tuple[int, ...]:
+    """``shape`` of :func:`mapped_empty` as a tuple of ints ``>= 0``, each checked."""
+    if isinstance(shape, (tuple, list)):
+        return tuple(check_int(f"shape[{k}]", v, 0) for k, v in enumerate(shape))
+    if isinstance(shape, bool) or not isinstance(shape, numbers.Integral):
+        raise PebblesTypeError(f"shape={shape!r:.60} must be an int >= 0 or a tuple of "
+                               f"them; pass e.g. shape=(4, 512)")
+    return (check_int("shape", shape, 0),)
+
+
+def _check_dtype(dtype: object) -> np.dtype:
+    """``dtype`` of :func:`mapped_empty` as a NumPy dtype (``None`` and an empty record
+    refused: neither names an element type)."""
+    try:
+        out = None if dtype is None else np.dtype(dtype)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise PebblesTypeError(f"dtype={dtype!r:.60} is not a NumPy data type ({exc}); "
+                               f"pass e.g. dtype=numpy.float64") from exc
+    if out is None or (out.names is not None and not out.names):
+        raise PebblesTypeError(f"dtype={dtype!r:.60} names no element type; pass e.g. "
+                               f"dtype=numpy.float64 (the default)")
+    return out
 
 
 #: ``madvise`` flag of transparent huge pages, unless NumPy's own setting turns them off.
@@ -1079,6 +1120,8 @@ def _check_step_seconds(value: object) -> float:
 
 #: Most bytes :func:`measure_io` writes in all (its states go back to back up to this).
 PROBE_BYTES = 1 << 30
+#: Most states :func:`measure_io`'s ``repeat`` may ask for (one write with fsync each).
+_MAX_REPEAT = 1000
 #: Bytes a second above which :func:`measure_io` takes a write for one into a cache.
 CACHE_SPEED = 1 << 30
 
@@ -1105,12 +1148,16 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     Parameters
     ----------
     directory : str or os.PathLike or None
-        Where to make the probe's folder (as :class:`DiskStore`'s ``directory``);
-        ``None``: the system's temporary directory.
+        Where to make the probe's folder (as :class:`DiskStore`'s ``directory``: a
+        relative path is taken from the working directory, and a missing directory
+        is created, with its missing parents, and left in place); ``None``: the
+        system's temporary directory.
     nbytes : int
         Bytes of one state; ``>= 1``.
     repeat : int, default 8
-        States written before the probe may stop; ``>= 1``.
+        States written before the probe may stop; from 1 to 1000
+        (each write is flushed to the disk: about 1 ms for a state of up to 1 MB on
+        an SSD, tens of ms on a spinning disk).
 
     Returns
     -------
@@ -1122,8 +1169,8 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     PebblesTypeError
         If ``nbytes`` or ``repeat`` is not an integer.
     PebblesValueError
-        If ``nbytes < 1``, ``repeat < 1``, or one state of ``nbytes`` cannot be
-        allocated.
+        If ``nbytes < 1``, ``repeat`` is not from 1 to 1000, or one
+        state of ``nbytes`` cannot be allocated.
     DiskFullError
         If the disk fills while the probe writes.
 
@@ -1135,11 +1182,11 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     (65536, True, True)
     """
     nbytes = check_int("nbytes", nbytes, 1)
-    repeat = check_int("repeat", repeat, 1)
+    repeat = _check_repeat(repeat)
     most = max(1, PROBE_BYTES // nbytes)
     try:
         data = mapped_empty(nbytes, np.uint8)
-    except (MemoryError, OSError) as exc:  # mmap says ENOMEM, NumPy MemoryError
+    except (MemoryError, OSError, PebblesValueError) as exc:  # ENOMEM, or > sys.maxsize
         raise PebblesValueError(
             f"nbytes={nbytes}: the probe holds one state of that size in memory, and it "
             f"cannot be allocated here ({exc}); measure a smaller state on the same disk "
@@ -1166,6 +1213,17 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
             for name in names:
                 _unlink(name, quiet=True)
     return IOCost(st.parent, nbytes, writes, (t2 - t1) / len(names))
+
+
+def _check_repeat(repeat: object) -> int:
+    """``repeat`` of :func:`measure_io`, an int from 1 to 1000."""
+    repeat = check_int("repeat", repeat, 1)
+    if repeat > _MAX_REPEAT:
+        raise PebblesValueError(
+            f"repeat={repeat} is more than {_MAX_REPEAT} states, each written and flushed "
+            f"to the disk; pass repeat={_MAX_REPEAT} or less (the default 8 is enough for "
+            f"a steady median)")
+    return repeat
 
 
 def _probe_room(nbytes: int, repeat: int, most: int) -> str:

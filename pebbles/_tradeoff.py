@@ -26,6 +26,7 @@ with ``C(tau + delta, delta) = n``; Bennett ``n = k^l, T = (2k-1)^l, S = l(k-1) 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from math import lgamma, log
 
@@ -39,7 +40,7 @@ from ._optimal import min_forward_steps
 from ._reversible import ReversibleTables
 from ._simulator import simulate
 from ._treeverse import paper_tau, treeverse_paper
-from ._validation import check_bool, check_int
+from ._validation import a_kind, check_bool, check_int
 
 __all__ = ["ONLINE_BUDGETS", "S_CAP", "X_MAX", "memory_ratio", "online_overhead",
            "tradeoff_curves"]
@@ -294,7 +295,10 @@ def memory_ratio(curves: dict[str, Curve]) -> tuple[Curve, Curve]:
 
     Raises
     ------
-    KeyError
+    PebblesTypeError
+        If ``curves`` is not a dict, or one of the four curves read is not a pair of
+        arrays.
+    PebblesValueError
         If ``curves`` lacks one of the four keys read.
 
     Examples
@@ -304,6 +308,7 @@ def memory_ratio(curves: dict[str, Curve]) -> tuple[Curve, Curve]:
     >>> float(x[0]), round(float(ratio[0]), 3)  # Bennett at T'/T = 1.49: 51 vs 49 states
     (1.49, 1.041)
     """
+    _check_curves(curves)
     tx, ts = curves["treeverse"]
     bx, bs = curves["bennett"]
     xs, rs = [], []
@@ -320,6 +325,27 @@ def memory_ratio(curves: dict[str, Curve]) -> tuple[Curve, Curve]:
     inside = (qx >= px.min()) & (qx <= px.max())
     approx = np.exp(np.interp(np.log(qx[inside]), np.log(px[order]), np.log(ps[order])))
     return (np.array(xs), np.array(rs)), (qx[inside], qs[inside] / approx)
+
+
+_RATIO_KEYS = ("treeverse", "bennett", "paper-treeverse", "paper-bennett")
+
+
+def _check_curves(curves: object) -> None:
+    """Refuse ``curves`` of :func:`memory_ratio` unless it has the four curves read."""
+    fix = "pass pebbles.tradeoff_curves(n)"
+    if not isinstance(curves, Mapping):
+        raise PebblesTypeError(f"curves={curves!r:.60} must be the dict of "
+                               f"pebbles.tradeoff_curves, got {a_kind(curves)}; {fix}")
+    missing = [k for k in _RATIO_KEYS if k not in curves]
+    if missing:
+        raise PebblesValueError(f"curves lacks the key(s) {', '.join(map(repr, missing))}: "
+                                f"it must be the dict of pebbles.tradeoff_curves; {fix}")
+    for key in _RATIO_KEYS:
+        pair = curves[key]
+        if not (isinstance(pair, tuple) and len(pair) == 2
+                and all(isinstance(a, np.ndarray) for a in pair)):
+            raise PebblesTypeError(f"curves[{key!r}]={pair!r:.60} must be a pair of arrays "
+                                   f"(T'/T, S); {fix}")
 
 
 def _ints(name: str, values: object, least: int) -> list[int]:

@@ -61,7 +61,7 @@ from ._online import while_budget
 from ._registry import Schedule, check_gradient_method, gradient_methods
 from ._registry import schedule as _schedule
 from ._simulator import SimulationResult, simulate
-from ._validation import check_bool, check_callable, check_choice, check_int
+from ._validation import a_kind, check_bool, check_callable, check_choice, check_int, check_steps
 
 __all__ = ["checkpointed_scan", "checkpointed_while_loop", "scan_program"]
 
@@ -219,7 +219,7 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
     >>> p.forward_steps, p.backward_steps, p.nslots
     (41, 20, 6)
     """
-    n = check_int("length", length, 1)
+    n = check_steps(length, "length")
     if budget is not None:
         budget = check_int("budget", budget)  # a negative one: the registry tells the least
     if isinstance(schedule, SlotProgram) and schedule.n != n:
@@ -343,7 +343,8 @@ def _static_int(name: str, value: Any, what: str) -> Any:
 
 def _int_length(length: Any) -> int:
     """``length`` as an int: a Python or NumPy integer, or a concrete 0-d integer array."""
-    return check_int("length", _static_int("length", length, "the number of steps"), 0)
+    n = check_int("length", _static_int("length", length, "the number of steps"), 0)
+    return n and check_steps(n, "length")  # 0: an empty scan
 
 
 def _budget(budget: Any) -> Any:
@@ -354,6 +355,12 @@ def _budget(budget: Any) -> Any:
 def _length(xs: Any, length: Any) -> int:
     """The number of steps from ``xs``'s leading axes and ``length``."""
     leaves = jax.tree.leaves(xs)
+    for leaf in leaves:
+        if not hasattr(leaf, "shape"):
+            raise PebblesTypeError(
+                f"xs={xs!r:.60} holds {a_kind(leaf)}, {leaf!r:.40}, which is not an array; "
+                f"every leaf of xs needs to be an array with a leading axis of length n (the "
+                f"steps): pass e.g. xs=jnp.stack(per_step_inputs)")
     sizes = {int(jnp.shape(a)[0]) if jnp.ndim(a) else -1 for a in leaves}
     if -1 in sizes:
         raise PebblesValueError("xs has a scalar leaf; every leaf of xs needs a leading axis of "
@@ -733,7 +740,8 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
         ``method`` is a reversible-game or two-level (disk) method.
     PebblesTypeError
         If ``f`` is not traceable or changes the carry's structure, shape or
-        dtype, if ``length`` is traced, or if ``schedule`` is a method name.
+        dtype, if ``length`` is traced, if a leaf of ``xs`` is not an array, or if
+        ``schedule`` is a method name.
 
     Notes
     -----

@@ -1952,7 +1952,7 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
         Tensors the layers use besides their own parameters (closed-over weights);
         their gradients are counted in ``grads``.
     repeat : int, default 3
-        Timed runs of each layer, at least 1; the least time is kept.
+        Timed runs of each layer, from 1 to 1000; the least time is kept.
 
     Returns
     -------
@@ -1964,10 +1964,12 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     Raises
     ------
     PebblesValueError
-        ``functions`` empty, ``repeat`` below 1, or ``backward_ratio`` not a finite
-        number >= 1.
+        ``functions`` empty, ``repeat`` not from 1 to 1000, or ``backward_ratio`` not a
+        finite number >= 1.
     PebblesTypeError
-        A layer's output (or ``input``) that is not a tensor or a tuple of tensors.
+        A layer's output (or ``input``) that is not a tensor or a tuple of tensors,
+        ``repeat`` not an integer, or ``backward_ratio`` not a real number (a bool is
+        none).
 
     Examples
     --------
@@ -1984,12 +1986,7 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     """
     layers = _layers(functions)
     xs, was_tuple = _as_tuple("input", input)
-    repeat = check_int("repeat", repeat, 1)
-    if not (isinstance(backward_ratio, (int, float)) and math.isfinite(backward_ratio)
-            and backward_ratio >= 1):
-        raise PebblesValueError(
-            f"backward_ratio={backward_ratio!r} must be a finite number >= 1: a backward step "
-            f"includes the replay of its layer")
+    repeat, backward_ratio = _check_profile(repeat, backward_ratio)
     fwd, sizes, graph, last, cot = [], [_kept_bytes(xs)], [], {}, []
     params = _param_list(params)
     wrt = _unique(_chain_params(layers, params))  # what the backward steps differentiate
@@ -2016,6 +2013,27 @@ def profile_layers(functions: Sequence[Callable[..., State]], input: State, *,
     return ChainCosts(f, f * backward_ratio, np.array(sizes, dtype=np.float64),
                       graph=np.array(graph, dtype=np.float64), grads=grads,
                       cotangents=np.array(cot, dtype=np.float64))
+
+
+#: Most timed runs of a layer :func:`profile_layers`'s ``repeat`` may ask for.
+_MAX_REPEAT = 1000
+
+
+def _check_profile(repeat: object, backward_ratio: object) -> tuple[int, float]:
+    """:func:`profile_layers`'s ``repeat`` (1 to :data:`_MAX_REPEAT`) and
+    ``backward_ratio`` (a real number >= 1, NumPy's too; not a bool)."""
+    repeat = check_int("repeat", repeat, 1)
+    if repeat > _MAX_REPEAT:
+        raise PebblesValueError(
+            f"repeat={repeat} is more than {_MAX_REPEAT} timed runs of each layer; pass "
+            f"repeat={_MAX_REPEAT} or less (the least of the default 3 is steady)")
+    meaning = "a backward step's time over its layer's forward time, at least 1"
+    ratio = check_cost("backward_ratio", backward_ratio, meaning)
+    if ratio < 1:
+        raise PebblesValueError(
+            f"backward_ratio={backward_ratio!r} must be a finite number >= 1: a backward step "
+            f"includes the replay of its layer; pass e.g. backward_ratio=2.0")
+    return repeat, ratio
 
 
 def _timed(layer: Callable[[Any], Any], x: Any, repeat: int,
@@ -2366,7 +2384,8 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
         ``memory`` and ``costs.graph``, the schedule decides which layers keep
         their graph, costing ``graph[i]`` bytes; ``tape=False`` keeps none.
     use_reentrant : bool, optional
-        Accepted for torch's signature and ignored: there is one implementation,
+        Accepted for torch's signature (``True``, ``False`` or ``None``; another value
+        raises ``PebblesTypeError``) and ignored: there is one implementation,
         which supports ``retain_graph=True`` and ``backward(inputs=...)`` (not
         ``create_graph=True``).
     **torch_options
@@ -2409,6 +2428,8 @@ def checkpoint_sequential(functions: Sequence[Callable[..., State]], input: Stat
     _check_torch_options(torch_options)
     tape, preserve_rng_state = check_bool("tape", tape), check_bool("preserve_rng_state",
                                                                     preserve_rng_state)
+    if use_reentrant is not None:  # torch's default None too
+        check_bool("use_reentrant", use_reentrant)
     levels = check_int("levels", levels, 1)
     xs, was_tuple = _as_tuple("input", input)
     params = _param_list(params)

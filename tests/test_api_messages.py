@@ -113,3 +113,40 @@ def test_a_budget_too_small_is_told_the_reason_of_its_board():
     with pytest.raises(pebbles.InfeasibleBudgetError, match=r"a walking pebble holds two "
                        r"pebbles in the checkpoint game\); use budget=2 or more"):
         pebbles.schedule("online", 3, budget=1)
+
+
+def test_jax_length_and_xs_named():
+    pj = pytest.importorskip("pebbles.jax", exc_type=ImportError)
+    jnp = pytest.importorskip("jax.numpy")
+
+    def f(c, x):
+        return c + x, c
+
+    with pytest.raises(pebbles.PebblesValueError, match=r"^length=\d+ names a cell outside"):
+        pj.checkpointed_scan(f, 0.0, length=2**70, budget=2)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^length=\d+ names a cell outside"):
+        pj.scan_program(2**70, budget=2)
+    for xs in ("x", 3, object()):
+        with pytest.raises(pebbles.PebblesTypeError, match=r"^xs=.* which is not an array"):
+            pj.checkpointed_scan(f, 0.0, xs, budget=2)
+    assert pj.checkpointed_scan(f, 0.0, jnp.arange(3.0), budget=2)[0] == 3.0
+
+
+def test_torch_profile_layers_ratio_repeat_and_use_reentrant():
+    torch = pytest.importorskip("torch")
+    from pebbles.torch import checkpoint_sequential, profile_layers
+
+    layers, x = [torch.nn.Linear(4, 4), torch.nn.Tanh()], torch.ones(2, 4)
+    costs = profile_layers(layers, x, backward_ratio=np.int64(2), repeat=1)
+    assert np.allclose(costs.backward, 2 * costs.forward)
+    for bad in (True, None, "2"):
+        with pytest.raises(pebbles.PebblesTypeError, match=r"^backward_ratio="):
+            profile_layers(layers, x, backward_ratio=bad, repeat=1)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^repeat=\d+ is more than 1000"):
+        profile_layers(layers, x, repeat=2**70)
+    net = torch.nn.Sequential(*layers)
+    for bad in ("x", 3, {}):
+        with pytest.raises(pebbles.PebblesTypeError, match=r"^use_reentrant="):
+            checkpoint_sequential(net, x, budget=1, use_reentrant=bad)
+    for ok in (None, True, False):
+        checkpoint_sequential(net, x, budget=1, use_reentrant=ok)

@@ -600,3 +600,84 @@ def test_progress_without_tqdm_warns_once_naming_the_extra(monkeypatch):
 def test_replay_help_uses_public_api_only():
     doc = pebbles.replay.__doc__
     assert "pebbles._" not in doc and "from pebbles." not in doc
+
+
+# --- input-validation gaps found by fuzzing: each case named argument, rule and fix ---
+
+_CHAIN = pebbles.ChainCosts(np.ones(3), np.ones(3), np.ones(4))
+_CLOCK = dict(write_cost=1, read_cost=1)
+
+_GAPS = [
+    # mapped_empty: shape and dtype
+    (lambda: pebbles.mapped_empty(2.5), PebblesTypeError, r"^shape=2\.5 must be an int >= 0"),
+    (lambda: pebbles.mapped_empty(2.0), PebblesTypeError, r"^shape=2\.0 must be an int"),
+    (lambda: pebbles.mapped_empty("3"), PebblesTypeError, r"^shape='3'"),
+    (lambda: pebbles.mapped_empty(True), PebblesTypeError, r"^shape=True"),
+    (lambda: pebbles.mapped_empty(None), PebblesTypeError, r"^shape=None"),
+    (lambda: pebbles.mapped_empty((2, 1.5)), PebblesTypeError, r"^shape\[1\]=1\.5"),
+    (lambda: pebbles.mapped_empty(-1), PebblesValueError, r"^shape=-1 must be >= 0"),
+    (lambda: pebbles.mapped_empty(2**70), PebblesValueError, r"more than an array can hold"),
+    (lambda: pebbles.mapped_empty(3, None), PebblesTypeError, r"^dtype=None names no element"),
+    (lambda: pebbles.mapped_empty(3, {}), PebblesTypeError, r"^dtype=\{\} names no element"),
+    (lambda: pebbles.mapped_empty(3, "x"), PebblesTypeError, r"^dtype='x' is not a NumPy data"),
+    # measure_io: bounds
+    (lambda: pebbles.measure_io(None, 2**70), PebblesValueError,
+     r"^nbytes=\d+: .*cannot be allocated"),
+    (lambda: pebbles.measure_io(None, 1, repeat=2**70), PebblesValueError,
+     r"^repeat=\d+ is more than 1000 .*pass repeat=1000 or less"),
+    # memory_ratio: the dict of tradeoff_curves
+    (lambda: pebbles.memory_ratio(None), PebblesTypeError, r"^curves=None .*tradeoff_curves\(n\)"),
+    (lambda: pebbles.memory_ratio({}), PebblesValueError, r"^curves lacks .*'treeverse'"),
+    (lambda: pebbles.memory_ratio(dict.fromkeys(
+        ("treeverse", "bennett", "paper-treeverse", "paper-bennett"), 1)), PebblesTypeError,
+     r"^curves\['treeverse'\]=1 must be a pair of arrays"),
+    # the moves of every consumer: one check
+    (lambda: pebbles.background_time(None, **_CLOCK), PebblesTypeError, r"^moves=None is not a"),
+    (lambda: pebbles.background_time(3, **_CLOCK), PebblesTypeError, r"^moves=3 is not a stream"),
+    (lambda: pebbles.background_time("x", **_CLOCK), PebblesTypeError, r"^moves='x' is a string"),
+    (lambda: pebbles.background_time({}, **_CLOCK), PebblesTypeError, r"^moves=\{\} is a dict"),
+    (lambda: pebbles.encode({}), PebblesTypeError, r"^moves=\{\} is a dict"),
+    (lambda: pebbles.expand({}), PebblesTypeError, r"^moves=\{\} is a dict"),
+    (lambda: pebbles.expand("x"), PebblesTypeError, r"^moves='x' is a string"),
+    (lambda: pebbles.simulate({}, 1), PebblesTypeError, r"^moves=\{\} is a dict"),
+    (lambda: pebbles.simulate([], 1), pebbles.IllegalMoveError, r"illegal end of stream"),
+    # hetero_brute_force: a negative memory refused as hetero_time refuses it
+    (lambda: pebbles.hetero_brute_force(_CHAIN, -1.0), PebblesValueError,
+     r"^memory=-1 bytes cannot finish"),
+    (lambda: pebbles.hetero_brute_force(_CHAIN, -math.inf), PebblesValueError,
+     r"^memory=-inf bytes cannot finish"),
+    # simulate's flags
+    (lambda: pebbles.simulate([], 1, trace=None), PebblesTypeError, r"^trace=None must be True"),
+    (lambda: pebbles.simulate([], 1, check_end="yes"), PebblesTypeError, r"^check_end='yes'"),
+    (lambda: pebbles.simulate([], 1, check_end=1), PebblesTypeError, r"^check_end=1 must be"),
+    # candidates' keep
+    (lambda: pebbles.candidates(5, 3, keep="x"), PebblesTypeError, r"^keep='x' is not callable"),
+    # messages naming the argument
+    (lambda: pebbles.as_encoded(None), PebblesTypeError, r"^encoded=None \(an array"),
+    (lambda: pebbles.as_encoded([]), PebblesTypeError, r"^encoded=\[\] \(an array"),
+    (lambda: pebbles.decode("x"), PebblesTypeError, r"^encoded='x' \(an array"),  # at the call
+    (lambda: pebbles.simulate(np.zeros((2, 2), int), 1), PebblesTypeError, r"^moves=array"),
+    (lambda: pebbles.format_move(None), PebblesTypeError, r"^m=None is not a move"),
+    (lambda: pebbles.describe("nonsense"), PebblesValueError, r"^name='nonsense'"),
+    (lambda: pebbles.describe(3), PebblesTypeError, r"^name=3 must be a method name"),
+    (lambda: pebbles.schedule("nonsense", 4), PebblesValueError, r"^method='nonsense'"),
+    (lambda: pebbles.plan(100, 3, disk_budget=-1), PebblesValueError, r"^disk_budget=-1"),
+    (lambda: pebbles.plan(100, 3, disk_budget="3"), PebblesTypeError, r"^disk_budget='3'"),
+    (lambda: pebbles.plan(100, 3, memory="3"), PebblesTypeError, r"^memory='3' must be"),
+    (lambda: pebbles.plan(100, 3, memory=True), PebblesTypeError, r"^memory=True must be"),
+    (lambda: pebbles.plan(100, 3, memory=math.nan), PebblesTypeError, r"^memory=nan must be"),
+]
+
+
+@pytest.mark.parametrize("call, error, pattern", _GAPS)
+def test_fuzzed_gaps_refused_at_the_boundary(call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()
+
+
+def test_valid_numpy_scalars_and_defaults_still_pass():
+    assert pebbles.mapped_empty(np.int64(3), np.float32).shape == (3,)
+    assert pebbles.mapped_empty((np.int64(2), 0)).shape == (2, 0)
+    assert pebbles.candidates(5, 3, keep=lambda method, options: True)
+    assert pebbles.simulate(pebbles.schedule("store-all", 3), 3, trace=np.True_).trace
+    assert pebbles.hetero_brute_force(_CHAIN, 0) is None  # a real search, nothing fits
