@@ -83,11 +83,16 @@ class Game(str, Enum):
 
     @classmethod
     def coerce(cls, game: Game | str) -> Game:
-        """Return ``game`` as a :class:`Game`, accepting its string name."""
+        """Return ``game`` as a :class:`Game`, accepting its string name (anything but a
+        Game or a str is a :class:`PebblesTypeError`, an unknown name a
+        :class:`PebblesValueError`)."""
+        names = ", ".join(repr(g.value) for g in cls)
+        if not isinstance(game, (Game, str)):
+            raise PebblesTypeError(f"game={game!r:.60} is not a game: it must be a "
+                                   f"pebbles.Game or its name, one of {names}")
         try:
             return cls(game)
         except ValueError:
-            names = ", ".join(repr(g.value) for g in cls)
             raise PebblesValueError(
                 f"game={game!r} is not a game; use one of {names}"
             ) from None

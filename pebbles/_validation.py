@@ -80,7 +80,12 @@ def check_disk_budget(value: object) -> int | None:
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise a clear error."""
+    """Return ``value`` if it is one of ``choices``, else raise a clear error (a
+    :class:`PebblesTypeError` for anything but a str)."""
+    if not isinstance(value, str):
+        raise PebblesTypeError(
+            f"{name}={value!r:.60} must be a str, one of {', '.join(map(repr, choices))}; "
+            f"pick one of those")
     if value not in choices:
         raise PebblesValueError(
             f"{name}={value!r} is not one of {', '.join(map(repr, choices))}; "

@@ -150,3 +150,15 @@ def test_torch_profile_layers_ratio_repeat_and_use_reentrant():
             checkpoint_sequential(net, x, budget=1, use_reentrant=bad)
     for ok in (None, True, False):
         checkpoint_sequential(net, x, budget=1, use_reentrant=ok)
+
+
+@pytest.mark.parametrize("call", [
+    lambda v: pebbles.dp_table(5, 2, game=v), lambda v: pebbles.min_pebbles(5, v),
+    lambda v: pebbles.online(5, 2, beyond=v),
+])
+def test_a_choice_of_the_wrong_type_is_a_type_error_and_an_unknown_name_a_value_error(call):
+    for value in (3, None, object()):
+        with pytest.raises(PebblesTypeError, match=r"^(game|beyond)="):
+            call(value)
+    with pytest.raises(PebblesValueError, match=r"^(game|beyond)='x'"):
+        call("x")
