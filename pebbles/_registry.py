@@ -364,7 +364,8 @@ def _online_fewest(n: int, budget: int, inplace: bool, beyond: str) -> int:
     """A lower bound on an online stream's length. Not knowing ``n``, its forward sweep
     pebbles cells ``1..n-1`` one move each; at its end at most ``budget`` are held, so
     the reverse sweep pebbles at least ``n - 1 - budget`` again; there are ``n`` paints;
-    and in the checkpoint game every pebble made past ``budget`` is removed first."""
+    and in the checkpoint game every pebble made past ``budget`` is removed first. It
+    holds for either ``beyond`` rule (taken, as every option is, and not used)."""
     made = n - 1 + max(n - 1 - budget, 0)
     removes = 0 if inplace else max(made - budget, 0)
     return made + removes + n

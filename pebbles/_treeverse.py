@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from functools import lru_cache
 from math import comb
 
 import numpy as np
@@ -366,7 +367,8 @@ def _paper_steps(n: int, delta: int, tau: int | None = None) -> int | None:
     Algorithm 3's cost depends on a call's ``(delta, tau, phi - sigma)`` only (``_mid``
     shifts with ``sigma``), so each distinct call is counted once: a few hundred for
     ``n = 10^6`` and ``delta = 20``. Arguments are checked as :func:`treeverse_paper`
-    checks them.
+    checks them. Counts are cached (the planner, ``most_moves`` and the solvers' estimates
+    ask for the same schedule's).
     """
     n = check_int("n", n, 1)
     delta = check_int("delta", delta, 1)
@@ -374,6 +376,12 @@ def _paper_steps(n: int, delta: int, tau: int | None = None) -> int | None:
     tau = least if tau is None else check_int("tau", tau, 0)
     if not _covers(tau, delta, n):
         return None  # treeverse_paper refuses it
+    return _paper_count(n, delta, tau, PAPER_STEPS_MAX_WORK)
+
+
+@lru_cache(maxsize=256)
+def _paper_count(n: int, delta: int, tau: int, most: int) -> int | None:
+    """:func:`_paper_steps` of checked arguments, ``None`` past ``most`` loop turns."""
     memo: dict[tuple[int, int, int], int] = {}
     # frames (key, [delta, tau, phi - sigma, steps so far, the child's kappa - sigma])
     stack = [((delta, tau, n), [delta, tau, n, 0, 0])]
@@ -387,7 +395,7 @@ def _paper_steps(n: int, delta: int, tau: int | None = None) -> int | None:
         kappa = _mid(d, t, 0, length) if t > 0 else length
         if kappa < length:
             work += 1
-            if work > PAPER_STEPS_MAX_WORK:
+            if work > most:
                 return None
             f[4], child = kappa, (d - 1, t, length - kappa)
             got = memo.get(child)
