@@ -85,16 +85,14 @@ def _script_path(path: str) -> str:
 
 def output_file(text: str) -> str:
     """argparse type of a file a script writes when it ends (``--json``, report.py's
-    ``--out``): refused at once, not after the run, when it names a directory or lies in
-    a directory that does not exist (or is a file)."""
-    path = Path(text)
-    if text.endswith(("/", os.sep)) or path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a directory; name a file inside it")
-    parent = path.parent
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: the directory {parent.as_posix()!r} does not exist (or is a file); "
-            "create it or give a path in an existing directory")
+    ``--out``): refused at once, not after the run, for the reasons of
+    ``pebbles.cli.output_error`` (a directory, a directory that does not exist, a file
+    that cannot be written, ...)."""
+    from pebbles.cli import output_error
+
+    reason = output_error(text, "results.json")
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} {reason}")
     return text
 
 

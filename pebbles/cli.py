@@ -60,8 +60,8 @@ from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
            "add_schedule_arguments", "at_least", "budget_flag", "check_path_given", "count",
-           "in_flags", "main", "method_choice", "method_flags", "parse_bytes", "positive",
-           "run_command", "schedule_from_args", "unused_flags", "write_error"]
+           "in_flags", "main", "method_choice", "method_flags", "output_error", "parse_bytes",
+           "positive", "run_command", "schedule_from_args", "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -360,6 +360,70 @@ def write_error(path: Path) -> str | None:
     os.close(fd)
     target.unlink(missing_ok=True)
     return None
+
+
+def output_error(path: str, example: str, *, probe: bool = True) -> str | None:
+    """Why ``path`` cannot be the file a command writes when it ends, or None: the one
+    check of the command lines' output files (``-o``, ``--save``, ``--out``, ``--json``),
+    made before they compute anything.
+
+    Parameters
+    ----------
+    path : str
+        The path as given.
+    example : str
+        A file name to suggest (``"out.npz"``, ``"figure.png"``).
+    probe : bool, optional
+        Also try to create the file (:func:`write_error`); False leaves that to the
+        caller's own ``open`` and its ``OSError`` (a library function's contract).
+
+    Returns
+    -------
+    str or None
+        A clause to follow the path in the caller's message (``f"{flag} {path!r}
+        {reason}"``): an empty path, a trailing separator, a directory, a directory
+        that does not exist (or a file on the way), a name the file system refuses, or
+        :func:`write_error`'s reason; None when the file can be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     output_error(f"{d}/out.npz", "out.npz") is None, output_error(d, "out.npz")[:14]
+    (True, 'is a directory')
+    >>> output_error("/no/such/dir/out.npz", "out.npz").split(";")[0]
+    "lies in directory '/no/such/dir', which does not exist"
+    """
+    if not path.strip():
+        return f"is an empty path; name a file, e.g. {example}"
+    if path.endswith(("/", os.sep)):  # Path drops the slash: "dir.png/" would be "dir.png"
+        return (f"ends with a separator, so it names a directory; name a file (drop the "
+                f"trailing {path[-1]!r})")
+    out = Path(path)
+    try:
+        if out.is_dir():
+            return f"is a directory; name a file inside it, e.g. {str(out / example)!r}"
+    except OSError as err:  # a name too long for the file system, ...
+        return f"cannot be written ({err.strerror}); name another file (a shorter name)"
+    parent = out.parent
+    if not parent.is_dir():
+        return _missing_directory(parent)
+    reason = write_error(out) if probe else None
+    return None if reason is None else (f"cannot be written ({reason}); name a file in a "
+                                        f"writable directory")
+
+
+def _missing_directory(parent: Path) -> str:
+    """The reason for a path whose directory ``parent`` is not one: a file on the way is
+    named as such, else the directory does not exist."""
+    above = parent
+    while not above.exists() and above.parent != above:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        return (f"lies under {str(above)!r}, which is a file, not a directory; name a file "
+                f"in an existing directory")
+    return (f"lies in directory {str(parent)!r}, which does not exist; create it or name a "
+            f"file in an existing directory")
 
 
 def check_path_given(flag: str, path: str | None, fix: str) -> None:

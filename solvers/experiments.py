@@ -44,6 +44,7 @@ import numpy as np
 
 import pebbles
 from pebbles import PebblesTypeError, PebblesValueError
+from pebbles.cli import output_error
 from solvers import lorenz
 from solvers._checks import MAX_STEPS, real, reals, whole
 
@@ -87,9 +88,9 @@ class SensitivityGrid:
     def save(self, path: str | Path) -> Path:
         """Write the grid to ``path`` (an ``.npz`` file, exactly that name); return it."""
         path = Path(path)
-        if path.is_dir():
-            raise PebblesValueError(f"path={str(path)!r} is a directory; pass a file name "
-                                    f"such as map.npz")
+        reason = output_error(str(path), "map.npz", probe=False)  # open() raises OSError
+        if reason is not None:
+            raise PebblesValueError(f"path={str(path)!r} {reason}")
         with open(path, "wb") as f:
             np.savez(f, sigmas=self.sigmas, rhos=self.rhos, mean_abs_grad=self.mean_abs_grad,
                      beta=self.beta, steps=self.steps, dt=self.dt)

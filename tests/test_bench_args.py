@@ -233,7 +233,7 @@ def test_json_path_is_checked_before_the_run(load_bench, capsys, tmp_path, scrip
     assert "argument --json:" in err and "is a directory" in err
     err = _refused(load_bench(script).main, ["--json", str(tmp_path / "afile" / "x.json")],
                    capsys)
-    assert "argument --json:" in err and "does not exist (or is a file)" in err
+    assert "argument --json:" in err and "which is a file, not a directory" in err
 
 
 def test_every_script_checks_its_json_path_with_the_shared_type() -> None:

@@ -626,11 +626,12 @@ def test_committed_results_are_full_runs(report: ModuleType) -> None:
 
 
 @pytest.mark.parametrize(("argv", "words"), [
-    (["--out", "nodir/r.md"], "argument --out: 'nodir/r.md': the directory 'nodir' does not"),
+    (["--out", "nodir/r.md"],
+     "argument --out: 'nodir/r.md' lies in directory 'nodir', which does not"),
     (["--out", "."], "argument --out: '.' is a directory"),
     (["--readme", "nonexistent.md"], "argument --readme: 'nonexistent.md' is not a file"),
     (["--readme", "nonexistent.md", "--check"], "argument --readme: 'nonexistent.md'"),
-    (["--figure5", "nodir/f.png"], "argument --figure5: 'nodir/f.png': directory 'nodir'"),
+    (["--figure5", "nodir/f.png"], "argument --figure5: 'nodir/f.png' lies in directory 'nodir'"),
     (["--results", "no/such/dir"], "argument --results: 'no/such/dir' is not a directory"),
 ])
 def test_report_refuses_bad_paths_before_writing(report: ModuleType, tmp_path: Path,

@@ -798,3 +798,32 @@ def test_write_error_leaves_a_dangling_link_as_it_was(tmp_path):
     assert cli.write_error(tmp_path / "kept.png") is None
     assert (tmp_path / "kept.png").read_bytes() == b"old"
     assert cli.write_error(tmp_path) == "Is a directory"
+
+
+def test_output_error_is_the_one_output_check(tmp_path):
+    """Each reason of the command lines' one output-file check, and probe=False leaving an
+    unwritable file to the caller's own open()."""
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "adir.npz").mkdir()
+    reasons = {
+        " ": "is an empty path; name a file, e.g. out.npz",
+        f"{tmp_path}/x.npz/": "ends with a separator",
+        f"{tmp_path}/adir.npz": f"is a directory; name a file inside it, e.g. "
+                                f"'{tmp_path}/adir.npz/out.npz'",
+        f"{tmp_path}/missing/x.npz": f"lies in directory '{tmp_path}/missing', which does "
+                                     f"not exist",
+        f"{tmp_path}/afile/a/x.npz": f"lies under '{tmp_path}/afile', which is a file",
+        f"{tmp_path}/{'a' * 300}.npz": "cannot be written (File name too long)",
+    }
+    for path, words in reasons.items():
+        reason = cli.output_error(path, "out.npz")
+        assert reason is not None and reason.startswith(words), (path, reason)
+    assert cli.output_error(f"{tmp_path}/new.npz", "out.npz") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.npz", "afile"]  # probe gone
+    if os.geteuid() != 0:  # root writes through permission bits
+        (tmp_path / "ro").mkdir(mode=0o500)
+        assert cli.output_error(f"{tmp_path}/ro/x.npz", "out.npz").startswith(
+            "cannot be written (Permission denied)")
+        assert cli.output_error(f"{tmp_path}/ro/x.npz", "out.npz", probe=False) is None
+    assert cli.output_error("/proc/x.npz", "out.npz").startswith("cannot be written (")
+    assert cli.output_error("/proc/x.npz", "out.npz", probe=False) is None

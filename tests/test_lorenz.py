@@ -243,10 +243,11 @@ def test_sensitivity_cli_writes_the_figure3_grid(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--out", "{tmp}/missing/map.npz"], "directory {tmp}/missing does not exist"),
+    (["--out", "{tmp}/missing/map.npz"], "lies in directory '{tmp}/missing', which does not exist"),
     (["--out", "{tmp}/map.txt"], "must end in .npz"),
     (["--out", "{tmp}"], "is a directory"),
-    (["--out", "{tmp}/file.npz/map.npz"], "{tmp}/file.npz is a file, not a directory"),
+    (["--out", "{tmp}/file.npz/map.npz"],
+     "lies under '{tmp}/file.npz', which is a file, not a directory"),
     (["--out", ""], "--out '' is an empty path"),
     (["--dt", "0", "--out", "{tmp}/map.npz"], "--dt 0.0 must be a finite number > 0"),
     (["--dt", "-1e-3", "--out", "{tmp}/map.npz"], "--dt -0.001 must be a finite number > 0"),
@@ -608,7 +609,7 @@ def test_cli_out_that_cannot_be_created_is_refused_before_the_run(monkeypatch, c
     argv = ["sensitivity", "--resolution", "40", "--steps", "20000", "--out", "/proc/s.npz"]
     assert lz.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--out /proc/s.npz cannot be written" in err
+    assert err.count("\n") == 1 and "--out '/proc/s.npz' cannot be written (" in err
     from solvers._paths import check_npz_output
 
     new, old = tmp_path / "new.npz", tmp_path / "old.npz"

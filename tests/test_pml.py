@@ -327,12 +327,15 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
     (["loss", "--nx", "-3"], ["--nx -3 must be an integer >= 2", "pass --nx 2 or more"]),
     (["loss", "--nx", str(2**62), "--ny", "40", "--steps", "10", "--force"],
      ["more than any machine can address", "--force cannot run it"]),
-    (["gradient", *TINY, "--save", ""], ["--save '' is an empty path", "e.g. --save out.npz"]),
+    (["gradient", *TINY, "--save", ""],
+     ["--save '' is an empty path", "name a file, e.g. out.npz"]),
     (["gradient", *TINY, "--save", __file__ + "/x.npz"],
-     [f"--save {__file__}/x.npz: {__file__} is a file, not a directory"]),
-    (["gradient", *TINY, "--save", __file__ + "/a/b/x.npz"], [f"{__file__} is a file"]),
+     [f"--save '{__file__}/x.npz' lies under '{__file__}', which is a file, not a "
+      "directory"]),
+    (["gradient", *TINY, "--save", __file__ + "/a/b/x.npz"],
+     [f"lies under '{__file__}', which is a file"]),
     (["gradient", *TINY, "--save", ".npz"],
-     ["--save .npz names no file: the file needs a name before .npz, e.g. --save out.npz"]),
+     ["--save '.npz' names no file: the file needs a name before .npz, e.g. --save out.npz"]),
     (["gradient", *TINY, "--save", "/tmp/.npz"], ["e.g. --save /tmp/out.npz"]),
     (["gradient", *TINY, "--method", "two-level", "--write-cost", "1", "--read-cost", "1",
       "--disk-dir", ""], ["--disk-dir '' is an empty path", "leave --disk-dir out"]),
@@ -894,7 +897,7 @@ def test_cli_save_that_cannot_be_created_is_refused_before_the_run(monkeypatch, 
     monkeypatch.setattr(pml, "gradient", lambda *a, **k: pytest.fail("computed"))
     assert pml.main(["gradient", *TINY, "--save", "/proc/x.npz"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--save /proc/x.npz cannot be written" in err
+    assert err.count("\n") == 1 and "--save '/proc/x.npz' cannot be written (" in err
 
 
 # ---------------------------------------------------------------------------

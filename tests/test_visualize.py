@@ -813,7 +813,7 @@ def test_every_output_help_names_any_matplotlib_format():
 def test_a_name_too_long_is_an_output_error(tmp_path):
     path = str(tmp_path / ("a" * 300 + ".png"))
     with pytest.raises(pebbles.PebblesValueError,
-                       match=r"^-o '.*\.png' cannot be written: File name too long; name "
+                       match=r"^-o '.*\.png' cannot be written \(File name too long\); name "
                              r"another file"):
         cli.check_output(path)
 

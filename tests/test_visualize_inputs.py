@@ -176,7 +176,7 @@ def test_a_method_name_as_moves_points_to_pebbles_schedule(draw):
 def test_saving_inside_a_file_says_the_parent_is_a_file(tmp_path):
     fig = visualize.draw_game(pebbles.schedule("treeverse", 4, budget=2), 4)
     (tmp_path / "a.png").write_text("")
-    with pytest.raises(pebbles.PebblesValueError, match=r"is inside '.*a\.png', which is a file"):
+    with pytest.raises(pebbles.PebblesValueError, match=r"lies under '.*a\.png', which is a file"):
         visualize.save(fig, tmp_path / "a.png" / "x.png")
 
 

@@ -37,6 +37,7 @@ from matplotlib.mathtext import MathTextParser
 from matplotlib.patches import Patch, Rectangle
 
 from pebbles import Game, Move, PebblesTypeError, PebblesValueError
+from pebbles.cli import output_error
 
 from ._rows import (
     CODES,
@@ -586,13 +587,9 @@ def _check_save(fig: Figure, path: Path, dpi: float) -> str:
     if not path.suffix:
         raise PebblesValueError(f"cannot tell the format of {str(path)!r}: give it an "
                                 "extension such as .png, .svg or .pdf")
-    if path.is_dir() or not path.resolve().parent.is_dir():
-        parent = path.resolve().parent
-        what = ("is a directory" if path.is_dir() else
-                f"is inside {str(path.parent)!r}, which is a file" if parent.exists() else
-                "is in a directory that does not exist")
-        raise PebblesValueError(f"path={str(path)!r} {what}; name a file in an existing "
-                                "directory")
+    reason = output_error(str(path), "figure.png", probe=False)  # open() raises OSError
+    if reason is not None:
+        raise PebblesValueError(f"path={str(path)!r} {reason}")
     fmt = path.suffix[1:].lower()
     known = formats()
     if fmt not in known:

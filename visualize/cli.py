@@ -16,7 +16,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -33,10 +32,10 @@ from pebbles.cli import (
     count,
     in_flags,
     method_choice,
+    output_error,
     positive,
     schedule_from_args,
     unused_flags,
-    write_error,
 )
 
 from ._overhead import MAX_OVERHEAD_N, MAX_OVERHEAD_STEPS, check_overhead_work, first_unfinished
@@ -98,30 +97,16 @@ def check_output(path: str) -> Path:
     """Check an output path before anything is computed: a known extension that can be
     written here (:func:`format_error`), a directory that exists, and not a directory
     itself."""
+    reason = output_error(path, "figure.png")
+    if reason is not None:
+        raise PebblesValueError(f"-o {path!r} {reason}")
     out = Path(path)
-    if path.endswith(("/", os.sep)):  # Path drops the slash: "dir.png/" would be "dir.png"
-        raise PebblesValueError(f"-o {path!r} ends with a separator, so it names a "
-                                f"directory; name a file (drop the trailing {path[-1]!r})")
     if out.suffix[1:].lower() not in formats():
         raise PebblesValueError(f"-o {path!r}: cannot tell the format; give it one of the "
                                 f"extensions .{', .'.join(formats())}")
     reason = format_error(out.suffix[1:])
     if reason is not None:
         raise PebblesValueError(f"-o {path!r}: {reason}")
-    try:
-        is_dir = out.is_dir()
-    except OSError as err:  # a name too long for the file system, ...
-        raise PebblesValueError(f"-o {path!r} cannot be written: {err.strerror}; name "
-                                f"another file (a shorter name)") from None
-    if is_dir:
-        raise PebblesValueError(f"-o {path!r} is a directory; name a file inside it")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise PebblesValueError(f"-o {path!r}: directory {str(parent)!r} does not exist "
-                                f"(or is not a directory); create it first")
-    reason = write_error(out)
-    if reason is not None:
-        raise PebblesValueError(f"-o {path!r} cannot be written: {reason}")
     return out
 
 
