@@ -25,7 +25,7 @@ counts the stored states, the front included, not ``s_0``):
   checkpoint after which the reverse sweep is cheapest, with exact costs of the
   checkpoint game read from a host-built table (the closed form when an interval
   outgrows it); one evaluation judges the next 32 boards while the rule frees the
-  checkpoint before the front, so it runs once in 7-17 steps; or, with
+  checkpoint before the front, so it runs once in 10-17 steps (for n = 10^4 at budgets 10 and 20); or, with
   ``beyond="wang-moin"``, Wang, Moin & Iaccarino's minimal-repetition dynamic
   checkpointing (SIAM J. Sci. Comput. 31(4), 2009), whose levels and dispensable
   marks are two arrays of size ``S``.
@@ -38,7 +38,7 @@ walks an explicit stack of tasks ``(base, m, s, q)`` (reverse ``m`` steps
 from ``s_base``, held at stack position ``q``, with ``s`` free slots): a task
 with ``m >= 2`` walks to the optimal split ``base + j``
 (:meth:`pebbles._binomial.BetaTable.split_range`'s lower end: a host-built
-table for ``m <= 1024``, the closed form from a table of ``beta(s, r)`` beyond,
+table for ``m <= min(1024, 2^16 / (S + 1))`` (at least 16), the closed form from a table of ``beta(s, r)`` beyond,
 so the walks are exactly Treeverse's), stores ``s_{base+j}`` at position
 ``q + 1`` and is replaced by its two halves; a task with ``m = 1`` is the VJP of
 ``body`` at ``s_base``. The stack never holds more than ``S + 1`` tasks and

@@ -1599,8 +1599,9 @@ def checkpointed_loop(step: Callable[..., State], x0: State, n: int, *params: to
         ``memory``); by default measured by one run of step 0 with a graph
         (``profile_layers``' rule; that run is one extra call of ``step``), which
         also sizes a state by the storages it keeps alive (the larger of ``x0``'s
-        and step 0's output's: a view counts its base). When given, step 0 does
-        not run and a state is sized from ``x0``: its storages, or its elements
+        and step 0's output's: a view counts its base); not with
+        ``memory=float("inf")``, which keeps every graph whatever its size. When
+        given, step 0 does not run and a state is sized from ``x0``: its storages, or its elements
         where those hold more (an expanded ``x0``, ``ic.expand(64, d)``, holds one
         row; the states the steps make hold them all).
     preserve_rng_state : bool
@@ -1789,12 +1790,14 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
                      params: tuple[torch.Tensor, ...], memory: object, graph_bytes: object,
                      tape: bool, devices: list[int]) -> SlotProgram:
     """The lowered optimum of ``n`` equal steps under ``memory`` bytes, each step's graph
-    keeping ``graph_bytes`` more (measured when None, inside ``fork_rng`` of the CUDA
-    ``devices``; no graph is kept with ``tape=False``). A state's bytes are those of
+    keeping ``graph_bytes`` more (measured when None and ``memory`` is finite, inside
+    ``fork_rng`` of the CUDA ``devices``; no graph is kept with ``tape=False``). A state's bytes are those of
     ``x0`` (:func:`_state_bytes`) or, when step 0 runs to measure its graph, the larger
     of those and its output's storages (a view keeps its base)."""
     memory = _check_bytes("memory", memory)
     size = _state_bytes(_as_tuple("x0", x0)[0])
+    if graph_bytes is None and not math.isfinite(memory):
+        graph_bytes = 0  # no limit: every graph is kept, whatever its size; no run to measure
     if graph_bytes is None:
         known = (*params, *_owned(step))
         with torch.random.fork_rng(devices=devices), _Buffers(_owners((step,))).kept(

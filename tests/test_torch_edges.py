@@ -536,3 +536,24 @@ def test_scripted_layers_and_steps_get_plain_autograds_gradients():
     wrt = (x, *step.parameters())
     got = torch.autograd.grad(checkpointed_loop(step, x, 5, budget=2).pow(2).sum(), wrt)
     assert_same(got, torch.autograd.grad(plain_loop(step, x, 5).pow(2).sum(), wrt))
+
+
+def test_memory_inf_runs_each_step_once_without_a_profiling_run():
+    """memory=inf keeps every graph whatever its size: step 0 is not run a second time to
+    measure its graph, so each step runs exactly once, and the gradients are autograd's."""
+    calls: list[tuple[int, bool]] = []
+
+    def step(i, x, w):
+        calls.append((i, torch.is_grad_enabled()))
+        return torch.tanh(x @ w)
+
+    w = (0.3 * torch.randn(4, 4, dtype=F64)).requires_grad_()
+    x0 = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    y = checkpointed_loop(step, x0, 7, w, memory=float("inf"))
+    got = torch.autograd.grad(y.sum(), (x0, w))
+    assert calls == [(i, True) for i in range(7)]
+    x = x0
+    for _ in range(7):
+        x = torch.tanh(x @ w)
+    want = torch.autograd.grad(x.sum(), (x0, w))
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
