@@ -25,24 +25,23 @@ counts the stored states, the front included, not ``s_0``):
   checkpoint after which the reverse sweep is cheapest, with exact costs of the
   checkpoint game read from a host-built table (the closed form when an interval
   outgrows it); one evaluation judges the next 32 boards while the rule frees the
-  checkpoint before the front, so it runs once in 10-17 steps (for n = 10^4 at budgets 10 and 20); or, with
-  ``beyond="wang-moin"``, Wang, Moin & Iaccarino's minimal-repetition dynamic
-  checkpointing (SIAM J. Sci. Comput. 31(4), 2009), whose levels and dispensable
-  marks are two arrays of size ``S``.
+  checkpoint before the front, so it runs once in 10-17 steps (for n = 10^4 at budgets
+  10 and 20); or, with ``beyond="wang-moin"``, Wang, Moin & Iaccarino's
+  minimal-repetition dynamic checkpointing (SIAM J. Sci. Comput. 31(4), 2009), whose
+  levels and dispensable marks are two arrays of size ``S``.
 
 **Reverse** (``custom_vjp`` backward pass): the sweep of
-:meth:`pebbles.OnlineScheduler.reverse`, each interval between held
-checkpoints reversed, last first, by the optimal offline schedule (Griewank's
-binomial checkpointing, Treeverse) with the slots left. A ``lax.while_loop``
-walks an explicit stack of tasks ``(base, m, s, q)`` (reverse ``m`` steps
-from ``s_base``, held at stack position ``q``, with ``s`` free slots): a task
-with ``m >= 2`` walks to the optimal split ``base + j``
-(:meth:`pebbles._binomial.BetaTable.split_range`'s lower end: a host-built
-table for ``m <= min(1024, 2^16 / (S + 1))`` (at least 16), the closed form from a table of ``beta(s, r)`` beyond,
-so the walks are exactly Treeverse's), stores ``s_{base+j}`` at position
-``q + 1`` and is replaced by its two halves; a task with ``m = 1`` is the VJP of
-``body`` at ``s_base``. The stack never holds more than ``S + 1`` tasks and
-position ``q`` maps to a slot through the controller's ``slots`` array, so the
+:meth:`pebbles.OnlineScheduler.reverse`, each interval between held checkpoints
+reversed, last first, by the optimal offline schedule (Griewank's binomial
+checkpointing, Treeverse) with the slots left. A ``lax.while_loop`` walks an explicit
+stack of tasks ``(base, m, s, q)`` (reverse ``m`` steps from ``s_base``, held at stack
+position ``q``, with ``s`` free slots): a task with ``m >= 2`` walks to the optimal
+split ``base + j`` (:meth:`pebbles._binomial.BetaTable.split_range`'s lower end: a
+host-built table for ``m <= min(1024, 2^16 / (S + 1))`` (at least 16), the closed form
+from a table of ``beta(s, r)`` beyond, so the walks are exactly Treeverse's), stores
+``s_{base+j}`` at position ``q + 1`` and is replaced by its two halves; a task with
+``m = 1`` is the VJP of ``body`` at ``s_base``. The stack never holds more than ``S + 1``
+tasks and position ``q`` maps to a slot through the controller's ``slots`` array, so the
 reverse pass stores nothing beyond the forward's ``S`` slots.
 
 As in :mod:`pebbles._jax_scan`, no buffer passes through a ``lax.cond``: the

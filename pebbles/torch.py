@@ -1791,9 +1791,9 @@ def _uniform_program(step: Callable[..., State], x0: State, n: int,
                      tape: bool, devices: list[int]) -> SlotProgram:
     """The lowered optimum of ``n`` equal steps under ``memory`` bytes, each step's graph
     keeping ``graph_bytes`` more (measured when None and ``memory`` is finite, inside
-    ``fork_rng`` of the CUDA ``devices``; no graph is kept with ``tape=False``). A state's bytes are those of
-    ``x0`` (:func:`_state_bytes`) or, when step 0 runs to measure its graph, the larger
-    of those and its output's storages (a view keeps its base)."""
+    ``fork_rng`` of the CUDA ``devices``; no graph is kept with ``tape=False``). A
+    state's bytes are those of ``x0`` (:func:`_state_bytes`) or, when step 0 runs to
+    measure its graph, the larger of those and its output's storages (a view keeps its base)."""
     memory = _check_bytes("memory", memory)
     size = _state_bytes(_as_tuple("x0", x0)[0])
     if graph_bytes is None and not math.isfinite(memory):

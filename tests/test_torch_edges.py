@@ -556,4 +556,4 @@ def test_memory_inf_runs_each_step_once_without_a_profiling_run():
     for _ in range(7):
         x = torch.tanh(x @ w)
     want = torch.autograd.grad(x.sum(), (x0, w))
-    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
