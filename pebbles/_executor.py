@@ -199,6 +199,7 @@ class _Replay:
         self.retired: set[int] = set()
         self.stored: set[int] = set()  # cells this replay has put in the store
         self.offers = True  # step_into and check_states to name in errors (replay's)
+        self.at: tuple[str, int] | None = None  # the callback last called, and its step
 
     def release(self) -> None:
         """Drop every reference to a state or a gradient."""
@@ -291,6 +292,7 @@ class _Replay:
         return value
 
     def call(self, what: str, i: int, *args: Any) -> Any:
+        self.at = (what, i)  # where a Ctrl-C met in the executor's own code stopped it
         try:
             return self.cb[what](i, *args)
         except Exception as err:
@@ -646,6 +648,19 @@ def _note_stop(err: BaseException, where: str) -> None:
         _add_note(err, f"pebbles: stopped {where}")
 
 
+def _note_interrupt(r: _Replay, err: BaseException) -> None:
+    """Note on a ``KeyboardInterrupt`` or ``SystemExit`` that ends replay ``r`` the step it
+    stopped at, when no callback or store call met it (which note theirs): it landed in
+    the executor's own code, after the callback last called (:attr:`_Replay.at`)."""
+    if isinstance(err, Exception):  # the executor's own errors name the step
+        return
+    if r.at is None:
+        _note_stop(err, "before the first step")
+    else:
+        what, i = r.at
+        _note_stop(err, f"at step {i} (in the executor, after callback {what!r} returned)")
+
+
 def _note_store_error(err: BaseException, where: str) -> None:
     """Note on store error ``err`` the operation that met it, ``where`` (e.g. ``at the load
     of the state of step 3``), and the state whose background write failed when the
@@ -664,24 +679,29 @@ def _note_store_error(err: BaseException, where: str) -> None:
 def _forget_stored(r: _Replay, exc: BaseException) -> None:
     """Delete what a failed replay put in the caller's store, and drop the buffers lent to
     it, so that it can be used again. A store that failed itself (it raises ``exc``, or one
-    error again and again) has freed everything already and is not asked again; ``exc``,
-    the replay's error, keeps its traceback."""
-    tb, seen = exc.__traceback__, None
+    error again and again) has freed everything already and is not asked again; a
+    ``DiskStore`` whose background write failed is then made usable again (its error
+    cleared: the next replay meets it no more). ``exc``, the replay's error, keeps its
+    traceback."""
+    tb, met = exc.__traceback__, [exc]
     try:
         for cell in sorted(r.stored):
             try:
                 r.store.delete(cell)  # waits for its pending write: its buffer comes back
             except Exception as err:  # noqa: BLE001 -- the replay's own error is reported
-                if err is exc or err is seen:
-                    return
-                seen = err
-        try:
-            r.settle()
-        except Exception:  # noqa: BLE001, S110 -- as above
-            pass
+                if any(err is e for e in met):
+                    break
+                met.append(err)
+        else:
+            try:
+                r.settle()
+            except Exception as err:  # noqa: BLE001 -- as above
+                met.append(err)
     finally:
         r.stored.clear()
         r.lending.clear()
+        if isinstance(r.store, DiskStore):
+            r.store._recover(met)
         exc.__traceback__ = tb  # a store error raised again here added frames to it
 
 
@@ -806,23 +826,36 @@ def _guard(r: _Replay, s0: Any, body: Callable[[], None]) -> None:
     """Run ``body``, which calls the callbacks through ``r``.
 
     If it raises, every state ``r`` holds is dropped (and the traceback's frames
-    cleared of theirs) before the error propagates; afterwards ``s0`` is checked
-    to be unchanged (NumPy leaves: two checksums, always on).
+    cleared of theirs) before the error propagates, a ``KeyboardInterrupt`` noted with
+    the step where it stopped the replay (:func:`_note_interrupt`); afterwards ``s0`` is
+    checked to be unchanged (its NumPy array leaves: two checksums, always on; a NumPy
+    scalar or Python number leaf cannot be written into, nor another array type's be
+    checksummed cheaply).
     """
-    s0_sum = T.digest(s0) if T.numpy_only(s0) else None
+    arrays = _numpy_arrays(s0)
+    s0_sum = T.digest(arrays) if arrays else None
     try:
         body()
+        changed = s0_sum is not None and T.digest(arrays) != s0_sum
     except BaseException as exc:
         r.release()
+        _note_interrupt(r, exc)
         traceback.clear_frames(exc.__traceback__)
         raise
-    if s0_sum is not None and T.digest(s0) != s0_sum:
+    if changed:
         r.release()
         raise PebblesValueError(
             "s0 changed during the replay, so the gradient is wrong: a callback wrote into a "
             "state it was only given to read (s *= a in step or backward); return new arrays "
             "(s = s * a)" + ("; or pass step_into for in-place steps; check_states=True names "
                              "the callback and step" if r.offers else ""))
+
+
+def _numpy_arrays(s: Any) -> list[np.ndarray]:
+    """The leaves of state ``s`` that are NumPy arrays of numbers: the ones :func:`_guard`
+    checksums (a scalar leaf beside them must not turn the check off)."""
+    return [leaf for leaf in T.leaves(s)
+            if isinstance(leaf, np.ndarray) and not leaf.dtype.hasobject]
 
 
 def replay(
@@ -905,7 +938,10 @@ def replay(
         its files are removed however the replay ends); default a
         ``pebbles.MemoryStore`` made and closed by the replay. However the
         replay ends, the store is left holding none of its states or buffers:
-        it can serve another replay (of any shape and dtype). Any object with
+        it can serve another replay (of any shape and dtype); a ``DiskStore``
+        whose background write failed (``DiskFullError``) in the replay too,
+        its error cleared and its folder made anew (one that failed outside a
+        replay is refused, before any step). Any object with
         ``put(key, array)``, ``get(key)`` and ``delete(key)`` will do; loads are
         read into free state buffers only when its ``get`` takes ``out=``.
         ``put`` must keep a copy of its own (the executor reuses the array's
@@ -984,6 +1020,7 @@ def replay(
         r.discard_left()
         r.settle()
     except BaseException as exc:
+        _note_interrupt(r, exc)  # one met after the program's last row
         if not own_store:
             _forget_stored(r, exc)
         raise
@@ -1023,8 +1060,10 @@ def _check_callbacks(s0: Any, fn: str = "replay", **callbacks: Any) -> None:
 
 
 def _check_store(store: object) -> None:
-    """Refuse a ``store`` that is not a store object (a class, a number, a path), or one
-    that is closed (its ``closed`` is True), before any step runs."""
+    """Refuse a ``store`` that is not a store object (a class, a number, a path), one
+    that is closed (its ``closed`` is True), or a ``DiskStore`` whose background write
+    failed outside a replay (one a replay met was made usable again), before any step
+    runs."""
     if store is None:
         return
     if isinstance(store, type) or not all(
@@ -1034,9 +1073,16 @@ def _check_store(store: object) -> None:
             f"store={store!r:.60} is {what}; it must be a store object with put, get and "
             f"delete, e.g. store=pebbles.DiskStore(directory) (an instance, used in a with "
             f"block) or store=pebbles.MemoryStore()")
+    where = getattr(store, "directory", None)
+    what = type(store).__name__ + (f" on {where}" if isinstance(where, str) else "")
+    failure = store._failure if isinstance(store, DiskStore) else None
+    if failure is not None and not store.closed:
+        raise StoreError(
+            f"store=<{what}> failed before this replay ({type(failure).__name__}: "
+            f"{failure}) and freed its files, and a failed store cannot serve a replay (only "
+            f"one a replay met is made usable again); close it and make a new one, e.g. with "
+            f"pebbles.DiskStore(directory) as store: pebbles.replay(..., store=store)")
     if getattr(store, "closed", False) is True:
-        where = getattr(store, "directory", None)
-        what = type(store).__name__ + (f" on {where}" if isinstance(where, str) else "")
         raise StoreError(
             f"store=<{what}> is closed, and a closed store cannot be used again (it freed its "
             f"states); make a new one for the replay, e.g. with pebbles.DiskStore(directory) "

@@ -443,7 +443,9 @@ class DiskStore(Store):
     ----------
     directory : str
         The store's own folder, which holds its files: a new folder named
-        ``pebbles-store-*`` inside ``parent``, made by the store alone.
+        ``pebbles-store-*`` inside ``parent``, made by the store alone (made anew, under
+        another name, when a replay that met a failed background write of the store
+        ends: the failure freed the folder, and the store serves the next replay).
     parent : str
         The directory given, as an absolute path (or the system's temporary directory).
 
@@ -663,6 +665,43 @@ class DiskStore(Store):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def _failure(self) -> BaseException | None:
+        """The writer's error, once a background write failed (the store freed its files
+        and raises it at every call), until :meth:`_recover` clears it."""
+        return self._w.error
+
+    def _recover(self, met: list[BaseException]) -> bool:
+        """Make a store whose background write failed usable again, once the replay that
+        met its error (one of ``met``) has ended: wait for the writes queued before the
+        failure (skipped), free what is left, make the store's folder anew (under a new
+        name: :attr:`directory` changes) and clear the error. Whether it did: not for an
+        error no one met, a writer that stopped, a file that resists deletion or a folder
+        that cannot be made again (the store stays failed: close it, make a new one)."""
+        w = self._w
+        if w.error is None or not any(err is w.error for err in met) or self._closed:
+            return False
+        while w.pending and w.running:
+            w.bell.acquire(timeout=CALLER_POLL)
+        w.free_all()
+        if w.pending or w.files or not w.running:
+            return False
+        made: list[str] = []
+        try:
+            _make_folder(self.parent, self.parent, made)
+            with w.lock:
+                w.made, w.directory, w.error = made, made[-1], None
+                w.spares.clear()
+                w.returned.clear()
+        except StoreError:
+            return False
+        except BaseException:  # a Ctrl-C: the store stays failed, without the new folder
+            if w.error is not None:
+                _remove_folders(made)
+            raise
+        self.directory, self._reported = w.directory, False
+        return True
 
     def _wait(self, key: Key) -> None:
         """Wait for the pending write of ``key``, if any, looking every

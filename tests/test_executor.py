@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
 
 import numpy as np
@@ -507,3 +508,71 @@ def test_a_store_whose_get_takes_kwargs_is_given_buffers_to_read_into():
     r = linear(s, None, store=store, step_into=lambda i, x, out: np.copyto(out, A @ x))
     assert store.outs > 0 and store.gets == r.reads
     assert np.array_equal(r.grad_s0, linear(store_all(n), n).grad_s0)
+
+
+def _writes_into_its_input(i, s):
+    s["x"] += 1.0  # at step 0, into s0
+    return {"x": s["x"] * 2.0, "t": s["t"] + 1.0}
+
+
+@pytest.mark.parametrize("t0", [np.float64(0.0), 0.0, np.asarray(0.0)],
+                         ids=["numpy-scalar", "python-float", "0-d-array"])
+def test_s0_changed_in_place_is_reported_beside_a_scalar_leaf(t0):
+    """Before, a NumPy scalar or Python number anywhere in s0 turned the checksum of s0
+    off, and a step that wrote into s0 gave a wrong gradient without a word."""
+    import pebbles
+
+    kw = dict(step=_writes_into_its_input, backward=lambda i, s, g: (g, None),
+              loss_grad=lambda s: {"x": np.ones(2), "t": s["t"] * 0 + 1})
+    with pytest.raises(PebblesValueError, match="^s0 changed during the replay"):
+        replay(treeverse(3, 2), 3, {"x": np.ones(2), "t": t0}, **kw)
+    with pytest.raises(PebblesValueError, match="^s0 changed during the replay"):
+        pebbles.replay_until(s0={"x": np.ones(2), "t": t0}, done=lambda i, s: i >= 3,
+                             budget=2, **kw)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes")
+@pytest.mark.parametrize("where", ["replay", "replay_until-forward", "replay_until-reverse"])
+def test_a_keyboard_interrupt_in_the_executors_own_code_names_the_step(monkeypatch, where):
+    """Before, a Ctrl-C got a note with the step only inside a callback or a store call;
+    landing in the executor's own code (most of the time, with cheap callbacks) it came
+    out with none. Here it comes from the executor's per-row helpers."""
+    import pebbles
+    from pebbles import _executor
+
+    method = "keep" if where == "replay_until-forward" else "drop"
+    real, count = getattr(_executor._Replay, method), [0]
+
+    def interrupted(self, *args):
+        count[0] += 1
+        if count[0] == 7:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(_executor._Replay, method, interrupted)
+    calls: list = []
+    kw = dict(step=lambda i, s: (calls.append(("step", i)), 1.5 * s)[1],
+              backward=lambda i, s, g: (calls.append(("backward", i)), (1.5 * g, None))[1],
+              loss_grad=np.ones_like, s0=np.ones(2))
+    with pytest.raises(KeyboardInterrupt) as info:
+        if where == "replay":
+            replay(pebbles.schedule("treeverse", 30, budget=3), None, **kw)
+        else:
+            pebbles.replay_until(done=lambda i, s: (calls.append(("done", i)), i >= 30)[1],
+                                 budget=3, **kw)
+    what, i = calls[-1]
+    assert info.value.__notes__ == [
+        f"pebbles: stopped at step {i} (in the executor, after callback {what!r} returned)"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes")
+def test_a_keyboard_interrupt_before_the_first_step_says_so(monkeypatch):
+    from pebbles import _executor
+
+    def interrupted(self, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_executor._Replay, "walk", interrupted)
+    with pytest.raises(KeyboardInterrupt) as info:
+        linear(treeverse(5, 2), 5)
+    assert info.value.__notes__ == ["pebbles: stopped before the first step"]

@@ -224,3 +224,59 @@ def test_a_keyboard_interrupt_waiting_for_a_lent_buffer_names_the_step():
     assert re.fullmatch(r"pebbles: stopped (before step \d+|at the (store|load) of the "
                         r"state of step \d+)", info.value.__notes__[0])
     assert len(store) == 0 and store.reclaim() == []
+
+
+# -- a DiskStore whose background write failed -----------------------------------------
+def _full_beyond(monkeypatch, nbytes):
+    """Make every write of a DiskStore of more than ``nbytes`` bytes fail as a full disk."""
+    import errno
+
+    from pebbles import _storage
+
+    real = _storage._Writer.write
+
+    def write(self, key, array):
+        if array.nbytes > nbytes:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, key, array)
+
+    monkeypatch.setattr(_storage._Writer, "write", write)
+
+
+def test_a_disk_store_whose_write_failed_in_a_replay_serves_the_next_one(tmp_path,
+                                                                          monkeypatch):
+    """Before, the store stayed failed: the next replay ran a step, then raised the same
+    DiskFullError object again, naming the earlier replay's state and carrying its note."""
+    _full_beyond(monkeypatch, 1000)
+    s = pebbles.schedule("two-level", 12, budget=2, write_cost=0.2, read_cost=0.2)
+    big = dict(step=lambda i, x: 0.5 * x, backward=lambda i, x, g: (0.5 * g, None),
+               loss_grad=np.ones_like)
+    with DiskStore(tmp_path) as st:
+        folder = st.directory
+        with pytest.raises(pebbles.DiskFullError):
+            pebbles.replay(s, None, np.zeros(200), store=st, **big)
+        assert not os.path.exists(folder) and len(st) == 0 and not st.closed
+        r = run(s, store=st, step_into=step_into)
+        assert np.array_equal(r.grad_s0, run(s).grad_s0) and r.writes > 0
+        assert st.directory != folder and os.listdir(st.directory) == []
+        with pytest.raises(pebbles.DiskFullError) as info:  # fails anew, and is reported
+            pebbles.replay(s, None, np.zeros(200), store=st, **big)
+        assert np.array_equal(run(s, store=st).grad_s0, r.grad_s0)
+    assert os.listdir(tmp_path) == [] and info.value.key is not None
+
+
+def test_a_disk_store_that_failed_outside_a_replay_is_refused_before_any_step(tmp_path,
+                                                                               monkeypatch):
+    _full_beyond(monkeypatch, 1000)
+    s = pebbles.schedule("two-level", 12, budget=2, write_cost=0.2, read_cost=0.2)
+    calls: list = []
+    with DiskStore(tmp_path) as st:
+        st.put("big", np.zeros(200))
+        with pytest.raises(pebbles.DiskFullError):
+            st.get("big")
+        with pytest.raises(pebbles.StoreError, match=r"^store=<DiskStore on .+> failed before "
+                                                     r"this replay \(DiskFullError: .+close it "
+                                                     r"and make a new one"):
+            pebbles.replay(s, None, S0, lambda i, x: calls.append(i) or step(i, x), backward,
+                           np.ones_like, store=st)
+    assert calls == []
