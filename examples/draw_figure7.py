@@ -14,10 +14,9 @@ copied to docs/img/figure7.png; there Bennett stops at cell 16, 41 steps).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from _args import require, visualize
+from _args import guarded, parser, require, visualize
 
 import pebbles
 
@@ -39,8 +38,9 @@ def figure_b():
     ], 16)
 
 
+@guarded
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("output_dir", nargs="?", default=".", metavar="OUTPUT_DIR",
                    help="folder for figure7a.png, figure7b.png and figure7.png, made if "
                         "missing (default: the current directory)")
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     if out.exists() and not out.is_dir():
         p.error(f"argument OUTPUT_DIR: {str(out)!r} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    for name, fig in (("figure7a.png", figure_a()), ("figure7b.png", figure_b())):
-        print("wrote", visualize.save(fig, out / name))
+    written = [visualize.save(fig, out / name)
+               for name, fig in (("figure7a.png", figure_a()), ("figure7b.png", figure_b()))]
     fig = visualize.draw_side_by_side([
         ("(a) treeverse_paper, delta=3", pebbles.treeverse_paper(20, 3), "checkpoint"),
         ("(a') treeverse, S=4", pebbles.treeverse(20, 4), "checkpoint", 4),
@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
          "reversible"),
         ("(b') reversible_optimal, S=5", pebbles.reversible_optimal(16, 5), "reversible", 5),
     ], (20, 20, 16, 16))
-    print("wrote", visualize.save(fig, out / "figure7.png", dpi=72))
+    written.append(visualize.save(fig, out / "figure7.png", dpi=72))
+    for path in written:  # after the writing: a reader gone (| head -1) loses no file
+        print("wrote", path)
 
 
 if __name__ == "__main__":

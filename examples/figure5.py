@@ -18,11 +18,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _args import add_dpi, output, require, visualize
+from _args import add_dpi, guarded, output, parser, require, visualize
 
 
+@guarded
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("bench", metavar="BENCH.json",
                    help="results of benchmarks/bench_pml.py --fig5 (or of bench_gpu.py)")
     p.add_argument("output", nargs="?", default="figure5.png", metavar="OUTPUT",

@@ -24,12 +24,17 @@ Usage: python examples/jax_lorenz.py [--quick]
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+try:
+    from _args import guarded, parser
+except ImportError:  # loaded from its path, not run: put examples/ on the path for _args
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _args import guarded, parser
 
 try:
     import jax
@@ -186,8 +191,9 @@ def wave_demo(size: int, n: int, budget: int) -> None:
           f"({m_ours / state_mb:.1f} carries) vs {m_ref:.1f} MB ({m_ref / state_mb:.0f} carries)")
 
 
+@guarded
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("--quick", action="store_true",
                    help="Lorenz n = 1000 and a 64 x 64 x 300 wave instead of n = 10^4 and "
                         "128 x 128 x 1000")

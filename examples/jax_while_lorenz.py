@@ -27,12 +27,17 @@ Usage: python examples/jax_while_lorenz.py [--budget S]
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+try:
+    from _args import guarded, parser
+except ImportError:  # loaded from its path, not run: put examples/ on the path for _args
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _args import guarded, parser
 
 try:
     import jax
@@ -49,6 +54,7 @@ except ImportError:  # run from a checkout without installing
     import pebbles
 from jax_lorenz import lorenz_step  # the sibling example: this directory is on sys.path
 
+from pebbles.cli import at_least
 from pebbles.jax import checkpointed_while_loop
 
 jax.config.update("jax_enable_x64", True)
@@ -128,9 +134,13 @@ def loops(budget: int) -> dict[str, Callable]:
     return out
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budget", type=int, default=10, help="stored carries (default 10)")
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--budget", type=at_least(2), default=10,
+                   help="stored carries, at least 2 (default 10); the runs have about 10^4 "
+                        "steps, so a small budget recomputes them many times over and is "
+                        "slow (--budget 3 takes minutes)")
     args = p.parse_args(argv)
     for stop in ("time", "z"):
         n = steps(stop)

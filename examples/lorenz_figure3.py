@@ -20,7 +20,7 @@ import argparse
 import time
 from collections.abc import Sequence
 
-from _args import add_dpi, flag_errors, output, require, visualize
+from _args import add_dpi, flag_errors, guarded, output, parser, require, visualize
 
 from pebbles.cli import positive
 
@@ -30,8 +30,9 @@ from solvers import experiments  # noqa: E402
 POINTS = ((10.0, 27.0), (10.0, 15.0))  # the marked (sigma, rho) of the paper's Figure 3
 
 
+@guarded
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("output", nargs="?", default="lorenz_figure3.png", metavar="OUTPUT",
                    help="image file; its extension picks the format (default "
                    "lorenz_figure3.png)")

@@ -14,12 +14,11 @@ Usage: python examples/lorenz_figure4.py [OUTPUT.png] [--starts=N] [--quick] [--
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
 
 import numpy as np
-from _args import add_dpi, output, require, visualize
+from _args import add_dpi, guarded, output, parser, require, visualize
 
 from pebbles.cli import positive
 
@@ -27,8 +26,9 @@ require("examples/lorenz_figure4.py", solvers=True)  # names both extras before 
 from solvers import experiments  # noqa: E402
 
 
+@guarded
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("output", nargs="?", default="lorenz_figure4.png", metavar="OUTPUT",
                    help="image file; its extension picks the format (default "
                    "lorenz_figure4.png)")

@@ -18,12 +18,11 @@ About 5 s. Usage: python examples/pml_figures.py [OUTPUT_DIR] [--size=N] [--dpi=
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _args import add_dpi, flag_errors, require, visualize
+from _args import add_dpi, flag_errors, guarded, parser, require, visualize
 
 from pebbles.cli import positive
 
@@ -31,8 +30,9 @@ require("examples/pml_figures.py", solvers=True)  # names both extras before the
 from solvers import experiments  # noqa: E402
 
 
+@guarded
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("outdir", nargs="?", default=".", metavar="OUTPUT_DIR",
                    help="directory of the two images, created when absent (default .)")
     p.add_argument("--size", type=positive, default=200, metavar="N",

@@ -20,10 +20,16 @@ Usage: python examples/torch_mlp.py [--batch 256] [--fraction 0.15] [--iters 3]
 
 from __future__ import annotations
 
-import argparse
+import math
 import sys
 import time
 from pathlib import Path
+
+try:
+    from _args import guarded, parser
+except ImportError:  # loaded from its path, not run: put examples/ on the path for _args
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _args import guarded, parser
 
 try:
     import torch
@@ -33,9 +39,11 @@ except ImportError:  # the extra is missing: one line naming it, not a traceback
 from torch.utils.checkpoint import checkpoint_sequential as torch_sequential
 
 try:
-    import pebbles  # noqa: F401
+    import pebbles
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import pebbles
+from pebbles.cli import count, nonnegative_float, positive
 from pebbles.torch import checkpoint_sequential, profile_layers
 
 
@@ -61,12 +69,14 @@ def runs(net: torch.nn.Sequential) -> int:
     return total
 
 
+@guarded
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--fraction", type=float, default=0.15,
-                    help="memory limit as a fraction of all layer outputs")
-    ap.add_argument("--iters", type=int, default=3)
+    ap = parser(__doc__)
+    ap.add_argument("--batch", type=positive, default=256, help="batch size (default 256)")
+    ap.add_argument("--fraction", type=nonnegative_float, default=0.15,
+                    help="memory limit as a fraction of all layer outputs, on top of the "
+                         "parameter gradients (default 0.15)")
+    ap.add_argument("--iters", type=count, default=3, help="SGD steps (default 3)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # small layers: intra-op threads only add synchronisation
     torch.manual_seed(0)
@@ -76,6 +86,12 @@ def main(argv: list[str] | None = None) -> None:
     costs = profile_layers(net, x)
     runs(net)
     memory = args.fraction * costs.sizes[1:].sum() + costs.grads.sum()
+    need = pebbles.hetero_min_memory(costs)
+    if memory < need:  # no schedule fits: say so before the runs, naming the flag
+        least = (need - costs.grads.sum()) / costs.sizes[1:].sum()
+        ap.error(f"argument --fraction: {args.fraction:g} is too small for any schedule of "
+                 f"this network (a layer's input, output and graph with the gradients); use "
+                 f"--fraction {math.ceil(least * 1000) / 1000:g} or more")
     print(f"layer outputs: {costs.sizes[1:].min() / 2**10:.0f}-{costs.sizes[1:].max() / 2**10:.0f}"
           f" KiB, {costs.sizes[1:].sum() / 2**20:.1f} MiB in all; parameter gradients "
           f"{costs.grads.sum() / 2**20:.1f} MiB; limit {memory / 2**20:.2f} MiB")

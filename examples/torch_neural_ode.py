@@ -15,10 +15,15 @@ Usage: python examples/torch_neural_ode.py [--steps 1000] [--budget 10] [--kept 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
+
+try:
+    from _args import flag_errors, guarded, parser
+except ImportError:  # loaded from its path, not run: put examples/ on the path for _args
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _args import flag_errors, guarded, parser
 
 try:
     import torch
@@ -31,16 +36,19 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import pebbles
+from pebbles.cli import at_least, count, positive
 from pebbles.torch import checkpointed_loop
 
 
+@guarded
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--budget", type=int, default=10)
-    ap.add_argument("--kept", type=int, default=40,
-                    help="memory limit in states (stored states and kept graphs)")
-    ap.add_argument("--iters", type=int, default=10)
+    ap = parser(__doc__)
+    ap.add_argument("--steps", type=positive, default=1000, help="time steps (default 1000)")
+    ap.add_argument("--budget", type=at_least(2), default=10,
+                    help="stored states, at least 2 (default 10)")
+    ap.add_argument("--kept", type=positive, default=40,
+                    help="memory limit in states (stored states and kept graphs; default 40)")
+    ap.add_argument("--iters", type=count, default=10, help="Adam steps (default 10)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # tiny tensors: intra-op threads only add synchronisation
     torch.manual_seed(0)
@@ -78,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     field.zero_grad()
     state = x0.numel() * x0.element_size()
     runs[0] = 0
-    xn = checkpointed_loop(step, x0, args.steps, *params, memory=args.kept * state)
-    loss_of(xn).backward()
+    with flag_errors(ap, "--kept", f"--kept N is a memory of N states of {state} bytes"):
+        xn = checkpointed_loop(step, x0, args.steps, *params, memory=args.kept * state)
+        loss_of(xn).backward()
     pairs = zip(plain, field.parameters(), strict=True)
     diff = max((a - p.grad).abs().max().item() for a, p in pairs)
     print(f"memory of {args.kept} states (stored states and kept graphs): {runs[0] - 1} step "
@@ -98,7 +107,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except pebbles.PebblesError as err:  # bad options (e.g. --kept too small): one line
-        raise SystemExit(f"torch_neural_ode.py: error: {err}") from None
+    main()  # guarded: a bad option the library refuses (e.g. --kept too small) is one line

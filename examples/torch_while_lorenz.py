@@ -19,10 +19,15 @@ About 30 s on 2 cores. Usage: python examples/torch_while_lorenz.py [--T 5] [--b
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
+
+try:
+    from _args import guarded, parser
+except ImportError:  # loaded from its path, not run: put examples/ on the path for _args
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _args import guarded, parser
 
 try:
     import torch
@@ -35,6 +40,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import pebbles
+from pebbles.cli import at_least, positive_float
 from pebbles.torch import checkpointed_while_loop
 
 TOL = 1e-3
@@ -55,10 +61,12 @@ def heun(i: int, state: tuple, theta: torch.Tensor) -> tuple:
     return u + 0.5 * dt * (k1 + k2), t + dt, dt * grow
 
 
+@guarded
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--T", type=float, default=5.0, help="end time")
-    ap.add_argument("--budget", type=int, default=20, help="stored states")
+    ap = parser(__doc__)
+    ap.add_argument("--T", type=positive_float, default=5.0, help="end time, > 0 (default 5)")
+    ap.add_argument("--budget", type=at_least(2), default=20,
+                    help="stored states, at least 2 (default 20)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # tiny tensors: intra-op threads only add synchronisation
     f64 = torch.float64

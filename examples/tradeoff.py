@@ -12,15 +12,15 @@ Usage: python examples/tradeoff.py [OUTPUT.png] [--quick] [--dpi=N]
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
 
-from _args import add_dpi, output, require, visualize
+from _args import add_dpi, guarded, output, parser, require, visualize
 
 
+@guarded
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("output", nargs="?", default="tradeoff.png", metavar="OUTPUT",
                    help="image file; its extension picks the format (default tradeoff.png)")
     p.add_argument("--quick", action="store_true", help="n = 10^2 and 10^4 only")

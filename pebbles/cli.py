@@ -60,8 +60,9 @@ from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
 
 __all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
            "add_schedule_arguments", "at_least", "budget_flag", "check_path_given", "count",
-           "in_flags", "main", "method_choice", "method_flags", "output_error", "parse_bytes",
-           "positive", "run_command", "schedule_from_args", "unused_flags", "write_error"]
+           "guarded", "in_flags", "main", "method_choice", "method_flags",
+           "nonnegative_float", "output_error", "parse_bytes", "positive", "positive_float",
+           "run_command", "schedule_from_args", "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -155,21 +156,25 @@ def _integer(text: str, minimum: int | None) -> int:
 MAX_INT = 2**62
 
 
-def _positive_float(text: str) -> float:
-    value = nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _finite_float(text, strict=True)
 
 
 def nonnegative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
+    return _finite_float(text, strict=False)
+
+
+def _finite_float(text: str, strict: bool) -> float:
+    """``text`` as a finite number > 0 (``strict``) or >= 0, else argparse's error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    if not (math.isfinite(value) and (value > 0 if strict else value >= 0)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a finite number {'>' if strict else '>='} 0")
     return value
 
 
@@ -227,7 +232,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         return 130
     if _closed_stdout(parser.prog, args):
         return 2
-    return _guarded(parser.prog, lambda: print(run(args)) or 0, errors)
+    return guarded(parser.prog, lambda: print(run(args)) or 0, errors)
 
 
 #: Destinations of the output-file flags (``-o``/``--output``, ``--out``, ``--save``): a
@@ -247,16 +252,38 @@ def _closed_stdout(prog: str, args: argparse.Namespace) -> bool:
     return True
 
 
-def _guarded(prog: str, call: Callable[[], int],
-             errors: tuple[type[BaseException], ...]) -> int:
-    """``call()``'s exit status, its errors as one line on stderr (the module's policy)."""
+def guarded(prog: str, call: Callable[[], int],
+            errors: tuple[type[BaseException], ...] = ()) -> int:
+    """``call()``'s exit status, with the command lines' policy for what ends it early.
+
+    Ctrl-C is ``PROG: interrupted`` and 130; a reader of standard output that has gone
+    (``... | head -1``: ``BrokenPipeError``) a quiet 0; an exception in ``errors``, a
+    ``PebblesError`` or an ``ImportError`` (an optional package missing) one line
+    ``PROG: error: MESSAGE`` and 2; ``MemoryError`` one line and 1. Every command line of
+    the project (``pebbles``, the solvers', ``python -m visualize``, the examples) ends
+    through it.
+
+    Parameters
+    ----------
+    prog : str
+        The program's name, which starts each line.
+    call : callable
+        Runs the command; returns its exit status.
+    errors : tuple of exception types, optional
+        More exceptions that are the user's to fix (e.g. ``ValueError``, ``OSError``).
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     try:
         return call()
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
         return 130
     except BrokenPipeError:
-        sys.stderr.close()
+        _quiet_stdout()
         return 0
     except (*errors, PebblesError, ImportError) as err:
         line = " ".join(str(err).split()) or type(err).__name__
@@ -265,6 +292,19 @@ def _guarded(prog: str, call: Callable[[], int],
     except MemoryError:
         sys.stderr.write(f"{prog}: error: out of memory; ask for a smaller problem\n")
         return 1
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at the null device once its reader has gone (Python's recipe
+    for a broken pipe): what is left in its buffer is flushed there at exit, with no
+    "Exception ignored" message. A stand-in without a file descriptor is left alone."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
 
 
 # ---------------------------------------------------------------------------
@@ -1032,7 +1072,7 @@ def _parser() -> argparse.ArgumentParser:
     add_disk_arguments(q)
     add_background_argument(q)
     q.add_argument("--disk-dir", help="measure the write and read costs on this directory")
-    q.add_argument("--step-seconds", type=_positive_float,
+    q.add_argument("--step-seconds", type=positive_float,
                    help="seconds of one forward step (with --disk-dir)")
     q.set_defaults(run=_cmd_plan)
     m = sub.add_parser("methods", help="list the schedules and their options")
@@ -1056,5 +1096,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if _closed_stdout(f"pebbles {args.command}", args):
         return 2
-    return _guarded(f"pebbles {args.command}", lambda: args.run(args),
+    return guarded(f"pebbles {args.command}", lambda: args.run(args),
                     (ValueError, TypeError, OSError, OverflowError))

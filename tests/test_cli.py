@@ -602,6 +602,38 @@ def test_a_closed_standard_output_from_the_shell():
                            "> FILE, or > /dev/null to drop them)\n")
 
 
+def test_a_reader_that_goes_away_is_a_quiet_exit():
+    """``pebbles schedule ... | head -1``: status 0 and nothing on stderr (no traceback, no
+    "Exception ignored" when the buffer is flushed at exit)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pebbles", "schedule", "treeverse", "-n",
+                             "200000", "--pebbles", "5"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("# treeverse -n 200000")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert (proc.wait(timeout=120), err) == (0, "")
+
+
+def test_guarded_sends_standard_output_to_the_null_device_after_a_broken_pipe(capsys):
+    """In-process: the policy's one line per ending, and a broken pipe leaves stderr open."""
+    def broken() -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    def refused() -> int:
+        raise pebbles.PebblesValueError("x=1 must be 2")
+
+    assert cli.guarded("prog", broken) == 0 and capsys.readouterr().err == ""
+    assert not sys.stderr.closed
+    assert cli.guarded("prog", interrupted) == 130
+    assert capsys.readouterr().err == "prog: interrupted\n"
+    assert cli.guarded("prog", refused) == 2
+    assert capsys.readouterr().err == "prog: error: x=1 must be 2\n"
+    assert cli.guarded("prog", lambda: int("x"), (ValueError,)) == 2
+
+
 @pytest.mark.parametrize("argv", [["draw", "treeverse", "-n", "6", "--pebbles", "3"],
                                   ["tradeoff", "-n", "30"]])
 def test_a_drawing_given_its_file_runs_with_standard_output_closed(tmp_path, argv):
