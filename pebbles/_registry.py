@@ -45,7 +45,7 @@ from ._optimal import min_forward_steps
 from ._reversible import reversible_encoded, reversible_min_steps, reversible_optimal
 from ._simulator import SimulationResult, simulate
 from ._treeverse import _paper_steps, paper_tau, treeverse, treeverse_encoded, treeverse_paper
-from ._twolevel import periodic_disk, two_level
+from ._twolevel import periodic_disk, periodic_disk_moves, two_level
 from ._validation import (
     a_kind,
     check_bool,
@@ -877,7 +877,8 @@ register(Method(
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
     (("period", None), ("inplace", False)), True,
     "a disk checkpoint every `period` steps, Treeverse within (Aupy & Herrmann 2017)",
-    uses_disk=True))
+    uses_disk=True,
+    moves=lambda n, budget, period, inplace: periodic_disk_moves(n, period, inplace)))
 register(Method(
     "periodic", periodic, _fixed(Game.CHECKPOINT), (("every", None),), False,
     "a checkpoint every `every` steps, store-all within segments", need=_periodic_need,

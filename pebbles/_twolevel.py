@@ -905,6 +905,16 @@ def _walk(a: int, b: int, inplace: bool) -> Iterator[Move]:
             yield Move(_REMOVE, i - 1)
 
 
+def periodic_disk_moves(n: int, period: int, inplace: bool) -> int:
+    """Length of the stream of :func:`periodic_disk` (any budget it takes), counted from
+    its structure: ``k`` period starts, the first sweep's walk and store of each start
+    but the first and last, Treeverse's ``3 m - 2`` moves for a period of ``m`` steps,
+    and the load, discard and remove of each start."""
+    k = -(-n // period)  # period starts 0, period, ..., (k - 1) period
+    sweep = 1 + (k - 2) * (1 + period * (1 if inplace else 2)) if k > 1 else 0
+    return sweep + 3 * n - 2 * k + (k - 1) + 2 * max(k - 2, 0)
+
+
 def periodic_disk_time(n: int, budget: int, period: int, *, write_cost: float,
                        read_cost: float, inplace: bool = False) -> float:
     """Total time of :func:`periodic_disk`: ``x_k + (k - 1)(w + r) + sum of Treeverse times``,

@@ -73,9 +73,9 @@ def schedule_moves(s: pebbles.Schedule) -> int:
     :func:`pebbles.most_moves` (exact for a method with a formula for its moves, such as
     the gradient methods the solvers run), else the larger of ``3 n`` (the walk, paint
     and remove of each cell) and :func:`pebbles.fewest_moves` (online: about ``5 n``,
-    within 1% in the checkpoint game). Two-level and periodic-disk streams, whose
-    length has no formula, and treeverse-paper's where its steps take too long to count,
-    make more (about ``5 n``): the estimate is then low.
+    within 1% in the checkpoint game). Two-level streams, whose length has no formula,
+    and treeverse-paper's where its steps take too long to count, make more (two-level
+    about ``3 n`` to ``6 n``): the estimate is then low.
 
     Examples
     --------

@@ -213,6 +213,22 @@ def test_periodic_formulas_count_its_steps_and_moves(n):
         assert pebbles.most_moves(s) == len(s.encode()), every
 
 
+@pytest.mark.parametrize("inplace", [False, True])
+def test_periodic_disk_formula_counts_its_moves(inplace):
+    """periodic-disk's stream length from its structure (the solvers' memory estimate and
+    the command line's move limits had only a lower bound of about 3 n; it makes ~5 n)."""
+    for n in (1, 2, 9, 10, 11, 37, 64):
+        for budget in (2, 3, 5):
+            for period in (1, 2, 3, 10, 64, 100):
+                try:
+                    s = schedule("periodic-disk", n, budget=budget, period=period,
+                                 inplace=inplace)
+                except InfeasibleBudgetError:
+                    continue
+                assert pebbles.most_moves(s) == len(s.encode()), (n, budget, period)
+                assert pebbles.fewest_moves(s) == len(s.encode())
+
+
 def test_every_method_is_described():
     for name in methods():
         entry = describe(name)
