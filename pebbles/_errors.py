@@ -22,6 +22,13 @@ class PebblesError(Exception):
     """Base class of every error raised by :mod:`pebbles`."""
 
 
+def add_note(err: BaseException, note: str) -> None:
+    """Add ``note`` to ``err`` (``BaseException.add_note``, Python 3.11+; on 3.10 the
+    error goes on without it, never replaced by an ``AttributeError``)."""
+    if hasattr(err, "add_note"):
+        err.add_note(note)
+
+
 def rebuilt(err: BaseException, *args: object, **kwargs: object) -> tuple[object, ...]:
     """``err.__reduce__()`` for an exception whose constructor takes ``args`` and
     ``kwargs``: pickle and :func:`copy.deepcopy` call the constructor again, then restore

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from . import _states as T
-from ._errors import PebblesError, PebblesTypeError, PebblesValueError, rebuilt
+from ._errors import PebblesError, PebblesTypeError, PebblesValueError, add_note, rebuilt
 from ._lowering import (
     OP_DISCARD,
     OP_FREE,
@@ -304,7 +304,7 @@ class _Replay:
                 what, i,
             ) from err
         except BaseException as err:  # KeyboardInterrupt, SystemExit: kept, step noted
-            _add_note(err, f"pebbles: stopped in callback {what!r} at step {i}")
+            add_note(err, f"pebbles: stopped in callback {what!r} at step {i}")
             raise
 
     def read(self, slot: int, what: str, i: int) -> Any:
@@ -630,12 +630,6 @@ def _writeable(s: Any) -> bool:
     return all(isinstance(x, np.ndarray) and x.flags.writeable for x in T.leaves(s))
 
 
-def _add_note(err: BaseException, note: str) -> None:
-    """Add ``note`` to ``err``'s traceback (Python 3.11+; earlier ones go without)."""
-    if hasattr(err, "add_note"):
-        err.add_note(note)
-
-
 def _note_stop(err: BaseException, where: str) -> None:
     """Note on ``err``, met in a store operation or while waiting on the store, where the
     replay stopped (``where``: e.g. ``at the load of the state of step 3``): a store error
@@ -645,7 +639,7 @@ def _note_stop(err: BaseException, where: str) -> None:
         _note_store_error(err, where)
     elif not isinstance(err, Exception) and not any(
             note.startswith("pebbles: stopped") for note in getattr(err, "__notes__", ())):
-        _add_note(err, f"pebbles: stopped {where}")
+        add_note(err, f"pebbles: stopped {where}")
 
 
 def _note_interrupt(r: _Replay, err: BaseException) -> None:
@@ -670,10 +664,10 @@ def _note_store_error(err: BaseException, where: str) -> None:
         return
     key = getattr(err, "key", None)
     if isinstance(key, int):
-        _add_note(err, f"pebbles: the store failed at the store of the state of step {key} "
+        add_note(err, f"pebbles: the store failed at the store of the state of step {key} "
                        f"(written in the background; reported {where})")
     else:
-        _add_note(err, f"pebbles: the store failed {where}")
+        add_note(err, f"pebbles: the store failed {where}")
 
 
 def _forget_stored(r: _Replay, exc: BaseException) -> None:

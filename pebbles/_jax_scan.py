@@ -43,7 +43,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import Jaxpr, Literal
 
-from ._errors import PebblesTypeError
+from ._errors import PebblesTypeError, add_note
 
 __all__ = ["Rows", "instantiate", "is_ref", "make_scan", "primal", "split_rows", "unwrap"]
 
@@ -371,7 +371,7 @@ def _note(err: BaseException, text: str) -> None:
     """Add ``text`` to ``err``'s notes unless a note of pebbles.jax is there already (an
     error of a nested checkpointed loop passes through the rules of each level)."""
     if not any(note.startswith("pebbles.jax:") for note in getattr(err, "__notes__", ())):
-        err.add_note(text)
+        add_note(err, text)
 
 
 @contextlib.contextmanager

@@ -71,6 +71,7 @@ from ._errors import (
     PebblesNotImplementedError,
     PebblesTypeError,
     PebblesValueError,
+    add_note,
 )
 from ._executor import _forward_part
 from ._lowering import OP_FREE, OP_PAINT, OP_SEED, OP_STEP, OP_TAPE, SlotProgram, _rows, lower
@@ -408,9 +409,8 @@ class _Chain:
         try:
             out = self.step(i, x, *self.args)
         except BaseException as err:  # the same exception (Ctrl-C too), the step named
-            if hasattr(err, "add_note"):
-                err.add_note(f"pebbles.torch: raised by {self.who(i)} in the {self.phase}"
-                             + _in_place_hint(err))
+            add_note(err, f"pebbles.torch: raised by {self.who(i)} in the {self.phase}"
+                     + _in_place_hint(err))
             raise
         if guard and _versions(xs) != before:
             self._changed_input(i)
@@ -806,8 +806,7 @@ class _Until(_Chain):
         try:
             c = self.cond(i, _pack(self.was_tuple, xs))
         except BaseException as err:
-            if hasattr(err, "add_note"):
-                err.add_note(f"pebbles.torch: raised by cond({i}, x)")
+            add_note(err, f"pebbles.torch: raised by cond({i}, x)")
             raise
         return _truth(c, i)
 
@@ -904,9 +903,8 @@ def _profiling(who: str) -> Iterator[None]:
     try:
         yield
     except BaseException as err:
-        if hasattr(err, "add_note"):
-            err.add_note(f"pebbles.torch: raised by {who} while profiling it (memory= or "
-                         f"segments=)" + _in_place_hint(err))
+        add_note(err, f"pebbles.torch: raised by {who} while profiling it (memory= or "
+                      f"segments=)" + _in_place_hint(err))
         raise
 
 
@@ -922,8 +920,8 @@ def _second_time(who: str, kept: bool = False) -> Iterator[None]:
     try:
         yield
     except RuntimeError as err:
-        if "graph a second time" in str(err) and hasattr(err, "add_note"):
-            err.add_note(f"pebbles.torch: in {who}. " + (
+        if "graph a second time" in str(err):
+            add_note(err, f"pebbles.torch: in {who}. " + (
                 f"{_KEPT_FREED} Or: {_CALLER_FREED}" if kept else
                 _CALLER_FREED[0].upper() + _CALLER_FREED[1:]))
         raise
