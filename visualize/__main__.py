@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="wavefield snapshots with the shot gather, or dL/dc (snapshots)")
     _output(pm)
     f5 = sub.add_parser("fig5", help="Figure 5: time against peak memory from a benchmark JSON")
-    f5.add_argument("json", help="output of `python benchmarks/bench_pml.py --fig5 --json OUT`")
+    f5.add_argument("json", help="output of `python benchmarks/bench_pml.py --fig5 --json "
+                                 "OUT` (a script of the source checkout)")
     f5.add_argument("--no-model", action="store_true", help="omit the dashed model times")
     f5.add_argument("--title", help="figure title (default: from the benchmark's size)")
     _output(f5)
@@ -304,7 +305,8 @@ def fig5_records(path: str | Path) -> list[dict[str, Any]]:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise PebblesValueError(
             f"path={str(path)!r} has no readable ['fig5']['records'] ({type(err).__name__}: "
-            f"{err}); write it with `python benchmarks/bench_pml.py --fig5 --json OUT`") from None
+            f"{err}); write it with `python benchmarks/bench_pml.py --fig5 --json OUT` in a "
+            f"source checkout of pebbles (the benchmarks are not installed)") from None
     return records
 
 

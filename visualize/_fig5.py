@@ -35,7 +35,8 @@ _REQUIRED = ("schedule", "seconds", "peak_states")
 _COLOURS = {"treeverse": "#1f77b4", "treeverse in-place": "#17becf", "bennett": "#d62728"}
 _X = {"peak_states": "peak states held (stored + working)",
       "peak_mb": "peak memory traced (MB)"}
-_FIX = "records come from `python benchmarks/bench_pml.py --fig5 --json OUT`"
+_FIX = ("records come from `python benchmarks/bench_pml.py --fig5 --json OUT`, run in a "
+        "source checkout of pebbles (the benchmarks are not installed)")
 
 
 def _checked(records: Iterable[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
