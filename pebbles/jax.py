@@ -554,6 +554,34 @@ class _Identity:
         return obj is not None and obj is other.ref()
 
 
+class _Held:
+    """An attribute's value as a key part: held, and compared by identity (a value equal
+    but not the same, as a new array, makes another key)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Held) and self.value is other.value
+
+
+def _attributes(obj: Any) -> tuple:
+    """The key part of a bound method's object: its attributes' names and the identity
+    of their values, so that reassigning one the method reads (``model.w = new_w``)
+    traces anew, as ``lax.scan`` does for a bound method, instead of reusing the values
+    read at the first trace. A container changed in place (``model.params["w"] = ...``)
+    is the same value: make a new one, as for a closure."""
+    attrs = getattr(obj, "__dict__", None)
+    if not isinstance(attrs, dict):
+        return ()
+    return tuple((name, _Held(value)) for name, value in attrs.items())
+
+
 @dataclasses.dataclass(frozen=True)
 class _Traced:
     """A traced loop: ``call(carry, ..., consts...)`` and what it is called with besides
@@ -588,8 +616,9 @@ class _LoopCache:
     """Traced and jitted loops keyed, as ``lax.scan``'s trace cache is, on the identity of
     the user's functions (weakly: an entry goes when a function does) and on everything
     else that shapes the trace: the avals of the inputs, the program, the options, and
-    JAX's trace context. A bound method is keyed on its ``__self__`` and ``__func__``; a
-    callable that takes no weak reference, or an unhashable key part, is not cached.
+    JAX's trace context. A bound method is keyed on its ``__self__`` and ``__func__``,
+    and on the identity of its object's attributes (:func:`_attributes`); a callable
+    that takes no weak reference, or an unhashable key part, is not cached.
 
     Least recently used first out while there are more than :data:`_LOOP_ENTRIES`
     entries or their rows and consts exceed :data:`_LOOP_BYTES`; the most recent one
@@ -622,7 +651,9 @@ class _LoopCache:
                 parts.extend(_Identity(obj, self._died) for obj in objs)
             except TypeError:  # no weak reference to it
                 return None
-        key = (tuple(parts), _jax_trace_context(), *rest)
+        attrs = tuple(_attributes(fn.__self__) for fn in functions
+                      if isinstance(fn, types.MethodType))
+        key = (tuple(parts), attrs, _jax_trace_context(), *rest)
         try:
             hash(key)
         except TypeError:
@@ -768,6 +799,8 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
     budget = _budget(budget)
     reverse = check_bool("reverse", reverse)
     unroll = _unroll(unroll)
+    if unroll is True or unroll is False:  # lax.scan's meaning, not the int 1 or 0 it hashes as
+        unroll = max(n, 1) if unroll else 1
     check_bool("_split_transpose", _split_transpose)
     init = _arrays("init", init, "checkpointed_scan")
     xs = _arrays("xs", xs, "checkpointed_scan")

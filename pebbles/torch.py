@@ -1393,15 +1393,17 @@ def _uncached() -> Iterator[None]:
     which runs without a graph, would cache parametrized weights without one and the
     replays would reuse them, so the tensors behind them would get no gradient. Each run
     computes the weight instead, as outside ``cached()``; the caller's cached weights
-    are kept for after the call."""
+    are kept for after the call. The counter ``cached()`` adds 1 to is lowered by what it
+    held and raised by as much after, never overwritten: a ``cached()`` of another thread
+    entered or left meanwhile keeps its count."""
     from torch.nn.utils import parametrize
 
-    cached = parametrize._cache_enabled
-    parametrize._cache_enabled = 0
+    held = parametrize._cache_enabled
+    parametrize._cache_enabled -= held
     try:
         yield
     finally:
-        parametrize._cache_enabled = cached
+        parametrize._cache_enabled += held
 
 
 def _check_transforms(tensors: tuple[torch.Tensor, ...]) -> None:

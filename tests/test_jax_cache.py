@@ -28,10 +28,15 @@ class Counted:
 
     def __init__(self, a=0.9):
         self.a = a
-        self.calls = 0
+        self.traces = [0]  # one list, updated in place: a bound method's object keeps its
+        # attributes (reassigning one traces the method anew)
+
+    @property
+    def calls(self) -> int:
+        return self.traces[0]
 
     def __call__(self, c, x):
-        self.calls += 1
+        self.traces[0] += 1
         return jnp.sin(c) * self.a + x, c * x
 
 
@@ -201,6 +206,57 @@ def test_bound_methods_and_partials_are_cached_by_their_objects():
     got = checkpointed_scan(other, 1.0, xs, budget=2)[0]
     assert step.calls > seen
     assert jnp.allclose(got, lax.scan(other, 1.0, xs)[0], rtol=0, atol=1e-12)
+
+
+def test_a_bound_method_sees_its_objects_reassigned_attributes_as_lax_does():
+    """A bound method was keyed on its object and function only: after model.w = new_w
+    the loop reused the w read at the first trace (lax.scan and lax.while_loop trace a
+    bound method again and see the new value). Reassigning an attribute now traces
+    anew; calling again with nothing changed still hits the cache."""
+    class Model:
+        def __init__(self, w):
+            self.w = jnp.asarray(w)
+
+        def step(self, c, x):
+            return c * self.w + x, None
+
+        def body(self, c):
+            return c * self.w
+
+        def cond(self, c):
+            return c < 100.0
+
+    m, xs = Model(2.0), jnp.ones(4)
+    for w in (2.0, 3.0, 1.5):
+        m.w = jnp.asarray(w)
+        for _ in range(2):
+            assert checkpointed_scan(m.step, 1.0, xs, budget=2)[0] == lax.scan(m.step, 1.0,
+                                                                                xs)[0]
+            assert checkpointed_while_loop(m.cond, m.body, 1.0, budget=2) == \
+                lax.while_loop(m.cond, m.body, 1.0)
+    pj._LOOPS.cache_clear()
+    checkpointed_scan(m.step, 1.0, xs, budget=2)
+    checkpointed_scan(m.step, 1.0, xs, budget=2)
+    assert len(pj._LOOPS) == 1
+
+
+def test_unroll_true_and_unroll_one_are_different_loops():
+    """unroll=True hashes as 1: the two shared one cache entry, so whichever came second
+    ran the first's unrolling."""
+    xs = jnp.linspace(0.0, 1.0, 8)
+
+    def f(c, x):
+        return jnp.sin(c) * x + c, c
+
+    def whiles(unroll):
+        return jax.jit(lambda c: checkpointed_scan(f, c, xs, budget=2, unroll=unroll)[0]
+                       ).lower(jnp.asarray(1.0)).as_text().count("stablehlo.while")
+
+    pj._LOOPS.cache_clear()
+    checkpointed_scan(f, jnp.asarray(1.0), xs, budget=2, unroll=1)
+    checkpointed_scan(f, jnp.asarray(1.0), xs, budget=2, unroll=True)
+    assert len(pj._LOOPS) == 2
+    assert whiles(True) == whiles(8) < whiles(1)
 
 
 def test_the_cache_is_bounded(monkeypatch):

@@ -2176,6 +2176,33 @@ def failing_at(k, step):
     return failing
 
 
+def test_a_cached_block_of_another_thread_keeps_its_count():
+    """pebbles switched parametrize's caching off by saving and writing back its counter:
+    a parametrize.cached() another thread entered meanwhile left it at -1 (truthy), and
+    parametrized weights stayed cached for the rest of the process."""
+    import threading
+
+    from torch.nn.utils import parametrize
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(x):
+        entered.set()
+        release.wait(5)
+        return x * 2
+
+    layers = [torch.nn.Linear(3, 3), slow, torch.nn.Linear(3, 3)]
+    x = torch.ones(2, 3, requires_grad=True)
+    worker = threading.Thread(
+        target=lambda: checkpoint_sequential(layers, x, budget=2).sum().backward())
+    worker.start()
+    assert entered.wait(5)
+    with parametrize.cached():
+        release.set()
+        worker.join(10)
+    assert parametrize._cache_enabled == 0
+
+
 def test_parametrize_cached_gives_plain_autograds_gradients():
     """Inside parametrize.cached() the forward pass (no graph) cached weights without a
     graph and the replays reused them: their parameters got no gradient, silently. Then
