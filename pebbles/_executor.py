@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import threading
 import time
 import traceback
 import warnings
@@ -935,7 +936,9 @@ def replay(
         it can serve another replay (of any shape and dtype); a ``DiskStore``
         whose background write failed (``DiskFullError``) in the replay too,
         its error cleared and its folder made anew (one that failed outside a
-        replay is refused, before any step). Any object with
+        replay is refused, before any step). A store serves one replay at a
+        time (a second, in another thread or from a callback, is refused before
+        any step). Any object with
         ``put(key, array)``, ``get(key)`` and ``delete(key)`` will do; loads are
         read into free state buffers only when its ``get`` takes ``out=``.
         ``put`` must keep a copy of its own (the executor reuses the array's
@@ -964,6 +967,8 @@ def replay(
         With ``check_finite``, a callback returned NaN or infinity.
     IllegalMoveError
         The schedule breaks a rule (checked before any callback runs).
+    PebblesValueError
+        ``store`` serves another replay now (checked before any callback runs).
 
     Notes
     -----
@@ -1006,19 +1011,22 @@ def replay(
     r.lends = bool(getattr(r.store, "borrows", False)) and r.pool_size > 0
     r.reads_into = r.store is not None and r.pool_size > 0 and _takes_out(r.store)
     r.put_copies, r.get_copies = (_copying(r.store, name) for name in ("put", "get"))
-    bar = _progress_bar(len(prog.ops), progress)
+    bar = None
     t0 = time.perf_counter()
     try:
+        _claim(store, r)  # in the try: released by the finally, however the replay ends
+        bar = _progress_bar(len(prog.ops), progress)
         _guard(r, s0, lambda: r.run(prog.ops, bar))
         _check_complete(r, prog)
         r.discard_left()
         r.settle()
     except BaseException as exc:
         _note_interrupt(r, exc)  # one met after the program's last row
-        if not own_store:
-            _forget_stored(r, exc)
+        if not own_store and (store is None or _SERVING.get(id(store)) is r):
+            _forget_stored(r, exc)  # not a store another replay is using (refused)
         raise
     finally:
+        _release(store, r)  # first: a Ctrl-C later in this block leaves no claim behind
         if bar is not None:
             bar.close()
         if own_store:
@@ -1051,6 +1059,35 @@ def _check_callbacks(s0: Any, fn: str = "replay", **callbacks: Any) -> None:
         if (f is not None or required) and not callable(f):
             raise PebblesTypeError(f"{name}={f!r:.40} must be a function; see help(pebbles."
                                    f"{fn}) for its signature")
+
+
+#: The caller's stores serving a replay now, by id: the replay each serves.
+_SERVING: dict[int, _Replay] = {}
+_SERVING_LOCK = threading.Lock()
+
+
+def _claim(store: object, r: _Replay) -> None:
+    """Mark the caller's ``store`` (None: none) as serving replay ``r`` until it ends;
+    refuse one that serves another replay now (another thread's, or one a callback
+    started), whose states and buffers the two would mix."""
+    if store is None:
+        return
+    with _SERVING_LOCK:
+        if id(store) in _SERVING:
+            where = getattr(store, "directory", None)
+            what = type(store).__name__ + (f" on {where}" if isinstance(where, str) else "")
+            raise PebblesValueError(
+                f"store=<{what}> is serving another replay now (in another thread, or one a "
+                f"callback started); a store serves one replay at a time: give each replay "
+                f"its own, e.g. with pebbles.DiskStore(directory) as store: ...")
+        _SERVING[id(store)] = r
+
+
+def _release(store: object, r: _Replay) -> None:
+    """End :func:`_claim`'s mark of ``store`` for replay ``r`` (none of another's)."""
+    with _SERVING_LOCK:
+        if store is not None and _SERVING.get(id(store)) is r:
+            del _SERVING[id(store)]
 
 
 def _check_store(store: object) -> None:

@@ -280,3 +280,26 @@ def test_a_disk_store_that_failed_outside_a_replay_is_refused_before_any_step(tm
             pebbles.replay(s, None, S0, lambda i, x: calls.append(i) or step(i, x), backward,
                            np.ones_like, store=st)
     assert calls == []
+
+
+def test_a_store_serving_a_replay_is_refused_by_a_second_one(tmp_path):
+    """Two replays sharing one store mixed their states (the second's put met the first's
+    key: "the store already holds 2"), in threads or from a callback: the second is now
+    refused before any step, naming the rule; the store serves again once the first ends."""
+    s = pebbles.schedule("two-level", 12, budget=2, write_cost=0.2, read_cost=0.2)
+    with DiskStore(tmp_path) as st:
+        inner: list = []
+
+        def nested(i, x):
+            if i == 3 and not inner:
+                with pytest.raises(pebbles.PebblesValueError,
+                                   match=r"^store=<DiskStore on .+> is serving another replay "
+                                         r"now .+one replay at a time") as info:
+                    pebbles.replay(s, None, S0, step, backward, np.ones_like, store=st)
+                inner.append(info.value)
+            return step(i, x)
+
+        r = pebbles.replay(s, None, S0, nested, backward, np.ones_like, store=st)
+        assert inner and np.array_equal(r.grad_s0, run(s).grad_s0)
+        again = pebbles.replay(s, None, S0, step, backward, np.ones_like, store=st)
+        assert np.array_equal(again.grad_s0, r.grad_s0) and len(st) == 0
