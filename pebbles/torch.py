@@ -2156,7 +2156,7 @@ def _reached_leaves(ys: Iterable[torch.Tensor], stops: dict[tuple[int, int], tup
     stops = stops or {}
     ys = list(ys)
     leaves = {id(y): y for y in ys if y.grad_fn is None and y.requires_grad}
-    seen: set[int] = set()
+    seen: dict[int, object] = {}  # the nodes themselves: an id stays theirs meanwhile
     todo = [(y.grad_fn, y.output_nr) for y in ys if y.grad_fn is not None]
     while todo:
         node, nr = todo.pop()
@@ -2166,7 +2166,8 @@ def _reached_leaves(ys: Iterable[torch.Tensor], stops: dict[tuple[int, int], tup
             continue
         if id(node) in seen:
             continue
-        seen.add(id(node))
+        seen[id(node)] = node  # held: torch < 2.13 frees a node's Python object once
+        # unused (and makes a new one at the next access), and its id goes to another
         variable = getattr(node, "variable", None)
         if isinstance(variable, torch.Tensor):
             leaves[id(variable)] = variable
