@@ -65,13 +65,14 @@ def command_line(argv: Sequence[str]) -> str:
     """``python`` and ``argv``, with the script and every absolute path written relative to
     the repository root (a path outside it by its file name alone), so that results do not
     show the machine's directories."""
-    args = [_script_path(argv[0])] + [_script_path(a) if os.path.isabs(a) else a
-                                     for a in argv[1:]]
-    for i, a in enumerate(args):  # the result file as seen from the root, wherever run from
-        if a.startswith("--json="):
-            args[i] = f"--json={_script_path(os.path.abspath(a[7:]))}"
-        elif i > 1 and args[i - 1] == "--json":
-            args[i] = _script_path(os.path.abspath(a))
+    args = [_script_path(argv[0])]
+    for i, a in enumerate(argv[1:], 1):  # the result file as seen from the root, wherever
+        if a.startswith("--json="):        # run from (run.py runs the scripts in benchmarks/)
+            args.append(f"--json={_script_path(os.path.abspath(a[7:]))}")
+        elif i > 1 and argv[i - 1] == "--json":
+            args.append(_script_path(os.path.abspath(a)))
+        else:
+            args.append(_script_path(a) if os.path.isabs(a) else a)
     return " ".join(["python", *args])
 
 

@@ -260,6 +260,10 @@ def test_command_line_records_the_json_path_from_the_root(load_bench, monkeypatc
     assert got == "python benchmarks/bench_online.py --json benchmarks/results/bench_online.json"
     got = common.command_line(["../bench_online.py", "--json=x.json", "--quick"])
     assert got == "python benchmarks/bench_online.py --json=benchmarks/results/x.json --quick"
+    monkeypatch.chdir(ROOT / "benchmarks")  # as run.py runs it, with an absolute path
+    got = common.command_line([str(ROOT / "benchmarks" / "bench_online.py"), "--json",
+                               str(ROOT / "benchmarks" / "results" / "bench_online.json")])
+    assert got == "python benchmarks/bench_online.py --json benchmarks/results/bench_online.json"
 
 
 @pytest.mark.parametrize(("name", "draw"), [("tradeoff", "draw_tradeoff"),
