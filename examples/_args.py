@@ -50,10 +50,10 @@ def guarded(main: F) -> F:
     @functools.wraps(main)
     def run(argv: Any = None) -> None:
         def call() -> int:
-            main(argv)
+            status = main(argv)  # None or 0: done
             if sys.stdout is not None:
                 sys.stdout.flush()  # a reader gone by now is found here, not at exit
-            return 0
+            return int(status or 0)
 
         status = cli_guarded(prog, call)
         if status:

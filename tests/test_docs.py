@@ -160,16 +160,17 @@ def test_result_comments_are_parsed_and_checked():
 def _api_index() -> dict[str, set[str]]:
     """The names docs/api.md lists, by module (``- `pebbles.NAME`: ...`` lines)."""
     found: dict[str, set[str]] = {}
-    for m in re.finditer(r"^- `(pebbles(?:\.jax|\.torch)?)\.(\w+)`: \S",
+    for m in re.finditer(r"^- `(pebbles(?:\.jax|\.torch|\.cli)?)\.(\w+)`: \S",
                          (ROOT / "docs" / "api.md").read_text(), re.M):
         found.setdefault(m.group(1), set()).add(m.group(2))
     return found
 
 
-@pytest.mark.parametrize("module", ["pebbles", "pebbles.jax", "pebbles.torch"])
+@pytest.mark.parametrize("module", ["pebbles", "pebbles.jax", "pebbles.torch", "pebbles.cli"])
 def test_api_index_names_every_public_name_and_nothing_else(module):
-    """docs/api.md lists exactly ``__all__`` of the core and of each adapter."""
-    if module != "pebbles":
+    """docs/api.md lists exactly ``__all__`` of the core, of each adapter and of the
+    command-line helpers."""
+    if module in ("pebbles.jax", "pebbles.torch"):
         pytest.importorskip(module.split(".")[1])
     names = set(importlib.import_module(module).__all__)
     listed = _api_index().get(module, set())
