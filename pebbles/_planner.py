@@ -16,6 +16,8 @@ budget by taking those :data:`EXECUTOR_EXTRA_STATES` away.
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 
 from ._background import BackgroundClock
@@ -346,6 +348,11 @@ def plan(
     n = check_int("n", n, 1)
     backward_cost = check_cost("backward_cost", backward_cost,
                                "the cost of a backward step over a forward step")
+    if not math.isfinite(backward_cost * n):
+        raise PebblesValueError(
+            f"backward_cost={backward_cost!r} with n={n}: the backward steps' cost "
+            f"backward_cost * n is beyond any float; pass a backward_cost below "
+            f"{sys.float_info.max / n:.3g}")
     write_cost, read_cost = _disk_cost("write_cost", write_cost), _disk_cost("read_cost", read_cost)
     background_writes = check_bool("background_writes", background_writes)
     check_disk_budget(disk_budget)  # told before a disk's missing costs (kept as given)

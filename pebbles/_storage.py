@@ -1188,8 +1188,9 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     ----------
     directory : str or os.PathLike or None
         Where to make the probe's folder (as :class:`DiskStore`'s ``directory``: a
-        relative path is taken from the working directory, and a missing directory
-        is created, with its missing parents, and left in place); ``None``: the
+        relative path is taken from the working directory; a missing directory is
+        created, with its missing parents, and removed again with the probe's
+        folder); ``None``: the
         system's temporary directory.
     nbytes : int
         Bytes of one state; ``>= 1``.

@@ -132,9 +132,12 @@ def check_cost(name: str, value: object, meaning: str = "a cost in forward steps
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise PebblesTypeError(f"{name}={value!r} must be a number: {meaning}, e.g. "
                                f"{name}=2.5")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int or Fraction beyond any float
+        v = math.inf if value > 0 else -math.inf
     if math.isnan(v) or v < 0 or (finite and math.isinf(v)):
         raise PebblesValueError(
-            f"{name}={value!r} must be a {'finite ' if finite else ''}number >= 0 ({meaning}"
+            f"{name}={value!r:.60} must be a {'finite ' if finite else ''}number >= 0 ({meaning}"
             f"{'; NaN is not one' if math.isnan(v) else ''}); pass e.g. {name}=2.5")
     return v

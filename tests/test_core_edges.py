@@ -4,6 +4,7 @@ costs and programs, and arguments refused with the library's errors."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 
 import numpy as np
@@ -195,3 +196,26 @@ def test_a_program_over_a_read_only_view_of_writable_rows_keeps_its_own_copy():
     assert hash(q) == before and q == p
     own = replace(p, ops=p.ops[:])  # a view of read-only rows: no copy
     assert np.shares_memory(own.ops, p.ops)
+
+
+def test_costs_beyond_any_float_are_the_librarys_errors():
+    """An int or Fraction cost beyond any float raised a bare OverflowError (float()), not
+    a ValueError naming the argument; a backward_cost whose n backward steps overflow gave
+    every candidate cost inf."""
+    from fractions import Fraction
+
+    for kw in (dict(backward_cost=10**400), dict(backward_cost=-10**400),
+               dict(backward_cost=Fraction(10**400, 3)),
+               dict(write_cost=10**400, read_cost=1)):
+        name = next(iter(kw))
+        with pytest.raises(pebbles.PebblesValueError, match=rf"^{name}=.{{1,60}} must be a "
+                                                            rf"finite number >= 0"):
+            pebbles.plan(100, 5, **kw)
+    with pytest.raises(pebbles.PebblesValueError, match=r"^write_cost=.* must be a finite"):
+        pebbles.simulate(pebbles.treeverse(10, 3), 10, "checkpoint", 3, write_cost=10**400)
+    with pytest.raises(pebbles.PebblesValueError,
+                       match=r"^backward_cost=1e\+308 with n=10: .* beyond any float; pass a "
+                             r"backward_cost below 1.8e\+307"):
+        pebbles.plan(10, 5, backward_cost=1e308)
+    assert all(math.isfinite(c.cost) for c in pebbles.plan(10, 5, backward_cost=1e300)
+               .candidates)
