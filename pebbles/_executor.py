@@ -827,7 +827,7 @@ def _guard(r: _Replay, s0: Any, body: Callable[[], None]) -> None:
     scalar or Python number leaf cannot be written into, nor another array type's be
     checksummed cheaply).
     """
-    arrays = _numpy_arrays(s0)
+    arrays = T.numpy_arrays(s0)
     s0_sum = T.digest(arrays) if arrays else None
     try:
         body()
@@ -844,13 +844,6 @@ def _guard(r: _Replay, s0: Any, body: Callable[[], None]) -> None:
             "state it was only given to read (s *= a in step or backward); return new arrays "
             "(s = s * a)" + ("; or pass step_into for in-place steps; check_states=True names "
                              "the callback and step" if r.offers else ""))
-
-
-def _numpy_arrays(s: Any) -> list[np.ndarray]:
-    """The leaves of state ``s`` that are NumPy arrays of numbers: the ones :func:`_guard`
-    checksums (a scalar leaf beside them must not turn the check off)."""
-    return [leaf for leaf in T.leaves(s)
-            if isinstance(leaf, np.ndarray) and not leaf.dtype.hasobject]
 
 
 def replay(
@@ -1022,7 +1015,7 @@ def replay(
         r.settle()
     except BaseException as exc:
         _note_interrupt(r, exc)  # one met after the program's last row
-        if not own_store and (store is None or _SERVING.get(id(store)) is r):
+        if not own_store and (store is None or _serves(store, r)):
             _forget_stored(r, exc)  # not a store another replay is using (refused)
         raise
     finally:
@@ -1086,8 +1079,13 @@ def _claim(store: object, r: _Replay) -> None:
 def _release(store: object, r: _Replay) -> None:
     """End :func:`_claim`'s mark of ``store`` for replay ``r`` (none of another's)."""
     with _SERVING_LOCK:
-        if store is not None and _SERVING.get(id(store)) is r:
+        if store is not None and _serves(store, r):
             del _SERVING[id(store)]
+
+
+def _serves(store: object, r: _Replay) -> bool:
+    """Whether ``store`` is marked (:func:`_claim`) as serving replay ``r``."""
+    return _SERVING.get(id(store)) is r
 
 
 def _check_store(store: object) -> None:

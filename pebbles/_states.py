@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Holdings", "add", "aliases", "all_finite", "describe", "digest", "leaves", "numpy_only",
-           "object_dtype", "signature"]
+__all__ = ["Holdings", "add", "aliases", "all_finite", "describe", "digest", "leaves",
+           "numpy_arrays", "object_dtype", "signature"]
 
 
 def leaves(x: Any) -> list[Any]:
@@ -166,10 +166,11 @@ def digest(x: Any) -> int:
     return crc
 
 
-def numpy_only(x: Any) -> bool:
-    """Whether every leaf is a NumPy array of numbers, no Python objects (then
-    :func:`digest` is cheap and safe)."""
-    return all(isinstance(leaf, np.ndarray) and not leaf.dtype.hasobject for leaf in leaves(x))
+def numpy_arrays(x: Any) -> list[np.ndarray]:
+    """The leaves of ``x`` that are NumPy arrays of numbers, no Python objects: those
+    :func:`digest` checksums cheaply and safely (a scalar leaf beside them cannot be
+    written into)."""
+    return [leaf for leaf in leaves(x) if isinstance(leaf, np.ndarray) and not leaf.dtype.hasobject]
 
 
 def object_dtype(x: Any) -> np.dtype | None:
