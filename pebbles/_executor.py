@@ -284,6 +284,11 @@ class _Replay:
 
     def check(self, what: str, i: int, value: Any) -> Any:
         sig = T.signature(value)
+        if value is None and sig != self.sig:
+            raise PebblesTypeError(
+                f"{what} at step {i} returned None; expected {T.describe(self.sig)} (those "
+                f"of s0): return the new value (a step that writes into a buffer it is "
+                f"given is passed as step_into=)")
         if sig != self.sig:
             raise PebblesTypeError(
                 f"{what} at step {i} returned {T.describe(sig)}; expected "

@@ -71,7 +71,10 @@ class Method:
     make : ``make(n, **options) -> iterator of Move``; gets ``budget`` when the
         method takes one.
     game : the game of its moves, given its options.
-    options : option names and defaults (``None``: required).
+    options : option names and defaults (``None``: required, but for the options
+        whose ``None`` has a meaning of its own: the least ``tau``, an unbounded
+        ``disk_budget``).
+    required : the options a call must give (a property, from ``options``).
     need : the most pebbles its moves hold, given ``n`` and its options, when
         known without playing them (checked against a budget given to a method
         that takes none).
@@ -102,6 +105,11 @@ class Method:
     uses_disk: bool = False
     moves: Callable[..., int] | None = None
     fewest: Callable[..., int] | None = None
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The options a call must give: those without a default."""
+        return tuple(k for k, v in self.options if v is None and k not in _OPTIONAL)
 
 
 _METHODS: dict[str, Method] = {}
@@ -438,6 +446,8 @@ def describe(name: str) -> Method:
     >>> m = pebbles.describe("bennett")
     >>> m.options, m.takes_budget
     ((('k', 2), ('uncompute', True)), False)
+    >>> pebbles.describe("treeverse-paper").required  # tau's None: the least tau
+    ('delta',)
     >>> m.game(dict(m.options)).value
     'reversible'
     """
@@ -705,14 +715,14 @@ def _options(entry: Method, given: Mapping[str, Any]) -> dict[str, Any]:
             f"method {entry.name!r} takes {takes}; got {', '.join(unknown)}="
             f"{given[unknown[0]]!r}")
     opts = {k: given.get(k, default) for k, default in entry.options}
-    missing = [k for k, v in opts.items() if v is None and dict(entry.options)[k] is None
-               and k not in _OPTIONAL]
+    missing = [k for k in entry.required if opts[k] is None]
     if missing:
         raise PebblesTypeError(f"method {entry.name!r} needs {missing[0]}=...; "
                                f"see pebbles.describe({entry.name!r})")
     return opts
 
 
+#: Options whose default None is a meaning of its own (least tau, unbounded disk).
 _OPTIONAL = frozenset({"tau", "disk_budget"})
 
 

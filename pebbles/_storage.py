@@ -503,6 +503,14 @@ class DiskStore(Store):
             _remove_folders(w.made)
             raise
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Refused: the store's folder, files and writer thread belong to this process
+        (pickle and :mod:`copy` would share or lose them)."""
+        raise PebblesTypeError(
+            f"a DiskStore cannot be pickled or copied (its files in {self.directory!r} and "
+            f"its writer thread belong to this store); make a new pebbles.DiskStore(...) "
+            f"where one is needed, e.g. after unpickling an OnlineScheduler")
+
     @property
     def keep(self) -> bool:
         """Whether :meth:`close` leaves the files (may be changed until then)."""

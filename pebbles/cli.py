@@ -495,7 +495,7 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
             f"{'it' if len(unused) == 1 else 'them'} out or pick a method that takes "
             f"{'it' if len(unused) == 1 else 'them'} (pebbles methods)")
     opts: dict[str, Any] = {}
-    for name, _default in entry.options:
+    for name, _ in entry.options:
         if name == "uncompute":
             value = not getattr(args, "no_uncompute", False)
         else:
@@ -504,7 +504,7 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
             value = disk_budget(args)
         if value is not None:
             opts[name] = value
-        elif _default is None and name not in _OPTIONAL_FLAGS:
+        elif name in entry.required:
             raise PebblesValueError(f"method {method} needs --{name.replace('_', '-')}")
     budget = getattr(args, "budget", None)
     if entry.takes_budget and budget is None:
@@ -561,8 +561,6 @@ def _unrepeated(text: str, flags: Iterable[str]) -> str:
     return text
 
 
-#: Options whose default None is a meaning of its own (least tau, unbounded disk).
-_OPTIONAL_FLAGS = frozenset({"tau", "disk_budget"})
 #: Registry options and their flags (:func:`add_schedule_arguments`).
 _FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "tau": "--tau",
           "uncompute": "--no-uncompute", "every": "--every", "beyond": "--beyond",

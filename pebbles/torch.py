@@ -590,10 +590,12 @@ class _Chain:
     def _row(self, slots: list, r: int) -> None:
         op, src, dst, first, count = self.ops[r]
         if op == OP_STEP:
-            if r in self.tape_rows:
+            if r in self.tape_rows and _hooks_enabled():
                 with self._generator(first, src, dst):
                     slots[dst] = self._taped(first, slots[src])
                 return
+            if r in self.tape_rows:  # saved-tensors hooks disabled here: no taping
+                self.tape_rows = set()
             x = slots[src]
             mid = min(max(first, self.frontier), first + count)  # replays below mid
             for a, b in ((first, mid), (mid, first + count)):
@@ -973,6 +975,16 @@ def _versions(xs: tuple[torch.Tensor, ...]) -> list[int]:
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+def _hooks_enabled() -> bool:
+    """Whether saved-tensors hooks can be set here: not inside the caller's
+    ``torch.autograd.graph.disable_saved_tensors_hooks`` (taping and profiling use them)."""
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(_unpack, _unpack):
+            return True
+    except RuntimeError:
+        return False
 
 
 def _form_words(was_tuple: Form, count: int) -> str:
@@ -1756,6 +1768,12 @@ def _check_loop_schedule(n: int, budget: int | None, method: str, memory: object
     """Refuse a schedule request checkpointed_loop cannot run, before any step runs (also
     for n = 0): two ways of choosing at once, a method whose moves are no gradient over
     states in memory, bad method options, an unused graph_bytes."""
+    theirs = [k for k in ("segments", "use_reentrant", "costs", "levels") if k in options]
+    if theirs:
+        raise PebblesTypeError(
+            f"{theirs[0]}={options[theirs[0]]!r} is an option of checkpoint_sequential (a "
+            f"chain of layers), not of checkpointed_loop (one step repeated n times); pass "
+            f"budget=STATES or memory=BYTES")
     if memory is not None:
         other = [f"budget={budget!r}"] if budget is not None else []
         other += [f"method={method!r}"] if method != "treeverse" else []
@@ -1851,9 +1869,11 @@ def _check_loop_memory(costs: ChainCosts, memory: float) -> tuple[float, int]:
     if not memory >= least:
         graph = " and, in its backward step, its graph" if math.isfinite(g) else ""
         need = math.ceil(least)
+        held = (f"its output ({size} bytes; its input x0 is not counted)" if n == 1 else
+                f"its input and output ({size} bytes each)")
         raise PebblesValueError(
-            f"memory={shown!r} bytes cannot finish the loop: a step holds its input and "
-            f"output ({size} bytes each){graph} at once, {need} bytes; pass memory >= "
+            f"memory={shown!r} bytes cannot finish the loop: a step holds {held}{graph} "
+            f"at once, {need} bytes; pass memory >= "
             f"{need}, or a budget= of stored states instead")
     if fit < 1:  # past the guard at any levels: fewer levels would not do
         k = min(max(int(memory // size), 2), n) if math.isfinite(memory) and size else 0
@@ -2106,6 +2126,12 @@ def _graph_bytes(fn: Callable[[Any], Any], x: State, known: tuple[torch.Tensor, 
     of its input, its output, ``known`` and leaves that require grad (parameters); those
     leaves the graph reaches, by id (whose gradients its backward produces); and the
     bytes keeping its output keeps alive (:func:`_kept_bytes`)."""
+    if not _hooks_enabled():
+        raise PebblesNotImplementedError(
+            "saved-tensors hooks are disabled here (torch.autograd.graph."
+            "disable_saved_tensors_hooks), and memory= or segments= measure each step's "
+            "graph with them; pass graph_bytes= (checkpointed_loop) or costs= "
+            "(checkpoint_sequential), pass budget= instead, or call outside that context")
     xs, was_tuple = _as_tuple("a step's input", x)
     saved: dict[int, int] = {}
 
@@ -2296,9 +2322,12 @@ def _layers(functions: object) -> list:
     try:
         layers = list(functions)  # type: ignore[call-overload]
     except TypeError:
+        hint = ("; a torch.compile'd nn.Sequential is one opaque module: compile each layer "
+                "instead, or pass its ._orig_mod" if hasattr(functions, "_orig_mod") else
+                "; for one layer pass [layer]" if callable(functions) else "")
         raise PebblesTypeError(
             f"functions={functions!r:.60} must be an nn.Sequential or a list of modules or "
-            f"callables") from None
+            f"callables{hint}") from None
     if not layers:
         raise PebblesValueError(
             "functions is empty; pass an nn.Sequential or a list with at least one layer")

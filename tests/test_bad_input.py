@@ -487,6 +487,8 @@ EXECUTOR_CASES = [
      r"backward at step 10 returned theta_bar with shape=\(11,\).*keep one shape"),
     (dict(backward=lambda i, s, g: 2.0 * g), PebblesTypeError, r"must return a tuple"),
     (dict(step=lambda i, s: s[:2] * 2.0), PebblesTypeError, r"step at step 0 returned shape"),
+    (dict(step=lambda i, s: None), PebblesTypeError,
+     r"step at step 0 returned None; expected shape=\(3,\), dtype=float64 .*step_into="),
     (dict(step=lambda i, s: (s * 2).astype(np.float32)), PebblesTypeError, r"dtype=float32"),
     (dict(step=lambda i, s: 1 / 0), CallbackError, r"callback 'step' raised ZeroDivision"),
     (dict(moves=["place 1"], n=1), PebblesTypeError, r"parse_move"),

@@ -3,10 +3,12 @@ writer, cleanup after success, failure and KeyboardInterrupt, a full disk."""
 
 from __future__ import annotations
 
+import copy
 import errno
 import gc
 import os
 import pathlib
+import pickle
 import re
 import threading
 import weakref
@@ -62,6 +64,16 @@ def test_disk_store_writes_one_npy_per_state_and_removes_its_temp_dir():
         assert _files(folder) == [f"state-{k}.npy" for k in range(5)]
         assert st.bytes_written == 5 * 800
     assert not os.path.exists(folder)
+
+
+@pytest.mark.parametrize("how", [pickle.dumps, copy.copy, copy.deepcopy])
+def test_a_disk_store_is_not_pickled_or_copied(tmp_path, how):
+    with pebbles.DiskStore(tmp_path) as st:
+        st.put(1, np.ones(2))
+        with pytest.raises(pebbles.PebblesTypeError, match=r"a DiskStore cannot be pickled "
+                           r"or copied .*make a new pebbles.DiskStore"):
+            how(st)
+        assert st.get(1).tolist() == [1.0, 1.0]
 
 
 def test_user_directory_keeps_other_files_and_keep_true_keeps_ours(tmp_path):

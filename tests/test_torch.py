@@ -191,6 +191,31 @@ def test_taped_runs_replace_replays(method, kw):
     assert counted.alive() == 0
 
 
+def test_inside_disable_saved_tensors_hooks_taping_is_off_and_profiling_refused():
+    """Plain autograd works inside disable_saved_tensors_hooks: so does a budget= call,
+    untaped (every step replayed at its backward step); memory= needs the hooks to measure
+    a step's graph and is refused naming the options that need none."""
+    n, sched = 30, pebbles.schedule("treeverse", 30, budget=2)
+    w = (torch.eye(5, dtype=F64) + 0.1).requires_grad_()
+
+    def step(i, x, w):
+        return torch.relu(x @ w)
+
+    x0 = torch.rand(3, 5, dtype=F64, requires_grad=True)
+    want = grads_of(lambda: plain_loop(step, x0, n, w), [x0, w])
+    counted = Counted(step, n)
+    with torch.autograd.graph.disable_saved_tensors_hooks("no hooks here"):
+        got = grads_of(lambda: checkpointed_loop(counted, x0, n, w, budget=2), [x0, w])
+        assert_close(got, want)
+        assert np.array_equal(counted.nograd, expected_nograd_calls(sched))
+        assert np.array_equal(counted.grad, np.ones(n, dtype=int))
+        with pytest.raises(pebbles.PebblesNotImplementedError, match="graph_bytes=.*budget="):
+            checkpointed_loop(step, x0, n, w, memory=6 * x0.nbytes)
+        got = grads_of(lambda: checkpointed_loop(step, x0, n, w, memory=6 * x0.nbytes,
+                                                 graph_bytes=0), [x0, w])
+        assert_close(got, want)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_tuple_state_with_integer_component(device):
     def step(i, state, k, c):
@@ -379,6 +404,16 @@ def test_without_grad_runs_each_step_once():
     assert out.tolist() == [1024.0, 1024.0] and step.nograd.sum() == 10
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_a_compiled_sequential_is_refused_naming_the_fix():
+    """torch.compile(net) is one module, not a list of layers (PyTorch's own
+    checkpoint_sequential fails on it too): the error says how to compile the layers."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh())
+    with pytest.raises(pebbles.PebblesTypeError, match="compile each layer instead, or pass "
+                                                       "its ._orig_mod"):
+        checkpoint_sequential(torch.compile(net), torch.ones(2, 3), budget=2)
+
+
 def test_clear_errors():
     x0 = torch.ones(3, requires_grad=True)
     with pytest.raises(pebbles.InfeasibleBudgetError, match="=2 or more"):
@@ -393,6 +428,8 @@ def test_clear_errors():
         checkpointed_loop(lambda i, x, a: x, x0, 10, 3.0, budget=3)
     with pytest.raises(pebbles.PebblesValueError, match="functions is empty"):
         checkpoint_sequential(torch.nn.Sequential(), x0, budget=2)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"for one layer pass \[layer\]"):
+        checkpoint_sequential(torch.nn.Linear(3, 3), x0, budget=2)
     net = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(6)])
     with pytest.raises(pebbles.PebblesValueError, match="exactly one of budget"):
         checkpoint_sequential(net, x0, budget=2, memory=100)
@@ -2029,6 +2066,18 @@ def test_a_loop_memory_below_one_step_names_the_state_bytes_not_a_chain():
                            match=rf"^memory=100 bytes cannot finish the loop: .*{words}, "
                                  r"1600 bytes; pass memory >= 1600, or a budget="):
             checkpointed_loop(lambda i, x: x * 0.9, x0, 10, memory=100, tape=tape)
+    with pytest.raises(pebbles.PebblesValueError, match=r"holds its output \(800 bytes; its "
+                       r"input x0 is not counted\) and, in its backward step, its graph at "
+                       r"once, 800 bytes; pass memory >= 800"):
+        checkpointed_loop(lambda i, x: x * 0.9, x0, 1, memory=100)
+
+
+@pytest.mark.parametrize("option", [{"segments": 2}, {"use_reentrant": False}])
+def test_checkpoint_sequentials_options_given_to_a_loop_name_the_right_function(option):
+    x0 = torch.ones(3, dtype=F64, requires_grad=True)
+    with pytest.raises(pebbles.PebblesTypeError, match=rf"^{next(iter(option))}=.* is an "
+                       r"option of checkpoint_sequential .*pass budget=STATES or memory="):
+        checkpointed_loop(lambda i, x: x * 0.9, x0, 5, budget=2, **option)
 
 
 def test_a_while_loop_that_runs_no_step_returns_x0_as_plain_autograd_does():
