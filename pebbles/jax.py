@@ -323,7 +323,18 @@ def _arrays(name: str, tree: Any, call: str) -> Any:
                 f"({leaf.aval}); {call} takes arrays there, as JAX's loops do (a step cannot "
                 f"return a reference). Pass its value (r[...] for the "
                 f"reference r) and write the result back after the loop (r[...] = ...)")
-    return jax.tree.map(jnp.asarray, tree)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: _array(name + jax.tree_util.keystr(path), leaf, call), tree)
+
+
+def _array(name: str, leaf: Any, call: str) -> Any:
+    try:
+        return jnp.asarray(leaf)
+    except TypeError as exc:
+        raise PebblesTypeError(
+            f"{name}={leaf!r:.60} is not an array: {call} takes a pytree of arrays and "
+            f"numbers there, as JAX's loops do; pass the value as an array (jnp.asarray) or "
+            f"close over it in the step") from exc
 
 
 def _static_int(name: str, value: Any, what: str) -> Any:

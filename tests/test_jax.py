@@ -525,6 +525,15 @@ def test_f_changing_a_python_scalar_carry_to_int_is_refused():
         checkpointed_scan(lambda c, x: (jnp.int32(1), None), 0.5, None, 3, budget=2)
 
 
+def test_a_leaf_that_is_no_array_is_named_by_its_path():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^init='abc' is not an array: "
+                                                       r"checkpointed_scan takes a pytree"):
+        checkpointed_scan(lambda c, x: (c, None), "abc", length=5, budget=2)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^init\[1\]='x' is not an array: "
+                                                       r"checkpointed_while_loop"):
+        checkpointed_while_loop(lambda i, c: i < 3, lambda i, c: c, (1.0, "x"), budget=2)
+
+
 def test_f_must_be_traceable_and_return_a_pair():
     with pytest.raises(pebbles.PebblesTypeError, match=r"cannot be traced by JAX"):
         checkpointed_scan(lambda c, x: (c + float(x), None), jnp.ones(3), jnp.ones(5), budget=2)
