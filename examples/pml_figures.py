@@ -22,9 +22,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _args import add_dpi, flag_errors, guarded, parser, require, visualize
+from _args import add_dpi, guarded, parser, require, visualize
 
-from pebbles.cli import positive
+from pebbles.cli import at_least
 
 require("examples/pml_figures.py", solvers=True)  # names both extras before the import
 from solvers import experiments  # noqa: E402
@@ -35,15 +35,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("outdir", nargs="?", default=".", metavar="OUTPUT_DIR",
                    help="directory of the two images, created when absent (default .)")
-    p.add_argument("--size", type=positive, default=200, metavar="N",
-                   help="grid points a side (default 200; at least 32)")
+    p.add_argument("--size", type=at_least(32), default=200, metavar="N",
+                   help="grid points a side (default 200; at least 32: two 12-cell PML "
+                        "bands and an interior)")
     add_dpi(p)
     args = p.parse_args(argv)
     outdir, dpi = Path(args.outdir), args.dpi
     if outdir.exists() and not outdir.is_dir():
         p.error(f"argument OUTPUT_DIR: {args.outdir!r} is a file; name a directory")
-    with flag_errors(p, "--size"):
-        cfg = experiments.scaled_config(args.size)
+    cfg = experiments.scaled_config(args.size)  # --size >= 32: checked by its type
     outdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     times = [round(cfg.steps * f) for f in (0.2, 0.35, 0.5, 0.7)]

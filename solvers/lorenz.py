@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 import pebbles
-from pebbles.cli import OneLineParser, in_flags, positive, run_command, schedule_from_args
+from pebbles.cli import OneLineParser, count, in_flags, positive, run_command, schedule_from_args
 from solvers import _refuse_without_numba
 from solvers._checks import _shown, boolean, periodic_every, reals, triples, whole
 from solvers._checks import real as _real
@@ -126,7 +126,10 @@ def _gradient_parser(sub: Any) -> None:
                        m for m in _gradient_methods() if m in pebbles.methods()
                        and "inplace" in dict(pebbles.describe(m).options)) + ")")
     g.add_argument("--delta", type=positive, default=None, help="delta for treeverse-paper (10)")
-    g.add_argument("--tau", type=int, default=None, help="tau for treeverse-paper")
+    g.add_argument("--tau", type=count, default=None,
+                   help="tau for treeverse-paper (default: the least that covers --steps)")
+    g.add_argument("--beyond", choices=("greedy", "wang-moin"), default=None,
+                   help="online: the rule past the r = 3 phase (greedy)")
     g.add_argument("--every", type=positive, default=None,
                    help="periodic: checkpoint interval (default ceil(sqrt(steps))); "
                         "adjoint: reload the stored state every K steps (default: no "
@@ -1598,7 +1601,25 @@ def _schedule(args: argparse.Namespace) -> pebbles.Schedule:
         ns.delta = 10
     if method == "periodic" and ns.every is None:
         ns.every = periodic_every(args.steps)
-    return schedule_from_args(ns, method, strict=True, n_flag="--steps")
+    try:
+        return schedule_from_args(ns, method, strict=True, n_flag="--steps")
+    except pebbles.InfeasibleBudgetError as err:
+        raise _lower_delta(err, ns) from None
+
+
+def _lower_delta(err: pebbles.InfeasibleBudgetError,
+                 ns: argparse.Namespace) -> pebbles.PebblesError:
+    """``err`` (``--pebbles S`` below treeverse-paper's peak) offering a lower ``--delta``
+    as well: the method holds at most delta + 1 states (:func:`_stored_states`), so
+    ``--delta D`` with D + 1 <= S fits (delta >= 1: only where S >= 2). Other refusals
+    (a ``--tau`` too small for ``--steps``) are ``err`` as it is."""
+    found, _, _ = str(err).partition("; pass ")
+    if not found.startswith("treeverse-paper holds ") or ns.budget < 2:
+        return err
+    return pebbles.InfeasibleBudgetError(
+        f"{found}; pass --pebbles >= {err.minimum}, or --delta D with D + 1 <= {ns.budget} "
+        f"(treeverse-paper holds at most delta + 1 states; --delta is {ns.delta} now), or "
+        f"pick a method that takes a budget (treeverse)", err.minimum)
 
 
 #: ``--method forward`` and ``adjoint`` are no schedules: the flags they take.
@@ -1608,7 +1629,8 @@ _PLAIN_FLAGS = {"forward": (), "adjoint": ("every",)}
 def _check_plain(args: argparse.Namespace) -> None:
     """Refuse schedule flags given to ``--method forward`` or ``adjoint``."""
     given = [f"--{name}" if name != "budget" else "--pebbles"
-             for name in ("budget", "inplace", "delta", "tau", "every", "k", "executor")
+             for name in ("budget", "inplace", "delta", "tau", "every", "k", "beyond",
+                         "executor")
              if getattr(args, name) not in (None, False)
              and name not in _PLAIN_FLAGS[args.method]]
     if given:
@@ -1705,7 +1727,7 @@ def _until(args: argparse.Namespace) -> str:
     c = gradient_until_crossing(
         args.until_x, 10 if args.budget is None else args.budget, args.x0,
         (args.sigma, args.rho, args.beta), args.dt, max_steps=args.steps,
-        inplace=args.inplace)
+        inplace=args.inplace, beyond=dict(s.options)["beyond"])
     at_n = argparse.Namespace(**{**vars(args), "steps": c.n})
     _check_finite(at_n, c.result)
     return _report(at_n, c.result, {"until_x": args.until_x, "crossed": c.crossed,

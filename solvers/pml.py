@@ -1360,7 +1360,8 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
 
 
 #: ``python -m solvers.pml gradient``'s flags for the registry's option names.
-_CLI_FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "every": "--every",
+_CLI_FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "tau": "--tau",
+              "beyond": "--beyond", "every": "--every",
               "period": "--every", "disk_budget": "--disk-slots", "write_cost": "--write-cost",
               "read_cost": "--read-cost", "background_writes": "--background-writes"}
 #: The flags of the command line besides the schedule's, for :func:`pebbles.cli.in_flags`.
@@ -1603,6 +1604,10 @@ def _parser() -> argparse.ArgumentParser:
                        and "inplace" in dict(pebbles.describe(m).options)) + ")")
     g.add_argument("--k", type=int, default=None, help="bennett: blocks per level (2)")
     g.add_argument("--delta", type=int, default=None, help="treeverse-paper: delta")
+    g.add_argument("--tau", type=int, default=None,
+                   help="treeverse-paper: tau (default: the least that covers --steps)")
+    g.add_argument("--beyond", choices=("greedy", "wang-moin"), default=None,
+                   help="online: the rule past the r = 3 phase (greedy)")
     g.add_argument("--every", "--period", type=int, default=None, dest="every",
                    help="periodic: checkpoint interval (default ceil(sqrt(n))); "
                    "periodic-disk: its disk period (required; --period, as in `pebbles "
@@ -1678,9 +1683,16 @@ def _config(args: argparse.Namespace) -> tuple[PMLConfig, pebbles.Schedule | Non
             estimate = memory_estimate(cfg, moves)
     _check_addressable(estimate)
     if not args.force:
-        _check_fits(estimate, None, "use a smaller grid, fewer steps or a smaller budget "
-                    "(--pebbles), or pass --force to run anyway")
+        _check_fits(estimate, None, _memory_fix(args.command))
     return cfg, moves
+
+
+def _memory_fix(command: str) -> str:
+    """How to fit a run in memory, in the flags ``command`` has (``loss`` has no
+    ``--pebbles``)."""
+    fewer = ("a smaller grid, fewer steps or a smaller budget (--pebbles)"
+             if command == "gradient" else "a smaller grid or fewer steps")
+    return f"use {fewer}, or pass --force to run anyway"
 
 
 def _check_addressable(estimate: MemoryEstimate) -> None:
@@ -1703,7 +1715,7 @@ def _cli_schedule(args: argparse.Namespace, cfg: PMLConfig, disk: dict) -> pebbl
         budget, old = None, args.budget  # the older meaning of --pebbles here
     return _registry_schedule(args.method, cfg.steps, budget=budget, old=old, cli=True,
                               inplace=args.inplace, k=args.k, every=args.every,
-                              delta=args.delta, **disk)
+                              delta=args.delta, tau=args.tau, beyond=args.beyond, **disk)
 
 
 def _measures_disk(args: argparse.Namespace) -> bool:

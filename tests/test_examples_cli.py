@@ -87,6 +87,15 @@ def test_torch_examples_refuse_bad_numbers(example, capsys, name, argv, words) -
     assert f": error: {words}" in err, err  # the prog is the script's name when run
 
 
+@pytest.mark.parametrize("size", ["0", "1", "31"])
+def test_pml_figures_size_has_one_minimum(example, capsys, size) -> None:
+    """--size below 32 is refused by its type, one rule for every value (it read "a whole
+    number >= 1" for 0 and the library's "an integer >= 32" for 1)."""
+    pytest.importorskip("numba")
+    err = exits(example("pml_figures").main, ["--size", size], capsys, 2)
+    assert f": error: argument --size: '{size}' must be a whole number >= 32" in err, err
+
+
 def test_mlp_names_the_least_fraction(example, capsys) -> None:
     """A limit below what any schedule needs is refused before the runs, naming --fraction
     and the least fraction that works (the library's error spoke of memory= in bytes)."""

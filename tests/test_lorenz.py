@@ -216,6 +216,32 @@ def test_cli_methods(method, extra, capsys):
     assert {"loss", "forward_steps", "backward_steps", "peak_states", "seconds"} <= set(out)
 
 
+@pytest.mark.parametrize("method, flags, options, default", [
+    ("treeverse-paper", ["--delta", "2", "--tau", "7"], {"delta": 2, "tau": 7}, {"delta": 2}),
+    ("online", ["--pebbles", "3", "--beyond", "wang-moin"],
+     {"budget": 3, "beyond": "wang-moin"}, {"budget": 3}),
+    ("online", ["--pebbles", "3", "--beyond", "greedy"], {"budget": 3, "beyond": "greedy"},
+     {"budget": 3, "beyond": "wang-moin"}),
+])
+def test_cli_tau_and_beyond_reach_the_schedule(method, flags, options, default, capsys):
+    """--tau and --beyond run the registry's schedule with that option: its forward
+    steps (which the option changes) and the gradient of store-all, bit for bit."""
+    n = 20
+    s, other = pebbles.schedule(method, n, **options), pebbles.schedule(method, n, **default)
+    assert s.lower().forward_steps != other.lower().forward_steps  # the flag matters
+    assert lz.main(["gradient", "--method", method, "--steps", str(n), "--json", *flags]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["forward_steps"] == s.lower().forward_steps
+    assert out["gradient"] == lz.replay_lorenz(pebbles.schedule("store-all", n)).gradient.tolist()
+
+
+def test_cli_treeverse_paper_lower_delta_fits(capsys):
+    """The fix the refusal of --pebbles 3 offers (--delta D with D + 1 <= 3) runs."""
+    assert lz.main(["gradient", "--steps", "5", "--method", "treeverse-paper", "--pebbles",
+                    "3", "--delta", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["peak_states"] <= 3 + 1  # + the working state
+
+
 def test_cli_text_and_bad_input(capsys):
     assert lz.main(["gradient", "--method", "treeverse", "--steps", "30"]) == 0
     assert "peak_states" in capsys.readouterr().out
@@ -303,6 +329,22 @@ BAD_CLI = [
     (["--method", "adjoint", "--executor", "numba"], "--executor: not used by --method adjoint"),
     (["--until-x", "18.5", "--method", "online", "--executor", "generic"],
      "pass --method online without --executor generic"),
+    (["--method", "treeverse", "--tau", "3"],
+     "--tau: not an option of method treeverse (its options: --pebbles, --inplace)"),
+    (["--method", "treeverse-paper", "--beyond", "greedy"],
+     "--beyond: not an option of method treeverse-paper (its options: --delta, --tau)"),
+    (["--method", "adjoint", "--beyond", "wang-moin"], "--beyond: not used by --method adjoint"),
+    (["--method", "online", "--beyond", "newest"], "argument --beyond: invalid choice: 'newest'"),
+    (["--method", "treeverse-paper", "--tau", "-1"],
+     "argument --tau: '-1' must be a whole number >= 0"),
+    (["--method", "treeverse-paper", "--delta", "1", "--tau", "0", "--steps", "50"],
+     "--tau 0 with --delta 1 covers C(tau+delta, delta)=1 < --steps 50; use --tau 49 or more"),
+    (["--steps", "5", "--method", "treeverse-paper", "--pebbles", "3"],
+     "treeverse-paper holds 4 states at once for --steps 5, more than --pebbles 3; pass "
+     "--pebbles >= 4, or --delta D with D + 1 <= 3 (treeverse-paper holds at most delta + 1 "
+     "states; --delta is 10 now), or pick a method that takes a budget (treeverse)"),
+    (["--steps", "5", "--method", "treeverse-paper", "--pebbles", "1"],  # no delta fits
+     "more than --pebbles 1; pass --pebbles >= 4 or pick a method that takes a budget"),
 ]
 
 
@@ -754,7 +796,7 @@ def test_cli_options_list_names_only_this_parsers_flags(capsys):
     argv = ["gradient", "--until-x", "5", "--method", "online", "--steps", "1000", "--k", "2"]
     assert lz.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "(its options: --pebbles, --inplace)" in err, err
+    assert err.count("\n") == 1 and "(its options: --pebbles, --inplace, --beyond)" in err, err
 
 
 def _refused_at_once(argv, monkeypatch, capsys) -> str:

@@ -111,6 +111,18 @@ def test_cli_until_x(capsys):
     assert record["forward_steps"] == c.result.forward_steps
 
 
+def test_cli_until_x_takes_beyond(capsys):
+    """--beyond reaches the online schedule of --until-x (wang-moin's steps differ)."""
+    argv = ["gradient", "--until-x", "10", "--method", "online", "--pebbles", "3", "--json"]
+    assert lz.main([*argv, "--beyond", "wang-moin"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    c = lz.gradient_until_crossing(10.0, 3, beyond="wang-moin")
+    greedy = lz.gradient_until_crossing(10.0, 3)
+    assert c.result.forward_steps != greedy.result.forward_steps
+    assert record["forward_steps"] == c.result.forward_steps
+    assert record["gradient"] == c.result.gradient.tolist()
+
+
 def test_cli_until_x_memory_refusal_words_the_early_stop(monkeypatch, capsys):
     """With --until-x the estimate is of all --steps: the message says so, and suggests no
     --method forward (refused with --until-x); without it the advice stays."""

@@ -302,6 +302,15 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
     (["gradient", *TINY, "--method", "periodic-disk", "--every", "0"],
      ["--every 0 must be >= 1; pass --every 1"]),
     (["gradient", *TINY, "--method", "treeverse", "--k", "3"], ["--k 3", "treeverse"]),
+    (["gradient", *TINY, "--method", "treeverse", "--tau", "3"],
+     ["--tau 3 is not an option of --method treeverse (its options: --pebbles, --inplace)"]),
+    (["gradient", *TINY, "--method", "treeverse-paper", "--delta", "2", "--beyond", "greedy"],
+     ["--beyond greedy is not an option of --method treeverse-paper (its options: --delta, "
+      "--tau)"]),
+    (["gradient", *TINY, "--method", "online", "--beyond", "newest"],
+     ["argument --beyond: invalid choice: 'newest'"]),
+    (["gradient", *TINY, "--method", "treeverse-paper", "--delta", "2", "--tau", "1"],
+     ["--tau 1 with --delta 2 covers C(tau+delta, delta)=3 < --steps 10; use --tau 3 or more"]),
     (["gradient", *TINY, "--save", "out.txt"], ["--save", ".npz"]),
     (["gradient", *TINY, "--save", "/nonexistent-dir/g.npz"], ["--save", "does not exist"]),
     (["gradient", *TINY, "--method", "treeverse", "--write-cost", "1"],
@@ -472,6 +481,37 @@ def test_cli_treeverse_paper_delta_and_pebbles_agree(capsys):
     assert a["options"] == b["options"] == {"delta": 3, "tau": None} and a["loss"] == b["loss"]
     assert a["forward_steps"] == pebbles.simulate(pebbles.treeverse_paper(10, 3), 10,
                                                   "checkpoint").forward_steps + 1
+
+
+@pytest.mark.parametrize("method, flags, options, default", [
+    ("treeverse-paper", ["--delta", "2", "--tau", "7"], {"delta": 2, "tau": 7}, {"delta": 2}),
+    ("online", ["--pebbles", "3", "--beyond", "wang-moin"],
+     {"budget": 3, "beyond": "wang-moin"}, {"budget": 3}),
+])
+def test_cli_tau_and_beyond_reach_the_schedule(method, flags, options, default, capsys):
+    """--tau and --beyond run the registry's schedule with that option (whose forward
+    steps differ from the schedule without it)."""
+    n = 20
+    s, other = pebbles.schedule(method, n, **options), pebbles.schedule(method, n, **default)
+    assert s.simulate().forward_steps != other.simulate().forward_steps  # the flag matters
+    argv = ["gradient", "--nx", "20", "--ny", "20", "--steps", str(n), "--h", "0.11",
+            "--method", method, *flags, "--json"]
+    assert pml.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["options"] == dict(s.options)
+    assert out["forward_steps"] == s.simulate().forward_steps + 1  # + s_n
+
+
+def test_cli_memory_fix_names_the_commands_flags(monkeypatch, capsys):
+    """Too big a run is told the fixes its command has: --pebbles for gradient only."""
+    monkeypatch.setattr(pml, "available_memory", lambda: 1000)
+    assert pml.main(["loss", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "use a smaller grid or fewer steps, or pass --force to run anyway" in err
+    assert "--pebbles" not in err
+    assert pml.main(["gradient", *TINY]) == 2
+    assert ("use a smaller grid, fewer steps or a smaller budget (--pebbles), or pass --force "
+            "to run anyway") in capsys.readouterr().err
 
 
 def test_gradient_result_composes_the_replay_result(problem):
