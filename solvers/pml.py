@@ -1554,7 +1554,8 @@ def _check_fits(estimate: MemoryEstimate, available: float | None, fix: str) -> 
     if available is None or estimate.total <= available:
         return
     raise NotEnoughMemoryError(
-        f"the run needs about {_size(estimate.total)} ({estimate.states} states of "
+        f"the run needs about {_size(estimate.total)} ({estimate.states} "
+        f"state{'s' * (estimate.states != 1)} of "
         f"{_size(estimate.state_bytes)} plus {_size(estimate.other_bytes)} of grids and "
         f"recordings) but {_size(available)} is available ({where}); {fix}")
 
