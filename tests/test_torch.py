@@ -159,6 +159,17 @@ def test_step_calls_and_stored_states_follow_the_schedule(method, kw):
     assert counted.alive() == 0  # every stored state was freed by the backward pass
 
 
+def relu_step(i, x, w):
+    return torch.relu(x @ w)
+
+
+def relu_loop(n):
+    """``w``, ``x0`` and plain autograd's gradients of n relu steps' sum w.r.t. both."""
+    w = (torch.eye(5, dtype=F64) + 0.1).requires_grad_()
+    x0 = torch.rand(3, 5, dtype=F64, requires_grad=True)
+    return w, x0, grads_of(lambda: plain_loop(relu_step, x0, n, w), [x0, w])
+
+
 @pytest.mark.parametrize("method,kw", [
     ("treeverse", {"budget": 2}), ("treeverse", {"budget": 5}), ("store-all", {}),
     ("recompute-all", {}), ("periodic", {"every": 4}),
@@ -166,14 +177,8 @@ def test_step_calls_and_stored_states_follow_the_schedule(method, kw):
 def test_taped_runs_replace_replays(method, kw):
     """relu(x @ w) saves only its input, w and its output: taping costs no memory."""
     n = 30
-    w = (torch.eye(5, dtype=F64) + 0.1).requires_grad_()
-
-    def step(i, x, w):
-        return torch.relu(x @ w)
-
-    x0 = torch.rand(3, 5, dtype=F64, requires_grad=True)
-    want = grads_of(lambda: plain_loop(step, x0, n, w), [x0, w])
-    counted = Counted(step, n)
+    w, x0, want = relu_loop(n)
+    counted = Counted(relu_step, n)
 
     def run():
         out = checkpointed_loop(counted, x0, n, w, method=method, **kw)
@@ -196,14 +201,8 @@ def test_inside_disable_saved_tensors_hooks_taping_is_off_and_profiling_refused(
     untaped (every step replayed at its backward step); memory= needs the hooks to measure
     a step's graph and is refused naming the options that need none."""
     n, sched = 30, pebbles.schedule("treeverse", 30, budget=2)
-    w = (torch.eye(5, dtype=F64) + 0.1).requires_grad_()
-
-    def step(i, x, w):
-        return torch.relu(x @ w)
-
-    x0 = torch.rand(3, 5, dtype=F64, requires_grad=True)
-    want = grads_of(lambda: plain_loop(step, x0, n, w), [x0, w])
-    counted = Counted(step, n)
+    w, x0, want = relu_loop(n)
+    counted, step = Counted(relu_step, n), relu_step
     with torch.autograd.graph.disable_saved_tensors_hooks("no hooks here"):
         got = grads_of(lambda: checkpointed_loop(counted, x0, n, w, budget=2), [x0, w])
         assert_close(got, want)
