@@ -402,8 +402,8 @@ class _Chain:
             self.buffers.settle()
             self.frontier = i + 1
         x = _pack(self.form(i), xs)
-        if guard and self.per_step:  # its module's buffers replaced since they were
-            self.check_buffers(i)  # checked: by another layer (a loop's step owns them all)
+        if guard:  # its module's buffers replaced since they were checked: by another
+            self.check_buffers(i if self.per_step else 0)  # layer, or a while loop's cond
         before = _versions(xs) if guard else ()
         graph_free = guard and not torch.is_grad_enabled()
         try:
@@ -440,8 +440,9 @@ class _Chain:
     def check_buffers(self, k: int | None = None) -> None:
         """Raise if a buffer was replaced where the check after each step, of that step's
         own module's buffers (:meth:`call`), does not see it: by a layer closing over
-        another layer's module, or by a while loop's ``cond``. Checked before layer ``k``
-        runs (its module's buffers) and, for every buffer, when a pass ends."""
+        another layer's module, or by a while loop's ``cond``. Checked before each layer or
+        step runs (its module's buffers: ``k``, 0 for a loop's step) and, for every
+        buffer, when a pass ends."""
         what = ("a layer other than the module's own (e.g. a function that closes over "
                 "the module)" if self.per_step
                 else "code outside the step (a while loop's cond, a closure)")

@@ -2523,15 +2523,17 @@ def test_a_layer_replacing_another_layers_buffer_is_refused(at, kw):
         checkpoint_sequential(net, x, **kw).sum().backward()
 
 
-def test_a_while_loops_cond_replacing_a_buffer_after_the_last_step_is_refused():
+@pytest.mark.parametrize("at", [3, 1])
+def test_a_while_loops_cond_replacing_a_buffer_is_refused_naming_it(at):
     """cond(n, x_n) runs after the last step's check: a buffer it replaced went unseen,
     and the replays ran with the new one (wrong gradients); the check of every buffer
-    when the pass ends refuses it."""
+    when the pass ends refuses it. Replaced before a step, it is told apart from the
+    step (checked before the step runs too)."""
     cell = Scaled()
     x0 = torch.randn(2, 16, dtype=F64, requires_grad=True)
 
     def cond(i, x):
-        if i == 3:
+        if i == at:
             cell.scale = cell.scale * 0.9
         return i < 3
 
