@@ -173,7 +173,7 @@ def example(monkeypatch, tmp_path):
     ("figure5", [], "BENCH.json"),
     ("lorenz_figure4", ["--starts=0"], "argument --starts: '0'"),
     ("lorenz_figure3", ["--resolution", "1"], "argument --resolution: resolution=1"),
-    ("pml_figures", ["--size=5"], "argument --size: size=5 must be"),
+    ("pml_figures", ["--size=5"], "argument --size: '5' must be a whole number >= 32"),
     ("draw_figure7", ["--bogus"], "unrecognized arguments: --bogus"),
     ("draw_figure7", ["a", "b"], "unrecognized arguments: b"),
 ])

@@ -523,7 +523,7 @@ def test_large_boards_are_refused_before_tracing(monkeypatch):
     """draw_game took 5 s at n = 10^4 and 300 s at 10^5 to refuse; now nothing is traced."""
     import visualize._game as game
 
-    monkeypatch.setattr(game, "trace_rows", lambda *a, **k: pytest.fail("traced"))
+    monkeypatch.setattr(game, "traced_within", lambda *a, **k: pytest.fail("traced"))
     s = pebbles.schedule("treeverse", 10**5, budget=20)
     with pytest.raises(pebbles.PebblesValueError, match="at most n=128 cells, got n=100000"):
         visualize.draw_game(s, 10**5)
@@ -893,6 +893,6 @@ def test_cli_draw_too_many_rows_is_worded_in_flags(tmp_path):
                                  "-o", str(tmp_path / "x.png")])
     with pytest.raises(pebbles.PebblesValueError,
                        match=r"^pebbles draw draws at most -n 128 cells and 1500 rows, got "
-                             r"-n 120 with \d+ rows; use --fingerprint") as err:
+                             r"-n 120 with at least \d+ rows; use --fingerprint") as err:
         cli.run_draw(args)
     assert "draw_fingerprint" not in str(err.value)

@@ -173,6 +173,45 @@ def test_a_method_name_as_moves_points_to_pebbles_schedule(draw):
         draw("treeverse", 20)
 
 
+@pytest.mark.parametrize("draw", [visualize.draw_game, visualize.trace_rows,
+                                  visualize.draw_fingerprint])
+def test_a_walk_past_the_board_is_an_illegal_move_not_a_billion_rows(draw):
+    """The stream is checked by the simulator before any walk is expanded (expanding
+    forward 0 10**9 first took minutes and gigabytes, then named a made-up move)."""
+    with pytest.raises(pebbles.IllegalMoveError, match=r"^illegal move #1 \(forward 0 "
+                                                       r"1000000000\): forward i j needs 0"):
+        draw([pebbles.place(1), pebbles.forward(0, 10**9)], 5)
+
+
+@pytest.mark.parametrize("draw", [
+    lambda moves, n: visualize.draw_game(moves, n, "reversible"),
+    lambda moves, n: visualize.draw_side_by_side([("a", moves, "reversible")], n)])
+def test_an_endless_stream_is_refused_once_its_rows_pass_the_limit(draw):
+    def endless():
+        while True:
+            yield pebbles.Move(pebbles.MoveKind.PLACE, 1, -1)
+            yield pebbles.Move(pebbles.MoveKind.UNPLACE, 1, -1)
+
+    with pytest.raises(pebbles.PebblesValueError, match=r"^draw_game draws at most n=128 "
+                       r"cells and 1500 rows, got n=1 with at least 1501 rows"):
+        draw(endless(), 1)
+
+
+def test_elements_that_are_no_moves_are_named_by_the_simulator():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^move #0 of the stream, \{'a': 1\}, "
+                                                       r"is not a Move"):
+        visualize.trace_rows([{"a": 1}], 3)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^moves=5 is not a stream of moves"):
+        visualize.draw_fingerprint(5, 3)
+
+
+def test_saving_to_a_directory_says_it_is_one(tmp_path):
+    fig = visualize.draw_game(pebbles.schedule("treeverse", 3, budget=2), 3)
+    with pytest.raises(pebbles.PebblesValueError, match=r"is a directory; name a file inside "
+                                                       r"it, e\.g\. .*figure\.png"):
+        visualize.save(fig, tmp_path)
+
+
 def test_saving_inside_a_file_says_the_parent_is_a_file(tmp_path):
     fig = visualize.draw_game(pebbles.schedule("treeverse", 4, budget=2), 4)
     (tmp_path / "a.png").write_text("")

@@ -45,8 +45,9 @@ from ._rows import (
     MAX_ROWS,
     Traced,
     fingerprint_array,
+    schedule_defaults,
     trace_fingerprint,
-    trace_rows,
+    traced_within,
 )
 from .cli import MAX_DPI, MIN_DPI, format_error, formats
 
@@ -169,12 +170,18 @@ def _check_ax(ax: object) -> None:
                                 f"projection=, or None for a new figure")
 
 
-def _check_size(traced: Traced) -> None:
-    rows = len(traced.rows)
-    if traced.n > MAX_CELLS or rows > MAX_ROWS:
+def _drawn_rows(moves: Iterable[Move], n: int, game: Game | str | None,
+                budget: int | None) -> Traced:
+    """:func:`trace_rows` within :data:`MAX_ROWS` rows (the starting board's and one a
+    step), refused as soon as more steps stream in (an endless stream too)."""
+    game, budget = schedule_defaults(moves, n, game, budget)
+
+    def refuse(steps: int) -> None:
         raise PebblesValueError(
-            f"draw_game draws at most n={MAX_CELLS} cells and {MAX_ROWS} rows, got "
-            f"n={traced.n} with {rows} rows; {SIZE_FIX}")
+            f"draw_game draws at most n={MAX_CELLS} cells and {MAX_ROWS} rows, got n={n} "
+            f"with at least {steps + 1} rows; {SIZE_FIX}")
+
+    return traced_within(moves, n, game, budget, MAX_ROWS - 1, refuse)
 
 
 def _cell_inches(n: int, rows: int) -> float:
@@ -372,8 +379,7 @@ def draw_game(
     _check_cells(n)
     _check_ax(ax)
     check_title(title)
-    traced = trace_rows(moves, n, game, budget)
-    _check_size(traced)
+    traced = _drawn_rows(moves, n, game, budget)
     nrows = len(traced.rows)
     cell = _cell_inches(n, nrows)
     if ax is None:
@@ -563,9 +569,7 @@ def draw_side_by_side(panels: Sequence[Sequence], n: int | Sequence[int]) -> Fig
         raise PebblesValueError(f"got {len(parsed)} panels but {len(ns)} values of n")
     for k in ns:
         _check_cells(k)
-    traced = [trace_rows(m, k, g, b) for (_, m, g, b), k in zip(parsed, ns, strict=True)]
-    for t in traced:
-        _check_size(t)
+    traced = [_drawn_rows(m, k, g, b) for (_, m, g, b), k in zip(parsed, ns, strict=True)]
     nrows = max(len(t.rows) for t in traced)
     cell = _cell_inches(sum(k + 1 for k in ns), nrows)
     width = cell * sum(k + 1 for k in ns) + 1.2 * len(ns) + 0.6
@@ -584,12 +588,12 @@ def _check_save(fig: Figure, path: Path, dpi: float) -> str:
     if not isinstance(fig, Figure):
         raise PebblesTypeError(f"fig={fig!r} is not a matplotlib Figure; pass the figure a "
                                "visualize.draw_* function returned")
+    reason = output_error(str(path), "figure.png", probe=False)  # open() raises OSError
+    if reason is not None:  # a directory too, which has no extension either
+        raise PebblesValueError(f"path={str(path)!r} {reason}")
     if not path.suffix:
         raise PebblesValueError(f"cannot tell the format of {str(path)!r}: give it an "
                                 "extension such as .png, .svg or .pdf")
-    reason = output_error(str(path), "figure.png", probe=False)  # open() raises OSError
-    if reason is not None:
-        raise PebblesValueError(f"path={str(path)!r} {reason}")
     fmt = path.suffix[1:].lower()
     known = formats()
     if fmt not in known:

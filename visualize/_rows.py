@@ -10,7 +10,7 @@ never re-implemented here, the rows only diff consecutive boards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -45,15 +45,16 @@ def check_fingerprint(what: str, n: int, rows: int, bound: str = "") -> None:
             f"{MAX_FINGERPRINT} pixels before binning; draw a smaller n")
 
 
-def _check_trace(what: str, rows: int, peak: int, streaming: bool = False) -> None:
-    """Refuse a fingerprint whose traced boards hold more than :data:`MAX_TRACE` pebbles:
-    the rows are read off every board, so time and memory grow with rows x peak
-    (``streaming``: lower bounds on both, met while the moves still stream in)."""
+def _check_trace(who: str, rows: int, peak: int, streaming: bool = False) -> None:
+    """Refuse a trace (``who``: a fingerprint of n=..., ...) whose boards hold more than
+    :data:`MAX_TRACE` pebbles: the rows are read off every board, so time and memory grow
+    with rows x peak (``streaming``: lower bounds on both, met while the moves still
+    stream in)."""
     if rows * (peak + 1) > MAX_TRACE:
         size = (f"at least {rows} rows of at least {peak} pebbles" if streaming else
                 f"{rows} rows of up to {peak} pebbles")
         raise PebblesValueError(
-            f"a fingerprint of {what} traces {size}, more than {MAX_TRACE} pebbles in all "
+            f"{who} traces {size}, more than {MAX_TRACE} pebbles in all "
             f"(minutes and gigabytes); draw a smaller n or a method that holds fewer states")
 
 
@@ -153,8 +154,10 @@ def trace_rows(
     >>> len(traced.rows), traced.n, traced.game.value
     (7, 5, 'checkpoint')
     """
-    game, budget = _schedule_defaults(moves, n, game, budget)
-    return _traced(list(pebbles.expand(moves, game)), n, game, budget)
+    game, budget = schedule_defaults(moves, n, game, budget)
+    least, who = pebbles.min_pebbles(n, game), f"the schedule of n={n}"
+    return traced_within(moves, n, game, budget, MAX_TRACE // (least + 1),
+                         lambda rows: _check_trace(who, rows, least, streaming=True))
 
 
 def trace_fingerprint(
@@ -169,40 +172,66 @@ def trace_fingerprint(
     limit), or more than :data:`MAX_TRACE` traced pebbles (rows x (peak + 1), measured
     by an untraced simulation before the boards are traced).
     """
-    game, budget = _schedule_defaults(moves, n, game, budget)
-    what = f"n={n}"
+    game, budget = schedule_defaults(moves, n, game, budget)
+    what, least = f"n={n}", pebbles.min_pebbles(n, game)
     check_fingerprint(what, n, max(n - 1, 0), "at least ")  # every schedule steps n - 1 times
     steps = pebbles.predicted_steps(moves) if isinstance(moves, pebbles.Schedule) else None
     if steps is not None:
         check_fingerprint(what, n, steps)
-    stream = _Counted(pebbles.expand(moves, game), what, n, game)
+
+    def refuse(rows: int) -> None:  # every row holds at least the fewest pebbles
+        check_fingerprint(what, n, rows, "at least ")
+        _check_trace(f"a fingerprint of {what}", rows, least, streaming=True)
+
+    stream = _Counted(moves, n, min(MAX_FINGERPRINT // (n + 1), MAX_TRACE // (least + 1)),
+                      refuse)
     peak = pebbles.simulate(stream, n, game, budget).peak_pebbles
-    _check_trace(what, stream.rows, peak)
-    return _traced(stream.kept, n, game, budget)
+    _check_trace(f"a fingerprint of {what}", stream.rows, peak)
+    return _traced(list(pebbles.expand(stream.kept, game)), n, game, budget)
+
+
+def traced_within(moves: Iterable[Move], n: int, game: Game, budget: int | None, most: int,
+                  refuse: Callable[[int], None]) -> Traced:
+    """:func:`trace_rows` of moves whose game and budget are known, ``refuse(rows)``
+    called as soon as more than ``most`` rows (steps) stream in (an endless stream stops
+    there); every move is checked by the simulator before any is expanded (a ``forward
+    0 10**9`` on a small board is an illegal move, not a billion rows)."""
+    stream = _Counted(moves, n, most, refuse)
+    pebbles.simulate(stream, n, game, budget)
+    return _traced(list(pebbles.expand(stream.kept, game)), n, game, budget)
 
 
 class _Counted:
     """Iterate over ``moves``, keeping them in :attr:`kept` and counting the rows (steps)
-    in :attr:`rows`; refuse once the rows are too many for either limit of
-    :func:`trace_fingerprint` (every row holds at least the fewest pebbles that finish
-    the game, :func:`pebbles.min_pebbles`)."""
+    in :attr:`rows`; ``refuse(rows)`` is called whenever the rows pass ``most``."""
 
-    def __init__(self, moves: Iterable[Move], what: str, n: int, game: Game) -> None:
-        self._moves, self._what, self._n = moves, what, n
-        self._least = pebbles.min_pebbles(n, game)
-        self._most = min(MAX_FINGERPRINT // (n + 1), MAX_TRACE // (self._least + 1))
+    def __init__(self, moves: Iterable[Move], n: int, most: int,
+                 refuse: Callable[[int], None]) -> None:
+        pebbles.expand(moves)  # refuses what is no stream (a dict, an int) at once
+        self._moves, self._n, self._most, self._refuse = moves, n, most, refuse
         self.kept: list[Move] = []
         self.rows = 0
 
     def __iter__(self) -> Iterator[Move]:
         for move in self._moves:
-            if move[0] in _STEPS:
-                self.rows += 1
-                if self.rows > self._most:
-                    check_fingerprint(self._what, self._n, self.rows, "at least ")
-                    _check_trace(self._what, self.rows, self._least, streaming=True)
             self.kept.append(move)
+            self.rows += _steps_of(move, self._n)
+            if self.rows > self._most:
+                self._refuse(self.rows)
             yield move
+
+
+def _steps_of(move: object, n: int) -> int:
+    """The rows (steps) ``move`` adds if it is legal on a board of ``n`` cells: 0 for what
+    is no move, and a walk counted within the board (the simulator, which reads the
+    stream in chunks, refuses both, naming the move; they are not mistaken for rows)."""
+    try:
+        kind, a, b = (int(v) for v in move)  # type: ignore[attr-defined]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    if kind == MoveKind.FORWARD:
+        return max(0, min(b, n) - max(a, 0))
+    return int(kind in _STEPS)
 
 
 def _traced(flat: list[Move], n: int, game: Game, budget: int | None) -> Traced:
@@ -220,7 +249,7 @@ def _traced(flat: list[Move], n: int, game: Game, budget: int | None) -> Traced:
     return Traced(tuple(rows), result, n, game, budget)
 
 
-def _schedule_defaults(moves: object, n: int, game: Game | str | None,
+def schedule_defaults(moves: object, n: int, game: Game | str | None,
                        budget: int | None) -> tuple[Game, int | None]:
     """``game`` and ``budget``, from a :class:`pebbles.Schedule` where not given; a
     schedule of another ``n`` or game is refused (``n`` is checked first, as
