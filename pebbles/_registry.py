@@ -334,8 +334,8 @@ def fewest_moves(s: Schedule) -> int:
     own bound (online: about ``5 n`` moves in the checkpoint game, ``3 n`` in-place; its
     streams are longer by at most ``S`` moves in the checkpoint game, under 1% once
     ``n > 20 S``, and by a third to two thirds in-place); else ``n`` paints and a move
-    pebbling each cell
-    ``1..n-1`` (``2 n - 1``), or in the reversible game a move a forward step.
+    pebbling each cell ``1..n-1`` (``2 n - 1``), or in the reversible game a move a
+    forward step.
 
     Parameters
     ----------

@@ -1180,8 +1180,8 @@ def measure_io(directory: str | os.PathLike | None, nbytes: int, *, repeat: int 
     and timed, then read back. The write time is the sustained rate a run's
     stores see, past the disk's write cache: the first writes of a burst can
     land in a cache (on a 2-core VM the first 64 MB went at 16 ms per 32 MB
-    state and every later state at 87 ms; after a minute without disk writes, more than
-    256 MB went in fast). So the probe writes ``repeat`` states and goes on,
+    state and every later state at 87 ms; after a minute without disk writes,
+    more than 256 MB went in fast). So the probe writes ``repeat`` states and goes on,
     up to :data:`PROBE_BYTES` in all, while the writes go faster than
     :data:`CACHE_SPEED`. Once a write takes more than twice the fastest, the
     cache is full: it writes ``repeat // 2`` more and takes the median from
