@@ -1021,7 +1021,11 @@ def replay(
     except BaseException as exc:
         _note_interrupt(r, exc)  # one met after the program's last row
         if not own_store and (store is None or _serves(store, r)):
-            _forget_stored(r, exc)  # not a store another replay is using (refused)
+            try:
+                _forget_stored(r, exc)  # not a store another replay is using (refused)
+            except BaseException as late:  # a Ctrl-C while freeing it: where it stopped
+                _note_interrupt(r, late)
+                raise
         raise
     finally:
         _release(store, r)  # first: a Ctrl-C later in this block leaves no claim behind
@@ -1110,6 +1114,9 @@ def _check_store(store: object) -> None:
     where = getattr(store, "directory", None)
     what = type(store).__name__ + (f" on {where}" if isinstance(where, str) else "")
     failure = store._failure if isinstance(store, DiskStore) else None
+    if failure is not None and not store.closed and failure is store._met:
+        store._recover([failure])  # a replay met it and was stopped making it usable
+        failure = store._failure
     if failure is not None and not store.closed:
         raise StoreError(
             f"store=<{what}> failed before this replay ({type(failure).__name__}: "

@@ -490,6 +490,7 @@ class DiskStore(Store):
         self.parent, self.directory = parent, w.directory
         self.bytes_written = self.bytes_read = 0
         self._closed = self._reported = False
+        self._met: BaseException | None = None  # the failure a replay met (_recover)
         # The thread and the finalizer hold the writer's state, never the store: a store
         # nobody references any more is collected, and its files freed, like one closed.
         try:
@@ -686,10 +687,12 @@ class DiskStore(Store):
         failure (skipped), free what is left, make the store's folder anew (under a new
         name: :attr:`directory` changes) and clear the error. Whether it did: not for an
         error no one met, a writer that stopped, a file that resists deletion or a folder
-        that cannot be made again (the store stays failed: close it, make a new one)."""
+        that cannot be made again (the store stays failed: close it, make a new one). A
+        Ctrl-C in it leaves the failure met: the next replay recovers the store first."""
         w = self._w
         if w.error is None or not any(err is w.error for err in met) or self._closed:
             return False
+        self._met = w.error
         while w.pending and w.running:
             w.bell.acquire(timeout=CALLER_POLL)
         w.free_all()

@@ -265,6 +265,34 @@ def test_a_disk_store_whose_write_failed_in_a_replay_serves_the_next_one(tmp_pat
     assert os.listdir(tmp_path) == [] and info.value.key is not None
 
 
+def test_a_ctrl_c_while_a_replay_frees_a_failed_store_leaves_it_to_the_next(tmp_path,
+                                                                          monkeypatch):
+    """A Ctrl-C landing in the cleanup after a failed write (as the store makes its folder
+    anew) left the store failed, refused by the next replay, and the interrupt without
+    the step; the next replay now makes the store usable first."""
+    from pebbles import _storage
+
+    _full_beyond(monkeypatch, 1000)
+    s = pebbles.schedule("two-level", 12, budget=2, write_cost=0.2, read_cost=0.2)
+    big = dict(step=lambda i, x: 0.5 * x, backward=lambda i, x, g: (0.5 * g, None),
+               loss_grad=np.ones_like)
+    made = _storage._make_folder
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with DiskStore(tmp_path) as st:
+        monkeypatch.setattr(_storage, "_make_folder", interrupted)
+        with pytest.raises(KeyboardInterrupt) as info:
+            pebbles.replay(s, None, np.zeros(200), store=st, **big)
+        assert isinstance(info.value.__context__, pebbles.DiskFullError)
+        assert any(re.match(r"pebbles: stopped at step \d+", note)
+                   for note in info.value.__notes__)
+        monkeypatch.setattr(_storage, "_make_folder", made)
+        assert np.array_equal(run(s, store=st).grad_s0, run(s).grad_s0)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_disk_store_that_failed_outside_a_replay_is_refused_before_any_step(tmp_path,
                                                                                monkeypatch):
     _full_beyond(monkeypatch, 1000)
