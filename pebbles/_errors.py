@@ -23,10 +23,9 @@ class PebblesError(Exception):
 
 
 def add_note(err: BaseException, note: str) -> None:
-    """Add ``note`` to ``err`` (``BaseException.add_note``, Python 3.11+; on 3.10 the
-    error goes on without it, never replaced by an ``AttributeError``)."""
-    if hasattr(err, "add_note"):
-        err.add_note(note)
+    """Add ``note`` to ``err`` (``BaseException.add_note``): the one way the library's
+    layers (executor, pebbles.jax, pebbles.torch) annotate an error they pass on."""
+    err.add_note(note)
 
 
 def rebuilt(err: BaseException, *args: object, **kwargs: object) -> tuple[object, ...]:

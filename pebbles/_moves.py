@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 
-class Game(str, Enum):
+class Game(str, Enum):  # noqa: UP042 -- str(Game.X) stays 'Game.X', as in messages
     """The three games of the library.
 
     ``checkpoint`` is the paper's checkpoint game (place / remove / paint),

@@ -1022,15 +1022,29 @@ class Command:
 
 
 def _plugins() -> list[Command]:
+    """The commands of the ``pebbles.commands`` entry points; one that cannot be loaded is
+    left out with a warning on stderr (its package hidden by a file of the same name in
+    the working directory, or uninstalled without its entry point)."""
     found = []
     for ep in metadata.entry_points(group="pebbles.commands"):
         try:
             command = ep.load()
-        except ImportError:
-            continue  # its package is not installed: the command is simply absent
+        except ImportError as err:
+            _plugin_warning(ep, f"cannot be imported ({err})")
+            continue
         if isinstance(command, Command):
             found.append(command)
+        else:
+            _plugin_warning(ep, f"is of type {type(command).__name__}, not a pebbles.cli.Command")
     return found
+
+
+def _plugin_warning(ep: metadata.EntryPoint, why: str) -> None:
+    top = ep.value.partition(":")[0].partition(".")[0]
+    sys.stderr.write(
+        f"pebbles: warning: command {ep.name!r} ({ep.value}) {why}, so it is left out; a "
+        f"file or folder named {top!r} in the working directory or on PYTHONPATH may hide "
+        f"the installed package\n")
 
 
 def _parser() -> argparse.ArgumentParser:

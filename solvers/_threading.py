@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numba
@@ -49,8 +50,7 @@ def load_tbb() -> bool:
     """
     if not sys.platform.startswith("linux"):
         return False
-    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
-        path = Path(prefix, "lib", _LIBTBB)
+    for path in _tbb_paths():
         if path.is_file():
             try:
                 ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
@@ -58,6 +58,19 @@ def load_tbb() -> bool:
                 return False
             return True
     return False
+
+
+def _tbb_paths() -> list[Path]:
+    """Where the ``tbb`` wheel may have put its library: the files pip recorded for it
+    (any install scheme: a virtual environment, ``--user``, ``/usr/local``), then the
+    interpreter's prefixes."""
+    try:
+        files = metadata.files("tbb") or []
+    except metadata.PackageNotFoundError:
+        files = []
+    recorded = [Path(str(f.locate())) for f in files if f.name == _LIBTBB]
+    return recorded + [Path(prefix, "lib", _LIBTBB)
+                       for prefix in dict.fromkeys((sys.prefix, sys.base_prefix))]
 
 
 @njit(cache=True, parallel=True)

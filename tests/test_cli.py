@@ -861,3 +861,20 @@ def test_output_error_is_the_one_output_check(tmp_path):
         assert cli.output_error(f"{tmp_path}/ro/x.npz", "out.npz", probe=False) is None
     assert cli.output_error("/proc/x.npz", "out.npz").startswith("cannot be written (")
     assert cli.output_error("/proc/x.npz", "out.npz", probe=False) is None
+
+
+def test_a_command_that_cannot_be_loaded_is_left_out_with_a_warning(capsys, monkeypatch):
+    """A visualize.py in the working directory hid the draw command without a word."""
+    from importlib import metadata
+
+    eps = [metadata.EntryPoint("hidden", "no_such_module_zz.cli:X", "pebbles.commands"),
+           metadata.EntryPoint("odd", "pebbles.cli:MAX_INT", "pebbles.commands")]
+    monkeypatch.setattr(cli.metadata, "entry_points", lambda group: eps)
+    assert cli._plugins() == []
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("pebbles: warning: command 'hidden' (no_such_module_zz.cli:X) "
+                             "cannot be imported (No module named 'no_such_module_zz')")
+    assert err[0].endswith("a file or folder named 'no_such_module_zz' in the working "
+                           "directory or on PYTHONPATH may hide the installed package")
+    assert err[1].startswith("pebbles: warning: command 'odd' (pebbles.cli:MAX_INT) is of type "
+                             "int, not a pebbles.cli.Command")

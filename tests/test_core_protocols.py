@@ -301,22 +301,3 @@ def test_public_errors_are_named_from_pebbles():
     for cls in errors:
         assert cls.__module__ == "pebbles", cls
         assert pickle.loads(pickle.dumps(cls)) is cls
-
-
-def test_notes_are_skipped_where_python_has_no_add_note():
-    """Python 3.10 has no BaseException.add_note: the library's notes (executor, pebbles.jax,
-    pebbles.torch) go through one helper that leaves the error as it is there, instead of
-    replacing it with an AttributeError (pebbles.jax did)."""
-    from pebbles._errors import add_note
-
-    class Py310Error(ValueError):
-        @property
-        def add_note(self):
-            raise AttributeError("add_note")
-
-    err = Py310Error("the user's error")
-    add_note(err, "pebbles: a note")
-    assert not hasattr(err, "__notes__")
-    plain = ValueError("x")
-    add_note(plain, "pebbles: a note")
-    assert plain.__notes__ == ["pebbles: a note"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 import weakref
 
 import numpy as np
@@ -531,7 +530,6 @@ def test_s0_changed_in_place_is_reported_beside_a_scalar_leaf(t0):
                              budget=2, **kw)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes")
 @pytest.mark.parametrize("where", ["replay", "replay_until-forward", "replay_until-reverse"])
 def test_a_keyboard_interrupt_in_the_executors_own_code_names_the_step(monkeypatch, where):
     """Before, a Ctrl-C got a note with the step only inside a callback or a store call;
@@ -565,7 +563,6 @@ def test_a_keyboard_interrupt_in_the_executors_own_code_names_the_step(monkeypat
         f"pebbles: stopped at step {i} (in the executor, after callback {what!r} returned)"]
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes")
 def test_a_keyboard_interrupt_before_the_first_step_says_so(monkeypatch):
     from pebbles import _executor
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -184,7 +183,6 @@ class _Interrupts(MemoryStore):
         super().delete(key)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes")
 @pytest.mark.parametrize("op, kind", [("put", "STORE"), ("get", "LOAD"),
                                       ("delete", "DISCARD")])
 def test_a_keyboard_interrupt_in_a_stores_call_names_the_step_and_leaves_nothing(op, kind):
@@ -214,7 +212,6 @@ class _InterruptsWaiting(MemoryStore):
         return super().reclaim(wait)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes")
 def test_a_keyboard_interrupt_waiting_for_a_lent_buffer_names_the_step():
     s = pebbles.schedule("two-level", 40, budget=3, write_cost=1, read_cost=1)
     store = _InterruptsWaiting()

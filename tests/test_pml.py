@@ -714,6 +714,21 @@ def test_tbb_is_the_layer_where_installed_and_openmp_gets_the_chooser(layer):
     assert out == [want, str(want == "omp")]
 
 
+def test_tbb_is_found_where_pip_recorded_it_outside_the_prefixes():
+    """pip install --user (or to /usr/local) puts libtbb outside sys.prefix/lib: the
+    library is found through the files pip recorded for the tbb distribution."""
+    try:
+        metadata.version("tbb")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the tbb wheel is not installed here (the solvers extra installs it "
+                    "on Linux x86-64)")
+    code = ("import sys; sys.prefix = sys.base_prefix = '/no/such/prefix'; "
+            "from solvers._threading import load_tbb; print(load_tbb())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str(sys.platform.startswith("linux"))]
+
+
 def test_reuse_pool_same_gradient_fewer_arrays(problem):
     n = problem[0].steps
     moves = list(pebbles.treeverse(n, 4))

@@ -7,7 +7,6 @@ import errno
 import gc
 import os
 import re
-import sys
 import threading
 import traceback
 import weakref
@@ -195,8 +194,7 @@ def test_keyboard_interrupt_in_a_callback_keeps_its_type_and_names_the_step():
 
     with pytest.raises(KeyboardInterrupt) as info:
         run(pebbles.schedule("treeverse", 12, budget=3), step=step)
-    if sys.version_info >= (3, 11):  # exception notes
-        assert info.value.__notes__ == ["pebbles: stopped in callback 'step' at step 7"]
+    assert info.value.__notes__ == ["pebbles: stopped in callback 'step' at step 7"]
 
 
 @pytest.mark.parametrize("make", [MemoryStore, DiskStore])
@@ -409,12 +407,11 @@ def test_a_background_write_failure_met_fetching_a_buffer_names_the_store_and_st
     frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
     assert "take_back" in frames and "delete" not in frames, frames
     assert frames.count("_raise_if_failed") + frames.count("reclaim") == 1, frames
-    if sys.version_info >= (3, 11):  # exception notes
-        assert len(info.value.__notes__) == 1, info.value.__notes__
-        assert re.fullmatch(r"pebbles: the store failed at the store of the state of step "
-                            r"\d+ \(written in the background; reported (before step \d+|at "
-                            r"the (store|load) of the state of step \d+)\)",
-                            info.value.__notes__[0])
+    assert len(info.value.__notes__) == 1, info.value.__notes__
+    assert re.fullmatch(r"pebbles: the store failed at the store of the state of step "
+                        r"\d+ \(written in the background; reported (before step \d+|at "
+                        r"the (store|load) of the state of step \d+)\)",
+                        info.value.__notes__[0])
     assert not (tmp_path / "d").exists()
 
 
@@ -439,10 +436,9 @@ def test_a_store_error_met_in_a_step_names_the_failed_store_and_the_step():
         run(s, step_into=into, store=_FailsInTheBackground())
     frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
     assert frames[-4:] == ["fresh", "spare", "take_back", "reclaim"], frames
-    if sys.version_info >= (3, 11):  # exception notes
-        assert info.value.__notes__ == [
-            "pebbles: the store failed at the store of the state of step 3 (written in the "
-            "background; reported before step 3)"]
+    assert info.value.__notes__ == [
+        "pebbles: the store failed at the store of the state of step 3 (written in the "
+        "background; reported before step 3)"]
 
 
 class _Flaky(MemoryStore):
@@ -465,7 +461,6 @@ class _Flaky(MemoryStore):
         return super().get(key, **kw)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes")
 @pytest.mark.parametrize("op", ["store", "load"])
 def test_an_oserror_of_a_users_store_names_the_operation_and_step(op):
     s = pebbles.schedule("two-level", 40, budget=3, write_cost=0.1, read_cost=0.1)
