@@ -1,4 +1,9 @@
-"""Smallest feasible pebble budgets of the three games, and the check that uses them."""
+"""Smallest feasible pebble budgets of the three games, and the check that uses them.
+
+The bounds of the paper's appendix (Liu & Xu, pebble games): a checkpoint-game walk
+holds two pebbles, an in-place step one, and S pebbles of the reversible game reach
+cell 2^S - 1 at the farthest (Bennett's bound, the paper's Algorithm 2).
+"""
 
 from __future__ import annotations
 

@@ -5,7 +5,10 @@ The optimal costs of the reversible pebble game are convex in the distance
 increments (about 700 for n = 10^8, S = 30). Storing them as runs keeps the
 optimal schedule's tables small, min-plus convolution of convex sequences is a
 merge of their increments by size, and the tables are built run by run, in time
-that grows with the runs, not with n.
+that grows with the runs, not with n. (The standard fact used: the min-plus
+convolution of two convex sequences merges their slopes, as the Minkowski sum of
+two convex polygons merges their edges. It serves the reversible game's optimum,
+:mod:`pebbles._reversible`.)
 """
 
 from __future__ import annotations

@@ -44,11 +44,9 @@ from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import Jaxpr, Literal
 
 from ._errors import PebblesTypeError, add_note
+from ._lowering import OP_PAINT, OP_SEED
 
 __all__ = ["Rows", "instantiate", "is_ref", "make_scan", "primal", "split_rows", "unwrap"]
-
-OP_STEP, OP_SEED, OP_PAINT = 0, 1, 2
-
 
 @dataclass(frozen=True, slots=True)
 class Rows:

@@ -1,5 +1,10 @@
 """Storage for the disk level of two-level checkpointing: a memory store and a disk store.
 
+The second storage level of multistage checkpointing (Stumm & Walther, "MultiStage
+approaches for optimal offline checkpointing", SIAM J. Sci. Comput. 2009; Aupy,
+Herrmann, Hovland & Robert 2016): the schedules are :mod:`pebbles._twolevel`'s, this
+module only keeps the states they send to disk.
+
 The executors of two-level schedules (:mod:`pebbles._twolevel`: ``store i``,
 ``load i``, ``discard i``) talk to a :class:`Store`: ``put(key, array)`` keeps a
 copy of the state, ``get(key)`` returns it, ``delete(key)`` frees it, ``close()``

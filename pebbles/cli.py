@@ -58,11 +58,12 @@ from ._registry import (
 from ._reversible import reversible_tables_fit
 from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
 
-__all__ = ["Command", "OneLineParser", "add_background_argument", "add_disk_arguments",
-           "add_schedule_arguments", "at_least", "budget_flag", "check_path_given", "count",
-           "guarded", "in_flags", "main", "method_choice", "method_flags",
-           "nonnegative_float", "output_error", "parse_bytes", "positive", "positive_float",
-           "run_command", "schedule_from_args", "unused_flags", "write_error"]
+__all__ = ["MAX_INT", "Command", "OneLineParser", "SubcommandParser",
+           "add_background_argument", "add_disk_arguments", "add_schedule_arguments",
+           "at_least", "budget_flag", "check_path_given", "count", "disk_budget", "guarded",
+           "in_flags", "main", "method_choice", "method_flags", "nonnegative_float",
+           "output_error", "parse_bytes", "positive", "positive_float", "run_command",
+           "schedule_from_args", "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:
@@ -153,6 +154,7 @@ def _integer(text: str, minimum: int | None) -> int:
 
 
 #: Largest whole number the command lines take (moves are encoded as int64).
+#: The largest whole number the command lines take (``-n``, ``--steps``, budgets): 2^62.
 MAX_INT = 2**62
 
 

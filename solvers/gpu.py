@@ -393,7 +393,7 @@ def pml_record(cfg: _pml.PMLConfig, c_true: np.ndarray | None = None,
 # ---------------------------------------------------------------------------
 # Lorenz, batched
 # ---------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LorenzBatch:
     """Result of :func:`lorenz_gradient` (one row per parameter set).
 

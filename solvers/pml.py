@@ -300,7 +300,7 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PMLConfig:
     """Parameters of the PML experiment (defaults: the paper's run).
 
