@@ -1005,12 +1005,34 @@ def replay(
                            running_loss=running_loss, running_loss_grad=running_loss_grad)
     r = _Replay(prog.n, prog.nslots, s0, callbacks, check_finite, pool_size, check_states)
     own_store = store is None and prog.writes > 0
-    r.store = MemoryStore() if own_store else store
-    r.lends = bool(getattr(r.store, "borrows", False)) and r.pool_size > 0
-    r.reads_into = r.store is not None and r.pool_size > 0 and _takes_out(r.store)
-    r.put_copies, r.get_copies = (_copying(r.store, name) for name in ("put", "get"))
-    bar = None
+    _attach(r, MemoryStore() if own_store else store)
     t0 = time.perf_counter()
+    _run_replay(r, prog, s0, store, own_store, progress)
+    result = ReplayResult(
+        loss=r.loss, grad_s0=r.gbar, grad_theta=r.theta, forward_steps=r.steps,
+        extra_steps=r.extra, backward_steps=r.paints, peak_states=r.peak,
+        seconds=time.perf_counter() - t0, peak_buffers=r.peak_buffers,
+        allocations=r.allocations, inplace_steps=r.inplace_steps, writes=r.writes,
+        reads=r.reads,
+    )
+    r.release()
+    return result
+
+
+def _attach(r: _Replay, store: Any) -> None:
+    """Give replay ``r`` its ``store`` and how to use it: lend it free buffers, read into
+    them, copy what goes in and out (a store of the caller's own)."""
+    r.store = store
+    r.lends = bool(getattr(store, "borrows", False)) and r.pool_size > 0
+    r.reads_into = store is not None and r.pool_size > 0 and _takes_out(store)
+    r.put_copies, r.get_copies = (_copying(store, name) for name in ("put", "get"))
+
+
+def _run_replay(r: _Replay, prog: SlotProgram, s0: Any, store: Any, own_store: bool,
+                progress: bool) -> None:
+    """Run ``prog`` on ``r``; however it ends, the caller's ``store`` is released and left
+    holding none of the replay's states, and a store of the replay's own is closed."""
+    bar = None
     try:
         _claim(store, r)  # in the try: released by the finally, however the replay ends
         bar = _progress_bar(len(prog.ops), progress)
@@ -1033,15 +1055,6 @@ def replay(
             bar.close()
         if own_store:
             r.store.close()
-    result = ReplayResult(
-        loss=r.loss, grad_s0=r.gbar, grad_theta=r.theta, forward_steps=r.steps,
-        extra_steps=r.extra, backward_steps=r.paints, peak_states=r.peak,
-        seconds=time.perf_counter() - t0, peak_buffers=r.peak_buffers,
-        allocations=r.allocations, inplace_steps=r.inplace_steps, writes=r.writes,
-        reads=r.reads,
-    )
-    r.release()
-    return result
 
 
 def _check_callbacks(s0: Any, fn: str = "replay", **callbacks: Any) -> None:
