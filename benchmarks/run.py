@@ -17,6 +17,8 @@ always describes the result files next to it. ``report.py`` then turns every res
 out or exited non-zero (a script not in the checkout, or the GPU benchmark without a
 GPU, is recorded but does not count), or when report.py failed.
 
+The report goes to ``--report``: by default benchmarks/REPORT.md, or ``OUT/REPORT.md``
+with another ``--out`` (a run elsewhere leaves the repository's report alone).
 ``report.py`` also rewrites the repository README's measured passages, but only when
 ``--out`` and ``--report`` are both their defaults (or with ``--readme PATH``, which
 names the README to rewrite): a run into another directory leaves README.md alone.
@@ -30,7 +32,7 @@ about 2 hours on 2 cores: the nine scripts results/run.json records in full mode
 6,740 s together by the ``seconds`` of their entries, bench_torch alone 4,120 s).
 
 Usage: python benchmarks/run.py [--quick|--full] [--out benchmarks/results]
-       [--only NAME ...] [--report benchmarks/REPORT.md] [--readme README.md]
+       [--only NAME ...] [--report PATH] [--readme README.md]
 """
 
 from __future__ import annotations
@@ -204,12 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true",
                       help="small sizes; about 15-20 min on 2 cores")
     mode.add_argument("--full", action="store_true", help="the long cases (default)")
-    p.add_argument("--out", default=str(HERE / "results"), help="results directory")
+    p.add_argument("--out", default=str(HERE / "results"),
+                   help="results directory (default: benchmarks/results)")
     p.add_argument("--only", nargs="+", default=None, choices=sorted(SUITE), metavar="NAME",
                    help="run only these scripts (one or more); the others' run.json entries "
                    "are kept")
-    p.add_argument("--report", type=output_file, default=str(HERE / "REPORT.md"),
-                   help="report path")
+    p.add_argument("--report", type=output_file, default=None,
+                   help="report path (default: benchmarks/REPORT.md, or OUT/REPORT.md with "
+                   "another --out)")
     p.add_argument("--readme", type=existing_file, default=None, metavar="PATH",
                    help="README whose measured passages report.py rewrites (default: the "
                    "repository's README.md when --out and --report are their defaults, "
@@ -238,6 +242,9 @@ def check_paths(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     caller's directory (report.py runs with cwd=benchmarks/)."""
     if Path(args.out).exists() and not Path(args.out).is_dir():
         p.error(f"argument --out: {args.out} is not a directory; give a results directory")
+    if args.report is None:  # the repository's report only for the repository's results
+        elsewhere = Path(args.out).resolve() != (HERE / "results").resolve()
+        args.report = str(Path(args.out, "REPORT.md") if elsewhere else HERE / "REPORT.md")
     args.report = str(Path(args.report).resolve())
     if args.readme is not None:
         args.readme = str(Path(args.readme).resolve())

@@ -28,7 +28,8 @@ from pebbles.cli import OneLineParser
 from pebbles.cli import guarded as cli_guarded
 from visualize.cli import check_output, dpi, matplotlib_required
 
-__all__ = ["add_dpi", "flag_errors", "guarded", "output", "parser", "require", "visualize"]
+__all__ = ["add_dpi", "agrees", "flag_errors", "guarded", "output", "parser", "require",
+           "visualize"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +61,14 @@ def guarded(main: F) -> F:
             raise SystemExit(status)
 
     return run  # type: ignore[return-value]
+
+
+def agrees(what: str, err: float, tol: float = 1e-10) -> None:
+    """End the script with an error (exit status 1) when the relative difference ``err``
+    between a checkpointed gradient and its reference (``what``) is above ``tol``: the
+    scripts check what they print."""
+    if not err <= tol:
+        raise SystemExit(f"error: {what}: relative difference {err:.1e}, above {tol:g}")
 
 
 def add_dpi(p: argparse.ArgumentParser, default: int = 100) -> None:

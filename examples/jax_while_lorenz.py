@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from _args import guarded, parser
+    from _args import agrees, guarded, parser
 except ImportError:  # loaded from its path, not run: put examples/ on the path for _args
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _args import guarded, parser
+    from _args import agrees, guarded, parser
 
 try:
     import jax
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             err = float(jnp.max(jnp.abs(grad - ref)) / jnp.max(jnp.abs(ref)))
             print(f"  {name:8s} grad rel. diff vs lax.scan {err:.1e}, step evaluations "
                   f"{evaluations(loop, stop)}, {seconds * 1e3:.1f} ms")
+            agrees(f"the {name} gradient vs lax.scan", err)
     return 0
 
 

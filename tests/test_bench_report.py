@@ -504,6 +504,10 @@ def test_run_elsewhere_leaves_the_repository_readme_alone(report: ModuleType, tm
     assert run.main(["--out", str(out), "--report", str(tmp_path / "R.md")]) == 0
     assert "--no-readme" in calls[-1] and copy.read_text() == before
     assert (tmp_path / "R.md").exists()
+    # without --report the report goes next to the results, not into benchmarks/
+    assert run.main(["--out", str(out)]) == 0
+    assert calls[-1][calls[-1].index("--out") + 1] == str((out / "REPORT.md").resolve())
+    assert "--no-readme" in calls[-1] and (out / "REPORT.md").exists()
     # the same results do change a README named with --readme
     assert run.main(["--out", str(out), "--report", str(tmp_path / "R.md"),
                      "--readme", str(copy)]) == 0

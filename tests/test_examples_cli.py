@@ -154,6 +154,19 @@ def test_jax_lorenz_interrupted(example, monkeypatch, capsys) -> None:
     assert exits(mod.main, ["--quick"], capsys, 130) == "jax_lorenz.py: interrupted\n"
 
 
+def test_jax_lorenz_checks_the_gradients_it_prints(example, monkeypatch, capsys) -> None:
+    """The script said the gradients were checked and only printed the differences."""
+    pytest.importorskip("jax")
+    mod = example("jax_lorenz")
+    monkeypatch.setattr(mod, "relative", lambda a, b: 1e-3)
+    with pytest.raises(SystemExit) as info:
+        mod.main(["--quick"])
+    assert info.value.code == ("error: the Lorenz gradient vs jax.grad(lax.scan): relative "
+                               "difference 1.0e-03, above 1e-10")
+    res = script("jax_lorenz", "--quick")
+    assert res.returncode == 0 and "vs jax.grad(lax.scan): relative difference" in res.stdout
+
+
 def test_torch_neural_ode_interrupted(example, monkeypatch, capsys) -> None:
     pytest.importorskip("torch")
     mod = example("torch_neural_ode")
