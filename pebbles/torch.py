@@ -1705,8 +1705,9 @@ def checkpointed_while_loop(cond: Callable[..., Any], step: Callable[..., State]
     ``n = (budget + 1)(budget + 2)/2 - 1`` steps, their r = 3 phase, then ``beyond``;
     docs/online.md). Once it stops after ``n`` steps the backward pass runs the rest
     of ``pebbles.online(n, budget)``, as :func:`checkpointed_loop` does with
-    ``method="online"``: the same step calls, plus one when that one tapes the last
-    step (here nobody knew it was the last).
+    ``method="online"``: the same step calls but for taping, which that one does for
+    the last steps (here nobody knew they were the last): at most ``budget`` calls more
+    (docs/torch.md).
 
     Parameters
     ----------
