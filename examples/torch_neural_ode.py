@@ -78,21 +78,21 @@ def main(argv: list[str] | None = None) -> None:
     loss_of(x).backward()
     pairs = zip(ours, field.parameters(), strict=True)
     diff = max((a - p.grad).abs().max().item() for a, p in pairs)
-    program = pebbles.schedule("treeverse", args.steps, budget=args.budget).lower()
-    print(f"{args.steps} steps, {args.budget} stored states: {program.forward_steps} step runs "
-          f"forward + {args.steps} backward steps; largest gradient difference to plain "
-          f"autograd {diff:.2e}")
     plain = [p.grad.clone() for p in field.parameters()]
     field.zero_grad()
     state = x0.numel() * x0.element_size()
     runs[0] = 0
     with flag_errors(ap, "--kept", f"--kept N is a memory of N states of {state} bytes"):
         xn = checkpointed_loop(step, x0, args.steps, *params, memory=args.kept * state)
-        loss_of(xn).backward()
+        loss_of(xn).backward()  # refused before anything is printed: a --kept too small
     pairs = zip(plain, field.parameters(), strict=True)
-    diff = max((a - p.grad).abs().max().item() for a, p in pairs)
+    kept_diff = max((a - p.grad).abs().max().item() for a, p in pairs)
+    program = pebbles.schedule("treeverse", args.steps, budget=args.budget).lower()
+    print(f"{args.steps} steps, {args.budget} stored states: {program.forward_steps} step runs "
+          f"forward + {args.steps} backward steps; largest gradient difference to plain "
+          f"autograd {diff:.2e}")
     print(f"memory of {args.kept} states (stored states and kept graphs): {runs[0] - 1} step "
-          f"runs in all (the graph's size measured by one more); difference {diff:.2e}")
+          f"runs in all (the graph's size measured by one more); difference {kept_diff:.2e}")
 
     opt = torch.optim.Adam(field.parameters(), lr=0.02)
     start = time.perf_counter()
