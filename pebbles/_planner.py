@@ -459,7 +459,8 @@ def _background_candidate(n: int, s: int, disk_budget: int | None, write_cost: f
     """:func:`pebbles.background_two_level`'s schedule, costed by its background time
     (timed as the simulator counts its forward steps: one walk, no list of its moves)."""
     sched = schedule("two-level", n, budget=s, disk_budget=disk_budget, write_cost=write_cost,
-                     read_cost=read_cost, inplace=inplace, background_writes=True)
+                     read_cost=read_cost, inplace=inplace, background_writes=True,
+                     backward_cost=backward_cost)
     clock = BackgroundClock(write_cost=write_cost, read_cost=read_cost,
                             backward_cost=backward_cost)
     steps = simulate(clock.timed(sched), n, sched.game, s,

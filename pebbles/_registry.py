@@ -864,26 +864,38 @@ register(Method(
 
 
 def _two_level(n: int, budget: int, disk_budget: int | None = None, *, write_cost: float,
-               read_cost: float, inplace: bool = False,
-               background_writes: bool = False) -> Iterator[Move]:
-    """:func:`two_level`, or with ``background_writes`` :func:`background_two_level`."""
-    make = background_two_level if check_bool("background_writes", background_writes) \
-        else two_level
+               read_cost: float, inplace: bool = False, background_writes: bool = False,
+               backward_cost: float = 1.0) -> Iterator[Move]:
+    """:func:`two_level`, or with ``background_writes`` :func:`background_two_level` (whose
+    choice of write price depends on ``backward_cost``; the others' does not: every
+    schedule runs the same ``n`` backward steps)."""
     write_cost = check_cost("write_cost", write_cost, "a state's write time over a forward "
                             "step's")
     read_cost = check_cost("read_cost", read_cost, "a state's read time over a forward step's")
-    return make(n, budget, disk_budget, write_cost=write_cost, read_cost=read_cost,
-                inplace=inplace)
+    backward_cost = check_cost("backward_cost", backward_cost, "a backward step's time over "
+                               "a forward step's")
+    background_writes = check_bool("background_writes", background_writes)
+    if backward_cost != 1.0 and not background_writes:
+        raise PebblesValueError(
+            f"backward_cost={backward_cost!r} changes only the schedule of background_writes="
+            f"True (every schedule runs the same n backward steps); leave it out or pass "
+            f"background_writes=True")
+    if background_writes:
+        return background_two_level(n, budget, disk_budget, write_cost=write_cost,
+                                    read_cost=read_cost, inplace=inplace,
+                                    backward_cost=backward_cost)
+    return two_level(n, budget, disk_budget, write_cost=write_cost, read_cost=read_cost,
+                     inplace=inplace)
 
 
 register(Method(
     "two-level", _two_level,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,
     (("disk_budget", None), ("write_cost", None), ("read_cost", None), ("inplace", False),
-     ("background_writes", False)),
+     ("background_writes", False), ("backward_cost", 1.0)),
     True, "optimal memory + disk checkpointing (disk revolve / H-Revolve for this game); "
     "with background_writes, the optimum of a lower write price when a background writer "
-    "hides the writes", uses_disk=True))
+    "hides the writes (for backward steps of backward_cost)", uses_disk=True))
 register(Method(
     "periodic-disk", periodic_disk,
     lambda o: Game.INPLACE if o["inplace"] else Game.CHECKPOINT,

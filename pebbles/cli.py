@@ -334,6 +334,9 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--period", type=positive, help="periodic-disk: disk checkpoint interval")
     add_disk_arguments(parser)
     add_background_argument(parser)
+    parser.add_argument("--backward-cost", type=nonnegative_float,
+                        help="two-level --background-writes: a backward step's cost in "
+                             "forward steps, which the write price is chosen for (1)")
 
 
 def add_background_argument(parser: argparse.ArgumentParser) -> None:
@@ -521,7 +524,7 @@ def schedule_from_args(args: argparse.Namespace, method: str | None = None, *,
 _VALUE_FLAGS = {"n": "-n", "budget": "--pebbles", "k": "--k", "delta": "--delta",
                 "tau": "--tau", "every": "--every", "beyond": "--beyond", "period": "--period",
                 "disk_budget": "--disk-slots", "write_cost": "--write-cost",
-                "read_cost": "--read-cost"}
+                "read_cost": "--read-cost", "backward_cost": "--backward-cost"}
 
 
 def in_flags(err: PebblesError, n_flag: str = "-n",
@@ -567,7 +570,8 @@ def _unrepeated(text: str, flags: Iterable[str]) -> str:
 _FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "tau": "--tau",
           "uncompute": "--no-uncompute", "every": "--every", "beyond": "--beyond",
           "period": "--period", "disk_budget": "--disk-slots", "write_cost": "--write-cost",
-          "read_cost": "--read-cost", "background_writes": "--background-writes"}
+          "read_cost": "--read-cost", "background_writes": "--background-writes",
+          "backward_cost": "--backward-cost"}
 
 
 def _dest(name: str) -> str:

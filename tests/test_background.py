@@ -191,3 +191,24 @@ def test_plan_costs_two_level_by_background_time(capsys, monkeypatch):
     assert not any(dict(c.schedule.options).get("background_writes") for c in far.candidates)
     with pytest.raises(pebbles.PebblesTypeError, match="background_writes=1"):
         pebbles.plan(200, 4, **kw, background_writes=1)
+
+
+@pytest.mark.parametrize("n,s,w,r,disk,bc", [(8, 1, 3, 0.5, 2, 0), (50, 2, 60, 1, None, 20)])
+def test_plan_picks_the_write_price_for_its_backward_cost(n, s, w, r, disk, bc):
+    """The background schedule's price was chosen for backward_cost=1 whatever the plan
+    was given: a schedule of another price was faster under the plan's own model."""
+    p = pebbles.plan(n, s, write_cost=w, read_cost=r, disk_budget=disk, backward_cost=bc,
+                     background_writes=True)
+    for c in (c for c in p.candidates if c.method == "two-level"):
+        best = min(background_time(two_level(n, s, disk, write_cost=w * f, read_cost=r,
+                                             inplace=c.game == "inplace"),
+                                   write_cost=w, read_cost=r, backward_cost=bc)
+                   for f in PRICES)
+        assert c.cost == best, (c.game, c.cost, best)
+        assert dict(c.schedule.options)["backward_cost"] == bc
+    flags = p.best.schedule.option_flags()
+    assert ("--backward-cost" in flags) == (bc != 1 and p.best.method == "two-level")
+    with pytest.raises(pebbles.PebblesValueError, match=r"^backward_cost=2\.0 changes only the "
+                                                       r"schedule of background_writes=True"):
+        pebbles.schedule("two-level", 10, budget=2, write_cost=1, read_cost=1,
+                         backward_cost=2.0)

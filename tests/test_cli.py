@@ -203,7 +203,8 @@ def test_method_flags_lists_what_a_method_takes_in_a_command_lines_flags(capsys)
     assert cli.method_flags("bennett") == ["--k", "--no-uncompute"]
     assert cli.method_flags("store-all") == []
     assert cli.method_flags("two-level") == ["--pebbles", "--disk-slots", "--write-cost",
-                                             "--read-cost", "--inplace", "--background-writes"]
+                                             "--read-cost", "--inplace", "--background-writes",
+                                             "--backward-cost"]
     # a command line's own names (the PML solver's --every for periodic-disk's period),
     # one flag for two options given once, and only the options it has a flag for
     pml = {"every": "--every", "period": "--every", "inplace": "--inplace"}
@@ -252,7 +253,7 @@ PRINTED = [
     ("two-level", 30, {"budget": 3, "disk_budget": 2, "write_cost": 2.5, "read_cost": 1.0,
                        "inplace": True}),
     ("two-level", 30, {"budget": 3, "write_cost": 2, "read_cost": 1,
-                       "background_writes": True}),
+                       "background_writes": True, "backward_cost": 3}),
     ("periodic-disk", 30, {"budget": 3, "period": 7, "inplace": True}),
     ("periodic", 100, {"every": 10}),
 ]
