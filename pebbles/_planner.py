@@ -225,8 +225,8 @@ def _plan_budget(n: int, budget: object, memory: object,
     if s < need:
         raise InfeasibleBudgetError(
             f"a budget of {s} states cannot finish n={n} steps (every backward step needs "
-            f"its state held); give room for {need} state besides s_0 and the executor's "
-            f"{EXECUTOR_EXTRA_STATES}", need)
+            f"its state held); pass budget={need} or more (a memory for {need} state besides "
+            f"s_0 and the executor's {EXECUTOR_EXTRA_STATES})", need)
     return min(s, n), size  # more than n states is store-all with room to spare
 
 

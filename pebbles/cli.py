@@ -192,10 +192,10 @@ def parse_bytes(text: str) -> int:
     Examples
     --------
     >>> from pebbles.cli import parse_bytes
-    >>> parse_bytes("2GB"), parse_bytes("32MiB"), parse_bytes("1e3")
-    (2000000000, 33554432, 1000)
+    >>> parse_bytes("2GB"), parse_bytes("32MiB"), parse_bytes("1e3"), parse_bytes("1e-3GB")
+    (2000000000, 33554432, 1000, 1000000)
     """
-    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", text)
+    m = re.fullmatch(r"\s*([0-9.]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", text)
     unit = m.group(2).lower() if m else None
     if m is None or unit not in _UNITS:
         raise argparse.ArgumentTypeError(

@@ -283,6 +283,8 @@ LIBRARY_CASES = [
     (lambda: pebbles.plan(20, -3), InfeasibleBudgetError,
      r"^budget=-3 must be >= 1, the least budget that finishes n=20 steps; pass budget=1 or more"),
     (lambda: pebbles.plan(100), PebblesValueError, r"needs a budget"),
+    (lambda: pebbles.plan(10, 0), InfeasibleBudgetError,
+     r"^a budget of 0 states cannot finish n=10 steps .*; pass budget=1 or more"),
     (lambda: pebbles.plan(100, 5, memory=10**9), PebblesValueError, r"not both"),
     (lambda: pebbles.plan(100, memory=10**6, state_bytes=32 * 10**6), PebblesValueError,
      r"smaller than one state"),
