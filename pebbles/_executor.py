@@ -499,11 +499,16 @@ class _Replay:
             raise PebblesTypeError(
                 f"{what} at step {i} returned {type(value).__name__}{shape}; it must return "
                 f"a bool (one value: e.g. s[0] > 30, not s > 30)")
+        kind = np.asarray(value).dtype.kind
+        if kind == "c" or (kind == "f" and bool(np.isnan(value))):  # Python reads both as true
+            raise PebblesValueError(
+                f"{what} at step {i} returned {value!r}; it must return a bool, and a NaN or a "
+                f"complex number is neither yes nor no (test for it, e.g. np.isnan(x) or x > 0)")
         try:
             return bool(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as err:
             raise PebblesTypeError(f"{what} at step {i} returned {value!r}; it must return "
-                                   f"a bool") from None
+                                   f"a bool (one value: e.g. s[0] > 30)") from err
 
     def running(self, i: int, s: Any) -> Any:
         """Add the running loss at ``s_i``; return its gradient (or None) for the caller to add."""

@@ -300,7 +300,8 @@ def test_least_budget_is_the_inplace_games(capsys):
                                                                  inplace=True)
     p = pebbles.plan(10, memory=5 * 1000, state_bytes=1000)  # room for exactly 1 state
     assert p.budget == 1 and p.best.needs_step_into
-    with pytest.raises(pebbles.InfeasibleBudgetError, match="pass budget=1 or more \\(a memory for 1 state"):
+    with pytest.raises(pebbles.InfeasibleBudgetError,
+                       match="pass budget=1 or more \\(a memory for 1 state"):
         pebbles.plan(10, 0)
 
 

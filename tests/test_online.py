@@ -550,6 +550,19 @@ def test_replay_until_checks_what_callbacks_return():
                        (lambda i, s: None, "done at step 1 returned NoneType")]:
         with pytest.raises(pebbles.PebblesTypeError, match=match):
             replay_until(step, backward, loss_grad, s0, bad, 3)
+    for bad, shown in [(lambda i, s: np.float64(np.nan if i == 2 else 0.0), "2 returned np.fl"
+                        "oat64.nan."), (lambda i, s: 0j, "1 returned 0j")]:  # true in Python
+        with pytest.raises(pebbles.PebblesValueError, match=rf"^done at step {shown}; it must "
+                           r"return a bool, and a NaN or a complex number is neither"):
+            replay_until(step, backward, loss_grad, s0, bad, 3)
+
+    class Undecided:
+        def __bool__(self):
+            raise ValueError("ambiguous")
+
+    with pytest.raises(pebbles.PebblesTypeError, match=r"must return a bool \(one value") as info:
+        replay_until(step, backward, loss_grad, s0, lambda i, s: Undecided(), 3)
+    assert isinstance(info.value.__cause__, ValueError)
     with pytest.raises(pebbles.PebblesTypeError, match="help.pebbles.replay_until"):
         replay_until(step, backward, loss_grad, s0, None, 3)
     r = replay_until(step, backward, loss_grad, s0, lambda i, s: np.bool_(i == 4), 3)
