@@ -1601,25 +1601,7 @@ def _schedule(args: argparse.Namespace) -> pebbles.Schedule:
         ns.delta = 10
     if method == "periodic" and ns.every is None:
         ns.every = periodic_every(args.steps)
-    try:
-        return schedule_from_args(ns, method, strict=True, n_flag="--steps")
-    except pebbles.InfeasibleBudgetError as err:
-        raise _lower_delta(err, ns) from None
-
-
-def _lower_delta(err: pebbles.InfeasibleBudgetError,
-                 ns: argparse.Namespace) -> pebbles.PebblesError:
-    """``err`` (``--pebbles S`` below treeverse-paper's peak) offering a lower ``--delta``
-    as well: the method holds at most delta + 1 states (:func:`_stored_states`), so
-    ``--delta D`` with D + 1 <= S fits (delta >= 1: only where S >= 2). Other refusals
-    (a ``--tau`` too small for ``--steps``) are ``err`` as it is."""
-    found, _, _ = str(err).partition("; pass ")
-    if not found.startswith("treeverse-paper holds ") or ns.budget < 2:
-        return err
-    return pebbles.InfeasibleBudgetError(
-        f"{found}; pass --pebbles >= {err.minimum}, or --delta D with D + 1 <= {ns.budget} "
-        f"(treeverse-paper holds at most delta + 1 states; --delta is {ns.delta} now), or "
-        f"pick a method that takes a budget (treeverse)", err.minimum)
+    return schedule_from_args(ns, method, strict=True, n_flag="--steps")
 
 
 #: ``--method forward`` and ``adjoint`` are no schedules: the flags they take.

@@ -236,7 +236,7 @@ def test_cli_tau_and_beyond_reach_the_schedule(method, flags, options, default, 
 
 
 def test_cli_treeverse_paper_lower_delta_fits(capsys):
-    """The fix the refusal of --pebbles 3 offers (--delta D with D + 1 <= 3) runs."""
+    """The fix the refusal of --pebbles 3 offers (--delta 2) runs."""
     assert lz.main(["gradient", "--steps", "5", "--method", "treeverse-paper", "--pebbles",
                     "3", "--delta", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["peak_states"] <= 3 + 1  # + the working state
@@ -341,10 +341,10 @@ BAD_CLI = [
      "--tau 0 with --delta 1 covers C(tau+delta, delta)=1 < --steps 50; use --tau 49 or more"),
     (["--steps", "5", "--method", "treeverse-paper", "--pebbles", "3"],
      "treeverse-paper holds 4 states at once for --steps 5, more than --pebbles 3; pass "
-     "--pebbles >= 4, or --delta D with D + 1 <= 3 (treeverse-paper holds at most delta + 1 "
-     "states; --delta is 10 now), or pick a method that takes a budget (treeverse)"),
+     "--pebbles >= 4, or --delta 2 (then it holds at most 3), or pick a method that takes a "
+     "budget (treeverse)"),
     (["--steps", "5", "--method", "treeverse-paper", "--pebbles", "1"],  # no delta fits
-     "more than --pebbles 1; pass --pebbles >= 4 or pick a method that takes a budget"),
+     "more than --pebbles 1; pass --pebbles >= 4, or pick a method that takes a budget"),
 ]
 
 
