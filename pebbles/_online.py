@@ -188,15 +188,15 @@ class OnlineScheduler(_SlotState):
     True
     """
 
-    __slots__ = ("budget", "game", "beyond", "_cells", "_levels", "_marks", "_t", "_k",
+    __slots__ = ("_budget", "_game", "_beyond", "_cells", "_levels", "_marks", "_t", "_k",
                  "_phase", "_r3", "_cost", "_memo")
 
     def __init__(self, budget: int, *, inplace: bool = False, beyond: str = "greedy") -> None:
-        self.game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
-        self.budget = check_int("budget", budget)
-        if self.budget < 0:
-            _refuse_any_n(self.budget, self.game)
-        self.beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
+        self._game = Game.INPLACE if check_bool("inplace", inplace) else Game.CHECKPOINT
+        self._budget = check_int("budget", budget)
+        if self._budget < 0:
+            _refuse_any_n(self._budget, self._game)
+        self._beyond = check_choice("beyond", beyond, ("greedy", "wang-moin"))
         self._cells: list[int] = []      # pebbled cells, the front last
         self._levels: list[int] = []     # Wang-Moin levels of _cells[:-1]
         self._marks: list[bool] = []     # Wang-Moin dispensable marks
@@ -206,6 +206,26 @@ class OnlineScheduler(_SlotState):
         self._r3: _R3 | None = None
         self._cost = _interval_costs(self.game)
         self._memo: list[Any] = []       # greedy rule: best choice before the last two
+
+    @property
+    def budget(self) -> int:
+        """The states the schedule holds besides ``s_0`` (fixed for the run)."""
+        return self._budget
+
+    @property
+    def game(self) -> Game:
+        """The game it plays: checkpoint, or in-place with ``inplace=True``."""
+        return self._game
+
+    @property
+    def beyond(self) -> str:
+        """The rule past the r = 3 phase: ``"greedy"`` or ``"wang-moin"``."""
+        return self._beyond
+
+    def __repr__(self) -> str:
+        inplace = ", inplace=True" if self._game is Game.INPLACE else ""
+        return (f"OnlineScheduler({self._budget}{inplace}, beyond={self._beyond!r}) at step "
+                f"{self.front}")
 
     @property
     def front(self) -> int:

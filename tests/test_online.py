@@ -296,6 +296,18 @@ def test_reverse_at_the_start_is_one_paint():
     assert [str(m) for m in OnlineScheduler(2).reverse()] == ["paint 0"]
 
 
+def test_a_schedulers_settings_are_fixed_for_the_run_and_shown():
+    """Setting budget mid-run was taken silently from then on (a stream of another
+    budget's rules); the settings are read-only, and the repr shows them and the step."""
+    sched = OnlineScheduler(3, inplace=True, beyond="wang-moin")
+    _advanced(sched, 20)
+    for name, value in (("budget", 5), ("game", "checkpoint"), ("beyond", "greedy")):
+        with pytest.raises(AttributeError):
+            setattr(sched, name, value)
+    assert repr(sched) == "OnlineScheduler(3, inplace=True, beyond='wang-moin') at step 20"
+    assert repr(OnlineScheduler(2)) == "OnlineScheduler(2, beyond='greedy') at step 0"
+
+
 def _advanced(sched: OnlineScheduler, steps: int) -> list:
     return [m for _ in range(steps) for m in sched.advance()]
 
