@@ -722,6 +722,7 @@ def replay_until(
     max_steps: int | None = None,
     loss: Callable[[Any], float] | None = None,
     beyond: str = "greedy",
+    check_finite: bool = False,
     check_states: bool = False,
 ) -> UntilResult:
     """Run ``s_{i+1} = step(i, s_i)`` until ``done(i, s_i)``, then return the gradient.
@@ -762,6 +763,9 @@ def replay_until(
         Stop at ``n = max_steps`` even if ``done`` never said so.
     beyond : {'greedy', 'wang-moin'}
         See :class:`OnlineScheduler`.
+    check_finite : bool
+        As in :func:`pebbles.replay`: raise :class:`NonFiniteError` if a callback
+        returns NaN or infinity (states, gradients, ``theta_bar``, the loss).
     check_states : bool
         Debug mode, as in :func:`pebbles.replay`: name the callback and step that
         changed a state it was only given to read (``done`` included; slower).
@@ -781,7 +785,10 @@ def replay_until(
         ``done`` returned no single truth value.
     PebblesValueError
         ``step`` returned its input or a state still held, or (with
-        ``check_states``) a callback changed a state it was only given to read.
+        ``check_states``) a callback changed a state it was only given to read; ``done``
+        returned NaN or a complex number.
+    NonFiniteError
+        With ``check_finite``, a callback returned NaN or infinity.
 
     Examples
     --------
@@ -798,12 +805,13 @@ def replay_until(
     budget = while_budget(budget, "replay_until", ("state", "states"))
     if max_steps is not None:
         max_steps = check_int("max_steps", max_steps, 1)
+    check_finite = check_bool("check_finite", check_finite)
     check_states = check_bool("check_states", check_states)
     sched = OnlineScheduler(budget, beyond=beyond)
     _check_callbacks(s0, "replay_until", step=step, backward=backward, loss_grad=loss_grad,
                      done=done, loss=loss)
     r = _Replay(0, 2, s0, _callbacks(step, backward, loss_grad, loss=loss, done=done),
-                False, None, check_states)  # slots: the stop's program sizes them
+                check_finite, None, check_states)  # slots: the stop's program sizes them
     r.offers = False  # no step_into here
     _guard(r, s0, lambda: _reverse_until(r, _forward_until(r, sched, max_steps), sched))
     result = UntilResult(r.n, r.loss, r.gbar, r.theta, r.steps, r.paints)

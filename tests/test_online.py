@@ -296,6 +296,25 @@ def test_reverse_at_the_start_is_one_paint():
     assert [str(m) for m in OnlineScheduler(2).reverse()] == ["paint 0"]
 
 
+@pytest.mark.parametrize("where", ["step", "backward"])
+def test_replay_until_checks_finite_values_when_asked(where):
+    def step(i, s):
+        return s * np.nan if where == "step" and i == 3 else s * 1.1
+
+    def backward(i, s, g):
+        return (g * np.inf if where == "backward" and i == 2 else 1.1 * g), None
+
+    kw = dict(step=step, backward=backward, loss_grad=np.ones_like, s0=np.ones(2),
+              done=lambda i, s: i == 6, budget=3)
+    assert pebbles.replay_until(**kw).n == 6  # unchecked: the values go on
+    at = 3 if where == "step" else 2
+    with pytest.raises(pebbles.NonFiniteError,
+                       match=rf"^{where} at step {at} returned NaN or infinity"):
+        pebbles.replay_until(check_finite=True, **kw)
+    with pytest.raises(pebbles.PebblesTypeError, match="check_finite=1"):
+        pebbles.replay_until(check_finite=1, **kw)
+
+
 def test_a_schedulers_settings_are_fixed_for_the_run_and_shown():
     """Setting budget mid-run was taken silently from then on (a stream of another
     budget's rules); the settings are read-only, and the repr shows them and the step."""
