@@ -284,7 +284,7 @@ class _Replay:
 
     def check(self, what: str, i: int, value: Any) -> Any:
         sig = T.signature(value)
-        if value is None and sig != self.sig:
+        if sig != self.sig and value is None:  # s0 is never None: refused at the call
             raise PebblesTypeError(
                 f"{what} at step {i} returned None; expected {T.describe(self.sig)} (those "
                 f"of s0): return the new value (a step that writes into a buffer it is "

@@ -48,6 +48,7 @@ from ._lowering import OP_PAINT, OP_SEED
 
 __all__ = ["Rows", "instantiate", "is_ref", "make_scan", "primal", "split_rows", "unwrap"]
 
+
 @dataclass(frozen=True, slots=True)
 class Rows:
     """A slot program split at its seed and grouped for the loops.

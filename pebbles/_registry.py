@@ -688,8 +688,8 @@ def _check_need(entry: Method, n: int, budget: int | None, opts: dict[str, Any])
     need = entry.need(n, **opts)
     if need is not None and need > budget:
         fits = [o for o in (entry.fit(n, budget) if entry.fit is not None else ()) if o]
-        other = "".join(f", or {', '.join(f'{k}={v!r}' for k, v in o.items())} (then it "
-                        f"holds at most {budget})" for o in fits[:1])
+        words = ", ".join(f"{k}={v!r}" for k, v in fits[0].items()) if fits else ""
+        other = f", or {words} (then it holds at most {budget})" if fits else ""
         raise InfeasibleBudgetError(
             f"{entry.name} holds {need} states at once for n={n}, more than "
             f"budget={budget}; pass budget >= {need}{other}, or pick a method that takes a "

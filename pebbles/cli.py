@@ -153,8 +153,8 @@ def _integer(text: str, minimum: int | None) -> int:
     return value
 
 
-#: Largest whole number the command lines take (moves are encoded as int64).
-#: The largest whole number the command lines take (``-n``, ``--steps``, budgets): 2^62.
+#: The largest whole number the command lines take (``-n``, ``--steps``, budgets): 2^62
+#: (moves are encoded as int64).
 MAX_INT = 2**62
 
 

@@ -314,20 +314,19 @@ def _check_idle(budget: Any, method: Any, schedule: Any, options: dict[str, Any]
 
 
 def _arrays(name: str, tree: Any, call: str) -> Any:
-    """The leaves of ``tree`` as arrays; a mutable array reference (``jax.new_ref``) among
-    them is refused, as ``lax.scan`` refuses to return one."""
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if is_ref(getattr(leaf, "aval", None)):
-            raise PebblesTypeError(
-                f"{name}{jax.tree_util.keystr(path)} is a mutable array reference "
-                f"({leaf.aval}); {call} takes arrays there, as JAX's loops do (a step cannot "
-                f"return a reference). Pass its value (r[...] for the "
-                f"reference r) and write the result back after the loop (r[...] = ...)")
+    """The leaves of ``tree`` as arrays, each named by its path in an error: a mutable
+    array reference (``jax.new_ref``) is refused, as ``lax.scan`` refuses to return one,
+    and so is a leaf that is no array (a str)."""
     return jax.tree_util.tree_map_with_path(
         lambda path, leaf: _array(name + jax.tree_util.keystr(path), leaf, call), tree)
 
 
 def _array(name: str, leaf: Any, call: str) -> Any:
+    if is_ref(getattr(leaf, "aval", None)):
+        raise PebblesTypeError(
+            f"{name} is a mutable array reference ({leaf.aval}); {call} takes arrays there, "
+            f"as JAX's loops do (a step cannot return a reference). Pass its value (r[...] "
+            f"for the reference r) and write the result back after the loop (r[...] = ...)")
     try:
         return jnp.asarray(leaf)
     except TypeError as exc:

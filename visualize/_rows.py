@@ -183,21 +183,23 @@ def trace_fingerprint(
         check_fingerprint(what, n, rows, "at least ")
         _check_trace(f"a fingerprint of {what}", rows, least, streaming=True)
 
-    stream = _Counted(moves, n, min(MAX_FINGERPRINT // (n + 1), MAX_TRACE // (least + 1)),
-                      refuse)
-    peak = pebbles.simulate(stream, n, game, budget).peak_pebbles
-    _check_trace(f"a fingerprint of {what}", stream.rows, peak)
-    return _traced(list(pebbles.expand(stream.kept, game)), n, game, budget)
+    most = min(MAX_FINGERPRINT // (n + 1), MAX_TRACE // (least + 1))
+    return traced_within(moves, n, game, budget, most, refuse, lambda rows, peak: _check_trace(
+        f"a fingerprint of {what}", rows, peak))
 
 
 def traced_within(moves: Iterable[Move], n: int, game: Game, budget: int | None, most: int,
-                  refuse: Callable[[int], None]) -> Traced:
+                  refuse: Callable[[int], None],
+                  measured: Callable[[int, int], None] | None = None) -> Traced:
     """:func:`trace_rows` of moves whose game and budget are known, ``refuse(rows)``
     called as soon as more than ``most`` rows (steps) stream in (an endless stream stops
     there); every move is checked by the simulator before any is expanded (a ``forward
-    0 10**9`` on a small board is an illegal move, not a billion rows)."""
+    0 10**9`` on a small board is an illegal move, not a billion rows). ``measured(rows,
+    peak)``: called with the rows and the peak pebbles before the boards are traced."""
     stream = _Counted(moves, n, most, refuse)
-    pebbles.simulate(stream, n, game, budget)
+    peak = pebbles.simulate(stream, n, game, budget).peak_pebbles
+    if measured is not None:
+        measured(stream.rows, peak)
     return _traced(list(pebbles.expand(stream.kept, game)), n, game, budget)
 
 
@@ -250,7 +252,7 @@ def _traced(flat: list[Move], n: int, game: Game, budget: int | None) -> Traced:
 
 
 def schedule_defaults(moves: object, n: int, game: Game | str | None,
-                       budget: int | None) -> tuple[Game, int | None]:
+                      budget: int | None) -> tuple[Game, int | None]:
     """``game`` and ``budget``, from a :class:`pebbles.Schedule` where not given; a
     schedule of another ``n`` or game is refused (``n`` is checked first, as
     :func:`pebbles.min_pebbles` checks it: ``n='5'`` is a type error)."""
