@@ -80,3 +80,14 @@ def test_an_adapter_without_its_package_is_one_error_without_the_import_tracebac
     assert r.stderr.splitlines()[-1] == (f'ImportError: pebbles.{module} needs {module}: pip '
                                          f'install "pebble-games[{extra}]"')
     assert "ModuleNotFoundError" not in r.stderr and "direct cause" not in r.stderr
+
+
+def test_the_package_is_marked_typed_and_ships_the_marker():
+    """PEP 561: ``pebbles/py.typed`` exists and the wheel's package data names it, so
+    type checkers read the public API's hints from an installed copy."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "py.typed" in config["package-data"]["pebbles"]
+    assert (Path(pebbles.__file__).parent / "py.typed").is_file()
