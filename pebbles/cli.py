@@ -333,17 +333,21 @@ def add_schedule_arguments(parser: argparse.ArgumentParser,
                         help="online: the rule past the r = 3 phase, n > beta(S, 3) (greedy)")
     parser.add_argument("--period", type=positive, help="periodic-disk: disk checkpoint interval")
     add_disk_arguments(parser)
-    add_background_argument(parser)
-    parser.add_argument("--backward-cost", type=nonnegative_float,
-                        help="two-level --background-writes: a backward step's cost in "
-                             "forward steps, which the write price is chosen for (1)")
+    add_background_argument(parser, backward_cost=True)
 
 
-def add_background_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--background-writes`` (two-level: stores written while the steps go on)."""
+def add_background_argument(parser: argparse.ArgumentParser, *,
+                            backward_cost: bool = False) -> None:
+    """Add ``--background-writes`` (two-level: stores written while the steps go on) and,
+    with ``backward_cost``, the schedule's ``--backward-cost`` (default None: the
+    registry's, 1)."""
     parser.add_argument("--background-writes", action="store_true",
                         help="two-level: stores are written in the background, as the "
                              "executors do; pick the schedule for that (docs/two-level.md)")
+    if backward_cost:
+        parser.add_argument("--backward-cost", type=nonnegative_float,
+                            help="two-level --background-writes: a backward step's cost in "
+                                 "forward steps, which the write price is chosen for (1)")
 
 
 def add_disk_arguments(parser: argparse.ArgumentParser) -> None:
@@ -537,6 +541,9 @@ def in_flags(err: PebblesError, n_flag: str = "-n",
     "--memory"}``), or other flags for the usual names (``{"period": "--every"}``)."""
     table = {**_VALUE_FLAGS, "n": n_flag, **(flags or {})}
     if err.args and isinstance(err.args[0], str):
+        switches = "|".join(map(re.escape, _SWITCHES))  # name=True: the switch, no value
+        err.args = (re.sub(rf"(?<![\w.])({switches})=True\b",
+                           lambda m: _SWITCHES[m.group(1)], err.args[0]), *err.args[1:])
         names = "|".join(sorted(map(re.escape, table), key=len, reverse=True))
         pattern = re.compile(r"(?<![\w.])(" + names + r")(=| >= | <= )")
 
@@ -551,6 +558,9 @@ def in_flags(err: PebblesError, n_flag: str = "-n",
                     *err.args[1:])
     return err
 
+
+#: Registry options given as a switch (a flag without a value): ``name=True`` is the flag.
+_SWITCHES = {"inplace": "--inplace", "background_writes": "--background-writes"}
 
 #: Single-dash flags and the unit they count (``-n 20 steps`` reads ``-n 20``).
 _FLAG_UNITS = {"-n": "steps"}

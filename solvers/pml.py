@@ -1227,8 +1227,8 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
              inplace: bool = False, k: int | None = None, every: int | None = None,
              delta: int | None = None, period: int | None = None,
              disk_budget: int | None = None, write_cost: float | None = None,
-             read_cost: float | None = None,
-             background_writes: bool = False) -> pebbles.Schedule:
+             read_cost: float | None = None, background_writes: bool = False,
+             backward_cost: float | None = None) -> pebbles.Schedule:
     """The registry's schedule (:func:`pebbles.schedule`) of ``method`` for the gradient.
 
     ``method`` is one of :data:`METHODS` (``bennett`` names
@@ -1239,9 +1239,10 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
     method's options. The two-level methods keep states on disk (run them
     with :func:`gradient`'s ``store``): ``two-level`` needs ``write_cost``
     and ``read_cost`` (a state's write and read times in forward steps, e.g.
-    from :func:`pebbles.measure_io`) and takes ``disk_budget`` and
-    ``background_writes``; ``periodic-disk`` needs ``period`` (``every`` is
-    read as it too, as on the command line).
+    from :func:`pebbles.measure_io`) and takes ``disk_budget``,
+    ``background_writes`` and, with it, ``backward_cost`` (a backward step's time in
+    forward steps: the write price is chosen for it; default 1); ``periodic-disk``
+    needs ``period`` (``every`` is read as it too, as on the command line).
 
     Raises
     ------
@@ -1249,7 +1250,8 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
         If ``method`` is not a string, ``n`` not an integer, ``budget``, ``pebbles``,
         ``k``, ``every``, ``delta`` or ``period`` neither an integer nor None,
         ``disk_budget`` neither an integer, ``math.inf`` nor None,
-        ``write_cost`` or ``read_cost`` neither a real number nor None, or ``inplace``
+        ``write_cost``, ``read_cost`` or ``backward_cost`` neither a real number nor
+        None, or ``inplace``
         or ``background_writes`` not True or False.
     pebbles.PebblesValueError
         If ``method`` is not in :data:`METHODS`, an option it needs is missing,
@@ -1267,15 +1269,17 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
     inplace = boolean(inplace, "inplace")  # bool() below would read "no" as True
     background_writes = boolean(background_writes, "background_writes")
     _check_kinds(method, n=n, budget=budget, pebbles=pebbles, k=k, every=every, delta=delta,
-                 period=period, write_cost=write_cost, read_cost=read_cost)
+                 period=period, write_cost=write_cost, read_cost=read_cost,
+                 backward_cost=backward_cost)
     return _registry_schedule(method, n, budget=budget, old=pebbles, inplace=inplace, k=k,
                               every=every, delta=delta, period=period,
                               disk_budget=disk_budget, write_cost=write_cost,
-                              read_cost=read_cost, background_writes=background_writes)
+                              read_cost=read_cost, background_writes=background_writes,
+                              backward_cost=backward_cost)
 
 
 #: The real-valued options of :func:`schedule` (the others are integers).
-_REAL_OPTIONS = ("write_cost", "read_cost")
+_REAL_OPTIONS = ("write_cost", "read_cost", "backward_cost")
 
 
 def _check_kinds(method: object, **values: object) -> None:
@@ -1363,7 +1367,8 @@ def _registry_schedule(method: str, n: int, *, budget: int | None, old: int | No
 _CLI_FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "tau": "--tau",
               "beyond": "--beyond", "every": "--every",
               "period": "--every", "disk_budget": "--disk-slots", "write_cost": "--write-cost",
-              "read_cost": "--read-cost", "background_writes": "--background-writes"}
+              "read_cost": "--read-cost", "background_writes": "--background-writes",
+              "backward_cost": "--backward-cost"}
 #: The flags of the command line besides the schedule's, for :func:`pebbles.cli.in_flags`.
 _CONFIG_FLAGS = {"steps": "--steps", "nx": "--nx", "ny": "--ny", "dt": "--dt", "h": "--h",
                  "directory": "--disk-dir", **_CLI_FLAGS}
@@ -1614,7 +1619,7 @@ def _parser() -> argparse.ArgumentParser:
                    "periodic-disk: its disk period (required; --period, as in `pebbles "
                    "schedule periodic-disk`, is the same flag)")
     add_disk_arguments(g)
-    add_background_argument(g)
+    add_background_argument(g, backward_cost=True)
     g.add_argument("--disk-dir", default=None,
                    help="two-level: directory of the disk states (default: a temporary one, "
                         "removed at the end)")
@@ -1742,6 +1747,7 @@ def _check_disk_flags(args: argparse.Namespace) -> None:
              "--write-cost": ("write_cost", args.write_cost),
              "--read-cost": ("read_cost", args.read_cost),
              "--background-writes": ("background_writes", args.background_writes),
+             "--backward-cost": ("backward_cost", args.backward_cost),
              "--disk-dir": ("", args.disk_dir), "--keep-disk": ("", args.keep_disk)}
     unused = [flag for flag, (name, value) in flags.items() if value not in (None, False)
               and not (name in known if name else entry.uses_disk)]
@@ -1788,7 +1794,7 @@ def _disk_options(args: argparse.Namespace, cfg: PMLConfig | None) -> dict:
         release_freed_memory()  # the probes' state-sized arrays: not part of the run
         wc, rc = (mwc if wc is None else wc), (mrc if rc is None else rc)
     return {"disk_budget": disk_budget(args), "write_cost": wc, "read_cost": rc,
-            "background_writes": args.background_writes}
+            "background_writes": args.background_writes, "backward_cost": args.backward_cost}
 
 
 def _step_seconds(cfg: PMLConfig) -> float:

@@ -880,3 +880,22 @@ def test_a_command_that_cannot_be_loaded_is_left_out_with_a_warning(capsys, monk
                            "directory or on PYTHONPATH may hide the installed package")
     assert err[1].startswith("pebbles: warning: command 'odd' (pebbles.cli:MAX_INT) is of type "
                              "int, not a pebbles.cli.Command")
+
+
+@pytest.mark.parametrize("command", ["pebbles", "pml"])
+def test_backward_cost_without_background_writes_names_the_switch(command, capsys):
+    """The registry's ``background_writes=True`` reads as the switch ``--background-writes``
+    (no value) in both command lines that take ``--backward-cost``."""
+    flags = ["--method", "two-level", "--pebbles", "4", "--write-cost", "2", "--read-cost",
+             "1", "--backward-cost", "2.5"]
+    if command == "pebbles":
+        code, _, err = run(capsys, "schedule", "two-level", "-n", "40", *flags[2:])
+    else:
+        from solvers import pml
+
+        code = pml.main(["gradient", "--nx", "8", "--ny", "8", "--steps", "40", *flags])
+        err = capsys.readouterr().err
+    assert code == 2
+    assert err.rstrip().endswith("--backward-cost 2.5 changes only the schedule of "
+                                 "--background-writes (every schedule runs the same n "
+                                 "backward steps); leave it out or pass --background-writes")

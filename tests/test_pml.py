@@ -298,7 +298,7 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
     (["gradient", *TINY, "--method", "two-level", "--k", "2", "--write-cost", "1",
       "--read-cost", "1"], ["--k 2 is not an option of --method two-level (its options: "
                             "--pebbles, --disk-slots, --write-cost, --read-cost, --inplace, "
-                            "--background-writes)"]),
+                            "--background-writes, --backward-cost)"]),
     (["gradient", *TINY, "--method", "periodic-disk", "--every", "0"],
      ["--every 0 must be >= 1; pass --every 1"]),
     (["gradient", *TINY, "--method", "treeverse", "--k", "3"], ["--k 3", "treeverse"]),
@@ -806,6 +806,13 @@ def test_two_level_gradient_through_a_disk_store_is_bit_for_bit(tmp_path, capsys
     assert back["options"]["background_writes"] is True
     assert (back["loss"], back["grad_c_norm"]) == (out["loss"], out["grad_c_norm"])
     assert list(tmp_path.iterdir()) == []
+    # --backward-cost: the registry's schedule for backward steps of that cost
+    slow = [*argv, "--write-cost", "40", "--read-cost", "1", "--background-writes",
+            "--backward-cost", "3"]
+    assert pml.main(slow) == 0
+    back3 = json.loads(capsys.readouterr().out)
+    assert back3["options"]["backward_cost"] == 3.0
+    assert (back3["loss"], back3["grad_c_norm"]) == (out["loss"], out["grad_c_norm"])
     # --keep-disk: the store's own folder stays (the schedule discarded every state in
     # it), printed as disk_folder
     assert pml.main([*argv, "--write-cost", "2", "--read-cost", "1", "--keep-disk"]) == 0
