@@ -721,6 +721,8 @@ def replay_until(
     *,
     max_steps: int | None = None,
     loss: Callable[[Any], float] | None = None,
+    running_loss: Callable[[int, Any], float] | None = None,
+    running_loss_grad: Callable[[int, Any], Any] | None = None,
     beyond: str = "greedy",
     check_finite: bool = False,
     check_states: bool = False,
@@ -746,9 +748,11 @@ def replay_until(
 
     Parameters
     ----------
-    step, backward, loss_grad, loss
+    step, backward, loss_grad, loss, running_loss, running_loss_grad
         As in :func:`pebbles.replay` (``step`` must return a new state; states
-        are NumPy arrays, not Python floats).
+        are NumPy arrays, not Python floats). The running loss
+        ``sum_{i=1..n} l_i(s_i)`` runs to the stop ``n``; it is evaluated in the
+        reverse sweep, as in :func:`pebbles.replay`, so ``done`` cannot read it.
     s0 : state
         The initial state; ``done`` is not asked about it.
     done : callable ``done(i, s_i) -> bool``
@@ -809,8 +813,11 @@ def replay_until(
     check_states = check_bool("check_states", check_states)
     sched = OnlineScheduler(budget, beyond=beyond)
     _check_callbacks(s0, "replay_until", step=step, backward=backward, loss_grad=loss_grad,
-                     done=done, loss=loss)
-    r = _Replay(0, 2, s0, _callbacks(step, backward, loss_grad, loss=loss, done=done),
+                     done=done, loss=loss, running_loss=running_loss,
+                     running_loss_grad=running_loss_grad)
+    r = _Replay(0, 2, s0, _callbacks(step, backward, loss_grad, loss=loss, done=done,
+                                     running_loss=running_loss,
+                                     running_loss_grad=running_loss_grad),
                 check_finite, None, check_states)  # slots: the stop's program sizes them
     r.offers = False  # no step_into here
     _guard(r, s0, lambda: _reverse_until(r, _forward_until(r, sched, max_steps), sched))

@@ -464,6 +464,37 @@ def test_replay_until_matches_store_all_bit_for_bit(budget, stop):
     assert r.forward_steps == pebbles.lower(online(stop, budget), stop).forward_steps
 
 
+@pytest.mark.parametrize("stop", [1, 2, 40])
+def test_replay_until_running_loss_matches_store_all_bit_for_bit(stop):
+    """A running loss sum l_i(s_i) up to the stop: the loss and gradients of replay's
+    store-everything run, and l_i asked for each i in 1..n once, in the reverse sweep."""
+    from pebbles._online import replay_until
+
+    step, backward, loss_grad, loss, s0 = _problem()
+    asked = {"until": [], "replay": []}
+
+    def running(key):
+        return lambda i, s: asked[key].append(i) or float(np.sin(s).sum() * i)
+
+    def running_grad(i, s):
+        return np.cos(s) * i
+
+    r = replay_until(step, backward, loss_grad, s0, lambda i, s: i == stop, 3, loss=loss,
+                     running_loss=running("until"), running_loss_grad=running_grad)
+    ref = pebbles.replay(pebbles.store_all(stop), stop, s0, step, backward, loss_grad,
+                         loss=loss, running_loss=running("replay"),
+                         running_loss_grad=running_grad)
+    plain = pebbles.replay(pebbles.store_all(stop), stop, s0, step, backward, loss_grad,
+                           loss=loss)
+    assert r.loss == ref.loss != plain.loss
+    assert not np.array_equal(r.grad_s0, plain.grad_s0)
+    assert np.array_equal(r.grad_s0, ref.grad_s0)
+    assert np.array_equal(r.grad_theta, ref.grad_theta)
+    assert sorted(asked["until"]) == sorted(asked["replay"]) == list(range(1, stop + 1))
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^running_loss=3 must be a function"):
+        replay_until(step, backward, loss_grad, s0, lambda i, s: i == stop, 3, running_loss=3)
+
+
 def test_replay_until_check_states_names_a_done_that_writes_into_its_state():
     """A ``done`` that changes the state it reads makes the gradient wrong (the reverse
     sweep recomputes states without it): check_states=True names it and the step;
