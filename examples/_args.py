@@ -16,7 +16,7 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 try:
     import visualize
@@ -24,12 +24,12 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import visualize
 from pebbles import PebblesTypeError, PebblesValueError
-from pebbles.cli import OneLineParser
+from pebbles.cli import OneLineParser, missing_extra
 from pebbles.cli import guarded as cli_guarded
 from visualize.cli import check_output, dpi, matplotlib_required
 
-__all__ = ["add_dpi", "agrees", "flag_errors", "guarded", "output", "parser", "require",
-           "visualize"]
+__all__ = ["add_dpi", "agrees", "flag_errors", "guarded", "lacking", "output", "parser",
+           "require", "visualize"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,3 +104,9 @@ def require(script: str, solvers: bool = False) -> None:
     except ImportError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def lacking(package: str, extra: str, script: str) -> NoReturn:
+    """Exit at once (one line, status 1): ``script`` needs ``package``, which the
+    ``extra`` brings (the library's wording, :func:`pebbles.cli.missing_extra`)."""
+    sys.exit(f"error: {missing_extra(package, extra, script)}")

@@ -34,16 +34,15 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from _args import agrees, guarded, parser
+    from _args import agrees, guarded, lacking, parser
 except ImportError:  # loaded from its path, not run: put examples/ on the path for _args
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _args import agrees, guarded, parser
+    from _args import agrees, guarded, lacking, parser
 
 try:
     import jax
 except ImportError:  # the extra is missing: one line naming it, not a traceback
-    sys.exit("error: examples/jax_while_lorenz.py needs JAX: "
-             "pip install \"pebble-games[jax]\"")
+    lacking("JAX", "jax", "examples/jax_while_lorenz.py")
 import jax.numpy as jnp
 import numpy as np
 

@@ -20,16 +20,15 @@ import time
 from pathlib import Path
 
 try:
-    from _args import flag_errors, guarded, parser
+    from _args import flag_errors, guarded, lacking, parser
 except ImportError:  # loaded from its path, not run: put examples/ on the path for _args
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _args import flag_errors, guarded, parser
+    from _args import flag_errors, guarded, lacking, parser
 
 try:
     import torch
 except ImportError:  # the extra is missing: one line naming it, not a traceback
-    sys.exit("error: examples/torch_neural_ode.py needs PyTorch: "
-             "pip install \"pebble-games[torch]\"")
+    lacking("PyTorch", "torch", "examples/torch_neural_ode.py")
 
 try:
     import pebbles

@@ -69,6 +69,7 @@ from ._lowering import (
     _rows,
     lower,
 )
+from ._optional import missing_extra
 from ._storage import DiskStore, MemoryStore, StoreError, mapped_empty
 from ._validation import a_kind, check_bool, check_int
 
@@ -726,8 +727,8 @@ def _progress_bar(total: int, progress: bool) -> Any:
     except ImportError:
         if "tqdm" not in _WARNED:
             _WARNED.add("tqdm")
-            warnings.warn("progress=True needs tqdm: pip install \"pebble-games[progress]\"; "
-                          "running without a progress bar", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"{missing_extra('tqdm', 'progress', 'progress=True')}; running "
+                          "without a progress bar", RuntimeWarning, stacklevel=3)
         return None
     return tqdm(total=total, unit="op")
 

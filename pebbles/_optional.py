@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["missing", "require"]
+__all__ = ["missing_extra", "require"]
 
 
 def require(module: str, extra: str, purpose: str) -> ModuleType:
@@ -22,9 +23,21 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise missing(module, extra, purpose) from None
+        raise missing_extra(module, extra, purpose) from None
 
 
-def missing(module: str, extra: str, purpose: str) -> ImportError:
-    """The ImportError that says ``purpose`` needs ``module`` and which extra brings it."""
-    return ImportError(f'{purpose} needs {module}: pip install "pebble-games[{extra}]"')
+def missing_extra(packages: str | Sequence[str], extras: str | Sequence[str],
+                  purpose: str) -> ImportError:
+    """The ImportError that says ``purpose`` needs ``packages`` and which ``pip install``
+    of the extras brings them: the one wording of every missing optional package.
+
+    Examples
+    --------
+    >>> from pebbles.cli import missing_extra
+    >>> print(missing_extra(["matplotlib", "Numba"], ["plot", "solvers"], "lorenz-fig3"))
+    lorenz-fig3 needs matplotlib and Numba: pip install "pebble-games[plot,solvers]"
+    """
+    names = [packages] if isinstance(packages, str) else list(packages)
+    wanted = [extras] if isinstance(extras, str) else list(extras)
+    return ImportError(f'{purpose} needs {" and ".join(names)}: pip install '
+                       f'"pebble-games[{",".join(wanted)}]"')

@@ -43,6 +43,7 @@ from ._budget import check_budget
 from ._errors import IllegalMoveError, PebblesError, PebblesValueError
 from ._moves import Game, Move, format_move
 from ._optimal import min_forward_steps
+from ._optional import missing_extra
 from ._planner import Candidate, NoDiskError, plan, two_level_table_work
 from ._registry import (
     Schedule,
@@ -61,9 +62,9 @@ from ._simulator import SIMULATE_CHUNK, SimulationResult, simulate
 __all__ = ["MAX_INT", "Command", "OneLineParser", "SubcommandParser",
            "add_background_argument", "add_disk_arguments", "add_schedule_arguments",
            "at_least", "budget_flag", "check_path_given", "count", "disk_budget", "guarded",
-           "in_flags", "main", "method_choice", "method_flags", "nonnegative_float",
-           "output_error", "parse_bytes", "positive", "positive_float", "run_command",
-           "schedule_from_args", "unused_flags", "write_error"]
+           "in_flags", "main", "method_choice", "method_flags", "missing_extra",
+           "nonnegative_float", "output_error", "parse_bytes", "positive", "positive_float",
+           "run_command", "schedule_from_args", "unused_flags", "write_error"]
 
 EXAMPLES = """\
 examples:

@@ -41,14 +41,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ._optional import missing
+from ._optional import missing_extra
 
 try:
     import jax
     import jax.numpy as jnp
     from jax import lax
 except ImportError:  # pragma: no cover - CI installs jax
-    raise missing("jax", "jax", "pebbles.jax") from None
+    raise missing_extra("jax", "jax", "pebbles.jax") from None
 
 import numpy as np
 

@@ -49,12 +49,12 @@ from typing import Any
 
 import numpy as np
 
-from ._optional import missing
+from ._optional import missing_extra
 
 try:
     import torch
 except ImportError:  # pragma: no cover - CI installs torch
-    raise missing("torch", "torch", "pebbles.torch") from None
+    raise missing_extra("torch", "torch", "pebbles.torch") from None
 
 from torch.autograd import forward_ad
 from torch.autograd.graph import get_gradient_edge

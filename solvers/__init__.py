@@ -16,7 +16,9 @@ Submodules are not imported here, so ``import solvers`` does not load Numba.
 import sys
 from importlib.util import find_spec
 
-_NEED = 'the solvers need Numba: pip install "pebble-games[solvers]"'
+from pebbles.cli import missing_extra
+
+_NEED = str(missing_extra("Numba", "solvers", "the solvers package"))
 #: The modules whose command line answers ``--help`` (and usage errors) without Numba:
 #: they define their parser before they import it (see :func:`_refuse_without_numba`).
 _PARSE_WITHOUT_NUMBA = ("solvers.lorenz", "solvers.pml")

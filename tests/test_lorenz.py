@@ -1010,13 +1010,13 @@ def test_help_answers_without_numba_and_a_command_names_the_install(module, tmp_
         assert (r.returncode, r.stderr) == (0, "") and r.stdout.startswith(usage), r
     r = _without("numba", tmp_path, "-m", module, "gradient", "--steps", "10")
     assert (r.returncode, r.stdout) == (2, "") and r.stderr == (
-        f'python -m {module}: error: the solvers need Numba: pip install '
+        f'python -m {module}: error: the solvers package needs Numba: pip install '
         f'"pebble-games[solvers]"\n')
     r = _without("numba", tmp_path, "-m", module, "gradient", "--no-such-flag")
     assert r.returncode == 2 and "unrecognized arguments: --no-such-flag" in r.stderr
     r = _without("numba", tmp_path, "-c", f"import {module}")  # the library still refuses
     assert r.returncode == 1 and r.stderr.splitlines()[-1] == (
-        'ImportError: the solvers need Numba: pip install "pebble-games[solvers]"')
+        'ImportError: the solvers package needs Numba: pip install "pebble-games[solvers]"')
 
 
 def test_cli_sensitivity_axis_wider_than_a_float_is_one_line(tmp_path):

@@ -30,11 +30,11 @@ def _without(module: str, tmp_path: Path, *args: str) -> subprocess.CompletedPro
 def test_a_solver_command_line_without_numba_answers_in_one_line(module, command, tmp_path):
     r = _without("numba", tmp_path, "-m", module, command)
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr == (f'python -m {module}: error: the solvers need Numba: pip install '
+    assert r.stderr == (f'python -m {module}: error: the solvers package needs Numba: pip install '
                         f'"pebble-games[solvers]"\n')
     r = _without("numba", tmp_path, "-c", f"import {module}")
     assert r.returncode == 1 and r.stderr.splitlines()[-1] == (
-        'ImportError: the solvers need Numba: pip install "pebble-games[solvers]"')
+        'ImportError: the solvers package needs Numba: pip install "pebble-games[solvers]"')
 
 
 @pytest.mark.parametrize("hidden, command, extras, needs", [
@@ -80,6 +80,30 @@ def test_an_adapter_without_its_package_is_one_error_without_the_import_tracebac
     assert r.stderr.splitlines()[-1] == (f'ImportError: pebbles.{module} needs {module}: pip '
                                          f'install "pebble-games[{extra}]"')
     assert "ModuleNotFoundError" not in r.stderr and "direct cause" not in r.stderr
+
+
+@pytest.mark.parametrize("script, package, extra", [
+    ("jax_lorenz", "JAX", "jax"), ("jax_while_lorenz", "JAX", "jax"),
+    ("torch_mlp", "PyTorch", "torch"), ("torch_neural_ode", "PyTorch", "torch"),
+    ("torch_while_lorenz", "PyTorch", "torch")])
+def test_an_adapter_example_without_its_package_says_so_in_one_line(script, package, extra,
+                                                                     tmp_path):
+    r = _without(extra, tmp_path, f"examples/{script}.py", "--help")
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (f'error: examples/{script}.py needs {package}: pip install '
+                        f'"pebble-games[{extra}]"\n')
+
+
+def test_the_progress_bar_without_tqdm_warns_once_naming_the_extra(tmp_path):
+    code = ("import warnings, numpy as np, pebbles\n"
+            "warnings.simplefilter('always')\n"
+            "for _ in range(2):\n"
+            "    pebbles.replay(pebbles.store_all(3), 3, np.ones(1), lambda i, s: 2 * s,\n"
+            "                   lambda i, s, g: (2 * g, None), np.ones_like, progress=True)\n")
+    r = _without("tqdm", tmp_path, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("RuntimeWarning: progress=True needs tqdm: pip install "
+                          '"pebble-games[progress]"; running without a progress bar') == 1
 
 
 def test_the_package_is_marked_typed_and_ships_the_marker():

@@ -32,6 +32,7 @@ from pebbles.cli import (
     count,
     in_flags,
     method_choice,
+    missing_extra,
     output_error,
     positive,
     schedule_from_args,
@@ -61,8 +62,7 @@ def matplotlib_required(what: str = "drawing", solvers: bool = False) -> None:
     if solvers and find_spec("numba") is None:
         lacking["solvers"] = "Numba"
     if lacking:
-        raise ImportError(f"{what} needs {' and '.join(lacking.values())}: pip install "
-                          f'"pebble-games[{",".join(lacking)}]"')
+        raise missing_extra(list(lacking.values()), list(lacking), what)
 
 
 def formats() -> list[str]:
