@@ -286,10 +286,12 @@ class _Replay:
     def check(self, what: str, i: int, value: Any) -> Any:
         sig = T.signature(value)
         if sig != self.sig and value is None:  # s0 is never None: refused at the call
+            fix = {"step": ": return the new value (a step that writes into a buffer it is "
+                           "given is passed as step_into=)",
+                   "the store's get": ": get(key) must return the array put under key"}
             raise PebblesTypeError(
                 f"{what} at step {i} returned None; expected {T.describe(self.sig)} (those "
-                f"of s0): return the new value (a step that writes into a buffer it is "
-                f"given is passed as step_into=)")
+                f"of s0){fix.get(what, '')}")
         if sig != self.sig:
             raise PebblesTypeError(
                 f"{what} at step {i} returned {T.describe(sig)}; expected "
@@ -586,7 +588,7 @@ class _Replay:
                 raise
             self.writes += 1
         elif op == OP_LOAD:
-            self.slots[dst] = self.check("load", cell, self.load(cell))
+            self.slots[dst] = self.check("the store's get", cell, self.load(cell))
             self.live += 1
             self.held(0)
             self.reads += 1
@@ -1003,10 +1005,13 @@ def replay(
                      step_into=step_into, running_loss=running_loss,
                      running_loss_grad=running_loss_grad)
     prog = _program(moves, n)
+    if prog.writes and isinstance(s0, np.generic):
+        s0 = np.asarray(s0)  # one number: a 0-d array, as the store keeps it
     if prog.writes and not isinstance(s0, np.ndarray):
         raise PebblesTypeError(
             f"s0 is {a_kind(s0)}; a two-level schedule stores states on disk as "
-            f"NumPy arrays: pack the state into one array (its steps must return arrays)")
+            f"NumPy arrays: pack the state into one array (its steps must return arrays; "
+            f"one number: s0=np.asarray(x))")
     callbacks = _callbacks(step, backward, loss_grad, loss=loss, step_into=step_into,
                            running_loss=running_loss, running_loss_grad=running_loss_grad)
     r = _Replay(prog.n, prog.nslots, s0, callbacks, check_finite, pool_size, check_states)

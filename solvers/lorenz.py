@@ -48,7 +48,17 @@ from typing import Any
 import numpy as np
 
 import pebbles
-from pebbles.cli import OneLineParser, count, in_flags, positive, run_command, schedule_from_args
+from pebbles.cli import (
+    OneLineParser,
+    SubcommandParser,
+    at_least,
+    budget_flag,
+    count,
+    in_flags,
+    positive,
+    run_command,
+    schedule_from_args,
+)
 from solvers import _refuse_without_numba
 from solvers._checks import _shown, boolean, periodic_every, reals, triples, whole
 from solvers._checks import real as _real
@@ -118,7 +128,7 @@ def _gradient_parser(sub: Any) -> None:
     g.add_argument("--method", default="treeverse", choices=_gradient_methods(),
                    help="how the gradient is computed: forward mode, the adjoint, or a "
                         "checkpoint schedule (treeverse)")
-    g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
+    g.add_argument("--pebbles", "--budget", dest="budget", type=budget_flag, default=None,
                    help="budget S: states held at once besides s_0, the working state "
                    "included (treeverse: 10)")
     g.add_argument("--inplace", action="store_true",
@@ -134,7 +144,7 @@ def _gradient_parser(sub: Any) -> None:
                    help="periodic: checkpoint interval (default ceil(sqrt(steps))); "
                         "adjoint: reload the stored state every K steps (default: no "
                         "reloads)")
-    g.add_argument("--k", type=positive, default=None, help="Bennett's k (2)")
+    g.add_argument("--k", type=at_least(2), default=None, help="Bennett's k (2)")
     g.add_argument("--steps", type=positive, default=DEFAULT_STEPS,
                    help="steps (with --until-x: the most steps)")
     g.add_argument("--until-x", type=_finite, default=None, metavar="LEVEL",
@@ -163,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m solvers.lorenz",
         description="Gradient of the Lorenz experiment (Liu & Xu, section 4.1).",
     )
-    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
     _gradient_parser(sub)
     m = sub.add_parser("sensitivity", help="mean |gradient| on a (sigma, rho) grid (Figure 3)")
     m.add_argument("--sigma-range", type=_finite, nargs=2, default=[0.0, 20.0],

@@ -52,13 +52,17 @@ from pebbles import PebblesTypeError, PebblesValueError
 from pebbles.cli import (
     MAX_INT,
     OneLineParser,
+    SubcommandParser,
     add_background_argument,
     add_disk_arguments,
+    at_least,
+    budget_flag,
     check_path_given,
     count,
     disk_budget,
     in_flags,
     method_flags,
+    positive,
     run_command,
 )
 from solvers import _refuse_without_numba
@@ -1595,12 +1599,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m solvers.pml",
                       description="PML wave experiment (Liu & Xu, section 4.2).")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
     g = sub.add_parser("gradient", help="dL/dc, dL/df, dL/ds0 through a schedule")
     _common(g)
     g.add_argument("--method", choices=METHODS, default="treeverse",
                    help="a registry method (pebbles methods); bennett = bennett-gradient")
-    g.add_argument("--pebbles", "--budget", dest="budget", type=int, default=None,
+    g.add_argument("--pebbles", "--budget", dest="budget", type=budget_flag, default=None,
                    help="budget S: states held at once besides s_0, the working state included "
                         "(default 10 for treeverse; "
                         "treeverse-paper reads it as --delta when --delta is not given)")
@@ -1608,13 +1612,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="in-place game and in-place step (methods " + ", ".join(
                        m for m in METHODS if m in pebbles.methods()
                        and "inplace" in dict(pebbles.describe(m).options)) + ")")
-    g.add_argument("--k", type=int, default=None, help="bennett: blocks per level (2)")
-    g.add_argument("--delta", type=int, default=None, help="treeverse-paper: delta")
-    g.add_argument("--tau", type=int, default=None,
+    g.add_argument("--k", type=at_least(2), default=None, help="bennett: blocks per level (2)")
+    g.add_argument("--delta", type=positive, default=None, help="treeverse-paper: delta")
+    g.add_argument("--tau", type=count, default=None,
                    help="treeverse-paper: tau (default: the least that covers --steps)")
     g.add_argument("--beyond", choices=("greedy", "wang-moin"), default=None,
                    help="online: the rule past the r = 3 phase (greedy)")
-    g.add_argument("--every", "--period", type=int, default=None, dest="every",
+    g.add_argument("--every", "--period", type=positive, default=None, dest="every",
                    help="periodic: checkpoint interval (default ceil(sqrt(n))); "
                    "periodic-disk: its disk period (required; --period, as in `pebbles "
                    "schedule periodic-disk`, is the same flag)")

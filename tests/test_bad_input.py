@@ -62,7 +62,8 @@ def _cli_cases(tmp: str) -> list[tuple[list[str], int, str]]:
          r"got -n 200; "),
         ([*PEB, "draw", "treeverse", "-n", "100000", "--pebbles", "10", "--fingerprint",
           "-o", png], 2, r"pixels before binning"),
-        ([*draw, "--dpi", "100000", "-o", png], 2, r"--dpi.*at most 1200"),
+        ([*draw, "--dpi", "100000", "-o", png], 2, r"--dpi.*from 10 to 1200"),
+        ([*draw, "--dpi", "5", "-o", png], 2, r"--dpi: '5' must be a whole number >= 10 "),
         # tracebacks that became one line
         ([*PEB, "plan", "-n", "100", "--memory", "1e999GB", "--state-bytes", "1MB"], 2,
          r"--memory: '1e999GB' must be a size"),
@@ -253,7 +254,7 @@ LIBRARY_CASES = [
     (lambda: pebbles.brute_force(40, 5), PebblesValueError, r"tiny boards"),
     (lambda: pebbles.min_forward_steps(10, 1), InfeasibleBudgetError, r"budget=2 or more"),
     (lambda: pebbles.min_forward_steps(10, 3, "chess"), PebblesValueError, r"not a game"),
-    # was "budget=-1 must be >= 0; pass budget=0 or more", and budget=0 was refused too
+    # names the least budget that finishes, not "pass budget=0 or more" (refused in turn)
     (lambda: pebbles.treeverse(10, -1), InfeasibleBudgetError,
      r"^budget=-1 must be >= 2, the least budget that finishes n=10 steps; pass budget=2 or "
      r"more$"),
@@ -317,7 +318,7 @@ def test_library_bad_input(call, error, pattern):
 
 
 def test_treeverse_paper_deep_recursion_is_iterative():
-    # delta far above n nests one level per checkpoint: used to be a RecursionError
+    # delta far above n nests one level per checkpoint: no RecursionError
     n = 3000
     r = pebbles.simulate(pebbles.treeverse_paper(n, 10**5), n)
     assert r.backward_steps == n and r.forward_steps == n - 1  # store-all in effect

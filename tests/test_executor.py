@@ -380,13 +380,13 @@ def test_program_lowered_without_frees_holds_the_schedules_states(method, option
 @pytest.mark.parametrize("flag", ["check_finite", "check_states", "progress"])
 @pytest.mark.parametrize("value", ["no", 1, None])
 def test_switches_must_be_bools(flag, value):
-    # progress="no" used to show a progress bar (any truthy value was taken)
+    # progress="no" is refused: only True shows a bar, not any truthy value
     with pytest.raises(PebblesTypeError, match=f"{flag}=.* must be True or False"):
         linear(treeverse(10, 3), 10, **{flag: value})
 
 
 def test_a_plain_stream_without_n_names_replay():
-    # used to say "lower() needs n=...", a function the caller never called
+    # the message names replay, which the caller called, not lower()
     with pytest.raises(PebblesTypeError, match=r"replay\(moves, n=None, \.\.\.\) needs n="):
         linear(treeverse(10, 3), None)
 

@@ -328,3 +328,39 @@ def test_a_store_serving_a_replay_is_refused_by_a_second_one(tmp_path):
         assert inner and np.array_equal(r.grad_s0, run(s).grad_s0)
         again = pebbles.replay(s, None, S0, step, backward, np.ones_like, store=st)
         assert np.array_equal(again.grad_s0, r.grad_s0) and len(st) == 0
+
+
+def test_a_store_whose_get_returns_none_is_named_with_what_get_must_return():
+    class _Forgets(_KeepsArrays):
+        def get(self, key):
+            return None
+
+    s = pebbles.schedule("periodic-disk", 8, budget=2, period=2)
+    with pytest.raises(pebbles.PebblesTypeError) as info:
+        run(s, store=_Forgets())
+    assert re.search(r"^the store's get at step \d+ returned None; expected shape=\(6,\), "
+                     r"dtype=float64 \(those of s0\): get\(key\) must return the array put "
+                     r"under key$", str(info.value)), str(info.value)
+    assert "step_into" not in str(info.value)
+
+
+@pytest.mark.parametrize("method, options", [
+    ("periodic-disk", dict(period=2)),
+    ("two-level", dict(disk_budget=3, write_cost=1, read_cost=1))])
+def test_one_number_as_a_numpy_scalar_is_stored_on_disk_as_a_0d_array(method, options):
+    """replay's docstring offers np.float64(x) for one number: the disk methods take it too
+    (their store keeps a 0-d array), with the store-everything gradient."""
+    def scalar_step(i, s):
+        return np.sin(s) * 1.1 + 0.1 * i
+
+    def scalar_backward(i, s, g):
+        return np.cos(s) * 1.1 * g, None
+
+    n, s0 = 8, np.float64(0.3)
+    s = pebbles.schedule(method, n, budget=2, **options)
+    r = pebbles.replay(s, n, s0, scalar_step, scalar_backward, np.ones_like)
+    ref = pebbles.replay(pebbles.store_all(n), n, s0, scalar_step, scalar_backward,
+                         np.ones_like)
+    assert r.writes > 0 and float(r.grad_s0) == float(ref.grad_s0)
+    with pytest.raises(pebbles.PebblesTypeError, match=r"one number: s0=np.asarray\(x\)"):
+        pebbles.replay(s, n, 0.3, scalar_step, scalar_backward, np.ones_like)

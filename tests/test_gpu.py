@@ -326,7 +326,7 @@ def test_pml_gradient_validates(pml_small):
     with pytest.raises(PebblesValueError, match="s0 has shape"):
         gpu.pml_gradient(cfg, c, moves, observed, s0=s0[:3])
     with pytest.raises(PebblesTypeError, match="s0="):  # the CPU solver's check: complex
-        gpu.pml_gradient(cfg, c, moves, observed, s0=s0 + 1j)  # was cast, imaginary dropped
+        gpu.pml_gradient(cfg, c, moves, observed, s0=s0 + 1j)  # refused, not cast (dropping i)
     with pytest.raises(IllegalMoveError, match="slots=2"):
         gpu.pml_gradient(cfg, c, moves, observed, slots=2)
 
@@ -511,7 +511,8 @@ def test_lorenz_executors_check_input_as_the_cpu_before_the_device(monkeypatch, 
 
 
 def test_lorenz_executors_refuse_what_the_cpu_refuses():
-    """Under the simulator too: NaN and strings used to run (NaN results) or fail bare."""
+    """Under the simulator too: NaN and strings are refused, not run (NaN results) nor
+    failing bare."""
     with pytest.raises(PebblesValueError, match="sigmas"):
         lorenz.sensitivity_map([np.nan], [27.0], n=3)
     with pytest.raises(PebblesValueError, match="sigmas"):

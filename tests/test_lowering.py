@@ -318,7 +318,7 @@ def test_compiled_and_python_rules_agree_on_held_gradients():
 
 
 def test_programs_compare_and_hash_by_value():
-    # == used to raise "truth value of an array is ambiguous", hash() "unhashable"
+    # == and hash() work (no "truth value of an array is ambiguous", no "unhashable")
     s = pebbles.schedule("treeverse", 20, budget=4)
     p, q = s.lower(), s.lower()
     assert p == q and hash(p) == hash(q) and len({p, q}) == 1

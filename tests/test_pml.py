@@ -300,7 +300,20 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
                             "--pebbles, --disk-slots, --write-cost, --read-cost, --inplace, "
                             "--background-writes, --backward-cost)"]),
     (["gradient", *TINY, "--method", "periodic-disk", "--every", "0"],
-     ["--every 0 must be >= 1; pass --every 1"]),
+     ["argument --every/--period: '0' must be a whole number >= 1"]),
+    (["gradient", *TINY, "--method", "periodic-disk", "--period", "0"],
+     ["argument --every/--period: '0' must be a whole number >= 1"]),
+    (["gradient", *TINY, "--method", "bennett", "--k", "1"],
+     ["argument --k: '1' must be a whole number >= 2"]),
+    (["gradient", *TINY, "--method", "periodic", "--every", str(10**22)],
+     [f"argument --every/--period: '{10**22}' must be at most 2^62"]),
+    (["gradient", *TINY, "--method", "treeverse-paper", "--delta", "1e3"],
+     ["argument --delta: '1e3' is not an integer"]),
+    (["gradient", *TINY, "--method", "treeverse", "--pebbles", str(10**20)],
+     [f"argument --pebbles/--budget: '{10**20}' must be at most 2^62"]),
+    (["gradient", *TINY, "--no-such-flag"],
+     ["gradient: error: unrecognized arguments: --no-such-flag (see 'python -m solvers.pml "
+      "gradient --help')"]),
     (["gradient", *TINY, "--method", "treeverse", "--k", "3"], ["--k 3", "treeverse"]),
     (["gradient", *TINY, "--method", "treeverse", "--tau", "3"],
      ["--tau 3 is not an option of --method treeverse (its options: --pebbles, --inplace)"]),
@@ -353,7 +366,7 @@ TINY = ["--nx", "20", "--ny", "20", "--steps", "10", "--h", "0.11"]
     (["gradient", *TINY, "--dt", "1e-170"],
      ["--dt 1e-170 must be between 1.49e-154 and ", "pass e.g. --dt 1e-05"]),
     (["loss", *TINY, "--dt", "1e-160"], ["--dt 1e-160 must be between"]),
-    # a negative budget was told "pass --pebbles 0 or more", which is refused too
+    # a negative budget is told the least that finishes, not "--pebbles 0 or more"
     (["gradient", *TINY, "--method", "treeverse", "--pebbles", "-3"],
      ["--pebbles -3 must be >= 2, the least budget that finishes --steps 10; pass "
       "--pebbles 2 or more"]),
@@ -1080,7 +1093,8 @@ def test_courant_and_damping_near_both_limits_are_refused_together():
 
 
 def test_numpy_scalar_fields_run_in_double_precision():
-    """A float32 dt or velocity used to make the run single precision (or refused)."""
+    """A float32 dt or velocity is read as a Python float: the run is double precision,
+    and the stability check takes its models."""
     fields = dict(dt=np.float32(1e-5), velocity=np.float32(3300.0), nx=np.int64(12))
     cfg = cfg_of(ny=12, steps=20, **fields)
     plain = cfg_of(ny=12, steps=20, **{k: v.item() for k, v in fields.items()})
@@ -1088,7 +1102,7 @@ def test_numpy_scalar_fields_run_in_double_precision():
     assert cfg == plain and cfg.constants().dtype == np.float64
     for model in (pml.true_model, pml.uniform_model):
         assert model(cfg).dtype == np.float64
-        pml.check_stability(cfg, model(cfg))  # was refused: dtype=float32
+        pml.check_stability(cfg, model(cfg))  # not refused as dtype=float32
     assert pml.loss(cfg, pml.uniform_model(cfg), pml.record(cfg)) == pml.loss(
         plain, pml.uniform_model(plain), pml.record(plain))
 
@@ -1134,7 +1148,7 @@ def test_source_is_checked_like_the_other_arrays():
     with pytest.raises(pebbles.PebblesTypeError, match=r"^source='abc' must hold real numbers"):
         pml.PMLSolver(cfg, c, source="abc")
     with pytest.raises(pebbles.PebblesTypeError, match=r"^source=.* must hold real numbers"):
-        pml.forward(cfg, c, source=pml.ricker(cfg) + 1j)  # was cast, imaginary part dropped
+        pml.forward(cfg, c, source=pml.ricker(cfg) + 1j)  # refused, not cast (dropping i)
     with pytest.raises(pebbles.PebblesValueError, match=r"^source has shape \(3,\)"):
         pml.PMLSolver(cfg, c, source=[1.0, 2.0, 3.0])
     ints = np.arange(20)
@@ -1180,7 +1194,7 @@ def test_disk_dir_probe_removes_all_it_made(tmp_path):
 
 def test_stability_message_never_fails_on_extreme_values():
     """The largest safe dt of a tiny h with a huge c is no normal float64: the message
-    names h alone (``a^2`` used to overflow to a dt of 0 and ``log10(0)`` to fail)."""
+    names h alone (``a^2`` overflowing to a dt of 0 must not make ``log10(0)`` fail)."""
     cfg = pml.PMLConfig(nx=10, ny=10, steps=5, h=pml._H_RANGE[0])
     with pytest.raises(pml.UnstableError, match=r"Courant number .* use h >= [0-9.e+]+$") as e:
         pml.check_stability(cfg, np.full(cfg.shape, 1e308))

@@ -243,7 +243,7 @@ def test_printed_flags_are_the_command_lines():
 
 
 def test_numpy_bools_print_as_flags():
-    # inplace=np.True_ (e.g. from a NumPy config array) used to print "--inplace True"
+    # inplace=np.True_ (e.g. from a NumPy config array) prints as "--inplace"
     s = schedule("treeverse", 20, budget=3, inplace=np.True_)
     assert str(s) == "treeverse -n 20 --budget 3 --inplace" and s == schedule(
         "treeverse", 20, budget=3, inplace=True)
@@ -252,8 +252,8 @@ def test_numpy_bools_print_as_flags():
 
 @pytest.mark.parametrize("name", [None, 3, ["treeverse"]])
 def test_a_method_name_must_be_a_string(name):
-    # used to be "method='None' is not a schedule" (a ValueError), and for a list a bare
-    # "unhashable type" TypeError from describe
+    # a TypeError naming the argument's type, not "method='None' is not a schedule" nor
+    # describe's bare "unhashable type"
     with pytest.raises(PebblesTypeError, match=r"must be a method name \(a str\)"):
         schedule(name, 10, budget=3)
     with pytest.raises(PebblesTypeError, match=r"must be a method name"):
@@ -282,7 +282,7 @@ def test_a_name_close_to_nothing_gets_the_list_only():
 
 
 def test_bennett_uncompute_must_be_a_bool():
-    # uncompute=0 used to be taken and stored as 0 (printed "--uncompute 0")
+    # uncompute=0 is refused, not stored as 0 (which would print "--uncompute 0")
     with pytest.raises(PebblesTypeError, match=r"uncompute=0 must be True or False"):
         schedule("bennett", 16, uncompute=0)
     with pytest.raises(PebblesTypeError, match=r"uncompute='no'"):

@@ -312,8 +312,8 @@ def test_periodic_disk_needs_a_pebble_for_the_held_start():
 
 @pytest.mark.parametrize("n", [3, 4, 20])
 def test_periodic_disk_with_one_pebble_refuses_the_walk_between_starts(n):
-    # period 1, budget 1: the first sweep walks s_1 -> s_2 (two pebbles); used to be
-    # accepted and then fail in the simulator ("needs 2 pebbles at once")
+    # period 1, budget 1: the first sweep walks s_1 -> s_2 (two pebbles); refused when the
+    # schedule is made, not by the simulator later ("needs 2 pebbles at once")
     with pytest.raises(pebbles.InfeasibleBudgetError, match=r"budget >= 2") as err:
         pebbles.schedule("periodic-disk", n, budget=1, period=1)
     assert err.value.minimum == 2
@@ -332,7 +332,7 @@ def test_periodic_disk_with_one_pebble_refuses_the_walk_between_starts(n):
 
 
 def test_periodic_disk_time_is_closed_form_for_huge_n():
-    # used to list every period start (10^9 of them here) and price each period
+    # priced without listing every period start (10^9 of them here)
     n, period = 10**12, 1000
     mfs = pebbles.min_forward_steps
     want = (n - period) + 999_999_998 * 3.0 + 999_999_998 * 2.0 + mfs(period, 10) \
@@ -346,7 +346,7 @@ def test_periodic_disk_time_is_closed_form_for_huge_n():
     lambda: min_total_time(20, 3, write_cost=1, read_cost=1, inplace="yes"),
 ])
 def test_inplace_must_be_a_bool(make):
-    # inplace=1 used to be taken (and printed as "--inplace 1"), unlike treeverse's
+    # inplace=1 is refused (not printed as "--inplace 1"), as treeverse's is
     with pytest.raises(pebbles.PebblesTypeError, match=r"inplace=.* must be True or False"):
         make()
 
@@ -391,7 +391,7 @@ def test_a_bounded_disk_table_too_large_is_refused_at_once():
     lambda n, s: min_total_time(n, s, 3, write_cost=2, read_cost=1, inplace=True),
 ])
 def test_two_level_tables_too_large_are_refused_at_once(make):
-    # used to fail in numpy: "Unable to allocate 94.6 TiB" (MemoryError)
+    # refused before numpy is asked for the tables ("Unable to allocate 94.6 TiB")
     t0 = time.perf_counter()
     with pytest.raises(pebbles.PebblesValueError,
                        match=r"n=1000000000000, budget=10: .*\(budget \+ 3\) \* \(n \+ 1\) "
@@ -443,7 +443,7 @@ def test_two_level_size_errors_offer_segments_that_fit_both_limits(monkeypatch):
 
 
 def test_periodic_disk_streams_at_huge_n():
-    # the period starts used to be listed first: MemoryError at 10^11 periods
+    # streamed without listing the period starts first (a MemoryError at 10^11 periods)
     t0 = time.perf_counter()
     moves = [str(m) for m in itertools.islice(
         pebbles.schedule("periodic-disk", 10**12, budget=3, period=10), 6)]
@@ -468,7 +468,7 @@ def test_periodic_disk_stream_is_unchanged(inplace):
 
 
 def test_periodic_disk_time_of_an_unpriced_disk_is_not_nan():
-    # 0 * inf used to make these nan: no write (read) at all costs nothing
+    # no write (read) at all costs nothing: 0 * inf does not make these nan
     assert periodic_disk_time(10, 3, 10, write_cost=math.inf, read_cost=1) == \
         pebbles.min_forward_steps(10, 3)
     assert periodic_disk_time(30, 3, 15, write_cost=1, read_cost=math.inf) == \
@@ -481,7 +481,7 @@ def test_periodic_disk_time_of_an_unpriced_disk_is_not_nan():
     (dict(read_cost=float("nan")), pebbles.PebblesValueError, r"read_cost=nan .*NaN"),
     (dict(read_cost="2"), pebbles.PebblesTypeError, r"read_cost='2' must be a number"),
     (dict(budget=0), pebbles.InfeasibleBudgetError, r"budget=0 cannot .* budget=2 or more"),
-    # was "budget=-3 must be >= 0; pass budget=0 or more", and budget=0 was refused too
+    # names the least budget that finishes, not "pass budget=0 or more" (refused in turn)
     (dict(budget=-3), pebbles.InfeasibleBudgetError, r"^budget=-3 must be >= 2, the least "
                                                      r"budget that finishes n=100 steps; pass "
                                                      r"budget=2 or more$"),
@@ -494,8 +494,8 @@ def test_periodic_disk_time_of_an_unpriced_disk_is_not_nan():
                                                 r".*periodic_disk_time"),
 ])
 def test_best_period_refuses_bad_arguments(kwargs, error, match):
-    # these used to return a period (n, 0 or -5: every refusal was taken for "not this
-    # period") or fail with a raw TypeError
+    # refused with the argument named, not answered with a period (n, 0 or -5: a
+    # refusal taken for "not this period") nor a raw TypeError
     args = dict(n=100, budget=4, write_cost=2, read_cost=1) | kwargs
     with pytest.raises(error, match=match):
         best_period(**args)

@@ -335,7 +335,7 @@ def test_importing_pebbles_and_the_cli_hooks_does_not_import_matplotlib():
 
 def test_save_checks_dpi_and_format_before_drawing(tmp_path):
     fig = visualize.draw_game(pebbles.treeverse(10, 3), 10)
-    # dpi 1..6 used to crash in FreeType (RuntimeError: invalid ppem value) for a PNG
+    # dpi 1..6 would crash FreeType (RuntimeError: invalid ppem value) for a PNG: refused
     with pytest.raises(pebbles.PebblesValueError, match="dpi=1 must be from 10 to 1200"):
         visualize.save(fig, tmp_path / "a.png", dpi=1)
     with pytest.raises(pebbles.PebblesTypeError, match="dpi='x'"):
@@ -382,7 +382,7 @@ def test_short_diagrams_keep_the_legend_below_the_axes_and_integer_row_ticks(n, 
     renderer = fig.canvas.get_renderer()
     ax_box = fig.axes[0].get_window_extent(renderer)
     legend_box = fig.legends[0].get_window_extent(renderer)
-    assert legend_box.y1 <= ax_box.y0  # the legend used to overlap the board
+    assert legend_box.y1 <= ax_box.y0  # the legend does not overlap the board
     lo, hi = sorted(fig.axes[0].get_ylim())
     ticks = [t for t in fig.axes[0].get_yticks() if lo <= t <= hi]
     assert ticks and all(float(t).is_integer() for t in ticks)  # not -0.25, 0.25, ...
@@ -393,7 +393,7 @@ def test_side_by_side_gives_each_panel_room_for_its_header():
                                        ("b", pebbles.reversible_optimal(3, 2), "reversible")], 3)
     assert [ax.get_title(loc="left").split("\n")[0] for ax in fig.axes] == ["a", "b"]
     left, right = _header_boxes(fig)
-    assert left.x1 <= right.x0 and right.x1 <= fig.bbox.x1  # headers used to overlap
+    assert left.x1 <= right.x0 and right.x1 <= fig.bbox.x1  # headers do not overlap
 
 
 def _header_boxes(fig):
@@ -413,7 +413,7 @@ def test_two_level_headers_stay_inside_the_figure(n):
     side = visualize.draw_side_by_side([("treeverse", pebbles.treeverse(n, 2), "checkpoint", 2),
                                         ("two-level", s, s.game, 2)], n)
     for fig in (single, side):
-        for box in _header_boxes(fig):  # "disk peak=..." used to run off the right edge
+        for box in _header_boxes(fig):  # "disk peak=..." stays inside the right edge
             assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1
     assert "disk peak=" in single.axes[0].get_title(loc="left")
 
@@ -467,8 +467,8 @@ def test_cli_draw_refuses_flags_no_drawn_method_takes(tmp_path, argv, match):
 
 
 def test_cli_fingerprint_refuses_traces_too_large_to_hold(tmp_path):
-    # store-all n=14000: 2e8 pixels passed, but 14000 rows of up to 14000 pebbles
-    # took many minutes and more than 10 GB before it was refused
+    # store-all n=14000: 2e8 pixels pass, but 14000 rows of up to 14000 pebbles would take
+    # many minutes and more than 10 GB: refused before they are traced
     args = _parser().parse_args(["draw", "store-all", "-n", "14000", "--fingerprint",
                                  "-o", str(tmp_path / "x.png")])
     with pytest.raises(pebbles.PebblesValueError, match="traces 13999 rows"):
@@ -481,7 +481,7 @@ def test_two_level_diagram_shows_the_disk_copies_and_counts():
     fig = visualize.draw_game(s, 30, s.game, budget=3)
     traced = visualize.trace_rows(s, 30, s.game, 3)
     assert traced.rows[-1].on_disk == frozenset(r.trace[-1].disk)
-    # one frame per disk copy per row; the disk used to be left out of the diagram
+    # one frame per disk copy per row: the disk is in the diagram
     assert drawn_markers(fig)["on_disk"] == sum(len(row.on_disk) for row in traced.rows) > 0
     header = fig.axes[0].get_title(loc="left").replace(",\n", ", ")
     assert f"disk writes={r.writes}, reads={r.reads}, disk peak={r.peak_disk}" in header
@@ -603,7 +603,7 @@ def test_a_schedule_is_drawn_in_its_own_game_and_budget():
         header = draw(s, 12).axes[0].get_title(loc="left")
         assert "inplace game, S=3" in header and "peak=3" in header
     header = visualize.draw_game(pebbles.schedule("bennett", 9), 9).axes[0].get_title("left")
-    assert "reversible game" in header  # it was an IllegalMoveError of the checkpoint game
+    assert "reversible game" in header  # not an IllegalMoveError of the checkpoint game
     with pytest.raises(pebbles.PebblesValueError, match=r"is for n=12, not n=13; pass n=12"):
         visualize.draw_game(s, 13)
     with pytest.raises(pebbles.PebblesValueError, match=r"^game='checkpoint', but the sched"):

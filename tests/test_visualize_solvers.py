@@ -342,7 +342,7 @@ def test_benchmark_report_draws_figure5(tmp_path, read_svg, monkeypatch):
 
 
 def test_figure5_reads_records_from_a_generator():
-    # the records used to be consumed by a type check, then reported as empty
+    # the records (a generator) are not consumed by a type check and reported as empty
     fig = visualize.draw_figure5(r for r in _records())
     assert len(_gid(fig, "measured")) == 6
 

@@ -29,6 +29,7 @@ from pebbles import PebblesValueError
 from pebbles.cli import (
     Command,
     add_schedule_arguments,
+    at_least,
     count,
     in_flags,
     method_choice,
@@ -112,10 +113,10 @@ def check_output(path: str) -> Path:
 
 def dpi(text: str) -> int:
     """argparse type: a resolution from :data:`MIN_DPI` to :data:`MAX_DPI` dots per inch."""
-    value = positive(text)
-    if not MIN_DPI <= value <= MAX_DPI:
+    value = at_least(MIN_DPI)(text)  # its message names the lower bound
+    if value > MAX_DPI:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: at least {MIN_DPI} and at most {MAX_DPI} dpi")
+            f"{text!r} must be a whole number from {MIN_DPI} to {MAX_DPI} (dots per inch)")
     return value
 
 
