@@ -194,8 +194,13 @@ def _online(n: int) -> Curve:
 
 def tradeoff_curves(n: int, *, paper_max_n: int = 10**4,
                     reversible_max_pebbles: int | None = None) -> dict[str, Curve]:
-    """Minimum pebbles against T'/T for every method at one n (cached; the arrays are
-    read-only).
+    """Pebbles against T'/T for every method at one n (cached; the arrays are read-only).
+
+    The optima (``treeverse``, ``treeverse-inplace``, ``reversible-optimal``) give the
+    fewest pebbles at each T'/T; ``treeverse-paper``, ``bennett`` and ``online`` one
+    point per value of their parameter (Algorithm 3's delta, Bennett's k, the online
+    budget), as the paper's figure plots them, so one of their points may use as many
+    pebbles as another with fewer steps.
 
     Parameters
     ----------

@@ -196,8 +196,9 @@ def scan_program(length: int, *, budget: int | None = None, method: str = "treev
     budget : int, optional
         Most carries stored besides ``s_0`` (Treeverse's ``S``).
     method : str
-        A checkpoint-game or in-place-game method of :func:`pebbles.schedule`
-        (``"treeverse"``, ``"treeverse-paper"``, ``"bennett-gradient"``,
+        A checkpoint-game or in-place-game method of :func:`pebbles.schedule`, one
+        of :func:`pebbles.gradient_methods` (``"treeverse"``, ``"treeverse-paper"``,
+        ``"bennett-gradient"``, ``"reversible-gradient"``, ``"online"``,
         ``"periodic"``, ``"store-all"``, ``"recompute-all"``); ignored when
         ``schedule`` is given.
     schedule : Schedule, iterable of Move, encoded (m, 3) array or SlotProgram, optional
@@ -752,9 +753,10 @@ def checkpointed_scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: A
         checked against the other methods' schedules. As ``length``, it may be a
         concrete 0-d integer array, not a traced one.
     method : str
-        A checkpoint-game or in-place-game method of :func:`pebbles.schedule`:
-        ``"treeverse"`` (default, optimal), ``"treeverse-paper"``,
-        ``"bennett-gradient"``, ``"periodic"``, ``"store-all"``, ``"recompute-all"``.
+        A checkpoint-game or in-place-game method of :func:`pebbles.schedule`, one
+        of :func:`pebbles.gradient_methods`: ``"treeverse"`` (default, optimal),
+        ``"treeverse-paper"``, ``"bennett-gradient"``, ``"reversible-gradient"``,
+        ``"online"``, ``"periodic"``, ``"store-all"``, ``"recompute-all"``.
     schedule : Schedule, iterable of Move, encoded array or SlotProgram, optional
         Any checkpoint-game or in-place-game schedule for ``n`` steps,
         replayed instead of ``method``.

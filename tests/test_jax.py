@@ -807,3 +807,12 @@ def test_a_negative_budget_with_a_schedule_is_told_its_peak():
                            match=r"^the schedule passed holds 3 carries at once, more than "
                                  r"budget=-3; pass budget >= 3$"):
             scan_program(20, budget=-3, schedule=given)
+
+
+@pytest.mark.parametrize("fn", [checkpointed_scan, scan_program])
+def test_the_docstrings_name_every_method_the_scan_takes(fn):
+    for method in pebbles.gradient_methods():
+        assert f'``"{method}"``' in fn.__doc__, method
+        options = dict.fromkeys(pebbles.describe(method).required, 2)  # delta=, every=
+        budget = 4 if pebbles.describe(method).takes_budget else None
+        assert scan_program(5, budget=budget, method=method, **options).n == 5  # taken
