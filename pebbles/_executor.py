@@ -97,7 +97,24 @@ class CallbackError(PebblesError, RuntimeError):
 
 
 class NonFiniteError(PebblesValueError):
-    """A callback returned NaN or infinity (only with ``check_finite=True``)."""
+    """A callback returned NaN or infinity (only with ``check_finite=True``).
+
+    Attributes
+    ----------
+    callback : str or None
+        Name of the callback (``'step'``, ``'backward'``, ...), as in :class:`CallbackError`.
+    step : int or None
+        The step index the callback was called with.
+    """
+
+    def __init__(self, message: str, callback: str | None = None,
+                 step: int | None = None) -> None:
+        super().__init__(message)
+        self.callback = callback
+        self.step = step
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return rebuilt(self, self.args[0], self.callback, self.step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +314,7 @@ class _Replay:
                 f"{what} at step {i} returned {T.describe(sig)}; expected "
                 f"{T.describe(self.sig)} (those of s0){T.python_number_hint(sig, self.sig)}")
         if self.check_finite and not T.all_finite(value):
-            raise NonFiniteError(f"{what} at step {i} returned NaN or infinity")
+            raise NonFiniteError(f"{what} at step {i} returned NaN or infinity", what, i)
         return value
 
     def call(self, what: str, i: int, *args: Any) -> Any:
@@ -491,7 +508,7 @@ class _Replay:
             raise PebblesTypeError(f"{what} at step {i} returned {value!r}; it must return "
                                    f"a real number") from None
         if self.check_finite and not np.isfinite(out):
-            raise NonFiniteError(f"{what} at step {i} returned {out}")
+            raise NonFiniteError(f"{what} at step {i} returned {out}", what, i)
         return out
 
     def truth(self, what: str, i: int, s: Any) -> bool:
@@ -556,7 +573,7 @@ class _Replay:
                 f"steps returned {T.describe(self.theta_sig)}; it must keep one shape")
         if self.check_finite and not T.all_finite(tb):
             raise NonFiniteError(f"backward at step {i} returned a theta_bar with NaN or "
-                                 f"infinity")
+                                 f"infinity", "backward", i)
         self.theta = T.copied(tb) if self.theta is None else T.add(self.theta, tb)
 
     def disk(self, op: int, src: int, dst: int, cell: int) -> None:

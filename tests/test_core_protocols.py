@@ -48,8 +48,18 @@ def _callback_error() -> CallbackError:
     return info.value
 
 
+def _non_finite_error() -> pebbles.NonFiniteError:
+    with pytest.raises(pebbles.NonFiniteError) as info:
+        pebbles.replay(pebbles.schedule("treeverse", 4, budget=2), None, np.ones(2),
+                       lambda i, s: s * np.inf if i == 2 else 2 * s,
+                       lambda i, s, g: (g, None), np.ones_like, check_finite=True)
+    assert (info.value.callback, info.value.step) == ("step", 2)
+    return info.value
+
+
 ERRORS = {
     "infeasible": _infeasible,
+    "non-finite": _non_finite_error,
     "illegal": _illegal,
     "callback": _callback_error,
     "disk-full": lambda: DiskFullError("/tmp/d", 80, 3),

@@ -206,9 +206,18 @@ def test_check_finite():
         return s / 0.0 if i == 2 else A @ s
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        with pytest.raises(NonFiniteError, match="at step 2"):
+        with pytest.raises(NonFiniteError, match="at step 2") as info:
             replay(store_all(n), n, S0, step, lambda i, s, g: (g, None),
                    lambda s: W.copy(), check_finite=True)
+    assert (info.value.callback, info.value.step) == ("step", 2)
+    with np.errstate(divide="ignore"), pytest.raises(NonFiniteError, match="theta_bar") as info:
+        replay(store_all(n), n, S0, lambda i, s: A @ s, lambda i, s, g: (g, g / 0.0 * i),
+               lambda s: W.copy(), check_finite=True)
+    assert (info.value.callback, info.value.step) == ("backward", n - 1)
+    with pytest.raises(NonFiniteError, match="loss at step") as info:
+        replay(store_all(n), n, S0, lambda i, s: A @ s, lambda i, s, g: (g, None),
+               lambda s: W.copy(), loss=lambda s: np.nan, check_finite=True)
+    assert (info.value.callback, info.value.step) == ("loss", n)
 
 
 def test_illegal_schedules():
