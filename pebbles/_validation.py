@@ -33,8 +33,11 @@ def check_int(name: str, value: object, minimum: int | None = None) -> int:
         If ``value < minimum``.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        got = kind = type(value).__name__
+        dtype = str(getattr(value, "dtype", kind))  # an array's dtype says more than its type
+        got += f" of dtype {dtype}" if dtype != kind else ""
         raise PebblesTypeError(
-            f"{name}={value!r} must be an integer, got {type(value).__name__}; "
+            f"{name}={value!r} must be an integer, got {got}; "
             f"pass a whole number such as {name}=10"
         )
     value = int(value)

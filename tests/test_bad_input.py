@@ -687,3 +687,11 @@ def test_valid_numpy_scalars_and_defaults_still_pass():
     assert pebbles.candidates(5, 3, keep=lambda method, options: True)
     assert pebbles.simulate(pebbles.schedule("store-all", 3), 3, trace=np.True_).trace
     assert pebbles.hetero_brute_force(_CHAIN, 0) is None  # a real search, nothing fits
+
+
+def test_an_array_given_for_an_integer_names_its_dtype():
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^budget=array\(\[3\]\) must be an "
+                                                       r"integer, got ndarray of dtype int64;"):
+        pebbles.schedule("treeverse", 10, budget=np.array([3], dtype=np.int64))
+    with pytest.raises(pebbles.PebblesTypeError, match=r"must be an integer, got float64; "):
+        pebbles.schedule("treeverse", 10, budget=np.float64(3))
