@@ -1255,8 +1255,7 @@ def schedule(method: str, n: int, *, budget: int | None = None, pebbles: int | N
         ``k``, ``every``, ``delta`` or ``period`` neither an integer nor None,
         ``disk_budget`` neither an integer, ``math.inf`` nor None,
         ``write_cost``, ``read_cost`` or ``backward_cost`` neither a real number nor
-        None, or ``inplace``
-        or ``background_writes`` not True or False.
+        None, or ``inplace`` or ``background_writes`` not True or False.
     pebbles.PebblesValueError
         If ``method`` is not in :data:`METHODS`, an option it needs is missing,
         or one it does not take is given (each named as its keyword argument).
