@@ -738,7 +738,8 @@ def _same_leaves(a: Any, b: Any) -> bool:
 _WARNED: set[str] = set()
 
 
-def _progress_bar(total: int, progress: bool) -> Any:
+def _progress_bar(total: int | None, progress: bool) -> Any:
+    """A tqdm bar of ``total`` operations (None: unknown) if ``progress``, else None."""
     if not progress:
         return None
     try:

@@ -726,6 +726,7 @@ def replay_until(
     beyond: str = "greedy",
     check_finite: bool = False,
     check_states: bool = False,
+    progress: bool = False,
 ) -> UntilResult:
     """Run ``s_{i+1} = step(i, s_i)`` until ``done(i, s_i)``, then return the gradient.
 
@@ -773,6 +774,11 @@ def replay_until(
     check_states : bool
         Debug mode, as in :func:`pebbles.replay`: name the callback and step that
         changed a state it was only given to read (``done`` included; slower).
+    progress : bool
+        Show a tqdm progress bar (``pip install "pebble-games[progress]"``; without
+        tqdm a warning says so once), counting the steps until the stop, then the
+        reverse sweep's slot operations; it has no total, since ``n`` is not known
+        in advance.
 
     Returns
     -------
@@ -804,13 +810,14 @@ def replay_until(
     >>> r.n, r.grad_s0          # 1.5**12 > 100 > 1.5**11
     (12, array([129.74633789, 129.74633789]))
     """
-    from ._executor import _callbacks, _check_callbacks, _guard, _Replay
+    from ._executor import _callbacks, _check_callbacks, _guard, _progress_bar, _Replay
 
     budget = while_budget(budget, "replay_until", ("state", "states"))
     if max_steps is not None:
         max_steps = check_int("max_steps", max_steps, 1)
     check_finite = check_bool("check_finite", check_finite)
     check_states = check_bool("check_states", check_states)
+    progress = check_bool("progress", progress)
     sched = OnlineScheduler(budget, beyond=beyond)
     _check_callbacks(s0, "replay_until", step=step, backward=backward, loss_grad=loss_grad,
                      done=done, loss=loss, running_loss=running_loss,
@@ -820,20 +827,29 @@ def replay_until(
                                      running_loss_grad=running_loss_grad),
                 check_finite, None, check_states)  # slots: the stop's program sizes them
     r.offers = False  # no step_into here
-    _guard(r, s0, lambda: _reverse_until(r, _forward_until(r, sched, max_steps), sched))
+    bar = _progress_bar(None, progress)
+    try:
+        _guard(r, s0, lambda: _reverse_until(r, _forward_until(r, sched, max_steps, bar),
+                                             sched, bar))
+    finally:
+        if bar is not None:
+            bar.close()
     result = UntilResult(r.n, r.loss, r.gbar, r.theta, r.steps, r.paints)
     r.release()
     return result
 
 
-def _forward_until(r: _Replay, sched: OnlineScheduler, max_steps: int | None) -> dict[int, Any]:
+def _forward_until(r: _Replay, sched: OnlineScheduler, max_steps: int | None,
+                   bar: Any) -> dict[int, Any]:
     """Step through ``r`` until ``done``; return the states kept, ``{cell: state}``,
-    ``s_n`` included."""
+    ``s_n`` included. ``bar``: a progress bar to count the steps on, or None."""
     s = r.slots[0]
     kept, i = {0: s}, 0
     while True:
         nxt = r.fresh(i, s, 1)
         i += 1
+        if bar is not None:
+            bar.update(1)
         if r.truth("done", i, nxt) or i == max_steps:
             kept[i] = r.keep(nxt)
             return kept
@@ -843,7 +859,8 @@ def _forward_until(r: _Replay, sched: OnlineScheduler, max_steps: int | None) ->
         kept[i] = s = r.keep(nxt)
 
 
-def _reverse_until(r: _Replay, kept: dict[int, Any], sched: OnlineScheduler) -> None:
+def _reverse_until(r: _Replay, kept: dict[int, Any], sched: OnlineScheduler,
+                   bar: Any) -> None:
     """Run the rest of ``online(n, budget)`` through ``r`` from the states ``kept``.
 
     Piece by piece, so that its memory is bounded independently of ``n``: the seed and
@@ -864,9 +881,9 @@ def _reverse_until(r: _Replay, kept: dict[int, Any], sched: OnlineScheduler) -> 
         for chunk in treeverse_chunks(d, min(budget - j, d)):
             moves = chunk + [0, base, base]
             moves[chunk[:, 2] < 0, 2] = -1
-            r.run(board.lower(moves), None)
+            r.run(board.lower(moves), bar)
         if base:
-            r.run(board.lower(np.array([[_REMOVE, base, -1]])), None)
+            r.run(board.lower(np.array([[_REMOVE, base, -1]])), bar)
 
 
 def _seed_program(board: SlotBoard, cells: list[int], nslots: int) -> SlotProgram:

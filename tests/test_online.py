@@ -739,10 +739,10 @@ def test_replay_until_stop_memory_does_not_grow_with_n(monkeypatch):
     pebbles.replay_until(budget=5, **_trivial(300))  # imports, not counted below
     peaks, reverse = [], on._reverse_until
 
-    def traced(r, kept, sched):
+    def traced(r, kept, sched, bar):
         tracemalloc.start()
         try:
-            reverse(r, kept, sched)
+            reverse(r, kept, sched, bar)
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
@@ -815,3 +815,38 @@ def test_replay_until_holds_no_more_than_its_steps_need(monkeypatch):
     finally:
         tracemalloc.stop()
     assert r.n == 10 and r.backward_steps == 10 and peak < 2**20, peak
+
+
+def test_replay_until_progress_bar_counts_the_steps_then_the_reverse_sweep(monkeypatch):
+    """progress=True: one bar without a total (n is not known), updated once per forward
+    step until the stop, then once per slot operation of the reverse sweep, and closed;
+    the result is that of a run without it."""
+    import sys
+    import types
+
+    import pebbles._executor as ex
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, unit):
+            self.total, self.count, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.count += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=Bar))
+    step, backward, loss_grad, loss, s0 = _problem()
+    kw = dict(step=step, backward=backward, loss_grad=loss_grad, s0=s0,
+              done=lambda i, s: i == 40, budget=3, loss=loss)
+    plain, shown = pebbles.replay_until(**kw), pebbles.replay_until(**kw, progress=True)
+    assert np.array_equal(plain.grad_s0, shown.grad_s0) and plain.loss == shown.loss
+    (bar,) = bars
+    assert bar.total is None and bar.closed and bar.count > 40
+    assert ex._progress_bar(None, False) is None
+    with pytest.raises(pebbles.PebblesTypeError, match=r"^progress='yes' must be True or"):
+        pebbles.replay_until(**kw, progress="yes")
