@@ -33,9 +33,9 @@ def check_int(name: str, value: object, minimum: int | None = None) -> int:
         If ``value < minimum``.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        got = kind = type(value).__name__
-        dtype = str(getattr(value, "dtype", kind))  # an array's dtype says more than its type
-        got += f" of dtype {dtype}" if dtype != kind else ""
+        kind, dtype = type(value).__name__, getattr(value, "dtype", None)
+        # an array's dtype says more than its type (a NumPy scalar's type is its dtype)
+        got = kind if dtype is None or str(dtype) == kind else f"{kind} of dtype {dtype}"
         raise PebblesTypeError(
             f"{name}={value!r} must be an integer, got {got}; "
             f"pass a whole number such as {name}=10"

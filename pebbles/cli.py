@@ -560,9 +560,6 @@ def in_flags(err: PebblesError, n_flag: str = "-n",
     return err
 
 
-#: Registry options given as a switch (a flag without a value): ``name=True`` is the flag.
-_SWITCHES = {"inplace": "--inplace", "background_writes": "--background-writes"}
-
 #: Single-dash flags and the unit they count (``-n 20 steps`` reads ``-n 20``).
 _FLAG_UNITS = {"-n": "steps"}
 
@@ -583,6 +580,8 @@ _FLAGS = {"inplace": "--inplace", "k": "--k", "delta": "--delta", "tau": "--tau"
           "period": "--period", "disk_budget": "--disk-slots", "write_cost": "--write-cost",
           "read_cost": "--read-cost", "background_writes": "--background-writes",
           "backward_cost": "--backward-cost"}
+#: Registry options given as a switch (a flag without a value): ``name=True`` is the flag.
+_SWITCHES = {name: _FLAGS[name] for name in ("inplace", "background_writes")}
 
 
 def _dest(name: str) -> str:

@@ -16,19 +16,24 @@ Submodules are not imported here, so ``import solvers`` does not load Numba.
 import sys
 from importlib.util import find_spec
 
-from pebbles.cli import missing_extra
-
-_NEED = str(missing_extra("Numba", "solvers", "the solvers package"))
 #: The modules whose command line answers ``--help`` (and usage errors) without Numba:
 #: they define their parser before they import it (see :func:`_refuse_without_numba`).
 _PARSE_WITHOUT_NUMBA = ("solvers.lorenz", "solvers.pml")
+
+
+def _need() -> str:
+    """The line naming the install that brings Numba, in the library's wording (made only
+    where Numba is missing: ``import solvers`` does not load ``pebbles.cli``)."""
+    from pebbles.cli import missing_extra
+
+    return str(missing_extra("Numba", "solvers", "the solvers package"))
 
 
 def _refuse_without_numba(_args: object) -> str:
     """The ``run`` of :func:`pebbles.cli.run_command` for ``python -m solvers.lorenz`` or
     ``solvers.pml`` without Numba: the arguments parsed, any command needs Numba (its
     ImportError becomes one line naming the install, status 2)."""
-    raise ImportError(_NEED)
+    raise ImportError(_need())
 
 
 if find_spec("numba") is None:  # checked without importing it
@@ -39,7 +44,7 @@ if find_spec("numba") is None:  # checked without importing it
     if _RUN in _PARSE_WITHOUT_NUMBA:
         pass  # its parser answers --help; a command ends in _refuse_without_numba
     elif _RUN is not None and _RUN.startswith("solvers"):
-        sys.stderr.write(f"python -m {_RUN}: error: {_NEED}\n")
+        sys.stderr.write(f"python -m {_RUN}: error: {_need()}\n")
         raise SystemExit(2)
     else:
-        raise ImportError(_NEED)
+        raise ImportError(_need())
