@@ -111,7 +111,6 @@ def test_the_package_is_marked_typed_and_ships_the_marker():
     type checkers read the public API's hints from an installed copy."""
     import tomllib
 
-    root = Path(__file__).resolve().parent.parent
-    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "py.typed" in config["package-data"]["pebbles"]
     assert (Path(pebbles.__file__).parent / "py.typed").is_file()
